@@ -1,0 +1,32 @@
+/* strata_buf: see buf.h. Grows geometrically so appends are amortized O(1). */
+#include "common/buf.h"
+
+#include <stdlib.h>
+
+#include "common/err.h"
+
+int strata_buf_reserve(strata_buf *b, size_t extra) {
+  if (b->cap - b->len >= extra) return 0;
+  if (extra > SIZE_MAX / 2 - b->len)
+    return strata_err(STRATA_ENOMEM, "buffer of %zu + %zu bytes is too large", b->len, extra);
+  size_t cap = b->cap ? b->cap : 256;
+  while (cap - b->len < extra) cap *= 2;
+  uint8_t *p = realloc(b->p, cap);
+  if (!p) return strata_err(STRATA_ENOMEM, "cannot grow buffer to %zu bytes", cap);
+  b->p = p;
+  b->cap = cap;
+  return 0;
+}
+
+int strata_buf_append(strata_buf *b, const void *p, size_t n) {
+  int rc = strata_buf_reserve(b, n);
+  if (rc) return rc;
+  strata_buf_put(b, p, n);
+  return 0;
+}
+
+void strata_buf_free(strata_buf *b) {
+  free(b->p);
+  b->p = NULL;
+  b->len = b->cap = 0;
+}

@@ -1,0 +1,33 @@
+/*
+ * A growable byte buffer: the output type of every encoder. Appending never
+ * fails silently: strata_buf_reserve returns STRATA_ENOMEM.
+ */
+#ifndef STRATA_COMMON_BUF_H
+#define STRATA_COMMON_BUF_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+typedef struct strata_buf {
+  uint8_t *p;   /* owned; free with strata_buf_free */
+  size_t len;
+  size_t cap;
+} strata_buf;
+
+#define STRATA_BUF_INIT {NULL, 0, 0}
+
+/* Makes room for `extra` more bytes. Returns 0 or STRATA_ENOMEM. */
+int strata_buf_reserve(strata_buf *b, size_t extra);
+/* Appends n bytes. Returns 0 or STRATA_ENOMEM. */
+int strata_buf_append(strata_buf *b, const void *p, size_t n);
+/* Frees the storage and resets b to empty. */
+void strata_buf_free(strata_buf *b);
+
+/* Appends without a capacity check: the caller reserved the room. */
+static inline void strata_buf_put(strata_buf *b, const void *p, size_t n) {
+  if (n) memcpy(b->p + b->len, p, n);
+  b->len += n;
+}
+
+#endif

@@ -1,0 +1,1 @@
+# rpc/: see rpc/README.md. Appends to the variables the top-level Makefile defines.

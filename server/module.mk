@@ -1,0 +1,1 @@
+# server/: see server/README.md. Appends to the variables the top-level Makefile defines.

@@ -1,0 +1,23 @@
+# tests/: the tiers `make test` runs, in order. Each tier is a target
+# test-NAME that runs its binaries through tests/run-tier.sh, which appends one
+# result line to $(TEST_RESULTS). Folders add their own binaries to
+# UNIT_TESTS / FUZZ_TARGETS; tiers that need more are added here.
+
+TEST_TIERS += unit unit-asan fuzz
+
+.PHONY: test-unit test-unit-asan test-fuzz
+
+test-unit:
+	@$(MAKE) --no-print-directory VARIANT=release unit-bins
+	@sh tests/run-tier.sh unit $(TEST_RESULTS) $(UNIT_TESTS:%.c=$(BUILD)/release/%)
+
+test-unit-asan:
+	@$(MAKE) --no-print-directory VARIANT=asan unit-bins
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  sh tests/run-tier.sh unit-asan $(TEST_RESULTS) $(UNIT_TESTS:%.c=$(BUILD)/asan/%)
+
+# Each libFuzzer target runs FUZZ_SECONDS from its seed corpus (tests/fuzz/corpus/NAME,
+# made by tests/fuzz/seeds at build time); any crash or sanitizer report fails the tier.
+test-fuzz:
+	@$(MAKE) --no-print-directory VARIANT=fuzz fuzz-bins
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh $(TEST_RESULTS) $(BUILD)/fuzz $(FUZZ_TARGETS:tests/fuzz/%.c=%)

@@ -1,0 +1,58 @@
+/* The error table: every code has a distinct name and message, and the
+ * per-thread detail message carries context through layers. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "common/err.h"
+
+static void test_names_and_messages_are_distinct(void **state) {
+  static const int codes[] = {
+#define XX(name, val, msg) STRATA_E##name,
+    STRATA_ERRNO_MAP(XX)
+#undef XX
+  };
+  size_t n = sizeof codes / sizeof codes[0];
+  for (size_t i = 0; i < n; i++) {
+    assert_true(codes[i] < 0);
+    assert_string_not_equal(strata_errname(codes[i]), "STRATA_EUNKNOWN");
+    for (size_t j = i + 1; j < n; j++) {
+      assert_int_not_equal(codes[i], codes[j]);
+      assert_string_not_equal(strata_errname(codes[i]), strata_errname(codes[j]));
+    }
+  }
+  assert_string_equal(strata_errname(STRATA_ECORRUPT), "STRATA_ECORRUPT");
+  assert_string_equal(strata_errname(STRATA_OK), "STRATA_OK");
+}
+
+static void test_errno_values_pass_through(void **state) {
+  assert_string_equal(strata_errname(ENOSPC), "ENOSPC");
+  assert_string_equal(strata_strerror(ENOSPC), strerror(ENOSPC));
+}
+
+static void test_detail_message_and_wrap(void **state) {
+  strata_err_clear();
+  assert_string_equal(strata_errmsg(), "success");
+  int rc = strata_err(STRATA_ECORRUPT, "btree node: field %s at offset %d", "num_entries", 13);
+  assert_int_equal(rc, STRATA_ECORRUPT);
+  assert_string_equal(strata_errmsg(), "btree node: field num_entries at offset 13");
+  rc = strata_err_wrap(rc, "file %s", "d/abc");
+  assert_string_equal(strata_errmsg(), "file d/abc: btree node: field num_entries at offset 13");
+  /* Wrapping a code with no detail recorded uses its description. */
+  strata_err_clear();
+  strata_err_wrap(STRATA_ENOTFOUND, "key %s", "k1");
+  assert_string_equal(strata_errmsg(), "key k1: not found");
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_names_and_messages_are_distinct),
+    cmocka_unit_test(test_errno_values_pass_through),
+    cmocka_unit_test(test_detail_message_and_wrap),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}

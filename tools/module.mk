@@ -1,0 +1,1 @@
+# tools/: see tools/README.md. Appends to the variables the top-level Makefile defines.
