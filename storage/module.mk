@@ -6,3 +6,6 @@ UNIT_TESTS += tests/unit/test_crc32c.c tests/unit/test_codec_roundtrip.c \
 FUZZ_TARGETS += tests/fuzz/fuzz_manifest.c tests/fuzz/fuzz_btnode.c \
 	tests/fuzz/fuzz_vtnode.c tests/fuzz/fuzz_dft.c
 BENCH_SRCS += tools/bench/bench_codec.c
+
+# The store engine (base stores, B+tree, commit pipeline) has its own fragment.
+include storage/engine.mk
