@@ -32,7 +32,11 @@
 #define OCDBT_MISSING UINT64_MAX
 /* A decoder refuses to materialize more than this many bytes for one object
  * (decompressed body, or keys rebuilt from prefix compression). */
+#ifdef STRATA_FUZZING
+#define OCDBT_MAX_DECODED_BYTES ((size_t)64 << 20)
+#else
 #define OCDBT_MAX_DECODED_BYTES ((size_t)1 << 30)
+#endif
 
 typedef struct ocdbt_slice {
   const uint8_t *p;
@@ -180,14 +184,17 @@ void ocdbt_vtnode_free(ocdbt_vtnode *node);
 
 /* Sorts table entries by (base_path, relative_path), removes duplicates, and
  * writes into remap[i] the new index of old entry i (remap has dft->n slots).
- * The slices are reordered in place; no bytes are copied. */
-void ocdbt_dft_sort(ocdbt_dft *dft, uint64_t *remap);
+ * The slices are reordered in place; no bytes are copied. Returns 0 or
+ * STRATA_ENOMEM. */
+int ocdbt_dft_sort(ocdbt_dft *dft, uint64_t *remap);
 
 /* Encodes / decodes a bare data file table (no envelope). The decoded table's
- * paths live in an arena returned through *arena (free() it). */
+ * paths live in an arena returned through *arena, freed with
+ * ocdbt_dft_arena_free; *consumed is the number of bytes read. */
 int ocdbt_dft_encode(const ocdbt_dft *dft, strata_buf *out);
 int ocdbt_dft_decode(const uint8_t *p, size_t n, size_t transitive_len, ocdbt_dft *out,
                      void **arena, size_t *consumed);
+void ocdbt_dft_arena_free(void *arena);
 
 /* The generation range a version tree node at `height` may cover when its
  * newest generation is `latest`: [first, latest]. */

@@ -1,0 +1,386 @@
+/*
+ * The machinery every OCDBT codec shares: the arena decoded objects own, the
+ * bounds-checked reader, varints, and the envelope (header, optional zstd
+ * body, CRC-32C footer) around manifests, version tree nodes and B+tree nodes.
+ */
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zstd.h>
+
+#include "storage/codec_int.h"
+
+/* --- arena ------------------------------------------------------------------ */
+
+/* Blocks form a singly linked list; each starts with this header. */
+typedef struct block {
+  struct block *next;
+  size_t used, cap;
+  _Alignas(16) unsigned char data[];
+} block;
+
+struct ocdbt__arena {
+  block *head;
+  void **adopted;
+  size_t n_adopted, cap_adopted;
+};
+
+ocdbt__arena *ocdbt__arena_new(void) {
+  ocdbt__arena *a = calloc(1, sizeof *a);
+  if (!a) strata_err(STRATA_ENOMEM, "cannot allocate decode arena");
+  return a;
+}
+
+void *ocdbt__arena_alloc(ocdbt__arena *a, size_t size) {
+  size = (size + 15) & ~(size_t)15;
+  block *b = a->head;
+  if (!b || b->cap - b->used < size) {
+    size_t cap = size > 4096 ? size : 4096;
+    b = malloc(sizeof *b + cap);
+    if (!b) {
+      strata_err(STRATA_ENOMEM, "cannot allocate %zu bytes while decoding", size);
+      return NULL;
+    }
+    b->cap = cap;
+    b->used = 0;
+    /* A large block goes second so the small-allocation block stays in front. */
+    if (a->head && size > 4096) {
+      b->next = a->head->next;
+      a->head->next = b;
+    } else {
+      b->next = a->head;
+      a->head = b;
+    }
+  }
+  void *p = b->data + b->used;
+  b->used += size;
+  memset(p, 0, size);
+  return p;
+}
+
+int ocdbt__arena_adopt(ocdbt__arena *a, void *blockp) {
+  if (a->n_adopted == a->cap_adopted) {
+    size_t cap = a->cap_adopted ? a->cap_adopted * 2 : 4;
+    void **p = realloc(a->adopted, cap * sizeof *p);
+    if (!p) return strata_err(STRATA_ENOMEM, "cannot grow decode arena");
+    a->adopted = p;
+    a->cap_adopted = cap;
+  }
+  a->adopted[a->n_adopted++] = blockp;
+  return 0;
+}
+
+void ocdbt__arena_free(ocdbt__arena *a) {
+  if (!a) return;
+  for (block *b = a->head, *next; b; b = next) {
+    next = b->next;
+    free(b);
+  }
+  for (size_t i = 0; i < a->n_adopted; i++) free(a->adopted[i]);
+  free(a->adopted);
+  free(a);
+}
+
+/* --- reader ------------------------------------------------------------------ */
+
+int ocdbt__rd_fail(const ocdbt__rd *r, const char *field, long idx, const char *fmt, ...) {
+  char why[512];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(why, sizeof why, fmt, ap);
+  va_end(ap);
+  if (idx >= 0)
+    return strata_err(STRATA_ECORRUPT, "%s: %s[%ld] at body offset %zu: %s", r->obj, field, idx,
+                      r->off, why);
+  return strata_err(STRATA_ECORRUPT, "%s: %s at body offset %zu: %s", r->obj, field, r->off, why);
+}
+
+int ocdbt__rd_varint(ocdbt__rd *r, uint64_t max, uint64_t *v, const char *field, long idx) {
+  uint64_t x = 0;
+  for (unsigned shift = 0, i = 0;; shift += 7, i++) {
+    if (r->off + i >= r->n) return ocdbt__rd_fail(r, field, idx, "unexpected end of data in varint");
+    uint8_t byte = r->p[r->off + i];
+    /* The 10th byte may carry only bit 63. */
+    if (i == 9 && byte > 1) return ocdbt__rd_fail(r, field, idx, "varint exceeds 64 bits");
+    x |= (uint64_t)(byte & 0x7f) << shift;
+    if (!(byte & 0x80)) {
+      if (x > max)
+        return ocdbt__rd_fail(r, field, idx, "value %llu exceeds the field's maximum %llu",
+                              (unsigned long long)x, (unsigned long long)max);
+      r->off += i + 1;
+      *v = x;
+      return 0;
+    }
+  }
+}
+
+int ocdbt__rd_u8(ocdbt__rd *r, uint8_t *v, const char *field, long idx) {
+  if (r->off >= r->n) return ocdbt__rd_fail(r, field, idx, "unexpected end of data");
+  *v = r->p[r->off++];
+  return 0;
+}
+
+int ocdbt__rd_u32le(ocdbt__rd *r, uint32_t *v, const char *field, long idx) {
+  if (ocdbt__rd_left(r) < 4) return ocdbt__rd_fail(r, field, idx, "unexpected end of data");
+  const uint8_t *q = r->p + r->off;
+  *v = (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
+  r->off += 4;
+  return 0;
+}
+
+int ocdbt__rd_u64le(ocdbt__rd *r, uint64_t *v, const char *field, long idx) {
+  if (ocdbt__rd_left(r) < 8) return ocdbt__rd_fail(r, field, idx, "unexpected end of data");
+  uint64_t x = 0;
+  for (int i = 7; i >= 0; i--) x = x << 8 | r->p[r->off + i];
+  *v = x;
+  r->off += 8;
+  return 0;
+}
+
+int ocdbt__rd_bytes(ocdbt__rd *r, size_t len, const uint8_t **out, const char *field, long idx) {
+  if (ocdbt__rd_left(r) < len)
+    return ocdbt__rd_fail(r, field, idx, "needs %zu bytes but only %zu remain", len,
+                          ocdbt__rd_left(r));
+  *out = r->p + r->off;
+  r->off += len;
+  return 0;
+}
+
+int ocdbt__rd_end(const ocdbt__rd *r) {
+  if (r->off != r->n)
+    return ocdbt__rd_fail(r, "end", -1, "%zu unexpected trailing bytes", r->n - r->off);
+  return 0;
+}
+
+int ocdbt__rd_check_count(const ocdbt__rd *r, uint64_t count, size_t min_bytes,
+                          const char *field) {
+  if (count > ocdbt__rd_left(r) / min_bytes)
+    return ocdbt__rd_fail(r, field, -1, "count %llu cannot fit in the %zu bytes that remain",
+                          (unsigned long long)count, ocdbt__rd_left(r));
+  return 0;
+}
+
+/* --- writer ------------------------------------------------------------------ */
+
+int ocdbt__w_varint(strata_buf *b, uint64_t v) {
+  int rc = strata_buf_reserve(b, 10);
+  if (rc) return rc;
+  ocdbt__put_varint(b, v);
+  return 0;
+}
+
+int ocdbt__w_u8(strata_buf *b, uint8_t v) { return strata_buf_append(b, &v, 1); }
+
+int ocdbt__w_u32le(strata_buf *b, uint32_t v) {
+  uint8_t q[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+  return strata_buf_append(b, q, 4);
+}
+
+int ocdbt__w_u64le(strata_buf *b, uint64_t v) {
+  uint8_t q[8];
+  for (int i = 0; i < 8; i++) q[i] = (uint8_t)(v >> (8 * i));
+  return strata_buf_append(b, q, 8);
+}
+
+/* --- zstd contexts, one per thread -------------------------------------------- */
+
+static pthread_key_t cctx_key, dctx_key;
+static pthread_once_t zstd_once = PTHREAD_ONCE_INIT;
+
+static void free_cctx(void *p) { ZSTD_freeCCtx(p); }
+static void free_dctx(void *p) { ZSTD_freeDCtx(p); }
+static void zstd_keys(void) {
+  pthread_key_create(&cctx_key, free_cctx);
+  pthread_key_create(&dctx_key, free_dctx);
+}
+
+static ZSTD_CCtx *thread_cctx(void) {
+  pthread_once(&zstd_once, zstd_keys);
+  ZSTD_CCtx *c = pthread_getspecific(cctx_key);
+  if (!c && (c = ZSTD_createCCtx())) pthread_setspecific(cctx_key, c);
+  return c;
+}
+
+static ZSTD_DCtx *thread_dctx(void) {
+  pthread_once(&zstd_once, zstd_keys);
+  ZSTD_DCtx *d = pthread_getspecific(dctx_key);
+  if (!d && (d = ZSTD_createDCtx())) pthread_setspecific(dctx_key, d);
+  return d;
+}
+
+/* --- envelope ------------------------------------------------------------------ */
+
+#define ENV_FIXED 12 /* magic + length */
+
+int ocdbt__env_begin(strata_buf *out, uint32_t magic, int compression, size_t *start) {
+  int rc = strata_buf_reserve(out, ENV_FIXED + 2);
+  if (rc) return rc;
+  *start = out->len;
+  uint8_t hdr[ENV_FIXED] = {(uint8_t)(magic >> 24), (uint8_t)(magic >> 16), (uint8_t)(magic >> 8),
+                            (uint8_t)magic};
+  strata_buf_put(out, hdr, sizeof hdr);
+  ocdbt__put_varint(out, 0);           /* format version */
+  ocdbt__put_varint(out, (uint64_t)compression);
+  return 0;
+}
+
+/* Replaces out[body, len) with its zstd compression. */
+static int compress_body(strata_buf *out, size_t body, int level) {
+  size_t n = out->len - body;
+  size_t bound = ZSTD_compressBound(n);
+  uint8_t *tmp = malloc(bound);
+  ZSTD_CCtx *c = thread_cctx();
+  if (!tmp || !c) {
+    free(tmp);
+    return strata_err(STRATA_ENOMEM, "cannot allocate zstd compression state");
+  }
+  ZSTD_CCtx_reset(c, ZSTD_reset_session_and_parameters);
+  ZSTD_CCtx_setParameter(c, ZSTD_c_compressionLevel, level);
+  ZSTD_CCtx_setParameter(c, ZSTD_c_checksumFlag, 0);
+  size_t z = ZSTD_compress2(c, tmp, bound, out->p + body, n);
+  if (ZSTD_isError(z)) {
+    free(tmp);
+    return strata_err(STRATA_EINTERNAL, "zstd compression failed: %s", ZSTD_getErrorName(z));
+  }
+  out->len = body;
+  int rc = strata_buf_append(out, tmp, z);
+  free(tmp);
+  return rc;
+}
+
+int ocdbt__env_end(strata_buf *out, size_t start, int compression, int zstd_level) {
+  int rc = 0;
+  if (compression == OCDBT_COMPRESSION_ZSTD) {
+    if (zstd_level < OCDBT_ZSTD_MIN_LEVEL || zstd_level > OCDBT_ZSTD_MAX_LEVEL) {
+      rc = strata_err(STRATA_EINVALID, "zstd level %d outside [%d, %d]", zstd_level,
+                      OCDBT_ZSTD_MIN_LEVEL, OCDBT_ZSTD_MAX_LEVEL);
+      goto fail;
+    }
+    /* The body starts after the 12 fixed bytes and the two one-byte varints. */
+    if ((rc = compress_body(out, start + ENV_FIXED + 2, zstd_level))) goto fail;
+  } else if (compression != OCDBT_COMPRESSION_NONE) {
+    rc = strata_err(STRATA_EINVALID, "unknown compression method %d", compression);
+    goto fail;
+  }
+  if ((rc = strata_buf_reserve(out, 4))) goto fail;
+  uint64_t length = out->len + 4 - start;
+  for (int i = 0; i < 8; i++) out->p[start + 4 + i] = (uint8_t)(length >> (8 * i));
+  uint32_t crc = ocdbt_crc32c(0, out->p + start, out->len - start);
+  uint8_t foot[4] = {(uint8_t)crc, (uint8_t)(crc >> 8), (uint8_t)(crc >> 16), (uint8_t)(crc >> 24)};
+  strata_buf_put(out, foot, 4);
+  return 0;
+fail:
+  out->len = start;
+  return rc;
+}
+
+/* Streams the frame(s) in src into a buffer the arena adopts; the result must
+ * end exactly at a frame boundary and stay within OCDBT_MAX_DECODED_BYTES. */
+static int decompress(const uint8_t *src, size_t n, const char *obj, ocdbt__arena *a,
+                      ocdbt__rd *body) {
+  ZSTD_DCtx *d = thread_dctx();
+  if (!d) return strata_err(STRATA_ENOMEM, "cannot allocate zstd decompression state");
+  ZSTD_DCtx_reset(d, ZSTD_reset_session_and_parameters);
+  unsigned long long want = ZSTD_getFrameContentSize(src, n);
+  size_t cap = 4096;
+  if (want != ZSTD_CONTENTSIZE_UNKNOWN && want != ZSTD_CONTENTSIZE_ERROR) {
+    if (want > OCDBT_MAX_DECODED_BYTES)
+      return strata_err(STRATA_ETOOBIG, "%s: decompressed size %llu exceeds the limit of %zu bytes",
+                        obj, want, (size_t)OCDBT_MAX_DECODED_BYTES);
+    cap = want ? (size_t)want : 1;
+  }
+  uint8_t *dst = malloc(cap);
+  if (!dst) return strata_err(STRATA_ENOMEM, "cannot allocate %zu bytes to decompress %s", cap, obj);
+  ZSTD_inBuffer in = {src, n, 0};
+  ZSTD_outBuffer o = {dst, cap, 0};
+  size_t ret = 1;
+  while (in.pos < in.size || (ret != 0 && o.pos == o.size)) {
+    if (o.pos == o.size) {
+      if (o.size >= OCDBT_MAX_DECODED_BYTES) {
+        free(dst);
+        return strata_err(STRATA_ETOOBIG, "%s: decompressed body exceeds the limit of %zu bytes",
+                          obj, (size_t)OCDBT_MAX_DECODED_BYTES);
+      }
+      size_t ncap = o.size * 2 > OCDBT_MAX_DECODED_BYTES ? OCDBT_MAX_DECODED_BYTES : o.size * 2;
+      uint8_t *p = realloc(dst, ncap);
+      if (!p) {
+        free(dst);
+        return strata_err(STRATA_ENOMEM, "cannot grow decompression buffer for %s", obj);
+      }
+      dst = p;
+      o.dst = p;
+      o.size = ncap;
+    }
+    size_t before_in = in.pos, before_out = o.pos;
+    ret = ZSTD_decompressStream(d, &o, &in);
+    if (ZSTD_isError(ret)) {
+      free(dst);
+      return strata_err(STRATA_ECORRUPT, "%s: zstd body at byte %zu: %s", obj, in.pos,
+                        ZSTD_getErrorName(ret));
+    }
+    if (in.pos == before_in && o.pos == before_out && o.pos < o.size) break; /* no progress */
+  }
+  if (ret != 0) {
+    free(dst);
+    return strata_err(STRATA_ECORRUPT, "%s: zstd body ends inside a frame", obj);
+  }
+  if (ocdbt__arena_adopt(a, dst)) {
+    free(dst);
+    return STRATA_ENOMEM;
+  }
+  body->p = dst;
+  body->n = o.pos;
+  return 0;
+}
+
+int ocdbt__env_decode(const uint8_t *p, size_t n, uint32_t magic, const char *obj,
+                      ocdbt__arena *a, ocdbt__rd *body) {
+  if (n < ENV_FIXED + 4)
+    return strata_err(STRATA_ECORRUPT, "%s: %zu bytes is shorter than the minimum of 16", obj, n);
+  uint32_t m = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+  if (m != magic)
+    return strata_err(STRATA_ECORRUPT, "%s: magic at offset 0 is 0x%08x, expected 0x%08x", obj, m,
+                      magic);
+  uint64_t length = 0;
+  for (int i = 7; i >= 0; i--) length = length << 8 | p[4 + i];
+  if (length != n)
+    return strata_err(STRATA_ECORRUPT, "%s: length field at offset 4 says %llu bytes, object has %zu",
+                      obj, (unsigned long long)length, n);
+  uint32_t want = (uint32_t)p[n - 4] | (uint32_t)p[n - 3] << 8 | (uint32_t)p[n - 2] << 16 |
+                  (uint32_t)p[n - 1] << 24;
+  uint32_t got = ocdbt_crc32c(0, p, n - 4);
+  if (want != got)
+    return strata_err(STRATA_ECORRUPT, "%s: CRC-32C mismatch (footer 0x%08x, computed 0x%08x)", obj,
+                      want, got);
+  ocdbt__rd h = {p, n - 4, ENV_FIXED, obj};
+  uint64_t version, compression;
+  int rc;
+  if ((rc = ocdbt__rd_varint(&h, UINT32_MAX, &version, "version", -1))) return rc;
+  if (version != 0) return ocdbt__rd_fail(&h, "version", -1, "format version %llu is not 0",
+                                          (unsigned long long)version);
+  if ((rc = ocdbt__rd_varint(&h, UINT32_MAX, &compression, "compression_format", -1))) return rc;
+  const uint8_t *rest = h.p + h.off;
+  size_t rest_n = h.n - h.off;
+  switch (compression) {
+  case OCDBT_COMPRESSION_NONE: {
+    /* Copied once so that the decoded object never points into the input. */
+    uint8_t *copy = malloc(rest_n ? rest_n : 1);
+    if (!copy) return strata_err(STRATA_ENOMEM, "cannot allocate %zu bytes for %s", rest_n, obj);
+    if (ocdbt__arena_adopt(a, copy)) {
+      free(copy);
+      return STRATA_ENOMEM;
+    }
+    memcpy(copy, rest, rest_n);
+    *body = (ocdbt__rd){copy, rest_n, 0, obj};
+    return 0;
+  }
+  case OCDBT_COMPRESSION_ZSTD:
+    *body = (ocdbt__rd){NULL, 0, 0, obj};
+    return decompress(rest, rest_n, obj, a, body);
+  default:
+    return ocdbt__rd_fail(&h, "compression_format", -1, "unknown compression format %llu",
+                          (unsigned long long)compression);
+  }
+}

@@ -1,0 +1,190 @@
+/*
+ * Data file tables: the list of (base_path, relative_path) pairs a manifest or
+ * node refers to by index, stored with prefix compression over the combined
+ * path = base_path + relative_path.
+ *
+ * Layout: num_files; path_prefix_length[1..n-1]; path_suffix_length[0..n-1];
+ * base_path_length[0..n-1]; the suffix bytes of each path, concatenated.
+ * tensorstore's reader requires that a prefix reaching past either base path
+ * comes with two base paths of the same length (and so equal ones).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "storage/codec_int.h"
+
+static size_t common_prefix(ocdbt_slice a, ocdbt_slice b) {
+  size_t n = a.n < b.n ? a.n : b.n, i = 0;
+  while (i < n && a.p[i] == b.p[i]) i++;
+  return i;
+}
+
+static int slice_cmp(ocdbt_slice a, ocdbt_slice b) {
+  size_t n = a.n < b.n ? a.n : b.n;
+  int c = n ? memcmp(a.p, b.p, n) : 0;
+  if (c) return c;
+  return a.n < b.n ? -1 : a.n > b.n;
+}
+
+/* The prefix length tensorstore's writer stores between two adjacent paths:
+ * the common prefix of the base paths, extended into the relative paths only
+ * when the base paths are equal. */
+static size_t path_prefix(const ocdbt_file *prev, const ocdbt_file *cur) {
+  size_t k = common_prefix(prev->base_path, cur->base_path);
+  if (prev->base_path.n == cur->base_path.n && k == cur->base_path.n)
+    k += common_prefix(prev->relative_path, cur->relative_path);
+  return k;
+}
+
+int ocdbt_dft_encode(const ocdbt_dft *dft, strata_buf *out) {
+  int rc;
+  for (size_t i = 0; i < dft->n; i++) {
+    const ocdbt_file *f = &dft->files[i];
+    if (f->base_path.n + f->relative_path.n > OCDBT_MAX_PATH_LENGTH)
+      return strata_err(STRATA_EINVALID, "data file table: path[%zu] is %zu bytes, limit %u", i,
+                        f->base_path.n + f->relative_path.n, OCDBT_MAX_PATH_LENGTH);
+  }
+  if ((rc = strata_buf_reserve(out, 10 + dft->n * 30))) return rc;
+  ocdbt__put_varint(out, dft->n);
+  for (size_t i = 1; i < dft->n; i++) ocdbt__put_varint(out, path_prefix(&dft->files[i - 1], &dft->files[i]));
+  for (size_t i = 0; i < dft->n; i++) {
+    const ocdbt_file *f = &dft->files[i];
+    size_t k = i ? path_prefix(&dft->files[i - 1], f) : 0;
+    ocdbt__put_varint(out, f->base_path.n + f->relative_path.n - k);
+  }
+  for (size_t i = 0; i < dft->n; i++) ocdbt__put_varint(out, dft->files[i].base_path.n);
+  for (size_t i = 0; i < dft->n; i++) {
+    const ocdbt_file *f = &dft->files[i];
+    size_t k = i ? path_prefix(&dft->files[i - 1], f) : 0;
+    size_t kb = k < f->base_path.n ? k : f->base_path.n;
+    if ((rc = strata_buf_append(out, f->base_path.p + kb, f->base_path.n - kb))) return rc;
+    size_t kr = k - kb;
+    if ((rc = strata_buf_append(out, f->relative_path.p + kr, f->relative_path.n - kr))) return rc;
+  }
+  return 0;
+}
+
+int ocdbt__dft_read(ocdbt__rd *r, size_t transitive_len, ocdbt__arena *a, ocdbt_dft *out) {
+  uint64_t n;
+  int rc;
+  *out = (ocdbt_dft){0, NULL};
+  if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &n, "num_files", -1))) return rc;
+  if (n == 0) return 0;
+  /* Each file takes at least three varint bytes (the first one two). */
+  if ((rc = ocdbt__rd_check_count(r, n, 3, "num_files"))) return rc;
+  if (transitive_len > OCDBT_MAX_PATH_LENGTH)
+    return strata_err(STRATA_ECORRUPT, "%s: transitive path of %zu bytes exceeds %u", r->obj,
+                      transitive_len, OCDBT_MAX_PATH_LENGTH);
+  size_t max_path = OCDBT_MAX_PATH_LENGTH - transitive_len;
+  uint16_t *len = ocdbt__arena_alloc(a, n * 3 * sizeof *len);
+  ocdbt_file *files = ocdbt__arena_alloc(a, n * sizeof *files);
+  if (!len || !files) return STRATA_ENOMEM;
+  uint16_t *prefix = len, *suffix = len + n, *base = len + 2 * n;
+  uint64_t v;
+  for (uint64_t i = 1; i < n; i++) {
+    if ((rc = ocdbt__rd_varint(r, UINT16_MAX, &v, "path_prefix_length", (long)i - 1))) return rc;
+    prefix[i] = (uint16_t)v;
+  }
+  for (uint64_t i = 0; i < n; i++) {
+    if ((rc = ocdbt__rd_varint(r, UINT16_MAX, &v, "path_suffix_length", (long)i))) return rc;
+    suffix[i] = (uint16_t)v;
+  }
+  size_t total = 0, prev_len = 0, prev_base = 0;
+  for (uint64_t i = 0; i < n; i++) {
+    if ((rc = ocdbt__rd_varint(r, UINT16_MAX, &v, "base_path_length", (long)i))) return rc;
+    base[i] = (uint16_t)v;
+    size_t path_len = (size_t)prefix[i] + suffix[i];
+    if (prefix[i] > prev_len)
+      return ocdbt__rd_fail(r, "path_prefix_length", (long)i - 1,
+                            "%u exceeds the previous path's length %zu", prefix[i], prev_len);
+    if (path_len > max_path)
+      return ocdbt__rd_fail(r, "path_suffix_length", (long)i,
+                            "path of %zu bytes plus transitive path of %zu exceeds %u", path_len,
+                            transitive_len, OCDBT_MAX_PATH_LENGTH);
+    if (base[i] > path_len)
+      return ocdbt__rd_fail(r, "base_path_length", (long)i, "%u exceeds the path length %zu",
+                            base[i], path_len);
+    size_t min_base = prev_base < base[i] ? prev_base : base[i];
+    if (i > 0 && prefix[i] > min_base && base[i] != prev_base)
+      return ocdbt__rd_fail(r, "path_prefix_length", (long)i - 1,
+                            "%u reaches past base paths of different lengths (%zu, %u)", prefix[i],
+                            prev_base, base[i]);
+    total += path_len;
+    if (total > OCDBT_MAX_DECODED_BYTES)
+      return strata_err(STRATA_ETOOBIG, "%s: data file paths exceed %zu bytes", r->obj,
+                        (size_t)OCDBT_MAX_DECODED_BYTES);
+    prev_len = path_len;
+    prev_base = base[i];
+  }
+  uint8_t *paths = ocdbt__arena_alloc(a, total ? total : 1);
+  if (!paths) return STRATA_ENOMEM;
+  const uint8_t *prev = NULL;
+  for (uint64_t i = 0; i < n; i++) {
+    const uint8_t *s;
+    if ((rc = ocdbt__rd_bytes(r, suffix[i], &s, "path_suffix", (long)i))) return rc;
+    if (prefix[i]) memcpy(paths, prev, prefix[i]);
+    if (suffix[i]) memcpy(paths + prefix[i], s, suffix[i]);
+    size_t path_len = (size_t)prefix[i] + suffix[i];
+    files[i].base_path = (ocdbt_slice){paths, base[i]};
+    files[i].relative_path = (ocdbt_slice){paths + base[i], path_len - base[i]};
+    prev = paths;
+    paths += path_len;
+  }
+  out->n = n;
+  out->files = files;
+  return 0;
+}
+
+int ocdbt_dft_decode(const uint8_t *p, size_t n, size_t transitive_len, ocdbt_dft *out,
+                     void **arena, size_t *consumed) {
+  ocdbt__arena *a = ocdbt__arena_new();
+  *arena = NULL;
+  *out = (ocdbt_dft){0, NULL};
+  if (!a) return STRATA_ENOMEM;
+  ocdbt__rd r = {p, n, 0, "data file table"};
+  int rc = ocdbt__dft_read(&r, transitive_len, a, out);
+  if (rc) {
+    ocdbt__arena_free(a);
+    *out = (ocdbt_dft){0, NULL};
+    return rc;
+  }
+  *arena = a;
+  if (consumed) *consumed = r.off;
+  return 0;
+}
+
+void ocdbt_dft_arena_free(void *arena) { ocdbt__arena_free(arena); }
+
+/* --- canonical order -------------------------------------------------------------- */
+
+static int file_cmp(const ocdbt_file *a, const ocdbt_file *b) {
+  int c = slice_cmp(a->base_path, b->base_path);
+  return c ? c : slice_cmp(a->relative_path, b->relative_path);
+}
+
+typedef struct {
+  ocdbt_file f;
+  uint64_t old;
+} sort_item;
+
+static int item_cmp(const void *x, const void *y) {
+  const sort_item *a = x, *b = y;
+  int c = file_cmp(&a->f, &b->f);
+  return c ? c : (a->old > b->old) - (a->old < b->old);
+}
+
+int ocdbt_dft_sort(ocdbt_dft *dft, uint64_t *remap) {
+  if (dft->n == 0) return 0;
+  sort_item *items = malloc(dft->n * sizeof *items);
+  if (!items) return strata_err(STRATA_ENOMEM, "cannot sort a table of %zu files", dft->n);
+  for (size_t i = 0; i < dft->n; i++) items[i] = (sort_item){dft->files[i], i};
+  qsort(items, dft->n, sizeof *items, item_cmp);
+  size_t out = 0;
+  for (size_t i = 0; i < dft->n; i++) {
+    if (out == 0 || file_cmp(&items[i].f, &dft->files[out - 1]) != 0) dft->files[out++] = items[i].f;
+    remap[items[i].old] = out - 1;
+  }
+  dft->n = out;
+  free(items);
+  return 0;
+}
