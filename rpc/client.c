@@ -1,0 +1,376 @@
+/*
+ * The C client library over gRPC core: each call creates its own pluck
+ * completion queue, runs one batch (unary) or a batch per message (streams)
+ * and maps the final status to a Strata code with rpc_err_of(). See client.h.
+ */
+#include "rpc/client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "common/err.h"
+#include "rpc/status.h"
+
+struct rpc_client {
+  grpc_channel *ch;
+  char *addr;
+  int64_t timeout_ms;
+  size_t max_msg;
+  int wait_for_ready;
+  void *handles[RPC_M__COUNT];
+};
+
+struct rpc_cstream {
+  rpc_client *c;
+  rpc_method_id m;
+  grpc_completion_queue *cq;
+  grpc_call *call;
+  grpc_metadata_array md, trailers;
+  grpc_status_code status;
+  grpc_slice details;
+  int have_status;
+  int ended;
+  int md_requested; /* RECV_INITIAL_METADATA may be requested once per call */
+};
+
+static _Thread_local grpc_status_code last_status;
+
+grpc_status_code rpc_client_last_status(void) { return last_status; }
+
+int rpc_client_open(const rpc_client_opts *o, rpc_client **out) {
+  static const rpc_client_opts defaults;
+  if (!o) o = &defaults;
+  *out = NULL;
+  rpc_client *c = calloc(1, sizeof *c);
+  const char *addr = o->addr;
+  if (!addr || !*addr) addr = getenv("STRATA_ADDR");
+  if (!addr || !*addr) addr = RPC_DEFAULT_ADDR;
+  if (!c || !(c->addr = strdup(addr))) {
+    free(c);
+    return strata_err(STRATA_ENOMEM, "rpc client: out of memory");
+  }
+  c->timeout_ms = o->timeout_ms ? o->timeout_ms : 30000;
+  c->max_msg = o->max_message_bytes ? o->max_message_bytes : ((size_t)64 << 20);
+  if (c->max_msg > INT32_MAX) c->max_msg = INT32_MAX;
+  c->wait_for_ready = o->wait_for_ready;
+  grpc_init();
+  grpc_arg args[2];
+  args[0].type = GRPC_ARG_INTEGER;
+  args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+  args[0].value.integer = (int)c->max_msg;
+  args[1].type = GRPC_ARG_INTEGER;
+  args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+  args[1].value.integer = (int)c->max_msg;
+  grpc_channel_args cargs = {2, args};
+  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+  c->ch = grpc_channel_create(c->addr, creds, &cargs);
+  grpc_channel_credentials_release(creds);
+  for (int m = 0; m < RPC_M__COUNT; m++)
+    c->handles[m] = grpc_channel_register_call(c->ch, rpc_methods[m].path, NULL, NULL);
+  *out = c;
+  return 0;
+}
+
+void rpc_client_close(rpc_client *c) {
+  if (!c) return;
+  grpc_channel_destroy(c->ch);
+  free(c->addr);
+  free(c);
+  grpc_shutdown();
+}
+
+const char *rpc_client_addr(const rpc_client *c) { return c->addr; }
+
+void rpc_free(void *msg) {
+  if (msg) protobuf_c_message_free_unpacked(msg, NULL);
+}
+
+static gpr_timespec deadline_of(const rpc_client *c, const rpc_callopts *co) {
+  int64_t ms = co && co->timeout_ms ? co->timeout_ms : c->timeout_ms;
+  if (ms < 0) return gpr_inf_future(GPR_CLOCK_MONOTONIC);
+  return gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_millis(ms, GPR_TIMESPAN));
+}
+
+/* Maps a finished call's status to a Strata code and records the message. */
+static int finish_status(const rpc_client *c, grpc_status_code st, grpc_slice details,
+                         const grpc_metadata_array *trailers) {
+  last_status = st;
+  if (st == GRPC_STATUS_OK) return 0;
+  const char *tv = NULL;
+  size_t tl = 0;
+  for (size_t i = 0; i < trailers->count; i++) {
+    if (grpc_slice_str_cmp(trailers->metadata[i].key, RPC_ERR_TRAILER) == 0) {
+      tv = (const char *)GRPC_SLICE_START_PTR(trailers->metadata[i].value);
+      tl = GRPC_SLICE_LENGTH(trailers->metadata[i].value);
+    }
+  }
+  int rc = rpc_err_of(st, tv, tl);
+  char *msg = grpc_slice_to_c_string(details);
+  if (rc == ENOTCONN && !tl)
+    strata_err(rc, "%s: cannot reach strata-server at %s: %s", rpc_status_name(st), c->addr, msg);
+  else
+    strata_err(rc, "%s: %s", rpc_status_name(st), msg);
+  gpr_free(msg);
+  return rc;
+}
+
+static grpc_byte_buffer *pack(const ProtobufCMessage *m) {
+  size_t n = protobuf_c_message_get_packed_size(m);
+  grpc_slice sl = grpc_slice_malloc(n);
+  protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(sl));
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+  grpc_slice_unref(sl);
+  return bb;
+}
+
+static grpc_slice read_all(grpc_byte_buffer *bb) {
+  grpc_byte_buffer_reader rd;
+  grpc_byte_buffer_reader_init(&rd, bb);
+  grpc_slice s = grpc_byte_buffer_reader_readall(&rd);
+  grpc_byte_buffer_reader_destroy(&rd);
+  return s;
+}
+
+/* Waits for `tag` on a pluck queue. */
+static int pluck(grpc_completion_queue *cq, void *tag) {
+  grpc_event ev = grpc_completion_queue_pluck(cq, tag, gpr_inf_future(GPR_CLOCK_REALTIME), NULL);
+  return ev.type == GRPC_OP_COMPLETE && ev.success;
+}
+
+static void cq_free(grpc_completion_queue *cq) {
+  grpc_completion_queue_shutdown(cq);
+  while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
+         GRPC_QUEUE_SHUTDOWN) {
+  }
+  grpc_completion_queue_destroy(cq);
+}
+
+/* One unary round trip of raw bytes. handle != NULL uses a registered call. */
+static int unary_raw(rpc_client *c, void *handle, const char *path, const rpc_callopts *co,
+                     grpc_byte_buffer *req, grpc_slice *resp, int *have_resp) {
+  *have_resp = 0;
+  grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
+  gpr_timespec dl = deadline_of(c, co);
+  grpc_call *call;
+  if (handle) {
+    call = grpc_channel_create_registered_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, handle,
+                                               dl, NULL);
+  } else {
+    grpc_slice method = grpc_slice_from_copied_string(path);
+    call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL, dl,
+                                    NULL);
+    grpc_slice_unref(method);
+  }
+  grpc_metadata_array md, trailers;
+  grpc_metadata_array_init(&md);
+  grpc_metadata_array_init(&trailers);
+  grpc_byte_buffer *rbuf = NULL;
+  grpc_status_code st = GRPC_STATUS_UNKNOWN;
+  grpc_slice details = grpc_empty_slice();
+  grpc_op ops[6];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = req;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  ops[3].op = GRPC_OP_RECV_INITIAL_METADATA;
+  ops[3].data.recv_initial_metadata.recv_initial_metadata = &md;
+  ops[4].op = GRPC_OP_RECV_MESSAGE;
+  ops[4].data.recv_message.recv_message = &rbuf;
+  ops[5].op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+  ops[5].data.recv_status_on_client.status = &st;
+  ops[5].data.recv_status_on_client.status_details = &details;
+  ops[5].data.recv_status_on_client.trailing_metadata = &trailers;
+  int rc;
+  if (grpc_call_start_batch(call, ops, 6, call, NULL) != GRPC_CALL_OK) {
+    rc = strata_err(STRATA_EINTERNAL, "grpc_call_start_batch failed");
+  } else {
+    pluck(cq, call);
+    rc = finish_status(c, st, details, &trailers);
+    if (rc == 0 && rbuf) {
+      *resp = read_all(rbuf);
+      *have_resp = 1;
+    } else if (rc == 0) {
+      rc = strata_err(STRATA_EINTERNAL, "%s: the server sent OK without a response message",
+                      path);
+    }
+  }
+  if (rbuf) grpc_byte_buffer_destroy(rbuf);
+  grpc_slice_unref(details);
+  grpc_metadata_array_destroy(&md);
+  grpc_metadata_array_destroy(&trailers);
+  grpc_call_unref(call);
+  cq_free(cq);
+  return rc;
+}
+
+int rpc_client_unary(rpc_client *c, rpc_method_id m, const rpc_callopts *co,
+                     const ProtobufCMessage *req, ProtobufCMessage **resp) {
+  *resp = NULL;
+  const rpc_method_desc *d = &rpc_methods[m];
+  if (req->descriptor != d->req)
+    return strata_err(STRATA_EINVALID, "%s takes a %s, not a %s", d->path, d->req->name,
+                      req->descriptor->name);
+  grpc_byte_buffer *bb = pack(req);
+  grpc_slice out;
+  int have;
+  int rc = unary_raw(c, c->handles[m], d->path, co, bb, &out, &have);
+  grpc_byte_buffer_destroy(bb);
+  if (rc) return rc;
+  *resp = protobuf_c_message_unpack(d->resp, NULL, GRPC_SLICE_LENGTH(out), GRPC_SLICE_START_PTR(out));
+  grpc_slice_unref(out);
+  if (!*resp)
+    return strata_err(STRATA_EINTERNAL, "%s: the response is not a valid %s", d->path,
+                      d->resp->name);
+  return 0;
+}
+
+int rpc_client_raw(rpc_client *c, const char *path, const rpc_callopts *co, const void *req,
+                   size_t len, void **resp, size_t *resp_len) {
+  grpc_slice sl = grpc_slice_from_copied_buffer(req, len);
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+  grpc_slice_unref(sl);
+  grpc_slice out;
+  int have;
+  int rc = unary_raw(c, NULL, path, co, bb, &out, &have);
+  grpc_byte_buffer_destroy(bb);
+  if (resp) *resp = NULL;
+  if (have) {
+    if (resp) {
+      *resp_len = GRPC_SLICE_LENGTH(out);
+      *resp = malloc(*resp_len ? *resp_len : 1);
+      if (*resp) memcpy(*resp, GRPC_SLICE_START_PTR(out), *resp_len);
+    }
+    grpc_slice_unref(out);
+  }
+  return rc;
+}
+
+/* --- streams ------------------------------------------------------------------ */
+
+int rpc_client_stream(rpc_client *c, rpc_method_id m, const rpc_callopts *co,
+                      const ProtobufCMessage *req, rpc_cstream **out) {
+  *out = NULL;
+  const rpc_method_desc *d = &rpc_methods[m];
+  if (req->descriptor != d->req || d->kind != RPC_STREAM)
+    return strata_err(STRATA_EINVALID, "%s is not a stream taking a %s", d->path,
+                      req->descriptor->name);
+  rpc_cstream *s = calloc(1, sizeof *s);
+  if (!s) return strata_err(STRATA_ENOMEM, "rpc client: out of memory");
+  s->c = c;
+  s->m = m;
+  s->details = grpc_empty_slice();
+  grpc_metadata_array_init(&s->md);
+  grpc_metadata_array_init(&s->trailers);
+  s->cq = grpc_completion_queue_create_for_pluck(NULL);
+  s->call = grpc_channel_create_registered_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq,
+                                                c->handles[m], deadline_of(c, co), NULL);
+  grpc_byte_buffer *bb = pack(req);
+  grpc_op ops[3];
+  memset(ops, 0, sizeof ops);
+  ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
+  ops[0].flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
+  ops[1].op = GRPC_OP_SEND_MESSAGE;
+  ops[1].data.send_message.send_message = bb;
+  ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
+  grpc_call_error e = grpc_call_start_batch(s->call, ops, 3, s, NULL);
+  if (e == GRPC_CALL_OK) pluck(s->cq, s); /* a failed send shows in the final status */
+  grpc_byte_buffer_destroy(bb);
+  *out = s;
+  return 0;
+}
+
+/* Receives the final status (once). */
+static int stream_status(rpc_cstream *s) {
+  if (!s->have_status) {
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_STATUS_ON_CLIENT;
+    op.data.recv_status_on_client.status = &s->status;
+    op.data.recv_status_on_client.status_details = &s->details;
+    op.data.recv_status_on_client.trailing_metadata = &s->trailers;
+    if (grpc_call_start_batch(s->call, &op, 1, &s->status, NULL) == GRPC_CALL_OK)
+      pluck(s->cq, &s->status);
+    else
+      s->status = GRPC_STATUS_INTERNAL;
+    s->have_status = 1;
+  }
+  s->ended = 1;
+  return finish_status(s->c, s->status, s->details, &s->trailers);
+}
+
+int rpc_cstream_next(rpc_cstream *s, ProtobufCMessage **msg) {
+  *msg = NULL;
+  if (s->ended) return stream_status(s);
+  grpc_byte_buffer *rbuf = NULL;
+  grpc_op ops[2];
+  memset(ops, 0, sizeof ops);
+  size_t n = 0;
+  if (!s->md_requested) {
+    s->md_requested = 1;
+    ops[n].op = GRPC_OP_RECV_INITIAL_METADATA;
+    ops[n].data.recv_initial_metadata.recv_initial_metadata = &s->md;
+    n++;
+  }
+  ops[n].op = GRPC_OP_RECV_MESSAGE;
+  ops[n].data.recv_message.recv_message = &rbuf;
+  n++;
+  int ok = grpc_call_start_batch(s->call, ops, n, &s->md, NULL) == GRPC_CALL_OK &&
+           pluck(s->cq, &s->md);
+  if (!ok || !rbuf) return stream_status(s);
+  grpc_slice all = read_all(rbuf);
+  grpc_byte_buffer_destroy(rbuf);
+  const rpc_method_desc *d = &rpc_methods[s->m];
+  *msg = protobuf_c_message_unpack(d->resp, NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
+  grpc_slice_unref(all);
+  if (!*msg) {
+    grpc_call_cancel(s->call, NULL);
+    stream_status(s);
+    return strata_err(STRATA_EINTERNAL, "%s: a stream message is not a valid %s", d->path,
+                      d->resp->name);
+  }
+  return 1;
+}
+
+void rpc_cstream_cancel(rpc_cstream *s) { grpc_call_cancel(s->call, NULL); }
+
+void rpc_cstream_close(rpc_cstream *s) {
+  if (!s) return;
+  if (!s->have_status) {
+    grpc_call_cancel(s->call, NULL);
+    stream_status(s);
+  }
+  grpc_slice_unref(s->details);
+  grpc_metadata_array_destroy(&s->md);
+  grpc_metadata_array_destroy(&s->trailers);
+  grpc_call_unref(s->call);
+  cq_free(s->cq);
+  free(s);
+}
+
+/* --- typed functions ------------------------------------------------------------ */
+
+#define RPC__DEF_UNARY(name, Req, Resp)                                                    \
+  int rpc_##name(rpc_client *c, const rpc_callopts *co, const Req *req, Resp **resp) {     \
+    return rpc_client_unary(c, RPC_M_##name, co, &req->base, (ProtobufCMessage **)resp);   \
+  }
+#define RPC__DEF_STREAM(name, Req, Resp)                                                   \
+  int rpc_##name(rpc_client *c, const rpc_callopts *co, const Req *req, rpc_cstream **out) { \
+    return rpc_client_stream(c, RPC_M_##name, co, &req->base, out);                        \
+  }                                                                                        \
+  int rpc_##name##_next(rpc_cstream *s, Resp **msg) {                                      \
+    return rpc_cstream_next(s, (ProtobufCMessage **)msg);                                  \
+  }
+#define XX(name, path, kind, Req, req, Resp, resp) RPC__DEF_##kind(name, Req, Resp)
+RPC_METHOD_MAP(XX)
+#undef XX

@@ -1,0 +1,755 @@
+/*
+ * gRPC C core server glue: one completion queue per poller thread, every
+ * registered method requested on every queue, one catch-all request per queue
+ * that answers UNIMPLEMENTED, and a small executor for stream continuations.
+ * rpc/README.md describes the call lifecycle, the reference counts and the
+ * shutdown order; grpc-core-notes.md lists the pitfalls this file avoids.
+ *
+ * Lock order: rpc_server.mu before rpc_call.mu; exec.mu is never held with
+ * either.
+ */
+#include "rpc/server.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <grpc/byte_buffer.h>
+#include <grpc/byte_buffer_reader.h>
+#include <grpc/grpc.h>
+#include <grpc/grpc_security.h>
+#include <grpc/support/alloc.h>
+#include <grpc/support/time.h>
+
+#include "common/err.h"
+#include "rpc/status.h"
+
+enum tag_kind { T_REQUEST, T_CLOSE, T_SEND, T_STATUS, T_SHUTDOWN };
+
+typedef struct rpc_tag {
+  enum tag_kind kind;
+  rpc_call *call;
+} rpc_tag;
+
+/* Stream states: where the next() continuation is. */
+enum sstate { S_NONE, S_WAITING, S_QUEUED, S_RUNNING, S_SENDING };
+
+typedef struct cqw {
+  rpc_server *srv;
+  grpc_completion_queue *cq;
+  pthread_t thread;
+} cqw;
+
+struct rpc_call {
+  rpc_server *srv;
+  cqw *w;
+  int mid;                 /* rpc_method_id, or -1 for the catch-all */
+  grpc_call *call;
+  gpr_timespec deadline;
+  grpc_metadata_array req_md;
+  grpc_call_details details; /* catch-all only */
+  grpc_byte_buffer *payload;
+  ProtobufCMessage *req;
+  atomic_int refs;
+  int64_t start_ns;
+
+  rpc_tag t_request, t_close, t_send, t_status;
+  int close_cancelled;     /* RECV_CLOSE_ON_SERVER result */
+
+  pthread_mutex_t mu;      /* guards everything below */
+  atomic_int closed;       /* RECV_CLOSE_ON_SERVER completed */
+  atomic_int cancelled;    /* client cancel / deadline seen */
+  int md_sent;
+  int finished;
+  int active;              /* counted in srv->active */
+  grpc_byte_buffer *send_buf;   /* stream message in flight */
+  grpc_byte_buffer *status_buf; /* unary response, sent with the status */
+  enum sstate ss;
+  int wake_pending, send_in_flight;
+  rpc_next_fn next;
+  void *state;
+  void (*free_state)(void *);
+  rpc_call *qnext;               /* executor queue */
+  rpc_call *lprev, *lnext;       /* srv->streams list */
+};
+
+struct rpc_server {
+  grpc_server *server;
+  int port;
+  size_t max_msg;
+  rpc_log_fn log;
+  rpc_handler handlers[RPC_M__COUNT];
+  void *method_handles[RPC_M__COUNT];
+  int nw;
+  cqw *ws;
+  rpc_tag t_shutdown;
+
+  pthread_mutex_t mu;
+  pthread_cond_t cv;       /* active reaches 0, shutdown tag seen */
+  int draining;
+  int shutdown_seen;
+  uint64_t active;
+  rpc_call streams;        /* list head of live streams */
+
+  atomic_uint_fast64_t calls_total, calls_failed;
+  int64_t started_ns;
+
+  /* Stream continuation executor. */
+  pthread_mutex_t xmu;
+  pthread_cond_t xcv;
+  rpc_call *xhead, *xtail;
+  int xstop;
+  int nx;
+  pthread_t *xthreads;
+};
+
+static int64_t now_ns(int clock) {
+  struct timespec ts;
+  clock_gettime(clock, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void slog(rpc_server *s, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void slog(rpc_server *s, int level, const char *fmt, ...) {
+  if (!s->log) return;
+  char line[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof line, fmt, ap);
+  va_end(ap);
+  s->log(level, line);
+}
+
+/* --- reference counting ---------------------------------------------------- */
+
+static void call_ref(rpc_call *c) { atomic_fetch_add(&c->refs, 1); }
+
+static void call_free(rpc_call *c) {
+  if (c->free_state) c->free_state(c->state);
+  if (c->req) protobuf_c_message_free_unpacked(c->req, NULL);
+  if (c->payload) grpc_byte_buffer_destroy(c->payload);
+  if (c->send_buf) grpc_byte_buffer_destroy(c->send_buf);
+  if (c->status_buf) grpc_byte_buffer_destroy(c->status_buf);
+  grpc_metadata_array_destroy(&c->req_md);
+  if (c->mid < 0) grpc_call_details_destroy(&c->details);
+  if (c->call) grpc_call_unref(c->call);
+  pthread_mutex_destroy(&c->mu);
+  free(c);
+}
+
+static void call_unref(rpc_call *c) {
+  if (atomic_fetch_sub(&c->refs, 1) == 1) call_free(c);
+}
+
+/* --- requesting calls ------------------------------------------------------ */
+
+static void request_call(cqw *w, int mid) {
+  rpc_server *s = w->srv;
+  rpc_call *c = calloc(1, sizeof *c);
+  if (!c) abort(); /* cannot keep serving this method without a request outstanding */
+  c->srv = s;
+  c->w = w;
+  c->mid = mid;
+  atomic_init(&c->refs, 1);
+  pthread_mutex_init(&c->mu, NULL);
+  grpc_metadata_array_init(&c->req_md);
+  c->t_request = (rpc_tag){T_REQUEST, c};
+  c->t_close = (rpc_tag){T_CLOSE, c};
+  c->t_send = (rpc_tag){T_SEND, c};
+  c->t_status = (rpc_tag){T_STATUS, c};
+  grpc_call_error e;
+  if (mid < 0) {
+    grpc_call_details_init(&c->details);
+    e = grpc_server_request_call(s->server, &c->call, &c->details, &c->req_md, w->cq, w->cq,
+                                 &c->t_request);
+  } else {
+    e = grpc_server_request_registered_call(s->server, s->method_handles[mid], &c->call,
+                                            &c->deadline, &c->req_md, &c->payload, w->cq, w->cq,
+                                            &c->t_request);
+  }
+  if (e != GRPC_CALL_OK) {
+    slog(s, 0, "event=request_call_failed method=%s error=%d",
+         mid < 0 ? "*" : rpc_methods[mid].path, (int)e);
+    call_unref(c);
+  }
+}
+
+/* --- ending a call ---------------------------------------------------------- */
+
+/* Drops the call out of the active count (the handler's reference). */
+static void call_deactivate(rpc_call *c) {
+  rpc_server *s = c->srv;
+  pthread_mutex_lock(&s->mu);
+  if (c->lprev) { /* unlink from the stream list */
+    c->lprev->lnext = c->lnext;
+    c->lnext->lprev = c->lprev;
+    c->lprev = c->lnext = NULL;
+  }
+  assert(s->active > 0);
+  if (--s->active == 0) pthread_cond_broadcast(&s->cv);
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* Starts the status batch. `body` (may be NULL) is a serialized unary reply. */
+static void call_end(rpc_call *c, int rc, const char *msg, grpc_byte_buffer *body) {
+  grpc_op ops[3];
+  memset(ops, 0, sizeof ops);
+  size_t n = 0;
+  grpc_metadata trailer;
+  grpc_status_code st = rpc_status_of(rc);
+  grpc_slice details = grpc_slice_from_copied_string(msg ? msg : "");
+
+  pthread_mutex_lock(&c->mu);
+  assert(!c->finished);
+  c->finished = 1;
+  if (!c->md_sent) {
+    ops[n].op = GRPC_OP_SEND_INITIAL_METADATA; /* pitfall 1: a status alone is never sent */
+    ops[n].data.send_initial_metadata.count = 0;
+    n++;
+    c->md_sent = 1;
+  }
+  if (body) {
+    c->status_buf = body;
+    ops[n].op = GRPC_OP_SEND_MESSAGE;
+    ops[n].data.send_message.send_message = body;
+    n++;
+  }
+  ops[n].op = GRPC_OP_SEND_STATUS_FROM_SERVER;
+  ops[n].data.send_status_from_server.status = st;
+  ops[n].data.send_status_from_server.status_details = &details;
+  if (rc != 0) {
+    trailer.key = grpc_slice_from_static_string(RPC_ERR_TRAILER);
+    trailer.value = grpc_slice_from_static_string(strata_errname(rc));
+    ops[n].data.send_status_from_server.trailing_metadata_count = 1;
+    ops[n].data.send_status_from_server.trailing_metadata = &trailer;
+  }
+  n++;
+  call_ref(c); /* pitfall 3: the reference before the batch */
+  grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_status, NULL);
+  pthread_mutex_unlock(&c->mu);
+  grpc_slice_unref(details); /* pitfall 5: core took its own reference */
+  if (e != GRPC_CALL_OK) {
+    slog(c->srv, 0, "event=start_batch_failed op=status error=%d", (int)e);
+    call_unref(c);
+  }
+
+  rpc_server *s = c->srv;
+  if (rc != 0) atomic_fetch_add(&s->calls_failed, 1);
+  if (s->log) {
+    char q[600];
+    size_t k = 0;
+    for (const char *p = msg ? msg : ""; *p && k < sizeof q - 1; p++)
+      q[k++] = *p == '"' ? '\'' : (*p == '\n' ? ' ' : *p);
+    q[k] = 0;
+    slog(s, rc ? 2 : 3, "event=call method=%s status=%s us=%lld%s%s%s",
+         c->mid < 0 ? "unknown" : rpc_methods[c->mid].path, rpc_status_name(st),
+         (long long)((now_ns(CLOCK_MONOTONIC) - c->start_ns) / 1000), rc ? " msg=\"" : "",
+         rc ? q : "", rc ? "\"" : "");
+  }
+  if (c->active) call_deactivate(c);
+  call_unref(c); /* the handler's reference */
+}
+
+/* Serializes m into a new byte buffer. NULL with *too_big set when m exceeds
+ * the message limit. */
+static grpc_byte_buffer *pack(rpc_server *s, const ProtobufCMessage *m, size_t *size) {
+  size_t n = protobuf_c_message_get_packed_size(m);
+  *size = n;
+  if (n > s->max_msg) return NULL;
+  grpc_slice sl = grpc_slice_malloc(n);
+  protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(sl));
+  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
+  grpc_slice_unref(sl); /* the buffer holds its own reference */
+  return bb;
+}
+
+void rpc_call_reply(rpc_call *c, const ProtobufCMessage *resp) {
+  size_t n;
+  grpc_byte_buffer *bb = pack(c->srv, resp, &n);
+  if (!bb) {
+    rpc_call_fail(c, STRATA_ETOOBIG,
+                  "response of %zu bytes exceeds the server's --max-message-bytes %zu", n,
+                  c->srv->max_msg);
+    return;
+  }
+  call_end(c, 0, NULL, bb);
+}
+
+void rpc_call_fail(rpc_call *c, int rc, const char *fmt, ...) {
+  char msg[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  call_end(c, rc, msg, NULL);
+}
+
+void rpc_stream_end(rpc_call *c) { call_end(c, 0, NULL, NULL); }
+
+/* --- streams ---------------------------------------------------------------- */
+
+static void exec_push(rpc_call *c) {
+  rpc_server *s = c->srv;
+  call_ref(c); /* the queue's reference */
+  pthread_mutex_lock(&s->xmu);
+  c->qnext = NULL;
+  if (s->xtail) s->xtail->qnext = c;
+  else s->xhead = c;
+  s->xtail = c;
+  pthread_cond_signal(&s->xcv);
+  pthread_mutex_unlock(&s->xmu);
+}
+
+/* Schedules next() unless it is queued, running (then once more) or sending. */
+static void stream_kick(rpc_call *c) {
+  int push = 0;
+  pthread_mutex_lock(&c->mu);
+  if (!c->finished) {
+    if (c->ss == S_WAITING) {
+      c->ss = S_QUEUED;
+      push = 1;
+    } else if (c->ss == S_RUNNING) {
+      c->wake_pending = 1;
+    }
+  }
+  pthread_mutex_unlock(&c->mu);
+  if (push) exec_push(c);
+}
+
+void rpc_call_wake(rpc_call *c) { stream_kick(c); }
+
+static void stream_run(rpc_call *c) {
+  pthread_mutex_lock(&c->mu);
+  if (c->finished) {
+    pthread_mutex_unlock(&c->mu);
+    return;
+  }
+  c->ss = S_RUNNING;
+  c->wake_pending = 0;
+  pthread_mutex_unlock(&c->mu);
+
+  c->next(c, c->state);
+
+  int push = 0;
+  pthread_mutex_lock(&c->mu);
+  if (c->finished) {
+    c->ss = S_NONE;
+  } else if (c->send_in_flight) {
+    c->ss = S_SENDING;
+  } else if (c->wake_pending) {
+    c->ss = S_QUEUED;
+    push = 1;
+  } else {
+    c->ss = S_WAITING;
+  }
+  pthread_mutex_unlock(&c->mu);
+  if (push) exec_push(c);
+}
+
+static void *exec_main(void *arg) {
+  rpc_server *s = arg;
+  for (;;) {
+    pthread_mutex_lock(&s->xmu);
+    while (!s->xhead && !s->xstop) pthread_cond_wait(&s->xcv, &s->xmu);
+    rpc_call *c = s->xhead;
+    if (!c) {
+      pthread_mutex_unlock(&s->xmu);
+      return NULL;
+    }
+    s->xhead = c->qnext;
+    if (!s->xhead) s->xtail = NULL;
+    pthread_mutex_unlock(&s->xmu);
+    stream_run(c);
+    call_unref(c);
+  }
+}
+
+void rpc_stream_begin(rpc_call *c, rpc_next_fn next, void *state, void (*free_state)(void *)) {
+  rpc_server *s = c->srv;
+  assert(c->mid >= 0 && rpc_methods[c->mid].kind == RPC_STREAM);
+  c->next = next;
+  c->state = state;
+  c->free_state = free_state;
+  pthread_mutex_lock(&s->mu);
+  c->lnext = s->streams.lnext;
+  c->lprev = &s->streams;
+  s->streams.lnext->lprev = c;
+  s->streams.lnext = c;
+  pthread_mutex_unlock(&s->mu);
+  pthread_mutex_lock(&c->mu);
+  c->ss = S_WAITING;
+  pthread_mutex_unlock(&c->mu);
+  stream_kick(c);
+}
+
+int rpc_stream_send(rpc_call *c, const ProtobufCMessage *msg) {
+  size_t n;
+  grpc_byte_buffer *bb = pack(c->srv, msg, &n);
+  if (!bb)
+    return strata_err(STRATA_ETOOBIG, "stream message of %zu bytes exceeds --max-message-bytes %zu",
+                      n, c->srv->max_msg);
+  grpc_op ops[2];
+  memset(ops, 0, sizeof ops);
+  size_t k = 0;
+  pthread_mutex_lock(&c->mu);
+  assert(c->ss == S_RUNNING && !c->send_in_flight && !c->finished);
+  if (!c->md_sent) {
+    ops[k].op = GRPC_OP_SEND_INITIAL_METADATA;
+    k++;
+    c->md_sent = 1;
+  }
+  ops[k].op = GRPC_OP_SEND_MESSAGE;
+  ops[k].data.send_message.send_message = bb;
+  k++;
+  c->send_buf = bb;
+  c->send_in_flight = 1;
+  call_ref(c);
+  grpc_call_error e = grpc_call_start_batch(c->call, ops, k, &c->t_send, NULL);
+  if (e != GRPC_CALL_OK) {
+    c->send_in_flight = 0;
+    c->send_buf = NULL;
+    pthread_mutex_unlock(&c->mu);
+    grpc_byte_buffer_destroy(bb);
+    call_unref(c);
+    return strata_err(STRATA_EINTERNAL, "grpc_call_start_batch(send) failed: %d", (int)e);
+  }
+  pthread_mutex_unlock(&c->mu);
+  return 0;
+}
+
+/* --- call accessors -------------------------------------------------------- */
+
+int rpc_call_stop_reason(const rpc_call *c) {
+  if (atomic_load(&c->cancelled)) return STRATA_ECANCELLED;
+  if (rpc_server_draining(c->srv)) return STRATA_ESHUTDOWN;
+  if (c->mid >= 0 && rpc_call_remaining_ms(c) <= 0) return STRATA_EDEADLINE;
+  return 0;
+}
+
+int rpc_call_stopping(const rpc_call *c) { return rpc_call_stop_reason(c) != 0; }
+
+int64_t rpc_call_remaining_ms(const rpc_call *c) {
+  gpr_timespec d = gpr_convert_clock_type(c->deadline, GPR_CLOCK_MONOTONIC);
+  if (gpr_time_cmp(d, gpr_inf_future(GPR_CLOCK_MONOTONIC)) == 0) return INT64_MAX;
+  gpr_timespec left = gpr_time_sub(d, gpr_now(GPR_CLOCK_MONOTONIC));
+  return (int64_t)left.tv_sec * 1000 + left.tv_nsec / 1000000;
+}
+
+rpc_method_id rpc_call_method(const rpc_call *c) { return (rpc_method_id)c->mid; }
+rpc_server *rpc_call_server(const rpc_call *c) { return c->srv; }
+
+/* --- events ----------------------------------------------------------------- */
+
+static void on_request(rpc_call *c, int ok) {
+  rpc_server *s = c->srv;
+  if (!ok) { /* the server is shutting down: this request was cancelled */
+    call_unref(c);
+    return;
+  }
+  pthread_mutex_lock(&s->mu);
+  int draining = s->draining;
+  if (!draining) {
+    s->active++;
+    c->active = 1;
+  }
+  pthread_mutex_unlock(&s->mu);
+  if (draining) { /* pitfall 4: no batch on a call matched during shutdown */
+    call_unref(c);
+    return;
+  }
+  request_call(c->w, c->mid); /* keep one request outstanding per method and queue */
+  atomic_fetch_add(&s->calls_total, 1);
+  c->start_ns = now_ns(CLOCK_MONOTONIC);
+
+  /* RECV_CLOSE_ON_SERVER in its own batch, so a cancel is seen while we work (pitfall 7). */
+  grpc_op op;
+  memset(&op, 0, sizeof op);
+  op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+  op.data.recv_close_on_server.cancelled = &c->close_cancelled;
+  call_ref(c);
+  if (grpc_call_start_batch(c->call, &op, 1, &c->t_close, NULL) != GRPC_CALL_OK) call_unref(c);
+
+  /* From here the request's reference is the handler's; call_end drops it. */
+  if (c->mid < 0) {
+    char *path = grpc_slice_to_c_string(c->details.method);
+    rpc_call_fail(c, STRATA_EUNSUPPORTED, "unknown method %s", path);
+    gpr_free(path);
+    return;
+  }
+  const rpc_method_desc *md = &rpc_methods[c->mid];
+  const rpc_handler *h = &s->handlers[c->mid];
+  if (!c->payload) {
+    rpc_call_fail(c, STRATA_EINVALID, "%s: the request message is missing", md->path);
+    return;
+  }
+  grpc_byte_buffer_reader rd;
+  if (!grpc_byte_buffer_reader_init(&rd, c->payload)) {
+    rpc_call_fail(c, STRATA_EINVALID, "%s: cannot read the request message", md->path);
+    return;
+  }
+  grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
+  grpc_byte_buffer_reader_destroy(&rd);
+  c->req = protobuf_c_message_unpack(md->req, NULL, GRPC_SLICE_LENGTH(all),
+                                     GRPC_SLICE_START_PTR(all));
+  grpc_slice_unref(all);
+  grpc_byte_buffer_destroy(c->payload);
+  c->payload = NULL;
+  if (!c->req) {
+    rpc_call_fail(c, STRATA_EINVALID, "%s: the request is not a valid %s message", md->path,
+                  md->req->name);
+    return;
+  }
+  if (!h->start) {
+    rpc_call_fail(c, STRATA_EUNSUPPORTED, "%s is not implemented by this server%s%s", md->path,
+                  h->unimplemented_msg ? ": " : "",
+                  h->unimplemented_msg ? h->unimplemented_msg : "");
+    return;
+  }
+  h->start(c, c->req, h->ctx);
+}
+
+static void on_close(rpc_call *c) {
+  atomic_store(&c->closed, 1);
+  if (c->close_cancelled) atomic_store(&c->cancelled, 1);
+  if (c->next) stream_kick(c); /* a waiting stream must see the cancel */
+  call_unref(c);
+}
+
+static void on_send(rpc_call *c, int ok) {
+  int push = 0;
+  pthread_mutex_lock(&c->mu);
+  grpc_byte_buffer_destroy(c->send_buf); /* pitfall 5: ours after the batch completes */
+  c->send_buf = NULL;
+  c->send_in_flight = 0;
+  if (!ok) atomic_store(&c->cancelled, 1);
+  if (c->ss == S_SENDING) {
+    c->ss = S_QUEUED;
+    push = 1;
+  } else if (c->ss == S_RUNNING) {
+    c->wake_pending = 1;
+  }
+  pthread_mutex_unlock(&c->mu);
+  if (push) exec_push(c);
+  call_unref(c);
+}
+
+static void *poller_main(void *arg) {
+  cqw *w = arg;
+  rpc_server *s = w->srv;
+  for (;;) {
+    grpc_event ev = grpc_completion_queue_next(w->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL);
+    if (ev.type == GRPC_QUEUE_SHUTDOWN) return NULL;
+    if (ev.type != GRPC_OP_COMPLETE) continue;
+    rpc_tag *t = ev.tag;
+    switch (t->kind) {
+    case T_REQUEST:
+      on_request(t->call, ev.success);
+      break;
+    case T_CLOSE:
+      on_close(t->call);
+      break;
+    case T_SEND:
+      on_send(t->call, ev.success);
+      break;
+    case T_STATUS:
+      call_unref(t->call);
+      break;
+    case T_SHUTDOWN:
+      pthread_mutex_lock(&s->mu);
+      s->shutdown_seen = 1;
+      pthread_cond_broadcast(&s->cv);
+      pthread_mutex_unlock(&s->mu);
+      break;
+    }
+  }
+}
+
+/* --- lifecycle -------------------------------------------------------------- */
+
+int rpc_server_start(const rpc_server_opts *o, rpc_server **out) {
+  *out = NULL;
+  rpc_server *s = calloc(1, sizeof *s);
+  if (!s) return strata_err(STRATA_ENOMEM, "rpc server: out of memory");
+  s->max_msg = o->max_message_bytes ? o->max_message_bytes : RPC_DEFAULT_MAX_MESSAGE_BYTES;
+  if (s->max_msg > INT32_MAX) s->max_msg = INT32_MAX;
+  s->log = o->log;
+  memcpy(s->handlers, o->handlers, sizeof s->handlers);
+  s->nw = o->threads > 0 ? o->threads : 2;
+  s->nx = o->exec_threads > 0 ? o->exec_threads : 2;
+  s->t_shutdown = (rpc_tag){T_SHUTDOWN, NULL};
+  s->streams.lnext = s->streams.lprev = &s->streams;
+  s->started_ns = now_ns(CLOCK_REALTIME);
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cv, NULL);
+  pthread_mutex_init(&s->xmu, NULL);
+  pthread_cond_init(&s->xcv, NULL);
+  grpc_init();
+
+  grpc_arg args[3];
+  args[0].type = GRPC_ARG_INTEGER;
+  args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
+  args[0].value.integer = (int)s->max_msg;
+  args[1].type = GRPC_ARG_INTEGER;
+  args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
+  args[1].value.integer = (int)s->max_msg;
+  args[2].type = GRPC_ARG_INTEGER;
+  args[2].key = GRPC_ARG_ALLOW_REUSEPORT; /* a second server must not share our port */
+  args[2].value.integer = 0;
+  grpc_channel_args cargs = {3, args};
+  s->server = grpc_server_create(&cargs, NULL);
+  for (int m = 0; m < RPC_M__COUNT; m++)
+    s->method_handles[m] = grpc_server_register_method(
+        s->server, rpc_methods[m].path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
+  s->ws = calloc((size_t)s->nw, sizeof *s->ws);
+  s->xthreads = calloc((size_t)s->nx, sizeof *s->xthreads);
+  if (!s->ws || !s->xthreads) abort();
+  for (int i = 0; i < s->nw; i++) {
+    s->ws[i].srv = s;
+    s->ws[i].cq = grpc_completion_queue_create_for_next(NULL);
+    grpc_server_register_completion_queue(s->server, s->ws[i].cq, NULL);
+  }
+  const char *listen = o->listen ? o->listen : "127.0.0.1:0";
+  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
+  s->port = grpc_server_add_http2_port(s->server, listen, creds);
+  grpc_server_credentials_release(creds);
+  if (s->port == 0) {
+    int rc = strata_err(STRATA_EBUSY,
+                        "cannot listen on %s: the address is in use or invalid "
+                        "(is another strata-server running? choose another --listen)",
+                        listen);
+    grpc_server_destroy(s->server);
+    for (int i = 0; i < s->nw; i++) grpc_completion_queue_destroy(s->ws[i].cq);
+    grpc_shutdown();
+    free(s->ws);
+    free(s->xthreads);
+    free(s);
+    return rc;
+  }
+  grpc_server_start(s->server);
+  for (int i = 0; i < s->nw; i++) {
+    for (int m = 0; m < RPC_M__COUNT; m++) request_call(&s->ws[i], m);
+    request_call(&s->ws[i], -1); /* pitfall 2: unknown methods get UNIMPLEMENTED */
+    pthread_create(&s->ws[i].thread, NULL, poller_main, &s->ws[i]);
+  }
+  for (int i = 0; i < s->nx; i++) pthread_create(&s->xthreads[i], NULL, exec_main, s);
+  slog(s, 2, "event=rpc_listening port=%d threads=%d max_message_bytes=%zu", s->port, s->nw,
+       s->max_msg);
+  *out = s;
+  return 0;
+}
+
+int rpc_server_port(const rpc_server *s) { return s->port; }
+size_t rpc_server_max_message_bytes(const rpc_server *s) { return s->max_msg; }
+
+int rpc_server_draining(const rpc_server *s) {
+  rpc_server *m = (rpc_server *)s;
+  pthread_mutex_lock(&m->mu);
+  int d = m->draining;
+  pthread_mutex_unlock(&m->mu);
+  return d;
+}
+
+void rpc_server_get_stats(const rpc_server *s, rpc_server_stats *st) {
+  rpc_server *m = (rpc_server *)s;
+  st->calls_total = atomic_load(&m->calls_total);
+  st->calls_failed = atomic_load(&m->calls_failed);
+  pthread_mutex_lock(&m->mu);
+  st->calls_active = m->active;
+  pthread_mutex_unlock(&m->mu);
+  st->started_ns = m->started_ns;
+}
+
+/* Wakes every live stream so its next() sees rpc_call_stopping(). */
+static void wake_streams(rpc_server *s) {
+  pthread_mutex_lock(&s->mu);
+  for (rpc_call *c = s->streams.lnext; c != &s->streams; c = c->lnext) {
+    /* stream_kick takes c->mu after s->mu: the documented order. */
+    int push = 0;
+    pthread_mutex_lock(&c->mu);
+    if (!c->finished && c->ss == S_WAITING) {
+      c->ss = S_QUEUED;
+      push = 1;
+    } else if (!c->finished && c->ss == S_RUNNING) {
+      c->wake_pending = 1;
+    }
+    pthread_mutex_unlock(&c->mu);
+    if (push) exec_push(c);
+  }
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* Waits until no handler holds a call, or until `deadline_ns` (monotonic; 0 = forever). */
+static int wait_idle(rpc_server *s, int64_t deadline_ns) {
+  pthread_mutex_lock(&s->mu);
+  while (s->active > 0) {
+    if (deadline_ns) {
+      int64_t left = deadline_ns - now_ns(CLOCK_MONOTONIC);
+      if (left <= 0) break;
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      int64_t step = left < 50000000 ? left : 50000000;
+      ts.tv_nsec += step;
+      ts.tv_sec += ts.tv_nsec / 1000000000;
+      ts.tv_nsec %= 1000000000;
+      pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+    } else {
+      pthread_cond_wait(&s->cv, &s->mu);
+    }
+  }
+  int idle = s->active == 0;
+  pthread_mutex_unlock(&s->mu);
+  return idle;
+}
+
+void rpc_server_stop(rpc_server *s, int grace_ms) {
+  /* 1. Stop re-requesting calls; a call matched from now on is dropped. */
+  pthread_mutex_lock(&s->mu);
+  s->draining = 1;
+  uint64_t inflight = s->active;
+  pthread_mutex_unlock(&s->mu);
+  slog(s, 2, "event=rpc_draining in_flight=%llu grace_ms=%d", (unsigned long long)inflight,
+       grace_ms);
+  /* 2. No new calls; pending requests complete with ok=0 and free themselves. */
+  grpc_server_shutdown_and_notify(s->server, s->ws[0].cq, &s->t_shutdown);
+  /* 3. Streams (Watch) end with UNAVAILABLE instead of waiting out the grace. */
+  wake_streams(s);
+  /* 4. Let in-flight calls finish, then cancel the rest and wait for their handlers. */
+  if (!wait_idle(s, now_ns(CLOCK_MONOTONIC) + (int64_t)grace_ms * 1000000)) {
+    slog(s, 1, "event=rpc_cancel_all reason=grace_expired");
+    grpc_server_cancel_all_calls(s->server);
+    wake_streams(s);
+    wait_idle(s, 0);
+  }
+  /* 5. Every call is released: the shutdown tag arrives while the pollers run. */
+  pthread_mutex_lock(&s->mu);
+  while (!s->shutdown_seen) pthread_cond_wait(&s->cv, &s->mu);
+  pthread_mutex_unlock(&s->mu);
+  /* 6. Stop the executor (no stream can be queued: every call has ended). */
+  pthread_mutex_lock(&s->xmu);
+  s->xstop = 1;
+  pthread_cond_broadcast(&s->xcv);
+  pthread_mutex_unlock(&s->xmu);
+  for (int i = 0; i < s->nx; i++) pthread_join(s->xthreads[i], NULL);
+  /* 7. Shut every queue down and let its poller drain it to GRPC_QUEUE_SHUTDOWN. */
+  for (int i = 0; i < s->nw; i++) grpc_completion_queue_shutdown(s->ws[i].cq);
+  for (int i = 0; i < s->nw; i++) pthread_join(s->ws[i].thread, NULL);
+  for (int i = 0; i < s->nw; i++) grpc_completion_queue_destroy(s->ws[i].cq);
+  grpc_server_destroy(s->server);
+  grpc_shutdown();
+  slog(s, 2, "event=rpc_stopped calls_total=%llu",
+       (unsigned long long)atomic_load(&s->calls_total));
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->cv);
+  pthread_mutex_destroy(&s->xmu);
+  pthread_cond_destroy(&s->xcv);
+  free(s->ws);
+  free(s->xthreads);
+  free(s);
+}

@@ -1,0 +1,126 @@
+/*
+ * The server side of Strata's gRPC glue: completion queues, poller threads, the
+ * method table (methods.h) bound to handlers, unary and server-streaming calls,
+ * cancellation, deadlines, and the safe shutdown order. It knows nothing about
+ * the store or the locks: server/ supplies one handler per method.
+ *
+ * Handler contract. start(call, req, ctx) runs on a poller thread with the
+ * decoded request (owned by the call, valid until the call ends). It must end
+ * the call exactly once, now or later and from any thread, with
+ * rpc_call_reply() / rpc_call_fail() (unary), or hand a unary-stream call to
+ * rpc_stream_begin(), after which the next() continuation ends it. The call
+ * object stays valid until then. Nothing blocks a thread per call: a commit
+ * handler passes `call` to the store and replies from its completion callback.
+ */
+#ifndef STRATA_RPC_SERVER_H
+#define STRATA_RPC_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "rpc/methods.h"
+
+typedef struct rpc_server rpc_server;
+typedef struct rpc_call rpc_call;
+
+typedef void (*rpc_start_fn)(rpc_call *call, const ProtobufCMessage *req, void *ctx);
+/* A stream continuation: called on an executor thread whenever the stream can
+ * take another message (after rpc_stream_begin, after each send completes,
+ * after rpc_call_wake, and on cancellation or server drain). Each run does at
+ * most one of: rpc_stream_send() once, rpc_call_fail()/rpc_stream_end(), or
+ * nothing (the stream waits until rpc_call_wake). Runs never overlap. */
+typedef void (*rpc_next_fn)(rpc_call *call, void *state);
+
+typedef struct rpc_handler {
+  rpc_start_fn start;  /* NULL: the method answers UNIMPLEMENTED */
+  void *ctx;           /* passed to start */
+  const char *unimplemented_msg; /* with start == NULL, the message to send (optional) */
+} rpc_handler;
+
+/* Log hook: level 0=error 1=warn 2=info 3=debug; `line` is "event=... k=v ...". */
+typedef void (*rpc_log_fn)(int level, const char *line);
+
+typedef struct rpc_server_opts {
+  const char *listen;        /* "host:port"; port 0 picks a free one. Default "127.0.0.1:0" */
+  int threads;               /* poller threads, one completion queue each; default 2 */
+  int exec_threads;          /* stream continuation threads; default 2 */
+  size_t max_message_bytes;  /* largest message received or sent; default 64 MiB */
+  rpc_log_fn log;            /* default: none */
+  rpc_handler handlers[RPC_M__COUNT];
+} rpc_server_opts;
+
+#define RPC_DEFAULT_MAX_MESSAGE_BYTES ((size_t)64 << 20)
+
+/* Binds, starts the threads and begins serving. On failure returns a Strata
+ * code with detail in strata_errmsg() (e.g. the address could not be bound)
+ * and *out is NULL. */
+int rpc_server_start(const rpc_server_opts *o, rpc_server **out);
+
+/* The bound port (useful when listen asked for port 0). */
+int rpc_server_port(const rpc_server *s);
+
+/* Stops accepting calls (Health then reports NOT_SERVING), wakes every stream so
+ * it can end with UNAVAILABLE, waits up to grace_ms for in-flight calls to end,
+ * cancels the rest, waits for every handler to end its call, then shuts the
+ * queues down, joins the threads and frees everything. Call it once, from a
+ * thread that is not one of the server's. */
+void rpc_server_stop(rpc_server *s, int grace_ms);
+
+/* True once rpc_server_stop has begun. */
+int rpc_server_draining(const rpc_server *s);
+
+/* Counters for Admin.Stats. */
+typedef struct rpc_server_stats {
+  uint64_t calls_total, calls_active, calls_failed;
+  int64_t started_ns; /* CLOCK_REALTIME */
+} rpc_server_stats;
+void rpc_server_get_stats(const rpc_server *s, rpc_server_stats *st);
+size_t rpc_server_max_message_bytes(const rpc_server *s);
+
+/* --- one call ------------------------------------------------------------- */
+
+/* Ends a unary call with OK and `resp` (still owned by the caller: it is
+ * serialized before this returns). A response above the message limit ends the
+ * call with RESOURCE_EXHAUSTED instead. */
+void rpc_call_reply(rpc_call *call, const ProtobufCMessage *resp);
+
+/* Ends a call (unary or stream) with the status rpc_status_of(rc) and a message
+ * (printf format) that names the field, key or row at fault. rc == 0 ends a
+ * stream with OK. */
+void rpc_call_fail(rpc_call *call, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* Turns `call` into a server stream driven by next(call, state). free_state
+ * (may be NULL) runs once when the call is freed. Call it from start only. */
+void rpc_stream_begin(rpc_call *call, rpc_next_fn next, void *state, void (*free_state)(void *));
+
+/* Sends one stream message (serialized before return; `msg` stays the
+ * caller's). Only from next(). Returns 0, or STRATA_ETOOBIG when the message is
+ * above the limit (the caller should then end the stream). */
+int rpc_stream_send(rpc_call *call, const ProtobufCMessage *msg);
+
+/* Ends a stream with OK. Only from next(). */
+void rpc_stream_end(rpc_call *call);
+
+/* Schedules next() again for a waiting stream; any thread, any time (a no-op
+ * when the call has ended or is already scheduled). */
+void rpc_call_wake(rpc_call *call);
+
+/* True when the client cancelled, the deadline passed, or the server drains:
+ * the handler should stop working and end the call. */
+int rpc_call_stopping(const rpc_call *call);
+/* Why rpc_call_stopping is true: STRATA_ECANCELLED (client cancel),
+ * STRATA_EDEADLINE (deadline passed) or STRATA_ESHUTDOWN (server drain); 0
+ * otherwise. */
+int rpc_call_stop_reason(const rpc_call *call);
+
+/* Milliseconds left before the call's deadline (INT64_MAX when none). */
+int64_t rpc_call_remaining_ms(const rpc_call *call);
+
+/* The method being served. */
+rpc_method_id rpc_call_method(const rpc_call *call);
+rpc_server *rpc_call_server(const rpc_call *call);
+
+#endif

@@ -1,0 +1,26 @@
+/* strata.v1.Admin: server statistics. */
+#include <time.h>
+
+#include "server/srv_int.h"
+
+#define SRV_VERSION "strata 0.1"
+
+static void stats(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
+  (void)m;
+  srv *s = ctx;
+  rpc_server_stats st;
+  rpc_server_get_stats(rpc_call_server(call), &st);
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  Strata__V1__StatsResponse resp = STRATA__V1__STATS_RESPONSE__INIT;
+  resp.server_version = SRV_VERSION;
+  resp.uptime_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - st.started_ns;
+  resp.calls_total = st.calls_total;
+  resp.calls_active = st.calls_active;
+  resp.calls_failed = st.calls_failed;
+  resp.max_message_bytes = rpc_server_max_message_bytes(rpc_call_server(call));
+  resp.data_dir = s->data_dir;
+  rpc_call_reply(call, &resp.base);
+}
+
+void srv__admin_bind(srv *s, rpc_handler *h) { h[RPC_M_admin_stats] = (rpc_handler){stats, s, NULL}; }

@@ -1,0 +1,113 @@
+/*
+ * A server instance: lock the data directory, open the engines, bind every
+ * service's handlers into the rpc method table and start gRPC; the reverse on
+ * close. See server/README.md for the order and why.
+ */
+#include "server/srv_int.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "server/log.h"
+
+void srv__fail(rpc_call *call, int rc) { rpc_call_fail(call, rc, "%s", strata_errmsg()); }
+
+/* Creates data_dir if needed and takes an exclusive flock on its lock file, so a
+ * second server on the same directory refuses to start. */
+static int lock_data_dir(srv *s) {
+  if (mkdir(s->data_dir, 0755) != 0 && errno != EEXIST)
+    return strata_err(errno, "cannot create data directory %s: %s", s->data_dir, strerror(errno));
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", s->data_dir, SRV_LOCK_FILE);
+  int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return strata_err(errno, "cannot open %s: %s", path, strerror(errno));
+  if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int e = errno;
+    char pid[32] = "";
+    ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+    if (n > 0) pid[n] = 0;
+    pid[strcspn(pid, "\n")] = 0;
+    close(fd);
+    if (e == EWOULDBLOCK)
+      return strata_err(STRATA_EBUSY,
+                        "data directory %s is in use by another strata-server (pid %s holds %s); "
+                        "stop it or choose another --data-dir",
+                        s->data_dir, *pid ? pid : "?", path);
+    return strata_err(e, "cannot lock %s: %s", path, strerror(e));
+  }
+  char buf[32];
+  int len = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+  if (ftruncate(fd, 0) != 0 || pwrite(fd, buf, (size_t)len, 0) != len) {
+    /* The pid is informational only; the flock is what excludes. */
+  }
+  s->lock_fd = fd;
+  return 0;
+}
+
+static void srv_free(srv *s) {
+  if (s->lock_fd >= 0) close(s->lock_fd); /* releases the flock */
+  free(s->data_dir);
+  free(s->listen);
+  free(s);
+}
+
+int srv_open(const srv_opts *o, srv **out) {
+  *out = NULL;
+  srv *s = calloc(1, sizeof *s);
+  if (!s) return strata_err(STRATA_ENOMEM, "out of memory");
+  s->o = *o;
+  s->lock_fd = -1;
+  s->data_dir = strdup(o->data_dir ? o->data_dir : SRV_DEFAULT_DATA_DIR);
+  s->listen = strdup(o->listen ? o->listen : SRV_DEFAULT_LISTEN);
+  if (!s->data_dir || !s->listen) {
+    srv_free(s);
+    return strata_err(STRATA_ENOMEM, "out of memory");
+  }
+  s->o.data_dir = s->data_dir;
+  s->o.listen = s->listen;
+  if (s->o.grace_ms <= 0) s->o.grace_ms = 5000;
+  int rc = lock_data_dir(s);
+  if (rc) {
+    srv_free(s);
+    return rc;
+  }
+
+  rpc_server_opts ro = {
+      .listen = s->listen,
+      .threads = o->threads,
+      .max_message_bytes = o->max_message_bytes,
+      .log = srv_log_line,
+  };
+  srv__health_bind(s, ro.handlers);
+  srv__admin_bind(s, ro.handlers);
+  srv__kv_bind(s, ro.handlers);
+  srv__locks_bind(s, ro.handlers);
+  srv__ops_bind(s, ro.handlers);
+  rc = rpc_server_start(&ro, &s->rpc);
+  if (rc) {
+    srv_free(s);
+    return rc;
+  }
+  srv_log(SRV_LOG_INFO, "event=listening addr=%s port=%d data_dir=%s store=%s locks=%s",
+          s->listen, rpc_server_port(s->rpc), s->data_dir, s->store ? "on" : "unavailable",
+          s->locks ? "on" : "unavailable");
+  *out = s;
+  return 0;
+}
+
+int srv_port(const srv *s) { return rpc_server_port(s->rpc); }
+
+void srv_close(srv *s) {
+  if (!s) return;
+  /* Calls first: every handler has answered before the engines go away. */
+  rpc_server_stop(s->rpc, s->o.grace_ms);
+  srv_log(SRV_LOG_INFO, "event=stopped data_dir=%s", s->data_dir);
+  srv_free(s);
+}

@@ -1,0 +1,39 @@
+/*
+ * One Strata server instance: the data directory (locked against a second
+ * server), the engines, and the gRPC services bound to them. strata-server's
+ * main() and the embedded mode (embedded.h) are its two users.
+ */
+#ifndef STRATA_SERVER_SRV_H
+#define STRATA_SERVER_SRV_H
+
+#include <stddef.h>
+
+typedef struct srv srv;
+
+typedef struct srv_opts {
+  const char *listen;        /* default "127.0.0.1:7420"; port 0 picks a free one */
+  const char *data_dir;      /* default "./strata-data"; created when missing */
+  int threads;               /* gRPC poller threads; default 2 */
+  size_t max_message_bytes;  /* both directions; default 64 MiB */
+  int grace_ms;              /* drain time at stop before in-flight calls are cancelled; default 5000 */
+} srv_opts;
+
+#define SRV_DEFAULT_LISTEN "127.0.0.1:7420"
+#define SRV_DEFAULT_DATA_DIR "./strata-data"
+#define SRV_LOCK_FILE "server.lock"
+
+/* Locks the data directory, opens the engines and starts serving. On failure
+ * returns a Strata code (STRATA_EBUSY when another server holds the directory
+ * or the address is taken) with the detail in strata_errmsg(); nothing is left
+ * running. */
+int srv_open(const srv_opts *o, srv **out);
+
+/* The bound port. */
+int srv_port(const srv *s);
+
+/* Drains in-flight calls (srv_opts.grace_ms), stops serving, closes the
+ * engines (every acknowledged commit is durable before this returns), and
+ * unlocks the data directory. */
+void srv_close(srv *s);
+
+#endif
