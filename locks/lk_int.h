@@ -1,0 +1,151 @@
+/*
+ * Private to locks/: the lk_manager struct, the in-memory lock table and the
+ * on-disk key/value layout. locks/README.md explains the design; this file is
+ * its code-level map.
+ */
+#ifndef STRATA_LOCKS_LK_INT_H
+#define STRATA_LOCKS_LK_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <rocksdb/c.h>
+
+#include "locks/counter.h"
+#include "locks/lock.h"
+#include "locks/oplog.h"
+
+/* --- on-disk layout (README "On-disk layout") ---------------------------- */
+#define LK__TAG_LOCK 'L'    /* 'L' row              -> lock record */
+#define LK__TAG_SCOPE 'S'   /* 'S' op(8) row        -> "" (indefinite scope) */
+#define LK__TAG_OP 'O'      /* 'O' op(8)            -> op record */
+#define LK__TAG_CTR 'C'     /* 'C' name             -> next id (8) */
+#define LK__TAG_TOKEN 'T'   /* 'T' partition(2)     -> token high-water (8) */
+#define LK__TAG_META 'V'    /* 'V'                  -> format string */
+#define LK__FORMAT "strata-locks/1"
+
+#define LK__REC_VERSION 1
+#define LK__REC_LEN 58      /* version, flags, temporal slot (32), indefinite slot (24) */
+
+static inline void lk__put64(uint8_t *p, uint64_t v) {
+  for (int i = 7; i >= 0; i--) { p[i] = (uint8_t)v; v >>= 8; }
+}
+static inline uint64_t lk__get64(const uint8_t *p) {
+  uint64_t v = 0;
+  for (int i = 0; i < 8; i++) v = (v << 8) | p[i];
+  return v;
+}
+
+/* --- in-memory lock table ------------------------------------------------ */
+
+/* One holder of one kind on a row; op == 0 means empty. */
+typedef struct lk__slot {
+  uint64_t op;
+  uint64_t token;
+  int64_t acquired_at;
+  int64_t expires_at;  /* LK_NEVER for the indefinite slot */
+} lk__slot;
+
+struct lk__waiter;
+
+/* A waiter's place in one row's FIFO queue. */
+typedef struct lk__wnode {
+  struct lk__wnode *prev, *next;
+  struct lk__waiter *w;
+} lk__wnode;
+
+/* A row that is held or waited for. Lives in its partition's hash chain;
+ * freed when both slots are empty and nobody waits. */
+typedef struct lk__rowent {
+  struct lk__rowent *next;   /* hash chain */
+  uint64_t hash;
+  lk__slot tmp, ind;
+  lk__wnode *qhead, *qtail;  /* waiters, arrival order */
+  uint16_t len;
+  uint8_t key[];
+} lk__rowent;
+
+/* A partition: one mutex guards its hash table, its rows' slots and queues. */
+typedef struct lk__part {
+  pthread_mutex_t mu;
+  lk__rowent **buckets;
+  size_t nbuckets;
+  size_t count;
+} __attribute__((aligned(64))) lk__part;
+
+/* A blocked lk_acquire. Lives on the waiting thread's stack; it is in row
+ * queues only while the thread is inside lk_acquire, and it leaves them under
+ * the partition mutexes, so a kicker holding a partition mutex may touch it.
+ * mu is a leaf lock: taken after partition mutexes, never before them. */
+typedef struct lk__waiter {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int kicked;                /* guarded by mu */
+  uint64_t op;
+  lk__wnode *nodes;          /* one per distinct row of the request */
+} lk__waiter;
+
+struct oplog {
+  lk_manager *lk;
+  pthread_mutex_t mu;        /* serializes creates and status changes */
+  _Atomic uint64_t last_id;
+};
+
+struct ctr_table {
+  lk_manager *lk;
+  pthread_mutex_t mu;        /* serializes allocations */
+};
+
+struct lk_manager {
+  rocksdb_t *db;
+  rocksdb_options_t *dbopts;
+  rocksdb_writeoptions_t *wo;
+  rocksdb_readoptions_t *ro;
+  lk_clock_fn clock;
+  void *clock_ctx;
+  int64_t wait_poll_ns;
+  unsigned nparts;
+  unsigned part_shift;       /* partition = (first two key bytes) >> part_shift */
+  lk__part *parts;
+  _Atomic uint64_t token_hwm; /* largest token handed out or found on disk */
+  atomic_int shutting_down;
+  struct oplog oplog;
+  struct ctr_table ctrs;
+};
+
+/* Partition of a row key: its first two bytes (the hash prefix of
+ * PyChunkedGraph keys) scaled to nparts. */
+static inline unsigned lk__part_of(const lk_manager *lk, const uint8_t *key, size_t len) {
+  unsigned hi = (unsigned)key[0] << 8 | (len > 1 ? key[1] : 0);
+  return hi >> lk->part_shift;
+}
+
+/* Writes batch durably. Returns 0 or STRATA_EIO with the RocksDB message. */
+int lk__write(lk_manager *lk, rocksdb_writebatch_t *b, const char *what);
+
+/* Encodes/decodes a row's lock record. decode returns STRATA_ECORRUPT. */
+void lk__rec_encode(const lk__slot *tmp, const lk__slot *ind, uint8_t out[LK__REC_LEN]);
+int lk__rec_decode(const uint8_t *v, size_t n, lk__slot *tmp, lk__slot *ind);
+
+/* Row-key validation shared by every entry point: names field in errors. */
+int lk__check_rows(const lk_row *rows, size_t nrows, const char *field);
+
+/* Hash table of one partition; caller holds p->mu. */
+uint64_t lk__hash(const uint8_t *key, size_t len);
+lk__rowent *lk__row_find(lk__part *p, const uint8_t *key, size_t len, uint64_t h);
+int lk__row_insert(lk__part *p, const uint8_t *key, size_t len, uint64_t h, lk__rowent **out);
+void lk__row_maybe_free(lk__part *p, lk__rowent *r);
+void lk__part_destroy(lk__part *p);
+
+/* Formats a row key for messages (printable or hex), into buf. */
+const char *lk__fmt_key(const uint8_t *key, size_t len, char *buf, size_t cap);
+
+/* Loads the op log's last id; called by lk_open after the lock reload. */
+int lk__oplog_load(lk_manager *lk);
+
+/* Turns a RocksDB error string (freed here) into STRATA_EIO with context. */
+int lk__dberr(char *err, const char *what);
+
+#endif

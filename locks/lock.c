@@ -1,0 +1,744 @@
+/*
+ * Acquire, renew, release and check over the partitioned lock table. Every
+ * operation sorts its rows by (partition, key), takes the partition mutexes
+ * in ascending partition order, decides against the in-memory table, writes
+ * one RocksDB batch durably while still holding the mutexes, and only then
+ * changes memory (README "Durability order"). Waiting acquires queue on
+ * every row they need, FIFO per row (README "Waiting").
+ */
+#include <assert.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "common/err.h"
+#include "locks/lk_int.h"
+
+/* --- the request's rows, sorted and deduplicated ------------------------- */
+
+typedef struct req_row {
+  const uint8_t *key;
+  size_t len;
+  size_t idx;        /* first index in the caller's array */
+  unsigned part;
+  uint64_t hash;
+  lk__rowent *ent;   /* valid only while the partition mutex is held */
+} req_row;
+
+typedef struct prep {
+  req_row *rows;
+  size_t n;
+  unsigned *parts;   /* distinct partitions, ascending */
+  size_t nparts;
+  int all;           /* every partition (release of all rows) */
+} prep;
+
+static int cmp_req_row(const void *a, const void *b) {
+  const req_row *x = a, *y = b;
+  if (x->part != y->part) return x->part < y->part ? -1 : 1;
+  size_t n = x->len < y->len ? x->len : y->len;
+  int c = memcmp(x->key, y->key, n);
+  if (c) return c;
+  if (x->len != y->len) return x->len < y->len ? -1 : 1;
+  return x->idx < y->idx ? -1 : x->idx > y->idx;
+}
+
+static void prep_free(prep *pr) {
+  free(pr->rows);
+  free(pr->parts);
+  memset(pr, 0, sizeof *pr);
+}
+
+static int prep_rows(lk_manager *lk, const lk_row *rows, size_t nrows, prep *pr) {
+  memset(pr, 0, sizeof *pr);
+  pr->rows = malloc(nrows * sizeof *pr->rows);
+  pr->parts = malloc(nrows * sizeof *pr->parts);
+  if (!pr->rows || !pr->parts) {
+    prep_free(pr);
+    return strata_err(STRATA_ENOMEM, "lock request of %zu rows", nrows);
+  }
+  for (size_t i = 0; i < nrows; i++) {
+    req_row *r = &pr->rows[i];
+    r->key = rows[i].key;
+    r->len = rows[i].len;
+    r->idx = i;
+    r->part = lk__part_of(lk, r->key, r->len);
+    r->hash = lk__hash(r->key, r->len);
+    r->ent = NULL;
+  }
+  qsort(pr->rows, nrows, sizeof *pr->rows, cmp_req_row);
+  size_t n = 0;
+  for (size_t i = 0; i < nrows; i++) {
+    req_row *r = &pr->rows[i];
+    if (n && pr->rows[n - 1].len == r->len && pr->rows[n - 1].part == r->part &&
+        memcmp(pr->rows[n - 1].key, r->key, r->len) == 0)
+      continue; /* duplicate: keep the first index */
+    pr->rows[n++] = *r;
+    if (pr->nparts == 0 || pr->parts[pr->nparts - 1] != r->part) pr->parts[pr->nparts++] = r->part;
+  }
+  pr->n = n;
+  return 0;
+}
+
+/* Lock order: partition mutexes in ascending partition number. */
+static void lock_parts(lk_manager *lk, const prep *pr) {
+  if (pr->all) {
+    for (unsigned i = 0; i < lk->nparts; i++) pthread_mutex_lock(&lk->parts[i].mu);
+  } else {
+    for (size_t i = 0; i < pr->nparts; i++) pthread_mutex_lock(&lk->parts[pr->parts[i]].mu);
+  }
+}
+
+static void unlock_parts(lk_manager *lk, const prep *pr) {
+  if (pr->all) {
+    for (unsigned i = lk->nparts; i-- > 0;) pthread_mutex_unlock(&lk->parts[i].mu);
+  } else {
+    for (size_t i = pr->nparts; i-- > 0;) pthread_mutex_unlock(&lk->parts[pr->parts[i]].mu);
+  }
+}
+
+/* Looks up every row's entry (NULL when absent). Partition mutexes held. */
+static void find_ents(lk_manager *lk, prep *pr) {
+  for (size_t i = 0; i < pr->n; i++) {
+    req_row *r = &pr->rows[i];
+    r->ent = lk__row_find(&lk->parts[r->part], r->key, r->len, r->hash);
+  }
+}
+
+/* Creates missing entries so the batch can be applied without allocating
+ * after the durable write. On failure frees what it created. */
+static int make_ents(lk_manager *lk, prep *pr) {
+  for (size_t i = 0; i < pr->n; i++) {
+    req_row *r = &pr->rows[i];
+    if (r->ent) continue;
+    int rc = lk__row_insert(&lk->parts[r->part], r->key, r->len, r->hash, &r->ent);
+    if (rc) {
+      for (size_t j = 0; j < i; j++) lk__row_maybe_free(&lk->parts[pr->rows[j].part], pr->rows[j].ent);
+      return rc;
+    }
+  }
+  return 0;
+}
+
+static void free_unused_ents(lk_manager *lk, prep *pr) {
+  for (size_t i = 0; i < pr->n; i++)
+    if (pr->rows[i].ent) {
+      lk__row_maybe_free(&lk->parts[pr->rows[i].part], pr->rows[i].ent);
+      pr->rows[i].ent = NULL;
+    }
+}
+
+/* --- conflicts ----------------------------------------------------------- */
+
+typedef struct clist {
+  lk_conflict *v;
+  size_t n, cap;
+} clist;
+
+static int clist_add(clist *c, size_t row, const lk__slot *s, lk_kind kind, int queued) {
+  if (c->n == c->cap) {
+    size_t cap = c->cap ? c->cap * 2 : 8;
+    lk_conflict *v = realloc(c->v, cap * sizeof *v);
+    if (!v) return strata_err(STRATA_ENOMEM, "conflict list of %zu entries", cap);
+    c->v = v;
+    c->cap = cap;
+  }
+  lk_conflict *x = &c->v[c->n++];
+  x->row = row;
+  x->holder_op = s ? s->op : 0;
+  x->kind = kind;
+  x->acquired_at = s ? s->acquired_at : 0;
+  x->expires_at = s ? s->expires_at : 0;
+  x->queued = queued;
+  return 0;
+}
+
+static int live(const lk__slot *s, int64_t now) { return s->op && now < s->expires_at; }
+
+/* Does op hold the row live in any slot? */
+static int holds(const lk__rowent *e, uint64_t op, int64_t now) {
+  return e && ((e->tmp.op == op && live(&e->tmp, now)) || e->ind.op == op);
+}
+
+/* The conflict rules (README "Conflict table"): may a request of `kind` by
+ * `op` be granted on a row whose slot `s` (of kind s_kind) is held by
+ * another op? Expired temporal slots block nobody. */
+static int slot_blocks(const lk__slot *s, lk_kind s_kind, uint64_t op, lk_kind kind,
+                       int respect_indefinite, int64_t now) {
+  if (!s->op || s->op == op) return 0;
+  if (s_kind == LK_TEMPORAL) return live(s, now);
+  return kind == LK_INDEFINITE || respect_indefinite;
+}
+
+typedef struct verdict {
+  int blocked;          /* some row conflicts */
+  int all_held;         /* op already holds every row in the requested kind */
+  int64_t wake_at;      /* earliest expiry of a blocking temporal slot */
+} verdict;
+
+/* Decides a request against the table; self is the request's own waiter
+ * when it is queued (only waiters ahead of it count), else NULL. Fills c
+ * when given. Partition mutexes held, find_ents done. */
+static int evaluate(const lk_acquire_req *q, prep *pr, const lk__waiter *self, int64_t now,
+                    verdict *v, clist *c) {
+  int rc = 0;
+  v->blocked = 0;
+  v->all_held = 1;
+  v->wake_at = INT64_MAX;
+  for (size_t i = 0; i < pr->n; i++) {
+    const lk__rowent *e = pr->rows[i].ent;
+    size_t idx = pr->rows[i].idx;
+    int held = e && (q->kind == LK_TEMPORAL ? holds(e, q->op, now) : e->ind.op == q->op);
+    if (!held) v->all_held = 0;
+    if (!e) continue;
+    int row_blocked = 0;
+    if (slot_blocks(&e->tmp, LK_TEMPORAL, q->op, q->kind, q->respect_indefinite, now)) {
+      row_blocked = 1;
+      if (e->tmp.expires_at < v->wake_at) v->wake_at = e->tmp.expires_at;
+      if (c && (rc = clist_add(c, idx, &e->tmp, LK_TEMPORAL, 0))) return rc;
+    }
+    if (slot_blocks(&e->ind, LK_INDEFINITE, q->op, q->kind, q->respect_indefinite, now)) {
+      row_blocked = 1;
+      if (c && (rc = clist_add(c, idx, &e->ind, LK_INDEFINITE, 0))) return rc;
+    }
+    /* FIFO: an earlier waiter of another op keeps the row for itself, unless
+     * this op already holds the row (an upgrade or an extension of a set). */
+    if (!row_blocked && !holds(e, q->op, now)) {
+      for (const lk__wnode *n = e->qhead; n && n->w != self; n = n->next) {
+        if (n->w->op == q->op) continue;
+        row_blocked = 1;
+        lk__slot s = {.op = n->w->op};
+        if (c && (rc = clist_add(c, idx, &s, LK_TEMPORAL, 1))) return rc;
+        break;
+      }
+    }
+    if (row_blocked) v->blocked = 1;
+  }
+  if (v->all_held) v->blocked = 0;
+  return 0;
+}
+
+/* --- durable changes ----------------------------------------------------- */
+
+static void key_with_tag(uint8_t *buf, char tag, const uint8_t *key, size_t len) {
+  buf[0] = (uint8_t)tag;
+  memcpy(buf + 1, key, len);
+}
+
+static void put_record(rocksdb_writebatch_t *b, const uint8_t *key, size_t len,
+                       const lk__slot *tmp, const lk__slot *ind) {
+  uint8_t k[1 + LK_KEY_MAX];
+  key_with_tag(k, LK__TAG_LOCK, key, len);
+  if (!tmp->op && !ind->op) {
+    rocksdb_writebatch_delete(b, (const char *)k, 1 + len);
+    return;
+  }
+  uint8_t v[LK__REC_LEN];
+  lk__rec_encode(tmp, ind, v);
+  rocksdb_writebatch_put(b, (const char *)k, 1 + len, (const char *)v, sizeof v);
+}
+
+static void scope_key(uint8_t *k, uint64_t op, const uint8_t *key, size_t len) {
+  k[0] = LK__TAG_SCOPE;
+  lk__put64(k + 1, op);
+  memcpy(k + 9, key, len);
+}
+
+/* Grants q (not blocked, not all held) in one durable batch, then applies
+ * it to memory. Partition mutexes held, find_ents done. */
+static int grant(lk_manager *lk, const lk_acquire_req *q, prep *pr, int64_t now, lk_result *res) {
+  int rc = make_ents(lk, pr);
+  if (rc) return rc;
+  lk__slot *nt = malloc(pr->n * 2 * sizeof *nt);
+  rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+  if (!nt) {
+    rc = strata_err(STRATA_ENOMEM, "acquire of %zu rows", pr->n);
+    goto out;
+  }
+  uint64_t token = atomic_fetch_add(&lk->token_hwm, 1) + 1;
+  int64_t exp = q->kind == LK_TEMPORAL ? now + q->ttl_ns : LK_NEVER;
+  res->expires_at = LK_NEVER;
+  for (size_t i = 0; i < pr->n; i++) {
+    const lk__rowent *e = pr->rows[i].ent;
+    lk__slot tmp = e->tmp, ind = e->ind;
+    lk__slot mine = {q->op, token, now, exp};
+    if (tmp.op && !live(&tmp, now)) memset(&tmp, 0, sizeof tmp); /* expired: tidy up */
+    if (q->kind == LK_INDEFINITE) {
+      ind = mine;
+      if (tmp.op == q->op) memset(&tmp, 0, sizeof tmp); /* upgrade */
+      uint8_t k[9 + LK_KEY_MAX];
+      scope_key(k, q->op, e->key, e->len);
+      rocksdb_writebatch_put(b, (const char *)k, 9 + e->len, "", 0);
+    } else if (ind.op != q->op) {
+      tmp = mine; /* rows held indefinitely by the same op stay indefinite */
+    }
+    if (tmp.op == q->op && tmp.expires_at < res->expires_at) res->expires_at = tmp.expires_at;
+    nt[2 * i] = tmp;
+    nt[2 * i + 1] = ind;
+    put_record(b, e->key, e->len, &tmp, &ind);
+  }
+  /* Token high-water, on the lowest partition: that partition's mutex orders
+   * these writes, so its value only grows (README "Fencing tokens"). */
+  uint8_t tk[3], tv[8];
+  tk[0] = LK__TAG_TOKEN;
+  tk[1] = (uint8_t)(pr->parts[0] >> 8);
+  tk[2] = (uint8_t)pr->parts[0];
+  lk__put64(tv, token);
+  rocksdb_writebatch_put(b, (const char *)tk, 3, (const char *)tv, 8);
+  if ((rc = lk__write(lk, b, "acquire"))) goto out;
+  for (size_t i = 0; i < pr->n; i++) {
+    pr->rows[i].ent->tmp = nt[2 * i];
+    pr->rows[i].ent->ind = nt[2 * i + 1];
+  }
+  res->status = LK_GRANTED;
+  res->token = token;
+out:
+  if (rc) free_unused_ents(lk, pr);
+  rocksdb_writebatch_destroy(b);
+  free(nt);
+  return rc;
+}
+
+/* The grant already in place: token and earliest expiry over the rows. */
+static void fill_already_held(const lk_acquire_req *q, prep *pr, lk_result *res) {
+  res->status = LK_GRANTED;
+  res->already_held = 1;
+  res->token = 0;
+  res->expires_at = LK_NEVER;
+  for (size_t i = 0; i < pr->n; i++) {
+    const lk__rowent *e = pr->rows[i].ent;
+    const lk__slot *s = e->ind.op == q->op ? &e->ind : &e->tmp;
+    if (s->token > res->token) res->token = s->token;
+    if (s->expires_at < res->expires_at) res->expires_at = s->expires_at;
+  }
+}
+
+/* --- waiting ------------------------------------------------------------- */
+
+static void kick(lk__waiter *w) {
+  pthread_mutex_lock(&w->mu);
+  w->kicked = 1;
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+}
+
+/* Wakes every waiter queued on e except self. Partition mutex held. */
+static void kick_row(lk__rowent *e, const lk__waiter *self) {
+  for (lk__wnode *n = e->qhead; n; n = n->next)
+    if (n->w != self) kick(n->w);
+}
+
+static int enqueue(lk_manager *lk, prep *pr, lk__waiter *w) {
+  int rc = make_ents(lk, pr);
+  if (rc) return rc;
+  for (size_t i = 0; i < pr->n; i++) {
+    lk__rowent *e = pr->rows[i].ent;
+    lk__wnode *n = &w->nodes[i];
+    n->w = w;
+    n->next = NULL;
+    n->prev = e->qtail;
+    if (e->qtail) e->qtail->next = n; else e->qhead = n;
+    e->qtail = n;
+  }
+  return 0;
+}
+
+/* Leaves every queue, wakes those behind (they may now go first) and frees
+ * entries nobody needs. Partition mutexes held. */
+static void dequeue(lk_manager *lk, prep *pr, lk__waiter *w) {
+  for (size_t i = 0; i < pr->n; i++) {
+    lk__rowent *e = pr->rows[i].ent;
+    lk__wnode *n = &w->nodes[i];
+    if (n->prev) n->prev->next = n->next; else e->qhead = n->next;
+    if (n->next) n->next->prev = n->prev; else e->qtail = n->prev;
+    kick_row(e, w);
+    lk__row_maybe_free(&lk->parts[pr->rows[i].part], e);
+    pr->rows[i].ent = NULL;
+  }
+}
+
+/* Sleeps until kicked or for at most ns nanoseconds. */
+static void wait_kick(lk__waiter *w, int64_t ns) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  int64_t t = (int64_t)ts.tv_nsec + (ns > 0 ? ns : 0);
+  ts.tv_sec += t / 1000000000;
+  ts.tv_nsec = t % 1000000000;
+  pthread_mutex_lock(&w->mu);
+  while (!w->kicked) {
+    if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) != 0) break;
+  }
+  w->kicked = 0;
+  pthread_mutex_unlock(&w->mu);
+}
+
+/* The waiting part of lk_acquire: called with the partition mutexes held
+ * and the request blocked; returns with them released. */
+static int acquire_wait(lk_manager *lk, const lk_acquire_req *q, prep *pr, lk_result *res) {
+  int rc = 0;
+  lk__waiter w = {.op = q->op};
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_mutex_init(&w.mu, NULL);
+  pthread_cond_init(&w.cv, &ca);
+  pthread_condattr_destroy(&ca);
+  w.nodes = calloc(pr->n, sizeof *w.nodes);
+  if (!w.nodes) {
+    rc = strata_err(STRATA_ENOMEM, "waiting acquire of %zu rows", pr->n);
+    unlock_parts(lk, pr);
+    goto done;
+  }
+  if ((rc = enqueue(lk, pr, &w))) {
+    unlock_parts(lk, pr);
+    goto done;
+  }
+  for (;;) {
+    int64_t now = lk_now(lk);
+    verdict v;
+    if (atomic_load(&lk->shutting_down)) {
+      rc = strata_err(STRATA_ESHUTDOWN, "acquire by op %" PRIu64 ": lock manager shutting down", q->op);
+      break;
+    }
+    find_ents(lk, pr);
+    int timed_out = now >= q->wait_deadline;
+    clist c = {0};
+    if ((rc = evaluate(q, pr, &w, now, &v, timed_out ? &c : NULL))) {
+      free(c.v);
+      break;
+    }
+    if (!v.blocked) {
+      free(c.v);
+      if (v.all_held) fill_already_held(q, pr, res);
+      else rc = grant(lk, q, pr, now, res);
+      find_ents(lk, pr); /* grant may have freed entries on failure */
+      break;
+    }
+    if (timed_out) {
+      res->status = LK_TIMEDOUT;
+      res->conflicts = c.v;
+      res->nconflicts = c.n;
+      break;
+    }
+    unlock_parts(lk, pr);
+    int64_t until = q->wait_deadline < v.wake_at ? q->wait_deadline : v.wake_at;
+    int64_t ns = until - now;
+    if (ns > lk->wait_poll_ns) ns = lk->wait_poll_ns;
+    wait_kick(&w, ns);
+    lock_parts(lk, pr);
+  }
+  find_ents(lk, pr);
+  dequeue(lk, pr, &w);
+  unlock_parts(lk, pr);
+done:
+  free(w.nodes);
+  pthread_cond_destroy(&w.cv);
+  pthread_mutex_destroy(&w.mu);
+  return rc;
+}
+
+/* --- public entry points ------------------------------------------------- */
+
+static int check_op(uint64_t op, const char *fn) {
+  return op ? 0 : strata_err(STRATA_EINVALID, "%s: op id 0 is not an operation", fn);
+}
+
+int lk_acquire(lk_manager *lk, const lk_acquire_req *q, lk_result *res) {
+  int rc;
+  prep pr;
+  memset(res, 0, sizeof *res);
+  if ((rc = check_op(q->op, "lk_acquire"))) return rc;
+  if ((rc = lk__check_rows(q->rows, q->nrows, "lk_acquire rows"))) return rc;
+  if (q->kind != LK_TEMPORAL && q->kind != LK_INDEFINITE)
+    return strata_err(STRATA_EINVALID, "lk_acquire: kind %d is neither temporal nor indefinite",
+                      (int)q->kind);
+  if (q->kind == LK_TEMPORAL && q->ttl_ns <= 0)
+    return strata_err(STRATA_EINVALID, "lk_acquire: ttl_ns must be > 0 for a temporal lock (got %" PRId64 ")",
+                      q->ttl_ns);
+  int64_t now = lk_now(lk);
+  if (q->kind == LK_TEMPORAL && q->ttl_ns > LK_NEVER - now)
+    return strata_err(STRATA_EINVALID, "lk_acquire: ttl_ns %" PRId64 " overflows the clock", q->ttl_ns);
+  if (q->kind == LK_INDEFINITE && q->op > oplog_last_id(&lk->oplog))
+    return strata_err(STRATA_ENOTFOUND,
+                      "lk_acquire: op %" PRIu64 " is not in the op log; an indefinite lock records "
+                      "its rows as the op's scope, so create the op with oplog_create first", q->op);
+  if ((rc = prep_rows(lk, q->rows, q->nrows, &pr))) return rc;
+  lock_parts(lk, &pr);
+  now = lk_now(lk);
+  find_ents(lk, &pr);
+  verdict v;
+  int waits = q->wait_deadline > now;
+  clist c = {0};
+  if ((rc = evaluate(q, &pr, NULL, now, &v, waits ? NULL : &c))) goto unlock;
+  if (!v.blocked) {
+    if (v.all_held) fill_already_held(q, &pr, res);
+    else rc = grant(lk, q, &pr, now, res);
+    goto unlock;
+  }
+  if (!waits) {
+    res->status = LK_CONFLICT;
+    res->conflicts = c.v;
+    res->nconflicts = c.n;
+    c.v = NULL;
+    goto unlock;
+  }
+  if (atomic_load(&lk->shutting_down)) {
+    rc = strata_err(STRATA_ESHUTDOWN, "acquire by op %" PRIu64 ": lock manager shutting down", q->op);
+    goto unlock;
+  }
+  rc = acquire_wait(lk, q, &pr, res); /* releases the mutexes */
+  goto out;
+unlock:
+  unlock_parts(lk, &pr);
+out:
+  free(c.v);
+  prep_free(&pr);
+  if (rc) lk_result_free(res);
+  return rc;
+}
+
+void lk_result_free(lk_result *res) {
+  free(res->conflicts);
+  res->conflicts = NULL;
+  res->nconflicts = 0;
+}
+
+int lk_renew(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, int64_t ttl_ns,
+             lk_result *res) {
+  int rc;
+  prep pr;
+  clist c = {0};
+  rocksdb_writebatch_t *b = NULL;
+  memset(res, 0, sizeof *res);
+  if ((rc = check_op(op, "lk_renew"))) return rc;
+  if ((rc = lk__check_rows(rows, nrows, "lk_renew rows"))) return rc;
+  if (ttl_ns <= 0)
+    return strata_err(STRATA_EINVALID, "lk_renew: ttl_ns must be > 0 (got %" PRId64 ")", ttl_ns);
+  if ((rc = prep_rows(lk, rows, nrows, &pr))) return rc;
+  lock_parts(lk, &pr);
+  int64_t now = lk_now(lk);
+  if (ttl_ns > LK_NEVER - now) {
+    rc = strata_err(STRATA_EINVALID, "lk_renew: ttl_ns %" PRId64 " overflows the clock", ttl_ns);
+    goto out;
+  }
+  find_ents(lk, &pr);
+  int writes = 0;
+  for (size_t i = 0; i < pr.n; i++) {
+    const lk__rowent *e = pr.rows[i].ent;
+    if (holds(e, op, now)) {
+      writes += e->tmp.op == op;
+      continue;
+    }
+    /* Not held: report who holds the row now, if anyone. */
+    const lk__slot *s = NULL;
+    lk_kind k = LK_TEMPORAL;
+    if (e && live(&e->tmp, now)) s = &e->tmp;
+    else if (e && e->ind.op) s = &e->ind, k = LK_INDEFINITE;
+    if ((rc = clist_add(&c, pr.rows[i].idx, s, k, 0))) goto out;
+  }
+  if (c.n) {
+    res->status = LK_NOT_HELD;
+    res->conflicts = c.v;
+    res->nconflicts = c.n;
+    c.v = NULL;
+    goto out;
+  }
+  int64_t exp = now + ttl_ns;
+  if (writes) {
+    b = rocksdb_writebatch_create();
+    for (size_t i = 0; i < pr.n; i++) {
+      const lk__rowent *e = pr.rows[i].ent;
+      if (e->tmp.op != op) continue;
+      lk__slot tmp = e->tmp;
+      tmp.expires_at = exp;
+      put_record(b, e->key, e->len, &tmp, &e->ind);
+    }
+    if ((rc = lk__write(lk, b, "renew"))) goto out;
+  }
+  res->status = LK_GRANTED;
+  res->expires_at = LK_NEVER;
+  for (size_t i = 0; i < pr.n; i++) {
+    lk__rowent *e = pr.rows[i].ent;
+    lk__slot *s = e->tmp.op == op ? &e->tmp : &e->ind;
+    if (e->tmp.op == op) e->tmp.expires_at = exp;
+    if (s->token > res->token) res->token = s->token;
+    if (s->expires_at < res->expires_at) res->expires_at = s->expires_at;
+  }
+out:
+  unlock_parts(lk, &pr);
+  if (b) rocksdb_writebatch_destroy(b);
+  free(c.v);
+  prep_free(&pr);
+  if (rc) lk_result_free(res);
+  return rc;
+}
+
+/* --- release ------------------------------------------------------------- */
+
+typedef struct change {
+  lk__rowent *e;
+  unsigned part;
+  lk__slot tmp, ind;
+} change;
+
+/* Computes the release of e's matching slots into ch (returns slots freed)
+ * and adds the record and scope deletions to b. */
+static size_t release_row(lk__rowent *e, uint64_t op, unsigned kinds, rocksdb_writebatch_t *b,
+                          change *ch) {
+  size_t freed = 0;
+  ch->e = e;
+  ch->tmp = e->tmp;
+  ch->ind = e->ind;
+  if ((kinds & LK_KIND_BIT(LK_TEMPORAL)) && e->tmp.op && (op == 0 || e->tmp.op == op)) {
+    memset(&ch->tmp, 0, sizeof ch->tmp);
+    freed++;
+  }
+  if ((kinds & LK_KIND_BIT(LK_INDEFINITE)) && e->ind.op && (op == 0 || e->ind.op == op)) {
+    uint8_t k[9 + LK_KEY_MAX];
+    scope_key(k, e->ind.op, e->key, e->len);
+    rocksdb_writebatch_delete(b, (const char *)k, 9 + e->len);
+    memset(&ch->ind, 0, sizeof ch->ind);
+    freed++;
+  }
+  if (freed) put_record(b, e->key, e->len, &ch->tmp, &ch->ind);
+  return freed;
+}
+
+static int release(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows,
+                   unsigned kinds, size_t *released, const char *fn) {
+  int rc = 0;
+  prep pr = {0};
+  change *chs = NULL;
+  size_t nch = 0, cap = 0, freed = 0;
+  if (released) *released = 0;
+  if (kinds == 0) kinds = LK_KINDS_ALL;
+  if (kinds & ~LK_KINDS_ALL)
+    return strata_err(STRATA_EINVALID, "%s: kinds mask 0x%x has unknown bits", fn, kinds);
+  if (rows && (rc = lk__check_rows(rows, nrows, fn))) return rc;
+  if (rows) {
+    if ((rc = prep_rows(lk, rows, nrows, &pr))) return rc;
+  } else {
+    pr.all = 1;
+  }
+  rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+  lock_parts(lk, &pr);
+  if (rows) {
+    find_ents(lk, &pr);
+    cap = pr.n;
+  } else {
+    for (unsigned i = 0; i < lk->nparts; i++) cap += lk->parts[i].count;
+  }
+  chs = malloc((cap ? cap : 1) * sizeof *chs);
+  if (!chs) {
+    rc = strata_err(STRATA_ENOMEM, "%s: %zu rows", fn, cap);
+    goto out;
+  }
+  if (rows) {
+    for (size_t i = 0; i < pr.n; i++) {
+      if (!pr.rows[i].ent) continue;
+      size_t f = release_row(pr.rows[i].ent, op, kinds, b, &chs[nch]);
+      chs[nch].part = pr.rows[i].part;
+      if (f) freed += f, nch++;
+    }
+  } else {
+    for (unsigned p = 0; p < lk->nparts; p++)
+      for (size_t j = 0; j < lk->parts[p].nbuckets; j++)
+        for (lk__rowent *e = lk->parts[p].buckets[j]; e; e = e->next) {
+          size_t f = release_row(e, op, kinds, b, &chs[nch]);
+          chs[nch].part = p;
+          if (f) freed += f, nch++;
+        }
+  }
+  if (nch == 0) goto out;
+  if ((rc = lk__write(lk, b, fn))) goto out;
+  for (size_t i = 0; i < nch; i++) {
+    chs[i].e->tmp = chs[i].tmp;
+    chs[i].e->ind = chs[i].ind;
+    kick_row(chs[i].e, NULL);
+    lk__row_maybe_free(&lk->parts[chs[i].part], chs[i].e);
+  }
+  if (released) *released = freed;
+out:
+  unlock_parts(lk, &pr);
+  rocksdb_writebatch_destroy(b);
+  free(chs);
+  prep_free(&pr);
+  return rc;
+}
+
+int lk_release(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, unsigned kinds,
+               size_t *released) {
+  int rc = check_op(op, "lk_release");
+  return rc ? rc : release(lk, op, rows, nrows, kinds, released, "lk_release");
+}
+
+int lk_privileged_release(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows,
+                          unsigned kinds, size_t *released) {
+  if (op == 0 && rows == NULL)
+    return strata_err(STRATA_EINVALID,
+                      "lk_privileged_release: op 0 (any holder) needs explicit rows; "
+                      "releasing every lock of every op is not supported");
+  return release(lk, op, rows, nrows, kinds, released, "lk_privileged_release");
+}
+
+/* --- check and fence ----------------------------------------------------- */
+
+/* Like lk_check, and copies the live holder of the missing row (op 0 when
+ * the row is free) into *holder. */
+static int check_rows(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, int *held,
+                      size_t *missing, lk__slot *holder, lk_kind *holder_kind) {
+  prep pr;
+  int rc;
+  *held = 0;
+  if ((rc = check_op(op, "lk_check"))) return rc;
+  if ((rc = lk__check_rows(rows, nrows, "lk_check rows"))) return rc;
+  if ((rc = prep_rows(lk, rows, nrows, &pr))) return rc;
+  lock_parts(lk, &pr);
+  int64_t now = lk_now(lk);
+  find_ents(lk, &pr);
+  *held = 1;
+  for (size_t i = 0; i < pr.n && *held; i++) {
+    const lk__rowent *e = pr.rows[i].ent;
+    if (holds(e, op, now)) continue;
+    *held = 0;
+    if (missing) *missing = pr.rows[i].idx;
+    if (holder) {
+      memset(holder, 0, sizeof *holder);
+      *holder_kind = LK_TEMPORAL;
+      if (e && live(&e->tmp, now)) *holder = e->tmp;
+      else if (e && e->ind.op) *holder = e->ind, *holder_kind = LK_INDEFINITE;
+    }
+  }
+  unlock_parts(lk, &pr);
+  prep_free(&pr);
+  return 0;
+}
+
+int lk_check(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, int *held,
+             size_t *missing) {
+  return check_rows(lk, op, rows, nrows, held, missing, NULL, NULL);
+}
+
+int lk_fence_check(void *ctx) {
+  const lk_fence *f = ctx;
+  int held = 0;
+  size_t missing = 0;
+  lk__slot h;
+  lk_kind hk = LK_TEMPORAL;
+  assert(f && f->lk);
+  int rc = check_rows(f->lk, f->op, f->rows, f->nrows, &held, &missing, &h, &hk);
+  if (rc) return rc;
+  if (held) return 0;
+  char kb[160];
+  const lk_row *r = &f->rows[missing];
+  lk__fmt_key(r->key, r->len, kb, sizeof kb);
+  if (h.op)
+    return strata_err(STRATA_EFENCED,
+                      "fence: op %" PRIu64 " no longer holds row %s; op %" PRIu64
+                      " holds it (%s); the commit is refused, re-acquire and retry",
+                      f->op, kb, h.op, hk == LK_TEMPORAL ? "temporal" : "indefinite");
+  return strata_err(STRATA_EFENCED,
+                    "fence: op %" PRIu64 " no longer holds row %s (expired or released); "
+                    "the commit is refused, re-acquire and retry", f->op, kb);
+}

@@ -1,0 +1,237 @@
+/*
+ * Opening and closing the locks database: the RocksDB instance shared by the
+ * lock table, the op log and the counters, the lock record codec, and the
+ * reload of every lock and the token high-water mark at open.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "common/err.h"
+#include "locks/lk_int.h"
+
+static int64_t realtime_ns(void *ctx) {
+  (void)ctx;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void lk_options_init(lk_options *o) {
+  memset(o, 0, sizeof *o);
+  o->clock = realtime_ns;
+  o->partitions = 64;
+  o->wait_poll_ns = 20 * 1000000;
+}
+
+int64_t lk_now(lk_manager *lk) { return lk->clock(lk->clock_ctx); }
+
+int lk__dberr(char *err, const char *what) {
+  int rc = strata_err(STRATA_EIO, "locks db: %s: %s", what, err ? err : "unknown error");
+  free(err);
+  return rc;
+}
+
+int lk__write(lk_manager *lk, rocksdb_writebatch_t *b, const char *what) {
+  char *err = NULL;
+  rocksdb_write(lk->db, lk->wo, b, &err);
+  return err ? lk__dberr(err, what) : 0;
+}
+
+/* Lock record: version(1) flags(1: bit0 temporal, bit1 indefinite)
+ * temporal op, token, acquired_at, expires_at (4 x 8)
+ * indefinite op, token, acquired_at (3 x 8); absent slots are zeros. */
+void lk__rec_encode(const lk__slot *tmp, const lk__slot *ind, uint8_t out[LK__REC_LEN]) {
+  memset(out, 0, LK__REC_LEN);
+  out[0] = LK__REC_VERSION;
+  out[1] = (uint8_t)((tmp->op ? 1 : 0) | (ind->op ? 2 : 0));
+  if (tmp->op) {
+    lk__put64(out + 2, tmp->op);
+    lk__put64(out + 10, tmp->token);
+    lk__put64(out + 18, (uint64_t)tmp->acquired_at);
+    lk__put64(out + 26, (uint64_t)tmp->expires_at);
+  }
+  if (ind->op) {
+    lk__put64(out + 34, ind->op);
+    lk__put64(out + 42, ind->token);
+    lk__put64(out + 50, (uint64_t)ind->acquired_at);
+  }
+}
+
+int lk__rec_decode(const uint8_t *v, size_t n, lk__slot *tmp, lk__slot *ind) {
+  memset(tmp, 0, sizeof *tmp);
+  memset(ind, 0, sizeof *ind);
+  if (n != LK__REC_LEN || v[0] != LK__REC_VERSION || (v[1] & ~3u) || v[1] == 0)
+    return strata_err(STRATA_ECORRUPT, "lock record: %zu bytes, version %u, flags %u", n,
+                      n ? v[0] : 0, n > 1 ? v[1] : 0);
+  if (v[1] & 1) {
+    tmp->op = lk__get64(v + 2);
+    tmp->token = lk__get64(v + 10);
+    tmp->acquired_at = (int64_t)lk__get64(v + 18);
+    tmp->expires_at = (int64_t)lk__get64(v + 26);
+  }
+  if (v[1] & 2) {
+    ind->op = lk__get64(v + 34);
+    ind->token = lk__get64(v + 42);
+    ind->acquired_at = (int64_t)lk__get64(v + 50);
+    ind->expires_at = LK_NEVER;
+  }
+  if ((v[1] & 1 && tmp->op == 0) || (v[1] & 2 && ind->op == 0))
+    return strata_err(STRATA_ECORRUPT, "lock record: slot with op 0");
+  return 0;
+}
+
+/* Checks or writes the format marker so a directory of something else is
+ * refused instead of misread. */
+static int check_format(lk_manager *lk, const char *path) {
+  char *err = NULL;
+  size_t vlen = 0;
+  const char k = LK__TAG_META;
+  char *v = rocksdb_get(lk->db, lk->ro, &k, 1, &vlen, &err);
+  if (err) return lk__dberr(err, "reading format marker");
+  if (v) {
+    int ok = vlen == strlen(LK__FORMAT) && memcmp(v, LK__FORMAT, vlen) == 0;
+    rocksdb_free(v);
+    if (!ok)
+      return strata_err(STRATA_EMISMATCH, "locks db %s: format marker is not %s", path,
+                        LK__FORMAT);
+    return 0;
+  }
+  rocksdb_put(lk->db, lk->wo, &k, 1, LK__FORMAT, strlen(LK__FORMAT), &err);
+  return err ? lk__dberr(err, "writing format marker") : 0;
+}
+
+/* Rebuilds the in-memory lock table from the 'L' records and the token
+ * high-water mark from the 'T' keys and every stored token. */
+static int reload(lk_manager *lk) {
+  int rc = 0;
+  uint64_t hwm = 0;
+  rocksdb_iterator_t *it = rocksdb_create_iterator(lk->db, lk->ro);
+  const char tag_t = LK__TAG_TOKEN, tag_l = LK__TAG_LOCK;
+  for (rocksdb_iter_seek(it, &tag_t, 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    size_t kl, vl;
+    const char *k = rocksdb_iter_key(it, &kl);
+    if (kl == 0 || k[0] != LK__TAG_TOKEN) break;
+    const char *v = rocksdb_iter_value(it, &vl);
+    if (vl != 8) {
+      rc = strata_err(STRATA_ECORRUPT, "token high-water record of %zu bytes", vl);
+      goto out;
+    }
+    uint64_t t = lk__get64((const uint8_t *)v);
+    if (t > hwm) hwm = t;
+  }
+  for (rocksdb_iter_seek(it, &tag_l, 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    size_t kl, vl;
+    const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+    if (kl == 0 || k[0] != LK__TAG_LOCK) break;
+    const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+    lk__slot tmp, ind;
+    if (kl < 2 || kl - 1 > LK_KEY_MAX) {
+      rc = strata_err(STRATA_ECORRUPT, "lock record key of %zu bytes", kl);
+      goto out;
+    }
+    rc = lk__rec_decode(v, vl, &tmp, &ind);
+    if (rc) goto out;
+    const uint8_t *key = k + 1;
+    size_t len = kl - 1;
+    lk__part *p = &lk->parts[lk__part_of(lk, key, len)];
+    lk__rowent *r;
+    rc = lk__row_insert(p, key, len, lk__hash(key, len), &r);
+    if (rc) goto out;
+    r->tmp = tmp;
+    r->ind = ind;
+    if (tmp.token > hwm) hwm = tmp.token;
+    if (ind.token > hwm) hwm = ind.token;
+  }
+  char *err = NULL;
+  rocksdb_iter_get_error(it, &err);
+  if (err) rc = lk__dberr(err, "reloading locks");
+out:
+  rocksdb_iter_destroy(it);
+  atomic_store(&lk->token_hwm, hwm);
+  return rc;
+}
+
+int lk_open(const lk_options *o, lk_manager **out) {
+  int rc = 0;
+  char *err = NULL;
+  *out = NULL;
+  if (!o || !o->path || !o->path[0])
+    return strata_err(STRATA_EINVALID, "lk_open: options.path is required");
+  if (o->partitions == 0 || o->partitions > 65536 || (o->partitions & (o->partitions - 1)))
+    return strata_err(STRATA_EINVALID, "lk_open: options.partitions = %u, want a power of two 1..65536",
+                      o->partitions);
+  lk_manager *lk = calloc(1, sizeof *lk);
+  if (!lk) return strata_err(STRATA_ENOMEM, "lk_open");
+  lk->clock = o->clock ? o->clock : realtime_ns;
+  lk->clock_ctx = o->clock ? o->clock_ctx : NULL;
+  lk->wait_poll_ns = o->wait_poll_ns > 0 ? o->wait_poll_ns : 20 * 1000000;
+  lk->nparts = o->partitions;
+  unsigned bits = 0;
+  while ((1u << bits) < o->partitions) bits++;
+  lk->part_shift = 16 - bits;
+  lk->parts = calloc(lk->nparts, sizeof *lk->parts);
+  if (!lk->parts) {
+    free(lk);
+    return strata_err(STRATA_ENOMEM, "lk_open: %u partitions", o->partitions);
+  }
+  for (unsigned i = 0; i < lk->nparts; i++) pthread_mutex_init(&lk->parts[i].mu, NULL);
+  lk->oplog.lk = lk;
+  pthread_mutex_init(&lk->oplog.mu, NULL);
+  lk->ctrs.lk = lk;
+  pthread_mutex_init(&lk->ctrs.mu, NULL);
+
+  lk->dbopts = rocksdb_options_create();
+  rocksdb_options_set_create_if_missing(lk->dbopts, 1);
+  rocksdb_options_set_max_background_jobs(lk->dbopts, 2);
+  rocksdb_options_set_keep_log_file_num(lk->dbopts, 2);
+  rocksdb_options_set_info_log_level(lk->dbopts, 2 /* warn */);
+  lk->wo = rocksdb_writeoptions_create();
+  rocksdb_writeoptions_set_sync(lk->wo, o->no_sync ? 0 : 1);
+  lk->ro = rocksdb_readoptions_create();
+  lk->db = rocksdb_open(lk->dbopts, o->path, &err);
+  if (err) {
+    rc = lk__dberr(err, "open");
+    strata_err_wrap(rc, "lk_open %s", o->path);
+    goto fail;
+  }
+  if ((rc = check_format(lk, o->path))) goto fail;
+  if ((rc = reload(lk))) goto fail;
+  if ((rc = lk__oplog_load(lk))) goto fail;
+  *out = lk;
+  return 0;
+fail:
+  lk_close(lk);
+  return rc;
+}
+
+void lk_shutdown(lk_manager *lk) {
+  atomic_store(&lk->shutting_down, 1);
+  for (unsigned i = 0; i < lk->nparts; i++) {
+    lk__part *p = &lk->parts[i];
+    pthread_mutex_lock(&p->mu);
+    for (size_t b = 0; b < p->nbuckets; b++)
+      for (lk__rowent *r = p->buckets[b]; r; r = r->next)
+        for (lk__wnode *n = r->qhead; n; n = n->next) {
+          pthread_mutex_lock(&n->w->mu);
+          n->w->kicked = 1;
+          pthread_cond_signal(&n->w->cv);
+          pthread_mutex_unlock(&n->w->mu);
+        }
+    pthread_mutex_unlock(&p->mu);
+  }
+}
+
+void lk_close(lk_manager *lk) {
+  if (!lk) return;
+  if (lk->db) rocksdb_close(lk->db);
+  pthread_mutex_destroy(&lk->oplog.mu);
+  pthread_mutex_destroy(&lk->ctrs.mu);
+  if (lk->ro) rocksdb_readoptions_destroy(lk->ro);
+  if (lk->wo) rocksdb_writeoptions_destroy(lk->wo);
+  if (lk->dbopts) rocksdb_options_destroy(lk->dbopts);
+  for (unsigned i = 0; i < lk->nparts; i++) lk__part_destroy(&lk->parts[i]);
+  free(lk->parts);
+  free(lk);
+}

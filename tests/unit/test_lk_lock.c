@@ -1,0 +1,465 @@
+/* Lock manager unit tests on a hand-moved clock: conflicts as data, tokens,
+ * idempotence, expiry, renew, release, list filters and pagination, the
+ * fence hook, persistence of deadlines, and bad input. */
+#include <inttypes.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "common/err.h"
+#include "locks/lock.h"
+#include "locks/oplog.h"
+#include "tests/locks/lk_test.h"
+
+typedef struct fx {
+  char *dir;
+  lk_manager *lk;
+} fx;
+
+static void open_lk(fx *f) {
+  lk_options o;
+  lk_options_init(&o);
+  o.path = f->dir;
+  o.clock = lkt_clock;
+  o.partitions = 16;
+  int rc = lk_open(&o, &f->lk);
+  if (rc) fprintf(stderr, "lk_open: %s\n", strata_errmsg());
+  assert_int_equal(rc, 0);
+}
+
+static int setup(void **state) {
+  fx *f = calloc(1, sizeof *f);
+  f->dir = lkt_tmpdir("lkunit");
+  open_lk(f);
+  *state = f;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fx *f = *state;
+  lk_close(f->lk);
+  lkt_rmdir(f->dir);
+  free(f);
+  return 0;
+}
+
+static void reopen(fx *f) {
+  lk_close(f->lk);
+  open_lk(f);
+}
+
+static uint64_t new_op(fx *f) {
+  uint64_t id;
+  assert_int_equal(oplog_create(lk_oplog(f->lk), "tester", "split", "p", 1, 7, &id, NULL), 0);
+  return id;
+}
+
+/* Acquires without waiting; returns status, fills *res (caller frees). */
+static lk_status acq(fx *f, uint64_t op, const char *const *keys, size_t n, lk_kind kind,
+                     int64_t ttl, int respect, lk_result *res) {
+  lk_row rows[16];
+  for (size_t i = 0; i < n; i++) rows[i] = lkt_row(keys[i]);
+  lk_acquire_req q = {.op = op, .rows = rows, .nrows = n, .kind = kind, .ttl_ns = ttl,
+                      .respect_indefinite = respect};
+  int rc = lk_acquire(f->lk, &q, res);
+  if (rc) fprintf(stderr, "lk_acquire: %s\n", strata_errmsg());
+  assert_int_equal(rc, 0);
+  return res->status;
+}
+
+static int held(fx *f, uint64_t op, const char *key) {
+  lk_row r = lkt_row(key);
+  int h = -1;
+  assert_int_equal(lk_check(f->lk, op, &r, 1, &h, NULL), 0);
+  return h;
+}
+
+static void test_overlapping_sets_conflict_as_data_and_take_nothing(void **state) {
+  fx *f = *state;
+  lk_result r;
+  const char *s1[] = {"a", "b"}, *s2[] = {"c", "b"};
+  assert_int_equal(acq(f, 1, s1, 2, LK_TEMPORAL, 10 * LKT_S, 1, &r), LK_GRANTED);
+  int64_t t0 = lkt_clock(NULL);
+  assert_true(r.token > 0);
+  assert_int_equal(r.expires_at, t0 + 10 * LKT_S);
+  lk_result_free(&r);
+  assert_int_equal(acq(f, 2, s2, 2, LK_TEMPORAL, 10 * LKT_S, 1, &r), LK_CONFLICT);
+  assert_int_equal(r.nconflicts, 1);
+  assert_int_equal(r.conflicts[0].row, 1); /* "b" is the second row asked for */
+  assert_int_equal(r.conflicts[0].holder_op, 1);
+  assert_int_equal(r.conflicts[0].kind, LK_TEMPORAL);
+  assert_int_equal(r.conflicts[0].acquired_at, t0);
+  assert_int_equal(r.conflicts[0].expires_at, t0 + 10 * LKT_S);
+  assert_int_equal(r.conflicts[0].queued, 0);
+  lk_result_free(&r);
+  assert_int_equal(held(f, 2, "c"), 0); /* all or nothing */
+  assert_int_equal(held(f, 1, "a"), 1);
+}
+
+static void test_tokens_strictly_increase_across_restarts(void **state) {
+  fx *f = *state;
+  uint64_t last = 0;
+  lk_result r;
+  char key[32];
+  for (int round = 0; round < 3; round++) {
+    for (int i = 0; i < 20; i++) {
+      snprintf(key, sizeof key, "row-%d", i % 5);
+      const char *k[] = {key};
+      assert_int_equal(acq(f, 100 + (uint64_t)i, k, 1, LK_TEMPORAL, LKT_S, 1, &r), LK_GRANTED);
+      assert_true(r.token > last);
+      last = r.token;
+      lk_result_free(&r);
+      lk_row row = lkt_row(key);
+      size_t n = 0;
+      assert_int_equal(lk_release(f->lk, 100 + (uint64_t)i, &row, 1, 0, &n), 0);
+      assert_int_equal(n, 1);
+    }
+    reopen(f); /* every lock is released: the high-water mark alone must survive */
+  }
+}
+
+static void test_reacquire_by_same_op_is_idempotent(void **state) {
+  fx *f = *state;
+  lk_result r;
+  const char *s[] = {"x", "y"};
+  assert_int_equal(acq(f, 5, s, 2, LK_TEMPORAL, 5 * LKT_S, 1, &r), LK_GRANTED);
+  uint64_t tok = r.token;
+  int64_t exp = r.expires_at;
+  lk_result_free(&r);
+  lkt_advance(LKT_S);
+  assert_int_equal(acq(f, 5, s, 2, LK_TEMPORAL, 5 * LKT_S, 1, &r), LK_GRANTED);
+  assert_int_equal(r.already_held, 1);
+  assert_int_equal(r.token, tok);
+  assert_int_equal(r.expires_at, exp);
+  lk_result_free(&r);
+  const char *dup[] = {"x", "x", "y"}; /* duplicates in one request are one row */
+  assert_int_equal(acq(f, 5, dup, 3, LK_TEMPORAL, 5 * LKT_S, 1, &r), LK_GRANTED);
+  assert_int_equal(r.already_held, 1);
+  lk_result_free(&r);
+}
+
+static void test_expired_lock_blocks_nobody_and_cannot_be_renewed(void **state) {
+  fx *f = *state;
+  lk_result r;
+  const char *s[] = {"e"};
+  lk_row row = lkt_row("e");
+  assert_int_equal(acq(f, 1, s, 1, LK_TEMPORAL, 100 * LKT_MS, 1, &r), LK_GRANTED);
+  lk_result_free(&r);
+  lkt_advance(50 * LKT_MS);
+  assert_int_equal(lk_renew(f->lk, 1, &row, 1, 100 * LKT_MS, &r), 0);
+  assert_int_equal(r.status, LK_GRANTED);
+  assert_int_equal(r.expires_at, lkt_clock(NULL) + 100 * LKT_MS);
+  lk_result_free(&r);
+  lkt_advance(100 * LKT_MS); /* exactly at expires_at: expired */
+  assert_int_equal(held(f, 1, "e"), 0);
+  /* Nobody took it, yet the lost lock stays lost. */
+  assert_int_equal(lk_renew(f->lk, 1, &row, 1, 100 * LKT_MS, &r), 0);
+  assert_int_equal(r.status, LK_NOT_HELD);
+  assert_int_equal(r.nconflicts, 1);
+  assert_int_equal(r.conflicts[0].holder_op, 0);
+  lk_result_free(&r);
+  assert_int_equal(acq(f, 2, s, 1, LK_TEMPORAL, 100 * LKT_MS, 1, &r), LK_GRANTED);
+  lk_result_free(&r);
+  assert_int_equal(lk_renew(f->lk, 1, &row, 1, 100 * LKT_MS, &r), 0);
+  assert_int_equal(r.status, LK_NOT_HELD);
+  assert_int_equal(r.conflicts[0].holder_op, 2);
+  lk_result_free(&r);
+}
+
+static void test_respect_indefinite_and_upgrade(void **state) {
+  fx *f = *state;
+  uint64_t x = new_op(f), y = new_op(f);
+  lk_result r;
+  const char *s[] = {"root"};
+  assert_int_equal(acq(f, x, s, 1, LK_TEMPORAL, LKT_S, 1, &r), LK_GRANTED);
+  uint64_t t1 = r.token;
+  lk_result_free(&r);
+  assert_int_equal(acq(f, x, s, 1, LK_INDEFINITE, 0, 1, &r), LK_GRANTED); /* upgrade */
+  assert_false(r.already_held);
+  assert_true(r.token > t1);
+  assert_int_equal(r.expires_at, LK_NEVER);
+  lk_result_free(&r);
+  lkt_advance(10 * LKT_S); /* the temporal TTL is long gone; indefinite stays */
+  assert_int_equal(held(f, x, "root"), 1);
+  assert_int_equal(acq(f, y, s, 1, LK_TEMPORAL, LKT_S, 1, &r), LK_CONFLICT);
+  assert_int_equal(r.conflicts[0].kind, LK_INDEFINITE);
+  assert_int_equal(r.conflicts[0].holder_op, x);
+  assert_int_equal(r.conflicts[0].expires_at, LK_NEVER);
+  lk_result_free(&r);
+  assert_int_equal(acq(f, y, s, 1, LK_INDEFINITE, 0, 0, &r), LK_CONFLICT);
+  lk_result_free(&r);
+  /* Without respect_indefinite a temporal lock may sit beside it. */
+  assert_int_equal(acq(f, y, s, 1, LK_TEMPORAL, LKT_S, 0, &r), LK_GRANTED);
+  lk_result_free(&r);
+  lk_counts c;
+  assert_int_equal(lk_count(f->lk, NULL, &c), 0);
+  assert_int_equal(c.indefinite, 1);
+  assert_int_equal(c.temporal, 1);
+  /* The upgrade left no temporal slot of x behind. */
+  lk_list_filter lf = {.op = x, .include_expired = 1};
+  lk_list_page pg;
+  assert_int_equal(lk_list(f->lk, &lf, NULL, 0, 10, &pg), 0);
+  assert_int_equal(pg.n, 1);
+  assert_int_equal(pg.items[0].kind, LK_INDEFINITE);
+  assert_null(pg.cursor);
+  lk_list_page_free(&pg);
+}
+
+static void test_release_only_own_and_privileged_release(void **state) {
+  fx *f = *state;
+  uint64_t x = new_op(f);
+  lk_result r;
+  const char *s[] = {"p", "q"};
+  lk_row rows[2] = {lkt_row("p"), lkt_row("q")};
+  assert_int_equal(acq(f, x, s, 2, LK_INDEFINITE, 0, 1, &r), LK_GRANTED);
+  lk_result_free(&r);
+  size_t n = 99;
+  assert_int_equal(lk_release(f->lk, x + 1, rows, 2, 0, &n), 0);
+  assert_int_equal(n, 0);
+  assert_int_equal(lk_release(f->lk, x, rows, 2, LK_KIND_BIT(LK_TEMPORAL), &n), 0);
+  assert_int_equal(n, 0); /* kind filter: the indefinite locks stay */
+  assert_int_equal(held(f, x, "p"), 1);
+  assert_int_equal(lk_privileged_release(f->lk, 0, rows, 1, 0, &n), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(held(f, x, "p"), 0);
+  assert_int_equal(held(f, x, "q"), 1);
+  assert_int_equal(lk_privileged_release(f->lk, x, NULL, 0, 0, &n), 0); /* all of x */
+  assert_int_equal(n, 1);
+  assert_int_equal(held(f, x, "q"), 0);
+  oplog_op op;
+  assert_int_equal(oplog_get(lk_oplog(f->lk), x, &op), 0);
+  assert_int_equal(op.nscope, 0);
+  oplog_op_free(&op);
+}
+
+static void test_release_all_of_an_op(void **state) {
+  fx *f = *state;
+  lk_result r;
+  char keys[40][8];
+  const char *ks[40];
+  for (int i = 0; i < 40; i++) {
+    snprintf(keys[i], sizeof keys[i], "%c%c-%d", 'A' + i % 26, 'a' + i % 7, i);
+    ks[i] = keys[i];
+  }
+  for (int i = 0; i < 40; i += 10) {
+    assert_int_equal(acq(f, 3, ks + i, 10, LK_TEMPORAL, LKT_S, 1, &r), LK_GRANTED);
+    lk_result_free(&r);
+  }
+  assert_int_equal(acq(f, 4, (const char *[]){"other"}, 1, LK_TEMPORAL, LKT_S, 1, &r), LK_GRANTED);
+  lk_result_free(&r);
+  size_t n = 0;
+  assert_int_equal(lk_release(f->lk, 3, NULL, 0, 0, &n), 0);
+  assert_int_equal(n, 40);
+  lk_counts c;
+  assert_int_equal(lk_count(f->lk, NULL, &c), 0);
+  assert_int_equal(c.temporal, 1);
+  reopen(f);
+  assert_int_equal(lk_count(f->lk, NULL, &c), 0);
+  assert_int_equal(c.temporal, 1);
+  assert_int_equal(held(f, 4, "other"), 1);
+}
+
+static void test_list_filters_pagination_and_counts(void **state) {
+  fx *f = *state;
+  uint64_t ind_op = new_op(f);
+  lk_result r;
+  char key[32];
+  size_t want_temporal = 0, want_ind = 0, want_expired = 0, want_pfx = 0;
+  for (int i = 0; i < 230; i++) {
+    snprintf(key, sizeof key, "%s%03d", i % 3 == 0 ? "blk/" : "l2/", i);
+    const char *k[] = {key};
+    if (i % 5 == 0) {
+      assert_int_equal(acq(f, ind_op, k, 1, LK_INDEFINITE, 0, 1, &r), LK_GRANTED);
+      want_ind++;
+    } else {
+      int shortttl = i % 7 == 0;
+      assert_int_equal(acq(f, 1000 + (uint64_t)(i % 4), k, 1, LK_TEMPORAL,
+                           shortttl ? LKT_MS : 100 * LKT_S, 1, &r), LK_GRANTED);
+      if (shortttl) want_expired++; else want_temporal++;
+    }
+    if (i % 3 == 0) want_pfx++;
+    lk_result_free(&r);
+  }
+  lkt_advance(2 * LKT_MS);
+  lk_counts c;
+  assert_int_equal(lk_count(f->lk, NULL, &c), 0);
+  assert_int_equal(c.temporal, want_temporal);
+  assert_int_equal(c.temporal_expired, want_expired);
+  assert_int_equal(c.indefinite, want_ind);
+
+  /* All live locks in pages of 7: each exactly once, in key order. */
+  lk_list_filter lf = {0};
+  uint8_t *cur = NULL;
+  size_t curlen = 0, total = 0;
+  char prev[64] = "";
+  int pages = 0;
+  do {
+    lk_list_page pg;
+    assert_int_equal(lk_list(f->lk, &lf, cur, curlen, 7, &pg), 0);
+    free(cur);
+    cur = NULL;
+    assert_true(pg.n <= 7);
+    for (size_t i = 0; i < pg.n; i++) {
+      char k[64];
+      snprintf(k, sizeof k, "%.*s", (int)pg.items[i].key_len, (const char *)pg.items[i].key);
+      assert_true(strcmp(prev, k) < 0);
+      snprintf(prev, sizeof prev, "%s", k);
+      assert_false(pg.items[i].expired);
+    }
+    total += pg.n;
+    if (pg.cursor) {
+      cur = malloc(pg.cursor_len);
+      memcpy(cur, pg.cursor, pg.cursor_len);
+      curlen = pg.cursor_len;
+    }
+    lk_list_page_free(&pg);
+    pages++;
+  } while (cur);
+  assert_int_equal(total, want_temporal + want_ind);
+  assert_int_equal(pages, (int)((total + 6) / 7));
+
+  lk_list_page pg;
+  lf.include_expired = 1;
+  assert_int_equal(lk_list(f->lk, &lf, NULL, 0, 1000, &pg), 0);
+  assert_int_equal(pg.n, want_temporal + want_ind + want_expired);
+  lk_list_page_free(&pg);
+
+  lk_list_filter byop = {.op = ind_op};
+  assert_int_equal(lk_list(f->lk, &byop, NULL, 0, 1000, &pg), 0);
+  assert_int_equal(pg.n, want_ind);
+  for (size_t i = 0; i < pg.n; i++) assert_int_equal(pg.items[i].op, ind_op);
+  lk_list_page_free(&pg);
+
+  lk_list_filter bykind = {.kinds = LK_KIND_BIT(LK_TEMPORAL)};
+  assert_int_equal(lk_list(f->lk, &bykind, NULL, 0, 1000, &pg), 0);
+  assert_int_equal(pg.n, want_temporal);
+  lk_list_page_free(&pg);
+
+  lk_list_filter bypfx = {.prefix = (const uint8_t *)"blk/", .prefix_len = 4, .include_expired = 1};
+  assert_int_equal(lk_list(f->lk, &bypfx, NULL, 0, 1000, &pg), 0);
+  assert_int_equal(pg.n, want_pfx);
+  for (size_t i = 0; i < pg.n; i++) assert_memory_equal(pg.items[i].key, "blk/", 4);
+  lk_list_page_free(&pg);
+  assert_int_equal(lk_count(f->lk, &bypfx, &c), 0);
+  assert_int_equal(c.temporal + c.temporal_expired + c.indefinite, want_pfx);
+}
+
+static void test_fence_refuses_a_holder_that_lost_a_row(void **state) {
+  fx *f = *state;
+  lk_result r;
+  const char *s[] = {"chunk-1", "chunk-2"};
+  lk_row rows[2] = {lkt_row("chunk-1"), lkt_row("chunk-2")};
+  assert_int_equal(acq(f, 9, s, 2, LK_TEMPORAL, LKT_S, 1, &r), LK_GRANTED);
+  lk_result_free(&r);
+  lk_fence fence = {.lk = f->lk, .op = 9, .rows = rows, .nrows = 2};
+  assert_int_equal(lk_fence_check(&fence), 0);
+  lkt_advance(2 * LKT_S);
+  assert_int_equal(lk_fence_check(&fence), STRATA_EFENCED);
+  assert_non_null(strstr(strata_errmsg(), "chunk-1"));
+  assert_non_null(strstr(strata_errmsg(), "op 9"));
+  const char *s2[] = {"chunk-1"};
+  assert_int_equal(acq(f, 10, s2, 1, LK_TEMPORAL, LKT_S, 1, &r), LK_GRANTED);
+  lk_result_free(&r);
+  assert_int_equal(lk_fence_check(&fence), STRATA_EFENCED);
+  assert_non_null(strstr(strata_errmsg(), "op 10 holds it"));
+}
+
+static void test_deadlines_are_absolute_across_reopen(void **state) {
+  fx *f = *state;
+  lk_result r;
+  uint64_t x = new_op(f);
+  assert_int_equal(acq(f, 500, (const char *[]){"d"}, 1, LK_TEMPORAL, 10 * LKT_S, 1, &r), LK_GRANTED);
+  int64_t exp = r.expires_at;
+  lk_result_free(&r);
+  assert_int_equal(acq(f, x, (const char *[]){"i"}, 1, LK_INDEFINITE, 0, 1, &r), LK_GRANTED);
+  lk_result_free(&r);
+  reopen(f);
+  lkt_advance(10 * LKT_S - 1);
+  assert_int_equal(held(f, 500, "d"), 1);
+  lk_list_page pg;
+  assert_int_equal(lk_list(f->lk, &(lk_list_filter){.op = 500}, NULL, 0, 10, &pg), 0);
+  assert_int_equal(pg.n, 1);
+  assert_int_equal(pg.items[0].expires_at, exp);
+  lk_list_page_free(&pg);
+  lkt_advance(1);
+  reopen(f);
+  assert_int_equal(held(f, 500, "d"), 0);
+  assert_int_equal(held(f, x, "i"), 1);
+}
+
+static void test_bad_input_is_refused_with_a_named_field(void **state) {
+  fx *f = *state;
+  lk_result r;
+  uint8_t big[LK_KEY_MAX + 1];
+  memset(big, 'k', sizeof big);
+  lk_row empty = {(const uint8_t *)"", 0}, huge = {big, sizeof big}, max = {big, LK_KEY_MAX};
+  lk_row ok = lkt_row("ok");
+  lk_acquire_req q = {.op = 1, .rows = &empty, .nrows = 1, .kind = LK_TEMPORAL, .ttl_ns = LKT_S};
+  assert_int_equal(lk_acquire(f->lk, &q, &r), STRATA_EINVALID);
+  assert_non_null(strstr(strata_errmsg(), "empty row key"));
+  q.rows = &huge;
+  assert_int_equal(lk_acquire(f->lk, &q, &r), STRATA_EINVALID);
+  assert_non_null(strstr(strata_errmsg(), "4097 bytes"));
+  q.rows = &max; /* the longest key is fine */
+  assert_int_equal(lk_acquire(f->lk, &q, &r), 0);
+  assert_int_equal(r.status, LK_GRANTED);
+  lk_result_free(&r);
+  q.rows = &ok;
+  q.ttl_ns = 0;
+  assert_int_equal(lk_acquire(f->lk, &q, &r), STRATA_EINVALID);
+  assert_non_null(strstr(strata_errmsg(), "ttl_ns"));
+  q.ttl_ns = LKT_S;
+  q.nrows = 0;
+  assert_int_equal(lk_acquire(f->lk, &q, &r), STRATA_EINVALID);
+  q.nrows = 1;
+  q.op = 0;
+  assert_int_equal(lk_acquire(f->lk, &q, &r), STRATA_EINVALID);
+  assert_non_null(strstr(strata_errmsg(), "op id 0"));
+  q.op = 424242;
+  q.kind = LK_INDEFINITE;
+  assert_int_equal(lk_acquire(f->lk, &q, &r), STRATA_ENOTFOUND);
+  assert_non_null(strstr(strata_errmsg(), "op 424242"));
+  q.kind = 7;
+  assert_int_equal(lk_acquire(f->lk, &q, &r), STRATA_EINVALID);
+  assert_int_equal(lk_renew(f->lk, 1, &ok, 1, 0, &r), STRATA_EINVALID);
+  assert_non_null(strstr(strata_errmsg(), "ttl_ns"));
+  assert_int_equal(lk_release(f->lk, 1, &ok, 1, 0x80, NULL), STRATA_EINVALID);
+  assert_int_equal(lk_privileged_release(f->lk, 0, NULL, 0, 0, NULL), STRATA_EINVALID);
+  lk_list_page pg;
+  assert_int_equal(lk_list(f->lk, NULL, NULL, 0, 0, &pg), STRATA_EINVALID);
+  assert_non_null(strstr(strata_errmsg(), "limit"));
+  assert_int_equal(lk_list(f->lk, NULL, (const uint8_t *)"x", 1, 10, &pg), STRATA_EINVALID);
+  assert_non_null(strstr(strata_errmsg(), "cursor"));
+  int h;
+  assert_int_equal(lk_check(f->lk, 1, &empty, 1, &h, NULL), STRATA_EINVALID);
+  lk_options o;
+  lk_options_init(&o);
+  lk_manager *lk2;
+  assert_int_equal(lk_open(&o, &lk2), STRATA_EINVALID);
+  assert_non_null(strstr(strata_errmsg(), "path"));
+  o.path = "/nonexistent-dir/x/y";
+  o.partitions = 3;
+  assert_int_equal(lk_open(&o, &lk2), STRATA_EINVALID);
+  assert_non_null(strstr(strata_errmsg(), "partitions"));
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+#define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    T(test_overlapping_sets_conflict_as_data_and_take_nothing),
+    T(test_tokens_strictly_increase_across_restarts),
+    T(test_reacquire_by_same_op_is_idempotent),
+    T(test_expired_lock_blocks_nobody_and_cannot_be_renewed),
+    T(test_respect_indefinite_and_upgrade),
+    T(test_release_only_own_and_privileged_release),
+    T(test_release_all_of_an_op),
+    T(test_list_filters_pagination_and_counts),
+    T(test_fence_refuses_a_holder_that_lost_a_row),
+    T(test_deadlines_are_absolute_across_reopen),
+    T(test_bad_input_is_refused_with_a_named_field),
+#undef T
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
