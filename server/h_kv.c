@@ -106,6 +106,13 @@ KV_HANDLER(commit, Strata__V1__CommitRequest, check_commit)
 KV_HANDLER(versions, Strata__V1__VersionsRequest, check_versions)
 KV_HANDLER(watch, Strata__V1__WatchRequest, check_watch)
 
+int srv__latest_generation(srv *s, uint64_t *gen) {
+  *gen = 0;
+  if (!s->store) return strata_err(STRATA_EUNSUPPORTED, "the op's start generation comes from "
+                                   "the store: " NO_STORE);
+  return 0;
+}
+
 void srv__kv_bind(srv *s, rpc_handler *h) {
   h[RPC_M_kv_get] = (rpc_handler){h_get, s, NULL};
   h[RPC_M_kv_batch_get] = (rpc_handler){h_batch_get, s, NULL};

@@ -1,17 +1,30 @@
 /*
- * strata.v1.Locks handlers: validate every request, then the lock manager.
- * Until locks/lock.h lands in the build the engine calls answer UNIMPLEMENTED
- * after validation (server/README.md, "Engines").
+ * strata.v1.Locks handlers over the lock manager (locks/lock.h). Requests are
+ * validated first; refusals (a row held by another op) are results with data,
+ * not errors. An Acquire that may wait runs on the blocking pool, bounded by
+ * both wait_ms and the call's deadline, so pollers never park.
  */
+#include <stdlib.h>
+#include <string.h>
+
 #include "common/err.h"
 #include "server/srv_int.h"
 #include "server/validate.h"
 
-#define NO_LOCKS "the lock manager (locks/lock.h) is not part of this build yet"
+#define LIST_PAGE 1000 /* locks per List message */
+
+static int check_rows(const char *field, size_t n, const ProtobufCBinaryData *rows) {
+  int rc = v_rows(field, n, rows);
+  for (size_t i = 0; !rc && i < n; i++)
+    if (rows[i].len > LK_KEY_MAX)
+      rc = strata_err(STRATA_EINVALID, "%s[%zu]: %zu bytes exceeds the %u-byte row limit", field,
+                      i, rows[i].len, LK_KEY_MAX);
+  return rc;
+}
 
 static int check_acquire(const Strata__V1__AcquireRequest *r) {
   int rc;
-  if ((rc = v_op_id("op_id", r->op_id)) || (rc = v_rows("rows", r->n_rows, r->rows)) ||
+  if ((rc = v_op_id("op_id", r->op_id)) || (rc = check_rows("rows", r->n_rows, r->rows)) ||
       (rc = v_enum("kind", r->kind, 1, 2, &strata__v1__lock_kind__descriptor)))
     return rc;
   if (r->kind == STRATA__V1__LOCK_KIND__LOCK_KIND_TEMPORAL && r->ttl_ms == 0)
@@ -26,7 +39,7 @@ static int check_acquire(const Strata__V1__AcquireRequest *r) {
 
 static int check_renew(const Strata__V1__RenewRequest *r) {
   int rc;
-  if ((rc = v_op_id("op_id", r->op_id)) || (rc = v_rows("rows", r->n_rows, r->rows))) return rc;
+  if ((rc = v_op_id("op_id", r->op_id)) || (rc = check_rows("rows", r->n_rows, r->rows))) return rc;
   if (r->ttl_ms == 0) return strata_err(STRATA_EINVALID, "ttl_ms: must be > 0");
   return 0;
 }
@@ -35,13 +48,12 @@ static int check_release(const Strata__V1__ReleaseRequest *r) {
   int rc;
   if (!r->privileged && (rc = v_op_id("op_id", r->op_id))) return rc;
   if (r->all) {
-    if (r->n_rows)
-      return strata_err(STRATA_EINVALID, "rows: must be empty when all is set");
+    if (r->n_rows) return strata_err(STRATA_EINVALID, "rows: must be empty when all is set");
     if (r->op_id == 0)
       return strata_err(STRATA_EINVALID, "op_id: must be set with all (whose locks?)");
     return 0;
   }
-  return v_rows("rows", r->n_rows, r->rows);
+  return check_rows("rows", r->n_rows, r->rows);
 }
 
 static int check_list(const Strata__V1__ListLocksRequest *r) {
@@ -51,29 +63,290 @@ static int check_list(const Strata__V1__ListLocksRequest *r) {
 
 static int check_check(const Strata__V1__CheckRequest *r) {
   int rc = v_op_id("op_id", r->op_id);
-  return rc ? rc : v_rows("rows", r->n_rows, r->rows);
+  return rc ? rc : check_rows("rows", r->n_rows, r->rows);
 }
 
-#define LOCKS_HANDLER(name, Req, check)                                      \
-  static void h_##name(rpc_call *call, const ProtobufCMessage *m, void *ctx) { \
-    srv *s = ctx;                                                            \
-    int rc = check((const Req *)m);                                          \
-    if (rc) {                                                                \
-      srv__fail(call, rc);                                                   \
-      return;                                                                \
-    }                                                                        \
-    if (!s->locks) {                                                         \
-      rpc_call_fail(call, STRATA_EUNSUPPORTED, "%s: " NO_LOCKS,              \
-                    rpc_methods[rpc_call_method(call)].path);                \
-      return;                                                                \
-    }                                                                        \
-  }
+/* Borrows the request's rows as lk_rows; caller frees the array. */
+static lk_row *rows_of(size_t n, const ProtobufCBinaryData *rows) {
+  lk_row *r = malloc((n ? n : 1) * sizeof *r);
+  if (!r) return NULL;
+  for (size_t i = 0; i < n; i++) r[i] = (lk_row){rows[i].data, rows[i].len};
+  return r;
+}
 
-LOCKS_HANDLER(acquire, Strata__V1__AcquireRequest, check_acquire)
-LOCKS_HANDLER(renew, Strata__V1__RenewRequest, check_renew)
-LOCKS_HANDLER(release, Strata__V1__ReleaseRequest, check_release)
-LOCKS_HANDLER(list, Strata__V1__ListLocksRequest, check_list)
-LOCKS_HANDLER(check, Strata__V1__CheckRequest, check_check)
+static int64_t wire_expiry(int64_t t) { return t == LK_NEVER ? 0 : t; }
+
+static Strata__V1__LockKind wire_kind(lk_kind k) {
+  return k == LK_INDEFINITE ? STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE
+                            : STRATA__V1__LOCK_KIND__LOCK_KIND_TEMPORAL;
+}
+
+/* --- Acquire ----------------------------------------------------------------- */
+
+typedef struct acq_job {
+  srv *s;
+  rpc_call *call;
+  const Strata__V1__AcquireRequest *req; /* owned by the call */
+  lk_row *rows;
+  lk_acquire_req q;
+} acq_job;
+
+static void acquire_run(void *arg) {
+  acq_job *j = arg;
+  const Strata__V1__AcquireRequest *r = j->req;
+  lk_result res;
+  memset(&res, 0, sizeof res);
+  int rc = lk_acquire(j->s->lk, &j->q, &res);
+  if (rc) {
+    srv__fail(j->call, rc);
+    goto out;
+  }
+  Strata__V1__AcquireResponse resp = STRATA__V1__ACQUIRE_RESPONSE__INIT;
+  Strata__V1__LockInfo *infos = NULL, **ptrs = NULL;
+  if (res.status == LK_GRANTED) {
+    resp.acquired = 1;
+    resp.fencing_token = res.token;
+    resp.expires_at_ns = wire_expiry(res.expires_at);
+  } else {
+    infos = calloc(res.nconflicts ? res.nconflicts : 1, sizeof *infos);
+    ptrs = calloc(res.nconflicts ? res.nconflicts : 1, sizeof *ptrs);
+    if (!infos || !ptrs) {
+      free(infos);
+      free(ptrs);
+      rpc_call_fail(j->call, STRATA_ENOMEM, "acquire: out of memory for %zu conflicts",
+                    res.nconflicts);
+      lk_result_free(&res);
+      goto out;
+    }
+    for (size_t i = 0; i < res.nconflicts; i++) {
+      const lk_conflict *c = &res.conflicts[i];
+      strata__v1__lock_info__init(&infos[i]);
+      infos[i].row = r->rows[c->row];
+      infos[i].kind = wire_kind(c->kind);
+      infos[i].op_id = c->holder_op;
+      infos[i].acquired_at_ns = c->acquired_at;
+      infos[i].expires_at_ns = wire_expiry(c->expires_at);
+      ptrs[i] = &infos[i];
+    }
+    resp.n_conflicts = res.nconflicts;
+    resp.conflicts = ptrs;
+  }
+  rpc_call_reply(j->call, &resp.base);
+  free(infos);
+  free(ptrs);
+  lk_result_free(&res);
+out:
+  free(j->rows);
+  free(j);
+}
+
+static void h_acquire(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
+  srv *s = ctx;
+  const Strata__V1__AcquireRequest *r = (const void *)m;
+  int rc = check_acquire(r);
+  if (rc) return srv__fail(call, rc);
+  acq_job *j = calloc(1, sizeof *j);
+  lk_row *rows = rows_of(r->n_rows, r->rows);
+  if (!j || !rows) {
+    free(j);
+    free(rows);
+    return rpc_call_fail(call, STRATA_ENOMEM, "acquire: out of memory");
+  }
+  int64_t now = lk_now(s->lk);
+  uint64_t wait_ms = r->wait_ms;
+  int64_t left = rpc_call_remaining_ms(call);
+  if (left < 0) left = 0;
+  if ((uint64_t)left < wait_ms) wait_ms = (uint64_t)left; /* the deadline bounds the wait */
+  *j = (acq_job){.s = s, .call = call, .req = r, .rows = rows};
+  j->q = (lk_acquire_req){
+      .op = r->op_id,
+      .rows = rows,
+      .nrows = r->n_rows,
+      .kind = r->kind == STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE ? LK_INDEFINITE : LK_TEMPORAL,
+      .ttl_ns = r->kind == STRATA__V1__LOCK_KIND__LOCK_KIND_TEMPORAL ? srv__ms_to_ns(r->ttl_ms) : 0,
+      .wait_deadline = wait_ms ? now + srv__ms_to_ns(wait_ms) : now,
+      .respect_indefinite = r->respect_indefinite,
+  };
+  if (!wait_ms) return acquire_run(j); /* answers at once: no need to leave the poller */
+  if ((rc = srv_pool_run(s->pool, acquire_run, j))) {
+    free(rows);
+    free(j);
+    srv__fail(call, rc);
+  }
+}
+
+/* --- Renew, Release, Check ---------------------------------------------------- */
+
+static void h_renew(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
+  srv *s = ctx;
+  const Strata__V1__RenewRequest *r = (const void *)m;
+  int rc = check_renew(r);
+  if (rc) return srv__fail(call, rc);
+  lk_row *rows = rows_of(r->n_rows, r->rows);
+  if (!rows) return rpc_call_fail(call, STRATA_ENOMEM, "renew: out of memory");
+  lk_result res;
+  memset(&res, 0, sizeof res);
+  rc = lk_renew(s->lk, r->op_id, rows, r->n_rows, srv__ms_to_ns(r->ttl_ms), &res);
+  free(rows);
+  if (rc) return srv__fail(call, rc);
+  if (res.status != LK_GRANTED) {
+    char show[80];
+    const lk_conflict *c = res.nconflicts ? &res.conflicts[0] : NULL;
+    size_t row = c ? c->row : 0;
+    v_show(show, sizeof show, &r->rows[row]);
+    if (c && c->holder_op)
+      rpc_call_fail(call, STRATA_ELOCKED,
+                    "rows[%zu]: row %s is held by op %llu, not op %llu; nothing was renewed", row,
+                    show, (unsigned long long)c->holder_op, (unsigned long long)r->op_id);
+    else
+      rpc_call_fail(call, STRATA_EEXPIRED,
+                    "rows[%zu]: op %llu no longer holds row %s (released or expired); nothing "
+                    "was renewed: acquire it again",
+                    row, (unsigned long long)r->op_id, show);
+  } else {
+    Strata__V1__RenewResponse resp = STRATA__V1__RENEW_RESPONSE__INIT;
+    resp.expires_at_ns = wire_expiry(res.expires_at);
+    rpc_call_reply(call, &resp.base);
+  }
+  lk_result_free(&res);
+}
+
+static void h_release(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
+  srv *s = ctx;
+  const Strata__V1__ReleaseRequest *r = (const void *)m;
+  int rc = check_release(r);
+  if (rc) return srv__fail(call, rc);
+  lk_row *rows = r->all ? NULL : rows_of(r->n_rows, r->rows);
+  if (!r->all && !rows) return rpc_call_fail(call, STRATA_ENOMEM, "release: out of memory");
+  size_t released = 0;
+  size_t n = r->all ? 0 : r->n_rows;
+  rc = r->privileged ? lk_privileged_release(s->lk, r->op_id, rows, n, 0, &released)
+                     : lk_release(s->lk, r->op_id, rows, n, 0, &released);
+  free(rows);
+  if (rc) return srv__fail(call, rc);
+  Strata__V1__ReleaseResponse resp = STRATA__V1__RELEASE_RESPONSE__INIT;
+  resp.released = released;
+  rpc_call_reply(call, &resp.base);
+}
+
+static void h_check(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
+  srv *s = ctx;
+  const Strata__V1__CheckRequest *r = (const void *)m;
+  int rc = check_check(r);
+  if (rc) return srv__fail(call, rc);
+  ProtobufCBinaryData *missing = calloc(r->n_rows, sizeof *missing);
+  if (!missing) return rpc_call_fail(call, STRATA_ENOMEM, "check: out of memory");
+  size_t nmissing = 0;
+  for (size_t i = 0; i < r->n_rows && !rc; i++) { /* every row, so the answer lists them all */
+    lk_row row = {r->rows[i].data, r->rows[i].len};
+    int holds = 0;
+    rc = lk_check(s->lk, r->op_id, &row, 1, &holds, NULL);
+    if (!rc && !holds) missing[nmissing++] = r->rows[i];
+  }
+  if (rc) {
+    free(missing);
+    return srv__fail(call, rc);
+  }
+  Strata__V1__CheckResponse resp = STRATA__V1__CHECK_RESPONSE__INIT;
+  resp.all_held = nmissing == 0;
+  resp.n_missing = nmissing;
+  resp.missing = missing;
+  rpc_call_reply(call, &resp.base);
+  free(missing);
+}
+
+/* --- List (stream) ------------------------------------------------------------- */
+
+typedef struct list_state {
+  srv *s;
+  lk_list_filter f;
+  int expired_only;
+  uint8_t *cursor;
+  size_t cursor_len;
+  int started, done;
+} list_state;
+
+static void list_free(void *p) {
+  list_state *st = p;
+  free(st->cursor);
+  free(st);
+}
+
+static void list_next(rpc_call *call, void *p) {
+  list_state *st = p;
+  if (rpc_call_stopping(call)) return rpc_call_fail(call, rpc_call_stop_reason(call), "Locks.List stopped");
+  if (st->done) return rpc_stream_end(call);
+  lk_list_page page;
+  memset(&page, 0, sizeof page);
+  int rc = lk_list(st->s->lk, &st->f, st->cursor, st->cursor_len, LIST_PAGE, &page);
+  if (rc) return srv__fail(call, rc);
+  free(st->cursor);
+  st->cursor = NULL;
+  st->cursor_len = 0;
+  if (page.cursor) {
+    st->cursor = malloc(page.cursor_len ? page.cursor_len : 1);
+    if (!st->cursor) {
+      lk_list_page_free(&page);
+      return rpc_call_fail(call, STRATA_ENOMEM, "Locks.List: out of memory");
+    }
+    memcpy(st->cursor, page.cursor, page.cursor_len);
+    st->cursor_len = page.cursor_len;
+  } else {
+    st->done = 1;
+  }
+  Strata__V1__LockInfo *infos = calloc(page.n ? page.n : 1, sizeof *infos);
+  Strata__V1__LockInfo **ptrs = calloc(page.n ? page.n : 1, sizeof *ptrs);
+  size_t k = 0;
+  if (!infos || !ptrs) {
+    rc = strata_err(STRATA_ENOMEM, "Locks.List: out of memory");
+  } else {
+    for (size_t i = 0; i < page.n; i++) {
+      const lk_lock_info *li = &page.items[i];
+      if (st->expired_only && !li->expired) continue;
+      strata__v1__lock_info__init(&infos[k]);
+      infos[k].row = (ProtobufCBinaryData){li->key_len, li->key};
+      infos[k].kind = wire_kind(li->kind);
+      infos[k].op_id = li->op;
+      infos[k].acquired_at_ns = li->acquired_at;
+      infos[k].expires_at_ns = wire_expiry(li->expires_at);
+      infos[k].fencing_token = li->token;
+      ptrs[k] = &infos[k];
+      k++;
+    }
+    /* An empty page sends nothing (except that an empty listing ends with no message). */
+    if (k) {
+      Strata__V1__ListLocksResponse resp = STRATA__V1__LIST_LOCKS_RESPONSE__INIT;
+      resp.n_locks = k;
+      resp.locks = ptrs;
+      rc = rpc_stream_send(call, &resp.base);
+    }
+  }
+  free(infos);
+  free(ptrs);
+  lk_list_page_free(&page);
+  if (rc) return srv__fail(call, rc);
+  if (!k) rpc_call_wake(call); /* nothing sent: run again for the next page or the end */
+}
+
+static void h_list(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
+  srv *s = ctx;
+  const Strata__V1__ListLocksRequest *r = (const void *)m;
+  int rc = check_list(r);
+  if (rc) return srv__fail(call, rc);
+  list_state *st = calloc(1, sizeof *st);
+  if (!st) return rpc_call_fail(call, STRATA_ENOMEM, "Locks.List: out of memory");
+  st->s = s;
+  st->f.op = r->op_id;
+  st->f.kinds = r->kind ? LK_KIND_BIT(r->kind == STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE
+                                          ? LK_INDEFINITE
+                                          : LK_TEMPORAL)
+                        : 0;
+  st->f.prefix = r->prefix.len ? r->prefix.data : NULL; /* the request outlives the stream */
+  st->f.prefix_len = r->prefix.len;
+  st->f.include_expired = r->expired_only;
+  st->expired_only = r->expired_only;
+  rpc_stream_begin(call, list_next, st, list_free);
+}
 
 void srv__locks_bind(srv *s, rpc_handler *h) {
   h[RPC_M_locks_acquire] = (rpc_handler){h_acquire, s, NULL};

@@ -1,41 +1,39 @@
 /*
- * strata.v1.Ops handlers: validate every request, then the op log and id
- * counters. Until locks/oplog.h and locks/counter.h land in the build the
- * engine calls answer UNIMPLEMENTED after validation (server/README.md).
+ * strata.v1.Ops handlers over the op log and id counters (locks/oplog.h,
+ * locks/counter.h). Ops.Create also needs the store (the op's start
+ * generation).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "common/err.h"
+#include "locks/counter.h"
+#include "locks/oplog.h"
 #include "server/srv_int.h"
 #include "server/validate.h"
 
-#define NO_OPLOG "the op log (locks/oplog.h, locks/counter.h) is not part of this build yet"
+#define STUCK_BATCH_BYTES (1u << 20) /* ListStuck: start a new message above this */
 
 static int check_create(const Strata__V1__CreateOpRequest *r) {
   int rc;
-  if ((rc = v_text("user", r->user, V_MAX_OP_TEXT)) || (rc = v_text("kind", r->kind, V_MAX_OP_TEXT)))
+  size_t nu = r->user ? strlen(r->user) : 0, nk = r->kind ? strlen(r->kind) : 0;
+  if ((rc = v_count("user (bytes)", nu, 1, OPLOG_NAME_MAX)) ||
+      (rc = v_count("kind (bytes)", nk, 1, OPLOG_NAME_MAX)))
     return rc;
-  if (r->payload.len > V_MAX_OP_PAYLOAD)
+  if (r->payload.len > OPLOG_PAYLOAD_MAX)
     return strata_err(STRATA_EINVALID, "payload: %zu bytes exceeds the %u-byte limit",
-                      r->payload.len, V_MAX_OP_PAYLOAD);
+                      r->payload.len, OPLOG_PAYLOAD_MAX);
   return 0;
 }
-
-static int check_get(const Strata__V1__GetOpRequest *r) { return v_op_id("op_id", r->op_id); }
 
 static int check_set_status(const Strata__V1__SetStatusRequest *r) {
   int rc = v_op_id("op_id", r->op_id);
   return rc ? rc : v_enum("status", r->status, 1, 5, &strata__v1__op_status__descriptor);
 }
 
-static int check_list_stuck(const Strata__V1__ListStuckRequest *r) {
-  (void)r;
-  return 0;
-}
-
 static int check_allocate(const Strata__V1__AllocateIdsRequest *r) {
   size_t n = r->counter ? strlen(r->counter) : 0;
-  int rc = v_count("counter (bytes)", n, 1, V_MAX_COUNTER_NAME);
+  int rc = v_count("counter (bytes)", n, 1, CTR_NAME_MAX);
   if (rc) return rc;
   if (r->count == 0 || r->count > V_MAX_ID_COUNT)
     return strata_err(STRATA_EINVALID, "count: must be 1..%llu, got %llu",
@@ -43,26 +41,164 @@ static int check_allocate(const Strata__V1__AllocateIdsRequest *r) {
   return 0;
 }
 
-#define OPS_HANDLER(name, Req, check)                                        \
-  static void h_##name(rpc_call *call, const ProtobufCMessage *m, void *ctx) { \
-    srv *s = ctx;                                                            \
-    int rc = check((const Req *)m);                                          \
-    if (rc) {                                                                \
-      srv__fail(call, rc);                                                   \
-      return;                                                                \
-    }                                                                        \
-    if (!s->locks) {                                                         \
-      rpc_call_fail(call, STRATA_EUNSUPPORTED, "%s: " NO_OPLOG,              \
-                    rpc_methods[rpc_call_method(call)].path);                \
-      return;                                                                \
-    }                                                                        \
-  }
+/* The wire status is the op log's plus one (0 is UNSPECIFIED on the wire). */
+static Strata__V1__OpStatus wire_status(oplog_status s) { return (Strata__V1__OpStatus)(s + 1); }
 
-OPS_HANDLER(create, Strata__V1__CreateOpRequest, check_create)
-OPS_HANDLER(get, Strata__V1__GetOpRequest, check_get)
-OPS_HANDLER(set_status, Strata__V1__SetStatusRequest, check_set_status)
-OPS_HANDLER(list_stuck, Strata__V1__ListStuckRequest, check_list_stuck)
-OPS_HANDLER(allocate, Strata__V1__AllocateIdsRequest, check_allocate)
+/* Fills m from op; m borrows op's memory (and allocates the scope array, freed
+ * by op_msg_free). */
+static int op_msg(Strata__V1__Op *m, const oplog_op *op) {
+  strata__v1__op__init(m);
+  m->op_id = op->id;
+  m->created_at_ns = op->created_at;
+  m->updated_at_ns = op->status_at;
+  m->start_generation = op->base_generation;
+  m->user = op->user;
+  m->kind = op->kind;
+  m->payload = (ProtobufCBinaryData){op->payload_len, op->payload};
+  m->status = wire_status(op->status);
+  if (op->nscope) {
+    m->scope = calloc(op->nscope, sizeof *m->scope);
+    if (!m->scope) return strata_err(STRATA_ENOMEM, "op %llu: out of memory",
+                                     (unsigned long long)op->id);
+    for (size_t i = 0; i < op->nscope; i++)
+      m->scope[i] = (ProtobufCBinaryData){op->scope[i].len, (uint8_t *)op->scope[i].key};
+    m->n_scope = op->nscope;
+  }
+  return 0;
+}
+
+static void op_msg_free(Strata__V1__Op *m) { free(m->scope); }
+
+/* Replies with the op `id` as read back from the log. */
+static void reply_op(rpc_call *call, srv *s, uint64_t id, int create) {
+  oplog_op op;
+  memset(&op, 0, sizeof op);
+  int rc = oplog_get(lk_oplog(s->lk), id, &op);
+  if (rc == STRATA_ENOTFOUND) return rpc_call_fail(call, rc, "op_id: no op %llu", (unsigned long long)id);
+  if (rc) return srv__fail(call, rc);
+  Strata__V1__Op m;
+  if ((rc = op_msg(&m, &op))) {
+    oplog_op_free(&op);
+    return srv__fail(call, rc);
+  }
+  if (create) {
+    Strata__V1__CreateOpResponse resp = STRATA__V1__CREATE_OP_RESPONSE__INIT;
+    resp.op = &m;
+    rpc_call_reply(call, &resp.base);
+  } else if (rpc_call_method(call) == RPC_M_ops_get) {
+    Strata__V1__GetOpResponse resp = STRATA__V1__GET_OP_RESPONSE__INIT;
+    resp.op = &m;
+    rpc_call_reply(call, &resp.base);
+  } else {
+    Strata__V1__SetStatusResponse resp = STRATA__V1__SET_STATUS_RESPONSE__INIT;
+    resp.op = &m;
+    rpc_call_reply(call, &resp.base);
+  }
+  op_msg_free(&m);
+  oplog_op_free(&op);
+}
+
+static void h_create(rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+  srv *s = ctx;
+  const Strata__V1__CreateOpRequest *r = (const void *)msg;
+  int rc = check_create(r);
+  if (rc) return srv__fail(call, rc);
+  uint64_t gen;
+  if ((rc = srv__latest_generation(s, &gen))) return srv__fail(call, rc);
+  uint64_t id;
+  int64_t created;
+  rc = oplog_create(lk_oplog(s->lk), r->user, r->kind, r->payload.data, r->payload.len, gen, &id,
+                    &created);
+  if (rc) return srv__fail(call, rc);
+  reply_op(call, s, id, 1);
+}
+
+static void h_get(rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+  const Strata__V1__GetOpRequest *r = (const void *)msg;
+  int rc = v_op_id("op_id", r->op_id);
+  if (rc) return srv__fail(call, rc);
+  reply_op(call, ctx, r->op_id, 0);
+}
+
+static void h_set_status(rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+  srv *s = ctx;
+  const Strata__V1__SetStatusRequest *r = (const void *)msg;
+  int rc = check_set_status(r);
+  if (rc) return srv__fail(call, rc);
+  rc = oplog_set_status(lk_oplog(s->lk), r->op_id, (oplog_status)(r->status - 1), NULL);
+  if (rc == STRATA_ENOTFOUND)
+    return rpc_call_fail(call, rc, "op_id: no op %llu", (unsigned long long)r->op_id);
+  if (rc) return srv__fail(call, rc);
+  reply_op(call, s, r->op_id, 0);
+}
+
+static void h_allocate(rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+  srv *s = ctx;
+  const Strata__V1__AllocateIdsRequest *r = (const void *)msg;
+  int rc = check_allocate(r);
+  if (rc) return srv__fail(call, rc);
+  uint64_t first;
+  if ((rc = ctr_allocate(lk_counters(s->lk), r->counter, r->count, &first))) return srv__fail(call, rc);
+  Strata__V1__AllocateIdsResponse resp = STRATA__V1__ALLOCATE_IDS_RESPONSE__INIT;
+  resp.first = first;
+  resp.count = r->count;
+  rpc_call_reply(call, &resp.base);
+}
+
+/* --- ListStuck (stream) ---------------------------------------------------------- */
+
+typedef struct stuck_state {
+  oplog_op *ops;
+  size_t n, next;
+} stuck_state;
+
+static void stuck_free(void *p) {
+  stuck_state *st = p;
+  oplog_ops_free(st->ops, st->n);
+  free(st);
+}
+
+static void stuck_next(rpc_call *call, void *p) {
+  stuck_state *st = p;
+  if (rpc_call_stopping(call)) return rpc_call_fail(call, rpc_call_stop_reason(call), "Ops.ListStuck stopped");
+  if (st->next >= st->n) return rpc_stream_end(call);
+  size_t end = st->next, bytes = 0;
+  while (end < st->n && (end == st->next || bytes < STUCK_BATCH_BYTES))
+    bytes += st->ops[end++].payload_len + 256;
+  size_t k = end - st->next;
+  Strata__V1__Op *ms = calloc(k, sizeof *ms);
+  Strata__V1__Op **ptrs = calloc(k, sizeof *ptrs);
+  int rc = ms && ptrs ? 0 : strata_err(STRATA_ENOMEM, "Ops.ListStuck: out of memory");
+  size_t built = 0;
+  for (; !rc && built < k; built++) {
+    rc = op_msg(&ms[built], &st->ops[st->next + built]);
+    ptrs[built] = &ms[built];
+  }
+  if (!rc) {
+    Strata__V1__ListStuckResponse resp = STRATA__V1__LIST_STUCK_RESPONSE__INIT;
+    resp.n_ops = k;
+    resp.ops = ptrs;
+    rc = rpc_stream_send(call, &resp.base);
+  }
+  for (size_t i = 0; ms && i < built; i++) op_msg_free(&ms[i]);
+  free(ms);
+  free(ptrs);
+  if (rc) return srv__fail(call, rc);
+  st->next = end;
+}
+
+static void h_list_stuck(rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+  srv *s = ctx;
+  const Strata__V1__ListStuckRequest *r = (const void *)msg;
+  stuck_state *st = calloc(1, sizeof *st);
+  if (!st) return rpc_call_fail(call, STRATA_ENOMEM, "Ops.ListStuck: out of memory");
+  int rc = oplog_list_stuck(lk_oplog(s->lk), srv__ms_to_ns(r->min_age_ms), &st->ops, &st->n);
+  if (rc) {
+    free(st);
+    return srv__fail(call, rc);
+  }
+  rpc_stream_begin(call, stuck_next, st, stuck_free);
+}
 
 void srv__ops_bind(srv *s, rpc_handler *h) {
   h[RPC_M_ops_create] = (rpc_handler){h_create, s, NULL};

@@ -1,11 +1,11 @@
 # server/: see server/README.md. Appends to the variables the top-level Makefile defines.
 SRV_SRCS := server/log.c server/srv.c server/embedded.c server/h_health.c server/h_admin.c \
-	server/h_kv.c server/h_locks.c server/h_ops.c server/validate.c
+	server/h_kv.c server/h_locks.c server/h_ops.c server/validate.c server/pool.c
 SRV_OBJS := $(SRV_SRCS:%.c=$(O)/%.o)
 SRV_LIB := $(O)/libsrv.a
 SRV_MAIN_OBJ := $(O)/server/main.o
-# The engines server/ links: libstrata.a once it builds; until then common/ only.
-SRV_ENGINE := $(O)/common/err.o $(O)/common/buf.o
+# The engines (store, locks) live in libstrata.a.
+SRV_ENGINE := $(O)/libstrata.a
 SRV_LINK = $(SRV_LIB) $(RPC_LIB) $(SRV_ENGINE)
 SRV_LDLIBS = $(RPC_LDLIBS) $(LDLIBS)
 

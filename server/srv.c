@@ -51,7 +51,25 @@ static int lock_data_dir(srv *s) {
   return 0;
 }
 
+int64_t srv__ms_to_ns(uint64_t ms) {
+  return ms > (uint64_t)(INT64_MAX / 1000000) ? INT64_MAX : (int64_t)ms * 1000000;
+}
+
+/* Opens the engines under data_dir: locks/ (RocksDB). */
+static int open_engines(srv *s) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/locks", s->data_dir);
+  lk_options lo;
+  lk_options_init(&lo);
+  lo.path = path;
+  int rc = lk_open(&lo, &s->lk);
+  if (rc) return strata_err_wrap(rc, "lock manager in %s", path);
+  return srv_pool_start(16, &s->pool);
+}
+
 static void srv_free(srv *s) {
+  srv_pool_stop(s->pool);
+  if (s->lk) lk_close(s->lk);
   if (s->lock_fd >= 0) close(s->lock_fd); /* releases the flock */
   free(s->data_dir);
   free(s->listen);
@@ -74,6 +92,7 @@ int srv_open(const srv_opts *o, srv **out) {
   s->o.listen = s->listen;
   if (s->o.grace_ms <= 0) s->o.grace_ms = 5000;
   int rc = lock_data_dir(s);
+  if (!rc) rc = open_engines(s);
   if (rc) {
     srv_free(s);
     return rc;
@@ -95,9 +114,8 @@ int srv_open(const srv_opts *o, srv **out) {
     srv_free(s);
     return rc;
   }
-  srv_log(SRV_LOG_INFO, "event=listening addr=%s port=%d data_dir=%s store=%s locks=%s",
-          s->listen, rpc_server_port(s->rpc), s->data_dir, s->store ? "on" : "unavailable",
-          s->locks ? "on" : "unavailable");
+  srv_log(SRV_LOG_INFO, "event=listening addr=%s port=%d data_dir=%s store=%s locks=on",
+          s->listen, rpc_server_port(s->rpc), s->data_dir, s->store ? "on" : "unavailable");
   *out = s;
   return 0;
 }
@@ -106,7 +124,9 @@ int srv_port(const srv *s) { return rpc_server_port(s->rpc); }
 
 void srv_close(srv *s) {
   if (!s) return;
-  /* Calls first: every handler has answered before the engines go away. */
+  /* Waiting acquires return STRATA_ESHUTDOWN at once instead of holding the drain. */
+  lk_shutdown(s->lk);
+  /* Calls next: every handler has answered before the engines go away. */
   rpc_server_stop(s->rpc, s->o.grace_ms);
   srv_log(SRV_LOG_INFO, "event=stopped data_dir=%s", s->data_dir);
   srv_free(s);

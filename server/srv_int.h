@@ -6,7 +6,9 @@
 #ifndef STRATA_SERVER_SRV_INT_H
 #define STRATA_SERVER_SRV_INT_H
 
+#include "locks/lock.h"
 #include "rpc/server.h"
+#include "server/pool.h"
 #include "server/srv.h"
 
 struct srv {
@@ -15,10 +17,18 @@ struct srv {
   char *listen;     /* owned copy */
   int lock_fd;      /* flock(LOCK_EX) on data_dir/server.lock, held for the life of srv */
   rpc_server *rpc;
-  /* Engines: NULL until their modules land in the build (see server/README.md). */
+  srv_pool *pool;    /* blocking calls: waiting Locks.Acquire */
+  /* Engines. The store is NULL until storage/store.h lands in the build. */
   void *store;
-  void *locks;
+  lk_manager *lk;   /* locks, op log, id counters: data_dir/locks */
 };
+
+/* The latest committed generation (0 for an empty store). STRATA_EUNSUPPORTED
+ * with a message when the store engine is not in this build. */
+int srv__latest_generation(srv *s, uint64_t *gen);
+
+/* Milliseconds -> nanoseconds, saturating. */
+int64_t srv__ms_to_ns(uint64_t ms);
 
 /* Each service file fills its methods' slots of the handler table. */
 void srv__health_bind(srv *s, rpc_handler *h);

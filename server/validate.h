@@ -17,9 +17,6 @@
 
 #define V_MAX_KEY 65535u          /* OCDBT's key limit */
 #define V_MAX_BATCH 10000u        /* keys per BatchGet, rows per lock call */
-#define V_MAX_OP_TEXT 1024u       /* Op.user, Op.kind */
-#define V_MAX_OP_PAYLOAD (1u << 20)
-#define V_MAX_COUNTER_NAME 256u
 #define V_MAX_ID_COUNT (UINT64_C(1) << 32)
 #define V_HASH_MAX 64u            /* largest value_hash accepted */
 
