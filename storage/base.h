@@ -1,0 +1,114 @@
+/*
+ * Base stores: where the engine's bytes live. A base store is a directory of
+ * immutable files addressed by relative paths ("d/<hex>", "manifest.ocdbt").
+ * Files are only ever created new, appended while open, and published with an
+ * atomic rename; nothing is modified in place. Three implementations: real
+ * files (bs_file_open), memory (bs_mem_create, for tests) and a wrapper that
+ * injects EIO/ENOSPC at the Nth write, fsync or rename (bs_fault_wrap).
+ *
+ * Every call returns 0, a negative STRATA_E* code or a positive errno, and
+ * records a message naming the path (common/err.h).
+ */
+#ifndef STRATA_STORAGE_BASE_H
+#define STRATA_STORAGE_BASE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct bs_store bs_store;
+typedef struct bs_file bs_file;
+
+/* The driver interface every implementation fills in (a vtable, like a VFS). */
+typedef struct bs_ops {
+  /* Opens an existing file for reading; STRATA_ENOTFOUND when missing. */
+  int (*open_read)(bs_store *s, const char *path, bs_file **out);
+  /* Reads exactly n bytes at off; STRATA_ERANGE when the file is shorter. */
+  int (*pread)(bs_file *f, uint64_t off, void *dst, size_t n);
+  int (*size)(bs_file *f, uint64_t *out);
+  /* Creates a new file for appending; STRATA_EEXISTS when the path exists. */
+  int (*create)(bs_store *s, const char *path, bs_file **out);
+  int (*append)(bs_file *f, const void *p, size_t n);
+  int (*fsync)(bs_file *f);
+  void (*close)(bs_file *f);
+  /* Atomically renames from -> to, replacing `to` when it exists. */
+  int (*rename)(bs_store *s, const char *from, const char *to);
+  /* Makes the directory's entries (creates, renames, removes) durable. */
+  int (*sync_dir)(bs_store *s, const char *dir);
+  int (*remove)(bs_store *s, const char *path);
+  int (*mkdir)(bs_store *s, const char *dir);
+  /* Names (not paths) of the files in dir; *names is one malloc'd array of
+   * pointers followed by the strings, free() it. STRATA_ENOTFOUND if no dir. */
+  int (*list)(bs_store *s, const char *dir, char ***names, size_t *n);
+  /* Takes the single-writer lock of the store (held until destroy);
+   * STRATA_EBUSY when another process holds it. */
+  int (*lock)(bs_store *s);
+  void (*destroy)(bs_store *s);
+} bs_ops;
+
+struct bs_store {
+  const bs_ops *ops;
+};
+
+struct bs_file {
+  bs_store *store;
+};
+
+/* Real files under the directory root (created when missing). Caller owns
+ * *out and frees it with bs_destroy. */
+int bs_file_open(const char *root, bs_store **out);
+/* An in-memory store; everything is lost at bs_destroy. */
+int bs_mem_create(bs_store **out);
+
+/* Fault injection: wraps inner (not owned; must outlive the wrapper). */
+enum bs_fault_site { BS_FAULT_WRITE = 0, BS_FAULT_FSYNC = 1, BS_FAULT_RENAME = 2, BS_FAULT_NSITES };
+int bs_fault_wrap(bs_store *inner, bs_store **out);
+/* Arms the wrapper: the nth (1-based, counted from now) operation at `site`
+ * fails with err (EIO or ENOSPC); n = 0 disarms. A failed write writes nothing. */
+void bs_fault_arm(bs_store *s, enum bs_fault_site site, uint64_t nth, int err);
+/* Operations seen at `site` since creation. */
+uint64_t bs_fault_count(bs_store *s, enum bs_fault_site site);
+/* Number of faults injected since creation. */
+uint64_t bs_fault_fired(bs_store *s);
+
+/* Convenience wrappers over the vtable. */
+static inline int bs_open_read(bs_store *s, const char *path, bs_file **out) {
+  return s->ops->open_read(s, path, out);
+}
+static inline int bs_pread(bs_file *f, uint64_t off, void *dst, size_t n) {
+  return f->store->ops->pread(f, off, dst, n);
+}
+static inline int bs_size(bs_file *f, uint64_t *out) { return f->store->ops->size(f, out); }
+static inline int bs_create(bs_store *s, const char *path, bs_file **out) {
+  return s->ops->create(s, path, out);
+}
+static inline int bs_append(bs_file *f, const void *p, size_t n) {
+  return f->store->ops->append(f, p, n);
+}
+static inline int bs_fsync(bs_file *f) { return f->store->ops->fsync(f); }
+static inline void bs_close(bs_file *f) {
+  if (f) f->store->ops->close(f);
+}
+static inline int bs_rename(bs_store *s, const char *from, const char *to) {
+  return s->ops->rename(s, from, to);
+}
+static inline int bs_sync_dir(bs_store *s, const char *dir) { return s->ops->sync_dir(s, dir); }
+static inline int bs_remove(bs_store *s, const char *path) { return s->ops->remove(s, path); }
+static inline int bs_mkdir(bs_store *s, const char *dir) { return s->ops->mkdir(s, dir); }
+static inline int bs_list(bs_store *s, const char *dir, char ***names, size_t *n) {
+  return s->ops->list(s, dir, names, n);
+}
+static inline int bs_lock(bs_store *s) { return s->ops->lock(s); }
+static inline void bs_destroy(bs_store *s) {
+  if (s) s->ops->destroy(s);
+}
+
+/* Reads a whole file into a malloc'd buffer (*p, *n). */
+int bs_read_all(bs_store *s, const char *path, uint8_t **p, size_t *n);
+/* Publishes a small file atomically and durably: writes `tmp`, fsyncs it,
+ * renames it to `path`, fsyncs the directory `dir`. On failure the temp file
+ * is removed and `path` is unchanged (or, if only the directory fsync failed,
+ * the rename is undone). */
+int bs_put_atomic(bs_store *s, const char *dir, const char *tmp, const char *path,
+                  const void *p, size_t n);
+
+#endif

@@ -1,0 +1,309 @@
+/*
+ * The in-memory base store, for tests: a flat list of named byte arrays under
+ * one mutex. Directories are implicit ("d/x" lives in "d"); fsync is a no-op.
+ * Shared helpers over any base store (bs_read_all, bs_put_atomic) live here too.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "storage/base.h"
+
+typedef struct mnode {
+  char *path;
+  uint8_t *p;
+  size_t len, cap;
+  int refs;      /* open handles + 1 while linked in the store */
+  struct mnode *next;
+} mnode;
+
+typedef struct mstore {
+  bs_store base;
+  pthread_mutex_t mu;
+  mnode *head;
+} mstore;
+
+typedef struct mfile {
+  bs_file base;
+  mnode *node;
+} mfile;
+
+static mnode **m_find(mstore *s, const char *path) {
+  mnode **pp = &s->head;
+  while (*pp && strcmp((*pp)->path, path)) pp = &(*pp)->next;
+  return pp;
+}
+
+static void m_unref(mnode *n) {
+  if (--n->refs == 0) {
+    free(n->path);
+    free(n->p);
+    free(n);
+  }
+}
+
+static int m_handle(mstore *s, mnode *n, bs_file **out) {
+  mfile *f = calloc(1, sizeof *f);
+  if (!f) return strata_err(STRATA_ENOMEM, "memory store");
+  f->base.store = &s->base;
+  f->node = n;
+  n->refs++;
+  *out = &f->base;
+  return 0;
+}
+
+static int m_open_read(bs_store *bs, const char *path, bs_file **out) {
+  mstore *s = (mstore *)bs;
+  pthread_mutex_lock(&s->mu);
+  mnode *n = *m_find(s, path);
+  int rc = n ? m_handle(s, n, out) : strata_err(STRATA_ENOTFOUND, "mem:%s: no such file", path);
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
+
+static int m_create(bs_store *bs, const char *path, bs_file **out) {
+  mstore *s = (mstore *)bs;
+  int rc = 0;
+  pthread_mutex_lock(&s->mu);
+  if (*m_find(s, path)) {
+    rc = strata_err(STRATA_EEXISTS, "mem:%s: file exists", path);
+    goto out;
+  }
+  mnode *n = calloc(1, sizeof *n);
+  if (!n || !(n->path = strdup(path))) {
+    free(n);
+    rc = strata_err(STRATA_ENOMEM, "mem:%s", path);
+    goto out;
+  }
+  n->refs = 1;
+  n->next = s->head;
+  s->head = n;
+  rc = m_handle(s, n, out);
+out:
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
+
+static int m_pread(bs_file *bf, uint64_t off, void *dst, size_t n) {
+  mstore *s = (mstore *)bf->store;
+  mnode *nd = ((mfile *)bf)->node;
+  int rc = 0;
+  pthread_mutex_lock(&s->mu);
+  if (off > nd->len || n > nd->len - off)
+    rc = strata_err(STRATA_ERANGE, "mem:%s: file ends before offset %llu + %zu", nd->path,
+                    (unsigned long long)off, n);
+  else if (n)
+    memcpy(dst, nd->p + off, n);
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
+
+static int m_size(bs_file *bf, uint64_t *out) {
+  mstore *s = (mstore *)bf->store;
+  pthread_mutex_lock(&s->mu);
+  *out = ((mfile *)bf)->node->len;
+  pthread_mutex_unlock(&s->mu);
+  return 0;
+}
+
+static int m_append(bs_file *bf, const void *p, size_t n) {
+  mstore *s = (mstore *)bf->store;
+  mnode *nd = ((mfile *)bf)->node;
+  int rc = 0;
+  pthread_mutex_lock(&s->mu);
+  if (nd->cap - nd->len < n) {
+    size_t cap = nd->cap ? nd->cap : 4096;
+    while (cap - nd->len < n) cap *= 2;
+    uint8_t *q = realloc(nd->p, cap);
+    if (!q) {
+      rc = strata_err(STRATA_ENOMEM, "mem:%s: cannot grow to %zu bytes", nd->path, cap);
+      goto out;
+    }
+    nd->p = q;
+    nd->cap = cap;
+  }
+  if (n) memcpy(nd->p + nd->len, p, n);
+  nd->len += n;
+out:
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
+
+static int m_fsync(bs_file *bf) { return 0; }
+
+static void m_close(bs_file *bf) {
+  mstore *s = (mstore *)bf->store;
+  pthread_mutex_lock(&s->mu);
+  m_unref(((mfile *)bf)->node);
+  pthread_mutex_unlock(&s->mu);
+  free(bf);
+}
+
+static int m_rename(bs_store *bs, const char *from, const char *to) {
+  mstore *s = (mstore *)bs;
+  int rc = 0;
+  pthread_mutex_lock(&s->mu);
+  mnode **pf = m_find(s, from);
+  if (!*pf) {
+    rc = strata_err(STRATA_ENOTFOUND, "mem:%s: cannot rename, no such file", from);
+    goto out;
+  }
+  char *np = strdup(to);
+  if (!np) {
+    rc = strata_err(STRATA_ENOMEM, "mem rename");
+    goto out;
+  }
+  mnode *n = *pf;
+  *pf = n->next;
+  mnode **pt = m_find(s, to);
+  if (*pt) {
+    mnode *old = *pt;
+    *pt = old->next;
+    m_unref(old);
+  }
+  free(n->path);
+  n->path = np;
+  n->next = s->head;
+  s->head = n;
+out:
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
+
+static int m_sync_dir(bs_store *bs, const char *dir) { return 0; }
+
+static int m_remove(bs_store *bs, const char *path) {
+  mstore *s = (mstore *)bs;
+  int rc = 0;
+  pthread_mutex_lock(&s->mu);
+  mnode **pp = m_find(s, path);
+  if (!*pp) {
+    rc = strata_err(STRATA_ENOTFOUND, "mem:%s: cannot remove, no such file", path);
+  } else {
+    mnode *n = *pp;
+    *pp = n->next;
+    m_unref(n);
+  }
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
+
+static int m_mkdir(bs_store *bs, const char *dir) { return 0; }
+
+static int m_list(bs_store *bs, const char *dir, char ***names, size_t *count) {
+  mstore *s = (mstore *)bs;
+  size_t dl = dir ? strlen(dir) : 0, cnt = 0, bytes = 0;
+  pthread_mutex_lock(&s->mu);
+  for (int pass = 0; pass < 2; pass++) {
+    char **arr = pass ? malloc((cnt + 1) * sizeof(char *) + bytes) : NULL;
+    if (pass && !arr) {
+      pthread_mutex_unlock(&s->mu);
+      return strata_err(STRATA_ENOMEM, "mem list");
+    }
+    char *str = pass ? (char *)(arr + cnt + 1) : NULL;
+    size_t i = 0;
+    for (mnode *n = s->head; n; n = n->next) {
+      const char *name = n->path;
+      if (dl) {
+        if (strncmp(name, dir, dl) || name[dl] != '/') continue;
+        name += dl + 1;
+      }
+      if (strchr(name, '/')) continue;
+      size_t l = strlen(name) + 1;
+      if (!pass) {
+        cnt++;
+        bytes += l;
+      } else {
+        memcpy(str, name, l);
+        arr[i++] = str;
+        str += l;
+      }
+    }
+    if (pass) {
+      arr[i] = NULL;
+      *names = arr;
+      *count = i;
+    }
+  }
+  pthread_mutex_unlock(&s->mu);
+  return 0;
+}
+
+static int m_lock(bs_store *bs) { return 0; }
+
+static void m_destroy(bs_store *bs) {
+  mstore *s = (mstore *)bs;
+  while (s->head) {
+    mnode *n = s->head;
+    s->head = n->next;
+    m_unref(n);
+  }
+  pthread_mutex_destroy(&s->mu);
+  free(s);
+}
+
+static const bs_ops mem_ops = {
+  m_open_read, m_pread, m_size, m_create, m_append, m_fsync, m_close,
+  m_rename, m_sync_dir, m_remove, m_mkdir, m_list, m_lock, m_destroy,
+};
+
+int bs_mem_create(bs_store **out) {
+  mstore *s = calloc(1, sizeof *s);
+  if (!s) return strata_err(STRATA_ENOMEM, "memory store");
+  s->base.ops = &mem_ops;
+  pthread_mutex_init(&s->mu, NULL);
+  *out = &s->base;
+  return 0;
+}
+
+/* --- helpers over any store ----------------------------------------------- */
+
+int bs_read_all(bs_store *s, const char *path, uint8_t **p, size_t *n) {
+  bs_file *f = NULL;
+  uint8_t *buf = NULL;
+  uint64_t size = 0;
+  int rc = bs_open_read(s, path, &f);
+  if (rc) return rc;
+  if ((rc = bs_size(f, &size))) goto out;
+  buf = malloc(size ? size : 1);
+  if (!buf) {
+    rc = strata_err(STRATA_ENOMEM, "reading %s (%llu bytes)", path, (unsigned long long)size);
+    goto out;
+  }
+  if ((rc = bs_pread(f, 0, buf, size))) goto out;
+  *p = buf;
+  *n = size;
+  buf = NULL;
+out:
+  free(buf);
+  bs_close(f);
+  return rc;
+}
+
+int bs_put_atomic(bs_store *s, const char *dir, const char *tmp, const char *path,
+                  const void *p, size_t n) {
+  bs_file *f = NULL;
+  int rc = bs_create(s, tmp, &f);
+  if (rc == STRATA_EEXISTS) {
+    /* A temp file left by a crash: it was never published, so drop it. */
+    bs_remove(s, tmp);
+    rc = bs_create(s, tmp, &f);
+  }
+  if (rc) return rc;
+  if ((rc = bs_append(f, p, n)) || (rc = bs_fsync(f))) goto fail;
+  bs_close(f);
+  f = NULL;
+  if ((rc = bs_rename(s, tmp, path))) goto fail;
+  if ((rc = bs_sync_dir(s, dir))) {
+    /* The rename may or may not survive a crash: take it back so that the
+     * caller's "failed" is the truth. */
+    if (bs_remove(s, path) == 0) bs_sync_dir(s, dir);
+    return rc;
+  }
+  return 0;
+fail:
+  bs_close(f);
+  bs_remove(s, tmp);
+  return rc;
+}

@@ -1,0 +1,573 @@
+/*
+ * Applying one group commit's sorted changes to the copy-on-write B+tree.
+ * Each level returns its rewritten nodes to its parent still unwritten
+ * ("pending"), so the parent can merge a pending node that fell below a
+ * quarter of max_decoded_node_bytes with a neighbour before anything is
+ * written: no node is written twice and the tree never keeps thin nodes.
+ * Nodes are split by estimated decoded size into near-equal parts.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "storage/engine_int.h"
+
+typedef struct wentry {
+  const uint8_t *key;   /* full key */
+  size_t klen;
+  size_t size;          /* estimated decoded bytes */
+  /* leaf */
+  uint8_t kind;
+  const uint8_t *value;
+  size_t vlen;
+  st_ref ref;
+  /* interior */
+  size_t cprefix;       /* the child's implicit prefix is key[0:cprefix] */
+  ocdbt_stats stats;
+} wentry;
+
+typedef struct pnode {
+  uint8_t height;
+  int written;          /* an untouched child: e[0] is its entry in the parent */
+  wentry *e;
+  size_t n, cap, bytes;
+} pnode;
+
+typedef struct plist {
+  pnode *p;
+  size_t n, cap;
+} plist;
+
+typedef struct actx {
+  st_db *db;
+  st_writer *w;
+  size_t max, min;
+  cnode **pins;
+  size_t npins, pcap;
+  uint8_t **chunks;     /* arena for materialized keys */
+  size_t nchunks, ccap, chunk_used, chunk_size;
+  strata_buf enc;
+} actx;
+
+static void *arena_alloc(actx *a, size_t n) {
+  if (!n) n = 1;
+  if (a->nchunks == 0 || a->chunk_used + n > a->chunk_size) {
+    size_t sz = n > 65536 ? n : 65536;
+    if (a->nchunks == a->ccap) {
+      size_t cap = a->ccap ? a->ccap * 2 : 16;
+      uint8_t **c = realloc(a->chunks, cap * sizeof *c);
+      if (!c) return NULL;
+      a->chunks = c;
+      a->ccap = cap;
+    }
+    uint8_t *c = malloc(sz);
+    if (!c) return NULL;
+    a->chunks[a->nchunks++] = c;
+    a->chunk_used = 0;
+    a->chunk_size = sz;
+  }
+  void *p = a->chunks[a->nchunks - 1] + a->chunk_used;
+  a->chunk_used += n;
+  return p;
+}
+
+static int pn_push(pnode *p, const wentry *e) {
+  if (p->n == p->cap) {
+    size_t cap = p->cap ? p->cap * 2 : 16;
+    wentry *ne = realloc(p->e, cap * sizeof *ne);
+    if (!ne) return strata_err(STRATA_ENOMEM, "commit: node entries");
+    p->e = ne;
+    p->cap = cap;
+  }
+  p->e[p->n++] = *e;
+  p->bytes += e->size;
+  return 0;
+}
+
+static int pl_push(plist *l, const pnode *p) {
+  if (l->n == l->cap) {
+    size_t cap = l->cap ? l->cap * 2 : 8;
+    pnode *np = realloc(l->p, cap * sizeof *np);
+    if (!np) return strata_err(STRATA_ENOMEM, "commit: node list");
+    l->p = np;
+    l->cap = cap;
+  }
+  l->p[l->n++] = *p;
+  return 0;
+}
+
+static void pl_free(plist *l) {
+  for (size_t i = 0; i < l->n; i++) free(l->p[i].e);
+  free(l->p);
+  memset(l, 0, sizeof *l);
+}
+
+static size_t leaf_size(size_t klen, int kind, size_t vlen) {
+  return klen + 8 + (kind == OCDBT_VALUE_INLINE ? vlen : 24);
+}
+#define INTERIOR_SIZE(klen) ((klen) + 48)
+
+static size_t lcp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn) {
+  size_t n = an < bn ? an : bn, i = 0;
+  while (i < n && a[i] == b[i]) i++;
+  return i;
+}
+
+static int cmpk(const uint8_t *a, size_t an, const uint8_t *b, size_t bn) {
+  size_t n = an < bn ? an : bn;
+  int c = n ? memcmp(a, b, n) : 0;
+  return c ? c : (an < bn ? -1 : an > bn);
+}
+
+/* Loads the node at ref and appends its entries, with full keys, to *out. */
+static int materialize(actx *a, st_ref ref, uint8_t height, const uint8_t *prefix, size_t pn,
+                       pnode *out) {
+  cnode *n;
+  int rc;
+  /* A node this commit wrote (a collapsing root's child) may still be buffered. */
+  if (ref.file == a->w->file_id && (rc = wr__flush(a->w))) return rc;
+  rc = nc__get(a->db, ref, CN_BTREE, &n);
+  if (rc) return rc;
+  if (a->npins == a->pcap) {
+    size_t cap = a->pcap ? a->pcap * 2 : 64;
+    cnode **np = realloc(a->pins, cap * sizeof *np);
+    if (!np) {
+      nc__release(a->db, n);
+      return strata_err(STRATA_ENOMEM, "commit: pins");
+    }
+    a->pins = np;
+    a->pcap = cap;
+  }
+  a->pins[a->npins++] = n;
+  const ocdbt_btnode *b = &n->u.bt;
+  if (b->height != height)
+    return strata_err(STRATA_ECORRUPT, "%s offset %llu: btree node height %u, expected %u",
+                      ft__path(a->db, ref.file, NULL), (unsigned long long)ref.offset, b->height, height);
+  out->height = height;
+  for (size_t i = 0; i < b->n; i++) {
+    wentry e;
+    memset(&e, 0, sizeof e);
+    ocdbt_slice k = height ? b->children[i].key : b->leaves[i].key;
+    uint8_t *key = arena_alloc(a, pn + k.n);
+    if (!key) return strata_err(STRATA_ENOMEM, "commit: keys");
+    if (pn) memcpy(key, prefix, pn);
+    if (k.n) memcpy(key + pn, k.p, k.n);
+    e.key = key;
+    e.klen = pn + k.n;
+    if (height) {
+      const ocdbt_interior_entry *c = &b->children[i];
+      e.cprefix = pn + c->subtree_common_prefix_length;
+      e.ref = (st_ref){n->files[c->ref.file], c->ref.offset, c->ref.length};
+      e.stats = c->stats;
+      e.size = INTERIOR_SIZE(e.klen);
+    } else {
+      const ocdbt_leaf_entry *l = &b->leaves[i];
+      e.kind = l->kind;
+      e.value = l->value.p;
+      e.vlen = l->value.n;
+      if (l->kind == OCDBT_VALUE_INDIRECT)
+        e.ref = (st_ref){n->files[l->ref.file], l->ref.offset, l->ref.length};
+      e.size = leaf_size(e.klen, e.kind, e.vlen);
+    }
+    if ((rc = pn_push(out, &e))) return rc;
+  }
+  return 0;
+}
+
+/* Splits the entries of src into k near-equal nodes, k = ceil(bytes /
+ * (7/8 max)): an entry goes to the part its midpoint falls in, so every part
+ * is about bytes/k (never a thin last part) and at most ~7/8 max plus half an
+ * entry. src's entries move to out; src is emptied. */
+static int split_into(actx *a, pnode *src, plist *out) {
+  size_t unit = a->max - a->max / 8;
+  size_t k = src->bytes / unit + (src->bytes % unit != 0);
+  if (k == 0) k = 1;
+  size_t by_count = src->n / OCDBT_MAX_NODE_ENTRIES + 1;
+  if (k < by_count) k = by_count;
+  pnode cur = {src->height, 0, NULL, 0, 0, 0};
+  size_t cum = 0, part = 0;
+  int rc = 0;
+  for (size_t i = 0; i < src->n; i++) {
+    const wentry *e = &src->e[i];
+    size_t mid = cum + e->size / 2;
+    size_t want = src->bytes ? (size_t)((unsigned __int128)mid * k / src->bytes) : 0;
+    if (want >= k) want = k - 1;
+    if (cur.n && want != part) {
+      if ((rc = pl_push(out, &cur))) goto fail;
+      memset(&cur, 0, sizeof cur);
+      cur.height = src->height;
+    }
+    part = want;
+    cum += e->size;
+    if ((rc = pn_push(&cur, e))) goto fail;
+  }
+  if (cur.n && (rc = pl_push(out, &cur))) goto fail;
+  free(src->e);
+  memset(src, 0, sizeof *src);
+  return 0;
+fail:
+  free(cur.e);
+  return rc;
+}
+
+/* Encodes and writes a pending node; *out becomes its entry in the parent.
+ * root: the node is a root, so its keys are full keys (prefix 0). */
+static int write_node(actx *a, const pnode *p, int root, wentry *out) {
+  size_t pfx = 0;
+  const wentry *first = &p->e[0], *last = &p->e[p->n - 1];
+  if (!root) {
+    if (p->height == 0) {
+      pfx = lcp(first->key, first->klen, last->key, last->klen);
+    } else {
+      pfx = lcp(first->key, first->klen, last->key, last->cprefix);
+      for (size_t i = 0; i < p->n; i++)
+        if (p->e[i].cprefix < pfx) pfx = p->e[i].cprefix;
+    }
+  }
+  ocdbt_btnode node;
+  memset(&node, 0, sizeof node);
+  node.height = p->height;
+  node.n = p->n;
+  uint32_t *ids = malloc(p->n * sizeof *ids);
+  ocdbt_file *files = malloc(p->n * sizeof *files);
+  void *ents = p->height ? (void *)calloc(p->n, sizeof(ocdbt_interior_entry))
+                         : (void *)calloc(p->n, sizeof(ocdbt_leaf_entry));
+  int rc = 0;
+  if (!ids || !files || !ents) {
+    rc = strata_err(STRATA_ENOMEM, "commit: encoding node");
+    goto out;
+  }
+  size_t nf = 0;
+  ocdbt_stats st = {0, 0, 0};
+  for (size_t i = 0; i < p->n; i++) {
+    const wentry *e = &p->e[i];
+    int has_ref = p->height || e->kind == OCDBT_VALUE_INDIRECT;
+    uint64_t fi = 0;
+    if (has_ref) {
+      /* Tables are small; a linear search beats hashing here. */
+      for (fi = 0; fi < nf && ids[fi] != e->ref.file; fi++) {
+      }
+      if (fi == nf) {
+        size_t bl;
+        const char *path = ft__path(a->db, e->ref.file, &bl);
+        if (strncmp(path, ST_DATA_DIR "/", 2)) {
+          rc = strata_err(STRATA_EINVALID, "commit: referenced file %s is not under " ST_DATA_DIR "/", path);
+          goto out;
+        }
+        ids[nf] = e->ref.file;
+        files[nf].base_path = (ocdbt_slice){(const uint8_t *)"", 0};
+        files[nf].relative_path = (ocdbt_slice){(const uint8_t *)path + 2, strlen(path) - 2};
+        nf++;
+      }
+    }
+    ocdbt_slice k = {e->key + pfx, e->klen - pfx};
+    if (p->height) {
+      ocdbt_interior_entry *c = &((ocdbt_interior_entry *)ents)[i];
+      c->key = k;
+      c->subtree_common_prefix_length = (uint32_t)(e->cprefix - pfx);
+      c->ref = (ocdbt_ref){fi, e->ref.offset, e->ref.length};
+      c->stats = e->stats;
+      st.num_keys += e->stats.num_keys;
+      st.num_tree_bytes += e->stats.num_tree_bytes;
+      st.num_indirect_value_bytes += e->stats.num_indirect_value_bytes;
+    } else {
+      ocdbt_leaf_entry *l = &((ocdbt_leaf_entry *)ents)[i];
+      l->key = k;
+      l->kind = e->kind;
+      l->value = (ocdbt_slice){e->value, e->vlen};
+      if (e->kind == OCDBT_VALUE_INDIRECT) {
+        l->ref = (ocdbt_ref){fi, e->ref.offset, e->ref.length};
+        st.num_indirect_value_bytes += e->ref.length;
+      }
+      st.num_keys++;
+    }
+  }
+  node.dft.n = nf;
+  node.dft.files = files;
+  if (p->height) node.children = ents;
+  else node.leaves = ents;
+  a->enc.len = 0;
+  if ((rc = ocdbt_btnode_encode(&a->db->cfg, &node, &a->enc))) {
+    rc = strata_err_wrap(rc, "commit: encoding btree node");
+    goto out;
+  }
+  uint64_t off;
+  if ((rc = wr__append(a->w, a->enc.p, a->enc.len, &off))) goto out;
+  st.num_tree_bytes += a->enc.len;
+  memset(out, 0, sizeof *out);
+  out->key = first->key;
+  out->klen = first->klen;
+  out->cprefix = pfx;
+  out->ref = (st_ref){a->w->file_id, off, a->enc.len};
+  out->stats = st;
+  out->size = INTERIOR_SIZE(first->klen);
+out:
+  free(ids);
+  free(files);
+  free(ents);
+  return rc;
+}
+
+/* Merges the sorted leaf entries of *node with muts into a new entry list. */
+static int merge_leaf(actx *a, const pnode *node, const st_mut *m, size_t nm, pnode *out) {
+  size_t i = 0, j = 0;
+  int rc = 0;
+  out->height = 0;
+  while (i < node->n || j < nm) {
+    int c;
+    if (i == node->n) c = 1;
+    else if (j == nm) c = -1;
+    else c = cmpk(node->e[i].key, node->e[i].klen, m[j].key, m[j].klen);
+    if (c < 0) {
+      if ((rc = pn_push(out, &node->e[i++]))) return rc;
+      continue;
+    }
+    if (c == 0) i++;
+    const st_mut *mu = &m[j++];
+    if (mu->kind == MUT_DELETE) continue;
+    wentry e;
+    memset(&e, 0, sizeof e);
+    e.key = mu->key;
+    e.klen = mu->klen;
+    if (mu->kind == MUT_INLINE) {
+      e.kind = OCDBT_VALUE_INLINE;
+      e.value = mu->value;
+      e.vlen = mu->vlen;
+    } else {
+      e.kind = OCDBT_VALUE_INDIRECT;
+      e.ref = mu->ref;
+    }
+    e.size = leaf_size(e.klen, e.kind, e.vlen);
+    if ((rc = pn_push(out, &e))) return rc;
+  }
+  (void)a;
+  return 0;
+}
+
+static int apply_node(actx *a, st_ref ref, uint8_t height, const uint8_t *prefix, size_t pn,
+                      const st_mut *m, size_t nm, plist *out);
+
+/* Turns an untouched child entry back into a pending node of its entries. */
+static int open_child(actx *a, pnode *p, uint8_t child_height) {
+  wentry e = p->e[0];
+  free(p->e);
+  memset(p, 0, sizeof *p);
+  return materialize(a, e.ref, child_height, e.key, e.cprefix, p);
+}
+
+/* Fixes underflow among the children of a level-`height` node, then writes
+ * every pending child. items: written (untouched) children and pending ones. */
+static int settle_children(actx *a, plist *items, uint8_t child_height, pnode *parent) {
+  int rc = 0;
+  /* Each round removes one item or leaves two parts of at least ~7/16 max;
+   * the bound only guards against pathological entry sizes. */
+  for (size_t round = 0; round < 4 * items->n + 16; round++) {
+    size_t i;
+    for (i = 0; i < items->n; i++)
+      if (!items->p[i].written && items->p[i].bytes < a->min && items->n > 1) break;
+    if (i == items->n) break;
+    size_t j = i + 1 < items->n ? i + 1 : i - 1, lo = i < j ? i : j;
+    pnode *x = &items->p[lo], *y = &items->p[lo + 1];
+    if (x->written && (rc = open_child(a, x, child_height))) return rc;
+    if (y->written && (rc = open_child(a, y, child_height))) return rc;
+    for (size_t k = 0; k < y->n; k++)
+      if ((rc = pn_push(x, &y->e[k]))) return rc;
+    free(y->e);
+    memmove(y, y + 1, (items->n - lo - 2) * sizeof *y);
+    items->n--;
+    if (x->bytes > a->max) {
+      plist parts = {0};
+      pnode whole = *x;
+      if ((rc = split_into(a, &whole, &parts))) {
+        free(whole.e);
+        pl_free(&parts);
+        return rc;
+      }
+      /* replace x with parts */
+      size_t need = items->n - 1 + parts.n;
+      while (items->cap < need) {
+        pnode *np = realloc(items->p, items->cap * 2 * sizeof *np);
+        if (!np) {
+          pl_free(&parts);
+          return strata_err(STRATA_ENOMEM, "commit: node list");
+        }
+        items->p = np;
+        items->cap *= 2;
+      }
+      memmove(&items->p[lo + parts.n], &items->p[lo + 1], (items->n - lo - 1) * sizeof(pnode));
+      memcpy(&items->p[lo], parts.p, parts.n * sizeof(pnode));
+      items->n = need;
+      free(parts.p);
+    }
+  }
+  for (size_t i = 0; i < items->n; i++) {
+    pnode *p = &items->p[i];
+    wentry e;
+    if (p->written) {
+      e = p->e[0];
+    } else {
+      if (p->n == 0) continue;
+      if ((rc = write_node(a, p, 0, &e))) return rc;
+    }
+    if ((rc = pn_push(parent, &e))) return rc;
+  }
+  return 0;
+}
+
+static int apply_interior(actx *a, pnode *node, const st_mut *m, size_t nm, plist *out) {
+  plist items = {0};
+  pnode parent = {node->height, 0, NULL, 0, 0, 0};
+  int rc = 0;
+  size_t j = 0;
+  for (size_t i = 0; i < node->n; i++) {
+    size_t end = nm;
+    if (i + 1 < node->n) {
+      end = j;
+      const wentry *nx = &node->e[i + 1];
+      while (end < nm && cmpk(m[end].key, m[end].klen, nx->key, nx->klen) < 0) end++;
+    }
+    const wentry *c = &node->e[i];
+    if (end == j) {
+      pnode w = {(uint8_t)(node->height - 1), 1, NULL, 0, 0, 0};
+      if ((rc = pn_push(&w, c)) || (rc = pl_push(&items, &w))) {
+        free(w.e);
+        goto out;
+      }
+      items.p[items.n - 1].bytes = a->max; /* an untouched child counts as full */
+      continue;
+    }
+    if ((rc = apply_node(a, c->ref, (uint8_t)(node->height - 1), c->key, c->cprefix, m + j, end - j,
+                         &items)))
+      goto out;
+    j = end;
+  }
+  if ((rc = settle_children(a, &items, (uint8_t)(node->height - 1), &parent))) goto out;
+  if (parent.n == 0) goto out; /* everything below was deleted */
+  rc = split_into(a, &parent, out);
+out:
+  free(parent.e);
+  pl_free(&items);
+  return rc;
+}
+
+/* Applies m to the subtree at ref; appends its replacement pending nodes
+ * (height `height`, possibly none) to *out. */
+static int apply_node(actx *a, st_ref ref, uint8_t height, const uint8_t *prefix, size_t pn,
+                      const st_mut *m, size_t nm, plist *out) {
+  pnode cur = {height, 0, NULL, 0, 0, 0};
+  int rc = 0;
+  if (ref.file != ST_NOFILE && (rc = materialize(a, ref, height, prefix, pn, &cur))) goto out;
+  if (height == 0) {
+    pnode merged = {0, 0, NULL, 0, 0, 0};
+    if ((rc = merge_leaf(a, &cur, m, nm, &merged))) {
+      free(merged.e);
+      goto out;
+    }
+    if (merged.n == 0) {
+      free(merged.e);
+      goto out;
+    }
+    rc = split_into(a, &merged, out);
+    free(merged.e);
+  } else {
+    rc = apply_interior(a, &cur, m, nm, out);
+  }
+out:
+  free(cur.e);
+  return rc;
+}
+
+static void actx_free(actx *a) {
+  for (size_t i = 0; i < a->npins; i++) nc__release(a->db, a->pins[i]);
+  free(a->pins);
+  for (size_t i = 0; i < a->nchunks; i++) free(a->chunks[i]);
+  free(a->chunks);
+  strata_buf_free(&a->enc);
+}
+
+int bt__apply(st_db *db, st_writer *w, const st_root *root, const st_mut *muts, size_t n,
+              st_root *out) {
+  actx a;
+  memset(&a, 0, sizeof a);
+  a.db = db;
+  a.w = w;
+  a.max = db->cfg.max_decoded_node_bytes;
+  a.min = a.max / 4;
+  plist level = {0};
+  uint8_t height = root->ref.file == ST_NOFILE ? 0 : root->height;
+  int rc = apply_node(&a, root->ref, height, NULL, 0, muts, n, &level);
+  if (rc) goto out;
+  for (;;) {
+    if (level.n == 0) {
+      memset(out, 0, sizeof *out);
+      out->ref = (st_ref){ST_NOFILE, OCDBT_MISSING, OCDBT_MISSING};
+      break;
+    }
+    pnode *p = &level.p[0];
+    if (level.n == 1 && p->height > 0 && p->n == 1) {
+      /* A root with one child: the child becomes the root (rewritten with
+       * full keys when its keys are relative to a prefix). */
+      wentry c = p->e[0];
+      if (c.cprefix == 0) {
+        out->height = (uint8_t)(p->height - 1);
+        out->ref = c.ref;
+        out->stats = c.stats;
+        break;
+      }
+      pnode q = {0};
+      if ((rc = materialize(&a, c.ref, (uint8_t)(p->height - 1), c.key, c.cprefix, &q))) {
+        free(q.e);
+        goto out;
+      }
+      free(p->e);
+      *p = q;
+      continue;
+    }
+    if (level.n == 1) {
+      wentry e;
+      if ((rc = write_node(&a, p, 1, &e))) goto out;
+      out->height = p->height;
+      out->ref = e.ref;
+      out->stats = e.stats;
+      break;
+    }
+    pnode parent = {(uint8_t)(p->height + 1), 0, NULL, 0, 0, 0};
+    for (size_t i = 0; i < level.n; i++) {
+      wentry e;
+      if ((rc = write_node(&a, &level.p[i], 0, &e)) || (rc = pn_push(&parent, &e))) {
+        free(parent.e);
+        goto out;
+      }
+    }
+    pl_free(&level);
+    rc = split_into(&a, &parent, &level);
+    free(parent.e);
+    if (rc) goto out;
+  }
+out:
+  pl_free(&level);
+  actx_free(&a);
+  return rc;
+}
+
+/* --- the data file writer ------------------------------------------------------ */
+
+int wr__flush(st_writer *w) {
+  if (!w->buf.len) return 0;
+  int rc = bs_append(w->f, w->buf.p, w->buf.len);
+  w->buf.len = 0;
+  return rc;
+}
+
+int wr__append(st_writer *w, const void *p, size_t n, uint64_t *offset) {
+  int rc;
+  if (offset) *offset = w->off;
+  if (n >= (1u << 20)) { /* large: straight through, no copy */
+    if ((rc = wr__flush(w)) || (rc = bs_append(w->f, p, n))) return rc;
+  } else {
+    if (w->buf.len + n > (4u << 20) && (rc = wr__flush(w))) return rc;
+    if ((rc = strata_buf_append(&w->buf, p, n))) return rc;
+  }
+  w->off += n;
+  return 0;
+}

@@ -1,0 +1,353 @@
+/*
+ * The engine's two shared tables: the data file table (path <-> interned id,
+ * with a read handle per file) and the bounded cache of decoded nodes, keyed
+ * by (file id, offset). Nodes are immutable once written, so a cached node is
+ * never invalidated; it is only evicted, least recently used first, when the
+ * charged bytes exceed the cap and nobody pins it.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "storage/engine_int.h"
+
+/* --- file table --------------------------------------------------------------- */
+
+static uint64_t hash_bytes(const void *p, size_t n) {
+  const uint8_t *b = p;
+  uint64_t h = 1469598103934665603ull;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
+  return h ^ (h >> 29);
+}
+
+int ft__init(ft_table *t) {
+  memset(t, 0, sizeof *t);
+  pthread_mutex_init(&t->mu, NULL);
+  return 0;
+}
+
+void ft__destroy(ft_table *t) {
+  for (size_t i = 0; i < t->n; i++) {
+    bs_close(t->e[i]->rh);
+    free(t->e[i]->path);
+    free(t->e[i]);
+  }
+  free(t->e);
+  free(t->hash);
+  pthread_mutex_destroy(&t->mu);
+}
+
+static int ft_rehash(ft_table *t) {
+  size_t cap = t->hcap ? t->hcap * 2 : 64;
+  uint32_t *h = calloc(cap, sizeof *h);
+  if (!h) return strata_err(STRATA_ENOMEM, "file table");
+  for (size_t i = 0; i < t->n; i++) {
+    size_t j = hash_bytes(t->e[i]->path, strlen(t->e[i]->path)) & (cap - 1);
+    while (h[j]) j = (j + 1) & (cap - 1);
+    h[j] = (uint32_t)i + 1;
+  }
+  free(t->hash);
+  t->hash = h;
+  t->hcap = cap;
+  return 0;
+}
+
+int ft__intern(st_db *db, const char *path, size_t n, size_t base_len, uint32_t *id) {
+  ft_table *t = &db->ft;
+  int rc = 0;
+  pthread_mutex_lock(&t->mu);
+  if ((t->n + 1) * 2 > t->hcap && (rc = ft_rehash(t))) goto out;
+  size_t j = hash_bytes(path, n) & (t->hcap - 1);
+  for (; t->hash[j]; j = (j + 1) & (t->hcap - 1)) {
+    ft_entry *e = t->e[t->hash[j] - 1];
+    if (strlen(e->path) == n && !memcmp(e->path, path, n)) {
+      *id = t->hash[j] - 1;
+      goto out;
+    }
+  }
+  if (t->n == t->cap) {
+    size_t cap = t->cap ? t->cap * 2 : 64;
+    ft_entry **ne = realloc(t->e, cap * sizeof *ne);
+    if (!ne) {
+      rc = strata_err(STRATA_ENOMEM, "file table");
+      goto out;
+    }
+    t->e = ne;
+    t->cap = cap;
+  }
+  ft_entry *e = calloc(1, sizeof *e);
+  if (!e || !(e->path = malloc(n + 1))) {
+    free(e);
+    rc = strata_err(STRATA_ENOMEM, "file table");
+    goto out;
+  }
+  memcpy(e->path, path, n);
+  e->path[n] = 0;
+  e->base_len = base_len;
+  e->vcrc = -1;
+  t->e[t->n] = e;
+  t->hash[j] = (uint32_t)t->n + 1;
+  *id = (uint32_t)t->n++;
+out:
+  pthread_mutex_unlock(&t->mu);
+  return rc;
+}
+
+const char *ft__path(st_db *db, uint32_t id, size_t *base_len) {
+  pthread_mutex_lock(&db->ft.mu);
+  ft_entry *e = db->ft.e[id];
+  pthread_mutex_unlock(&db->ft.mu);
+  if (base_len) *base_len = e->base_len;
+  return e->path;
+}
+
+static int ft_handle(st_db *db, uint32_t id, bs_file **out) {
+  int rc = 0;
+  pthread_mutex_lock(&db->ft.mu);
+  ft_entry *e = db->ft.e[id];
+  if (!e->rh) rc = bs_open_read(db->base, e->path, &e->rh);
+  *out = e->rh;
+  pthread_mutex_unlock(&db->ft.mu);
+  return rc;
+}
+
+int ft__pread(st_db *db, uint32_t id, uint64_t off, void *dst, size_t n) {
+  bs_file *f;
+  int rc = ft_handle(db, id, &f);
+  return rc ? rc : bs_pread(f, off, dst, n);
+}
+
+int ft__size(st_db *db, uint32_t id, uint64_t *size) {
+  bs_file *f;
+  int rc = ft_handle(db, id, &f);
+  return rc ? rc : bs_size(f, size);
+}
+
+int ft__value_crc(st_db *db, uint32_t id, int *has_crc) {
+  pthread_mutex_lock(&db->ft.mu);
+  int v = db->ft.e[id]->vcrc;
+  pthread_mutex_unlock(&db->ft.mu);
+  if (v < 0) {
+    char hdr[ST_DATA_MAGIC_LEN];
+    int rc = ft__pread(db, id, 0, hdr, sizeof hdr);
+    if (rc && rc != STRATA_ERANGE) return rc;
+    v = !rc && !memcmp(hdr, ST_DATA_MAGIC, ST_DATA_MAGIC_LEN);
+    pthread_mutex_lock(&db->ft.mu);
+    db->ft.e[id]->vcrc = v;
+    pthread_mutex_unlock(&db->ft.mu);
+  }
+  *has_crc = v;
+  return 0;
+}
+
+/* --- node cache --------------------------------------------------------------- */
+
+int nc__init(nc_cache *c, size_t cap) {
+  memset(c, 0, sizeof *c);
+  pthread_mutex_init(&c->mu, NULL);
+  c->nbuckets = 1024;
+  c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
+  if (!c->buckets) return strata_err(STRATA_ENOMEM, "node cache");
+  c->lru.next = c->lru.prev = &c->lru;
+  c->cap = cap;
+  return 0;
+}
+
+static void cn_free(cnode *n) {
+  if (n->kind == CN_BTREE) ocdbt_btnode_free(&n->u.bt);
+  else ocdbt_vtnode_free(&n->u.vt);
+  free(n->files);
+  free(n);
+}
+
+void nc__destroy(nc_cache *c) {
+  cnode *n = c->lru.next;
+  while (n != &c->lru) {
+    cnode *next = n->next;
+    cn_free(n);
+    n = next;
+  }
+  free(c->buckets);
+  pthread_mutex_destroy(&c->mu);
+}
+
+static size_t bucket_of(const nc_cache *c, st_ref r) {
+  uint64_t h = (r.offset * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)r.file * 0xc2b2ae3d27d4eb4full);
+  return (size_t)(h ^ (h >> 32)) & (c->nbuckets - 1);
+}
+
+static void lru_unlink(cnode *n) {
+  n->prev->next = n->next;
+  n->next->prev = n->prev;
+}
+
+static void lru_front(nc_cache *c, cnode *n) {
+  n->next = c->lru.next;
+  n->prev = &c->lru;
+  c->lru.next->prev = n;
+  c->lru.next = n;
+}
+
+static void hash_remove(nc_cache *c, cnode *n) {
+  cnode **pp = &c->buckets[bucket_of(c, n->ref)];
+  while (*pp != n) pp = &(*pp)->hnext;
+  *pp = n->hnext;
+}
+
+/* Evicts unpinned nodes from the cold end until under the cap. mu held. */
+static void evict(nc_cache *c) {
+  cnode *n = c->lru.prev;
+  while (c->bytes > c->cap && n != &c->lru) {
+    cnode *prev = n->prev;
+    if (n->refs == 1) {
+      lru_unlink(n);
+      hash_remove(c, n);
+      c->bytes -= n->charge;
+      c->count--;
+      cn_free(n);
+    }
+    n = prev;
+  }
+}
+
+static void grow(nc_cache *c) {
+  size_t nb = c->nbuckets * 2;
+  cnode **b = calloc(nb, sizeof *b);
+  if (!b) return; /* longer chains, still correct */
+  for (size_t i = 0; i < c->nbuckets; i++) {
+    cnode *n = c->buckets[i];
+    while (n) {
+      cnode *next = n->hnext;
+      uint64_t h = (n->ref.offset * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)n->ref.file * 0xc2b2ae3d27d4eb4full);
+      size_t j = (size_t)(h ^ (h >> 32)) & (nb - 1);
+      n->hnext = b[j];
+      b[j] = n;
+      n = next;
+    }
+  }
+  free(c->buckets);
+  c->buckets = b;
+  c->nbuckets = nb;
+}
+
+/* Reads and decodes the node at ref; translates its file table to ids. */
+static int load(st_db *db, st_ref ref, int kind, cnode **out) {
+  size_t base_len = 0;
+  const char *path = ft__path(db, ref.file, &base_len);
+  uint8_t *raw = malloc(ref.length ? ref.length : 1);
+  cnode *n = calloc(1, sizeof *n);
+  int rc = 0;
+  if (!raw || !n) {
+    rc = strata_err(STRATA_ENOMEM, "reading node in %s", path);
+    goto out;
+  }
+  n->ref = ref;
+  n->kind = kind;
+  if ((rc = ft__pread(db, ref.file, ref.offset, raw, ref.length))) {
+    if (rc == STRATA_ERANGE || rc == STRATA_ENOTFOUND) rc = STRATA_ECORRUPT;
+    rc = strata_err_wrap(rc, "%s node at offset %llu", kind == CN_BTREE ? "btree" : "version tree",
+                         (unsigned long long)ref.offset);
+    goto out;
+  }
+  const ocdbt_dft *dft;
+  if (kind == CN_BTREE) {
+    rc = ocdbt_btnode_decode(raw, ref.length, base_len, &n->u.bt);
+    dft = &n->u.bt.dft;
+  } else {
+    rc = ocdbt_vtnode_decode(raw, ref.length, base_len, &n->u.vt);
+    dft = &n->u.vt.dft;
+  }
+  if (rc) {
+    rc = strata_err_wrap(rc, "%s, offset %llu", path, (unsigned long long)ref.offset);
+    goto out;
+  }
+  n->files = malloc((dft->n ? dft->n : 1) * sizeof *n->files);
+  if (!n->files) {
+    rc = strata_err(STRATA_ENOMEM, "node files");
+    goto out;
+  }
+  char stack[512];
+  for (size_t i = 0; i < dft->n; i++) {
+    const ocdbt_file *f = &dft->files[i];
+    size_t len = base_len + f->base_path.n + f->relative_path.n;
+    char *p = len <= sizeof stack ? stack : malloc(len);
+    if (!p) {
+      rc = strata_err(STRATA_ENOMEM, "node files");
+      goto out;
+    }
+    memcpy(p, path, base_len);
+    if (f->base_path.n) memcpy(p + base_len, f->base_path.p, f->base_path.n);
+    if (f->relative_path.n) memcpy(p + base_len + f->base_path.n, f->relative_path.p, f->relative_path.n);
+    rc = ft__intern(db, p, len, base_len + f->base_path.n, &n->files[i]);
+    if (p != stack) free(p);
+    if (rc) goto out;
+  }
+  n->charge = ref.length * 2 + sizeof *n + 64 * (kind == CN_BTREE ? n->u.bt.n : n->u.vt.n);
+  *out = n;
+  n = NULL;
+out:
+  free(raw);
+  if (n) cn_free(n);
+  return rc;
+}
+
+int nc__get(st_db *db, st_ref ref, int kind, cnode **out) {
+  nc_cache *c = &db->cache;
+  pthread_mutex_lock(&c->mu);
+  for (cnode *n = c->buckets[bucket_of(c, ref)]; n; n = n->hnext) {
+    if (n->ref.file == ref.file && n->ref.offset == ref.offset) {
+      if (n->ref.length != ref.length || n->kind != kind) break;
+      n->refs++;
+      c->hits++;
+      if (c->lru.next != n) {
+        lru_unlink(n);
+        lru_front(c, n);
+      }
+      pthread_mutex_unlock(&c->mu);
+      *out = n;
+      return 0;
+    }
+  }
+  c->misses++;
+  pthread_mutex_unlock(&c->mu);
+
+  cnode *n = NULL;
+  int rc = load(db, ref, kind, &n);
+  if (rc) return rc;
+  pthread_mutex_lock(&c->mu);
+  /* Another reader may have loaded it meanwhile: keep theirs. */
+  for (cnode *o = c->buckets[bucket_of(c, ref)]; o; o = o->hnext) {
+    if (o->ref.file == ref.file && o->ref.offset == ref.offset && o->ref.length == ref.length &&
+        o->kind == kind) {
+      o->refs++;
+      pthread_mutex_unlock(&c->mu);
+      cn_free(n);
+      *out = o;
+      return 0;
+    }
+  }
+  if (c->count + 1 > c->nbuckets) grow(c);
+  n->refs = 2; /* the cache's and the caller's */
+  size_t b = bucket_of(c, ref);
+  n->hnext = c->buckets[b];
+  c->buckets[b] = n;
+  lru_front(c, n);
+  c->bytes += n->charge;
+  c->count++;
+  evict(c);
+  pthread_mutex_unlock(&c->mu);
+  *out = n;
+  return 0;
+}
+
+void nc__release(st_db *db, cnode *n) {
+  if (!n) return;
+  nc_cache *c = &db->cache;
+  pthread_mutex_lock(&c->mu);
+  if (--n->refs == 0) {
+    cn_free(n); /* was evicted while pinned... never linked now */
+  } else if (n->refs == 1 && c->bytes > c->cap) {
+    evict(c);
+  }
+  pthread_mutex_unlock(&c->mu);
+}

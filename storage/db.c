@@ -1,0 +1,394 @@
+/*
+ * Opening, creating and closing a database, snapshots, and the public read
+ * calls. Opening for writing also cleans up what a failed or killed commit
+ * may have left: temp manifests and data files newer than the latest
+ * generation (never referenced by any manifest), so no orphan survives.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/err.h"
+#include "storage/engine_int.h"
+
+#define DEFAULT_MAX_INLINE 100u
+#define DEFAULT_MAX_NODE 32768u
+#define DEFAULT_ARITY 4
+#define DEFAULT_CACHE ((size_t)256 << 20)
+
+static int is_hex(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f'))) return 0;
+  return 1;
+}
+
+static uint64_t parse_hex(const char *s, size_t n) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) v = v * 16 + (uint64_t)(s[i] <= '9' ? s[i] - '0' : s[i] - 'a' + 10);
+  return v;
+}
+
+/* The config a new database gets from the options. */
+static int new_config(const st_config *c, ocdbt_config *out) {
+  memset(out, 0, sizeof *out);
+  FILE *f = fopen("/dev/urandom", "rb");
+  size_t got = f ? fread(out->uuid, 1, 16, f) : 0;
+  if (f) fclose(f);
+  if (got != 16) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = (uint64_t)ts.tv_nsec * 0x9e3779b97f4a7c15ull ^ (uint64_t)ts.tv_sec;
+    memcpy(out->uuid, &x, 8);
+    memcpy(out->uuid + 8, &out, 8);
+  }
+  out->manifest_kind = c->manifest == ST_MANIFEST_SINGLE ? OCDBT_MANIFEST_SINGLE : OCDBT_MANIFEST_NUMBERED;
+  out->max_inline_value_bytes = c->max_inline_value_bytes ? c->max_inline_value_bytes : DEFAULT_MAX_INLINE;
+  out->max_decoded_node_bytes = c->max_decoded_node_bytes ? c->max_decoded_node_bytes : DEFAULT_MAX_NODE;
+  out->version_tree_arity_log2 = c->version_tree_arity_log2 ? c->version_tree_arity_log2 : DEFAULT_ARITY;
+  out->compression = c->compression == ST_COMPRESSION_NONE ? OCDBT_COMPRESSION_NONE : OCDBT_COMPRESSION_ZSTD;
+  out->zstd_level = c->zstd_level ? c->zstd_level : 1;
+  if (out->max_inline_value_bytes > OCDBT_MAX_INLINE_VALUE)
+    return strata_err(STRATA_EINVALID, "max_inline_value_bytes %u exceeds %u", out->max_inline_value_bytes,
+                      OCDBT_MAX_INLINE_VALUE);
+  if (out->max_decoded_node_bytes < 1024)
+    return strata_err(STRATA_EINVALID, "max_decoded_node_bytes %u is below 1024", out->max_decoded_node_bytes);
+  if (out->version_tree_arity_log2 > OCDBT_MAX_ARITY_LOG2)
+    return strata_err(STRATA_EINVALID, "version_tree_arity_log2 %u outside 1..%u",
+                      out->version_tree_arity_log2, OCDBT_MAX_ARITY_LOG2);
+  if (out->zstd_level < OCDBT_ZSTD_MIN_LEVEL || out->zstd_level > OCDBT_ZSTD_MAX_LEVEL)
+    return strata_err(STRATA_EINVALID, "zstd_level %d out of range", out->zstd_level);
+  return 0;
+}
+
+/* An explicit option that differs from the database's config. */
+static int check_config(const char *path, const st_config *c, const ocdbt_config *have) {
+#define MISMATCH(field, want, got)                                                                  \
+  return strata_err(STRATA_EMISMATCH,                                                               \
+                    "%s: the database has %s = %lld but the options ask for %lld; open it without "  \
+                    "that option or use another directory",                                         \
+                    path, field, (long long)(got), (long long)(want))
+  if (c->max_inline_value_bytes && c->max_inline_value_bytes != have->max_inline_value_bytes)
+    MISMATCH("max_inline_value_bytes", c->max_inline_value_bytes, have->max_inline_value_bytes);
+  if (c->max_decoded_node_bytes && c->max_decoded_node_bytes != have->max_decoded_node_bytes)
+    MISMATCH("max_decoded_node_bytes", c->max_decoded_node_bytes, have->max_decoded_node_bytes);
+  if (c->version_tree_arity_log2 && c->version_tree_arity_log2 != have->version_tree_arity_log2)
+    MISMATCH("version_tree_arity_log2", c->version_tree_arity_log2, have->version_tree_arity_log2);
+  if (c->compression) {
+    int want = c->compression == ST_COMPRESSION_NONE ? OCDBT_COMPRESSION_NONE : OCDBT_COMPRESSION_ZSTD;
+    if (want != have->compression) MISMATCH("compression", want, have->compression);
+    if (c->zstd_level && want == OCDBT_COMPRESSION_ZSTD && c->zstd_level != have->zstd_level)
+      MISMATCH("zstd_level", c->zstd_level, have->zstd_level);
+  }
+  if (c->manifest) {
+    int want = c->manifest == ST_MANIFEST_SINGLE ? OCDBT_MANIFEST_SINGLE : OCDBT_MANIFEST_NUMBERED;
+    if (want != have->manifest_kind) MISMATCH("manifest_kind", want, have->manifest_kind);
+  }
+#undef MISMATCH
+  return 0;
+}
+
+static int read_manifest(st_db *db, const char *name, ocdbt_manifest *m) {
+  uint8_t *p = NULL;
+  size_t n = 0;
+  int rc = bs_read_all(db->base, name, &p, &n);
+  if (rc) return rc;
+  rc = ocdbt_manifest_decode(p, n, m);
+  free(p);
+  if (rc) return strata_err_wrap(rc, "%s/%s", db->path, name);
+  return 0;
+}
+
+/* Writes the config (numbered kind) or a first empty generation (single
+ * kind, as tensorstore does) for a new database. */
+static int create_db(st_db *db, const st_options *opt) {
+  char **names = NULL;
+  size_t n = 0;
+  int rc = bs_list(db->base, "", &names, &n);
+  if (rc) return rc;
+  for (size_t i = 0; i < n; i++) {
+    if (!strcmp(names[i], ST_DATA_DIR) || !strncmp(names[i], "tmp.", 4)) continue;
+    rc = strata_err(STRATA_EINVALID, "%s is not a database (no manifest.ocdbt) and is not empty (%s); "
+                    "choose an empty or new directory", db->path, names[i]);
+    free(names);
+    return rc;
+  }
+  free(names);
+  if ((rc = new_config(&opt->config, &db->cfg))) return rc;
+  if ((rc = bs_mkdir(db->base, ST_DATA_DIR)) || (rc = bs_sync_dir(db->base, ""))) return rc;
+  ocdbt_manifest m;
+  memset(&m, 0, sizeof m);
+  m.config = db->cfg;
+  ocdbt_version v;
+  ocdbt_file empty = {{(const uint8_t *)"", 0}, {(const uint8_t *)"", 0}};
+  if (db->cfg.manifest_kind == OCDBT_MANIFEST_SINGLE) {
+    memset(&v, 0, sizeof v);
+    v.generation = 1;
+    v.root = (ocdbt_ref){0, OCDBT_MISSING, OCDBT_MISSING};
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    v.commit_time = (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+    m.dft.n = 1;
+    m.dft.files = &empty;
+    m.n_versions = 1;
+    m.versions = &v;
+  }
+  strata_buf b = STRATA_BUF_INIT;
+  if (!(rc = ocdbt_manifest_encode(&m, &b)))
+    rc = bs_put_atomic(db->base, "", "tmp.manifest.ocdbt", ST_MANIFEST, b.p, b.len);
+  strata_buf_free(&b);
+  return rc;
+}
+
+static int config_equal(const ocdbt_config *a, const ocdbt_config *b) {
+  return !memcmp(a->uuid, b->uuid, 16) && a->max_inline_value_bytes == b->max_inline_value_bytes &&
+         a->max_decoded_node_bytes == b->max_decoded_node_bytes &&
+         a->version_tree_arity_log2 == b->version_tree_arity_log2 && a->compression == b->compression &&
+         (a->compression == OCDBT_COMPRESSION_NONE || a->zstd_level == b->zstd_level);
+}
+
+/* Loads the current manifest into db->ms / db->latest. */
+static int load_state(st_db *db, ocdbt_manifest *cfgm) {
+  ocdbt_manifest m;
+  memset(&m, 0, sizeof m);
+  int rc = 0;
+  const ocdbt_manifest *src = cfgm;
+  if (cfgm->config.manifest_kind == OCDBT_MANIFEST_NUMBERED) {
+    char **names = NULL;
+    size_t n = 0;
+    uint64_t best = 0;
+    if ((rc = bs_list(db->base, "", &names, &n))) return rc;
+    for (size_t i = 0; i < n; i++) {
+      const char *s = names[i];
+      if (strlen(s) == 9 + 16 && !strncmp(s, "manifest.", 9) && is_hex(s + 9, 16)) {
+        uint64_t g = parse_hex(s + 9, 16);
+        if (g > best) best = g;
+      }
+    }
+    free(names);
+    if (!best) {
+      db->ms.versions = malloc(((size_t)1 << db->cfg.version_tree_arity_log2) * sizeof(st_vers));
+      if (!db->ms.versions) return strata_err(STRATA_ENOMEM, "open");
+      db->latest.root.ref = (st_ref){ST_NOFILE, OCDBT_MISSING, OCDBT_MISSING};
+      return 0;
+    }
+    char name[64];
+    snprintf(name, sizeof name, "manifest.%016llx", (unsigned long long)best);
+    if ((rc = read_manifest(db, name, &m))) return rc;
+    if (m.config.manifest_kind != OCDBT_MANIFEST_SINGLE || !config_equal(&m.config, &cfgm->config) ||
+        m.n_versions == 0 || m.versions[m.n_versions - 1].generation != best) {
+      rc = strata_err(STRATA_ECORRUPT, "%s/%s: its config or latest generation does not match "
+                      "manifest.ocdbt and its name", db->path, name);
+      goto out;
+    }
+    src = &m;
+  }
+  if ((rc = vt__load_manifest(db, src, &db->ms))) {
+    rc = strata_err_wrap(rc, "%s", db->path);
+    goto out;
+  }
+  if (db->ms.n_versions) db->latest = db->ms.versions[db->ms.n_versions - 1];
+out:
+  ocdbt_manifest_free(&m);
+  return rc;
+}
+
+/* Removes temp manifests, superseded numbered manifests and data files of
+ * generations that never committed. */
+static int cleanup(st_db *db) {
+  char **names = NULL;
+  size_t n = 0;
+  int rc = bs_list(db->base, "", &names, &n), removed = 0;
+  if (rc) return rc;
+  uint64_t L = db->latest.generation;
+  for (size_t i = 0; i < n; i++) {
+    const char *s = names[i];
+    int drop = !strncmp(s, "tmp.", 4);
+    if (strlen(s) == 25 && !strncmp(s, "manifest.", 9) && is_hex(s + 9, 16)) {
+      uint64_t g = parse_hex(s + 9, 16);
+      drop = g + 1 < L || g > L;
+    }
+    if (drop && bs_remove(db->base, s) == 0) removed = 1;
+  }
+  free(names);
+  rc = bs_list(db->base, ST_DATA_DIR, &names, &n);
+  if (rc == STRATA_ENOTFOUND) return bs_mkdir(db->base, ST_DATA_DIR);
+  if (rc) return rc;
+  for (size_t i = 0; i < n; i++) {
+    const char *s = names[i];
+    if (strlen(s) != 32 || !is_hex(s, 32) || parse_hex(s, 16) <= L) continue;
+    char path[64];
+    snprintf(path, sizeof path, ST_DATA_DIR "/%s", s);
+    if (bs_remove(db->base, path) == 0) removed = 1;
+  }
+  free(names);
+  if (removed) {
+    bs_sync_dir(db->base, ST_DATA_DIR);
+    bs_sync_dir(db->base, "");
+  }
+  return 0;
+}
+
+static void db_free(st_db *db) {
+  mstate__free(&db->ms);
+  nc__destroy(&db->cache);
+  ft__destroy(&db->ft);
+  pthread_mutex_destroy(&db->mu);
+  pthread_cond_destroy(&db->cv);
+  bs_destroy(db->own_base);
+  free(db->path);
+  free(db);
+}
+
+int st_open(const char *path, const st_options *opt, st_db **out) {
+  st_options defaults;
+  memset(&defaults, 0, sizeof defaults);
+  if (!opt) opt = &defaults;
+  st_db *db = calloc(1, sizeof *db);
+  if (!db || !(db->path = strdup(path))) {
+    free(db);
+    return strata_err(STRATA_ENOMEM, "open %s", path);
+  }
+  pthread_mutex_init(&db->mu, NULL);
+  pthread_cond_init(&db->cv, NULL);
+  ft__init(&db->ft);
+  db->read_only = opt->read_only;
+  ocdbt_manifest cm;
+  memset(&cm, 0, sizeof cm);
+  int rc = nc__init(&db->cache, opt->cache_bytes ? opt->cache_bytes : DEFAULT_CACHE);
+  if (rc) goto fail;
+  if (opt->base) {
+    db->base = opt->base;
+  } else {
+    if ((rc = bs_file_open(path, &db->own_base))) goto fail;
+    db->base = db->own_base;
+  }
+  if (!db->read_only && (rc = bs_lock(db->base))) goto fail;
+  rc = read_manifest(db, ST_MANIFEST, &cm);
+  if (rc == STRATA_ENOTFOUND) {
+    if (!opt->create || db->read_only) {
+      rc = strata_err(STRATA_ENOTFOUND, "%s is not a database: %s/" ST_MANIFEST " does not exist", path, path);
+      goto fail;
+    }
+    if ((rc = create_db(db, opt)) || (rc = read_manifest(db, ST_MANIFEST, &cm))) goto fail;
+  } else if (rc) {
+    goto fail;
+  }
+  if ((rc = check_config(path, &opt->config, &cm.config))) goto fail;
+  db->cfg = cm.config;
+  if (db->cfg.max_inline_value_bytes > OCDBT_MAX_INLINE_VALUE) db->cfg.max_inline_value_bytes = OCDBT_MAX_INLINE_VALUE;
+  if (db->cfg.max_decoded_node_bytes < 1024) db->cfg.max_decoded_node_bytes = 1024;
+  if ((rc = load_state(db, &cm))) goto fail;
+  if (!db->read_only && ((rc = cleanup(db)) || (rc = cm__start(db)))) goto fail;
+  ocdbt_manifest_free(&cm);
+  *out = db;
+  return 0;
+fail:
+  ocdbt_manifest_free(&cm);
+  db_free(db);
+  return rc;
+}
+
+void st_close(st_db *db) {
+  if (!db) return;
+  cm__stop(db);
+  db_free(db);
+}
+
+/* --- snapshots -------------------------------------------------------------------- */
+
+static int new_snap(st_db *db, const st_vers *v, st_snap **out) {
+  st_snap *s = malloc(sizeof *s);
+  if (!s) return strata_err(STRATA_ENOMEM, "snapshot");
+  s->db = db;
+  s->v = *v;
+  *out = s;
+  return 0;
+}
+
+int st_snap_latest(st_db *db, st_snap **out) {
+  pthread_mutex_lock(&db->mu);
+  st_vers v = db->latest;
+  pthread_mutex_unlock(&db->mu);
+  return new_snap(db, &v, out);
+}
+
+/* A private copy of the manifest state (the committer may replace db->ms). */
+static int copy_ms(st_db *db, st_mstate *ms) {
+  pthread_mutex_lock(&db->mu);
+  int rc = mstate__copy(&db->ms, db->ms.n_versions ? db->ms.n_versions : 1, ms);
+  pthread_mutex_unlock(&db->mu);
+  return rc;
+}
+
+int st_snap_at_generation(st_db *db, uint64_t generation, st_snap **out) {
+  st_mstate ms;
+  st_vers v;
+  int rc = copy_ms(db, &ms);
+  if (rc) return rc;
+  rc = vt__find_generation(db, &ms, generation, &v);
+  mstate__free(&ms);
+  if (rc == STRATA_ENOTFOUND)
+    return strata_err(rc, "%s: generation %llu does not exist", db->path, (unsigned long long)generation);
+  return rc ? rc : new_snap(db, &v, out);
+}
+
+int st_snap_at_time(st_db *db, uint64_t t_ns, st_snap **out) {
+  st_mstate ms;
+  st_vers v;
+  int rc = copy_ms(db, &ms);
+  if (rc) return rc;
+  rc = vt__find_time(db, &ms, t_ns, &v);
+  mstate__free(&ms);
+  if (rc == STRATA_ENOTFOUND)
+    return strata_err(rc, "%s: no commit at or before time %llu ns", db->path, (unsigned long long)t_ns);
+  return rc ? rc : new_snap(db, &v, out);
+}
+
+void st_snap_release(st_snap *s) { free(s); }
+
+st_version_info st_snap_info(const st_snap *s) {
+  st_version_info i = {s->v.generation, s->v.commit_time, s->v.root.stats.num_keys};
+  return i;
+}
+
+int st_get(st_snap *s, const void *key, size_t klen, strata_buf *value) {
+  st_entry e;
+  int rc = bt__find(s->db, &s->v.root, key, klen, &e);
+  if (rc) return rc;
+  rc = bt__read_value(s->db, &e, value);
+  nc__release(s->db, e.pin);
+  return rc;
+}
+
+int st_get_batch(st_snap *s, size_t n, const st_key *keys, st_getres *out) {
+  for (size_t i = 0; i < n; i++) {
+    memset(&out[i].value, 0, sizeof out[i].value);
+    out[i].rc = st_get(s, keys[i].p, keys[i].n, &out[i].value);
+  }
+  return 0;
+}
+
+int st_versions(st_db *db, uint64_t min_generation, size_t limit, st_version_info **out, size_t *n) {
+  st_mstate ms;
+  int rc = copy_ms(db, &ms);
+  if (rc) return rc;
+  rc = vt__list(db, &ms, min_generation, limit, out, n);
+  mstate__free(&ms);
+  return rc;
+}
+
+void st_get_stats(st_db *db, st_stats *out) {
+  memset(out, 0, sizeof *out);
+  pthread_mutex_lock(&db->mu);
+  out->commits = db->commits;
+  out->groups = db->groups;
+  out->bytes_written = db->bytes_written;
+  pthread_mutex_unlock(&db->mu);
+  pthread_mutex_lock(&db->cache.mu);
+  out->cache_hits = db->cache.hits;
+  out->cache_misses = db->cache.misses;
+  out->cache_bytes = db->cache.bytes;
+  out->node_reads = db->cache.misses;
+  pthread_mutex_unlock(&db->cache.mu);
+}

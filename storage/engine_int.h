@@ -1,0 +1,205 @@
+/*
+ * Private header of the store engine (db.c, cache.c, btree.c, btree_write.c,
+ * versions.c, commit.c). Nothing outside storage/ includes it. Data file
+ * references inside the engine use interned file ids (st_ref.file), never
+ * table indexes: each node's table is translated once, when it is decoded.
+ */
+#ifndef STRATA_STORAGE_ENGINE_INT_H
+#define STRATA_STORAGE_ENGINE_INT_H
+
+#include <pthread.h>
+#include <stdint.h>
+
+#include "storage/ocdbt.h"
+#include "storage/store.h"
+
+#define ST_NOFILE UINT32_MAX
+#define ST_DATA_DIR "d"
+#define ST_MANIFEST "manifest.ocdbt"
+
+typedef struct st_ref {
+  uint32_t file;       /* interned id, ST_NOFILE for a missing root */
+  uint64_t offset;
+  uint64_t length;
+} st_ref;
+
+/* One generation's B+tree. */
+typedef struct st_root {
+  uint8_t height;
+  st_ref ref;
+  ocdbt_stats stats;
+} st_root;
+
+typedef struct st_vers {
+  uint64_t generation;
+  uint64_t commit_time;
+  st_root root;
+} st_vers;
+
+typedef struct st_vref {
+  uint64_t generation;       /* newest generation below */
+  uint64_t num_generations;
+  uint64_t commit_time;      /* of the oldest generation below */
+  uint8_t height;
+  st_ref ref;
+} st_vref;
+
+/* The content of the current manifest: the inline versions (one version-tree
+ * leaf) and the version node references, by decreasing height. */
+typedef struct st_mstate {
+  size_t n_versions;
+  st_vers *versions;   /* capacity 2^arity_log2 */
+  size_t n_nodes;
+  st_vref nodes[64];
+} st_mstate;
+
+/* --- file table (cache.c) --------------------------------------------------- */
+typedef struct ft_entry {
+  char *path;          /* relative to the database directory */
+  size_t base_len;     /* length of its base path ("d/"), the transitive path of what it holds */
+  bs_file *rh;         /* read handle, opened on first use */
+  int vcrc;            /* -1 unknown, 1 a Strata data file (values carry a CRC), 0 not */
+} ft_entry;
+
+typedef struct ft_table {
+  pthread_mutex_t mu;
+  ft_entry **e;
+  size_t n, cap;
+  uint32_t *hash;      /* open addressing: id + 1, 0 = empty */
+  size_t hcap;
+} ft_table;
+
+/* --- node cache (cache.c) --------------------------------------------------- */
+enum { CN_BTREE = 0, CN_VTREE = 1 };
+typedef struct cnode {
+  st_ref ref;
+  int kind;
+  union {
+    ocdbt_btnode bt;
+    ocdbt_vtnode vt;
+  } u;
+  uint32_t *files;     /* file id of each entry of the node's data file table */
+  size_t charge;
+  int refs;            /* pins; the cache holds one while the node is linked */
+  struct cnode *hnext, *prev, *next;
+} cnode;
+
+typedef struct nc_cache {
+  pthread_mutex_t mu;
+  cnode **buckets;
+  size_t nbuckets, count;
+  cnode lru;           /* sentinel: lru.next most recent */
+  size_t bytes, cap;
+  uint64_t hits, misses;
+} nc_cache;
+
+typedef struct st_waiter st_waiter;
+
+struct st_db {
+  bs_store *base;
+  bs_store *own_base;  /* base created by st_open, destroyed by st_close */
+  char *path;
+  ocdbt_config cfg;
+  int read_only;
+  ft_table ft;
+  nc_cache cache;
+  uint32_t data_dir_id;  /* unused placeholder for symmetry */
+
+  /* mu guards everything below; lock order: db.mu, then cache.mu or ft.mu. */
+  pthread_mutex_t mu;
+  pthread_cond_t cv;      /* queue became non-empty, or closing */
+  st_txn *q_head, *q_tail;
+  int closing;
+  int broken;             /* non-zero: an undoable failure; commits refuse */
+  st_mstate ms;           /* the current manifest, replaced by the committer */
+  st_vers latest;         /* generation 0 = empty database */
+  uint64_t commits, groups, bytes_written;
+  pthread_t committer;
+  int has_committer;
+};
+
+struct st_snap {
+  st_db *db;
+  st_vers v;
+};
+
+/* file table */
+int ft__init(ft_table *t);
+void ft__destroy(ft_table *t);
+/* Interns path (length n, base path length base_len); returns its id. */
+int ft__intern(st_db *db, const char *path, size_t n, size_t base_len, uint32_t *id);
+/* Path of id; stable until st_close. */
+const char *ft__path(st_db *db, uint32_t id, size_t *base_len);
+int ft__pread(st_db *db, uint32_t id, uint64_t off, void *dst, size_t n);
+int ft__size(st_db *db, uint32_t id, uint64_t *size);
+/* 1 when the file starts with ST_DATA_MAGIC: its out-of-line values are each
+ * followed by their CRC-32C (4 bytes, little endian). */
+int ft__value_crc(st_db *db, uint32_t id, int *has_crc);
+#define ST_DATA_MAGIC "strata-data-v1\n"
+#define ST_DATA_MAGIC_LEN 16
+
+/* node cache: returns a pinned node; release with nc__release. */
+int nc__init(nc_cache *c, size_t cap);
+void nc__destroy(nc_cache *c);
+int nc__get(st_db *db, st_ref ref, int kind, cnode **out);
+void nc__release(st_db *db, cnode *n);
+
+/* btree.c: reads */
+typedef struct st_entry {
+  uint8_t kind;        /* OCDBT_VALUE_INLINE / INDIRECT */
+  const uint8_t *value;
+  size_t vlen;
+  st_ref ref;          /* indirect */
+  cnode *pin;          /* keeps `value` alive; nc__release when done */
+} st_entry;
+/* Finds key under root; STRATA_ENOTFOUND when absent. */
+int bt__find(st_db *db, const st_root *root, const uint8_t *key, size_t klen, st_entry *out);
+/* Reads an entry's value into out (appends). */
+int bt__read_value(st_db *db, const st_entry *e, strata_buf *out);
+int bt__entry_equal(const st_entry *a, const st_entry *b);
+
+/* btree_write.c: one group's changes, sorted by key, unique. */
+enum { MUT_DELETE = 0, MUT_INLINE = 1, MUT_INDIRECT = 2 };
+typedef struct st_mut {
+  const uint8_t *key;
+  size_t klen;
+  int kind;
+  const uint8_t *value;  /* MUT_INLINE */
+  size_t vlen;
+  st_ref ref;            /* MUT_INDIRECT */
+} st_mut;
+
+/* Where a commit's new nodes go: one data file, buffered appends. */
+typedef struct st_writer {
+  st_db *db;
+  bs_file *f;
+  uint32_t file_id;
+  uint64_t off;          /* bytes written so far (including the buffer) */
+  strata_buf buf;
+  uint64_t tree_bytes;
+} st_writer;
+int wr__append(st_writer *w, const void *p, size_t n, uint64_t *offset);
+int wr__flush(st_writer *w);
+
+/* Applies muts to root, writing new nodes through w; *out is the new root. */
+int bt__apply(st_db *db, st_writer *w, const st_root *root, const st_mut *muts, size_t n,
+              st_root *out);
+
+/* versions.c */
+/* Adds version v to a copy of cur (new nodes written through w). */
+int vt__add(st_db *db, st_writer *w, const st_mstate *cur, const st_vers *v, st_mstate *out);
+int vt__find_generation(st_db *db, const st_mstate *ms, uint64_t gen, st_vers *out);
+int vt__find_time(st_db *db, const st_mstate *ms, uint64_t t, st_vers *out);
+int vt__list(st_db *db, const st_mstate *ms, uint64_t min_gen, size_t limit, st_version_info **out,
+             size_t *n);
+/* Manifest <-> state. */
+int vt__encode_manifest(st_db *db, const st_mstate *ms, strata_buf *out);
+int vt__load_manifest(st_db *db, const ocdbt_manifest *m, st_mstate *out);
+int mstate__copy(const st_mstate *src, size_t cap, st_mstate *dst);
+void mstate__free(st_mstate *ms);
+
+/* commit.c */
+int cm__start(st_db *db);
+void cm__stop(st_db *db);
+
+#endif

@@ -1,0 +1,194 @@
+/*
+ * The Strata store engine: a versioned key-value store in OCDBT format v0.
+ * Every commit makes generation N+1; any generation can be read through a
+ * snapshot. One committer thread per database group-commits transactions
+ * (conditions, lock fence) into one new data file and one new manifest.
+ * storage/README.md ("The store engine") is the design; docs/format.md says
+ * how the files are written.
+ *
+ * Threads: every function may be called from any thread. A snapshot may be
+ * read by several threads at once. Release snapshots before st_close.
+ */
+#ifndef STRATA_STORAGE_STORE_H
+#define STRATA_STORAGE_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "storage/base.h"
+
+typedef struct st_db st_db;
+typedef struct st_snap st_snap;
+typedef struct st_txn st_txn;
+
+enum st_compression { ST_COMPRESSION_DEFAULT = 0, ST_COMPRESSION_NONE = 1, ST_COMPRESSION_ZSTD = 2 };
+enum st_manifest { ST_MANIFEST_DEFAULT = 0, ST_MANIFEST_NUMBERED = 1, ST_MANIFEST_SINGLE = 2 };
+
+/* The database's OCDBT config. A zero field is "not given": creating uses the
+ * default shown, opening accepts whatever the database has. A given field that
+ * differs from an existing database's is STRATA_EMISMATCH. */
+typedef struct st_config {
+  uint32_t max_inline_value_bytes;  /* default 100; values above go out of line */
+  uint32_t max_decoded_node_bytes;  /* default 32768; nodes split above it */
+  uint8_t version_tree_arity_log2;  /* default 4 (16 versions per node) */
+  int compression;                  /* enum st_compression; default zstd */
+  int zstd_level;                   /* default 1 (0 = default) */
+  int manifest;                     /* enum st_manifest; default numbered */
+} st_config;
+
+typedef struct st_options {
+  st_config config;
+  size_t cache_bytes;   /* decoded node cache; 0 = 256 MiB */
+  bs_store *base;       /* NULL: files under `path`; otherwise not owned, must outlive the db */
+  int create;           /* create the database when the directory has none */
+  int read_only;        /* no committer, no cleanup, no writer lock */
+} st_options;
+
+/* Opens (or with opt->create, creates) the database in `path`. *out is owned
+ * by the caller; close with st_close. Errors: STRATA_ENOTFOUND (no database
+ * and no create), STRATA_EINVALID (the directory holds something else),
+ * STRATA_EMISMATCH (explicit config differs), STRATA_ECORRUPT (a damaged
+ * manifest; the message names the file), STRATA_EBUSY (another writer). */
+int st_open(const char *path, const st_options *opt, st_db **out);
+/* Finishes queued commits, stops the committer and frees everything. */
+void st_close(st_db *db);
+
+/* --- reads ------------------------------------------------------------------ */
+
+typedef struct st_version_info {
+  uint64_t generation;
+  uint64_t commit_time;   /* ns since the Unix epoch, strictly increasing */
+  uint64_t num_keys;
+} st_version_info;
+
+/* A snapshot pins one generation; it is read-only and stays valid while new
+ * commits land. The caller owns it; release with st_snap_release. Generation
+ * 0 is the empty database before the first commit (latest only). */
+int st_snap_latest(st_db *db, st_snap **out);
+/* STRATA_ENOTFOUND when the generation does not exist. */
+int st_snap_at_generation(st_db *db, uint64_t generation, st_snap **out);
+/* The latest generation with commit_time <= t_ns; STRATA_ENOTFOUND when t_ns
+ * is before the first commit. */
+int st_snap_at_time(st_db *db, uint64_t t_ns, st_snap **out);
+void st_snap_release(st_snap *s);
+st_version_info st_snap_info(const st_snap *s);
+
+/* Point get: appends the value to *value (caller owns it). STRATA_ENOTFOUND
+ * when the key is absent. */
+int st_get(st_snap *s, const void *key, size_t klen, strata_buf *value);
+
+typedef struct st_key {
+  const void *p;
+  size_t n;
+} st_key;
+typedef struct st_getres {
+  int rc;             /* 0, STRATA_ENOTFOUND, or an error for this key */
+  strata_buf value;   /* caller frees */
+} st_getres;
+/* Batch get: out[i] for keys[i]. Returns 0 unless a call-wide error occurred. */
+int st_get_batch(st_snap *s, size_t n, const st_key *keys, st_getres *out);
+
+/* Listing [start, end) in key order; end_len = 0 with end = NULL means no end.
+ * At most `limit` entries (0 = no limit). */
+typedef struct st_range {
+  const void *start;
+  size_t start_len;
+  const void *end;
+  size_t end_len;
+  int has_end;
+  int keys_only;     /* skip reading values */
+} st_range;
+
+typedef struct st_kv {
+  uint8_t *key;
+  size_t klen;
+  uint8_t *value;    /* NULL with keys_only */
+  size_t vlen;
+} st_kv;
+
+typedef struct st_list_result {
+  size_t n;
+  st_kv *items;        /* owned by the result */
+  int more;            /* 1 when entries remain after the last one returned */
+  strata_buf next;     /* with more: pass as the next range's start (inclusive) */
+} st_list_result;
+
+int st_list(st_snap *s, const st_range *r, size_t limit, st_list_result *out);
+/* The range of every key starting with prefix (end computed). *r borrows
+ * prefix; end_buf receives the computed end (caller frees). */
+int st_prefix_range(const void *prefix, size_t n, st_range *r, strata_buf *end_buf);
+void st_list_result_free(st_list_result *res);
+
+/* Versions with generation >= min_generation, oldest first, at most limit
+ * (0 = all). *out is malloc'd; free() it. */
+int st_versions(st_db *db, uint64_t min_generation, size_t limit, st_version_info **out,
+                size_t *n);
+
+/* Changes from a to b: fn is called once per key, in key order, with put = 1
+ * (present in b with another value than in a) or 0 (deleted: in a, not in b).
+ * Subtrees the two versions share are skipped without reading them. fn
+ * returning non-zero stops the walk and st_diff returns that value. */
+typedef int (*st_diff_fn)(void *ctx, const uint8_t *key, size_t klen, int put);
+int st_diff(st_snap *a, st_snap *b, st_diff_fn fn, void *ctx);
+
+/* --- transactions ----------------------------------------------------------- */
+
+/* The lock fence: called by the committer inside the commit step; 0 allows
+ * the transaction, anything else rejects it with that code. */
+typedef int (*st_fence_fn)(void *ctx);
+
+enum st_cond_kind { ST_COND_NONE = 0, ST_COND_ABSENT = 1, ST_COND_UNCHANGED_SINCE = 2, ST_COND_HASH = 3 };
+
+#define ST_HASH_BYTES 32
+/* The value hash conditions compare: BLAKE2b with a 32-byte digest, no key. */
+void st_value_hash(const void *p, size_t n, uint8_t out[ST_HASH_BYTES]);
+
+/* A transaction under construction; owned by the caller until submitted. */
+int st_txn_begin(st_db *db, st_txn **out);
+/* Puts copy key and value. */
+int st_txn_put(st_txn *t, const void *key, size_t klen, const void *val, size_t vlen);
+/* Like st_txn_put but borrows val: it must stay valid until the transaction
+ * completes (for large values: no copy is made). */
+int st_txn_put_borrowed(st_txn *t, const void *key, size_t klen, const void *val, size_t vlen);
+/* The value is bytes [offset, offset+length) already in a data file under the
+ * database directory (path relative to it, inside d/). The committer checks
+ * the file and range exist. */
+int st_txn_put_ref(st_txn *t, const void *key, size_t klen, const char *path, uint64_t offset,
+                   uint64_t length);
+int st_txn_delete(st_txn *t, const void *key, size_t klen);
+int st_txn_require_absent(st_txn *t, const void *key, size_t klen);
+int st_txn_require_unchanged(st_txn *t, const void *key, size_t klen, uint64_t since_generation);
+int st_txn_require_hash(st_txn *t, const void *key, size_t klen, const uint8_t hash[ST_HASH_BYTES]);
+void st_txn_set_fence(st_txn *t, st_fence_fn fn, void *ctx);
+/* Frees a transaction that was not submitted. */
+void st_txn_abort(st_txn *t);
+
+typedef struct st_result {
+  int rc;                  /* 0; STRATA_ECONDITION; the fence's code; or the commit's error */
+  uint64_t generation;     /* with rc == 0 */
+  uint64_t commit_time;
+  int failed_condition;    /* enum st_cond_kind, with STRATA_ECONDITION */
+  const uint8_t *failed_key; /* the condition's key; valid as long as the result */
+  size_t failed_key_len;
+  char message[512];
+} st_result;
+
+/* Called exactly once per submitted transaction, on the committer thread,
+ * after the commit is durable (or rejected). res is valid during the call. */
+typedef void (*st_done_fn)(void *ctx, const st_result *res);
+/* Queues t (ownership passes to the engine) for the next group commit. */
+int st_txn_submit(st_txn *t, st_done_fn done, void *ctx);
+/* Blocking: submits and waits. res->failed_key is owned by res: free it with
+ * st_result_free. Returns res->rc. */
+int st_txn_commit(st_txn *t, st_result *res);
+void st_result_free(st_result *res);
+
+/* Statistics for tests and benchmarks. */
+typedef struct st_stats {
+  uint64_t commits, groups, cache_hits, cache_misses, cache_bytes, bytes_written;
+  uint64_t node_reads;
+} st_stats;
+void st_get_stats(st_db *db, st_stats *out);
+
+#endif

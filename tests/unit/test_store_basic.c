@@ -1,0 +1,457 @@
+/* The store engine's behaviour through its public API (storage/store.h):
+ * commits and reads, node split and merge, listing pagination, diff, time
+ * travel, conditions, fences, data references, open/create errors. Uses the
+ * in-memory base store unless a test needs real files. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "common/err.h"
+#include "storage/store.h"
+
+static st_db *open_mem(bs_store **base, uint32_t node_bytes) {
+  assert_int_equal(bs_mem_create(base), 0);
+  st_options o;
+  memset(&o, 0, sizeof o);
+  o.base = *base;
+  o.create = 1;
+  o.config.max_decoded_node_bytes = node_bytes;
+  o.cache_bytes = 1 << 20;
+  st_db *db = NULL;
+  int rc = st_open("mem", &o, &db);
+  if (rc) fprintf(stderr, "open: %s\n", strata_errmsg());
+  assert_int_equal(rc, 0);
+  return db;
+}
+
+static void put1(st_db *db, const char *k, const char *v) {
+  st_txn *t;
+  st_result r;
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put(t, k, strlen(k), v, strlen(v)), 0);
+  int rc = st_txn_commit(t, &r);
+  if (rc) fprintf(stderr, "commit: %s\n", r.message);
+  assert_int_equal(rc, 0);
+  st_result_free(&r);
+}
+
+static int get_str(st_snap *s, const char *k, char *out, size_t cap) {
+  strata_buf b = STRATA_BUF_INIT;
+  int rc = st_get(s, k, strlen(k), &b);
+  if (!rc) {
+    assert_true(b.len < cap);
+    memcpy(out, b.p, b.len);
+    out[b.len] = 0;
+  }
+  strata_buf_free(&b);
+  return rc;
+}
+
+static void test_put_get_and_generations(void **state) {
+  bs_store *base;
+  st_db *db = open_mem(&base, 0);
+  st_snap *s0;
+  assert_int_equal(st_snap_latest(db, &s0), 0);
+  assert_int_equal(st_snap_info(s0).generation, 0);
+  char buf[64];
+  assert_int_equal(get_str(s0, "a", buf, sizeof buf), STRATA_ENOTFOUND);
+  put1(db, "a", "1");
+  put1(db, "b", "2");
+  put1(db, "a", "3");
+  st_snap *s;
+  assert_int_equal(st_snap_latest(db, &s), 0);
+  assert_int_equal(st_snap_info(s).generation, 3);
+  assert_int_equal(get_str(s, "a", buf, sizeof buf), 0);
+  assert_string_equal(buf, "3");
+  st_snap *g1;
+  assert_int_equal(st_snap_at_generation(db, 1, &g1), 0);
+  assert_int_equal(get_str(g1, "a", buf, sizeof buf), 0);
+  assert_string_equal(buf, "1");
+  assert_int_equal(get_str(g1, "b", buf, sizeof buf), STRATA_ENOTFOUND);
+  st_snap *bad;
+  assert_int_equal(st_snap_at_generation(db, 4, &bad), STRATA_ENOTFOUND);
+  assert_int_equal(st_snap_at_generation(db, 0, &bad), STRATA_ENOTFOUND);
+  assert_int_equal(st_snap_at_time(db, 1, &bad), STRATA_ENOTFOUND);
+  st_snap *t2;
+  assert_int_equal(st_snap_at_time(db, st_snap_info(s).commit_time - 1, &t2), 0);
+  assert_int_equal(st_snap_info(t2).generation, 2);
+  /* the pinned snapshot still reads generation 0 */
+  assert_int_equal(get_str(s0, "a", buf, sizeof buf), STRATA_ENOTFOUND);
+  st_snap_release(t2);
+  st_snap_release(g1);
+  st_snap_release(s);
+  st_snap_release(s0);
+  st_close(db);
+  bs_destroy(base);
+}
+
+/* Many keys in small nodes: splits several levels deep, then deletes that
+ * empty most nodes: the tree merges them and stays correct. */
+static void test_split_and_merge(void **state) {
+  bs_store *base;
+  st_db *db = open_mem(&base, 1024);
+  const int N = 5000;
+  for (int round = 0; round < 5; round++) {
+    st_txn *t;
+    st_result r;
+    assert_int_equal(st_txn_begin(db, &t), 0);
+    for (int i = round; i < N; i += 5) {
+      char k[32], v[32];
+      snprintf(k, sizeof k, "key/%06d", i);
+      snprintf(v, sizeof v, "v%d", i);
+      assert_int_equal(st_txn_put(t, k, strlen(k), v, strlen(v)), 0);
+    }
+    assert_int_equal(st_txn_commit(t, &r), 0);
+  }
+  st_snap *s;
+  assert_int_equal(st_snap_latest(db, &s), 0);
+  assert_int_equal(st_snap_info(s).num_keys, N);
+  char buf[64];
+  for (int i = 0; i < N; i += 7) {
+    char k[32], v[32];
+    snprintf(k, sizeof k, "key/%06d", i);
+    snprintf(v, sizeof v, "v%d", i);
+    assert_int_equal(get_str(s, k, buf, sizeof buf), 0);
+    assert_string_equal(buf, v);
+  }
+  st_snap_release(s);
+  /* delete all but every 100th */
+  st_txn *t;
+  st_result r;
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  for (int i = 0; i < N; i++) {
+    if (i % 100 == 0) continue;
+    char k[32];
+    snprintf(k, sizeof k, "key/%06d", i);
+    assert_int_equal(st_txn_delete(t, k, strlen(k)), 0);
+  }
+  if (st_txn_commit(t, &r)) fail_msg("commit: %s", r.message);
+  assert_int_equal(st_snap_latest(db, &s), 0);
+  assert_int_equal(st_snap_info(s).num_keys, N / 100);
+  st_range rg;
+  memset(&rg, 0, sizeof rg);
+  st_list_result lr;
+  assert_int_equal(st_list(s, &rg, 0, &lr), 0);
+  assert_int_equal(lr.n, N / 100);
+  for (size_t i = 0; i < lr.n; i++) {
+    char k[32];
+    snprintf(k, sizeof k, "key/%06d", (int)i * 100);
+    assert_int_equal(lr.items[i].klen, strlen(k));
+    assert_memory_equal(lr.items[i].key, k, strlen(k));
+  }
+  st_list_result_free(&lr);
+  st_snap_release(s);
+  /* the old generation is intact */
+  assert_int_equal(st_snap_at_generation(db, 5, &s), 0);
+  assert_int_equal(get_str(s, "key/000001", buf, sizeof buf), 0);
+  assert_string_equal(buf, "v1");
+  st_snap_release(s);
+  st_close(db);
+  bs_destroy(base);
+}
+
+static void test_list_pagination_and_prefix(void **state) {
+  bs_store *base;
+  st_db *db = open_mem(&base, 1024);
+  st_txn *t;
+  st_result r;
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  for (int i = 0; i < 1000; i++) {
+    char k[32];
+    snprintf(k, sizeof k, "%s/%04d", i % 2 ? "odd" : "even", i);
+    assert_int_equal(st_txn_put(t, k, strlen(k), k, strlen(k)), 0);
+  }
+  assert_int_equal(st_txn_commit(t, &r), 0);
+  st_snap *s;
+  assert_int_equal(st_snap_latest(db, &s), 0);
+  strata_buf end = STRATA_BUF_INIT, next = STRATA_BUF_INIT;
+  st_range rg;
+  assert_int_equal(st_prefix_range("odd/", 4, &rg, &end), 0);
+  int seen = 0, pages = 0;
+  for (;;) {
+    st_list_result lr;
+    assert_int_equal(st_list(s, &rg, 37, &lr), 0);
+    pages++;
+    for (size_t i = 0; i < lr.n; i++) {
+      char k[32];
+      snprintf(k, sizeof k, "odd/%04d", 2 * seen + 1);
+      assert_int_equal(lr.items[i].klen, strlen(k));
+      assert_memory_equal(lr.items[i].key, k, strlen(k));
+      assert_int_equal(lr.items[i].vlen, strlen(k));
+      assert_memory_equal(lr.items[i].value, k, strlen(k));
+      seen++;
+    }
+    int more = lr.more;
+    if (more) {
+      next.len = 0;
+      assert_int_equal(strata_buf_append(&next, lr.next.p, lr.next.len), 0);
+      rg.start = next.p;
+      rg.start_len = next.len;
+    }
+    st_list_result_free(&lr);
+    if (!more) break;
+  }
+  assert_int_equal(seen, 500);
+  assert_int_equal(pages, 14);
+  strata_buf_free(&end);
+  strata_buf_free(&next);
+  st_snap_release(s);
+  st_close(db);
+  bs_destroy(base);
+}
+
+typedef struct dlog {
+  char keys[64][32];
+  int put[64];
+  int n;
+} dlog;
+
+static int on_diff(void *ctx, const uint8_t *k, size_t kn, int put) {
+  dlog *d = ctx;
+  assert_true(d->n < 64);
+  memcpy(d->keys[d->n], k, kn);
+  d->keys[d->n][kn] = 0;
+  d->put[d->n++] = put;
+  return 0;
+}
+
+static void test_diff_between_versions(void **state) {
+  bs_store *base;
+  st_db *db = open_mem(&base, 1024);
+  st_txn *t;
+  st_result r;
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  for (int i = 0; i < 3000; i++) {
+    char k[32];
+    snprintf(k, sizeof k, "k%05d", i);
+    assert_int_equal(st_txn_put(t, k, strlen(k), "x", 1), 0);
+  }
+  assert_int_equal(st_txn_commit(t, &r), 0);
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put(t, "k00010", 6, "y", 1), 0);   /* changed */
+  assert_int_equal(st_txn_put(t, "k01500", 6, "x", 1), 0);   /* same value: not a change */
+  assert_int_equal(st_txn_delete(t, "k02000", 6), 0);
+  assert_int_equal(st_txn_put(t, "k02000a", 7, "n", 1), 0); /* new */
+  assert_int_equal(st_txn_commit(t, &r), 0);
+  st_snap *a, *b;
+  assert_int_equal(st_snap_at_generation(db, 1, &a), 0);
+  assert_int_equal(st_snap_at_generation(db, 2, &b), 0);
+  dlog d;
+  memset(&d, 0, sizeof d);
+  st_stats before, after;
+  st_get_stats(db, &before);
+  assert_int_equal(st_diff(a, b, on_diff, &d), 0);
+  st_get_stats(db, &after);
+  assert_int_equal(d.n, 3);
+  assert_string_equal(d.keys[0], "k00010");
+  assert_int_equal(d.put[0], 1);
+  assert_string_equal(d.keys[1], "k02000");
+  assert_int_equal(d.put[1], 0);
+  assert_string_equal(d.keys[2], "k02000a");
+  assert_int_equal(d.put[2], 1);
+  /* shared subtrees were skipped: far fewer node visits than the ~100 leaves */
+  assert_true(after.cache_hits + after.cache_misses - before.cache_hits - before.cache_misses < 40);
+  memset(&d, 0, sizeof d);
+  assert_int_equal(st_diff(b, a, on_diff, &d), 0);
+  assert_int_equal(d.n, 3);
+  assert_int_equal(d.put[1], 1);
+  assert_int_equal(d.put[2], 0);
+  st_snap_release(a);
+  st_snap_release(b);
+  st_close(db);
+  bs_destroy(base);
+}
+
+static int fence_ok(void *ctx) { return 0; }
+static int fence_no(void *ctx) {
+  (*(int *)ctx)++;
+  return STRATA_EFENCED;
+}
+
+static void test_conditions_and_fence(void **state) {
+  bs_store *base;
+  st_db *db = open_mem(&base, 0);
+  put1(db, "a", "1");
+  st_txn *t;
+  st_result r;
+  /* absent fails on an existing key and names it */
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put(t, "z", 1, "9", 1), 0);
+  assert_int_equal(st_txn_require_absent(t, "a", 1), 0);
+  assert_int_equal(st_txn_commit(t, &r), STRATA_ECONDITION);
+  assert_int_equal(r.failed_condition, ST_COND_ABSENT);
+  assert_int_equal(r.failed_key_len, 1);
+  assert_memory_equal(r.failed_key, "a", 1);
+  st_result_free(&r);
+  /* nothing of it is visible */
+  st_snap *s;
+  char buf[16];
+  assert_int_equal(st_snap_latest(db, &s), 0);
+  assert_int_equal(st_snap_info(s).generation, 1);
+  assert_int_equal(get_str(s, "z", buf, sizeof buf), STRATA_ENOTFOUND);
+  st_snap_release(s);
+  /* unchanged since 1: holds, then fails after a change */
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_require_unchanged(t, "a", 1, 1), 0);
+  assert_int_equal(st_txn_put(t, "b", 1, "2", 1), 0);
+  assert_int_equal(st_txn_commit(t, &r), 0);
+  put1(db, "a", "5");
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_require_unchanged(t, "a", 1, 2), 0);
+  assert_int_equal(st_txn_commit(t, &r), STRATA_ECONDITION);
+  assert_int_equal(r.failed_condition, ST_COND_UNCHANGED_SINCE);
+  st_result_free(&r);
+  /* hash */
+  uint8_t h[ST_HASH_BYTES];
+  st_value_hash("5", 1, h);
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_require_hash(t, "a", 1, h), 0);
+  assert_int_equal(st_txn_put(t, "a", 1, "6", 1), 0);
+  st_txn_set_fence(t, fence_ok, NULL);
+  assert_int_equal(st_txn_commit(t, &r), 0);
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_require_hash(t, "a", 1, h), 0);
+  assert_int_equal(st_txn_commit(t, &r), STRATA_ECONDITION);
+  assert_int_equal(r.failed_condition, ST_COND_HASH);
+  st_result_free(&r);
+  /* fence refusal */
+  int calls = 0;
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put(t, "f", 1, "1", 1), 0);
+  st_txn_set_fence(t, fence_no, &calls);
+  assert_int_equal(st_txn_commit(t, &r), STRATA_EFENCED);
+  assert_int_equal(calls, 1);
+  assert_int_equal(st_snap_latest(db, &s), 0);
+  assert_int_equal(get_str(s, "f", buf, sizeof buf), STRATA_ENOTFOUND);
+  st_snap_release(s);
+  st_close(db);
+  bs_destroy(base);
+}
+
+typedef struct grp {
+  int done, rc[3];
+  uint64_t gen[3];
+} grp;
+static grp G;
+static void on_done(void *ctx, const st_result *r) {
+  int i = (int)(intptr_t)ctx;
+  G.rc[i] = r->rc;
+  G.gen[i] = r->generation;
+  G.done++;
+}
+
+/* Transactions in one group see each other: the second absent-put of the same
+ * key fails, the others commit in one generation. */
+static void test_group_commit_isolation(void **state) {
+  bs_store *base;
+  st_db *db = open_mem(&base, 0);
+  memset(&G, 0, sizeof G);
+  st_txn *t[3];
+  for (int i = 0; i < 3; i++) {
+    assert_int_equal(st_txn_begin(db, &t[i]), 0);
+    const char *k = i == 2 ? "other" : "same";
+    assert_int_equal(st_txn_require_absent(t[i], k, strlen(k)), 0);
+    assert_int_equal(st_txn_put(t[i], k, strlen(k), "v", 1), 0);
+  }
+  for (int i = 0; i < 3; i++) assert_int_equal(st_txn_submit(t[i], on_done, (void *)(intptr_t)i), 0);
+  while (__atomic_load_n(&G.done, __ATOMIC_SEQ_CST) < 3) usleep(1000);
+  assert_int_equal(G.rc[0], 0);
+  assert_int_equal(G.rc[2], 0);
+  assert_int_equal(G.rc[1], STRATA_ECONDITION);
+  st_close(db);
+  bs_destroy(base);
+}
+
+static void test_data_reference_put(void **state) {
+  bs_store *base;
+  st_db *db = open_mem(&base, 0);
+  bs_file *f;
+  assert_int_equal(bs_create(base, "d/writer-1", &f), 0);
+  assert_int_equal(bs_append(f, "hello world", 11), 0);
+  bs_close(f);
+  st_txn *t;
+  st_result r;
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put_ref(t, "k", 1, "d/writer-1", 6, 5), 0);
+  assert_int_equal(st_txn_commit(t, &r), 0);
+  st_snap *s;
+  char buf[16];
+  assert_int_equal(st_snap_latest(db, &s), 0);
+  assert_int_equal(get_str(s, "k", buf, sizeof buf), 0);
+  assert_string_equal(buf, "world");
+  st_snap_release(s);
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put_ref(t, "k2", 2, "d/writer-1", 6, 6), 0);
+  assert_int_equal(st_txn_commit(t, &r), STRATA_ERANGE);
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put_ref(t, "k2", 2, "d/nope", 0, 1), 0);
+  assert_int_equal(st_txn_commit(t, &r), STRATA_ENOTFOUND);
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_not_equal(st_txn_put_ref(t, "k2", 2, "../etc/passwd", 0, 1), 0);
+  assert_int_not_equal(st_txn_put_ref(t, "k2", 2, "manifest.ocdbt", 0, 1), 0);
+  st_txn_abort(t);
+  st_close(db);
+  bs_destroy(base);
+}
+
+static void test_reopen_mismatch_and_not_a_db(void **state) {
+  bs_store *base;
+  st_db *db = open_mem(&base, 0);
+  put1(db, "a", "1");
+  put1(db, "big", "0123456789012345678901234567890123456789012345678901234567890123456789"
+                  "0123456789012345678901234567890123456789");
+  st_close(db);
+  st_options o;
+  memset(&o, 0, sizeof o);
+  o.base = base;
+  assert_int_equal(st_open("mem", &o, &db), 0);
+  st_snap *s;
+  char buf[256];
+  assert_int_equal(st_snap_latest(db, &s), 0);
+  assert_int_equal(st_snap_info(s).generation, 2);
+  assert_int_equal(get_str(s, "a", buf, sizeof buf), 0);
+  assert_string_equal(buf, "1");
+  assert_int_equal(get_str(s, "big", buf, sizeof buf), 0);
+  assert_int_equal(strlen(buf), 110);
+  st_snap_release(s);
+  st_close(db);
+  o.config.max_inline_value_bytes = 7;
+  assert_int_equal(st_open("mem", &o, &db), STRATA_EMISMATCH);
+  assert_non_null(strstr(strata_errmsg(), "max_inline_value_bytes"));
+  bs_destroy(base);
+
+  /* an empty store without create, and a directory holding something else */
+  assert_int_equal(bs_mem_create(&base), 0);
+  memset(&o, 0, sizeof o);
+  o.base = base;
+  assert_int_equal(st_open("mem", &o, &db), STRATA_ENOTFOUND);
+  assert_non_null(strstr(strata_errmsg(), "manifest.ocdbt"));
+  bs_file *f;
+  assert_int_equal(bs_create(base, "notes.txt", &f), 0);
+  bs_close(f);
+  o.create = 1;
+  assert_int_equal(st_open("mem", &o, &db), STRATA_EINVALID);
+  assert_non_null(strstr(strata_errmsg(), "not a database"));
+  bs_destroy(base);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_put_get_and_generations),
+    cmocka_unit_test(test_split_and_merge),
+    cmocka_unit_test(test_list_pagination_and_prefix),
+    cmocka_unit_test(test_diff_between_versions),
+    cmocka_unit_test(test_conditions_and_fence),
+    cmocka_unit_test(test_group_commit_isolation),
+    cmocka_unit_test(test_data_reference_put),
+    cmocka_unit_test(test_reopen_mismatch_and_not_a_db),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
