@@ -4,6 +4,7 @@
  * Shared helpers over any base store (bs_read_all, bs_put_atomic) live here too.
  */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -298,12 +299,17 @@ int bs_put_atomic(bs_store *s, const char *dir, const char *tmp, const char *pat
   if ((rc = bs_sync_dir(s, dir))) {
     /* The rename may or may not survive a crash: take it back so that the
      * caller's "failed" is the truth. */
+    char why[400];
+    snprintf(why, sizeof why, "%s", strata_errmsg());
     if (bs_remove(s, path) == 0) bs_sync_dir(s, dir);
-    return rc;
+    return strata_err(rc, "%s", why);
   }
   return 0;
-fail:
+fail: {
+  char why[400];
+  snprintf(why, sizeof why, "%s", strata_errmsg());
   bs_close(f);
   bs_remove(s, tmp);
-  return rc;
+  return strata_err(rc, "%s", why);
+}
 }

@@ -555,12 +555,15 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
   if (rc) {
     /* bs_put_atomic undid a rename whose directory fsync failed; if the undo
      * failed too, the manifest on disk is unknown: refuse further commits. */
+    char why[400];
+    snprintf(why, sizeof why, "%s", strata_errmsg());
     bs_file *probe = NULL;
     if (db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED && bs_open_read(db->base, mpath, &probe) == 0) {
       bs_close(probe);
       db->broken = rc;
       published = 1;
     }
+    strata_err(rc, "%s", why);
     goto fail;
   }
   db->bytes_written += w.off + man.len;
@@ -568,15 +571,17 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
   strata_buf_free(&w.buf);
   free(muts);
   return 0;
-fail:
-  rc = strata_err_wrap(rc, "commit of generation %llu", (unsigned long long)gen);
+fail: {
+  char why[400];
+  snprintf(why, sizeof why, "%s", strata_errmsg());
   if (w.f) bs_close(w.f);
   if (!published) bs_remove(db->base, path); /* no orphan: never referenced */
   if (have_ms) mstate__free(nms);
   strata_buf_free(&man);
   strata_buf_free(&w.buf);
   free(muts);
-  return rc;
+  return strata_err(rc, "commit of generation %llu: %s", (unsigned long long)gen, why);
+}
 }
 
 static void complete(st_txn *t) {

@@ -1,0 +1,184 @@
+/* Fault injection: every write, fsync and rename a commit performs is failed
+ * in turn (EIO and ENOSPC, through the fault-injecting base store over real
+ * files). Each time the commit must fail with that error and a message, the
+ * database must reopen at the previous generation with no data file left
+ * behind, and a retry must succeed. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "common/err.h"
+#include "storage/store.h"
+
+static char dir[256];
+
+static void rm_rf(const char *d) {
+  char cmd[600];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", d);
+  if (system(cmd)) fprintf(stderr, "cleanup of %s failed\n", d);
+}
+
+static st_db *open_with(bs_store *base) {
+  st_options o;
+  memset(&o, 0, sizeof o);
+  o.base = base;
+  o.create = 1;
+  o.config.max_decoded_node_bytes = 2048;
+  st_db *db = NULL;
+  int rc = st_open(dir, &o, &db);
+  if (rc) fail_msg("open: %s", strata_errmsg());
+  return db;
+}
+
+/* A transaction that touches inline, out-of-line and large (direct write) values. */
+static st_txn *make_txn(st_db *db, int round, uint8_t *big, size_t bign) {
+  st_txn *t;
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  char k[64], v[300];
+  for (int i = 0; i < 40; i++) {
+    snprintf(k, sizeof k, "round%03d/key%03d", round, i);
+    memset(v, 'a' + i % 26, sizeof v);
+    assert_int_equal(st_txn_put(t, k, strlen(k), v, i % 2 ? 10 : sizeof v), 0);
+  }
+  snprintf(k, sizeof k, "big%03d", round);
+  big[0] = (uint8_t)round;
+  assert_int_equal(st_txn_put_borrowed(t, k, strlen(k), big, bign), 0);
+  return t;
+}
+
+static uint64_t latest_gen(st_db *db) {
+  st_snap *s;
+  assert_int_equal(st_snap_latest(db, &s), 0);
+  uint64_t g = st_snap_info(s).generation;
+  st_snap_release(s);
+  return g;
+}
+
+/* No data file of a generation after g, and no temp file. */
+static void assert_no_orphans(bs_store *files, uint64_t g) {
+  char **names;
+  size_t n;
+  assert_int_equal(bs_list(files, "d", &names, &n), 0);
+  for (size_t i = 0; i < n; i++) {
+    char gen[17];
+    memcpy(gen, names[i], 16);
+    gen[16] = 0;
+    if (strtoull(gen, NULL, 16) > g) fail_msg("orphan data file d/%s after generation %llu", names[i],
+                                              (unsigned long long)g);
+  }
+  free(names);
+  assert_int_equal(bs_list(files, "", &names, &n), 0);
+  for (size_t i = 0; i < n; i++)
+    if (!strncmp(names[i], "tmp.", 4)) fail_msg("temp file %s left", names[i]);
+  free(names);
+}
+
+static void test_every_site_fails_cleanly(void **state) {
+  snprintf(dir, sizeof dir, "/tmp/strata-fault-%d", (int)getpid());
+  rm_rf(dir);
+  bs_store *files, *fault;
+  assert_int_equal(bs_file_open(dir, &files), 0);
+  assert_int_equal(bs_fault_wrap(files, &fault), 0);
+  size_t bign = (2u << 20) + 123;
+  uint8_t *big = malloc(bign);
+  for (size_t i = 0; i < bign; i++) big[i] = (uint8_t)(i * 31);
+  st_db *db = open_with(fault);
+  int round = 0;
+  st_result r;
+  /* Grow the tree and cross a version-tree leaf boundary so commits write
+   * version nodes too, then count one commit's operations per site. */
+  for (; round < 20; round++) assert_int_equal(st_txn_commit(make_txn(db, round, big, 10), &r), 0);
+  uint64_t before[BS_FAULT_NSITES], per_commit[BS_FAULT_NSITES];
+  for (int s = 0; s < BS_FAULT_NSITES; s++) before[s] = bs_fault_count(fault, s);
+  assert_int_equal(st_txn_commit(make_txn(db, round++, big, bign), &r), 0);
+  for (int s = 0; s < BS_FAULT_NSITES; s++) per_commit[s] = bs_fault_count(fault, s) - before[s];
+  assert_true(per_commit[BS_FAULT_WRITE] >= 3);  /* data buffer, big value, manifest */
+  assert_true(per_commit[BS_FAULT_FSYNC] >= 4);  /* data, d/, manifest temp, directory */
+  assert_true(per_commit[BS_FAULT_RENAME] >= 1);
+  int injected = 0;
+  for (int s = 0; s < BS_FAULT_NSITES; s++) {
+    for (uint64_t nth = 1; nth <= per_commit[s]; nth++) {
+      int err = (nth + (uint64_t)s) % 2 ? EIO : ENOSPC;
+      uint64_t g = latest_gen(db);
+      uint64_t fired = bs_fault_fired(fault);
+      bs_fault_arm(fault, s, nth, err);
+      int rc = st_txn_commit(make_txn(db, round, big, bign), &r);
+      bs_fault_arm(fault, s, 0, 0);
+      assert_int_equal(bs_fault_fired(fault), fired + 1);
+      if (rc != err) fail_msg("site %d #%llu: commit returned %d (%s), want %d", s, (unsigned long long)nth,
+                              rc, r.message, err);
+      if (!strstr(r.message, "injected")) fail_msg("site %d #%llu: message: %s", s, (unsigned long long)nth, r.message);
+      assert_non_null(strstr(r.message, "commit of generation"));
+      assert_int_equal(latest_gen(db), g);
+      st_close(db);
+      /* reopen straight on the files: still generation g, nothing left over */
+      db = open_with(files);
+      assert_int_equal(latest_gen(db), g);
+      assert_no_orphans(files, g);
+      st_snap *sn;
+      strata_buf v = STRATA_BUF_INIT;
+      char k[32];
+      snprintf(k, sizeof k, "big%03d", round);
+      assert_int_equal(st_snap_latest(db, &sn), 0);
+      assert_int_equal(st_get(sn, k, strlen(k), &v), STRATA_ENOTFOUND);
+      st_snap_release(sn);
+      st_close(db);
+      /* the retry succeeds */
+      db = open_with(fault);
+      assert_int_equal(st_txn_commit(make_txn(db, round, big, bign), &r), 0);
+      assert_int_equal(r.generation, g + 1);
+      assert_int_equal(st_snap_latest(db, &sn), 0);
+      assert_int_equal(st_get(sn, k, strlen(k), &v), 0);
+      assert_int_equal(v.len, bign);
+      assert_int_equal(v.p[0], (uint8_t)round);
+      assert_memory_equal(v.p + 1, big + 1, bign - 1);
+      strata_buf_free(&v);
+      st_snap_release(sn);
+      round++;
+      injected++;
+    }
+  }
+  fprintf(stderr, "injected %d faults (%llu writes, %llu fsyncs, %llu renames per commit)\n", injected,
+          (unsigned long long)per_commit[0], (unsigned long long)per_commit[1],
+          (unsigned long long)per_commit[2]);
+  st_close(db);
+  bs_destroy(fault);
+  bs_destroy(files);
+  free(big);
+  rm_rf(dir);
+}
+
+/* A full disk at the first write of a database's creation: a clear error, and
+ * creating again afterwards works. */
+static void test_create_on_full_disk(void **state) {
+  bs_store *mem, *fault;
+  assert_int_equal(bs_mem_create(&mem), 0);
+  assert_int_equal(bs_fault_wrap(mem, &fault), 0);
+  bs_fault_arm(fault, BS_FAULT_WRITE, 1, ENOSPC);
+  st_options o;
+  memset(&o, 0, sizeof o);
+  o.base = fault;
+  o.create = 1;
+  st_db *db;
+  assert_int_equal(st_open("mem", &o, &db), ENOSPC);
+  assert_non_null(strstr(strata_errmsg(), "injected write failure"));
+  assert_int_equal(st_open("mem", &o, &db), 0);
+  st_close(db);
+  bs_destroy(fault);
+  bs_destroy(mem);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_every_site_fails_cleanly),
+    cmocka_unit_test(test_create_on_full_disk),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
