@@ -61,6 +61,8 @@ FUZZ_BINS := $(FUZZ_TARGETS:%.c=$(O)/%)
 BENCH_BINS := $(BENCH_SRCS:%.c=$(O)/%)
 
 .DEFAULT_GOAL := all
+# Keep objects of test and tool binaries between builds.
+.SECONDARY:
 .PHONY: all deps run test bench fuzz install clean help unit-bins fuzz-bins bench-bins
 
 all: $(LIB) $(BINS)

@@ -144,19 +144,23 @@ int ocdbt_btnode_encode(const ocdbt_config *cfg, const ocdbt_btnode *node, strat
 static int read_keys(ocdbt__rd *r, ocdbt_btnode *node, ocdbt__arena *a) {
   size_t n = node->n;
   int interior = node->height > 0;
-  uint16_t *prefix = ocdbt__arena_alloc(a, n * 3 * sizeof(uint16_t));
+  uint16_t *prefix = ocdbt__arena_alloc_raw(a, n * 3 * sizeof(uint16_t));
   if (!prefix) return STRATA_ENOMEM;
   uint16_t *suffix = prefix + n, *scpl = prefix + 2 * n;
+  prefix[0] = 0;
   uint64_t v;
   int rc;
+  size_t prefix_col = r->off;
   for (size_t i = 1; i < n; i++) {
     if ((rc = ocdbt__rd_varint(r, UINT16_MAX, &v, "key_prefix_length", (long)i - 1))) return rc;
     prefix[i] = (uint16_t)v;
   }
+  size_t suffix_col = r->off;
   for (size_t i = 0; i < n; i++) {
     if ((rc = ocdbt__rd_varint(r, UINT16_MAX, &v, "key_suffix_length", (long)i))) return rc;
     suffix[i] = (uint16_t)v;
   }
+  size_t scpl_col = r->off;
   if (interior)
     for (size_t i = 0; i < n; i++) {
       if ((rc = ocdbt__rd_varint(r, UINT16_MAX, &v, "subtree_common_prefix_length", (long)i)))
@@ -167,21 +171,23 @@ static int read_keys(ocdbt__rd *r, ocdbt_btnode *node, ocdbt__arena *a) {
   for (size_t i = 0; i < n; i++) {
     size_t key_len = (size_t)prefix[i] + suffix[i];
     if (prefix[i] > prev_len)
-      return ocdbt__rd_fail(r, "key_prefix_length", (long)i - 1,
-                            "%u exceeds the previous key's length %zu", prefix[i], prev_len);
+      return ocdbt__rd_fail_at(r, ocdbt__varint_offset(r, prefix_col, i - 1), "key_prefix_length",
+                               (long)i - 1, "%u exceeds the previous key's length %zu", prefix[i],
+                               prev_len);
     if (key_len > OCDBT_MAX_KEY_LENGTH)
-      return ocdbt__rd_fail(r, "key_suffix_length", (long)i, "key length %zu exceeds %u", key_len,
-                            OCDBT_MAX_KEY_LENGTH);
+      return ocdbt__rd_fail_at(r, ocdbt__varint_offset(r, suffix_col, i), "key_suffix_length",
+                               (long)i, "key length %zu exceeds %u", key_len, OCDBT_MAX_KEY_LENGTH);
     if (interior && scpl[i] > key_len)
-      return ocdbt__rd_fail(r, "subtree_common_prefix_length", (long)i,
-                            "%u exceeds the key length %zu", scpl[i], key_len);
+      return ocdbt__rd_fail_at(r, ocdbt__varint_offset(r, scpl_col, i),
+                               "subtree_common_prefix_length", (long)i,
+                               "%u exceeds the key length %zu", scpl[i], key_len);
     total += key_len;
     prev_len = key_len;
   }
   if (total > OCDBT_MAX_DECODED_BYTES)
     return strata_err(STRATA_ETOOBIG, "%s: rebuilt keys would take %zu bytes, limit %zu", r->obj,
                       total, (size_t)OCDBT_MAX_DECODED_BYTES);
-  uint8_t *kb = ocdbt__arena_alloc(a, total ? total : 1);
+  uint8_t *kb = ocdbt__arena_alloc_raw(a, total ? total : 1);
   if (!kb) return STRATA_ENOMEM;
   ocdbt_slice prev = {NULL, 0};
   for (size_t i = 0; i < n; i++) {
@@ -223,6 +229,7 @@ static int read_leaf_values(ocdbt__rd *r, ocdbt_btnode *node) {
   ocdbt_leaf_entry *e = node->leaves;
   uint64_t v;
   int rc;
+  size_t vlen_col = r->off;
   for (size_t i = 0; i < n; i++) {
     if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &v, "value_length", (long)i))) return rc;
     e[i].ref.length = v; /* moved to value.n for inline entries below */
@@ -233,7 +240,8 @@ static int read_leaf_values(ocdbt__rd *r, ocdbt_btnode *node) {
       return ocdbt__rd_fail(r, "value_kind", (long)i, "%u is neither 0 (inline) nor 1 (out of line)",
                             e[i].kind);
     if (e[i].kind == OCDBT_VALUE_INLINE && e[i].ref.length > OCDBT_MAX_INLINE_VALUE)
-      return ocdbt__rd_fail(r, "value_length", (long)i, "inline value of %llu bytes exceeds %u",
+      return ocdbt__rd_fail_at(r, ocdbt__varint_offset(r, vlen_col, i), "value_length", (long)i,
+                            "inline value of %llu bytes exceeds %u",
                             (unsigned long long)e[i].ref.length, OCDBT_MAX_INLINE_VALUE);
   }
   for (size_t i = 0; i < n; i++)

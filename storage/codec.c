@@ -12,9 +12,16 @@
 
 #include "storage/codec_int.h"
 
-/* --- arena ------------------------------------------------------------------ */
+/* --- arena ------------------------------------------------------------------
+ * Allocation bumps a pointer in the newest block; a new block is at least
+ * twice the previous one, so a decode makes few blocks. When an arena is
+ * freed, its largest block (up to SPARE_MAX) is kept as this thread's spare
+ * and reused by the next arena: repeated decodes of similar nodes then touch
+ * warm memory instead of asking the kernel for fresh zeroed pages. */
 
-/* Blocks form a singly linked list; each starts with this header. */
+#define SPARE_MAX ((size_t)64 << 20)
+#define BLOCK_MIN ((size_t)4096)
+
 typedef struct block {
   struct block *next;
   size_t used, cap;
@@ -27,6 +34,29 @@ struct ocdbt__arena {
   size_t n_adopted, cap_adopted;
 };
 
+static pthread_key_t spare_key;
+static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
+static void spare_key_init(void) { pthread_key_create(&spare_key, free); }
+
+static block *spare_take(size_t cap) {
+  pthread_once(&spare_once, spare_key_init);
+  block *b = pthread_getspecific(spare_key);
+  if (!b || b->cap < cap) return NULL;
+  pthread_setspecific(spare_key, NULL);
+  return b;
+}
+
+static void spare_give(block *b) {
+  pthread_once(&spare_once, spare_key_init);
+  block *old = pthread_getspecific(spare_key);
+  if (b->cap > SPARE_MAX || (old && old->cap >= b->cap)) {
+    free(b);
+    return;
+  }
+  pthread_setspecific(spare_key, b);
+  free(old);
+}
+
 ocdbt__arena *ocdbt__arena_new(void) {
   ocdbt__arena *a = calloc(1, sizeof *a);
   if (!a) strata_err(STRATA_ENOMEM, "cannot allocate decode arena");
@@ -34,29 +64,31 @@ ocdbt__arena *ocdbt__arena_new(void) {
 }
 
 void *ocdbt__arena_alloc(ocdbt__arena *a, size_t size) {
+  void *p = ocdbt__arena_alloc_raw(a, size);
+  if (p) memset(p, 0, size);
+  return p;
+}
+
+void *ocdbt__arena_alloc_raw(ocdbt__arena *a, size_t size) {
   size = (size + 15) & ~(size_t)15;
   block *b = a->head;
   if (!b || b->cap - b->used < size) {
-    size_t cap = size > 4096 ? size : 4096;
-    b = malloc(sizeof *b + cap);
+    size_t cap = b ? b->cap * 2 : BLOCK_MIN;
+    if (cap < size) cap = size;
+    b = spare_take(cap);
     if (!b) {
-      strata_err(STRATA_ENOMEM, "cannot allocate %zu bytes while decoding", size);
-      return NULL;
+      if (!(b = malloc(sizeof *b + cap))) {
+        strata_err(STRATA_ENOMEM, "cannot allocate %zu bytes while decoding", size);
+        return NULL;
+      }
+      b->cap = cap;
     }
-    b->cap = cap;
     b->used = 0;
-    /* A large block goes second so the small-allocation block stays in front. */
-    if (a->head && size > 4096) {
-      b->next = a->head->next;
-      a->head->next = b;
-    } else {
-      b->next = a->head;
-      a->head = b;
-    }
+    b->next = a->head;
+    a->head = b;
   }
   void *p = b->data + b->used;
   b->used += size;
-  memset(p, 0, size);
   return p;
 }
 
@@ -74,10 +106,17 @@ int ocdbt__arena_adopt(ocdbt__arena *a, void *blockp) {
 
 void ocdbt__arena_free(ocdbt__arena *a) {
   if (!a) return;
+  block *largest = NULL;
   for (block *b = a->head, *next; b; b = next) {
     next = b->next;
-    free(b);
+    if (!largest || b->cap > largest->cap) {
+      free(largest);
+      largest = b;
+    } else {
+      free(b);
+    }
   }
+  if (largest) spare_give(largest);
   for (size_t i = 0; i < a->n_adopted; i++) free(a->adopted[i]);
   free(a->adopted);
   free(a);
@@ -85,20 +124,45 @@ void ocdbt__arena_free(ocdbt__arena *a) {
 
 /* --- reader ------------------------------------------------------------------ */
 
-int ocdbt__rd_fail(const ocdbt__rd *r, const char *field, long idx, const char *fmt, ...) {
+static int vfail(const ocdbt__rd *r, size_t off, const char *field, long idx, const char *fmt,
+                 va_list ap) {
   char why[512];
-  va_list ap;
-  va_start(ap, fmt);
   vsnprintf(why, sizeof why, fmt, ap);
-  va_end(ap);
   if (idx >= 0)
-    return strata_err(STRATA_ECORRUPT, "%s: %s[%ld] at body offset %zu: %s", r->obj, field, idx,
-                      r->off, why);
-  return strata_err(STRATA_ECORRUPT, "%s: %s at body offset %zu: %s", r->obj, field, r->off, why);
+    return strata_err(STRATA_ECORRUPT, "%s: %s[%ld] at body offset %zu: %s", r->obj, field, idx, off,
+                      why);
+  return strata_err(STRATA_ECORRUPT, "%s: %s at body offset %zu: %s", r->obj, field, off, why);
 }
 
-int ocdbt__rd_varint(ocdbt__rd *r, uint64_t max, uint64_t *v, const char *field, long idx) {
+int ocdbt__rd_fail(const ocdbt__rd *r, const char *field, long idx, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = vfail(r, r->field_off, field, idx, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+int ocdbt__rd_fail_at(const ocdbt__rd *r, size_t off, const char *field, long idx, const char *fmt,
+                      ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  int rc = vfail(r, off, field, idx, fmt, ap);
+  va_end(ap);
+  return rc;
+}
+
+size_t ocdbt__varint_offset(const ocdbt__rd *r, size_t col, size_t idx) {
+  size_t off = col;
+  while (idx-- && off < r->n) {
+    while (off < r->n && (r->p[off] & 0x80)) off++;
+    off++;
+  }
+  return off;
+}
+
+int ocdbt__rd_varint_slow(ocdbt__rd *r, uint64_t max, uint64_t *v, const char *field, long idx) {
   uint64_t x = 0;
+  r->field_off = r->off;
   for (unsigned shift = 0, i = 0;; shift += 7, i++) {
     if (r->off + i >= r->n) return ocdbt__rd_fail(r, field, idx, "unexpected end of data in varint");
     uint8_t byte = r->p[r->off + i];
@@ -117,12 +181,14 @@ int ocdbt__rd_varint(ocdbt__rd *r, uint64_t max, uint64_t *v, const char *field,
 }
 
 int ocdbt__rd_u8(ocdbt__rd *r, uint8_t *v, const char *field, long idx) {
+  r->field_off = r->off;
   if (r->off >= r->n) return ocdbt__rd_fail(r, field, idx, "unexpected end of data");
   *v = r->p[r->off++];
   return 0;
 }
 
 int ocdbt__rd_u32le(ocdbt__rd *r, uint32_t *v, const char *field, long idx) {
+  r->field_off = r->off;
   if (ocdbt__rd_left(r) < 4) return ocdbt__rd_fail(r, field, idx, "unexpected end of data");
   const uint8_t *q = r->p + r->off;
   *v = (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
@@ -131,6 +197,7 @@ int ocdbt__rd_u32le(ocdbt__rd *r, uint32_t *v, const char *field, long idx) {
 }
 
 int ocdbt__rd_u64le(ocdbt__rd *r, uint64_t *v, const char *field, long idx) {
+  r->field_off = r->off;
   if (ocdbt__rd_left(r) < 8) return ocdbt__rd_fail(r, field, idx, "unexpected end of data");
   uint64_t x = 0;
   for (int i = 7; i >= 0; i--) x = x << 8 | r->p[r->off + i];
@@ -140,6 +207,7 @@ int ocdbt__rd_u64le(ocdbt__rd *r, uint64_t *v, const char *field, long idx) {
 }
 
 int ocdbt__rd_bytes(ocdbt__rd *r, size_t len, const uint8_t **out, const char *field, long idx) {
+  r->field_off = r->off;
   if (ocdbt__rd_left(r) < len)
     return ocdbt__rd_fail(r, field, idx, "needs %zu bytes but only %zu remain", len,
                           ocdbt__rd_left(r));
@@ -150,7 +218,7 @@ int ocdbt__rd_bytes(ocdbt__rd *r, size_t len, const uint8_t **out, const char *f
 
 int ocdbt__rd_end(const ocdbt__rd *r) {
   if (r->off != r->n)
-    return ocdbt__rd_fail(r, "end", -1, "%zu unexpected trailing bytes", r->n - r->off);
+    return ocdbt__rd_fail_at(r, r->off, "end", -1, "%zu unexpected trailing bytes", r->n - r->off);
   return 0;
 }
 
@@ -284,13 +352,28 @@ static int decompress(const uint8_t *src, size_t n, const char *obj, ocdbt__aren
   if (!d) return strata_err(STRATA_ENOMEM, "cannot allocate zstd decompression state");
   ZSTD_DCtx_reset(d, ZSTD_reset_session_and_parameters);
   unsigned long long want = ZSTD_getFrameContentSize(src, n);
-  size_t cap = 4096;
   if (want != ZSTD_CONTENTSIZE_UNKNOWN && want != ZSTD_CONTENTSIZE_ERROR) {
     if (want > OCDBT_MAX_DECODED_BYTES)
       return strata_err(STRATA_ETOOBIG, "%s: decompressed size %llu exceeds the limit of %zu bytes",
                         obj, want, (size_t)OCDBT_MAX_DECODED_BYTES);
-    cap = want ? (size_t)want : 1;
+    /* One frame that states its size (as ours do): decompress in one call
+     * into arena memory. */
+    size_t frame = ZSTD_findFrameCompressedSize(src, n);
+    if (!ZSTD_isError(frame) && frame == n) {
+      uint8_t *out = ocdbt__arena_alloc_raw(a, want ? (size_t)want : 1);
+      if (!out) return STRATA_ENOMEM;
+      size_t got = ZSTD_decompressDCtx(d, out, (size_t)want, src, n);
+      if (ZSTD_isError(got))
+        return strata_err(STRATA_ECORRUPT, "%s: zstd body: %s", obj, ZSTD_getErrorName(got));
+      if (got != want)
+        return strata_err(STRATA_ECORRUPT, "%s: zstd body holds %zu bytes, its header says %llu", obj,
+                          got, want);
+      body->p = out;
+      body->n = got;
+      return 0;
+    }
   }
+  size_t cap = 4096;
   uint8_t *dst = malloc(cap);
   if (!dst) return strata_err(STRATA_ENOMEM, "cannot allocate %zu bytes to decompress %s", cap, obj);
   ZSTD_inBuffer in = {src, n, 0};
@@ -354,7 +437,7 @@ int ocdbt__env_decode(const uint8_t *p, size_t n, uint32_t magic, const char *ob
   if (want != got)
     return strata_err(STRATA_ECORRUPT, "%s: CRC-32C mismatch (footer 0x%08x, computed 0x%08x)", obj,
                       want, got);
-  ocdbt__rd h = {p, n - 4, ENV_FIXED, obj};
+  ocdbt__rd h = {p, n - 4, ENV_FIXED, obj, ENV_FIXED};
   uint64_t version, compression;
   int rc;
   if ((rc = ocdbt__rd_varint(&h, UINT32_MAX, &version, "version", -1))) return rc;
@@ -366,18 +449,14 @@ int ocdbt__env_decode(const uint8_t *p, size_t n, uint32_t magic, const char *ob
   switch (compression) {
   case OCDBT_COMPRESSION_NONE: {
     /* Copied once so that the decoded object never points into the input. */
-    uint8_t *copy = malloc(rest_n ? rest_n : 1);
-    if (!copy) return strata_err(STRATA_ENOMEM, "cannot allocate %zu bytes for %s", rest_n, obj);
-    if (ocdbt__arena_adopt(a, copy)) {
-      free(copy);
-      return STRATA_ENOMEM;
-    }
+    uint8_t *copy = ocdbt__arena_alloc_raw(a, rest_n ? rest_n : 1);
+    if (!copy) return STRATA_ENOMEM;
     memcpy(copy, rest, rest_n);
-    *body = (ocdbt__rd){copy, rest_n, 0, obj};
+    *body = (ocdbt__rd){copy, rest_n, 0, obj, 0};
     return 0;
   }
   case OCDBT_COMPRESSION_ZSTD:
-    *body = (ocdbt__rd){NULL, 0, 0, obj};
+    *body = (ocdbt__rd){NULL, 0, 0, obj, 0};
     return decompress(rest, rest_n, obj, a, body);
   default:
     return ocdbt__rd_fail(&h, "compression_format", -1, "unknown compression format %llu",

@@ -20,6 +20,8 @@ ocdbt__arena *ocdbt__arena_new(void);
 /* Zeroed, 16-byte aligned memory valid until ocdbt__arena_free. NULL on OOM
  * (with strata_err set). */
 void *ocdbt__arena_alloc(ocdbt__arena *a, size_t size);
+/* The same without zeroing, for arrays the caller fills completely. */
+void *ocdbt__arena_alloc_raw(ocdbt__arena *a, size_t size);
 /* Hands a malloc'd block to the arena, which frees it with everything else. */
 int ocdbt__arena_adopt(ocdbt__arena *a, void *block);
 void ocdbt__arena_free(ocdbt__arena *a);
@@ -34,15 +36,32 @@ typedef struct ocdbt__rd {
   size_t n;
   size_t off;
   const char *obj;
+  size_t field_off; /* where the field read last (or being read) starts */
 } ocdbt__rd;
 
+/* Reports the failure at the start of the field read last. */
 int ocdbt__rd_fail(const ocdbt__rd *r, const char *field, long idx, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* Reports the failure at an explicit body offset. */
+int ocdbt__rd_fail_at(const ocdbt__rd *r, size_t off, const char *field, long idx, const char *fmt,
+                      ...) __attribute__((format(printf, 5, 6)));
+/* The body offset of element idx of a varint column starting at col. Only
+ * for error paths: it rescans the column. */
+size_t ocdbt__varint_offset(const ocdbt__rd *r, size_t col, size_t idx);
 
 static inline size_t ocdbt__rd_left(const ocdbt__rd *r) { return r->n - r->off; }
 
-/* A uleb128 varint that must fit in max (UINT64_MAX, UINT32_MAX, UINT16_MAX). */
-int ocdbt__rd_varint(ocdbt__rd *r, uint64_t max, uint64_t *v, const char *field, long idx);
+/* A uleb128 varint that must fit in max (UINT64_MAX, UINT32_MAX, UINT16_MAX).
+ * Most varints in a node are one byte: that case is inlined. */
+int ocdbt__rd_varint_slow(ocdbt__rd *r, uint64_t max, uint64_t *v, const char *field, long idx);
+static inline int ocdbt__rd_varint(ocdbt__rd *r, uint64_t max, uint64_t *v, const char *field,
+                                   long idx) {
+  if (r->off < r->n && r->p[r->off] < 0x80 && r->p[r->off] <= max) {
+    *v = r->p[r->off++];
+    return 0;
+  }
+  return ocdbt__rd_varint_slow(r, max, v, field, idx);
+}
 int ocdbt__rd_u8(ocdbt__rd *r, uint8_t *v, const char *field, long idx);
 int ocdbt__rd_u32le(ocdbt__rd *r, uint32_t *v, const char *field, long idx);
 int ocdbt__rd_u64le(ocdbt__rd *r, uint64_t *v, const char *field, long idx);

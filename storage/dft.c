@@ -70,8 +70,11 @@ int ocdbt__dft_read(ocdbt__rd *r, size_t transitive_len, ocdbt__arena *a, ocdbt_
   *out = (ocdbt_dft){0, NULL};
   if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &n, "num_files", -1))) return rc;
   if (n == 0) return 0;
-  /* Each file takes at least three varint bytes (the first one two). */
-  if ((rc = ocdbt__rd_check_count(r, n, 3, "num_files"))) return rc;
+  /* Each file takes at least three varint bytes, the first only two (it has
+   * no prefix length). */
+  if (n > (ocdbt__rd_left(r) + 1) / 3)
+    return ocdbt__rd_fail(r, "num_files", -1, "%llu files cannot fit in the %zu bytes that remain",
+                          (unsigned long long)n, ocdbt__rd_left(r));
   if (transitive_len > OCDBT_MAX_PATH_LENGTH)
     return strata_err(STRATA_ECORRUPT, "%s: transitive path of %zu bytes exceeds %u", r->obj,
                       transitive_len, OCDBT_MAX_PATH_LENGTH);
@@ -81,10 +84,12 @@ int ocdbt__dft_read(ocdbt__rd *r, size_t transitive_len, ocdbt__arena *a, ocdbt_
   if (!len || !files) return STRATA_ENOMEM;
   uint16_t *prefix = len, *suffix = len + n, *base = len + 2 * n;
   uint64_t v;
+  size_t prefix_col = r->off;
   for (uint64_t i = 1; i < n; i++) {
     if ((rc = ocdbt__rd_varint(r, UINT16_MAX, &v, "path_prefix_length", (long)i - 1))) return rc;
     prefix[i] = (uint16_t)v;
   }
+  size_t suffix_col = r->off;
   for (uint64_t i = 0; i < n; i++) {
     if ((rc = ocdbt__rd_varint(r, UINT16_MAX, &v, "path_suffix_length", (long)i))) return rc;
     suffix[i] = (uint16_t)v;
@@ -95,10 +100,12 @@ int ocdbt__dft_read(ocdbt__rd *r, size_t transitive_len, ocdbt__arena *a, ocdbt_
     base[i] = (uint16_t)v;
     size_t path_len = (size_t)prefix[i] + suffix[i];
     if (prefix[i] > prev_len)
-      return ocdbt__rd_fail(r, "path_prefix_length", (long)i - 1,
+      return ocdbt__rd_fail_at(r, ocdbt__varint_offset(r, prefix_col, i - 1), "path_prefix_length",
+                            (long)i - 1,
                             "%u exceeds the previous path's length %zu", prefix[i], prev_len);
     if (path_len > max_path)
-      return ocdbt__rd_fail(r, "path_suffix_length", (long)i,
+      return ocdbt__rd_fail_at(r, ocdbt__varint_offset(r, suffix_col, i), "path_suffix_length",
+                            (long)i,
                             "path of %zu bytes plus transitive path of %zu exceeds %u", path_len,
                             transitive_len, OCDBT_MAX_PATH_LENGTH);
     if (base[i] > path_len)
@@ -106,7 +113,8 @@ int ocdbt__dft_read(ocdbt__rd *r, size_t transitive_len, ocdbt__arena *a, ocdbt_
                             base[i], path_len);
     size_t min_base = prev_base < base[i] ? prev_base : base[i];
     if (i > 0 && prefix[i] > min_base && base[i] != prev_base)
-      return ocdbt__rd_fail(r, "path_prefix_length", (long)i - 1,
+      return ocdbt__rd_fail_at(r, ocdbt__varint_offset(r, prefix_col, i - 1), "path_prefix_length",
+                            (long)i - 1,
                             "%u reaches past base paths of different lengths (%zu, %u)", prefix[i],
                             prev_base, base[i]);
     total += path_len;
@@ -141,7 +149,7 @@ int ocdbt_dft_decode(const uint8_t *p, size_t n, size_t transitive_len, ocdbt_df
   *arena = NULL;
   *out = (ocdbt_dft){0, NULL};
   if (!a) return STRATA_ENOMEM;
-  ocdbt__rd r = {p, n, 0, "data file table"};
+  ocdbt__rd r = {p, n, 0, "data file table", 0};
   int rc = ocdbt__dft_read(&r, transitive_len, a, out);
   if (rc) {
     ocdbt__arena_free(a);

@@ -118,6 +118,7 @@ int ocdbt__versions_read(ocdbt__rd *r, uint8_t a, const ocdbt_dft *dft, ocdbt__a
                          ocdbt_version **out, size_t *n_out) {
   uint64_t n;
   int rc;
+  size_t col = r->off;
   if ((rc = ocdbt__rd_varint(r, (uint64_t)1 << a, &n, "num_versions", -1))) return rc;
   if ((rc = ocdbt__rd_check_count(r, n, 16, "num_versions"))) return rc;
   ocdbt_version *v = ocdbt__arena_alloc(ar, (n ? n : 1) * sizeof *v);
@@ -143,7 +144,8 @@ int ocdbt__versions_read(ocdbt__rd *r, uint8_t a, const ocdbt_dft *dft, ocdbt__a
       return rc;
   for (uint64_t i = 0; i < n; i++)
     if ((rc = ocdbt__rd_u64le(r, &v[i].commit_time, "commit_time", (long)i))) return rc;
-  if ((rc = ocdbt__versions_check(a, v, n, dft->n, r->obj, 1))) return rc;
+  if ((rc = ocdbt__versions_check(a, v, n, dft->n, r->obj, 1)))
+    return strata_err_wrap(rc, "%s entries at body offset %zu", r->obj, col);
   *out = v;
   *n_out = n;
   return 0;
