@@ -1,0 +1,183 @@
+/* Locks over the wire: grants, refusals as data, waiting, deadlines, renew,
+ * check, list and privileged release. Each test uses its own op ids and rows. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "common/err.h"
+#include "test_rpc_server.h"
+
+static int acquire(uint64_t op, const char *row, int kind, uint64_t ttl, uint64_t wait_ms,
+                   const rpc_callopts *co, Strata__V1__AcquireResponse **r) {
+  ProtobufCBinaryData rows[1] = {t_bytes(row)};
+  Strata__V1__AcquireRequest q = STRATA__V1__ACQUIRE_REQUEST__INIT;
+  q.op_id = op;
+  q.n_rows = 1;
+  q.rows = rows;
+  q.kind = kind;
+  q.ttl_ms = ttl;
+  q.wait_ms = wait_ms;
+  return rpc_locks_acquire(C, co, &q, r);
+}
+
+static int release(uint64_t op, const char *row, int privileged, uint64_t *n) {
+  ProtobufCBinaryData rows[1] = {t_bytes(row ? row : "")};
+  Strata__V1__ReleaseRequest q = STRATA__V1__RELEASE_REQUEST__INIT;
+  q.op_id = op;
+  q.n_rows = row ? 1 : 0;
+  q.rows = rows;
+  q.all = row == NULL;
+  q.privileged = privileged;
+  Strata__V1__ReleaseResponse *r;
+  int rc = rpc_locks_release(C, NULL, &q, &r);
+  if (!rc) *n = r->released;
+  rpc_free(r);
+  return rc;
+}
+
+#define TEMPORAL STRATA__V1__LOCK_KIND__LOCK_KIND_TEMPORAL
+
+void test_locks_acquire_conflict_release(void **state) {
+  (void)state;
+  Strata__V1__AcquireResponse *r;
+  assert_int_equal(acquire(101, "L1", TEMPORAL, 30000, 0, NULL, &r), 0);
+  assert_true(r->acquired);
+  uint64_t tok = r->fencing_token;
+  assert_true(tok > 0);
+  assert_true(r->expires_at_ns > 0);
+  rpc_free(r);
+  /* Another op is refused with the holder named: a result, not an error. */
+  assert_int_equal(acquire(102, "L1", TEMPORAL, 30000, 0, NULL, &r), 0);
+  assert_false(r->acquired);
+  assert_int_equal(r->n_conflicts, 1);
+  assert_int_equal(r->conflicts[0]->op_id, 101);
+  assert_memory_equal(r->conflicts[0]->row.data, "L1", 2);
+  rpc_free(r);
+  uint64_t n;
+  assert_int_equal(release(101, "L1", 0, &n), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(acquire(102, "L1", TEMPORAL, 30000, 0, NULL, &r), 0);
+  assert_true(r->acquired);
+  assert_true(r->fencing_token > tok); /* tokens only grow */
+  rpc_free(r);
+  assert_int_equal(release(102, NULL, 0, &n), 0);
+}
+
+static void *release_later(void *arg) {
+  (void)arg;
+  usleep(300000);
+  uint64_t n;
+  release(201, "L2", 0, &n);
+  return NULL;
+}
+
+void test_locks_waiting_acquire_granted_after_release(void **state) {
+  (void)state;
+  Strata__V1__AcquireResponse *r;
+  assert_int_equal(acquire(201, "L2", TEMPORAL, 30000, 0, NULL, &r), 0);
+  assert_true(r->acquired);
+  rpc_free(r);
+  pthread_t t;
+  pthread_create(&t, NULL, release_later, NULL);
+  int64_t t0 = t_now_ms();
+  assert_int_equal(acquire(202, "L2", TEMPORAL, 30000, 5000, NULL, &r), 0);
+  int64_t took = t_now_ms() - t0;
+  pthread_join(t, NULL);
+  assert_true(r->acquired);
+  assert_true(took >= 200 && took < 4000);
+  rpc_free(r);
+  uint64_t n;
+  assert_int_equal(release(202, NULL, 0, &n), 0);
+}
+
+void test_locks_wait_bounded_by_deadline(void **state) {
+  (void)state;
+  Strata__V1__AcquireResponse *r;
+  assert_int_equal(acquire(301, "L3", TEMPORAL, 30000, 0, NULL, &r), 0);
+  rpc_free(r);
+  rpc_callopts co = {.timeout_ms = 400};
+  int64_t t0 = t_now_ms();
+  int rc = acquire(302, "L3", TEMPORAL, 30000, 60000, &co, &r);
+  int64_t took = t_now_ms() - t0;
+  /* Either the server answered "not acquired" just before the deadline, or the
+   * deadline won the race; never a minute-long wait. */
+  if (rc == 0) {
+    assert_false(r->acquired);
+    assert_int_equal(r->conflicts[0]->op_id, 301);
+    rpc_free(r);
+  } else {
+    assert_int_equal(rc, STRATA_EDEADLINE);
+  }
+  assert_true(took < 2000);
+  uint64_t n;
+  assert_int_equal(release(301, NULL, 0, &n), 0);
+}
+
+void test_locks_renew_check_list_privileged_release(void **state) {
+  (void)state;
+  Strata__V1__AcquireResponse *r;
+  assert_int_equal(acquire(401, "L4a", TEMPORAL, 30000, 0, NULL, &r), 0);
+  rpc_free(r);
+  assert_int_equal(acquire(401, "L4b", TEMPORAL, 30000, 0, NULL, &r), 0);
+  rpc_free(r);
+  /* Renew by the holder extends; by another op is FAILED_PRECONDITION naming the row. */
+  ProtobufCBinaryData rows[2] = {t_bytes("L4a"), t_bytes("L4z")};
+  Strata__V1__RenewRequest rq = STRATA__V1__RENEW_REQUEST__INIT;
+  rq.op_id = 401;
+  rq.n_rows = 1;
+  rq.rows = rows;
+  rq.ttl_ms = 60000;
+  Strata__V1__RenewResponse *rr;
+  assert_int_equal(rpc_locks_renew(C, NULL, &rq, &rr), 0);
+  assert_true(rr->expires_at_ns > 0);
+  rpc_free(rr);
+  rq.op_id = 402;
+  t_expect_err(rpc_locks_renew(C, NULL, &rq, &rr), STRATA_ELOCKED, "held by op 401");
+  assert_int_equal(rpc_client_last_status(), GRPC_STATUS_FAILED_PRECONDITION);
+  /* Check lists the rows the op does not hold. */
+  Strata__V1__CheckRequest cq = STRATA__V1__CHECK_REQUEST__INIT;
+  cq.op_id = 401;
+  cq.n_rows = 2;
+  cq.rows = rows;
+  Strata__V1__CheckResponse *cr;
+  assert_int_equal(rpc_locks_check(C, NULL, &cq, &cr), 0);
+  assert_false(cr->all_held);
+  assert_int_equal(cr->n_missing, 1);
+  assert_memory_equal(cr->missing[0].data, "L4z", 3);
+  rpc_free(cr);
+  /* List filtered by op and prefix. */
+  Strata__V1__ListLocksRequest lq = STRATA__V1__LIST_LOCKS_REQUEST__INIT;
+  lq.op_id = 401;
+  lq.prefix = t_bytes("L4");
+  rpc_cstream *st;
+  assert_int_equal(rpc_locks_list(C, NULL, &lq, &st), 0);
+  Strata__V1__ListLocksResponse *lm;
+  size_t seen = 0;
+  int rc;
+  while ((rc = rpc_locks_list_next(st, &lm)) == 1) {
+    for (size_t i = 0; i < lm->n_locks; i++) {
+      assert_int_equal(lm->locks[i]->op_id, 401);
+      assert_int_equal(lm->locks[i]->kind, TEMPORAL);
+      assert_true(lm->locks[i]->fencing_token > 0);
+      seen++;
+    }
+    rpc_free(lm);
+  }
+  assert_int_equal(rc, 0);
+  assert_int_equal(seen, 2);
+  rpc_cstream_close(st);
+  /* An operator frees another op's row. */
+  uint64_t n;
+  assert_int_equal(release(0, "L4a", 1, &n), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(acquire(402, "L4a", TEMPORAL, 30000, 0, NULL, &r), 0);
+  assert_true(r->acquired);
+  rpc_free(r);
+  assert_int_equal(release(401, NULL, 0, &n), 0);
+  assert_int_equal(release(402, NULL, 0, &n), 0);
+}

@@ -1,0 +1,186 @@
+/*
+ * Integration tests of every RPC through the C client library, run twice:
+ * against the in-process server (server/embedded.h) and against a real
+ * strata-server process ($STRATA_SERVER_BIN). Results, validation errors
+ * naming the field, refusals as data, deadlines, unknown methods, oversize
+ * messages, concurrent clients, and the data-directory lock.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "common/err.h"
+#include "rpc/client.h"
+#include "srv_harness.h"
+#include "test_rpc_server.h"
+
+harness H;
+rpc_client *C;
+static const char *server_bin; /* NULL in the embedded group */
+
+int64_t t_now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+ProtobufCBinaryData t_bytes(const char *s) {
+  return (ProtobufCBinaryData){strlen(s), (uint8_t *)s};
+}
+
+void t_expect_err(int rc, int want, const char *substr) {
+  if (rc != want || (substr && !strstr(strata_errmsg(), substr)))
+    fail_msg("rc %s (%d), want %s; message \"%s\", want it to contain \"%s\"", strata_errname(rc),
+             rc, strata_errname(want), strata_errmsg(), substr ? substr : "");
+}
+
+static int group_setup(void **state) {
+  (void)state;
+  if (harness_start(&H, server_bin, NULL, NULL)) return -1;
+  rpc_client_opts o = {.addr = H.addr, .timeout_ms = 10000, .wait_for_ready = 1};
+  return rpc_client_open(&o, &C);
+}
+
+static int group_teardown(void **state) {
+  (void)state;
+  rpc_client_close(C);
+  int rc = harness_stop(&H);
+  harness_rmdir(H.dir);
+  if (rc != 0) fprintf(stderr, "server exit status %d\n", rc);
+  return rc == 0 ? 0 : -1;
+}
+
+/* --- Health, Admin, generic ---------------------------------------------------- */
+
+static void test_health_serving_and_unknown_service(void **state) {
+  (void)state;
+  Grpc__Health__V1__HealthCheckRequest req = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  Grpc__Health__V1__HealthCheckResponse *resp;
+  const char *names[] = {"", "strata.v1.Kv", "strata.v1.Locks", "strata.v1.Ops", "strata.v1.Admin"};
+  for (size_t i = 0; i < 5; i++) {
+    req.service = (char *)names[i];
+    assert_int_equal(rpc_health_check(C, NULL, &req, &resp), 0);
+    assert_int_equal(resp->status,
+                     GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING);
+    rpc_free(resp);
+  }
+  req.service = "strata.v1.Nope";
+  t_expect_err(rpc_health_check(C, NULL, &req, &resp), STRATA_ENOTFOUND, "strata.v1.Nope");
+}
+
+static void test_admin_stats(void **state) {
+  (void)state;
+  Strata__V1__StatsRequest req = STRATA__V1__STATS_REQUEST__INIT;
+  Strata__V1__StatsResponse *r;
+  assert_int_equal(rpc_admin_stats(C, NULL, &req, &r), 0);
+  assert_string_equal(r->data_dir, H.dir);
+  assert_int_equal(r->max_message_bytes, 64u << 20);
+  assert_true(r->calls_total >= 1);
+  assert_true(r->calls_active >= 1); /* this call */
+  assert_true(r->uptime_ns > 0);
+  assert_non_null(strstr(r->server_version, "strata"));
+  rpc_free(r);
+}
+
+static void test_unknown_method_unimplemented_at_once(void **state) {
+  (void)state;
+  int64_t t0 = t_now_ms();
+  t_expect_err(rpc_client_raw(C, "/strata.v1.Kv/Explode", NULL, "", 0, NULL, NULL),
+               STRATA_EUNSUPPORTED, "/strata.v1.Kv/Explode");
+  assert_true(t_now_ms() - t0 < 2000);
+}
+
+static void test_oversize_message_resource_exhausted_then_serving(void **state) {
+  (void)state;
+  rpc_client *big;
+  rpc_client_opts o = {.addr = H.addr, .timeout_ms = 20000, .max_message_bytes = 80u << 20};
+  assert_int_equal(rpc_client_open(&o, &big), 0);
+  size_t n = (64u << 20) + 4096;
+  uint8_t *v = malloc(n);
+  memset(v, 'x', n);
+  Strata__V1__CreateOpRequest req = STRATA__V1__CREATE_OP_REQUEST__INIT;
+  req.user = "u";
+  req.kind = "k";
+  req.payload = (ProtobufCBinaryData){n, v};
+  Strata__V1__CreateOpResponse *r;
+  int rc = rpc_ops_create(big, NULL, &req, &r);
+  assert_int_equal(rc, STRATA_ETOOBIG);
+  assert_int_equal(rpc_client_last_status(), GRPC_STATUS_RESOURCE_EXHAUSTED);
+  free(v);
+  rpc_client_close(big);
+  Grpc__Health__V1__HealthCheckRequest h = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  Grpc__Health__V1__HealthCheckResponse *hr;
+  assert_int_equal(rpc_health_check(C, NULL, &h, &hr), 0);
+  rpc_free(hr);
+}
+
+static void test_second_server_on_same_dir_refuses(void **state) {
+  (void)state;
+  if (server_bin) {
+    char err[4096];
+    const char *args[] = {server_bin, "--listen", "127.0.0.1:0", "--data-dir", H.dir, NULL};
+    int st = harness_run(server_bin, args, err, sizeof err);
+    assert_int_equal(st, 1);
+    assert_non_null(strstr(err, "in use by another strata-server"));
+  } else {
+    srv_embedded *e;
+    t_expect_err(srv_embedded_start(H.dir, &e), STRATA_EBUSY, "in use by another strata-server");
+  }
+}
+
+static void test_bad_flags_exit_2(void **state) {
+  (void)state;
+  if (!server_bin) skip();
+  char err[4096];
+  const char *a1[] = {server_bin, "--threads", "zero", NULL};
+  assert_int_equal(harness_run(server_bin, a1, err, sizeof err), 2);
+  assert_non_null(strstr(err, "--threads"));
+  const char *a2[] = {server_bin, "--log-level", "loud", NULL};
+  assert_int_equal(harness_run(server_bin, a2, err, sizeof err), 2);
+  const char *a3[] = {server_bin, "--help", NULL};
+  assert_int_equal(harness_run(server_bin, a3, err, sizeof err), 0);
+  assert_non_null(strstr(err, "--max-message-bytes"));
+}
+
+static void test_listen_address_in_use_fails_clearly(void **state) {
+  (void)state;
+  if (!server_bin) skip();
+  char err[4096], dir[] = "/tmp/strata-test-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  const char *args[] = {server_bin, "--listen", H.addr, "--data-dir", dir, NULL};
+  assert_int_equal(harness_run(server_bin, args, err, sizeof err), 1);
+  assert_non_null(strstr(err, "cannot listen on"));
+  harness_rmdir(dir);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_health_serving_and_unknown_service),
+      cmocka_unit_test(test_admin_stats),
+      cmocka_unit_test(test_unknown_method_unimplemented_at_once),
+      cmocka_unit_test(test_oversize_message_resource_exhausted_then_serving),
+      cmocka_unit_test(test_second_server_on_same_dir_refuses),
+      cmocka_unit_test(test_bad_flags_exit_2),
+      cmocka_unit_test(test_listen_address_in_use_fails_clearly),
+      T_VALIDATION_TESTS
+      T_LOCKS_TESTS
+      T_OPS_TESTS
+      T_KV_TESTS
+  };
+  int failed = cmocka_run_group_tests_name("embedded", tests, group_setup, group_teardown);
+  server_bin = getenv("STRATA_SERVER_BIN");
+  if (server_bin && *server_bin)
+    failed += cmocka_run_group_tests_name("process", tests, group_setup, group_teardown);
+  else
+    fprintf(stderr, "STRATA_SERVER_BIN not set: the process group did not run\n");
+  return failed ? 1 : 0;
+}

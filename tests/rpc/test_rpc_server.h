@@ -1,0 +1,40 @@
+/* Shared declarations of the integration test files (test_rpc_server.c, t_*.c). */
+#ifndef STRATA_TESTS_RPC_TEST_RPC_SERVER_H
+#define STRATA_TESTS_RPC_TEST_RPC_SERVER_H
+
+#include <stdint.h>
+
+#include "rpc/client.h"
+#include "srv_harness.h"
+
+extern harness H;     /* the server of the running group */
+extern rpc_client *C; /* a client connected to it */
+
+int64_t t_now_ms(void);
+ProtobufCBinaryData t_bytes(const char *s);
+/* Fails the test unless rc == want and strata_errmsg() contains substr. */
+void t_expect_err(int rc, int want, const char *substr);
+
+#define T_DECL(name) void name(void **state);
+
+#define T_VALIDATION_LIST(X) X(test_validation_names_the_field)
+#define T_LOCKS_LIST(X)                                       \
+  X(test_locks_acquire_conflict_release)                      \
+  X(test_locks_waiting_acquire_granted_after_release)         \
+  X(test_locks_wait_bounded_by_deadline)                      \
+  X(test_locks_renew_check_list_privileged_release)
+#define T_OPS_LIST(X) X(test_ops_allocate_ids_disjoint_under_concurrency) X(test_ops_get_missing_and_list_stuck)
+#define T_KV_LIST(X) X(test_kv_calls_without_store)
+
+T_VALIDATION_LIST(T_DECL)
+T_LOCKS_LIST(T_DECL)
+T_OPS_LIST(T_DECL)
+T_KV_LIST(T_DECL)
+
+#define T_ENTRY(name) cmocka_unit_test(name),
+#define T_VALIDATION_TESTS T_VALIDATION_LIST(T_ENTRY)
+#define T_LOCKS_TESTS T_LOCKS_LIST(T_ENTRY)
+#define T_OPS_TESTS T_OPS_LIST(T_ENTRY)
+#define T_KV_TESTS T_KV_LIST(T_ENTRY)
+
+#endif
