@@ -500,7 +500,7 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
   if ((rc = bs_create(db->base, path, &w.f))) goto fail;
   if ((rc = ft__intern(db, path, strlen(path), 2, &w.file_id))) goto fail;
   if ((rc = wr__append(&w, ST_DATA_MAGIC, ST_DATA_MAGIC_LEN, NULL))) goto fail;
-  qsort(g->ch, g->n, sizeof *g->ch, cmp_change);
+  if (g->n) qsort(g->ch, g->n, sizeof *g->ch, cmp_change);
   muts = calloc(g->n ? g->n : 1, sizeof *muts);
   if (!muts) {
     rc = strata_err(STRATA_ENOMEM, "commit");

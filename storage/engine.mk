@@ -1,4 +1,34 @@
 # storage/ engine: base stores, copy-on-write B+tree, version tree writer, commit pipeline (issue 3).
 LIB_SRCS += storage/base_file.c storage/base_mem.c storage/base_fault.c storage/cache.c \
 	storage/btree.c storage/btree_write.c storage/versions.c storage/commit.c storage/db.c
-UNIT_TESTS += tests/unit/test_store_basic.c tests/unit/test_store_model.c tests/unit/test_store_fault.c tests/unit/test_store_corrupt.c
+UNIT_TESTS += tests/unit/test_store_basic.c tests/unit/test_store_base.c tests/unit/test_store_model.c
+BENCH_SRCS += tools/bench/bench_store.c
+
+# Tiers of their own (release, and asan where cheap): the long model run on
+# memory and on files plus a 1 GiB value; >= 200 SIGKILLs; every fault site
+# and byte flips. Each tier runs through tests/run-tier.sh like the others.
+STORE_TIER_TESTS := tests/unit/test_store_crash.c tests/unit/test_store_fault.c \
+	tests/unit/test_store_corrupt.c tests/unit/test_store_bigvalue.c
+TEST_TIERS += store-model store-crash store-fault
+.PHONY: test-store-model test-store-crash test-store-fault
+
+STORE_R := $(BUILD)/release/tests/unit
+STORE_A := $(BUILD)/asan/tests/unit
+
+test-store-model:
+	@$(MAKE) --no-print-directory VARIANT=release $(STORE_R)/test_store_model $(STORE_R)/test_store_bigvalue
+	@STRATA_MODEL_TXNS=$${STRATA_MODEL_TXNS:-20000} STRATA_MODEL_FILES_TXNS=$${STRATA_MODEL_FILES_TXNS:-3000} \
+	  sh tests/run-tier.sh store-model $(TEST_RESULTS) $(STORE_R)/test_store_model $(STORE_R)/test_store_bigvalue
+
+test-store-crash:
+	@$(MAKE) --no-print-directory VARIANT=release $(STORE_R)/test_store_crash
+	@STRATA_CRASH_KILLS=$${STRATA_CRASH_KILLS:-200} sh tests/run-tier.sh store-crash $(TEST_RESULTS) $(STORE_R)/test_store_crash
+
+test-store-fault:
+	@$(MAKE) --no-print-directory VARIANT=release $(STORE_R)/test_store_fault $(STORE_R)/test_store_corrupt
+	@$(MAKE) --no-print-directory VARIANT=asan $(STORE_A)/test_store_fault $(STORE_A)/test_store_corrupt
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  sh tests/run-tier.sh store-fault $(TEST_RESULTS) $(STORE_R)/test_store_fault $(STORE_R)/test_store_corrupt \
+	  $(STORE_A)/test_store_fault $(STORE_A)/test_store_corrupt
+
+-include $(STORE_TIER_TESTS:%.c=$(O)/%.d)

@@ -6,7 +6,8 @@
  * times (get, list with pagination, diff, versions) must match the model.
  * STRATA_SEED picks the seed (printed on failure); STRATA_MODEL_TXNS the
  * number of transactions (default 400; the store-model tier runs thousands).
- * STRATA_MODEL_DIR runs on real files in that directory instead of memory. */
+ * test_model_files does the same on real files in /tmp
+ * (STRATA_MODEL_FILES_TXNS, default 150). */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -302,7 +303,7 @@ static void check_get(st_db *db, uint64_t g) {
       CHECK(rc == 0, "key %d at gen %llu: rc %d %s", k, (unsigned long long)g, rc, strata_errmsg());
       uint8_t *want = malloc(m->vlen + 1);
       make_value(m->vseed, m->vlen, want);
-      CHECK(b.len == m->vlen && !memcmp(b.p, want, m->vlen), "key %d at gen %llu: wrong value", k,
+      CHECK(b.len == m->vlen && (!m->vlen || !memcmp(b.p, want, m->vlen)), "key %d at gen %llu: wrong value", k,
             (unsigned long long)g);
       free(want);
     }
@@ -429,13 +430,18 @@ static st_db *reopen(st_db *db, bs_store *base, const char *dir) {
   return db;
 }
 
-static void test_model(void **state) {
+static void run_model(long total, const char *dir) {
   const char *s = getenv("STRATA_SEED");
   seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
   rng = seed * 0x2545F4914F6CDD1Dull + 7;
-  const char *nt = getenv("STRATA_MODEL_TXNS");
-  long total = nt ? atol(nt) : 400;
-  const char *dir = getenv("STRATA_MODEL_DIR");
+  memset(H, 0, sizeof H);
+  latest = 0;
+  next_vseed = 1;
+  char cmd[300];
+  if (dir) {
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+  }
   fprintf(stderr, "model test: STRATA_SEED=%llu, %ld transactions%s%s\n", (unsigned long long)seed, total,
           dir ? " in " : "", dir ? dir : "");
   make_keys();
@@ -445,6 +451,7 @@ static void test_model(void **state) {
   long done = 0, rejected = 0;
   static uint8_t touched[NKEYS];
   static uint8_t present[NKEYS];
+  memset(present, 0, sizeof present);
   uint64_t live = 0;
   while (done < total) {
     int nb = 1 + (int)below(8);
@@ -527,11 +534,25 @@ static void test_model(void **state) {
     free(keys[i]);
     free(H[i].e);
   }
+  if (dir) assert_int_equal(system(cmd), 0);
+}
+
+static void test_model_memory(void **state) {
+  const char *nt = getenv("STRATA_MODEL_TXNS");
+  run_model(nt ? atol(nt) : 400, NULL);
+}
+
+static void test_model_files(void **state) {
+  const char *nt = getenv("STRATA_MODEL_FILES_TXNS");
+  char dir[256];
+  snprintf(dir, sizeof dir, "/tmp/strata-model-%d", (int)getpid());
+  run_model(nt ? atol(nt) : 150, dir);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-    cmocka_unit_test(test_model),
+    cmocka_unit_test(test_model_memory),
+    cmocka_unit_test(test_model_files),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

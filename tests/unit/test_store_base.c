@@ -1,0 +1,175 @@
+/* Base stores (files, memory, fault wrapper) and the node cache bound. */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "common/err.h"
+#include "storage/store.h"
+
+/* The contract every base store keeps. */
+static void check_contract(bs_store *s) {
+  bs_file *f, *g;
+  assert_int_equal(bs_mkdir(s, "d"), 0);
+  assert_int_equal(bs_create(s, "d/a", &f), 0);
+  assert_int_equal(bs_create(s, "d/a", &g), STRATA_EEXISTS); /* create-new only */
+  assert_int_equal(bs_append(f, "hello ", 6), 0);
+  assert_int_equal(bs_append(f, "world", 5), 0);
+  assert_int_equal(bs_fsync(f), 0);
+  bs_close(f);
+  assert_int_equal(bs_open_read(s, "d/a", &f), 0);
+  uint64_t size;
+  assert_int_equal(bs_size(f, &size), 0);
+  assert_int_equal(size, 11);
+  char buf[16];
+  assert_int_equal(bs_pread(f, 6, buf, 5), 0);
+  assert_memory_equal(buf, "world", 5);
+  assert_int_equal(bs_pread(f, 8, buf, 5), STRATA_ERANGE); /* past the end */
+  bs_close(f);
+  assert_int_equal(bs_open_read(s, "d/missing", &f), STRATA_ENOTFOUND);
+  /* atomic publish replaces and leaves no temp file */
+  assert_int_equal(bs_put_atomic(s, "", "tmp.x", "x", "one", 3), 0);
+  assert_int_equal(bs_put_atomic(s, "", "tmp.x", "x", "two!", 4), 0);
+  uint8_t *p;
+  size_t n;
+  assert_int_equal(bs_read_all(s, "x", &p, &n), 0);
+  assert_int_equal(n, 4);
+  assert_memory_equal(p, "two!", 4);
+  free(p);
+  char **names;
+  assert_int_equal(bs_list(s, "", &names, &n), 0);
+  int saw_x = 0;
+  for (size_t i = 0; i < n; i++) {
+    assert_string_not_equal(names[i], "tmp.x");
+    saw_x |= !strcmp(names[i], "x");
+  }
+  assert_true(saw_x);
+  free(names);
+  assert_int_equal(bs_list(s, "d", &names, &n), 0);
+  assert_int_equal(n, 1);
+  assert_string_equal(names[0], "a");
+  free(names);
+  assert_int_equal(bs_remove(s, "d/a"), 0);
+  assert_int_equal(bs_remove(s, "d/a"), STRATA_ENOTFOUND);
+  assert_int_equal(bs_sync_dir(s, "d"), 0);
+}
+
+static void test_memory_store_contract(void **state) {
+  bs_store *s;
+  assert_int_equal(bs_mem_create(&s), 0);
+  check_contract(s);
+  bs_destroy(s);
+}
+
+static void test_file_store_contract_and_writer_lock(void **state) {
+  char dir[128], cmd[200];
+  snprintf(dir, sizeof dir, "/tmp/strata-base-%d", (int)getpid());
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
+  bs_store *s, *t;
+  assert_int_equal(bs_file_open(dir, &s), 0);
+  check_contract(s);
+  assert_int_equal(bs_lock(s), 0);
+  assert_int_equal(bs_file_open(dir, &t), 0);
+  assert_int_equal(bs_lock(t), STRATA_EBUSY);
+  bs_destroy(t);
+  bs_destroy(s);
+  assert_int_equal(system(cmd), 0);
+}
+
+static void test_fault_store_fails_the_nth_operation(void **state) {
+  bs_store *m, *x;
+  assert_int_equal(bs_mem_create(&m), 0);
+  assert_int_equal(bs_fault_wrap(m, &x), 0);
+  check_contract(x); /* transparent while disarmed */
+  bs_file *f;
+  assert_int_equal(bs_create(x, "f", &f), 0);
+  bs_fault_arm(x, BS_FAULT_WRITE, 2, ENOSPC);
+  assert_int_equal(bs_append(f, "a", 1), 0);
+  assert_int_equal(bs_append(f, "b", 1), ENOSPC);
+  assert_non_null(strstr(strata_errmsg(), "injected write failure"));
+  assert_int_equal(bs_append(f, "c", 1), 0); /* one shot */
+  bs_fault_arm(x, BS_FAULT_FSYNC, 1, EIO);
+  assert_int_equal(bs_fsync(f), EIO);
+  bs_close(f);
+  bs_fault_arm(x, BS_FAULT_RENAME, 1, EIO);
+  assert_int_equal(bs_put_atomic(x, "", "tmp.y", "y", "v", 1), EIO);
+  bs_file *g;
+  assert_int_equal(bs_open_read(m, "y", &g), STRATA_ENOTFOUND);
+  assert_int_equal(bs_open_read(m, "tmp.y", &g), STRATA_ENOTFOUND); /* cleaned up */
+  uint8_t *p;
+  size_t n;
+  assert_int_equal(bs_read_all(m, "f", &p, &n), 0);
+  assert_int_equal(n, 2); /* the failed write wrote nothing */
+  assert_memory_equal(p, "ac", 2);
+  free(p);
+  assert_int_equal(bs_fault_fired(x), 3);
+  bs_destroy(x);
+  bs_destroy(m);
+}
+
+/* Reading many keys through a small cache keeps it near its cap, and
+ * repeated reads of one key hit the cache. */
+static void test_node_cache_is_bounded(void **state) {
+  bs_store *m;
+  assert_int_equal(bs_mem_create(&m), 0);
+  st_options o;
+  memset(&o, 0, sizeof o);
+  o.base = m;
+  o.create = 1;
+  o.cache_bytes = 64 << 10;
+  o.config.max_decoded_node_bytes = 4096;
+  st_db *db;
+  assert_int_equal(st_open("mem", &o, &db), 0);
+  st_txn *t;
+  st_result r;
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  for (int i = 0; i < 20000; i++) {
+    char k[32];
+    snprintf(k, sizeof k, "key%08d", i);
+    assert_int_equal(st_txn_put(t, k, strlen(k), k, strlen(k)), 0);
+  }
+  assert_int_equal(st_txn_commit(t, &r), 0);
+  st_snap *s;
+  assert_int_equal(st_snap_latest(db, &s), 0);
+  strata_buf b = STRATA_BUF_INIT;
+  st_stats st;
+  for (int i = 0; i < 20000; i += 3) {
+    char k[32];
+    snprintf(k, sizeof k, "key%08d", i);
+    b.len = 0;
+    assert_int_equal(st_get(s, k, strlen(k), &b), 0);
+    assert_memory_equal(b.p, k, strlen(k));
+    st_get_stats(db, &st);
+    assert_true(st.cache_bytes <= (64 << 10) + (64 << 10)); /* cap + the pinned path */
+  }
+  st_stats a0, a1;
+  st_get_stats(db, &a0);
+  for (int i = 0; i < 100; i++) {
+    b.len = 0;
+    assert_int_equal(st_get(s, "key00000042", 11, &b), 0);
+  }
+  st_get_stats(db, &a1);
+  assert_true(a1.cache_misses - a0.cache_misses <= 4);
+  assert_true(a1.cache_hits - a0.cache_hits >= 200);
+  strata_buf_free(&b);
+  st_snap_release(s);
+  st_close(db);
+  bs_destroy(m);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_memory_store_contract),
+    cmocka_unit_test(test_file_store_contract_and_writer_lock),
+    cmocka_unit_test(test_fault_store_fails_the_nth_operation),
+    cmocka_unit_test(test_node_cache_is_bounded),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
