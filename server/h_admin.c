@@ -20,6 +20,20 @@ static void stats(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   resp.calls_failed = st.calls_failed;
   resp.max_message_bytes = rpc_server_max_message_bytes(rpc_call_server(call));
   resp.data_dir = s->data_dir;
+  Strata__V1__Version v = STRATA__V1__VERSION__INIT;
+  st_snap *sn;
+  if (st_snap_latest(s->db, &sn) == 0) {
+    st_version_info vi = st_snap_info(sn);
+    v.generation = vi.generation;
+    v.commit_time_ns = (int64_t)vi.commit_time;
+    resp.latest = &v;
+    st_snap_release(sn);
+  }
+  lk_counts lc;
+  /* A non-NULL empty prefix: locks/list.c memcpy's the prefix even when its length is 0. */
+  static const uint8_t no_prefix[1];
+  lk_list_filter all = {.prefix = no_prefix};
+  if (lk_count(s->lk, &all, &lc) == 0) resp.locks_held = lc.temporal + lc.indefinite;
   rpc_call_reply(call, &resp.base);
 }
 

@@ -1,7 +1,10 @@
 /*
- * strata.v1.Kv handlers: validate every request, then serve it from the store
- * engine. Until storage/store.h lands in the build the engine calls answer
- * UNIMPLEMENTED after validation (server/README.md, "Engines").
+ * strata.v1.Kv handlers over the store engine (storage/store.h): Get,
+ * BatchGet, List, Commit and Versions (Watch is in h_watch.c). Every request
+ * is validated first; a version pin resolves to one snapshot that the whole
+ * call reads. Commit never parks a thread: the handler submits the
+ * transaction and the store's completion callback, on the committer thread,
+ * answers the call and wakes the watchers.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,7 +14,11 @@
 #include "server/srv_int.h"
 #include "server/validate.h"
 
-#define NO_STORE "the store engine (storage/store.h) is not part of this build yet"
+#define LIST_MAX_ENTRIES 1000         /* entries per List message */
+#define LIST_MAX_BYTES (1u << 20)     /* and about this many bytes */
+#define VERSIONS_PAGE 1000
+
+/* --- validation ---------------------------------------------------------------- */
 
 static int check_get(const Strata__V1__GetRequest *r) {
   int rc = v_key("key", &r->key);
@@ -24,10 +31,10 @@ static int check_batch_get(const Strata__V1__BatchGetRequest *r) {
   return rc ? rc : v_pin("pin", r->pin);
 }
 
-static int cmp_bytes(const ProtobufCBinaryData *a, const ProtobufCBinaryData *b) {
-  size_t n = a->len < b->len ? a->len : b->len;
-  int c = n ? memcmp(a->data, b->data, n) : 0;
-  return c ? c : (a->len > b->len) - (a->len < b->len);
+static int cmp_bytes(const void *a, size_t an, const void *b, size_t bn) {
+  size_t n = an < bn ? an : bn;
+  int c = n ? memcmp(a, b, n) : 0;
+  return c ? c : (an > bn) - (an < bn);
 }
 
 static int check_list(const Strata__V1__ListRequest *r) {
@@ -35,7 +42,7 @@ static int check_list(const Strata__V1__ListRequest *r) {
   if ((rc = v_bound("start", &r->start)) || (rc = v_bound("end", &r->end)) ||
       (rc = v_bound("prefix", &r->prefix)))
     return rc;
-  if (r->start.len && r->end.len && cmp_bytes(&r->end, &r->start) <= 0)
+  if (r->start.len && r->end.len && cmp_bytes(r->end.data, r->end.len, r->start.data, r->start.len) <= 0)
     return strata_err(STRATA_EINVALID, "end: must be greater than start (the range [start, end) "
                                        "is empty or inverted)");
   return v_pin("pin", r->pin);
@@ -44,8 +51,9 @@ static int check_list(const Strata__V1__ListRequest *r) {
 static int check_commit(const Strata__V1__CommitRequest *r) {
   int rc = 0;
   size_t nw = r->n_puts + r->n_deletes;
-  if (nw == 0) return strata_err(STRATA_EINVALID, "puts, deletes: a commit must write or delete "
-                                                  "at least one key");
+  if (nw == 0)
+    return strata_err(STRATA_EINVALID, "puts, deletes: a commit must write or delete at least "
+                                       "one key");
   for (size_t i = 0; !rc && i < r->n_puts; i++) rc = v_key_at("puts", i, ".key", &r->puts[i]->key);
   for (size_t i = 0; !rc && i < r->n_deletes; i++) rc = v_key_at("deletes", i, "", &r->deletes[i]);
   for (size_t i = 0; !rc && i < r->n_conditions; i++) {
@@ -54,17 +62,16 @@ static int check_commit(const Strata__V1__CommitRequest *r) {
     if ((rc = v_key_at("conditions", i, ".key", &c->key))) break;
     snprintf(f, sizeof f, "conditions[%zu].kind", i);
     if ((rc = v_enum(f, c->kind, 1, 3, &strata__v1__condition__kind__descriptor))) break;
-    if (c->kind == STRATA__V1__CONDITION__KIND__KIND_VALUE_HASH &&
-        (c->value_hash.len == 0 || c->value_hash.len > V_HASH_MAX))
-      rc = strata_err(STRATA_EINVALID, "conditions[%zu].value_hash: must be 1..%u bytes, got %zu",
-                      i, V_HASH_MAX, c->value_hash.len);
+    if (c->kind == STRATA__V1__CONDITION__KIND__KIND_VALUE_HASH && c->value_hash.len != ST_HASH_BYTES)
+      rc = strata_err(STRATA_EINVALID, "conditions[%zu].value_hash: must be %d bytes (BLAKE2b-256 "
+                      "of the value), got %zu", i, ST_HASH_BYTES, c->value_hash.len);
   }
   if (!rc && r->fence) {
     if (!(rc = v_op_id("fence.op_id", r->fence->op_id)))
       rc = v_rows("fence.rows", r->fence->n_rows, r->fence->rows);
   }
   if (rc) return rc;
-  const ProtobufCBinaryData **keys = malloc((nw ? nw : 1) * sizeof *keys);
+  const ProtobufCBinaryData **keys = malloc(nw * sizeof *keys);
   if (!keys) return strata_err(STRATA_ENOMEM, "out of memory");
   for (size_t i = 0; i < r->n_puts; i++) keys[i] = &r->puts[i]->key;
   for (size_t i = 0; i < r->n_deletes; i++) keys[r->n_puts + i] = &r->deletes[i];
@@ -81,36 +88,430 @@ static int check_versions(const Strata__V1__VersionsRequest *r) {
   return 0;
 }
 
-static int check_watch(const Strata__V1__WatchRequest *r) { return v_bound("prefix", &r->prefix); }
-
-/* One handler per method: validate, then the engine. */
-#define KV_HANDLER(name, Req, check)                                         \
-  static void h_##name(rpc_call *call, const ProtobufCMessage *m, void *ctx) { \
-    srv *s = ctx;                                                            \
-    int rc = check((const Req *)m);                                          \
-    if (rc) {                                                                \
-      srv__fail(call, rc);                                                   \
-      return;                                                                \
-    }                                                                        \
-    if (!s->store) {                                                         \
-      rpc_call_fail(call, STRATA_EUNSUPPORTED, "%s: " NO_STORE,              \
-                    rpc_methods[rpc_call_method(call)].path);                \
-      return;                                                                \
-    }                                                                        \
-  }
-
-KV_HANDLER(get, Strata__V1__GetRequest, check_get)
-KV_HANDLER(batch_get, Strata__V1__BatchGetRequest, check_batch_get)
-KV_HANDLER(list, Strata__V1__ListRequest, check_list)
-KV_HANDLER(commit, Strata__V1__CommitRequest, check_commit)
-KV_HANDLER(versions, Strata__V1__VersionsRequest, check_versions)
-KV_HANDLER(watch, Strata__V1__WatchRequest, check_watch)
+/* --- pins ------------------------------------------------------------------------- */
 
 int srv__latest_generation(srv *s, uint64_t *gen) {
-  *gen = 0;
-  if (!s->store) return strata_err(STRATA_EUNSUPPORTED, "the op's start generation comes from "
-                                   "the store: " NO_STORE);
+  st_snap *sn;
+  int rc = st_snap_latest(s->db, &sn);
+  if (rc) return rc;
+  *gen = st_snap_info(sn).generation;
+  st_snap_release(sn);
   return 0;
+}
+
+int srv__snap_at(srv *s, const char *field, const Strata__V1__VersionPin *pin, st_snap **out) {
+  *out = NULL;
+  if (!pin || pin->pin_case == STRATA__V1__VERSION_PIN__PIN__NOT_SET ||
+      pin->pin_case == STRATA__V1__VERSION_PIN__PIN_LATEST)
+    return st_snap_latest(s->db, out);
+  uint64_t latest;
+  int rc = srv__latest_generation(s, &latest);
+  if (rc) return rc;
+  if (pin->pin_case == STRATA__V1__VERSION_PIN__PIN_GENERATION) {
+    if (pin->generation > latest)
+      return strata_err(STRATA_ERANGE, "%s.generation: %llu is newer than the latest generation %llu",
+                        field, (unsigned long long)pin->generation, (unsigned long long)latest);
+    rc = st_snap_at_generation(s->db, pin->generation, out);
+    if (rc == STRATA_ENOTFOUND)
+      return strata_err(rc, "%s.generation: %llu is not in the store's history", field,
+                        (unsigned long long)pin->generation);
+    return rc;
+  }
+  rc = st_snap_at_time(s->db, (uint64_t)pin->commit_time_ns, out);
+  if (rc == STRATA_ENOTFOUND)
+    return strata_err(rc, "%s.commit_time_ns: %lld is before the first commit", field,
+                      (long long)pin->commit_time_ns);
+  return rc;
+}
+
+static void version_of(Strata__V1__Version *v, const st_snap *sn) {
+  st_version_info vi = st_snap_info(sn);
+  strata__v1__version__init(v);
+  v->generation = vi.generation;
+  v->commit_time_ns = (int64_t)vi.commit_time;
+}
+
+/* --- Get, BatchGet ------------------------------------------------------------------ */
+
+static void h_get(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
+  srv *s = ctx;
+  const Strata__V1__GetRequest *r = (const void *)m;
+  st_snap *sn;
+  int rc = check_get(r);
+  if (!rc) rc = srv__snap_at(s, "pin", r->pin, &sn);
+  if (rc) return srv__fail(call, rc);
+  strata_buf val = STRATA_BUF_INIT;
+  rc = st_get(sn, r->key.data, r->key.len, &val);
+  if (rc && rc != STRATA_ENOTFOUND) {
+    st_snap_release(sn);
+    strata_buf_free(&val);
+    return srv__fail(call, rc);
+  }
+  Strata__V1__Version v;
+  version_of(&v, sn);
+  Strata__V1__GetResponse resp = STRATA__V1__GET_RESPONSE__INIT;
+  resp.found = rc == 0;
+  resp.value = (ProtobufCBinaryData){val.len, val.p};
+  resp.version = &v;
+  rpc_call_reply(call, &resp.base);
+  strata_buf_free(&val);
+  st_snap_release(sn);
+}
+
+static void h_batch_get(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
+  srv *s = ctx;
+  const Strata__V1__BatchGetRequest *r = (const void *)m;
+  st_snap *sn;
+  int rc = check_batch_get(r);
+  if (!rc) rc = srv__snap_at(s, "pin", r->pin, &sn);
+  if (rc) return srv__fail(call, rc);
+  size_t n = r->n_keys;
+  st_key *keys = calloc(n, sizeof *keys);
+  st_getres *res = calloc(n, sizeof *res);
+  Strata__V1__KeyValue *kv = calloc(n, sizeof *kv);
+  Strata__V1__KeyValue **ptrs = calloc(n, sizeof *ptrs);
+  if (!keys || !res || !kv || !ptrs) {
+    rc = strata_err(STRATA_ENOMEM, "BatchGet of %zu keys: out of memory", n);
+    goto out;
+  }
+  for (size_t i = 0; i < n; i++) keys[i] = (st_key){r->keys[i].data, r->keys[i].len};
+  if ((rc = st_get_batch(sn, n, keys, res))) goto out;
+  for (size_t i = 0; i < n; i++) {
+    if (res[i].rc && res[i].rc != STRATA_ENOTFOUND) {
+      char show[80];
+      rc = strata_err(res[i].rc, "keys[%zu] (%s): %s", i, v_show(show, sizeof show, &r->keys[i]),
+                      strata_strerror(res[i].rc));
+      goto out;
+    }
+    strata__v1__key_value__init(&kv[i]);
+    kv[i].key = r->keys[i];
+    kv[i].found = res[i].rc == 0;
+    kv[i].value = (ProtobufCBinaryData){res[i].value.len, res[i].value.p};
+    ptrs[i] = &kv[i];
+  }
+  Strata__V1__Version v;
+  version_of(&v, sn);
+  Strata__V1__BatchGetResponse resp = STRATA__V1__BATCH_GET_RESPONSE__INIT;
+  resp.n_entries = n;
+  resp.entries = ptrs;
+  resp.version = &v;
+  rpc_call_reply(call, &resp.base);
+out:
+  if (rc) srv__fail(call, rc);
+  for (size_t i = 0; res && i < n; i++) strata_buf_free(&res[i].value);
+  free(keys);
+  free(res);
+  free(kv);
+  free(ptrs);
+  st_snap_release(sn);
+}
+
+/* --- List (stream) ------------------------------------------------------------------ */
+
+typedef struct list_state {
+  st_snap *sn;
+  strata_buf start;      /* next key to list, inclusive */
+  strata_buf end;        /* exclusive bound when has_end */
+  int has_end;
+  int keys_only;
+  uint64_t left;         /* entries still allowed; UINT64_MAX = no limit */
+  int done;
+} list_state;
+
+static void list_free(void *p) {
+  list_state *st = p;
+  if (st->sn) st_snap_release(st->sn);
+  strata_buf_free(&st->start);
+  strata_buf_free(&st->end);
+  free(st);
+}
+
+/* Sets st's range to [start, end) ∩ [prefix, prefix_end). */
+static int list_range(list_state *st, const Strata__V1__ListRequest *r) {
+  int rc = 0;
+  const ProtobufCBinaryData *lo = &r->start;
+  if (r->prefix.len && cmp_bytes(r->prefix.data, r->prefix.len, lo->data, lo->len) > 0) lo = &r->prefix;
+  if ((rc = strata_buf_append(&st->start, lo->data, lo->len))) return rc;
+  if (r->end.len) {
+    st->has_end = 1;
+    rc = strata_buf_append(&st->end, r->end.data, r->end.len);
+  }
+  if (!rc && r->prefix.len) {
+    st_range pr;
+    strata_buf pend = STRATA_BUF_INIT;
+    rc = st_prefix_range(r->prefix.data, r->prefix.len, &pr, &pend);
+    if (!rc && pr.has_end &&
+        (!st->has_end || cmp_bytes(pr.end, pr.end_len, st->end.p, st->end.len) < 0)) {
+      st->end.len = 0;
+      st->has_end = 1;
+      rc = strata_buf_append(&st->end, pr.end, pr.end_len);
+    }
+    strata_buf_free(&pend);
+  }
+  if (!rc && st->has_end && cmp_bytes(st->start.p, st->start.len, st->end.p, st->end.len) >= 0)
+    st->done = 1; /* empty intersection */
+  return rc;
+}
+
+static void list_next(rpc_call *call, void *p) {
+  list_state *st = p;
+  if (rpc_call_stopping(call)) return rpc_call_fail(call, rpc_call_stop_reason(call), "Kv.List stopped");
+  if (st->done || st->left == 0) return rpc_stream_end(call);
+  st_range rg = {st->start.p, st->start.len, st->has_end ? st->end.p : NULL, st->end.len,
+                 st->has_end, st->keys_only};
+  size_t want = st->left < LIST_MAX_ENTRIES ? (size_t)st->left : LIST_MAX_ENTRIES;
+  st_list_result res;
+  memset(&res, 0, sizeof res);
+  int rc = st_list(st->sn, &rg, want, &res);
+  if (rc) return srv__fail(call, rc);
+  /* Keep each message near LIST_MAX_BYTES: take a prefix of the page. */
+  size_t k = 0, bytes = 0;
+  while (k < res.n && (k == 0 || bytes + res.items[k].klen + res.items[k].vlen < LIST_MAX_BYTES)) {
+    bytes += res.items[k].klen + res.items[k].vlen + 8;
+    k++;
+  }
+  Strata__V1__KeyValue *kv = calloc(k ? k : 1, sizeof *kv);
+  Strata__V1__KeyValue **ptrs = calloc(k ? k : 1, sizeof *ptrs);
+  if (!kv || !ptrs) {
+    rc = strata_err(STRATA_ENOMEM, "Kv.List: out of memory");
+    goto out;
+  }
+  for (size_t i = 0; i < k; i++) {
+    strata__v1__key_value__init(&kv[i]);
+    kv[i].key = (ProtobufCBinaryData){res.items[i].klen, res.items[i].key};
+    kv[i].found = 1;
+    kv[i].value = (ProtobufCBinaryData){res.items[i].vlen, res.items[i].value};
+    ptrs[i] = &kv[i];
+  }
+  /* Where the next message starts. */
+  st->start.len = 0;
+  if (k < res.n) {
+    rc = strata_buf_append(&st->start, res.items[k].key, res.items[k].klen);
+  } else if (res.more) {
+    rc = strata_buf_append(&st->start, res.next.p, res.next.len);
+  } else {
+    st->done = 1;
+  }
+  if (st->left != UINT64_MAX) st->left -= k;
+  if (!rc && k) {
+    Strata__V1__Version v;
+    version_of(&v, st->sn);
+    Strata__V1__ListResponse resp = STRATA__V1__LIST_RESPONSE__INIT;
+    resp.n_entries = k;
+    resp.entries = ptrs;
+    resp.version = &v;
+    rc = rpc_stream_send(call, &resp.base);
+  }
+out:
+  free(kv);
+  free(ptrs);
+  st_list_result_free(&res);
+  if (rc) return srv__fail(call, rc);
+  if (!k) rpc_call_wake(call); /* nothing sent: go on to the end */
+}
+
+static void h_list(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
+  srv *s = ctx;
+  const Strata__V1__ListRequest *r = (const void *)m;
+  int rc = check_list(r);
+  if (rc) return srv__fail(call, rc);
+  list_state *st = calloc(1, sizeof *st);
+  if (!st) return rpc_call_fail(call, STRATA_ENOMEM, "Kv.List: out of memory");
+  st->keys_only = r->keys_only;
+  st->left = r->limit ? r->limit : UINT64_MAX;
+  if ((rc = srv__snap_at(s, "pin", r->pin, &st->sn)) || (rc = list_range(st, r))) {
+    list_free(st);
+    return srv__fail(call, rc);
+  }
+  rpc_stream_begin(call, list_next, st, list_free);
+}
+
+/* --- Commit --------------------------------------------------------------------------- */
+
+typedef struct commit_ctx {
+  srv *s;
+  rpc_call *call;
+  const Strata__V1__CommitRequest *req; /* owned by the call, alive until it ends */
+  lk_fence fence;
+  lk_row *rows;
+} commit_ctx;
+
+static const char *cond_name(int kind) {
+  switch (kind) {
+  case ST_COND_ABSENT: return "KIND_ABSENT";
+  case ST_COND_UNCHANGED_SINCE: return "KIND_UNCHANGED_SINCE";
+  case ST_COND_HASH: return "KIND_VALUE_HASH";
+  default: return "condition";
+  }
+}
+
+/* The store's completion callback, on the committer thread: answers the call. */
+static void commit_done(void *arg, const st_result *res) {
+  commit_ctx *c = arg;
+  const Strata__V1__CommitRequest *r = c->req;
+  if (res->rc == 0) {
+    Strata__V1__Version v = STRATA__V1__VERSION__INIT;
+    v.generation = res->generation;
+    v.commit_time_ns = (int64_t)res->commit_time;
+    Strata__V1__CommitResponse resp = STRATA__V1__COMMIT_RESPONSE__INIT;
+    resp.version = &v;
+    rpc_call_reply(c->call, &resp.base);
+    srv__watch_notify(c->s);
+  } else if (res->rc == STRATA_ECONDITION) {
+    /* Name the condition by its index in the request. */
+    size_t idx = 0;
+    for (size_t i = 0; i < r->n_conditions; i++) {
+      const Strata__V1__Condition *k = r->conditions[i];
+      if ((int)k->kind == res->failed_condition && k->key.len == res->failed_key_len &&
+          (!k->key.len || memcmp(k->key.data, res->failed_key, k->key.len) == 0)) {
+        idx = i;
+        break;
+      }
+    }
+    char show[80];
+    ProtobufCBinaryData key = {res->failed_key_len, (uint8_t *)res->failed_key};
+    rpc_call_fail(c->call, STRATA_ECONDITION, "conditions[%zu] (%s on key %s) failed: %s", idx,
+                  cond_name(res->failed_condition), v_show(show, sizeof show, &key), res->message);
+  } else if (res->rc == STRATA_EFENCED) {
+    rpc_call_fail(c->call, STRATA_EFENCED, "fence: %s", res->message);
+  } else {
+    rpc_call_fail(c->call, res->rc, "commit failed: %s", res->message);
+  }
+  free(c->rows);
+  free(c);
+}
+
+/* Adds the request's writes and conditions to t. */
+static int commit_build(st_txn *t, const Strata__V1__CommitRequest *r) {
+  int rc = 0;
+  /* The values are borrowed: the request lives until commit_done has answered. */
+  for (size_t i = 0; !rc && i < r->n_puts; i++)
+    rc = st_txn_put_borrowed(t, r->puts[i]->key.data, r->puts[i]->key.len, r->puts[i]->value.data,
+                             r->puts[i]->value.len);
+  for (size_t i = 0; !rc && i < r->n_deletes; i++)
+    rc = st_txn_delete(t, r->deletes[i].data, r->deletes[i].len);
+  for (size_t i = 0; !rc && i < r->n_conditions; i++) {
+    const Strata__V1__Condition *k = r->conditions[i];
+    switch (k->kind) {
+    case STRATA__V1__CONDITION__KIND__KIND_ABSENT:
+      rc = st_txn_require_absent(t, k->key.data, k->key.len);
+      break;
+    case STRATA__V1__CONDITION__KIND__KIND_UNCHANGED_SINCE:
+      rc = st_txn_require_unchanged(t, k->key.data, k->key.len, k->generation);
+      break;
+    default:
+      rc = st_txn_require_hash(t, k->key.data, k->key.len, k->value_hash.data);
+      break;
+    }
+  }
+  return rc;
+}
+
+static void h_commit(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
+  srv *s = ctx;
+  const Strata__V1__CommitRequest *r = (const void *)m;
+  int rc = check_commit(r);
+  if (rc) return srv__fail(call, rc);
+  commit_ctx *c = calloc(1, sizeof *c);
+  if (!c) return rpc_call_fail(call, STRATA_ENOMEM, "Kv.Commit: out of memory");
+  *c = (commit_ctx){.s = s, .call = call, .req = r};
+  st_txn *t = NULL;
+  if ((rc = st_txn_begin(s->db, &t)) || (rc = commit_build(t, r))) goto fail;
+  if (r->fence) {
+    c->rows = malloc(r->fence->n_rows * sizeof *c->rows);
+    if (!c->rows) {
+      rc = strata_err(STRATA_ENOMEM, "Kv.Commit: out of memory");
+      goto fail;
+    }
+    for (size_t i = 0; i < r->fence->n_rows; i++)
+      c->rows[i] = (lk_row){r->fence->rows[i].data, r->fence->rows[i].len};
+    c->fence = (lk_fence){s->lk, r->fence->op_id, c->rows, r->fence->n_rows};
+    st_txn_set_fence(t, lk_fence_check, &c->fence);
+  }
+  if ((rc = st_txn_submit(t, commit_done, c))) {
+    t = NULL; /* ownership passed even on failure */
+    goto fail;
+  }
+  return; /* commit_done answers */
+fail:
+  if (t) st_txn_abort(t);
+  free(c->rows);
+  free(c);
+  srv__fail(call, rc);
+}
+
+/* --- Versions (stream) ------------------------------------------------------------------ */
+
+typedef struct versions_state {
+  srv *s;
+  uint64_t lo, hi;  /* remaining range, inclusive; lo > hi = done */
+  uint64_t left;    /* versions still allowed */
+  int desc;
+} versions_state;
+
+static void versions_next(rpc_call *call, void *p) {
+  versions_state *st = p;
+  if (rpc_call_stopping(call)) return rpc_call_fail(call, rpc_call_stop_reason(call), "Kv.Versions stopped");
+  if (st->lo > st->hi || st->left == 0) return rpc_stream_end(call);
+  uint64_t from = st->lo;
+  if (st->desc && st->hi - st->lo >= VERSIONS_PAGE) from = st->hi - (VERSIONS_PAGE - 1);
+  st_version_info *vs = NULL;
+  size_t n = 0;
+  int rc = st_versions(st->s->db, from, VERSIONS_PAGE, &vs, &n);
+  if (rc) return srv__fail(call, rc);
+  while (n && vs[n - 1].generation > st->hi) n--; /* clip to the range */
+  size_t k = n < st->left ? n : (size_t)st->left;
+  Strata__V1__Version *v = calloc(k ? k : 1, sizeof *v);
+  Strata__V1__Version **ptrs = calloc(k ? k : 1, sizeof *ptrs);
+  if (!v || !ptrs) {
+    rc = strata_err(STRATA_ENOMEM, "Kv.Versions: out of memory");
+  } else {
+    for (size_t i = 0; i < k; i++) {
+      const st_version_info *vi = st->desc ? &vs[n - 1 - i] : &vs[i];
+      strata__v1__version__init(&v[i]);
+      v[i].generation = vi->generation;
+      v[i].commit_time_ns = (int64_t)vi->commit_time;
+      ptrs[i] = &v[i];
+    }
+    if (k) {
+      Strata__V1__VersionsResponse resp = STRATA__V1__VERSIONS_RESPONSE__INIT;
+      resp.n_versions = k;
+      resp.versions = ptrs;
+      rc = rpc_stream_send(call, &resp.base);
+    }
+  }
+  /* Advance past what this page covered. */
+  if (st->desc) {
+    if (from <= st->lo) st->lo = st->hi + 1; /* that was the last page */
+    else st->hi = from - 1;
+  } else if (k == 0) {
+    st->lo = st->hi + 1; /* nothing at or after lo */
+  } else {
+    st->lo = vs[k - 1].generation + 1;
+  }
+  st->left -= k;
+  free(v);
+  free(ptrs);
+  free(vs);
+  if (rc) return srv__fail(call, rc);
+  if (!k) rpc_call_wake(call);
+}
+
+static void h_versions(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
+  srv *s = ctx;
+  const Strata__V1__VersionsRequest *r = (const void *)m;
+  uint64_t latest;
+  int rc = check_versions(r);
+  if (!rc) rc = srv__latest_generation(s, &latest);
+  if (rc) return srv__fail(call, rc);
+  versions_state *st = calloc(1, sizeof *st);
+  if (!st) return rpc_call_fail(call, STRATA_ENOMEM, "Kv.Versions: out of memory");
+  st->s = s;
+  st->lo = r->start_generation ? r->start_generation : 1;
+  st->hi = r->end_generation && r->end_generation < latest ? r->end_generation : latest;
+  st->left = r->limit ? r->limit : UINT64_MAX;
+  st->desc = r->descending;
+  rpc_stream_begin(call, versions_next, st, free);
 }
 
 void srv__kv_bind(srv *s, rpc_handler *h) {
@@ -119,5 +520,4 @@ void srv__kv_bind(srv *s, rpc_handler *h) {
   h[RPC_M_kv_list] = (rpc_handler){h_list, s, NULL};
   h[RPC_M_kv_commit] = (rpc_handler){h_commit, s, NULL};
   h[RPC_M_kv_versions] = (rpc_handler){h_versions, s, NULL};
-  h[RPC_M_kv_watch] = (rpc_handler){h_watch, s, NULL};
 }

@@ -341,7 +341,9 @@ static void h_list(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
                                           ? LK_INDEFINITE
                                           : LK_TEMPORAL)
                         : 0;
-  st->f.prefix = r->prefix.len ? r->prefix.data : NULL; /* the request outlives the stream */
+  /* The request outlives the stream. Never NULL: locks/list.c memcpy's it even when empty. */
+  static const uint8_t no_prefix[1];
+  st->f.prefix = r->prefix.len ? r->prefix.data : no_prefix;
   st->f.prefix_len = r->prefix.len;
   st->f.include_expired = r->expired_only;
   st->expired_only = r->expired_only;

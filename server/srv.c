@@ -55,21 +55,30 @@ int64_t srv__ms_to_ns(uint64_t ms) {
   return ms > (uint64_t)(INT64_MAX / 1000000) ? INT64_MAX : (int64_t)ms * 1000000;
 }
 
-/* Opens the engines under data_dir: locks/ (RocksDB). */
+/* Opens the engines under data_dir: kv/ (the OCDBT store) and locks/ (RocksDB). */
 static int open_engines(srv *s) {
   char path[4096];
+  snprintf(path, sizeof path, "%s/kv", s->data_dir);
+  if (mkdir(path, 0755) != 0 && errno != EEXIST)
+    return strata_err(errno, "cannot create %s: %s", path, strerror(errno));
+  st_options so = {.create = 1};
+  int rc = st_open(path, &so, &s->db);
+  if (rc) return strata_err_wrap(rc, "store in %s", path);
   snprintf(path, sizeof path, "%s/locks", s->data_dir);
   lk_options lo;
   lk_options_init(&lo);
   lo.path = path;
-  int rc = lk_open(&lo, &s->lk);
+  rc = lk_open(&lo, &s->lk);
   if (rc) return strata_err_wrap(rc, "lock manager in %s", path);
   return srv_pool_start(16, &s->pool);
 }
 
 static void srv_free(srv *s) {
   srv_pool_stop(s->pool);
+  if (s->db) st_close(s->db); /* after the calls: every acknowledged commit is durable */
   if (s->lk) lk_close(s->lk);
+  pthread_mutex_destroy(&s->wmu);
+  free(s->watchers);
   if (s->lock_fd >= 0) close(s->lock_fd); /* releases the flock */
   free(s->data_dir);
   free(s->listen);
@@ -82,6 +91,7 @@ int srv_open(const srv_opts *o, srv **out) {
   if (!s) return strata_err(STRATA_ENOMEM, "out of memory");
   s->o = *o;
   s->lock_fd = -1;
+  pthread_mutex_init(&s->wmu, NULL);
   s->data_dir = strdup(o->data_dir ? o->data_dir : SRV_DEFAULT_DATA_DIR);
   s->listen = strdup(o->listen ? o->listen : SRV_DEFAULT_LISTEN);
   if (!s->data_dir || !s->listen) {
@@ -109,13 +119,16 @@ int srv_open(const srv_opts *o, srv **out) {
   srv__kv_bind(s, ro.handlers);
   srv__locks_bind(s, ro.handlers);
   srv__ops_bind(s, ro.handlers);
+  srv__watch_bind(s, ro.handlers);
   rc = rpc_server_start(&ro, &s->rpc);
   if (rc) {
     srv_free(s);
     return rc;
   }
-  srv_log(SRV_LOG_INFO, "event=listening addr=%s port=%d data_dir=%s store=%s locks=on",
-          s->listen, rpc_server_port(s->rpc), s->data_dir, s->store ? "on" : "unavailable");
+  uint64_t gen = 0;
+  srv__latest_generation(s, &gen);
+  srv_log(SRV_LOG_INFO, "event=listening addr=%s port=%d data_dir=%s generation=%llu",
+          s->listen, rpc_server_port(s->rpc), s->data_dir, (unsigned long long)gen);
   *out = s;
   return 0;
 }

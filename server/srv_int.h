@@ -6,7 +6,10 @@
 #ifndef STRATA_SERVER_SRV_INT_H
 #define STRATA_SERVER_SRV_INT_H
 
+#include <pthread.h>
+
 #include "locks/lock.h"
+#include "storage/store.h"
 #include "rpc/server.h"
 #include "server/pool.h"
 #include "server/srv.h"
@@ -18,13 +21,16 @@ struct srv {
   int lock_fd;      /* flock(LOCK_EX) on data_dir/server.lock, held for the life of srv */
   rpc_server *rpc;
   srv_pool *pool;    /* blocking calls: waiting Locks.Acquire */
-  /* Engines. The store is NULL until storage/store.h lands in the build. */
-  void *store;
+  /* Engines. */
+  st_db *db;        /* the versioned store: data_dir/kv */
   lk_manager *lk;   /* locks, op log, id counters: data_dir/locks */
+  /* Live Kv.Watch streams, woken after every successful commit (h_watch.c). */
+  pthread_mutex_t wmu;
+  rpc_call **watchers;
+  size_t nwatch, capwatch;
 };
 
-/* The latest committed generation (0 for an empty store). STRATA_EUNSUPPORTED
- * with a message when the store engine is not in this build. */
+/* The latest committed generation (0 for an empty store). */
 int srv__latest_generation(srv *s, uint64_t *gen);
 
 /* Milliseconds -> nanoseconds, saturating. */
@@ -36,6 +42,14 @@ void srv__admin_bind(srv *s, rpc_handler *h);
 void srv__kv_bind(srv *s, rpc_handler *h);
 void srv__locks_bind(srv *s, rpc_handler *h);
 void srv__ops_bind(srv *s, rpc_handler *h);
+void srv__watch_bind(srv *s, rpc_handler *h);
+
+/* Wakes every Watch stream; called after each successful commit. */
+void srv__watch_notify(srv *s);
+
+/* Resolves a version pin (NULL = latest) to a snapshot the caller releases.
+ * NOT_FOUND / OUT_OF_RANGE / INVALID name `field`. */
+int srv__snap_at(srv *s, const char *field, const Strata__V1__VersionPin *pin, st_snap **out);
 
 /* Ends `call` with rc and this thread's strata_errmsg(). */
 void srv__fail(rpc_call *call, int rc);

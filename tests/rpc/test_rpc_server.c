@@ -43,6 +43,16 @@ void t_expect_err(int rc, int want, const char *substr) {
              rc, strata_errname(want), strata_errmsg(), substr ? substr : "");
 }
 
+int srv_latest(uint64_t *gen) {
+  Strata__V1__StatsRequest req = STRATA__V1__STATS_REQUEST__INIT;
+  Strata__V1__StatsResponse *r;
+  int rc = rpc_admin_stats(C, NULL, &req, &r);
+  if (rc) return rc;
+  *gen = r->latest ? r->latest->generation : 0;
+  rpc_free(r);
+  return 0;
+}
+
 static int group_setup(void **state) {
   (void)state;
   if (harness_start(&H, server_bin, NULL, NULL)) return -1;

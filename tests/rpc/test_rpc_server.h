@@ -14,6 +14,8 @@ int64_t t_now_ms(void);
 ProtobufCBinaryData t_bytes(const char *s);
 /* Fails the test unless rc == want and strata_errmsg() contains substr. */
 void t_expect_err(int rc, int want, const char *substr);
+/* The server's latest generation, from Admin.Stats. */
+int srv_latest(uint64_t *gen);
 
 #define T_DECL(name) void name(void **state);
 
@@ -24,7 +26,16 @@ void t_expect_err(int rc, int want, const char *substr);
   X(test_locks_wait_bounded_by_deadline)                      \
   X(test_locks_renew_check_list_privileged_release)
 #define T_OPS_LIST(X) X(test_ops_allocate_ids_disjoint_under_concurrency) X(test_ops_get_missing_and_list_stuck)
-#define T_KV_LIST(X) X(test_kv_calls_without_store)
+#define T_KV_LIST(X)                           \
+  X(test_kv_commit_get_pins_batch_get)         \
+  X(test_kv_list_ranges_limits_and_paging)     \
+  X(test_kv_versions)                          \
+  X(test_kv_conditions_fail_naming_the_condition) \
+  X(test_kv_fenced_commit)                     \
+  X(test_ops_create_records_start_generation)  \
+  X(test_kv_watch_replay_live_and_resume)      \
+  X(test_kv_watch_deadline_and_cancel)         \
+  X(test_kv_concurrent_committers)
 
 T_VALIDATION_LIST(T_DECL)
 T_LOCKS_LIST(T_DECL)
