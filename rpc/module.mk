@@ -37,10 +37,11 @@ $(RPC_LIB): $(RPC_OBJS) $(RPC_GEN_OBJS)
 -include $(RPC_OBJS:.o=.d) $(RPC_GEN_OBJS:.o=.d)
 
 # --- tests (tiers rpc-integration, rpc-asan, rpc-python) ------------------------
-RPC_TEST_BINS := $(O)/tests/rpc/test_rpc_core $(O)/tests/rpc/test_rpc_server
+RPC_TEST_BINS := $(O)/tests/rpc/test_rpc_core $(O)/tests/rpc/test_rpc_server \
+	$(O)/tests/rpc/test_shutdown_load
 RPC_TEST_OBJS := $(O)/tests/rpc/test_rpc_core.o $(O)/tests/rpc/test_rpc_server.o \
 	$(O)/tests/rpc/srv_harness.o $(O)/tests/rpc/t_validation.o $(O)/tests/rpc/t_locks.o \
-	$(O)/tests/rpc/t_ops.o $(O)/tests/rpc/t_kv.o
+	$(O)/tests/rpc/t_ops.o $(O)/tests/rpc/t_kv.o $(O)/tests/rpc/test_shutdown_load.o
 $(RPC_TEST_OBJS): | $(RPC_GEN_H)
 -include $(RPC_TEST_OBJS:.o=.d)
 
@@ -50,6 +51,10 @@ $(O)/tests/rpc/test_rpc_core: $(O)/tests/rpc/test_rpc_core.o $(RPC_LIB) $(O)/lib
 $(O)/tests/rpc/test_rpc_server: $(O)/tests/rpc/test_rpc_server.o $(O)/tests/rpc/srv_harness.o \
 		$(O)/tests/rpc/t_validation.o $(O)/tests/rpc/t_locks.o $(O)/tests/rpc/t_ops.o \
 		$(O)/tests/rpc/t_kv.o $(O)/libsrv.a $(RPC_LIB) $(O)/libstrata.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ -lcmocka $(RPC_LDLIBS) $(LDLIBS)
+
+$(O)/tests/rpc/test_shutdown_load: $(O)/tests/rpc/test_shutdown_load.o $(O)/tests/rpc/srv_harness.o \
+		$(O)/libsrv.a $(RPC_LIB) $(O)/libstrata.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ -lcmocka $(RPC_LDLIBS) $(LDLIBS)
 
 .PHONY: rpc-test-bins
@@ -63,7 +68,8 @@ test-rpc-integration:
 	@$(MAKE) --no-print-directory VARIANT=release rpc-test-bins
 	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server \
 	  sh tests/run-tier.sh rpc-integration $(TEST_RESULTS) \
-	  $(BUILD)/release/tests/rpc/test_rpc_core $(BUILD)/release/tests/rpc/test_rpc_server
+	  $(BUILD)/release/tests/rpc/test_rpc_core $(BUILD)/release/tests/rpc/test_rpc_server \
+	  $(BUILD)/release/tests/rpc/test_shutdown_load
 
 # The same binaries and the server under ASan + UBSan; leaks are reported too.
 test-rpc-asan:
@@ -71,7 +77,8 @@ test-rpc-asan:
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 	  STRATA_SERVER_BIN=$(BUILD)/asan/server/strata-server \
 	  sh tests/run-tier.sh rpc-asan $(TEST_RESULTS) \
-	  $(BUILD)/asan/tests/rpc/test_rpc_core $(BUILD)/asan/tests/rpc/test_rpc_server
+	  $(BUILD)/asan/tests/rpc/test_rpc_core $(BUILD)/asan/tests/rpc/test_rpc_server \
+	  $(BUILD)/asan/tests/rpc/test_shutdown_load
 
 # Debian's python3-grpcio against strata-server; messages generated at test time.
 test-rpc-python:

@@ -77,6 +77,7 @@ int harness_start(harness *h, const char *bin, const char *dir, const char *cons
   }
   h->process = 1;
   snprintf(h->log, sizeof h->log, "%s.log", h->dir);
+  unlink(h->log); /* a restart must not read the previous run's "event=ready" */
   const char *argv[32];
   int n = 0;
   argv[n++] = bin;

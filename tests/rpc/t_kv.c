@@ -41,6 +41,8 @@ static int commit(const char *const *kvs, const char *const *dels, uint64_t *gen
   if (!rc) {
     if (gen) *gen = r->version->generation;
     rpc_free(r);
+  } else {
+    fprintf(stderr, "commit failed: %s: %s\n", strata_errname(rc), strata_errmsg());
   }
   return rc;
 }
@@ -164,7 +166,8 @@ void test_kv_list_ranges_limits_and_paging(void **state) {
     q.n_puts = 100;
     q.puts = pp;
     Strata__V1__CommitResponse *r;
-    assert_int_equal(rpc_kv_commit(C, NULL, &q, &r), 0);
+    int rc = rpc_kv_commit(C, NULL, &q, &r);
+    if (rc) fail_msg("commit %d: %s: %s", c, strata_errname(rc), strata_errmsg());
     rpc_free(r);
   }
   static char keys[3000][32];

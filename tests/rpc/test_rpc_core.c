@@ -106,11 +106,7 @@ static void *committer(void *arg) {
 typedef struct count_state {
   uint64_t next, end;
 } count_state;
-static atomic_int streams_freed;
-static void count_free(void *p) {
-  free(p);
-  atomic_fetch_add(&streams_freed, 1);
-}
+static void count_free(void *p) { free(p); }
 static void count_next(rpc_call *call, void *p) {
   count_state *st = p;
   if (rpc_call_stopping(call)) {
@@ -151,12 +147,17 @@ static void watch_next(rpc_call *call, void *p) {
     rpc_stream_send(call, &resp.base);
   }
 }
+static atomic_int watches_freed;
+static void watch_free(void *p) {
+  free(p);
+  atomic_fetch_add(&watches_freed, 1);
+}
 static void h_watch(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   (void)m;
   (void)ctx;
   count_state *st = calloc(1, sizeof *st);
   st->next = 1;
-  rpc_stream_begin(call, watch_next, st, count_free);
+  rpc_stream_begin(call, watch_next, st, watch_free);
 }
 
 static pthread_t committer_thread;
@@ -270,7 +271,7 @@ static void test_stream_delivers_every_message_in_order(void **state) {
 
 static void test_stream_cancel_stops_waiting_handler(void **state) {
   (void)state;
-  int freed = atomic_load(&streams_freed);
+  int freed = atomic_load(&watches_freed);
   Strata__V1__WatchRequest req = STRATA__V1__WATCH_REQUEST__INIT;
   rpc_callopts co = {.timeout_ms = -1};
   rpc_cstream *st;
@@ -282,8 +283,8 @@ static void test_stream_cancel_stops_waiting_handler(void **state) {
   assert_int_equal(rpc_kv_watch_next(st, &m), STRATA_ECANCELLED);
   rpc_cstream_close(st);
   /* The server noticed: the stream's state was freed without any wake. */
-  for (int i = 0; i < 400 && atomic_load(&streams_freed) == freed; i++) usleep(5000);
-  assert_int_equal(atomic_load(&streams_freed), freed + 1);
+  for (int i = 0; i < 400 && atomic_load(&watches_freed) == freed; i++) usleep(5000);
+  assert_int_equal(atomic_load(&watches_freed), freed + 1);
 }
 
 static void test_stream_deadline_ends_waiting_stream(void **state) {
