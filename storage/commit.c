@@ -474,6 +474,128 @@ static uint64_t now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* One fsync, possibly on a helper thread; the error message is carried
+ * back because strata_errmsg() is per thread. */
+typedef struct syncjob {
+  bs_store *s;
+  bs_file *f;      /* NULL: the data directory */
+  int rc;
+  char msg[400];
+  pthread_t th;
+  int threaded;
+} syncjob;
+
+static void *sync_main(void *p) {
+  syncjob *j = p;
+  j->rc = j->f ? bs_fsync(j->f) : bs_sync_dir(j->s, ST_DATA_DIR);
+  if (j->rc) snprintf(j->msg, sizeof j->msg, "%s", strata_errmsg());
+  return NULL;
+}
+
+/* fsyncs the data file, the data directory (when the file is new) and the
+ * temp manifest at once. */
+static int sync_all(st_db *db, bs_file *data, int dir, bs_file *man) {
+  syncjob j[3] = {{db->base, data, 0, "", 0, 0}, {db->base, NULL, 0, "", 0, 0}, {db->base, man, 0, "", 0, 0}};
+  for (int i = 0; i < 2; i++)
+    j[i].threaded = (i == 0 || dir) && pthread_create(&j[i].th, NULL, sync_main, &j[i]) == 0;
+  for (int i = 0; i < 3; i++)
+    if (i == 2 || (!j[i].threaded && (i == 0 || dir))) sync_main(&j[i]);
+  for (int i = 0; i < 2; i++)
+    if (j[i].threaded) pthread_join(j[i].th, NULL);
+  for (int i = 0; i < 3; i++)
+    if (j[i].rc) return strata_err(j[i].rc, "%s", j[i].msg);
+  return 0;
+}
+
+/* --- the preparer ----------------------------------------------------------- */
+
+static void prep_discard(st_db *db, struct st_prepared *p) {
+  bs_close(p->df);
+  bs_close(p->tf);
+  bs_remove(db->base, p->path);
+  bs_remove(db->base, p->tmp);
+  memset(p, 0, sizeof *p);
+}
+
+/* Hands the committer the files prepared for gen (1), or 0 when there are
+ * none; either way asks the preparer for the next generation's. */
+static int take_prepared(st_db *db, uint64_t gen, char *path, char *tmp, bs_file **df, bs_file **tf) {
+  int got = 0;
+  pthread_mutex_lock(&db->mu);
+  if (db->prepare && db->prep.ready && db->prep.gen == gen) {
+    memcpy(path, db->prep.path, sizeof db->prep.path);
+    memcpy(tmp, db->prep.tmp, sizeof db->prep.tmp);
+    *df = db->prep.df;
+    *tf = db->prep.tf;
+    memset(&db->prep, 0, sizeof db->prep);
+    db->prep_hits++;
+    got = 1;
+  }
+  if (db->prepare) {
+    db->prep_want = gen + 1;
+    pthread_cond_signal(&db->prep_cv);
+  }
+  pthread_mutex_unlock(&db->mu);
+  return got;
+}
+
+/* Creates both files for generation g and makes their names durable. Any
+ * failure just leaves the commit to create them itself. */
+static int prep_make(st_db *db, uint64_t g, struct st_prepared *p) {
+  memset(p, 0, sizeof *p);
+  p->gen = g;
+  uint64_t rnd = now_ns() * 0x9e3779b97f4a7c15ull ^ (g << 17);
+  snprintf(p->path, sizeof p->path, ST_DATA_DIR "/%016llx%016llx", (unsigned long long)g, (unsigned long long)rnd);
+  /* Its own temp name: the committer may be creating "tmp.manifest.<g>"
+   * itself right now when this preparation came too late. */
+  snprintf(p->tmp, sizeof p->tmp, "tmp.p.manifest.%016llx", (unsigned long long)g);
+  int rc;
+  /* Only the data file's directory entry must be durable before a manifest
+   * names it; the files' contents are fsynced by the commit, and the temp
+   * manifest's name never matters (the rename's directory fsync covers it). */
+  if ((rc = bs_create(db->base, p->path, &p->df)) || (rc = bs_create(db->base, p->tmp, &p->tf)) ||
+      (rc = bs_sync_dir(db->base, ST_DATA_DIR))) {
+    prep_discard(db, p);
+    return rc;
+  }
+  p->ready = 1;
+  return 0;
+}
+
+static void *preparer(void *arg) {
+  st_db *db = arg;
+  pthread_mutex_lock(&db->mu);
+  for (;;) {
+    while (!db->closing && (db->prep_want == 0 || (db->prep.ready && db->prep.gen == db->prep_want)))
+      pthread_cond_wait(&db->prep_cv, &db->mu);
+    if (db->closing) break;
+    uint64_t g = db->prep_want;
+    struct st_prepared old = db->prep;
+    memset(&db->prep, 0, sizeof db->prep);
+    pthread_mutex_unlock(&db->mu);
+    if (old.ready) prep_discard(db, &old);
+    struct st_prepared p;
+    int rc = prep_make(db, g, &p);
+    pthread_mutex_lock(&db->mu);
+    if (!rc) {
+      if (db->prep.ready) { /* cannot happen: only this thread fills the slot */
+        pthread_mutex_unlock(&db->mu);
+        prep_discard(db, &p);
+        pthread_mutex_lock(&db->mu);
+      } else {
+        db->prep = p;
+      }
+    } else if (db->prep_want == g) {
+      db->prep_want = 0; /* wait for the committer to ask again */
+    }
+  }
+  struct st_prepared left = db->prep;
+  memset(&db->prep, 0, sizeof db->prep);
+  pthread_mutex_unlock(&db->mu);
+  if (left.ready) prep_discard(db, &left);
+  return NULL;
+}
+
 static int cmp_change(const void *a, const void *b) {
   const gchange *x = a, *y = b;
   size_t n = x->klen < y->klen ? x->klen : y->klen;
@@ -490,14 +612,28 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
   st_mut *muts = NULL;
   strata_buf man = STRATA_BUF_INIT;
   char path[64], mpath[64], tmp[64];
-  int rc, published = 0, have_ms = 0;
+  int rc, published = 0, have_ms = 0, have_tmp = 0;
+  bs_file *mf = NULL;
   uint64_t gen = latest->generation + 1;
   uint64_t rnd = now_ns() * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&w;
   snprintf(path, sizeof path, ST_DATA_DIR "/%016llx%016llx", (unsigned long long)gen,
            (unsigned long long)rnd);
+  if (db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED) {
+    snprintf(mpath, sizeof mpath, "manifest.%016llx", (unsigned long long)gen);
+    snprintf(tmp, sizeof tmp, "tmp.manifest.%016llx", (unsigned long long)gen);
+  } else {
+    snprintf(mpath, sizeof mpath, ST_MANIFEST);
+    snprintf(tmp, sizeof tmp, "tmp.manifest.ocdbt");
+  }
 
-  /* 1. The data file: header, out-of-line values, B+tree nodes, version nodes. */
-  if ((rc = bs_create(db->base, path, &w.f))) goto fail;
+  /* 1. The data file: header, out-of-line values, B+tree nodes, version
+   * nodes; pre-created by the preparer when it was quick enough. */
+  int prepared = take_prepared(db, gen, path, tmp, &w.f, &mf);
+  if (prepared) {
+    have_tmp = 1;
+  } else if ((rc = bs_create(db->base, path, &w.f))) {
+    goto fail;
+  }
   if ((rc = ft__intern(db, path, strlen(path), 2, &w.file_id))) goto fail;
   if ((rc = wr__append(&w, ST_DATA_MAGIC, ST_DATA_MAGIC_LEN, NULL))) goto fail;
   if (g->n) qsort(g->ch, g->n, sizeof *g->ch, cmp_change);
@@ -536,32 +672,38 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
   if ((rc = vt__add(db, &w, &db->ms, nv, nms))) goto fail;
   have_ms = 1;
 
-  /* 2. Durable data before any manifest names it. */
-  if ((rc = wr__flush(&w)) || (rc = bs_fsync(w.f))) goto fail;
+  /* 2. Write the temp manifest, then make the data file, its directory
+   * entry and the temp manifest durable together: three fsyncs in parallel
+   * (one journal commit on most filesystems), all before the rename. */
+  if ((rc = wr__flush(&w))) goto fail;
+  if ((rc = vt__encode_manifest(db, nms, &man))) goto fail;
+  if (!prepared) {
+    rc = bs_create(db->base, tmp, &mf);
+    if (rc == STRATA_EEXISTS && bs_remove(db->base, tmp) == 0) rc = bs_create(db->base, tmp, &mf);
+    if (rc) goto fail;
+    have_tmp = 1;
+  }
+  if ((rc = bs_append(mf, man.p, man.len)) || (rc = sync_all(db, w.f, !prepared, mf))) goto fail;
   bs_close(w.f);
   w.f = NULL;
-  if ((rc = bs_sync_dir(db->base, ST_DATA_DIR))) goto fail;
+  bs_close(mf);
+  mf = NULL;
 
-  /* 3. The manifest, atomically: temp file, fsync, rename, directory fsync. */
-  if ((rc = vt__encode_manifest(db, nms, &man))) goto fail;
-  if (db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED) {
-    snprintf(mpath, sizeof mpath, "manifest.%016llx", (unsigned long long)gen);
-    snprintf(tmp, sizeof tmp, "tmp.manifest.%016llx", (unsigned long long)gen);
-  } else {
-    snprintf(mpath, sizeof mpath, ST_MANIFEST);
-    snprintf(tmp, sizeof tmp, "tmp.manifest.ocdbt");
-  }
-  rc = bs_put_atomic(db->base, "", tmp, mpath, man.p, man.len);
-  if (rc) {
-    /* bs_put_atomic undid a rename whose directory fsync failed; if the undo
-     * failed too, the manifest on disk is unknown: refuse further commits. */
+  /* 3. Publish: rename over the name readers look for, directory fsync. */
+  if ((rc = bs_rename(db->base, tmp, mpath))) goto fail;
+  have_tmp = 0;
+  if ((rc = bs_sync_dir(db->base, ""))) {
+    /* The rename may or may not survive a crash. A numbered manifest is
+     * taken back so that "failed" is the truth; if that is impossible (or
+     * the kind is single, whose rename replaced the old manifest), the state
+     * on disk is unknown: refuse further commits until reopened. */
     char why[400];
     snprintf(why, sizeof why, "%s", strata_errmsg());
-    bs_file *probe = NULL;
-    if (db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED && bs_open_read(db->base, mpath, &probe) == 0) {
-      bs_close(probe);
+    if (db->cfg.manifest_kind != OCDBT_MANIFEST_NUMBERED || bs_remove(db->base, mpath) != 0) {
       db->broken = rc;
       published = 1;
+    } else {
+      bs_sync_dir(db->base, "");
     }
     strata_err(rc, "%s", why);
     goto fail;
@@ -575,6 +717,8 @@ fail: {
   char why[400];
   snprintf(why, sizeof why, "%s", strata_errmsg());
   if (w.f) bs_close(w.f);
+  if (mf) bs_close(mf);
+  if (have_tmp) bs_remove(db->base, tmp);
   if (!published) bs_remove(db->base, path); /* no orphan: never referenced */
   if (have_ms) mstate__free(nms);
   strata_buf_free(&man);
@@ -668,6 +812,17 @@ int cm__start(st_db *db) {
   if (pthread_create(&db->committer, NULL, committer, db))
     return strata_err(STRATA_EINTERNAL, "cannot start the committer thread");
   db->has_committer = 1;
+  if (db->prepare) {
+    if (pthread_create(&db->preparer, NULL, preparer, db) == 0) {
+      db->has_preparer = 1;
+      pthread_mutex_lock(&db->mu);
+      db->prep_want = db->latest.generation + 1;
+      pthread_cond_signal(&db->prep_cv);
+      pthread_mutex_unlock(&db->mu);
+    } else {
+      db->prepare = 0;
+    }
+  }
   return 0;
 }
 
@@ -675,7 +830,10 @@ void cm__stop(st_db *db) {
   pthread_mutex_lock(&db->mu);
   db->closing = 1;
   pthread_cond_broadcast(&db->cv);
+  pthread_cond_broadcast(&db->prep_cv);
   pthread_mutex_unlock(&db->mu);
   if (db->has_committer) pthread_join(db->committer, NULL);
   db->has_committer = 0;
+  if (db->has_preparer) pthread_join(db->preparer, NULL);
+  db->has_preparer = 0;
 }

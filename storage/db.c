@@ -235,6 +235,7 @@ static void db_free(st_db *db) {
   ft__destroy(&db->ft);
   pthread_mutex_destroy(&db->mu);
   pthread_cond_destroy(&db->cv);
+  pthread_cond_destroy(&db->prep_cv);
   bs_destroy(db->own_base);
   free(db->path);
   free(db);
@@ -251,6 +252,7 @@ int st_open(const char *path, const st_options *opt, st_db **out) {
   }
   pthread_mutex_init(&db->mu, NULL);
   pthread_cond_init(&db->cv, NULL);
+  pthread_cond_init(&db->prep_cv, NULL);
   ft__init(&db->ft);
   db->read_only = opt->read_only;
   ocdbt_manifest cm;
@@ -279,6 +281,7 @@ int st_open(const char *path, const st_options *opt, st_db **out) {
   if (db->cfg.max_inline_value_bytes > OCDBT_MAX_INLINE_VALUE) db->cfg.max_inline_value_bytes = OCDBT_MAX_INLINE_VALUE;
   if (db->cfg.max_decoded_node_bytes < 1024) db->cfg.max_decoded_node_bytes = 1024;
   if ((rc = load_state(db, &cm))) goto fail;
+  db->prepare = !opt->no_prepare && db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED;
   if (!db->read_only && ((rc = cleanup(db)) || (rc = cm__start(db)))) goto fail;
   ocdbt_manifest_free(&cm);
   *out = db;
@@ -384,6 +387,7 @@ void st_get_stats(st_db *db, st_stats *out) {
   out->commits = db->commits;
   out->groups = db->groups;
   out->bytes_written = db->bytes_written;
+  out->prepared_hits = db->prep_hits;
   pthread_mutex_unlock(&db->mu);
   pthread_mutex_lock(&db->cache.mu);
   out->cache_hits = db->cache.hits;

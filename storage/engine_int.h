@@ -116,6 +116,22 @@ struct st_db {
   uint64_t commits, groups, bytes_written;
   pthread_t committer;
   int has_committer;
+
+  /* The preparer thread creates the next generation's (empty) data file and
+   * temp manifest ahead of time and makes their names durable, so a commit
+   * only has to write and fsync them. Guarded by mu. */
+  int prepare;            /* enabled (numbered manifests, not read-only) */
+  pthread_t preparer;
+  int has_preparer;
+  pthread_cond_t prep_cv;
+  uint64_t prep_want;     /* generation the committer will need next */
+  struct st_prepared {
+    int ready;
+    uint64_t gen;
+    char path[64], tmp[64];
+    bs_file *df, *tf;
+  } prep;
+  uint64_t prep_hits;
 };
 
 struct st_snap {

@@ -43,6 +43,7 @@ typedef struct st_options {
   bs_store *base;       /* NULL: files under `path`; otherwise not owned, must outlive the db */
   int create;           /* create the database when the directory has none */
   int read_only;        /* no committer, no cleanup, no writer lock */
+  int no_prepare;       /* don't pre-create the next commit's files (tests that count I/O) */
 } st_options;
 
 /* Opens (or with opt->create, creates) the database in `path`. *out is owned
@@ -188,6 +189,7 @@ void st_result_free(st_result *res);
 typedef struct st_stats {
   uint64_t commits, groups, cache_hits, cache_misses, cache_bytes, bytes_written;
   uint64_t node_reads;
+  uint64_t prepared_hits;  /* commits that used pre-created files */
 } st_stats;
 void st_get_stats(st_db *db, st_stats *out);
 

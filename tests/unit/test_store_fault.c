@@ -30,6 +30,7 @@ static st_db *open_with(bs_store *base) {
   memset(&o, 0, sizeof o);
   o.base = base;
   o.create = 1;
+  o.no_prepare = 1; /* every counted operation belongs to the commit */
   o.config.max_decoded_node_bytes = 2048;
   st_db *db = NULL;
   int rc = st_open(dir, &o, &db);

@@ -1,0 +1,352 @@
+/*
+ * Benchmarks of the store engine, each against an anchor measured in the same
+ * run on the same filesystem (RocksDB through its C API where one applies).
+ * Prints one line per figure: BENCH <name> <value> <unit> [vs <anchor> <ratio>].
+ * Data lives under $STRATA_BENCH_DIR (default /tmp) and is deleted at the end.
+ * STRATA_BENCH_SCALE (default 1.0) scales the sizes for a quick run.
+ */
+#include <pthread.h>
+#include <rocksdb/c.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/err.h"
+#include "storage/store.h"
+
+static char root[512];
+static double scale = 1.0;
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static void die(const char *what, const char *msg) {
+  fprintf(stderr, "bench_store: %s: %s\n", what, msg);
+  exit(1);
+}
+
+static void rm_rf(const char *p) {
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", p);
+  if (system(cmd)) die("rm", p);
+}
+
+static uint64_t du(const char *p) {
+  char cmd[1200];
+  snprintf(cmd, sizeof cmd, "du -sb '%s' | cut -f1", p);
+  FILE *f = popen(cmd, "r");
+  unsigned long long v = 0;
+  if (!f || fscanf(f, "%llu", &v) != 1) v = 0;
+  if (f) pclose(f);
+  return v;
+}
+
+static st_db *sopen(const char *name, size_t cache) {
+  char p[1024];
+  snprintf(p, sizeof p, "%s/%s", root, name);
+  rm_rf(p);
+  st_options o;
+  memset(&o, 0, sizeof o);
+  o.create = 1;
+  o.cache_bytes = cache;
+  st_db *db;
+  if (st_open(p, &o, &db)) die("st_open", strata_errmsg());
+  return db;
+}
+
+static rocksdb_t *ropen(const char *name, size_t cache, rocksdb_options_t **optp) {
+  char p[1024], *err = NULL;
+  snprintf(p, sizeof p, "%s/%s", root, name);
+  rm_rf(p);
+  rocksdb_options_t *o = rocksdb_options_create();
+  rocksdb_options_set_create_if_missing(o, 1);
+  rocksdb_options_increase_parallelism(o, 2);
+  rocksdb_block_based_table_options_t *t = rocksdb_block_based_options_create();
+  rocksdb_cache_t *c = rocksdb_cache_create_lru(cache);
+  rocksdb_block_based_options_set_block_cache(t, c);
+  rocksdb_options_set_block_based_table_factory(o, t);
+  rocksdb_t *db = rocksdb_open(o, p, &err);
+  if (err) die("rocksdb_open", err);
+  *optp = o;
+  return db;
+}
+
+static void key_of(char *k, uint64_t i) { snprintf(k, 24, "key%016llx", (unsigned long long)(i * 0x9e3779b97f4a7c15ull)); }
+
+/* --- durable commit throughput ---------------------------------------------------- */
+
+typedef struct cargs {
+  st_db *sdb;
+  rocksdb_t *rdb;
+  rocksdb_writeoptions_t *wo;
+  int tid, n;
+  const char *val;
+} cargs;
+
+static void *strata_committer(void *p) {
+  cargs *a = p;
+  char k[24];
+  for (int i = 0; i < a->n; i++) {
+    st_txn *t;
+    st_result r;
+    key_of(k, (uint64_t)a->tid * 1000000 + (uint64_t)i);
+    st_txn_begin(a->sdb, &t);
+    st_txn_put_borrowed(t, k, strlen(k), a->val, 1024);
+    if (st_txn_commit(t, &r)) die("commit", r.message);
+  }
+  return NULL;
+}
+
+static void *rocks_committer(void *p) {
+  cargs *a = p;
+  char k[24], *err = NULL;
+  for (int i = 0; i < a->n; i++) {
+    key_of(k, (uint64_t)a->tid * 1000000 + (uint64_t)i);
+    rocksdb_put(a->rdb, a->wo, k, strlen(k), a->val, 1024, &err);
+    if (err) die("rocksdb_put", err);
+  }
+  return NULL;
+}
+
+static double run_threads(void *(*fn)(void *), cargs *base, int threads) {
+  pthread_t th[64];
+  cargs a[64];
+  double t0 = now();
+  for (int i = 0; i < threads; i++) {
+    a[i] = *base;
+    a[i].tid = i;
+    pthread_create(&th[i], NULL, fn, &a[i]);
+  }
+  for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
+  return now() - t0;
+}
+
+static void bench_commit(int threads, int per_thread) {
+  char val[1024];
+  memset(val, 'v', sizeof val);
+  st_db *s = sopen("commit-strata", 64 << 20);
+  cargs a = {s, NULL, NULL, 0, per_thread, val};
+  double ts = run_threads(strata_committer, &a, threads);
+  st_stats st;
+  st_get_stats(s, &st);
+  st_close(s);
+  rocksdb_options_t *o;
+  rocksdb_t *r = ropen("commit-rocks", 64 << 20, &o);
+  rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+  rocksdb_writeoptions_set_sync(wo, 1);
+  cargs b = {NULL, r, wo, 0, per_thread, val};
+  double tr = run_threads(rocks_committer, &b, threads);
+  rocksdb_writeoptions_destroy(wo);
+  rocksdb_close(r);
+  rocksdb_options_destroy(o);
+  double n = (double)threads * per_thread;
+  printf("BENCH commit_durable_1k_x%d %.0f commits/s vs rocksdb_sync_put %.2f\n", threads, n / ts,
+         (n / ts) / (n / tr));
+  fprintf(stderr, "  (%d threads: strata %.0f/s in %llu groups, rocksdb %.0f/s)\n", threads, n / ts,
+          (unsigned long long)st.groups, n / tr);
+}
+
+/* --- warm point gets ---------------------------------------------------------------- */
+
+static void bench_get(uint64_t nkeys) {
+  char k[24], val[100];
+  memset(val, 'g', sizeof val);
+  st_db *s = sopen("get-strata", (size_t)1 << 30);
+  for (uint64_t i = 0; i < nkeys;) {
+    st_txn *t;
+    st_result r;
+    st_txn_begin(s, &t);
+    for (uint64_t j = 0; j < 100000 && i < nkeys; j++, i++) {
+      key_of(k, i);
+      st_txn_put(t, k, strlen(k), val, sizeof val);
+    }
+    if (st_txn_commit(t, &r)) die("load", r.message);
+  }
+  rocksdb_options_t *o;
+  rocksdb_t *r = ropen("get-rocks", (size_t)1 << 30, &o);
+  rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+  char *err = NULL;
+  for (uint64_t i = 0; i < nkeys;) {
+    rocksdb_writebatch_t *b = rocksdb_writebatch_create();
+    for (uint64_t j = 0; j < 100000 && i < nkeys; j++, i++) {
+      key_of(k, i);
+      rocksdb_writebatch_put(b, k, strlen(k), val, sizeof val);
+    }
+    rocksdb_write(r, wo, b, &err);
+    if (err) die("rocksdb_write", err);
+    rocksdb_writebatch_destroy(b);
+  }
+  rocksdb_flushoptions_t *fo = rocksdb_flushoptions_create();
+  rocksdb_flush(r, fo, &err);
+  rocksdb_compact_range(r, NULL, 0, NULL, 0);
+  rocksdb_flushoptions_destroy(fo);
+  rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+  st_snap *sn;
+  st_snap_latest(s, &sn);
+  strata_buf v = STRATA_BUF_INIT;
+  uint64_t *order = malloc(nkeys * sizeof *order);
+  uint64_t x = 88172645463325252ull;
+  for (uint64_t i = 0; i < nkeys; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    order[i] = x % nkeys;
+  }
+  double best_s = 1e9, best_r = 1e9;
+  for (int pass = 0; pass < 3; pass++) { /* pass 0 warms both */
+    double t0 = now();
+    for (uint64_t i = 0; i < nkeys; i++) {
+      key_of(k, order[i]);
+      v.len = 0;
+      if (st_get(sn, k, strlen(k), &v) || v.len != sizeof val) die("st_get", strata_errmsg());
+    }
+    double t1 = now();
+    for (uint64_t i = 0; i < nkeys; i++) {
+      key_of(k, order[i]);
+      size_t vl;
+      char *rv = rocksdb_get(r, ro, k, strlen(k), &vl, &err);
+      if (err || !rv || vl != sizeof val) die("rocksdb_get", err ? err : "missing");
+      rocksdb_free(rv);
+    }
+    double t2 = now();
+    if (pass && t1 - t0 < best_s) best_s = t1 - t0;
+    if (pass && t2 - t1 < best_r) best_r = t2 - t1;
+  }
+  printf("BENCH get_warm_1M %.0f gets/s vs rocksdb_get %.2f\n", nkeys / best_s, best_r / best_s);
+  free(order);
+  strata_buf_free(&v);
+  st_snap_release(sn);
+  st_close(s);
+  rocksdb_readoptions_destroy(ro);
+  rocksdb_writeoptions_destroy(wo);
+  rocksdb_close(r);
+  rocksdb_options_destroy(o);
+}
+
+/* --- get at an old generation --------------------------------------------------------- */
+
+static void bench_old_generation(int commits) {
+  char k[24], val[64];
+  memset(val, 'o', sizeof val);
+  st_db *s = sopen("old-strata", 256 << 20);
+  const uint64_t nkeys = 100000;
+  st_txn *t;
+  st_result r;
+  st_txn_begin(s, &t);
+  for (uint64_t i = 0; i < nkeys; i++) {
+    key_of(k, i);
+    st_txn_put(t, k, strlen(k), val, sizeof val);
+  }
+  if (st_txn_commit(t, &r)) die("load", r.message);
+  uint64_t old_gen = r.generation;
+  for (int c = 0; c < commits; c++) {
+    st_txn_begin(s, &t);
+    key_of(k, (uint64_t)c % nkeys);
+    snprintf(val, sizeof val, "%d", c);
+    st_txn_put(t, k, strlen(k), val, strlen(val));
+    if (st_txn_commit(t, &r)) die("commit", r.message);
+  }
+  strata_buf v = STRATA_BUF_INIT;
+  const int N = 200000;
+  double best[2] = {1e9, 1e9};
+  for (int pass = 0; pass < 3; pass++) {
+    for (int which = 0; which < 2; which++) {
+      double t0 = now();
+      for (int i = 0; i < N; i++) {
+        st_snap *sn;
+        int rc = which ? st_snap_at_generation(s, old_gen, &sn) : st_snap_latest(s, &sn);
+        if (rc) die("snapshot", strata_errmsg());
+        key_of(k, ((uint64_t)i * 7919) % nkeys);
+        v.len = 0;
+        if (st_get(sn, k, strlen(k), &v)) die("get", strata_errmsg());
+        st_snap_release(sn);
+      }
+      double dt = now() - t0;
+      if (pass && dt < best[which]) best[which] = dt;
+    }
+  }
+  printf("BENCH get_at_generation_%d_old %.0f gets/s vs get_at_latest %.2f\n", commits, N / best[1],
+         best[1] / best[0]);
+  strata_buf_free(&v);
+  st_close(s);
+}
+
+/* --- write amplification ------------------------------------------------------------- */
+
+static void bench_write_amp(int n) {
+  size_t vl = 1 << 20;
+  char *val = malloc(vl), k[24];
+  memset(val, 'w', vl);
+  st_db *s = sopen("wamp-strata", 64 << 20);
+  uint64_t user = 0;
+  for (int i = 0; i < n; i++) {
+    st_txn *t;
+    st_result r;
+    st_txn_begin(s, &t);
+    key_of(k, (uint64_t)i);
+    val[0] = (char)i;
+    st_txn_put_borrowed(t, k, strlen(k), val, vl);
+    if (st_txn_commit(t, &r)) die("commit", r.message);
+    user += vl + strlen(k);
+  }
+  st_stats st;
+  st_get_stats(s, &st);
+  st_close(s);
+  char p[1024];
+  snprintf(p, sizeof p, "%s/wamp-strata", root);
+  uint64_t disk = du(p);
+  printf("BENCH write_amp_1MiB_values %.4f bytes_written/user_bytes vs on_disk %.4f\n",
+         (double)st.bytes_written / (double)user, (double)disk / (double)user);
+  free(val);
+}
+
+/* --- bulk load ---------------------------------------------------------------------- */
+
+static void bench_bulk(uint64_t nkeys, uint64_t per_commit) {
+  char k[24], val[16];
+  memset(val, 'b', sizeof val);
+  st_db *s = sopen("bulk-strata", 256 << 20);
+  double t0 = now();
+  for (uint64_t i = 0; i < nkeys;) {
+    st_txn *t;
+    st_result r;
+    st_txn_begin(s, &t);
+    for (uint64_t j = 0; j < per_commit && i < nkeys; j++, i++) {
+      snprintf(k, sizeof k, "k%015llu", (unsigned long long)i); /* ascending: an ingest in key order */
+      st_txn_put(t, k, 16, val, sizeof val);
+    }
+    if (st_txn_commit(t, &r)) die("commit", r.message);
+  }
+  double dt = now() - t0;
+  st_close(s);
+  char p[1024];
+  snprintf(p, sizeof p, "%s/bulk-strata", root);
+  uint64_t disk = du(p);
+  printf("BENCH bulk_load_%lluM_keys %.0f keys/s\n", (unsigned long long)(nkeys / 1000000), nkeys / dt);
+  printf("BENCH bulk_load_bytes_on_disk %llu bytes vs user_bytes %.2f\n", (unsigned long long)disk,
+         (double)disk / (double)(nkeys * 32));
+}
+
+int main(void) {
+  const char *d = getenv("STRATA_BENCH_DIR");
+  const char *sc = getenv("STRATA_BENCH_SCALE");
+  if (sc) scale = atof(sc);
+  snprintf(root, sizeof root, "%s/strata-bench-%d", d ? d : "/tmp", (int)getpid());
+  rm_rf(root);
+  if (mkdir(root, 0755)) die("mkdir", root);
+  bench_commit(1, (int)(2000 * scale));
+  bench_commit(16, (int)(500 * scale));
+  bench_get((uint64_t)(1000000 * scale));
+  bench_old_generation((int)(10000 * scale));
+  bench_write_amp((int)(200 * scale));
+  bench_bulk((uint64_t)(10000000 * scale), 10000);
+  rm_rf(root);
+  return 0;
+}
