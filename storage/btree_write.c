@@ -286,6 +286,18 @@ static int write_node(actx *a, const pnode *p, int root, wentry *out) {
   node.dft.files = files;
   if (p->height) node.children = ents;
   else node.leaves = ents;
+  /* The canonical table order tensorstore writes: sort, then renumber refs. */
+  uint64_t remap_stack[64], *remap = nf <= 64 ? remap_stack : malloc(nf * sizeof *remap);
+  if (!remap || (rc = ocdbt_dft_sort(&node.dft, remap))) {
+    if (remap != remap_stack) free(remap);
+    rc = rc ? rc : strata_err(STRATA_ENOMEM, "commit: encoding node");
+    goto out;
+  }
+  for (size_t i = 0; i < p->n; i++) {
+    if (p->height) node.children[i].ref.file = remap[node.children[i].ref.file];
+    else if (node.leaves[i].kind == OCDBT_VALUE_INDIRECT) node.leaves[i].ref.file = remap[node.leaves[i].ref.file];
+  }
+  if (remap != remap_stack) free(remap);
   a->enc.len = 0;
   if ((rc = ocdbt_btnode_encode(&a->db->cfg, &node, &a->enc))) {
     rc = strata_err_wrap(rc, "commit: encoding btree node");

@@ -117,6 +117,10 @@ int vt__encode_manifest(st_db *db, const st_mstate *ms, strata_buf *out) {
     if ((rc = vref_out(&b, &ms->nodes[i], &nodes[i]))) goto out;
   m.dft.n = b.n;
   m.dft.files = b.files;
+  uint64_t remap[80];
+  if ((rc = ocdbt_dft_sort(&m.dft, remap))) goto out;
+  for (size_t i = 0; i < ms->n_versions; i++) vs[i].root.file = remap[vs[i].root.file];
+  for (size_t i = 0; i < ms->n_nodes; i++) nodes[i].ref.file = remap[nodes[i].ref.file];
   m.n_versions = ms->n_versions;
   m.versions = vs;
   m.n_nodes = ms->n_nodes;
@@ -194,6 +198,12 @@ static int write_vtnode(st_db *db, st_writer *w, uint8_t height, const st_vers *
   node.dft.files = b.files;
   node.versions = ov;
   node.children = oc;
+  uint64_t remap[80];
+  if ((rc = ocdbt_dft_sort(&node.dft, remap))) goto out;
+  for (size_t i = 0; i < n; i++) {
+    if (height) oc[i].ref.file = remap[oc[i].ref.file];
+    else ov[i].root.file = remap[ov[i].root.file];
+  }
   if ((rc = ocdbt_vtnode_encode(&db->cfg, &node, &enc))) {
     rc = strata_err_wrap(rc, "encoding version tree node");
     goto out;
