@@ -1,1 +1,29 @@
 # tools/: see tools/README.md. Appends to the variables the top-level Makefile defines.
+
+# --- stratactl: the operator tool (issue 6, docs/stratactl.md) --------------------------
+CTL_SRCS := tools/stratactl/main.c tools/stratactl/table.c tools/stratactl/args.c \
+	tools/stratactl/fmt.c tools/stratactl/out.c tools/stratactl/cmd_lock.c \
+	tools/stratactl/cmd_op.c tools/stratactl/cmd_kv.c tools/stratactl/cmd_server.c
+# Objects go to $(O)/tools/stratactl.obj/: $(O)/tools/stratactl is the binary.
+CTL_OBJS := $(CTL_SRCS:tools/stratactl/%.c=$(O)/tools/stratactl.obj/%.o)
+CTL_BIN := $(O)/tools/stratactl
+
+BINS += $(CTL_BIN)
+
+$(CTL_OBJS): | $(RPC_GEN_H)
+
+$(O)/tools/stratactl.obj/%.o: tools/stratactl/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(CTL_BIN): $(CTL_OBJS) $(RPC_LIB) $(O)/libstrata.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS) -ljansson
+
+-include $(CTL_OBJS:.o=.d)
+
+# The stratactl tier's fixture (creates ops, sets statuses) and the tier itself.
+CTL_FIXTURE := $(O)/tests/stratactl/ctl_fixture
+$(O)/tests/stratactl/ctl_fixture.o: | $(RPC_GEN_H)
+$(CTL_FIXTURE): $(O)/tests/stratactl/ctl_fixture.o $(RPC_LIB) $(O)/libstrata.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS)
+-include $(O)/tests/stratactl/ctl_fixture.d

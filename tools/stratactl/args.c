@@ -1,0 +1,125 @@
+/*
+ * Argument parsing driven by the command table: each command's ctl_opt list
+ * says which options exist and how many values each takes. The global
+ * options (--addr, --json, --timeout, --help) are accepted anywhere.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/stratactl/ctl.h"
+
+static int opt_index(const ctl_cmd *c, const char *name, size_t len) {
+  for (int i = 0; i < CTL_MAX_OPTS && c->opts[i].name; i++)
+    if (strlen(c->opts[i].name) == len && memcmp(c->opts[i].name, name, len) == 0) return i;
+  return -1;
+}
+
+int ctl_has(const ctl_args *a, const char *name) {
+  int i = opt_index(a->cmd, name, strlen(name));
+  return i >= 0 && a->set[i];
+}
+
+const char *ctl_val(const ctl_args *a, const char *name, int n) {
+  int i = opt_index(a->cmd, name, strlen(name));
+  return i >= 0 && a->set[i] ? a->val[i][n] : NULL;
+}
+
+/* The global options. Returns the number of argv entries consumed (0: not a
+ * global option), or -1 after a usage error. */
+static int global_opt(ctl_ctx *x, const ctl_cmd *c, int argc, char **argv, int i) {
+  const char *s = argv[i], *v = NULL;
+  size_t n = strcspn(s, "=");
+  int used = 1;
+  if (strcmp(s, "--json") == 0) {
+    x->json = 1;
+    return 1;
+  }
+  if (!(n == 6 && memcmp(s, "--addr", 6) == 0) && !(n == 9 && memcmp(s, "--timeout", 9) == 0))
+    return 0;
+  if (s[n] == '=') {
+    v = s + n + 1;
+  } else if (i + 1 < argc) {
+    v = argv[i + 1];
+    used = 2;
+  } else {
+    ctl_usage(c, "%s needs a value", s);
+    return -1;
+  }
+  if (n == 6) {
+    if (!*v) {
+      ctl_usage(c, "--addr: expected HOST:PORT, got an empty string");
+      return -1;
+    }
+    x->addr = v;
+  } else if (ctl_dur_parse(v, &x->timeout_ms) || x->timeout_ms <= 0) {
+    ctl_usage(c, "--timeout: expected a positive duration such as 500ms, 5s or 2m, got \"%s\"", v);
+    return -1;
+  }
+  return used;
+}
+
+int ctl_global_args(ctl_ctx *x, int argc, char **argv, int *i) {
+  while (*i < argc) {
+    int n = global_opt(x, NULL, argc, argv, *i);
+    if (n < 0) return CTL_USAGE;
+    if (n == 0) break;
+    *i += n;
+  }
+  return CTL_OK;
+}
+
+int ctl_parse_args(ctl_ctx *x, const ctl_cmd *c, int argc, char **argv, ctl_args *a) {
+  memset(a, 0, sizeof *a);
+  a->cmd = c;
+  a->pos = calloc((size_t)argc + 1, sizeof *a->pos);
+  if (!a->pos) return ctl_usage(c, "out of memory");
+  int only_pos = 0;
+  for (int i = 0; i < argc;) {
+    const char *s = argv[i];
+    if (only_pos || s[0] != '-' || strcmp(s, "-") == 0) {
+      a->pos[a->npos++] = argv[i++];
+      continue;
+    }
+    if (strcmp(s, "--") == 0) {
+      only_pos = 1;
+      i++;
+      continue;
+    }
+    if (strcmp(s, "--help") == 0 || strcmp(s, "-h") == 0) {
+      ctl_help(stdout, c);
+      return -1;
+    }
+    int g = global_opt(x, c, argc, argv, i);
+    if (g < 0) return CTL_USAGE;
+    if (g > 0) {
+      i += g;
+      continue;
+    }
+    size_t n = strcspn(s, "=");
+    int k = s[1] == '-' ? opt_index(c, s + 2, n - 2) : -1;
+    if (k < 0) return ctl_usage(c, "unknown option %.*s", (int)n, s);
+    const ctl_opt *o = &c->opts[k];
+    if (a->set[k]) return ctl_usage(c, "--%s given twice", o->name);
+    a->set[k] = 1;
+    i++;
+    if (o->nargs == 0) {
+      if (s[n] == '=') return ctl_usage(c, "--%s takes no value", o->name);
+      continue;
+    }
+    int first = 0;
+    if (s[n] == '=') {
+      if (o->nargs != 1) return ctl_usage(c, "--%s takes %d values: --%s %s", o->name, o->nargs, o->name, o->metavar);
+      a->val[k][0] = s + n + 1;
+      continue;
+    }
+    for (int j = first; j < o->nargs; j++) {
+      if (i >= argc) return ctl_usage(c, "--%s needs %s", o->name, o->metavar);
+      a->val[k][j] = argv[i++];
+    }
+  }
+  if (a->npos < c->min_pos)
+    return ctl_usage(c, "%s", a->npos == 0 ? "missing argument" : "too few arguments");
+  if (c->max_pos >= 0 && a->npos > c->max_pos)
+    return ctl_usage(c, "unexpected argument \"%s\"", a->pos[c->max_pos]);
+  return CTL_OK;
+}

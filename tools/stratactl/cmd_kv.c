@@ -1,0 +1,519 @@
+/*
+ * kv get / put / rm / ls / versions / diff: the versioned store (Kv service).
+ * Reads take KEY[@PIN]; kv diff finds the changed keys with Kv.Watch and
+ * classifies them with Kv.BatchGet at both versions.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "tools/stratactl/ctl.h"
+
+#define BATCH_MAX 10000 /* Kv.BatchGet's limit on keys per request */
+
+/* Parses "KEY[@PIN]" into a malloc'd key and a pin. allow_empty: an empty key
+ * part is fine (kv ls). */
+static int parse_key_pin(const ctl_args *a, const char *s, int allow_empty, uint8_t **key,
+                         size_t *len, ctl_pin *pin) {
+  size_t end;
+  ctl_split_pin(s, &end, pin);
+  *key = NULL;
+  *len = 0;
+  if (end == 0) return allow_empty ? 0 : ctl_usage(a->cmd, "KEY: empty key");
+  char *k = strndup(s, end), err[256];
+  if (!k) return ctl_usage(a->cmd, "out of memory");
+  int rc = ctl_key_parse(k, key, len, err, sizeof err);
+  free(k);
+  return rc ? ctl_usage(a->cmd, "KEY: %s", err) : 0;
+}
+
+static const char *pin_str(const ctl_pin *p, char *buf, size_t cap) {
+  if (p->kind == 1) snprintf(buf, cap, "v%llu", (unsigned long long)p->generation);
+  else if (p->kind == 2) ctl_time_str(p->time_ns, 9, buf, cap);
+  else snprintf(buf, cap, "latest");
+  return buf;
+}
+
+static json_t *version_json(const Strata__V1__Version *v) {
+  return v ? ctl_json_version(v->generation, v->commit_time_ns) : json_null();
+}
+
+/* "v12 (2026-11-21T10:00:00.123456789Z)" */
+static const char *version_str(const Strata__V1__Version *v, char *buf, size_t cap) {
+  char t[48];
+  if (!v) snprintf(buf, cap, "no version");
+  else snprintf(buf, cap, "v%llu (%s)", (unsigned long long)v->generation,
+                ctl_time_str(v->commit_time_ns, 9, t, sizeof t));
+  return buf;
+}
+
+/* --- kv get ---------------------------------------------------------------------------------------- */
+
+int ctl_kv_get(ctl_ctx *x, const ctl_args *a) {
+  Strata__V1__GetRequest q = STRATA__V1__GET_REQUEST__INIT;
+  Strata__V1__VersionPin pm;
+  ctl_pin pin;
+  uint8_t *key;
+  int rc = parse_key_pin(a, a->pos[0], 0, &key, &q.key.len, &pin);
+  if (rc) return rc;
+  q.key.data = key;
+  q.pin = ctl_pin_msg(&pin, &pm);
+  rpc_callopts co = ctl_callopts(x, 0);
+  Strata__V1__GetResponse *r = NULL;
+  rc = rpc_kv_get(ctl_client(x), &co, &q, &r);
+  if (rc) {
+    rc = ctl_rpc_fail(x, rc, "Kv.Get");
+    goto out;
+  }
+  if (x->json) {
+    json_t *o = json_object();
+    ctl_json_set_key(o, "key", key, q.key.len);
+    json_object_set_new(o, "found", json_boolean(r->found));
+    if (r->found) {
+      char *b = ctl_base64(r->value.data, r->value.len);
+      json_t *txt = json_stringn((const char *)r->value.data, r->value.len);
+      json_object_set_new(o, "size", json_integer((json_int_t)r->value.len));
+      json_object_set_new(o, "value", txt ? txt : json_null());
+      json_object_set_new(o, "value_base64", json_string(b ? b : ""));
+      free(b);
+    }
+    json_object_set_new(o, "version", version_json(r->version));
+    ctl_json_print(o);
+  } else if (r->found && r->value.len) {
+    fwrite(r->value.data, 1, r->value.len, stdout);
+  }
+  if (!r->found) {
+    char *ks = ctl_key_str(key, q.key.len), vb[80];
+    fprintf(stderr, "stratactl: kv get: key %s not found at %s\n", ks ? ks : "?",
+            version_str(r->version, vb, sizeof vb));
+    free(ks);
+    rc = CTL_REFUSED;
+  }
+out:
+  rpc_free(r);
+  free(key);
+  return rc;
+}
+
+/* --- kv put ---------------------------------------------------------------------------------------- */
+
+static int read_all(FILE *f, uint8_t **buf, size_t *len) {
+  size_t cap = 1 << 16;
+  *len = 0;
+  *buf = malloc(cap);
+  while (*buf) {
+    size_t n = fread(*buf + *len, 1, cap - *len, f);
+    *len += n;
+    if (n == 0) return ferror(f) ? -1 : 0;
+    if (*len == cap) {
+      uint8_t *p = realloc(*buf, cap *= 2);
+      if (!p) break;
+      *buf = p;
+    }
+  }
+  free(*buf);
+  *buf = NULL;
+  return -1;
+}
+
+static int commit_one(ctl_ctx *x, Strata__V1__CommitRequest *q, Strata__V1__CommitResponse **r) {
+  rpc_callopts co = ctl_callopts(x, 0);
+  return rpc_kv_commit(ctl_client(x), &co, q, r);
+}
+
+static void print_committed(const ctl_ctx *x, const char *verb, const uint8_t *key, size_t klen,
+                            long long size, const Strata__V1__CommitResponse *r) {
+  char *ks = ctl_key_str(key, klen), vb[80];
+  if (x->json) {
+    json_t *o = json_object();
+    ctl_json_set_key(o, "key", key, klen);
+    if (size >= 0) json_object_set_new(o, "size", json_integer(size));
+    json_object_set_new(o, "version", version_json(r->version));
+    ctl_json_print(o);
+  } else if (size >= 0) {
+    printf("%s %s (%lld bytes) at %s\n", verb, ks ? ks : "?", size, version_str(r->version, vb, sizeof vb));
+  } else {
+    printf("%s %s at %s\n", verb, ks ? ks : "?", version_str(r->version, vb, sizeof vb));
+  }
+  free(ks);
+}
+
+int ctl_kv_put(ctl_ctx *x, const ctl_args *a) {
+  uint8_t *key, *val = NULL;
+  size_t klen, vlen;
+  char err[256];
+  if (ctl_key_parse(a->pos[0], &key, &klen, err, sizeof err)) return ctl_usage(a->cmd, "KEY: %s", err);
+  const char *path = a->npos > 1 ? a->pos[1] : "-";
+  FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
+  int rc;
+  if (!f) {
+    rc = ctl_usage(a->cmd, "FILE: cannot open %s: %s", path, strerror(errno));
+    goto out;
+  }
+  rc = read_all(f, &val, &vlen);
+  if (f != stdin) fclose(f);
+  if (rc) {
+    rc = ctl_refuse(x, "EIO", "kv put: cannot read %s: %s", f == stdin ? "stdin" : path, strerror(errno));
+    goto out;
+  }
+  Strata__V1__Put put = STRATA__V1__PUT__INIT, *puts[1] = {&put};
+  put.key = (ProtobufCBinaryData){klen, key};
+  put.value = (ProtobufCBinaryData){vlen, val};
+  Strata__V1__CommitRequest q = STRATA__V1__COMMIT_REQUEST__INIT;
+  q.n_puts = 1;
+  q.puts = puts;
+  Strata__V1__CommitResponse *r = NULL;
+  rc = commit_one(x, &q, &r);
+  if (rc) rc = ctl_rpc_fail(x, rc, "Kv.Commit");
+  else print_committed(x, "put", key, klen, (long long)vlen, r);
+  rpc_free(r);
+out:
+  free(key);
+  free(val);
+  return rc;
+}
+
+/* --- kv rm ------------------------------------------------------------------------------------------ */
+
+int ctl_kv_rm(ctl_ctx *x, const ctl_args *a) {
+  Strata__V1__GetRequest g = STRATA__V1__GET_REQUEST__INIT;
+  uint8_t *key;
+  char err[256];
+  if (ctl_key_parse(a->pos[0], &key, &g.key.len, err, sizeof err)) return ctl_usage(a->cmd, "KEY: %s", err);
+  g.key.data = key;
+  rpc_callopts co = ctl_callopts(x, 0);
+  Strata__V1__GetResponse *gr = NULL;
+  Strata__V1__CommitResponse *r = NULL;
+  int rc = rpc_kv_get(ctl_client(x), &co, &g, &gr);
+  if (rc) {
+    rc = ctl_rpc_fail(x, rc, "Kv.Get");
+    goto out;
+  }
+  if (!gr->found) {
+    char *ks = ctl_key_str(key, g.key.len), vb[80];
+    rc = ctl_refuse(x, "STRATA_ENOTFOUND", "kv rm: key %s not found at %s; nothing deleted",
+                    ks ? ks : "?", version_str(gr->version, vb, sizeof vb));
+    free(ks);
+    goto out;
+  }
+  /* Delete only what was checked: refused if the key changed since. */
+  Strata__V1__Condition cond = STRATA__V1__CONDITION__INIT, *conds[1] = {&cond};
+  cond.key = g.key;
+  cond.kind = STRATA__V1__CONDITION__KIND__KIND_UNCHANGED_SINCE;
+  cond.generation = gr->version ? gr->version->generation : 0;
+  ProtobufCBinaryData dels[1] = {g.key};
+  Strata__V1__CommitRequest q = STRATA__V1__COMMIT_REQUEST__INIT;
+  q.n_deletes = 1;
+  q.deletes = dels;
+  q.n_conditions = 1;
+  q.conditions = conds;
+  rc = commit_one(x, &q, &r);
+  if (rc) rc = ctl_rpc_fail(x, rc, "Kv.Commit");
+  else print_committed(x, "deleted", key, g.key.len, -1, r);
+out:
+  rpc_free(gr);
+  rpc_free(r);
+  free(key);
+  return rc;
+}
+
+/* --- kv ls ------------------------------------------------------------------------------------------ */
+
+int ctl_kv_ls(ctl_ctx *x, const ctl_args *a) {
+  Strata__V1__ListRequest q = STRATA__V1__LIST_REQUEST__INIT;
+  Strata__V1__VersionPin pm;
+  ctl_pin pin = {0};
+  uint8_t *prefix = NULL;
+  int rc = 0;
+  const char *s = ctl_val(a, "limit", 0);
+  if (s && ctl_u64_parse(s, 1, UINT64_MAX, &q.limit))
+    return ctl_usage(a->cmd, "--limit: expected a number >= 1, got \"%s\"", s);
+  if (a->npos && (rc = parse_key_pin(a, a->pos[0], 1, &prefix, &q.prefix.len, &pin))) return rc;
+  q.prefix.data = prefix;
+  q.pin = ctl_pin_msg(&pin, &pm);
+  q.keys_only = 1;
+
+  rpc_cstream *st = NULL;
+  rpc_callopts co = ctl_callopts(x, 0);
+  json_t *keys = json_array();
+  Strata__V1__Version ver = STRATA__V1__VERSION__INIT;
+  int have_ver = 0;
+  uint64_t n = 0;
+  rc = rpc_kv_list(ctl_client(x), &co, &q, &st);
+  Strata__V1__ListResponse *m;
+  while (!rc && (rc = rpc_kv_list_next(st, &m)) == 1) {
+    if (m->version) {
+      ver = *m->version;
+      have_ver = 1;
+    }
+    for (size_t i = 0; i < m->n_entries; i++, n++) {
+      const ProtobufCBinaryData *k = &m->entries[i]->key;
+      if (x->json) {
+        json_t *o = json_object();
+        ctl_json_set_key(o, "key", k->data, k->len);
+        json_array_append_new(keys, o);
+      } else {
+        char *ks = ctl_key_str(k->data, k->len);
+        printf("%s\n", ks ? ks : "?");
+        free(ks);
+      }
+    }
+    rpc_free(m);
+    rc = 0;
+  }
+  rpc_cstream_close(st);
+  free(prefix);
+  if (rc) {
+    json_decref(keys);
+    return ctl_rpc_fail(x, rc, "Kv.List");
+  }
+  char vb[80], pb[48];
+  if (x->json) {
+    ctl_json_print(json_pack("{s:o, s:I, s:o}", "keys", keys, "count", (json_int_t)n, "version",
+                             have_ver ? version_json(&ver) : json_null()));
+  } else {
+    json_decref(keys);
+    printf("%llu key%s at %s\n", (unsigned long long)n, n == 1 ? "" : "s",
+           have_ver ? version_str(&ver, vb, sizeof vb) : pin_str(&pin, pb, sizeof pb));
+  }
+  return CTL_OK;
+}
+
+/* --- kv versions ------------------------------------------------------------------------------------ */
+
+int ctl_kv_versions(ctl_ctx *x, const ctl_args *a) {
+  Strata__V1__VersionsRequest q = STRATA__V1__VERSIONS_REQUEST__INIT;
+  const char *s = ctl_val(a, "limit", 0);
+  if (s && ctl_u64_parse(s, 1, UINT64_MAX, &q.limit))
+    return ctl_usage(a->cmd, "--limit: expected a number >= 1, got \"%s\"", s);
+  q.descending = 1;
+  rpc_cstream *st = NULL;
+  rpc_callopts co = ctl_callopts(x, 0);
+  static const char *const hdr[3] = {"GENERATION", "COMMIT TIME", "AGE"};
+  ctl_table t;
+  ctl_table_init(&t, 3, hdr);
+  json_t *arr = json_array();
+  int64_t now = ctl_now_ns();
+  uint64_t n = 0;
+  int rc = rpc_kv_versions(ctl_client(x), &co, &q, &st);
+  Strata__V1__VersionsResponse *m;
+  while (!rc && (rc = rpc_kv_versions_next(st, &m)) == 1) {
+    for (size_t i = 0; i < m->n_versions; i++, n++) {
+      const Strata__V1__Version *v = m->versions[i];
+      char g[24], tb[48], age[32];
+      snprintf(g, sizeof g, "v%llu", (unsigned long long)v->generation);
+      const char *cells[3] = {g, ctl_time_str(v->commit_time_ns, 9, tb, sizeof tb),
+                              ctl_dur_str((now - v->commit_time_ns) / 1000000, age, sizeof age)};
+      ctl_table_add(&t, cells);
+      json_array_append_new(arr, version_json(v));
+    }
+    rpc_free(m);
+    rc = 0;
+  }
+  rpc_cstream_close(st);
+  if (rc) {
+    rc = ctl_rpc_fail(x, rc, "Kv.Versions");
+  } else if (x->json) {
+    ctl_json_print(json_pack("{s:O, s:I}", "versions", arr, "count", (json_int_t)n));
+  } else {
+    ctl_table_print(&t, stdout);
+    printf("%llu version%s\n", (unsigned long long)n, n == 1 ? "" : "s");
+  }
+  json_decref(arr);
+  ctl_table_free(&t);
+  return rc;
+}
+
+/* --- kv diff ---------------------------------------------------------------------------------------- */
+
+/* The version a pin resolves to, through a Kv.Get of a one-byte key. */
+static int resolve_pin(ctl_ctx *x, const ctl_pin *pin, Strata__V1__Version *out) {
+  static uint8_t probe[1] = {0};
+  Strata__V1__GetRequest q = STRATA__V1__GET_REQUEST__INIT;
+  Strata__V1__VersionPin pm;
+  q.key = (ProtobufCBinaryData){1, probe};
+  q.pin = ctl_pin_msg(pin, &pm);
+  rpc_callopts co = ctl_callopts(x, 0);
+  Strata__V1__GetResponse *r = NULL;
+  int rc = rpc_kv_get(ctl_client(x), &co, &q, &r);
+  if (!rc && !r->version) rc = strata_err(STRATA_EINTERNAL, "Kv.Get answered without a version");
+  if (!rc) *out = *r->version;
+  rpc_free(r);
+  return rc;
+}
+
+typedef struct keyset {
+  ProtobufCBinaryData *k; /* each data malloc'd */
+  size_t n, cap;
+} keyset;
+
+static int keyset_add(keyset *s, const ProtobufCBinaryData *k) {
+  if (s->n == s->cap) {
+    size_t cap = s->cap ? 2 * s->cap : 64;
+    void *p = realloc(s->k, cap * sizeof *s->k);
+    if (!p) return STRATA_ENOMEM;
+    s->k = p;
+    s->cap = cap;
+  }
+  uint8_t *d = malloc(k->len ? k->len : 1);
+  if (!d) return STRATA_ENOMEM;
+  memcpy(d, k->data, k->len);
+  s->k[s->n++] = (ProtobufCBinaryData){k->len, d};
+  return 0;
+}
+
+static int cmp_key(const void *pa, const void *pb) {
+  const ProtobufCBinaryData *a = pa, *b = pb;
+  size_t n = a->len < b->len ? a->len : b->len;
+  int c = n ? memcmp(a->data, b->data, n) : 0;
+  return c ? c : (a->len > b->len) - (a->len < b->len);
+}
+
+static void keyset_sort_unique(keyset *s) {
+  if (!s->n) return;
+  qsort(s->k, s->n, sizeof *s->k, cmp_key);
+  size_t o = 1;
+  for (size_t i = 1; i < s->n; i++) {
+    if (cmp_key(&s->k[i], &s->k[o - 1]) == 0) free(s->k[i].data);
+    else s->k[o++] = s->k[i];
+  }
+  s->n = o;
+}
+
+static void keyset_free(keyset *s) {
+  for (size_t i = 0; i < s->n; i++) free(s->k[i].data);
+  free(s->k);
+}
+
+/* Every key changed by a generation in (lo, hi], from Kv.Watch. */
+static int changed_keys(ctl_ctx *x, uint64_t lo, uint64_t hi, keyset *ks) {
+  Strata__V1__WatchRequest q = STRATA__V1__WATCH_REQUEST__INIT;
+  q.from_generation = lo;
+  rpc_cstream *st = NULL;
+  rpc_callopts co = ctl_callopts(x, 0);
+  int rc = rpc_kv_watch(ctl_client(x), &co, &q, &st), done = 0;
+  Strata__V1__WatchResponse *m;
+  while (!rc && !done && (rc = rpc_kv_watch_next(st, &m)) == 1) {
+    rc = 0;
+    uint64_t g = m->version ? m->version->generation : 0;
+    if (g > hi) done = 1; /* hi changed nothing we were told about; the stream is past it */
+    for (size_t i = 0; !done && !rc && i < m->n_changes; i++) rc = keyset_add(ks, &m->changes[i]->key);
+    if (g == hi && !m->more) done = 1;
+    rpc_free(m);
+  }
+  if (rc == 0 && !done) rc = strata_err(STRATA_EINTERNAL, "Kv.Watch ended before generation %llu",
+                                        (unsigned long long)hi);
+  rpc_cstream_close(st); /* cancels the live part of the stream */
+  return rc;
+}
+
+/* Values of keys[0..n) at generation g, in order (BatchGet, in batches). */
+static int values_at(ctl_ctx *x, const keyset *ks, uint64_t g, Strata__V1__BatchGetResponse ***out,
+                     size_t *nout) {
+  size_t nb = (ks->n + BATCH_MAX - 1) / BATCH_MAX;
+  *out = calloc(nb ? nb : 1, sizeof **out);
+  *nout = 0;
+  if (!*out) return STRATA_ENOMEM;
+  for (size_t b = 0; b < nb; b++) {
+    Strata__V1__BatchGetRequest q = STRATA__V1__BATCH_GET_REQUEST__INIT;
+    Strata__V1__VersionPin pm;
+    ctl_pin pin = {.kind = 1, .generation = g};
+    q.keys = ks->k + b * BATCH_MAX;
+    q.n_keys = ks->n - b * BATCH_MAX < BATCH_MAX ? ks->n - b * BATCH_MAX : BATCH_MAX;
+    q.pin = ctl_pin_msg(&pin, &pm);
+    rpc_callopts co = ctl_callopts(x, 0);
+    int rc = rpc_kv_batch_get(ctl_client(x), &co, &q, &(*out)[b]);
+    if (rc) return rc;
+    (*nout)++;
+    if ((*out)[b]->n_entries != q.n_keys)
+      return strata_err(STRATA_EINTERNAL, "Kv.BatchGet answered %zu entries for %zu keys",
+                        (*out)[b]->n_entries, q.n_keys);
+  }
+  return 0;
+}
+
+static const Strata__V1__KeyValue *entry(Strata__V1__BatchGetResponse **v, size_t i) {
+  return v[i / BATCH_MAX]->entries[i % BATCH_MAX];
+}
+
+static void free_batches(Strata__V1__BatchGetResponse **v, size_t n) {
+  for (size_t i = 0; v && i < n; i++) rpc_free(v[i]);
+  free(v);
+}
+
+static int print_diff(ctl_ctx *x, const Strata__V1__Version *va, const Strata__V1__Version *vb,
+                      const keyset *ks, Strata__V1__BatchGetResponse **from,
+                      Strata__V1__BatchGetResponse **to) {
+  size_t counts[3] = {0};
+  static const char *const names[3] = {"added", "removed", "modified"};
+  static const char marks[3] = {'+', '-', '~'};
+  json_t *arr = json_array();
+  for (size_t i = 0; i < ks->n; i++) {
+    const Strata__V1__KeyValue *f = entry(from, i), *t = entry(to, i);
+    int c;
+    if (!f->found && t->found) c = 0;
+    else if (f->found && !t->found) c = 1;
+    else if (f->found && t->found && cmp_key(&f->value, &t->value) != 0) c = 2;
+    else continue; /* changed and changed back, or written then deleted */
+    counts[c]++;
+    if (x->json) {
+      json_t *o = json_object();
+      ctl_json_set_key(o, "key", ks->k[i].data, ks->k[i].len);
+      json_object_set_new(o, "change", json_string(names[c]));
+      json_array_append_new(arr, o);
+    } else {
+      char *s = ctl_key_str(ks->k[i].data, ks->k[i].len);
+      printf("%c %s\n", marks[c], s ? s : "?");
+      free(s);
+    }
+  }
+  size_t total = counts[0] + counts[1] + counts[2];
+  if (x->json) {
+    ctl_json_print(json_pack("{s:o, s:o, s:o, s:{s:I, s:I, s:I, s:I}}", "from", version_json(va),
+                             "to", version_json(vb), "changes", arr, "counts", "total",
+                             (json_int_t)total, "added", (json_int_t)counts[0], "removed",
+                             (json_int_t)counts[1], "modified", (json_int_t)counts[2]));
+  } else {
+    json_decref(arr);
+    printf("%zu change%s from v%llu to v%llu: %zu added, %zu removed, %zu modified\n", total,
+           total == 1 ? "" : "s", (unsigned long long)va->generation,
+           (unsigned long long)vb->generation, counts[0], counts[1], counts[2]);
+  }
+  return CTL_OK;
+}
+
+int ctl_kv_diff(ctl_ctx *x, const ctl_args *a) {
+  ctl_pin p[2];
+  Strata__V1__Version v[2];
+  for (int i = 0; i < 2; i++) {
+    const char *s = a->pos[i][0] == '@' ? a->pos[i] + 1 : a->pos[i];
+    if (ctl_pin_parse(s, &p[i]))
+      return ctl_usage(a->cmd, "\"%s\": expected @v<generation> or @YYYY-MM-DDTHH:MM:SS[.frac]Z",
+                       a->pos[i]);
+  }
+  int rc = 0;
+  for (int i = 0; i < 2 && !rc; i++)
+    if ((rc = resolve_pin(x, &p[i], &v[i]))) return ctl_rpc_fail(x, rc, "Kv.Get (resolving the pin)");
+  uint64_t lo = v[0].generation < v[1].generation ? v[0].generation : v[1].generation;
+  uint64_t hi = v[0].generation ^ v[1].generation ^ lo;
+  keyset ks = {0};
+  Strata__V1__BatchGetResponse **from = NULL, **to = NULL;
+  size_t nfrom = 0, nto = 0;
+  const char *what = "Kv.Watch";
+  if (lo < hi && (rc = changed_keys(x, lo, hi, &ks))) goto fail;
+  keyset_sort_unique(&ks);
+  what = "Kv.BatchGet";
+  if ((rc = values_at(x, &ks, v[0].generation, &from, &nfrom)) ||
+      (rc = values_at(x, &ks, v[1].generation, &to, &nto)))
+    goto fail;
+  rc = print_diff(x, &v[0], &v[1], &ks, from, to);
+  goto out;
+fail:
+  rc = ctl_rpc_fail(x, rc, what);
+out:
+  free_batches(from, nfrom);
+  free_batches(to, nto);
+  keyset_free(&ks);
+  return rc;
+}

@@ -1,0 +1,370 @@
+/*
+ * lock list / acquire / renew / release / key: the Locks service, with row
+ * keys shown in hex plus their decoded PyChunkedGraph form.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "locks/lock.h"
+#include "tools/stratactl/ctl.h"
+
+#define KIND_TEMPORAL STRATA__V1__LOCK_KIND__LOCK_KIND_TEMPORAL
+#define KIND_INDEFINITE STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE
+
+static const char *kind_name(Strata__V1__LockKind k) {
+  return k == KIND_TEMPORAL ? "temporal" : k == KIND_INDEFINITE ? "indefinite" : "unknown";
+}
+
+static int parse_kind(const ctl_args *a, Strata__V1__LockKind *k) {
+  const char *s = ctl_val(a, "kind", 0);
+  if (!s) return 0;
+  if (strcmp(s, "temporal") == 0) *k = KIND_TEMPORAL;
+  else if (strcmp(s, "indefinite") == 0) *k = KIND_INDEFINITE;
+  else return ctl_usage(a->cmd, "--kind: expected temporal or indefinite, got \"%s\"", s);
+  return 0;
+}
+
+/* --op N when given (*op stays 0 otherwise); required: usage error if absent. */
+static int parse_op(const ctl_args *a, int required, uint64_t *op) {
+  const char *s = ctl_val(a, "op", 0);
+  if (!s) return required ? ctl_usage(a->cmd, "--op N is required") : 0;
+  if (ctl_u64_parse(s, 1, UINT64_MAX, op))
+    return ctl_usage(a->cmd, "--op: expected an operation id >= 1, got \"%s\"", s);
+  return 0;
+}
+
+static int parse_dur(const ctl_args *a, const char *name, int64_t dflt, int64_t *ms) {
+  const char *s = ctl_val(a, name, 0);
+  *ms = dflt;
+  if (s && ctl_dur_parse(s, ms))
+    return ctl_usage(a->cmd, "--%s: expected a duration such as 500ms, 30s or 2m, got \"%s\"", name, s);
+  return 0;
+}
+
+/* The positional KEYs as protobuf bytes; *rows is freed with free_rows. */
+static int parse_rows(const ctl_args *a, ProtobufCBinaryData **rows) {
+  *rows = calloc((size_t)a->npos + 1, sizeof **rows);
+  if (!*rows) return ctl_usage(a->cmd, "out of memory");
+  for (int i = 0; i < a->npos; i++) {
+    char err[256];
+    if (ctl_key_parse(a->pos[i], &(*rows)[i].data, &(*rows)[i].len, err, sizeof err))
+      return ctl_usage(a->cmd, "KEY: %s", err);
+  }
+  return 0;
+}
+
+static void free_rows(ProtobufCBinaryData *rows, int n) {
+  for (int i = 0; rows && i < n; i++) free(rows[i].data);
+  free(rows);
+}
+
+/* --- one lock, as table cells and as JSON -------------------------------------------------- */
+
+enum { LK_COLS = 7 };
+static const char *const lock_header[LK_COLS] = {"ROW", "DECODED", "KIND", "OP", "ACQUIRED",
+                                                 "LEFT", "TOKEN"};
+
+static int lock_expired(const Strata__V1__LockInfo *l, int64_t now) {
+  return l->kind == KIND_TEMPORAL && l->expires_at_ns <= now;
+}
+
+static void lock_add_row(ctl_table *t, const Strata__V1__LockInfo *l, int64_t now) {
+  char dec[96], acq[48], left[32], op[24], tok[24];
+  const char *type;
+  uint64_t ids[3];
+  char *hex = ctl_hex_str(l->row.data, l->row.len), *text = ctl_key_str(l->row.data, l->row.len);
+  const char *d = ctl_row_decode(l->row.data, l->row.len, dec, sizeof dec, &type, ids);
+  /* Not a chunk or block key: show a text key as text, since ROW is hex. */
+  if (!d && text && strncmp(text, "0x", 2) != 0) d = text;
+  if (l->kind != KIND_TEMPORAL) snprintf(left, sizeof left, "-");
+  else if (lock_expired(l, now)) snprintf(left, sizeof left, "expired");
+  else ctl_dur_str((l->expires_at_ns - now) / 1000000, left, sizeof left);
+  snprintf(op, sizeof op, "%llu", (unsigned long long)l->op_id);
+  /* Tokens start at 1; conflicts in an Acquire answer carry none (0). */
+  if (l->fencing_token) snprintf(tok, sizeof tok, "%llu", (unsigned long long)l->fencing_token);
+  else snprintf(tok, sizeof tok, "-");
+  const char *cells[LK_COLS] = {hex, d ? d : "-", kind_name(l->kind), op,
+                                ctl_time_str(l->acquired_at_ns, 3, acq, sizeof acq), left, tok};
+  ctl_table_add(t, cells);
+  free(hex);
+  free(text);
+}
+
+static json_t *decoded_json(const uint8_t *k, size_t len) {
+  char dec[96];
+  const char *type;
+  uint64_t ids[3];
+  if (!ctl_row_decode(k, len, dec, sizeof dec, &type, ids)) return json_null();
+  if (strcmp(type, "chunk") == 0)
+    return json_pack("{s:s, s:o, s:s}", "type", type, "chunk_id", ctl_json_u64(ids[0]), "text", dec);
+  return json_pack("{s:s, s:o, s:o, s:o, s:s}", "type", type, "x", ctl_json_u64(ids[0]), "y",
+                   ctl_json_u64(ids[1]), "z", ctl_json_u64(ids[2]), "text", dec);
+}
+
+static json_t *lock_json(const Strata__V1__LockInfo *l, int64_t now) {
+  json_t *o = json_object();
+  ctl_json_set_key(o, "row", l->row.data, l->row.len);
+  json_object_set_new(o, "decoded", decoded_json(l->row.data, l->row.len));
+  json_object_set_new(o, "kind", json_string(kind_name(l->kind)));
+  json_object_set_new(o, "op", ctl_json_u64(l->op_id));
+  ctl_json_set_time(o, "acquired_at", l->acquired_at_ns);
+  ctl_json_set_time(o, "expires_at", l->kind == KIND_TEMPORAL ? l->expires_at_ns : 0);
+  json_object_set_new(o, "time_left_ms", l->kind == KIND_TEMPORAL && !lock_expired(l, now)
+                                             ? json_integer((l->expires_at_ns - now) / 1000000)
+                                             : json_null());
+  json_object_set_new(o, "expired", json_boolean(lock_expired(l, now)));
+  json_object_set_new(o, "fencing_token", l->fencing_token ? ctl_json_u64(l->fencing_token) : json_null());
+  return o;
+}
+
+/* --- lock list ---------------------------------------------------------------------------------- */
+
+int ctl_lock_list(ctl_ctx *x, const ctl_args *a) {
+  Strata__V1__ListLocksRequest q = STRATA__V1__LIST_LOCKS_REQUEST__INIT;
+  uint8_t *prefix = NULL;
+  int rc;
+  if ((rc = parse_op(a, 0, &q.op_id)) || (rc = parse_kind(a, &q.kind))) return rc;
+  if (ctl_val(a, "prefix", 0)) {
+    char err[256];
+    if (ctl_key_parse(ctl_val(a, "prefix", 0), &prefix, &q.prefix.len, err, sizeof err))
+      return ctl_usage(a->cmd, "--prefix: %s", err);
+    q.prefix.data = prefix;
+  }
+  q.expired_only = ctl_has(a, "expired");
+
+  rpc_cstream *st = NULL;
+  rpc_callopts co = ctl_callopts(x, 0);
+  int64_t now = ctl_now_ns();
+  ctl_table t;
+  ctl_table_init(&t, LK_COLS, lock_header);
+  json_t *locks = json_array();
+  uint64_t n = 0, ntemp = 0, nexp = 0, nindef = 0;
+  rc = rpc_locks_list(ctl_client(x), &co, &q, &st);
+  Strata__V1__ListLocksResponse *m;
+  while (!rc && (rc = rpc_locks_list_next(st, &m)) == 1) {
+    for (size_t i = 0; i < m->n_locks; i++) {
+      const Strata__V1__LockInfo *l = m->locks[i];
+      n++;
+      if (l->kind == KIND_TEMPORAL) ntemp++;
+      else nindef++;
+      if (lock_expired(l, now)) nexp++;
+      if (x->json) json_array_append_new(locks, lock_json(l, now));
+      else lock_add_row(&t, l, now);
+    }
+    rpc_free(m);
+    rc = 0;
+  }
+  rpc_cstream_close(st);
+  free(prefix);
+  if (rc) {
+    ctl_table_free(&t);
+    json_decref(locks);
+    return ctl_rpc_fail(x, rc, "Locks.List");
+  }
+  if (x->json) {
+    json_t *counts = json_pack("{s:I, s:I, s:I, s:I}", "total", (json_int_t)n, "temporal",
+                               (json_int_t)ntemp, "expired", (json_int_t)nexp, "indefinite",
+                               (json_int_t)nindef);
+    ctl_json_print(json_pack("{s:o, s:o}", "locks", locks, "counts", counts));
+  } else {
+    json_decref(locks);
+    ctl_table_print(&t, stdout);
+    printf("%llu lock%s: %llu temporal (%llu expired), %llu indefinite\n", (unsigned long long)n,
+           n == 1 ? "" : "s", (unsigned long long)ntemp, (unsigned long long)nexp,
+           (unsigned long long)nindef);
+  }
+  ctl_table_free(&t);
+  return CTL_OK;
+}
+
+/* --- lock acquire --------------------------------------------------------------------------------- */
+
+static void print_acquired(const ctl_ctx *x, const Strata__V1__AcquireRequest *q,
+                           const Strata__V1__AcquireResponse *r) {
+  char tb[48], lb[32];
+  if (x->json) {
+    json_t *o = json_pack("{s:b, s:o, s:s, s:I, s:o}", "acquired", 1, "op", ctl_json_u64(q->op_id),
+                          "kind", kind_name(q->kind), "rows", (json_int_t)q->n_rows,
+                          "fencing_token", ctl_json_u64(r->fencing_token));
+    ctl_json_set_time(o, "expires_at", q->kind == KIND_TEMPORAL ? r->expires_at_ns : 0);
+    json_object_set_new(o, "conflicts", json_array());
+    ctl_json_print(o);
+    return;
+  }
+  printf("acquired %zu row%s for op %llu: %s, fencing token %llu", q->n_rows,
+         q->n_rows == 1 ? "" : "s", (unsigned long long)q->op_id, kind_name(q->kind),
+         (unsigned long long)r->fencing_token);
+  if (q->kind == KIND_TEMPORAL)
+    printf(", expires %s (in %s)", ctl_time_str(r->expires_at_ns, 3, tb, sizeof tb),
+           ctl_dur_str((r->expires_at_ns - ctl_now_ns()) / 1000000, lb, sizeof lb));
+  printf("\n");
+}
+
+static void print_conflicts(const ctl_ctx *x, const Strata__V1__AcquireRequest *q,
+                            const Strata__V1__AcquireResponse *r) {
+  int64_t now = ctl_now_ns();
+  fprintf(stderr, "stratactl: lock acquire: refused, %zu row%s held by other ops (nothing was locked)\n",
+          r->n_conflicts, r->n_conflicts == 1 ? "" : "s");
+  if (x->json) {
+    json_t *c = json_array();
+    for (size_t i = 0; i < r->n_conflicts; i++) json_array_append_new(c, lock_json(r->conflicts[i], now));
+    ctl_json_print(json_pack("{s:b, s:o, s:s, s:I, s:o}", "acquired", 0, "op",
+                             ctl_json_u64(q->op_id), "kind", kind_name(q->kind), "rows",
+                             (json_int_t)q->n_rows, "conflicts", c));
+    return;
+  }
+  ctl_table t;
+  ctl_table_init(&t, LK_COLS, lock_header);
+  for (size_t i = 0; i < r->n_conflicts; i++) lock_add_row(&t, r->conflicts[i], now);
+  ctl_table_print(&t, stdout);
+  ctl_table_free(&t);
+}
+
+int ctl_lock_acquire(ctl_ctx *x, const ctl_args *a) {
+  Strata__V1__AcquireRequest q = STRATA__V1__ACQUIRE_REQUEST__INIT;
+  q.kind = KIND_TEMPORAL;
+  int64_t ttl, wait;
+  int rc;
+  if ((rc = parse_op(a, 1, &q.op_id)) || (rc = parse_kind(a, &q.kind)) ||
+      (rc = parse_dur(a, "ttl", 30000, &ttl)) || (rc = parse_dur(a, "wait", 0, &wait)))
+    return rc;
+  if (q.kind == KIND_INDEFINITE && ctl_has(a, "ttl"))
+    return ctl_usage(a->cmd, "--ttl applies to temporal locks only (an indefinite lock is held "
+                             "until released)");
+  if (q.kind == KIND_TEMPORAL && ttl <= 0)
+    return ctl_usage(a->cmd, "--ttl: must be greater than 0");
+  q.ttl_ms = q.kind == KIND_TEMPORAL ? (uint64_t)ttl : 0;
+  q.wait_ms = (uint64_t)wait;
+  ProtobufCBinaryData *rows;
+  if ((rc = parse_rows(a, &rows))) {
+    free_rows(rows, a->npos);
+    return rc;
+  }
+  q.rows = rows;
+  q.n_rows = (size_t)a->npos;
+  rpc_callopts co = ctl_callopts(x, wait);
+  Strata__V1__AcquireResponse *r = NULL;
+  rc = rpc_locks_acquire(ctl_client(x), &co, &q, &r);
+  if (rc) rc = ctl_rpc_fail(x, rc, "Locks.Acquire");
+  else if (r->acquired) print_acquired(x, &q, r);
+  else {
+    print_conflicts(x, &q, r);
+    rc = CTL_REFUSED;
+  }
+  rpc_free(r);
+  free_rows(rows, a->npos);
+  return rc;
+}
+
+/* --- lock renew ----------------------------------------------------------------------------------- */
+
+int ctl_lock_renew(ctl_ctx *x, const ctl_args *a) {
+  Strata__V1__RenewRequest q = STRATA__V1__RENEW_REQUEST__INIT;
+  int64_t ttl;
+  int rc;
+  if ((rc = parse_op(a, 1, &q.op_id)) || (rc = parse_dur(a, "ttl", 30000, &ttl))) return rc;
+  if (ttl <= 0) return ctl_usage(a->cmd, "--ttl: must be greater than 0");
+  q.ttl_ms = (uint64_t)ttl;
+  ProtobufCBinaryData *rows;
+  if ((rc = parse_rows(a, &rows))) {
+    free_rows(rows, a->npos);
+    return rc;
+  }
+  q.rows = rows;
+  q.n_rows = (size_t)a->npos;
+  rpc_callopts co = ctl_callopts(x, 0);
+  Strata__V1__RenewResponse *r = NULL;
+  rc = rpc_locks_renew(ctl_client(x), &co, &q, &r);
+  if (rc) {
+    rc = ctl_rpc_fail(x, rc, "Locks.Renew");
+  } else if (x->json) {
+    json_t *o = json_pack("{s:b, s:o, s:I}", "renewed", 1, "op", ctl_json_u64(q.op_id), "rows",
+                          (json_int_t)q.n_rows);
+    ctl_json_set_time(o, "expires_at", r->expires_at_ns);
+    ctl_json_print(o);
+  } else {
+    char tb[48], lb[32];
+    printf("renewed %zu row%s for op %llu until %s (in %s)\n", q.n_rows, q.n_rows == 1 ? "" : "s",
+           (unsigned long long)q.op_id, ctl_time_str(r->expires_at_ns, 3, tb, sizeof tb),
+           ctl_dur_str((r->expires_at_ns - ctl_now_ns()) / 1000000, lb, sizeof lb));
+  }
+  rpc_free(r);
+  free_rows(rows, a->npos);
+  return rc;
+}
+
+/* --- lock release --------------------------------------------------------------------------------- */
+
+int ctl_lock_release(ctl_ctx *x, const ctl_args *a) {
+  Strata__V1__ReleaseRequest q = STRATA__V1__RELEASE_REQUEST__INIT;
+  q.privileged = ctl_has(a, "privileged");
+  q.all = ctl_has(a, "all");
+  int rc;
+  if ((rc = parse_op(a, !q.privileged || q.all, &q.op_id))) return rc;
+  if (q.all && a->npos) return ctl_usage(a->cmd, "give KEY... or --all, not both");
+  if (!q.all && !a->npos) return ctl_usage(a->cmd, "give the KEYs to release, or --all");
+  ProtobufCBinaryData *rows;
+  if ((rc = parse_rows(a, &rows))) {
+    free_rows(rows, a->npos);
+    return rc;
+  }
+  q.rows = rows;
+  q.n_rows = (size_t)a->npos;
+  rpc_callopts co = ctl_callopts(x, 0);
+  Strata__V1__ReleaseResponse *r = NULL;
+  rc = rpc_locks_release(ctl_client(x), &co, &q, &r);
+  if (rc) {
+    rc = ctl_rpc_fail(x, rc, "Locks.Release");
+    goto out;
+  }
+  if (x->json)
+    ctl_json_print(json_pack("{s:I, s:o, s:b, s:b}", "released", (json_int_t)r->released, "op",
+                             ctl_json_u64(q.op_id), "privileged", q.privileged, "all", q.all));
+  else
+    printf("released %llu lock%s\n", (unsigned long long)r->released, r->released == 1 ? "" : "s");
+  if (r->released == 0) {
+    char who[48] = "any op";
+    if (q.op_id) snprintf(who, sizeof who, "op %llu", (unsigned long long)q.op_id);
+    fprintf(stderr, "stratactl: lock release: nothing released: %s holds %s\n", who,
+            q.all ? "no locks" : "none of these rows");
+    rc = CTL_REFUSED;
+  }
+out:
+  rpc_free(r);
+  free_rows(rows, a->npos);
+  return rc;
+}
+
+/* --- lock key ------------------------------------------------------------------------------------- */
+
+int ctl_lock_key(ctl_ctx *x, const ctl_args *a) {
+  uint8_t key[LK_BLOCK_KEY_LEN];
+  size_t len;
+  uint64_t v[3];
+  int chunk = ctl_has(a, "chunk"), block = ctl_has(a, "block");
+  if (chunk == block) return ctl_usage(a->cmd, "give exactly one of --chunk ID or --block X Y Z");
+  for (int i = 0; i < (chunk ? 1 : 3); i++) {
+    const char *s = ctl_val(a, chunk ? "chunk" : "block", i);
+    if (ctl_u64_parse(s, 0, UINT64_MAX, &v[i]))
+      return ctl_usage(a->cmd, "--%s: expected a decimal integer, got \"%s\"",
+                       chunk ? "chunk" : "block", s);
+  }
+  if (chunk) {
+    lk_l2_chunk_key(v[0], key);
+    len = LK_L2_KEY_LEN;
+  } else {
+    lk_block_key(v[0], v[1], v[2], key);
+    len = LK_BLOCK_KEY_LEN;
+  }
+  if (x->json) {
+    json_t *o = json_object();
+    ctl_json_set_key(o, "row", key, len);
+    json_object_set_new(o, "decoded", decoded_json(key, len));
+    ctl_json_print(o);
+  } else {
+    char *hex = ctl_hex_str(key, len);
+    printf("%s\n", hex ? hex : "");
+    free(hex);
+  }
+  return CTL_OK;
+}

@@ -1,0 +1,278 @@
+/*
+ * op show / list / stuck: the operation log (Ops service). op list has no
+ * RPC of its own yet: it walks Ops.Get down from the newest id, which it
+ * finds by an exponential then binary search (op ids are dense from 1).
+ */
+#include <ctype.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/err.h"
+#include "tools/stratactl/ctl.h"
+
+#define OP_LIST_DEFAULT_LIMIT 100
+
+static const char *const status_names[] = {"UNSPECIFIED", "CREATED", "WRITE_STARTED", "SUCCESS",
+                                           "EXCEPTION", "WRITE_FAILED"};
+#define NSTATUS (sizeof status_names / sizeof status_names[0])
+
+static const char *status_name(Strata__V1__OpStatus s) {
+  return (unsigned)s < NSTATUS ? status_names[s] : "UNKNOWN";
+}
+
+/* "write_failed", "WRITE_FAILED" or "OP_STATUS_WRITE_FAILED"; 0 when unknown. */
+static Strata__V1__OpStatus status_parse(const char *s) {
+  if (strncasecmp(s, "OP_STATUS_", 10) == 0) s += 10;
+  for (unsigned i = 1; i < NSTATUS; i++)
+    if (strcasecmp(s, status_names[i]) == 0) return (Strata__V1__OpStatus)i;
+  return 0;
+}
+
+static json_t *op_json(const Strata__V1__Op *op, int64_t now, int with_payload) {
+  json_t *o = json_object();
+  json_object_set_new(o, "op", ctl_json_u64(op->op_id));
+  json_object_set_new(o, "status", json_string(status_name(op->status)));
+  json_object_set_new(o, "user", json_string(op->user ? op->user : ""));
+  json_object_set_new(o, "kind", json_string(op->kind ? op->kind : ""));
+  ctl_json_set_time(o, "created_at", op->created_at_ns);
+  json_object_set_new(o, "age_ms", json_integer((now - op->created_at_ns) / 1000000));
+  ctl_json_set_time(o, "updated_at", op->updated_at_ns);
+  json_object_set_new(o, "start_generation", ctl_json_u64(op->start_generation));
+  json_object_set_new(o, "payload_bytes", json_integer((json_int_t)op->payload.len));
+  if (with_payload) {
+    char *b = ctl_base64(op->payload.data, op->payload.len);
+    json_object_set_new(o, "payload_base64", json_string(b ? b : ""));
+    free(b);
+  }
+  json_t *scope = json_array();
+  for (size_t i = 0; i < op->n_scope; i++) {
+    json_t *r = json_object();
+    char dec[96];
+    const char *type;
+    uint64_t ids[3];
+    ctl_json_set_key(r, "row", op->scope[i].data, op->scope[i].len);
+    const char *d = ctl_row_decode(op->scope[i].data, op->scope[i].len, dec, sizeof dec, &type, ids);
+    json_object_set_new(r, "decoded", d ? json_string(d) : json_null());
+    json_array_append_new(scope, r);
+  }
+  json_object_set_new(o, "scope", scope);
+  return o;
+}
+
+/* --- tables of ops ------------------------------------------------------------------------------ */
+
+enum { OP_COLS = 7 };
+static const char *const op_header[OP_COLS] = {"OP", "CREATED", "AGE", "USER", "KIND", "STATUS", "SCOPE"};
+
+static void op_add_row(ctl_table *t, const Strata__V1__Op *op, int64_t now) {
+  char id[24], cr[48], age[32], sc[24];
+  snprintf(id, sizeof id, "%llu", (unsigned long long)op->op_id);
+  snprintf(sc, sizeof sc, "%zu", op->n_scope);
+  const char *cells[OP_COLS] = {id, ctl_time_str(op->created_at_ns, 0, cr, sizeof cr),
+                                ctl_dur_str((now - op->created_at_ns) / 1000000, age, sizeof age),
+                                op->user, op->kind, status_name(op->status), sc};
+  ctl_table_add(t, cells);
+}
+
+/* Prints ops (table or {"ops": [...], "count": n} merged into extra). */
+static void print_ops(const ctl_ctx *x, Strata__V1__Op *const *ops, size_t n, json_t *extra,
+                      const char *footer) {
+  int64_t now = ctl_now_ns();
+  if (x->json) {
+    json_t *arr = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(arr, op_json(ops[i], now, 0));
+    json_t *doc = json_pack("{s:o, s:I}", "ops", arr, "count", (json_int_t)n);
+    if (extra) json_object_update(doc, extra);
+    json_decref(extra);
+    ctl_json_print(doc);
+    return;
+  }
+  json_decref(extra);
+  ctl_table t;
+  ctl_table_init(&t, OP_COLS, op_header);
+  for (size_t i = 0; i < n; i++) op_add_row(&t, ops[i], now);
+  ctl_table_print(&t, stdout);
+  ctl_table_free(&t);
+  printf("%s\n", footer);
+}
+
+/* --- op show ------------------------------------------------------------------------------------- */
+
+static void print_op(const Strata__V1__Op *op) {
+  int64_t now = ctl_now_ns();
+  char cr[48], up[48], age[32];
+  printf("op:               %llu\n", (unsigned long long)op->op_id);
+  printf("status:           %s\n", status_name(op->status));
+  printf("user:             %s\n", op->user);
+  printf("kind:             %s\n", op->kind);
+  printf("created:          %s (%s ago)\n", ctl_time_str(op->created_at_ns, 3, cr, sizeof cr),
+         ctl_dur_str((now - op->created_at_ns) / 1000000, age, sizeof age));
+  printf("updated:          %s\n", ctl_time_str(op->updated_at_ns, 3, up, sizeof up));
+  printf("start generation: %llu\n", (unsigned long long)op->start_generation);
+  printf("payload:          %zu bytes\n", op->payload.len);
+  printf("scope:            %zu row%s\n", op->n_scope, op->n_scope == 1 ? "" : "s");
+  for (size_t i = 0; i < op->n_scope; i++) {
+    char dec[96];
+    const char *type;
+    uint64_t ids[3];
+    char *hex = ctl_hex_str(op->scope[i].data, op->scope[i].len);
+    const char *d = ctl_row_decode(op->scope[i].data, op->scope[i].len, dec, sizeof dec, &type, ids);
+    printf("  %s%s%s\n", hex ? hex : "", d ? "  " : "", d ? d : "");
+    free(hex);
+  }
+}
+
+static int parse_op_id(const ctl_args *a, const char *s, uint64_t *id) {
+  if (ctl_u64_parse(s, 1, UINT64_MAX, id))
+    return ctl_usage(a->cmd, "expected an operation id >= 1, got \"%s\"", s);
+  return 0;
+}
+
+int ctl_op_show(ctl_ctx *x, const ctl_args *a) {
+  Strata__V1__GetOpRequest q = STRATA__V1__GET_OP_REQUEST__INIT;
+  int rc = parse_op_id(a, a->pos[0], &q.op_id);
+  if (rc) return rc;
+  rpc_callopts co = ctl_callopts(x, 0);
+  Strata__V1__GetOpResponse *r = NULL;
+  rc = rpc_ops_get(ctl_client(x), &co, &q, &r);
+  if (rc) return ctl_rpc_fail(x, rc, "Ops.Get");
+  if (x->json) ctl_json_print(op_json(r->op, ctl_now_ns(), 1));
+  else print_op(r->op);
+  rpc_free(r);
+  return CTL_OK;
+}
+
+/* --- op list -------------------------------------------------------------------------------------- */
+
+/* Ops.Get of id: 0 with *r (caller frees), STRATA_ENOTFOUND, or an error. */
+static int get_op(ctl_ctx *x, uint64_t id, Strata__V1__GetOpResponse **r) {
+  Strata__V1__GetOpRequest q = STRATA__V1__GET_OP_REQUEST__INIT;
+  q.op_id = id;
+  rpc_callopts co = ctl_callopts(x, 0);
+  return rpc_ops_get(ctl_client(x), &co, &q, r);
+}
+
+static int op_exists(ctl_ctx *x, uint64_t id, int *yes) {
+  Strata__V1__GetOpResponse *r = NULL;
+  int rc = get_op(x, id, &r);
+  rpc_free(r);
+  *yes = rc == 0;
+  return rc == STRATA_ENOTFOUND ? 0 : rc;
+}
+
+/* The newest op id (0 when there is none), by exponential then binary search. */
+static int last_op_id(ctl_ctx *x, uint64_t *last) {
+  uint64_t lo = 0, hi = 1;
+  int yes, rc;
+  for (;;) {
+    if ((rc = op_exists(x, hi, &yes))) return rc;
+    if (!yes) break;
+    lo = hi;
+    if (hi > UINT64_MAX / 2) {
+      hi = UINT64_MAX;
+      break;
+    }
+    hi *= 2;
+  }
+  while (hi - lo > 1) { /* lo exists (or is 0), hi does not */
+    uint64_t mid = lo + (hi - lo) / 2;
+    if ((rc = op_exists(x, mid, &yes))) return rc;
+    if (yes) lo = mid;
+    else hi = mid;
+  }
+  *last = lo;
+  return 0;
+}
+
+int ctl_op_list(ctl_ctx *x, const ctl_args *a) {
+  uint64_t limit = OP_LIST_DEFAULT_LIMIT, last = 0;
+  Strata__V1__OpStatus want = 0;
+  const char *s = ctl_val(a, "status", 0);
+  if (s && !(want = status_parse(s)))
+    return ctl_usage(a->cmd, "--status: expected created, write_started, success, exception or "
+                             "write_failed, got \"%s\"", s);
+  if ((s = ctl_val(a, "limit", 0)) && ctl_u64_parse(s, 1, 1000000, &limit))
+    return ctl_usage(a->cmd, "--limit: expected a number in 1..1000000, got \"%s\"", s);
+  int rc = last_op_id(x, &last);
+  if (rc) return ctl_rpc_fail(x, rc, "Ops.Get");
+  Strata__V1__GetOpResponse **got = calloc(limit, sizeof *got);
+  Strata__V1__Op **ops = calloc(limit, sizeof *ops);
+  size_t n = 0;
+  uint64_t id = last;
+  if (!got || !ops) {
+    rc = ctl_refuse(x, "STRATA_ENOMEM", "op list: out of memory");
+    goto out;
+  }
+  for (; id >= 1 && n < limit; id--) {
+    Strata__V1__GetOpResponse *r = NULL;
+    if ((rc = get_op(x, id, &r)) == STRATA_ENOTFOUND) continue;
+    if (rc) {
+      rc = ctl_rpc_fail(x, rc, "Ops.Get");
+      goto out;
+    }
+    if (want && r->op->status != want) {
+      rpc_free(r);
+      continue;
+    }
+    got[n++] = r;
+  }
+  /* Oldest first among the newest `limit` matches. */
+  for (size_t i = 0; i < n; i++) ops[i] = got[n - 1 - i]->op;
+  int truncated = n == limit && id >= 1;
+  char footer[160];
+  snprintf(footer, sizeof footer, "%zu op%s%s%s", n, n == 1 ? "" : "s",
+           truncated ? " (the newest matching; older ones exist, raise --limit)" : "",
+           n == 0 && last == 0 ? " (the op log is empty)" : "");
+  print_ops(x, ops, n, json_pack("{s:o, s:b}", "last_op_id", ctl_json_u64(last), "truncated", truncated),
+            footer);
+  rc = CTL_OK;
+out:
+  for (size_t i = 0; got && i < n; i++) rpc_free(got[i]);
+  free(got);
+  free(ops);
+  return rc;
+}
+
+/* --- op stuck ------------------------------------------------------------------------------------- */
+
+int ctl_op_stuck(ctl_ctx *x, const ctl_args *a) {
+  Strata__V1__ListStuckRequest q = STRATA__V1__LIST_STUCK_REQUEST__INIT;
+  int64_t min_age = 0;
+  const char *s = ctl_val(a, "min-age", 0);
+  if (s && ctl_dur_parse(s, &min_age))
+    return ctl_usage(a->cmd, "--min-age: expected a duration such as 10m or 1h, got \"%s\"", s);
+  q.min_age_ms = (uint64_t)min_age;
+  rpc_cstream *st = NULL;
+  rpc_callopts co = ctl_callopts(x, 0);
+  Strata__V1__ListStuckResponse **msgs = NULL;
+  Strata__V1__Op **ops = NULL;
+  size_t nmsgs = 0, n = 0;
+  int rc = rpc_ops_list_stuck(ctl_client(x), &co, &q, &st);
+  Strata__V1__ListStuckResponse *m;
+  while (!rc && (rc = rpc_ops_list_stuck_next(st, &m)) == 1) {
+    void *p = realloc(msgs, (nmsgs + 1) * sizeof *msgs), *p2 = realloc(ops, (n + m->n_ops + 1) * sizeof *ops);
+    if (p) msgs = p;
+    if (p2) ops = p2;
+    if (!p || !p2) {
+      rpc_free(m);
+      rc = STRATA_ENOMEM;
+      break;
+    }
+    msgs[nmsgs++] = m;
+    for (size_t i = 0; i < m->n_ops; i++) ops[n++] = m->ops[i];
+    rc = 0;
+  }
+  rpc_cstream_close(st);
+  if (rc) {
+    rc = ctl_rpc_fail(x, rc, "Ops.ListStuck");
+  } else {
+    char footer[64];
+    snprintf(footer, sizeof footer, "%zu stuck op%s", n, n == 1 ? "" : "s");
+    print_ops(x, ops, n, json_pack("{s:I}", "min_age_ms", (json_int_t)min_age), footer);
+  }
+  for (size_t i = 0; i < nmsgs; i++) rpc_free(msgs[i]);
+  free(msgs);
+  free(ops);
+  return rc;
+}

@@ -1,0 +1,66 @@
+/*
+ * health and stats: the standard grpc.health.v1 Check and Admin.Stats.
+ */
+#include <string.h>
+
+#include "tools/stratactl/ctl.h"
+
+int ctl_health(ctl_ctx *x, const ctl_args *a) {
+  Grpc__Health__V1__HealthCheckRequest q = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  q.service = "";
+  rpc_callopts co = ctl_callopts(x, 0);
+  Grpc__Health__V1__HealthCheckResponse *r = NULL;
+  int rc = rpc_health_check(ctl_client(x), &co, &q, &r);
+  if (rc) return ctl_rpc_fail(x, rc, "Health.Check");
+  const ProtobufCEnumValue *ev =
+      protobuf_c_enum_descriptor_get_value(&grpc__health__v1__health_check_response__serving_status__descriptor, r->status);
+  const char *status = ev ? ev->name : "UNKNOWN";
+  int serving = r->status == GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
+  if (x->json) ctl_json_print(json_pack("{s:s, s:s, s:b}", "addr", x->addr, "status", status, "serving", serving));
+  else printf("%s: %s\n", x->addr, status);
+  rpc_free(r);
+  if (!serving) fprintf(stderr, "stratactl: health: strata-server at %s is not serving\n", x->addr);
+  return serving ? CTL_OK : CTL_REFUSED;
+}
+
+int ctl_stats(ctl_ctx *x, const ctl_args *a) {
+  Strata__V1__StatsRequest q = STRATA__V1__STATS_REQUEST__INIT;
+  rpc_callopts co = ctl_callopts(x, 0);
+  Strata__V1__StatsResponse *r = NULL;
+  int rc = rpc_admin_stats(ctl_client(x), &co, &q, &r);
+  if (rc) return ctl_rpc_fail(x, rc, "Admin.Stats");
+  char up[32], tb[48];
+  if (x->json) {
+    json_t *o = json_object();
+    json_object_set_new(o, "addr", json_string(x->addr));
+    json_object_set_new(o, "server_version", json_string(r->server_version ? r->server_version : ""));
+    json_object_set_new(o, "uptime_ms", json_integer(r->uptime_ns / 1000000));
+    json_object_set_new(o, "latest", r->latest ? ctl_json_version(r->latest->generation,
+                                                                  r->latest->commit_time_ns)
+                                               : json_null());
+    json_object_set_new(o, "calls_total", ctl_json_u64(r->calls_total));
+    json_object_set_new(o, "calls_active", ctl_json_u64(r->calls_active));
+    json_object_set_new(o, "calls_failed", ctl_json_u64(r->calls_failed));
+    json_object_set_new(o, "max_message_bytes", ctl_json_u64(r->max_message_bytes));
+    json_object_set_new(o, "data_dir", json_string(r->data_dir ? r->data_dir : ""));
+    json_object_set_new(o, "locks_held", ctl_json_u64(r->locks_held));
+    ctl_json_print(o);
+  } else {
+    printf("addr:              %s\n", x->addr);
+    printf("server version:    %s\n", r->server_version);
+    printf("uptime:            %s\n", ctl_dur_str(r->uptime_ns / 1000000, up, sizeof up));
+    if (r->latest)
+      printf("latest version:    v%llu (%s)\n", (unsigned long long)r->latest->generation,
+             ctl_time_str(r->latest->commit_time_ns, 9, tb, sizeof tb));
+    else
+      printf("latest version:    - (store not available)\n");
+    printf("calls total:       %llu\n", (unsigned long long)r->calls_total);
+    printf("calls active:      %llu\n", (unsigned long long)r->calls_active);
+    printf("calls failed:      %llu\n", (unsigned long long)r->calls_failed);
+    printf("max message bytes: %llu\n", (unsigned long long)r->max_message_bytes);
+    printf("data dir:          %s\n", r->data_dir);
+    printf("locks held:        %llu\n", (unsigned long long)r->locks_held);
+  }
+  rpc_free(r);
+  return CTL_OK;
+}

@@ -1,0 +1,192 @@
+/*
+ * stratactl's private header: the declarative command table (one ctl_cmd per
+ * command drives parsing, dispatch and --help), the context every command
+ * runs with, and the shared parsing and output helpers. Nothing outside
+ * tools/stratactl includes it. See tools/README.md and docs/stratactl.md.
+ */
+#ifndef STRATA_TOOLS_STRATACTL_CTL_H
+#define STRATA_TOOLS_STRATACTL_CTL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include "rpc/client.h"
+
+/* Exit codes (docs/stratactl.md, "Exit codes"). */
+enum {
+  CTL_OK = 0,          /* success */
+  CTL_REFUSED = 1,     /* the server refused or failed the operation */
+  CTL_USAGE = 2,       /* bad arguments */
+  CTL_UNREACHABLE = 3, /* no answer from the server */
+};
+
+#define CTL_DEFAULT_TIMEOUT_MS 10000
+#define CTL_MAX_OPTS 8
+
+/* One option of a command. nargs: 0 for a flag, else the values it takes. */
+typedef struct ctl_opt {
+  const char *name;    /* without the leading "--" */
+  int nargs;
+  const char *metavar; /* "N", "DURATION", "X Y Z" */
+  const char *help;
+} ctl_opt;
+
+typedef struct ctl_ctx ctl_ctx;
+typedef struct ctl_args ctl_args;
+typedef struct ctl_cmd ctl_cmd;
+
+struct ctl_cmd {
+  const char *group;    /* "lock", "op", "kv", or NULL for a top-level command */
+  const char *name;     /* "list" */
+  const char *synopsis; /* the arguments after the command words */
+  const char *summary;  /* one line */
+  const char *details;  /* optional paragraph for --help */
+  const char *examples; /* lines for --help */
+  ctl_opt opts[CTL_MAX_OPTS];
+  int min_pos, max_pos; /* positional arguments; max_pos < 0: no limit */
+  int offline;          /* 1: runs without contacting the server */
+  int (*run)(ctl_ctx *x, const ctl_args *a);
+};
+
+/* The command table (table.c), terminated by an entry with run == NULL. */
+extern const ctl_cmd ctl_cmds[];
+
+/* Parsed arguments of one command; values borrow argv. */
+struct ctl_args {
+  const ctl_cmd *cmd;
+  int set[CTL_MAX_OPTS];
+  const char *val[CTL_MAX_OPTS][3];
+  char **pos;
+  int npos;
+};
+
+/* What a command runs with. The client is opened lazily by ctl_client. */
+struct ctl_ctx {
+  const char *addr; /* never NULL after main's parsing */
+  int json;
+  int64_t timeout_ms;
+  const ctl_cmd *cmd;
+  rpc_client *client;
+};
+
+/* --- args.c ---------------------------------------------------------------- */
+/* Whether option `name` was given; its i-th value (NULL when absent). */
+int ctl_has(const ctl_args *a, const char *name);
+const char *ctl_val(const ctl_args *a, const char *name, int i);
+/* Parses argv (after the command words) into *a. Global options may appear
+ * among them; they are stored into x. Returns CTL_OK, or CTL_USAGE after
+ * printing the error, or -1 when --help was asked (help printed). */
+int ctl_parse_args(ctl_ctx *x, const ctl_cmd *c, int argc, char **argv, ctl_args *a);
+/* Consumes the global options at argv[*i...] (before the command words).
+ * Returns CTL_OK or CTL_USAGE after printing the error. */
+int ctl_global_args(ctl_ctx *x, int argc, char **argv, int *i);
+
+/* --- main.c ---------------------------------------------------------------- */
+/* Prints "stratactl: MSG", the command's usage line and a --help hint to
+ * stderr; returns CTL_USAGE. */
+int ctl_usage(const ctl_cmd *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The command words of c ("lock list", "health"); static storage per call. */
+const char *ctl_cmd_words(const ctl_cmd *c);
+/* Prints the full help of c to f. */
+void ctl_help(FILE *f, const ctl_cmd *c);
+
+/* --- out.c ----------------------------------------------------------------- */
+/* The client for x->addr (opened on first use). NULL only on out-of-memory. */
+rpc_client *ctl_client(ctl_ctx *x);
+/* Call options with x's timeout plus extra_ms. */
+rpc_callopts ctl_callopts(const ctl_ctx *x, int64_t extra_ms);
+/* Reports a failed call (`what` names it, e.g. "Locks.Acquire") on stderr and,
+ * with --json, as {"error": ...} on stdout; returns the exit code for rc. */
+int ctl_rpc_fail(ctl_ctx *x, int rc, const char *what);
+/* Reports a refusal (an expected outcome such as "not found") the same way;
+ * returns CTL_REFUSED. */
+int ctl_refuse(ctl_ctx *x, const char *code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Prints doc (stolen) as indented JSON and a newline on stdout. */
+void ctl_json_print(json_t *doc);
+/* JSON helpers: an unsigned 64-bit number (a string above INT64_MAX), a
+ * version object, a key (display form + hex), an ISO time + ns pair. */
+json_t *ctl_json_u64(uint64_t v);
+json_t *ctl_json_version(uint64_t generation, int64_t commit_time_ns);
+void ctl_json_set_key(json_t *obj, const char *field, const uint8_t *k, size_t len);
+void ctl_json_set_time(json_t *obj, const char *field, int64_t ns);
+
+/* A text table: rows of cells, printed with aligned columns. */
+typedef struct ctl_table {
+  size_t ncols, nrows, cap;
+  char **cells; /* nrows * ncols, owned */
+} ctl_table;
+void ctl_table_init(ctl_table *t, size_t ncols, const char *const *header);
+/* Adds a row; the cells are copied. */
+void ctl_table_add(ctl_table *t, const char *const *cells);
+void ctl_table_print(const ctl_table *t, FILE *f);
+void ctl_table_free(ctl_table *t);
+
+/* --- fmt.c ----------------------------------------------------------------- */
+/* Keys: printable (0x21..0x7e, not starting with "0x") as they are, any other
+ * as 0x + lower-case hex. Returns a malloc'd string (NULL on out-of-memory). */
+char *ctl_key_str(const uint8_t *k, size_t len);
+/* Standard base64 with padding; malloc'd. */
+char *ctl_base64(const uint8_t *p, size_t len);
+/* Lower-case hex with a 0x prefix; malloc'd. */
+char *ctl_hex_str(const uint8_t *k, size_t len);
+/* Parses a key argument (0x... hex, else the bytes as typed) into a malloc'd
+ * buffer. Returns 0, or -1 with a message in err. */
+int ctl_key_parse(const char *s, uint8_t **out, size_t *len, char *err, size_t errcap);
+
+/* Durations: "500ms", "5s", "2m", "1h30m", "1.5s", "0". Returns 0 or -1. */
+int ctl_dur_parse(const char *s, int64_t *ms);
+/* "950ms", "29.5s", "4m12s", "2h03m", "3d04h" into buf. */
+const char *ctl_dur_str(int64_t ms, char *buf, size_t cap);
+/* Unsigned decimal integer in [lo, hi]. Returns 0 or -1. */
+int ctl_u64_parse(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
+
+/* UTC ISO-8601 "2026-11-21T10:00:00.123Z" with `digits` (0, 3 or 9) of
+ * fractional seconds; "-" for 0. */
+const char *ctl_time_str(int64_t ns, int digits, char *buf, size_t cap);
+/* Parses "YYYY-MM-DDTHH:MM:SS[.fraction]Z". Returns 0 or -1. */
+int ctl_time_parse(const char *s, int64_t *ns);
+/* Now on the local wall clock, ns since the epoch. */
+int64_t ctl_now_ns(void);
+
+/* A version pin: v<generation> or an ISO-8601 UTC time ending in Z. */
+typedef struct ctl_pin {
+  int kind; /* 0 latest, 1 generation, 2 time */
+  uint64_t generation;
+  int64_t time_ns;
+} ctl_pin;
+int ctl_pin_parse(const char *s, ctl_pin *p);
+/* Splits "KEY@PIN" at the last '@' whose suffix is a valid pin; *key_end is
+ * the length of the key part. No pin: p->kind = 0 and *key_end = strlen(s). */
+void ctl_split_pin(const char *s, size_t *key_end, ctl_pin *p);
+/* Fills a protobuf pin from p (m must outlive the request). NULL for latest. */
+Strata__V1__VersionPin *ctl_pin_msg(const ctl_pin *p, Strata__V1__VersionPin *m);
+
+/* A PyChunkedGraph hash-prefixed row key decoded: "chunk 123" or
+ * "block 1,2,3" into buf, or NULL when the key is not one. Sets *type to
+ * "chunk"/"block" and fills ids (1 or 3 values). */
+const char *ctl_row_decode(const uint8_t *k, size_t len, char *buf, size_t cap,
+                           const char **type, uint64_t ids[3]);
+
+/* --- commands (cmd_*.c) ------------------------------------------------------ */
+int ctl_lock_list(ctl_ctx *x, const ctl_args *a);
+int ctl_lock_acquire(ctl_ctx *x, const ctl_args *a);
+int ctl_lock_renew(ctl_ctx *x, const ctl_args *a);
+int ctl_lock_release(ctl_ctx *x, const ctl_args *a);
+int ctl_lock_key(ctl_ctx *x, const ctl_args *a);
+int ctl_op_show(ctl_ctx *x, const ctl_args *a);
+int ctl_op_list(ctl_ctx *x, const ctl_args *a);
+int ctl_op_stuck(ctl_ctx *x, const ctl_args *a);
+int ctl_kv_get(ctl_ctx *x, const ctl_args *a);
+int ctl_kv_put(ctl_ctx *x, const ctl_args *a);
+int ctl_kv_rm(ctl_ctx *x, const ctl_args *a);
+int ctl_kv_ls(ctl_ctx *x, const ctl_args *a);
+int ctl_kv_versions(ctl_ctx *x, const ctl_args *a);
+int ctl_kv_diff(ctl_ctx *x, const ctl_args *a);
+int ctl_health(ctl_ctx *x, const ctl_args *a);
+int ctl_stats(ctl_ctx *x, const ctl_args *a);
+
+#endif

@@ -1,0 +1,166 @@
+/*
+ * stratactl: the operator tool for strata-server (issue 6, docs/stratactl.md).
+ * main finds the command in ctl_cmds by its words, parses its arguments with
+ * the same table and runs it; --help text comes from the table too.
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tools/stratactl/ctl.h"
+
+#define GLOBAL_USAGE "[--addr HOST:PORT] [--json] [--timeout DURATION]"
+
+const char *ctl_cmd_words(const ctl_cmd *c) {
+  static char buf[64];
+  snprintf(buf, sizeof buf, "%s%s%s", c->group ? c->group : "", c->group ? " " : "", c->name);
+  return buf;
+}
+
+static void usage_line(FILE *f, const ctl_cmd *c) {
+  if (!c) {
+    fprintf(f, "usage: stratactl " GLOBAL_USAGE " COMMAND [ARGS...]\n");
+    return;
+  }
+  fprintf(f, "usage: stratactl " GLOBAL_USAGE " %s%s%s\n", ctl_cmd_words(c), *c->synopsis ? " " : "",
+          c->synopsis);
+}
+
+int ctl_usage(const ctl_cmd *c, const char *fmt, ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "stratactl: ");
+  vfprintf(stderr, fmt, ap);
+  fprintf(stderr, "\n");
+  va_end(ap);
+  usage_line(stderr, c);
+  fprintf(stderr, "Run 'stratactl %s%s--help' for details.\n", c ? ctl_cmd_words(c) : "",
+          c ? " " : "");
+  return CTL_USAGE;
+}
+
+static void print_indented(FILE *f, const char *text, const char *indent) {
+  while (text && *text) {
+    size_t n = strcspn(text, "\n");
+    fprintf(f, "%s%.*s\n", indent, (int)n, text);
+    text += n + (text[n] == '\n');
+  }
+}
+
+static void global_help(FILE *f) {
+  fprintf(f,
+          "Global options (anywhere on the command line):\n"
+          "  --addr HOST:PORT      server address (default $STRATA_ADDR, then " RPC_DEFAULT_ADDR ")\n"
+          "  --json                print one JSON document instead of a table\n"
+          "  --timeout DURATION    deadline of each call, e.g. 500ms, 5s, 2m (default 10s)\n"
+          "  --help                help for the command\n"
+          "Exit codes: 0 success, 1 refused (lock held, not found, condition failed, server error),\n"
+          "            2 usage error, 3 server unreachable or not answering in time.\n");
+}
+
+void ctl_help(FILE *f, const ctl_cmd *c) {
+  usage_line(f, c);
+  fprintf(f, "\n%s.\n", c->summary);
+  if (c->details) {
+    fprintf(f, "\n");
+    print_indented(f, c->details, "");
+  }
+  if (c->opts[0].name) {
+    fprintf(f, "\nOptions:\n");
+    for (int i = 0; i < CTL_MAX_OPTS && c->opts[i].name; i++) {
+      char left[64];
+      snprintf(left, sizeof left, "--%s%s%s", c->opts[i].name, c->opts[i].nargs ? " " : "",
+               c->opts[i].nargs ? c->opts[i].metavar : "");
+      fprintf(f, "  %-28s %s\n", left, c->opts[i].help);
+    }
+  }
+  fprintf(f, "\nExamples:\n");
+  print_indented(f, c->examples, "  ");
+  fprintf(f, "\n");
+  global_help(f);
+}
+
+/* The command list, optionally only one group's. */
+static void list_help(FILE *f, const char *group) {
+  if (group)
+    fprintf(f, "usage: stratactl " GLOBAL_USAGE " %s COMMAND [ARGS...]\n\nCommands:\n", group);
+  else
+    fprintf(f, "stratactl: the Strata operator tool.\n\n");
+  if (!group) usage_line(f, NULL);
+  if (!group) fprintf(f, "\nCommands:\n");
+  for (const ctl_cmd *c = ctl_cmds; c->run; c++) {
+    if (group && (!c->group || strcmp(c->group, group) != 0)) continue;
+    char left[96];
+    snprintf(left, sizeof left, "%s %s", ctl_cmd_words(c), c->synopsis);
+    fprintf(f, "  %s\n      %s\n", left, c->summary);
+  }
+  fprintf(f,
+          "\nKeys are given and shown as text, or as 0x... hex when a byte is not printable.\n"
+          "A PIN is v<generation> or an ISO-8601 UTC time ending in Z (2026-11-21T10:00:00Z).\n"
+          "Run 'stratactl COMMAND --help' for a command's options and examples.\n\n");
+  global_help(f);
+}
+
+static int is_group(const char *w) {
+  for (const ctl_cmd *c = ctl_cmds; c->run; c++)
+    if (c->group && strcmp(c->group, w) == 0) return 1;
+  return 0;
+}
+
+/* Finds the command named by argv[*i] (and argv[*i + 1] for a group).
+ * Returns it and advances *i, or NULL after printing help or a usage error
+ * (*rc says which exit code). */
+static const ctl_cmd *find_cmd(int argc, char **argv, int *i, int *rc) {
+  const char *w = argv[*i];
+  if (strcmp(w, "--help") == 0 || strcmp(w, "-h") == 0 || strcmp(w, "help") == 0) {
+    list_help(stdout, NULL);
+    *rc = CTL_OK;
+    return NULL;
+  }
+  if (!is_group(w)) {
+    for (const ctl_cmd *c = ctl_cmds; c->run; c++)
+      if (!c->group && strcmp(c->name, w) == 0) {
+        (*i)++;
+        return c;
+      }
+    *rc = ctl_usage(NULL, "unknown command \"%s\"", w);
+    return NULL;
+  }
+  const char *sub = *i + 1 < argc ? argv[*i + 1] : NULL;
+  if (!sub || strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
+    list_help(sub ? stdout : stderr, w);
+    *rc = sub ? CTL_OK : CTL_USAGE;
+    if (!sub) fprintf(stderr, "stratactl: %s: missing command\n", w);
+    return NULL;
+  }
+  for (const ctl_cmd *c = ctl_cmds; c->run; c++)
+    if (c->group && strcmp(c->group, w) == 0 && strcmp(c->name, sub) == 0) {
+      *i += 2;
+      return c;
+    }
+  *rc = ctl_usage(NULL, "unknown command \"%s %s\" (run 'stratactl %s --help')", w, sub, w);
+  return NULL;
+}
+
+int main(int argc, char **argv) {
+  ctl_ctx x = {.timeout_ms = CTL_DEFAULT_TIMEOUT_MS};
+  x.addr = getenv("STRATA_ADDR");
+  if (!x.addr || !*x.addr) x.addr = RPC_DEFAULT_ADDR;
+  int i = 1, rc = CTL_OK;
+  if (ctl_global_args(&x, argc, argv, &i)) return CTL_USAGE;
+  if (i >= argc) {
+    list_help(stderr, NULL);
+    fprintf(stderr, "stratactl: missing command\n");
+    return CTL_USAGE;
+  }
+  const ctl_cmd *c = find_cmd(argc, argv, &i, &rc);
+  if (!c) return rc;
+  x.cmd = c;
+  ctl_args a;
+  rc = ctl_parse_args(&x, c, argc - i, argv + i, &a);
+  if (rc == CTL_OK) rc = c->run(&x, &a);
+  else if (rc < 0) rc = CTL_OK; /* --help */
+  free(a.pos);
+  if (x.client) rpc_client_close(x.client);
+  return rc;
+}

@@ -1,0 +1,174 @@
+/*
+ * How stratactl talks to the server and to its user: the lazily opened
+ * client, the one mapping from a call's Strata code to an exit code, JSON
+ * documents (through jansson) and aligned text tables.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "tools/stratactl/ctl.h"
+
+rpc_client *ctl_client(ctl_ctx *x) {
+  if (x->client) return x->client;
+  rpc_client_opts o = {.addr = x->addr, .timeout_ms = x->timeout_ms};
+  if (rpc_client_open(&o, &x->client)) return NULL;
+  return x->client;
+}
+
+rpc_callopts ctl_callopts(const ctl_ctx *x, int64_t extra_ms) {
+  rpc_callopts co = {.timeout_ms = x->timeout_ms + extra_ms};
+  return co;
+}
+
+/* The one place a call's return code becomes an exit code. */
+static int exit_code_of(int rc) {
+  switch (rc) {
+  case ENOTCONN:
+  case STRATA_EDEADLINE:
+    return CTL_UNREACHABLE;
+  case STRATA_EINVALID:
+    return CTL_USAGE;
+  default:
+    return CTL_REFUSED;
+  }
+}
+
+static void json_error(const char *code, const char *status, const char *msg, int exit_code) {
+  json_t *e = json_pack("{s:s, s:s, s:s}", "code", code, "status", status, "message", msg);
+  ctl_json_print(json_pack("{s:o, s:i}", "error", e, "exit", exit_code));
+}
+
+int ctl_rpc_fail(ctl_ctx *x, int rc, const char *what) {
+  int ec = exit_code_of(rc);
+  char msg[2048];
+  const char *detail = strata_errmsg();
+  if (rc == ENOTCONN && !strstr(detail, x->addr))
+    snprintf(msg, sizeof msg, "%s: cannot reach strata-server at %s (%s)", what, x->addr, detail);
+  else if (rc == STRATA_EDEADLINE)
+    snprintf(msg, sizeof msg, "%s: no answer from strata-server at %s within the deadline (%s)",
+             what, x->addr, detail);
+  else
+    snprintf(msg, sizeof msg, "%s: %s", what, detail);
+  fprintf(stderr, "stratactl: %s\n", msg);
+  if (ec == CTL_USAGE)
+    fprintf(stderr, "usage: stratactl %s %s\nRun 'stratactl %s --help' for details.\n",
+            ctl_cmd_words(x->cmd), x->cmd->synopsis, ctl_cmd_words(x->cmd));
+  if (x->json) {
+    const char *st = detail;
+    size_t n = strcspn(st, ":");
+    char status[64];
+    snprintf(status, sizeof status, "%.*s", (int)(n < sizeof status ? n : sizeof status - 1), st);
+    if (!st[n]) snprintf(status, sizeof status, "UNKNOWN");
+    json_error(strata_errname(rc), status, msg, ec);
+  }
+  return ec;
+}
+
+int ctl_refuse(ctl_ctx *x, const char *code, const char *fmt, ...) {
+  char msg[2048];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(msg, sizeof msg, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "stratactl: %s\n", msg);
+  if (x->json) json_error(code, "REFUSED", msg, CTL_REFUSED);
+  return CTL_REFUSED;
+}
+
+/* --- JSON -------------------------------------------------------------------------- */
+
+void ctl_json_print(json_t *doc) {
+  if (!doc) {
+    fprintf(stderr, "stratactl: out of memory building the JSON output\n");
+    exit(CTL_REFUSED);
+  }
+  json_dumpf(doc, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+  fputc('\n', stdout);
+  json_decref(doc);
+}
+
+json_t *ctl_json_u64(uint64_t v) {
+  if (v <= (uint64_t)INT64_MAX) return json_integer((json_int_t)v);
+  char s[24];
+  snprintf(s, sizeof s, "%llu", (unsigned long long)v);
+  return json_string(s);
+}
+
+void ctl_json_set_time(json_t *obj, const char *field, int64_t ns) {
+  char name[64], buf[48];
+  json_object_set_new(obj, field, ns ? json_string(ctl_time_str(ns, 9, buf, sizeof buf)) : json_null());
+  snprintf(name, sizeof name, "%s_ns", field);
+  json_object_set_new(obj, name, json_integer(ns));
+}
+
+json_t *ctl_json_version(uint64_t generation, int64_t commit_time_ns) {
+  json_t *v = json_object();
+  json_object_set_new(v, "generation", ctl_json_u64(generation));
+  ctl_json_set_time(v, "commit_time", commit_time_ns);
+  return v;
+}
+
+void ctl_json_set_key(json_t *obj, const char *field, const uint8_t *k, size_t len) {
+  char name[64];
+  char *s = ctl_key_str(k, len), *h = ctl_hex_str(k, len);
+  json_object_set_new(obj, field, json_string(s ? s : ""));
+  snprintf(name, sizeof name, "%s_hex", field);
+  json_object_set_new(obj, name, json_string(h ? h : ""));
+  free(s);
+  free(h);
+}
+
+/* --- tables ------------------------------------------------------------------------- */
+
+void ctl_table_init(ctl_table *t, size_t ncols, const char *const *header) {
+  memset(t, 0, sizeof *t);
+  t->ncols = ncols;
+  ctl_table_add(t, header);
+}
+
+void ctl_table_add(ctl_table *t, const char *const *cells) {
+  if (t->nrows == t->cap) {
+    size_t cap = t->cap ? 2 * t->cap : 16;
+    char **p = realloc(t->cells, cap * t->ncols * sizeof *p);
+    if (!p) {
+      fprintf(stderr, "stratactl: out of memory\n");
+      exit(CTL_REFUSED);
+    }
+    t->cells = p;
+    t->cap = cap;
+  }
+  for (size_t i = 0; i < t->ncols; i++) {
+    char *s = strdup(cells[i] ? cells[i] : "-");
+    if (!s) {
+      fprintf(stderr, "stratactl: out of memory\n");
+      exit(CTL_REFUSED);
+    }
+    t->cells[t->nrows * t->ncols + i] = s;
+  }
+  t->nrows++;
+}
+
+void ctl_table_print(const ctl_table *t, FILE *f) {
+  size_t w[16] = {0};
+  for (size_t r = 0; r < t->nrows; r++)
+    for (size_t c = 0; c < t->ncols && c < 16; c++) {
+      size_t n = strlen(t->cells[r * t->ncols + c]);
+      if (n > w[c]) w[c] = n;
+    }
+  for (size_t r = 0; r < t->nrows; r++) {
+    for (size_t c = 0; c < t->ncols; c++) {
+      const char *s = t->cells[r * t->ncols + c];
+      if (c + 1 == t->ncols) fprintf(f, "%s\n", s);
+      else fprintf(f, "%-*s  ", (int)w[c], s);
+    }
+  }
+}
+
+void ctl_table_free(ctl_table *t) {
+  for (size_t i = 0; i < t->nrows * t->ncols; i++) free(t->cells[i]);
+  free(t->cells);
+  memset(t, 0, sizeof *t);
+}

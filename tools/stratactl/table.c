@@ -1,0 +1,123 @@
+/*
+ * The command table: every stratactl command, its options, positional
+ * arguments, help text and examples. main.c dispatches from it, args.c
+ * parses with it and --help prints it, so a command is added in one place.
+ */
+#include "tools/stratactl/ctl.h"
+
+#define KIND_OPT {"kind", 1, "temporal|indefinite", "lock kind"}
+#define OP_OPT(req) {"op", 1, "N", "the operation (holder) id" req}
+
+const ctl_cmd ctl_cmds[] = {
+    /* --- locks ------------------------------------------------------------------ */
+    {"lock", "list", "[--op N] [--kind temporal|indefinite] [--prefix HEX] [--expired]",
+     "list held locks with their decoded row keys, holders, ages and fencing tokens",
+     "Columns: ROW (hex), DECODED (chunk <id> or block x,y,z for PyChunkedGraph hash-prefixed\n"
+     "keys, the text of a printable key, else -), KIND, OP, ACQUIRED (UTC), LEFT (time until a temporal lock expires, on\n"
+     "this machine's clock; 'expired' or '-' for indefinite), TOKEN. A count line ends the table.",
+     "stratactl lock list\n"
+     "stratactl lock list --op 42 --kind indefinite\n"
+     "stratactl lock list --prefix 0x1a2b --expired\n"
+     "stratactl --json lock list | jq '.locks[].op'",
+     {OP_OPT(""), KIND_OPT, {"prefix", 1, "HEX", "only rows beginning with these bytes (0x... or text)"},
+      {"expired", 0, NULL, "only temporal locks whose TTL ran out but that are still recorded"}},
+     0, 0, 0, ctl_lock_list},
+    {"lock", "acquire", "--op N [--kind temporal|indefinite] [--ttl 30s] [--wait 5s] KEY...",
+     "lock rows for an operation, all or nothing",
+     "Exit 0 with the fencing token when every row is now held by op N; exit 1 listing the\n"
+     "conflicting holders otherwise. An indefinite lock needs an op created with Ops.Create.",
+     "stratactl lock acquire --op 42 0x1a2b0000000000000007\n"
+     "stratactl lock acquire --op 42 --ttl 2m --wait 5s $(stratactl lock key --chunk 7)\n"
+     "stratactl lock acquire --op 42 --kind indefinite 0x1a2b0000000000000007",
+     {OP_OPT(" (required)"), KIND_OPT,
+      {"ttl", 1, "DURATION", "lifetime of a temporal lock (default 30s)"},
+      {"wait", 1, "DURATION", "wait this long for conflicting locks to go away (default 0)"}},
+     1, -1, 0, ctl_lock_acquire},
+    {"lock", "renew", "--op N [--ttl 30s] KEY...", "extend an op's temporal locks",
+     "Exit 1 when op N no longer holds every row (released, expired or taken by another op).",
+     "stratactl lock renew --op 42 --ttl 1m 0x1a2b0000000000000007",
+     {OP_OPT(" (required)"), {"ttl", 1, "DURATION", "new lifetime from now (default 30s)"}},
+     1, -1, 0, ctl_lock_renew},
+    {"lock", "release", "--op N [--privileged] (KEY...|--all)",
+     "release an op's locks; --privileged frees rows whoever holds them",
+     "Without --privileged only op N's locks are released. With --privileged (operator\n"
+     "recovery) the rows are freed whoever holds them; --op is then optional and, when given,\n"
+     "must match the holder. --all releases every lock op N holds (requires --op).\n"
+     "Exit 1 when nothing was released.",
+     "stratactl lock release --op 42 0x1a2b0000000000000007\n"
+     "stratactl lock release --op 42 --all\n"
+     "stratactl lock release --privileged 0x1a2b0000000000000007",
+     {OP_OPT(""), {"privileged", 0, NULL, "operator release, whoever holds the rows"},
+      {"all", 0, NULL, "every lock held by --op"}},
+     0, -1, 0, ctl_lock_release},
+    {"lock", "key", "(--chunk ID | --block X Y Z)",
+     "print the hash-prefixed row key of an L2 chunk or a block, in hex",
+     "The key is PyChunkedGraph's: a 2-byte BLAKE2b prefix of the big-endian ids, then the ids.",
+     "stratactl lock key --chunk 72057594037927937\n"
+     "stratactl lock key --block 1 2 3",
+     {{"chunk", 1, "ID", "an L2 chunk id (decimal)"},
+      {"block", 3, "X Y Z", "block coordinates (decimal)"}},
+     0, 0, 1, ctl_lock_key},
+    /* --- ops ---------------------------------------------------------------------- */
+    {"op", "show", "N", "show one operation: status, user, kind, times, lock scope", NULL,
+     "stratactl op show 42\n"
+     "stratactl --json op show 42",
+     {{0}}, 1, 1, 0, ctl_op_show},
+    {"op", "list", "[--status S] [--limit N]",
+     "list the newest operations, optionally only those with a status",
+     "S is one of created, write_started, success, exception, write_failed. Shows the newest\n"
+     "--limit matching ops (default 100) in id order. The protocol has no Ops.List yet, so this\n"
+     "reads ops one Ops.Get at a time from the newest id down (ids are dense).",
+     "stratactl op list\n"
+     "stratactl op list --status write_failed --limit 10",
+     {{"status", 1, "S", "only ops with this status"},
+      {"limit", 1, "N", "show at most N ops (default 100)"}},
+     0, 0, 0, ctl_op_list},
+    {"op", "stuck", "[--min-age 10m]",
+     "list ops that still hold a lock scope but did not succeed, oldest first", NULL,
+     "stratactl op stuck\n"
+     "stratactl op stuck --min-age 1h",
+     {{"min-age", 1, "DURATION", "only ops created at least this long ago (default 0)"}},
+     0, 0, 0, ctl_op_stuck},
+    /* --- kv -------------------------------------------------------------------------- */
+    {"kv", "get", "KEY[@PIN]", "print a key's value (raw bytes; --json: base64)",
+     "PIN is v<generation> or an ISO-8601 UTC time ending in Z (the newest generation committed\n"
+     "at or before it). Exit 1 when the key does not exist at that version.",
+     "stratactl kv get config/root\n"
+     "stratactl kv get config/root@v12 > old.bin\n"
+     "stratactl kv get 0x00ff@2026-11-21T10:00:00Z",
+     {{0}}, 1, 1, 0, ctl_kv_get},
+    {"kv", "put", "KEY [FILE]", "write a key from FILE (stdin when no FILE or '-')", NULL,
+     "stratactl kv put config/root root.json\n"
+     "echo -n hello | stratactl kv put greeting",
+     {{0}}, 1, 2, 0, ctl_kv_put},
+    {"kv", "rm", "KEY", "delete a key",
+     "Exit 1 when the key does not exist, or when it changed between the check and the delete.",
+     "stratactl kv rm greeting", {{0}}, 1, 1, 0, ctl_kv_rm},
+    {"kv", "ls", "[PREFIX][@PIN] [--limit N]", "list keys in order, optionally under a prefix",
+     NULL,
+     "stratactl kv ls\n"
+     "stratactl kv ls config/ --limit 10\n"
+     "stratactl kv ls @v3\n"
+     "stratactl kv ls config/@2026-11-21T10:00:00Z",
+     {{"limit", 1, "N", "stop after N keys (default: all)"}}, 0, 1, 0, ctl_kv_ls},
+    {"kv", "versions", "[--limit N]", "list committed versions, newest first", NULL,
+     "stratactl kv versions --limit 5",
+     {{"limit", 1, "N", "show at most N versions (default: all)"}}, 0, 0, 0, ctl_kv_versions},
+    {"kv", "diff", "@PIN @PIN", "list the keys added, removed and modified between two versions",
+     "Lines: '+ KEY' added, '- KEY' removed, '~ KEY' modified, going from the first version to\n"
+     "the second. Built on Kv.Watch (which keys each generation changed) and Kv.BatchGet\n"
+     "(their values at both versions), so a key changed and changed back is not listed.",
+     "stratactl kv diff @v3 @v7\n"
+     "stratactl kv diff @2026-11-21T10:00:00Z @v12",
+     {{0}}, 2, 2, 0, ctl_kv_diff},
+    /* --- server ------------------------------------------------------------------------ */
+    {NULL, "health", "", "check that the server answers and is serving",
+     "Exit 0 when SERVING, 1 when the server answers NOT_SERVING, 3 when it cannot be reached.",
+     "stratactl health\n"
+     "stratactl --addr 10.0.0.5:7420 --timeout 500ms health",
+     {{0}}, 0, 0, 0, ctl_health},
+    {NULL, "stats", "", "show server statistics: version, uptime, latest generation, calls, locks",
+     NULL, "stratactl stats\nstratactl --json stats", {{0}}, 0, 0, 0, ctl_stats},
+    {0},
+};
