@@ -84,6 +84,7 @@ struct rpc_server {
   int port;
   size_t max_msg;
   rpc_log_fn log;
+  int log_level;
   rpc_handler handlers[RPC_M__COUNT];
   void *method_handles[RPC_M__COUNT];
   int nw;
@@ -118,7 +119,7 @@ static int64_t now_ns(int clock) {
 static void slog(rpc_server *s, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static void slog(rpc_server *s, int level, const char *fmt, ...) {
-  if (!s->log) return;
+  if (!s->log || level > s->log_level) return;
   char line[1024];
   va_list ap;
   va_start(ap, fmt);
@@ -242,7 +243,7 @@ static void call_end(rpc_call *c, int rc, const char *msg, grpc_byte_buffer *bod
 
   rpc_server *s = c->srv;
   if (rc != 0) atomic_fetch_add(&s->calls_failed, 1);
-  if (s->log) {
+  if (s->log && (rc ? 2 : 3) <= s->log_level) {
     char q[600];
     size_t k = 0;
     for (const char *p = msg ? msg : ""; *p && k < sizeof q - 1; p++)
@@ -580,6 +581,7 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out) {
   s->max_msg = o->max_message_bytes ? o->max_message_bytes : RPC_DEFAULT_MAX_MESSAGE_BYTES;
   if (s->max_msg > INT32_MAX) s->max_msg = INT32_MAX;
   s->log = o->log;
+  s->log_level = o->log_level;
   memcpy(s->handlers, o->handlers, sizeof s->handlers);
   s->nw = o->threads > 0 ? o->threads : 2;
   s->nx = o->exec_threads > 0 ? o->exec_threads : 2;

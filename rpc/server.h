@@ -48,6 +48,7 @@ typedef struct rpc_server_opts {
   int exec_threads;          /* stream continuation threads; default 2 */
   size_t max_message_bytes;  /* largest message received or sent; default 64 MiB */
   rpc_log_fn log;            /* default: none */
+  int log_level;             /* lines above this level are not even formatted; 0 = errors only */
   rpc_handler handlers[RPC_M__COUNT];
 } rpc_server_opts;
 

@@ -19,6 +19,7 @@ int srv_log_parse_level(const char *s) {
 }
 
 int srv_log_enabled(int level) { return level <= log_level; }
+int srv_log_level(void) { return log_level; }
 
 static void emit(int level, const char *text) {
   char line[2048];

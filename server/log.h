@@ -17,6 +17,8 @@ void srv_log_init(int level);
 /* "error" | "warn" | "info" | "debug" -> level, or -1. */
 int srv_log_parse_level(const char *s);
 int srv_log_enabled(int level);
+/* The current level. */
+int srv_log_level(void);
 
 /* Writes "ts=... level=... " + the formatted text, which should start with
  * "event=NAME". One write(2) per line, so lines never interleave. */

@@ -21,3 +21,21 @@ $(O)/server/strata-server: $(SRV_MAIN_OBJ) $(SRV_LINK)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(SRV_LDLIBS)
 
 -include $(SRV_OBJS:.o=.d) $(SRV_MAIN_OBJ:.o=.d)
+
+# tools/strata-bench: the gRPC load driver (issue 5). Its rules live here, with the
+# server it starts in-process, rather than in tools/module.mk. It is in BENCH_SRCS so the
+# top-level `make bench` builds and runs it; it links gRPC, so it has its own
+# rule instead of tools/bench/%'s.
+BENCH_SRCS += tools/strata-bench.c
+STRATA_BENCH_OBJ := $(O)/tools/strata-bench.o
+$(STRATA_BENCH_OBJ): | $(RPC_GEN_H)
+-include $(STRATA_BENCH_OBJ:.o=.d)
+
+$(O)/tools/strata-bench: $(STRATA_BENCH_OBJ) $(O)/libsrv.a $(O)/librpc.a $(O)/libstrata.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS)
+
+# Only the gRPC figures: make bench-rpc [STRATA_BENCH_SECONDS=3]
+.PHONY: bench-rpc
+bench-rpc:
+	@$(MAKE) --no-print-directory VARIANT=release $(BUILD)/release/tools/strata-bench
+	@$(BUILD)/release/tools/strata-bench

@@ -113,6 +113,7 @@ int srv_open(const srv_opts *o, srv **out) {
       .threads = o->threads,
       .max_message_bytes = o->max_message_bytes,
       .log = srv_log_line,
+      .log_level = srv_log_level(),
   };
   srv__health_bind(s, ro.handlers);
   srv__admin_bind(s, ro.handlers);
