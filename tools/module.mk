@@ -27,3 +27,13 @@ $(O)/tests/stratactl/ctl_fixture.o: | $(RPC_GEN_H)
 $(CTL_FIXTURE): $(O)/tests/stratactl/ctl_fixture.o $(RPC_LIB) $(O)/libstrata.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS)
 -include $(O)/tests/stratactl/ctl_fixture.d
+
+TEST_TIERS += stratactl
+.PHONY: test-stratactl
+# Every stratactl command as a subprocess against a real strata-server (tests/stratactl/).
+test-stratactl:
+	@$(MAKE) --no-print-directory VARIANT=release $(BUILD)/release/server/strata-server \
+	  $(BUILD)/release/tools/stratactl $(BUILD)/release/tests/stratactl/ctl_fixture
+	@STRATACTL_BIN=$(BUILD)/release/tools/stratactl STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server \
+	  CTL_FIXTURE_BIN=$(BUILD)/release/tests/stratactl/ctl_fixture \
+	  sh tests/run-tier.sh stratactl $(TEST_RESULTS) tests/stratactl/test_stratactl.py

@@ -48,6 +48,8 @@ static const char *version_str(const Strata__V1__Version *v, char *buf, size_t c
   return buf;
 }
 
+static int resolve_pin(ctl_ctx *x, const ctl_pin *pin, Strata__V1__Version *out);
+
 /* --- kv get ---------------------------------------------------------------------------------------- */
 
 int ctl_kv_get(ctl_ctx *x, const ctl_args *a) {
@@ -264,6 +266,8 @@ int ctl_kv_ls(ctl_ctx *x, const ctl_args *a) {
   }
   rpc_cstream_close(st);
   free(prefix);
+  /* No key, no message: the version listed comes from the pin itself. */
+  if (!rc && !have_ver && !(rc = resolve_pin(x, &pin, &ver))) have_ver = 1;
   if (rc) {
     json_decref(keys);
     return ctl_rpc_fail(x, rc, "Kv.List");

@@ -1,0 +1,556 @@
+#!/usr/bin/python3
+"""stratactl against a real strata-server: every command runs as a subprocess; the
+tests assert its output (table and --json), its exit code and the server state after.
+
+The server starts on an ephemeral port (--listen 127.0.0.1:0, port read from its
+event=ready log line) over a temporary data directory. Commands that need a server
+engine that answers UNIMPLEMENTED (the store, before it is wired) are skipped with a
+SKIP line naming the RPC; nothing else is skipped.
+
+Environment: STRATACTL_BIN, STRATA_SERVER_BIN, CTL_FIXTURE_BIN (tests/stratactl/
+ctl_fixture: creates ops, which stratactl itself cannot). Standard library only.
+Prints cmocka-style "[  PASSED  ] N test(s)." / "[  FAILED  ] N test(s)." lines for
+tests/run-tier.sh; exit 0 = every check passed.
+"""
+import base64
+import calendar
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+CTL = os.environ["STRATACTL_BIN"]
+SERVER = os.environ["STRATA_SERVER_BIN"]
+FIXTURE = os.environ["CTL_FIXTURE_BIN"]
+
+passed, failed, skipped = [], [], []
+
+
+def check(cond, what, detail=""):
+    if cond:
+        passed.append(what)
+        print("ok:", what)
+    else:
+        failed.append(what)
+        print("FAIL:", what, detail)
+
+
+def skip(what, why):
+    skipped.append(what)
+    print("SKIP: %s (%s)" % (what, why))
+
+
+class Result:
+    def __init__(self, p):
+        self.rc, self.out, self.err = p.returncode, p.stdout, p.stderr
+        self.text = p.stdout.decode("utf-8", "replace")
+        self.etext = p.stderr.decode("utf-8", "replace")
+
+    def json(self):
+        try:
+            return json.loads(self.text)
+        except ValueError:
+            return None
+
+    def __repr__(self):
+        return "rc=%d stdout=%r stderr=%r" % (self.rc, self.text[:600], self.etext[:600])
+
+
+def ctl(*args, stdin=None, addr=None, env=None):
+    e = dict(os.environ)
+    e.pop("STRATA_ADDR", None)
+    if env:
+        e.update(env)
+    argv = [CTL] + (["--addr", addr or ADDR] if addr is not False else []) + list(args)
+    p = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       env=e, timeout=60)
+    return Result(p)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def start_server(data_dir):
+    log = open(data_dir + ".log", "w+")
+    proc = subprocess.Popen([SERVER, "--listen", "127.0.0.1:0", "--data-dir", data_dir], stderr=log)
+    for _ in range(1000):
+        log.seek(0)
+        m = re.search(r"event=ready .*port=(\d+)", log.read())
+        if m:
+            return proc, int(m.group(1))
+        if proc.poll() is not None:
+            break
+        time.sleep(0.01)
+    log.seek(0)
+    print(log.read())
+    sys.exit("strata-server did not start")
+
+
+def iso_ok(s):
+    return isinstance(s, str) and re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z", s)
+
+
+def usage_error(r):
+    return r.rc == 2 and "usage: stratactl" in r.etext
+
+
+def chunk_key(cid):
+    be = struct.pack(">Q", cid)
+    return hashlib.blake2b(be, digest_size=2).digest() + be
+
+
+def block_key(x, y, z):
+    be = struct.pack(">QQQ", x, y, z)
+    return hashlib.blake2b(be, digest_size=2).digest() + be
+
+
+def hx(b):
+    return "0x" + b.hex()
+
+
+# --- every command's --help, and usage errors (no server needed) -------------------------------
+
+COMMANDS = ["lock list", "lock acquire", "lock renew", "lock release", "lock key", "op show",
+            "op list", "op stuck", "kv get", "kv put", "kv rm", "kv ls", "kv versions", "kv diff",
+            "health", "stats"]
+
+
+def test_help():
+    for c in COMMANDS:
+        r = ctl(*c.split(), "--help", addr=False)
+        check(r.rc == 0 and ("usage: stratactl" in r.text) and (c in r.text) and
+              "Examples:\n  stratactl " in r.text, "--help of '%s' has usage and examples" % c, r)
+    r = ctl("--help", addr=False)
+    check(r.rc == 0 and all(c in r.text for c in COMMANDS), "stratactl --help lists every command", r)
+    r = ctl("lock", "--help", addr=False)
+    check(r.rc == 0 and "lock acquire" in r.text and "kv get" not in r.text,
+          "stratactl lock --help lists the lock commands", r)
+
+
+def test_usage_errors():
+    cases = [
+        (["frob"], "unknown command"),
+        ([], "missing command"),
+        (["lock"], "missing command"),
+        (["lock", "frob"], "unknown command"),
+        (["lock", "list", "--kind", "bogus"], "--kind"),
+        (["lock", "list", "--op", "x"], "--op"),
+        (["lock", "list", "--frob"], "unknown option --frob"),
+        (["lock", "list", "extra"], "unexpected argument"),
+        (["lock", "acquire", "k"], "--op N is required"),
+        (["lock", "acquire", "--op", "1"], "missing argument"),
+        (["lock", "acquire", "--op", "1", "--ttl", "5 parsecs", "k"], "--ttl"),
+        (["lock", "acquire", "--op", "1", "--kind", "indefinite", "--ttl", "5s", "k"], "--ttl"),
+        (["lock", "acquire", "--op", "1", "0x123"], "even"),
+        (["lock", "acquire", "--op", "1", "0xzz"], "hex digit"),
+        (["lock", "renew", "k"], "--op N is required"),
+        (["lock", "release", "k"], "--op N is required"),
+        (["lock", "release", "--op", "1"], "--all"),
+        (["lock", "release", "--op", "1", "--all", "k"], "not both"),
+        (["lock", "release", "--privileged", "--all"], "--op N is required"),
+        (["lock", "key"], "exactly one"),
+        (["lock", "key", "--chunk", "1", "--block", "1", "2", "3"], "exactly one"),
+        (["lock", "key", "--block", "1", "2"], "--block needs"),
+        (["lock", "key", "--chunk", "-1"], "--chunk"),
+        (["op", "show"], "missing argument"),
+        (["op", "show", "0"], "operation id"),
+        (["op", "list", "--status", "sleeping"], "--status"),
+        (["op", "stuck", "--min-age", "soon"], "--min-age"),
+        (["kv", "get"], "missing argument"),
+        (["kv", "put"], "missing argument"),
+        (["kv", "put", "k", "/nonexistent/file"], "cannot open"),
+        (["kv", "ls", "--limit", "0"], "--limit"),
+        (["kv", "diff", "@v1"], "too few"),
+        (["kv", "diff", "@v1", "@yesterday"], "@yesterday"),
+        (["kv", "diff", "@v1", "@2026-02-30T00:00:00Z"], "2026-02-30"),
+        (["--timeout", "0", "health"], "--timeout"),
+        (["--timeout", "fast", "health"], "--timeout"),
+        (["--addr", "", "health"], "--addr"),
+    ]
+    for args, want in cases:
+        r = ctl(*args, addr=False)
+        check(usage_error(r) and want in r.etext, "usage error exits 2: %s" % " ".join(args), r)
+
+
+def test_unreachable():
+    port = free_port()  # nothing listens here
+    addr = "127.0.0.1:%d" % port
+    for args in (["health"], ["stats"], ["lock", "list"], ["op", "stuck"], ["kv", "get", "k"],
+                 ["lock", "acquire", "--op", "1", "k"]):
+        r = ctl(*args, addr=addr)
+        check(r.rc == 3 and addr in r.etext and "cannot reach" in r.etext,
+              "unreachable server exits 3 naming the address: %s" % " ".join(args), r)
+    r = ctl("--json", "health", addr=addr)
+    doc = r.json()
+    check(r.rc == 3 and doc and doc["exit"] == 3 and doc["error"]["code"] == "ENOTCONN" and
+          addr in doc["error"]["message"], "--json unreachable: error document with exit 3", r)
+    r = ctl("health", addr=False, env={"STRATA_ADDR": addr})
+    check(r.rc == 3 and addr in r.etext, "$STRATA_ADDR is the default address", r)
+
+
+# --- server commands ---------------------------------------------------------------------------
+
+
+def test_health_stats(data_dir):
+    r = ctl("health")
+    check(r.rc == 0 and r.text == "%s: SERVING\n" % ADDR, "health prints ADDR: SERVING", r)
+    r = ctl("--json", "health")
+    check(r.rc == 0 and r.json() == {"addr": ADDR, "status": "SERVING", "serving": True},
+          "health --json", r)
+    r = ctl("health", addr=False, env={"STRATA_ADDR": ADDR})
+    check(r.rc == 0 and "SERVING" in r.text, "health with $STRATA_ADDR", r)
+    r = ctl("stats")
+    check(r.rc == 0 and "data dir:          %s\n" % data_dir in r.text and
+          "max message bytes: 67108864" in r.text, "stats table", r)
+    d = ctl("stats", "--json").json()  # global option after the command
+    check(d and d["data_dir"] == data_dir and d["max_message_bytes"] == 64 << 20 and
+          d["server_version"].startswith("strata") and d["calls_total"] >= 1 and
+          set(d) == {"addr", "server_version", "uptime_ms", "latest", "calls_total", "calls_active",
+                     "calls_failed", "max_message_bytes", "data_dir", "locks_held"},
+          "stats --json fields", d)
+
+
+# --- locks ---------------------------------------------------------------------------------------
+
+
+def lock_list_json(*args):
+    r = ctl("--json", "lock", "list", *args)
+    return r.json() if r.rc == 0 else None
+
+
+def test_lock_key():
+    r = ctl("lock", "key", "--chunk", "7", addr=False)
+    check(r.rc == 0 and r.text == hx(chunk_key(7)) + "\n", "lock key --chunk matches blake2b(2) || be64", r)
+    big = 2 ** 64 - 1
+    r = ctl("lock", "key", "--chunk", str(big), addr=False)
+    check(r.rc == 0 and r.text == hx(chunk_key(big)) + "\n", "lock key --chunk 2^64-1", r)
+    r = ctl("lock", "key", "--block", "1", "2", "3", addr=False)
+    check(r.rc == 0 and r.text == hx(block_key(1, 2, 3)) + "\n", "lock key --block matches", r)
+    d = ctl("--json", "lock", "key", "--block", "4", "5", "6", addr=False).json()
+    check(d == {"row": hx(block_key(4, 5, 6)), "row_hex": hx(block_key(4, 5, 6)),
+                "decoded": {"type": "block", "x": 4, "y": 5, "z": 6, "text": "block 4,5,6"}},
+          "lock key --json", d)
+
+
+def test_locks():
+    k7 = hx(chunk_key(7))
+    kb = hx(block_key(1, 2, 3))
+    r = ctl("lock", "acquire", "--op", "5", k7, kb, "row-a")
+    check(r.rc == 0 and re.match(r"acquired 3 rows for op 5: temporal, fencing token \d+, expires "
+                                 r"\S+Z \(in (29|30)\.\ds\)\n$", r.text), "lock acquire prints the token", r)
+    r = ctl("--json", "lock", "acquire", "--op", "6", "--ttl", "2m", k7, "row-b")
+    d = r.json()
+    check(r.rc == 1 and d and d["acquired"] is False and [c["op"] for c in d["conflicts"]] == [5] and
+          d["conflicts"][0]["row_hex"] == k7 and "refused" in r.etext,
+          "conflicting acquire exits 1 and names holder op 5 (--json)", r)
+    r = ctl("lock", "acquire", "--op", "6", "row-a")
+    check(r.rc == 1 and "ROW" in r.text and "row-a" in r.text and re.search(r"\b5\b", r.text),
+          "conflicting acquire table names the holder", r)
+    check(lock_list_json()["counts"]["total"] == 3, "a refused acquire locked nothing")
+
+    r = ctl("lock", "list")
+    lines = r.text.splitlines()
+    check(r.rc == 0 and lines[0].split() == ["ROW", "DECODED", "KIND", "OP", "ACQUIRED", "LEFT", "TOKEN"]
+          and lines[-1] == "3 locks: 3 temporal (0 expired), 0 indefinite", "lock list table header and counts", r)
+    rows = {l.split()[0]: l for l in lines[1:-1]}
+    check(set(rows) == {k7, kb, hx(b"row-a")}, "lock list shows every row in hex", rows)
+    check(" chunk 7 " in rows.get(k7, "") and " block 1,2,3 " in rows.get(kb, "") and
+          " row-a " in rows.get(hx(b"row-a"), ""), "lock list decodes chunk, block and text keys", rows)
+    check(all(re.search(r" temporal +5 +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z +\d+\.\ds +\d+$", l)
+              for l in rows.values()), "lock list kind, op, acquired-at, time left, token", rows)
+
+    d = lock_list_json()
+    by = {l["row_hex"]: l for l in d["locks"]}
+    l7 = by[k7]
+    check(l7["decoded"] == {"type": "chunk", "chunk_id": 7, "text": "chunk 7"} and l7["kind"] == "temporal"
+          and l7["op"] == 5 and iso_ok(l7["acquired_at"]) and iso_ok(l7["expires_at"]) and
+          l7["expires_at_ns"] - l7["acquired_at_ns"] == 30 * 10 ** 9 and 0 < l7["time_left_ms"] <= 30000
+          and l7["expired"] is False and l7["fencing_token"] >= 1, "lock list --json fields", l7)
+    check(by[hx(b"row-a")]["decoded"] is None and by[hx(b"row-a")]["row"] == "row-a",
+          "lock list --json: text key, no decoded form", by)
+    check(d["counts"] == {"total": 3, "temporal": 3, "expired": 0, "indefinite": 0}, "lock list --json counts", d)
+    check(len(lock_list_json("--op", "5")["locks"]) == 3 and lock_list_json("--op", "6")["locks"] == [],
+          "lock list --op filters by holder")
+    check([l["row"] for l in lock_list_json("--prefix", "row-")["locks"]] == ["row-a"],
+          "lock list --prefix (text)")
+    check([l["row_hex"] for l in lock_list_json("--prefix", k7[:6])["locks"]] == [k7],
+          "lock list --prefix (hex)")
+    check(lock_list_json("--kind", "indefinite")["locks"] == [] and
+          len(lock_list_json("--kind", "temporal")["locks"]) == 3, "lock list --kind")
+
+    # renew
+    r = ctl("lock", "renew", "--op", "5", "--ttl", "2m", k7)
+    check(r.rc == 0 and re.match(r"renewed 1 row for op 5 until \S+Z \(in (1m59s|2m00s)\)\n$", r.text),
+          "lock renew", r)
+    d = lock_list_json("--prefix", k7)["locks"][0]
+    check(110000 < d["time_left_ms"] <= 120000, "lock renew moved the expiry to 2m", d)
+    r = ctl("--json", "lock", "renew", "--op", "6", k7)
+    check(r.rc == 1 and r.json()["error"]["status"] in ("FAILED_PRECONDITION", "ABORTED") and
+          r.json()["exit"] == 1, "lock renew by a non-holder exits 1", r)
+
+    # release: a non-holder releases nothing; the holder releases; privileged frees any holder's
+    r = ctl("lock", "release", "--op", "6", "row-a")
+    check(r.rc == 1 and r.text == "released 0 locks\n" and "nothing released" in r.etext,
+          "lock release by a non-holder exits 1", r)
+    check(len(lock_list_json()["locks"]) == 3, "... and the lock is still there")
+    r = ctl("lock", "release", "--op", "5", "row-a")
+    check(r.rc == 0 and r.text == "released 1 lock\n", "lock release by the holder", r)
+    r = ctl("--json", "lock", "release", "--privileged", k7)
+    check(r.rc == 0 and r.json() == {"released": 1, "op": 0, "privileged": True, "all": False},
+          "lock release --privileged (any holder) --json", r)
+    check([l["row_hex"] for l in lock_list_json()["locks"]] == [kb], "privileged release freed the row")
+    r = ctl("lock", "release", "--privileged", "--op", "6", kb)
+    check(r.rc == 1, "lock release --privileged --op must match the holder", r)
+    r = ctl("lock", "release", "--op", "5", "--all")
+    check(r.rc == 0 and r.text == "released 1 lock\n", "lock release --all", r)
+    r = ctl("lock", "list")
+    check(r.rc == 0 and r.text.splitlines()[-1] == "0 locks: 0 temporal (0 expired), 0 indefinite"
+          and len(r.text.splitlines()) == 2, "lock list is empty afterwards", r)
+
+    # expiry, --expired and --wait
+    r = ctl("lock", "acquire", "--op", "7", "--ttl", "300ms", "row-exp")
+    check(r.rc == 0, "acquire with a 300ms TTL", r)
+    time.sleep(0.5)
+    d = lock_list_json("--expired")
+    check(d and [l["row"] for l in d["locks"]] == ["row-exp"] and d["locks"][0]["expired"] is True and
+          d["locks"][0]["time_left_ms"] is None and d["counts"]["expired"] == 1,
+          "lock list --expired shows the expired lock", d)
+    r = ctl("lock", "list", "--expired")
+    check(re.search(r"^0x726f772d657870 +row-exp +temporal +7 +\S+Z +expired +\d+$", r.text, re.M) and
+          r.text.splitlines()[-1] == "1 lock: 1 temporal (1 expired), 0 indefinite",
+          "lock list --expired table marks it expired", r)
+    check(lock_list_json()["locks"] == [], "lock list without --expired leaves expired locks out")
+    ctl("lock", "acquire", "--op", "8", "--ttl", "700ms", "row-wait")
+    t0 = time.time()
+    r = ctl("lock", "acquire", "--op", "9", "--wait", "5s", "row-wait")
+    waited = time.time() - t0
+    check(r.rc == 0 and 0.3 < waited < 4.5, "lock acquire --wait gets the row once it expires (%.2fs)" % waited, r)
+    r = ctl("lock", "acquire", "--op", "10", "--wait", "300ms", "row-wait")
+    check(r.rc == 1 and "refused" in r.etext, "lock acquire --wait gives up after the wait", r)
+    ctl("lock", "release", "--op", "9", "--all")
+    ctl("lock", "release", "--op", "7", "--all")
+
+
+# --- ops -------------------------------------------------------------------------------------------
+
+
+def fixture(*args):
+    p = subprocess.run([FIXTURE, ADDR] + list(args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       timeout=30)
+    return p.returncode, p.stdout.decode().strip(), p.stderr.decode()
+
+
+def test_ops_empty():
+    r = ctl("op", "show", "999")
+    check(r.rc == 1 and "NOT_FOUND" in r.etext and "999" in r.etext, "op show of a missing op exits 1", r)
+    r = ctl("--json", "op", "show", "999")
+    check(r.rc == 1 and r.json()["error"]["code"] == "STRATA_ENOTFOUND", "op show --json of a missing op", r)
+    r = ctl("op", "stuck")
+    check(r.rc == 0 and r.text.splitlines()[0].split() == ["OP", "CREATED", "AGE", "USER", "KIND",
+                                                            "STATUS", "SCOPE"]
+          and r.text.splitlines()[-1] == "0 stuck ops", "op stuck with no stuck ops", r)
+
+
+def test_ops():
+    rc, out, err = fixture("create-op", "alice", "split")
+    if rc == 4:
+        for what in ("op show", "op list", "op list --status", "op stuck", "indefinite locks"):
+            skip(what + " with real ops", "Ops.Create answers UNIMPLEMENTED: " + err.strip())
+        r = ctl("op", "list")
+        check(r.rc == 0 and r.text.splitlines()[-1] == "0 ops (the op log is empty)", "op list on an empty op log", r)
+        return
+    check(rc == 0, "fixture creates an op", err)
+    a = int(out)
+    b = int(fixture("create-op", "bob", "merge")[1])
+    c = int(fixture("create-op", "carol", "split")[1])
+    check(fixture("set-status", str(b), "5")[0] == 0, "fixture sets WRITE_FAILED")
+    check(fixture("set-status", str(c), "3")[0] == 0, "fixture sets SUCCESS")
+
+    r = ctl("op", "show", str(a))
+    check(r.rc == 0 and re.search(r"^op: +%d$" % a, r.text, re.M) and re.search(r"^status: +CREATED$", r.text, re.M)
+          and re.search(r"^user: +alice$", r.text, re.M) and re.search(r"^kind: +split$", r.text, re.M) and
+          re.search(r"^created: +\S+Z \(\S+ ago\)$", r.text, re.M) and re.search(r"^scope: +0 rows$", r.text, re.M),
+          "op show table", r)
+    d = ctl("--json", "op", "show", str(b)).json()
+    check(d and d["op"] == b and d["status"] == "WRITE_FAILED" and d["user"] == "bob" and d["kind"] == "merge"
+          and iso_ok(d["created_at"]) and d["scope"] == [] and d["payload_base64"] == "" and
+          d["age_ms"] >= 0, "op show --json", d)
+
+    r = ctl("op", "list")
+    lines = r.text.splitlines()
+    check(r.rc == 0 and [l.split()[0] for l in lines[1:-1]] == [str(a), str(b), str(c)] and
+          lines[-1] == "3 ops", "op list shows every op in id order", r)
+    d = ctl("--json", "op", "list", "--status", "write_failed").json()
+    check(d and [o["op"] for o in d["ops"]] == [b] and d["count"] == 1 and d["last_op_id"] == c,
+          "op list --status write_failed", d)
+    d = ctl("--json", "op", "list", "--limit", "2").json()
+    check(d and [o["op"] for o in d["ops"]] == [b, c] and d["truncated"] is True, "op list --limit keeps the newest", d)
+
+    # An indefinite lock gives the op a scope: it is stuck until released.
+    k = hx(chunk_key(99))
+    r = ctl("lock", "acquire", "--op", str(a), "--kind", "indefinite", k)
+    check(r.rc == 0 and "indefinite" in r.text and "expires" not in r.text, "lock acquire --kind indefinite", r)
+    d = lock_list_json("--kind", "indefinite")
+    check(d and d["locks"][0]["expires_at"] is None and d["locks"][0]["time_left_ms"] is None and
+          d["counts"]["indefinite"] == 1, "indefinite lock listed without expiry", d)
+    r = ctl("op", "stuck")
+    lines = r.text.splitlines()
+    check(r.rc == 0 and len(lines) == 3 and lines[1].split()[0] == str(a) and lines[1].split()[-2:] == ["CREATED", "1"]
+          and lines[-1] == "1 stuck op", "op stuck lists the op with its scope size", r)
+    d = ctl("--json", "op", "stuck", "--min-age", "1h").json()
+    check(d and d["ops"] == [] and d["min_age_ms"] == 3600000, "op stuck --min-age 1h filters it out", d)
+    r = ctl("op", "show", str(a))
+    check(re.search(r"^scope: +1 row$", r.text, re.M) and ("%s  chunk 99" % k) in r.text, "op show lists the scope decoded", r)
+    r = ctl("lock", "release", "--privileged", k)
+    check(r.rc == 0, "privileged release of the indefinite lock", r)
+    check(lock_list_json()["locks"] == [] and ctl("--json", "op", "stuck").json()["ops"] == [],
+          "after the privileged release nothing is locked or stuck")
+
+
+# --- kv ----------------------------------------------------------------------------------------------
+
+
+def test_kv(tmp):
+    r = ctl("kv", "versions")
+    if "UNIMPLEMENTED" in r.etext:
+        for what in ("kv get", "kv put", "kv rm", "kv ls", "kv versions", "kv diff"):
+            skip(what, "the server answers UNIMPLEMENTED: " + r.etext.strip())
+        check(r.rc == 1, "kv versions on a server without the store exits 1", r)
+        return
+    check(r.rc == 0 and r.text.splitlines()[-1] == "0 versions", "kv versions on an empty store", r)
+    r = ctl("kv", "put", "greeting", stdin=b"hello")
+    m = re.match(r"put greeting \(5 bytes\) at v(\d+) \((\S+Z)\)\n$", r.text)
+    check(r.rc == 0 and m, "kv put from stdin", r)
+    g1 = int(m.group(1)) if m else 1
+    path = os.path.join(tmp, "value.bin")
+    with open(path, "wb") as f:
+        f.write(b"bonjour\x00\xff")
+    d = ctl("--json", "kv", "put", "greeting", path).json()
+    check(d and d["key"] == "greeting" and d["size"] == 9 and d["version"]["generation"] == g1 + 1 and
+          iso_ok(d["version"]["commit_time"]), "kv put FILE --json", d)
+    g2 = d["version"]["generation"] if d else g1 + 1
+    r = ctl("kv", "get", "greeting")
+    check(r.rc == 0 and r.out == b"bonjour\x00\xff", "kv get returns the bytes", r)
+    r = ctl("kv", "get", "greeting@v%d" % g1)
+    check(r.rc == 0 and r.out == b"hello", "kv get KEY@v1 returns the old value", r)
+    d = ctl("--json", "kv", "get", "greeting@v%d" % g1).json()
+    check(d and d["found"] and d["value"] == "hello" and d["value_base64"] == base64.b64encode(b"hello").decode()
+          and d["version"]["generation"] == g1, "kv get --json", d)
+    d = ctl("--json", "kv", "get", "greeting").json()
+    check(d and d["value"] is None and base64.b64decode(d["value_base64"]) == b"bonjour\x00\xff",
+          "kv get --json of binary value: base64, value null", d)
+    # time pins: the commit time of g1 reads g1; a time before it reads nothing
+    v = ctl("--json", "kv", "versions").json()
+    check(v and [x["generation"] for x in v["versions"]] == [g2, g1] and v["count"] == 2, "kv versions newest first", v)
+    t1 = [x for x in v["versions"] if x["generation"] == g1][0]["commit_time"]
+    r = ctl("kv", "get", "greeting@" + t1)
+    check(r.rc == 0 and r.out == b"hello", "kv get KEY@<ISO time> reads that version", r)
+    r = ctl("kv", "versions", "--limit", "1")
+    check(r.rc == 0 and r.text.splitlines()[1].split()[0] == "v%d" % g2 and r.text.splitlines()[-1] == "1 version",
+          "kv versions --limit 1 table", r)
+    r = ctl("kv", "get", "nosuchkey")
+    check(r.rc == 1 and "not found" in r.etext and r.out == b"", "kv get of a missing key exits 1", r)
+    r = ctl("kv", "get", "greeting@v999999")
+    check(r.rc == 1 and "OUT_OF_RANGE" in r.etext, "kv get at a future generation exits 1", r)
+
+    # binary keys are accepted and shown as 0x...
+    r = ctl("kv", "put", "0x00ff", stdin=b"bin")
+    check(r.rc == 0 and r.text.startswith("put 0x00ff (3 bytes)"), "kv put of a hex key", r)
+    r = ctl("kv", "put", "dir/a", stdin=b"1")
+    r = ctl("kv", "put", "dir/b", stdin=b"2")
+    g5 = int(re.search(r"at v(\d+)", r.text).group(1))
+    r = ctl("kv", "ls")
+    check(r.rc == 0 and r.text.splitlines()[:-1] == ["0x00ff", "dir/a", "dir/b", "greeting"] and
+          re.match(r"4 keys at v%d \(" % g5, r.text.splitlines()[-1]), "kv ls lists keys in order", r)
+    d = ctl("--json", "kv", "ls", "dir/").json()
+    check(d and [k["key"] for k in d["keys"]] == ["dir/a", "dir/b"] and d["count"] == 2 and
+          d["version"]["generation"] == g5, "kv ls PREFIX --json", d)
+    r = ctl("kv", "ls", "--limit", "1")
+    check(r.text.splitlines()[0] == "0x00ff" and len(r.text.splitlines()) == 2, "kv ls --limit", r)
+    r = ctl("kv", "ls", "@v%d" % g2)
+    check(r.text.splitlines()[:-1] == ["greeting"], "kv ls @PIN", r)
+    r = ctl("kv", "ls", "dir/@v%d" % g2)
+    check(r.rc == 0 and re.fullmatch(r"0 keys at v%d \(\S+Z\)\n" % g2, r.text), "kv ls PREFIX@PIN", r)
+    d = ctl("--json", "kv", "ls", "dir/@v%d" % g2).json()
+    check(d and d["keys"] == [] and d["count"] == 0 and d["version"]["generation"] == g2,
+          "kv ls --json with no keys still names the version", d)
+
+    # rm
+    r = ctl("kv", "rm", "dir/a")
+    check(r.rc == 0 and r.text.startswith("deleted dir/a at v"), "kv rm", r)
+    g6 = g5 + 1
+    r = ctl("kv", "get", "dir/a")
+    check(r.rc == 1, "kv get after kv rm exits 1", r)
+    r = ctl("kv", "get", "dir/a@v%d" % g5)
+    check(r.rc == 0 and r.out == b"1", "the deleted key is still there at the older version", r)
+    r = ctl("kv", "rm", "dir/a")
+    check(r.rc == 1 and "not found" in r.etext, "kv rm of a missing key exits 1", r)
+
+    # diff
+    ctl("kv", "put", "greeting", stdin=b"hello")  # changed back to its g1 value
+    g7 = g6 + 1
+    r = ctl("kv", "diff", "@v%d" % g1, "@v%d" % g7)
+    check(r.rc == 0 and r.text.splitlines() == ["+ 0x00ff", "+ dir/b",
+                                                "2 changes from v%d to v%d: 2 added, 0 removed, 0 modified" % (g1, g7)],
+          "kv diff: added keys; a key changed back is not listed", r)
+    r = ctl("kv", "diff", "@v%d" % g1, "@" + t1)
+    check(r.rc == 0 and r.text == "0 changes from v%d to v%d: 0 added, 0 removed, 0 modified\n" % (g1, g1),
+          "kv diff with a time pin", r)
+    d = ctl("--json", "kv", "diff", "@v%d" % g5, "@v%d" % g7).json()
+    check(d and d["from"]["generation"] == g5 and d["to"]["generation"] == g7 and
+          [(c["key"], c["change"]) for c in d["changes"]] == [("dir/a", "removed"), ("greeting", "modified")]
+          and d["counts"] == {"total": 2, "added": 0, "removed": 1, "modified": 1}, "kv diff --json", d)
+    d = ctl("--json", "kv", "diff", "@v%d" % g7, "@v%d" % g5).json()
+    check(d and [(c["key"], c["change"]) for c in d["changes"]] == [("dir/a", "added"), ("greeting", "modified")],
+          "kv diff in reverse order", d)
+    d = ctl("--json", "kv", "diff", "@v%d" % g2, "@v%d" % g2).json()
+    check(d and d["changes"] == [], "kv diff of a version with itself is empty", d)
+
+
+def main():
+    global ADDR
+    tmp = tempfile.mkdtemp(prefix="strata-ctl-")
+    data_dir = os.path.join(tmp, "data")
+    t0 = time.time()
+    test_help()
+    test_usage_errors()
+    test_unreachable()
+    test_lock_key()
+    proc, port = start_server(data_dir)
+    ADDR = "127.0.0.1:%d" % port
+    try:
+        test_health_stats(data_dir)
+        test_locks()
+        test_ops_empty()
+        test_ops()
+        test_kv(tmp)
+    finally:
+        proc.terminate()
+        rc = proc.wait(timeout=30)
+        check(rc == 0, "strata-server exits 0 on SIGTERM")
+    shutil.rmtree(tmp, ignore_errors=True)
+    print("%d passed, %d failed, %d skipped in %.1fs" % (len(passed), len(failed), len(skipped), time.time() - t0))
+    for s in skipped:
+        print("SKIP:", s)
+    print("[  PASSED  ] %d test(s)." % len(passed))
+    if failed:
+        print("[  FAILED  ] %d test(s), listed below:" % len(failed))
+        for f in failed:
+            print("[  FAILED  ]", f)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
