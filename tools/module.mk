@@ -37,3 +37,15 @@ test-stratactl:
 	@STRATACTL_BIN=$(BUILD)/release/tools/stratactl STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server \
 	  CTL_FIXTURE_BIN=$(BUILD)/release/tests/stratactl/ctl_fixture \
 	  sh tests/run-tier.sh stratactl $(TEST_RESULTS) tests/stratactl/test_stratactl.py
+
+# The same script with stratactl, the fixture and the server under ASan + UBSan (leaks
+# included: a leak changes an exit code, which the script asserts).
+TEST_TIERS += stratactl-asan
+.PHONY: test-stratactl-asan
+test-stratactl-asan:
+	@$(MAKE) --no-print-directory VARIANT=asan $(BUILD)/asan/server/strata-server \
+	  $(BUILD)/asan/tools/stratactl $(BUILD)/asan/tests/stratactl/ctl_fixture
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  STRATACTL_BIN=$(BUILD)/asan/tools/stratactl STRATA_SERVER_BIN=$(BUILD)/asan/server/strata-server \
+	  CTL_FIXTURE_BIN=$(BUILD)/asan/tests/stratactl/ctl_fixture \
+	  sh tests/run-tier.sh stratactl-asan $(TEST_RESULTS) tests/stratactl/test_stratactl.py
