@@ -413,6 +413,10 @@ def test_ops():
     check(d and d["ops"] == [] and d["min_age_ms"] == 3600000, "op stuck --min-age 1h filters it out", d)
     r = ctl("op", "show", str(a))
     check(re.search(r"^scope: +1 row$", r.text, re.M) and ("%s  chunk 99" % k) in r.text, "op show lists the scope decoded", r)
+    d = ctl("--json", "op", "show", str(a)).json()
+    check(d and d["scope"] == [{"row": k, "row_hex": k, "decoded": {"type": "chunk", "chunk_id": 99,
+                                                                    "text": "chunk 99"}}],
+          "op show --json scope", d)
     r = ctl("lock", "release", "--privileged", k)
     check(r.rc == 0, "privileged release of the indefinite lock", r)
     check(lock_list_json()["locks"] == [] and ctl("--json", "op", "stuck").json()["ops"] == [],

@@ -90,21 +90,10 @@ static void lock_add_row(ctl_table *t, const Strata__V1__LockInfo *l, int64_t no
   free(text);
 }
 
-static json_t *decoded_json(const uint8_t *k, size_t len) {
-  char dec[96];
-  const char *type;
-  uint64_t ids[3];
-  if (!ctl_row_decode(k, len, dec, sizeof dec, &type, ids)) return json_null();
-  if (strcmp(type, "chunk") == 0)
-    return json_pack("{s:s, s:o, s:s}", "type", type, "chunk_id", ctl_json_u64(ids[0]), "text", dec);
-  return json_pack("{s:s, s:o, s:o, s:o, s:s}", "type", type, "x", ctl_json_u64(ids[0]), "y",
-                   ctl_json_u64(ids[1]), "z", ctl_json_u64(ids[2]), "text", dec);
-}
-
 static json_t *lock_json(const Strata__V1__LockInfo *l, int64_t now) {
   json_t *o = json_object();
   ctl_json_set_key(o, "row", l->row.data, l->row.len);
-  json_object_set_new(o, "decoded", decoded_json(l->row.data, l->row.len));
+  json_object_set_new(o, "decoded", ctl_json_decoded(l->row.data, l->row.len));
   json_object_set_new(o, "kind", json_string(kind_name(l->kind)));
   json_object_set_new(o, "op", ctl_json_u64(l->op_id));
   ctl_json_set_time(o, "acquired_at", l->acquired_at_ns);
@@ -359,7 +348,7 @@ int ctl_lock_key(ctl_ctx *x, const ctl_args *a) {
   if (x->json) {
     json_t *o = json_object();
     ctl_json_set_key(o, "row", key, len);
-    json_object_set_new(o, "decoded", decoded_json(key, len));
+    json_object_set_new(o, "decoded", ctl_json_decoded(key, len));
     ctl_json_print(o);
   } else {
     char *hex = ctl_hex_str(key, len);

@@ -48,12 +48,8 @@ static json_t *op_json(const Strata__V1__Op *op, int64_t now, int with_payload) 
   json_t *scope = json_array();
   for (size_t i = 0; i < op->n_scope; i++) {
     json_t *r = json_object();
-    char dec[96];
-    const char *type;
-    uint64_t ids[3];
     ctl_json_set_key(r, "row", op->scope[i].data, op->scope[i].len);
-    const char *d = ctl_row_decode(op->scope[i].data, op->scope[i].len, dec, sizeof dec, &type, ids);
-    json_object_set_new(r, "decoded", d ? json_string(d) : json_null());
+    json_object_set_new(r, "decoded", ctl_json_decoded(op->scope[i].data, op->scope[i].len));
     json_array_append_new(scope, r);
   }
   json_object_set_new(o, "scope", scope);

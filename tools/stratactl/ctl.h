@@ -113,6 +113,9 @@ json_t *ctl_json_u64(uint64_t v);
 json_t *ctl_json_version(uint64_t generation, int64_t commit_time_ns);
 void ctl_json_set_key(json_t *obj, const char *field, const uint8_t *k, size_t len);
 void ctl_json_set_time(json_t *obj, const char *field, int64_t ns);
+/* A row key's decoded form: {"type": "chunk", "chunk_id": N, "text": ...},
+ * {"type": "block", "x": .., "y": .., "z": .., "text": ...}, or null. */
+json_t *ctl_json_decoded(const uint8_t *k, size_t len);
 
 /* A text table: rows of cells, printed with aligned columns. */
 typedef struct ctl_table {

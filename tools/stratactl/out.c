@@ -121,6 +121,17 @@ void ctl_json_set_key(json_t *obj, const char *field, const uint8_t *k, size_t l
   free(h);
 }
 
+json_t *ctl_json_decoded(const uint8_t *k, size_t len) {
+  char dec[96];
+  const char *type;
+  uint64_t ids[3];
+  if (!ctl_row_decode(k, len, dec, sizeof dec, &type, ids)) return json_null();
+  if (strcmp(type, "chunk") == 0)
+    return json_pack("{s:s, s:o, s:s}", "type", type, "chunk_id", ctl_json_u64(ids[0]), "text", dec);
+  return json_pack("{s:s, s:o, s:o, s:o, s:s}", "type", type, "x", ctl_json_u64(ids[0]), "y",
+                   ctl_json_u64(ids[1]), "z", ctl_json_u64(ids[2]), "text", dec);
+}
+
 /* --- tables ------------------------------------------------------------------------- */
 
 void ctl_table_init(ctl_table *t, size_t ncols, const char *const *header) {
