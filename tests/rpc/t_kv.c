@@ -472,3 +472,61 @@ void test_kv_concurrent_committers(void **state) {
   int msgs;
   assert_int_equal(list_keys("cc/", NULL, NULL, 0, 1, keys, 400, &msgs), NCOMMITTERS * PER_COMMITTER);
 }
+
+void test_ops_indefinite_scope_listed_as_stuck_until_released(void **state) {
+  (void)state;
+  Strata__V1__CreateOpRequest cq = STRATA__V1__CREATE_OP_REQUEST__INIT;
+  cq.user = "bob";
+  cq.kind = "merge";
+  Strata__V1__CreateOpResponse *cr;
+  assert_int_equal(rpc_ops_create(C, NULL, &cq, &cr), 0);
+  uint64_t id = cr->op->op_id;
+  rpc_free(cr);
+  ProtobufCBinaryData rows[2] = {t_bytes("stuck/r1"), t_bytes("stuck/r2")};
+  Strata__V1__AcquireRequest aq = STRATA__V1__ACQUIRE_REQUEST__INIT;
+  aq.op_id = id;
+  aq.n_rows = 2;
+  aq.rows = rows;
+  aq.kind = STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE;
+  Strata__V1__AcquireResponse *ar;
+  assert_int_equal(rpc_locks_acquire(C, NULL, &aq, &ar), 0);
+  assert_true(ar->acquired);
+  assert_int_equal(ar->expires_at_ns, 0); /* indefinite: never */
+  rpc_free(ar);
+  /* The op's scope is recorded and it is listed as stuck (not SUCCESS). */
+  Strata__V1__GetOpRequest gq = STRATA__V1__GET_OP_REQUEST__INIT;
+  gq.op_id = id;
+  Strata__V1__GetOpResponse *gr;
+  assert_int_equal(rpc_ops_get(C, NULL, &gq, &gr), 0);
+  assert_int_equal(gr->op->n_scope, 2);
+  rpc_free(gr);
+  Strata__V1__ListStuckRequest lq = STRATA__V1__LIST_STUCK_REQUEST__INIT;
+  rpc_cstream *st;
+  Strata__V1__ListStuckResponse *m;
+  int found = 0, rc;
+  assert_int_equal(rpc_ops_list_stuck(C, NULL, &lq, &st), 0);
+  while ((rc = rpc_ops_list_stuck_next(st, &m)) == 1) {
+    for (size_t i = 0; i < m->n_ops; i++) found += m->ops[i]->op_id == id;
+    rpc_free(m);
+  }
+  assert_int_equal(rc, 0);
+  rpc_cstream_close(st);
+  assert_int_equal(found, 1);
+  /* An operator's privileged release clears the locks and the scope. */
+  Strata__V1__ReleaseRequest rq = STRATA__V1__RELEASE_REQUEST__INIT;
+  rq.op_id = id;
+  rq.all = 1;
+  rq.privileged = 1;
+  Strata__V1__ReleaseResponse *rr;
+  assert_int_equal(rpc_locks_release(C, NULL, &rq, &rr), 0);
+  assert_int_equal(rr->released, 2);
+  rpc_free(rr);
+  assert_int_equal(rpc_ops_list_stuck(C, NULL, &lq, &st), 0);
+  found = 0;
+  while ((rc = rpc_ops_list_stuck_next(st, &m)) == 1) {
+    for (size_t i = 0; i < m->n_ops; i++) found += m->ops[i]->op_id == id;
+    rpc_free(m);
+  }
+  rpc_cstream_close(st);
+  assert_int_equal(found, 0);
+}

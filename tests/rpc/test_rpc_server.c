@@ -172,6 +172,48 @@ static void test_listen_address_in_use_fails_clearly(void **state) {
   harness_rmdir(dir);
 }
 
+/* --max-message-bytes is honoured in both directions and the server carries on. */
+static void test_max_message_bytes_flag(void **state) {
+  (void)state;
+  if (!server_bin) skip();
+  harness h;
+  const char *extra[] = {"--max-message-bytes", "1048576", NULL};
+  assert_int_equal(harness_start(&h, server_bin, NULL, extra), 0);
+  rpc_client *c;
+  rpc_client_opts o = {.addr = h.addr, .timeout_ms = 10000, .wait_for_ready = 1};
+  assert_int_equal(rpc_client_open(&o, &c), 0);
+  size_t n = 2u << 20;
+  uint8_t *v = calloc(1, n);
+  Strata__V1__Put p = STRATA__V1__PUT__INIT, *pp = &p;
+  p.key = t_bytes("big");
+  p.value = (ProtobufCBinaryData){n, v};
+  Strata__V1__CommitRequest q = STRATA__V1__COMMIT_REQUEST__INIT;
+  q.n_puts = 1;
+  q.puts = &pp;
+  Strata__V1__CommitResponse *r;
+  t_expect_err(rpc_kv_commit(c, NULL, &q, &r), STRATA_ETOOBIG, NULL);
+  assert_int_equal(rpc_client_last_status(), GRPC_STATUS_RESOURCE_EXHAUSTED);
+  /* 900 KiB fits going in, and the reply of a Get fits going out. */
+  p.value.len = 900u << 10;
+  assert_int_equal(rpc_kv_commit(c, NULL, &q, &r), 0);
+  rpc_free(r);
+  Strata__V1__GetRequest gq = STRATA__V1__GET_REQUEST__INIT;
+  gq.key = t_bytes("big");
+  Strata__V1__GetResponse *gr;
+  assert_int_equal(rpc_kv_get(c, NULL, &gq, &gr), 0);
+  assert_int_equal(gr->value.len, 900u << 10);
+  rpc_free(gr);
+  Strata__V1__StatsRequest sq = STRATA__V1__STATS_REQUEST__INIT;
+  Strata__V1__StatsResponse *sr;
+  assert_int_equal(rpc_admin_stats(c, NULL, &sq, &sr), 0);
+  assert_int_equal(sr->max_message_bytes, 1048576);
+  rpc_free(sr);
+  free(v);
+  rpc_client_close(c);
+  assert_int_equal(harness_stop(&h), 0);
+  harness_rmdir(h.dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_health_serving_and_unknown_service),
@@ -181,6 +223,7 @@ int main(void) {
       cmocka_unit_test(test_second_server_on_same_dir_refuses),
       cmocka_unit_test(test_bad_flags_exit_2),
       cmocka_unit_test(test_listen_address_in_use_fails_clearly),
+      cmocka_unit_test(test_max_message_bytes_flag),
       T_VALIDATION_TESTS
       T_LOCKS_TESTS
       T_OPS_TESTS

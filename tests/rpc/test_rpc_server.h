@@ -33,6 +33,7 @@ int srv_latest(uint64_t *gen);
   X(test_kv_conditions_fail_naming_the_condition) \
   X(test_kv_fenced_commit)                     \
   X(test_ops_create_records_start_generation)  \
+  X(test_ops_indefinite_scope_listed_as_stuck_until_released) \
   X(test_kv_watch_replay_live_and_resume)      \
   X(test_kv_watch_deadline_and_cancel)         \
   X(test_kv_concurrent_committers)
