@@ -218,7 +218,7 @@ int ctl_op_list(ctl_ctx *x, const ctl_args *a) {
   int truncated = n == limit && id >= 1;
   char footer[160];
   snprintf(footer, sizeof footer, "%zu op%s%s%s", n, n == 1 ? "" : "s",
-           truncated ? " (the newest matching; older ones exist, raise --limit)" : "",
+           truncated ? " (limit reached; older ops were not read, raise --limit)" : "",
            n == 0 && last == 0 ? " (the op log is empty)" : "");
   print_ops(x, ops, n, json_pack("{s:o, s:b}", "last_op_id", ctl_json_u64(last), "truncated", truncated),
             footer);
