@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -214,6 +216,19 @@ static void test_max_message_bytes_flag(void **state) {
   harness_rmdir(h.dir);
 }
 
+static void test_sigint_drains_and_exits_0(void **state) {
+  (void)state;
+  if (!server_bin) skip();
+  harness h;
+  assert_int_equal(harness_start(&h, server_bin, NULL, NULL), 0);
+  kill(h.pid, SIGINT);
+  int st;
+  assert_int_equal(waitpid(h.pid, &st, 0), h.pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 0);
+  harness_rmdir(h.dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_health_serving_and_unknown_service),
@@ -224,6 +239,7 @@ int main(void) {
       cmocka_unit_test(test_bad_flags_exit_2),
       cmocka_unit_test(test_listen_address_in_use_fails_clearly),
       cmocka_unit_test(test_max_message_bytes_flag),
+      cmocka_unit_test(test_sigint_drains_and_exits_0),
       T_VALIDATION_TESTS
       T_LOCKS_TESTS
       T_OPS_TESTS
