@@ -199,6 +199,18 @@ def test_unreachable():
     r = ctl("health", addr=False, env={"STRATA_ADDR": addr})
     check(r.rc == 3 and addr in r.etext, "$STRATA_ADDR is the default address", r)
 
+    # A peer that accepts the connection but never speaks HTTP/2: the deadline ends it.
+    mute = socket.socket()
+    mute.bind(("127.0.0.1", 0))
+    mute.listen(8)
+    maddr = "127.0.0.1:%d" % mute.getsockname()[1]
+    t0 = time.time()
+    r = ctl("--timeout", "300ms", "lock", "list", addr=maddr)
+    took = time.time() - t0
+    check(r.rc == 3 and maddr in r.etext and took < 5, "a server that does not answer exits 3 after "
+          "--timeout (%.2fs)" % took, r)
+    mute.close()
+
 
 # --- server commands ---------------------------------------------------------------------------
 
@@ -318,6 +330,20 @@ def test_locks():
     r = ctl("lock", "list")
     check(r.rc == 0 and r.text.splitlines()[-1] == "0 locks: 0 temporal (0 expired), 0 indefinite"
           and len(r.text.splitlines()) == 2, "lock list is empty afterwards", r)
+
+    # a server-side INVALID_ARGUMENT is a usage error; a long listing spans stream messages
+    r = ctl("lock", "acquire", "--op", "5", "0x" + "ab" * 4097)
+    check(usage_error(r) and "INVALID_ARGUMENT" in r.etext, "a row the server rejects as too long exits 2", r)
+    many = ["row-%05d" % i for i in range(3000)]
+    r = ctl("lock", "acquire", "--op", "11", "--ttl", "1m", *many)
+    check(r.rc == 0 and r.text.startswith("acquired 3000 rows for op 11"), "acquire 3000 rows at once", r)
+    d = lock_list_json("--op", "11")
+    check(d and [l["row"] for l in d["locks"]] == many and d["counts"]["total"] == 3000,
+          "lock list returns all 3000 rows in order", d and d["counts"])
+    r = ctl("lock", "list", "--op", "11")
+    check(r.rc == 0 and len(r.text.splitlines()) == 3002, "lock list table of 3000 rows", r.text[-200:])
+    r = ctl("lock", "release", "--op", "11", "--all")
+    check(r.rc == 0 and r.text == "released 3000 locks\n", "release --all of 3000 rows", r)
 
     # expiry, --expired and --wait
     r = ctl("lock", "acquire", "--op", "7", "--ttl", "300ms", "row-exp")
@@ -466,6 +492,19 @@ def test_kv(tmp):
           "kv versions --limit 1 table", r)
     r = ctl("kv", "get", "nosuchkey")
     check(r.rc == 1 and "not found" in r.etext and r.out == b"", "kv get of a missing key exits 1", r)
+    r = ctl("kv", "get", "greeting@1999-01-01T00:00:00Z")
+    check(r.rc == 1 and "NOT_FOUND" in r.etext, "kv get at a time before the first commit exits 1", r)
+    r = ctl("kv", "put", "mail@example", stdin=b"@")
+    check(r.rc == 0 and ctl("kv", "get", "mail@example").out == b"@",
+          "a key with '@' not followed by a pin is the whole key", r)
+    ctl("kv", "rm", "mail@example")
+    big = os.urandom(5 << 20)
+    with open(path, "wb") as f:
+        f.write(big)
+    r = ctl("kv", "put", "big", path)
+    check(r.rc == 0 and "(5242880 bytes)" in r.text and ctl("kv", "get", "big").out == big,
+          "kv put/get of a 5 MiB value round-trips", r)
+    ctl("kv", "rm", "big")
     r = ctl("kv", "get", "greeting@v999999")
     check(r.rc == 1 and "OUT_OF_RANGE" in r.etext, "kv get at a future generation exits 1", r)
 
