@@ -3,3 +3,22 @@ LIB_SRCS += locks/lockdb.c locks/table.c locks/lock.c locks/list.c locks/rowkey.
 	locks/oplog.c locks/counter.c
 UNIT_TESTS += tests/unit/test_lk_keys.c tests/unit/test_lk_lock.c tests/unit/test_lk_oplog.c \
 	tests/unit/test_lk_scenarios.c
+
+# Tiers of their own: the randomized safety checker and the SIGKILL crash test.
+LOCKS_TEST_BINS := tests/locks/lk_safety tests/locks/lk_crash
+TEST_TIERS += locks-stress locks-crash
+.PHONY: test-locks-stress test-locks-crash locks-test-bins
+
+# $(LIB) is defined after the fragments are read, hence the spelled-out path.
+$(O)/tests/locks/%: $(O)/tests/locks/%.o $(O)/libstrata.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+locks-test-bins: $(LOCKS_TEST_BINS:%=$(O)/%)
+
+test-locks-stress:
+	@$(MAKE) --no-print-directory VARIANT=release $(BUILD)/release/tests/locks/lk_safety
+	@sh tests/run-tier.sh locks-stress $(TEST_RESULTS) $(BUILD)/release/tests/locks/lk_safety
+
+test-locks-crash:
+	@$(MAKE) --no-print-directory VARIANT=release $(BUILD)/release/tests/locks/lk_crash
+	@sh tests/run-tier.sh locks-crash $(TEST_RESULTS) $(BUILD)/release/tests/locks/lk_crash

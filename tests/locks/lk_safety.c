@@ -1,0 +1,270 @@
+/*
+ * Randomized safety checker for the lock manager (tier locks-stress).
+ * Threads acquire, renew and release random overlapping row sets with short
+ * TTLs (a few ms, real clock) and random pauses. Before each use a holder
+ * calls lk_check and, while using the rows, marks them in a shadow table; a
+ * use is serialized per row like a store commit, and must never come from a
+ * holder older (smaller token) than one that already used the row - that is
+ * what two live holders would look like. An auditor lists live locks and
+ * asserts no row has two live holders; tokens must strictly increase per
+ * thread and be unique overall. Seed from STRATA_SEED, printed on failure.
+ */
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "common/err.h"
+#include "locks/lock.h"
+#include "locks/oplog.h"
+#include "tests/locks/lk_test.h"
+
+#define NTHREADS 8
+#define NROWS 40
+#define MAXSET 4
+
+static lk_manager *lk;
+static uint64_t seed;
+static uint64_t target_ops;
+static atomic_ulong ops_done;
+static atomic_int failed;
+static atomic_int stop;
+static uint8_t keys[NROWS][LK_L2_KEY_LEN];
+
+/* The shadow table: per row, who used it last, serialized by its mutex. */
+static struct {
+  pthread_mutex_t mu;
+  uint64_t op, token;
+  int in_use;
+} shadow[NROWS];
+
+#define FAILF(...) do { \
+    fprintf(stderr, "lk_safety FAILED (STRATA_SEED=%" PRIu64 "): ", seed); \
+    fprintf(stderr, __VA_ARGS__); fputc('\n', stderr); \
+    atomic_store(&failed, 1); atomic_store(&stop, 1); } while (0)
+
+static uint64_t rnd(uint64_t *s) {
+  *s ^= *s << 13;
+  *s ^= *s >> 7;
+  *s ^= *s << 17;
+  return *s;
+}
+
+static void pause_us(uint64_t *r, unsigned max_us) {
+  unsigned us = (unsigned)(rnd(r) % (max_us + 1));
+  if (us) {
+    struct timespec ts = {0, (long)us * 1000};
+    nanosleep(&ts, NULL);
+  }
+}
+
+typedef struct thr {
+  int id;
+  uint64_t ind_op;      /* op-log op for indefinite locks */
+  uint64_t next_op;
+  uint64_t last_token;
+  uint64_t *tokens;
+  size_t ntokens, cap;
+  unsigned long grants, conflicts, timeouts, lost;
+} thr;
+
+static int cmp_int(const void *a, const void *b) {
+  int x = *(const int *)a, y = *(const int *)b;
+  return (x > y) - (x < y);
+}
+
+/* One use of the rows: serialized per row (ascending order), Check first. */
+static int use_rows(thr *t, uint64_t op, uint64_t token, const int *idx, const lk_row *rows, int n) {
+  for (int i = 0; i < n; i++) pthread_mutex_lock(&shadow[idx[i]].mu);
+  int held = 0;
+  int rc = lk_check(lk, op, rows, (size_t)n, &held, NULL);
+  atomic_fetch_add(&ops_done, 1);
+  if (rc) FAILF("lk_check: %s", strata_errmsg());
+  if (!rc && held) {
+    for (int i = 0; i < n; i++) {
+      __typeof__(shadow[0]) *s = &shadow[idx[i]];
+      if (s->in_use) FAILF("row %d used by two holders at once", idx[i]);
+      if (!(s->op == op && s->token == token) && token <= s->token)
+        FAILF("row %d: op %" PRIu64 " (token %" PRIu64 ") passed Check after op %" PRIu64
+              " (token %" PRIu64 ") used the row: two live holders", idx[i], op, token, s->op, s->token);
+      s->in_use = 1;
+      s->op = op;
+      s->token = token;
+    }
+    for (int i = 0; i < n; i++) shadow[idx[i]].in_use = 0;
+  }
+  for (int i = n - 1; i >= 0; i--) pthread_mutex_unlock(&shadow[idx[i]].mu);
+  return held;
+}
+
+static void *worker(void *arg) {
+  thr *t = arg;
+  uint64_t r = seed * 0x9e3779b97f4a7c15ull + (uint64_t)t->id * 7919 + 1;
+  while (!atomic_load(&stop) && atomic_load(&ops_done) < target_ops) {
+    int n = 1 + (int)(rnd(&r) % MAXSET), idx[MAXSET];
+    for (int i = 0; i < n; i++) {
+      idx[i] = (int)(rnd(&r) % NROWS);
+      for (int j = 0; j < i; j++)
+        if (idx[j] == idx[i]) { i--; break; }
+    }
+    qsort(idx, (size_t)n, sizeof idx[0], cmp_int);
+    lk_row rows[MAXSET];
+    for (int i = 0; i < n; i++) rows[i] = (lk_row){keys[idx[i]], LK_L2_KEY_LEN};
+    int indefinite = rnd(&r) % 8 == 0;
+    uint64_t op = indefinite ? t->ind_op : t->next_op++;
+    int64_t now = lk_now(lk);
+    lk_acquire_req q = {.op = op, .rows = rows, .nrows = (size_t)n,
+                        .kind = indefinite ? LK_INDEFINITE : LK_TEMPORAL,
+                        .ttl_ns = (int64_t)(1 + rnd(&r) % 6) * LKT_MS, .respect_indefinite = 1,
+                        .wait_deadline = rnd(&r) % 2 ? now + (int64_t)(rnd(&r) % 10) * LKT_MS : 0};
+    lk_result res;
+    int rc = lk_acquire(lk, &q, &res);
+    atomic_fetch_add(&ops_done, 1);
+    if (rc) { FAILF("lk_acquire: %s", strata_errmsg()); break; }
+    if (res.status != LK_GRANTED) {
+      if (res.nconflicts == 0) FAILF("refused acquire without a conflict");
+      if (res.status == LK_TIMEDOUT) t->timeouts++; else t->conflicts++;
+      lk_result_free(&res);
+      pause_us(&r, 300);
+      continue;
+    }
+    uint64_t token = res.token;
+    lk_result_free(&res);
+    t->grants++;
+    if (token <= t->last_token)
+      FAILF("thread %d: token %" PRIu64 " after %" PRIu64, t->id, token, t->last_token);
+    t->last_token = token;
+    if (t->ntokens == t->cap) {
+      t->cap = t->cap ? 2 * t->cap : 1024;
+      t->tokens = realloc(t->tokens, t->cap * sizeof *t->tokens);
+    }
+    t->tokens[t->ntokens++] = token;
+    int uses = 1 + (int)(rnd(&r) % 4);
+    for (int u = 0; u < uses && !atomic_load(&stop); u++) {
+      if (!use_rows(t, op, token, idx, rows, n)) { t->lost++; break; }
+      pause_us(&r, 1500);
+      if (!indefinite && rnd(&r) % 3 == 0) {
+        rc = lk_renew(lk, op, rows, (size_t)n, (int64_t)(1 + rnd(&r) % 6) * LKT_MS, &res);
+        atomic_fetch_add(&ops_done, 1);
+        if (rc) { FAILF("lk_renew: %s", strata_errmsg()); break; }
+        int lost = res.status == LK_NOT_HELD;
+        lk_result_free(&res);
+        if (lost) {
+          /* A lost lock never comes back without a new acquire. */
+          int held = 1;
+          lk_check(lk, op, rows, (size_t)n, &held, NULL);
+          atomic_fetch_add(&ops_done, 1);
+          if (held) FAILF("op %" PRIu64 ": Check holds after a refused renew", op);
+          t->lost++;
+          break;
+        }
+      }
+    }
+    size_t released = 0;
+    rc = rnd(&r) % 5 ? lk_release(lk, op, rows, (size_t)n, 0, &released)
+                     : lk_release(lk, op, NULL, 0, 0, &released);
+    atomic_fetch_add(&ops_done, 1);
+    if (rc) FAILF("lk_release: %s", strata_errmsg());
+    if (indefinite && released != (size_t)n)
+      FAILF("indefinite lock of op %" PRIu64 ": released %zu of %d rows", op, released, n);
+    pause_us(&r, 200);
+  }
+  return NULL;
+}
+
+/* Lists live locks and asserts that no row has two live holders. */
+static void *auditor(void *arg) {
+  (void)arg;
+  unsigned long audits = 0;
+  while (!atomic_load(&stop) && atomic_load(&ops_done) < target_ops) {
+    lk_list_page pg;
+    if (lk_list(lk, NULL, NULL, 0, 1000, &pg)) { FAILF("lk_list: %s", strata_errmsg()); break; }
+    for (size_t i = 1; i < pg.n; i++) {
+      const lk_lock_info *a = &pg.items[i - 1], *b = &pg.items[i];
+      if (a->key_len == b->key_len && memcmp(a->key, b->key, a->key_len) == 0 && a->op != b->op)
+        FAILF("list: a row has live holders op %" PRIu64 " and op %" PRIu64, a->op, b->op);
+    }
+    lk_list_page_free(&pg);
+    audits++;
+    struct timespec ts = {0, 5 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  fprintf(stderr, "auditor: %lu listings\n", audits);
+  return NULL;
+}
+
+int main(void) {
+  const char *s = getenv("STRATA_SEED");
+  seed = s && *s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
+  const char *o = getenv("STRATA_LK_SAFETY_OPS");
+  target_ops = o && *o ? strtoull(o, NULL, 10) : 120000;
+  printf("lk_safety: STRATA_SEED=%" PRIu64 " target %" PRIu64 " operations\n", seed, target_ops);
+  char *dir = lkt_tmpdir("lksafety");
+  lk_options opt;
+  lk_options_init(&opt);
+  opt.path = dir;
+  opt.partitions = 16;
+  opt.wait_poll_ns = 2 * LKT_MS;
+  if (lk_open(&opt, &lk)) { fprintf(stderr, "lk_open: %s\n", strata_errmsg()); return 1; }
+  for (int i = 0; i < NROWS; i++) {
+    lk_l2_chunk_key((uint64_t)i * 1000003, keys[i]);
+    pthread_mutex_init(&shadow[i].mu, NULL);
+  }
+  thr t[NTHREADS] = {0};
+  pthread_t th[NTHREADS + 1];
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  for (int i = 0; i < NTHREADS; i++) {
+    t[i].id = i;
+    t[i].next_op = ((uint64_t)(i + 1) << 40);
+    if (oplog_create(lk_oplog(lk), "safety", "indefinite", NULL, 0, 0, &t[i].ind_op, NULL)) return 1;
+    pthread_create(&th[i], NULL, worker, &t[i]);
+  }
+  pthread_create(&th[NTHREADS], NULL, auditor, NULL);
+  for (int i = 0; i <= NTHREADS; i++) pthread_join(th[i], NULL);
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+
+  /* Tokens are unique across threads; after a reopen new ones are larger. */
+  size_t total = 0;
+  uint64_t maxtok = 0;
+  unsigned long grants = 0, conflicts = 0, timeouts = 0, lost = 0;
+  for (int i = 0; i < NTHREADS; i++) total += t[i].ntokens;
+  uint64_t *all = malloc((total ? total : 1) * sizeof *all);
+  size_t k = 0;
+  for (int i = 0; i < NTHREADS; i++) {
+    memcpy(all + k, t[i].tokens, t[i].ntokens * sizeof *all);
+    k += t[i].ntokens;
+    grants += t[i].grants, conflicts += t[i].conflicts, timeouts += t[i].timeouts, lost += t[i].lost;
+    free(t[i].tokens);
+  }
+  int cmp64(const void *a, const void *b);
+  qsort(all, total, sizeof *all, cmp64);
+  for (size_t i = 1; i < total; i++)
+    if (all[i] == all[i - 1]) FAILF("token %" PRIu64 " handed out twice", all[i]);
+  if (total) maxtok = all[total - 1];
+  free(all);
+  lk_close(lk);
+  if (lk_open(&opt, &lk)) { fprintf(stderr, "reopen: %s\n", strata_errmsg()); return 1; }
+  lk_row row = {keys[0], LK_L2_KEY_LEN};
+  lk_acquire_req q = {.op = 1, .rows = &row, .nrows = 1, .kind = LK_TEMPORAL, .ttl_ns = LKT_S};
+  lk_result res;
+  if (lk_acquire(lk, &q, &res) || res.status != LK_GRANTED || res.token <= maxtok)
+    FAILF("after reopen: token %" PRIu64 " not above %" PRIu64, res.token, maxtok);
+  lk_result_free(&res);
+  lk_close(lk);
+  lkt_rmdir(dir);
+  double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  printf("lk_safety: %lu operations in %.1f s: %lu grants, %lu conflicts, %lu timeouts, "
+         "%lu lost to expiry\n", (unsigned long)atomic_load(&ops_done), secs, grants, conflicts,
+         timeouts, lost);
+  if (atomic_load(&ops_done) < target_ops) FAILF("only %lu operations", (unsigned long)atomic_load(&ops_done));
+  if (grants == 0 || lost == 0 || conflicts + timeouts == 0)
+    FAILF("the run did not exercise grants, losses and conflicts");
+  return atomic_load(&failed) ? 1 : 0;
+}
+
+int cmp64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return (x > y) - (x < y);
+}
