@@ -230,6 +230,24 @@ static void grow(nc_cache *c) {
   c->nbuckets = nb;
 }
 
+/* What a decoded node costs in memory: its entries, keys, inline values and
+ * table (the arena holds exactly these), plus the cache's own bookkeeping. */
+static size_t decoded_bytes(const cnode *n) {
+  size_t b = sizeof *n + 64;
+  if (n->kind == CN_BTREE) {
+    const ocdbt_btnode *t = &n->u.bt;
+    b += t->n * (t->height ? sizeof(ocdbt_interior_entry) : sizeof(ocdbt_leaf_entry));
+    for (size_t i = 0; i < t->n; i++)
+      b += t->height ? t->children[i].key.n : t->leaves[i].key.n + t->leaves[i].value.n;
+    b += t->dft.n * (sizeof(ocdbt_file) + sizeof(uint32_t) + 48);
+  } else {
+    const ocdbt_vtnode *v = &n->u.vt;
+    b += v->n * (v->height ? sizeof(ocdbt_vnode_ref) : sizeof(ocdbt_version));
+    b += v->dft.n * (sizeof(ocdbt_file) + sizeof(uint32_t) + 48);
+  }
+  return b;
+}
+
 /* Reads and decodes the node at ref; translates its file table to ids. */
 static int load(st_db *db, st_ref ref, int kind, cnode **out) {
   size_t base_len = 0;
@@ -282,7 +300,7 @@ static int load(st_db *db, st_ref ref, int kind, cnode **out) {
     if (p != stack) free(p);
     if (rc) goto out;
   }
-  n->charge = ref.length * 2 + sizeof *n + 64 * (kind == CN_BTREE ? n->u.bt.n : n->u.vt.n);
+  n->charge = decoded_bytes(n);
   *out = n;
   n = NULL;
 out:

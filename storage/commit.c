@@ -173,6 +173,7 @@ int st_txn_submit(st_txn *t, st_done_fn done, void *ctx) {
     if (db->q_tail) db->q_tail->next = t;
     else db->q_head = t;
     db->q_tail = t;
+    db->q_len++;
     pthread_cond_signal(&db->cv);
   }
   pthread_mutex_unlock(&db->mu);
@@ -615,7 +616,8 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
   int rc, published = 0, have_ms = 0, have_tmp = 0;
   bs_file *mf = NULL;
   uint64_t gen = latest->generation + 1;
-  uint64_t rnd = now_ns() * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&w;
+  uint64_t t_start = now_ns();
+  uint64_t rnd = t_start * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&w;
   snprintf(path, sizeof path, ST_DATA_DIR "/%016llx%016llx", (unsigned long long)gen,
            (unsigned long long)rnd);
   if (db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED) {
@@ -683,7 +685,9 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
     if (rc) goto fail;
     have_tmp = 1;
   }
+  uint64_t t_sync = now_ns();
   if ((rc = bs_append(mf, man.p, man.len)) || (rc = sync_all(db, w.f, !prepared, mf))) goto fail;
+  uint64_t t_publish = now_ns();
   bs_close(w.f);
   w.f = NULL;
   bs_close(mf);
@@ -709,6 +713,9 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
     goto fail;
   }
   db->bytes_written += w.off + man.len;
+  db->ns_build += t_sync - t_start;
+  db->ns_sync += t_publish - t_sync;
+  db->ns_publish += now_ns() - t_publish;
   strata_buf_free(&man);
   strata_buf_free(&w.buf);
   free(muts);
@@ -792,14 +799,33 @@ static void commit_group(st_db *db, st_txn *list) {
   }
 }
 
+/* How long the committer waits for the callers it just completed to come
+ * back before it starts a group smaller than the previous one. Without it,
+ * N blocking committers split into two alternating half-size groups. */
+#define LINGER_NS 300000
+
 static void *committer(void *arg) {
   st_db *db = arg;
+  size_t last = 0;
   pthread_mutex_lock(&db->mu);
   for (;;) {
     while (!db->q_head && !db->closing) pthread_cond_wait(&db->cv, &db->mu);
     if (!db->q_head) break;
+    if (last > 1 && db->q_len < last && !db->closing) {
+      struct timespec until;
+      clock_gettime(CLOCK_REALTIME, &until);
+      until.tv_nsec += LINGER_NS;
+      if (until.tv_nsec >= 1000000000) {
+        until.tv_sec++;
+        until.tv_nsec -= 1000000000;
+      }
+      while (db->q_len < last && !db->closing)
+        if (pthread_cond_timedwait(&db->cv, &db->mu, &until)) break;
+    }
     st_txn *list = db->q_head;
+    last = db->q_len;
     db->q_head = db->q_tail = NULL;
+    db->q_len = 0;
     pthread_mutex_unlock(&db->mu);
     commit_group(db, list);
     pthread_mutex_lock(&db->mu);

@@ -388,6 +388,9 @@ void st_get_stats(st_db *db, st_stats *out) {
   out->groups = db->groups;
   out->bytes_written = db->bytes_written;
   out->prepared_hits = db->prep_hits;
+  out->ns_build = db->ns_build;
+  out->ns_sync = db->ns_sync;
+  out->ns_publish = db->ns_publish;
   pthread_mutex_unlock(&db->mu);
   pthread_mutex_lock(&db->cache.mu);
   out->cache_hits = db->cache.hits;

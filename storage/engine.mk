@@ -17,12 +17,12 @@ STORE_A := $(BUILD)/asan/tests/unit
 
 test-store-model:
 	@$(MAKE) --no-print-directory VARIANT=release $(STORE_R)/test_store_model $(STORE_R)/test_store_bigvalue
-	@STRATA_MODEL_TXNS=$${STRATA_MODEL_TXNS:-20000} STRATA_MODEL_FILES_TXNS=$${STRATA_MODEL_FILES_TXNS:-3000} \
+	@STRATA_MODEL_TXNS=$${STRATA_MODEL_TXNS:-30000} STRATA_MODEL_FILES_TXNS=$${STRATA_MODEL_FILES_TXNS:-5000} \
 	  sh tests/run-tier.sh store-model $(TEST_RESULTS) $(STORE_R)/test_store_model $(STORE_R)/test_store_bigvalue
 
 test-store-crash:
 	@$(MAKE) --no-print-directory VARIANT=release $(STORE_R)/test_store_crash
-	@STRATA_CRASH_KILLS=$${STRATA_CRASH_KILLS:-200} sh tests/run-tier.sh store-crash $(TEST_RESULTS) $(STORE_R)/test_store_crash
+	@STRATA_CRASH_KILLS=$${STRATA_CRASH_KILLS:-300} sh tests/run-tier.sh store-crash $(TEST_RESULTS) $(STORE_R)/test_store_crash
 
 test-store-fault:
 	@$(MAKE) --no-print-directory VARIANT=release $(STORE_R)/test_store_fault $(STORE_R)/test_store_corrupt

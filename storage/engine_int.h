@@ -103,17 +103,18 @@ struct st_db {
   int read_only;
   ft_table ft;
   nc_cache cache;
-  uint32_t data_dir_id;  /* unused placeholder for symmetry */
 
   /* mu guards everything below; lock order: db.mu, then cache.mu or ft.mu. */
   pthread_mutex_t mu;
   pthread_cond_t cv;      /* queue became non-empty, or closing */
   st_txn *q_head, *q_tail;
+  size_t q_len;
   int closing;
   int broken;             /* non-zero: an undoable failure; commits refuse */
   st_mstate ms;           /* the current manifest, replaced by the committer */
   st_vers latest;         /* generation 0 = empty database */
   uint64_t commits, groups, bytes_written;
+  uint64_t ns_build, ns_sync, ns_publish;   /* time in each commit phase */
   pthread_t committer;
   int has_committer;
 

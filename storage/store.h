@@ -190,6 +190,9 @@ typedef struct st_stats {
   uint64_t commits, groups, cache_hits, cache_misses, cache_bytes, bytes_written;
   uint64_t node_reads;
   uint64_t prepared_hits;  /* commits that used pre-created files */
+  /* nanoseconds spent by the committer: building and writing the data file
+   * and temp manifest; their fsyncs; rename + directory fsync */
+  uint64_t ns_build, ns_sync, ns_publish;
 } st_stats;
 void st_get_stats(st_db *db, st_stats *out);
 

@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "common/err.h"
+#include "storage/ocdbt.h"
 #include "storage/store.h"
 
 static st_db *open_mem(bs_store **base, uint32_t node_bytes) {
@@ -442,6 +443,88 @@ static void test_reopen_mismatch_and_not_a_db(void **state) {
   bs_destroy(base);
 }
 
+/* The single manifest kind: manifest.ocdbt is replaced atomically each
+ * commit; creation writes an empty generation 1 as tensorstore does. */
+static void test_single_manifest_kind(void **state) {
+  bs_store *base;
+  assert_int_equal(bs_mem_create(&base), 0);
+  st_options o;
+  memset(&o, 0, sizeof o);
+  o.base = base;
+  o.create = 1;
+  o.config.manifest = ST_MANIFEST_SINGLE;
+  st_db *db;
+  assert_int_equal(st_open("mem", &o, &db), 0);
+  st_snap *s;
+  assert_int_equal(st_snap_latest(db, &s), 0);
+  assert_int_equal(st_snap_info(s).generation, 1);
+  assert_int_equal(st_snap_info(s).num_keys, 0);
+  st_snap_release(s);
+  for (int i = 0; i < 40; i++) {
+    char k[16];
+    snprintf(k, sizeof k, "k%02d", i);
+    put1(db, k, "v");
+  }
+  st_close(db);
+  memset(&o.config, 0, sizeof o.config);
+  assert_int_equal(st_open("mem", &o, &db), 0);
+  assert_int_equal(st_snap_latest(db, &s), 0);
+  assert_int_equal(st_snap_info(s).generation, 41);
+  assert_int_equal(st_snap_info(s).num_keys, 40);
+  st_snap_release(s);
+  assert_int_equal(st_snap_at_generation(db, 20, &s), 0);
+  assert_int_equal(st_snap_info(s).num_keys, 19);
+  char buf[8];
+  assert_int_equal(get_str(s, "k18", buf, sizeof buf), 0);
+  assert_int_equal(get_str(s, "k19", buf, sizeof buf), STRATA_ENOTFOUND);
+  st_snap_release(s);
+  st_close(db);
+  o.config.manifest = ST_MANIFEST_NUMBERED;
+  assert_int_equal(st_open("mem", &o, &db), STRATA_EMISMATCH);
+  bs_destroy(base);
+}
+
+/* Bad input is refused with a clear error and changes nothing. */
+static void test_bad_input(void **state) {
+  bs_store *base;
+  st_db *db = open_mem(&base, 0);
+  st_txn *t;
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  size_t big = OCDBT_MAX_KEY_LENGTH + 1;
+  char *k = calloc(1, big);
+  assert_int_equal(st_txn_put(t, k, big, "v", 1), STRATA_EINVALID);
+  assert_non_null(strstr(strata_errmsg(), "key of"));
+  assert_int_equal(st_txn_delete(t, k, big), STRATA_EINVALID);
+  assert_int_equal(st_txn_put_ref(t, "k", 1, "d/x", UINT64_MAX - 4, 8), STRATA_EINVALID);
+  assert_int_equal(st_txn_put_ref(t, "k", 1, "d/../manifest.ocdbt", 0, 1), STRATA_EINVALID);
+  st_txn_abort(t);
+  free(k);
+  /* an unchanged-since condition naming a future generation fails cleanly */
+  st_result r;
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_require_unchanged(t, "a", 1, 99), 0);
+  assert_int_equal(st_txn_commit(t, &r), STRATA_ECONDITION);
+  assert_non_null(strstr(r.message, "does not exist"));
+  st_result_free(&r);
+  st_snap *s;
+  assert_int_equal(st_snap_at_generation(db, 7, &s), STRATA_ENOTFOUND);
+  assert_non_null(strstr(strata_errmsg(), "generation 7 does not exist"));
+  st_close(db);
+  bs_destroy(base);
+  /* invalid configs are refused at creation */
+  assert_int_equal(bs_mem_create(&base), 0);
+  st_options o;
+  memset(&o, 0, sizeof o);
+  o.base = base;
+  o.create = 1;
+  o.config.max_inline_value_bytes = (1u << 20) + 1;
+  assert_int_equal(st_open("mem", &o, &db), STRATA_EINVALID);
+  o.config.max_inline_value_bytes = 0;
+  o.config.version_tree_arity_log2 = 17;
+  assert_int_equal(st_open("mem", &o, &db), STRATA_EINVALID);
+  bs_destroy(base);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_put_get_and_generations),
@@ -452,6 +535,8 @@ int main(void) {
     cmocka_unit_test(test_group_commit_isolation),
     cmocka_unit_test(test_data_reference_put),
     cmocka_unit_test(test_reopen_mismatch_and_not_a_db),
+    cmocka_unit_test(test_single_manifest_kind),
+    cmocka_unit_test(test_bad_input),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
