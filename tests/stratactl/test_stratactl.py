@@ -178,6 +178,8 @@ def test_usage_errors():
         (["--timeout", "0", "health"], "--timeout"),
         (["--timeout", "fast", "health"], "--timeout"),
         (["--addr", "", "health"], "--addr"),
+        (["--addr", "localhost", "health"], "HOST:PORT"),
+        (["--addr"], "--addr needs a value"),
     ]
     for args, want in cases:
         r = ctl(*args, addr=False)

@@ -46,8 +46,8 @@ static int global_opt(ctl_ctx *x, const ctl_cmd *c, int argc, char **argv, int i
     return -1;
   }
   if (n == 6) {
-    if (!*v) {
-      ctl_usage(c, "--addr: expected HOST:PORT, got an empty string");
+    if (!strchr(v, ':')) {
+      ctl_usage(c, "--addr: expected HOST:PORT, got \"%s\"", v);
       return -1;
     }
     x->addr = v;
@@ -106,13 +106,12 @@ int ctl_parse_args(ctl_ctx *x, const ctl_cmd *c, int argc, char **argv, ctl_args
       if (s[n] == '=') return ctl_usage(c, "--%s takes no value", o->name);
       continue;
     }
-    int first = 0;
     if (s[n] == '=') {
       if (o->nargs != 1) return ctl_usage(c, "--%s takes %d values: --%s %s", o->name, o->nargs, o->name, o->metavar);
       a->val[k][0] = s + n + 1;
       continue;
     }
-    for (int j = first; j < o->nargs; j++) {
+    for (int j = 0; j < o->nargs; j++) {
       if (i >= argc) return ctl_usage(c, "--%s needs %s", o->name, o->metavar);
       a->val[k][j] = argv[i++];
     }
