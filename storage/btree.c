@@ -51,10 +51,11 @@ static long upper_index(const cnode *n, const uint8_t *k, size_t kn) {
   return ans;
 }
 
-static int check_height(const cnode *n, uint8_t want, const char *path) {
+static int check_height(st_db *db, const cnode *n, uint8_t want) {
   if (n->u.bt.height != want)
     return strata_err(STRATA_ECORRUPT, "%s offset %llu: btree node has height %u, its reference says %u",
-                      path, (unsigned long long)n->ref.offset, n->u.bt.height, want);
+                      ft__path(db, n->ref.file, NULL), (unsigned long long)n->ref.offset, n->u.bt.height,
+                      want);
   return 0;
 }
 
@@ -68,7 +69,7 @@ int bt__find(st_db *db, const st_root *root, const uint8_t *key, size_t klen, st
     cnode *n;
     int rc = nc__get(db, ref, CN_BTREE, &n);
     if (rc) return rc;
-    if ((rc = check_height(n, height, ft__path(db, ref.file, NULL)))) {
+    if ((rc = check_height(db, n, height))) {
       nc__release(db, n);
       return rc;
     }
@@ -194,7 +195,7 @@ static int list_node(lst *L, st_ref ref, uint8_t height, const uint8_t *prefix, 
   cnode *n;
   int rc = nc__get(L->db, ref, CN_BTREE, &n);
   if (rc) return rc;
-  if ((rc = check_height(n, height, ft__path(L->db, ref.file, NULL)))) goto out;
+  if ((rc = check_height(L->db, n, height))) goto out;
   const ocdbt_btnode *b = &n->u.bt;
   /* First entry that may hold keys >= start. */
   size_t i = 0;
@@ -308,7 +309,7 @@ static int dcur_push(dcur *c, st_ref ref, uint8_t height, const uint8_t *prefix,
   cnode *n;
   int rc = nc__get(c->db, ref, CN_BTREE, &n);
   if (rc) return rc;
-  if ((rc = check_height(n, height, ft__path(c->db, ref.file, NULL)))) {
+  if ((rc = check_height(c->db, n, height))) {
     nc__release(c->db, n);
     return rc;
   }

@@ -3,6 +3,7 @@
  * travel, conditions, fences, data references, open/create errors. Uses the
  * in-memory base store unless a test needs real files. */
 #include <errno.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -525,6 +526,91 @@ static void test_bad_input(void **state) {
   bs_destroy(base);
 }
 
+/* Readers on pinned snapshots run while commits land: every read of a
+ * snapshot sees exactly its generation's value. */
+typedef struct rdr {
+  st_db *db;
+  int errors, reads;
+  int stop;
+} rdr;
+
+static void *reader(void *p) {
+  rdr *r = p;
+  while (!__atomic_load_n(&r->stop, __ATOMIC_ACQUIRE)) {
+    st_snap *s;
+    if (st_snap_latest(r->db, &s)) {
+      __atomic_fetch_add(&r->errors, 1, __ATOMIC_RELAXED);
+      continue;
+    }
+    uint64_t g = st_snap_info(s).generation;
+    for (int i = 0; i < 50 && g; i++) {
+      char k[16], want[48];
+      snprintf(k, sizeof k, "c%03d", i);
+      snprintf(want, sizeof want, "%llu-%d", (unsigned long long)g, i);
+      strata_buf b = STRATA_BUF_INIT;
+      if (st_get(s, k, strlen(k), &b) || b.len != strlen(want) || memcmp(b.p, want, b.len))
+        __atomic_fetch_add(&r->errors, 1, __ATOMIC_RELAXED);
+      strata_buf_free(&b);
+      __atomic_fetch_add(&r->reads, 1, __ATOMIC_RELAXED);
+    }
+    st_snap_release(s);
+  }
+  return NULL;
+}
+
+static void test_readers_during_commits(void **state) {
+  bs_store *base;
+  st_db *db = open_mem(&base, 1024);
+  rdr r = {db, 0, 0, 0};
+  pthread_t th[2];
+  for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, reader, &r);
+  for (int g = 1; g <= 200; g++) {
+    st_txn *t;
+    st_result res;
+    assert_int_equal(st_txn_begin(db, &t), 0);
+    for (int i = 0; i < 50; i++) {
+      char k[16], v[48];
+      snprintf(k, sizeof k, "c%03d", i);
+      snprintf(v, sizeof v, "%d-%d", g, i);
+      assert_int_equal(st_txn_put(t, k, strlen(k), v, strlen(v)), 0);
+    }
+    assert_int_equal(st_txn_commit(t, &res), 0);
+    assert_int_equal(res.generation, (uint64_t)g);
+  }
+  __atomic_store_n(&r.stop, 1, __ATOMIC_RELEASE);
+  for (int i = 0; i < 2; i++) pthread_join(th[i], NULL);
+  assert_int_equal(r.errors, 0);
+  assert_true(r.reads > 0);
+  st_close(db);
+  bs_destroy(base);
+}
+
+/* A read-only handle reads but refuses commits. */
+static void test_read_only(void **state) {
+  bs_store *base;
+  st_db *db = open_mem(&base, 0);
+  put1(db, "a", "1");
+  st_close(db);
+  st_options o;
+  memset(&o, 0, sizeof o);
+  o.base = base;
+  o.read_only = 1;
+  assert_int_equal(st_open("mem", &o, &db), 0);
+  st_snap *s;
+  char buf[8];
+  assert_int_equal(st_snap_latest(db, &s), 0);
+  assert_int_equal(get_str(s, "a", buf, sizeof buf), 0);
+  st_snap_release(s);
+  st_txn *t;
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put(t, "b", 1, "2", 1), 0);
+  st_result r;
+  assert_int_equal(st_txn_commit(t, &r), STRATA_EINVALID);
+  assert_non_null(strstr(r.message, "read-only"));
+  st_close(db);
+  bs_destroy(base);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_put_get_and_generations),
@@ -537,6 +623,8 @@ int main(void) {
     cmocka_unit_test(test_reopen_mismatch_and_not_a_db),
     cmocka_unit_test(test_single_manifest_kind),
     cmocka_unit_test(test_bad_input),
+    cmocka_unit_test(test_readers_during_commits),
+    cmocka_unit_test(test_read_only),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
