@@ -304,6 +304,14 @@ def test_locks():
     check(lock_list_json("--kind", "indefinite")["locks"] == [] and
           len(lock_list_json("--kind", "temporal")["locks"]) == 3, "lock list --kind")
 
+    # durations: sums and fractions
+    for ttl, ms in (("1m30s", 90000), ("1.5s", 1500), ("250ms", 250), ("1h", 3600000)):
+        d = ctl("--json", "lock", "acquire", "--op", "12", "--ttl", ttl, "row-ttl").json()
+        l = lock_list_json("--prefix", "row-ttl")["locks"][0]
+        check(d and d["acquired"] and l["expires_at_ns"] - l["acquired_at_ns"] == ms * 10 ** 6,
+              "--ttl %s is %d ms" % (ttl, ms), (d, l))
+        ctl("lock", "release", "--op", "12", "row-ttl")
+
     # renew
     r = ctl("lock", "renew", "--op", "5", "--ttl", "2m", k7)
     check(r.rc == 0 and re.match(r"renewed 1 row for op 5 until \S+Z \(in (1m59s|2m00s)\)\n$", r.text),

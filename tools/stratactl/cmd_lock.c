@@ -192,7 +192,8 @@ static void print_acquired(const ctl_ctx *x, const Strata__V1__AcquireRequest *q
 static void print_conflicts(const ctl_ctx *x, const Strata__V1__AcquireRequest *q,
                             const Strata__V1__AcquireResponse *r) {
   int64_t now = ctl_now_ns();
-  fprintf(stderr, "stratactl: lock acquire: refused, %zu row%s held by other ops (nothing was locked)\n",
+  fprintf(stderr, "stratactl: lock acquire: refused, %zu row%s held by other ops (nothing was "
+                  "locked); retry with --wait DURATION, or see 'stratactl lock list'\n",
           r->n_conflicts, r->n_conflicts == 1 ? "" : "s");
   if (x->json) {
     json_t *c = json_array();
@@ -314,8 +315,9 @@ int ctl_lock_release(ctl_ctx *x, const ctl_args *a) {
   if (r->released == 0) {
     char who[48] = "any op";
     if (q.op_id) snprintf(who, sizeof who, "op %llu", (unsigned long long)q.op_id);
-    fprintf(stderr, "stratactl: lock release: nothing released: %s holds %s\n", who,
-            q.all ? "no locks" : "none of these rows");
+    fprintf(stderr, "stratactl: lock release: nothing released: %s holds %s; see 'stratactl "
+                    "lock list'%s\n", who, q.all ? "no locks" : "none of these rows",
+            q.privileged ? "" : " (an operator frees another op's rows with --privileged)");
     rc = CTL_REFUSED;
   }
 out:

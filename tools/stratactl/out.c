@@ -53,6 +53,9 @@ int ctl_rpc_fail(ctl_ctx *x, int rc, const char *what) {
   else
     snprintf(msg, sizeof msg, "%s: %s", what, detail);
   fprintf(stderr, "stratactl: %s\n", msg);
+  if (ec == CTL_UNREACHABLE)
+    fprintf(stderr, "stratactl: is strata-server running at %s? Choose the server with --addr "
+                    "HOST:PORT or $STRATA_ADDR; a slow server needs a longer --timeout.\n", x->addr);
   if (ec == CTL_USAGE)
     fprintf(stderr, "usage: stratactl %s %s\nRun 'stratactl %s --help' for details.\n",
             ctl_cmd_words(x->cmd), x->cmd->synopsis, ctl_cmd_words(x->cmd));
