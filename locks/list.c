@@ -35,7 +35,7 @@ static int scan(lk_manager *lk, const lk_list_filter *f, int all_categories,
     memcpy(start + 1, cursor, cursor_len - 1);
     start_len = cursor_len;
   } else {
-    memcpy(start + 1, f->prefix, f->prefix_len);
+    if (f->prefix_len) memcpy(start + 1, f->prefix, f->prefix_len);
     start_len = 1 + f->prefix_len;
   }
   int64_t now = lk_now(lk);

@@ -90,7 +90,7 @@ static int take(const uint8_t **p, const uint8_t *end, int w, uint8_t **out, siz
   if ((size_t)(end - *p) < n) return -1;
   *out = malloc(n + 1);
   if (!*out) return -2;
-  memcpy(*out, *p, n);
+  if (n) memcpy(*out, *p, n);
   (*out)[n] = 0;
   *p += n;
   *len = n;

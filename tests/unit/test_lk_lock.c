@@ -237,7 +237,7 @@ static void test_release_only_own_and_privileged_release(void **state) {
 static void test_release_all_of_an_op(void **state) {
   fx *f = *state;
   lk_result r;
-  char keys[40][8];
+  char keys[40][16];
   const char *ks[40];
   for (int i = 0; i < 40; i++) {
     snprintf(keys[i], sizeof keys[i], "%c%c-%d", 'A' + i % 26, 'a' + i % 7, i);
