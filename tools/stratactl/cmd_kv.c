@@ -28,13 +28,6 @@ static int parse_key_pin(const ctl_args *a, const char *s, int allow_empty, uint
   return rc ? ctl_usage(a->cmd, "KEY: %s", err) : 0;
 }
 
-static const char *pin_str(const ctl_pin *p, char *buf, size_t cap) {
-  if (p->kind == 1) snprintf(buf, cap, "v%llu", (unsigned long long)p->generation);
-  else if (p->kind == 2) ctl_time_str(p->time_ns, 9, buf, cap);
-  else snprintf(buf, cap, "latest");
-  return buf;
-}
-
 static json_t *version_json(const Strata__V1__Version *v) {
   return v ? ctl_json_version(v->generation, v->commit_time_ns) : json_null();
 }
@@ -222,6 +215,19 @@ out:
 
 /* --- kv ls ------------------------------------------------------------------------------------------ */
 
+/* Prints one listed key (table mode) or appends it to keys (JSON). */
+static void ls_key(const ctl_ctx *x, json_t *keys, const ProtobufCBinaryData *k) {
+  if (x->json) {
+    json_t *o = json_object();
+    ctl_json_set_key(o, "key", k->data, k->len);
+    json_array_append_new(keys, o);
+    return;
+  }
+  char *ks = ctl_key_str(k->data, k->len);
+  printf("%s\n", ks ? ks : "?");
+  free(ks);
+}
+
 int ctl_kv_ls(ctl_ctx *x, const ctl_args *a) {
   Strata__V1__ListRequest q = STRATA__V1__LIST_REQUEST__INIT;
   Strata__V1__VersionPin pm;
@@ -241,7 +247,7 @@ int ctl_kv_ls(ctl_ctx *x, const ctl_args *a) {
   json_t *keys = json_array();
   Strata__V1__Version ver = STRATA__V1__VERSION__INIT;
   int have_ver = 0;
-  uint64_t n = 0;
+  json_int_t n = 0;
   rc = rpc_kv_list(ctl_client(x), &co, &q, &st);
   Strata__V1__ListResponse *m;
   while (!rc && (rc = rpc_kv_list_next(st, &m)) == 1) {
@@ -249,39 +255,22 @@ int ctl_kv_ls(ctl_ctx *x, const ctl_args *a) {
       ver = *m->version;
       have_ver = 1;
     }
-    for (size_t i = 0; i < m->n_entries; i++, n++) {
-      const ProtobufCBinaryData *k = &m->entries[i]->key;
-      if (x->json) {
-        json_t *o = json_object();
-        ctl_json_set_key(o, "key", k->data, k->len);
-        json_array_append_new(keys, o);
-      } else {
-        char *ks = ctl_key_str(k->data, k->len);
-        printf("%s\n", ks ? ks : "?");
-        free(ks);
-      }
-    }
+    for (size_t i = 0; i < m->n_entries; i++, n++) ls_key(x, keys, &m->entries[i]->key);
     rpc_free(m);
     rc = 0;
   }
   rpc_cstream_close(st);
   free(prefix);
   /* No key, no message: the version listed comes from the pin itself. */
-  if (!rc && !have_ver && !(rc = resolve_pin(x, &pin, &ver))) have_ver = 1;
-  if (rc) {
-    json_decref(keys);
-    return ctl_rpc_fail(x, rc, "Kv.List");
-  }
-  char vb[80], pb[48];
-  if (x->json) {
-    ctl_json_print(json_pack("{s:o, s:I, s:o}", "keys", keys, "count", (json_int_t)n, "version",
-                             have_ver ? version_json(&ver) : json_null()));
-  } else {
-    json_decref(keys);
-    printf("%llu key%s at %s\n", (unsigned long long)n, n == 1 ? "" : "s",
-           have_ver ? version_str(&ver, vb, sizeof vb) : pin_str(&pin, pb, sizeof pb));
-  }
-  return CTL_OK;
+  if (!rc && !have_ver) rc = resolve_pin(x, &pin, &ver);
+  char vb[80];
+  if (rc) rc = ctl_rpc_fail(x, rc, "Kv.List");
+  else if (x->json)
+    ctl_json_print(json_pack("{s:O, s:I, s:o}", "keys", keys, "count", n, "version", version_json(&ver)));
+  else
+    printf("%lld key%s at %s\n", (long long)n, n == 1 ? "" : "s", version_str(&ver, vb, sizeof vb));
+  json_decref(keys);
+  return rc;
 }
 
 /* --- kv versions ------------------------------------------------------------------------------------ */

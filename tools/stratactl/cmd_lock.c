@@ -108,6 +108,36 @@ static json_t *lock_json(const Strata__V1__LockInfo *l, int64_t now) {
 
 /* --- lock list ---------------------------------------------------------------------------------- */
 
+/* The listing being built: table rows or JSON objects, and the counts. */
+typedef struct lock_listing {
+  ctl_table t;
+  json_t *locks;
+  int64_t now;
+  json_int_t n, temporal, expired, indefinite;
+} lock_listing;
+
+static void listing_add(lock_listing *ll, int json, const Strata__V1__LockInfo *l) {
+  ll->n++;
+  if (l->kind == KIND_TEMPORAL) ll->temporal++;
+  else ll->indefinite++;
+  if (lock_expired(l, ll->now)) ll->expired++;
+  if (json) json_array_append_new(ll->locks, lock_json(l, ll->now));
+  else lock_add_row(&ll->t, l, ll->now);
+}
+
+static void listing_print(lock_listing *ll, int json) {
+  if (json) {
+    json_t *counts = json_pack("{s:I, s:I, s:I, s:I}", "total", ll->n, "temporal", ll->temporal,
+                               "expired", ll->expired, "indefinite", ll->indefinite);
+    ctl_json_print(json_pack("{s:O, s:o}", "locks", ll->locks, "counts", counts));
+    return;
+  }
+  ctl_table_print(&ll->t, stdout);
+  printf("%lld lock%s: %lld temporal (%lld expired), %lld indefinite\n", (long long)ll->n,
+         ll->n == 1 ? "" : "s", (long long)ll->temporal, (long long)ll->expired,
+         (long long)ll->indefinite);
+}
+
 int ctl_lock_list(ctl_ctx *x, const ctl_args *a) {
   Strata__V1__ListLocksRequest q = STRATA__V1__LIST_LOCKS_REQUEST__INIT;
   uint8_t *prefix = NULL;
@@ -121,49 +151,24 @@ int ctl_lock_list(ctl_ctx *x, const ctl_args *a) {
   }
   q.expired_only = ctl_has(a, "expired");
 
+  lock_listing ll = {.locks = json_array(), .now = ctl_now_ns()};
+  ctl_table_init(&ll.t, LK_COLS, lock_header);
   rpc_cstream *st = NULL;
   rpc_callopts co = ctl_callopts(x, 0);
-  int64_t now = ctl_now_ns();
-  ctl_table t;
-  ctl_table_init(&t, LK_COLS, lock_header);
-  json_t *locks = json_array();
-  uint64_t n = 0, ntemp = 0, nexp = 0, nindef = 0;
   rc = rpc_locks_list(ctl_client(x), &co, &q, &st);
   Strata__V1__ListLocksResponse *m;
   while (!rc && (rc = rpc_locks_list_next(st, &m)) == 1) {
-    for (size_t i = 0; i < m->n_locks; i++) {
-      const Strata__V1__LockInfo *l = m->locks[i];
-      n++;
-      if (l->kind == KIND_TEMPORAL) ntemp++;
-      else nindef++;
-      if (lock_expired(l, now)) nexp++;
-      if (x->json) json_array_append_new(locks, lock_json(l, now));
-      else lock_add_row(&t, l, now);
-    }
+    for (size_t i = 0; i < m->n_locks; i++) listing_add(&ll, x->json, m->locks[i]);
     rpc_free(m);
     rc = 0;
   }
   rpc_cstream_close(st);
   free(prefix);
-  if (rc) {
-    ctl_table_free(&t);
-    json_decref(locks);
-    return ctl_rpc_fail(x, rc, "Locks.List");
-  }
-  if (x->json) {
-    json_t *counts = json_pack("{s:I, s:I, s:I, s:I}", "total", (json_int_t)n, "temporal",
-                               (json_int_t)ntemp, "expired", (json_int_t)nexp, "indefinite",
-                               (json_int_t)nindef);
-    ctl_json_print(json_pack("{s:o, s:o}", "locks", locks, "counts", counts));
-  } else {
-    json_decref(locks);
-    ctl_table_print(&t, stdout);
-    printf("%llu lock%s: %llu temporal (%llu expired), %llu indefinite\n", (unsigned long long)n,
-           n == 1 ? "" : "s", (unsigned long long)ntemp, (unsigned long long)nexp,
-           (unsigned long long)nindef);
-  }
-  ctl_table_free(&t);
-  return CTL_OK;
+  if (rc) rc = ctl_rpc_fail(x, rc, "Locks.List");
+  else listing_print(&ll, x->json);
+  ctl_table_free(&ll.t);
+  json_decref(ll.locks);
+  return rc;
 }
 
 /* --- lock acquire --------------------------------------------------------------------------------- */
