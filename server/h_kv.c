@@ -334,7 +334,18 @@ typedef struct commit_ctx {
   const Strata__V1__CommitRequest *req; /* owned by the call, alive until it ends */
   lk_fence fence;
   lk_row *rows;
+  char fence_msg[512]; /* the lock manager's detail (row, holder) when the fence refused */
 } commit_ctx;
+
+/* The fence, on the committer thread: lk_fence_check, keeping its message,
+ * which names the row and its holder, for the answer. */
+static int commit_fence(void *arg) {
+  commit_ctx *c = arg;
+  int rc = lk_fence_check(&c->fence);
+  if (rc) snprintf(c->fence_msg, sizeof c->fence_msg, "%s", strata_errmsg());
+  else c->fence_msg[0] = 0;
+  return rc;
+}
 
 static const char *cond_name(int kind) {
   switch (kind) {
@@ -373,7 +384,8 @@ static void commit_done(void *arg, const st_result *res) {
     rpc_call_fail(c->call, STRATA_ECONDITION, "conditions[%zu] (%s on key %s) failed: %s", idx,
                   cond_name(res->failed_condition), v_show(show, sizeof show, &key), res->message);
   } else if (res->rc == STRATA_EFENCED) {
-    rpc_call_fail(c->call, STRATA_EFENCED, "fence: %s", res->message);
+    if (c->fence_msg[0]) rpc_call_fail(c->call, STRATA_EFENCED, "%s", c->fence_msg);
+    else rpc_call_fail(c->call, STRATA_EFENCED, "fence: %s", res->message);
   } else {
     rpc_call_fail(c->call, res->rc, "commit failed: %s", res->message);
   }
@@ -426,7 +438,7 @@ static void h_commit(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
     for (size_t i = 0; i < r->fence->n_rows; i++)
       c->rows[i] = (lk_row){r->fence->rows[i].data, r->fence->rows[i].len};
     c->fence = (lk_fence){s->lk, r->fence->op_id, c->rows, r->fence->n_rows};
-    st_txn_set_fence(t, lk_fence_check, &c->fence);
+    st_txn_set_fence(t, commit_fence, c);
   }
   if ((rc = st_txn_submit(t, commit_done, c))) {
     t = NULL; /* ownership passed even on failure */

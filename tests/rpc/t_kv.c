@@ -298,7 +298,8 @@ void test_kv_fenced_commit(void **state) {
   Strata__V1__ReleaseResponse *rr;
   assert_int_equal(rpc_locks_release(C, NULL, &rq, &rr), 0);
   rpc_free(rr);
-  t_expect_err(rpc_kv_commit(C, NULL, &q, &r), STRATA_EFENCED, "fence");
+  t_expect_err(rpc_kv_commit(C, NULL, &q, &r), STRATA_EFENCED, "no longer holds row");
+  assert_non_null(strstr(strata_errmsg(), "fence/row"));
   assert_int_equal(rpc_client_last_status(), GRPC_STATUS_FAILED_PRECONDITION);
 }
 
