@@ -319,8 +319,12 @@ def test_locks():
     d = lock_list_json("--prefix", k7)["locks"][0]
     check(110000 < d["time_left_ms"] <= 120000, "lock renew moved the expiry to 2m", d)
     r = ctl("--json", "lock", "renew", "--op", "6", k7)
-    check(r.rc == 1 and r.json()["error"]["status"] in ("FAILED_PRECONDITION", "ABORTED") and
-          r.json()["exit"] == 1, "lock renew by a non-holder exits 1", r)
+    check(r.rc == 1 and r.json()["error"]["status"] == "FAILED_PRECONDITION" and
+          r.json()["error"]["code"] == "STRATA_ELOCKED" and r.json()["exit"] == 1,
+          "lock renew of a row another op holds exits 1 (STRATA_ELOCKED)", r)
+    r = ctl("lock", "renew", "--op", "5", "row-never")
+    check(r.rc == 1 and "FAILED_PRECONDITION" in r.etext and "row-never" in r.etext,
+          "lock renew of a row the op does not hold exits 1 naming the row", r)
 
     # release: a non-holder releases nothing; the holder releases; privileged frees any holder's
     r = ctl("lock", "release", "--op", "6", "row-a")

@@ -55,7 +55,7 @@ static void global_help(FILE *f) {
           "  --timeout DURATION    deadline of each call, e.g. 500ms, 5s, 2m (default 10s)\n"
           "  --help                help for the command\n"
           "Exit codes: 0 success, 1 refused (lock held, not found, condition failed, server error),\n"
-          "            2 usage error, 3 server unreachable or not answering in time.\n");
+          "            2 usage error, 3 server unreachable, shutting down or not answering in time.\n");
 }
 
 void ctl_help(FILE *f, const ctl_cmd *c) {

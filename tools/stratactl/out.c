@@ -28,6 +28,7 @@ static int exit_code_of(int rc) {
   switch (rc) {
   case ENOTCONN:
   case STRATA_EDEADLINE:
+  case STRATA_ESHUTDOWN: /* draining: as good as gone */
     return CTL_UNREACHABLE;
   case STRATA_EINVALID:
     return CTL_USAGE;
