@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -63,6 +64,59 @@ static void *commit_loop(void *p) {
   return NULL;
 }
 
+/* A Watch stream and a long waiting Acquire are in flight too: neither may hold
+ * the drain (the server must exit well inside the grace period). */
+typedef struct sidecar {
+  const char *addr;
+  int watch_rc, acquire_rc;
+} sidecar;
+
+static void *watch_until_shutdown(void *p) {
+  sidecar *sc = p;
+  rpc_client *c;
+  rpc_client_opts o = {.addr = sc->addr, .timeout_ms = -1};
+  if (rpc_client_open(&o, &c)) return NULL;
+  Strata__V1__WatchRequest q = STRATA__V1__WATCH_REQUEST__INIT;
+  rpc_cstream *st;
+  Strata__V1__WatchResponse *m;
+  sc->watch_rc = rpc_kv_watch(c, NULL, &q, &st);
+  if (!sc->watch_rc) {
+    while ((sc->watch_rc = rpc_kv_watch_next(st, &m)) == 1) rpc_free(m);
+    rpc_cstream_close(st);
+  }
+  rpc_client_close(c);
+  return NULL;
+}
+
+static void *acquire_until_shutdown(void *p) {
+  sidecar *sc = p;
+  rpc_client *c;
+  rpc_client_opts o = {.addr = sc->addr, .timeout_ms = 120000};
+  if (rpc_client_open(&o, &c)) return NULL;
+  uint8_t row[] = "sd/lock";
+  ProtobufCBinaryData r = {7, row};
+  Strata__V1__AcquireRequest q = STRATA__V1__ACQUIRE_REQUEST__INIT;
+  q.n_rows = 1;
+  q.rows = &r;
+  q.kind = STRATA__V1__LOCK_KIND__LOCK_KIND_TEMPORAL;
+  q.ttl_ms = 600000;
+  Strata__V1__AcquireResponse *a;
+  q.op_id = 1; /* holds the row */
+  if (rpc_locks_acquire(c, NULL, &q, &a) == 0) rpc_free(a);
+  q.op_id = 2; /* waits a minute for it, unless the server goes away */
+  q.wait_ms = 60000;
+  sc->acquire_rc = rpc_locks_acquire(c, NULL, &q, &a);
+  if (!sc->acquire_rc) rpc_free(a);
+  rpc_client_close(c);
+  return NULL;
+}
+
+static int64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 static void verify(const char *addr, worker *ws, int rounds) {
   rpc_client *c;
   rpc_client_opts o = {.addr = addr, .timeout_ms = 20000};
@@ -102,6 +156,10 @@ static void test_sigterm_under_16_committers_loses_no_ack(void **state) {
     assert_int_equal(harness_start(&h, bin, round ? dir : NULL, NULL), 0);
     snprintf(dir, sizeof dir, "%s", h.dir);
     if (round) verify(h.addr, ws, round); /* the previous round survived the restart */
+    sidecar sc = {.addr = h.addr, .watch_rc = 99, .acquire_rc = 99};
+    pthread_t tw, ta;
+    pthread_create(&tw, NULL, watch_until_shutdown, &sc);
+    pthread_create(&ta, NULL, acquire_until_shutdown, &sc);
     pthread_t t[NCLIENTS];
     for (int i = 0; i < NCLIENTS; i++) {
       ws[round * NCLIENTS + i] = (worker){.id = i, .round = round, .addr = h.addr};
@@ -111,8 +169,17 @@ static void test_sigterm_under_16_committers_loses_no_ack(void **state) {
     int acked_before = 0;
     for (int i = 0; i < NCLIENTS; i++) acked_before += ws[round * NCLIENTS + i].acked;
     assert_true(acked_before > 0); /* the load was really running */
+    int64_t t0 = now_ms();
     assert_int_equal(harness_stop(&h), 0); /* SIGTERM: drains and exits 0 */
+    int64_t took = now_ms() - t0;
     for (int i = 0; i < NCLIENTS; i++) pthread_join(t[i], NULL);
+    pthread_join(tw, NULL);
+    pthread_join(ta, NULL);
+    fprintf(stderr, "round %d: exit after %lld ms; watch rc %s, waiting acquire rc %s\n", round,
+            (long long)took, strata_errname(sc.watch_rc), strata_errname(sc.acquire_rc));
+    assert_true(took < 4000); /* below the 5 s grace: nothing held the drain */
+    assert_true(sc.watch_rc != 1 && sc.watch_rc != 0);
+    assert_true(sc.acquire_rc != 0 && sc.acquire_rc != 99);
     int acked = 0, errors = 0;
     for (int i = 0; i < NCLIENTS; i++) {
       acked += ws[round * NCLIENTS + i].acked;
