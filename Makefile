@@ -121,12 +121,18 @@ run: deps
 FUZZ_SECONDS ?= 30
 TEST_RESULTS := $(BUILD)/test-results
 
-# Every tier appends one "tier N passed, N failed" line to $(TEST_RESULTS);
+# Every tier appends one "tier: N passed, N failed" line to $(TEST_RESULTS)/summary;
+# a tier that fails before it can (a build error) is recorded as one failure.
 # tests/summarize.sh prints the total and fails if any tier failed or ran nothing.
 test: deps
-	@rm -rf $(TEST_RESULTS) && mkdir -p $(TEST_RESULTS)
+	@rm -rf $(TEST_RESULTS) && mkdir -p $(TEST_RESULTS) && touch $(TEST_RESULTS)/summary
 	@status=0; for t in $(TEST_TIERS); do \
+	  before=$$(wc -l < $(TEST_RESULTS)/summary); \
 	  $(MAKE) --no-print-directory test-$$t || status=1; \
+	  if [ "$$(wc -l < $(TEST_RESULTS)/summary)" -eq "$$before" ]; then \
+	    echo "$$t: 0 passed, 1 failed (the tier did not run: see the build output above)" | tee -a $(TEST_RESULTS)/summary; \
+	    status=1; \
+	  fi; \
 	done; \
 	sh tests/summarize.sh $(TEST_RESULTS) && exit $$status
 

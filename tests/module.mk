@@ -3,7 +3,8 @@
 # result line to $(TEST_RESULTS). Folders add their own binaries to
 # UNIT_TESTS / FUZZ_TARGETS; tiers that need more are added here.
 
-TEST_TIERS += unit unit-asan fuzz
+# The unit tiers run first and fuzzing last; the other folders' tiers between.
+TEST_TIERS := unit unit-asan $(TEST_TIERS) fuzz
 
 .PHONY: test-unit test-unit-asan test-fuzz
 
