@@ -144,9 +144,10 @@ fuzz: deps
 	$(MAKE) --no-print-directory FUZZ_SECONDS=$${FUZZ_SECONDS:-300} test-fuzz
 
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libstrata.a
 	for b in $(BINS); do install -m 755 $$b $(DESTDIR)$(PREFIX)/bin/; done
+	install -m 644 docs/stratactl.1 $(DESTDIR)$(PREFIX)/share/man/man1/stratactl.1
 
 clean:
 	rm -rf $(BUILD)
