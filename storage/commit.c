@@ -563,13 +563,34 @@ static int prep_make(st_db *db, uint64_t g, struct st_prepared *p) {
   return 0;
 }
 
+/* Removes the numbered manifests up to db->mf_obsolete (older ones were
+ * removed before, or at open). */
+static void remove_manifests(st_db *db) {
+  pthread_mutex_lock(&db->mu);
+  uint64_t upto = db->mf_obsolete, from = db->mf_removed;
+  db->mf_removed = upto;
+  pthread_mutex_unlock(&db->mu);
+  for (uint64_t g = from + 1; g <= upto; g++) {
+    char old[64];
+    snprintf(old, sizeof old, "manifest.%016llx", (unsigned long long)g);
+    bs_remove(db->base, old);
+  }
+}
+
 static void *preparer(void *arg) {
   st_db *db = arg;
   pthread_mutex_lock(&db->mu);
   for (;;) {
-    while (!db->closing && (db->prep_want == 0 || (db->prep.ready && db->prep.gen == db->prep_want)))
+    while (!db->closing && db->mf_obsolete == db->mf_removed &&
+           (db->prep_want == 0 || (db->prep.ready && db->prep.gen == db->prep_want)))
       pthread_cond_wait(&db->prep_cv, &db->mu);
     if (db->closing) break;
+    if (db->mf_obsolete != db->mf_removed) {
+      pthread_mutex_unlock(&db->mu);
+      remove_manifests(db);
+      pthread_mutex_lock(&db->mu);
+      continue;
+    }
     uint64_t g = db->prep_want;
     struct st_prepared old = db->prep;
     memset(&db->prep, 0, sizeof db->prep);
@@ -594,6 +615,7 @@ static void *preparer(void *arg) {
   memset(&db->prep, 0, sizeof db->prep);
   pthread_mutex_unlock(&db->mu);
   if (left.ready) prep_discard(db, &left);
+  remove_manifests(db);
   return NULL;
 }
 
@@ -785,10 +807,13 @@ static void commit_group(st_db *db, st_txn *list) {
       }
     }
     if (!rc && db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED && nv.generation > 2) {
-      /* Keep the previous manifest for readers that listed it a moment ago. */
-      char old[64];
-      snprintf(old, sizeof old, "manifest.%016llx", (unsigned long long)(nv.generation - 2));
-      bs_remove(db->base, old);
+      /* Keep the previous manifest for readers that listed it a moment ago;
+       * older ones go, off the commit path (the preparer) when there is one. */
+      pthread_mutex_lock(&db->mu);
+      db->mf_obsolete = nv.generation - 2;
+      if (db->has_preparer) pthread_cond_signal(&db->prep_cv);
+      pthread_mutex_unlock(&db->mu);
+      if (!db->has_preparer) remove_manifests(db);
     }
   }
   g_free(&g);

@@ -188,6 +188,8 @@ static int load_state(st_db *db, ocdbt_manifest *cfgm) {
     goto out;
   }
   if (db->ms.n_versions) db->latest = db->ms.versions[db->ms.n_versions - 1];
+  /* open's cleanup leaves the latest two numbered manifests */
+  db->mf_obsolete = db->mf_removed = db->latest.generation > 2 ? db->latest.generation - 2 : 0;
 out:
   ocdbt_manifest_free(&m);
   return rc;

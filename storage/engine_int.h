@@ -133,6 +133,7 @@ struct st_db {
     bs_file *df, *tf;
   } prep;
   uint64_t prep_hits;
+  uint64_t mf_obsolete, mf_removed;  /* numbered manifests <= obsolete may go; <= removed are gone */
 };
 
 struct st_snap {
