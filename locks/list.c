@@ -69,6 +69,8 @@ static int scan(lk_manager *lk, const lk_list_filter *f, int all_categories,
   if (err) rc = lk__dberr(err, "listing locks");
 out:
   rocksdb_iter_destroy(it);
+  /* What the iterator saw may include batches not yet synced. */
+  if (!rc) rc = lk__durable(lk, atomic_load(&lk->write_seq));
   return rc;
 }
 

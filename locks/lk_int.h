@@ -61,6 +61,7 @@ typedef struct lk__wnode {
 typedef struct lk__rowent {
   struct lk__rowent *next;   /* hash chain */
   uint64_t hash;
+  uint64_t wseq;             /* write sequence of the row's last change (README "Durability order") */
   lk__slot tmp, ind;
   lk__wnode *qhead, *qtail;  /* waiters, arrival order */
   uint16_t len;
@@ -101,7 +102,17 @@ struct ctr_table {
 struct lk_manager {
   rocksdb_t *db;
   rocksdb_options_t *dbopts;
-  rocksdb_writeoptions_t *wo;
+  rocksdb_writeoptions_t *wo;        /* sync=true: op log and counters */
+  rocksdb_writeoptions_t *wo_lock;   /* sync=false: lock batches, synced by lk__durable */
+  int no_sync;
+  /* Group sync of the WAL (README "Durability order"). write_seq counts lock
+   * batches written; synced_seq is the highest one known durable. */
+  _Atomic uint64_t write_seq;
+  pthread_mutex_t sync_mu;           /* leaf lock: guards the fields below */
+  pthread_cond_t sync_cv;
+  uint64_t synced_seq;
+  int syncing;                       /* a thread is in rocksdb_flush_wal */
+  int sync_failed;                   /* a WAL sync failed: memory may be ahead of disk */
   rocksdb_readoptions_t *ro;
   lk_clock_fn clock;
   void *clock_ctx;
@@ -122,8 +133,15 @@ static inline unsigned lk__part_of(const lk_manager *lk, const uint8_t *key, siz
   return hi >> lk->part_shift;
 }
 
-/* Writes batch durably. Returns 0 or STRATA_EIO with the RocksDB message. */
-int lk__write(lk_manager *lk, rocksdb_writebatch_t *b, const char *what);
+/* Writes a lock batch to the WAL without syncing it and returns its write
+ * sequence in *seq. Call with the partition mutexes held; call lk__durable
+ * after releasing them and before answering. Returns 0 or STRATA_EIO. */
+int lk__write(lk_manager *lk, rocksdb_writebatch_t *b, const char *what, uint64_t *seq);
+
+/* Waits until every lock batch up to seq is synced, syncing the WAL itself
+ * when no other thread is (group commit). Holds no partition mutex. Returns
+ * 0, or STRATA_EIO once a sync has failed (the manager then stays failed). */
+int lk__durable(lk_manager *lk, uint64_t seq);
 
 /* Encodes/decodes a row's lock record. decode returns STRATA_ECORRUPT. */
 void lk__rec_encode(const lk__slot *tmp, const lk__slot *ind, uint8_t out[LK__REC_LEN]);

@@ -32,6 +32,7 @@ typedef struct prep {
   unsigned *parts;   /* distinct partitions, ascending */
   size_t nparts;
   int all;           /* every partition (release of all rows) */
+  uint64_t need;     /* write sequence that must be durable before answering */
 } prep;
 
 static int cmp_req_row(const void *a, const void *b) {
@@ -103,6 +104,7 @@ static void find_ents(lk_manager *lk, prep *pr) {
   for (size_t i = 0; i < pr->n; i++) {
     req_row *r = &pr->rows[i];
     r->ent = lk__row_find(&lk->parts[r->part], r->key, r->len, r->hash);
+    if (r->ent && r->ent->wseq > pr->need) pr->need = r->ent->wseq;
   }
 }
 
@@ -286,11 +288,14 @@ static int grant(lk_manager *lk, const lk_acquire_req *q, prep *pr, int64_t now,
   tk[2] = (uint8_t)pr->parts[0];
   lk__put64(tv, token);
   rocksdb_writebatch_put(b, (const char *)tk, 3, (const char *)tv, 8);
-  if ((rc = lk__write(lk, b, "acquire"))) goto out;
+  uint64_t seq;
+  if ((rc = lk__write(lk, b, "acquire", &seq))) goto out;
   for (size_t i = 0; i < pr->n; i++) {
     pr->rows[i].ent->tmp = nt[2 * i];
     pr->rows[i].ent->ind = nt[2 * i + 1];
+    pr->rows[i].ent->wseq = seq;
   }
+  pr->need = seq;
   res->status = LK_GRANTED;
   res->token = token;
 out:
@@ -492,6 +497,8 @@ int lk_acquire(lk_manager *lk, const lk_acquire_req *q, lk_result *res) {
 unlock:
   unlock_parts(lk, &pr);
 out:
+  /* Answer only from durable state: our own batch, or rows we looked at. */
+  if (!rc) rc = lk__durable(lk, pr.need);
   free(c.v);
   prep_free(&pr);
   if (rc) lk_result_free(res);
@@ -554,7 +561,11 @@ int lk_renew(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, int6
       tmp.expires_at = exp;
       put_record(b, e->key, e->len, &tmp, &e->ind);
     }
-    if ((rc = lk__write(lk, b, "renew"))) goto out;
+    uint64_t seq;
+    if ((rc = lk__write(lk, b, "renew", &seq))) goto out;
+    for (size_t i = 0; i < pr.n; i++)
+      if (pr.rows[i].ent->tmp.op == op) pr.rows[i].ent->wseq = seq;
+    pr.need = seq;
   }
   res->status = LK_GRANTED;
   res->expires_at = LK_NEVER;
@@ -567,6 +578,7 @@ int lk_renew(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, int6
   }
 out:
   unlock_parts(lk, &pr);
+  if (!rc) rc = lk__durable(lk, pr.need);
   if (b) rocksdb_writebatch_destroy(b);
   free(c.v);
   prep_free(&pr);
@@ -651,16 +663,21 @@ static int release(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows
         }
   }
   if (nch == 0) goto out;
-  if ((rc = lk__write(lk, b, fn))) goto out;
+  uint64_t seq;
+  if ((rc = lk__write(lk, b, fn, &seq))) goto out;
+  pr.need = seq;
   for (size_t i = 0; i < nch; i++) {
     chs[i].e->tmp = chs[i].tmp;
     chs[i].e->ind = chs[i].ind;
+    chs[i].e->wseq = seq;
     kick_row(chs[i].e, NULL);
     lk__row_maybe_free(&lk->parts[chs[i].part], chs[i].e);
   }
   if (released) *released = freed;
 out:
   unlock_parts(lk, &pr);
+  if (!rc) rc = lk__durable(lk, pr.need);
+  if (rc && released) *released = 0;
   rocksdb_writebatch_destroy(b);
   free(chs);
   prep_free(&pr);
@@ -711,8 +728,10 @@ static int check_rows(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nr
     }
   }
   unlock_parts(lk, &pr);
+  if (*held) rc = lk__durable(lk, pr.need); /* never vouch for a grant not yet durable */
   prep_free(&pr);
-  return 0;
+  if (rc) *held = 0;
+  return rc;
 }
 
 int lk_check(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, int *held,

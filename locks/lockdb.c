@@ -33,10 +33,54 @@ int lk__dberr(char *err, const char *what) {
   return rc;
 }
 
-int lk__write(lk_manager *lk, rocksdb_writebatch_t *b, const char *what) {
+int lk__write(lk_manager *lk, rocksdb_writebatch_t *b, const char *what, uint64_t *seq) {
   char *err = NULL;
-  rocksdb_write(lk->db, lk->wo, b, &err);
-  return err ? lk__dberr(err, what) : 0;
+  *seq = 0;
+  pthread_mutex_lock(&lk->sync_mu);
+  int failed = lk->sync_failed;
+  pthread_mutex_unlock(&lk->sync_mu);
+  if (failed)
+    return strata_err(STRATA_EIO, "locks db: %s refused: an earlier WAL sync failed; reopen the lock manager", what);
+  rocksdb_write(lk->db, lk->wo_lock, b, &err);
+  if (err) return lk__dberr(err, what);
+  /* Numbered after the write returned: every batch with a smaller or equal
+   * number is already in the WAL file when a syncer reads write_seq. */
+  *seq = atomic_fetch_add(&lk->write_seq, 1) + 1;
+  return 0;
+}
+
+int lk__durable(lk_manager *lk, uint64_t seq) {
+  int rc = 0;
+  if (seq == 0 || lk->no_sync) return 0;
+  pthread_mutex_lock(&lk->sync_mu);
+  while (lk->synced_seq < seq) {
+    if (lk->sync_failed) {
+      rc = strata_err(STRATA_EIO, "locks db: the WAL sync failed; changes may not be durable");
+      break;
+    }
+    if (lk->syncing) {
+      pthread_cond_wait(&lk->sync_cv, &lk->sync_mu);
+      continue;
+    }
+    /* Become the leader: one fsync covers every batch written so far. */
+    lk->syncing = 1;
+    uint64_t target = atomic_load(&lk->write_seq);
+    pthread_mutex_unlock(&lk->sync_mu);
+    char *err = NULL;
+    rocksdb_flush_wal(lk->db, 1, &err);
+    pthread_mutex_lock(&lk->sync_mu);
+    lk->syncing = 0;
+    if (err) {
+      lk->sync_failed = 1;
+      rc = lk__dberr(err, "syncing the WAL");
+    } else if (target > lk->synced_seq) {
+      lk->synced_seq = target;
+    }
+    pthread_cond_broadcast(&lk->sync_cv);
+    if (rc) break;
+  }
+  pthread_mutex_unlock(&lk->sync_mu);
+  return rc;
 }
 
 /* Lock record: version(1) flags(1: bit0 temporal, bit1 indefinite)
@@ -181,6 +225,9 @@ int lk_open(const lk_options *o, lk_manager **out) {
   pthread_mutex_init(&lk->oplog.mu, NULL);
   lk->ctrs.lk = lk;
   pthread_mutex_init(&lk->ctrs.mu, NULL);
+  pthread_mutex_init(&lk->sync_mu, NULL);
+  pthread_cond_init(&lk->sync_cv, NULL);
+  lk->no_sync = o->no_sync;
 
   lk->dbopts = rocksdb_options_create();
   rocksdb_options_set_create_if_missing(lk->dbopts, 1);
@@ -189,6 +236,8 @@ int lk_open(const lk_options *o, lk_manager **out) {
   rocksdb_options_set_info_log_level(lk->dbopts, 2 /* warn */);
   lk->wo = rocksdb_writeoptions_create();
   rocksdb_writeoptions_set_sync(lk->wo, o->no_sync ? 0 : 1);
+  lk->wo_lock = rocksdb_writeoptions_create();
+  rocksdb_writeoptions_set_sync(lk->wo_lock, 0);
   lk->ro = rocksdb_readoptions_create();
   lk->db = rocksdb_open(lk->dbopts, o->path, &err);
   if (err) {
@@ -228,8 +277,11 @@ void lk_close(lk_manager *lk) {
   if (lk->db) rocksdb_close(lk->db);
   pthread_mutex_destroy(&lk->oplog.mu);
   pthread_mutex_destroy(&lk->ctrs.mu);
+  pthread_mutex_destroy(&lk->sync_mu);
+  pthread_cond_destroy(&lk->sync_cv);
   if (lk->ro) rocksdb_readoptions_destroy(lk->ro);
   if (lk->wo) rocksdb_writeoptions_destroy(lk->wo);
+  if (lk->wo_lock) rocksdb_writeoptions_destroy(lk->wo_lock);
   if (lk->dbopts) rocksdb_options_destroy(lk->dbopts);
   for (unsigned i = 0; i < lk->nparts; i++) lk__part_destroy(&lk->parts[i]);
   free(lk->parts);
