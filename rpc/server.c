@@ -461,7 +461,11 @@ static void on_request(rpc_call *c, int ok) {
     c->active = 1;
   }
   pthread_mutex_unlock(&s->mu);
-  if (draining) { /* pitfall 4: no batch on a call matched during shutdown */
+  if (draining) {
+    /* Pitfall 4: no batch on a call matched during shutdown. Cancel it rather than
+     * only dropping it: a server call unref'd before any op was sent is not
+     * cancelled by core and would hold the shutdown until the client's deadline. */
+    grpc_call_cancel_with_status(c->call, GRPC_STATUS_UNAVAILABLE, "server is shutting down", NULL);
     call_unref(c);
     return;
   }
@@ -722,17 +726,21 @@ void rpc_server_stop(rpc_server *s, int grace_ms) {
   grpc_server_shutdown_and_notify(s->server, s->ws[0].cq, &s->t_shutdown);
   /* 3. Streams (Watch) end with UNAVAILABLE instead of waiting out the grace. */
   wake_streams(s);
-  /* 4. Let in-flight calls finish, then cancel the rest and wait for their handlers. */
-  if (!wait_idle(s, now_ns(CLOCK_MONOTONIC) + (int64_t)grace_ms * 1000000)) {
+  /* 4. Let in-flight calls finish, then cancel the rest and wait for their handlers.
+   * Cancel even when every handler finished in time: a call whose stream reached
+   * the server after the GOAWAY is never matched to a request and would otherwise
+   * hold the shutdown tag until the client's deadline. */
+  if (!wait_idle(s, now_ns(CLOCK_MONOTONIC) + (int64_t)grace_ms * 1000000))
     slog(s, 1, "event=rpc_cancel_all reason=grace_expired");
-    grpc_server_cancel_all_calls(s->server);
-    wake_streams(s);
-    wait_idle(s, 0);
-  }
+  grpc_server_cancel_all_calls(s->server);
+  wake_streams(s);
+  wait_idle(s, 0);
+  slog(s, 3, "event=rpc_handlers_done");
   /* 5. Every call is released: the shutdown tag arrives while the pollers run. */
   pthread_mutex_lock(&s->mu);
   while (!s->shutdown_seen) pthread_cond_wait(&s->cv, &s->mu);
   pthread_mutex_unlock(&s->mu);
+  slog(s, 3, "event=rpc_shutdown_tag");
   /* 6. Stop the executor (no stream can be queued: every call has ended). */
   pthread_mutex_lock(&s->xmu);
   s->xstop = 1;
