@@ -326,25 +326,40 @@ static int copy_ms(st_db *db, st_mstate *ms) {
   return rc;
 }
 
+/* Looks a version up without copying the manifest: the inline versions are
+ * answered under db->mu; otherwise only the (few) node references are copied
+ * and the version tree is read without the lock. */
+static int find_version(st_db *db, int by_time, uint64_t x, st_vers *v) {
+  st_vref nodes[64];
+  size_t n;
+  int rc = STRATA_ENOTFOUND, inl = 0;
+  pthread_mutex_lock(&db->mu);
+  const st_mstate *ms = &db->ms;
+  if (ms->n_versions) {
+    if (by_time ? ms->versions[0].commit_time <= x : x >= ms->versions[0].generation) {
+      inl = 1;
+      rc = by_time ? vt__find_time(db, ms, x, v) : vt__find_generation(db, ms, x, v);
+    }
+  }
+  n = ms->n_nodes;
+  memcpy(nodes, ms->nodes, n * sizeof nodes[0]);
+  pthread_mutex_unlock(&db->mu);
+  if (!inl && (by_time || x > 0))
+    rc = by_time ? vt__find_time_nodes(db, nodes, n, x, v) : vt__find_generation_nodes(db, nodes, n, x, v);
+  return rc;
+}
+
 int st_snap_at_generation(st_db *db, uint64_t generation, st_snap **out) {
-  st_mstate ms;
   st_vers v;
-  int rc = copy_ms(db, &ms);
-  if (rc) return rc;
-  rc = vt__find_generation(db, &ms, generation, &v);
-  mstate__free(&ms);
+  int rc = find_version(db, 0, generation, &v);
   if (rc == STRATA_ENOTFOUND)
     return strata_err(rc, "%s: generation %llu does not exist", db->path, (unsigned long long)generation);
   return rc ? rc : new_snap(db, &v, out);
 }
 
 int st_snap_at_time(st_db *db, uint64_t t_ns, st_snap **out) {
-  st_mstate ms;
   st_vers v;
-  int rc = copy_ms(db, &ms);
-  if (rc) return rc;
-  rc = vt__find_time(db, &ms, t_ns, &v);
-  mstate__free(&ms);
+  int rc = find_version(db, 1, t_ns, &v);
   if (rc == STRATA_ENOTFOUND)
     return strata_err(rc, "%s: no commit at or before time %llu ns", db->path, (unsigned long long)t_ns);
   return rc ? rc : new_snap(db, &v, out);

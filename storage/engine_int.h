@@ -208,6 +208,9 @@ int bt__apply(st_db *db, st_writer *w, const st_root *root, const st_mut *muts, 
 int vt__add(st_db *db, st_writer *w, const st_mstate *cur, const st_vers *v, st_mstate *out);
 int vt__find_generation(st_db *db, const st_mstate *ms, uint64_t gen, st_vers *out);
 int vt__find_time(st_db *db, const st_mstate *ms, uint64_t t, st_vers *out);
+/* The same over the manifest's version node references only (no inline versions). */
+int vt__find_generation_nodes(st_db *db, const st_vref *nodes, size_t n, uint64_t gen, st_vers *out);
+int vt__find_time_nodes(st_db *db, const st_vref *nodes, size_t n, uint64_t t, st_vers *out);
 int vt__list(st_db *db, const st_mstate *ms, uint64_t min_gen, size_t limit, st_version_info **out,
              size_t *n);
 /* Manifest <-> state. */

@@ -372,8 +372,12 @@ int vt__find_generation(st_db *db, const st_mstate *ms, uint64_t gen, st_vers *o
     *out = ms->versions[gen - first];
     return out->generation == gen ? 0 : strata_err(STRATA_ECORRUPT, "manifest: inline versions have gaps");
   }
-  for (size_t i = 0; i < ms->n_nodes; i++)
-    if (ms->nodes[i].generation >= gen) return descend(db, ms->nodes[i], 0, gen, out);
+  return vt__find_generation_nodes(db, ms->nodes, ms->n_nodes, gen, out);
+}
+
+int vt__find_generation_nodes(st_db *db, const st_vref *nodes, size_t n, uint64_t gen, st_vers *out) {
+  for (size_t i = 0; i < n; i++)
+    if (nodes[i].generation >= gen) return descend(db, nodes[i], 0, gen, out);
   return STRATA_ENOTFOUND;
 }
 
@@ -385,8 +389,12 @@ int vt__find_time(st_db *db, const st_mstate *ms, uint64_t t, st_vers *out) {
     *out = ms->versions[i - 1];
     return 0;
   }
-  for (size_t i = ms->n_nodes; i-- > 0;)
-    if (ms->nodes[i].commit_time <= t) return descend(db, ms->nodes[i], 1, t, out);
+  return vt__find_time_nodes(db, ms->nodes, ms->n_nodes, t, out);
+}
+
+int vt__find_time_nodes(st_db *db, const st_vref *nodes, size_t n, uint64_t t, st_vers *out) {
+  for (size_t i = n; i-- > 0;)
+    if (nodes[i].commit_time <= t) return descend(db, nodes[i], 1, t, out);
   return STRATA_ENOTFOUND;
 }
 

@@ -156,6 +156,68 @@ static void test_every_site_fails_cleanly(void **state) {
   rm_rf(dir);
 }
 
+/* With the preparer on, a fault may hit its work instead of a commit's: a
+ * commit then either succeeds (the committer creates its own files) or fails
+ * with the injected error, and the database stays consistent throughout. */
+static void test_faults_with_preparer(void **state) {
+  snprintf(dir, sizeof dir, "/tmp/strata-fault-p-%d", (int)getpid());
+  rm_rf(dir);
+  bs_store *files, *fault;
+  assert_int_equal(bs_file_open(dir, &files), 0);
+  assert_int_equal(bs_fault_wrap(files, &fault), 0);
+  st_options o;
+  memset(&o, 0, sizeof o);
+  o.base = fault;
+  o.create = 1;
+  st_db *db;
+  assert_int_equal(st_open(dir, &o, &db), 0);
+  uint8_t big[5000];
+  memset(big, 'p', sizeof big);
+  int committed = 0, failed = 0;
+  uint64_t x = 12345;
+  for (int round = 0; round < 60; round++) {
+    x = x * 6364136223846793005ull + 1442695040888963407ull;
+    int site = (int)((x >> 33) % BS_FAULT_NSITES);
+    bs_fault_arm(fault, site, 1 + (x >> 40) % 5, (x >> 50) % 2 ? EIO : ENOSPC);
+    st_result r;
+    int rc = st_txn_commit(make_txn(db, round, big, sizeof big), &r);
+    if (rc) {
+      assert_true(rc == EIO || rc == ENOSPC);
+      failed++;
+    } else {
+      committed++;
+    }
+    bs_fault_arm(fault, site, 0, 0);
+    if (rc) { /* the retry succeeds */
+      assert_int_equal(st_txn_commit(make_txn(db, round, big, sizeof big), &r), 0);
+      committed++;
+    }
+  }
+  uint64_t g = latest_gen(db);
+  assert_int_equal(g, (uint64_t)committed);
+  st_close(db);
+  o.base = files;
+  assert_int_equal(st_open(dir, &o, &db), 0);
+  assert_int_equal(latest_gen(db), g);
+  assert_no_orphans(files, g);
+  st_snap *s;
+  assert_int_equal(st_snap_latest(db, &s), 0);
+  for (int round = 0; round < 60; round++) {
+    char k[32];
+    strata_buf v = STRATA_BUF_INIT;
+    snprintf(k, sizeof k, "big%03d", round);
+    assert_int_equal(st_get(s, k, strlen(k), &v), 0);
+    assert_int_equal(v.len, sizeof big);
+    strata_buf_free(&v);
+  }
+  st_snap_release(s);
+  fprintf(stderr, "preparer faults: %d commits, %d failed and retried\n", committed, failed);
+  st_close(db);
+  bs_destroy(fault);
+  bs_destroy(files);
+  rm_rf(dir);
+}
+
 /* A full disk at the first write of a database's creation: a clear error, and
  * creating again afterwards works. */
 static void test_create_on_full_disk(void **state) {
@@ -180,6 +242,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_every_site_fails_cleanly),
     cmocka_unit_test(test_create_on_full_disk),
+    cmocka_unit_test(test_faults_with_preparer),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

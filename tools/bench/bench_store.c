@@ -3,7 +3,8 @@
  * run on the same filesystem (RocksDB through its C API where one applies).
  * Prints one line per figure: BENCH <name> <value> <unit> [vs <anchor> <ratio>].
  * Data lives under $STRATA_BENCH_DIR (default /tmp) and is deleted at the end.
- * STRATA_BENCH_SCALE (default 1.0) scales the sizes for a quick run.
+ * STRATA_BENCH_SCALE (default 1.0) scales the sizes for a quick run;
+ * STRATA_BENCH_NODE_BYTES overrides max_decoded_node_bytes.
  */
 #include <pthread.h>
 #include <rocksdb/c.h>
@@ -56,6 +57,8 @@ static st_db *sopen(const char *name, size_t cache) {
   memset(&o, 0, sizeof o);
   o.create = 1;
   o.cache_bytes = cache;
+  const char *nb = getenv("STRATA_BENCH_NODE_BYTES"); /* to compare node sizes */
+  if (nb) o.config.max_decoded_node_bytes = (uint32_t)atoi(nb);
   st_db *db;
   if (st_open(p, &o, &db)) die("st_open", strata_errmsg());
   return db;
