@@ -1,8 +1,9 @@
 /*
  * strata.v1.Locks handlers over the lock manager (locks/lock.h). Requests are
  * validated first; refusals (a row held by another op) are results with data,
- * not errors. An Acquire that may wait runs on the blocking pool, bounded by
- * both wait_ms and the call's deadline, so pollers never park.
+ * not errors. Lock writes are synchronous RocksDB writes (fsync), so they run
+ * on the io pool; an Acquire that may wait runs on the waiters' pool, bounded
+ * by both wait_ms and the call's deadline. Pollers never park.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -167,8 +168,9 @@ static void h_acquire(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
       .wait_deadline = wait_ms ? now + srv__ms_to_ns(wait_ms) : now,
       .respect_indefinite = r->respect_indefinite,
   };
-  if (!wait_ms) return acquire_run(j); /* answers at once: no need to leave the poller */
-  if ((rc = srv_pool_run(s->pool, acquire_run, j))) {
+  /* A waiting acquire may block for wait_ms: it gets the waiters' pool, so it never
+   * holds up the io pool that every other lock write uses. */
+  if ((rc = srv_pool_run(wait_ms ? s->pool : s->io, acquire_run, j))) {
     free(rows);
     free(j);
     srv__fail(call, rc);
@@ -352,8 +354,9 @@ static void h_list(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
 
 void srv__locks_bind(srv *s, rpc_handler *h) {
   h[RPC_M_locks_acquire] = (rpc_handler){h_acquire, s, NULL};
-  h[RPC_M_locks_renew] = (rpc_handler){h_renew, s, NULL};
-  h[RPC_M_locks_release] = (rpc_handler){h_release, s, NULL};
+  /* Durable writes (RocksDB fsync) run on the io pool, never on a poller. */
+  srv__bind_io(s, h, RPC_M_locks_renew, h_renew);
+  srv__bind_io(s, h, RPC_M_locks_release, h_release);
   h[RPC_M_locks_list] = (rpc_handler){h_list, s, NULL};
   h[RPC_M_locks_check] = (rpc_handler){h_check, s, NULL};
 }

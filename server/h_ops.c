@@ -201,9 +201,9 @@ static void h_list_stuck(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
 }
 
 void srv__ops_bind(srv *s, rpc_handler *h) {
-  h[RPC_M_ops_create] = (rpc_handler){h_create, s, NULL};
+  srv__bind_io(s, h, RPC_M_ops_create, h_create);
   h[RPC_M_ops_get] = (rpc_handler){h_get, s, NULL};
-  h[RPC_M_ops_set_status] = (rpc_handler){h_set_status, s, NULL};
+  srv__bind_io(s, h, RPC_M_ops_set_status, h_set_status);
   h[RPC_M_ops_list_stuck] = (rpc_handler){h_list_stuck, s, NULL};
-  h[RPC_M_ops_allocate_ids] = (rpc_handler){h_allocate, s, NULL};
+  srv__bind_io(s, h, RPC_M_ops_allocate_ids, h_allocate);
 }

@@ -1,7 +1,8 @@
 /*
- * A small fixed pool of threads for the few calls that must block in an
- * engine (a Locks.Acquire that waits for rows to be released). Everything else
- * runs on the gRPC poller threads or answers from an engine callback.
+ * A small fixed pool of threads for calls that must block in an engine: the
+ * lock manager's fsync'd writes, and a Locks.Acquire that waits for rows to be
+ * released (each kind has its own pool). Everything else runs on the gRPC
+ * poller threads or answers from an engine callback.
  */
 #ifndef STRATA_SERVER_POOL_H
 #define STRATA_SERVER_POOL_H

@@ -70,11 +70,47 @@ static int open_engines(srv *s) {
   lo.path = path;
   rc = lk_open(&lo, &s->lk);
   if (rc) return strata_err_wrap(rc, "lock manager in %s", path);
-  return srv_pool_start(16, &s->pool);
+  if ((rc = srv_pool_start(16, &s->pool))) return rc;
+  return srv_pool_start(8, &s->io);
+}
+
+/* --- handlers that run on the io pool ----------------------------------------- */
+
+static rpc_start_fn io_fns[RPC_M__COUNT];
+
+typedef struct io_job {
+  rpc_start_fn fn;
+  rpc_call *call;
+  const ProtobufCMessage *req;
+  void *ctx;
+} io_job;
+
+static void io_run(void *p) {
+  io_job *j = p;
+  j->fn(j->call, j->req, j->ctx);
+  free(j);
+}
+
+static void io_start(rpc_call *call, const ProtobufCMessage *req, void *ctx) {
+  srv *s = ctx;
+  io_job *j = malloc(sizeof *j);
+  if (!j) return rpc_call_fail(call, STRATA_ENOMEM, "out of memory");
+  *j = (io_job){io_fns[rpc_call_method(call)], call, req, ctx};
+  int rc = srv_pool_run(s->io, io_run, j);
+  if (rc) {
+    free(j);
+    srv__fail(call, rc);
+  }
+}
+
+void srv__bind_io(srv *s, rpc_handler *h, rpc_method_id m, rpc_start_fn fn) {
+  io_fns[m] = fn; /* the same for every srv: it is the code, not the instance */
+  h[m] = (rpc_handler){io_start, s, NULL};
 }
 
 static void srv_free(srv *s) {
   srv_pool_stop(s->pool);
+  srv_pool_stop(s->io);
   if (s->db) st_close(s->db); /* after the calls: every acknowledged commit is durable */
   if (s->lk) lk_close(s->lk);
   pthread_mutex_destroy(&s->wmu);

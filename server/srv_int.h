@@ -20,7 +20,8 @@ struct srv {
   char *listen;     /* owned copy */
   int lock_fd;      /* flock(LOCK_EX) on data_dir/server.lock, held for the life of srv */
   rpc_server *rpc;
-  srv_pool *pool;    /* blocking calls: waiting Locks.Acquire */
+  srv_pool *pool;    /* waiting Locks.Acquire calls (may block for wait_ms) */
+  srv_pool *io;      /* short synchronous engine writes (RocksDB fsync): lock and op-log mutations */
   /* Engines. */
   st_db *db;        /* the versioned store: data_dir/kv */
   lk_manager *lk;   /* locks, op log, id counters: data_dir/locks */
@@ -50,6 +51,10 @@ void srv__watch_notify(srv *s);
 /* Resolves a version pin (NULL = latest) to a snapshot the caller releases.
  * NOT_FOUND / OUT_OF_RANGE / INVALID name `field`. */
 int srv__snap_at(srv *s, const char *field, const Strata__V1__VersionPin *pin, st_snap **out);
+
+/* A handler that runs on the io pool instead of the poller: `fn` is called
+ * there with the same arguments (the call and request stay valid). */
+void srv__bind_io(srv *s, rpc_handler *h, rpc_method_id m, rpc_start_fn fn);
 
 /* Ends `call` with rc and this thread's strata_errmsg(). */
 void srv__fail(rpc_call *call, int rc);
