@@ -591,3 +591,51 @@ void test_kv_watch_follows_concurrent_commits_across_resume(void **state) {
     for (int n = 0; n < WL_PER; n++)
       if (seen[t][n] != 1) fail_msg("key wl/%d/%03d seen %d times", t, n, seen[t][n]);
 }
+
+/* A generation that changed 2500 keys arrives split (more = true) and whole. */
+void test_kv_watch_splits_a_large_generation(void **state) {
+  (void)state;
+  uint64_t from;
+  assert_int_equal(srv_latest(&from), 0);
+  enum { N = 2500 };
+  static char kb[N][16];
+  static Strata__V1__Put p[N];
+  static Strata__V1__Put *pp[N];
+  for (int i = 0; i < N; i++) {
+    snprintf(kb[i], sizeof kb[i], "wm/%05d", i);
+    strata__v1__put__init(&p[i]);
+    p[i].key = t_bytes(kb[i]);
+    p[i].value = t_bytes("v");
+    pp[i] = &p[i];
+  }
+  Strata__V1__CommitRequest q = STRATA__V1__COMMIT_REQUEST__INIT;
+  q.n_puts = N;
+  q.puts = pp;
+  Strata__V1__CommitResponse *r;
+  assert_int_equal(rpc_kv_commit(C, NULL, &q, &r), 0);
+  uint64_t g = r->version->generation;
+  rpc_free(r);
+  Strata__V1__WatchRequest wq = STRATA__V1__WATCH_REQUEST__INIT;
+  wq.from_generation = from;
+  wq.prefix = t_bytes("wm/");
+  rpc_cstream *st;
+  assert_int_equal(rpc_kv_watch(C, NULL, &wq, &st), 0);
+  Strata__V1__WatchResponse *m;
+  int msgs = 0, keys = 0, last_more = 1;
+  while (last_more && rpc_kv_watch_next(st, &m) == 1) {
+    assert_int_equal(m->version->generation, g);
+    for (size_t i = 0; i < m->n_changes; i++, keys++) {
+      char want[16];
+      snprintf(want, sizeof want, "wm/%05d", keys);
+      assert_int_equal(m->changes[i]->key.len, strlen(want));
+      assert_memory_equal(m->changes[i]->key.data, want, strlen(want));
+    }
+    last_more = m->more;
+    msgs++;
+    rpc_free(m);
+  }
+  rpc_cstream_close(st);
+  assert_int_equal(keys, N);
+  assert_true(msgs >= 3);
+  assert_int_equal(last_more, 0);
+}

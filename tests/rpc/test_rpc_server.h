@@ -36,6 +36,7 @@ int srv_latest(uint64_t *gen);
   X(test_ops_indefinite_scope_listed_as_stuck_until_released) \
   X(test_kv_watch_replay_live_and_resume)      \
   X(test_kv_watch_deadline_and_cancel)         \
+  X(test_kv_watch_splits_a_large_generation)   \
   X(test_kv_watch_follows_concurrent_commits_across_resume) \
   X(test_kv_concurrent_committers)
 
