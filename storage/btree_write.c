@@ -228,12 +228,15 @@ static int write_node(actx *a, const pnode *p, int root, wentry *out) {
   memset(&node, 0, sizeof node);
   node.height = p->height;
   node.n = p->n;
+  size_t hcap = 16;
+  while (hcap < 2 * p->n) hcap *= 2;
+  uint32_t *slot = calloc(hcap, sizeof *slot);
   uint32_t *ids = malloc(p->n * sizeof *ids);
   ocdbt_file *files = malloc(p->n * sizeof *files);
   void *ents = p->height ? (void *)calloc(p->n, sizeof(ocdbt_interior_entry))
                          : (void *)calloc(p->n, sizeof(ocdbt_leaf_entry));
   int rc = 0;
-  if (!ids || !files || !ents) {
+  if (!slot || !ids || !files || !ents) {
     rc = strata_err(STRATA_ENOMEM, "commit: encoding node");
     goto out;
   }
@@ -244,10 +247,14 @@ static int write_node(actx *a, const pnode *p, int root, wentry *out) {
     int has_ref = p->height || e->kind == OCDBT_VALUE_INDIRECT;
     uint64_t fi = 0;
     if (has_ref) {
-      /* Tables are small; a linear search beats hashing here. */
-      for (fi = 0; fi < nf && ids[fi] != e->ref.file; fi++) {
-      }
-      if (fi == nf) {
+      /* A leaf's values may come from hundreds of commits' files: hash the ids. */
+      size_t h = ((uint64_t)e->ref.file * 0x9e3779b97f4a7c15ull >> 20) & (hcap - 1);
+      while (slot[h] && ids[slot[h] - 1] != e->ref.file) h = (h + 1) & (hcap - 1);
+      if (slot[h]) {
+        fi = slot[h] - 1;
+      } else {
+        fi = nf;
+        slot[h] = (uint32_t)nf + 1;
         size_t bl;
         const char *path = ft__path(a->db, e->ref.file, &bl);
         if (strncmp(path, ST_DATA_DIR "/", 2)) {
@@ -314,6 +321,7 @@ static int write_node(actx *a, const pnode *p, int root, wentry *out) {
   out->stats = st;
   out->size = INTERIOR_SIZE(first->klen);
 out:
+  free(slot);
   free(ids);
   free(files);
   free(ents);

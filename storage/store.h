@@ -90,8 +90,8 @@ typedef struct st_getres {
 /* Batch get: out[i] for keys[i]. Returns 0 unless a call-wide error occurred. */
 int st_get_batch(st_snap *s, size_t n, const st_key *keys, st_getres *out);
 
-/* Listing [start, end) in key order; end_len = 0 with end = NULL means no end.
- * At most `limit` entries (0 = no limit). */
+/* Listing [start, end) in key order (no end unless has_end), at most `limit`
+ * entries (0 = no limit). A zeroed st_range lists everything. */
 typedef struct st_range {
   const void *start;
   size_t start_len;
@@ -115,6 +115,8 @@ typedef struct st_list_result {
   strata_buf next;     /* with more: pass as the next range's start (inclusive) */
 } st_list_result;
 
+/* *out is owned by the caller: free with st_list_result_free (also after an
+ * error, when it is empty). */
 int st_list(st_snap *s, const st_range *r, size_t limit, st_list_result *out);
 /* The range of every key starting with prefix (end computed). *r borrows
  * prefix; end_buf receives the computed end (caller frees). */
@@ -135,8 +137,11 @@ int st_diff(st_snap *a, st_snap *b, st_diff_fn fn, void *ctx);
 
 /* --- transactions ----------------------------------------------------------- */
 
-/* The lock fence: called by the committer inside the commit step; 0 allows
- * the transaction, anything else rejects it with that code. */
+/* The lock fence: called by the committer inside the commit step, after the
+ * transaction's conditions held and just before its changes join the group
+ * being committed; 0 allows the transaction, anything else rejects it with
+ * that code (nothing of it becomes visible). Called once per attempt, with no
+ * engine lock held; it must not wait for a commit of the same database. */
 typedef int (*st_fence_fn)(void *ctx);
 
 enum st_cond_kind { ST_COND_NONE = 0, ST_COND_ABSENT = 1, ST_COND_UNCHANGED_SINCE = 2, ST_COND_HASH = 3 };
@@ -176,9 +181,13 @@ typedef struct st_result {
 } st_result;
 
 /* Called exactly once per submitted transaction, on the committer thread,
- * after the commit is durable (or rejected). res is valid during the call. */
+ * after the commit is durable (or rejected). res is valid during the call.
+ * It must not wait for another commit of the same database (it would wait
+ * for itself); submitting one is fine. */
 typedef void (*st_done_fn)(void *ctx, const st_result *res);
-/* Queues t (ownership passes to the engine) for the next group commit. */
+/* Queues t (ownership passes to the engine) for the next group commit. On an
+ * error return (read-only or closing database) t is freed and done is not
+ * called. */
 int st_txn_submit(st_txn *t, st_done_fn done, void *ctx);
 /* Blocking: submits and waits. res->failed_key is owned by res: free it with
  * st_result_free. Returns res->rc. */
