@@ -2,7 +2,9 @@
  * idempotence, expiry, renew, release, list filters and pagination, the
  * fence hook, persistence of deadlines, and bad input. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <setjmp.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -446,6 +448,83 @@ static void test_bad_input_is_refused_with_a_named_field(void **state) {
   assert_non_null(strstr(strata_errmsg(), "partitions"));
 }
 
+typedef struct waiter_arg {
+  lk_manager *lk;
+  uint64_t op;
+  int rc;
+  lk_status status;
+} waiter_arg;
+
+static void *wait_for_a(void *p) {
+  waiter_arg *w = p;
+  lk_row r = lkt_row("a");
+  lk_acquire_req q = {.op = w->op, .rows = &r, .nrows = 1, .kind = LK_TEMPORAL, .ttl_ns = LKT_S,
+                      .respect_indefinite = 1, .wait_deadline = lk_now(w->lk) + 3600 * LKT_S};
+  lk_result res;
+  w->rc = lk_acquire(w->lk, &q, &res);
+  w->status = res.status;
+  if (!w->rc) lk_result_free(&res);
+  return NULL;
+}
+
+/* Joins within ms of real time; otherwise wakes the waiter with
+ * lk_shutdown so teardown can close safely, and fails. */
+static void join_within(lk_manager *lk, pthread_t th, int ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += ms / 1000;
+  ts.tv_nsec += (ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
+  if (pthread_timedjoin_np(th, NULL, &ts) != 0) {
+    lk_shutdown(lk);
+    pthread_join(th, NULL);
+    fail_msg("the waiter was not woken within %d ms", ms);
+  }
+}
+
+/* With polling effectively off (1 h), only the kick can wake the waiter. */
+static void test_release_wakes_a_waiter_without_polling(void **state) {
+  fx *f = *state;
+  lk_close(f->lk);
+  lk_options o;
+  lk_options_init(&o);
+  o.path = f->dir;
+  o.clock = lkt_clock;
+  o.wait_poll_ns = 3600 * LKT_S;
+  assert_int_equal(lk_open(&o, &f->lk), 0);
+  lk_result r;
+  assert_int_equal(acq(f, 1, (const char *[]){"a"}, 1, LK_TEMPORAL, 3600 * LKT_S, 1, &r), LK_GRANTED);
+  lk_result_free(&r);
+  waiter_arg w = {.lk = f->lk, .op = 2};
+  pthread_t th;
+  pthread_create(&th, NULL, wait_for_a, &w);
+  struct timespec pause = {0, 100 * 1000000L};
+  nanosleep(&pause, NULL); /* let it queue (if it has not, it is granted at once: also fine) */
+  lk_row a = lkt_row("a");
+  size_t n;
+  assert_int_equal(lk_release(f->lk, 1, &a, 1, 0, &n), 0);
+  join_within(f->lk, th, 5000);
+  assert_int_equal(w.rc, 0);
+  assert_int_equal(w.status, LK_GRANTED);
+  assert_int_equal(held(f, 2, "a"), 1);
+}
+
+static void test_shutdown_wakes_waiters_with_an_error(void **state) {
+  fx *f = *state;
+  lk_result r;
+  assert_int_equal(acq(f, 1, (const char *[]){"a"}, 1, LK_TEMPORAL, 3600 * LKT_S, 1, &r), LK_GRANTED);
+  lk_result_free(&r);
+  waiter_arg w = {.lk = f->lk, .op = 2};
+  pthread_t th;
+  pthread_create(&th, NULL, wait_for_a, &w);
+  struct timespec pause = {0, 100 * 1000000L};
+  nanosleep(&pause, NULL);
+  lk_shutdown(f->lk);
+  join_within(f->lk, th, 5000);
+  assert_int_equal(w.rc, STRATA_ESHUTDOWN);
+  assert_int_equal(held(f, 1, "a"), 1); /* the holder is untouched */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -460,6 +539,8 @@ int main(void) {
     T(test_fence_refuses_a_holder_that_lost_a_row),
     T(test_deadlines_are_absolute_across_reopen),
     T(test_bad_input_is_refused_with_a_named_field),
+    T(test_release_wakes_a_waiter_without_polling),
+    T(test_shutdown_wakes_waiters_with_an_error),
 #undef T
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
