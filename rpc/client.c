@@ -149,8 +149,7 @@ static int pluck(grpc_completion_queue *cq, void *tag) {
 static void cq_free(grpc_completion_queue *cq) {
   grpc_completion_queue_shutdown(cq);
   while (grpc_completion_queue_pluck(cq, NULL, gpr_inf_future(GPR_CLOCK_REALTIME), NULL).type !=
-         GRPC_QUEUE_SHUTDOWN) {
-  }
+         GRPC_QUEUE_SHUTDOWN) {}
   grpc_completion_queue_destroy(cq);
 }
 
@@ -162,12 +161,12 @@ static int unary_raw(rpc_client *c, void *handle, const char *path, const rpc_ca
   gpr_timespec dl = deadline_of(c, co);
   grpc_call *call;
   if (handle) {
-    call = grpc_channel_create_registered_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, handle,
-                                               dl, NULL);
+    call = grpc_channel_create_registered_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, handle, dl,
+                                               NULL);
   } else {
     grpc_slice method = grpc_slice_from_copied_string(path);
-    call = grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL, dl,
-                                    NULL);
+    call =
+        grpc_channel_create_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq, method, NULL, dl, NULL);
     grpc_slice_unref(method);
   }
   grpc_metadata_array md, trailers;
@@ -201,8 +200,7 @@ static int unary_raw(rpc_client *c, void *handle, const char *path, const rpc_ca
       *resp = read_all(rbuf);
       *have_resp = 1;
     } else if (rc == 0) {
-      rc = strata_err(STRATA_EINTERNAL, "%s: the server sent OK without a response message",
-                      path);
+      rc = strata_err(STRATA_EINTERNAL, "%s: the server sent OK without a response message", path);
     }
   }
   if (rbuf) grpc_byte_buffer_destroy(rbuf);
@@ -227,7 +225,8 @@ int rpc_client_unary(rpc_client *c, rpc_method_id m, const rpc_callopts *co,
   int rc = unary_raw(c, c->handles[m], d->path, co, bb, &out, &have);
   grpc_byte_buffer_destroy(bb);
   if (rc) return rc;
-  *resp = protobuf_c_message_unpack(d->resp, NULL, GRPC_SLICE_LENGTH(out), GRPC_SLICE_START_PTR(out));
+  *resp =
+      protobuf_c_message_unpack(d->resp, NULL, GRPC_SLICE_LENGTH(out), GRPC_SLICE_START_PTR(out));
   grpc_slice_unref(out);
   if (!*resp)
     return strata_err(STRATA_EINTERNAL, "%s: the response is not a valid %s", d->path,
@@ -325,13 +324,14 @@ int rpc_cstream_next(rpc_cstream *s, ProtobufCMessage **msg) {
   ops[n].op = GRPC_OP_RECV_MESSAGE;
   ops[n].data.recv_message.recv_message = &rbuf;
   n++;
-  int ok = grpc_call_start_batch(s->call, ops, n, &s->md, NULL) == GRPC_CALL_OK &&
-           pluck(s->cq, &s->md);
+  int ok =
+      grpc_call_start_batch(s->call, ops, n, &s->md, NULL) == GRPC_CALL_OK && pluck(s->cq, &s->md);
   if (!ok || !rbuf) return stream_status(s);
   grpc_slice all = read_all(rbuf);
   grpc_byte_buffer_destroy(rbuf);
   const rpc_method_desc *d = &rpc_methods[s->m];
-  *msg = protobuf_c_message_unpack(d->resp, NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
+  *msg =
+      protobuf_c_message_unpack(d->resp, NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
   grpc_slice_unref(all);
   if (!*msg) {
     grpc_call_cancel(s->call, NULL);
@@ -360,16 +360,16 @@ void rpc_cstream_close(rpc_cstream *s) {
 
 /* --- typed functions ------------------------------------------------------------ */
 
-#define RPC__DEF_UNARY(name, Req, Resp)                                                    \
-  int rpc_##name(rpc_client *c, const rpc_callopts *co, const Req *req, Resp **resp) {     \
-    return rpc_client_unary(c, RPC_M_##name, co, &req->base, (ProtobufCMessage **)resp);   \
+#define RPC__DEF_UNARY(name, Req, Resp)                                                  \
+  int rpc_##name(rpc_client *c, const rpc_callopts *co, const Req *req, Resp **resp) {   \
+    return rpc_client_unary(c, RPC_M_##name, co, &req->base, (ProtobufCMessage **)resp); \
   }
-#define RPC__DEF_STREAM(name, Req, Resp)                                                   \
+#define RPC__DEF_STREAM(name, Req, Resp)                                                     \
   int rpc_##name(rpc_client *c, const rpc_callopts *co, const Req *req, rpc_cstream **out) { \
-    return rpc_client_stream(c, RPC_M_##name, co, &req->base, out);                        \
-  }                                                                                        \
-  int rpc_##name##_next(rpc_cstream *s, Resp **msg) {                                      \
-    return rpc_cstream_next(s, (ProtobufCMessage **)msg);                                  \
+    return rpc_client_stream(c, RPC_M_##name, co, &req->base, out);                          \
+  }                                                                                          \
+  int rpc_##name##_next(rpc_cstream *s, Resp **msg) {                                        \
+    return rpc_cstream_next(s, (ProtobufCMessage **)msg);                                    \
   }
 #define XX(name, path, kind, Req, req, Resp, resp) RPC__DEF_##kind(name, Req, Resp)
 RPC_METHOD_MAP(XX)

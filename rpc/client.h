@@ -93,7 +93,7 @@ void rpc_free(void *msg);
  *   int rpc_<name>_next(rpc_cstream *, Resp **)                               (streams) */
 #define RPC__DECL_UNARY(name, Req, Resp) \
   int rpc_##name(rpc_client *c, const rpc_callopts *co, const Req *req, Resp **resp);
-#define RPC__DECL_STREAM(name, Req, Resp)                                                  \
+#define RPC__DECL_STREAM(name, Req, Resp)                                                   \
   int rpc_##name(rpc_client *c, const rpc_callopts *co, const Req *req, rpc_cstream **out); \
   int rpc_##name##_next(rpc_cstream *s, Resp **msg);
 #define XX(name, path, kind, Req, req, Resp, resp) RPC__DECL_##kind(name, Req, Resp)

@@ -49,7 +49,7 @@ typedef struct cqw {
 struct rpc_call {
   rpc_server *srv;
   cqw *w;
-  int mid;                 /* rpc_method_id, or -1 for the catch-all */
+  int mid; /* rpc_method_id, or -1 for the catch-all */
   grpc_call *call;
   gpr_timespec deadline;
   grpc_metadata_array req_md;
@@ -60,23 +60,23 @@ struct rpc_call {
   int64_t start_ns;
 
   rpc_tag t_request, t_close, t_send, t_status;
-  int close_cancelled;     /* RECV_CLOSE_ON_SERVER result */
+  int close_cancelled; /* RECV_CLOSE_ON_SERVER result */
 
-  pthread_mutex_t mu;      /* guards everything below */
-  atomic_int closed;       /* RECV_CLOSE_ON_SERVER completed */
-  atomic_int cancelled;    /* client cancel / deadline seen */
+  pthread_mutex_t mu; /* guards everything below */
+  atomic_int closed; /* RECV_CLOSE_ON_SERVER completed */
+  atomic_int cancelled; /* client cancel / deadline seen */
   int md_sent;
   int finished;
-  int active;              /* counted in srv->active */
-  grpc_byte_buffer *send_buf;   /* stream message in flight */
+  int active; /* counted in srv->active */
+  grpc_byte_buffer *send_buf; /* stream message in flight */
   grpc_byte_buffer *status_buf; /* unary response, sent with the status */
   enum sstate ss;
   int wake_pending, send_in_flight;
   rpc_next_fn next;
   void *state;
   void (*free_state)(void *);
-  rpc_call *qnext;               /* executor queue */
-  rpc_call *lprev, *lnext;       /* srv->streams list */
+  rpc_call *qnext; /* executor queue */
+  rpc_call *lprev, *lnext; /* srv->streams list */
 };
 
 struct rpc_server {
@@ -92,11 +92,11 @@ struct rpc_server {
   rpc_tag t_shutdown;
 
   pthread_mutex_t mu;
-  pthread_cond_t cv;       /* active reaches 0, shutdown tag seen */
+  pthread_cond_t cv; /* active reaches 0, shutdown tag seen */
   int draining;
   int shutdown_seen;
   uint64_t active;
-  rpc_call streams;        /* list head of live streams */
+  rpc_call streams; /* list head of live streams */
 
   atomic_uint_fast64_t calls_total, calls_failed;
   int64_t started_ns;
@@ -301,8 +301,10 @@ static void exec_push(rpc_call *c) {
   call_ref(c); /* the queue's reference */
   pthread_mutex_lock(&s->xmu);
   c->qnext = NULL;
-  if (s->xtail) s->xtail->qnext = c;
-  else s->xhead = c;
+  if (s->xtail)
+    s->xtail->qnext = c;
+  else
+    s->xhead = c;
   s->xtail = c;
   pthread_cond_signal(&s->xcv);
   pthread_mutex_unlock(&s->xmu);
@@ -501,8 +503,8 @@ static void on_request(rpc_call *c, int ok) {
   }
   grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
   grpc_byte_buffer_reader_destroy(&rd);
-  c->req = protobuf_c_message_unpack(md->req, NULL, GRPC_SLICE_LENGTH(all),
-                                     GRPC_SLICE_START_PTR(all));
+  c->req =
+      protobuf_c_message_unpack(md->req, NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
   grpc_slice_unref(all);
   grpc_byte_buffer_destroy(c->payload);
   c->payload = NULL;
@@ -554,18 +556,10 @@ static void *poller_main(void *arg) {
     if (ev.type != GRPC_OP_COMPLETE) continue;
     rpc_tag *t = ev.tag;
     switch (t->kind) {
-    case T_REQUEST:
-      on_request(t->call, ev.success);
-      break;
-    case T_CLOSE:
-      on_close(t->call);
-      break;
-    case T_SEND:
-      on_send(t->call, ev.success);
-      break;
-    case T_STATUS:
-      call_unref(t->call);
-      break;
+    case T_REQUEST: on_request(t->call, ev.success); break;
+    case T_CLOSE: on_close(t->call); break;
+    case T_SEND: on_send(t->call, ev.success); break;
+    case T_STATUS: call_unref(t->call); break;
     case T_SHUTDOWN:
       pthread_mutex_lock(&s->mu);
       s->shutdown_seen = 1;

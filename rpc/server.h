@@ -34,8 +34,8 @@ typedef void (*rpc_start_fn)(rpc_call *call, const ProtobufCMessage *req, void *
 typedef void (*rpc_next_fn)(rpc_call *call, void *state);
 
 typedef struct rpc_handler {
-  rpc_start_fn start;  /* NULL: the method answers UNIMPLEMENTED */
-  void *ctx;           /* passed to start */
+  rpc_start_fn start; /* NULL: the method answers UNIMPLEMENTED */
+  void *ctx; /* passed to start */
   const char *unimplemented_msg; /* with start == NULL, the message to send (optional) */
 } rpc_handler;
 
@@ -43,12 +43,12 @@ typedef struct rpc_handler {
 typedef void (*rpc_log_fn)(int level, const char *line);
 
 typedef struct rpc_server_opts {
-  const char *listen;        /* "host:port"; port 0 picks a free one. Default "127.0.0.1:0" */
-  int threads;               /* poller threads, one completion queue each; default 2 */
-  int exec_threads;          /* stream continuation threads; default 2 */
-  size_t max_message_bytes;  /* largest message received or sent; default 64 MiB */
-  rpc_log_fn log;            /* default: none */
-  int log_level;             /* lines above this level are not even formatted; 0 = errors only */
+  const char *listen; /* "host:port"; port 0 picks a free one. Default "127.0.0.1:0" */
+  int threads; /* poller threads, one completion queue each; default 2 */
+  int exec_threads; /* stream continuation threads; default 2 */
+  size_t max_message_bytes; /* largest message received or sent; default 64 MiB */
+  rpc_log_fn log; /* default: none */
+  int log_level; /* lines above this level are not even formatted; 0 = errors only */
   rpc_handler handlers[RPC_M__COUNT];
 } rpc_server_opts;
 

@@ -11,47 +11,42 @@
 
 /* XX(strata code, gRPC status). The first row naming a status is also the code a
  * client gets for that status when the server sent no strata-error trailer. */
-#define RPC_STATUS_MAP(XX)                              \
-  XX(STRATA_EINVALID, GRPC_STATUS_INVALID_ARGUMENT)     \
-  XX(STRATA_ENOTFOUND, GRPC_STATUS_NOT_FOUND)           \
-  XX(STRATA_ECORRUPT, GRPC_STATUS_DATA_LOSS)            \
-  XX(STRATA_ETOOBIG, GRPC_STATUS_RESOURCE_EXHAUSTED)    \
-  XX(STRATA_ERANGE, GRPC_STATUS_OUT_OF_RANGE)           \
-  XX(STRATA_EEXISTS, GRPC_STATUS_ALREADY_EXISTS)        \
-  XX(STRATA_ENOMEM, GRPC_STATUS_RESOURCE_EXHAUSTED)     \
-  XX(STRATA_EIO, GRPC_STATUS_INTERNAL)                  \
-  XX(STRATA_ENOSPC, GRPC_STATUS_RESOURCE_EXHAUSTED)     \
-  XX(STRATA_EBUSY, GRPC_STATUS_ABORTED)                 \
+#define RPC_STATUS_MAP(XX)                               \
+  XX(STRATA_EINVALID, GRPC_STATUS_INVALID_ARGUMENT)      \
+  XX(STRATA_ENOTFOUND, GRPC_STATUS_NOT_FOUND)            \
+  XX(STRATA_ECORRUPT, GRPC_STATUS_DATA_LOSS)             \
+  XX(STRATA_ETOOBIG, GRPC_STATUS_RESOURCE_EXHAUSTED)     \
+  XX(STRATA_ERANGE, GRPC_STATUS_OUT_OF_RANGE)            \
+  XX(STRATA_EEXISTS, GRPC_STATUS_ALREADY_EXISTS)         \
+  XX(STRATA_ENOMEM, GRPC_STATUS_RESOURCE_EXHAUSTED)      \
+  XX(STRATA_EIO, GRPC_STATUS_INTERNAL)                   \
+  XX(STRATA_ENOSPC, GRPC_STATUS_RESOURCE_EXHAUSTED)      \
+  XX(STRATA_EBUSY, GRPC_STATUS_ABORTED)                  \
   XX(STRATA_ECONDITION, GRPC_STATUS_FAILED_PRECONDITION) \
-  XX(STRATA_EFENCED, GRPC_STATUS_FAILED_PRECONDITION)   \
-  XX(STRATA_ELOCKED, GRPC_STATUS_FAILED_PRECONDITION)   \
-  XX(STRATA_EEXPIRED, GRPC_STATUS_FAILED_PRECONDITION)  \
-  XX(STRATA_EUNSUPPORTED, GRPC_STATUS_UNIMPLEMENTED)    \
-  XX(STRATA_EMISMATCH, GRPC_STATUS_FAILED_PRECONDITION) \
-  XX(STRATA_ESHUTDOWN, GRPC_STATUS_UNAVAILABLE)         \
-  XX(STRATA_EDEADLINE, GRPC_STATUS_DEADLINE_EXCEEDED)   \
-  XX(STRATA_ECANCELLED, GRPC_STATUS_CANCELLED)          \
+  XX(STRATA_EFENCED, GRPC_STATUS_FAILED_PRECONDITION)    \
+  XX(STRATA_ELOCKED, GRPC_STATUS_FAILED_PRECONDITION)    \
+  XX(STRATA_EEXPIRED, GRPC_STATUS_FAILED_PRECONDITION)   \
+  XX(STRATA_EUNSUPPORTED, GRPC_STATUS_UNIMPLEMENTED)     \
+  XX(STRATA_EMISMATCH, GRPC_STATUS_FAILED_PRECONDITION)  \
+  XX(STRATA_ESHUTDOWN, GRPC_STATUS_UNAVAILABLE)          \
+  XX(STRATA_EDEADLINE, GRPC_STATUS_DEADLINE_EXCEEDED)    \
+  XX(STRATA_ECANCELLED, GRPC_STATUS_CANCELLED)           \
   XX(STRATA_EINTERNAL, GRPC_STATUS_INTERNAL)
 
 grpc_status_code rpc_status_of(int rc) {
   if (rc == 0) return GRPC_STATUS_OK;
   switch (rc) {
 #define XX(code, st) \
-  case code:         \
-    return st;
+  case code: return st;
     RPC_STATUS_MAP(XX)
 #undef XX
   case ENOMEM:
   case ENOSPC:
-  case EDQUOT:
-    return GRPC_STATUS_RESOURCE_EXHAUSTED;
+  case EDQUOT: return GRPC_STATUS_RESOURCE_EXHAUSTED;
   case EACCES:
-  case EPERM:
-    return GRPC_STATUS_PERMISSION_DENIED;
-  case ENOENT:
-    return GRPC_STATUS_NOT_FOUND;
-  default:
-    return GRPC_STATUS_INTERNAL;
+  case EPERM: return GRPC_STATUS_PERMISSION_DENIED;
+  case ENOENT: return GRPC_STATUS_NOT_FOUND;
+  default: return GRPC_STATUS_INTERNAL;
   }
 }
 
@@ -64,15 +59,11 @@ int rpc_err_of(grpc_status_code status, const char *trailer, size_t trailer_len)
 #undef XX
   }
   switch (status) {
-  case GRPC_STATUS_UNAVAILABLE:
-    return ENOTCONN;
+  case GRPC_STATUS_UNAVAILABLE: return ENOTCONN;
   case GRPC_STATUS_PERMISSION_DENIED:
-  case GRPC_STATUS_UNAUTHENTICATED:
-    return EACCES;
-  case GRPC_STATUS_UNKNOWN:
-    return STRATA_EINTERNAL;
-  default:
-    break;
+  case GRPC_STATUS_UNAUTHENTICATED: return EACCES;
+  case GRPC_STATUS_UNKNOWN: return STRATA_EINTERNAL;
+  default: break;
   }
 #define XX(code, st) \
   if (status == st) return code;
@@ -82,11 +73,23 @@ int rpc_err_of(grpc_status_code status, const char *trailer, size_t trailer_len)
 }
 
 const char *rpc_status_name(grpc_status_code s) {
-  static const char *const names[] = {
-      "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-      "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-      "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-      "UNAUTHENTICATED"};
+  static const char *const names[] = {"OK",
+                                      "CANCELLED",
+                                      "UNKNOWN",
+                                      "INVALID_ARGUMENT",
+                                      "DEADLINE_EXCEEDED",
+                                      "NOT_FOUND",
+                                      "ALREADY_EXISTS",
+                                      "PERMISSION_DENIED",
+                                      "RESOURCE_EXHAUSTED",
+                                      "FAILED_PRECONDITION",
+                                      "ABORTED",
+                                      "OUT_OF_RANGE",
+                                      "UNIMPLEMENTED",
+                                      "INTERNAL",
+                                      "UNAVAILABLE",
+                                      "DATA_LOSS",
+                                      "UNAUTHENTICATED"};
   if ((unsigned)s < sizeof names / sizeof names[0]) return names[s];
   return "UNKNOWN_STATUS";
 }

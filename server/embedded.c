@@ -37,8 +37,8 @@ int srv_embedded_start(const char *dir, srv_embedded **out) {
     const char *tmp = getenv("TMPDIR");
     snprintf(e->dir, sizeof e->dir, "%s/strata-embedded-XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(e->dir)) {
-      int rc = strata_err(errno, "cannot create a temporary directory %s: %s", e->dir,
-                          strerror(errno));
+      int rc =
+          strata_err(errno, "cannot create a temporary directory %s: %s", e->dir, strerror(errno));
       free(e);
       return rc;
     }

@@ -37,4 +37,6 @@ static void stats(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   rpc_call_reply(call, &resp.base);
 }
 
-void srv__admin_bind(srv *s, rpc_handler *h) { h[RPC_M_admin_stats] = (rpc_handler){stats, s, NULL}; }
+void srv__admin_bind(srv *s, rpc_handler *h) {
+  h[RPC_M_admin_stats] = (rpc_handler){stats, s, NULL};
+}

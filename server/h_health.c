@@ -4,8 +4,12 @@
 #include "common/err.h"
 #include "server/srv_int.h"
 
-static const char *const services[] = {"",          "strata.v1.Kv",    "strata.v1.Locks",
-                                       "strata.v1.Ops", "strata.v1.Admin", "grpc.health.v1.Health"};
+static const char *const services[] = {"",
+                                       "strata.v1.Kv",
+                                       "strata.v1.Locks",
+                                       "strata.v1.Ops",
+                                       "strata.v1.Admin",
+                                       "grpc.health.v1.Health"};
 
 static void check(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   (void)ctx;
@@ -25,4 +29,6 @@ static void check(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   rpc_call_reply(call, &resp.base);
 }
 
-void srv__health_bind(srv *s, rpc_handler *h) { h[RPC_M_health_check] = (rpc_handler){check, s, NULL}; }
+void srv__health_bind(srv *s, rpc_handler *h) {
+  h[RPC_M_health_check] = (rpc_handler){check, s, NULL};
+}

@@ -14,8 +14,8 @@
 #include "server/srv_int.h"
 #include "server/validate.h"
 
-#define LIST_MAX_ENTRIES 1000         /* entries per List message */
-#define LIST_MAX_BYTES (1u << 20)     /* and about this many bytes */
+#define LIST_MAX_ENTRIES 1000 /* entries per List message */
+#define LIST_MAX_BYTES (1u << 20) /* and about this many bytes */
 #define VERSIONS_PAGE 1000
 
 /* --- validation ---------------------------------------------------------------- */
@@ -42,9 +42,11 @@ static int check_list(const Strata__V1__ListRequest *r) {
   if ((rc = v_bound("start", &r->start)) || (rc = v_bound("end", &r->end)) ||
       (rc = v_bound("prefix", &r->prefix)))
     return rc;
-  if (r->start.len && r->end.len && cmp_bytes(r->end.data, r->end.len, r->start.data, r->start.len) <= 0)
-    return strata_err(STRATA_EINVALID, "end: must be greater than start (the range [start, end) "
-                                       "is empty or inverted)");
+  if (r->start.len && r->end.len &&
+      cmp_bytes(r->end.data, r->end.len, r->start.data, r->start.len) <= 0)
+    return strata_err(STRATA_EINVALID,
+                      "end: must be greater than start (the range [start, end) "
+                      "is empty or inverted)");
   return v_pin("pin", r->pin);
 }
 
@@ -52,8 +54,9 @@ static int check_commit(const Strata__V1__CommitRequest *r) {
   int rc = 0;
   size_t nw = r->n_puts + r->n_deletes;
   if (nw == 0)
-    return strata_err(STRATA_EINVALID, "puts, deletes: a commit must write or delete at least "
-                                       "one key");
+    return strata_err(STRATA_EINVALID,
+                      "puts, deletes: a commit must write or delete at least "
+                      "one key");
   for (size_t i = 0; !rc && i < r->n_puts; i++) rc = v_key_at("puts", i, ".key", &r->puts[i]->key);
   for (size_t i = 0; !rc && i < r->n_deletes; i++) rc = v_key_at("deletes", i, "", &r->deletes[i]);
   for (size_t i = 0; !rc && i < r->n_conditions; i++) {
@@ -62,9 +65,12 @@ static int check_commit(const Strata__V1__CommitRequest *r) {
     if ((rc = v_key_at("conditions", i, ".key", &c->key))) break;
     snprintf(f, sizeof f, "conditions[%zu].kind", i);
     if ((rc = v_enum(f, c->kind, 1, 3, &strata__v1__condition__kind__descriptor))) break;
-    if (c->kind == STRATA__V1__CONDITION__KIND__KIND_VALUE_HASH && c->value_hash.len != ST_HASH_BYTES)
-      rc = strata_err(STRATA_EINVALID, "conditions[%zu].value_hash: must be %d bytes (BLAKE2b-256 "
-                      "of the value), got %zu", i, ST_HASH_BYTES, c->value_hash.len);
+    if (c->kind == STRATA__V1__CONDITION__KIND__KIND_VALUE_HASH &&
+        c->value_hash.len != ST_HASH_BYTES)
+      rc = strata_err(STRATA_EINVALID,
+                      "conditions[%zu].value_hash: must be %d bytes (BLAKE2b-256 "
+                      "of the value), got %zu",
+                      i, ST_HASH_BYTES, c->value_hash.len);
   }
   if (!rc && r->fence) {
     if (!(rc = v_op_id("fence.op_id", r->fence->op_id)))
@@ -109,8 +115,9 @@ int srv__snap_at(srv *s, const char *field, const Strata__V1__VersionPin *pin, s
   if (rc) return rc;
   if (pin->pin_case == STRATA__V1__VERSION_PIN__PIN_GENERATION) {
     if (pin->generation > latest)
-      return strata_err(STRATA_ERANGE, "%s.generation: %llu is newer than the latest generation %llu",
-                        field, (unsigned long long)pin->generation, (unsigned long long)latest);
+      return strata_err(STRATA_ERANGE,
+                        "%s.generation: %llu is newer than the latest generation %llu", field,
+                        (unsigned long long)pin->generation, (unsigned long long)latest);
     rc = st_snap_at_generation(s->db, pin->generation, out);
     if (rc == STRATA_ENOTFOUND)
       return strata_err(rc, "%s.generation: %llu is not in the store's history", field,
@@ -139,13 +146,19 @@ static void h_get(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   st_snap *sn;
   int rc = check_get(r);
   if (!rc) rc = srv__snap_at(s, "pin", r->pin, &sn);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   strata_buf val = STRATA_BUF_INIT;
   rc = st_get(sn, r->key.data, r->key.len, &val);
   if (rc && rc != STRATA_ENOTFOUND) {
     st_snap_release(sn);
     strata_buf_free(&val);
-    return srv__fail(call, rc);
+    {
+      srv__fail(call, rc);
+      return;
+    }
   }
   Strata__V1__Version v;
   version_of(&v, sn);
@@ -164,7 +177,10 @@ static void h_batch_get(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   st_snap *sn;
   int rc = check_batch_get(r);
   if (!rc) rc = srv__snap_at(s, "pin", r->pin, &sn);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   size_t n = r->n_keys;
   st_key *keys = calloc(n, sizeof *keys);
   st_getres *res = calloc(n, sizeof *res);
@@ -210,11 +226,11 @@ out:
 
 typedef struct list_state {
   st_snap *sn;
-  strata_buf start;      /* next key to list, inclusive */
-  strata_buf end;        /* exclusive bound when has_end */
+  strata_buf start; /* next key to list, inclusive */
+  strata_buf end; /* exclusive bound when has_end */
   int has_end;
   int keys_only;
-  uint64_t left;         /* entries still allowed; UINT64_MAX = no limit */
+  uint64_t left; /* entries still allowed; UINT64_MAX = no limit */
   int done;
 } list_state;
 
@@ -230,7 +246,8 @@ static void list_free(void *p) {
 static int list_range(list_state *st, const Strata__V1__ListRequest *r) {
   int rc = 0;
   const ProtobufCBinaryData *lo = &r->start;
-  if (r->prefix.len && cmp_bytes(r->prefix.data, r->prefix.len, lo->data, lo->len) > 0) lo = &r->prefix;
+  if (r->prefix.len && cmp_bytes(r->prefix.data, r->prefix.len, lo->data, lo->len) > 0)
+    lo = &r->prefix;
   if ((rc = strata_buf_append(&st->start, lo->data, lo->len))) return rc;
   if (r->end.len) {
     st->has_end = 1;
@@ -255,15 +272,24 @@ static int list_range(list_state *st, const Strata__V1__ListRequest *r) {
 
 static void list_next(rpc_call *call, void *p) {
   list_state *st = p;
-  if (rpc_call_stopping(call)) return rpc_call_fail(call, rpc_call_stop_reason(call), "Kv.List stopped");
-  if (st->done || st->left == 0) return rpc_stream_end(call);
-  st_range rg = {st->start.p, st->start.len, st->has_end ? st->end.p : NULL, st->end.len,
-                 st->has_end, st->keys_only};
+  if (rpc_call_stopping(call)) {
+    rpc_call_fail(call, rpc_call_stop_reason(call), "Kv.List stopped");
+    return;
+  }
+  if (st->done || st->left == 0) {
+    rpc_stream_end(call);
+    return;
+  }
+  st_range rg = {st->start.p, st->start.len, st->has_end ? st->end.p : NULL,
+                 st->end.len, st->has_end,   st->keys_only};
   size_t want = st->left < LIST_MAX_ENTRIES ? (size_t)st->left : LIST_MAX_ENTRIES;
   st_list_result res;
   memset(&res, 0, sizeof res);
   int rc = st_list(st->sn, &rg, want, &res);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   /* Keep each message near LIST_MAX_BYTES: take a prefix of the page. */
   size_t k = 0, bytes = 0;
   while (k < res.n && (k == 0 || bytes + res.items[k].klen + res.items[k].vlen < LIST_MAX_BYTES)) {
@@ -306,7 +332,10 @@ out:
   free(kv);
   free(ptrs);
   st_list_result_free(&res);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   if (!k) rpc_call_wake(call); /* nothing sent: go on to the end */
 }
 
@@ -314,14 +343,23 @@ static void h_list(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   srv *s = ctx;
   const Strata__V1__ListRequest *r = (const void *)m;
   int rc = check_list(r);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   list_state *st = calloc(1, sizeof *st);
-  if (!st) return rpc_call_fail(call, STRATA_ENOMEM, "Kv.List: out of memory");
+  if (!st) {
+    rpc_call_fail(call, STRATA_ENOMEM, "Kv.List: out of memory");
+    return;
+  }
   st->keys_only = r->keys_only;
   st->left = r->limit ? r->limit : UINT64_MAX;
   if ((rc = srv__snap_at(s, "pin", r->pin, &st->sn)) || (rc = list_range(st, r))) {
     list_free(st);
-    return srv__fail(call, rc);
+    {
+      srv__fail(call, rc);
+      return;
+    }
   }
   rpc_stream_begin(call, list_next, st, list_free);
 }
@@ -342,8 +380,10 @@ typedef struct commit_ctx {
 static int commit_fence(void *arg) {
   commit_ctx *c = arg;
   int rc = lk_fence_check(&c->fence);
-  if (rc) snprintf(c->fence_msg, sizeof c->fence_msg, "%s", strata_errmsg());
-  else c->fence_msg[0] = 0;
+  if (rc)
+    snprintf(c->fence_msg, sizeof c->fence_msg, "%s", strata_errmsg());
+  else
+    c->fence_msg[0] = 0;
   return rc;
 }
 
@@ -384,8 +424,10 @@ static void commit_done(void *arg, const st_result *res) {
     rpc_call_fail(c->call, STRATA_ECONDITION, "conditions[%zu] (%s on key %s) failed: %s", idx,
                   cond_name(res->failed_condition), v_show(show, sizeof show, &key), res->message);
   } else if (res->rc == STRATA_EFENCED) {
-    if (c->fence_msg[0]) rpc_call_fail(c->call, STRATA_EFENCED, "%s", c->fence_msg);
-    else rpc_call_fail(c->call, STRATA_EFENCED, "fence: %s", res->message);
+    if (c->fence_msg[0])
+      rpc_call_fail(c->call, STRATA_EFENCED, "%s", c->fence_msg);
+    else
+      rpc_call_fail(c->call, STRATA_EFENCED, "fence: %s", res->message);
   } else {
     rpc_call_fail(c->call, res->rc, "commit failed: %s", res->message);
   }
@@ -411,9 +453,7 @@ static int commit_build(st_txn *t, const Strata__V1__CommitRequest *r) {
     case STRATA__V1__CONDITION__KIND__KIND_UNCHANGED_SINCE:
       rc = st_txn_require_unchanged(t, k->key.data, k->key.len, k->generation);
       break;
-    default:
-      rc = st_txn_require_hash(t, k->key.data, k->key.len, k->value_hash.data);
-      break;
+    default: rc = st_txn_require_hash(t, k->key.data, k->key.len, k->value_hash.data); break;
     }
   }
   return rc;
@@ -423,9 +463,15 @@ static void h_commit(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   srv *s = ctx;
   const Strata__V1__CommitRequest *r = (const void *)m;
   int rc = check_commit(r);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   commit_ctx *c = calloc(1, sizeof *c);
-  if (!c) return rpc_call_fail(call, STRATA_ENOMEM, "Kv.Commit: out of memory");
+  if (!c) {
+    rpc_call_fail(call, STRATA_ENOMEM, "Kv.Commit: out of memory");
+    return;
+  }
   *c = (commit_ctx){.s = s, .call = call, .req = r};
   st_txn *t = NULL;
   if ((rc = st_txn_begin(s->db, &t)) || (rc = commit_build(t, r))) goto fail;
@@ -456,21 +502,30 @@ fail:
 
 typedef struct versions_state {
   srv *s;
-  uint64_t lo, hi;  /* remaining range, inclusive; lo > hi = done */
-  uint64_t left;    /* versions still allowed */
+  uint64_t lo, hi; /* remaining range, inclusive; lo > hi = done */
+  uint64_t left; /* versions still allowed */
   int desc;
 } versions_state;
 
 static void versions_next(rpc_call *call, void *p) {
   versions_state *st = p;
-  if (rpc_call_stopping(call)) return rpc_call_fail(call, rpc_call_stop_reason(call), "Kv.Versions stopped");
-  if (st->lo > st->hi || st->left == 0) return rpc_stream_end(call);
+  if (rpc_call_stopping(call)) {
+    rpc_call_fail(call, rpc_call_stop_reason(call), "Kv.Versions stopped");
+    return;
+  }
+  if (st->lo > st->hi || st->left == 0) {
+    rpc_stream_end(call);
+    return;
+  }
   uint64_t from = st->lo;
   if (st->desc && st->hi - st->lo >= VERSIONS_PAGE) from = st->hi - (VERSIONS_PAGE - 1);
   st_version_info *vs = NULL;
   size_t n = 0;
   int rc = st_versions(st->s->db, from, VERSIONS_PAGE, &vs, &n);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   while (n && vs[n - 1].generation > st->hi) n--; /* clip to the range */
   size_t k = n < st->left ? n : (size_t)st->left;
   Strata__V1__Version *v = calloc(k ? k : 1, sizeof *v);
@@ -494,8 +549,10 @@ static void versions_next(rpc_call *call, void *p) {
   }
   /* Advance past what this page covered. */
   if (st->desc) {
-    if (from <= st->lo) st->lo = st->hi + 1; /* that was the last page */
-    else st->hi = from - 1;
+    if (from <= st->lo)
+      st->lo = st->hi + 1; /* that was the last page */
+    else
+      st->hi = from - 1;
   } else if (k == 0) {
     st->lo = st->hi + 1; /* nothing at or after lo */
   } else {
@@ -505,7 +562,10 @@ static void versions_next(rpc_call *call, void *p) {
   free(v);
   free(ptrs);
   free(vs);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   if (!k) rpc_call_wake(call);
 }
 
@@ -515,9 +575,15 @@ static void h_versions(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   uint64_t latest;
   int rc = check_versions(r);
   if (!rc) rc = srv__latest_generation(s, &latest);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   versions_state *st = calloc(1, sizeof *st);
-  if (!st) return rpc_call_fail(call, STRATA_ENOMEM, "Kv.Versions: out of memory");
+  if (!st) {
+    rpc_call_fail(call, STRATA_ENOMEM, "Kv.Versions: out of memory");
+    return;
+  }
   st->s = s;
   st->lo = r->start_generation ? r->start_generation : 1;
   st->hi = r->end_generation && r->end_generation < latest ? r->end_generation : latest;

@@ -18,8 +18,8 @@ static int check_rows(const char *field, size_t n, const ProtobufCBinaryData *ro
   int rc = v_rows(field, n, rows);
   for (size_t i = 0; !rc && i < n; i++)
     if (rows[i].len > LK_KEY_MAX)
-      rc = strata_err(STRATA_EINVALID, "%s[%zu]: %zu bytes exceeds the %u-byte row limit", field,
-                      i, rows[i].len, LK_KEY_MAX);
+      rc = strata_err(STRATA_EINVALID, "%s[%zu]: %zu bytes exceeds the %u-byte row limit", field, i,
+                      rows[i].len, LK_KEY_MAX);
   return rc;
 }
 
@@ -31,8 +31,9 @@ static int check_acquire(const Strata__V1__AcquireRequest *r) {
   if (r->kind == STRATA__V1__LOCK_KIND__LOCK_KIND_TEMPORAL && r->ttl_ms == 0)
     return strata_err(STRATA_EINVALID, "ttl_ms: must be > 0 for a temporal lock");
   if (r->kind == STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE && r->ttl_ms != 0)
-    return strata_err(STRATA_EINVALID, "ttl_ms: must be 0 for an indefinite lock (it never "
-                                       "expires)");
+    return strata_err(STRATA_EINVALID,
+                      "ttl_ms: must be 0 for an indefinite lock (it never "
+                      "expires)");
   if (r->kind == STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE && r->respect_indefinite)
     return strata_err(STRATA_EINVALID, "respect_indefinite: only meaningful for a temporal lock");
   return 0;
@@ -145,13 +146,19 @@ static void h_acquire(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   srv *s = ctx;
   const Strata__V1__AcquireRequest *r = (const void *)m;
   int rc = check_acquire(r);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   acq_job *j = calloc(1, sizeof *j);
   lk_row *rows = rows_of(r->n_rows, r->rows);
   if (!j || !rows) {
     free(j);
     free(rows);
-    return rpc_call_fail(call, STRATA_ENOMEM, "acquire: out of memory");
+    {
+      rpc_call_fail(call, STRATA_ENOMEM, "acquire: out of memory");
+      return;
+    }
   }
   int64_t now = lk_now(s->lk);
   uint64_t wait_ms = r->wait_ms;
@@ -183,14 +190,23 @@ static void h_renew(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   srv *s = ctx;
   const Strata__V1__RenewRequest *r = (const void *)m;
   int rc = check_renew(r);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   lk_row *rows = rows_of(r->n_rows, r->rows);
-  if (!rows) return rpc_call_fail(call, STRATA_ENOMEM, "renew: out of memory");
+  if (!rows) {
+    rpc_call_fail(call, STRATA_ENOMEM, "renew: out of memory");
+    return;
+  }
   lk_result res;
   memset(&res, 0, sizeof res);
   rc = lk_renew(s->lk, r->op_id, rows, r->n_rows, srv__ms_to_ns(r->ttl_ms), &res);
   free(rows);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   if (res.status != LK_GRANTED) {
     char show[80];
     const lk_conflict *c = res.nconflicts ? &res.conflicts[0] : NULL;
@@ -217,15 +233,24 @@ static void h_release(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   srv *s = ctx;
   const Strata__V1__ReleaseRequest *r = (const void *)m;
   int rc = check_release(r);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   lk_row *rows = r->all ? NULL : rows_of(r->n_rows, r->rows);
-  if (!r->all && !rows) return rpc_call_fail(call, STRATA_ENOMEM, "release: out of memory");
+  if (!r->all && !rows) {
+    rpc_call_fail(call, STRATA_ENOMEM, "release: out of memory");
+    return;
+  }
   size_t released = 0;
   size_t n = r->all ? 0 : r->n_rows;
   rc = r->privileged ? lk_privileged_release(s->lk, r->op_id, rows, n, 0, &released)
                      : lk_release(s->lk, r->op_id, rows, n, 0, &released);
   free(rows);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   Strata__V1__ReleaseResponse resp = STRATA__V1__RELEASE_RESPONSE__INIT;
   resp.released = released;
   rpc_call_reply(call, &resp.base);
@@ -235,9 +260,15 @@ static void h_check(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   srv *s = ctx;
   const Strata__V1__CheckRequest *r = (const void *)m;
   int rc = check_check(r);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   ProtobufCBinaryData *missing = calloc(r->n_rows, sizeof *missing);
-  if (!missing) return rpc_call_fail(call, STRATA_ENOMEM, "check: out of memory");
+  if (!missing) {
+    rpc_call_fail(call, STRATA_ENOMEM, "check: out of memory");
+    return;
+  }
   size_t nmissing = 0;
   for (size_t i = 0; i < r->n_rows && !rc; i++) { /* every row, so the answer lists them all */
     lk_row row = {r->rows[i].data, r->rows[i].len};
@@ -247,7 +278,10 @@ static void h_check(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   }
   if (rc) {
     free(missing);
-    return srv__fail(call, rc);
+    {
+      srv__fail(call, rc);
+      return;
+    }
   }
   Strata__V1__CheckResponse resp = STRATA__V1__CHECK_RESPONSE__INIT;
   resp.all_held = nmissing == 0;
@@ -276,12 +310,21 @@ static void list_free(void *p) {
 
 static void list_next(rpc_call *call, void *p) {
   list_state *st = p;
-  if (rpc_call_stopping(call)) return rpc_call_fail(call, rpc_call_stop_reason(call), "Locks.List stopped");
-  if (st->done) return rpc_stream_end(call);
+  if (rpc_call_stopping(call)) {
+    rpc_call_fail(call, rpc_call_stop_reason(call), "Locks.List stopped");
+    return;
+  }
+  if (st->done) {
+    rpc_stream_end(call);
+    return;
+  }
   lk_list_page page;
   memset(&page, 0, sizeof page);
   int rc = lk_list(st->s->lk, &st->f, st->cursor, st->cursor_len, LIST_PAGE, &page);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   free(st->cursor);
   st->cursor = NULL;
   st->cursor_len = 0;
@@ -289,7 +332,10 @@ static void list_next(rpc_call *call, void *p) {
     st->cursor = malloc(page.cursor_len ? page.cursor_len : 1);
     if (!st->cursor) {
       lk_list_page_free(&page);
-      return rpc_call_fail(call, STRATA_ENOMEM, "Locks.List: out of memory");
+      {
+        rpc_call_fail(call, STRATA_ENOMEM, "Locks.List: out of memory");
+        return;
+      }
     }
     memcpy(st->cursor, page.cursor, page.cursor_len);
     st->cursor_len = page.cursor_len;
@@ -326,7 +372,10 @@ static void list_next(rpc_call *call, void *p) {
   free(infos);
   free(ptrs);
   lk_list_page_free(&page);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   if (!k) rpc_call_wake(call); /* nothing sent: run again for the next page or the end */
 }
 
@@ -334,15 +383,21 @@ static void h_list(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   srv *s = ctx;
   const Strata__V1__ListLocksRequest *r = (const void *)m;
   int rc = check_list(r);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   list_state *st = calloc(1, sizeof *st);
-  if (!st) return rpc_call_fail(call, STRATA_ENOMEM, "Locks.List: out of memory");
+  if (!st) {
+    rpc_call_fail(call, STRATA_ENOMEM, "Locks.List: out of memory");
+    return;
+  }
   st->s = s;
   st->f.op = r->op_id;
-  st->f.kinds = r->kind ? LK_KIND_BIT(r->kind == STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE
-                                          ? LK_INDEFINITE
-                                          : LK_TEMPORAL)
-                        : 0;
+  st->f.kinds =
+      r->kind ? LK_KIND_BIT(r->kind == STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE ? LK_INDEFINITE
+                                                                                   : LK_TEMPORAL)
+              : 0;
   /* The request outlives the stream. Never NULL: locks/list.c memcpy's it even when empty. */
   static const uint8_t no_prefix[1];
   st->f.prefix = r->prefix.len ? r->prefix.data : no_prefix;

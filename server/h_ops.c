@@ -58,8 +58,8 @@ static int op_msg(Strata__V1__Op *m, const oplog_op *op) {
   m->status = wire_status(op->status);
   if (op->nscope) {
     m->scope = calloc(op->nscope, sizeof *m->scope);
-    if (!m->scope) return strata_err(STRATA_ENOMEM, "op %llu: out of memory",
-                                     (unsigned long long)op->id);
+    if (!m->scope)
+      return strata_err(STRATA_ENOMEM, "op %llu: out of memory", (unsigned long long)op->id);
     for (size_t i = 0; i < op->nscope; i++)
       m->scope[i] = (ProtobufCBinaryData){op->scope[i].len, (uint8_t *)op->scope[i].key};
     m->n_scope = op->nscope;
@@ -74,12 +74,21 @@ static void reply_op(rpc_call *call, srv *s, uint64_t id, int create) {
   oplog_op op;
   memset(&op, 0, sizeof op);
   int rc = oplog_get(lk_oplog(s->lk), id, &op);
-  if (rc == STRATA_ENOTFOUND) return rpc_call_fail(call, rc, "op_id: no op %llu", (unsigned long long)id);
-  if (rc) return srv__fail(call, rc);
+  if (rc == STRATA_ENOTFOUND) {
+    rpc_call_fail(call, rc, "op_id: no op %llu", (unsigned long long)id);
+    return;
+  }
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   Strata__V1__Op m;
   if ((rc = op_msg(&m, &op))) {
     oplog_op_free(&op);
-    return srv__fail(call, rc);
+    {
+      srv__fail(call, rc);
+      return;
+    }
   }
   if (create) {
     Strata__V1__CreateOpResponse resp = STRATA__V1__CREATE_OP_RESPONSE__INIT;
@@ -102,21 +111,33 @@ static void h_create(rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   srv *s = ctx;
   const Strata__V1__CreateOpRequest *r = (const void *)msg;
   int rc = check_create(r);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   uint64_t gen;
-  if ((rc = srv__latest_generation(s, &gen))) return srv__fail(call, rc);
+  if ((rc = srv__latest_generation(s, &gen))) {
+    srv__fail(call, rc);
+    return;
+  }
   uint64_t id;
   int64_t created;
   rc = oplog_create(lk_oplog(s->lk), r->user, r->kind, r->payload.data, r->payload.len, gen, &id,
                     &created);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   reply_op(call, s, id, 1);
 }
 
 static void h_get(rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   const Strata__V1__GetOpRequest *r = (const void *)msg;
   int rc = v_op_id("op_id", r->op_id);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   reply_op(call, ctx, r->op_id, 0);
 }
 
@@ -124,11 +145,19 @@ static void h_set_status(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
   srv *s = ctx;
   const Strata__V1__SetStatusRequest *r = (const void *)msg;
   int rc = check_set_status(r);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   rc = oplog_set_status(lk_oplog(s->lk), r->op_id, (oplog_status)(r->status - 1), NULL);
-  if (rc == STRATA_ENOTFOUND)
-    return rpc_call_fail(call, rc, "op_id: no op %llu", (unsigned long long)r->op_id);
-  if (rc) return srv__fail(call, rc);
+  if (rc == STRATA_ENOTFOUND) {
+    rpc_call_fail(call, rc, "op_id: no op %llu", (unsigned long long)r->op_id);
+    return;
+  }
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   reply_op(call, s, r->op_id, 0);
 }
 
@@ -136,9 +165,15 @@ static void h_allocate(rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   srv *s = ctx;
   const Strata__V1__AllocateIdsRequest *r = (const void *)msg;
   int rc = check_allocate(r);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   uint64_t first;
-  if ((rc = ctr_allocate(lk_counters(s->lk), r->counter, r->count, &first))) return srv__fail(call, rc);
+  if ((rc = ctr_allocate(lk_counters(s->lk), r->counter, r->count, &first))) {
+    srv__fail(call, rc);
+    return;
+  }
   Strata__V1__AllocateIdsResponse resp = STRATA__V1__ALLOCATE_IDS_RESPONSE__INIT;
   resp.first = first;
   resp.count = r->count;
@@ -160,8 +195,14 @@ static void stuck_free(void *p) {
 
 static void stuck_next(rpc_call *call, void *p) {
   stuck_state *st = p;
-  if (rpc_call_stopping(call)) return rpc_call_fail(call, rpc_call_stop_reason(call), "Ops.ListStuck stopped");
-  if (st->next >= st->n) return rpc_stream_end(call);
+  if (rpc_call_stopping(call)) {
+    rpc_call_fail(call, rpc_call_stop_reason(call), "Ops.ListStuck stopped");
+    return;
+  }
+  if (st->next >= st->n) {
+    rpc_stream_end(call);
+    return;
+  }
   size_t end = st->next, bytes = 0;
   while (end < st->n && (end == st->next || bytes < STUCK_BATCH_BYTES))
     bytes += st->ops[end++].payload_len + 256;
@@ -183,7 +224,10 @@ static void stuck_next(rpc_call *call, void *p) {
   for (size_t i = 0; ms && i < built; i++) op_msg_free(&ms[i]);
   free(ms);
   free(ptrs);
-  if (rc) return srv__fail(call, rc);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
   st->next = end;
 }
 
@@ -191,11 +235,17 @@ static void h_list_stuck(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
   srv *s = ctx;
   const Strata__V1__ListStuckRequest *r = (const void *)msg;
   stuck_state *st = calloc(1, sizeof *st);
-  if (!st) return rpc_call_fail(call, STRATA_ENOMEM, "Ops.ListStuck: out of memory");
+  if (!st) {
+    rpc_call_fail(call, STRATA_ENOMEM, "Ops.ListStuck: out of memory");
+    return;
+  }
   int rc = oplog_list_stuck(lk_oplog(s->lk), srv__ms_to_ns(r->min_age_ms), &st->ops, &st->n);
   if (rc) {
     free(st);
-    return srv__fail(call, rc);
+    {
+      srv__fail(call, rc);
+      return;
+    }
   }
   rpc_stream_begin(call, stuck_next, st, stuck_free);
 }

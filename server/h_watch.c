@@ -18,9 +18,9 @@
 #include "server/srv_int.h"
 #include "server/validate.h"
 
-#define WATCH_MAX_CHANGES 1000       /* changes per message */
-#define WATCH_MAX_BYTES (1u << 20)   /* and about this many key bytes */
-#define WATCH_EMPTY_BUDGET 64        /* empty generations skipped per run before yielding */
+#define WATCH_MAX_CHANGES 1000 /* changes per message */
+#define WATCH_MAX_BYTES (1u << 20) /* and about this many key bytes */
+#define WATCH_EMPTY_BUDGET 64 /* empty generations skipped per run before yielding */
 
 typedef struct change {
   uint8_t *key;
@@ -32,8 +32,8 @@ typedef struct watch_state {
   srv *s;
   rpc_call *call;
   strata_buf prefix;
-  uint64_t last;        /* last generation completely sent (or skipped) */
-  uint64_t pend_gen;    /* generation whose changes are in ch */
+  uint64_t last; /* last generation completely sent (or skipped) */
+  uint64_t pend_gen; /* generation whose changes are in ch */
   int64_t pend_time;
   change *ch;
   size_t nch, cap, next;
@@ -123,7 +123,8 @@ static int collect_first(watch_state *st, st_snap *b) {
     st_list_result res;
     memset(&res, 0, sizeof res);
     if ((rc = st_list(b, &rg, 4096, &res))) break;
-    for (size_t i = 0; !rc && i < res.n; i++) rc = add_change(st, res.items[i].key, res.items[i].klen, 0);
+    for (size_t i = 0; !rc && i < res.n; i++)
+      rc = add_change(st, res.items[i].key, res.items[i].klen, 0);
     more = res.more;
     if (!rc && more) {
       cur.len = 0;
@@ -236,32 +237,50 @@ static void h_watch(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   uint64_t latest;
   int rc = v_bound("prefix", &r->prefix);
   if (!rc) rc = srv__latest_generation(s, &latest);
-  if (rc) return srv__fail(call, rc);
-  if (r->from_generation > latest)
-    return rpc_call_fail(call, STRATA_ERANGE,
-                         "from_generation: %llu is newer than the latest generation %llu",
-                         (unsigned long long)r->from_generation, (unsigned long long)latest);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
+  if (r->from_generation > latest) {
+    rpc_call_fail(call, STRATA_ERANGE,
+                  "from_generation: %llu is newer than the latest generation %llu",
+                  (unsigned long long)r->from_generation, (unsigned long long)latest);
+    return;
+  }
   if (r->from_generation) {
     st_snap *sn;
     rc = st_snap_at_generation(s->db, r->from_generation, &sn);
-    if (rc == STRATA_ENOTFOUND)
-      return rpc_call_fail(call, rc, "from_generation: %llu is no longer in history",
-                           (unsigned long long)r->from_generation);
-    if (rc) return srv__fail(call, rc);
+    if (rc == STRATA_ENOTFOUND) {
+      rpc_call_fail(call, rc, "from_generation: %llu is no longer in history",
+                    (unsigned long long)r->from_generation);
+      return;
+    }
+    if (rc) {
+      srv__fail(call, rc);
+      return;
+    }
     st_snap_release(sn);
   }
   watch_state *st = calloc(1, sizeof *st);
-  if (!st) return rpc_call_fail(call, STRATA_ENOMEM, "Kv.Watch: out of memory");
+  if (!st) {
+    rpc_call_fail(call, STRATA_ENOMEM, "Kv.Watch: out of memory");
+    return;
+  }
   st->s = s;
   st->call = call;
   st->last = r->from_generation;
   if ((rc = strata_buf_append(&st->prefix, r->prefix.data, r->prefix.len)) ||
       (rc = watch_register(s, call))) {
     watch_free(st);
-    return srv__fail(call, rc);
+    {
+      srv__fail(call, rc);
+      return;
+    }
   }
   st->registered = 1;
   rpc_stream_begin(call, watch_next, st, watch_free);
 }
 
-void srv__watch_bind(srv *s, rpc_handler *h) { h[RPC_M_kv_watch] = (rpc_handler){h_watch, s, NULL}; }
+void srv__watch_bind(srv *s, rpc_handler *h) {
+  h[RPC_M_kv_watch] = (rpc_handler){h_watch, s, NULL};
+}

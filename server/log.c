@@ -77,7 +77,7 @@ const char *srv_log_quote(char *out, size_t n, const char *s) {
 }
 
 static void grpc_log_hook(gpr_log_func_args *a) {
-  int level = a->severity == GPR_LOG_SEVERITY_ERROR ? SRV_LOG_ERROR
+  int level = a->severity == GPR_LOG_SEVERITY_ERROR  ? SRV_LOG_ERROR
               : a->severity == GPR_LOG_SEVERITY_INFO ? SRV_LOG_INFO
                                                      : SRV_LOG_DEBUG;
   if (!srv_log_enabled(level)) return;

@@ -20,8 +20,10 @@ static void usage(FILE *f) {
           "usage: strata-server [--listen HOST:PORT] [--data-dir DIR] [--threads N]\n"
           "                     [--max-message-bytes N] [--log-level error|warn|info|debug]\n"
           "                     [--grace-ms N]\n"
-          "  --listen             address to serve gRPC on (default " SRV_DEFAULT_LISTEN ")\n"
-          "  --data-dir           data directory, created if missing (default " SRV_DEFAULT_DATA_DIR ")\n"
+          "  --listen             address to serve gRPC on (default " SRV_DEFAULT_LISTEN
+          ")\n"
+          "  --data-dir           data directory, created if missing (default " SRV_DEFAULT_DATA_DIR
+          ")\n"
           "  --threads            gRPC completion-queue threads (default 2)\n"
           "  --max-message-bytes  largest message received or sent (default 67108864 = 64 MiB)\n"
           "  --log-level          stderr log level (default info)\n"
@@ -43,13 +45,19 @@ static int parse_u64(const char *flag, const char *s, unsigned long long lo, uns
 }
 
 int main(int argc, char **argv) {
-  static const struct option longopts[] = {
-      {"listen", required_argument, 0, 'l'},   {"data-dir", required_argument, 0, 'd'},
-      {"threads", required_argument, 0, 't'},  {"max-message-bytes", required_argument, 0, 'm'},
-      {"log-level", required_argument, 0, 'v'}, {"grace-ms", required_argument, 0, 'g'},
-      {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
-  srv_opts o = {.listen = SRV_DEFAULT_LISTEN, .data_dir = SRV_DEFAULT_DATA_DIR, .threads = 2,
-                .max_message_bytes = (size_t)64 << 20, .grace_ms = 5000};
+  static const struct option longopts[] = {{"listen", required_argument, 0, 'l'},
+                                           {"data-dir", required_argument, 0, 'd'},
+                                           {"threads", required_argument, 0, 't'},
+                                           {"max-message-bytes", required_argument, 0, 'm'},
+                                           {"log-level", required_argument, 0, 'v'},
+                                           {"grace-ms", required_argument, 0, 'g'},
+                                           {"help", no_argument, 0, 'h'},
+                                           {0, 0, 0, 0}};
+  srv_opts o = {.listen = SRV_DEFAULT_LISTEN,
+                .data_dir = SRV_DEFAULT_DATA_DIR,
+                .threads = 2,
+                .max_message_bytes = (size_t)64 << 20,
+                .grace_ms = 5000};
   int level = SRV_LOG_INFO;
   unsigned long long v;
   int ch;
@@ -67,7 +75,9 @@ int main(int argc, char **argv) {
       break;
     case 'v':
       if ((level = srv_log_parse_level(optarg)) < 0) {
-        fprintf(stderr, "strata-server: --log-level: expected error, warn, info or debug, got \"%s\"\n", optarg);
+        fprintf(stderr,
+                "strata-server: --log-level: expected error, warn, info or debug, got \"%s\"\n",
+                optarg);
         return 2;
       }
       break;
@@ -106,7 +116,8 @@ int main(int argc, char **argv) {
   srv_log(SRV_LOG_INFO, "event=ready pid=%ld port=%d", (long)getpid(), srv_port(s));
   int sig = 0;
   sigwait(&set, &sig);
-  srv_log(SRV_LOG_INFO, "event=signal signal=%s action=drain", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  srv_log(SRV_LOG_INFO, "event=signal signal=%s action=drain",
+          sig == SIGTERM ? "SIGTERM" : "SIGINT");
   srv_close(s);
   srv_log(SRV_LOG_INFO, "event=exit status=0");
   return 0;

@@ -64,8 +64,10 @@ int srv_pool_run(srv_pool *p, void (*fn)(void *), void *arg) {
     free(j);
     return strata_err(STRATA_ESHUTDOWN, "server is shutting down");
   }
-  if (p->tail) p->tail->next = j;
-  else p->head = j;
+  if (p->tail)
+    p->tail->next = j;
+  else
+    p->head = j;
   p->tail = j;
   pthread_cond_signal(&p->cv);
   pthread_mutex_unlock(&p->mu);

@@ -94,7 +94,10 @@ static void io_run(void *p) {
 static void io_start(rpc_call *call, const ProtobufCMessage *req, void *ctx) {
   srv *s = ctx;
   io_job *j = malloc(sizeof *j);
-  if (!j) return rpc_call_fail(call, STRATA_ENOMEM, "out of memory");
+  if (!j) {
+    rpc_call_fail(call, STRATA_ENOMEM, "out of memory");
+    return;
+  }
   *j = (io_job){io_fns[rpc_call_method(call)], call, req, ctx};
   int rc = srv_pool_run(s->io, io_run, j);
   if (rc) {
@@ -164,8 +167,8 @@ int srv_open(const srv_opts *o, srv **out) {
   }
   uint64_t gen = 0;
   srv__latest_generation(s, &gen);
-  srv_log(SRV_LOG_INFO, "event=listening addr=%s port=%d data_dir=%s generation=%llu",
-          s->listen, rpc_server_port(s->rpc), s->data_dir, (unsigned long long)gen);
+  srv_log(SRV_LOG_INFO, "event=listening addr=%s port=%d data_dir=%s generation=%llu", s->listen,
+          rpc_server_port(s->rpc), s->data_dir, (unsigned long long)gen);
   *out = s;
   return 0;
 }

@@ -11,11 +11,11 @@
 typedef struct srv srv;
 
 typedef struct srv_opts {
-  const char *listen;        /* default "127.0.0.1:7420"; port 0 picks a free one */
-  const char *data_dir;      /* default "./strata-data"; created when missing */
-  int threads;               /* gRPC poller threads; default 2 */
-  size_t max_message_bytes;  /* both directions; default 64 MiB */
-  int grace_ms;              /* drain time at stop before in-flight calls are cancelled; default 5000 */
+  const char *listen; /* default "127.0.0.1:7420"; port 0 picks a free one */
+  const char *data_dir; /* default "./strata-data"; created when missing */
+  int threads; /* gRPC poller threads; default 2 */
+  size_t max_message_bytes; /* both directions; default 64 MiB */
+  int grace_ms; /* drain time at stop before in-flight calls are cancelled; default 5000 */
 } srv_opts;
 
 #define SRV_DEFAULT_LISTEN "127.0.0.1:7420"

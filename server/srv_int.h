@@ -16,15 +16,15 @@
 
 struct srv {
   srv_opts o;
-  char *data_dir;   /* owned copy */
-  char *listen;     /* owned copy */
-  int lock_fd;      /* flock(LOCK_EX) on data_dir/server.lock, held for the life of srv */
+  char *data_dir; /* owned copy */
+  char *listen; /* owned copy */
+  int lock_fd; /* flock(LOCK_EX) on data_dir/server.lock, held for the life of srv */
   rpc_server *rpc;
-  srv_pool *pool;    /* waiting Locks.Acquire calls (may block for wait_ms) */
-  srv_pool *io;      /* short synchronous engine writes (RocksDB fsync): lock and op-log mutations */
+  srv_pool *pool; /* waiting Locks.Acquire calls (may block for wait_ms) */
+  srv_pool *io; /* short synchronous engine writes (RocksDB fsync): lock and op-log mutations */
   /* Engines. */
-  st_db *db;        /* the versioned store: data_dir/kv */
-  lk_manager *lk;   /* locks, op log, id counters: data_dir/locks */
+  st_db *db; /* the versioned store: data_dir/kv */
+  lk_manager *lk; /* locks, op log, id counters: data_dir/locks */
   /* Live Kv.Watch streams, woken after every successful commit (h_watch.c). */
   pthread_mutex_t wmu;
   rpc_call **watchers;

@@ -27,8 +27,8 @@ const char *v_show(char *out, size_t n, const ProtobufCBinaryData *k) {
 int v_key(const char *field, const ProtobufCBinaryData *k) {
   if (k->len == 0) return strata_err(STRATA_EINVALID, "%s: must not be empty", field);
   if (k->len > V_MAX_KEY)
-    return strata_err(STRATA_EINVALID, "%s: %zu bytes exceeds the %u-byte key limit", field,
-                      k->len, V_MAX_KEY);
+    return strata_err(STRATA_EINVALID, "%s: %zu bytes exceeds the %u-byte key limit", field, k->len,
+                      V_MAX_KEY);
   return 0;
 }
 
@@ -40,8 +40,8 @@ int v_key_at(const char *list, size_t i, const char *sub, const ProtobufCBinaryD
 
 int v_bound(const char *field, const ProtobufCBinaryData *k) {
   if (k->len > V_MAX_KEY)
-    return strata_err(STRATA_EINVALID, "%s: %zu bytes exceeds the %u-byte key limit", field,
-                      k->len, V_MAX_KEY);
+    return strata_err(STRATA_EINVALID, "%s: %zu bytes exceeds the %u-byte key limit", field, k->len,
+                      V_MAX_KEY);
   return 0;
 }
 
@@ -89,33 +89,36 @@ int v_rows(const char *field, size_t n, const ProtobufCBinaryData *rows) {
 int v_pin(const char *field, const Strata__V1__VersionPin *pin) {
   if (!pin) return 0;
   switch (pin->pin_case) {
-  case STRATA__V1__VERSION_PIN__PIN__NOT_SET:
-    return 0;
+  case STRATA__V1__VERSION_PIN__PIN__NOT_SET: return 0;
   case STRATA__V1__VERSION_PIN__PIN_LATEST:
     if (!pin->latest)
-      return strata_err(STRATA_EINVALID, "%s.latest: set it to true, or set generation or "
-                                         "commit_time_ns", field);
+      return strata_err(STRATA_EINVALID,
+                        "%s.latest: set it to true, or set generation or "
+                        "commit_time_ns",
+                        field);
     return 0;
   case STRATA__V1__VERSION_PIN__PIN_GENERATION:
     if (pin->generation == 0)
-      return strata_err(STRATA_EINVALID, "%s.generation: must be >= 1 (generation 1 is the "
-                                         "first commit; use latest for the newest)", field);
+      return strata_err(STRATA_EINVALID,
+                        "%s.generation: must be >= 1 (generation 1 is the "
+                        "first commit; use latest for the newest)",
+                        field);
     return 0;
   case STRATA__V1__VERSION_PIN__PIN_COMMIT_TIME_NS:
     if (pin->commit_time_ns < 0)
-      return strata_err(STRATA_EINVALID, "%s.commit_time_ns: must be >= 0 (ns since the Unix "
-                                         "epoch), got %lld", field, (long long)pin->commit_time_ns);
+      return strata_err(STRATA_EINVALID,
+                        "%s.commit_time_ns: must be >= 0 (ns since the Unix "
+                        "epoch), got %lld",
+                        field, (long long)pin->commit_time_ns);
     return 0;
-  default:
-    return strata_err(STRATA_EINVALID, "%s: unknown pin kind %d", field, (int)pin->pin_case);
+  default: return strata_err(STRATA_EINVALID, "%s: unknown pin kind %d", field, (int)pin->pin_case);
   }
 }
 
 int v_enum(const char *field, int v, int lo, int hi, const ProtobufCEnumDescriptor *d) {
   if (v >= lo && v <= hi) return 0;
   const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
-  if (ev)
-    return strata_err(STRATA_EINVALID, "%s: %s is not allowed here", field, ev->name);
+  if (ev) return strata_err(STRATA_EINVALID, "%s: %s is not allowed here", field, ev->name);
   return strata_err(STRATA_EINVALID, "%s: %d is not a known %s value", field, v, d->name);
 }
 

@@ -15,10 +15,10 @@
 
 #include "strata/v1/common.pb-c.h"
 
-#define V_MAX_KEY 65535u          /* OCDBT's key limit */
-#define V_MAX_BATCH 10000u        /* keys per BatchGet, rows per lock call */
+#define V_MAX_KEY 65535u /* OCDBT's key limit */
+#define V_MAX_BATCH 10000u /* keys per BatchGet, rows per lock call */
 #define V_MAX_ID_COUNT (UINT64_C(1) << 32)
-#define V_HASH_MAX 64u            /* largest value_hash accepted */
+#define V_HASH_MAX 64u /* largest value_hash accepted */
 
 /* A key or row: 1..65535 bytes. `field` is printf'd with idx when idx >= 0
  * ("%s[%d]"), so callers pass "puts" + index + ".key" via v_key_at. */

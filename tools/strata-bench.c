@@ -35,8 +35,8 @@ typedef enum kind { K_HEALTH, K_PUT, K_GET, K_LOCK } kind;
 
 typedef struct slot {
   int idx;
-  int phase;                 /* lock pairs: 0 acquire, 1 release */
-  int64_t t0;                /* start of the operation (a pair counts as one) */
+  int phase; /* lock pairs: 0 acquire, 1 release */
+  int64_t t0; /* start of the operation (a pair counts as one) */
   uint64_t seq;
   grpc_call *call;
   grpc_byte_buffer *send, *recv;
@@ -50,7 +50,7 @@ typedef struct bench {
   grpc_completion_queue *cq;
   void *handles[RPC_M__COUNT];
   uint8_t value[VALUE_BYTES];
-  uint64_t keys_written;     /* keys bench/put/<i> for i < keys_written exist */
+  uint64_t keys_written; /* keys bench/put/<i> for i < keys_written exist */
   uint64_t rng;
 } bench;
 
@@ -141,7 +141,8 @@ static void start(bench *b, kind k, slot *s) {
   grpc_metadata_array_init(&s->md);
   grpc_metadata_array_init(&s->tr);
   s->details = grpc_empty_slice();
-  gpr_timespec dl = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(30, GPR_TIMESPAN));
+  gpr_timespec dl =
+      gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC), gpr_time_from_seconds(30, GPR_TIMESPAN));
   s->call = grpc_channel_create_registered_call(b->ch, NULL, GRPC_PROPAGATE_DEFAULTS, b->cq,
                                                 b->handles[mid], dl, NULL);
   grpc_op ops[6];
@@ -327,8 +328,7 @@ int main(int argc, char **argv) {
   grpc_channel_destroy(b.ch);
   grpc_completion_queue_shutdown(b.cq);
   while (grpc_completion_queue_next(b.cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
-         GRPC_QUEUE_SHUTDOWN) {
-  }
+         GRPC_QUEUE_SHUTDOWN) {}
   grpc_completion_queue_destroy(b.cq);
   grpc_shutdown();
   if (emb) srv_embedded_stop(emb);

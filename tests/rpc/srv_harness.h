@@ -11,12 +11,12 @@
 #include "server/embedded.h"
 
 typedef struct harness {
-  int process;           /* 1: child process; 0: embedded */
+  int process; /* 1: child process; 0: embedded */
   srv_embedded *emb;
   pid_t pid;
   char dir[512];
   char addr[64];
-  char log[600];         /* the child's stderr */
+  char log[600]; /* the child's stderr */
 } harness;
 
 /* Starts a server on `dir` (NULL: a new temporary directory). `bin` is the

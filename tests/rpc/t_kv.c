@@ -138,7 +138,8 @@ static size_t list_keys(const char *prefix, const char *start, const char *end, 
   while ((rc = rpc_kv_list_next(st, &m)) == 1) {
     (*msgs)++;
     for (size_t i = 0; i < m->n_entries; i++, n++) {
-      if (n < max) snprintf(out[n], 32, "%.*s", (int)m->entries[i]->key.len, (char *)m->entries[i]->key.data);
+      if (n < max)
+        snprintf(out[n], 32, "%.*s", (int)m->entries[i]->key.len, (char *)m->entries[i]->key.data);
       if (keys_only) assert_int_equal(m->entries[i]->value.len, 0);
     }
     rpc_free(m);
@@ -243,7 +244,8 @@ void test_kv_conditions_fail_naming_the_condition(void **state) {
   q.n_conditions = 2;
   q.conditions = cs;
   Strata__V1__CommitResponse *r;
-  t_expect_err(rpc_kv_commit(C, NULL, &q, &r), STRATA_ECONDITION, "conditions[1] (KIND_ABSENT on key \"cond/k\")");
+  t_expect_err(rpc_kv_commit(C, NULL, &q, &r), STRATA_ECONDITION,
+               "conditions[1] (KIND_ABSENT on key \"cond/k\")");
   assert_int_equal(rpc_client_last_status(), GRPC_STATUS_FAILED_PRECONDITION);
   /* Unchanged since g1 holds; the hash of "v1" holds. */
   uint8_t h[ST_HASH_BYTES];
@@ -471,7 +473,8 @@ void test_kv_concurrent_committers(void **state) {
   assert_int_equal(ok, NCOMMITTERS * PER_COMMITTER);
   static char keys[400][32];
   int msgs;
-  assert_int_equal(list_keys("cc/", NULL, NULL, 0, 1, keys, 400, &msgs), NCOMMITTERS * PER_COMMITTER);
+  assert_int_equal(list_keys("cc/", NULL, NULL, 0, 1, keys, 400, &msgs),
+                   NCOMMITTERS * PER_COMMITTER);
 }
 
 void test_ops_indefinite_scope_listed_as_stuck_until_released(void **state) {

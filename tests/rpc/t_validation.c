@@ -9,12 +9,12 @@
 #include "common/err.h"
 #include "test_rpc_server.h"
 
-#define UNARY(fn, Resp, req, field)                 \
-  do {                                              \
-    Resp *r_ = NULL;                                \
-    t_expect_err(fn(C, NULL, &req, &r_), STRATA_EINVALID, field); \
+#define UNARY(fn, Resp, req, field)                                           \
+  do {                                                                        \
+    Resp *r_ = NULL;                                                          \
+    t_expect_err(fn(C, NULL, &req, &r_), STRATA_EINVALID, field);             \
     assert_int_equal(rpc_client_last_status(), GRPC_STATUS_INVALID_ARGUMENT); \
-    assert_null(r_);                                \
+    assert_null(r_);                                                          \
   } while (0)
 
 static void kv_cases(void) {

@@ -240,11 +240,7 @@ int main(void) {
       cmocka_unit_test(test_listen_address_in_use_fails_clearly),
       cmocka_unit_test(test_max_message_bytes_flag),
       cmocka_unit_test(test_sigint_drains_and_exits_0),
-      T_VALIDATION_TESTS
-      T_LOCKS_TESTS
-      T_OPS_TESTS
-      T_KV_TESTS
-  };
+      T_VALIDATION_TESTS T_LOCKS_TESTS T_OPS_TESTS T_KV_TESTS};
   int failed = cmocka_run_group_tests_name("embedded", tests, group_setup, group_teardown);
   server_bin = getenv("STRATA_SERVER_BIN");
   if (server_bin && *server_bin)

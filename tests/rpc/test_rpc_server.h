@@ -7,7 +7,7 @@
 #include "rpc/client.h"
 #include "srv_harness.h"
 
-extern harness H;     /* the server of the running group */
+extern harness H; /* the server of the running group */
 extern rpc_client *C; /* a client connected to it */
 
 int64_t t_now_ms(void);
@@ -20,24 +20,25 @@ int srv_latest(uint64_t *gen);
 #define T_DECL(name) void name(void **state);
 
 #define T_VALIDATION_LIST(X) X(test_validation_names_the_field)
-#define T_LOCKS_LIST(X)                                       \
-  X(test_locks_acquire_conflict_release)                      \
-  X(test_locks_waiting_acquire_granted_after_release)         \
-  X(test_locks_wait_bounded_by_deadline)                      \
+#define T_LOCKS_LIST(X)                               \
+  X(test_locks_acquire_conflict_release)              \
+  X(test_locks_waiting_acquire_granted_after_release) \
+  X(test_locks_wait_bounded_by_deadline)              \
   X(test_locks_renew_check_list_privileged_release)
-#define T_OPS_LIST(X) X(test_ops_allocate_ids_disjoint_under_concurrency) X(test_ops_get_missing_and_list_stuck)
-#define T_KV_LIST(X)                           \
-  X(test_kv_commit_get_pins_batch_get)         \
-  X(test_kv_list_ranges_limits_and_paging)     \
-  X(test_kv_versions)                          \
-  X(test_kv_conditions_fail_naming_the_condition) \
-  X(test_kv_fenced_commit)                     \
-  X(test_ops_create_records_start_generation)  \
+#define T_OPS_LIST(X) \
+  X(test_ops_allocate_ids_disjoint_under_concurrency) X(test_ops_get_missing_and_list_stuck)
+#define T_KV_LIST(X)                                          \
+  X(test_kv_commit_get_pins_batch_get)                        \
+  X(test_kv_list_ranges_limits_and_paging)                    \
+  X(test_kv_versions)                                         \
+  X(test_kv_conditions_fail_naming_the_condition)             \
+  X(test_kv_fenced_commit)                                    \
+  X(test_ops_create_records_start_generation)                 \
   X(test_ops_indefinite_scope_listed_as_stuck_until_released) \
-  X(test_kv_watch_replay_live_and_resume)      \
-  X(test_kv_watch_deadline_and_cancel)         \
-  X(test_kv_watch_splits_a_large_generation)   \
-  X(test_kv_watch_follows_concurrent_commits_across_resume) \
+  X(test_kv_watch_replay_live_and_resume)                     \
+  X(test_kv_watch_deadline_and_cancel)                        \
+  X(test_kv_watch_splits_a_large_generation)                  \
+  X(test_kv_watch_follows_concurrent_commits_across_resume)   \
   X(test_kv_concurrent_committers)
 
 T_VALIDATION_LIST(T_DECL)

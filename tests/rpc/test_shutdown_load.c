@@ -28,7 +28,7 @@
 typedef struct worker {
   int id, round;
   const char *addr;
-  int acked;               /* commits acknowledged: keys r<round>/<id>/<0..acked-1> */
+  int acked; /* commits acknowledged: keys r<round>/<id>/<0..acked-1> */
   int errors;
 } worker;
 
