@@ -287,6 +287,7 @@ static void list_next(rpc_call *call, void *p) {
   memset(&res, 0, sizeof res);
   int rc = st_list(st->sn, &rg, want, &res);
   if (rc) {
+    st_list_result_free(&res); /* empty after an error, but ours to free */
     srv__fail(call, rc);
     return;
   }

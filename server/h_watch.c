@@ -122,7 +122,10 @@ static int collect_first(watch_state *st, st_snap *b) {
   for (int more = 1; !rc && more;) {
     st_list_result res;
     memset(&res, 0, sizeof res);
-    if ((rc = st_list(b, &rg, 4096, &res))) break;
+    if ((rc = st_list(b, &rg, 4096, &res))) {
+      st_list_result_free(&res);
+      break;
+    }
     for (size_t i = 0; !rc && i < res.n; i++)
       rc = add_change(st, res.items[i].key, res.items[i].klen, 0);
     more = res.more;
