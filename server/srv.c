@@ -76,8 +76,6 @@ static int open_engines(srv *s) {
 
 /* --- handlers that run on the io pool ----------------------------------------- */
 
-static rpc_start_fn io_fns[RPC_M__COUNT];
-
 typedef struct io_job {
   rpc_start_fn fn;
   rpc_call *call;
@@ -98,7 +96,7 @@ static void io_start(rpc_call *call, const ProtobufCMessage *req, void *ctx) {
     rpc_call_fail(call, STRATA_ENOMEM, "out of memory");
     return;
   }
-  *j = (io_job){io_fns[rpc_call_method(call)], call, req, ctx};
+  *j = (io_job){s->io_fns[rpc_call_method(call)], call, req, ctx};
   int rc = srv_pool_run(s->io, io_run, j);
   if (rc) {
     free(j);
@@ -107,7 +105,7 @@ static void io_start(rpc_call *call, const ProtobufCMessage *req, void *ctx) {
 }
 
 void srv__bind_io(srv *s, rpc_handler *h, rpc_method_id m, rpc_start_fn fn) {
-  io_fns[m] = fn; /* the same for every srv: it is the code, not the instance */
+  s->io_fns[m] = fn;
   h[m] = (rpc_handler){io_start, s, NULL};
 }
 
