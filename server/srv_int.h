@@ -22,6 +22,7 @@ struct srv {
   rpc_server *rpc;
   srv_pool *pool; /* waiting Locks.Acquire calls (may block for wait_ms) */
   srv_pool *io; /* short synchronous engine writes (RocksDB fsync): lock and op-log mutations */
+  rpc_start_fn io_fns[RPC_M__COUNT]; /* the handlers srv__bind_io runs on `io` */
   /* Engines. */
   st_db *db; /* the versioned store: data_dir/kv */
   lk_manager *lk; /* locks, op log, id counters: data_dir/locks */
