@@ -452,6 +452,7 @@ static int check_op(uint64_t op, const char *fn) {
 int lk_acquire(lk_manager *lk, const lk_acquire_req *q, lk_result *res) {
   int rc;
   prep pr;
+  assert(lk && q && res);
   memset(res, 0, sizeof *res);
   if ((rc = check_op(q->op, "lk_acquire"))) return rc;
   if ((rc = lk__check_rows(q->rows, q->nrows, "lk_acquire rows"))) return rc;
@@ -517,6 +518,7 @@ int lk_renew(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, int6
   prep pr;
   clist c = {0};
   rocksdb_writebatch_t *b = NULL;
+  assert(lk && res);
   memset(res, 0, sizeof *res);
   if ((rc = check_op(op, "lk_renew"))) return rc;
   if ((rc = lk__check_rows(rows, nrows, "lk_renew rows"))) return rc;
@@ -623,6 +625,7 @@ static int release(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows
   prep pr = {0};
   change *chs = NULL;
   size_t nch = 0, cap = 0, freed = 0;
+  assert(lk);
   if (released) *released = 0;
   if (kinds == 0) kinds = LK_KINDS_ALL;
   if (kinds & ~LK_KINDS_ALL)
@@ -707,6 +710,7 @@ static int check_rows(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nr
                       size_t *missing, lk__slot *holder, lk_kind *holder_kind) {
   prep pr;
   int rc;
+  assert(lk && held);
   *held = 0;
   if ((rc = check_op(op, "lk_check"))) return rc;
   if ((rc = lk__check_rows(rows, nrows, "lk_check rows"))) return rc;
