@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "locks/lock.h"
@@ -195,6 +196,7 @@ static void *auditor(void *arg) {
 }
 
 int main(void) {
+  alarm(600); /* a hang fails the tier instead of CI */
   const char *s = getenv("STRATA_SEED");
   seed = s && *s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
   const char *o = getenv("STRATA_LK_SAFETY_OPS");
