@@ -10,6 +10,8 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <rocksdb/c.h>
+
 #include "common/err.h"
 #include "locks/lock.h"
 #include "locks/oplog.h"
@@ -448,6 +450,39 @@ static void test_bad_input_is_refused_with_a_named_field(void **state) {
   assert_non_null(strstr(strata_errmsg(), "partitions"));
 }
 
+/* Writes key=value straight into the RocksDB directory behind lk's back. */
+static void raw_put(const char *dir, const char *k, size_t kl, const char *v, size_t vl) {
+  char *err = NULL;
+  rocksdb_options_t *o = rocksdb_options_create();
+  rocksdb_t *db = rocksdb_open(o, dir, &err);
+  assert_null(err);
+  rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+  rocksdb_put(db, wo, k, kl, v, vl, &err);
+  assert_null(err);
+  rocksdb_writeoptions_destroy(wo);
+  rocksdb_close(db);
+  rocksdb_options_destroy(o);
+}
+
+static void test_open_refuses_foreign_and_corrupt_data(void **state) {
+  fx *f = *state;
+  lk_close(f->lk);
+  f->lk = NULL;
+  lk_options o;
+  lk_options_init(&o);
+  o.path = f->dir;
+  raw_put(f->dir, "Lrow", 4, "garbage", 7);
+  assert_int_equal(lk_open(&o, &f->lk), STRATA_ECORRUPT);
+  assert_non_null(strstr(strata_errmsg(), "lock record"));
+  raw_put(f->dir, "V", 1, "something-else", 14);
+  assert_int_equal(lk_open(&o, &f->lk), STRATA_EMISMATCH);
+  assert_non_null(strstr(strata_errmsg(), "format marker"));
+  assert_null(f->lk);
+  lkt_rmdir(f->dir); /* teardown needs an open manager: start a fresh directory */
+  f->dir = lkt_tmpdir("lkunit");
+  open_lk(f);
+}
+
 typedef struct waiter_arg {
   lk_manager *lk;
   uint64_t op;
@@ -541,6 +576,7 @@ int main(void) {
     T(test_bad_input_is_refused_with_a_named_field),
     T(test_release_wakes_a_waiter_without_polling),
     T(test_shutdown_wakes_waiters_with_an_error),
+    T(test_open_refuses_foreign_and_corrupt_data),
 #undef T
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
