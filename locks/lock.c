@@ -536,7 +536,7 @@ int lk_renew(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, int6
   for (size_t i = 0; i < pr.n; i++) {
     const lk__rowent *e = pr.rows[i].ent;
     if (holds(e, op, now)) {
-      writes += e->tmp.op == op;
+      writes += e->tmp.op == op && live(&e->tmp, now);
       continue;
     }
     /* Not held: report who holds the row now, if anyone. */
@@ -558,23 +558,25 @@ int lk_renew(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, int6
     b = rocksdb_writebatch_create();
     for (size_t i = 0; i < pr.n; i++) {
       const lk__rowent *e = pr.rows[i].ent;
-      if (e->tmp.op != op) continue;
+      if (e->tmp.op != op || !live(&e->tmp, now)) continue; /* an expired slot stays lost */
       lk__slot tmp = e->tmp;
       tmp.expires_at = exp;
       put_record(b, e->key, e->len, &tmp, &e->ind);
     }
     uint64_t seq;
     if ((rc = lk__write(lk, b, "renew", &seq))) goto out;
-    for (size_t i = 0; i < pr.n; i++)
-      if (pr.rows[i].ent->tmp.op == op) pr.rows[i].ent->wseq = seq;
     pr.need = seq;
   }
   res->status = LK_GRANTED;
   res->expires_at = LK_NEVER;
   for (size_t i = 0; i < pr.n; i++) {
     lk__rowent *e = pr.rows[i].ent;
-    lk__slot *s = e->tmp.op == op ? &e->tmp : &e->ind;
-    if (e->tmp.op == op) e->tmp.expires_at = exp;
+    int renewed = e->tmp.op == op && live(&e->tmp, now);
+    if (renewed) {
+      e->tmp.expires_at = exp;
+      e->wseq = pr.need;
+    }
+    const lk__slot *s = renewed || e->ind.op != op ? &e->tmp : &e->ind;
     if (s->token > res->token) res->token = s->token;
     if (s->expires_at < res->expires_at) res->expires_at = s->expires_at;
   }
