@@ -291,6 +291,7 @@ static void test_conditions_and_fence(void **state) {
   assert_int_equal(r.failed_condition, ST_COND_ABSENT);
   assert_int_equal(r.failed_key_len, 1);
   assert_memory_equal(r.failed_key, "a", 1);
+  assert_non_null(strstr(r.message, "condition 'absent' failed on key 'a'"));
   st_result_free(&r);
   /* nothing of it is visible */
   st_snap *s;
@@ -309,6 +310,7 @@ static void test_conditions_and_fence(void **state) {
   assert_int_equal(st_txn_require_unchanged(t, "a", 1, 2), 0);
   assert_int_equal(st_txn_commit(t, &r), STRATA_ECONDITION);
   assert_int_equal(r.failed_condition, ST_COND_UNCHANGED_SINCE);
+  assert_non_null(strstr(r.message, "'unchanged since generation 2'"));
   st_result_free(&r);
   /* hash */
   uint8_t h[ST_HASH_BYTES];
