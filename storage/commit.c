@@ -829,11 +829,11 @@ static void commit_group(st_db *db, st_txn *list) {
         t->res.commit_time = nv.commit_time;
       }
     }
-    if (!rc && db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED && nv.generation > 2) {
-      /* Keep the previous manifest for readers that listed it a moment ago;
-       * older ones go, off the commit path (the preparer) when there is one. */
+    if (!rc && db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED && nv.generation > ST_MANIFESTS_KEPT) {
+      /* Keep the last ST_MANIFESTS_KEPT for readers that listed them a while
+       * ago; older ones go, off the commit path (the preparer) when there is one. */
       pthread_mutex_lock(&db->mu);
-      db->mf_obsolete = nv.generation - 2;
+      db->mf_obsolete = nv.generation - ST_MANIFESTS_KEPT;
       if (db->has_preparer) pthread_cond_signal(&db->prep_cv);
       pthread_mutex_unlock(&db->mu);
       if (!db->has_preparer) remove_manifests(db);

@@ -188,15 +188,16 @@ static int load_state(st_db *db, ocdbt_manifest *cfgm) {
     goto out;
   }
   if (db->ms.n_versions) db->latest = db->ms.versions[db->ms.n_versions - 1];
-  /* open's cleanup leaves the latest two numbered manifests */
-  db->mf_obsolete = db->mf_removed = db->latest.generation > 2 ? db->latest.generation - 2 : 0;
+  /* open's cleanup leaves the latest ST_MANIFESTS_KEPT numbered manifests */
+  uint64_t L = db->latest.generation;
+  db->mf_obsolete = db->mf_removed = L > ST_MANIFESTS_KEPT ? L - ST_MANIFESTS_KEPT : 0;
 out:
   ocdbt_manifest_free(&m);
   return rc;
 }
 
-/* Removes temp manifests, superseded numbered manifests and data files of
- * generations that never committed. */
+/* Removes temp manifests, numbered manifests older than the kept window and
+ * data files of generations that never committed. */
 static int cleanup(st_db *db) {
   char **names = NULL;
   size_t n = 0;
@@ -208,7 +209,7 @@ static int cleanup(st_db *db) {
     int drop = !strncmp(s, "tmp.", 4);
     if (strlen(s) == 25 && !strncmp(s, "manifest.", 9) && is_hex(s + 9, 16)) {
       uint64_t g = parse_hex(s + 9, 16);
-      drop = g + 1 < L || g > L;
+      drop = g + ST_MANIFESTS_KEPT <= L || g > L;
     }
     if (drop && bs_remove(db->base, s) == 0) removed = 1;
   }

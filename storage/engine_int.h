@@ -16,6 +16,10 @@
 #define ST_NOFILE UINT32_MAX
 #define ST_DATA_DIR "d"
 #define ST_MANIFEST "manifest.ocdbt"
+/* Numbered manifests kept behind the latest, as tensorstore does
+ * (kNumNumberedManifestsToKeep): a reader that listed the directory a while
+ * ago can still open the one it chose. */
+#define ST_MANIFESTS_KEPT 128
 
 typedef struct st_ref {
   uint32_t file;       /* interned id, ST_NOFILE for a missing root */
