@@ -234,6 +234,7 @@ int lk_open(const lk_options *o, lk_manager **out) {
   rocksdb_options_set_max_background_jobs(lk->dbopts, 2);
   rocksdb_options_set_keep_log_file_num(lk->dbopts, 2);
   rocksdb_options_set_info_log_level(lk->dbopts, 2 /* warn */);
+  rocksdb_options_set_enable_pipelined_write(lk->dbopts, 1);
   lk->wo = rocksdb_writeoptions_create();
   rocksdb_writeoptions_set_sync(lk->wo, o->no_sync ? 0 : 1);
   lk->wo_lock = rocksdb_writeoptions_create();
