@@ -4,7 +4,8 @@
  * Prints one line per figure: BENCH <name> <value> <unit> [vs <anchor> <ratio>].
  * Data lives under $STRATA_BENCH_DIR (default /tmp) and is deleted at the end.
  * STRATA_BENCH_SCALE (default 1.0) scales the sizes for a quick run;
- * STRATA_BENCH_NODE_BYTES overrides max_decoded_node_bytes.
+ * STRATA_BENCH_NODE_BYTES / STRATA_BENCH_MAX_INLINE override max_decoded_node_bytes /
+ * max_inline_value_bytes.
  */
 #include <pthread.h>
 #include <rocksdb/c.h>
@@ -59,6 +60,8 @@ static st_db *sopen(const char *name, size_t cache) {
   o.cache_bytes = cache;
   const char *nb = getenv("STRATA_BENCH_NODE_BYTES"); /* to compare node sizes */
   if (nb) o.config.max_decoded_node_bytes = (uint32_t)atoi(nb);
+  const char *mi = getenv("STRATA_BENCH_MAX_INLINE");
+  if (mi) o.config.max_inline_value_bytes = (uint32_t)atoi(mi);
   st_db *db;
   if (st_open(p, &o, &db)) die("st_open", strata_errmsg());
   return db;
