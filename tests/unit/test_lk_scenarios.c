@@ -407,7 +407,7 @@ done:
   if (rn.err[0]) lk_shutdown(rn.lk);
   for (int i = 0; i < NSESS; i++) {
     session *s = &rn.s[i];
-    wait_done(s, 5000);
+    if (pending[i]) wait_done(s, 5000); /* woken by lk_shutdown on failure */
     pthread_mutex_lock(&s->mu);
     s->quit = 1;
     pthread_cond_broadcast(&s->cv);
