@@ -23,3 +23,5 @@ test-locks-stress:
 test-locks-crash:
 	@$(MAKE) --no-print-directory VARIANT=release $(BUILD)/release/tests/locks/lk_crash
 	@sh tests/run-tier.sh locks-crash $(TEST_RESULTS) $(BUILD)/release/tests/locks/lk_crash
+
+-include $(LOCKS_TEST_BINS:%=$(O)/%.d)
