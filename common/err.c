@@ -78,6 +78,11 @@ const char *strata_errmsg(void) {
   return errmsg;
 }
 
+const char *strata_errmsg_for(int rc) {
+  if (errmsg_rc == rc && errmsg[0]) return errmsg;
+  return strata_strerror(rc);
+}
+
 void strata_err_clear(void) {
   errmsg[0] = 0;
   errmsg_rc = 0;

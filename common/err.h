@@ -62,6 +62,11 @@ int strata_err_wrap(int rc, const char *fmt, ...) __attribute__((format(printf, 
  * none was given. Valid until the next strata_err* call on this thread. */
 const char *strata_errmsg(void);
 
+/* The detail message if the last one recorded on this thread was for rc,
+ * otherwise strata_strerror(rc): safe after calling code that may or may not
+ * have recorded a detail (a callback). Valid like strata_errmsg. */
+const char *strata_errmsg_for(int rc);
+
 /* Forgets this thread's detail message. */
 void strata_err_clear(void);
 

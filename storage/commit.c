@@ -473,10 +473,12 @@ static void validate(group *g, st_txn *t, const st_vers *latest) {
     else if (o->kind == OP_PUT_REF) rc = check_ref(db, t, o, &ids[i]);
   }
   if (rc) goto out;
+  if (t->fence) strata_err_clear();
   if (t->fence && (rc = t->fence(t->fence_ctx))) {
     t->res.rc = rc;
+    /* Keep the fence's own detail (which row, which holder). */
     snprintf(t->res.message, sizeof t->res.message, "the transaction's fence refused it: %s",
-             strata_strerror(rc));
+             strata_errmsg_for(rc));
     goto out;
   }
   for (size_t i = 0; i < t->n && !rc; i++)

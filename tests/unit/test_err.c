@@ -46,6 +46,9 @@ static void test_detail_message_and_wrap(void **state) {
   strata_err_clear();
   strata_err_wrap(STRATA_ENOTFOUND, "key %s", "k1");
   assert_string_equal(strata_errmsg(), "key k1: not found");
+  /* errmsg_for gives the detail only when it was recorded for that code. */
+  assert_string_equal(strata_errmsg_for(STRATA_ENOTFOUND), "key k1: not found");
+  assert_string_equal(strata_errmsg_for(STRATA_EFENCED), strata_strerror(STRATA_EFENCED));
 }
 
 int main(void) {

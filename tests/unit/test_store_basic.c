@@ -274,7 +274,7 @@ static void test_diff_between_versions(void **state) {
 static int fence_ok(void *ctx) { return 0; }
 static int fence_no(void *ctx) {
   (*(int *)ctx)++;
-  return STRATA_EFENCED;
+  return strata_err(STRATA_EFENCED, "op 7 no longer holds row 'r1' (expired)");
 }
 
 static void test_conditions_and_fence(void **state) {
@@ -332,6 +332,8 @@ static void test_conditions_and_fence(void **state) {
   st_txn_set_fence(t, fence_no, &calls);
   assert_int_equal(st_txn_commit(t, &r), STRATA_EFENCED);
   assert_int_equal(calls, 1);
+  /* The fence's detail reaches the caller. */
+  assert_non_null(strstr(r.message, "op 7 no longer holds row 'r1' (expired)"));
   assert_int_equal(st_snap_latest(db, &s), 0);
   assert_int_equal(get_str(s, "f", buf, sizeof buf), STRATA_ENOTFOUND);
   st_snap_release(s);
