@@ -3,6 +3,9 @@
 # result line to $(TEST_RESULTS). Folders add their own binaries to
 # UNIT_TESTS / FUZZ_TARGETS; tiers that need more are added here.
 
+# Tests that join two modules without a server live here.
+UNIT_TESTS += tests/unit/test_fence.c
+
 # The unit tiers run first and fuzzing last; the other folders' tiers between.
 TEST_TIERS := unit unit-asan $(TEST_TIERS) fuzz
 
