@@ -265,27 +265,45 @@ void oplog_ops_free(oplog_op *ops, size_t n) {
   free(ops);
 }
 
-int oplog_list_stuck(oplog *ol, int64_t min_age_ns, oplog_op **ops, size_t *n) {
+/* Decides whether a scanned op is listed: 1 yes, 0 no, < 0 an error. */
+typedef int (*keep_fn)(oplog *ol, oplog_op *op, void *ctx);
+
+/* Walks the op records in id order (from after_id up, or with newest_first
+ * from below before_id down; before_id 0 = from the newest), appending the
+ * ops keep() accepts until limit (0 = no limit). Scopes are read for the
+ * listed ops only when keep did not already. */
+static int scan(oplog *ol, int newest_first, uint64_t after_id, uint64_t before_id, size_t limit,
+                keep_fn keep, void *ctx, oplog_op **ops, size_t *n, const char *what) {
   int rc = 0;
+  size_t cap = 0;
   *ops = NULL;
   *n = 0;
-  if (min_age_ns < 0)
-    return strata_err(STRATA_EINVALID, "oplog_list_stuck: min_age_ns %" PRId64 " is negative", min_age_ns);
-  size_t cap = 0;
-  int64_t now = lk_now(ol->lk);
-  uint8_t start = LK__TAG_OP;
+  uint8_t k0[9];
   rocksdb_iterator_t *it = rocksdb_create_iterator(ol->lk->db, ol->lk->ro);
-  for (rocksdb_iter_seek(it, (const char *)&start, 1); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+  if (newest_first) {
+    op_key(k0, before_id ? before_id - 1 : UINT64_MAX);
+    rocksdb_iter_seek_for_prev(it, (const char *)k0, sizeof k0);
+  } else {
+    op_key(k0, after_id == UINT64_MAX ? after_id : after_id + 1);
+    rocksdb_iter_seek(it, (const char *)k0, sizeof k0);
+  }
+  for (; rocksdb_iter_valid(it) && (!limit || *n < limit);
+       newest_first ? rocksdb_iter_prev(it) : rocksdb_iter_next(it)) {
     size_t kl, vl;
     const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
     if (kl != 9 || k[0] != LK__TAG_OP) break;
+    uint64_t id = lk__get64(k + 1);
+    if (newest_first ? (before_id && id >= before_id) : id <= after_id) break;
     const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
     oplog_op op;
-    if ((rc = decode(lk__get64(k + 1), v, vl, &op))) goto out;
-    if (op.status == OPLOG_SUCCESS || now - op.created_at < min_age_ns ||
-        (rc = read_scope(ol, &op, 0)) || op.nscope == 0) {
+    if ((rc = decode(id, v, vl, &op))) goto out;
+    int yes = keep(ol, &op, ctx);
+    if (yes <= 0) {
       oplog_op_free(&op);
-      if (rc) goto out;
+      if (yes < 0) {
+        rc = yes;
+        goto out;
+      }
       continue;
     }
     if (*n == cap) {
@@ -293,7 +311,7 @@ int oplog_list_stuck(oplog *ol, int64_t min_age_ns, oplog_op **ops, size_t *n) {
       oplog_op *a = realloc(*ops, cap * sizeof *a);
       if (!a) {
         oplog_op_free(&op);
-        rc = strata_err(STRATA_ENOMEM, "oplog_list_stuck");
+        rc = strata_err(STRATA_ENOMEM, "%s: out of memory", what);
         goto out;
       }
       *ops = a;
@@ -302,7 +320,7 @@ int oplog_list_stuck(oplog *ol, int64_t min_age_ns, oplog_op **ops, size_t *n) {
   }
   char *err = NULL;
   rocksdb_iter_get_error(it, &err);
-  if (err) rc = lk__dberr(err, "oplog_list_stuck");
+  if (err) rc = lk__dberr(err, what);
 out:
   rocksdb_iter_destroy(it);
   if (rc) {
@@ -311,4 +329,41 @@ out:
     *n = 0;
   }
   return rc;
+}
+
+typedef struct {
+  int64_t now, min_age_ns;
+} stuck_ctx;
+
+static int keep_stuck(oplog *ol, oplog_op *op, void *ctx) {
+  stuck_ctx *c = ctx;
+  if (op->status == OPLOG_SUCCESS || c->now - op->created_at < c->min_age_ns) return 0;
+  int rc = read_scope(ol, op, 0);
+  if (rc) return rc;
+  return op->nscope > 0;
+}
+
+int oplog_list_stuck(oplog *ol, int64_t min_age_ns, oplog_op **ops, size_t *n) {
+  *ops = NULL;
+  *n = 0;
+  if (min_age_ns < 0)
+    return strata_err(STRATA_EINVALID, "oplog_list_stuck: min_age_ns %" PRId64 " is negative", min_age_ns);
+  stuck_ctx c = {lk_now(ol->lk), min_age_ns};
+  return scan(ol, 0, 0, 0, 0, keep_stuck, &c, ops, n, "oplog_list_stuck");
+}
+
+static int keep_status(oplog *ol, oplog_op *op, void *ctx) {
+  const oplog_list_filter *f = ctx;
+  if (f->any_status == 0 && op->status != f->status) return 0;
+  int rc = read_scope(ol, op, 0);
+  return rc ? rc : 1;
+}
+
+int oplog_list(oplog *ol, const oplog_list_filter *f, oplog_op **ops, size_t *n) {
+  *ops = NULL;
+  *n = 0;
+  if (!f->any_status && (f->status < OPLOG_CREATED || f->status > OPLOG_WRITE_FAILED))
+    return strata_err(STRATA_EINVALID, "oplog_list: unknown status %d", (int)f->status);
+  return scan(ol, f->newest_first, f->after_id, f->before_id, f->limit, keep_status, (void *)f, ops,
+              n, "oplog_list");
 }

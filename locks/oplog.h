@@ -68,6 +68,20 @@ void oplog_op_free(oplog_op *op);
 int oplog_list_stuck(oplog *ol, int64_t min_age_ns, oplog_op **ops, size_t *n);
 void oplog_ops_free(oplog_op *ops, size_t n);
 
+typedef struct oplog_list_filter {
+  int any_status;         /* 1: every status; 0: only `status` */
+  oplog_status status;
+  int newest_first;       /* 0: ascending ids after after_id; 1: descending ids below before_id */
+  uint64_t after_id;      /* ascending: only ids > after_id (0 = from the first) */
+  uint64_t before_id;     /* descending: only ids < before_id (0 = from the newest) */
+  size_t limit;           /* at most this many ops; 0 = no limit */
+} oplog_list_filter;
+
+/* Ops matching f, with their scopes, in the order f asks for. *ops is an
+ * array of *n ops; free with oplog_ops_free. STRATA_EINVALID for an unknown
+ * status. A page of `limit` ops costs O(limit + skipped) record reads. */
+int oplog_list(oplog *ol, const oplog_list_filter *f, oplog_op **ops, size_t *n);
+
 /* Largest id handed out so far (0 if none). */
 uint64_t oplog_last_id(oplog *ol);
 

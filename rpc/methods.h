@@ -50,6 +50,8 @@
   XX(ops_list_stuck, "/strata.v1.Ops/ListStuck", STREAM, Strata__V1__ListStuckRequest,          \
      strata__v1__list_stuck_request, Strata__V1__ListStuckResponse,                             \
      strata__v1__list_stuck_response)                                                            \
+  XX(ops_list, "/strata.v1.Ops/List", STREAM, Strata__V1__ListOpsRequest,                        \
+     strata__v1__list_ops_request, Strata__V1__ListOpsResponse, strata__v1__list_ops_response)    \
   XX(ops_allocate_ids, "/strata.v1.Ops/AllocateIds", UNARY, Strata__V1__AllocateIdsRequest,     \
      strata__v1__allocate_ids_request, Strata__V1__AllocateIdsResponse,                         \
      strata__v1__allocate_ids_response)                                                          \

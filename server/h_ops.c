@@ -250,10 +250,118 @@ static void h_list_stuck(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
   rpc_stream_begin(call, stuck_next, st, stuck_free);
 }
 
+/* --- List (stream) ---------------------------------------------------------------
+ * Reads the op log a page at a time (so a long log is never held whole) and
+ * sends messages of at most LIST_BATCH_BYTES; the first message always goes,
+ * empty if nothing matches, so the client learns last_op_id. */
+
+#define LIST_PAGE 256
+
+typedef struct list_state {
+  srv *s;
+  oplog_list_filter f;   /* its cursor moves past each page read */
+  int limited;
+  uint64_t remaining;    /* ops still to send when limited */
+  uint64_t last_id;
+  oplog_op *ops;         /* the current page */
+  size_t n, next;
+  int exhausted, sent;
+} list_state;
+
+static void list_free(void *p) {
+  list_state *st = p;
+  oplog_ops_free(st->ops, st->n);
+  free(st);
+}
+
+static int list_fill(list_state *st) {
+  oplog_ops_free(st->ops, st->n);
+  st->ops = NULL;
+  st->n = st->next = 0;
+  oplog_list_filter f = st->f;
+  f.limit = st->limited && st->remaining < LIST_PAGE ? st->remaining : LIST_PAGE;
+  int rc = oplog_list(lk_oplog(st->s->lk), &f, &st->ops, &st->n);
+  if (rc) return rc;
+  if (st->n < f.limit) st->exhausted = 1;
+  if (st->limited && (st->remaining -= st->n) == 0) st->exhausted = 1;
+  if (st->n) {
+    if (st->f.newest_first) st->f.before_id = st->ops[st->n - 1].id;
+    else st->f.after_id = st->ops[st->n - 1].id;
+  }
+  return 0;
+}
+
+static void list_next(rpc_call *call, void *p) {
+  list_state *st = p;
+  if (rpc_call_stopping(call)) {
+    rpc_call_fail(call, rpc_call_stop_reason(call), "Ops.List stopped");
+    return;
+  }
+  int rc = 0;
+  if (st->next >= st->n && !st->exhausted) rc = list_fill(st);
+  if (!rc && st->next >= st->n && st->sent) {
+    rpc_stream_end(call);
+    return;
+  }
+  size_t end = st->next, bytes = 0;
+  while (!rc && end < st->n && (end == st->next || bytes < STUCK_BATCH_BYTES))
+    bytes += st->ops[end++].payload_len + 256;
+  size_t k = end - st->next, built = 0;
+  Strata__V1__Op *ms = k ? calloc(k, sizeof *ms) : NULL;
+  Strata__V1__Op **ptrs = k ? calloc(k, sizeof *ptrs) : NULL;
+  if (!rc && k && (!ms || !ptrs)) rc = strata_err(STRATA_ENOMEM, "Ops.List: out of memory");
+  for (; !rc && built < k; built++) {
+    rc = op_msg(&ms[built], &st->ops[st->next + built]);
+    ptrs[built] = &ms[built];
+  }
+  if (!rc) {
+    Strata__V1__ListOpsResponse resp = STRATA__V1__LIST_OPS_RESPONSE__INIT;
+    resp.n_ops = k;
+    resp.ops = ptrs;
+    resp.last_op_id = st->last_id;
+    rc = rpc_stream_send(call, &resp.base);
+  }
+  for (size_t i = 0; ms && i < built; i++) op_msg_free(&ms[i]);
+  free(ms);
+  free(ptrs);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
+  st->sent = 1;
+  st->next = end;
+}
+
+static void h_list(rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
+  srv *s = ctx;
+  const Strata__V1__ListOpsRequest *r = (const void *)msg;
+  int rc = v_enum("status", r->status, 0, 5, &strata__v1__op_status__descriptor);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
+  list_state *st = calloc(1, sizeof *st);
+  if (!st) {
+    rpc_call_fail(call, STRATA_ENOMEM, "Ops.List: out of memory");
+    return;
+  }
+  st->s = s;
+  st->f.any_status = r->status == 0;
+  st->f.status = r->status ? (oplog_status)(r->status - 1) : OPLOG_CREATED;
+  st->f.newest_first = r->newest_first;
+  st->f.after_id = r->after_op_id;
+  st->f.before_id = r->before_op_id;
+  st->limited = r->limit > 0;
+  st->remaining = r->limit;
+  st->last_id = oplog_last_id(lk_oplog(s->lk));
+  rpc_stream_begin(call, list_next, st, list_free);
+}
+
 void srv__ops_bind(srv *s, rpc_handler *h) {
   srv__bind_io(s, h, RPC_M_ops_create, h_create);
   h[RPC_M_ops_get] = (rpc_handler){h_get, s, NULL};
   srv__bind_io(s, h, RPC_M_ops_set_status, h_set_status);
   h[RPC_M_ops_list_stuck] = (rpc_handler){h_list_stuck, s, NULL};
+  h[RPC_M_ops_list] = (rpc_handler){h_list, s, NULL};
   srv__bind_io(s, h, RPC_M_ops_allocate_ids, h_allocate);
 }

@@ -26,7 +26,8 @@ int srv_latest(uint64_t *gen);
   X(test_locks_wait_bounded_by_deadline)              \
   X(test_locks_renew_check_list_privileged_release)
 #define T_OPS_LIST(X) \
-  X(test_ops_allocate_ids_disjoint_under_concurrency) X(test_ops_get_missing_and_list_stuck)
+  X(test_ops_allocate_ids_disjoint_under_concurrency) X(test_ops_get_missing_and_list_stuck) \
+  X(test_ops_list_pages_filters_and_orders)
 #define T_KV_LIST(X)                                          \
   X(test_kv_commit_get_pins_batch_get)                        \
   X(test_kv_list_ranges_limits_and_paging)                    \

@@ -211,6 +211,69 @@ static void test_counter_bad_input_and_overflow(void **state) {
   assert_int_equal(first, UINT64_MAX - 9);
 }
 
+/* Lists ids of the ops f selects into ids[]; returns how many. */
+static size_t list_ids(fx *f, const oplog_list_filter *flt, uint64_t *ids) {
+  oplog_op *ops;
+  size_t n;
+  assert_int_equal(oplog_list(lk_oplog(f->lk), flt, &ops, &n), 0);
+  for (size_t i = 0; i < n; i++) ids[i] = ops[i].id;
+  oplog_ops_free(ops, n);
+  return n;
+}
+
+static void test_list_filters_pages_and_orders(void **state) {
+  fx *f = *state;
+  oplog *ol = lk_oplog(f->lk);
+  uint64_t id[10], got[16];
+  /* ops 1..10; every third one SUCCESS, op 5 EXCEPTION */
+  for (int i = 0; i < 10; i++) {
+    assert_int_equal(oplog_create(ol, "u", "split", NULL, 0, 0, &id[i], NULL), 0);
+    if (i % 3 == 2) assert_int_equal(oplog_set_status(ol, id[i], OPLOG_SUCCESS, NULL), 0);
+  }
+  assert_int_equal(oplog_set_status(ol, id[4], OPLOG_EXCEPTION, "boom"), 0);
+  oplog_list_filter all = {1, 0, 0, 0, 0, 0};
+  assert_int_equal(list_ids(f, &all, got), 10);
+  for (int i = 0; i < 10; i++) assert_int_equal(got[i], id[i]);
+  /* by status */
+  oplog_list_filter ok = {0, OPLOG_SUCCESS, 0, 0, 0, 0};
+  assert_int_equal(list_ids(f, &ok, got), 3);
+  assert_int_equal(got[0], id[2]);
+  assert_int_equal(got[2], id[8]);
+  oplog_list_filter ex = {0, OPLOG_EXCEPTION, 0, 0, 0, 0};
+  assert_int_equal(list_ids(f, &ex, got), 1);
+  assert_int_equal(got[0], id[4]);
+  /* ascending pages of 4 after a cursor cover everything once */
+  oplog_list_filter page = {1, 0, 0, 0, 0, 4};
+  size_t total = 0;
+  for (;;) {
+    size_t n = list_ids(f, &page, got);
+    for (size_t i = 0; i < n; i++) assert_int_equal(got[i], id[total + i]);
+    total += n;
+    if (n < 4) break;
+    page.after_id = got[n - 1];
+  }
+  assert_int_equal(total, 10);
+  /* newest first, below a cursor, with a status filter */
+  oplog_list_filter newest = {1, 0, 1, 0, 0, 3};
+  assert_int_equal(list_ids(f, &newest, got), 3);
+  assert_int_equal(got[0], id[9]);
+  assert_int_equal(got[2], id[7]);
+  newest.before_id = id[7];
+  assert_int_equal(list_ids(f, &newest, got), 3);
+  assert_int_equal(got[0], id[6]);
+  oplog_list_filter newest_ok = {0, OPLOG_SUCCESS, 1, 0, id[8], 0};
+  assert_int_equal(list_ids(f, &newest_ok, got), 2);
+  assert_int_equal(got[0], id[5]);
+  assert_int_equal(got[1], id[2]);
+  /* past the end, and a bad status */
+  oplog_list_filter after_end = {1, 0, 0, id[9], 0, 0};
+  assert_int_equal(list_ids(f, &after_end, got), 0);
+  oplog_list_filter bad = {0, (oplog_status)9, 0, 0, 0, 0};
+  oplog_op *ops;
+  size_t n;
+  assert_int_equal(oplog_list(ol, &bad, &ops, &n), STRATA_EINVALID);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -218,6 +281,7 @@ int main(void) {
     T(test_set_status_persists_with_exception_text),
     T(test_scope_follows_indefinite_locks_and_list_stuck),
     T(test_create_refuses_bad_fields),
+    T(test_list_filters_pages_and_orders),
     T(test_counter_ranges_never_repeat_across_reopen),
     T(test_counter_bad_input_and_overflow),
 #undef T

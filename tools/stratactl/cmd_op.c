@@ -1,7 +1,6 @@
 /*
- * op show / list / stuck: the operation log (Ops service). op list has no
- * RPC of its own yet: it walks Ops.Get down from the newest id, which it
- * finds by an exponential then binary search (op ids are dense from 1).
+ * op show / list / stuck: the operation log (Ops service: Get, List,
+ * ListStuck).
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -141,91 +140,75 @@ int ctl_op_show(ctl_ctx *x, const ctl_args *a) {
 
 /* --- op list -------------------------------------------------------------------------------------- */
 
-/* Ops.Get of id: 0 with *r (caller frees), STRATA_ENOTFOUND, or an error. */
-static int get_op(ctl_ctx *x, uint64_t id, Strata__V1__GetOpResponse **r) {
-  Strata__V1__GetOpRequest q = STRATA__V1__GET_OP_REQUEST__INIT;
-  q.op_id = id;
-  rpc_callopts co = ctl_callopts(x, 0);
-  return rpc_ops_get(ctl_client(x), &co, &q, r);
-}
-
-static int op_exists(ctl_ctx *x, uint64_t id, int *yes) {
-  Strata__V1__GetOpResponse *r = NULL;
-  int rc = get_op(x, id, &r);
-  rpc_free(r);
-  *yes = rc == 0;
-  return rc == STRATA_ENOTFOUND ? 0 : rc;
-}
-
-/* The newest op id (0 when there is none), by exponential then binary search. */
-static int last_op_id(ctl_ctx *x, uint64_t *last) {
-  uint64_t lo = 0, hi = 1;
-  int yes, rc;
-  for (;;) {
-    if ((rc = op_exists(x, hi, &yes))) return rc;
-    if (!yes) break;
-    lo = hi;
-    if (hi > UINT64_MAX / 2) {
-      hi = UINT64_MAX;
-      break;
-    }
-    hi *= 2;
-  }
-  while (hi - lo > 1) { /* lo exists (or is 0), hi does not */
-    uint64_t mid = lo + (hi - lo) / 2;
-    if ((rc = op_exists(x, mid, &yes))) return rc;
-    if (yes) lo = mid;
-    else hi = mid;
-  }
-  *last = lo;
-  return 0;
-}
-
 int ctl_op_list(ctl_ctx *x, const ctl_args *a) {
-  uint64_t limit = OP_LIST_DEFAULT_LIMIT, last = 0;
-  Strata__V1__OpStatus want = 0;
+  uint64_t limit = OP_LIST_DEFAULT_LIMIT;
+  Strata__V1__ListOpsRequest q = STRATA__V1__LIST_OPS_REQUEST__INIT;
   const char *s = ctl_val(a, "status", 0);
-  if (s && !(want = status_parse(s)))
+  if (s && !(q.status = status_parse(s)))
     return ctl_usage(a->cmd, "--status: expected created, write_started, success, exception or "
                              "write_failed, got \"%s\"", s);
   if ((s = ctl_val(a, "limit", 0)) && ctl_u64_parse(s, 1, 1000000, &limit))
     return ctl_usage(a->cmd, "--limit: expected a number in 1..1000000, got \"%s\"", s);
-  int rc = last_op_id(x, &last);
-  if (rc) return ctl_rpc_fail(x, rc, "Ops.Get");
-  Strata__V1__GetOpResponse **got = calloc(limit, sizeof *got);
-  Strata__V1__Op **ops = calloc(limit, sizeof *ops);
-  size_t n = 0;
-  uint64_t id = last;
-  if (!got || !ops) {
-    rc = ctl_refuse(x, "STRATA_ENOMEM", "op list: out of memory");
+  /* The newest `limit` matches, newest first; one more tells whether older
+   * ones were left out. */
+  q.newest_first = 1;
+  q.limit = limit + 1;
+  rpc_cstream *st = NULL;
+  rpc_callopts co = ctl_callopts(x, 0);
+  Strata__V1__ListOpsResponse **msgs = NULL;
+  Strata__V1__Op **ops = NULL;
+  size_t nmsgs = 0, n = 0, cap = 0;
+  uint64_t last = 0;
+  int rc = rpc_ops_list(ctl_client(x), &co, &q, &st);
+  Strata__V1__ListOpsResponse *m = NULL;
+  while (!rc && (rc = rpc_ops_list_next(st, &m)) == 1) {
+    Strata__V1__ListOpsResponse **mm = realloc(msgs, (nmsgs + 1) * sizeof *mm);
+    if (!mm) {
+      rpc_free(m);
+      rc = STRATA_ENOMEM;
+      break;
+    }
+    msgs = mm;
+    msgs[nmsgs++] = m;
+    last = m->last_op_id;
+    for (size_t i = 0; i < m->n_ops; i++) {
+      if (n == cap) {
+        cap = cap ? cap * 2 : 64;
+        Strata__V1__Op **o = realloc(ops, cap * sizeof *o);
+        if (!o) {
+          rc = STRATA_ENOMEM;
+          break;
+        }
+        ops = o;
+      }
+      ops[n++] = m->ops[i];
+    }
+    rc = rc == STRATA_ENOMEM ? rc : 0;
+  }
+  rpc_cstream_close(st);
+  if (rc) {
+    rc = rc == STRATA_ENOMEM ? ctl_refuse(x, "STRATA_ENOMEM", "op list: out of memory")
+                             : ctl_rpc_fail(x, rc, "Ops.List");
     goto out;
   }
-  for (; id >= 1 && n < limit; id--) {
-    Strata__V1__GetOpResponse *r = NULL;
-    if ((rc = get_op(x, id, &r)) == STRATA_ENOTFOUND) continue;
-    if (rc) {
-      rc = ctl_rpc_fail(x, rc, "Ops.Get");
-      goto out;
-    }
-    if (want && r->op->status != want) {
-      rpc_free(r);
-      continue;
-    }
-    got[n++] = r;
-  }
+  int truncated = n > limit;
+  if (truncated) n = (size_t)limit;
   /* Oldest first among the newest `limit` matches. */
-  for (size_t i = 0; i < n; i++) ops[i] = got[n - 1 - i]->op;
-  int truncated = n == limit && id >= 1;
+  for (size_t i = 0; i < n / 2; i++) {
+    Strata__V1__Op *t = ops[i];
+    ops[i] = ops[n - 1 - i];
+    ops[n - 1 - i] = t;
+  }
   char footer[160];
   snprintf(footer, sizeof footer, "%zu op%s%s%s", n, n == 1 ? "" : "s",
-           truncated ? " (limit reached; older ops were not read, raise --limit)" : "",
+           truncated ? " (limit reached; older ops were not shown, raise --limit)" : "",
            n == 0 && last == 0 ? " (the op log is empty)" : "");
   print_ops(x, ops, n, json_pack("{s:o, s:b}", "last_op_id", ctl_json_u64(last), "truncated", truncated),
             footer);
   rc = CTL_OK;
 out:
-  for (size_t i = 0; got && i < n; i++) rpc_free(got[i]);
-  free(got);
+  for (size_t i = 0; i < nmsgs; i++) rpc_free(msgs[i]);
+  free(msgs);
   free(ops);
   return rc;
 }
