@@ -144,15 +144,17 @@ check(code_of(alloc, ops_pb2.AllocateIdsRequest(counter="py", count=0))[0] == gr
 oget = unary("/strata.v1.Ops/Get", ops_pb2.GetOpRequest, ops_pb2.GetOpResponse)
 setst = unary("/strata.v1.Ops/SetStatus", ops_pb2.SetStatusRequest, ops_pb2.SetStatusResponse)
 create = unary("/strata.v1.Ops/Create", ops_pb2.CreateOpRequest, ops_pb2.CreateOpResponse)
-code, _ = code_of(create, ops_pb2.CreateOpRequest(user="py", kind="split"))
-if code == grpc.StatusCode.OK:
-    op = create(ops_pb2.CreateOpRequest(user="py", kind="split", payload=b"p"), timeout=5).op
-    check(op.op_id > 0 and op.status == ops_pb2.OP_STATUS_CREATED, "Ops.Create")
-    check(oget(ops_pb2.GetOpRequest(op_id=op.op_id), timeout=5).op.user == "py", "Ops.Get")
-    s2 = setst(ops_pb2.SetStatusRequest(op_id=op.op_id, status=ops_pb2.OP_STATUS_SUCCESS), timeout=5).op
-    check(s2.status == ops_pb2.OP_STATUS_SUCCESS, "Ops.SetStatus")
-else:
-    check(code == grpc.StatusCode.UNIMPLEMENTED, "Ops.Create UNIMPLEMENTED until the store lands")
+op = create(ops_pb2.CreateOpRequest(user="py", kind="split", payload=b"p"), timeout=5).op
+check(op.op_id > 0 and op.status == ops_pb2.OP_STATUS_CREATED, "Ops.Create")
+check(oget(ops_pb2.GetOpRequest(op_id=op.op_id), timeout=5).op.user == "py", "Ops.Get")
+s2 = setst(ops_pb2.SetStatusRequest(op_id=op.op_id, status=ops_pb2.OP_STATUS_SUCCESS), timeout=5).op
+check(s2.status == ops_pb2.OP_STATUS_SUCCESS, "Ops.SetStatus")
+olist = stream("/strata.v1.Ops/List", ops_pb2.ListOpsRequest, ops_pb2.ListOpsResponse)
+code, msgs = stream_code(olist, ops_pb2.ListOpsRequest(status=ops_pb2.OP_STATUS_SUCCESS, newest_first=True, limit=1))
+check(code == grpc.StatusCode.OK and [o.op_id for m in msgs for o in m.ops] == [op.op_id]
+      and msgs[0].last_op_id == op.op_id, "Ops.List (stream) newest SUCCESS op")
+check(stream_code(olist, ops_pb2.ListOpsRequest(status=42))[0] == grpc.StatusCode.INVALID_ARGUMENT,
+      "Ops.List unknown status INVALID_ARGUMENT")
 check(code_of(oget, ops_pb2.GetOpRequest(op_id=999999))[0] == grpc.StatusCode.NOT_FOUND, "Ops.Get missing NOT_FOUND")
 check(code_of(setst, ops_pb2.SetStatusRequest(op_id=1, status=77))[0] == grpc.StatusCode.INVALID_ARGUMENT,
       "Ops.SetStatus unknown status INVALID_ARGUMENT")
@@ -165,36 +167,25 @@ get = unary("/strata.v1.Kv/Get", kv_pb2.GetRequest, kv_pb2.GetResponse)
 commit = unary("/strata.v1.Kv/Commit", kv_pb2.CommitRequest, kv_pb2.CommitResponse)
 bget = unary("/strata.v1.Kv/BatchGet", kv_pb2.BatchGetRequest, kv_pb2.BatchGetResponse)
 check(code_of(get, kv_pb2.GetRequest())[0] == grpc.StatusCode.INVALID_ARGUMENT, "Kv.Get empty key INVALID_ARGUMENT")
-code, _ = code_of(get, kv_pb2.GetRequest(key=b"k"))
-if code != grpc.StatusCode.UNIMPLEMENTED:
-    c1 = commit(kv_pb2.CommitRequest(puts=[kv_pb2.Put(key=b"k", value=b"v1")]), timeout=5)
-    check(c1.version.generation >= 1, "Kv.Commit returns a generation")
-    g = get(kv_pb2.GetRequest(key=b"k"), timeout=5)
-    check(g.found and g.value == b"v1", "Kv.Get reads the commit")
-    code, msg = code_of(commit, kv_pb2.CommitRequest(
-        puts=[kv_pb2.Put(key=b"k", value=b"v2")],
-        conditions=[kv_pb2.Condition(key=b"k", kind=kv_pb2.Condition.KIND_ABSENT)]))
-    check(code == grpc.StatusCode.FAILED_PRECONDITION and "conditions[0]" in msg, "Kv.Commit condition FAILED_PRECONDITION")
-    bg = bget(kv_pb2.BatchGetRequest(keys=[b"k", b"nope"]), timeout=5)
-    check([e.found for e in bg.entries] == [True, False], "Kv.BatchGet")
-    code, msgs = stream_code(stream("/strata.v1.Kv/List", kv_pb2.ListRequest, kv_pb2.ListResponse), kv_pb2.ListRequest())
-    check(code == grpc.StatusCode.OK and [e.key for m in msgs for e in m.entries] == [b"k"], "Kv.List (stream)")
-    code, msgs = stream_code(stream("/strata.v1.Kv/Versions", kv_pb2.VersionsRequest, kv_pb2.VersionsResponse),
-                             kv_pb2.VersionsRequest())
-    check(code == grpc.StatusCode.OK and len([v for m in msgs for v in m.versions]) >= 1, "Kv.Versions (stream)")
-    w = stream("/strata.v1.Kv/Watch", kv_pb2.WatchRequest, kv_pb2.WatchResponse)(kv_pb2.WatchRequest(from_generation=0), timeout=5)
-    first = next(w)
-    check(first.version.generation == 1 and first.changes[0].key == b"k", "Kv.Watch (stream) replays generation 1")
-    w.cancel()
-else:
-    check(True, "Kv.Get UNIMPLEMENTED until the store lands")
-    for path, rq, rs in [("/strata.v1.Kv/Commit", kv_pb2.CommitRequest(puts=[kv_pb2.Put(key=b"k")]), kv_pb2.CommitResponse),
-                         ("/strata.v1.Kv/BatchGet", kv_pb2.BatchGetRequest(keys=[b"k"]), kv_pb2.BatchGetResponse)]:
-        check(code_of(unary(path, type(rq), rs), rq)[0] == grpc.StatusCode.UNIMPLEMENTED, path + " UNIMPLEMENTED")
-    for path, rq, rs in [("/strata.v1.Kv/List", kv_pb2.ListRequest(), kv_pb2.ListResponse),
-                         ("/strata.v1.Kv/Versions", kv_pb2.VersionsRequest(), kv_pb2.VersionsResponse),
-                         ("/strata.v1.Kv/Watch", kv_pb2.WatchRequest(), kv_pb2.WatchResponse)]:
-        check(stream_code(stream(path, type(rq), rs), rq)[0] == grpc.StatusCode.UNIMPLEMENTED, path + " UNIMPLEMENTED")
+c1 = commit(kv_pb2.CommitRequest(puts=[kv_pb2.Put(key=b"k", value=b"v1")]), timeout=5)
+check(c1.version.generation >= 1, "Kv.Commit returns a generation")
+g = get(kv_pb2.GetRequest(key=b"k"), timeout=5)
+check(g.found and g.value == b"v1", "Kv.Get reads the commit")
+code, msg = code_of(commit, kv_pb2.CommitRequest(
+    puts=[kv_pb2.Put(key=b"k", value=b"v2")],
+    conditions=[kv_pb2.Condition(key=b"k", kind=kv_pb2.Condition.KIND_ABSENT)]))
+check(code == grpc.StatusCode.FAILED_PRECONDITION and "conditions[0]" in msg, "Kv.Commit condition FAILED_PRECONDITION")
+bg = bget(kv_pb2.BatchGetRequest(keys=[b"k", b"nope"]), timeout=5)
+check([e.found for e in bg.entries] == [True, False], "Kv.BatchGet")
+code, msgs = stream_code(stream("/strata.v1.Kv/List", kv_pb2.ListRequest, kv_pb2.ListResponse), kv_pb2.ListRequest())
+check(code == grpc.StatusCode.OK and [e.key for m in msgs for e in m.entries] == [b"k"], "Kv.List (stream)")
+code, msgs = stream_code(stream("/strata.v1.Kv/Versions", kv_pb2.VersionsRequest, kv_pb2.VersionsResponse),
+                         kv_pb2.VersionsRequest())
+check(code == grpc.StatusCode.OK and len([v for m in msgs for v in m.versions]) >= 1, "Kv.Versions (stream)")
+w = stream("/strata.v1.Kv/Watch", kv_pb2.WatchRequest, kv_pb2.WatchResponse)(kv_pb2.WatchRequest(from_generation=0), timeout=5)
+first = next(w)
+check(first.version.generation == 1 and first.changes[0].key == b"k", "Kv.Watch (stream) replays generation 1")
+w.cancel()
 
 # Unknown method, oversize message
 code, _ = code_of(ch.unary_unary("/strata.v1.Kv/Nope"), b"", timeout=5)
