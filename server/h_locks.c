@@ -300,6 +300,7 @@ typedef struct list_state {
   uint8_t *cursor;
   size_t cursor_len;
   int started, done;
+  int64_t now; /* server clock at the start, sent with every message */
 } list_state;
 
 static void list_free(void *p) {
@@ -366,6 +367,7 @@ static void list_next(rpc_call *call, void *p) {
       Strata__V1__ListLocksResponse resp = STRATA__V1__LIST_LOCKS_RESPONSE__INIT;
       resp.n_locks = k;
       resp.locks = ptrs;
+      resp.server_time_ns = st->now;
       rc = rpc_stream_send(call, &resp.base);
     }
   }
@@ -404,6 +406,7 @@ static void h_list(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   st->f.prefix_len = r->prefix.len;
   st->f.include_expired = r->expired_only;
   st->expired_only = r->expired_only;
+  st->now = lk_now(s->lk);
   rpc_stream_begin(call, list_next, st, list_free);
 }
 

@@ -164,6 +164,12 @@ void test_locks_renew_check_list_privileged_release(void **state) {
       assert_int_equal(lm->locks[i]->op_id, 401);
       assert_int_equal(lm->locks[i]->kind, TEMPORAL);
       assert_true(lm->locks[i]->fencing_token > 0);
+      /* The server's clock comes with the listing: the lock (renewed to a
+       * 60 s TTL above) has at most 60 s left on it, measured there. */
+      assert_true(lm->server_time_ns > 0);
+      assert_true(lm->locks[i]->expires_at_ns > lm->server_time_ns);
+      assert_true(lm->locks[i]->expires_at_ns - lm->server_time_ns <= 60000000000LL);
+      assert_true(lm->server_time_ns >= lm->locks[i]->acquired_at_ns);
       seen++;
     }
     rpc_free(lm);

@@ -158,6 +158,8 @@ int ctl_lock_list(ctl_ctx *x, const ctl_args *a) {
   rc = rpc_locks_list(ctl_client(x), &co, &q, &st);
   Strata__V1__ListLocksResponse *m;
   while (!rc && (rc = rpc_locks_list_next(st, &m)) == 1) {
+    /* Time left is measured on the server's clock, not this machine's. */
+    if (m->server_time_ns) ll.now = m->server_time_ns;
     for (size_t i = 0; i < m->n_locks; i++) listing_add(&ll, x->json, m->locks[i]);
     rpc_free(m);
     rc = 0;
