@@ -44,11 +44,32 @@ static atomic_int go, halt;
 #define PUT_KEY 11
 #define PUT_VALUE (PAIR_BYTES / 2 - PUT_KEY)
 
+/* Starts THREADS threads of fn, thread i on the context at ctxs + i * ctx_size,
+ * lets them run SECONDS, and returns operations per second. Every context
+ * starts with an `unsigned long` that its thread counts operations in. */
+static double run_timed(void *(*fn)(void *), void *ctxs, size_t ctx_size) {
+  pthread_t th[THREADS];
+  atomic_store(&go, 0);
+  atomic_store(&halt, 0);
+  for (int i = 0; i < THREADS; i++) pthread_create(&th[i], NULL, fn, (char *)ctxs + i * ctx_size);
+  double t0 = now();
+  atomic_store(&go, 1);
+  usleep((useconds_t)(SECONDS * 1e6));
+  atomic_store(&halt, 1);
+  unsigned long n = 0;
+  for (int i = 0; i < THREADS; i++) {
+    pthread_join(th[i], NULL);
+    n += *(unsigned long *)((char *)ctxs + i * ctx_size);
+  }
+  return (double)n / (now() - t0);
+}
+
+/* Each thread context starts with its operation count (see run_timed). */
 typedef struct {
+  unsigned long n;
   rocksdb_t *db;
   rocksdb_writeoptions_t *wo;
   int id;
-  unsigned long n;
 } put_ctx;
 
 static void *put_thread(void *p) {
@@ -84,35 +105,20 @@ static double bench_raw_puts(void) {
   rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
   rocksdb_writeoptions_set_sync(wo, 1);
   put_ctx c[THREADS];
-  pthread_t th[THREADS];
-  atomic_store(&go, 0);
-  atomic_store(&halt, 0);
-  for (int i = 0; i < THREADS; i++) {
-    c[i] = (put_ctx){db, wo, i, 0};
-    pthread_create(&th[i], NULL, put_thread, &c[i]);
-  }
-  double t0 = now();
-  atomic_store(&go, 1);
-  usleep((useconds_t)(SECONDS * 1e6));
-  atomic_store(&halt, 1);
-  unsigned long n = 0;
-  for (int i = 0; i < THREADS; i++) {
-    pthread_join(th[i], NULL);
-    n += c[i].n;
-  }
-  double el = now() - t0;
+  for (int i = 0; i < THREADS; i++) c[i] = (put_ctx){0, db, wo, i};
+  double rate = run_timed(put_thread, c, sizeof c[0]);
   rocksdb_writeoptions_destroy(wo);
   rocksdb_close(db);
   rocksdb_options_destroy(o);
-  return (double)n / el;
+  return rate;
 }
 
 /* --- lock pairs ---------------------------------------------------------- */
 
 typedef struct {
+  unsigned long n;
   lk_manager *lk;
   int id, set;
-  unsigned long n;
 } pair_ctx;
 
 static void *pair_thread(void *p) {
@@ -166,25 +172,10 @@ static lk_manager *open_lk(const char *name, unsigned partitions) {
 static double bench_pairs(const char *name, int set) {
   lk_manager *lk = open_lk(name, 64); /* the default */
   pair_ctx c[THREADS];
-  pthread_t th[THREADS];
-  atomic_store(&go, 0);
-  atomic_store(&halt, 0);
-  for (int i = 0; i < THREADS; i++) {
-    c[i] = (pair_ctx){lk, i, set, 0};
-    pthread_create(&th[i], NULL, pair_thread, &c[i]);
-  }
-  double t0 = now();
-  atomic_store(&go, 1);
-  usleep((useconds_t)(SECONDS * 1e6));
-  atomic_store(&halt, 1);
-  unsigned long n = 0;
-  for (int i = 0; i < THREADS; i++) {
-    pthread_join(th[i], NULL);
-    n += c[i].n;
-  }
-  double el = now() - t0;
+  for (int i = 0; i < THREADS; i++) c[i] = (pair_ctx){0, lk, i, set};
+  double rate = run_timed(pair_thread, c, sizeof c[0]);
   lk_close(lk);
-  return (double)n / el;
+  return rate;
 }
 
 /* --- listing 1M held locks ----------------------------------------------- */
