@@ -15,19 +15,6 @@
 
 #include "storage/codec_int.h"
 
-static int key_cmp(ocdbt_slice a, ocdbt_slice b) {
-  size_t n = a.n < b.n ? a.n : b.n;
-  int c = n ? memcmp(a.p, b.p, n) : 0;
-  if (c) return c;
-  return a.n < b.n ? -1 : a.n > b.n;
-}
-
-static size_t common_prefix(ocdbt_slice a, ocdbt_slice b) {
-  size_t n = a.n < b.n ? a.n : b.n, i = 0;
-  while (i < n && a.p[i] == b.p[i]) i++;
-  return i;
-}
-
 static inline ocdbt_slice entry_key(const ocdbt_btnode *node, size_t i) {
   return node->height ? node->children[i].key : node->leaves[i].key;
 }
@@ -44,7 +31,7 @@ static int check_node(const ocdbt_btnode *node) {
     if (k.n > OCDBT_MAX_KEY_LENGTH)
       return strata_err(STRATA_EINVALID, "btree node: key[%zu] is %zu bytes, limit %u", i, k.n,
                         OCDBT_MAX_KEY_LENGTH);
-    if (i && key_cmp(entry_key(node, i - 1), k) >= 0)
+    if (i && ocdbt__slice_cmp(entry_key(node, i - 1), k) >= 0)
       return strata_err(STRATA_EINVALID, "btree node: key[%zu] is not greater than key[%zu]", i,
                         i - 1);
     const ocdbt_ref *ref = NULL;
@@ -92,7 +79,7 @@ static int write_body(const ocdbt_btnode *node, strata_buf *out) {
   if (!prefix) return strata_err(STRATA_ENOMEM, "btree node: cannot encode %zu entries", n);
   prefix[0] = 0;
   for (size_t i = 1; i < n; i++) {
-    prefix[i] = (uint16_t)common_prefix(entry_key(node, i - 1), entry_key(node, i));
+    prefix[i] = (uint16_t)ocdbt__common_prefix(entry_key(node, i - 1), entry_key(node, i));
     ocdbt__put_varint(out, prefix[i]);
   }
   for (size_t i = 0; i < n; i++) ocdbt__put_varint(out, entry_key(node, i).n - prefix[i]);
@@ -197,7 +184,7 @@ static int read_keys(ocdbt__rd *r, ocdbt_btnode *node, ocdbt__arena *a) {
      * previous key past the shared prefix. */
     if (i) {
       ocdbt_slice prev_rest = {prev.p + prefix[i], prev.n - prefix[i]};
-      if (key_cmp(prev_rest, (ocdbt_slice){s, suffix[i]}) >= 0)
+      if (ocdbt__slice_cmp(prev_rest, (ocdbt_slice){s, suffix[i]}) >= 0)
         return ocdbt__rd_fail(r, "key_suffix", (long)i, "key does not sort after key[%zu]", i - 1);
     }
     if (prefix[i]) memcpy(kb, prev.p, prefix[i]);

@@ -121,7 +121,7 @@ int bt__read_value(st_db *db, const st_entry *e, strata_buf *out) {
     if ((rc = ft__pread(db, e->ref.file, e->ref.offset + n, t, 4)))
       return strata_err(STRATA_ECORRUPT, "%s: value at offset %llu has no checksum", path,
                         (unsigned long long)e->ref.offset);
-    uint32_t want = (uint32_t)t[0] | (uint32_t)t[1] << 8 | (uint32_t)t[2] << 16 | (uint32_t)t[3] << 24;
+    uint32_t want = (uint32_t)ocdbt_load_le(t, 4);
     uint32_t got = ocdbt_crc32c(0, out->p + out->len, n);
     if (want != got)
       return strata_err(STRATA_ECORRUPT, "%s: checksum mismatch in value at offset %llu (%zu bytes)",

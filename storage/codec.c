@@ -128,10 +128,11 @@ static int vfail(const ocdbt__rd *r, size_t off, const char *field, long idx, co
                  va_list ap) {
   char why[512];
   vsnprintf(why, sizeof why, fmt, ap);
+  const char *where = r->where ? r->where : "body offset";
   if (idx >= 0)
-    return strata_err(STRATA_ECORRUPT, "%s: %s[%ld] at body offset %zu: %s", r->obj, field, idx, off,
+    return strata_err(STRATA_ECORRUPT, "%s: %s[%ld] at %s %zu: %s", r->obj, field, idx, where, off,
                       why);
-  return strata_err(STRATA_ECORRUPT, "%s: %s at body offset %zu: %s", r->obj, field, off, why);
+  return strata_err(STRATA_ECORRUPT, "%s: %s at %s %zu: %s", r->obj, field, where, off, why);
 }
 
 int ocdbt__rd_fail(const ocdbt__rd *r, const char *field, long idx, const char *fmt, ...) {
@@ -190,8 +191,7 @@ int ocdbt__rd_u8(ocdbt__rd *r, uint8_t *v, const char *field, long idx) {
 int ocdbt__rd_u32le(ocdbt__rd *r, uint32_t *v, const char *field, long idx) {
   r->field_off = r->off;
   if (ocdbt__rd_left(r) < 4) return ocdbt__rd_fail(r, field, idx, "unexpected end of data");
-  const uint8_t *q = r->p + r->off;
-  *v = (uint32_t)q[0] | (uint32_t)q[1] << 8 | (uint32_t)q[2] << 16 | (uint32_t)q[3] << 24;
+  *v = (uint32_t)ocdbt_load_le(r->p + r->off, 4);
   r->off += 4;
   return 0;
 }
@@ -199,9 +199,7 @@ int ocdbt__rd_u32le(ocdbt__rd *r, uint32_t *v, const char *field, long idx) {
 int ocdbt__rd_u64le(ocdbt__rd *r, uint64_t *v, const char *field, long idx) {
   r->field_off = r->off;
   if (ocdbt__rd_left(r) < 8) return ocdbt__rd_fail(r, field, idx, "unexpected end of data");
-  uint64_t x = 0;
-  for (int i = 7; i >= 0; i--) x = x << 8 | r->p[r->off + i];
-  *v = x;
+  *v = ocdbt_load_le(r->p + r->off, 8);
   r->off += 8;
   return 0;
 }
@@ -232,25 +230,7 @@ int ocdbt__rd_check_count(const ocdbt__rd *r, uint64_t count, size_t min_bytes,
 
 /* --- writer ------------------------------------------------------------------ */
 
-int ocdbt__w_varint(strata_buf *b, uint64_t v) {
-  int rc = strata_buf_reserve(b, 10);
-  if (rc) return rc;
-  ocdbt__put_varint(b, v);
-  return 0;
-}
-
 int ocdbt__w_u8(strata_buf *b, uint8_t v) { return strata_buf_append(b, &v, 1); }
-
-int ocdbt__w_u32le(strata_buf *b, uint32_t v) {
-  uint8_t q[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
-  return strata_buf_append(b, q, 4);
-}
-
-int ocdbt__w_u64le(strata_buf *b, uint64_t v) {
-  uint8_t q[8];
-  for (int i = 0; i < 8; i++) q[i] = (uint8_t)(v >> (8 * i));
-  return strata_buf_append(b, q, 8);
-}
 
 /* --- zstd contexts, one per thread -------------------------------------------- */
 
@@ -333,11 +313,8 @@ int ocdbt__env_end(strata_buf *out, size_t start, int compression, int zstd_leve
     goto fail;
   }
   if ((rc = strata_buf_reserve(out, 4))) goto fail;
-  uint64_t length = out->len + 4 - start;
-  for (int i = 0; i < 8; i++) out->p[start + 4 + i] = (uint8_t)(length >> (8 * i));
-  uint32_t crc = ocdbt_crc32c(0, out->p + start, out->len - start);
-  uint8_t foot[4] = {(uint8_t)crc, (uint8_t)(crc >> 8), (uint8_t)(crc >> 16), (uint8_t)(crc >> 24)};
-  strata_buf_put(out, foot, 4);
+  ocdbt_store_le(out->p + start + 4, out->len + 4 - start, 8);
+  ocdbt__put_le(out, ocdbt_crc32c(0, out->p + start, out->len - start), 4);
   return 0;
 fail:
   out->len = start;
@@ -426,18 +403,17 @@ int ocdbt__env_decode(const uint8_t *p, size_t n, uint32_t magic, const char *ob
   if (m != magic)
     return strata_err(STRATA_ECORRUPT, "%s: magic at offset 0 is 0x%08x, expected 0x%08x", obj, m,
                       magic);
-  uint64_t length = 0;
-  for (int i = 7; i >= 0; i--) length = length << 8 | p[4 + i];
+  uint64_t length = ocdbt_load_le(p + 4, 8);
   if (length != n)
     return strata_err(STRATA_ECORRUPT, "%s: length field at offset 4 says %llu bytes, object has %zu",
                       obj, (unsigned long long)length, n);
-  uint32_t want = (uint32_t)p[n - 4] | (uint32_t)p[n - 3] << 8 | (uint32_t)p[n - 2] << 16 |
-                  (uint32_t)p[n - 1] << 24;
+  uint32_t want = (uint32_t)ocdbt_load_le(p + n - 4, 4);
   uint32_t got = ocdbt_crc32c(0, p, n - 4);
   if (want != got)
     return strata_err(STRATA_ECORRUPT, "%s: CRC-32C mismatch (footer 0x%08x, computed 0x%08x)", obj,
                       want, got);
-  ocdbt__rd h = {p, n - 4, ENV_FIXED, obj, ENV_FIXED};
+  /* The header's fields are named by their offset in the whole object. */
+  ocdbt__rd h = {p, n - 4, ENV_FIXED, obj, ENV_FIXED, "offset"};
   uint64_t version, compression;
   int rc;
   if ((rc = ocdbt__rd_varint(&h, UINT32_MAX, &version, "version", -1))) return rc;
@@ -452,11 +428,11 @@ int ocdbt__env_decode(const uint8_t *p, size_t n, uint32_t magic, const char *ob
     uint8_t *copy = ocdbt__arena_alloc_raw(a, rest_n ? rest_n : 1);
     if (!copy) return STRATA_ENOMEM;
     memcpy(copy, rest, rest_n);
-    *body = (ocdbt__rd){copy, rest_n, 0, obj, 0};
+    *body = (ocdbt__rd){copy, rest_n, 0, obj, 0, NULL};
     return 0;
   }
   case OCDBT_COMPRESSION_ZSTD:
-    *body = (ocdbt__rd){NULL, 0, 0, obj, 0};
+    *body = (ocdbt__rd){NULL, 0, 0, obj, 0, NULL};
     return decompress(rest, rest_n, obj, a, body);
   default:
     return ocdbt__rd_fail(&h, "compression_format", -1, "unknown compression format %llu",

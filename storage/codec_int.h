@@ -7,6 +7,7 @@
 #define STRATA_STORAGE_CODEC_INT_H
 
 #include <stdint.h>
+#include <string.h>
 
 #include "common/buf.h"
 #include "common/err.h"
@@ -37,6 +38,7 @@ typedef struct ocdbt__rd {
   size_t off;
   const char *obj;
   size_t field_off; /* where the field read last (or being read) starts */
+  const char *where; /* how messages name offsets; NULL: "body offset" */
 } ocdbt__rd;
 
 /* Reports the failure at the start of the field read last. */
@@ -57,6 +59,7 @@ int ocdbt__rd_varint_slow(ocdbt__rd *r, uint64_t max, uint64_t *v, const char *f
 static inline int ocdbt__rd_varint(ocdbt__rd *r, uint64_t max, uint64_t *v, const char *field,
                                    long idx) {
   if (r->off < r->n && r->p[r->off] < 0x80 && r->p[r->off] <= max) {
+    r->field_off = r->off;
     *v = r->p[r->off++];
     return 0;
   }
@@ -85,10 +88,29 @@ static inline void ocdbt__put_varint(strata_buf *b, uint64_t v) {
   }
   b->p[b->len++] = (uint8_t)v;
 }
-int ocdbt__w_varint(strata_buf *b, uint64_t v);
 int ocdbt__w_u8(strata_buf *b, uint8_t v);
-int ocdbt__w_u32le(strata_buf *b, uint32_t v);
-int ocdbt__w_u64le(strata_buf *b, uint64_t v);
+
+/* Appends a little-endian field of nbytes; the caller reserved the room. */
+static inline void ocdbt__put_le(strata_buf *b, uint64_t v, int nbytes) {
+  ocdbt_store_le(b->p + b->len, v, nbytes);
+  b->len += (size_t)nbytes;
+}
+
+/* --- keys and paths ------------------------------------------------------- */
+
+/* Byte-wise order of two slices, shorter first on a tie (memcmp order). */
+static inline int ocdbt__slice_cmp(ocdbt_slice a, ocdbt_slice b) {
+  size_t n = a.n < b.n ? a.n : b.n;
+  int c = n ? memcmp(a.p, b.p, n) : 0;
+  if (c) return c;
+  return a.n < b.n ? -1 : a.n > b.n;
+}
+
+static inline size_t ocdbt__common_prefix(ocdbt_slice a, ocdbt_slice b) {
+  size_t n = a.n < b.n ? a.n : b.n, i = 0;
+  while (i < n && a.p[i] == b.p[i]) i++;
+  return i;
+}
 
 /* --- envelope ----------------------------------------------------------------
  * magic (u32 BE) | length (u64 LE, whole object) | version (varint, 0) |
@@ -102,9 +124,9 @@ int ocdbt__env_begin(strata_buf *out, uint32_t magic, int compression, size_t *s
  * CRC. On failure out->len is restored to start. */
 int ocdbt__env_end(strata_buf *out, size_t start, int compression, int zstd_level);
 
-/* Checks magic, length, CRC, version and compression, then yields the body.
- * A compressed body is decompressed into memory the arena adopts; an
- * uncompressed one is pointed at in place. */
+/* Checks magic, length, CRC, version and compression, then yields the body
+ * in arena memory: decompressed, or copied when uncompressed, so decoded
+ * objects never point into the input. */
 int ocdbt__env_decode(const uint8_t *p, size_t n, uint32_t magic, const char *obj,
                       ocdbt__arena *arena, ocdbt__rd *body);
 

@@ -706,8 +706,8 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
       m->value = o->val;
       m->vlen = o->vlen;
     } else {
-      uint32_t crc = ocdbt_crc32c(0, o->val, o->vlen);
-      uint8_t t[4] = {(uint8_t)crc, (uint8_t)(crc >> 8), (uint8_t)(crc >> 16), (uint8_t)(crc >> 24)};
+      uint8_t t[4];
+      ocdbt_store_le(t, ocdbt_crc32c(0, o->val, o->vlen), 4);
       uint64_t off;
       if ((rc = wr__append(&w, o->val, o->vlen, &off)) || (rc = wr__append(&w, t, 4, NULL))) goto fail;
       m->kind = MUT_INDIRECT;

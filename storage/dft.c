@@ -13,26 +13,13 @@
 
 #include "storage/codec_int.h"
 
-static size_t common_prefix(ocdbt_slice a, ocdbt_slice b) {
-  size_t n = a.n < b.n ? a.n : b.n, i = 0;
-  while (i < n && a.p[i] == b.p[i]) i++;
-  return i;
-}
-
-static int slice_cmp(ocdbt_slice a, ocdbt_slice b) {
-  size_t n = a.n < b.n ? a.n : b.n;
-  int c = n ? memcmp(a.p, b.p, n) : 0;
-  if (c) return c;
-  return a.n < b.n ? -1 : a.n > b.n;
-}
-
 /* The prefix length tensorstore's writer stores between two adjacent paths:
  * the common prefix of the base paths, extended into the relative paths only
  * when the base paths are equal. */
 static size_t path_prefix(const ocdbt_file *prev, const ocdbt_file *cur) {
-  size_t k = common_prefix(prev->base_path, cur->base_path);
+  size_t k = ocdbt__common_prefix(prev->base_path, cur->base_path);
   if (prev->base_path.n == cur->base_path.n && k == cur->base_path.n)
-    k += common_prefix(prev->relative_path, cur->relative_path);
+    k += ocdbt__common_prefix(prev->relative_path, cur->relative_path);
   return k;
 }
 
@@ -149,7 +136,7 @@ int ocdbt_dft_decode(const uint8_t *p, size_t n, size_t transitive_len, ocdbt_df
   *arena = NULL;
   *out = (ocdbt_dft){0, NULL};
   if (!a) return STRATA_ENOMEM;
-  ocdbt__rd r = {p, n, 0, "data file table", 0};
+  ocdbt__rd r = {p, n, 0, "data file table", 0, NULL};
   int rc = ocdbt__dft_read(&r, transitive_len, a, out);
   if (rc) {
     ocdbt__arena_free(a);
@@ -166,8 +153,8 @@ void ocdbt_dft_arena_free(void *arena) { ocdbt__arena_free(arena); }
 /* --- canonical order -------------------------------------------------------------- */
 
 static int file_cmp(const ocdbt_file *a, const ocdbt_file *b) {
-  int c = slice_cmp(a->base_path, b->base_path);
-  return c ? c : slice_cmp(a->relative_path, b->relative_path);
+  int c = ocdbt__slice_cmp(a->base_path, b->base_path);
+  return c ? c : ocdbt__slice_cmp(a->relative_path, b->relative_path);
 }
 
 typedef struct {

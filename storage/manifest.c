@@ -36,7 +36,7 @@ static int config_write(strata_buf *b, const ocdbt_config *c) {
   b->p[b->len++] = c->version_tree_arity_log2;
   ocdbt__put_varint(b, c->compression);
   if (c->compression == OCDBT_COMPRESSION_ZSTD)
-    for (int k = 0; k < 4; k++) b->p[b->len++] = (uint8_t)((uint32_t)c->zstd_level >> (8 * k));
+    ocdbt__put_le(b, (uint32_t)c->zstd_level, 4);
   return 0;
 }
 
@@ -97,20 +97,17 @@ static int nodes_check(uint8_t a, uint64_t latest, const ocdbt_vnode_ref *v, siz
                         v[i].height, i - 1, v[i - 1].height);
   }
   /* Walk the heights from 1 up; the references come tallest first. */
-  uint64_t g = ((latest - 1) >> a) << a;
   size_t i = n;
-  for (unsigned h = 1; g && i > 0; h++) {
-    unsigned bits = a * (h + 1);
-    uint64_t next = bits >= 64 ? 0 : ((g - 1) >> bits) << bits;
+  ocdbt_vtree_walk w;
+  ocdbt_vtree_walk_init(&w, a, latest);
+  while (i > 0 && ocdbt_vtree_walk_next(&w)) {
     const ocdbt_vnode_ref *e = &v[i - 1];
-    if (e->height == h) {
-      i--;
-      if (e->generation < next + 1 || e->generation > g)
-        return strata_err(code, "manifest: version node at height %u has generation %llu outside %llu..%llu",
-                          h, (unsigned long long)e->generation, (unsigned long long)(next + 1),
-                          (unsigned long long)g);
-    }
-    g = next;
+    if (e->height != w.height) continue;
+    i--;
+    if (e->generation < w.lo || e->generation > w.hi)
+      return strata_err(code, "manifest: version node at height %u has generation %llu outside %llu..%llu",
+                        w.height, (unsigned long long)e->generation, (unsigned long long)w.lo,
+                        (unsigned long long)w.hi);
   }
   if (i)
     return strata_err(code, "manifest: version node %zu (generation %llu, height %u) does not fit "

@@ -146,7 +146,18 @@ typedef struct ocdbt_manifest {
   void *arena_;
 } ocdbt_manifest;
 
-/* --- varints and checksums ------------------------------------------------ */
+/* --- fixed-width fields and checksums ------------------------------------- */
+
+/* Little-endian fields of nbytes (4 or 8), as the format stores lengths,
+ * commit times, zstd levels and CRC footers. */
+static inline void ocdbt_store_le(uint8_t *p, uint64_t v, int nbytes) {
+  for (int i = 0; i < nbytes; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static inline uint64_t ocdbt_load_le(const uint8_t *p, int nbytes) {
+  uint64_t v = 0;
+  for (int i = nbytes - 1; i >= 0; i--) v = v << 8 | p[i];
+  return v;
+}
 
 /* CRC-32C (Castagnoli), with SSE4.2 when the CPU has it. */
 uint32_t ocdbt_crc32c(uint32_t crc, const void *p, size_t n);
@@ -201,5 +212,21 @@ void ocdbt_dft_arena_free(void *arena);
 uint64_t ocdbt_vtree_first_generation(uint8_t arity_log2, uint8_t height, uint64_t latest);
 /* The largest height a version tree node may have: 63 / arity_log2 - 1. */
 uint8_t ocdbt_vtree_max_height(uint8_t arity_log2);
+
+/* The manifest's version node references, one possible per height: with
+ * latest generation L, the reference at `height` may hold only the
+ * generations [lo, hi]. Heights come from 1 upward until none are left:
+ *   ocdbt_vtree_walk w;
+ *   ocdbt_vtree_walk_init(&w, arity_log2, L);
+ *   while (ocdbt_vtree_walk_next(&w)) use(w.height, w.lo, w.hi);
+ * Both the manifest decoder and the store's writer follow this one rule. */
+typedef struct ocdbt_vtree_walk {
+  uint8_t arity_log2;
+  unsigned height;
+  uint64_t lo, hi;
+  uint64_t next_hi_; /* private */
+} ocdbt_vtree_walk;
+void ocdbt_vtree_walk_init(ocdbt_vtree_walk *w, uint8_t arity_log2, uint64_t latest);
+int ocdbt_vtree_walk_next(ocdbt_vtree_walk *w);
 
 #endif

@@ -246,8 +246,6 @@ out:
   return rc;
 }
 
-static uint64_t shr_shl(uint64_t x, unsigned s) { return s >= 64 ? 0 : (x >> s) << s; }
-
 int vt__add(st_db *db, st_writer *w, const st_mstate *cur, const st_vers *v, st_mstate *out) {
   unsigned a = db->cfg.version_tree_arity_log2;
   size_t cap = (size_t)1 << a;
@@ -255,7 +253,7 @@ int vt__add(st_db *db, st_writer *w, const st_mstate *cur, const st_vers *v, st_
   if (rc) return rc;
   uint64_t N = v->generation;
   uint64_t L = cur->n_versions ? cur->versions[cur->n_versions - 1].generation : 0;
-  if (L == 0 || shr_shl(L - 1, a) == shr_shl(N - 1, a)) {
+  if (L == 0 || ocdbt_vtree_first_generation((uint8_t)a, 0, N) <= L) { /* same leaf block */
     out->versions[out->n_versions++] = *v;
     return 0;
   }
@@ -274,17 +272,15 @@ int vt__add(st_db *db, st_writer *w, const st_mstate *cur, const st_vers *v, st_
   } pairs[64];
   size_t np = 0, idx = cur->n_nodes;
   const st_vref *prev = &child0;
-  uint64_t g = shr_shl(N - 1, a);
-  for (unsigned h = 1; g; h++) {
-    uint64_t next = shr_shl(g - 1, a * (h + 1));
-    uint64_t lo = next + 1, hi = g;
+  ocdbt_vtree_walk wk;
+  ocdbt_vtree_walk_init(&wk, (uint8_t)a, N);
+  while (ocdbt_vtree_walk_next(&wk)) {
     const st_vref *old = NULL;
-    if (idx > 0 && cur->nodes[idx - 1].height == h) old = &cur->nodes[--idx];
-    int has_old = old && old->generation >= lo && old->generation <= hi;
-    int has_child = prev && prev->generation >= lo && prev->generation <= hi;
+    if (idx > 0 && cur->nodes[idx - 1].height == wk.height) old = &cur->nodes[--idx];
+    int has_old = old && old->generation >= wk.lo && old->generation <= wk.hi;
+    int has_child = prev && prev->generation >= wk.lo && prev->generation <= wk.hi;
     if (has_old || has_child) pairs[np++] = (struct pair){has_old ? old : NULL, has_child ? prev : NULL};
     prev = old;
-    g = next;
   }
   out->n_nodes = np;
   for (size_t i = 0; i < np; i++) {

@@ -23,6 +23,27 @@ uint64_t ocdbt_vtree_first_generation(uint8_t arity_log2, uint8_t height, uint64
   return latest - (latest - 1) % ((uint64_t)1 << bits);
 }
 
+/* x with its low `bits` bits cleared; 0 once bits reaches 64. */
+static uint64_t clear_low(uint64_t x, unsigned bits) { return bits >= 64 ? 0 : (x >> bits) << bits; }
+
+void ocdbt_vtree_walk_init(ocdbt_vtree_walk *w, uint8_t arity_log2, uint64_t latest) {
+  w->arity_log2 = arity_log2;
+  w->height = 0;
+  w->lo = w->hi = 0;
+  /* The inline versions hold latest's leaf block; older ones start below it. */
+  w->next_hi_ = latest ? clear_low(latest - 1, arity_log2) : 0;
+}
+
+int ocdbt_vtree_walk_next(ocdbt_vtree_walk *w) {
+  if (w->next_hi_ == 0) return 0;
+  w->height++;
+  uint64_t below = clear_low(w->next_hi_ - 1, w->arity_log2 * (w->height + 1));
+  w->lo = below + 1;
+  w->hi = w->next_hi_;
+  w->next_hi_ = below;
+  return 1;
+}
+
 /* Fails with STRATA_ECORRUPT when decoding, STRATA_EINVALID when encoding. */
 #define CHECK_FAIL(...) strata_err(corrupt ? STRATA_ECORRUPT : STRATA_EINVALID, __VA_ARGS__)
 
@@ -109,8 +130,7 @@ int ocdbt__versions_write(strata_buf *b, const ocdbt_version *v, size_t n) {
   for (size_t i = 0; i < n; i++) ocdbt__put_varint(b, v[i].stats.num_keys);
   for (size_t i = 0; i < n; i++) ocdbt__put_varint(b, v[i].stats.num_tree_bytes);
   for (size_t i = 0; i < n; i++) ocdbt__put_varint(b, v[i].stats.num_indirect_value_bytes);
-  for (size_t i = 0; i < n; i++)
-    for (int k = 0; k < 8; k++) b->p[b->len++] = (uint8_t)(v[i].commit_time >> (8 * k));
+  for (size_t i = 0; i < n; i++) ocdbt__put_le(b, v[i].commit_time, 8);
   return 0;
 }
 
@@ -160,8 +180,7 @@ int ocdbt__vrefs_write(strata_buf *b, const ocdbt_vnode_ref *v, size_t n, int wi
   for (size_t i = 0; i < n; i++) ocdbt__put_varint(b, v[i].ref.offset);
   for (size_t i = 0; i < n; i++) ocdbt__put_varint(b, v[i].ref.length);
   for (size_t i = 0; i < n; i++) ocdbt__put_varint(b, v[i].num_generations);
-  for (size_t i = 0; i < n; i++)
-    for (int k = 0; k < 8; k++) b->p[b->len++] = (uint8_t)(v[i].commit_time >> (8 * k));
+  for (size_t i = 0; i < n; i++) ocdbt__put_le(b, v[i].commit_time, 8);
   if (with_height)
     for (size_t i = 0; i < n; i++) b->p[b->len++] = v[i].height;
   return 0;

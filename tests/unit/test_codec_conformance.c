@@ -281,6 +281,24 @@ static void test_errors_name_object_field_offset(void **state) {
   n = finish(obj, 26);
   assert_int_equal(ocdbt_btnode_decode(obj, n, 0, &node), 0);
   ocdbt_btnode_free(&node);
+  /* A check right after a one-byte varint names that varint's offset:
+   * entry 1 is out of line in file 5 of an empty table. */
+  uint8_t bad_file[64] = {
+      0x0c, 0xdb, 0x20, 0xde, LEN8, 0x00, 0x00,
+      0x00, 0x00, 0x02, 0x00, 0x01, 0x01, 'b', 'c', /* leaf, empty table, keys "b" "c" */
+      0x00, 0x00, 0x00, 0x01,       /* value lengths 0, 0; kinds inline, out of line */
+      0x05, 0x00,                   /* data_file_id (body offset 12) = 5, offset 0 */
+  };
+  size_t nb = finish(bad_file, 28);
+  assert_int_equal(ocdbt_btnode_decode(bad_file, nb, 0, &node), STRATA_ECORRUPT);
+  assert_string_equal(strata_errmsg(), "btree node: data_file_id[1] at body offset 12: "
+                                       "file index 5 outside the table of 0 files");
+  /* Header fields are named by their offset in the whole object. */
+  bad_file[13] = 0x07; /* compression_format */
+  nb = finish(bad_file, 28);
+  assert_int_equal(ocdbt_btnode_decode(bad_file, nb, 0, &node), STRATA_ECORRUPT);
+  assert_string_equal(strata_errmsg(),
+                      "btree node: compression_format at offset 13: unknown compression format 7");
   /* Wrong magic and wrong CRC are named as such. */
   obj[3] = 0xdf;
   assert_int_equal(ocdbt_btnode_decode(obj, n, 0, &node), STRATA_ECORRUPT);

@@ -304,6 +304,32 @@ static void test_objects_concatenate_in_one_data_file(void **state) {
   strata_buf_free(&b);
 }
 
+/* The heights and generation ranges of the manifest's version node
+ * references, worked out by hand from the rule in compat note 5. */
+static void test_vtree_walk_ranges(void **state) {
+  struct { uint8_t a; uint64_t latest; unsigned n; uint64_t range[3][2]; } cases[] = {
+      {1, 9, 2, {{5, 8}, {1, 4}}},       /* arity 2: inline 9; heights 1 and 2 */
+      {4, 300, 2, {{257, 288}, {1, 256}}},
+      {4, 37, 1, {{1, 32}}},
+      {4, 16, 0, {{0, 0}}},              /* everything still inline */
+      {4, 17, 1, {{1, 16}}},
+      {16, 70000, 1, {{1, 65536}}},
+  };
+  for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+    ocdbt_vtree_walk w;
+    ocdbt_vtree_walk_init(&w, cases[c].a, cases[c].latest);
+    unsigned h = 0;
+    while (ocdbt_vtree_walk_next(&w)) {
+      assert_true(h < cases[c].n);
+      assert_int_equal(w.height, h + 1);
+      assert_int_equal(w.lo, cases[c].range[h][0]);
+      assert_int_equal(w.hi, cases[c].range[h][1]);
+      h++;
+    }
+    assert_int_equal(h, cases[c].n);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_leaf_nodes_roundtrip),
@@ -315,6 +341,7 @@ int main(void) {
       cmocka_unit_test(test_manifests_roundtrip),
       cmocka_unit_test(test_encoders_refuse_what_readers_reject),
       cmocka_unit_test(test_objects_concatenate_in_one_data_file),
+      cmocka_unit_test(test_vtree_walk_ranges),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
