@@ -116,7 +116,7 @@ bench-bins: $(BENCH_BINS)
 # --- run, test, bench ---------------------------------------------------------
 run: deps
 	$(MAKE) VARIANT=release all
-	$(O)/server/strata-server --data-dir ./strata-data --listen 127.0.0.1:7420
+	$(BUILD)/release/server/strata-server --data-dir ./strata-data --listen 127.0.0.1:7420
 
 FUZZ_SECONDS ?= 30
 TEST_RESULTS := $(BUILD)/test-results
