@@ -247,6 +247,21 @@ static void scope_key(uint8_t *k, uint64_t op, const uint8_t *key, size_t len) {
   memcpy(k + 9, key, len);
 }
 
+/* Expiry of a temporal lock taken at now for ttl_ns > 0. Callers validate
+ * ttl_ns against a clock reading taken earlier, so a later now could push
+ * the sum past INT64_MAX: saturate instead. The ceiling is LK_NEVER - 1
+ * because LK_NEVER means "indefinite" in results and on the wire. */
+static int64_t temporal_expiry(int64_t now, int64_t ttl_ns) {
+  assert(ttl_ns > 0);
+  if (now >= 0 && ttl_ns > LK_NEVER - 1 - now) return LK_NEVER - 1;
+  return now + ttl_ns;
+}
+
+/* Does now + ttl_ns overflow the clock? (now may be any clock value.) */
+static int ttl_overflows(int64_t now, int64_t ttl_ns) {
+  return now > 0 && ttl_ns > LK_NEVER - now;
+}
+
 /* Grants q (not blocked, not all held) in one durable batch, then applies
  * it to memory. Partition mutexes held, find_ents done. */
 static int grant(lk_manager *lk, const lk_acquire_req *q, prep *pr, int64_t now, lk_result *res) {
@@ -259,7 +274,7 @@ static int grant(lk_manager *lk, const lk_acquire_req *q, prep *pr, int64_t now,
     goto out;
   }
   uint64_t token = atomic_fetch_add(&lk->token_hwm, 1) + 1;
-  int64_t exp = q->kind == LK_TEMPORAL ? now + q->ttl_ns : LK_NEVER;
+  int64_t exp = q->kind == LK_TEMPORAL ? temporal_expiry(now, q->ttl_ns) : LK_NEVER;
   res->expires_at = LK_NEVER;
   for (size_t i = 0; i < pr->n; i++) {
     const lk__rowent *e = pr->rows[i].ent;
@@ -463,7 +478,7 @@ int lk_acquire(lk_manager *lk, const lk_acquire_req *q, lk_result *res) {
     return strata_err(STRATA_EINVALID, "lk_acquire: ttl_ns must be > 0 for a temporal lock (got %" PRId64 ")",
                       q->ttl_ns);
   int64_t now = lk_now(lk);
-  if (q->kind == LK_TEMPORAL && q->ttl_ns > LK_NEVER - now)
+  if (q->kind == LK_TEMPORAL && ttl_overflows(now, q->ttl_ns))
     return strata_err(STRATA_EINVALID, "lk_acquire: ttl_ns %" PRId64 " overflows the clock", q->ttl_ns);
   if (q->kind == LK_INDEFINITE && q->op > oplog_last_id(&lk->oplog))
     return strata_err(STRATA_ENOTFOUND,
@@ -527,7 +542,7 @@ int lk_renew(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, int6
   if ((rc = prep_rows(lk, rows, nrows, &pr))) return rc;
   lock_parts(lk, &pr);
   int64_t now = lk_now(lk);
-  if (ttl_ns > LK_NEVER - now) {
+  if (ttl_overflows(now, ttl_ns)) {
     rc = strata_err(STRATA_EINVALID, "lk_renew: ttl_ns %" PRId64 " overflows the clock", ttl_ns);
     goto out;
   }
@@ -553,7 +568,7 @@ int lk_renew(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, int6
     c.v = NULL;
     goto out;
   }
-  int64_t exp = now + ttl_ns;
+  int64_t exp = temporal_expiry(now, ttl_ns);
   if (writes) {
     b = rocksdb_writebatch_create();
     for (size_t i = 0; i < pr.n; i++) {

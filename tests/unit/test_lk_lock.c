@@ -172,6 +172,60 @@ static void test_expired_lock_blocks_nobody_and_cannot_be_renewed(void **state) 
   lk_result_free(&r);
 }
 
+/* A clock that moves 1 ns on every reading, so the ttl check and the grant
+ * see different times (as they do on a real clock). */
+static int64_t ticking_clock(void *ctx) {
+  (void)ctx;
+  return atomic_fetch_add(&lkt_clock_now, 1) + 1;
+}
+
+/* rc/res of an acquire or renew whose ttl reaches the clock's end: either
+ * refused as invalid or granted with a finite expiry still in the future. */
+static void assert_no_wrap(fx *f, int rc, lk_result *r) {
+  if (rc) {
+    assert_int_equal(rc, STRATA_EINVALID);
+    return;
+  }
+  assert_int_equal(r->status, LK_GRANTED);
+  assert_true(r->expires_at > lk_now(f->lk));
+  assert_true(r->expires_at < LK_NEVER); /* LK_NEVER would read as indefinite */
+  lk_result_free(r);
+}
+
+/* The ttl check reads the clock before the partition mutexes, the grant after
+ * them; a ttl at the limit of the first reading used to overflow in the
+ * second (UBSan in the asan variant; a lock granted already expired in a
+ * release build). A temporal expiry must also never equal LK_NEVER. */
+static void test_ttl_at_the_clock_limit_never_wraps(void **state) {
+  fx *f = *state;
+  lk_close(f->lk);
+  lk_options o;
+  lk_options_init(&o);
+  o.path = f->dir;
+  o.clock = ticking_clock;
+  assert_int_equal(lk_open(&o, &f->lk), 0);
+  lk_row row = lkt_row("t");
+  lk_result r;
+  /* lk_acquire's first reading is the next tick. */
+  int64_t t = lk_now(f->lk) + 1;
+  lk_acquire_req q = {.op = 1, .rows = &row, .nrows = 1, .kind = LK_TEMPORAL,
+                      .ttl_ns = LK_NEVER - t, .respect_indefinite = 1};
+  assert_no_wrap(f, lk_acquire(f->lk, &q, &r), &r);
+  assert_int_equal(held(f, 1, "t"), 1);
+  /* Renew reads the clock once, under the mutexes. */
+  t = lk_now(f->lk) + 1;
+  assert_no_wrap(f, lk_renew(f->lk, 1, &row, 1, LK_NEVER - t, &r), &r);
+  assert_int_equal(held(f, 1, "t"), 1);
+  /* The same on a clock that stands still: the expiry would be LK_NEVER. */
+  lk_close(f->lk);
+  open_lk(f);
+  assert_int_equal(lk_release(f->lk, 1, &row, 1, 0, NULL), 0);
+  q.ttl_ns = LK_NEVER - lk_now(f->lk);
+  assert_no_wrap(f, lk_acquire(f->lk, &q, &r), &r);
+  assert_no_wrap(f, lk_renew(f->lk, 1, &row, 1, LK_NEVER - lk_now(f->lk), &r), &r);
+  assert_int_equal(held(f, 1, "t"), 1);
+}
+
 static void test_respect_indefinite_and_upgrade(void **state) {
   fx *f = *state;
   uint64_t x = new_op(f), y = new_op(f);
@@ -567,6 +621,7 @@ int main(void) {
     T(test_tokens_strictly_increase_across_restarts),
     T(test_reacquire_by_same_op_is_idempotent),
     T(test_expired_lock_blocks_nobody_and_cannot_be_renewed),
+    T(test_ttl_at_the_clock_limit_never_wraps),
     T(test_respect_indefinite_and_upgrade),
     T(test_release_only_own_and_privileged_release),
     T(test_release_all_of_an_op),
