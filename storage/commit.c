@@ -103,12 +103,24 @@ int st_txn_put_ref(st_txn *t, const void *key, size_t klen, const char *path, ui
   size_t pl = strlen(path);
   if (pl < 3 || strncmp(path, ST_DATA_DIR "/", 2) || strstr(path, "..") || strstr(path, "//"))
     return strata_err(STRATA_EINVALID, "data reference %s: must name a file inside " ST_DATA_DIR "/", path);
+  if (st__is_data_file_name(path + 2))
+    return strata_err(STRATA_EINVALID,
+                      "data reference %s: 32 hex digits is the name of Strata's own data files "
+                      "(open removes such a file of an uncommitted generation); use another name",
+                      path);
   if (offset > (UINT64_MAX >> 1) || length > (UINT64_MAX >> 1) - offset)
     return strata_err(STRATA_EINVALID, "data reference %s: range out of bounds", path);
+  /* Copy the path before adding the op: a failed copy must not leave an op
+   * without a path behind. */
+  char *pcopy = strdup(path);
+  if (!pcopy) return strata_err(STRATA_ENOMEM, "transaction");
   top *o;
   int rc = add_op(t, OP_PUT_REF, key, klen, NULL, 0, 0, &o);
-  if (rc) return rc;
-  if (!(o->path = strdup(path))) return strata_err(STRATA_ENOMEM, "transaction");
+  if (rc) {
+    free(pcopy);
+    return rc;
+  }
+  o->path = pcopy;
   o->off = offset;
   o->len = length;
   return 0;

@@ -23,6 +23,10 @@ static int is_hex(const char *s, size_t n) {
   return 1;
 }
 
+int st__is_data_file_name(const char *name) {
+  return strlen(name) == 32 && is_hex(name, 32);
+}
+
 static uint64_t parse_hex(const char *s, size_t n) {
   uint64_t v = 0;
   for (size_t i = 0; i < n; i++) v = v * 16 + (uint64_t)(s[i] <= '9' ? s[i] - '0' : s[i] - 'a' + 10);
@@ -219,7 +223,7 @@ static int cleanup(st_db *db) {
   if (rc) return rc;
   for (size_t i = 0; i < n; i++) {
     const char *s = names[i];
-    if (strlen(s) != 32 || !is_hex(s, 32) || parse_hex(s, 16) <= L) continue;
+    if (!st__is_data_file_name(s) || parse_hex(s, 16) <= L) continue;
     char path[64];
     snprintf(path, sizeof path, ST_DATA_DIR "/%s", s);
     if (bs_remove(db->base, path) == 0) removed = 1;

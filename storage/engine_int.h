@@ -223,6 +223,12 @@ int vt__load_manifest(st_db *db, const ocdbt_manifest *m, st_mstate *out);
 int mstate__copy(const st_mstate *src, size_t cap, st_mstate *dst);
 void mstate__free(st_mstate *ms);
 
+/* db.c: 1 when name (a file name inside d/) has the form of Strata's own
+ * data files, "<16 hex generation><16 hex random>" (lower case): open's
+ * cleanup removes such a file when its generation never committed, so
+ * st_txn_put_ref refuses these names. */
+int st__is_data_file_name(const char *name);
+
 /* commit.c */
 int cm__start(st_db *db);
 void cm__stop(st_db *db);

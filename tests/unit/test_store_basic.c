@@ -402,7 +402,28 @@ static void test_data_reference_put(void **state) {
   assert_int_equal(st_txn_begin(db, &t), 0);
   assert_int_not_equal(st_txn_put_ref(t, "k2", 2, "../etc/passwd", 0, 1), 0);
   assert_int_not_equal(st_txn_put_ref(t, "k2", 2, "manifest.ocdbt", 0, 1), 0);
+  /* A name of the form of Strata's own data files (32 lower-case hex
+   * digits) is refused: open's cleanup removes such a file when its leading
+   * 16 digits exceed the latest generation, which would lose the value. */
+  const char *own = "d/00000000000000ff0123456789abcdef";
+  assert_int_equal(bs_create(base, own, &f), 0);
+  assert_int_equal(bs_append(f, "hello world", 11), 0);
+  bs_close(f);
+  assert_int_equal(st_txn_put_ref(t, "k3", 2, own, 0, 5), STRATA_EINVALID);
+  assert_non_null(strstr(strata_errmsg(), own));
+  assert_non_null(strstr(strata_errmsg(), "Strata's own data files"));
   st_txn_abort(t);
+  /* A reference under another name survives close and reopen (cleanup runs
+   * at open) and reads back. */
+  st_close(db);
+  st_options o;
+  memset(&o, 0, sizeof o);
+  o.base = base;
+  assert_int_equal(st_open("mem", &o, &db), 0);
+  assert_int_equal(st_snap_latest(db, &s), 0);
+  assert_int_equal(get_str(s, "k", buf, sizeof buf), 0);
+  assert_string_equal(buf, "world");
+  st_snap_release(s);
   st_close(db);
   bs_destroy(base);
 }
