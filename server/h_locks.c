@@ -165,6 +165,9 @@ static void h_acquire(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   int64_t left = rpc_call_remaining_ms(call);
   if (left < 0) left = 0;
   if ((uint64_t)left < wait_ms) wait_ms = (uint64_t)left; /* the deadline bounds the wait */
+  /* Saturates: without a deadline, wait_ms up to UINT64_MAX means "wait forever". */
+  int64_t wait_ns = srv__ms_to_ns(wait_ms);
+  int64_t wait_deadline = wait_ns > INT64_MAX - now ? INT64_MAX : now + wait_ns;
   *j = (acq_job){.s = s, .call = call, .req = r, .rows = rows};
   j->q = (lk_acquire_req){
       .op = r->op_id,
@@ -172,7 +175,7 @@ static void h_acquire(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
       .nrows = r->n_rows,
       .kind = r->kind == STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE ? LK_INDEFINITE : LK_TEMPORAL,
       .ttl_ns = r->kind == STRATA__V1__LOCK_KIND__LOCK_KIND_TEMPORAL ? srv__ms_to_ns(r->ttl_ms) : 0,
-      .wait_deadline = wait_ms ? now + srv__ms_to_ns(wait_ms) : now,
+      .wait_deadline = wait_deadline,
       .respect_indefinite = r->respect_indefinite,
   };
   /* A waiting acquire may block for wait_ms: it gets the waiters' pool, so it never

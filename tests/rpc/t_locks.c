@@ -118,6 +118,50 @@ void test_locks_wait_bounded_by_deadline(void **state) {
   assert_int_equal(release(301, NULL, 0, &n), 0);
 }
 
+static void *release_511_later(void *arg) {
+  (void)arg;
+  usleep(300000);
+  uint64_t n;
+  release(511, "L5", 0, &n);
+  return NULL;
+}
+
+/* wait_ms = UINT64_MAX means "wait forever": the wait deadline saturates instead
+ * of overflowing into the past (which answered acquired=false at once). */
+void test_locks_wait_forever_saturates(void **state) {
+  (void)state;
+  Strata__V1__AcquireResponse *r;
+  assert_int_equal(acquire(511, "L5", TEMPORAL, 30000, 0, NULL, &r), 0);
+  assert_true(r->acquired);
+  rpc_free(r);
+  /* No client deadline: granted when the holder releases, not refused at once. */
+  pthread_t th;
+  pthread_create(&th, NULL, release_511_later, NULL);
+  rpc_callopts forever = {.timeout_ms = -1};
+  int64_t t0 = t_now_ms();
+  assert_int_equal(acquire(512, "L5", TEMPORAL, 30000, UINT64_MAX, &forever, &r), 0);
+  int64_t took = t_now_ms() - t0;
+  pthread_join(th, NULL);
+  assert_true(r->acquired);
+  assert_true(took >= 250);
+  rpc_free(r);
+  /* A short client deadline bounds the endless wait: it lasts until the deadline. */
+  rpc_callopts co = {.timeout_ms = 400};
+  t0 = t_now_ms();
+  int rc = acquire(513, "L5", TEMPORAL, 30000, UINT64_MAX, &co, &r);
+  took = t_now_ms() - t0;
+  if (rc == 0) {
+    assert_false(r->acquired);
+    assert_int_equal(r->conflicts[0]->op_id, 512);
+    rpc_free(r);
+  } else {
+    assert_int_equal(rc, STRATA_EDEADLINE);
+  }
+  assert_true(took >= 300 && took < 2000);
+  uint64_t n;
+  assert_int_equal(release(512, NULL, 0, &n), 0);
+}
+
 void test_locks_renew_check_list_privileged_release(void **state) {
   (void)state;
   Strata__V1__AcquireResponse *r;

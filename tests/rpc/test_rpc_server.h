@@ -24,6 +24,7 @@ int srv_latest(uint64_t *gen);
   X(test_locks_acquire_conflict_release)              \
   X(test_locks_waiting_acquire_granted_after_release) \
   X(test_locks_wait_bounded_by_deadline)              \
+  X(test_locks_wait_forever_saturates)                \
   X(test_locks_renew_check_list_privileged_release)
 #define T_OPS_LIST(X) \
   X(test_ops_allocate_ids_disjoint_under_concurrency) X(test_ops_get_missing_and_list_stuck) \
