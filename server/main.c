@@ -28,7 +28,7 @@ static void usage(FILE *f) {
           "  --max-message-bytes  largest message received or sent (default 67108864 = 64 MiB)\n"
           "  --log-level          stderr log level (default info)\n"
           "  --grace-ms           on SIGTERM/SIGINT, time to let calls finish before cancelling\n"
-          "                       them (default 5000)\n");
+          "                       them; 0 cancels at once (default 5000)\n");
 }
 
 static int parse_u64(const char *flag, const char *s, unsigned long long lo, unsigned long long hi,
@@ -57,7 +57,7 @@ int main(int argc, char **argv) {
                 .data_dir = SRV_DEFAULT_DATA_DIR,
                 .threads = 2,
                 .max_message_bytes = (size_t)64 << 20,
-                .grace_ms = 5000};
+                .grace_ms = SRV_DEFAULT_GRACE_MS};
   int level = SRV_LOG_INFO;
   unsigned long long v;
   int ch;

@@ -137,7 +137,7 @@ int srv_open(const srv_opts *o, srv **out) {
   }
   s->o.data_dir = s->data_dir;
   s->o.listen = s->listen;
-  if (s->o.grace_ms <= 0) s->o.grace_ms = 5000;
+  if (s->o.grace_ms < 0) s->o.grace_ms = SRV_DEFAULT_GRACE_MS; /* 0 is a real choice */
   int rc = lock_data_dir(s);
   if (!rc) rc = open_engines(s);
   if (rc) {

@@ -15,12 +15,14 @@ typedef struct srv_opts {
   const char *data_dir; /* default "./strata-data"; created when missing */
   int threads; /* gRPC poller threads; default 2 */
   size_t max_message_bytes; /* both directions; default 64 MiB */
-  int grace_ms; /* drain time at stop before in-flight calls are cancelled; default 5000 */
+  int grace_ms; /* drain time at stop before in-flight calls are cancelled; 0 cancels them
+                  at once; < 0 = the default, SRV_DEFAULT_GRACE_MS */
 } srv_opts;
 
 #define SRV_DEFAULT_LISTEN "127.0.0.1:7420"
 #define SRV_DEFAULT_DATA_DIR "./strata-data"
 #define SRV_LOCK_FILE "server.lock"
+#define SRV_DEFAULT_GRACE_MS 5000
 
 /* Locks the data directory, opens the engines and starts serving. On failure
  * returns a Strata code (STRATA_EBUSY when another server holds the directory

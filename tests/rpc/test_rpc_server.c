@@ -229,6 +229,25 @@ static void test_sigint_drains_and_exits_0(void **state) {
   harness_rmdir(h.dir);
 }
 
+/* --grace-ms 0 means no drain time, not the 5000 ms default. */
+static void test_grace_ms_zero_is_honoured(void **state) {
+  (void)state;
+  if (!server_bin) skip();
+  harness h;
+  const char *extra[] = {"--grace-ms", "0", NULL};
+  assert_int_equal(harness_start(&h, server_bin, NULL, extra), 0);
+  assert_int_equal(harness_stop(&h), 0);
+  char buf[16384];
+  FILE *f = fopen(h.log, "r");
+  assert_non_null(f);
+  size_t n = fread(buf, 1, sizeof buf - 1, f);
+  fclose(f);
+  buf[n] = 0;
+  assert_non_null(strstr(buf, "event=rpc_draining"));
+  assert_non_null(strstr(buf, "grace_ms=0\n"));
+  harness_rmdir(h.dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_health_serving_and_unknown_service),
@@ -240,6 +259,7 @@ int main(void) {
       cmocka_unit_test(test_listen_address_in_use_fails_clearly),
       cmocka_unit_test(test_max_message_bytes_flag),
       cmocka_unit_test(test_sigint_drains_and_exits_0),
+      cmocka_unit_test(test_grace_ms_zero_is_honoured),
       T_VALIDATION_TESTS T_LOCKS_TESTS T_OPS_TESTS T_KV_TESTS};
   int failed = cmocka_run_group_tests_name("embedded", tests, group_setup, group_teardown);
   server_bin = getenv("STRATA_SERVER_BIN");
