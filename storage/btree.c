@@ -109,24 +109,16 @@ int bt__read_value(st_db *db, const st_entry *e, strata_buf *out) {
   int has_crc = 0, rc;
   if ((rc = ft__value_crc(db, e->ref.file, &has_crc))) return rc;
   if (e->ref.length > SIZE_MAX - 8) return strata_err(STRATA_ETOOBIG, "value too large");
-  size_t n = (size_t)e->ref.length;
-  if ((rc = strata_buf_reserve(out, n))) return rc;
-  const char *path = ft__path(db, e->ref.file, NULL);
-  if ((rc = ft__pread(db, e->ref.file, e->ref.offset, out->p + out->len, n))) {
-    if (rc == STRATA_ERANGE || rc == STRATA_ENOTFOUND) rc = STRATA_ECORRUPT;
-    return strata_err_wrap(rc, "value at %s offset %llu", path, (unsigned long long)e->ref.offset);
-  }
-  if (has_crc) {
-    uint8_t t[4];
-    if ((rc = ft__pread(db, e->ref.file, e->ref.offset + n, t, 4)))
-      return strata_err(STRATA_ECORRUPT, "%s: value at offset %llu has no checksum", path,
-                        (unsigned long long)e->ref.offset);
-    uint32_t want = (uint32_t)ocdbt_load_le(t, 4);
-    uint32_t got = ocdbt_crc32c(0, out->p + out->len, n);
-    if (want != got)
-      return strata_err(STRATA_ECORRUPT, "%s: checksum mismatch in value at offset %llu (%zu bytes)",
-                        path, (unsigned long long)e->ref.offset, n);
-  }
+  size_t n = (size_t)e->ref.length, crc = has_crc ? 4 : 0;
+  /* One read: the value and, in Strata's data files, the CRC behind it. */
+  if ((rc = strata_buf_reserve(out, n + crc))) return rc;
+  uint8_t *p = out->p + out->len;
+  if ((rc = ft__pread(db, e->ref.file, e->ref.offset, p, n + crc)))
+    return strata_err_wrap(rc, "value at offset %llu (%zu bytes%s)", (unsigned long long)e->ref.offset,
+                           n, crc ? " and its checksum" : "");
+  if (crc && (uint32_t)ocdbt_load_le(p + n, 4) != ocdbt_crc32c(0, p, n))
+    return strata_err(STRATA_ECORRUPT, "%s: checksum mismatch in value at offset %llu (%zu bytes)",
+                      ft__path(db, e->ref.file, NULL), (unsigned long long)e->ref.offset, n);
   out->len += n;
   return 0;
 }

@@ -111,10 +111,27 @@ static int ft_handle(st_db *db, uint32_t id, bs_file **out) {
   return rc;
 }
 
-int ft__pread(st_db *db, uint32_t id, uint64_t off, void *dst, size_t n) {
+/* The base store's codes as they are: ENOTFOUND (no file), ERANGE (short). */
+static int ft_pread_raw(st_db *db, uint32_t id, uint64_t off, void *dst, size_t n) {
   bs_file *f;
   int rc = ft_handle(db, id, &f);
   return rc ? rc : bs_pread(f, off, dst, n);
+}
+
+/* A file that a committed node or value refers to must exist and be long
+ * enough: a missing or short one is damage (STRATA_ECORRUPT naming the
+ * file), never "key absent". The one place that maps these codes, for node
+ * loads and value reads alike. */
+static int ft_damaged(st_db *db, uint32_t id, int rc) {
+  if (rc != STRATA_ENOTFOUND && rc != STRATA_ERANGE) return rc;
+  const char *path = ft__path(db, id, NULL);
+  return strata_err_wrap(STRATA_ECORRUPT, "%s, referenced by the database, is %s", path,
+                         rc == STRATA_ENOTFOUND ? "missing" : "too short");
+}
+
+int ft__pread(st_db *db, uint32_t id, uint64_t off, void *dst, size_t n) {
+  int rc = ft_pread_raw(db, id, off, dst, n);
+  return rc ? ft_damaged(db, id, rc) : 0;
 }
 
 int ft__size(st_db *db, uint32_t id, uint64_t *size) {
@@ -129,8 +146,9 @@ int ft__value_crc(st_db *db, uint32_t id, int *has_crc) {
   pthread_mutex_unlock(&db->ft.mu);
   if (v < 0) {
     char hdr[ST_DATA_MAGIC_LEN];
-    int rc = ft__pread(db, id, 0, hdr, sizeof hdr);
-    if (rc && rc != STRATA_ERANGE) return rc;
+    int rc = ft_pread_raw(db, id, 0, hdr, sizeof hdr);
+    /* shorter than the magic: not a Strata data file; missing: damage */
+    if (rc && rc != STRATA_ERANGE) return ft_damaged(db, id, rc);
     v = !rc && !memcmp(hdr, ST_DATA_MAGIC, ST_DATA_MAGIC_LEN);
     pthread_mutex_lock(&db->ft.mu);
     db->ft.e[id]->vcrc = v;
@@ -262,7 +280,6 @@ static int load(st_db *db, st_ref ref, int kind, cnode **out) {
   n->ref = ref;
   n->kind = kind;
   if ((rc = ft__pread(db, ref.file, ref.offset, raw, ref.length))) {
-    if (rc == STRATA_ERANGE || rc == STRATA_ENOTFOUND) rc = STRATA_ECORRUPT;
     rc = strata_err_wrap(rc, "%s node at offset %llu", kind == CN_BTREE ? "btree" : "version tree",
                          (unsigned long long)ref.offset);
     goto out;
