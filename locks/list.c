@@ -69,8 +69,14 @@ static int scan(lk_manager *lk, const lk_list_filter *f, int all_categories,
   if (err) rc = lk__dberr(err, "listing locks");
 out:
   rocksdb_iter_destroy(it);
-  /* What the iterator saw may include batches not yet synced. */
-  if (!rc) rc = lk__durable(lk, atomic_load(&lk->write_seq));
+  /* What the iterator saw may include batches not yet synced, and even not
+   * yet numbered: lk__write numbers a batch only after rocksdb_write
+   * returns, but the batch is visible (and in the WAL file) before that, so
+   * waiting for the current write_seq could miss it. Take a fresh number
+   * instead: a sync covers it only if the syncer read write_seq after this
+   * point, i.e. the sync started after the scan and covers every batch the
+   * scan saw. Costs one (shared) WAL sync per listing. */
+  if (!rc) rc = lk__durable(lk, atomic_fetch_add(&lk->write_seq, 1) + 1);
   return rc;
 }
 
