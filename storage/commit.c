@@ -396,6 +396,12 @@ static int check_cond(group *g, st_txn *t, const top *o, const st_vers *latest) 
         rc = fail_cond(t, o, "changed by an earlier transaction in this commit");
         break;
       }
+      if (o->since == 0) {
+        /* Generation 0 is the empty database: unchanged since then means
+         * absent now (it has no version in the version tree to look up). */
+        rc = found ? fail_cond(t, o, "the key was created after that generation (the empty database)") : 0;
+        break;
+      }
       st_vers old;
       if (o->since > latest->generation) {
         rc = fail_cond(t, o, "that generation does not exist yet");

@@ -341,6 +341,49 @@ static void test_conditions_and_fence(void **state) {
   bs_destroy(base);
 }
 
+/* Generation 0 is the empty database: "unchanged since 0" holds exactly
+ * while the key is absent (before the first commit too). */
+static void test_unchanged_since_zero(void **state) {
+  bs_store *base;
+  st_db *db = open_mem(&base, 0);
+  st_txn *t;
+  st_result r;
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_require_unchanged(t, "a", 1, 0), 0);
+  assert_int_equal(st_txn_put(t, "a", 1, "1", 1), 0);
+  assert_int_equal(st_txn_commit(t, &r), 0);
+  assert_int_equal(r.generation, 1);
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_require_unchanged(t, "never", 5, 0), 0);
+  assert_int_equal(st_txn_put(t, "b", 1, "2", 1), 0);
+  assert_int_equal(st_txn_commit(t, &r), 0);
+  assert_int_equal(r.generation, 2);
+  /* fails once the key exists */
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_require_unchanged(t, "a", 1, 0), 0);
+  assert_int_equal(st_txn_put(t, "c", 1, "3", 1), 0);
+  assert_int_equal(st_txn_commit(t, &r), STRATA_ECONDITION);
+  assert_int_equal(r.failed_condition, ST_COND_UNCHANGED_SINCE);
+  assert_int_equal(r.failed_key_len, 1);
+  assert_memory_equal(r.failed_key, "a", 1);
+  assert_non_null(strstr(r.message, "'unchanged since generation 0' failed on key 'a'"));
+  st_result_free(&r);
+  /* and holds again after the key is deleted */
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_delete(t, "a", 1), 0);
+  assert_int_equal(st_txn_commit(t, &r), 0);
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_require_unchanged(t, "a", 1, 0), 0);
+  assert_int_equal(st_txn_commit(t, &r), 0);
+  st_snap *s;
+  char buf[16];
+  assert_int_equal(st_snap_latest(db, &s), 0);
+  assert_int_equal(get_str(s, "c", buf, sizeof buf), STRATA_ENOTFOUND);
+  st_snap_release(s);
+  st_close(db);
+  bs_destroy(base);
+}
+
 typedef struct grp {
   int done, rc[3];
   uint64_t gen[3];
@@ -643,6 +686,7 @@ int main(void) {
     cmocka_unit_test(test_list_pagination_and_prefix),
     cmocka_unit_test(test_diff_between_versions),
     cmocka_unit_test(test_conditions_and_fence),
+    cmocka_unit_test(test_unchanged_since_zero),
     cmocka_unit_test(test_group_commit_isolation),
     cmocka_unit_test(test_data_reference_put),
     cmocka_unit_test(test_reopen_mismatch_and_not_a_db),
