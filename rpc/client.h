@@ -54,8 +54,9 @@ void rpc_client_close(rpc_client *c);
 const char *rpc_client_addr(const rpc_client *c);
 
 /* Return codes of every call: 0, or
- *  - the server's Strata code (STRATA_EINVALID, STRATA_ENOTFOUND, STRATA_ECONDITION,
- *    STRATA_EFENCED, ...), restored exactly from the strata-error trailer;
+ *  - the server's code (STRATA_EINVALID, STRATA_ENOTFOUND, STRATA_ECONDITION,
+ *    STRATA_EFENCED, ..., or an errno such as ENOSPC), restored exactly from the
+ *    strata-error trailer;
  *  - STRATA_EDEADLINE when the deadline passed, STRATA_ECANCELLED when cancelled,
  *    STRATA_EUNSUPPORTED for UNIMPLEMENTED, STRATA_ETOOBIG for a message above a
  *    size limit, ENOTCONN when the server could not be reached.

@@ -33,31 +33,54 @@
   XX(STRATA_ECANCELLED, GRPC_STATUS_CANCELLED)           \
   XX(STRATA_EINTERNAL, GRPC_STATUS_INTERNAL)
 
+/* XX(errno, gRPC status): the errno values with a status of their own. Any
+ * other errno is INTERNAL. Every errno travels by its name (strata_errname:
+ * "ENOSPC"), so the client restores it exactly, whatever its status. */
+#define RPC_ERRNO_MAP(XX)                   \
+  XX(ENOMEM, GRPC_STATUS_RESOURCE_EXHAUSTED) \
+  XX(ENOSPC, GRPC_STATUS_RESOURCE_EXHAUSTED) \
+  XX(EDQUOT, GRPC_STATUS_RESOURCE_EXHAUSTED) \
+  XX(EACCES, GRPC_STATUS_PERMISSION_DENIED)  \
+  XX(EPERM, GRPC_STATUS_PERMISSION_DENIED)   \
+  XX(ENOENT, GRPC_STATUS_NOT_FOUND)
+
+/* Linux errno values are below this; a larger one has no name to match. */
+#define RPC_ERRNO_LIMIT 4096
+
 grpc_status_code rpc_status_of(int rc) {
   if (rc == 0) return GRPC_STATUS_OK;
   switch (rc) {
 #define XX(code, st) \
   case code: return st;
     RPC_STATUS_MAP(XX)
+    RPC_ERRNO_MAP(XX)
 #undef XX
-  case ENOMEM:
-  case ENOSPC:
-  case EDQUOT: return GRPC_STATUS_RESOURCE_EXHAUSTED;
-  case EACCES:
-  case EPERM: return GRPC_STATUS_PERMISSION_DENIED;
-  case ENOENT: return GRPC_STATUS_NOT_FOUND;
   default: return GRPC_STATUS_INTERNAL;
   }
 }
 
+static int name_is(const char *name, const char *s, size_t n) {
+  return strlen(name) == n && memcmp(name, s, n) == 0;
+}
+
+/* The code whose strata_errname() the trailer is (the inverse of what the server
+ * sends), or 0 when it names none. */
+static int code_of_name(const char *s, size_t n) {
+#define XX(code, st) \
+  if (name_is(#code, s, n)) return code;
+  RPC_STATUS_MAP(XX)
+  RPC_ERRNO_MAP(XX)
+#undef XX
+  if (n < 2 || s[0] != 'E') return 0;
+  for (int e = 1; e < RPC_ERRNO_LIMIT; e++)
+    if (name_is(strata_errname(e), s, n)) return e;
+  return 0;
+}
+
 int rpc_err_of(grpc_status_code status, const char *trailer, size_t trailer_len) {
   if (status == GRPC_STATUS_OK) return 0;
-  if (trailer && trailer_len) {
-#define XX(code, st) \
-  if (trailer_len == strlen(#code) && memcmp(trailer, #code, trailer_len) == 0) return code;
-    RPC_STATUS_MAP(XX)
-#undef XX
-  }
+  int rc = trailer && trailer_len ? code_of_name(trailer, trailer_len) : 0;
+  if (rc) return rc;
   switch (status) {
   case GRPC_STATUS_UNAVAILABLE: return ENOTCONN;
   case GRPC_STATUS_PERMISSION_DENIED:

@@ -413,8 +413,34 @@ static void test_stop_drains_streams_with_unavailable(void **state) {
   assert_int_equal(rpc_client_open(&co2, &cli), 0);
 }
 
+/* Every code the server can send comes back exactly through the strata-error
+ * trailer: each STRATA_* code and errno values that share a status with one
+ * (ENOSPC is RESOURCE_EXHAUSTED like STRATA_ETOOBIG) or have none (EIO). */
+static void test_status_trailer_round_trips_every_code(void **state) {
+  (void)state;
+  static const int codes[] = {
+#define XX(name, val, msg) STRATA_E##name,
+      STRATA_ERRNO_MAP(XX)
+#undef XX
+      ENOSPC, EIO, ENOMEM, EDQUOT, EACCES, EPERM, ENOENT, EBADF, ENOTCONN};
+  for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
+    int rc = codes[i];
+    grpc_status_code st = rpc_status_of(rc);
+    assert_int_not_equal(st, GRPC_STATUS_OK);
+    const char *name = strata_errname(rc);
+    assert_int_equal(rpc_err_of(st, name, strlen(name)), rc);
+  }
+  assert_int_equal(rpc_status_of(ENOSPC), GRPC_STATUS_RESOURCE_EXHAUSTED);
+  assert_int_equal(rpc_status_of(EIO), GRPC_STATUS_INTERNAL);
+  /* Without a trailer the status alone decides; an unknown name is ignored. */
+  assert_int_equal(rpc_err_of(GRPC_STATUS_UNAVAILABLE, NULL, 0), ENOTCONN);
+  assert_int_equal(rpc_err_of(GRPC_STATUS_RESOURCE_EXHAUSTED, "EBOGUS", 6), STRATA_ETOOBIG);
+  assert_int_equal(rpc_err_of(GRPC_STATUS_OK, "ENOSPC", 6), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_status_trailer_round_trips_every_code),
       cmocka_unit_test(test_unary_reply_and_error_code_round_trip),
       cmocka_unit_test(test_unknown_method_is_unimplemented_at_once),
       cmocka_unit_test(test_method_without_handler_is_unimplemented_with_message),
