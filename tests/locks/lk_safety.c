@@ -2,10 +2,14 @@
  * Randomized safety checker for the lock manager (tier locks-stress).
  * Threads acquire, renew and release random overlapping row sets with short
  * TTLs (a few ms, real clock) and random pauses. Before each use a holder
- * calls lk_check and, while using the rows, marks them in a shadow table; a
- * use is serialized per row like a store commit, and must never come from a
- * holder older (smaller token) than one that already used the row - that is
- * what two live holders would look like. An auditor lists live locks and
+ * calls lk_check under the rows' shadow mutexes, like a store commit's fence:
+ * a use must never come from a holder older (smaller token) than one that
+ * already used the row - that is what two live holders would look like. An
+ * indefinite holder (whose lock cannot expire) also keeps the rows marked
+ * in_use through a long use with the shadow mutexes released; another op
+ * passing lk_check on such a row meanwhile is two live holders at once. (A
+ * temporal holder's use stays inside the mutexes: its lock may expire at any
+ * moment, which is what the fence is for.) An auditor lists live locks and
  * asserts no row has two live holders; tokens must strictly increase per
  * thread and be unique overall. Seed from STRATA_SEED, printed on failure.
  */
@@ -33,7 +37,8 @@ static atomic_int failed;
 static atomic_int stop;
 static uint8_t keys[NROWS][LK_L2_KEY_LEN];
 
-/* The shadow table: per row, who used it last, serialized by its mutex. */
+/* The shadow table: per row, who used it last and whether an indefinite
+ * holder is using it right now (with mu released), guarded by mu. */
 static struct {
   pthread_mutex_t mu;
   uint64_t op, token;
@@ -75,9 +80,20 @@ static int cmp_int(const void *a, const void *b) {
   return (x > y) - (x < y);
 }
 
-/* One use of the rows: serialized per row (ascending order), Check first. */
-static int use_rows(thr *t, uint64_t op, uint64_t token, const int *idx, const lk_row *rows, int n) {
-  for (int i = 0; i < n; i++) pthread_mutex_lock(&shadow[idx[i]].mu);
+static void lock_shadow(const int *idx, int n) {
+  for (int i = 0; i < n; i++) pthread_mutex_lock(&shadow[idx[i]].mu); /* ascending */
+}
+
+static void unlock_shadow(const int *idx, int n) {
+  for (int i = n - 1; i >= 0; i--) pthread_mutex_unlock(&shadow[idx[i]].mu);
+}
+
+/* One use of the rows, Check first, serialized per row like a commit. With
+ * long_use (indefinite holders only) the rows stay marked in_use for a
+ * random pause after the shadow mutexes are released. */
+static int use_rows(uint64_t *r, uint64_t op, uint64_t token, const int *idx, const lk_row *rows,
+                    int n, int long_use) {
+  lock_shadow(idx, n);
   int held = 0;
   int rc = lk_check(lk, op, rows, (size_t)n, &held, NULL);
   atomic_fetch_add(&ops_done, 1);
@@ -85,17 +101,24 @@ static int use_rows(thr *t, uint64_t op, uint64_t token, const int *idx, const l
   if (!rc && held) {
     for (int i = 0; i < n; i++) {
       __typeof__(shadow[0]) *s = &shadow[idx[i]];
-      if (s->in_use) FAILF("row %d used by two holders at once", idx[i]);
+      if (s->in_use)
+        FAILF("row %d: op %" PRIu64 " passed Check while op %" PRIu64
+              " is using the row under its indefinite lock: two live holders", idx[i], op, s->op);
       if (!(s->op == op && s->token == token) && token <= s->token)
         FAILF("row %d: op %" PRIu64 " (token %" PRIu64 ") passed Check after op %" PRIu64
               " (token %" PRIu64 ") used the row: two live holders", idx[i], op, token, s->op, s->token);
-      s->in_use = 1;
+      s->in_use = long_use;
       s->op = op;
       s->token = token;
     }
-    for (int i = 0; i < n; i++) shadow[idx[i]].in_use = 0;
   }
-  for (int i = n - 1; i >= 0; i--) pthread_mutex_unlock(&shadow[idx[i]].mu);
+  unlock_shadow(idx, n);
+  if (held && long_use) {
+    pause_us(r, 1000); /* the use, protected only by the lock */
+    lock_shadow(idx, n);
+    for (int i = 0; i < n; i++) shadow[idx[i]].in_use = 0;
+    unlock_shadow(idx, n);
+  }
   return held;
 }
 
@@ -143,7 +166,7 @@ static void *worker(void *arg) {
     t->tokens[t->ntokens++] = token;
     int uses = 1 + (int)(rnd(&r) % 4);
     for (int u = 0; u < uses && !atomic_load(&stop); u++) {
-      if (!use_rows(t, op, token, idx, rows, n)) { t->lost++; break; }
+      if (!use_rows(&r, op, token, idx, rows, n, indefinite)) { t->lost++; break; }
       pause_us(&r, 1500);
       if (!indefinite && rnd(&r) % 3 == 0) {
         rc = lk_renew(lk, op, rows, (size_t)n, (int64_t)(1 + rnd(&r) % 6) * LKT_MS, &res);
