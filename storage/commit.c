@@ -763,16 +763,20 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
   have_tmp = 0;
   if ((rc = bs_sync_dir(db->base, ""))) {
     /* The rename may or may not survive a crash. A numbered manifest is
-     * taken back so that "failed" is the truth; if that is impossible (or
-     * the kind is single, whose rename replaced the old manifest), the state
-     * on disk is unknown: refuse further commits until reopened. */
+     * taken back so that "failed" is the truth, but only once the removal
+     * is durable too. If that is impossible (the removal or its directory
+     * fsync fails, or the kind is single, whose rename replaced the old
+     * manifest), the state on disk is unknown: the manifest may survive a
+     * crash, so its data file is kept (treated as published) and further
+     * commits are refused until reopened. */
     char why[400];
     snprintf(why, sizeof why, "%s", strata_errmsg());
-    if (db->cfg.manifest_kind != OCDBT_MANIFEST_NUMBERED || bs_remove(db->base, mpath) != 0) {
+    if (db->cfg.manifest_kind != OCDBT_MANIFEST_NUMBERED || bs_remove(db->base, mpath) != 0 ||
+        bs_sync_dir(db->base, "") != 0) {
+      pthread_mutex_lock(&db->mu);
       db->broken = rc;
+      pthread_mutex_unlock(&db->mu);
       published = 1;
-    } else {
-      bs_sync_dir(db->base, "");
     }
     strata_err(rc, "%s", why);
     goto fail;

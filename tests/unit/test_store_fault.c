@@ -239,11 +239,91 @@ static void test_create_on_full_disk(void **state) {
   bs_destroy(mem);
 }
 
+/* A pass-through store whose next `fail_root_syncs` fsyncs of the database
+ * directory fail with EIO (files are the inner store's own). */
+typedef struct rootfail {
+  bs_store base;
+  bs_store *inner;
+  int fail_root_syncs;
+} rootfail;
+static rootfail *RF(bs_store *s) { return (rootfail *)s; }
+static int rf_open_read(bs_store *s, const char *p, bs_file **o) { return bs_open_read(RF(s)->inner, p, o); }
+static int rf_create(bs_store *s, const char *p, bs_file **o) { return bs_create(RF(s)->inner, p, o); }
+static int rf_rename(bs_store *s, const char *a, const char *b) { return bs_rename(RF(s)->inner, a, b); }
+static int rf_sync_dir(bs_store *s, const char *d) {
+  if (!d[0] && RF(s)->fail_root_syncs > 0) {
+    RF(s)->fail_root_syncs--;
+    return strata_err(EIO, "injected directory fsync failure");
+  }
+  return bs_sync_dir(RF(s)->inner, d);
+}
+static int rf_remove(bs_store *s, const char *p) { return bs_remove(RF(s)->inner, p); }
+static int rf_mkdir(bs_store *s, const char *d) { return bs_mkdir(RF(s)->inner, d); }
+static int rf_list(bs_store *s, const char *d, char ***n, size_t *c) { return bs_list(RF(s)->inner, d, n, c); }
+static int rf_lock(bs_store *s) { return bs_lock(RF(s)->inner); }
+static void rf_destroy(bs_store *s) { (void)s; }
+static const bs_ops rf_ops = {rf_open_read, NULL, NULL, rf_create, NULL, NULL, NULL, rf_rename,
+                              rf_sync_dir, rf_remove, rf_mkdir, rf_list, rf_lock, rf_destroy};
+
+static size_t count_data_files(bs_store *s) {
+  char **names;
+  size_t n;
+  assert_int_equal(bs_list(s, "d", &names, &n), 0);
+  free(names);
+  return n;
+}
+
+/* The directory fsync after the rename fails, and so does the one after the
+ * numbered manifest is taken back: the removal may not be durable, so the
+ * manifest may come back after a crash. Its data file must stay, and the
+ * database must refuse commits until reopened. */
+static void test_undo_not_durable_keeps_data_file(void **state) {
+  rootfail rf = {{&rf_ops}, NULL, 0};
+  assert_int_equal(bs_mem_create(&rf.inner), 0);
+  st_options o;
+  memset(&o, 0, sizeof o);
+  o.base = &rf.base;
+  o.create = 1;
+  o.no_prepare = 1;
+  st_db *db = NULL;
+  assert_int_equal(st_open("mem", &o, &db), 0);
+  st_txn *t;
+  st_result r;
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put(t, "a", 1, "1", 1), 0);
+  assert_int_equal(st_txn_commit(t, &r), 0);
+  size_t before = count_data_files(rf.inner);
+  rf.fail_root_syncs = 2;
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put(t, "b", 1, "2", 1), 0);
+  assert_int_equal(st_txn_commit(t, &r), EIO);
+  assert_non_null(strstr(r.message, "injected directory fsync failure"));
+  assert_int_equal(rf.fail_root_syncs, 0);
+  assert_int_equal(count_data_files(rf.inner), before + 1); /* kept */
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put(t, "c", 1, "3", 1), 0);
+  assert_int_equal(st_txn_commit(t, &r), EIO);
+  assert_non_null(strstr(r.message, "reopen the database"));
+  st_close(db);
+  /* Reopened: the taken-back manifest is gone in this store, so generation
+   * 1 is the latest, and commits work again. */
+  o.create = 0;
+  assert_int_equal(st_open("mem", &o, &db), 0);
+  assert_int_equal(latest_gen(db), 1);
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put(t, "c", 1, "3", 1), 0);
+  assert_int_equal(st_txn_commit(t, &r), 0);
+  assert_int_equal(r.generation, 2);
+  st_close(db);
+  bs_destroy(rf.inner);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_every_site_fails_cleanly),
     cmocka_unit_test(test_create_on_full_disk),
     cmocka_unit_test(test_faults_with_preparer),
+    cmocka_unit_test(test_undo_not_durable_keeps_data_file),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
