@@ -397,7 +397,11 @@ static int settle_children(actx *a, plist *items, uint8_t child_height, pnode *p
     items->n--;
     if (x->bytes > a->max) {
       plist parts = {0};
+      /* whole takes over x's entries: x must not keep a pointer to them
+       * (split_into frees them; on an error path items is freed too). */
       pnode whole = *x;
+      x->e = NULL;
+      x->n = x->cap = x->bytes = 0;
       if ((rc = split_into(a, &whole, &parts))) {
         free(whole.e);
         pl_free(&parts);
