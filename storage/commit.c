@@ -671,7 +671,13 @@ static int cmp_change(const void *a, const void *b) {
 
 /* Writes the group's values and tree into one data file and publishes the
  * manifest. On success, nv and nms are the new latest version and manifest. */
-static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, st_mstate *nms) {
+/* What one commit adds to the statistics in st_db. */
+typedef struct gstats {
+  uint64_t bytes_written, ns_build, ns_sync, ns_publish;
+} gstats;
+
+static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, st_mstate *nms,
+                       gstats *st) {
   st_writer w;
   memset(&w, 0, sizeof w);
   w.db = db;
@@ -781,10 +787,11 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
     strata_err(rc, "%s", why);
     goto fail;
   }
-  db->bytes_written += w.off + man.len;
-  db->ns_build += t_sync - t_start;
-  db->ns_sync += t_publish - t_sync;
-  db->ns_publish += now_ns() - t_publish;
+  /* the statistics are published with the new state (commit_group, under db->mu) */
+  st->bytes_written = w.off + man.len;
+  st->ns_build = t_sync - t_start;
+  st->ns_sync = t_publish - t_sync;
+  st->ns_publish = now_ns() - t_publish;
   strata_buf_free(&man);
   strata_buf_free(&w.buf);
   free(muts);
@@ -833,7 +840,8 @@ static void commit_group(st_db *db, st_txn *list) {
   if (accepted) {
     st_vers nv;
     st_mstate nms;
-    int rc = write_group(db, &g, &latest, &nv, &nms);
+    gstats st = {0, 0, 0, 0};
+    int rc = write_group(db, &g, &latest, &nv, &nms, &st);
     if (!rc) {
       pthread_mutex_lock(&db->mu);
       mstate__free(&db->ms);
@@ -841,6 +849,10 @@ static void commit_group(st_db *db, st_txn *list) {
       db->latest = nv;
       db->commits += accepted;
       db->groups++;
+      db->bytes_written += st.bytes_written;
+      db->ns_build += st.ns_build;
+      db->ns_sync += st.ns_sync;
+      db->ns_publish += st.ns_publish;
       pthread_mutex_unlock(&db->mu);
     }
     for (st_txn *t = list; t; t = t->next) {
