@@ -105,9 +105,12 @@ static inline void bs_destroy(bs_store *s) {
 /* Reads a whole file into a malloc'd buffer (*p, *n). */
 int bs_read_all(bs_store *s, const char *path, uint8_t **p, size_t *n);
 /* Publishes a small file atomically and durably: writes `tmp`, fsyncs it,
- * renames it to `path`, fsyncs the directory `dir`. On failure the temp file
- * is removed and `path` is unchanged (or, if only the directory fsync failed,
- * the rename is undone). */
+ * renames it to `path`, fsyncs the directory `dir`. On a failure before the
+ * rename the temp file is removed and `path` is unchanged. If only the
+ * directory fsync after the rename failed, a `path` that did not exist
+ * before is removed again (best effort); one that existed holds the new
+ * content (the old cannot be restored) and whether the replacement survives
+ * a crash is unknown. */
 int bs_put_atomic(bs_store *s, const char *dir, const char *tmp, const char *path,
                   const void *p, size_t n);
 

@@ -295,13 +295,20 @@ int bs_put_atomic(bs_store *s, const char *dir, const char *tmp, const char *pat
   if ((rc = bs_append(f, p, n)) || (rc = bs_fsync(f))) goto fail;
   bs_close(f);
   f = NULL;
+  /* Whether path exists already decides what a failed directory fsync can
+   * take back (below). */
+  bs_file *old = NULL;
+  int existed = bs_open_read(s, path, &old) != STRATA_ENOTFOUND;
+  bs_close(old);
   if ((rc = bs_rename(s, tmp, path))) goto fail;
   if ((rc = bs_sync_dir(s, dir))) {
-    /* The rename may or may not survive a crash: take it back so that the
-     * caller's "failed" is the truth. */
+    /* The rename may or may not survive a crash. A new path is taken back
+     * so that the caller's "failed" is the truth; a replaced one cannot be
+     * (the old content is gone), so it is left with the new content rather
+     * than removed. */
     char why[400];
     snprintf(why, sizeof why, "%s", strata_errmsg());
-    if (bs_remove(s, path) == 0) bs_sync_dir(s, dir);
+    if (!existed && bs_remove(s, path) == 0) bs_sync_dir(s, dir);
     return strata_err(rc, "%s", why);
   }
   return 0;
