@@ -87,7 +87,10 @@ typedef struct st_getres {
   int rc;             /* 0, STRATA_ENOTFOUND, or an error for this key */
   strata_buf value;   /* caller frees */
 } st_getres;
-/* Batch get: out[i] for keys[i]. Returns 0 unless a call-wide error occurred. */
+/* Batch get: out[i] for keys[i], every one filled in (the caller frees each
+ * value, also after an error). Returns 0 when every key was found or absent;
+ * otherwise the first other error (out[i].rc of the first such key), whose
+ * message (strata_errmsg) names the key's index and the file and offset. */
 int st_get_batch(st_snap *s, size_t n, const st_key *keys, st_getres *out);
 
 /* Listing [start, end) in key order (no end unless has_end), at most `limit`

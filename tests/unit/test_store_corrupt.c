@@ -157,6 +157,21 @@ static void test_missing_value_file(void **state) {
   assert_int_equal(b.len, 0);
   assert_int_equal(st_get(s, "other", 5, &b), 0); /* the rest still reads */
   strata_buf_free(&b);
+  /* A batch returns the first hard error as its own, with the detail. */
+  st_key keys[4] = {{"other", 5}, {"nope", 4}, {"value", 5}, {"small", 5}};
+  st_getres res[4];
+  assert_int_equal(st_get_batch(s, 4, keys, res), STRATA_ECORRUPT);
+  assert_non_null(strstr(strata_errmsg(), "keys[2]"));
+  assert_non_null(strstr(strata_errmsg(), strrchr(data, '/') + 1));
+  assert_int_equal(res[0].rc, 0);
+  assert_int_equal(res[1].rc, STRATA_ENOTFOUND);
+  assert_int_equal(res[2].rc, STRATA_ECORRUPT);
+  assert_int_equal(res[3].rc, 0);
+  assert_int_equal(res[3].value.len, 1);
+  for (int i = 0; i < 4; i++) strata_buf_free(&res[i].value);
+  /* without a hard error the call succeeds */
+  assert_int_equal(st_get_batch(s, 2, keys, res), 0);
+  for (int i = 0; i < 2; i++) strata_buf_free(&res[i].value);
   st_snap_release(s);
   st_close(db);
   rm_rf(dir);
