@@ -131,6 +131,16 @@ def test_help():
     r = ctl("lock", "--help", addr=False)
     check(r.rc == 0 and "lock acquire" in r.text and "kv get" not in r.text,
           "stratactl lock --help lists the lock commands", r)
+    # The help describes what the command does now, not an older protocol.
+    r = ctl("op", "list", "--help", addr=False)
+    flat = " ".join(r.text.split())
+    check(r.rc == 0 and "One Ops.List stream, newest first; the server applies the status filter" in flat
+          and "Ops.Get" not in r.text and "no Ops.List" not in r.text,
+          "op list --help: one Ops.List stream, filtered by the server", r)
+    r = ctl("lock", "list", "--help", addr=False)
+    flat = " ".join(r.text.split())
+    check(r.rc == 0 and "on the server's clock" in flat and "this machine's clock" not in flat,
+          "lock list --help: LEFT is on the server's clock", r)
 
 
 def test_usage_errors():

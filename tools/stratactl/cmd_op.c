@@ -2,7 +2,6 @@
  * op show / list / stuck: the operation log (Ops service: Get, List,
  * ListStuck).
  */
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>

@@ -14,7 +14,7 @@ const ctl_cmd ctl_cmds[] = {
      "list held locks with their decoded row keys, holders, ages and fencing tokens",
      "Columns: ROW (hex), DECODED (chunk <id> or block x,y,z for PyChunkedGraph hash-prefixed\n"
      "keys, the text of a printable key, else -), KIND, OP, ACQUIRED (UTC), LEFT (time until a temporal lock expires, on\n"
-     "this machine's clock; 'expired' or '-' for indefinite), TOKEN. A count line ends the table.",
+     "the server's clock; 'expired' or '-' for indefinite), TOKEN. A count line ends the table.",
      "stratactl lock list\n"
      "stratactl lock list --op 42 --kind indefinite\n"
      "stratactl lock list --prefix 0x1a2b --expired\n"
@@ -66,8 +66,8 @@ const ctl_cmd ctl_cmds[] = {
     {"op", "list", "[--status S] [--limit N]",
      "list the newest operations, optionally only those with a status",
      "S is one of created, write_started, success, exception, write_failed. Shows the newest\n"
-     "--limit matching ops (default 100) in id order. The protocol has no Ops.List yet, so this\n"
-     "reads ops one Ops.Get at a time from the newest id down (ids are dense).",
+     "--limit matching ops (default 100) in id order. One Ops.List stream, newest first; the\n"
+     "server applies the status filter.",
      "stratactl op list\n"
      "stratactl op list --status write_failed --limit 10",
      {{"status", 1, "S", "only ops with this status"},
