@@ -571,6 +571,41 @@ static void join_within(lk_manager *lk, pthread_t th, int ms) {
   }
 }
 
+#define WAITER_OP 1000
+#define PROBE_OP 1001
+
+/* A fresh op holds "a" indefinitely (returned); a thread *th then waits for
+ * "a" as w->op. Returns once the waiter is in the row's queue, which a
+ * no-wait temporal probe that ignores indefinite holders sees as a
+ * queued = 1 conflict naming the waiter; fails after 5 s of real time. */
+static uint64_t hold_a_and_queue_a_waiter(fx *f, waiter_arg *w, pthread_t *th) {
+  lk_result r;
+  uint64_t holder = new_op(f);
+  assert_int_equal(acq(f, holder, (const char *[]){"a"}, 1, LK_INDEFINITE, 0, 1, &r), LK_GRANTED);
+  lk_result_free(&r);
+  *w = (waiter_arg){.lk = f->lk, .op = WAITER_OP};
+  pthread_create(th, NULL, wait_for_a, w);
+  lk_row a = lkt_row("a");
+  for (int ms = 0; ms < 5000; ms++) {
+    int queued = 0;
+    /* A probe granted before the waiter queued blocks it too; its long ttl
+     * keeps the waiter from waking at the probe's expiry instead of a kick. */
+    lk_status st = acq(f, PROBE_OP, (const char *[]){"a"}, 1, LK_TEMPORAL, 3600 * LKT_S, 0, &r);
+    for (size_t i = 0; st == LK_CONFLICT && i < r.nconflicts; i++)
+      queued |= r.conflicts[i].queued && r.conflicts[i].holder_op == WAITER_OP;
+    lk_result_free(&r);
+    if (st == LK_GRANTED) /* the waiter is not queued yet: give the row back */
+      assert_int_equal(lk_release(f->lk, PROBE_OP, &a, 1, 0, NULL), 0);
+    if (queued) return holder;
+    struct timespec pause = {0, 1000000L};
+    nanosleep(&pause, NULL);
+  }
+  lk_shutdown(f->lk);
+  pthread_join(*th, NULL);
+  fail_msg("the waiter did not queue on \"a\" within 5 s");
+  return 0;
+}
+
 /* With polling effectively off (1 h), only the kick can wake the waiter. */
 static void test_release_wakes_a_waiter_without_polling(void **state) {
   fx *f = *state;
@@ -581,37 +616,29 @@ static void test_release_wakes_a_waiter_without_polling(void **state) {
   o.clock = lkt_clock;
   o.wait_poll_ns = 3600 * LKT_S;
   assert_int_equal(lk_open(&o, &f->lk), 0);
-  lk_result r;
-  assert_int_equal(acq(f, 1, (const char *[]){"a"}, 1, LK_TEMPORAL, 3600 * LKT_S, 1, &r), LK_GRANTED);
-  lk_result_free(&r);
-  waiter_arg w = {.lk = f->lk, .op = 2};
+  waiter_arg w;
   pthread_t th;
-  pthread_create(&th, NULL, wait_for_a, &w);
-  struct timespec pause = {0, 100 * 1000000L};
-  nanosleep(&pause, NULL); /* let it queue (if it has not, it is granted at once: also fine) */
+  uint64_t holder = hold_a_and_queue_a_waiter(f, &w, &th);
   lk_row a = lkt_row("a");
   size_t n;
-  assert_int_equal(lk_release(f->lk, 1, &a, 1, 0, &n), 0);
+  assert_int_equal(lk_release(f->lk, holder, &a, 1, 0, &n), 0);
+  assert_int_equal(n, 1);
   join_within(f->lk, th, 5000);
   assert_int_equal(w.rc, 0);
   assert_int_equal(w.status, LK_GRANTED);
-  assert_int_equal(held(f, 2, "a"), 1);
+  assert_int_equal(held(f, WAITER_OP, "a"), 1);
 }
 
 static void test_shutdown_wakes_waiters_with_an_error(void **state) {
   fx *f = *state;
-  lk_result r;
-  assert_int_equal(acq(f, 1, (const char *[]){"a"}, 1, LK_TEMPORAL, 3600 * LKT_S, 1, &r), LK_GRANTED);
-  lk_result_free(&r);
-  waiter_arg w = {.lk = f->lk, .op = 2};
+  waiter_arg w;
   pthread_t th;
-  pthread_create(&th, NULL, wait_for_a, &w);
-  struct timespec pause = {0, 100 * 1000000L};
-  nanosleep(&pause, NULL);
+  uint64_t holder = hold_a_and_queue_a_waiter(f, &w, &th);
   lk_shutdown(f->lk);
   join_within(f->lk, th, 5000);
   assert_int_equal(w.rc, STRATA_ESHUTDOWN);
-  assert_int_equal(held(f, 1, "a"), 1); /* the holder is untouched */
+  assert_int_equal(held(f, holder, "a"), 1); /* the holder is untouched */
+  assert_int_equal(held(f, WAITER_OP, "a"), 0);
 }
 
 int main(void) {
