@@ -132,7 +132,12 @@ int st_versions(st_db *db, uint64_t min_generation, size_t limit, st_version_inf
                 size_t *n);
 
 /* Changes from a to b: fn is called once per key, in key order, with put = 1
- * (present in b with another value than in a) or 0 (deleted: in a, not in b).
+ * (present in b and absent in a, or present in both with another entry) or 0
+ * (deleted: in a, not in b). Entries are compared as stored, not by value:
+ * inline values (<= max_inline_value_bytes) by their bytes, out-of-line
+ * values by their reference (file, offset, length). So rewriting a large
+ * value with the same bytes is reported as a put, while deleting and
+ * rewriting a small value with the same bytes between a and b is not.
  * Subtrees the two versions share are skipped without reading them. fn
  * returning non-zero stops the walk and st_diff returns that value. */
 typedef int (*st_diff_fn)(void *ctx, const uint8_t *key, size_t klen, int put);
@@ -167,6 +172,13 @@ int st_txn_put_ref(st_txn *t, const void *key, size_t klen, const char *path, ui
                    uint64_t length);
 int st_txn_delete(st_txn *t, const void *key, size_t klen);
 int st_txn_require_absent(st_txn *t, const void *key, size_t klen);
+/* Holds when the key's entry now equals its entry at since_generation
+ * (both absent counts as equal; generation 0 is the empty database, so
+ * "unchanged since 0" means absent now) and no earlier transaction of the
+ * same group wrote it. Entries compare as in st_diff: inline values by
+ * bytes, out-of-line values by reference, so a large value rewritten with
+ * the same bytes is a change, and a small value deleted and rewritten with
+ * the same bytes is not. */
 int st_txn_require_unchanged(st_txn *t, const void *key, size_t klen, uint64_t since_generation);
 int st_txn_require_hash(st_txn *t, const void *key, size_t klen, const uint8_t hash[ST_HASH_BYTES]);
 void st_txn_set_fence(st_txn *t, st_fence_fn fn, void *ctx);

@@ -384,6 +384,52 @@ static void test_unchanged_since_zero(void **state) {
   bs_destroy(base);
 }
 
+/* What "changed" means for "unchanged since G" and st_diff: inline values
+ * (<= max_inline_value_bytes) are compared by their bytes, out-of-line values
+ * by their reference (file, offset, length). So deleting and rewriting a
+ * small value with the same bytes is no change, while rewriting a large
+ * value with the same bytes is one. */
+static void test_change_means_bytes_inline_reference_out_of_line(void **state) {
+  bs_store *base;
+  st_db *db = open_mem(&base, 0);
+  uint8_t big[300];
+  memset(big, 'B', sizeof big); /* above the default 100-byte inline limit */
+  st_txn *t;
+  st_result r;
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put(t, "small", 5, "x", 1), 0);
+  assert_int_equal(st_txn_put(t, "big", 3, big, sizeof big), 0);
+  assert_int_equal(st_txn_commit(t, &r), 0); /* generation 1 */
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_delete(t, "small", 5), 0);
+  assert_int_equal(st_txn_commit(t, &r), 0); /* 2 */
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put(t, "small", 5, "x", 1), 0);
+  assert_int_equal(st_txn_put(t, "big", 3, big, sizeof big), 0);
+  assert_int_equal(st_txn_commit(t, &r), 0); /* 3 */
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_require_unchanged(t, "small", 5, 1), 0);
+  assert_int_equal(st_txn_commit(t, &r), 0);
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_require_unchanged(t, "big", 3, 1), 0);
+  assert_int_equal(st_txn_commit(t, &r), STRATA_ECONDITION);
+  assert_int_equal(r.failed_condition, ST_COND_UNCHANGED_SINCE);
+  st_result_free(&r);
+  st_snap *a, *b;
+  assert_int_equal(st_snap_at_generation(db, 1, &a), 0);
+  assert_int_equal(st_snap_at_generation(db, 3, &b), 0);
+  dlog d;
+  memset(&d, 0, sizeof d);
+  assert_int_equal(st_diff(a, b, on_diff, &d), 0);
+  assert_int_equal(d.n, 1);
+  assert_string_equal(d.keys[0], "big");
+  assert_int_equal(d.put[0], 1);
+  st_snap_release(a);
+  st_snap_release(b);
+  st_close(db);
+  bs_destroy(base);
+}
+
 typedef struct grp {
   int done, rc[3];
   uint64_t gen[3];
@@ -687,6 +733,7 @@ int main(void) {
     cmocka_unit_test(test_diff_between_versions),
     cmocka_unit_test(test_conditions_and_fence),
     cmocka_unit_test(test_unchanged_since_zero),
+    cmocka_unit_test(test_change_means_bytes_inline_reference_out_of_line),
     cmocka_unit_test(test_group_commit_isolation),
     cmocka_unit_test(test_data_reference_put),
     cmocka_unit_test(test_reopen_mismatch_and_not_a_db),
