@@ -431,35 +431,82 @@ static void test_change_means_bytes_inline_reference_out_of_line(void **state) {
 }
 
 typedef struct grp {
-  int done, rc[3];
-  uint64_t gen[3];
+  int done, rc[5];
+  uint64_t gen[5];
+  char msg[5][512];
 } grp;
 static grp G;
 static void on_done(void *ctx, const st_result *r) {
   int i = (int)(intptr_t)ctx;
   G.rc[i] = r->rc;
   G.gen[i] = r->generation;
-  G.done++;
+  snprintf(G.msg[i], sizeof G.msg[i], "%s", r->message);
+  __atomic_add_fetch(&G.done, 1, __ATOMIC_SEQ_CST);
+}
+
+/* The fence of a transaction submitted alone: it holds the committer (in
+ * the commit step of its own group) until the test has queued the others,
+ * so that those form the next group together. */
+static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
+static int gate_entered, gate_open;
+static int fence_gate(void *ctx) {
+  pthread_mutex_lock(&gate_mu);
+  gate_entered = 1;
+  pthread_cond_broadcast(&gate_cv);
+  while (!gate_open) pthread_cond_wait(&gate_cv, &gate_mu);
+  pthread_mutex_unlock(&gate_mu);
+  return 0;
 }
 
 /* Transactions in one group see each other: the second absent-put of the same
- * key fails, the others commit in one generation. */
+ * key fails, "unchanged since 0" of a key an earlier member wrote fails, the
+ * others commit in one generation. The group is forced: everything is queued
+ * while the committer is held inside the previous group's fence. */
 static void test_group_commit_isolation(void **state) {
   bs_store *base;
   st_db *db = open_mem(&base, 0);
   memset(&G, 0, sizeof G);
-  st_txn *t[3];
-  for (int i = 0; i < 3; i++) {
+  gate_entered = gate_open = 0;
+  st_txn *blocker, *t[4];
+  assert_int_equal(st_txn_begin(db, &blocker), 0);
+  assert_int_equal(st_txn_put(blocker, "first", 5, "v", 1), 0);
+  st_txn_set_fence(blocker, fence_gate, NULL);
+  for (int i = 0; i < 4; i++) {
     assert_int_equal(st_txn_begin(db, &t[i]), 0);
-    const char *k = i == 2 ? "other" : "same";
-    assert_int_equal(st_txn_require_absent(t[i], k, strlen(k)), 0);
-    assert_int_equal(st_txn_put(t[i], k, strlen(k), "v", 1), 0);
+    const char *k = i >= 2 ? "other" : "same";
+    if (i < 3) {
+      assert_int_equal(st_txn_require_absent(t[i], k, strlen(k)), 0);
+      assert_int_equal(st_txn_put(t[i], k, strlen(k), "v", 1), 0);
+    } else { /* "other" is absent in the tree, but t[2] wrote it */
+      assert_int_equal(st_txn_require_unchanged(t[i], k, strlen(k), 0), 0);
+      assert_int_equal(st_txn_put(t[i], "x", 1, "v", 1), 0);
+    }
   }
-  for (int i = 0; i < 3; i++) assert_int_equal(st_txn_submit(t[i], on_done, (void *)(intptr_t)i), 0);
-  while (__atomic_load_n(&G.done, __ATOMIC_SEQ_CST) < 3) usleep(1000);
+  assert_int_equal(st_txn_submit(blocker, on_done, (void *)(intptr_t)4), 0);
+  pthread_mutex_lock(&gate_mu);
+  while (!gate_entered) pthread_cond_wait(&gate_cv, &gate_mu);
+  pthread_mutex_unlock(&gate_mu);
+  for (int i = 0; i < 4; i++) assert_int_equal(st_txn_submit(t[i], on_done, (void *)(intptr_t)i), 0);
+  pthread_mutex_lock(&gate_mu);
+  gate_open = 1;
+  pthread_cond_broadcast(&gate_cv);
+  pthread_mutex_unlock(&gate_mu);
+  while (__atomic_load_n(&G.done, __ATOMIC_SEQ_CST) < 5) usleep(1000);
+  assert_int_equal(G.rc[4], 0);
+  assert_int_equal(G.gen[4], 1);
   assert_int_equal(G.rc[0], 0);
   assert_int_equal(G.rc[2], 0);
+  assert_int_equal(G.gen[0], 2);
+  assert_int_equal(G.gen[2], 2); /* one generation: they shared the group */
   assert_int_equal(G.rc[1], STRATA_ECONDITION);
+  assert_non_null(strstr(G.msg[1], "condition 'absent' failed on key 'same'"));
+  assert_int_equal(G.rc[3], STRATA_ECONDITION);
+  assert_non_null(strstr(G.msg[3], "changed by an earlier transaction in this commit"));
+  st_stats st;
+  st_get_stats(db, &st);
+  assert_int_equal(st.groups, 2);  /* the blocker's, then all four together */
+  assert_int_equal(st.commits, 3); /* blocker, t[0], t[2] */
   st_close(db);
   bs_destroy(base);
 }
