@@ -231,19 +231,19 @@ static void test_list_filters_pages_and_orders(void **state) {
     if (i % 3 == 2) assert_int_equal(oplog_set_status(ol, id[i], OPLOG_SUCCESS, NULL), 0);
   }
   assert_int_equal(oplog_set_status(ol, id[4], OPLOG_EXCEPTION, "boom"), 0);
-  oplog_list_filter all = {1, 0, 0, 0, 0, 0};
+  oplog_list_filter all = {.any_status = 1};
   assert_int_equal(list_ids(f, &all, got), 10);
   for (int i = 0; i < 10; i++) assert_int_equal(got[i], id[i]);
   /* by status */
-  oplog_list_filter ok = {0, OPLOG_SUCCESS, 0, 0, 0, 0};
+  oplog_list_filter ok = {.status = OPLOG_SUCCESS};
   assert_int_equal(list_ids(f, &ok, got), 3);
   assert_int_equal(got[0], id[2]);
   assert_int_equal(got[2], id[8]);
-  oplog_list_filter ex = {0, OPLOG_EXCEPTION, 0, 0, 0, 0};
+  oplog_list_filter ex = {.status = OPLOG_EXCEPTION};
   assert_int_equal(list_ids(f, &ex, got), 1);
   assert_int_equal(got[0], id[4]);
   /* ascending pages of 4 after a cursor cover everything once */
-  oplog_list_filter page = {1, 0, 0, 0, 0, 4};
+  oplog_list_filter page = {.any_status = 1, .limit = 4};
   size_t total = 0;
   for (;;) {
     size_t n = list_ids(f, &page, got);
@@ -254,24 +254,41 @@ static void test_list_filters_pages_and_orders(void **state) {
   }
   assert_int_equal(total, 10);
   /* newest first, below a cursor, with a status filter */
-  oplog_list_filter newest = {1, 0, 1, 0, 0, 3};
+  oplog_list_filter newest = {.any_status = 1, .newest_first = 1, .limit = 3};
   assert_int_equal(list_ids(f, &newest, got), 3);
   assert_int_equal(got[0], id[9]);
   assert_int_equal(got[2], id[7]);
   newest.before_id = id[7];
   assert_int_equal(list_ids(f, &newest, got), 3);
   assert_int_equal(got[0], id[6]);
-  oplog_list_filter newest_ok = {0, OPLOG_SUCCESS, 1, 0, id[8], 0};
+  oplog_list_filter newest_ok = {.status = OPLOG_SUCCESS, .newest_first = 1, .before_id = id[8]};
   assert_int_equal(list_ids(f, &newest_ok, got), 2);
   assert_int_equal(got[0], id[5]);
   assert_int_equal(got[1], id[2]);
   /* past the end, and a bad status */
-  oplog_list_filter after_end = {1, 0, 0, id[9], 0, 0};
+  oplog_list_filter after_end = {.any_status = 1, .after_id = id[9]};
   assert_int_equal(list_ids(f, &after_end, got), 0);
-  oplog_list_filter bad = {0, (oplog_status)9, 0, 0, 0, 0};
+  oplog_list_filter bad = {.status = (oplog_status)9};
   oplog_op *ops;
   size_t n;
   assert_int_equal(oplog_list(ol, &bad, &ops, &n), STRATA_EINVALID);
+  /* listed ops carry their scopes: op 4 holds one row indefinitely */
+  lk_row row = lkt_row("scoped-row");
+  lk_acquire_req q = {.op = id[3], .rows = &row, .nrows = 1, .kind = LK_INDEFINITE};
+  lk_result r;
+  assert_int_equal(lk_acquire(f->lk, &q, &r), 0);
+  assert_int_equal(r.status, LK_GRANTED);
+  lk_result_free(&r);
+  oplog_list_filter around = {.any_status = 1, .after_id = id[2], .limit = 2};
+  assert_int_equal(oplog_list(ol, &around, &ops, &n), 0);
+  assert_int_equal(n, 2);
+  assert_int_equal(ops[0].id, id[3]);
+  assert_int_equal(ops[0].nscope, 1);
+  assert_int_equal(ops[0].scope[0].len, row.len);
+  assert_memory_equal(ops[0].scope[0].key, row.key, row.len);
+  assert_int_equal(ops[1].id, id[4]);
+  assert_int_equal(ops[1].nscope, 0);
+  oplog_ops_free(ops, n);
 }
 
 int main(void) {
