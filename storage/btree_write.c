@@ -3,7 +3,10 @@
  * Each level returns its rewritten nodes to its parent still unwritten
  * ("pending"), so the parent can merge a pending node that fell below a
  * quarter of max_decoded_node_bytes with a neighbour before anything is
- * written: no node is written twice and the tree never keeps thin nodes.
+ * written: merges and splits never write a node twice and the tree never
+ * keeps thin nodes. One exception: when the new root has a single child
+ * whose keys are relative to a prefix, that child (already written) is read
+ * back and written again with full keys as the root.
  * Nodes are split by estimated decoded size into near-equal parts.
  */
 #include <stdlib.h>
