@@ -150,8 +150,6 @@ int ctl_u64_parse(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
 /* UTC ISO-8601 "2026-11-21T10:00:00.123Z" with `digits` (0, 3 or 9) of
  * fractional seconds; "-" for 0. */
 const char *ctl_time_str(int64_t ns, int digits, char *buf, size_t cap);
-/* Parses "YYYY-MM-DDTHH:MM:SS[.fraction]Z". Returns 0 or -1. */
-int ctl_time_parse(const char *s, int64_t *ns);
 /* Now on the local wall clock, ns since the epoch. */
 int64_t ctl_now_ns(void);
 

@@ -132,11 +132,20 @@ int ctl_dur_parse(const char *s, int64_t *ms) {
   }
   double total = 0;
   while (*s) {
-    if (!isdigit((unsigned char)*s) && *s != '.') return -1;
-    char *end;
-    double v = strtod(s, &end);
-    if (end == s || v < 0) return -1;
-    s = end;
+    /* A number is digits with an optional decimal point ("30", "1.5", ".5"):
+     * no sign, exponent, hex or inf/nan, which strtod would take. */
+    double v = 0, scale = 1;
+    int digits = 0, point = 0;
+    for (; isdigit((unsigned char)*s) || (*s == '.' && !point); s++) {
+      if (*s == '.') {
+        point = 1;
+        continue;
+      }
+      digits++;
+      if (point) v += (*s - '0') * (scale /= 10);
+      else v = v * 10 + (*s - '0');
+    }
+    if (!digits) return -1;
     size_t k, n = 0;
     for (k = 0; k < sizeof units / sizeof units[0]; k++) {
       n = strlen(units[k].u);
@@ -192,7 +201,11 @@ const char *ctl_time_str(int64_t ns, int digits, char *buf, size_t cap) {
   return buf;
 }
 
-int ctl_time_parse(const char *s, int64_t *ns) {
+/* Parses "YYYY-MM-DDTHH:MM:SS[.fraction]Z" (UTC). Every field must be in range:
+ * month 01..12, a day the month has, hour 00..23, minute and second 00..59 (no
+ * leap second); timegm would otherwise normalize 2026-00-15 into December or
+ * :60 into the next minute. Returns 0 or -1. */
+static int time_parse(const char *s, int64_t *ns) {
   struct tm tm;
   memset(&tm, 0, sizeof tm);
   /* Fixed layout YYYY-MM-DDTHH:MM:SS, checked character by character. */
@@ -206,8 +219,8 @@ int ctl_time_parse(const char *s, int64_t *ns) {
   tm.tm_hour = atoi(s + 11);
   tm.tm_min = atoi(s + 14);
   tm.tm_sec = atoi(s + 17);
-  if (tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 ||
-      tm.tm_sec > 60)
+  if (tm.tm_mon < 0 || tm.tm_mon > 11 || tm.tm_mday < 1 || tm.tm_mday > 31 || tm.tm_hour > 23 ||
+      tm.tm_min > 59 || tm.tm_sec > 59)
     return -1;
   const char *p = s + sizeof layout - 1;
   int64_t frac = 0;
@@ -222,7 +235,11 @@ int ctl_time_parse(const char *s, int64_t *ns) {
   if (strcmp(p, "Z") != 0) return -1;
   struct tm check = tm;
   time_t t = timegm(&tm);
-  if (t == (time_t)-1 || tm.tm_mday != check.tm_mday) return -1; /* e.g. Feb 30 */
+  /* A field timegm had to carry into the next one (Feb 30) was out of range. */
+  if (t == (time_t)-1 || tm.tm_year != check.tm_year || tm.tm_mon != check.tm_mon ||
+      tm.tm_mday != check.tm_mday || tm.tm_hour != check.tm_hour || tm.tm_min != check.tm_min ||
+      tm.tm_sec != check.tm_sec)
+    return -1;
   *ns = (int64_t)t * 1000000000 + frac;
   return 0;
 }
@@ -236,7 +253,7 @@ int ctl_pin_parse(const char *s, ctl_pin *p) {
     p->kind = 1;
     return 0;
   }
-  if (ctl_time_parse(s, &p->time_ns)) return -1;
+  if (time_parse(s, &p->time_ns)) return -1;
   p->kind = 2;
   return 0;
 }
