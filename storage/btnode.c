@@ -31,7 +31,7 @@ static int check_node(const ocdbt_btnode *node) {
     if (k.n > OCDBT_MAX_KEY_LENGTH)
       return strata_err(STRATA_EINVALID, "btree node: key[%zu] is %zu bytes, limit %u", i, k.n,
                         OCDBT_MAX_KEY_LENGTH);
-    if (i && ocdbt__slice_cmp(entry_key(node, i - 1), k) >= 0)
+    if (i && ocdbt_slice_cmp(entry_key(node, i - 1), k) >= 0)
       return strata_err(STRATA_EINVALID, "btree node: key[%zu] is not greater than key[%zu]", i,
                         i - 1);
     const ocdbt_ref *ref = NULL;
@@ -79,7 +79,7 @@ static int write_body(const ocdbt_btnode *node, strata_buf *out) {
   if (!prefix) return strata_err(STRATA_ENOMEM, "btree node: cannot encode %zu entries", n);
   prefix[0] = 0;
   for (size_t i = 1; i < n; i++) {
-    prefix[i] = (uint16_t)ocdbt__common_prefix(entry_key(node, i - 1), entry_key(node, i));
+    prefix[i] = (uint16_t)ocdbt_common_prefix(entry_key(node, i - 1), entry_key(node, i));
     ocdbt__put_varint(out, prefix[i]);
   }
   for (size_t i = 0; i < n; i++) ocdbt__put_varint(out, entry_key(node, i).n - prefix[i]);
@@ -184,7 +184,7 @@ static int read_keys(ocdbt__rd *r, ocdbt_btnode *node, ocdbt__arena *a) {
      * previous key past the shared prefix. */
     if (i) {
       ocdbt_slice prev_rest = {prev.p + prefix[i], prev.n - prefix[i]};
-      if (ocdbt__slice_cmp(prev_rest, (ocdbt_slice){s, suffix[i]}) >= 0)
+      if (ocdbt_slice_cmp(prev_rest, (ocdbt_slice){s, suffix[i]}) >= 0)
         return ocdbt__rd_fail(r, "key_suffix", (long)i, "key does not sort after key[%zu]", i - 1);
     }
     if (prefix[i]) memcpy(kb, prev.p, prefix[i]);

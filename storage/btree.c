@@ -12,13 +12,6 @@
 #include "common/err.h"
 #include "storage/engine_int.h"
 
-static int cmp_bytes(const uint8_t *a, size_t an, const uint8_t *b, size_t bn) {
-  size_t n = an < bn ? an : bn;
-  int c = n ? memcmp(a, b, n) : 0;
-  if (c) return c;
-  return an < bn ? -1 : an > bn;
-}
-
 /* Compares prefix||rel with k. */
 static int cmp_split(const uint8_t *prefix, size_t pn, const uint8_t *rel, size_t rn, const uint8_t *k,
                      size_t kn) {
@@ -26,7 +19,7 @@ static int cmp_split(const uint8_t *prefix, size_t pn, const uint8_t *rel, size_
   int c = n ? memcmp(prefix, k, n) : 0;
   if (c) return c;
   if (kn < pn) return 1;
-  return cmp_bytes(rel, rn, k + pn, kn - pn);
+  return ocdbt_slice_cmp((ocdbt_slice){rel, rn}, (ocdbt_slice){k + pn, kn - pn});
 }
 
 static st_ref child_ref(const cnode *n, const ocdbt_ref *r) {
@@ -41,7 +34,7 @@ static long upper_index(const cnode *n, const uint8_t *k, size_t kn) {
   while (lo <= hi) {
     long mid = (lo + hi) / 2;
     ocdbt_slice s = b->height ? b->children[mid].key : b->leaves[mid].key;
-    if (cmp_bytes(s.p, s.n, k, kn) <= 0) {
+    if (ocdbt_slice_cmp(s, (ocdbt_slice){k, kn}) <= 0) {
       ans = mid;
       lo = mid + 1;
     } else {
@@ -373,7 +366,7 @@ int st_diff(st_snap *sa, st_snap *sb, st_diff_fn fn, void *ctx) {
     if (B.top >= 0 && (rc = dcur_head(&B, &kb, &stb))) goto out;
     if (A.top < 0) c = 1;        /* only B left */
     else if (B.top < 0) c = -1;  /* only A left */
-    else c = cmp_bytes(ka.p, ka.len, kb.p, kb.len);
+    else c = ocdbt_slice_cmp((ocdbt_slice){ka.p, ka.len}, (ocdbt_slice){kb.p, kb.len});
     if (sta && stb && c == 0 && same_subtree(&A, &B)) {
       A.f[A.top].i++;
       B.f[B.top].i++;

@@ -110,18 +110,6 @@ static size_t leaf_size(size_t klen, int kind, size_t vlen) {
 }
 #define INTERIOR_SIZE(klen) ((klen) + 48)
 
-static size_t lcp(const uint8_t *a, size_t an, const uint8_t *b, size_t bn) {
-  size_t n = an < bn ? an : bn, i = 0;
-  while (i < n && a[i] == b[i]) i++;
-  return i;
-}
-
-static int cmpk(const uint8_t *a, size_t an, const uint8_t *b, size_t bn) {
-  size_t n = an < bn ? an : bn;
-  int c = n ? memcmp(a, b, n) : 0;
-  return c ? c : (an < bn ? -1 : an > bn);
-}
-
 /* Loads the node at ref and appends its entries, with full keys, to *out. */
 static int materialize(actx *a, st_ref ref, uint8_t height, const uint8_t *prefix, size_t pn,
                        pnode *out) {
@@ -220,9 +208,11 @@ static int write_node(actx *a, const pnode *p, int root, wentry *out) {
   const wentry *first = &p->e[0], *last = &p->e[p->n - 1];
   if (!root) {
     if (p->height == 0) {
-      pfx = lcp(first->key, first->klen, last->key, last->klen);
+      pfx = ocdbt_common_prefix((ocdbt_slice){first->key, first->klen},
+                                (ocdbt_slice){last->key, last->klen});
     } else {
-      pfx = lcp(first->key, first->klen, last->key, last->cprefix);
+      pfx = ocdbt_common_prefix((ocdbt_slice){first->key, first->klen},
+                                (ocdbt_slice){last->key, last->cprefix});
       for (size_t i = 0; i < p->n; i++)
         if (p->e[i].cprefix < pfx) pfx = p->e[i].cprefix;
     }
@@ -340,7 +330,8 @@ static int merge_leaf(actx *a, const pnode *node, const st_mut *m, size_t nm, pn
     int c;
     if (i == node->n) c = 1;
     else if (j == nm) c = -1;
-    else c = cmpk(node->e[i].key, node->e[i].klen, m[j].key, m[j].klen);
+    else c = ocdbt_slice_cmp((ocdbt_slice){node->e[i].key, node->e[i].klen},
+                             (ocdbt_slice){m[j].key, m[j].klen});
     if (c < 0) {
       if ((rc = pn_push(out, &node->e[i++]))) return rc;
       continue;
@@ -451,7 +442,9 @@ static int apply_interior(actx *a, pnode *node, const st_mut *m, size_t nm, plis
     if (i + 1 < node->n) {
       end = j;
       const wentry *nx = &node->e[i + 1];
-      while (end < nm && cmpk(m[end].key, m[end].klen, nx->key, nx->klen) < 0) end++;
+      while (end < nm &&
+             ocdbt_slice_cmp((ocdbt_slice){m[end].key, m[end].klen}, (ocdbt_slice){nx->key, nx->klen}) < 0)
+        end++;
     }
     const wentry *c = &node->e[i];
     if (end == j) {

@@ -99,19 +99,6 @@ static inline void ocdbt__put_le(strata_buf *b, uint64_t v, int nbytes) {
 /* --- keys and paths ------------------------------------------------------- */
 
 /* Byte-wise order of two slices, shorter first on a tie (memcmp order). */
-static inline int ocdbt__slice_cmp(ocdbt_slice a, ocdbt_slice b) {
-  size_t n = a.n < b.n ? a.n : b.n;
-  int c = n ? memcmp(a.p, b.p, n) : 0;
-  if (c) return c;
-  return a.n < b.n ? -1 : a.n > b.n;
-}
-
-static inline size_t ocdbt__common_prefix(ocdbt_slice a, ocdbt_slice b) {
-  size_t n = a.n < b.n ? a.n : b.n, i = 0;
-  while (i < n && a.p[i] == b.p[i]) i++;
-  return i;
-}
-
 /* --- envelope ----------------------------------------------------------------
  * magic (u32 BE) | length (u64 LE, whole object) | version (varint, 0) |
  * compression (varint 0 none, 1 zstd) | body (compressed as said) | crc32c (u32 LE

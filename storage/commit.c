@@ -664,9 +664,7 @@ static void *preparer(void *arg) {
 
 static int cmp_change(const void *a, const void *b) {
   const gchange *x = a, *y = b;
-  size_t n = x->klen < y->klen ? x->klen : y->klen;
-  int c = n ? memcmp(x->key, y->key, n) : 0;
-  return c ? c : (x->klen < y->klen ? -1 : x->klen > y->klen);
+  return ocdbt_slice_cmp((ocdbt_slice){x->key, x->klen}, (ocdbt_slice){y->key, y->klen});
 }
 
 /* Writes the group's values and tree into one data file and publishes the

@@ -17,9 +17,9 @@
  * the common prefix of the base paths, extended into the relative paths only
  * when the base paths are equal. */
 static size_t path_prefix(const ocdbt_file *prev, const ocdbt_file *cur) {
-  size_t k = ocdbt__common_prefix(prev->base_path, cur->base_path);
+  size_t k = ocdbt_common_prefix(prev->base_path, cur->base_path);
   if (prev->base_path.n == cur->base_path.n && k == cur->base_path.n)
-    k += ocdbt__common_prefix(prev->relative_path, cur->relative_path);
+    k += ocdbt_common_prefix(prev->relative_path, cur->relative_path);
   return k;
 }
 
@@ -153,8 +153,8 @@ void ocdbt_dft_arena_free(void *arena) { ocdbt__arena_free(arena); }
 /* --- canonical order -------------------------------------------------------------- */
 
 static int file_cmp(const ocdbt_file *a, const ocdbt_file *b) {
-  int c = ocdbt__slice_cmp(a->base_path, b->base_path);
-  return c ? c : ocdbt__slice_cmp(a->relative_path, b->relative_path);
+  int c = ocdbt_slice_cmp(a->base_path, b->base_path);
+  return c ? c : ocdbt_slice_cmp(a->relative_path, b->relative_path);
 }
 
 typedef struct {

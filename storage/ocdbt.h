@@ -14,6 +14,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "common/buf.h"
 
@@ -42,6 +43,21 @@ typedef struct ocdbt_slice {
   const uint8_t *p;
   size_t n;
 } ocdbt_slice;
+
+/* Byte-wise order of two strings, a proper prefix first: <0, 0 or >0. */
+static inline int ocdbt_slice_cmp(ocdbt_slice a, ocdbt_slice b) {
+  size_t n = a.n < b.n ? a.n : b.n;
+  int c = n ? memcmp(a.p, b.p, n) : 0;
+  if (c) return c;
+  return a.n < b.n ? -1 : a.n > b.n;
+}
+
+/* Length of the longest common prefix of a and b. */
+static inline size_t ocdbt_common_prefix(ocdbt_slice a, ocdbt_slice b) {
+  size_t n = a.n < b.n ? a.n : b.n, i = 0;
+  while (i < n && a.p[i] == b.p[i]) i++;
+  return i;
+}
 
 enum ocdbt_compression { OCDBT_COMPRESSION_NONE = 0, OCDBT_COMPRESSION_ZSTD = 1 };
 enum ocdbt_manifest_kind { OCDBT_MANIFEST_SINGLE = 0, OCDBT_MANIFEST_NUMBERED = 1 };
