@@ -202,6 +202,9 @@ def test_usage_errors():
         (["--addr", "", "health"], "--addr"),
         (["--addr", "localhost", "health"], "HOST:PORT"),
         (["--addr"], "--addr needs a value"),
+        (["lock", "--timeout", "soon", "list"], "--timeout"),
+        (["lock", "--json"], "missing command"),
+        (["lock", "--json", "frob"], "unknown command \"lock frob\""),
     ]
     for args, want in cases:
         r = ctl(*args, addr=False)
@@ -317,6 +320,18 @@ def test_locks():
     check(by[hx(b"row-a")]["decoded"] is None and by[hx(b"row-a")]["row"] == "row-a",
           "lock list --json: text key, no decoded form", by)
     check(d["counts"] == {"total": 3, "temporal": 3, "expired": 0, "indefinite": 0}, "lock list --json counts", d)
+    # Global options work anywhere, also between the command words.
+    def same_listing(doc):
+        return doc and [l["row_hex"] for l in doc["locks"]] == [l["row_hex"] for l in d["locks"]] \
+            and doc["counts"] == d["counts"]
+    for argv in (["lock", "--json", "list"], ["lock", "list", "--json"], ["--json", "lock", "list"]):
+        r = ctl(*argv)
+        check(r.rc == 0 and same_listing(r.json()), "global option anywhere: %s" % " ".join(argv), r)
+    r = ctl("lock", "--addr", ADDR, "--timeout", "5s", "--json", "list", addr=False)
+    check(r.rc == 0 and same_listing(r.json()), "lock --addr A --timeout 5s --json list", r)
+    r = ctl("lock", "--timeout=5s", "--addr=" + ADDR, "list", addr=False)
+    check(r.rc == 0 and r.text.splitlines()[-1] == "3 locks: 3 temporal (0 expired), 0 indefinite",
+          "lock --timeout=5s --addr=A list", r)
     check(len(lock_list_json("--op", "5")["locks"]) == 3 and lock_list_json("--op", "6")["locks"] == [],
           "lock list --op filters by holder")
     check([l["row"] for l in lock_list_json("--prefix", "row-")["locks"]] == ["row-a"],

@@ -80,8 +80,8 @@ const char *ctl_val(const ctl_args *a, const char *name, int i);
  * among them; they are stored into x. Returns CTL_OK, or CTL_USAGE after
  * printing the error, or -1 when --help was asked (help printed). */
 int ctl_parse_args(ctl_ctx *x, const ctl_cmd *c, int argc, char **argv, ctl_args *a);
-/* Consumes the global options at argv[*i...] (before the command words).
- * Returns CTL_OK or CTL_USAGE after printing the error. */
+/* Consumes the global options at argv[*i...] (before or between the command
+ * words). Returns CTL_OK or CTL_USAGE after printing the error. */
 int ctl_global_args(ctl_ctx *x, int argc, char **argv, int *i);
 
 /* --- main.c ---------------------------------------------------------------- */

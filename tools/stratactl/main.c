@@ -107,10 +107,11 @@ static int is_group(const char *w) {
   return 0;
 }
 
-/* Finds the command named by argv[*i] (and argv[*i + 1] for a group).
- * Returns it and advances *i, or NULL after printing help or a usage error
- * (*rc says which exit code). */
-static const ctl_cmd *find_cmd(int argc, char **argv, int *i, int *rc) {
+/* Finds the command named by argv[*i] (and, for a group, the next word that
+ * is not a global option: "lock --json list"). Returns it and advances *i
+ * past its words, or NULL after printing help or a usage error (*rc says
+ * which exit code). */
+static const ctl_cmd *find_cmd(ctl_ctx *x, int argc, char **argv, int *i, int *rc) {
   const char *w = argv[*i];
   if (strcmp(w, "--help") == 0 || strcmp(w, "-h") == 0 || strcmp(w, "help") == 0) {
     list_help(stdout, NULL);
@@ -126,7 +127,12 @@ static const ctl_cmd *find_cmd(int argc, char **argv, int *i, int *rc) {
     *rc = ctl_usage(NULL, "unknown command \"%s\"", w);
     return NULL;
   }
-  const char *sub = *i + 1 < argc ? argv[*i + 1] : NULL;
+  int j = *i + 1;
+  if (ctl_global_args(x, argc, argv, &j)) {
+    *rc = CTL_USAGE;
+    return NULL;
+  }
+  const char *sub = j < argc ? argv[j] : NULL;
   if (!sub || strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0) {
     list_help(sub ? stdout : stderr, w);
     *rc = sub ? CTL_OK : CTL_USAGE;
@@ -135,7 +141,7 @@ static const ctl_cmd *find_cmd(int argc, char **argv, int *i, int *rc) {
   }
   for (const ctl_cmd *c = ctl_cmds; c->run; c++)
     if (c->group && strcmp(c->group, w) == 0 && strcmp(c->name, sub) == 0) {
-      *i += 2;
+      *i = j + 1;
       return c;
     }
   *rc = ctl_usage(NULL, "unknown command \"%s %s\" (run 'stratactl %s --help')", w, sub, w);
@@ -153,7 +159,7 @@ int main(int argc, char **argv) {
     fprintf(stderr, "stratactl: missing command\n");
     return CTL_USAGE;
   }
-  const ctl_cmd *c = find_cmd(argc, argv, &i, &rc);
+  const ctl_cmd *c = find_cmd(&x, argc, argv, &i, &rc);
   if (!c) return rc;
   x.cmd = c;
   ctl_args a;
