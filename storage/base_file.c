@@ -32,7 +32,6 @@ static int errno_rc(int e, const char *what, const fstore *s, const char *path) 
   int rc = e;
   if (e == ENOENT) rc = STRATA_ENOTFOUND;
   else if (e == EEXIST) rc = STRATA_EEXISTS;
-  else if (e == ENOSPC) rc = ENOSPC;
   return strata_err(rc, "%s %s/%s: %s", what, s->root, path, strerror(e));
 }
 

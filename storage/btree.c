@@ -173,8 +173,8 @@ static int emit(lst *L, const uint8_t *prefix, size_t pn, const cnode *n, size_t
   return kv->value ? 0 : strata_err(STRATA_ENOMEM, "listing");
 }
 
-/* Lists the subtree at ref (prefix = its full implicit prefix); entries must
- * also be below hi (the next sibling's lower bound) — only used to prune. */
+/* Lists the subtree at ref (prefix = its full implicit prefix), from the
+ * range's start on, until its end or the limit. */
 static int list_node(lst *L, st_ref ref, uint8_t height, const uint8_t *prefix, size_t pn) {
   const st_range *r = L->r;
   cnode *n;

@@ -322,7 +322,7 @@ out:
 }
 
 /* Merges the sorted leaf entries of *node with muts into a new entry list. */
-static int merge_leaf(actx *a, const pnode *node, const st_mut *m, size_t nm, pnode *out) {
+static int merge_leaf(const pnode *node, const st_mut *m, size_t nm, pnode *out) {
   size_t i = 0, j = 0;
   int rc = 0;
   out->height = 0;
@@ -354,7 +354,6 @@ static int merge_leaf(actx *a, const pnode *node, const st_mut *m, size_t nm, pn
     e.size = leaf_size(e.klen, e.kind, e.vlen);
     if ((rc = pn_push(out, &e))) return rc;
   }
-  (void)a;
   return 0;
 }
 
@@ -479,7 +478,7 @@ static int apply_node(actx *a, st_ref ref, uint8_t height, const uint8_t *prefix
   if (ref.file != ST_NOFILE && (rc = materialize(a, ref, height, prefix, pn, &cur))) goto out;
   if (height == 0) {
     pnode merged = {0, 0, NULL, 0, 0, 0};
-    if ((rc = merge_leaf(a, &cur, m, nm, &merged))) {
+    if ((rc = merge_leaf(&cur, m, nm, &merged))) {
       free(merged.e);
       goto out;
     }

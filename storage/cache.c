@@ -5,6 +5,7 @@
  * never invalidated; it is only evicted, least recently used first, when the
  * charged bytes exceed the cap and nobody pins it.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,13 +13,6 @@
 #include "storage/engine_int.h"
 
 /* --- file table --------------------------------------------------------------- */
-
-static uint64_t hash_bytes(const void *p, size_t n) {
-  const uint8_t *b = p;
-  uint64_t h = 1469598103934665603ull;
-  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ull;
-  return h ^ (h >> 29);
-}
 
 int ft__init(ft_table *t) {
   memset(t, 0, sizeof *t);
@@ -42,7 +36,7 @@ static int ft_rehash(ft_table *t) {
   uint32_t *h = calloc(cap, sizeof *h);
   if (!h) return strata_err(STRATA_ENOMEM, "file table");
   for (size_t i = 0; i < t->n; i++) {
-    size_t j = hash_bytes(t->e[i]->path, strlen(t->e[i]->path)) & (cap - 1);
+    size_t j = st__hash_bytes(t->e[i]->path, strlen(t->e[i]->path)) & (cap - 1);
     while (h[j]) j = (j + 1) & (cap - 1);
     h[j] = (uint32_t)i + 1;
   }
@@ -57,7 +51,7 @@ int ft__intern(st_db *db, const char *path, size_t n, size_t base_len, uint32_t 
   int rc = 0;
   pthread_mutex_lock(&t->mu);
   if ((t->n + 1) * 2 > t->hcap && (rc = ft_rehash(t))) goto out;
-  size_t j = hash_bytes(path, n) & (t->hcap - 1);
+  size_t j = st__hash_bytes(path, n) & (t->hcap - 1);
   for (; t->hash[j]; j = (j + 1) & (t->hcap - 1)) {
     ft_entry *e = t->e[t->hash[j] - 1];
     if (strlen(e->path) == n && !memcmp(e->path, path, n)) {
@@ -229,23 +223,22 @@ static void evict(nc_cache *c) {
 }
 
 static void grow(nc_cache *c) {
-  size_t nb = c->nbuckets * 2;
-  cnode **b = calloc(nb, sizeof *b);
+  size_t old_n = c->nbuckets;
+  cnode **old = c->buckets, **b = calloc(old_n * 2, sizeof *b);
   if (!b) return; /* longer chains, still correct */
-  for (size_t i = 0; i < c->nbuckets; i++) {
-    cnode *n = c->buckets[i];
+  c->buckets = b;
+  c->nbuckets = old_n * 2;
+  for (size_t i = 0; i < old_n; i++) {
+    cnode *n = old[i];
     while (n) {
       cnode *next = n->hnext;
-      uint64_t h = (n->ref.offset * 0x9e3779b97f4a7c15ull) ^ ((uint64_t)n->ref.file * 0xc2b2ae3d27d4eb4full);
-      size_t j = (size_t)(h ^ (h >> 32)) & (nb - 1);
+      size_t j = bucket_of(c, n->ref);
       n->hnext = b[j];
       b[j] = n;
       n = next;
     }
   }
-  free(c->buckets);
-  c->buckets = b;
-  c->nbuckets = nb;
+  free(old);
 }
 
 /* What a decoded node costs in memory: its entries, keys, inline values and
@@ -379,10 +372,9 @@ void nc__release(st_db *db, cnode *n) {
   if (!n) return;
   nc_cache *c = &db->cache;
   pthread_mutex_lock(&c->mu);
-  if (--n->refs == 0) {
-    cn_free(n); /* was evicted while pinned... never linked now */
-  } else if (n->refs == 1 && c->bytes > c->cap) {
-    evict(c);
-  }
+  /* The cache's own pin stays while the node is linked, and evict() unlinks
+   * (and frees) only nodes nobody else pins, so this never drops the last. */
+  assert(n->refs > 1);
+  if (--n->refs == 1 && c->bytes > c->cap) evict(c);
   pthread_mutex_unlock(&c->mu);
 }

@@ -7,6 +7,7 @@
  * manifest replaced atomically, then each caller's completion. README.md
  * ("The store engine") gives the durability order and the recovery rules.
  */
+#include <assert.h>
 #include <blake2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,15 +261,9 @@ typedef struct group {
   size_t scap;
 } group;
 
-static uint64_t khash(const uint8_t *p, size_t n) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-  return h ^ (h >> 31);
-}
-
 static gchange *g_find(group *g, const uint8_t *k, size_t kn) {
   if (!g->scap) return NULL;
-  for (size_t j = khash(k, kn) & (g->scap - 1); g->slot[j]; j = (j + 1) & (g->scap - 1)) {
+  for (size_t j = st__hash_bytes(k, kn) & (g->scap - 1); g->slot[j]; j = (j + 1) & (g->scap - 1)) {
     gchange *c = &g->ch[g->slot[j] - 1];
     if (c->klen == kn && (!kn || !memcmp(c->key, k, kn))) return c;
   }
@@ -280,7 +275,7 @@ static int g_rehash(group *g) {
   uint32_t *s = calloc(cap, sizeof *s);
   if (!s) return strata_err(STRATA_ENOMEM, "commit group");
   for (size_t i = 0; i < g->n; i++) {
-    size_t j = khash(g->ch[i].key, g->ch[i].klen) & (cap - 1);
+    size_t j = st__hash_bytes(g->ch[i].key, g->ch[i].klen) & (cap - 1);
     while (s[j]) j = (j + 1) & (cap - 1);
     s[j] = (uint32_t)i + 1;
   }
@@ -307,7 +302,7 @@ static int g_add(group *g, const top *op, uint32_t ref_file) {
     g->cap = cap;
   }
   g->ch[g->n] = (gchange){op->key, op->klen, op, ref_file};
-  size_t j = khash(op->key, op->klen) & (g->scap - 1);
+  size_t j = st__hash_bytes(op->key, op->klen) & (g->scap - 1);
   while (g->slot[j]) j = (j + 1) & (g->scap - 1);
   g->slot[j] = (uint32_t)++g->n;
   return 0;
@@ -643,13 +638,8 @@ static void *preparer(void *arg) {
     int rc = prep_make(db, g, &p);
     pthread_mutex_lock(&db->mu);
     if (!rc) {
-      if (db->prep.ready) { /* cannot happen: only this thread fills the slot */
-        pthread_mutex_unlock(&db->mu);
-        prep_discard(db, &p);
-        pthread_mutex_lock(&db->mu);
-      } else {
-        db->prep = p;
-      }
+      assert(!db->prep.ready); /* only this thread fills the slot, and it emptied it */
+      db->prep = p;
     } else if (db->prep_want == g) {
       db->prep_want = 0; /* wait for the committer to ask again */
     }

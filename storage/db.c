@@ -428,6 +428,5 @@ void st_get_stats(st_db *db, st_stats *out) {
   out->cache_hits = db->cache.hits;
   out->cache_misses = db->cache.misses;
   out->cache_bytes = db->cache.bytes;
-  out->node_reads = db->cache.misses;
   pthread_mutex_unlock(&db->cache.mu);
 }

@@ -57,6 +57,16 @@ typedef struct st_mstate {
   st_vref nodes[64];
 } st_mstate;
 
+/* FNV-1a over n bytes, with a final mix of the high bits into the low ones
+ * (the tables index with the low bits): the file table's and the commit
+ * group's hash. */
+static inline uint64_t st__hash_bytes(const void *p, size_t n) {
+  const uint8_t *b = p;
+  uint64_t h = 0xcbf29ce484222325ull;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+  return h ^ (h >> 31);
+}
+
 /* --- file table (cache.c) --------------------------------------------------- */
 typedef struct ft_entry {
   char *path;          /* relative to the database directory */
@@ -96,8 +106,6 @@ typedef struct nc_cache {
   size_t bytes, cap;
   uint64_t hits, misses;
 } nc_cache;
-
-typedef struct st_waiter st_waiter;
 
 struct st_db {
   bs_store *base;
@@ -198,7 +206,6 @@ typedef struct st_writer {
   uint32_t file_id;
   uint64_t off;          /* bytes written so far (including the buffer) */
   strata_buf buf;
-  uint64_t tree_bytes;
 } st_writer;
 int wr__append(st_writer *w, const void *p, size_t n, uint64_t *offset);
 int wr__flush(st_writer *w);

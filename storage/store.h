@@ -212,7 +212,6 @@ void st_result_free(st_result *res);
 /* Statistics for tests and benchmarks. */
 typedef struct st_stats {
   uint64_t commits, groups, cache_hits, cache_misses, cache_bytes, bytes_written;
-  uint64_t node_reads;
   uint64_t prepared_hits;  /* commits that used pre-created files */
   /* nanoseconds spent by the committer: building and writing the data file
    * and temp manifest; their fsyncs; rename + directory fsync */
