@@ -81,13 +81,18 @@ static int encode(const oplog_op *op, strata_buf *b) {
   return 0;
 }
 
-/* Reads a length-prefixed field of w bytes' length into a fresh NUL-ended copy. */
+/* Reads a length-prefixed field of w bytes' length into a fresh NUL-ended
+ * copy, or with out NULL only steps over it. */
 static int take(const uint8_t **p, const uint8_t *end, int w, uint8_t **out, size_t *len) {
   if (end - *p < w) return -1;
   size_t n = 0;
   for (int i = 0; i < w; i++) n = n << 8 | (*p)[i];
   *p += w;
   if ((size_t)(end - *p) < n) return -1;
+  if (!out) {
+    *p += n;
+    return 0;
+  }
   *out = malloc(n + 1);
   if (!*out) return -2;
   if (n) memcpy(*out, *p, n);
@@ -97,18 +102,38 @@ static int take(const uint8_t **p, const uint8_t *end, int w, uint8_t **out, siz
   return 0;
 }
 
+#define OP_HEAD_LEN 26   /* version .. status: the fixed part of an op record */
+
+static int head_ok(const uint8_t *v, size_t vl) {
+  return vl >= OP_HEAD_LEN && v[0] == OP_REC_VERSION && v[25] <= OPLOG_WRITE_FAILED;
+}
+
+static int malformed(uint64_t id, size_t vl) {
+  return strata_err(STRATA_ECORRUPT, "op log record of op %" PRIu64 " (%zu bytes) is malformed", id, vl);
+}
+
+/* Checks a record's layout without copying anything: 0 or STRATA_ECORRUPT. */
+static int check_record(uint64_t id, const uint8_t *v, size_t vl) {
+  const uint8_t *p = v + OP_HEAD_LEN, *end = v + vl;
+  size_t len;
+  if (!head_ok(v, vl) || take(&p, end, 2, NULL, &len) || take(&p, end, 2, NULL, &len) ||
+      take(&p, end, 4, NULL, &len) || take(&p, end, 4, NULL, &len) || p != end)
+    return malformed(id, vl);
+  return 0;
+}
+
 static int decode(uint64_t id, const uint8_t *v, size_t vl, oplog_op *op) {
   memset(op, 0, sizeof *op);
   op->id = id;
   const uint8_t *p = v, *end = v + vl;
   size_t len;
   int r = -1;
-  if (vl < 26 || v[0] != OP_REC_VERSION || v[25] > OPLOG_WRITE_FAILED) goto bad;
+  if (!head_ok(v, vl)) goto bad;
   op->created_at = (int64_t)lk__get64(v + 1);
   op->status_at = (int64_t)lk__get64(v + 9);
   op->base_generation = lk__get64(v + 17);
   op->status = (oplog_status)v[25];
-  p += 26;
+  p += OP_HEAD_LEN;
   if ((r = take(&p, end, 2, (uint8_t **)&op->user, &len))) goto bad;
   if ((r = take(&p, end, 2, (uint8_t **)&op->kind, &len))) goto bad;
   if ((r = take(&p, end, 4, &op->payload, &op->payload_len))) goto bad;
@@ -118,7 +143,7 @@ static int decode(uint64_t id, const uint8_t *v, size_t vl, oplog_op *op) {
 bad:
   oplog_op_free(op);
   if (r == -2) return strata_err(STRATA_ENOMEM, "op %" PRIu64 ": decoding", id);
-  return strata_err(STRATA_ECORRUPT, "op log record of op %" PRIu64 " (%zu bytes) is malformed", id, vl);
+  return malformed(id, vl);
 }
 
 static int check_name(const char *s, const char *field) {
@@ -165,7 +190,7 @@ out:
   return rc;
 }
 
-static int get_locked(oplog *ol, uint64_t id, oplog_op *out, const char *fn) {
+static int get_record(oplog *ol, uint64_t id, oplog_op *out, const char *fn) {
   uint8_t k[9];
   op_key(k, id);
   char *err = NULL;
@@ -189,7 +214,7 @@ int oplog_set_status(oplog *ol, uint64_t id, oplog_status status, const char *ex
   oplog_op op;
   strata_buf b = STRATA_BUF_INIT;
   pthread_mutex_lock(&ol->mu);
-  if ((rc = get_locked(ol, id, &op, "oplog_set_status"))) goto out;
+  if ((rc = get_record(ol, id, &op, "oplog_set_status"))) goto out;
   free(op.exception);
   op.exception = strdup(exception ? exception : "");
   op.status = status;
@@ -210,8 +235,8 @@ out:
   return rc;
 }
 
-/* Reads the op's scope rows ('S' op(8) row keys). max_rows 0: all. */
-static int read_scope(oplog *ol, oplog_op *op, size_t max_rows) {
+/* Appends the op's scope rows ('S' op(8) row keys) to op->scope. */
+static int read_scope(oplog *ol, oplog_op *op) {
   int rc = 0;
   uint8_t k[9];
   k[0] = LK__TAG_SCOPE;
@@ -233,7 +258,6 @@ static int read_scope(oplog *ol, oplog_op *op, size_t max_rows) {
     memcpy(key, ik + 9, kl - 9);
     op->scope[op->nscope].key = key;
     op->scope[op->nscope++].len = kl - 9;
-    if (max_rows && op->nscope >= max_rows) break;
   }
   char *err = NULL;
   rocksdb_iter_get_error(it, &err);
@@ -244,9 +268,9 @@ out:
 }
 
 int oplog_get(oplog *ol, uint64_t id, oplog_op *out) {
-  int rc = get_locked(ol, id, out, "oplog_get");
+  int rc = get_record(ol, id, out, "oplog_get");
   if (rc) return rc;
-  if ((rc = read_scope(ol, out, 0))) oplog_op_free(out);
+  if ((rc = read_scope(ol, out))) oplog_op_free(out);
   return rc;
 }
 
@@ -265,15 +289,26 @@ void oplog_ops_free(oplog_op *ops, size_t n) {
   free(ops);
 }
 
-/* Decides whether a scanned op is listed: 1 yes, 0 no, < 0 an error. */
-typedef int (*keep_fn)(oplog *ol, oplog_op *op, void *ctx);
+/* The fixed header fields a listing filters on, read without decoding the
+ * rest of the record (its payload may be 16 MiB). */
+typedef struct op_head {
+  int64_t created_at;
+  oplog_status status;
+} op_head;
+
+/* Decides from its header whether a scanned op may be listed. */
+typedef int (*keep_fn)(const op_head *h, void *ctx);
 
 /* Walks the op records in id order (from after_id up, or with newest_first
- * from below before_id down; before_id 0 = from the newest), appending the
- * ops keep() accepts until limit (0 = no limit). Scopes are read for the
- * listed ops only when keep did not already. */
+ * from below before_id down; before_id 0 = from the newest) and lists, with
+ * their scopes, the ops whose header keep() accepts (and, with
+ * need_scope, whose scope is not empty) until limit (0 = no limit). Every
+ * record's layout is checked in place, but an op is decoded (its payload
+ * copied) only once it is listed: a skipped record costs a header check
+ * (and, with need_scope, a scope seek), never a copy. */
 static int scan(oplog *ol, int newest_first, uint64_t after_id, uint64_t before_id, size_t limit,
-                keep_fn keep, void *ctx, oplog_op **ops, size_t *n, const char *what) {
+                keep_fn keep, void *ctx, int need_scope, oplog_op **ops, size_t *n,
+                const char *what) {
   int rc = 0;
   size_t cap = 0;
   *ops = NULL;
@@ -295,17 +330,25 @@ static int scan(oplog *ol, int newest_first, uint64_t after_id, uint64_t before_
     uint64_t id = lk__get64(k + 1);
     if (newest_first ? (before_id && id >= before_id) : id <= after_id) break;
     const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
-    oplog_op op;
-    if ((rc = decode(id, v, vl, &op))) goto out;
-    int yes = keep(ol, &op, ctx);
-    if (yes <= 0) {
-      oplog_op_free(&op);
-      if (yes < 0) {
-        rc = yes;
-        goto out;
-      }
+    if ((rc = check_record(id, v, vl))) goto out;
+    op_head h = {(int64_t)lk__get64(v + 1), (oplog_status)v[25]};
+    if (!keep(&h, ctx)) continue;
+    oplog_op sc = {.id = id}; /* the scope, read before the full decode */
+    if ((rc = read_scope(ol, &sc))) {
+      oplog_op_free(&sc);
+      goto out;
+    }
+    if (need_scope && sc.nscope == 0) {
+      oplog_op_free(&sc);
       continue;
     }
+    oplog_op op;
+    if ((rc = decode(id, v, vl, &op))) {
+      oplog_op_free(&sc);
+      goto out;
+    }
+    op.scope = sc.scope;
+    op.nscope = sc.nscope;
     if (*n == cap) {
       cap = cap ? cap * 2 : 8;
       oplog_op *a = realloc(*ops, cap * sizeof *a);
@@ -335,12 +378,9 @@ typedef struct {
   int64_t now, min_age_ns;
 } stuck_ctx;
 
-static int keep_stuck(oplog *ol, oplog_op *op, void *ctx) {
-  stuck_ctx *c = ctx;
-  if (op->status == OPLOG_SUCCESS || c->now - op->created_at < c->min_age_ns) return 0;
-  int rc = read_scope(ol, op, 0);
-  if (rc) return rc;
-  return op->nscope > 0;
+static int keep_stuck(const op_head *h, void *ctx) {
+  const stuck_ctx *c = ctx;
+  return h->status != OPLOG_SUCCESS && c->now - h->created_at >= c->min_age_ns;
 }
 
 int oplog_list_stuck(oplog *ol, int64_t min_age_ns, oplog_op **ops, size_t *n) {
@@ -349,14 +389,12 @@ int oplog_list_stuck(oplog *ol, int64_t min_age_ns, oplog_op **ops, size_t *n) {
   if (min_age_ns < 0)
     return strata_err(STRATA_EINVALID, "oplog_list_stuck: min_age_ns %" PRId64 " is negative", min_age_ns);
   stuck_ctx c = {lk_now(ol->lk), min_age_ns};
-  return scan(ol, 0, 0, 0, 0, keep_stuck, &c, ops, n, "oplog_list_stuck");
+  return scan(ol, 0, 0, 0, 0, keep_stuck, &c, 1, ops, n, "oplog_list_stuck");
 }
 
-static int keep_status(oplog *ol, oplog_op *op, void *ctx) {
+static int keep_status(const op_head *h, void *ctx) {
   const oplog_list_filter *f = ctx;
-  if (f->any_status == 0 && op->status != f->status) return 0;
-  int rc = read_scope(ol, op, 0);
-  return rc ? rc : 1;
+  return f->any_status || h->status == f->status;
 }
 
 int oplog_list(oplog *ol, const oplog_list_filter *f, oplog_op **ops, size_t *n) {
@@ -364,6 +402,6 @@ int oplog_list(oplog *ol, const oplog_list_filter *f, oplog_op **ops, size_t *n)
   *n = 0;
   if (!f->any_status && (f->status < OPLOG_CREATED || f->status > OPLOG_WRITE_FAILED))
     return strata_err(STRATA_EINVALID, "oplog_list: unknown status %d", (int)f->status);
-  return scan(ol, f->newest_first, f->after_id, f->before_id, f->limit, keep_status, (void *)f, ops,
-              n, "oplog_list");
+  return scan(ol, f->newest_first, f->after_id, f->before_id, f->limit, keep_status, (void *)f, 0,
+              ops, n, "oplog_list");
 }
