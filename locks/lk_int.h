@@ -154,7 +154,8 @@ int lk__check_rows(const lk_row *rows, size_t nrows, const char *field);
 uint64_t lk__hash(const uint8_t *key, size_t len);
 lk__rowent *lk__row_find(lk__part *p, const uint8_t *key, size_t len, uint64_t h);
 int lk__row_insert(lk__part *p, const uint8_t *key, size_t len, uint64_t h, lk__rowent **out);
-void lk__row_maybe_free(lk__part *p, lk__rowent *r);
+/* Frees r if no slot is held and nobody waits; returns 1 if it did. */
+int lk__row_maybe_free(lk__part *p, lk__rowent *r);
 void lk__part_destroy(lk__part *p);
 
 /* Formats a row key for messages (printable or hex), into buf. */

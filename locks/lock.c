@@ -123,12 +123,12 @@ static int make_ents(lk_manager *lk, prep *pr) {
   return 0;
 }
 
+/* Frees the entries nobody holds or waits for (those make_ents created for
+ * a grant that failed); the others stay found. */
 static void free_unused_ents(lk_manager *lk, prep *pr) {
   for (size_t i = 0; i < pr->n; i++)
-    if (pr->rows[i].ent) {
-      lk__row_maybe_free(&lk->parts[pr->rows[i].part], pr->rows[i].ent);
+    if (pr->rows[i].ent && lk__row_maybe_free(&lk->parts[pr->rows[i].part], pr->rows[i].ent))
       pr->rows[i].ent = NULL;
-    }
 }
 
 /* --- conflicts ----------------------------------------------------------- */
@@ -432,7 +432,6 @@ static int acquire_wait(lk_manager *lk, const lk_acquire_req *q, prep *pr, lk_re
       free(c.v);
       if (v.all_held) fill_already_held(q, pr, res);
       else rc = grant(lk, q, pr, now, res);
-      find_ents(lk, pr); /* grant may have freed entries on failure */
       break;
     }
     if (timed_out) {
@@ -448,6 +447,8 @@ static int acquire_wait(lk_manager *lk, const lk_acquire_req *q, prep *pr, lk_re
     wait_kick(&w, ns);
     lock_parts(lk, pr);
   }
+  /* Our queue nodes keep every entry alive; this refreshes pr->need (the
+   * rows' last writes) for every way out of the loop. */
   find_ents(lk, pr);
   dequeue(lk, pr, &w);
   unlock_parts(lk, pr);
