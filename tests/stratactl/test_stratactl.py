@@ -57,14 +57,18 @@ class Result:
         return "rc=%d stdout=%r stderr=%r" % (self.rc, self.text[:600], self.etext[:600])
 
 
-def ctl(*args, stdin=None, addr=None, env=None):
+def ctl(*args, stdin=None, addr=None, env=None, stdin_fd=None):
     e = dict(os.environ)
     e.pop("STRATA_ADDR", None)
     if env:
         e.update(env)
     argv = [CTL] + (["--addr", addr or ADDR] if addr is not False else []) + list(args)
-    p = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       env=e, timeout=60)
+    if stdin_fd is not None:
+        p = subprocess.run(argv, stdin=stdin_fd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=e, timeout=60)
+    else:
+        p = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           env=e, timeout=60)
     return Result(p)
 
 
@@ -580,6 +584,22 @@ def test_kv(tmp):
     check(r.rc == 0 and r.out == b"1", "the deleted key is still there at the older version", r)
     r = ctl("kv", "rm", "dir/a")
     check(r.rc == 1 and "not found" in r.etext, "kv rm of a missing key exits 1", r)
+    r = ctl("--json", "kv", "rm", "dir/a")
+    d = r.json()
+    check(r.rc == 1 and d and d["exit"] == 1 and d["error"]["code"] == "STRATA_ENOTFOUND" and
+          d["error"]["status"] == "REFUSED" and "nothing deleted" in d["error"]["message"],
+          "kv rm --json of a missing key: error document with status REFUSED", r)
+
+    # a FILE (or stdin) that cannot be read: exit 1 naming it and the reason
+    r = ctl("kv", "put", "k-dir", tmp)
+    check(r.rc == 1 and ("cannot read %s: Is a directory" % tmp) in r.etext, "kv put of an unreadable FILE", r)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        r = ctl("kv", "put", "k-dir", stdin=None, stdin_fd=fd)
+    finally:
+        os.close(fd)
+    check(r.rc == 1 and "cannot read stdin: Is a directory" in r.etext, "kv put of an unreadable stdin", r)
+    check(ctl("kv", "get", "k-dir").rc == 1, "... and nothing was written")
 
     # diff
     ctl("kv", "put", "greeting", stdin=b"hello")  # changed back to its g1 value

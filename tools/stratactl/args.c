@@ -68,11 +68,19 @@ int ctl_global_args(ctl_ctx *x, int argc, char **argv, int *i) {
   return CTL_OK;
 }
 
+int ctl_key_arg(ctl_ctx *x, const ctl_args *a, const char *what, const char *s, uint8_t **out,
+                size_t *len) {
+  char err[256];
+  int rc = ctl_key_parse(s, out, len, err, sizeof err);
+  if (rc == -2) return ctl_oom(x);
+  return rc ? ctl_usage(a->cmd, "%s: %s", what, err) : 0;
+}
+
 int ctl_parse_args(ctl_ctx *x, const ctl_cmd *c, int argc, char **argv, ctl_args *a) {
   memset(a, 0, sizeof *a);
   a->cmd = c;
   a->pos = calloc((size_t)argc + 1, sizeof *a->pos);
-  if (!a->pos) return ctl_usage(c, "out of memory");
+  if (!a->pos) return ctl_oom(x);
   int only_pos = 0;
   for (int i = 0; i < argc;) {
     const char *s = argv[i];

@@ -14,18 +14,18 @@
 
 /* Parses "KEY[@PIN]" into a malloc'd key and a pin. allow_empty: an empty key
  * part is fine (kv ls). */
-static int parse_key_pin(const ctl_args *a, const char *s, int allow_empty, uint8_t **key,
-                         size_t *len, ctl_pin *pin) {
+static int parse_key_pin(ctl_ctx *x, const ctl_args *a, const char *s, int allow_empty,
+                         uint8_t **key, size_t *len, ctl_pin *pin) {
   size_t end;
   ctl_split_pin(s, &end, pin);
   *key = NULL;
   *len = 0;
   if (end == 0) return allow_empty ? 0 : ctl_usage(a->cmd, "KEY: empty key");
-  char *k = strndup(s, end), err[256];
-  if (!k) return ctl_usage(a->cmd, "out of memory");
-  int rc = ctl_key_parse(k, key, len, err, sizeof err);
+  char *k = strndup(s, end);
+  if (!k) return ctl_oom(x);
+  int rc = ctl_key_arg(x, a, "KEY", k, key, len);
   free(k);
-  return rc ? ctl_usage(a->cmd, "KEY: %s", err) : 0;
+  return rc;
 }
 
 static json_t *version_json(const Strata__V1__Version *v) {
@@ -50,7 +50,7 @@ int ctl_kv_get(ctl_ctx *x, const ctl_args *a) {
   Strata__V1__VersionPin pm;
   ctl_pin pin;
   uint8_t *key;
-  int rc = parse_key_pin(a, a->pos[0], 0, &key, &q.key.len, &pin);
+  int rc = parse_key_pin(x, a, a->pos[0], 0, &key, &q.key.len, &pin);
   if (rc) return rc;
   q.key.data = key;
   q.pin = ctl_pin_msg(&pin, &pm);
@@ -93,14 +93,17 @@ out:
 
 /* --- kv put ---------------------------------------------------------------------------------------- */
 
+/* Reads f to its end into a malloc'd *buf (freed by the caller). Returns 0,
+ * -1 when out of memory, or the errno of a read error (EIO when none). */
 static int read_all(FILE *f, uint8_t **buf, size_t *len) {
   size_t cap = 1 << 16;
   *len = 0;
   *buf = malloc(cap);
   while (*buf) {
+    errno = 0;
     size_t n = fread(*buf + *len, 1, cap - *len, f);
     *len += n;
-    if (n == 0) return ferror(f) ? -1 : 0;
+    if (n == 0) return ferror(f) ? (errno ? errno : EIO) : 0;
     if (*len == cap) {
       uint8_t *p = realloc(*buf, cap *= 2);
       if (!p) break;
@@ -137,19 +140,21 @@ static void print_committed(const ctl_ctx *x, const char *verb, const uint8_t *k
 int ctl_kv_put(ctl_ctx *x, const ctl_args *a) {
   uint8_t *key, *val = NULL;
   size_t klen, vlen;
-  char err[256];
-  if (ctl_key_parse(a->pos[0], &key, &klen, err, sizeof err)) return ctl_usage(a->cmd, "KEY: %s", err);
+  int rc = ctl_key_arg(x, a, "KEY", a->pos[0], &key, &klen);
+  if (rc) return rc;
   const char *path = a->npos > 1 ? a->pos[1] : "-";
-  FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-  int rc;
+  int from_stdin = strcmp(path, "-") == 0;
+  FILE *f = from_stdin ? stdin : fopen(path, "rb");
   if (!f) {
     rc = ctl_usage(a->cmd, "FILE: cannot open %s: %s", path, strerror(errno));
     goto out;
   }
-  rc = read_all(f, &val, &vlen);
-  if (f != stdin) fclose(f);
-  if (rc) {
-    rc = ctl_refuse(x, "EIO", "kv put: cannot read %s: %s", f == stdin ? "stdin" : path, strerror(errno));
+  int err = read_all(f, &val, &vlen); /* its errno, saved before fclose */
+  if (!from_stdin) fclose(f);
+  if (err) {
+    rc = err < 0 ? ctl_oom(x)
+                 : ctl_refuse(x, "EIO", "kv put: cannot read %s: %s", from_stdin ? "stdin" : path,
+                              strerror(err));
     goto out;
   }
   Strata__V1__Put put = STRATA__V1__PUT__INIT, *puts[1] = {&put};
@@ -174,13 +179,13 @@ out:
 int ctl_kv_rm(ctl_ctx *x, const ctl_args *a) {
   Strata__V1__GetRequest g = STRATA__V1__GET_REQUEST__INIT;
   uint8_t *key;
-  char err[256];
-  if (ctl_key_parse(a->pos[0], &key, &g.key.len, err, sizeof err)) return ctl_usage(a->cmd, "KEY: %s", err);
+  int rc = ctl_key_arg(x, a, "KEY", a->pos[0], &key, &g.key.len);
+  if (rc) return rc;
   g.key.data = key;
   rpc_callopts co = ctl_callopts(x, 0);
   Strata__V1__GetResponse *gr = NULL;
   Strata__V1__CommitResponse *r = NULL;
-  int rc = rpc_kv_get(ctl_client(x), &co, &g, &gr);
+  rc = rpc_kv_get(ctl_client(x), &co, &g, &gr);
   if (rc) {
     rc = ctl_rpc_fail(x, rc, "Kv.Get");
     goto out;
@@ -237,7 +242,7 @@ int ctl_kv_ls(ctl_ctx *x, const ctl_args *a) {
   const char *s = ctl_val(a, "limit", 0);
   if (s && ctl_u64_parse(s, 1, UINT64_MAX, &q.limit))
     return ctl_usage(a->cmd, "--limit: expected a number >= 1, got \"%s\"", s);
-  if (a->npos && (rc = parse_key_pin(a, a->pos[0], 1, &prefix, &q.prefix.len, &pin))) return rc;
+  if (a->npos && (rc = parse_key_pin(x, a, a->pos[0], 1, &prefix, &q.prefix.len, &pin))) return rc;
   q.prefix.data = prefix;
   q.pin = ctl_pin_msg(&pin, &pm);
   q.keys_only = 1;
@@ -345,12 +350,12 @@ static int keyset_add(keyset *s, const ProtobufCBinaryData *k) {
   if (s->n == s->cap) {
     size_t cap = s->cap ? 2 * s->cap : 64;
     void *p = realloc(s->k, cap * sizeof *s->k);
-    if (!p) return STRATA_ENOMEM;
+    if (!p) return strata_err(STRATA_ENOMEM, "out of memory");
     s->k = p;
     s->cap = cap;
   }
   uint8_t *d = malloc(k->len ? k->len : 1);
-  if (!d) return STRATA_ENOMEM;
+  if (!d) return strata_err(STRATA_ENOMEM, "out of memory");
   memcpy(d, k->data, k->len);
   s->k[s->n++] = (ProtobufCBinaryData){k->len, d};
   return 0;
@@ -407,7 +412,7 @@ static int values_at(ctl_ctx *x, const keyset *ks, uint64_t g, Strata__V1__Batch
   size_t nb = (ks->n + BATCH_MAX - 1) / BATCH_MAX;
   *out = calloc(nb ? nb : 1, sizeof **out);
   *nout = 0;
-  if (!*out) return STRATA_ENOMEM;
+  if (!*out) return strata_err(STRATA_ENOMEM, "out of memory");
   for (size_t b = 0; b < nb; b++) {
     Strata__V1__BatchGetRequest q = STRATA__V1__BATCH_GET_REQUEST__INIT;
     Strata__V1__VersionPin pm;

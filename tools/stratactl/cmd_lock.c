@@ -41,21 +41,29 @@ static int parse_dur(const ctl_args *a, const char *name, int64_t dflt, int64_t 
   return 0;
 }
 
-/* The positional KEYs as protobuf bytes; *rows is freed with free_rows. */
-static int parse_rows(const ctl_args *a, ProtobufCBinaryData **rows) {
-  *rows = calloc((size_t)a->npos + 1, sizeof **rows);
-  if (!*rows) return ctl_usage(a->cmd, "out of memory");
-  for (int i = 0; i < a->npos; i++) {
-    char err[256];
-    if (ctl_key_parse(a->pos[i], &(*rows)[i].data, &(*rows)[i].len, err, sizeof err))
-      return ctl_usage(a->cmd, "KEY: %s", err);
-  }
-  return 0;
+static void free_rows(ProtobufCBinaryData *rows, size_t n) {
+  for (size_t i = 0; rows && i < n; i++) free(rows[i].data);
+  free(rows);
 }
 
-static void free_rows(ProtobufCBinaryData *rows, int n) {
-  for (int i = 0; rows && i < n; i++) free(rows[i].data);
-  free(rows);
+/* The positional KEYs as protobuf bytes, for a request's rows / n_rows; the
+ * caller frees them with free_rows(*rows, *n_rows). On error nothing is left
+ * allocated (*rows NULL, *n_rows 0) and the exit code is returned. */
+static int parse_rows(ctl_ctx *x, const ctl_args *a, ProtobufCBinaryData **rows, size_t *n_rows) {
+  ProtobufCBinaryData *r = calloc((size_t)a->npos + 1, sizeof *r);
+  *rows = NULL;
+  *n_rows = 0;
+  if (!r) return ctl_oom(x);
+  for (int i = 0; i < a->npos; i++) {
+    int rc = ctl_key_arg(x, a, "KEY", a->pos[i], &r[i].data, &r[i].len);
+    if (rc) {
+      free_rows(r, (size_t)a->npos);
+      return rc;
+    }
+  }
+  *rows = r;
+  *n_rows = (size_t)a->npos;
+  return 0;
 }
 
 /* --- one lock, as table cells and as JSON -------------------------------------------------- */
@@ -144,9 +152,8 @@ int ctl_lock_list(ctl_ctx *x, const ctl_args *a) {
   int rc;
   if ((rc = parse_op(a, 0, &q.op_id)) || (rc = parse_kind(a, &q.kind))) return rc;
   if (ctl_val(a, "prefix", 0)) {
-    char err[256];
-    if (ctl_key_parse(ctl_val(a, "prefix", 0), &prefix, &q.prefix.len, err, sizeof err))
-      return ctl_usage(a->cmd, "--prefix: %s", err);
+    if ((rc = ctl_key_arg(x, a, "--prefix", ctl_val(a, "prefix", 0), &prefix, &q.prefix.len)))
+      return rc;
     q.prefix.data = prefix;
   }
   q.expired_only = ctl_has(a, "expired");
@@ -232,13 +239,7 @@ int ctl_lock_acquire(ctl_ctx *x, const ctl_args *a) {
     return ctl_usage(a->cmd, "--ttl: must be greater than 0");
   q.ttl_ms = q.kind == KIND_TEMPORAL ? (uint64_t)ttl : 0;
   q.wait_ms = (uint64_t)wait;
-  ProtobufCBinaryData *rows;
-  if ((rc = parse_rows(a, &rows))) {
-    free_rows(rows, a->npos);
-    return rc;
-  }
-  q.rows = rows;
-  q.n_rows = (size_t)a->npos;
+  if ((rc = parse_rows(x, a, &q.rows, &q.n_rows))) return rc;
   rpc_callopts co = ctl_callopts(x, wait);
   Strata__V1__AcquireResponse *r = NULL;
   rc = rpc_locks_acquire(ctl_client(x), &co, &q, &r);
@@ -249,7 +250,7 @@ int ctl_lock_acquire(ctl_ctx *x, const ctl_args *a) {
     rc = CTL_REFUSED;
   }
   rpc_free(r);
-  free_rows(rows, a->npos);
+  free_rows(q.rows, q.n_rows);
   return rc;
 }
 
@@ -262,13 +263,7 @@ int ctl_lock_renew(ctl_ctx *x, const ctl_args *a) {
   if ((rc = parse_op(a, 1, &q.op_id)) || (rc = parse_dur(a, "ttl", 30000, &ttl))) return rc;
   if (ttl <= 0) return ctl_usage(a->cmd, "--ttl: must be greater than 0");
   q.ttl_ms = (uint64_t)ttl;
-  ProtobufCBinaryData *rows;
-  if ((rc = parse_rows(a, &rows))) {
-    free_rows(rows, a->npos);
-    return rc;
-  }
-  q.rows = rows;
-  q.n_rows = (size_t)a->npos;
+  if ((rc = parse_rows(x, a, &q.rows, &q.n_rows))) return rc;
   rpc_callopts co = ctl_callopts(x, 0);
   Strata__V1__RenewResponse *r = NULL;
   rc = rpc_locks_renew(ctl_client(x), &co, &q, &r);
@@ -286,7 +281,7 @@ int ctl_lock_renew(ctl_ctx *x, const ctl_args *a) {
            ctl_dur_str((r->expires_at_ns - ctl_now_ns()) / 1000000, lb, sizeof lb));
   }
   rpc_free(r);
-  free_rows(rows, a->npos);
+  free_rows(q.rows, q.n_rows);
   return rc;
 }
 
@@ -300,13 +295,7 @@ int ctl_lock_release(ctl_ctx *x, const ctl_args *a) {
   if ((rc = parse_op(a, !q.privileged || q.all, &q.op_id))) return rc;
   if (q.all && a->npos) return ctl_usage(a->cmd, "give KEY... or --all, not both");
   if (!q.all && !a->npos) return ctl_usage(a->cmd, "give the KEYs to release, or --all");
-  ProtobufCBinaryData *rows;
-  if ((rc = parse_rows(a, &rows))) {
-    free_rows(rows, a->npos);
-    return rc;
-  }
-  q.rows = rows;
-  q.n_rows = (size_t)a->npos;
+  if ((rc = parse_rows(x, a, &q.rows, &q.n_rows))) return rc;
   rpc_callopts co = ctl_callopts(x, 0);
   Strata__V1__ReleaseResponse *r = NULL;
   rc = rpc_locks_release(ctl_client(x), &co, &q, &r);
@@ -329,7 +318,7 @@ int ctl_lock_release(ctl_ctx *x, const ctl_args *a) {
   }
 out:
   rpc_free(r);
-  free_rows(rows, a->npos);
+  free_rows(q.rows, q.n_rows);
   return rc;
 }
 

@@ -137,6 +137,71 @@ int ctl_op_show(ctl_ctx *x, const ctl_args *a) {
   return CTL_OK;
 }
 
+/* --- collecting a stream of ops ------------------------------------------------------------------ */
+
+/* The ops of an Ops.List or Ops.ListStuck stream, in stream order. They point
+ * into the kept messages; ops_free frees both. */
+typedef struct op_list {
+  ProtobufCMessage **msgs;
+  Strata__V1__Op **ops;
+  size_t nmsgs, n, cap;
+  uint64_t last_op_id; /* Ops.List only: the newest op id in the log */
+} op_list;
+
+static void ops_free(op_list *l) {
+  for (size_t i = 0; i < l->nmsgs; i++) rpc_free(l->msgs[i]);
+  free(l->msgs);
+  free(l->ops);
+}
+
+/* Reads the stream opened by the call that returned rc (then closes it) into l.
+ * Returns 0, STRATA_ENOMEM (nothing recorded in strata_errmsg), or the call's
+ * error code. */
+static int collect_ops(int rc, rpc_cstream *st, op_list *l) {
+  ProtobufCMessage *m;
+  while (!rc && (rc = rpc_cstream_next(st, &m)) == 1) {
+    Strata__V1__Op **ops;
+    size_t n;
+    if (m->descriptor == &strata__v1__list_ops_response__descriptor) {
+      Strata__V1__ListOpsResponse *r = (Strata__V1__ListOpsResponse *)m;
+      ops = r->ops;
+      n = r->n_ops;
+      l->last_op_id = r->last_op_id;
+    } else {
+      Strata__V1__ListStuckResponse *r = (Strata__V1__ListStuckResponse *)m;
+      ops = r->ops;
+      n = r->n_ops;
+    }
+    ProtobufCMessage **mm = realloc(l->msgs, (l->nmsgs + 1) * sizeof *mm);
+    if (mm) l->msgs = mm;
+    if (mm && l->n + n > l->cap) {
+      size_t cap = l->cap ? l->cap : 64;
+      while (cap < l->n + n) cap *= 2;
+      Strata__V1__Op **o = realloc(l->ops, cap * sizeof *o);
+      if (o) {
+        l->ops = o;
+        l->cap = cap;
+      }
+    }
+    if (!mm || l->n + n > l->cap) {
+      rpc_free(m);
+      rc = STRATA_ENOMEM;
+      break;
+    }
+    l->msgs[l->nmsgs++] = m;
+    memcpy(l->ops + l->n, ops, n * sizeof *ops);
+    l->n += n;
+    rc = 0;
+  }
+  rpc_cstream_close(st);
+  return rc;
+}
+
+/* Reports a collect_ops failure; returns the exit code. */
+static int ops_fail(ctl_ctx *x, int rc, const char *what) {
+  return rc == STRATA_ENOMEM ? ctl_oom(x) : ctl_rpc_fail(x, rc, what);
+}
+
 /* --- op list -------------------------------------------------------------------------------------- */
 
 int ctl_op_list(ctl_ctx *x, const ctl_args *a) {
@@ -154,61 +219,31 @@ int ctl_op_list(ctl_ctx *x, const ctl_args *a) {
   q.limit = limit + 1;
   rpc_cstream *st = NULL;
   rpc_callopts co = ctl_callopts(x, 0);
-  Strata__V1__ListOpsResponse **msgs = NULL;
-  Strata__V1__Op **ops = NULL;
-  size_t nmsgs = 0, n = 0, cap = 0;
-  uint64_t last = 0;
+  op_list l = {0};
   int rc = rpc_ops_list(ctl_client(x), &co, &q, &st);
-  Strata__V1__ListOpsResponse *m = NULL;
-  while (!rc && (rc = rpc_ops_list_next(st, &m)) == 1) {
-    Strata__V1__ListOpsResponse **mm = realloc(msgs, (nmsgs + 1) * sizeof *mm);
-    if (!mm) {
-      rpc_free(m);
-      rc = STRATA_ENOMEM;
-      break;
-    }
-    msgs = mm;
-    msgs[nmsgs++] = m;
-    last = m->last_op_id;
-    for (size_t i = 0; i < m->n_ops; i++) {
-      if (n == cap) {
-        cap = cap ? cap * 2 : 64;
-        Strata__V1__Op **o = realloc(ops, cap * sizeof *o);
-        if (!o) {
-          rc = STRATA_ENOMEM;
-          break;
-        }
-        ops = o;
-      }
-      ops[n++] = m->ops[i];
-    }
-    rc = rc == STRATA_ENOMEM ? rc : 0;
-  }
-  rpc_cstream_close(st);
+  rc = collect_ops(rc, st, &l);
   if (rc) {
-    rc = rc == STRATA_ENOMEM ? ctl_refuse(x, "STRATA_ENOMEM", "op list: out of memory")
-                             : ctl_rpc_fail(x, rc, "Ops.List");
+    rc = ops_fail(x, rc, "Ops.List");
     goto out;
   }
+  size_t n = l.n;
   int truncated = n > limit;
   if (truncated) n = (size_t)limit;
   /* Oldest first among the newest `limit` matches. */
   for (size_t i = 0; i < n / 2; i++) {
-    Strata__V1__Op *t = ops[i];
-    ops[i] = ops[n - 1 - i];
-    ops[n - 1 - i] = t;
+    Strata__V1__Op *t = l.ops[i];
+    l.ops[i] = l.ops[n - 1 - i];
+    l.ops[n - 1 - i] = t;
   }
   char footer[160];
   snprintf(footer, sizeof footer, "%zu op%s%s%s", n, n == 1 ? "" : "s",
            truncated ? " (limit reached; older ops were not shown, raise --limit)" : "",
-           n == 0 && last == 0 ? " (the op log is empty)" : "");
-  print_ops(x, ops, n, json_pack("{s:o, s:b}", "last_op_id", ctl_json_u64(last), "truncated", truncated),
+           n == 0 && l.last_op_id == 0 ? " (the op log is empty)" : "");
+  print_ops(x, l.ops, n,
+            json_pack("{s:o, s:b}", "last_op_id", ctl_json_u64(l.last_op_id), "truncated", truncated),
             footer);
-  rc = CTL_OK;
 out:
-  for (size_t i = 0; i < nmsgs; i++) rpc_free(msgs[i]);
-  free(msgs);
-  free(ops);
+  ops_free(&l);
   return rc;
 }
 
@@ -223,34 +258,16 @@ int ctl_op_stuck(ctl_ctx *x, const ctl_args *a) {
   q.min_age_ms = (uint64_t)min_age;
   rpc_cstream *st = NULL;
   rpc_callopts co = ctl_callopts(x, 0);
-  Strata__V1__ListStuckResponse **msgs = NULL;
-  Strata__V1__Op **ops = NULL;
-  size_t nmsgs = 0, n = 0;
+  op_list l = {0};
   int rc = rpc_ops_list_stuck(ctl_client(x), &co, &q, &st);
-  Strata__V1__ListStuckResponse *m;
-  while (!rc && (rc = rpc_ops_list_stuck_next(st, &m)) == 1) {
-    void *p = realloc(msgs, (nmsgs + 1) * sizeof *msgs), *p2 = realloc(ops, (n + m->n_ops + 1) * sizeof *ops);
-    if (p) msgs = p;
-    if (p2) ops = p2;
-    if (!p || !p2) {
-      rpc_free(m);
-      rc = STRATA_ENOMEM;
-      break;
-    }
-    msgs[nmsgs++] = m;
-    for (size_t i = 0; i < m->n_ops; i++) ops[n++] = m->ops[i];
-    rc = 0;
-  }
-  rpc_cstream_close(st);
+  rc = collect_ops(rc, st, &l);
   if (rc) {
-    rc = ctl_rpc_fail(x, rc, "Ops.ListStuck");
+    rc = ops_fail(x, rc, "Ops.ListStuck");
   } else {
     char footer[64];
-    snprintf(footer, sizeof footer, "%zu stuck op%s", n, n == 1 ? "" : "s");
-    print_ops(x, ops, n, json_pack("{s:I}", "min_age_ms", (json_int_t)min_age), footer);
+    snprintf(footer, sizeof footer, "%zu stuck op%s", l.n, l.n == 1 ? "" : "s");
+    print_ops(x, l.ops, l.n, json_pack("{s:I}", "min_age_ms", (json_int_t)min_age), footer);
   }
-  for (size_t i = 0; i < nmsgs; i++) rpc_free(msgs[i]);
-  free(msgs);
-  free(ops);
+  ops_free(&l);
   return rc;
 }

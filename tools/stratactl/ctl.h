@@ -77,12 +77,18 @@ struct ctl_ctx {
 int ctl_has(const ctl_args *a, const char *name);
 const char *ctl_val(const ctl_args *a, const char *name, int i);
 /* Parses argv (after the command words) into *a. Global options may appear
- * among them; they are stored into x. Returns CTL_OK, or CTL_USAGE after
- * printing the error, or -1 when --help was asked (help printed). */
+ * among them; they are stored into x. Returns CTL_OK, or CTL_USAGE (or
+ * CTL_REFUSED when out of memory) after printing the error, or -1 when --help
+ * was asked (help printed). */
 int ctl_parse_args(ctl_ctx *x, const ctl_cmd *c, int argc, char **argv, ctl_args *a);
 /* Consumes the global options at argv[*i...] (before or between the command
  * words). Returns CTL_OK or CTL_USAGE after printing the error. */
 int ctl_global_args(ctl_ctx *x, int argc, char **argv, int *i);
+/* A key argument s (see ctl_key_parse) into a malloc'd *out. Returns 0, or
+ * after reporting: CTL_USAGE for a malformed key (`what` names the argument,
+ * "KEY" or "--prefix"), CTL_REFUSED when out of memory. */
+int ctl_key_arg(ctl_ctx *x, const ctl_args *a, const char *what, const char *s, uint8_t **out,
+                size_t *len);
 
 /* --- main.c ---------------------------------------------------------------- */
 /* Prints "stratactl: MSG", the command's usage line and a --help hint to
@@ -105,6 +111,8 @@ int ctl_rpc_fail(ctl_ctx *x, int rc, const char *what);
  * returns CTL_REFUSED. */
 int ctl_refuse(ctl_ctx *x, const char *code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Reports "COMMAND: out of memory" like a refusal; returns CTL_REFUSED. */
+int ctl_oom(ctl_ctx *x);
 /* Prints doc (stolen) as indented JSON and a newline on stdout. */
 void ctl_json_print(json_t *doc);
 /* JSON helpers: an unsigned 64-bit number (a string above INT64_MAX), a
@@ -137,7 +145,8 @@ char *ctl_base64(const uint8_t *p, size_t len);
 /* Lower-case hex with a 0x prefix; malloc'd. */
 char *ctl_hex_str(const uint8_t *k, size_t len);
 /* Parses a key argument (0x... hex, else the bytes as typed) into a malloc'd
- * buffer. Returns 0, or -1 with a message in err. */
+ * buffer. Returns 0, -1 for a malformed key or -2 when out of memory, with a
+ * message in err. */
 int ctl_key_parse(const char *s, uint8_t **out, size_t *len, char *err, size_t errcap);
 
 /* Durations: "500ms", "5s", "2m", "1h30m", "1.5s", "0". Returns 0 or -1. */

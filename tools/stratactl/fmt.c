@@ -64,7 +64,7 @@ int ctl_key_parse(const char *s, uint8_t **out, size_t *len, char *err, size_t e
     uint8_t *b = malloc(h / 2);
     if (!b) {
       snprintf(err, errcap, "out of memory");
-      return -1;
+      return -2;
     }
     for (size_t i = 0; i < h / 2; i++) {
       int hi = hexval((unsigned char)s[2 + 2 * i]), lo = hexval((unsigned char)s[3 + 2 * i]);
@@ -87,7 +87,7 @@ int ctl_key_parse(const char *s, uint8_t **out, size_t *len, char *err, size_t e
   *out = malloc(n);
   if (!*out) {
     snprintf(err, errcap, "out of memory");
-    return -1;
+    return -2;
   }
   memcpy(*out, s, n);
   *len = n;

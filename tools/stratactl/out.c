@@ -82,6 +82,10 @@ int ctl_refuse(ctl_ctx *x, const char *code, const char *fmt, ...) {
   return CTL_REFUSED;
 }
 
+int ctl_oom(ctl_ctx *x) {
+  return ctl_refuse(x, "STRATA_ENOMEM", "%s: out of memory", x->cmd ? ctl_cmd_words(x->cmd) : "stratactl");
+}
+
 /* --- JSON -------------------------------------------------------------------------- */
 
 void ctl_json_print(json_t *doc) {
