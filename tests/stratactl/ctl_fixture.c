@@ -6,8 +6,7 @@
  *   ctl_fixture ADDR create-op USER KIND     prints the new op id
  *   ctl_fixture ADDR set-status ID STATUS    STATUS as the wire number (1..5)
  *
- * Exit 0 on success, 4 when the server answers UNIMPLEMENTED (the caller
- * skips what depends on it), 1 on any other error (message on stderr).
+ * Exit 0 on success, 1 on an error (message on stderr), 2 on bad arguments.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,9 +15,9 @@
 #include "common/err.h"
 #include "rpc/client.h"
 
-static int fail(int rc, const char *what) {
+static int fail(const char *what) {
   fprintf(stderr, "ctl_fixture: %s: %s\n", what, strata_errmsg());
-  return rc == STRATA_EUNSUPPORTED ? 4 : 1;
+  return 1;
 }
 
 int main(int argc, char **argv) {
@@ -28,14 +27,14 @@ int main(int argc, char **argv) {
   }
   rpc_client_opts o = {.addr = argv[1], .timeout_ms = 10000};
   rpc_client *c;
-  if (rpc_client_open(&o, &c)) return fail(STRATA_ENOMEM, "open");
+  if (rpc_client_open(&o, &c)) return fail("open");
   int rc, ec = 0;
   if (strcmp(argv[2], "create-op") == 0) {
     Strata__V1__CreateOpRequest q = STRATA__V1__CREATE_OP_REQUEST__INIT;
     q.user = argv[3];
     q.kind = argv[4];
     Strata__V1__CreateOpResponse *r = NULL;
-    if ((rc = rpc_ops_create(c, NULL, &q, &r))) ec = fail(rc, "Ops.Create");
+    if ((rc = rpc_ops_create(c, NULL, &q, &r))) ec = fail("Ops.Create");
     else printf("%llu\n", (unsigned long long)r->op->op_id);
     rpc_free(r);
   } else if (strcmp(argv[2], "set-status") == 0) {
@@ -43,7 +42,7 @@ int main(int argc, char **argv) {
     q.op_id = strtoull(argv[3], NULL, 10);
     q.status = atoi(argv[4]);
     Strata__V1__SetStatusResponse *r = NULL;
-    if ((rc = rpc_ops_set_status(c, NULL, &q, &r))) ec = fail(rc, "Ops.SetStatus");
+    if ((rc = rpc_ops_set_status(c, NULL, &q, &r))) ec = fail("Ops.SetStatus");
     rpc_free(r);
   } else {
     fprintf(stderr, "ctl_fixture: unknown action %s\n", argv[2]);

@@ -226,7 +226,8 @@ def test_unreachable():
     r = ctl("--json", "health", addr=addr)
     doc = r.json()
     check(r.rc == 3 and doc and doc["exit"] == 3 and doc["error"]["code"] == "ENOTCONN" and
-          addr in doc["error"]["message"], "--json unreachable: error document with exit 3", r)
+          doc["error"]["status"] == "UNAVAILABLE" and addr in doc["error"]["message"],
+          "--json unreachable: error document with exit 3", r)
     r = ctl("health", addr=False, env={"STRATA_ADDR": addr})
     check(r.rc == 3 and addr in r.etext, "$STRATA_ADDR is the default address", r)
 
@@ -437,7 +438,10 @@ def test_ops_empty():
     r = ctl("op", "show", "999")
     check(r.rc == 1 and "NOT_FOUND" in r.etext and "999" in r.etext, "op show of a missing op exits 1", r)
     r = ctl("--json", "op", "show", "999")
-    check(r.rc == 1 and r.json()["error"]["code"] == "STRATA_ENOTFOUND", "op show --json of a missing op", r)
+    check(r.rc == 1 and r.json() == {"error": {"code": "STRATA_ENOTFOUND", "status": "NOT_FOUND",
+                                               "message": r.json()["error"]["message"]}, "exit": 1}
+          and r.json()["error"]["message"].startswith("Ops.Get: NOT_FOUND: ") and "999" in r.json()["error"]["message"],
+          "op show --json of a missing op: the call's gRPC status", r)
     r = ctl("op", "stuck")
     check(r.rc == 0 and r.text.splitlines()[0].split() == ["OP", "CREATED", "AGE", "USER", "KIND",
                                                             "STATUS", "SCOPE"]

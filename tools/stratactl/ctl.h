@@ -47,7 +47,6 @@ struct ctl_cmd {
   const char *examples; /* lines for --help */
   ctl_opt opts[CTL_MAX_OPTS];
   int min_pos, max_pos; /* positional arguments; max_pos < 0: no limit */
-  int offline;          /* 1: runs without contacting the server */
   int (*run)(ctl_ctx *x, const ctl_args *a);
 };
 
@@ -65,7 +64,7 @@ struct ctl_args {
 
 /* What a command runs with. The client is opened lazily by ctl_client. */
 struct ctl_ctx {
-  const char *addr; /* never NULL after main's parsing */
+  const char *addr; /* --addr, else NULL until ctl_client sets the client's */
   int json;
   int64_t timeout_ms;
   const ctl_cmd *cmd;
@@ -94,18 +93,23 @@ int ctl_key_arg(ctl_ctx *x, const ctl_args *a, const char *what, const char *s, 
 /* Prints "stratactl: MSG", the command's usage line and a --help hint to
  * stderr; returns CTL_USAGE. */
 int ctl_usage(const ctl_cmd *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Prints c's usage line (global options included) and the --help hint to
+ * stderr: the tail of ctl_usage, for usage errors reported elsewhere. */
+void ctl_usage_hint(const ctl_cmd *c);
 /* The command words of c ("lock list", "health"); static storage per call. */
 const char *ctl_cmd_words(const ctl_cmd *c);
 /* Prints the full help of c to f. */
 void ctl_help(FILE *f, const ctl_cmd *c);
 
 /* --- out.c ----------------------------------------------------------------- */
-/* The client for x->addr (opened on first use). NULL only on out-of-memory. */
+/* The client for x->addr (opened on first use; then x->addr is the address
+ * it talks to). Exits 1 when out of memory. */
 rpc_client *ctl_client(ctl_ctx *x);
 /* Call options with x's timeout plus extra_ms. */
 rpc_callopts ctl_callopts(const ctl_ctx *x, int64_t extra_ms);
 /* Reports a failed call (`what` names it, e.g. "Locks.Acquire") on stderr and,
- * with --json, as {"error": ...} on stdout; returns the exit code for rc. */
+ * with --json, as {"error": ...} on stdout; returns the exit code for rc.
+ * The message is strata_errmsg(): whoever returned rc must have recorded it. */
 int ctl_rpc_fail(ctl_ctx *x, int rc, const char *what);
 /* Reports a refusal (an expected outcome such as "not found") the same way;
  * returns CTL_REFUSED. */

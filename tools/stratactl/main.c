@@ -26,6 +26,12 @@ static void usage_line(FILE *f, const ctl_cmd *c) {
           c->synopsis);
 }
 
+void ctl_usage_hint(const ctl_cmd *c) {
+  usage_line(stderr, c);
+  fprintf(stderr, "Run 'stratactl %s%s--help' for details.\n", c ? ctl_cmd_words(c) : "",
+          c ? " " : "");
+}
+
 int ctl_usage(const ctl_cmd *c, const char *fmt, ...) {
   va_list ap;
   va_start(ap, fmt);
@@ -33,9 +39,7 @@ int ctl_usage(const ctl_cmd *c, const char *fmt, ...) {
   vfprintf(stderr, fmt, ap);
   fprintf(stderr, "\n");
   va_end(ap);
-  usage_line(stderr, c);
-  fprintf(stderr, "Run 'stratactl %s%s--help' for details.\n", c ? ctl_cmd_words(c) : "",
-          c ? " " : "");
+  ctl_usage_hint(c);
   return CTL_USAGE;
 }
 
@@ -149,9 +153,7 @@ static const ctl_cmd *find_cmd(ctl_ctx *x, int argc, char **argv, int *i, int *r
 }
 
 int main(int argc, char **argv) {
-  ctl_ctx x = {.timeout_ms = CTL_DEFAULT_TIMEOUT_MS};
-  x.addr = getenv("STRATA_ADDR");
-  if (!x.addr || !*x.addr) x.addr = RPC_DEFAULT_ADDR;
+  ctl_ctx x = {.timeout_ms = CTL_DEFAULT_TIMEOUT_MS}; /* addr: see ctl_client */
   int i = 1, rc = CTL_OK;
   if (ctl_global_args(&x, argc, argv, &i)) return CTL_USAGE;
   if (i >= argc) {

@@ -9,12 +9,16 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "rpc/status.h"
 #include "tools/stratactl/ctl.h"
 
 rpc_client *ctl_client(ctl_ctx *x) {
   if (x->client) return x->client;
+  /* addr NULL (no --addr): rpc_client_open falls back to $STRATA_ADDR, then
+   * RPC_DEFAULT_ADDR; the messages name the address it chose. */
   rpc_client_opts o = {.addr = x->addr, .timeout_ms = x->timeout_ms};
-  if (rpc_client_open(&o, &x->client)) return NULL;
+  if (rpc_client_open(&o, &x->client)) exit(ctl_oom(x)); /* its only failure */
+  x->addr = rpc_client_addr(x->client);
   return x->client;
 }
 
@@ -46,6 +50,7 @@ int ctl_rpc_fail(ctl_ctx *x, int rc, const char *what) {
   int ec = exit_code_of(rc);
   char msg[2048];
   const char *detail = strata_errmsg();
+  ctl_client(x); /* sets x->addr */
   if (rc == ENOTCONN && !strstr(detail, x->addr))
     snprintf(msg, sizeof msg, "%s: cannot reach strata-server at %s (%s)", what, x->addr, detail);
   else if (rc == STRATA_EDEADLINE)
@@ -57,16 +62,12 @@ int ctl_rpc_fail(ctl_ctx *x, int rc, const char *what) {
   if (ec == CTL_UNREACHABLE)
     fprintf(stderr, "stratactl: is strata-server running at %s? Choose the server with --addr "
                     "HOST:PORT or $STRATA_ADDR; a slow server needs a longer --timeout.\n", x->addr);
-  if (ec == CTL_USAGE)
-    fprintf(stderr, "usage: stratactl %s %s\nRun 'stratactl %s --help' for details.\n",
-            ctl_cmd_words(x->cmd), x->cmd->synopsis, ctl_cmd_words(x->cmd));
+  if (ec == CTL_USAGE) ctl_usage_hint(x->cmd);
   if (x->json) {
-    const char *st = detail;
-    size_t n = strcspn(st, ":");
-    char status[64];
-    snprintf(status, sizeof status, "%.*s", (int)(n < sizeof status ? n : sizeof status - 1), st);
-    if (!st[n]) snprintf(status, sizeof status, "UNKNOWN");
-    json_error(strata_errname(rc), status, msg, ec);
+    /* The failed call's gRPC status. OK means no call failed: the failure was
+     * the client's own (an invalid answer, out of memory), so UNKNOWN. */
+    grpc_status_code st = rpc_client_last_status();
+    json_error(strata_errname(rc), st == GRPC_STATUS_OK ? "UNKNOWN" : rpc_status_name(st), msg, ec);
   }
   return ec;
 }

@@ -21,7 +21,7 @@ const ctl_cmd ctl_cmds[] = {
      "stratactl --json lock list | jq '.locks[].op'",
      {OP_OPT(""), KIND_OPT, {"prefix", 1, "HEX", "only rows beginning with these bytes (0x... or text)"},
       {"expired", 0, NULL, "only temporal locks whose TTL ran out but that are still recorded"}},
-     0, 0, 0, ctl_lock_list},
+     0, 0, ctl_lock_list},
     {"lock", "acquire", "--op N [--kind temporal|indefinite] [--ttl 30s] [--wait 5s] KEY...",
      "lock rows for an operation, all or nothing",
      "Exit 0 with the fencing token when every row is now held by op N; exit 1 listing the\n"
@@ -32,12 +32,12 @@ const ctl_cmd ctl_cmds[] = {
      {OP_OPT(" (required)"), KIND_OPT,
       {"ttl", 1, "DURATION", "lifetime of a temporal lock (default 30s)"},
       {"wait", 1, "DURATION", "wait this long for conflicting locks to go away (default 0)"}},
-     1, -1, 0, ctl_lock_acquire},
+     1, -1, ctl_lock_acquire},
     {"lock", "renew", "--op N [--ttl 30s] KEY...", "extend an op's temporal locks",
      "Exit 1 when op N no longer holds every row (released, expired or taken by another op).",
      "stratactl lock renew --op 42 --ttl 1m 0x1a2b0000000000000007",
      {OP_OPT(" (required)"), {"ttl", 1, "DURATION", "new lifetime from now (default 30s)"}},
-     1, -1, 0, ctl_lock_renew},
+     1, -1, ctl_lock_renew},
     {"lock", "release", "--op N [--privileged] (KEY...|--all)",
      "release an op's locks; --privileged frees rows whoever holds them",
      "Without --privileged only op N's locks are released. With --privileged (operator\n"
@@ -49,7 +49,7 @@ const ctl_cmd ctl_cmds[] = {
      "stratactl lock release --privileged 0x1a2b0000000000000007",
      {OP_OPT(""), {"privileged", 0, NULL, "operator release, whoever holds the rows"},
       {"all", 0, NULL, "every lock held by --op"}},
-     0, -1, 0, ctl_lock_release},
+     0, -1, ctl_lock_release},
     {"lock", "key", "(--chunk ID | --block X Y Z)",
      "print the hash-prefixed row key of an L2 chunk or a block, in hex",
      "The key is PyChunkedGraph's: a 2-byte BLAKE2b prefix of the big-endian ids, then the ids.",
@@ -57,12 +57,12 @@ const ctl_cmd ctl_cmds[] = {
      "stratactl lock key --block 1 2 3",
      {{"chunk", 1, "ID", "an L2 chunk id (decimal)"},
       {"block", 3, "X Y Z", "block coordinates (decimal)"}},
-     0, 0, 1, ctl_lock_key},
+     0, 0, ctl_lock_key},
     /* --- ops ---------------------------------------------------------------------- */
     {"op", "show", "N", "show one operation: status, user, kind, times, lock scope", NULL,
      "stratactl op show 42\n"
      "stratactl --json op show 42",
-     {{0}}, 1, 1, 0, ctl_op_show},
+     {{0}}, 1, 1, ctl_op_show},
     {"op", "list", "[--status S] [--limit N]",
      "list the newest operations, optionally only those with a status",
      "S is one of created, write_started, success, exception, write_failed. Shows the newest\n"
@@ -72,13 +72,13 @@ const ctl_cmd ctl_cmds[] = {
      "stratactl op list --status write_failed --limit 10",
      {{"status", 1, "S", "only ops with this status"},
       {"limit", 1, "N", "show at most N ops (default 100)"}},
-     0, 0, 0, ctl_op_list},
+     0, 0, ctl_op_list},
     {"op", "stuck", "[--min-age 10m]",
      "list ops that still hold a lock scope but did not succeed, oldest first", NULL,
      "stratactl op stuck\n"
      "stratactl op stuck --min-age 1h",
      {{"min-age", 1, "DURATION", "only ops created at least this long ago (default 0)"}},
-     0, 0, 0, ctl_op_stuck},
+     0, 0, ctl_op_stuck},
     /* --- kv -------------------------------------------------------------------------- */
     {"kv", "get", "KEY[@PIN]", "print a key's value (raw bytes; --json: base64)",
      "PIN is v<generation> or an ISO-8601 UTC time ending in Z (the newest generation committed\n"
@@ -86,38 +86,38 @@ const ctl_cmd ctl_cmds[] = {
      "stratactl kv get config/root\n"
      "stratactl kv get config/root@v12 > old.bin\n"
      "stratactl kv get 0x00ff@2026-11-21T10:00:00Z",
-     {{0}}, 1, 1, 0, ctl_kv_get},
+     {{0}}, 1, 1, ctl_kv_get},
     {"kv", "put", "KEY [FILE]", "write a key from FILE (stdin when no FILE or '-')", NULL,
      "stratactl kv put config/root root.json\n"
      "echo -n hello | stratactl kv put greeting",
-     {{0}}, 1, 2, 0, ctl_kv_put},
+     {{0}}, 1, 2, ctl_kv_put},
     {"kv", "rm", "KEY", "delete a key",
      "Exit 1 when the key does not exist, or when it changed between the check and the delete.",
-     "stratactl kv rm greeting", {{0}}, 1, 1, 0, ctl_kv_rm},
+     "stratactl kv rm greeting", {{0}}, 1, 1, ctl_kv_rm},
     {"kv", "ls", "[PREFIX][@PIN] [--limit N]", "list keys in order, optionally under a prefix",
      NULL,
      "stratactl kv ls\n"
      "stratactl kv ls config/ --limit 10\n"
      "stratactl kv ls @v3\n"
      "stratactl kv ls config/@2026-11-21T10:00:00Z",
-     {{"limit", 1, "N", "stop after N keys (default: all)"}}, 0, 1, 0, ctl_kv_ls},
+     {{"limit", 1, "N", "stop after N keys (default: all)"}}, 0, 1, ctl_kv_ls},
     {"kv", "versions", "[--limit N]", "list committed versions, newest first", NULL,
      "stratactl kv versions --limit 5",
-     {{"limit", 1, "N", "show at most N versions (default: all)"}}, 0, 0, 0, ctl_kv_versions},
+     {{"limit", 1, "N", "show at most N versions (default: all)"}}, 0, 0, ctl_kv_versions},
     {"kv", "diff", "@PIN @PIN", "list the keys added, removed and modified between two versions",
      "Lines: '+ KEY' added, '- KEY' removed, '~ KEY' modified, going from the first version to\n"
      "the second. Built on Kv.Watch (which keys each generation changed) and Kv.BatchGet\n"
      "(their values at both versions), so a key changed and changed back is not listed.",
      "stratactl kv diff @v3 @v7\n"
      "stratactl kv diff @2026-11-21T10:00:00Z @v12",
-     {{0}}, 2, 2, 0, ctl_kv_diff},
+     {{0}}, 2, 2, ctl_kv_diff},
     /* --- server ------------------------------------------------------------------------ */
     {NULL, "health", "", "check that the server answers and is serving",
      "Exit 0 when SERVING, 1 when the server answers NOT_SERVING, 3 when it cannot be reached.",
      "stratactl health\n"
      "stratactl --addr 10.0.0.5:7420 --timeout 500ms health",
-     {{0}}, 0, 0, 0, ctl_health},
+     {{0}}, 0, 0, ctl_health},
     {NULL, "stats", "", "show server statistics: version, uptime, latest generation, calls, locks",
-     NULL, "stratactl stats\nstratactl --json stats", {{0}}, 0, 0, 0, ctl_stats},
+     NULL, "stratactl stats\nstratactl --json stats", {{0}}, 0, 0, ctl_stats},
     {0},
 };
