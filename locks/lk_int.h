@@ -88,6 +88,10 @@ typedef struct lk__waiter {
   lk__wnode *nodes;          /* one per distinct row of the request */
 } lk__waiter;
 
+/* Wakes w (it re-checks its request). Caller holds a partition mutex of a
+ * row w is queued on, which keeps w alive. */
+void lk__waiter_kick(lk__waiter *w);
+
 struct oplog {
   lk_manager *lk;
   pthread_mutex_t mu;        /* serializes creates and status changes */

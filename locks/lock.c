@@ -336,7 +336,7 @@ static void fill_already_held(const lk_acquire_req *q, prep *pr, lk_result *res)
 
 /* --- waiting ------------------------------------------------------------- */
 
-static void kick(lk__waiter *w) {
+void lk__waiter_kick(lk__waiter *w) {
   pthread_mutex_lock(&w->mu);
   w->kicked = 1;
   pthread_cond_signal(&w->cv);
@@ -346,7 +346,7 @@ static void kick(lk__waiter *w) {
 /* Wakes every waiter queued on e except self. Partition mutex held. */
 static void kick_row(lk__rowent *e, const lk__waiter *self) {
   for (lk__wnode *n = e->qhead; n; n = n->next)
-    if (n->w != self) kick(n->w);
+    if (n->w != self) lk__waiter_kick(n->w);
 }
 
 static int enqueue(lk_manager *lk, prep *pr, lk__waiter *w) {

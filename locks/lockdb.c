@@ -263,12 +263,7 @@ void lk_shutdown(lk_manager *lk) {
     pthread_mutex_lock(&p->mu);
     for (size_t b = 0; b < p->nbuckets; b++)
       for (lk__rowent *r = p->buckets[b]; r; r = r->next)
-        for (lk__wnode *n = r->qhead; n; n = n->next) {
-          pthread_mutex_lock(&n->w->mu);
-          n->w->kicked = 1;
-          pthread_cond_signal(&n->w->cv);
-          pthread_mutex_unlock(&n->w->mu);
-        }
+        for (lk__wnode *n = r->qhead; n; n = n->next) lk__waiter_kick(n->w);
     pthread_mutex_unlock(&p->mu);
   }
 }
