@@ -300,8 +300,11 @@ def test_locks():
           d["conflicts"][0]["row_hex"] == k7 and "refused" in r.etext,
           "conflicting acquire exits 1 and names holder op 5 (--json)", r)
     r = ctl("lock", "acquire", "--op", "6", "row-a")
-    check(r.rc == 1 and "ROW" in r.text and "row-a" in r.text and re.search(r"\b5\b", r.text),
-          "conflicting acquire table names the holder", r)
+    lines = r.text.splitlines()
+    cols = lines[1].split() if len(lines) == 2 else []
+    check(r.rc == 1 and lines[0].split() == ["ROW", "DECODED", "KIND", "OP", "ACQUIRED", "LEFT", "TOKEN"]
+          and cols[:4] == [hx(b"row-a"), "row-a", "temporal", "5"] and cols[-1] == "-",
+          "conflicting acquire table names the holder in the OP column (no token)", r)
     check(lock_list_json()["counts"]["total"] == 3, "a refused acquire locked nothing")
 
     r = ctl("lock", "list")
@@ -380,7 +383,11 @@ def test_locks():
           "lock release --privileged (any holder) --json", r)
     check([l["row_hex"] for l in lock_list_json()["locks"]] == [kb], "privileged release freed the row")
     r = ctl("lock", "release", "--privileged", "--op", "6", kb)
-    check(r.rc == 1, "lock release --privileged --op must match the holder", r)
+    check(r.rc == 1 and r.text == "released 0 locks\n" and
+          "nothing released: op 6 holds none of these rows" in r.etext and "--privileged)" not in r.etext,
+          "lock release --privileged --op must match the holder", r)
+    check([(l["row_hex"], l["op"]) for l in lock_list_json()["locks"]] == [(kb, 5)],
+          "... and the row is still held by op 5")
     r = ctl("lock", "release", "--op", "5", "--all")
     check(r.rc == 0 and r.text == "released 1 lock\n", "lock release --all", r)
     r = ctl("lock", "list")
@@ -446,6 +453,12 @@ def test_ops_empty():
     check(r.rc == 0 and r.text.splitlines()[0].split() == ["OP", "CREATED", "AGE", "USER", "KIND",
                                                             "STATUS", "SCOPE"]
           and r.text.splitlines()[-1] == "0 stuck ops", "op stuck with no stuck ops", r)
+    r = ctl("op", "list")
+    check(r.rc == 0 and r.text.splitlines() == ["OP  CREATED  AGE  USER  KIND  STATUS  SCOPE",
+                                                "0 ops (the op log is empty)"],
+          "op list of an empty op log says so", r)
+    d = ctl("--json", "op", "list").json()
+    check(d == {"ops": [], "count": 0, "last_op_id": 0, "truncated": False}, "op list --json, empty log", d)
 
 
 def test_ops():
@@ -476,6 +489,21 @@ def test_ops():
           "op list --status write_failed", d)
     d = ctl("--json", "op", "list", "--limit", "2").json()
     check(d and [o["op"] for o in d["ops"]] == [b, c] and d["truncated"] is True, "op list --limit keeps the newest", d)
+    r = ctl("op", "list", "--limit", "2")
+    lines = r.text.splitlines()
+    check(r.rc == 0 and [l.split()[0] for l in lines[1:-1]] == [str(b), str(c)] and
+          lines[-1] == "2 ops (limit reached; older ops were not shown, raise --limit)",
+          "op list --limit table footer says older ops were left out", r)
+    r = ctl("op", "list", "--limit", "3")
+    check(r.rc == 0 and r.text.splitlines()[-1] == "3 ops", "op list --limit equal to the count: no footer note", r)
+    r = ctl("op", "list", "--status", "WRITE_FAILED")
+    lines = r.text.splitlines()
+    check(r.rc == 0 and lines[0].split() == ["OP", "CREATED", "AGE", "USER", "KIND", "STATUS", "SCOPE"] and
+          len(lines) == 3 and lines[1].split()[0] == str(b) and lines[1].split()[3:] == ["bob", "merge", "WRITE_FAILED", "0"]
+          and lines[-1] == "1 op", "op list --status table", r)
+    r = ctl("op", "list", "--status", "exception")
+    check(r.rc == 0 and len(r.text.splitlines()) == 2 and r.text.splitlines()[-1] == "0 ops",
+          "op list --status with no match: no rows, and the log is not called empty", r)
 
     # An indefinite lock gives the op a scope: it is stuck until released.
     k = hx(chunk_key(99))
@@ -500,6 +528,26 @@ def test_ops():
     check(r.rc == 0, "privileged release of the indefinite lock", r)
     check(lock_list_json()["locks"] == [] and ctl("--json", "op", "stuck").json()["ops"] == [],
           "after the privileged release nothing is locked or stuck")
+
+    # The runbook's clean-up (docs/operations.md, "An edit worker died") exactly as written.
+    k2, k3 = hx(chunk_key(100)), hx(block_key(7, 8, 9))
+    r = ctl("lock", "acquire", "--op", str(a), "--kind", "indefinite", k2, k3)
+    check(r.rc == 0 and [o["op"] for o in ctl("--json", "op", "stuck").json()["ops"]] == [a],
+          "runbook: op %d holds two rows indefinitely and is stuck" % a, r)
+    r = ctl("lock", "release", "--privileged", "--op", str(a), "--all")
+    check(r.rc == 0 and r.text == "released 2 locks\n", "runbook: lock release --privileged --op N --all", r)
+    check(lock_list_json("--op", str(a))["locks"] == [] and lock_list_json()["locks"] == [],
+          "runbook: the op's locks are gone")
+    r = ctl("op", "stuck")
+    check(r.rc == 0 and r.text.splitlines()[-1] == "0 stuck ops", "runbook: the op left op stuck", r)
+    d = ctl("--json", "op", "show", str(a)).json()
+    check(d and d["scope"] == [], "runbook: the op's scope is empty", d)
+    # The same without --privileged: an op's own locks need no privilege.
+    ctl("lock", "acquire", "--op", str(a), "--kind", "indefinite", k2)
+    r = ctl("lock", "release", "--op", str(a), "--all")
+    check(r.rc == 0 and r.text == "released 1 lock\n" and lock_list_json()["locks"] == [] and
+          ctl("--json", "op", "stuck").json()["ops"] == [],
+          "lock release --op N --all (no --privileged) frees a stuck op's locks too", r)
 
 
 # --- kv ----------------------------------------------------------------------------------------------
