@@ -5,6 +5,7 @@
  */
 #include <stdlib.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "locks/lk_int.h"
 
@@ -83,8 +84,7 @@ out:
 typedef struct page_ctx {
   lk_list_page *page;
   size_t limit, cap;
-  uint8_t *keys;     /* arena; items hold offsets until the end */
-  size_t keys_len, keys_cap;
+  strata_buf keys;   /* arena; items hold offsets into it until the end (it moves as it grows) */
   int more;
   int rc;
 } page_ctx;
@@ -97,22 +97,14 @@ static int page_add(void *vctx, const uint8_t *key, size_t len, const lk__slot *
     c->more = 1;
     return 1;
   }
-  if (c->keys_len + len > c->keys_cap) {
-    size_t cap = c->keys_cap ? c->keys_cap * 2 : 4096;
-    while (cap < c->keys_len + len) cap *= 2;
-    uint8_t *k = realloc(c->keys, cap);
-    if (!k) {
-      c->rc = strata_err(STRATA_ENOMEM, "lock list: %zu key bytes", cap);
-      return 1;
-    }
-    c->keys = k;
-    c->keys_cap = cap;
+  size_t off = c->keys.len;
+  if ((c->rc = strata_buf_append(&c->keys, key, len))) {
+    strata_err_wrap(c->rc, "lock list: key arena");
+    return 1;
   }
-  memcpy(c->keys + c->keys_len, key, len);
   lk_lock_info *it = &pg->items[pg->n++];
-  it->key = (uint8_t *)(uintptr_t)c->keys_len;
+  it->key = (uint8_t *)(uintptr_t)off;
   it->key_len = len;
-  c->keys_len += len;
   it->op = s->op;
   it->kind = kind;
   it->token = s->token;
@@ -140,13 +132,13 @@ int lk_list(lk_manager *lk, const lk_list_filter *f, const uint8_t *cursor, size
     page->cursor = malloc(page->cursor_len);
     if (!page->cursor) rc = strata_err(STRATA_ENOMEM, "lk_list: cursor");
     else {
-      memcpy(page->cursor, c.keys + (uintptr_t)last->key, last->key_len);
+      memcpy(page->cursor, c.keys.p + (uintptr_t)last->key, last->key_len);
       page->cursor[last->key_len] = (uint8_t)last->kind;
     }
   }
   for (size_t i = 0; i < page->n; i++)
-    page->items[i].key = c.keys + (uintptr_t)page->items[i].key;
-  page->mem__ = c.keys;
+    page->items[i].key = c.keys.p + (uintptr_t)page->items[i].key;
+  page->mem__ = c.keys.p; /* the page owns the arena now */
   if (rc) lk_list_page_free(page);
   return rc;
 }
