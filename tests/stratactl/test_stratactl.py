@@ -529,7 +529,8 @@ def test_ops():
     check(lock_list_json()["locks"] == [] and ctl("--json", "op", "stuck").json()["ops"] == [],
           "after the privileged release nothing is locked or stuck")
 
-    # The runbook's clean-up (docs/operations.md, "An edit worker died") exactly as written.
+    # The runbook's clean-up (docs/operations.md, "An edit worker died"), with --privileged
+    # (as an operator may add it) and exactly as written (without).
     k2, k3 = hx(chunk_key(100)), hx(block_key(7, 8, 9))
     r = ctl("lock", "acquire", "--op", str(a), "--kind", "indefinite", k2, k3)
     check(r.rc == 0 and [o["op"] for o in ctl("--json", "op", "stuck").json()["ops"]] == [a],
@@ -542,12 +543,12 @@ def test_ops():
     check(r.rc == 0 and r.text.splitlines()[-1] == "0 stuck ops", "runbook: the op left op stuck", r)
     d = ctl("--json", "op", "show", str(a)).json()
     check(d and d["scope"] == [], "runbook: the op's scope is empty", d)
-    # The same without --privileged: an op's own locks need no privilege.
+    # As written in the runbook: an op's own locks need no --privileged.
     ctl("lock", "acquire", "--op", str(a), "--kind", "indefinite", k2)
     r = ctl("lock", "release", "--op", str(a), "--all")
     check(r.rc == 0 and r.text == "released 1 lock\n" and lock_list_json()["locks"] == [] and
           ctl("--json", "op", "stuck").json()["ops"] == [],
-          "lock release --op N --all (no --privileged) frees a stuck op's locks too", r)
+          "runbook: lock release --op N --all (no --privileged) frees a stuck op's locks too", r)
 
 
 # --- kv ----------------------------------------------------------------------------------------------
