@@ -172,6 +172,13 @@ void *realloc(void *p, size_t n) {
     return NULL;
   return __libc_realloc(p, n);
 }
+extern void *__libc_malloc(size_t n);
+static volatile long malloc_countdown; /* the same for malloc (strdup uses it) */
+void *malloc(size_t n) {
+  if (malloc_countdown > 0 && __atomic_sub_fetch(&malloc_countdown, 1, __ATOMIC_SEQ_CST) == 0)
+    return NULL;
+  return __libc_malloc(n);
+}
 #endif
 
 static void test_merge_split_out_of_memory(void **state) {
@@ -225,6 +232,53 @@ static void test_merge_split_out_of_memory(void **state) {
     bs_destroy(base);
   }
   assert_true(failed > 0);
+#endif
+}
+
+/* st_txn_put_ref with each of its allocations failing in turn: either it
+ * fails with STRATA_ENOMEM and adds nothing, or it succeeds; the transaction
+ * then commits normally (a half-added reference without its path crashed the
+ * committer). */
+static void test_put_ref_out_of_memory(void **state) {
+#ifdef __SANITIZE_ADDRESS__
+  skip();
+#else
+  bs_store *base;
+  st_db *db = open_mem(&base, 0);
+  bs_file *f;
+  assert_int_equal(bs_create(base, "d/writer-1", &f), 0);
+  assert_int_equal(bs_append(f, "hello world", 11), 0);
+  bs_close(f);
+  int refused = 0;
+  for (long n = 1; n <= 4; n++) {
+    st_txn *t;
+    st_result r;
+    assert_int_equal(st_txn_begin(db, &t), 0);
+    assert_int_equal(st_txn_put(t, "p", 1, "v", 1), 0);
+    malloc_countdown = n;
+    int rc = st_txn_put_ref(t, "k", 1, "d/writer-1", 6, 5);
+    malloc_countdown = 0;
+    if (rc) {
+      assert_int_equal(rc, STRATA_ENOMEM);
+      refused++;
+    }
+    assert_int_equal(st_txn_commit(t, &r), 0);
+    st_snap *s;
+    char buf[16];
+    assert_int_equal(st_snap_latest(db, &s), 0);
+    assert_int_equal(get_str(s, "p", buf, sizeof buf), 0);
+    if (!rc) {
+      assert_int_equal(get_str(s, "k", buf, sizeof buf), 0);
+      assert_string_equal(buf, "world");
+    }
+    st_snap_release(s);
+    st_txn_begin(db, &t);
+    st_txn_delete(t, "k", 1);
+    assert_int_equal(st_txn_commit(t, &r), 0);
+  }
+  assert_true(refused >= 2); /* the path copy and the key allocation */
+  st_close(db);
+  bs_destroy(base);
 #endif
 }
 
@@ -853,6 +907,7 @@ int main(void) {
     cmocka_unit_test(test_change_means_bytes_inline_reference_out_of_line),
     cmocka_unit_test(test_group_commit_isolation),
     cmocka_unit_test(test_data_reference_put),
+    cmocka_unit_test(test_put_ref_out_of_memory),
     cmocka_unit_test(test_reopen_mismatch_and_not_a_db),
     cmocka_unit_test(test_single_manifest_kind),
     cmocka_unit_test(test_bad_input),
