@@ -189,7 +189,7 @@ static int collect_ops(int rc, rpc_cstream *st, op_list *l) {
       break;
     }
     l->msgs[l->nmsgs++] = m;
-    memcpy(l->ops + l->n, ops, n * sizeof *ops);
+    if (n) memcpy(l->ops + l->n, ops, n * sizeof *ops); /* ops and l->ops may be NULL when empty */
     l->n += n;
     rc = 0;
   }
