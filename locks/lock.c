@@ -2,9 +2,11 @@
  * Acquire, renew, release and check over the partitioned lock table. Every
  * operation sorts its rows by (partition, key), takes the partition mutexes
  * in ascending partition order, decides against the in-memory table, writes
- * one RocksDB batch durably while still holding the mutexes, and only then
- * changes memory (README "Durability order"). Waiting acquires queue on
- * every row they need, FIFO per row (README "Waiting").
+ * one RocksDB batch without syncing it while still holding the mutexes,
+ * applies it to memory, releases the mutexes, and only then waits for a WAL
+ * sync covering the batch before answering (README "Durability order").
+ * Waiting acquires queue on every row they need, FIFO per row (README
+ * "Waiting").
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -737,11 +739,14 @@ static int check_rows(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nr
   int64_t now = lk_now(lk);
   find_ents(lk, &pr);
   *held = 1;
-  for (size_t i = 0; i < pr.n && *held; i++) {
+  size_t first = SIZE_MAX; /* rows are in (partition, key) order: report the first asked for */
+  for (size_t i = 0; i < pr.n; i++) {
     const lk__rowent *e = pr.rows[i].ent;
     if (holds(e, op, now)) continue;
     *held = 0;
-    if (missing) *missing = pr.rows[i].idx;
+    if (pr.rows[i].idx > first) continue;
+    first = pr.rows[i].idx;
+    if (missing) *missing = first;
     if (holder) {
       memset(holder, 0, sizeof *holder);
       *holder_kind = LK_TEMPORAL;

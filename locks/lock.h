@@ -38,8 +38,9 @@ typedef struct lk_options {
 /* Fills in the defaults; the caller then sets path. */
 void lk_options_init(lk_options *o);
 
-/* Opens (creating if needed) the locks database and reloads every lock,
- * deadline, scope, counter and the fencing-token high-water mark.
+/* Opens (creating if needed) the locks database and reloads every lock with
+ * its deadline, the fencing-token high-water mark and the op log's last id
+ * into memory; scopes and counters stay in RocksDB and are read when used.
  * On success *out is owned by the caller until lk_close. */
 int lk_open(const lk_options *o, lk_manager **out);
 
@@ -105,9 +106,12 @@ typedef struct lk_conflict {
 
 typedef struct lk_result {
   lk_status status;
-  uint64_t token;        /* LK_GRANTED acquire: the fencing token */
+  uint64_t token;        /* LK_GRANTED acquire: the fencing token (already_held: the largest
+                            token over the rows) */
   int64_t expires_at;    /* LK_GRANTED: earliest expiry over the rows */
-  int already_held;      /* acquire: the op already held every row; nothing changed */
+  int already_held;      /* acquire: the op already held every row in the requested kind (a
+                            temporal request also counts rows it holds indefinitely);
+                            nothing changed */
   lk_conflict *conflicts;  /* owned by the result; freed by lk_result_free */
   size_t nconflicts;
 } lk_result;
@@ -138,7 +142,8 @@ int lk_privileged_release(lk_manager *lk, uint64_t op, const lk_row *rows, size_
                           unsigned kinds, size_t *released);
 
 /* *holds = 1 if op holds every row live right now, else 0 and *missing (may
- * be NULL) is the index of the first row it does not hold. */
+ * be NULL) is the index of the first row in the caller's order that it does
+ * not hold. */
 int lk_check(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows,
              int *holds, size_t *missing);
 
@@ -198,7 +203,9 @@ typedef struct lk_counts {
 } lk_counts;
 
 /* Counts the locks matching f (f->include_expired and kinds are ignored:
- * every category is counted). One consistent snapshot; O(matching rows). */
+ * every category is counted). One consistent snapshot. Costs O(locked rows
+ * under f->prefix) record reads whatever f->op is (the op filter does not
+ * narrow the scan), plus one WAL sync, like lk_list. */
 int lk_count(lk_manager *lk, const lk_list_filter *f, lk_counts *out);
 
 #endif

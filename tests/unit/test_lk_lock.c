@@ -425,6 +425,23 @@ static void test_fence_refuses_a_holder_that_lost_a_row(void **state) {
   assert_non_null(strstr(strata_errmsg(), "op 10 holds it"));
 }
 
+/* *missing follows the caller's order, not the table's (partition, key) order. */
+static void test_check_names_the_first_missing_row_in_request_order(void **state) {
+  fx *f = *state;
+  lk_result r;
+  assert_int_equal(acq(f, 1, (const char *[]){"m"}, 1, LK_TEMPORAL, LKT_S, 1, &r), LK_GRANTED);
+  lk_result_free(&r);
+  lk_row rows[] = {lkt_row("m"), lkt_row("z-free"), lkt_row("a-free")};
+  int h = -1;
+  size_t missing = 99;
+  assert_int_equal(lk_check(f->lk, 1, rows, 3, &h, &missing), 0);
+  assert_int_equal(h, 0);
+  assert_int_equal(missing, 1);
+  lk_fence fence = {.lk = f->lk, .op = 1, .rows = rows, .nrows = 3};
+  assert_int_equal(lk_fence_check(&fence), STRATA_EFENCED);
+  assert_non_null(strstr(strata_errmsg(), "z-free"));
+}
+
 static void test_deadlines_are_absolute_across_reopen(void **state) {
   fx *f = *state;
   lk_result r;
@@ -654,6 +671,7 @@ int main(void) {
     T(test_release_all_of_an_op),
     T(test_list_filters_pagination_and_counts),
     T(test_fence_refuses_a_holder_that_lost_a_row),
+    T(test_check_names_the_first_missing_row_in_request_order),
     T(test_deadlines_are_absolute_across_reopen),
     T(test_bad_input_is_refused_with_a_named_field),
     T(test_release_wakes_a_waiter_without_polling),
