@@ -145,6 +145,10 @@ def test_help():
     flat = " ".join(r.text.split())
     check(r.rc == 0 and "on the server's clock" in flat and "this machine's clock" not in flat,
           "lock list --help: LEFT is on the server's clock", r)
+    for c in ("acquire", "renew"):
+        r = ctl("lock", c, "--help", addr=False)
+        check(r.rc == 0 and "on this machine's clock" in " ".join(r.text.split()),
+              "lock %s --help: time left is on this machine's clock" % c, r)
 
 
 def test_usage_errors():

@@ -25,7 +25,9 @@ const ctl_cmd ctl_cmds[] = {
     {"lock", "acquire", "--op N [--kind temporal|indefinite] [--ttl 30s] [--wait 5s] KEY...",
      "lock rows for an operation, all or nothing",
      "Exit 0 with the fencing token when every row is now held by op N; exit 1 listing the\n"
-     "conflicting holders otherwise. An indefinite lock needs an op created with Ops.Create.",
+     "conflicting holders otherwise. An indefinite lock needs an op created with Ops.Create.\n"
+     "The time left shown (also for conflicts) is on this machine's clock: the answer carries\n"
+     "no server time.",
      "stratactl lock acquire --op 42 0x1a2b0000000000000007\n"
      "stratactl lock acquire --op 42 --ttl 2m --wait 5s $(stratactl lock key --chunk 7)\n"
      "stratactl lock acquire --op 42 --kind indefinite 0x1a2b0000000000000007",
@@ -34,7 +36,8 @@ const ctl_cmd ctl_cmds[] = {
       {"wait", 1, "DURATION", "wait this long for conflicting locks to go away (default 0)"}},
      1, -1, ctl_lock_acquire},
     {"lock", "renew", "--op N [--ttl 30s] KEY...", "extend an op's temporal locks",
-     "Exit 1 when op N no longer holds every row (released, expired or taken by another op).",
+     "Exit 1 when op N no longer holds every row (released, expired or taken by another op).\n"
+     "The time left shown is on this machine's clock: the answer carries no server time.",
      "stratactl lock renew --op 42 --ttl 1m 0x1a2b0000000000000007",
      {OP_OPT(" (required)"), {"ttl", 1, "DURATION", "new lifetime from now (default 30s)"}},
      1, -1, ctl_lock_renew},
