@@ -12,7 +12,9 @@
 #include "server/srv_int.h"
 #include "server/validate.h"
 
-#define LIST_PAGE 1000 /* locks per List message */
+#define LIST_PAGE 1000 /* locks read from the lock manager at a time */
+#define LIST_BATCH_BYTES (1u << 20) /* List: bytes per message, about */
+#define LOCK_FIXED_BYTES 64 /* a LockInfo's kind, ids, times, token and framing, at most */
 
 static int check_rows(const char *field, size_t n, const ProtobufCBinaryData *rows) {
   int rc = v_rows(field, n, rows);
@@ -296,20 +298,46 @@ static void h_check(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
 
 /* --- List (stream) ------------------------------------------------------------- */
 
+/* Reads the lock manager LIST_PAGE locks at a time and sends each page in
+ * messages of about LIST_BATCH_BYTES (rows may be 4 KiB each). */
 typedef struct list_state {
   srv *s;
   lk_list_filter f;
   int expired_only;
-  uint8_t *cursor;
+  uint8_t *cursor; /* where the next page starts; NULL with done */
   size_t cursor_len;
-  int started, done;
+  lk_list_page page; /* the current page */
+  size_t next; /* its first lock not yet sent */
+  int done; /* no page after the current one */
   int64_t now; /* server clock at the start, sent with every message */
 } list_state;
 
 static void list_free(void *p) {
   list_state *st = p;
+  lk_list_page_free(&st->page);
   free(st->cursor);
   free(st);
+}
+
+/* Replaces the current page with the next one and moves the cursor past it. */
+static int list_fill(list_state *st) {
+  lk_list_page_free(&st->page);
+  memset(&st->page, 0, sizeof st->page);
+  st->next = 0;
+  int rc = lk_list(st->s->lk, &st->f, st->cursor, st->cursor_len, LIST_PAGE, &st->page);
+  if (rc) return rc;
+  free(st->cursor);
+  st->cursor = NULL;
+  st->cursor_len = 0;
+  if (!st->page.cursor) {
+    st->done = 1;
+    return 0;
+  }
+  st->cursor = malloc(st->page.cursor_len ? st->page.cursor_len : 1);
+  if (!st->cursor) return strata_err(STRATA_ENOMEM, "Locks.List: out of memory");
+  memcpy(st->cursor, st->page.cursor, st->page.cursor_len);
+  st->cursor_len = st->page.cursor_len;
+  return 0;
 }
 
 static void list_next(rpc_call *call, void *p) {
@@ -318,43 +346,31 @@ static void list_next(rpc_call *call, void *p) {
     rpc_call_fail(call, rpc_call_stop_reason(call), "Locks.List stopped");
     return;
   }
-  if (st->done) {
-    rpc_stream_end(call);
-    return;
-  }
-  lk_list_page page;
-  memset(&page, 0, sizeof page);
-  int rc = lk_list(st->s->lk, &st->f, st->cursor, st->cursor_len, LIST_PAGE, &page);
-  if (rc) {
-    srv__fail(call, rc);
-    return;
-  }
-  free(st->cursor);
-  st->cursor = NULL;
-  st->cursor_len = 0;
-  if (page.cursor) {
-    st->cursor = malloc(page.cursor_len ? page.cursor_len : 1);
-    if (!st->cursor) {
-      lk_list_page_free(&page);
-      {
-        rpc_call_fail(call, STRATA_ENOMEM, "Locks.List: out of memory");
-        return;
-      }
+  int rc;
+  if (st->next >= st->page.n) {
+    if (st->done) {
+      rpc_stream_end(call);
+      return;
     }
-    memcpy(st->cursor, page.cursor, page.cursor_len);
-    st->cursor_len = page.cursor_len;
-  } else {
-    st->done = 1;
+    if ((rc = list_fill(st))) {
+      srv__fail(call, rc);
+      return;
+    }
   }
-  Strata__V1__LockInfo *infos = calloc(page.n ? page.n : 1, sizeof *infos);
-  Strata__V1__LockInfo **ptrs = calloc(page.n ? page.n : 1, sizeof *ptrs);
-  size_t k = 0;
+  size_t left = st->page.n - st->next;
+  Strata__V1__LockInfo *infos = calloc(left ? left : 1, sizeof *infos);
+  Strata__V1__LockInfo **ptrs = calloc(left ? left : 1, sizeof *ptrs);
+  size_t k = 0, bytes = 0, cap = srv__batch_bytes(st->s, LIST_BATCH_BYTES);
+  rc = 0;
   if (!infos || !ptrs) {
     rc = strata_err(STRATA_ENOMEM, "Locks.List: out of memory");
   } else {
-    for (size_t i = 0; i < page.n; i++) {
-      const lk_lock_info *li = &page.items[i];
+    for (; st->next < st->page.n; st->next++) {
+      const lk_lock_info *li = &st->page.items[st->next];
       if (st->expired_only && !li->expired) continue;
+      size_t sz = LOCK_FIXED_BYTES + li->key_len;
+      if (k && bytes + sz > cap) break;
+      bytes += sz;
       strata__v1__lock_info__init(&infos[k]);
       infos[k].row = (ProtobufCBinaryData){li->key_len, li->key};
       infos[k].kind = wire_kind(li->kind);
@@ -365,7 +381,8 @@ static void list_next(rpc_call *call, void *p) {
       ptrs[k] = &infos[k];
       k++;
     }
-    /* An empty page sends nothing (except that an empty listing ends with no message). */
+    /* Nothing to send from this page sends nothing (so an empty listing ends
+     * with no message). */
     if (k) {
       Strata__V1__ListLocksResponse resp = STRATA__V1__LIST_LOCKS_RESPONSE__INIT;
       resp.n_locks = k;
@@ -376,7 +393,6 @@ static void list_next(rpc_call *call, void *p) {
   }
   free(infos);
   free(ptrs);
-  lk_list_page_free(&page);
   if (rc) {
     srv__fail(call, rc);
     return;

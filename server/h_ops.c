@@ -12,7 +12,8 @@
 #include "server/srv_int.h"
 #include "server/validate.h"
 
-#define STUCK_BATCH_BYTES (1u << 20) /* ListStuck: start a new message above this */
+#define OPS_BATCH_BYTES (1u << 20) /* Ops.List, Ops.ListStuck: bytes per message, about */
+#define OP_FIXED_BYTES 64 /* an Op's ids, times, status and framing on the wire, at most */
 
 static int check_create(const Strata__V1__CreateOpRequest *r) {
   int rc;
@@ -68,6 +69,55 @@ static int op_msg(Strata__V1__Op *m, const oplog_op *op) {
 }
 
 static void op_msg_free(Strata__V1__Op *m) { free(m->scope); }
+
+/* About what op takes on the wire: payload, user, kind, every scope row (+8 for
+ * its tag and length) and the fixed fields. Errs high, never low. */
+static size_t op_wire_bytes(const oplog_op *op) {
+  size_t n = OP_FIXED_BYTES + op->payload_len + (op->user ? strlen(op->user) : 0) +
+             (op->kind ? strlen(op->kind) : 0);
+  for (size_t i = 0; i < op->nscope; i++) n += op->scope[i].len + 8;
+  return n;
+}
+
+/* One stream message's worth of Op messages, borrowing the oplog_ops. */
+typedef struct op_batch {
+  Strata__V1__Op *ms;
+  Strata__V1__Op **ptrs;
+  size_t n; /* built (each freed by op_batch_free) */
+} op_batch;
+
+static void op_batch_free(op_batch *b) {
+  for (size_t i = 0; b->ms && i < b->n; i++) op_msg_free(&b->ms[i]);
+  free(b->ms);
+  free(b->ptrs);
+  memset(b, 0, sizeof *b);
+}
+
+/* Builds the messages of ops[next..*end): as many as fit in `cap` bytes, and at
+ * least one while any is left (none when next == n). On failure the caller
+ * still frees b. `what` names the method in the out-of-memory message. */
+static int op_batch_build(op_batch *b, const oplog_op *ops, size_t n, size_t next, size_t cap,
+                          size_t *end, const char *what) {
+  memset(b, 0, sizeof *b);
+  size_t e = next, bytes = 0;
+  for (; e < n; e++) {
+    size_t sz = op_wire_bytes(&ops[e]);
+    if (e > next && bytes + sz > cap) break;
+    bytes += sz;
+  }
+  *end = e;
+  size_t k = e - next;
+  if (!k) return 0;
+  b->ms = calloc(k, sizeof *b->ms);
+  b->ptrs = calloc(k, sizeof *b->ptrs);
+  if (!b->ms || !b->ptrs) return strata_err(STRATA_ENOMEM, "%s: out of memory", what);
+  for (; b->n < k; b->n++) {
+    int rc = op_msg(&b->ms[b->n], &ops[next + b->n]);
+    if (rc) return rc;
+    b->ptrs[b->n] = &b->ms[b->n];
+  }
+  return 0;
+}
 
 /* Replies with the op `id` as read back from the log. */
 static void reply_op(rpc_call *call, srv *s, uint64_t id, int create) {
@@ -180,9 +230,15 @@ static void h_allocate(rpc_call *call, const ProtobufCMessage *msg, void *ctx) {
   rpc_call_reply(call, &resp.base);
 }
 
-/* --- ListStuck (stream) ---------------------------------------------------------- */
+/* --- ListStuck (stream) ----------------------------------------------------------
+ * The stuck ops are read on the stream's first turn (on the executor, never on
+ * the poller that started the call), then sent in messages of about
+ * OPS_BATCH_BYTES. */
 
 typedef struct stuck_state {
+  srv *s;
+  int64_t min_age_ns;
+  int loaded;
   oplog_op *ops;
   size_t n, next;
 } stuck_state;
@@ -199,31 +255,29 @@ static void stuck_next(rpc_call *call, void *p) {
     rpc_call_fail(call, rpc_call_stop_reason(call), "Ops.ListStuck stopped");
     return;
   }
+  int rc;
+  if (!st->loaded) {
+    st->loaded = 1;
+    if ((rc = oplog_list_stuck(lk_oplog(st->s->lk), st->min_age_ns, &st->ops, &st->n))) {
+      srv__fail(call, rc);
+      return;
+    }
+  }
   if (st->next >= st->n) {
     rpc_stream_end(call);
     return;
   }
-  size_t end = st->next, bytes = 0;
-  while (end < st->n && (end == st->next || bytes < STUCK_BATCH_BYTES))
-    bytes += st->ops[end++].payload_len + 256;
-  size_t k = end - st->next;
-  Strata__V1__Op *ms = calloc(k, sizeof *ms);
-  Strata__V1__Op **ptrs = calloc(k, sizeof *ptrs);
-  int rc = ms && ptrs ? 0 : strata_err(STRATA_ENOMEM, "Ops.ListStuck: out of memory");
-  size_t built = 0;
-  for (; !rc && built < k; built++) {
-    rc = op_msg(&ms[built], &st->ops[st->next + built]);
-    ptrs[built] = &ms[built];
-  }
+  op_batch b;
+  size_t end;
+  rc = op_batch_build(&b, st->ops, st->n, st->next, srv__batch_bytes(st->s, OPS_BATCH_BYTES), &end,
+                      "Ops.ListStuck");
   if (!rc) {
     Strata__V1__ListStuckResponse resp = STRATA__V1__LIST_STUCK_RESPONSE__INIT;
-    resp.n_ops = k;
-    resp.ops = ptrs;
+    resp.n_ops = b.n;
+    resp.ops = b.ptrs;
     rc = rpc_stream_send(call, &resp.base);
   }
-  for (size_t i = 0; ms && i < built; i++) op_msg_free(&ms[i]);
-  free(ms);
-  free(ptrs);
+  op_batch_free(&b);
   if (rc) {
     srv__fail(call, rc);
     return;
@@ -239,20 +293,14 @@ static void h_list_stuck(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
     rpc_call_fail(call, STRATA_ENOMEM, "Ops.ListStuck: out of memory");
     return;
   }
-  int rc = oplog_list_stuck(lk_oplog(s->lk), srv__ms_to_ns(r->min_age_ms), &st->ops, &st->n);
-  if (rc) {
-    free(st);
-    {
-      srv__fail(call, rc);
-      return;
-    }
-  }
+  st->s = s;
+  st->min_age_ns = srv__ms_to_ns(r->min_age_ms);
   rpc_stream_begin(call, stuck_next, st, stuck_free);
 }
 
 /* --- List (stream) ---------------------------------------------------------------
  * Reads the op log a page at a time (so a long log is never held whole) and
- * sends messages of at most LIST_BATCH_BYTES; the first message always goes,
+ * sends messages of about OPS_BATCH_BYTES; the first message always goes,
  * empty if nothing matches, so the client learns last_op_id. */
 
 #define LIST_PAGE 256
@@ -303,27 +351,20 @@ static void list_next(rpc_call *call, void *p) {
     rpc_stream_end(call);
     return;
   }
-  size_t end = st->next, bytes = 0;
-  while (!rc && end < st->n && (end == st->next || bytes < STUCK_BATCH_BYTES))
-    bytes += st->ops[end++].payload_len + 256;
-  size_t k = end - st->next, built = 0;
-  Strata__V1__Op *ms = k ? calloc(k, sizeof *ms) : NULL;
-  Strata__V1__Op **ptrs = k ? calloc(k, sizeof *ptrs) : NULL;
-  if (!rc && k && (!ms || !ptrs)) rc = strata_err(STRATA_ENOMEM, "Ops.List: out of memory");
-  for (; !rc && built < k; built++) {
-    rc = op_msg(&ms[built], &st->ops[st->next + built]);
-    ptrs[built] = &ms[built];
-  }
+  op_batch b;
+  size_t end = st->next;
+  memset(&b, 0, sizeof b);
+  if (!rc)
+    rc = op_batch_build(&b, st->ops, st->n, st->next, srv__batch_bytes(st->s, OPS_BATCH_BYTES),
+                        &end, "Ops.List");
   if (!rc) {
     Strata__V1__ListOpsResponse resp = STRATA__V1__LIST_OPS_RESPONSE__INIT;
-    resp.n_ops = k;
-    resp.ops = ptrs;
+    resp.n_ops = b.n;
+    resp.ops = b.ptrs;
     resp.last_op_id = st->last_id;
     rc = rpc_stream_send(call, &resp.base);
   }
-  for (size_t i = 0; ms && i < built; i++) op_msg_free(&ms[i]);
-  free(ms);
-  free(ptrs);
+  op_batch_free(&b);
   if (rc) {
     srv__fail(call, rc);
     return;

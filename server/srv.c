@@ -51,6 +51,11 @@ static int lock_data_dir(srv *s) {
   return 0;
 }
 
+size_t srv__batch_bytes(const srv *s, size_t want) {
+  size_t half = rpc_server_max_message_bytes(s->rpc) / 2;
+  return half && half < want ? half : want;
+}
+
 int64_t srv__ms_to_ns(uint64_t ms) {
   return ms > (uint64_t)(INT64_MAX / 1000000) ? INT64_MAX : (int64_t)ms * 1000000;
 }

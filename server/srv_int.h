@@ -35,6 +35,10 @@ struct srv {
 /* The latest committed generation (0 for an empty store). */
 int srv__latest_generation(srv *s, uint64_t *gen);
 
+/* The byte budget of one stream message: `want`, but at most half the server's
+ * --max-message-bytes, so a batch sized by estimate never crosses the limit. */
+size_t srv__batch_bytes(const srv *s, size_t want);
+
 /* Milliseconds -> nanoseconds, saturating. */
 int64_t srv__ms_to_ns(uint64_t ms);
 

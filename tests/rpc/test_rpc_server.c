@@ -229,6 +229,113 @@ static void test_sigint_drains_and_exits_0(void **state) {
   harness_rmdir(h.dir);
 }
 
+/* Ops.List, Ops.ListStuck and Locks.List size their messages by what the rows
+ * take: 6 ops each holding 64 indefinite 4 KiB rows (1.5 MiB of scope and of
+ * lock rows) all arrive through a server limited to 1 MiB messages. */
+enum { BIG_OPS = 6, BIG_ROWS = 64, BIG_ROW_BYTES = 4096 };
+
+/* Reads one listing to its end; returns its final code (0 = ended OK). */
+static int drain_counts(rpc_client *c, int which, const uint64_t *ids, size_t *found,
+                        size_t *scope_rows) {
+  rpc_cstream *st;
+  int rc;
+  *found = *scope_rows = 0;
+  if (which == 0) {
+    Strata__V1__ListOpsRequest q = STRATA__V1__LIST_OPS_REQUEST__INIT;
+    Strata__V1__ListOpsResponse *m;
+    if ((rc = rpc_ops_list(c, NULL, &q, &st))) return rc;
+    while ((rc = rpc_ops_list_next(st, &m)) == 1) {
+      for (size_t i = 0; i < m->n_ops; i++)
+        for (size_t j = 0; j < BIG_OPS; j++)
+          if (m->ops[i]->op_id == ids[j]) {
+            (*found)++;
+            *scope_rows += m->ops[i]->n_scope;
+          }
+      rpc_free(m);
+    }
+  } else if (which == 1) {
+    Strata__V1__ListStuckRequest q = STRATA__V1__LIST_STUCK_REQUEST__INIT;
+    Strata__V1__ListStuckResponse *m;
+    if ((rc = rpc_ops_list_stuck(c, NULL, &q, &st))) return rc;
+    while ((rc = rpc_ops_list_stuck_next(st, &m)) == 1) {
+      for (size_t i = 0; i < m->n_ops; i++)
+        for (size_t j = 0; j < BIG_OPS; j++)
+          if (m->ops[i]->op_id == ids[j]) {
+            (*found)++;
+            *scope_rows += m->ops[i]->n_scope;
+          }
+      rpc_free(m);
+    }
+  } else {
+    Strata__V1__ListLocksRequest q = STRATA__V1__LIST_LOCKS_REQUEST__INIT;
+    Strata__V1__ListLocksResponse *m;
+    if ((rc = rpc_locks_list(c, NULL, &q, &st))) return rc;
+    while ((rc = rpc_locks_list_next(st, &m)) == 1) {
+      for (size_t i = 0; i < m->n_locks; i++) {
+        (*found)++;
+        *scope_rows += m->locks[i]->row.len == BIG_ROW_BYTES;
+      }
+      rpc_free(m);
+    }
+  }
+  if (rc) fprintf(stderr, "stream %d: %s\n", which, strata_errmsg());
+  rpc_cstream_close(st);
+  return rc;
+}
+
+static void test_streams_of_large_rows_fit_a_small_message_limit(void **state) {
+  (void)state;
+  if (!server_bin) skip();
+  harness h;
+  const char *extra[] = {"--max-message-bytes", "1048576", NULL};
+  assert_int_equal(harness_start(&h, server_bin, NULL, extra), 0);
+  rpc_client *c;
+  rpc_client_opts o = {.addr = h.addr, .timeout_ms = 30000, .wait_for_ready = 1};
+  assert_int_equal(rpc_client_open(&o, &c), 0);
+  uint8_t *rowbuf = malloc((size_t)BIG_ROWS * BIG_ROW_BYTES);
+  ProtobufCBinaryData rows[BIG_ROWS];
+  uint64_t ids[BIG_OPS];
+  for (size_t j = 0; j < BIG_OPS; j++) {
+    Strata__V1__CreateOpRequest cq = STRATA__V1__CREATE_OP_REQUEST__INIT;
+    cq.user = "big";
+    cq.kind = "rows";
+    Strata__V1__CreateOpResponse *cr;
+    assert_int_equal(rpc_ops_create(c, NULL, &cq, &cr), 0);
+    ids[j] = cr->op->op_id;
+    rpc_free(cr);
+    for (size_t i = 0; i < BIG_ROWS; i++) {
+      uint8_t *r = rowbuf + i * BIG_ROW_BYTES;
+      memset(r, 'a' + (int)(i % 26), BIG_ROW_BYTES);
+      snprintf((char *)r, 32, "big/%zu/%zu/", j, i);
+      rows[i] = (ProtobufCBinaryData){BIG_ROW_BYTES, r};
+    }
+    Strata__V1__AcquireRequest aq = STRATA__V1__ACQUIRE_REQUEST__INIT;
+    aq.op_id = ids[j];
+    aq.n_rows = BIG_ROWS;
+    aq.rows = rows;
+    aq.kind = STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE;
+    Strata__V1__AcquireResponse *ar;
+    assert_int_equal(rpc_locks_acquire(c, NULL, &aq, &ar), 0);
+    assert_true(ar->acquired);
+    rpc_free(ar);
+  }
+  /* Ops.List, Ops.ListStuck, Locks.List; the server is stopped before any
+   * assertion, so a failure leaves no server behind. */
+  int rc[3];
+  size_t found[3], nrows[3];
+  for (int which = 0; which < 3; which++)
+    rc[which] = drain_counts(c, which, ids, &found[which], &nrows[which]);
+  free(rowbuf);
+  rpc_client_close(c);
+  assert_int_equal(harness_stop(&h), 0);
+  harness_rmdir(h.dir);
+  for (int which = 0; which < 3; which++) {
+    assert_int_equal(rc[which], 0);
+    assert_int_equal(found[which], which < 2 ? BIG_OPS : BIG_OPS * BIG_ROWS);
+    assert_int_equal(nrows[which], BIG_OPS * BIG_ROWS);
+  }
+}
+
 /* --grace-ms 0 means no drain time, not the 5000 ms default. */
 static void test_grace_ms_zero_is_honoured(void **state) {
   (void)state;
@@ -260,6 +367,7 @@ int main(void) {
       cmocka_unit_test(test_max_message_bytes_flag),
       cmocka_unit_test(test_sigint_drains_and_exits_0),
       cmocka_unit_test(test_grace_ms_zero_is_honoured),
+      cmocka_unit_test(test_streams_of_large_rows_fit_a_small_message_limit),
       T_VALIDATION_TESTS T_LOCKS_TESTS T_OPS_TESTS T_KV_TESTS};
   int failed = cmocka_run_group_tests_name("embedded", tests, group_setup, group_teardown);
   server_bin = getenv("STRATA_SERVER_BIN");
