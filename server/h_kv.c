@@ -371,31 +371,9 @@ typedef struct commit_ctx {
   srv *s;
   rpc_call *call;
   const Strata__V1__CommitRequest *req; /* owned by the call, alive until it ends */
-  lk_fence fence;
+  lk_fence fence; /* checked by the committer with lk_fence_check */
   lk_row *rows;
-  char fence_msg[512]; /* the lock manager's detail (row, holder) when the fence refused */
 } commit_ctx;
-
-/* The fence, on the committer thread: lk_fence_check, keeping its message,
- * which names the row and its holder, for the answer. */
-static int commit_fence(void *arg) {
-  commit_ctx *c = arg;
-  int rc = lk_fence_check(&c->fence);
-  if (rc)
-    snprintf(c->fence_msg, sizeof c->fence_msg, "%s", strata_errmsg());
-  else
-    c->fence_msg[0] = 0;
-  return rc;
-}
-
-static const char *cond_name(int kind) {
-  switch (kind) {
-  case ST_COND_ABSENT: return "KIND_ABSENT";
-  case ST_COND_UNCHANGED_SINCE: return "KIND_UNCHANGED_SINCE";
-  case ST_COND_HASH: return "KIND_VALUE_HASH";
-  default: return "condition";
-  }
-}
 
 /* The store's completion callback, on the committer thread: answers the call. */
 static void commit_done(void *arg, const st_result *res) {
@@ -420,16 +398,11 @@ static void commit_done(void *arg, const st_result *res) {
         break;
       }
     }
-    char show[80];
-    ProtobufCBinaryData key = {res->failed_key_len, (uint8_t *)res->failed_key};
-    rpc_call_fail(c->call, STRATA_ECONDITION, "conditions[%zu] (%s on key %s) failed: %s", idx,
-                  cond_name(res->failed_condition), v_show(show, sizeof show, &key), res->message);
-  } else if (res->rc == STRATA_EFENCED) {
-    if (c->fence_msg[0])
-      rpc_call_fail(c->call, STRATA_EFENCED, "%s", c->fence_msg);
-    else
-      rpc_call_fail(c->call, STRATA_EFENCED, "fence: %s", res->message);
+    /* The store's message already names the kind, the key and why. */
+    rpc_call_fail(c->call, STRATA_ECONDITION, "conditions[%zu]: %s", idx, res->message);
   } else {
+    /* A fence refusal included: the store keeps the lock manager's message
+     * (which row, which holder). */
     rpc_call_fail(c->call, res->rc, "commit failed: %s", res->message);
   }
   free(c->rows);
@@ -485,7 +458,7 @@ static void h_commit(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
     for (size_t i = 0; i < r->fence->n_rows; i++)
       c->rows[i] = (lk_row){r->fence->rows[i].data, r->fence->rows[i].len};
     c->fence = (lk_fence){s->lk, r->fence->op_id, c->rows, r->fence->n_rows};
-    st_txn_set_fence(t, commit_fence, c);
+    st_txn_set_fence(t, lk_fence_check, &c->fence);
   }
   if ((rc = st_txn_submit(t, commit_done, c))) {
     t = NULL; /* ownership passed even on failure */

@@ -244,8 +244,9 @@ void test_kv_conditions_fail_naming_the_condition(void **state) {
   q.n_conditions = 2;
   q.conditions = cs;
   Strata__V1__CommitResponse *r;
-  t_expect_err(rpc_kv_commit(C, NULL, &q, &r), STRATA_ECONDITION,
-               "conditions[1] (KIND_ABSENT on key \"cond/k\")");
+  t_expect_err(rpc_kv_commit(C, NULL, &q, &r), STRATA_ECONDITION, NULL);
+  assert_string_equal(strata_errmsg(), "FAILED_PRECONDITION: conditions[1]: condition 'absent' "
+                                       "failed on key 'cond/k': the key exists");
   assert_int_equal(rpc_client_last_status(), GRPC_STATUS_FAILED_PRECONDITION);
   /* Unchanged since g1 holds; the hash of "v1" holds. */
   uint8_t h[ST_HASH_BYTES];
@@ -303,6 +304,16 @@ void test_kv_fenced_commit(void **state) {
   t_expect_err(rpc_kv_commit(C, NULL, &q, &r), STRATA_EFENCED, "no longer holds row");
   assert_non_null(strstr(strata_errmsg(), "fence/row"));
   assert_int_equal(rpc_client_last_status(), GRPC_STATUS_FAILED_PRECONDITION);
+  /* Another op took the row: the refusal names the row and its holder. */
+  aq.op_id = 502;
+  assert_int_equal(rpc_locks_acquire(C, NULL, &aq, &ar), 0);
+  assert_true(ar->acquired);
+  rpc_free(ar);
+  t_expect_err(rpc_kv_commit(C, NULL, &q, &r), STRATA_EFENCED,
+               "op 501 no longer holds row \"fence/row\"; op 502 holds it");
+  rq.op_id = 502;
+  assert_int_equal(rpc_locks_release(C, NULL, &rq, &rr), 0);
+  rpc_free(rr);
 }
 
 void test_ops_create_records_start_generation(void **state) {
