@@ -62,9 +62,10 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out);
 /* The bound port (useful when listen asked for port 0). */
 int rpc_server_port(const rpc_server *s);
 
-/* Stops accepting calls (Health then reports NOT_SERVING), wakes every stream so
- * it can end with UNAVAILABLE, waits up to grace_ms for in-flight calls to end,
- * cancels the rest, waits for every handler to end its call, then shuts the
+/* Stops accepting calls (a call arriving from now on, Health.Check included, is
+ * answered UNAVAILABLE; only a check accepted just before may report
+ * NOT_SERVING), wakes every stream so it can end with UNAVAILABLE, waits up to
+ * grace_ms for in-flight calls to end (0: none), cancels the rest, waits for every handler to end its call, then shuts the
  * queues down, joins the threads and frees everything. Call it once, from a
  * thread that is not one of the server's. */
 void rpc_server_stop(rpc_server *s, int grace_ms);

@@ -20,8 +20,8 @@ typedef struct srv_embedded srv_embedded;
 
 /* Starts a server over `dir` (created if missing), or over a new directory
  * under $TMPDIR (default /tmp) when dir is NULL; that temporary directory is
- * deleted by srv_embedded_stop. Logging is off unless $STRATA_LOG_LEVEL says
- * otherwise. Returns 0 or a Strata code with strata_errmsg(). */
+ * deleted by srv_embedded_stop. Only errors are logged (stderr) unless
+ * $STRATA_LOG_LEVEL says otherwise (warn, info, debug). Returns 0 or a Strata code with strata_errmsg(). */
 int srv_embedded_start(const char *dir, srv_embedded **out);
 
 /* "127.0.0.1:PORT". Valid until srv_embedded_stop. */
