@@ -5,8 +5,9 @@
  * rpc/README.md describes the call lifecycle, the reference counts and the
  * shutdown order; grpc-core-notes.md lists the pitfalls this file avoids.
  *
- * Lock order: rpc_server.mu before rpc_call.mu; exec.mu is never held with
- * either.
+ * Lock order: rpc_server.mu before rpc_call.mu; the executor's xmu is innermost
+ * (exec_push takes it under rpc_server.mu in wake_streams, never under
+ * rpc_call.mu) and nothing is locked while it is held.
  */
 #include "rpc/server.h"
 
@@ -63,7 +64,6 @@ struct rpc_call {
   int close_cancelled; /* RECV_CLOSE_ON_SERVER result */
 
   pthread_mutex_t mu; /* guards everything below */
-  atomic_int closed; /* RECV_CLOSE_ON_SERVER completed */
   atomic_int cancelled; /* client cancel / deadline seen */
   int md_sent;
   int finished;
@@ -523,7 +523,6 @@ static void on_request(rpc_call *c, int ok) {
 }
 
 static void on_close(rpc_call *c) {
-  atomic_store(&c->closed, 1);
   if (c->close_cancelled) atomic_store(&c->cancelled, 1);
   if (c->next) stream_kick(c); /* a waiting stream must see the cancel */
   call_unref(c);
@@ -669,19 +668,8 @@ void rpc_server_get_stats(const rpc_server *s, rpc_server_stats *st) {
 /* Wakes every live stream so its next() sees rpc_call_stopping(). */
 static void wake_streams(rpc_server *s) {
   pthread_mutex_lock(&s->mu);
-  for (rpc_call *c = s->streams.lnext; c != &s->streams; c = c->lnext) {
-    /* stream_kick takes c->mu after s->mu: the documented order. */
-    int push = 0;
-    pthread_mutex_lock(&c->mu);
-    if (!c->finished && c->ss == S_WAITING) {
-      c->ss = S_QUEUED;
-      push = 1;
-    } else if (!c->finished && c->ss == S_RUNNING) {
-      c->wake_pending = 1;
-    }
-    pthread_mutex_unlock(&c->mu);
-    if (push) exec_push(c);
-  }
+  /* stream_kick takes c->mu, then xmu, under s->mu: the documented order. */
+  for (rpc_call *c = s->streams.lnext; c != &s->streams; c = c->lnext) stream_kick(c);
   pthread_mutex_unlock(&s->mu);
 }
 

@@ -88,8 +88,6 @@ static void *committer(void *arg) {
     pthread_mutex_lock(&park_mu);
     for (int i = 0; i < nparked; i++) {
       rpc_call *c = parked[i];
-      const Strata__V1__CommitRequest *r = NULL;
-      (void)r;
       if (rpc_call_stopping(c)) { /* deadline, cancel or drain: answer and forget */
         atomic_fetch_add(&parked_seen_stop, 1);
         rpc_call_fail(c, rpc_call_stop_reason(c), "stopped while parked");
