@@ -155,10 +155,8 @@ static void h_get(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   if (rc && rc != STRATA_ENOTFOUND) {
     st_snap_release(sn);
     strata_buf_free(&val);
-    {
-      srv__fail(call, rc);
-      return;
-    }
+    srv__fail(call, rc);
+    return;
   }
   Strata__V1__Version v;
   version_of(&v, sn);
@@ -357,10 +355,8 @@ static void h_list(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   st->left = r->limit ? r->limit : UINT64_MAX;
   if ((rc = srv__snap_at(s, "pin", r->pin, &st->sn)) || (rc = list_range(st, r))) {
     list_free(st);
-    {
-      srv__fail(call, rc);
-      return;
-    }
+    srv__fail(call, rc);
+    return;
   }
   rpc_stream_begin(call, list_next, st, list_free);
 }

@@ -157,10 +157,8 @@ static void h_acquire(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   if (!j || !rows) {
     free(j);
     free(rows);
-    {
-      rpc_call_fail(call, STRATA_ENOMEM, "acquire: out of memory");
-      return;
-    }
+    rpc_call_fail(call, STRATA_ENOMEM, "acquire: out of memory");
+    return;
   }
   int64_t now = lk_now(s->lk);
   uint64_t wait_ms = r->wait_ms;
@@ -283,10 +281,8 @@ static void h_check(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   }
   if (rc) {
     free(missing);
-    {
-      srv__fail(call, rc);
-      return;
-    }
+    srv__fail(call, rc);
+    return;
   }
   Strata__V1__CheckResponse resp = STRATA__V1__CHECK_RESPONSE__INIT;
   resp.all_held = nmissing == 0;

@@ -119,26 +119,28 @@ static int op_batch_build(op_batch *b, const oplog_op *ops, size_t n, size_t nex
   return 0;
 }
 
+/* Ends the call with rc; NOT_FOUND names the op that does not exist. */
+static void fail_op(rpc_call *call, int rc, uint64_t id) {
+  if (rc == STRATA_ENOTFOUND)
+    rpc_call_fail(call, rc, "op_id: no op %llu", (unsigned long long)id);
+  else
+    srv__fail(call, rc);
+}
+
 /* Replies with the op `id` as read back from the log. */
 static void reply_op(rpc_call *call, srv *s, uint64_t id, int create) {
   oplog_op op;
   memset(&op, 0, sizeof op);
   int rc = oplog_get(lk_oplog(s->lk), id, &op);
-  if (rc == STRATA_ENOTFOUND) {
-    rpc_call_fail(call, rc, "op_id: no op %llu", (unsigned long long)id);
-    return;
-  }
   if (rc) {
-    srv__fail(call, rc);
+    fail_op(call, rc, id);
     return;
   }
   Strata__V1__Op m;
   if ((rc = op_msg(&m, &op))) {
     oplog_op_free(&op);
-    {
-      srv__fail(call, rc);
-      return;
-    }
+    srv__fail(call, rc);
+    return;
   }
   if (create) {
     Strata__V1__CreateOpResponse resp = STRATA__V1__CREATE_OP_RESPONSE__INIT;
@@ -200,12 +202,8 @@ static void h_set_status(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
     return;
   }
   rc = oplog_set_status(lk_oplog(s->lk), r->op_id, (oplog_status)(r->status - 1), NULL);
-  if (rc == STRATA_ENOTFOUND) {
-    rpc_call_fail(call, rc, "op_id: no op %llu", (unsigned long long)r->op_id);
-    return;
-  }
   if (rc) {
-    srv__fail(call, rc);
+    fail_op(call, rc, r->op_id);
     return;
   }
   reply_op(call, s, r->op_id, 0);

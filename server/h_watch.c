@@ -275,10 +275,8 @@ static void h_watch(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   if ((rc = strata_buf_append(&st->prefix, r->prefix.data, r->prefix.len)) ||
       (rc = watch_register(s, call))) {
     watch_free(st);
-    {
-      srv__fail(call, rc);
-      return;
-    }
+    srv__fail(call, rc);
+    return;
   }
   st->registered = 1;
   rpc_stream_begin(call, watch_next, st, watch_free);
