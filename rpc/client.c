@@ -59,7 +59,7 @@ int rpc_client_open(const rpc_client_opts *o, rpc_client **out) {
     return strata_err(STRATA_ENOMEM, "rpc client: out of memory");
   }
   c->timeout_ms = o->timeout_ms ? o->timeout_ms : 30000;
-  c->max_msg = o->max_message_bytes ? o->max_message_bytes : ((size_t)64 << 20);
+  c->max_msg = o->max_message_bytes ? o->max_message_bytes : RPC_DEFAULT_MAX_MESSAGE_BYTES;
   if (c->max_msg > INT32_MAX) c->max_msg = INT32_MAX;
   c->wait_for_ready = o->wait_for_ready;
   grpc_init();

@@ -12,6 +12,10 @@
 #include "strata/v1/locks.pb-c.h"
 #include "strata/v1/ops.pb-c.h"
 
+/* The message size limit, both directions, of server and client alike unless
+ * their options say otherwise. */
+#define RPC_DEFAULT_MAX_MESSAGE_BYTES ((size_t)64 << 20)
+
 /* XX(name, "/package.Service/Method", kind, RequestType, request_prefix,
  *    ResponseType, response_prefix)
  * kind is UNARY or STREAM (server streaming). The prefixes are protobuf-c's

@@ -52,8 +52,6 @@ typedef struct rpc_server_opts {
   rpc_handler handlers[RPC_M__COUNT];
 } rpc_server_opts;
 
-#define RPC_DEFAULT_MAX_MESSAGE_BYTES ((size_t)64 << 20)
-
 /* Binds, starts the threads and begins serving. On failure returns a Strata
  * code with detail in strata_errmsg() (e.g. the address could not be bound)
  * and *out is NULL. */

@@ -56,7 +56,6 @@ int main(int argc, char **argv) {
   srv_opts o = {.listen = SRV_DEFAULT_LISTEN,
                 .data_dir = SRV_DEFAULT_DATA_DIR,
                 .threads = 2,
-                .max_message_bytes = (size_t)64 << 20,
                 .grace_ms = SRV_DEFAULT_GRACE_MS};
   int level = SRV_LOG_INFO;
   unsigned long long v;

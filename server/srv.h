@@ -14,7 +14,7 @@ typedef struct srv_opts {
   const char *listen; /* default "127.0.0.1:7420"; port 0 picks a free one */
   const char *data_dir; /* default "./strata-data"; created when missing */
   int threads; /* gRPC poller threads; default 2 */
-  size_t max_message_bytes; /* both directions; default 64 MiB */
+  size_t max_message_bytes; /* both directions; 0 = RPC_DEFAULT_MAX_MESSAGE_BYTES (64 MiB) */
   int grace_ms; /* drain time at stop before in-flight calls are cancelled; 0 cancels them
                   at once; < 0 = the default, SRV_DEFAULT_GRACE_MS */
 } srv_opts;

@@ -127,9 +127,3 @@ int v_op_id(const char *field, uint64_t id) {
   return 0;
 }
 
-int v_text(const char *field, const char *s, size_t max) {
-  size_t n = s ? strlen(s) : 0;
-  if (n > max)
-    return strata_err(STRATA_EINVALID, "%s: %zu bytes exceeds the %zu-byte limit", field, n, max);
-  return 0;
-}

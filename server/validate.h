@@ -18,7 +18,6 @@
 #define V_MAX_KEY 65535u /* OCDBT's key limit */
 #define V_MAX_BATCH 10000u /* keys per BatchGet, rows per lock call */
 #define V_MAX_ID_COUNT (UINT64_C(1) << 32)
-#define V_HASH_MAX 64u /* largest value_hash accepted */
 
 /* A key or row: 1..65535 bytes. `field` is printf'd with idx when idx >= 0
  * ("%s[%d]"), so callers pass "puts" + index + ".key" via v_key_at. */
@@ -36,8 +35,6 @@ int v_pin(const char *field, const Strata__V1__VersionPin *pin);
 int v_enum(const char *field, int v, int lo, int hi, const ProtobufCEnumDescriptor *d);
 /* An op id that must be set. */
 int v_op_id(const char *field, uint64_t id);
-/* A string of at most max bytes. */
-int v_text(const char *field, const char *s, size_t max);
 
 /* Sorts pointers to keys and reports the first duplicate as "field: key 0x.. appears
  * twice". keys[i] are borrowed. */
