@@ -158,9 +158,19 @@ check(stream_code(olist, ops_pb2.ListOpsRequest(status=42))[0] == grpc.StatusCod
 check(code_of(oget, ops_pb2.GetOpRequest(op_id=999999))[0] == grpc.StatusCode.NOT_FOUND, "Ops.Get missing NOT_FOUND")
 check(code_of(setst, ops_pb2.SetStatusRequest(op_id=1, status=77))[0] == grpc.StatusCode.INVALID_ARGUMENT,
       "Ops.SetStatus unknown status INVALID_ARGUMENT")
-code, _ = stream_code(stream("/strata.v1.Ops/ListStuck", ops_pb2.ListStuckRequest, ops_pb2.ListStuckResponse),
-                      ops_pb2.ListStuckRequest(min_age_ms=0))
-check(code == grpc.StatusCode.OK, "Ops.ListStuck (stream)")
+# An op holding an indefinite lock is stuck; min_age_ms of an hour excludes it while young.
+stuck = create(ops_pb2.CreateOpRequest(user="py", kind="stuck"), timeout=5).op
+check(acq(locks_pb2.AcquireRequest(op_id=stuck.op_id, rows=[b"py/stuck"], kind=locks_pb2.LOCK_KIND_INDEFINITE),
+          timeout=5).acquired, "Locks.Acquire indefinite for a stuck op")
+lstuck = stream("/strata.v1.Ops/ListStuck", ops_pb2.ListStuckRequest, ops_pb2.ListStuckResponse)
+code, msgs = stream_code(lstuck, ops_pb2.ListStuckRequest(min_age_ms=0))
+listed = [o for m in msgs for o in m.ops if o.op_id == stuck.op_id] if code == grpc.StatusCode.OK else []
+check(len(listed) == 1 and list(listed[0].scope) == [b"py/stuck"], "Ops.ListStuck (stream) lists the stuck op")
+code, msgs = stream_code(lstuck, ops_pb2.ListStuckRequest(min_age_ms=3600000))
+check(code == grpc.StatusCode.OK and all(o.op_id != stuck.op_id for m in msgs for o in m.ops),
+      "Ops.ListStuck min_age_ms excludes a fresh op")
+check(rel(locks_pb2.ReleaseRequest(op_id=stuck.op_id, all=True), timeout=5).released == 1,
+      "Locks.Release the stuck op's row")
 
 # Kv
 get = unary("/strata.v1.Kv/Get", kv_pb2.GetRequest, kv_pb2.GetResponse)

@@ -435,10 +435,31 @@ void test_kv_watch_replay_live_and_resume(void **state) {
   rpc_cstream_close(st);
 }
 
+/* Admin.Stats' calls_active (the Stats call itself counted). */
+static uint64_t calls_active(void) {
+  Strata__V1__StatsRequest q = STRATA__V1__STATS_REQUEST__INIT;
+  Strata__V1__StatsResponse *r;
+  assert_int_equal(rpc_admin_stats(C, NULL, &q, &r), 0);
+  uint64_t n = r->calls_active;
+  rpc_free(r);
+  return n;
+}
+
+/* Waits up to 3 s for the server to have no more calls in progress than `base`. */
+static void expect_calls_active(uint64_t base) {
+  uint64_t n = calls_active();
+  for (int i = 0; i < 300 && n > base; i++) {
+    usleep(10000);
+    n = calls_active();
+  }
+  assert_int_equal(n, base);
+}
+
 void test_kv_watch_deadline_and_cancel(void **state) {
   (void)state;
   uint64_t g;
   assert_int_equal(srv_latest(&g), 0);
+  uint64_t base = calls_active();
   Strata__V1__WatchRequest q = STRATA__V1__WATCH_REQUEST__INIT;
   q.from_generation = g;
   rpc_callopts co = {.timeout_ms = 300};
@@ -449,10 +470,13 @@ void test_kv_watch_deadline_and_cancel(void **state) {
   assert_int_equal(rpc_kv_watch_next(st, &m), STRATA_EDEADLINE);
   assert_true(t_now_ms() - t0 < 3000);
   rpc_cstream_close(st);
-  /* Closing an open stream cancels it; the server keeps serving. */
+  expect_calls_active(base); /* the server ended its side of the stream too */
+  /* Closing an open stream cancels it; the server ends it and keeps serving. */
   co.timeout_ms = -1;
   assert_int_equal(rpc_kv_watch(C, &co, &q, &st), 0);
+  assert_int_equal(calls_active(), base + 1);
   rpc_cstream_close(st);
+  expect_calls_active(base);
   assert_int_equal(srv_latest(&g), 0);
 }
 

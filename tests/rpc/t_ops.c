@@ -58,14 +58,51 @@ void test_ops_get_missing_and_list_stuck(void **state) {
   sq.status = STRATA__V1__OP_STATUS__OP_STATUS_SUCCESS;
   Strata__V1__SetStatusResponse *sr;
   t_expect_err(rpc_ops_set_status(C, NULL, &sq, &sr), STRATA_ENOTFOUND, "987654321");
+  /* An op holding an indefinite lock is stuck; min_age_ms excludes it while young. */
+  Strata__V1__CreateOpRequest cq = STRATA__V1__CREATE_OP_REQUEST__INIT;
+  cq.user = "stuck";
+  cq.kind = "t_ops";
+  Strata__V1__CreateOpResponse *cr;
+  assert_int_equal(rpc_ops_create(C, NULL, &cq, &cr), 0);
+  uint64_t id = cr->op->op_id;
+  rpc_free(cr);
+  ProtobufCBinaryData row = t_bytes("t_ops/stuck");
+  Strata__V1__AcquireRequest aq = STRATA__V1__ACQUIRE_REQUEST__INIT;
+  aq.op_id = id;
+  aq.n_rows = 1;
+  aq.rows = &row;
+  aq.kind = STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE;
+  Strata__V1__AcquireResponse *ar;
+  assert_int_equal(rpc_locks_acquire(C, NULL, &aq, &ar), 0);
+  assert_true(ar->acquired);
+  rpc_free(ar);
   Strata__V1__ListStuckRequest lq = STRATA__V1__LIST_STUCK_REQUEST__INIT;
-  rpc_cstream *st;
-  assert_int_equal(rpc_ops_list_stuck(C, NULL, &lq, &st), 0);
-  Strata__V1__ListStuckResponse *m;
-  int rc;
-  while ((rc = rpc_ops_list_stuck_next(st, &m)) == 1) rpc_free(m);
-  assert_int_equal(rc, 0);
-  rpc_cstream_close(st);
+  for (int pass = 0; pass < 2; pass++) {
+    lq.min_age_ms = pass ? 3600000 : 0; /* an hour: the op is seconds old */
+    rpc_cstream *st;
+    assert_int_equal(rpc_ops_list_stuck(C, NULL, &lq, &st), 0);
+    Strata__V1__ListStuckResponse *m;
+    int rc, found = 0;
+    while ((rc = rpc_ops_list_stuck_next(st, &m)) == 1) {
+      for (size_t i = 0; i < m->n_ops; i++)
+        if (m->ops[i]->op_id == id) {
+          found++;
+          assert_int_equal(m->ops[i]->n_scope, 1);
+          assert_memory_equal(m->ops[i]->scope[0].data, "t_ops/stuck", 11);
+        }
+      rpc_free(m);
+    }
+    assert_int_equal(rc, 0);
+    rpc_cstream_close(st);
+    assert_int_equal(found, pass ? 0 : 1);
+  }
+  Strata__V1__ReleaseRequest rq = STRATA__V1__RELEASE_REQUEST__INIT;
+  rq.op_id = id;
+  rq.all = 1;
+  Strata__V1__ReleaseResponse *rr;
+  assert_int_equal(rpc_locks_release(C, NULL, &rq, &rr), 0);
+  assert_int_equal(rr->released, 1);
+  rpc_free(rr);
 }
 
 /* Creates an op for user "lister"; returns its id. */

@@ -285,8 +285,15 @@ static void test_stream_cancel_stops_waiting_handler(void **state) {
   assert_int_equal(atomic_load(&watches_freed), freed + 1);
 }
 
+static uint64_t active_calls(void) {
+  rpc_server_stats s;
+  rpc_server_get_stats(srv, &s);
+  return s.calls_active;
+}
+
 static void test_stream_deadline_ends_waiting_stream(void **state) {
   (void)state;
+  uint64_t base = active_calls();
   Strata__V1__WatchRequest req = STRATA__V1__WATCH_REQUEST__INIT;
   rpc_callopts co = {.timeout_ms = 300};
   rpc_cstream *st;
@@ -296,6 +303,9 @@ static void test_stream_deadline_ends_waiting_stream(void **state) {
   rpc_free(m);
   assert_int_equal(rpc_kv_watch_next(st, &m), STRATA_EDEADLINE);
   rpc_cstream_close(st);
+  /* The handler's side ended too: the call is no longer active on the server. */
+  for (int i = 0; i < 300 && active_calls() > base; i++) usleep(10000);
+  assert_int_equal(active_calls(), base);
 }
 
 static void test_oversize_request_is_resource_exhausted_and_server_carries_on(void **state) {
