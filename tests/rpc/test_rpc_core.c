@@ -405,8 +405,12 @@ static void test_stop_drains_streams_with_unavailable(void **state) {
   assert_int_equal(rpc_client_open(&co, &c), 0);
   watch_arg wa = {c, 99};
   pthread_t t;
+  uint64_t base = active_calls();
   pthread_create(&t, NULL, watcher, &wa);
-  usleep(200000);
+  /* The stream must be open on the server before the stop (a fixed sleep was
+   * not always enough on a loaded machine). */
+  for (int i = 0; i < 500 && active_calls() <= base; i++) usleep(10000);
+  assert_true(active_calls() > base);
   int64_t t0 = now_ms();
   rpc_client_close(cli);
   cli = NULL;
