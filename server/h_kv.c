@@ -230,6 +230,7 @@ typedef struct list_state {
   int keys_only;
   uint64_t left; /* entries still allowed; UINT64_MAX = no limit */
   int done;
+  int sent; /* a first message went out: it always does, so the client learns the version */
 } list_state;
 
 static void list_free(void *p) {
@@ -274,16 +275,17 @@ static void list_next(rpc_call *call, void *p) {
     rpc_call_fail(call, rpc_call_stop_reason(call), "Kv.List stopped");
     return;
   }
-  if (st->done || st->left == 0) {
+  if ((st->done || st->left == 0) && st->sent) {
     rpc_stream_end(call);
     return;
   }
+  if (st->done || st->left == 0) st->done = 1; /* nothing to read: just the first message */
   st_range rg = {st->start.p, st->start.len, st->has_end ? st->end.p : NULL,
                  st->end.len, st->has_end,   st->keys_only};
   size_t want = st->left < LIST_MAX_ENTRIES ? (size_t)st->left : LIST_MAX_ENTRIES;
   st_list_result res;
   memset(&res, 0, sizeof res);
-  int rc = st_list(st->sn, &rg, want, &res);
+  int rc = st->done ? 0 : st_list(st->sn, &rg, want, &res);
   if (rc) {
     st_list_result_free(&res); /* empty after an error, but ours to free */
     srv__fail(call, rc);
@@ -295,6 +297,7 @@ static void list_next(rpc_call *call, void *p) {
     bytes += res.items[k].klen + res.items[k].vlen + 8;
     k++;
   }
+  int send = 0;
   Strata__V1__KeyValue *kv = calloc(k ? k : 1, sizeof *kv);
   Strata__V1__KeyValue **ptrs = calloc(k ? k : 1, sizeof *ptrs);
   if (!kv || !ptrs) {
@@ -318,7 +321,8 @@ static void list_next(rpc_call *call, void *p) {
     st->done = 1;
   }
   if (st->left != UINT64_MAX) st->left -= k;
-  if (!rc && k) {
+  send = k || !st->sent;
+  if (!rc && send) {
     Strata__V1__Version v;
     version_of(&v, st->sn);
     Strata__V1__ListResponse resp = STRATA__V1__LIST_RESPONSE__INIT;
@@ -326,6 +330,7 @@ static void list_next(rpc_call *call, void *p) {
     resp.entries = ptrs;
     resp.version = &v;
     rc = rpc_stream_send(call, &resp.base);
+    st->sent = 1;
   }
 out:
   free(kv);
@@ -335,7 +340,7 @@ out:
     srv__fail(call, rc);
     return;
   }
-  if (!k) rpc_call_wake(call); /* nothing sent: go on to the end */
+  if (!send) rpc_call_wake(call); /* nothing sent: go on to the end */
 }
 
 static void h_list(rpc_call *call, const ProtobufCMessage *m, void *ctx) {

@@ -266,8 +266,8 @@ int ctl_kv_ls(ctl_ctx *x, const ctl_args *a) {
   }
   rpc_cstream_close(st);
   free(prefix);
-  /* No key, no message: the version listed comes from the pin itself. */
-  if (!rc && !have_ver) rc = resolve_pin(x, &pin, &ver);
+  /* The server always sends a first message, carrying the listed version. */
+  if (!rc && !have_ver) rc = strata_err(STRATA_EINTERNAL, "the server sent no message");
   char vb[80];
   if (rc) rc = ctl_rpc_fail(x, rc, "Kv.List");
   else if (x->json)
