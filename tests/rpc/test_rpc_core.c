@@ -160,8 +160,19 @@ static void h_watch(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
 
 static pthread_t committer_thread;
 
+/* Server log sink: notes whether the drain ran out of grace. */
+static atomic_int grace_expired_logged;
+static void test_log(int level, const char *line) {
+  (void)level;
+  if (strstr(line, "reason=grace_expired")) atomic_store(&grace_expired_logged, 1);
+}
+
 static void start_server(void) {
-  rpc_server_opts o = {.listen = "127.0.0.1:0", .threads = 2, .max_message_bytes = MAX_MSG};
+  rpc_server_opts o = {.listen = "127.0.0.1:0",
+                       .threads = 2,
+                       .max_message_bytes = MAX_MSG,
+                       .log = test_log,
+                       .log_level = 1};
   o.handlers[RPC_M_health_check] = (rpc_handler){h_check, NULL, NULL};
   o.handlers[RPC_M_kv_get] = (rpc_handler){h_get, NULL, NULL};
   o.handlers[RPC_M_kv_commit] = (rpc_handler){h_commit, NULL, NULL};
@@ -183,8 +194,10 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   (void)state;
-  rpc_client_close(cli);
-  rpc_server_stop(srv, 1000);
+  if (cli) rpc_client_close(cli);
+  cli = NULL;
+  if (srv) rpc_server_stop(srv, 1000);
+  srv = NULL;
   atomic_store(&committer_stop, 1);
   pthread_join(committer_thread, NULL);
   return 0;
@@ -209,12 +222,12 @@ static void test_unary_reply_and_error_code_round_trip(void **state) {
 
 static void test_unknown_method_is_unimplemented_at_once(void **state) {
   (void)state;
-  int64_t t0 = now_ms();
+  /* "At once": the answer is UNIMPLEMENTED, not the client's deadline expiring
+   * (which would give DEADLINE_EXCEEDED), however slow the machine is. */
   int rc = rpc_client_raw(cli, "/strata.v1.Nope/Nothing", NULL, "", 0, NULL, NULL);
   assert_int_equal(rc, STRATA_EUNSUPPORTED);
   assert_int_equal(rpc_client_last_status(), GRPC_STATUS_UNIMPLEMENTED);
   assert_non_null(strstr(strata_errmsg(), "/strata.v1.Nope/Nothing"));
-  assert_true(now_ms() - t0 < 2000); /* not the 5 s deadline */
 }
 
 static void test_method_without_handler_is_unimplemented_with_message(void **state) {
@@ -241,8 +254,7 @@ static void test_deadline_reaches_parked_handler(void **state) {
   rpc_callopts co = {.timeout_ms = 200};
   int64_t t0 = now_ms();
   assert_int_equal(rpc_kv_commit(cli, &co, &req, &resp), STRATA_EDEADLINE);
-  int64_t took = now_ms() - t0;
-  assert_true(took >= 150 && took < 2000);
+  assert_true(now_ms() - t0 >= 150); /* not before the deadline */
   /* The handler saw rpc_call_stopping and ended the call. */
   for (int i = 0; i < 200 && atomic_load(&parked_seen_stop) == before; i++) usleep(5000);
   assert_int_equal(atomic_load(&parked_seen_stop), before + 1);
@@ -409,20 +421,24 @@ static void test_stop_drains_streams_with_unavailable(void **state) {
   pthread_create(&t, NULL, watcher, &wa);
   /* The stream must be open on the server before the stop (a fixed sleep was
    * not always enough on a loaded machine). */
-  for (int i = 0; i < 500 && active_calls() <= base; i++) usleep(10000);
-  assert_true(active_calls() > base);
-  int64_t t0 = now_ms();
+  for (int i = 0; i < 3000 && active_calls() <= base; i++) usleep(10000);
+  int opened = active_calls() > base;
   rpc_client_close(cli);
   cli = NULL;
-  rpc_server_stop(srv, 3000);
-  assert_true(now_ms() - t0 < 2500); /* the waiting stream did not hold the drain */
+  /* A grace far longer than any test: had the waiting stream held the drain,
+   * the server would log grace_expired (and take a minute). */
+  atomic_store(&grace_expired_logged, 0);
+  rpc_server_stop(srv, 60000);
+  srv = NULL;
   pthread_join(t, NULL);
-  assert_int_equal(wa.rc, STRATA_ESHUTDOWN);
   rpc_client_close(c);
-  /* Restart for the teardown. */
+  /* Restart before asserting, so the teardown always has a server to stop. */
   start_server();
   rpc_client_opts co2 = {.addr = addr, .timeout_ms = 5000};
   assert_int_equal(rpc_client_open(&co2, &cli), 0);
+  assert_true(opened);
+  assert_int_equal(atomic_load(&grace_expired_logged), 0);
+  assert_int_equal(wa.rc, STRATA_ESHUTDOWN);
 }
 
 /* Every code the server can send comes back exactly through the strata-error
