@@ -38,9 +38,24 @@ static int make_dir(harness *h, const char *dir) {
   return 0;
 }
 
-/* Reads the child's log until "event=ready ... port=N" appears (10 s at most). */
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Kills a child that will not be stopped politely, and reaps it. */
+static void kill_child(harness *h) {
+  kill(h->pid, SIGKILL);
+  waitpid(h->pid, NULL, 0);
+  h->pid = 0;
+}
+
+/* Reads the child's log until "event=ready ... port=N" appears. A server under
+ * ASan on a loaded machine may take long to start: 60 s at most, after which
+ * the child is killed, so a failed start leaves no server behind. */
 static int wait_ready(harness *h) {
-  for (int i = 0; i < 1000; i++) {
+  for (int64_t t0 = mono_ms(); mono_ms() - t0 < 60000;) {
     FILE *f = fopen(h->log, "r");
     char line[2048];
     while (f && fgets(line, sizeof line, f)) {
@@ -55,12 +70,14 @@ static int wait_ready(harness *h) {
     if (f) fclose(f);
     int st;
     if (waitpid(h->pid, &st, WNOHANG) == h->pid) {
+      h->pid = 0;
       fprintf(stderr, "harness: strata-server exited during start; log %s\n", h->log);
       return -1;
     }
     usleep(10000);
   }
-  fprintf(stderr, "harness: strata-server not ready after 10 s; log %s\n", h->log);
+  kill_child(h);
+  fprintf(stderr, "harness: strata-server not ready after 60 s (killed); log %s\n", h->log);
   return -1;
 }
 
@@ -88,6 +105,11 @@ int harness_start(harness *h, const char *bin, const char *dir, const char *cons
   for (int i = 0; extra && extra[i] && n < 30; i++) argv[n++] = extra[i];
   argv[n] = NULL;
   h->pid = fork();
+  if (h->pid < 0) {
+    perror("fork");
+    h->pid = 0;
+    return -1;
+  }
   if (h->pid == 0) {
     int fd = open(h->log, O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd >= 0) dup2(fd, 2);
@@ -99,13 +121,26 @@ int harness_start(harness *h, const char *bin, const char *dir, const char *cons
 
 int harness_stop(harness *h) {
   if (!h->process) {
+    if (!h->emb) return -1; /* never started, or stopped already */
     srv_embedded_stop(h->emb);
     h->emb = NULL;
     return 0;
   }
+  if (h->pid <= 0) return -1; /* never started, or stopped already: kill(0) would hit us */
   kill(h->pid, SIGTERM);
+  /* The drain is bounded by the server's grace (5 s unless --grace-ms); a server
+   * still running after two minutes is hung: kill it rather than hang the tier. */
   int st;
-  if (waitpid(h->pid, &st, 0) != h->pid) return -1;
+  pid_t r = 0;
+  for (int64_t t0 = mono_ms(); (r = waitpid(h->pid, &st, WNOHANG)) == 0 && mono_ms() - t0 < 120000;)
+    usleep(10000);
+  if (r != h->pid) {
+    fprintf(stderr, "harness: strata-server did not exit within 120 s of SIGTERM (killed); log %s\n",
+            h->log);
+    kill_child(h);
+    return -1;
+  }
+  h->pid = 0;
   if (!WIFEXITED(st)) {
     fprintf(stderr, "harness: strata-server died of signal %d; log %s\n", WTERMSIG(st), h->log);
     return -1;
@@ -118,14 +153,27 @@ int harness_run(const char *bin, const char *const *args, char *errbuf, size_t n
   int fd = mkstemp(path);
   if (fd < 0) return -1;
   pid_t pid = fork();
+  if (pid < 0) {
+    close(fd);
+    unlink(path);
+    return -1;
+  }
   if (pid == 0) {
     dup2(fd, 2);
     dup2(fd, 1);
     execv(bin, (char *const *)args);
     _exit(127);
   }
+  /* These runs end at once (refusals, --help); one that does not is a failure,
+   * not a reason to hang the tier. */
   int st = 0;
-  waitpid(pid, &st, 0);
+  pid_t w = 0;
+  for (int64_t t0 = mono_ms(); (w = waitpid(pid, &st, WNOHANG)) == 0 && mono_ms() - t0 < 60000;)
+    usleep(10000);
+  if (w == 0) {
+    kill(pid, SIGKILL);
+    waitpid(pid, &st, 0);
+  }
   ssize_t r = pread(fd, errbuf, n - 1, 0);
   errbuf[r > 0 ? r : 0] = 0;
   close(fd);

@@ -22,18 +22,20 @@ typedef struct harness {
 /* Starts a server on `dir` (NULL: a new temporary directory). `bin` is the
  * strata-server path for process mode, NULL for embedded mode. `extra` are more
  * flags for the process (NULL-terminated, may be NULL). Returns 0 or -1 with a
- * message on stderr. */
+ * message on stderr; a process that is not ready within 60 s is killed. */
 int harness_start(harness *h, const char *bin, const char *dir, const char *const *extra);
 
-/* Embedded: srv_embedded_stop. Process: SIGTERM, wait; returns the exit status
- * (0 expected) or -1 if it did not exit normally. Leaves the directory. */
+/* Embedded: srv_embedded_stop. Process: SIGTERM, wait (SIGKILL after 120 s);
+ * returns the exit status (0 expected) or -1 if it did not exit normally.
+ * Leaves the directory. Safe on a harness that never started or is already
+ * stopped (returns -1 and signals nothing), so a teardown may always call it. */
 int harness_stop(harness *h);
 
 /* Removes the directory tree. */
 void harness_rmdir(const char *dir);
 
-/* Runs `bin` with args to completion and returns its exit status; its stderr is
- * appended to errbuf (size n). */
+/* Runs `bin` with args to completion (SIGKILL after 60 s) and returns its exit
+ * status, or -1; its stderr is written to errbuf (size n). */
 int harness_run(const char *bin, const char *const *args, char *errbuf, size_t n);
 
 #endif
