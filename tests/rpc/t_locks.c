@@ -68,11 +68,25 @@ void test_locks_acquire_conflict_release(void **state) {
   assert_int_equal(release(102, NULL, 0, &n), 0);
 }
 
-static void *release_later(void *arg) {
-  (void)arg;
-  usleep(300000);
-  uint64_t n;
-  release(201, "L2", 0, &n);
+/* Releases op's row once a waiting acquire is open on the server (more calls
+ * active than `base`; polled, not guessed with a sleep), and no sooner than
+ * 300 ms after `t0`, so that a waiter wrongly granted the held row at once
+ * has returned before the release. Records when the release was sent. */
+typedef struct releaser {
+  uint64_t op;
+  const char *row;
+  uint64_t base;
+  int64_t t0, sent_at;
+  uint64_t released;
+  int rc;
+} releaser;
+
+static void *release_when_waited(void *arg) {
+  releaser *rl = arg;
+  t_wait_calls_at_least(rl->base + 1);
+  while (t_now_ms() - rl->t0 < 300) usleep(10000);
+  rl->sent_at = t_now_ms();
+  rl->rc = release(rl->op, rl->row, 0, &rl->released);
   return NULL;
 }
 
@@ -82,15 +96,26 @@ void test_locks_waiting_acquire_granted_after_release(void **state) {
   assert_int_equal(acquire(201, "L2", TEMPORAL, 30000, 0, NULL, &r), 0);
   assert_true(r->acquired);
   rpc_free(r);
+  releaser rl = {.op = 201, .row = "L2", .base = t_wait_calls_at_most(1)};
+  rl.t0 = t_now_ms();
   pthread_t t;
-  pthread_create(&t, NULL, release_later, NULL);
-  int64_t t0 = t_now_ms();
-  assert_int_equal(acquire(202, "L2", TEMPORAL, 30000, 5000, NULL, &r), 0);
-  int64_t took = t_now_ms() - t0;
+  pthread_create(&t, NULL, release_when_waited, &rl);
+  /* A minute of wait_ms, so that only the release can explain a grant well
+   * before that; the thread is joined before any assertion. */
+  rpc_callopts co = {.timeout_ms = 120000};
+  int rc = acquire(202, "L2", TEMPORAL, 30000, 60000, &co, &r);
+  int64_t done_at = t_now_ms();
   pthread_join(t, NULL);
-  assert_true(r->acquired);
-  assert_true(took >= 200 && took < 4000);
+  assert_int_equal(rc, 0);
+  int acquired = r->acquired;
   rpc_free(r);
+  assert_true(acquired);
+  assert_int_equal(rl.rc, 0);
+  assert_int_equal(rl.released, 1); /* 201 still held the row until then */
+  assert_true(done_at >= rl.sent_at); /* granted after the release, not before */
+  /* Woken by the release, not by the end of its minute of wait_ms: the margin
+   * is for slow machines, the broken case takes 60 s. */
+  assert_true(done_at - rl.sent_at < 30000);
   uint64_t n;
   assert_int_equal(release(202, NULL, 0, &n), 0);
 }
@@ -100,12 +125,13 @@ void test_locks_wait_bounded_by_deadline(void **state) {
   Strata__V1__AcquireResponse *r;
   assert_int_equal(acquire(301, "L3", TEMPORAL, 30000, 0, NULL, &r), 0);
   rpc_free(r);
+  uint64_t base = t_wait_calls_at_most(1);
   rpc_callopts co = {.timeout_ms = 400};
   int64_t t0 = t_now_ms();
   int rc = acquire(302, "L3", TEMPORAL, 30000, 60000, &co, &r);
   int64_t took = t_now_ms() - t0;
   /* Either the server answered "not acquired" just before the deadline, or the
-   * deadline won the race; never a minute-long wait. */
+   * deadline won the race; either way after waiting, not at once. */
   if (rc == 0) {
     assert_false(r->acquired);
     assert_int_equal(r->conflicts[0]->op_id, 301);
@@ -113,17 +139,13 @@ void test_locks_wait_bounded_by_deadline(void **state) {
   } else {
     assert_int_equal(rc, STRATA_EDEADLINE);
   }
-  assert_true(took < 2000);
+  assert_true(took >= 300);
+  /* Never a minute-long wait: the server ended the waiting call at the
+   * deadline too (a server that waited out wait_ms would keep it active for
+   * 60 s), whatever the client saw. Measured by outcome, not by the clock. */
+  assert_true(t_wait_calls_at_most(base) <= base);
   uint64_t n;
   assert_int_equal(release(301, NULL, 0, &n), 0);
-}
-
-static void *release_511_later(void *arg) {
-  (void)arg;
-  usleep(300000);
-  uint64_t n;
-  release(511, "L5", 0, &n);
-  return NULL;
 }
 
 /* wait_ms = UINT64_MAX means "wait forever": the wait deadline saturates instead
@@ -135,21 +157,27 @@ void test_locks_wait_forever_saturates(void **state) {
   assert_true(r->acquired);
   rpc_free(r);
   /* No client deadline: granted when the holder releases, not refused at once. */
+  releaser rl = {.op = 511, .row = "L5", .base = t_wait_calls_at_most(1)};
+  rl.t0 = t_now_ms();
   pthread_t th;
-  pthread_create(&th, NULL, release_511_later, NULL);
+  pthread_create(&th, NULL, release_when_waited, &rl);
   rpc_callopts forever = {.timeout_ms = -1};
-  int64_t t0 = t_now_ms();
-  assert_int_equal(acquire(512, "L5", TEMPORAL, 30000, UINT64_MAX, &forever, &r), 0);
-  int64_t took = t_now_ms() - t0;
+  int rc = acquire(512, "L5", TEMPORAL, 30000, UINT64_MAX, &forever, &r);
+  int64_t done_at = t_now_ms();
   pthread_join(th, NULL);
-  assert_true(r->acquired);
-  assert_true(took >= 250);
+  assert_int_equal(rc, 0);
+  int acquired = r->acquired;
   rpc_free(r);
+  assert_true(acquired);
+  assert_int_equal(rl.rc, 0);
+  assert_int_equal(rl.released, 1);
+  assert_true(done_at >= rl.sent_at);
   /* A short client deadline bounds the endless wait: it lasts until the deadline. */
+  uint64_t base = t_wait_calls_at_most(1);
   rpc_callopts co = {.timeout_ms = 400};
-  t0 = t_now_ms();
-  int rc = acquire(513, "L5", TEMPORAL, 30000, UINT64_MAX, &co, &r);
-  took = t_now_ms() - t0;
+  int64_t t0 = t_now_ms();
+  rc = acquire(513, "L5", TEMPORAL, 30000, UINT64_MAX, &co, &r);
+  int64_t took = t_now_ms() - t0;
   if (rc == 0) {
     assert_false(r->acquired);
     assert_int_equal(r->conflicts[0]->op_id, 512);
@@ -157,7 +185,9 @@ void test_locks_wait_forever_saturates(void **state) {
   } else {
     assert_int_equal(rc, STRATA_EDEADLINE);
   }
-  assert_true(took >= 300 && took < 2000);
+  assert_true(took >= 300);
+  /* ... and on the server too: the endless wait did not outlive the deadline. */
+  assert_true(t_wait_calls_at_most(base) <= base);
   uint64_t n;
   assert_int_equal(release(512, NULL, 0, &n), 0);
 }

@@ -16,6 +16,15 @@ ProtobufCBinaryData t_bytes(const char *s);
 void t_expect_err(int rc, int want, const char *substr);
 /* The server's latest generation, from Admin.Stats. */
 int srv_latest(uint64_t *gen);
+/* Admin.Stats' calls_active (the Stats call itself counted); UINT64_MAX if
+ * Stats failed. */
+uint64_t t_calls_active(void);
+/* Poll calls_active until it is <= n (>= n), for 30 s at most; return the
+ * last value read, which the caller asserts on. t_wait_calls_at_most(1) is
+ * the settled count before a test opens calls of its own: 1 (the Stats call)
+ * once the calls earlier tests ended are gone on the server too. */
+uint64_t t_wait_calls_at_most(uint64_t n);
+uint64_t t_wait_calls_at_least(uint64_t n);
 
 #define T_DECL(name) void name(void **state);
 
