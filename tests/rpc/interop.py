@@ -10,6 +10,7 @@ Usage: interop.py [STRATA_SERVER_BIN [PROTO_DIR [WORK_DIR]]]   (exit 0 = pass)
 The arguments default to $STRATA_SERVER_BIN, rpc/proto and $STRATA_WORK_DIR (or a
 temporary directory), so tests/run-tier.sh can run it without arguments.
 """
+import atexit
 import importlib.util
 import os
 import re
@@ -40,6 +41,9 @@ health_pb2 = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(health_pb2)
 
 failures = []
+# Deadline of each call: generous, since CI machines are slow and loaded; no
+# check here is about timing, so a longer deadline never hides a failure.
+TIMEOUT = 30
 
 
 def check(cond, what):
@@ -53,15 +57,28 @@ def check(cond, what):
 data_dir = tempfile.mkdtemp(prefix="strata-interop-")
 log = open(data_dir + ".log", "w+")
 proc = subprocess.Popen([server_bin, "--listen", "127.0.0.1:0", "--data-dir", data_dir], stderr=log)
+
+
+@atexit.register
+def kill_server():
+    """Whatever ends this script (a failed check, an exception), no server is left running."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
 port = None
-for _ in range(500):
+start = time.monotonic()
+while port is None and proc.poll() is None and time.monotonic() - start < 60:
     log.seek(0)
     m = re.search(r"event=ready .*port=(\d+)", log.read())
     if m:
         port = int(m.group(1))
-        break
-    time.sleep(0.01)
+    else:
+        time.sleep(0.01)
 if port is None:
+    log.seek(0)
+    print(log.read())
     print("server did not start")
     sys.exit(1)
 
@@ -78,7 +95,7 @@ def stream(path, req_cls, resp_cls):
                            response_deserializer=resp_cls.FromString)
 
 
-def code_of(fn, req, timeout=5):
+def code_of(fn, req, timeout=TIMEOUT):
     try:
         fn(req, timeout=timeout)
         return grpc.StatusCode.OK, ""
@@ -86,7 +103,7 @@ def code_of(fn, req, timeout=5):
         return e.code(), e.details()
 
 
-def stream_code(fn, req, timeout=5):
+def stream_code(fn, req, timeout=TIMEOUT):
     try:
         return grpc.StatusCode.OK, list(fn(req, timeout=timeout))
     except grpc.RpcError as e:
@@ -95,32 +112,32 @@ def stream_code(fn, req, timeout=5):
 
 # Health
 hc = unary("/grpc.health.v1.Health/Check", health_pb2.HealthCheckRequest, health_pb2.HealthCheckResponse)
-r = hc(health_pb2.HealthCheckRequest(), timeout=5)
+r = hc(health_pb2.HealthCheckRequest(), timeout=TIMEOUT)
 check(r.status == health_pb2.HealthCheckResponse.SERVING, "Health.Check SERVING")
 check(code_of(hc, health_pb2.HealthCheckRequest(service="nope"))[0] == grpc.StatusCode.NOT_FOUND,
       "Health.Check unknown service NOT_FOUND")
 
 # Admin
-st = unary("/strata.v1.Admin/Stats", admin_pb2.StatsRequest, admin_pb2.StatsResponse)(admin_pb2.StatsRequest(), timeout=5)
+st = unary("/strata.v1.Admin/Stats", admin_pb2.StatsRequest, admin_pb2.StatsResponse)(admin_pb2.StatsRequest(), timeout=TIMEOUT)
 check(st.data_dir == data_dir and st.max_message_bytes == 64 << 20, "Admin.Stats data_dir and limit")
 
 # Locks
 acq = unary("/strata.v1.Locks/Acquire", locks_pb2.AcquireRequest, locks_pb2.AcquireResponse)
 T = locks_pb2.LOCK_KIND_TEMPORAL
-a = acq(locks_pb2.AcquireRequest(op_id=7, rows=[b"\x01\x02", b"py"], kind=T, ttl_ms=30000), timeout=5)
+a = acq(locks_pb2.AcquireRequest(op_id=7, rows=[b"\x01\x02", b"py"], kind=T, ttl_ms=30000), timeout=TIMEOUT)
 check(a.acquired and a.fencing_token > 0, "Locks.Acquire granted with a fencing token")
-b = acq(locks_pb2.AcquireRequest(op_id=8, rows=[b"py"], kind=T, ttl_ms=30000), timeout=5)
+b = acq(locks_pb2.AcquireRequest(op_id=8, rows=[b"py"], kind=T, ttl_ms=30000), timeout=TIMEOUT)
 check(not b.acquired and b.conflicts[0].op_id == 7, "Locks.Acquire refusal names holder op 7")
 check(code_of(acq, locks_pb2.AcquireRequest(op_id=8, rows=[b"py"], kind=T, ttl_ms=0))
       == (grpc.StatusCode.INVALID_ARGUMENT, "ttl_ms: must be > 0 for a temporal lock"),
       "Locks.Acquire TTL 0 INVALID_ARGUMENT naming ttl_ms")
 ren = unary("/strata.v1.Locks/Renew", locks_pb2.RenewRequest, locks_pb2.RenewResponse)
-check(ren(locks_pb2.RenewRequest(op_id=7, rows=[b"py"], ttl_ms=60000), timeout=5).expires_at_ns > 0,
+check(ren(locks_pb2.RenewRequest(op_id=7, rows=[b"py"], ttl_ms=60000), timeout=TIMEOUT).expires_at_ns > 0,
       "Locks.Renew by holder")
 code, msg = code_of(ren, locks_pb2.RenewRequest(op_id=8, rows=[b"py"], ttl_ms=1000))
 check(code == grpc.StatusCode.FAILED_PRECONDITION and "op 7" in msg, "Locks.Renew by other op FAILED_PRECONDITION")
 chk = unary("/strata.v1.Locks/Check", locks_pb2.CheckRequest, locks_pb2.CheckResponse)
-c = chk(locks_pb2.CheckRequest(op_id=7, rows=[b"py", b"zz"]), timeout=5)
+c = chk(locks_pb2.CheckRequest(op_id=7, rows=[b"py", b"zz"]), timeout=TIMEOUT)
 check(not c.all_held and list(c.missing) == [b"zz"], "Locks.Check lists missing rows")
 code, msgs = stream_code(stream("/strata.v1.Locks/List", locks_pb2.ListLocksRequest, locks_pb2.ListLocksResponse),
                          locks_pb2.ListLocksRequest(op_id=7))
@@ -130,24 +147,24 @@ code, _ = stream_code(stream("/strata.v1.Locks/List", locks_pb2.ListLocksRequest
                       locks_pb2.ListLocksRequest(kind=9))
 check(code == grpc.StatusCode.INVALID_ARGUMENT, "Locks.List unknown kind INVALID_ARGUMENT")
 rel = unary("/strata.v1.Locks/Release", locks_pb2.ReleaseRequest, locks_pb2.ReleaseResponse)
-check(rel(locks_pb2.ReleaseRequest(op_id=0, rows=[b"py"], privileged=True), timeout=5).released == 1,
+check(rel(locks_pb2.ReleaseRequest(op_id=0, rows=[b"py"], privileged=True), timeout=TIMEOUT).released == 1,
       "Locks.Release privileged frees op 7's row")
-check(rel(locks_pb2.ReleaseRequest(op_id=7, all=True), timeout=5).released == 1, "Locks.Release all")
+check(rel(locks_pb2.ReleaseRequest(op_id=7, all=True), timeout=TIMEOUT).released == 1, "Locks.Release all")
 
 # Ops
 alloc = unary("/strata.v1.Ops/AllocateIds", ops_pb2.AllocateIdsRequest, ops_pb2.AllocateIdsResponse)
-x = alloc(ops_pb2.AllocateIdsRequest(counter="py", count=5), timeout=5)
-y = alloc(ops_pb2.AllocateIdsRequest(counter="py", count=5), timeout=5)
+x = alloc(ops_pb2.AllocateIdsRequest(counter="py", count=5), timeout=TIMEOUT)
+y = alloc(ops_pb2.AllocateIdsRequest(counter="py", count=5), timeout=TIMEOUT)
 check(x.first == 1 and y.first == 6, "Ops.AllocateIds hands out consecutive ranges")
 check(code_of(alloc, ops_pb2.AllocateIdsRequest(counter="py", count=0))[0] == grpc.StatusCode.INVALID_ARGUMENT,
       "Ops.AllocateIds count 0 INVALID_ARGUMENT")
 oget = unary("/strata.v1.Ops/Get", ops_pb2.GetOpRequest, ops_pb2.GetOpResponse)
 setst = unary("/strata.v1.Ops/SetStatus", ops_pb2.SetStatusRequest, ops_pb2.SetStatusResponse)
 create = unary("/strata.v1.Ops/Create", ops_pb2.CreateOpRequest, ops_pb2.CreateOpResponse)
-op = create(ops_pb2.CreateOpRequest(user="py", kind="split", payload=b"p"), timeout=5).op
+op = create(ops_pb2.CreateOpRequest(user="py", kind="split", payload=b"p"), timeout=TIMEOUT).op
 check(op.op_id > 0 and op.status == ops_pb2.OP_STATUS_CREATED, "Ops.Create")
-check(oget(ops_pb2.GetOpRequest(op_id=op.op_id), timeout=5).op.user == "py", "Ops.Get")
-s2 = setst(ops_pb2.SetStatusRequest(op_id=op.op_id, status=ops_pb2.OP_STATUS_SUCCESS), timeout=5).op
+check(oget(ops_pb2.GetOpRequest(op_id=op.op_id), timeout=TIMEOUT).op.user == "py", "Ops.Get")
+s2 = setst(ops_pb2.SetStatusRequest(op_id=op.op_id, status=ops_pb2.OP_STATUS_SUCCESS), timeout=TIMEOUT).op
 check(s2.status == ops_pb2.OP_STATUS_SUCCESS, "Ops.SetStatus")
 olist = stream("/strata.v1.Ops/List", ops_pb2.ListOpsRequest, ops_pb2.ListOpsResponse)
 code, msgs = stream_code(olist, ops_pb2.ListOpsRequest(status=ops_pb2.OP_STATUS_SUCCESS, newest_first=True, limit=1))
@@ -159,9 +176,9 @@ check(code_of(oget, ops_pb2.GetOpRequest(op_id=999999))[0] == grpc.StatusCode.NO
 check(code_of(setst, ops_pb2.SetStatusRequest(op_id=1, status=77))[0] == grpc.StatusCode.INVALID_ARGUMENT,
       "Ops.SetStatus unknown status INVALID_ARGUMENT")
 # An op holding an indefinite lock is stuck; min_age_ms of an hour excludes it while young.
-stuck = create(ops_pb2.CreateOpRequest(user="py", kind="stuck"), timeout=5).op
+stuck = create(ops_pb2.CreateOpRequest(user="py", kind="stuck"), timeout=TIMEOUT).op
 check(acq(locks_pb2.AcquireRequest(op_id=stuck.op_id, rows=[b"py/stuck"], kind=locks_pb2.LOCK_KIND_INDEFINITE),
-          timeout=5).acquired, "Locks.Acquire indefinite for a stuck op")
+          timeout=TIMEOUT).acquired, "Locks.Acquire indefinite for a stuck op")
 lstuck = stream("/strata.v1.Ops/ListStuck", ops_pb2.ListStuckRequest, ops_pb2.ListStuckResponse)
 code, msgs = stream_code(lstuck, ops_pb2.ListStuckRequest(min_age_ms=0))
 listed = [o for m in msgs for o in m.ops if o.op_id == stuck.op_id] if code == grpc.StatusCode.OK else []
@@ -169,7 +186,7 @@ check(len(listed) == 1 and list(listed[0].scope) == [b"py/stuck"], "Ops.ListStuc
 code, msgs = stream_code(lstuck, ops_pb2.ListStuckRequest(min_age_ms=3600000))
 check(code == grpc.StatusCode.OK and all(o.op_id != stuck.op_id for m in msgs for o in m.ops),
       "Ops.ListStuck min_age_ms excludes a fresh op")
-check(rel(locks_pb2.ReleaseRequest(op_id=stuck.op_id, all=True), timeout=5).released == 1,
+check(rel(locks_pb2.ReleaseRequest(op_id=stuck.op_id, all=True), timeout=TIMEOUT).released == 1,
       "Locks.Release the stuck op's row")
 
 # Kv
@@ -177,41 +194,44 @@ get = unary("/strata.v1.Kv/Get", kv_pb2.GetRequest, kv_pb2.GetResponse)
 commit = unary("/strata.v1.Kv/Commit", kv_pb2.CommitRequest, kv_pb2.CommitResponse)
 bget = unary("/strata.v1.Kv/BatchGet", kv_pb2.BatchGetRequest, kv_pb2.BatchGetResponse)
 check(code_of(get, kv_pb2.GetRequest())[0] == grpc.StatusCode.INVALID_ARGUMENT, "Kv.Get empty key INVALID_ARGUMENT")
-c1 = commit(kv_pb2.CommitRequest(puts=[kv_pb2.Put(key=b"k", value=b"v1")]), timeout=5)
+c1 = commit(kv_pb2.CommitRequest(puts=[kv_pb2.Put(key=b"k", value=b"v1")]), timeout=TIMEOUT)
 check(c1.version.generation >= 1, "Kv.Commit returns a generation")
-g = get(kv_pb2.GetRequest(key=b"k"), timeout=5)
+g = get(kv_pb2.GetRequest(key=b"k"), timeout=TIMEOUT)
 check(g.found and g.value == b"v1", "Kv.Get reads the commit")
 code, msg = code_of(commit, kv_pb2.CommitRequest(
     puts=[kv_pb2.Put(key=b"k", value=b"v2")],
     conditions=[kv_pb2.Condition(key=b"k", kind=kv_pb2.Condition.KIND_ABSENT)]))
 check(code == grpc.StatusCode.FAILED_PRECONDITION and "conditions[0]" in msg, "Kv.Commit condition FAILED_PRECONDITION")
-bg = bget(kv_pb2.BatchGetRequest(keys=[b"k", b"nope"]), timeout=5)
+bg = bget(kv_pb2.BatchGetRequest(keys=[b"k", b"nope"]), timeout=TIMEOUT)
 check([e.found for e in bg.entries] == [True, False], "Kv.BatchGet")
 code, msgs = stream_code(stream("/strata.v1.Kv/List", kv_pb2.ListRequest, kv_pb2.ListResponse), kv_pb2.ListRequest())
 check(code == grpc.StatusCode.OK and [e.key for m in msgs for e in m.entries] == [b"k"], "Kv.List (stream)")
 code, msgs = stream_code(stream("/strata.v1.Kv/Versions", kv_pb2.VersionsRequest, kv_pb2.VersionsResponse),
                          kv_pb2.VersionsRequest())
 check(code == grpc.StatusCode.OK and len([v for m in msgs for v in m.versions]) >= 1, "Kv.Versions (stream)")
-w = stream("/strata.v1.Kv/Watch", kv_pb2.WatchRequest, kv_pb2.WatchResponse)(kv_pb2.WatchRequest(from_generation=0), timeout=5)
+w = stream("/strata.v1.Kv/Watch", kv_pb2.WatchRequest, kv_pb2.WatchResponse)(kv_pb2.WatchRequest(from_generation=0), timeout=TIMEOUT)
 first = next(w)
 check(first.version.generation == 1 and first.changes[0].key == b"k", "Kv.Watch (stream) replays generation 1")
 w.cancel()
 
 # Unknown method, oversize message
-code, _ = code_of(ch.unary_unary("/strata.v1.Kv/Nope"), b"", timeout=5)
+code, _ = code_of(ch.unary_unary("/strata.v1.Kv/Nope"), b"", timeout=TIMEOUT)
 check(code == grpc.StatusCode.UNIMPLEMENTED, "unknown method UNIMPLEMENTED")
 big = grpc.insecure_channel("127.0.0.1:%d" % port, options=[("grpc.max_send_message_length", 80 << 20)])
 code, _ = code_of(big.unary_unary("/strata.v1.Kv/Get", request_serializer=kv_pb2.GetRequest.SerializeToString),
-                  kv_pb2.GetRequest(key=b"x" * ((64 << 20) + 10)), timeout=20)
+                  kv_pb2.GetRequest(key=b"x" * ((64 << 20) + 10)), timeout=60)
 check(code == grpc.StatusCode.RESOURCE_EXHAUSTED, "message above --max-message-bytes RESOURCE_EXHAUSTED")
-check(hc(health_pb2.HealthCheckRequest(), timeout=5).status == health_pb2.HealthCheckResponse.SERVING,
+check(hc(health_pb2.HealthCheckRequest(), timeout=TIMEOUT).status == health_pb2.HealthCheckResponse.SERVING,
       "server carries on after the oversize message")
 
 ch.close()
 big.close()
 proc.send_signal(signal.SIGTERM)
-rc = proc.wait(timeout=30)
-check(rc == 0, "strata-server exits 0 on SIGTERM")
+try:
+    rc = proc.wait(timeout=120)
+except subprocess.TimeoutExpired:
+    rc = "still running 120 s after SIGTERM"
+check(rc == 0, "strata-server exits 0 on SIGTERM (%s)" % rc)
 shutil.rmtree(data_dir, ignore_errors=True)
 print("%d failures" % len(failures))
 sys.exit(1 if failures else 0)
