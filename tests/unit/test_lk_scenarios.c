@@ -1,9 +1,10 @@
 /*
  * Scripted lock scenarios in the style of PostgreSQL's isolation specs:
  * sessions (one thread and one op each) run steps in the order written, and
- * each step states its expected outcome. A step expected to BLOCK must still
- * be running after a pause; a later AWAIT step checks how it finished. Time
- * is a hand-moved clock, so expiries and deadlines are exact.
+ * each step states its expected outcome. A step expected to BLOCK must be
+ * seen waiting in the lock manager, and still be running after a pause; a
+ * later AWAIT step checks how it finished. Time is a hand-moved clock, so
+ * expiries and deadlines are exact.
  */
 #include <inttypes.h>
 #include <pthread.h>
@@ -196,6 +197,7 @@ typedef struct session {
   lk_result res;
   int held;
   size_t released;
+  atomic_int clock_reads; /* of the lock manager's clock, by this session's current job */
 } session;
 
 struct runner {
@@ -206,11 +208,23 @@ struct runner {
   uint64_t max_token;
 };
 
+/* The session whose thread is running (NULL in the runner's thread). */
+static _Thread_local session *self_session;
+
+/* The hand-moved clock, counting each session's readings: lk_acquire reads
+ * the clock twice before it decides to wait, then once at the top of every
+ * round of its wait loop, after it has queued. A third reading during a
+ * blocked acquire therefore says "queued", which a fixed pause cannot. */
+static int64_t scn_clock(void *ctx) {
+  if (self_session) atomic_fetch_add(&self_session->clock_reads, 1);
+  return lkt_clock(ctx);
+}
+
 static void open_lk(runner *rn) {
   lk_options o;
   lk_options_init(&o);
   o.path = rn->dir;
-  o.clock = lkt_clock;
+  o.clock = scn_clock;
   o.partitions = 4;
   o.wait_poll_ns = 5 * LKT_MS;
   assert_int_equal(lk_open(&o, &rn->lk), 0);
@@ -242,6 +256,7 @@ static void run_job(session *s, const step *st) {
                         .kind = st->kind == 'I' ? LK_INDEFINITE : LK_TEMPORAL,
                         .ttl_ns = st->ms * LKT_MS, .respect_indefinite = !st->no_respect,
                         .wait_deadline = st->wait_ms ? lk_now(rn->lk) + st->wait_ms * LKT_MS : 0};
+    atomic_store(&s->clock_reads, 0);
     s->rc = lk_acquire(rn->lk, &q, &s->res);
     break;
   }
@@ -258,6 +273,7 @@ static void run_job(session *s, const step *st) {
 
 static void *session_main(void *arg) {
   session *s = arg;
+  self_session = s;
   pthread_mutex_lock(&s->mu);
   for (;;) {
     while (!s->quit && (!s->job || s->done)) pthread_cond_wait(&s->cv, &s->mu);
@@ -285,6 +301,15 @@ static int wait_done(session *s, int ms) {
   int d = s->done;
   pthread_mutex_unlock(&s->mu);
   return d;
+}
+
+/* Waits up to ms of real time for session s's blocked acquire to have queued
+ * (see scn_clock) or finished. */
+static void wait_queued(session *s, int ms) {
+  for (int i = 0; i < ms && atomic_load(&s->clock_reads) < 3 && !wait_done(s, 0); i++) {
+    struct timespec pause = {0, 1000000L};
+    nanosleep(&pause, NULL);
+  }
 }
 
 /* Records the first failure of the scenario; returns 1 so callers stop. */
@@ -384,7 +409,7 @@ static void run_scenario(const scenario *sc) {
       break;
     case AWAIT:
       if (!pending[st->s]) FAIL("%s: session %d has no blocked step", where, st->s);
-      if (!wait_done(s, 5000)) FAIL("%s: session %d still blocked", where, st->s);
+      if (!wait_done(s, 30000)) FAIL("%s: session %d still blocked", where, st->s);
       if (verify(&rn, s, pending[st->s], st, where)) goto done;
       pending[st->s] = NULL;
       break;
@@ -392,10 +417,15 @@ static void run_scenario(const scenario *sc) {
       if (pending[st->s]) FAIL("%s: session %d is busy", where, st->s);
       post(s, st);
       if (st->e == BLOCKS) {
+        /* Queued before the next step runs (a later waiter, a clock move), however
+         * slow the machine: a thread that had not even started could otherwise
+         * queue behind a later session, or take its deadline from a later clock. */
+        wait_queued(s, 10000);
         if (wait_done(s, 150)) FAIL("%s: expected to block, finished with status %d", where, (int)s->res.status);
+        if (atomic_load(&s->clock_reads) < 3) FAIL("%s: not waiting in the lock manager after 10 s", where);
         pending[st->s] = st;
       } else {
-        if (!wait_done(s, 5000)) FAIL("%s: blocked, expected to finish", where);
+        if (!wait_done(s, 30000)) FAIL("%s: blocked, expected to finish", where);
         if (verify(&rn, s, st, st, where)) goto done;
       }
     }
@@ -407,7 +437,7 @@ done:
   if (rn.err[0]) lk_shutdown(rn.lk);
   for (int i = 0; i < NSESS; i++) {
     session *s = &rn.s[i];
-    if (pending[i]) wait_done(s, 5000); /* woken by lk_shutdown on failure */
+    if (pending[i]) wait_done(s, 30000); /* woken by lk_shutdown on failure */
     pthread_mutex_lock(&s->mu);
     s->quit = 1;
     pthread_cond_broadcast(&s->cv);
@@ -425,7 +455,7 @@ done:
 static void test_scenario(void **state) { run_scenario(*state); }
 
 int main(void) {
-  alarm(120); /* a scenario that hangs fails the binary instead of CI */
+  alarm(600); /* a scenario that hangs fails the binary instead of CI */
   enum { N = sizeof scenarios / sizeof scenarios[0] };
   struct CMUnitTest tests[N];
   for (size_t i = 0; i < N; i++) {
