@@ -591,10 +591,18 @@ static void join_within(lk_manager *lk, pthread_t th, int ms) {
 #define WAITER_OP 1000
 #define PROBE_OP 1001
 
+static int64_t real_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* A fresh op holds "a" indefinitely (returned); a thread *th then waits for
  * "a" as w->op. Returns once the waiter is in the row's queue, which a
  * no-wait temporal probe that ignores indefinite holders sees as a
- * queued = 1 conflict naming the waiter; fails after 5 s of real time. */
+ * queued = 1 conflict naming the waiter; fails after 30 s of real time (a
+ * loaded machine may be slow to run the thread). Never fails with the
+ * waiter still running: it is woken with lk_shutdown and joined first. */
 static uint64_t hold_a_and_queue_a_waiter(fx *f, waiter_arg *w, pthread_t *th) {
   lk_result r;
   uint64_t holder = new_op(f);
@@ -603,23 +611,34 @@ static uint64_t hold_a_and_queue_a_waiter(fx *f, waiter_arg *w, pthread_t *th) {
   *w = (waiter_arg){.lk = f->lk, .op = WAITER_OP};
   pthread_create(th, NULL, wait_for_a, w);
   lk_row a = lkt_row("a");
-  for (int ms = 0; ms < 5000; ms++) {
+  const char *why = "the waiter did not queue on \"a\" within 30 s";
+  for (int64_t t0 = real_ms(); real_ms() - t0 < 30000;) {
     int queued = 0;
     /* A probe granted before the waiter queued blocks it too; its long ttl
      * keeps the waiter from waking at the probe's expiry instead of a kick. */
-    lk_status st = acq(f, PROBE_OP, (const char *[]){"a"}, 1, LK_TEMPORAL, 3600 * LKT_S, 0, &r);
+    lk_row row = a;
+    lk_acquire_req q = {.op = PROBE_OP, .rows = &row, .nrows = 1, .kind = LK_TEMPORAL,
+                        .ttl_ns = 3600 * LKT_S};
+    if (lk_acquire(f->lk, &q, &r)) {
+      why = "the probe's lk_acquire failed";
+      break;
+    }
+    lk_status st = r.status;
     for (size_t i = 0; st == LK_CONFLICT && i < r.nconflicts; i++)
       queued |= r.conflicts[i].queued && r.conflicts[i].holder_op == WAITER_OP;
     lk_result_free(&r);
-    if (st == LK_GRANTED) /* the waiter is not queued yet: give the row back */
-      assert_int_equal(lk_release(f->lk, PROBE_OP, &a, 1, 0, NULL), 0);
+    /* The waiter is not queued yet: give the row back. */
+    if (st == LK_GRANTED && lk_release(f->lk, PROBE_OP, &a, 1, 0, NULL)) {
+      why = "the probe's lk_release failed";
+      break;
+    }
     if (queued) return holder;
     struct timespec pause = {0, 1000000L};
     nanosleep(&pause, NULL);
   }
   lk_shutdown(f->lk);
   pthread_join(*th, NULL);
-  fail_msg("the waiter did not queue on \"a\" within 5 s");
+  fail_msg("%s", why);
   return 0;
 }
 
@@ -638,9 +657,11 @@ static void test_release_wakes_a_waiter_without_polling(void **state) {
   uint64_t holder = hold_a_and_queue_a_waiter(f, &w, &th);
   lk_row a = lkt_row("a");
   size_t n;
-  assert_int_equal(lk_release(f->lk, holder, &a, 1, 0, &n), 0);
+  int rc = lk_release(f->lk, holder, &a, 1, 0, &n);
+  /* 30 s for a loaded machine; without the kick the waiter sleeps an hour. */
+  join_within(f->lk, th, 30000);
+  assert_int_equal(rc, 0);
   assert_int_equal(n, 1);
-  join_within(f->lk, th, 5000);
   assert_int_equal(w.rc, 0);
   assert_int_equal(w.status, LK_GRANTED);
   assert_int_equal(held(f, WAITER_OP, "a"), 1);
@@ -652,7 +673,7 @@ static void test_shutdown_wakes_waiters_with_an_error(void **state) {
   pthread_t th;
   uint64_t holder = hold_a_and_queue_a_waiter(f, &w, &th);
   lk_shutdown(f->lk);
-  join_within(f->lk, th, 5000);
+  join_within(f->lk, th, 30000);
   assert_int_equal(w.rc, STRATA_ESHUTDOWN);
   assert_int_equal(held(f, holder, "a"), 1); /* the holder is untouched */
   assert_int_equal(held(f, WAITER_OP, "a"), 0);
