@@ -318,6 +318,55 @@ fail:
   return rc;
 }
 
+/* Copies a slice's bytes to *cursor and advances it. */
+static ocdbt_slice clone_slice(ocdbt_slice s, uint8_t **cursor) {
+  ocdbt_slice d = {*cursor, s.n};
+  if (s.n) memcpy(*cursor, s.p, s.n);
+  *cursor += s.n;
+  return d;
+}
+
+int ocdbt_btnode_clone(const ocdbt_btnode *src, ocdbt_btnode *dst) {
+  memset(dst, 0, sizeof *dst);
+  size_t esz = src->height ? sizeof *src->children : sizeof *src->leaves;
+  size_t bytes = src->n * esz + src->dft.n * sizeof *src->dft.files;
+  for (size_t i = 0; i < src->n; i++)
+    bytes += src->height ? src->children[i].key.n : src->leaves[i].key.n + src->leaves[i].value.n;
+  for (size_t i = 0; i < src->dft.n; i++)
+    bytes += src->dft.files[i].base_path.n + src->dft.files[i].relative_path.n;
+  ocdbt__arena *a = ocdbt__arena_new();
+  uint8_t *mem = a ? ocdbt__arena_alloc_raw(a, bytes ? bytes : 1) : NULL;
+  if (!mem) {
+    ocdbt__arena_free(a);
+    return STRATA_ENOMEM;
+  }
+  /* Arrays first (the arena is 16-byte aligned, entry sizes are multiples of 8). */
+  dst->height = src->height;
+  dst->n = src->n;
+  dst->dft.n = src->dft.n;
+  dst->dft.files = (ocdbt_file *)mem;
+  mem += src->dft.n * sizeof *src->dft.files;
+  if (src->height) dst->children = (ocdbt_interior_entry *)mem;
+  else dst->leaves = (ocdbt_leaf_entry *)mem;
+  mem += src->n * esz;
+  for (size_t i = 0; i < src->dft.n; i++) {
+    dst->dft.files[i].base_path = clone_slice(src->dft.files[i].base_path, &mem);
+    dst->dft.files[i].relative_path = clone_slice(src->dft.files[i].relative_path, &mem);
+  }
+  for (size_t i = 0; i < src->n; i++) {
+    if (src->height) {
+      dst->children[i] = src->children[i];
+      dst->children[i].key = clone_slice(src->children[i].key, &mem);
+    } else {
+      dst->leaves[i] = src->leaves[i];
+      dst->leaves[i].key = clone_slice(src->leaves[i].key, &mem);
+      dst->leaves[i].value = clone_slice(src->leaves[i].value, &mem);
+    }
+  }
+  dst->arena_ = a;
+  return 0;
+}
+
 void ocdbt_btnode_free(ocdbt_btnode *node) {
   if (!node) return;
   ocdbt__arena_free(node->arena_);

@@ -228,6 +228,7 @@ static int write_node(actx *a, const pnode *p, int root, wentry *out) {
   ocdbt_file *files = malloc(p->n * sizeof *files);
   void *ents = p->height ? (void *)calloc(p->n, sizeof(ocdbt_interior_entry))
                          : (void *)calloc(p->n, sizeof(ocdbt_leaf_entry));
+  uint32_t *sorted_ids = NULL;
   int rc = 0;
   if (!slot || !ids || !files || !ents) {
     rc = strata_err(STRATA_ENOMEM, "commit: encoding node");
@@ -297,6 +298,11 @@ static int write_node(actx *a, const pnode *p, int root, wentry *out) {
     if (p->height) node.children[i].ref.file = remap[node.children[i].ref.file];
     else if (node.leaves[i].kind == OCDBT_VALUE_INDIRECT) node.leaves[i].ref.file = remap[node.leaves[i].ref.file];
   }
+  /* ids[] by the table's new order, for the write-through cache (ids are unique,
+   * so the sort removed nothing). */
+  sorted_ids = malloc((nf ? nf : 1) * sizeof *sorted_ids);
+  if (sorted_ids)
+    for (size_t j = 0; j < nf; j++) sorted_ids[remap[j]] = ids[j];
   if (remap != remap_stack) free(remap);
   a->enc.len = 0;
   if ((rc = ocdbt_btnode_encode(&a->db->cfg, &node, &a->enc))) {
@@ -305,6 +311,9 @@ static int write_node(actx *a, const pnode *p, int root, wentry *out) {
   }
   uint64_t off;
   if ((rc = wr__append(a->w, a->enc.p, a->enc.len, &off))) goto out;
+  /* Best effort: without it the node is read back from the file when needed. */
+  if (sorted_ids)
+    nc__put_btnode(a->db, (st_ref){a->w->file_id, off, a->enc.len}, &node, sorted_ids);
   st.num_tree_bytes += a->enc.len;
   memset(out, 0, sizeof *out);
   out->key = first->key;
@@ -314,6 +323,7 @@ static int write_node(actx *a, const pnode *p, int root, wentry *out) {
   out->stats = st;
   out->size = INTERIOR_SIZE(first->klen);
 out:
+  free(sorted_ids);
   free(slot);
   free(ids);
   free(files);

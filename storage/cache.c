@@ -368,6 +368,41 @@ int nc__get(st_db *db, st_ref ref, int kind, cnode **out) {
   return 0;
 }
 
+int nc__put_btnode(st_db *db, st_ref ref, const ocdbt_btnode *node, const uint32_t *files) {
+  cnode *n = calloc(1, sizeof *n);
+  if (!n) return strata_err(STRATA_ENOMEM, "node cache");
+  n->ref = ref;
+  n->kind = CN_BTREE;
+  n->files = malloc((node->dft.n ? node->dft.n : 1) * sizeof *n->files);
+  if (!n->files || ocdbt_btnode_clone(node, &n->u.bt)) {
+    free(n->files);
+    free(n);
+    return strata_err(STRATA_ENOMEM, "node cache");
+  }
+  if (node->dft.n) memcpy(n->files, files, node->dft.n * sizeof *files);
+  n->charge = decoded_bytes(n);
+  nc_cache *c = &db->cache;
+  pthread_mutex_lock(&c->mu);
+  for (cnode *o = c->buckets[bucket_of(c, ref)]; o; o = o->hnext) {
+    if (o->ref.file == ref.file && o->ref.offset == ref.offset) { /* cannot happen: a new file */
+      pthread_mutex_unlock(&c->mu);
+      cn_free(n);
+      return 0;
+    }
+  }
+  if (c->count + 1 > c->nbuckets) grow(c);
+  n->refs = 1; /* the cache's own */
+  size_t b = bucket_of(c, ref);
+  n->hnext = c->buckets[b];
+  c->buckets[b] = n;
+  lru_front(c, n);
+  c->bytes += n->charge;
+  c->count++;
+  evict(c);
+  pthread_mutex_unlock(&c->mu);
+  return 0;
+}
+
 void nc__release(st_db *db, cnode *n) {
   if (!n) return;
   nc_cache *c = &db->cache;

@@ -173,6 +173,12 @@ int nc__init(nc_cache *c, size_t cap);
 void nc__destroy(nc_cache *c);
 int nc__get(st_db *db, st_ref ref, int kind, cnode **out);
 void nc__release(st_db *db, cnode *n);
+/* Write-through: caches a copy of a B+tree node the committer just encoded at
+ * ref (files[i] is the file id of the node's table entry i), so the next
+ * commit and readers of the new generation find it without reading it back.
+ * A node of a commit that then fails stays until evicted: its file id is never
+ * reused (every data file name is new), so nothing can look it up. */
+int nc__put_btnode(st_db *db, st_ref ref, const ocdbt_btnode *node, const uint32_t *files);
 
 /* btree.c: reads */
 typedef struct st_entry {

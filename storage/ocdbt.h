@@ -202,6 +202,9 @@ void ocdbt_manifest_free(ocdbt_manifest *m);
 int ocdbt_btnode_encode(const ocdbt_config *cfg, const ocdbt_btnode *node, strata_buf *out);
 int ocdbt_btnode_decode(const uint8_t *p, size_t n, size_t transitive_len, ocdbt_btnode *out);
 void ocdbt_btnode_free(ocdbt_btnode *node);
+/* A deep copy of a node (as decoded or as about to be encoded) that owns its
+ * bytes, freed with ocdbt_btnode_free. Returns 0 or STRATA_ENOMEM. */
+int ocdbt_btnode_clone(const ocdbt_btnode *src, ocdbt_btnode *dst);
 
 int ocdbt_vtnode_encode(const ocdbt_config *cfg, const ocdbt_vtnode *node, strata_buf *out);
 int ocdbt_vtnode_decode(const uint8_t *p, size_t n, size_t transitive_len, ocdbt_vtnode *out);

@@ -56,6 +56,59 @@ static int get_str(st_snap *s, const char *k, char *out, size_t cap) {
   return rc;
 }
 
+/* Write-through: the nodes a commit writes are cached as it writes them, so
+ * reading the new generation needs no read of what was just written; and the
+ * cached copies equal what is in the files (the same answers after a reopen). */
+static void test_committed_nodes_are_cached_as_written(void **state) {
+  bs_store *base;
+  st_db *db = open_mem(&base, 4096); /* several leaves and an interior level */
+  st_txn *t;
+  st_result r;
+  char k[16], v[150];
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  for (int i = 0; i < 2000; i++) {
+    snprintf(k, sizeof k, "k%05d", i);
+    memset(v, 'a' + i % 26, sizeof v); /* out of line (above 100 bytes) */
+    assert_int_equal(st_txn_put(t, k, strlen(k), v, (size_t)(i % 2 ? 150 : 20)), 0);
+  }
+  assert_int_equal(st_txn_commit(t, &r), 0);
+  st_result_free(&r);
+  put1(db, "k01234", "new");
+  st_stats before, after;
+  st_get_stats(db, &before);
+  st_snap *s;
+  assert_int_equal(st_snap_latest(db, &s), 0);
+  char buf[256];
+  assert_int_equal(get_str(s, "k01234", buf, sizeof buf), 0);
+  assert_string_equal(buf, "new");
+  st_get_stats(db, &after);
+  assert_int_equal(after.cache_misses, before.cache_misses); /* root to leaf: all cached */
+  assert_true(after.cache_hits >= before.cache_hits + 2);   /* at least root and leaf */
+  /* The same answers from the files alone. */
+  st_snap_release(s);
+  st_close(db);
+  st_options o;
+  memset(&o, 0, sizeof o);
+  o.base = base;
+  assert_int_equal(st_open("mem", &o, &db), 0);
+  assert_int_equal(st_snap_latest(db, &s), 0);
+  for (int i = 0; i < 2000; i++) {
+    snprintf(k, sizeof k, "k%05d", i);
+    assert_int_equal(get_str(s, k, buf, sizeof buf), 0);
+    if (i == 1234) {
+      assert_string_equal(buf, "new");
+      continue;
+    }
+    assert_int_equal(strlen(buf), i % 2 ? 150 : 20);
+    for (size_t j = 0; j < strlen(buf); j++) assert_int_equal(buf[j], 'a' + i % 26);
+  }
+  st_get_stats(db, &after);
+  assert_true(after.cache_misses > 0); /* these came from the files */
+  st_snap_release(s);
+  st_close(db);
+  bs_destroy(base);
+}
+
 static void test_put_get_and_generations(void **state) {
   bs_store *base;
   st_db *db = open_mem(&base, 0);
@@ -915,6 +968,7 @@ static void test_read_only(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_put_get_and_generations),
+    cmocka_unit_test(test_committed_nodes_are_cached_as_written),
     cmocka_unit_test(test_split_and_merge),
     cmocka_unit_test(test_merge_split_out_of_memory),
     cmocka_unit_test(test_list_pagination_and_prefix),
