@@ -96,6 +96,7 @@ struct rpc_server {
   int draining;
   int shutdown_seen;
   uint64_t active;
+  atomic_uint_fast64_t sending; /* status batches started whose T_STATUS has not come back */
   rpc_call streams; /* list head of live streams */
 
   atomic_uint_fast64_t calls_total, calls_failed;
@@ -232,16 +233,18 @@ static void call_end(rpc_call *c, int rc, const char *msg, grpc_byte_buffer *bod
     ops[n].data.send_status_from_server.trailing_metadata = &trailer;
   }
   n++;
+  rpc_server *s = c->srv;
   call_ref(c); /* pitfall 3: the reference before the batch */
+  atomic_fetch_add(&s->sending, 1);
   grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_status, NULL);
   pthread_mutex_unlock(&c->mu);
   grpc_slice_unref(details); /* pitfall 5: core took its own reference */
   if (e != GRPC_CALL_OK) {
     slog(c->srv, 0, "event=start_batch_failed op=status error=%d", (int)e);
+    atomic_fetch_sub(&s->sending, 1);
     call_unref(c);
   }
 
-  rpc_server *s = c->srv;
   if (rc != 0) atomic_fetch_add(&s->calls_failed, 1);
   if (s->log && (rc ? 2 : 3) <= s->log_level) {
     char q[600];
@@ -558,7 +561,14 @@ static void *poller_main(void *arg) {
     case T_REQUEST: on_request(t->call, ev.success); break;
     case T_CLOSE: on_close(t->call); break;
     case T_SEND: on_send(t->call, ev.success); break;
-    case T_STATUS: call_unref(t->call); break;
+    case T_STATUS:
+      if (atomic_fetch_sub(&s->sending, 1) == 1) {
+        pthread_mutex_lock(&s->mu);
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+      }
+      call_unref(t->call);
+      break;
     case T_SHUTDOWN:
       pthread_mutex_lock(&s->mu);
       s->shutdown_seen = 1;
@@ -696,6 +706,23 @@ static int wait_idle(rpc_server *s, int64_t deadline_ns) {
   return idle;
 }
 
+/* Waits until every status batch started has completed (sent, or failed on a
+ * dead connection), or until `deadline_ns` (monotonic). */
+static void wait_sent(rpc_server *s, int64_t deadline_ns) {
+  pthread_mutex_lock(&s->mu);
+  while (atomic_load(&s->sending) > 0) {
+    int64_t left = deadline_ns - now_ns(CLOCK_MONOTONIC);
+    if (left <= 0) break;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += left < 50000000 ? left : 50000000; /* a missed broadcast costs one step */
+    ts.tv_sec += ts.tv_nsec / 1000000000;
+    ts.tv_nsec %= 1000000000;
+    pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+  }
+  pthread_mutex_unlock(&s->mu);
+}
+
 void rpc_server_stop(rpc_server *s, int grace_ms) {
   /* 1. Stop re-requesting calls; a call matched from now on is dropped. */
   pthread_mutex_lock(&s->mu);
@@ -712,8 +739,12 @@ void rpc_server_stop(rpc_server *s, int grace_ms) {
    * Cancel even when every handler finished in time: a call whose stream reached
    * the server after the GOAWAY is never matched to a request and would otherwise
    * hold the shutdown tag until the client's deadline. */
-  if (!wait_idle(s, now_ns(CLOCK_MONOTONIC) + (int64_t)grace_ms * 1000000))
-    slog(s, 1, "event=rpc_cancel_all reason=grace_expired");
+  int64_t deadline = now_ns(CLOCK_MONOTONIC) + (int64_t)grace_ms * 1000000;
+  if (!wait_idle(s, deadline)) slog(s, 1, "event=rpc_cancel_all reason=grace_expired");
+  /* Statuses already queued (the streams' UNAVAILABLE with the shutdown code,
+   * replies just handed over) go out before the cancel, which would replace
+   * any still unsent with a bare UNAVAILABLE. */
+  wait_sent(s, deadline);
   grpc_server_cancel_all_calls(s->server);
   wake_streams(s);
   wait_idle(s, 0);
