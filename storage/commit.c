@@ -513,36 +513,56 @@ static uint64_t now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* One fsync, possibly on a helper thread; the error message is carried
- * back because strata_errmsg() is per thread. */
-typedef struct syncjob {
-  bs_store *s;
-  bs_file *f;      /* NULL: the data directory */
-  int rc;
-  char msg[400];
-  pthread_t th;
-  int threaded;
-} syncjob;
-
-static void *sync_main(void *p) {
-  syncjob *j = p;
-  j->rc = j->f ? bs_fsync(j->f) : bs_sync_dir(j->s, ST_DATA_DIR);
-  if (j->rc) snprintf(j->msg, sizeof j->msg, "%s", strata_errmsg());
+/* The fsync helper thread (db->syncer): one job at a time, posted by the
+ * committer. The error message travels back with the code (strata_errmsg()
+ * is per thread). */
+static void *syncer_main(void *arg) {
+  st_db *db = arg;
+  pthread_mutex_lock(&db->smu);
+  for (;;) {
+    while (db->s_state != 1 && db->s_state != 3) pthread_cond_wait(&db->scv, &db->smu);
+    if (db->s_state == 3) break;
+    bs_file *f = db->s_file;
+    pthread_mutex_unlock(&db->smu);
+    int rc = bs_fsync(f);
+    char msg[sizeof db->s_msg] = "";
+    if (rc) snprintf(msg, sizeof msg, "%s", strata_errmsg());
+    pthread_mutex_lock(&db->smu);
+    db->s_rc = rc;
+    memcpy(db->s_msg, msg, sizeof msg);
+    db->s_state = 2;
+    pthread_cond_broadcast(&db->scv);
+  }
+  pthread_mutex_unlock(&db->smu);
   return NULL;
 }
 
-/* fsyncs the data file, the data directory (when the file is new) and the
- * temp manifest at once. */
+/* fsyncs the data file (on the helper), the data directory (when the file is
+ * new) and the temp manifest (here) at once; the first failure is returned. */
 static int sync_all(st_db *db, bs_file *data, int dir, bs_file *man) {
-  syncjob j[3] = {{db->base, data, 0, "", 0, 0}, {db->base, NULL, 0, "", 0, 0}, {db->base, man, 0, "", 0, 0}};
-  for (int i = 0; i < 2; i++)
-    j[i].threaded = (i == 0 || dir) && pthread_create(&j[i].th, NULL, sync_main, &j[i]) == 0;
+  int rc[3] = {0, 0, 0};
+  char msg[3][400] = {"", "", ""};
+  if (db->has_syncer) {
+    pthread_mutex_lock(&db->smu);
+    db->s_file = data;
+    db->s_state = 1;
+    pthread_cond_broadcast(&db->scv);
+    pthread_mutex_unlock(&db->smu);
+  } else if ((rc[0] = bs_fsync(data))) {
+    snprintf(msg[0], sizeof msg[0], "%s", strata_errmsg());
+  }
+  if (dir && (rc[1] = bs_sync_dir(db->base, ST_DATA_DIR))) snprintf(msg[1], sizeof msg[1], "%s", strata_errmsg());
+  if ((rc[2] = bs_fsync(man))) snprintf(msg[2], sizeof msg[2], "%s", strata_errmsg());
+  if (db->has_syncer) {
+    pthread_mutex_lock(&db->smu);
+    while (db->s_state != 2) pthread_cond_wait(&db->scv, &db->smu);
+    rc[0] = db->s_rc;
+    snprintf(msg[0], sizeof msg[0], "%s", db->s_msg);
+    db->s_state = 0;
+    pthread_mutex_unlock(&db->smu);
+  }
   for (int i = 0; i < 3; i++)
-    if (i == 2 || (!j[i].threaded && (i == 0 || dir))) sync_main(&j[i]);
-  for (int i = 0; i < 2; i++)
-    if (j[i].threaded) pthread_join(j[i].th, NULL);
-  for (int i = 0; i < 3; i++)
-    if (j[i].rc) return strata_err(j[i].rc, "%s", j[i].msg);
+    if (rc[i]) return strata_err(rc[i], "%s", msg[i]);
   return 0;
 }
 
@@ -906,9 +926,24 @@ static void *committer(void *arg) {
   return NULL;
 }
 
+static void syncer_stop(st_db *db) {
+  if (!db->has_syncer) return;
+  pthread_mutex_lock(&db->smu);
+  db->s_state = 3; /* the committer has stopped: no job is posted */
+  pthread_cond_broadcast(&db->scv);
+  pthread_mutex_unlock(&db->smu);
+  pthread_join(db->syncer, NULL);
+  db->has_syncer = 0;
+}
+
 int cm__start(st_db *db) {
-  if (pthread_create(&db->committer, NULL, committer, db))
+  /* Started first, so the committer sees it. Without the helper the committer
+   * does both fsyncs itself, one after the other. */
+  db->has_syncer = pthread_create(&db->syncer, NULL, syncer_main, db) == 0;
+  if (pthread_create(&db->committer, NULL, committer, db)) {
+    syncer_stop(db);
     return strata_err(STRATA_EINTERNAL, "cannot start the committer thread");
+  }
   db->has_committer = 1;
   if (db->prepare) {
     if (pthread_create(&db->preparer, NULL, preparer, db) == 0) {
@@ -934,4 +969,5 @@ void cm__stop(st_db *db) {
   db->has_committer = 0;
   if (db->has_preparer) pthread_join(db->preparer, NULL);
   db->has_preparer = 0;
+  syncer_stop(db);
 }

@@ -243,6 +243,8 @@ static void db_free(st_db *db) {
   pthread_mutex_destroy(&db->mu);
   pthread_cond_destroy(&db->cv);
   pthread_cond_destroy(&db->prep_cv);
+  pthread_mutex_destroy(&db->smu);
+  pthread_cond_destroy(&db->scv);
   bs_destroy(db->own_base);
   free(db->path);
   free(db);
@@ -260,6 +262,8 @@ int st_open(const char *path, const st_options *opt, st_db **out) {
   pthread_mutex_init(&db->mu, NULL);
   pthread_cond_init(&db->cv, NULL);
   pthread_cond_init(&db->prep_cv, NULL);
+  pthread_mutex_init(&db->smu, NULL);
+  pthread_cond_init(&db->scv, NULL);
   ft__init(&db->ft);
   db->read_only = opt->read_only;
   ocdbt_manifest cm;

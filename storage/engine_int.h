@@ -146,6 +146,17 @@ struct st_db {
   } prep;
   uint64_t prep_hits;
   uint64_t mf_obsolete, mf_removed;  /* numbered manifests <= obsolete may go; <= removed are gone */
+
+  /* The fsync helper: fsyncs the data file while the committer fsyncs the
+   * temp manifest (a thread kept for the database's life, not one per commit). */
+  pthread_t syncer;
+  int has_syncer;
+  pthread_mutex_t smu;
+  pthread_cond_t scv;
+  int s_state;            /* 0 idle, 1 job posted, 2 job done; 3 stop */
+  bs_file *s_file;        /* the job: fsync this file */
+  int s_rc;
+  char s_msg[400];
 };
 
 struct st_snap {
