@@ -87,6 +87,17 @@ static int pn_push(pnode *p, const wentry *e) {
   return 0;
 }
 
+/* Makes room for `more` entries at once (a node's entries arrive in bulk). */
+static int pn_reserve(pnode *p, size_t more) {
+  if (p->n + more <= p->cap) return 0;
+  size_t cap = p->n + more;
+  wentry *ne = realloc(p->e, cap * sizeof *ne);
+  if (!ne) return strata_err(STRATA_ENOMEM, "commit: node entries");
+  p->e = ne;
+  p->cap = cap;
+  return 0;
+}
+
 static int pl_push(plist *l, const pnode *p) {
   if (l->n == l->cap) {
     size_t cap = l->cap ? l->cap * 2 : 8;
@@ -135,6 +146,7 @@ static int materialize(actx *a, st_ref ref, uint8_t height, const uint8_t *prefi
     return strata_err(STRATA_ECORRUPT, "%s offset %llu: btree node height %u, expected %u",
                       ft__path(a->db, ref.file, NULL), (unsigned long long)ref.offset, b->height, height);
   out->height = height;
+  if ((rc = pn_reserve(out, b->n))) return rc;
   for (size_t i = 0; i < b->n; i++) {
     wentry e;
     memset(&e, 0, sizeof e);
@@ -175,6 +187,11 @@ static int split_into(actx *a, pnode *src, plist *out) {
   if (k == 0) k = 1;
   size_t by_count = src->n / OCDBT_MAX_NODE_ENTRIES + 1;
   if (k < by_count) k = by_count;
+  if (k == 1) { /* the common case: the node fits, its entries move as they are */
+    int rc = pl_push(out, src);
+    if (!rc) memset(src, 0, sizeof *src);
+    return rc;
+  }
   pnode cur = {src->height, 0, NULL, 0, 0, 0};
   size_t cum = 0, part = 0;
   int rc = 0;
@@ -336,6 +353,7 @@ static int merge_leaf(const pnode *node, const st_mut *m, size_t nm, pnode *out)
   size_t i = 0, j = 0;
   int rc = 0;
   out->height = 0;
+  if ((rc = pn_reserve(out, node->n + nm))) return rc;
   while (i < node->n || j < nm) {
     int c;
     if (i == node->n) c = 1;

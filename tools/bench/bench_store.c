@@ -4,8 +4,8 @@
  * Prints one line per figure: BENCH <name> <value> <unit> [vs <anchor> <ratio>].
  * Data lives under $STRATA_BENCH_DIR (default /tmp) and is deleted at the end.
  * STRATA_BENCH_SCALE (default 1.0) scales the sizes for a quick run;
- * STRATA_BENCH_NODE_BYTES / STRATA_BENCH_MAX_INLINE override max_decoded_node_bytes /
- * max_inline_value_bytes. STRATA_BENCH_ONLY=commit|get|oldgen|writeamp|bulk runs one.
+ * STRATA_BENCH_NODE_BYTES / STRATA_BENCH_MAX_INLINE / STRATA_BENCH_ZSTD (a level or
+ * "none") override max_decoded_node_bytes / max_inline_value_bytes / compression. STRATA_BENCH_ONLY=commit|commit1|commit16|get|oldgen|writeamp|bulk runs one.
  */
 #include <pthread.h>
 #include <rocksdb/c.h>
@@ -60,6 +60,9 @@ static st_db *sopen(const char *name, size_t cache) {
   o.cache_bytes = cache;
   const char *nb = getenv("STRATA_BENCH_NODE_BYTES"); /* to compare node sizes */
   if (nb) o.config.max_decoded_node_bytes = (uint32_t)atoi(nb);
+  const char *zc = getenv("STRATA_BENCH_ZSTD"); /* "none" or a zstd level */
+  if (zc && strcmp(zc, "none") == 0) o.config.compression = ST_COMPRESSION_NONE;
+  else if (zc) o.config.zstd_level = atoi(zc);
   const char *mi = getenv("STRATA_BENCH_MAX_INLINE");
   if (mi) o.config.max_inline_value_bytes = (uint32_t)atoi(mi);
   st_db *db;
@@ -362,10 +365,8 @@ int main(void) {
   if (mkdir(root, 0755)) die("mkdir", root);
   const char *only = getenv("STRATA_BENCH_ONLY");
 #define RUN(name) (!only || strcmp(only, name) == 0)
-  if (RUN("commit")) {
-    bench_commit(1, (int)(2000 * scale));
-    bench_commit(16, (int)(500 * scale));
-  }
+  if (RUN("commit") || RUN("commit1")) bench_commit(1, (int)(2000 * scale));
+  if (RUN("commit") || RUN("commit16")) bench_commit(16, (int)(500 * scale));
   if (RUN("get")) bench_get((uint64_t)(1000000 * scale));
   if (RUN("oldgen")) bench_old_generation((int)(10000 * scale));
   if (RUN("writeamp")) bench_write_amp((int)(200 * scale));
