@@ -58,6 +58,15 @@ struct bs_file {
 int bs_file_open(const char *root, bs_store **out);
 /* An in-memory store; everything is lost at bs_destroy. */
 int bs_mem_create(bs_store **out);
+/* Power-cut model of the memory store (tests): after n more operations
+ * (create, append, fsync, rename, directory fsync, remove) every operation
+ * fails with STRATA_EIO; n = 0 cuts at once, n < 0 never. bs_mem_power_on
+ * then keeps only what was durable: each file's bytes up to its last fsync,
+ * each directory's entries as of its last directory fsync. */
+void bs_mem_cut_power_after(bs_store *s, long n);
+int bs_mem_power_on(bs_store *s);
+/* Operations counted so far (to know how many crash points a run has). */
+long bs_mem_ops(bs_store *s);
 
 /* Fault injection: wraps inner (not owned; must outlive the wrapper). */
 enum bs_fault_site { BS_FAULT_WRITE = 0, BS_FAULT_FSYNC = 1, BS_FAULT_RENAME = 2, BS_FAULT_NSITES };

@@ -1,6 +1,15 @@
 /*
  * The in-memory base store, for tests: a flat list of named byte arrays under
- * one mutex. Directories are implicit ("d/x" lives in "d"); fsync is a no-op.
+ * one mutex. Directories are implicit ("d/x" lives in "d").
+ *
+ * It also models what a power cut keeps, the strict way a local filesystem
+ * without a journal may behave: a file's bytes are durable up to its last
+ * fsync, and a directory's entries (creates, renames, removes) as they were at
+ * its last directory fsync, nothing else. bs_mem_cut_power_after(s, n) lets n
+ * more operations complete and then fails every later one with STRATA_EIO
+ * (the machine is off); bs_mem_power_on(s) then rebuilds the store from what
+ * was durable, as a reboot would find it.
+ *
  * Shared helpers over any base store (bs_read_all, bs_put_atomic) live here too.
  */
 #include <pthread.h>
@@ -15,15 +24,47 @@ typedef struct mnode {
   char *path;
   uint8_t *p;
   size_t len, cap;
-  int refs;      /* open handles + 1 while linked in the store */
+  size_t synced;  /* bytes durable (fsynced) */
+  int refs;       /* open handles + 1 while linked in the store + 1 per durable entry */
   struct mnode *next;
 } mnode;
+
+/* A directory entry as of its directory's last fsync. */
+typedef struct dent {
+  char *path;
+  mnode *node;
+  struct dent *next;
+} dent;
 
 typedef struct mstore {
   bs_store base;
   pthread_mutex_t mu;
   mnode *head;
+  dent *durable;
+  long ops_left;  /* operations until the power goes off; < 0: never */
+  long ops_done;  /* operations counted so far */
+  int off;
 } mstore;
+
+/* Counts one operation against the power budget; STRATA_EIO once it is off.
+ * Called with s->mu held. */
+static int m_power(mstore *s, const char *what) {
+  if (s->off) return strata_err(STRATA_EIO, "mem:%s: the power is off", what);
+  if (s->ops_left > 0 && --s->ops_left == 0) s->off = 1; /* this one completes */
+  s->ops_done++;
+  return 0;
+}
+
+/* The directory part of a path ("" for the top). */
+static size_t dir_len(const char *path) {
+  const char *sl = strrchr(path, '/');
+  return sl ? (size_t)(sl - path) : 0;
+}
+
+static int in_dir(const char *path, const char *dir) {
+  size_t n = strlen(dir);
+  return dir_len(path) == n && !strncmp(path, dir, n);
+}
 
 typedef struct mfile {
   bs_file base;
@@ -58,7 +99,9 @@ static int m_open_read(bs_store *bs, const char *path, bs_file **out) {
   mstore *s = (mstore *)bs;
   pthread_mutex_lock(&s->mu);
   mnode *n = *m_find(s, path);
-  int rc = n ? m_handle(s, n, out) : strata_err(STRATA_ENOTFOUND, "mem:%s: no such file", path);
+  int rc = s->off ? strata_err(STRATA_EIO, "mem:%s: the power is off", path)
+           : n    ? m_handle(s, n, out)
+                  : strata_err(STRATA_ENOTFOUND, "mem:%s: no such file", path);
   pthread_mutex_unlock(&s->mu);
   return rc;
 }
@@ -67,6 +110,7 @@ static int m_create(bs_store *bs, const char *path, bs_file **out) {
   mstore *s = (mstore *)bs;
   int rc = 0;
   pthread_mutex_lock(&s->mu);
+  if ((rc = m_power(s, path))) goto out;
   if (*m_find(s, path)) {
     rc = strata_err(STRATA_EEXISTS, "mem:%s: file exists", path);
     goto out;
@@ -91,7 +135,9 @@ static int m_pread(bs_file *bf, uint64_t off, void *dst, size_t n) {
   mnode *nd = ((mfile *)bf)->node;
   int rc = 0;
   pthread_mutex_lock(&s->mu);
-  if (off > nd->len || n > nd->len - off)
+  if (s->off)
+    rc = strata_err(STRATA_EIO, "mem:%s: the power is off", nd->path);
+  else if (off > nd->len || n > nd->len - off)
     rc = strata_err(STRATA_ERANGE, "mem:%s: file ends before offset %llu + %zu", nd->path,
                     (unsigned long long)off, n);
   else if (n)
@@ -113,6 +159,7 @@ static int m_append(bs_file *bf, const void *p, size_t n) {
   mnode *nd = ((mfile *)bf)->node;
   int rc = 0;
   pthread_mutex_lock(&s->mu);
+  if ((rc = m_power(s, nd->path))) goto out;
   if (nd->cap - nd->len < n) {
     size_t cap = nd->cap ? nd->cap : 4096;
     while (cap - nd->len < n) cap *= 2;
@@ -131,7 +178,15 @@ out:
   return rc;
 }
 
-static int m_fsync(bs_file *bf) { return 0; }
+static int m_fsync(bs_file *bf) {
+  mstore *s = (mstore *)bf->store;
+  mnode *nd = ((mfile *)bf)->node;
+  pthread_mutex_lock(&s->mu);
+  int rc = m_power(s, nd->path);
+  if (!rc) nd->synced = nd->len;
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
 
 static void m_close(bs_file *bf) {
   mstore *s = (mstore *)bf->store;
@@ -145,6 +200,7 @@ static int m_rename(bs_store *bs, const char *from, const char *to) {
   mstore *s = (mstore *)bs;
   int rc = 0;
   pthread_mutex_lock(&s->mu);
+  if ((rc = m_power(s, from))) goto out;
   mnode **pf = m_find(s, from);
   if (!*pf) {
     rc = strata_err(STRATA_ENOTFOUND, "mem:%s: cannot rename, no such file", from);
@@ -172,13 +228,48 @@ out:
   return rc;
 }
 
-static int m_sync_dir(bs_store *bs, const char *dir) { return 0; }
+static int m_sync_dir(bs_store *bs, const char *dir) {
+  mstore *s = (mstore *)bs;
+  const char *d = dir ? dir : "";
+  pthread_mutex_lock(&s->mu);
+  int rc = m_power(s, d);
+  if (rc) goto out;
+  /* The directory's durable entries become its current ones. */
+  for (dent **pp = &s->durable; *pp;) {
+    dent *e = *pp;
+    if (!in_dir(e->path, d)) {
+      pp = &e->next;
+      continue;
+    }
+    *pp = e->next;
+    m_unref(e->node);
+    free(e->path);
+    free(e);
+  }
+  for (mnode *n = s->head; n; n = n->next) {
+    if (!in_dir(n->path, d)) continue;
+    dent *e = calloc(1, sizeof *e);
+    if (!e || !(e->path = strdup(n->path))) {
+      free(e);
+      rc = strata_err(STRATA_ENOMEM, "mem sync_dir");
+      goto out;
+    }
+    e->node = n;
+    n->refs++;
+    e->next = s->durable;
+    s->durable = e;
+  }
+out:
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
 
 static int m_remove(bs_store *bs, const char *path) {
   mstore *s = (mstore *)bs;
   int rc = 0;
   pthread_mutex_lock(&s->mu);
   mnode **pp = m_find(s, path);
+  if ((rc = m_power(s, path))) goto out;
   if (!*pp) {
     rc = strata_err(STRATA_ENOTFOUND, "mem:%s: cannot remove, no such file", path);
   } else {
@@ -186,6 +277,7 @@ static int m_remove(bs_store *bs, const char *path) {
     *pp = n->next;
     m_unref(n);
   }
+out:
   pthread_mutex_unlock(&s->mu);
   return rc;
 }
@@ -196,6 +288,10 @@ static int m_list(bs_store *bs, const char *dir, char ***names, size_t *count) {
   mstore *s = (mstore *)bs;
   size_t dl = dir ? strlen(dir) : 0, cnt = 0, bytes = 0;
   pthread_mutex_lock(&s->mu);
+  if (s->off) {
+    pthread_mutex_unlock(&s->mu);
+    return strata_err(STRATA_EIO, "mem:%s: the power is off", dir ? dir : "");
+  }
   for (int pass = 0; pass < 2; pass++) {
     char **arr = pass ? malloc((cnt + 1) * sizeof(char *) + bytes) : NULL;
     if (pass && !arr) {
@@ -233,8 +329,19 @@ static int m_list(bs_store *bs, const char *dir, char ***names, size_t *count) {
 
 static int m_lock(bs_store *bs) { return 0; }
 
+static void drop_durable(mstore *s) {
+  while (s->durable) {
+    dent *e = s->durable;
+    s->durable = e->next;
+    m_unref(e->node);
+    free(e->path);
+    free(e);
+  }
+}
+
 static void m_destroy(bs_store *bs) {
   mstore *s = (mstore *)bs;
+  drop_durable(s);
   while (s->head) {
     mnode *n = s->head;
     s->head = n->next;
@@ -253,9 +360,72 @@ int bs_mem_create(bs_store **out) {
   mstore *s = calloc(1, sizeof *s);
   if (!s) return strata_err(STRATA_ENOMEM, "memory store");
   s->base.ops = &mem_ops;
+  s->ops_left = -1;
   pthread_mutex_init(&s->mu, NULL);
   *out = &s->base;
   return 0;
+}
+
+void bs_mem_cut_power_after(bs_store *bs, long n) {
+  mstore *s = (mstore *)bs;
+  pthread_mutex_lock(&s->mu);
+  s->ops_left = n;
+  s->off = n == 0;
+  pthread_mutex_unlock(&s->mu);
+}
+
+long bs_mem_ops(bs_store *bs) {
+  mstore *s = (mstore *)bs;
+  pthread_mutex_lock(&s->mu);
+  long n = s->ops_done;
+  pthread_mutex_unlock(&s->mu);
+  return n;
+}
+
+int bs_mem_power_on(bs_store *bs) {
+  mstore *s = (mstore *)bs;
+  int rc = 0;
+  pthread_mutex_lock(&s->mu);
+  /* Every file keeps what was fsynced; the namespace is the durable one. */
+  while (s->head) {
+    mnode *n = s->head;
+    s->head = n->next;
+    m_unref(n);
+  }
+  for (dent *e = s->durable; e; e = e->next) {
+    mnode *n = calloc(1, sizeof *n);
+    if (!n || !(n->path = strdup(e->path)) || !(n->p = malloc(e->node->synced ? e->node->synced : 1))) {
+      if (n) free(n->path);
+      free(n);
+      rc = strata_err(STRATA_ENOMEM, "mem power on");
+      break;
+    }
+    /* A fresh copy: a file renamed under two durable names is two files now,
+     * which no test relies on, and no handle from before survives. */
+    memcpy(n->p, e->node->p, e->node->synced);
+    n->len = n->cap = n->synced = e->node->synced;
+    n->refs = 1;
+    n->next = s->head;
+    s->head = n;
+  }
+  drop_durable(s);
+  /* What the reboot found is durable as it is. */
+  for (mnode *n = s->head; n && !rc; n = n->next) {
+    dent *e = calloc(1, sizeof *e);
+    if (!e || !(e->path = strdup(n->path))) {
+      free(e);
+      rc = strata_err(STRATA_ENOMEM, "mem power on");
+      break;
+    }
+    e->node = n;
+    n->refs++;
+    e->next = s->durable;
+    s->durable = e;
+  }
+  s->ops_left = -1;
+  s->off = 0;
+  pthread_mutex_unlock(&s->mu);
+  return rc;
 }
 
 /* --- helpers over any store ----------------------------------------------- */

@@ -6,8 +6,8 @@ BENCH_SRCS += tools/bench/bench_store.c
 
 # Tiers of their own (release, and asan where cheap): the long model run on
 # memory and on files plus a 1 GiB value; >= 200 SIGKILLs; every fault site
-# and byte flips. Each tier runs through tests/run-tier.sh like the others.
-STORE_TIER_TESTS := tests/unit/test_store_crash.c tests/unit/test_store_fault.c \
+# and byte flips; a simulated power cut after every operation of a run of commits. Each tier runs through tests/run-tier.sh like the others.
+STORE_TIER_TESTS := tests/unit/test_store_crash.c tests/unit/test_store_powercut.c tests/unit/test_store_fault.c \
 	tests/unit/test_store_corrupt.c tests/unit/test_store_bigvalue.c
 TEST_TIERS += store-model store-crash store-fault
 .PHONY: test-store-model test-store-crash test-store-fault
@@ -21,8 +21,12 @@ test-store-model:
 	  sh tests/run-tier.sh store-model $(TEST_RESULTS) $(STORE_R)/test_store_model $(STORE_R)/test_store_bigvalue
 
 test-store-crash:
-	@$(MAKE) --no-print-directory VARIANT=release $(STORE_R)/test_store_crash
-	@STRATA_CRASH_KILLS=$${STRATA_CRASH_KILLS:-300} sh tests/run-tier.sh store-crash $(TEST_RESULTS) $(STORE_R)/test_store_crash
+	@$(MAKE) --no-print-directory VARIANT=release $(STORE_R)/test_store_crash $(STORE_R)/test_store_powercut
+	@$(MAKE) --no-print-directory VARIANT=asan $(STORE_A)/test_store_powercut
+	@STRATA_CRASH_KILLS=$${STRATA_CRASH_KILLS:-300} ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  sh tests/run-tier.sh store-crash $(TEST_RESULTS) $(STORE_R)/test_store_crash \
+	  $(STORE_R)/test_store_powercut $(STORE_A)/test_store_powercut
 
 test-store-fault:
 	@$(MAKE) --no-print-directory VARIANT=release $(STORE_R)/test_store_fault $(STORE_R)/test_store_corrupt
