@@ -220,10 +220,38 @@ static void test_commits_survive_a_power_cut_at_every_operation(void **state) {
           "unacknowledged commit survived whole\n", total, COMMITS, unacked_seen);
 }
 
+/* Creating a database is cut at every operation too: afterwards, opening with
+ * create either finds the database or makes it, and it takes a commit. */
+static void test_creation_survives_a_power_cut_at_every_operation(void **state) {
+  (void)state;
+  bs_store *base;
+  assert_int_equal(bs_mem_create(&base), 0);
+  st_db *db = open_db(base, 1);
+  assert_non_null(db);
+  long total = bs_mem_ops(base);
+  st_close(db);
+  bs_destroy(base);
+  assert_true(total > 0);
+  for (long cut = 1; cut <= total; cut++) {
+    assert_int_equal(bs_mem_create(&base), 0);
+    bs_mem_cut_power_after(base, cut);
+    db = open_db(base, 1);
+    if (db) st_close(db);
+    assert_int_equal(bs_mem_power_on(base), 0);
+    db = open_db(base, 1);
+    if (!db) fail_msg("creation cut after %ld of %ld operations: reopen failed: %s", cut, total, strata_errmsg());
+    if (commit(db, 1)) fail_msg("creation cut after %ld operations: first commit failed", cut);
+    check_generation(db, 1, cut);
+    st_close(db);
+    bs_destroy(base);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_model_keeps_only_what_was_synced),
       cmocka_unit_test(test_commits_survive_a_power_cut_at_every_operation),
+      cmocka_unit_test(test_creation_survives_a_power_cut_at_every_operation),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
