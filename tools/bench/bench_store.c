@@ -5,8 +5,9 @@
  * Data lives under $STRATA_BENCH_DIR (default /tmp) and is deleted at the end.
  * STRATA_BENCH_SCALE (default 1.0) scales the sizes for a quick run;
  * STRATA_BENCH_NODE_BYTES / STRATA_BENCH_MAX_INLINE / STRATA_BENCH_ZSTD (a level or
- * "none") override max_decoded_node_bytes / max_inline_value_bytes / compression. STRATA_BENCH_ONLY=commit|commit1|commit16|get|oldgen|writeamp|bulk runs one.
+ * "none") override max_decoded_node_bytes / max_inline_value_bytes / compression. STRATA_BENCH_ONLY=commit|fs|commit1|commit16|get|oldgen|writeamp|bulk runs one.
  */
+#include <fcntl.h>
 #include <pthread.h>
 #include <rocksdb/c.h>
 #include <stdint.h>
@@ -88,6 +89,39 @@ static rocksdb_t *ropen(const char *name, size_t cache, rocksdb_options_t **optp
 }
 
 static void key_of(char *k, uint64_t i) { snprintf(k, 24, "key%016llx", (unsigned long long)(i * 0x9e3779b97f4a7c15ull)); }
+
+/* --- the filesystem's own costs -------------------------------------------------------
+ * Every durable commit creates two files and makes two rounds of fsyncs. How
+ * much a file creation costs here depends on the filesystem's state: ext4
+ * without a journal scans past every inode freed in the last minutes on each
+ * creation. Printed first so that the commit figures can be read against it. */
+static void bench_fs(void) {
+  char d[1100], p[1200];
+  snprintf(d, sizeof d, "%s/fs", root);
+  if (mkdir(d, 0755)) die("mkdir", d);
+  enum { N = 200 };
+  double t0 = now();
+  for (int i = 0; i < N; i++) {
+    snprintf(p, sizeof p, "%s/f%d", d, i);
+    int fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0) die("create", p);
+    close(fd);
+  }
+  double create = (now() - t0) / N;
+  char buf[16384];
+  memset(buf, 'x', sizeof buf);
+  t0 = now();
+  for (int i = 0; i < N / 4; i++) {
+    snprintf(p, sizeof p, "%s/f%d", d, i);
+    int fd = open(p, O_WRONLY);
+    if (fd < 0 || write(fd, buf, sizeof buf) != (ssize_t)sizeof buf || fsync(fd)) die("write+fsync", p);
+    close(fd);
+  }
+  double wsync = (now() - t0) / (N / 4);
+  printf("BENCH fs_create_file %.0f us\n", create * 1e6);
+  printf("BENCH fs_write16k_fsync_new_file %.0f us\n", wsync * 1e6);
+  rm_rf(d);
+}
 
 /* --- durable commit throughput ---------------------------------------------------- */
 
@@ -365,6 +399,7 @@ int main(void) {
   if (mkdir(root, 0755)) die("mkdir", root);
   const char *only = getenv("STRATA_BENCH_ONLY");
 #define RUN(name) (!only || strcmp(only, name) == 0)
+  if (RUN("commit") || RUN("fs")) bench_fs();
   if (RUN("commit") || RUN("commit1")) bench_commit(1, (int)(2000 * scale));
   if (RUN("commit") || RUN("commit16")) bench_commit(16, (int)(500 * scale));
   if (RUN("get")) bench_get((uint64_t)(1000000 * scale));
