@@ -157,13 +157,32 @@ static int file_cmp(const ocdbt_file *a, const ocdbt_file *b) {
   return c ? c : ocdbt_slice_cmp(a->relative_path, b->relative_path);
 }
 
+/* Abbreviated keys (as PostgreSQL's sorts use them): the first 8 bytes of the
+ * base path and the first 16 of the relative path, big-endian and zero padded,
+ * decide most comparisons with integer compares; only ties fall back to the
+ * full comparison. Zero padding keeps the order: where two abbreviations
+ * first differ, either both hold real bytes there, or the shorter path ends
+ * there and is a prefix of the other (smaller in both orders). */
 typedef struct {
+  uint64_t kb, kr0, kr1;
   ocdbt_file f;
   uint64_t old;
 } sort_item;
 
+static uint64_t abbrev(ocdbt_slice s, size_t off) {
+  uint64_t v = 0;
+  for (size_t i = off; i < off + 8; i++) v = v << 8 | (i < s.n ? s.p[i] : 0);
+  return v;
+}
+
 static int item_cmp(const void *x, const void *y) {
   const sort_item *a = x, *b = y;
+  if (a->kb != b->kb) return a->kb < b->kb ? -1 : 1;
+  if (a->f.base_path.n <= 8 && a->f.base_path.n == b->f.base_path.n) {
+    /* the base paths are equal: the relative paths decide */
+    if (a->kr0 != b->kr0) return a->kr0 < b->kr0 ? -1 : 1;
+    if (a->kr1 != b->kr1) return a->kr1 < b->kr1 ? -1 : 1;
+  }
   int c = file_cmp(&a->f, &b->f);
   return c ? c : (a->old > b->old) - (a->old < b->old);
 }
@@ -172,7 +191,10 @@ int ocdbt_dft_sort(ocdbt_dft *dft, uint64_t *remap) {
   if (dft->n == 0) return 0;
   sort_item *items = malloc(dft->n * sizeof *items);
   if (!items) return strata_err(STRATA_ENOMEM, "cannot sort a table of %zu files", dft->n);
-  for (size_t i = 0; i < dft->n; i++) items[i] = (sort_item){dft->files[i], i};
+  for (size_t i = 0; i < dft->n; i++) {
+    const ocdbt_file *f = &dft->files[i];
+    items[i] = (sort_item){abbrev(f->base_path, 0), abbrev(f->relative_path, 0), abbrev(f->relative_path, 8), *f, i};
+  }
   qsort(items, dft->n, sizeof *items, item_cmp);
   size_t out = 0;
   for (size_t i = 0; i < dft->n; i++) {

@@ -158,6 +158,51 @@ static void test_dft_sort_dedups_and_remaps(void **state) {
   assert_int_equal(remap[3], 1);
 }
 
+/* The sort's order equals plain (base_path, relative_path) byte order on paths
+ * built to trip its shortcuts: NUL bytes, prefixes of each other, lengths
+ * around 8 and 16, shared starts; and it removes exactly the duplicates. */
+static int plain_cmp(const void *x, const void *y) {
+  const ocdbt_file *a = x, *b = y;
+  int c = ocdbt_slice_cmp(a->base_path, b->base_path);
+  return c ? c : ocdbt_slice_cmp(a->relative_path, b->relative_path);
+}
+
+static void test_dft_sort_matches_byte_order(void **state) {
+  enum { N = 600 };
+  static uint8_t bytes[N][2][24];
+  ocdbt_file f[N], ref[N];
+  uint64_t remap[N];
+  uint64_t x = 0x9e3779b97f4a7c15ull;
+  static const uint8_t alphabet[] = {0, 1, 'a', 'b', 0xff};
+  for (int round = 0; round < 20; round++) {
+    for (int i = 0; i < N; i++) {
+      for (int part = 0; part < 2; part++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        size_t n = (size_t)(x % (part ? 21 : 11)); /* base 0..10, relative 0..20 bytes */
+        for (size_t j = 0; j < n; j++) {
+          x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+          bytes[i][part][j] = alphabet[x % sizeof alphabet];
+        }
+        ocdbt_slice sl = {bytes[i][part], n};
+        if (part) f[i].relative_path = sl;
+        else f[i].base_path = sl;
+      }
+    }
+    memcpy(ref, f, sizeof ref);
+    qsort(ref, N, sizeof *ref, plain_cmp);
+    size_t uniq = 0;
+    for (int i = 0; i < N; i++)
+      if (uniq == 0 || plain_cmp(&ref[i], &ref[uniq - 1])) ref[uniq++] = ref[i];
+    ocdbt_file orig[N];
+    memcpy(orig, f, sizeof orig);
+    ocdbt_dft d = {N, f};
+    assert_int_equal(ocdbt_dft_sort(&d, remap), 0);
+    assert_int_equal(d.n, uniq);
+    for (size_t i = 0; i < uniq; i++) assert_int_equal(plain_cmp(&d.files[i], &ref[i]), 0);
+    for (int i = 0; i < N; i++) assert_int_equal(plain_cmp(&d.files[remap[i]], &orig[i]), 0);
+  }
+}
+
 static void roundtrip_vtnode(const ocdbt_vtnode *in, int compression) {
   ocdbt_config cfg = sample_config(compression);
   strata_buf b = STRATA_BUF_INIT;
@@ -349,6 +394,7 @@ int main(void) {
       cmocka_unit_test(test_interior_nodes_roundtrip),
       cmocka_unit_test(test_data_file_tables_roundtrip),
       cmocka_unit_test(test_dft_sort_dedups_and_remaps),
+      cmocka_unit_test(test_dft_sort_matches_byte_order),
       cmocka_unit_test(test_version_tree_nodes_roundtrip),
       cmocka_unit_test(test_manifests_roundtrip),
       cmocka_unit_test(test_encoders_refuse_what_readers_reject),
