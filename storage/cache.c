@@ -319,6 +319,29 @@ out:
   return rc;
 }
 
+/* The node linked at exactly ref with that kind, or NULL. c->mu held. */
+static cnode *find_locked(nc_cache *c, st_ref ref, int kind) {
+  for (cnode *o = c->buckets[bucket_of(c, ref)]; o; o = o->hnext)
+    if (o->ref.file == ref.file && o->ref.offset == ref.offset && o->ref.length == ref.length &&
+        o->kind == kind)
+      return o;
+  return NULL;
+}
+
+/* Links n with `refs` pins (the cache's own included) and evicts down to the
+ * cap. c->mu held. */
+static void link_locked(nc_cache *c, cnode *n, int refs) {
+  if (c->count + 1 > c->nbuckets) grow(c);
+  n->refs = refs;
+  size_t b = bucket_of(c, n->ref);
+  n->hnext = c->buckets[b];
+  c->buckets[b] = n;
+  lru_front(c, n);
+  c->bytes += n->charge;
+  c->count++;
+  evict(c);
+}
+
 int nc__get(st_db *db, st_ref ref, int kind, cnode **out) {
   nc_cache *c = &db->cache;
   pthread_mutex_lock(&c->mu);
@@ -344,25 +367,15 @@ int nc__get(st_db *db, st_ref ref, int kind, cnode **out) {
   if (rc) return rc;
   pthread_mutex_lock(&c->mu);
   /* Another reader may have loaded it meanwhile: keep theirs. */
-  for (cnode *o = c->buckets[bucket_of(c, ref)]; o; o = o->hnext) {
-    if (o->ref.file == ref.file && o->ref.offset == ref.offset && o->ref.length == ref.length &&
-        o->kind == kind) {
-      o->refs++;
-      pthread_mutex_unlock(&c->mu);
-      cn_free(n);
-      *out = o;
-      return 0;
-    }
+  cnode *o = find_locked(c, ref, kind);
+  if (o) {
+    o->refs++;
+    pthread_mutex_unlock(&c->mu);
+    cn_free(n);
+    *out = o;
+    return 0;
   }
-  if (c->count + 1 > c->nbuckets) grow(c);
-  n->refs = 2; /* the cache's and the caller's */
-  size_t b = bucket_of(c, ref);
-  n->hnext = c->buckets[b];
-  c->buckets[b] = n;
-  lru_front(c, n);
-  c->bytes += n->charge;
-  c->count++;
-  evict(c);
+  link_locked(c, n, 2); /* the cache's and the caller's */
   pthread_mutex_unlock(&c->mu);
   *out = n;
   return 0;
@@ -383,22 +396,8 @@ int nc__put_btnode(st_db *db, st_ref ref, const ocdbt_btnode *node, const uint32
   n->charge = decoded_bytes(n);
   nc_cache *c = &db->cache;
   pthread_mutex_lock(&c->mu);
-  for (cnode *o = c->buckets[bucket_of(c, ref)]; o; o = o->hnext) {
-    if (o->ref.file == ref.file && o->ref.offset == ref.offset) { /* cannot happen: a new file */
-      pthread_mutex_unlock(&c->mu);
-      cn_free(n);
-      return 0;
-    }
-  }
-  if (c->count + 1 > c->nbuckets) grow(c);
-  n->refs = 1; /* the cache's own */
-  size_t b = bucket_of(c, ref);
-  n->hnext = c->buckets[b];
-  c->buckets[b] = n;
-  lru_front(c, n);
-  c->bytes += n->charge;
-  c->count++;
-  evict(c);
+  if (find_locked(c, ref, CN_BTREE)) cn_free(n); /* cannot happen: a new file */
+  else link_locked(c, n, 1);                    /* the cache's own pin */
   pthread_mutex_unlock(&c->mu);
   return 0;
 }
