@@ -520,8 +520,8 @@ static void *syncer_main(void *arg) {
   st_db *db = arg;
   pthread_mutex_lock(&db->smu);
   for (;;) {
-    while (db->s_state != 1 && db->s_state != 3) pthread_cond_wait(&db->scv, &db->smu);
-    if (db->s_state == 3) break;
+    while (db->s_state != SYNC_POSTED && db->s_state != SYNC_STOP) pthread_cond_wait(&db->scv, &db->smu);
+    if (db->s_state == SYNC_STOP) break;
     bs_file *f = db->s_file;
     pthread_mutex_unlock(&db->smu);
     int rc = bs_fsync(f);
@@ -530,7 +530,7 @@ static void *syncer_main(void *arg) {
     pthread_mutex_lock(&db->smu);
     db->s_rc = rc;
     memcpy(db->s_msg, msg, sizeof msg);
-    db->s_state = 2;
+    db->s_state = SYNC_DONE;
     pthread_cond_broadcast(&db->scv);
   }
   pthread_mutex_unlock(&db->smu);
@@ -545,7 +545,7 @@ static int sync_all(st_db *db, bs_file *data, int dir, bs_file *man) {
   if (db->has_syncer) {
     pthread_mutex_lock(&db->smu);
     db->s_file = data;
-    db->s_state = 1;
+    db->s_state = SYNC_POSTED;
     pthread_cond_broadcast(&db->scv);
     pthread_mutex_unlock(&db->smu);
   } else if ((rc[0] = bs_fsync(data))) {
@@ -555,10 +555,10 @@ static int sync_all(st_db *db, bs_file *data, int dir, bs_file *man) {
   if ((rc[2] = bs_fsync(man))) snprintf(msg[2], sizeof msg[2], "%s", strata_errmsg());
   if (db->has_syncer) {
     pthread_mutex_lock(&db->smu);
-    while (db->s_state != 2) pthread_cond_wait(&db->scv, &db->smu);
+    while (db->s_state != SYNC_DONE) pthread_cond_wait(&db->scv, &db->smu);
     rc[0] = db->s_rc;
     snprintf(msg[0], sizeof msg[0], "%s", db->s_msg);
-    db->s_state = 0;
+    db->s_state = SYNC_IDLE;
     pthread_mutex_unlock(&db->smu);
   }
   for (int i = 0; i < 3; i++)
@@ -929,7 +929,7 @@ static void *committer(void *arg) {
 static void syncer_stop(st_db *db) {
   if (!db->has_syncer) return;
   pthread_mutex_lock(&db->smu);
-  db->s_state = 3; /* the committer has stopped: no job is posted */
+  db->s_state = SYNC_STOP; /* the committer has stopped: no job is posted */
   pthread_cond_broadcast(&db->scv);
   pthread_mutex_unlock(&db->smu);
   pthread_join(db->syncer, NULL);

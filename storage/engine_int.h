@@ -153,7 +153,7 @@ struct st_db {
   int has_syncer;
   pthread_mutex_t smu;
   pthread_cond_t scv;
-  int s_state;            /* 0 idle, 1 job posted, 2 job done; 3 stop */
+  enum { SYNC_IDLE, SYNC_POSTED, SYNC_DONE, SYNC_STOP } s_state;
   bs_file *s_file;        /* the job: fsync this file */
   int s_rc;
   char s_msg[400];
