@@ -2,7 +2,8 @@
  * Benchmarks of the store engine, each against an anchor measured in the same
  * run on the same filesystem (RocksDB through its C API where one applies).
  * Prints one line per figure: BENCH <name> <value> <unit> [vs <anchor> <ratio>].
- * Data lives under $STRATA_BENCH_DIR (default /tmp) and is deleted at the end.
+ * Data lives under $STRATA_BENCH_DIR (default /tmp; make bench passes build/bench-data)
+ * and is deleted at the end unless STRATA_BENCH_KEEP is set.
  * STRATA_BENCH_SCALE (default 1.0) scales the sizes for a quick run;
  * STRATA_BENCH_NODE_BYTES / STRATA_BENCH_MAX_INLINE / STRATA_BENCH_ZSTD (a level or
  * "none") override max_decoded_node_bytes / max_inline_value_bytes / compression. STRATA_BENCH_ONLY=commit|fs|commit1|commit16|get|oldgen|writeamp|bulk runs one.
@@ -407,6 +408,8 @@ int main(void) {
   if (RUN("writeamp")) bench_write_amp((int)(200 * scale));
   if (RUN("bulk")) bench_bulk((uint64_t)(10000000 * scale), 10000);
 #undef RUN
-  rm_rf(root);
+  /* STRATA_BENCH_KEEP: leave the data (deleting it makes the next run's file
+   * creations slower for minutes, see bench_fs). */
+  if (!getenv("STRATA_BENCH_KEEP")) rm_rf(root);
   return 0;
 }
