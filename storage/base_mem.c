@@ -402,7 +402,7 @@ int bs_mem_power_on(bs_store *bs) {
     }
     /* A fresh copy: a file renamed under two durable names is two files now,
      * which no test relies on, and no handle from before survives. */
-    memcpy(n->p, e->node->p, e->node->synced);
+    if (e->node->synced) memcpy(n->p, e->node->p, e->node->synced);
     n->len = n->cap = n->synced = e->node->synced;
     n->refs = 1;
     n->next = s->head;

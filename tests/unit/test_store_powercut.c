@@ -84,18 +84,18 @@ static void test_model_keeps_only_what_was_synced(void **state) {
 
 /* --- commits cut at every operation ------------------------------------------ */
 
-#define COMMITS 12
-#define NKEYS (COMMITS + 4)
+#define MAXC 150 /* commits in the longest run */
+#define NKEYS (MAXC + 4)
 
 /* Commit i (1-based) puts "a<i>" (out of line every third time) and "s<i%4>",
  * and deletes "a<i-3>". expect() replays commits 1..g. */
 static void key_name(int k, char *out) {
-  if (k < COMMITS) snprintf(out, 16, "a%02d", k + 1);
-  else snprintf(out, 16, "s%d", k - COMMITS);
+  if (k < MAXC) snprintf(out, 16, "a%03d", k + 1);
+  else snprintf(out, 16, "s%d", k - MAXC);
 }
 
 static void value_of(int i, int k, char *out, size_t *n) {
-  *n = k < COMMITS && i % 3 == 0 ? 300 : 20;
+  *n = k < MAXC && i % 3 == 0 ? 300 : 20;
   memset(out, 'A' + (i + k) % 26, *n);
 }
 
@@ -103,7 +103,7 @@ static void expect(int g, int present[NKEYS], int writer[NKEYS]) {
   for (int k = 0; k < NKEYS; k++) present[k] = writer[k] = 0;
   for (int i = 1; i <= g; i++) {
     present[i - 1] = 1, writer[i - 1] = i;
-    present[COMMITS + i % 4] = 1, writer[COMMITS + i % 4] = i;
+    present[MAXC + i % 4] = 1, writer[MAXC + i % 4] = i;
     if (i > 3) present[i - 4] = 0;
   }
 }
@@ -117,8 +117,8 @@ static int commit(st_db *db, int i) {
   key_name(i - 1, k);
   value_of(i, i - 1, v, &n);
   assert_int_equal(st_txn_put(t, k, strlen(k), v, n), 0);
-  key_name(COMMITS + i % 4, k);
-  value_of(i, COMMITS + i % 4, v, &n);
+  key_name(MAXC + i % 4, k);
+  value_of(i, MAXC + i % 4, v, &n);
   assert_int_equal(st_txn_put(t, k, strlen(k), v, n), 0);
   if (i > 3) {
     key_name(i - 4, k);
@@ -157,39 +157,45 @@ static void check_generation(st_db *db, int g, long cut) {
   st_snap_release(s);
 }
 
-static st_db *open_db(bs_store *base, int create) {
+static st_db *open_db_with(bs_store *base, int create, int prepare) {
   st_options o;
   memset(&o, 0, sizeof o);
   o.base = base;
   o.create = create;
-  o.no_prepare = 1; /* the same operations in the same order every run */
+  /* Without the preparer, the same operations in the same order every run. */
+  o.no_prepare = !prepare;
   o.config.max_decoded_node_bytes = 1024;
   st_db *db = NULL;
   return st_open("mem", &o, &db) ? NULL : db;
 }
 
-static void test_commits_survive_a_power_cut_at_every_operation(void **state) {
-  (void)state;
+static st_db *open_db(bs_store *base, int create) { return open_db_with(base, create, 0); }
+
+/* Runs `commits` commits, cutting the power after operation `cut` for every
+ * cut that is a multiple of `stride` or among the last `tail` operations. */
+static void run_cuts(int commits, int prepare, long stride, long tail) {
   /* How many operations the commits take when nothing fails. */
   bs_store *base;
   assert_int_equal(bs_mem_create(&base), 0);
-  st_db *db = open_db(base, 1);
+  st_db *db = open_db_with(base, 1, prepare);
   assert_non_null(db);
   long before = bs_mem_ops(base);
-  for (int i = 1; i <= COMMITS; i++) assert_int_equal(commit(db, i), 0);
+  for (int i = 1; i <= commits; i++) assert_int_equal(commit(db, i), 0);
   long total = bs_mem_ops(base) - before;
   st_close(db);
   bs_destroy(base);
-  assert_true(total > COMMITS * 4);
+  assert_true(total > commits * 4);
 
-  int unacked_seen = 0;
+  int unacked_seen = 0, runs = 0;
   for (long cut = 1; cut <= total; cut++) {
+    if (cut % stride && cut <= total - tail) continue;
+    runs++;
     assert_int_equal(bs_mem_create(&base), 0);
-    db = open_db(base, 1);
+    db = open_db_with(base, 1, prepare);
     assert_non_null(db);
     bs_mem_cut_power_after(base, cut);
     int acked = 0;
-    for (int i = 1; i <= COMMITS; i++) {
+    for (int i = 1; i <= commits; i++) {
       if (commit(db, i) == 0) {
         if (acked != i - 1) fail_msg("cut after %ld: commit %d acknowledged after a failure", cut, i);
         acked = i;
@@ -197,7 +203,7 @@ static void test_commits_survive_a_power_cut_at_every_operation(void **state) {
     }
     st_close(db);
     assert_int_equal(bs_mem_power_on(base), 0);
-    db = open_db(base, 0);
+    db = open_db_with(base, 0, prepare);
     if (!db) fail_msg("cut after %ld operations: reopen failed: %s", cut, strata_errmsg());
     st_snap *s;
     assert_int_equal(st_snap_latest(db, &s), 0);
@@ -212,12 +218,26 @@ static void test_commits_survive_a_power_cut_at_every_operation(void **state) {
     unacked_seen += latest == acked + 1;
     for (int g = 1; g <= latest; g++) check_generation(db, g, cut);
     /* And it takes new commits. */
-    if (latest < COMMITS) assert_int_equal(commit(db, latest + 1), 0);
+    if (latest < MAXC) assert_int_equal(commit(db, latest + 1), 0);
     st_close(db);
     bs_destroy(base);
   }
-  fprintf(stderr, "power cut after each of %ld operations of %d commits; %d times the "
-          "unacknowledged commit survived whole\n", total, COMMITS, unacked_seen);
+  fprintf(stderr, "%d commits%s: power cut after %d of their %ld operations; %d times the "
+          "unacknowledged commit survived whole\n", commits, prepare ? " (preparer on)" : "", runs,
+          total, unacked_seen);
+}
+
+static void test_commits_survive_a_power_cut_at_every_operation(void **state) {
+  (void)state;
+  run_cuts(12, 0, 1, 0);
+}
+
+/* Past the 128 numbered manifests kept (old ones are removed after each commit)
+ * and with the preparer creating each next commit's files ahead: a cut at
+ * every 7th operation and at each of the last 150. */
+static void test_long_run_with_preparer_survives_power_cuts(void **state) {
+  (void)state;
+  run_cuts(140, 1, 7, 150);
 }
 
 /* Creating a database is cut at every operation too: afterwards, opening with
@@ -251,6 +271,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_model_keeps_only_what_was_synced),
       cmocka_unit_test(test_commits_survive_a_power_cut_at_every_operation),
+      cmocka_unit_test(test_long_run_with_preparer_survives_power_cuts),
       cmocka_unit_test(test_creation_survives_a_power_cut_at_every_operation),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
