@@ -31,6 +31,19 @@ static void stats(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
     resp.latest = &v;
     st_snap_release(sn);
   }
+  Strata__V1__StoreStats ss = STRATA__V1__STORE_STATS__INIT;
+  st_stats sst;
+  st_get_stats(s->db, &sst);
+  ss.commits = sst.commits;
+  ss.commit_groups = sst.groups;
+  ss.bytes_written = sst.bytes_written;
+  ss.cache_hits = sst.cache_hits;
+  ss.cache_misses = sst.cache_misses;
+  ss.cache_bytes = sst.cache_bytes;
+  ss.build_ns = sst.ns_build;
+  ss.sync_ns = sst.ns_sync;
+  ss.publish_ns = sst.ns_publish;
+  resp.store = &ss;
   lk_counts lc;
   lk_list_filter all = {0};
   if (lk_count(s->lk, &all, &lc) == 0) resp.locks_held = lc.temporal + lc.indefinite;

@@ -141,6 +141,28 @@ static void test_admin_stats(void **state) {
   assert_true(r->calls_active >= 1); /* this call */
   assert_true(r->uptime_ns > 0);
   assert_non_null(strstr(r->server_version, "strata"));
+  assert_non_null(r->store);
+  Strata__V1__StoreStats before = *r->store;
+  rpc_free(r);
+  /* One commit (a key no other test lists) moves the store's counters by one. */
+  Strata__V1__Put p = STRATA__V1__PUT__INIT, *pp = &p;
+  p.key = (ProtobufCBinaryData){11, (uint8_t *)"admin/probe"};
+  p.value = (ProtobufCBinaryData){3, (uint8_t *)"xyz"};
+  Strata__V1__CommitRequest cq = STRATA__V1__COMMIT_REQUEST__INIT;
+  cq.n_puts = 1;
+  cq.puts = &pp;
+  Strata__V1__CommitResponse *cr;
+  assert_int_equal(rpc_kv_commit(C, NULL, &cq, &cr), 0);
+  rpc_free(cr);
+  assert_int_equal(rpc_admin_stats(C, NULL, &req, &r), 0);
+  assert_non_null(r->store);
+  assert_int_equal(r->store->commits, before.commits + 1);
+  assert_int_equal(r->store->commit_groups, before.commit_groups + 1);
+  assert_true(r->store->bytes_written > before.bytes_written);
+  assert_true(r->store->build_ns > before.build_ns);
+  assert_true(r->store->sync_ns > before.sync_ns);
+  assert_true(r->store->publish_ns > before.publish_ns);
+  assert_true(r->store->cache_bytes > 0); /* the commit's nodes are cached */
   rpc_free(r);
 }
 

@@ -280,12 +280,19 @@ def test_health_stats(data_dir):
     check(r.rc == 0 and "SERVING" in r.text, "health with $STRATA_ADDR", r)
     r = ctl("stats")
     check(r.rc == 0 and "data dir:          %s\n" % data_dir in r.text and
-          "max message bytes: 67108864" in r.text, "stats table", r)
+          "max message bytes: 67108864" in r.text and
+          re.search(r"^commits: +\d+ in \d+ groups \(\d+\.\d per group\)$", r.text, re.M) and
+          re.search(r"^node cache: +\d+ hits, \d+ misses, \d+ bytes$", r.text, re.M) and
+          re.search(r"^commit phases: +build \d+ us, fsyncs \d+ us, rename\+dir fsync \d+ us per group$",
+                    r.text, re.M), "stats table", r)
     d = ctl("stats", "--json").json()  # global option after the command
     check(d and d["data_dir"] == data_dir and d["max_message_bytes"] == 64 << 20 and
           d["server_version"].startswith("strata") and d["calls_total"] >= 1 and
           set(d) == {"addr", "server_version", "uptime_ms", "latest", "calls_total", "calls_active",
-                     "calls_failed", "max_message_bytes", "data_dir", "locks_held"},
+                     "calls_failed", "max_message_bytes", "data_dir", "locks_held", "store"} and
+          set(d["store"]) == {"commits", "commit_groups", "bytes_written", "cache_hits",
+                              "cache_misses", "cache_bytes", "build_ns", "sync_ns", "publish_ns"} and
+          d["store"]["commit_groups"] <= d["store"]["commits"],
           "stats --json fields", d)
 
 

@@ -44,6 +44,22 @@ int ctl_stats(ctl_ctx *x, const ctl_args *a) {
     json_object_set_new(o, "max_message_bytes", ctl_json_u64(r->max_message_bytes));
     json_object_set_new(o, "data_dir", json_string(r->data_dir ? r->data_dir : ""));
     json_object_set_new(o, "locks_held", ctl_json_u64(r->locks_held));
+    if (r->store) {
+      const Strata__V1__StoreStats *t = r->store;
+      json_t *so = json_object();
+      json_object_set_new(so, "commits", ctl_json_u64(t->commits));
+      json_object_set_new(so, "commit_groups", ctl_json_u64(t->commit_groups));
+      json_object_set_new(so, "bytes_written", ctl_json_u64(t->bytes_written));
+      json_object_set_new(so, "cache_hits", ctl_json_u64(t->cache_hits));
+      json_object_set_new(so, "cache_misses", ctl_json_u64(t->cache_misses));
+      json_object_set_new(so, "cache_bytes", ctl_json_u64(t->cache_bytes));
+      json_object_set_new(so, "build_ns", ctl_json_u64(t->build_ns));
+      json_object_set_new(so, "sync_ns", ctl_json_u64(t->sync_ns));
+      json_object_set_new(so, "publish_ns", ctl_json_u64(t->publish_ns));
+      json_object_set_new(o, "store", so);
+    } else {
+      json_object_set_new(o, "store", json_null());
+    }
     ctl_json_print(o);
   } else {
     printf("addr:              %s\n", x->addr);
@@ -60,6 +76,18 @@ int ctl_stats(ctl_ctx *x, const ctl_args *a) {
     printf("max message bytes: %llu\n", (unsigned long long)r->max_message_bytes);
     printf("data dir:          %s\n", r->data_dir);
     printf("locks held:        %llu\n", (unsigned long long)r->locks_held);
+    if (r->store) {
+      const Strata__V1__StoreStats *t = r->store;
+      unsigned long long g = t->commit_groups;
+      printf("commits:           %llu in %llu groups (%.1f per group)\n", (unsigned long long)t->commits, g,
+             g ? (double)t->commits / (double)g : 0.0);
+      printf("bytes written:     %llu\n", (unsigned long long)t->bytes_written);
+      printf("node cache:        %llu hits, %llu misses, %llu bytes\n", (unsigned long long)t->cache_hits,
+             (unsigned long long)t->cache_misses, (unsigned long long)t->cache_bytes);
+      printf("commit phases:     build %.0f us, fsyncs %.0f us, rename+dir fsync %.0f us per group\n",
+             g ? (double)t->build_ns / 1e3 / (double)g : 0.0, g ? (double)t->sync_ns / 1e3 / (double)g : 0.0,
+             g ? (double)t->publish_ns / 1e3 / (double)g : 0.0);
+    }
   }
   rpc_free(r);
   return CTL_OK;
