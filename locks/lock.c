@@ -423,6 +423,11 @@ static int acquire_wait(lk_manager *lk, const lk_acquire_req *q, prep *pr, lk_re
       rc = strata_err(STRATA_ESHUTDOWN, "acquire by op %" PRIu64 ": lock manager shutting down", q->op);
       break;
     }
+    int gone = q->abandoned ? q->abandoned(q->abandoned_ctx) : 0;
+    if (gone) {
+      rc = strata_err(gone, "acquire by op %" PRIu64 ": the caller stopped waiting", q->op);
+      break;
+    }
     find_ents(lk, pr);
     int timed_out = now >= q->wait_deadline;
     clist c = {0};

@@ -84,6 +84,11 @@ typedef struct lk_acquire_req {
   int64_t ttl_ns;           /* temporal: > 0; ignored for indefinite */
   int64_t wait_deadline;    /* absolute clock ns; <= now: do not wait */
   int respect_indefinite;   /* temporal: also refuse rows another op holds indefinitely */
+  /* Optional: polled while the request waits, before every decision (so at
+   * least every wait_poll_ns). Non-zero (a STRATA_* code, e.g. the caller's
+   * gRPC call was cancelled) ends the wait with that code, granting nothing. */
+  int (*abandoned)(void *ctx);
+  void *abandoned_ctx;
 } lk_acquire_req;
 
 typedef enum lk_status {

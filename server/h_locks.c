@@ -95,6 +95,12 @@ typedef struct acq_job {
   lk_acquire_req q;
 } acq_job;
 
+/* A waiting acquire whose call was cancelled (or whose deadline passed, or the
+ * server drains) stops waiting and takes nothing. */
+static int acquire_abandoned(void *call) {
+  return rpc_call_stopping(call) ? rpc_call_stop_reason(call) : 0;
+}
+
 static void acquire_run(void *arg) {
   acq_job *j = arg;
   const Strata__V1__AcquireRequest *r = j->req;
@@ -177,6 +183,8 @@ static void h_acquire(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
       .ttl_ns = r->kind == STRATA__V1__LOCK_KIND__LOCK_KIND_TEMPORAL ? srv__ms_to_ns(r->ttl_ms) : 0,
       .wait_deadline = wait_deadline,
       .respect_indefinite = r->respect_indefinite,
+      .abandoned = acquire_abandoned,
+      .abandoned_ctx = call,
   };
   /* A waiting acquire may block for wait_ms: it gets the waiters' pool, so it never
    * holds up the io pool that every other lock write uses. */

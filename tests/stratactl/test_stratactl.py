@@ -299,6 +299,22 @@ def test_health_stats(data_dir):
 # --- locks ---------------------------------------------------------------------------------------
 
 
+def calls_active():
+    """Admin.Stats calls_active, the Stats call itself included; -1 on error."""
+    d = ctl("--json", "stats").json()
+    return d["calls_active"] if d else -1
+
+
+def wait_until(cond, seconds):
+    """Polls cond for up to `seconds` of real time (slow machines); its last answer."""
+    start = time.monotonic()
+    while not cond():
+        if time.monotonic() - start > seconds:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def lock_list_json(*args):
     r = ctl("--json", "lock", "list", *args)
     return r.json() if r.rc == 0 else None
@@ -486,6 +502,23 @@ def test_locks():
     check(r.rc == 1 and "refused" in r.etext, "lock acquire --wait gives up after the wait", r)
     ctl("lock", "release", "--op", "9", "--all")
     ctl("lock", "release", "--op", "7", "--all")
+
+    # A waiting acquire whose client dies stops on the server and takes nothing: op 14
+    # waits (60s) for op 13's row, its stratactl is killed, the server ends the call (it
+    # would otherwise wait out the minute), and op 13's release then grants op 14 nothing.
+    ctl("lock", "acquire", "--op", "13", "--ttl", "10m", "row-gone")
+    base = calls_active()
+    p = subprocess.Popen([CTL, "--addr", ADDR, "lock", "acquire", "--op", "14", "--wait", "60s",
+                          "row-gone"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    waiting = wait_until(lambda: calls_active() > base, 60)
+    p.kill()
+    p.wait()
+    ended = wait_until(lambda: calls_active() <= base, 30)
+    ctl("lock", "release", "--op", "13", "--all")
+    d = lock_list_json("--op", "14")
+    check(waiting and ended and d is not None and d["locks"] == [],
+          "a waiting acquire whose client died stops on the server and takes nothing",
+          (waiting, ended, d))
 
 
 # --- ops -------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
  * fence hook, persistence of deadlines, and bad input. */
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <setjmp.h>
 #include <time.h>
 #include <stdarg.h>
@@ -559,13 +560,17 @@ typedef struct waiter_arg {
   uint64_t op;
   int rc;
   lk_status status;
+  atomic_int give_up; /* what the request's abandoned() answers */
 } waiter_arg;
+
+static int waiter_gave_up(void *p) { return atomic_load(&((waiter_arg *)p)->give_up); }
 
 static void *wait_for_a(void *p) {
   waiter_arg *w = p;
   lk_row r = lkt_row("a");
   lk_acquire_req q = {.op = w->op, .rows = &r, .nrows = 1, .kind = LK_TEMPORAL, .ttl_ns = LKT_S,
-                      .respect_indefinite = 1, .wait_deadline = lk_now(w->lk) + 3600 * LKT_S};
+                      .respect_indefinite = 1, .wait_deadline = lk_now(w->lk) + 3600 * LKT_S,
+                      .abandoned = waiter_gave_up, .abandoned_ctx = w};
   lk_result res;
   w->rc = lk_acquire(w->lk, &q, &res);
   w->status = res.status;
@@ -667,6 +672,24 @@ static void test_release_wakes_a_waiter_without_polling(void **state) {
   assert_int_equal(held(f, WAITER_OP, "a"), 1);
 }
 
+/* A waiter whose caller gives up (a cancelled gRPC call) leaves within a poll
+ * interval with the caller's code and takes nothing, even when the row frees
+ * up right after. */
+static void test_abandoned_waiter_leaves_and_takes_nothing(void **state) {
+  fx *f = *state;
+  waiter_arg w;
+  pthread_t th;
+  uint64_t holder = hold_a_and_queue_a_waiter(f, &w, &th);
+  atomic_store(&w.give_up, STRATA_ECANCELLED);
+  join_within(f->lk, th, 30000);
+  assert_int_equal(w.rc, STRATA_ECANCELLED);
+  lk_row a = lkt_row("a");
+  size_t n;
+  assert_int_equal(lk_release(f->lk, holder, &a, 1, 0, &n), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(held(f, WAITER_OP, "a"), 0);
+}
+
 static void test_shutdown_wakes_waiters_with_an_error(void **state) {
   fx *f = *state;
   waiter_arg w;
@@ -697,6 +720,7 @@ int main(void) {
     T(test_bad_input_is_refused_with_a_named_field),
     T(test_release_wakes_a_waiter_without_polling),
     T(test_shutdown_wakes_waiters_with_an_error),
+    T(test_abandoned_waiter_leaves_and_takes_nothing),
     T(test_open_refuses_foreign_and_corrupt_data),
 #undef T
   };
