@@ -62,7 +62,7 @@ static int teardown(void **state) {
 static const lk_row rows[2] = {{(const uint8_t *)"chunk-1", 7}, {(const uint8_t *)"chunk-2", 7}};
 
 static void acquire(fx *f, uint64_t op, const lk_row *r, size_t n, int64_t ttl, lk_status want) {
-  lk_acquire_req req = {op, r, n, LK_TEMPORAL, ttl, 0, 0};
+  lk_acquire_req req = {.op = op, .rows = r, .nrows = n, .kind = LK_TEMPORAL, .ttl_ns = ttl};
   lk_result res;
   assert_int_equal(lk_acquire(f->lk, &req, &res), 0);
   assert_int_equal(res.status, want);
