@@ -683,24 +683,30 @@ static void wake_streams(rpc_server *s) {
   pthread_mutex_unlock(&s->mu);
 }
 
+/* One wait on s->cv with s->mu held: until a broadcast, or at most 50 ms and
+ * never past deadline_ns (monotonic; 0 = no deadline). Returns 0 once the
+ * deadline has passed. The 50 ms steps also bound a missed broadcast. */
+static int cv_wait_step(rpc_server *s, int64_t deadline_ns) {
+  if (!deadline_ns) {
+    pthread_cond_wait(&s->cv, &s->mu);
+    return 1;
+  }
+  int64_t left = deadline_ns - now_ns(CLOCK_MONOTONIC);
+  if (left <= 0) return 0;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_nsec += left < 50000000 ? left : 50000000;
+  ts.tv_sec += ts.tv_nsec / 1000000000;
+  ts.tv_nsec %= 1000000000;
+  pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+  return 1;
+}
+
 /* Waits until no handler holds a call, or until `deadline_ns` (monotonic; 0 = forever). */
 static int wait_idle(rpc_server *s, int64_t deadline_ns) {
   pthread_mutex_lock(&s->mu);
-  while (s->active > 0) {
-    if (deadline_ns) {
-      int64_t left = deadline_ns - now_ns(CLOCK_MONOTONIC);
-      if (left <= 0) break;
-      struct timespec ts;
-      clock_gettime(CLOCK_REALTIME, &ts);
-      int64_t step = left < 50000000 ? left : 50000000;
-      ts.tv_nsec += step;
-      ts.tv_sec += ts.tv_nsec / 1000000000;
-      ts.tv_nsec %= 1000000000;
-      pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-    } else {
-      pthread_cond_wait(&s->cv, &s->mu);
-    }
-  }
+  while (s->active > 0)
+    if (!cv_wait_step(s, deadline_ns)) break;
   int idle = s->active == 0;
   pthread_mutex_unlock(&s->mu);
   return idle;
@@ -710,16 +716,8 @@ static int wait_idle(rpc_server *s, int64_t deadline_ns) {
  * dead connection), or until `deadline_ns` (monotonic). */
 static void wait_sent(rpc_server *s, int64_t deadline_ns) {
   pthread_mutex_lock(&s->mu);
-  while (atomic_load(&s->sending) > 0) {
-    int64_t left = deadline_ns - now_ns(CLOCK_MONOTONIC);
-    if (left <= 0) break;
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += left < 50000000 ? left : 50000000; /* a missed broadcast costs one step */
-    ts.tv_sec += ts.tv_nsec / 1000000000;
-    ts.tv_nsec %= 1000000000;
-    pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-  }
+  while (atomic_load(&s->sending) > 0)
+    if (!cv_wait_step(s, deadline_ns)) break;
   pthread_mutex_unlock(&s->mu);
 }
 

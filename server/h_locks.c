@@ -97,9 +97,7 @@ typedef struct acq_job {
 
 /* A waiting acquire whose call was cancelled (or whose deadline passed, or the
  * server drains) stops waiting and takes nothing. */
-static int acquire_abandoned(void *call) {
-  return rpc_call_stopping(call) ? rpc_call_stop_reason(call) : 0;
-}
+static int acquire_abandoned(void *call) { return rpc_call_stop_reason(call); }
 
 static void acquire_run(void *arg) {
   acq_job *j = arg;

@@ -345,19 +345,17 @@ static void link_locked(nc_cache *c, cnode *n, int refs) {
 int nc__get(st_db *db, st_ref ref, int kind, cnode **out) {
   nc_cache *c = &db->cache;
   pthread_mutex_lock(&c->mu);
-  for (cnode *n = c->buckets[bucket_of(c, ref)]; n; n = n->hnext) {
-    if (n->ref.file == ref.file && n->ref.offset == ref.offset) {
-      if (n->ref.length != ref.length || n->kind != kind) break;
-      n->refs++;
-      c->hits++;
-      if (c->lru.next != n) {
-        lru_unlink(n);
-        lru_front(c, n);
-      }
-      pthread_mutex_unlock(&c->mu);
-      *out = n;
-      return 0;
+  cnode *hit = find_locked(c, ref, kind);
+  if (hit) {
+    hit->refs++;
+    c->hits++;
+    if (c->lru.next != hit) {
+      lru_unlink(hit);
+      lru_front(c, hit);
     }
+    pthread_mutex_unlock(&c->mu);
+    *out = hit;
+    return 0;
   }
   c->misses++;
   pthread_mutex_unlock(&c->mu);

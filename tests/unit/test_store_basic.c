@@ -33,6 +33,18 @@ static st_db *open_mem(bs_store **base, uint32_t node_bytes) {
   return db;
 }
 
+/* Opens the database already in base (no create, default options). */
+static st_db *reopen_mem(bs_store *base) {
+  st_options o;
+  memset(&o, 0, sizeof o);
+  o.base = base;
+  st_db *db = NULL;
+  int rc = st_open("mem", &o, &db);
+  if (rc) fprintf(stderr, "reopen: %s\n", strata_errmsg());
+  assert_int_equal(rc, 0);
+  return db;
+}
+
 static void put1(st_db *db, const char *k, const char *v) {
   st_txn *t;
   st_result r;
@@ -87,10 +99,7 @@ static void test_committed_nodes_are_cached_as_written(void **state) {
   /* The same answers from the files alone. */
   st_snap_release(s);
   st_close(db);
-  st_options o;
-  memset(&o, 0, sizeof o);
-  o.base = base;
-  assert_int_equal(st_open("mem", &o, &db), 0);
+  db = reopen_mem(base);
   assert_int_equal(st_snap_latest(db, &s), 0);
   for (int i = 0; i < 2000; i++) {
     snprintf(k, sizeof k, "k%05d", i);
@@ -728,10 +737,7 @@ static void test_data_reference_put(void **state) {
   /* A reference under another name survives close and reopen (cleanup runs
    * at open) and reads back. */
   st_close(db);
-  st_options o;
-  memset(&o, 0, sizeof o);
-  o.base = base;
-  assert_int_equal(st_open("mem", &o, &db), 0);
+  db = reopen_mem(base);
   assert_int_equal(st_snap_latest(db, &s), 0);
   assert_int_equal(get_str(s, "k", buf, sizeof buf), 0);
   assert_string_equal(buf, "world");
