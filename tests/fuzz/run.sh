@@ -15,7 +15,9 @@ for t in "$@"; do
   [ "$t" = seeds ] && continue
   mkdir -p "$corpus_root/$t"
   log="$results/logs/fuzz-$t.log"
-  if "$dir/tests/fuzz/$t" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
+  # libFuzzer stops itself after max_total_time; the outer timeout catches a
+  # target that hangs outside an input (start-up, teardown).
+  if timeout -k 10 $((secs + 120)) "$dir/tests/fuzz/$t" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=10 \
        -print_final_stats=1 -artifact_prefix="$results/fuzz-artifacts/$t-" \
        "$corpus_root/$t" >"$log" 2>&1; then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
