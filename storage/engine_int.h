@@ -20,6 +20,11 @@
  * (kNumNumberedManifestsToKeep): a reader that listed the directory a while
  * ago can still open the one it chose. */
 #define ST_MANIFESTS_KEPT 128
+/* A B+tree higher than this is refused by the writer (STRATA_EINTERNAL): each
+ * level at least halves the nodes below it, so a real tree stays far lower
+ * (2^48 leaves); the bound turns a split that makes no progress into an error
+ * instead of a committer that writes for ever. */
+#define ST_MAX_TREE_HEIGHT 48
 
 typedef struct st_ref {
   uint32_t file;       /* interned id, ST_NOFILE for a missing root */
