@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "common/err.h"
@@ -236,6 +237,16 @@ static int cleanup(st_db *db) {
   return 0;
 }
 
+/* A quarter of the descriptor limit, at most 256, at least 8: the server's
+ * sockets and the lock table's files need the rest. */
+static size_t default_max_open(void) {
+  struct rlimit rl;
+  size_t n = 256;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 4 < n)
+    n = (size_t)(rl.rlim_cur / 4);
+  return n < 8 ? 8 : n;
+}
+
 static void db_free(st_db *db) {
   mstate__free(&db->ms);
   nc__destroy(&db->cache);
@@ -264,7 +275,7 @@ int st_open(const char *path, const st_options *opt, st_db **out) {
   pthread_cond_init(&db->prep_cv, NULL);
   pthread_mutex_init(&db->smu, NULL);
   pthread_cond_init(&db->scv, NULL);
-  ft__init(&db->ft);
+  ft__init(&db->ft, opt->max_open_files ? opt->max_open_files : default_max_open());
   db->read_only = opt->read_only;
   ocdbt_manifest cm;
   memset(&cm, 0, sizeof cm);
@@ -428,6 +439,11 @@ void st_get_stats(st_db *db, st_stats *out) {
   out->ns_sync = db->ns_sync;
   out->ns_publish = db->ns_publish;
   pthread_mutex_unlock(&db->mu);
+  pthread_mutex_lock(&db->ft.mu);
+  out->open_files = db->ft.nopen;
+  out->file_opens = db->ft.opens;
+  out->file_closes = db->ft.closes;
+  pthread_mutex_unlock(&db->ft.mu);
   pthread_mutex_lock(&db->cache.mu);
   out->cache_hits = db->cache.hits;
   out->cache_misses = db->cache.misses;

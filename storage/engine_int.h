@@ -76,7 +76,9 @@ static inline uint64_t st__hash_bytes(const void *p, size_t n) {
 typedef struct ft_entry {
   char *path;          /* relative to the database directory */
   size_t base_len;     /* length of its base path ("d/"), the transitive path of what it holds */
-  bs_file *rh;         /* read handle, opened on first use */
+  bs_file *rh;         /* read handle: opened on use, closed when evicted */
+  int rh_refs;         /* readers using rh now (pinned: never closed under them) */
+  struct ft_entry *lprev, *lnext;  /* LRU of open handles, while rh is set */
   int vcrc;            /* -1 unknown, 1 a Strata data file (values carry a CRC), 0 not */
 } ft_entry;
 
@@ -86,6 +88,9 @@ typedef struct ft_table {
   size_t n, cap;
   uint32_t *hash;      /* open addressing: id + 1, 0 = empty */
   size_t hcap;
+  ft_entry lru;        /* sentinel of the open handles: lru.lnext most recent */
+  size_t nopen, max_open;
+  uint64_t opens, closes;
 } ft_table;
 
 /* --- node cache (cache.c) --------------------------------------------------- */
@@ -170,7 +175,9 @@ struct st_snap {
 };
 
 /* file table */
-int ft__init(ft_table *t);
+/* max_open: read handles kept open at most (unpinned ones beyond it are
+ * closed, least recently used first). */
+int ft__init(ft_table *t, size_t max_open);
 void ft__destroy(ft_table *t);
 /* Interns path (length n, base path length base_len); returns its id. */
 int ft__intern(st_db *db, const char *path, size_t n, size_t base_len, uint32_t *id);

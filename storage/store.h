@@ -44,6 +44,9 @@ typedef struct st_options {
   int create;           /* create the database when the directory has none */
   int read_only;        /* no committer, no cleanup, no writer lock */
   int no_prepare;       /* don't pre-create the next commit's files (tests that count I/O) */
+  /* Data files kept open for reading at most (least recently used closed
+   * first); 0 = min(256, RLIMIT_NOFILE / 4), at least 8. */
+  size_t max_open_files;
 } st_options;
 
 /* Opens (or with opt->create, creates) the database in `path`. *out is owned
@@ -216,6 +219,8 @@ typedef struct st_stats {
   /* nanoseconds spent by the committer: building and writing the data file
    * and temp manifest; their fsyncs; rename + directory fsync */
   uint64_t ns_build, ns_sync, ns_publish;
+  /* data files open for reading now, and opens/closes of them so far */
+  uint64_t open_files, file_opens, file_closes;
 } st_stats;
 void st_get_stats(st_db *db, st_stats *out);
 
