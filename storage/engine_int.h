@@ -133,6 +133,7 @@ struct st_db {
   size_t q_len;
   int closing;
   int broken;             /* non-zero: an undoable failure; commits refuse */
+  uint64_t strays;        /* non-empty data files newer than the latest at open (kept) */
   st_mstate ms;           /* the current manifest, replaced by the committer */
   st_vers latest;         /* generation 0 = empty database */
   uint64_t commits, groups, bytes_written;
