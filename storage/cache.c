@@ -206,20 +206,45 @@ int ft__size(st_db *db, uint32_t id, uint64_t *size) {
   return rc;
 }
 
+/* 1 when the path names one of Strata's own data files of a committed
+ * generation: "d/" + 16 hex digits of a generation <= the latest + 16 random
+ * ones. The path comes from a node's data file table (under the node's CRC)
+ * and st_txn_put_ref refuses such names, so this cannot be damaged the way
+ * the file's header can. tensorstore names its files with 32 random hex
+ * digits: one is taken for Strata's only when its first 64 random bits are
+ * <= the latest generation (probability ~ latest / 2^64). */
+static int strata_written(st_db *db, const char *path) {
+  uint64_t g;
+  if (strncmp(path, ST_DATA_DIR "/", 2) || !st__data_file_generation(path + 2, &g)) return 0;
+  pthread_mutex_lock(&db->mu);
+  uint64_t latest = db->latest.generation;
+  pthread_mutex_unlock(&db->mu);
+  return g >= 1 && g <= latest;
+}
+
 int ft__value_crc(st_db *db, uint32_t id, int *has_crc) {
   pthread_mutex_lock(&db->ft.mu);
   int v = db->ft.e[id]->vcrc;
   pthread_mutex_unlock(&db->ft.mu);
+  const char *path = ft__path(db, id, NULL);
   if (v < 0) {
     char hdr[ST_DATA_MAGIC_LEN];
     int rc = ft_pread_raw(db, id, 0, hdr, sizeof hdr);
     /* shorter than the magic: not a Strata data file; missing: damage */
     if (rc && rc != STRATA_ERANGE) return ft_damaged(db, id, rc);
     v = !rc && !memcmp(hdr, ST_DATA_MAGIC, ST_DATA_MAGIC_LEN);
+    /* Whether values are checked never rests on the header alone: one of
+     * Strata's own files without its magic is damaged, never foreign. */
+    if (!v && strata_written(db, path)) v = 2;
     pthread_mutex_lock(&db->ft.mu);
     db->ft.e[id]->vcrc = v;
     pthread_mutex_unlock(&db->ft.mu);
   }
+  if (v == 2)
+    return strata_err(STRATA_ECORRUPT,
+                      "%s: damaged header: a Strata data file must start with the " ST_DATA_MAGIC_NAME
+                      " magic, so its values' checksums cannot be located",
+                      path);
   *has_crc = v;
   return 0;
 }

@@ -34,6 +34,12 @@ static uint64_t parse_hex(const char *s, size_t n) {
   return v;
 }
 
+int st__data_file_generation(const char *name, uint64_t *gen) {
+  if (!st__is_data_file_name(name)) return 0;
+  *gen = parse_hex(name, 16);
+  return 1;
+}
+
 /* The config a new database gets from the options. */
 static int new_config(const st_config *c, ocdbt_config *out) {
   memset(out, 0, sizeof *out);

@@ -10,6 +10,7 @@ BENCH_SRCS += tools/bench/bench_store.c
 # memory and on files plus a 1 GiB value; >= 200 SIGKILLs; every fault site
 # and byte flips; a simulated power cut after every operation of a run of commits. Each tier runs through tests/run-tier.sh like the others.
 STORE_TIER_TESTS := tests/unit/test_store_crash.c tests/unit/test_store_powercut.c tests/unit/test_store_fault.c \
+	tests/unit/test_store_flips.c \
 	tests/unit/test_store_corrupt.c tests/unit/test_store_bigvalue.c
 TEST_TIERS += store-model store-crash store-fault
 .PHONY: test-store-model test-store-crash test-store-fault
@@ -31,10 +32,10 @@ test-store-crash:
 	  $(STORE_R)/test_store_powercut $(STORE_A)/test_store_powercut
 
 test-store-fault:
-	@$(MAKE) --no-print-directory VARIANT=release $(STORE_R)/test_store_fault $(STORE_R)/test_store_corrupt
-	@$(MAKE) --no-print-directory VARIANT=asan $(STORE_A)/test_store_fault $(STORE_A)/test_store_corrupt
+	@$(MAKE) --no-print-directory VARIANT=release $(STORE_R)/test_store_fault $(STORE_R)/test_store_corrupt $(STORE_R)/test_store_flips
+	@$(MAKE) --no-print-directory VARIANT=asan $(STORE_A)/test_store_fault $(STORE_A)/test_store_corrupt $(STORE_A)/test_store_flips
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  sh tests/run-tier.sh store-fault $(TEST_RESULTS) $(STORE_R)/test_store_fault $(STORE_R)/test_store_corrupt \
-	  $(STORE_A)/test_store_fault $(STORE_A)/test_store_corrupt
+	  sh tests/run-tier.sh store-fault $(TEST_RESULTS) $(STORE_R)/test_store_fault $(STORE_R)/test_store_corrupt $(STORE_R)/test_store_flips \
+	  $(STORE_A)/test_store_fault $(STORE_A)/test_store_corrupt $(STORE_A)/test_store_flips
 
 -include $(STORE_TIER_TESTS:%.c=$(O)/%.d)

@@ -187,9 +187,11 @@ const char *ft__path(st_db *db, uint32_t id, size_t *base_len);
 int ft__pread(st_db *db, uint32_t id, uint64_t off, void *dst, size_t n);
 int ft__size(st_db *db, uint32_t id, uint64_t *size);
 /* 1 when the file starts with ST_DATA_MAGIC: its out-of-line values are each
- * followed by their CRC-32C (4 bytes, little endian). */
+ * followed by their CRC-32C (4 bytes, little endian). One of Strata's own
+ * data files (by its name, see db.c) without the magic is STRATA_ECORRUPT. */
 int ft__value_crc(st_db *db, uint32_t id, int *has_crc);
 #define ST_DATA_MAGIC "strata-data-v1\n"
+#define ST_DATA_MAGIC_NAME "strata-data-v1"
 #define ST_DATA_MAGIC_LEN 16
 
 /* node cache: returns a pinned node; release with nc__release. */
@@ -265,6 +267,8 @@ void mstate__free(st_mstate *ms);
  * cleanup removes such a file when its generation never committed, so
  * st_txn_put_ref refuses these names. */
 int st__is_data_file_name(const char *name);
+/* The same, and *gen = the generation its name carries. */
+int st__data_file_generation(const char *name, uint64_t *gen);
 
 /* commit.c */
 int cm__start(st_db *db);
