@@ -172,7 +172,8 @@ void st_value_hash(const void *p, size_t n, uint8_t out[ST_HASH_BYTES]);
 
 /* A transaction under construction; owned by the caller until submitted. */
 int st_txn_begin(st_db *db, st_txn **out);
-/* Puts copy key and value. */
+/* Puts copy key and value. Keys are 0..OCDBT_MAX_KEY_LENGTH (65,535) bytes,
+ * any number and mix of sizes; a longer key is STRATA_EINVALID. */
 int st_txn_put(st_txn *t, const void *key, size_t klen, const void *val, size_t vlen);
 /* Like st_txn_put but borrows val: it must stay valid until the transaction
  * completes (for large values: no copy is made). */

@@ -184,18 +184,13 @@ static void test_reported_shapes_commit(void **state) {
     }
     commit_keys(db, keys, n, &gen);
     /* a 1-byte key before and one after the big ones */
-    keys[n].k = malloc(1);
-    keys[n].k[0] = 0;
-    keys[n].n = 1;
-    keys[n].vlen = 5;
-    commit_keys(db, &keys[n], 1, &gen);
-    n++;
-    keys[n].k = malloc(1);
-    keys[n].k[0] = 0xff;
-    keys[n].n = 1;
-    keys[n].vlen = 300;
-    commit_keys(db, &keys[n], 1, &gen);
-    n++;
+    for (int last = 0; last < 2; last++, n++) {
+      keys[n].k = malloc(1);
+      keys[n].k[0] = last ? 0xff : 0;
+      keys[n].n = 1;
+      keys[n].vlen = last ? 300 : 5;
+      commit_keys(db, &keys[n], 1, &gen);
+    }
     for (uint64_t g = 1; g <= gen; g++) check_at(db, g, keys, n);
     check_list(db, keys, n);
     st_close(db);

@@ -100,14 +100,21 @@ static void put_file(bs_store *base, const char *path, const uint8_t *p, size_t 
   bs_close(f);
 }
 
-static void test_lost_latest_manifest_keeps_its_data_and_min_generation_refuses(void **state) {
-  (void)state;
+/* A new memory database with generations 1..n. */
+static bs_store *db_with_gens(unsigned n) {
   bs_store *base;
   assert_int_equal(bs_mem_create(&base), 0);
   st_db *db;
   assert_int_equal(open_opts(base, 1, 0, 0, &db), 0);
-  commit_gens(db, 1, 5);
+  commit_gens(db, 1, n);
   st_close(db);
+  return base;
+}
+
+static void test_lost_latest_manifest_keeps_its_data_and_min_generation_refuses(void **state) {
+  (void)state;
+  bs_store *base = db_with_gens(5);
+  st_db *db;
   uint8_t *m5;
   size_t m5n;
   save(base, "manifest.0000000000000005", &m5, &m5n);
@@ -146,12 +153,8 @@ static void test_lost_latest_manifest_keeps_its_data_and_min_generation_refuses(
  * reusing generations 4 and 5, read-only still opens, and nothing is removed. */
 static void test_data_two_generations_past_manifest_refuses_writable_open(void **state) {
   (void)state;
-  bs_store *base;
-  assert_int_equal(bs_mem_create(&base), 0);
+  bs_store *base = db_with_gens(5);
   st_db *db;
-  assert_int_equal(open_opts(base, 1, 0, 0, &db), 0);
-  commit_gens(db, 1, 5);
-  st_close(db);
   uint8_t *m4, *m5;
   size_t m4n, m5n;
   save(base, "manifest.0000000000000004", &m4, &m4n);
@@ -184,12 +187,8 @@ static void test_data_two_generations_past_manifest_refuses_writable_open(void *
  * the preparer's empty files (L+1, L+2) are removed. */
 static void test_interrupted_commit_leftovers(void **state) {
   (void)state;
-  bs_store *base;
-  assert_int_equal(bs_mem_create(&base), 0);
+  bs_store *base = db_with_gens(2);
   st_db *db;
-  assert_int_equal(open_opts(base, 1, 0, 0, &db), 0);
-  commit_gens(db, 1, 2);
-  st_close(db);
   put_file(base, "d/00000000000000030123456789abcdef", (const uint8_t *)"strata-data-v1\n\0partial", 23);
   put_file(base, "d/00000000000000030000000000000001", NULL, 0);
   put_file(base, "d/00000000000000040000000000000002", NULL, 0);
