@@ -187,6 +187,13 @@ static int split_into(actx *a, pnode *src, plist *out) {
   if (k == 0) k = 1;
   size_t by_count = src->n / OCDBT_MAX_NODE_ENTRIES + 1;
   if (k < by_count) k = by_count;
+  /* An interior part keeps at least two children on average (k <= n/2), so a
+   * level of m >= 2 nodes always has a parent level of at most m/2 nodes and
+   * the tree's growth ends. Without it, interior entries larger than the
+   * target (keys over ~28 KB at 32 KiB nodes) split into one-child nodes,
+   * each level as wide as the one below, for ever. Such nodes are then
+   * larger than the target: it is a target, not a limit of the format. */
+  if (src->height && k > src->n / 2) k = src->n / 2 ? src->n / 2 : 1;
   if (k == 1) { /* the common case: the node fits, its entries move as they are */
     int rc = pl_push(out, src);
     if (!rc) memset(src, 0, sizeof *src);
@@ -542,6 +549,9 @@ int bt__apply(st_db *db, st_writer *w, const st_root *root, const st_mut *muts, 
   a.min = a.max / 4;
   plist level = {0};
   uint8_t height = root->ref.file == ST_NOFILE ? 0 : root->height;
+  if (height >= ST_MAX_TREE_HEIGHT)
+    return strata_err(STRATA_EINTERNAL, "commit: the B+tree is %u levels high (at most %u)", height,
+                      ST_MAX_TREE_HEIGHT);
   int rc = apply_node(&a, root->ref, height, NULL, 0, muts, n, &level);
   if (rc) goto out;
   for (;;) {
@@ -577,6 +587,16 @@ int bt__apply(st_db *db, st_writer *w, const st_root *root, const st_mut *muts, 
       out->ref = e.ref;
       out->stats = e.stats;
       break;
+    }
+    /* Each round at least halves the nodes (split_into), so the height stays
+     * near log2 of the leaves; a tree that would grow past the bound is an
+     * engine bug, and the commit fails instead of writing for ever. */
+    if (p->height + 1 >= ST_MAX_TREE_HEIGHT) {
+      rc = strata_err(STRATA_EINTERNAL,
+                      "commit: splitting %zu nodes of height %u would make the B+tree higher than %u "
+                      "levels; the split makes no progress",
+                      level.n, p->height, ST_MAX_TREE_HEIGHT);
+      goto out;
     }
     pnode parent = {(uint8_t)(p->height + 1), 0, NULL, 0, 0, 0};
     for (size_t i = 0; i < level.n; i++) {

@@ -14,9 +14,11 @@
 
 /* --- file table --------------------------------------------------------------- */
 
-int ft__init(ft_table *t) {
+int ft__init(ft_table *t, size_t max_open) {
   memset(t, 0, sizeof *t);
   pthread_mutex_init(&t->mu, NULL);
+  t->lru.lnext = t->lru.lprev = &t->lru;
+  t->max_open = max_open ? max_open : 1;
   return 0;
 }
 
@@ -95,21 +97,88 @@ const char *ft__path(st_db *db, uint32_t id, size_t *base_len) {
   return e->path;
 }
 
-static int ft_handle(st_db *db, uint32_t id, bs_file **out) {
+/* --- open read handles: a bounded LRU (ft.mu held) --- */
+
+static void fh_unlink(ft_entry *e) {
+  e->lprev->lnext = e->lnext;
+  e->lnext->lprev = e->lprev;
+}
+
+static void fh_front(ft_table *t, ft_entry *e) {
+  e->lnext = t->lru.lnext;
+  e->lprev = &t->lru;
+  t->lru.lnext->lprev = e;
+  t->lru.lnext = e;
+}
+
+static void fh_close(ft_table *t, ft_entry *e) {
+  fh_unlink(e);
+  bs_close(e->rh);
+  e->rh = NULL;
+  t->nopen--;
+  t->closes++;
+}
+
+/* Closes unpinned handles, least recently used first, until at most `keep`
+ * are open (pinned ones stay: a reader is in pread on them). */
+static void fh_trim(ft_table *t, size_t keep) {
+  ft_entry *e = t->lru.lprev;
+  while (t->nopen > keep && e != &t->lru) {
+    ft_entry *prev = e->lprev;
+    if (!e->rh_refs) fh_close(t, e);
+    e = prev;
+  }
+}
+
+/* A pinned read handle of file id: release with ft_unpin. Opening happens
+ * under ft.mu (first use of a file, or after its handle was evicted). */
+static int ft_pin(st_db *db, uint32_t id, bs_file **out) {
+  ft_table *t = &db->ft;
   int rc = 0;
-  pthread_mutex_lock(&db->ft.mu);
-  ft_entry *e = db->ft.e[id];
-  if (!e->rh) rc = bs_open_read(db->base, e->path, &e->rh);
+  pthread_mutex_lock(&t->mu);
+  ft_entry *e = t->e[id];
+  if (e->rh) {
+    fh_unlink(e);
+  } else {
+    fh_trim(t, t->max_open - 1);
+    rc = bs_open_read(db->base, e->path, &e->rh);
+    /* Out of descriptors for another reason (the process's other files):
+     * give back every unpinned handle and try once more. */
+    if (rc && rc != STRATA_ENOTFOUND && t->nopen) {
+      fh_trim(t, 0);
+      rc = bs_open_read(db->base, e->path, &e->rh);
+    }
+    if (rc) {
+      e->rh = NULL;
+      pthread_mutex_unlock(&t->mu);
+      return rc;
+    }
+    t->nopen++;
+    t->opens++;
+  }
+  fh_front(t, e);
+  e->rh_refs++;
   *out = e->rh;
-  pthread_mutex_unlock(&db->ft.mu);
-  return rc;
+  pthread_mutex_unlock(&t->mu);
+  return 0;
+}
+
+static void ft_unpin(st_db *db, uint32_t id) {
+  ft_table *t = &db->ft;
+  pthread_mutex_lock(&t->mu);
+  ft_entry *e = t->e[id];
+  if (--e->rh_refs == 0 && t->nopen > t->max_open) fh_close(t, e);
+  pthread_mutex_unlock(&t->mu);
 }
 
 /* The base store's codes as they are: ENOTFOUND (no file), ERANGE (short). */
 static int ft_pread_raw(st_db *db, uint32_t id, uint64_t off, void *dst, size_t n) {
   bs_file *f;
-  int rc = ft_handle(db, id, &f);
-  return rc ? rc : bs_pread(f, off, dst, n);
+  int rc = ft_pin(db, id, &f);
+  if (rc) return rc;
+  rc = bs_pread(f, off, dst, n);
+  ft_unpin(db, id);
+  return rc;
 }
 
 /* A file that a committed node or value refers to must exist and be long
@@ -130,24 +199,52 @@ int ft__pread(st_db *db, uint32_t id, uint64_t off, void *dst, size_t n) {
 
 int ft__size(st_db *db, uint32_t id, uint64_t *size) {
   bs_file *f;
-  int rc = ft_handle(db, id, &f);
-  return rc ? rc : bs_size(f, size);
+  int rc = ft_pin(db, id, &f);
+  if (rc) return rc;
+  rc = bs_size(f, size);
+  ft_unpin(db, id);
+  return rc;
+}
+
+/* 1 when the path names one of Strata's own data files of a committed
+ * generation: "d/" + 16 hex digits of a generation <= the latest + 16 random
+ * ones. The path comes from a node's data file table (under the node's CRC)
+ * and st_txn_put_ref refuses such names, so this cannot be damaged the way
+ * the file's header can. tensorstore names its files with 32 random hex
+ * digits: one is taken for Strata's only when its first 64 random bits are
+ * <= the latest generation (probability ~ latest / 2^64). */
+static int strata_written(st_db *db, const char *path) {
+  uint64_t g;
+  if (strncmp(path, ST_DATA_DIR "/", 2) || !st__data_file_generation(path + 2, &g)) return 0;
+  pthread_mutex_lock(&db->mu);
+  uint64_t latest = db->latest.generation;
+  pthread_mutex_unlock(&db->mu);
+  return g >= 1 && g <= latest;
 }
 
 int ft__value_crc(st_db *db, uint32_t id, int *has_crc) {
   pthread_mutex_lock(&db->ft.mu);
   int v = db->ft.e[id]->vcrc;
   pthread_mutex_unlock(&db->ft.mu);
+  const char *path = ft__path(db, id, NULL);
   if (v < 0) {
     char hdr[ST_DATA_MAGIC_LEN];
     int rc = ft_pread_raw(db, id, 0, hdr, sizeof hdr);
     /* shorter than the magic: not a Strata data file; missing: damage */
     if (rc && rc != STRATA_ERANGE) return ft_damaged(db, id, rc);
     v = !rc && !memcmp(hdr, ST_DATA_MAGIC, ST_DATA_MAGIC_LEN);
+    /* Whether values are checked never rests on the header alone: one of
+     * Strata's own files without its magic is damaged, never foreign. */
+    if (!v && strata_written(db, path)) v = 2;
     pthread_mutex_lock(&db->ft.mu);
     db->ft.e[id]->vcrc = v;
     pthread_mutex_unlock(&db->ft.mu);
   }
+  if (v == 2)
+    return strata_err(STRATA_ECORRUPT,
+                      "%s: damaged header: a Strata data file must start with the " ST_DATA_MAGIC_NAME
+                      " magic, so its values' checksums cannot be located",
+                      path);
   *has_crc = v;
   return 0;
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #include "common/err.h"
@@ -31,6 +32,12 @@ static uint64_t parse_hex(const char *s, size_t n) {
   uint64_t v = 0;
   for (size_t i = 0; i < n; i++) v = v * 16 + (uint64_t)(s[i] <= '9' ? s[i] - '0' : s[i] - 'a' + 10);
   return v;
+}
+
+int st__data_file_generation(const char *name, uint64_t *gen) {
+  if (!st__is_data_file_name(name)) return 0;
+  *gen = parse_hex(name, 16);
+  return 1;
 }
 
 /* The config a new database gets from the options. */
@@ -200,8 +207,15 @@ out:
   return rc;
 }
 
-/* Removes temp manifests, numbered manifests older than the kept window and
- * data files of generations that never committed. */
+/* Removes temp manifests and numbered manifests older than the kept window.
+ * Data files named for a generation newer than the latest manifest ("strays")
+ * are never removed when they hold anything: such a file is either a commit
+ * killed before its manifest's rename (generation L+1) or the data of
+ * generations whose manifests were lost, which a restore of those manifests
+ * needs. Empty ones (files the preparer created and no commit wrote) go. A
+ * non-empty stray above L+1 cannot come from a crash (only generation L+1 is
+ * ever written while L is the latest), so it means lost manifests: the open
+ * is refused rather than generation numbers reused. */
 static int cleanup(st_db *db) {
   char **names = NULL;
   size_t n = 0;
@@ -211,29 +225,70 @@ static int cleanup(st_db *db) {
   for (size_t i = 0; i < n; i++) {
     const char *s = names[i];
     int drop = !strncmp(s, "tmp.", 4);
-    if (strlen(s) == 25 && !strncmp(s, "manifest.", 9) && is_hex(s + 9, 16)) {
-      uint64_t g = parse_hex(s + 9, 16);
-      drop = g + ST_MANIFESTS_KEPT <= L || g > L;
-    }
+    if (strlen(s) == 25 && !strncmp(s, "manifest.", 9) && is_hex(s + 9, 16))
+      drop = parse_hex(s + 9, 16) + ST_MANIFESTS_KEPT <= L;
     if (drop && bs_remove(db->base, s) == 0) removed = 1;
   }
   free(names);
   rc = bs_list(db->base, ST_DATA_DIR, &names, &n);
   if (rc == STRATA_ENOTFOUND) return bs_mkdir(db->base, ST_DATA_DIR);
   if (rc) return rc;
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; i < n && !rc; i++) {
     const char *s = names[i];
-    if (!st__is_data_file_name(s) || parse_hex(s, 16) <= L) continue;
+    if (!st__is_data_file_name(s)) continue;
+    uint64_t g = parse_hex(s, 16), size = 0;
+    if (g <= L) continue;
     char path[64];
     snprintf(path, sizeof path, ST_DATA_DIR "/%s", s);
-    if (bs_remove(db->base, path) == 0) removed = 1;
+    bs_file *f;
+    if ((rc = bs_open_read(db->base, path, &f))) break;
+    rc = bs_size(f, &size);
+    bs_close(f);
+    if (rc) break;
+    if (size == 0) {
+      if (bs_remove(db->base, path) == 0) removed = 1;
+      continue;
+    }
+    db->strays++;
+    if (g > L + 1)
+      rc = strata_err(STRATA_ECORRUPT,
+                      "%s/%s holds data of generation %llu but the newest manifest is generation %llu: "
+                      "the manifests of generations %llu..%llu are missing (restore them, or move the "
+                      "file away to continue from generation %llu)",
+                      db->path, path, (unsigned long long)g, (unsigned long long)L,
+                      (unsigned long long)L + 1, (unsigned long long)g, (unsigned long long)L);
   }
   free(names);
   if (removed) {
     bs_sync_dir(db->base, ST_DATA_DIR);
     bs_sync_dir(db->base, "");
   }
-  return 0;
+  return rc;
+}
+
+/* opt->min_generation: the caller knows that generation was acknowledged. */
+static int check_min_generation(st_db *db, uint64_t min) {
+  uint64_t L = db->latest.generation;
+  if (min <= L) return 0;
+  if (db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED)
+    return strata_err(STRATA_ECORRUPT,
+                      "%s: generation %llu was acknowledged but the newest manifest is "
+                      "manifest.%016llx (generation %llu): manifest.%016llx is missing",
+                      db->path, (unsigned long long)min, (unsigned long long)L, (unsigned long long)L,
+                      (unsigned long long)min);
+  return strata_err(STRATA_ECORRUPT,
+                    "%s: generation %llu was acknowledged but " ST_MANIFEST " holds generation %llu",
+                    db->path, (unsigned long long)min, (unsigned long long)L);
+}
+
+/* A quarter of the descriptor limit, at most 256, at least 8: the server's
+ * sockets and the lock table's files need the rest. */
+static size_t default_max_open(void) {
+  struct rlimit rl;
+  size_t n = 256;
+  if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur / 4 < n)
+    n = (size_t)(rl.rlim_cur / 4);
+  return n < 8 ? 8 : n;
 }
 
 static void db_free(st_db *db) {
@@ -264,7 +319,7 @@ int st_open(const char *path, const st_options *opt, st_db **out) {
   pthread_cond_init(&db->prep_cv, NULL);
   pthread_mutex_init(&db->smu, NULL);
   pthread_cond_init(&db->scv, NULL);
-  ft__init(&db->ft);
+  ft__init(&db->ft, opt->max_open_files ? opt->max_open_files : default_max_open());
   db->read_only = opt->read_only;
   ocdbt_manifest cm;
   memset(&cm, 0, sizeof cm);
@@ -291,7 +346,7 @@ int st_open(const char *path, const st_options *opt, st_db **out) {
   db->cfg = cm.config;
   if (db->cfg.max_inline_value_bytes > OCDBT_MAX_INLINE_VALUE) db->cfg.max_inline_value_bytes = OCDBT_MAX_INLINE_VALUE;
   if (db->cfg.max_decoded_node_bytes < 1024) db->cfg.max_decoded_node_bytes = 1024;
-  if ((rc = load_state(db, &cm))) goto fail;
+  if ((rc = load_state(db, &cm)) || (rc = check_min_generation(db, opt->min_generation))) goto fail;
   db->prepare = !opt->no_prepare && db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED;
   if (!db->read_only && ((rc = cleanup(db)) || (rc = cm__start(db)))) goto fail;
   ocdbt_manifest_free(&cm);
@@ -424,10 +479,16 @@ void st_get_stats(st_db *db, st_stats *out) {
   out->groups = db->groups;
   out->bytes_written = db->bytes_written;
   out->prepared_hits = db->prep_hits;
+  out->stray_data_files = db->strays;
   out->ns_build = db->ns_build;
   out->ns_sync = db->ns_sync;
   out->ns_publish = db->ns_publish;
   pthread_mutex_unlock(&db->mu);
+  pthread_mutex_lock(&db->ft.mu);
+  out->open_files = db->ft.nopen;
+  out->file_opens = db->ft.opens;
+  out->file_closes = db->ft.closes;
+  pthread_mutex_unlock(&db->ft.mu);
   pthread_mutex_lock(&db->cache.mu);
   out->cache_hits = db->cache.hits;
   out->cache_misses = db->cache.misses;

@@ -1,13 +1,16 @@
 # storage/ engine: base stores, copy-on-write B+tree, version tree writer, commit pipeline (issue 3).
 LIB_SRCS += storage/base_file.c storage/base_mem.c storage/base_fault.c storage/cache.c \
 	storage/btree.c storage/btree_write.c storage/versions.c storage/commit.c storage/db.c
-UNIT_TESTS += tests/unit/test_store_basic.c tests/unit/test_store_base.c tests/unit/test_store_model.c
+UNIT_TESTS += tests/unit/test_store_basic.c tests/unit/test_store_base.c tests/unit/test_store_model.c \
+	tests/unit/test_store_bigkeys.c tests/unit/test_store_files.c \
+	tests/unit/test_store_recovery.c
 BENCH_SRCS += tools/bench/bench_store.c
 
 # Tiers of their own (release, and asan where cheap): the long model run on
 # memory and on files plus a 1 GiB value; >= 200 SIGKILLs; every fault site
 # and byte flips; a simulated power cut after every operation of a run of commits. Each tier runs through tests/run-tier.sh like the others.
 STORE_TIER_TESTS := tests/unit/test_store_crash.c tests/unit/test_store_powercut.c tests/unit/test_store_fault.c \
+	tests/unit/test_store_flips.c \
 	tests/unit/test_store_corrupt.c tests/unit/test_store_bigvalue.c
 TEST_TIERS += store-model store-crash store-fault
 .PHONY: test-store-model test-store-crash test-store-fault
@@ -29,10 +32,10 @@ test-store-crash:
 	  $(STORE_R)/test_store_powercut $(STORE_A)/test_store_powercut
 
 test-store-fault:
-	@$(MAKE) --no-print-directory VARIANT=release $(STORE_R)/test_store_fault $(STORE_R)/test_store_corrupt
-	@$(MAKE) --no-print-directory VARIANT=asan $(STORE_A)/test_store_fault $(STORE_A)/test_store_corrupt
+	@$(MAKE) --no-print-directory VARIANT=release $(STORE_R)/test_store_fault $(STORE_R)/test_store_corrupt $(STORE_R)/test_store_flips
+	@$(MAKE) --no-print-directory VARIANT=asan $(STORE_A)/test_store_fault $(STORE_A)/test_store_corrupt $(STORE_A)/test_store_flips
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  sh tests/run-tier.sh store-fault $(TEST_RESULTS) $(STORE_R)/test_store_fault $(STORE_R)/test_store_corrupt \
-	  $(STORE_A)/test_store_fault $(STORE_A)/test_store_corrupt
+	  sh tests/run-tier.sh store-fault $(TEST_RESULTS) $(STORE_R)/test_store_fault $(STORE_R)/test_store_corrupt $(STORE_R)/test_store_flips \
+	  $(STORE_A)/test_store_fault $(STORE_A)/test_store_corrupt $(STORE_A)/test_store_flips
 
 -include $(STORE_TIER_TESTS:%.c=$(O)/%.d)

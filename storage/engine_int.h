@@ -20,6 +20,11 @@
  * (kNumNumberedManifestsToKeep): a reader that listed the directory a while
  * ago can still open the one it chose. */
 #define ST_MANIFESTS_KEPT 128
+/* A B+tree higher than this is refused by the writer (STRATA_EINTERNAL): each
+ * level at least halves the nodes below it, so a real tree stays far lower
+ * (2^48 leaves); the bound turns a split that makes no progress into an error
+ * instead of a committer that writes for ever. */
+#define ST_MAX_TREE_HEIGHT 48
 
 typedef struct st_ref {
   uint32_t file;       /* interned id, ST_NOFILE for a missing root */
@@ -71,7 +76,9 @@ static inline uint64_t st__hash_bytes(const void *p, size_t n) {
 typedef struct ft_entry {
   char *path;          /* relative to the database directory */
   size_t base_len;     /* length of its base path ("d/"), the transitive path of what it holds */
-  bs_file *rh;         /* read handle, opened on first use */
+  bs_file *rh;         /* read handle: opened on use, closed when evicted */
+  int rh_refs;         /* readers using rh now (pinned: never closed under them) */
+  struct ft_entry *lprev, *lnext;  /* LRU of open handles, while rh is set */
   int vcrc;            /* -1 unknown, 1 a Strata data file (values carry a CRC), 0 not */
 } ft_entry;
 
@@ -81,6 +88,9 @@ typedef struct ft_table {
   size_t n, cap;
   uint32_t *hash;      /* open addressing: id + 1, 0 = empty */
   size_t hcap;
+  ft_entry lru;        /* sentinel of the open handles: lru.lnext most recent */
+  size_t nopen, max_open;
+  uint64_t opens, closes;
 } ft_table;
 
 /* --- node cache (cache.c) --------------------------------------------------- */
@@ -123,6 +133,7 @@ struct st_db {
   size_t q_len;
   int closing;
   int broken;             /* non-zero: an undoable failure; commits refuse */
+  uint64_t strays;        /* non-empty data files newer than the latest at open (kept) */
   st_mstate ms;           /* the current manifest, replaced by the committer */
   st_vers latest;         /* generation 0 = empty database */
   uint64_t commits, groups, bytes_written;
@@ -165,7 +176,9 @@ struct st_snap {
 };
 
 /* file table */
-int ft__init(ft_table *t);
+/* max_open: read handles kept open at most (unpinned ones beyond it are
+ * closed, least recently used first). */
+int ft__init(ft_table *t, size_t max_open);
 void ft__destroy(ft_table *t);
 /* Interns path (length n, base path length base_len); returns its id. */
 int ft__intern(st_db *db, const char *path, size_t n, size_t base_len, uint32_t *id);
@@ -174,9 +187,11 @@ const char *ft__path(st_db *db, uint32_t id, size_t *base_len);
 int ft__pread(st_db *db, uint32_t id, uint64_t off, void *dst, size_t n);
 int ft__size(st_db *db, uint32_t id, uint64_t *size);
 /* 1 when the file starts with ST_DATA_MAGIC: its out-of-line values are each
- * followed by their CRC-32C (4 bytes, little endian). */
+ * followed by their CRC-32C (4 bytes, little endian). One of Strata's own
+ * data files (by its name, see db.c) without the magic is STRATA_ECORRUPT. */
 int ft__value_crc(st_db *db, uint32_t id, int *has_crc);
 #define ST_DATA_MAGIC "strata-data-v1\n"
+#define ST_DATA_MAGIC_NAME "strata-data-v1"
 #define ST_DATA_MAGIC_LEN 16
 
 /* node cache: returns a pinned node; release with nc__release. */
@@ -252,6 +267,8 @@ void mstate__free(st_mstate *ms);
  * cleanup removes such a file when its generation never committed, so
  * st_txn_put_ref refuses these names. */
 int st__is_data_file_name(const char *name);
+/* The same, and *gen = the generation its name carries. */
+int st__data_file_generation(const char *name, uint64_t *gen);
 
 /* commit.c */
 int cm__start(st_db *db);

@@ -44,13 +44,25 @@ typedef struct st_options {
   int create;           /* create the database when the directory has none */
   int read_only;        /* no committer, no cleanup, no writer lock */
   int no_prepare;       /* don't pre-create the next commit's files (tests that count I/O) */
+  /* Data files kept open for reading at most (least recently used closed
+   * first); 0 = min(256, RLIMIT_NOFILE / 4), at least 8. */
+  size_t max_open_files;
+  /* The last generation the caller knows was acknowledged (the server keeps
+   * it in its lock store): when the newest manifest that loads is older,
+   * open fails with STRATA_ECORRUPT naming the missing manifest instead of
+   * opening the database rolled back. 0 = no check. */
+  uint64_t min_generation;
 } st_options;
 
 /* Opens (or with opt->create, creates) the database in `path`. *out is owned
  * by the caller; close with st_close. Errors: STRATA_ENOTFOUND (no database
  * and no create), STRATA_EINVALID (the directory holds something else),
  * STRATA_EMISMATCH (explicit config differs), STRATA_ECORRUPT (a damaged
- * manifest; the message names the file), STRATA_EBUSY (another writer). */
+ * manifest, the message naming the file; a latest generation below
+ * opt->min_generation; for writing, data of generations past the newest
+ * manifest + 1, i.e. lost manifests), STRATA_EBUSY (another writer). Open
+ * removes only temp files, numbered manifests past the kept window and empty
+ * data files of uncommitted generations: nothing a restore would need. */
 int st_open(const char *path, const st_options *opt, st_db **out);
 /* Finishes queued commits, stops the committer and frees everything. */
 void st_close(st_db *db);
@@ -160,7 +172,8 @@ void st_value_hash(const void *p, size_t n, uint8_t out[ST_HASH_BYTES]);
 
 /* A transaction under construction; owned by the caller until submitted. */
 int st_txn_begin(st_db *db, st_txn **out);
-/* Puts copy key and value. */
+/* Puts copy key and value. Keys are 0..OCDBT_MAX_KEY_LENGTH (65,535) bytes,
+ * any number and mix of sizes; a longer key is STRATA_EINVALID. */
 int st_txn_put(st_txn *t, const void *key, size_t klen, const void *val, size_t vlen);
 /* Like st_txn_put but borrows val: it must stay valid until the transaction
  * completes (for large values: no copy is made). */
@@ -216,6 +229,11 @@ typedef struct st_stats {
   /* nanoseconds spent by the committer: building and writing the data file
    * and temp manifest; their fsyncs; rename + directory fsync */
   uint64_t ns_build, ns_sync, ns_publish;
+  /* data files open for reading now, and opens/closes of them so far */
+  uint64_t open_files, file_opens, file_closes;
+  /* non-empty data files named for a generation newer than the latest that
+   * open found and left in place (a commit killed before its rename) */
+  uint64_t stray_data_files;
 } st_stats;
 void st_get_stats(st_db *db, st_stats *out);
 
