@@ -540,7 +540,7 @@ int lk_renew(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, int6
     /* Not held: report who holds the row now, if anyone. */
     const lk__slot *s = NULL;
     lk_kind k = LK_TEMPORAL;
-    if (e && lk__tmp_blocks(e, now)) s = &e->tmp;
+    if (e && e->tmp.op != op && lk__tmp_blocks(e, now)) s = &e->tmp;
     else if (e && e->ind.op) s = &e->ind, k = LK_INDEFINITE;
     if ((rc = clist_add(&c, pr.rows[i].idx, s, k, 0))) goto out;
   }

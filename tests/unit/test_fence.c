@@ -429,6 +429,11 @@ static void test_expiry_waits_for_the_commit_in_flight(void **state) {
   int held = 1;
   assert_int_equal(lk_check(f->lk, OP_A, rows, 1, &held, NULL), 0);
   assert_int_equal(held, 0); /* A itself does not hold it any more */
+  lk_result rn;
+  assert_int_equal(lk_renew(f->lk, OP_A, rows, 1, 10 * SEC, &rn), 0);
+  assert_int_equal(rn.status, LK_NOT_HELD); /* a pin never extends the lock */
+  assert_int_equal(rn.conflicts[0].holder_op, 0);
+  lk_result_free(&rn);
   wt = (struct waiter){.f = f, .row = rows, .key = "k"};
   start(1, wait_main, &wt);
   until(f, one_queued, NULL);
