@@ -1,12 +1,14 @@
 /*
- * Acquire, renew, release and check over the partitioned lock table. Every
+ * Acquire, renew and release over the partitioned lock table (check and the
+ * fence hooks are in fence.c, the self-check in selfcheck.c). Every
  * operation sorts its rows by (partition, key), takes the partition mutexes
  * in ascending partition order, decides against the in-memory table, writes
  * one RocksDB batch without syncing it while still holding the mutexes,
  * applies it to memory, releases the mutexes, and only then waits for a WAL
  * sync covering the batch before answering (README "Durability order").
  * Waiting acquires queue on every row they need, FIFO per row (README
- * "Waiting").
+ * "Waiting"). A release that would free a row pinned by a fenced commit in
+ * flight waits for the pin to go (README "Fences hold").
  */
 #include <assert.h>
 #include <inttypes.h>

@@ -416,6 +416,17 @@ static void refused_naming(fx *f, uint64_t op, const lk_row *row, uint64_t holde
   lk_result_free(&res);
 }
 
+/* B waits for the row (queued: the self-check counts it) while the commit
+ * is held; then the commit goes on, and both threads are joined. */
+static void b_waits_while_the_commit_decides(fx *f) {
+  wt = (struct waiter){.f = f, .row = rows, .key = "k"};
+  start(1, wait_main, &wt);
+  until(f, one_queued, NULL);
+  gate_open();
+  join(0);
+  join(1);
+}
+
 /* The lost update of issue 9: A's fenced commit passes its check, A's TTL
  * runs out while the commit waits in its fsync. B may not take the row
  * until the commit is durable and visible; B's read after its grant then
@@ -434,12 +445,7 @@ static void test_expiry_waits_for_the_commit_in_flight(void **state) {
   assert_int_equal(rn.status, LK_NOT_HELD); /* a pin never extends the lock */
   assert_int_equal(rn.conflicts[0].holder_op, 0);
   lk_result_free(&rn);
-  wt = (struct waiter){.f = f, .row = rows, .key = "k"};
-  start(1, wait_main, &wt);
-  until(f, one_queued, NULL);
-  gate_open();
-  join(0);
-  join(1);
+  b_waits_while_the_commit_decides(f);
   assert_int_equal(cm.rc, 0);
   assert_int_equal(cm.fence.expired_in_flight, 1);
   assert_int_equal(atomic_load(&decided_committed), 1);
@@ -531,12 +537,7 @@ static void test_failed_commit_unpins(void **state) {
   commit_blocked(f, OP_A, rows, "k", "lost", 1);
   now_ns += 11 * SEC;
   refused_naming(f, OP_B, rows, OP_A);
-  wt = (struct waiter){.f = f, .row = rows, .key = "k"};
-  start(1, wait_main, &wt);
-  until(f, one_queued, NULL);
-  gate_open();
-  join(0);
-  join(1);
+  b_waits_while_the_commit_decides(f);
   assert_int_equal(cm.rc, STRATA_EIO);
   assert_non_null(strstr(cm.msg, "injected fsync failure"));
   assert_int_equal(atomic_load(&decided), 1);
