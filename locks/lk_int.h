@@ -64,6 +64,7 @@ typedef struct lk__rowent {
   uint64_t wseq;             /* write sequence of the row's last change (README "Durability order") */
   lk__slot tmp, ind;
   lk__wnode *qhead, *qtail;  /* waiters, arrival order */
+  uint32_t pins;             /* fenced commits in flight on this row (README "Fences hold") */
   uint16_t len;
   uint8_t key[];
 } lk__rowent;
@@ -126,6 +127,13 @@ struct lk_manager {
   lk__part *parts;
   _Atomic uint64_t token_hwm; /* largest token handed out or found on disk */
   atomic_int shutting_down;
+  /* Releases waiting for pinned rows (README "Fences hold"). pin_mu is a leaf
+   * lock taken after partition mutexes; pin_epoch grows on every unpin that
+   * brings a row's pins to 0. */
+  pthread_mutex_t pin_mu;
+  pthread_cond_t pin_cv;
+  uint64_t pin_epoch;
+  uint64_t pin_waiters;
   struct oplog oplog;
   struct ctr_table ctrs;
 };
@@ -135,6 +143,57 @@ struct lk_manager {
 static inline unsigned lk__part_of(const lk_manager *lk, const uint8_t *key, size_t len) {
   unsigned hi = (unsigned)key[0] << 8 | (len > 1 ? key[1] : 0);
   return hi >> lk->part_shift;
+}
+
+/* --- a request's rows, sorted and deduplicated (lock.c) -------------------- */
+
+typedef struct lk__req_row {
+  const uint8_t *key;
+  size_t len;
+  size_t idx;        /* first index in the caller's array */
+  unsigned part;
+  uint64_t hash;
+  lk__rowent *ent;   /* valid only while the partition mutex is held (or the row is pinned) */
+} lk__req_row;
+
+typedef struct lk__prep {
+  lk__req_row *rows;
+  size_t n;
+  unsigned *parts;   /* distinct partitions, ascending */
+  size_t nparts;
+  int all;           /* every partition (release of all rows) */
+  uint64_t need;     /* write sequence that must be durable before answering */
+} lk__prep;
+
+/* Sorts rows by (partition, key) and drops duplicates (keeping the first index). */
+int lk__prep_rows(lk_manager *lk, const lk_row *rows, size_t nrows, lk__prep *pr);
+void lk__prep_free(lk__prep *pr);
+/* Takes / drops the request's partition mutexes, in ascending order. */
+void lk__lock_parts(lk_manager *lk, const lk__prep *pr);
+void lk__unlock_parts(lk_manager *lk, const lk__prep *pr);
+/* Looks up every row's entry (NULL when absent) and raises pr->need to the
+ * rows' last writes. Partition mutexes held. */
+void lk__find_ents(lk_manager *lk, lk__prep *pr);
+/* Wakes every waiter queued on e except self. Partition mutex held. */
+void lk__kick_row(lk__rowent *e, const lk__waiter *self);
+int lk__check_op(uint64_t op, const char *fn);
+/* Waits until some row's pins drop to 0 (or lk_shutdown: STRATA_ESHUTDOWN).
+ * Called with pr's partition mutexes held; returns with them released. The
+ * caller then decides again from the start. */
+int lk__wait_unpinned(lk_manager *lk, lk__prep *pr, const char *fn);
+
+/* A temporal slot is live while now < expires_at. */
+static inline int lk__live(const lk__slot *s, int64_t now) { return s->op && now < s->expires_at; }
+/* Does e's temporal slot keep other ops out? Live, or pinned by a fenced
+ * commit in flight (its expiry is deferred until the commit is decided). */
+static inline int lk__tmp_blocks(const lk__rowent *e, int64_t now) {
+  return e->tmp.op && (now < e->tmp.expires_at || e->pins);
+}
+
+/* Does op hold the row live in any slot? (A pinned temporal slot past its
+ * expiry is not held by its op any more, though it still keeps others out.) */
+static inline int lk__holds(const lk__rowent *e, uint64_t op, int64_t now) {
+  return e && ((e->tmp.op == op && lk__live(&e->tmp, now)) || e->ind.op == op);
 }
 
 /* Writes a lock batch to the WAL without syncing it and returns its write

@@ -1,12 +1,14 @@
 /*
- * Acquire, renew, release and check over the partitioned lock table. Every
+ * Acquire, renew and release over the partitioned lock table (check and the
+ * fence hooks are in fence.c, the self-check in selfcheck.c). Every
  * operation sorts its rows by (partition, key), takes the partition mutexes
  * in ascending partition order, decides against the in-memory table, writes
  * one RocksDB batch without syncing it while still holding the mutexes,
  * applies it to memory, releases the mutexes, and only then waits for a WAL
  * sync covering the batch before answering (README "Durability order").
  * Waiting acquires queue on every row they need, FIFO per row (README
- * "Waiting").
+ * "Waiting"). A release that would free a row pinned by a fenced commit in
+ * flight waits for the pin to go (README "Fences hold").
  */
 #include <assert.h>
 #include <inttypes.h>
@@ -19,26 +21,8 @@
 
 /* --- the request's rows, sorted and deduplicated ------------------------- */
 
-typedef struct req_row {
-  const uint8_t *key;
-  size_t len;
-  size_t idx;        /* first index in the caller's array */
-  unsigned part;
-  uint64_t hash;
-  lk__rowent *ent;   /* valid only while the partition mutex is held */
-} req_row;
-
-typedef struct prep {
-  req_row *rows;
-  size_t n;
-  unsigned *parts;   /* distinct partitions, ascending */
-  size_t nparts;
-  int all;           /* every partition (release of all rows) */
-  uint64_t need;     /* write sequence that must be durable before answering */
-} prep;
-
 static int cmp_req_row(const void *a, const void *b) {
-  const req_row *x = a, *y = b;
+  const lk__req_row *x = a, *y = b;
   if (x->part != y->part) return x->part < y->part ? -1 : 1;
   size_t n = x->len < y->len ? x->len : y->len;
   int c = memcmp(x->key, y->key, n);
@@ -47,22 +31,22 @@ static int cmp_req_row(const void *a, const void *b) {
   return x->idx < y->idx ? -1 : x->idx > y->idx;
 }
 
-static void prep_free(prep *pr) {
+void lk__prep_free(lk__prep *pr) {
   free(pr->rows);
   free(pr->parts);
   memset(pr, 0, sizeof *pr);
 }
 
-static int prep_rows(lk_manager *lk, const lk_row *rows, size_t nrows, prep *pr) {
+int lk__prep_rows(lk_manager *lk, const lk_row *rows, size_t nrows, lk__prep *pr) {
   memset(pr, 0, sizeof *pr);
   pr->rows = malloc(nrows * sizeof *pr->rows);
   pr->parts = malloc(nrows * sizeof *pr->parts);
   if (!pr->rows || !pr->parts) {
-    prep_free(pr);
+    lk__prep_free(pr);
     return strata_err(STRATA_ENOMEM, "lock request of %zu rows", nrows);
   }
   for (size_t i = 0; i < nrows; i++) {
-    req_row *r = &pr->rows[i];
+    lk__req_row *r = &pr->rows[i];
     r->key = rows[i].key;
     r->len = rows[i].len;
     r->idx = i;
@@ -73,7 +57,7 @@ static int prep_rows(lk_manager *lk, const lk_row *rows, size_t nrows, prep *pr)
   qsort(pr->rows, nrows, sizeof *pr->rows, cmp_req_row);
   size_t n = 0;
   for (size_t i = 0; i < nrows; i++) {
-    req_row *r = &pr->rows[i];
+    lk__req_row *r = &pr->rows[i];
     if (n && pr->rows[n - 1].len == r->len && pr->rows[n - 1].part == r->part &&
         memcmp(pr->rows[n - 1].key, r->key, r->len) == 0)
       continue; /* duplicate: keep the first index */
@@ -85,7 +69,7 @@ static int prep_rows(lk_manager *lk, const lk_row *rows, size_t nrows, prep *pr)
 }
 
 /* Lock order: partition mutexes in ascending partition number. */
-static void lock_parts(lk_manager *lk, const prep *pr) {
+void lk__lock_parts(lk_manager *lk, const lk__prep *pr) {
   if (pr->all) {
     for (unsigned i = 0; i < lk->nparts; i++) pthread_mutex_lock(&lk->parts[i].mu);
   } else {
@@ -93,7 +77,7 @@ static void lock_parts(lk_manager *lk, const prep *pr) {
   }
 }
 
-static void unlock_parts(lk_manager *lk, const prep *pr) {
+void lk__unlock_parts(lk_manager *lk, const lk__prep *pr) {
   if (pr->all) {
     for (unsigned i = lk->nparts; i-- > 0;) pthread_mutex_unlock(&lk->parts[i].mu);
   } else {
@@ -101,10 +85,9 @@ static void unlock_parts(lk_manager *lk, const prep *pr) {
   }
 }
 
-/* Looks up every row's entry (NULL when absent). Partition mutexes held. */
-static void find_ents(lk_manager *lk, prep *pr) {
+void lk__find_ents(lk_manager *lk, lk__prep *pr) {
   for (size_t i = 0; i < pr->n; i++) {
-    req_row *r = &pr->rows[i];
+    lk__req_row *r = &pr->rows[i];
     r->ent = lk__row_find(&lk->parts[r->part], r->key, r->len, r->hash);
     if (r->ent && r->ent->wseq > pr->need) pr->need = r->ent->wseq;
   }
@@ -112,9 +95,9 @@ static void find_ents(lk_manager *lk, prep *pr) {
 
 /* Creates missing entries so the batch can be applied without allocating
  * after the durable write. On failure frees what it created. */
-static int make_ents(lk_manager *lk, prep *pr) {
+static int make_ents(lk_manager *lk, lk__prep *pr) {
   for (size_t i = 0; i < pr->n; i++) {
-    req_row *r = &pr->rows[i];
+    lk__req_row *r = &pr->rows[i];
     if (r->ent) continue;
     int rc = lk__row_insert(&lk->parts[r->part], r->key, r->len, r->hash, &r->ent);
     if (rc) {
@@ -127,7 +110,7 @@ static int make_ents(lk_manager *lk, prep *pr) {
 
 /* Frees the entries nobody holds or waits for (those make_ents created for
  * a grant that failed); the others stay found. */
-static void free_unused_ents(lk_manager *lk, prep *pr) {
+static void free_unused_ents(lk_manager *lk, lk__prep *pr) {
   for (size_t i = 0; i < pr->n; i++)
     if (pr->rows[i].ent && lk__row_maybe_free(&lk->parts[pr->rows[i].part], pr->rows[i].ent))
       pr->rows[i].ent = NULL;
@@ -158,21 +141,14 @@ static int clist_add(clist *c, size_t row, const lk__slot *s, lk_kind kind, int 
   return 0;
 }
 
-static int live(const lk__slot *s, int64_t now) { return s->op && now < s->expires_at; }
-
-/* Does op hold the row live in any slot? */
-static int holds(const lk__rowent *e, uint64_t op, int64_t now) {
-  return e && ((e->tmp.op == op && live(&e->tmp, now)) || e->ind.op == op);
-}
-
-/* The conflict rules (README "Conflict table"): may a request of `kind` by
- * `op` be granted on a row whose slot `s` (of kind s_kind) is held by
- * another op? Expired temporal slots block nobody. */
-static int slot_blocks(const lk__slot *s, lk_kind s_kind, uint64_t op, lk_kind kind,
-                       int respect_indefinite, int64_t now) {
+/* The conflict rule (README "Rows are exclusive"): does slot s (of kind
+ * s_kind) keep a request by another op than its holder out of e? Every held
+ * slot does, whatever the kinds, except a temporal slot that has expired and
+ * is not pinned by a fenced commit in flight. */
+static int slot_blocks(const lk__rowent *e, const lk__slot *s, lk_kind s_kind, uint64_t op,
+                       int64_t now) {
   if (!s->op || s->op == op) return 0;
-  if (s_kind == LK_TEMPORAL) return live(s, now);
-  return kind == LK_INDEFINITE || respect_indefinite;
+  return s_kind == LK_TEMPORAL ? lk__tmp_blocks(e, now) : 1;
 }
 
 typedef struct verdict {
@@ -184,7 +160,7 @@ typedef struct verdict {
 /* Decides a request against the table; self is the request's own waiter
  * when it is queued (only waiters ahead of it count), else NULL. Fills c
  * when given. Partition mutexes held, find_ents done. */
-static int evaluate(const lk_acquire_req *q, prep *pr, const lk__waiter *self, int64_t now,
+static int evaluate(const lk_acquire_req *q, lk__prep *pr, const lk__waiter *self, int64_t now,
                     verdict *v, clist *c) {
   int rc = 0;
   v->blocked = 0;
@@ -193,22 +169,24 @@ static int evaluate(const lk_acquire_req *q, prep *pr, const lk__waiter *self, i
   for (size_t i = 0; i < pr->n; i++) {
     const lk__rowent *e = pr->rows[i].ent;
     size_t idx = pr->rows[i].idx;
-    int held = e && (q->kind == LK_TEMPORAL ? holds(e, q->op, now) : e->ind.op == q->op);
+    int held = e && (q->kind == LK_TEMPORAL ? lk__holds(e, q->op, now) : e->ind.op == q->op);
     if (!held) v->all_held = 0;
     if (!e) continue;
     int row_blocked = 0;
-    if (slot_blocks(&e->tmp, LK_TEMPORAL, q->op, q->kind, q->respect_indefinite, now)) {
+    if (slot_blocks(e, &e->tmp, LK_TEMPORAL, q->op, now)) {
       row_blocked = 1;
-      if (e->tmp.expires_at < v->wake_at) v->wake_at = e->tmp.expires_at;
+      /* A pinned slot past its expiry frees up when its commit is decided,
+       * which kicks the row's waiters: no wake-up time for it. */
+      if (lk__live(&e->tmp, now) && e->tmp.expires_at < v->wake_at) v->wake_at = e->tmp.expires_at;
       if (c && (rc = clist_add(c, idx, &e->tmp, LK_TEMPORAL, 0))) return rc;
     }
-    if (slot_blocks(&e->ind, LK_INDEFINITE, q->op, q->kind, q->respect_indefinite, now)) {
+    if (slot_blocks(e, &e->ind, LK_INDEFINITE, q->op, now)) {
       row_blocked = 1;
       if (c && (rc = clist_add(c, idx, &e->ind, LK_INDEFINITE, 0))) return rc;
     }
     /* FIFO: an earlier waiter of another op keeps the row for itself, unless
      * this op already holds the row (an upgrade or an extension of a set). */
-    if (!row_blocked && !holds(e, q->op, now)) {
+    if (!row_blocked && !lk__holds(e, q->op, now)) {
       for (const lk__wnode *n = e->qhead; n && n->w != self; n = n->next) {
         if (n->w->op == q->op) continue;
         row_blocked = 1;
@@ -266,7 +244,7 @@ static int ttl_overflows(int64_t now, int64_t ttl_ns) {
 
 /* Grants q (not blocked, not all held) in one durable batch, then applies
  * it to memory. Partition mutexes held, find_ents done. */
-static int grant(lk_manager *lk, const lk_acquire_req *q, prep *pr, int64_t now, lk_result *res) {
+static int grant(lk_manager *lk, const lk_acquire_req *q, lk__prep *pr, int64_t now, lk_result *res) {
   int rc = make_ents(lk, pr);
   if (rc) return rc;
   lk__slot *nt = malloc(pr->n * 2 * sizeof *nt);
@@ -282,7 +260,7 @@ static int grant(lk_manager *lk, const lk_acquire_req *q, prep *pr, int64_t now,
     const lk__rowent *e = pr->rows[i].ent;
     lk__slot tmp = e->tmp, ind = e->ind;
     lk__slot mine = {q->op, token, now, exp};
-    if (tmp.op && !live(&tmp, now)) memset(&tmp, 0, sizeof tmp); /* expired: tidy up */
+    if (tmp.op && !lk__live(&tmp, now)) memset(&tmp, 0, sizeof tmp); /* expired: tidy up */
     if (q->kind == LK_INDEFINITE) {
       ind = mine;
       if (tmp.op == q->op) memset(&tmp, 0, sizeof tmp); /* upgrade */
@@ -323,7 +301,7 @@ out:
 }
 
 /* The grant already in place: token and earliest expiry over the rows. */
-static void fill_already_held(const lk_acquire_req *q, prep *pr, lk_result *res) {
+static void fill_already_held(const lk_acquire_req *q, lk__prep *pr, lk_result *res) {
   res->status = LK_GRANTED;
   res->already_held = 1;
   res->token = 0;
@@ -345,13 +323,12 @@ void lk__waiter_kick(lk__waiter *w) {
   pthread_mutex_unlock(&w->mu);
 }
 
-/* Wakes every waiter queued on e except self. Partition mutex held. */
-static void kick_row(lk__rowent *e, const lk__waiter *self) {
+void lk__kick_row(lk__rowent *e, const lk__waiter *self) {
   for (lk__wnode *n = e->qhead; n; n = n->next)
     if (n->w != self) lk__waiter_kick(n->w);
 }
 
-static int enqueue(lk_manager *lk, prep *pr, lk__waiter *w) {
+static int enqueue(lk_manager *lk, lk__prep *pr, lk__waiter *w) {
   int rc = make_ents(lk, pr);
   if (rc) return rc;
   for (size_t i = 0; i < pr->n; i++) {
@@ -368,13 +345,13 @@ static int enqueue(lk_manager *lk, prep *pr, lk__waiter *w) {
 
 /* Leaves every queue, wakes those behind (they may now go first) and frees
  * entries nobody needs. Partition mutexes held. */
-static void dequeue(lk_manager *lk, prep *pr, lk__waiter *w) {
+static void dequeue(lk_manager *lk, lk__prep *pr, lk__waiter *w) {
   for (size_t i = 0; i < pr->n; i++) {
     lk__rowent *e = pr->rows[i].ent;
     lk__wnode *n = &w->nodes[i];
     if (n->prev) n->prev->next = n->next; else e->qhead = n->next;
     if (n->next) n->next->prev = n->prev; else e->qtail = n->prev;
-    kick_row(e, w);
+    lk__kick_row(e, w);
     lk__row_maybe_free(&lk->parts[pr->rows[i].part], e);
     pr->rows[i].ent = NULL;
   }
@@ -397,7 +374,7 @@ static void wait_kick(lk__waiter *w, int64_t ns) {
 
 /* The waiting part of lk_acquire: called with the partition mutexes held
  * and the request blocked; returns with them released. */
-static int acquire_wait(lk_manager *lk, const lk_acquire_req *q, prep *pr, lk_result *res) {
+static int acquire_wait(lk_manager *lk, const lk_acquire_req *q, lk__prep *pr, lk_result *res) {
   int rc = 0;
   lk__waiter w = {.op = q->op};
   pthread_condattr_t ca;
@@ -409,11 +386,11 @@ static int acquire_wait(lk_manager *lk, const lk_acquire_req *q, prep *pr, lk_re
   w.nodes = calloc(pr->n, sizeof *w.nodes);
   if (!w.nodes) {
     rc = strata_err(STRATA_ENOMEM, "waiting acquire of %zu rows", pr->n);
-    unlock_parts(lk, pr);
+    lk__unlock_parts(lk, pr);
     goto done;
   }
   if ((rc = enqueue(lk, pr, &w))) {
-    unlock_parts(lk, pr);
+    lk__unlock_parts(lk, pr);
     goto done;
   }
   for (;;) {
@@ -428,7 +405,7 @@ static int acquire_wait(lk_manager *lk, const lk_acquire_req *q, prep *pr, lk_re
       rc = strata_err(gone, "acquire by op %" PRIu64 ": the caller stopped waiting", q->op);
       break;
     }
-    find_ents(lk, pr);
+    lk__find_ents(lk, pr);
     int timed_out = now >= q->wait_deadline;
     clist c = {0};
     if ((rc = evaluate(q, pr, &w, now, &v, timed_out ? &c : NULL))) {
@@ -447,18 +424,18 @@ static int acquire_wait(lk_manager *lk, const lk_acquire_req *q, prep *pr, lk_re
       res->nconflicts = c.n;
       break;
     }
-    unlock_parts(lk, pr);
+    lk__unlock_parts(lk, pr);
     int64_t until = q->wait_deadline < v.wake_at ? q->wait_deadline : v.wake_at;
     int64_t ns = until - now;
     if (ns > lk->wait_poll_ns) ns = lk->wait_poll_ns;
     wait_kick(&w, ns);
-    lock_parts(lk, pr);
+    lk__lock_parts(lk, pr);
   }
   /* Our queue nodes keep every entry alive; this refreshes pr->need (the
    * rows' last writes) for every way out of the loop. */
-  find_ents(lk, pr);
+  lk__find_ents(lk, pr);
   dequeue(lk, pr, &w);
-  unlock_parts(lk, pr);
+  lk__unlock_parts(lk, pr);
 done:
   free(w.nodes);
   pthread_cond_destroy(&w.cv);
@@ -468,16 +445,16 @@ done:
 
 /* --- public entry points ------------------------------------------------- */
 
-static int check_op(uint64_t op, const char *fn) {
+int lk__check_op(uint64_t op, const char *fn) {
   return op ? 0 : strata_err(STRATA_EINVALID, "%s: op id 0 is not an operation", fn);
 }
 
 int lk_acquire(lk_manager *lk, const lk_acquire_req *q, lk_result *res) {
   int rc;
-  prep pr;
+  lk__prep pr;
   assert(lk && q && res);
   memset(res, 0, sizeof *res);
-  if ((rc = check_op(q->op, "lk_acquire"))) return rc;
+  if ((rc = lk__check_op(q->op, "lk_acquire"))) return rc;
   if ((rc = lk__check_rows(q->rows, q->nrows, "lk_acquire rows"))) return rc;
   if (q->kind != LK_TEMPORAL && q->kind != LK_INDEFINITE)
     return strata_err(STRATA_EINVALID, "lk_acquire: kind %d is neither temporal nor indefinite",
@@ -492,10 +469,10 @@ int lk_acquire(lk_manager *lk, const lk_acquire_req *q, lk_result *res) {
     return strata_err(STRATA_ENOTFOUND,
                       "lk_acquire: op %" PRIu64 " is not in the op log; an indefinite lock records "
                       "its rows as the op's scope, so create the op with oplog_create first", q->op);
-  if ((rc = prep_rows(lk, q->rows, q->nrows, &pr))) return rc;
-  lock_parts(lk, &pr);
+  if ((rc = lk__prep_rows(lk, q->rows, q->nrows, &pr))) return rc;
+  lk__lock_parts(lk, &pr);
   now = lk_now(lk);
-  find_ents(lk, &pr);
+  lk__find_ents(lk, &pr);
   verdict v;
   int waits = q->wait_deadline > now;
   clist c = {0};
@@ -519,12 +496,12 @@ int lk_acquire(lk_manager *lk, const lk_acquire_req *q, lk_result *res) {
   rc = acquire_wait(lk, q, &pr, res); /* releases the mutexes */
   goto out;
 unlock:
-  unlock_parts(lk, &pr);
+  lk__unlock_parts(lk, &pr);
 out:
   /* Answer only from durable state: our own batch, or rows we looked at. */
   if (!rc) rc = lk__durable(lk, pr.need);
   free(c.v);
-  prep_free(&pr);
+  lk__prep_free(&pr);
   if (rc) lk_result_free(res);
   return rc;
 }
@@ -538,34 +515,34 @@ void lk_result_free(lk_result *res) {
 int lk_renew(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, int64_t ttl_ns,
              lk_result *res) {
   int rc;
-  prep pr;
+  lk__prep pr;
   clist c = {0};
   rocksdb_writebatch_t *b = NULL;
   assert(lk && res);
   memset(res, 0, sizeof *res);
-  if ((rc = check_op(op, "lk_renew"))) return rc;
+  if ((rc = lk__check_op(op, "lk_renew"))) return rc;
   if ((rc = lk__check_rows(rows, nrows, "lk_renew rows"))) return rc;
   if (ttl_ns <= 0)
     return strata_err(STRATA_EINVALID, "lk_renew: ttl_ns must be > 0 (got %" PRId64 ")", ttl_ns);
-  if ((rc = prep_rows(lk, rows, nrows, &pr))) return rc;
-  lock_parts(lk, &pr);
+  if ((rc = lk__prep_rows(lk, rows, nrows, &pr))) return rc;
+  lk__lock_parts(lk, &pr);
   int64_t now = lk_now(lk);
   if (ttl_overflows(now, ttl_ns)) {
     rc = strata_err(STRATA_EINVALID, "lk_renew: ttl_ns %" PRId64 " overflows the clock", ttl_ns);
     goto out;
   }
-  find_ents(lk, &pr);
+  lk__find_ents(lk, &pr);
   int writes = 0;
   for (size_t i = 0; i < pr.n; i++) {
     const lk__rowent *e = pr.rows[i].ent;
-    if (holds(e, op, now)) {
-      writes += e->tmp.op == op && live(&e->tmp, now);
+    if (lk__holds(e, op, now)) {
+      writes += e->tmp.op == op && lk__live(&e->tmp, now);
       continue;
     }
     /* Not held: report who holds the row now, if anyone. */
     const lk__slot *s = NULL;
     lk_kind k = LK_TEMPORAL;
-    if (e && live(&e->tmp, now)) s = &e->tmp;
+    if (e && e->tmp.op != op && lk__tmp_blocks(e, now)) s = &e->tmp;
     else if (e && e->ind.op) s = &e->ind, k = LK_INDEFINITE;
     if ((rc = clist_add(&c, pr.rows[i].idx, s, k, 0))) goto out;
   }
@@ -581,7 +558,7 @@ int lk_renew(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, int6
     b = rocksdb_writebatch_create();
     for (size_t i = 0; i < pr.n; i++) {
       const lk__rowent *e = pr.rows[i].ent;
-      if (e->tmp.op != op || !live(&e->tmp, now)) continue; /* an expired slot stays lost */
+      if (e->tmp.op != op || !lk__live(&e->tmp, now)) continue; /* an expired slot stays lost */
       lk__slot tmp = e->tmp;
       tmp.expires_at = exp;
       put_record(b, e->key, e->len, &tmp, &e->ind);
@@ -594,7 +571,7 @@ int lk_renew(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, int6
   res->expires_at = LK_NEVER;
   for (size_t i = 0; i < pr.n; i++) {
     lk__rowent *e = pr.rows[i].ent;
-    int renewed = e->tmp.op == op && live(&e->tmp, now);
+    int renewed = e->tmp.op == op && lk__live(&e->tmp, now);
     if (renewed) {
       e->tmp.expires_at = exp;
       e->wseq = pr.need;
@@ -604,11 +581,11 @@ int lk_renew(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, int6
     if (s->expires_at < res->expires_at) res->expires_at = s->expires_at;
   }
 out:
-  unlock_parts(lk, &pr);
+  lk__unlock_parts(lk, &pr);
   if (!rc) rc = lk__durable(lk, pr.need);
   if (b) rocksdb_writebatch_destroy(b);
   free(c.v);
-  prep_free(&pr);
+  lk__prep_free(&pr);
   if (rc) lk_result_free(res);
   return rc;
 }
@@ -647,7 +624,7 @@ static size_t release_row(lk__rowent *e, uint64_t op, unsigned kinds, rocksdb_wr
 static int release(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows,
                    unsigned kinds, size_t *released, const char *fn) {
   int rc = 0;
-  prep pr = {0};
+  lk__prep pr = {0};
   change *chs = NULL;
   size_t nch = 0, cap = 0, freed = 0;
   assert(lk);
@@ -657,38 +634,53 @@ static int release(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows
     return strata_err(STRATA_EINVALID, "%s: kinds mask 0x%x has unknown bits", fn, kinds);
   if (rows && (rc = lk__check_rows(rows, nrows, fn))) return rc;
   if (rows) {
-    if ((rc = prep_rows(lk, rows, nrows, &pr))) return rc;
+    if ((rc = lk__prep_rows(lk, rows, nrows, &pr))) return rc;
   } else {
     pr.all = 1;
   }
   rocksdb_writebatch_t *b = rocksdb_writebatch_create();
-  lock_parts(lk, &pr);
-  if (rows) {
-    find_ents(lk, &pr);
-    cap = pr.n;
-  } else {
-    for (unsigned i = 0; i < lk->nparts; i++) cap += lk->parts[i].count;
-  }
-  chs = malloc((cap ? cap : 1) * sizeof *chs);
-  if (!chs) {
-    rc = strata_err(STRATA_ENOMEM, "%s: %zu rows", fn, cap);
-    goto out;
-  }
-  if (rows) {
-    for (size_t i = 0; i < pr.n; i++) {
-      if (!pr.rows[i].ent) continue;
-      size_t f = release_row(pr.rows[i].ent, op, kinds, b, &chs[nch]);
-      chs[nch].part = pr.rows[i].part;
-      if (f) freed += f, nch++;
+  int locked = 0;
+  for (;;) {
+    lk__lock_parts(lk, &pr);
+    locked = 1;
+    cap = 0;
+    if (rows) {
+      lk__find_ents(lk, &pr);
+      cap = pr.n;
+    } else {
+      for (unsigned i = 0; i < lk->nparts; i++) cap += lk->parts[i].count;
     }
-  } else {
-    for (unsigned p = 0; p < lk->nparts; p++)
-      for (size_t j = 0; j < lk->parts[p].nbuckets; j++)
-        for (lk__rowent *e = lk->parts[p].buckets[j]; e; e = e->next) {
-          size_t f = release_row(e, op, kinds, b, &chs[nch]);
-          chs[nch].part = p;
-          if (f) freed += f, nch++;
-        }
+    chs = malloc((cap ? cap : 1) * sizeof *chs);
+    if (!chs) {
+      rc = strata_err(STRATA_ENOMEM, "%s: %zu rows", fn, cap);
+      goto out;
+    }
+    int pinned = 0;
+    if (rows) {
+      for (size_t i = 0; i < pr.n; i++) {
+        if (!pr.rows[i].ent) continue;
+        size_t f = release_row(pr.rows[i].ent, op, kinds, b, &chs[nch]);
+        chs[nch].part = pr.rows[i].part;
+        if (f) freed += f, pinned |= chs[nch].e->pins != 0, nch++;
+      }
+    } else {
+      for (unsigned p = 0; p < lk->nparts; p++)
+        for (size_t j = 0; j < lk->parts[p].nbuckets; j++)
+          for (lk__rowent *e = lk->parts[p].buckets[j]; e; e = e->next) {
+            size_t f = release_row(e, op, kinds, b, &chs[nch]);
+            chs[nch].part = p;
+            if (f) freed += f, pinned |= e->pins != 0, nch++;
+          }
+    }
+    if (!pinned) break;
+    /* A fenced commit is in flight on a row this would free: wait until it
+     * is decided, then decide again (README "Fences hold"). */
+    rocksdb_writebatch_clear(b);
+    free(chs);
+    chs = NULL;
+    nch = freed = 0;
+    locked = 0;
+    if ((rc = lk__wait_unpinned(lk, &pr, fn))) goto out; /* drops the mutexes */
   }
   if (nch == 0) goto out;
   uint64_t seq;
@@ -698,23 +690,23 @@ static int release(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows
     chs[i].e->tmp = chs[i].tmp;
     chs[i].e->ind = chs[i].ind;
     chs[i].e->wseq = seq;
-    kick_row(chs[i].e, NULL);
+    lk__kick_row(chs[i].e, NULL);
     lk__row_maybe_free(&lk->parts[chs[i].part], chs[i].e);
   }
   if (released) *released = freed;
 out:
-  unlock_parts(lk, &pr);
+  if (locked) lk__unlock_parts(lk, &pr);
   if (!rc) rc = lk__durable(lk, pr.need);
   if (rc && released) *released = 0;
   rocksdb_writebatch_destroy(b);
   free(chs);
-  prep_free(&pr);
+  lk__prep_free(&pr);
   return rc;
 }
 
 int lk_release(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, unsigned kinds,
                size_t *released) {
-  int rc = check_op(op, "lk_release");
+  int rc = lk__check_op(op, "lk_release");
   return rc ? rc : release(lk, op, rows, nrows, kinds, released, "lk_release");
 }
 
@@ -725,71 +717,4 @@ int lk_privileged_release(lk_manager *lk, uint64_t op, const lk_row *rows, size_
                       "lk_privileged_release: op 0 (any holder) needs explicit rows; "
                       "releasing every lock of every op is not supported");
   return release(lk, op, rows, nrows, kinds, released, "lk_privileged_release");
-}
-
-/* --- check and fence ----------------------------------------------------- */
-
-/* Like lk_check, and copies the live holder of the missing row (op 0 when
- * the row is free) into *holder. */
-static int check_rows(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, int *held,
-                      size_t *missing, lk__slot *holder, lk_kind *holder_kind) {
-  prep pr;
-  int rc;
-  assert(lk && held);
-  *held = 0;
-  if ((rc = check_op(op, "lk_check"))) return rc;
-  if ((rc = lk__check_rows(rows, nrows, "lk_check rows"))) return rc;
-  if ((rc = prep_rows(lk, rows, nrows, &pr))) return rc;
-  lock_parts(lk, &pr);
-  int64_t now = lk_now(lk);
-  find_ents(lk, &pr);
-  *held = 1;
-  size_t first = SIZE_MAX; /* rows are in (partition, key) order: report the first asked for */
-  for (size_t i = 0; i < pr.n; i++) {
-    const lk__rowent *e = pr.rows[i].ent;
-    if (holds(e, op, now)) continue;
-    *held = 0;
-    if (pr.rows[i].idx > first) continue;
-    first = pr.rows[i].idx;
-    if (missing) *missing = first;
-    if (holder) {
-      memset(holder, 0, sizeof *holder);
-      *holder_kind = LK_TEMPORAL;
-      if (e && live(&e->tmp, now)) *holder = e->tmp;
-      else if (e && e->ind.op) *holder = e->ind, *holder_kind = LK_INDEFINITE;
-    }
-  }
-  unlock_parts(lk, &pr);
-  if (*held) rc = lk__durable(lk, pr.need); /* never vouch for a grant not yet durable */
-  prep_free(&pr);
-  if (rc) *held = 0;
-  return rc;
-}
-
-int lk_check(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, int *held,
-             size_t *missing) {
-  return check_rows(lk, op, rows, nrows, held, missing, NULL, NULL);
-}
-
-int lk_fence_check(void *ctx) {
-  const lk_fence *f = ctx;
-  int held = 0;
-  size_t missing = 0;
-  lk__slot h;
-  lk_kind hk = LK_TEMPORAL;
-  assert(f && f->lk);
-  int rc = check_rows(f->lk, f->op, f->rows, f->nrows, &held, &missing, &h, &hk);
-  if (rc) return rc;
-  if (held) return 0;
-  char kb[160];
-  const lk_row *r = &f->rows[missing];
-  lk__fmt_key(r->key, r->len, kb, sizeof kb);
-  if (h.op)
-    return strata_err(STRATA_EFENCED,
-                      "fence: op %" PRIu64 " no longer holds row %s; op %" PRIu64
-                      " holds it (%s); the commit is refused, re-acquire and retry",
-                      f->op, kb, h.op, hk == LK_TEMPORAL ? "temporal" : "indefinite");
-  return strata_err(STRATA_EFENCED,
-                    "fence: op %" PRIu64 " no longer holds row %s (expired or released); "
-                    "the commit is refused, re-acquire and retry", f->op, kb);
 }

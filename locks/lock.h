@@ -83,7 +83,6 @@ typedef struct lk_acquire_req {
   lk_kind kind;
   int64_t ttl_ns;           /* temporal: > 0; ignored for indefinite */
   int64_t wait_deadline;    /* absolute clock ns; <= now: do not wait */
-  int respect_indefinite;   /* temporal: also refuse rows another op holds indefinitely */
   /* Optional: polled while the request waits, before every decision (so at
    * least every wait_poll_ns). Non-zero (a STRATA_* code, e.g. the caller's
    * gRPC call was cancelled) ends the wait with that code, granting nothing. */
@@ -152,17 +151,52 @@ int lk_privileged_release(lk_manager *lk, uint64_t op, const lk_row *rows, size_
 int lk_check(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows,
              int *holds, size_t *missing);
 
-/* The store's fence hook (matches storage's st_fence_fn). ctx is an
- * lk_fence owned by the caller for the duration of the commit. Returns 0 if
- * fence->op holds every row live now, else STRATA_EFENCED with a detail
- * naming the first row lost and who holds it now. */
+/* The store's fence hooks (storage's st_fence_fn and st_fence_done_fn), for
+ * one commit; ctx is an lk_fence owned by the caller that lives until the
+ * commit completes. See docs/locks.md "Fenced commits".
+ *
+ * lk_fence_check returns 0 if fence->op holds every row live now, else
+ * STRATA_EFENCED with a detail naming the first row lost and who holds it
+ * now. On 0 it also pins the rows until lk_fence_done: while pinned, no
+ * other op can acquire a row even once the op's temporal lock on it has
+ * expired, and releases of it (lk_release, lk_privileged_release) wait.
+ * Call lk_fence_done exactly once after every check that returned 0, once
+ * the commit is durable and visible or has failed. */
 typedef struct lk_fence {
   lk_manager *lk;
   uint64_t op;
   const lk_row *rows;
   size_t nrows;
+  /* Set by lk_fence_done: a temporal lock of op on a fenced row reached its
+   * expiry while the commit was in flight. It was held for the commit (no
+   * other op could take the row) and is expired now. */
+  int expired_in_flight;
+  void *pins__;  /* internal: the rows lk_fence_check pinned */
 } lk_fence;
 int lk_fence_check(void *ctx);
+void lk_fence_done(void *ctx, int committed);
+
+/* --- self-check ----------------------------------------------------------- */
+
+typedef struct lk_selfcheck_info {
+  uint64_t rows;          /* row entries in memory */
+  uint64_t held_rows;     /* rows with a live holder (a pinned temporal slot counts) */
+  uint64_t queued;        /* waiting acquires' places in row queues */
+  uint64_t pinned_rows;   /* rows pinned by fenced commits in flight */
+  uint64_t pin_waiters;   /* releases waiting for a pinned row */
+  uint64_t records;       /* with disk: lock records in RocksDB */
+} lk_selfcheck_info;
+
+/* Walks the whole lock table with every partition mutex held (every lock
+ * call waits meanwhile) and checks its invariants: each row has at most one
+ * holding op, whatever the kinds; each entry sits in the right partition and
+ * bucket and is in use (a slot, a waiter or a pin); wait queues are well
+ * linked; tokens are non-zero and <= the token high-water mark. With disk,
+ * also that the lock records in RocksDB equal the table and every indefinite
+ * slot has its scope key. Returns 0, or STRATA_ECORRUPT naming the row and
+ * the broken invariant. info (may be NULL) gets the counts. For tests and
+ * operators; O(rows). */
+int lk_selfcheck(lk_manager *lk, int disk, lk_selfcheck_info *info);
 
 /* --- listing ------------------------------------------------------------ */
 

@@ -227,6 +227,8 @@ int lk_open(const lk_options *o, lk_manager **out) {
   pthread_mutex_init(&lk->ctrs.mu, NULL);
   pthread_mutex_init(&lk->sync_mu, NULL);
   pthread_cond_init(&lk->sync_cv, NULL);
+  pthread_mutex_init(&lk->pin_mu, NULL);
+  pthread_cond_init(&lk->pin_cv, NULL);
   lk->no_sync = o->no_sync;
 
   lk->dbopts = rocksdb_options_create();
@@ -266,6 +268,10 @@ void lk_shutdown(lk_manager *lk) {
         for (lk__wnode *n = r->qhead; n; n = n->next) lk__waiter_kick(n->w);
     pthread_mutex_unlock(&p->mu);
   }
+  /* Releases waiting for a pinned row (fence.c) give up too. */
+  pthread_mutex_lock(&lk->pin_mu);
+  pthread_cond_broadcast(&lk->pin_cv);
+  pthread_mutex_unlock(&lk->pin_mu);
 }
 
 void lk_close(lk_manager *lk) {
@@ -275,6 +281,8 @@ void lk_close(lk_manager *lk) {
   pthread_mutex_destroy(&lk->ctrs.mu);
   pthread_mutex_destroy(&lk->sync_mu);
   pthread_cond_destroy(&lk->sync_cv);
+  pthread_mutex_destroy(&lk->pin_mu);
+  pthread_cond_destroy(&lk->pin_cv);
   if (lk->ro) rocksdb_readoptions_destroy(lk->ro);
   if (lk->wo) rocksdb_writeoptions_destroy(lk->wo);
   if (lk->wo_lock) rocksdb_writeoptions_destroy(lk->wo_lock);

@@ -62,7 +62,7 @@ int lk__row_insert(lk__part *p, const uint8_t *key, size_t len, uint64_t h, lk__
 }
 
 int lk__row_maybe_free(lk__part *p, lk__rowent *r) {
-  if (r->tmp.op || r->ind.op || r->qhead) return 0;
+  if (r->tmp.op || r->ind.op || r->qhead || r->pins) return 0;
   lk__rowent **pp = &p->buckets[r->hash & (p->nbuckets - 1)];
   while (*pp != r) pp = &(*pp)->next;
   *pp = r->next;

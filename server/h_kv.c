@@ -372,7 +372,7 @@ typedef struct commit_ctx {
   srv *s;
   rpc_call *call;
   const Strata__V1__CommitRequest *req; /* owned by the call, alive until it ends */
-  lk_fence fence; /* checked by the committer with lk_fence_check */
+  lk_fence fence; /* the committer's lk_fence_check pins the rows, lk_fence_done unpins */
   lk_row *rows;
 } commit_ctx;
 
@@ -386,6 +386,7 @@ static void commit_done(void *arg, const st_result *res) {
     v.commit_time_ns = (int64_t)res->commit_time;
     Strata__V1__CommitResponse resp = STRATA__V1__COMMIT_RESPONSE__INIT;
     resp.version = &v;
+    resp.fence_expired_in_flight = c->fence.expired_in_flight; /* set by lk_fence_done, before us */
     rpc_call_reply(c->call, &resp.base);
     srv__watch_notify(c->s);
   } else if (res->rc == STRATA_ECONDITION) {
@@ -458,8 +459,10 @@ static void h_commit(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
     }
     for (size_t i = 0; i < r->fence->n_rows; i++)
       c->rows[i] = (lk_row){r->fence->rows[i].data, r->fence->rows[i].len};
-    c->fence = (lk_fence){s->lk, r->fence->op_id, c->rows, r->fence->n_rows};
+    c->fence = (lk_fence){.lk = s->lk, .op = r->fence->op_id, .rows = c->rows,
+                          .nrows = r->fence->n_rows};
     st_txn_set_fence(t, lk_fence_check, &c->fence);
+    st_txn_set_fence_done(t, lk_fence_done); /* c lives until commit_done, which comes after */
   }
   if ((rc = st_txn_submit(t, commit_done, c))) {
     t = NULL; /* ownership passed even on failure */

@@ -36,8 +36,6 @@ static int check_acquire(const Strata__V1__AcquireRequest *r) {
     return strata_err(STRATA_EINVALID,
                       "ttl_ms: must be 0 for an indefinite lock (it never "
                       "expires)");
-  if (r->kind == STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE && r->respect_indefinite)
-    return strata_err(STRATA_EINVALID, "respect_indefinite: only meaningful for a temporal lock");
   return 0;
 }
 
@@ -180,7 +178,6 @@ static void h_acquire(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
       .kind = r->kind == STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE ? LK_INDEFINITE : LK_TEMPORAL,
       .ttl_ns = r->kind == STRATA__V1__LOCK_KIND__LOCK_KIND_TEMPORAL ? srv__ms_to_ns(r->ttl_ms) : 0,
       .wait_deadline = wait_deadline,
-      .respect_indefinite = r->respect_indefinite,
       .abandoned = acquire_abandoned,
       .abandoned_ctx = call,
   };

@@ -37,7 +37,9 @@ struct st_txn {
   top *ops;
   size_t n, cap;
   st_fence_fn fence;
+  st_fence_done_fn fence_done;
   void *fence_ctx;
+  int fence_passed;      /* the fence returned 0: fence_done is owed */
   st_done_fn done;
   void *done_ctx;
   st_txn *next;
@@ -162,6 +164,8 @@ void st_txn_set_fence(st_txn *t, st_fence_fn fn, void *ctx) {
   t->fence = fn;
   t->fence_ctx = ctx;
 }
+
+void st_txn_set_fence_done(st_txn *t, st_fence_done_fn done) { t->fence_done = done; }
 
 void st_txn_abort(st_txn *t) {
   if (!t) return;
@@ -494,6 +498,7 @@ static void validate(group *g, st_txn *t, const st_vers *latest) {
              strata_errmsg_for(rc));
     goto out;
   }
+  t->fence_passed = t->fence != NULL;
   for (size_t i = 0; i < t->n && !rc; i++)
     if (t->ops[i].kind != OP_COND) rc = g_add(g, &t->ops[i], ids[i]);
   if (!rc) t->accepted = 1;
@@ -884,6 +889,11 @@ static void commit_group(st_db *db, st_txn *list) {
     }
   }
   g_free(&g);
+  /* The group is decided and, if committed, visible (db->latest): fences
+   * may let go of their rows. All before any completion, which may release
+   * rows a later member's fence still holds. */
+  for (st_txn *t = list; t; t = t->next)
+    if (t->fence_passed && t->fence_done) t->fence_done(t->fence_ctx, t->accepted && t->res.rc == 0);
   while (list) {
     st_txn *next = list->next;
     complete(list);

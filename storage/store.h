@@ -163,6 +163,15 @@ int st_diff(st_snap *a, st_snap *b, st_diff_fn fn, void *ctx);
  * that code (nothing of it becomes visible). Called once per attempt, with no
  * engine lock held; it must not wait for a commit of the same database. */
 typedef int (*st_fence_fn)(void *ctx);
+/* Optional second half of the fence (st_txn_set_fence_done): called by the
+ * committer exactly once for every fence call that returned 0, with the
+ * fence's ctx, once the transaction is decided: committed = 1 after its
+ * group is durable and visible to readers, 0 when it was not applied (its
+ * group failed, or it was dropped after the fence). Every fence_done of a
+ * group runs before any completion callback of that group. Same rules as the
+ * fence: no engine lock held, must not wait for a commit of this database.
+ * The lock manager unpins the fenced rows here (docs/locks.md). */
+typedef void (*st_fence_done_fn)(void *ctx, int committed);
 
 enum st_cond_kind { ST_COND_NONE = 0, ST_COND_ABSENT = 1, ST_COND_UNCHANGED_SINCE = 2, ST_COND_HASH = 3 };
 
@@ -195,6 +204,7 @@ int st_txn_require_absent(st_txn *t, const void *key, size_t klen);
 int st_txn_require_unchanged(st_txn *t, const void *key, size_t klen, uint64_t since_generation);
 int st_txn_require_hash(st_txn *t, const void *key, size_t klen, const uint8_t hash[ST_HASH_BYTES]);
 void st_txn_set_fence(st_txn *t, st_fence_fn fn, void *ctx);
+void st_txn_set_fence_done(st_txn *t, st_fence_done_fn done);
 /* Frees a transaction that was not submitted. */
 void st_txn_abort(st_txn *t);
 

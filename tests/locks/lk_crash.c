@@ -109,7 +109,7 @@ static void *child_thread(void *arg) {
       send_rec(&in);
       lk_acquire_req q = {.op = ops[t], .rows = rows, .nrows = in.n,
                           .kind = in.kind == TEMP ? LK_TEMPORAL : LK_INDEFINITE,
-                          .ttl_ns = 3600 * LKT_S, .respect_indefinite = 1};
+                          .ttl_ns = 3600 * LKT_S};
       lk_result res;
       if (lk_acquire(child_lk, &q, &res) || res.status != LK_GRANTED) _exit(5);
       for (uint32_t j = 0; j < in.n; j++) state[in.rows[j]] = (int)in.kind;
@@ -305,8 +305,7 @@ int main(void) {
   /* The child reads state[] at fork time, so the next round continued from here. */
   lk = open_db();
   lk_row row = {keys[0], LK_L2_KEY_LEN};
-  lk_acquire_req q = {.op = 999999, .rows = &row, .nrows = 1, .kind = LK_TEMPORAL, .ttl_ns = LKT_S,
-                      .respect_indefinite = 0};
+  lk_acquire_req q = {.op = 999999, .rows = &row, .nrows = 1, .kind = LK_TEMPORAL, .ttl_ns = LKT_S};
   lk_result res;
   if (lk_acquire(lk, &q, &res)) DIE("final acquire: %s", strata_errmsg());
   if (res.status == LK_GRANTED && res.token <= max_token)

@@ -1,22 +1,28 @@
 /*
  * Randomized safety checker for the lock manager (tier locks-stress).
  * Threads acquire, renew and release random overlapping row sets with short
- * TTLs (a few ms, real clock) and random pauses. Before each use a holder
- * calls lk_check under the rows' shadow mutexes, like a store commit's fence:
- * a use must never come from a holder older (smaller token) than one that
- * already used the row - that is what two live holders would look like. An
- * indefinite holder (whose lock cannot expire) also keeps the rows marked
- * in_use through a long use with the shadow mutexes released; another op
- * passing lk_check on such a row meanwhile is two live holders at once. (A
- * temporal holder's use stays inside the mutexes: its lock may expire at any
- * moment, which is what the fence is for.) An auditor lists live locks and
- * asserts no row has two live holders; tokens must strictly increase per
- * thread and be unique overall. Seed from STRATA_SEED, printed on failure.
+ * TTLs (a few ms, real clock) and random pauses; one acquire in eight is
+ * indefinite, and every acquire is a plain one: rows are exclusive whatever
+ * the kinds. A holder uses its rows like a fenced commit: under the rows'
+ * shadow mutexes it calls lk_fence_check, which pins the rows; it marks them
+ * in_use, releases the shadow mutexes, "writes" for a random pause (often
+ * longer than its TTL: the commit's fsync on a slow disk), clears in_use and
+ * only then calls lk_fence_done (the commit is visible, then the rows are
+ * unpinned). Another op passing its fence check on a row in_use is two live
+ * holders at once: the lost update of issue 9. A use must also never come
+ * from a holder older (smaller token) than one that already used the row.
+ * Some releases run while the same op's "commit" is in flight on another
+ * thread; they must return only after it is done. An auditor lists live
+ * locks (no row with two holders) and runs the lock table's self-check
+ * (lk_selfcheck: one holder per row, indefinite included; queues, pins,
+ * tokens; records equal memory). Tokens strictly increase per thread and are
+ * unique overall. Seed from STRATA_SEED, printed on failure.
  */
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sched.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -35,10 +41,11 @@ static uint64_t target_ops;
 static atomic_ulong ops_done;
 static atomic_int failed;
 static atomic_int stop;
+static atomic_ulong expired_in_flight, releases_waited;
 static uint8_t keys[NROWS][LK_L2_KEY_LEN];
 
-/* The shadow table: per row, who used it last and whether an indefinite
- * holder is using it right now (with mu released), guarded by mu. */
+/* The shadow table: per row, who used it last and whether a fenced use is
+ * in flight on it right now (with mu released), guarded by mu. */
 static struct {
   pthread_mutex_t mu;
   uint64_t op, token;
@@ -88,38 +95,59 @@ static void unlock_shadow(const int *idx, int n) {
   for (int i = n - 1; i >= 0; i--) pthread_mutex_unlock(&shadow[idx[i]].mu);
 }
 
-/* One use of the rows, Check first, serialized per row like a commit. With
- * long_use (indefinite holders only) the rows stay marked in_use for a
- * random pause after the shadow mutexes are released. */
+/* One fenced use of the rows (see the header). Returns whether the fence
+ * passed. passed / done (may be NULL) are set once the fence is decided (1
+ * passed, -1 refused) and once the "commit" is visible, before the unpin. */
 static int use_rows(uint64_t *r, uint64_t op, uint64_t token, const int *idx, const lk_row *rows,
-                    int n, int long_use) {
+                    int n, atomic_int *passed, atomic_int *done) {
   lock_shadow(idx, n);
-  int held = 0;
-  int rc = lk_check(lk, op, rows, (size_t)n, &held, NULL);
+  lk_fence fence = {.lk = lk, .op = op, .rows = rows, .nrows = (size_t)n};
+  int rc = lk_fence_check(&fence);
   atomic_fetch_add(&ops_done, 1);
-  if (rc) FAILF("lk_check: %s", strata_errmsg());
-  if (!rc && held) {
+  int held = rc == 0;
+  if (rc && rc != STRATA_EFENCED) FAILF("lk_fence_check: %s", strata_errmsg());
+  if (held) {
     for (int i = 0; i < n; i++) {
       __typeof__(shadow[0]) *s = &shadow[idx[i]];
       if (s->in_use)
-        FAILF("row %d: op %" PRIu64 " passed Check while op %" PRIu64
-              " is using the row under its indefinite lock: two live holders", idx[i], op, s->op);
+        FAILF("row %d: op %" PRIu64 " passed its fence while op %" PRIu64
+              " is writing the row under its fence: two live holders", idx[i], op, s->op);
       if (!(s->op == op && s->token == token) && token <= s->token)
-        FAILF("row %d: op %" PRIu64 " (token %" PRIu64 ") passed Check after op %" PRIu64
+        FAILF("row %d: op %" PRIu64 " (token %" PRIu64 ") passed its fence after op %" PRIu64
               " (token %" PRIu64 ") used the row: two live holders", idx[i], op, token, s->op, s->token);
-      s->in_use = long_use;
+      s->in_use = 1;
       s->op = op;
       s->token = token;
     }
   }
   unlock_shadow(idx, n);
-  if (held && long_use) {
-    pause_us(r, 1000); /* the use, protected only by the lock */
+  if (passed) atomic_store(passed, held ? 1 : -1);
+  if (held) {
+    pause_us(r, rnd(r) % 4 ? 1000 : 8000); /* the commit's write; often past the TTL */
     lock_shadow(idx, n);
     for (int i = 0; i < n; i++) shadow[idx[i]].in_use = 0;
     unlock_shadow(idx, n);
+    if (done) atomic_store(done, 1);
+    lk_fence_done(&fence, 1); /* visible first, then the rows go */
+    if (fence.expired_in_flight) atomic_fetch_add(&expired_in_flight, 1);
   }
   return held;
+}
+
+/* A fenced use on a helper thread while the worker releases the same rows:
+ * the release must return only after the use (its "commit") is done. */
+typedef struct bg_use {
+  uint64_t r, op, token;
+  const int *idx;
+  const lk_row *rows;
+  int n;
+  atomic_int passed, done;
+} bg_use;
+
+static void *bg_use_main(void *arg) {
+  bg_use *u = arg;
+  use_rows(&u->r, u->op, u->token, u->idx, u->rows, u->n, &u->passed, &u->done);
+  return NULL;
 }
 
 static void *worker(void *arg) {
@@ -140,7 +168,7 @@ static void *worker(void *arg) {
     int64_t now = lk_now(lk);
     lk_acquire_req q = {.op = op, .rows = rows, .nrows = (size_t)n,
                         .kind = indefinite ? LK_INDEFINITE : LK_TEMPORAL,
-                        .ttl_ns = (int64_t)(1 + rnd(&r) % 6) * LKT_MS, .respect_indefinite = 1,
+                        .ttl_ns = (int64_t)(1 + rnd(&r) % 6) * LKT_MS,
                         .wait_deadline = rnd(&r) % 2 ? now + (int64_t)(rnd(&r) % 10) * LKT_MS : 0};
     lk_result res;
     int rc = lk_acquire(lk, &q, &res);
@@ -166,7 +194,7 @@ static void *worker(void *arg) {
     t->tokens[t->ntokens++] = token;
     int uses = 1 + (int)(rnd(&r) % 4);
     for (int u = 0; u < uses && !atomic_load(&stop); u++) {
-      if (!use_rows(&r, op, token, idx, rows, n, indefinite)) { t->lost++; break; }
+      if (!use_rows(&r, op, token, idx, rows, n, NULL, NULL)) { t->lost++; break; }
       pause_us(&r, 1500);
       if (!indefinite && rnd(&r) % 3 == 0) {
         rc = lk_renew(lk, op, rows, (size_t)n, (int64_t)(1 + rnd(&r) % 6) * LKT_MS, &res);
@@ -186,8 +214,18 @@ static void *worker(void *arg) {
       }
     }
     size_t released = 0;
+    bg_use u = {.r = rnd(&r) | 1, .op = op, .token = token, .idx = idx, .rows = rows, .n = n};
+    pthread_t bth;
+    int bg = rnd(&r) % 8 == 0 && pthread_create(&bth, NULL, bg_use_main, &u) == 0;
+    while (bg && atomic_load(&u.passed) == 0) sched_yield(); /* its fence decided first */
     rc = rnd(&r) % 5 ? lk_release(lk, op, rows, (size_t)n, 0, &released)
                      : lk_release(lk, op, NULL, 0, 0, &released);
+    if (bg && atomic_load(&u.passed) == 1) {
+      if (!atomic_load(&u.done))
+        FAILF("op %" PRIu64 ": release returned while its fenced commit was in flight", op);
+      atomic_fetch_add(&releases_waited, 1);
+    }
+    if (bg) pthread_join(bth, NULL);
     atomic_fetch_add(&ops_done, 1);
     if (rc) FAILF("lk_release: %s", strata_errmsg());
     if (indefinite && released != (size_t)n)
@@ -210,6 +248,8 @@ static void *auditor(void *arg) {
         FAILF("list: a row has live holders op %" PRIu64 " and op %" PRIu64, a->op, b->op);
     }
     lk_list_page_free(&pg);
+    lk_selfcheck_info info;
+    if (lk_selfcheck(lk, 1, &info)) { FAILF("%s", strata_errmsg()); break; }
     audits++;
     struct timespec ts = {0, 5 * 1000000};
     nanosleep(&ts, NULL);
@@ -281,11 +321,15 @@ int main(void) {
   lkt_rmdir(dir);
   double secs = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
   printf("lk_safety: %lu operations in %.1f s: %lu grants, %lu conflicts, %lu timeouts, "
-         "%lu lost to expiry\n", (unsigned long)atomic_load(&ops_done), secs, grants, conflicts,
-         timeouts, lost);
+         "%lu lost to expiry, %lu fenced uses outlived their lock, %lu releases waited for a "
+         "fenced use\n", (unsigned long)atomic_load(&ops_done), secs, grants, conflicts, timeouts,
+         lost, (unsigned long)atomic_load(&expired_in_flight),
+         (unsigned long)atomic_load(&releases_waited));
   if (atomic_load(&ops_done) < target_ops) FAILF("only %lu operations", (unsigned long)atomic_load(&ops_done));
-  if (grants == 0 || lost == 0 || conflicts + timeouts == 0)
-    FAILF("the run did not exercise grants, losses and conflicts");
+  if (grants == 0 || lost == 0 || conflicts + timeouts == 0 || atomic_load(&expired_in_flight) == 0 ||
+      atomic_load(&releases_waited) == 0)
+    FAILF("the run did not exercise grants, losses, conflicts, expiries in flight and releases "
+          "during a fenced use");
   return atomic_load(&failed) ? 1 : 0;
 }
 

@@ -261,3 +261,46 @@ void test_locks_renew_check_list_privileged_release(void **state) {
   assert_int_equal(release(401, NULL, 0, &n), 0);
   assert_int_equal(release(402, NULL, 0, &n), 0);
 }
+
+/* Rows are exclusive whatever the kinds: another op's plain temporal acquire
+ * of a row held indefinitely is refused naming the holder, and Check never
+ * says yes to both; only a privileged release lets it in. */
+void test_locks_indefinite_excludes_temporal_acquires(void **state) {
+  (void)state;
+  Strata__V1__CreateOpRequest cq = STRATA__V1__CREATE_OP_REQUEST__INIT;
+  cq.user = "t_locks";
+  cq.kind = "exclusive";
+  Strata__V1__CreateOpResponse *cr;
+  assert_int_equal(rpc_ops_create(C, NULL, &cq, &cr), 0);
+  uint64_t holder = cr->op->op_id;
+  rpc_free(cr);
+  Strata__V1__AcquireResponse *r;
+  assert_int_equal(acquire(holder, "LX", STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE, 0, 0, NULL, &r), 0);
+  assert_true(r->acquired);
+  rpc_free(r);
+  assert_int_equal(acquire(601, "LX", TEMPORAL, 30000, 0, NULL, &r), 0);
+  assert_false(r->acquired);
+  assert_int_equal(r->n_conflicts, 1);
+  assert_int_equal(r->conflicts[0]->op_id, holder);
+  assert_int_equal(r->conflicts[0]->kind, STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE);
+  rpc_free(r);
+  ProtobufCBinaryData row = t_bytes("LX");
+  Strata__V1__CheckRequest kq = STRATA__V1__CHECK_REQUEST__INIT;
+  kq.n_rows = 1;
+  kq.rows = &row;
+  Strata__V1__CheckResponse *k;
+  uint64_t ops[2] = {holder, 601};
+  for (int i = 0; i < 2; i++) {
+    kq.op_id = ops[i];
+    assert_int_equal(rpc_locks_check(C, NULL, &kq, &k), 0);
+    assert_int_equal(k->all_held, i == 0);
+    rpc_free(k);
+  }
+  uint64_t n;
+  assert_int_equal(release(0, "LX", 1, &n), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(acquire(601, "LX", TEMPORAL, 30000, 0, NULL, &r), 0);
+  assert_true(r->acquired);
+  rpc_free(r);
+  assert_int_equal(release(601, NULL, 0, &n), 0);
+}

@@ -34,7 +34,8 @@ uint64_t t_wait_calls_at_least(uint64_t n);
   X(test_locks_waiting_acquire_granted_after_release) \
   X(test_locks_wait_bounded_by_deadline)              \
   X(test_locks_wait_forever_saturates)                \
-  X(test_locks_renew_check_list_privileged_release)
+  X(test_locks_renew_check_list_privileged_release)   \
+  X(test_locks_indefinite_excludes_temporal_acquires)
 #define T_OPS_LIST(X) \
   X(test_ops_allocate_ids_disjoint_under_concurrency) X(test_ops_get_missing_and_list_stuck) \
   X(test_ops_list_pages_filters_and_orders)

@@ -598,6 +598,11 @@ def test_ops():
     k = hx(chunk_key(99))
     r = ctl("lock", "acquire", "--op", str(a), "--kind", "indefinite", k)
     check(r.rc == 0 and "indefinite" in r.text and "expires" not in r.text, "lock acquire --kind indefinite", r)
+    # Rows are exclusive: another op's plain (temporal) acquire is refused, naming the holder.
+    r = ctl("--json", "lock", "acquire", "--op", "999", k)
+    d = r.json() if r.rc == 1 else None
+    check(d and d["acquired"] is False and [(c["op"], c["kind"]) for c in d["conflicts"]] == [(a, "indefinite")]
+          and "--privileged" in r.etext, "a temporal acquire of a row held indefinitely is refused", r)
     d = lock_list_json("--kind", "indefinite")
     check(d and d["locks"][0]["expires_at"] is None and d["locks"][0]["time_left_ms"] is None and
           d["counts"]["indefinite"] == 1, "indefinite lock listed without expiry", d)

@@ -44,6 +44,10 @@ static int setup(void **state) {
 
 static int teardown(void **state) {
   fx *f = *state;
+  /* Whatever the test did, the table's invariants hold (one holder per row). */
+  int rc = lk_selfcheck(f->lk, 1, NULL);
+  if (rc) fprintf(stderr, "lk_selfcheck: %s\n", strata_errmsg());
+  assert_int_equal(rc, 0);
   lk_close(f->lk);
   lkt_rmdir(f->dir);
   free(f);
@@ -63,11 +67,10 @@ static uint64_t new_op(fx *f) {
 
 /* Acquires without waiting; returns status, fills *res (caller frees). */
 static lk_status acq(fx *f, uint64_t op, const char *const *keys, size_t n, lk_kind kind,
-                     int64_t ttl, int respect, lk_result *res) {
+                     int64_t ttl, lk_result *res) {
   lk_row rows[16];
   for (size_t i = 0; i < n; i++) rows[i] = lkt_row(keys[i]);
-  lk_acquire_req q = {.op = op, .rows = rows, .nrows = n, .kind = kind, .ttl_ns = ttl,
-                      .respect_indefinite = respect};
+  lk_acquire_req q = {.op = op, .rows = rows, .nrows = n, .kind = kind, .ttl_ns = ttl};
   int rc = lk_acquire(f->lk, &q, res);
   if (rc) fprintf(stderr, "lk_acquire: %s\n", strata_errmsg());
   assert_int_equal(rc, 0);
@@ -85,12 +88,12 @@ static void test_overlapping_sets_conflict_as_data_and_take_nothing(void **state
   fx *f = *state;
   lk_result r;
   const char *s1[] = {"a", "b"}, *s2[] = {"c", "b"};
-  assert_int_equal(acq(f, 1, s1, 2, LK_TEMPORAL, 10 * LKT_S, 1, &r), LK_GRANTED);
+  assert_int_equal(acq(f, 1, s1, 2, LK_TEMPORAL, 10 * LKT_S, &r), LK_GRANTED);
   int64_t t0 = lkt_clock(NULL);
   assert_true(r.token > 0);
   assert_int_equal(r.expires_at, t0 + 10 * LKT_S);
   lk_result_free(&r);
-  assert_int_equal(acq(f, 2, s2, 2, LK_TEMPORAL, 10 * LKT_S, 1, &r), LK_CONFLICT);
+  assert_int_equal(acq(f, 2, s2, 2, LK_TEMPORAL, 10 * LKT_S, &r), LK_CONFLICT);
   assert_int_equal(r.nconflicts, 1);
   assert_int_equal(r.conflicts[0].row, 1); /* "b" is the second row asked for */
   assert_int_equal(r.conflicts[0].holder_op, 1);
@@ -112,7 +115,7 @@ static void test_tokens_strictly_increase_across_restarts(void **state) {
     for (int i = 0; i < 20; i++) {
       snprintf(key, sizeof key, "row-%d", i % 5);
       const char *k[] = {key};
-      assert_int_equal(acq(f, 100 + (uint64_t)i, k, 1, LK_TEMPORAL, LKT_S, 1, &r), LK_GRANTED);
+      assert_int_equal(acq(f, 100 + (uint64_t)i, k, 1, LK_TEMPORAL, LKT_S, &r), LK_GRANTED);
       assert_true(r.token > last);
       last = r.token;
       lk_result_free(&r);
@@ -129,18 +132,18 @@ static void test_reacquire_by_same_op_is_idempotent(void **state) {
   fx *f = *state;
   lk_result r;
   const char *s[] = {"x", "y"};
-  assert_int_equal(acq(f, 5, s, 2, LK_TEMPORAL, 5 * LKT_S, 1, &r), LK_GRANTED);
+  assert_int_equal(acq(f, 5, s, 2, LK_TEMPORAL, 5 * LKT_S, &r), LK_GRANTED);
   uint64_t tok = r.token;
   int64_t exp = r.expires_at;
   lk_result_free(&r);
   lkt_advance(LKT_S);
-  assert_int_equal(acq(f, 5, s, 2, LK_TEMPORAL, 5 * LKT_S, 1, &r), LK_GRANTED);
+  assert_int_equal(acq(f, 5, s, 2, LK_TEMPORAL, 5 * LKT_S, &r), LK_GRANTED);
   assert_int_equal(r.already_held, 1);
   assert_int_equal(r.token, tok);
   assert_int_equal(r.expires_at, exp);
   lk_result_free(&r);
   const char *dup[] = {"x", "x", "y"}; /* duplicates in one request are one row */
-  assert_int_equal(acq(f, 5, dup, 3, LK_TEMPORAL, 5 * LKT_S, 1, &r), LK_GRANTED);
+  assert_int_equal(acq(f, 5, dup, 3, LK_TEMPORAL, 5 * LKT_S, &r), LK_GRANTED);
   assert_int_equal(r.already_held, 1);
   lk_result_free(&r);
 }
@@ -150,7 +153,7 @@ static void test_expired_lock_blocks_nobody_and_cannot_be_renewed(void **state) 
   lk_result r;
   const char *s[] = {"e"};
   lk_row row = lkt_row("e");
-  assert_int_equal(acq(f, 1, s, 1, LK_TEMPORAL, 100 * LKT_MS, 1, &r), LK_GRANTED);
+  assert_int_equal(acq(f, 1, s, 1, LK_TEMPORAL, 100 * LKT_MS, &r), LK_GRANTED);
   lk_result_free(&r);
   lkt_advance(50 * LKT_MS);
   assert_int_equal(lk_renew(f->lk, 1, &row, 1, 100 * LKT_MS, &r), 0);
@@ -165,7 +168,7 @@ static void test_expired_lock_blocks_nobody_and_cannot_be_renewed(void **state) 
   assert_int_equal(r.nconflicts, 1);
   assert_int_equal(r.conflicts[0].holder_op, 0);
   lk_result_free(&r);
-  assert_int_equal(acq(f, 2, s, 1, LK_TEMPORAL, 100 * LKT_MS, 1, &r), LK_GRANTED);
+  assert_int_equal(acq(f, 2, s, 1, LK_TEMPORAL, 100 * LKT_MS, &r), LK_GRANTED);
   lk_result_free(&r);
   assert_int_equal(lk_renew(f->lk, 1, &row, 1, 100 * LKT_MS, &r), 0);
   assert_int_equal(r.status, LK_NOT_HELD);
@@ -210,7 +213,7 @@ static void test_ttl_at_the_clock_limit_never_wraps(void **state) {
   /* lk_acquire's first reading is the next tick. */
   int64_t t = lk_now(f->lk) + 1;
   lk_acquire_req q = {.op = 1, .rows = &row, .nrows = 1, .kind = LK_TEMPORAL,
-                      .ttl_ns = LK_NEVER - t, .respect_indefinite = 1};
+                      .ttl_ns = LK_NEVER - t};
   assert_no_wrap(f, lk_acquire(f->lk, &q, &r), &r);
   assert_int_equal(held(f, 1, "t"), 1);
   /* Renew reads the clock once, under the mutexes. */
@@ -227,35 +230,40 @@ static void test_ttl_at_the_clock_limit_never_wraps(void **state) {
   assert_int_equal(held(f, 1, "t"), 1);
 }
 
-static void test_respect_indefinite_and_upgrade(void **state) {
+/* Rows are exclusive whatever the kinds: with no flag to ask for it, a
+ * temporal acquire by another op is refused on a row held indefinitely (it
+ * used to be granted beside it, and Check then vouched for both ops). */
+static void test_indefinite_excludes_temporal_and_upgrade(void **state) {
   fx *f = *state;
   uint64_t x = new_op(f), y = new_op(f);
   lk_result r;
   const char *s[] = {"root"};
-  assert_int_equal(acq(f, x, s, 1, LK_TEMPORAL, LKT_S, 1, &r), LK_GRANTED);
+  assert_int_equal(acq(f, x, s, 1, LK_TEMPORAL, LKT_S, &r), LK_GRANTED);
   uint64_t t1 = r.token;
   lk_result_free(&r);
-  assert_int_equal(acq(f, x, s, 1, LK_INDEFINITE, 0, 1, &r), LK_GRANTED); /* upgrade */
+  assert_int_equal(acq(f, x, s, 1, LK_INDEFINITE, 0, &r), LK_GRANTED); /* upgrade */
   assert_false(r.already_held);
   assert_true(r.token > t1);
   assert_int_equal(r.expires_at, LK_NEVER);
   lk_result_free(&r);
   lkt_advance(10 * LKT_S); /* the temporal TTL is long gone; indefinite stays */
   assert_int_equal(held(f, x, "root"), 1);
-  assert_int_equal(acq(f, y, s, 1, LK_TEMPORAL, LKT_S, 1, &r), LK_CONFLICT);
+  assert_int_equal(acq(f, y, s, 1, LK_TEMPORAL, LKT_S, &r), LK_CONFLICT);
+  assert_int_equal(r.nconflicts, 1);
   assert_int_equal(r.conflicts[0].kind, LK_INDEFINITE);
   assert_int_equal(r.conflicts[0].holder_op, x);
   assert_int_equal(r.conflicts[0].expires_at, LK_NEVER);
+  assert_int_equal(r.conflicts[0].queued, 0);
   lk_result_free(&r);
-  assert_int_equal(acq(f, y, s, 1, LK_INDEFINITE, 0, 0, &r), LK_CONFLICT);
+  assert_int_equal(acq(f, y, s, 1, LK_INDEFINITE, 0, &r), LK_CONFLICT);
+  assert_int_equal(r.conflicts[0].holder_op, x);
   lk_result_free(&r);
-  /* Without respect_indefinite a temporal lock may sit beside it. */
-  assert_int_equal(acq(f, y, s, 1, LK_TEMPORAL, LKT_S, 0, &r), LK_GRANTED);
-  lk_result_free(&r);
+  assert_int_equal(held(f, y, "root"), 0);
+  assert_int_equal(held(f, x, "root"), 1);
   lk_counts c;
   assert_int_equal(lk_count(f->lk, NULL, &c), 0);
   assert_int_equal(c.indefinite, 1);
-  assert_int_equal(c.temporal, 1);
+  assert_int_equal(c.temporal, 0);
   /* The upgrade left no temporal slot of x behind. */
   lk_list_filter lf = {.op = x, .include_expired = 1};
   lk_list_page pg;
@@ -264,6 +272,7 @@ static void test_respect_indefinite_and_upgrade(void **state) {
   assert_int_equal(pg.items[0].kind, LK_INDEFINITE);
   assert_null(pg.cursor);
   lk_list_page_free(&pg);
+  assert_int_equal(lk_selfcheck(f->lk, 1, NULL), 0);
 }
 
 static void test_release_only_own_and_privileged_release(void **state) {
@@ -272,7 +281,7 @@ static void test_release_only_own_and_privileged_release(void **state) {
   lk_result r;
   const char *s[] = {"p", "q"};
   lk_row rows[2] = {lkt_row("p"), lkt_row("q")};
-  assert_int_equal(acq(f, x, s, 2, LK_INDEFINITE, 0, 1, &r), LK_GRANTED);
+  assert_int_equal(acq(f, x, s, 2, LK_INDEFINITE, 0, &r), LK_GRANTED);
   lk_result_free(&r);
   size_t n = 99;
   assert_int_equal(lk_release(f->lk, x + 1, rows, 2, 0, &n), 0);
@@ -303,10 +312,10 @@ static void test_release_all_of_an_op(void **state) {
     ks[i] = keys[i];
   }
   for (int i = 0; i < 40; i += 10) {
-    assert_int_equal(acq(f, 3, ks + i, 10, LK_TEMPORAL, LKT_S, 1, &r), LK_GRANTED);
+    assert_int_equal(acq(f, 3, ks + i, 10, LK_TEMPORAL, LKT_S, &r), LK_GRANTED);
     lk_result_free(&r);
   }
-  assert_int_equal(acq(f, 4, (const char *[]){"other"}, 1, LK_TEMPORAL, LKT_S, 1, &r), LK_GRANTED);
+  assert_int_equal(acq(f, 4, (const char *[]){"other"}, 1, LK_TEMPORAL, LKT_S, &r), LK_GRANTED);
   lk_result_free(&r);
   size_t n = 0;
   assert_int_equal(lk_release(f->lk, 3, NULL, 0, 0, &n), 0);
@@ -330,12 +339,12 @@ static void test_list_filters_pagination_and_counts(void **state) {
     snprintf(key, sizeof key, "%s%03d", i % 3 == 0 ? "blk/" : "l2/", i);
     const char *k[] = {key};
     if (i % 5 == 0) {
-      assert_int_equal(acq(f, ind_op, k, 1, LK_INDEFINITE, 0, 1, &r), LK_GRANTED);
+      assert_int_equal(acq(f, ind_op, k, 1, LK_INDEFINITE, 0, &r), LK_GRANTED);
       want_ind++;
     } else {
       int shortttl = i % 7 == 0;
       assert_int_equal(acq(f, 1000 + (uint64_t)(i % 4), k, 1, LK_TEMPORAL,
-                           shortttl ? LKT_MS : 100 * LKT_S, 1, &r), LK_GRANTED);
+                           shortttl ? LKT_MS : 100 * LKT_S, &r), LK_GRANTED);
       if (shortttl) want_expired++; else want_temporal++;
     }
     if (i % 3 == 0) want_pfx++;
@@ -410,17 +419,22 @@ static void test_fence_refuses_a_holder_that_lost_a_row(void **state) {
   lk_result r;
   const char *s[] = {"chunk-1", "chunk-2"};
   lk_row rows[2] = {lkt_row("chunk-1"), lkt_row("chunk-2")};
-  assert_int_equal(acq(f, 9, s, 2, LK_TEMPORAL, LKT_S, 1, &r), LK_GRANTED);
+  assert_int_equal(acq(f, 9, s, 2, LK_TEMPORAL, LKT_S, &r), LK_GRANTED);
   lk_result_free(&r);
   lk_fence fence = {.lk = f->lk, .op = 9, .rows = rows, .nrows = 2};
   int (*as_store_sees_it)(void *) = lk_fence_check; /* storage's st_fence_fn */
+  void (*done_as_store_sees_it)(void *, int) = lk_fence_done; /* st_fence_done_fn */
   assert_int_equal(as_store_sees_it(&fence), 0);
+  /* Checked again before the store reported the commit decided: refused. */
+  assert_int_equal(lk_fence_check(&fence), STRATA_EINVALID);
+  done_as_store_sees_it(&fence, 1);
+  assert_int_equal(fence.expired_in_flight, 0);
   lkt_advance(2 * LKT_S);
   assert_int_equal(lk_fence_check(&fence), STRATA_EFENCED);
   assert_non_null(strstr(strata_errmsg(), "chunk-1"));
   assert_non_null(strstr(strata_errmsg(), "op 9"));
   const char *s2[] = {"chunk-1"};
-  assert_int_equal(acq(f, 10, s2, 1, LK_TEMPORAL, LKT_S, 1, &r), LK_GRANTED);
+  assert_int_equal(acq(f, 10, s2, 1, LK_TEMPORAL, LKT_S, &r), LK_GRANTED);
   lk_result_free(&r);
   assert_int_equal(lk_fence_check(&fence), STRATA_EFENCED);
   assert_non_null(strstr(strata_errmsg(), "op 10 holds it"));
@@ -430,7 +444,7 @@ static void test_fence_refuses_a_holder_that_lost_a_row(void **state) {
 static void test_check_names_the_first_missing_row_in_request_order(void **state) {
   fx *f = *state;
   lk_result r;
-  assert_int_equal(acq(f, 1, (const char *[]){"m"}, 1, LK_TEMPORAL, LKT_S, 1, &r), LK_GRANTED);
+  assert_int_equal(acq(f, 1, (const char *[]){"m"}, 1, LK_TEMPORAL, LKT_S, &r), LK_GRANTED);
   lk_result_free(&r);
   lk_row rows[] = {lkt_row("m"), lkt_row("z-free"), lkt_row("a-free")};
   int h = -1;
@@ -447,10 +461,10 @@ static void test_deadlines_are_absolute_across_reopen(void **state) {
   fx *f = *state;
   lk_result r;
   uint64_t x = new_op(f);
-  assert_int_equal(acq(f, 500, (const char *[]){"d"}, 1, LK_TEMPORAL, 10 * LKT_S, 1, &r), LK_GRANTED);
+  assert_int_equal(acq(f, 500, (const char *[]){"d"}, 1, LK_TEMPORAL, 10 * LKT_S, &r), LK_GRANTED);
   int64_t exp = r.expires_at;
   lk_result_free(&r);
-  assert_int_equal(acq(f, x, (const char *[]){"i"}, 1, LK_INDEFINITE, 0, 1, &r), LK_GRANTED);
+  assert_int_equal(acq(f, x, (const char *[]){"i"}, 1, LK_INDEFINITE, 0, &r), LK_GRANTED);
   lk_result_free(&r);
   reopen(f);
   lkt_advance(10 * LKT_S - 1);
@@ -569,7 +583,7 @@ static void *wait_for_a(void *p) {
   waiter_arg *w = p;
   lk_row r = lkt_row("a");
   lk_acquire_req q = {.op = w->op, .rows = &r, .nrows = 1, .kind = LK_TEMPORAL, .ttl_ns = LKT_S,
-                      .respect_indefinite = 1, .wait_deadline = lk_now(w->lk) + 3600 * LKT_S,
+                      .wait_deadline = lk_now(w->lk) + 3600 * LKT_S,
                       .abandoned = waiter_gave_up, .abandoned_ctx = w};
   lk_result res;
   w->rc = lk_acquire(w->lk, &q, &res);
@@ -594,7 +608,6 @@ static void join_within(lk_manager *lk, pthread_t th, int ms) {
 }
 
 #define WAITER_OP 1000
-#define PROBE_OP 1001
 
 static int64_t real_ms(void) {
   struct timespec ts;
@@ -603,41 +616,32 @@ static int64_t real_ms(void) {
 }
 
 /* A fresh op holds "a" indefinitely (returned); a thread *th then waits for
- * "a" as w->op. Returns once the waiter is in the row's queue, which a
- * no-wait temporal probe that ignores indefinite holders sees as a
- * queued = 1 conflict naming the waiter; fails after 30 s of real time (a
- * loaded machine may be slow to run the thread). Never fails with the
- * waiter still running: it is woken with lk_shutdown and joined first. */
+ * "a" as w->op, a plain temporal acquire. Before that, the same acquire
+ * without waiting is refused, naming the indefinite holder. Returns once the
+ * waiter is in the row's queue (the lock table's self-check counts it);
+ * fails after 30 s of real time (a loaded machine may be slow to run the
+ * thread). Never fails with the waiter still running: it is woken with
+ * lk_shutdown and joined first. */
 static uint64_t hold_a_and_queue_a_waiter(fx *f, waiter_arg *w, pthread_t *th) {
   lk_result r;
   uint64_t holder = new_op(f);
-  assert_int_equal(acq(f, holder, (const char *[]){"a"}, 1, LK_INDEFINITE, 0, 1, &r), LK_GRANTED);
+  assert_int_equal(acq(f, holder, (const char *[]){"a"}, 1, LK_INDEFINITE, 0, &r), LK_GRANTED);
+  lk_result_free(&r);
+  assert_int_equal(acq(f, WAITER_OP, (const char *[]){"a"}, 1, LK_TEMPORAL, LKT_S, &r), LK_CONFLICT);
+  assert_int_equal(r.nconflicts, 1);
+  assert_int_equal(r.conflicts[0].holder_op, holder);
+  assert_int_equal(r.conflicts[0].kind, LK_INDEFINITE);
   lk_result_free(&r);
   *w = (waiter_arg){.lk = f->lk, .op = WAITER_OP};
   pthread_create(th, NULL, wait_for_a, w);
-  lk_row a = lkt_row("a");
   const char *why = "the waiter did not queue on \"a\" within 30 s";
   for (int64_t t0 = real_ms(); real_ms() - t0 < 30000;) {
-    int queued = 0;
-    /* A probe granted before the waiter queued blocks it too; its long ttl
-     * keeps the waiter from waking at the probe's expiry instead of a kick. */
-    lk_row row = a;
-    lk_acquire_req q = {.op = PROBE_OP, .rows = &row, .nrows = 1, .kind = LK_TEMPORAL,
-                        .ttl_ns = 3600 * LKT_S};
-    if (lk_acquire(f->lk, &q, &r)) {
-      why = "the probe's lk_acquire failed";
+    lk_selfcheck_info info;
+    if (lk_selfcheck(f->lk, 0, &info)) {
+      why = strata_errmsg();
       break;
     }
-    lk_status st = r.status;
-    for (size_t i = 0; st == LK_CONFLICT && i < r.nconflicts; i++)
-      queued |= r.conflicts[i].queued && r.conflicts[i].holder_op == WAITER_OP;
-    lk_result_free(&r);
-    /* The waiter is not queued yet: give the row back. */
-    if (st == LK_GRANTED && lk_release(f->lk, PROBE_OP, &a, 1, 0, NULL)) {
-      why = "the probe's lk_release failed";
-      break;
-    }
-    if (queued) return holder;
+    if (info.queued == 1) return holder;
     struct timespec pause = {0, 1000000L};
     nanosleep(&pause, NULL);
   }
@@ -645,6 +649,27 @@ static uint64_t hold_a_and_queue_a_waiter(fx *f, waiter_arg *w, pthread_t *th) {
   pthread_join(*th, NULL);
   fail_msg("%s", why);
   return 0;
+}
+
+/* The holder (or, privileged, an operator naming no op) releases "a"; the
+ * queued waiter gets it. */
+static void release_lets_the_waiter_in(fx *f, int privileged) {
+  waiter_arg w;
+  pthread_t th;
+  uint64_t holder = hold_a_and_queue_a_waiter(f, &w, &th);
+  lk_row a = lkt_row("a");
+  size_t n;
+  int rc = privileged ? lk_privileged_release(f->lk, 0, &a, 1, 0, &n)
+                      : lk_release(f->lk, holder, &a, 1, 0, &n);
+  /* 30 s for a loaded machine; without the kick the waiter sleeps as long as
+   * the poll interval. */
+  join_within(f->lk, th, 30000);
+  assert_int_equal(rc, 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(w.rc, 0);
+  assert_int_equal(w.status, LK_GRANTED);
+  assert_int_equal(held(f, WAITER_OP, "a"), 1);
+  assert_int_equal(held(f, holder, "a"), 0);
 }
 
 /* With polling effectively off (1 h), only the kick can wake the waiter. */
@@ -657,19 +682,13 @@ static void test_release_wakes_a_waiter_without_polling(void **state) {
   o.clock = lkt_clock;
   o.wait_poll_ns = 3600 * LKT_S;
   assert_int_equal(lk_open(&o, &f->lk), 0);
-  waiter_arg w;
-  pthread_t th;
-  uint64_t holder = hold_a_and_queue_a_waiter(f, &w, &th);
-  lk_row a = lkt_row("a");
-  size_t n;
-  int rc = lk_release(f->lk, holder, &a, 1, 0, &n);
-  /* 30 s for a loaded machine; without the kick the waiter sleeps an hour. */
-  join_within(f->lk, th, 30000);
-  assert_int_equal(rc, 0);
-  assert_int_equal(n, 1);
-  assert_int_equal(w.rc, 0);
-  assert_int_equal(w.status, LK_GRANTED);
-  assert_int_equal(held(f, WAITER_OP, "a"), 1);
+  release_lets_the_waiter_in(f, 0);
+}
+
+/* A temporal acquire waiting behind another op's indefinite lock gets the
+ * row once an operator releases it (privileged, any holder). */
+static void test_privileged_release_lets_a_waiter_past_an_indefinite_lock(void **state) {
+  release_lets_the_waiter_in(*state, 1);
 }
 
 /* A waiter whose caller gives up (a cancelled gRPC call) leaves within a poll
@@ -710,7 +729,7 @@ int main(void) {
     T(test_reacquire_by_same_op_is_idempotent),
     T(test_expired_lock_blocks_nobody_and_cannot_be_renewed),
     T(test_ttl_at_the_clock_limit_never_wraps),
-    T(test_respect_indefinite_and_upgrade),
+    T(test_indefinite_excludes_temporal_and_upgrade),
     T(test_release_only_own_and_privileged_release),
     T(test_release_all_of_an_op),
     T(test_list_filters_pagination_and_counts),
@@ -719,6 +738,7 @@ int main(void) {
     T(test_deadlines_are_absolute_across_reopen),
     T(test_bad_input_is_refused_with_a_named_field),
     T(test_release_wakes_a_waiter_without_polling),
+    T(test_privileged_release_lets_a_waiter_past_an_indefinite_lock),
     T(test_shutdown_wakes_waiters_with_an_error),
     T(test_abandoned_waiter_leaves_and_takes_nothing),
     T(test_open_refuses_foreign_and_corrupt_data),

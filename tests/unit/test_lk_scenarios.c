@@ -35,7 +35,6 @@ typedef struct step {
   char kind;          /* 'T' or 'I' */
   int64_t ms;         /* ACQ/RENEW: ttl; ADVANCE: clock step; CTR: count */
   int64_t wait_ms;    /* ACQ: wait this long (0: no wait) */
-  int no_respect;     /* ACQ temporal: respect_indefinite = 0 */
   enum expect e;
   int who;            /* CONFLICT/NOT_HELD: first reported holder; PREL: target */
   int64_t n;          /* REL/PREL: slots released; CTR: first id; SCOPE: rows */
@@ -80,17 +79,25 @@ static const scenario scenarios[] = {
     CHECK_(0, "a", NOT),
     CHECK_(1, "a", HELD),
     END_()}},
-  {"temporal vs indefinite", {
+  {"an indefinite lock excludes every other op, temporal acquires too", {
     ACQ_I(0, "r", GRANTED),
     ACQ_T(1, "r", 1000, CONFLICT, .who = WHO(0)),
     ACQ_I(1, "r", CONFLICT, .who = WHO(0)),
-    ACQ_T(1, "r", 1000, GRANTED, .no_respect = 1),
     ADVANCE_(100000),
     ACQ_T(2, "r", 1000, CONFLICT, .who = WHO(0)),
     CHECK_(0, "r", HELD),
+    CHECK_(1, "r", NOT),
+    CHECK_(2, "r", NOT),
     ACQ_I(2, "s", GRANTED),
     ACQ_I(0, "s,t", CONFLICT, .who = WHO(2)),
     CHECK_(0, "t", NOT),
+    /* Only the operator's privileged release lets a waiting temporal acquire in. */
+    ACQ_T(1, "r", 1000, BLOCKS, .wait_ms = 10000),
+    PREL_(ANY, "r", 1),
+    AWAIT_(1, GRANTED),
+    CHECK_(1, "r", HELD),
+    CHECK_(0, "r", NOT),
+    SCOPE_(0, 0),
     END_()}},
   {"temporal to indefinite upgrade by the same op", {
     ACQ_T(0, "r1,r2", 100, GRANTED),
@@ -254,7 +261,7 @@ static void run_job(session *s, const step *st) {
   case ACQ: {
     lk_acquire_req q = {.op = s->op, .rows = rows, .nrows = n,
                         .kind = st->kind == 'I' ? LK_INDEFINITE : LK_TEMPORAL,
-                        .ttl_ns = st->ms * LKT_MS, .respect_indefinite = !st->no_respect,
+                        .ttl_ns = st->ms * LKT_MS,
                         .wait_deadline = st->wait_ms ? lk_now(rn->lk) + st->wait_ms * LKT_MS : 0};
     atomic_store(&s->clock_reads, 0);
     s->rc = lk_acquire(rn->lk, &q, &s->res);
@@ -429,6 +436,8 @@ static void run_scenario(const scenario *sc) {
         if (verify(&rn, s, st, st, where)) goto done;
       }
     }
+    /* After every step: never two holders of a row, queues and records sane. */
+    if (lk_selfcheck(rn.lk, 1, NULL)) FAIL("%s: %s", where, strata_errmsg());
   }
   for (int i = 0; i < NSESS; i++)
     if (pending[i]) FAIL("scenario \"%s\": session %d left blocked", sc->name, i);

@@ -136,7 +136,7 @@ static void *pair_thread(void *p) {
                          LK_L2_KEY_LEN};
     }
     lk_acquire_req q = {.op = op, .rows = rows, .nrows = (size_t)c->set, .kind = LK_TEMPORAL,
-                        .ttl_ns = 60 * 1000000000LL, .respect_indefinite = 1};
+                        .ttl_ns = 60 * 1000000000LL};
     lk_result res;
     size_t rel;
     if (lk_acquire(c->lk, &q, &res) || res.status != LK_GRANTED) {

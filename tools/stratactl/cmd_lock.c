@@ -209,6 +209,21 @@ static void print_conflicts(const ctl_ctx *x, const Strata__V1__AcquireRequest *
   fprintf(stderr, "stratactl: lock acquire: refused, %zu row%s held by other ops (nothing was "
                   "locked); retry with --wait DURATION, or see 'stratactl lock list'\n",
           r->n_conflicts, r->n_conflicts == 1 ? "" : "s");
+  /* Rows are exclusive whatever the kinds: say what frees the rows that no wait will. */
+  for (size_t i = 0; i < r->n_conflicts; i++)
+    if (r->conflicts[i]->kind == KIND_INDEFINITE) {
+      fprintf(stderr, "stratactl: lock acquire: op %llu holds a row indefinitely: only its own "
+                      "release or an operator's 'stratactl lock release --privileged KEY' frees it\n",
+              (unsigned long long)r->conflicts[i]->op_id);
+      break;
+    }
+  for (size_t i = 0; i < r->n_conflicts; i++)
+    if (lock_expired(r->conflicts[i], now)) {
+      fprintf(stderr, "stratactl: lock acquire: op %llu's lock has expired but its fenced commit "
+                      "is still in flight; the row frees when that commit is decided\n",
+              (unsigned long long)r->conflicts[i]->op_id);
+      break;
+    }
   if (x->json) {
     json_t *c = json_array();
     for (size_t i = 0; i < r->n_conflicts; i++) json_array_append_new(c, lock_json(r->conflicts[i], now));
