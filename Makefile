@@ -71,21 +71,26 @@ help:
 	@echo "make run     install missing packages, build, start strata-server on ./strata-data, 127.0.0.1:7420"
 	@echo "make test    install missing packages, build, run every test tier (unit, unit under ASan+UBSan, fuzz, ...)"
 	@echo "make bench   build -O2 and print BENCH lines (databases under BENCH_DIR, default build/bench-data)"
+	@echo "make bench-etcd  Strata against etcd 3.4 (installed on demand) with the same load driver"
 	@echo "make fuzz    run every libFuzzer target for FUZZ_SECONDS (default 300) each"
 	@echo "make install PREFIX=/usr/local DESTDIR="
 	@echo "make clean"
 
 # --- packages -----------------------------------------------------------------
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-deps:
-	@missing=""; for p in $(DEB_PACKAGES); do \
+# $(call apt_install,PACKAGES,WHO): installs those of PACKAGES that are missing.
+define apt_install
+@missing=""; for p in $(1); do \
 	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \
 	if [ -n "$$missing" ]; then \
-	  echo "deps: installing$$missing"; \
+	  echo "$(2): installing$$missing"; \
 	  $(SUDO) apt-get update -qq && \
 	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
+endef
+deps:
+	$(call apt_install,$(DEB_PACKAGES),deps)
 
 # --- compile ------------------------------------------------------------------
 $(O)/%.o: %.c
@@ -146,6 +151,23 @@ bench: deps
 	@mkdir -p $(BENCH_DIR)
 	@for b in $(BENCH_SRCS:%.c=$(BUILD)/release/%); do \
 	  STRATA_BENCH_DIR=$(BENCH_DIR) TMPDIR=$(BENCH_DIR) $$b || exit 1; done
+	@$(MAKE) --no-print-directory bench-etcd
+
+# Strata against etcd 3.4 (Debian's etcd-server, installed here on first use) with the
+# same load driver in one run: tools/bench-etcd.sh starts both servers on loopback on
+# fresh data directories under BENCH_DIR and stops them by PID. BENCH_RUNS runs of
+# BENCH_SECONDS each per figure, the median reported (docs/benchmarks.md "Against etcd").
+ETCD_DEB_PACKAGES := etcd-server
+BENCH_RUNS ?= 3
+BENCH_SECONDS ?= 2
+.PHONY: bench-etcd
+bench-etcd: deps
+	$(call apt_install,$(ETCD_DEB_PACKAGES),bench-etcd)
+	@$(MAKE) --no-print-directory VARIANT=release $(BUILD)/release/tools/strata-bench \
+	  $(BUILD)/release/server/strata-server
+	@mkdir -p $(BENCH_DIR)
+	@BENCH_RUNS=$(BENCH_RUNS) BENCH_SECONDS=$(BENCH_SECONDS) sh tools/bench-etcd.sh \
+	  $(BUILD)/release/tools/strata-bench $(BUILD)/release/server/strata-server $(BENCH_DIR)/etcd-cmp
 
 fuzz: deps
 	$(MAKE) --no-print-directory FUZZ_SECONDS=$${FUZZ_SECONDS:-300} test-fuzz

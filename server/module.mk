@@ -31,7 +31,22 @@ STRATA_BENCH_OBJ := $(O)/tools/strata-bench.o
 $(STRATA_BENCH_OBJ): | $(RPC_GEN_H)
 -include $(STRATA_BENCH_OBJ:.o=.d)
 
-$(O)/tools/strata-bench: $(STRATA_BENCH_OBJ) $(O)/libsrv.a $(O)/librpc.a $(O)/libstrata.a
+# Its --etcd target (tools/strata-bench-etcd.c) speaks etcd's protocol through the messages
+# of rpc/proto/etcd/, generated like rpc/'s own but linked into strata-bench only.
+BENCH_ETCD_PROTOS := rpc/proto/etcd/mvccpb/kv.proto rpc/proto/etcd/etcdserverpb/rpc.proto \
+	rpc/proto/etcd/v3lockpb/v3lock.proto
+BENCH_ETCD_GEN_C := $(BENCH_ETCD_PROTOS:rpc/proto/%.proto=$(BUILD)/gen/%.pb-c.c)
+BENCH_ETCD_GEN_H := $(BENCH_ETCD_GEN_C:.c=.h)
+BENCH_ETCD_OBJS := $(O)/tools/strata-bench-etcd.o \
+	$(BENCH_ETCD_PROTOS:rpc/proto/%.proto=$(O)/gen/%.pb-c.o)
+$(BENCH_ETCD_GEN_C) $(BENCH_ETCD_GEN_H) &: $(BENCH_ETCD_PROTOS)
+	@mkdir -p $(BUILD)/gen
+	protoc-c --c_out=$(BUILD)/gen -Irpc/proto $(BENCH_ETCD_PROTOS)
+$(STRATA_BENCH_OBJ) $(O)/tools/strata-bench-etcd.o: | $(RPC_GEN_H) $(BENCH_ETCD_GEN_H)
+-include $(O)/tools/strata-bench-etcd.d
+
+$(O)/tools/strata-bench: $(STRATA_BENCH_OBJ) $(BENCH_ETCD_OBJS) $(O)/libsrv.a $(O)/librpc.a \
+		$(O)/libstrata.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS)
 
 # Only the gRPC figures: make bench-rpc [STRATA_BENCH_SECONDS=3]

@@ -27,6 +27,9 @@
 #include "common/err.h"
 #include "rpc/methods.h"
 #include "server/embedded.h"
+/* --etcd HOST:PORT (with --addr): Strata against etcd instead, each figure --runs
+ * times on both (`make bench-etcd`). */
+#include "tools/strata-bench-etcd.h"
 
 #define MAX_INFLIGHT 64
 #define VALUE_BYTES 1024
@@ -270,16 +273,32 @@ int main(int argc, char **argv) {
   static const struct option longopts[] = {{"addr", required_argument, 0, 'a'},
                                            {"seconds", required_argument, 0, 's'},
                                            {"help", no_argument, 0, 'h'},
+                                           {"etcd", required_argument, 0, 'e'},
+                                           {"runs", required_argument, 0, 'r'},
                                            {0, 0, 0, 0}};
   const char *addr = NULL;
   const char *env = getenv("STRATA_BENCH_SECONDS");
   double seconds = env ? atof(env) : 1.5;
   int ch;
+  bench_etcd_opts eo = {.runs = 3};
   while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
     switch (ch) {
+    case 'e': eo.etcd_addr = optarg; break;
+    case 'r':
+      eo.runs = atoi(optarg);
+      if (eo.runs < 1 || eo.runs > BENCH_ETCD_MAX_RUNS) {
+        fprintf(stderr, "strata-bench: --runs: expected 1..%d, got \"%s\"\n", BENCH_ETCD_MAX_RUNS,
+                optarg);
+        return 2;
+      }
+      break;
     case 'a': addr = optarg; break;
     case 's': seconds = atof(optarg); break;
     default:
+      if (ch == 'h')
+        printf("usage: strata-bench --addr HOST:PORT --etcd HOST:PORT [--seconds S] [--runs N]\n"
+               "  Strata against etcd: each figure N times (1..%d) on both, medians\n",
+               BENCH_ETCD_MAX_RUNS);
       fprintf(ch == 'h' ? stdout : stderr,
               "usage: strata-bench [--addr HOST:PORT] [--seconds S]\n"
               "  without --addr, an in-process server on a temporary directory is used\n");
@@ -287,6 +306,15 @@ int main(int argc, char **argv) {
     }
   }
   if (seconds <= 0) seconds = 1.5;
+  if (eo.etcd_addr) {
+    if (!addr) {
+      fprintf(stderr, "strata-bench: --etcd needs --addr (a running strata-server)\n");
+      return 2;
+    }
+    eo.strata_addr = addr;
+    eo.seconds = seconds;
+    return bench_etcd_run(&eo);
+  }
   srv_embedded *emb = NULL;
   if (!addr) {
     if (srv_embedded_start(NULL, &emb)) {
