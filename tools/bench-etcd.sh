@@ -11,10 +11,16 @@ seconds=${BENCH_SECONDS:-2}
 etcd=${ETCD_BIN:-/usr/bin/etcd}
 
 etcd_pid="" srv_pid=""
+# SIGTERM to each of our two servers; SIGKILL to one still there after 20 s.
 stop() {
   status=$?
   for p in $etcd_pid $srv_pid; do kill "$p" 2>/dev/null || true; done
-  for p in $etcd_pid $srv_pid; do wait "$p" 2>/dev/null || true; done
+  n=0
+  for p in $etcd_pid $srv_pid; do
+    while kill -0 "$p" 2>/dev/null && [ "$n" -lt 200 ]; do n=$((n + 1)); sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
   if [ "$status" -ne 0 ]; then
     for log in "$dir/etcd.log" "$dir/strata.log"; do
       [ -f "$log" ] && { echo "bench-etcd: last lines of $log:"; tail -n 15 "$log"; } >&2
