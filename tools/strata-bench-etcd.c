@@ -41,7 +41,8 @@
 /* A lock's lifetime, and how long an acquire may wait for it (both servers). */
 #define LOCK_TTL_MS 10000
 #define LOCK_WAIT_MS 20000
-#define LEASE_TTL_S 600
+/* etcd leases outlive the run: this much beyond the figures' total length. */
+#define LEASE_SPARE_S 300
 #define CALL_DEADLINE_S 30
 #define MAX_OWNER_KEY 256
 
@@ -85,7 +86,7 @@ typedef struct sample {
 } sample;
 
 static uint8_t value[VALUE_BYTES]; /* every put's value: 'v' repeated */
-static uint64_t n_reported; /* failures printed so far (the first few only) */
+static uint64_t n_reported;        /* failures printed so far (the first few only) */
 
 static int64_t mono_ns(void) {
   struct timespec ts;
@@ -234,7 +235,9 @@ static int check_response(target *t, op o, worker *w) {
     if (ok) memcpy(w->owner, r->key.data, w->owner_len = r->key.len);
   }
   if (m) protobuf_c_message_free_unpacked(m, NULL);
-  if (!ok) fail_once(t, o == OP_GET ? "a get did not return the value written" : "a lock was not acquired");
+  if (!ok)
+    fail_once(t,
+              o == OP_GET ? "a get did not return the value written" : "a lock was not acquired");
   return ok ? 0 : -1;
 }
 
@@ -249,13 +252,13 @@ static void begin_call(target *t, grpc_completion_queue *cq, op o, worker *w) {
                                        gpr_time_from_seconds(CALL_DEADLINE_S, GPR_TIMESPAN));
   w->call = grpc_channel_create_registered_call(t->ch, NULL, GRPC_PROPAGATE_DEFAULTS, cq,
                                                 t->calls[c], deadline, NULL);
-  grpc_op ops[6] = {{.op = GRPC_OP_SEND_INITIAL_METADATA,
-                     .flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY},
-                    {.op = GRPC_OP_SEND_MESSAGE},
-                    {.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT},
-                    {.op = GRPC_OP_RECV_INITIAL_METADATA},
-                    {.op = GRPC_OP_RECV_MESSAGE},
-                    {.op = GRPC_OP_RECV_STATUS_ON_CLIENT}};
+  grpc_op ops[6] = {
+      {.op = GRPC_OP_SEND_INITIAL_METADATA, .flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY},
+      {.op = GRPC_OP_SEND_MESSAGE},
+      {.op = GRPC_OP_SEND_CLOSE_FROM_CLIENT},
+      {.op = GRPC_OP_RECV_INITIAL_METADATA},
+      {.op = GRPC_OP_RECV_MESSAGE},
+      {.op = GRPC_OP_RECV_STATUS_ON_CLIENT}};
   ops[1].data.send_message.send_message = w->send;
   ops[3].data.recv_initial_metadata.recv_initial_metadata = &w->md;
   ops[4].data.recv_message.recv_message = &w->recv;
@@ -342,15 +345,15 @@ static sample measure(target *t, grpc_completion_queue *cq, op o, int inflight, 
   return s;
 }
 
-/* Grants etcd worker i its lease (TTL long enough for the whole run). */
-static int grant_leases(target *t, int workers) {
+/* Grants etcd worker i its lease, for ttl_s seconds. */
+static int grant_leases(target *t, int workers, int64_t ttl_s) {
   rpc_client_opts co = {.addr = t->addr, .wait_for_ready = 1};
   rpc_client *c;
   if (rpc_client_open(&co, &c)) return -1;
   int rc = 0;
   for (int i = 0; i < workers && !rc; i++) {
     Etcdserverpb__LeaseGrantRequest req = ETCDSERVERPB__LEASE_GRANT_REQUEST__INIT;
-    req.ttl = LEASE_TTL_S;
+    req.ttl = ttl_s;
     uint8_t buf[32];
     size_t len = etcdserverpb__lease_grant_request__pack(&req, buf), rlen = 0;
     void *resp = NULL;
@@ -358,8 +361,9 @@ static int grant_leases(target *t, int workers) {
     Etcdserverpb__LeaseGrantResponse *r =
         rc ? NULL : etcdserverpb__lease_grant_response__unpack(NULL, rlen, resp);
     if (!r || r->id == 0 || r->error[0]) {
-      fprintf(stderr, "strata-bench: etcd: LeaseGrant failed: %s\n",
-              rc ? strata_errmsg() : r ? r->error : "malformed response");
+      const char *why = rc ? strata_errmsg() : "malformed response";
+      if (r) why = r->error[0] ? r->error : "no lease ID in the answer";
+      fprintf(stderr, "strata-bench: etcd: LeaseGrant failed: %s\n", why);
       rc = -1;
     } else {
       t->lease[i] = r->id;
@@ -416,40 +420,57 @@ static const figure figures[] = {
     {"lock_pairs_one_row_c16", OP_LOCK_ONE_ROW, 16, "pairs/s"},
 };
 
-int bench_etcd_run(const bench_etcd_opts *o) {
-  memset(value, 'v', sizeof value);
-  grpc_init();
-  grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
-  static target ts[2];
-  target_open(&ts[0], "strata", o->strata_addr, 0);
-  target_open(&ts[1], "etcd", o->etcd_addr, 1);
+/* Measures figure fg o->runs times on each server, who goes first alternating,
+ * and prints the medians; returns the number of calls that failed (then prints
+ * nothing: a figure with failed calls is not one). */
+static uint64_t run_figure(target ts[2], grpc_completion_queue *cq, const figure *fg,
+                           const bench_etcd_opts *o) {
+  double qps[2][BENCH_ETCD_MAX_RUNS], p50[2][BENCH_ETCD_MAX_RUNS], p99[2][BENCH_ETCD_MAX_RUNS];
   uint64_t errors = 0;
+  for (int r = 0; r < o->runs; r++) {
+    for (int k = 0; k < 2; k++) {
+      int i = (r + k) % 2;
+      sample s = measure(&ts[i], cq, fg->o, fg->inflight, o->seconds, 0);
+      qps[i][r] = s.qps, p50[i][r] = s.p50_us, p99[i][r] = s.p99_us;
+      errors += s.errors;
+    }
+  }
+  if (errors) {
+    fprintf(stderr, "strata-bench: %s: calls failed; stopping\n", fg->name);
+    return errors;
+  }
+  char name[96];
+  snprintf(name, sizeof name, "%s_qps", fg->name);
+  print_pair(name, fg->unit, median(qps[0], o->runs), median(qps[1], o->runs));
+  snprintf(name, sizeof name, "%s_p50", fg->name);
+  print_pair(name, "us", median(p50[0], o->runs), median(p50[1], o->runs));
+  snprintf(name, sizeof name, "%s_p99", fg->name);
+  print_pair(name, "us", median(p99[0], o->runs), median(p99[1], o->runs));
+  return 0;
+}
+
+int bench_etcd_run(const bench_etcd_opts *o) {
+  static target ts[2];
+  size_t n_figures = sizeof figures / sizeof *figures;
+  uint64_t errors = 0;
+  memset(value, 'v', sizeof value);
   fprintf(stderr,
           "strata-bench: strata %s vs etcd %s: %d-byte keys, %d-byte values, %d keys, "
           "%d run(s) of %.1f s per figure and server, medians\n",
           o->strata_addr, o->etcd_addr, KEY_BYTES, VALUE_BYTES, KEYSPACE, o->runs, o->seconds);
+  grpc_init();
+  grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
+  target_open(&ts[0], "strata", o->strata_addr, 0);
+  target_open(&ts[1], "etcd", o->etcd_addr, 1);
+
   /* Warm-up, the same for both: every key of the key space written once, 64 in flight. */
-  for (int i = 0; i < 2; i++) errors += measure(&ts[i], cq, OP_PUT, MAX_INFLIGHT, 0, KEYSPACE).errors;
-  if (grant_leases(&ts[1], MAX_INFLIGHT)) errors++;
-  for (size_t f = 0; f < sizeof figures / sizeof *figures && !errors; f++) {
-    const figure *fg = &figures[f];
-    double qps[2][BENCH_ETCD_MAX_RUNS], p50[2][BENCH_ETCD_MAX_RUNS], p99[2][BENCH_ETCD_MAX_RUNS];
-    for (int r = 0; r < o->runs; r++) {
-      for (int k = 0; k < 2; k++) {
-        int i = (r + k) % 2; /* who goes first alternates */
-        sample s = measure(&ts[i], cq, fg->o, fg->inflight, o->seconds, 0);
-        qps[i][r] = s.qps, p50[i][r] = s.p50_us, p99[i][r] = s.p99_us;
-        errors += s.errors;
-      }
-    }
-    char name[96];
-    snprintf(name, sizeof name, "%s_qps", fg->name);
-    print_pair(name, fg->unit, median(qps[0], o->runs), median(qps[1], o->runs));
-    snprintf(name, sizeof name, "%s_p50", fg->name);
-    print_pair(name, "us", median(p50[0], o->runs), median(p50[1], o->runs));
-    snprintf(name, sizeof name, "%s_p99", fg->name);
-    print_pair(name, "us", median(p99[0], o->runs), median(p99[1], o->runs));
-  }
+  for (int i = 0; i < 2; i++)
+    errors += measure(&ts[i], cq, OP_PUT, MAX_INFLIGHT, 0, KEYSPACE).errors;
+  /* etcd's lock workers' leases, long enough for every figure. */
+  double total_s = 2.0 * o->runs * o->seconds * (double)n_figures;
+  if (!errors && grant_leases(&ts[1], MAX_INFLIGHT, LEASE_SPARE_S + (int64_t)total_s)) errors++;
+  for (size_t f = 0; f < n_figures && !errors; f++) errors += run_figure(ts, cq, &figures[f], o);
+
   for (int i = 0; i < 2; i++) grpc_channel_destroy(ts[i].ch);
   grpc_completion_queue_shutdown(cq);
   while (grpc_completion_queue_next(cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
