@@ -44,3 +44,12 @@ test-python:
 	@$(MAKE) --no-print-directory VARIANT=release python $(BUILD)/release/server/strata-server
 	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server PYTHONPATH=$(CURDIR)/$(PY_OUT) \
 	  PYTHON=$(PYTHON) sh tests/python/run.sh $(TEST_RESULTS)
+
+# --- bench-python: the client's put/get rates at 16 threads vs the C driver ----------
+.PHONY: bench-python
+bench-python:
+	@$(MAKE) --no-print-directory VARIANT=release python $(BUILD)/release/server/strata-server \
+	  $(BUILD)/release/tools/strata-bench
+	@PYTHONPATH=$(CURDIR)/$(PY_OUT) $(PYTHON) tools/bench/python_bench.py \
+	  --server $(BUILD)/release/server/strata-server --c-driver $(BUILD)/release/tools/strata-bench \
+	  --dir $(BENCH_DIR)
