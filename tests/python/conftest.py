@@ -24,8 +24,9 @@ START_LIMIT = 120  # seconds a server may take to come up on a loaded CI machine
 class Server:
     """One strata-server process; start(), kill(), restart(), addr."""
 
-    def __init__(self, data_dir):
+    def __init__(self, data_dir, *args):
         self.data_dir = data_dir
+        self.args = list(args)
         self.port = 0
         self.proc = None
         self.log_path = data_dir + ".log"
@@ -34,7 +35,7 @@ class Server:
         log = open(self.log_path, "a+")
         start_at = log.tell()
         self.proc = subprocess.Popen([SERVER, "--listen", "127.0.0.1:%d" % self.port,
-                                      "--data-dir", self.data_dir, "--grace-ms", "0"],
+                                      "--data-dir", self.data_dir, "--grace-ms", "0"] + self.args,
                                      stderr=log, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + START_LIMIT
         while time.monotonic() < deadline and self.proc.poll() is None:
@@ -79,6 +80,16 @@ def own_server():
     """A server of the test's own (for restarts)."""
     d = tempfile.mkdtemp(prefix="strata-pytest-own-")
     s = Server(os.path.join(d, "data")).start()
+    yield s
+    s.kill()
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def small_server():
+    """A server whose message limit is 64 KiB (--max-message-bytes 65536)."""
+    d = tempfile.mkdtemp(prefix="strata-pytest-small-")
+    s = Server(os.path.join(d, "data"), "--max-message-bytes", "65536").start()
     yield s
     s.kill()
     shutil.rmtree(d, ignore_errors=True)

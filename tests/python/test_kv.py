@@ -114,6 +114,19 @@ def test_invalid_arguments(client, prefix):
         client.get("a str key")
 
 
+def test_message_above_the_server_limit_is_resource_exhausted(small_server):
+    with strata.Client(small_server.addr, timeout=60) as c:
+        with pytest.raises(strata.ResourceExhausted):
+            c.put(b"big", b"x" * 100000)
+        assert c.get(b"big").value is None and c.health()  # the server carries on
+
+
+def test_a_passed_deadline_is_deadline_exceeded(server):
+    with strata.Client(server.addr, timeout=1e-6) as c:
+        with pytest.raises(strata.DeadlineExceeded):
+            c.get(b"k")
+
+
 def test_unreachable_server_is_unavailable():
     with strata.Client("127.0.0.1:1", timeout=10) as c:
         with pytest.raises(strata.Unavailable):

@@ -16,3 +16,16 @@ from .types import (AcquireResult, Change, CheckResult, Condition, Fence, LockIn
                     OpStatus, Read, Version, WatchEvent, absent, unchanged_since, value_hash)
 
 __version__ = "0.1"
+
+__all__ = [
+    "Client", "Operation", "Reader", "DEFAULT_ADDR", "Generation",
+    "errors", "keys", "locks",
+    "StrataError", "InvalidArgument", "NotFound", "OutOfRange", "AlreadyExists",
+    "ResourceExhausted", "Aborted", "Unimplemented", "Unavailable", "DeadlineExceeded",
+    "Cancelled", "DataLoss", "Internal", "PermissionDenied", "FailedPrecondition",
+    "ConditionFailed", "FenceLost", "LockLost", "RenewRefused", "LockHeld",
+    "TemporalLock", "RootLock", "L2ChunkLock", "IndefiniteLock", "IndefiniteL2ChunkLock",
+    "Version", "Read", "Change", "WatchEvent", "LockKind", "LockInfo", "AcquireResult",
+    "CheckResult", "OpStatus", "Op", "Condition", "Fence", "absent", "unchanged_since",
+    "value_hash",
+]

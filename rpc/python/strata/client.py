@@ -8,7 +8,6 @@ and its answer to the dataclasses in :mod:`strata.types`; every failure raises a
 import math
 import os
 import re
-import threading
 import time
 
 import grpc
@@ -16,8 +15,8 @@ import grpc
 from . import errors
 from .errors import StrataError, from_rpc_error
 from .pins import Generation, to_pin
-from .types import (AcquireResult, Change, CheckResult, Condition, Fence, LockInfo, LockKind, Op,
-                    OpStatus, Read, Version, WatchEvent)
+from .types import (AcquireResult, Change, CheckResult, Fence, LockInfo, LockKind, Op, OpStatus,
+                    Read, Version, WatchEvent)
 from .v1 import (admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc, locks_pb2, locks_pb2_grpc, ops_pb2,
                  ops_pb2_grpc)
 

@@ -28,6 +28,8 @@ __all__ = ["TemporalLock", "RootLock", "L2ChunkLock", "IndefiniteLock", "Indefin
 
 
 def _rows_of(items, to_row):
+    if isinstance(items, (bytes, bytearray)) or not hasattr(items, "__iter__"):
+        items = [items]  # one id (int, numpy.uint64) or one row
     rows = []
     for it in items:
         r = bytes(it) if isinstance(it, (bytes, bytearray)) else to_row(it)
@@ -171,8 +173,7 @@ class RootLock(TemporalLock):
     :class:`TemporalLock` for the options."""
 
     def __init__(self, client, root_ids, **kw):
-        ids = [root_ids] if isinstance(root_ids, (int, bytes)) else root_ids
-        super().__init__(client, _rows_of(ids, keys.root), **kw)
+        super().__init__(client, _rows_of(root_ids, keys.root), **kw)
 
 
 class L2ChunkLock(TemporalLock):
