@@ -213,3 +213,37 @@ def test_nested_root_and_indefinite_locks_fence_one_commit(client, prefix):
     other = strata.RootLock(client, [prefix + b"x"], ttl=30)
     with other, pytest.raises(ValueError):
         client.commit({prefix + b"k": b"v"}, fence=[root, other])  # two ops: refused
+
+
+def test_no_interruption_while_a_fenced_commit_is_in_flight(client, prefix):
+    """A loss found while a commit fenced by the lock is in flight is not raised into
+    that commit (the server's answer stands); the lock's next fence and its exit raise."""
+    row = prefix + b"row"
+    lock = strata.RootLock(client, [row], ttl=30, renew_every=0.05)
+    with pytest.raises(strata.LockLost):
+        with lock:
+            lock._commit_begin()  # what client.commit(fence=lock) does around its RPC
+            client.release(0, [row], privileged=True)
+            wait_until(lambda: lock.lost is not None, "the renew thread to see the loss")
+            for _ in range(1000):  # bytecodes and calls: an injected exception would land here
+                sum(range(10))
+            lock._commit_end()
+            with pytest.raises(strata.LockLost):
+                client.commit({prefix + b"k": b"v"}, fence=lock)
+    assert client.get(prefix + b"k").value is None
+
+
+def test_privileged_root_lock_recovers_an_existing_op(client, prefix):
+    with pytest.raises(ValueError):
+        with strata.RootLock(client, [prefix + b"r"], privileged=True):
+            pass
+    op = client.create_op("t", "split").op_id
+    with pytest.raises(RuntimeError):
+        with strata.IndefiniteL2ChunkLock(client, [555], op):
+            raise RuntimeError("crash")
+    with strata.RootLock(client, [prefix + b"r"], op_id=op, privileged=True) as root, \
+            strata.IndefiniteL2ChunkLock(client, [555], op, privileged=True) as chunks:
+        assert not list(client.locks(op_id=op, kind=LockKind.TEMPORAL))  # acquired nothing
+        client.commit({prefix + b"k": b"fixed"}, fence=[root, chunks])  # fenced by the chunks
+    assert client.get(prefix + b"k").value == b"fixed"
+    assert client.get_op(op).scope == []

@@ -149,11 +149,20 @@ class Client:
         if f is not None:
             req.fence.op_id = f.op_id
             req.fence.rows.extend(f.rows)
+        renewing = [p for p in _parts(fence) if hasattr(p, "_commit_begin")]
+        begun = []
         try:
+            for lk in renewing:
+                lk._commit_begin()
+                begun.append(lk)
             r = self._call(self._kv.Commit, req, timeout=timeout, conditions=conditions)
+            v = Version._of(r.version)
         except errors.FenceLost as e:
             raise self._fence_lost(e, f) from None
-        return Version._of(r.version)
+        finally:
+            for lk in begun:
+                lk._commit_end()
+        return v
 
     def _fence_lost(self, e, f):
         """Fills in which rows the op lost: the server names only the first."""
@@ -353,12 +362,19 @@ def _varint(n):
             return bytes(out)
 
 
-def _fence_of(fence):
-    """One :class:`Fence` from a lock, a Fence, or a list of them (all one op)."""
+def _parts(fence):
     if fence is None:
+        return []
+    return list(fence) if isinstance(fence, (list, tuple)) else [fence]
+
+
+def _fence_of(fence):
+    """One :class:`Fence` from a lock, a Fence, or a list of them (all one op);
+    None when nothing is left to fence (privileged locks hold no rows)."""
+    parts = _parts(fence)
+    fs = [f for p, f in zip(parts, [p.fence() for p in parts]) if f.rows or isinstance(p, Fence)]
+    if not fs:
         return None
-    parts = fence if isinstance(fence, (list, tuple)) else [fence]
-    fs = [p.fence() for p in parts]
     ops = {f.op_id for f in fs}
     if len(ops) != 1:
         raise ValueError("fence: every lock of one fence must belong to one op, got ops %s"

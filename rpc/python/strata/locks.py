@@ -65,7 +65,11 @@ class TemporalLock:
     PyChunkedGraph's RootLock creates an operation id. ``wait`` seconds to wait
     for other holders before raising :class:`LockHeld`. With ``interrupt`` a
     failed renewal raises :class:`LockLost` asynchronously in the thread that
-    entered the lock; without it, only the next fenced commit and the exit raise.
+    entered the lock (never while a commit fenced by the lock is in flight: that
+    commit's own answer stands, and the loss is raised by the next fence and the
+    exit); without ``interrupt``, only the next fenced commit and the exit raise.
+    ``privileged`` (recovery of the existing op ``op_id``) acquires nothing and
+    fences nothing.
     Attributes after enter: ``op_id``, ``rows``, ``fencing_token``, ``lost`` (the
     :class:`LockLost` once a renewal failed, else None).
     """
@@ -88,15 +92,18 @@ class TemporalLock:
         self._mu = threading.Lock()
         self._active = False
         self._injected = False
+        self._committing = 0
         self._stop = threading.Event()
         self._thread = None
         self._tid = None
 
     def __enter__(self):
+        if self.privileged:
+            if not self.op_id:
+                raise ValueError("privileged mode recovers an existing op: pass its op_id")
+            return self
         if not self.op_id:
             self.op_id = self.client.create_op(self.user or getpass.getuser(), self.kind).op_id
-        if self.privileged:
-            return self
         sent = time.monotonic()
         r = self.client.acquire(self.op_id, self.rows, kind=LockKind.TEMPORAL, ttl=self.ttl,
                                 wait=self.wait)
@@ -134,16 +141,31 @@ class TemporalLock:
     def _lose(self, lost):
         with self._mu:
             self.lost = lost
-            if self._active and self.interrupt:
+            # Never while a commit fenced by this lock is in flight: the server's fence
+            # check decides that commit, and its answer must reach the caller as is.
+            if self._active and self.interrupt and not self._committing:
                 self._injected = True
                 _set_async_exc(self._tid, _lost_class(lost))
 
+    def _commit_begin(self):
+        """A fenced commit through this lock starts: raises the loss if known, and
+        holds off the asynchronous LockLost until :meth:`_commit_end`."""
+        with self._mu:
+            if self.lost is not None:
+                raise self.lost
+            self._committing += 1
+
+    def _commit_end(self):
+        with self._mu:
+            self._committing -= 1
+
     def fence(self):
         """The :class:`Fence` of this lock; raises its :class:`LockLost` once a
-        renewal failed (so the commit is never sent)."""
+        renewal failed (so the commit is never sent). A privileged lock fences
+        nothing (it holds nothing)."""
         if self.lost is not None:
             raise self.lost
-        return Fence(self.op_id, list(self.rows))
+        return Fence(self.op_id, [] if self.privileged else list(self.rows))
 
     def __exit__(self, exc_type, exc, tb):
         try:
