@@ -66,33 +66,32 @@ class Server:
         return self.start()
 
 
+def _serve(tag, *args):
+    d = tempfile.mkdtemp(prefix="strata-pytest-%s-" % tag)
+    s = Server(os.path.join(d, "data"), *args).start()
+    try:
+        yield s
+    finally:
+        s.kill()
+        shutil.rmtree(d, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def server():
-    d = tempfile.mkdtemp(prefix="strata-pytest-")
-    s = Server(os.path.join(d, "data")).start()
-    yield s
-    s.kill()
-    shutil.rmtree(d, ignore_errors=True)
+    """The server most tests share (their keys carry the test's name)."""
+    yield from _serve("shared")
 
 
 @pytest.fixture
 def own_server():
     """A server of the test's own (for restarts)."""
-    d = tempfile.mkdtemp(prefix="strata-pytest-own-")
-    s = Server(os.path.join(d, "data")).start()
-    yield s
-    s.kill()
-    shutil.rmtree(d, ignore_errors=True)
+    yield from _serve("own")
 
 
 @pytest.fixture
 def small_server():
     """A server whose message limit is 64 KiB (--max-message-bytes 65536)."""
-    d = tempfile.mkdtemp(prefix="strata-pytest-small-")
-    s = Server(os.path.join(d, "data"), "--max-message-bytes", "65536").start()
-    yield s
-    s.kill()
-    shutil.rmtree(d, ignore_errors=True)
+    yield from _serve("small", "--max-message-bytes", "65536")
 
 
 @pytest.fixture
