@@ -111,10 +111,6 @@ def main():
         proc.terminate()
         proc.wait()
         shutil.rmtree(work, ignore_errors=True)
-        try:
-            os.remove(os.path.join(work, "data.log"))
-        except OSError:
-            pass
     t = a.threads
     print("BENCH c_driver_put_1k_c%d_qps %.1f ops/s" % (t, c_put))
     print("BENCH python_put_1k_t%d_qps %.1f ops/s vs c_driver_put_1k_c%d_qps %.3f"

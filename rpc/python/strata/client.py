@@ -116,14 +116,16 @@ class Client:
         v = Version._of(r.version)
         return [Read(e.key, e.value if e.found else None, v) for e in r.entries]
 
-    def list(self, prefix=b"", *, start=b"", end=b"", limit=0, keys_only=False, at=None):
+    def list(self, prefix=b"", *, start=b"", end=b"", limit=0, keys_only=False, at=None,
+             timeout=None):
         """Iterates the keys in ``[start, end)`` beginning with ``prefix``, in key order,
         at one version; yields :class:`Read` (``value`` is ``b""`` with
-        ``keys_only``). ``limit`` 0 = no limit."""
+        ``keys_only``). ``limit`` 0 = no limit. The call's deadline (``timeout``,
+        default the client's) covers the whole listing: raise it for huge ranges."""
         req = kv_pb2.ListRequest(start=_bytes(start, "start"), end=_bytes(end, "end"),
                                  prefix=_bytes(prefix, "prefix"), limit=limit, keys_only=keys_only,
                                  pin=to_pin(at))
-        for m in self._stream(self._kv.List, req):
+        for m in self._stream(self._kv.List, req, timeout):
             v = Version._of(m.version)
             for e in m.entries:
                 yield Read(e.key, e.value, v)
