@@ -250,3 +250,16 @@ def test_privileged_root_lock_recovers_an_existing_op(client, prefix):
         client.commit({prefix + b"k": b"fixed"}, fence=[root, chunks])  # fenced by the chunks
     assert client.get(prefix + b"k").value == b"fixed"
     assert client.get_op(op).scope == []
+
+
+def test_lock_is_lost_when_the_server_is_unreachable_for_a_ttl(own_server):
+    """Renewals that fail for transport reasons are retried until the TTL since the
+    last renewal sent has run out; then the lock counts as lost."""
+    with strata.Client(own_server.addr, timeout=5) as c:
+        lock = strata.RootLock(c, [b"row"], ttl=2.0, renew_every=0.1, interrupt=False)
+        with pytest.raises(strata.LockLost) as ei:
+            with lock:
+                own_server.kill()
+                wait_until(lambda: lock.lost is not None, "the renew thread to give up")
+                assert "within their 2 s TTL" in str(lock.lost)
+        assert ei.value is lock.lost
