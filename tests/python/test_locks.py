@@ -192,6 +192,11 @@ def test_indefinite_l2_chunk_lock_holds_on_exception_and_records_scope(client, p
             pass
     assert {h.op_id for h in ei.value.holders} == {op}
     assert all(h.kind == LockKind.INDEFINITE for h in ei.value.holders)
+    # Rows are exclusive whatever the kinds: a temporal lock of another op is refused too.
+    with pytest.raises(strata.LockHeld) as ei:
+        with strata.L2ChunkLock(client, chunks, op_id=other):
+            pass
+    assert {h.op_id for h in ei.value.holders} == {op}
     assert op in [o.op_id for o in client.stuck_ops()]
     # Operator recovery: privileged mode acquires nothing and releases the crashed
     # op's rows on a clean exit; the op's fence still holds inside.
