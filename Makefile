@@ -17,7 +17,7 @@ O        := $(BUILD)/$(VARIANT)
 DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev \
 	libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
 	librocksdb-dev libzstd-dev libb2-dev libcmocka-dev libjansson-dev \
-	python3-grpcio python3-protobuf
+	python3-grpcio python3-protobuf python3-grpc-tools python3-pytest python3-pip
 
 ifeq ($(VARIANT),fuzz)
 CC       := clang
@@ -151,6 +151,7 @@ bench: deps
 	@mkdir -p $(BENCH_DIR)
 	@for b in $(BENCH_SRCS:%.c=$(BUILD)/release/%); do \
 	  STRATA_BENCH_DIR=$(BENCH_DIR) TMPDIR=$(BENCH_DIR) $$b || exit 1; done
+	@$(MAKE) --no-print-directory bench-python
 	@$(MAKE) --no-print-directory bench-etcd
 
 # Strata against etcd 3.4 (Debian's etcd-server, installed here on first use) with the
@@ -172,7 +173,7 @@ bench-etcd: deps
 fuzz: deps
 	$(MAKE) --no-print-directory FUZZ_SECONDS=$${FUZZ_SECONDS:-300} test-fuzz
 
-install: all
+install: all install-python
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/share/man/man1
 	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libstrata.a
 	for b in $(BINS); do install -m 755 $$b $(DESTDIR)$(PREFIX)/bin/; done

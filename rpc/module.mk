@@ -85,3 +85,6 @@ test-rpc-python:
 	@$(MAKE) --no-print-directory VARIANT=release $(BUILD)/release/server/strata-server
 	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server STRATA_WORK_DIR=$(BUILD)/interop \
 	  sh tests/run-tier.sh rpc-python $(TEST_RESULTS) tests/rpc/interop.py
+
+# The Python client package and its test tier.
+include rpc/python/module.mk

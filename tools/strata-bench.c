@@ -9,7 +9,8 @@
  *
  * Without --addr it starts an in-process server (server/embedded.h) on a
  * temporary directory. --seconds (or $STRATA_BENCH_SECONDS) sets each
- * measurement's length (default 1.5).
+ * measurement's length (default 1.5). --inflight N measures only puts and gets
+ * at N in flight (the Python client's benchmark compares itself to that).
  */
 #include <getopt.h>
 #include <stdint.h>
@@ -272,6 +273,7 @@ static void anchor_lines(int c, const result *a) {
 int main(int argc, char **argv) {
   static const struct option longopts[] = {{"addr", required_argument, 0, 'a'},
                                            {"seconds", required_argument, 0, 's'},
+                                           {"inflight", required_argument, 0, 'i'},
                                            {"help", no_argument, 0, 'h'},
                                            {"etcd", required_argument, 0, 'e'},
                                            {"runs", required_argument, 0, 'r'},
@@ -279,6 +281,7 @@ int main(int argc, char **argv) {
   const char *addr = NULL;
   const char *env = getenv("STRATA_BENCH_SECONDS");
   double seconds = env ? atof(env) : 1.5;
+  int only = 0; /* --inflight: just puts and gets at this concurrency */
   int ch;
   bench_etcd_opts eo = {.runs = 3};
   while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -294,14 +297,24 @@ int main(int argc, char **argv) {
       break;
     case 'a': addr = optarg; break;
     case 's': seconds = atof(optarg); break;
+    case 'i':
+      only = atoi(optarg);
+      if (only < 1 || only > MAX_INFLIGHT) {
+        fprintf(stderr, "strata-bench: --inflight: expected 1..%d, got \"%s\"\n", MAX_INFLIGHT,
+                optarg);
+        return 2;
+      }
+      break;
     default:
       if (ch == 'h')
         printf("usage: strata-bench --addr HOST:PORT --etcd HOST:PORT [--seconds S] [--runs N]\n"
                "  Strata against etcd: each figure N times (1..%d) on both, medians\n",
                BENCH_ETCD_MAX_RUNS);
       fprintf(ch == 'h' ? stdout : stderr,
-              "usage: strata-bench [--addr HOST:PORT] [--seconds S]\n"
-              "  without --addr, an in-process server on a temporary directory is used\n");
+              "usage: strata-bench [--addr HOST:PORT] [--seconds S] [--inflight N]\n"
+              "  without --addr, an in-process server on a temporary directory is used\n"
+              "  --inflight N: only puts and gets, at N calls in flight (1..%d)\n",
+              MAX_INFLIGHT);
       return ch == 'h' ? 0 : 2;
     }
   }
@@ -336,8 +349,9 @@ int main(int argc, char **argv) {
 
   run(&b, K_HEALTH, 16, seconds / 3); /* warm up the connection and the threads */
   uint64_t errors = 0;
-  int conc[2] = {1, 64};
-  for (int i = 0; i < 2; i++) {
+  int conc[2] = {1, 64}, nconc = 2;
+  if (only) conc[0] = only, nconc = 1;
+  for (int i = 0; i < nconc; i++) {
     int c = conc[i];
     result a = run(&b, K_HEALTH, c, seconds);
     anchor_lines(c, &a);
@@ -347,11 +361,13 @@ int main(int argc, char **argv) {
     report("get_1k", c, &get, &a);
     errors += a.errors + put.errors + get.errors;
   }
-  result a16 = run(&b, K_HEALTH, 16, seconds);
-  anchor_lines(16, &a16);
-  result lk = run(&b, K_LOCK, 16, seconds);
-  line("rpc_lock_pairs_c16", lk.qps, "pairs/s", "rpc_health_c16_qps", a16.qps);
-  errors += a16.errors + lk.errors;
+  if (!only) {
+    result a16 = run(&b, K_HEALTH, 16, seconds);
+    anchor_lines(16, &a16);
+    result lk = run(&b, K_LOCK, 16, seconds);
+    line("rpc_lock_pairs_c16", lk.qps, "pairs/s", "rpc_health_c16_qps", a16.qps);
+    errors += a16.errors + lk.errors;
+  }
 
   grpc_channel_destroy(b.ch);
   grpc_completion_queue_shutdown(b.cq);
