@@ -70,8 +70,8 @@ all: $(LIB) $(BINS)
 help:
 	@echo "make run     install missing packages, build, start strata-server on ./strata-data, 127.0.0.1:7420"
 	@echo "make test    install missing packages, build, run every test tier (unit, unit under ASan+UBSan, fuzz, ...)"
-	@echo "make bench   build -O2 and print BENCH lines (databases under BENCH_DIR, default build/bench-data)"
 	@echo "make bench-etcd  Strata against etcd 3.4 (installed on demand) with the same load driver"
+	@echo "make bench   build -O2 and print BENCH lines (databases under BENCH_DIR, default build/bench-data)"
 	@echo "make fuzz    run every libFuzzer target for FUZZ_SECONDS (default 300) each"
 	@echo "make install PREFIX=/usr/local DESTDIR="
 	@echo "make clean"
