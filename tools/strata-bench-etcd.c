@@ -306,6 +306,10 @@ static sample measure(target *t, grpc_completion_queue *cq, op o, int inflight, 
   static worker ws[MAX_INFLIGHT];
   size_t cap = 1 << 21, n = 0;
   int64_t *lat = malloc(cap * sizeof *lat);
+  if (!lat) {
+    fprintf(stderr, "strata-bench: out of memory for %zu latencies\n", cap);
+    exit(1);
+  }
   sample s = {0};
   int64_t t_start = mono_ns(), t_end = t_start + (int64_t)(seconds * 1e9);
   uint64_t started = 0;
