@@ -12,7 +12,7 @@
  * first records. A failed sync is taken back by a VOID record in a new
  * segment, so that "failed" stays the truth after a crash.
  *
- * Engine-private (storage/ only). Threads: a writer is used by one thread at
+ * Engine-private (storage/ and its benchmark, tools/bench/bench_store.c). Threads: a writer is used by one thread at
  * a time, except clog_trim and clog_writer_stats, which may run concurrently
  * with it (an internal mutex guards the segment list).
  */
