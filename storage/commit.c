@@ -134,7 +134,7 @@ static int prep_make(st_db *db, uint64_t g, struct st_prepared *p) {
 
 /* Removes the numbered manifests up to db->mf_obsolete (older ones were
  * removed before, or at open). */
-static void remove_manifests(st_db *db) {
+void cm__remove_manifests(st_db *db) {
   pthread_mutex_lock(&db->mu);
   uint64_t upto = db->mf_obsolete, from = db->mf_removed;
   db->mf_removed = upto;
@@ -156,7 +156,7 @@ static void *preparer(void *arg) {
     if (db->closing) break;
     if (db->mf_obsolete != db->mf_removed) {
       pthread_mutex_unlock(&db->mu);
-      remove_manifests(db);
+      cm__remove_manifests(db);
       pthread_mutex_lock(&db->mu);
       continue;
     }
@@ -179,16 +179,12 @@ static void *preparer(void *arg) {
   memset(&db->prep, 0, sizeof db->prep);
   pthread_mutex_unlock(&db->mu);
   if (left.ready) prep_discard(db, &left);
-  remove_manifests(db);
+  cm__remove_manifests(db);
   return NULL;
 }
 
 /* Writes the group's values and tree into one data file and publishes the
  * manifest. On success, nv and nms are the new latest version and manifest. */
-/* What one commit adds to the statistics in st_db. */
-typedef struct gstats {
-  uint64_t bytes_written, ns_build, ns_sync, ns_publish;
-} gstats;
 
 static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, st_mstate *nms,
                        gstats *st) {
@@ -338,14 +334,18 @@ static void commit_group(st_db *db, st_txn *list) {
   pthread_mutex_lock(&db->mu);
   latest = db->latest;
   int broken = db->broken;
+  char broken_msg[sizeof db->broken_msg];
+  memcpy(broken_msg, db->broken_msg, sizeof broken_msg);
   pthread_mutex_unlock(&db->mu);
   size_t accepted = 0;
   for (st_txn *t = list; t; t = t->next) {
     if (broken) {
       t->res.rc = broken;
-      snprintf(t->res.message, sizeof t->res.message,
-               "%s: an earlier commit failed in a way that left the manifest unknown; reopen the database",
-               db->path);
+      if (broken_msg[0]) snprintf(t->res.message, sizeof t->res.message, "%s", broken_msg);
+      else
+        snprintf(t->res.message, sizeof t->res.message,
+                 "%s: an earlier commit failed in a way that left the manifest unknown; reopen the database",
+                 db->path);
       continue;
     }
     cm__validate(&g, t, &latest);
@@ -355,7 +355,7 @@ static void commit_group(st_db *db, st_txn *list) {
     st_vers nv;
     st_mstate nms;
     gstats st = {0, 0, 0, 0};
-    int rc = write_group(db, &g, &latest, &nv, &nms, &st);
+    int rc = db->log ? lc__group(db, &g, &latest, &nv, &nms, &st) : write_group(db, &g, &latest, &nv, &nms, &st);
     if (!rc) {
       pthread_mutex_lock(&db->mu);
       mstate__free(&db->ms);
@@ -379,14 +379,14 @@ static void commit_group(st_db *db, st_txn *list) {
         t->res.commit_time = nv.commit_time;
       }
     }
-    if (!rc && db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED && nv.generation > ST_MANIFESTS_KEPT) {
+    if (!rc && !db->log && db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED && nv.generation > ST_MANIFESTS_KEPT) {
       /* Keep the last ST_MANIFESTS_KEPT for readers that listed them a while
        * ago; older ones go, off the commit path (the preparer) when there is one. */
       pthread_mutex_lock(&db->mu);
       db->mf_obsolete = nv.generation - ST_MANIFESTS_KEPT;
       if (db->has_preparer) pthread_cond_signal(&db->prep_cv);
       pthread_mutex_unlock(&db->mu);
-      if (!db->has_preparer) remove_manifests(db);
+      if (!db->has_preparer) cm__remove_manifests(db);
     }
   }
   cm__group_free(&g);
@@ -406,22 +406,47 @@ static void commit_group(st_db *db, st_txn *list) {
  * back before it starts a group smaller than the previous one. Without it,
  * N blocking committers split into two alternating half-size groups. */
 #define LINGER_NS 300000
+/* Commit log mode: a batch's data file takes no more commits past this size. */
+#define BATCH_MAX_BYTES (64u << 20)
+
+static struct timespec ts_of(uint64_t ns) {
+  struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+  return ts;
+}
+
+/* Commit log mode, with db->mu held: waits while the unpublished backlog is
+ * over its bound (backpressure), after handing the open batch over so that
+ * the publisher can make progress. */
+static void hold_back(st_db *db) {
+  if (!db->log || db->backlog <= db->max_backlog) return;
+  pthread_mutex_unlock(&db->mu);
+  lc__batch_close(db);
+  pthread_mutex_lock(&db->mu);
+  while (db->backlog > db->max_backlog && !db->pub_err && !db->closing) pthread_cond_wait(&db->cv, &db->mu);
+}
 
 static void *committer(void *arg) {
   st_db *db = arg;
   size_t last = 0;
   pthread_mutex_lock(&db->mu);
   for (;;) {
-    while (!db->q_head && !db->closing) pthread_cond_wait(&db->cv, &db->mu);
-    if (!db->q_head) break;
-    if (last > 1 && db->q_len < last && !db->closing) {
-      struct timespec until;
-      clock_gettime(CLOCK_REALTIME, &until);
-      until.tv_nsec += LINGER_NS;
-      if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
+    while (!db->q_head && !db->closing) {
+      uint64_t due = lc__batch_due(db);
+      if (!due) {
+        pthread_cond_wait(&db->cv, &db->mu);
+        continue;
       }
+      /* An open batch closes on time even when no commit comes. */
+      struct timespec until = ts_of(due);
+      if (cm__now_ns() < due && pthread_cond_timedwait(&db->cv, &db->mu, &until) == 0) continue;
+      pthread_mutex_unlock(&db->mu);
+      lc__batch_close(db);
+      pthread_mutex_lock(&db->mu);
+    }
+    if (!db->q_head) break;
+    hold_back(db);
+    if (last > 1 && db->q_len < last && !db->closing) {
+      struct timespec until = ts_of(cm__now_ns() + LINGER_NS);
       while (db->q_len < last && !db->closing)
         if (pthread_cond_timedwait(&db->cv, &db->mu, &until)) break;
     }
@@ -431,9 +456,12 @@ static void *committer(void *arg) {
     db->q_len = 0;
     pthread_mutex_unlock(&db->mu);
     commit_group(db, list);
+    uint64_t due = lc__batch_due(db);
+    if (due && (cm__now_ns() >= due || db->batch->w.off >= BATCH_MAX_BYTES)) lc__batch_close(db);
     pthread_mutex_lock(&db->mu);
   }
   pthread_mutex_unlock(&db->mu);
+  lc__batch_close(db); /* the publisher (stopped after this thread) publishes it */
   return NULL;
 }
 
@@ -456,6 +484,10 @@ int cm__start(st_db *db) {
     return strata_err(STRATA_EINTERNAL, "cannot start the committer thread");
   }
   db->has_committer = 1;
+  if (db->log && pb__start(db)) {
+    cm__stop(db);
+    return strata_err(STRATA_EINTERNAL, "cannot start the publisher thread");
+  }
   if (db->prepare) {
     if (pthread_create(&db->preparer, NULL, preparer, db) == 0) {
       db->has_preparer = 1;
@@ -478,6 +510,7 @@ void cm__stop(st_db *db) {
   pthread_mutex_unlock(&db->mu);
   if (db->has_committer) pthread_join(db->committer, NULL);
   db->has_committer = 0;
+  pb__stop(db);
   if (db->has_preparer) pthread_join(db->preparer, NULL);
   db->has_preparer = 0;
   syncer_stop(db);

@@ -66,4 +66,52 @@ int cm__cmp_change(const void *a, const void *b);
 /* Wall-clock nanoseconds (commit times). */
 uint64_t cm__now_ns(void);
 
+/* What one commit adds to the statistics in st_db. */
+typedef struct gstats {
+  uint64_t bytes_written, ns_build, ns_sync, ns_publish;
+} gstats;
+
+/* --- commit log mode ------------------------------------------------------------ */
+
+/* A batch: consecutive generations first..last whose nodes and values are in
+ * one data file; published with one manifest of generation last. */
+typedef struct st_batch {
+  st_writer w;             /* the data file; w.f stays open until published */
+  char path[64];
+  uint64_t first, last;    /* last = 0: no generation committed in it yet */
+  uint64_t t_open;         /* when it was opened (ns, wall clock) */
+  uint64_t first_time;     /* commit time of its first generation */
+  uint64_t bytes;          /* counted in db->backlog */
+  int dir_synced;          /* its entry in d/ is durable */
+  st_mstate ms;            /* the manifest state at `last`, set when it closes */
+  struct st_batch *next;
+} st_batch;
+
+/* logcommit.c */
+/* Commits the group through the log: values and nodes into the open batch,
+ * one log record, one sync. Same contract as the per-commit write. */
+int lc__group(st_db *db, group *g, const st_vers *latest, st_vers *nv, st_mstate *nms, gstats *st);
+/* Opens a batch whose first generation is gen (db->batch). */
+int lc__batch_open(st_db *db, uint64_t gen);
+/* Applies sorted unique muts as generation gen at time t over latest and
+ * db->ms, writing through the open batch. */
+int lc__apply(st_db *db, const st_mut *muts, size_t n, const st_vers *latest, uint64_t gen, uint64_t t,
+              st_vers *nv, st_mstate *nms);
+/* Closes the open batch (if any): hands it to the publisher, or drops it when
+ * nothing committed in it. The next log sync starts a new segment. */
+void lc__batch_close(st_db *db);
+/* The time (wall clock ns) the open batch is due to close; 0 none. */
+uint64_t lc__batch_due(st_db *db);
+void lc__batch_free(st_batch *b);
+
+/* publish.c */
+int pb__start(st_db *db);
+/* Publishes every queued batch, then stops the publisher. */
+void pb__stop(st_db *db);
+/* Queues a closed batch (ownership passes). */
+void pb__enqueue(st_db *db, st_batch *b);
+/* Makes batch b the published state: fsync of its data file and of d/, the
+ * manifest of b->last written, fsynced, renamed, the directory fsynced. */
+int pb__publish(st_db *db, st_batch *b);
+
 #endif

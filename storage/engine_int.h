@@ -117,6 +117,13 @@ typedef struct nc_cache {
   uint64_t hits, misses;
 } nc_cache;
 
+/* Commit log mode: a batch of consecutive generations whose nodes and values
+ * go into one data file, published with one manifest (commit_int.h). */
+struct st_batch;
+struct clog_writer;
+/* Publication lags kept for st_publish_lags. */
+#define ST_LAG_RING 1024
+
 struct st_db {
   bs_store *base;
   bs_store *own_base;  /* base created by st_open, destroyed by st_close */
@@ -168,6 +175,26 @@ struct st_db {
   bs_file *s_file;        /* the job: fsync this file */
   int s_rc;
   char s_msg[400];
+  char broken_msg[400];   /* why commits refuse, when not the default reason */
+
+  /* Commit log mode (logcommit.c, publish.c, recover.c); log == NULL: off. */
+  struct clog_writer *log;
+  bs_store *log_base, *own_log_base;
+  uint64_t publish_ns, max_backlog;
+  uint32_t log_value_max;
+  uint64_t log_last;          /* read-only opens: the newest generation in the log */
+  struct st_batch *batch;     /* being filled: the committer's only (and open's) */
+  /* Guarded by mu: the publication queue and its state. */
+  struct st_batch *pq_head, *pq_tail;
+  uint64_t backlog;           /* bytes of batches not yet published (the open one too) */
+  uint64_t published;         /* newest generation whose manifest is durable */
+  uint64_t batches;
+  int pub_err, pub_stop;
+  pthread_t publisher;
+  int has_publisher;
+  pthread_cond_t pub_cv;
+  uint64_t lags[ST_LAG_RING]; /* publication lag per batch, ns */
+  uint64_t nlags;
 };
 
 struct st_snap {
@@ -273,5 +300,13 @@ int st__data_file_generation(const char *name, uint64_t *gen);
 /* commit.c */
 int cm__start(st_db *db);
 void cm__stop(st_db *db);
+/* Removes the numbered manifests up to db->mf_obsolete. */
+void cm__remove_manifests(st_db *db);
+
+/* recover.c: opens the commit log (opt->log_dir) and replays what it holds
+ * past the latest manifest, then publishes it; with opt->commit_log leaves
+ * db->log open for the committer. Read-only: only reads it (db->log_last). */
+int rc__open_log(st_db *db, const st_options *opt);
+void rc__close_log(st_db *db);
 
 #endif

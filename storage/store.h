@@ -52,6 +52,24 @@ typedef struct st_options {
    * open fails with STRATA_ECORRUPT naming the missing manifest instead of
    * opening the database rolled back. 0 = no check. */
   uint64_t min_generation;
+  /* Commit log mode (issue 10; storage/README.md "Commit log mode"): a group
+   * is durable once its record is appended to the commit log and synced
+   * (one fsync); a publisher thread writes the OCDBT files (one data file and
+   * one numbered manifest per batch of generations) shortly after. Needs the
+   * numbered manifest kind. Whatever this option says, open replays a log
+   * it finds before serving. */
+  int commit_log;
+  /* Where the log lives: NULL = "log/" in the database's base store; else
+   * "log/" under this directory (the server's local disk). Give the same
+   * directory at every open. */
+  const char *log_dir;
+  /* A batch closes this long after its first commit; 0 = 10 ms. */
+  uint32_t publish_interval_ms;
+  /* Backpressure: commits wait while more than this is unpublished; 0 = 64 MiB. */
+  uint64_t max_unpublished_bytes;
+  /* Values above this many bytes are logged as a reference to their data
+   * file, which is synced first; smaller ones travel in the log. 0 = 64 KiB. */
+  uint32_t log_value_max;
 } st_options;
 
 /* Opens (or with opt->create, creates) the database in `path`. *out is owned
@@ -244,7 +262,16 @@ typedef struct st_stats {
   /* non-empty data files named for a generation newer than the latest that
    * open found and left in place (a commit killed before its rename) */
   uint64_t stray_data_files;
+  /* Commit log mode: the newest acknowledged generation (visible to this
+   * handle's readers), the newest published one (what an OCDBT reader of
+   * the files sees), batches published, bytes not yet published. Without
+   * the log both generations are the latest. */
+  uint64_t committed_generation, published_generation, publish_batches, unpublished_bytes;
 } st_stats;
 void st_get_stats(st_db *db, st_stats *out);
+/* Commit log mode: the publication lag of the most recent batches (up to
+ * cap, oldest first), in ns: from the first commit of a batch to its
+ * manifest being durable. Returns how many were written. */
+size_t st_publish_lags(st_db *db, uint64_t *out, size_t cap);
 
 #endif
