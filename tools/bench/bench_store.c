@@ -54,6 +54,8 @@ static uint64_t du(const char *p) {
   return v;
 }
 
+static int log_mode; /* open in commit log mode (issue 10) */
+
 static st_db *sopen(const char *name, size_t cache) {
   char p[1024];
   snprintf(p, sizeof p, "%s/%s", root, name);
@@ -62,6 +64,7 @@ static st_db *sopen(const char *name, size_t cache) {
   memset(&o, 0, sizeof o);
   o.create = 1;
   o.cache_bytes = cache;
+  o.commit_log = log_mode;
   const char *nb = getenv("STRATA_BENCH_NODE_BYTES"); /* to compare node sizes */
   if (nb) o.config.max_decoded_node_bytes = (uint32_t)atoi(nb);
   const char *zc = getenv("STRATA_BENCH_ZSTD"); /* "none" or a zstd level */
@@ -216,10 +219,12 @@ static void bench_log(int n) {
 
 /* Bytes a small commit writes into a large store: 3 puts of hash-spread
  * 16-byte keys with 256-byte values into a store of nkeys such keys. */
-static void bench_small_commit_bytes(uint64_t nkeys, int commits) {
+static void bench_small_commit_bytes(uint64_t nkeys, int commits, int log) {
   char k[17], val[256];
   memset(val, 's', sizeof val);
-  st_db *s = sopen("smallc-strata", 256 << 20);
+  log_mode = log;
+  st_db *s = sopen(log ? "smallc-strata-log" : "smallc-strata", 256 << 20);
+  log_mode = 0;
   for (uint64_t i = 0; i < nkeys;) {
     st_txn *t;
     st_result r;
@@ -246,7 +251,8 @@ static void bench_small_commit_bytes(uint64_t nkeys, int commits) {
   st_get_stats(s, &b);
   st_close(s);
   double per = (double)(b.bytes_written - a.bytes_written) / commits;
-  printf("BENCH bytes_written_per_small_commit %.0f bytes vs target_24KiB %.2f\n", per, per / 24576.0);
+  printf("BENCH bytes_written_per_small_commit%s %.0f bytes vs target_24KiB %.2f\n", log ? "_log" : "", per,
+         per / 24576.0);
   fprintf(stderr, "  (3 puts of 16+256 bytes into %llu keys, %d commits)\n", (unsigned long long)nkeys, commits);
 }
 
@@ -298,22 +304,34 @@ static double run_threads(void *(*fn)(void *), cargs *base, int threads) {
   return now() - t0;
 }
 
-static void bench_commit(int threads, int per_thread) {
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Durable 1 KiB commits from `threads` blocking committers, per-commit files
+ * and (log = 1) commit log mode, against RocksDB sync puts in the same run;
+ * in log mode also the publication lag of the batches under that load. */
+static void bench_commit(int threads, int per_thread, int log) {
   char val[1024];
   memset(val, 'v', sizeof val);
   /* A fresh directory per run, nothing deleted before measuring: on ext4
    * without a journal, every inode freed in the last minutes makes each file
    * creation scan past it (docs/benchmarks.md). */
   char name[64];
-  snprintf(name, sizeof name, "commit-strata-x%d", threads);
+  snprintf(name, sizeof name, "commit-strata%s-x%d", log ? "-log" : "", threads);
+  log_mode = log;
   st_db *s = sopen(name, 64 << 20);
+  log_mode = 0;
   cargs a = {s, NULL, NULL, 0, per_thread, val};
   double ts = run_threads(strata_committer, &a, threads);
   st_stats st;
   st_get_stats(s, &st);
+  static uint64_t lags[1024];
+  size_t nl = log ? st_publish_lags(s, lags, 1024) : 0;
   st_close(s);
   rocksdb_options_t *o;
-  snprintf(name, sizeof name, "commit-rocks-x%d", threads);
+  snprintf(name, sizeof name, "commit-rocks%s-x%d", log ? "-log" : "", threads);
   rocksdb_t *r = ropen(name, 64 << 20, &o);
   rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
   rocksdb_writeoptions_set_sync(wo, 1);
@@ -323,11 +341,18 @@ static void bench_commit(int threads, int per_thread) {
   rocksdb_close(r);
   rocksdb_options_destroy(o);
   double n = (double)threads * per_thread;
-  printf("BENCH commit_durable_1k_x%d %.0f commits/s vs rocksdb_sync_put %.2f\n", threads, n / ts,
-         (n / ts) / (n / tr));
-  fprintf(stderr, "  (%d threads: strata %.0f/s in %llu groups [per group: build %.0f us, fsyncs %.0f us, "
-          "rename+dir fsync %.0f us], rocksdb %.0f/s)\n", threads, n / ts, (unsigned long long)st.groups,
-          st.ns_build / 1e3 / st.groups, st.ns_sync / 1e3 / st.groups, st.ns_publish / 1e3 / st.groups, n / tr);
+  printf("BENCH commit_durable_1k_x%d%s %.0f commits/s vs rocksdb_sync_put %.2f\n", threads, log ? "_log" : "",
+         n / ts, (n / ts) / (n / tr));
+  fprintf(stderr, "  (%d threads%s: strata %.0f/s in %llu groups [per group: build %.0f us, %s %.0f us, "
+          "rename+dir fsync %.0f us], rocksdb %.0f/s)\n", threads, log ? ", commit log" : "", n / ts,
+          (unsigned long long)st.groups, st.ns_build / 1e3 / st.groups, log ? "log sync" : "fsyncs",
+          st.ns_sync / 1e3 / st.groups, st.ns_publish / 1e3 / st.groups, n / tr);
+  if (nl) {
+    qsort(lags, nl, sizeof lags[0], cmp_u64);
+    printf("BENCH publish_lag_ms_x%d p50 %.1f p99 %.1f\n", threads, lags[nl / 2] / 1e6,
+           lags[(nl * 99) / 100 < nl ? (nl * 99) / 100 : nl - 1] / 1e6);
+    fprintf(stderr, "  (%zu batches; lag = first commit of a batch to its manifest durable)\n", nl);
+  }
 }
 
 /* --- warm point gets ---------------------------------------------------------------- */
@@ -529,9 +554,12 @@ int main(void) {
   if (RUN("commit") || RUN("fs")) bench_fs();
   if (RUN("commit") || RUN("floor")) bench_floor((int)(500 * scale) + 10);
   if (RUN("commit") || RUN("log")) bench_log((int)(2000 * scale) + 10);
-  if (RUN("commit") || RUN("commit1")) bench_commit(1, (int)(2000 * scale));
-  if (RUN("commit") || RUN("commit16")) bench_commit(16, (int)(500 * scale));
-  if (RUN("smallcommit")) bench_small_commit_bytes((uint64_t)(400000 * scale), 200);
+  if (RUN("commit") || RUN("commit1")) bench_commit(1, (int)(2000 * scale), 0);
+  if (RUN("commit") || RUN("commit1")) bench_commit(1, (int)(2000 * scale), 1);
+  if (RUN("commit") || RUN("commit16")) bench_commit(16, (int)(500 * scale), 0);
+  if (RUN("commit") || RUN("commit16")) bench_commit(16, (int)(500 * scale), 1);
+  if (RUN("smallcommit")) bench_small_commit_bytes((uint64_t)(400000 * scale), 200, 0);
+  if (RUN("smallcommit")) bench_small_commit_bytes((uint64_t)(400000 * scale), 200, 1);
   if (RUN("get")) bench_get((uint64_t)(1000000 * scale));
   if (RUN("oldgen")) bench_old_generation((int)(10000 * scale));
   if (RUN("writeamp")) bench_write_amp((int)(200 * scale));
