@@ -351,7 +351,7 @@ int st_open(const char *path, const st_options *opt, st_db **out) {
   if (db->cfg.max_inline_value_bytes > OCDBT_MAX_INLINE_VALUE) db->cfg.max_inline_value_bytes = OCDBT_MAX_INLINE_VALUE;
   if (db->cfg.max_decoded_node_bytes < 1024) db->cfg.max_decoded_node_bytes = 1024;
   if ((rc = load_state(db, &cm)) || (rc = rc__open_log(db, opt)) ||
-      (rc = check_min_generation(db, opt->min_generation)))
+      (rc = check_min_generation(db, opt->min_generation)) || (rc = rc__start_log(db, opt)))
     goto fail;
   db->prepare = !opt->no_prepare && db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED && !db->log;
   if (!db->read_only && ((rc = cleanup(db)) || (rc = cm__start(db)))) goto fail;

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "storage/clog.h"
 #include "storage/ocdbt.h"
 #include "storage/store.h"
 
@@ -183,6 +184,7 @@ struct st_db {
   uint64_t publish_ns, max_backlog;
   uint32_t log_value_max;
   uint64_t log_last;          /* read-only opens: the newest generation in the log */
+  struct clog_contents log_found; /* what open read, until the writer adopts its segments */
   struct st_batch *batch;     /* being filled: the committer's only (and open's) */
   /* Guarded by mu: the publication queue and its state. */
   struct st_batch *pq_head, *pq_tail;
@@ -304,9 +306,12 @@ void cm__stop(st_db *db);
 void cm__remove_manifests(st_db *db);
 
 /* recover.c: opens the commit log (opt->log_dir) and replays what it holds
- * past the latest manifest, then publishes it; with opt->commit_log leaves
- * db->log open for the committer. Read-only: only reads it (db->log_last). */
+ * past the latest manifest, then publishes it. Read-only: only reads it
+ * (db->log_last). */
 int rc__open_log(st_db *db, const st_options *opt);
+/* Then (after the min_generation check): with opt->commit_log leaves db->log
+ * open for the committer; trims segments that hold only published records. */
+int rc__start_log(st_db *db, const st_options *opt);
 void rc__close_log(st_db *db);
 
 #endif

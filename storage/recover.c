@@ -104,27 +104,32 @@ int rc__open_log(st_db *db, const st_options *opt) {
   } else {
     db->log_base = db->base;
   }
-  clog_contents c;
-  if ((rc = clog_read(db->log_base, CLOG_DIR, db->latest.generation, &c)))
+  clog_contents *c = &db->log_found;
+  if ((rc = clog_read(db->log_base, CLOG_DIR, db->latest.generation, c)))
     rc = strata_err(rc, "%s: %s", db->path, strata_errmsg());
-  if (!rc && c.n) db->log_last = c.recs[c.n - 1].generation;
-  if (!rc && !db->read_only) {
-    if (c.n) rc = replay(db, &c);
-    /* The writer adopts the old segments so that they are trimmed; without
-     * the log option they go now (everything in them is published). */
-    if (!rc && (opt->commit_log || c.nsegs))
-      rc = clog_writer_open(db->log_base, CLOG_DIR, clog_next_seq(&c), c.segs, c.nsegs, &db->log);
-    if (!rc && db->log) clog_trim(db->log, db->published);
-    if (!rc && !opt->commit_log && db->log) {
-      clog_writer_close(db->log);
-      db->log = NULL;
-    }
+  if (!rc && c->n) db->log_last = c->recs[c->n - 1].generation;
+  if (!rc && !db->read_only && c->n) rc = replay(db, c);
+  return rc;
+}
+
+int rc__start_log(st_db *db, const st_options *opt) {
+  clog_contents *c = &db->log_found;
+  int rc = 0;
+  /* The writer adopts the old segments so that they are trimmed; without
+   * the log option they go now (everything in them is published). */
+  if (!db->read_only && (opt->commit_log || c->nsegs))
+    rc = clog_writer_open(db->log_base, CLOG_DIR, clog_next_seq(c), c->segs, c->nsegs, &db->log);
+  if (!rc && db->log) clog_trim(db->log, db->published);
+  if (!rc && !opt->commit_log && db->log) {
+    clog_writer_close(db->log);
+    db->log = NULL;
   }
-  clog_contents_free(&c);
+  clog_contents_free(c);
   return rc;
 }
 
 void rc__close_log(st_db *db) {
+  clog_contents_free(&db->log_found);
   clog_writer_close(db->log);
   db->log = NULL;
   bs_destroy(db->own_log_base);

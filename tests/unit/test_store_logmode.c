@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -327,6 +328,67 @@ static void test_every_commit_site_fails_cleanly(void **state) {
   assert_int_equal(system(cmd), 0);
 }
 
+/* st_options.log_dir puts the log in another directory (the server's local
+ * disk): the database directory gets no log/; a process that dies after its
+ * acknowledgements, before publishing, leaves them in that log only, and a
+ * reopen with the same log_dir replays them (without it, min_generation
+ * refuses the rolled-back files). */
+static void test_log_elsewhere(void **state) {
+  (void)state;
+  char db_dir[128], log_dir[128], cmd[400];
+  snprintf(db_dir, sizeof db_dir, "/tmp/strata-logdb-%d", (int)getpid());
+  snprintf(log_dir, sizeof log_dir, "/tmp/strata-logdir-%d", (int)getpid());
+  snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s'", db_dir, log_dir);
+  assert_int_equal(system(cmd), 0);
+  st_options o;
+  memset(&o, 0, sizeof o);
+  o.create = 1;
+  o.commit_log = 1;
+  o.log_dir = log_dir;
+  o.publish_interval_ms = 600000;
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) { /* commits 5, then dies as kill -9 would: no close */
+    st_db *db;
+    st_result r;
+    if (st_open(db_dir, &o, &db)) _exit(2);
+    for (uint64_t g = 1; g <= 5; g++)
+      if (commit_gen(db, g, &r) || r.generation != g) _exit(3);
+    _exit(0);
+  }
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  bs_store *files, *logs;
+  assert_int_equal(bs_file_open(db_dir, &files), 0);
+  assert_int_equal(bs_file_open(log_dir, &logs), 0);
+  clog_contents c;
+  assert_int_equal(clog_read(logs, CLOG_DIR, 0, &c), 0);
+  assert_int_equal(c.n, 5);
+  clog_contents_free(&c);
+  char **names;
+  size_t n;
+  st_db *db;
+  o.min_generation = 5;
+  o.log_dir = NULL;
+  assert_int_equal(st_open(db_dir, &o, &db), STRATA_ECORRUPT); /* the log is elsewhere */
+  assert_non_null(strstr(strata_errmsg(), "generation 5 was acknowledged"));
+  /* ... and that refused open created no log/ in the database directory */
+  assert_int_equal(bs_list(files, "", &names, &n), 0);
+  for (size_t i = 0; i < n; i++) assert_string_not_equal(names[i], CLOG_DIR);
+  free(names);
+  o.log_dir = log_dir;
+  assert_int_equal(st_open(db_dir, &o, &db), 0);
+  for (uint64_t g = 1; g <= 5; g++) check_gen(db, g, 0);
+  st_stats st;
+  st_get_stats(db, &st);
+  assert_int_equal(st.published_generation, 5); /* replayed and published before serving */
+  st_close(db);
+  bs_destroy(logs);
+  bs_destroy(files);
+  assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
   seed = getenv("STRATA_SEED") ? (unsigned)atoi(getenv("STRATA_SEED")) : (unsigned)time(NULL);
   srand(seed);
@@ -335,6 +397,7 @@ int main(void) {
     cmocka_unit_test(test_power_cut_while_publishing),
     cmocka_unit_test(test_log_gap_refused_and_min_generation),
     cmocka_unit_test(test_every_commit_site_fails_cleanly),
+    cmocka_unit_test(test_log_elsewhere),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
