@@ -270,6 +270,7 @@ struct clog_writer {
   char *dir;
   bs_file *f;              /* the current segment, created at its first sync */
   uint64_t seq;            /* the current segment's number */
+  uint64_t seg_bytes;      /* written to it */
   int rotate;              /* the next sync starts segment seq + 1 */
   int dead;                /* a failed sync could not be voided */
   strata_buf buf;          /* records since the last sync */
@@ -376,13 +377,16 @@ static int write_sync(clog_writer *w, const uint8_t *p, size_t n, uint64_t max_g
     if ((rc = bs_create(w->s, path, &w->f))) return rc;
     fresh = 1;
     if ((rc = add_seg(w, w->seq, 0, 1))) return rc;
+    w->seg_bytes = 0;
     if ((rc = bs_append(w->f, CLOG_SEGMENT_MAGIC, CLOG_SEGMENT_MAGIC_LEN))) return rc;
+    w->seg_bytes = CLOG_SEGMENT_MAGIC_LEN;
   }
   /* The records may be on disk from here on: count them for trimming. */
   pthread_mutex_lock(&w->mu);
   clog_seg *cur = &w->segs[w->nsegs - 1];
   if (max_gen > cur->max_generation) cur->max_generation = max_gen;
   pthread_mutex_unlock(&w->mu);
+  w->seg_bytes += n;
   if ((rc = bs_append(w->f, p, n)) || (rc = bs_fsync(w->f))) return rc;
   if (fresh && (rc = bs_sync_dir(w->s, w->dir))) return rc;
   pthread_mutex_lock(&w->mu);
@@ -433,6 +437,8 @@ int clog_sync(clog_writer *w, int *unknown) {
 void clog_rotate(clog_writer *w) {
   if (w->f) w->rotate = 1;
 }
+
+uint64_t clog_segment_bytes(clog_writer *w) { return w->f ? w->seg_bytes : 0; }
 
 size_t clog_trim(clog_writer *w, uint64_t upto) {
   size_t removed = 0;

@@ -132,6 +132,8 @@ int clog_sync(clog_writer *w, int *unknown);
 /* The next sync starts a new segment (so that clog_trim can remove the
  * current one once everything in it is published). */
 void clog_rotate(clog_writer *w);
+/* Bytes in the segment being appended to (0 before its first sync). */
+uint64_t clog_segment_bytes(clog_writer *w);
 /* Removes the closed segments, oldest first, whose records all have
  * generation <= upto; stops at the first that has a newer one. Removals are
  * not synced: a segment that comes back after a crash holds only published

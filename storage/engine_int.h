@@ -183,6 +183,7 @@ struct st_db {
   bs_store *log_base, *own_log_base;
   uint64_t publish_ns, max_backlog;
   uint32_t log_value_max;
+  uint64_t log_segment_bytes;
   uint64_t log_last;          /* read-only opens: the newest generation in the log */
   struct clog_contents log_found; /* what open read, until the writer adopts its segments */
   struct st_batch *batch;     /* being filled: the committer's only (and open's) */

@@ -70,7 +70,10 @@ void lc__batch_close(st_db *db) {
     lc__batch_free(b);
     return;
   }
-  clog_rotate(db->log);
+  /* A new segment costs a file creation and a directory fsync on the commit
+   * path, so segments span batches until they reach log_segment_bytes;
+   * trimming removes one once all of its batches are published. */
+  if (clog_segment_bytes(db->log) >= db->log_segment_bytes) clog_rotate(db->log);
   pb__enqueue(db, b);
 }
 

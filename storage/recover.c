@@ -16,6 +16,7 @@
 #define DEFAULT_PUBLISH_MS 10
 #define DEFAULT_MAX_BACKLOG ((uint64_t)64 << 20)
 #define DEFAULT_LOG_VALUE_MAX (64u << 10)
+#define DEFAULT_LOG_SEGMENT_BYTES ((uint64_t)4 << 20)
 
 /* Replays one group record on top of db->latest / db->ms. */
 static int replay_one(st_db *db, const clog_rec *r) {
@@ -94,6 +95,7 @@ int rc__open_log(st_db *db, const st_options *opt) {
   db->publish_ns = (uint64_t)(opt->publish_interval_ms ? opt->publish_interval_ms : DEFAULT_PUBLISH_MS) * 1000000ull;
   db->max_backlog = opt->max_unpublished_bytes ? opt->max_unpublished_bytes : DEFAULT_MAX_BACKLOG;
   db->log_value_max = opt->log_value_max ? opt->log_value_max : DEFAULT_LOG_VALUE_MAX;
+  db->log_segment_bytes = opt->log_segment_bytes ? opt->log_segment_bytes : DEFAULT_LOG_SEGMENT_BYTES;
   db->published = db->latest.generation;
   db->log_last = db->latest.generation;
   if (opt->commit_log && db->cfg.manifest_kind != OCDBT_MANIFEST_NUMBERED)

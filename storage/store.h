@@ -70,6 +70,9 @@ typedef struct st_options {
   /* Values above this many bytes are logged as a reference to their data
    * file, which is synced first; smaller ones travel in the log. 0 = 64 KiB. */
   uint32_t log_value_max;
+  /* A log segment takes new batches until it holds this many bytes; it is
+   * removed once all of them are published. 0 = 4 MiB. */
+  uint64_t log_segment_bytes;
 } st_options;
 
 /* Opens (or with opt->create, creates) the database in `path`. *out is owned

@@ -27,6 +27,7 @@ static unsigned seed;
 static st_db *open_log(bs_store *s, int log, uint32_t publish_ms, uint64_t min_gen, int *rc_out) {
   st_options o;
   memset(&o, 0, sizeof o);
+  o.log_segment_bytes = 1; /* a new segment per batch: trims happen (and are cut) */
   o.base = s;
   o.create = 1;
   o.commit_log = log;
@@ -154,7 +155,7 @@ static void test_commits_publish_and_reopen(void **state) {
 
 /* The run cut by the power: 30 commits with a 1 ms batch, so the publisher
  * works between them. acked[g] = commit time once acknowledged. */
-static uint64_t run_batches;
+static uint64_t run_batches, run_segments;
 static long run(bs_store *s, uint64_t *acked, uint64_t *last_acked) {
   int rc;
   *last_acked = 0;
@@ -180,6 +181,12 @@ static long run(bs_store *s, uint64_t *acked, uint64_t *last_acked) {
   st_get_stats(db, &st);
   run_batches = st.publish_batches;
   st_close(db);
+  char **names;
+  size_t n;
+  if (bs_list(s, CLOG_DIR, &names, &n) == 0) {
+    run_segments = n;
+    free(names);
+  }
   return bs_mem_ops(s);
 }
 
@@ -191,6 +198,7 @@ static void test_power_cut_while_publishing(void **state) {
   long total = run(s, acked, &last);
   assert_int_equal(last, 30);
   assert_true(run_batches >= 2); /* published while committing, not only at close */
+  assert_true(run_segments <= 2); /* and the log trimmed behind it */
   bs_destroy(s);
   long step = getenv("STRATA_LOGMODE_STEP") ? atol(getenv("STRATA_LOGMODE_STEP")) : 1;
   long cuts = 0;

@@ -431,6 +431,7 @@ static st_db *reopen(st_db *db, bs_store *base, const char *dir) {
     o.commit_log = below(4) != 0;
     o.publish_interval_ms = (uint32_t)(1 + below(5));
     o.max_unpublished_bytes = below(2) ? 0 : 64 << 10; /* backpressure often */
+    o.log_segment_bytes = below(2) ? 0 : 1;               /* or a segment per batch */
   }
   o.cache_bytes = (size_t)(1 + below(8)) << 20;
   o.config.max_decoded_node_bytes = 4096;
