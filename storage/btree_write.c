@@ -626,6 +626,16 @@ int wr__flush(st_writer *w) {
   return rc;
 }
 
+int wr__append_value(st_writer *w, const void *p, size_t n, st_ref *ref) {
+  uint8_t crc[4];
+  uint64_t off;
+  ocdbt_store_le(crc, ocdbt_crc32c(0, p, n), 4);
+  int rc = wr__append(w, p, n, &off);
+  if (!rc) rc = wr__append(w, crc, 4, NULL);
+  if (!rc) *ref = (st_ref){w->file_id, off, n};
+  return rc;
+}
+
 int wr__append(st_writer *w, const void *p, size_t n, uint64_t *offset) {
   int rc;
   if (offset) *offset = w->off;

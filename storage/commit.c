@@ -240,12 +240,8 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
       m->value = o->val;
       m->vlen = o->vlen;
     } else {
-      uint8_t t[4];
-      ocdbt_store_le(t, ocdbt_crc32c(0, o->val, o->vlen), 4);
-      uint64_t off;
-      if ((rc = wr__append(&w, o->val, o->vlen, &off)) || (rc = wr__append(&w, t, 4, NULL))) goto fail;
+      if ((rc = wr__append_value(&w, o->val, o->vlen, &m->ref))) goto fail;
       m->kind = MUT_INDIRECT;
-      m->ref = (st_ref){w.file_id, off, o->vlen};
     }
   }
   nv->generation = gen;

@@ -270,6 +270,9 @@ typedef struct st_writer {
   strata_buf buf;
 } st_writer;
 int wr__append(st_writer *w, const void *p, size_t n, uint64_t *offset);
+/* An out-of-line value: its bytes, then their CRC-32C (4 bytes, little
+ * endian); *ref names the bytes only (docs/format.md, data file layout). */
+int wr__append_value(st_writer *w, const void *p, size_t n, st_ref *ref);
 int wr__flush(st_writer *w);
 
 /* Applies muts to root, writing new nodes through w; *out is the new root. */

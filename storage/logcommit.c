@@ -121,16 +121,12 @@ int lc__group(st_db *db, group *g, const st_vers *latest, st_vers *nv, st_mstate
       m->vlen = o->vlen;
       *l = (clog_op){CLOG_OP_VALUE, m->key, m->klen, o->val, o->vlen, NULL, 0, 0, 0};
     } else {
-      uint8_t crc[4];
-      ocdbt_store_le(crc, ocdbt_crc32c(0, o->val, o->vlen), 4);
-      uint64_t off;
-      if ((rc = wr__append(&b->w, o->val, o->vlen, &off)) || (rc = wr__append(&b->w, crc, 4, NULL))) goto fail;
+      if ((rc = wr__append_value(&b->w, o->val, o->vlen, &m->ref))) goto fail;
       m->kind = MUT_INDIRECT;
-      m->ref = (st_ref){b->w.file_id, off, o->vlen};
       if (o->vlen <= db->log_value_max) {
         *l = (clog_op){CLOG_OP_VALUE, m->key, m->klen, o->val, o->vlen, NULL, 0, 0, 0};
       } else { /* logged by reference: the bytes must be durable first */
-        *l = (clog_op){CLOG_OP_REF, m->key, m->klen, NULL, 0, b->path, strlen(b->path), off, o->vlen};
+        *l = (clog_op){CLOG_OP_REF, m->key, m->klen, NULL, 0, b->path, strlen(b->path), m->ref.offset, o->vlen};
         need_sync = 1;
       }
     }

@@ -51,13 +51,8 @@ static int replay_one(st_db *db, const clog_rec *r) {
       m->value = o->value;
       m->vlen = o->vlen;
     } else {
-      uint8_t crc[4];
-      uint64_t off;
-      ocdbt_store_le(crc, ocdbt_crc32c(0, o->value, o->vlen), 4);
-      if (!(rc = wr__append(w, o->value, o->vlen, &off)) && !(rc = wr__append(w, crc, 4, NULL))) {
-        m->kind = MUT_INDIRECT;
-        m->ref = (st_ref){w->file_id, off, o->vlen};
-      }
+      rc = wr__append_value(w, o->value, o->vlen, &m->ref);
+      m->kind = MUT_INDIRECT;
     }
   }
   st_vers nv;
