@@ -231,6 +231,7 @@ int clog_read(bs_store *s, const char *dir, uint64_t after, clog_contents *out) 
   for (size_t i = 0; i < nall; i++) {
     clog_rec *r = &all[i];
     if (r->type == CLOG_VOID) {
+      out->nvoids++;
       while (keep && all[keep - 1].generation >= r->generation) keep--;
       continue;
     }

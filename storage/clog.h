@@ -86,6 +86,7 @@ typedef struct clog_contents {
   size_t nsegs;
   uint8_t **data;          /* segment bytes (one per segment) */
   uint64_t torn_bytes;     /* sum over the segments */
+  size_t nvoids;           /* void records read */
 } clog_contents;
 
 /* Reads every segment under dir (missing dir: an empty log). Records with a

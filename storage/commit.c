@@ -34,8 +34,10 @@ static void *syncer_main(void *arg) {
     while (db->s_state != SYNC_POSTED && db->s_state != SYNC_STOP) pthread_cond_wait(&db->scv, &db->smu);
     if (db->s_state == SYNC_STOP) break;
     bs_file *f = db->s_file;
+    int (*fn)(void *) = db->s_fn;
+    void *fn_arg = db->s_arg;
     pthread_mutex_unlock(&db->smu);
-    int rc = bs_fsync(f);
+    int rc = fn ? fn(fn_arg) : bs_fsync(f);
     char msg[sizeof db->s_msg] = "";
     if (rc) snprintf(msg, sizeof msg, "%s", strata_errmsg());
     pthread_mutex_lock(&db->smu);
@@ -55,6 +57,7 @@ static int sync_all(st_db *db, bs_file *data, int dir, bs_file *man) {
   char msg[3][400] = {"", "", ""};
   if (db->has_syncer) {
     pthread_mutex_lock(&db->smu);
+    db->s_fn = NULL;
     db->s_file = data;
     db->s_state = SYNC_POSTED;
     pthread_cond_broadcast(&db->scv);
@@ -75,6 +78,34 @@ static int sync_all(st_db *db, bs_file *data, int dir, bs_file *man) {
   for (int i = 0; i < 3; i++)
     if (rc[i]) return strata_err(rc[i], "%s", msg[i]);
   return 0;
+}
+
+void cm__job_post(st_db *db, int (*fn)(void *), void *arg) {
+  if (!db->has_syncer) { /* no helper: run it here */
+    int rc = fn(arg);
+    db->s_rc = rc;
+    snprintf(db->s_msg, sizeof db->s_msg, "%s", rc ? strata_errmsg() : "");
+    return;
+  }
+  pthread_mutex_lock(&db->smu);
+  db->s_fn = fn;
+  db->s_arg = arg;
+  db->s_state = SYNC_POSTED;
+  pthread_cond_broadcast(&db->scv);
+  pthread_mutex_unlock(&db->smu);
+}
+
+int cm__job_wait(st_db *db) {
+  int rc;
+  if (db->has_syncer) {
+    pthread_mutex_lock(&db->smu);
+    while (db->s_state != SYNC_DONE) pthread_cond_wait(&db->scv, &db->smu);
+    db->s_state = SYNC_IDLE;
+    db->s_fn = NULL;
+    pthread_mutex_unlock(&db->smu);
+  }
+  rc = db->s_rc;
+  return rc ? strata_err(rc, "%s", db->s_msg) : 0;
 }
 
 /* --- the preparer ----------------------------------------------------------- */

@@ -66,6 +66,12 @@ int cm__cmp_change(const void *a, const void *b);
 /* Wall-clock nanoseconds (commit times). */
 uint64_t cm__now_ns(void);
 
+/* Runs fn(arg) on the fsync helper thread while the caller (the committer)
+ * goes on; cm__job_wait returns its result (and message). One job at a time;
+ * without the helper, post runs it at once. */
+void cm__job_post(st_db *db, int (*fn)(void *), void *arg);
+int cm__job_wait(st_db *db);
+
 /* What one commit adds to the statistics in st_db. */
 typedef struct gstats {
   uint64_t bytes_written, ns_build, ns_sync, ns_publish;

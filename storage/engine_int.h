@@ -174,6 +174,8 @@ struct st_db {
   pthread_cond_t scv;
   enum { SYNC_IDLE, SYNC_POSTED, SYNC_DONE, SYNC_STOP } s_state;
   bs_file *s_file;        /* the job: fsync this file */
+  int (*s_fn)(void *);    /* ... or, when set, run s_fn(s_arg) (cm__job_post) */
+  void *s_arg;
   int s_rc;
   char s_msg[400];
   char broken_msg[400];   /* why commits refuse, when not the default reason */

@@ -258,7 +258,9 @@ typedef struct st_stats {
   uint64_t commits, groups, cache_hits, cache_misses, cache_bytes, bytes_written;
   uint64_t prepared_hits;  /* commits that used pre-created files */
   /* nanoseconds spent by the committer: building and writing the data file
-   * and temp manifest; their fsyncs; rename + directory fsync */
+   * and temp manifest; their fsyncs; rename + directory fsync. Commit log
+   * mode: preparing the group's record; the log sync and the tree build,
+   * which overlap; 0 */
   uint64_t ns_build, ns_sync, ns_publish;
   /* data files open for reading now, and opens/closes of them so far */
   uint64_t open_files, file_opens, file_closes;
