@@ -20,6 +20,7 @@ typedef struct top {
   char *path;            /* OP_PUT_REF, owned */
   uint64_t off, len;
   int cond;              /* OP_COND: enum st_cond_kind */
+  size_t cond_index;     /* OP_COND: how many conditions were added before it */
   uint64_t since;
   uint8_t hash[ST_HASH_BYTES];
 } top;
@@ -28,6 +29,7 @@ struct st_txn {
   st_db *db;
   top *ops;
   size_t n, cap;
+  size_t nconds;         /* conditions added so far */
   st_fence_fn fence;
   st_fence_done_fn fence_done;
   void *fence_ctx;

@@ -234,6 +234,9 @@ typedef struct st_result {
   uint64_t generation;     /* with rc == 0 */
   uint64_t commit_time;
   int failed_condition;    /* enum st_cond_kind, with STRATA_ECONDITION */
+  /* with STRATA_ECONDITION: which condition, 0-based, in the order the
+   * st_txn_require_* calls added them */
+  size_t failed_condition_index;
   const uint8_t *failed_key; /* the condition's key; valid as long as the result */
   size_t failed_key_len;
   char message[512];

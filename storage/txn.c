@@ -99,7 +99,10 @@ int st_txn_delete(st_txn *t, const void *key, size_t klen) {
 int st_txn_require_absent(st_txn *t, const void *key, size_t klen) {
   top *o;
   int rc = add_op(t, OP_COND, key, klen, NULL, 0, 0, &o);
-  if (!rc) o->cond = ST_COND_ABSENT;
+  if (!rc) {
+    o->cond = ST_COND_ABSENT;
+    o->cond_index = t->nconds++;
+  }
   return rc;
 }
 
@@ -108,6 +111,7 @@ int st_txn_require_unchanged(st_txn *t, const void *key, size_t klen, uint64_t s
   int rc = add_op(t, OP_COND, key, klen, NULL, 0, 0, &o);
   if (!rc) {
     o->cond = ST_COND_UNCHANGED_SINCE;
+    o->cond_index = t->nconds++;
     o->since = since;
   }
   return rc;
@@ -118,6 +122,7 @@ int st_txn_require_hash(st_txn *t, const void *key, size_t klen, const uint8_t h
   int rc = add_op(t, OP_COND, key, klen, NULL, 0, 0, &o);
   if (!rc) {
     o->cond = ST_COND_HASH;
+    o->cond_index = t->nconds++;
     memcpy(o->hash, hash, ST_HASH_BYTES);
   }
   return rc;

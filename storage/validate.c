@@ -89,6 +89,7 @@ static const char *show_key(const uint8_t *k, size_t n, char *buf, size_t cap) {
 static int fail_cond(st_txn *t, const top *o, const char *why) {
   t->res.rc = STRATA_ECONDITION;
   t->res.failed_condition = o->cond;
+  t->res.failed_condition_index = o->cond_index;
   t->res.failed_key = o->key;
   t->res.failed_key_len = o->klen;
   static const char *names[] = {"none", "absent", "unchanged since generation", "value hash"};
