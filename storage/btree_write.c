@@ -645,35 +645,3 @@ out:
   actx_free(&a);
   return rc;
 }
-
-/* --- the data file writer ------------------------------------------------------ */
-
-int wr__flush(st_writer *w) {
-  if (!w->buf.len) return 0;
-  int rc = bs_append(w->f, w->buf.p, w->buf.len);
-  w->buf.len = 0;
-  return rc;
-}
-
-int wr__append_value(st_writer *w, const void *p, size_t n, st_ref *ref) {
-  uint8_t crc[4];
-  uint64_t off;
-  ocdbt_store_le(crc, ocdbt_crc32c(0, p, n), 4);
-  int rc = wr__append(w, p, n, &off);
-  if (!rc) rc = wr__append(w, crc, 4, NULL);
-  if (!rc) *ref = (st_ref){w->file_id, off, n};
-  return rc;
-}
-
-int wr__append(st_writer *w, const void *p, size_t n, uint64_t *offset) {
-  int rc;
-  if (offset) *offset = w->off;
-  if (n >= (1u << 20)) { /* large: straight through, no copy */
-    if ((rc = wr__flush(w)) || (rc = bs_append(w->f, p, n))) return rc;
-  } else {
-    if (w->buf.len + n > (4u << 20) && (rc = wr__flush(w))) return rc;
-    if ((rc = strata_buf_append(&w->buf, p, n))) return rc;
-  }
-  w->off += n;
-  return 0;
-}

@@ -145,8 +145,7 @@ static int take_prepared(st_db *db, uint64_t gen, char *path, char *tmp, bs_file
 static int prep_make(st_db *db, uint64_t g, struct st_prepared *p) {
   memset(p, 0, sizeof *p);
   p->gen = g;
-  uint64_t rnd = cm__now_ns() * 0x9e3779b97f4a7c15ull ^ (g << 17);
-  snprintf(p->path, sizeof p->path, ST_DATA_DIR "/%016llx%016llx", (unsigned long long)g, (unsigned long long)rnd);
+  df__path(p->path, g);
   /* Its own temp name: the committer may be creating "tmp.manifest.<g>"
    * itself right now when this preparation came too late. */
   snprintf(p->tmp, sizeof p->tmp, "tmp.p.manifest.%016llx", (unsigned long long)g);
@@ -224,14 +223,12 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
   w.db = db;
   st_mut *muts = NULL;
   strata_buf man = STRATA_BUF_INIT;
-  char path[64], mpath[64], tmp[64];
+  char path[ST_DATA_PATH_MAX], mpath[64], tmp[64];
   int rc, published = 0, have_ms = 0, have_tmp = 0;
   bs_file *mf = NULL;
   uint64_t gen = latest->generation + 1;
   uint64_t t_start = cm__now_ns();
-  uint64_t rnd = t_start * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&w;
-  snprintf(path, sizeof path, ST_DATA_DIR "/%016llx%016llx", (unsigned long long)gen,
-           (unsigned long long)rnd);
+  df__path(path, gen);
   if (db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED) {
     snprintf(mpath, sizeof mpath, "manifest.%016llx", (unsigned long long)gen);
     snprintf(tmp, sizeof tmp, "tmp.manifest.%016llx", (unsigned long long)gen);
@@ -248,8 +245,7 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
   } else if ((rc = bs_create(db->base, path, &w.f))) {
     goto fail;
   }
-  if ((rc = ft__intern(db, path, strlen(path), 2, &w.file_id))) goto fail;
-  if ((rc = wr__append(&w, ST_DATA_MAGIC, ST_DATA_MAGIC_LEN, NULL))) goto fail;
+  if ((rc = df__begin(db, &w, path))) goto fail;
   if (g->n) qsort(g->ch, g->n, sizeof *g->ch, cm__cmp_change);
   muts = calloc(g->n ? g->n : 1, sizeof *muts);
   if (!muts) {

@@ -85,7 +85,7 @@ typedef struct gstats {
  * one data file; published with one manifest of generation last. */
 typedef struct st_batch {
   st_writer w;             /* the data file; w.f stays open until published */
-  char path[64];
+  char path[ST_DATA_PATH_MAX];
   uint64_t first, last;    /* last = 0: no generation committed in it yet */
   uint64_t t_open;         /* when it was opened (ns, wall clock) */
   uint64_t first_time;     /* commit time of its first generation */

@@ -24,20 +24,10 @@ static int is_hex(const char *s, size_t n) {
   return 1;
 }
 
-int st__is_data_file_name(const char *name) {
-  return strlen(name) == 32 && is_hex(name, 32);
-}
-
 static uint64_t parse_hex(const char *s, size_t n) {
   uint64_t v = 0;
   for (size_t i = 0; i < n; i++) v = v * 16 + (uint64_t)(s[i] <= '9' ? s[i] - '0' : s[i] - 'a' + 10);
   return v;
-}
-
-int st__data_file_generation(const char *name, uint64_t *gen) {
-  if (!st__is_data_file_name(name)) return 0;
-  *gen = parse_hex(name, 16);
-  return 1;
 }
 
 /* The config a new database gets from the options. */

@@ -16,6 +16,7 @@
 
 #define ST_NOFILE UINT32_MAX
 #define ST_DATA_DIR "d"
+#define ST_DATA_PATH_MAX 64   /* "d/" + 32 hex digits, with room to spare */
 #define ST_MANIFEST "manifest.ocdbt"
 /* Numbered manifests kept behind the latest, as tensorstore does
  * (kNumNumberedManifestsToKeep): a reader that listed the directory a while
@@ -160,7 +161,7 @@ struct st_db {
   struct st_prepared {
     int ready;
     uint64_t gen;
-    char path[64], tmp[64];
+    char path[ST_DATA_PATH_MAX], tmp[64];
     bs_file *df, *tf;
   } prep;
   uint64_t prep_hits;
@@ -297,13 +298,18 @@ int vt__load_manifest(st_db *db, const ocdbt_manifest *m, st_mstate *out);
 int mstate__copy(const st_mstate *src, size_t cap, st_mstate *dst);
 void mstate__free(st_mstate *ms);
 
-/* db.c: 1 when name (a file name inside d/) has the form of Strata's own
- * data files, "<16 hex generation><16 hex random>" (lower case): open's
+/* datafile.c: 1 when name (a file name inside d/) has the form of Strata's
+ * own data files, "<16 hex generation><16 hex random>" (lower case): open's
  * cleanup removes such a file when its generation never committed, so
  * st_txn_put_ref refuses these names. */
 int st__is_data_file_name(const char *name);
 /* The same, and *gen = the generation its name carries. */
 int st__data_file_generation(const char *name, uint64_t *gen);
+/* A new data file's path for generation gen: "d/" + that name form. */
+void df__path(char out[ST_DATA_PATH_MAX], uint64_t gen);
+/* Starts a data file created at path: interns it into w->file_id and writes
+ * the header (ST_DATA_MAGIC). */
+int df__begin(st_db *db, st_writer *w, const char *path);
 
 /* commit.c */
 int cm__start(st_db *db);

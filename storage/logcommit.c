@@ -27,12 +27,9 @@ int lc__batch_open(st_db *db, uint64_t gen) {
   b->w.db = db;
   b->first = gen;
   b->t_open = cm__now_ns();
-  uint64_t rnd = b->t_open * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)b;
-  snprintf(b->path, sizeof b->path, ST_DATA_DIR "/%016llx%016llx", (unsigned long long)gen,
-           (unsigned long long)rnd);
+  df__path(b->path, gen);
   int rc = bs_create(db->base, b->path, &b->w.f);
-  if (!rc) rc = ft__intern(db, b->path, strlen(b->path), 2, &b->w.file_id);
-  if (!rc) rc = wr__append(&b->w, ST_DATA_MAGIC, ST_DATA_MAGIC_LEN, NULL);
+  if (!rc) rc = df__begin(db, &b->w, b->path);
   if (rc) {
     if (b->w.f) bs_remove(db->base, b->path);
     lc__batch_free(b);
