@@ -43,6 +43,10 @@ static void stats(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   ss.build_ns = sst.ns_build;
   ss.sync_ns = sst.ns_sync;
   ss.publish_ns = sst.ns_publish;
+  ss.committed_generation = sst.committed_generation;
+  ss.published_generation = sst.published_generation;
+  uint64_t lag = 0;
+  if (st_publish_lags(s->db, &lag, 1) == 1) ss.last_publish_lag_us = lag / 1000;
   resp.store = &ss;
   lk_counts lc;
   lk_list_filter all = {0};

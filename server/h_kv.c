@@ -379,7 +379,6 @@ typedef struct commit_ctx {
 /* The store's completion callback, on the committer thread: answers the call. */
 static void commit_done(void *arg, const st_result *res) {
   commit_ctx *c = arg;
-  const Strata__V1__CommitRequest *r = c->req;
   if (res->rc == 0) {
     Strata__V1__Version v = STRATA__V1__VERSION__INIT;
     v.generation = res->generation;
@@ -390,18 +389,10 @@ static void commit_done(void *arg, const st_result *res) {
     rpc_call_reply(c->call, &resp.base);
     srv__watch_notify(c->s);
   } else if (res->rc == STRATA_ECONDITION) {
-    /* Name the condition by its index in the request. */
-    size_t idx = 0;
-    for (size_t i = 0; i < r->n_conditions; i++) {
-      const Strata__V1__Condition *k = r->conditions[i];
-      if ((int)k->kind == res->failed_condition && k->key.len == res->failed_key_len &&
-          (!k->key.len || memcmp(k->key.data, res->failed_key, k->key.len) == 0)) {
-        idx = i;
-        break;
-      }
-    }
-    /* The store's message already names the kind, the key and why. */
-    rpc_call_fail(c->call, STRATA_ECONDITION, "conditions[%zu]: %s", idx, res->message);
+    /* Name the condition by its index in the request (commit_build adds
+     * them in request order). The store's message names the kind, the key
+     * and why. */
+    rpc_call_fail(c->call, STRATA_ECONDITION, "conditions[%zu]: %s", res->failed_condition_index, res->message);
   } else {
     /* A fence refusal included: the store keeps the lock manager's message
      * (which row, which holder). */

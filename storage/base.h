@@ -28,6 +28,7 @@ typedef struct bs_ops {
   /* Creates a new file for appending; STRATA_EEXISTS when the path exists. */
   int (*create)(bs_store *s, const char *path, bs_file **out);
   int (*append)(bs_file *f, const void *p, size_t n);
+  /* Makes the file's bytes and size durable (files: fdatasync). */
   int (*fsync)(bs_file *f);
   void (*close)(bs_file *f);
   /* Atomically renames from -> to, replacing `to` when it exists. */

@@ -1,7 +1,8 @@
 /*
  * The file base store: paths are resolved relative to one directory opened
  * once (openat), files are created with O_EXCL, published with rename(2), and
- * made durable with fsync(2) on the file and on its directory.
+ * made durable with fdatasync(2) on the file (its bytes and size, which is
+ * all a reader needs; not its times) and fsync(2) on its directory.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -107,7 +108,7 @@ static int f_append(bs_file *bf, const void *buf, size_t n) {
 
 static int f_fsync(bs_file *bf) {
   ffile *f = (ffile *)bf;
-  if (fsync(f->fd) < 0) return errno_rc(errno, "cannot fsync", (fstore *)bf->store, f->path);
+  if (fdatasync(f->fd) < 0) return errno_rc(errno, "cannot fsync", (fstore *)bf->store, f->path);
   return 0;
 }
 

@@ -225,66 +225,114 @@ fail:
   return rc;
 }
 
+/* The implicit prefix of a node's keys (docs/format.md, "Prefixes"): a leaf's
+ * is the common prefix of its first and last key; an interior node's that of
+ * its first key and its last child's prefix, capped by every child's. A root
+ * has full keys. */
+static size_t node_prefix(const pnode *p, int root) {
+  if (root) return 0;
+  const wentry *first = &p->e[0], *last = &p->e[p->n - 1];
+  if (p->height == 0)
+    return ocdbt_common_prefix((ocdbt_slice){first->key, first->klen}, (ocdbt_slice){last->key, last->klen});
+  size_t pfx = ocdbt_common_prefix((ocdbt_slice){first->key, first->klen}, (ocdbt_slice){last->key, last->cprefix});
+  for (size_t i = 0; i < p->n; i++)
+    if (p->e[i].cprefix < pfx) pfx = p->e[i].cprefix;
+  return pfx;
+}
+
+/* A node's data file table under construction: each file id once, found by
+ * hash (a leaf's values may come from hundreds of commits' files). */
+typedef struct ntable {
+  uint32_t *slot;      /* open addressing: index + 1 */
+  size_t hcap;
+  uint32_t *ids;       /* file id of table entry i */
+  ocdbt_file *files;
+  size_t n;
+} ntable;
+
+static int ntable_init(ntable *t, size_t max) {
+  memset(t, 0, sizeof *t);
+  t->hcap = 16;
+  while (t->hcap < 2 * max) t->hcap *= 2;
+  t->slot = calloc(t->hcap, sizeof *t->slot);
+  t->ids = malloc(max * sizeof *t->ids);
+  t->files = malloc(max * sizeof *t->files);
+  return t->slot && t->ids && t->files ? 0 : strata_err(STRATA_ENOMEM, "commit: encoding node");
+}
+
+static void ntable_free(ntable *t) {
+  free(t->slot);
+  free(t->ids);
+  free(t->files);
+}
+
+/* The table index of file id `file`, added when new. */
+static int ntable_index(st_db *db, ntable *t, uint32_t file, uint64_t *fi) {
+  size_t h = ((uint64_t)file * 0x9e3779b97f4a7c15ull >> 20) & (t->hcap - 1);
+  while (t->slot[h] && t->ids[t->slot[h] - 1] != file) h = (h + 1) & (t->hcap - 1);
+  if (t->slot[h]) {
+    *fi = t->slot[h] - 1;
+    return 0;
+  }
+  size_t bl;
+  const char *path = ft__path(db, file, &bl);
+  if (strncmp(path, ST_DATA_DIR "/", 2))
+    return strata_err(STRATA_EINVALID, "commit: referenced file %s is not under " ST_DATA_DIR "/", path);
+  *fi = t->n;
+  t->slot[h] = (uint32_t)t->n + 1;
+  t->ids[t->n] = file;
+  t->files[t->n].base_path = (ocdbt_slice){(const uint8_t *)"", 0};
+  t->files[t->n].relative_path = (ocdbt_slice){(const uint8_t *)path + 2, strlen(path) - 2};
+  t->n++;
+  return 0;
+}
+
+/* Puts the node's table in the canonical order tensorstore writes and
+ * renumbers its references; *sorted_ids (malloc'd, NULL when out of memory:
+ * the write-through cache then skips the node) gets the file ids in the new
+ * order (they are unique, so the sort removes nothing). */
+static int ntable_sort(ocdbt_btnode *node, const ntable *t, uint32_t **sorted_ids) {
+  size_t nf = t->n;
+  uint64_t remap_stack[64], *remap = nf <= 64 ? remap_stack : malloc(nf * sizeof *remap);
+  int rc = 0;
+  *sorted_ids = NULL;
+  if (!remap || (rc = ocdbt_dft_sort(&node->dft, remap))) {
+    if (remap != remap_stack) free(remap);
+    return rc ? rc : strata_err(STRATA_ENOMEM, "commit: encoding node");
+  }
+  for (size_t i = 0; i < node->n; i++) {
+    if (node->height) node->children[i].ref.file = remap[node->children[i].ref.file];
+    else if (node->leaves[i].kind == OCDBT_VALUE_INDIRECT) node->leaves[i].ref.file = remap[node->leaves[i].ref.file];
+  }
+  *sorted_ids = malloc((nf ? nf : 1) * sizeof **sorted_ids);
+  if (*sorted_ids)
+    for (size_t j = 0; j < nf; j++) (*sorted_ids)[remap[j]] = t->ids[j];
+  if (remap != remap_stack) free(remap);
+  return 0;
+}
+
 /* Encodes and writes a pending node; *out becomes its entry in the parent.
  * root: the node is a root, so its keys are full keys (prefix 0). */
 static int write_node(actx *a, const pnode *p, int root, wentry *out) {
-  size_t pfx = 0;
-  const wentry *first = &p->e[0], *last = &p->e[p->n - 1];
-  if (!root) {
-    if (p->height == 0) {
-      pfx = ocdbt_common_prefix((ocdbt_slice){first->key, first->klen},
-                                (ocdbt_slice){last->key, last->klen});
-    } else {
-      pfx = ocdbt_common_prefix((ocdbt_slice){first->key, first->klen},
-                                (ocdbt_slice){last->key, last->cprefix});
-      for (size_t i = 0; i < p->n; i++)
-        if (p->e[i].cprefix < pfx) pfx = p->e[i].cprefix;
-    }
-  }
+  size_t pfx = node_prefix(p, root);
+  const wentry *first = &p->e[0];
   ocdbt_btnode node;
   memset(&node, 0, sizeof node);
   node.height = p->height;
   node.n = p->n;
-  size_t hcap = 16;
-  while (hcap < 2 * p->n) hcap *= 2;
-  uint32_t *slot = calloc(hcap, sizeof *slot);
-  uint32_t *ids = malloc(p->n * sizeof *ids);
-  ocdbt_file *files = malloc(p->n * sizeof *files);
+  ntable tab;
+  uint32_t *sorted_ids = NULL;
   void *ents = p->height ? (void *)calloc(p->n, sizeof(ocdbt_interior_entry))
                          : (void *)calloc(p->n, sizeof(ocdbt_leaf_entry));
-  uint32_t *sorted_ids = NULL;
-  int rc = 0;
-  if (!slot || !ids || !files || !ents) {
-    rc = strata_err(STRATA_ENOMEM, "commit: encoding node");
-    goto out;
-  }
-  size_t nf = 0;
+  int rc = ntable_init(&tab, p->n);
+  if (!rc && !ents) rc = strata_err(STRATA_ENOMEM, "commit: encoding node");
+  if (rc) goto out;
   ocdbt_stats st = {0, 0, 0};
   for (size_t i = 0; i < p->n; i++) {
     const wentry *e = &p->e[i];
-    int has_ref = p->height || e->kind == OCDBT_VALUE_INDIRECT;
     uint64_t fi = 0;
-    if (has_ref) {
-      /* A leaf's values may come from hundreds of commits' files: hash the ids. */
-      size_t h = ((uint64_t)e->ref.file * 0x9e3779b97f4a7c15ull >> 20) & (hcap - 1);
-      while (slot[h] && ids[slot[h] - 1] != e->ref.file) h = (h + 1) & (hcap - 1);
-      if (slot[h]) {
-        fi = slot[h] - 1;
-      } else {
-        fi = nf;
-        slot[h] = (uint32_t)nf + 1;
-        size_t bl;
-        const char *path = ft__path(a->db, e->ref.file, &bl);
-        if (strncmp(path, ST_DATA_DIR "/", 2)) {
-          rc = strata_err(STRATA_EINVALID, "commit: referenced file %s is not under " ST_DATA_DIR "/", path);
-          goto out;
-        }
-        ids[nf] = e->ref.file;
-        files[nf].base_path = (ocdbt_slice){(const uint8_t *)"", 0};
-        files[nf].relative_path = (ocdbt_slice){(const uint8_t *)path + 2, strlen(path) - 2};
-        nf++;
-      }
-    }
+    if ((p->height || e->kind == OCDBT_VALUE_INDIRECT) && (rc = ntable_index(a->db, &tab, e->ref.file, &fi)))
+      goto out;
     ocdbt_slice k = {e->key + pfx, e->klen - pfx};
     if (p->height) {
       ocdbt_interior_entry *c = &((ocdbt_interior_entry *)ents)[i];
@@ -307,27 +355,11 @@ static int write_node(actx *a, const pnode *p, int root, wentry *out) {
       st.num_keys++;
     }
   }
-  node.dft.n = nf;
-  node.dft.files = files;
+  node.dft.n = tab.n;
+  node.dft.files = tab.files;
   if (p->height) node.children = ents;
   else node.leaves = ents;
-  /* The canonical table order tensorstore writes: sort, then renumber refs. */
-  uint64_t remap_stack[64], *remap = nf <= 64 ? remap_stack : malloc(nf * sizeof *remap);
-  if (!remap || (rc = ocdbt_dft_sort(&node.dft, remap))) {
-    if (remap != remap_stack) free(remap);
-    rc = rc ? rc : strata_err(STRATA_ENOMEM, "commit: encoding node");
-    goto out;
-  }
-  for (size_t i = 0; i < p->n; i++) {
-    if (p->height) node.children[i].ref.file = remap[node.children[i].ref.file];
-    else if (node.leaves[i].kind == OCDBT_VALUE_INDIRECT) node.leaves[i].ref.file = remap[node.leaves[i].ref.file];
-  }
-  /* ids[] by the table's new order, for the write-through cache (ids are unique,
-   * so the sort removed nothing). */
-  sorted_ids = malloc((nf ? nf : 1) * sizeof *sorted_ids);
-  if (sorted_ids)
-    for (size_t j = 0; j < nf; j++) sorted_ids[remap[j]] = ids[j];
-  if (remap != remap_stack) free(remap);
+  if ((rc = ntable_sort(&node, &tab, &sorted_ids))) goto out;
   a->enc.len = 0;
   if ((rc = ocdbt_btnode_encode(&a->db->cfg, &node, &a->enc))) {
     rc = strata_err_wrap(rc, "commit: encoding btree node");
@@ -336,8 +368,7 @@ static int write_node(actx *a, const pnode *p, int root, wentry *out) {
   uint64_t off;
   if ((rc = wr__append(a->w, a->enc.p, a->enc.len, &off))) goto out;
   /* Best effort: without it the node is read back from the file when needed. */
-  if (sorted_ids)
-    nc__put_btnode(a->db, (st_ref){a->w->file_id, off, a->enc.len}, &node, sorted_ids);
+  if (sorted_ids) nc__put_btnode(a->db, (st_ref){a->w->file_id, off, a->enc.len}, &node, sorted_ids);
   st.num_tree_bytes += a->enc.len;
   memset(out, 0, sizeof *out);
   out->key = first->key;
@@ -348,9 +379,7 @@ static int write_node(actx *a, const pnode *p, int root, wentry *out) {
   out->size = INTERIOR_SIZE(first->klen);
 out:
   free(sorted_ids);
-  free(slot);
-  free(ids);
-  free(files);
+  ntable_free(&tab);
   free(ents);
   return rc;
 }
@@ -615,26 +644,4 @@ out:
   pl_free(&level);
   actx_free(&a);
   return rc;
-}
-
-/* --- the data file writer ------------------------------------------------------ */
-
-int wr__flush(st_writer *w) {
-  if (!w->buf.len) return 0;
-  int rc = bs_append(w->f, w->buf.p, w->buf.len);
-  w->buf.len = 0;
-  return rc;
-}
-
-int wr__append(st_writer *w, const void *p, size_t n, uint64_t *offset) {
-  int rc;
-  if (offset) *offset = w->off;
-  if (n >= (1u << 20)) { /* large: straight through, no copy */
-    if ((rc = wr__flush(w)) || (rc = bs_append(w->f, p, n))) return rc;
-  } else {
-    if (w->buf.len + n > (4u << 20) && (rc = wr__flush(w))) return rc;
-    if ((rc = strata_buf_append(&w->buf, p, n))) return rc;
-  }
-  w->off += n;
-  return 0;
 }

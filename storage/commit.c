@@ -1,518 +1,24 @@
 /*
- * Transactions and the group-commit pipeline. Callers queue transactions;
- * one committer thread per database takes every waiting transaction, checks
- * each one's conditions, data references and fence against the latest
- * generation plus the earlier survivors of the same group, and commits the
- * survivors together: values and nodes into one new data file, fsync, the
- * manifest replaced atomically, then each caller's completion. README.md
- * ("The store engine") gives the durability order and the recovery rules.
+ * The group-commit pipeline. Callers queue transactions (txn.c); one
+ * committer thread per database takes every waiting transaction, validates
+ * each against the latest generation plus the earlier survivors of the same
+ * group (validate.c), and commits the survivors together: values and nodes
+ * into one new data file, fsync, the manifest replaced atomically, then each
+ * caller's completion. README.md ("The store engine") gives the durability
+ * order and the recovery rules.
  */
 #include <assert.h>
-#include <blake2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "common/err.h"
-#include "storage/engine_int.h"
-
-enum { OP_PUT = 1, OP_PUT_REF = 2, OP_DELETE = 3, OP_COND = 4 };
-
-typedef struct top {
-  int kind;
-  uint8_t *key;          /* owned (one allocation with a copied value) */
-  size_t klen;
-  const uint8_t *val;
-  size_t vlen;
-  char *path;            /* OP_PUT_REF, owned */
-  uint64_t off, len;
-  int cond;              /* OP_COND: enum st_cond_kind */
-  uint64_t since;
-  uint8_t hash[ST_HASH_BYTES];
-} top;
-
-struct st_txn {
-  st_db *db;
-  top *ops;
-  size_t n, cap;
-  st_fence_fn fence;
-  st_fence_done_fn fence_done;
-  void *fence_ctx;
-  int fence_passed;      /* the fence returned 0: fence_done is owed */
-  st_done_fn done;
-  void *done_ctx;
-  st_txn *next;
-  st_result res;
-  int accepted;
-};
-
-void st_value_hash(const void *p, size_t n, uint8_t out[ST_HASH_BYTES]) {
-  blake2b(out, p, NULL, ST_HASH_BYTES, n, 0);
-}
-
-/* --- building ----------------------------------------------------------------- */
-
-int st_txn_begin(st_db *db, st_txn **out) {
-  st_txn *t = calloc(1, sizeof *t);
-  if (!t) return strata_err(STRATA_ENOMEM, "transaction");
-  t->db = db;
-  *out = t;
-  return 0;
-}
-
-static int add_op(st_txn *t, int kind, const void *key, size_t klen, const void *val, size_t vlen,
-                  int copy, top **out) {
-  if (klen > OCDBT_MAX_KEY_LENGTH)
-    return strata_err(STRATA_EINVALID, "key of %zu bytes exceeds the limit of %u", klen,
-                      OCDBT_MAX_KEY_LENGTH);
-  if (t->n == t->cap) {
-    size_t cap = t->cap ? t->cap * 2 : 8;
-    top *o = realloc(t->ops, cap * sizeof *o);
-    if (!o) return strata_err(STRATA_ENOMEM, "transaction");
-    t->ops = o;
-    t->cap = cap;
-  }
-  size_t extra = copy ? vlen : 0;
-  uint8_t *k = malloc(klen + extra + 1);
-  if (!k) return strata_err(STRATA_ENOMEM, "transaction: %zu bytes", klen + extra);
-  top *o = &t->ops[t->n++];
-  memset(o, 0, sizeof *o);
-  o->kind = kind;
-  if (klen) memcpy(k, key, klen);
-  o->key = k;
-  o->klen = klen;
-  if (copy) {
-    if (vlen) memcpy(k + klen, val, vlen);
-    o->val = k + klen;
-  } else {
-    o->val = val;
-  }
-  o->vlen = vlen;
-  if (out) *out = o;
-  return 0;
-}
-
-int st_txn_put(st_txn *t, const void *key, size_t klen, const void *val, size_t vlen) {
-  return add_op(t, OP_PUT, key, klen, val, vlen, 1, NULL);
-}
-
-int st_txn_put_borrowed(st_txn *t, const void *key, size_t klen, const void *val, size_t vlen) {
-  return add_op(t, OP_PUT, key, klen, val, vlen, 0, NULL);
-}
-
-int st_txn_put_ref(st_txn *t, const void *key, size_t klen, const char *path, uint64_t offset,
-                   uint64_t length) {
-  size_t pl = strlen(path);
-  if (pl < 3 || strncmp(path, ST_DATA_DIR "/", 2) || strstr(path, "..") || strstr(path, "//"))
-    return strata_err(STRATA_EINVALID, "data reference %s: must name a file inside " ST_DATA_DIR "/", path);
-  if (st__is_data_file_name(path + 2))
-    return strata_err(STRATA_EINVALID,
-                      "data reference %s: 32 hex digits is the name of Strata's own data files "
-                      "(open removes such a file of an uncommitted generation); use another name",
-                      path);
-  if (offset > (UINT64_MAX >> 1) || length > (UINT64_MAX >> 1) - offset)
-    return strata_err(STRATA_EINVALID, "data reference %s: range out of bounds", path);
-  /* Copy the path before adding the op: a failed copy must not leave an op
-   * without a path behind. */
-  char *pcopy = strdup(path);
-  if (!pcopy) return strata_err(STRATA_ENOMEM, "transaction");
-  top *o;
-  int rc = add_op(t, OP_PUT_REF, key, klen, NULL, 0, 0, &o);
-  if (rc) {
-    free(pcopy);
-    return rc;
-  }
-  o->path = pcopy;
-  o->off = offset;
-  o->len = length;
-  return 0;
-}
-
-int st_txn_delete(st_txn *t, const void *key, size_t klen) {
-  return add_op(t, OP_DELETE, key, klen, NULL, 0, 0, NULL);
-}
-
-int st_txn_require_absent(st_txn *t, const void *key, size_t klen) {
-  top *o;
-  int rc = add_op(t, OP_COND, key, klen, NULL, 0, 0, &o);
-  if (!rc) o->cond = ST_COND_ABSENT;
-  return rc;
-}
-
-int st_txn_require_unchanged(st_txn *t, const void *key, size_t klen, uint64_t since) {
-  top *o;
-  int rc = add_op(t, OP_COND, key, klen, NULL, 0, 0, &o);
-  if (!rc) {
-    o->cond = ST_COND_UNCHANGED_SINCE;
-    o->since = since;
-  }
-  return rc;
-}
-
-int st_txn_require_hash(st_txn *t, const void *key, size_t klen, const uint8_t hash[ST_HASH_BYTES]) {
-  top *o;
-  int rc = add_op(t, OP_COND, key, klen, NULL, 0, 0, &o);
-  if (!rc) {
-    o->cond = ST_COND_HASH;
-    memcpy(o->hash, hash, ST_HASH_BYTES);
-  }
-  return rc;
-}
-
-void st_txn_set_fence(st_txn *t, st_fence_fn fn, void *ctx) {
-  t->fence = fn;
-  t->fence_ctx = ctx;
-}
-
-void st_txn_set_fence_done(st_txn *t, st_fence_done_fn done) { t->fence_done = done; }
-
-void st_txn_abort(st_txn *t) {
-  if (!t) return;
-  for (size_t i = 0; i < t->n; i++) {
-    free(t->ops[i].key);
-    free(t->ops[i].path);
-  }
-  free(t->ops);
-  free(t);
-}
-
-int st_txn_submit(st_txn *t, st_done_fn done, void *ctx) {
-  st_db *db = t->db;
-  int rc = 0;
-  t->done = done;
-  t->done_ctx = ctx;
-  t->next = NULL;
-  pthread_mutex_lock(&db->mu);
-  if (db->read_only) rc = strata_err(STRATA_EINVALID, "%s: database is open read-only", db->path);
-  else if (db->closing) rc = strata_err(STRATA_ESHUTDOWN, "%s: database is closing", db->path);
-  if (!rc) {
-    if (db->q_tail) db->q_tail->next = t;
-    else db->q_head = t;
-    db->q_tail = t;
-    db->q_len++;
-    pthread_cond_signal(&db->cv);
-  }
-  pthread_mutex_unlock(&db->mu);
-  if (rc) st_txn_abort(t);
-  return rc;
-}
-
-typedef struct waiter {
-  pthread_mutex_t mu;
-  pthread_cond_t cv;
-  int done;
-  st_result *res;
-} waiter;
-
-static void wake(void *ctx, const st_result *res) {
-  waiter *w = ctx;
-  pthread_mutex_lock(&w->mu);
-  *w->res = *res;
-  w->res->failed_key = NULL;
-  if (res->failed_key) {
-    uint8_t *k = malloc(res->failed_key_len + 1);
-    if (k) {
-      memcpy(k, res->failed_key, res->failed_key_len);
-      w->res->failed_key = k;
-    }
-  }
-  w->done = 1;
-  pthread_cond_signal(&w->cv);
-  pthread_mutex_unlock(&w->mu);
-}
-
-int st_txn_commit(st_txn *t, st_result *res) {
-  waiter w;
-  memset(res, 0, sizeof *res);
-  pthread_mutex_init(&w.mu, NULL);
-  pthread_cond_init(&w.cv, NULL);
-  w.done = 0;
-  w.res = res;
-  int rc = st_txn_submit(t, wake, &w);
-  if (rc) {
-    res->rc = rc;
-    snprintf(res->message, sizeof res->message, "%s", strata_errmsg());
-  } else {
-    pthread_mutex_lock(&w.mu);
-    while (!w.done) pthread_cond_wait(&w.cv, &w.mu);
-    pthread_mutex_unlock(&w.mu);
-  }
-  pthread_mutex_destroy(&w.mu);
-  pthread_cond_destroy(&w.cv);
-  return res->rc;
-}
-
-void st_result_free(st_result *res) {
-  free((void *)res->failed_key);
-  res->failed_key = NULL;
-}
-
-/* --- the group's overlay: the survivors' changes so far, by key ---------------- */
-
-typedef struct gchange {
-  const uint8_t *key;
-  size_t klen;
-  const top *op;          /* OP_PUT, OP_PUT_REF or OP_DELETE */
-  uint32_t ref_file;      /* OP_PUT_REF: interned id */
-} gchange;
-
-typedef struct group {
-  st_db *db;
-  gchange *ch;
-  size_t n, cap;
-  uint32_t *slot;         /* open addressing: index + 1 */
-  size_t scap;
-} group;
-
-static gchange *g_find(group *g, const uint8_t *k, size_t kn) {
-  if (!g->scap) return NULL;
-  for (size_t j = st__hash_bytes(k, kn) & (g->scap - 1); g->slot[j]; j = (j + 1) & (g->scap - 1)) {
-    gchange *c = &g->ch[g->slot[j] - 1];
-    if (c->klen == kn && (!kn || !memcmp(c->key, k, kn))) return c;
-  }
-  return NULL;
-}
-
-static int g_rehash(group *g) {
-  size_t cap = g->scap ? g->scap * 2 : 256;
-  uint32_t *s = calloc(cap, sizeof *s);
-  if (!s) return strata_err(STRATA_ENOMEM, "commit group");
-  for (size_t i = 0; i < g->n; i++) {
-    size_t j = st__hash_bytes(g->ch[i].key, g->ch[i].klen) & (cap - 1);
-    while (s[j]) j = (j + 1) & (cap - 1);
-    s[j] = (uint32_t)i + 1;
-  }
-  free(g->slot);
-  g->slot = s;
-  g->scap = cap;
-  return 0;
-}
-
-static int g_add(group *g, const top *op, uint32_t ref_file) {
-  gchange *c = g_find(g, op->key, op->klen);
-  if (c) {
-    c->op = op;
-    c->ref_file = ref_file;
-    return 0;
-  }
-  int rc;
-  if ((g->n + 1) * 2 > g->scap && (rc = g_rehash(g))) return rc;
-  if (g->n == g->cap) {
-    size_t cap = g->cap ? g->cap * 2 : 256;
-    gchange *nc = realloc(g->ch, cap * sizeof *nc);
-    if (!nc) return strata_err(STRATA_ENOMEM, "commit group");
-    g->ch = nc;
-    g->cap = cap;
-  }
-  g->ch[g->n] = (gchange){op->key, op->klen, op, ref_file};
-  size_t j = st__hash_bytes(op->key, op->klen) & (g->scap - 1);
-  while (g->slot[j]) j = (j + 1) & (g->scap - 1);
-  g->slot[j] = (uint32_t)++g->n;
-  return 0;
-}
-
-static void g_free(group *g) {
-  free(g->ch);
-  free(g->slot);
-}
-
-/* --- validation ------------------------------------------------------------------ */
-
-/* The key as a message can show it: printable bytes as they are, others as
- * \xNN, cut after 120 bytes. */
-static const char *show_key(const uint8_t *k, size_t n, char *buf, size_t cap) {
-  size_t j = 0;
-  for (size_t i = 0; i < n && i < 120 && j + 5 < cap; i++) {
-    if (k[i] >= 0x20 && k[i] < 0x7f && k[i] != '\\' && k[i] != '\'') {
-      buf[j++] = (char)k[i];
-    } else {
-      snprintf(buf + j, cap - j, "\\x%02x", k[i]);
-      j += 4;
-    }
-  }
-  if (n > 120 && j + 4 < cap) {
-    memcpy(buf + j, "...", 3);
-    j += 3;
-  }
-  buf[j] = 0;
-  return buf;
-}
-
-static int fail_cond(st_txn *t, const top *o, const char *why) {
-  t->res.rc = STRATA_ECONDITION;
-  t->res.failed_condition = o->cond;
-  t->res.failed_key = o->key;
-  t->res.failed_key_len = o->klen;
-  static const char *names[] = {"none", "absent", "unchanged since generation", "value hash"};
-  char kb[600], since[32] = "";
-  if (o->cond == ST_COND_UNCHANGED_SINCE) snprintf(since, sizeof since, " %llu", (unsigned long long)o->since);
-  snprintf(t->res.message, sizeof t->res.message, "condition '%s%s' failed on key '%s': %s", names[o->cond],
-           since, show_key(o->key, o->klen, kb, sizeof kb), why);
-  return STRATA_ECONDITION;
-}
-
-/* The key's current entry: the group's change when there is one, else the
- * latest tree. *found = 0 when absent. Pins: release e->pin. */
-static int current(group *g, const st_root *root, const top *o, int *found, st_entry *e,
-                   const gchange **chg) {
-  *chg = g_find(g, o->key, o->klen);
-  memset(e, 0, sizeof *e);
-  if (*chg) {
-    const top *c = (*chg)->op;
-    *found = c->kind != OP_DELETE;
-    if (c->kind == OP_PUT) {
-      e->kind = OCDBT_VALUE_INLINE; /* bytes in memory; compared by hash only */
-      e->value = c->val;
-      e->vlen = c->vlen;
-    } else if (c->kind == OP_PUT_REF) {
-      e->kind = OCDBT_VALUE_INDIRECT;
-      e->ref = (st_ref){(*chg)->ref_file, c->off, c->len};
-    }
-    return 0;
-  }
-  int rc = bt__find(g->db, root, o->key, o->klen, e);
-  if (rc == STRATA_ENOTFOUND) {
-    *found = 0;
-    return 0;
-  }
-  *found = !rc;
-  return rc;
-}
-
-static int check_cond(group *g, st_txn *t, const top *o, const st_vers *latest) {
-  st_db *db = g->db;
-  int found = 0, rc;
-  st_entry e;
-  const gchange *chg;
-  if ((rc = current(g, &latest->root, o, &found, &e, &chg))) return rc;
-  switch (o->cond) {
-    case ST_COND_ABSENT:
-      rc = found ? fail_cond(t, o, "the key exists") : 0;
-      break;
-    case ST_COND_UNCHANGED_SINCE: {
-      if (chg) {
-        rc = fail_cond(t, o, "changed by an earlier transaction in this commit");
-        break;
-      }
-      if (o->since == 0) {
-        /* Generation 0 is the empty database: unchanged since then means
-         * absent now (it has no version in the version tree to look up). */
-        rc = found ? fail_cond(t, o, "the key was created after that generation (the empty database)") : 0;
-        break;
-      }
-      st_vers old;
-      if (o->since > latest->generation) {
-        rc = fail_cond(t, o, "that generation does not exist yet");
-        break;
-      }
-      rc = vt__find_generation(db, &db->ms, o->since, &old);
-      if (rc == STRATA_ENOTFOUND) {
-        rc = fail_cond(t, o, "that generation does not exist");
-        break;
-      }
-      if (rc) break;
-      st_entry oe;
-      int ofound = 1;
-      rc = bt__find(db, &old.root, o->key, o->klen, &oe);
-      if (rc == STRATA_ENOTFOUND) {
-        ofound = 0;
-        rc = 0;
-      }
-      if (rc) break;
-      int same = ofound == found && (!found || bt__entry_equal(&oe, &e));
-      if (ofound) nc__release(db, oe.pin);
-      rc = same ? 0 : fail_cond(t, o, "the key changed after that generation");
-      break;
-    }
-    case ST_COND_HASH: {
-      if (!found) {
-        rc = fail_cond(t, o, "the key is absent");
-        break;
-      }
-      strata_buf v = STRATA_BUF_INIT;
-      uint8_t h[ST_HASH_BYTES];
-      if (chg && chg->op->kind == OP_PUT) {
-        st_value_hash(chg->op->val, chg->op->vlen, h);
-      } else {
-        if ((rc = bt__read_value(db, &e, &v))) break;
-        st_value_hash(v.p, v.len, h);
-        strata_buf_free(&v);
-      }
-      rc = memcmp(h, o->hash, ST_HASH_BYTES) ? fail_cond(t, o, "the value has another hash") : 0;
-      break;
-    }
-    default:
-      rc = strata_err(STRATA_EINVALID, "unknown condition %d", o->cond);
-  }
-  if (!chg && found) nc__release(db, e.pin);
-  return rc;
-}
-
-/* Checks that a data reference names an existing file range. */
-static int check_ref(st_db *db, st_txn *t, top *o, uint32_t *id) {
-  int rc = ft__intern(db, o->path, strlen(o->path), 2, id);
-  uint64_t size = 0;
-  if (!rc) rc = ft__size(db, *id, &size);
-  if (rc == STRATA_ENOTFOUND) {
-    t->res.rc = STRATA_ENOTFOUND;
-    char kb[600];
-    snprintf(t->res.message, sizeof t->res.message, "put of key '%s' refers to %s, which does not exist",
-             show_key(o->key, o->klen, kb, sizeof kb), o->path);
-    return rc;
-  }
-  if (rc) return rc;
-  if (o->off + o->len > size) {
-    t->res.rc = STRATA_ERANGE;
-    char kb[600];
-    snprintf(t->res.message, sizeof t->res.message,
-             "put of key '%s' refers to %s bytes [%llu, %llu), but the file has %llu bytes",
-             show_key(o->key, o->klen, kb, sizeof kb), o->path,
-             (unsigned long long)o->off, (unsigned long long)(o->off + o->len), (unsigned long long)size);
-    return STRATA_ERANGE;
-  }
-  return 0;
-}
-
-/* Validates t against the latest version and the group so far; on success
- * adds its changes to the group. Sets t->res on rejection. */
-static void validate(group *g, st_txn *t, const st_vers *latest) {
-  st_db *db = g->db;
-  int rc = 0;
-  uint32_t *ids = calloc(t->n ? t->n : 1, sizeof *ids);
-  if (!ids) {
-    rc = strata_err(STRATA_ENOMEM, "commit");
-    goto out;
-  }
-  for (size_t i = 0; i < t->n && !rc; i++) {
-    top *o = &t->ops[i];
-    if (o->kind == OP_COND) rc = check_cond(g, t, o, latest);
-    else if (o->kind == OP_PUT_REF) rc = check_ref(db, t, o, &ids[i]);
-  }
-  if (rc) goto out;
-  if (t->fence) strata_err_clear();
-  if (t->fence && (rc = t->fence(t->fence_ctx))) {
-    t->res.rc = rc;
-    /* Keep the fence's own detail (which row, which holder). */
-    snprintf(t->res.message, sizeof t->res.message, "the transaction's fence refused it: %s",
-             strata_errmsg_for(rc));
-    goto out;
-  }
-  t->fence_passed = t->fence != NULL;
-  for (size_t i = 0; i < t->n && !rc; i++)
-    if (t->ops[i].kind != OP_COND) rc = g_add(g, &t->ops[i], ids[i]);
-  if (!rc) t->accepted = 1;
-out:
-  if (rc && !t->res.rc) {
-    t->res.rc = rc;
-    snprintf(t->res.message, sizeof t->res.message, "%s", strata_errmsg());
-  }
-  free(ids);
-}
+#include "storage/commit_int.h"
 
 /* --- the commit step --------------------------------------------------------- */
 
-static uint64_t now_ns(void) {
+uint64_t cm__now_ns(void) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
@@ -528,8 +34,10 @@ static void *syncer_main(void *arg) {
     while (db->s_state != SYNC_POSTED && db->s_state != SYNC_STOP) pthread_cond_wait(&db->scv, &db->smu);
     if (db->s_state == SYNC_STOP) break;
     bs_file *f = db->s_file;
+    int (*fn)(void *) = db->s_fn;
+    void *fn_arg = db->s_arg;
     pthread_mutex_unlock(&db->smu);
-    int rc = bs_fsync(f);
+    int rc = fn ? fn(fn_arg) : bs_fsync(f);
     char msg[sizeof db->s_msg] = "";
     if (rc) snprintf(msg, sizeof msg, "%s", strata_errmsg());
     pthread_mutex_lock(&db->smu);
@@ -549,6 +57,7 @@ static int sync_all(st_db *db, bs_file *data, int dir, bs_file *man) {
   char msg[3][400] = {"", "", ""};
   if (db->has_syncer) {
     pthread_mutex_lock(&db->smu);
+    db->s_fn = NULL;
     db->s_file = data;
     db->s_state = SYNC_POSTED;
     pthread_cond_broadcast(&db->scv);
@@ -569,6 +78,34 @@ static int sync_all(st_db *db, bs_file *data, int dir, bs_file *man) {
   for (int i = 0; i < 3; i++)
     if (rc[i]) return strata_err(rc[i], "%s", msg[i]);
   return 0;
+}
+
+void cm__job_post(st_db *db, int (*fn)(void *), void *arg) {
+  if (!db->has_syncer) { /* no helper: run it here */
+    int rc = fn(arg);
+    db->s_rc = rc;
+    snprintf(db->s_msg, sizeof db->s_msg, "%s", rc ? strata_errmsg() : "");
+    return;
+  }
+  pthread_mutex_lock(&db->smu);
+  db->s_fn = fn;
+  db->s_arg = arg;
+  db->s_state = SYNC_POSTED;
+  pthread_cond_broadcast(&db->scv);
+  pthread_mutex_unlock(&db->smu);
+}
+
+int cm__job_wait(st_db *db) {
+  int rc;
+  if (db->has_syncer) {
+    pthread_mutex_lock(&db->smu);
+    while (db->s_state != SYNC_DONE) pthread_cond_wait(&db->scv, &db->smu);
+    db->s_state = SYNC_IDLE;
+    db->s_fn = NULL;
+    pthread_mutex_unlock(&db->smu);
+  }
+  rc = db->s_rc;
+  return rc ? strata_err(rc, "%s", db->s_msg) : 0;
 }
 
 /* --- the preparer ----------------------------------------------------------- */
@@ -608,8 +145,7 @@ static int take_prepared(st_db *db, uint64_t gen, char *path, char *tmp, bs_file
 static int prep_make(st_db *db, uint64_t g, struct st_prepared *p) {
   memset(p, 0, sizeof *p);
   p->gen = g;
-  uint64_t rnd = now_ns() * 0x9e3779b97f4a7c15ull ^ (g << 17);
-  snprintf(p->path, sizeof p->path, ST_DATA_DIR "/%016llx%016llx", (unsigned long long)g, (unsigned long long)rnd);
+  df__path(p->path, g);
   /* Its own temp name: the committer may be creating "tmp.manifest.<g>"
    * itself right now when this preparation came too late. */
   snprintf(p->tmp, sizeof p->tmp, "tmp.p.manifest.%016llx", (unsigned long long)g);
@@ -628,7 +164,7 @@ static int prep_make(st_db *db, uint64_t g, struct st_prepared *p) {
 
 /* Removes the numbered manifests up to db->mf_obsolete (older ones were
  * removed before, or at open). */
-static void remove_manifests(st_db *db) {
+void cm__remove_manifests(st_db *db) {
   pthread_mutex_lock(&db->mu);
   uint64_t upto = db->mf_obsolete, from = db->mf_removed;
   db->mf_removed = upto;
@@ -650,7 +186,7 @@ static void *preparer(void *arg) {
     if (db->closing) break;
     if (db->mf_obsolete != db->mf_removed) {
       pthread_mutex_unlock(&db->mu);
-      remove_manifests(db);
+      cm__remove_manifests(db);
       pthread_mutex_lock(&db->mu);
       continue;
     }
@@ -673,21 +209,12 @@ static void *preparer(void *arg) {
   memset(&db->prep, 0, sizeof db->prep);
   pthread_mutex_unlock(&db->mu);
   if (left.ready) prep_discard(db, &left);
-  remove_manifests(db);
+  cm__remove_manifests(db);
   return NULL;
-}
-
-static int cmp_change(const void *a, const void *b) {
-  const gchange *x = a, *y = b;
-  return ocdbt_slice_cmp((ocdbt_slice){x->key, x->klen}, (ocdbt_slice){y->key, y->klen});
 }
 
 /* Writes the group's values and tree into one data file and publishes the
  * manifest. On success, nv and nms are the new latest version and manifest. */
-/* What one commit adds to the statistics in st_db. */
-typedef struct gstats {
-  uint64_t bytes_written, ns_build, ns_sync, ns_publish;
-} gstats;
 
 static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, st_mstate *nms,
                        gstats *st) {
@@ -696,14 +223,12 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
   w.db = db;
   st_mut *muts = NULL;
   strata_buf man = STRATA_BUF_INIT;
-  char path[64], mpath[64], tmp[64];
+  char path[ST_DATA_PATH_MAX], mpath[64], tmp[64];
   int rc, published = 0, have_ms = 0, have_tmp = 0;
   bs_file *mf = NULL;
   uint64_t gen = latest->generation + 1;
-  uint64_t t_start = now_ns();
-  uint64_t rnd = t_start * 0x9e3779b97f4a7c15ull ^ (uint64_t)(uintptr_t)&w;
-  snprintf(path, sizeof path, ST_DATA_DIR "/%016llx%016llx", (unsigned long long)gen,
-           (unsigned long long)rnd);
+  uint64_t t_start = cm__now_ns();
+  df__path(path, gen);
   if (db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED) {
     snprintf(mpath, sizeof mpath, "manifest.%016llx", (unsigned long long)gen);
     snprintf(tmp, sizeof tmp, "tmp.manifest.%016llx", (unsigned long long)gen);
@@ -720,9 +245,8 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
   } else if ((rc = bs_create(db->base, path, &w.f))) {
     goto fail;
   }
-  if ((rc = ft__intern(db, path, strlen(path), 2, &w.file_id))) goto fail;
-  if ((rc = wr__append(&w, ST_DATA_MAGIC, ST_DATA_MAGIC_LEN, NULL))) goto fail;
-  if (g->n) qsort(g->ch, g->n, sizeof *g->ch, cmp_change);
+  if ((rc = df__begin(db, &w, path))) goto fail;
+  if (g->n) qsort(g->ch, g->n, sizeof *g->ch, cm__cmp_change);
   muts = calloc(g->n ? g->n : 1, sizeof *muts);
   if (!muts) {
     rc = strata_err(STRATA_ENOMEM, "commit");
@@ -743,16 +267,12 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
       m->value = o->val;
       m->vlen = o->vlen;
     } else {
-      uint8_t t[4];
-      ocdbt_store_le(t, ocdbt_crc32c(0, o->val, o->vlen), 4);
-      uint64_t off;
-      if ((rc = wr__append(&w, o->val, o->vlen, &off)) || (rc = wr__append(&w, t, 4, NULL))) goto fail;
+      if ((rc = wr__append_value(&w, o->val, o->vlen, &m->ref))) goto fail;
       m->kind = MUT_INDIRECT;
-      m->ref = (st_ref){w.file_id, off, o->vlen};
     }
   }
   nv->generation = gen;
-  nv->commit_time = now_ns();
+  nv->commit_time = cm__now_ns();
   if (nv->commit_time <= latest->commit_time) nv->commit_time = latest->commit_time + 1;
   if ((rc = bt__apply(db, &w, &latest->root, muts, g->n, &nv->root))) goto fail;
   if ((rc = vt__add(db, &w, &db->ms, nv, nms))) goto fail;
@@ -769,9 +289,9 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
     if (rc) goto fail;
     have_tmp = 1;
   }
-  uint64_t t_sync = now_ns();
+  uint64_t t_sync = cm__now_ns();
   if ((rc = bs_append(mf, man.p, man.len)) || (rc = sync_all(db, w.f, !prepared, mf))) goto fail;
-  uint64_t t_publish = now_ns();
+  uint64_t t_publish = cm__now_ns();
   bs_close(w.f);
   w.f = NULL;
   bs_close(mf);
@@ -804,7 +324,7 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
   st->bytes_written = w.off + man.len;
   st->ns_build = t_sync - t_start;
   st->ns_sync = t_publish - t_sync;
-  st->ns_publish = now_ns() - t_publish;
+  st->ns_publish = cm__now_ns() - t_publish;
   strata_buf_free(&man);
   strata_buf_free(&w.buf);
   free(muts);
@@ -837,24 +357,28 @@ static void commit_group(st_db *db, st_txn *list) {
   pthread_mutex_lock(&db->mu);
   latest = db->latest;
   int broken = db->broken;
+  char broken_msg[sizeof db->broken_msg];
+  memcpy(broken_msg, db->broken_msg, sizeof broken_msg);
   pthread_mutex_unlock(&db->mu);
   size_t accepted = 0;
   for (st_txn *t = list; t; t = t->next) {
     if (broken) {
       t->res.rc = broken;
-      snprintf(t->res.message, sizeof t->res.message,
-               "%s: an earlier commit failed in a way that left the manifest unknown; reopen the database",
-               db->path);
+      if (broken_msg[0]) snprintf(t->res.message, sizeof t->res.message, "%s", broken_msg);
+      else
+        snprintf(t->res.message, sizeof t->res.message,
+                 "%s: an earlier commit failed in a way that left the manifest unknown; reopen the database",
+                 db->path);
       continue;
     }
-    validate(&g, t, &latest);
+    cm__validate(&g, t, &latest);
     accepted += t->accepted;
   }
   if (accepted) {
     st_vers nv;
     st_mstate nms;
     gstats st = {0, 0, 0, 0};
-    int rc = write_group(db, &g, &latest, &nv, &nms, &st);
+    int rc = db->log ? lc__group(db, &g, &latest, &nv, &nms, &st) : write_group(db, &g, &latest, &nv, &nms, &st);
     if (!rc) {
       pthread_mutex_lock(&db->mu);
       mstate__free(&db->ms);
@@ -878,17 +402,17 @@ static void commit_group(st_db *db, st_txn *list) {
         t->res.commit_time = nv.commit_time;
       }
     }
-    if (!rc && db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED && nv.generation > ST_MANIFESTS_KEPT) {
+    if (!rc && !db->log && db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED && nv.generation > ST_MANIFESTS_KEPT) {
       /* Keep the last ST_MANIFESTS_KEPT for readers that listed them a while
        * ago; older ones go, off the commit path (the preparer) when there is one. */
       pthread_mutex_lock(&db->mu);
       db->mf_obsolete = nv.generation - ST_MANIFESTS_KEPT;
       if (db->has_preparer) pthread_cond_signal(&db->prep_cv);
       pthread_mutex_unlock(&db->mu);
-      if (!db->has_preparer) remove_manifests(db);
+      if (!db->has_preparer) cm__remove_manifests(db);
     }
   }
-  g_free(&g);
+  cm__group_free(&g);
   /* The group is decided and, if committed, visible (db->latest): fences
    * may let go of their rows. All before any completion, which may release
    * rows a later member's fence still holds. */
@@ -905,22 +429,47 @@ static void commit_group(st_db *db, st_txn *list) {
  * back before it starts a group smaller than the previous one. Without it,
  * N blocking committers split into two alternating half-size groups. */
 #define LINGER_NS 300000
+/* Commit log mode: a batch's data file takes no more commits past this size. */
+#define BATCH_MAX_BYTES (64u << 20)
+
+static struct timespec ts_of(uint64_t ns) {
+  struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
+  return ts;
+}
+
+/* Commit log mode, with db->mu held: waits while the unpublished backlog is
+ * over its bound (backpressure), after handing the open batch over so that
+ * the publisher can make progress. */
+static void hold_back(st_db *db) {
+  if (!db->log || db->backlog <= db->max_backlog) return;
+  pthread_mutex_unlock(&db->mu);
+  lc__batch_close(db);
+  pthread_mutex_lock(&db->mu);
+  while (db->backlog > db->max_backlog && !db->pub_err && !db->closing) pthread_cond_wait(&db->cv, &db->mu);
+}
 
 static void *committer(void *arg) {
   st_db *db = arg;
   size_t last = 0;
   pthread_mutex_lock(&db->mu);
   for (;;) {
-    while (!db->q_head && !db->closing) pthread_cond_wait(&db->cv, &db->mu);
-    if (!db->q_head) break;
-    if (last > 1 && db->q_len < last && !db->closing) {
-      struct timespec until;
-      clock_gettime(CLOCK_REALTIME, &until);
-      until.tv_nsec += LINGER_NS;
-      if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
+    while (!db->q_head && !db->closing) {
+      uint64_t due = lc__batch_due(db);
+      if (!due) {
+        pthread_cond_wait(&db->cv, &db->mu);
+        continue;
       }
+      /* An open batch closes on time even when no commit comes. */
+      struct timespec until = ts_of(due);
+      if (cm__now_ns() < due && pthread_cond_timedwait(&db->cv, &db->mu, &until) == 0) continue;
+      pthread_mutex_unlock(&db->mu);
+      lc__batch_close(db);
+      pthread_mutex_lock(&db->mu);
+    }
+    if (!db->q_head) break;
+    hold_back(db);
+    if (last > 1 && db->q_len < last && !db->closing) {
+      struct timespec until = ts_of(cm__now_ns() + LINGER_NS);
       while (db->q_len < last && !db->closing)
         if (pthread_cond_timedwait(&db->cv, &db->mu, &until)) break;
     }
@@ -930,9 +479,12 @@ static void *committer(void *arg) {
     db->q_len = 0;
     pthread_mutex_unlock(&db->mu);
     commit_group(db, list);
+    uint64_t due = lc__batch_due(db);
+    if (due && (cm__now_ns() >= due || db->batch->w.off >= BATCH_MAX_BYTES)) lc__batch_close(db);
     pthread_mutex_lock(&db->mu);
   }
   pthread_mutex_unlock(&db->mu);
+  lc__batch_close(db); /* the publisher (stopped after this thread) publishes it */
   return NULL;
 }
 
@@ -955,6 +507,10 @@ int cm__start(st_db *db) {
     return strata_err(STRATA_EINTERNAL, "cannot start the committer thread");
   }
   db->has_committer = 1;
+  if (db->log && pb__start(db)) {
+    cm__stop(db);
+    return strata_err(STRATA_EINTERNAL, "cannot start the publisher thread");
+  }
   if (db->prepare) {
     if (pthread_create(&db->preparer, NULL, preparer, db) == 0) {
       db->has_preparer = 1;
@@ -977,6 +533,7 @@ void cm__stop(st_db *db) {
   pthread_mutex_unlock(&db->mu);
   if (db->has_committer) pthread_join(db->committer, NULL);
   db->has_committer = 0;
+  pb__stop(db);
   if (db->has_preparer) pthread_join(db->preparer, NULL);
   db->has_preparer = 0;
   syncer_stop(db);

@@ -24,20 +24,10 @@ static int is_hex(const char *s, size_t n) {
   return 1;
 }
 
-int st__is_data_file_name(const char *name) {
-  return strlen(name) == 32 && is_hex(name, 32);
-}
-
 static uint64_t parse_hex(const char *s, size_t n) {
   uint64_t v = 0;
   for (size_t i = 0; i < n; i++) v = v * 16 + (uint64_t)(s[i] <= '9' ? s[i] - '0' : s[i] - 'a' + 10);
   return v;
-}
-
-int st__data_file_generation(const char *name, uint64_t *gen) {
-  if (!st__is_data_file_name(name)) return 0;
-  *gen = parse_hex(name, 16);
-  return 1;
 }
 
 /* The config a new database gets from the options. */
@@ -269,7 +259,8 @@ static int cleanup(st_db *db) {
 /* opt->min_generation: the caller knows that generation was acknowledged. */
 static int check_min_generation(st_db *db, uint64_t min) {
   uint64_t L = db->latest.generation;
-  if (min <= L) return 0;
+  /* A read-only open does not replay the log; what it holds is not lost. */
+  if (min <= L || min <= db->log_last) return 0;
   if (db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED)
     return strata_err(STRATA_ECORRUPT,
                       "%s: generation %llu was acknowledged but the newest manifest is "
@@ -300,6 +291,8 @@ static void db_free(st_db *db) {
   pthread_cond_destroy(&db->prep_cv);
   pthread_mutex_destroy(&db->smu);
   pthread_cond_destroy(&db->scv);
+  pthread_cond_destroy(&db->pub_cv);
+  rc__close_log(db);
   bs_destroy(db->own_base);
   free(db->path);
   free(db);
@@ -319,6 +312,7 @@ int st_open(const char *path, const st_options *opt, st_db **out) {
   pthread_cond_init(&db->prep_cv, NULL);
   pthread_mutex_init(&db->smu, NULL);
   pthread_cond_init(&db->scv, NULL);
+  pthread_cond_init(&db->pub_cv, NULL);
   ft__init(&db->ft, opt->max_open_files ? opt->max_open_files : default_max_open());
   db->read_only = opt->read_only;
   ocdbt_manifest cm;
@@ -346,8 +340,10 @@ int st_open(const char *path, const st_options *opt, st_db **out) {
   db->cfg = cm.config;
   if (db->cfg.max_inline_value_bytes > OCDBT_MAX_INLINE_VALUE) db->cfg.max_inline_value_bytes = OCDBT_MAX_INLINE_VALUE;
   if (db->cfg.max_decoded_node_bytes < 1024) db->cfg.max_decoded_node_bytes = 1024;
-  if ((rc = load_state(db, &cm)) || (rc = check_min_generation(db, opt->min_generation))) goto fail;
-  db->prepare = !opt->no_prepare && db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED;
+  if ((rc = load_state(db, &cm)) || (rc = rc__open_log(db, opt)) ||
+      (rc = check_min_generation(db, opt->min_generation)) || (rc = rc__start_log(db, opt)))
+    goto fail;
+  db->prepare = !opt->no_prepare && db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED && !db->log;
   if (!db->read_only && ((rc = cleanup(db)) || (rc = cm__start(db)))) goto fail;
   ocdbt_manifest_free(&cm);
   *out = db;
@@ -483,6 +479,10 @@ void st_get_stats(st_db *db, st_stats *out) {
   out->ns_build = db->ns_build;
   out->ns_sync = db->ns_sync;
   out->ns_publish = db->ns_publish;
+  out->committed_generation = db->latest.generation;
+  out->published_generation = db->log ? db->published : db->latest.generation;
+  out->publish_batches = db->batches;
+  out->unpublished_bytes = db->backlog;
   pthread_mutex_unlock(&db->mu);
   pthread_mutex_lock(&db->ft.mu);
   out->open_files = db->ft.nopen;

@@ -10,11 +10,13 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "storage/clog.h"
 #include "storage/ocdbt.h"
 #include "storage/store.h"
 
 #define ST_NOFILE UINT32_MAX
 #define ST_DATA_DIR "d"
+#define ST_DATA_PATH_MAX 64   /* "d/" + 32 hex digits, with room to spare */
 #define ST_MANIFEST "manifest.ocdbt"
 /* Numbered manifests kept behind the latest, as tensorstore does
  * (kNumNumberedManifestsToKeep): a reader that listed the directory a while
@@ -117,6 +119,13 @@ typedef struct nc_cache {
   uint64_t hits, misses;
 } nc_cache;
 
+/* Commit log mode: a batch of consecutive generations whose nodes and values
+ * go into one data file, published with one manifest (commit_int.h). */
+struct st_batch;
+struct clog_writer;
+/* Publication lags kept for st_publish_lags. */
+#define ST_LAG_RING 1024
+
 struct st_db {
   bs_store *base;
   bs_store *own_base;  /* base created by st_open, destroyed by st_close */
@@ -152,7 +161,7 @@ struct st_db {
   struct st_prepared {
     int ready;
     uint64_t gen;
-    char path[64], tmp[64];
+    char path[ST_DATA_PATH_MAX], tmp[64];
     bs_file *df, *tf;
   } prep;
   uint64_t prep_hits;
@@ -166,8 +175,32 @@ struct st_db {
   pthread_cond_t scv;
   enum { SYNC_IDLE, SYNC_POSTED, SYNC_DONE, SYNC_STOP } s_state;
   bs_file *s_file;        /* the job: fsync this file */
+  int (*s_fn)(void *);    /* ... or, when set, run s_fn(s_arg) (cm__job_post) */
+  void *s_arg;
   int s_rc;
   char s_msg[400];
+  char broken_msg[400];   /* why commits refuse, when not the default reason */
+
+  /* Commit log mode (logcommit.c, publish.c, recover.c); log == NULL: off. */
+  struct clog_writer *log;
+  bs_store *log_base, *own_log_base;
+  uint64_t publish_ns, max_backlog;
+  uint32_t log_value_max;
+  uint64_t log_segment_bytes;
+  uint64_t log_last;          /* read-only opens: the newest generation in the log */
+  struct clog_contents log_found; /* what open read, until the writer adopts its segments */
+  struct st_batch *batch;     /* being filled: the committer's only (and open's) */
+  /* Guarded by mu: the publication queue and its state. */
+  struct st_batch *pq_head, *pq_tail;
+  uint64_t backlog;           /* bytes of batches not yet published (the open one too) */
+  uint64_t published;         /* newest generation whose manifest is durable */
+  uint64_t batches;
+  int pub_err, pub_stop;
+  pthread_t publisher;
+  int has_publisher;
+  pthread_cond_t pub_cv;
+  uint64_t lags[ST_LAG_RING]; /* publication lag per batch, ns */
+  uint64_t nlags;
 };
 
 struct st_snap {
@@ -240,6 +273,9 @@ typedef struct st_writer {
   strata_buf buf;
 } st_writer;
 int wr__append(st_writer *w, const void *p, size_t n, uint64_t *offset);
+/* An out-of-line value: its bytes, then their CRC-32C (4 bytes, little
+ * endian); *ref names the bytes only (docs/format.md, data file layout). */
+int wr__append_value(st_writer *w, const void *p, size_t n, st_ref *ref);
 int wr__flush(st_writer *w);
 
 /* Applies muts to root, writing new nodes through w; *out is the new root. */
@@ -262,16 +298,32 @@ int vt__load_manifest(st_db *db, const ocdbt_manifest *m, st_mstate *out);
 int mstate__copy(const st_mstate *src, size_t cap, st_mstate *dst);
 void mstate__free(st_mstate *ms);
 
-/* db.c: 1 when name (a file name inside d/) has the form of Strata's own
- * data files, "<16 hex generation><16 hex random>" (lower case): open's
+/* datafile.c: 1 when name (a file name inside d/) has the form of Strata's
+ * own data files, "<16 hex generation><16 hex random>" (lower case): open's
  * cleanup removes such a file when its generation never committed, so
  * st_txn_put_ref refuses these names. */
 int st__is_data_file_name(const char *name);
 /* The same, and *gen = the generation its name carries. */
 int st__data_file_generation(const char *name, uint64_t *gen);
+/* A new data file's path for generation gen: "d/" + that name form. */
+void df__path(char out[ST_DATA_PATH_MAX], uint64_t gen);
+/* Starts a data file created at path: interns it into w->file_id and writes
+ * the header (ST_DATA_MAGIC). */
+int df__begin(st_db *db, st_writer *w, const char *path);
 
 /* commit.c */
 int cm__start(st_db *db);
 void cm__stop(st_db *db);
+/* Removes the numbered manifests up to db->mf_obsolete. */
+void cm__remove_manifests(st_db *db);
+
+/* recover.c: opens the commit log (opt->log_dir) and replays what it holds
+ * past the latest manifest, then publishes it. Read-only: only reads it
+ * (db->log_last). */
+int rc__open_log(st_db *db, const st_options *opt);
+/* Then (after the min_generation check): with opt->commit_log leaves db->log
+ * open for the committer; trims segments that hold only published records. */
+int rc__start_log(st_db *db, const st_options *opt);
+void rc__close_log(st_db *db);
 
 #endif

@@ -52,6 +52,27 @@ typedef struct st_options {
    * open fails with STRATA_ECORRUPT naming the missing manifest instead of
    * opening the database rolled back. 0 = no check. */
   uint64_t min_generation;
+  /* Commit log mode (issue 10; storage/README.md "Commit log mode"): a group
+   * is durable once its record is appended to the commit log and synced
+   * (one fsync); a publisher thread writes the OCDBT files (one data file and
+   * one numbered manifest per batch of generations) shortly after. Needs the
+   * numbered manifest kind. Whatever this option says, open replays a log
+   * it finds before serving. */
+  int commit_log;
+  /* Where the log lives: NULL = "log/" in the database's base store; else
+   * "log/" under this directory (the server's local disk). Give the same
+   * directory at every open. */
+  const char *log_dir;
+  /* A batch closes this long after its first commit; 0 = 10 ms. */
+  uint32_t publish_interval_ms;
+  /* Backpressure: commits wait while more than this is unpublished; 0 = 64 MiB. */
+  uint64_t max_unpublished_bytes;
+  /* Values above this many bytes are logged as a reference to their data
+   * file, which is synced first; smaller ones travel in the log. 0 = 64 KiB. */
+  uint32_t log_value_max;
+  /* A log segment takes new batches until it holds this many bytes; it is
+   * removed once all of them are published. 0 = 4 MiB. */
+  uint64_t log_segment_bytes;
 } st_options;
 
 /* Opens (or with opt->create, creates) the database in `path`. *out is owned
@@ -213,6 +234,9 @@ typedef struct st_result {
   uint64_t generation;     /* with rc == 0 */
   uint64_t commit_time;
   int failed_condition;    /* enum st_cond_kind, with STRATA_ECONDITION */
+  /* with STRATA_ECONDITION: which condition, 0-based, in the order the
+   * st_txn_require_* calls added them */
+  size_t failed_condition_index;
   const uint8_t *failed_key; /* the condition's key; valid as long as the result */
   size_t failed_key_len;
   char message[512];
@@ -237,14 +261,25 @@ typedef struct st_stats {
   uint64_t commits, groups, cache_hits, cache_misses, cache_bytes, bytes_written;
   uint64_t prepared_hits;  /* commits that used pre-created files */
   /* nanoseconds spent by the committer: building and writing the data file
-   * and temp manifest; their fsyncs; rename + directory fsync */
+   * and temp manifest; their fsyncs; rename + directory fsync. Commit log
+   * mode: preparing the group's record; the log sync and the tree build,
+   * which overlap; 0 */
   uint64_t ns_build, ns_sync, ns_publish;
   /* data files open for reading now, and opens/closes of them so far */
   uint64_t open_files, file_opens, file_closes;
   /* non-empty data files named for a generation newer than the latest that
    * open found and left in place (a commit killed before its rename) */
   uint64_t stray_data_files;
+  /* Commit log mode: the newest acknowledged generation (visible to this
+   * handle's readers), the newest published one (what an OCDBT reader of
+   * the files sees), batches published, bytes not yet published. Without
+   * the log both generations are the latest. */
+  uint64_t committed_generation, published_generation, publish_batches, unpublished_bytes;
 } st_stats;
 void st_get_stats(st_db *db, st_stats *out);
+/* Commit log mode: the publication lag of the most recent batches (up to
+ * cap, oldest first), in ns: from the first commit of a batch to its
+ * manifest being durable. Returns how many were written. */
+size_t st_publish_lags(st_db *db, uint64_t *out, size_t cap);
 
 #endif

@@ -284,6 +284,8 @@ def test_health_stats(data_dir):
           re.search(r"^commits: +\d+ in \d+ groups \(\d+\.\d per group\)$", r.text, re.M) and
           re.search(r"^node cache: +\d+ hits, \d+ misses, \d+ bytes$", r.text, re.M) and
           re.search(r"^commit phases: +build \d+ us, fsyncs \d+ us, rename\+dir fsync \d+ us per group$",
+                    r.text, re.M) and
+          re.search(r"^generations: +v\d+ committed, v\d+ published \(0 behind; last batch 0\.0 ms\)$",
                     r.text, re.M), "stats table", r)
     d = ctl("stats", "--json").json()  # global option after the command
     check(d and d["data_dir"] == data_dir and d["max_message_bytes"] == 64 << 20 and
@@ -291,8 +293,11 @@ def test_health_stats(data_dir):
           set(d) == {"addr", "server_version", "uptime_ms", "latest", "calls_total", "calls_active",
                      "calls_failed", "max_message_bytes", "data_dir", "locks_held", "store"} and
           set(d["store"]) == {"commits", "commit_groups", "bytes_written", "cache_hits",
-                              "cache_misses", "cache_bytes", "build_ns", "sync_ns", "publish_ns"} and
-          d["store"]["commit_groups"] <= d["store"]["commits"],
+                              "cache_misses", "cache_bytes", "build_ns", "sync_ns", "publish_ns",
+                              "committed_generation", "published_generation", "last_publish_lag_us"} and
+          d["store"]["commit_groups"] <= d["store"]["commits"] and
+          d["store"]["published_generation"] == d["store"]["committed_generation"] ==
+          (d["latest"]["generation"] if d["latest"] else 0),
           "stats --json fields", d)
 
 

@@ -495,7 +495,19 @@ static void test_conditions_and_fence(void **state) {
   assert_int_equal(st_txn_require_unchanged(t, "a", 1, 2), 0);
   assert_int_equal(st_txn_commit(t, &r), STRATA_ECONDITION);
   assert_int_equal(r.failed_condition, ST_COND_UNCHANGED_SINCE);
+  assert_int_equal(r.failed_condition_index, 0);
   assert_non_null(strstr(r.message, "'unchanged since generation 2'"));
+  st_result_free(&r);
+  /* the result names which condition failed, also among conditions of the
+   * same kind on the same key: since 3 holds, since 2 does not */
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put(t, "q", 1, "1", 1), 0);
+  assert_int_equal(st_txn_require_absent(t, "never", 5), 0);
+  assert_int_equal(st_txn_require_unchanged(t, "a", 1, 3), 0);
+  assert_int_equal(st_txn_require_unchanged(t, "a", 1, 2), 0);
+  assert_int_equal(st_txn_require_absent(t, "b", 1), 0);
+  assert_int_equal(st_txn_commit(t, &r), STRATA_ECONDITION);
+  assert_int_equal(r.failed_condition_index, 2);
   st_result_free(&r);
   /* hash */
   uint8_t h[ST_HASH_BYTES];

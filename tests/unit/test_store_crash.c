@@ -5,8 +5,11 @@
  * interrupted commit's data file past the latest generation, reported),
  * that every acknowledged transaction is there, and that no transaction is
  * partly visible (each one writes a/ID, b/ID and big/ID or nothing).
+ * The same again with the child in commit log mode (issue 10): the kill lands
+ * during log appends and during the publisher's batches (10 ms apart), and
+ * the parent's open, without the option, replays the log.
  * STRATA_SEED picks the seed (printed on failure); STRATA_CRASH_KILLS the
- * number of kills (default 200). */
+ * number of kills per mode (default 200). */
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -23,6 +26,7 @@
 
 static uint64_t seed, rng;
 static char dir[256];
+static int log_mode; /* children commit through the commit log */
 
 static uint64_t rnd(void) {
   rng ^= rng >> 12;
@@ -69,6 +73,7 @@ static void child(uint64_t first_id, uint64_t cseed) {
   memset(&o, 0, sizeof o);
   o.create = 1;
   o.config.max_decoded_node_bytes = 4096;
+  o.commit_log = log_mode;
   st_db *db;
   if (st_open(dir, &o, &db)) {
     fprintf(stderr, "child: open: %s\n", strata_errmsg());
@@ -228,17 +233,14 @@ static uint64_t verify(uint64_t next_id, uint64_t cycle) {
   return top;
 }
 
-int main(void) {
-  const char *s = getenv("STRATA_SEED");
-  seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
-  rng = seed * 0x2545F4914F6CDD1Dull + 3;
-  const char *k = getenv("STRATA_CRASH_KILLS");
-  int kills = k ? atoi(k) : 200;
+static int run(int kills) {
   snprintf(dir, sizeof dir, "/tmp/strata-crash-%d", (int)getpid());
   char cmd[600];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   if (system(cmd)) return 1;
-  fprintf(stderr, "crash test: STRATA_SEED=%llu, %d kills, %s\n", (unsigned long long)seed, kills, dir);
+  any_acked = 0;
+  fprintf(stderr, "crash test: STRATA_SEED=%llu, %d kills, %s%s\n", (unsigned long long)seed, kills, dir,
+          log_mode ? ", commit log mode" : "");
   /* Ids stay dense: each child starts after the largest id the database
    * holds, so the arrays stay small. */
   uint64_t per_cycle = 100000, next_first = 0;
@@ -288,4 +290,15 @@ int main(void) {
   if (system(cmd)) return 1;
   free(acked);
   return 0;
+}
+
+int main(void) {
+  const char *s = getenv("STRATA_SEED");
+  seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
+  rng = seed * 0x2545F4914F6CDD1Dull + 3;
+  const char *k = getenv("STRATA_CRASH_KILLS");
+  int kills = k ? atoi(k) : 200;
+  if (run(kills)) return 1;
+  log_mode = 1;
+  return run(kills);
 }

@@ -6,7 +6,8 @@
  * and is deleted at the end unless STRATA_BENCH_KEEP is set.
  * STRATA_BENCH_SCALE (default 1.0) scales the sizes for a quick run;
  * STRATA_BENCH_NODE_BYTES / STRATA_BENCH_MAX_INLINE / STRATA_BENCH_ZSTD (a level or
- * "none") override max_decoded_node_bytes / max_inline_value_bytes / compression. STRATA_BENCH_ONLY=commit|fs|commit1|commit16|get|oldgen|writeamp|bulk runs one.
+ * "none") override max_decoded_node_bytes / max_inline_value_bytes / compression. STRATA_BENCH_ONLY=commit|fs|floor|log|commit1|commit16|smallcommit|get|oldgen|writeamp|bulk
+ * runs one (commit = fs, floor, log, commit1, commit16).
  */
 #include <fcntl.h>
 #include <pthread.h>
@@ -20,6 +21,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "storage/clog.h"
 #include "storage/store.h"
 
 static char root[512];
@@ -52,6 +54,8 @@ static uint64_t du(const char *p) {
   return v;
 }
 
+static int log_mode; /* open in commit log mode (issue 10) */
+
 static st_db *sopen(const char *name, size_t cache) {
   char p[1024];
   snprintf(p, sizeof p, "%s/%s", root, name);
@@ -60,6 +64,7 @@ static st_db *sopen(const char *name, size_t cache) {
   memset(&o, 0, sizeof o);
   o.create = 1;
   o.cache_bytes = cache;
+  o.commit_log = log_mode;
   const char *nb = getenv("STRATA_BENCH_NODE_BYTES"); /* to compare node sizes */
   if (nb) o.config.max_decoded_node_bytes = (uint32_t)atoi(nb);
   const char *zc = getenv("STRATA_BENCH_ZSTD"); /* "none" or a zstd level */
@@ -124,6 +129,133 @@ static void bench_fs(void) {
   rm_rf(d);
 }
 
+/* --- the physical floor and the commit log ------------------------------------------ */
+
+/* What one durable small write costs on this disk: 4 KiB appended to a file
+ * and fdatasync, and 4 KiB overwritten in a preallocated file and fdatasync
+ * (no size change, so no inode write). A commit log can at best reach these. */
+static void bench_floor(int n) {
+  char p[1100];
+  char buf[4096];
+  memset(buf, 'f', sizeof buf);
+  snprintf(p, sizeof p, "%s/floor-append", root);
+  int fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) die("create", p);
+  double t0 = now();
+  for (int i = 0; i < n; i++)
+    if (write(fd, buf, sizeof buf) != (ssize_t)sizeof buf || fdatasync(fd)) die("append+fdatasync", p);
+  double append = (now() - t0) / n;
+  close(fd);
+  snprintf(p, sizeof p, "%s/floor-overwrite", root);
+  fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
+  if (fd < 0) die("create", p);
+  for (int i = 0; i < n; i++)
+    if (write(fd, buf, sizeof buf) != (ssize_t)sizeof buf) die("preallocate", p);
+  if (fsync(fd)) die("fsync", p);
+  t0 = now();
+  for (int i = 0; i < n; i++)
+    if (pwrite(fd, buf, sizeof buf, (off_t)i * 4096) != (ssize_t)sizeof buf || fdatasync(fd))
+      die("overwrite+fdatasync", p);
+  double over = (now() - t0) / n;
+  close(fd);
+  printf("BENCH floor_append4k_fdatasync %.0f us\n", append * 1e6);
+  printf("BENCH floor_overwrite4k_fdatasync %.0f us vs append %.2f\n", over * 1e6, over / append);
+}
+
+/* The commit log's cost for one group of 3 puts (16-byte keys, 256-byte
+ * values, as the etcd comparison uses): encode, append, sync, one group per
+ * sync; against RocksDB writing the same 3 puts in one sync WriteBatch (the
+ * other place the log could live, the lock table's RocksDB). */
+static void bench_log(int n) {
+  char p[1100], keys[3][17], val[256], *err = NULL;
+  memset(val, 'l', sizeof val);
+  snprintf(p, sizeof p, "%s/log-strata", root);
+  bs_store *s;
+  clog_writer *w;
+  if (bs_file_open(p, &s) || clog_writer_open(s, CLOG_DIR, 1, NULL, 0, &w)) die("clog", strata_errmsg());
+  strata_buf b = STRATA_BUF_INIT;
+  double t0 = now();
+  for (int i = 0; i < n; i++) {
+    clog_op ops[3];
+    for (int j = 0; j < 3; j++) {
+      snprintf(keys[j], sizeof keys[j], "%016llx", (unsigned long long)((uint64_t)(i * 3 + j) * 0x9e3779b97f4a7c15ull));
+      ops[j] = (clog_op){CLOG_OP_VALUE, (const uint8_t *)keys[j], 16, (const uint8_t *)val, sizeof val, NULL, 0, 0, 0};
+    }
+    int unknown;
+    b.len = 0;
+    if (clog_encode_ops(&b, ops, 3) || clog_append(w, CLOG_GROUP, (uint64_t)i + 1, (uint64_t)i + 1, b.p, b.len) ||
+        clog_sync(w, &unknown))
+      die("clog", strata_errmsg());
+  }
+  double tl = (now() - t0) / n;
+  clog_stats cs;
+  clog_writer_stats(w, &cs);
+  clog_writer_close(w);
+  bs_destroy(s);
+  strata_buf_free(&b);
+  rocksdb_options_t *o;
+  rocksdb_t *r = ropen("log-rocks", 8 << 20, &o);
+  rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+  rocksdb_writeoptions_set_sync(wo, 1);
+  t0 = now();
+  for (int i = 0; i < n; i++) {
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    for (int j = 0; j < 3; j++) {
+      snprintf(keys[j], sizeof keys[j], "%016llx", (unsigned long long)((uint64_t)(i * 3 + j) * 0x9e3779b97f4a7c15ull));
+      rocksdb_writebatch_put(wb, keys[j], 16, val, sizeof val);
+    }
+    rocksdb_write(r, wo, wb, &err);
+    rocksdb_writebatch_destroy(wb);
+    if (err) die("rocksdb_write", err);
+  }
+  double tr = (now() - t0) / n;
+  rocksdb_writeoptions_destroy(wo);
+  rocksdb_close(r);
+  rocksdb_options_destroy(o);
+  printf("BENCH clog_group_sync %.0f us vs rocksdb_sync_batch %.2f\n", tl * 1e6, tr / tl);
+  fprintf(stderr, "  (clog: %llu bytes per group record; rocksdb sync WriteBatch of the same 3 puts %.0f us)\n",
+          (unsigned long long)(cs.bytes_written / (uint64_t)n), tr * 1e6);
+}
+
+/* Bytes a small commit writes into a large store: 3 puts of hash-spread
+ * 16-byte keys with 256-byte values into a store of nkeys such keys. */
+static void bench_small_commit_bytes(uint64_t nkeys, int commits, int log) {
+  char k[17], val[256];
+  memset(val, 's', sizeof val);
+  log_mode = log;
+  st_db *s = sopen(log ? "smallc-strata-log" : "smallc-strata", 256 << 20);
+  log_mode = 0;
+  for (uint64_t i = 0; i < nkeys;) {
+    st_txn *t;
+    st_result r;
+    st_txn_begin(s, &t);
+    for (int j = 0; j < 10000 && i < nkeys; j++, i++) {
+      snprintf(k, sizeof k, "%016llx", (unsigned long long)(i * 0x9e3779b97f4a7c15ull));
+      st_txn_put(t, k, 16, val, sizeof val);
+    }
+    if (st_txn_commit(t, &r)) die("commit", r.message);
+  }
+  st_stats a, b;
+  st_get_stats(s, &a);
+  for (int c = 0; c < commits; c++) {
+    st_txn *t;
+    st_result r;
+    st_txn_begin(s, &t);
+    for (uint64_t j = 0; j < 3; j++) {
+      uint64_t i = nkeys + (uint64_t)c * 3 + j;
+      snprintf(k, sizeof k, "%016llx", (unsigned long long)(i * 0x9e3779b97f4a7c15ull));
+      st_txn_put(t, k, 16, val, sizeof val);
+    }
+    if (st_txn_commit(t, &r)) die("commit", r.message);
+  }
+  st_get_stats(s, &b);
+  st_close(s);
+  double per = (double)(b.bytes_written - a.bytes_written) / commits;
+  printf("BENCH bytes_written_per_small_commit%s %.0f bytes vs target_24KiB %.2f\n", log ? "_log" : "", per,
+         per / 24576.0);
+  fprintf(stderr, "  (3 puts of 16+256 bytes into %llu keys, %d commits)\n", (unsigned long long)nkeys, commits);
+}
+
 /* --- durable commit throughput ---------------------------------------------------- */
 
 typedef struct cargs {
@@ -172,22 +304,34 @@ static double run_threads(void *(*fn)(void *), cargs *base, int threads) {
   return now() - t0;
 }
 
-static void bench_commit(int threads, int per_thread) {
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+/* Durable 1 KiB commits from `threads` blocking committers, per-commit files
+ * and (log = 1) commit log mode, against RocksDB sync puts in the same run;
+ * in log mode also the publication lag of the batches under that load. */
+static void bench_commit(int threads, int per_thread, int log) {
   char val[1024];
   memset(val, 'v', sizeof val);
   /* A fresh directory per run, nothing deleted before measuring: on ext4
    * without a journal, every inode freed in the last minutes makes each file
    * creation scan past it (docs/benchmarks.md). */
   char name[64];
-  snprintf(name, sizeof name, "commit-strata-x%d", threads);
+  snprintf(name, sizeof name, "commit-strata%s-x%d", log ? "-log" : "", threads);
+  log_mode = log;
   st_db *s = sopen(name, 64 << 20);
+  log_mode = 0;
   cargs a = {s, NULL, NULL, 0, per_thread, val};
   double ts = run_threads(strata_committer, &a, threads);
   st_stats st;
   st_get_stats(s, &st);
+  static uint64_t lags[1024];
+  size_t nl = log ? st_publish_lags(s, lags, 1024) : 0;
   st_close(s);
   rocksdb_options_t *o;
-  snprintf(name, sizeof name, "commit-rocks-x%d", threads);
+  snprintf(name, sizeof name, "commit-rocks%s-x%d", log ? "-log" : "", threads);
   rocksdb_t *r = ropen(name, 64 << 20, &o);
   rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
   rocksdb_writeoptions_set_sync(wo, 1);
@@ -197,11 +341,18 @@ static void bench_commit(int threads, int per_thread) {
   rocksdb_close(r);
   rocksdb_options_destroy(o);
   double n = (double)threads * per_thread;
-  printf("BENCH commit_durable_1k_x%d %.0f commits/s vs rocksdb_sync_put %.2f\n", threads, n / ts,
-         (n / ts) / (n / tr));
-  fprintf(stderr, "  (%d threads: strata %.0f/s in %llu groups [per group: build %.0f us, fsyncs %.0f us, "
-          "rename+dir fsync %.0f us], rocksdb %.0f/s)\n", threads, n / ts, (unsigned long long)st.groups,
-          st.ns_build / 1e3 / st.groups, st.ns_sync / 1e3 / st.groups, st.ns_publish / 1e3 / st.groups, n / tr);
+  printf("BENCH commit_durable_1k_x%d%s %.0f commits/s vs rocksdb_sync_put %.2f\n", threads, log ? "_log" : "",
+         n / ts, (n / ts) / (n / tr));
+  fprintf(stderr, "  (%d threads%s: strata %.0f/s in %llu groups [per group: build %.0f us, %s %.0f us, "
+          "rename+dir fsync %.0f us], rocksdb %.0f/s)\n", threads, log ? ", commit log" : "", n / ts,
+          (unsigned long long)st.groups, st.ns_build / 1e3 / st.groups, log ? "log sync" : "fsyncs",
+          st.ns_sync / 1e3 / st.groups, st.ns_publish / 1e3 / st.groups, n / tr);
+  if (nl) {
+    qsort(lags, nl, sizeof lags[0], cmp_u64);
+    printf("BENCH publish_lag_ms_x%d p50 %.1f p99 %.1f\n", threads, lags[nl / 2] / 1e6,
+           lags[(nl * 99) / 100 < nl ? (nl * 99) / 100 : nl - 1] / 1e6);
+    fprintf(stderr, "  (%zu batches; lag = first commit of a batch to its manifest durable)\n", nl);
+  }
 }
 
 /* --- warm point gets ---------------------------------------------------------------- */
@@ -401,8 +552,14 @@ int main(void) {
   const char *only = getenv("STRATA_BENCH_ONLY");
 #define RUN(name) (!only || strcmp(only, name) == 0)
   if (RUN("commit") || RUN("fs")) bench_fs();
-  if (RUN("commit") || RUN("commit1")) bench_commit(1, (int)(2000 * scale));
-  if (RUN("commit") || RUN("commit16")) bench_commit(16, (int)(500 * scale));
+  if (RUN("commit") || RUN("floor")) bench_floor((int)(500 * scale) + 10);
+  if (RUN("commit") || RUN("log")) bench_log((int)(2000 * scale) + 10);
+  if (RUN("commit") || RUN("commit1")) bench_commit(1, (int)(2000 * scale), 0);
+  if (RUN("commit") || RUN("commit1")) bench_commit(1, (int)(2000 * scale), 1);
+  if (RUN("commit") || RUN("commit16")) bench_commit(16, (int)(500 * scale), 0);
+  if (RUN("commit") || RUN("commit16")) bench_commit(16, (int)(500 * scale), 1);
+  if (RUN("smallcommit")) bench_small_commit_bytes((uint64_t)(400000 * scale), 200, 0);
+  if (RUN("smallcommit")) bench_small_commit_bytes((uint64_t)(400000 * scale), 200, 1);
   if (RUN("get")) bench_get((uint64_t)(1000000 * scale));
   if (RUN("oldgen")) bench_old_generation((int)(10000 * scale));
   if (RUN("writeamp")) bench_write_amp((int)(200 * scale));

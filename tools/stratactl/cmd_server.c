@@ -56,6 +56,9 @@ int ctl_stats(ctl_ctx *x, const ctl_args *a) {
       json_object_set_new(so, "build_ns", ctl_json_u64(t->build_ns));
       json_object_set_new(so, "sync_ns", ctl_json_u64(t->sync_ns));
       json_object_set_new(so, "publish_ns", ctl_json_u64(t->publish_ns));
+      json_object_set_new(so, "committed_generation", ctl_json_u64(t->committed_generation));
+      json_object_set_new(so, "published_generation", ctl_json_u64(t->published_generation));
+      json_object_set_new(so, "last_publish_lag_us", ctl_json_u64(t->last_publish_lag_us));
       json_object_set_new(o, "store", so);
     } else {
       json_object_set_new(o, "store", json_null());
@@ -87,6 +90,10 @@ int ctl_stats(ctl_ctx *x, const ctl_args *a) {
       printf("commit phases:     build %.0f us, fsyncs %.0f us, rename+dir fsync %.0f us per group\n",
              g ? (double)t->build_ns / 1e3 / (double)g : 0.0, g ? (double)t->sync_ns / 1e3 / (double)g : 0.0,
              g ? (double)t->publish_ns / 1e3 / (double)g : 0.0);
+      printf("generations:       v%llu committed, v%llu published (%llu behind; last batch %.1f ms)\n",
+             (unsigned long long)t->committed_generation, (unsigned long long)t->published_generation,
+             (unsigned long long)(t->committed_generation - t->published_generation),
+             (double)t->last_publish_lag_us / 1e3);
     }
   }
   rpc_free(r);

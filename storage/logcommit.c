@@ -1,0 +1,213 @@
+/*
+ * Commit log mode, the committer's side: a group's values and nodes go into
+ * the open batch's data file (written, not synced), its changes into one log
+ * record, and one log sync makes it durable. Batches are closed on time or
+ * size and handed to the publisher (publish.c). storage/README.md, "Commit
+ * log mode", gives the durability argument.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "storage/clog.h"
+#include "storage/commit_int.h"
+
+void lc__batch_free(st_batch *b) {
+  if (!b) return;
+  bs_close(b->w.f);
+  strata_buf_free(&b->w.buf);
+  if (b->ms.versions) mstate__free(&b->ms);
+  free(b);
+}
+
+int lc__batch_open(st_db *db, uint64_t gen) {
+  st_batch *b = calloc(1, sizeof *b);
+  if (!b) return strata_err(STRATA_ENOMEM, "commit batch");
+  b->w.db = db;
+  b->first = gen;
+  b->t_open = cm__now_ns();
+  df__path(b->path, gen);
+  int rc = bs_create(db->base, b->path, &b->w.f);
+  if (!rc) rc = df__begin(db, &b->w, b->path);
+  if (rc) {
+    if (b->w.f) bs_remove(db->base, b->path);
+    lc__batch_free(b);
+    return rc;
+  }
+  db->batch = b;
+  return 0;
+}
+
+uint64_t lc__batch_due(st_db *db) { return db->batch ? db->batch->t_open + db->publish_ns : 0; }
+
+void lc__batch_close(st_db *db) {
+  st_batch *b = db->batch;
+  if (!b) return;
+  db->batch = NULL;
+  pthread_mutex_lock(&db->mu);
+  int broken = db->broken;
+  int rc = b->last ? mstate__copy(&db->ms, db->ms.n_versions ? db->ms.n_versions : 1, &b->ms) : 0;
+  if (!b->last || rc) db->backlog -= b->bytes;
+  if (rc && !db->broken) {
+    db->broken = rc;
+    snprintf(db->broken_msg, sizeof db->broken_msg,
+             "%s: out of memory closing a batch; the commit log holds every acknowledged commit: reopen the database",
+             db->path);
+  }
+  pthread_mutex_unlock(&db->mu);
+  if (!b->last || rc) {
+    /* Nothing acknowledged lives in it. A failed record whose outcome is
+     * unknown (broken) may refer to it, so then it stays. */
+    if (!b->last && !broken) {
+      bs_close(b->w.f);
+      b->w.f = NULL;
+      bs_remove(db->base, b->path);
+    }
+    lc__batch_free(b);
+    return;
+  }
+  /* A new segment costs a file creation and a directory fsync on the commit
+   * path, so segments span batches until they reach log_segment_bytes;
+   * trimming removes one once all of its batches are published. */
+  if (clog_segment_bytes(db->log) >= db->log_segment_bytes) clog_rotate(db->log);
+  pb__enqueue(db, b);
+}
+
+/* The helper thread's job: write and sync the records buffered in the log. */
+typedef struct log_job {
+  st_db *db;
+  int unknown;
+} log_job;
+
+static int log_sync_job(void *arg) {
+  log_job *j = arg;
+  return clog_sync(j->db->log, &j->unknown);
+}
+
+int lc__apply(st_db *db, const st_mut *muts, size_t n, const st_vers *latest, uint64_t gen, uint64_t t,
+              st_vers *nv, st_mstate *nms) {
+  nv->generation = gen;
+  nv->commit_time = t;
+  int rc = bt__apply(db, &db->batch->w, &latest->root, muts, n, &nv->root);
+  if (!rc) rc = vt__add(db, &db->batch->w, &db->ms, nv, nms);
+  return rc;
+}
+
+int lc__group(st_db *db, group *g, const st_vers *latest, st_vers *nv, st_mstate *nms, gstats *st) {
+  uint64_t gen = latest->generation + 1, t_start = cm__now_ns();
+  st_mut *muts = NULL;
+  clog_op *ops = NULL;
+  strata_buf rec = STRATA_BUF_INIT;
+  int rc = 0, have_ms = 0, unknown = 0, need_sync = 0;
+  if (!db->batch && (rc = lc__batch_open(db, gen))) goto fail;
+  st_batch *b = db->batch;
+  uint64_t off0 = b->w.off;
+  if (g->n) qsort(g->ch, g->n, sizeof *g->ch, cm__cmp_change);
+  muts = calloc(g->n ? g->n : 1, sizeof *muts);
+  ops = calloc(g->n ? g->n : 1, sizeof *ops);
+  if (!muts || !ops) {
+    rc = strata_err(STRATA_ENOMEM, "commit");
+    goto fail;
+  }
+  for (size_t i = 0; i < g->n; i++) {
+    const top *o = g->ch[i].op;
+    st_mut *m = &muts[i];
+    clog_op *l = &ops[i];
+    m->key = l->key = g->ch[i].key;
+    m->klen = l->klen = g->ch[i].klen;
+    if (o->kind == OP_DELETE) {
+      m->kind = MUT_DELETE;
+      l->kind = CLOG_OP_DELETE;
+    } else if (o->kind == OP_PUT_REF) {
+      m->kind = MUT_INDIRECT;
+      m->ref = (st_ref){g->ch[i].ref_file, o->off, o->len};
+      *l = (clog_op){CLOG_OP_REF, m->key, m->klen, NULL, 0, o->path, strlen(o->path), o->off, o->len};
+    } else if (o->vlen <= db->cfg.max_inline_value_bytes) {
+      m->kind = MUT_INLINE;
+      m->value = o->val;
+      m->vlen = o->vlen;
+      *l = (clog_op){CLOG_OP_VALUE, m->key, m->klen, o->val, o->vlen, NULL, 0, 0, 0};
+    } else {
+      if ((rc = wr__append_value(&b->w, o->val, o->vlen, &m->ref))) goto fail;
+      m->kind = MUT_INDIRECT;
+      if (o->vlen <= db->log_value_max) {
+        *l = (clog_op){CLOG_OP_VALUE, m->key, m->klen, o->val, o->vlen, NULL, 0, 0, 0};
+      } else { /* logged by reference: the bytes must be durable first */
+        *l = (clog_op){CLOG_OP_REF, m->key, m->klen, NULL, 0, b->path, strlen(b->path), m->ref.offset, o->vlen};
+        need_sync = 1;
+      }
+    }
+  }
+  uint64_t t = cm__now_ns();
+  if (t <= latest->commit_time) t = latest->commit_time + 1;
+  uint64_t t_sync = cm__now_ns();
+  if (need_sync) { /* the referenced bytes are durable before the record */
+    if ((rc = wr__flush(&b->w)) || (rc = bs_fsync(b->w.f))) goto fail;
+    if (!b->dir_synced && (rc = bs_sync_dir(db->base, ST_DATA_DIR))) goto fail;
+    b->dir_synced = 1;
+  }
+  if ((rc = clog_encode_ops(&rec, ops, g->n)) ||
+      (rc = clog_append(db->log, CLOG_GROUP, gen, t, rec.p, rec.len)))
+    goto fail;
+  /* The log record is written and synced on the helper thread while this
+   * one applies the group to the tree: a commit costs max(sync, build), not
+   * their sum. The record needs nothing from the tree. */
+  log_job job = {db, 0};
+  cm__job_post(db, log_sync_job, &job);
+  int brc = lc__apply(db, muts, g->n, latest, gen, t, nv, nms);
+  have_ms = !brc;
+  /* Readers of the new generation read its nodes back through the file. */
+  if (!brc) brc = wr__flush(&b->w);
+  char bwhy[400] = "";
+  if (brc) snprintf(bwhy, sizeof bwhy, "%s", strata_errmsg());
+  rc = cm__job_wait(db);
+  unknown = job.unknown;
+  if (rc) goto fail;
+  if (brc) {
+    /* The record is durable but the group failed: a void makes that the
+     * truth before anyone is told. */
+    rc = brc;
+    int vrc = clog_append(db->log, CLOG_VOID, gen, 0, NULL, 0);
+    if (!vrc) vrc = clog_sync(db->log, &unknown);
+    if (vrc) unknown = 1;
+    strata_err(rc, "%s", bwhy);
+    goto fail;
+  }
+  /* Durable: from here nothing can fail. */
+  if (!b->last) b->first_time = t;
+  b->last = gen;
+  uint64_t added = b->w.off - off0;
+  b->bytes += added;
+  pthread_mutex_lock(&db->mu);
+  db->backlog += added;
+  pthread_mutex_unlock(&db->mu);
+  st->bytes_written = added + rec.len + CLOG_HEADER_BYTES;
+  st->ns_build = t_sync - t_start;
+  st->ns_sync = cm__now_ns() - t_sync;
+  st->ns_publish = 0;
+  strata_buf_free(&rec);
+  free(muts);
+  free(ops);
+  return 0;
+fail: {
+  char why[400];
+  snprintf(why, sizeof why, "%s", strata_errmsg());
+  clog_discard(db->log);
+  if (unknown) {
+    pthread_mutex_lock(&db->mu);
+    db->broken = rc;
+    snprintf(db->broken_msg, sizeof db->broken_msg,
+             "%s: a commit log write failed and could not be taken back; reopen the database", db->path);
+    pthread_mutex_unlock(&db->mu);
+  }
+  /* The batch's file may hold a partial write now: it takes no more
+   * commits (what it holds that was acknowledged is published). */
+  lc__batch_close(db);
+  if (have_ms) mstate__free(nms);
+  strata_buf_free(&rec);
+  free(muts);
+  free(ops);
+  return strata_err(rc, "commit of generation %llu: %s", (unsigned long long)gen, why);
+}
+}

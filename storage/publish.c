@@ -1,0 +1,139 @@
+/*
+ * Commit log mode, the publisher: a thread that makes closed batches the
+ * published OCDBT state, in order. Per batch: fsync of its data file and of
+ * d/, then the numbered manifest of its last generation (temp file, fsync,
+ * rename, directory fsync), then the log is trimmed up to that generation
+ * and old manifests are removed. Every generation it publishes was already
+ * acknowledged (it is in the synced log), so a manifest that survives a
+ * crash, even one whose rename was not yet durable, is never ahead of what
+ * was acknowledged. A failure stops publication: the log keeps every
+ * acknowledged commit, the database refuses commits, and a reopen replays.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "storage/clog.h"
+#include "storage/commit_int.h"
+
+int pb__publish(st_db *db, st_batch *b) {
+  char tmp[64], mpath[64];
+  strata_buf man = STRATA_BUF_INIT;
+  bs_file *mf = NULL;
+  int rc, have_tmp = 0;
+  snprintf(mpath, sizeof mpath, "manifest.%016llx", (unsigned long long)b->last);
+  snprintf(tmp, sizeof tmp, "tmp.manifest.%016llx", (unsigned long long)b->last);
+  if ((rc = wr__flush(&b->w)) || (rc = bs_fsync(b->w.f))) goto out;
+  if (!b->dir_synced && (rc = bs_sync_dir(db->base, ST_DATA_DIR))) goto out;
+  b->dir_synced = 1;
+  if ((rc = vt__encode_manifest(db, &b->ms, &man))) goto out;
+  rc = bs_create(db->base, tmp, &mf);
+  if (rc == STRATA_EEXISTS && bs_remove(db->base, tmp) == 0) rc = bs_create(db->base, tmp, &mf);
+  if (rc) goto out;
+  have_tmp = 1;
+  if ((rc = bs_append(mf, man.p, man.len)) || (rc = bs_fsync(mf))) goto out;
+  bs_close(mf);
+  mf = NULL;
+  if ((rc = bs_rename(db->base, tmp, mpath))) goto out;
+  have_tmp = 0;
+  rc = bs_sync_dir(db->base, "");
+out:
+  bs_close(mf);
+  if (have_tmp) bs_remove(db->base, tmp);
+  strata_buf_free(&man);
+  if (rc)
+    return strata_err(rc, "publishing generations %llu..%llu: %s", (unsigned long long)b->first,
+                      (unsigned long long)b->last, strata_errmsg());
+  return 0;
+}
+
+void pb__enqueue(st_db *db, st_batch *b) {
+  pthread_mutex_lock(&db->mu);
+  b->next = NULL;
+  if (db->pq_tail) db->pq_tail->next = b;
+  else db->pq_head = b;
+  db->pq_tail = b;
+  pthread_cond_signal(&db->pub_cv);
+  pthread_mutex_unlock(&db->mu);
+}
+
+/* After batch b is published (rc = 0) or failed: the state, the log, old
+ * manifests. Called with db->mu held; returns with it held. */
+static void published(st_db *db, st_batch *b, int rc, const char *why) {
+  db->backlog -= b->bytes;
+  pthread_cond_broadcast(&db->cv); /* a committer held back by the backlog */
+  if (rc || db->pub_err) {
+    if (rc && !db->pub_err) {
+      db->pub_err = rc;
+      if (!db->broken) {
+        db->broken = rc;
+        snprintf(db->broken_msg, sizeof db->broken_msg,
+                 "%.80s: %.240s; the commit log holds every acknowledged commit: reopen the database", db->path,
+                 why);
+      }
+    }
+    return;
+  }
+  db->published = b->last;
+  db->batches++;
+  uint64_t now = cm__now_ns();
+  db->lags[db->nlags++ % ST_LAG_RING] = now > b->first_time ? now - b->first_time : 0;
+  if (b->last > ST_MANIFESTS_KEPT) db->mf_obsolete = b->last - ST_MANIFESTS_KEPT;
+  pthread_mutex_unlock(&db->mu);
+  clog_trim(db->log, b->last);
+  cm__remove_manifests(db);
+  pthread_mutex_lock(&db->mu);
+}
+
+static void *publisher(void *arg) {
+  st_db *db = arg;
+  pthread_mutex_lock(&db->mu);
+  for (;;) {
+    while (!db->pq_head && !db->pub_stop) pthread_cond_wait(&db->pub_cv, &db->mu);
+    st_batch *b = db->pq_head;
+    if (!b) break;
+    db->pq_head = b->next;
+    if (!db->pq_head) db->pq_tail = NULL;
+    int skip = db->pub_err != 0;
+    pthread_mutex_unlock(&db->mu);
+    char why[400] = "";
+    /* After a failure nothing more is published: a later manifest would
+     * name nodes in the batch whose publication failed. */
+    int rc = skip ? 0 : pb__publish(db, b);
+    if (rc) snprintf(why, sizeof why, "%s", strata_errmsg());
+    pthread_mutex_lock(&db->mu);
+    published(db, b, rc, why);
+    pthread_mutex_unlock(&db->mu);
+    lc__batch_free(b);
+    pthread_mutex_lock(&db->mu);
+  }
+  pthread_mutex_unlock(&db->mu);
+  return NULL;
+}
+
+int pb__start(st_db *db) {
+  if (pthread_create(&db->publisher, NULL, publisher, db))
+    return strata_err(STRATA_EINTERNAL, "cannot start the publisher thread");
+  db->has_publisher = 1;
+  return 0;
+}
+
+void pb__stop(st_db *db) {
+  if (!db->has_publisher) return;
+  pthread_mutex_lock(&db->mu);
+  db->pub_stop = 1;
+  pthread_cond_broadcast(&db->pub_cv);
+  pthread_mutex_unlock(&db->mu);
+  pthread_join(db->publisher, NULL);
+  db->has_publisher = 0;
+}
+
+size_t st_publish_lags(st_db *db, uint64_t *out, size_t cap) {
+  pthread_mutex_lock(&db->mu);
+  uint64_t n = db->nlags < ST_LAG_RING ? db->nlags : ST_LAG_RING;
+  if (n > cap) n = cap;
+  for (uint64_t i = 0; i < n; i++) out[i] = db->lags[(db->nlags - n + i) % ST_LAG_RING];
+  pthread_mutex_unlock(&db->mu);
+  return (size_t)n;
+}

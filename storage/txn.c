@@ -1,0 +1,217 @@
+/*
+ * Building and submitting transactions: the st_txn_* calls, and the blocking
+ * st_txn_commit wrapper. The committer (commit.c) takes them from the queue.
+ */
+#include <blake2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/err.h"
+#include "storage/commit_int.h"
+
+void st_value_hash(const void *p, size_t n, uint8_t out[ST_HASH_BYTES]) {
+  blake2b(out, p, NULL, ST_HASH_BYTES, n, 0);
+}
+
+/* --- building ----------------------------------------------------------------- */
+
+int st_txn_begin(st_db *db, st_txn **out) {
+  st_txn *t = calloc(1, sizeof *t);
+  if (!t) return strata_err(STRATA_ENOMEM, "transaction");
+  t->db = db;
+  *out = t;
+  return 0;
+}
+
+static int add_op(st_txn *t, int kind, const void *key, size_t klen, const void *val, size_t vlen,
+                  int copy, top **out) {
+  if (klen > OCDBT_MAX_KEY_LENGTH)
+    return strata_err(STRATA_EINVALID, "key of %zu bytes exceeds the limit of %u", klen,
+                      OCDBT_MAX_KEY_LENGTH);
+  if (t->n == t->cap) {
+    size_t cap = t->cap ? t->cap * 2 : 8;
+    top *o = realloc(t->ops, cap * sizeof *o);
+    if (!o) return strata_err(STRATA_ENOMEM, "transaction");
+    t->ops = o;
+    t->cap = cap;
+  }
+  size_t extra = copy ? vlen : 0;
+  uint8_t *k = malloc(klen + extra + 1);
+  if (!k) return strata_err(STRATA_ENOMEM, "transaction: %zu bytes", klen + extra);
+  top *o = &t->ops[t->n++];
+  memset(o, 0, sizeof *o);
+  o->kind = kind;
+  if (klen) memcpy(k, key, klen);
+  o->key = k;
+  o->klen = klen;
+  if (copy) {
+    if (vlen) memcpy(k + klen, val, vlen);
+    o->val = k + klen;
+  } else {
+    o->val = val;
+  }
+  o->vlen = vlen;
+  if (out) *out = o;
+  return 0;
+}
+
+int st_txn_put(st_txn *t, const void *key, size_t klen, const void *val, size_t vlen) {
+  return add_op(t, OP_PUT, key, klen, val, vlen, 1, NULL);
+}
+
+int st_txn_put_borrowed(st_txn *t, const void *key, size_t klen, const void *val, size_t vlen) {
+  return add_op(t, OP_PUT, key, klen, val, vlen, 0, NULL);
+}
+
+int st_txn_put_ref(st_txn *t, const void *key, size_t klen, const char *path, uint64_t offset,
+                   uint64_t length) {
+  size_t pl = strlen(path);
+  if (pl < 3 || strncmp(path, ST_DATA_DIR "/", 2) || strstr(path, "..") || strstr(path, "//"))
+    return strata_err(STRATA_EINVALID, "data reference %s: must name a file inside " ST_DATA_DIR "/", path);
+  if (st__is_data_file_name(path + 2))
+    return strata_err(STRATA_EINVALID,
+                      "data reference %s: 32 hex digits is the name of Strata's own data files "
+                      "(open removes such a file of an uncommitted generation); use another name",
+                      path);
+  if (offset > (UINT64_MAX >> 1) || length > (UINT64_MAX >> 1) - offset)
+    return strata_err(STRATA_EINVALID, "data reference %s: range out of bounds", path);
+  /* Copy the path before adding the op: a failed copy must not leave an op
+   * without a path behind. */
+  char *pcopy = strdup(path);
+  if (!pcopy) return strata_err(STRATA_ENOMEM, "transaction");
+  top *o;
+  int rc = add_op(t, OP_PUT_REF, key, klen, NULL, 0, 0, &o);
+  if (rc) {
+    free(pcopy);
+    return rc;
+  }
+  o->path = pcopy;
+  o->off = offset;
+  o->len = length;
+  return 0;
+}
+
+int st_txn_delete(st_txn *t, const void *key, size_t klen) {
+  return add_op(t, OP_DELETE, key, klen, NULL, 0, 0, NULL);
+}
+
+int st_txn_require_absent(st_txn *t, const void *key, size_t klen) {
+  top *o;
+  int rc = add_op(t, OP_COND, key, klen, NULL, 0, 0, &o);
+  if (!rc) {
+    o->cond = ST_COND_ABSENT;
+    o->cond_index = t->nconds++;
+  }
+  return rc;
+}
+
+int st_txn_require_unchanged(st_txn *t, const void *key, size_t klen, uint64_t since) {
+  top *o;
+  int rc = add_op(t, OP_COND, key, klen, NULL, 0, 0, &o);
+  if (!rc) {
+    o->cond = ST_COND_UNCHANGED_SINCE;
+    o->cond_index = t->nconds++;
+    o->since = since;
+  }
+  return rc;
+}
+
+int st_txn_require_hash(st_txn *t, const void *key, size_t klen, const uint8_t hash[ST_HASH_BYTES]) {
+  top *o;
+  int rc = add_op(t, OP_COND, key, klen, NULL, 0, 0, &o);
+  if (!rc) {
+    o->cond = ST_COND_HASH;
+    o->cond_index = t->nconds++;
+    memcpy(o->hash, hash, ST_HASH_BYTES);
+  }
+  return rc;
+}
+
+void st_txn_set_fence(st_txn *t, st_fence_fn fn, void *ctx) {
+  t->fence = fn;
+  t->fence_ctx = ctx;
+}
+
+void st_txn_set_fence_done(st_txn *t, st_fence_done_fn done) { t->fence_done = done; }
+
+void st_txn_abort(st_txn *t) {
+  if (!t) return;
+  for (size_t i = 0; i < t->n; i++) {
+    free(t->ops[i].key);
+    free(t->ops[i].path);
+  }
+  free(t->ops);
+  free(t);
+}
+
+int st_txn_submit(st_txn *t, st_done_fn done, void *ctx) {
+  st_db *db = t->db;
+  int rc = 0;
+  t->done = done;
+  t->done_ctx = ctx;
+  t->next = NULL;
+  pthread_mutex_lock(&db->mu);
+  if (db->read_only) rc = strata_err(STRATA_EINVALID, "%s: database is open read-only", db->path);
+  else if (db->closing) rc = strata_err(STRATA_ESHUTDOWN, "%s: database is closing", db->path);
+  if (!rc) {
+    if (db->q_tail) db->q_tail->next = t;
+    else db->q_head = t;
+    db->q_tail = t;
+    db->q_len++;
+    pthread_cond_signal(&db->cv);
+  }
+  pthread_mutex_unlock(&db->mu);
+  if (rc) st_txn_abort(t);
+  return rc;
+}
+
+typedef struct waiter {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int done;
+  st_result *res;
+} waiter;
+
+static void wake(void *ctx, const st_result *res) {
+  waiter *w = ctx;
+  pthread_mutex_lock(&w->mu);
+  *w->res = *res;
+  w->res->failed_key = NULL;
+  if (res->failed_key) {
+    uint8_t *k = malloc(res->failed_key_len + 1);
+    if (k) {
+      memcpy(k, res->failed_key, res->failed_key_len);
+      w->res->failed_key = k;
+    }
+  }
+  w->done = 1;
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+}
+
+int st_txn_commit(st_txn *t, st_result *res) {
+  waiter w;
+  memset(res, 0, sizeof *res);
+  pthread_mutex_init(&w.mu, NULL);
+  pthread_cond_init(&w.cv, NULL);
+  w.done = 0;
+  w.res = res;
+  int rc = st_txn_submit(t, wake, &w);
+  if (rc) {
+    res->rc = rc;
+    snprintf(res->message, sizeof res->message, "%s", strata_errmsg());
+  } else {
+    pthread_mutex_lock(&w.mu);
+    while (!w.done) pthread_cond_wait(&w.cv, &w.mu);
+    pthread_mutex_unlock(&w.mu);
+  }
+  pthread_mutex_destroy(&w.mu);
+  pthread_cond_destroy(&w.cv);
+  return res->rc;
+}
+
+void st_result_free(st_result *res) {
+  free((void *)res->failed_key);
+  res->failed_key = NULL;
+}

@@ -1,0 +1,372 @@
+/* The commit log (storage/clog.c) on its own: group payloads round-trip and
+ * refuse damage; records come back exactly, across segments and trims; a torn
+ * tail (every truncation length, zero-filled tails, a flipped byte in the
+ * last record) is dropped, never an error; a damaged record followed by later
+ * segments, or a log that starts past the manifest's generation + 1, is
+ * STRATA_ECORRUPT naming the missing generations; a failed sync is voided so
+ * it never comes back; and a power cut after every single operation of a run
+ * of appends, syncs, rotations and trims keeps every synced record. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "common/err.h"
+#include "storage/base.h"
+#include "storage/clog.h"
+
+/* The payload written for generation g at attempt a: its bytes say both. */
+static size_t payload_of(uint64_t g, int a, uint8_t *buf) {
+  size_t n = (size_t)(g * 37 + (uint64_t)a * 11) % 300;
+  for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)(g * 131 + i * 7 + (uint64_t)a);
+  return n;
+}
+
+static void expect_payload(const clog_rec *r, int a) {
+  uint8_t want[400];
+  size_t n = payload_of(r->generation, a, want);
+  if (r->len != n || (n && memcmp(r->payload, want, n)))
+    fail_msg("generation %llu: payload differs from attempt %d", (unsigned long long)r->generation, a);
+  assert_int_equal(r->commit_time, r->generation * 1000 + (uint64_t)a);
+}
+
+static void append_gen(clog_writer *w, uint64_t g, int a) {
+  uint8_t buf[400];
+  size_t n = payload_of(g, a, buf);
+  assert_int_equal(clog_append(w, CLOG_GROUP, g, g * 1000 + (uint64_t)a, buf, n), 0);
+}
+
+static void test_ops_roundtrip_and_damage(void **state) {
+  (void)state;
+  static uint8_t big[70000];
+  for (size_t i = 0; i < sizeof big; i++) big[i] = (uint8_t)(i * 13);
+  clog_op ops[5] = {
+    {CLOG_OP_DELETE, (const uint8_t *)"gone", 4, NULL, 0, NULL, 0, 0, 0},
+    {CLOG_OP_VALUE, (const uint8_t *)"", 0, (const uint8_t *)"", 0, NULL, 0, 0, 0},
+    {CLOG_OP_VALUE, (const uint8_t *)"k", 1, big, sizeof big, NULL, 0, 0, 0},
+    {CLOG_OP_REF, (const uint8_t *)"r", 1, NULL, 0, "d/bulk-1", 8, 1ull << 40, 12345},
+    {CLOG_OP_VALUE, (const uint8_t *)"small", 5, (const uint8_t *)"v", 1, NULL, 0, 0, 0},
+  };
+  strata_buf b = STRATA_BUF_INIT;
+  assert_int_equal(clog_encode_ops(&b, ops, 5), 0);
+  clog_op *got;
+  size_t n;
+  assert_int_equal(clog_decode_ops(b.p, b.len, &got, &n), 0);
+  assert_int_equal(n, 5);
+  for (size_t i = 0; i < 5; i++) {
+    assert_int_equal(got[i].kind, ops[i].kind);
+    assert_int_equal(got[i].klen, ops[i].klen);
+    if (ops[i].klen) assert_memory_equal(got[i].key, ops[i].key, ops[i].klen);
+    assert_int_equal(got[i].vlen, ops[i].vlen);
+    if (ops[i].vlen) assert_memory_equal(got[i].value, ops[i].value, ops[i].vlen);
+    assert_int_equal(got[i].plen, ops[i].plen);
+    if (ops[i].plen) assert_memory_equal(got[i].path, ops[i].path, ops[i].plen);
+    assert_int_equal(got[i].off, ops[i].off);
+    assert_int_equal(got[i].len, ops[i].len);
+  }
+  free(got);
+  /* every truncation and a trailing byte are refused, never misread */
+  for (size_t cut = 0; cut < b.len; cut += cut < 200 ? 1 : 997) {
+    got = NULL;
+    assert_int_equal(clog_decode_ops(b.p, cut, &got, &n), STRATA_ECORRUPT);
+    assert_null(got);
+  }
+  strata_buf_append(&b, "x", 1);
+  assert_int_equal(clog_decode_ops(b.p, b.len, &got, &n), STRATA_ECORRUPT);
+  assert_non_null(strstr(strata_errmsg(), "commit log record"));
+  strata_buf_free(&b);
+}
+
+/* 30 generations, a new segment after each 7th, synced in ones and threes;
+ * read back from 0 and from 10; trimmed to 14 (a segment goes only when all
+ * of it is published); read from 14; from 0 the log now misses 1-12. */
+static void test_records_segments_and_trim(void **state) {
+  (void)state;
+  bs_store *s;
+  assert_int_equal(bs_mem_create(&s), 0);
+  clog_writer *w;
+  assert_int_equal(clog_writer_open(s, CLOG_DIR, 1, NULL, 0, &w), 0);
+  int unknown;
+  for (uint64_t g = 1; g <= 30; g++) {
+    append_gen(w, g, 0);
+    if (g % 3 == 0 || g < 10) assert_int_equal(clog_sync(w, &unknown), 0);
+    if (g % 7 == 0) clog_rotate(w);
+  }
+  assert_int_equal(clog_sync(w, &unknown), 0);
+  clog_contents c;
+  assert_int_equal(clog_read(s, CLOG_DIR, 0, &c), 0);
+  assert_int_equal(c.n, 30);
+  assert_true(c.nsegs >= 4);
+  assert_int_equal(c.torn_bytes, 0);
+  for (size_t i = 0; i < c.n; i++) {
+    assert_int_equal(c.recs[i].generation, i + 1);
+    expect_payload(&c.recs[i], 0);
+  }
+  clog_contents_free(&c);
+  assert_int_equal(clog_read(s, CLOG_DIR, 10, &c), 0);
+  assert_int_equal(c.n, 20);
+  assert_int_equal(c.recs[0].generation, 11);
+  clog_contents_free(&c);
+
+  size_t removed = clog_trim(w, 14);
+  assert_int_equal(removed, 2); /* segments holding 1-7 and 8-12; 13-14 share one with 15 */
+  assert_int_equal(clog_read(s, CLOG_DIR, 14, &c), 0);
+  assert_int_equal(c.n, 16);
+  assert_int_equal(c.recs[0].generation, 15);
+  clog_contents_free(&c);
+  assert_int_equal(clog_read(s, CLOG_DIR, 0, &c), STRATA_ECORRUPT);
+  assert_non_null(strstr(strata_errmsg(), "holds generation 13 but generations 1..12 are in neither"));
+  clog_contents_free(&c);
+  /* the current segment is never trimmed, even when everything is published */
+  clog_trim(w, 30);
+  assert_int_equal(clog_read(s, CLOG_DIR, 28, &c), 0);
+  assert_int_equal(c.n, 2);
+  clog_contents_free(&c);
+  clog_writer_close(w);
+  bs_destroy(s);
+}
+
+static void test_log_starting_past_the_manifest_is_refused(void **state) {
+  (void)state;
+  bs_store *s;
+  assert_int_equal(bs_mem_create(&s), 0);
+  clog_writer *w;
+  int unknown;
+  assert_int_equal(clog_writer_open(s, CLOG_DIR, 1, NULL, 0, &w), 0);
+  for (uint64_t g = 5; g <= 7; g++) append_gen(w, g, 0);
+  assert_int_equal(clog_sync(w, &unknown), 0);
+  clog_writer_close(w);
+  clog_contents c;
+  assert_int_equal(clog_read(s, CLOG_DIR, 4, &c), 0);
+  assert_int_equal(c.n, 3);
+  clog_contents_free(&c);
+  /* manifest at 2: generations 3 and 4 are nowhere */
+  assert_int_equal(clog_read(s, CLOG_DIR, 2, &c), STRATA_ECORRUPT);
+  assert_non_null(strstr(strata_errmsg(), "holds generation 5 but generations 3..4"));
+  clog_contents_free(&c);
+  /* at 7 or later everything is published: an empty log */
+  assert_int_equal(clog_read(s, CLOG_DIR, 9, &c), 0);
+  assert_int_equal(c.n, 0);
+  clog_contents_free(&c);
+  bs_destroy(s);
+}
+
+/* Replaces the one segment of store s with bytes p[0..n). */
+static void put_segment(bs_store *s, const char *name, const uint8_t *p, size_t n) {
+  bs_remove(s, name);
+  bs_file *f;
+  assert_int_equal(bs_create(s, name, &f), 0);
+  if (n) assert_int_equal(bs_append(f, p, n), 0);
+  bs_close(f);
+}
+
+static void test_torn_tail_every_length(void **state) {
+  (void)state;
+  char dir[128];
+  snprintf(dir, sizeof dir, "/tmp/strata-clog-%d", (int)getpid());
+  bs_store *s;
+  assert_int_equal(bs_file_open(dir, &s), 0);
+  clog_writer *w;
+  int unknown;
+  assert_int_equal(clog_writer_open(s, CLOG_DIR, 1, NULL, 0, &w), 0);
+  size_t ends[6];
+  ends[0] = CLOG_SEGMENT_MAGIC_LEN;
+  for (uint64_t g = 1; g <= 5; g++) {
+    uint8_t buf[400];
+    append_gen(w, g, 0);
+    ends[g] = ends[g - 1] + CLOG_HEADER_BYTES + payload_of(g, 0, buf);
+    assert_int_equal(clog_sync(w, &unknown), 0);
+  }
+  clog_writer_close(w);
+  const char *seg = CLOG_DIR "/0000000000000001";
+  uint8_t *full;
+  size_t n;
+  assert_int_equal(bs_read_all(s, seg, &full, &n), 0);
+  assert_int_equal(n, ends[5]);
+  clog_contents c;
+  /* every length: the records wholly inside it, nothing else, no error */
+  for (size_t len = 0; len <= n; len++) {
+    put_segment(s, seg, full, len);
+    assert_int_equal(clog_read(s, CLOG_DIR, 0, &c), 0);
+    size_t want = 0;
+    while (want < 5 && ends[want + 1] <= len) want++;
+    if (len < CLOG_SEGMENT_MAGIC_LEN) want = 0;
+    if (c.n != want) fail_msg("length %zu: %zu records, want %zu", len, c.n, want);
+    for (size_t i = 0; i < c.n; i++) expect_payload(&c.recs[i], 0);
+    assert_int_equal(c.torn_bytes, len - (want ? ends[want] : len < CLOG_SEGMENT_MAGIC_LEN ? 0 : ends[0]));
+    clog_contents_free(&c);
+  }
+  /* a size made durable before the bytes: zeros after record 3 */
+  uint8_t *z = calloc(1, n + 100);
+  memcpy(z, full, ends[3]);
+  put_segment(s, seg, z, ends[3] + 100);
+  assert_int_equal(clog_read(s, CLOG_DIR, 0, &c), 0);
+  assert_int_equal(c.n, 3);
+  clog_contents_free(&c);
+  /* ... or zeros from the start, header included */
+  memset(z, 0, n + 100);
+  put_segment(s, seg, z, 64);
+  assert_int_equal(clog_read(s, CLOG_DIR, 0, &c), 0);
+  assert_int_equal(c.n, 0);
+  clog_contents_free(&c);
+  /* every byte of the last record flipped: that record is dropped */
+  uint8_t *m = malloc(n);
+  for (size_t i = ends[4]; i < n; i++) {
+    memcpy(m, full, n);
+    m[i] ^= 0x20;
+    put_segment(s, seg, m, n);
+    assert_int_equal(clog_read(s, CLOG_DIR, 0, &c), 0);
+    if (c.n != 4) fail_msg("flip at %zu: %zu records", i, c.n);
+    clog_contents_free(&c);
+  }
+  /* a damaged header is not a torn tail */
+  memcpy(m, full, n);
+  m[3] ^= 1;
+  put_segment(s, seg, m, n);
+  assert_int_equal(clog_read(s, CLOG_DIR, 0, &c), STRATA_ECORRUPT);
+  assert_non_null(strstr(strata_errmsg(), "not a commit log segment"));
+  clog_contents_free(&c);
+  /* a damaged record followed by a later segment: its generations are lost,
+   * which the contiguity check reports */
+  memcpy(m, full, n);
+  m[ends[1] + 30] ^= 1; /* inside record 2 */
+  put_segment(s, seg, m, n);
+  assert_int_equal(clog_writer_open(s, CLOG_DIR, 2, NULL, 0, &w), 0);
+  append_gen(w, 6, 0);
+  assert_int_equal(clog_sync(w, &unknown), 0);
+  clog_writer_close(w);
+  assert_int_equal(clog_read(s, CLOG_DIR, 0, &c), STRATA_ECORRUPT);
+  assert_non_null(strstr(strata_errmsg(), "holds generation 6 but generations 2..5"));
+  clog_contents_free(&c);
+  free(m);
+  free(z);
+  free(full);
+  bs_destroy(s);
+  char cmd[200];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
+/* A failed fsync: the record reached the file (the store shows it) but the
+ * caller was told it failed; the void in the next segment keeps it out, and
+ * the retry of the same generation is what the log holds. */
+static void test_failed_sync_is_voided(void **state) {
+  (void)state;
+  bs_store *mem, *s;
+  assert_int_equal(bs_mem_create(&mem), 0);
+  assert_int_equal(bs_fault_wrap(mem, &s), 0);
+  clog_writer *w;
+  int unknown = 7;
+  assert_int_equal(clog_writer_open(s, CLOG_DIR, 1, NULL, 0, &w), 0);
+  append_gen(w, 1, 0);
+  assert_int_equal(clog_sync(w, &unknown), 0);
+  bs_fault_arm(s, BS_FAULT_FSYNC, 1, 5 /* EIO */);
+  append_gen(w, 2, 0);
+  assert_int_equal(clog_sync(w, &unknown), 5);
+  assert_int_equal(unknown, 0);
+  assert_non_null(strstr(strata_errmsg(), "injected fsync failure"));
+  clog_contents c;
+  assert_int_equal(clog_read(s, CLOG_DIR, 0, &c), 0);
+  assert_int_equal(c.n, 1);
+  assert_int_equal(c.nsegs, 2);
+  clog_contents_free(&c);
+  append_gen(w, 2, 1);
+  append_gen(w, 3, 1);
+  assert_int_equal(clog_sync(w, &unknown), 0);
+  assert_int_equal(clog_read(s, CLOG_DIR, 0, &c), 0);
+  assert_int_equal(c.n, 3);
+  expect_payload(&c.recs[1], 1);
+  clog_contents_free(&c);
+  /* a failed append counts the same */
+  bs_fault_arm(s, BS_FAULT_WRITE, 1, 28 /* ENOSPC */);
+  append_gen(w, 4, 0);
+  assert_int_equal(clog_sync(w, &unknown), 28);
+  assert_int_equal(unknown, 0);
+  /* the power goes off after the record's append: neither its fsync nor the
+   * void can be made durable; the outcome is unknown and the writer refuses */
+  append_gen(w, 4, 2);
+  bs_mem_cut_power_after(mem, 1);
+  assert_int_not_equal(clog_sync(w, &unknown), 0);
+  assert_int_equal(unknown, 1);
+  append_gen(w, 4, 3);
+  assert_int_not_equal(clog_sync(w, &unknown), 0);
+  assert_int_equal(unknown, 1);
+  assert_non_null(strstr(strata_errmsg(), "reopen the database"));
+  clog_writer_close(w);
+  assert_int_equal(bs_mem_power_on(mem), 0);
+  assert_int_equal(clog_read(mem, CLOG_DIR, 0, &c), 0);
+  assert_int_equal(c.n, 3); /* 4 was never acknowledged; 1-3 were */
+  clog_contents_free(&c);
+  bs_destroy(s);
+  bs_destroy(mem);
+}
+
+/* The run cut by the power: generations 1..60, synced in runs of 1-3, a new
+ * segment every 5 syncs, trimmed to 4 behind the last acknowledged one
+ * (what a publisher would have published). Returns the operations it did;
+ * *acked the last generation whose sync returned 0, *trimmed the last trim. */
+static long run(bs_store *s, uint64_t *acked, uint64_t *trimmed, uint64_t *tried) {
+  clog_writer *w = NULL;
+  *acked = *trimmed = *tried = 0;
+  int unknown, syncs = 0;
+  if (clog_writer_open(s, CLOG_DIR, 1, NULL, 0, &w)) return bs_mem_ops(s);
+  uint64_t g = 1;
+  while (g <= 60) {
+    uint64_t k = 1 + g % 3;
+    for (uint64_t i = 0; i < k && g <= 60; i++, g++) append_gen(w, g, 0);
+    *tried = g - 1;
+    if (clog_sync(w, &unknown)) break;
+    *acked = g - 1;
+    if (++syncs % 5 == 0) clog_rotate(w);
+    if (*acked > 4 && syncs % 2 == 0) {
+      clog_trim(w, *acked - 4);
+      *trimmed = *acked - 4;
+    }
+  }
+  clog_writer_close(w);
+  return bs_mem_ops(s);
+}
+
+static void test_power_cut_at_every_operation(void **state) {
+  (void)state;
+  bs_store *s;
+  uint64_t acked, trimmed, tried;
+  assert_int_equal(bs_mem_create(&s), 0);
+  long total = run(s, &acked, &trimmed, &tried);
+  assert_int_equal(acked, 60);
+  bs_destroy(s);
+  for (long cut = 0; cut <= total; cut++) {
+    assert_int_equal(bs_mem_create(&s), 0);
+    bs_mem_cut_power_after(s, cut);
+    run(s, &acked, &trimmed, &tried);
+    assert_int_equal(bs_mem_power_on(s), 0);
+    clog_contents c;
+    if (clog_read(s, CLOG_DIR, trimmed, &c))
+      fail_msg("cut after %ld ops: %s", cut, strata_errmsg());
+    uint64_t last = c.n ? c.recs[c.n - 1].generation : trimmed;
+    if (last < acked || last > tried)
+      fail_msg("cut after %ld ops: log ends at %llu; acknowledged %llu, tried %llu", cut,
+               (unsigned long long)last, (unsigned long long)acked, (unsigned long long)tried);
+    for (size_t i = 0; i < c.n; i++) expect_payload(&c.recs[i], 0);
+    clog_contents_free(&c);
+    bs_destroy(s);
+  }
+  fprintf(stderr, "power cut after each of %ld operations: every synced record kept\n", total);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+    cmocka_unit_test(test_ops_roundtrip_and_damage),
+    cmocka_unit_test(test_records_segments_and_trim),
+    cmocka_unit_test(test_log_starting_past_the_manifest_is_refused),
+    cmocka_unit_test(test_torn_tail_every_length),
+    cmocka_unit_test(test_failed_sync_is_voided),
+    cmocka_unit_test(test_power_cut_at_every_operation),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
