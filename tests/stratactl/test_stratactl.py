@@ -967,6 +967,48 @@ def test_generation_zero_later():
     ctl("kv", "rm", "zero-a")
 
 
+def tty_stderr(*args):
+    """Runs stratactl with stderr on a pseudo-terminal; (Result-like, what the terminal got)."""
+    import pty
+    import threading
+    master, slave = pty.openpty()
+    chunks = []
+
+    def reader():
+        while True:
+            try:
+                b = os.read(master, 4096)
+            except OSError:
+                break
+            if not b:
+                break
+            chunks.append(b)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        p = subprocess.run([CTL, "--addr", ADDR] + list(args), stdout=subprocess.PIPE, stderr=slave, timeout=120)
+    finally:
+        os.close(slave)
+        t.join()
+        os.close(master)
+    return p, b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_progress_on_terminal():
+    g = ctl("--json", "kv", "versions", "--limit", "1").json()["versions"][0]["generation"]
+    plain = ctl("kv", "diff", "@v0", "@v%d" % g)
+    p, tty = tty_stderr("kv", "diff", "@v0", "@v%d" % g)
+    check(p.returncode == 0 and p.stdout == plain.out and "kv diff: read the changes of v" in tty and
+          tty.endswith("\r\x1b[K"), "kv diff shows progress on a terminal, erased before the result", (tty, p.stdout))
+    check(plain.etext == "", "no progress when stderr is not a terminal", plain)
+    p, tty = tty_stderr("--json", "kv", "diff", "@v0", "@v%d" % g)
+    check(p.returncode == 0 and tty == "", "no progress with --json", tty)
+    p, tty = tty_stderr("op", "list")
+    check(p.returncode == 0 and re.search(r"Ops.List: \d+ ops received", tty) and tty.endswith("\r\x1b[K"),
+          "op list counts the ops received on a terminal", tty)
+
+
 def test_set_status():
     rc, out, err = fixture("create-op", "dave", "split")
     op = int(out)
@@ -1080,6 +1122,7 @@ def main():
         test_generation_zero()
         test_kv(tmp)
         test_generation_zero_later()
+        test_progress_on_terminal()
     finally:
         rc = stop_server(proc)
         check(rc == 0, "strata-server exits 0 on SIGTERM (%s)" % rc)
