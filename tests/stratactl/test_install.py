@@ -24,14 +24,10 @@ import sys
 import tempfile
 import time
 
+from tier_report import check, report
+
 REPO = os.environ["STRATA_REPO"]
 BUILD = os.environ.get("STRATA_BUILD", "build")
-passed, failed = [], []
-
-
-def check(cond, what, detail=""):
-    (passed if cond else failed).append(what)
-    print("ok:" if cond else "FAIL:", what, "" if cond else detail)
 
 
 def clean_env(**extra):
@@ -182,13 +178,7 @@ def main():
         test_make_run(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed in %.1fs" % (len(passed), len(failed), time.time() - t0))
-    print("[  PASSED  ] %d test(s)." % len(passed))
-    if failed:
-        print("[  FAILED  ] %d test(s), listed below:" % len(failed))
-        for f in failed:
-            print("[  FAILED  ]", f)
-    return 1 if failed else 0
+    return report(t0)
 
 
 if __name__ == "__main__":

@@ -25,20 +25,11 @@ import sys
 import tempfile
 import time
 
+from tier_report import check, report
+
 CTL = os.environ["STRATACTL_BIN"]
 SERVER = os.environ["STRATA_SERVER_BIN"]
 FIXTURE = os.environ["CTL_FIXTURE_BIN"]
-
-passed, failed = [], []
-
-
-def check(cond, what, detail=""):
-    if cond:
-        passed.append(what)
-        print("ok:", what)
-    else:
-        failed.append(what)
-        print("FAIL:", what, detail)
 
 
 class Result:
@@ -1127,13 +1118,7 @@ def main():
         rc = stop_server(proc)
         check(rc == 0, "strata-server exits 0 on SIGTERM (%s)" % rc)
     shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed in %.1fs" % (len(passed), len(failed), time.time() - t0))
-    print("[  PASSED  ] %d test(s)." % len(passed))
-    if failed:
-        print("[  FAILED  ] %d test(s), listed below:" % len(failed))
-        for f in failed:
-            print("[  FAILED  ]", f)
-    return 1 if failed else 0
+    return report(t0)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@
 static const char *const status_names[] = {"UNSPECIFIED", "CREATED", "WRITE_STARTED", "SUCCESS",
                                            "EXCEPTION", "WRITE_FAILED"};
 #define NSTATUS (sizeof status_names / sizeof status_names[0])
+#define STATUS_FORMS "created, write_started, success, exception or write_failed"
 
 static const char *status_name(Strata__V1__OpStatus s) {
   return (unsigned)s < NSTATUS ? status_names[s] : "UNKNOWN";
@@ -125,6 +126,16 @@ static int parse_op_id(const ctl_args *a, const char *s, uint64_t *id) {
   return 0;
 }
 
+/* Prints the op of an answer (r, freed here) of the call `what` that returned rc. */
+static int op_answer(ctl_ctx *x, int rc, const char *what, void *r, const Strata__V1__Op *op,
+                     int with_payload) {
+  if (rc) return ctl_rpc_fail(x, rc, what);
+  if (x->json) ctl_json_print(op_json(op, ctl_now_ns(), with_payload));
+  else print_op(op);
+  rpc_free(r);
+  return CTL_OK;
+}
+
 int ctl_op_show(ctl_ctx *x, const ctl_args *a) {
   Strata__V1__GetOpRequest q = STRATA__V1__GET_OP_REQUEST__INIT;
   int rc = parse_op_id(a, a->pos[0], &q.op_id);
@@ -132,11 +143,7 @@ int ctl_op_show(ctl_ctx *x, const ctl_args *a) {
   rpc_callopts co = ctl_callopts(x, 0);
   Strata__V1__GetOpResponse *r = NULL;
   rc = rpc_ops_get(ctl_client(x), &co, &q, &r);
-  if (rc) return ctl_rpc_fail(x, rc, "Ops.Get");
-  if (x->json) ctl_json_print(op_json(r->op, ctl_now_ns(), 1));
-  else print_op(r->op);
-  rpc_free(r);
-  return CTL_OK;
+  return op_answer(x, rc, "Ops.Get", r, rc ? NULL : r->op, 1);
 }
 
 /* --- op set-status -------------------------------------------------------------------------------- */
@@ -146,18 +153,13 @@ int ctl_op_set_status(ctl_ctx *x, const ctl_args *a) {
   int rc = parse_op_id(a, a->pos[0], &q.op_id);
   if (rc) return rc;
   if (!(q.status = status_parse(a->pos[1])))
-    return ctl_usage(a->cmd, "STATUS: expected created, write_started, success, exception or "
-                             "write_failed, got \"%s\"", a->pos[1]);
+    return ctl_usage(a->cmd, "STATUS: expected " STATUS_FORMS ", got \"%s\"", a->pos[1]);
   const char *reason = ctl_val(a, "reason", 0);
   q.reason = (char *)(reason ? reason : "");
   rpc_callopts co = ctl_callopts(x, 0);
   Strata__V1__SetStatusResponse *r = NULL;
   rc = rpc_ops_set_status(ctl_client(x), &co, &q, &r);
-  if (rc) return ctl_rpc_fail(x, rc, "Ops.SetStatus");
-  if (x->json) ctl_json_print(op_json(r->op, ctl_now_ns(), 0));
-  else print_op(r->op);
-  rpc_free(r);
-  return CTL_OK;
+  return op_answer(x, rc, "Ops.SetStatus", r, rc ? NULL : r->op, 0);
 }
 
 /* --- collecting a stream of ops ------------------------------------------------------------------ */
@@ -237,8 +239,7 @@ int ctl_op_list(ctl_ctx *x, const ctl_args *a) {
   Strata__V1__ListOpsRequest q = STRATA__V1__LIST_OPS_REQUEST__INIT;
   const char *s = ctl_val(a, "status", 0);
   if (s && !(q.status = status_parse(s)))
-    return ctl_usage(a->cmd, "--status: expected created, write_started, success, exception or "
-                             "write_failed, got \"%s\"", s);
+    return ctl_usage(a->cmd, "--status: expected " STATUS_FORMS ", got \"%s\"", s);
   if ((s = ctl_val(a, "limit", 0)) && ctl_u64_parse(s, 1, 1000000, &limit))
     return ctl_usage(a->cmd, "--limit: expected a number in 1..1000000, got \"%s\"", s);
   /* The newest `limit` matches, newest first; one more tells whether older
