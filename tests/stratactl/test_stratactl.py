@@ -995,6 +995,9 @@ def test_progress_on_terminal():
     check(plain.etext == "", "no progress when stderr is not a terminal", plain)
     p, tty = tty_stderr("--json", "kv", "diff", "@v0", "@v%d" % g)
     check(p.returncode == 0 and tty == "", "no progress with --json", tty)
+    p, tty = tty_stderr("kv", "ls")
+    check(p.returncode == 0 and p.stdout == ctl("kv", "ls").out and re.search(r"kv ls: \d+ keys so far", tty)
+          and tty.endswith("\r\x1b[K"), "kv ls into a file counts the keys on a terminal", tty)
     p, tty = tty_stderr("op", "list")
     check(p.returncode == 0 and re.search(r"Ops.List: \d+ ops received", tty) and tty.endswith("\r\x1b[K"),
           "op list counts the ops received on a terminal", tty)

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "tools/stratactl/ctl.h"
@@ -251,10 +252,12 @@ int ctl_kv_ls(ctl_ctx *x, const ctl_args *a) {
     }
     for (size_t i = 0; i < m->n_entries; i++, n++) ls_key(x, keys, &m->entries[i]->key);
     if (!x->json) fflush(stdout); /* as it arrives, also into a pipe */
+    if (!isatty(1)) ctl_progress(x, "kv ls: %lld keys so far", (long long)n); /* output elsewhere */
     rpc_free(m);
     rc = 0;
   }
   rc = ctl_idle_stop(idle, rc);
+  ctl_progress_done(x);
   rpc_cstream_close(st);
   free(prefix);
   /* The server always sends a first message, carrying the listed version. */
