@@ -112,7 +112,7 @@ static void list_help(FILE *f, const char *group) {
  * w is the first word (a group or a top-level command). */
 static int unknown_cmd(const char *group, const char *w) {
   const char *cands[64];
-  char words[64][48];
+  char words[96];
   size_t n = 0;
   for (const ctl_cmd *c = ctl_cmds; c->run && n < 64; c++) {
     const char *cand = group ? (c->group && strcmp(c->group, group) == 0 ? c->name : NULL)
@@ -124,8 +124,8 @@ static int unknown_cmd(const char *group, const char *w) {
   }
   const char *near = ctl_closest(w, cands, n);
   if (near && group) {
-    snprintf(words[0], sizeof words[0], "%s %s", group, near);
-    near = words[0];
+    snprintf(words, sizeof words, "%s %s", group, near);
+    near = words;
   }
   if (w[0] == '-' && !group) {
     static const char *const globals[] = {"--addr", "--json", "--timeout", "--help", "--version"};
