@@ -17,6 +17,10 @@ typedef struct srv_opts {
   size_t max_message_bytes; /* both directions; 0 = RPC_DEFAULT_MAX_MESSAGE_BYTES (64 MiB) */
   int grace_ms; /* drain time at stop before in-flight calls are cancelled; 0 cancels them
                   at once; < 0 = the default, SRV_DEFAULT_GRACE_MS */
+  /* Test only (tests/system): every fsync of the store (files and directories) first
+   * sleeps this many microseconds, widening the window between a commit's fence check
+   * and its publication. 0 = off. strata-server reads it from STRATA_TEST_SLOW_SYNC_US. */
+  unsigned test_slow_sync_us;
 } srv_opts;
 
 #define SRV_DEFAULT_LISTEN "127.0.0.1:7420"
