@@ -63,7 +63,7 @@ BENCH_BINS := $(BENCH_SRCS:%.c=$(O)/%)
 .DEFAULT_GOAL := all
 # Keep objects of test and tool binaries between builds.
 .SECONDARY:
-.PHONY: all deps run test bench fuzz install clean help unit-bins fuzz-bins bench-bins
+.PHONY: all deps run test bench fuzz soak install clean help unit-bins fuzz-bins bench-bins
 
 all: $(LIB) $(BINS)
 
@@ -72,6 +72,7 @@ help:
 	@echo "make test    install missing packages, build, run every test tier (unit, unit under ASan+UBSan, fuzz, ...)"
 	@echo "make bench   build -O2 and print BENCH lines (databases under BENCH_DIR, default build/bench-data)"
 	@echo "make fuzz    run every libFuzzer target for FUZZ_SECONDS (default 300) each"
+	@echo "make soak    lock-safety checker and kill -9 under load at soak size; prints SOAK lines"
 	@echo "make install PREFIX=/usr/local DESTDIR="
 	@echo "make clean"
 

@@ -552,6 +552,9 @@ typedef struct drv {
   uint64_t max_gen;
   uint64_t lost_creates; /* Ops.Create calls whose outcome is unknown */
   sys_rng rng;           /* picks the older commits read back */
+  int64_t *times;        /* commit time of each generation Kv.Versions listed */
+  uint64_t ntimes, vers_last;
+  uint64_t offline_last; /* generations up to this one were walked offline */
   /* figures */
   uint64_t effects, verified, unknowns, violations, timetravel, offline_checks;
 } drv;
@@ -818,44 +821,55 @@ static int check_ops(drv *d, rpc_client *c) {
 /* Gapless generations, strictly increasing commit times, each acknowledged commit
  * at its generation and time; then its values read back at that generation. */
 static int check_versions(drv *d, rpc_client *c) {
+  /* From the latest generation the previous check saw (published, hence durable):
+   * it must still be there with the same time, and the rest follow it gaplessly. */
   Strata__V1__VersionsRequest q = STRATA__V1__VERSIONS_REQUEST__INIT;
+  q.start_generation = d->vers_last;
   rpc_cstream *st;
   if (rpc_kv_versions(c, NULL, &q, &st)) return -1;
-  int64_t *times = NULL;
-  uint64_t first = 0, last = 0, cap = 0;
+  uint64_t first = 0, last = 0;
   Strata__V1__VersionsResponse *m;
   int rc;
   while ((rc = rpc_kv_versions_next(st, &m)) == 1) {
     for (size_t i = 0; i < m->n_versions; i++) {
       uint64_t g = m->versions[i]->generation;
-      if (!first) first = last = g;
-      else if (g != last + 1)
+      int64_t t = m->versions[i]->commit_time_ns;
+      if (!first && d->vers_last && (g != d->vers_last || d->times[g] != t))
+        violation(d, "Kv.Versions from %llu starts at generation %llu",
+                  (unsigned long long)d->vers_last, (unsigned long long)g);
+      else if (first && g != last + 1)
         violation(d, "Kv.Versions: generation %llu follows %llu", (unsigned long long)g,
                   (unsigned long long)last);
-      last = g;
-      if (g >= cap) times = realloc(times, (cap = 2 * g + 1024) * sizeof *times);
-      times[g] = m->versions[i]->commit_time_ns;
-      if (g > first && times[g] <= times[g - 1])
+      if (!first) first = g;
+      if (g >= d->ntimes) {
+        d->times = realloc(d->times, (2 * g + 4096) * sizeof *d->times);
+        memset(d->times + d->ntimes, 0, (2 * g + 4096 - d->ntimes) * sizeof *d->times);
+        d->ntimes = 2 * g + 4096;
+      }
+      if (g > 1 && d->times[g - 1] && t <= d->times[g - 1])
         violation(d, "Kv.Versions: commit time of generation %llu not after the previous one",
                   (unsigned long long)g);
+      d->times[g] = t;
+      last = g;
     }
     rpc_free(m);
   }
   rpc_cstream_close(st);
   if (rc) {
-    free(times);
-    return -1;
+    violation(d, "Kv.Versions from %llu: %s", (unsigned long long)d->vers_last, strata_errmsg());
+    return 0;
   }
-  if (last < d->max_gen)
-    violation(d, "latest generation %llu is below the acknowledged %llu", (unsigned long long)last,
-              (unsigned long long)d->max_gen);
-  for (size_t i = 0; i < d->nacks; i++) {
+  if (last < d->max_gen || last < d->vers_last)
+    violation(d, "latest generation %llu is below the acknowledged %llu or the %llu seen before",
+              (unsigned long long)last, (unsigned long long)d->max_gen,
+              (unsigned long long)d->vers_last);
+  for (size_t i = d->checked_acks; i < d->nacks; i++) {
     ack_commit *a = &d->acks[i];
-    if (a->gen < first || a->gen > last || times[a->gen] != a->ctime)
+    if (a->gen > last || a->gen >= d->ntimes || d->times[a->gen] != a->ctime)
       violation(d, "acknowledged commit at generation %llu time %lld is not in Kv.Versions",
                 (unsigned long long)a->gen, (long long)a->ctime);
   }
-  free(times);
+  d->vers_last = last;
   /* Time travel: the newest acknowledged commits (at most TT_PER_CYCLE), and 16
    * older ones at random. */
   size_t from = d->checked_acks;
@@ -908,8 +922,9 @@ static void verify(drv *d, const char *addr) {
 }
 
 /* The store checked offline, the server down: every generation's tree walked
- * (keys), values read at the latest and at `sample` spread generations. */
-static void offline_check(drv *d, const char *dir, int sample) {
+ * (keys) since the last check (all when `full`), values read at the latest and
+ * at `sample` spread generations. */
+static void offline_check(drv *d, const char *dir, int full, int sample) {
   char path[700];
   snprintf(path, sizeof path, "%s/kv", dir);
   st_options so = {.read_only = 1};
@@ -921,7 +936,9 @@ static void offline_check(drv *d, const char *dir, int sample) {
   }
   st_version_info *v = NULL;
   size_t nv = 0;
-  if ((rc = st_versions(db, 0, 0, &v, &nv))) violation(d, "offline check: st_versions: %s", strata_errmsg());
+  if ((rc = st_versions(db, full ? 0 : d->offline_last, 0, &v, &nv)))
+    violation(d, "offline check: st_versions: %s", strata_errmsg());
+  if (nv) d->offline_last = v[nv - 1].generation;
   for (size_t i = 0; !rc && i < nv; i++) {
     int values = i + 1 == nv || (sample && i % (nv / (size_t)sample + 1) == 0);
     st_snap *s;
@@ -1070,7 +1087,7 @@ static int driver_main(void) {
     h.pid = 0;
     kills++;
     if (send_all(cl, d.nclients, "STOP\n") || wait_idle(cl, d.nclients)) broken = 1;
-    if (!broken && check_every && cyc % check_every == 0) offline_check(&d, dir, 0);
+    if (!broken && check_every && cyc % check_every == 0) offline_check(&d, dir, 0, 0);
     if (d.violations) broken = 1;
   }
   /* The last restart, its check, then a clean stop and the full offline check. */
@@ -1078,7 +1095,7 @@ static int driver_main(void) {
   if (!broken && harness_start(&h, bin, dir, NULL) == 0) {
     verify(&d, h.addr);
     stop = harness_stop(&h);
-    offline_check(&d, dir, 20);
+    offline_check(&d, dir, 1, 20);
   } else if (!broken) {
     violation(&d, "the server did not restart after the last kill; log %s", h.log);
   }
