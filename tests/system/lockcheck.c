@@ -51,16 +51,15 @@
 
 static void row_name(char *buf, size_t n, unsigned row) { snprintf(buf, n, "row%03u", row); }
 
-/* The one place the acquire request is built. While the lock manager lets a
- * temporal acquire pass another op's indefinite lock by default (issue 9, point
- * 1), a safe client has to ask with respect_indefinite; drop the line once the
- * safe behaviour is the default. */
+/* The one place the acquire request is built. Rows are exclusive whatever the
+ * kinds (issue 9, point 1): a temporal acquire never passes another op's
+ * indefinite lock, so no flag is needed (respect_indefinite is gone from the
+ * protocol). */
 static void acquire_fill(Strata__V1__AcquireRequest *q, int indefinite, uint64_t ttl_ms) {
   q->kind = indefinite ? STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE
                        : STRATA__V1__LOCK_KIND__LOCK_KIND_TEMPORAL;
   q->ttl_ms = indefinite ? 0 : ttl_ms;
   q->wait_ms = WAIT_MS;
-  q->respect_indefinite = !indefinite;
 }
 
 /* One transaction; appends its history line. Returns 0, or -1 on an error that
