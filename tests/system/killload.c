@@ -1058,12 +1058,14 @@ static int driver_main(void) {
 
   harness h;
   if (harness_start(&h, bin, NULL, NULL)) return 1;
+  sys_watch_pid(&h.pid);
   char dir[512];
   snprintf(dir, sizeof dir, "%s", h.dir);
   proc cl[MAX_CLIENTS];
   for (int i = 0; i < d.nclients; i++) {
     snprintf(d.files[i], sizeof d.files[i], "%s.history-%d", dir, i);
     if (spawn_client(&cl[i], i, seed, d.files[i])) return 1;
+    sys_watch_pid(&cl[i].pid);
   }
   int64_t t0 = sys_mono_ms();
   uint64_t kills = 0;

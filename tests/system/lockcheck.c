@@ -450,6 +450,7 @@ static int driver_main(void) {
   harness h;
   if (harness_start(&h, bin, NULL, NULL)) return 1;
   unsetenv("STRATA_TEST_SLOW_SYNC_US");
+  sys_watch_pid(&h.pid);
 
   int64_t t0 = sys_mono_ms();
   pid_t pids[MAX_CLIENTS];
@@ -464,6 +465,7 @@ static int driver_main(void) {
     snprintf(nr, sizeof nr, "%u", nrows);
     const char *args[] = {"client", idx, h.addr, files[i], n, sd, nr, NULL};
     pids[i] = sys_spawn_self(args);
+    sys_watch_pid(&pids[i]);
   }
   figures fg = {0};
   fg.pauses = pause_loop(pids, nclients, &rng, status);

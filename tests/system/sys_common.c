@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,4 +108,25 @@ pid_t sys_spawn_self(const char *const *args) {
     _exit(127);
   }
   return pid;
+}
+
+static const pid_t *watched[64];
+static volatile sig_atomic_t nwatched;
+
+static void on_term(int sig) {
+  (void)sig;
+  for (int i = 0; i < nwatched; i++)
+    if (*watched[i] > 0) kill(*watched[i], SIGKILL);
+  _exit(1);
+}
+
+void sys_watch_pid(const pid_t *pid) {
+  if (nwatched == 0) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_term;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+  }
+  if (nwatched < 64) watched[nwatched++] = pid;
 }

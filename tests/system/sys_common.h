@@ -41,4 +41,9 @@ char *sys_read_file(const char *path, size_t *len);
  * returns the pid or -1. stdout/stderr are inherited. */
 pid_t sys_spawn_self(const char *const *args);
 
+/* On SIGTERM or SIGINT (the tier's timeout), SIGKILLs every process whose pid is
+ * at a watched address (the server, the clients) and exits 1, so a killed test
+ * leaves nothing running. Up to 64 addresses; a pid <= 0 there is skipped. */
+void sys_watch_pid(const pid_t *pid);
+
 #endif
