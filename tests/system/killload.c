@@ -134,6 +134,15 @@ typedef struct client {
  * 0 for an outcome that cannot be known (the server died). */
 static int definite(int rc, int expect) { return rc == expect; }
 
+/* A call's answer was lost. Only a server that went away may do that; any other
+ * error is a bug (of the server or of this client) and ends the run. */
+static void lost(const client *cl, int rc, const char *what) {
+  if (rc == ENOTCONN || rc == STRATA_ECANCELLED) return;
+  fprintf(stderr, "client %d: %s: unexpected %s: %s\n", cl->idx, what, strata_errname(rc),
+          strata_errmsg());
+  exit(1);
+}
+
 /* Reads one command line from stdin (blocking when `wait`); 1 with the line, 0
  * when none is there yet, -1 at end of input. */
 static int read_cmd(client *cl, char *line, size_t n, int wait) {
@@ -242,6 +251,7 @@ static int op_commit(client *cl) {
     sys_logf(cl->log, "X condition %s", strata_errmsg());
     exit(1);
   } else {
+    lost(cl, rc, "Kv.Commit");
     n = snprintf(rec, sizeof rec, "U %zu", k);
     for (size_t i = 0; i < k; i++) cl->keys[pick[i]].certain = 0;
   }
@@ -257,7 +267,9 @@ static uint64_t op_create(client *cl) {
   q.user = "killload";
   q.kind = "edit";
   Strata__V1__CreateOpResponse *r = NULL;
-  if (rpc_ops_create(cl->c, NULL, &q, &r)) {
+  int rc = rpc_ops_create(cl->c, NULL, &q, &r);
+  if (rc) {
+    lost(cl, rc, "Ops.Create");
     sys_logf(cl->log, "OCU");
     return 0;
   }
@@ -279,6 +291,7 @@ static int op_status(client *cl) {
   Strata__V1__SetStatusResponse *r = NULL;
   int rc = rpc_ops_set_status(cl->c, NULL, &q, &r);
   rpc_free(r);
+  if (rc) lost(cl, rc, "Ops.SetStatus");
   sys_logf(cl->log, "%s %llu %d", rc ? "OSU" : "OS", (unsigned long long)o->id, next);
   o->status = rc ? 0 : next;
   return rc ? -1 : 0;
@@ -296,6 +309,7 @@ static int op_lock(client *cl) {
     Strata__V1__ReleaseResponse *resp = NULL;
     int rc = rpc_locks_release(cl->c, NULL, &q, &resp);
     rpc_free(resp);
+    if (rc) lost(cl, rc, "Locks.Release");
     sys_logf(cl->log, "%s %llu %s", rc ? "RU" : "R", (unsigned long long)r->op, r->name);
     if (rc) r->certain = 0;
     else r->op = 0;
@@ -318,6 +332,7 @@ static int op_lock(client *cl) {
   Strata__V1__AcquireResponse *resp = NULL;
   int rc = rpc_locks_acquire(cl->c, NULL, &q, &resp);
   if (rc) {
+    lost(cl, rc, "Locks.Acquire");
     sys_logf(cl->log, "AU %llu %s", (unsigned long long)op, r->name);
     r->certain = 0;
     return -1;
@@ -340,7 +355,11 @@ static int op_ids(client *cl) {
   q.counter = ctr;
   q.count = 1 + sys_below(&cl->rng, 1000);
   Strata__V1__AllocateIdsResponse *r = NULL;
-  if (rpc_ops_allocate_ids(cl->c, NULL, &q, &r)) return -1;
+  int rc = rpc_ops_allocate_ids(cl->c, NULL, &q, &r);
+  if (rc) {
+    lost(cl, rc, "Ops.AllocateIds");
+    return -1;
+  }
   sys_logf(cl->log, "I %s %llu %llu", ctr, (unsigned long long)r->first,
            (unsigned long long)r->count);
   rpc_free(r);
@@ -355,7 +374,11 @@ static int resync(client *cl) {
     Strata__V1__GetRequest q = STRATA__V1__GET_REQUEST__INIT;
     q.key = bin(k->name);
     Strata__V1__GetResponse *g = NULL;
-    if (rpc_kv_get(cl->c, NULL, &q, &g)) return -1;
+    int crc = rpc_kv_get(cl->c, NULL, &q, &g);
+    if (crc) {
+      lost(cl, crc, "Kv.Get");
+      return -1;
+    }
     char v[64] = "D";
     if (g->found) value_name(k->name, g->value.data, g->value.len, v, sizeof v);
     k->certain = 1, k->exists = g->found, k->gen = g->version->generation;
@@ -368,7 +391,11 @@ static int resync(client *cl) {
     Strata__V1__ListLocksRequest q = STRATA__V1__LIST_LOCKS_REQUEST__INIT;
     q.prefix = bin(r->name);
     rpc_cstream *st;
-    if (rpc_locks_list(cl->c, NULL, &q, &st)) return -1;
+    int crc = rpc_locks_list(cl->c, NULL, &q, &st);
+    if (crc) {
+      lost(cl, crc, "Locks.List");
+      return -1;
+    }
     Strata__V1__ListLocksResponse *m;
     int rc;
     r->op = 0;
@@ -388,7 +415,10 @@ static int resync(client *cl) {
       rpc_free(m);
     }
     rpc_cstream_close(st);
-    if (rc) return -1;
+    if (rc) {
+      lost(cl, rc, "Locks.List");
+      return -1;
+    }
     r->certain = 1;
     sys_logf(cl->log, "O %s %s %lld %lld", r->name, v, (long long)(r->op ? r->expires : 0),
              (long long)now);
@@ -399,7 +429,11 @@ static int resync(client *cl) {
     Strata__V1__GetOpRequest q = STRATA__V1__GET_OP_REQUEST__INIT;
     q.op_id = o->id;
     Strata__V1__GetOpResponse *g = NULL;
-    if (rpc_ops_get(cl->c, NULL, &q, &g)) return -1;
+    int crc = rpc_ops_get(cl->c, NULL, &q, &g);
+    if (crc) {
+      lost(cl, crc, "Ops.Get");
+      return -1;
+    }
     o->status = g->op->status;
     sys_logf(cl->log, "O op%llu %d 0 0", (unsigned long long)o->id, o->status);
     rpc_free(g);
