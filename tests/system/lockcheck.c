@@ -201,8 +201,21 @@ static int client_txn(rpc_client *c, int idx, uint64_t seq, sys_rng *rng, unsign
   return 0;
 }
 
+/* A client that dies says so: a silent death would leave its indefinite locks
+ * blocking every other client. */
+static void on_fatal(int sig) {
+  char msg[64];
+  int n = snprintf(msg, sizeof msg, "lockcheck client: fatal signal %d\n", sig);
+  if (write(2, msg, (size_t)n) < 0) {
+  }
+  signal(sig, SIG_DFL);
+  raise(sig);
+}
+
 static int client_main(int argc, char **argv) {
   if (argc != 8) return 2;
+  int fatal[] = {SIGSEGV, SIGBUS, SIGABRT, SIGFPE, SIGILL, SIGPIPE};
+  for (size_t i = 0; i < sizeof fatal / sizeof *fatal; i++) signal(fatal[i], on_fatal);
   int idx = atoi(argv[2]);
   const char *addr = argv[3], *file = argv[4];
   uint64_t n = strtoull(argv[5], NULL, 10), seed = strtoull(argv[6], NULL, 10);
@@ -406,7 +419,8 @@ static int read_counters(const char *addr, unsigned nrows, uint64_t *out) {
 }
 
 /* SIGSTOPs a random live client past every TTL, then SIGCONTs it, until all
- * clients have exited. Returns the number of pauses; fills status[i]. */
+ * clients have exited, or one failed (its indefinite locks would block the others
+ * for good: the rest are killed). Returns the number of pauses; fills status[i]. */
 static uint64_t pause_loop(pid_t *pids, int n, sys_rng *rng, int *status) {
   int live = n;
   uint64_t pauses = 0;
@@ -424,6 +438,15 @@ static uint64_t pause_loop(pid_t *pids, int n, sys_rng *rng, int *status) {
         status[j] = st;
         pids[j] = 0;
         live--;
+        if (WIFEXITED(st) && WEXITSTATUS(st) == 0) continue;
+        fprintf(stderr, "client %d failed (status 0x%x): stopping the others\n", j, st);
+        for (int k = 0; k < n; k++)
+          if (pids[k] > 0) {
+            kill(pids[k], SIGKILL);
+            waitpid(pids[k], &status[k], 0);
+            pids[k] = 0;
+            live--;
+          }
       }
     }
   }
