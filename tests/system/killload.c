@@ -390,6 +390,9 @@ static int resync(client *cl) {
     if (r->certain) continue;
     Strata__V1__ListLocksRequest q = STRATA__V1__LIST_LOCKS_REQUEST__INIT;
     q.prefix = bin(r->name);
+    /* An empty listing may carry no server time: then the time before the call (the
+     * same clock), when any lock that is not listed had certainly expired. */
+    int64_t now = sys_now_ns();
     rpc_cstream *st;
     int crc = rpc_locks_list(cl->c, NULL, &q, &st);
     if (crc) {
@@ -400,7 +403,6 @@ static int resync(client *cl) {
     int rc;
     r->op = 0;
     char v[64] = "-";
-    int64_t now = 0;
     while ((rc = rpc_locks_list_next(st, &m)) == 1) {
       now = m->server_time_ns;
       for (size_t j = 0; j < m->n_locks; j++) {
@@ -792,15 +794,15 @@ static int check_keys(drv *d, rpc_client *c) {
 static int check_locks(drv *d, rpc_client *c) {
   Strata__V1__ListLocksRequest q = STRATA__V1__LIST_LOCKS_REQUEST__INIT;
   q.prefix = bin("r");
+  int64_t now = sys_now_ns(); /* as in resync: kept when no message carries the server's */
   rpc_cstream *st;
   if (rpc_locks_list(c, NULL, &q, &st)) return -1;
   seen *s = NULL;
   size_t ns = 0, cap = 0;
-  int64_t now = 0;
   Strata__V1__ListLocksResponse *m;
   int rc;
   while ((rc = rpc_locks_list_next(st, &m)) == 1) {
-    if (!now) now = m->server_time_ns;
+    now = m->server_time_ns;
     for (size_t i = 0; i < m->n_locks; i++) {
       Strata__V1__LockInfo *l = m->locks[i];
       if (ns == cap) s = realloc(s, (cap = cap ? 2 * cap : 256) * sizeof *s);
@@ -819,7 +821,7 @@ static int check_locks(drv *d, rpc_client *c) {
     free(s);
     return -1;
   }
-  check_regs(d, 'r', s, ns, now ? now : sys_now_ns());
+  check_regs(d, 'r', s, ns, now);
   free(s);
   return 0;
 }
