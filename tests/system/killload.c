@@ -390,9 +390,6 @@ static int resync(client *cl) {
     if (r->certain) continue;
     Strata__V1__ListLocksRequest q = STRATA__V1__LIST_LOCKS_REQUEST__INIT;
     q.prefix = bin(r->name);
-    /* An empty listing may carry no server time: then the time before the call (the
-     * same clock), when any lock that is not listed had certainly expired. */
-    int64_t now = sys_now_ns();
     rpc_cstream *st;
     int crc = rpc_locks_list(cl->c, NULL, &q, &st);
     if (crc) {
@@ -404,7 +401,6 @@ static int resync(client *cl) {
     r->op = 0;
     char v[64] = "-";
     while ((rc = rpc_locks_list_next(st, &m)) == 1) {
-      now = m->server_time_ns;
       for (size_t j = 0; j < m->n_locks; j++) {
         Strata__V1__LockInfo *l = m->locks[j];
         if (l->row.len != strlen(r->name) || memcmp(l->row.data, r->name, l->row.len)) continue;
@@ -417,6 +413,8 @@ static int resync(client *cl) {
       rpc_free(m);
     }
     rpc_cstream_close(st);
+    /* See check_locks: expiry is judged at a time after the listing. */
+    int64_t now = sys_now_ns();
     if (rc) {
       lost(cl, rc, "Locks.List");
       return -1;
@@ -794,7 +792,6 @@ static int check_keys(drv *d, rpc_client *c) {
 static int check_locks(drv *d, rpc_client *c) {
   Strata__V1__ListLocksRequest q = STRATA__V1__LIST_LOCKS_REQUEST__INIT;
   q.prefix = bin("r");
-  int64_t now = sys_now_ns(); /* as in resync: kept when no message carries the server's */
   rpc_cstream *st;
   if (rpc_locks_list(c, NULL, &q, &st)) return -1;
   seen *s = NULL;
@@ -802,21 +799,24 @@ static int check_locks(drv *d, rpc_client *c) {
   Strata__V1__ListLocksResponse *m;
   int rc;
   while ((rc = rpc_locks_list_next(st, &m)) == 1) {
-    now = m->server_time_ns;
     for (size_t i = 0; i < m->n_locks; i++) {
       Strata__V1__LockInfo *l = m->locks[i];
       if (ns == cap) s = realloc(s, (cap = cap ? 2 * cap : 256) * sizeof *s);
       snprintf(s[ns].name, sizeof s[ns].name, "%.*s", (int)l->row.len, (char *)l->row.data);
       s[ns].exp = l->expires_at_ns;
-      if (l->expires_at_ns && l->expires_at_ns <= now) snprintf(s[ns].val, sizeof s[ns].val, "-");
-      else
-        snprintf(s[ns].val, sizeof s[ns].val, "%llu/%llu", (unsigned long long)l->op_id,
-                 (unsigned long long)l->fencing_token);
+      snprintf(s[ns].val, sizeof s[ns].val, "%llu/%llu", (unsigned long long)l->op_id,
+               (unsigned long long)l->fencing_token);
       ns++;
     }
     rpc_free(m);
   }
   rpc_cstream_close(st);
+  /* Expiry is judged at a time after the listing ended: the server skips locks that
+   * expired while it read them, though its server_time_ns is from the listing's start
+   * (and an empty listing has none). A lock not listed but unexpired now was lost. */
+  int64_t now = sys_now_ns();
+  for (size_t i = 0; i < ns; i++)
+    if (s[i].exp && s[i].exp <= now) snprintf(s[i].val, sizeof s[i].val, "-");
   if (rc) {
     free(s);
     return -1;
