@@ -63,7 +63,7 @@ BENCH_BINS := $(BENCH_SRCS:%.c=$(O)/%)
 .DEFAULT_GOAL := all
 # Keep objects of test and tool binaries between builds.
 .SECONDARY:
-.PHONY: all deps run test bench fuzz install clean help unit-bins fuzz-bins bench-bins
+.PHONY: all deps run test bench fuzz soak install clean help unit-bins fuzz-bins bench-bins
 
 all: $(LIB) $(BINS)
 
@@ -74,6 +74,7 @@ help:
 	@echo "make bench   build -O2 and print BENCH lines (databases under BENCH_DIR, default build/bench-data)"
 	@echo "make fuzz    run every libFuzzer target for FUZZ_SECONDS (default 300) each"
 	@echo "make install PREFIX=/usr/local DESTDIR=   binaries, man pages, C client library + headers, strata.pc, Python package"
+	@echo "make soak    lock-safety checker and kill -9 under load at soak size; prints SOAK lines"
 	@echo "make clean"
 
 # --- packages -----------------------------------------------------------------

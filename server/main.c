@@ -103,6 +103,12 @@ int main(int argc, char **argv) {
     default: usage(stderr); return 2;
     }
   }
+  /* Test only, deliberately not a flag (server/README.md, "Test-only knobs"). */
+  const char *slow = getenv("STRATA_TEST_SLOW_SYNC_US");
+  if (slow && *slow) {
+    if (parse_u64("STRATA_TEST_SLOW_SYNC_US", slow, 0, 10000000, &v)) return 2;
+    o.test_slow_sync_us = (unsigned)v;
+  }
   if (optind < argc) {
     fprintf(stderr, "strata-server: unexpected argument \"%s\"\n", argv[optind]);
     usage(stderr);

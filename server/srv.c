@@ -67,7 +67,15 @@ static int open_engines(srv *s) {
   if (mkdir(path, 0755) != 0 && errno != EEXIST)
     return strata_err(errno, "cannot create %s: %s", path, strerror(errno));
   st_options so = {.create = 1, .commit_log = s->o.commit_log};
-  int rc = st_open(path, &so, &s->db);
+  int rc;
+  if (s->o.test_slow_sync_us) { /* test only: see srv_opts */
+    if ((rc = bs_file_open(path, &s->kv_files)) || (rc = bs_fault_wrap(s->kv_files, &s->kv_slow)))
+      return strata_err_wrap(rc, "store in %s", path);
+    bs_fault_delay(s->kv_slow, BS_FAULT_FSYNC, s->o.test_slow_sync_us);
+    so.base = s->kv_slow;
+    srv_log(SRV_LOG_WARN, "event=test_slow_sync us=%u", s->o.test_slow_sync_us);
+  }
+  rc = st_open(path, &so, &s->db);
   if (rc) return strata_err_wrap(rc, "store in %s", path);
   snprintf(path, sizeof path, "%s/locks", s->data_dir);
   lk_options lo;
@@ -118,6 +126,8 @@ static void srv_free(srv *s) {
   srv_pool_stop(s->pool);
   srv_pool_stop(s->io);
   if (s->db) st_close(s->db); /* after the calls: every acknowledged commit is durable */
+  bs_destroy(s->kv_slow);
+  bs_destroy(s->kv_files);
   if (s->lk) lk_close(s->lk);
   pthread_mutex_destroy(&s->wmu);
   free(s->watchers);

@@ -20,6 +20,10 @@ typedef struct srv_opts {
   int commit_log; /* the store commits through its commit log (storage/README.md
                      "Commit log mode"): one sync per group, OCDBT files published
                      in batches; the log lives in data_dir/kv/log */
+  /* Test only (tests/system): every fsync of the store (files and directories) first
+   * sleeps this many microseconds, widening the window between a commit's fence check
+   * and its publication. 0 = off. strata-server reads it from STRATA_TEST_SLOW_SYNC_US. */
+  unsigned test_slow_sync_us;
 } srv_opts;
 
 #define SRV_DEFAULT_LISTEN "127.0.0.1:7420"

@@ -25,6 +25,7 @@ struct srv {
   rpc_start_fn io_fns[RPC_M__COUNT]; /* the handlers srv__bind_io runs on `io` */
   /* Engines. */
   st_db *db; /* the versioned store: data_dir/kv */
+  bs_store *kv_files, *kv_slow; /* only with o.test_slow_sync_us: the store's base */
   lk_manager *lk; /* locks, op log, id counters: data_dir/locks */
   /* Live Kv.Watch streams, woken after every successful commit (h_watch.c). */
   pthread_mutex_t wmu;

@@ -4,7 +4,8 @@
  * Files are only ever created new, appended while open, and published with an
  * atomic rename; nothing is modified in place. Three implementations: real
  * files (bs_file_open), memory (bs_mem_create, for tests) and a wrapper that
- * injects EIO/ENOSPC at the Nth write, fsync or rename (bs_fault_wrap).
+ * injects EIO/ENOSPC at the Nth write, fsync or rename, or slows a site
+ * (bs_fault_wrap).
  *
  * Every call returns 0, a negative STRATA_E* code or a positive errno, and
  * records a message naming the path (common/err.h).
@@ -75,6 +76,9 @@ int bs_fault_wrap(bs_store *inner, bs_store **out);
 /* Arms the wrapper: the nth (1-based, counted from now) operation at `site`
  * fails with err (EIO or ENOSPC); n = 0 disarms. A failed write writes nothing. */
 void bs_fault_arm(bs_store *s, enum bs_fault_site site, uint64_t nth, int err);
+/* Slows the wrapper: every later operation at `site` first sleeps `us`
+ * microseconds (0 = no delay). The server's test-only STRATA_TEST_SLOW_SYNC_US. */
+void bs_fault_delay(bs_store *s, enum bs_fault_site site, uint32_t us);
 /* Operations seen at `site` since creation. */
 uint64_t bs_fault_count(bs_store *s, enum bs_fault_site site);
 /* Number of faults injected since creation. */

@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/err.h"
 #include "storage/base.h"
@@ -18,6 +19,7 @@ typedef struct xstore {
   uint64_t count[BS_FAULT_NSITES];
   uint64_t fire_at[BS_FAULT_NSITES]; /* absolute count that fails; 0 = never */
   int err[BS_FAULT_NSITES];
+  uint32_t delay_us[BS_FAULT_NSITES]; /* slept before every operation at the site */
   uint64_t fired;
 } xstore;
 
@@ -32,6 +34,7 @@ static const char *site_name[BS_FAULT_NSITES] = {"write", "fsync", "rename"};
 static int x_tick(xstore *s, enum bs_fault_site site, const char *path) {
   int e = 0;
   pthread_mutex_lock(&s->mu);
+  uint32_t delay = s->delay_us[site];
   s->count[site]++;
   if (s->fire_at[site] && s->count[site] == s->fire_at[site]) {
     e = s->err[site];
@@ -39,6 +42,11 @@ static int x_tick(xstore *s, enum bs_fault_site site, const char *path) {
     s->fired++;
   }
   pthread_mutex_unlock(&s->mu);
+  if (delay) {
+    struct timespec ts = {(time_t)(delay / 1000000), (long)(delay % 1000000) * 1000};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+  }
   if (e)
     return strata_err(e, "injected %s failure on %s: %s", site_name[site], path, strerror(e));
   return 0;
@@ -136,6 +144,13 @@ void bs_fault_arm(bs_store *bs, enum bs_fault_site site, uint64_t nth, int err) 
   pthread_mutex_lock(&s->mu);
   s->fire_at[site] = nth ? s->count[site] + nth : 0;
   s->err[site] = err;
+  pthread_mutex_unlock(&s->mu);
+}
+
+void bs_fault_delay(bs_store *bs, enum bs_fault_site site, uint32_t us) {
+  xstore *s = (xstore *)bs;
+  pthread_mutex_lock(&s->mu);
+  s->delay_us[site] = us;
   pthread_mutex_unlock(&s->mu);
 }
 

@@ -6,6 +6,9 @@
 # Tests that join two modules without a server live here.
 UNIT_TESTS += tests/unit/test_fence.c
 
+# Server-level system tiers (lock safety, kill -9 under load) and `make soak`.
+include tests/system/module.mk
+
 # The unit tiers run first and fuzzing last; the other folders' tiers between.
 TEST_TIERS := unit unit-asan $(TEST_TIERS) fuzz
 
