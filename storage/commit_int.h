@@ -30,6 +30,8 @@ struct st_txn {
   top *ops;
   size_t n, cap;
   size_t nconds;         /* conditions added so far */
+  int err;               /* first failed st_txn_* call: latched, submit refuses the txn */
+  char *errmsg;          /* its message (may be NULL when out of memory) */
   st_fence_fn fence;
   st_fence_done_fn fence_done;
   void *fence_ctx;

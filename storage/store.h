@@ -200,7 +200,10 @@ enum st_cond_kind { ST_COND_NONE = 0, ST_COND_ABSENT = 1, ST_COND_UNCHANGED_SINC
 /* The value hash conditions compare: BLAKE2b with a 32-byte digest, no key. */
 void st_value_hash(const void *p, size_t n, uint8_t out[ST_HASH_BYTES]);
 
-/* A transaction under construction; owned by the caller until submitted. */
+/* A transaction under construction; owned by the caller until submitted.
+ * A failed st_txn_* call poisons it: later calls and st_txn_submit /
+ * st_txn_commit return that first error (message "the transaction failed
+ * earlier and is refused whole: ..."), and nothing of it is committed. */
 int st_txn_begin(st_db *db, st_txn **out);
 /* Puts copy key and value. Keys are 0..OCDBT_MAX_KEY_LENGTH (65,535) bytes,
  * any number and mix of sizes; a longer key is STRATA_EINVALID. */

@@ -24,7 +24,23 @@ int st_txn_begin(st_db *db, st_txn **out) {
   return 0;
 }
 
-static int add_op(st_txn *t, int kind, const void *key, size_t klen, const void *val, size_t vlen,
+/* A failed call poisons its transaction (LMDB's MDB_BAD_TXN): every later
+ * call and the submit return the first error, so nothing of a transaction
+ * that lost an operation becomes visible. */
+static int latch(st_txn *t, int rc) {
+  if (rc && !t->err) {
+    t->err = rc;
+    t->errmsg = strdup(strata_errmsg());
+  }
+  return rc;
+}
+
+static int latched(const st_txn *t) {
+  return strata_err(t->err, "the transaction failed earlier and is refused whole: %s",
+                    t->errmsg ? t->errmsg : "(message lost)");
+}
+
+static int add_op_(st_txn *t, int kind, const void *key, size_t klen, const void *val, size_t vlen,
                   int copy, top **out) {
   if (klen > OCDBT_MAX_KEY_LENGTH)
     return strata_err(STRATA_EINVALID, "key of %zu bytes exceeds the limit of %u", klen,
@@ -56,6 +72,12 @@ static int add_op(st_txn *t, int kind, const void *key, size_t klen, const void 
   return 0;
 }
 
+static int add_op(st_txn *t, int kind, const void *key, size_t klen, const void *val, size_t vlen,
+                  int copy, top **out) {
+  if (t->err) return latched(t);
+  return latch(t, add_op_(t, kind, key, klen, val, vlen, copy, out));
+}
+
 int st_txn_put(st_txn *t, const void *key, size_t klen, const void *val, size_t vlen) {
   return add_op(t, OP_PUT, key, klen, val, vlen, 1, NULL);
 }
@@ -64,7 +86,16 @@ int st_txn_put_borrowed(st_txn *t, const void *key, size_t klen, const void *val
   return add_op(t, OP_PUT, key, klen, val, vlen, 0, NULL);
 }
 
+static int put_ref(st_txn *t, const void *key, size_t klen, const char *path, uint64_t offset,
+                   uint64_t length);
+
 int st_txn_put_ref(st_txn *t, const void *key, size_t klen, const char *path, uint64_t offset,
+                   uint64_t length) {
+  if (t->err) return latched(t);
+  return latch(t, put_ref(t, key, klen, path, offset, length));
+}
+
+static int put_ref(st_txn *t, const void *key, size_t klen, const char *path, uint64_t offset,
                    uint64_t length) {
   size_t pl = strlen(path);
   if (pl < 3 || strncmp(path, ST_DATA_DIR "/", 2) || strstr(path, "..") || strstr(path, "//"))
@@ -142,6 +173,7 @@ void st_txn_abort(st_txn *t) {
     free(t->ops[i].path);
   }
   free(t->ops);
+  free(t->errmsg);
   free(t);
 }
 
@@ -151,6 +183,11 @@ int st_txn_submit(st_txn *t, st_done_fn done, void *ctx) {
   t->done = done;
   t->done_ctx = ctx;
   t->next = NULL;
+  if (t->err) {
+    rc = latched(t);
+    st_txn_abort(t);
+    return rc;
+  }
   pthread_mutex_lock(&db->mu);
   if (db->read_only) rc = strata_err(STRATA_EINVALID, "%s: database is open read-only", db->path);
   else if (db->closing) rc = strata_err(STRATA_ESHUTDOWN, "%s: database is closing", db->path);

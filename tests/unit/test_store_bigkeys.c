@@ -280,6 +280,44 @@ static void test_key_over_maximum_refused(void **state) {
   bs_destroy(base);
 }
 
+/* A failed put poisons its transaction: the put of "a" before it does not
+ * commit alone (it did: generation 1 held "a"), later calls fail too, and
+ * the database stays at generation 0. */
+static void test_failed_put_refuses_the_whole_transaction(void **state) {
+  (void)state;
+  bs_store *base;
+  assert_int_equal(bs_mem_create(&base), 0);
+  st_db *db = open_mem(base, 1);
+  st_txn *t;
+  uint8_t *k = calloc(1, 70000);
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put(t, "a", 1, "1", 1), 0);
+  assert_int_equal(st_txn_put(t, k, 70000, "v", 1), STRATA_EINVALID);
+  assert_int_equal(st_txn_put(t, "b", 1, "2", 1), STRATA_EINVALID);
+  CHECK(strstr(strata_errmsg(), "refused whole") && strstr(strata_errmsg(), "exceeds the limit"));
+  assert_int_equal(st_txn_require_absent(t, "c", 1), STRATA_EINVALID);
+  st_result res;
+  assert_int_equal(st_txn_commit(t, &res), STRATA_EINVALID); /* frees t */
+  CHECK(strstr(res.message, "exceeds the limit") != NULL);
+  st_result_free(&res);
+  st_snap *sn;
+  assert_int_equal(st_snap_latest(db, &sn), 0);
+  assert_int_equal(st_snap_info(sn).generation, 0);
+  strata_buf v = {0};
+  assert_int_equal(st_get(sn, "a", 1, &v), STRATA_ENOTFOUND);
+  strata_buf_free(&v);
+  st_snap_release(sn);
+  /* A fresh transaction is unaffected. */
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put(t, "a", 1, "1", 1), 0);
+  assert_int_equal(st_txn_commit(t, &res), 0);
+  assert_int_equal(res.generation, 1);
+  st_result_free(&res);
+  free(k);
+  st_close(db);
+  bs_destroy(base);
+}
+
 int main(void) {
   const char *s = getenv("STRATA_SEED");
   seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
@@ -289,6 +327,7 @@ int main(void) {
       cmocka_unit_test(test_reported_shapes_commit),
       cmocka_unit_test(test_every_key_size_through_splits_at_every_level),
       cmocka_unit_test(test_key_over_maximum_refused),
+      cmocka_unit_test(test_failed_put_refuses_the_whole_transaction),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
