@@ -66,7 +66,7 @@ static int open_engines(srv *s) {
   snprintf(path, sizeof path, "%s/kv", s->data_dir);
   if (mkdir(path, 0755) != 0 && errno != EEXIST)
     return strata_err(errno, "cannot create %s: %s", path, strerror(errno));
-  st_options so = {.create = 1, .commit_log = s->o.commit_log};
+  st_options so = {.create = 1, .no_commit_log = s->o.no_commit_log};
   int rc = st_open(path, &so, &s->db);
   if (rc) return strata_err_wrap(rc, "store in %s", path);
   snprintf(path, sizeof path, "%s/locks", s->data_dir);

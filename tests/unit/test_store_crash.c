@@ -26,7 +26,7 @@
 
 static uint64_t seed, rng;
 static char dir[256];
-static int log_mode; /* children commit through the commit log */
+static int log_mode; /* children commit through the commit log; else the per-group path */
 
 static uint64_t rnd(void) {
   rng ^= rng >> 12;
@@ -73,7 +73,7 @@ static void child(uint64_t first_id, uint64_t cseed) {
   memset(&o, 0, sizeof o);
   o.create = 1;
   o.config.max_decoded_node_bytes = 4096;
-  o.commit_log = log_mode;
+  o.no_commit_log = !log_mode;
   st_db *db;
   if (st_open(dir, &o, &db)) {
     fprintf(stderr, "child: open: %s\n", strata_errmsg());

@@ -64,7 +64,7 @@ static st_db *sopen(const char *name, size_t cache) {
   memset(&o, 0, sizeof o);
   o.create = 1;
   o.cache_bytes = cache;
-  o.commit_log = log_mode;
+  o.no_commit_log = !log_mode;
   const char *nb = getenv("STRATA_BENCH_NODE_BYTES"); /* to compare node sizes */
   if (nb) o.config.max_decoded_node_bytes = (uint32_t)atoi(nb);
   const char *zc = getenv("STRATA_BENCH_ZSTD"); /* "none" or a zstd level */
