@@ -564,29 +564,16 @@ static void test_model_files(void **state) {
   run_model(nt ? atol(nt) : 150, dir);
 }
 
-static void test_model_memory_mixed(void **state) {
-  run_kind = RUN_MIXED;
-  test_model_memory(state);
+static void run_as(int kind, void (*test)(void **), void **state) {
+  run_kind = kind;
+  test(state);
   run_kind = RUN_DEFAULT;
 }
 
-static void test_model_files_mixed(void **state) {
-  run_kind = RUN_MIXED;
-  test_model_files(state);
-  run_kind = RUN_DEFAULT;
-}
-
-static void test_model_memory_per_group(void **state) {
-  run_kind = RUN_PER_GROUP;
-  test_model_memory(state);
-  run_kind = RUN_DEFAULT;
-}
-
-static void test_model_files_per_group(void **state) {
-  run_kind = RUN_PER_GROUP;
-  test_model_files(state);
-  run_kind = RUN_DEFAULT;
-}
+static void test_model_memory_mixed(void **state) { run_as(RUN_MIXED, test_model_memory, state); }
+static void test_model_files_mixed(void **state) { run_as(RUN_MIXED, test_model_files, state); }
+static void test_model_memory_per_group(void **state) { run_as(RUN_PER_GROUP, test_model_memory, state); }
+static void test_model_files_per_group(void **state) { run_as(RUN_PER_GROUP, test_model_files, state); }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
