@@ -68,12 +68,12 @@ BENCH_BINS := $(BENCH_SRCS:%.c=$(O)/%)
 all: $(LIB) $(BINS)
 
 help:
-	@echo "make run     install missing packages, build, start strata-server on ./strata-data, 127.0.0.1:7420"
+	@echo "make run     install missing packages, build, start strata-server on DATA_DIR (./strata-data), HOST:PORT (127.0.0.1:7420)"
 	@echo "make test    install missing packages, build, run every test tier (unit, unit under ASan+UBSan, fuzz, ...)"
 	@echo "make bench-etcd  Strata against etcd 3.4 (installed on demand) with the same load driver"
 	@echo "make bench   build -O2 and print BENCH lines (databases under BENCH_DIR, default build/bench-data)"
 	@echo "make fuzz    run every libFuzzer target for FUZZ_SECONDS (default 300) each"
-	@echo "make install PREFIX=/usr/local DESTDIR="
+	@echo "make install PREFIX=/usr/local DESTDIR=   binaries, man pages, C client library + headers, strata.pc, Python package"
 	@echo "make clean"
 
 # --- packages -----------------------------------------------------------------
@@ -119,9 +119,16 @@ fuzz-bins: $(FUZZ_BINS) $(O)/tests/fuzz/seeds
 bench-bins: $(BENCH_BINS)
 
 # --- run, test, bench ---------------------------------------------------------
+# make run PORT=7500 DATA_DIR=/srv/strata [HOST=0.0.0.0]. The recipe's shell
+# execs the server, so it runs as make's child and a signal to it (Ctrl-C,
+# kill PID) drains and stops it; its pid is in the event=ready log line and in
+# DATA_DIR/server.lock.
+HOST     ?= 127.0.0.1
+PORT     ?= 7420
+DATA_DIR ?= ./strata-data
 run: deps
 	$(MAKE) VARIANT=release all
-	$(BUILD)/release/server/strata-server --data-dir ./strata-data --listen 127.0.0.1:7420
+	exec $(BUILD)/release/server/strata-server --data-dir '$(DATA_DIR)' --listen '$(HOST):$(PORT)'
 
 FUZZ_SECONDS ?= 30
 TEST_RESULTS := $(BUILD)/test-results
@@ -173,13 +180,50 @@ bench-etcd: deps
 fuzz: deps
 	$(MAKE) --no-print-directory FUZZ_SECONDS=$${FUZZ_SECONDS:-300} test-fuzz
 
+# The C client library is two static archives: libstrata_rpc.a (the gRPC client
+# and the generated messages, rpc/client.h) and libstrata.a (error codes, the
+# engines). Headers go to $(PREFIX)/include/strata with the tree's layout, so a
+# client includes "rpc/client.h" with `pkg-config --cflags strata`. strata.pc is
+# written here with the PREFIX given; Libs.private lists what only a static link
+# of the engines needs (`pkg-config --static --libs strata`).
+LIBDIR      = $(PREFIX)/lib
+INCLUDEDIR  = $(PREFIX)/include/strata
+PUBLIC_HEADERS := common/err.h common/version.h rpc/client.h rpc/methods.h rpc/status.h
 install: all install-python
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/share/man/man1
-	install -m 644 $(LIB) $(DESTDIR)$(PREFIX)/lib/libstrata.a
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 644 $(LIB) $(DESTDIR)$(LIBDIR)/libstrata.a
+	install -m 644 $(RPC_LIB) $(DESTDIR)$(LIBDIR)/libstrata_rpc.a
 	for b in $(BINS); do install -m 755 $$b $(DESTDIR)$(PREFIX)/bin/; done
-	install -m 644 docs/stratactl.1 $(DESTDIR)$(PREFIX)/share/man/man1/stratactl.1
+	install -m 644 docs/stratactl.1 docs/strata-server.1 $(DESTDIR)$(PREFIX)/share/man/man1/
+	for h in $(PUBLIC_HEADERS); do install -D -m 644 $$h $(DESTDIR)$(INCLUDEDIR)/$$h; done
+	for h in $(RPC_GEN_H:$(BUILD)/gen/%=%); do install -D -m 644 $(BUILD)/gen/$$h $(DESTDIR)$(INCLUDEDIR)/$$h; done
+	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCLUDEDIR)' '' \
+	  'Name: strata' 'Description: Strata C client library (gRPC) and engines' \
+	  'Version: $(STRATA_VERSION)' 'Requires: grpc gpr libprotobuf-c' \
+	  'Requires.private: libzstd libb2' \
+	  'Libs: -L$${libdir} -lstrata_rpc -lstrata' 'Libs.private: -lrocksdb -lpthread -lm' \
+	  'Cflags: -I$${includedir}' > $(DESTDIR)$(LIBDIR)/pkgconfig/strata.pc
 
 clean:
 	rm -rf $(BUILD)
+
+# --- version ------------------------------------------------------------------
+# common/version.c is the one unit that knows the build's identity. The git
+# commit is the tree's (`unknown` without .git); the stamp file holds the -D
+# flags and changes only when they do, so a new commit recompiles version.o.
+# The build date is when version.o was last compiled: with a new commit or
+# any other object of libstrata.a.
+STRATA_VERSION := 0.1.0
+GIT_COMMIT := $(shell [ -e .git ] && git rev-parse --short HEAD 2>/dev/null || echo unknown)
+VERSION_DEFS := -DSTRATA_VERSION='"$(STRATA_VERSION)"' -DSTRATA_GIT_COMMIT='"$(GIT_COMMIT)"'
+VERSION_STAMP := $(O)/common/version.stamp
+.PHONY: FORCE
+FORCE:
+$(VERSION_STAMP): FORCE
+	@mkdir -p $(@D)
+	@echo '$(VERSION_DEFS)' | cmp -s - $@ || echo '$(VERSION_DEFS)' > $@
+$(O)/common/version.o: private CPPFLAGS += $(VERSION_DEFS) \
+	-DSTRATA_BUILD_DATE='"$(shell date -u +%Y-%m-%dT%H:%M:%SZ)"'
+$(O)/common/version.o: $(VERSION_STAMP) $(filter-out $(O)/common/version.o,$(LIB_OBJS))
 
 -include $(LIB_OBJS:.o=.d) $(UNIT_BINS:=.d) $(FUZZ_BINS:=.d) $(BENCH_BINS:=.d) $(BIN_OBJS:.o=.d) $(O)/tests/fuzz/seeds.d

@@ -56,7 +56,7 @@ int ctr_allocate(ctr_table *ct, const char *name, uint64_t count, uint64_t *firs
   char *err = NULL;
   rocksdb_put(ct->lk->db, ct->lk->wo, (const char *)k, kl, (const char *)v, 8, &err);
   if (err) {
-    rc = lk__dberr(err, "ctr_allocate");
+    rc = lk__dberr(err, "allocating ids");
     goto out;
   }
   *first = next;

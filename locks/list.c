@@ -27,7 +27,7 @@ static int scan(lk_manager *lk, const lk_list_filter *f, int all_categories,
                       f->prefix_len);
   if (cursor && (cursor_len < 2 || cursor_len > LK_KEY_MAX + 1 ||
                  (cursor[cursor_len - 1] != LK_TEMPORAL && cursor[cursor_len - 1] != LK_INDEFINITE)))
-    return strata_err(STRATA_EINVALID, "lock list: cursor of %zu bytes is not one lk_list returned",
+    return strata_err(STRATA_EINVALID, "lock list: cursor of %zu bytes is not one Locks.List returned",
                       cursor_len);
   uint8_t start[2 + LK_KEY_MAX];
   size_t start_len;

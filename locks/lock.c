@@ -464,11 +464,11 @@ int lk_acquire(lk_manager *lk, const lk_acquire_req *q, lk_result *res) {
                       q->ttl_ns);
   int64_t now = lk_now(lk);
   if (q->kind == LK_TEMPORAL && ttl_overflows(now, q->ttl_ns))
-    return strata_err(STRATA_EINVALID, "lk_acquire: ttl_ns %" PRId64 " overflows the clock", q->ttl_ns);
+    return strata_err(STRATA_EINVALID, "lock TTL of %" PRId64 " ns overflows the clock", q->ttl_ns);
   if (q->kind == LK_INDEFINITE && q->op > oplog_last_id(&lk->oplog))
     return strata_err(STRATA_ENOTFOUND,
-                      "lk_acquire: op %" PRIu64 " is not in the op log; an indefinite lock records "
-                      "its rows as the op's scope, so create the op with oplog_create first", q->op);
+                      "op %" PRIu64 " is not in the op log; an indefinite lock records "
+                      "its rows as the op's scope, so create the op first (Ops.Create)", q->op);
   if ((rc = lk__prep_rows(lk, q->rows, q->nrows, &pr))) return rc;
   lk__lock_parts(lk, &pr);
   now = lk_now(lk);
@@ -528,7 +528,7 @@ int lk_renew(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, int6
   lk__lock_parts(lk, &pr);
   int64_t now = lk_now(lk);
   if (ttl_overflows(now, ttl_ns)) {
-    rc = strata_err(STRATA_EINVALID, "lk_renew: ttl_ns %" PRId64 " overflows the clock", ttl_ns);
+    rc = strata_err(STRATA_EINVALID, "lock TTL of %" PRId64 " ns overflows the clock", ttl_ns);
     goto out;
   }
   lk__find_ents(lk, &pr);

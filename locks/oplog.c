@@ -176,7 +176,7 @@ int oplog_create(oplog *ol, const char *user, const char *kind, const void *payl
   char *err = NULL;
   rocksdb_put(ol->lk->db, ol->lk->wo, (const char *)k, 9, (const char *)b.p, b.len, &err);
   if (err) {
-    rc = lk__dberr(err, "oplog_create");
+    rc = lk__dberr(err, "creating an op");
     goto out;
   }
   /* Published only after the durable write: ids stay dense, so "op exists"
@@ -214,7 +214,7 @@ int oplog_set_status(oplog *ol, uint64_t id, oplog_status status, const char *ex
   oplog_op op;
   strata_buf b = STRATA_BUF_INIT;
   pthread_mutex_lock(&ol->mu);
-  if ((rc = get_record(ol, id, &op, "oplog_set_status"))) goto out;
+  if ((rc = get_record(ol, id, &op, "Ops.SetStatus"))) goto out;
   free(op.exception);
   op.exception = strdup(exception ? exception : "");
   op.status = status;
@@ -226,7 +226,7 @@ int oplog_set_status(oplog *ol, uint64_t id, oplog_status status, const char *ex
     op_key(k, id);
     char *err = NULL;
     rocksdb_put(ol->lk->db, ol->lk->wo, (const char *)k, 9, (const char *)b.p, b.len, &err);
-    if (err) rc = lk__dberr(err, "oplog_set_status");
+    if (err) rc = lk__dberr(err, "setting an op's status");
   }
   oplog_op_free(&op);
 out:
@@ -268,7 +268,7 @@ out:
 }
 
 int oplog_get(oplog *ol, uint64_t id, oplog_op *out) {
-  int rc = get_record(ol, id, out, "oplog_get");
+  int rc = get_record(ol, id, out, "Ops.Get");
   if (rc) return rc;
   if ((rc = read_scope(ol, out))) oplog_op_free(out);
   return rc;

@@ -3,9 +3,8 @@
  * gRPC poller. */
 #include <time.h>
 
+#include "common/version.h"
 #include "server/srv_int.h"
-
-#define SRV_VERSION "strata 0.1"
 
 static void stats(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   (void)m;
@@ -15,7 +14,7 @@ static void stats(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   Strata__V1__StatsResponse resp = STRATA__V1__STATS_RESPONSE__INIT;
-  resp.server_version = SRV_VERSION;
+  resp.server_version = (char *)strata_version_line();
   resp.uptime_ns = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec - st.started_ns;
   resp.calls_total = st.calls_total;
   resp.calls_active = st.calls_active;

@@ -56,7 +56,7 @@ static int check_commit(const Strata__V1__CommitRequest *r) {
   if (nw == 0)
     return strata_err(STRATA_EINVALID,
                       "puts, deletes: a commit must write or delete at least "
-                      "one key");
+                      "one key (conditions alone are refused: to check them, read)");
   for (size_t i = 0; !rc && i < r->n_puts; i++) rc = v_key_at("puts", i, ".key", &r->puts[i]->key);
   for (size_t i = 0; !rc && i < r->n_deletes; i++) rc = v_key_at("deletes", i, "", &r->deletes[i]);
   for (size_t i = 0; !rc && i < r->n_conditions; i++) {
@@ -114,6 +114,10 @@ int srv__snap_at(srv *s, const char *field, const Strata__V1__VersionPin *pin, s
   int rc = srv__latest_generation(s, &latest);
   if (rc) return rc;
   if (pin->pin_case == STRATA__V1__VERSION_PIN__PIN_GENERATION) {
+    /* Generation 0 is the empty store before the first commit: always
+     * pinnable (an op created on an empty store starts there). No snapshot
+     * holds it: NULL, which the readers take as empty, version {0, 0}. */
+    if (pin->generation == 0) return 0;
     if (pin->generation > latest)
       return strata_err(STRATA_ERANGE,
                         "%s.generation: %llu is newer than the latest generation %llu", field,
@@ -131,9 +135,11 @@ int srv__snap_at(srv *s, const char *field, const Strata__V1__VersionPin *pin, s
   return rc;
 }
 
+/* sn NULL: generation 0 (srv__snap_at). */
 static void version_of(Strata__V1__Version *v, const st_snap *sn) {
-  st_version_info vi = st_snap_info(sn);
   strata__v1__version__init(v);
+  if (!sn) return;
+  st_version_info vi = st_snap_info(sn);
   v->generation = vi.generation;
   v->commit_time_ns = (int64_t)vi.commit_time;
 }
@@ -151,9 +157,9 @@ static void h_get(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
     return;
   }
   strata_buf val = STRATA_BUF_INIT;
-  rc = st_get(sn, r->key.data, r->key.len, &val);
+  rc = sn ? st_get(sn, r->key.data, r->key.len, &val) : STRATA_ENOTFOUND;
   if (rc && rc != STRATA_ENOTFOUND) {
-    st_snap_release(sn);
+    if (sn) st_snap_release(sn);
     strata_buf_free(&val);
     srv__fail(call, rc);
     return;
@@ -166,7 +172,7 @@ static void h_get(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   resp.version = &v;
   rpc_call_reply(call, &resp.base);
   strata_buf_free(&val);
-  st_snap_release(sn);
+  if (sn) st_snap_release(sn);
 }
 
 static void h_batch_get(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
@@ -189,7 +195,8 @@ static void h_batch_get(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
     goto out;
   }
   for (size_t i = 0; i < n; i++) keys[i] = (st_key){r->keys[i].data, r->keys[i].len};
-  if ((rc = st_get_batch(sn, n, keys, res))) goto out;
+  for (size_t i = 0; !sn && i < n; i++) res[i].rc = STRATA_ENOTFOUND; /* generation 0 */
+  if (sn && (rc = st_get_batch(sn, n, keys, res))) goto out;
   for (size_t i = 0; i < n; i++) {
     if (res[i].rc && res[i].rc != STRATA_ENOTFOUND) {
       char show[80];
@@ -217,7 +224,7 @@ out:
   free(res);
   free(kv);
   free(ptrs);
-  st_snap_release(sn);
+  if (sn) st_snap_release(sn);
 }
 
 /* --- List (stream) ------------------------------------------------------------------ */
@@ -363,6 +370,7 @@ static void h_list(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
     srv__fail(call, rc);
     return;
   }
+  if (!st->sn) st->done = 1; /* generation 0: nothing to list */
   rpc_stream_begin(call, list_next, st, list_free);
 }
 

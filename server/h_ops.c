@@ -29,7 +29,9 @@ static int check_create(const Strata__V1__CreateOpRequest *r) {
 
 static int check_set_status(const Strata__V1__SetStatusRequest *r) {
   int rc = v_op_id("op_id", r->op_id);
-  return rc ? rc : v_enum("status", r->status, 1, 5, &strata__v1__op_status__descriptor);
+  if (!rc) rc = v_enum("status", r->status, 1, 5, &strata__v1__op_status__descriptor);
+  size_t n = r->reason ? strlen(r->reason) : 0;
+  return rc ? rc : v_count("reason (bytes)", n, 0, OPLOG_EXCEPTION_MAX);
 }
 
 static int check_allocate(const Strata__V1__AllocateIdsRequest *r) {
@@ -57,6 +59,7 @@ static int op_msg(Strata__V1__Op *m, const oplog_op *op) {
   m->kind = op->kind;
   m->payload = (ProtobufCBinaryData){op->payload_len, op->payload};
   m->status = wire_status(op->status);
+  if (op->exception) m->reason = op->exception;
   if (op->nscope) {
     m->scope = calloc(op->nscope, sizeof *m->scope);
     if (!m->scope)
@@ -74,7 +77,7 @@ static void op_msg_free(Strata__V1__Op *m) { free(m->scope); }
  * its tag and length) and the fixed fields. Errs high, never low. */
 static size_t op_wire_bytes(const oplog_op *op) {
   size_t n = OP_FIXED_BYTES + op->payload_len + (op->user ? strlen(op->user) : 0) +
-             (op->kind ? strlen(op->kind) : 0);
+             (op->kind ? strlen(op->kind) : 0) + (op->exception ? strlen(op->exception) : 0);
   for (size_t i = 0; i < op->nscope; i++) n += op->scope[i].len + 8;
   return n;
 }
@@ -201,7 +204,8 @@ static void h_set_status(rpc_call *call, const ProtobufCMessage *msg, void *ctx)
     srv__fail(call, rc);
     return;
   }
-  rc = oplog_set_status(lk_oplog(s->lk), r->op_id, (oplog_status)(r->status - 1), NULL);
+  rc = oplog_set_status(lk_oplog(s->lk), r->op_id, (oplog_status)(r->status - 1),
+                        r->reason && r->reason[0] ? r->reason : NULL);
   if (rc) {
     fail_op(call, rc, r->op_id);
     return;

@@ -1,7 +1,10 @@
 /*
  * strata-server: parses flags, sets up the log, blocks SIGTERM/SIGINT in every
  * thread and waits for them in main, where a signal starts the drain
- * (srv_close) and the process exits 0. See server/README.md.
+ * (srv_close) and the process exits 0. Before anything is created it checks
+ * that the listen address is free and that the data directory is one it may
+ * use (server/datadir.h), so a refused start leaves nothing behind. See
+ * server/README.md.
  */
 #include <getopt.h>
 #include <signal.h>
@@ -12,6 +15,8 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/version.h"
+#include "server/datadir.h"
 #include "server/log.h"
 #include "server/srv.h"
 
@@ -19,7 +24,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: strata-server [--listen HOST:PORT] [--data-dir DIR] [--threads N]\n"
           "                     [--max-message-bytes N] [--log-level error|warn|info|debug]\n"
-          "                     [--grace-ms N] [--no-commit-log]\n"
+          "                     [--grace-ms N] [--no-commit-log] [--version]\n"
           "  --listen             address to serve gRPC on (default " SRV_DEFAULT_LISTEN
           ")\n"
           "  --data-dir           data directory, created if missing (default " SRV_DEFAULT_DATA_DIR
@@ -32,7 +37,8 @@ static void usage(FILE *f) {
           "  --no-commit-log      make each commit durable by writing and syncing its own OCDBT\n"
           "                       data file and manifest, with no commit log (default: one sync\n"
           "                       of a commit log in data-dir/kv/log, the OCDBT files published\n"
-          "                       in batches shortly after; --commit-log asks for the default)\n");
+          "                       in batches shortly after; --commit-log asks for the default)\n"
+          "  --version            print the version, git commit and build date\n");
 }
 
 static int parse_u64(const char *flag, const char *s, unsigned long long lo, unsigned long long hi,
@@ -58,6 +64,7 @@ int main(int argc, char **argv) {
                                            {"commit-log", no_argument, 0, 'c'},
                                            {"no-commit-log", no_argument, 0, 'C'},
                                            {"help", no_argument, 0, 'h'},
+                                           {"version", no_argument, 0, 'V'},
                                            {0, 0, 0, 0}};
   srv_opts o = {.listen = SRV_DEFAULT_LISTEN,
                 .data_dir = SRV_DEFAULT_DATA_DIR,
@@ -93,6 +100,10 @@ int main(int argc, char **argv) {
     case 'c': o.no_commit_log = 0; break;
     case 'C': o.no_commit_log = 1; break;
     case 'h': usage(stdout); return 0;
+    case 'V':
+      printf("strata-server %s (commit %s, built %s)\n", strata_version(), strata_git_commit(),
+             strata_build_date());
+      return 0;
     default: usage(stderr); return 2;
     }
   }
@@ -102,6 +113,15 @@ int main(int argc, char **argv) {
     return 2;
   }
   srv_log_init(level);
+
+  /* Refusals that must leave nothing behind, before gRPC or the engines
+   * start (and so before either can log): exactly one line on stderr. */
+  char why[1024];
+  if (srv_check_listen(o.listen, why, sizeof why) || srv_check_data_dir(o.data_dir, why, sizeof why) ||
+      srv_mark_data_dir(o.data_dir, why, sizeof why)) {
+    fprintf(stderr, "strata-server: %s\n", why);
+    return 1;
+  }
 
   /* Every thread created from here inherits the mask; only sigwait sees them. */
   sigset_t set;

@@ -54,7 +54,8 @@ void srv__watch_bind(srv *s, rpc_handler *h);
 void srv__watch_notify(srv *s);
 
 /* Resolves a version pin (NULL = latest) to a snapshot the caller releases.
- * NOT_FOUND / OUT_OF_RANGE / INVALID name `field`. */
+ * NOT_FOUND / OUT_OF_RANGE / INVALID name `field`. A generation-0 pin (the
+ * empty store before the first commit) gives 0 with *out NULL: read nothing. */
 int srv__snap_at(srv *s, const char *field, const Strata__V1__VersionPin *pin, st_snap **out);
 
 /* A handler that runs on the io pool instead of the poller: `fn` is called

@@ -97,13 +97,7 @@ int v_pin(const char *field, const Strata__V1__VersionPin *pin) {
                         "commit_time_ns",
                         field);
     return 0;
-  case STRATA__V1__VERSION_PIN__PIN_GENERATION:
-    if (pin->generation == 0)
-      return strata_err(STRATA_EINVALID,
-                        "%s.generation: must be >= 1 (generation 1 is the "
-                        "first commit; use latest for the newest)",
-                        field);
-    return 0;
+  case STRATA__V1__VERSION_PIN__PIN_GENERATION: return 0; /* 0: the empty store */
   case STRATA__V1__VERSION_PIN__PIN_COMMIT_TIME_NS:
     if (pin->commit_time_ns < 0)
       return strata_err(STRATA_EINVALID,

@@ -49,3 +49,13 @@ test-stratactl-asan:
 	  STRATACTL_BIN=$(BUILD)/asan/tools/stratactl STRATA_SERVER_BIN=$(BUILD)/asan/server/strata-server \
 	  CTL_FIXTURE_BIN=$(BUILD)/asan/tests/stratactl/ctl_fixture \
 	  sh tests/run-tier.sh stratactl-asan $(TEST_RESULTS) tests/stratactl/test_stratactl.py
+
+# make install and make run as a user runs them (tests/stratactl/test_install.py): install
+# into a temporary DESTDIR, build tests/stratactl/install_client.c out of tree with
+# pkg-config and run it against the installed server; make run PORT=... DATA_DIR=...
+TEST_TIERS += install
+.PHONY: test-install
+test-install:
+	@$(MAKE) --no-print-directory VARIANT=release all
+	@STRATA_REPO=$(CURDIR) STRATA_BUILD=$(BUILD) \
+	  sh tests/run-tier.sh install $(TEST_RESULTS) tests/stratactl/test_install.py

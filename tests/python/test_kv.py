@@ -146,7 +146,11 @@ def test_ops_and_ids(client):
     assert op.status == strata.OpStatus.CREATED and op.user == "alice" and op.payload == b"payload"
     assert client.get_op(op.op_id) == op
     op2 = client.set_status(op.op_id, strata.OpStatus.WRITE_STARTED)
-    assert op2.status == strata.OpStatus.WRITE_STARTED
+    assert op2.status == strata.OpStatus.WRITE_STARTED and op2.reason == ""
+    op3 = client.set_status(op.op_id, strata.OpStatus.EXCEPTION, reason="worker lost its node")
+    assert client.get_op(op.op_id).reason == "worker lost its node" == op3.reason
+    op2 = client.set_status(op.op_id, strata.OpStatus.WRITE_STARTED)
+    assert op2.reason == ""  # a change without a reason clears the earlier one
     assert op.op_id in [o.op_id for o in client.ops(strata.OpStatus.WRITE_STARTED)]
     newest = next(client.ops(newest_first=True))
     assert newest.op_id >= op.op_id

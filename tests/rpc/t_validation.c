@@ -27,10 +27,7 @@ static void kv_cases(void) {
     UNARY(rpc_kv_get, Strata__V1__GetResponse, q, "key: 70000 bytes exceeds");
     q.key = t_bytes("k");
     Strata__V1__VersionPin pin = STRATA__V1__VERSION_PIN__INIT;
-    pin.pin_case = STRATA__V1__VERSION_PIN__PIN_GENERATION;
-    pin.generation = 0;
     q.pin = &pin;
-    UNARY(rpc_kv_get, Strata__V1__GetResponse, q, "pin.generation");
     pin.pin_case = STRATA__V1__VERSION_PIN__PIN_COMMIT_TIME_NS;
     pin.commit_time_ns = -5;
     UNARY(rpc_kv_get, Strata__V1__GetResponse, q, "pin.commit_time_ns");
@@ -46,6 +43,17 @@ static void kv_cases(void) {
   {
     Strata__V1__CommitRequest q = STRATA__V1__COMMIT_REQUEST__INIT;
     UNARY(rpc_kv_commit, Strata__V1__CommitResponse, q, "at least one key");
+    {
+      /* Conditions alone are refused too (docs/protocol.md): no generation. */
+      Strata__V1__Condition c0 = STRATA__V1__CONDITION__INIT, *pc0 = &c0;
+      c0.key = t_bytes("x");
+      c0.kind = STRATA__V1__CONDITION__KIND__KIND_ABSENT;
+      q.n_conditions = 1;
+      q.conditions = &pc0;
+      UNARY(rpc_kv_commit, Strata__V1__CommitResponse, q, "at least one key");
+      q.n_conditions = 0;
+      q.conditions = NULL;
+    }
     Strata__V1__Put p = STRATA__V1__PUT__INIT, *pp = &p;
     q.n_puts = 1;
     q.puts = &pp;

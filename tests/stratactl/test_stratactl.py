@@ -25,20 +25,11 @@ import sys
 import tempfile
 import time
 
+from tier_report import check, report
+
 CTL = os.environ["STRATACTL_BIN"]
 SERVER = os.environ["STRATA_SERVER_BIN"]
 FIXTURE = os.environ["CTL_FIXTURE_BIN"]
-
-passed, failed = [], []
-
-
-def check(cond, what, detail=""):
-    if cond:
-        passed.append(what)
-        print("ok:", what)
-    else:
-        failed.append(what)
-        print("FAIL:", what, detail)
 
 
 class Result:
@@ -138,7 +129,7 @@ def hx(b):
 # --- every command's --help, and usage errors (no server needed) -------------------------------
 
 COMMANDS = ["lock list", "lock acquire", "lock renew", "lock release", "lock key", "op show",
-            "op list", "op stuck", "kv get", "kv put", "kv rm", "kv ls", "kv versions", "kv diff",
+            "op list", "op stuck", "op set-status", "kv get", "kv put", "kv rm", "kv ls", "kv versions", "kv diff",
             "health", "stats"]
 
 
@@ -691,9 +682,35 @@ def test_kv(tmp):
     check(r.rc == 1 and "not found" in r.etext and r.out == b"", "kv get of a missing key exits 1", r)
     r = ctl("kv", "get", "greeting@1999-01-01T00:00:00Z")
     check(r.rc == 1 and "NOT_FOUND" in r.etext, "kv get at a time before the first commit exits 1", r)
+    # A key that contains '@': kv put refuses it as typed (kv get would read a pin),
+    # and takes it in hex or after --; kv get reads it back the same two ways.
     r = ctl("kv", "put", "mail@example", stdin=b"@")
-    check(r.rc == 0 and ctl("kv", "get", "mail@example").out == b"@",
-          "a key with '@' not followed by a pin is the whole key", r)
+    check(usage_error(r) and "hex" in r.etext and "--" in r.etext and
+          ctl("kv", "get", "--", "mail@example").rc == 1,
+          "kv put KEY-with-@ is a usage error naming hex and --, and writes nothing", r)
+    r = ctl("kv", "put", "--", "mail@example", stdin=b"@")
+    check(r.rc == 0 and r.text.startswith("put mail@example (1 bytes)"), "kv put -- KEY-with-@", r)
+    g_at = int(re.search(r"at v(\d+)", r.text).group(1)) if r.rc == 0 else 0
+    r = ctl("kv", "get", "--", "mail@example")
+    check(r.rc == 0 and r.out == b"@", "kv get -- KEY-with-@ reads it back", r)
+    r = ctl("kv", "get", hx(b"mail@example") + "@v%d" % g_at)
+    check(r.rc == 0 and r.out == b"@", "kv get HEXKEY@PIN of a key with '@'", r)
+    r = ctl("kv", "get", "mail@example")
+    check(usage_error(r) and '"example" is not a pin' in r.etext, "kv get KEY-with-@ as typed: not a pin", r)
+    r = ctl("kv", "rm", "--", "mail@example")
+    check(r.rc == 0 and r.text.startswith("deleted mail@example"), "kv rm -- KEY-with-@", r)
+    # RFC 3339 offsets read the same instant as Z
+    import datetime
+    z = datetime.datetime.strptime(t1[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    frac = t1[19:-1]
+    for off in ("+01:00", "-05:30", "+00:00"):
+        h, m = int(off[1:3]), int(off[4:6])
+        delta = datetime.timedelta(hours=h, minutes=m) * (1 if off[0] == "+" else -1)
+        local = (z + delta).strftime("%Y-%m-%dT%H:%M:%S") + frac + off
+        r = ctl("kv", "get", "greeting@" + local)
+        check(r.rc == 0 and r.out == b"hello", "kv get KEY@<RFC 3339 time with offset %s>" % off, (local, r))
+    r = ctl("kv", "get", "greeting@" + t1.replace("T", "t").replace("Z", "z"))
+    check(r.rc == 0 and r.out == b"hello", "kv get KEY@<time with lower-case t and z>", r)
     ctl("kv", "rm", "mail@example")
     big = os.urandom(5 << 20)
     with open(path, "wb") as f:
@@ -775,6 +792,311 @@ def test_kv(tmp):
     check(d and d["changes"] == [], "kv diff of a version with itself is empty", d)
 
 
+# --- issue 18: strictness, suggestions, versions, recovery, generation 0 -----------------------
+
+PIN_WORDS = "A pin is"
+
+
+def test_strict_usage():
+    # A malformed pin is a usage error in every command that takes one, saying what a pin is.
+    for args in (["kv", "get", "k@2026-00-06T00:00:00Z"], ["kv", "get", "k@vX"], ["kv", "get", "k@v"],
+                 ["kv", "get", "k@2026-11-21T10:00:00"], ["kv", "get", "k@2026-11-21T10:00:00+24:00"],
+                 ["kv", "get", "k@2026-11-21T10:00:00+01"], ["kv", "get", "k@"],
+                 ["kv", "ls", "dir/@vX"], ["kv", "ls", "@yesterday"],
+                 ["kv", "diff", "@vX", "@v1"], ["kv", "diff", "@v1", "@2026-00-06T00:00:00Z"]):
+        r = ctl(*args, addr=False)
+        check(usage_error(r) and "is not a pin" in r.etext and PIN_WORDS in r.etext and
+              "v<generation>" in r.etext and "RFC 3339" in r.etext,
+              "malformed pin is a usage error saying what a pin is: %s" % " ".join(args), r)
+    for args in (["kv", "put", "a@b"], ["kv", "rm", "a@v1"]):
+        r = ctl(*args, addr=False, stdin=b"")
+        check(usage_error(r) and "takes no pin" in r.etext and "hex" in r.etext,
+              "%s: a key with '@' is a usage error naming hex and --" % " ".join(args), r)
+    # "did you mean"
+    for args, want in ((["lokc", "list"], "did you mean 'lock'?"), (["lock", "lsit"], "did you mean 'lock list'?"),
+                       (["kv", "versoins"], "did you mean 'kv versions'?"), (["healht"], "did you mean 'health'?"),
+                       (["op", "set-stauts", "1", "x"], "did you mean 'op set-status'?"),
+                       (["lock", "list", "--exipred"], "did you mean --expired?"),
+                       (["lock", "acquire", "--op", "1", "--tll", "5s", "k"], "did you mean --ttl?"),
+                       (["--jsno", "health"], "did you mean --json?"),
+                       (["kv", "ls", "--timout", "5s"], "did you mean --timeout?")):
+        r = ctl(*args, addr=False)
+        check(usage_error(r) and want in r.etext, "suggestion: %s -> %s" % (" ".join(args), want), r)
+    r = ctl("frobnicate", addr=False)
+    check(usage_error(r) and "did you mean" not in r.etext, "no suggestion for a word far from every command", r)
+    # lock key --chunk in decimal and 0x-hex
+    r = ctl("lock", "key", "--chunk", "0x100000000000001", addr=False)
+    check(r.rc == 0 and r.text == hx(chunk_key(0x100000000000001)) + "\n", "lock key --chunk 0x-hex", r)
+    r = ctl("lock", "key", "--chunk", "0xFFFFFFFFFFFFFFFF", addr=False)
+    check(r.rc == 0 and r.text == hx(chunk_key(2 ** 64 - 1)) + "\n", "lock key --chunk 0xFFFFFFFFFFFFFFFF", r)
+    r = ctl("lock", "key", "--block", "0x1", "2", "0x3", addr=False)
+    check(r.rc == 0 and r.text == hx(block_key(1, 2, 3)) + "\n", "lock key --block with hex coordinates", r)
+    for bad in ("0x", "0x1g", "0x10000000000000000", "18446744073709551616", "7.5"):
+        r = ctl("lock", "key", "--chunk", bad, addr=False)
+        check(usage_error(r) and "decimal" in r.etext and "0x-hex" in r.etext,
+              "lock key --chunk %s is a usage error" % bad, r)
+    # op set-status arguments
+    for args, want in ((["op", "set-status", "1", "sleeping"], "STATUS"), (["op", "set-status", "0", "success"], "operation id"),
+                       (["op", "set-status", "1"], "too few")):
+        r = ctl(*args, addr=False)
+        check(usage_error(r) and want in r.etext, "usage error: %s" % " ".join(args), r)
+
+
+def git_commit():
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    if not os.path.exists(os.path.join(root, ".git")):
+        return "unknown"
+    p = subprocess.run(["git", "-C", root, "rev-parse", "--short", "HEAD"], stdout=subprocess.PIPE, text=True)
+    return p.stdout.strip() if p.returncode == 0 else "unknown"
+
+
+VERSION_RE = r"%s (\d+\.\d+\.\d+) \(commit ([0-9a-f]{7,}|unknown), built (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)\)\n"
+
+
+def test_versions():
+    want = git_commit()
+    for prog, argv in (("stratactl", [CTL, "--version"]), ("strata-server", [SERVER, "--version"])):
+        p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, timeout=60)
+        m = re.fullmatch(VERSION_RE % prog, p.stdout)
+        check(p.returncode == 0 and m and m.group(2) == want,
+              "%s --version prints version, commit %s and build date" % (prog, want), (p.stdout, p.stderr))
+    r = ctl("version", addr=False)
+    check(r.rc == 0 and r.text.startswith("stratactl "), "stratactl version (as a command)", r)
+
+
+def run_server_once(data_dir, listen="127.0.0.1:0"):
+    """Runs strata-server that is expected to refuse to start; returns (rc, stderr)."""
+    p = subprocess.Popen([SERVER, "--listen", listen, "--data-dir", data_dir], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = p.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        stop_server(p)
+        return "still running", ""
+    return p.returncode, err
+
+
+def test_server_refusals(tmp):
+    # Port in use: one line, and no data directory created.
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    addr = "127.0.0.1:%d" % busy.getsockname()[1]
+    d = os.path.join(tmp, "never-created")
+    rc, err = run_server_once(d, addr)
+    busy.close()
+    check(rc == 1 and err.count("\n") == 1 and err.startswith("strata-server: cannot listen on %s: " % addr)
+          and "already in use" in err and not os.path.exists(d),
+          "port in use: one line naming the address, no data directory created", (rc, err))
+    # Not a Strata directory.
+    d = os.path.join(tmp, "photos")
+    os.makedirs(d)
+    open(os.path.join(d, "cat.jpg"), "w").close()
+    rc, err = run_server_once(d)
+    check(rc == 1 and err.count("\n") == 1 and "is not a Strata data directory" in err and "cat.jpg" in err
+          and sorted(os.listdir(d)) == ["cat.jpg"], "a directory of other files is refused naming them", (rc, err))
+    d = os.path.join(tmp, "a-file")
+    open(d, "w").close()
+    rc, err = run_server_once(d)
+    check(rc == 1 and "is not a directory" in err, "a data dir that is a file is refused", (rc, err))
+    # Newer format marker.
+    d = os.path.join(tmp, "newer")
+    os.makedirs(d)
+    with open(os.path.join(d, "FORMAT"), "w") as f:
+        f.write("strata data directory format 99\n")
+    rc, err = run_server_once(d)
+    check(rc == 1 and err.count("\n") == 1 and "format 99" in err and "newer" in err and
+          sorted(os.listdir(d)) == ["FORMAT"], "a data dir of a newer format is refused with what was found", (rc, err))
+    with open(os.path.join(d, "FORMAT"), "w") as f:
+        f.write("hello\n")
+    rc, err = run_server_once(d)
+    check(rc == 1 and "not a Strata format marker" in err and '"hello"' in err,
+          "a FORMAT file that is not ours is refused quoting it", (rc, err))
+    # A manifest of a newer OCDBT format version (the envelope's version varint).
+    d = os.path.join(tmp, "newer-ocdbt")
+    os.makedirs(os.path.join(d, "kv"))
+    with open(os.path.join(d, "kv", "manifest.ocdbt"), "wb") as f:
+        f.write(bytes.fromhex("0cdb3a2a") + struct.pack("<Q", 64) + b"\x01" + b"\x00" * 51)
+    rc, err = run_server_once(d)
+    check(rc == 1 and "OCDBT format version 1" in err and "manifest.ocdbt" in err,
+          "a store of a newer OCDBT format version is refused", (rc, err))
+    with open(os.path.join(d, "kv", "manifest.ocdbt"), "wb") as f:
+        f.write(b"PK\x03\x04" + b"\x00" * 60)
+    rc, err = run_server_once(d)
+    check(rc == 1 and "is not an OCDBT manifest" in err and "0x504b0304" in err,
+          "a manifest.ocdbt that is not one is refused with its magic", (rc, err))
+    # A fresh directory gets the marker; a data dir from before the marker is accepted.
+    d = os.path.join(tmp, "fresh")
+    proc, port = start_server(d)
+    stop_server(proc)
+    with open(os.path.join(d, "FORMAT")) as f:
+        check(f.read() == "strata data directory format 1\n", "a new data directory gets FORMAT")
+    os.unlink(os.path.join(d, "FORMAT"))
+    proc, port = start_server(d)
+    r = ctl("health", addr="127.0.0.1:%d" % port)
+    stop_server(proc)
+    check(r.rc == 0 and os.path.exists(os.path.join(d, "FORMAT")),
+          "a data directory without FORMAT (older server) is used and marked", r)
+
+
+def test_generation_zero():
+    """Generation 0 is the empty store before the first commit, pinnable on an empty
+    store and later alike (an op created on an empty store starts there)."""
+    r = ctl("kv", "get", "k@v0")
+    check(r.rc == 1 and "not found at v0" in r.etext, "empty store: kv get KEY@v0 is not found at v0", r)
+    d = ctl("--json", "kv", "ls", "@v0").json()
+    check(d and d["count"] == 0 and d["version"]["generation"] == 0, "empty store: kv ls @v0", d)
+
+
+def test_generation_zero_later():
+    r = ctl("kv", "put", "zero-a", stdin=b"1")
+    g = int(re.search(r"at v(\d+)", r.text).group(1))
+    d = ctl("--json", "kv", "get", "zero-a@v0").json()
+    check(d and d["found"] is False and d["version"] == {"generation": 0, "commit_time": None, "commit_time_ns": 0},
+          "after a commit: kv get KEY@v0 finds nothing at generation 0", d)
+    r = ctl("kv", "ls", "@v0")
+    check(r.rc == 0 and r.text == "0 keys at v0 (-)\n", "after a commit: kv ls @v0 lists nothing", r)
+    r = ctl("kv", "diff", "@v0", "@v%d" % g)
+    keys = ctl("kv", "ls").text.splitlines()[:-1]
+    check(r.rc == 0 and r.text.splitlines()[:-1] == ["+ " + k for k in keys] and "+ zero-a" in r.text and
+          r.text.splitlines()[-1].startswith("%d changes from v0 to v%d: %d added, 0 removed" % (len(keys), g, len(keys))),
+          "kv diff @v0 @vN: every key is new since the empty store", r)
+    ctl("kv", "rm", "zero-a")
+
+
+def tty_stderr(*args):
+    """Runs stratactl with stderr on a pseudo-terminal; (Result-like, what the terminal got)."""
+    import pty
+    import threading
+    master, slave = pty.openpty()
+    chunks = []
+
+    def reader():
+        while True:
+            try:
+                b = os.read(master, 4096)
+            except OSError:
+                break
+            if not b:
+                break
+            chunks.append(b)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        p = subprocess.run([CTL, "--addr", ADDR] + list(args), stdout=subprocess.PIPE, stderr=slave, timeout=120)
+    finally:
+        os.close(slave)
+        t.join()
+        os.close(master)
+    return p, b"".join(chunks).decode("utf-8", "replace")
+
+
+def test_progress_on_terminal():
+    g = ctl("--json", "kv", "versions", "--limit", "1").json()["versions"][0]["generation"]
+    plain = ctl("kv", "diff", "@v0", "@v%d" % g)
+    p, tty = tty_stderr("kv", "diff", "@v0", "@v%d" % g)
+    check(p.returncode == 0 and p.stdout == plain.out and "kv diff: read the changes of v" in tty and
+          tty.endswith("\r\x1b[K"), "kv diff shows progress on a terminal, erased before the result", (tty, p.stdout))
+    check(plain.etext == "", "no progress when stderr is not a terminal", plain)
+    p, tty = tty_stderr("--json", "kv", "diff", "@v0", "@v%d" % g)
+    check(p.returncode == 0 and tty == "", "no progress with --json", tty)
+    p, tty = tty_stderr("kv", "ls")
+    check(p.returncode == 0 and p.stdout == ctl("kv", "ls").out and re.search(r"kv ls: \d+ keys so far", tty)
+          and tty.endswith("\r\x1b[K"), "kv ls into a file counts the keys on a terminal", tty)
+    p, tty = tty_stderr("op", "list")
+    check(p.returncode == 0 and re.search(r"Ops.List: \d+ ops received", tty) and tty.endswith("\r\x1b[K"),
+          "op list counts the ops received on a terminal", tty)
+
+
+def test_set_status():
+    rc, out, err = fixture("create-op", "dave", "split")
+    op = int(out)
+    r = ctl("op", "set-status", str(op), "write_started")
+    r = ctl("op", "set-status", str(op), "write_failed", "--reason", "rolled back by hand, ticket 123")
+    check(r.rc == 0 and re.search(r"^status: +WRITE_FAILED$", r.text, re.M) and
+          re.search(r"^reason: +rolled back by hand, ticket 123$", r.text, re.M),
+          "op set-status N STATUS --reason prints the op with the reason", r)
+    d = ctl("--json", "op", "show", str(op)).json()
+    check(d and d["status"] == "WRITE_FAILED" and d["reason"] == "rolled back by hand, ticket 123",
+          "the status and reason are kept (op show --json)", d)
+    d = ctl("--json", "op", "set-status", str(op), "SUCCESS").json()
+    check(d and d["status"] == "SUCCESS" and d["reason"] == "", "set-status without --reason clears it", d)
+    r = ctl("op", "set-status", "999999", "success")
+    check(r.rc == 1 and "NOT_FOUND" in r.etext and "Ops.SetStatus" in r.etext and "oplog" not in r.etext,
+          "set-status of an unknown op exits 1 naming the RPC, not a C function", r)
+    r = ctl("op", "set-status", str(op), "success", "--reason", "x" * (64 * 1024 + 1))
+    check(r.rc == 2 and "reason" in r.etext, "a reason above 64 KiB is INVALID_ARGUMENT (exit 2)", r)
+
+
+def test_messages_name_rpcs():
+    r = ctl("lock", "acquire", "--op", "999999", "--kind", "indefinite", "row-msg")
+    check(r.rc == 1 and "Ops.Create" in r.etext and "oplog_create" not in r.etext and "lk_acquire" not in r.etext,
+          "an indefinite lock for an op not in the log: the message names Ops.Create", r)
+
+
+def pb_bytes(field, b):
+    n, v = len(b), b""
+    while True:
+        v += bytes([(n & 0x7f) | (0x80 if n > 0x7f else 0)])
+        n >>= 7
+        if not n:
+            break
+    return bytes([field << 3 | 2]) + v + b
+
+
+def fake_server(list_gaps):
+    """A gRPC server (python3-grpcio, raw bytes) answering Health/Check SERVING and
+    Kv/List with one message per entry of list_gaps, each after sleeping that many
+    seconds; returns (server, addr)."""
+    import grpc
+    from concurrent import futures
+
+    def health(req, ctx):
+        return b"\x08\x01"
+
+    def kv_list(req, ctx):
+        for i, gap in enumerate(list_gaps):
+            time.sleep(gap)
+            kv = pb_bytes(1, b"key%02d" % i) + b"\x10\x01"
+            yield pb_bytes(1, kv) + pb_bytes(2, b"\x08\x05")
+
+    s = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
+    s.add_generic_rpc_handlers([
+        grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
+            "Check": grpc.unary_unary_rpc_method_handler(health)}),
+        grpc.method_handlers_generic_handler("strata.v1.Kv", {
+            "List": grpc.unary_stream_rpc_method_handler(kv_list)})])
+    port = s.add_insecure_port("127.0.0.1:0")
+    s.start()
+    return s, "127.0.0.1:%d" % port
+
+
+def test_stream_deadlines():
+    # A listing longer than --timeout in total, with short gaps: the deadline covers
+    # inactivity, not the whole command (total 4 s, --timeout 2.5s, gaps 0.2 s).
+    s, addr = fake_server([0.2] * 20)
+    try:
+        t0 = time.monotonic()
+        r = ctl("--timeout", "2500ms", "kv", "ls", addr=addr)
+        took = time.monotonic() - t0
+    finally:
+        s.stop(0)
+    check(r.rc == 0 and r.text.splitlines()[:2] == ["key00", "key01"] and r.text.splitlines()[-1].startswith("20 keys at v5")
+          and took >= 4.0, "kv ls longer than --timeout in total succeeds (%.1fs)" % took, r)
+    # A stream that stops sending: exit 3 after --timeout of silence, saying what was
+    # slow, with what arrived before printed.
+    s, addr = fake_server([0, 0, 30])
+    try:
+        r = ctl("--timeout", "1s", "kv", "ls", addr=addr)
+    finally:
+        s.stop(0)
+    check(r.rc == 3 and r.text == "key00\nkey01\n" and "Kv.List was too slow" in r.etext and
+          "sent nothing for 1.0s" in r.etext and "longer --timeout" in r.etext and
+          "is strata-server running" not in r.etext,
+          "a stalled stream exits 3 after --timeout of silence, output so far printed, message says what was slow", r)
+
+
 def main():
     global ADDR
     tmp = tempfile.mkdtemp(prefix="strata-ctl-")
@@ -782,8 +1104,12 @@ def main():
     t0 = time.time()
     test_help()
     test_usage_errors()
+    test_strict_usage()
+    test_versions()
     test_unreachable()
     test_lock_key()
+    test_server_refusals(tmp)
+    test_stream_deadlines()
     proc, port = start_server(data_dir)
     ADDR = "127.0.0.1:%d" % port
     try:
@@ -791,18 +1117,17 @@ def main():
         test_locks()
         test_ops_empty()
         test_ops()
+        test_set_status()
+        test_messages_name_rpcs()
+        test_generation_zero()
         test_kv(tmp)
+        test_generation_zero_later()
+        test_progress_on_terminal()
     finally:
         rc = stop_server(proc)
         check(rc == 0, "strata-server exits 0 on SIGTERM (%s)" % rc)
     shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed in %.1fs" % (len(passed), len(failed), time.time() - t0))
-    print("[  PASSED  ] %d test(s)." % len(passed))
-    if failed:
-        print("[  FAILED  ] %d test(s), listed below:" % len(failed))
-        for f in failed:
-            print("[  FAILED  ]", f)
-    return 1 if failed else 0
+    return report(t0)
 
 
 if __name__ == "__main__":

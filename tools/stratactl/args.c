@@ -14,6 +14,40 @@ static int opt_index(const ctl_cmd *c, const char *name, size_t len) {
   return -1;
 }
 
+/* Optimal string alignment distance (Levenshtein plus adjacent swaps). */
+static size_t edit_distance(const char *a, const char *b) {
+  size_t n = strlen(a), m = strlen(b);
+  if (n > 64 || m > 64) return 99;
+  size_t d[65][65];
+  for (size_t i = 0; i <= n; i++) d[i][0] = i;
+  for (size_t j = 0; j <= m; j++) d[0][j] = j;
+  for (size_t i = 1; i <= n; i++)
+    for (size_t j = 1; j <= m; j++) {
+      size_t c = d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+      if (d[i - 1][j] + 1 < c) c = d[i - 1][j] + 1;
+      if (d[i][j - 1] + 1 < c) c = d[i][j - 1] + 1;
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] && d[i - 2][j - 2] + 1 < c)
+        c = d[i - 2][j - 2] + 1;
+      d[i][j] = c;
+    }
+  return d[n][m];
+}
+
+const char *ctl_closest(const char *w, const char *const *cands, size_t n) {
+  size_t len = strlen(w), max = len <= 4 ? 1 : len <= 8 ? 2 : 3, best = max + 1;
+  const char *pick = NULL;
+  for (size_t i = 0; i < n; i++) {
+    size_t dist = edit_distance(w, cands[i]);
+    /* A prefix of a command ("ver" for "versions") is also a likely typo. */
+    if (dist > max && len >= 2 && strncmp(cands[i], w, len) == 0) dist = max;
+    if (dist < best) {
+      best = dist;
+      pick = cands[i];
+    }
+  }
+  return pick;
+}
+
 int ctl_has(const ctl_args *a, const char *name) {
   int i = opt_index(a->cmd, name, strlen(name));
   return i >= 0 && a->set[i];
@@ -76,11 +110,40 @@ int ctl_key_arg(ctl_ctx *x, const ctl_args *a, const char *what, const char *s, 
   return rc ? ctl_usage(a->cmd, "%s: %s", what, err) : 0;
 }
 
+int ctl_key_pin_arg(ctl_ctx *x, const ctl_args *a, int i, int pinnable, int empty_ok,
+                    uint8_t **key, size_t *len, ctl_pin *pin) {
+  const char *s = a->pos[i];
+  size_t end = strlen(s);
+  memset(pin, 0, sizeof *pin);
+  *key = NULL;
+  *len = 0;
+  if (i < a->literal_from && strchr(s, '@')) {
+    const char *at = strrchr(s, '@');
+    if (!pinnable)
+      return ctl_usage(a->cmd,
+                       "KEY \"%s\": %s takes no pin; a key that contains '@' is given in hex "
+                       "(0x...) or after -- (%s -- KEY)",
+                       s, ctl_cmd_words(a->cmd), ctl_cmd_words(a->cmd));
+    if (ctl_split_pin(s, &end, pin))
+      return ctl_usage(a->cmd,
+                       "\"%s\": \"%s\" is not a pin. A pin is " CTL_PIN_FORMS
+                       ". A key that contains '@' is given in hex (0x...) or after --",
+                       s, at + 1);
+  }
+  if (end == 0) return empty_ok ? 0 : ctl_usage(a->cmd, "KEY: empty key");
+  char *k = strndup(s, end);
+  if (!k) return ctl_oom(x);
+  int rc = ctl_key_arg(x, a, "KEY", k, key, len);
+  free(k);
+  return rc;
+}
+
 int ctl_parse_args(ctl_ctx *x, const ctl_cmd *c, int argc, char **argv, ctl_args *a) {
   memset(a, 0, sizeof *a);
   a->cmd = c;
   a->pos = calloc((size_t)argc + 1, sizeof *a->pos);
   if (!a->pos) return ctl_oom(x);
+  a->literal_from = argc + 1;
   int only_pos = 0;
   for (int i = 0; i < argc;) {
     const char *s = argv[i];
@@ -88,8 +151,9 @@ int ctl_parse_args(ctl_ctx *x, const ctl_cmd *c, int argc, char **argv, ctl_args
       a->pos[a->npos++] = argv[i++];
       continue;
     }
-    if (strcmp(s, "--") == 0) {
+    if (strcmp(s, "--") == 0 && !only_pos) {
       only_pos = 1;
+      a->literal_from = a->npos;
       i++;
       continue;
     }
@@ -105,7 +169,21 @@ int ctl_parse_args(ctl_ctx *x, const ctl_cmd *c, int argc, char **argv, ctl_args
     }
     size_t n = strcspn(s, "=");
     int k = s[1] == '-' ? opt_index(c, s + 2, n - 2) : -1;
-    if (k < 0) return ctl_usage(c, "unknown option %.*s", (int)n, s);
+    if (k < 0) {
+      /* The command's options and the global ones, "--" included. */
+      char names[CTL_MAX_OPTS + 4][40], given[64];
+      const char *cands[CTL_MAX_OPTS + 4];
+      size_t nc = 0;
+      static const char *const globals[] = {"addr", "json", "timeout", "help"};
+      for (int j = 0; j < CTL_MAX_OPTS && c->opts[j].name; j++)
+        snprintf(names[nc++], sizeof names[0], "--%s", c->opts[j].name);
+      for (size_t j = 0; j < 4; j++) snprintf(names[nc++], sizeof names[0], "--%s", globals[j]);
+      for (size_t j = 0; j < nc; j++) cands[j] = names[j];
+      snprintf(given, sizeof given, "%.*s", (int)(n < 60 ? n : 60), s);
+      const char *near = ctl_closest(given, cands, nc);
+      if (near) return ctl_usage(c, "unknown option %.*s (did you mean %s?)", (int)n, s, near);
+      return ctl_usage(c, "unknown option %.*s", (int)n, s);
+    }
     const ctl_opt *o = &c->opts[k];
     if (a->set[k]) return ctl_usage(c, "--%s given twice", o->name);
     a->set[k] = 1;

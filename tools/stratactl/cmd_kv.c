@@ -6,27 +6,12 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "tools/stratactl/ctl.h"
 
 #define BATCH_MAX 10000 /* Kv.BatchGet's limit on keys per request */
-
-/* Parses "KEY[@PIN]" into a malloc'd key and a pin. allow_empty: an empty key
- * part is fine (kv ls). */
-static int parse_key_pin(ctl_ctx *x, const ctl_args *a, const char *s, int allow_empty,
-                         uint8_t **key, size_t *len, ctl_pin *pin) {
-  size_t end;
-  ctl_split_pin(s, &end, pin);
-  *key = NULL;
-  *len = 0;
-  if (end == 0) return allow_empty ? 0 : ctl_usage(a->cmd, "KEY: empty key");
-  char *k = strndup(s, end);
-  if (!k) return ctl_oom(x);
-  int rc = ctl_key_arg(x, a, "KEY", k, key, len);
-  free(k);
-  return rc;
-}
 
 static json_t *version_json(const Strata__V1__Version *v) {
   return v ? ctl_json_version(v->generation, v->commit_time_ns) : json_null();
@@ -50,7 +35,7 @@ int ctl_kv_get(ctl_ctx *x, const ctl_args *a) {
   Strata__V1__VersionPin pm;
   ctl_pin pin;
   uint8_t *key;
-  int rc = parse_key_pin(x, a, a->pos[0], 0, &key, &q.key.len, &pin);
+  int rc = ctl_key_pin_arg(x, a, 0, 1, 0, &key, &q.key.len, &pin);
   if (rc) return rc;
   q.key.data = key;
   q.pin = ctl_pin_msg(&pin, &pm);
@@ -140,7 +125,8 @@ static void print_committed(const ctl_ctx *x, const char *verb, const uint8_t *k
 int ctl_kv_put(ctl_ctx *x, const ctl_args *a) {
   uint8_t *key, *val = NULL;
   size_t klen, vlen;
-  int rc = ctl_key_arg(x, a, "KEY", a->pos[0], &key, &klen);
+  ctl_pin nopin;
+  int rc = ctl_key_pin_arg(x, a, 0, 0, 0, &key, &klen, &nopin);
   if (rc) return rc;
   const char *path = a->npos > 1 ? a->pos[1] : "-";
   int from_stdin = strcmp(path, "-") == 0;
@@ -179,7 +165,8 @@ out:
 int ctl_kv_rm(ctl_ctx *x, const ctl_args *a) {
   Strata__V1__GetRequest g = STRATA__V1__GET_REQUEST__INIT;
   uint8_t *key;
-  int rc = ctl_key_arg(x, a, "KEY", a->pos[0], &key, &g.key.len);
+  ctl_pin nopin;
+  int rc = ctl_key_pin_arg(x, a, 0, 0, 0, &key, &g.key.len, &nopin);
   if (rc) return rc;
   g.key.data = key;
   rpc_callopts co = ctl_callopts(x, 0);
@@ -242,28 +229,35 @@ int ctl_kv_ls(ctl_ctx *x, const ctl_args *a) {
   const char *s = ctl_val(a, "limit", 0);
   if (s && ctl_u64_parse(s, 1, UINT64_MAX, &q.limit))
     return ctl_usage(a->cmd, "--limit: expected a number >= 1, got \"%s\"", s);
-  if (a->npos && (rc = parse_key_pin(x, a, a->pos[0], 1, &prefix, &q.prefix.len, &pin))) return rc;
+  if (a->npos && (rc = ctl_key_pin_arg(x, a, 0, 1, 1, &prefix, &q.prefix.len, &pin))) return rc;
   q.prefix.data = prefix;
   q.pin = ctl_pin_msg(&pin, &pm);
   q.keys_only = 1;
 
   rpc_cstream *st = NULL;
-  rpc_callopts co = ctl_callopts(x, 0);
+  rpc_callopts co;
+  int ready = ctl_stream_begin(x, &co);
   json_t *keys = json_array();
   Strata__V1__Version ver = STRATA__V1__VERSION__INIT;
   int have_ver = 0;
   json_int_t n = 0;
-  rc = rpc_kv_list(ctl_client(x), &co, &q, &st);
+  rc = ready ? ready : rpc_kv_list(ctl_client(x), &co, &q, &st);
+  ctl_idle *idle = ctl_idle_start(x, rc ? NULL : st, "Kv.List");
   Strata__V1__ListResponse *m;
   while (!rc && (rc = rpc_kv_list_next(st, &m)) == 1) {
+    ctl_idle_tick(idle);
     if (m->version) {
       ver = *m->version;
       have_ver = 1;
     }
     for (size_t i = 0; i < m->n_entries; i++, n++) ls_key(x, keys, &m->entries[i]->key);
+    if (!x->json) fflush(stdout); /* as it arrives, also into a pipe */
+    if (!isatty(1)) ctl_progress(x, "kv ls: %lld keys so far", (long long)n); /* output elsewhere */
     rpc_free(m);
     rc = 0;
   }
+  rc = ctl_idle_stop(idle, rc);
+  ctl_progress_done(x);
   rpc_cstream_close(st);
   free(prefix);
   /* The server always sends a first message, carrying the listed version. */
@@ -287,16 +281,19 @@ int ctl_kv_versions(ctl_ctx *x, const ctl_args *a) {
     return ctl_usage(a->cmd, "--limit: expected a number >= 1, got \"%s\"", s);
   q.descending = 1;
   rpc_cstream *st = NULL;
-  rpc_callopts co = ctl_callopts(x, 0);
+  rpc_callopts co;
+  int ready = ctl_stream_begin(x, &co);
   static const char *const hdr[3] = {"GENERATION", "COMMIT TIME", "AGE"};
   ctl_table t;
   ctl_table_init(&t, 3, hdr);
   json_t *arr = json_array();
   int64_t now = ctl_now_ns();
   uint64_t n = 0;
-  int rc = rpc_kv_versions(ctl_client(x), &co, &q, &st);
+  int rc = ready ? ready : rpc_kv_versions(ctl_client(x), &co, &q, &st);
+  ctl_idle *idle = ctl_idle_start(x, rc ? NULL : st, "Kv.Versions");
   Strata__V1__VersionsResponse *m;
   while (!rc && (rc = rpc_kv_versions_next(st, &m)) == 1) {
+    ctl_idle_tick(idle);
     for (size_t i = 0; i < m->n_versions; i++, n++) {
       const Strata__V1__Version *v = m->versions[i];
       char g[24], tb[48], age[32];
@@ -309,6 +306,7 @@ int ctl_kv_versions(ctl_ctx *x, const ctl_args *a) {
     rpc_free(m);
     rc = 0;
   }
+  rc = ctl_idle_stop(idle, rc);
   rpc_cstream_close(st);
   if (rc) {
     rc = ctl_rpc_fail(x, rc, "Kv.Versions");
@@ -389,17 +387,23 @@ static int changed_keys(ctl_ctx *x, uint64_t lo, uint64_t hi, keyset *ks) {
   Strata__V1__WatchRequest q = STRATA__V1__WATCH_REQUEST__INIT;
   q.from_generation = lo;
   rpc_cstream *st = NULL;
-  rpc_callopts co = ctl_callopts(x, 0);
-  int rc = rpc_kv_watch(ctl_client(x), &co, &q, &st), done = 0;
+  rpc_callopts co;
+  int rc = ctl_stream_begin(x, &co), done = 0;
+  if (!rc) rc = rpc_kv_watch(ctl_client(x), &co, &q, &st);
+  ctl_idle *idle = ctl_idle_start(x, rc ? NULL : st, "Kv.Watch");
   Strata__V1__WatchResponse *m;
   while (!rc && !done && (rc = rpc_kv_watch_next(st, &m)) == 1) {
+    ctl_idle_tick(idle);
     rc = 0;
     uint64_t g = m->version ? m->version->generation : 0;
+    ctl_progress(x, "kv diff: read the changes of v%llu of v%llu..v%llu, %zu keys so far",
+                 (unsigned long long)g, (unsigned long long)lo + 1, (unsigned long long)hi, ks->n);
     if (g > hi) done = 1; /* hi changed nothing we were told about; the stream is past it */
     for (size_t i = 0; !done && !rc && i < m->n_changes; i++) rc = keyset_add(ks, &m->changes[i]->key);
     if (g == hi && !m->more) done = 1;
     rpc_free(m);
   }
+  rc = ctl_idle_stop(idle, rc);
   if (rc == 0 && !done) rc = strata_err(STRATA_EINTERNAL, "Kv.Watch ended before generation %llu",
                                         (unsigned long long)hi);
   rpc_cstream_close(st); /* cancels the live part of the stream */
@@ -414,6 +418,8 @@ static int values_at(ctl_ctx *x, const keyset *ks, uint64_t g, Strata__V1__Batch
   *nout = 0;
   if (!*out) return strata_err(STRATA_ENOMEM, "out of memory");
   for (size_t b = 0; b < nb; b++) {
+    ctl_progress(x, "kv diff: reading values at v%llu, %zu of %zu keys", (unsigned long long)g,
+                 b * BATCH_MAX, ks->n);
     Strata__V1__BatchGetRequest q = STRATA__V1__BATCH_GET_REQUEST__INIT;
     Strata__V1__VersionPin pm;
     ctl_pin pin = {.kind = 1, .generation = g};
@@ -487,8 +493,7 @@ int ctl_kv_diff(ctl_ctx *x, const ctl_args *a) {
   for (int i = 0; i < 2; i++) {
     const char *s = a->pos[i][0] == '@' ? a->pos[i] + 1 : a->pos[i];
     if (ctl_pin_parse(s, &p[i]))
-      return ctl_usage(a->cmd, "\"%s\": expected @v<generation> or @YYYY-MM-DDTHH:MM:SS[.frac]Z",
-                       a->pos[i]);
+      return ctl_usage(a->cmd, "\"%s\" is not a pin. A pin is @ then " CTL_PIN_FORMS, a->pos[i]);
   }
   int rc = 0;
   for (int i = 0; i < 2 && !rc; i++)
@@ -505,6 +510,7 @@ int ctl_kv_diff(ctl_ctx *x, const ctl_args *a) {
   if ((rc = values_at(x, &ks, v[0].generation, &from, &nfrom)) ||
       (rc = values_at(x, &ks, v[1].generation, &to, &nto)))
     goto fail;
+  ctl_progress_done(x);
   rc = print_diff(x, &v[0], &v[1], &ks, from, to);
   goto out;
 fail:

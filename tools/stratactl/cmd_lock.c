@@ -161,16 +161,20 @@ int ctl_lock_list(ctl_ctx *x, const ctl_args *a) {
   lock_listing ll = {.locks = json_array(), .now = ctl_now_ns()};
   ctl_table_init(&ll.t, LK_COLS, lock_header);
   rpc_cstream *st = NULL;
-  rpc_callopts co = ctl_callopts(x, 0);
-  rc = rpc_locks_list(ctl_client(x), &co, &q, &st);
+  rpc_callopts co;
+  rc = ctl_stream_begin(x, &co);
+  if (!rc) rc = rpc_locks_list(ctl_client(x), &co, &q, &st);
+  ctl_idle *idle = ctl_idle_start(x, rc ? NULL : st, "Locks.List");
   Strata__V1__ListLocksResponse *m;
   while (!rc && (rc = rpc_locks_list_next(st, &m)) == 1) {
+    ctl_idle_tick(idle);
     /* Time left is measured on the server's clock, not this machine's. */
     if (m->server_time_ns) ll.now = m->server_time_ns;
     for (size_t i = 0; i < m->n_locks; i++) listing_add(&ll, x->json, m->locks[i]);
     rpc_free(m);
     rc = 0;
   }
+  rc = ctl_idle_stop(idle, rc);
   rpc_cstream_close(st);
   free(prefix);
   if (rc) rc = ctl_rpc_fail(x, rc, "Locks.List");
@@ -347,8 +351,10 @@ int ctl_lock_key(ctl_ctx *x, const ctl_args *a) {
   if (chunk == block) return ctl_usage(a->cmd, "give exactly one of --chunk ID or --block X Y Z");
   for (int i = 0; i < (chunk ? 1 : 3); i++) {
     const char *s = ctl_val(a, chunk ? "chunk" : "block", i);
-    if (ctl_u64_parse(s, 0, UINT64_MAX, &v[i]))
-      return ctl_usage(a->cmd, "--%s: expected a decimal integer, got \"%s\"",
+    if (ctl_id_parse(s, &v[i]))
+      return ctl_usage(a->cmd,
+                       "--%s: expected an unsigned 64-bit integer, decimal (72057594037927937) or "
+                       "0x-hex (0x100000000000001), got \"%s\"",
                        chunk ? "chunk" : "block", s);
   }
   if (chunk) {

@@ -1,6 +1,6 @@
 /*
- * op show / list / stuck: the operation log (Ops service: Get, List,
- * ListStuck).
+ * op show / list / stuck / set-status: the operation log (Ops service: Get,
+ * List, ListStuck, SetStatus).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +14,7 @@
 static const char *const status_names[] = {"UNSPECIFIED", "CREATED", "WRITE_STARTED", "SUCCESS",
                                            "EXCEPTION", "WRITE_FAILED"};
 #define NSTATUS (sizeof status_names / sizeof status_names[0])
+#define STATUS_FORMS "created, write_started, success, exception or write_failed"
 
 static const char *status_name(Strata__V1__OpStatus s) {
   return (unsigned)s < NSTATUS ? status_names[s] : "UNKNOWN";
@@ -37,6 +38,7 @@ static json_t *op_json(const Strata__V1__Op *op, int64_t now, int with_payload) 
   json_object_set_new(o, "age_ms", json_integer((now - op->created_at_ns) / 1000000));
   ctl_json_set_time(o, "updated_at", op->updated_at_ns);
   json_object_set_new(o, "start_generation", ctl_json_u64(op->start_generation));
+  json_object_set_new(o, "reason", json_string(op->reason ? op->reason : ""));
   json_object_set_new(o, "payload_bytes", json_integer((json_int_t)op->payload.len));
   if (with_payload) {
     char *b = ctl_base64(op->payload.data, op->payload.len);
@@ -103,6 +105,7 @@ static void print_op(const Strata__V1__Op *op) {
   printf("created:          %s (%s ago)\n", ctl_time_str(op->created_at_ns, 3, cr, sizeof cr),
          ctl_dur_str((now - op->created_at_ns) / 1000000, age, sizeof age));
   printf("updated:          %s\n", ctl_time_str(op->updated_at_ns, 3, up, sizeof up));
+  if (op->reason && op->reason[0]) printf("reason:           %s\n", op->reason);
   printf("start generation: %llu\n", (unsigned long long)op->start_generation);
   printf("payload:          %zu bytes\n", op->payload.len);
   printf("scope:            %zu row%s\n", op->n_scope, op->n_scope == 1 ? "" : "s");
@@ -123,6 +126,16 @@ static int parse_op_id(const ctl_args *a, const char *s, uint64_t *id) {
   return 0;
 }
 
+/* Prints the op of an answer (r, freed here) of the call `what` that returned rc. */
+static int op_answer(ctl_ctx *x, int rc, const char *what, void *r, const Strata__V1__Op *op,
+                     int with_payload) {
+  if (rc) return ctl_rpc_fail(x, rc, what);
+  if (x->json) ctl_json_print(op_json(op, ctl_now_ns(), with_payload));
+  else print_op(op);
+  rpc_free(r);
+  return CTL_OK;
+}
+
 int ctl_op_show(ctl_ctx *x, const ctl_args *a) {
   Strata__V1__GetOpRequest q = STRATA__V1__GET_OP_REQUEST__INIT;
   int rc = parse_op_id(a, a->pos[0], &q.op_id);
@@ -130,11 +143,23 @@ int ctl_op_show(ctl_ctx *x, const ctl_args *a) {
   rpc_callopts co = ctl_callopts(x, 0);
   Strata__V1__GetOpResponse *r = NULL;
   rc = rpc_ops_get(ctl_client(x), &co, &q, &r);
-  if (rc) return ctl_rpc_fail(x, rc, "Ops.Get");
-  if (x->json) ctl_json_print(op_json(r->op, ctl_now_ns(), 1));
-  else print_op(r->op);
-  rpc_free(r);
-  return CTL_OK;
+  return op_answer(x, rc, "Ops.Get", r, rc ? NULL : r->op, 1);
+}
+
+/* --- op set-status -------------------------------------------------------------------------------- */
+
+int ctl_op_set_status(ctl_ctx *x, const ctl_args *a) {
+  Strata__V1__SetStatusRequest q = STRATA__V1__SET_STATUS_REQUEST__INIT;
+  int rc = parse_op_id(a, a->pos[0], &q.op_id);
+  if (rc) return rc;
+  if (!(q.status = status_parse(a->pos[1])))
+    return ctl_usage(a->cmd, "STATUS: expected " STATUS_FORMS ", got \"%s\"", a->pos[1]);
+  const char *reason = ctl_val(a, "reason", 0);
+  q.reason = (char *)(reason ? reason : "");
+  rpc_callopts co = ctl_callopts(x, 0);
+  Strata__V1__SetStatusResponse *r = NULL;
+  rc = rpc_ops_set_status(ctl_client(x), &co, &q, &r);
+  return op_answer(x, rc, "Ops.SetStatus", r, rc ? NULL : r->op, 0);
 }
 
 /* --- collecting a stream of ops ------------------------------------------------------------------ */
@@ -157,9 +182,11 @@ static void ops_free(op_list *l) {
 /* Reads the stream opened by the call that returned rc (then closes it) into l.
  * Returns 0, STRATA_ENOMEM (nothing recorded in strata_errmsg), or the call's
  * error code. */
-static int collect_ops(int rc, rpc_cstream *st, op_list *l) {
+static int collect_ops(ctl_ctx *x, const char *what, int rc, rpc_cstream *st, op_list *l) {
   ProtobufCMessage *m;
+  ctl_idle *idle = ctl_idle_start(x, rc ? NULL : st, what);
   while (!rc && (rc = rpc_cstream_next(st, &m)) == 1) {
+    ctl_idle_tick(idle);
     Strata__V1__Op **ops;
     size_t n;
     if (m->descriptor == &strata__v1__list_ops_response__descriptor) {
@@ -192,7 +219,10 @@ static int collect_ops(int rc, rpc_cstream *st, op_list *l) {
     if (n) memcpy(l->ops + l->n, ops, n * sizeof *ops); /* ops and l->ops may be NULL when empty */
     l->n += n;
     rc = 0;
+    ctl_progress(x, "%s: %zu ops received", what, l->n);
   }
+  rc = ctl_idle_stop(idle, rc);
+  ctl_progress_done(x);
   rpc_cstream_close(st);
   return rc;
 }
@@ -209,8 +239,7 @@ int ctl_op_list(ctl_ctx *x, const ctl_args *a) {
   Strata__V1__ListOpsRequest q = STRATA__V1__LIST_OPS_REQUEST__INIT;
   const char *s = ctl_val(a, "status", 0);
   if (s && !(q.status = status_parse(s)))
-    return ctl_usage(a->cmd, "--status: expected created, write_started, success, exception or "
-                             "write_failed, got \"%s\"", s);
+    return ctl_usage(a->cmd, "--status: expected " STATUS_FORMS ", got \"%s\"", s);
   if ((s = ctl_val(a, "limit", 0)) && ctl_u64_parse(s, 1, 1000000, &limit))
     return ctl_usage(a->cmd, "--limit: expected a number in 1..1000000, got \"%s\"", s);
   /* The newest `limit` matches, newest first; one more tells whether older
@@ -218,10 +247,11 @@ int ctl_op_list(ctl_ctx *x, const ctl_args *a) {
   q.newest_first = 1;
   q.limit = limit + 1;
   rpc_cstream *st = NULL;
-  rpc_callopts co = ctl_callopts(x, 0);
+  rpc_callopts co;
   op_list l = {0};
-  int rc = rpc_ops_list(ctl_client(x), &co, &q, &st);
-  rc = collect_ops(rc, st, &l);
+  int rc = ctl_stream_begin(x, &co);
+  if (!rc) rc = rpc_ops_list(ctl_client(x), &co, &q, &st);
+  rc = collect_ops(x, "Ops.List", rc, st, &l);
   if (rc) {
     rc = ops_fail(x, rc, "Ops.List");
     goto out;
@@ -257,10 +287,11 @@ int ctl_op_stuck(ctl_ctx *x, const ctl_args *a) {
     return ctl_usage(a->cmd, "--min-age: expected a duration such as 10m or 1h, got \"%s\"", s);
   q.min_age_ms = (uint64_t)min_age;
   rpc_cstream *st = NULL;
-  rpc_callopts co = ctl_callopts(x, 0);
+  rpc_callopts co;
   op_list l = {0};
-  int rc = rpc_ops_list_stuck(ctl_client(x), &co, &q, &st);
-  rc = collect_ops(rc, st, &l);
+  int rc = ctl_stream_begin(x, &co);
+  if (!rc) rc = rpc_ops_list_stuck(ctl_client(x), &co, &q, &st);
+  rc = collect_ops(x, "Ops.ListStuck", rc, st, &l);
   if (rc) {
     rc = ops_fail(x, rc, "Ops.ListStuck");
   } else {

@@ -60,6 +60,7 @@ struct ctl_args {
   const char *val[CTL_MAX_OPTS][3];
   char **pos;
   int npos;
+  int literal_from; /* pos[i] with i >= literal_from came after "--": taken as typed */
 };
 
 /* What a command runs with. The client is opened lazily by ctl_client. */
@@ -89,6 +90,11 @@ int ctl_global_args(ctl_ctx *x, int argc, char **argv, int *i);
 int ctl_key_arg(ctl_ctx *x, const ctl_args *a, const char *what, const char *s, uint8_t **out,
                 size_t *len);
 
+/* The candidate closest to w by edit distance (a swap of two neighbours
+ * counts as one edit), or NULL when none is close enough to be a typo: at
+ * most 1 edit for words up to 4 characters, 2 up to 8, then 3. */
+const char *ctl_closest(const char *w, const char *const *cands, size_t n);
+
 /* --- main.c ---------------------------------------------------------------- */
 /* Prints "stratactl: MSG", the command's usage line and a --help hint to
  * stderr; returns CTL_USAGE. */
@@ -107,6 +113,24 @@ void ctl_help(FILE *f, const ctl_cmd *c);
 rpc_client *ctl_client(ctl_ctx *x);
 /* Call options with x's timeout plus extra_ms. */
 rpc_callopts ctl_callopts(const ctl_ctx *x, int64_t extra_ms);
+
+/* Long streams (kv ls, kv diff's Kv.Watch, op list, op stuck) have no overall
+ * deadline: --timeout bounds the wait for each message instead. Before opening
+ * the stream call ctl_stream_begin (the server must answer a Health check
+ * within --timeout; returns 0 or that call's error, and sets *co to no
+ * deadline), then ctl_idle_start the stream, ctl_idle_tick after each
+ * message, and pass the stream's final rc through ctl_idle_stop, which turns
+ * the cancellation of a stream that was silent for --timeout into
+ * STRATA_EDEADLINE with a message saying so. */
+typedef struct ctl_idle ctl_idle;
+int ctl_stream_begin(ctl_ctx *x, rpc_callopts *co);
+ctl_idle *ctl_idle_start(ctl_ctx *x, rpc_cstream *st, const char *what);
+void ctl_idle_tick(ctl_idle *w);
+int ctl_idle_stop(ctl_idle *w, int rc);
+/* Progress on stderr when it is a terminal and the output is not --json: a
+ * line rewritten in place at most every 200 ms; ctl_progress_done clears it. */
+void ctl_progress(const ctl_ctx *x, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ctl_progress_done(const ctl_ctx *x);
 /* Reports a failed call (`what` names it, e.g. "Locks.Acquire") on stderr and,
  * with --json, as {"error": ...} on stdout; returns the exit code for rc.
  * The message is strata_errmsg(): whoever returned rc must have recorded it. */
@@ -159,6 +183,8 @@ int ctl_dur_parse(const char *s, int64_t *ms);
 const char *ctl_dur_str(int64_t ms, char *buf, size_t cap);
 /* Unsigned decimal integer in [lo, hi]. Returns 0 or -1. */
 int ctl_u64_parse(const char *s, uint64_t lo, uint64_t hi, uint64_t *out);
+/* An id: unsigned 64-bit, decimal or 0x-hex (1..16 hex digits). Returns 0 or -1. */
+int ctl_id_parse(const char *s, uint64_t *out);
 
 /* UTC ISO-8601 "2026-11-21T10:00:00.123Z" with `digits` (0, 3 or 9) of
  * fractional seconds; "-" for 0. */
@@ -166,18 +192,33 @@ const char *ctl_time_str(int64_t ns, int digits, char *buf, size_t cap);
 /* Now on the local wall clock, ns since the epoch. */
 int64_t ctl_now_ns(void);
 
-/* A version pin: v<generation> or an ISO-8601 UTC time ending in Z. */
+/* What a pin looks like, for messages and help (one definition). */
+#define CTL_PIN_FORMS                                                                     \
+  "v<generation> (v12; v0 is the empty store before the first commit) or an RFC 3339 time " \
+  "(2026-11-21T10:00:00Z, 2026-11-21T11:00:00.5+01:00)"
+
+/* A version pin: v<generation> or an RFC 3339 time (Z or a +HH:MM offset). */
 typedef struct ctl_pin {
   int kind; /* 0 latest, 1 generation, 2 time */
   uint64_t generation;
   int64_t time_ns;
 } ctl_pin;
 int ctl_pin_parse(const char *s, ctl_pin *p);
-/* Splits "KEY@PIN" at the last '@' whose suffix is a valid pin; *key_end is
- * the length of the key part. No pin: p->kind = 0 and *key_end = strlen(s). */
-void ctl_split_pin(const char *s, size_t *key_end, ctl_pin *p);
+/* Splits "KEY@PIN" at the last '@'; *key_end is the length of the key part.
+ * No '@': p->kind = 0, *key_end = strlen(s), returns 0. Returns -1 when the
+ * text after the last '@' is not a pin (a usage error: a key containing '@'
+ * is given in hex or after "--"). */
+int ctl_split_pin(const char *s, size_t *key_end, ctl_pin *p);
 /* Fills a protobuf pin from p (m must outlive the request). NULL for latest. */
 Strata__V1__VersionPin *ctl_pin_msg(const ctl_pin *p, Strata__V1__VersionPin *m);
+/* (args.c) */
+/* Positional argument i as "KEY[@PIN]" (kv get, kv ls): a malloc'd key and a
+ * pin. After "--" the argument is all key. pinnable 0 (kv put, kv rm): a '@'
+ * is a usage error too, so that what kv put wrote kv get reads back. empty_ok:
+ * an empty key part is fine (kv ls). Returns 0, CTL_USAGE or CTL_REFUSED
+ * (out of memory) after reporting. */
+int ctl_key_pin_arg(ctl_ctx *x, const ctl_args *a, int i, int pinnable, int empty_ok,
+                    uint8_t **key, size_t *len, ctl_pin *pin);
 
 /* A PyChunkedGraph hash-prefixed row key decoded: "chunk 123" or
  * "block 1,2,3" into buf, or NULL when the key is not one. Sets *type to
@@ -194,6 +235,7 @@ int ctl_lock_key(ctl_ctx *x, const ctl_args *a);
 int ctl_op_show(ctl_ctx *x, const ctl_args *a);
 int ctl_op_list(ctl_ctx *x, const ctl_args *a);
 int ctl_op_stuck(ctl_ctx *x, const ctl_args *a);
+int ctl_op_set_status(ctl_ctx *x, const ctl_args *a);
 int ctl_kv_get(ctl_ctx *x, const ctl_args *a);
 int ctl_kv_put(ctl_ctx *x, const ctl_args *a);
 int ctl_kv_rm(ctl_ctx *x, const ctl_args *a);

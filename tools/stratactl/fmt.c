@@ -122,6 +122,20 @@ int ctl_u64_parse(const char *s, uint64_t lo, uint64_t hi, uint64_t *out) {
   return 0;
 }
 
+int ctl_id_parse(const char *s, uint64_t *out) {
+  if (!s || (s[0] != '0' || (s[1] != 'x' && s[1] != 'X'))) return ctl_u64_parse(s, 0, UINT64_MAX, out);
+  size_t n = strlen(s + 2);
+  if (n == 0 || n > 16) return -1;
+  uint64_t v = 0;
+  for (size_t i = 0; i < n; i++) {
+    int h = hexval((unsigned char)s[2 + i]);
+    if (h < 0) return -1;
+    v = v << 4 | (uint64_t)h;
+  }
+  *out = v;
+  return 0;
+}
+
 int ctl_dur_parse(const char *s, int64_t *ms) {
   static const struct { const char *u; double ms; } units[] = {
       {"ms", 1}, {"s", 1e3}, {"m", 60e3}, {"h", 3600e3}, {"d", 86400e3}};
@@ -201,7 +215,8 @@ const char *ctl_time_str(int64_t ns, int digits, char *buf, size_t cap) {
   return buf;
 }
 
-/* Parses "YYYY-MM-DDTHH:MM:SS[.fraction]Z" (UTC). Every field must be in range:
+/* Parses an RFC 3339 time "YYYY-MM-DDTHH:MM:SS[.fraction]" then "Z" or an
+ * offset "+HH:MM" / "-HH:MM" ('T' and 'Z' in either case). Every field must be in range:
  * month 01..12, a day the month has, hour 00..23, minute and second 00..59 (no
  * leap second); timegm would otherwise normalize 2026-00-15 into December or
  * :60 into the next minute. Returns 0 or -1. */
@@ -211,7 +226,9 @@ static int time_parse(const char *s, int64_t *ns) {
   /* Fixed layout YYYY-MM-DDTHH:MM:SS, checked character by character. */
   static const char layout[] = "dddd-dd-ddTdd:dd:dd";
   for (size_t i = 0; i < sizeof layout - 1; i++) {
-    if (layout[i] == 'd' ? !isdigit((unsigned char)s[i]) : s[i] != layout[i]) return -1;
+    if (layout[i] == 'd' ? !isdigit((unsigned char)s[i])
+                         : s[i] != layout[i] && !(layout[i] == 'T' && s[i] == 't'))
+      return -1;
   }
   tm.tm_year = atoi(s) - 1900;
   tm.tm_mon = atoi(s + 5) - 1;
@@ -232,7 +249,18 @@ static int time_parse(const char *s, int64_t *ns) {
     if (nd == 0) return -1;
     for (; nd < 9; nd++) frac *= 10;
   }
-  if (strcmp(p, "Z") != 0) return -1;
+  int64_t offset_s = 0;
+  if (*p == '+' || *p == '-') {
+    /* "+HH:MM": exactly that layout, hours 00..23, minutes 00..59. */
+    if (!isdigit((unsigned char)p[1]) || !isdigit((unsigned char)p[2]) || p[3] != ':' ||
+        !isdigit((unsigned char)p[4]) || !isdigit((unsigned char)p[5]) || p[6])
+      return -1;
+    int hh = (p[1] - '0') * 10 + (p[2] - '0'), mm = (p[4] - '0') * 10 + (p[5] - '0');
+    if (hh > 23 || mm > 59) return -1;
+    offset_s = (int64_t)(hh * 3600 + mm * 60) * (*p == '-' ? -1 : 1);
+  } else if (strcmp(p, "Z") != 0 && strcmp(p, "z") != 0) {
+    return -1;
+  }
   struct tm check = tm;
   time_t t = timegm(&tm);
   /* A field timegm had to carry into the next one (Feb 30) was out of range. */
@@ -240,8 +268,9 @@ static int time_parse(const char *s, int64_t *ns) {
       tm.tm_mday != check.tm_mday || tm.tm_hour != check.tm_hour || tm.tm_min != check.tm_min ||
       tm.tm_sec != check.tm_sec)
     return -1;
-  *ns = (int64_t)t * 1000000000 + frac;
-  return 0;
+  /* Local time = UTC + offset. */
+  *ns = ((int64_t)t - offset_s) * 1000000000 + frac;
+  return *ns < 0 ? -1 : 0;
 }
 
 /* --- pins --------------------------------------------------------------------------------- */
@@ -249,7 +278,8 @@ static int time_parse(const char *s, int64_t *ns) {
 int ctl_pin_parse(const char *s, ctl_pin *p) {
   memset(p, 0, sizeof *p);
   if (s[0] == 'v') {
-    if (ctl_u64_parse(s + 1, 1, UINT64_MAX, &p->generation)) return -1;
+    /* v0 is the empty store before the first commit (docs/protocol.md). */
+    if (ctl_u64_parse(s + 1, 0, UINT64_MAX, &p->generation)) return -1;
     p->kind = 1;
     return 0;
   }
@@ -258,12 +288,13 @@ int ctl_pin_parse(const char *s, ctl_pin *p) {
   return 0;
 }
 
-void ctl_split_pin(const char *s, size_t *key_end, ctl_pin *p) {
+int ctl_split_pin(const char *s, size_t *key_end, ctl_pin *p) {
   memset(p, 0, sizeof *p);
   *key_end = strlen(s);
   const char *at = strrchr(s, '@');
-  if (at && ctl_pin_parse(at + 1, p) == 0) *key_end = (size_t)(at - s);
-  else memset(p, 0, sizeof *p);
+  if (!at) return 0;
+  *key_end = (size_t)(at - s);
+  return ctl_pin_parse(at + 1, p);
 }
 
 Strata__V1__VersionPin *ctl_pin_msg(const ctl_pin *p, Strata__V1__VersionPin *m) {

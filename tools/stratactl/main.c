@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/version.h"
 #include "tools/stratactl/ctl.h"
 
 #define GLOBAL_USAGE "[--addr HOST:PORT] [--json] [--timeout DURATION]"
@@ -58,6 +59,7 @@ static void global_help(FILE *f) {
           "  --json                print one JSON document instead of a table\n"
           "  --timeout DURATION    deadline of each call, e.g. 500ms, 5s, 2m (default 10s)\n"
           "  --help                help for the command\n"
+          "  --version             print stratactl's version, git commit and build date\n"
           "Exit codes: 0 success, 1 refused (lock held, not found, condition failed, server error),\n"
           "            2 usage error, 3 server unreachable, shutting down or not answering in time.\n");
 }
@@ -100,9 +102,42 @@ static void list_help(FILE *f, const char *group) {
   }
   fprintf(f,
           "\nKeys are given and shown as text, or as 0x... hex when a byte is not printable.\n"
-          "A PIN is v<generation> or an ISO-8601 UTC time ending in Z (2026-11-21T10:00:00Z).\n"
+          "A PIN is " CTL_PIN_FORMS ".\n"
+          "A key that contains '@' is given in hex (0x...) or after --.\n"
           "Run 'stratactl COMMAND --help' for a command's options and examples.\n\n");
   global_help(f);
+}
+
+/* "unknown command ..." with the closest command words, if any. group NULL:
+ * w is the first word (a group or a top-level command). */
+static int unknown_cmd(const char *group, const char *w) {
+  const char *cands[64];
+  char words[96];
+  size_t n = 0;
+  for (const ctl_cmd *c = ctl_cmds; c->run && n < 64; c++) {
+    const char *cand = group ? (c->group && strcmp(c->group, group) == 0 ? c->name : NULL)
+                             : (c->group ? c->group : c->name);
+    if (!cand) continue;
+    int dup = 0;
+    for (size_t i = 0; i < n; i++) dup |= strcmp(cands[i], cand) == 0;
+    if (!dup) cands[n++] = cand;
+  }
+  const char *near = ctl_closest(w, cands, n);
+  if (near && group) {
+    snprintf(words, sizeof words, "%s %s", group, near);
+    near = words;
+  }
+  if (w[0] == '-' && !group) {
+    static const char *const globals[] = {"--addr", "--json", "--timeout", "--help", "--version"};
+    const char *g = ctl_closest(w, globals, 5);
+    return ctl_usage(NULL, "unknown option %s%s%s%s", w, g ? " (did you mean " : "", g ? g : "",
+                     g ? "?)" : "");
+  }
+  if (group)
+    return ctl_usage(NULL, "unknown command \"%s %s\"%s%s%s (run 'stratactl %s --help')", group, w,
+                     near ? " (did you mean '" : "", near ? near : "", near ? "'?)" : "", group);
+  return ctl_usage(NULL, "unknown command \"%s\"%s%s%s", w, near ? " (did you mean '" : "",
+                   near ? near : "", near ? "'?)" : "");
 }
 
 static int is_group(const char *w) {
@@ -117,6 +152,12 @@ static int is_group(const char *w) {
  * which exit code). */
 static const ctl_cmd *find_cmd(ctl_ctx *x, int argc, char **argv, int *i, int *rc) {
   const char *w = argv[*i];
+  if (strcmp(w, "--version") == 0 || strcmp(w, "version") == 0) {
+    printf("stratactl %s (commit %s, built %s)\n", strata_version(), strata_git_commit(),
+           strata_build_date());
+    *rc = CTL_OK;
+    return NULL;
+  }
   if (strcmp(w, "--help") == 0 || strcmp(w, "-h") == 0 || strcmp(w, "help") == 0) {
     list_help(stdout, NULL);
     *rc = CTL_OK;
@@ -128,7 +169,7 @@ static const ctl_cmd *find_cmd(ctl_ctx *x, int argc, char **argv, int *i, int *r
         (*i)++;
         return c;
       }
-    *rc = ctl_usage(NULL, "unknown command \"%s\"", w);
+    *rc = unknown_cmd(NULL, w);
     return NULL;
   }
   int j = *i + 1;
@@ -148,7 +189,7 @@ static const ctl_cmd *find_cmd(ctl_ctx *x, int argc, char **argv, int *i, int *r
       *i = j + 1;
       return c;
     }
-  *rc = ctl_usage(NULL, "unknown command \"%s %s\" (run 'stratactl %s --help')", w, sub, w);
+  *rc = unknown_cmd(w, sub);
   return NULL;
 }
 

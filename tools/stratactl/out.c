@@ -4,9 +4,12 @@
  * documents (through jansson) and aligned text tables.
  */
 #include <errno.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "rpc/status.h"
@@ -25,6 +28,124 @@ rpc_client *ctl_client(ctl_ctx *x) {
 rpc_callopts ctl_callopts(const ctl_ctx *x, int64_t extra_ms) {
   rpc_callopts co = {.timeout_ms = x->timeout_ms + extra_ms};
   return co;
+}
+
+/* --- streams: a deadline on silence, and progress ---------------------------------------- */
+
+struct ctl_idle {
+  pthread_t th;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  rpc_cstream *st;
+  int64_t idle_ms, last_ms;
+  int stop, fired;
+  const char *what;
+};
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int ctl_stream_begin(ctl_ctx *x, rpc_callopts *co) {
+  /* Opening a stream waits for the connection with the call's deadline, and
+   * the stream has none: so first a Health check within --timeout, after which
+   * the channel is connected (or we know it cannot be). */
+  Grpc__Health__V1__HealthCheckRequest q = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  Grpc__Health__V1__HealthCheckResponse *r = NULL;
+  rpc_callopts hc = ctl_callopts(x, 0);
+  int rc = rpc_health_check(ctl_client(x), &hc, &q, &r);
+  rpc_free(r);
+  co->timeout_ms = -1; /* no overall deadline: ctl_idle bounds the silences */
+  return rc;
+}
+
+static void *idle_main(void *p) {
+  ctl_idle *w = p;
+  pthread_mutex_lock(&w->mu);
+  while (!w->stop) {
+    int64_t due = w->last_ms + w->idle_ms, now = mono_ms();
+    if (now >= due) {
+      w->fired = 1;
+      rpc_cstream_cancel(w->st);
+      break;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t ns = (int64_t)ts.tv_nsec + (due - now) * 1000000;
+    ts.tv_sec += ns / 1000000000;
+    ts.tv_nsec = ns % 1000000000;
+    pthread_cond_timedwait(&w->cv, &w->mu, &ts);
+  }
+  pthread_mutex_unlock(&w->mu);
+  return NULL;
+}
+
+ctl_idle *ctl_idle_start(ctl_ctx *x, rpc_cstream *st, const char *what) {
+  ctl_idle *w = calloc(1, sizeof *w);
+  if (!w) exit(ctl_oom(x));
+  w->st = st;
+  w->idle_ms = x->timeout_ms;
+  w->last_ms = mono_ms();
+  w->what = what;
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&w->cv, &ca);
+  pthread_condattr_destroy(&ca);
+  pthread_mutex_init(&w->mu, NULL);
+  if (st && pthread_create(&w->th, NULL, idle_main, w) != 0) exit(ctl_oom(x));
+  return w;
+}
+
+void ctl_idle_tick(ctl_idle *w) {
+  pthread_mutex_lock(&w->mu);
+  w->last_ms = mono_ms();
+  pthread_mutex_unlock(&w->mu);
+}
+
+int ctl_idle_stop(ctl_idle *w, int rc) {
+  pthread_mutex_lock(&w->mu);
+  w->stop = 1;
+  pthread_cond_signal(&w->cv);
+  pthread_mutex_unlock(&w->mu);
+  if (w->st) pthread_join(w->th, NULL);
+  if (w->fired && rc == STRATA_ECANCELLED) {
+    char d[32];
+    rc = strata_err(STRATA_EDEADLINE,
+                    "DEADLINE_EXCEEDED: strata-server sent nothing for %s (on a stream, --timeout "
+                    "bounds each wait between messages)",
+                    ctl_dur_str(w->idle_ms, d, sizeof d));
+  }
+  pthread_cond_destroy(&w->cv);
+  pthread_mutex_destroy(&w->mu);
+  free(w);
+  return rc;
+}
+
+static int64_t progress_last_ms;
+static int progress_shown;
+
+void ctl_progress(const ctl_ctx *x, const char *fmt, ...) {
+  if (x->json || !isatty(2)) return;
+  int64_t now = mono_ms();
+  if (progress_shown && now - progress_last_ms < 200) return;
+  progress_last_ms = now;
+  progress_shown = 1;
+  va_list ap;
+  va_start(ap, fmt);
+  fprintf(stderr, "\r\033[K");
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fflush(stderr);
+}
+
+void ctl_progress_done(const ctl_ctx *x) {
+  if (!progress_shown) return;
+  fprintf(stderr, "\r\033[K");
+  fflush(stderr);
+  progress_shown = 0;
 }
 
 /* The one place a call's return code becomes an exit code. */
@@ -48,20 +169,26 @@ static void json_error(const char *code, const char *status, const char *msg, in
 
 int ctl_rpc_fail(ctl_ctx *x, int rc, const char *what) {
   int ec = exit_code_of(rc);
-  char msg[2048];
+  char msg[2048], d[32] = "";
   const char *detail = strata_errmsg();
+  ctl_progress_done(x);
   ctl_client(x); /* sets x->addr */
   if (rc == ENOTCONN && !strstr(detail, x->addr))
     snprintf(msg, sizeof msg, "%s: cannot reach strata-server at %s (%s)", what, x->addr, detail);
   else if (rc == STRATA_EDEADLINE)
-    snprintf(msg, sizeof msg, "%s: no answer from strata-server at %s within the deadline (%s)",
-             what, x->addr, detail);
+    snprintf(msg, sizeof msg, "%s was too slow: no answer from strata-server at %s within %s (%s)",
+             what, x->addr, ctl_dur_str(x->timeout_ms, d, sizeof d), detail);
   else
     snprintf(msg, sizeof msg, "%s: %s", what, detail);
   fprintf(stderr, "stratactl: %s\n", msg);
-  if (ec == CTL_UNREACHABLE)
+  if (rc == STRATA_EDEADLINE)
+    fprintf(stderr, "stratactl: %s answered nothing in time: a loaded server or a large request "
+                    "needs a longer --timeout (now %s); 'stratactl stats' shows the calls in "
+                    "flight. A server that never answers is not strata-server or is stuck.\n",
+            x->addr, d);
+  else if (ec == CTL_UNREACHABLE)
     fprintf(stderr, "stratactl: is strata-server running at %s? Choose the server with --addr "
-                    "HOST:PORT or $STRATA_ADDR; a slow server needs a longer --timeout.\n", x->addr);
+                    "HOST:PORT or $STRATA_ADDR.\n", x->addr);
   if (ec == CTL_USAGE) ctl_usage_hint(x->cmd);
   if (x->json) {
     /* The failed call's gRPC status. OK means no call failed: the failure was

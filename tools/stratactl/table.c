@@ -57,9 +57,10 @@ const ctl_cmd ctl_cmds[] = {
      "print the hash-prefixed row key of an L2 chunk or a block, in hex",
      "The key is PyChunkedGraph's: a 2-byte BLAKE2b prefix of the big-endian ids, then the ids.",
      "stratactl lock key --chunk 72057594037927937\n"
+     "stratactl lock key --chunk 0x100000000000001\n"
      "stratactl lock key --block 1 2 3",
-     {{"chunk", 1, "ID", "an L2 chunk id (decimal)"},
-      {"block", 3, "X Y Z", "block coordinates (decimal)"}},
+     {{"chunk", 1, "ID", "an L2 chunk id (decimal or 0x-hex)"},
+      {"block", 3, "X Y Z", "block coordinates (decimal or 0x-hex)"}},
      0, 0, ctl_lock_key},
     /* --- ops ---------------------------------------------------------------------- */
     {"op", "show", "N", "show one operation: status, user, kind, times, lock scope", NULL,
@@ -76,6 +77,17 @@ const ctl_cmd ctl_cmds[] = {
      {{"status", 1, "S", "only ops with this status"},
       {"limit", 1, "N", "show at most N ops (default 100)"}},
      0, 0, ctl_op_list},
+    {"op", "set-status", "N STATUS [--reason TEXT]",
+     "set an operation's status by hand (operator recovery), with the reason recorded",
+     "STATUS is one of created, write_started, success, exception, write_failed. For an op\n"
+     "that crashed mid-edit and was repaired or rolled back by hand, so it does not stay\n"
+     "WRITE_STARTED forever. The reason is kept with the op (op show prints it) until the next\n"
+     "status change; without --reason an earlier reason is cleared. Prints the op after the\n"
+     "change. It does not touch the op's locks: free them with lock release --op N --all.",
+     "stratactl op set-status 42 write_failed --reason \"rolled back by hand, ticket 123\"\n"
+     "stratactl op set-status 42 success --reason \"repaired with the edit tool\"",
+     {{"reason", 1, "TEXT", "why (free text, up to 64 KiB), kept with the op"}},
+     2, 2, ctl_op_set_status},
     {"op", "stuck", "[--min-age 10m]",
      "list ops that still hold a lock scope but did not succeed, oldest first", NULL,
      "stratactl op stuck\n"
@@ -84,21 +96,29 @@ const ctl_cmd ctl_cmds[] = {
      0, 0, ctl_op_stuck},
     /* --- kv -------------------------------------------------------------------------- */
     {"kv", "get", "KEY[@PIN]", "print a key's value (raw bytes; --json: base64)",
-     "PIN is v<generation> or an ISO-8601 UTC time ending in Z (the newest generation committed\n"
-     "at or before it). Exit 1 when the key does not exist at that version.",
+     "PIN is v<generation> (v0: the empty store before the first commit) or an RFC 3339 time,\n"
+     "Z or +HH:MM (the newest generation committed at or before it). Text after the last '@'\n"
+     "that is not a pin is a usage error: a key that contains '@' is given in hex (0x...) or\n"
+     "after -- (kv get -- a@b). Exit 1 when the key does not exist at that version.",
      "stratactl kv get config/root\n"
      "stratactl kv get config/root@v12 > old.bin\n"
-     "stratactl kv get 0x00ff@2026-11-21T10:00:00Z",
+     "stratactl kv get 0x00ff@2026-11-21T10:00:00Z\n"
+     "stratactl kv get config/root@2026-11-21T11:00:00+01:00\n"
+     "stratactl kv get -- user@example.org",
      {{0}}, 1, 1, ctl_kv_get},
-    {"kv", "put", "KEY [FILE]", "write a key from FILE (stdin when no FILE or '-')", NULL,
+    {"kv", "put", "KEY [FILE]", "write a key from FILE (stdin when no FILE or '-')",
+     "A key that contains '@' is given in hex (0x...) or after --, as for kv get, so that\n"
+     "what kv put wrote kv get reads back.",
      "stratactl kv put config/root root.json\n"
-     "echo -n hello | stratactl kv put greeting",
+     "echo -n hello | stratactl kv put greeting\n"
+     "stratactl kv put -- user@example.org profile.json",
      {{0}}, 1, 2, ctl_kv_put},
     {"kv", "rm", "KEY", "delete a key",
      "Exit 1 when the key does not exist, or when it changed between the check and the delete.",
      "stratactl kv rm greeting", {{0}}, 1, 1, ctl_kv_rm},
     {"kv", "ls", "[PREFIX][@PIN] [--limit N]", "list keys in order, optionally under a prefix",
-     NULL,
+     "Keys are printed as they arrive. PIN as for kv get. --timeout bounds the wait for each\n"
+     "part of the answer, not the whole listing.",
      "stratactl kv ls\n"
      "stratactl kv ls config/ --limit 10\n"
      "stratactl kv ls @v3\n"
@@ -110,7 +130,9 @@ const ctl_cmd ctl_cmds[] = {
     {"kv", "diff", "@PIN @PIN", "list the keys added, removed and modified between two versions",
      "Lines: '+ KEY' added, '- KEY' removed, '~ KEY' modified, going from the first version to\n"
      "the second. Built on Kv.Watch (which keys each generation changed) and Kv.BatchGet\n"
-     "(their values at both versions), so a key changed and changed back is not listed.",
+     "(their values at both versions), so a key changed and changed back is not listed.\n"
+     "On a terminal, progress is shown on stderr while the changes are collected. --timeout\n"
+     "bounds the wait for each message and each call, not the whole command.",
      "stratactl kv diff @v3 @v7\n"
      "stratactl kv diff @2026-11-21T10:00:00Z @v12",
      {{0}}, 2, 2, ctl_kv_diff},

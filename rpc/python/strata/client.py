@@ -303,10 +303,12 @@ class Client:
         """The :class:`Op` ``op_id`` (with its scope); :class:`NotFound` if none."""
         return Op._of(self._call(self._ops.Get, ops_pb2.GetOpRequest(op_id=op_id)).op)
 
-    def set_status(self, op_id, status):
-        """Sets an op's :class:`OpStatus`; returns the op after the change."""
-        r = self._call(self._ops.SetStatus, ops_pb2.SetStatusRequest(op_id=op_id,
-                                                                      status=int(status)))
+    def set_status(self, op_id, status, reason=""):
+        """Sets an op's :class:`OpStatus`, with an optional ``reason`` kept on the op
+        until the next change (an operator's note on a recovered op); returns the op
+        after the change."""
+        r = self._call(self._ops.SetStatus, ops_pb2.SetStatusRequest(
+            op_id=op_id, status=int(status), reason=reason))
         return Op._of(r.op)
 
     def ops(self, status=None, *, newest_first=False, after=0, before=0, limit=0):
@@ -432,9 +434,10 @@ class Operation:
         self.reader = Reader(client, op.start_generation)
         self.status = op.status
 
-    def set_status(self, status):
-        """Sets the op's status (e.g. ``OpStatus.WRITE_STARTED`` before writing)."""
-        self.op = self.client.set_status(self.op_id, status)
+    def set_status(self, status, reason=""):
+        """Sets the op's status (e.g. ``OpStatus.WRITE_STARTED`` before writing),
+        with an optional ``reason``."""
+        self.op = self.client.set_status(self.op_id, status, reason)
         self.status = self.op.status
         return self.op
 

@@ -126,7 +126,8 @@ class OpStatus(enum.IntEnum):
 class Op:
     """An op-log row: ``op_id``, ``created_at_ns``, ``start_generation`` (the latest
     generation when it was created), ``user``, ``kind``, ``payload``, ``status``,
-    ``scope`` (rows it holds indefinitely) and ``updated_at_ns``."""
+    ``scope`` (rows it holds indefinitely), ``updated_at_ns`` and ``reason`` (why
+    the status was last set; "" when no reason was given)."""
     op_id: int
     created_at_ns: int
     start_generation: int
@@ -136,11 +137,12 @@ class Op:
     status: OpStatus
     scope: List[bytes]
     updated_at_ns: int
+    reason: str = ""
 
     @classmethod
     def _of(cls, m):
         return cls(m.op_id, m.created_at_ns, m.start_generation, m.user, m.kind, m.payload,
-                   OpStatus(m.status), list(m.scope), m.updated_at_ns)
+                   OpStatus(m.status), list(m.scope), m.updated_at_ns, m.reason)
 
 
 @dataclass(frozen=True)
