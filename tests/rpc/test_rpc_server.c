@@ -293,6 +293,68 @@ static void test_max_message_bytes_flag(void **state) {
   assert_int_equal(harness_stop(&X), 0);
 }
 
+/* One put through a fresh client; returns its generation. */
+static uint64_t put_one(rpc_client *c, const char *key) {
+  Strata__V1__Put p = STRATA__V1__PUT__INIT, *pp = &p;
+  p.key = t_bytes(key);
+  p.value = t_bytes(key);
+  Strata__V1__CommitRequest q = STRATA__V1__COMMIT_REQUEST__INIT;
+  q.n_puts = 1;
+  q.puts = &pp;
+  Strata__V1__CommitResponse *r;
+  assert_int_equal(rpc_kv_commit(c, NULL, &q, &r), 0);
+  assert_non_null(r->version);
+  uint64_t gen = r->version->generation;
+  rpc_free(r);
+  return gen;
+}
+
+/* --no-commit-log commits through per-group files (the rename phase runs and
+ * the files are never behind); the default commits through the log. One data
+ * directory goes per-group -> log -> per-group across restarts, and every
+ * start reads everything the other mode wrote. */
+static void test_no_commit_log_flag_and_switching_modes(void **state) {
+  (void)state;
+  if (!server_bin) skip();
+  char dir[] = "/tmp/strata-test-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  const char *per_group[] = {"--no-commit-log", NULL};
+  const char *keys[] = {"mode/a", "mode/b", "mode/c"};
+  for (int round = 0; round < 3; round++) {
+    int log = round == 1;
+    assert_int_equal(harness_start(&X, server_bin, dir, log ? NULL : per_group), 0);
+    rpc_client *c;
+    rpc_client_opts o = {.addr = X.addr, .timeout_ms = 30000, .wait_for_ready = 1};
+    assert_int_equal(rpc_client_open(&o, &c), 0);
+    for (int k = 0; k < round; k++) { /* what the earlier rounds wrote */
+      Strata__V1__GetRequest gq = STRATA__V1__GET_REQUEST__INIT;
+      gq.key = t_bytes(keys[k]);
+      Strata__V1__GetResponse *gr;
+      assert_int_equal(rpc_kv_get(c, NULL, &gq, &gr), 0);
+      assert_int_equal(gr->value.len, strlen(keys[k]));
+      assert_memory_equal(gr->value.data, keys[k], strlen(keys[k]));
+      rpc_free(gr);
+    }
+    uint64_t gen = put_one(c, keys[round]);
+    assert_int_equal(gen, (uint64_t)round + 1);
+    Strata__V1__StatsRequest sq = STRATA__V1__STATS_REQUEST__INIT;
+    Strata__V1__StatsResponse *sr;
+    assert_int_equal(rpc_admin_stats(c, NULL, &sq, &sr), 0);
+    assert_non_null(sr->store);
+    assert_int_equal(sr->store->committed_generation, gen);
+    if (log) {
+      assert_int_equal(sr->store->publish_ns, 0); /* no per-group rename phase */
+    } else {
+      assert_true(sr->store->publish_ns > 0);
+      assert_int_equal(sr->store->published_generation, gen); /* published before the ack */
+    }
+    rpc_free(sr);
+    rpc_client_close(c);
+    assert_int_equal(harness_stop(&X), 0);
+  }
+  harness_rmdir(dir);
+}
+
 static void test_sigint_drains_and_exits_0(void **state) {
   (void)state;
   if (!server_bin) skip();
@@ -438,6 +500,7 @@ int main(void) {
       cmocka_unit_test(test_bad_flags_exit_2),
       cmocka_unit_test(test_listen_address_in_use_fails_clearly),
       cmocka_unit_test_teardown(test_max_message_bytes_flag, stop_extra),
+      cmocka_unit_test_teardown(test_no_commit_log_flag_and_switching_modes, stop_extra),
       cmocka_unit_test_teardown(test_sigint_drains_and_exits_0, stop_extra),
       cmocka_unit_test_teardown(test_grace_ms_zero_is_honoured, stop_extra),
       cmocka_unit_test_teardown(test_streams_of_large_rows_fit_a_small_message_limit, stop_extra),
