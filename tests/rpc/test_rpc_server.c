@@ -130,6 +130,22 @@ static void test_health_serving_and_unknown_service(void **state) {
   t_expect_err(rpc_health_check(C, NULL, &req, &resp), STRATA_ENOTFOUND, "strata.v1.Nope");
 }
 
+/* Commits one put (the key as its value); returns its generation. */
+static uint64_t put_one(rpc_client *c, const char *key) {
+  Strata__V1__Put p = STRATA__V1__PUT__INIT, *pp = &p;
+  p.key = t_bytes(key);
+  p.value = t_bytes(key);
+  Strata__V1__CommitRequest q = STRATA__V1__COMMIT_REQUEST__INIT;
+  q.n_puts = 1;
+  q.puts = &pp;
+  Strata__V1__CommitResponse *r;
+  assert_int_equal(rpc_kv_commit(c, NULL, &q, &r), 0);
+  assert_non_null(r->version);
+  uint64_t gen = r->version->generation;
+  rpc_free(r);
+  return gen;
+}
+
 static void test_admin_stats(void **state) {
   (void)state;
   Strata__V1__StatsRequest req = STRATA__V1__STATS_REQUEST__INIT;
@@ -145,17 +161,7 @@ static void test_admin_stats(void **state) {
   Strata__V1__StoreStats before = *r->store;
   rpc_free(r);
   /* One commit (a key no other test lists) moves the store's counters by one. */
-  Strata__V1__Put p = STRATA__V1__PUT__INIT, *pp = &p;
-  p.key = (ProtobufCBinaryData){11, (uint8_t *)"admin/probe"};
-  p.value = (ProtobufCBinaryData){3, (uint8_t *)"xyz"};
-  Strata__V1__CommitRequest cq = STRATA__V1__COMMIT_REQUEST__INIT;
-  cq.n_puts = 1;
-  cq.puts = &pp;
-  Strata__V1__CommitResponse *cr;
-  assert_int_equal(rpc_kv_commit(C, NULL, &cq, &cr), 0);
-  assert_non_null(cr->version);
-  uint64_t gen = cr->version->generation;
-  rpc_free(cr);
+  uint64_t gen = put_one(C, "admin/probe");
   assert_int_equal(rpc_admin_stats(C, NULL, &req, &r), 0);
   assert_non_null(r->store);
   assert_int_equal(r->store->commits, before.commits + 1);
@@ -291,22 +297,6 @@ static void test_max_message_bytes_flag(void **state) {
   free(v);
   rpc_client_close(c);
   assert_int_equal(harness_stop(&X), 0);
-}
-
-/* One put through a fresh client; returns its generation. */
-static uint64_t put_one(rpc_client *c, const char *key) {
-  Strata__V1__Put p = STRATA__V1__PUT__INIT, *pp = &p;
-  p.key = t_bytes(key);
-  p.value = t_bytes(key);
-  Strata__V1__CommitRequest q = STRATA__V1__COMMIT_REQUEST__INIT;
-  q.n_puts = 1;
-  q.puts = &pp;
-  Strata__V1__CommitResponse *r;
-  assert_int_equal(rpc_kv_commit(c, NULL, &q, &r), 0);
-  assert_non_null(r->version);
-  uint64_t gen = r->version->generation;
-  rpc_free(r);
-  return gen;
 }
 
 /* --no-commit-log commits through per-group files (the rename phase runs and
