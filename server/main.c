@@ -24,7 +24,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: strata-server [--listen HOST:PORT] [--data-dir DIR] [--threads N]\n"
           "                     [--max-message-bytes N] [--log-level error|warn|info|debug]\n"
-          "                     [--grace-ms N] [--commit-log] [--version]\n"
+          "                     [--grace-ms N] [--no-commit-log] [--version]\n"
           "  --listen             address to serve gRPC on (default " SRV_DEFAULT_LISTEN
           ")\n"
           "  --data-dir           data directory, created if missing (default " SRV_DEFAULT_DATA_DIR
@@ -34,8 +34,10 @@ static void usage(FILE *f) {
           "  --log-level          stderr log level (default info)\n"
           "  --grace-ms           on SIGTERM/SIGINT, time to let calls finish before cancelling\n"
           "                       them; 0 cancels at once (default 5000)\n"
-          "  --commit-log         make commits durable with one commit log sync and publish the\n"
-          "                       OCDBT files in batches shortly after (default: files per commit)\n"
+          "  --no-commit-log      make each commit durable by writing and syncing its own OCDBT\n"
+          "                       data file and manifest, with no commit log (default: one sync\n"
+          "                       of a commit log in data-dir/kv/log, the OCDBT files published\n"
+          "                       in batches shortly after; --commit-log asks for the default)\n"
           "  --version            print the version, git commit and build date\n");
 }
 
@@ -60,6 +62,7 @@ int main(int argc, char **argv) {
                                            {"log-level", required_argument, 0, 'v'},
                                            {"grace-ms", required_argument, 0, 'g'},
                                            {"commit-log", no_argument, 0, 'c'},
+                                           {"no-commit-log", no_argument, 0, 'C'},
                                            {"help", no_argument, 0, 'h'},
                                            {"version", no_argument, 0, 'V'},
                                            {0, 0, 0, 0}};
@@ -94,7 +97,8 @@ int main(int argc, char **argv) {
       if (parse_u64("--grace-ms", optarg, 0, 3600000, &v)) return 2;
       o.grace_ms = (int)v;
       break;
-    case 'c': o.commit_log = 1; break;
+    case 'c': o.no_commit_log = 0; break;
+    case 'C': o.no_commit_log = 1; break;
     case 'h': usage(stdout); return 0;
     case 'V':
       printf("strata-server %s (commit %s, built %s)\n", strata_version(), strata_git_commit(),

@@ -66,7 +66,7 @@ static int open_engines(srv *s) {
   snprintf(path, sizeof path, "%s/kv", s->data_dir);
   if (mkdir(path, 0755) != 0 && errno != EEXIST)
     return strata_err(errno, "cannot create %s: %s", path, strerror(errno));
-  st_options so = {.create = 1, .commit_log = s->o.commit_log};
+  st_options so = {.create = 1, .no_commit_log = s->o.no_commit_log};
   int rc;
   if (s->o.test_slow_sync_us) { /* test only: see srv_opts */
     if ((rc = bs_file_open(path, &s->kv_files)) || (rc = bs_fault_wrap(s->kv_files, &s->kv_slow)))

@@ -17,9 +17,11 @@ typedef struct srv_opts {
   size_t max_message_bytes; /* both directions; 0 = RPC_DEFAULT_MAX_MESSAGE_BYTES (64 MiB) */
   int grace_ms; /* drain time at stop before in-flight calls are cancelled; 0 cancels them
                   at once; < 0 = the default, SRV_DEFAULT_GRACE_MS */
-  int commit_log; /* the store commits through its commit log (storage/README.md
-                     "Commit log mode"): one sync per group, OCDBT files published
-                     in batches; the log lives in data_dir/kv/log */
+  int no_commit_log; /* 0 (default): the store commits through its commit log
+                        (storage/README.md "Commit log mode"): one sync per group,
+                        OCDBT files published in batches; the log lives in
+                        data_dir/kv/log. 1: each group writes and syncs its own
+                        data file and manifest (the per-group path) */
   /* Test only (tests/system): every fsync of the store (files and directories) first
    * sleeps this many microseconds, widening the window between a commit's fence check
    * and its publication. 0 = off. strata-server reads it from STRATA_TEST_SLOW_SYNC_US. */

@@ -321,8 +321,9 @@ void cm__remove_manifests(st_db *db);
  * past the latest manifest, then publishes it. Read-only: only reads it
  * (db->log_last). */
 int rc__open_log(st_db *db, const st_options *opt);
-/* Then (after the min_generation check): with opt->commit_log leaves db->log
- * open for the committer; trims segments that hold only published records. */
+/* Then (after the min_generation check): in commit log mode (the default;
+ * recover.c use_log) leaves db->log open for the committer; trims segments
+ * that hold only published records. */
 int rc__start_log(st_db *db, const st_options *opt);
 void rc__close_log(st_db *db);
 

@@ -18,6 +18,13 @@
 #define DEFAULT_LOG_VALUE_MAX (64u << 10)
 #define DEFAULT_LOG_SEGMENT_BYTES ((uint64_t)4 << 20)
 
+/* Whether this open commits through the log: the default, unless the
+ * caller asks for the per-group path or the database keeps a single
+ * manifest (a log batch publishes a numbered one). */
+static int use_log(const st_db *db, const st_options *opt) {
+  return !opt->no_commit_log && db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED;
+}
+
 /* Replays one group record on top of db->latest / db->ms. */
 static int replay_one(st_db *db, const clog_rec *r) {
   clog_op *ops = NULL;
@@ -93,8 +100,6 @@ int rc__open_log(st_db *db, const st_options *opt) {
   db->log_segment_bytes = opt->log_segment_bytes ? opt->log_segment_bytes : DEFAULT_LOG_SEGMENT_BYTES;
   db->published = db->latest.generation;
   db->log_last = db->latest.generation;
-  if (opt->commit_log && db->cfg.manifest_kind != OCDBT_MANIFEST_NUMBERED)
-    return strata_err(STRATA_EINVALID, "%s: the commit log needs the numbered manifest kind", db->path);
   if (opt->log_dir) {
     if ((rc = bs_file_open(opt->log_dir, &db->own_log_base))) return rc;
     db->log_base = db->own_log_base;
@@ -114,10 +119,10 @@ int rc__start_log(st_db *db, const st_options *opt) {
   int rc = 0;
   /* The writer adopts the old segments so that they are trimmed; without
    * the log option they go now (everything in them is published). */
-  if (!db->read_only && (opt->commit_log || c->nsegs))
+  if (!db->read_only && (use_log(db, opt) || c->nsegs))
     rc = clog_writer_open(db->log_base, CLOG_DIR, clog_next_seq(c), c->segs, c->nsegs, &db->log);
   if (!rc && db->log) clog_trim(db->log, db->published);
-  if (!rc && !opt->commit_log && db->log) {
+  if (!rc && !use_log(db, opt) && db->log) {
     clog_writer_close(db->log);
     db->log = NULL;
   }

@@ -130,6 +130,22 @@ static void test_health_serving_and_unknown_service(void **state) {
   t_expect_err(rpc_health_check(C, NULL, &req, &resp), STRATA_ENOTFOUND, "strata.v1.Nope");
 }
 
+/* Commits one put (the key as its value); returns its generation. */
+static uint64_t put_one(rpc_client *c, const char *key) {
+  Strata__V1__Put p = STRATA__V1__PUT__INIT, *pp = &p;
+  p.key = t_bytes(key);
+  p.value = t_bytes(key);
+  Strata__V1__CommitRequest q = STRATA__V1__COMMIT_REQUEST__INIT;
+  q.n_puts = 1;
+  q.puts = &pp;
+  Strata__V1__CommitResponse *r;
+  assert_int_equal(rpc_kv_commit(c, NULL, &q, &r), 0);
+  assert_non_null(r->version);
+  uint64_t gen = r->version->generation;
+  rpc_free(r);
+  return gen;
+}
+
 static void test_admin_stats(void **state) {
   (void)state;
   Strata__V1__StatsRequest req = STRATA__V1__STATS_REQUEST__INIT;
@@ -145,24 +161,29 @@ static void test_admin_stats(void **state) {
   Strata__V1__StoreStats before = *r->store;
   rpc_free(r);
   /* One commit (a key no other test lists) moves the store's counters by one. */
-  Strata__V1__Put p = STRATA__V1__PUT__INIT, *pp = &p;
-  p.key = (ProtobufCBinaryData){11, (uint8_t *)"admin/probe"};
-  p.value = (ProtobufCBinaryData){3, (uint8_t *)"xyz"};
-  Strata__V1__CommitRequest cq = STRATA__V1__COMMIT_REQUEST__INIT;
-  cq.n_puts = 1;
-  cq.puts = &pp;
-  Strata__V1__CommitResponse *cr;
-  assert_int_equal(rpc_kv_commit(C, NULL, &cq, &cr), 0);
-  rpc_free(cr);
+  uint64_t gen = put_one(C, "admin/probe");
   assert_int_equal(rpc_admin_stats(C, NULL, &req, &r), 0);
   assert_non_null(r->store);
   assert_int_equal(r->store->commits, before.commits + 1);
   assert_int_equal(r->store->commit_groups, before.commit_groups + 1);
   assert_true(r->store->bytes_written > before.bytes_written);
   assert_true(r->store->build_ns > before.build_ns);
-  assert_true(r->store->sync_ns > before.sync_ns);
-  assert_true(r->store->publish_ns > before.publish_ns);
+  assert_true(r->store->sync_ns > before.sync_ns); /* the commit log's sync */
+  /* The rename phase is the per-group path's (--no-commit-log); the server's
+   * default commits through the log, where it stays 0. */
+  assert_true(r->store->publish_ns == before.publish_ns);
   assert_true(r->store->cache_bytes > 0); /* the commit's nodes are cached */
+  /* Acknowledged means visible to Strata's readers at once; the OCDBT files
+   * follow when the publisher has written the batch (polled for up to 30 s). */
+  assert_true(r->store->committed_generation >= gen);
+  for (int64_t t0 = t_now_ms(); r->store->published_generation < gen && t_now_ms() - t0 < 30000;) {
+    rpc_free(r);
+    usleep(10000);
+    assert_int_equal(rpc_admin_stats(C, NULL, &req, &r), 0);
+    assert_non_null(r->store);
+  }
+  assert_true(r->store->published_generation >= gen);
+  assert_true(r->store->last_publish_lag_us > 0);
   rpc_free(r);
 }
 
@@ -276,6 +297,52 @@ static void test_max_message_bytes_flag(void **state) {
   free(v);
   rpc_client_close(c);
   assert_int_equal(harness_stop(&X), 0);
+}
+
+/* --no-commit-log commits through per-group files (the rename phase runs and
+ * the files are never behind); the default commits through the log. One data
+ * directory goes per-group -> log -> per-group across restarts, and every
+ * start reads everything the other mode wrote. */
+static void test_no_commit_log_flag_and_switching_modes(void **state) {
+  (void)state;
+  if (!server_bin) skip();
+  char dir[] = "/tmp/strata-test-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  const char *per_group[] = {"--no-commit-log", NULL};
+  const char *keys[] = {"mode/a", "mode/b", "mode/c"};
+  for (int round = 0; round < 3; round++) {
+    int log = round == 1;
+    assert_int_equal(harness_start(&X, server_bin, dir, log ? NULL : per_group), 0);
+    rpc_client *c;
+    rpc_client_opts o = {.addr = X.addr, .timeout_ms = 30000, .wait_for_ready = 1};
+    assert_int_equal(rpc_client_open(&o, &c), 0);
+    for (int k = 0; k < round; k++) { /* what the earlier rounds wrote */
+      Strata__V1__GetRequest gq = STRATA__V1__GET_REQUEST__INIT;
+      gq.key = t_bytes(keys[k]);
+      Strata__V1__GetResponse *gr;
+      assert_int_equal(rpc_kv_get(c, NULL, &gq, &gr), 0);
+      assert_int_equal(gr->value.len, strlen(keys[k]));
+      assert_memory_equal(gr->value.data, keys[k], strlen(keys[k]));
+      rpc_free(gr);
+    }
+    uint64_t gen = put_one(c, keys[round]);
+    assert_int_equal(gen, (uint64_t)round + 1);
+    Strata__V1__StatsRequest sq = STRATA__V1__STATS_REQUEST__INIT;
+    Strata__V1__StatsResponse *sr;
+    assert_int_equal(rpc_admin_stats(c, NULL, &sq, &sr), 0);
+    assert_non_null(sr->store);
+    assert_int_equal(sr->store->committed_generation, gen);
+    if (log) {
+      assert_int_equal(sr->store->publish_ns, 0); /* no per-group rename phase */
+    } else {
+      assert_true(sr->store->publish_ns > 0);
+      assert_int_equal(sr->store->published_generation, gen); /* published before the ack */
+    }
+    rpc_free(sr);
+    rpc_client_close(c);
+    assert_int_equal(harness_stop(&X), 0);
+  }
+  harness_rmdir(dir);
 }
 
 static void test_sigint_drains_and_exits_0(void **state) {
@@ -423,6 +490,7 @@ int main(void) {
       cmocka_unit_test(test_bad_flags_exit_2),
       cmocka_unit_test(test_listen_address_in_use_fails_clearly),
       cmocka_unit_test_teardown(test_max_message_bytes_flag, stop_extra),
+      cmocka_unit_test_teardown(test_no_commit_log_flag_and_switching_modes, stop_extra),
       cmocka_unit_test_teardown(test_sigint_drains_and_exits_0, stop_extra),
       cmocka_unit_test_teardown(test_grace_ms_zero_is_honoured, stop_extra),
       cmocka_unit_test_teardown(test_streams_of_large_rows_fit_a_small_message_limit, stop_extra),

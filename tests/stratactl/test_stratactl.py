@@ -276,7 +276,7 @@ def test_health_stats(data_dir):
           re.search(r"^node cache: +\d+ hits, \d+ misses, \d+ bytes$", r.text, re.M) and
           re.search(r"^commit phases: +build \d+ us, fsyncs \d+ us, rename\+dir fsync \d+ us per group$",
                     r.text, re.M) and
-          re.search(r"^generations: +v\d+ committed, v\d+ published \(0 behind; last batch 0\.0 ms\)$",
+          re.search(r"^generations: +v\d+ committed, v\d+ published \(\d+ behind; last batch \d+\.\d ms\)$",
                     r.text, re.M), "stats table", r)
     d = ctl("stats", "--json").json()  # global option after the command
     check(d and d["data_dir"] == data_dir and d["max_message_bytes"] == 64 << 20 and
@@ -287,7 +287,8 @@ def test_health_stats(data_dir):
                               "cache_misses", "cache_bytes", "build_ns", "sync_ns", "publish_ns",
                               "committed_generation", "published_generation", "last_publish_lag_us"} and
           d["store"]["commit_groups"] <= d["store"]["commits"] and
-          d["store"]["published_generation"] == d["store"]["committed_generation"] ==
+          # the server commits through its log: the OCDBT files may trail by a batch
+          d["store"]["published_generation"] <= d["store"]["committed_generation"] ==
           (d["latest"]["generation"] if d["latest"] else 0),
           "stats --json fields", d)
 

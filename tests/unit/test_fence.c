@@ -137,7 +137,7 @@ typedef struct {
   st_db *db;
 } fx;
 
-static int log_mode; /* the store commits through its commit log */
+static int log_mode; /* the store commits through its commit log; else the per-group path */
 
 static int setup(void **state) {
   fx *f = calloc(1, sizeof *f);
@@ -157,7 +157,7 @@ static int setup(void **state) {
   memset(&so, 0, sizeof so);
   so.base = f->base;
   so.create = 1;
-  so.commit_log = log_mode;
+  so.no_commit_log = !log_mode;
   so.publish_interval_ms = 600000;
   assert_int_equal(st_open("mem", &so, &f->db), 0);
   *state = f;

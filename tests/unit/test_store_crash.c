@@ -4,10 +4,12 @@
  * the database and checks that it opens cleanly (no temp files; at most the
  * interrupted commit's data file past the latest generation, reported),
  * that every acknowledged transaction is there, and that no transaction is
- * partly visible (each one writes a/ID, b/ID and big/ID or nothing).
- * The same again with the child in commit log mode (issue 10): the kill lands
- * during log appends and during the publisher's batches (10 ms apart), and
- * the parent's open, without the option, replays the log.
+ * partly visible (each one writes a/ID, b/ID and big/ID or nothing). The
+ * child commits on the per-group files path and the parent opens in commit
+ * log mode (the default); then the other way round: the kill lands during
+ * log appends and during the publisher's batches (10 ms apart), and the
+ * parent's open on the per-group path replays the log. So each mode opens
+ * what a killed process of the other left.
  * STRATA_SEED picks the seed (printed on failure); STRATA_CRASH_KILLS the
  * number of kills per mode (default 200). */
 #include <errno.h>
@@ -26,7 +28,7 @@
 
 static uint64_t seed, rng;
 static char dir[256];
-static int log_mode; /* children commit through the commit log */
+static int log_mode; /* children commit through the commit log; else the per-group path */
 
 static uint64_t rnd(void) {
   rng ^= rng >> 12;
@@ -73,7 +75,7 @@ static void child(uint64_t first_id, uint64_t cseed) {
   memset(&o, 0, sizeof o);
   o.create = 1;
   o.config.max_decoded_node_bytes = 4096;
-  o.commit_log = log_mode;
+  o.no_commit_log = !log_mode;
   st_db *db;
   if (st_open(dir, &o, &db)) {
     fprintf(stderr, "child: open: %s\n", strata_errmsg());
@@ -151,6 +153,7 @@ static uint64_t any_acked; /* set once a child acknowledged anything */
 static uint64_t verify(uint64_t next_id, uint64_t cycle) {
   st_options o;
   memset(&o, 0, sizeof o);
+  o.no_commit_log = log_mode; /* the child's other mode */
   st_db *db;
   if (st_open(dir, &o, &db)) {
     /* A kill during the very first create leaves no database: correct, since

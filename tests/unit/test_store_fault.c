@@ -28,6 +28,7 @@ static void rm_rf(const char *d) {
 static st_db *open_with(bs_store *base) {
   st_options o;
   memset(&o, 0, sizeof o);
+  o.no_commit_log = 1; /* the per-group files path (the log's: test_store_logmode) */
   o.base = base;
   o.create = 1;
   o.no_prepare = 1; /* every counted operation belongs to the commit */
@@ -167,6 +168,7 @@ static void test_faults_with_preparer(void **state) {
   assert_int_equal(bs_fault_wrap(files, &fault), 0);
   st_options o;
   memset(&o, 0, sizeof o);
+  o.no_commit_log = 1; /* the per-group files path (the log's: test_store_logmode) */
   o.base = fault;
   o.create = 1;
   st_db *db;
@@ -228,6 +230,7 @@ static void test_create_on_full_disk(void **state) {
   bs_fault_arm(fault, BS_FAULT_WRITE, 1, ENOSPC);
   st_options o;
   memset(&o, 0, sizeof o);
+  o.no_commit_log = 1; /* the per-group files path (the log's: test_store_logmode) */
   o.base = fault;
   o.create = 1;
   st_db *db;
@@ -282,6 +285,7 @@ static void test_undo_not_durable_keeps_data_file(void **state) {
   assert_int_equal(bs_mem_create(&rf.inner), 0);
   st_options o;
   memset(&o, 0, sizeof o);
+  o.no_commit_log = 1; /* the per-group files path (the log's: test_store_logmode) */
   o.base = &rf.base;
   o.create = 1;
   o.no_prepare = 1;

@@ -33,6 +33,7 @@ static void rm_rf(const char *d) {
 static st_db *open_db(int create, size_t max_open) {
   st_options o;
   memset(&o, 0, sizeof o);
+  o.no_commit_log = 1; /* the per-group files path (the log's: test_store_logmode) */
   o.create = create;
   o.max_open_files = max_open;
   o.cache_bytes = 1 << 20; /* small: nodes are read back from their files too */

@@ -69,6 +69,7 @@ static void build(void) {
   }
   st_options o;
   memset(&o, 0, sizeof o);
+  o.no_commit_log = 1; /* the per-group files path (the log's: test_store_logmode) */
   o.create = 1;
   o.no_prepare = 1;
   o.config.max_decoded_node_bytes = 1024;
@@ -103,6 +104,7 @@ static uint64_t check_all(const char *what) {
   uint64_t before = fig.wrong;
   st_options o;
   memset(&o, 0, sizeof o);
+  o.no_commit_log = 1; /* the per-group files path (the log's: test_store_logmode) */
   o.read_only = 1;
   st_db *db;
   int rc = st_open(dir, &o, &db);
@@ -291,6 +293,7 @@ static void test_damaged_header_names_the_file(void **state) {
   }
   st_options o;
   memset(&o, 0, sizeof o);
+  o.no_commit_log = 1; /* the per-group files path (the log's: test_store_logmode) */
   o.read_only = 1;
   st_db *db;
   assert_int_equal(st_open(dir, &o, &db), 0);

@@ -1,6 +1,7 @@
-/* Commit log mode (st_options.commit_log): commits are durable once logged
- * and visible at once; the publisher writes the OCDBT files in batches; a
- * reopen without the option sees every generation with its commit time; a
+/* Commit log mode (the default; st_options.no_commit_log turns it off):
+ * commits are durable once logged and visible at once; the publisher writes
+ * the OCDBT files in batches; a reopen on the per-group path (no_commit_log)
+ * sees every generation with its commit time; a
  * fence's done callback runs with its group logged and visible; a power cut
  * after every operation of a run that commits while the publisher publishes
  * keeps every acknowledged generation with its commit time; a log that skips
@@ -30,7 +31,7 @@ static st_db *open_log(bs_store *s, int log, uint32_t publish_ms, uint64_t min_g
   o.log_segment_bytes = 1; /* a new segment per batch: trims happen (and are cut) */
   o.base = s;
   o.create = 1;
-  o.commit_log = log;
+  o.no_commit_log = !log;
   o.publish_interval_ms = publish_ms;
   o.min_generation = min_gen;
   o.config.max_decoded_node_bytes = 2048;
@@ -351,7 +352,6 @@ static void test_log_elsewhere(void **state) {
   st_options o;
   memset(&o, 0, sizeof o);
   o.create = 1;
-  o.commit_log = 1;
   o.log_dir = log_dir;
   o.publish_interval_ms = 600000;
   pid_t pid = fork();

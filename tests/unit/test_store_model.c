@@ -417,9 +417,13 @@ static void check_versions(st_db *db) {
   free(v);
 }
 
-/* Log runs open in commit log mode (issue 10) three times out of four, and
- * without it otherwise, so reopens cross between the two modes. */
-static int log_runs;
+/* Plain runs open with the default options (commit log mode). Mixed runs
+ * open in commit log mode with varied publication settings three times out
+ * of four and on the per-group files path otherwise, so reopens cross
+ * between the two modes. Per-group runs always ask for the per-group path. */
+enum { RUN_DEFAULT, RUN_MIXED, RUN_PER_GROUP };
+static int run_kind;
+static const char *const run_names[] = {"", ", modes mixed", ", per-group files"};
 
 static st_db *reopen(st_db *db, bs_store *base, const char *dir) {
   if (db) st_close(db);
@@ -427,8 +431,9 @@ static st_db *reopen(st_db *db, bs_store *base, const char *dir) {
   memset(&o, 0, sizeof o);
   o.base = base;
   o.create = 1;
-  if (log_runs) {
-    o.commit_log = below(4) != 0;
+  if (run_kind == RUN_PER_GROUP) o.no_commit_log = 1;
+  if (run_kind == RUN_MIXED) {
+    o.no_commit_log = below(4) == 0;
     o.publish_interval_ms = (uint32_t)(1 + below(5));
     o.max_unpublished_bytes = below(2) ? 0 : 64 << 10; /* backpressure often */
     o.log_segment_bytes = below(2) ? 0 : 1;               /* or a segment per batch */
@@ -453,7 +458,7 @@ static void run_model(long total, const char *dir) {
     assert_int_equal(system(cmd), 0);
   }
   fprintf(stderr, "model test: STRATA_SEED=%llu, %ld transactions%s%s%s\n", (unsigned long long)seed, total,
-          dir ? " in " : "", dir ? dir : "", log_runs ? ", commit log mode" : "");
+          dir ? " in " : "", dir ? dir : "", run_names[run_kind]);
   make_keys();
   bs_store *base = NULL;
   if (!dir) assert_int_equal(bs_mem_create(&base), 0);
@@ -559,24 +564,25 @@ static void test_model_files(void **state) {
   run_model(nt ? atol(nt) : 150, dir);
 }
 
-static void test_model_memory_log(void **state) {
-  log_runs = 1;
-  test_model_memory(state);
-  log_runs = 0;
+static void run_as(int kind, void (*test)(void **), void **state) {
+  run_kind = kind;
+  test(state);
+  run_kind = RUN_DEFAULT;
 }
 
-static void test_model_files_log(void **state) {
-  log_runs = 1;
-  test_model_files(state);
-  log_runs = 0;
-}
+static void test_model_memory_mixed(void **state) { run_as(RUN_MIXED, test_model_memory, state); }
+static void test_model_files_mixed(void **state) { run_as(RUN_MIXED, test_model_files, state); }
+static void test_model_memory_per_group(void **state) { run_as(RUN_PER_GROUP, test_model_memory, state); }
+static void test_model_files_per_group(void **state) { run_as(RUN_PER_GROUP, test_model_files, state); }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_model_memory),
     cmocka_unit_test(test_model_files),
-    cmocka_unit_test(test_model_memory_log),
-    cmocka_unit_test(test_model_files_log),
+    cmocka_unit_test(test_model_memory_mixed),
+    cmocka_unit_test(test_model_files_mixed),
+    cmocka_unit_test(test_model_memory_per_group),
+    cmocka_unit_test(test_model_files_per_group),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

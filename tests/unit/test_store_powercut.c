@@ -160,6 +160,7 @@ static void check_generation(st_db *db, int g, long cut) {
 static st_db *open_db_with(bs_store *base, int create, int prepare) {
   st_options o;
   memset(&o, 0, sizeof o);
+  o.no_commit_log = 1; /* the per-group files path (the log's: test_store_logmode) */
   o.base = base;
   o.create = create;
   /* Without the preparer, the same operations in the same order every run. */

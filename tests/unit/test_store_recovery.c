@@ -19,6 +19,7 @@
 static int open_opts(bs_store *base, int create, int read_only, uint64_t min_gen, st_db **db) {
   st_options o;
   memset(&o, 0, sizeof o);
+  o.no_commit_log = 1; /* the per-group files path (the log's: test_store_logmode) */
   o.base = base;
   o.create = create;
   o.read_only = read_only;
