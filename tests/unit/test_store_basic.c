@@ -298,9 +298,9 @@ static void test_merge_split_out_of_memory(void **state) {
 }
 
 /* st_txn_put_ref with each of its allocations failing in turn: either it
- * fails with STRATA_ENOMEM and adds nothing, or it succeeds; the transaction
- * then commits normally (a half-added reference without its path crashed the
- * committer). */
+ * fails with STRATA_ENOMEM, and the transaction is refused whole (nothing of
+ * it commits), or it succeeds and the transaction commits normally (a
+ * half-added reference without its path crashed the committer). */
 static void test_put_ref_out_of_memory(void **state) {
 #ifdef __SANITIZE_ADDRESS__
   skip();
@@ -324,9 +324,19 @@ static void test_put_ref_out_of_memory(void **state) {
       assert_int_equal(rc, STRATA_ENOMEM);
       refused++;
     }
-    assert_int_equal(st_txn_commit(t, &r), 0);
     st_snap *s;
     char buf[16];
+    if (rc) {
+      assert_int_equal(st_snap_latest(db, &s), 0);
+      uint64_t before = st_snap_info(s).generation;
+      st_snap_release(s);
+      assert_int_equal(st_txn_commit(t, &r), STRATA_ENOMEM);
+      assert_int_equal(st_snap_latest(db, &s), 0);
+      assert_int_equal(st_snap_info(s).generation, before);
+      st_snap_release(s);
+      continue;
+    }
+    assert_int_equal(st_txn_commit(t, &r), 0);
     assert_int_equal(st_snap_latest(db, &s), 0);
     assert_int_equal(get_str(s, "p", buf, sizeof buf), 0);
     if (!rc) {
@@ -734,7 +744,11 @@ static void test_data_reference_put(void **state) {
   assert_int_equal(st_txn_commit(t, &r), STRATA_ENOTFOUND);
   assert_int_equal(st_txn_begin(db, &t), 0);
   assert_int_not_equal(st_txn_put_ref(t, "k2", 2, "../etc/passwd", 0, 1), 0);
+  st_txn_abort(t); /* the refusal poisoned t */
+  assert_int_equal(st_txn_begin(db, &t), 0);
   assert_int_not_equal(st_txn_put_ref(t, "k2", 2, "manifest.ocdbt", 0, 1), 0);
+  st_txn_abort(t);
+  assert_int_equal(st_txn_begin(db, &t), 0);
   /* A name of the form of Strata's own data files (32 lower-case hex
    * digits) is refused: open treats such a file past the latest generation
    * as a commit's (a stray, or data of lost manifests), and values in
