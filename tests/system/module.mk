@@ -35,6 +35,6 @@ test-killload:
 soak: deps
 	@$(MAKE) --no-print-directory VARIANT=release sys-bins
 	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server LOCKCHECK_SOAK=1 \
-	  LOCKCHECK_TXNS=$(SOAK_LOCKCHECK_TXNS) $(BUILD)/release/tests/system/lockcheck
+	  LOCKCHECK_TXNS=$(SOAK_LOCKCHECK_TXNS) timeout -k 10 3600 $(BUILD)/release/tests/system/lockcheck
 	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server KILLLOAD_SOAK=1 \
-	  KILLLOAD_CYCLES=$(SOAK_KILLLOAD_CYCLES) $(BUILD)/release/tests/system/killload
+	  KILLLOAD_CYCLES=$(SOAK_KILLLOAD_CYCLES) timeout -k 10 3600 $(BUILD)/release/tests/system/killload
