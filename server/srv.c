@@ -66,13 +66,14 @@ static int open_engines(srv *s) {
   snprintf(path, sizeof path, "%s/kv", s->data_dir);
   if (mkdir(path, 0755) != 0 && errno != EEXIST)
     return strata_err(errno, "cannot create %s: %s", path, strerror(errno));
-  st_options so = {.create = 1};
+  st_options so = {.create = 1, .base = s->o.store_base};
   int rc = st_open(path, &so, &s->db);
   if (rc) return strata_err_wrap(rc, "store in %s", path);
   snprintf(path, sizeof path, "%s/locks", s->data_dir);
   lk_options lo;
   lk_options_init(&lo);
   lo.path = path;
+  lo.no_sync = s->o.lock_no_sync;
   rc = lk_open(&lo, &s->lk);
   if (rc) return strata_err_wrap(rc, "lock manager in %s", path);
   if ((rc = srv_pool_start(16, &s->pool))) return rc;
@@ -163,7 +164,7 @@ int srv_open(const srv_opts *o, srv **out) {
   srv__locks_bind(s, ro.handlers);
   srv__ops_bind(s, ro.handlers);
   srv__watch_bind(s, ro.handlers);
-  rc = rpc_server_start(&ro, &s->rpc);
+  rc = o->local ? rpc_server_start_local(&ro, &s->rpc) : rpc_server_start(&ro, &s->rpc);
   if (rc) {
     srv_free(s);
     return rc;
@@ -177,6 +178,11 @@ int srv_open(const srv_opts *o, srv **out) {
 }
 
 int srv_port(const srv *s) { return rpc_server_port(s->rpc); }
+
+void srv_call_local(srv *s, rpc_method_id m, const void *req, size_t n, int64_t timeout_ms,
+                    rpc_local_result *res) {
+  rpc_server_call_local(s->rpc, m, req, n, timeout_ms, res);
+}
 
 void srv_close(srv *s) {
   if (!s) return;
