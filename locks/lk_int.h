@@ -25,6 +25,7 @@
 #define LK__TAG_TOKEN 'T'   /* 'T' partition(2)     -> token high-water (8) */
 #define LK__TAG_META 'V'    /* 'V'                  -> format string */
 #define LK__TAG_SYNC 'Y'    /* 'Y'                  -> write_seq (8) of the last group sync */
+#define LK__TAG_ACKED 'G'   /* 'G'                  -> last acknowledged store generation (8) */
 #define LK__FORMAT "strata-locks/1"
 
 #define LK__REC_VERSION 1
@@ -135,6 +136,8 @@ struct lk_manager {
    * failed reopen. */
   pthread_rwlock_t db_rw;
   char *path;
+  pthread_mutex_t gen_mu;            /* orders 'G' writes; before db_rw */
+  uint64_t acked_gen;                /* the 'G' value, under gen_mu */
   rocksdb_readoptions_t *ro;
   lk_clock_fn clock;
   void *clock_ctx;

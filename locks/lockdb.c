@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include "common/err.h"
+#include "locks/acked.h"
 #include "locks/lk_int.h"
 
 static int64_t realtime_ns(void *ctx) {
@@ -242,6 +243,53 @@ int lk__durable(lk_manager *lk, uint64_t seq) {
   return rc;
 }
 
+int lk_acked_generation_note(lk_manager *lk, uint64_t gen) {
+  int rc = 0;
+  pthread_mutex_lock(&lk->gen_mu);
+  if (gen <= lk->acked_gen) goto out;
+  pthread_mutex_lock(&lk->sync_mu);
+  if (lk->db_failed) rc = failed_err(lk, "recording the acknowledged generation");
+  pthread_mutex_unlock(&lk->sync_mu);
+  if (rc) goto out; /* no recovery attempt from the committer's thread */
+  uint8_t v[8];
+  lk__put64(v, gen);
+  const char k = LK__TAG_ACKED;
+  char *err = NULL;
+  pthread_rwlock_rdlock(&lk->db_rw);
+  if (lk->db) rocksdb_put(lk->db, lk->wo_lock, &k, 1, (const char *)v, 8, &err);
+  else err = strdup("the database is closed");
+  pthread_rwlock_unlock(&lk->db_rw);
+  if (err) {
+    rc = lk__dberr(err, "recording the acknowledged generation");
+    mark_failed(lk, rc, 0);
+    goto out;
+  }
+  lk->acked_gen = gen;
+out:
+  pthread_mutex_unlock(&lk->gen_mu);
+  return rc;
+}
+
+uint64_t lk_acked_generation(lk_manager *lk) {
+  pthread_mutex_lock(&lk->gen_mu);
+  uint64_t g = lk->acked_gen;
+  pthread_mutex_unlock(&lk->gen_mu);
+  return g;
+}
+
+static int load_acked(lk_manager *lk) {
+  char *err = NULL;
+  size_t vl = 0;
+  const char k = LK__TAG_ACKED;
+  char *v = rocksdb_get(lk->db, lk->ro, &k, 1, &vl, &err);
+  if (err) return lk__dberr(err, "reading the acknowledged generation");
+  int rc = 0;
+  if (v && vl != 8) rc = strata_err(STRATA_ECORRUPT, "acknowledged generation record of %zu bytes", vl);
+  else if (v) lk->acked_gen = lk__get64((const uint8_t *)v);
+  rocksdb_free(v);
+  return rc;
+}
+
 /* Lock record: version(1) flags(1: bit0 temporal, bit1 indefinite)
  * temporal op, token, acquired_at, expires_at (4 x 8)
  * indefinite op, token, acquired_at (3 x 8); absent slots are zeros. */
@@ -387,6 +435,7 @@ int lk_open(const lk_options *o, lk_manager **out) {
   pthread_mutex_init(&lk->sync_mu, NULL);
   pthread_cond_init(&lk->sync_cv, NULL);
   pthread_rwlock_init(&lk->db_rw, NULL);
+  pthread_mutex_init(&lk->gen_mu, NULL);
   lk->no_sync = o->no_sync;
   lk->path = strdup(o->path);
   if (!lk->path) {
@@ -419,6 +468,7 @@ int lk_open(const lk_options *o, lk_manager **out) {
   if ((rc = check_format(lk, o->path))) goto fail;
   if ((rc = reload(lk))) goto fail;
   if ((rc = lk__oplog_load(lk))) goto fail;
+  if ((rc = load_acked(lk))) goto fail;
   *out = lk;
   return 0;
 fail:
@@ -446,6 +496,7 @@ void lk_close(lk_manager *lk) {
   pthread_mutex_destroy(&lk->sync_mu);
   pthread_cond_destroy(&lk->sync_cv);
   pthread_rwlock_destroy(&lk->db_rw);
+  pthread_mutex_destroy(&lk->gen_mu);
   free(lk->path);
   if (lk->ro) rocksdb_readoptions_destroy(lk->ro);
   if (lk->wo) rocksdb_writeoptions_destroy(lk->wo);

@@ -38,11 +38,11 @@ $(RPC_LIB): $(RPC_OBJS) $(RPC_GEN_OBJS)
 
 # --- tests (tiers rpc-integration, rpc-asan, rpc-python) ------------------------
 RPC_TEST_BINS := $(O)/tests/rpc/test_rpc_core $(O)/tests/rpc/test_rpc_server \
-	$(O)/tests/rpc/test_shutdown_load $(O)/tests/rpc/test_full_disk
+	$(O)/tests/rpc/test_shutdown_load $(O)/tests/rpc/test_full_disk $(O)/tests/rpc/test_rollback
 RPC_TEST_OBJS := $(O)/tests/rpc/test_rpc_core.o $(O)/tests/rpc/test_rpc_server.o \
 	$(O)/tests/rpc/srv_harness.o $(O)/tests/rpc/t_validation.o $(O)/tests/rpc/t_locks.o \
 	$(O)/tests/rpc/t_ops.o $(O)/tests/rpc/t_kv.o $(O)/tests/rpc/test_shutdown_load.o \
-	$(O)/tests/rpc/test_full_disk.o
+	$(O)/tests/rpc/test_full_disk.o $(O)/tests/rpc/test_rollback.o
 $(RPC_TEST_OBJS): | $(RPC_GEN_H)
 -include $(RPC_TEST_OBJS:.o=.d)
 
@@ -62,6 +62,10 @@ $(O)/tests/rpc/test_full_disk: $(O)/tests/rpc/test_full_disk.o $(O)/tests/rpc/sr
 		$(O)/libsrv.a $(RPC_LIB) $(O)/libstrata.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ -lcmocka $(RPC_LDLIBS) $(LDLIBS)
 
+$(O)/tests/rpc/test_rollback: $(O)/tests/rpc/test_rollback.o $(O)/tests/rpc/srv_harness.o \
+		$(O)/libsrv.a $(RPC_LIB) $(O)/libstrata.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ -lcmocka $(RPC_LDLIBS) $(LDLIBS)
+
 .PHONY: rpc-test-bins
 rpc-test-bins: $(RPC_TEST_BINS) $(O)/server/strata-server
 
@@ -74,7 +78,8 @@ test-rpc-integration:
 	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server \
 	  sh tests/run-tier.sh rpc-integration $(TEST_RESULTS) \
 	  $(BUILD)/release/tests/rpc/test_rpc_core $(BUILD)/release/tests/rpc/test_rpc_server \
-	  $(BUILD)/release/tests/rpc/test_shutdown_load $(BUILD)/release/tests/rpc/test_full_disk
+	  $(BUILD)/release/tests/rpc/test_shutdown_load $(BUILD)/release/tests/rpc/test_full_disk \
+	  $(BUILD)/release/tests/rpc/test_rollback
 
 # The same binaries and the server under ASan + UBSan; leaks are reported too.
 test-rpc-asan:
@@ -83,7 +88,8 @@ test-rpc-asan:
 	  STRATA_SERVER_BIN=$(BUILD)/asan/server/strata-server \
 	  sh tests/run-tier.sh rpc-asan $(TEST_RESULTS) \
 	  $(BUILD)/asan/tests/rpc/test_rpc_core $(BUILD)/asan/tests/rpc/test_rpc_server \
-	  $(BUILD)/asan/tests/rpc/test_shutdown_load $(BUILD)/asan/tests/rpc/test_full_disk
+	  $(BUILD)/asan/tests/rpc/test_shutdown_load $(BUILD)/asan/tests/rpc/test_full_disk \
+	  $(BUILD)/asan/tests/rpc/test_rollback
 
 # Debian's python3-grpcio against strata-server; messages generated at test time.
 test-rpc-python:

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "locks/acked.h"
 #include "server/log.h"
 
 void srv__fail(rpc_call *call, int rc) { rpc_call_fail(call, rc, "%s", strata_errmsg()); }
@@ -60,22 +61,41 @@ int64_t srv__ms_to_ns(uint64_t ms) {
   return ms > (uint64_t)(INT64_MAX / 1000000) ? INT64_MAX : (int64_t)ms * 1000000;
 }
 
-/* Opens the engines under data_dir: kv/ (the OCDBT store) and locks/ (RocksDB). */
+/* The store refuses (or, until every store checks min_generation, we refuse)
+ * a database whose newest acknowledged generation is missing from disk. */
+static int check_not_rolled_back(srv *s, const char *path, uint64_t acked) {
+  uint64_t latest = 0;
+  int rc = srv__latest_generation(s, &latest);
+  if (rc || latest >= acked) return rc;
+  return strata_err(STRATA_ECORRUPT,
+                    "the store in %s is at generation %llu but generation %llu was acknowledged "
+                    "(recorded in %s/locks): the manifest of generation %llu (%s/manifest.%016llx) "
+                    "and maybe its data are missing; restore them from a backup. Refusing to "
+                    "start on a rolled-back database; nothing was deleted",
+                    path, (unsigned long long)latest, (unsigned long long)acked, s->data_dir,
+                    (unsigned long long)acked, path, (unsigned long long)acked);
+}
+
+/* Opens the engines under data_dir: locks/ (RocksDB) first, since it knows the
+ * last acknowledged generation, then kv/ (the OCDBT store). */
 static int open_engines(srv *s) {
   char path[4096];
-  snprintf(path, sizeof path, "%s/kv", s->data_dir);
-  if (mkdir(path, 0755) != 0 && errno != EEXIST)
-    return strata_err(errno, "cannot create %s: %s", path, strerror(errno));
-  st_options so = {.create = 1, .base = s->o.store_base};
-  int rc = st_open(path, &so, &s->db);
-  if (rc) return strata_err_wrap(rc, "store in %s", path);
   snprintf(path, sizeof path, "%s/locks", s->data_dir);
   lk_options lo;
   lk_options_init(&lo);
   lo.path = path;
   lo.no_sync = s->o.lock_no_sync;
-  rc = lk_open(&lo, &s->lk);
+  int rc = lk_open(&lo, &s->lk);
   if (rc) return strata_err_wrap(rc, "lock manager in %s", path);
+  uint64_t acked = lk_acked_generation(s->lk);
+  snprintf(path, sizeof path, "%s/kv", s->data_dir);
+  if (mkdir(path, 0755) != 0 && errno != EEXIST)
+    return strata_err(errno, "cannot create %s: %s", path, strerror(errno));
+  st_options so = {.create = 1, .base = s->o.store_base, .min_generation = acked};
+  rc = st_open(path, &so, &s->db);
+  if (rc) return strata_err_wrap(rc, "store in %s (last acknowledged generation %llu)", path,
+                                 (unsigned long long)acked);
+  if ((rc = check_not_rolled_back(s, path, acked))) return rc;
   if ((rc = srv_pool_start(16, &s->pool))) return rc;
   return srv_pool_start(8, &s->io);
 }

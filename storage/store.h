@@ -44,6 +44,11 @@ typedef struct st_options {
   int create;           /* create the database when the directory has none */
   int read_only;        /* no committer, no cleanup, no writer lock */
   int no_prepare;       /* don't pre-create the next commit's files (tests that count I/O) */
+  /* The last generation the caller knows was acknowledged (the server keeps
+   * it in its lock store): when the newest manifest that loads is older,
+   * open fails with STRATA_ECORRUPT naming the missing manifest instead of
+   * opening the database rolled back. 0 = no check. */
+  uint64_t min_generation;
 } st_options;
 
 /* Opens (or with opt->create, creates) the database in `path`. *out is owned
