@@ -71,7 +71,7 @@ help:
 	@echo "make run     install missing packages, build, start strata-server on ./strata-data, 127.0.0.1:7420"
 	@echo "make test    install missing packages, build, run every test tier (unit, unit under ASan+UBSan, fuzz, ...)"
 	@echo "make bench   build -O2 and print BENCH lines (databases under BENCH_DIR, default build/bench-data)"
-	@echo "make fuzz    run every libFuzzer target for FUZZ_SECONDS (default 300) each"
+	@echo "make fuzz    run every libFuzzer target for FUZZ_RUNS inputs (default 10^7) each"
 	@echo "make install PREFIX=/usr/local DESTDIR="
 	@echo "make clean"
 
@@ -118,7 +118,7 @@ run: deps
 	$(MAKE) VARIANT=release all
 	$(BUILD)/release/server/strata-server --data-dir ./strata-data --listen 127.0.0.1:7420
 
-FUZZ_SECONDS ?= 30
+FUZZ_SECONDS ?= 20
 TEST_RESULTS := $(BUILD)/test-results
 
 # Every tier appends one "tier: N passed, N failed" line to $(TEST_RESULTS)/summary;
@@ -147,8 +147,11 @@ bench: deps
 	@for b in $(BENCH_SRCS:%.c=$(BUILD)/release/%); do \
 	  STRATA_BENCH_DIR=$(BENCH_DIR) TMPDIR=$(BENCH_DIR) $$b || exit 1; done
 
+# make fuzz: every target until it has run FUZZ_RUNS inputs (default 10^7);
+# make fuzz FUZZ_RUNS= FUZZ_SECONDS=300 runs each for a time instead.
 fuzz: deps
-	$(MAKE) --no-print-directory FUZZ_SECONDS=$${FUZZ_SECONDS:-300} test-fuzz
+	$(MAKE) --no-print-directory \
+	  FUZZ_RUNS=$(if $(filter undefined,$(origin FUZZ_RUNS)),10000000,$(FUZZ_RUNS)) test-fuzz
 
 install: all
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/share/man/man1

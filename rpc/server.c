@@ -29,7 +29,6 @@
 #include <grpc/support/time.h>
 
 #include "common/err.h"
-#include "rpc/server_int.h"
 #include "rpc/status.h"
 
 enum tag_kind { T_REQUEST, T_CLOSE, T_SEND, T_STATUS, T_SHUTDOWN };
@@ -315,6 +314,7 @@ static int local_message(rpc_call *c, const ProtobufCMessage *m) {
   r->messages++;
   r->bytes += n;
   free(p);
+  if (r->max_messages && r->messages >= r->max_messages) atomic_store(&c->cancelled, 1);
   return 0;
 }
 
@@ -524,7 +524,7 @@ static void dispatch(rpc_call *c, const uint8_t *p, size_t n, grpc_slice *slice)
   rpc_server *s = c->srv;
   const rpc_method_desc *md = &rpc_methods[c->mid];
   const rpc_handler *h = &s->handlers[c->mid];
-  int rc = rpc__check_text(md->req, p, n);
+  int rc = rpc_check_text(md->req, p, n);
   if (!rc) c->req = protobuf_c_message_unpack(md->req, NULL, n, p);
   if (slice) grpc_slice_unref(*slice);
   if (rc) {

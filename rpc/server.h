@@ -79,6 +79,13 @@ typedef struct rpc_server_stats {
 void rpc_server_get_stats(const rpc_server *s, rpc_server_stats *st);
 size_t rpc_server_max_message_bytes(const rpc_server *s);
 
+/* Checks every `string` field of the encoded message p[0..n) of type d
+ * (nested and repeated ones too) with strata_text_check (common/utf8.h): 0, or
+ * STRATA_EINVALID with a message naming the field as a path ("ops[2].user: is
+ * not valid UTF-8 (byte 3 of 5)"). Bytes that do not parse are left to the
+ * decoder. The server runs it on every request before decoding. */
+int rpc_check_text(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n);
+
 /* --- in-process calls (fuzzing, tests) -------------------------------------- */
 
 /* What a local call answered. The caller sets on_message/arg (may be NULL);
@@ -88,6 +95,8 @@ typedef struct rpc_local_result {
    * p is valid during the call only. Runs on the handler's thread. */
   void (*on_message)(void *arg, rpc_method_id m, const uint8_t *p, size_t n);
   void *arg;
+  size_t max_messages; /* > 0: after this many response messages the call is cancelled,
+                          as a client that stops reading would */
   int rc; /* the Strata code the call ended with; 0 = OK */
   int status; /* the gRPC status rpc_status_of(rc) */
   const char *trailer; /* the strata-error trailer value a client would get; NULL when OK */

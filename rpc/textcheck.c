@@ -8,7 +8,8 @@
  * the one text check (common/utf8.h). Malformed encodings are left to the
  * decoder, which reports them.
  */
-#include "rpc/server_int.h"
+
+#include "rpc/server.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -78,7 +79,7 @@ static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n,
   return 0;
 }
 
-int rpc__check_text(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n) {
+int rpc_check_text(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n) {
   char path[512];
   path[0] = 0;
   return walk(d, p, n, path, 0, sizeof path, 0);
