@@ -55,20 +55,10 @@ $(O)/tests/rpc/test_rpc_server: $(O)/tests/rpc/test_rpc_server.o $(O)/tests/rpc/
 		$(O)/tests/rpc/t_kv.o $(O)/libsrv.a $(RPC_LIB) $(O)/libstrata.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ -lcmocka $(RPC_LDLIBS) $(LDLIBS)
 
-$(O)/tests/rpc/test_shutdown_load: $(O)/tests/rpc/test_shutdown_load.o $(O)/tests/rpc/srv_harness.o \
-		$(O)/libsrv.a $(RPC_LIB) $(O)/libstrata.a
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ -lcmocka $(RPC_LDLIBS) $(LDLIBS)
-
-$(O)/tests/rpc/test_full_disk: $(O)/tests/rpc/test_full_disk.o $(O)/tests/rpc/srv_harness.o \
-		$(O)/libsrv.a $(RPC_LIB) $(O)/libstrata.a
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ -lcmocka $(RPC_LDLIBS) $(LDLIBS)
-
-$(O)/tests/rpc/test_rollback: $(O)/tests/rpc/test_rollback.o $(O)/tests/rpc/srv_harness.o \
-		$(O)/libsrv.a $(RPC_LIB) $(O)/libstrata.a
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ -lcmocka $(RPC_LDLIBS) $(LDLIBS)
-
-$(O)/tests/rpc/test_bad_input: $(O)/tests/rpc/test_bad_input.o $(O)/tests/rpc/srv_harness.o \
-		$(O)/libsrv.a $(RPC_LIB) $(O)/libstrata.a
+# The tests that drive a server through the harness (tests/rpc/srv_harness.h).
+RPC_HARNESS_TESTS := $(O)/tests/rpc/test_shutdown_load $(O)/tests/rpc/test_full_disk \
+	$(O)/tests/rpc/test_rollback $(O)/tests/rpc/test_bad_input
+$(RPC_HARNESS_TESTS): %: %.o $(O)/tests/rpc/srv_harness.o $(O)/libsrv.a $(RPC_LIB) $(O)/libstrata.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ -lcmocka $(RPC_LDLIBS) $(LDLIBS)
 
 .PHONY: rpc-test-bins

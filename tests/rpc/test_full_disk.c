@@ -57,35 +57,18 @@ static int commit_one(const char *set, int i, size_t vlen) {
   uint8_t *v = malloc(vlen);
   key_of(k, sizeof k, set, i);
   value_of(v, vlen, set, i);
-  Strata__V1__Put put = STRATA__V1__PUT__INIT, *pp = &put;
-  put.key = (ProtobufCBinaryData){strlen(k), (uint8_t *)k};
-  put.value = (ProtobufCBinaryData){vlen, v};
-  Strata__V1__CommitRequest q = STRATA__V1__COMMIT_REQUEST__INIT;
-  q.n_puts = 1;
-  q.puts = &pp;
-  Strata__V1__CommitResponse *r = NULL;
-  int rc = rpc_kv_commit(C, NULL, &q, &r);
-  rpc_free(r);
+  int rc = harness_put(C, k, strlen(k), v, vlen);
   free(v);
   return rc;
 }
 
 static void expect_kv(const char *set, int i, size_t vlen) {
   char k[64];
-  key_of(k, sizeof k, set, i);
-  Strata__V1__GetRequest q = STRATA__V1__GET_REQUEST__INIT;
-  q.key = (ProtobufCBinaryData){strlen(k), (uint8_t *)k};
-  Strata__V1__GetResponse *r = NULL;
-  int rc = rpc_kv_get(C, NULL, &q, &r);
-  if (rc) fprintf(stderr, "get %s: %s\n", k, strata_errmsg());
-  assert_int_equal(rc, 0);
   uint8_t *v = malloc(vlen);
+  key_of(k, sizeof k, set, i);
   value_of(v, vlen, set, i);
-  assert_true(r->found);
-  assert_int_equal(r->value.len, vlen);
-  assert_memory_equal(r->value.data, v, vlen);
+  assert_int_equal(harness_check(C, k, strlen(k), v, vlen), 0);
   free(v);
-  rpc_free(r);
 }
 
 static int acquire_row(const char *set, int i) {

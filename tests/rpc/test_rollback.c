@@ -33,16 +33,7 @@ static int commit_key(rpc_client *c, int i) {
   char k[32], v[32];
   snprintf(k, sizeof k, "rb/%03d", i);
   snprintf(v, sizeof v, "value-%d", i);
-  Strata__V1__Put put = STRATA__V1__PUT__INIT, *pp = &put;
-  put.key = (ProtobufCBinaryData){strlen(k), (uint8_t *)k};
-  put.value = (ProtobufCBinaryData){strlen(v), (uint8_t *)v};
-  Strata__V1__CommitRequest q = STRATA__V1__COMMIT_REQUEST__INIT;
-  q.n_puts = 1;
-  q.puts = &pp;
-  Strata__V1__CommitResponse *r = NULL;
-  int rc = rpc_kv_commit(c, NULL, &q, &r);
-  rpc_free(r);
-  return rc;
+  return harness_put(c, k, strlen(k), v, strlen(v));
 }
 
 /* "name size\n" for every file of the store directory, sorted, into out. */
@@ -130,14 +121,7 @@ static void test_missing_newest_manifest_is_refused_and_nothing_deleted(void **s
     char k[32], v[32];
     snprintf(k, sizeof k, "rb/%03d", i);
     snprintf(v, sizeof v, "value-%d", i);
-    Strata__V1__GetRequest q = STRATA__V1__GET_REQUEST__INIT;
-    q.key = (ProtobufCBinaryData){strlen(k), (uint8_t *)k};
-    Strata__V1__GetResponse *r = NULL;
-    assert_int_equal(rpc_kv_get(c, NULL, &q, &r), 0);
-    assert_true(r->found);
-    assert_int_equal(r->value.len, strlen(v));
-    assert_memory_equal(r->value.data, v, strlen(v));
-    rpc_free(r);
+    assert_int_equal(harness_check(c, k, strlen(k), v, strlen(v)), 0);
   }
   rpc_client_close(c);
   assert_int_equal(harness_stop(&H), 0);
