@@ -72,7 +72,7 @@ help:
 	@echo "make test    install missing packages, build, run every test tier (unit, unit under ASan+UBSan, fuzz, ...)"
 	@echo "make bench-etcd  Strata against etcd 3.4 (installed on demand) with the same load driver"
 	@echo "make bench   build -O2 and print BENCH lines (databases under BENCH_DIR, default build/bench-data)"
-	@echo "make fuzz    run every libFuzzer target for FUZZ_SECONDS (default 300) each"
+	@echo "make fuzz    run every libFuzzer target for FUZZ_RUNS inputs (default 10^7) each"
 	@echo "make install PREFIX=/usr/local DESTDIR=   binaries, man pages, C client library + headers, strata.pc, Python package"
 	@echo "make soak    lock-safety checker and kill -9 under load at soak size; prints SOAK lines"
 	@echo "make clean"
@@ -131,7 +131,7 @@ run: deps
 	$(MAKE) VARIANT=release all
 	exec $(BUILD)/release/server/strata-server --data-dir '$(DATA_DIR)' --listen '$(HOST):$(PORT)'
 
-FUZZ_SECONDS ?= 30
+FUZZ_SECONDS ?= 20
 TEST_RESULTS := $(BUILD)/test-results
 
 # Every tier appends one "tier: N passed, N failed" line to $(TEST_RESULTS)/summary;
@@ -178,8 +178,11 @@ bench-etcd: deps
 	@BENCH_RUNS=$(BENCH_RUNS) BENCH_SECONDS=$(BENCH_SECONDS) sh tools/bench-etcd.sh \
 	  $(BUILD)/release/tools/strata-bench $(BUILD)/release/server/strata-server $(BENCH_DIR)/etcd-cmp
 
+# make fuzz: every target until it has run FUZZ_RUNS inputs (default 10^7);
+# make fuzz FUZZ_RUNS= FUZZ_SECONDS=300 runs each for a time instead.
 fuzz: deps
-	$(MAKE) --no-print-directory FUZZ_SECONDS=$${FUZZ_SECONDS:-300} test-fuzz
+	$(MAKE) --no-print-directory \
+	  FUZZ_RUNS=$(if $(filter undefined,$(origin FUZZ_RUNS)),10000000,$(FUZZ_RUNS)) test-fuzz
 
 # The C client library is two static archives: libstrata_rpc.a (the gRPC client
 # and the generated messages, rpc/client.h) and libstrata.a (error codes, the

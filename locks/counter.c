@@ -26,11 +26,13 @@ static int ctr_key(const char *name, uint8_t *k, size_t *kl, const char *fn) {
 static int read_next(ctr_table *ct, const uint8_t *k, size_t kl, uint64_t *next, const char *fn) {
   char *err = NULL;
   size_t vl = 0;
+  int rc = lk__db_enter(ct->lk, fn);
+  if (rc) return rc;
   char *v = rocksdb_get(ct->lk->db, ct->lk->ro, (const char *)k, kl, &vl, &err);
+  lk__db_leave(ct->lk);
   if (err) return lk__dberr(err, fn);
   *next = 1;
   if (!v) return 0;
-  int rc = 0;
   if (vl != 8) rc = strata_err(STRATA_ECORRUPT, "%s: counter record of %zu bytes", fn, vl);
   else *next = lk__get64((const uint8_t *)v);
   rocksdb_free(v);
@@ -53,12 +55,7 @@ int ctr_allocate(ctr_table *ct, const char *name, uint64_t count, uint64_t *firs
   }
   uint8_t v[8];
   lk__put64(v, next + count);
-  char *err = NULL;
-  rocksdb_put(ct->lk->db, ct->lk->wo, (const char *)k, kl, (const char *)v, 8, &err);
-  if (err) {
-    rc = lk__dberr(err, "allocating ids");
-    goto out;
-  }
+  if ((rc = lk__put_sync(ct->lk, k, kl, v, 8, "allocating ids"))) goto out;
   *first = next;
 out:
   pthread_mutex_unlock(&ct->mu);

@@ -40,6 +40,7 @@ static int scan(lk_manager *lk, const lk_list_filter *f, int all_categories,
     start_len = 1 + f->prefix_len;
   }
   int64_t now = lk_now(lk);
+  if ((rc = lk__db_enter(lk, "listing locks"))) return rc;
   rocksdb_iterator_t *it = rocksdb_create_iterator(lk->db, lk->ro);
   for (rocksdb_iter_seek(it, (const char *)start, start_len); rocksdb_iter_valid(it);
        rocksdb_iter_next(it)) {
@@ -70,6 +71,7 @@ static int scan(lk_manager *lk, const lk_list_filter *f, int all_categories,
   if (err) rc = lk__dberr(err, "listing locks");
 out:
   rocksdb_iter_destroy(it);
+  lk__db_leave(lk);
   /* What the iterator saw may include batches not yet synced, and even not
    * yet numbered: lk__write numbers a batch only after rocksdb_write
    * returns, but the batch is visible (and in the WAL file) before that, so

@@ -24,6 +24,8 @@
 #define LK__TAG_CTR 'C'     /* 'C' name             -> next id (8) */
 #define LK__TAG_TOKEN 'T'   /* 'T' partition(2)     -> token high-water (8) */
 #define LK__TAG_META 'V'    /* 'V'                  -> format string */
+#define LK__TAG_SYNC 'Y'    /* 'Y'                  -> write_seq (8) of the last group sync */
+#define LK__TAG_ACKED 'G'   /* 'G'                  -> last acknowledged store generation (8) */
 #define LK__FORMAT "strata-locks/1"
 
 #define LK__REC_VERSION 1
@@ -109,6 +111,7 @@ struct lk_manager {
   rocksdb_options_t *dbopts;
   rocksdb_writeoptions_t *wo;        /* sync=true: op log and counters */
   rocksdb_writeoptions_t *wo_lock;   /* sync=false: lock batches, synced by lk__durable */
+  rocksdb_writeoptions_t *wo_sync;   /* sync=true: lk__durable's sync marker, even with no_sync */
   int no_sync;
   /* Group sync of the WAL (README "Durability order"). write_seq counts lock
    * batches written; synced_seq is the highest one known durable. */
@@ -117,7 +120,25 @@ struct lk_manager {
   pthread_cond_t sync_cv;
   uint64_t synced_seq;
   int syncing;                       /* a thread is in rocksdb_flush_wal */
-  int sync_failed;                   /* a WAL sync failed: memory may be ahead of disk */
+  /* Failure state (README "Full disk"), guarded by sync_mu. db_failed is the
+   * code of the first failed write or WAL sync (ENOSPC, STRATA_EIO); while it
+   * is set nothing writes to or syncs the instance (RocksDB 7.8 asserts when a
+   * WAL writer that saw an error is used again). A failed write leaves memory
+   * equal to the WAL file, so lk__db_recover may reopen the instance once the
+   * disk has room; a failed sync may leave memory ahead of disk (db_fatal):
+   * only a restart reloads. */
+  int db_failed;
+  int db_fatal;
+  int64_t recover_at_ns;             /* last reopen attempt (monotonic) */
+  char db_fail_msg[512];
+  /* Every use of `db` holds db_rw for reading; lk__db_recover holds it for
+   * writing while it swaps the instance. Order: partition mutexes, oplog.mu,
+   * ctrs.mu before db_rw; sync_mu after it. db is NULL between a close and a
+   * failed reopen. */
+  pthread_rwlock_t db_rw;
+  char *path;
+  pthread_mutex_t gen_mu;            /* orders 'G' writes; before db_rw */
+  uint64_t acked_gen;                /* the 'G' value, under gen_mu */
   rocksdb_readoptions_t *ro;
   lk_clock_fn clock;
   void *clock_ctx;
@@ -227,7 +248,19 @@ const char *lk__fmt_key(const uint8_t *key, size_t len, char *buf, size_t cap);
 /* Loads the op log's last id; called by lk_open after the lock reload. */
 int lk__oplog_load(lk_manager *lk);
 
-/* Turns a RocksDB error string (freed here) into STRATA_EIO with context. */
+/* Turns a RocksDB error string (freed here) into a code with context:
+ * ENOSPC for a full disk (RESOURCE_EXHAUSTED on the wire), else STRATA_EIO. */
 int lk__dberr(char *err, const char *what);
+
+/* Takes db_rw for reading and returns 0 with lk->db usable, or the failure
+ * code (db_rw not held) when the instance is closed after a full disk and
+ * cannot be reopened yet. Pair with lk__db_leave. */
+int lk__db_enter(lk_manager *lk, const char *what);
+void lk__db_leave(lk_manager *lk);
+
+/* A synced put (op log, counters) through the failure state: refused while the
+ * instance is failed and cannot be recovered; a failure marks it failed. */
+int lk__put_sync(lk_manager *lk, const void *k, size_t kl, const void *v, size_t vl,
+                 const char *what);
 
 #endif

@@ -6,9 +6,11 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/statvfs.h>
 #include <time.h>
 
 #include "common/err.h"
+#include "locks/acked.h"
 #include "locks/lk_int.h"
 
 static int64_t realtime_ns(void *ctx) {
@@ -27,25 +29,165 @@ void lk_options_init(lk_options *o) {
 
 int64_t lk_now(lk_manager *lk) { return lk->clock(lk->clock_ctx); }
 
+/* A reopen is tried when the disk has this much room, or at most once a
+ * second otherwise (RocksDB needs room to recover: a new WAL, a flush, a
+ * manifest). */
+#define LK__RECOVER_MIN_FREE ((uint64_t)8 << 20)
+#define LK__RECOVER_INTERVAL_NS INT64_C(1000000000)
+
+static int64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 int lk__dberr(char *err, const char *what) {
-  int rc = strata_err(STRATA_EIO, "locks db: %s: %s", what, err ? err : "unknown error");
+  int code = err && strstr(err, "No space left on device") ? ENOSPC : STRATA_EIO;
+  int rc = strata_err(code, "locks db: %s: %s", what, err ? err : "unknown error");
   free(err);
+  return rc;
+}
+
+/* Records the first failure (this thread's message); `fatal` when memory may
+ * be ahead of disk. */
+static void mark_failed(lk_manager *lk, int rc, int fatal) {
+  pthread_mutex_lock(&lk->sync_mu);
+  if (!lk->db_failed) {
+    lk->db_failed = rc;
+    snprintf(lk->db_fail_msg, sizeof lk->db_fail_msg, "%s", strata_errmsg());
+  }
+  if (fatal) lk->db_fatal = 1;
+  pthread_cond_broadcast(&lk->sync_cv);
+  pthread_mutex_unlock(&lk->sync_mu);
+}
+
+/* The refusal while failed; sync_mu held. */
+static int failed_err(lk_manager *lk, const char *what) {
+  if (lk->db_fatal)
+    return strata_err(lk->db_failed,
+                      "locks db %s: %s refused: a WAL sync failed earlier (%s); the lock table "
+                      "may be ahead of the disk, restart the server to reload it",
+                      lk->path, what, lk->db_fail_msg);
+  if (lk->db_failed == ENOSPC)
+    return strata_err(ENOSPC,
+                      "locks db %s: %s refused: the disk is full (%s); lock, op and id writes "
+                      "resume once space is freed",
+                      lk->path, what, lk->db_fail_msg);
+  return strata_err(lk->db_failed, "locks db %s: %s refused: an earlier write failed (%s)",
+                    lk->path, what, lk->db_fail_msg);
+}
+
+static int disk_has_room(const char *path) {
+  struct statvfs v;
+  if (statvfs(path, &v) != 0) return 0;
+  return (uint64_t)v.f_bavail * v.f_frsize >= LK__RECOVER_MIN_FREE;
+}
+
+/* Closes the failed instance and opens it again: RocksDB replays the WAL (every
+ * write that returned OK is in it; the refused one is not, or is a torn tail
+ * that point-in-time recovery drops) and flushes it, so memory and disk agree
+ * and all of it is durable. Called with no db_rw held. Returns 0 when writes may
+ * go on, else the refusal. */
+static int db_recover(lk_manager *lk, const char *what) {
+  pthread_mutex_lock(&lk->sync_mu);
+  int64_t now = mono_ns();
+  int try_now = lk->db_failed && !lk->db_fatal &&
+                (disk_has_room(lk->path) || now - lk->recover_at_ns >= LK__RECOVER_INTERVAL_NS);
+  int rc = lk->db_failed ? failed_err(lk, what) : 0;
+  if (try_now) lk->recover_at_ns = now;
+  pthread_mutex_unlock(&lk->sync_mu);
+  if (!try_now) return rc;
+
+  pthread_rwlock_wrlock(&lk->db_rw);
+  pthread_mutex_lock(&lk->sync_mu);
+  int still = lk->db_failed && !lk->db_fatal && !lk->syncing;
+  pthread_mutex_unlock(&lk->sync_mu);
+  if (!still) { /* another thread recovered (or it turned fatal) meanwhile */
+    pthread_rwlock_unlock(&lk->db_rw);
+    pthread_mutex_lock(&lk->sync_mu);
+    rc = lk->db_failed ? failed_err(lk, what) : 0;
+    pthread_mutex_unlock(&lk->sync_mu);
+    return rc;
+  }
+  if (lk->db) rocksdb_close(lk->db);
+  char *err = NULL;
+  lk->db = rocksdb_open(lk->dbopts, lk->path, &err);
+  if (err) {
+    lk->db = NULL;
+    rc = lk__dberr(err, "reopening after a failed write");
+    pthread_rwlock_unlock(&lk->db_rw);
+    pthread_mutex_lock(&lk->sync_mu);
+    rc = failed_err(lk, what);
+    pthread_mutex_unlock(&lk->sync_mu);
+    return rc;
+  }
+  rc = lk__oplog_load(lk); /* a refused synced put may still have reached the WAL */
+  pthread_mutex_lock(&lk->sync_mu);
+  if (!rc) {
+    lk->db_failed = 0;
+    lk->db_fail_msg[0] = 0;
+    lk->synced_seq = atomic_load(&lk->write_seq); /* recovered and flushed by the open */
+    pthread_cond_broadcast(&lk->sync_cv);
+  }
+  pthread_mutex_unlock(&lk->sync_mu);
+  pthread_rwlock_unlock(&lk->db_rw);
+  return rc;
+}
+
+int lk__db_enter(lk_manager *lk, const char *what) {
+  for (int tries = 0;; tries++) {
+    pthread_rwlock_rdlock(&lk->db_rw);
+    if (lk->db) return 0;
+    pthread_rwlock_unlock(&lk->db_rw);
+    int rc = db_recover(lk, what);
+    if (rc) return rc;
+    if (tries) return strata_err(STRATA_EIO, "locks db %s: %s: the database is closed", lk->path, what);
+  }
+}
+
+void lk__db_leave(lk_manager *lk) { pthread_rwlock_unlock(&lk->db_rw); }
+
+/* 0 when the instance takes writes (recovering it first if it failed). */
+static int writable(lk_manager *lk, const char *what) {
+  pthread_mutex_lock(&lk->sync_mu);
+  int failed = lk->db_failed;
+  pthread_mutex_unlock(&lk->sync_mu);
+  return failed ? db_recover(lk, what) : 0;
+}
+
+int lk__put_sync(lk_manager *lk, const void *k, size_t kl, const void *v, size_t vl,
+                 const char *what) {
+  int rc = writable(lk, what);
+  if (rc || (rc = lk__db_enter(lk, what))) return rc;
+  char *err = NULL;
+  rocksdb_put(lk->db, lk->wo, k, kl, v, vl, &err);
+  lk__db_leave(lk);
+  if (!err) return 0;
+  /* Nothing in memory depends on a refused put; but a failed fsync may have
+   * dropped lock batches written before it, so only a refused append is
+   * recoverable. */
+  int append = strstr(err, "While appending") != NULL;
+  rc = lk__dberr(err, what);
+  mark_failed(lk, rc, !(rc == ENOSPC && append));
   return rc;
 }
 
 int lk__write(lk_manager *lk, rocksdb_writebatch_t *b, const char *what, uint64_t *seq) {
   char *err = NULL;
   *seq = 0;
-  pthread_mutex_lock(&lk->sync_mu);
-  int failed = lk->sync_failed;
-  pthread_mutex_unlock(&lk->sync_mu);
-  if (failed)
-    return strata_err(STRATA_EIO, "locks db: %s refused: an earlier WAL sync failed; reopen the lock manager", what);
+  int rc = writable(lk, what);
+  if (rc || (rc = lk__db_enter(lk, what))) return rc;
   rocksdb_write(lk->db, lk->wo_lock, b, &err);
-  if (err) return lk__dberr(err, what);
+  if (err) {
+    lk__db_leave(lk);
+    rc = lk__dberr(err, what);
+    mark_failed(lk, rc, 0); /* the caller applies nothing to memory */
+    return rc;
+  }
   /* Numbered after the write returned: every batch with a smaller or equal
    * number is already in the WAL file when a syncer reads write_seq. */
   *seq = atomic_fetch_add(&lk->write_seq, 1) + 1;
+  lk__db_leave(lk);
   return 0;
 }
 
@@ -54,9 +196,14 @@ int lk__durable(lk_manager *lk, uint64_t seq) {
   if (seq == 0 || lk->no_sync) return 0;
   pthread_mutex_lock(&lk->sync_mu);
   while (lk->synced_seq < seq) {
-    if (lk->sync_failed) {
-      rc = strata_err(STRATA_EIO, "locks db: the WAL sync failed; changes may not be durable");
-      break;
+    if (lk->db_failed) {
+      /* Never sync a failed instance: recover it (a reopen makes every
+       * written batch durable) or report the failure. */
+      pthread_mutex_unlock(&lk->sync_mu);
+      rc = db_recover(lk, "waiting for the WAL sync");
+      pthread_mutex_lock(&lk->sync_mu);
+      if (rc) break;
+      continue;
     }
     if (lk->syncing) {
       pthread_cond_wait(&lk->sync_cv, &lk->sync_mu);
@@ -66,20 +213,80 @@ int lk__durable(lk_manager *lk, uint64_t seq) {
     lk->syncing = 1;
     uint64_t target = atomic_load(&lk->write_seq);
     pthread_mutex_unlock(&lk->sync_mu);
+    /* The sync is a synced write of the sync marker, not rocksdb_flush_wal:
+     * a write passes RocksDB's background-error check and is ordered with
+     * the other WAL appends, whereas flush_wal after a failed append asserts
+     * in RocksDB 7.8 (even when the append failed on another thread a moment
+     * before). A synced write syncs every WAL record before it. */
     char *err = NULL;
-    rocksdb_flush_wal(lk->db, 1, &err);
+    uint8_t mark[8];
+    lk__put64(mark, target);
+    const char mk = LK__TAG_SYNC;
+    pthread_rwlock_rdlock(&lk->db_rw);
+    if (lk->db) rocksdb_put(lk->db, lk->wo_sync, &mk, 1, (const char *)mark, 8, &err);
+    else err = strdup("the database is closed");
+    pthread_rwlock_unlock(&lk->db_rw);
+    if (err) {
+      /* An append refused for want of space left memory equal to the WAL
+       * file; anything else (a failed fsync) may have lost written batches. */
+      int append = strstr(err, "While appending") != NULL;
+      rc = lk__dberr(err, "syncing the WAL");
+      mark_failed(lk, rc, !(rc == ENOSPC && append));
+    }
     pthread_mutex_lock(&lk->sync_mu);
     lk->syncing = 0;
-    if (err) {
-      lk->sync_failed = 1;
-      rc = lk__dberr(err, "syncing the WAL");
-    } else if (target > lk->synced_seq) {
-      lk->synced_seq = target;
-    }
+    if (!err && target > lk->synced_seq) lk->synced_seq = target;
     pthread_cond_broadcast(&lk->sync_cv);
     if (rc) break;
   }
   pthread_mutex_unlock(&lk->sync_mu);
+  return rc;
+}
+
+int lk_acked_generation_note(lk_manager *lk, uint64_t gen) {
+  int rc = 0;
+  pthread_mutex_lock(&lk->gen_mu);
+  if (gen <= lk->acked_gen) goto out;
+  pthread_mutex_lock(&lk->sync_mu);
+  if (lk->db_failed) rc = failed_err(lk, "recording the acknowledged generation");
+  pthread_mutex_unlock(&lk->sync_mu);
+  if (rc) goto out; /* no recovery attempt from the committer's thread */
+  uint8_t v[8];
+  lk__put64(v, gen);
+  const char k = LK__TAG_ACKED;
+  char *err = NULL;
+  pthread_rwlock_rdlock(&lk->db_rw);
+  if (lk->db) rocksdb_put(lk->db, lk->wo_lock, &k, 1, (const char *)v, 8, &err);
+  else err = strdup("the database is closed");
+  pthread_rwlock_unlock(&lk->db_rw);
+  if (err) {
+    rc = lk__dberr(err, "recording the acknowledged generation");
+    mark_failed(lk, rc, 0);
+    goto out;
+  }
+  lk->acked_gen = gen;
+out:
+  pthread_mutex_unlock(&lk->gen_mu);
+  return rc;
+}
+
+uint64_t lk_acked_generation(lk_manager *lk) {
+  pthread_mutex_lock(&lk->gen_mu);
+  uint64_t g = lk->acked_gen;
+  pthread_mutex_unlock(&lk->gen_mu);
+  return g;
+}
+
+static int load_acked(lk_manager *lk) {
+  char *err = NULL;
+  size_t vl = 0;
+  const char k = LK__TAG_ACKED;
+  char *v = rocksdb_get(lk->db, lk->ro, &k, 1, &vl, &err);
+  if (err) return lk__dberr(err, "reading the acknowledged generation");
+  int rc = 0;
+  if (v && vl != 8) rc = strata_err(STRATA_ECORRUPT, "acknowledged generation record of %zu bytes", vl);
+  else if (v) lk->acked_gen = lk__get64((const uint8_t *)v);
+  rocksdb_free(v);
   return rc;
 }
 
@@ -229,18 +436,30 @@ int lk_open(const lk_options *o, lk_manager **out) {
   pthread_cond_init(&lk->sync_cv, NULL);
   pthread_mutex_init(&lk->pin_mu, NULL);
   pthread_cond_init(&lk->pin_cv, NULL);
+  pthread_rwlock_init(&lk->db_rw, NULL);
+  pthread_mutex_init(&lk->gen_mu, NULL);
   lk->no_sync = o->no_sync;
+  lk->path = strdup(o->path);
+  if (!lk->path) {
+    rc = strata_err(STRATA_ENOMEM, "lk_open");
+    goto fail;
+  }
 
   lk->dbopts = rocksdb_options_create();
   rocksdb_options_set_create_if_missing(lk->dbopts, 1);
   rocksdb_options_set_max_background_jobs(lk->dbopts, 2);
   rocksdb_options_set_keep_log_file_num(lk->dbopts, 2);
-  rocksdb_options_set_info_log_level(lk->dbopts, 2 /* warn */);
+  /* FATAL only: RocksDB's info LOG lives on the same disk, and once an append
+   * to it fails (a full disk) its next line asserts in RocksDB 7.8 and aborts
+   * the server. Every RocksDB error reaches our own log through the calls. */
+  rocksdb_options_set_info_log_level(lk->dbopts, 4 /* fatal */);
   rocksdb_options_set_enable_pipelined_write(lk->dbopts, 1);
   lk->wo = rocksdb_writeoptions_create();
   rocksdb_writeoptions_set_sync(lk->wo, o->no_sync ? 0 : 1);
   lk->wo_lock = rocksdb_writeoptions_create();
   rocksdb_writeoptions_set_sync(lk->wo_lock, 0);
+  lk->wo_sync = rocksdb_writeoptions_create();
+  rocksdb_writeoptions_set_sync(lk->wo_sync, 1);
   lk->ro = rocksdb_readoptions_create();
   lk->db = rocksdb_open(lk->dbopts, o->path, &err);
   if (err) {
@@ -251,6 +470,7 @@ int lk_open(const lk_options *o, lk_manager **out) {
   if ((rc = check_format(lk, o->path))) goto fail;
   if ((rc = reload(lk))) goto fail;
   if ((rc = lk__oplog_load(lk))) goto fail;
+  if ((rc = load_acked(lk))) goto fail;
   *out = lk;
   return 0;
 fail:
@@ -283,9 +503,13 @@ void lk_close(lk_manager *lk) {
   pthread_cond_destroy(&lk->sync_cv);
   pthread_mutex_destroy(&lk->pin_mu);
   pthread_cond_destroy(&lk->pin_cv);
+  pthread_rwlock_destroy(&lk->db_rw);
+  pthread_mutex_destroy(&lk->gen_mu);
+  free(lk->path);
   if (lk->ro) rocksdb_readoptions_destroy(lk->ro);
   if (lk->wo) rocksdb_writeoptions_destroy(lk->wo);
   if (lk->wo_lock) rocksdb_writeoptions_destroy(lk->wo_lock);
+  if (lk->wo_sync) rocksdb_writeoptions_destroy(lk->wo_sync);
   if (lk->dbopts) rocksdb_options_destroy(lk->dbopts);
   for (unsigned i = 0; i < lk->nparts; i++) lk__part_destroy(&lk->parts[i]);
   free(lk->parts);

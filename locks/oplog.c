@@ -173,12 +173,7 @@ int oplog_create(oplog *ol, const char *user, const char *kind, const void *payl
   if ((rc = encode(&op, &b))) goto out;
   uint8_t k[9];
   op_key(k, next);
-  char *err = NULL;
-  rocksdb_put(ol->lk->db, ol->lk->wo, (const char *)k, 9, (const char *)b.p, b.len, &err);
-  if (err) {
-    rc = lk__dberr(err, "creating an op");
-    goto out;
-  }
+  if ((rc = lk__put_sync(ol->lk, k, 9, b.p, b.len, "creating an op"))) goto out;
   /* Published only after the durable write: ids stay dense, so "op exists"
    * is id <= last_id (lk_acquire relies on it). */
   atomic_store(&ol->last_id, next);
@@ -195,11 +190,14 @@ static int get_record(oplog *ol, uint64_t id, oplog_op *out, const char *fn) {
   op_key(k, id);
   char *err = NULL;
   size_t vl = 0;
+  int rc = lk__db_enter(ol->lk, fn);
+  if (rc) return rc;
   char *v = rocksdb_get(ol->lk->db, ol->lk->ro, (const char *)k, 9, &vl, &err);
+  lk__db_leave(ol->lk);
   if (err) return lk__dberr(err, fn);
   if (!v) return strata_err(STRATA_ENOTFOUND, "%s: op %" PRIu64 " does not exist (last op id is %" PRIu64 ")",
                             fn, id, oplog_last_id(ol));
-  int rc = decode(id, (const uint8_t *)v, vl, out);
+  rc = decode(id, (const uint8_t *)v, vl, out);
   rocksdb_free(v);
   return rc;
 }
@@ -224,9 +222,7 @@ int oplog_set_status(oplog *ol, uint64_t id, oplog_status status, const char *ex
   if (!rc) {
     uint8_t k[9];
     op_key(k, id);
-    char *err = NULL;
-    rocksdb_put(ol->lk->db, ol->lk->wo, (const char *)k, 9, (const char *)b.p, b.len, &err);
-    if (err) rc = lk__dberr(err, "setting an op's status");
+    rc = lk__put_sync(ol->lk, k, 9, b.p, b.len, "setting an op's status");
   }
   oplog_op_free(&op);
 out:
@@ -242,6 +238,7 @@ static int read_scope(oplog *ol, oplog_op *op) {
   k[0] = LK__TAG_SCOPE;
   lk__put64(k + 1, op->id);
   size_t cap = 0;
+  if ((rc = lk__db_enter(ol->lk, "reading op scope"))) return rc;
   rocksdb_iterator_t *it = rocksdb_create_iterator(ol->lk->db, ol->lk->ro);
   for (rocksdb_iter_seek(it, (const char *)k, 9); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
     size_t kl;
@@ -264,6 +261,7 @@ static int read_scope(oplog *ol, oplog_op *op) {
   if (err) rc = lk__dberr(err, "reading op scope");
 out:
   rocksdb_iter_destroy(it);
+  lk__db_leave(ol->lk);
   return rc;
 }
 
@@ -314,6 +312,7 @@ static int scan(oplog *ol, int newest_first, uint64_t after_id, uint64_t before_
   *ops = NULL;
   *n = 0;
   uint8_t k0[9];
+  if ((rc = lk__db_enter(ol->lk, what))) return rc;
   rocksdb_iterator_t *it = rocksdb_create_iterator(ol->lk->db, ol->lk->ro);
   if (newest_first) {
     op_key(k0, before_id ? before_id - 1 : UINT64_MAX);
@@ -366,6 +365,7 @@ static int scan(oplog *ol, int newest_first, uint64_t after_id, uint64_t before_
   if (err) rc = lk__dberr(err, what);
 out:
   rocksdb_iter_destroy(it);
+  lk__db_leave(ol->lk);
   if (rc) {
     oplog_ops_free(*ops, *n);
     *ops = NULL;

@@ -62,8 +62,9 @@ static int same_slot(const lk__slot *a, const lk__slot *b) {
 
 /* The durable records equal the table; every indefinite slot has its scope key. */
 static int check_disk(lk_manager *lk, uint64_t mem_records, lk_selfcheck_info *info) {
-  int rc = 0;
   char *err = NULL;
+  int rc = lk__db_enter(lk, "self-check"); /* the handle may be reopened after a full disk */
+  if (rc) return rc;
   rocksdb_iterator_t *it = rocksdb_create_iterator(lk->db, lk->ro);
   const char tag = LK__TAG_LOCK;
   for (rocksdb_iter_seek(it, &tag, 1); !rc && rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
@@ -107,6 +108,7 @@ static int check_disk(lk_manager *lk, uint64_t mem_records, lk_selfcheck_info *i
     if (err) rc = lk__dberr(err, "self-check: scanning lock records");
   }
   rocksdb_iter_destroy(it);
+  lk__db_leave(lk);
   if (!rc && info->records != mem_records)
     rc = strata_err(STRATA_ECORRUPT, "lock table self-check: %" PRIu64 " held rows in memory, %" PRIu64
                     " lock records on disk", mem_records, info->records);

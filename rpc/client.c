@@ -43,8 +43,10 @@ struct rpc_cstream {
 };
 
 static _Thread_local grpc_status_code last_status;
+static _Thread_local char last_trailer[64];
 
 grpc_status_code rpc_client_last_status(void) { return last_status; }
+const char *rpc_client_last_trailer(void) { return last_trailer; }
 
 int rpc_client_open(const rpc_client_opts *o, rpc_client **out) {
   static const rpc_client_opts defaults;
@@ -104,6 +106,7 @@ static gpr_timespec deadline_of(const rpc_client *c, const rpc_callopts *co) {
 static int finish_status(const rpc_client *c, grpc_status_code st, grpc_slice details,
                          const grpc_metadata_array *trailers) {
   last_status = st;
+  last_trailer[0] = 0;
   if (st == GRPC_STATUS_OK) return 0;
   const char *tv = NULL;
   size_t tl = 0;
@@ -111,6 +114,7 @@ static int finish_status(const rpc_client *c, grpc_status_code st, grpc_slice de
     if (grpc_slice_str_cmp(trailers->metadata[i].key, RPC_ERR_TRAILER) == 0) {
       tv = (const char *)GRPC_SLICE_START_PTR(trailers->metadata[i].value);
       tl = GRPC_SLICE_LENGTH(trailers->metadata[i].value);
+      snprintf(last_trailer, sizeof last_trailer, "%.*s", (int)tl, tv);
     }
   }
   int rc = rpc_err_of(st, tv, tl);

@@ -63,6 +63,9 @@ const char *rpc_client_addr(const rpc_client *c);
  * strata_errmsg() then holds "STATUS_NAME: the server's message" on this thread and
  * rpc_client_last_status() the raw gRPC status. */
 grpc_status_code rpc_client_last_status(void);
+/* The strata-error trailer of this thread's last failed call ("STRATA_EINVALID",
+ * "ENOSPC"), "" when it had none or succeeded. Valid until the next call. */
+const char *rpc_client_last_trailer(void);
 
 /* Generic forms (the typed functions below call these). *resp is the caller's
  * to free with rpc_free; on error it is NULL. */

@@ -77,10 +77,13 @@ struct rpc_call {
   void (*free_state)(void *);
   rpc_call *qnext; /* executor queue */
   rpc_call *lprev, *lnext; /* srv->streams list */
+  /* In-process calls (rpc_server_call_local): no grpc_call; results land here. */
+  rpc_local_result *local;
+  pthread_cond_t lcv; /* with mu: signalled when the call finishes */
 };
 
 struct rpc_server {
-  grpc_server *server;
+  grpc_server *server; /* NULL for a local (in-process, no network) server */
   int port;
   size_t max_msg;
   rpc_log_fn log;
@@ -142,6 +145,7 @@ static void call_free(rpc_call *c) {
   grpc_metadata_array_destroy(&c->req_md);
   if (c->mid < 0) grpc_call_details_destroy(&c->details);
   if (c->call) grpc_call_unref(c->call);
+  if (c->local) pthread_cond_destroy(&c->lcv);
   pthread_mutex_destroy(&c->mu);
   free(c);
 }
@@ -200,12 +204,34 @@ static void call_deactivate(rpc_call *c) {
 }
 
 /* Starts the status batch. `body` (may be NULL) is a serialized unary reply. */
+/* A local call ends: the status goes to the caller's result, not to a socket. */
+static void local_end(rpc_call *c, int rc, grpc_status_code st, const char *msg) {
+  pthread_mutex_lock(&c->mu);
+  assert(!c->finished);
+  c->finished = 1;
+  c->local->rc = rc;
+  c->local->status = (int)st;
+  snprintf(c->local->msg, sizeof c->local->msg, "%s", msg ? msg : "");
+  c->local->trailer = rc ? strata_errname(rc) : NULL;
+  pthread_cond_broadcast(&c->lcv);
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* Starts the status batch (or, for a local call, records the status). `body`
+ * (may be NULL) is a serialized unary reply. Every non-OK status carries the
+ * strata-error trailer. */
 static void call_end(rpc_call *c, int rc, const char *msg, grpc_byte_buffer *body) {
+  grpc_status_code st = rpc_status_of(rc);
+  rpc_server *s = c->srv;
+  if (c->local) {
+    assert(!body);
+    local_end(c, rc, st, msg);
+    goto done;
+  }
   grpc_op ops[3];
   memset(ops, 0, sizeof ops);
   size_t n = 0;
   grpc_metadata trailer;
-  grpc_status_code st = rpc_status_of(rc);
   grpc_slice details = grpc_slice_from_copied_string(msg ? msg : "");
 
   pthread_mutex_lock(&c->mu);
@@ -233,7 +259,6 @@ static void call_end(rpc_call *c, int rc, const char *msg, grpc_byte_buffer *bod
     ops[n].data.send_status_from_server.trailing_metadata = &trailer;
   }
   n++;
-  rpc_server *s = c->srv;
   call_ref(c); /* pitfall 3: the reference before the batch */
   atomic_fetch_add(&s->sending, 1);
   grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_status, NULL);
@@ -245,6 +270,7 @@ static void call_end(rpc_call *c, int rc, const char *msg, grpc_byte_buffer *bod
     call_unref(c);
   }
 
+done:
   if (rc != 0) atomic_fetch_add(&s->calls_failed, 1);
   if (s->log && (rc ? 2 : 3) <= s->log_level) {
     char q[600];
@@ -274,8 +300,32 @@ static grpc_byte_buffer *pack(rpc_server *s, const ProtobufCMessage *m, size_t *
   return bb;
 }
 
+/* A local call's message: serialized, handed to the caller's callback, counted. */
+static int local_message(rpc_call *c, const ProtobufCMessage *m) {
+  size_t n = protobuf_c_message_get_packed_size(m);
+  if (n > c->srv->max_msg)
+    return strata_err(STRATA_ETOOBIG, "message of %zu bytes exceeds --max-message-bytes %zu", n,
+                      c->srv->max_msg);
+  uint8_t *p = malloc(n ? n : 1);
+  if (!p) return strata_err(STRATA_ENOMEM, "message of %zu bytes: out of memory", n);
+  protobuf_c_message_pack(m, p);
+  rpc_local_result *r = c->local;
+  if (r->on_message) r->on_message(r->arg, c->mid, p, n);
+  r->messages++;
+  r->bytes += n;
+  free(p);
+  if (r->max_messages && r->messages >= r->max_messages) atomic_store(&c->cancelled, 1);
+  return 0;
+}
+
 void rpc_call_reply(rpc_call *c, const ProtobufCMessage *resp) {
   size_t n;
+  if (c->local) {
+    int rc = local_message(c, resp);
+    if (rc) rpc_call_fail(c, rc, "response: %s", strata_errmsg());
+    else call_end(c, 0, NULL, NULL);
+    return;
+  }
   grpc_byte_buffer *bb = pack(c->srv, resp, &n);
   if (!bb) {
     rpc_call_fail(c, STRATA_ETOOBIG,
@@ -352,6 +402,12 @@ static void stream_run(rpc_call *c) {
   } else if (c->wake_pending) {
     c->ss = S_QUEUED;
     push = 1;
+  } else if (c->local) {
+    /* Nobody can wake a local stream later (no commit follows a Watch that
+     * caught up): it is cancelled, and the next run ends it. */
+    atomic_store(&c->cancelled, 1);
+    c->ss = S_QUEUED;
+    push = 1;
   } else {
     c->ss = S_WAITING;
   }
@@ -397,6 +453,14 @@ void rpc_stream_begin(rpc_call *c, rpc_next_fn next, void *state, void (*free_st
 
 int rpc_stream_send(rpc_call *c, const ProtobufCMessage *msg) {
   size_t n;
+  if (c->local) { /* delivered at once: next() runs again as after a send */
+    int rc = local_message(c, msg);
+    pthread_mutex_lock(&c->mu);
+    assert(c->ss == S_RUNNING && !c->finished);
+    if (!rc) c->wake_pending = 1;
+    pthread_mutex_unlock(&c->mu);
+    return rc;
+  }
   grpc_byte_buffer *bb = pack(c->srv, msg, &n);
   if (!bb)
     return strata_err(STRATA_ETOOBIG, "stream message of %zu bytes exceeds --max-message-bytes %zu",
@@ -453,6 +517,34 @@ rpc_server *rpc_call_server(const rpc_call *c) { return c->srv; }
 
 /* --- events ----------------------------------------------------------------- */
 
+/* Decodes the request bytes (text fields checked first) and starts the
+ * handler, or ends the call with the decoding error. Shared by gRPC calls and
+ * local ones. `slice` (may be NULL) owns p and is unref'd once decoded. */
+static void dispatch(rpc_call *c, const uint8_t *p, size_t n, grpc_slice *slice) {
+  rpc_server *s = c->srv;
+  const rpc_method_desc *md = &rpc_methods[c->mid];
+  const rpc_handler *h = &s->handlers[c->mid];
+  int rc = rpc_check_text(md->req, p, n);
+  if (!rc) c->req = protobuf_c_message_unpack(md->req, NULL, n, p);
+  if (slice) grpc_slice_unref(*slice);
+  if (rc) {
+    rpc_call_fail(c, rc, "%s", strata_errmsg());
+    return;
+  }
+  if (!c->req) {
+    rpc_call_fail(c, STRATA_EINVALID, "%s: the request is not a valid %s message", md->path,
+                  md->req->name);
+    return;
+  }
+  if (!h->start) {
+    rpc_call_fail(c, STRATA_EUNSUPPORTED, "%s is not implemented by this server%s%s", md->path,
+                  h->unimplemented_msg ? ": " : "",
+                  h->unimplemented_msg ? h->unimplemented_msg : "");
+    return;
+  }
+  h->start(c, c->req, h->ctx);
+}
+
 static void on_request(rpc_call *c, int ok) {
   rpc_server *s = c->srv;
   if (!ok) { /* the server is shutting down: this request was cancelled */
@@ -493,36 +585,32 @@ static void on_request(rpc_call *c, int ok) {
     gpr_free(path);
     return;
   }
-  const rpc_method_desc *md = &rpc_methods[c->mid];
-  const rpc_handler *h = &s->handlers[c->mid];
   if (!c->payload) {
-    rpc_call_fail(c, STRATA_EINVALID, "%s: the request message is missing", md->path);
+    rpc_call_fail(c, STRATA_EINVALID, "%s: the request message is missing", rpc_methods[c->mid].path);
+    return;
+  }
+  /* gRPC core's own receive limit is lifted (rpc_server_start), so an oversize
+   * request arrives here and is refused like every other error: with our
+   * message and the strata-error trailer. */
+  size_t len = grpc_byte_buffer_length(c->payload);
+  if (len > s->max_msg) {
+    grpc_byte_buffer_destroy(c->payload);
+    c->payload = NULL;
+    rpc_call_fail(c, STRATA_ETOOBIG,
+                  "%s: request of %zu bytes exceeds the server's --max-message-bytes %zu",
+                  rpc_methods[c->mid].path, len, s->max_msg);
     return;
   }
   grpc_byte_buffer_reader rd;
   if (!grpc_byte_buffer_reader_init(&rd, c->payload)) {
-    rpc_call_fail(c, STRATA_EINVALID, "%s: cannot read the request message", md->path);
+    rpc_call_fail(c, STRATA_EINVALID, "%s: cannot read the request message", rpc_methods[c->mid].path);
     return;
   }
   grpc_slice all = grpc_byte_buffer_reader_readall(&rd);
   grpc_byte_buffer_reader_destroy(&rd);
-  c->req =
-      protobuf_c_message_unpack(md->req, NULL, GRPC_SLICE_LENGTH(all), GRPC_SLICE_START_PTR(all));
-  grpc_slice_unref(all);
   grpc_byte_buffer_destroy(c->payload);
   c->payload = NULL;
-  if (!c->req) {
-    rpc_call_fail(c, STRATA_EINVALID, "%s: the request is not a valid %s message", md->path,
-                  md->req->name);
-    return;
-  }
-  if (!h->start) {
-    rpc_call_fail(c, STRATA_EUNSUPPORTED, "%s is not implemented by this server%s%s", md->path,
-                  h->unimplemented_msg ? ": " : "",
-                  h->unimplemented_msg ? h->unimplemented_msg : "");
-    return;
-  }
-  h->start(c, c->req, h->ctx);
+  dispatch(c, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), &all);
 }
 
 static void on_close(rpc_call *c) {
@@ -581,10 +669,10 @@ static void *poller_main(void *arg) {
 
 /* --- lifecycle -------------------------------------------------------------- */
 
-int rpc_server_start(const rpc_server_opts *o, rpc_server **out) {
-  *out = NULL;
+/* The part of a server that local and networked ones share. */
+static rpc_server *server_new(const rpc_server_opts *o) {
   rpc_server *s = calloc(1, sizeof *s);
-  if (!s) return strata_err(STRATA_ENOMEM, "rpc server: out of memory");
+  if (!s) return NULL;
   s->max_msg = o->max_message_bytes ? o->max_message_bytes : RPC_DEFAULT_MAX_MESSAGE_BYTES;
   if (s->max_msg > INT32_MAX) s->max_msg = INT32_MAX;
   s->log = o->log;
@@ -599,12 +687,77 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out) {
   pthread_cond_init(&s->cv, NULL);
   pthread_mutex_init(&s->xmu, NULL);
   pthread_cond_init(&s->xcv, NULL);
+  s->xthreads = calloc((size_t)s->nx, sizeof *s->xthreads);
+  if (!s->xthreads) abort();
+  return s;
+}
+
+static void server_free(rpc_server *s) {
+  pthread_mutex_destroy(&s->mu);
+  pthread_cond_destroy(&s->cv);
+  pthread_mutex_destroy(&s->xmu);
+  pthread_cond_destroy(&s->xcv);
+  free(s->ws);
+  free(s->xthreads);
+  free(s);
+}
+
+int rpc_server_start_local(const rpc_server_opts *o, rpc_server **out) {
+  *out = NULL;
+  rpc_server *s = server_new(o);
+  if (!s) return strata_err(STRATA_ENOMEM, "rpc server: out of memory");
+  for (int i = 0; i < s->nx; i++) pthread_create(&s->xthreads[i], NULL, exec_main, s);
+  *out = s;
+  return 0;
+}
+
+void rpc_server_call_local(rpc_server *s, rpc_method_id m, const void *req, size_t n,
+                           int64_t timeout_ms, rpc_local_result *res) {
+  assert(!s->server && m >= 0 && m < RPC_M__COUNT);
+  res->rc = 0;
+  res->status = 0;
+  res->trailer = NULL;
+  res->msg[0] = 0;
+  res->messages = res->bytes = 0;
+  rpc_call *c = calloc(1, sizeof *c);
+  if (!c) abort();
+  c->srv = s;
+  c->mid = (int)m;
+  c->local = res;
+  atomic_init(&c->refs, 2); /* the handler's and ours */
+  pthread_mutex_init(&c->mu, NULL);
+  pthread_cond_init(&c->lcv, NULL);
+  grpc_metadata_array_init(&c->req_md);
+  c->deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
+                             gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
+  pthread_mutex_lock(&s->mu);
+  s->active++;
+  c->active = 1;
+  pthread_mutex_unlock(&s->mu);
+  atomic_fetch_add(&s->calls_total, 1);
+  c->start_ns = now_ns(CLOCK_MONOTONIC);
+  if (n > s->max_msg)
+    rpc_call_fail(c, STRATA_ETOOBIG,
+                  "%s: request of %zu bytes exceeds the server's --max-message-bytes %zu",
+                  rpc_methods[m].path, n, s->max_msg);
+  else
+    dispatch(c, req, n, NULL);
+  pthread_mutex_lock(&c->mu);
+  while (!c->finished) pthread_cond_wait(&c->lcv, &c->mu);
+  pthread_mutex_unlock(&c->mu);
+  call_unref(c);
+}
+
+int rpc_server_start(const rpc_server_opts *o, rpc_server **out) {
+  *out = NULL;
+  rpc_server *s = server_new(o);
+  if (!s) return strata_err(STRATA_ENOMEM, "rpc server: out of memory");
   grpc_init();
 
   grpc_arg args[3];
   args[0].type = GRPC_ARG_INTEGER;
   args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-  args[0].value.integer = (int)s->max_msg;
+  args[0].value.integer = -1; /* on_request enforces max_msg itself, with the trailer */
   args[1].type = GRPC_ARG_INTEGER;
   args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
   args[1].value.integer = (int)s->max_msg;
@@ -617,8 +770,7 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out) {
     s->method_handles[m] = grpc_server_register_method(
         s->server, rpc_methods[m].path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
   s->ws = calloc((size_t)s->nw, sizeof *s->ws);
-  s->xthreads = calloc((size_t)s->nx, sizeof *s->xthreads);
-  if (!s->ws || !s->xthreads) abort();
+  if (!s->ws) abort();
   for (int i = 0; i < s->nw; i++) {
     s->ws[i].srv = s;
     s->ws[i].cq = grpc_completion_queue_create_for_next(NULL);
@@ -636,9 +788,7 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out) {
     grpc_server_destroy(s->server);
     for (int i = 0; i < s->nw; i++) grpc_completion_queue_destroy(s->ws[i].cq);
     grpc_shutdown();
-    free(s->ws);
-    free(s->xthreads);
-    free(s);
+    server_free(s);
     return rc;
   }
   grpc_server_start(s->server);
@@ -721,7 +871,26 @@ static void wait_sent(rpc_server *s, int64_t deadline_ns) {
   pthread_mutex_unlock(&s->mu);
 }
 
+/* Stops the executor (no stream can be queued: every call has ended). */
+static void exec_stop(rpc_server *s) {
+  pthread_mutex_lock(&s->xmu);
+  s->xstop = 1;
+  pthread_cond_broadcast(&s->xcv);
+  pthread_mutex_unlock(&s->xmu);
+  for (int i = 0; i < s->nx; i++) pthread_join(s->xthreads[i], NULL);
+}
+
 void rpc_server_stop(rpc_server *s, int grace_ms) {
+  if (!s->server) { /* local: no network; calls in flight are on their callers' threads */
+    pthread_mutex_lock(&s->mu);
+    s->draining = 1;
+    pthread_mutex_unlock(&s->mu);
+    wake_streams(s);
+    wait_idle(s, 0);
+    exec_stop(s);
+    server_free(s);
+    return;
+  }
   /* 1. Stop re-requesting calls; a call matched from now on is dropped. */
   pthread_mutex_lock(&s->mu);
   s->draining = 1;
@@ -753,11 +922,7 @@ void rpc_server_stop(rpc_server *s, int grace_ms) {
   pthread_mutex_unlock(&s->mu);
   slog(s, 3, "event=rpc_shutdown_tag");
   /* 6. Stop the executor (no stream can be queued: every call has ended). */
-  pthread_mutex_lock(&s->xmu);
-  s->xstop = 1;
-  pthread_cond_broadcast(&s->xcv);
-  pthread_mutex_unlock(&s->xmu);
-  for (int i = 0; i < s->nx; i++) pthread_join(s->xthreads[i], NULL);
+  exec_stop(s);
   /* 7. Shut every queue down and let its poller drain it to GRPC_QUEUE_SHUTDOWN. */
   for (int i = 0; i < s->nw; i++) grpc_completion_queue_shutdown(s->ws[i].cq);
   for (int i = 0; i < s->nw; i++) pthread_join(s->ws[i].thread, NULL);
@@ -766,11 +931,5 @@ void rpc_server_stop(rpc_server *s, int grace_ms) {
   grpc_shutdown();
   slog(s, 2, "event=rpc_stopped calls_total=%llu",
        (unsigned long long)atomic_load(&s->calls_total));
-  pthread_mutex_destroy(&s->mu);
-  pthread_cond_destroy(&s->cv);
-  pthread_mutex_destroy(&s->xmu);
-  pthread_cond_destroy(&s->xcv);
-  free(s->ws);
-  free(s->xthreads);
-  free(s);
+  server_free(s);
 }

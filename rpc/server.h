@@ -79,6 +79,44 @@ typedef struct rpc_server_stats {
 void rpc_server_get_stats(const rpc_server *s, rpc_server_stats *st);
 size_t rpc_server_max_message_bytes(const rpc_server *s);
 
+/* Checks every `string` field of the encoded message p[0..n) of type d
+ * (nested and repeated ones too) with strata_text_check (common/utf8.h): 0, or
+ * STRATA_EINVALID with a message naming the field as a path ("ops[2].user: is
+ * not valid UTF-8 (byte 3 of 5)"). Bytes that do not parse are left to the
+ * decoder. The server runs it on every request before decoding. */
+int rpc_check_text(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t n);
+
+/* --- in-process calls (fuzzing, tests) -------------------------------------- */
+
+/* What a local call answered. The caller sets on_message/arg (may be NULL);
+ * rpc_server_call_local fills in the rest. */
+typedef struct rpc_local_result {
+  /* Each response message, serialized (a unary reply, or one stream message);
+   * p is valid during the call only. Runs on the handler's thread. */
+  void (*on_message)(void *arg, rpc_method_id m, const uint8_t *p, size_t n);
+  void *arg;
+  size_t max_messages; /* > 0: after this many response messages the call is cancelled,
+                          as a client that stops reading would */
+  int rc; /* the Strata code the call ended with; 0 = OK */
+  int status; /* the gRPC status rpc_status_of(rc) */
+  const char *trailer; /* the strata-error trailer value a client would get; NULL when OK */
+  char msg[1024]; /* the status message */
+  size_t messages, bytes; /* response messages and their total size */
+} rpc_local_result;
+
+/* A server with the handlers of `o` and no network: only
+ * rpc_server_call_local reaches it (listen and threads are ignored). Stop it
+ * with rpc_server_stop. */
+int rpc_server_start_local(const rpc_server_opts *o, rpc_server **out);
+
+/* Runs one call of method m on a local server with the encoded request
+ * req[0..n): the same size limit, text check, decoding, handler and status
+ * mapping as a gRPC call, and returns when the call has ended (a stream that
+ * would wait for more, such as a Watch that caught up, is cancelled). The
+ * call's deadline is timeout_ms from now. */
+void rpc_server_call_local(rpc_server *s, rpc_method_id m, const void *req, size_t n,
+                           int64_t timeout_ms, rpc_local_result *res);
+
 /* --- one call ------------------------------------------------------------- */
 
 /* Ends a unary call with OK and `resp` (still owned by the caller: it is

@@ -11,6 +11,8 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "locks/acked.h"
+#include "server/log.h"
 #include "server/srv_int.h"
 #include "server/validate.h"
 
@@ -388,6 +390,11 @@ typedef struct commit_ctx {
 static void commit_done(void *arg, const st_result *res) {
   commit_ctx *c = arg;
   if (res->rc == 0) {
+    /* Recorded before the answer (README "Last acknowledged generation"); a
+     * lock database that cannot take it only weakens the rollback check. */
+    if (lk_acked_generation_note(c->s->lk, res->generation))
+      srv_log(SRV_LOG_WARN, "event=acked_generation_not_recorded generation=%llu msg=\"%s\"",
+              (unsigned long long)res->generation, strata_errmsg());
     Strata__V1__Version v = STRATA__V1__VERSION__INIT;
     v.generation = res->generation;
     v.commit_time_ns = (int64_t)res->commit_time;

@@ -54,3 +54,17 @@ $(O)/tools/strata-bench: $(STRATA_BENCH_OBJ) $(BENCH_ETCD_OBJS) $(O)/libsrv.a $(
 bench-rpc:
 	@$(MAKE) --no-print-directory VARIANT=release $(BUILD)/release/tools/strata-bench
 	@$(BUILD)/release/tools/strata-bench
+
+# Per-service libFuzzer targets (tests/fuzz/fuzz_svc_*.c, tests/fuzz/fuzz_rpc.h): the
+# whole server in-process without a network, so they link like the server does.
+SRV_FUZZ := tests/fuzz/fuzz_svc_kv.c tests/fuzz/fuzz_svc_locks.c tests/fuzz/fuzz_svc_ops.c \
+	tests/fuzz/fuzz_svc_admin.c tests/fuzz/fuzz_svc_health.c
+FUZZ_TARGETS += $(SRV_FUZZ)
+SRV_FUZZ_BINS := $(SRV_FUZZ:%.c=$(O)/%)
+$(SRV_FUZZ:%.c=$(O)/%.o) $(O)/tests/fuzz/seeds.o: | $(RPC_GEN_H)
+-include $(SRV_FUZZ:%.c=$(O)/%.d)
+$(SRV_FUZZ_BINS): $(O)/tests/fuzz/%: $(O)/tests/fuzz/%.o $(SRV_LINK)
+	$(CC) $(ALL_CFLAGS) -fsanitize=fuzzer $(LDFLAGS) $^ -o $@ $(SRV_LDLIBS)
+# The seed generator writes their requests with the generated message code.
+$(O)/tests/fuzz/seeds: $(RPC_GEN_OBJS)
+$(O)/tests/fuzz/seeds: LDLIBS += -lprotobuf-c

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "locks/acked.h"
 #include "server/log.h"
 
 void srv__fail(rpc_call *call, int rc) { rpc_call_fail(call, rc, "%s", strata_errmsg()); }
@@ -60,15 +61,24 @@ int64_t srv__ms_to_ns(uint64_t ms) {
   return ms > (uint64_t)(INT64_MAX / 1000000) ? INT64_MAX : (int64_t)ms * 1000000;
 }
 
-/* Opens the engines under data_dir: kv/ (the OCDBT store) and locks/ (RocksDB). */
+/* Opens the engines under data_dir: locks/ (RocksDB) first, since it knows the
+ * last acknowledged generation, then kv/ (the OCDBT store). */
 static int open_engines(srv *s) {
   char path[4096];
+  snprintf(path, sizeof path, "%s/locks", s->data_dir);
+  lk_options lo;
+  lk_options_init(&lo);
+  lo.path = path;
+  lo.no_sync = s->o.lock_no_sync;
+  int rc = lk_open(&lo, &s->lk);
+  if (rc) return strata_err_wrap(rc, "lock manager in %s", path);
+  uint64_t acked = lk_acked_generation(s->lk);
   snprintf(path, sizeof path, "%s/kv", s->data_dir);
   if (mkdir(path, 0755) != 0 && errno != EEXIST)
     return strata_err(errno, "cannot create %s: %s", path, strerror(errno));
-  st_options so = {.create = 1, .no_commit_log = s->o.no_commit_log};
-  int rc;
-  if (s->o.test_slow_sync_us) { /* test only: see srv_opts */
+  st_options so = {.create = 1, .base = s->o.store_base, .min_generation = acked,
+                   .no_commit_log = s->o.no_commit_log};
+  if (s->o.test_slow_sync_us && !so.base) { /* test only: see srv_opts */
     if ((rc = bs_file_open(path, &s->kv_files)) || (rc = bs_fault_wrap(s->kv_files, &s->kv_slow)))
       return strata_err_wrap(rc, "store in %s", path);
     bs_fault_delay(s->kv_slow, BS_FAULT_FSYNC, s->o.test_slow_sync_us);
@@ -76,13 +86,8 @@ static int open_engines(srv *s) {
     srv_log(SRV_LOG_WARN, "event=test_slow_sync us=%u", s->o.test_slow_sync_us);
   }
   rc = st_open(path, &so, &s->db);
-  if (rc) return strata_err_wrap(rc, "store in %s", path);
-  snprintf(path, sizeof path, "%s/locks", s->data_dir);
-  lk_options lo;
-  lk_options_init(&lo);
-  lo.path = path;
-  rc = lk_open(&lo, &s->lk);
-  if (rc) return strata_err_wrap(rc, "lock manager in %s", path);
+  if (rc) return strata_err_wrap(rc, "store in %s (last acknowledged generation %llu)", path,
+                                 (unsigned long long)acked);
   if ((rc = srv_pool_start(16, &s->pool))) return rc;
   return srv_pool_start(8, &s->io);
 }
@@ -173,7 +178,7 @@ int srv_open(const srv_opts *o, srv **out) {
   srv__locks_bind(s, ro.handlers);
   srv__ops_bind(s, ro.handlers);
   srv__watch_bind(s, ro.handlers);
-  rc = rpc_server_start(&ro, &s->rpc);
+  rc = o->local ? rpc_server_start_local(&ro, &s->rpc) : rpc_server_start(&ro, &s->rpc);
   if (rc) {
     srv_free(s);
     return rc;
@@ -187,6 +192,11 @@ int srv_open(const srv_opts *o, srv **out) {
 }
 
 int srv_port(const srv *s) { return rpc_server_port(s->rpc); }
+
+void srv_call_local(srv *s, rpc_method_id m, const void *req, size_t n, int64_t timeout_ms,
+                    rpc_local_result *res) {
+  rpc_server_call_local(s->rpc, m, req, n, timeout_ms, res);
+}
 
 void srv_close(srv *s) {
   if (!s) return;

@@ -7,8 +7,12 @@
 #define STRATA_SERVER_SRV_H
 
 #include <stddef.h>
+#include <stdint.h>
+
+#include "rpc/server.h"
 
 typedef struct srv srv;
+struct bs_store;
 
 typedef struct srv_opts {
   const char *listen; /* default "127.0.0.1:7420"; port 0 picks a free one */
@@ -26,6 +30,11 @@ typedef struct srv_opts {
    * sleeps this many microseconds, widening the window between a commit's fence check
    * and its publication. 0 = off. strata-server reads it from STRATA_TEST_SLOW_SYNC_US. */
   unsigned test_slow_sync_us;
+  /* For fuzzing and tests, all off by default: */
+  int local; /* no listener: calls only through srv_call_local */
+  struct bs_store *store_base; /* the store's files in this base store (not owned) instead of
+                                  data_dir/kv */
+  int lock_no_sync; /* the lock database skips its fsyncs (nothing survives a crash) */
 } srv_opts;
 
 #define SRV_DEFAULT_LISTEN "127.0.0.1:7420"
@@ -39,7 +48,13 @@ typedef struct srv_opts {
  * running. */
 int srv_open(const srv_opts *o, srv **out);
 
-/* The bound port. */
+/* Runs one call on a server opened with opts.local (rpc_server_call_local):
+ * the request bytes go through the same limit, text check, decoding,
+ * validation and handler as over gRPC. */
+void srv_call_local(srv *s, rpc_method_id m, const void *req, size_t n, int64_t timeout_ms,
+                    rpc_local_result *res);
+
+/* The bound port (0 for a local server). */
 int srv_port(const srv *s);
 
 /* Drains in-flight calls (srv_opts.grace_ms), stops serving, closes the

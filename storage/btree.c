@@ -19,7 +19,8 @@ static int cmp_split(const uint8_t *prefix, size_t pn, const uint8_t *rel, size_
   int c = n ? memcmp(prefix, k, n) : 0;
   if (c) return c;
   if (kn < pn) return 1;
-  return ocdbt_slice_cmp((ocdbt_slice){rel, rn}, (ocdbt_slice){k + pn, kn - pn});
+  /* k is NULL for an empty start (a zeroed st_range): no offset on it. */
+  return ocdbt_slice_cmp((ocdbt_slice){rel, rn}, (ocdbt_slice){k ? k + pn : k, kn - pn});
 }
 
 static st_ref child_ref(const cnode *n, const ocdbt_ref *r) {

@@ -27,4 +27,4 @@ test-unit-asan:
 # made by tests/fuzz/seeds at build time); any crash or sanitizer report fails the tier.
 test-fuzz:
 	@$(MAKE) --no-print-directory VARIANT=fuzz fuzz-bins
-	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh tests/fuzz/run.sh $(TEST_RESULTS) $(BUILD)/fuzz $(FUZZ_TARGETS:tests/fuzz/%.c=%)
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) sh tests/fuzz/run.sh $(TEST_RESULTS) $(BUILD)/fuzz $(FUZZ_TARGETS:tests/fuzz/%.c=%)

@@ -1,10 +1,14 @@
 /* Writes a seed corpus of valid encodings for every fuzz target into
- * DIR/<target>/, so fuzzing starts from inputs deep inside the format.
+ * DIR/<target>/, so fuzzing starts from inputs deep inside the format: the
+ * codecs' encodings, and for the per-service RPC targets valid requests of
+ * every method (first byte: the method's index in the target's list).
  * Usage: seeds DIR */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <sys/stat.h>
 
+#include "rpc/methods.h"
 #include "tests/codec_samples.h"
 
 static int put(const char *dir, const char *target, int i, const uint8_t *p, size_t n) {
@@ -15,6 +19,174 @@ static int put(const char *dir, const char *target, int i, const uint8_t *p, siz
   FILE *f = fopen(path, "wb");
   if (!f || fwrite(p, 1, n, f) != n || fclose(f)) return perror(path), -1;
   return 0;
+}
+
+/* --- the per-service RPC targets: [method index][request bytes] ------------- */
+
+static int put_req(const char *dir, const char *target, int *seed, uint8_t idx,
+                   const ProtobufCMessage *m) {
+  size_t n = protobuf_c_message_get_packed_size(m);
+  uint8_t *p = malloc(n + 1);
+  if (!p) return -1;
+  p[0] = idx;
+  protobuf_c_message_pack(m, p + 1);
+  int rc = put(dir, target, (*seed)++, p, n + 1);
+  free(p);
+  return rc;
+}
+
+#define B(s) ((ProtobufCBinaryData){sizeof(s) - 1, (uint8_t *)(s)})
+
+static int kv_seeds(const char *dir, int *seed) {
+  const char *t = "fuzz_svc_kv";
+  int rc = 0;
+  ProtobufCBinaryData keys[3] = {B("a"), B("b/1"), B("c")};
+  Strata__V1__VersionPin pin = STRATA__V1__VERSION_PIN__INIT;
+  pin.pin_case = STRATA__V1__VERSION_PIN__PIN_GENERATION;
+  pin.generation = 1;
+  Strata__V1__GetRequest g = STRATA__V1__GET_REQUEST__INIT;
+  g.key = keys[0];
+  rc |= put_req(dir, t, seed, 0, &g.base);
+  g.pin = &pin;
+  rc |= put_req(dir, t, seed, 0, &g.base);
+  Strata__V1__BatchGetRequest bg = STRATA__V1__BATCH_GET_REQUEST__INIT;
+  bg.n_keys = 3;
+  bg.keys = keys;
+  rc |= put_req(dir, t, seed, 1, &bg.base);
+  Strata__V1__ListRequest l = STRATA__V1__LIST_REQUEST__INIT;
+  rc |= put_req(dir, t, seed, 2, &l.base);
+  l.start = B("a");
+  l.end = B("z");
+  l.prefix = B("b/");
+  l.limit = 10;
+  l.keys_only = 1;
+  rc |= put_req(dir, t, seed, 2, &l.base);
+  Strata__V1__Put p1 = STRATA__V1__PUT__INIT, p2 = STRATA__V1__PUT__INIT, *pp[2] = {&p1, &p2};
+  p1.key = B("a");
+  p1.value = B("value-a");
+  p2.key = B("b/1");
+  p2.value = B("value-b");
+  Strata__V1__CommitRequest c = STRATA__V1__COMMIT_REQUEST__INIT;
+  c.n_puts = 2;
+  c.puts = pp;
+  rc |= put_req(dir, t, seed, 3, &c.base);
+  Strata__V1__Condition k1 = STRATA__V1__CONDITION__INIT, *kp = &k1;
+  k1.key = B("c");
+  k1.kind = STRATA__V1__CONDITION__KIND__KIND_ABSENT;
+  c.n_conditions = 1;
+  c.conditions = &kp;
+  c.n_deletes = 1;
+  c.deletes = &keys[2];
+  rc |= put_req(dir, t, seed, 3, &c.base);
+  k1.kind = STRATA__V1__CONDITION__KIND__KIND_UNCHANGED_SINCE;
+  k1.generation = 1;
+  Strata__V1__LockFence f = STRATA__V1__LOCK_FENCE__INIT;
+  f.op_id = 1;
+  f.n_rows = 1;
+  f.rows = &keys[0];
+  c.fence = &f;
+  rc |= put_req(dir, t, seed, 3, &c.base);
+  Strata__V1__VersionsRequest v = STRATA__V1__VERSIONS_REQUEST__INIT;
+  rc |= put_req(dir, t, seed, 4, &v.base);
+  v.start_generation = 1;
+  v.end_generation = 3;
+  v.descending = 1;
+  v.limit = 2;
+  rc |= put_req(dir, t, seed, 4, &v.base);
+  Strata__V1__WatchRequest w = STRATA__V1__WATCH_REQUEST__INIT;
+  rc |= put_req(dir, t, seed, 5, &w.base);
+  w.from_generation = 1;
+  w.prefix = B("b/");
+  rc |= put_req(dir, t, seed, 5, &w.base);
+  return rc;
+}
+
+static int locks_seeds(const char *dir, int *seed) {
+  const char *t = "fuzz_svc_locks";
+  int rc = 0;
+  ProtobufCBinaryData rows[2] = {B("\x12\x34row-1"), B("\x56\x78row-2")};
+  Strata__V1__AcquireRequest a = STRATA__V1__ACQUIRE_REQUEST__INIT;
+  a.op_id = 1;
+  a.n_rows = 2;
+  a.rows = rows;
+  a.kind = STRATA__V1__LOCK_KIND__LOCK_KIND_TEMPORAL;
+  a.ttl_ms = 60000;
+  rc |= put_req(dir, t, seed, 0, &a.base);
+  a.op_id = 2;
+  a.kind = STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE;
+  a.ttl_ms = 0;
+  a.wait_ms = 5;
+  rc |= put_req(dir, t, seed, 0, &a.base);
+  Strata__V1__RenewRequest r = STRATA__V1__RENEW_REQUEST__INIT;
+  r.op_id = 1;
+  r.n_rows = 1;
+  r.rows = rows;
+  r.ttl_ms = 1000;
+  rc |= put_req(dir, t, seed, 1, &r.base);
+  Strata__V1__ReleaseRequest rl = STRATA__V1__RELEASE_REQUEST__INIT;
+  rl.op_id = 1;
+  rl.n_rows = 2;
+  rl.rows = rows;
+  rc |= put_req(dir, t, seed, 2, &rl.base);
+  rl.n_rows = 0;
+  rl.all = 1;
+  rl.privileged = 1;
+  rc |= put_req(dir, t, seed, 2, &rl.base);
+  Strata__V1__ListLocksRequest l = STRATA__V1__LIST_LOCKS_REQUEST__INIT;
+  rc |= put_req(dir, t, seed, 3, &l.base);
+  l.op_id = 1;
+  l.kind = STRATA__V1__LOCK_KIND__LOCK_KIND_TEMPORAL;
+  l.prefix = B("\x12");
+  rc |= put_req(dir, t, seed, 3, &l.base);
+  Strata__V1__CheckRequest c = STRATA__V1__CHECK_REQUEST__INIT;
+  c.op_id = 1;
+  c.n_rows = 2;
+  c.rows = rows;
+  rc |= put_req(dir, t, seed, 4, &c.base);
+  return rc;
+}
+
+static int ops_seeds(const char *dir, int *seed) {
+  const char *t = "fuzz_svc_ops";
+  int rc = 0;
+  Strata__V1__CreateOpRequest c = STRATA__V1__CREATE_OP_REQUEST__INIT;
+  c.user = "alice";
+  c.kind = "split";
+  c.payload = B("{\"sv\": [1, 2]}");
+  rc |= put_req(dir, t, seed, 0, &c.base);
+  c.user = "z\xc3\xbcrich";
+  rc |= put_req(dir, t, seed, 0, &c.base);
+  Strata__V1__GetOpRequest g = STRATA__V1__GET_OP_REQUEST__INIT;
+  g.op_id = 1;
+  rc |= put_req(dir, t, seed, 1, &g.base);
+  Strata__V1__SetStatusRequest s = STRATA__V1__SET_STATUS_REQUEST__INIT;
+  s.op_id = 1;
+  s.status = STRATA__V1__OP_STATUS__OP_STATUS_WRITE_STARTED;
+  rc |= put_req(dir, t, seed, 2, &s.base);
+  Strata__V1__ListStuckRequest ls = STRATA__V1__LIST_STUCK_REQUEST__INIT;
+  rc |= put_req(dir, t, seed, 3, &ls.base);
+  Strata__V1__ListOpsRequest l = STRATA__V1__LIST_OPS_REQUEST__INIT;
+  rc |= put_req(dir, t, seed, 4, &l.base);
+  l.status = STRATA__V1__OP_STATUS__OP_STATUS_CREATED;
+  l.newest_first = 1;
+  l.limit = 3;
+  rc |= put_req(dir, t, seed, 4, &l.base);
+  Strata__V1__AllocateIdsRequest a = STRATA__V1__ALLOCATE_IDS_REQUEST__INIT;
+  a.counter = "supervoxel/chunk/0x1f";
+  a.count = 100;
+  rc |= put_req(dir, t, seed, 5, &a.base);
+  return rc;
+}
+
+static int small_seeds(const char *dir, int *seed) {
+  int rc = 0;
+  Strata__V1__StatsRequest st = STRATA__V1__STATS_REQUEST__INIT;
+  rc |= put_req(dir, "fuzz_svc_admin", seed, 0, &st.base);
+  Grpc__Health__V1__HealthCheckRequest h = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+  rc |= put_req(dir, "fuzz_svc_health", seed, 0, &h.base);
+  h.service = "strata.v1.Kv";
+  rc |= put_req(dir, "fuzz_svc_health", seed, 0, &h.base);
+  return rc;
 }
 
 int main(int argc, char **argv) {
@@ -65,6 +237,8 @@ int main(int argc, char **argv) {
           put(dir, "fuzz_dft", seed++, b.p, b.len);
   }
   strata_buf_free(&b);
+  rc |= kv_seeds(dir, &seed) || locks_seeds(dir, &seed) || ops_seeds(dir, &seed) ||
+        small_seeds(dir, &seed);
   if (rc) fprintf(stderr, "seeds: failed\n");
   return rc ? 1 : 0;
 }

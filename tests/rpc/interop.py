@@ -214,13 +214,30 @@ first = next(w)
 check(first.version.generation == 1 and first.changes[0].key == b"k", "Kv.Watch (stream) replays generation 1")
 w.cancel()
 
+# Text that is not UTF-8 (or holds a NUL) is refused at the edge, so every later reply
+# that echoes ops stays parseable by this standard protobuf client.
+raw_create = ch.unary_unary("/strata.v1.Ops/Create")
+for user, what in ((b"a\xff", "is not valid UTF-8"), (b"a\x00b", "contains a NUL byte")):
+    body = b"\x0a" + bytes([len(user)]) + user + b"\x12\x05split"
+    code, msg = code_of(raw_create, body)
+    check(code == grpc.StatusCode.INVALID_ARGUMENT and ("user: " + what) in msg,
+          "Ops.Create with user %r INVALID_ARGUMENT naming the field (%s)" % (user, msg))
+code, msgs = stream_code(stream("/strata.v1.Ops/List", ops_pb2.ListOpsRequest, ops_pb2.ListOpsResponse),
+                         ops_pb2.ListOpsRequest())
+check(code == grpc.StatusCode.OK, "Ops.List parses after refused bad text (%s)" % code)
+
 # Unknown method, oversize message
 code, _ = code_of(ch.unary_unary("/strata.v1.Kv/Nope"), b"", timeout=TIMEOUT)
 check(code == grpc.StatusCode.UNIMPLEMENTED, "unknown method UNIMPLEMENTED")
 big = grpc.insecure_channel("127.0.0.1:%d" % port, options=[("grpc.max_send_message_length", 80 << 20)])
-code, _ = code_of(big.unary_unary("/strata.v1.Kv/Get", request_serializer=kv_pb2.GetRequest.SerializeToString),
-                  kv_pb2.GetRequest(key=b"x" * ((64 << 20) + 10)), timeout=60)
+try:
+    big.unary_unary("/strata.v1.Kv/Get", request_serializer=kv_pb2.GetRequest.SerializeToString)(
+        kv_pb2.GetRequest(key=b"x" * ((64 << 20) + 10)), timeout=60)
+    code, trailer = grpc.StatusCode.OK, None
+except grpc.RpcError as e:
+    code, trailer = e.code(), dict(e.trailing_metadata() or ()).get("strata-error")
 check(code == grpc.StatusCode.RESOURCE_EXHAUSTED, "message above --max-message-bytes RESOURCE_EXHAUSTED")
+check(trailer == "STRATA_ETOOBIG", "oversize answer carries strata-error: STRATA_ETOOBIG (%s)" % trailer)
 check(hc(health_pb2.HealthCheckRequest(), timeout=TIMEOUT).status == health_pb2.HealthCheckResponse.SERVING,
       "server carries on after the oversize message")
 

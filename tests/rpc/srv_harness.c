@@ -180,3 +180,33 @@ int harness_run(const char *bin, const char *const *args, char *errbuf, size_t n
   unlink(path);
   return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
+
+int harness_put(rpc_client *c, const void *k, size_t kn, const void *v, size_t vn) {
+  Strata__V1__Put put = STRATA__V1__PUT__INIT, *pp = &put;
+  put.key = (ProtobufCBinaryData){kn, (uint8_t *)k};
+  put.value = (ProtobufCBinaryData){vn, (uint8_t *)v};
+  Strata__V1__CommitRequest q = STRATA__V1__COMMIT_REQUEST__INIT;
+  q.n_puts = 1;
+  q.puts = &pp;
+  Strata__V1__CommitResponse *r = NULL;
+  int rc = rpc_kv_commit(c, NULL, &q, &r);
+  rpc_free(r);
+  return rc;
+}
+
+int harness_check(rpc_client *c, const void *k, size_t kn, const void *v, size_t vn) {
+  Strata__V1__GetRequest q = STRATA__V1__GET_REQUEST__INIT;
+  q.key = (ProtobufCBinaryData){kn, (uint8_t *)k};
+  Strata__V1__GetResponse *r = NULL;
+  int rc = rpc_kv_get(c, NULL, &q, &r);
+  if (rc) {
+    fprintf(stderr, "harness: get %.*s: %s\n", (int)kn, (const char *)k, strata_errmsg());
+    return rc;
+  }
+  int same = r->found && r->value.len == vn && (!vn || memcmp(r->value.data, v, vn) == 0);
+  if (!same)
+    fprintf(stderr, "harness: key %.*s is %s\n", (int)kn, (const char *)k,
+            r->found ? "not the value written" : "absent");
+  rpc_free(r);
+  return same ? 0 : 1;
+}

@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include "rpc/client.h"
 #include "server/embedded.h"
 
 typedef struct harness {
@@ -37,5 +38,12 @@ void harness_rmdir(const char *dir);
 /* Runs `bin` with args to completion (SIGKILL after 60 s) and returns its exit
  * status, or -1; its stderr is written to errbuf (size n). */
 int harness_run(const char *bin, const char *const *args, char *errbuf, size_t n);
+
+/* Commits one put k=v through c; returns the call's code (0 = acknowledged). */
+int harness_put(rpc_client *c, const void *k, size_t kn, const void *v, size_t vn);
+
+/* Reads k at the latest generation: 0 when it holds exactly v, 1 when it is
+ * absent or holds something else (message on stderr), or the call's error. */
+int harness_check(rpc_client *c, const void *k, size_t kn, const void *v, size_t vn);
 
 #endif

@@ -196,9 +196,56 @@ static void ops_cases(void) {
   }
 }
 
+/* Raw request bytes (a text field a C client cannot even express) must fail
+ * with INVALID_ARGUMENT naming `field`, with the strata-error trailer. */
+static void raw_invalid(const char *path, const void *req, size_t n, const char *field) {
+  void *resp = NULL;
+  size_t rn = 0;
+  t_expect_err(rpc_client_raw(C, path, NULL, req, n, &resp, &rn), STRATA_EINVALID, field);
+  assert_int_equal(rpc_client_last_status(), GRPC_STATUS_INVALID_ARGUMENT);
+  assert_string_equal(rpc_client_last_trailer(), "STRATA_EINVALID");
+  free(resp);
+}
+
+/* Text fields are UTF-8 without NULs, checked before anything is stored:
+ * "nul\0A" and "nul\0B" are refused, never folded into one counter "nul". */
+static void text_cases(void) {
+  static const uint8_t bad_user[] = {0x0a, 3, 'a', 0xff, 'b', 0x12, 5, 's', 'p', 'l', 'i', 't'};
+  raw_invalid("/strata.v1.Ops/Create", bad_user, sizeof bad_user, "user: is not valid UTF-8");
+  static const uint8_t nul_kind[] = {0x0a, 2, 'm', 'e', 0x12, 3, 'a', 0, 'b'};
+  raw_invalid("/strata.v1.Ops/Create", nul_kind, sizeof nul_kind, "kind: contains a NUL byte");
+  static const uint8_t nul_a[] = {0x0a, 5, 'n', 'u', 'l', 0, 'A', 0x10, 1};
+  static const uint8_t nul_b[] = {0x0a, 5, 'n', 'u', 'l', 0, 'B', 0x10, 1};
+  raw_invalid("/strata.v1.Ops/AllocateIds", nul_a, sizeof nul_a, "counter: contains a NUL");
+  raw_invalid("/strata.v1.Ops/AllocateIds", nul_b, sizeof nul_b, "counter: contains a NUL");
+  static const uint8_t surrogate[] = {0x0a, 3, 0xed, 0xa0, 0x80, 0x10, 1};
+  raw_invalid("/strata.v1.Ops/AllocateIds", surrogate, sizeof surrogate, "counter: is not valid");
+  static const uint8_t health[] = {0x0a, 2, 0xc0, 0xaf};
+  raw_invalid("/grpc.health.v1.Health/Check", health, sizeof health, "service: is not valid");
+  /* Nothing reached the counter "nul": it starts where a fresh counter starts. */
+  Strata__V1__AllocateIdsRequest q = STRATA__V1__ALLOCATE_IDS_REQUEST__INIT;
+  Strata__V1__AllocateIdsResponse *a = NULL, *b = NULL;
+  q.count = 1;
+  q.counter = "nul";
+  assert_int_equal(rpc_ops_allocate_ids(C, NULL, &q, &a), 0);
+  q.counter = "text-cases-fresh";
+  assert_int_equal(rpc_ops_allocate_ids(C, NULL, &q, &b), 0);
+  assert_int_equal(a->first, b->first);
+  rpc_free(a);
+  rpc_free(b);
+  /* Valid multi-byte text passes. */
+  Strata__V1__CreateOpRequest c = STRATA__V1__CREATE_OP_REQUEST__INIT;
+  Strata__V1__CreateOpResponse *cr = NULL;
+  c.user = "z\xc3\xbcrich-\xf0\x9f\x98\x80";
+  c.kind = "split";
+  assert_int_equal(rpc_ops_create(C, NULL, &c, &cr), 0);
+  rpc_free(cr);
+}
+
 void test_validation_names_the_field(void **state) {
   (void)state;
   kv_cases();
   locks_cases();
   ops_cases();
+  text_cases();
 }

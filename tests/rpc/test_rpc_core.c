@@ -329,6 +329,9 @@ static void test_oversize_request_is_resource_exhausted_and_server_carries_on(vo
   Strata__V1__GetResponse *resp;
   assert_int_equal(rpc_kv_get(cli, NULL, &req, &resp), STRATA_ETOOBIG);
   assert_int_equal(rpc_client_last_status(), GRPC_STATUS_RESOURCE_EXHAUSTED);
+  /* Answered by us, not by gRPC core's own limit: the trailer and our message. */
+  assert_string_equal(rpc_client_last_trailer(), "STRATA_ETOOBIG");
+  assert_non_null(strstr(strata_errmsg(), "--max-message-bytes"));
   free(key);
   Grpc__Health__V1__HealthCheckRequest h = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
   Grpc__Health__V1__HealthCheckResponse *hr;
