@@ -16,18 +16,9 @@
 #define LIST_BATCH_BYTES (1u << 20) /* List: bytes per message, about */
 #define LOCK_FIXED_BYTES 64 /* a LockInfo's kind, ids, times, token and framing, at most */
 
-static int check_rows(const char *field, size_t n, const ProtobufCBinaryData *rows) {
-  int rc = v_rows(field, n, rows);
-  for (size_t i = 0; !rc && i < n; i++)
-    if (rows[i].len > LK_KEY_MAX)
-      rc = strata_err(STRATA_EINVALID, "%s[%zu]: %zu bytes exceeds the %u-byte row limit", field, i,
-                      rows[i].len, LK_KEY_MAX);
-  return rc;
-}
-
 static int check_acquire(const Strata__V1__AcquireRequest *r) {
   int rc;
-  if ((rc = v_op_id("op_id", r->op_id)) || (rc = check_rows("rows", r->n_rows, r->rows)) ||
+  if ((rc = v_op_id("op_id", r->op_id)) || (rc = v_rows("rows", r->n_rows, r->rows)) ||
       (rc = v_enum("kind", r->kind, 1, 2, &strata__v1__lock_kind__descriptor)))
     return rc;
   if (r->kind == STRATA__V1__LOCK_KIND__LOCK_KIND_TEMPORAL && r->ttl_ms == 0)
@@ -41,7 +32,7 @@ static int check_acquire(const Strata__V1__AcquireRequest *r) {
 
 static int check_renew(const Strata__V1__RenewRequest *r) {
   int rc;
-  if ((rc = v_op_id("op_id", r->op_id)) || (rc = check_rows("rows", r->n_rows, r->rows))) return rc;
+  if ((rc = v_op_id("op_id", r->op_id)) || (rc = v_rows("rows", r->n_rows, r->rows))) return rc;
   if (r->ttl_ms == 0) return strata_err(STRATA_EINVALID, "ttl_ms: must be > 0");
   return 0;
 }
@@ -55,7 +46,7 @@ static int check_release(const Strata__V1__ReleaseRequest *r) {
       return strata_err(STRATA_EINVALID, "op_id: must be set with all (whose locks?)");
     return 0;
   }
-  return check_rows("rows", r->n_rows, r->rows);
+  return v_rows("rows", r->n_rows, r->rows);
 }
 
 static int check_list(const Strata__V1__ListLocksRequest *r) {
@@ -65,7 +56,7 @@ static int check_list(const Strata__V1__ListLocksRequest *r) {
 
 static int check_check(const Strata__V1__CheckRequest *r) {
   int rc = v_op_id("op_id", r->op_id);
-  return rc ? rc : check_rows("rows", r->n_rows, r->rows);
+  return rc ? rc : v_rows("rows", r->n_rows, r->rows);
 }
 
 /* Borrows the request's rows as lk_rows; caller frees the array. */

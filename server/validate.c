@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "locks/lock.h"
 
 const char *v_show(char *out, size_t n, const ProtobufCBinaryData *k) {
   size_t show = k->len < 32 ? k->len : 32;
@@ -76,8 +77,12 @@ int v_distinct(const char *field, size_t n, const ProtobufCBinaryData **keys) {
 int v_rows(const char *field, size_t n, const ProtobufCBinaryData *rows) {
   int rc = v_count(field, n, 1, V_MAX_BATCH);
   if (rc) return rc;
-  for (size_t i = 0; i < n; i++)
+  for (size_t i = 0; i < n; i++) {
     if ((rc = v_key_at(field, i, "", &rows[i]))) return rc;
+    if (rows[i].len > LK_KEY_MAX) /* lock rows have the lock manager's limit, not the store's */
+      return strata_err(STRATA_EINVALID, "%s[%zu]: %zu bytes exceeds the %u-byte row limit", field, i,
+                        rows[i].len, LK_KEY_MAX);
+  }
   const ProtobufCBinaryData **p = malloc(n * sizeof *p);
   if (!p) return strata_err(STRATA_ENOMEM, "%s: out of memory", field);
   for (size_t i = 0; i < n; i++) p[i] = &rows[i];

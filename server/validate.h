@@ -25,7 +25,7 @@ int v_key(const char *field, const ProtobufCBinaryData *k);
 int v_key_at(const char *list, size_t i, const char *sub, const ProtobufCBinaryData *k);
 /* An optional bound or prefix: 0..65535 bytes. */
 int v_bound(const char *field, const ProtobufCBinaryData *k);
-/* A list of rows: 1..V_MAX_BATCH of them, each a valid key, no duplicates. */
+/* A list of lock rows: 1..V_MAX_BATCH of them, each 1..LK_KEY_MAX bytes, no duplicates. */
 int v_rows(const char *field, size_t n, const ProtobufCBinaryData *rows);
 /* n in [lo, hi]. */
 int v_count(const char *field, size_t n, size_t lo, size_t hi);

@@ -140,6 +140,8 @@ static const fld FENCE_NOOP[] = {TEXT(2, "row"), END};
 static const fld COMMIT_FENCE_NOOP[] = {MSG(1, PUT_X), MSG(4, FENCE_NOOP), END};
 static const fld FENCE_10001[] = {VAR(1, 5), ROWS(2, 10001, 8), END};
 static const fld COMMIT_FENCE_10001[] = {MSG(1, PUT_X), MSG(4, FENCE_10001), END};
+static const fld FENCE_ROW_OVER[] = {VAR(1, 5), BYTES(2, 4097), END};
+static const fld COMMIT_FENCE_ROW_OVER[] = {MSG(1, PUT_X), MSG(4, FENCE_ROW_OVER), END};
 static const fld COMMIT_DUP[] = {MSG(1, PUT_X), TEXT(2, "x"), END};
 static const fld VERSIONS_BACKWARDS[] = {VAR(1, 5), VAR(2, 2), END};
 static const fld WATCH_PREFIX_OVER[] = {BYTES(2, 65536), END};
@@ -187,7 +189,8 @@ static const bcase cases[] = {
     {"Get empty", RPC_M_kv_get, EMPTY, NULL, STRATA_EINVALID, "key: must not be empty"},
     {"Get key at limit", RPC_M_kv_get, K65535, NULL, 0, NULL},
     {"Get key past limit", RPC_M_kv_get, K65536, NULL, STRATA_EINVALID, "key: 65536 bytes exceeds"},
-    {"Get pin generation 0", RPC_M_kv_get, GET_PIN0, NULL, STRATA_EINVALID, "pin.generation"},
+    /* Generation 0 is the empty store, a pin like any other (docs/protocol.md). */
+    {"Get pin generation 0", RPC_M_kv_get, GET_PIN0, NULL, 0, NULL},
     /* Kv.BatchGet */
     {"BatchGet empty", RPC_M_kv_batch_get, EMPTY, NULL, STRATA_EINVALID, "keys: at least 1"},
     {"BatchGet 10000 keys", RPC_M_kv_batch_get, BG_10000, NULL, 0, NULL},
@@ -215,6 +218,9 @@ static const bcase cases[] = {
      "fence.op_id"},
     {"Commit fence 10001 rows", RPC_M_kv_commit, COMMIT_FENCE_10001, NULL, STRATA_EINVALID,
      "fence.rows: at most 10000"},
+    /* A fence row has the lock manager's row limit (4096), not the store's key limit. */
+    {"Commit fence row past the row limit", RPC_M_kv_commit, COMMIT_FENCE_ROW_OVER, NULL,
+     STRATA_EINVALID, "fence.rows[0]: 4097 bytes exceeds the 4096-byte row limit"},
     {"Commit key twice", RPC_M_kv_commit, COMMIT_DUP, NULL, STRATA_EINVALID, "more than once"},
     /* Kv.Versions, Kv.Watch */
     {"Versions empty", RPC_M_kv_versions, EMPTY, NULL, 0, NULL},
