@@ -6,6 +6,9 @@
  * and the missing manifest, and delete nothing in the store. With the manifest
  * put back it starts and serves every acknowledged commit. The last
  * acknowledged generation comes from the lock store ('G', locks/README.md).
+ * Run on the per-group files path (--no-commit-log) and with the commit log
+ * (the default), where the commit log is removed too (a restore of kv/
+ * without it): while the log still holds a generation, replay brings it back.
  * Needs $STRATA_SERVER_BIN.
  */
 #include <dirent.h>
@@ -68,11 +71,19 @@ static void list_store(char *out, size_t n) {
   if (k > 0) free(e);
 }
 
-static void test_missing_newest_manifest_is_refused_and_nothing_deleted(void **state) {
-  (void)state;
+static void rm_log(void) {
+  char p[700];
+  snprintf(p, sizeof p, "%s/kv/log", dir);
+  harness_rmdir(p);
+}
+
+static void missing_newest_manifest(int per_group) {
   const char *bin = getenv("STRATA_SERVER_BIN");
   assert_non_null(bin);
-  assert_int_equal(harness_start(&H, bin, NULL, NULL), 0);
+  const char *const pg[] = {"--no-commit-log", NULL};
+  const char *const *extra = per_group ? pg : NULL;
+  dir[0] = 0;
+  assert_int_equal(harness_start(&H, bin, NULL, extra), 0);
   snprintf(dir, sizeof dir, "%s", H.dir);
   rpc_client *c;
   rpc_client_opts o = {.addr = H.addr};
@@ -91,11 +102,12 @@ static void test_missing_newest_manifest_is_refused_and_nothing_deleted(void **s
   fclose(f);
   assert_true(saved_len > 0);
   assert_int_equal(unlink(man), 0);
+  if (!per_group) rm_log();
   static char before[1 << 16], after[1 << 16];
   list_store(before, sizeof before);
 
   /* The start is refused, names what is missing, and deletes nothing. */
-  const char *args[] = {bin, "--listen", "127.0.0.1:0", "--data-dir", dir, NULL};
+  const char *args[] = {bin, "--listen", "127.0.0.1:0", "--data-dir", dir, per_group ? pg[0] : NULL, NULL};
   static char err[1 << 16];
   int st = harness_run(bin, args, err, sizeof err);
   if (st != 1) fprintf(stderr, "exit %d, stderr:\n%s\n", st, err);
@@ -114,7 +126,7 @@ static void test_missing_newest_manifest_is_refused_and_nothing_deleted(void **s
   assert_non_null(f);
   assert_int_equal(fwrite(saved, 1, saved_len, f), saved_len);
   fclose(f);
-  assert_int_equal(harness_start(&H, bin, dir, NULL), 0);
+  assert_int_equal(harness_start(&H, bin, dir, extra), 0);
   o.addr = H.addr;
   assert_int_equal(rpc_client_open(&o, &c), 0);
   for (int i = 1; i <= NCOMMITS; i++) {
@@ -127,16 +139,29 @@ static void test_missing_newest_manifest_is_refused_and_nothing_deleted(void **s
   assert_int_equal(harness_stop(&H), 0);
 }
 
+static void test_missing_newest_manifest_is_refused_and_nothing_deleted(void **state) {
+  (void)state;
+  missing_newest_manifest(1);
+}
+
+static void test_missing_newest_manifest_and_log_are_refused_and_nothing_deleted(void **state) {
+  (void)state;
+  missing_newest_manifest(0);
+}
+
 static int teardown(void **state) {
   (void)state;
   harness_stop(&H);
   if (dir[0]) harness_rmdir(dir);
+  dir[0] = 0;
   return 0;
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_missing_newest_manifest_is_refused_and_nothing_deleted),
+      cmocka_unit_test_teardown(test_missing_newest_manifest_is_refused_and_nothing_deleted, teardown),
+      cmocka_unit_test_teardown(test_missing_newest_manifest_and_log_are_refused_and_nothing_deleted,
+                                teardown),
   };
-  return cmocka_run_group_tests(tests, NULL, teardown);
+  return cmocka_run_group_tests(tests, NULL, NULL);
 }
