@@ -24,7 +24,6 @@
 #define LK__TAG_CTR 'C'     /* 'C' name             -> next id (8) */
 #define LK__TAG_TOKEN 'T'   /* 'T' partition(2)     -> token high-water (8) */
 #define LK__TAG_META 'V'    /* 'V'                  -> format string */
-#define LK__TAG_SYNC 'Y'    /* 'Y'                  -> write_seq (8) of the last group sync */
 #define LK__TAG_ACKED 'G'   /* 'G'                  -> last acknowledged store generation (8) */
 #define LK__FORMAT "strata-locks/1"
 

@@ -161,14 +161,17 @@ int lk__put_sync(lk_manager *lk, const void *k, size_t kl, const void *v, size_t
   if (rc || (rc = lk__db_enter(lk, what))) return rc;
   char *err = NULL;
   rocksdb_put(lk->db, lk->wo, k, kl, v, vl, &err);
-  lk__db_leave(lk);
-  if (!err) return 0;
+  if (!err) {
+    lk__db_leave(lk);
+    return 0;
+  }
   /* Nothing in memory depends on a refused put; but a failed fsync may have
    * dropped lock batches written before it, so only a refused append is
-   * recoverable. */
+   * recoverable. Marked before db_rw is left: see lk__durable. */
   int append = strstr(err, "While appending") != NULL;
   rc = lk__dberr(err, what);
   mark_failed(lk, rc, !(rc == ENOSPC && append));
+  lk__db_leave(lk);
   return rc;
 }
 
@@ -179,9 +182,9 @@ int lk__write(lk_manager *lk, rocksdb_writebatch_t *b, const char *what, uint64_
   if (rc || (rc = lk__db_enter(lk, what))) return rc;
   rocksdb_write(lk->db, lk->wo_lock, b, &err);
   if (err) {
-    lk__db_leave(lk);
     rc = lk__dberr(err, what);
-    mark_failed(lk, rc, 0); /* the caller applies nothing to memory */
+    mark_failed(lk, rc, 0); /* the caller applies nothing to memory; before db_rw is left */
+    lk__db_leave(lk);
     return rc;
   }
   /* Numbered after the write returned: every batch with a smaller or equal
@@ -213,19 +216,32 @@ int lk__durable(lk_manager *lk, uint64_t seq) {
     lk->syncing = 1;
     uint64_t target = atomic_load(&lk->write_seq);
     pthread_mutex_unlock(&lk->sync_mu);
-    /* The sync is a synced write of the sync marker, not rocksdb_flush_wal:
-     * a write passes RocksDB's background-error check and is ordered with
-     * the other WAL appends, whereas flush_wal after a failed append asserts
-     * in RocksDB 7.8 (even when the append failed on another thread a moment
-     * before). A synced write syncs every WAL record before it. */
+    /* rocksdb_flush_wal after a failed append asserts in RocksDB 7.8, even
+     * when the append failed on another thread a moment before. So the sync
+     * holds db_rw for writing: no append is in flight, and one that failed
+     * has marked the instance failed (writers mark it before they leave
+     * db_rw), so a failed instance is never synced. The price: a writer
+     * (holding its partition mutexes) that arrives during the fsync waits for
+     * it. Single-row pairs at 16 threads, same run: 0.44 of RocksDB's synced
+     * put rate this way, 0.56 with db_rw shared (unsafe), 0.37 with a synced
+     * marker write instead of flush_wal (docs/benchmarks.md, 2026-12-06). */
     char *err = NULL;
-    uint8_t mark[8];
-    lk__put64(mark, target);
-    const char mk = LK__TAG_SYNC;
-    pthread_rwlock_rdlock(&lk->db_rw);
-    if (lk->db) rocksdb_put(lk->db, lk->wo_sync, &mk, 1, (const char *)mark, 8, &err);
-    else err = strdup("the database is closed");
+    int failed;
+    pthread_rwlock_wrlock(&lk->db_rw);
+    pthread_mutex_lock(&lk->sync_mu);
+    failed = lk->db_failed;
+    pthread_mutex_unlock(&lk->sync_mu);
+    if (!failed) {
+      if (lk->db) rocksdb_flush_wal(lk->db, 1, &err);
+      else err = strdup("the database is closed");
+    }
     pthread_rwlock_unlock(&lk->db_rw);
+    if (failed) { /* the loop recovers it or reports */
+      pthread_mutex_lock(&lk->sync_mu);
+      lk->syncing = 0;
+      pthread_cond_broadcast(&lk->sync_cv);
+      continue;
+    }
     if (err) {
       /* An append refused for want of space left memory equal to the WAL
        * file; anything else (a failed fsync) may have lost written batches. */
@@ -258,12 +274,12 @@ int lk_acked_generation_note(lk_manager *lk, uint64_t gen) {
   pthread_rwlock_rdlock(&lk->db_rw);
   if (lk->db) rocksdb_put(lk->db, lk->wo_lock, &k, 1, (const char *)v, 8, &err);
   else err = strdup("the database is closed");
-  pthread_rwlock_unlock(&lk->db_rw);
   if (err) {
     rc = lk__dberr(err, "recording the acknowledged generation");
-    mark_failed(lk, rc, 0);
-    goto out;
+    mark_failed(lk, rc, 0); /* before db_rw is left: see lk__durable */
   }
+  pthread_rwlock_unlock(&lk->db_rw);
+  if (rc) goto out;
   lk->acked_gen = gen;
 out:
   pthread_mutex_unlock(&lk->gen_mu);
