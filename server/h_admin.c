@@ -44,6 +44,9 @@ static void stats(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   ss.publish_ns = sst.ns_publish;
   ss.committed_generation = sst.committed_generation;
   ss.published_generation = sst.published_generation;
+  ss.publish_stalls = sst.publish_stalls;
+  ss.publish_stalled = sst.publish_stalled != 0;
+  ss.publish_error = sst.publish_error;
   uint64_t lag = 0;
   if (st_publish_lags(s->db, &lag, 1) == 1) ss.last_publish_lag_us = lag / 1000;
   resp.store = &ss;

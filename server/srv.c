@@ -77,7 +77,7 @@ static int open_engines(srv *s) {
   if (mkdir(path, 0755) != 0 && errno != EEXIST)
     return strata_err(errno, "cannot create %s: %s", path, strerror(errno));
   st_options so = {.create = 1, .base = s->o.store_base, .min_generation = acked,
-                   .no_commit_log = s->o.no_commit_log};
+                   .no_commit_log = s->o.no_commit_log, .publish_interval_ms = s->o.publish_interval_ms};
   if (s->o.test_slow_sync_us && !so.base) { /* test only: see srv_opts */
     if ((rc = bs_file_open(path, &s->kv_files)) || (rc = bs_fault_wrap(s->kv_files, &s->kv_slow)))
       return strata_err_wrap(rc, "store in %s", path);

@@ -26,6 +26,8 @@ typedef struct srv_opts {
                         OCDBT files published in batches; the log lives in
                         data_dir/kv/log. 1: each group writes and syncs its own
                         data file and manifest (the per-group path) */
+  unsigned publish_interval_ms; /* commit log: a batch's collection time; 0 = the store's
+                                   default (st_options.publish_interval_ms) */
   /* Test only (tests/system): every fsync of the store (files and directories) first
    * sleeps this many microseconds, widening the window between a commit's fence check
    * and its publication. 0 = off. strata-server reads it from STRATA_TEST_SLOW_SYNC_US. */

@@ -31,6 +31,9 @@ typedef struct bs_ops {
   int (*append)(bs_file *f, const void *p, size_t n);
   /* Makes the file's bytes and size durable (files: fdatasync). */
   int (*fsync)(bs_file *f);
+  /* Cuts the file to len bytes (len <= its size); later appends go after them.
+   * Durable only after the next fsync. Needs no free space. */
+  int (*truncate)(bs_file *f, uint64_t len);
   void (*close)(bs_file *f);
   /* Atomically renames from -> to, replacing `to` when it exists. */
   int (*rename)(bs_store *s, const char *from, const char *to);
@@ -71,7 +74,9 @@ int bs_mem_power_on(bs_store *s);
 long bs_mem_ops(bs_store *s);
 
 /* Fault injection: wraps inner (not owned; must outlive the wrapper). */
-enum bs_fault_site { BS_FAULT_WRITE = 0, BS_FAULT_FSYNC = 1, BS_FAULT_RENAME = 2, BS_FAULT_NSITES };
+enum bs_fault_site {
+  BS_FAULT_WRITE = 0, BS_FAULT_FSYNC = 1, BS_FAULT_RENAME = 2, BS_FAULT_TRUNCATE = 3, BS_FAULT_NSITES
+};
 int bs_fault_wrap(bs_store *inner, bs_store **out);
 /* Arms the wrapper: the nth (1-based, counted from now) operation at `site`
  * fails with err (EIO or ENOSPC); n = 0 disarms. A failed write writes nothing. */
@@ -99,6 +104,7 @@ static inline int bs_append(bs_file *f, const void *p, size_t n) {
   return f->store->ops->append(f, p, n);
 }
 static inline int bs_fsync(bs_file *f) { return f->store->ops->fsync(f); }
+static inline int bs_truncate(bs_file *f, uint64_t len) { return f->store->ops->truncate(f, len); }
 static inline void bs_close(bs_file *f) {
   if (f) f->store->ops->close(f);
 }

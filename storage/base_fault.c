@@ -1,6 +1,6 @@
 /*
  * The fault-injecting base store: forwards every call to an inner store and
- * fails the Nth write (append), fsync (file or directory) or rename with the
+ * fails the Nth write (append), fsync (file or directory), rename or truncate with the
  * armed errno, so tests can fail each durability site of a commit in turn.
  */
 #include <errno.h>
@@ -28,7 +28,7 @@ typedef struct xfile {
   bs_file *inner;
 } xfile;
 
-static const char *site_name[BS_FAULT_NSITES] = {"write", "fsync", "rename"};
+static const char *site_name[BS_FAULT_NSITES] = {"write", "fsync", "rename", "truncate"};
 
 /* Counts one operation at site; returns the injected error or 0. */
 static int x_tick(xstore *s, enum bs_fault_site site, const char *path) {
@@ -93,6 +93,11 @@ static int x_fsync(bs_file *f) {
   return rc ? rc : bs_fsync(((xfile *)f)->inner);
 }
 
+static int x_truncate(bs_file *f, uint64_t len) {
+  int rc = x_tick((xstore *)f->store, BS_FAULT_TRUNCATE, "a file");
+  return rc ? rc : bs_truncate(((xfile *)f)->inner, len);
+}
+
 static void x_close(bs_file *f) {
   bs_close(((xfile *)f)->inner);
   free(f);
@@ -125,7 +130,7 @@ static void x_destroy(bs_store *bs) {
 }
 
 static const bs_ops fault_ops = {
-  x_open_read, x_pread, x_size, x_create, x_append, x_fsync, x_close,
+  x_open_read, x_pread, x_size, x_create, x_append, x_fsync, x_truncate, x_close,
   x_rename, x_sync_dir, x_remove, x_mkdir, x_list, x_lock, x_destroy,
 };
 

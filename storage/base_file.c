@@ -112,6 +112,13 @@ static int f_fsync(bs_file *bf) {
   return 0;
 }
 
+static int f_truncate(bs_file *bf, uint64_t len) {
+  ffile *f = (ffile *)bf;
+  if (ftruncate(f->fd, (off_t)len) < 0 || lseek(f->fd, (off_t)len, SEEK_SET) < 0)
+    return errno_rc(errno, "cannot truncate", (fstore *)bf->store, f->path);
+  return 0;
+}
+
 static void f_close(bs_file *bf) {
   ffile *f = (ffile *)bf;
   close(f->fd);
@@ -202,7 +209,7 @@ static void f_destroy(bs_store *bs) {
 }
 
 static const bs_ops file_ops = {
-  f_open_read, f_pread, f_size, f_create, f_append, f_fsync, f_close,
+  f_open_read, f_pread, f_size, f_create, f_append, f_fsync, f_truncate, f_close,
   f_rename, f_sync_dir, f_remove, f_mkdir, f_list, f_lock, f_destroy,
 };
 

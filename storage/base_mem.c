@@ -188,6 +188,19 @@ static int m_fsync(bs_file *bf) {
   return rc;
 }
 
+/* The durable prefix shrinks at once: the model errs towards losing the cut
+ * bytes, which only ever held records being taken back. */
+static int m_truncate(bs_file *bf, uint64_t len) {
+  mstore *s = (mstore *)bf->store;
+  mnode *nd = ((mfile *)bf)->node;
+  pthread_mutex_lock(&s->mu);
+  int rc = m_power(s, nd->path);
+  if (!rc && len < nd->len) nd->len = (size_t)len;
+  if (!rc && len < nd->synced) nd->synced = (size_t)len;
+  pthread_mutex_unlock(&s->mu);
+  return rc;
+}
+
 static void m_close(bs_file *bf) {
   mstore *s = (mstore *)bf->store;
   pthread_mutex_lock(&s->mu);
@@ -352,7 +365,7 @@ static void m_destroy(bs_store *bs) {
 }
 
 static const bs_ops mem_ops = {
-  m_open_read, m_pread, m_size, m_create, m_append, m_fsync, m_close,
+  m_open_read, m_pread, m_size, m_create, m_append, m_fsync, m_truncate, m_close,
   m_rename, m_sync_dir, m_remove, m_mkdir, m_list, m_lock, m_destroy,
 };
 

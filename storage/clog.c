@@ -272,6 +272,7 @@ struct clog_writer {
   bs_file *f;              /* the current segment, created at its first sync */
   uint64_t seq;            /* the current segment's number */
   uint64_t seg_bytes;      /* written to it */
+  uint64_t last_start;     /* where the last write_sync's records start in it */
   int rotate;              /* the next sync starts segment seq + 1 */
   int dead;                /* a failed sync could not be voided */
   strata_buf buf;          /* records since the last sync */
@@ -377,11 +378,12 @@ static int write_sync(clog_writer *w, const uint8_t *p, size_t n, uint64_t max_g
     if ((rc = seg_name(path, sizeof path, w->dir, w->seq))) return rc;
     if ((rc = bs_create(w->s, path, &w->f))) return rc;
     fresh = 1;
+    w->seg_bytes = w->last_start = 0;
     if ((rc = add_seg(w, w->seq, 0, 1))) return rc;
-    w->seg_bytes = 0;
     if ((rc = bs_append(w->f, CLOG_SEGMENT_MAGIC, CLOG_SEGMENT_MAGIC_LEN))) return rc;
     w->seg_bytes = CLOG_SEGMENT_MAGIC_LEN;
   }
+  w->last_start = w->seg_bytes;
   /* The records may be on disk from here on: count them for trimming. */
   pthread_mutex_lock(&w->mu);
   clog_seg *cur = &w->segs[w->nsegs - 1];
@@ -395,6 +397,55 @@ static int write_sync(clog_writer *w, const uint8_t *p, size_t n, uint64_t max_g
   w->syncs++;
   pthread_mutex_unlock(&w->mu);
   return 0;
+}
+
+/* Takes the last write_sync's records back: the current segment is cut to
+ * where they started and the cut made durable, so they are certainly not in
+ * the log and the segment goes on from there. Cutting frees space, so this
+ * works on a full disk. */
+static int take_back(clog_writer *w) {
+  if (!w->f) return strata_err(STRATA_EIO, "commit log %s: no segment to cut", w->dir);
+  int rc = bs_truncate(w->f, w->last_start);
+  if (!rc) rc = bs_fsync(w->f);
+  if (rc) return rc;
+  w->seg_bytes = w->last_start;
+  if (w->last_start < CLOG_SEGMENT_MAGIC_LEN) {
+    /* A new segment cut before its header: it stays empty (the reader takes
+     * an empty segment as one never written) and the next sync starts the
+     * one after it. */
+    bs_close(w->f);
+    w->f = NULL;
+    w->seq++;
+    w->rotate = 0;
+  }
+  return 0;
+}
+
+/* Records that may be on disk (seq's segment) can never be replayed once a
+ * VOID for the lowest generation they carry is durable in a new segment. */
+static int write_void(clog_writer *w, uint64_t gen, int *unknown) {
+  w->rotate = 1;
+  if (!w->f) w->seq++, w->rotate = 0; /* the segment was never created (or its creation failed) */
+  uint8_t v[CLOG_HEADER_BYTES];
+  put_header(v, CLOG_VOID, gen, 0, NULL, 0);
+  if (!write_sync(w, v, sizeof v, gen)) return 0;
+  w->dead = 1;
+  *unknown = 1;
+  if (w->f) {
+    bs_close(w->f);
+    w->f = NULL;
+  }
+  return -1;
+}
+
+int clog_cancel_last(clog_writer *w, uint64_t gen, int *unknown) {
+  *unknown = 0;
+  if (!take_back(w)) return 0;
+  char why[400];
+  snprintf(why, sizeof why, "%s", strata_errmsg());
+  if (!write_void(w, gen, unknown)) return 0;
+  return strata_err(STRATA_EIO, "commit log %s: a record could not be taken back (%s, and the void record: %s)",
+                    w->dir, why, strata_errmsg());
 }
 
 int clog_sync(clog_writer *w, int *unknown) {
@@ -412,26 +463,24 @@ int clog_sync(clog_writer *w, int *unknown) {
     return 0;
   }
   /* The records may or may not be on disk (a failed fsync leaves the file's
-   * state unknown). The segment is closed for good, and a VOID for the
-   * lowest generation they carry goes, durably, into a new segment: after
-   * that they can never be replayed. */
+   * state unknown). Cutting them off (take_back) settles it and keeps the
+   * segment; when even that fails, the segment is closed for good and a VOID
+   * makes them dead. Either way they are never replayed. */
   char why[400];
   snprintf(why, sizeof why, "%s", strata_errmsg());
   uint64_t gen = w->buf_min_gen;
   clog_discard(w);
-  w->rotate = 1;
-  if (!w->f) w->seq++, w->rotate = 0; /* the segment was never created (or its creation failed) */
-  uint8_t v[CLOG_HEADER_BYTES];
-  put_header(v, CLOG_VOID, gen, 0, NULL, 0);
-  if (write_sync(w, v, sizeof v, gen)) {
-    w->dead = 1;
-    *unknown = 1;
-    if (w->f) {
-      bs_close(w->f);
-      w->f = NULL;
-    }
-    return strata_err(rc, "%s (and the void record after it failed too: %s)", why, strata_errmsg());
+  if (!w->f) { /* the segment's creation failed: nothing of them was written */
+    w->seq++;
+    w->rotate = 0;
+    return strata_err(rc, "%s", why);
   }
+  if (!take_back(w)) return strata_err(rc, "%s", why);
+  char why2[400];
+  snprintf(why2, sizeof why2, "%s", strata_errmsg());
+  if (write_void(w, gen, unknown))
+    return strata_err(rc, "%s (cutting it off failed: %s; and the void record after it: %s)", why, why2,
+                      strata_errmsg());
   return strata_err(rc, "%s", why);
 }
 

@@ -123,13 +123,19 @@ int clog_append(clog_writer *w, int type, uint64_t generation, uint64_t commit_t
 void clog_discard(clog_writer *w);
 /* Writes the buffered records with one append and makes them durable (fsync
  * of the segment; its directory's fsync too when the segment is new). On
- * failure the records may or may not have reached the disk: the writer
- * closes the segment and makes a VOID record for the lowest buffered
- * generation durable at the start of a new segment. *unknown = 0 then (the
- * failed records will never be replayed); when that fails as well, *unknown
- * = 1, the outcome is unknown and every later sync fails (the database must
- * be reopened). Returns the first error. */
+ * failure the records may or may not have reached the disk: the writer cuts
+ * the segment back to where they started and fsyncs it (which needs no free
+ * space, so a full disk is survived in place); if that fails it closes the
+ * segment and makes a VOID record for the lowest buffered generation durable
+ * at the start of a new segment. *unknown = 0 then (the failed records will
+ * never be replayed); when that fails as well, *unknown = 1, the outcome is
+ * unknown and every later sync fails (the database must be reopened).
+ * Returns the first error. */
 int clog_sync(clog_writer *w, int *unknown);
+/* Takes back the records of the last successful clog_sync (nothing synced
+ * since): cut off as above, or failing that voided from generation gen on.
+ * 0 when they will never be replayed; otherwise *unknown = 1 as above. */
+int clog_cancel_last(clog_writer *w, uint64_t gen, int *unknown);
 /* The next sync starts a new segment (so that clog_trim can remove the
  * current one once everything in it is published). */
 void clog_rotate(clog_writer *w);

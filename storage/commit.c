@@ -29,6 +29,7 @@ uint64_t cm__now_ns(void) {
  * is per thread). */
 static void *syncer_main(void *arg) {
   st_db *db = arg;
+  pthread_setname_np(pthread_self(), "st-sync");
   pthread_mutex_lock(&db->smu);
   for (;;) {
     while (db->s_state != SYNC_POSTED && db->s_state != SYNC_STOP) pthread_cond_wait(&db->scv, &db->smu);
@@ -178,6 +179,7 @@ void cm__remove_manifests(st_db *db) {
 
 static void *preparer(void *arg) {
   st_db *db = arg;
+  pthread_setname_np(pthread_self(), "st-prepare");
   pthread_mutex_lock(&db->mu);
   for (;;) {
     while (!db->closing && db->mf_obsolete == db->mf_removed &&
@@ -359,6 +361,15 @@ static void commit_group(st_db *db, st_txn *list) {
   int broken = db->broken;
   char broken_msg[sizeof db->broken_msg];
   memcpy(broken_msg, db->broken_msg, sizeof broken_msg);
+  if (!broken && db->log && db->pub_stall && db->backlog > db->max_backlog) {
+    /* Refused, not failed: nothing is wrong with the store, and commits
+     * resume once the publisher gets through. */
+    broken = db->pub_stall;
+    snprintf(broken_msg, sizeof broken_msg,
+             "%.60s: %llu bytes of commits wait to be published and publishing them fails (%.180s); "
+             "commits resume once it succeeds",
+             db->path, (unsigned long long)db->backlog, db->pub_stall_msg);
+  }
   pthread_mutex_unlock(&db->mu);
   size_t accepted = 0;
   for (st_txn *t = list; t; t = t->next) {
@@ -432,24 +443,27 @@ static void commit_group(st_db *db, st_txn *list) {
 /* Commit log mode: a batch's data file takes no more commits past this size. */
 #define BATCH_MAX_BYTES (64u << 20)
 
-static struct timespec ts_of(uint64_t ns) {
+struct timespec cm__ts_of(uint64_t ns) {
   struct timespec ts = {(time_t)(ns / 1000000000ull), (long)(ns % 1000000000ull)};
   return ts;
 }
 
 /* Commit log mode, with db->mu held: waits while the unpublished backlog is
  * over its bound (backpressure), after handing the open batch over so that
- * the publisher can make progress. */
+ * the publisher can make progress. It does not wait on a publisher that is
+ * retrying (a full disk): commit_group refuses the group instead. */
 static void hold_back(st_db *db) {
   if (!db->log || db->backlog <= db->max_backlog) return;
   pthread_mutex_unlock(&db->mu);
   lc__batch_close(db);
   pthread_mutex_lock(&db->mu);
-  while (db->backlog > db->max_backlog && !db->pub_err && !db->closing) pthread_cond_wait(&db->cv, &db->mu);
+  while (db->backlog > db->max_backlog && !db->pub_err && !db->pub_stall && !db->closing)
+    pthread_cond_wait(&db->cv, &db->mu);
 }
 
 static void *committer(void *arg) {
   st_db *db = arg;
+  pthread_setname_np(pthread_self(), "st-commit");
   size_t last = 0;
   pthread_mutex_lock(&db->mu);
   for (;;) {
@@ -460,7 +474,7 @@ static void *committer(void *arg) {
         continue;
       }
       /* An open batch closes on time even when no commit comes. */
-      struct timespec until = ts_of(due);
+      struct timespec until = cm__ts_of(due);
       if (cm__now_ns() < due && pthread_cond_timedwait(&db->cv, &db->mu, &until) == 0) continue;
       pthread_mutex_unlock(&db->mu);
       lc__batch_close(db);
@@ -469,7 +483,7 @@ static void *committer(void *arg) {
     if (!db->q_head) break;
     hold_back(db);
     if (last > 1 && db->q_len < last && !db->closing) {
-      struct timespec until = ts_of(cm__now_ns() + LINGER_NS);
+      struct timespec until = cm__ts_of(cm__now_ns() + LINGER_NS);
       while (db->q_len < last && !db->closing)
         if (pthread_cond_timedwait(&db->cv, &db->mu, &until)) break;
     }

@@ -67,8 +67,10 @@ void cm__group_free(group *g);
 /* qsort order of a group's changes: by key. */
 int cm__cmp_change(const void *a, const void *b);
 
-/* Wall-clock nanoseconds (commit times). */
+/* Wall-clock nanoseconds (commit times), and as a deadline for
+ * pthread_cond_timedwait (the database's condition variables use that clock). */
 uint64_t cm__now_ns(void);
+struct timespec cm__ts_of(uint64_t ns);
 
 /* Runs fn(arg) on the fsync helper thread while the caller (the committer)
  * goes on; cm__job_wait returns its result (and message). One job at a time;
@@ -93,6 +95,7 @@ typedef struct st_batch {
   uint64_t first_time;     /* commit time of its first generation */
   uint64_t bytes;          /* counted in db->backlog */
   int dir_synced;          /* its entry in d/ is durable */
+  int file_synced;         /* its bytes are durable (the publisher's first step) */
   st_mstate ms;            /* the manifest state at `last`, set when it closes */
   struct st_batch *next;
 } st_batch;
@@ -121,7 +124,9 @@ void pb__stop(st_db *db);
 /* Queues a closed batch (ownership passes). */
 void pb__enqueue(st_db *db, st_batch *b);
 /* Makes batch b the published state: fsync of its data file and of d/, the
- * manifest of b->last written, fsynced, renamed, the directory fsynced. */
-int pb__publish(st_db *db, st_batch *b);
+ * manifest of b->last written, fsynced, renamed, the directory fsynced.
+ * *fatal = 1 when the data file's flush or fsync failed: trying again could
+ * not be trusted. Any other failure may be retried. */
+int pb__publish(st_db *db, st_batch *b, int *fatal);
 
 #endif

@@ -483,6 +483,9 @@ void st_get_stats(st_db *db, st_stats *out) {
   out->published_generation = db->log ? db->published : db->latest.generation;
   out->publish_batches = db->batches;
   out->unpublished_bytes = db->backlog;
+  out->publish_stalls = db->pub_stalls;
+  out->publish_stalled = db->pub_stall != 0;
+  if (db->pub_stall) snprintf(out->publish_error, sizeof out->publish_error, "%.255s", db->pub_stall_msg);
   pthread_mutex_unlock(&db->mu);
   pthread_mutex_lock(&db->ft.mu);
   out->open_files = db->ft.nopen;

@@ -196,6 +196,9 @@ struct st_db {
   uint64_t published;         /* newest generation whose manifest is durable */
   uint64_t batches;
   int pub_err, pub_stop;
+  int pub_stall;              /* the publisher is retrying after this error (publish.c) */
+  uint64_t pub_stalls;        /* times it started retrying */
+  char pub_stall_msg[400];
   pthread_t publisher;
   int has_publisher;
   pthread_cond_t pub_cv;

@@ -165,12 +165,10 @@ int lc__group(st_db *db, group *g, const st_vers *latest, st_vers *nv, st_mstate
   unknown = job.unknown;
   if (rc) goto fail;
   if (brc) {
-    /* The record is durable but the group failed: a void makes that the
-     * truth before anyone is told. */
+    /* The record is durable but the group failed: it is taken back (cut off,
+     * or voided) before anyone is told. */
     rc = brc;
-    int vrc = clog_append(db->log, CLOG_VOID, gen, 0, NULL, 0);
-    if (!vrc) vrc = clog_sync(db->log, &unknown);
-    if (vrc) unknown = 1;
+    if (clog_cancel_last(db->log, gen, &unknown)) unknown = 1;
     strata_err(rc, "%s", bwhy);
     goto fail;
   }

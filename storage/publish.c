@@ -6,9 +6,15 @@
  * and old manifests are removed. Every generation it publishes was already
  * acknowledged (it is in the synced log), so a manifest that survives a
  * crash, even one whose rename was not yet durable, is never ahead of what
- * was acknowledged. A failure stops publication: the log keeps every
- * acknowledged commit, the database refuses commits, and a reopen replays.
+ * was acknowledged. A failure for want of space or memory is retried with
+ * backoff (every step of a publication may be redone: the manifest is
+ * written afresh under a temp name), and commits go on meanwhile until the
+ * backlog bound. Any other failure, and a failed fsync of the batch's data
+ * file (after which its bytes in the page cache cannot be trusted), stops
+ * publication: the log keeps every acknowledged commit, the database
+ * refuses commits, and a reopen replays.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,14 +23,21 @@
 #include "storage/clog.h"
 #include "storage/commit_int.h"
 
-int pb__publish(st_db *db, st_batch *b) {
+int pb__publish(st_db *db, st_batch *b, int *fatal) {
   char tmp[64], mpath[64];
   strata_buf man = STRATA_BUF_INIT;
   bs_file *mf = NULL;
   int rc, have_tmp = 0;
+  *fatal = 0;
   snprintf(mpath, sizeof mpath, "manifest.%016llx", (unsigned long long)b->last);
   snprintf(tmp, sizeof tmp, "tmp.manifest.%016llx", (unsigned long long)b->last);
-  if ((rc = wr__flush(&b->w)) || (rc = bs_fsync(b->w.f))) goto out;
+  if (!b->file_synced) {
+    if ((rc = wr__flush(&b->w)) || (rc = bs_fsync(b->w.f))) {
+      *fatal = 1;
+      goto out;
+    }
+    b->file_synced = 1;
+  }
   if (!b->dir_synced && (rc = bs_sync_dir(db->base, ST_DATA_DIR))) goto out;
   b->dir_synced = 1;
   if ((rc = vt__encode_manifest(db, &b->ms, &man))) goto out;
@@ -86,8 +99,39 @@ static void published(st_db *db, st_batch *b, int rc, const char *why) {
   pthread_mutex_lock(&db->mu);
 }
 
+/* Failures that time can cure: space or memory. */
+static int retryable(int rc) {
+  return rc == ENOSPC || rc == EDQUOT || rc == ENOMEM || rc == STRATA_ENOSPC || rc == STRATA_ENOMEM;
+}
+
+/* Publishes b, retrying what retryable() allows with a backoff from 10 ms
+ * to 1 s until it works or the database closes. Called and returns without
+ * db->mu. */
+static int publish_retrying(st_db *db, st_batch *b, char *why, size_t whysz) {
+  uint64_t wait_ns = 10 * 1000000ull;
+  for (;;) {
+    int fatal, rc = pb__publish(db, b, &fatal);
+    if (rc) snprintf(why, whysz, "%s", strata_errmsg());
+    pthread_mutex_lock(&db->mu);
+    if (!rc || fatal || !retryable(rc) || db->pub_stop) {
+      db->pub_stall = 0;
+      pthread_mutex_unlock(&db->mu);
+      return rc;
+    }
+    if (!db->pub_stall) db->pub_stalls++;
+    db->pub_stall = rc;
+    snprintf(db->pub_stall_msg, sizeof db->pub_stall_msg, "%s", why);
+    pthread_cond_broadcast(&db->cv); /* a committer held back learns of it */
+    struct timespec until = cm__ts_of(cm__now_ns() + wait_ns);
+    pthread_cond_timedwait(&db->pub_cv, &db->mu, &until);
+    pthread_mutex_unlock(&db->mu);
+    if (wait_ns < 1000000000ull) wait_ns *= 2;
+  }
+}
+
 static void *publisher(void *arg) {
   st_db *db = arg;
+  pthread_setname_np(pthread_self(), "st-publish");
   pthread_mutex_lock(&db->mu);
   for (;;) {
     while (!db->pq_head && !db->pub_stop) pthread_cond_wait(&db->pub_cv, &db->mu);
@@ -100,8 +144,7 @@ static void *publisher(void *arg) {
     char why[400] = "";
     /* After a failure nothing more is published: a later manifest would
      * name nodes in the batch whose publication failed. */
-    int rc = skip ? 0 : pb__publish(db, b);
-    if (rc) snprintf(why, sizeof why, "%s", strata_errmsg());
+    int rc = skip ? 0 : publish_retrying(db, b, why, sizeof why);
     pthread_mutex_lock(&db->mu);
     published(db, b, rc, why);
     pthread_mutex_unlock(&db->mu);

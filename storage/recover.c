@@ -86,7 +86,8 @@ static int replay(st_db *db, const clog_contents *c) {
   st_batch *b = db->batch;
   db->batch = NULL;
   if (!rc) rc = mstate__copy(&db->ms, db->ms.n_versions ? db->ms.n_versions : 1, &b->ms);
-  if (!rc) rc = pb__publish(db, b);
+  int fatal;
+  if (!rc) rc = pb__publish(db, b, &fatal);
   lc__batch_free(b);
   if (!rc) db->published = db->latest.generation;
   return rc;

@@ -283,6 +283,11 @@ typedef struct st_stats {
    * the files sees), batches published, bytes not yet published. Without
    * the log both generations are the latest. */
   uint64_t committed_generation, published_generation, publish_batches, unpublished_bytes;
+  /* Commit log mode: times publication started retrying (for want of space
+   * or memory), and whether it is retrying now (then publish_error says why). */
+  uint64_t publish_stalls;
+  int publish_stalled;
+  char publish_error[256];
 } st_stats;
 void st_get_stats(st_db *db, st_stats *out);
 /* Commit log mode: the publication lag of the most recent batches (up to

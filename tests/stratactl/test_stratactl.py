@@ -285,7 +285,9 @@ def test_health_stats(data_dir):
                      "calls_failed", "max_message_bytes", "data_dir", "locks_held", "store"} and
           set(d["store"]) == {"commits", "commit_groups", "bytes_written", "cache_hits",
                               "cache_misses", "cache_bytes", "build_ns", "sync_ns", "publish_ns",
-                              "committed_generation", "published_generation", "last_publish_lag_us"} and
+                              "committed_generation", "published_generation", "last_publish_lag_us",
+                              "publish_stalls", "publish_stalled", "publish_error"} and
+          d["store"]["publish_stalled"] is False and d["store"]["publish_error"] == "" and
           d["store"]["commit_groups"] <= d["store"]["commits"] and
           # the server commits through its log: the OCDBT files may trail by a batch
           d["store"]["published_generation"] <= d["store"]["committed_generation"] ==

@@ -94,6 +94,7 @@ static int g_fsync(bs_file *f) {
   if (fail) return strata_err(STRATA_EIO, "injected fsync failure (test gate)");
   return bs_fsync(FIN(f));
 }
+static int g_truncate(bs_file *f, uint64_t len) { return bs_truncate(FIN(f), len); }
 static void g_close(bs_file *f) {
   bs_close(FIN(f));
   free(f);
@@ -105,7 +106,7 @@ static int g_mkdir(bs_store *s, const char *d) { return bs_mkdir(INNER(s), d); }
 static int g_list(bs_store *s, const char *d, char ***names, size_t *n) { return bs_list(INNER(s), d, names, n); }
 static int g_lock(bs_store *s) { return bs_lock(INNER(s)); }
 static void g_destroy(bs_store *s) { free(s); }
-static const bs_ops gate_ops = {g_open_read, g_pread, g_size, g_create, g_append, g_fsync, g_close,
+static const bs_ops gate_ops = {g_open_read, g_pread, g_size, g_create, g_append, g_fsync, g_truncate, g_close,
                                 g_rename, g_sync_dir, g_remove, g_mkdir, g_list, g_lock, g_destroy};
 
 static void gate_arm(int fail) {

@@ -17,6 +17,7 @@
 #include "common/err.h"
 #include "storage/ocdbt.h"
 #include "storage/store.h"
+#include "tests/unit/alloc_fail.h"
 
 static st_db *open_mem(bs_store **base, uint32_t node_bytes) {
   assert_int_equal(bs_mem_create(base), 0);
@@ -226,23 +227,6 @@ static void test_split_and_merge(void **state) {
  * turn; the commit must fail cleanly (no double free, no crash) and a retry
  * succeed. realloc is interposed (glibc's __libc_realloc underneath), so
  * not under ASan, which owns the allocator. */
-#ifndef __SANITIZE_ADDRESS__
-extern void *__libc_realloc(void *p, size_t n);
-static volatile long realloc_countdown; /* > 0: the countdown-th realloc from now fails */
-void *realloc(void *p, size_t n) {
-  if (realloc_countdown > 0 && __atomic_sub_fetch(&realloc_countdown, 1, __ATOMIC_SEQ_CST) == 0)
-    return NULL;
-  return __libc_realloc(p, n);
-}
-extern void *__libc_malloc(size_t n);
-static volatile long malloc_countdown; /* the same for malloc (strdup uses it) */
-void *malloc(size_t n) {
-  if (malloc_countdown > 0 && __atomic_sub_fetch(&malloc_countdown, 1, __ATOMIC_SEQ_CST) == 0)
-    return NULL;
-  return __libc_malloc(n);
-}
-#endif
-
 static void test_merge_split_out_of_memory(void **state) {
 #ifdef __SANITIZE_ADDRESS__
   skip();
@@ -275,9 +259,9 @@ static void test_merge_split_out_of_memory(void **state) {
         snprintf(k, sizeof k, "key/%06d", i);
         assert_int_equal(st_txn_delete(t, k, strlen(k)), 0);
       }
-      realloc_countdown = n;
+      af_arm(AF_REALLOC, "st-commit", n);
       int rc = st_txn_commit(t, &r);
-      long left = __atomic_exchange_n(&realloc_countdown, 0, __ATOMIC_SEQ_CST);
+      long left = af_disarm();
       if (rc == 0) {
         assert_true(left > 0); /* succeeded only once no failure was injected */
         break;
@@ -317,9 +301,9 @@ static void test_put_ref_out_of_memory(void **state) {
     st_result r;
     assert_int_equal(st_txn_begin(db, &t), 0);
     assert_int_equal(st_txn_put(t, "p", 1, "v", 1), 0);
-    malloc_countdown = n;
+    af_arm(AF_MALLOC, "", n);
     int rc = st_txn_put_ref(t, "k", 1, "d/writer-1", 6, 5);
-    malloc_countdown = 0;
+    af_disarm();
     if (rc) {
       assert_int_equal(rc, STRATA_ENOMEM);
       refused++;

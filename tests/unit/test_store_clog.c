@@ -253,9 +253,10 @@ static void test_torn_tail_every_length(void **state) {
 }
 
 /* A failed fsync: the record reached the file (the store shows it) but the
- * caller was told it failed; the void in the next segment keeps it out, and
- * the retry of the same generation is what the log holds. */
-static void test_failed_sync_is_voided(void **state) {
+ * caller was told it failed; the segment is cut back to before it (durably),
+ * and the retry of the same generation is what the log holds, in the same
+ * segment. When the cut fails too, a void in the next segment keeps it out. */
+static void test_failed_sync_is_taken_back(void **state) {
   (void)state;
   bs_store *mem, *s;
   assert_int_equal(bs_mem_create(&mem), 0);
@@ -273,22 +274,45 @@ static void test_failed_sync_is_voided(void **state) {
   clog_contents c;
   assert_int_equal(clog_read(s, CLOG_DIR, 0, &c), 0);
   assert_int_equal(c.n, 1);
-  assert_int_equal(c.nsegs, 2);
+  assert_int_equal(c.nsegs, 1);
+  assert_int_equal(c.nvoids, 0);
+  assert_int_equal(c.torn_bytes, 0); /* cut exactly where it started */
   clog_contents_free(&c);
   append_gen(w, 2, 1);
   append_gen(w, 3, 1);
   assert_int_equal(clog_sync(w, &unknown), 0);
   assert_int_equal(clog_read(s, CLOG_DIR, 0, &c), 0);
   assert_int_equal(c.n, 3);
+  assert_int_equal(c.nsegs, 1);
   expect_payload(&c.recs[1], 1);
   clog_contents_free(&c);
-  /* a failed append counts the same */
+  /* a failed append (a full disk) counts the same */
   bs_fault_arm(s, BS_FAULT_WRITE, 1, 28 /* ENOSPC */);
   append_gen(w, 4, 0);
   assert_int_equal(clog_sync(w, &unknown), 28);
   assert_int_equal(unknown, 0);
+  /* the fsync fails and so does the cut: the void goes into a new segment */
+  bs_fault_arm(s, BS_FAULT_FSYNC, 1, 5);
+  bs_fault_arm(s, BS_FAULT_TRUNCATE, 1, 5);
+  append_gen(w, 4, 1);
+  assert_int_equal(clog_sync(w, &unknown), 5);
+  assert_int_equal(unknown, 0);
+  assert_int_equal(clog_read(s, CLOG_DIR, 0, &c), 0);
+  assert_int_equal(c.n, 3);
+  assert_int_equal(c.nsegs, 2);
+  assert_int_equal(c.nvoids, 1);
+  clog_contents_free(&c);
+  /* a record synced, then taken back on request (its group failed after) */
+  append_gen(w, 4, 4);
+  assert_int_equal(clog_sync(w, &unknown), 0);
+  assert_int_equal(clog_cancel_last(w, 4, &unknown), 0);
+  assert_int_equal(unknown, 0);
+  assert_int_equal(clog_read(s, CLOG_DIR, 0, &c), 0);
+  assert_int_equal(c.n, 3);
+  clog_contents_free(&c);
   /* the power goes off after the record's append: neither its fsync nor the
-   * void can be made durable; the outcome is unknown and the writer refuses */
+   * cut nor the void can be made durable; the outcome is unknown and the
+   * writer refuses */
   append_gen(w, 4, 2);
   bs_mem_cut_power_after(mem, 1);
   assert_int_not_equal(clog_sync(w, &unknown), 0);
@@ -365,7 +389,7 @@ int main(void) {
     cmocka_unit_test(test_records_segments_and_trim),
     cmocka_unit_test(test_log_starting_past_the_manifest_is_refused),
     cmocka_unit_test(test_torn_tail_every_length),
-    cmocka_unit_test(test_failed_sync_is_voided),
+    cmocka_unit_test(test_failed_sync_is_taken_back),
     cmocka_unit_test(test_power_cut_at_every_operation),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

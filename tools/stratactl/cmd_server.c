@@ -59,6 +59,9 @@ int ctl_stats(ctl_ctx *x, const ctl_args *a) {
       json_object_set_new(so, "committed_generation", ctl_json_u64(t->committed_generation));
       json_object_set_new(so, "published_generation", ctl_json_u64(t->published_generation));
       json_object_set_new(so, "last_publish_lag_us", ctl_json_u64(t->last_publish_lag_us));
+      json_object_set_new(so, "publish_stalls", ctl_json_u64(t->publish_stalls));
+      json_object_set_new(so, "publish_stalled", json_boolean(t->publish_stalled));
+      json_object_set_new(so, "publish_error", json_string(t->publish_error));
       json_object_set_new(o, "store", so);
     } else {
       json_object_set_new(o, "store", json_null());
@@ -94,6 +97,11 @@ int ctl_stats(ctl_ctx *x, const ctl_args *a) {
              (unsigned long long)t->committed_generation, (unsigned long long)t->published_generation,
              (unsigned long long)(t->committed_generation - t->published_generation),
              (double)t->last_publish_lag_us / 1e3);
+      if (t->publish_stalled)
+        printf("publication:       STALLED, retrying (%llu stalls so far): %s\n",
+               (unsigned long long)t->publish_stalls, t->publish_error);
+      else if (t->publish_stalls)
+        printf("publication:       running (stalled %llu times since start)\n", (unsigned long long)t->publish_stalls);
     }
   }
   rpc_free(r);
