@@ -72,6 +72,11 @@ void bs_mem_cut_power_after(bs_store *s, long n);
 int bs_mem_power_on(bs_store *s);
 /* Operations counted so far (to know how many crash points a run has). */
 long bs_mem_ops(bs_store *s);
+/* A full disk: an append that would take the bytes of the files linked in
+ * the store past `bytes` fails with ENOSPC and writes nothing; 0 lifts it.
+ * bs_mem_used gives the bytes now. */
+void bs_mem_set_quota(bs_store *s, uint64_t bytes);
+uint64_t bs_mem_used(bs_store *s);
 
 /* Fault injection: wraps inner (not owned; must outlive the wrapper). */
 enum bs_fault_site {

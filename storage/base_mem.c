@@ -12,6 +12,7 @@
  *
  * Shared helpers over any base store (bs_read_all, bs_put_atomic) live here too.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +45,7 @@ typedef struct mstore {
   long ops_left;  /* operations until the power goes off; < 0: never */
   long ops_done;  /* operations counted so far */
   int off;
+  uint64_t quota; /* > 0: appends past this many bytes in all linked files fail (ENOSPC) */
 } mstore;
 
 /* Counts one operation against the power budget; STRATA_EIO once it is off.
@@ -154,12 +156,23 @@ static int m_size(bs_file *bf, uint64_t *out) {
   return 0;
 }
 
+/* Bytes in the files linked in the store. Called with s->mu held. */
+static uint64_t m_used(const mstore *s) {
+  uint64_t u = 0;
+  for (const mnode *n = s->head; n; n = n->next) u += n->len;
+  return u;
+}
+
 static int m_append(bs_file *bf, const void *p, size_t n) {
   mstore *s = (mstore *)bf->store;
   mnode *nd = ((mfile *)bf)->node;
   int rc = 0;
   pthread_mutex_lock(&s->mu);
   if ((rc = m_power(s, nd->path))) goto out;
+  if (s->quota && m_used(s) + n > s->quota) {
+    rc = strata_err(ENOSPC, "mem:%s: no space left (quota %llu bytes)", nd->path, (unsigned long long)s->quota);
+    goto out;
+  }
   if (nd->cap - nd->len < n) {
     size_t cap = nd->cap ? nd->cap : 4096;
     while (cap - nd->len < n) cap *= 2;
@@ -385,6 +398,21 @@ void bs_mem_cut_power_after(bs_store *bs, long n) {
   s->ops_left = n;
   s->off = n == 0;
   pthread_mutex_unlock(&s->mu);
+}
+
+void bs_mem_set_quota(bs_store *bs, uint64_t bytes) {
+  mstore *s = (mstore *)bs;
+  pthread_mutex_lock(&s->mu);
+  s->quota = bytes;
+  pthread_mutex_unlock(&s->mu);
+}
+
+uint64_t bs_mem_used(bs_store *bs) {
+  mstore *s = (mstore *)bs;
+  pthread_mutex_lock(&s->mu);
+  uint64_t u = m_used(s);
+  pthread_mutex_unlock(&s->mu);
+  return u;
 }
 
 long bs_mem_ops(bs_store *bs) {

@@ -6,6 +6,7 @@
  * after every operation of a run that commits while the publisher publishes
  * keeps every acknowledged generation with its commit time; a log that skips
  * generations is refused; min_generation is met from the log. STRATA_SEED. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -511,6 +512,67 @@ static void test_publisher_retries_out_of_memory(void **state) {
 #endif
 }
 
+/* A full disk in commit log mode, on the memory store's quota: a commit
+ * whose record does not fit fails with ENOSPC and is cut off; the batch the
+ * failure closed cannot be published (no room for its manifest), so the
+ * publisher retries and, the backlog being over its bound, commits are
+ * refused with the publisher's error; with space back, publication and
+ * commits resume with no reopen, and every acknowledged generation is there,
+ * on the per-group path too. Release and ASan alike. */
+static void test_full_disk_stalls_then_resumes(void **state) {
+  (void)state;
+  bs_store *base;
+  assert_int_equal(bs_mem_create(&base), 0);
+  st_options o;
+  memset(&o, 0, sizeof o);
+  o.base = base;
+  o.create = 1;
+  o.publish_interval_ms = 600000; /* batches close on failure or backpressure only */
+  o.max_unpublished_bytes = 1;    /* every commit hands the batch before it over */
+  o.config.max_decoded_node_bytes = 2048; /* as open_log */
+  st_db *db;
+  assert_int_equal(st_open("mem", &o, &db), 0);
+  st_result r;
+  uint64_t g = 0;
+  while (g < 6) {
+    assert_int_equal(commit_gen(db, ++g, &r), 0);
+    assert_int_equal(r.generation, g);
+  }
+  bs_mem_set_quota(base, bs_mem_used(base)); /* not one more byte */
+  int rc = commit_gen(db, g + 1, &r);
+  assert_true(rc == ENOSPC || rc == STRATA_ENOSPC);
+  st_stats st;
+  int refused = 0;
+  for (int i = 0; i < 3; i++) {
+    rc = commit_gen(db, g + 1, &r);
+    assert_true(rc == ENOSPC || rc == STRATA_ENOSPC);
+    if (strstr(r.message, "wait to be published")) refused++;
+  }
+  st_get_stats(db, &st);
+  if (!refused) fail_msg("no refusal for the stalled publication: %s", r.message);
+  assert_int_equal(st.publish_stalled, 1);
+  assert_non_null(strstr(st.publish_error, "no space left"));
+  assert_true(st.published_generation < g);
+  assert_int_equal(st.committed_generation, g);
+  bs_mem_set_quota(base, 0);
+  for (;;) {
+    st_get_stats(db, &st);
+    if (!st.publish_stalled && st.published_generation == g) break;
+    usleep(1000);
+  }
+  for (int i = 0; i < 4; i++) {
+    assert_int_equal(commit_gen(db, ++g, &r), 0);
+    assert_int_equal(r.generation, g);
+  }
+  st_get_stats(db, &st);
+  assert_true(st.publish_stalls >= 1);
+  st_close(db);
+  db = open_log(base, 0, 0, g, NULL);
+  for (uint64_t i = 1; i <= g; i++) check_gen(db, i, 0);
+  st_close(db);
+  bs_destroy(base);
+}
+
 int main(void) {
   seed = getenv("STRATA_SEED") ? (unsigned)atoi(getenv("STRATA_SEED")) : (unsigned)time(NULL);
   srand(seed);
@@ -522,6 +584,7 @@ int main(void) {
     cmocka_unit_test(test_log_elsewhere),
     cmocka_unit_test(test_failed_build_after_log_sync_is_taken_back),
       cmocka_unit_test(test_publisher_retries_out_of_memory),
+      cmocka_unit_test(test_full_disk_stalls_then_resumes),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
