@@ -6,11 +6,13 @@
  * use (server/datadir.h), so a refused start leaves nothing behind. See
  * server/README.md.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -55,6 +57,50 @@ static int parse_u64(const char *flag, const char *s, unsigned long long lo, uns
   }
   *out = v;
   return 0;
+}
+
+/* The signal thread: SIGTERM or SIGINT starts the drain, and bounds the
+ * stop. A signal before the server is ready ends the process at once (nothing
+ * was acknowledged yet; an interrupted recovery is redone at the next start);
+ * a stop still running SRV_STOP_HARD_MS after the grace (a disk that stopped
+ * answering, a commit that cannot finish) ends it too. Both exit with 1;
+ * everything acknowledged is durable, as after kill -9. */
+static struct {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  sigset_t set;
+  int grace_ms, sig, ready, done;
+} stopper = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+
+static void *stopper_main(void *arg) {
+  (void)arg;
+  int sig = 0;
+  sigwait(&stopper.set, &sig);
+  const char *name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
+  pthread_mutex_lock(&stopper.mu);
+  if (!stopper.ready) {
+    srv_log(SRV_LOG_WARN, "event=signal signal=%s action=exit reason=not_ready", name);
+    srv_log(SRV_LOG_INFO, "event=exit status=1");
+    _exit(1);
+  }
+  srv_log(SRV_LOG_INFO, "event=signal signal=%s action=drain", name);
+  stopper.sig = sig;
+  pthread_cond_broadcast(&stopper.cv);
+  struct timespec until;
+  clock_gettime(CLOCK_REALTIME, &until);
+  uint64_t ms = (uint64_t)(stopper.grace_ms > 0 ? stopper.grace_ms : 0) + SRV_STOP_HARD_MS;
+  until.tv_sec += (time_t)(ms / 1000);
+  until.tv_nsec += (long)(ms % 1000) * 1000000;
+  if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
+  while (!stopper.done)
+    if (pthread_cond_timedwait(&stopper.cv, &stopper.mu, &until) == ETIMEDOUT) break;
+  if (!stopper.done) {
+    srv_log(SRV_LOG_ERROR, "event=exit status=1 reason=stop_deadline grace_ms=%d hard_ms=%d", stopper.grace_ms,
+            SRV_STOP_HARD_MS);
+    _exit(1);
+  }
+  pthread_mutex_unlock(&stopper.mu);
+  return NULL;
 }
 
 int main(int argc, char **argv) {
@@ -137,13 +183,21 @@ int main(int argc, char **argv) {
     return 1;
   }
 
-  /* Every thread created from here inherits the mask; only sigwait sees them. */
+  /* Every thread created from here inherits the mask; only the stopper's
+   * sigwait sees them. */
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
+  stopper.set = set;
+  stopper.grace_ms = o.grace_ms;
+  pthread_t stop_thread;
+  if (pthread_create(&stop_thread, NULL, stopper_main, NULL) != 0) {
+    fprintf(stderr, "strata-server: cannot start the signal thread\n");
+    return 1;
+  }
 
   srv *s;
   int rc = srv_open(&o, &s);
@@ -155,11 +209,15 @@ int main(int argc, char **argv) {
     return 1;
   }
   srv_log(SRV_LOG_INFO, "event=ready pid=%ld port=%d", (long)getpid(), srv_port(s));
-  int sig = 0;
-  sigwait(&set, &sig);
-  srv_log(SRV_LOG_INFO, "event=signal signal=%s action=drain",
-          sig == SIGTERM ? "SIGTERM" : "SIGINT");
+  pthread_mutex_lock(&stopper.mu);
+  stopper.ready = 1;
+  while (!stopper.sig) pthread_cond_wait(&stopper.cv, &stopper.mu);
+  pthread_mutex_unlock(&stopper.mu);
   srv_close(s);
+  pthread_mutex_lock(&stopper.mu);
+  stopper.done = 1;
+  pthread_cond_broadcast(&stopper.cv);
+  pthread_mutex_unlock(&stopper.mu);
   srv_log(SRV_LOG_INFO, "event=exit status=0");
   return 0;
 }

@@ -43,6 +43,11 @@ typedef struct srv_opts {
 #define SRV_DEFAULT_DATA_DIR "./strata-data"
 #define SRV_LOCK_FILE "server.lock"
 #define SRV_DEFAULT_GRACE_MS 5000
+/* After the grace, the rest of a stop (cancelling calls, closing the store and the
+ * lock table) gets this long; past it strata-server exits at once with status 1
+ * (server/README.md "Stopping"). Nothing acknowledged is lost that way: an
+ * acknowledged commit or lock write is already durable, as for kill -9. */
+#define SRV_STOP_HARD_MS 10000
 
 /* Locks the data directory, opens the engines and starts serving. On failure
  * returns a Strata code (STRATA_EBUSY when another server holds the directory

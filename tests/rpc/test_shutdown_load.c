@@ -16,6 +16,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -134,12 +137,12 @@ static int acked_in(worker *ws) {
   return n;
 }
 
-/* 1 if the server's log says the drain ran out of its grace. */
-static int grace_expired(const char *log) {
+/* 1 if the server's log has a line containing `what`. */
+static int log_has(const char *log, const char *what) {
   FILE *f = fopen(log, "r");
   char line[2048];
   int found = 0;
-  while (f && fgets(line, sizeof line, f)) found |= strstr(line, "reason=grace_expired") != NULL;
+  while (f && fgets(line, sizeof line, f)) found |= strstr(line, what) != NULL;
   if (f) fclose(f);
   return found;
 }
@@ -232,7 +235,7 @@ static void test_sigterm_under_16_committers_loses_no_ack(void **state) {
     for (int i = 0; i < NCLIENTS; i++) pthread_join(t[i], NULL);
     pthread_join(tw, NULL);
     pthread_join(ta, NULL);
-    int expired = grace_expired(h.log);
+    int expired = log_has(h.log, "reason=grace_expired");
     fprintf(stderr, "round %d: exit after %lld ms; watch rc %s, waiting acquire rc %s\n", round,
             (long long)took, strata_errname(sc.watch_rc), strata_errname(sc.acquire_rc));
     assert_true(open >= base + 2); /* the watch and the waiting acquire were in flight */
@@ -256,9 +259,98 @@ static void test_sigterm_under_16_committers_loses_no_ack(void **state) {
   harness_rmdir(dir);
 }
 
+typedef struct slow_commit {
+  const char *addr;
+  int rc;
+} slow_commit;
+
+static void *commit_once(void *p) {
+  slow_commit *sc = p;
+  rpc_client *c;
+  rpc_client_opts o = {.addr = sc->addr, .timeout_ms = 120000};
+  if (rpc_client_open(&o, &c)) return NULL;
+  sc->rc = harness_put(c, "stuck", 5, "v", 1);
+  rpc_client_close(c);
+  return NULL;
+}
+
+/* A stop that cannot finish (every fsync of the store takes 10 s, so the
+ * commit in flight and the final publication need far longer than the
+ * grace): the server still ends, SRV_STOP_HARD_MS after the grace, with
+ * status 1 and a log line saying why; what was acknowledged before is there
+ * after a restart. A SIGTERM while the server is still starting (creating its
+ * directory with the same slow fsyncs) ends it at once. */
+static void test_sigterm_ends_a_stop_that_cannot_finish(void **state) {
+  (void)state;
+  const char *bin = getenv("STRATA_SERVER_BIN");
+  if (!bin || !*bin) fail_msg("STRATA_SERVER_BIN is not set");
+  assert_int_equal(harness_start(&h, bin, NULL, NULL), 0);
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s", h.dir);
+  rpc_client *c;
+  rpc_client_opts o = {.addr = h.addr, .timeout_ms = 20000};
+  assert_int_equal(rpc_client_open(&o, &c), 0);
+  assert_int_equal(harness_put(c, "before", 6, "acked", 5), 0);
+  rpc_client_close(c);
+  assert_int_equal(harness_stop(&h), 0);
+
+  static const char *const short_grace[] = {"--grace-ms", "300", NULL};
+  setenv("STRATA_TEST_SLOW_SYNC_US", "10000000", 1);
+  assert_int_equal(harness_start(&h, bin, dir, short_grace), 0);
+  rpc_client *stats;
+  rpc_client_opts so = {.addr = h.addr, .timeout_ms = 20000};
+  assert_int_equal(rpc_client_open(&so, &stats), 0);
+  uint64_t base = calls_active(stats);
+  slow_commit sc = {.addr = h.addr, .rc = 99};
+  pthread_t t;
+  pthread_create(&t, NULL, commit_once, &sc);
+  while (calls_active(stats) < base + 1) usleep(10000); /* the commit is in flight */
+  rpc_client_close(stats);
+  int64_t t0 = now_ms();
+  int stop_rc = harness_stop(&h);
+  int64_t took = now_ms() - t0;
+  pthread_join(t, NULL);
+  fprintf(stderr, "a stop stuck on 10 s fsyncs ended after %lld ms (grace 300 ms), status %d; the commit in flight: %s\n",
+          (long long)took, stop_rc, strata_errname(sc.rc));
+  assert_int_equal(stop_rc, 1);
+  assert_true(log_has(h.log, "event=exit status=1 reason=stop_deadline"));
+  assert_int_not_equal(sc.rc, 0); /* never acknowledged */
+
+  /* SIGTERM during the start: a new directory, whose creation syncs. */
+  char fresh[600];
+  snprintf(fresh, sizeof fresh, "%s-fresh", dir);
+  char logp[700];
+  snprintf(logp, sizeof logp, "%s.log", fresh);
+  pid_t pid = fork();
+  if (pid == 0) {
+    int fd = open(logp, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(fd, 2);
+    execl(bin, bin, "--data-dir", fresh, "--listen", "127.0.0.1:0", (char *)NULL);
+    _exit(127);
+  }
+  while (!log_has(logp, "event=test_slow_sync")) usleep(10000); /* starting, in its first fsync */
+  kill(pid, SIGTERM);
+  int st;
+  assert_int_equal(waitpid(pid, &st, 0), pid);
+  assert_true(WIFEXITED(st));
+  assert_int_equal(WEXITSTATUS(st), 1);
+  assert_true(log_has(logp, "action=exit reason=not_ready"));
+  unsetenv("STRATA_TEST_SLOW_SYNC_US");
+  harness_rmdir(fresh);
+  unlink(logp);
+
+  assert_int_equal(harness_start(&h, bin, dir, NULL), 0);
+  assert_int_equal(rpc_client_open(&(rpc_client_opts){.addr = h.addr, .timeout_ms = 20000}, &c), 0);
+  assert_int_equal(harness_check(c, "before", 6, "acked", 5), 0);
+  rpc_client_close(c);
+  assert_int_equal(harness_stop(&h), 0);
+  harness_rmdir(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_teardown(test_sigterm_under_16_committers_loses_no_ack, stop_server),
+      cmocka_unit_test_teardown(test_sigterm_ends_a_stop_that_cannot_finish, stop_server),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
