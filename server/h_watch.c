@@ -9,7 +9,10 @@
  * lands between "nothing new" and "wait" still wakes it: no missed generation.
  * Each generation is sent whole (split across messages with more = true when
  * large) and in order, so a client that resumes from the last generation it
- * completed sees nothing twice.
+ * completed sees nothing twice. A generation's changes are found as they are
+ * sent: the diff walk pauses once a message is full (plus one change of
+ * look-ahead, which tells whether more follow) and resumes for the next, so a
+ * stream holds one message's keys, however many keys the generation changed.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -33,10 +36,12 @@ typedef struct watch_state {
   rpc_call *call;
   strata_buf prefix;
   uint64_t last; /* last generation completely sent (or skipped) */
-  uint64_t pend_gen; /* generation whose changes are in ch */
+  uint64_t pend_gen; /* generation being sent (pending: it != NULL or nch > 0) */
   int64_t pend_time;
-  change *ch;
-  size_t nch, cap, next;
+  st_diff_iter *it;  /* its diff walk; NULL once finished */
+  change *ch;        /* found and not yet sent, in key order */
+  size_t nch, cap;
+  size_t bytes;      /* what they count against WATCH_MAX_BYTES */
   int registered;
 } watch_state;
 
@@ -80,12 +85,13 @@ static void watch_unregister(srv *s, rpc_call *call) {
 
 static void changes_clear(watch_state *st) {
   for (size_t i = 0; i < st->nch; i++) free(st->ch[i].key);
-  st->nch = st->next = 0;
+  st->nch = st->bytes = 0;
 }
 
 static void watch_free(void *p) {
   watch_state *st = p;
   if (st->registered) watch_unregister(st->s, st->call);
+  st_diff_close(st->it);
   changes_clear(st);
   free(st->ch);
   strata_buf_free(&st->prefix);
@@ -106,46 +112,24 @@ static int add_change(watch_state *st, const uint8_t *key, size_t klen, int dele
   if (!k) return strata_err(STRATA_ENOMEM, "Kv.Watch: out of memory");
   memcpy(k, key, klen);
   st->ch[st->nch++] = (change){k, klen, deleted};
+  st->bytes += klen + 8;
   return 0;
 }
 
+/* Full: more than one message holds, so at least one change is left over
+ * after sending (the look-ahead that makes `more` true). */
+static int full(const watch_state *st) { return st->nch > WATCH_MAX_CHANGES || st->bytes >= WATCH_MAX_BYTES; }
+
 static int on_diff(void *ctx, const uint8_t *key, size_t klen, int put) {
-  return add_change(ctx, key, klen, !put);
+  watch_state *st = ctx;
+  int rc = add_change(st, key, klen, !put);
+  return rc ? rc : full(st) ? ST_DIFF_PAUSE : 0;
 }
 
-/* Generation 1 has no predecessor snapshot: its changes are all its keys. */
-static int collect_first(watch_state *st, st_snap *b) {
-  st_range rg;
-  strata_buf end = STRATA_BUF_INIT, cur = STRATA_BUF_INIT;
-  int rc = st_prefix_range(st->prefix.p, st->prefix.len, &rg, &end);
-  rg.keys_only = 1;
-  for (int more = 1; !rc && more;) {
-    st_list_result res;
-    memset(&res, 0, sizeof res);
-    if ((rc = st_list(b, &rg, 4096, &res))) {
-      st_list_result_free(&res);
-      break;
-    }
-    for (size_t i = 0; !rc && i < res.n; i++)
-      rc = add_change(st, res.items[i].key, res.items[i].klen, 0);
-    more = res.more;
-    if (!rc && more) {
-      cur.len = 0;
-      rc = strata_buf_append(&cur, res.next.p, res.next.len);
-      rg.start = cur.p;
-      rg.start_len = cur.len;
-    }
-    st_list_result_free(&res);
-  }
-  strata_buf_free(&end);
-  strata_buf_free(&cur);
-  return rc;
-}
-
-/* Fills st->ch with the changes of generation g. */
-static int collect(watch_state *st, uint64_t g) {
+/* Starts generation g: its diff against g - 1 (generation 1: against the
+ * empty store). */
+static int open_gen(watch_state *st, uint64_t g) {
   st_snap *a = NULL, *b = NULL;
-  changes_clear(st);
   int rc = st_snap_at_generation(st->s->db, g, &b);
   if (rc == STRATA_ENOTFOUND)
     return strata_err(rc, "generation %llu is no longer in history; resume from a later one",
@@ -153,34 +137,42 @@ static int collect(watch_state *st, uint64_t g) {
   if (rc) return rc;
   st->pend_gen = g;
   st->pend_time = (int64_t)st_snap_info(b).commit_time;
-  if (g == 1) {
-    rc = collect_first(st, b);
-  } else if (!(rc = st_snap_at_generation(st->s->db, g - 1, &a))) {
-    rc = st_diff(a, b, on_diff, st);
-  }
+  if (g == 1 || !(rc = st_snap_at_generation(st->s->db, g - 1, &a))) rc = st_diff_open(a, b, &st->it);
   if (a) st_snap_release(a);
   st_snap_release(b);
   return rc;
 }
 
-/* Sends the next slice of the pending generation. */
+/* Walks the pending generation on until a message is full or it ends. */
+static int pump(watch_state *st) {
+  int done = 0, rc = 0;
+  if (st->it && !full(st)) {
+    rc = st_diff_step(st->it, on_diff, st, &done);
+    if (rc == ST_DIFF_PAUSE) rc = 0;
+    if (done) {
+      st_diff_close(st->it);
+      st->it = NULL;
+    }
+  }
+  return rc;
+}
+
+/* Sends the next message of the pending generation: the changes that fit,
+ * with more = true while any are left or the walk goes on. */
 static int send_pending(rpc_call *call, watch_state *st) {
-  size_t end = st->next, bytes = 0;
-  while (end < st->nch && end - st->next < WATCH_MAX_CHANGES &&
-         (end == st->next || bytes + st->ch[end].klen < WATCH_MAX_BYTES))
+  size_t end = 0, bytes = 0;
+  while (end < st->nch && end < WATCH_MAX_CHANGES && (end == 0 || bytes + st->ch[end].klen < WATCH_MAX_BYTES))
     bytes += st->ch[end++].klen + 8;
-  size_t k = end - st->next;
-  Strata__V1__Change *c = calloc(k, sizeof *c);
-  Strata__V1__Change **ptrs = calloc(k, sizeof *ptrs);
-  int rc = 0;
+  Strata__V1__Change *c = calloc(end ? end : 1, sizeof *c);
+  Strata__V1__Change **ptrs = calloc(end ? end : 1, sizeof *ptrs);
+  int rc = 0, more = end < st->nch || st->it != NULL;
   if (!c || !ptrs) {
     rc = strata_err(STRATA_ENOMEM, "Kv.Watch: out of memory");
   } else {
-    for (size_t i = 0; i < k; i++) {
-      const change *x = &st->ch[st->next + i];
+    for (size_t i = 0; i < end; i++) {
       strata__v1__change__init(&c[i]);
-      c[i].key = (ProtobufCBinaryData){x->klen, x->key};
-      c[i].deleted = x->deleted;
+      c[i].key = (ProtobufCBinaryData){st->ch[i].klen, st->ch[i].key};
+      c[i].deleted = st->ch[i].deleted;
       ptrs[i] = &c[i];
     }
     Strata__V1__Version v = STRATA__V1__VERSION__INIT;
@@ -188,19 +180,20 @@ static int send_pending(rpc_call *call, watch_state *st) {
     v.commit_time_ns = st->pend_time;
     Strata__V1__WatchResponse resp = STRATA__V1__WATCH_RESPONSE__INIT;
     resp.version = &v;
-    resp.n_changes = k;
+    resp.n_changes = end;
     resp.changes = ptrs;
-    resp.more = end < st->nch;
+    resp.more = more;
     rc = rpc_stream_send(call, &resp.base);
   }
   free(c);
   free(ptrs);
   if (rc) return rc;
-  st->next = end;
-  if (st->next == st->nch) {
-    st->last = st->pend_gen;
-    changes_clear(st);
-  }
+  for (size_t i = 0; i < end; i++) free(st->ch[i].key);
+  memmove(st->ch, st->ch + end, (st->nch - end) * sizeof *st->ch);
+  st->nch -= end;
+  st->bytes = 0;
+  for (size_t i = 0; i < st->nch; i++) st->bytes += st->ch[i].klen + 8;
+  if (!more) st->last = st->pend_gen;
   return 0;
 }
 
@@ -212,8 +205,8 @@ static void watch_next(rpc_call *call, void *p) {
     return;
   }
   int rc = 0;
-  if (st->next < st->nch) {
-    rc = send_pending(call, st);
+  if (st->it || st->nch) { /* the rest of the pending generation */
+    if (!(rc = pump(st))) rc = send_pending(call, st);
   } else {
     for (int budget = WATCH_EMPTY_BUDGET;; budget--) {
       uint64_t latest;
@@ -223,12 +216,12 @@ static void watch_next(rpc_call *call, void *p) {
         rpc_call_wake(call); /* yield the executor, come back for more */
         return;
       }
-      if ((rc = collect(st, st->last + 1))) break;
+      if ((rc = open_gen(st, st->last + 1)) || (rc = pump(st))) break;
       if (st->nch) {
         rc = send_pending(call, st);
         break;
       }
-      st->last++; /* nothing under the prefix in this generation */
+      st->last++; /* nothing under the prefix in this generation (the walk ended) */
     }
   }
   if (rc) srv__fail(call, rc);

@@ -348,72 +348,113 @@ static int same_subtree(dcur *a, dcur *b) {
          fa->n->u.bt.height == fb->n->u.bt.height;
 }
 
-int st_diff(st_snap *sa, st_snap *sb, st_diff_fn fn, void *ctx) {
-  st_db *db = sa->db;
-  dcur A = {db, {{0}}, -1}, B = {db, {{0}}, -1};
-  strata_buf ka = STRATA_BUF_INIT, kb = STRATA_BUF_INIT;
+struct st_diff_iter {
+  st_db *db;
+  dcur A, B;            /* A: the older version (empty when none), B: the newer */
+  strata_buf ka, kb;
+  int done;
+};
+
+static void dcur_free(dcur *c) {
+  while (c->top >= 0) {
+    nc__release(c->db, c->f[c->top].n);
+    strata_buf_free(&c->f[c->top].prefix);
+    c->top--;
+  }
+}
+
+void st_diff_close(st_diff_iter *it) {
+  if (!it) return;
+  dcur_free(&it->A);
+  dcur_free(&it->B);
+  strata_buf_free(&it->ka);
+  strata_buf_free(&it->kb);
+  free(it);
+}
+
+int st_diff_open(st_snap *sa, st_snap *sb, st_diff_iter **out) {
+  *out = NULL;
+  st_diff_iter *it = calloc(1, sizeof *it);
+  if (!it) return strata_err(STRATA_ENOMEM, "diff");
+  st_db *db = sb->db;
+  it->db = db;
+  it->A = (dcur){db, {{0}}, -1};
+  it->B = (dcur){db, {{0}}, -1};
+  const st_root *rb = &sb->v.root, *ra = sa ? &sa->v.root : NULL;
   int rc = 0;
-  const st_root *ra = &sa->v.root, *rb = &sb->v.root;
-  if (ra->ref.file == rb->ref.file && ra->ref.offset == rb->ref.offset && ra->ref.length == rb->ref.length)
-    return 0;
-  if (ra->ref.file != ST_NOFILE && (rc = dcur_push(&A, ra->ref, ra->height, NULL, 0))) goto out;
-  if (rb->ref.file != ST_NOFILE && (rc = dcur_push(&B, rb->ref, rb->height, NULL, 0))) goto out;
-  for (;;) {
-    dcur_settle(&A);
-    dcur_settle(&B);
-    if (A.top < 0 && B.top < 0) break;
+  if (ra && ra->ref.file == rb->ref.file && ra->ref.offset == rb->ref.offset && ra->ref.length == rb->ref.length)
+    it->done = 1; /* the same tree: no change */
+  else if (ra && ra->ref.file != ST_NOFILE)
+    rc = dcur_push(&it->A, ra->ref, ra->height, NULL, 0);
+  if (!rc && !it->done && rb->ref.file != ST_NOFILE) rc = dcur_push(&it->B, rb->ref, rb->height, NULL, 0);
+  if (rc) {
+    st_diff_close(it);
+    return rc;
+  }
+  *out = it;
+  return 0;
+}
+
+/* The walk: both cursors advance in key order; subtrees the versions share
+ * are skipped without reading them. */
+int st_diff_step(st_diff_iter *it, st_diff_fn fn, void *ctx, int *done) {
+  dcur *A = &it->A, *B = &it->B;
+  int rc = 0;
+  while (!it->done) {
+    dcur_settle(A);
+    dcur_settle(B);
+    if (A->top < 0 && B->top < 0) {
+      it->done = 1;
+      break;
+    }
     int sta = 0, stb = 0, c;
-    if (A.top >= 0 && (rc = dcur_head(&A, &ka, &sta))) goto out;
-    if (B.top >= 0 && (rc = dcur_head(&B, &kb, &stb))) goto out;
-    if (A.top < 0) c = 1;        /* only B left */
-    else if (B.top < 0) c = -1;  /* only A left */
-    else c = ocdbt_slice_cmp((ocdbt_slice){ka.p, ka.len}, (ocdbt_slice){kb.p, kb.len});
-    if (sta && stb && c == 0 && same_subtree(&A, &B)) {
-      A.f[A.top].i++;
-      B.f[B.top].i++;
+    if (A->top >= 0 && (rc = dcur_head(A, &it->ka, &sta))) break;
+    if (B->top >= 0 && (rc = dcur_head(B, &it->kb, &stb))) break;
+    if (A->top < 0) c = 1;        /* only B left */
+    else if (B->top < 0) c = -1;  /* only A left */
+    else c = ocdbt_slice_cmp((ocdbt_slice){it->ka.p, it->ka.len}, (ocdbt_slice){it->kb.p, it->kb.len});
+    if (sta && stb && c == 0 && same_subtree(A, B)) {
+      A->f[A->top].i++;
+      B->f[B->top].i++;
       continue;
     }
     /* Expand a subtree that starts first (or at the same key, the taller). */
-    if (sta && (c < 0 || (c == 0 && (!stb || A.f[A.top].n->u.bt.height >= B.f[B.top].n->u.bt.height)))) {
-      if ((rc = dcur_descend(&A))) goto out;
+    if (sta && (c < 0 || (c == 0 && (!stb || A->f[A->top].n->u.bt.height >= B->f[B->top].n->u.bt.height)))) {
+      if ((rc = dcur_descend(A))) break;
       continue;
     }
     if (stb && c >= 0) {
-      if ((rc = dcur_descend(&B))) goto out;
+      if ((rc = dcur_descend(B))) break;
       continue;
     }
-    if (sta) { /* A subtree after B's entry: B's entry is new */
-      c = 1;
-    } else if (stb) {
-      c = -1;
-    }
+    if (sta) c = 1;       /* A subtree after B's entry: B's entry is new */
+    else if (stb) c = -1;
     if (c < 0) {
-      if ((rc = fn(ctx, ka.p, ka.len, 0))) goto out;
-      A.f[A.top].i++;
+      rc = fn(ctx, it->ka.p, it->ka.len, 0);
+      A->f[A->top].i++;
     } else if (c > 0) {
-      if ((rc = fn(ctx, kb.p, kb.len, 1))) goto out;
-      B.f[B.top].i++;
+      rc = fn(ctx, it->kb.p, it->kb.len, 1);
+      B->f[B->top].i++;
     } else {
       st_entry ea, eb;
-      dcur_entry(&A, &ea);
-      dcur_entry(&B, &eb);
-      if (!bt__entry_equal(&ea, &eb) && (rc = fn(ctx, kb.p, kb.len, 1))) goto out;
-      A.f[A.top].i++;
-      B.f[B.top].i++;
+      dcur_entry(A, &ea);
+      dcur_entry(B, &eb);
+      if (!bt__entry_equal(&ea, &eb)) rc = fn(ctx, it->kb.p, it->kb.len, 1);
+      A->f[A->top].i++;
+      B->f[B->top].i++;
     }
+    if (rc == ST_DIFF_PAUSE) break; /* resumable: the change was consumed */
+    if (rc) break;
   }
-out:
-  while (A.top >= 0) {
-    nc__release(db, A.f[A.top].n);
-    strata_buf_free(&A.f[A.top].prefix);
-    A.top--;
-  }
-  while (B.top >= 0) {
-    nc__release(db, B.f[B.top].n);
-    strata_buf_free(&B.f[B.top].prefix);
-    B.top--;
-  }
-  strata_buf_free(&ka);
-  strata_buf_free(&kb);
+  if (rc && rc != ST_DIFF_PAUSE) it->done = 1; /* an error or a stop ends the walk */
+  *done = it->done;
+  return rc;
+}
+
+int st_diff(st_snap *sa, st_snap *sb, st_diff_fn fn, void *ctx) {
+  st_diff_iter *it;
+  int done, rc = st_diff_open(sa, sb, &it);
+  if (!rc) rc = st_diff_step(it, fn, ctx, &done);
+  st_diff_close(it);
   return rc;
 }

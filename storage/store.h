@@ -177,9 +177,22 @@ int st_versions(st_db *db, uint64_t min_generation, size_t limit, st_version_inf
  * value with the same bytes is reported as a put, while deleting and
  * rewriting a small value with the same bytes between a and b is not.
  * Subtrees the two versions share are skipped without reading them. fn
- * returning non-zero stops the walk and st_diff returns that value. */
+ * returning non-zero stops the walk and st_diff returns that value. a may be
+ * NULL: the empty version (every key of b is a put). */
 typedef int (*st_diff_fn)(void *ctx, const uint8_t *key, size_t klen, int put);
 int st_diff(st_snap *a, st_snap *b, st_diff_fn fn, void *ctx);
+/* The same walk, a piece at a time (a Watch stream sends a generation's
+ * changes as it finds them). The iterator keeps the nodes it stands on
+ * pinned, not the snapshots, which may be released after the open.
+ * st_diff_step calls fn for the next changes until fn returns ST_DIFF_PAUSE
+ * (the walk stops after that change and the next step resumes behind it;
+ * returns ST_DIFF_PAUSE), another non-zero value (returned; the walk is over),
+ * or the diff ends (returns 0). *done tells whether anything is left. */
+#define ST_DIFF_PAUSE 1
+typedef struct st_diff_iter st_diff_iter;
+int st_diff_open(st_snap *a, st_snap *b, st_diff_iter **out);
+int st_diff_step(st_diff_iter *it, st_diff_fn fn, void *ctx, int *done);
+void st_diff_close(st_diff_iter *it);
 
 /* --- transactions ----------------------------------------------------------- */
 

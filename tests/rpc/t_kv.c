@@ -686,3 +686,56 @@ void test_kv_watch_splits_a_large_generation(void **state) {
   assert_true(msgs >= 3);
   assert_int_equal(last_more, 0);
 }
+
+/* A generation found while it is sent: 2,000 changes under the prefix among
+ * 1,500 outside it arrive as exactly two full messages, the second with more
+ * = false (the look-ahead never leaves an empty message at the end), in key
+ * order, and the keys outside the prefix never appear. */
+void test_kv_watch_streams_a_generation_without_an_empty_tail(void **state) {
+  (void)state;
+  uint64_t from;
+  assert_int_equal(srv_latest(&from), 0);
+  enum { IN = 2000, OUT = 1500, N = IN + OUT };
+  static char kb[N][16];
+  static Strata__V1__Put p[N];
+  static Strata__V1__Put *pp[N];
+  for (int i = 0; i < N; i++) {
+    if (i < IN) snprintf(kb[i], sizeof kb[i], "wx/%05d", i);
+    else snprintf(kb[i], sizeof kb[i], "wx%05d", i); /* sorts among them, not under "wx/" */
+    strata__v1__put__init(&p[i]);
+    p[i].key = t_bytes(kb[i]);
+    p[i].value = t_bytes("v");
+    pp[i] = &p[i];
+  }
+  Strata__V1__CommitRequest q = STRATA__V1__COMMIT_REQUEST__INIT;
+  q.n_puts = N;
+  q.puts = pp;
+  Strata__V1__CommitResponse *r;
+  assert_int_equal(rpc_kv_commit(C, NULL, &q, &r), 0);
+  uint64_t g = r->version->generation;
+  rpc_free(r);
+  Strata__V1__WatchRequest wq = STRATA__V1__WATCH_REQUEST__INIT;
+  wq.from_generation = from;
+  wq.prefix = t_bytes("wx/");
+  rpc_cstream *st;
+  assert_int_equal(rpc_kv_watch(C, NULL, &wq, &st), 0);
+  Strata__V1__WatchResponse *m;
+  int msgs = 0, keys = 0, last_more = 1;
+  while (last_more && rpc_kv_watch_next(st, &m) == 1) {
+    assert_int_equal(m->version->generation, g);
+    assert_int_equal(m->n_changes, 1000);
+    for (size_t i = 0; i < m->n_changes; i++, keys++) {
+      char want[16];
+      snprintf(want, sizeof want, "wx/%05d", keys);
+      assert_int_equal(m->changes[i]->key.len, strlen(want));
+      assert_memory_equal(m->changes[i]->key.data, want, strlen(want));
+    }
+    last_more = m->more;
+    msgs++;
+    rpc_free(m);
+  }
+  rpc_cstream_close(st);
+  assert_int_equal(keys, IN);
+  assert_int_equal(msgs, 2);
+  assert_int_equal(last_more, 0);
+}

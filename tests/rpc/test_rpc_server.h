@@ -50,6 +50,7 @@ uint64_t t_wait_calls_at_least(uint64_t n);
   X(test_kv_watch_replay_live_and_resume)                     \
   X(test_kv_watch_deadline_and_cancel)                        \
   X(test_kv_watch_splits_a_large_generation)                  \
+  X(test_kv_watch_streams_a_generation_without_an_empty_tail)  \
   X(test_kv_watch_follows_concurrent_commits_across_resume)   \
   X(test_kv_concurrent_committers)
 
