@@ -17,7 +17,8 @@ O        := $(BUILD)/$(VARIANT)
 DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev \
 	libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
 	librocksdb-dev libzstd-dev libb2-dev libcmocka-dev libjansson-dev \
-	python3-grpcio python3-protobuf python3-grpc-tools python3-pytest python3-pip
+	python3-grpcio python3-protobuf python3-grpc-tools python3-pytest python3-pip \
+	libssl-dev openssl
 
 ifeq ($(VARIANT),fuzz)
 CC       := clang

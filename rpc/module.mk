@@ -10,10 +10,11 @@ RPC_PROTOS := rpc/proto/strata/v1/common.proto rpc/proto/strata/v1/kv.proto \
 RPC_GEN_C := $(RPC_PROTOS:rpc/proto/%.proto=$(BUILD)/gen/%.pb-c.c)
 RPC_GEN_H := $(RPC_GEN_C:.c=.h)
 RPC_GEN_OBJS := $(RPC_PROTOS:rpc/proto/%.proto=$(O)/gen/%.pb-c.o)
-RPC_SRCS := rpc/methods.c rpc/status.c rpc/server.c rpc/textcheck.c rpc/client.c
+RPC_SRCS := rpc/methods.c rpc/status.c rpc/server.c rpc/textcheck.c rpc/client.c rpc/tls.c
 RPC_OBJS := $(RPC_SRCS:%.c=$(O)/%.o)
 RPC_LIB := $(O)/librpc.a
-RPC_LDLIBS := $(shell pkg-config --libs grpc gpr libprotobuf-c 2>/dev/null || echo -lgrpc -lgpr -lprotobuf-c) -lpthread
+# libcrypto: PEM checks and SHA-256 (rpc/tls.c).
+RPC_LDLIBS := $(shell pkg-config --libs grpc gpr libprotobuf-c libcrypto 2>/dev/null || echo -lgrpc -lgpr -lprotobuf-c -lcrypto) -lpthread
 
 # protoc-c writes every .pb-c.{c,h} of the set in one run.
 $(RPC_GEN_C) $(RPC_GEN_H) &: $(RPC_PROTOS)

@@ -15,12 +15,21 @@
 #include "rpc/status.h"
 #include "tools/stratactl/ctl.h"
 
+static void json_error(const char *code, const char *status, const char *msg, int exit_code);
+
 rpc_client *ctl_client(ctl_ctx *x) {
   if (x->client) return x->client;
   /* addr NULL (no --addr): rpc_client_open falls back to $STRATA_ADDR, then
    * RPC_DEFAULT_ADDR; the messages name the address it chose. */
-  rpc_client_opts o = {.addr = x->addr, .timeout_ms = x->timeout_ms};
-  if (rpc_client_open(&o, &x->client)) exit(ctl_oom(x)); /* its only failure */
+  rpc_client_opts o = {.addr = x->addr, .timeout_ms = x->timeout_ms, .tls_ca = x->tls_ca,
+                       .tls_cert = x->tls_cert, .tls_key = x->tls_key, .token = x->token};
+  int rc = rpc_client_open(&o, &x->client);
+  if (rc == STRATA_ENOMEM) exit(ctl_oom(x));
+  if (rc) { /* a TLS file: the message names it */
+    fprintf(stderr, "stratactl: %s\n", strata_errmsg());
+    if (x->json) json_error(strata_errname(rc), "UNKNOWN", strata_errmsg(), CTL_USAGE);
+    exit(CTL_USAGE);
+  }
   x->addr = rpc_client_addr(x->client);
   return x->client;
 }
