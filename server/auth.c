@@ -367,12 +367,12 @@ static int gate_request(srv_auth *a, rpc_call *call, const ProtobufCMessage *req
   gcall *g = rpc_call_attached(call);
   if (!g) return 0;
   int esc = g->rule->escalate && g->rule->escalate(req);
-  if (esc && a->file && g->role < SRV_ROLE_OPERATOR) {
+  srv_role need = esc ? SRV_ROLE_OPERATOR : g->rule->role;
+  if (a->file && g->role < need) {
     char msg[1024];
-    snprintf(msg, sizeof msg,
-             "%s with privileged = true needs role operator; caller %s has role %s "
-             "(docs/security.md)",
-             g->rule->path, g->name, srv_role_name(g->role));
+    snprintf(msg, sizeof msg, "%s%s needs role %s; caller %s has role %s", g->rule->path,
+             esc ? " with privileged = true" : "", srv_role_name(need), g->name,
+             srv_role_name(g->role));
     return refuse(a, call, req, g->name, g->role, STRATA_EDENIED, msg);
   }
   if (g->rule->role < SRV_ROLE_OPERATOR && !esc) return 0;
@@ -419,7 +419,9 @@ int srv_auth_gate(void *ctx, rpc_call *call, const ProtobufCMessage *req) {
       snprintf(msg, sizeof msg, "%s is not in the role table: no role may call it", path);
       return refuse(a, call, NULL, name, role, STRATA_EDENIED, msg);
     }
-    if (role < rule->role) {
+    /* A method whose request can ask for more (escalate) is judged in phase 2,
+     * where the message can name the role the request really needs. */
+    if (role < rule->role && !rule->escalate) {
       snprintf(msg, sizeof msg, "%s needs role %s; caller %s has role %s", path,
                srv_role_name(rule->role), name, srv_role_name(role));
       return refuse(a, call, NULL, name, role, STRATA_EDENIED, msg);
