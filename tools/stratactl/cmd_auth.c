@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -89,7 +90,11 @@ static int64_t since_ns(const char *s) {
     struct tm tm;
     memset(&tm, 0, sizeof tm);
     const char *end = strptime(s, forms[i], &tm);
-    if (end && (!*end || strcmp(end, "Z") == 0)) return (int64_t)timegm(&tm) * 1000000000;
+    if (end && (!*end || strcmp(end, "Z") == 0)) {
+      int64_t t = (int64_t)timegm(&tm);
+      if (t < 0) return -1;
+      return t > INT64_MAX / 1000000000 ? INT64_MAX : t * 1000000000; /* year 2262 on: "never" */
+    }
   }
   return -1;
 }
