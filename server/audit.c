@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "server/log.h"
 
 struct srv_audit {
   int fd;
@@ -26,6 +27,9 @@ struct srv_audit {
   unsigned in_window;
   uint64_t dropped;
   int torn; /* a failed append may have left part of a line: end it first */
+  /* Test only: $STRATA_TEST_AUDIT_FAIL_AFTER=N makes every append after the first
+   * N fail with EIO (server/README.md, "Test-only knobs"); -1 = off. */
+  long fail_after, appends;
 };
 
 int srv_audit_open(const char *data_dir, srv_audit **out) {
@@ -46,6 +50,10 @@ int srv_audit_open(const char *data_dir, srv_audit **out) {
                       strerror(e));
   }
   pthread_mutex_init(&a->mu, NULL);
+  const char *fa = getenv("STRATA_TEST_AUDIT_FAIL_AFTER");
+  a->fail_after = fa && *fa ? strtol(fa, NULL, 10) : -1;
+  if (a->fail_after >= 0)
+    srv_log(SRV_LOG_WARN, "event=test_audit_fail_after appends=%ld", a->fail_after);
   /* A crash mid-append leaves a line without its newline: end it, so the
    * reader skips exactly that torn line and the next record stands alone. */
   struct stat st;
@@ -311,7 +319,9 @@ int srv_audit_append(srv_audit *a, srv_jbuf *b) {
   pthread_mutex_lock(&a->mu);
   size_t off = 0;
   int e = 0;
-  if (a->torn) {
+  if (a->fail_after >= 0 && a->appends >= a->fail_after) e = EIO; /* test only */
+  a->appends++;
+  if (!e && a->torn) {
     if (write(a->fd, "\n", 1) == 1) a->torn = 0;
     else e = errno ? errno : EIO;
   }

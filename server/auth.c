@@ -385,8 +385,11 @@ static int gate_request(srv_auth *a, rpc_call *call, const ProtobufCMessage *req
   srv_jb_request(b, "request", req);
   int rc = srv_audit_append(a->audit, b);
   free(b);
-  if (rc) /* recording is part of the call: no record, no action */
-    return strata_err(STRATA_EIO, "%s; %s was not run", strata_errmsg(), g->rule->path);
+  if (rc) { /* recording is part of the call: no record, no action */
+    char why[1024];
+    snprintf(why, sizeof why, "%s", strata_errmsg());
+    return strata_err(STRATA_EIO, "%s; %s was not run", why, g->rule->path);
+  }
   g->audited = 1;
   return 0;
 }

@@ -498,6 +498,41 @@ def test_audit_survives_kill_9(pki):
         shutil.rmtree(d, ignore_errors=True)
 
 
+def test_unrecordable_operator_call_is_not_run(pki, monkeypatch):
+    """Recording is part of the call: when the intent record cannot be made durable
+    the privileged release fails INTERNAL and the lock stays held."""
+    d = tempfile.mkdtemp(prefix="strata-pytest-auditfail-")
+    try:
+        auth = os.path.join(d, "auth")
+        write_auth(auth, TOKENS)
+        monkeypatch.setenv("STRATA_TEST_AUDIT_FAIL_AFTER", "1")  # server_start only
+        s = Server(os.path.join(d, "data"), "--auth-file", auth).start()
+        monkeypatch.delenv("STRATA_TEST_AUDIT_FAIL_AFTER")
+        try:
+            ch = grpc.insecure_channel(s.addr)
+            uu = lambda path, req, resp: ch.unary_unary(path, request_serializer=req.SerializeToString,
+                                                          response_deserializer=resp.FromString)
+            acq = uu("/strata.v1.Locks/Acquire", locks_pb2.AcquireRequest, locks_pb2.AcquireResponse)
+            assert acq(locks_pb2.AcquireRequest(op_id=5, rows=[b"kept"], kind=locks_pb2.LOCK_KIND_TEMPORAL,
+                                                ttl_ms=3600000), metadata=md(TOKENS["writer"]), timeout=WAIT).acquired
+            rel = uu("/strata.v1.Locks/Release", locks_pb2.ReleaseRequest, locks_pb2.ReleaseResponse)
+            with pytest.raises(grpc.RpcError) as e:
+                rel(locks_pb2.ReleaseRequest(rows=[b"kept"], privileged=True), metadata=md(TOKENS["operator"]),
+                    timeout=WAIT)
+            assert e.value.code() == grpc.StatusCode.INTERNAL
+            assert "audit log" in e.value.details() and "was not run" in e.value.details()
+            chk = uu("/strata.v1.Locks/Check", locks_pb2.CheckRequest, locks_pb2.CheckResponse)
+            assert chk(locks_pb2.CheckRequest(op_id=5, rows=[b"kept"]), metadata=md(TOKENS["reader"]),
+                       timeout=WAIT).all_held, "the unrecorded privileged release took effect"
+            # An ordinary release (not audited) still works.
+            assert rel(locks_pb2.ReleaseRequest(op_id=5, rows=[b"kept"]), metadata=md(TOKENS["writer"]),
+                       timeout=WAIT).released == 1
+        finally:
+            s.kill()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 # --- mutual TLS ----------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
