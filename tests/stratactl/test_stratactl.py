@@ -71,9 +71,11 @@ def free_port():
     return port
 
 
-def start_server(data_dir):
+def start_server(data_dir, *args):
+    """A server on data_dir with more flags `args`; returns (proc, port)."""
     log = open(data_dir + ".log", "w+")
-    proc = subprocess.Popen([SERVER, "--listen", "127.0.0.1:0", "--data-dir", data_dir], stderr=log)
+    proc = subprocess.Popen([SERVER, "--listen", "127.0.0.1:0", "--data-dir", data_dir] + list(args),
+                            stderr=log)
     # A server under ASan on a loaded machine can be slow to start: up to a minute.
     start = time.monotonic()
     while time.monotonic() - start < 60:
@@ -1097,26 +1099,6 @@ def test_stream_deadlines():
           "a stalled stream exits 3 after --timeout of silence, output so far printed, message says what was slow", r)
 
 
-def start_server_args(data_dir, *args):
-    """start_server with more flags; returns (proc, port)."""
-    log = open(data_dir + ".log", "w+")
-    proc = subprocess.Popen([SERVER, "--listen", "127.0.0.1:0", "--data-dir", data_dir] + list(args),
-                            stderr=log)
-    start = time.monotonic()
-    while time.monotonic() - start < 60:
-        log.seek(0)
-        m = re.search(r"event=ready .*port=(\d+)", log.read())
-        if m:
-            return proc, int(m.group(1))
-        if proc.poll() is not None:
-            break
-        time.sleep(0.01)  # polling the log for readiness
-    stop_server(proc)
-    log.seek(0)
-    print(log.read())
-    sys.exit("strata-server did not start")
-
-
 def test_security(tmp):
     """TLS, tokens, auth hash and audit (docs/security.md)."""
     pki = os.path.join(tmp, "pki")
@@ -1142,7 +1124,7 @@ def test_security(tmp):
     with open(auth, "w") as f:
         f.write("\n".join(lines) + "\n")
     data = os.path.join(tmp, "sec-data")
-    proc, port = start_server_args(data, "--tls-cert", os.path.join(pki, "server.pem"),
+    proc, port = start_server(data, "--tls-cert", os.path.join(pki, "server.pem"),
                                    "--tls-key", os.path.join(pki, "server.key"), "--auth-file", auth)
     addr = "127.0.0.1:%d" % port
     try:
@@ -1190,7 +1172,7 @@ def test_security(tmp):
         rc = stop_server(proc)
         check(rc == 0, "the TLS server exits 0 on SIGTERM (%s)" % rc)
     # Mutual TLS: the client's certificate from $STRATA_TLS_CERT / $STRATA_TLS_KEY.
-    proc, port = start_server_args(os.path.join(tmp, "mtls-data"), "--tls-cert",
+    proc, port = start_server(os.path.join(tmp, "mtls-data"), "--tls-cert",
                                    os.path.join(pki, "server.pem"), "--tls-key",
                                    os.path.join(pki, "server.key"), "--tls-client-ca", ca)
     addr = "127.0.0.1:%d" % port
