@@ -317,7 +317,7 @@ static void bench_close(bench *b) {
 
 /* Starts a server on dir/name; with pki != NULL, TLS and an auth file. */
 static srv *sec_server(const char *dir, const char *name, const char *pki) {
-  char data[600], cert[600], key[600], auth[600];
+  char data[700], cert[700], key[700], auth[700];
   snprintf(data, sizeof data, "%s/%s", dir, name);
   srv_opts o = {.listen = "127.0.0.1:0", .data_dir = data, .threads = 2, .grace_ms = 0};
   if (pki) {
@@ -348,7 +348,10 @@ static srv *sec_server(const char *dir, const char *name, const char *pki) {
  * failed calls, or 0 with a note when it cannot run (no openssl, not in the
  * source tree). */
 static uint64_t bench_security(double seconds) {
-  char dir[] = "/tmp/strata-bench-sec-XXXXXX", pki[64], cmd[256], ca_path[96];
+  /* Under $TMPDIR, as the in-process server's: make bench points it at BENCH_DIR. */
+  const char *tmp = getenv("TMPDIR");
+  char dir[512], pki[600], cmd[1400], ca_path[640];
+  snprintf(dir, sizeof dir, "%s/strata-bench-sec-XXXXXX", tmp && *tmp ? tmp : "/tmp");
   if (!mkdtemp(dir)) return 0;
   snprintf(pki, sizeof pki, "%s/pki", dir);
   snprintf(cmd, sizeof cmd, "sh tests/rpc/mkcerts.sh %s", pki);
