@@ -238,7 +238,15 @@ class Calls:
                 self.uu(ch, method, ops_pb2.AllocateIdsRequest, ops_pb2.AllocateIdsResponse)(
                     ops_pb2.AllocateIdsRequest(counter="matrix", count=5), timeout=WAIT, metadata=m)
             else:
-                raise AssertionError("the matrix has no call for %s: add one" % method)
+                # A method without a call of its own here (added to the protocol later):
+                # an empty request. Its refusals are exact; when allowed, any answer
+                # but a refusal will do (GENERIC).
+                if served_kinds()[method] == "STREAM":
+                    it = ch.unary_stream(method)(b"", timeout=WAIT, metadata=m)
+                    next(it, None)
+                    it.cancel()
+                else:
+                    ch.unary_unary(method)(b"", timeout=WAIT, metadata=m)
         except grpc.RpcError as e:
             return e.code(), e.details()
         return grpc.StatusCode.OK, ""
@@ -267,13 +275,29 @@ NEEDS = {
     "/strata.v1.Ops/ListStuck": "reader",
     "/strata.v1.Ops/List": "reader",
     "/strata.v1.Ops/AllocateIds": "writer",
+    # Served once the coordinator and GC work lands; here so that the matrix covers them
+    # the day they are registered (with an empty request: GENERIC below).
+    "/strata.v1.Coordinator/RegisterWriter": "writer",
+    "/strata.v1.Coordinator/RenewWriter": "writer",
+    "/strata.v1.Coordinator/UnregisterWriter": "writer",
+    "/strata.v1.Coordinator/RegisterFile": "writer",
+    "/strata.v1.Coordinator/ListWriters": "reader",
+    "/strata.v1.Admin/Gc": "operator",
+    "/strata.v1.Admin/Check": "operator",
 }
+# The methods Calls.call builds a real request for (their allowed cells must be OK).
+SPECIFIC = {m for m in NEEDS if not m.startswith(("/strata.v1.Coordinator/", "/strata.v1.Admin/Gc",
+                                                  "/strata.v1.Admin/Check"))}
+
+
+def served_kinds():
+    """Every method path in RPC_METHOD_MAP (rpc/methods.h), what the server serves: its kind."""
+    text = open(os.path.join(ROOT, "rpc/methods.h")).read()
+    return {p: k for p, k in re.findall(r'XX\(\w+, "(/[^"]+)", (UNARY|STREAM)', text)}
 
 
 def served_methods():
-    """Every method path in RPC_METHOD_MAP (rpc/methods.h): what the server serves."""
-    text = open(os.path.join(ROOT, "rpc/methods.h")).read()
-    return set(re.findall(r'XX\(\w+, "(/[^"]+)"', text)) - {"/package.Service/Method"}
+    return set(served_kinds())
 
 
 def test_matrix_covers_every_served_method():
@@ -287,7 +311,10 @@ def test_role_matrix(secured, pki):
     calls.seed()
     creds = [("none", None), ("bad", "not-a-token")] + [(r, TOKENS[r]) for r in ("reader", "writer", "operator")]
     failures = []
+    served = served_methods()
     for method, need in sorted(NEEDS.items()):
+        if method.split("(")[0] not in served:
+            continue
         for who, token in creds:
             calls._before = None
             before = calls.snapshot()
@@ -299,6 +326,9 @@ def test_role_matrix(secured, pki):
                 want = grpc.StatusCode.PERMISSION_DENIED
             else:
                 want = grpc.StatusCode.OK
+            generic = want == grpc.StatusCode.OK and method not in SPECIFIC
+            if generic and code not in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
+                continue
             if code != want:
                 failures.append("%s as %s: %s (%s), expected %s" % (method, who, code, details, want))
                 continue
