@@ -1140,7 +1140,8 @@ def test_security(tmp):
         r = ctl("--tls-ca", ca, "--token", "tok-w", "kv", "put", "sec-k", stdin=b"v", addr=addr)
         check(r.rc == 0, "a writer's kv put over TLS", r)
         r = ctl("--tls-ca", os.path.join(pki, "other-ca.pem"), "--token", "tok-r", "health", addr=addr)
-        check(r.rc == 3, "a CA that did not sign the server's certificate: unreachable, exit 3", r)
+        check(r.rc == 3 and "TLS handshake" in r.etext and "E1" not in r.etext,
+              "a CA that did not sign the server's certificate: exit 3, a TLS hint, no gRPC log lines", r)
         r = ctl("--tls-ca", os.path.join(tmp, "missing.pem"), "health", addr=addr)
         check(r.rc == 2 and "--tls-ca " + os.path.join(tmp, "missing.pem") in r.etext,
               "a missing --tls-ca file is named", r)

@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <grpc/support/log.h>
+
 #include "common/version.h"
 #include "tools/stratactl/ctl.h"
 
@@ -200,8 +202,14 @@ static const ctl_cmd *find_cmd(ctl_ctx *x, int argc, char **argv, int *i, int *r
   return NULL;
 }
 
+/* gRPC core's own log lines (a failed TLS handshake, ...) repeat what the failed
+ * call's status already says, in a form meant for developers: dropped unless
+ * $GRPC_VERBOSITY asks for them. */
+static void quiet_grpc_log(gpr_log_func_args *args) { (void)args; }
+
 int main(int argc, char **argv) {
   ctl_ctx x = {.timeout_ms = CTL_DEFAULT_TIMEOUT_MS}; /* addr: see ctl_client */
+  if (!getenv("GRPC_VERBOSITY")) gpr_set_log_function(quiet_grpc_log);
   int i = 1, rc = CTL_OK;
   if (ctl_global_args(&x, argc, argv, &i)) return CTL_USAGE;
   if (i >= argc) {

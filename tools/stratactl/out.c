@@ -195,9 +195,14 @@ int ctl_rpc_fail(ctl_ctx *x, int rc, const char *what) {
                     "needs a longer --timeout (now %s); 'stratactl stats' shows the calls in "
                     "flight. A server that never answers is not strata-server or is stuck.\n",
             x->addr, d);
+  else if (ec == CTL_UNREACHABLE && strstr(detail, "andshake"))
+    fprintf(stderr, "stratactl: the TLS handshake with %s failed: --tls-ca ($STRATA_TLS_CA) must "
+                    "be the CA that signed the server's certificate, and a server that requires "
+                    "client certificates needs --tls-cert and --tls-key (docs/security.md).\n",
+            x->addr);
   else if (ec == CTL_UNREACHABLE)
     fprintf(stderr, "stratactl: is strata-server running at %s? Choose the server with --addr "
-                    "HOST:PORT or $STRATA_ADDR.\n", x->addr);
+                    "HOST:PORT or $STRATA_ADDR (over TLS, with --tls-ca).\n", x->addr);
   if (ec == CTL_USAGE) ctl_usage_hint(x->cmd);
   if (x->json) {
     /* The failed call's gRPC status. OK means no call failed: the failure was
