@@ -17,7 +17,8 @@ O        := $(BUILD)/$(VARIANT)
 DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev \
 	libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
 	librocksdb-dev libzstd-dev libb2-dev libcmocka-dev libjansson-dev \
-	python3-grpcio python3-protobuf python3-grpc-tools python3-pytest python3-pip
+	python3-grpcio python3-protobuf python3-grpc-tools python3-pytest python3-pip \
+	libssl-dev openssl
 
 ifeq ($(VARIANT),fuzz)
 CC       := clang
@@ -129,7 +130,7 @@ PORT     ?= 7420
 DATA_DIR ?= ./strata-data
 run: deps
 	$(MAKE) VARIANT=release all
-	exec $(BUILD)/release/server/strata-server --data-dir '$(DATA_DIR)' --listen '$(HOST):$(PORT)'
+	exec $(BUILD)/release/server/strata-server --data-dir '$(DATA_DIR)' --listen '$(HOST):$(PORT)' $(RUN_FLAGS)
 
 FUZZ_SECONDS ?= 20
 TEST_RESULTS := $(BUILD)/test-results
@@ -203,7 +204,7 @@ install: all install-python
 	for h in $(RPC_GEN_H:$(BUILD)/gen/%=%); do install -D -m 644 $(BUILD)/gen/$$h $(DESTDIR)$(INCLUDEDIR)/$$h; done
 	printf '%s\n' 'prefix=$(PREFIX)' 'libdir=$(LIBDIR)' 'includedir=$(INCLUDEDIR)' '' \
 	  'Name: strata' 'Description: Strata C client library (gRPC) and engines' \
-	  'Version: $(STRATA_VERSION)' 'Requires: grpc gpr libprotobuf-c' \
+	  'Version: $(STRATA_VERSION)' 'Requires: grpc gpr libprotobuf-c libcrypto' \
 	  'Requires.private: libzstd libb2' \
 	  'Libs: -L$${libdir} -lstrata_rpc -lstrata' 'Libs.private: -lrocksdb -lpthread -lm' \
 	  'Cflags: -I$${includedir}' > $(DESTDIR)$(LIBDIR)/pkgconfig/strata.pc

@@ -34,7 +34,9 @@
   XX(SHUTDOWN,    -30017, "shutting down")                                         \
   XX(DEADLINE,    -30018, "deadline exceeded")                                     \
   XX(CANCELLED,   -30019, "cancelled")                                             \
-  XX(INTERNAL,    -30020, "internal error")
+  XX(INTERNAL,    -30020, "internal error")                                      \
+  XX(UNAUTHENTICATED, -30031, "no valid credentials")                              \
+  XX(DENIED,      -30032, "the caller's role does not allow this")
 
 enum strata_errno {
   STRATA_OK = 0,

@@ -19,6 +19,7 @@
 
 #include "common/err.h"
 #include "rpc/status.h"
+#include "rpc/tls.h"
 
 struct rpc_client {
   grpc_channel *ch;
@@ -26,6 +27,9 @@ struct rpc_client {
   int64_t timeout_ms;
   size_t max_msg;
   int wait_for_ready;
+  int tls;
+  grpc_metadata auth; /* "authorization: Bearer ..."; sent when nauth == 1 */
+  size_t nauth;
   void *handles[RPC_M__COUNT];
 };
 
@@ -48,16 +52,32 @@ static _Thread_local char last_trailer[64];
 grpc_status_code rpc_client_last_status(void) { return last_status; }
 const char *rpc_client_last_trailer(void) { return last_trailer; }
 
+static const char *opt_or_env(const char *v, const char *env) {
+  if (!v) v = getenv(env);
+  return v && *v ? v : NULL;
+}
+
 int rpc_client_open(const rpc_client_opts *o, rpc_client **out) {
   static const rpc_client_opts defaults;
   if (!o) o = &defaults;
   *out = NULL;
+  rpc_tls tls;
+  const char *ca = opt_or_env(o->tls_ca, "STRATA_TLS_CA");
+  const char *cert = opt_or_env(o->tls_cert, "STRATA_TLS_CERT");
+  const char *key = opt_or_env(o->tls_key, "STRATA_TLS_KEY");
+  int rc = rpc_tls_load(&tls, ca, "--tls-ca", cert, "--tls-cert", key, "--tls-key");
+  if (!rc && cert && !ca)
+    rc = strata_err(STRATA_EINVALID, "--tls-cert without --tls-ca: give the CA that signed the "
+                                     "server's certificate ($STRATA_TLS_CA)");
+  if (rc) return rc;
+  const char *token = opt_or_env(o->token, "STRATA_TOKEN");
   rpc_client *c = calloc(1, sizeof *c);
   const char *addr = o->addr;
   if (!addr || !*addr) addr = getenv("STRATA_ADDR");
   if (!addr || !*addr) addr = RPC_DEFAULT_ADDR;
   if (!c || !(c->addr = strdup(addr))) {
     free(c);
+    rpc_tls_free(&tls);
     return strata_err(STRATA_ENOMEM, "rpc client: out of memory");
   }
   c->timeout_ms = o->timeout_ms ? o->timeout_ms : 30000;
@@ -73,9 +93,28 @@ int rpc_client_open(const rpc_client_opts *o, rpc_client **out) {
   args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
   args[1].value.integer = (int)c->max_msg;
   grpc_channel_args cargs = {2, args};
-  grpc_channel_credentials *creds = grpc_insecure_credentials_create();
+  grpc_channel_credentials *creds;
+  if (tls.ca) {
+    grpc_ssl_pem_key_cert_pair pair = {tls.key, tls.cert};
+    creds = grpc_ssl_credentials_create(tls.ca, tls.cert ? &pair : NULL, NULL, NULL);
+    c->tls = 1;
+  } else {
+    creds = grpc_insecure_credentials_create();
+  }
+  rpc_tls_free(&tls); /* core keeps its own copies */
   c->ch = grpc_channel_create(c->addr, creds, &cargs);
   grpc_channel_credentials_release(creds);
+  if (token) {
+    size_t n = strlen(token);
+    char *v = malloc(n + 8);
+    if (!v) abort();
+    memcpy(v, "Bearer ", 7);
+    memcpy(v + 7, token, n + 1);
+    c->auth.key = grpc_slice_from_static_string("authorization");
+    c->auth.value = grpc_slice_from_copied_string(v);
+    free(v);
+    c->nauth = 1;
+  }
   for (int m = 0; m < RPC_M__COUNT; m++)
     c->handles[m] = grpc_channel_register_call(c->ch, rpc_methods[m].path, NULL, NULL);
   *out = c;
@@ -85,6 +124,7 @@ int rpc_client_open(const rpc_client_opts *o, rpc_client **out) {
 void rpc_client_close(rpc_client *c) {
   if (!c) return;
   grpc_channel_destroy(c->ch);
+  if (c->nauth) grpc_slice_unref(c->auth.value);
   free(c->addr);
   free(c);
   grpc_shutdown();
@@ -183,6 +223,8 @@ static int unary_raw(rpc_client *c, void *handle, const char *path, const rpc_ca
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
   ops[0].flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
+  ops[0].data.send_initial_metadata.count = c->nauth;
+  ops[0].data.send_initial_metadata.metadata = &c->auth;
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = req;
   ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -283,6 +325,8 @@ int rpc_client_stream(rpc_client *c, rpc_method_id m, const rpc_callopts *co,
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
   ops[0].flags = c->wait_for_ready ? GRPC_INITIAL_METADATA_WAIT_FOR_READY : 0;
+  ops[0].data.send_initial_metadata.count = c->nauth;
+  ops[0].data.send_initial_metadata.metadata = &s->c->auth;
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = bb;
   ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;

@@ -37,6 +37,14 @@ typedef struct rpc_client_opts {
   /* 0 (default): a call fails at once with ENOTCONN when the server cannot be
    * reached. 1: wait for the connection until the call's deadline. */
   int wait_for_ready;
+  /* TLS (docs/security.md). tls_ca: PEM file of the CA that signed the
+   * server's certificate; giving it turns TLS on. tls_cert + tls_key: this
+   * client's certificate and key, for servers that require mutual TLS. Each
+   * NULL falls back to $STRATA_TLS_CA, $STRATA_TLS_CERT, $STRATA_TLS_KEY. */
+  const char *tls_ca, *tls_cert, *tls_key;
+  /* Bearer token sent with every call as "authorization: Bearer TOKEN".
+   * NULL: $STRATA_TOKEN; "" or unset: none. */
+  const char *token;
 } rpc_client_opts;
 
 /* Per-call options; NULL means the client's defaults. */
@@ -46,7 +54,9 @@ typedef struct rpc_callopts {
 
 /* Creates a client for o->addr (NULL opts: all defaults). Connects lazily: an
  * unreachable server shows up as ENOTCONN on the first call. Free with
- * rpc_client_close. Returns 0 or STRATA_ENOMEM. */
+ * rpc_client_close. Returns 0, STRATA_ENOMEM, or (a TLS file missing,
+ * unreadable or not matching) STRATA_EINVALID / an errno with a message naming
+ * the file. */
 int rpc_client_open(const rpc_client_opts *o, rpc_client **out);
 /* Closes the channel. No call on `c` may be in progress. */
 void rpc_client_close(rpc_client *c);

@@ -30,6 +30,7 @@
 
 #include "common/err.h"
 #include "rpc/status.h"
+#include "rpc/tls.h"
 
 enum tag_kind { T_REQUEST, T_CLOSE, T_SEND, T_STATUS, T_SHUTDOWN };
 
@@ -77,6 +78,10 @@ struct rpc_call {
   void (*free_state)(void *);
   rpc_call *qnext; /* executor queue */
   rpc_call *lprev, *lnext; /* srv->streams list */
+  /* The gate's state (rpc_call_attach). */
+  void *gstate;
+  void (*gend)(void *, rpc_call *, int, const char *);
+  void (*gfree)(void *);
   /* In-process calls (rpc_server_call_local): no grpc_call; results land here. */
   rpc_local_result *local;
   pthread_cond_t lcv; /* with mu: signalled when the call finishes */
@@ -89,6 +94,9 @@ struct rpc_server {
   rpc_log_fn log;
   int log_level;
   rpc_handler handlers[RPC_M__COUNT];
+  rpc_gate_fn gate;
+  void *gate_ctx;
+  int tls;
   void *method_handles[RPC_M__COUNT];
   int nw;
   cqw *ws;
@@ -138,6 +146,7 @@ static void call_ref(rpc_call *c) { atomic_fetch_add(&c->refs, 1); }
 
 static void call_free(rpc_call *c) {
   if (c->free_state) c->free_state(c->state);
+  if (c->gfree) c->gfree(c->gstate);
   if (c->req) protobuf_c_message_free_unpacked(c->req, NULL);
   if (c->payload) grpc_byte_buffer_destroy(c->payload);
   if (c->send_buf) grpc_byte_buffer_destroy(c->send_buf);
@@ -223,6 +232,11 @@ static void local_end(rpc_call *c, int rc, grpc_status_code st, const char *msg)
 static void call_end(rpc_call *c, int rc, const char *msg, grpc_byte_buffer *body) {
   grpc_status_code st = rpc_status_of(rc);
   rpc_server *s = c->srv;
+  if (c->gend) { /* the audit's outcome record: before the client can see the answer */
+    void (*end)(void *, rpc_call *, int, const char *) = c->gend;
+    c->gend = NULL;
+    end(c->gstate, c, rc, msg ? msg : "");
+  }
   if (c->local) {
     assert(!body);
     local_end(c, rc, st, msg);
@@ -513,6 +527,56 @@ int64_t rpc_call_remaining_ms(const rpc_call *c) {
 }
 
 rpc_method_id rpc_call_method(const rpc_call *c) { return (rpc_method_id)c->mid; }
+
+long rpc_call_metadata(const rpc_call *c, const char *key, const char **val) {
+  for (size_t i = 0; i < c->req_md.count; i++)
+    if (grpc_slice_str_cmp(c->req_md.metadata[i].key, key) == 0) {
+      *val = (const char *)GRPC_SLICE_START_PTR(c->req_md.metadata[i].value);
+      return (long)GRPC_SLICE_LENGTH(c->req_md.metadata[i].value);
+    }
+  *val = NULL;
+  return -1;
+}
+
+void rpc_call_peer(const rpc_call *c, char *buf, size_t n) {
+  if (!c->call) {
+    snprintf(buf, n, "local");
+    return;
+  }
+  char *p = grpc_call_get_peer(c->call);
+  snprintf(buf, n, "%s", p ? p : "unknown");
+  gpr_free(p);
+}
+
+int rpc_call_peer_subject(const rpc_call *c, char *buf, size_t n) {
+  buf[0] = 0;
+  if (!c->call || !c->srv->tls) return 0;
+  grpc_auth_context *ac = grpc_call_auth_context(c->call);
+  if (!ac) return 0;
+  grpc_auth_property_iterator it =
+      grpc_auth_context_find_properties_by_name(ac, GRPC_X509_SUBJECT_PROPERTY_NAME);
+  const grpc_auth_property *p = grpc_auth_property_iterator_next(&it);
+  int found = 0;
+  if (p && p->value_length > 0) {
+    snprintf(buf, n, "%.*s", (int)p->value_length, p->value);
+    found = 1;
+  }
+  grpc_auth_context_release(ac);
+  return found;
+}
+
+int rpc_call_is_tls(const rpc_call *c) { return c->call && c->srv->tls; }
+
+void rpc_call_attach(rpc_call *c, void *state,
+                     void (*on_end)(void *state, rpc_call *call, int rc, const char *msg),
+                     void (*free_state)(void *state)) {
+  assert(!c->gstate && !c->gend && !c->gfree);
+  c->gstate = state;
+  c->gend = on_end;
+  c->gfree = free_state;
+}
+
+void *rpc_call_attached(const rpc_call *c) { return c->gstate; }
 rpc_server *rpc_call_server(const rpc_call *c) { return c->srv; }
 
 /* --- events ----------------------------------------------------------------- */
@@ -524,7 +588,13 @@ static void dispatch(rpc_call *c, const uint8_t *p, size_t n, grpc_slice *slice)
   rpc_server *s = c->srv;
   const rpc_method_desc *md = &rpc_methods[c->mid];
   const rpc_handler *h = &s->handlers[c->mid];
-  int rc = rpc_check_text(md->req, p, n);
+  int rc = s->gate ? s->gate(s->gate_ctx, c, NULL) : 0;
+  if (rc) { /* refused before the request is even decoded */
+    if (slice) grpc_slice_unref(*slice);
+    rpc_call_fail(c, rc, "%s", strata_errmsg());
+    return;
+  }
+  rc = rpc_check_text(md->req, p, n);
   if (!rc) c->req = protobuf_c_message_unpack(md->req, NULL, n, p);
   if (slice) grpc_slice_unref(*slice);
   if (rc) {
@@ -534,6 +604,10 @@ static void dispatch(rpc_call *c, const uint8_t *p, size_t n, grpc_slice *slice)
   if (!c->req) {
     rpc_call_fail(c, STRATA_EINVALID, "%s: the request is not a valid %s message", md->path,
                   md->req->name);
+    return;
+  }
+  if (s->gate && (rc = s->gate(s->gate_ctx, c, c->req))) {
+    rpc_call_fail(c, rc, "%s", strata_errmsg());
     return;
   }
   if (!h->start) {
@@ -678,6 +752,8 @@ static rpc_server *server_new(const rpc_server_opts *o) {
   s->log = o->log;
   s->log_level = o->log_level;
   memcpy(s->handlers, o->handlers, sizeof s->handlers);
+  s->gate = o->gate;
+  s->gate_ctx = o->gate_ctx;
   s->nw = o->threads > 0 ? o->threads : 2;
   s->nx = o->exec_threads > 0 ? o->exec_threads : 2;
   s->t_shutdown = (rpc_tag){T_SHUTDOWN, NULL};
@@ -752,6 +828,17 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out) {
   *out = NULL;
   rpc_server *s = server_new(o);
   if (!s) return strata_err(STRATA_ENOMEM, "rpc server: out of memory");
+  rpc_tls tls;
+  int rc = rpc_tls_load(&tls, o->tls_client_ca, "--tls-client-ca", o->tls_cert, "--tls-cert",
+                        o->tls_key, "--tls-key");
+  if (!rc && o->tls_client_ca && !o->tls_cert)
+    rc = strata_err(STRATA_EINVALID, "--tls-client-ca needs --tls-cert and --tls-key");
+  if (rc) {
+    rpc_tls_free(&tls);
+    server_free(s);
+    return rc;
+  }
+  s->tls = tls.cert != NULL;
   grpc_init();
 
   grpc_arg args[3];
@@ -777,11 +864,22 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out) {
     grpc_server_register_completion_queue(s->server, s->ws[i].cq, NULL);
   }
   const char *listen = o->listen ? o->listen : "127.0.0.1:0";
-  grpc_server_credentials *creds = grpc_insecure_server_credentials_create();
-  s->port = grpc_server_add_http2_port(s->server, listen, creds);
-  grpc_server_credentials_release(creds);
+  grpc_server_credentials *creds;
+  if (s->tls) {
+    grpc_ssl_pem_key_cert_pair pair = {tls.key, tls.cert};
+    creds = grpc_ssl_server_credentials_create_ex(
+        tls.ca, &pair, 1,
+        tls.ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
+               : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
+        NULL);
+  } else {
+    creds = grpc_insecure_server_credentials_create();
+  }
+  s->port = creds ? grpc_server_add_http2_port(s->server, listen, creds) : 0;
+  if (creds) grpc_server_credentials_release(creds);
+  rpc_tls_free(&tls); /* core keeps its own copies */
   if (s->port == 0) {
-    int rc = strata_err(STRATA_EBUSY,
+    rc = strata_err(STRATA_EBUSY,
                         "cannot listen on %s: the address is in use or invalid "
                         "(is another strata-server running? choose another --listen)",
                         listen);

@@ -39,6 +39,15 @@ typedef struct rpc_handler {
   const char *unimplemented_msg; /* with start == NULL, the message to send (optional) */
 } rpc_handler;
 
+/* The gate (rpc_server_opts.gate): decides whether a call may run. It is
+ * called twice per call on a method of the table, on the poller thread: first
+ * with req == NULL before the request is decoded (authenticate; refuse by
+ * method), then with the decoded request just before the handler (refuse by
+ * what the request asks). A nonzero return ends the call with that code and
+ * this thread's strata_errmsg(); the handler never runs. Calls to unknown
+ * methods are not gated (they are answered UNIMPLEMENTED and touch nothing). */
+typedef int (*rpc_gate_fn)(void *ctx, rpc_call *call, const ProtobufCMessage *req);
+
 /* Log hook: level 0=error 1=warn 2=info 3=debug; `line` is "event=... k=v ...". */
 typedef void (*rpc_log_fn)(int level, const char *line);
 
@@ -50,6 +59,12 @@ typedef struct rpc_server_opts {
   rpc_log_fn log; /* default: none */
   int log_level; /* lines above this level are not even formatted; 0 = errors only */
   rpc_handler handlers[RPC_M__COUNT];
+  /* TLS (rpc/tls.h): PEM file paths. tls_cert and tls_key together turn TLS on;
+   * tls_client_ca then also requires every client to present a certificate
+   * signed by that CA (mutual TLS). All NULL: plaintext. */
+  const char *tls_cert, *tls_key, *tls_client_ca;
+  rpc_gate_fn gate; /* NULL: every call runs */
+  void *gate_ctx;
 } rpc_server_opts;
 
 /* Binds, starts the threads and begins serving. On failure returns a Strata
@@ -156,6 +171,32 @@ int rpc_call_stop_reason(const rpc_call *call);
 
 /* Milliseconds left before the call's deadline (INT64_MAX when none). */
 int64_t rpc_call_remaining_ms(const rpc_call *call);
+
+/* The value of request metadata `key` (lower case, e.g. "authorization"):
+ * its length with *val pointing into the call's metadata (not NUL-terminated,
+ * valid until the call ends), or -1 when the client sent none. */
+long rpc_call_metadata(const rpc_call *call, const char *key, const char **val);
+
+/* The client's address as gRPC names it ("ipv4:127.0.0.1:53012"), or "local"
+ * for an in-process call, into buf (always terminated). */
+void rpc_call_peer(const rpc_call *call, char *buf, size_t n);
+
+/* The subject of the client's verified TLS certificate ("CN=alice,O=ops"),
+ * into buf; returns 1, or 0 (buf "") when the call came without one. */
+int rpc_call_peer_subject(const rpc_call *call, char *buf, size_t n);
+
+/* 1 when the call arrived over TLS. */
+int rpc_call_is_tls(const rpc_call *call);
+
+/* Attaches the gate's per-call state: on_end(state, call, rc, msg) runs once
+ * when the call ends (on the thread that ends it, before the status is sent;
+ * rc and msg are the status about to go out), then free_state(state). Only one
+ * attachment per call. */
+void rpc_call_attach(rpc_call *call, void *state,
+                     void (*on_end)(void *state, rpc_call *call, int rc, const char *msg),
+                     void (*free_state)(void *state));
+/* The state attached with rpc_call_attach, or NULL. */
+void *rpc_call_attached(const rpc_call *call);
 
 /* The method being served. */
 rpc_method_id rpc_call_method(const rpc_call *call);

@@ -18,7 +18,10 @@
 
 #include "common/err.h"
 #include "common/version.h"
+#include "rpc/tls.h"
+#include "server/auth.h"
 #include "server/datadir.h"
+#include "server/exposure.h"
 #include "server/log.h"
 #include "server/srv.h"
 
@@ -27,7 +30,8 @@ static void usage(FILE *f) {
           "usage: strata-server [--listen HOST:PORT] [--data-dir DIR] [--threads N]\n"
           "                     [--max-message-bytes N] [--log-level error|warn|info|debug]\n"
           "                     [--grace-ms N] [--no-commit-log] [--publish-interval-ms N]\n"
-          "                     [--version]\n"
+          "                     [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n"
+          "                     [--auth-file FILE] [--insecure-listen] [--version]\n"
           "  --listen             address to serve gRPC on (default " SRV_DEFAULT_LISTEN
           ")\n"
           "  --data-dir           data directory, created if missing (default " SRV_DEFAULT_DATA_DIR
@@ -43,6 +47,14 @@ static void usage(FILE *f) {
           "                       in batches shortly after; --commit-log asks for the default)\n"
           "  --publish-interval-ms with the commit log, how long a batch of commits collects\n"
           "                       before its OCDBT files are published (1..600000, default 10)\n"
+          "  --tls-cert, --tls-key serve TLS with this PEM certificate (chain) and its key\n"
+          "  --tls-client-ca      mutual TLS: require a client certificate signed by this CA;\n"
+          "                       its subject names the caller\n"
+          "  --auth-file          bearer tokens and their roles, one 'NAME ROLE SHA256' a line\n"
+          "                       (stratactl auth hash); re-read on SIGHUP\n"
+          "  --insecure-listen    serve a non-loopback address with neither TLS nor tokens\n"
+          "                       (refused without it)\n"
+          "  (docs/security.md; operator and privileged calls are recorded in DIR/audit.log)\n"
           "  --version            print the version, git commit and build date\n");
 }
 
@@ -59,8 +71,43 @@ static int parse_u64(const char *flag, const char *s, unsigned long long lo, uns
   return 0;
 }
 
-/* The signal thread: SIGTERM or SIGINT starts the drain, and bounds the
- * stop. A signal before the server is ready ends the process at once (nothing
+/* The TLS files and the auth file load, and the listen address is one the
+ * server may serve with the protection it has (server/exposure.h). Prints the
+ * --insecure-listen warning. Returns 0, or -1 with one line in why. */
+static int check_security(const srv_opts *o, int insecure_listen, char *why, size_t cap) {
+  rpc_tls t;
+  int rc = rpc_tls_load(&t, o->tls_client_ca, "--tls-client-ca", o->tls_cert, "--tls-cert",
+                        o->tls_key, "--tls-key");
+  rpc_tls_free(&t);
+  if (!rc && o->tls_client_ca && !o->tls_cert)
+    rc = strata_err(STRATA_EINVALID, "--tls-client-ca needs --tls-cert and --tls-key");
+  if (!rc && o->auth_file) {
+    srv_tokens tk;
+    if (!(rc = srv_tokens_load(o->auth_file, &tk))) {
+      if (tk.n == 0)
+        srv_log(SRV_LOG_WARN, "event=auth_file_empty file=%s msg=\"every call will be refused "
+                "UNAUTHENTICATED\"", o->auth_file);
+      srv_tokens_free(&tk);
+    }
+  }
+  if (rc) {
+    snprintf(why, cap, "%s", strata_errmsg());
+    return -1;
+  }
+  int e = srv_check_exposure(o->listen, o->tls_cert || o->auth_file, insecure_listen, why, cap);
+  if (e < 0) return -1;
+  if (e > 0) {
+    char q[1100];
+    srv_log(SRV_LOG_WARN, "event=insecure_listen msg=%s", srv_log_quote(q, sizeof q, why));
+  }
+  if (o->tls_cert && !o->tls_client_ca && !o->auth_file && !srv_listen_is_loopback(o->listen))
+    srv_log(SRV_LOG_WARN, "event=no_caller_check msg=\"TLS without --auth-file or "
+            "--tls-client-ca: every client that reaches %s may call everything\"", o->listen);
+  return 0;
+}
+
+/* The signal thread: SIGHUP re-reads the auth file (connections and calls
+ * are left alone); SIGTERM or SIGINT starts the drain, and bounds the stop. A signal before the server is ready ends the process at once (nothing
  * was acknowledged yet; an interrupted recovery is redone at the next start);
  * a stop still running SRV_STOP_HARD_MS after the grace (a disk that stopped
  * answering, a commit that cannot finish) ends it too. Both exit with 1;
@@ -70,12 +117,21 @@ static struct {
   pthread_cond_t cv;
   sigset_t set;
   int grace_ms, sig, ready, done;
+  srv *s; /* once ready */
 } stopper = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static void *stopper_main(void *arg) {
   (void)arg;
   int sig = 0;
-  sigwait(&stopper.set, &sig);
+  for (;;) {
+    if (sigwait(&stopper.set, &sig) != 0) continue;
+    if (sig != SIGHUP) break;
+    pthread_mutex_lock(&stopper.mu);
+    srv *s = stopper.s;
+    pthread_mutex_unlock(&stopper.mu);
+    srv_log(SRV_LOG_INFO, "event=signal signal=SIGHUP action=%s", s ? "reload_auth" : "ignored_not_ready");
+    if (s) srv_reload_auth(s); /* main closes s only after this thread's word */
+  }
   const char *name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
   pthread_mutex_lock(&stopper.mu);
   if (!stopper.ready) {
@@ -115,12 +171,18 @@ int main(int argc, char **argv) {
                                            {"publish-interval-ms", required_argument, 0, 'P'},
                                            {"help", no_argument, 0, 'h'},
                                            {"version", no_argument, 0, 'V'},
+                                           {"tls-cert", required_argument, 0, 'T'},
+                                           {"tls-key", required_argument, 0, 'K'},
+                                           {"tls-client-ca", required_argument, 0, 'A'},
+                                           {"auth-file", required_argument, 0, 'F'},
+                                           {"insecure-listen", no_argument, 0, 'I'},
                                            {0, 0, 0, 0}};
   srv_opts o = {.listen = SRV_DEFAULT_LISTEN,
                 .data_dir = SRV_DEFAULT_DATA_DIR,
                 .threads = 2,
                 .grace_ms = SRV_DEFAULT_GRACE_MS};
   int level = SRV_LOG_INFO;
+  int insecure_listen = 0;
   unsigned long long v;
   int ch;
   while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -153,6 +215,11 @@ int main(int argc, char **argv) {
       if (parse_u64("--publish-interval-ms", optarg, 1, 600000, &v)) return 2;
       o.publish_interval_ms = (unsigned)v;
       break;
+    case 'T': o.tls_cert = optarg; break;
+    case 'K': o.tls_key = optarg; break;
+    case 'A': o.tls_client_ca = optarg; break;
+    case 'F': o.auth_file = optarg; break;
+    case 'I': insecure_listen = 1; break;
     case 'h': usage(stdout); return 0;
     case 'V':
       printf("strata-server %s (commit %s, built %s)\n", strata_version(), strata_git_commit(),
@@ -177,7 +244,8 @@ int main(int argc, char **argv) {
   /* Refusals that must leave nothing behind, before gRPC or the engines
    * start (and so before either can log): exactly one line on stderr. */
   char why[1024];
-  if (srv_check_listen(o.listen, why, sizeof why) || srv_check_data_dir(o.data_dir, why, sizeof why) ||
+  if (check_security(&o, insecure_listen, why, sizeof why) ||
+      srv_check_listen(o.listen, why, sizeof why) || srv_check_data_dir(o.data_dir, why, sizeof why) ||
       srv_mark_data_dir(o.data_dir, why, sizeof why)) {
     fprintf(stderr, "strata-server: %s\n", why);
     return 1;
@@ -189,6 +257,7 @@ int main(int argc, char **argv) {
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
   stopper.set = set;
@@ -211,6 +280,7 @@ int main(int argc, char **argv) {
   srv_log(SRV_LOG_INFO, "event=ready pid=%ld port=%d", (long)getpid(), srv_port(s));
   pthread_mutex_lock(&stopper.mu);
   stopper.ready = 1;
+  stopper.s = s;
   while (!stopper.sig) pthread_cond_wait(&stopper.cv, &stopper.mu);
   pthread_mutex_unlock(&stopper.mu);
   srv_close(s);

@@ -127,6 +127,31 @@ void srv__bind_io(srv *s, rpc_handler *h, rpc_method_id m, rpc_start_fn fn) {
   h[m] = (rpc_handler){io_start, s, NULL};
 }
 
+/* The audit log and the call gate. A local server (fuzzing) has them only
+ * when given an auth file; a networked one always (operator calls are audited
+ * even without authentication). */
+static int open_security(srv *s) {
+  if (s->o.local && !s->o.auth_file) return 0;
+  int rc = srv_audit_open(s->data_dir, &s->audit);
+  if (!rc) rc = srv_auth_open(s->o.auth_file, s->audit, &s->auth);
+  if (rc) return rc;
+  srv_jbuf *b = malloc(sizeof *b);
+  if (!b) return strata_err(STRATA_ENOMEM, "out of memory");
+  srv_jb_begin(b, "server_start");
+  srv_jb_str(b, "listen", s->listen);
+  srv_jb_bool(b, "tls", s->o.tls_cert != NULL);
+  srv_jb_bool(b, "client_certificates", s->o.tls_client_ca != NULL);
+  srv_jb_str(b, "auth_file", s->o.auth_file ? s->o.auth_file : "");
+  rc = srv_audit_append(s->audit, b);
+  free(b);
+  return rc;
+}
+
+int srv_reload_auth(srv *s) {
+  if (!s->auth) return strata_err(STRATA_EINVALID, "this server has no call gate");
+  return srv_auth_reload(s->auth);
+}
+
 static void srv_free(srv *s) {
   srv_pool_stop(s->pool);
   srv_pool_stop(s->io);
@@ -134,6 +159,8 @@ static void srv_free(srv *s) {
   bs_destroy(s->kv_slow);
   bs_destroy(s->kv_files);
   if (s->lk) lk_close(s->lk);
+  srv_auth_close(s->auth);
+  srv_audit_close(s->audit);
   pthread_mutex_destroy(&s->wmu);
   free(s->watchers);
   if (s->lock_fd >= 0) close(s->lock_fd); /* releases the flock */
@@ -159,6 +186,7 @@ int srv_open(const srv_opts *o, srv **out) {
   s->o.listen = s->listen;
   if (s->o.grace_ms < 0) s->o.grace_ms = SRV_DEFAULT_GRACE_MS; /* 0 is a real choice */
   int rc = lock_data_dir(s);
+  if (!rc) rc = open_security(s);
   if (!rc) rc = open_engines(s);
   if (rc) {
     srv_free(s);
@@ -171,6 +199,11 @@ int srv_open(const srv_opts *o, srv **out) {
       .max_message_bytes = o->max_message_bytes,
       .log = srv_log_line,
       .log_level = srv_log_level(),
+      .tls_cert = o->tls_cert,
+      .tls_key = o->tls_key,
+      .tls_client_ca = o->tls_client_ca,
+      .gate = s->auth ? srv_auth_gate : NULL,
+      .gate_ctx = s->auth,
   };
   srv__health_bind(s, ro.handlers);
   srv__admin_bind(s, ro.handlers);

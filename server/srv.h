@@ -28,6 +28,11 @@ typedef struct srv_opts {
                         data file and manifest (the per-group path) */
   unsigned publish_interval_ms; /* commit log: a batch's collection time; 0 = the store's
                                    default (st_options.publish_interval_ms) */
+  /* Security (docs/security.md). tls_cert + tls_key: serve TLS; tls_client_ca:
+   * also require client certificates signed by it. auth_file: the token file
+   * (server/auth.h); NULL = authentication off. */
+  const char *tls_cert, *tls_key, *tls_client_ca;
+  const char *auth_file;
   /* Test only (tests/system): every fsync of the store (files and directories) first
    * sleeps this many microseconds, widening the window between a commit's fence check
    * and its publication. 0 = off. strata-server reads it from STRATA_TEST_SLOW_SYNC_US. */
@@ -60,6 +65,11 @@ int srv_open(const srv_opts *o, srv **out);
  * validation and handler as over gRPC. */
 void srv_call_local(srv *s, rpc_method_id m, const void *req, size_t n, int64_t timeout_ms,
                     rpc_local_result *res);
+
+/* Re-reads the auth file (SIGHUP): calls in flight and connections are not
+ * touched; a file that does not load keeps the previous table. The outcome is
+ * logged and audited. Returns 0 or the load error. */
+int srv_reload_auth(srv *s);
 
 /* The bound port (0 for a local server). */
 int srv_port(const srv *s);

@@ -11,6 +11,8 @@
 #include "locks/lock.h"
 #include "storage/store.h"
 #include "rpc/server.h"
+#include "server/auth.h"
+#include "server/audit.h"
 #include "server/pool.h"
 #include "server/srv.h"
 
@@ -20,6 +22,8 @@ struct srv {
   char *listen; /* owned copy */
   int lock_fd; /* flock(LOCK_EX) on data_dir/server.lock, held for the life of srv */
   rpc_server *rpc;
+  srv_audit *audit; /* data_dir/audit.log */
+  srv_auth *auth; /* the call gate: tokens, roles, audit records */
   srv_pool *pool; /* waiting Locks.Acquire calls (may block for wait_ms) */
   srv_pool *io; /* short synchronous engine writes (RocksDB fsync): lock and op-log mutations */
   rpc_start_fn io_fns[RPC_M__COUNT]; /* the handlers srv__bind_io runs on `io` */

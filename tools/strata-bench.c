@@ -11,8 +11,15 @@
  * temporary directory. --seconds (or $STRATA_BENCH_SECONDS) sets each
  * measurement's length (default 1.5). --inflight N measures only puts and gets
  * at N in flight (the Python client's benchmark compares itself to that).
+ *
+ * The cost of security (docs/security.md): two more in-process servers on
+ * fresh directories, one plaintext and one with TLS and an auth file, and the
+ * put and get rates at 16 in flight against each, alternating, with a bearer
+ * token on every TLS call: BENCH tls_put_rate ... vs plaintext <ratio>. The
+ * certificates come from tests/rpc/mkcerts.sh (run from the source tree).
  */
 #include <getopt.h>
+#include <unistd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,7 +34,9 @@
 
 #include "common/err.h"
 #include "rpc/methods.h"
+#include "rpc/tls.h"
 #include "server/embedded.h"
+#include "server/srv.h"
 /* --etcd HOST:PORT (with --addr): Strata against etcd instead, each figure --runs
  * times on both (`make bench-etcd`). */
 #include "tools/strata-bench-etcd.h"
@@ -56,6 +65,8 @@ typedef struct bench {
   uint8_t value[VALUE_BYTES];
   uint64_t keys_written; /* keys bench/put/<i> for i < keys_written exist */
   uint64_t rng;
+  grpc_metadata auth; /* "authorization: Bearer ..." when nauth == 1 */
+  size_t nauth;
 } bench;
 
 typedef struct result {
@@ -153,6 +164,8 @@ static void start(bench *b, kind k, slot *s) {
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;
   ops[0].flags = GRPC_INITIAL_METADATA_WAIT_FOR_READY;
+  ops[0].data.send_initial_metadata.count = b->nauth;
+  ops[0].data.send_initial_metadata.metadata = &b->auth;
   ops[1].op = GRPC_OP_SEND_MESSAGE;
   ops[1].data.send_message.send_message = s->send;
   ops[2].op = GRPC_OP_SEND_CLOSE_FROM_CLIENT;
@@ -270,6 +283,127 @@ static void anchor_lines(int c, const result *a) {
   line(name, a->p99_us, "us", NULL, 0);
 }
 
+/* --- the cost of security ---------------------------------------------------------- */
+
+#define SEC_TOKEN "strata-bench-token"
+#define SEC_INFLIGHT 16
+
+/* Opens b's channel to addr: plaintext when ca is NULL, else TLS trusting ca
+ * (PEM text) with SEC_TOKEN on every call. */
+static void bench_open(bench *b, const char *addr, const char *ca) {
+  b->rng = 0x9e3779b97f4a7c15ull;
+  memset(b->value, 'v', sizeof b->value);
+  grpc_channel_credentials *creds =
+      ca ? grpc_ssl_credentials_create(ca, NULL, NULL, NULL) : grpc_insecure_credentials_create();
+  b->ch = grpc_channel_create(addr, creds, NULL);
+  grpc_channel_credentials_release(creds);
+  b->cq = grpc_completion_queue_create_for_next(NULL);
+  for (int m = 0; m < RPC_M__COUNT; m++)
+    b->handles[m] = grpc_channel_register_call(b->ch, rpc_methods[m].path, NULL, NULL);
+  if (ca) {
+    b->auth.key = grpc_slice_from_static_string("authorization");
+    b->auth.value = grpc_slice_from_static_string("Bearer " SEC_TOKEN);
+    b->nauth = 1;
+  }
+}
+
+static void bench_close(bench *b) {
+  grpc_channel_destroy(b->ch);
+  grpc_completion_queue_shutdown(b->cq);
+  while (grpc_completion_queue_next(b->cq, gpr_inf_future(GPR_CLOCK_MONOTONIC), NULL).type !=
+         GRPC_QUEUE_SHUTDOWN) {}
+  grpc_completion_queue_destroy(b->cq);
+}
+
+/* Starts a server on dir/name; with pki != NULL, TLS and an auth file. */
+static srv *sec_server(const char *dir, const char *name, const char *pki) {
+  char data[700], cert[700], key[700], auth[700];
+  snprintf(data, sizeof data, "%s/%s", dir, name);
+  srv_opts o = {.listen = "127.0.0.1:0", .data_dir = data, .threads = 2, .grace_ms = 0};
+  if (pki) {
+    snprintf(cert, sizeof cert, "%s/server.pem", pki);
+    snprintf(key, sizeof key, "%s/server.key", pki);
+    snprintf(auth, sizeof auth, "%s/auth", pki);
+    unsigned char d[32];
+    rpc_sha256(SEC_TOKEN, strlen(SEC_TOKEN), d);
+    FILE *f = fopen(auth, "w");
+    if (!f) return NULL;
+    fprintf(f, "bench writer ");
+    for (int i = 0; i < 32; i++) fprintf(f, "%02x", d[i]);
+    fprintf(f, "\n");
+    fclose(f);
+    o.tls_cert = cert;
+    o.tls_key = key;
+    o.auth_file = auth;
+  }
+  srv *s = NULL;
+  if (srv_open(&o, &s)) {
+    fprintf(stderr, "strata-bench: cannot start the %s server: %s\n", name, strata_errmsg());
+    return NULL;
+  }
+  return s;
+}
+
+/* Put and get rates with TLS + token against plaintext, same run. Returns the
+ * failed calls, or 0 with a note when it cannot run (no openssl, not in the
+ * source tree). */
+static uint64_t bench_security(double seconds) {
+  /* Under $TMPDIR, as the in-process server's: make bench points it at BENCH_DIR. */
+  const char *tmp = getenv("TMPDIR");
+  char dir[512], pki[600], cmd[1400], ca_path[640];
+  snprintf(dir, sizeof dir, "%s/strata-bench-sec-XXXXXX", tmp && *tmp ? tmp : "/tmp");
+  if (!mkdtemp(dir)) return 0;
+  snprintf(pki, sizeof pki, "%s/pki", dir);
+  snprintf(cmd, sizeof cmd, "sh tests/rpc/mkcerts.sh %s", pki);
+  uint64_t errors = 0;
+  srv *plain = NULL, *tls = NULL;
+  rpc_tls t = {0};
+  snprintf(ca_path, sizeof ca_path, "%s/ca.pem", pki);
+  if (access("tests/rpc/mkcerts.sh", R_OK) != 0 || system(cmd) != 0 ||
+      rpc_tls_load(&t, ca_path, "ca", NULL, NULL, NULL, NULL)) {
+    fprintf(stderr, "strata-bench: no test certificates (run from the source tree, with openssl): "
+                    "the TLS figures are left out\n");
+    goto out;
+  }
+  if (!(plain = sec_server(dir, "plain", NULL)) || !(tls = sec_server(dir, "tls", pki))) {
+    errors = 1;
+    goto out;
+  }
+  char pa[64], ta[64];
+  snprintf(pa, sizeof pa, "127.0.0.1:%d", srv_port(plain));
+  snprintf(ta, sizeof ta, "127.0.0.1:%d", srv_port(tls));
+  static bench bp, bt;
+  bench_open(&bp, pa, NULL);
+  bench_open(&bt, ta, t.ca);
+  run(&bp, K_HEALTH, SEC_INFLIGHT, seconds / 3); /* connections and handshakes */
+  run(&bt, K_HEALTH, SEC_INFLIGHT, seconds / 3);
+  /* Alternating halves, so a change in the machine's load hits both alike. */
+  double pput = 0, tput = 0, pget = 0, tget = 0;
+  for (int round = 0; round < 2; round++) {
+    result r;
+    r = run(&bp, K_PUT, SEC_INFLIGHT, seconds / 2), pput += r.qps / 2, errors += r.errors;
+    r = run(&bt, K_PUT, SEC_INFLIGHT, seconds / 2), tput += r.qps / 2, errors += r.errors;
+  }
+  for (int round = 0; round < 2; round++) {
+    result r;
+    r = run(&bp, K_GET, SEC_INFLIGHT, seconds / 2), pget += r.qps / 2, errors += r.errors;
+    r = run(&bt, K_GET, SEC_INFLIGHT, seconds / 2), tget += r.qps / 2, errors += r.errors;
+  }
+  line("plaintext_put_rate", pput, "ops/s", NULL, 0);
+  line("tls_put_rate", tput, "ops/s", "plaintext", pput);
+  line("plaintext_get_rate", pget, "ops/s", NULL, 0);
+  line("tls_get_rate", tget, "ops/s", "plaintext", pget);
+  bench_close(&bp);
+  bench_close(&bt);
+out:
+  rpc_tls_free(&t);
+  if (tls) srv_close(tls);
+  if (plain) srv_close(plain);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  if (system(cmd) != 0) fprintf(stderr, "strata-bench: could not remove %s\n", dir);
+  return errors;
+}
+
 int main(int argc, char **argv) {
   static const struct option longopts[] = {{"addr", required_argument, 0, 'a'},
                                            {"seconds", required_argument, 0, 's'},
@@ -368,6 +502,7 @@ int main(int argc, char **argv) {
     line("rpc_lock_pairs_c16", lk.qps, "pairs/s", "rpc_health_c16_qps", a16.qps);
     errors += a16.errors + lk.errors;
   }
+  if (!only && emb) errors += bench_security(seconds);
 
   grpc_channel_destroy(b.ch);
   grpc_completion_queue_shutdown(b.cq);

@@ -71,9 +71,11 @@ def free_port():
     return port
 
 
-def start_server(data_dir):
+def start_server(data_dir, *args):
+    """A server on data_dir with more flags `args`; returns (proc, port)."""
     log = open(data_dir + ".log", "w+")
-    proc = subprocess.Popen([SERVER, "--listen", "127.0.0.1:0", "--data-dir", data_dir], stderr=log)
+    proc = subprocess.Popen([SERVER, "--listen", "127.0.0.1:0", "--data-dir", data_dir] + list(args),
+                            stderr=log)
     # A server under ASan on a loaded machine can be slow to start: up to a minute.
     start = time.monotonic()
     while time.monotonic() - start < 60:
@@ -1099,6 +1101,96 @@ def test_stream_deadlines():
           "a stalled stream exits 3 after --timeout of silence, output so far printed, message says what was slow", r)
 
 
+def test_security(tmp):
+    """TLS, tokens, auth hash and audit (docs/security.md)."""
+    pki = os.path.join(tmp, "pki")
+    subprocess.check_call(["sh", os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "rpc",
+                                              "mkcerts.sh"), pki])
+    ca = os.path.join(pki, "ca.pem")
+    r = ctl("auth", "hash", "wally", "writer", stdin=b"tok-w\n", addr=False)
+    want = "wally writer " + hashlib.sha256(b"tok-w").hexdigest()
+    check(r.rc == 0 and r.text == want + "\n", "auth hash: the line holds the token's SHA-256", r)
+    r = ctl("auth", "hash", "rita", "reader", stdin=b"tok-r", addr=False)
+    lines = [want, r.text.strip()]
+    r = ctl("auth", "hash", "--generate", "olga", "operator", addr=False)
+    tok_op = r.etext.strip().rsplit(" ", 1)[-1]
+    check(r.rc == 0 and re.fullmatch(r"[0-9a-f]{64}", tok_op)
+          and r.text.strip() == "olga operator " + hashlib.sha256(tok_op.encode()).hexdigest(),
+          "auth hash --generate: a new token on stderr, its line on stdout", r)
+    lines.append(r.text.strip())
+    r = ctl("auth", "hash", "x", "admin", stdin=b"t", addr=False)
+    check(usage_error(r) and "reader, writer or operator" in r.etext, "auth hash: an unknown role", r)
+    r = ctl("--json", "auth", "hash", "x", "reader", stdin=b"t", addr=False)
+    check(r.rc == 0 and r.json()["sha256"] == hashlib.sha256(b"t").hexdigest(), "auth hash --json", r)
+    auth = os.path.join(tmp, "auth")
+    with open(auth, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    data = os.path.join(tmp, "sec-data")
+    proc, port = start_server(data, "--tls-cert", os.path.join(pki, "server.pem"),
+                                   "--tls-key", os.path.join(pki, "server.key"), "--auth-file", auth)
+    addr = "127.0.0.1:%d" % port
+    try:
+        r = ctl("--tls-ca", ca, "--token", "tok-r", "health", addr=addr)
+        check(r.rc == 0 and "SERVING" in r.text, "health over TLS with --tls-ca and --token", r)
+        r = ctl("health", addr=addr, env={"STRATA_TLS_CA": ca, "STRATA_TOKEN": "tok-r"})
+        check(r.rc == 0, "health over TLS with $STRATA_TLS_CA and $STRATA_TOKEN", r)
+        r = ctl("--tls-ca", ca, "health", addr=addr)
+        check(r.rc == 1 and "UNAUTHENTICATED" in r.etext, "no token: refused UNAUTHENTICATED, exit 1", r)
+        r = ctl("--tls-ca", ca, "--token", "tok-r", "kv", "put", "sec-k", stdin=b"v", addr=addr)
+        check(r.rc == 1 and "PERMISSION_DENIED" in r.etext and "needs role writer" in r.etext,
+              "a reader's kv put: PERMISSION_DENIED naming the role", r)
+        r = ctl("--tls-ca", ca, "--token", "tok-w", "kv", "put", "sec-k", stdin=b"v", addr=addr)
+        check(r.rc == 0, "a writer's kv put over TLS", r)
+        r = ctl("--tls-ca", os.path.join(pki, "other-ca.pem"), "--token", "tok-r", "health", addr=addr)
+        check(r.rc == 3 and "TLS handshake" in r.etext and "E1" not in r.etext,
+              "a CA that did not sign the server's certificate: exit 3, a TLS hint, no gRPC log lines", r)
+        r = ctl("--tls-ca", os.path.join(tmp, "missing.pem"), "health", addr=addr)
+        check(r.rc == 2 and "--tls-ca " + os.path.join(tmp, "missing.pem") in r.etext,
+              "a missing --tls-ca file is named", r)
+        r = ctl("--tls-ca", ca, "--token", "tok-w", "lock", "acquire", "--op", "9", "sec-row", addr=addr)
+        check(r.rc == 0, "a writer acquires a lock", r)
+        r = ctl("--tls-ca", ca, "--token", "tok-w", "lock", "release", "--privileged", "sec-row", addr=addr)
+        check(r.rc == 1 and "needs role operator" in r.etext, "a writer's privileged release is refused", r)
+        r = ctl("--tls-ca", ca, "--token", tok_op, "lock", "release", "--privileged", "sec-row", addr=addr)
+        check(r.rc == 0, "an operator's privileged release", r)
+        r = ctl("audit", "--data-dir", data, addr=False)
+        rows = [l for l in r.text.splitlines() if "/strata.v1.Locks/Release" in l]
+        check(r.rc == 0 and any(" olga " in l and "intent" in l and "privileged" in l for l in rows)
+              and any(" olga " in l and " OK " in l for l in rows)
+              and any(" wally " in l and "PERMISSION_DENIED" in l for l in rows),
+              "audit: the privileged release (intent, outcome) and the refused one, with callers", r)
+        r = ctl("--json", "audit", "--data-dir", data, "--since", "1h", addr=False)
+        recs = (r.json() or {}).get("records", [])
+        check(r.rc == 0 and any(x.get("event") == "refused" and x.get("status") == "UNAUTHENTICATED"
+                                for x in recs) and recs[0]["event"] == "server_start",
+              "audit --json --since 1h", r)
+        r = ctl("--json", "audit", "--file", os.path.join(data, "audit.log"), "--since", "2200-01-01", addr=False)
+        check(r.rc == 0 and r.json()["records"] == [], "audit --since a future time: no records", r)
+        with open(os.path.join(data, "audit.log"), "a") as f:
+            f.write('{"event":"torn')
+        r = ctl("--json", "audit", "--data-dir", data, addr=False)
+        check(r.rc == 0 and r.json()["skipped_lines"] == 1 and "skipped 1 line" in r.etext,
+              "audit skips a torn last line and says so", r)
+    finally:
+        rc = stop_server(proc)
+        check(rc == 0, "the TLS server exits 0 on SIGTERM (%s)" % rc)
+    # Mutual TLS: the client's certificate from $STRATA_TLS_CERT / $STRATA_TLS_KEY.
+    proc, port = start_server(os.path.join(tmp, "mtls-data"), "--tls-cert",
+                                   os.path.join(pki, "server.pem"), "--tls-key",
+                                   os.path.join(pki, "server.key"), "--tls-client-ca", ca)
+    addr = "127.0.0.1:%d" % port
+    try:
+        r = ctl("health", addr=addr, env={"STRATA_TLS_CA": ca,
+                                          "STRATA_TLS_CERT": os.path.join(pki, "client.pem"),
+                                          "STRATA_TLS_KEY": os.path.join(pki, "client.key")})
+        check(r.rc == 0, "mutual TLS with $STRATA_TLS_CERT and $STRATA_TLS_KEY", r)
+        r = ctl("--tls-ca", ca, "health", addr=addr)
+        check(r.rc == 3, "mutual TLS without a client certificate: refused (exit 3)", r)
+    finally:
+        rc = stop_server(proc)
+        check(rc == 0, "the mTLS server exits 0 on SIGTERM (%s)" % rc)
+
+
 def main():
     global ADDR
     tmp = tempfile.mkdtemp(prefix="strata-ctl-")
@@ -1112,6 +1204,7 @@ def main():
     test_lock_key()
     test_server_refusals(tmp)
     test_stream_deadlines()
+    test_security(tmp)
     proc, port = start_server(data_dir)
     ADDR = "127.0.0.1:%d" % port
     try:

@@ -3,6 +3,7 @@
  * says which options exist and how many values each takes. The global
  * options (--addr, --json, --timeout, --help) are accepted anywhere.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -68,8 +69,17 @@ static int global_opt(ctl_ctx *x, const ctl_cmd *c, int argc, char **argv, int i
     x->json = 1;
     return 1;
   }
-  if (!(n == 6 && memcmp(s, "--addr", 6) == 0) && !(n == 9 && memcmp(s, "--timeout", 9) == 0))
-    return 0;
+  /* The options that take a value, and where it goes (NULL: --timeout). */
+  static const struct {
+    const char *name;
+    size_t off;
+  } vopts[] = {{"--addr", offsetof(ctl_ctx, addr)},         {"--timeout", 0},
+               {"--tls-ca", offsetof(ctl_ctx, tls_ca)},     {"--tls-cert", offsetof(ctl_ctx, tls_cert)},
+               {"--tls-key", offsetof(ctl_ctx, tls_key)},   {"--token", offsetof(ctl_ctx, token)}};
+  int k = -1;
+  for (int j = 0; j < (int)(sizeof vopts / sizeof vopts[0]); j++)
+    if (strlen(vopts[j].name) == n && memcmp(s, vopts[j].name, n) == 0) k = j;
+  if (k < 0) return 0;
   if (s[n] == '=') {
     v = s + n + 1;
   } else if (i + 1 < argc) {
@@ -79,16 +89,19 @@ static int global_opt(ctl_ctx *x, const ctl_cmd *c, int argc, char **argv, int i
     ctl_usage(c, "%s needs a value", s);
     return -1;
   }
-  if (n == 6) {
-    if (!strchr(v, ':')) {
-      ctl_usage(c, "--addr: expected HOST:PORT, got \"%s\"", v);
-      return -1;
-    }
-    x->addr = v;
-  } else if (ctl_dur_parse(v, &x->timeout_ms) || x->timeout_ms <= 0) {
-    ctl_usage(c, "--timeout: expected a positive duration such as 500ms, 5s or 2m, got \"%s\"", v);
+  if (k == 0 && !strchr(v, ':')) {
+    ctl_usage(c, "--addr: expected HOST:PORT, got \"%s\"", v);
     return -1;
   }
+  if (k == 1) {
+    if (ctl_dur_parse(v, &x->timeout_ms) || x->timeout_ms <= 0) {
+      ctl_usage(c, "--timeout: expected a positive duration such as 500ms, 5s or 2m, got \"%s\"",
+                v);
+      return -1;
+    }
+    return used;
+  }
+  *(const char **)((char *)x + vopts[k].off) = v;
   return used;
 }
 

@@ -66,6 +66,9 @@ struct ctl_args {
 /* What a command runs with. The client is opened lazily by ctl_client. */
 struct ctl_ctx {
   const char *addr; /* --addr, else NULL until ctl_client sets the client's */
+  /* --tls-ca, --tls-cert, --tls-key, --token; NULL: the client library's
+   * $STRATA_TLS_CA, $STRATA_TLS_CERT, $STRATA_TLS_KEY, $STRATA_TOKEN. */
+  const char *tls_ca, *tls_cert, *tls_key, *token;
   int json;
   int64_t timeout_ms;
   const ctl_cmd *cmd;
@@ -244,5 +247,8 @@ int ctl_kv_versions(ctl_ctx *x, const ctl_args *a);
 int ctl_kv_diff(ctl_ctx *x, const ctl_args *a);
 int ctl_health(ctl_ctx *x, const ctl_args *a);
 int ctl_stats(ctl_ctx *x, const ctl_args *a);
+/* cmd_auth.c: commands on files, no server call. */
+int ctl_auth_hash(ctl_ctx *x, const ctl_args *a);
+int ctl_audit(ctl_ctx *x, const ctl_args *a);
 
 #endif

@@ -7,10 +7,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <grpc/support/log.h>
+
 #include "common/version.h"
 #include "tools/stratactl/ctl.h"
 
-#define GLOBAL_USAGE "[--addr HOST:PORT] [--json] [--timeout DURATION]"
+#define GLOBAL_USAGE "[--addr HOST:PORT] [--json] [--timeout DURATION] [--tls-ca FILE] [--token T]"
 
 const char *ctl_cmd_words(const ctl_cmd *c) {
   static char buf[64];
@@ -58,6 +60,11 @@ static void global_help(FILE *f) {
           "  --addr HOST:PORT      server address (default $STRATA_ADDR, then " RPC_DEFAULT_ADDR ")\n"
           "  --json                print one JSON document instead of a table\n"
           "  --timeout DURATION    deadline of each call, e.g. 500ms, 5s, 2m (default 10s)\n"
+          "  --tls-ca FILE         connect over TLS, trusting this CA (default $STRATA_TLS_CA)\n"
+          "  --tls-cert FILE, --tls-key FILE\n"
+          "                        client certificate for mutual TLS ($STRATA_TLS_CERT, $STRATA_TLS_KEY)\n"
+          "  --token TOKEN         bearer token sent with every call (default $STRATA_TOKEN; prefer\n"
+          "                        the variable: a command line is visible to other users)\n"
           "  --help                help for the command\n"
           "  --version             print stratactl's version, git commit and build date\n"
           "Exit codes: 0 success, 1 refused (lock held, not found, condition failed, server error),\n"
@@ -128,8 +135,10 @@ static int unknown_cmd(const char *group, const char *w) {
     near = words;
   }
   if (w[0] == '-' && !group) {
-    static const char *const globals[] = {"--addr", "--json", "--timeout", "--help", "--version"};
-    const char *g = ctl_closest(w, globals, 5);
+    static const char *const globals[] = {"--addr",     "--json",    "--timeout",
+                                          "--help",     "--version", "--tls-ca",
+                                          "--tls-cert", "--tls-key", "--token"};
+    const char *g = ctl_closest(w, globals, 9);
     return ctl_usage(NULL, "unknown option %s%s%s%s", w, g ? " (did you mean " : "", g ? g : "",
                      g ? "?)" : "");
   }
@@ -193,8 +202,14 @@ static const ctl_cmd *find_cmd(ctl_ctx *x, int argc, char **argv, int *i, int *r
   return NULL;
 }
 
+/* gRPC core's own log lines (a failed TLS handshake, ...) repeat what the failed
+ * call's status already says, in a form meant for developers: dropped unless
+ * $GRPC_VERBOSITY asks for them. */
+static void quiet_grpc_log(gpr_log_func_args *args) { (void)args; }
+
 int main(int argc, char **argv) {
   ctl_ctx x = {.timeout_ms = CTL_DEFAULT_TIMEOUT_MS}; /* addr: see ctl_client */
+  if (!getenv("GRPC_VERBOSITY")) gpr_set_log_function(quiet_grpc_log);
   int i = 1, rc = CTL_OK;
   if (ctl_global_args(&x, argc, argv, &i)) return CTL_USAGE;
   if (i >= argc) {

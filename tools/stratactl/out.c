@@ -15,12 +15,21 @@
 #include "rpc/status.h"
 #include "tools/stratactl/ctl.h"
 
+static void json_error(const char *code, const char *status, const char *msg, int exit_code);
+
 rpc_client *ctl_client(ctl_ctx *x) {
   if (x->client) return x->client;
   /* addr NULL (no --addr): rpc_client_open falls back to $STRATA_ADDR, then
    * RPC_DEFAULT_ADDR; the messages name the address it chose. */
-  rpc_client_opts o = {.addr = x->addr, .timeout_ms = x->timeout_ms};
-  if (rpc_client_open(&o, &x->client)) exit(ctl_oom(x)); /* its only failure */
+  rpc_client_opts o = {.addr = x->addr, .timeout_ms = x->timeout_ms, .tls_ca = x->tls_ca,
+                       .tls_cert = x->tls_cert, .tls_key = x->tls_key, .token = x->token};
+  int rc = rpc_client_open(&o, &x->client);
+  if (rc == STRATA_ENOMEM) exit(ctl_oom(x));
+  if (rc) { /* a TLS file: the message names it */
+    fprintf(stderr, "stratactl: %s\n", strata_errmsg());
+    if (x->json) json_error(strata_errname(rc), "UNKNOWN", strata_errmsg(), CTL_USAGE);
+    exit(CTL_USAGE);
+  }
   x->addr = rpc_client_addr(x->client);
   return x->client;
 }
@@ -186,9 +195,14 @@ int ctl_rpc_fail(ctl_ctx *x, int rc, const char *what) {
                     "needs a longer --timeout (now %s); 'stratactl stats' shows the calls in "
                     "flight. A server that never answers is not strata-server or is stuck.\n",
             x->addr, d);
+  else if (ec == CTL_UNREACHABLE && strstr(detail, "andshake"))
+    fprintf(stderr, "stratactl: the TLS handshake with %s failed: --tls-ca ($STRATA_TLS_CA) must "
+                    "be the CA that signed the server's certificate, and a server that requires "
+                    "client certificates needs --tls-cert and --tls-key (docs/security.md).\n",
+            x->addr);
   else if (ec == CTL_UNREACHABLE)
     fprintf(stderr, "stratactl: is strata-server running at %s? Choose the server with --addr "
-                    "HOST:PORT or $STRATA_ADDR.\n", x->addr);
+                    "HOST:PORT or $STRATA_ADDR (over TLS, with --tls-ca).\n", x->addr);
   if (ec == CTL_USAGE) ctl_usage_hint(x->cmd);
   if (x->json) {
     /* The failed call's gRPC status. OK means no call failed: the failure was

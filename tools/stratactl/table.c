@@ -144,5 +144,28 @@ const ctl_cmd ctl_cmds[] = {
      {{0}}, 0, 0, ctl_health},
     {NULL, "stats", "", "show server statistics: version, uptime, latest generation, calls, locks",
      NULL, "stratactl stats\nstratactl --json stats", {{0}}, 0, 0, ctl_stats},
+    /* --- security (docs/security.md) -------------------------------------------------- */
+    {"auth", "hash", "[--generate] NAME ROLE",
+     "print a line of strata-server's --auth-file for a token read from stdin",
+     "The line is 'NAME ROLE SHA256': the token's SHA-256, never the token. ROLE is reader,\n"
+     "writer or operator. The token is the first line of stdin; --generate makes a new random\n"
+     "one instead and prints it on stderr (give it to the client: it is stored nowhere).\n"
+     "Append the line to the auth file and send strata-server SIGHUP to load it.",
+     "stratactl auth hash --generate alice writer >> /etc/strata/auth\n"
+     "printf '%s\\n' \"$TOKEN\" | stratactl auth hash ops-oncall operator\n"
+     "kill -HUP $(pidof strata-server)",
+     {{"generate", 0, NULL, "make a new random token (64 hex digits)"}}, 2, 2, ctl_auth_hash},
+    {NULL, "audit", "[--data-dir DIR | --file PATH] [--since T]",
+     "show the server's audit log: privileged and operator calls, refused calls, auth reloads",
+     "Reads DIR/audit.log (default ./strata-data) on this machine. A 'call' record comes in two\n"
+     "phases: 'intent' (written durably before the action) and 'outcome'. T is a duration back\n"
+     "from now (30m, 2h) or a UTC time (2026-12-06T22:00:00Z). A last line torn by a crash is\n"
+     "skipped with a note on stderr.",
+     "stratactl audit --data-dir /var/lib/strata --since 1h\n"
+     "stratactl --json audit --file /var/lib/strata/audit.log | jq '.records[]'",
+     {{"data-dir", 1, "DIR", "the server's --data-dir (default ./strata-data)"},
+      {"file", 1, "PATH", "the audit log itself"},
+      {"since", 1, "T", "only records at or after T"}},
+     0, 0, ctl_audit},
     {0},
 };

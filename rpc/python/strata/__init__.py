@@ -9,7 +9,7 @@ from .client import DEFAULT_ADDR, Client, Operation, Reader
 from .errors import (Aborted, AlreadyExists, Cancelled, ConditionFailed, DataLoss, DeadlineExceeded,
                      FailedPrecondition, FenceLost, Internal, InvalidArgument, LockHeld, LockLost,
                      NotFound, OutOfRange, PermissionDenied, RenewRefused, ResourceExhausted,
-                     StrataError, Unavailable, Unimplemented)
+                     StrataError, Unauthenticated, Unavailable, Unimplemented)
 from .locks import (IndefiniteL2ChunkLock, IndefiniteLock, L2ChunkLock, RootLock, TemporalLock)
 from .pins import Generation
 from .types import (AcquireResult, Change, CheckResult, Condition, Fence, LockInfo, LockKind, Op,
@@ -22,7 +22,7 @@ __all__ = [
     "errors", "keys", "locks",
     "StrataError", "InvalidArgument", "NotFound", "OutOfRange", "AlreadyExists",
     "ResourceExhausted", "Aborted", "Unimplemented", "Unavailable", "DeadlineExceeded",
-    "Cancelled", "DataLoss", "Internal", "PermissionDenied", "FailedPrecondition",
+    "Cancelled", "DataLoss", "Internal", "PermissionDenied", "Unauthenticated", "FailedPrecondition",
     "ConditionFailed", "FenceLost", "LockLost", "RenewRefused", "LockHeld",
     "TemporalLock", "RootLock", "L2ChunkLock", "IndefiniteLock", "IndefiniteL2ChunkLock",
     "Version", "Read", "Change", "WatchEvent", "LockKind", "LockInfo", "AcquireResult",

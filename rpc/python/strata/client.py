@@ -40,31 +40,67 @@ def _bytes(v, what):
     return bytes(v)
 
 
+def _read(path, what):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise errors.InvalidArgument("%s %s: cannot read: %s" % (what, path, e.strerror)) from None
+
+
+def _channel_credentials(tls, cert, key):
+    """The channel credentials for Client's tls/tls_cert/tls_key, or None (plaintext)."""
+    if tls is None:
+        tls = os.environ.get("STRATA_TLS_CA") or None
+    cert = cert or os.environ.get("STRATA_TLS_CERT") or None
+    key = key or os.environ.get("STRATA_TLS_KEY") or None
+    if isinstance(tls, grpc.ChannelCredentials):
+        return tls
+    if not tls:
+        if cert or key:
+            raise errors.InvalidArgument("tls_cert/tls_key without tls: give the CA file as tls=")
+        return None
+    if bool(cert) != bool(key):
+        raise errors.InvalidArgument("tls_cert and tls_key go together: give both or neither")
+    root = _read(tls, "tls") if isinstance(tls, str) else None
+    return grpc.ssl_channel_credentials(
+        root_certificates=root,
+        private_key=_read(key, "tls_key") if key else None,
+        certificate_chain=_read(cert, "tls_cert") if cert else None)
+
+
 class Client:
     """A connection to a strata-server.
 
-    ``Client(addr=None, timeout=30.0, tls=None, token=None, max_message_bytes=64 MiB)``:
+    ``Client(addr=None, timeout=30.0, tls=None, token=None, tls_cert=None, tls_key=None,
+    max_message_bytes=64 MiB)``:
     ``addr`` defaults to ``$STRATA_ADDR``, then ``127.0.0.1:7420``; ``timeout`` is
     every call's deadline in seconds (``None``: no deadline; Watch never has one).
-    ``tls``: ``None``/``False`` for plaintext (strata-server itself speaks
-    plaintext), ``True`` for TLS with the system roots, or a
-    ``grpc.ChannelCredentials`` (e.g. to reach the server through a TLS proxy).
-    ``token``: a bearer token sent as ``authorization: Bearer <token>`` with every
-    call (for such a proxy; strata-server does not check it). Use as a context
-    manager or call :meth:`close`.
+    ``tls`` (docs/security.md): ``None`` means ``$STRATA_TLS_CA`` when set, else
+    plaintext; ``False`` plaintext; a path (``str``) to the PEM file of the CA that
+    signed the server's certificate; ``True`` for TLS with the system roots; or a
+    ``grpc.ChannelCredentials``. ``tls_cert`` and ``tls_key`` (default
+    ``$STRATA_TLS_CERT``, ``$STRATA_TLS_KEY``) are this client's certificate and key
+    files for a server that requires mutual TLS (``--tls-client-ca``).
+    ``token``: the bearer token sent as ``authorization: Bearer <token>`` with every
+    call (default ``$STRATA_TOKEN``); a server with ``--auth-file`` refuses calls
+    without a valid one (:class:`Unauthenticated`) and calls beyond the token's role
+    (:class:`PermissionDenied`). Use as a context manager or call :meth:`close`.
     """
 
-    def __init__(self, addr=None, *, timeout=30.0, tls=None, token=None,
-                 max_message_bytes=_MAX_MESSAGE):
+    def __init__(self, addr=None, *, timeout=30.0, tls=None, token=None, tls_cert=None,
+                 tls_key=None, max_message_bytes=_MAX_MESSAGE):
         self.addr = addr or os.environ.get("STRATA_ADDR") or DEFAULT_ADDR
         self.timeout = timeout
         opts = [("grpc.max_receive_message_length", max_message_bytes),
                 ("grpc.max_send_message_length", max_message_bytes)]
-        if tls:
-            creds = tls if isinstance(tls, grpc.ChannelCredentials) else grpc.ssl_channel_credentials()
+        creds = _channel_credentials(tls, tls_cert, tls_key)
+        if creds is not None:
             self._channel = grpc.secure_channel(self.addr, creds, options=opts)
         else:
             self._channel = grpc.insecure_channel(self.addr, options=opts)
+        if token is None:
+            token = os.environ.get("STRATA_TOKEN") or None
         self._md = (("authorization", "Bearer " + token),) if token else None
         self._kv = kv_pb2_grpc.KvStub(self._channel)
         self._locks = locks_pb2_grpc.LocksStub(self._channel)

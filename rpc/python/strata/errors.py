@@ -93,6 +93,11 @@ class PermissionDenied(StrataError):
     status = grpc.StatusCode.PERMISSION_DENIED
 
 
+class Unauthenticated(StrataError):
+    """UNAUTHENTICATED: the call carried no valid token (docs/security.md)."""
+    status = grpc.StatusCode.UNAUTHENTICATED
+
+
 class FailedPrecondition(StrataError):
     """FAILED_PRECONDITION without a more specific class (e.g. a configuration mismatch)."""
     status = grpc.StatusCode.FAILED_PRECONDITION
@@ -159,7 +164,7 @@ class LockHeld(StrataError):
 _BY_STATUS = {c.status: c for c in (
     InvalidArgument, NotFound, OutOfRange, AlreadyExists, ResourceExhausted, Aborted,
     Unimplemented, Unavailable, DeadlineExceeded, Cancelled, DataLoss, Internal,
-    PermissionDenied, FailedPrecondition)}
+    PermissionDenied, Unauthenticated, FailedPrecondition)}
 
 _BY_CODE = {
     "STRATA_ECONDITION": ConditionFailed,
