@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "common/err.h"
+#include "common/keyshow.h"
 #include "locks/lk_int.h"
 
 /* Decides "does op hold every row" with the rows' partition mutexes held and
@@ -137,9 +138,9 @@ int lk_fence_check(void *ctx) {
   lk__prep_free(pr);
   free(pr);
   if (rc) return rc;
-  char kb[160];
+  char kb[STRATA_KEY_SHOW_BUF];
   const lk_row *r = &f->rows[missing];
-  lk__fmt_key(r->key, r->len, kb, sizeof kb);
+  strata_key_show(r->key, r->len, kb, sizeof kb);
   if (h.op)
     return strata_err(STRATA_EFENCED,
                       "fence: op %" PRIu64 " no longer holds row %s; op %" PRIu64

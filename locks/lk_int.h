@@ -241,8 +241,6 @@ int lk__row_insert(lk__part *p, const uint8_t *key, size_t len, uint64_t h, lk__
 int lk__row_maybe_free(lk__part *p, lk__rowent *r);
 void lk__part_destroy(lk__part *p);
 
-/* Formats a row key for messages (printable or hex), into buf. */
-const char *lk__fmt_key(const uint8_t *key, size_t len, char *buf, size_t cap);
 
 /* Loads the op log's last id; called by lk_open after the lock reload. */
 int lk__oplog_load(lk_manager *lk);

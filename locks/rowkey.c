@@ -41,18 +41,3 @@ int lk__check_rows(const lk_row *rows, size_t nrows, const char *field) {
   return 0;
 }
 
-const char *lk__fmt_key(const uint8_t *key, size_t len, char *buf, size_t cap) {
-  int printable = 1;
-  for (size_t i = 0; i < len; i++)
-    if (key[i] < 0x20 || key[i] > 0x7e) printable = 0;
-  size_t o = 0;
-  if (printable) {
-    o = (size_t)snprintf(buf, cap, "\"%.*s\"", (int)(len > 64 ? 64 : len), (const char *)key);
-  } else {
-    o = (size_t)snprintf(buf, cap, "0x");
-    for (size_t i = 0; i < len && i < 40 && o + 3 < cap; i++)
-      o += (size_t)snprintf(buf + o, cap - o, "%02x", key[i]);
-  }
-  if ((len > 64 || (!printable && len > 40)) && o + 4 < cap) snprintf(buf + o, cap - o, "...");
-  return buf;
-}

@@ -7,11 +7,12 @@
 #include <stdlib.h>
 
 #include "common/err.h"
+#include "common/keyshow.h"
 #include "locks/lk_int.h"
 
 static int bad(const lk__rowent *e, const char *what) {
-  char kb[160];
-  lk__fmt_key(e->key, e->len, kb, sizeof kb);
+  char kb[STRATA_KEY_SHOW_BUF];
+  strata_key_show(e->key, e->len, kb, sizeof kb);
   return strata_err(STRATA_ECORRUPT, "lock table self-check: row %s: %s", kb, what);
 }
 
@@ -78,9 +79,9 @@ static int check_disk(lk_manager *lk, uint64_t mem_records, lk_selfcheck_info *i
     const uint8_t *key = k + 1;
     size_t len = kl - 1;
     const lk__rowent *e = lk__row_find(&lk->parts[lk__part_of(lk, key, len)], key, len, lk__hash(key, len));
-    char kb[160];
+    char kb[STRATA_KEY_SHOW_BUF];
     if (!e || !same_slot(&e->tmp, &tmp) || !same_slot(&e->ind, &ind)) {
-      lk__fmt_key(key, len, kb, sizeof kb);
+      strata_key_show(key, len, kb, sizeof kb);
       rc = strata_err(STRATA_ECORRUPT, "lock table self-check: row %s: the durable record differs from memory", kb);
       break;
     }
@@ -97,7 +98,7 @@ static int check_disk(lk_manager *lk, uint64_t mem_records, lk_selfcheck_info *i
         break;
       }
       if (!val) {
-        lk__fmt_key(key, len, kb, sizeof kb);
+        strata_key_show(key, len, kb, sizeof kb);
         rc = strata_err(STRATA_ECORRUPT, "lock table self-check: row %s: held indefinitely by op %" PRIu64
                         " but not in its scope", kb, ind.op);
       }

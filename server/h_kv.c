@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/keyshow.h"
 #include "locks/acked.h"
 #include "server/log.h"
 #include "server/srv_int.h"
@@ -201,8 +202,8 @@ static void h_batch_get(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   if (sn && (rc = st_get_batch(sn, n, keys, res))) goto out;
   for (size_t i = 0; i < n; i++) {
     if (res[i].rc && res[i].rc != STRATA_ENOTFOUND) {
-      char show[80];
-      rc = strata_err(res[i].rc, "keys[%zu] (%s): %s", i, v_show(show, sizeof show, &r->keys[i]),
+      char show[STRATA_KEY_SHOW_BUF];
+      rc = strata_err(res[i].rc, "keys[%zu] (%s): %s", i, strata_key_show(r->keys[i].data, r->keys[i].len, show, sizeof show),
                       strata_strerror(res[i].rc));
       goto out;
     }

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/keyshow.h"
 #include "server/srv_int.h"
 #include "server/validate.h"
 
@@ -205,10 +206,10 @@ static void h_renew(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
     return;
   }
   if (res.status != LK_GRANTED) {
-    char show[80];
+    char show[STRATA_KEY_SHOW_BUF];
     const lk_conflict *c = res.nconflicts ? &res.conflicts[0] : NULL;
     size_t row = c ? c->row : 0;
-    v_show(show, sizeof show, &r->rows[row]);
+    strata_key_show(r->rows[row].data, r->rows[row].len, show, sizeof show);
     if (c && c->holder_op)
       rpc_call_fail(call, STRATA_ELOCKED,
                     "rows[%zu]: row %s is held by op %llu, not op %llu; nothing was renewed", row,

@@ -6,24 +6,8 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/keyshow.h"
 #include "locks/lock.h"
-
-const char *v_show(char *out, size_t n, const ProtobufCBinaryData *k) {
-  size_t show = k->len < 32 ? k->len : 32;
-  int printable = 1;
-  for (size_t i = 0; i < show; i++)
-    if (k->data[i] < 0x20 || k->data[i] > 0x7e || k->data[i] == '"') printable = 0;
-  size_t o = 0;
-  if (printable) {
-    o = (size_t)snprintf(out, n, "\"%.*s\"", (int)show, (const char *)k->data);
-  } else {
-    o = (size_t)snprintf(out, n, "0x");
-    for (size_t i = 0; i < show && o + 3 < n; i++)
-      o += (size_t)snprintf(out + o, n - o, "%02x", k->data[i]);
-  }
-  if (show < k->len && o + 4 < n) snprintf(out + o, n - o, "...");
-  return out;
-}
 
 int v_key(const char *field, const ProtobufCBinaryData *k) {
   if (k->len == 0) return strata_err(STRATA_EINVALID, "%s: must not be empty", field);
@@ -66,9 +50,9 @@ int v_distinct(const char *field, size_t n, const ProtobufCBinaryData **keys) {
   qsort(keys, n, sizeof *keys, cmp_keyp);
   for (size_t i = 1; i < n; i++) {
     if (cmp_keyp(&keys[i - 1], &keys[i]) == 0) {
-      char show[80];
+      char show[STRATA_KEY_SHOW_BUF];
       return strata_err(STRATA_EINVALID, "%s: key %s appears more than once", field,
-                        v_show(show, sizeof show, keys[i]));
+                        strata_key_show(keys[i]->data, keys[i]->len, show, sizeof show));
     }
   }
   return 0;

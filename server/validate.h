@@ -40,7 +40,4 @@ int v_op_id(const char *field, uint64_t id);
  * twice". keys[i] are borrowed. */
 int v_distinct(const char *field, size_t n, const ProtobufCBinaryData **keys);
 
-/* Renders up to 32 bytes of k as printable text or 0x-hex for messages, into out. */
-const char *v_show(char *out, size_t n, const ProtobufCBinaryData *k);
-
 #endif

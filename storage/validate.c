@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "common/keyshow.h"
 #include "storage/commit_int.h"
 
 /* --- the group's overlay ----------------------------------------------------- */
@@ -66,26 +67,6 @@ void cm__group_free(group *g) {
 
 /* --- validation ------------------------------------------------------------------ */
 
-/* The key as a message can show it: printable bytes as they are, others as
- * \xNN, cut after 120 bytes. */
-static const char *show_key(const uint8_t *k, size_t n, char *buf, size_t cap) {
-  size_t j = 0;
-  for (size_t i = 0; i < n && i < 120 && j + 5 < cap; i++) {
-    if (k[i] >= 0x20 && k[i] < 0x7f && k[i] != '\\' && k[i] != '\'') {
-      buf[j++] = (char)k[i];
-    } else {
-      snprintf(buf + j, cap - j, "\\x%02x", k[i]);
-      j += 4;
-    }
-  }
-  if (n > 120 && j + 4 < cap) {
-    memcpy(buf + j, "...", 3);
-    j += 3;
-  }
-  buf[j] = 0;
-  return buf;
-}
-
 static int fail_cond(st_txn *t, const top *o, const char *why) {
   t->res.rc = STRATA_ECONDITION;
   t->res.failed_condition = o->cond;
@@ -93,10 +74,10 @@ static int fail_cond(st_txn *t, const top *o, const char *why) {
   t->res.failed_key = o->key;
   t->res.failed_key_len = o->klen;
   static const char *names[] = {"none", "absent", "unchanged since generation", "value hash"};
-  char kb[600], since[32] = "";
+  char kb[STRATA_KEY_SHOW_BUF], since[32] = "";
   if (o->cond == ST_COND_UNCHANGED_SINCE) snprintf(since, sizeof since, " %llu", (unsigned long long)o->since);
-  snprintf(t->res.message, sizeof t->res.message, "condition '%s%s' failed on key '%s': %s", names[o->cond],
-           since, show_key(o->key, o->klen, kb, sizeof kb), why);
+  snprintf(t->res.message, sizeof t->res.message, "condition '%s%s' failed on key %s: %s", names[o->cond],
+           since, strata_key_show(o->key, o->klen, kb, sizeof kb), why);
   return STRATA_ECONDITION;
 }
 
@@ -204,18 +185,18 @@ static int check_ref(st_db *db, st_txn *t, top *o, uint32_t *id) {
   if (!rc) rc = ft__size(db, *id, &size);
   if (rc == STRATA_ENOTFOUND) {
     t->res.rc = STRATA_ENOTFOUND;
-    char kb[600];
-    snprintf(t->res.message, sizeof t->res.message, "put of key '%s' refers to %s, which does not exist",
-             show_key(o->key, o->klen, kb, sizeof kb), o->path);
+    char kb[STRATA_KEY_SHOW_BUF];
+    snprintf(t->res.message, sizeof t->res.message, "put of key %s refers to %s, which does not exist",
+             strata_key_show(o->key, o->klen, kb, sizeof kb), o->path);
     return rc;
   }
   if (rc) return rc;
   if (o->off + o->len > size) {
     t->res.rc = STRATA_ERANGE;
-    char kb[600];
+    char kb[STRATA_KEY_SHOW_BUF];
     snprintf(t->res.message, sizeof t->res.message,
-             "put of key '%s' refers to %s bytes [%llu, %llu), but the file has %llu bytes",
-             show_key(o->key, o->klen, kb, sizeof kb), o->path,
+             "put of key %s refers to %s bytes [%llu, %llu), but the file has %llu bytes",
+             strata_key_show(o->key, o->klen, kb, sizeof kb), o->path,
              (unsigned long long)o->off, (unsigned long long)(o->off + o->len), (unsigned long long)size);
     return STRATA_ERANGE;
   }

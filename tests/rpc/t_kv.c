@@ -248,7 +248,7 @@ void test_kv_conditions_fail_naming_the_condition(void **state) {
   Strata__V1__CommitResponse *r;
   t_expect_err(rpc_kv_commit(C, NULL, &q, &r), STRATA_ECONDITION, NULL);
   assert_string_equal(strata_errmsg(), "FAILED_PRECONDITION: conditions[1]: condition 'absent' "
-                                       "failed on key 'cond/k': the key exists");
+                                       "failed on key \"cond/k\": the key exists");
   assert_int_equal(rpc_client_last_status(), GRPC_STATUS_FAILED_PRECONDITION);
   /* Unchanged since g1 holds; the hash of "v1" holds. */
   uint8_t h[ST_HASH_BYTES];

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "common/err.h"
+#include "common/keyshow.h"
 
 static void test_names_and_messages_are_distinct(void **state) {
   static const int codes[] = {
@@ -51,11 +52,35 @@ static void test_detail_message_and_wrap(void **state) {
   assert_string_equal(strata_errmsg_for(STRATA_EFENCED), strata_strerror(STRATA_EFENCED));
 }
 
+/* The one display form of keys in messages: quoted text, or hex, cut after
+ * STRATA_KEY_SHOW_BYTES with the full length named. */
+static void test_key_show(void **state) {
+  (void)state;
+  char b[STRATA_KEY_SHOW_BUF];
+  assert_string_equal(strata_key_show("fence/row", 9, b, sizeof b), "\"fence/row\"");
+  assert_string_equal(strata_key_show("\x0a\x1b\xff", 3, b, sizeof b), "0x0a1bff");
+  assert_string_equal(strata_key_show("a\"b", 3, b, sizeof b), "0x612262"); /* a quote is not shown raw */
+  assert_string_equal(strata_key_show("", 0, b, sizeof b), "\"\"");
+  char big[300];
+  memset(big, 'k', sizeof big);
+  strata_key_show(big, sizeof big, b, sizeof b);
+  assert_int_equal(strlen(b), 2 + STRATA_KEY_SHOW_BYTES + strlen("... (300 bytes)"));
+  assert_non_null(strstr(b, "\"... (300 bytes)"));
+  big[0] = 0;
+  strata_key_show(big, sizeof big, b, sizeof b);
+  assert_int_equal(strlen(b), 2 + 2 * STRATA_KEY_SHOW_BYTES + strlen("... (300 bytes)"));
+  assert_true(strncmp(b, "0x006b6b", 8) == 0);
+  char tiny[8];
+  strata_key_show(big, sizeof big, tiny, sizeof tiny); /* never past the buffer */
+  assert_true(strlen(tiny) < sizeof tiny);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_names_and_messages_are_distinct),
     cmocka_unit_test(test_errno_values_pass_through),
     cmocka_unit_test(test_detail_message_and_wrap),
+    cmocka_unit_test(test_key_show),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

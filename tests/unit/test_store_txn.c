@@ -41,7 +41,7 @@ static void test_conditions_and_fence(void **state) {
   assert_int_equal(r.failed_condition, ST_COND_ABSENT);
   assert_int_equal(r.failed_key_len, 1);
   assert_memory_equal(r.failed_key, "a", 1);
-  assert_non_null(strstr(r.message, "condition 'absent' failed on key 'a'"));
+  assert_non_null(strstr(r.message, "condition 'absent' failed on key \"a\""));
   st_result_free(&r);
   /* nothing of it is visible */
   st_snap *s;
@@ -128,7 +128,7 @@ static void test_unchanged_since_zero(void **state) {
   assert_int_equal(r.failed_condition, ST_COND_UNCHANGED_SINCE);
   assert_int_equal(r.failed_key_len, 1);
   assert_memory_equal(r.failed_key, "a", 1);
-  assert_non_null(strstr(r.message, "'unchanged since generation 0' failed on key 'a'"));
+  assert_non_null(strstr(r.message, "'unchanged since generation 0' failed on key \"a\""));
   st_result_free(&r);
   /* and holds again after the key is deleted */
   assert_int_equal(st_txn_begin(db, &t), 0);
@@ -216,7 +216,7 @@ static void test_group_commit_isolation(void **state) {
   assert_int_equal(G.gen[0], 2);
   assert_int_equal(G.gen[2], 2); /* one generation: they shared the group */
   assert_int_equal(G.rc[1], STRATA_ECONDITION);
-  assert_non_null(strstr(G.msg[1], "condition 'absent' failed on key 'same'"));
+  assert_non_null(strstr(G.msg[1], "condition 'absent' failed on key \"same\""));
   assert_int_equal(G.rc[3], STRATA_ECONDITION);
   assert_non_null(strstr(G.msg[3], "changed by an earlier transaction in this commit"));
   st_stats st;
