@@ -59,7 +59,7 @@ bench-rpc:
 # Per-service libFuzzer targets (tests/fuzz/fuzz_svc_*.c, tests/fuzz/fuzz_rpc.h): the
 # whole server in-process without a network, so they link like the server does.
 SRV_FUZZ := tests/fuzz/fuzz_svc_kv.c tests/fuzz/fuzz_svc_locks.c tests/fuzz/fuzz_svc_ops.c \
-	tests/fuzz/fuzz_svc_admin.c tests/fuzz/fuzz_svc_health.c
+	tests/fuzz/fuzz_svc_admin.c tests/fuzz/fuzz_svc_health.c tests/fuzz/fuzz_svc_coord.c
 FUZZ_TARGETS += $(SRV_FUZZ)
 SRV_FUZZ_BINS := $(SRV_FUZZ:%.c=$(O)/%)
 $(SRV_FUZZ:%.c=$(O)/%.o) $(O)/tests/fuzz/seeds.o: | $(RPC_GEN_H)

@@ -393,6 +393,8 @@ static void test_bad_references_refused_nothing_visible(void **state) {
       {"zero length", {.key = "bad/ref", .ref_name = "good", .len = 0}, &w, STRATA_EINVALID,
        GRPC_STATUS_INVALID_ARGUMENT, "length"},
   };
+  char theirs[200];
+  snprintf(theirs, sizeof theirs, "%stheirs", other.prefix);
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     put ps[3] = {{.key = "bad/visible", .value = "v"},
                  {.key = "bad/good-ref", .ref_name = "good", .len = 10, .has_crc = 1,
@@ -404,9 +406,7 @@ static void test_bad_references_refused_nothing_visible(void **state) {
        * other's prefix, the writer_id is w's. */
       Strata__V1__Put pv[1], *pp[1] = {&pv[0]};
       Strata__V1__DataRef d = STRATA__V1__DATA_REF__INIT;
-      char path[200];
-      snprintf(path, sizeof path, "%stheirs", other.prefix);
-      d.path = path;
+      d.path = theirs;
       d.length = 10;
       strata__v1__put__init(&pv[0]);
       pv[0].key = (ProtobufCBinaryData){7, (uint8_t *)"bad/ref"};
@@ -419,7 +419,7 @@ static void test_bad_references_refused_nothing_visible(void **state) {
       rc = rpc_kv_commit(C, NULL, &q, &r);
       cases[i].want = STRATA_EINVALID;
       cases[i].status = GRPC_STATUS_INVALID_ARGUMENT;
-      cases[i].msg = path;
+      cases[i].msg = theirs;
     } else {
       rc = commit(cases[i].as, ps, 3, NULL, 0, NULL, 0, NULL, NULL);
     }
