@@ -499,22 +499,28 @@ static int commit_build(st_txn *t, const Strata__V1__CommitRequest *r) {
 static int ref_checks(srv *s, const Strata__V1__CommitRequest *r, uint64_t *bytes) {
   int rc = wreg_check_live(s->wr, r->writer_id);
   if (rc) return strata_err(rc, "writer_id: %s", strata_errmsg());
+  const char *last = NULL; /* the file of the previous reference, and its size */
+  uint64_t size = 0;
   for (size_t i = 0; i < r->n_puts; i++) {
     const Strata__V1__Put *p = r->puts[i];
     if (!p->ref) continue;
     const Strata__V1__DataRef *d = p->ref;
     char show[80];
     const char *key = v_show(show, sizeof show, &p->key);
-    uint64_t size, reg;
-    if ((rc = st_file_size(s->db, d->path, &size)))
-      return strata_err(rc, "puts[%zu] (key %s): ref.path %s does not exist in the store directory",
-                        i, key, d->path);
-    if ((rc = wreg_file_size(s->wr, r->writer_id, d->path, &reg)) == STRATA_ENOTFOUND)
-      return strata_err(STRATA_ECONDITION,
-                        "puts[%zu] (key %s): ref.path %s was not registered by writer %llu "
-                        "(Coordinator.RegisterFile)",
-                        i, key, d->path, (unsigned long long)r->writer_id);
-    if (rc) return rc;
+    uint64_t reg;
+    /* A task commits many ranges of one file: look each file up once. */
+    if (!last || strcmp(last, d->path)) {
+      if ((rc = st_file_size(s->db, d->path, &size)))
+        return strata_err(rc, "puts[%zu] (key %s): ref.path %s does not exist in the store directory",
+                          i, key, d->path);
+      if ((rc = wreg_file_size(s->wr, r->writer_id, d->path, &reg)) == STRATA_ENOTFOUND)
+        return strata_err(STRATA_ECONDITION,
+                          "puts[%zu] (key %s): ref.path %s was not registered by writer %llu "
+                          "(Coordinator.RegisterFile)",
+                          i, key, d->path, (unsigned long long)r->writer_id);
+      if (rc) return rc;
+      last = d->path;
+    }
     if (d->offset + d->length > size)
       return strata_err(STRATA_ERANGE,
                         "puts[%zu] (key %s): ref names bytes [%llu, %llu) of %s, which has %llu "
