@@ -32,10 +32,12 @@
 static harness H;
 static rpc_client *C;
 
+static const char *gc_interval = "0"; /* GC only on demand, unless a test says otherwise */
+
 static void start(const char *dir) {
   const char *bin = getenv("STRATA_SERVER_BIN");
   assert_non_null(bin);
-  const char *const extra[] = {"--gc-interval", "0", NULL};
+  const char *const extra[] = {"--gc-interval", gc_interval, NULL};
   assert_int_equal(harness_start(&H, bin, dir, extra), 0);
   rpc_client_opts o = {.addr = H.addr};
   assert_int_equal(rpc_client_open(&o, &C), 0);
@@ -634,6 +636,31 @@ static void test_check_reports_damaged_values_naming_the_file(void **state) {
   rpc_free(c);
 }
 
+/* The background GC (--gc-interval 1) removes a dead writer's unreferenced
+ * file without being asked, and keeps its referenced one. Polled; the cap only
+ * turns a broken GC into a failure instead of a hang. */
+static void test_background_gc(void **state) {
+  (void)state;
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s", H.dir);
+  stop();
+  gc_interval = "1";
+  start(dir);
+  gc_interval = "0";
+  writer w = reg("background", 1000);
+  write_file(&w, "keep", "kept", 4, 1);
+  write_file(&w, "drop", "dropped", 7, 1);
+  put p = {.key = "bg/keep", .ref_name = "keep", .len = 4};
+  assert_int_equal(commit(&w, &p, 1, NULL, 0, NULL, 0, NULL, NULL), 0);
+  for (int i = 0; file_exists(&w, "drop"); i++) {
+    assert_true(i < 6000);
+    struct timespec ts = {0, 20 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  assert_true(file_exists(&w, "keep"));
+  want_value("bg/keep", "kept", 4);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_register_renew_unregister_list, setup, teardown),
@@ -643,6 +670,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_gc_spares_live_and_referenced_removes_dead, setup, teardown),
       cmocka_unit_test_setup_teardown(test_check_reports_damaged_values_naming_the_file, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_background_gc, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
