@@ -377,11 +377,18 @@ int wreg_unregister(wreg_registry *r, uint64_t id) {
 
 /* --- files ---------------------------------------------------------------------------------- */
 
-int wreg_check_live(wreg_registry *r, uint64_t id) {
-  pthread_mutex_lock(&r->mu);
+/* 0 with *out when writer id is live now, else STRATA_EEXPIRED saying why
+ * (an unknown id too: for a commit it is as good as ended); mu held. */
+static int live_locked(wreg_registry *r, uint64_t id, writer **out) {
+  writer *w = *out = find(r, id);
   int64_t now = lk_now(r->lk);
-  writer *w = find(r, id);
-  int rc = !w ? unknown_err(id, STRATA_EEXPIRED) : is_live(&w->i, now) ? 0 : ended_err(&w->i, now);
+  return !w ? unknown_err(id, STRATA_EEXPIRED) : is_live(&w->i, now) ? 0 : ended_err(&w->i, now);
+}
+
+int wreg_check_live(wreg_registry *r, uint64_t id) {
+  writer *w;
+  pthread_mutex_lock(&r->mu);
+  int rc = live_locked(r, id, &w);
   pthread_mutex_unlock(&r->mu);
   return rc;
 }
@@ -413,12 +420,9 @@ int wreg_register_file(wreg_registry *r, uint64_t id, const char *path, uint64_t
   int fresh = wreg_file_size(r, id, path, &old) == STRATA_ENOTFOUND;
   strata_err_clear();
   pthread_mutex_lock(&r->mu);
-  int64_t now = lk_now(r->lk);
-  writer *w = find(r, id);
+  writer *w;
   wreg_info i;
-  if (!w) rc = unknown_err(id, STRATA_EEXPIRED);
-  else if (!is_live(&w->i, now)) rc = ended_err(&w->i, now);
-  else {
+  if (!(rc = live_locked(r, id, &w))) {
     i = w->i;
     i.files_registered += fresh;
   }
@@ -487,10 +491,9 @@ int wreg_known(wreg_registry *r, uint64_t id, int *live) {
 /* --- the commit path -------------------------------------------------------------------------- */
 
 int wreg_pin(wreg_registry *r, uint64_t id) {
+  writer *w;
   pthread_mutex_lock(&r->mu);
-  int64_t now = lk_now(r->lk);
-  writer *w = find(r, id);
-  int rc = !w ? unknown_err(id, STRATA_EEXPIRED) : is_live(&w->i, now) ? 0 : ended_err(&w->i, now);
+  int rc = live_locked(r, id, &w);
   if (!rc) w->pins++;
   pthread_mutex_unlock(&r->mu);
   return rc;
