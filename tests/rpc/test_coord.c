@@ -19,7 +19,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -636,6 +638,47 @@ static void test_check_reports_damaged_values_naming_the_file(void **state) {
   rpc_free(c);
 }
 
+/* A server killed with SIGKILL right after acknowledging reference puts
+ * (commit log mode: the log record names the writer's file) serves them after
+ * the restart, the registry still knows the writer, and the check is clean. */
+static void test_references_survive_sigkill(void **state) {
+  (void)state;
+  writer w = reg("killed", 3600000);
+  char data[3000];
+  for (size_t i = 0; i < sizeof data; i++) data[i] = (char)(i * 7);
+  write_file(&w, "big", data, sizeof data, 1);
+  uint64_t g = 0;
+  for (int i = 0; i < 10; i++) {
+    char k[32];
+    snprintf(k, sizeof k, "kill/%02d", i);
+    put p = {.key = k, .ref_name = "big", .off = (uint64_t)i * 300, .len = 300, .has_crc = 1,
+             .crc = crc(data + i * 300, 300)};
+    assert_int_equal(commit(&w, &p, 1, NULL, 0, NULL, 0, NULL, &g), 0);
+  }
+  rpc_client_close(C);
+  C = NULL;
+  kill(H.pid, SIGKILL);
+  waitpid(H.pid, NULL, 0);
+  H.pid = 0;
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s", H.dir);
+  start(dir);
+  for (int i = 0; i < 10; i++) {
+    char k[32];
+    snprintf(k, sizeof k, "kill/%02d", i);
+    want_value(k, data + i * 300, 300);
+  }
+  int live = 0;
+  uint64_t last = 0;
+  assert_true(listed(w.id, &live, NULL, &last, NULL));
+  assert_true(live);
+  assert_int_equal(last, g);
+  Strata__V1__CheckStoreResponse *c = check();
+  assert_int_equal(c->errors_total, 0);
+  assert_int_equal(c->missing_files, 0);
+  rpc_free(c);
+}
+
 /* The background GC (--gc-interval 1) removes a dead writer's unreferenced
  * file without being asked, and keeps its referenced one. Polled; the cap only
  * turns a broken GC into a failure instead of a hang. */
@@ -670,6 +713,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_gc_spares_live_and_referenced_removes_dead, setup, teardown),
       cmocka_unit_test_setup_teardown(test_check_reports_damaged_values_naming_the_file, setup,
                                       teardown),
+      cmocka_unit_test_setup_teardown(test_references_survive_sigkill, setup, teardown),
       cmocka_unit_test_setup_teardown(test_background_gc, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
