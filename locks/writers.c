@@ -506,6 +506,17 @@ void wreg_unpin(wreg_registry *r, uint64_t id) {
   pthread_mutex_unlock(&r->mu);
 }
 
+int wreg_fence_check(void *ctx) {
+  const wreg_fence *f = ctx;
+  return wreg_pin(f->r, f->id);
+}
+
+void wreg_fence_done(void *ctx, int committed) {
+  (void)committed;
+  const wreg_fence *f = ctx;
+  wreg_unpin(f->r, f->id);
+}
+
 void wreg_note_commit(wreg_registry *r, uint64_t id, uint64_t gen, uint64_t bytes) {
   pthread_mutex_lock(&r->mu);
   writer *w = find(r, id);

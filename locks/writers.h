@@ -94,6 +94,16 @@ int wreg_list(wreg_registry *r, int include_ended, wreg_info **out, size_t *n);
  * thread; takes one mutex, no I/O. STRATA_EEXPIRED when it is not live. */
 int wreg_pin(wreg_registry *r, uint64_t id);
 void wreg_unpin(wreg_registry *r, uint64_t id);
+/* The store's fence hooks (storage/store.h st_fence_fn, st_fence_done_fn) for
+ * a commit of writer id's references: the check is wreg_pin, run by the
+ * committer at validation, after the conditions; done is wreg_unpin, once the
+ * commit is decided. The server chains them before the lock fence. */
+typedef struct wreg_fence {
+  wreg_registry *r;
+  uint64_t id;
+} wreg_fence;
+int wreg_fence_check(void *ctx);
+void wreg_fence_done(void *ctx, int committed);
 /* A commit of id's references reached generation gen with `bytes` of them.
  * Written without a sync of its own (statistics). Unknown ids are ignored. */
 void wreg_note_commit(wreg_registry *r, uint64_t id, uint64_t gen, uint64_t bytes);

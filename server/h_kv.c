@@ -411,6 +411,7 @@ typedef struct commit_ctx {
   lk_fence fence; /* the committer's lk_fence_check pins the rows, lk_fence_done unpins */
   lk_row *rows;
   uint64_t writer; /* writer_id when the commit has references; 0 otherwise */
+  wreg_fence wf; /* with writer: its lease check and pin */
   uint64_t ref_bytes; /* the bytes its references name */
 } commit_ctx;
 
@@ -421,16 +422,16 @@ typedef struct commit_ctx {
  * files may go (server/README.md "Coordinator mode"). */
 static int commit_fence(void *arg) {
   commit_ctx *c = arg;
-  int rc = c->writer ? wreg_pin(c->s->wr, c->writer) : 0;
+  int rc = c->writer ? wreg_fence_check(&c->wf) : 0;
   if (!rc && c->req->fence && (rc = lk_fence_check(&c->fence)) && c->writer)
-    wreg_unpin(c->s->wr, c->writer);
+    wreg_fence_done(&c->wf, 0); /* refused: no done call will come for it */
   return rc;
 }
 
 static void commit_fence_done(void *arg, int committed) {
   commit_ctx *c = arg;
   if (c->req->fence) lk_fence_done(&c->fence, committed);
-  if (c->writer) wreg_unpin(c->s->wr, c->writer);
+  if (c->writer) wreg_fence_done(&c->wf, committed);
 }
 
 /* The store's completion callback, on the committer thread: answers the call. */
@@ -579,7 +580,7 @@ static void commit_submit(rpc_call *call, const ProtobufCMessage *m, void *ctx) 
     return;
   }
   *c = (commit_ctx){.s = s, .call = call, .req = r, .writer = refs ? r->writer_id : 0,
-                    .ref_bytes = ref_bytes};
+                    .wf = {s->wr, r->writer_id}, .ref_bytes = ref_bytes};
   st_txn *t = NULL;
   if ((rc = st_txn_begin(s->db, &t)) || (rc = commit_build(t, r))) goto fail;
   if (r->fence) {

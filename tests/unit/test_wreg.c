@@ -2,11 +2,16 @@
  * server's clock, survive a reopen, ids are never reused; a pinned writer (a
  * commit between its fence and its decision) is never condemned, a condemned
  * one never pins again (even with the clock stepped back, even after a
- * reopen); forgetting is permanent; file names are checked. */
+ * reopen); forgetting is permanent; file names are checked. Through the
+ * real store committer: a writer live when its commit was submitted but whose
+ * lease ends before the committer validates it is refused by the fence, with
+ * nothing visible. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
@@ -14,6 +19,7 @@
 #include "common/err.h"
 #include "locks/lock.h"
 #include "locks/writers.h"
+#include "storage/store.h"
 #include "tests/locks/lk_test.h"
 
 typedef struct fx {
@@ -204,6 +210,104 @@ static void test_commit_statistics_persist(void **state) {
   free(ws);
 }
 
+/* A first transaction's fence that moves the clock past every lease: the
+ * committer runs fences in submission order, so the next transaction is
+ * validated after the lease ended, though it was submitted before. */
+static int end_leases(void *ctx) {
+  (void)ctx;
+  lkt_advance(3600 * 1000 * LKT_MS);
+  return 0;
+}
+
+typedef struct async_done {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int done, rc;
+} async_done;
+
+static void on_done(void *ctx, const st_result *res) {
+  async_done *d = ctx;
+  pthread_mutex_lock(&d->mu);
+  d->rc = res->rc;
+  d->done = 1;
+  pthread_cond_signal(&d->cv);
+  pthread_mutex_unlock(&d->mu);
+}
+
+static int present(st_db *db, const char *key) {
+  st_snap *sn;
+  assert_int_equal(st_snap_latest(db, &sn), 0);
+  strata_buf v = STRATA_BUF_INIT;
+  int rc = st_get(sn, key, strlen(key), &v);
+  strata_buf_free(&v);
+  st_snap_release(sn);
+  return rc == 0;
+}
+
+static void test_fence_refuses_a_lease_that_ended_after_submit(void **state) {
+  fx *f = *state;
+  bs_store *mem;
+  assert_int_equal(bs_mem_create(&mem), 0);
+  st_options so = {.create = 1, .base = mem};
+  st_db *db;
+  assert_int_equal(st_open("mem", &so, &db), 0);
+  wreg_info w;
+  assert_int_equal(wreg_register(f->r, "w", 60000, &w), 0);
+  char path[WREG_PATH_MAX];
+  snprintf(path, sizeof path, "%sdata", w.prefix);
+  bs_file *bf;
+  assert_int_equal(bs_mkdir(mem, "d"), 0);
+  assert_int_equal(bs_create(mem, path, &bf), 0);
+  assert_int_equal(bs_append(bf, "0123456789", 10), 0);
+  assert_int_equal(bs_fsync(bf), 0);
+  bs_close(bf);
+
+  /* While live: the fence pins, the commit lands, the pin is dropped. */
+  wreg_fence wf = {f->r, w.id};
+  st_txn *t;
+  st_result res;
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put_ref(t, "ok", 2, path, 0, 4), 0);
+  st_txn_set_fence(t, wreg_fence_check, &wf);
+  st_txn_set_fence_done(t, wreg_fence_done);
+  assert_int_equal(st_txn_commit(t, &res), 0);
+  st_result_free(&res);
+  assert_true(present(db, "ok"));
+
+  /* Submitted while live, validated after the lease ended: refused. */
+  async_done d = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+  st_txn *first;
+  assert_int_equal(st_txn_begin(db, &first), 0);
+  assert_int_equal(st_txn_put(first, "first", 5, "v", 1), 0);
+  st_txn_set_fence(first, end_leases, NULL);
+  assert_int_equal(wreg_check_live(f->r, w.id), 0);
+  assert_int_equal(st_txn_submit(first, on_done, &d), 0);
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put(t, "late-value", 10, "v", 1), 0);
+  assert_int_equal(st_txn_put_ref(t, "late", 4, path, 4, 4), 0);
+  st_txn_set_fence(t, wreg_fence_check, &wf);
+  st_txn_set_fence_done(t, wreg_fence_done);
+  assert_int_equal(st_txn_commit(t, &res), STRATA_EEXPIRED);
+  assert_non_null(strstr(res.message, "lease ended"));
+  st_result_free(&res);
+  pthread_mutex_lock(&d.mu);
+  while (!d.done) pthread_cond_wait(&d.cv, &d.mu);
+  pthread_mutex_unlock(&d.mu);
+  assert_int_equal(d.rc, 0);
+  assert_true(present(db, "first"));
+  assert_false(present(db, "late"));
+  assert_false(present(db, "late-value"));
+  /* No pin was left behind: GC condemns the writer at once. */
+  uint64_t *ids, deferred;
+  size_t n;
+  assert_int_equal(wreg_condemn(f->r, 0, &ids, &n, &deferred), 0);
+  assert_int_equal(n, 1);
+  assert_int_equal(deferred, 0);
+  free(ids);
+  st_close(db);
+  bs_destroy(mem);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_lease_ends_on_the_server_clock_and_survives_reopen,
@@ -213,6 +317,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_unregister_ends_the_lease_at_once, setup, teardown),
       cmocka_unit_test_setup_teardown(test_files_register_under_the_prefix_only, setup, teardown),
       cmocka_unit_test_setup_teardown(test_commit_statistics_persist, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_fence_refuses_a_lease_that_ended_after_submit, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
