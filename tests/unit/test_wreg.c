@@ -308,6 +308,85 @@ static void test_fence_refuses_a_lease_that_ended_after_submit(void **state) {
   bs_destroy(mem);
 }
 
+/* GC running while a commit is between its fence and its decision: the
+ * commit's own fence pins the writer, then (still inside the committer) the
+ * lease ends and GC condemns: the writer is deferred. Once the commit is
+ * visible, GC condemns it and the walk finds the file referenced. */
+typedef struct gc_race {
+  wreg_fence wf;
+  uint64_t deferred;
+  size_t condemned;
+} gc_race;
+
+static int pin_then_gc(void *ctx) {
+  gc_race *g = ctx;
+  int rc = wreg_fence_check(&g->wf);
+  if (rc) return rc;
+  lkt_advance(3600 * 1000 * LKT_MS);
+  uint64_t *ids;
+  assert_int_equal(wreg_condemn(g->wf.r, 0, &ids, &g->condemned, &g->deferred), 0);
+  free(ids);
+  return 0;
+}
+
+static void unpin(void *ctx, int committed) {
+  gc_race *g = ctx;
+  wreg_fence_done(&g->wf, committed);
+}
+
+static void test_gc_defers_a_writer_with_a_commit_in_flight(void **state) {
+  fx *f = *state;
+  bs_store *mem;
+  assert_int_equal(bs_mem_create(&mem), 0);
+  st_options so = {.create = 1, .base = mem};
+  st_db *db;
+  assert_int_equal(st_open("mem", &so, &db), 0);
+  wreg_info w;
+  assert_int_equal(wreg_register(f->r, "w", 60000, &w), 0);
+  char path[WREG_PATH_MAX];
+  snprintf(path, sizeof path, "%sinflight", w.prefix);
+  bs_file *bf;
+  assert_int_equal(bs_mkdir(mem, "d"), 0);
+  assert_int_equal(bs_create(mem, path, &bf), 0);
+  assert_int_equal(bs_append(bf, "abcdefgh", 8), 0);
+  assert_int_equal(bs_fsync(bf), 0);
+  bs_close(bf);
+  gc_race g = {{f->r, w.id}, 0, 0};
+  st_txn *t;
+  st_result res;
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put_ref(t, "k", 1, path, 0, 8), 0);
+  st_txn_set_fence(t, pin_then_gc, &g);
+  st_txn_set_fence_done(t, unpin);
+  assert_int_equal(st_txn_commit(t, &res), 0);
+  st_result_free(&res);
+  assert_int_equal(g.condemned, 0);
+  assert_int_equal(g.deferred, 1);
+  assert_true(present(db, "k"));
+  /* The next GC run: condemned now, and its file is referenced. */
+  uint64_t *ids, deferred;
+  size_t n;
+  assert_int_equal(wreg_condemn(f->r, 0, &ids, &n, &deferred), 0);
+  assert_int_equal(n, 1);
+  free(ids);
+  st_fileset *refs;
+  st_check_result cr;
+  assert_int_equal(st_walk(db, 1, &refs, &cr), 0);
+  assert_true(st_fileset_has(refs, path));
+  assert_int_equal(cr.nerrors, 0);
+  assert_int_equal(cr.values, 1);
+  st_check_result_free(&cr);
+  st_fileset_free(refs);
+  char **names;
+  size_t nn;
+  assert_int_equal(st_foreign_files(db, &names, &nn), 0);
+  assert_int_equal(nn, 1);
+  assert_string_equal(names[0], path + 2);
+  free(names);
+  st_close(db);
+  bs_destroy(mem);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_lease_ends_on_the_server_clock_and_survives_reopen,
@@ -318,6 +397,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_files_register_under_the_prefix_only, setup, teardown),
       cmocka_unit_test_setup_teardown(test_commit_statistics_persist, setup, teardown),
       cmocka_unit_test_setup_teardown(test_fence_refuses_a_lease_that_ended_after_submit, setup,
+                                      teardown),
+      cmocka_unit_test_setup_teardown(test_gc_defers_a_writer_with_a_commit_in_flight, setup,
                                       teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
