@@ -499,7 +499,7 @@ static int commit_build(st_txn *t, const Strata__V1__CommitRequest *r) {
  * checked again in commit_fence, which is what counts. */
 static int ref_checks(srv *s, const Strata__V1__CommitRequest *r, uint64_t *bytes) {
   int rc = wreg_check_live(s->wr, r->writer_id);
-  if (rc) return strata_err(rc, "writer_id: %s", strata_errmsg());
+  if (rc) return strata_err_wrap(rc, "writer_id");
   const char *last = NULL; /* the file of the previous reference, and its size */
   uint64_t size = 0;
   for (size_t i = 0; i < r->n_puts; i++) {
