@@ -112,8 +112,8 @@ static int grow_files(walk *w, uint32_t id) {
 }
 
 static size_t seen_slot(const seentab *t, uint32_t file, uint64_t off) {
-  uint64_t k[2] = {file, off};
-  size_t j = st__hash_bytes(k, sizeof k) & (t->cap - 1);
+  uint64_t h = off * 0x9e3779b97f4a7c15ull ^ (uint64_t)file * 0xc2b2ae3d27d4eb4full;
+  size_t j = (size_t)(h ^ h >> 29) & (t->cap - 1);
   while (t->h[j].file != ST_NOFILE && (t->h[j].file != file || t->h[j].off != off))
     j = (j + 1) & (t->cap - 1);
   return j;
