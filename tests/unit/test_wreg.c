@@ -244,23 +244,40 @@ static int present(st_db *db, const char *key) {
   return rc == 0;
 }
 
-static void test_fence_refuses_a_lease_that_ended_after_submit(void **state) {
-  fx *f = *state;
+/* A store on memory with one file of a fresh live writer holding `bytes`. */
+typedef struct store {
   bs_store *mem;
-  assert_int_equal(bs_mem_create(&mem), 0);
-  st_options so = {.create = 1, .base = mem};
   st_db *db;
-  assert_int_equal(st_open("mem", &so, &db), 0);
   wreg_info w;
-  assert_int_equal(wreg_register(f->r, "w", 60000, &w), 0);
   char path[WREG_PATH_MAX];
-  snprintf(path, sizeof path, "%sdata", w.prefix);
+} store;
+
+static void open_store(fx *f, const char *bytes, store *st) {
+  assert_int_equal(bs_mem_create(&st->mem), 0);
+  st_options so = {.create = 1, .base = st->mem};
+  assert_int_equal(st_open("mem", &so, &st->db), 0);
+  assert_int_equal(wreg_register(f->r, "w", 60000, &st->w), 0);
+  snprintf(st->path, sizeof st->path, "%sdata", st->w.prefix);
   bs_file *bf;
-  assert_int_equal(bs_mkdir(mem, "d"), 0);
-  assert_int_equal(bs_create(mem, path, &bf), 0);
-  assert_int_equal(bs_append(bf, "0123456789", 10), 0);
+  assert_int_equal(bs_mkdir(st->mem, "d"), 0);
+  assert_int_equal(bs_create(st->mem, st->path, &bf), 0);
+  assert_int_equal(bs_append(bf, bytes, strlen(bytes)), 0);
   assert_int_equal(bs_fsync(bf), 0);
   bs_close(bf);
+}
+
+static void close_store(store *st) {
+  st_close(st->db);
+  bs_destroy(st->mem);
+}
+
+static void test_fence_refuses_a_lease_that_ended_after_submit(void **state) {
+  fx *f = *state;
+  store st;
+  open_store(f, "0123456789", &st);
+  wreg_info w = st.w;
+  st_db *db = st.db;
+  const char *path = st.path;
 
   /* While live: the fence pins, the commit lands, the pin is dropped. */
   wreg_fence wf = {f->r, w.id};
@@ -304,8 +321,7 @@ static void test_fence_refuses_a_lease_that_ended_after_submit(void **state) {
   assert_int_equal(n, 1);
   assert_int_equal(deferred, 0);
   free(ids);
-  st_close(db);
-  bs_destroy(mem);
+  close_store(&st);
 }
 
 /* GC running while a commit is between its fence and its decision: the
@@ -336,21 +352,11 @@ static void unpin(void *ctx, int committed) {
 
 static void test_gc_defers_a_writer_with_a_commit_in_flight(void **state) {
   fx *f = *state;
-  bs_store *mem;
-  assert_int_equal(bs_mem_create(&mem), 0);
-  st_options so = {.create = 1, .base = mem};
-  st_db *db;
-  assert_int_equal(st_open("mem", &so, &db), 0);
-  wreg_info w;
-  assert_int_equal(wreg_register(f->r, "w", 60000, &w), 0);
-  char path[WREG_PATH_MAX];
-  snprintf(path, sizeof path, "%sinflight", w.prefix);
-  bs_file *bf;
-  assert_int_equal(bs_mkdir(mem, "d"), 0);
-  assert_int_equal(bs_create(mem, path, &bf), 0);
-  assert_int_equal(bs_append(bf, "abcdefgh", 8), 0);
-  assert_int_equal(bs_fsync(bf), 0);
-  bs_close(bf);
+  store st;
+  open_store(f, "abcdefgh", &st);
+  wreg_info w = st.w;
+  st_db *db = st.db;
+  const char *path = st.path;
   gc_race g = {{f->r, w.id}, 0, 0};
   st_txn *t;
   st_result res;
@@ -383,8 +389,7 @@ static void test_gc_defers_a_writer_with_a_commit_in_flight(void **state) {
   assert_int_equal(nn, 1);
   assert_string_equal(names[0], path + 2);
   free(names);
-  st_close(db);
-  bs_destroy(mem);
+  close_store(&st);
 }
 
 int main(void) {
