@@ -9,6 +9,7 @@ static const char *const services[] = {"",
                                        "strata.v1.Locks",
                                        "strata.v1.Ops",
                                        "strata.v1.Admin",
+                                       "strata.v1.Coordinator",
                                        "grpc.health.v1.Health"};
 
 static void check(rpc_call *call, const ProtobufCMessage *m, void *ctx) {

@@ -30,6 +30,7 @@ static void usage(FILE *f) {
           "usage: strata-server [--listen HOST:PORT] [--data-dir DIR] [--threads N]\n"
           "                     [--max-message-bytes N] [--log-level error|warn|info|debug]\n"
           "                     [--grace-ms N] [--no-commit-log] [--publish-interval-ms N]\n"
+          "                     [--gc-interval SECONDS]\n"
           "                     [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n"
           "                     [--auth-file FILE] [--insecure-listen] [--version]\n"
           "  --listen             address to serve gRPC on (default " SRV_DEFAULT_LISTEN
@@ -55,6 +56,9 @@ static void usage(FILE *f) {
           "  --insecure-listen    serve a non-loopback address with neither TLS nor tokens\n"
           "                       (refused without it)\n"
           "  (docs/security.md; operator and privileged calls are recorded in DIR/audit.log)\n"
+          "  --gc-interval        seconds between background GC runs, which remove the files of\n"
+          "                       coordinator-mode writers whose lease ended that no version\n"
+          "                       references; 0 = only on demand (stratactl gc) (default 300)\n"
           "  --version            print the version, git commit and build date\n");
 }
 
@@ -169,6 +173,7 @@ int main(int argc, char **argv) {
                                            {"commit-log", no_argument, 0, 'c'},
                                            {"no-commit-log", no_argument, 0, 'C'},
                                            {"publish-interval-ms", required_argument, 0, 'P'},
+                                           {"gc-interval", required_argument, 0, 'G'},
                                            {"help", no_argument, 0, 'h'},
                                            {"version", no_argument, 0, 'V'},
                                            {"tls-cert", required_argument, 0, 'T'},
@@ -220,6 +225,10 @@ int main(int argc, char **argv) {
     case 'A': o.tls_client_ca = optarg; break;
     case 'F': o.auth_file = optarg; break;
     case 'I': insecure_listen = 1; break;
+    case 'G':
+      if (parse_u64("--gc-interval", optarg, 0, 604800, &v)) return 2;
+      o.gc_interval_ms = v ? (int64_t)v * 1000 : -1;
+      break;
     case 'h': usage(stdout); return 0;
     case 'V':
       printf("strata-server %s (commit %s, built %s)\n", strata_version(), strata_git_commit(),

@@ -1,7 +1,7 @@
 # server/: see server/README.md. Appends to the variables the top-level Makefile defines.
 SRV_SRCS := server/log.c server/srv.c server/embedded.c server/datadir.c server/h_health.c server/h_admin.c \
 	server/h_kv.c server/h_locks.c server/h_ops.c server/validate.c server/pool.c server/h_watch.c \
-	server/auth.c server/audit.c server/exposure.c
+	server/auth.c server/audit.c server/exposure.c server/h_coord.c server/gc.c
 SRV_OBJS := $(SRV_SRCS:%.c=$(O)/%.o)
 SRV_LIB := $(O)/libsrv.a
 SRV_MAIN_OBJ := $(O)/server/main.o
@@ -59,7 +59,7 @@ bench-rpc:
 # Per-service libFuzzer targets (tests/fuzz/fuzz_svc_*.c, tests/fuzz/fuzz_rpc.h): the
 # whole server in-process without a network, so they link like the server does.
 SRV_FUZZ := tests/fuzz/fuzz_svc_kv.c tests/fuzz/fuzz_svc_locks.c tests/fuzz/fuzz_svc_ops.c \
-	tests/fuzz/fuzz_svc_admin.c tests/fuzz/fuzz_svc_health.c
+	tests/fuzz/fuzz_svc_admin.c tests/fuzz/fuzz_svc_health.c tests/fuzz/fuzz_svc_coord.c
 FUZZ_TARGETS += $(SRV_FUZZ)
 SRV_FUZZ_BINS := $(SRV_FUZZ:%.c=$(O)/%)
 $(SRV_FUZZ:%.c=$(O)/%.o) $(O)/tests/fuzz/seeds.o: | $(RPC_GEN_H)

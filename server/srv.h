@@ -33,6 +33,10 @@ typedef struct srv_opts {
    * (server/auth.h); NULL = authentication off. */
   const char *tls_cert, *tls_key, *tls_client_ca;
   const char *auth_file;
+  /* Background GC of coordinator-mode writer files (server/README.md
+   * "Coordinator mode"): ms between runs; 0 = SRV_DEFAULT_GC_INTERVAL_MS;
+   * < 0 = none (Admin.Gc only). */
+  int64_t gc_interval_ms;
   /* Test only (tests/system): every fsync of the store (files and directories) first
    * sleeps this many microseconds, widening the window between a commit's fence check
    * and its publication. 0 = off. strata-server reads it from STRATA_TEST_SLOW_SYNC_US. */
@@ -53,6 +57,7 @@ typedef struct srv_opts {
  * (server/README.md "Stopping"). Nothing acknowledged is lost that way: an
  * acknowledged commit or lock write is already durable, as for kill -9. */
 #define SRV_STOP_HARD_MS 10000
+#define SRV_DEFAULT_GC_INTERVAL_MS 300000
 
 /* Locks the data directory, opens the engines and starts serving. On failure
  * returns a Strata code (STRATA_EBUSY when another server holds the directory

@@ -9,6 +9,7 @@
 #include <pthread.h>
 
 #include "locks/lock.h"
+#include "locks/writers.h"
 #include "storage/store.h"
 #include "rpc/server.h"
 #include "server/auth.h"
@@ -31,6 +32,14 @@ struct srv {
   st_db *db; /* the versioned store: data_dir/kv */
   bs_store *kv_files, *kv_slow; /* only with o.test_slow_sync_us: the store's base */
   lk_manager *lk; /* locks, op log, id counters: data_dir/locks */
+  wreg_registry *wr; /* coordinator mode's writers, in lk's database */
+  char *store_dir; /* absolute data_dir/kv, told to writers */
+  /* GC (gc.c): one run at a time; the background thread. */
+  pthread_mutex_t gc_mu;
+  pthread_mutex_t gct_mu;
+  pthread_cond_t gct_cv;
+  int gct_stop, has_gct;
+  pthread_t gct;
   /* Live Kv.Watch streams, woken after every successful commit (h_watch.c). */
   pthread_mutex_t wmu;
   rpc_call **watchers;
@@ -53,7 +62,23 @@ void srv__admin_bind(srv *s, rpc_handler *h);
 void srv__kv_bind(srv *s, rpc_handler *h);
 void srv__locks_bind(srv *s, rpc_handler *h);
 void srv__ops_bind(srv *s, rpc_handler *h);
+void srv__coord_bind(srv *s, rpc_handler *h);
 void srv__watch_bind(srv *s, rpc_handler *h);
+
+/* GC of coordinator-mode writer files (gc.c). */
+#define SRV_GC_PATHS_MAX 1000 /* paths a report lists */
+typedef struct srv_gc_report {
+  uint64_t files_removed, bytes_removed, files_kept;
+  uint64_t writers_collected, writers_deferred, versions_walked;
+  char **paths; /* the first SRV_GC_PATHS_MAX removed; free with srv__gc_report_free */
+  size_t npaths;
+} srv_gc_report;
+int srv__gc_run(srv *s, int dry_run, srv_gc_report *out);
+void srv__gc_report_free(srv_gc_report *r);
+void srv__gc_init(srv *s); /* at srv_open's start; srv__gc_destroy in srv_free */
+void srv__gc_destroy(srv *s);
+int srv__gc_start(srv *s); /* the background thread (o.gc_interval_ms) */
+void srv__gc_stop(srv *s);
 
 /* Wakes every Watch stream; called after each successful commit. */
 void srv__watch_notify(srv *s);
@@ -66,6 +91,10 @@ int srv__snap_at(srv *s, const char *field, const Strata__V1__VersionPin *pin, s
 /* A handler that runs on the io pool instead of the poller: `fn` is called
  * there with the same arguments (the call and request stay valid). */
 void srv__bind_io(srv *s, rpc_handler *h, rpc_method_id m, rpc_start_fn fn);
+
+/* Runs fn(call, req, s) on the io pool now (a handler that finds it must
+ * block: reading a file, a synced write); on failure ends the call. */
+void srv__run_io(srv *s, rpc_start_fn fn, rpc_call *call, const ProtobufCMessage *req);
 
 /* Ends `call` with rc and this thread's strata_errmsg(). */
 void srv__fail(rpc_call *call, int rc);

@@ -178,10 +178,51 @@ static int ops_seeds(const char *dir, int *seed) {
   return rc;
 }
 
+static int coord_seeds(const char *dir, int *seed) {
+  const char *t = "fuzz_svc_coord";
+  int rc = 0;
+  Strata__V1__RegisterWriterRequest r = STRATA__V1__REGISTER_WRITER_REQUEST__INIT;
+  r.name = "host-1/4242";
+  r.lease_ttl_ms = 60000;
+  rc |= put_req(dir, t, seed, 0, &r.base);
+  Strata__V1__RenewWriterRequest rn = STRATA__V1__RENEW_WRITER_REQUEST__INIT;
+  rn.writer_id = 1;
+  rc |= put_req(dir, t, seed, 1, &rn.base);
+  Strata__V1__UnregisterWriterRequest u = STRATA__V1__UNREGISTER_WRITER_REQUEST__INIT;
+  u.writer_id = 1;
+  rc |= put_req(dir, t, seed, 2, &u.base);
+  Strata__V1__RegisterFileRequest f = STRATA__V1__REGISTER_FILE_REQUEST__INIT;
+  f.writer_id = 1;
+  f.path = "d/w00000000000001-chunk-0";
+  rc |= put_req(dir, t, seed, 3, &f.base);
+  Strata__V1__ListWritersRequest l = STRATA__V1__LIST_WRITERS_REQUEST__INIT;
+  l.include_expired = 1;
+  rc |= put_req(dir, t, seed, 4, &l.base);
+  Strata__V1__DataRef d = STRATA__V1__DATA_REF__INIT;
+  d.path = "d/w00000000000001-chunk-0";
+  d.length = 64;
+  d.has_crc32c = 1;
+  d.crc32c = 0x12345678;
+  Strata__V1__Put p = STRATA__V1__PUT__INIT, *pp = &p;
+  p.key = B("scale0/0-64_0-64_0-64");
+  p.ref = &d;
+  Strata__V1__CommitRequest c = STRATA__V1__COMMIT_REQUEST__INIT;
+  c.n_puts = 1;
+  c.puts = &pp;
+  c.writer_id = 1;
+  rc |= put_req(dir, t, seed, 5, &c.base);
+  return rc;
+}
+
 static int small_seeds(const char *dir, int *seed) {
   int rc = 0;
   Strata__V1__StatsRequest st = STRATA__V1__STATS_REQUEST__INIT;
   rc |= put_req(dir, "fuzz_svc_admin", seed, 0, &st.base);
+  Strata__V1__GcRequest gq = STRATA__V1__GC_REQUEST__INIT;
+  gq.dry_run = 1;
+  rc |= put_req(dir, "fuzz_svc_admin", seed, 1, &gq.base);
+  Strata__V1__CheckStoreRequest cq = STRATA__V1__CHECK_STORE_REQUEST__INIT;
+  rc |= put_req(dir, "fuzz_svc_admin", seed, 2, &cq.base);
   Grpc__Health__V1__HealthCheckRequest h = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
   rc |= put_req(dir, "fuzz_svc_health", seed, 0, &h.base);
   h.service = "strata.v1.Kv";
@@ -238,7 +279,7 @@ int main(int argc, char **argv) {
   }
   strata_buf_free(&b);
   rc |= kv_seeds(dir, &seed) || locks_seeds(dir, &seed) || ops_seeds(dir, &seed) ||
-        small_seeds(dir, &seed);
+        coord_seeds(dir, &seed) || small_seeds(dir, &seed);
   if (rc) fprintf(stderr, "seeds: failed\n");
   return rc ? 1 : 0;
 }

@@ -143,6 +143,15 @@ static const fld COMMIT_FENCE_10001[] = {MSG(1, PUT_X), MSG(4, FENCE_10001), END
 static const fld FENCE_ROW_OVER[] = {VAR(1, 5), BYTES(2, 4097), END};
 static const fld COMMIT_FENCE_ROW_OVER[] = {MSG(1, PUT_X), MSG(4, FENCE_ROW_OVER), END};
 static const fld COMMIT_DUP[] = {MSG(1, PUT_X), TEXT(2, "x"), END};
+static const fld REF_X[] = {TEXT(1, "d/w00000000000001-x"), VAR(3, 8), END};
+static const fld PUT_VALUE_REF[] = {TEXT(1, "x"), TEXT(2, "v"), MSG(3, REF_X), END};
+static const fld PUT_REF[] = {TEXT(1, "x"), MSG(3, REF_X), END};
+static const fld COMMIT_VALUE_AND_REF[] = {MSG(1, PUT_VALUE_REF), VAR(5, 1), END};
+static const fld COMMIT_REF_NO_WRITER[] = {MSG(1, PUT_REF), END};
+static const fld COMMIT_REF_OUTSIDE[] = {MSG(1, PUT_REF), VAR(5, 2), END};
+static const fld COMMIT_REF_UNKNOWN_WRITER[] = {MSG(1, PUT_REF), VAR(5, 1), END};
+static const fld REGW_TTL_SHORT[] = {TEXT(1, "w"), VAR(2, 999), END};
+static const fld REGF_OUTSIDE[] = {VAR(1, 1), TEXT(2, "d/other"), END};
 static const fld VERSIONS_BACKWARDS[] = {VAR(1, 5), VAR(2, 2), END};
 static const fld WATCH_PREFIX_OVER[] = {BYTES(2, 65536), END};
 static const fld ACQ_ROW_MAX[] = {VAR(1, 11), BYTES(2, 4096), VAR(3, 1), VAR(4, 60000), END};
@@ -222,6 +231,14 @@ static const bcase cases[] = {
     {"Commit fence row past the row limit", RPC_M_kv_commit, COMMIT_FENCE_ROW_OVER, NULL,
      STRATA_EINVALID, "fence.rows[0]: 4097 bytes exceeds the 4096-byte row limit"},
     {"Commit key twice", RPC_M_kv_commit, COMMIT_DUP, NULL, STRATA_EINVALID, "more than once"},
+    {"Commit put with value and ref", RPC_M_kv_commit, COMMIT_VALUE_AND_REF, NULL,
+     STRATA_EINVALID, "both value"},
+    {"Commit ref without writer_id", RPC_M_kv_commit, COMMIT_REF_NO_WRITER, NULL,
+     STRATA_EINVALID, "writer_id: required"},
+    {"Commit ref outside the writer's prefix", RPC_M_kv_commit, COMMIT_REF_OUTSIDE, NULL,
+     STRATA_EINVALID, "puts[0].ref.path: d/w00000000000001-x is outside"},
+    {"Commit ref of an unknown writer", RPC_M_kv_commit, COMMIT_REF_UNKNOWN_WRITER, NULL,
+     STRATA_EEXPIRED, "not registered"},
     /* Kv.Versions, Kv.Watch */
     {"Versions empty", RPC_M_kv_versions, EMPTY, NULL, 0, NULL},
     {"Versions backwards", RPC_M_kv_versions, VERSIONS_BACKWARDS, NULL, STRATA_EINVALID,
@@ -295,6 +312,20 @@ static const bcase cases[] = {
      "counter: contains a NUL byte"},
     /* Admin, Health */
     {"Stats empty", RPC_M_admin_stats, EMPTY, NULL, 0, NULL},
+    {"Gc empty", RPC_M_admin_gc, EMPTY, NULL, 0, NULL},
+    {"Check empty", RPC_M_admin_check, EMPTY, NULL, 0, NULL},
+    /* Coordinator */
+    {"RegisterWriter empty", RPC_M_coord_register_writer, EMPTY, NULL, STRATA_EINVALID,
+     "name: must be 1..256 bytes"},
+    {"RegisterWriter ttl too short", RPC_M_coord_register_writer, REGW_TTL_SHORT, NULL,
+     STRATA_EINVALID, "lease_ttl_ms: must be 1000.."},
+    {"RenewWriter empty", RPC_M_coord_renew_writer, EMPTY, NULL, STRATA_EINVALID, "writer_id"},
+    {"UnregisterWriter empty", RPC_M_coord_unregister_writer, EMPTY, NULL, STRATA_EINVALID,
+     "writer_id"},
+    {"RegisterFile empty", RPC_M_coord_register_file, EMPTY, NULL, STRATA_EINVALID, "writer_id"},
+    {"RegisterFile outside the prefix", RPC_M_coord_register_file, REGF_OUTSIDE, NULL,
+     STRATA_EINVALID, "path: d/other is outside"},
+    {"ListWriters empty", RPC_M_coord_list_writers, EMPTY, NULL, 0, NULL},
     {"Health empty", RPC_M_health_check, EMPTY, NULL, 0, NULL},
     {"Health service not UTF-8", RPC_M_health_check, HEALTH_BAD_UTF8, NULL, STRATA_EINVALID,
      "service: is not valid UTF-8"},

@@ -250,5 +250,8 @@ int ctl_stats(ctl_ctx *x, const ctl_args *a);
 /* cmd_auth.c: commands on files, no server call. */
 int ctl_auth_hash(ctl_ctx *x, const ctl_args *a);
 int ctl_audit(ctl_ctx *x, const ctl_args *a);
+int ctl_writers(ctl_ctx *x, const ctl_args *a);
+int ctl_gc(ctl_ctx *x, const ctl_args *a);
+int ctl_check(ctl_ctx *x, const ctl_args *a);
 
 #endif
