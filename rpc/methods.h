@@ -8,6 +8,7 @@
 
 #include "grpc/health/v1/health.pb-c.h"
 #include "strata/v1/admin.pb-c.h"
+#include "strata/v1/coordinator.pb-c.h"
 #include "strata/v1/kv.pb-c.h"
 #include "strata/v1/locks.pb-c.h"
 #include "strata/v1/ops.pb-c.h"
@@ -61,6 +62,26 @@
      strata__v1__allocate_ids_response)                                                          \
   XX(admin_stats, "/strata.v1.Admin/Stats", UNARY, Strata__V1__StatsRequest,                    \
      strata__v1__stats_request, Strata__V1__StatsResponse, strata__v1__stats_response)          \
+  XX(admin_gc, "/strata.v1.Admin/Gc", UNARY, Strata__V1__GcRequest, strata__v1__gc_request,     \
+     Strata__V1__GcResponse, strata__v1__gc_response)                                           \
+  XX(admin_check, "/strata.v1.Admin/Check", UNARY, Strata__V1__CheckStoreRequest,               \
+     strata__v1__check_store_request, Strata__V1__CheckStoreResponse,                           \
+     strata__v1__check_store_response)                                                          \
+  XX(coord_register_writer, "/strata.v1.Coordinator/RegisterWriter", UNARY,                     \
+     Strata__V1__RegisterWriterRequest, strata__v1__register_writer_request,                    \
+     Strata__V1__RegisterWriterResponse, strata__v1__register_writer_response)                  \
+  XX(coord_renew_writer, "/strata.v1.Coordinator/RenewWriter", UNARY,                           \
+     Strata__V1__RenewWriterRequest, strata__v1__renew_writer_request,                          \
+     Strata__V1__RenewWriterResponse, strata__v1__renew_writer_response)                        \
+  XX(coord_unregister_writer, "/strata.v1.Coordinator/UnregisterWriter", UNARY,                 \
+     Strata__V1__UnregisterWriterRequest, strata__v1__unregister_writer_request,                \
+     Strata__V1__UnregisterWriterResponse, strata__v1__unregister_writer_response)              \
+  XX(coord_register_file, "/strata.v1.Coordinator/RegisterFile", UNARY,                         \
+     Strata__V1__RegisterFileRequest, strata__v1__register_file_request,                        \
+     Strata__V1__RegisterFileResponse, strata__v1__register_file_response)                      \
+  XX(coord_list_writers, "/strata.v1.Coordinator/ListWriters", UNARY,                           \
+     Strata__V1__ListWritersRequest, strata__v1__list_writers_request,                          \
+     Strata__V1__ListWritersResponse, strata__v1__list_writers_response)                        \
   XX(health_check, "/grpc.health.v1.Health/Check", UNARY, Grpc__Health__V1__HealthCheckRequest, \
      grpc__health__v1__health_check_request, Grpc__Health__V1__HealthCheckResponse,             \
      grpc__health__v1__health_check_response)

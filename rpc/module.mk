@@ -6,7 +6,8 @@
 
 RPC_PROTOS := rpc/proto/strata/v1/common.proto rpc/proto/strata/v1/kv.proto \
 	rpc/proto/strata/v1/locks.proto rpc/proto/strata/v1/ops.proto \
-	rpc/proto/strata/v1/admin.proto rpc/proto/grpc/health/v1/health.proto
+	rpc/proto/strata/v1/admin.proto rpc/proto/strata/v1/coordinator.proto \
+	rpc/proto/grpc/health/v1/health.proto
 RPC_GEN_C := $(RPC_PROTOS:rpc/proto/%.proto=$(BUILD)/gen/%.pb-c.c)
 RPC_GEN_H := $(RPC_GEN_C:.c=.h)
 RPC_GEN_OBJS := $(RPC_PROTOS:rpc/proto/%.proto=$(O)/gen/%.pb-c.o)
@@ -39,11 +40,12 @@ $(RPC_LIB): $(RPC_OBJS) $(RPC_GEN_OBJS)
 # --- tests (tiers rpc-integration, rpc-asan, rpc-python) ------------------------
 RPC_TEST_BINS := $(O)/tests/rpc/test_rpc_core $(O)/tests/rpc/test_rpc_server \
 	$(O)/tests/rpc/test_shutdown_load $(O)/tests/rpc/test_full_disk $(O)/tests/rpc/test_rollback \
-	$(O)/tests/rpc/test_bad_input
+	$(O)/tests/rpc/test_bad_input $(O)/tests/rpc/test_coord
 RPC_TEST_OBJS := $(O)/tests/rpc/test_rpc_core.o $(O)/tests/rpc/test_rpc_server.o \
 	$(O)/tests/rpc/srv_harness.o $(O)/tests/rpc/t_validation.o $(O)/tests/rpc/t_locks.o \
 	$(O)/tests/rpc/t_ops.o $(O)/tests/rpc/t_kv.o $(O)/tests/rpc/test_shutdown_load.o \
-	$(O)/tests/rpc/test_full_disk.o $(O)/tests/rpc/test_rollback.o $(O)/tests/rpc/test_bad_input.o
+	$(O)/tests/rpc/test_full_disk.o $(O)/tests/rpc/test_rollback.o $(O)/tests/rpc/test_bad_input.o \
+	$(O)/tests/rpc/test_coord.o
 $(RPC_TEST_OBJS): | $(RPC_GEN_H)
 -include $(RPC_TEST_OBJS:.o=.d)
 
@@ -57,7 +59,7 @@ $(O)/tests/rpc/test_rpc_server: $(O)/tests/rpc/test_rpc_server.o $(O)/tests/rpc/
 
 # The tests that drive a server through the harness (tests/rpc/srv_harness.h).
 RPC_HARNESS_TESTS := $(O)/tests/rpc/test_shutdown_load $(O)/tests/rpc/test_full_disk \
-	$(O)/tests/rpc/test_rollback $(O)/tests/rpc/test_bad_input
+	$(O)/tests/rpc/test_rollback $(O)/tests/rpc/test_bad_input $(O)/tests/rpc/test_coord
 $(RPC_HARNESS_TESTS): %: %.o $(O)/tests/rpc/srv_harness.o $(O)/libsrv.a $(RPC_LIB) $(O)/libstrata.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ -lcmocka $(RPC_LDLIBS) $(LDLIBS)
 
@@ -74,7 +76,8 @@ test-rpc-integration:
 	  sh tests/run-tier.sh rpc-integration $(TEST_RESULTS) \
 	  $(BUILD)/release/tests/rpc/test_rpc_core $(BUILD)/release/tests/rpc/test_rpc_server \
 	  $(BUILD)/release/tests/rpc/test_shutdown_load $(BUILD)/release/tests/rpc/test_full_disk \
-	  $(BUILD)/release/tests/rpc/test_rollback $(BUILD)/release/tests/rpc/test_bad_input
+	  $(BUILD)/release/tests/rpc/test_rollback $(BUILD)/release/tests/rpc/test_bad_input \
+	  $(BUILD)/release/tests/rpc/test_coord
 
 # The same binaries and the server under ASan + UBSan; leaks are reported too.
 test-rpc-asan:
@@ -84,7 +87,8 @@ test-rpc-asan:
 	  sh tests/run-tier.sh rpc-asan $(TEST_RESULTS) \
 	  $(BUILD)/asan/tests/rpc/test_rpc_core $(BUILD)/asan/tests/rpc/test_rpc_server \
 	  $(BUILD)/asan/tests/rpc/test_shutdown_load $(BUILD)/asan/tests/rpc/test_full_disk \
-	  $(BUILD)/asan/tests/rpc/test_rollback $(BUILD)/asan/tests/rpc/test_bad_input
+	  $(BUILD)/asan/tests/rpc/test_rollback $(BUILD)/asan/tests/rpc/test_bad_input \
+	  $(BUILD)/asan/tests/rpc/test_coord
 
 # Debian's python3-grpcio against strata-server; messages generated at test time.
 test-rpc-python:

@@ -52,6 +52,31 @@ static int check_list(const Strata__V1__ListRequest *r) {
   return v_pin("pin", r->pin);
 }
 
+/* The request-only checks of puts[i].ref (coordinator mode); the file's
+ * existence, registration, size and checksum are checked by ref_checks. */
+static int check_ref(const Strata__V1__CommitRequest *r, size_t i) {
+  const Strata__V1__Put *p = r->puts[i];
+  if (!p->ref) return 0;
+  char f[64];
+  if (p->value.len)
+    return strata_err(STRATA_EINVALID,
+                      "puts[%zu]: both value (%zu bytes) and ref are set; a put carries one",
+                      i, p->value.len);
+  if (!r->writer_id)
+    return strata_err(STRATA_EINVALID,
+                      "writer_id: required with puts by reference (puts[%zu].ref); register "
+                      "with Coordinator.RegisterWriter",
+                      i);
+  if (p->ref->length == 0 || p->ref->length > UINT32_MAX)
+    return strata_err(STRATA_EINVALID, "puts[%zu].ref.length: must be 1..4294967295, got %llu", i,
+                      (unsigned long long)p->ref->length);
+  if (p->ref->offset > (UINT64_MAX >> 2))
+    return strata_err(STRATA_EINVALID, "puts[%zu].ref.offset: %llu is out of bounds", i,
+                      (unsigned long long)p->ref->offset);
+  snprintf(f, sizeof f, "puts[%zu].ref.path", i);
+  return wr_check_path(r->writer_id, f, p->ref->path ? p->ref->path : "");
+}
+
 static int check_commit(const Strata__V1__CommitRequest *r) {
   int rc = 0;
   size_t nw = r->n_puts + r->n_deletes;
@@ -60,6 +85,7 @@ static int check_commit(const Strata__V1__CommitRequest *r) {
                       "puts, deletes: a commit must write or delete at least "
                       "one key (conditions alone are refused: to check them, read)");
   for (size_t i = 0; !rc && i < r->n_puts; i++) rc = v_key_at("puts", i, ".key", &r->puts[i]->key);
+  for (size_t i = 0; !rc && i < r->n_puts; i++) rc = check_ref(r, i);
   for (size_t i = 0; !rc && i < r->n_deletes; i++) rc = v_key_at("deletes", i, "", &r->deletes[i]);
   for (size_t i = 0; !rc && i < r->n_conditions; i++) {
     const Strata__V1__Condition *c = r->conditions[i];
@@ -384,7 +410,28 @@ typedef struct commit_ctx {
   const Strata__V1__CommitRequest *req; /* owned by the call, alive until it ends */
   lk_fence fence; /* the committer's lk_fence_check pins the rows, lk_fence_done unpins */
   lk_row *rows;
+  uint64_t writer; /* writer_id when the commit has references; 0 otherwise */
+  uint64_t ref_bytes; /* the bytes its references name */
 } commit_ctx;
+
+/* The commit's fence, called by the committer at validation (storage/README.md
+ * "Commit pipeline"): the writer's lease, then the lock fence. A live writer
+ * is pinned (wr_pin) until commit_fence_done, so GC cannot condemn it while
+ * this commit is undecided; an ended one is refused here, after which its
+ * files may go (server/README.md "Coordinator mode"). */
+static int commit_fence(void *arg) {
+  commit_ctx *c = arg;
+  int rc = c->writer ? wr_pin(c->s->wr, c->writer) : 0;
+  if (!rc && c->req->fence && (rc = lk_fence_check(&c->fence)) && c->writer)
+    wr_unpin(c->s->wr, c->writer);
+  return rc;
+}
+
+static void commit_fence_done(void *arg, int committed) {
+  commit_ctx *c = arg;
+  if (c->req->fence) lk_fence_done(&c->fence, committed);
+  if (c->writer) wr_unpin(c->s->wr, c->writer);
+}
 
 /* The store's completion callback, on the committer thread: answers the call. */
 static void commit_done(void *arg, const st_result *res) {
@@ -401,6 +448,7 @@ static void commit_done(void *arg, const st_result *res) {
     Strata__V1__CommitResponse resp = STRATA__V1__COMMIT_RESPONSE__INIT;
     resp.version = &v;
     resp.fence_expired_in_flight = c->fence.expired_in_flight; /* set by lk_fence_done, before us */
+    if (c->writer) wr_note_commit(c->s->wr, c->writer, res->generation, c->ref_bytes);
     rpc_call_reply(c->call, &resp.base);
     srv__watch_notify(c->s);
   } else if (res->rc == STRATA_ECONDITION) {
@@ -421,9 +469,12 @@ static void commit_done(void *arg, const st_result *res) {
 static int commit_build(st_txn *t, const Strata__V1__CommitRequest *r) {
   int rc = 0;
   /* The values are borrowed: the request lives until commit_done has answered. */
-  for (size_t i = 0; !rc && i < r->n_puts; i++)
-    rc = st_txn_put_borrowed(t, r->puts[i]->key.data, r->puts[i]->key.len, r->puts[i]->value.data,
-                             r->puts[i]->value.len);
+  for (size_t i = 0; !rc && i < r->n_puts; i++) {
+    const Strata__V1__Put *p = r->puts[i];
+    rc = p->ref ? st_txn_put_ref(t, p->key.data, p->key.len, p->ref->path, p->ref->offset,
+                                 p->ref->length)
+                : st_txn_put_borrowed(t, p->key.data, p->key.len, p->value.data, p->value.len);
+  }
   for (size_t i = 0; !rc && i < r->n_deletes; i++)
     rc = st_txn_delete(t, r->deletes[i].data, r->deletes[i].len);
   for (size_t i = 0; !rc && i < r->n_conditions; i++) {
@@ -441,10 +492,77 @@ static int commit_build(st_txn *t, const Strata__V1__CommitRequest *r) {
   return rc;
 }
 
+/* The checks of the references that need the files and the registry, before
+ * anything is submitted: the writer is live, each file exists, was registered
+ * by it, holds the range, and the range has the CRC-32C given. The lease is
+ * checked again in commit_fence, which is what counts. */
+static int ref_checks(srv *s, const Strata__V1__CommitRequest *r, uint64_t *bytes) {
+  int rc = wr_check_live(s->wr, r->writer_id);
+  if (rc) return strata_err(rc, "writer_id: %s", strata_errmsg());
+  for (size_t i = 0; i < r->n_puts; i++) {
+    const Strata__V1__Put *p = r->puts[i];
+    if (!p->ref) continue;
+    const Strata__V1__DataRef *d = p->ref;
+    char show[80];
+    const char *key = v_show(show, sizeof show, &p->key);
+    uint64_t size, reg;
+    if ((rc = st_file_size(s->db, d->path, &size)))
+      return strata_err(rc, "puts[%zu] (key %s): ref.path %s does not exist in the store directory",
+                        i, key, d->path);
+    if ((rc = wr_file_size(s->wr, r->writer_id, d->path, &reg)) == STRATA_ENOTFOUND)
+      return strata_err(STRATA_ECONDITION,
+                        "puts[%zu] (key %s): ref.path %s was not registered by writer %llu "
+                        "(Coordinator.RegisterFile)",
+                        i, key, d->path, (unsigned long long)r->writer_id);
+    if (rc) return rc;
+    if (d->offset + d->length > size)
+      return strata_err(STRATA_ERANGE,
+                        "puts[%zu] (key %s): ref names bytes [%llu, %llu) of %s, which has %llu "
+                        "bytes",
+                        i, key, (unsigned long long)d->offset,
+                        (unsigned long long)(d->offset + d->length), d->path,
+                        (unsigned long long)size);
+    *bytes += d->length;
+    if (!d->has_crc32c) continue;
+    uint32_t crc;
+    if ((rc = st_file_crc32c(s->db, d->path, d->offset, d->length, &crc))) return rc;
+    if (crc != d->crc32c)
+      return strata_err(STRATA_ECORRUPT,
+                        "puts[%zu] (key %s): bytes [%llu, %llu) of %s have CRC-32C 0x%08x, the "
+                        "request says 0x%08x",
+                        i, key, (unsigned long long)d->offset,
+                        (unsigned long long)(d->offset + d->length), d->path, crc, d->crc32c);
+  }
+  return 0;
+}
+
+static int has_refs(const Strata__V1__CommitRequest *r) {
+  for (size_t i = 0; i < r->n_puts; i++)
+    if (r->puts[i]->ref) return 1;
+  return 0;
+}
+
+static void commit_submit(rpc_call *call, const ProtobufCMessage *m, void *ctx);
+
 static void h_commit(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   srv *s = ctx;
   const Strata__V1__CommitRequest *r = (const void *)m;
   int rc = check_commit(r);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
+  /* References read files (sizes, checksums): not on a poller. */
+  if (has_refs(r)) srv__run_io(s, commit_submit, call, m);
+  else commit_submit(call, m, ctx);
+}
+
+static void commit_submit(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
+  srv *s = ctx;
+  const Strata__V1__CommitRequest *r = (const void *)m;
+  uint64_t ref_bytes = 0;
+  int refs = has_refs(r);
+  int rc = refs ? ref_checks(s, r, &ref_bytes) : 0;
   if (rc) {
     srv__fail(call, rc);
     return;
@@ -454,7 +572,8 @@ static void h_commit(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
     rpc_call_fail(call, STRATA_ENOMEM, "Kv.Commit: out of memory");
     return;
   }
-  *c = (commit_ctx){.s = s, .call = call, .req = r};
+  *c = (commit_ctx){.s = s, .call = call, .req = r, .writer = refs ? r->writer_id : 0,
+                    .ref_bytes = ref_bytes};
   st_txn *t = NULL;
   if ((rc = st_txn_begin(s->db, &t)) || (rc = commit_build(t, r))) goto fail;
   if (r->fence) {
@@ -467,8 +586,10 @@ static void h_commit(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
       c->rows[i] = (lk_row){r->fence->rows[i].data, r->fence->rows[i].len};
     c->fence = (lk_fence){.lk = s->lk, .op = r->fence->op_id, .rows = c->rows,
                           .nrows = r->fence->n_rows};
-    st_txn_set_fence(t, lk_fence_check, &c->fence);
-    st_txn_set_fence_done(t, lk_fence_done); /* c lives until commit_done, which comes after */
+  }
+  if (r->fence || c->writer) {
+    st_txn_set_fence(t, commit_fence, c);
+    st_txn_set_fence_done(t, commit_fence_done); /* c lives until commit_done, which comes after */
   }
   if ((rc = st_txn_submit(t, commit_done, c))) {
     t = NULL; /* ownership passed even on failure */

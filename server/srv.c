@@ -72,6 +72,7 @@ static int open_engines(srv *s) {
   lo.no_sync = s->o.lock_no_sync;
   int rc = lk_open(&lo, &s->lk);
   if (rc) return strata_err_wrap(rc, "lock manager in %s", path);
+  if ((rc = wr_open(s->lk, &s->wr))) return strata_err_wrap(rc, "writer registry in %s", path);
   uint64_t acked = lk_acked_generation(s->lk);
   snprintf(path, sizeof path, "%s/kv", s->data_dir);
   if (mkdir(path, 0755) != 0 && errno != EEXIST)
@@ -85,6 +86,9 @@ static int open_engines(srv *s) {
     so.base = s->kv_slow;
     srv_log(SRV_LOG_WARN, "event=test_slow_sync us=%u", s->o.test_slow_sync_us);
   }
+  char *abs = realpath(path, NULL);
+  s->store_dir = abs ? abs : strdup(path);
+  if (!s->store_dir) return strata_err(STRATA_ENOMEM, "out of memory");
   rc = st_open(path, &so, &s->db);
   if (rc) return strata_err_wrap(rc, "store in %s (last acknowledged generation %llu)", path,
                                  (unsigned long long)acked);
@@ -107,19 +111,23 @@ static void io_run(void *p) {
   free(j);
 }
 
-static void io_start(rpc_call *call, const ProtobufCMessage *req, void *ctx) {
-  srv *s = ctx;
+void srv__run_io(srv *s, rpc_start_fn fn, rpc_call *call, const ProtobufCMessage *req) {
   io_job *j = malloc(sizeof *j);
   if (!j) {
     rpc_call_fail(call, STRATA_ENOMEM, "out of memory");
     return;
   }
-  *j = (io_job){s->io_fns[rpc_call_method(call)], call, req, ctx};
+  *j = (io_job){fn, call, req, s};
   int rc = srv_pool_run(s->io, io_run, j);
   if (rc) {
     free(j);
     srv__fail(call, rc);
   }
+}
+
+static void io_start(rpc_call *call, const ProtobufCMessage *req, void *ctx) {
+  srv *s = ctx;
+  srv__run_io(s, s->io_fns[rpc_call_method(call)], call, req);
 }
 
 void srv__bind_io(srv *s, rpc_handler *h, rpc_method_id m, rpc_start_fn fn) {
@@ -133,7 +141,9 @@ static void srv_free(srv *s) {
   if (s->db) st_close(s->db); /* after the calls: every acknowledged commit is durable */
   bs_destroy(s->kv_slow);
   bs_destroy(s->kv_files);
+  wr_close(s->wr);
   if (s->lk) lk_close(s->lk);
+  free(s->store_dir);
   pthread_mutex_destroy(&s->wmu);
   free(s->watchers);
   if (s->lock_fd >= 0) close(s->lock_fd); /* releases the flock */
@@ -177,6 +187,7 @@ int srv_open(const srv_opts *o, srv **out) {
   srv__kv_bind(s, ro.handlers);
   srv__locks_bind(s, ro.handlers);
   srv__ops_bind(s, ro.handlers);
+  srv__coord_bind(s, ro.handlers);
   srv__watch_bind(s, ro.handlers);
   rc = o->local ? rpc_server_start_local(&ro, &s->rpc) : rpc_server_start(&ro, &s->rpc);
   if (rc) {

@@ -9,6 +9,7 @@
 #include <pthread.h>
 
 #include "locks/lock.h"
+#include "locks/writers.h"
 #include "storage/store.h"
 #include "rpc/server.h"
 #include "server/pool.h"
@@ -27,6 +28,8 @@ struct srv {
   st_db *db; /* the versioned store: data_dir/kv */
   bs_store *kv_files, *kv_slow; /* only with o.test_slow_sync_us: the store's base */
   lk_manager *lk; /* locks, op log, id counters: data_dir/locks */
+  wr_registry *wr; /* coordinator mode's writers, in lk's database */
+  char *store_dir; /* absolute data_dir/kv, told to writers */
   /* Live Kv.Watch streams, woken after every successful commit (h_watch.c). */
   pthread_mutex_t wmu;
   rpc_call **watchers;
@@ -49,6 +52,7 @@ void srv__admin_bind(srv *s, rpc_handler *h);
 void srv__kv_bind(srv *s, rpc_handler *h);
 void srv__locks_bind(srv *s, rpc_handler *h);
 void srv__ops_bind(srv *s, rpc_handler *h);
+void srv__coord_bind(srv *s, rpc_handler *h);
 void srv__watch_bind(srv *s, rpc_handler *h);
 
 /* Wakes every Watch stream; called after each successful commit. */
@@ -62,6 +66,10 @@ int srv__snap_at(srv *s, const char *field, const Strata__V1__VersionPin *pin, s
 /* A handler that runs on the io pool instead of the poller: `fn` is called
  * there with the same arguments (the call and request stay valid). */
 void srv__bind_io(srv *s, rpc_handler *h, rpc_method_id m, rpc_start_fn fn);
+
+/* Runs fn(call, req, s) on the io pool now (a handler that finds it must
+ * block: reading a file, a synced write); on failure ends the call. */
+void srv__run_io(srv *s, rpc_start_fn fn, rpc_call *call, const ProtobufCMessage *req);
 
 /* Ends `call` with rc and this thread's strata_errmsg(). */
 void srv__fail(rpc_call *call, int rc);

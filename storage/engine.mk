@@ -2,7 +2,7 @@
 LIB_SRCS += storage/base_file.c storage/base_mem.c storage/base_fault.c storage/cache.c \
 	storage/btree.c storage/btree_write.c storage/versions.c storage/txn.c storage/validate.c \
 	storage/commit.c storage/db.c storage/datafile.c storage/clog.c storage/logcommit.c storage/publish.c \
-	storage/recover.c
+	storage/recover.c storage/gc.c
 UNIT_TESTS += tests/unit/test_store_basic.c tests/unit/test_store_base.c tests/unit/test_store_model.c \
 	tests/unit/test_store_bigkeys.c tests/unit/test_store_files.c \
 	tests/unit/test_store_recovery.c tests/unit/test_store_clog.c \

@@ -264,6 +264,15 @@ int st_txn_submit(st_txn *t, st_done_fn done, void *ctx);
 int st_txn_commit(st_txn *t, st_result *res);
 void st_result_free(st_result *res);
 
+/* --- files others create (coordinator mode; storage/README.md "Writer files") --
+ * Paths are relative to the database directory, like st_txn_put_ref's. */
+
+/* The file's size now; STRATA_ENOTFOUND (naming it) when it does not exist. */
+int st_file_size(st_db *db, const char *path, uint64_t *size);
+/* The CRC-32C of bytes [off, off+len) of the file (read in pieces of 1 MiB);
+ * STRATA_ERANGE when the file is shorter. */
+int st_file_crc32c(st_db *db, const char *path, uint64_t off, uint64_t len, uint32_t *crc);
+
 /* Statistics for tests and benchmarks. */
 typedef struct st_stats {
   uint64_t commits, groups, cache_hits, cache_misses, cache_bytes, bytes_written;
