@@ -95,7 +95,6 @@ static void now_iso(char *buf, size_t n) {
 
 /* --- the writer and its lease ----------------------------------------------------------------- */
 
-#ifdef STRATA__V1__REGISTER_WRITER_REQUEST__INIT
 static void *renew_thread(void *arg) {
   pop_worker *w = arg;
   rpc_client *c = pop_client(w->o);
@@ -112,7 +111,7 @@ static void *renew_thread(void *arg) {
     Strata__V1__RenewWriterRequest q = STRATA__V1__RENEW_WRITER_REQUEST__INIT;
     q.writer_id = w->writer_id;
     Strata__V1__RenewWriterResponse *r = NULL;
-    int rc = rpc_coordinator_renew_writer(c, NULL, &q, &r);
+    int rc = rpc_coord_renew_writer(c, NULL, &q, &r);
     rpc_free(r);
     /* A transient failure is retried at the next period; a refusal means the lease is
      * gone and every later commit of this writer will be refused, which the task
@@ -134,7 +133,7 @@ static int writer_register(pop_worker *w) {
   Strata__V1__RegisterWriterResponse *r = NULL;
   int rc;
   for (int att = 0;; att++) {
-    rc = rpc_coordinator_register_writer(w->c, NULL, &q, &r);
+    rc = rpc_coord_register_writer(w->c, NULL, &q, &r);
     if (!pop_transient(rc) || att >= w->o->retries) break;
     pop_backoff(w->sh, att, &w->rng);
   }
@@ -164,7 +163,7 @@ static void writer_unregister(pop_worker *w) {
   Strata__V1__UnregisterWriterRequest q = STRATA__V1__UNREGISTER_WRITER_REQUEST__INIT;
   q.writer_id = w->writer_id;
   Strata__V1__UnregisterWriterResponse *r = NULL;
-  if (rpc_coordinator_unregister_writer(w->c, NULL, &q, &r) && !pop_transient(-1))
+  if (rpc_coord_unregister_writer(w->c, NULL, &q, &r) && !pop_transient(-1))
     fprintf(stderr, "strata-populate: worker %s: unregistering writer %" PRIu64 ": %s\n", w->name,
             w->writer_id, strata_errmsg());
   rpc_free(r);
@@ -177,7 +176,7 @@ static int file_register(pop_worker *w, const char *rel, const char *mk) {
   Strata__V1__RegisterFileResponse *r = NULL;
   int rc;
   for (int att = 0;; att++) {
-    rc = rpc_coordinator_register_file(w->c, NULL, &q, &r);
+    rc = rpc_coord_register_file(w->c, NULL, &q, &r);
     if (!pop_transient(rc) || att >= w->o->retries) break;
     pop_backoff(w->sh, att, &w->rng);
   }
@@ -186,14 +185,6 @@ static int file_register(pop_worker *w, const char *rel, const char *mk) {
     fprintf(stderr, "strata-populate: task %s: registering %s: %s\n", mk, rel, strata_errmsg());
   return rc;
 }
-#else
-static int writer_register(pop_worker *w) {
-  fprintf(stderr, "strata-populate: this build has no Coordinator client; use --standalone\n");
-  return -1;
-}
-static void writer_unregister(pop_worker *w) {}
-static int file_register(pop_worker *w, const char *rel, const char *mk) { return -1; }
-#endif
 
 /* --- one task --------------------------------------------------------------------------------- */
 
