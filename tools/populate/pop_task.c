@@ -46,6 +46,7 @@ typedef struct pop_worker {
   /* fault injection */
   char crash[128];
   int crash_permille;
+  long delay_ms; /* STRATA_POPULATE_TASK_DELAY_MS: tests slow tasks to land a kill inside */
   /* buffers */
   uint8_t *buf;
   size_t cap;
@@ -349,6 +350,10 @@ static int run_task(pop_worker *w, const pop_task *t) {
   }
 
   /* 3. One commit: every chunk and the marker, if the marker is still absent. */
+  if (w->delay_ms > 0) {
+    struct timespec ts = {w->delay_ms / 1000, (w->delay_ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+  }
   body = marker_body(w, t, o->standalone ? NULL : rel);
   size_t np = t->count + 1;
   Strata__V1__Put *pv = calloc(np, sizeof *pv);
@@ -440,6 +445,8 @@ int pop_worker_main(const pop_opts *o, const pop_plan *p, pop_shared *sh, int in
   if (crash && *crash) snprintf(w.crash, sizeof w.crash, ",%s,", crash);
   const char *pm = getenv("STRATA_POPULATE_CRASH_PERMILLE");
   w.crash_permille = pm ? atoi(pm) : 1000;
+  const char *dl = getenv("STRATA_POPULATE_TASK_DELAY_MS");
+  w.delay_ms = dl ? atol(dl) : 0;
   w.c = pop_client(o);
   if (!o->standalone && writer_register(&w)) {
     rpc_client_close(w.c);

@@ -190,13 +190,15 @@ static int meta_diff(const char *key, json_t *rec, json_t *mine) {
       diffs++;
     }
   json_t *rs = json_object_get(rec, "scales"), *ms = json_object_get(mine, "scales");
-  if (json_array_size(rs) != json_array_size(ms)) {
+  size_t n = json_array_size(rs);
+  if (n != json_array_size(ms)) {
     fprintf(stderr, "strata-populate: %s: scales: recorded %zu, source has %zu\n", key,
             json_array_size(rs), json_array_size(ms));
-    return diffs + 1;
+    diffs++;
+    if (json_array_size(ms) < n) n = json_array_size(ms);
   }
   static const char *fields[] = {"key", "size", "chunk_size", "voxel_offset"};
-  for (size_t i = 0; i < json_array_size(rs); i++)
+  for (size_t i = 0; i < n; i++)
     for (size_t f = 0; f < sizeof fields / sizeof *fields; f++) {
       json_t *a = json_object_get(json_array_get(rs, i), fields[f]);
       json_t *b = json_object_get(json_array_get(ms, i), fields[f]);
