@@ -4,7 +4,7 @@
  * and 'U' id (its commit statistics); 'N' is the id counter. Two mutexes:
  * `wmu` orders every change that is written (register, renew, unregister,
  * file registration, condemnation, forgetting), `mu` guards the memory and is
- * the only one the commit path takes (wr_pin). Order: wmu, mu, then db_rw;
+ * the only one the commit path takes (wreg_pin). Order: wmu, mu, then db_rw;
  * nothing waits for RocksDB while holding mu. locks/README.md "Writer
  * registry".
  */
@@ -26,11 +26,11 @@
 #define REC_FIXED 36 /* version, state, registered, expires, ttl, files (8 each), name_len (2) */
 
 typedef struct writer {
-  wr_info i;
-  uint32_t pins; /* commits between wr_pin and wr_unpin */
+  wreg_info i;
+  uint32_t pins; /* commits between wreg_pin and wreg_unpin */
 } writer;
 
-struct wr_registry {
+struct wreg_registry {
   lk_manager *lk;
   pthread_mutex_t wmu;
   pthread_mutex_t mu;
@@ -41,8 +41,8 @@ struct wr_registry {
 
 /* --- names ---------------------------------------------------------------------- */
 
-void wr_prefix(uint64_t id, char out[WR_PREFIX_LEN + 1]) {
-  snprintf(out, WR_PREFIX_LEN + 1, "d/w%014" PRIx64 "-", id & WR_ID_MAX);
+void wreg_prefix(uint64_t id, char out[WREG_PREFIX_LEN + 1]) {
+  snprintf(out, WREG_PREFIX_LEN + 1, "d/w%014" PRIx64 "-", id & WREG_ID_MAX);
 }
 
 static int name_char(char c) {
@@ -50,7 +50,7 @@ static int name_char(char c) {
          c == '_' || c == '-';
 }
 
-int wr_parse_name(const char *name, uint64_t *id) {
+int wreg_parse_name(const char *name, uint64_t *id) {
   if (name[0] != 'w') return 0;
   uint64_t v = 0;
   for (int i = 1; i <= 14; i++) {
@@ -62,25 +62,25 @@ int wr_parse_name(const char *name, uint64_t *id) {
   if (name[15] != '-') return 0;
   const char *rest = name + 16;
   size_t n = strlen(rest);
-  if (n < 1 || n > WR_FILE_NAME_MAX || strstr(rest, "..")) return 0;
+  if (n < 1 || n > WREG_FILE_NAME_MAX || strstr(rest, "..")) return 0;
   for (size_t i = 0; i < n; i++)
     if (!name_char(rest[i])) return 0;
   *id = v;
   return 1;
 }
 
-int wr_check_path(uint64_t id, const char *field, const char *path) {
-  char pre[WR_PREFIX_LEN + 1];
-  wr_prefix(id, pre);
-  if (strncmp(path, pre, WR_PREFIX_LEN) != 0)
+int wreg_check_path(uint64_t id, const char *field, const char *path) {
+  char pre[WREG_PREFIX_LEN + 1];
+  wreg_prefix(id, pre);
+  if (strncmp(path, pre, WREG_PREFIX_LEN) != 0)
     return strata_err(STRATA_EINVALID, "%s: %s is outside writer %" PRIu64 "'s prefix %s", field,
                       path, id, pre);
   uint64_t got;
-  if (!wr_parse_name(path + 2, &got))
+  if (!wreg_parse_name(path + 2, &got))
     return strata_err(STRATA_EINVALID,
                       "%s: %s: a file name is the prefix %s followed by 1..%u characters of "
                       "[A-Za-z0-9._-] (no \"..\")",
-                      field, path, pre, WR_FILE_NAME_MAX);
+                      field, path, pre, WREG_FILE_NAME_MAX);
   return 0;
 }
 
@@ -94,7 +94,7 @@ static size_t wkey(uint8_t tag, uint64_t id, const char *path, uint8_t *k) {
   return 9 + n;
 }
 
-static size_t rec_encode(const wr_info *i, uint8_t *v) {
+static size_t rec_encode(const wreg_info *i, uint8_t *v) {
   size_t nl = strlen(i->name);
   v[0] = REC_VERSION;
   v[1] = (uint8_t)i->state;
@@ -108,27 +108,27 @@ static size_t rec_encode(const wr_info *i, uint8_t *v) {
   return REC_FIXED + nl;
 }
 
-static int rec_decode(uint64_t id, const uint8_t *v, size_t n, wr_info *i) {
+static int rec_decode(uint64_t id, const uint8_t *v, size_t n, wreg_info *i) {
   memset(i, 0, sizeof *i);
   size_t nl = n >= REC_FIXED ? (size_t)v[34] << 8 | v[35] : 0;
-  if (n < REC_FIXED || v[0] != REC_VERSION || v[1] > WR_DEAD || nl > WR_NAME_MAX ||
+  if (n < REC_FIXED || v[0] != REC_VERSION || v[1] > WREG_DEAD || nl > WREG_NAME_MAX ||
       n != REC_FIXED + nl)
     return strata_err(STRATA_ECORRUPT, "writer registry: record of writer %" PRIu64 " is damaged",
                       id);
   i->id = id;
-  i->state = (wr_state)v[1];
+  i->state = (wreg_state)v[1];
   i->registered_ns = (int64_t)lk__get64(v + 2);
   i->lease_expires_ns = (int64_t)lk__get64(v + 10);
   i->ttl_ms = lk__get64(v + 18);
   i->files_registered = lk__get64(v + 26);
   memcpy(i->name, v + REC_FIXED, nl);
   i->name[nl] = 0;
-  wr_prefix(id, i->prefix);
+  wreg_prefix(id, i->prefix);
   return 0;
 }
 
 /* Writes batch b and waits until it is durable (the lock table's group sync). */
-static int write_synced(wr_registry *r, rocksdb_writebatch_t *b, const char *what) {
+static int write_synced(wreg_registry *r, rocksdb_writebatch_t *b, const char *what) {
   uint64_t seq;
   int rc = lk__write(r->lk, b, what, &seq);
   if (!rc) rc = lk__durable(r->lk, seq);
@@ -136,14 +136,14 @@ static int write_synced(wr_registry *r, rocksdb_writebatch_t *b, const char *wha
 }
 
 /* Puts w's record into b. */
-static void batch_rec(rocksdb_writebatch_t *b, const wr_info *i) {
-  uint8_t k[9], v[REC_FIXED + WR_NAME_MAX];
+static void batch_rec(rocksdb_writebatch_t *b, const wreg_info *i) {
+  uint8_t k[9], v[REC_FIXED + WREG_NAME_MAX];
   size_t kl = wkey(TAG_WRITER, i->id, NULL, k);
   size_t vl = rec_encode(i, v);
   rocksdb_writebatch_put(b, (const char *)k, kl, (const char *)v, vl);
 }
 
-static int put_rec_synced(wr_registry *r, const wr_info *i, const char *what) {
+static int put_rec_synced(wreg_registry *r, const wreg_info *i, const char *what) {
   rocksdb_writebatch_t *b = rocksdb_writebatch_create();
   batch_rec(b, i);
   int rc = write_synced(r, b, what);
@@ -154,7 +154,7 @@ static int put_rec_synced(wr_registry *r, const wr_info *i, const char *what) {
 /* --- memory ------------------------------------------------------------------------- */
 
 /* The writer with this id, or NULL; mu held. */
-static writer *find(wr_registry *r, uint64_t id) {
+static writer *find(wreg_registry *r, uint64_t id) {
   size_t lo = 0, hi = r->n;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
@@ -165,7 +165,7 @@ static writer *find(wr_registry *r, uint64_t id) {
 }
 
 /* Appends (ids only grow, so the order holds); mu held. */
-static int append(wr_registry *r, const wr_info *i) {
+static int append(wreg_registry *r, const wreg_info *i) {
   if (r->n == r->cap) {
     size_t cap = r->cap ? r->cap * 2 : 16;
     writer *w = realloc(r->w, cap * sizeof *w);
@@ -177,8 +177,8 @@ static int append(wr_registry *r, const wr_info *i) {
   return 0;
 }
 
-static int is_live(const wr_info *i, int64_t now) {
-  return i->state == WR_LEASED && now < i->lease_expires_ns;
+static int is_live(const wreg_info *i, int64_t now) {
+  return i->state == WREG_LEASED && now < i->lease_expires_ns;
 }
 
 static int64_t add_ttl(int64_t now, uint64_t ttl_ms) {
@@ -188,7 +188,7 @@ static int64_t add_ttl(int64_t now, uint64_t ttl_ms) {
 
 /* --- open / close ---------------------------------------------------------------------- */
 
-static int load(wr_registry *r) {
+static int load(wreg_registry *r) {
   int rc = lk__db_enter(r->lk, "loading the writer registry");
   if (rc) return rc;
   char *err = NULL;
@@ -210,13 +210,13 @@ static int load(wr_registry *r) {
     if (kl < 1 || k[0] != TAG_WRITER) break;
     if (kl != 9) continue;
     const uint8_t *rv = (const uint8_t *)rocksdb_iter_value(it, &vl);
-    wr_info i;
+    wreg_info i;
     if (!(rc = rec_decode(lk__get64(k + 1), rv, vl, &i))) rc = append(r, &i);
   }
   rocksdb_iter_get_error(it, &err);
   if (err && !rc) rc = lk__dberr(err, "loading the writer registry");
   rocksdb_iter_destroy(it);
-  /* Statistics, written apart from the records (wr_note_commit). */
+  /* Statistics, written apart from the records (wreg_note_commit). */
   it = rocksdb_create_iterator(r->lk->db, r->lk->ro);
   for (rocksdb_iter_seek(it, (const char[]){TAG_WUSAGE}, 1); !rc && rocksdb_iter_valid(it);
        rocksdb_iter_next(it)) {
@@ -239,23 +239,23 @@ static int load(wr_registry *r) {
   return rc;
 }
 
-int wr_open(lk_manager *lk, wr_registry **out) {
+int wreg_open(lk_manager *lk, wreg_registry **out) {
   *out = NULL;
-  wr_registry *r = calloc(1, sizeof *r);
+  wreg_registry *r = calloc(1, sizeof *r);
   if (!r) return strata_err(STRATA_ENOMEM, "writer registry");
   r->lk = lk;
   pthread_mutex_init(&r->wmu, NULL);
   pthread_mutex_init(&r->mu, NULL);
   int rc = load(r);
   if (rc) {
-    wr_close(r);
+    wreg_close(r);
     return rc;
   }
   *out = r;
   return 0;
 }
 
-void wr_close(wr_registry *r) {
+void wreg_close(wreg_registry *r) {
   if (!r) return;
   pthread_mutex_destroy(&r->wmu);
   pthread_mutex_destroy(&r->mu);
@@ -265,30 +265,30 @@ void wr_close(wr_registry *r) {
 
 /* --- register, renew, unregister --------------------------------------------------------- */
 
-int wr_register(wr_registry *r, const char *name, uint64_t ttl_ms, wr_info *out) {
+int wreg_register(wreg_registry *r, const char *name, uint64_t ttl_ms, wreg_info *out) {
   size_t nl = strlen(name);
-  if (nl < 1 || nl > WR_NAME_MAX)
-    return strata_err(STRATA_EINVALID, "name: must be 1..%u bytes, got %zu", WR_NAME_MAX, nl);
-  if (ttl_ms < WR_TTL_MIN_MS || ttl_ms > WR_TTL_MAX_MS)
-    return strata_err(STRATA_EINVALID, "lease_ttl_ms: must be %u..%u, got %" PRIu64, WR_TTL_MIN_MS,
-                      WR_TTL_MAX_MS, ttl_ms);
+  if (nl < 1 || nl > WREG_NAME_MAX)
+    return strata_err(STRATA_EINVALID, "name: must be 1..%u bytes, got %zu", WREG_NAME_MAX, nl);
+  if (ttl_ms < WREG_TTL_MIN_MS || ttl_ms > WREG_TTL_MAX_MS)
+    return strata_err(STRATA_EINVALID, "lease_ttl_ms: must be %u..%u, got %" PRIu64, WREG_TTL_MIN_MS,
+                      WREG_TTL_MAX_MS, ttl_ms);
   pthread_mutex_lock(&r->wmu);
   int rc = 0;
   uint64_t id = r->next_id;
-  if (id > WR_ID_MAX) {
+  if (id > WREG_ID_MAX) {
     rc = strata_err(STRATA_ERANGE, "RegisterWriter: every writer id has been handed out");
     goto out;
   }
-  wr_info i;
+  wreg_info i;
   memset(&i, 0, sizeof i);
   i.id = id;
   memcpy(i.name, name, nl);
   i.registered_ns = lk_now(r->lk);
   i.lease_expires_ns = add_ttl(i.registered_ns, ttl_ms);
   i.ttl_ms = ttl_ms;
-  i.state = WR_LEASED;
+  i.state = WREG_LEASED;
   i.live = 1;
-  wr_prefix(id, i.prefix);
+  wreg_prefix(id, i.prefix);
   rocksdb_writebatch_t *b = rocksdb_writebatch_create();
   uint8_t nv[8];
   lk__put64(nv, id + 1);
@@ -307,13 +307,13 @@ out:
   return rc;
 }
 
-static int ended_err(const wr_info *i, int64_t now) {
-  if (i->state == WR_LEASED)
+static int ended_err(const wreg_info *i, int64_t now) {
+  if (i->state == WREG_LEASED)
     return strata_err(STRATA_EEXPIRED,
                       "writer %" PRIu64 " (%s): its lease ended %.3f s ago; register a new writer",
                       i->id, i->name, (double)(now - i->lease_expires_ns) / 1e9);
   return strata_err(STRATA_EEXPIRED, "writer %" PRIu64 " (%s) %s; register a new writer", i->id,
-                    i->name, i->state == WR_UNREGISTERED ? "has unregistered" : "has ended and is being collected");
+                    i->name, i->state == WREG_UNREGISTERED ? "has unregistered" : "has ended and is being collected");
 }
 
 static int unknown_err(uint64_t id, int rc) {
@@ -321,16 +321,16 @@ static int unknown_err(uint64_t id, int rc) {
                     "collected it); register a new writer", id);
 }
 
-int wr_renew(wr_registry *r, uint64_t id, uint64_t ttl_ms, int64_t *expires_ns) {
-  if (ttl_ms && (ttl_ms < WR_TTL_MIN_MS || ttl_ms > WR_TTL_MAX_MS))
+int wreg_renew(wreg_registry *r, uint64_t id, uint64_t ttl_ms, int64_t *expires_ns) {
+  if (ttl_ms && (ttl_ms < WREG_TTL_MIN_MS || ttl_ms > WREG_TTL_MAX_MS))
     return strata_err(STRATA_EINVALID, "lease_ttl_ms: must be 0 or %u..%u, got %" PRIu64,
-                      WR_TTL_MIN_MS, WR_TTL_MAX_MS, ttl_ms);
+                      WREG_TTL_MIN_MS, WREG_TTL_MAX_MS, ttl_ms);
   pthread_mutex_lock(&r->wmu);
   pthread_mutex_lock(&r->mu);
   int rc = 0;
   int64_t now = lk_now(r->lk);
   writer *w = find(r, id);
-  wr_info i;
+  wreg_info i;
   if (!w) rc = unknown_err(id, STRATA_ENOTFOUND);
   else if (!is_live(&w->i, now)) rc = ended_err(&w->i, now);
   else {
@@ -352,23 +352,23 @@ int wr_renew(wr_registry *r, uint64_t id, uint64_t ttl_ms, int64_t *expires_ns) 
   return rc;
 }
 
-int wr_unregister(wr_registry *r, uint64_t id) {
+int wreg_unregister(wreg_registry *r, uint64_t id) {
   pthread_mutex_lock(&r->wmu);
   pthread_mutex_lock(&r->mu);
   int rc = 0;
   writer *w = find(r, id);
-  wr_info i;
+  wreg_info i;
   int write = 0;
   if (!w) rc = unknown_err(id, STRATA_ENOTFOUND);
-  else if (w->i.state == WR_LEASED) {
+  else if (w->i.state == WREG_LEASED) {
     i = w->i;
-    i.state = WR_UNREGISTERED;
+    i.state = WREG_UNREGISTERED;
     write = 1;
   }
   pthread_mutex_unlock(&r->mu);
   if (write && !(rc = put_rec_synced(r, &i, "unregistering a writer"))) {
     pthread_mutex_lock(&r->mu);
-    find(r, id)->i.state = WR_UNREGISTERED;
+    find(r, id)->i.state = WREG_UNREGISTERED;
     pthread_mutex_unlock(&r->mu);
   }
   pthread_mutex_unlock(&r->wmu);
@@ -377,7 +377,7 @@ int wr_unregister(wr_registry *r, uint64_t id) {
 
 /* --- files ---------------------------------------------------------------------------------- */
 
-int wr_check_live(wr_registry *r, uint64_t id) {
+int wreg_check_live(wreg_registry *r, uint64_t id) {
   pthread_mutex_lock(&r->mu);
   int64_t now = lk_now(r->lk);
   writer *w = find(r, id);
@@ -386,9 +386,9 @@ int wr_check_live(wr_registry *r, uint64_t id) {
   return rc;
 }
 
-int wr_file_size(wr_registry *r, uint64_t id, const char *path, uint64_t *size) {
-  uint8_t k[9 + WR_PATH_MAX];
-  if (strlen(path) >= WR_PATH_MAX)
+int wreg_file_size(wreg_registry *r, uint64_t id, const char *path, uint64_t *size) {
+  uint8_t k[9 + WREG_PATH_MAX];
+  if (strlen(path) >= WREG_PATH_MAX)
     return strata_err(STRATA_ENOTFOUND, "%s was not registered by writer %" PRIu64, path, id);
   size_t kl = wkey(TAG_WFILE, id, path, k);
   int rc = lk__db_enter(r->lk, "reading a registered file");
@@ -405,17 +405,17 @@ int wr_file_size(wr_registry *r, uint64_t id, const char *path, uint64_t *size) 
   return rc;
 }
 
-int wr_register_file(wr_registry *r, uint64_t id, const char *path, uint64_t size) {
-  int rc = wr_check_path(id, "path", path);
+int wreg_register_file(wreg_registry *r, uint64_t id, const char *path, uint64_t size) {
+  int rc = wreg_check_path(id, "path", path);
   if (rc) return rc;
   pthread_mutex_lock(&r->wmu);
   uint64_t old;
-  int fresh = wr_file_size(r, id, path, &old) == STRATA_ENOTFOUND;
+  int fresh = wreg_file_size(r, id, path, &old) == STRATA_ENOTFOUND;
   strata_err_clear();
   pthread_mutex_lock(&r->mu);
   int64_t now = lk_now(r->lk);
   writer *w = find(r, id);
-  wr_info i;
+  wreg_info i;
   if (!w) rc = unknown_err(id, STRATA_EEXPIRED);
   else if (!is_live(&w->i, now)) rc = ended_err(&w->i, now);
   else {
@@ -425,7 +425,7 @@ int wr_register_file(wr_registry *r, uint64_t id, const char *path, uint64_t siz
   pthread_mutex_unlock(&r->mu);
   if (!rc) {
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
-    uint8_t k[9 + WR_PATH_MAX], v[8];
+    uint8_t k[9 + WREG_PATH_MAX], v[8];
     size_t kl = wkey(TAG_WFILE, id, path, k);
     lk__put64(v, size);
     rocksdb_writebatch_put(b, (const char *)k, kl, (const char *)v, 8);
@@ -444,19 +444,19 @@ int wr_register_file(wr_registry *r, uint64_t id, const char *path, uint64_t siz
 
 /* --- listing --------------------------------------------------------------------------------- */
 
-int wr_list(wr_registry *r, int include_ended, wr_info **out, size_t *n) {
+int wreg_list(wreg_registry *r, int include_ended, wreg_info **out, size_t *n) {
   *out = NULL;
   *n = 0;
   pthread_mutex_lock(&r->mu);
   int64_t now = lk_now(r->lk);
-  wr_info *a = malloc((r->n ? r->n : 1) * sizeof *a);
+  wreg_info *a = malloc((r->n ? r->n : 1) * sizeof *a);
   if (!a) {
     pthread_mutex_unlock(&r->mu);
     return strata_err(STRATA_ENOMEM, "listing writers");
   }
   size_t k = 0;
   for (size_t j = 0; j < r->n; j++) {
-    wr_info i = r->w[j].i;
+    wreg_info i = r->w[j].i;
     i.live = is_live(&i, now);
     if (i.live || include_ended) a[k++] = i;
   }
@@ -466,7 +466,16 @@ int wr_list(wr_registry *r, int include_ended, wr_info **out, size_t *n) {
   return 0;
 }
 
-int wr_known(wr_registry *r, uint64_t id, int *live) {
+int wreg_is_gone(wreg_registry *r, uint64_t id) {
+  pthread_mutex_lock(&r->wmu); /* next_id */
+  pthread_mutex_lock(&r->mu);
+  int gone = id >= 1 && id < r->next_id && !find(r, id);
+  pthread_mutex_unlock(&r->mu);
+  pthread_mutex_unlock(&r->wmu);
+  return gone;
+}
+
+int wreg_known(wreg_registry *r, uint64_t id, int *live) {
   pthread_mutex_lock(&r->mu);
   writer *w = find(r, id);
   int known = w != NULL;
@@ -477,7 +486,7 @@ int wr_known(wr_registry *r, uint64_t id, int *live) {
 
 /* --- the commit path -------------------------------------------------------------------------- */
 
-int wr_pin(wr_registry *r, uint64_t id) {
+int wreg_pin(wreg_registry *r, uint64_t id) {
   pthread_mutex_lock(&r->mu);
   int64_t now = lk_now(r->lk);
   writer *w = find(r, id);
@@ -487,14 +496,14 @@ int wr_pin(wr_registry *r, uint64_t id) {
   return rc;
 }
 
-void wr_unpin(wr_registry *r, uint64_t id) {
+void wreg_unpin(wreg_registry *r, uint64_t id) {
   pthread_mutex_lock(&r->mu);
   writer *w = find(r, id);
   if (w && w->pins) w->pins--; /* a pinned writer is never forgotten: w exists */
   pthread_mutex_unlock(&r->mu);
 }
 
-void wr_note_commit(wr_registry *r, uint64_t id, uint64_t gen, uint64_t bytes) {
+void wreg_note_commit(wreg_registry *r, uint64_t id, uint64_t gen, uint64_t bytes) {
   pthread_mutex_lock(&r->mu);
   writer *w = find(r, id);
   uint8_t v[16];
@@ -519,7 +528,7 @@ void wr_note_commit(wr_registry *r, uint64_t id, uint64_t gen, uint64_t bytes) {
 
 /* --- GC -------------------------------------------------------------------------------------------- */
 
-int wr_condemn(wr_registry *r, int dry_run, uint64_t **ids, size_t *n, uint64_t *deferred) {
+int wreg_condemn(wreg_registry *r, int dry_run, uint64_t **ids, size_t *n, uint64_t *deferred) {
   *ids = NULL;
   *n = 0;
   *deferred = 0;
@@ -528,7 +537,7 @@ int wr_condemn(wr_registry *r, int dry_run, uint64_t **ids, size_t *n, uint64_t 
   int rc = 0;
   int64_t now = lk_now(r->lk);
   uint64_t *a = malloc((r->n ? r->n : 1) * sizeof *a);
-  wr_info *newly = malloc((r->n ? r->n : 1) * sizeof *newly);
+  wreg_info *newly = malloc((r->n ? r->n : 1) * sizeof *newly);
   size_t k = 0, nn = 0;
   if (!a || !newly) rc = strata_err(STRATA_ENOMEM, "GC: condemning writers");
   for (size_t j = 0; !rc && j < r->n; j++) {
@@ -538,10 +547,10 @@ int wr_condemn(wr_registry *r, int dry_run, uint64_t **ids, size_t *n, uint64_t 
       (*deferred)++;
       continue;
     }
-    if (w->i.state != WR_DEAD) {
+    if (w->i.state != WREG_DEAD) {
       newly[nn] = w->i;
-      newly[nn++].state = WR_DEAD;
-      if (!dry_run) w->i.state = WR_DEAD; /* from here on wr_pin refuses it */
+      newly[nn++].state = WREG_DEAD;
+      if (!dry_run) w->i.state = WREG_DEAD; /* from here on wreg_pin refuses it */
     }
     a[k++] = w->i.id;
   }
@@ -564,12 +573,12 @@ int wr_condemn(wr_registry *r, int dry_run, uint64_t **ids, size_t *n, uint64_t 
   return 0;
 }
 
-int wr_forget(wr_registry *r, uint64_t id) {
+int wreg_forget(wreg_registry *r, uint64_t id) {
   pthread_mutex_lock(&r->wmu);
   pthread_mutex_lock(&r->mu);
   writer *w = find(r, id);
   int rc = !w ? unknown_err(id, STRATA_ENOTFOUND)
-               : w->i.state != WR_DEAD || w->pins
+               : w->i.state != WREG_DEAD || w->pins
                      ? strata_err(STRATA_EINVALID, "writer %" PRIu64 " is not condemned", id)
                      : 0;
   pthread_mutex_unlock(&r->mu);

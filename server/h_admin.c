@@ -1,8 +1,13 @@
-/* strata.v1.Admin: server statistics. Runs on the io pool: counting the locks
- * scans the lock table (0.4 s for a million locks), which must not hold a
- * gRPC poller. */
+/* strata.v1.Admin: server statistics, GC (gc.c) and the store check. All run
+ * on the io pool: counting the locks scans the lock table (0.4 s for a
+ * million locks), GC and the check walk every version; none may hold a gRPC
+ * poller. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
+#include "common/err.h"
 #include "common/version.h"
 #include "server/srv_int.h"
 
@@ -53,6 +58,105 @@ static void stats(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   rpc_call_reply(call, &resp.base);
 }
 
+static void gc(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
+  srv *s = ctx;
+  const Strata__V1__GcRequest *r = (const void *)m;
+  srv_gc_report g;
+  int rc = srv__gc_run(s, r->dry_run, &g);
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
+  Strata__V1__GcResponse resp = STRATA__V1__GC_RESPONSE__INIT;
+  resp.files_removed = g.files_removed;
+  resp.bytes_removed = g.bytes_removed;
+  resp.n_paths = g.npaths;
+  resp.paths = g.paths;
+  resp.files_kept = g.files_kept;
+  resp.writers_collected = g.writers_collected;
+  resp.writers_deferred = g.writers_deferred;
+  resp.versions_walked = g.versions_walked;
+  rpc_call_reply(call, &resp.base);
+  srv__gc_report_free(&g);
+}
+
+/* The unreferenced files of d/ (not Strata's own, no version references
+ * them) into resp; *paths holds the first ST_CHECK_LIST_MAX (freed by the
+ * caller). */
+static int unreferenced(srv *s, const st_fileset *refs, char **names, size_t n,
+                        Strata__V1__CheckStoreResponse *resp, char ***paths) {
+  int rc = 0;
+  *paths = calloc(ST_CHECK_LIST_MAX, sizeof **paths);
+  if (!*paths) return strata_err(STRATA_ENOMEM, "check");
+  for (size_t i = 0; i < n; i++) {
+    size_t pl = strlen(names[i]) + 3;
+    char *p = malloc(pl);
+    if (!p) {
+      rc = strata_err(STRATA_ENOMEM, "check");
+      break;
+    }
+    snprintf(p, pl, "d/%s", names[i]);
+    uint64_t size = 0, id;
+    int live = 0;
+    if (st_fileset_has(refs, p) || st_file_size(s->db, p, &size) == STRATA_ENOTFOUND) {
+      free(p);
+      strata_err_clear();
+      continue; /* referenced, or removed since the listing */
+    }
+    resp->unreferenced_files++;
+    resp->unreferenced_bytes += size;
+    if (wreg_parse_name(names[i], &id) && wreg_known(s->wr, id, &live) && live)
+      resp->unreferenced_live_writer_files++;
+    if (resp->n_unreferenced_paths < ST_CHECK_LIST_MAX)
+      (*paths)[resp->n_unreferenced_paths++] = p;
+    else
+      free(p);
+  }
+  resp->unreferenced_paths = *paths;
+  return rc;
+}
+
+static void check(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
+  (void)m;
+  srv *s = ctx;
+  st_fileset *refs = NULL;
+  st_check_result res;
+  char **paths = NULL, **names = NULL;
+  size_t n = 0;
+  Strata__V1__CheckStoreResponse resp = STRATA__V1__CHECK_STORE_RESPONSE__INIT;
+  /* d/ is listed before the walk: a file a writer creates after the listing
+   * is not looked at, and one listed and then committed before the walk
+   * starts is in the walk. */
+  int rc = st_foreign_files(s->db, &names, &n);
+  if (!rc) rc = st_walk(s->db, 1, &refs, &res);
+  if (rc) {
+    free(names);
+    srv__fail(call, rc);
+    return;
+  }
+  if ((rc = unreferenced(s, refs, names, n, &resp, &paths))) goto out;
+  resp.versions_checked = res.versions;
+  resp.nodes_checked = res.nodes;
+  resp.values_checked = res.values;
+  resp.bytes_checked = res.bytes;
+  resp.errors_total = res.nerrors;
+  resp.n_errors = res.n_errors;
+  resp.errors = res.errors;
+  resp.missing_files = res.nmissing;
+  resp.n_missing_paths = res.n_missing;
+  resp.missing_paths = res.missing;
+  rpc_call_reply(call, &resp.base);
+out:
+  if (rc) srv__fail(call, rc);
+  for (size_t i = 0; i < resp.n_unreferenced_paths; i++) free(paths[i]);
+  free(paths);
+  free(names);
+  st_check_result_free(&res);
+  st_fileset_free(refs);
+}
+
 void srv__admin_bind(srv *s, rpc_handler *h) {
   srv__bind_io(s, h, RPC_M_admin_stats, stats);
+  srv__bind_io(s, h, RPC_M_admin_gc, gc);
+  srv__bind_io(s, h, RPC_M_admin_check, check);
 }

@@ -13,8 +13,8 @@
 static void register_writer(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   srv *s = ctx;
   const Strata__V1__RegisterWriterRequest *r = (const void *)m;
-  wr_info i;
-  int rc = wr_register(s->wr, r->name ? r->name : "", r->lease_ttl_ms, &i);
+  wreg_info i;
+  int rc = wreg_register(s->wr, r->name ? r->name : "", r->lease_ttl_ms, &i);
   if (rc) {
     srv__fail(call, rc);
     return;
@@ -31,7 +31,7 @@ static void renew_writer(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   srv *s = ctx;
   const Strata__V1__RenewWriterRequest *r = (const void *)m;
   int64_t exp = 0;
-  int rc = r->writer_id ? wr_renew(s->wr, r->writer_id, r->lease_ttl_ms, &exp)
+  int rc = r->writer_id ? wreg_renew(s->wr, r->writer_id, r->lease_ttl_ms, &exp)
                         : strata_err(STRATA_EINVALID, "writer_id: must be set");
   if (rc) {
     srv__fail(call, rc);
@@ -45,7 +45,7 @@ static void renew_writer(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
 static void unregister_writer(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   srv *s = ctx;
   const Strata__V1__UnregisterWriterRequest *r = (const void *)m;
-  int rc = r->writer_id ? wr_unregister(s->wr, r->writer_id)
+  int rc = r->writer_id ? wreg_unregister(s->wr, r->writer_id)
                         : strata_err(STRATA_EINVALID, "writer_id: must be set");
   if (rc) {
     srv__fail(call, rc);
@@ -62,12 +62,12 @@ static void register_file(rpc_call *call, const ProtobufCMessage *m, void *ctx) 
   uint64_t size = 0;
   int rc = 0;
   if (!r->writer_id) rc = strata_err(STRATA_EINVALID, "writer_id: must be set");
-  if (!rc) rc = wr_check_path(r->writer_id, "path", path);
-  if (!rc) rc = wr_check_live(s->wr, r->writer_id);
+  if (!rc) rc = wreg_check_path(r->writer_id, "path", path);
+  if (!rc) rc = wreg_check_live(s->wr, r->writer_id);
   if (!rc && (rc = st_file_size(s->db, path, &size)) == STRATA_ENOTFOUND)
     rc = strata_err(rc, "path: %s does not exist in the store directory %s (write and fsync it "
                     "before registering)", path, s->store_dir);
-  if (!rc) rc = wr_register_file(s->wr, r->writer_id, path, size);
+  if (!rc) rc = wreg_register_file(s->wr, r->writer_id, path, size);
   if (rc) {
     srv__fail(call, rc);
     return;
@@ -80,9 +80,9 @@ static void register_file(rpc_call *call, const ProtobufCMessage *m, void *ctx) 
 static void list_writers(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   srv *s = ctx;
   const Strata__V1__ListWritersRequest *r = (const void *)m;
-  wr_info *ws = NULL;
+  wreg_info *ws = NULL;
   size_t n = 0;
-  int rc = wr_list(s->wr, r->include_expired, &ws, &n);
+  int rc = wreg_list(s->wr, r->include_expired, &ws, &n);
   Strata__V1__WriterInfo *wi = calloc(n ? n : 1, sizeof *wi);
   Strata__V1__WriterInfo **ptrs = calloc(n ? n : 1, sizeof *ptrs);
   if (!rc && (!wi || !ptrs)) rc = strata_err(STRATA_ENOMEM, "ListWriters: out of memory");

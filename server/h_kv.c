@@ -74,7 +74,7 @@ static int check_ref(const Strata__V1__CommitRequest *r, size_t i) {
     return strata_err(STRATA_EINVALID, "puts[%zu].ref.offset: %llu is out of bounds", i,
                       (unsigned long long)p->ref->offset);
   snprintf(f, sizeof f, "puts[%zu].ref.path", i);
-  return wr_check_path(r->writer_id, f, p->ref->path ? p->ref->path : "");
+  return wreg_check_path(r->writer_id, f, p->ref->path ? p->ref->path : "");
 }
 
 static int check_commit(const Strata__V1__CommitRequest *r) {
@@ -416,21 +416,21 @@ typedef struct commit_ctx {
 
 /* The commit's fence, called by the committer at validation (storage/README.md
  * "Commit pipeline"): the writer's lease, then the lock fence. A live writer
- * is pinned (wr_pin) until commit_fence_done, so GC cannot condemn it while
+ * is pinned (wreg_pin) until commit_fence_done, so GC cannot condemn it while
  * this commit is undecided; an ended one is refused here, after which its
  * files may go (server/README.md "Coordinator mode"). */
 static int commit_fence(void *arg) {
   commit_ctx *c = arg;
-  int rc = c->writer ? wr_pin(c->s->wr, c->writer) : 0;
+  int rc = c->writer ? wreg_pin(c->s->wr, c->writer) : 0;
   if (!rc && c->req->fence && (rc = lk_fence_check(&c->fence)) && c->writer)
-    wr_unpin(c->s->wr, c->writer);
+    wreg_unpin(c->s->wr, c->writer);
   return rc;
 }
 
 static void commit_fence_done(void *arg, int committed) {
   commit_ctx *c = arg;
   if (c->req->fence) lk_fence_done(&c->fence, committed);
-  if (c->writer) wr_unpin(c->s->wr, c->writer);
+  if (c->writer) wreg_unpin(c->s->wr, c->writer);
 }
 
 /* The store's completion callback, on the committer thread: answers the call. */
@@ -448,7 +448,7 @@ static void commit_done(void *arg, const st_result *res) {
     Strata__V1__CommitResponse resp = STRATA__V1__COMMIT_RESPONSE__INIT;
     resp.version = &v;
     resp.fence_expired_in_flight = c->fence.expired_in_flight; /* set by lk_fence_done, before us */
-    if (c->writer) wr_note_commit(c->s->wr, c->writer, res->generation, c->ref_bytes);
+    if (c->writer) wreg_note_commit(c->s->wr, c->writer, res->generation, c->ref_bytes);
     rpc_call_reply(c->call, &resp.base);
     srv__watch_notify(c->s);
   } else if (res->rc == STRATA_ECONDITION) {
@@ -497,7 +497,7 @@ static int commit_build(st_txn *t, const Strata__V1__CommitRequest *r) {
  * by it, holds the range, and the range has the CRC-32C given. The lease is
  * checked again in commit_fence, which is what counts. */
 static int ref_checks(srv *s, const Strata__V1__CommitRequest *r, uint64_t *bytes) {
-  int rc = wr_check_live(s->wr, r->writer_id);
+  int rc = wreg_check_live(s->wr, r->writer_id);
   if (rc) return strata_err(rc, "writer_id: %s", strata_errmsg());
   for (size_t i = 0; i < r->n_puts; i++) {
     const Strata__V1__Put *p = r->puts[i];
@@ -509,7 +509,7 @@ static int ref_checks(srv *s, const Strata__V1__CommitRequest *r, uint64_t *byte
     if ((rc = st_file_size(s->db, d->path, &size)))
       return strata_err(rc, "puts[%zu] (key %s): ref.path %s does not exist in the store directory",
                         i, key, d->path);
-    if ((rc = wr_file_size(s->wr, r->writer_id, d->path, &reg)) == STRATA_ENOTFOUND)
+    if ((rc = wreg_file_size(s->wr, r->writer_id, d->path, &reg)) == STRATA_ENOTFOUND)
       return strata_err(STRATA_ECONDITION,
                         "puts[%zu] (key %s): ref.path %s was not registered by writer %llu "
                         "(Coordinator.RegisterFile)",

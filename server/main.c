@@ -24,7 +24,8 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: strata-server [--listen HOST:PORT] [--data-dir DIR] [--threads N]\n"
           "                     [--max-message-bytes N] [--log-level error|warn|info|debug]\n"
-          "                     [--grace-ms N] [--no-commit-log] [--version]\n"
+          "                     [--grace-ms N] [--no-commit-log] [--gc-interval SECONDS]\n"
+          "                     [--version]\n"
           "  --listen             address to serve gRPC on (default " SRV_DEFAULT_LISTEN
           ")\n"
           "  --data-dir           data directory, created if missing (default " SRV_DEFAULT_DATA_DIR
@@ -38,6 +39,9 @@ static void usage(FILE *f) {
           "                       data file and manifest, with no commit log (default: one sync\n"
           "                       of a commit log in data-dir/kv/log, the OCDBT files published\n"
           "                       in batches shortly after; --commit-log asks for the default)\n"
+          "  --gc-interval        seconds between background GC runs, which remove the files of\n"
+          "                       coordinator-mode writers whose lease ended that no version\n"
+          "                       references; 0 = only on demand (stratactl gc) (default 300)\n"
           "  --version            print the version, git commit and build date\n");
 }
 
@@ -63,6 +67,7 @@ int main(int argc, char **argv) {
                                            {"grace-ms", required_argument, 0, 'g'},
                                            {"commit-log", no_argument, 0, 'c'},
                                            {"no-commit-log", no_argument, 0, 'C'},
+                                           {"gc-interval", required_argument, 0, 'G'},
                                            {"help", no_argument, 0, 'h'},
                                            {"version", no_argument, 0, 'V'},
                                            {0, 0, 0, 0}};
@@ -99,6 +104,10 @@ int main(int argc, char **argv) {
       break;
     case 'c': o.no_commit_log = 0; break;
     case 'C': o.no_commit_log = 1; break;
+    case 'G':
+      if (parse_u64("--gc-interval", optarg, 0, 604800, &v)) return 2;
+      o.gc_interval_ms = v ? (int64_t)v * 1000 : -1;
+      break;
     case 'h': usage(stdout); return 0;
     case 'V':
       printf("strata-server %s (commit %s, built %s)\n", strata_version(), strata_git_commit(),

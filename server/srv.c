@@ -72,7 +72,7 @@ static int open_engines(srv *s) {
   lo.no_sync = s->o.lock_no_sync;
   int rc = lk_open(&lo, &s->lk);
   if (rc) return strata_err_wrap(rc, "lock manager in %s", path);
-  if ((rc = wr_open(s->lk, &s->wr))) return strata_err_wrap(rc, "writer registry in %s", path);
+  if ((rc = wreg_open(s->lk, &s->wr))) return strata_err_wrap(rc, "writer registry in %s", path);
   uint64_t acked = lk_acked_generation(s->lk);
   snprintf(path, sizeof path, "%s/kv", s->data_dir);
   if (mkdir(path, 0755) != 0 && errno != EEXIST)
@@ -136,12 +136,13 @@ void srv__bind_io(srv *s, rpc_handler *h, rpc_method_id m, rpc_start_fn fn) {
 }
 
 static void srv_free(srv *s) {
+  srv__gc_destroy(s); /* stops the thread: it uses the engines */
   srv_pool_stop(s->pool);
   srv_pool_stop(s->io);
   if (s->db) st_close(s->db); /* after the calls: every acknowledged commit is durable */
   bs_destroy(s->kv_slow);
   bs_destroy(s->kv_files);
-  wr_close(s->wr);
+  wreg_close(s->wr);
   if (s->lk) lk_close(s->lk);
   free(s->store_dir);
   pthread_mutex_destroy(&s->wmu);
@@ -159,6 +160,7 @@ int srv_open(const srv_opts *o, srv **out) {
   s->o = *o;
   s->lock_fd = -1;
   pthread_mutex_init(&s->wmu, NULL);
+  srv__gc_init(s);
   s->data_dir = strdup(o->data_dir ? o->data_dir : SRV_DEFAULT_DATA_DIR);
   s->listen = strdup(o->listen ? o->listen : SRV_DEFAULT_LISTEN);
   if (!s->data_dir || !s->listen) {
@@ -170,6 +172,7 @@ int srv_open(const srv_opts *o, srv **out) {
   if (s->o.grace_ms < 0) s->o.grace_ms = SRV_DEFAULT_GRACE_MS; /* 0 is a real choice */
   int rc = lock_data_dir(s);
   if (!rc) rc = open_engines(s);
+  if (!rc) rc = srv__gc_start(s);
   if (rc) {
     srv_free(s);
     return rc;
@@ -213,6 +216,7 @@ void srv_close(srv *s) {
   if (!s) return;
   /* Waiting acquires return STRATA_ESHUTDOWN at once instead of holding the drain. */
   lk_shutdown(s->lk);
+  srv__gc_stop(s); /* a run in progress finishes first */
   /* Calls next: every handler has answered before the engines go away. */
   rpc_server_stop(s->rpc, s->o.grace_ms);
   srv_log(SRV_LOG_INFO, "event=stopped data_dir=%s", s->data_dir);

@@ -26,6 +26,10 @@ typedef struct srv_opts {
                         OCDBT files published in batches; the log lives in
                         data_dir/kv/log. 1: each group writes and syncs its own
                         data file and manifest (the per-group path) */
+  /* Background GC of coordinator-mode writer files (server/README.md
+   * "Coordinator mode"): ms between runs; 0 = SRV_DEFAULT_GC_INTERVAL_MS;
+   * < 0 = none (Admin.Gc only). */
+  int64_t gc_interval_ms;
   /* Test only (tests/system): every fsync of the store (files and directories) first
    * sleeps this many microseconds, widening the window between a commit's fence check
    * and its publication. 0 = off. strata-server reads it from STRATA_TEST_SLOW_SYNC_US. */
@@ -41,6 +45,7 @@ typedef struct srv_opts {
 #define SRV_DEFAULT_DATA_DIR "./strata-data"
 #define SRV_LOCK_FILE "server.lock"
 #define SRV_DEFAULT_GRACE_MS 5000
+#define SRV_DEFAULT_GC_INTERVAL_MS 300000
 
 /* Locks the data directory, opens the engines and starts serving. On failure
  * returns a Strata code (STRATA_EBUSY when another server holds the directory

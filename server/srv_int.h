@@ -28,8 +28,14 @@ struct srv {
   st_db *db; /* the versioned store: data_dir/kv */
   bs_store *kv_files, *kv_slow; /* only with o.test_slow_sync_us: the store's base */
   lk_manager *lk; /* locks, op log, id counters: data_dir/locks */
-  wr_registry *wr; /* coordinator mode's writers, in lk's database */
+  wreg_registry *wr; /* coordinator mode's writers, in lk's database */
   char *store_dir; /* absolute data_dir/kv, told to writers */
+  /* GC (gc.c): one run at a time; the background thread. */
+  pthread_mutex_t gc_mu;
+  pthread_mutex_t gct_mu;
+  pthread_cond_t gct_cv;
+  int gct_stop, has_gct;
+  pthread_t gct;
   /* Live Kv.Watch streams, woken after every successful commit (h_watch.c). */
   pthread_mutex_t wmu;
   rpc_call **watchers;
@@ -54,6 +60,21 @@ void srv__locks_bind(srv *s, rpc_handler *h);
 void srv__ops_bind(srv *s, rpc_handler *h);
 void srv__coord_bind(srv *s, rpc_handler *h);
 void srv__watch_bind(srv *s, rpc_handler *h);
+
+/* GC of coordinator-mode writer files (gc.c). */
+#define SRV_GC_PATHS_MAX 1000 /* paths a report lists */
+typedef struct srv_gc_report {
+  uint64_t files_removed, bytes_removed, files_kept;
+  uint64_t writers_collected, writers_deferred, versions_walked;
+  char **paths; /* the first SRV_GC_PATHS_MAX removed; free with srv__gc_report_free */
+  size_t npaths;
+} srv_gc_report;
+int srv__gc_run(srv *s, int dry_run, srv_gc_report *out);
+void srv__gc_report_free(srv_gc_report *r);
+void srv__gc_init(srv *s); /* at srv_open's start; srv__gc_destroy in srv_free */
+void srv__gc_destroy(srv *s);
+int srv__gc_start(srv *s); /* the background thread (o.gc_interval_ms) */
+void srv__gc_stop(srv *s);
 
 /* Wakes every Watch stream; called after each successful commit. */
 void srv__watch_notify(srv *s);

@@ -1,10 +1,16 @@
 /*
- * Files the engine does not create: coordinator-mode writers put their own
- * data files under d/ and commit references to them (st_txn_put_ref). This
- * file answers the questions about them: a file's size and checksum before a
- * commit refers to it. storage/README.md "Writer files".
+ * Files the engine does not create, and which files are referenced.
+ * Coordinator-mode writers put their own data files under d/ and commit
+ * references to them (st_txn_put_ref); this file answers the questions about
+ * them: a file's size and checksum before a commit refers to it, which files
+ * the retained versions reference (the walk GC and the check share), which
+ * files of d/ are not Strata's own, and removing one. storage/README.md
+ * "Writer files and GC".
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "common/err.h"
 #include "storage/engine_int.h"
@@ -40,3 +46,377 @@ int st_file_crc32c(st_db *db, const char *path, uint64_t off, uint64_t len, uint
   if (!rc) *crc = c;
   return rc;
 }
+
+/* --- the walk ---------------------------------------------------------------------- */
+
+struct st_fileset {
+  char **paths; /* sorted */
+  size_t n;
+};
+
+/* A node already walked, with what its subtree adds up to. */
+typedef struct seen {
+  uint32_t file; /* ST_NOFILE: empty slot */
+  uint64_t off;
+  ocdbt_stats st;
+  int bad;
+} seen;
+
+enum { F_REF = 1, F_SIZED = 2, F_MISSING = 4, F_CRC_KNOWN = 8, F_CRC = 16 };
+
+typedef struct walk {
+  st_db *db;
+  int verify;
+  st_check_result *res;
+  uint64_t gen; /* the version being walked, for messages */
+  seen *h;
+  size_t hcap, hn;
+  uint8_t *fst; /* per file id: F_* */
+  uint64_t *fsize;
+  size_t fcap;
+} walk;
+
+static void note(walk *w, const char *fmt, ...) {
+  st_check_result *r = w->res;
+  r->nerrors++;
+  if (r->n_errors >= ST_CHECK_LIST_MAX) return;
+  char buf[1024];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  char *m = strdup(buf);
+  if (m) r->errors[r->n_errors++] = m;
+}
+
+static int grow_files(walk *w, uint32_t id) {
+  if (id < w->fcap) return 0;
+  size_t cap = w->fcap ? w->fcap : 256;
+  while (cap <= id) cap *= 2;
+  uint8_t *f = realloc(w->fst, cap);
+  if (!f) return strata_err(STRATA_ENOMEM, "walk");
+  w->fst = f;
+  uint64_t *s = realloc(w->fsize, cap * sizeof *s);
+  if (!s) return strata_err(STRATA_ENOMEM, "walk");
+  w->fsize = s;
+  memset(w->fst + w->fcap, 0, cap - w->fcap);
+  w->fcap = cap;
+  return 0;
+}
+
+static size_t seen_slot(const walk *w, uint32_t file, uint64_t off) {
+  uint64_t k[2] = {file, off};
+  size_t j = st__hash_bytes(k, sizeof k) & (w->hcap - 1);
+  while (w->h[j].file != ST_NOFILE && (w->h[j].file != file || w->h[j].off != off))
+    j = (j + 1) & (w->hcap - 1);
+  return j;
+}
+
+static const seen *seen_find(const walk *w, st_ref ref) {
+  if (!w->hcap) return NULL;
+  size_t j = seen_slot(w, ref.file, ref.offset);
+  return w->h[j].file == ST_NOFILE ? NULL : &w->h[j];
+}
+
+static int seen_add(walk *w, st_ref ref, const ocdbt_stats *st, int bad) {
+  if ((w->hn + 1) * 2 > w->hcap) {
+    size_t cap = w->hcap ? w->hcap * 2 : 1024;
+    seen *old = w->h;
+    size_t ocap = w->hcap;
+    w->h = malloc(cap * sizeof *w->h);
+    if (!w->h) {
+      w->h = old;
+      return strata_err(STRATA_ENOMEM, "walk");
+    }
+    w->hcap = cap;
+    for (size_t i = 0; i < cap; i++) w->h[i].file = ST_NOFILE;
+    for (size_t i = 0; i < ocap; i++)
+      if (old[i].file != ST_NOFILE) w->h[seen_slot(w, old[i].file, old[i].off)] = old[i];
+    free(old);
+  }
+  size_t j = seen_slot(w, ref.file, ref.offset);
+  w->h[j] = (seen){ref.file, ref.offset, *st, bad};
+  w->hn++;
+  return 0;
+}
+
+/* The key for messages: printable bytes as they are, others as \xNN, cut. */
+static const char *show(const uint8_t *k, size_t n, char *buf, size_t cap) {
+  size_t j = 0;
+  for (size_t i = 0; i < n && j + 5 < cap; i++) {
+    if (k[i] >= 0x20 && k[i] < 0x7f && k[i] != '\\') buf[j++] = (char)k[i];
+    else j += (size_t)snprintf(buf + j, cap - j, "\\x%02x", k[i]);
+  }
+  buf[j] = 0;
+  return buf;
+}
+
+/* A value out of line: its file exists and holds the range; in Strata's own
+ * data files its CRC-32C matches. */
+static int check_value(walk *w, st_ref r, const uint8_t *key, size_t klen) {
+  st_db *db = w->db;
+  uint8_t *f = &w->fst[r.file];
+  const char *path = ft__path(db, r.file, NULL);
+  char kb[200];
+  if (!(*f & F_SIZED)) {
+    int rc = ft__size(db, r.file, &w->fsize[r.file]);
+    if (rc == STRATA_ENOTFOUND) {
+      *f |= F_MISSING;
+      st_check_result *res = w->res;
+      res->nmissing++;
+      if (res->n_missing < ST_CHECK_LIST_MAX && (res->missing[res->n_missing] = strdup(path)))
+        res->n_missing++;
+      note(w, "generation %llu: key '%s': its value is in %s, which does not exist",
+           (unsigned long long)w->gen, show(key, klen, kb, sizeof kb), path);
+    } else if (rc) {
+      return rc;
+    }
+    *f |= F_SIZED;
+  }
+  if (*f & F_MISSING) return 0;
+  w->res->values++;
+  w->res->bytes += r.length;
+  if (r.offset + r.length > w->fsize[r.file]) {
+    note(w, "generation %llu: key '%s': its value is bytes [%llu, %llu) of %s, which has %llu bytes",
+         (unsigned long long)w->gen, show(key, klen, kb, sizeof kb), (unsigned long long)r.offset,
+         (unsigned long long)(r.offset + r.length), path, (unsigned long long)w->fsize[r.file]);
+    return 0;
+  }
+  if (!(*f & F_CRC_KNOWN)) {
+    int has = 0, rc = ft__value_crc(db, r.file, &has);
+    if (rc) {
+      note(w, "generation %llu: key '%s': %s", (unsigned long long)w->gen,
+           show(key, klen, kb, sizeof kb), strata_errmsg());
+      return 0;
+    }
+    *f |= F_CRC_KNOWN | (has ? F_CRC : 0);
+  }
+  if (!(*f & F_CRC)) return 0;
+  st_entry e = {.kind = OCDBT_VALUE_INDIRECT, .ref = r};
+  strata_buf v = STRATA_BUF_INIT;
+  int rc = bt__read_value(db, &e, &v);
+  strata_buf_free(&v);
+  if (rc == STRATA_ENOMEM) return rc;
+  if (rc)
+    note(w, "generation %llu: key '%s': %s", (unsigned long long)w->gen,
+         show(key, klen, kb, sizeof kb), strata_errmsg());
+  return 0;
+}
+
+static int walk_node(walk *w, st_ref ref, uint8_t height, strata_buf *prefix, ocdbt_stats *out,
+                     int *bad);
+
+/* The children of interior node n, each with its key prefix. */
+static int walk_children(walk *w, const cnode *n, uint8_t height, strata_buf *prefix,
+                         ocdbt_stats *st) {
+  int rc = 0;
+  size_t plen = prefix->len;
+  for (size_t i = 0; !rc && i < n->u.bt.n; i++) {
+    const ocdbt_interior_entry *c = &n->u.bt.children[i];
+    st_ref cr = {n->files[c->ref.file], c->ref.offset, c->ref.length};
+    prefix->len = plen;
+    if ((rc = strata_buf_append(prefix, c->key.p, c->subtree_common_prefix_length))) break;
+    ocdbt_stats cs = {0};
+    int cbad = 0;
+    if ((rc = walk_node(w, cr, (uint8_t)(height - 1), prefix, &cs, &cbad))) break;
+    if (w->verify && !cbad &&
+        (cs.num_keys != c->stats.num_keys || cs.num_tree_bytes != c->stats.num_tree_bytes ||
+         cs.num_indirect_value_bytes != c->stats.num_indirect_value_bytes))
+      note(w,
+           "generation %llu: %s offset %llu: child %zu says %llu keys, %llu tree bytes, %llu "
+           "value bytes; its subtree has %llu, %llu, %llu",
+           (unsigned long long)w->gen, ft__path(w->db, n->ref.file, NULL),
+           (unsigned long long)n->ref.offset, i, (unsigned long long)c->stats.num_keys,
+           (unsigned long long)c->stats.num_tree_bytes,
+           (unsigned long long)c->stats.num_indirect_value_bytes, (unsigned long long)cs.num_keys,
+           (unsigned long long)cs.num_tree_bytes, (unsigned long long)cs.num_indirect_value_bytes);
+    st->num_keys += cs.num_keys;
+    st->num_tree_bytes += cs.num_tree_bytes;
+    st->num_indirect_value_bytes += cs.num_indirect_value_bytes;
+  }
+  prefix->len = plen;
+  return rc;
+}
+
+static int walk_leaf(walk *w, const cnode *n, strata_buf *prefix, ocdbt_stats *st) {
+  int rc = 0;
+  size_t plen = prefix->len;
+  for (size_t i = 0; !rc && i < n->u.bt.n; i++) {
+    const ocdbt_leaf_entry *e = &n->u.bt.leaves[i];
+    st->num_keys++;
+    if (e->kind != OCDBT_VALUE_INDIRECT) continue;
+    st_ref r = {n->files[e->ref.file], e->ref.offset, e->ref.length};
+    st->num_indirect_value_bytes += r.length;
+    if ((rc = grow_files(w, r.file))) break;
+    w->fst[r.file] |= F_REF;
+    if (!w->verify) continue;
+    prefix->len = plen;
+    if (!(rc = strata_buf_append(prefix, e->key.p, e->key.n)))
+      rc = check_value(w, r, prefix->p, prefix->len);
+  }
+  prefix->len = plen;
+  return rc;
+}
+
+static int walk_node(walk *w, st_ref ref, uint8_t height, strata_buf *prefix, ocdbt_stats *out,
+                     int *bad) {
+  const seen *s = seen_find(w, ref);
+  if (s) {
+    *out = s->st;
+    *bad = s->bad;
+    return 0;
+  }
+  int rc = grow_files(w, ref.file);
+  if (rc) return rc;
+  w->fst[ref.file] |= F_REF;
+  ocdbt_stats st = {0, ref.length, 0};
+  cnode *n = NULL;
+  rc = nc__get(w->db, ref, CN_BTREE, &n);
+  if (!rc && n->u.bt.height != height)
+    rc = strata_err(STRATA_ECORRUPT, "%s offset %llu: btree node has height %u, its reference says %u",
+                    ft__path(w->db, ref.file, NULL), (unsigned long long)ref.offset,
+                    n->u.bt.height, height);
+  if (rc) {
+    nc__release(w->db, n);
+    if (!w->verify || rc == STRATA_ENOMEM) return rc;
+    note(w, "generation %llu: %s", (unsigned long long)w->gen, strata_errmsg());
+    *bad = 1;
+    return seen_add(w, ref, &st, 1);
+  }
+  if (w->res) w->res->nodes++;
+  rc = height ? walk_children(w, n, height, prefix, &st) : walk_leaf(w, n, prefix, &st);
+  nc__release(w->db, n);
+  if (rc) return rc;
+  *out = st;
+  *bad = 0;
+  return seen_add(w, ref, &st, 0);
+}
+
+static int walk_version(walk *w, uint64_t gen) {
+  st_snap *sn;
+  int rc = st_snap_at_generation(w->db, gen, &sn);
+  if (rc) return rc;
+  st_root root = sn->v.root;
+  st_snap_release(sn);
+  w->gen = gen;
+  if (w->res) w->res->versions++;
+  if (root.ref.file == ST_NOFILE) return 0;
+  strata_buf prefix = STRATA_BUF_INIT;
+  ocdbt_stats st = {0};
+  int bad = 0;
+  rc = walk_node(w, root.ref, root.height, &prefix, &st, &bad);
+  strata_buf_free(&prefix);
+  if (!rc && w->verify && !bad &&
+      (st.num_keys != root.stats.num_keys || st.num_tree_bytes != root.stats.num_tree_bytes ||
+       st.num_indirect_value_bytes != root.stats.num_indirect_value_bytes))
+    note(w, "generation %llu: the version says %llu keys, %llu tree bytes, %llu value bytes; its "
+         "tree has %llu, %llu, %llu",
+         (unsigned long long)gen, (unsigned long long)root.stats.num_keys,
+         (unsigned long long)root.stats.num_tree_bytes,
+         (unsigned long long)root.stats.num_indirect_value_bytes, (unsigned long long)st.num_keys,
+         (unsigned long long)st.num_tree_bytes, (unsigned long long)st.num_indirect_value_bytes);
+  return rc;
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static int make_fileset(walk *w, st_fileset **out) {
+  st_fileset *s = calloc(1, sizeof *s);
+  size_t n = 0;
+  for (size_t i = 0; i < w->fcap; i++) n += (w->fst[i] & F_REF) != 0;
+  if (!s || !(s->paths = calloc(n ? n : 1, sizeof *s->paths))) {
+    free(s);
+    return strata_err(STRATA_ENOMEM, "walk");
+  }
+  for (size_t i = 0; i < w->fcap; i++) {
+    if (!(w->fst[i] & F_REF)) continue;
+    if (!(s->paths[s->n] = strdup(ft__path(w->db, (uint32_t)i, NULL)))) {
+      st_fileset_free(s);
+      return strata_err(STRATA_ENOMEM, "walk");
+    }
+    s->n++;
+  }
+  qsort(s->paths, s->n, sizeof *s->paths, cmp_str);
+  *out = s;
+  return 0;
+}
+
+int st_walk(st_db *db, int verify, st_fileset **refs, st_check_result *res) {
+  *refs = NULL;
+  st_check_result scratch;
+  if (!res) res = &scratch;
+  memset(res, 0, sizeof *res);
+  walk w = {.db = db, .verify = verify, .res = res};
+  st_version_info *vs = NULL;
+  size_t nv = 0;
+  int rc = 0;
+  if (verify && (!(res->errors = calloc(ST_CHECK_LIST_MAX, sizeof *res->errors)) ||
+                 !(res->missing = calloc(ST_CHECK_LIST_MAX, sizeof *res->missing))))
+    rc = strata_err(STRATA_ENOMEM, "check");
+  /* The versions as of now: a later one can only reference files of writers
+   * that were live when it was validated (server/README.md "Coordinator mode"). */
+  if (!rc) rc = st_versions(db, 0, 0, &vs, &nv);
+  for (size_t i = 0; !rc && i < nv; i++) rc = walk_version(&w, vs[i].generation);
+  if (!rc) rc = make_fileset(&w, refs);
+  free(vs);
+  free(w.h);
+  free(w.fst);
+  free(w.fsize);
+  if (rc || res == &scratch) st_check_result_free(res);
+  if (rc) memset(res, 0, sizeof *res);
+  return rc;
+}
+
+void st_check_result_free(st_check_result *res) {
+  for (size_t i = 0; i < res->n_errors; i++) free(res->errors[i]);
+  for (size_t i = 0; i < res->n_missing; i++) free(res->missing[i]);
+  free(res->errors);
+  free(res->missing);
+  res->errors = res->missing = NULL;
+  res->n_errors = res->n_missing = 0;
+}
+
+int st_fileset_has(const st_fileset *s, const char *path) {
+  return bsearch(&path, s->paths, s->n, sizeof *s->paths, cmp_str) != NULL;
+}
+
+void st_fileset_free(st_fileset *s) {
+  if (!s) return;
+  for (size_t i = 0; i < s->n; i++) free(s->paths[i]);
+  free(s->paths);
+  free(s);
+}
+
+/* --- the files of d/ that are not Strata's ------------------------------------------- */
+
+int st_foreign_files(st_db *db, char ***names, size_t *n) {
+  *names = NULL;
+  *n = 0;
+  char **all;
+  size_t na;
+  int rc = bs_list(db->base, ST_DATA_DIR, &all, &na);
+  if (rc == STRATA_ENOTFOUND) return 0;
+  if (rc) return rc;
+  size_t k = 0;
+  for (size_t i = 0; i < na; i++)
+    if (!st__is_data_file_name(all[i])) all[k++] = all[i];
+  qsort(all, k, sizeof *all, cmp_str);
+  *names = all;
+  *n = k;
+  return 0;
+}
+
+int st_remove_foreign_file(st_db *db, const char *name, uint64_t *size) {
+  if (st__is_data_file_name(name) || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
+    return strata_err(STRATA_EINVALID, "d/%s: not a file GC may remove", name);
+  char path[ST_DATA_PATH_MAX + 256];
+  snprintf(path, sizeof path, ST_DATA_DIR "/%s", name);
+  *size = 0;
+  int rc = st_file_size(db, path, size);
+  if (rc) return rc;
+  return bs_remove(db->base, path);
+}
+
+int st_sync_data_dir(st_db *db) { return bs_sync_dir(db->base, ST_DATA_DIR); }

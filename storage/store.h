@@ -273,6 +273,46 @@ int st_file_size(st_db *db, const char *path, uint64_t *size);
  * STRATA_ERANGE when the file is shorter. */
 int st_file_crc32c(st_db *db, const char *path, uint64_t off, uint64_t len, uint32_t *crc);
 
+/* --- which files are referenced: GC and the check (storage/gc.c) ---------------
+ * Retention keeps every generation, so "retained" is every version. */
+
+typedef struct st_fileset st_fileset;
+#define ST_CHECK_LIST_MAX 1000 /* messages and paths a check keeps (counts go on) */
+
+typedef struct st_check_result {
+  uint64_t versions, nodes, values, bytes;
+  uint64_t nerrors; /* problems found; the first ST_CHECK_LIST_MAX are in errors */
+  char **errors;
+  size_t n_errors;
+  uint64_t nmissing; /* referenced files that do not exist; the first paths listed */
+  char **missing;
+  size_t n_missing;
+} st_check_result;
+
+/* Walks every version from its root down, each distinct B+tree node once (a
+ * subtree versions share is walked once), and returns in *refs the files
+ * they reference (nodes and out-of-line values; the caller frees it with
+ * st_fileset_free). Without verify (GC) any unreadable node fails the walk:
+ * the set would be incomplete. With verify (the check) problems are recorded
+ * in *res and the walk goes on: node checksums and structure (the codecs),
+ * heights, each subtree's statistics against its parent's entry, every
+ * out-of-line value's range inside its file and, in Strata's own data files,
+ * its CRC-32C. res may be NULL without verify; free it with
+ * st_check_result_free. */
+int st_walk(st_db *db, int verify, st_fileset **refs, st_check_result *res);
+void st_check_result_free(st_check_result *res);
+int st_fileset_has(const st_fileset *s, const char *path);
+void st_fileset_free(st_fileset *s);
+
+/* The names (without "d/") of the files in d/ that are not Strata's own data
+ * files, sorted; *names is one malloc'd block, free() it. */
+int st_foreign_files(st_db *db, char ***names, size_t *n);
+/* Removes d/<name>, a file that is not one of Strata's own data files
+ * (STRATA_EINVALID for one that is), and gives its size. */
+int st_remove_foreign_file(st_db *db, const char *name, uint64_t *size);
+/* Makes removals in d/ durable. */
+int st_sync_data_dir(st_db *db);
+
 /* Statistics for tests and benchmarks. */
 typedef struct st_stats {
   uint64_t commits, groups, cache_hits, cache_misses, cache_bytes, bytes_written;

@@ -35,7 +35,8 @@ static rpc_client *C;
 static void start(const char *dir) {
   const char *bin = getenv("STRATA_SERVER_BIN");
   assert_non_null(bin);
-  assert_int_equal(harness_start(&H, bin, dir, NULL), 0);
+  const char *const extra[] = {"--gc-interval", "0", NULL};
+  assert_int_equal(harness_start(&H, bin, dir, extra), 0);
   rpc_client_opts o = {.addr = H.addr};
   assert_int_equal(rpc_client_open(&o, &C), 0);
 }
@@ -219,6 +220,49 @@ static void wait_ended(const writer *w) {
   }
 }
 
+static int file_exists(const writer *w, const char *name) {
+  char p[800];
+  snprintf(p, sizeof p, "%s/%s%s", w->store_dir, w->prefix, name);
+  struct stat st;
+  return stat(p, &st) == 0;
+}
+
+static Strata__V1__GcResponse *gc(int dry_run) {
+  Strata__V1__GcRequest q = STRATA__V1__GC_REQUEST__INIT;
+  q.dry_run = dry_run;
+  Strata__V1__GcResponse *r;
+  int rc = rpc_admin_gc(C, NULL, &q, &r);
+  if (rc) fprintf(stderr, "Gc: %s\n", strata_errmsg());
+  assert_int_equal(rc, 0);
+  return r;
+}
+
+static Strata__V1__CheckStoreResponse *check(void) {
+  Strata__V1__CheckStoreRequest q = STRATA__V1__CHECK_STORE_REQUEST__INIT;
+  Strata__V1__CheckStoreResponse *r;
+  int rc = rpc_admin_check(C, NULL, &q, &r);
+  if (rc) fprintf(stderr, "Check: %s\n", strata_errmsg());
+  assert_int_equal(rc, 0);
+  for (size_t i = 0; i < r->n_errors; i++) fprintf(stderr, "check: %s\n", r->errors[i]);
+  return r;
+}
+
+static int has_error_naming(const Strata__V1__CheckStoreResponse *r, const char *what) {
+  for (size_t i = 0; i < r->n_errors; i++)
+    if (strstr(r->errors[i], what)) return 1;
+  return 0;
+}
+
+static uint32_t crc(const void *p, size_t n) { return ocdbt_crc32c(0, p, n); }
+
+static void unregister(const writer *w) {
+  Strata__V1__UnregisterWriterRequest q = STRATA__V1__UNREGISTER_WRITER_REQUEST__INIT;
+  q.writer_id = w->id;
+  Strata__V1__UnregisterWriterResponse *r;
+  assert_int_equal(rpc_coord_unregister_writer(C, NULL, &q, &r), 0);
+  rpc_free(r);
+}
+
 /* --- registry ---------------------------------------------------------------------- */
 
 static void test_register_renew_unregister_list(void **state) {
@@ -313,10 +357,292 @@ static void test_lease_expiry_restart_and_refused_commit(void **state) {
   want_value("exp/k1", "hello", 5);
 }
 
+
+/* --- references ---------------------------------------------------------------------- */
+
+/* Each bad reference is refused with its status and a message naming the
+ * file; the good puts of the same commit stay invisible. */
+static void test_bad_references_refused_nothing_visible(void **state) {
+  (void)state;
+  writer w = reg("bad-refs", 60000), other = reg("other", 60000);
+  char data[100];
+  for (int i = 0; i < 100; i++) data[i] = (char)('a' + i % 26);
+  write_file(&w, "good", data, sizeof data, 1);
+  write_file(&w, "unreg", data, sizeof data, 0);
+  write_file(&other, "theirs", data, sizeof data, 1);
+  struct {
+    const char *name;
+    put bad;
+    const writer *as;
+    int want;
+    grpc_status_code status;
+    const char *msg;
+  } cases[] = {
+      {"outside the prefix", {.key = "bad/ref", .ref_name = "theirs", .len = 10}, &other, 0, 0, NULL},
+      {"unregistered file", {.key = "bad/ref", .ref_name = "unreg", .len = 10}, &w, STRATA_ECONDITION,
+       GRPC_STATUS_FAILED_PRECONDITION, "unreg"},
+      {"past the end", {.key = "bad/ref", .ref_name = "good", .off = 95, .len = 10}, &w, STRATA_ERANGE,
+       GRPC_STATUS_OUT_OF_RANGE, "good"},
+      {"checksum mismatch",
+       {.key = "bad/ref", .ref_name = "good", .len = 10, .has_crc = 1, .crc = 12345}, &w,
+       STRATA_ECORRUPT, GRPC_STATUS_DATA_LOSS, "good"},
+      {"missing file", {.key = "bad/ref", .ref_name = "nofile", .len = 10}, &w, STRATA_ENOTFOUND,
+       GRPC_STATUS_NOT_FOUND, "nofile"},
+      {"value and ref", {.key = "bad/ref", .value = "x", .ref_name = "good", .len = 10}, &w,
+       STRATA_EINVALID, GRPC_STATUS_INVALID_ARGUMENT, "both value"},
+      {"zero length", {.key = "bad/ref", .ref_name = "good", .len = 0}, &w, STRATA_EINVALID,
+       GRPC_STATUS_INVALID_ARGUMENT, "length"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    put ps[3] = {{.key = "bad/visible", .value = "v"},
+                 {.key = "bad/good-ref", .ref_name = "good", .len = 10, .has_crc = 1,
+                  .crc = crc(data, 10)},
+                 cases[i].bad};
+    int rc;
+    if (i == 0) {
+      /* w commits a reference into other's prefix: the path is built with
+       * other's prefix, the writer_id is w's. */
+      Strata__V1__Put pv[1], *pp[1] = {&pv[0]};
+      Strata__V1__DataRef d = STRATA__V1__DATA_REF__INIT;
+      char path[200];
+      snprintf(path, sizeof path, "%stheirs", other.prefix);
+      d.path = path;
+      d.length = 10;
+      strata__v1__put__init(&pv[0]);
+      pv[0].key = (ProtobufCBinaryData){7, (uint8_t *)"bad/ref"};
+      pv[0].ref = &d;
+      Strata__V1__CommitRequest q = STRATA__V1__COMMIT_REQUEST__INIT;
+      q.n_puts = 1;
+      q.puts = pp;
+      q.writer_id = w.id;
+      Strata__V1__CommitResponse *r;
+      rc = rpc_kv_commit(C, NULL, &q, &r);
+      cases[i].want = STRATA_EINVALID;
+      cases[i].status = GRPC_STATUS_INVALID_ARGUMENT;
+      cases[i].msg = path;
+    } else {
+      rc = commit(cases[i].as, ps, 3, NULL, 0, NULL, 0, NULL, NULL);
+    }
+    if (rc != cases[i].want || !strstr(strata_errmsg(), cases[i].msg))
+      fprintf(stderr, "%s: rc %d, %s\n", cases[i].name, rc, strata_errmsg());
+    assert_int_equal(rc, cases[i].want);
+    assert_int_equal(rpc_client_last_status(), cases[i].status);
+    assert_non_null(strstr(strata_errmsg(), cases[i].msg));
+    want_absent("bad/visible");
+    want_absent("bad/good-ref");
+    want_absent("bad/ref");
+  }
+  /* A reference without writer_id. */
+  put p = {.key = "bad/ref", .ref_name = "good", .len = 10};
+  writer none = w;
+  none.id = 0;
+  assert_int_equal(commit(&none, &p, 1, NULL, 0, NULL, 0, NULL, NULL), STRATA_EINVALID);
+  assert_non_null(strstr(strata_errmsg(), "writer_id"));
+  /* The good reference alone lands, with the right bytes. */
+  put ok = {.key = "bad/good-ref", .ref_name = "good", .off = 3, .len = 10, .has_crc = 1,
+            .crc = crc(data + 3, 10)};
+  assert_int_equal(commit(&w, &ok, 1, NULL, 0, NULL, 0, NULL, NULL), 0);
+  want_value("bad/good-ref", data + 3, 10);
+}
+
+/* Value puts, reference puts, a delete, conditions and a lock fence in one
+ * commit: all at one generation, or (a condition or the fence fails) none. */
+static void test_mixed_commit_is_atomic(void **state) {
+  (void)state;
+  writer w = reg("mixed", 60000);
+  const char *bytes = "0123456789abcdefghij";
+  write_file(&w, "m1", bytes, 20, 1);
+  put seed = {.key = "mix/old", .value = "old"};
+  assert_int_equal(commit(NULL, &seed, 1, NULL, 0, NULL, 0, NULL, NULL), 0);
+
+  Strata__V1__AcquireRequest aq = STRATA__V1__ACQUIRE_REQUEST__INIT;
+  ProtobufCBinaryData row = {6, (uint8_t *)"row-mx"};
+  aq.op_id = 77;
+  aq.n_rows = 1;
+  aq.rows = &row;
+  aq.kind = STRATA__V1__LOCK_KIND__LOCK_KIND_TEMPORAL;
+  aq.ttl_ms = 600000;
+  Strata__V1__AcquireResponse *ar;
+  assert_int_equal(rpc_locks_acquire(C, NULL, &aq, &ar), 0);
+  rpc_free(ar);
+  Strata__V1__LockFence fence = STRATA__V1__LOCK_FENCE__INIT;
+  fence.op_id = 77;
+  fence.n_rows = 1;
+  fence.rows = &row;
+  Strata__V1__LockFence wrong = fence;
+  wrong.op_id = 78;
+
+  put ps[3] = {{.key = "mix/v", .value = "by value"},
+               {.key = "mix/r1", .ref_name = "m1", .off = 0, .len = 10, .has_crc = 1,
+                .crc = crc(bytes, 10)},
+               {.key = "mix/r2", .ref_name = "m1", .off = 10, .len = 10}};
+  const char *dels[1] = {"mix/old"};
+  Strata__V1__Condition absent = STRATA__V1__CONDITION__INIT;
+  absent.key = (ProtobufCBinaryData){5, (uint8_t *)"mix/v"};
+  absent.kind = STRATA__V1__CONDITION__KIND__KIND_ABSENT;
+  Strata__V1__Condition present = absent;
+  present.key = (ProtobufCBinaryData){7, (uint8_t *)"mix/old"};
+  Strata__V1__Condition *ok_conds[1] = {&absent}, *bad_conds[2] = {&absent, &present};
+
+  /* The fence of another op: refused, nothing visible. */
+  assert_int_equal(commit(&w, ps, 3, dels, 1, ok_conds, 1, &wrong, NULL), STRATA_EFENCED);
+  /* A failing condition: refused, nothing visible. */
+  assert_int_equal(commit(&w, ps, 3, dels, 1, bad_conds, 2, &fence, NULL), STRATA_ECONDITION);
+  want_absent("mix/v");
+  want_absent("mix/r1");
+  want_absent("mix/r2");
+  want_value("mix/old", "old", 3);
+  /* Everything holds: one generation with all of it. */
+  uint64_t g = 0;
+  assert_int_equal(commit(&w, ps, 3, dels, 1, ok_conds, 1, &fence, &g), 0);
+  assert_true(g > 0);
+  want_value("mix/v", "by value", 8);
+  want_value("mix/r1", bytes, 10);
+  want_value("mix/r2", bytes + 10, 10);
+  want_absent("mix/old");
+  uint64_t bytes_committed = 0, last = 0;
+  assert_true(listed(w.id, NULL, &bytes_committed, &last, NULL));
+  assert_int_equal(bytes_committed, 20);
+  assert_int_equal(last, g);
+}
+
+/* --- GC and check --------------------------------------------------------------------- */
+
+static void test_gc_spares_live_and_referenced_removes_dead(void **state) {
+  (void)state;
+  writer live = reg("live", 3600000), dead = reg("dead", 1000);
+  write_file(&live, "l1", "live bytes", 10, 1);
+  write_file(&dead, "ref", "referenced", 10, 1);
+  write_file(&dead, "unref", "not referenced", 14, 1);
+  write_file(&dead, "unreg", "never registered", 16, 0);
+  put p = {.key = "gc/ref", .ref_name = "ref", .len = 10};
+  assert_int_equal(commit(&dead, &p, 1, NULL, 0, NULL, 0, NULL, NULL), 0);
+
+  /* While both live, GC removes nothing. */
+  Strata__V1__GcResponse *r = gc(0);
+  assert_int_equal(r->files_removed, 0);
+  rpc_free(r);
+  wait_ended(&dead);
+  /* Dry run: says what would go, removes nothing. */
+  r = gc(1);
+  assert_int_equal(r->files_removed, 2);
+  assert_int_equal(r->bytes_removed, 30);
+  assert_int_equal(r->n_paths, 2);
+  rpc_free(r);
+  assert_true(file_exists(&dead, "unref") && file_exists(&dead, "unreg"));
+  r = gc(0);
+  assert_int_equal(r->files_removed, 2);
+  assert_int_equal(r->files_kept, 1);
+  assert_int_equal(r->writers_collected, 1);
+  rpc_free(r);
+  assert_false(file_exists(&dead, "unref"));
+  assert_false(file_exists(&dead, "unreg"));
+  assert_true(file_exists(&dead, "ref"));
+  assert_true(file_exists(&live, "l1"));
+  want_value("gc/ref", "referenced", 10);
+  assert_false(listed(dead.id, NULL, NULL, NULL, NULL));
+  assert_true(listed(live.id, NULL, NULL, NULL, NULL));
+
+  /* The check: the live writer's file is unreferenced but not an orphan. */
+  Strata__V1__CheckStoreResponse *c = check();
+  assert_int_equal(c->errors_total, 0);
+  assert_int_equal(c->unreferenced_files, 1);
+  assert_int_equal(c->unreferenced_live_writer_files, 1);
+  assert_true(c->values_checked >= 1);
+  rpc_free(c);
+  /* Once the live writer unregisters, its unreferenced file goes too, and the
+   * check finds no orphans. */
+  unregister(&live);
+  r = gc(0);
+  assert_int_equal(r->files_removed, 1);
+  rpc_free(r);
+  assert_false(file_exists(&live, "l1"));
+  c = check();
+  assert_int_equal(c->errors_total, 0);
+  assert_int_equal(c->unreferenced_files, 0);
+  assert_int_equal(c->missing_files, 0);
+  rpc_free(c);
+  want_value("gc/ref", "referenced", 10);
+}
+
+/* Finds the Strata data file under dir/kv/d holding `pat`; its path and the
+ * offset of pat. */
+static int find_in_data_files(const char *dir, const char *pat, size_t plen, char *path, size_t cap,
+                              long *off) {
+  char d[700];
+  snprintf(d, sizeof d, "%s/kv/d", dir);
+  char cmd[900];
+  snprintf(cmd, sizeof cmd, "grep -l -F '%s' %s/* 2>/dev/null", pat, d);
+  FILE *f = popen(cmd, "r");
+  if (!f) return 0;
+  int found = fgets(path, (int)cap, f) != NULL;
+  pclose(f);
+  if (!found) return 0;
+  path[strcspn(path, "\n")] = 0;
+  FILE *g = fopen(path, "rb");
+  if (!g) return 0;
+  static char buf[1 << 20];
+  size_t n = fread(buf, 1, sizeof buf, g);
+  fclose(g);
+  for (size_t i = 0; i + plen <= n; i++)
+    if (!memcmp(buf + i, pat, plen)) {
+      *off = (long)i;
+      return 1;
+    }
+  return 0;
+}
+
+static void test_check_reports_damaged_values_naming_the_file(void **state) {
+  (void)state;
+  writer w = reg("damage", 60000);
+  write_file(&w, "short", "0123456789", 10, 1);
+  put p = {.key = "dmg/ref", .ref_name = "short", .len = 10};
+  assert_int_equal(commit(&w, &p, 1, NULL, 0, NULL, 0, NULL, NULL), 0);
+  char big[501];
+  memset(big, 'Q', 500);
+  memcpy(big, "UNIQUE-PATTERN-", 15);
+  big[500] = 0;
+  put b = {.key = "dmg/big", .value = big};
+  assert_int_equal(commit(NULL, &b, 1, NULL, 0, NULL, 0, NULL, NULL), 0);
+  Strata__V1__CheckStoreResponse *c = check();
+  assert_int_equal(c->errors_total, 0);
+  rpc_free(c);
+
+  char dir[512];
+  snprintf(dir, sizeof dir, "%s", H.dir);
+  stop();
+  /* Flip a byte inside the out-of-line value in Strata's data file, and cut
+   * the writer's file short. */
+  char path[1024];
+  long off = 0;
+  assert_true(find_in_data_files(dir, "UNIQUE-PATTERN-", 15, path, sizeof path, &off));
+  FILE *f = fopen(path, "r+b");
+  assert_non_null(f);
+  fseek(f, off + 100, SEEK_SET);
+  fputc('R', f);
+  fclose(f);
+  char wf[900];
+  snprintf(wf, sizeof wf, "%s/kv/%sshort", dir, w.prefix);
+  assert_int_equal(truncate(wf, 5), 0);
+  start(dir);
+  c = check();
+  assert_true(c->errors_total >= 2);
+  const char *base = strrchr(path, '/') + 1;
+  assert_true(has_error_naming(c, base));
+  assert_true(has_error_naming(c, "short"));
+  assert_true(has_error_naming(c, "dmg/big"));
+  rpc_free(c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_register_renew_unregister_list, setup, teardown),
       cmocka_unit_test_setup_teardown(test_lease_expiry_restart_and_refused_commit, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_bad_references_refused_nothing_visible, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_mixed_commit_is_atomic, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_gc_spares_live_and_referenced_removes_dead, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_check_reports_damaged_values_naming_the_file, setup,
+                                      teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

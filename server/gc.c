@@ -1,0 +1,192 @@
+/*
+ * GC of coordinator-mode writer files: which writers' files may go (the
+ * registry, locks/writers.h), which files are referenced (the store's walk,
+ * storage/gc.c), and removing the rest; run by Admin.Gc and by a background
+ * thread every --gc-interval. The rule that keeps it safe against commits in
+ * flight is in server/README.md "Coordinator mode".
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/err.h"
+#include "server/log.h"
+#include "server/srv_int.h"
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return (x > y) - (x < y);
+}
+
+void srv__gc_report_free(srv_gc_report *r) {
+  for (size_t i = 0; i < r->npaths; i++) free(r->paths[i]);
+  free(r->paths);
+  r->paths = NULL;
+  r->npaths = 0;
+}
+
+static void note_path(srv_gc_report *r, const char *name) {
+  if (r->npaths >= SRV_GC_PATHS_MAX) return;
+  size_t n = strlen(name) + 3;
+  char *p = malloc(n);
+  if (!p) return;
+  snprintf(p, n, "d/%s", name);
+  r->paths[r->npaths++] = p;
+}
+
+/* One GC run, in this order:
+ * 1. condemn: every writer whose lease ended and that has no commit between
+ *    its fence and its decision becomes dead (wreg_condemn); from then on no
+ *    commit of it passes the fence, so no version made later references its
+ *    files. Writers with a commit in flight wait for the next run.
+ * 2. walk every version (all are retained) for the files they reference; the
+ *    versions of every commit that passed the fence before step 1 are among
+ *    them (its pin is dropped only once it is visible).
+ * 3. remove the dead writers' files that no version references.
+ * 4. forget the dead writers whose files are all handled. */
+int srv__gc_run(srv *s, int dry_run, srv_gc_report *out) {
+  memset(out, 0, sizeof *out);
+  out->paths = calloc(SRV_GC_PATHS_MAX, sizeof *out->paths);
+  if (!out->paths) return strata_err(STRATA_ENOMEM, "GC");
+  pthread_mutex_lock(&s->gc_mu);
+  uint64_t *ids = NULL, *failed = NULL;
+  size_t nids = 0, nfailed = 0;
+  st_fileset *refs = NULL;
+  char **names = NULL;
+  size_t nnames = 0;
+  int rc = wreg_condemn(s->wr, dry_run, &ids, &nids, &out->writers_deferred);
+  if (rc) goto out;
+  qsort(ids, nids, sizeof *ids, cmp_u64);
+  if (!(failed = calloc(nids ? nids : 1, sizeof *failed))) {
+    rc = strata_err(STRATA_ENOMEM, "GC");
+    goto out;
+  }
+  /* The candidates: files of a condemned writer, or of one forgotten by an
+   * earlier run (a file its process created after that run listed d/). */
+  if ((rc = st_foreign_files(s->db, &names, &nnames))) goto out;
+  size_t ncand = 0;
+  for (size_t i = 0; i < nnames; i++) {
+    uint64_t id;
+    if (wreg_parse_name(names[i], &id) &&
+        (bsearch(&id, ids, nids, sizeof *ids, cmp_u64) || wreg_is_gone(s->wr, id)))
+      names[ncand++] = names[i];
+  }
+  if (ncand) { /* else nothing to remove: no walk */
+    st_check_result walked;
+    if ((rc = st_walk(s->db, 0, &refs, &walked))) goto out;
+    out->versions_walked = walked.versions;
+    st_check_result_free(&walked);
+  }
+  int removed_any = 0;
+  for (size_t i = 0; i < ncand; i++) {
+    uint64_t id;
+    wreg_parse_name(names[i], &id);
+    char path[WREG_PATH_MAX + 8];
+    snprintf(path, sizeof path, "d/%s", names[i]);
+    if (st_fileset_has(refs, path)) {
+      out->files_kept++;
+      continue;
+    }
+    uint64_t size = 0;
+    int frc = dry_run ? st_file_size(s->db, path, &size) : st_remove_foreign_file(s->db, names[i], &size);
+    if (frc) {
+      srv_log(SRV_LOG_WARN, "event=gc_remove_failed path=%s msg=\"%s\"", path, strata_errmsg());
+      if (nfailed < nids) failed[nfailed++] = id;
+      continue;
+    }
+    removed_any = !dry_run;
+    out->files_removed++;
+    out->bytes_removed += size;
+    note_path(out, names[i]);
+  }
+  if (removed_any && (rc = st_sync_data_dir(s->db))) goto out;
+  for (size_t i = 0; !dry_run && i < nids; i++) {
+    int bad = 0;
+    for (size_t j = 0; j < nfailed; j++) bad |= failed[j] == ids[i];
+    if (bad) continue;
+    if ((rc = wreg_forget(s->wr, ids[i]))) goto out;
+    out->writers_collected++;
+  }
+  if (out->files_removed || out->writers_collected)
+    srv_log(SRV_LOG_INFO,
+            "event=gc dry_run=%d files_removed=%llu bytes_removed=%llu files_kept=%llu "
+            "writers_collected=%llu writers_deferred=%llu",
+            dry_run, (unsigned long long)out->files_removed,
+            (unsigned long long)out->bytes_removed, (unsigned long long)out->files_kept,
+            (unsigned long long)out->writers_collected,
+            (unsigned long long)out->writers_deferred);
+out:
+  pthread_mutex_unlock(&s->gc_mu);
+  free(ids);
+  free(failed);
+  free(names);
+  st_fileset_free(refs);
+  if (rc) srv__gc_report_free(out);
+  return rc;
+}
+
+/* --- the background thread ------------------------------------------------------ */
+
+static void *gc_thread(void *arg) {
+  srv *s = arg;
+  int64_t ms = s->o.gc_interval_ms;
+  pthread_mutex_lock(&s->gct_mu);
+  while (!s->gct_stop) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    t.tv_sec += (time_t)(ms / 1000);
+    t.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (t.tv_nsec >= 1000000000) {
+      t.tv_sec++;
+      t.tv_nsec -= 1000000000;
+    }
+    while (!s->gct_stop && pthread_cond_timedwait(&s->gct_cv, &s->gct_mu, &t) != ETIMEDOUT) {
+    }
+    if (s->gct_stop) break;
+    pthread_mutex_unlock(&s->gct_mu);
+    srv_gc_report r;
+    if (srv__gc_run(s, 0, &r)) srv_log(SRV_LOG_WARN, "event=gc_failed msg=\"%s\"", strata_errmsg());
+    else srv__gc_report_free(&r);
+    pthread_mutex_lock(&s->gct_mu);
+  }
+  pthread_mutex_unlock(&s->gct_mu);
+  return NULL;
+}
+
+void srv__gc_init(srv *s) {
+  pthread_mutex_init(&s->gc_mu, NULL);
+  pthread_mutex_init(&s->gct_mu, NULL);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_cond_init(&s->gct_cv, &ca);
+  pthread_condattr_destroy(&ca);
+}
+
+void srv__gc_destroy(srv *s) {
+  srv__gc_stop(s);
+  pthread_cond_destroy(&s->gct_cv);
+  pthread_mutex_destroy(&s->gct_mu);
+  pthread_mutex_destroy(&s->gc_mu);
+}
+
+int srv__gc_start(srv *s) {
+  if (s->o.gc_interval_ms == 0) s->o.gc_interval_ms = SRV_DEFAULT_GC_INTERVAL_MS;
+  if (s->o.gc_interval_ms < 0) return 0;
+  int e = pthread_create(&s->gct, NULL, gc_thread, s);
+  if (e) return strata_err(e, "starting the GC thread: %s", strerror(e));
+  s->has_gct = 1;
+  return 0;
+}
+
+void srv__gc_stop(srv *s) {
+  if (!s->has_gct) return;
+  pthread_mutex_lock(&s->gct_mu);
+  s->gct_stop = 1;
+  pthread_cond_signal(&s->gct_cv);
+  pthread_mutex_unlock(&s->gct_mu);
+  pthread_join(s->gct, NULL);
+  s->has_gct = 0;
+}
