@@ -9,6 +9,18 @@ UNIT_TESTS += tests/unit/test_fence.c
 # Server-level system tiers (lock safety, kill -9 under load) and `make soak`.
 include tests/system/module.mk
 
+# Bulk populate (issue 12): strata-genvol and strata-populate as subprocesses against real
+# strata-servers, read back through the Python client (tests/populate/).
+TEST_TIERS += populate
+.PHONY: test-populate
+test-populate:
+	@$(MAKE) --no-print-directory VARIANT=release python $(BUILD)/release/server/strata-server \
+	  $(BUILD)/release/tools/strata-populate $(BUILD)/release/tools/strata-genvol
+	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server \
+	  POPULATE_BIN=$(BUILD)/release/tools/strata-populate GENVOL_BIN=$(BUILD)/release/tools/strata-genvol \
+	  PYTHONPATH=$(CURDIR)/$(BUILD)/python \
+	  sh tests/run-tier.sh populate $(TEST_RESULTS) tests/populate/test_genvol.py tests/populate/test_populate.py
+
 # The unit tiers run first and fuzzing last; the other folders' tiers between.
 TEST_TIERS := unit unit-asan $(TEST_TIERS) fuzz
 
@@ -28,3 +40,4 @@ test-unit-asan:
 test-fuzz:
 	@$(MAKE) --no-print-directory VARIANT=fuzz fuzz-bins
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) sh tests/fuzz/run.sh $(TEST_RESULTS) $(BUILD)/fuzz $(FUZZ_TARGETS:tests/fuzz/%.c=%)
+
