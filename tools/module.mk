@@ -80,3 +80,14 @@ $(POPULATE_BIN): $(O)/tools/populate.obj/populate.o $(O)/tools/populate.obj/pop_
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS) -ljansson
 
 -include $(POP_OBJS:.o=.d)
+
+# make bench-populate (run by make bench): tools/bench/populate_bench.py; the volume's size
+# is POPULATE_BENCH_MIB (default 2048), generated before any timing.
+.PHONY: bench-populate
+bench-populate:
+	@$(MAKE) --no-print-directory VARIANT=release python $(BUILD)/release/server/strata-server \
+	  $(BUILD)/release/tools/strata-populate $(BUILD)/release/tools/strata-genvol
+	@mkdir -p $(BENCH_DIR)
+	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server \
+	  POPULATE_BIN=$(BUILD)/release/tools/strata-populate GENVOL_BIN=$(BUILD)/release/tools/strata-genvol \
+	  PYTHONPATH=$(CURDIR)/$(BUILD)/python $(PYTHON) tools/bench/populate_bench.py --dir $(BENCH_DIR)
