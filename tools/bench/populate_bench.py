@@ -9,7 +9,7 @@ that many bytes over 3 scales, 64^3 chunks) is generated before any timing start
 Each populate runs against a fresh strata-server over its own data directory under
 --dir, 4 writer processes, --block 2 (a task is 8 mip-0 chunks, ~18 MiB, so a
 standalone task fits in one 64 MiB Kv.Commit). Figures are wall-clock times of the
-whole command. Prints BENCH lines (tools/README.md)."""
+whole command; the raw anchor is the best of three writes. Prints BENCH lines (tools/README.md)."""
 import argparse
 import os
 import shutil
@@ -108,7 +108,9 @@ def main():
                  if f != "info")
     print("populate bench: %.0f MiB volume (%d z-layers of 10x10 chunks of 64^3, 3 scales)"
           % (nbytes / 2 ** 20, layers), flush=True)
-    raw = raw_write(os.path.join(root, "raw"), nbytes)
+    # The raw write's speed swings widely on this VM (writeback state): its best of
+    # three is the anchor, which can only understate populate's ratio.
+    raw = max(raw_write(os.path.join(root, "raw"), nbytes) for _ in range(3))
     coord = timed_populate(root, "db-coord", vol)
     alone = timed_populate(root, "db-standalone", vol, "--standalone")
     print("BENCH populate_MBps %.1f MB/s vs raw %.2f" % (coord, coord / raw))
