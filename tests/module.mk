@@ -21,6 +21,19 @@ test-populate:
 	  PYTHONPATH=$(CURDIR)/$(BUILD)/python \
 	  sh tests/run-tier.sh populate $(TEST_RESULTS) tests/populate/test_genvol.py tests/populate/test_populate.py
 
+# The same scripts with strata-populate, strata-genvol and the server under ASan + UBSan.
+TEST_TIERS += populate-asan
+.PHONY: test-populate-asan
+test-populate-asan:
+	@$(MAKE) --no-print-directory VARIANT=release python
+	@$(MAKE) --no-print-directory VARIANT=asan $(BUILD)/asan/server/strata-server \
+	  $(BUILD)/asan/tools/strata-populate $(BUILD)/asan/tools/strata-genvol
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  STRATA_SERVER_BIN=$(BUILD)/asan/server/strata-server \
+	  POPULATE_BIN=$(BUILD)/asan/tools/strata-populate GENVOL_BIN=$(BUILD)/asan/tools/strata-genvol \
+	  PYTHONPATH=$(CURDIR)/$(BUILD)/python \
+	  sh tests/run-tier.sh populate-asan $(TEST_RESULTS) tests/populate/test_genvol.py tests/populate/test_populate.py
+
 # The unit tiers run first and fuzzing last; the other folders' tiers between.
 TEST_TIERS := unit unit-asan $(TEST_TIERS) fuzz
 

@@ -354,7 +354,7 @@ static int setup_main(const pop_opts *o, const pop_plan *p, pop_shared *sh) {
 
 /* --- the run ---------------------------------------------------------------------------------- */
 
-static void progress(const pop_opts *o, const pop_plan *p, const pop_shared *sh, int64_t t0, int last) {
+static void progress(const pop_plan *p, const pop_shared *sh, int64_t t0, int last) {
   uint64_t done = __atomic_load_n(&sh->done, __ATOMIC_RELAXED);
   uint64_t lost = __atomic_load_n(&sh->lost, __ATOMIC_RELAXED);
   uint64_t failed = __atomic_load_n(&sh->failed, __ATOMIC_RELAXED);
@@ -366,7 +366,6 @@ static void progress(const pop_opts *o, const pop_plan *p, const pop_shared *sh,
   fprintf(stderr, "\r%" PRIu64 "/%" PRIu64 " tasks  %.1f MB/s  ETA %.0fs  %s", done + lost + failed +
           sh->skipped, p->ntasks, mbs, eta, failed ? "(failures)" : "          ");
   if (last) fputc('\n', stderr);
-  (void)o;
 }
 
 static void summary(const pop_opts *o, const pop_plan *p, const pop_shared *sh, double secs,
@@ -474,6 +473,44 @@ static int parse_args(int argc, char **argv, pop_opts *o) {
   return 0;
 }
 
+/* Forks the workers, shows progress until they are gone, prints the summary;
+ * returns the exit code. */
+static int run_workers(const pop_opts *o, const pop_plan *p, pop_shared *sh) {
+  int64_t t0 = mono_ns();
+  int nw = o->workers;
+  if ((uint64_t)nw > sh->ntodo) nw = (int)sh->ntodo;
+  fflush(NULL);
+  int started = 0;
+  for (int i = 0; i < nw; i++, started++) {
+    pid_t pid = fork();
+    if (pid < 0) { perror("strata-populate: fork"); break; }
+    if (pid == 0) _exit(pop_worker_main(o, p, sh, i));
+  }
+  int tty = isatty(2) && !o->json, alive = started, killed = 0, bad_exit = 0, ws;
+  while (alive > 0) {
+    pid_t w = waitpid(-1, &ws, tty ? WNOHANG : 0);
+    if (w > 0) {
+      alive--;
+      if (WIFSIGNALED(ws)) {
+        killed++;
+        fprintf(stderr, "%sstrata-populate: worker %d killed by signal %d\n", tty ? "\n" : "",
+                (int)w, WTERMSIG(ws));
+      } else if (WEXITSTATUS(ws) != 0) {
+        bad_exit++;
+      }
+      continue;
+    }
+    if (w < 0 && errno != EINTR) break;
+    progress(p, sh, t0, 0);
+    struct timespec ts = {0, 200 * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  if (tty) progress(p, sh, t0, 1);
+  summary(o, p, sh, (double)(mono_ns() - t0) / 1e9, killed);
+  int incomplete = sh->done + sh->lost + sh->failed < sh->ntodo;
+  return sh->failed || killed || bad_exit || incomplete || started < nw ? 1 : 0;
+}
+
 int main(int argc, char **argv) {
   pop_opts o = {.workers = 4, .block = 4, .retries = POP_DEFAULT_RETRIES, .timeout_ms = 60000,
                 .lease_ms = 60000, .max_message = RPC_DEFAULT_MAX_MESSAGE_BYTES};
@@ -482,10 +519,13 @@ int main(int argc, char **argv) {
   signal(SIGPIPE, SIG_IGN);
 
   pop_plan p = {0};
+  pop_shared *sh = MAP_FAILED;
+  size_t shsize = 0;
   char err[1024];
+  rc = 2;
   if (plan_build(&o, &p, err, sizeof err)) {
     fprintf(stderr, "strata-populate: %s\n", err);
-    return 2;
+    goto out;
   }
   if (o.standalone) {
     /* A task is one commit in both modes, so a chunk and its marker stay atomic:
@@ -500,19 +540,20 @@ int main(int argc, char **argv) {
       fprintf(stderr, "strata-populate: --standalone: task %s holds %" PRIu64 " bytes, above what "
                       "one Kv.Commit message carries (%" PRIu64 "): use a smaller --block, or "
                       "coordinator mode\n", mk, maxb, room);
-      return 2;
+      goto out;
     }
   }
 
-  size_t shsize = sizeof(pop_shared) + p.ntasks * sizeof(uint64_t);
-  pop_shared *sh = mmap(NULL, shsize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  rc = 1;
+  shsize = sizeof(pop_shared) + p.ntasks * sizeof(uint64_t);
+  sh = mmap(NULL, shsize, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (sh == MAP_FAILED) {
     fprintf(stderr, "strata-populate: mmap: %s\n", strerror(errno));
-    return 1;
+    goto out;
   }
   fflush(NULL);
   pid_t sp = fork();
-  if (sp < 0) { perror("strata-populate: fork"); return 1; }
+  if (sp < 0) { perror("strata-populate: fork"); goto out; }
   if (sp == 0) {
     sh->setup_rc = setup_main(&o, &p, sh);
     _exit(0);
@@ -520,48 +561,17 @@ int main(int argc, char **argv) {
   int ws;
   if (waitpid(sp, &ws, 0) != sp || !WIFEXITED(ws) || WEXITSTATUS(ws) != 0) {
     fprintf(stderr, "strata-populate: the setup process died\n");
-    return 1;
+    goto out;
   }
-  if (sh->setup_rc) return sh->setup_rc;
-
-  int64_t t0 = mono_ns();
-  int nw = o.workers;
-  if ((uint64_t)nw > sh->ntodo) nw = (int)sh->ntodo;
-  pid_t *pids = calloc((size_t)nw + 1, sizeof *pids);
-  fflush(NULL);
-  for (int i = 0; i < nw; i++) {
-    pids[i] = fork();
-    if (pids[i] < 0) { perror("strata-populate: fork"); nw = i; break; }
-    if (pids[i] == 0) _exit(pop_worker_main(&o, &p, sh, i));
+  if (sh->setup_rc) {
+    rc = sh->setup_rc;
+    goto out;
   }
-  int tty = isatty(2) && !o.json, alive = nw, killed = 0, bad_exit = 0;
-  while (alive > 0) {
-    pid_t w = waitpid(-1, &ws, tty ? WNOHANG : 0);
-    if (w > 0) {
-      alive--;
-      if (WIFSIGNALED(ws)) {
-        killed++;
-        fprintf(stderr, "%sstrata-populate: worker %d killed by signal %d\n", tty ? "\n" : "", (int)w,
-                WTERMSIG(ws));
-      } else if (WEXITSTATUS(ws) != 0) {
-        bad_exit++;
-      }
-      continue;
-    }
-    if (w < 0 && errno != EINTR) break;
-    progress(&o, &p, sh, t0, 0);
-    struct timespec ts = {0, 200 * 1000000};
-    nanosleep(&ts, NULL);
-  }
-  if (tty) progress(&o, &p, sh, t0, 1);
-  double secs = (double)(mono_ns() - t0) / 1e9;
-  summary(&o, &p, sh, secs, killed);
-  int incomplete = sh->done + sh->lost + sh->failed < sh->ntodo;
-  rc = sh->failed || killed || bad_exit || incomplete ? 1 : 0;
-  free(pids);
+  rc = run_workers(&o, &p, sh);
+out:
+  if (sh != MAP_FAILED) munmap(sh, shsize);
   free(p.tasks);
   free(p.chunks);
   free(p.info_text);
-  munmap(sh, shsize);
   return rc;
 }
