@@ -62,6 +62,12 @@ typedef struct seen {
   int bad;
 } seen;
 
+/* Open addressing by (file, offset), power-of-two capacity. */
+typedef struct seentab {
+  seen *h;
+  size_t cap, n;
+} seentab;
+
 enum { F_REF = 1, F_SIZED = 2, F_MISSING = 4, F_CRC_KNOWN = 8, F_CRC = 16 };
 
 typedef struct walk {
@@ -69,8 +75,9 @@ typedef struct walk {
   int verify;
   st_check_result *res;
   uint64_t gen; /* the version being walked, for messages */
-  seen *h;
-  size_t hcap, hn;
+  seentab nodes; /* B+tree nodes walked, with their subtree's statistics */
+  seentab values; /* out-of-line values checked (verify): a leaf rewritten by a
+                   * later version keeps most of its values */
   uint8_t *fst; /* per file id: F_* */
   uint64_t *fsize;
   size_t fcap;
@@ -104,39 +111,35 @@ static int grow_files(walk *w, uint32_t id) {
   return 0;
 }
 
-static size_t seen_slot(const walk *w, uint32_t file, uint64_t off) {
+static size_t seen_slot(const seentab *t, uint32_t file, uint64_t off) {
   uint64_t k[2] = {file, off};
-  size_t j = st__hash_bytes(k, sizeof k) & (w->hcap - 1);
-  while (w->h[j].file != ST_NOFILE && (w->h[j].file != file || w->h[j].off != off))
-    j = (j + 1) & (w->hcap - 1);
+  size_t j = st__hash_bytes(k, sizeof k) & (t->cap - 1);
+  while (t->h[j].file != ST_NOFILE && (t->h[j].file != file || t->h[j].off != off))
+    j = (j + 1) & (t->cap - 1);
   return j;
 }
 
-static const seen *seen_find(const walk *w, st_ref ref) {
-  if (!w->hcap) return NULL;
-  size_t j = seen_slot(w, ref.file, ref.offset);
-  return w->h[j].file == ST_NOFILE ? NULL : &w->h[j];
+static const seen *seen_find(const seentab *t, st_ref ref) {
+  if (!t->cap) return NULL;
+  size_t j = seen_slot(t, ref.file, ref.offset);
+  return t->h[j].file == ST_NOFILE ? NULL : &t->h[j];
 }
 
-static int seen_add(walk *w, st_ref ref, const ocdbt_stats *st, int bad) {
-  if ((w->hn + 1) * 2 > w->hcap) {
-    size_t cap = w->hcap ? w->hcap * 2 : 1024;
-    seen *old = w->h;
-    size_t ocap = w->hcap;
-    w->h = malloc(cap * sizeof *w->h);
-    if (!w->h) {
-      w->h = old;
-      return strata_err(STRATA_ENOMEM, "walk");
-    }
-    w->hcap = cap;
-    for (size_t i = 0; i < cap; i++) w->h[i].file = ST_NOFILE;
+static int seen_add(seentab *t, st_ref ref, const ocdbt_stats *st, int bad) {
+  if ((t->n + 1) * 2 > t->cap) {
+    size_t cap = t->cap ? t->cap * 2 : 1024, ocap = t->cap;
+    seen *old = t->h, *h = malloc(cap * sizeof *h);
+    if (!h) return strata_err(STRATA_ENOMEM, "walk");
+    for (size_t i = 0; i < cap; i++) h[i].file = ST_NOFILE;
+    t->h = h;
+    t->cap = cap;
     for (size_t i = 0; i < ocap; i++)
-      if (old[i].file != ST_NOFILE) w->h[seen_slot(w, old[i].file, old[i].off)] = old[i];
+      if (old[i].file != ST_NOFILE) h[seen_slot(t, old[i].file, old[i].off)] = old[i];
     free(old);
   }
-  size_t j = seen_slot(w, ref.file, ref.offset);
-  w->h[j] = (seen){ref.file, ref.offset, *st, bad};
-  w->hn++;
+  static const ocdbt_stats none;
+  t->h[seen_slot(t, ref.file, ref.offset)] = (seen){ref.file, ref.offset, st ? *st : none, bad};
+  t->n++;
   return 0;
 }
 
@@ -250,9 +253,11 @@ static int walk_leaf(walk *w, const cnode *n, strata_buf *prefix, ocdbt_stats *s
     if ((rc = grow_files(w, r.file))) break;
     w->fst[r.file] |= F_REF;
     if (!w->verify) continue;
+    if (seen_find(&w->values, r)) continue;
     prefix->len = plen;
-    if (!(rc = strata_buf_append(prefix, e->key.p, e->key.n)))
-      rc = check_value(w, r, prefix->p, prefix->len);
+    if (!(rc = strata_buf_append(prefix, e->key.p, e->key.n)) &&
+        !(rc = check_value(w, r, prefix->p, prefix->len)))
+      rc = seen_add(&w->values, r, NULL, 0);
   }
   prefix->len = plen;
   return rc;
@@ -260,7 +265,7 @@ static int walk_leaf(walk *w, const cnode *n, strata_buf *prefix, ocdbt_stats *s
 
 static int walk_node(walk *w, st_ref ref, uint8_t height, strata_buf *prefix, ocdbt_stats *out,
                      int *bad) {
-  const seen *s = seen_find(w, ref);
+  const seen *s = seen_find(&w->nodes, ref);
   if (s) {
     *out = s->st;
     *bad = s->bad;
@@ -281,7 +286,7 @@ static int walk_node(walk *w, st_ref ref, uint8_t height, strata_buf *prefix, oc
     if (!w->verify || rc == STRATA_ENOMEM) return rc;
     note(w, "generation %llu: %s", (unsigned long long)w->gen, strata_errmsg());
     *bad = 1;
-    return seen_add(w, ref, &st, 1);
+    return seen_add(&w->nodes, ref, &st, 1);
   }
   if (w->res) w->res->nodes++;
   rc = height ? walk_children(w, n, height, prefix, &st) : walk_leaf(w, n, prefix, &st);
@@ -289,7 +294,7 @@ static int walk_node(walk *w, st_ref ref, uint8_t height, strata_buf *prefix, oc
   if (rc) return rc;
   *out = st;
   *bad = 0;
-  return seen_add(w, ref, &st, 0);
+  return seen_add(&w->nodes, ref, &st, 0);
 }
 
 static int walk_version(walk *w, uint64_t gen) {
@@ -361,7 +366,8 @@ int st_walk(st_db *db, int verify, st_fileset **refs, st_check_result *res) {
   for (size_t i = 0; !rc && i < nv; i++) rc = walk_version(&w, vs[i].generation);
   if (!rc) rc = make_fileset(&w, refs);
   free(vs);
-  free(w.h);
+  free(w.nodes.h);
+  free(w.values.h);
   free(w.fst);
   free(w.fsize);
   if (rc || res == &scratch) st_check_result_free(res);

@@ -130,7 +130,7 @@ def hx(b):
 
 COMMANDS = ["lock list", "lock acquire", "lock renew", "lock release", "lock key", "op show",
             "op list", "op stuck", "op set-status", "kv get", "kv put", "kv rm", "kv ls", "kv versions", "kv diff",
-            "health", "stats"]
+            "health", "stats", "writers", "gc", "check"]
 
 
 def test_help():
@@ -291,6 +291,59 @@ def test_health_stats(data_dir):
           d["store"]["published_generation"] <= d["store"]["committed_generation"] ==
           (d["latest"]["generation"] if d["latest"] else 0),
           "stats --json fields", d)
+
+
+# --- coordinator mode ----------------------------------------------------------------------------
+
+
+def fixture_out(*args):
+    rc, out, err = fixture(*args)
+    check(rc == 0, "ctl_fixture %s" % " ".join(args), err)
+    return out
+
+
+def test_coordinator():
+    wid, prefix, store = fixture_out("register-writer", "ctl-test", "600000").split()
+    for name, body in (("kept", b"committed bytes"), ("junk", b"never committed")):
+        with open(os.path.join(store, prefix + name), "wb") as f:
+            f.write(body)
+    fixture_out("commit-ref", wid, "coord/kept", prefix + "kept")
+    r = ctl("writers")
+    check(r.rc == 0 and re.search(r"^%s +ctl-test +live .* 1 +15 +\d+ +%s$" % (wid, re.escape(prefix)),
+                                  r.text, re.M) and r.text.endswith("1 writer\n"),
+          "writers table: id, name, live, files, bytes, prefix", r)
+    d = ctl("--json", "writers").json()
+    w = d and [x for x in d["writers"] if x["writer_id"] == int(wid)]
+    check(w and w[0]["live"] and w[0]["bytes_committed"] == 15 and w[0]["files_registered"] == 1 and
+          iso_ok(w[0]["lease_expires_at"]) and w[0]["prefix"] == prefix, "writers --json", d)
+    # While the writer is live its unreferenced file is no orphan: check passes, GC keeps it.
+    r = ctl("check")
+    check(r.rc == 0 and "unreferenced: %sjunk" % prefix in r.text and "0 orphans" in r.text,
+          "check with a live writer's unreferenced file: exit 0, listed", r)
+    r = ctl("--json", "gc")
+    check(r.rc == 0 and r.json()["files_removed"] == 0, "gc removes nothing of a live writer", r)
+    fixture_out("unregister", wid)
+    r = ctl("writers")
+    check(r.rc == 0 and wid not in r.text, "writers leaves an ended writer out", r)
+    r = ctl("writers", "--all")
+    check(r.rc == 0 and re.search(r"^%s +ctl-test +ended " % wid, r.text, re.M),
+          "writers --all shows it ended", r)
+    r = ctl("check")
+    check(r.rc == 1 and "1 orphans" in r.text and "orphans" in r.etext,
+          "check exits 1 with an ended writer's unreferenced file", r)
+    r = ctl("gc", "--dry-run")
+    check(r.rc == 0 and "would remove %sjunk" % prefix in r.text and
+          os.path.exists(os.path.join(store, prefix + "junk")), "gc --dry-run removes nothing", r)
+    d = ctl("--json", "gc").json()
+    check(d and d["files_removed"] == 1 and d["bytes_removed"] == 15 and d["paths"] == [prefix + "junk"]
+          and d["files_kept"] == 1 and d["writers_collected"] == 1 and
+          not os.path.exists(os.path.join(store, prefix + "junk")) and
+          os.path.exists(os.path.join(store, prefix + "kept")), "gc --json removes the orphan only", d)
+    d = ctl("--json", "check").json()
+    check(d and d["ok"] and d["orphans"] == 0 and d["errors_total"] == 0 and d["missing_files"] == 0 and
+          d["versions_checked"] >= 1 and d["values_checked"] >= 1, "check --json after gc: all well", d)
+    r = ctl("kv", "get", "coord/kept")
+    check(r.rc == 0 and r.out == b"committed bytes", "the referenced value reads back", r)
 
 
 # --- locks ---------------------------------------------------------------------------------------
@@ -1123,6 +1176,7 @@ def main():
         test_kv(tmp)
         test_generation_zero_later()
         test_progress_on_terminal()
+        test_coordinator()
     finally:
         rc = stop_server(proc)
         check(rc == 0, "strata-server exits 0 on SIGTERM (%s)" % rc)

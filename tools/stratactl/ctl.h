@@ -244,5 +244,8 @@ int ctl_kv_versions(ctl_ctx *x, const ctl_args *a);
 int ctl_kv_diff(ctl_ctx *x, const ctl_args *a);
 int ctl_health(ctl_ctx *x, const ctl_args *a);
 int ctl_stats(ctl_ctx *x, const ctl_args *a);
+int ctl_writers(ctl_ctx *x, const ctl_args *a);
+int ctl_gc(ctl_ctx *x, const ctl_args *a);
+int ctl_check(ctl_ctx *x, const ctl_args *a);
 
 #endif

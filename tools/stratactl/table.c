@@ -144,5 +144,39 @@ const ctl_cmd ctl_cmds[] = {
      {{0}}, 0, 0, ctl_health},
     {NULL, "stats", "", "show server statistics: version, uptime, latest generation, calls, locks",
      NULL, "stratactl stats\nstratactl --json stats", {{0}}, 0, 0, ctl_stats},
+    /* --- coordinator mode ---------------------------------------------------------------- */
+    {NULL, "writers", "[--all]", "list coordinator-mode writers: leases, files, bytes committed",
+     "Columns: ID, NAME, STATE (live, or ended: expired or unregistered), REGISTERED (UTC),\n"
+     "LEASE LEFT (on this machine's clock against the server's expiry), FILES registered,\n"
+     "BYTES committed by reference, LAST GEN (newest generation with one of its references),\n"
+     "PREFIX (where its files live, relative to the store directory). Ended writers are shown\n"
+     "with --all until GC has collected their files.",
+     "stratactl writers\n"
+     "stratactl writers --all\n"
+     "stratactl --json writers --all | jq '.writers[] | select(.live)'",
+     {{"all", 0, NULL, "also writers whose lease ended (until GC collects them)"}}, 0, 0,
+     ctl_writers},
+    {NULL, "gc", "[--dry-run]",
+     "remove the unreferenced files of writers whose lease ended",
+     "Files under the prefix of a writer whose lease ended (expired or unregistered) that no\n"
+     "version references are removed, and the writer leaves the registry. Files of live\n"
+     "writers, referenced files, and Strata's own data files, manifests and commit log are\n"
+     "never removed. The server also runs GC every --gc-interval. --dry-run lists what would\n"
+     "go and changes nothing. Waits up to --timeout plus one hour (it walks every version).",
+     "stratactl gc --dry-run\n"
+     "stratactl gc\n"
+     "stratactl --json gc | jq .bytes_removed",
+     {{"dry-run", 0, NULL, "report what would be removed; remove nothing"}}, 0, 0, ctl_gc},
+    {NULL, "check", "",
+     "verify every version from the root down and list unreferenced files",
+     "Checks node checksums and structure, heights, subtree statistics, every out-of-line\n"
+     "value's range inside its file and, in Strata's own data files, its CRC-32C; lists the\n"
+     "files under d/ that no version references (writer files and files of no known writer;\n"
+     "those of live writers may still be committed and are not orphans) and referenced files\n"
+     "that are missing. Exit 0 when all is well, 1 on any error, missing file or orphan.\n"
+     "Waits up to --timeout plus one hour.",
+     "stratactl check\n"
+     "stratactl --json check | jq .orphans",
+     {{0}}, 0, 0, ctl_check},
     {0},
 };
