@@ -15,8 +15,9 @@ TEST_TIERS += populate
 .PHONY: test-populate
 test-populate:
 	@$(MAKE) --no-print-directory VARIANT=release python $(BUILD)/release/server/strata-server \
-	  $(BUILD)/release/tools/strata-populate $(BUILD)/release/tools/strata-genvol
-	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server \
+	  $(BUILD)/release/tools/strata-populate $(BUILD)/release/tools/strata-genvol \
+	  $(BUILD)/release/tools/stratactl
+	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server STRATACTL_BIN=$(BUILD)/release/tools/stratactl \
 	  POPULATE_BIN=$(BUILD)/release/tools/strata-populate GENVOL_BIN=$(BUILD)/release/tools/strata-genvol \
 	  PYTHONPATH=$(CURDIR)/$(BUILD)/python \
 	  sh tests/run-tier.sh populate $(TEST_RESULTS) tests/populate/test_genvol.py tests/populate/test_populate.py
@@ -27,9 +28,9 @@ TEST_TIERS += populate-asan
 test-populate-asan:
 	@$(MAKE) --no-print-directory VARIANT=release python
 	@$(MAKE) --no-print-directory VARIANT=asan $(BUILD)/asan/server/strata-server \
-	  $(BUILD)/asan/tools/strata-populate $(BUILD)/asan/tools/strata-genvol
+	  $(BUILD)/asan/tools/strata-populate $(BUILD)/asan/tools/strata-genvol $(BUILD)/asan/tools/stratactl
 	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-	  STRATA_SERVER_BIN=$(BUILD)/asan/server/strata-server \
+	  STRATA_SERVER_BIN=$(BUILD)/asan/server/strata-server STRATACTL_BIN=$(BUILD)/asan/tools/stratactl \
 	  POPULATE_BIN=$(BUILD)/asan/tools/strata-populate GENVOL_BIN=$(BUILD)/asan/tools/strata-genvol \
 	  PYTHONPATH=$(CURDIR)/$(BUILD)/python \
 	  sh tests/run-tier.sh populate-asan $(TEST_RESULTS) tests/populate/test_genvol.py tests/populate/test_populate.py

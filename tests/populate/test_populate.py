@@ -5,11 +5,12 @@ two runs racing over one volume, and bad input. Every read-back goes through the
 server (Kv.List/Get, Watch, Admin.Check) and is compared with the source files read
 here, not with anything the tool reports.
 
-Environment: STRATA_SERVER_BIN, POPULATE_BIN, GENVOL_BIN, PYTHONPATH (the strata
+Environment: STRATA_SERVER_BIN, POPULATE_BIN, GENVOL_BIN, STRATACTL_BIN, PYTHONPATH (the strata
 package, make python), STRATA_SEED (default: time; printed)."""
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -19,6 +20,8 @@ from popcommon import (Server, admin, check, dump, expected_markers, finish, gen
                        wait_writers_ended)
 
 import strata  # noqa: E402
+
+CTL = os.environ["STRATACTL_BIN"]
 
 PREFIX = "seg/"
 BLOCK = 2
@@ -55,7 +58,7 @@ def check_db_equals_source(tag, db, files, markers):
                                    sorted(got_markers - markers - {"meta"})[:5]))
 
 
-def check_store(tag, c, expect_gc_removed=None):
+def check_store(tag, c, addr, expect_gc_removed=None):
     ck = admin(c, "Check")
     check(ck.errors_total == 0 and ck.missing_files == 0,
           "%s: Admin.Check: no errors, no missing file" % tag, str(ck)[:800])
@@ -65,6 +68,15 @@ def check_store(tag, c, expect_gc_removed=None):
     ck = admin(c, "Check")
     check(ck.unreferenced_files == 0 and ck.missing_files == 0 and ck.errors_total == 0,
           "%s: after gc, Admin.Check reports 0 unreferenced files, 0 missing" % tag, str(ck)[:800])
+    r = subprocess.run([CTL, "--addr", addr, "--json", "check"], stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=600)
+    try:
+        j = json.loads(r.stdout)
+    except ValueError:
+        j = {}
+    check(r.returncode == 0 and j.get("orphans") == 0 and j.get("missing_files") == 0 and
+          j.get("errors_total") == 0, "%s: stratactl check exits 0: 0 orphans, 0 missing" % tag,
+          "rc %d %r %r" % (r.returncode, r.stdout[:400], r.stderr[:400]))
     return gc
 
 
@@ -87,7 +99,7 @@ def test_end_to_end(src, files, markers):
         check(sum(b["chunks"] for b in bodies) == nchunks and
               sum(b["bytes"] for b in bodies) == sum(len(v) for k, v in files.items() if k != "info"),
               "e2e: the markers' chunk and byte counts add up to the source's")
-        check_store("e2e", c)
+        check_store("e2e", c, s.addr)
         before = c.latest().generation
         r2 = populate(src, PREFIX, s.addr, "--workers", "4", "--block", str(BLOCK))
         j2 = r2["json"] or {}
@@ -147,7 +159,7 @@ def test_crash(src, files, markers):
         check(same, "crash: the database equals the run that never crashed (every key's value; "
               "markers by key, their bodies name the writer)")
         check(wait_writers_ended(c), "crash: the dead writers' leases end on the server clock")
-        gc = check_store("crash", c, expect_gc_removed=True)
+        gc = check_store("crash", c, s.addr, expect_gc_removed=True)
         print("gc after crashes: %d files, %d bytes removed" % (gc.files_removed, gc.bytes_removed))
     s.stop()
 
@@ -178,7 +190,7 @@ def test_race(src, files, markers):
         check(not twice and len(writes) == len(db),
               "race: every chunk and marker was committed exactly once (Watch from v0)",
               repr(twice[:5]))
-        check_store("race", c)
+        check_store("race", c, s.addr)
     s.stop()
 
 
