@@ -7,7 +7,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,22 +26,18 @@ def seed():
     return s
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
-
-
 class Server:
-    """A strata-server on 127.0.0.1:port over data_dir; start/kill/stop by pid."""
+    """A strata-server over data_dir; start/kill/stop by pid. The first start takes an
+    ephemeral port (from its event=ready line); restarts listen on the same one."""
 
     def __init__(self, data_dir, extra=()):
-        self.data_dir, self.port, self.extra = data_dir, free_port(), list(extra)
-        self.addr = "127.0.0.1:%d" % self.port
+        self.data_dir, self.port, self.extra = data_dir, 0, list(extra)
         self.proc = None
         self.start()
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
 
     def start(self):
         log = open(self.data_dir + ".log", "a+")
@@ -54,7 +49,9 @@ class Server:
             t0 = time.monotonic()
             while time.monotonic() - t0 < 60:
                 log.seek(start_at)
-                if re.search(r"event=ready ", log.read()):
+                m = re.search(r"event=ready .*port=(\d+)", log.read())
+                if m:
+                    self.port = int(m.group(1))
                     return
                 if self.proc.poll() is not None:
                     break

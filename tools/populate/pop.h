@@ -89,6 +89,17 @@ int pop_transient(int rc);
 /* Sleeps before retry number `attempt` (0-based); counts it in sh->retries. */
 void pop_backoff(pop_shared *sh, int attempt, uint64_t *rng);
 
+/* rc = call, retried while it fails with a transient status, at most o->retries
+ * times, with pop_backoff between attempts. */
+#define POP_RETRY(o, sh, rng, rc, call)                        \
+  do {                                                         \
+    for (int att_ = 0;; att_++) {                              \
+      (rc) = (call);                                           \
+      if (!pop_transient(rc) || att_ >= (o)->retries) break;   \
+      pop_backoff((sh), att_, (rng));                          \
+    }                                                          \
+  } while (0)
+
 /* A worker process's body: registers its writer (coordinator mode), runs tasks
  * from sh->todo until none is left, unregisters. Returns the process's exit code. */
 int pop_worker_main(const pop_opts *o, const pop_plan *p, pop_shared *sh, int index);

@@ -133,11 +133,7 @@ static int writer_register(pop_worker *w) {
   q.lease_ttl_ms = (uint64_t)w->o->lease_ms;
   Strata__V1__RegisterWriterResponse *r = NULL;
   int rc;
-  for (int att = 0;; att++) {
-    rc = rpc_coord_register_writer(w->c, NULL, &q, &r);
-    if (!pop_transient(rc) || att >= w->o->retries) break;
-    pop_backoff(w->sh, att, &w->rng);
-  }
+  POP_RETRY(w->o, w->sh, &w->rng, rc, rpc_coord_register_writer(w->c, NULL, &q, &r));
   if (rc) {
     fprintf(stderr, "strata-populate: worker %s: registering a writer: %s\n", w->name,
             strata_errmsg());
@@ -176,11 +172,7 @@ static int file_register(pop_worker *w, const char *rel, const char *mk) {
   q.path = (char *)rel;
   Strata__V1__RegisterFileResponse *r = NULL;
   int rc;
-  for (int att = 0;; att++) {
-    rc = rpc_coord_register_file(w->c, NULL, &q, &r);
-    if (!pop_transient(rc) || att >= w->o->retries) break;
-    pop_backoff(w->sh, att, &w->rng);
-  }
+  POP_RETRY(w->o, w->sh, &w->rng, rc, rpc_coord_register_file(w->c, NULL, &q, &r));
   rpc_free(r);
   if (rc)
     fprintf(stderr, "strata-populate: task %s: registering %s: %s\n", mk, rel, strata_errmsg());
@@ -271,11 +263,7 @@ static int marker_is(pop_worker *w, const char *mk, const char *body) {
   q.key.len = strlen(mk);
   Strata__V1__GetResponse *r = NULL;
   int rc;
-  for (int att = 0;; att++) {
-    rc = rpc_kv_get(w->c, NULL, &q, &r);
-    if (!pop_transient(rc) || att >= w->o->retries) break;
-    pop_backoff(w->sh, att, &w->rng);
-  }
+  POP_RETRY(w->o, w->sh, &w->rng, rc, rpc_kv_get(w->c, NULL, &q, &r));
   if (rc) return -1;
   int out = !r->found ? -1 : r->value.len == strlen(body) && memcmp(r->value.data, body, r->value.len) == 0;
   rpc_free(r);

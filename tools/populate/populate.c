@@ -41,19 +41,23 @@ void pop_meta_key(const pop_opts *o, char *buf, size_t n) {
   snprintf(buf, n, "%s.populated/meta", o->prefix);
 }
 
-void pop_chunk_path(const pop_opts *o, const pop_plan *p, const pop_chunk *c, char *buf, size_t n) {
+/* The chunk's name within its scale. */
+static const pc_scale *chunk_name(const pop_plan *p, const pop_chunk *c, char name[PC_MAX_NAME]) {
   const pc_scale *s = &p->info.s[c->scale];
   int64_t cc[3] = {c->c[0], c->c[1], c->c[2]};
+  pc_chunk_name(s, cc, name, PC_MAX_NAME);
+  return s;
+}
+
+void pop_chunk_path(const pop_opts *o, const pop_plan *p, const pop_chunk *c, char *buf, size_t n) {
   char name[PC_MAX_NAME];
-  pc_chunk_name(s, cc, name, sizeof name);
+  const pc_scale *s = chunk_name(p, c, name);
   snprintf(buf, n, "%s/%s/%s", o->source, s->key, name);
 }
 
 void pop_chunk_key(const pop_opts *o, const pop_plan *p, const pop_chunk *c, char *buf, size_t n) {
-  const pc_scale *s = &p->info.s[c->scale];
-  int64_t cc[3] = {c->c[0], c->c[1], c->c[2]};
   char name[PC_MAX_NAME];
-  pc_chunk_name(s, cc, name, sizeof name);
+  const pc_scale *s = chunk_name(p, c, name);
   snprintf(buf, n, "%s%s/%s", o->prefix, s->key, name);
 }
 
@@ -112,22 +116,27 @@ static int plan_build(const pop_opts *o, pop_plan *p, char *err, size_t errlen) 
   uint64_t nchunks = pc_chunk_count(&p->info);
   p->tasks = calloc(p->ntasks, sizeof *p->tasks);
   p->chunks = calloc(nchunks, sizeof *p->chunks);
-  uint32_t *owner = calloc(nchunks, sizeof *owner);
-  if (!p->tasks || !p->chunks || !owner) {
+  /* Counting sort of every chunk of every scale by its task: all[] in grid order
+   * with owner[] its task, then scattered into p->chunks task by task. */
+  pop_chunk *all = calloc(nchunks, sizeof *all);
+  uint64_t *owner = calloc(nchunks, sizeof *owner);
+  if (!p->tasks || !p->chunks || !all || !owner) {
+    free(all);
     free(owner);
     snprintf(err, errlen, "out of memory planning %" PRIu64 " chunks", nchunks);
     return -1;
   }
-  /* Counting sort of every chunk of every scale by its task. */
   uint64_t k = 0;
   for (int si = 0; si < p->info.nscales; si++) {
     const pc_scale *s = &p->info.s[si];
     int64_t c[3];
     for (c[2] = 0; c[2] < s->grid[2]; c[2]++)
       for (c[1] = 0; c[1] < s->grid[1]; c[1]++)
-        for (c[0] = 0; c[0] < s->grid[0]; c[0]++) {
+        for (c[0] = 0; c[0] < s->grid[0]; c[0]++, k++) {
           uint64_t t = task_of(o, p, si, c);
-          owner[k++] = (uint32_t)t;
+          all[k].scale = (uint32_t)si;
+          for (int d = 0; d < 3; d++) all[k].c[d] = (int32_t)c[d];
+          owner[k] = t;
           p->tasks[t].count++;
           p->tasks[t].bytes += pc_chunk_bytes(s, c);
           p->total_bytes += pc_chunk_bytes(s, c);
@@ -142,19 +151,11 @@ static int plan_build(const pop_opts *o, pop_plan *p, char *err, size_t errlen) 
     p->tasks[t].b[1] = (int64_t)(t / (uint64_t)p->nb[0] % (uint64_t)p->nb[1]);
     p->tasks[t].b[2] = (int64_t)(t / (uint64_t)p->nb[0] / (uint64_t)p->nb[1]);
   }
-  k = 0;
-  for (int si = 0; si < p->info.nscales; si++) {
-    const pc_scale *s = &p->info.s[si];
-    int64_t c[3];
-    for (c[2] = 0; c[2] < s->grid[2]; c[2]++)
-      for (c[1] = 0; c[1] < s->grid[1]; c[1]++)
-        for (c[0] = 0; c[0] < s->grid[0]; c[0]++) {
-          pop_task *t = &p->tasks[owner[k++]];
-          pop_chunk *ch = &p->chunks[t->first + t->count++];
-          ch->scale = (uint32_t)si;
-          for (int d = 0; d < 3; d++) ch->c[d] = (int32_t)c[d];
-        }
+  for (k = 0; k < nchunks; k++) {
+    pop_task *t = &p->tasks[owner[k]];
+    p->chunks[t->first + t->count++] = all[k];
   }
+  free(all);
   free(owner);
   return 0;
 }
@@ -213,16 +214,6 @@ static int meta_diff(const char *key, json_t *rec, json_t *mine) {
     }
   return diffs;
 }
-
-/* Retries f on transient failures. */
-#define POP_RETRY(o, sh, rng, rc, call)                                         \
-  do {                                                                        \
-    for (int att_ = 0;; att_++) {                                             \
-      (rc) = (call);                                                          \
-      if (!pop_transient(rc) || att_ >= (o)->retries) break;                  \
-      pop_backoff((sh), att_, (rng));                                         \
-    }                                                                         \
-  } while (0)
 
 /* Records or checks the metadata and the info. Returns 0, 1 (failed call) or 2 (refused). */
 static int setup_meta(const pop_opts *o, const pop_plan *p, rpc_client *c, pop_shared *sh,
