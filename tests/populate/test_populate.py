@@ -109,6 +109,36 @@ def test_end_to_end(src, files, markers):
     s.stop()
 
 
+# --- modes: standalone, and the store directory seen through another path --------------------
+def test_modes(src, files, markers):
+    s = new_server("standalone")
+    r = populate(src, PREFIX, s.addr, "--workers", "3", "--block", str(BLOCK), "--standalone")
+    check(r["rc"] == 0 and (r["json"] or {}).get("done") == len(markers),
+          "standalone: populate exits 0 with every task done", repr(r)[:800])
+    with strata.Client(s.addr, timeout=120) as c:
+        check_db_equals_source("standalone", dump(c, PREFIX), files, markers)
+        r = populate(src, PREFIX, s.addr, "--block", str(BLOCK))
+        check(r["rc"] == 0 and (r["json"] or {}).get("skipped") == len(markers),
+              "standalone: a coordinator-mode rerun resumes from its markers", repr(r)[:600])
+    s.stop()
+
+    s = new_server("storedir")
+    mnt = os.path.join(TMP, "mnt")
+    os.symlink(os.path.join(s.data_dir, "kv"), mnt)
+    r = populate(src, PREFIX, s.addr, "--workers", "2", "--block", str(BLOCK), "--store-dir",
+                 os.path.join(TMP, "nowhere"))
+    check(r["rc"] == 1 and os.path.join(TMP, "nowhere") in r["err"] and
+          (r["json"] or {}).get("done") == 0,
+          "store-dir: a store directory that is not there fails every task naming it",
+          repr(r)[:600])
+    r = populate(src, PREFIX, s.addr, "--workers", "2", "--block", str(BLOCK), "--store-dir", mnt)
+    check(r["rc"] == 0 and (r["json"] or {}).get("done") == len(markers),
+          "store-dir: workers write through another path to the store directory", repr(r)[:600])
+    with strata.Client(s.addr, timeout=120) as c:
+        check_db_equals_source("store-dir", dump(c, PREFIX), files, markers)
+    s.stop()
+
+
 # --- b: crashes ----------------------------------------------------------------------------
 STAGES = ["before-write", "mid-write", "after-fsync", "after-register", "mid-commit", "after-commit"]
 
@@ -259,7 +289,7 @@ def main():
     print("volume: %d files, %d bytes, %d tasks" % (len(files), sum(map(len, files.values())),
                                                     len(markers)), flush=True)
     try:
-        for t in (test_end_to_end, test_race, test_bad_input, test_crash):
+        for t in (test_end_to_end, test_modes, test_race, test_bad_input, test_crash):
             print("--", t.__name__, flush=True)
             try:
                 t(src, files, markers)
