@@ -122,6 +122,14 @@ def test_modes(src, files, markers):
               "standalone: a coordinator-mode rerun resumes from its markers", repr(r)[:600])
     s.stop()
 
+    # Tasks slower than the lease: the workers' renewals keep their writers alive.
+    s = new_server("lease")
+    r = populate(src, PREFIX, s.addr, "--workers", "4", "--block", str(BLOCK * 2), "--lease", "1000",
+                 env={"STRATA_POPULATE_TASK_DELAY_MS": "1600"})
+    check(r["rc"] == 0 and (r["json"] or {}).get("failed") == 0,
+          "lease: tasks longer than the 1 s lease commit (the lease is renewed)", repr(r)[:800])
+    s.stop()
+
     s = new_server("storedir")
     mnt = os.path.join(TMP, "mnt")
     os.symlink(os.path.join(s.data_dir, "kv"), mnt)
