@@ -507,8 +507,8 @@ static int ref_checks(srv *s, const Strata__V1__CommitRequest *r, uint64_t *byte
     const Strata__V1__Put *p = r->puts[i];
     if (!p->ref) continue;
     const Strata__V1__DataRef *d = p->ref;
-    char show[80];
-    const char *key = v_show(show, sizeof show, &p->key);
+    char show[STRATA_KEY_SHOW_BUF];
+    const char *key = strata_key_show(p->key.data, p->key.len, show, sizeof show);
     uint64_t reg;
     /* A task commits many ranges of one file: look each file up once. */
     if (!last || strcmp(last, d->path)) {

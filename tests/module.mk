@@ -9,6 +9,32 @@ UNIT_TESTS += tests/unit/test_fence.c
 # Server-level system tiers (lock safety, kill -9 under load) and `make soak`.
 include tests/system/module.mk
 
+# Bulk populate (issue 12): strata-genvol and strata-populate as subprocesses against real
+# strata-servers, read back through the Python client (tests/populate/).
+TEST_TIERS += populate
+.PHONY: test-populate
+test-populate:
+	@$(MAKE) --no-print-directory VARIANT=release python $(BUILD)/release/server/strata-server \
+	  $(BUILD)/release/tools/strata-populate $(BUILD)/release/tools/strata-genvol \
+	  $(BUILD)/release/tools/stratactl
+	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server STRATACTL_BIN=$(BUILD)/release/tools/stratactl \
+	  POPULATE_BIN=$(BUILD)/release/tools/strata-populate GENVOL_BIN=$(BUILD)/release/tools/strata-genvol \
+	  PYTHONPATH=$(CURDIR)/$(BUILD)/python \
+	  sh tests/run-tier.sh populate $(TEST_RESULTS) tests/populate/test_genvol.py tests/populate/test_populate.py
+
+# The same scripts with strata-populate, strata-genvol and the server under ASan + UBSan.
+TEST_TIERS += populate-asan
+.PHONY: test-populate-asan
+test-populate-asan:
+	@$(MAKE) --no-print-directory VARIANT=release python
+	@$(MAKE) --no-print-directory VARIANT=asan $(BUILD)/asan/server/strata-server \
+	  $(BUILD)/asan/tools/strata-populate $(BUILD)/asan/tools/strata-genvol $(BUILD)/asan/tools/stratactl
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  STRATA_SERVER_BIN=$(BUILD)/asan/server/strata-server STRATACTL_BIN=$(BUILD)/asan/tools/stratactl \
+	  POPULATE_BIN=$(BUILD)/asan/tools/strata-populate GENVOL_BIN=$(BUILD)/asan/tools/strata-genvol \
+	  PYTHONPATH=$(CURDIR)/$(BUILD)/python \
+	  sh tests/run-tier.sh populate-asan $(TEST_RESULTS) tests/populate/test_genvol.py tests/populate/test_populate.py
+
 # The unit tiers run first and fuzzing last; the other folders' tiers between.
 TEST_TIERS := unit unit-asan $(TEST_TIERS) fuzz
 
@@ -28,3 +54,4 @@ test-unit-asan:
 test-fuzz:
 	@$(MAKE) --no-print-directory VARIANT=fuzz fuzz-bins
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) sh tests/fuzz/run.sh $(TEST_RESULTS) $(BUILD)/fuzz $(FUZZ_TARGETS:tests/fuzz/%.c=%)
+

@@ -60,3 +60,35 @@ test-install:
 	@$(MAKE) --no-print-directory VARIANT=release all
 	@STRATA_REPO=$(CURDIR) STRATA_BUILD=$(BUILD) \
 	  sh tests/run-tier.sh install $(TEST_RESULTS) tests/stratactl/test_install.py
+
+# --- strata-genvol and strata-populate: bulk populate (issue 12, tools/populate/README.md) --
+POP_COMMON := $(O)/tools/populate.obj/precomputed.o
+GENVOL_BIN := $(O)/tools/strata-genvol
+POPULATE_BIN := $(O)/tools/strata-populate
+BINS += $(GENVOL_BIN) $(POPULATE_BIN)
+POP_OBJS := $(POP_COMMON) $(O)/tools/populate.obj/genvol.o $(O)/tools/populate.obj/populate.o \
+	$(O)/tools/populate.obj/pop_task.o
+$(POP_OBJS): | $(RPC_GEN_H)
+
+$(O)/tools/populate.obj/%.o: tools/populate/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(GENVOL_BIN): $(O)/tools/populate.obj/genvol.o $(POP_COMMON)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ -ljansson -lm
+
+$(POPULATE_BIN): $(O)/tools/populate.obj/populate.o $(O)/tools/populate.obj/pop_task.o $(POP_COMMON) $(RPC_LIB) $(O)/libstrata.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS) -ljansson
+
+-include $(POP_OBJS:.o=.d)
+
+# make bench-populate (run by make bench): tools/bench/populate_bench.py; the volume's size
+# is POPULATE_BENCH_MIB (default 2048), generated before any timing.
+.PHONY: bench-populate
+bench-populate:
+	@$(MAKE) --no-print-directory VARIANT=release python $(BUILD)/release/server/strata-server \
+	  $(BUILD)/release/tools/strata-populate $(BUILD)/release/tools/strata-genvol
+	@mkdir -p $(BENCH_DIR)
+	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server \
+	  POPULATE_BIN=$(BUILD)/release/tools/strata-populate GENVOL_BIN=$(BUILD)/release/tools/strata-genvol \
+	  PYTHONPATH=$(CURDIR)/$(BUILD)/python $(PYTHON) tools/bench/populate_bench.py --dir $(BENCH_DIR)
