@@ -16,11 +16,13 @@
 static void usage(FILE *f) {
   fputs("usage: strata-split --prefix PREFIX/ --sv ID --source X,Y,Z[;X,Y,Z...] --sink X,Y,Z[;...]\n"
         "                    [--addr HOST:PORT] [--user NAME] [--chunk-bits 10] [--root-ttl-ms 10000]\n"
-        "                    [--wait-ms 5000] [--max-message-bytes N] [--json]\n"
+        "                    [--wait-ms 5000] [--max-message-bytes N] [--json] [--bench-multi-commit]\n"
         "Splits supervoxel ID of the precomputed volume under PREFIX (its `info` included) in two:\n"
         "voxels reached first from a --source seed on one side, from a --sink seed on the other\n"
         "(26-connected region growing). Seeds are voxel coordinates (voxel_offset included).\n"
         "Progress: key=value lines on stderr. --json: the result as one JSON object on stdout.\n"
+        "--bench-multi-commit (make bench-split's anchor only): no op and no locks; each changed\n"
+        "chunk in its own commit.\n"
         "Exit: 0 split committed; 1 failed (the message names the step; a crashed or stuck op is\n"
         "recovered with `stratactl op replay OP`); 2 usage or refused before locking.\n",
         f);
@@ -59,7 +61,7 @@ int main(int argc, char **argv) {
       {"addr", required_argument, 0, 'A'},   {"user", required_argument, 0, 'u'},
       {"chunk-bits", required_argument, 0, 'c'}, {"root-ttl-ms", required_argument, 0, 't'},
       {"wait-ms", required_argument, 0, 'w'}, {"max-message-bytes", required_argument, 0, 'm'},
-      {"json", no_argument, 0, 'j'},         {"help", no_argument, 0, 'h'},
+      {"json", no_argument, 0, 'j'}, {"bench-multi-commit", no_argument, 0, 'B'},         {"help", no_argument, 0, 'h'},
       {0, 0, 0, 0}};
   split_req r = {.chunk_bits = 10};
   split_opts o = {.user = NULL, .root_ttl_ms = 10000, .wait_ms = 5000, .log = stderr};
@@ -86,6 +88,7 @@ int main(int argc, char **argv) {
       case 'w': o.wait_ms = strtoll(optarg, &end, 10); if (*end || o.wait_ms < 0) goto bad; break;
       case 'm': co.max_message_bytes = strtoull(optarg, &end, 10); if (*end) goto bad; break;
       case 'j': json = 1; break;
+      case 'B': o.anchor_multi_commit = 1; break;
       case 'h': usage(stdout); split_req_free(&r); return 0;
       default: goto bad;
     }

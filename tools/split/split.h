@@ -32,6 +32,10 @@ typedef struct split_opts {
   int64_t root_ttl_ms;  /* TTL of the temporal root lock, renewed every third */
   int64_t wait_ms;      /* how long an acquire waits for conflicting locks */
   FILE *log;            /* key=value progress lines; NULL = none */
+  /* Benchmark anchor only (make bench-split): no op, no locks, no ids record; the
+   * same reads (latest) and compute, then each changed chunk in its own non-fenced
+   * commit and the lineage and result records in one more: "the multi-commit way". */
+  int anchor_multi_commit;
 } split_opts;
 
 /* What a split or replay did. result: the result record (JSON text, malloc'd). */
