@@ -248,6 +248,22 @@ for step in STEPS:
         check(rr[0] == 1 and "refused" in rr[2], "crash %s: a second replay refuses" % step, rr[2][-300:])
     s.stop()
 
+# --- b2: a replay after an operator freed one of the op's rows refuses, naming it ----------
+s = new_server("released-row")
+with strata.Client(s.addr, timeout=120) as c:
+    rc, out, err = split(s.addr, SV, SRCS, SINKS, env={"STRATA_SPLIT_DIE_AT": "read"})
+    op = max(o.op_id for o in c.ops())
+    row = bytes(c.get_op(op).scope[-1])
+    r = ctl(s.addr, "lock", "release", "--privileged", "0x" + row.hex())
+    check(r[0] == 0, "released-row: an operator frees one scope row", r[2][-300:])
+    gen0 = c.latest().generation
+    rr = ctl(s.addr, "op", "replay", str(op))
+    check(rr[0] == 1 and "refused" in rr[2] and row.hex() in rr[2],
+          "released-row: op replay refuses, naming the row", rr[2][-500:])
+    check(c.latest().generation == gen0 and segmentation(dump(c, PREFIX)) == segmentation(before),
+          "released-row: nothing was written")
+s.stop()
+
 # --- c: a worker paused past its root lock's TTL cannot commit --------------------------------
 s = new_server("sigstop")
 with strata.Client(s.addr, timeout=120) as c:

@@ -151,7 +151,8 @@ def main():
                   "'--sink','%%d,%%d,%%d'%%tuple(b),'--wait-ms','0'],stderr=subprocess.PIPE)\n"
                   "  sys.exit(r.stderr.decode()[-800:]) if r.returncode else None\n")
         t0 = time.monotonic()
-        procs = [subprocess.Popen([sys.executable, "-c", script % (j, SPLIT, s.addr)]) for j in jobs]
+        procs = [subprocess.Popen([sys.executable, "-c", script % (j, SPLIT, s.addr)],
+                                 stdout=subprocess.DEVNULL) for j in jobs]
         rcs = [p.wait(timeout=600) for p in procs]
         secs = time.monotonic() - t0
         if any(rcs):

@@ -1269,6 +1269,31 @@ int split_replay(rpc_client *c, uint64_t op, const split_opts *o, split_out *out
     rc = 1;
     goto out;
   }
+  /* every chunk row the payload's split needs must be in the scope (an operator's
+   * privileged release of a row also removes it from the scope) */
+  if ((rc = load_info(&p)) || (rc = plan_chunks(&p))) {
+    rc = 1;
+    goto out;
+  }
+  nmiss = mo = 0;
+  missing[0] = 0;
+  for (size_t i = 1; i < p.nrows; i++) {
+    int in = 0;
+    for (size_t k = 0; k < opr->n_scope && !in; k++)
+      in = opr->scope[k].len == LK_L2_KEY_LEN && !memcmp(opr->scope[k].data, p.rows[i], LK_L2_KEY_LEN);
+    if (!in) {
+      char hex[64];
+      rows_hex(&p, p.rows[i], LK_L2_KEY_LEN, hex, sizeof hex);
+      if (mo + strlen(hex) + 4 < sizeof missing)
+        mo += (size_t)snprintf(missing + mo, sizeof missing - mo, "%s%s", nmiss ? ", " : "", hex);
+      nmiss++;
+    }
+  }
+  if (nmiss) {
+    rc = fail(&p, 1, "refused: op %" PRIu64 " no longer holds %zu of the %zu chunk rows its split "
+              "locks (released by an operator?): %s", op, nmiss, p.nrows - 1, missing);
+    goto out;
+  }
   /* the result record decides */
   char *rk = result_key(&p);
   int found;
@@ -1298,22 +1323,6 @@ int split_replay(rpc_client *c, uint64_t op, const split_opts *o, split_out *out
   }
   out->found = "no_result";
   logkv(&p, "step=result found=0 action=rerun");
-  if ((rc = load_info(&p)) || (rc = plan_chunks(&p))) {
-    rc = 1;
-    goto out;
-  }
-  /* the recorded request must give exactly the recorded scope */
-  int same = opr->n_scope == p.nrows - 1;
-  for (size_t i = 1; same && i < p.nrows; i++) {
-    int in = 0;
-    for (size_t k = 0; k < opr->n_scope && !in; k++)
-      in = opr->scope[k].len == LK_L2_KEY_LEN && !memcmp(opr->scope[k].data, p.rows[i], LK_L2_KEY_LEN);
-    same = in;
-  }
-  if (!same) {
-    rc = fail(&p, 1, "refused: op %" PRIu64 "'s scope is not the chunk set its payload gives", op);
-    goto out;
-  }
   /* the root lock again (the crashed worker's has expired or will) */
   if ((rc = acquire(&p, 0, 1, 0, "root lock"))) {
     rc = 1;
