@@ -209,6 +209,44 @@ with strata.Client(ref.addr, timeout=120) as c:
 ref.stop()
 
 
+# --- a2: a supervoxel spanning all 8 chunks (a ball painted into the generated volume),
+# several seeds per side drawn from STRATA_SEED: new ids per chunk and side ---------------
+import random  # noqa: E402
+R = random.Random(SEED)
+BALL = os.path.join(TMP, "ball-vol")
+shutil.copytree(SRC, BALL)
+BALL_ID = (1 << 56) | 1000  # layer 1, chunk 0,0,0, a segment genvol never uses
+bkey = json.load(open(os.path.join(BALL, "info")))["scales"][0]["key"]
+rad = R.randint(14, 22)
+for (cx, cy, cz), name in chunk_names().items():
+    path = os.path.join(BALL, bkey, name)
+    a = array("Q")
+    a.frombytes(open(path, "rb").read())
+    for i in range(len(a)):
+        x, y, z = cx * CHUNK + i % CHUNK, cy * CHUNK + (i // CHUNK) % CHUNK, cz * CHUNK + i // (CHUNK * CHUNK)
+        if (x - 32) ** 2 + (y - 32) ** 2 + (z - 32) ** 2 < rad * rad:
+            a[i] = BALL_ID
+    open(path, "wb").write(a.tobytes())
+s = new_server("ball", BALL)
+with strata.Client(s.addr, timeout=120) as c:
+    bbefore = dump(c, PREFIX)
+    ball = [p for p, v in volume(bbefore).items() if v == BALL_ID]
+    left = [p for p in ball if p[0] < 32 - rad // 2]
+    right = [p for p in ball if p[0] > 32 + rad // 2]
+    bsrc, bsink = R.sample(left, 2), R.sample(right, 3)
+    print("ball radius=%d source=%s sink=%s" % (rad, bsrc, bsink), flush=True)
+    rc, out, err = split(s.addr, BALL_ID, bsrc, bsink)
+    check(rc == 0, "ball: a split across 8 chunks exits 0", err[-1200:])
+    if rc == 0:
+        bres = json.loads(out)
+        check(len(bres["chunks_written"]) == 8 and len(bres["new_ids"]["source"]) >= 4 and
+              len(bres["new_ids"]["sink"]) >= 4, "ball: 8 chunks written, one new id per chunk and side",
+              out[:600])
+        check_split("ball", bbefore, dump(c, PREFIX), bres, BALL_ID, bsrc, bsink)
+        check_commit_keys("ball", c, bres)
+    check(not locks_of(c), "ball: no lock left")
+s.stop()
+
 # --- b: crash at every step, then op stuck / op replay ----------------------------------------
 def seg_equal(tag, got):
     a, b = segmentation(got), segmentation(REF)
