@@ -198,7 +198,8 @@ with strata.Client(ref.addr, timeout=120) as c:
     # refusals before anything is locked
     other = next(p for p, v in volume(before).items() if v != SV)
     for what, a, b in [("seed outside the supervoxel", SRCS, [other]),
-                       ("same voxel on both sides", SRCS, SRCS)]:
+                       ("same voxel on both sides", SRCS, SRCS),
+                       ("seed outside the volume", SRCS, [(SIZE, 0, 0)])]:
         n_ops = len(list(c.ops()))
         rc, out, err = split(ref.addr, SV, a, b)
         check(rc == 2 and "refused" in err and len(list(c.ops())) == n_ops and not locks_of(c),

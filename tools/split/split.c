@@ -1024,14 +1024,13 @@ static void sp_free(sp *p) {
 }
 
 /* Reads the seeds' voxels at the latest version: the refusal before anything is
- * locked (and before the op exists) for seeds outside the supervoxel. */
+ * locked (and before the op exists) for seeds outside the supervoxel. Runs after
+ * plan_chunks, which refused seeds outside the volume. */
 static int check_seeds(sp *p) {
   for (int k = 0; k < 2; k++)
     for (size_t s = 0; s < p->r->nseeds[k]; s++) {
       int64_t v[3], c[3], lo[3], hi[3];
-      if (seed_voxel(p, p->r->seeds[k][s], v))
-        return fail(p, 2, "refused: %s seed %" PRId64 ",%" PRId64 ",%" PRId64 " is outside the volume",
-                    side_name[k + 1], p->r->seeds[k][s][0], p->r->seeds[k][s][1], p->r->seeds[k][s][2]);
+      seed_voxel(p, p->r->seeds[k][s], v); /* inside: plan_chunks checked */
       for (int d = 0; d < 3; d++) c[d] = v[d] / p->s->chunk[d];
       pc_chunk_box(p->s, c, lo, hi);
       char *key = chunk_key(p, c);
