@@ -372,6 +372,20 @@ static void fill_rows(sp *p, ProtobufCBinaryData *b, size_t from) {
 
 /* --- locks -------------------------------------------------------------------------------- */
 
+/* Extends the root lock to root_ttl_ms from now. */
+static int renew_root(sp *p) {
+  Strata__V1__RenewRequest q = STRATA__V1__RENEW_REQUEST__INIT;
+  ProtobufCBinaryData row = {8, p->rows[0]};
+  q.op_id = p->op;
+  q.rows = &row;
+  q.n_rows = 1;
+  q.ttl_ms = (uint64_t)p->o->root_ttl_ms;
+  Strata__V1__RenewResponse *r = NULL;
+  int rc = rpc_locks_renew(p->c, NULL, &q, &r);
+  rpc_free(r);
+  return rc;
+}
+
 static void *renew_main(void *arg) {
   sp *p = arg;
   pthread_mutex_lock(&p->mu);
@@ -384,15 +398,7 @@ static void *renew_main(void *arg) {
     pthread_cond_timedwait(&p->cv, &p->mu, &ts);
     if (p->stop) break;
     pthread_mutex_unlock(&p->mu);
-    Strata__V1__RenewRequest q = STRATA__V1__RENEW_REQUEST__INIT;
-    ProtobufCBinaryData row = {8, p->rows[0]};
-    q.op_id = p->op;
-    q.rows = &row;
-    q.n_rows = 1;
-    q.ttl_ms = (uint64_t)p->o->root_ttl_ms;
-    Strata__V1__RenewResponse *r = NULL;
-    int rc = rpc_locks_renew(p->c, NULL, &q, &r);
-    rpc_free(r);
+    int rc = renew_root(p);
     pthread_mutex_lock(&p->mu);
     if (rc) {
       atomic_store(&p->lost, 1);
@@ -558,12 +564,12 @@ static int compute(sp *p) {
   size_t n = p->nvox, qh = 0, qt = 0;
   uint32_t *q = malloc(n * sizeof *q);
   int32_t *mark = malloc(n * sizeof *mark);
-  if (!q || !mark) {
+  if (!q || !mark || n > UINT32_MAX) {
     free(q);
     free(mark);
-    return fail(p, 1, "out of memory for the region growing");
+    return fail(p, 1, n > UINT32_MAX ? "region of %zu voxels is too large"
+                                     : "out of memory for a %zu-voxel region growing", n);
   }
-  if (n > UINT32_MAX) return fail(p, 1, "region of %zu voxels is too large", n);
   int rc = 0;
   int touches_edge = 0;
   for (size_t i = 0; i < n; i++) {
@@ -1322,9 +1328,14 @@ int split_replay(rpc_client *c, uint64_t op, const split_opts *o, split_out *out
   }
   out->found = "no_result";
   logkv(&p, "step=result found=0 action=rerun");
-  /* the root lock again (the crashed worker's has expired or will) */
+  /* the root lock again, for this op: the crashed worker's may still be live (then the
+   * acquire changes nothing and keeps its expiry), so renew it to a full TTL at once */
   if ((rc = acquire(&p, 0, 1, 0, "root lock"))) {
     rc = 1;
+    goto out;
+  }
+  if (renew_root(&p)) {
+    rc = fail(&p, 1, "root lock: Locks.Renew: %s", strata_errmsg());
     goto out;
   }
   if (pthread_create(&p.th, NULL, renew_main, &p) == 0) p.th_on = 1;
