@@ -162,6 +162,7 @@ bench: deps
 	  STRATA_BENCH_DIR=$(BENCH_DIR) TMPDIR=$(BENCH_DIR) $$b || exit 1; done
 	@$(MAKE) --no-print-directory bench-python
 	@$(MAKE) --no-print-directory bench-populate
+	@$(MAKE) --no-print-directory bench-split
 	@$(MAKE) --no-print-directory bench-etcd
 
 # Strata against etcd 3.4 (Debian's etcd-server, installed here on first use) with the

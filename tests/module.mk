@@ -35,6 +35,30 @@ test-populate-asan:
 	  PYTHONPATH=$(CURDIR)/$(BUILD)/python \
 	  sh tests/run-tier.sh populate-asan $(TEST_RESULTS) tests/populate/test_genvol.py tests/populate/test_populate.py
 
+# The supervoxel split worker and op replay (issue 13): strata-split and stratactl as
+# subprocesses against real strata-servers over a volume strata-genvol made and
+# strata-populate loaded (tests/split/).
+SPLIT_TIER_BINS = server/strata-server tools/strata-split tools/stratactl tools/strata-populate \
+  tools/strata-genvol
+SPLIT_TIER_ENV = STRATA_SERVER_BIN=$(BUILD)/$(1)/server/strata-server \
+  SPLIT_BIN=$(BUILD)/$(1)/tools/strata-split STRATACTL_BIN=$(BUILD)/$(1)/tools/stratactl \
+  POPULATE_BIN=$(BUILD)/$(1)/tools/strata-populate GENVOL_BIN=$(BUILD)/$(1)/tools/strata-genvol \
+  PYTHONPATH=$(CURDIR)/$(BUILD)/python
+TEST_TIERS += split
+.PHONY: test-split
+test-split:
+	@$(MAKE) --no-print-directory VARIANT=release python $(SPLIT_TIER_BINS:%=$(BUILD)/release/%)
+	@$(call SPLIT_TIER_ENV,release) sh tests/run-tier.sh split $(TEST_RESULTS) tests/split/test_split.py
+
+# The same script with every binary under ASan + UBSan (leaks included).
+TEST_TIERS += split-asan
+.PHONY: test-split-asan
+test-split-asan:
+	@$(MAKE) --no-print-directory VARIANT=release python
+	@$(MAKE) --no-print-directory VARIANT=asan $(SPLIT_TIER_BINS:%=$(BUILD)/asan/%)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(call SPLIT_TIER_ENV,asan) sh tests/run-tier.sh split-asan $(TEST_RESULTS) tests/split/test_split.py
+
 # The unit tiers run first and fuzzing last; the other folders' tiers between.
 TEST_TIERS := unit unit-asan $(TEST_TIERS) fuzz
 

@@ -4,7 +4,7 @@
 CTL_SRCS := tools/stratactl/main.c tools/stratactl/table.c tools/stratactl/args.c \
 	tools/stratactl/fmt.c tools/stratactl/out.c tools/stratactl/cmd_lock.c \
 	tools/stratactl/cmd_op.c tools/stratactl/cmd_kv.c tools/stratactl/cmd_server.c \
-	tools/stratactl/cmd_auth.c tools/stratactl/cmd_coord.c
+	tools/stratactl/cmd_auth.c tools/stratactl/cmd_coord.c tools/stratactl/cmd_replay.c
 # Objects go to $(O)/tools/stratactl.obj/: $(O)/tools/stratactl is the binary.
 CTL_OBJS := $(CTL_SRCS:tools/stratactl/%.c=$(O)/tools/stratactl.obj/%.o)
 CTL_BIN := $(O)/tools/stratactl
@@ -17,7 +17,8 @@ $(O)/tools/stratactl.obj/%.o: tools/stratactl/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
-$(CTL_BIN): $(CTL_OBJS) $(RPC_LIB) $(O)/libstrata.a
+# stratactl op replay runs the split library (tools/split/split.c, defined below).
+$(CTL_BIN): $(CTL_OBJS) $(O)/tools/split.obj/split.o $(O)/tools/populate.obj/precomputed.o $(RPC_LIB) $(O)/libstrata.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS) -ljansson
 
 -include $(CTL_OBJS:.o=.d)
@@ -92,3 +93,32 @@ bench-populate:
 	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server \
 	  POPULATE_BIN=$(BUILD)/release/tools/strata-populate GENVOL_BIN=$(BUILD)/release/tools/strata-genvol \
 	  PYTHONPATH=$(CURDIR)/$(BUILD)/python $(PYTHON) tools/bench/populate_bench.py --dir $(BENCH_DIR)
+
+# --- strata-split: the supervoxel split edit worker (issue 13, tools/split/README.md) -----
+# split.o is the split itself (steps, locks, region growing, the fenced commit); stratactl
+# links it too for `op replay`, so a replay computes exactly what the worker would have.
+SPLIT_LIB_OBJS := $(O)/tools/split.obj/split.o $(POP_COMMON)
+SPLIT_BIN := $(O)/tools/strata-split
+BINS += $(SPLIT_BIN)
+$(O)/tools/split.obj/split.o $(O)/tools/split.obj/main.o: | $(RPC_GEN_H)
+
+$(O)/tools/split.obj/%.o: tools/split/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(SPLIT_BIN): $(O)/tools/split.obj/main.o $(SPLIT_LIB_OBJS) $(RPC_LIB) $(O)/libstrata.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS) -ljansson
+
+-include $(O)/tools/split.obj/main.d $(O)/tools/split.obj/split.d
+
+# make bench-split (run by make bench): tools/bench/split_bench.py, split_op_ms against the
+# multi-commit anchor and split_ops_per_s_disjoint (about a minute).
+.PHONY: bench-split
+bench-split:
+	@$(MAKE) --no-print-directory VARIANT=release python $(BUILD)/release/server/strata-server \
+	  $(BUILD)/release/tools/strata-populate $(BUILD)/release/tools/strata-genvol \
+	  $(BUILD)/release/tools/strata-split
+	@mkdir -p $(BENCH_DIR)
+	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server SPLIT_BIN=$(BUILD)/release/tools/strata-split \
+	  POPULATE_BIN=$(BUILD)/release/tools/strata-populate GENVOL_BIN=$(BUILD)/release/tools/strata-genvol \
+	  PYTHONPATH=$(CURDIR)/$(BUILD)/python $(PYTHON) tools/bench/split_bench.py --dir $(BENCH_DIR)

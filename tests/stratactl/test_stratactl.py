@@ -662,8 +662,9 @@ def test_ops():
           d["counts"]["indefinite"] == 1, "indefinite lock listed without expiry", d)
     r = ctl("op", "stuck")
     lines = r.text.splitlines()
-    check(r.rc == 0 and len(lines) == 3 and lines[1].split()[0] == str(a) and lines[1].split()[-2:] == ["CREATED", "1"]
-          and lines[-1] == "1 stuck op", "op stuck lists the op with its scope size", r)
+    check(r.rc == 0 and len(lines) == 4 and lines[1].split()[0] == str(a) and lines[1].split()[-2:] == ["CREATED", "1"]
+          and lines[2] == "op %d step: locked, before commit" % a and lines[-1] == "1 stuck op",
+          "op stuck lists the op with its scope size and the step it reached", r)
     d = ctl("--json", "op", "stuck", "--min-age", "1h").json()
     check(d and d["ops"] == [] and d["min_age_ms"] == 3600000, "op stuck --min-age 1h filters it out", d)
     r = ctl("op", "show", str(a))

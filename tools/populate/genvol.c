@@ -25,7 +25,6 @@
 #error "chunks are written as the host stores uint64: little-endian hosts only"
 #endif
 
-#define GV_LAYER_BITS 8
 #define GV_MAX_SEGMENTS 4096
 
 typedef struct gv_opts {
@@ -70,13 +69,9 @@ static int write_file(const char *path, const void *p, size_t n) {
   return close(fd);
 }
 
-/* The supervoxel id: layer 1 in the top GV_LAYER_BITS, then x, y, z of the
- * chunk with chunk_bits each, then the segment (1-based) in the low bits. */
+/* The supervoxel id: layer 1, the chunk, the segment (1-based). */
 static uint64_t sv_id(const gv_opts *o, const int64_t c[3], int seg) {
-  int b = o->chunk_bits, shift = 64 - GV_LAYER_BITS;
-  uint64_t id = (uint64_t)1 << shift;
-  for (int d = 0; d < 3; d++) id |= (uint64_t)c[d] << (shift - b * (d + 1));
-  return id | (uint64_t)seg;
+  return pc_node_id(1, c, o->chunk_bits, (uint64_t)seg);
 }
 
 /* One mip-0 chunk: each voxel takes the seed of the chunk with the smallest
@@ -293,7 +288,7 @@ int main(int argc, char **argv) {
   for (int d = 0; d < 3; d++)
     if (in.s[0].grid[d] > ((int64_t)1 << o.chunk_bits))
       die("%s: more mip-0 chunks along an axis than --chunk-bits can encode", "--size/--chunk");
-  if ((uint64_t)o.segments >= ((uint64_t)1 << (64 - GV_LAYER_BITS - 3 * o.chunk_bits)))
+  if ((uint64_t)o.segments >= ((uint64_t)1 << pc_segment_bits(o.chunk_bits)))
     die("%s: more segments than the id's segment bits hold", "--segments");
   uint64_t cvox = (uint64_t)o.chunk[0] * (uint64_t)o.chunk[1] * (uint64_t)o.chunk[2];
   if (cvox * 8 > UINT32_MAX) die("%s: a chunk above 4 GiB", "--chunk");

@@ -184,3 +184,20 @@ uint64_t pc_chunk_count(const pc_info *in) {
     n += (uint64_t)in->s[i].grid[0] * (uint64_t)in->s[i].grid[1] * (uint64_t)in->s[i].grid[2];
   return n;
 }
+
+uint64_t pc_node_id(int layer, const int64_t c[3], int chunk_bits, uint64_t segment) {
+  int shift = 64 - PC_LAYER_BITS;
+  uint64_t id = (uint64_t)layer << shift;
+  for (int d = 0; d < 3; d++) id |= (uint64_t)c[d] << (shift - chunk_bits * (d + 1));
+  return id | segment;
+}
+
+int pc_segment_bits(int chunk_bits) { return 64 - PC_LAYER_BITS - 3 * chunk_bits; }
+
+void pc_node_split(uint64_t id, int chunk_bits, int *layer, int64_t c[3], uint64_t *segment) {
+  int shift = 64 - PC_LAYER_BITS;
+  uint64_t mask = ((uint64_t)1 << chunk_bits) - 1;
+  *layer = (int)(id >> shift);
+  for (int d = 0; d < 3; d++) c[d] = (int64_t)((id >> (shift - chunk_bits * (d + 1))) & mask);
+  *segment = id & (((uint64_t)1 << pc_segment_bits(chunk_bits)) - 1);
+}

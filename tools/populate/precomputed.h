@@ -53,4 +53,15 @@ void pc_chunk_name(const pc_scale *s, const int64_t c[3], char *buf, size_t n);
 /* Number of chunks of all scales. */
 uint64_t pc_chunk_count(const pc_info *in);
 
+/* PyChunkedGraph-style node ids (genvol writes them, strata-split allocates them):
+ * the layer in the top PC_LAYER_BITS, then the chunk's x, y, z with `chunk_bits`
+ * bits each, then the segment in the low 56 - 3 * chunk_bits bits. A layer-2 id with
+ * segment 0 is the L2 chunk id PyChunkedGraph locks. */
+#define PC_LAYER_BITS 8
+uint64_t pc_node_id(int layer, const int64_t c[3], int chunk_bits, uint64_t segment);
+/* The bits of the segment field for `chunk_bits`. */
+int pc_segment_bits(int chunk_bits);
+/* Inverse of pc_node_id: the layer, chunk coordinates and segment of an id. */
+void pc_node_split(uint64_t id, int chunk_bits, int *layer, int64_t c[3], uint64_t *segment);
+
 #endif

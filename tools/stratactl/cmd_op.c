@@ -61,6 +61,17 @@ static json_t *op_json(const Strata__V1__Op *op, int64_t now, int with_payload) 
 enum { OP_COLS = 7 };
 static const char *const op_header[OP_COLS] = {"OP", "CREATED", "AGE", "USER", "KIND", "STATUS", "SCOPE"};
 
+/* The step a stuck op reached, from what its worker recorded (docs/edit-workers.md):
+ * the scope is written with the chunk locks, WRITE_STARTED just before the commit. */
+static const char *op_step(const Strata__V1__Op *op) {
+  switch (op->status) {
+    case STRATA__V1__OP_STATUS__OP_STATUS_CREATED: return op->n_scope ? "locked, before commit" : "created";
+    case STRATA__V1__OP_STATUS__OP_STATUS_WRITE_STARTED: return "committing (commit may have landed)";
+    case STRATA__V1__OP_STATUS__OP_STATUS_SUCCESS: return "succeeded, locks not released";
+    default: return "failed, locks held";
+  }
+}
+
 static void op_add_row(ctl_table *t, const Strata__V1__Op *op, int64_t now) {
   char id[24], cr[48], age[32], sc[24];
   snprintf(id, sizeof id, "%llu", (unsigned long long)op->op_id);
@@ -73,11 +84,15 @@ static void op_add_row(ctl_table *t, const Strata__V1__Op *op, int64_t now) {
 
 /* Prints ops (table or {"ops": [...], "count": n} merged into extra). */
 static void print_ops(const ctl_ctx *x, Strata__V1__Op *const *ops, size_t n, json_t *extra,
-                      const char *footer) {
+                      const char *footer, int with_step) {
   int64_t now = ctl_now_ns();
   if (x->json) {
     json_t *arr = json_array();
-    for (size_t i = 0; i < n; i++) json_array_append_new(arr, op_json(ops[i], now, 0));
+    for (size_t i = 0; i < n; i++) {
+      json_t *o = op_json(ops[i], now, 0);
+      if (with_step) json_object_set_new(o, "step", json_string(op_step(ops[i])));
+      json_array_append_new(arr, o);
+    }
     json_t *doc = json_pack("{s:o, s:I}", "ops", arr, "count", (json_int_t)n);
     if (extra) json_object_update(doc, extra);
     json_decref(extra);
@@ -90,6 +105,9 @@ static void print_ops(const ctl_ctx *x, Strata__V1__Op *const *ops, size_t n, js
   for (size_t i = 0; i < n; i++) op_add_row(&t, ops[i], now);
   ctl_table_print(&t, stdout);
   ctl_table_free(&t);
+  if (with_step)
+    for (size_t i = 0; i < n; i++)
+      printf("op %llu step: %s\n", (unsigned long long)ops[i]->op_id, op_step(ops[i]));
   printf("%s\n", footer);
 }
 
@@ -271,7 +289,7 @@ int ctl_op_list(ctl_ctx *x, const ctl_args *a) {
            n == 0 && l.last_op_id == 0 ? " (the op log is empty)" : "");
   print_ops(x, l.ops, n,
             json_pack("{s:o, s:b}", "last_op_id", ctl_json_u64(l.last_op_id), "truncated", truncated),
-            footer);
+            footer, 0);
 out:
   ops_free(&l);
   return rc;
@@ -297,7 +315,7 @@ int ctl_op_stuck(ctl_ctx *x, const ctl_args *a) {
   } else {
     char footer[64];
     snprintf(footer, sizeof footer, "%zu stuck op%s", l.n, l.n == 1 ? "" : "s");
-    print_ops(x, l.ops, l.n, json_pack("{s:I}", "min_age_ms", (json_int_t)min_age), footer);
+    print_ops(x, l.ops, l.n, json_pack("{s:I}", "min_age_ms", (json_int_t)min_age), footer, 1);
   }
   ops_free(&l);
   return rc;

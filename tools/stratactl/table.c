@@ -94,6 +94,16 @@ const ctl_cmd ctl_cmds[] = {
      "stratactl op stuck --min-age 1h",
      {{"min-age", 1, "DURATION", "only ops created at least this long ago (default 0)"}},
      0, 0, ctl_op_stuck},
+    {"op", "replay", "OP", "recover a crashed split op: finish it under its own id, or refuse",
+     "Verifies that every row of the op's scope is still held indefinitely by the op (else\n"
+     "refuses naming the rows: a second replay refuses). Then, when the op's result record is\n"
+     "in the store (its commit landed), marks it SUCCESS and releases its locks; otherwise\n"
+     "re-runs the split from the op's payload against the latest state under the same op id,\n"
+     "its locks and the ids recorded on it, in one fenced commit, marks SUCCESS and releases.\n"
+     "Progress goes to stderr as key=value lines. Exit 1 on any refusal or failure.",
+     "stratactl op replay 42\n"
+     "stratactl --json op replay 42",
+     {{0}}, 1, 1, ctl_op_replay},
     /* --- kv -------------------------------------------------------------------------- */
     {"kv", "get", "KEY[@PIN]", "print a key's value (raw bytes; --json: base64)",
      "PIN is v<generation> (v0: the empty store before the first commit) or an RFC 3339 time,\n"
