@@ -39,6 +39,10 @@ ALL_CFLAGS = $(CSTD) $(WARN) $(OPT_$(VARIANT)) $(CFLAGS)
 LDLIBS   += -lzstd -lb2 -lrocksdb -lpthread -lm
 LDFLAGS  += $(LDOPT_$(VARIANT))
 
+# How every tier runs a sanitizer build: any report is fatal, leaks included. The one
+# definition; the fragments write $(SAN_ENV) before tests/run-tier.sh.
+SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
 # Filled in by the fragments.
 LIB_SRCS    :=
 UNIT_TESTS  :=

@@ -87,7 +87,7 @@ test-rpc-integration:
 # The same binaries and the server under ASan + UBSan; leaks are reported too.
 test-rpc-asan:
 	@$(MAKE) --no-print-directory VARIANT=asan rpc-test-bins
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	@$(SAN_ENV) \
 	  STRATA_SERVER_BIN=$(BUILD)/asan/server/strata-server \
 	  sh tests/run-tier.sh rpc-asan $(TEST_RESULTS) \
 	  $(BUILD)/asan/tests/rpc/test_rpc_core $(BUILD)/asan/tests/rpc/test_rpc_server \

@@ -29,15 +29,14 @@ test-store-model:
 test-store-crash:
 	@$(MAKE) --no-print-directory VARIANT=release $(STORE_R)/test_store_crash $(STORE_R)/test_store_powercut
 	@$(MAKE) --no-print-directory VARIANT=asan $(STORE_A)/test_store_powercut
-	@STRATA_CRASH_KILLS=$${STRATA_CRASH_KILLS:-300} ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-	  UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	@STRATA_CRASH_KILLS=$${STRATA_CRASH_KILLS:-300} $(SAN_ENV) \
 	  sh tests/run-tier.sh store-crash $(TEST_RESULTS) $(STORE_R)/test_store_crash \
 	  $(STORE_R)/test_store_powercut $(STORE_A)/test_store_powercut
 
 test-store-fault:
 	@$(MAKE) --no-print-directory VARIANT=release $(STORE_R)/test_store_fault $(STORE_R)/test_store_corrupt $(STORE_R)/test_store_flips
 	@$(MAKE) --no-print-directory VARIANT=asan $(STORE_A)/test_store_fault $(STORE_A)/test_store_corrupt $(STORE_A)/test_store_flips
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	@$(SAN_ENV) \
 	  sh tests/run-tier.sh store-fault $(TEST_RESULTS) $(STORE_R)/test_store_fault $(STORE_R)/test_store_corrupt $(STORE_R)/test_store_flips \
 	  $(STORE_A)/test_store_fault $(STORE_A)/test_store_corrupt $(STORE_A)/test_store_flips
 

@@ -29,7 +29,7 @@ test-populate-asan:
 	@$(MAKE) --no-print-directory VARIANT=release python
 	@$(MAKE) --no-print-directory VARIANT=asan $(BUILD)/asan/server/strata-server \
 	  $(BUILD)/asan/tools/strata-populate $(BUILD)/asan/tools/strata-genvol $(BUILD)/asan/tools/stratactl
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	@$(SAN_ENV) \
 	  STRATA_SERVER_BIN=$(BUILD)/asan/server/strata-server STRATACTL_BIN=$(BUILD)/asan/tools/stratactl \
 	  POPULATE_BIN=$(BUILD)/asan/tools/strata-populate GENVOL_BIN=$(BUILD)/asan/tools/strata-genvol \
 	  PYTHONPATH=$(CURDIR)/$(BUILD)/python \
@@ -56,7 +56,7 @@ TEST_TIERS += split-asan
 test-split-asan:
 	@$(MAKE) --no-print-directory VARIANT=release python
 	@$(MAKE) --no-print-directory VARIANT=asan $(SPLIT_TIER_BINS:%=$(BUILD)/asan/%)
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	@$(SAN_ENV) \
 	  $(call SPLIT_TIER_ENV,asan) sh tests/run-tier.sh split-asan $(TEST_RESULTS) tests/split/test_split.py
 
 # The unit tiers run first and fuzzing last; the other folders' tiers between.
@@ -70,7 +70,7 @@ test-unit:
 
 test-unit-asan:
 	@$(MAKE) --no-print-directory VARIANT=asan unit-bins
-	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	@$(SAN_ENV) \
 	  sh tests/run-tier.sh unit-asan $(TEST_RESULTS) $(UNIT_TESTS:%.c=$(BUILD)/asan/%)
 
 # Each libFuzzer target runs FUZZ_SECONDS from its seed corpus (tests/fuzz/corpus/NAME,
