@@ -3,7 +3,7 @@ LIB_SRCS += storage/base_file.c storage/base_mem.c storage/base_fault.c storage/
 	storage/btree.c storage/btree_write.c storage/versions.c storage/txn.c storage/validate.c \
 	storage/commit.c storage/db.c storage/datafile.c storage/clog.c storage/logcommit.c storage/publish.c \
 	storage/recover.c storage/gc.c
-UNIT_TESTS += tests/unit/test_store_basic.c tests/unit/test_store_diff.c tests/unit/test_store_txn.c tests/unit/test_store_base.c tests/unit/test_store_model.c \
+UNIT_TESTS += tests/unit/test_store_basic.c tests/unit/test_store_diff.c tests/unit/test_store_txn.c tests/unit/test_store_base.c tests/storage/test_store_model.c \
 	tests/unit/test_store_bigkeys.c tests/unit/test_store_files.c \
 	tests/unit/test_store_recovery.c tests/unit/test_store_clog.c \
 	tests/unit/test_store_logmode.c
@@ -12,14 +12,19 @@ BENCH_SRCS += tools/bench/bench_store.c
 # Tiers of their own (release, and asan where cheap): the long model run on
 # memory and on files plus a 1 GiB value; >= 200 SIGKILLs; every fault site
 # and byte flips; a simulated power cut after every operation of a run of commits. Each tier runs through tests/run-tier.sh like the others.
-STORE_TIER_TESTS := tests/unit/test_store_crash.c tests/unit/test_store_powercut.c tests/unit/test_store_fault.c \
-	tests/unit/test_store_flips.c \
-	tests/unit/test_store_corrupt.c tests/unit/test_store_bigvalue.c
+STORE_TIER_TESTS := tests/storage/test_store_crash.c tests/storage/test_store_powercut.c \
+	tests/storage/test_store_fault.c tests/storage/test_store_flips.c \
+	tests/storage/test_store_corrupt.c tests/storage/test_store_bigvalue.c
 TEST_TIERS += store-model store-crash store-fault
 .PHONY: test-store-model test-store-crash test-store-fault
 
-STORE_R := $(BUILD)/release/tests/unit
-STORE_A := $(BUILD)/asan/tests/unit
+STORE_R := $(BUILD)/release/tests/storage
+STORE_A := $(BUILD)/asan/tests/storage
+
+# The store's crash, power-cut, fault and model tests live in tests/storage/, next to the
+# lock manager's (tests/locks/); they link like unit tests.
+$(O)/tests/storage/%: $(O)/tests/storage/%.o $(O)/libstrata.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
 
 test-store-model:
 	@$(MAKE) --no-print-directory VARIANT=release $(STORE_R)/test_store_model $(STORE_R)/test_store_bigvalue
