@@ -29,7 +29,8 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: strata-server [--listen HOST:PORT] [--data-dir DIR] [--threads N]\n"
           "                     [--max-message-bytes N] [--log-level error|warn|info|debug]\n"
-          "                     [--grace-ms N] [--no-commit-log] [--publish-interval-ms N]\n"
+          "                     [--grace-ms N] [--stop-timeout-ms N] [--no-commit-log]\n"
+          "                     [--publish-interval-ms N]\n"
           "                     [--gc-interval SECONDS]\n"
           "                     [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n"
           "                     [--auth-file FILE] [--insecure-listen] [--version]\n"
@@ -42,6 +43,8 @@ static void usage(FILE *f) {
           "  --log-level          stderr log level (default info)\n"
           "  --grace-ms           on SIGTERM/SIGINT, time to let calls finish before cancelling\n"
           "                       them; 0 cancels at once (default 5000)\n"
+          "  --stop-timeout-ms    after the grace, how long the rest of a stop may take before\n"
+          "                       the server exits at once with status 1 (default 30000)\n"
           "  --no-commit-log      make each commit durable by writing and syncing its own OCDBT\n"
           "                       data file and manifest, with no commit log (default: one sync\n"
           "                       of a commit log in data-dir/kv/log, the OCDBT files published\n"
@@ -113,16 +116,16 @@ static int check_security(const srv_opts *o, int insecure_listen, char *why, siz
 /* The signal thread: SIGHUP re-reads the auth file (connections and calls
  * are left alone); SIGTERM or SIGINT starts the drain, and bounds the stop. A signal before the server is ready ends the process at once (nothing
  * was acknowledged yet; an interrupted recovery is redone at the next start);
- * a stop still running SRV_STOP_HARD_MS after the grace (a disk that stopped
+ * a stop still running --stop-timeout-ms after the grace (a disk that stopped
  * answering, a commit that cannot finish) ends it too. Both exit with 1;
  * everything acknowledged is durable, as after kill -9. */
 static struct {
   pthread_mutex_t mu;
   pthread_cond_t cv;
   sigset_t set;
-  int grace_ms, sig, ready, done;
+  int grace_ms, hard_ms, sig, ready, done;
   srv *s; /* once ready */
-} stopper = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+} stopper = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .hard_ms = SRV_STOP_HARD_MS};
 
 static void *stopper_main(void *arg) {
   (void)arg;
@@ -148,15 +151,15 @@ static void *stopper_main(void *arg) {
   pthread_cond_broadcast(&stopper.cv);
   struct timespec until;
   clock_gettime(CLOCK_REALTIME, &until);
-  uint64_t ms = (uint64_t)(stopper.grace_ms > 0 ? stopper.grace_ms : 0) + SRV_STOP_HARD_MS;
+  uint64_t ms = (uint64_t)(stopper.grace_ms > 0 ? stopper.grace_ms : 0) + (uint64_t)stopper.hard_ms;
   until.tv_sec += (time_t)(ms / 1000);
   until.tv_nsec += (long)(ms % 1000) * 1000000;
   if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
   while (!stopper.done)
     if (pthread_cond_timedwait(&stopper.cv, &stopper.mu, &until) == ETIMEDOUT) break;
   if (!stopper.done) {
-    srv_log(SRV_LOG_ERROR, "event=exit status=1 reason=stop_deadline grace_ms=%d hard_ms=%d", stopper.grace_ms,
-            SRV_STOP_HARD_MS);
+    srv_log(SRV_LOG_ERROR, "event=exit status=1 reason=stop_deadline grace_ms=%d stop_timeout_ms=%d",
+            stopper.grace_ms, stopper.hard_ms);
     _exit(1);
   }
   pthread_mutex_unlock(&stopper.mu);
@@ -173,6 +176,7 @@ int main(int argc, char **argv) {
                                            {"commit-log", no_argument, 0, 'c'},
                                            {"no-commit-log", no_argument, 0, 'C'},
                                            {"publish-interval-ms", required_argument, 0, 'P'},
+                                           {"stop-timeout-ms", required_argument, 0, 'S'},
                                            {"gc-interval", required_argument, 0, 'G'},
                                            {"help", no_argument, 0, 'h'},
                                            {"version", no_argument, 0, 'V'},
@@ -216,6 +220,10 @@ int main(int argc, char **argv) {
       break;
     case 'c': o.no_commit_log = 0; break;
     case 'C': o.no_commit_log = 1; break;
+    case 'S':
+      if (parse_u64("--stop-timeout-ms", optarg, 0, 3600000, &v)) return 2;
+      stopper.hard_ms = (int)v;
+      break;
     case 'P':
       if (parse_u64("--publish-interval-ms", optarg, 1, 600000, &v)) return 2;
       o.publish_interval_ms = (unsigned)v;

@@ -53,10 +53,11 @@ typedef struct srv_opts {
 #define SRV_LOCK_FILE "server.lock"
 #define SRV_DEFAULT_GRACE_MS 5000
 /* After the grace, the rest of a stop (cancelling calls, closing the store and the
- * lock table) gets this long; past it strata-server exits at once with status 1
- * (server/README.md "Stopping"). Nothing acknowledged is lost that way: an
- * acknowledged commit or lock write is already durable, as for kill -9. */
-#define SRV_STOP_HARD_MS 10000
+ * lock table) gets this long by default (strata-server --stop-timeout-ms); past it
+ * strata-server exits at once with status 1 (server/README.md "Shutdown"). Nothing
+ * acknowledged is lost that way: an acknowledged commit or lock write is already
+ * durable, as for kill -9. */
+#define SRV_STOP_HARD_MS 30000
 #define SRV_DEFAULT_GC_INTERVAL_MS 300000
 
 /* Locks the data directory, opens the engines and starts serving. On failure

@@ -276,7 +276,7 @@ static void *commit_once(void *p) {
 
 /* A stop that cannot finish (every fsync of the store takes 10 s, so the
  * commit in flight and the final publication need far longer than the
- * grace): the server still ends, SRV_STOP_HARD_MS after the grace, with
+ * grace): the server still ends, --stop-timeout-ms after the grace, with
  * status 1 and a log line saying why; what was acknowledged before is there
  * after a restart. A SIGTERM while the server is still starting (creating its
  * directory with the same slow fsyncs) ends it at once. */
@@ -294,7 +294,7 @@ static void test_sigterm_ends_a_stop_that_cannot_finish(void **state) {
   rpc_client_close(c);
   assert_int_equal(harness_stop(&h), 0);
 
-  static const char *const short_grace[] = {"--grace-ms", "300", NULL};
+  static const char *const short_grace[] = {"--grace-ms", "300", "--stop-timeout-ms", "3000", NULL};
   setenv("STRATA_TEST_SLOW_SYNC_US", "10000000", 1);
   assert_int_equal(harness_start(&h, bin, dir, short_grace), 0);
   rpc_client *stats;
@@ -310,7 +310,7 @@ static void test_sigterm_ends_a_stop_that_cannot_finish(void **state) {
   int stop_rc = harness_stop(&h);
   int64_t took = now_ms() - t0;
   pthread_join(t, NULL);
-  fprintf(stderr, "a stop stuck on 10 s fsyncs ended after %lld ms (grace 300 ms), status %d; the commit in flight: %s\n",
+  fprintf(stderr, "a stop stuck on 10 s fsyncs ended after %lld ms (grace 300 ms, stop timeout 3 s), status %d; the commit in flight: %s\n",
           (long long)took, stop_rc, strata_errname(sc.rc));
   assert_int_equal(stop_rc, 1);
   assert_true(log_has(h.log, "event=exit status=1 reason=stop_deadline"));
