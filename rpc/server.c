@@ -9,7 +9,7 @@
  * (exec_push takes it under rpc_server.mu in wake_streams, never under
  * rpc_call.mu) and nothing is locked while it is held.
  */
-#include "rpc/server.h"
+#include "rpc/server_int.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -32,105 +32,13 @@
 #include "rpc/status.h"
 #include "rpc/tls.h"
 
-enum tag_kind { T_REQUEST, T_CLOSE, T_SEND, T_STATUS, T_SHUTDOWN };
-
-typedef struct rpc_tag {
-  enum tag_kind kind;
-  rpc_call *call;
-} rpc_tag;
-
-/* Stream states: where the next() continuation is. */
-enum sstate { S_NONE, S_WAITING, S_QUEUED, S_RUNNING, S_SENDING };
-
-typedef struct cqw {
-  rpc_server *srv;
-  grpc_completion_queue *cq;
-  pthread_t thread;
-} cqw;
-
-struct rpc_call {
-  rpc_server *srv;
-  cqw *w;
-  int mid; /* rpc_method_id, or -1 for the catch-all */
-  grpc_call *call;
-  gpr_timespec deadline;
-  grpc_metadata_array req_md;
-  grpc_call_details details; /* catch-all only */
-  grpc_byte_buffer *payload;
-  ProtobufCMessage *req;
-  atomic_int refs;
-  int64_t start_ns;
-
-  rpc_tag t_request, t_close, t_send, t_status;
-  int close_cancelled; /* RECV_CLOSE_ON_SERVER result */
-
-  pthread_mutex_t mu; /* guards everything below */
-  atomic_int cancelled; /* client cancel / deadline seen */
-  int md_sent;
-  int finished;
-  int active; /* counted in srv->active */
-  grpc_byte_buffer *send_buf; /* stream message in flight */
-  grpc_byte_buffer *status_buf; /* unary response, sent with the status */
-  enum sstate ss;
-  int wake_pending, send_in_flight;
-  rpc_next_fn next;
-  void *state;
-  void (*free_state)(void *);
-  rpc_call *qnext; /* executor queue */
-  rpc_call *lprev, *lnext; /* srv->streams list */
-  /* The gate's state (rpc_call_attach). */
-  void *gstate;
-  void (*gend)(void *, rpc_call *, int, const char *);
-  void (*gfree)(void *);
-  /* In-process calls (rpc_server_call_local): no grpc_call; results land here. */
-  rpc_local_result *local;
-  pthread_cond_t lcv; /* with mu: signalled when the call finishes */
-};
-
-struct rpc_server {
-  grpc_server *server; /* NULL for a local (in-process, no network) server */
-  int port;
-  size_t max_msg;
-  rpc_log_fn log;
-  int log_level;
-  rpc_handler handlers[RPC_M__COUNT];
-  rpc_gate_fn gate;
-  void *gate_ctx;
-  int tls;
-  void *method_handles[RPC_M__COUNT];
-  int nw;
-  cqw *ws;
-  rpc_tag t_shutdown;
-
-  pthread_mutex_t mu;
-  pthread_cond_t cv; /* active reaches 0, shutdown tag seen */
-  int draining;
-  int shutdown_seen;
-  uint64_t active;
-  atomic_uint_fast64_t sending; /* status batches started whose T_STATUS has not come back */
-  rpc_call streams; /* list head of live streams */
-
-  atomic_uint_fast64_t calls_total, calls_failed;
-  int64_t started_ns;
-
-  /* Stream continuation executor. */
-  pthread_mutex_t xmu;
-  pthread_cond_t xcv;
-  rpc_call *xhead, *xtail;
-  int xstop;
-  int nx;
-  pthread_t *xthreads;
-};
-
-static int64_t now_ns(int clock) {
+int64_t rpc__now_ns(int clock) {
   struct timespec ts;
   clock_gettime(clock, &ts);
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-static void slog(rpc_server *s, int level, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void slog(rpc_server *s, int level, const char *fmt, ...) {
+void rpc__slog(rpc_server *s, int level, const char *fmt, ...) {
   if (!s->log || level > s->log_level) return;
   char line[1024];
   va_list ap;
@@ -159,13 +67,13 @@ static void call_free(rpc_call *c) {
   free(c);
 }
 
-static void call_unref(rpc_call *c) {
+void rpc__call_unref(rpc_call *c) {
   if (atomic_fetch_sub(&c->refs, 1) == 1) call_free(c);
 }
 
 /* --- requesting calls ------------------------------------------------------ */
 
-static void request_call(cqw *w, int mid) {
+void rpc__request_call(cqw *w, int mid) {
   rpc_server *s = w->srv;
   rpc_call *c = calloc(1, sizeof *c);
   if (!c) abort(); /* cannot keep serving this method without a request outstanding */
@@ -190,9 +98,9 @@ static void request_call(cqw *w, int mid) {
                                             &c->t_request);
   }
   if (e != GRPC_CALL_OK) {
-    slog(s, 0, "event=request_call_failed method=%s error=%d",
+    rpc__slog(s, 0, "event=request_call_failed method=%s error=%d",
          mid < 0 ? "*" : rpc_methods[mid].path, (int)e);
-    call_unref(c);
+    rpc__call_unref(c);
   }
 }
 
@@ -279,9 +187,9 @@ static void call_end(rpc_call *c, int rc, const char *msg, grpc_byte_buffer *bod
   pthread_mutex_unlock(&c->mu);
   grpc_slice_unref(details); /* pitfall 5: core took its own reference */
   if (e != GRPC_CALL_OK) {
-    slog(c->srv, 0, "event=start_batch_failed op=status error=%d", (int)e);
+    rpc__slog(c->srv, 0, "event=start_batch_failed op=status error=%d", (int)e);
     atomic_fetch_sub(&s->sending, 1);
-    call_unref(c);
+    rpc__call_unref(c);
   }
 
 done:
@@ -292,13 +200,13 @@ done:
     for (const char *p = msg ? msg : ""; *p && k < sizeof q - 1; p++)
       q[k++] = *p == '"' ? '\'' : (*p == '\n' ? ' ' : *p);
     q[k] = 0;
-    slog(s, rc ? 2 : 3, "event=call method=%s status=%s us=%lld%s%s%s",
+    rpc__slog(s, rc ? 2 : 3, "event=call method=%s status=%s us=%lld%s%s%s",
          c->mid < 0 ? "unknown" : rpc_methods[c->mid].path, rpc_status_name(st),
-         (long long)((now_ns(CLOCK_MONOTONIC) - c->start_ns) / 1000), rc ? " msg=\"" : "",
+         (long long)((rpc__now_ns(CLOCK_MONOTONIC) - c->start_ns) / 1000), rc ? " msg=\"" : "",
          rc ? q : "", rc ? "\"" : "");
   }
   if (c->active) call_deactivate(c);
-  call_unref(c); /* the handler's reference */
+  rpc__call_unref(c); /* the handler's reference */
 }
 
 /* Serializes m into a new byte buffer. NULL with *too_big set when m exceeds
@@ -378,7 +286,7 @@ static void exec_push(rpc_call *c) {
 }
 
 /* Schedules next() unless it is queued, running (then once more) or sending. */
-static void stream_kick(rpc_call *c) {
+void rpc__stream_kick(rpc_call *c) {
   int push = 0;
   pthread_mutex_lock(&c->mu);
   if (!c->finished) {
@@ -393,7 +301,7 @@ static void stream_kick(rpc_call *c) {
   if (push) exec_push(c);
 }
 
-void rpc_call_wake(rpc_call *c) { stream_kick(c); }
+void rpc_call_wake(rpc_call *c) { rpc__stream_kick(c); }
 
 static void stream_run(rpc_call *c) {
   pthread_mutex_lock(&c->mu);
@@ -429,7 +337,7 @@ static void stream_run(rpc_call *c) {
   if (push) exec_push(c);
 }
 
-static void *exec_main(void *arg) {
+void *rpc__exec_main(void *arg) {
   rpc_server *s = arg;
   for (;;) {
     pthread_mutex_lock(&s->xmu);
@@ -443,7 +351,7 @@ static void *exec_main(void *arg) {
     if (!s->xhead) s->xtail = NULL;
     pthread_mutex_unlock(&s->xmu);
     stream_run(c);
-    call_unref(c);
+    rpc__call_unref(c);
   }
 }
 
@@ -462,7 +370,7 @@ void rpc_stream_begin(rpc_call *c, rpc_next_fn next, void *state, void (*free_st
   pthread_mutex_lock(&c->mu);
   c->ss = S_WAITING;
   pthread_mutex_unlock(&c->mu);
-  stream_kick(c);
+  rpc__stream_kick(c);
 }
 
 int rpc_stream_send(rpc_call *c, const ProtobufCMessage *msg) {
@@ -501,7 +409,7 @@ int rpc_stream_send(rpc_call *c, const ProtobufCMessage *msg) {
     c->send_buf = NULL;
     pthread_mutex_unlock(&c->mu);
     grpc_byte_buffer_destroy(bb);
-    call_unref(c);
+    rpc__call_unref(c);
     return strata_err(STRATA_EINTERNAL, "grpc_call_start_batch(send) failed: %d", (int)e);
   }
   pthread_mutex_unlock(&c->mu);
@@ -584,7 +492,7 @@ rpc_server *rpc_call_server(const rpc_call *c) { return c->srv; }
 /* Decodes the request bytes (text fields checked first) and starts the
  * handler, or ends the call with the decoding error. Shared by gRPC calls and
  * local ones. `slice` (may be NULL) owns p and is unref'd once decoded. */
-static void dispatch(rpc_call *c, const uint8_t *p, size_t n, grpc_slice *slice) {
+void rpc__dispatch(rpc_call *c, const uint8_t *p, size_t n, grpc_slice *slice) {
   rpc_server *s = c->srv;
   const rpc_method_desc *md = &rpc_methods[c->mid];
   const rpc_handler *h = &s->handlers[c->mid];
@@ -622,7 +530,7 @@ static void dispatch(rpc_call *c, const uint8_t *p, size_t n, grpc_slice *slice)
 static void on_request(rpc_call *c, int ok) {
   rpc_server *s = c->srv;
   if (!ok) { /* the server is shutting down: this request was cancelled */
-    call_unref(c);
+    rpc__call_unref(c);
     return;
   }
   pthread_mutex_lock(&s->mu);
@@ -637,12 +545,12 @@ static void on_request(rpc_call *c, int ok) {
      * only dropping it: a server call unref'd before any op was sent is not
      * cancelled by core and would hold the shutdown until the client's deadline. */
     grpc_call_cancel_with_status(c->call, GRPC_STATUS_UNAVAILABLE, "server is shutting down", NULL);
-    call_unref(c);
+    rpc__call_unref(c);
     return;
   }
-  request_call(c->w, c->mid); /* keep one request outstanding per method and queue */
+  rpc__request_call(c->w, c->mid); /* keep one request outstanding per method and queue */
   atomic_fetch_add(&s->calls_total, 1);
-  c->start_ns = now_ns(CLOCK_MONOTONIC);
+  c->start_ns = rpc__now_ns(CLOCK_MONOTONIC);
 
   /* RECV_CLOSE_ON_SERVER in its own batch, so a cancel is seen while we work (pitfall 7). */
   grpc_op op;
@@ -650,7 +558,7 @@ static void on_request(rpc_call *c, int ok) {
   op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
   op.data.recv_close_on_server.cancelled = &c->close_cancelled;
   call_ref(c);
-  if (grpc_call_start_batch(c->call, &op, 1, &c->t_close, NULL) != GRPC_CALL_OK) call_unref(c);
+  if (grpc_call_start_batch(c->call, &op, 1, &c->t_close, NULL) != GRPC_CALL_OK) rpc__call_unref(c);
 
   /* From here the request's reference is the handler's; call_end drops it. */
   if (c->mid < 0) {
@@ -684,13 +592,13 @@ static void on_request(rpc_call *c, int ok) {
   grpc_byte_buffer_reader_destroy(&rd);
   grpc_byte_buffer_destroy(c->payload);
   c->payload = NULL;
-  dispatch(c, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), &all);
+  rpc__dispatch(c, GRPC_SLICE_START_PTR(all), GRPC_SLICE_LENGTH(all), &all);
 }
 
 static void on_close(rpc_call *c) {
   if (c->close_cancelled) atomic_store(&c->cancelled, 1);
-  if (c->next) stream_kick(c); /* a waiting stream must see the cancel */
-  call_unref(c);
+  if (c->next) rpc__stream_kick(c); /* a waiting stream must see the cancel */
+  rpc__call_unref(c);
 }
 
 static void on_send(rpc_call *c, int ok) {
@@ -708,10 +616,10 @@ static void on_send(rpc_call *c, int ok) {
   }
   pthread_mutex_unlock(&c->mu);
   if (push) exec_push(c);
-  call_unref(c);
+  rpc__call_unref(c);
 }
 
-static void *poller_main(void *arg) {
+void *rpc__poller_main(void *arg) {
   cqw *w = arg;
   rpc_server *s = w->srv;
   for (;;) {
@@ -729,7 +637,7 @@ static void *poller_main(void *arg) {
         pthread_cond_broadcast(&s->cv);
         pthread_mutex_unlock(&s->mu);
       }
-      call_unref(t->call);
+      rpc__call_unref(t->call);
       break;
     case T_SHUTDOWN:
       pthread_mutex_lock(&s->mu);
@@ -739,295 +647,4 @@ static void *poller_main(void *arg) {
       break;
     }
   }
-}
-
-/* --- lifecycle -------------------------------------------------------------- */
-
-/* The part of a server that local and networked ones share. */
-static rpc_server *server_new(const rpc_server_opts *o) {
-  rpc_server *s = calloc(1, sizeof *s);
-  if (!s) return NULL;
-  s->max_msg = o->max_message_bytes ? o->max_message_bytes : RPC_DEFAULT_MAX_MESSAGE_BYTES;
-  if (s->max_msg > INT32_MAX) s->max_msg = INT32_MAX;
-  s->log = o->log;
-  s->log_level = o->log_level;
-  memcpy(s->handlers, o->handlers, sizeof s->handlers);
-  s->gate = o->gate;
-  s->gate_ctx = o->gate_ctx;
-  s->nw = o->threads > 0 ? o->threads : 2;
-  s->nx = o->exec_threads > 0 ? o->exec_threads : 2;
-  s->t_shutdown = (rpc_tag){T_SHUTDOWN, NULL};
-  s->streams.lnext = s->streams.lprev = &s->streams;
-  s->started_ns = now_ns(CLOCK_REALTIME);
-  pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->cv, NULL);
-  pthread_mutex_init(&s->xmu, NULL);
-  pthread_cond_init(&s->xcv, NULL);
-  s->xthreads = calloc((size_t)s->nx, sizeof *s->xthreads);
-  if (!s->xthreads) abort();
-  return s;
-}
-
-static void server_free(rpc_server *s) {
-  pthread_mutex_destroy(&s->mu);
-  pthread_cond_destroy(&s->cv);
-  pthread_mutex_destroy(&s->xmu);
-  pthread_cond_destroy(&s->xcv);
-  free(s->ws);
-  free(s->xthreads);
-  free(s);
-}
-
-int rpc_server_start_local(const rpc_server_opts *o, rpc_server **out) {
-  *out = NULL;
-  rpc_server *s = server_new(o);
-  if (!s) return strata_err(STRATA_ENOMEM, "rpc server: out of memory");
-  for (int i = 0; i < s->nx; i++) pthread_create(&s->xthreads[i], NULL, exec_main, s);
-  *out = s;
-  return 0;
-}
-
-void rpc_server_call_local(rpc_server *s, rpc_method_id m, const void *req, size_t n,
-                           int64_t timeout_ms, rpc_local_result *res) {
-  assert(!s->server && m >= 0 && m < RPC_M__COUNT);
-  res->rc = 0;
-  res->status = 0;
-  res->trailer = NULL;
-  res->msg[0] = 0;
-  res->messages = res->bytes = 0;
-  rpc_call *c = calloc(1, sizeof *c);
-  if (!c) abort();
-  c->srv = s;
-  c->mid = (int)m;
-  c->local = res;
-  atomic_init(&c->refs, 2); /* the handler's and ours */
-  pthread_mutex_init(&c->mu, NULL);
-  pthread_cond_init(&c->lcv, NULL);
-  grpc_metadata_array_init(&c->req_md);
-  c->deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
-                             gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
-  pthread_mutex_lock(&s->mu);
-  s->active++;
-  c->active = 1;
-  pthread_mutex_unlock(&s->mu);
-  atomic_fetch_add(&s->calls_total, 1);
-  c->start_ns = now_ns(CLOCK_MONOTONIC);
-  if (n > s->max_msg)
-    rpc_call_fail(c, STRATA_ETOOBIG,
-                  "%s: request of %zu bytes exceeds the server's --max-message-bytes %zu",
-                  rpc_methods[m].path, n, s->max_msg);
-  else
-    dispatch(c, req, n, NULL);
-  pthread_mutex_lock(&c->mu);
-  while (!c->finished) pthread_cond_wait(&c->lcv, &c->mu);
-  pthread_mutex_unlock(&c->mu);
-  call_unref(c);
-}
-
-int rpc_server_start(const rpc_server_opts *o, rpc_server **out) {
-  *out = NULL;
-  rpc_server *s = server_new(o);
-  if (!s) return strata_err(STRATA_ENOMEM, "rpc server: out of memory");
-  rpc_tls tls;
-  int rc = rpc_tls_load(&tls, o->tls_client_ca, "--tls-client-ca", o->tls_cert, "--tls-cert",
-                        o->tls_key, "--tls-key");
-  if (!rc && o->tls_client_ca && !o->tls_cert)
-    rc = strata_err(STRATA_EINVALID, "--tls-client-ca needs --tls-cert and --tls-key");
-  if (rc) {
-    rpc_tls_free(&tls);
-    server_free(s);
-    return rc;
-  }
-  s->tls = tls.cert != NULL;
-  grpc_init();
-
-  grpc_arg args[3];
-  args[0].type = GRPC_ARG_INTEGER;
-  args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-  args[0].value.integer = -1; /* on_request enforces max_msg itself, with the trailer */
-  args[1].type = GRPC_ARG_INTEGER;
-  args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-  args[1].value.integer = (int)s->max_msg;
-  args[2].type = GRPC_ARG_INTEGER;
-  args[2].key = GRPC_ARG_ALLOW_REUSEPORT; /* a second server must not share our port */
-  args[2].value.integer = 0;
-  grpc_channel_args cargs = {3, args};
-  s->server = grpc_server_create(&cargs, NULL);
-  for (int m = 0; m < RPC_M__COUNT; m++)
-    s->method_handles[m] = grpc_server_register_method(
-        s->server, rpc_methods[m].path, NULL, GRPC_SRM_PAYLOAD_READ_INITIAL_BYTE_BUFFER, 0);
-  s->ws = calloc((size_t)s->nw, sizeof *s->ws);
-  if (!s->ws) abort();
-  for (int i = 0; i < s->nw; i++) {
-    s->ws[i].srv = s;
-    s->ws[i].cq = grpc_completion_queue_create_for_next(NULL);
-    grpc_server_register_completion_queue(s->server, s->ws[i].cq, NULL);
-  }
-  const char *listen = o->listen ? o->listen : "127.0.0.1:0";
-  grpc_server_credentials *creds;
-  if (s->tls) {
-    grpc_ssl_pem_key_cert_pair pair = {tls.key, tls.cert};
-    creds = grpc_ssl_server_credentials_create_ex(
-        tls.ca, &pair, 1,
-        tls.ca ? GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY
-               : GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE,
-        NULL);
-  } else {
-    creds = grpc_insecure_server_credentials_create();
-  }
-  s->port = creds ? grpc_server_add_http2_port(s->server, listen, creds) : 0;
-  if (creds) grpc_server_credentials_release(creds);
-  rpc_tls_free(&tls); /* core keeps its own copies */
-  if (s->port == 0) {
-    rc = strata_err(STRATA_EBUSY,
-                        "cannot listen on %s: the address is in use or invalid "
-                        "(is another strata-server running? choose another --listen)",
-                        listen);
-    grpc_server_destroy(s->server);
-    for (int i = 0; i < s->nw; i++) grpc_completion_queue_destroy(s->ws[i].cq);
-    grpc_shutdown();
-    server_free(s);
-    return rc;
-  }
-  grpc_server_start(s->server);
-  for (int i = 0; i < s->nw; i++) {
-    for (int m = 0; m < RPC_M__COUNT; m++) request_call(&s->ws[i], m);
-    request_call(&s->ws[i], -1); /* pitfall 2: unknown methods get UNIMPLEMENTED */
-    pthread_create(&s->ws[i].thread, NULL, poller_main, &s->ws[i]);
-  }
-  for (int i = 0; i < s->nx; i++) pthread_create(&s->xthreads[i], NULL, exec_main, s);
-  slog(s, 2, "event=rpc_listening port=%d threads=%d max_message_bytes=%zu", s->port, s->nw,
-       s->max_msg);
-  *out = s;
-  return 0;
-}
-
-int rpc_server_port(const rpc_server *s) { return s->port; }
-size_t rpc_server_max_message_bytes(const rpc_server *s) { return s->max_msg; }
-
-int rpc_server_draining(const rpc_server *s) {
-  rpc_server *m = (rpc_server *)s;
-  pthread_mutex_lock(&m->mu);
-  int d = m->draining;
-  pthread_mutex_unlock(&m->mu);
-  return d;
-}
-
-void rpc_server_get_stats(const rpc_server *s, rpc_server_stats *st) {
-  rpc_server *m = (rpc_server *)s;
-  st->calls_total = atomic_load(&m->calls_total);
-  st->calls_failed = atomic_load(&m->calls_failed);
-  pthread_mutex_lock(&m->mu);
-  st->calls_active = m->active;
-  pthread_mutex_unlock(&m->mu);
-  st->started_ns = m->started_ns;
-}
-
-/* Wakes every live stream so its next() sees rpc_call_stopping(). */
-static void wake_streams(rpc_server *s) {
-  pthread_mutex_lock(&s->mu);
-  /* stream_kick takes c->mu, then xmu, under s->mu: the documented order. */
-  for (rpc_call *c = s->streams.lnext; c != &s->streams; c = c->lnext) stream_kick(c);
-  pthread_mutex_unlock(&s->mu);
-}
-
-/* One wait on s->cv with s->mu held: until a broadcast, or at most 50 ms and
- * never past deadline_ns (monotonic; 0 = no deadline). Returns 0 once the
- * deadline has passed. The 50 ms steps also bound a missed broadcast. */
-static int cv_wait_step(rpc_server *s, int64_t deadline_ns) {
-  if (!deadline_ns) {
-    pthread_cond_wait(&s->cv, &s->mu);
-    return 1;
-  }
-  int64_t left = deadline_ns - now_ns(CLOCK_MONOTONIC);
-  if (left <= 0) return 0;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_nsec += left < 50000000 ? left : 50000000;
-  ts.tv_sec += ts.tv_nsec / 1000000000;
-  ts.tv_nsec %= 1000000000;
-  pthread_cond_timedwait(&s->cv, &s->mu, &ts);
-  return 1;
-}
-
-/* Waits until no handler holds a call, or until `deadline_ns` (monotonic; 0 = forever). */
-static int wait_idle(rpc_server *s, int64_t deadline_ns) {
-  pthread_mutex_lock(&s->mu);
-  while (s->active > 0)
-    if (!cv_wait_step(s, deadline_ns)) break;
-  int idle = s->active == 0;
-  pthread_mutex_unlock(&s->mu);
-  return idle;
-}
-
-/* Waits until every status batch started has completed (sent, or failed on a
- * dead connection), or until `deadline_ns` (monotonic). */
-static void wait_sent(rpc_server *s, int64_t deadline_ns) {
-  pthread_mutex_lock(&s->mu);
-  while (atomic_load(&s->sending) > 0)
-    if (!cv_wait_step(s, deadline_ns)) break;
-  pthread_mutex_unlock(&s->mu);
-}
-
-/* Stops the executor (no stream can be queued: every call has ended). */
-static void exec_stop(rpc_server *s) {
-  pthread_mutex_lock(&s->xmu);
-  s->xstop = 1;
-  pthread_cond_broadcast(&s->xcv);
-  pthread_mutex_unlock(&s->xmu);
-  for (int i = 0; i < s->nx; i++) pthread_join(s->xthreads[i], NULL);
-}
-
-void rpc_server_stop(rpc_server *s, int grace_ms) {
-  if (!s->server) { /* local: no network; calls in flight are on their callers' threads */
-    pthread_mutex_lock(&s->mu);
-    s->draining = 1;
-    pthread_mutex_unlock(&s->mu);
-    wake_streams(s);
-    wait_idle(s, 0);
-    exec_stop(s);
-    server_free(s);
-    return;
-  }
-  /* 1. Stop re-requesting calls; a call matched from now on is dropped. */
-  pthread_mutex_lock(&s->mu);
-  s->draining = 1;
-  uint64_t inflight = s->active;
-  pthread_mutex_unlock(&s->mu);
-  slog(s, 2, "event=rpc_draining in_flight=%llu grace_ms=%d", (unsigned long long)inflight,
-       grace_ms);
-  /* 2. No new calls; pending requests complete with ok=0 and free themselves. */
-  grpc_server_shutdown_and_notify(s->server, s->ws[0].cq, &s->t_shutdown);
-  /* 3. Streams (Watch) end with UNAVAILABLE instead of waiting out the grace. */
-  wake_streams(s);
-  /* 4. Let in-flight calls finish, then cancel the rest and wait for their handlers.
-   * Cancel even when every handler finished in time: a call whose stream reached
-   * the server after the GOAWAY is never matched to a request and would otherwise
-   * hold the shutdown tag until the client's deadline. */
-  int64_t deadline = now_ns(CLOCK_MONOTONIC) + (int64_t)grace_ms * 1000000;
-  if (!wait_idle(s, deadline)) slog(s, 1, "event=rpc_cancel_all reason=grace_expired");
-  /* Statuses already queued (the streams' UNAVAILABLE with the shutdown code,
-   * replies just handed over) go out before the cancel, which would replace
-   * any still unsent with a bare UNAVAILABLE. */
-  wait_sent(s, deadline);
-  grpc_server_cancel_all_calls(s->server);
-  wake_streams(s);
-  wait_idle(s, 0);
-  slog(s, 3, "event=rpc_handlers_done");
-  /* 5. Every call is released: the shutdown tag arrives while the pollers run. */
-  pthread_mutex_lock(&s->mu);
-  while (!s->shutdown_seen) pthread_cond_wait(&s->cv, &s->mu);
-  pthread_mutex_unlock(&s->mu);
-  slog(s, 3, "event=rpc_shutdown_tag");
-  /* 6. Stop the executor (no stream can be queued: every call has ended). */
-  exec_stop(s);
-  /* 7. Shut every queue down and let its poller drain it to GRPC_QUEUE_SHUTDOWN. */
-  for (int i = 0; i < s->nw; i++) grpc_completion_queue_shutdown(s->ws[i].cq);
-  for (int i = 0; i < s->nw; i++) pthread_join(s->ws[i].thread, NULL);
-  for (int i = 0; i < s->nw; i++) grpc_completion_queue_destroy(s->ws[i].cq);
-  grpc_server_destroy(s->server);
-  grpc_shutdown();
-  slog(s, 2, "event=rpc_stopped calls_total=%llu",
-       (unsigned long long)atomic_load(&s->calls_total));
-  server_free(s);
 }
