@@ -17,9 +17,6 @@ $(O)/tools/stratactl.obj/%.o: tools/stratactl/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
-# stratactl op replay runs the split library (tools/split/split.c, defined below).
-$(CTL_BIN): $(CTL_OBJS) $(O)/tools/split.obj/split.o $(O)/tools/populate.obj/precomputed.o $(RPC_LIB) $(O)/libstrata.a
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS) -ljansson
 
 -include $(CTL_OBJS:.o=.d)
 
@@ -97,10 +94,10 @@ bench-populate:
 # --- strata-split: the supervoxel split edit worker (issue 13, tools/split/README.md) -----
 # split.o is the split itself (steps, locks, region growing, the fenced commit); stratactl
 # links it too for `op replay`, so a replay computes exactly what the worker would have.
-SPLIT_LIB_OBJS := $(O)/tools/split.obj/split.o $(POP_COMMON)
+SPLIT_LIB_OBJS := $(addprefix $(O)/tools/split.obj/,split.o request.o grow.o commit.o replay.o) $(POP_COMMON)
 SPLIT_BIN := $(O)/tools/strata-split
 BINS += $(SPLIT_BIN)
-$(O)/tools/split.obj/split.o $(O)/tools/split.obj/main.o: | $(RPC_GEN_H)
+$(SPLIT_LIB_OBJS) $(O)/tools/split.obj/main.o: | $(RPC_GEN_H)
 
 $(O)/tools/split.obj/%.o: tools/split/%.c
 	@mkdir -p $(@D)
@@ -109,7 +106,11 @@ $(O)/tools/split.obj/%.o: tools/split/%.c
 $(SPLIT_BIN): $(O)/tools/split.obj/main.o $(SPLIT_LIB_OBJS) $(RPC_LIB) $(O)/libstrata.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS) -ljansson
 
--include $(O)/tools/split.obj/main.d $(O)/tools/split.obj/split.d
+-include $(O)/tools/split.obj/main.d $(SPLIT_LIB_OBJS:.o=.d)
+
+# stratactl op replay runs the split library (after SPLIT_LIB_OBJS is defined).
+$(CTL_BIN): $(CTL_OBJS) $(SPLIT_LIB_OBJS) $(RPC_LIB) $(O)/libstrata.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS) -ljansson
 
 # make bench-split (run by make bench): tools/bench/split_bench.py, split_op_ms against the
 # multi-commit anchor and split_ops_per_s_disjoint (about a minute).
