@@ -137,15 +137,10 @@ int ocdbt_dft_decode(const uint8_t *p, size_t n, size_t transitive_len, ocdbt_df
   *out = (ocdbt_dft){0, NULL};
   if (!a) return STRATA_ENOMEM;
   ocdbt__rd r = {p, n, 0, "data file table", 0, NULL};
-  int rc = ocdbt__dft_read(&r, transitive_len, a, out);
-  if (rc) {
-    ocdbt__arena_free(a);
-    *out = (ocdbt_dft){0, NULL};
-    return rc;
-  }
-  *arena = a;
-  if (consumed) *consumed = r.off;
-  return 0;
+  int rc = ocdbt__decode_done(ocdbt__dft_read(&r, transitive_len, a, out), a, arena, out,
+                              sizeof *out);
+  if (!rc && consumed) *consumed = r.off;
+  return rc;
 }
 
 void ocdbt_dft_arena_free(void *arena) { ocdbt__arena_free(arena); }
