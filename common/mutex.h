@@ -103,11 +103,14 @@ static inline int strata_mutex_held(const strata_mutex *mu) {
 #endif
 }
 
-/* The precondition of every function whose comment says "mu held". */
+/* The precondition of every function whose comment says "mu held", and of
+ * callbacks that must run with it free. */
 #if STRATA_MUTEX_CHECKS
 #define strata_mutex_assert_held(mu) assert(strata_mutex_held(mu) == 1)
+#define strata_mutex_assert_not_held(mu) assert(strata_mutex_held(mu) == 0)
 #else
 #define strata_mutex_assert_held(mu) ((void)(mu))
+#define strata_mutex_assert_not_held(mu) ((void)(mu))
 #endif
 
 /* pthread_cond_wait and _timedwait on a strata_mutex: the owner is cleared

@@ -1,7 +1,8 @@
 /*
  * Private to the OCDBT codecs (crc32c.c, codec.c, dft.c, btnode.c, vtree.c,
  * manifest.c): the bounds-checked reader every decoder parses with, uleb128
- * varints, the arena decoded objects own, and the common envelope.
+ * varints, the arena decoded objects own, the common envelope, and the
+ * column tables that describe the per-entry fields of nodes.
  */
 #ifndef STRATA_STORAGE_CODEC_INT_H
 #define STRATA_STORAGE_CODEC_INT_H
@@ -143,9 +144,9 @@ struct ocdbt__col {
   uint64_t (*get)(const uint8_t *entry);
 };
 
-/* The walkers are inline so that, called with a constant table, the compiler
- * unrolls the column loop and folds each column's type, width and check:
- * the table is the source, the code is as specialised as hand-written loops. */
+/* The walkers are inline and unroll the column loop by hand, so that with a
+ * constant table the compiler folds each column's type, width and rule: the
+ * table is the source, the code is as specialised as hand-written loops. */
 #define OCDBT__INLINE static inline __attribute__((always_inline))
 
 OCDBT__INLINE size_t ocdbt__col_width(const ocdbt__col *c) {

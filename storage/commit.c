@@ -347,6 +347,7 @@ fail: {
 }
 
 static void complete(st_txn *t) {
+  strata_mutex_assert_not_held(&t->db->mu); /* store.h: no engine lock held */
   if (t->done) t->done(t->done_ctx, &t->res);
   st_txn_abort(t);
 }

@@ -32,6 +32,7 @@ static void test_owner_follows_lock_unlock_and_waits(void **state) {
   (void)state;
   if (strata_mutex_held(&mu) == -1) skip(); /* release build: owners not tracked */
   assert_int_equal(strata_mutex_held(&mu), 0);
+  strata_mutex_assert_not_held(&mu);
   strata_mutex_lock(&mu);
   assert_int_equal(strata_mutex_held(&mu), 1);
   strata_mutex_assert_held(&mu);
