@@ -85,16 +85,3 @@ void lk__part_destroy(lk__part *p) {
   p->nbuckets = p->count = 0;
   strata_mutex_destroy(&p->mu);
 }
-
-void lk__assert_parts_held(lk_manager *lk, const lk__prep *pr) {
-#if STRATA_MUTEX_CHECKS
-  if (pr->all) {
-    for (unsigned i = 0; i < lk->nparts; i++) strata_mutex_assert_held(&lk->parts[i].mu);
-  } else {
-    for (size_t i = 0; i < pr->nparts; i++) strata_mutex_assert_held(&lk->parts[pr->parts[i]].mu);
-  }
-#else
-  (void)lk;
-  (void)pr;
-#endif
-}
