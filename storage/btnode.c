@@ -85,10 +85,8 @@ static uint64_t leaf_value_length(const uint8_t *entry) {
   return e->kind == OCDBT_VALUE_INLINE ? e->value.n : e->ref.length;
 }
 
-/* The kind byte, and the inline value length the column before it held. */
-static int check_value_kind(const ocdbt__rd *r, const ocdbt__col *c, const uint8_t *entry,
-                            long i, const ocdbt__cols_ctx *ctx) {
-  const ocdbt_leaf_entry *e = (const void *)entry;
+static int value_kind_fail(const ocdbt__rd *r, const ocdbt_leaf_entry *e, long i,
+                           const ocdbt__cols_ctx *ctx) {
   if (e->kind > OCDBT_VALUE_INDIRECT)
     return ocdbt__rd_fail(r, "value_kind", i, "%u is neither 0 (inline) nor 1 (out of line)",
                           e->kind);
@@ -97,6 +95,17 @@ static int check_value_kind(const ocdbt__rd *r, const ocdbt__col *c, const uint8
                              i, "inline value of %llu bytes exceeds %u",
                              (unsigned long long)e->ref.length, OCDBT_MAX_INLINE_VALUE);
   return 0;
+}
+
+/* The kind byte, and the inline value length the column before it held.
+ * Inlined into the walker (it runs once per entry); failures are out of line. */
+OCDBT__INLINE int check_value_kind(const ocdbt__rd *r, const ocdbt__col *c, const uint8_t *entry,
+                                   long i, const ocdbt__cols_ctx *ctx) {
+  const ocdbt_leaf_entry *e = (const void *)entry;
+  if (e->kind == OCDBT_VALUE_INDIRECT ||
+      (e->kind == OCDBT_VALUE_INLINE && e->ref.length <= OCDBT_MAX_INLINE_VALUE))
+    return 0;
+  return value_kind_fail(r, e, i, ctx);
 }
 
 /* value_length is decoded into ref.length and moved to value.n for inline
