@@ -24,6 +24,7 @@ static int ctr_key(const char *name, uint8_t *k, size_t *kl, const char *fn) {
 
 /* Reads the next id of the counter; ct->mu held. */
 static int read_next(ctr_table *ct, const uint8_t *k, size_t kl, uint64_t *next, const char *fn) {
+  strata_mutex_assert_held(&ct->mu);
   char *err = NULL;
   size_t vl = 0;
   int rc = lk__db_enter(ct->lk, fn);
@@ -45,7 +46,7 @@ int ctr_allocate(ctr_table *ct, const char *name, uint64_t count, uint64_t *firs
   int rc = ctr_key(name, k, &kl, "ctr_allocate");
   if (rc) return rc;
   if (count == 0) return strata_err(STRATA_EINVALID, "ctr_allocate %s: count must be >= 1", name);
-  pthread_mutex_lock(&ct->mu);
+  strata_mutex_lock(&ct->mu);
   uint64_t next;
   if ((rc = read_next(ct, k, kl, &next, "ctr_allocate"))) goto out;
   if (count > UINT64_MAX - next) {
@@ -58,7 +59,7 @@ int ctr_allocate(ctr_table *ct, const char *name, uint64_t count, uint64_t *firs
   if ((rc = lk__put_sync(ct->lk, k, kl, v, 8, "allocating ids"))) goto out;
   *first = next;
 out:
-  pthread_mutex_unlock(&ct->mu);
+  strata_mutex_unlock(&ct->mu);
   return rc;
 }
 
@@ -67,8 +68,8 @@ int ctr_peek(ctr_table *ct, const char *name, uint64_t *next) {
   size_t kl;
   int rc = ctr_key(name, k, &kl, "ctr_peek");
   if (rc) return rc;
-  pthread_mutex_lock(&ct->mu);
+  strata_mutex_lock(&ct->mu);
   rc = read_next(ct, k, kl, next, "ctr_peek");
-  pthread_mutex_unlock(&ct->mu);
+  strata_mutex_unlock(&ct->mu);
   return rc;
 }

@@ -63,6 +63,7 @@ int lk_check(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, int 
  * Partition mutexes held. Returns 1 if a temporal slot of op on a row
  * passed its expiry (it stayed held only for the commit). */
 static int unpin(lk_manager *lk, lk__prep *pr, uint64_t op, int64_t now) {
+  lk__assert_parts_held(lk, pr);
   int expired = 0, freed = 0;
   for (size_t i = 0; i < pr->n; i++) {
     lk__rowent *e = pr->rows[i].ent; /* a pinned entry is never freed */
@@ -73,28 +74,29 @@ static int unpin(lk_manager *lk, lk__prep *pr, uint64_t op, int64_t now) {
     lk__kick_row(e, NULL); /* waiting acquires: the row may be free now */
   }
   if (freed) { /* waiting releases (lk__wait_unpinned) */
-    pthread_mutex_lock(&lk->pin_mu);
+    strata_mutex_lock(&lk->pin_mu);
     lk->pin_epoch++;
     if (lk->pin_waiters) pthread_cond_broadcast(&lk->pin_cv);
-    pthread_mutex_unlock(&lk->pin_mu);
+    strata_mutex_unlock(&lk->pin_mu);
   }
   return expired;
 }
 
 int lk__wait_unpinned(lk_manager *lk, lk__prep *pr, const char *fn) {
+  lk__assert_parts_held(lk, pr);
   int rc = 0;
-  pthread_mutex_lock(&lk->pin_mu); /* before the partition mutexes go: no unpin is missed */
+  strata_mutex_lock(&lk->pin_mu); /* before the partition mutexes go: no unpin is missed */
   uint64_t epoch = lk->pin_epoch;
   lk->pin_waiters++;
   lk__unlock_parts(lk, pr);
   while (lk->pin_epoch == epoch && !atomic_load(&lk->shutting_down))
-    pthread_cond_wait(&lk->pin_cv, &lk->pin_mu);
+    strata_cond_wait(&lk->pin_cv, &lk->pin_mu);
   lk->pin_waiters--;
   if (atomic_load(&lk->shutting_down))
     rc = strata_err(STRATA_ESHUTDOWN,
                     "%s: waited for a fenced commit in flight on a row; the lock manager is "
                     "shutting down, nothing was released", fn);
-  pthread_mutex_unlock(&lk->pin_mu);
+  strata_mutex_unlock(&lk->pin_mu);
   return rc;
 }
 

@@ -13,6 +13,7 @@
 
 #include <rocksdb/c.h>
 
+#include "common/mutex.h"
 #include "locks/counter.h"
 #include "locks/lock.h"
 #include "locks/oplog.h"
@@ -72,7 +73,7 @@ typedef struct lk__rowent {
 
 /* A partition: one mutex guards its hash table, its rows' slots and queues. */
 typedef struct lk__part {
-  pthread_mutex_t mu;
+  strata_mutex mu;
   lk__rowent **buckets;
   size_t nbuckets;
   size_t count;
@@ -83,7 +84,7 @@ typedef struct lk__part {
  * the partition mutexes, so a kicker holding a partition mutex may touch it.
  * mu is a leaf lock: taken after partition mutexes, never before them. */
 typedef struct lk__waiter {
-  pthread_mutex_t mu;
+  strata_mutex mu;
   pthread_cond_t cv;
   int kicked;                /* guarded by mu */
   uint64_t op;
@@ -96,13 +97,13 @@ void lk__waiter_kick(lk__waiter *w);
 
 struct oplog {
   lk_manager *lk;
-  pthread_mutex_t mu;        /* serializes creates and status changes */
+  strata_mutex mu;        /* serializes creates and status changes */
   _Atomic uint64_t last_id;
 };
 
 struct ctr_table {
   lk_manager *lk;
-  pthread_mutex_t mu;        /* serializes allocations */
+  strata_mutex mu;        /* serializes allocations */
 };
 
 struct lk_manager {
@@ -115,7 +116,7 @@ struct lk_manager {
   /* Group sync of the WAL (README "Durability order"). write_seq counts lock
    * batches written; synced_seq is the highest one known durable. */
   _Atomic uint64_t write_seq;
-  pthread_mutex_t sync_mu;           /* leaf lock: guards the fields below */
+  strata_mutex sync_mu;           /* leaf lock: guards the fields below */
   pthread_cond_t sync_cv;
   uint64_t synced_seq;
   int syncing;                       /* a thread is in rocksdb_flush_wal */
@@ -136,7 +137,7 @@ struct lk_manager {
    * failed reopen. */
   pthread_rwlock_t db_rw;
   char *path;
-  pthread_mutex_t gen_mu;            /* orders 'G' writes; before db_rw */
+  strata_mutex gen_mu;            /* orders 'G' writes; before db_rw */
   uint64_t acked_gen;                /* the 'G' value, under gen_mu */
   rocksdb_readoptions_t *ro;
   lk_clock_fn clock;
@@ -150,7 +151,7 @@ struct lk_manager {
   /* Releases waiting for pinned rows (README "Fences hold"). pin_mu is a leaf
    * lock taken after partition mutexes; pin_epoch grows on every unpin that
    * brings a row's pins to 0. */
-  pthread_mutex_t pin_mu;
+  strata_mutex pin_mu;
   pthread_cond_t pin_cv;
   uint64_t pin_epoch;
   uint64_t pin_waiters;
@@ -191,6 +192,10 @@ void lk__prep_free(lk__prep *pr);
 /* Takes / drops the request's partition mutexes, in ascending order. */
 void lk__lock_parts(lk_manager *lk, const lk__prep *pr);
 void lk__unlock_parts(lk_manager *lk, const lk__prep *pr);
+/* Asserts (in the checked builds, common/mutex.h) that the calling thread
+ * holds every partition mutex of the request: the precondition of the
+ * functions below that say "partition mutexes held". */
+void lk__assert_parts_held(lk_manager *lk, const lk__prep *pr);
 /* Looks up every row's entry (NULL when absent) and raises pr->need to the
  * rows' last writes. Partition mutexes held. */
 void lk__find_ents(lk_manager *lk, lk__prep *pr);

@@ -19,79 +19,7 @@
 #include "common/err.h"
 #include "locks/lk_int.h"
 
-/* --- the request's rows, sorted and deduplicated ------------------------- */
-
-static int cmp_req_row(const void *a, const void *b) {
-  const lk__req_row *x = a, *y = b;
-  if (x->part != y->part) return x->part < y->part ? -1 : 1;
-  size_t n = x->len < y->len ? x->len : y->len;
-  int c = memcmp(x->key, y->key, n);
-  if (c) return c;
-  if (x->len != y->len) return x->len < y->len ? -1 : 1;
-  return x->idx < y->idx ? -1 : x->idx > y->idx;
-}
-
-void lk__prep_free(lk__prep *pr) {
-  free(pr->rows);
-  free(pr->parts);
-  memset(pr, 0, sizeof *pr);
-}
-
-int lk__prep_rows(lk_manager *lk, const lk_row *rows, size_t nrows, lk__prep *pr) {
-  memset(pr, 0, sizeof *pr);
-  pr->rows = malloc(nrows * sizeof *pr->rows);
-  pr->parts = malloc(nrows * sizeof *pr->parts);
-  if (!pr->rows || !pr->parts) {
-    lk__prep_free(pr);
-    return strata_err(STRATA_ENOMEM, "lock request of %zu rows", nrows);
-  }
-  for (size_t i = 0; i < nrows; i++) {
-    lk__req_row *r = &pr->rows[i];
-    r->key = rows[i].key;
-    r->len = rows[i].len;
-    r->idx = i;
-    r->part = lk__part_of(lk, r->key, r->len);
-    r->hash = lk__hash(r->key, r->len);
-    r->ent = NULL;
-  }
-  qsort(pr->rows, nrows, sizeof *pr->rows, cmp_req_row);
-  size_t n = 0;
-  for (size_t i = 0; i < nrows; i++) {
-    lk__req_row *r = &pr->rows[i];
-    if (n && pr->rows[n - 1].len == r->len && pr->rows[n - 1].part == r->part &&
-        memcmp(pr->rows[n - 1].key, r->key, r->len) == 0)
-      continue; /* duplicate: keep the first index */
-    pr->rows[n++] = *r;
-    if (pr->nparts == 0 || pr->parts[pr->nparts - 1] != r->part) pr->parts[pr->nparts++] = r->part;
-  }
-  pr->n = n;
-  return 0;
-}
-
-/* Lock order: partition mutexes in ascending partition number. */
-void lk__lock_parts(lk_manager *lk, const lk__prep *pr) {
-  if (pr->all) {
-    for (unsigned i = 0; i < lk->nparts; i++) pthread_mutex_lock(&lk->parts[i].mu);
-  } else {
-    for (size_t i = 0; i < pr->nparts; i++) pthread_mutex_lock(&lk->parts[pr->parts[i]].mu);
-  }
-}
-
-void lk__unlock_parts(lk_manager *lk, const lk__prep *pr) {
-  if (pr->all) {
-    for (unsigned i = lk->nparts; i-- > 0;) pthread_mutex_unlock(&lk->parts[i].mu);
-  } else {
-    for (size_t i = pr->nparts; i-- > 0;) pthread_mutex_unlock(&lk->parts[pr->parts[i]].mu);
-  }
-}
-
-void lk__find_ents(lk_manager *lk, lk__prep *pr) {
-  for (size_t i = 0; i < pr->n; i++) {
-    lk__req_row *r = &pr->rows[i];
-    r->ent = lk__row_find(&lk->parts[r->part], r->key, r->len, r->hash);
-    if (r->ent && r->ent->wseq > pr->need) pr->need = r->ent->wseq;
-  }
-}
+/* --- the request's entries (its rows are prepared in prep.c) ------------ */
 
 /* Creates missing entries so the batch can be applied without allocating
  * after the durable write. On failure frees what it created. */
@@ -245,6 +173,7 @@ static int ttl_overflows(int64_t now, int64_t ttl_ns) {
 /* Grants q (not blocked, not all held) in one durable batch, then applies
  * it to memory. Partition mutexes held, find_ents done. */
 static int grant(lk_manager *lk, const lk_acquire_req *q, lk__prep *pr, int64_t now, lk_result *res) {
+  lk__assert_parts_held(lk, pr);
   int rc = make_ents(lk, pr);
   if (rc) return rc;
   lk__slot *nt = malloc(pr->n * 2 * sizeof *nt);
@@ -317,10 +246,10 @@ static void fill_already_held(const lk_acquire_req *q, lk__prep *pr, lk_result *
 /* --- waiting ------------------------------------------------------------- */
 
 void lk__waiter_kick(lk__waiter *w) {
-  pthread_mutex_lock(&w->mu);
+  strata_mutex_lock(&w->mu);
   w->kicked = 1;
   pthread_cond_signal(&w->cv);
-  pthread_mutex_unlock(&w->mu);
+  strata_mutex_unlock(&w->mu);
 }
 
 void lk__kick_row(lk__rowent *e, const lk__waiter *self) {
@@ -346,6 +275,7 @@ static int enqueue(lk_manager *lk, lk__prep *pr, lk__waiter *w) {
 /* Leaves every queue, wakes those behind (they may now go first) and frees
  * entries nobody needs. Partition mutexes held. */
 static void dequeue(lk_manager *lk, lk__prep *pr, lk__waiter *w) {
+  lk__assert_parts_held(lk, pr);
   for (size_t i = 0; i < pr->n; i++) {
     lk__rowent *e = pr->rows[i].ent;
     lk__wnode *n = &w->nodes[i];
@@ -364,23 +294,24 @@ static void wait_kick(lk__waiter *w, int64_t ns) {
   int64_t t = (int64_t)ts.tv_nsec + (ns > 0 ? ns : 0);
   ts.tv_sec += t / 1000000000;
   ts.tv_nsec = t % 1000000000;
-  pthread_mutex_lock(&w->mu);
+  strata_mutex_lock(&w->mu);
   while (!w->kicked) {
-    if (pthread_cond_timedwait(&w->cv, &w->mu, &ts) != 0) break;
+    if (strata_cond_timedwait(&w->cv, &w->mu, &ts) != 0) break;
   }
   w->kicked = 0;
-  pthread_mutex_unlock(&w->mu);
+  strata_mutex_unlock(&w->mu);
 }
 
 /* The waiting part of lk_acquire: called with the partition mutexes held
  * and the request blocked; returns with them released. */
 static int acquire_wait(lk_manager *lk, const lk_acquire_req *q, lk__prep *pr, lk_result *res) {
+  lk__assert_parts_held(lk, pr);
   int rc = 0;
   lk__waiter w = {.op = q->op};
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-  pthread_mutex_init(&w.mu, NULL);
+  strata_mutex_init(&w.mu);
   pthread_cond_init(&w.cv, &ca);
   pthread_condattr_destroy(&ca);
   w.nodes = calloc(pr->n, sizeof *w.nodes);
@@ -439,7 +370,7 @@ static int acquire_wait(lk_manager *lk, const lk_acquire_req *q, lk__prep *pr, l
 done:
   free(w.nodes);
   pthread_cond_destroy(&w.cv);
-  pthread_mutex_destroy(&w.mu);
+  strata_mutex_destroy(&w.mu);
   return rc;
 }
 

@@ -51,18 +51,19 @@ int lk__dberr(char *err, const char *what) {
 /* Records the first failure (this thread's message); `fatal` when memory may
  * be ahead of disk. */
 static void mark_failed(lk_manager *lk, int rc, int fatal) {
-  pthread_mutex_lock(&lk->sync_mu);
+  strata_mutex_lock(&lk->sync_mu);
   if (!lk->db_failed) {
     lk->db_failed = rc;
     snprintf(lk->db_fail_msg, sizeof lk->db_fail_msg, "%s", strata_errmsg());
   }
   if (fatal) lk->db_fatal = 1;
   pthread_cond_broadcast(&lk->sync_cv);
-  pthread_mutex_unlock(&lk->sync_mu);
+  strata_mutex_unlock(&lk->sync_mu);
 }
 
 /* The refusal while failed; sync_mu held. */
 static int failed_err(lk_manager *lk, const char *what) {
+  strata_mutex_assert_held(&lk->sync_mu);
   if (lk->db_fatal)
     return strata_err(lk->db_failed,
                       "locks db %s: %s refused: a WAL sync failed earlier (%s); the lock table "
@@ -89,24 +90,24 @@ static int disk_has_room(const char *path) {
  * and all of it is durable. Called with no db_rw held. Returns 0 when writes may
  * go on, else the refusal. */
 static int db_recover(lk_manager *lk, const char *what) {
-  pthread_mutex_lock(&lk->sync_mu);
+  strata_mutex_lock(&lk->sync_mu);
   int64_t now = mono_ns();
   int try_now = lk->db_failed && !lk->db_fatal &&
                 (disk_has_room(lk->path) || now - lk->recover_at_ns >= LK__RECOVER_INTERVAL_NS);
   int rc = lk->db_failed ? failed_err(lk, what) : 0;
   if (try_now) lk->recover_at_ns = now;
-  pthread_mutex_unlock(&lk->sync_mu);
+  strata_mutex_unlock(&lk->sync_mu);
   if (!try_now) return rc;
 
   pthread_rwlock_wrlock(&lk->db_rw);
-  pthread_mutex_lock(&lk->sync_mu);
+  strata_mutex_lock(&lk->sync_mu);
   int still = lk->db_failed && !lk->db_fatal && !lk->syncing;
-  pthread_mutex_unlock(&lk->sync_mu);
+  strata_mutex_unlock(&lk->sync_mu);
   if (!still) { /* another thread recovered (or it turned fatal) meanwhile */
     pthread_rwlock_unlock(&lk->db_rw);
-    pthread_mutex_lock(&lk->sync_mu);
+    strata_mutex_lock(&lk->sync_mu);
     rc = lk->db_failed ? failed_err(lk, what) : 0;
-    pthread_mutex_unlock(&lk->sync_mu);
+    strata_mutex_unlock(&lk->sync_mu);
     return rc;
   }
   if (lk->db) rocksdb_close(lk->db);
@@ -116,20 +117,20 @@ static int db_recover(lk_manager *lk, const char *what) {
     lk->db = NULL;
     rc = lk__dberr(err, "reopening after a failed write");
     pthread_rwlock_unlock(&lk->db_rw);
-    pthread_mutex_lock(&lk->sync_mu);
+    strata_mutex_lock(&lk->sync_mu);
     rc = failed_err(lk, what);
-    pthread_mutex_unlock(&lk->sync_mu);
+    strata_mutex_unlock(&lk->sync_mu);
     return rc;
   }
   rc = lk__oplog_load(lk); /* a refused synced put may still have reached the WAL */
-  pthread_mutex_lock(&lk->sync_mu);
+  strata_mutex_lock(&lk->sync_mu);
   if (!rc) {
     lk->db_failed = 0;
     lk->db_fail_msg[0] = 0;
     lk->synced_seq = atomic_load(&lk->write_seq); /* recovered and flushed by the open */
     pthread_cond_broadcast(&lk->sync_cv);
   }
-  pthread_mutex_unlock(&lk->sync_mu);
+  strata_mutex_unlock(&lk->sync_mu);
   pthread_rwlock_unlock(&lk->db_rw);
   return rc;
 }
@@ -149,9 +150,9 @@ void lk__db_leave(lk_manager *lk) { pthread_rwlock_unlock(&lk->db_rw); }
 
 /* 0 when the instance takes writes (recovering it first if it failed). */
 static int writable(lk_manager *lk, const char *what) {
-  pthread_mutex_lock(&lk->sync_mu);
+  strata_mutex_lock(&lk->sync_mu);
   int failed = lk->db_failed;
-  pthread_mutex_unlock(&lk->sync_mu);
+  strata_mutex_unlock(&lk->sync_mu);
   return failed ? db_recover(lk, what) : 0;
 }
 
@@ -197,25 +198,25 @@ int lk__write(lk_manager *lk, rocksdb_writebatch_t *b, const char *what, uint64_
 int lk__durable(lk_manager *lk, uint64_t seq) {
   int rc = 0;
   if (seq == 0 || lk->no_sync) return 0;
-  pthread_mutex_lock(&lk->sync_mu);
+  strata_mutex_lock(&lk->sync_mu);
   while (lk->synced_seq < seq) {
     if (lk->db_failed) {
       /* Never sync a failed instance: recover it (a reopen makes every
        * written batch durable) or report the failure. */
-      pthread_mutex_unlock(&lk->sync_mu);
+      strata_mutex_unlock(&lk->sync_mu);
       rc = db_recover(lk, "waiting for the WAL sync");
-      pthread_mutex_lock(&lk->sync_mu);
+      strata_mutex_lock(&lk->sync_mu);
       if (rc) break;
       continue;
     }
     if (lk->syncing) {
-      pthread_cond_wait(&lk->sync_cv, &lk->sync_mu);
+      strata_cond_wait(&lk->sync_cv, &lk->sync_mu);
       continue;
     }
     /* Become the leader: one fsync covers every batch written so far. */
     lk->syncing = 1;
     uint64_t target = atomic_load(&lk->write_seq);
-    pthread_mutex_unlock(&lk->sync_mu);
+    strata_mutex_unlock(&lk->sync_mu);
     /* rocksdb_flush_wal after a failed append asserts in RocksDB 7.8, even
      * when the append failed on another thread a moment before. So the sync
      * holds db_rw for writing: no append is in flight, and one that failed
@@ -228,16 +229,16 @@ int lk__durable(lk_manager *lk, uint64_t seq) {
     char *err = NULL;
     int failed;
     pthread_rwlock_wrlock(&lk->db_rw);
-    pthread_mutex_lock(&lk->sync_mu);
+    strata_mutex_lock(&lk->sync_mu);
     failed = lk->db_failed;
-    pthread_mutex_unlock(&lk->sync_mu);
+    strata_mutex_unlock(&lk->sync_mu);
     if (!failed) {
       if (lk->db) rocksdb_flush_wal(lk->db, 1, &err);
       else err = strdup("the database is closed");
     }
     pthread_rwlock_unlock(&lk->db_rw);
     if (failed) { /* the loop recovers it or reports */
-      pthread_mutex_lock(&lk->sync_mu);
+      strata_mutex_lock(&lk->sync_mu);
       lk->syncing = 0;
       pthread_cond_broadcast(&lk->sync_cv);
       continue;
@@ -249,23 +250,23 @@ int lk__durable(lk_manager *lk, uint64_t seq) {
       rc = lk__dberr(err, "syncing the WAL");
       mark_failed(lk, rc, !(rc == ENOSPC && append));
     }
-    pthread_mutex_lock(&lk->sync_mu);
+    strata_mutex_lock(&lk->sync_mu);
     lk->syncing = 0;
     if (!err && target > lk->synced_seq) lk->synced_seq = target;
     pthread_cond_broadcast(&lk->sync_cv);
     if (rc) break;
   }
-  pthread_mutex_unlock(&lk->sync_mu);
+  strata_mutex_unlock(&lk->sync_mu);
   return rc;
 }
 
 int lk_acked_generation_note(lk_manager *lk, uint64_t gen) {
   int rc = 0;
-  pthread_mutex_lock(&lk->gen_mu);
+  strata_mutex_lock(&lk->gen_mu);
   if (gen <= lk->acked_gen) goto out;
-  pthread_mutex_lock(&lk->sync_mu);
+  strata_mutex_lock(&lk->sync_mu);
   if (lk->db_failed) rc = failed_err(lk, "recording the acknowledged generation");
-  pthread_mutex_unlock(&lk->sync_mu);
+  strata_mutex_unlock(&lk->sync_mu);
   if (rc) goto out; /* no recovery attempt from the committer's thread */
   uint8_t v[8];
   lk__put64(v, gen);
@@ -282,14 +283,14 @@ int lk_acked_generation_note(lk_manager *lk, uint64_t gen) {
   if (rc) goto out;
   lk->acked_gen = gen;
 out:
-  pthread_mutex_unlock(&lk->gen_mu);
+  strata_mutex_unlock(&lk->gen_mu);
   return rc;
 }
 
 uint64_t lk_acked_generation(lk_manager *lk) {
-  pthread_mutex_lock(&lk->gen_mu);
+  strata_mutex_lock(&lk->gen_mu);
   uint64_t g = lk->acked_gen;
-  pthread_mutex_unlock(&lk->gen_mu);
+  strata_mutex_unlock(&lk->gen_mu);
   return g;
 }
 
@@ -443,17 +444,17 @@ int lk_open(const lk_options *o, lk_manager **out) {
     free(lk);
     return strata_err(STRATA_ENOMEM, "lk_open: %u partitions", o->partitions);
   }
-  for (unsigned i = 0; i < lk->nparts; i++) pthread_mutex_init(&lk->parts[i].mu, NULL);
+  for (unsigned i = 0; i < lk->nparts; i++) strata_mutex_init(&lk->parts[i].mu);
   lk->oplog.lk = lk;
-  pthread_mutex_init(&lk->oplog.mu, NULL);
+  strata_mutex_init(&lk->oplog.mu);
   lk->ctrs.lk = lk;
-  pthread_mutex_init(&lk->ctrs.mu, NULL);
-  pthread_mutex_init(&lk->sync_mu, NULL);
+  strata_mutex_init(&lk->ctrs.mu);
+  strata_mutex_init(&lk->sync_mu);
   pthread_cond_init(&lk->sync_cv, NULL);
-  pthread_mutex_init(&lk->pin_mu, NULL);
+  strata_mutex_init(&lk->pin_mu);
   pthread_cond_init(&lk->pin_cv, NULL);
   pthread_rwlock_init(&lk->db_rw, NULL);
-  pthread_mutex_init(&lk->gen_mu, NULL);
+  strata_mutex_init(&lk->gen_mu);
   lk->no_sync = o->no_sync;
   lk->path = strdup(o->path);
   if (!lk->path) {
@@ -498,29 +499,29 @@ void lk_shutdown(lk_manager *lk) {
   atomic_store(&lk->shutting_down, 1);
   for (unsigned i = 0; i < lk->nparts; i++) {
     lk__part *p = &lk->parts[i];
-    pthread_mutex_lock(&p->mu);
+    strata_mutex_lock(&p->mu);
     for (size_t b = 0; b < p->nbuckets; b++)
       for (lk__rowent *r = p->buckets[b]; r; r = r->next)
         for (lk__wnode *n = r->qhead; n; n = n->next) lk__waiter_kick(n->w);
-    pthread_mutex_unlock(&p->mu);
+    strata_mutex_unlock(&p->mu);
   }
   /* Releases waiting for a pinned row (fence.c) give up too. */
-  pthread_mutex_lock(&lk->pin_mu);
+  strata_mutex_lock(&lk->pin_mu);
   pthread_cond_broadcast(&lk->pin_cv);
-  pthread_mutex_unlock(&lk->pin_mu);
+  strata_mutex_unlock(&lk->pin_mu);
 }
 
 void lk_close(lk_manager *lk) {
   if (!lk) return;
   if (lk->db) rocksdb_close(lk->db);
-  pthread_mutex_destroy(&lk->oplog.mu);
-  pthread_mutex_destroy(&lk->ctrs.mu);
-  pthread_mutex_destroy(&lk->sync_mu);
+  strata_mutex_destroy(&lk->oplog.mu);
+  strata_mutex_destroy(&lk->ctrs.mu);
+  strata_mutex_destroy(&lk->sync_mu);
   pthread_cond_destroy(&lk->sync_cv);
-  pthread_mutex_destroy(&lk->pin_mu);
+  strata_mutex_destroy(&lk->pin_mu);
   pthread_cond_destroy(&lk->pin_cv);
   pthread_rwlock_destroy(&lk->db_rw);
-  pthread_mutex_destroy(&lk->gen_mu);
+  strata_mutex_destroy(&lk->gen_mu);
   free(lk->path);
   if (lk->ro) rocksdb_readoptions_destroy(lk->ro);
   if (lk->wo) rocksdb_writeoptions_destroy(lk->wo);

@@ -1,5 +1,5 @@
 # locks/: lock manager, op log and id counters (issue 4). See locks/README.md.
-LIB_SRCS += locks/lockdb.c locks/table.c locks/lock.c locks/fence.c locks/selfcheck.c locks/list.c \
+LIB_SRCS += locks/lockdb.c locks/table.c locks/prep.c locks/lock.c locks/fence.c locks/selfcheck.c locks/list.c \
 	locks/rowkey.c \
 	locks/oplog.c locks/counter.c locks/writers.c
 BENCH_SRCS += tools/bench/bench_locks.c

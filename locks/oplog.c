@@ -164,7 +164,7 @@ int oplog_create(oplog *ol, const char *user, const char *kind, const void *payl
   if (payload_len && !payload)
     return strata_err(STRATA_EINVALID, "oplog_create: payload is NULL with payload_len %zu", payload_len);
   strata_buf b = STRATA_BUF_INIT;
-  pthread_mutex_lock(&ol->mu);
+  strata_mutex_lock(&ol->mu);
   uint64_t next = atomic_load(&ol->last_id) + 1;
   int64_t now = lk_now(ol->lk);
   oplog_op op = {.id = next, .created_at = now, .status_at = now, .base_generation = base_generation,
@@ -180,7 +180,7 @@ int oplog_create(oplog *ol, const char *user, const char *kind, const void *payl
   *id = next;
   if (created_at) *created_at = now;
 out:
-  pthread_mutex_unlock(&ol->mu);
+  strata_mutex_unlock(&ol->mu);
   strata_buf_free(&b);
   return rc;
 }
@@ -211,7 +211,7 @@ int oplog_set_status(oplog *ol, uint64_t id, oplog_status status, const char *ex
                       strlen(exception), OPLOG_EXCEPTION_MAX);
   oplog_op op;
   strata_buf b = STRATA_BUF_INIT;
-  pthread_mutex_lock(&ol->mu);
+  strata_mutex_lock(&ol->mu);
   if ((rc = get_record(ol, id, &op, "Ops.SetStatus"))) goto out;
   free(op.exception);
   op.exception = strdup(exception ? exception : "");
@@ -226,7 +226,7 @@ int oplog_set_status(oplog *ol, uint64_t id, oplog_status status, const char *ex
   }
   oplog_op_free(&op);
 out:
-  pthread_mutex_unlock(&ol->mu);
+  strata_mutex_unlock(&ol->mu);
   strata_buf_free(&b);
   return rc;
 }

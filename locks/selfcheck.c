@@ -137,9 +137,9 @@ int lk_selfcheck(lk_manager *lk, int disk, lk_selfcheck_info *out) {
                       lk->parts[p].count, count);
   }
   if (!rc && disk) rc = check_disk(lk, mem_records, &info);
-  pthread_mutex_lock(&lk->pin_mu);
+  strata_mutex_lock(&lk->pin_mu);
   info.pin_waiters = lk->pin_waiters;
-  pthread_mutex_unlock(&lk->pin_mu);
+  strata_mutex_unlock(&lk->pin_mu);
   lk__unlock_parts(lk, &all);
   if (out) *out = info;
   return rc;

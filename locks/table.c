@@ -83,5 +83,5 @@ void lk__part_destroy(lk__part *p) {
   free(p->buckets);
   p->buckets = NULL;
   p->nbuckets = p->count = 0;
-  pthread_mutex_destroy(&p->mu);
+  strata_mutex_destroy(&p->mu);
 }

@@ -9,13 +9,14 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/mutex.h"
 #include "common/err.h"
 #include "storage/base.h"
 
 typedef struct xstore {
   bs_store base;
   bs_store *inner;
-  pthread_mutex_t mu;
+  strata_mutex mu;
   uint64_t count[BS_FAULT_NSITES];
   uint64_t fire_at[BS_FAULT_NSITES]; /* absolute count that fails; 0 = never */
   int err[BS_FAULT_NSITES];
@@ -33,7 +34,7 @@ static const char *site_name[BS_FAULT_NSITES] = {"write", "fsync", "rename", "tr
 /* Counts one operation at site; returns the injected error or 0. */
 static int x_tick(xstore *s, enum bs_fault_site site, const char *path) {
   int e = 0;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   uint32_t delay = s->delay_us[site];
   s->count[site]++;
   if (s->fire_at[site] && s->count[site] == s->fire_at[site]) {
@@ -41,7 +42,7 @@ static int x_tick(xstore *s, enum bs_fault_site site, const char *path) {
     s->fire_at[site] = 0;
     s->fired++;
   }
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   if (delay) {
     struct timespec ts = {(time_t)(delay / 1000000), (long)(delay % 1000000) * 1000};
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
@@ -125,7 +126,7 @@ static int x_lock(bs_store *bs) { return bs_lock(((xstore *)bs)->inner); }
 
 static void x_destroy(bs_store *bs) {
   xstore *s = (xstore *)bs;
-  pthread_mutex_destroy(&s->mu);
+  strata_mutex_destroy(&s->mu);
   free(s);
 }
 
@@ -139,38 +140,38 @@ int bs_fault_wrap(bs_store *inner, bs_store **out) {
   if (!s) return strata_err(STRATA_ENOMEM, "fault store");
   s->base.ops = &fault_ops;
   s->inner = inner;
-  pthread_mutex_init(&s->mu, NULL);
+  strata_mutex_init(&s->mu);
   *out = &s->base;
   return 0;
 }
 
 void bs_fault_arm(bs_store *bs, enum bs_fault_site site, uint64_t nth, int err) {
   xstore *s = (xstore *)bs;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   s->fire_at[site] = nth ? s->count[site] + nth : 0;
   s->err[site] = err;
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
 }
 
 void bs_fault_delay(bs_store *bs, enum bs_fault_site site, uint32_t us) {
   xstore *s = (xstore *)bs;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   s->delay_us[site] = us;
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
 }
 
 uint64_t bs_fault_count(bs_store *bs, enum bs_fault_site site) {
   xstore *s = (xstore *)bs;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   uint64_t c = s->count[site];
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   return c;
 }
 
 uint64_t bs_fault_fired(bs_store *bs) {
   xstore *s = (xstore *)bs;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   uint64_t c = s->fired;
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   return c;
 }

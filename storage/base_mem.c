@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/mutex.h"
 #include "common/err.h"
 #include "storage/base.h"
 
@@ -39,7 +40,7 @@ typedef struct dent {
 
 typedef struct mstore {
   bs_store base;
-  pthread_mutex_t mu;
+  strata_mutex mu;
   mnode *head;
   dent *durable;
   long ops_left;  /* operations until the power goes off; < 0: never */
@@ -51,6 +52,7 @@ typedef struct mstore {
 /* Counts one operation against the power budget; STRATA_EIO once it is off.
  * Called with s->mu held. */
 static int m_power(mstore *s, const char *what) {
+  strata_mutex_assert_held(&s->mu);
   if (s->off) return strata_err(STRATA_EIO, "mem:%s: the power is off", what);
   if (s->ops_left > 0 && --s->ops_left == 0) s->off = 1; /* this one completes */
   s->ops_done++;
@@ -99,19 +101,19 @@ static int m_handle(mstore *s, mnode *n, bs_file **out) {
 
 static int m_open_read(bs_store *bs, const char *path, bs_file **out) {
   mstore *s = (mstore *)bs;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   mnode *n = *m_find(s, path);
   int rc = s->off ? strata_err(STRATA_EIO, "mem:%s: the power is off", path)
            : n    ? m_handle(s, n, out)
                   : strata_err(STRATA_ENOTFOUND, "mem:%s: no such file", path);
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   return rc;
 }
 
 static int m_create(bs_store *bs, const char *path, bs_file **out) {
   mstore *s = (mstore *)bs;
   int rc = 0;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   if ((rc = m_power(s, path))) goto out;
   if (*m_find(s, path)) {
     rc = strata_err(STRATA_EEXISTS, "mem:%s: file exists", path);
@@ -128,7 +130,7 @@ static int m_create(bs_store *bs, const char *path, bs_file **out) {
   s->head = n;
   rc = m_handle(s, n, out);
 out:
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   return rc;
 }
 
@@ -136,7 +138,7 @@ static int m_pread(bs_file *bf, uint64_t off, void *dst, size_t n) {
   mstore *s = (mstore *)bf->store;
   mnode *nd = ((mfile *)bf)->node;
   int rc = 0;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   if (s->off)
     rc = strata_err(STRATA_EIO, "mem:%s: the power is off", nd->path);
   else if (off > nd->len || n > nd->len - off)
@@ -144,20 +146,21 @@ static int m_pread(bs_file *bf, uint64_t off, void *dst, size_t n) {
                     (unsigned long long)off, n);
   else if (n)
     memcpy(dst, nd->p + off, n);
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   return rc;
 }
 
 static int m_size(bs_file *bf, uint64_t *out) {
   mstore *s = (mstore *)bf->store;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   *out = ((mfile *)bf)->node->len;
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   return 0;
 }
 
 /* Bytes in the files linked in the store. Called with s->mu held. */
 static uint64_t m_used(const mstore *s) {
+  strata_mutex_assert_held(&s->mu);
   uint64_t u = 0;
   for (const mnode *n = s->head; n; n = n->next) u += n->len;
   return u;
@@ -167,7 +170,7 @@ static int m_append(bs_file *bf, const void *p, size_t n) {
   mstore *s = (mstore *)bf->store;
   mnode *nd = ((mfile *)bf)->node;
   int rc = 0;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   if ((rc = m_power(s, nd->path))) goto out;
   if (s->quota && m_used(s) + n > s->quota) {
     rc = strata_err(ENOSPC, "mem:%s: no space left (quota %llu bytes)", nd->path, (unsigned long long)s->quota);
@@ -187,17 +190,17 @@ static int m_append(bs_file *bf, const void *p, size_t n) {
   if (n) memcpy(nd->p + nd->len, p, n);
   nd->len += n;
 out:
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   return rc;
 }
 
 static int m_fsync(bs_file *bf) {
   mstore *s = (mstore *)bf->store;
   mnode *nd = ((mfile *)bf)->node;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   int rc = m_power(s, nd->path);
   if (!rc) nd->synced = nd->len;
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   return rc;
 }
 
@@ -206,26 +209,26 @@ static int m_fsync(bs_file *bf) {
 static int m_truncate(bs_file *bf, uint64_t len) {
   mstore *s = (mstore *)bf->store;
   mnode *nd = ((mfile *)bf)->node;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   int rc = m_power(s, nd->path);
   if (!rc && len < nd->len) nd->len = (size_t)len;
   if (!rc && len < nd->synced) nd->synced = (size_t)len;
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   return rc;
 }
 
 static void m_close(bs_file *bf) {
   mstore *s = (mstore *)bf->store;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   m_unref(((mfile *)bf)->node);
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   free(bf);
 }
 
 static int m_rename(bs_store *bs, const char *from, const char *to) {
   mstore *s = (mstore *)bs;
   int rc = 0;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   if ((rc = m_power(s, from))) goto out;
   mnode **pf = m_find(s, from);
   if (!*pf) {
@@ -250,14 +253,14 @@ static int m_rename(bs_store *bs, const char *from, const char *to) {
   n->next = s->head;
   s->head = n;
 out:
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   return rc;
 }
 
 static int m_sync_dir(bs_store *bs, const char *dir) {
   mstore *s = (mstore *)bs;
   const char *d = dir ? dir : "";
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   int rc = m_power(s, d);
   if (rc) goto out;
   /* The directory's durable entries become its current ones. */
@@ -286,14 +289,14 @@ static int m_sync_dir(bs_store *bs, const char *dir) {
     s->durable = e;
   }
 out:
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   return rc;
 }
 
 static int m_remove(bs_store *bs, const char *path) {
   mstore *s = (mstore *)bs;
   int rc = 0;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   mnode **pp = m_find(s, path);
   if ((rc = m_power(s, path))) goto out;
   if (!*pp) {
@@ -304,7 +307,7 @@ static int m_remove(bs_store *bs, const char *path) {
     m_unref(n);
   }
 out:
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   return rc;
 }
 
@@ -313,15 +316,15 @@ static int m_mkdir(bs_store *bs, const char *dir) { return 0; }
 static int m_list(bs_store *bs, const char *dir, char ***names, size_t *count) {
   mstore *s = (mstore *)bs;
   size_t dl = dir ? strlen(dir) : 0, cnt = 0, bytes = 0;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   if (s->off) {
-    pthread_mutex_unlock(&s->mu);
+    strata_mutex_unlock(&s->mu);
     return strata_err(STRATA_EIO, "mem:%s: the power is off", dir ? dir : "");
   }
   for (int pass = 0; pass < 2; pass++) {
     char **arr = pass ? malloc((cnt + 1) * sizeof(char *) + bytes) : NULL;
     if (pass && !arr) {
-      pthread_mutex_unlock(&s->mu);
+      strata_mutex_unlock(&s->mu);
       return strata_err(STRATA_ENOMEM, "mem list");
     }
     char *str = pass ? (char *)(arr + cnt + 1) : NULL;
@@ -349,7 +352,7 @@ static int m_list(bs_store *bs, const char *dir, char ***names, size_t *count) {
       *count = i;
     }
   }
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   return 0;
 }
 
@@ -373,7 +376,7 @@ static void m_destroy(bs_store *bs) {
     s->head = n->next;
     m_unref(n);
   }
-  pthread_mutex_destroy(&s->mu);
+  strata_mutex_destroy(&s->mu);
   free(s);
 }
 
@@ -387,46 +390,46 @@ int bs_mem_create(bs_store **out) {
   if (!s) return strata_err(STRATA_ENOMEM, "memory store");
   s->base.ops = &mem_ops;
   s->ops_left = -1;
-  pthread_mutex_init(&s->mu, NULL);
+  strata_mutex_init(&s->mu);
   *out = &s->base;
   return 0;
 }
 
 void bs_mem_cut_power_after(bs_store *bs, long n) {
   mstore *s = (mstore *)bs;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   s->ops_left = n;
   s->off = n == 0;
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
 }
 
 void bs_mem_set_quota(bs_store *bs, uint64_t bytes) {
   mstore *s = (mstore *)bs;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   s->quota = bytes;
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
 }
 
 uint64_t bs_mem_used(bs_store *bs) {
   mstore *s = (mstore *)bs;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   uint64_t u = m_used(s);
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   return u;
 }
 
 long bs_mem_ops(bs_store *bs) {
   mstore *s = (mstore *)bs;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   long n = s->ops_done;
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   return n;
 }
 
 int bs_mem_power_on(bs_store *bs) {
   mstore *s = (mstore *)bs;
   int rc = 0;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   /* Every file keeps what was fsynced; the namespace is the durable one. */
   while (s->head) {
     mnode *n = s->head;
@@ -465,7 +468,7 @@ int bs_mem_power_on(bs_store *bs) {
   }
   s->ops_left = -1;
   s->off = 0;
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   return rc;
 }
 

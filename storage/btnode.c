@@ -63,6 +63,101 @@ static int check_node(const ocdbt_btnode *node) {
   return 0;
 }
 
+/* --- column tables: docs/format.md "B+tree nodes", in on-disk order ------------------- */
+
+/* The key columns, decoded into (and encoded from) a scratch array. */
+typedef struct keylens {
+  uint16_t prefix, suffix, scpl;
+} keylens;
+
+/* key_prefix_length has no element for the first key: it is read over
+ * entries 1..n-1, which names them 0..n-2 as the format does. */
+static const ocdbt__col key_prefix_col[] = {
+    OCDBT__VARINT(keylens, prefix, "key_prefix_length", UINT16_MAX)};
+/* Leaf nodes have the first column only. */
+static const ocdbt__col key_len_cols[] = {
+    OCDBT__VARINT(keylens, suffix, "key_suffix_length", UINT16_MAX),
+    OCDBT__VARINT(keylens, scpl, "subtree_common_prefix_length", UINT16_MAX),
+};
+
+static uint64_t leaf_value_length(const uint8_t *entry) {
+  const ocdbt_leaf_entry *e = (const void *)entry;
+  return e->kind == OCDBT_VALUE_INLINE ? e->value.n : e->ref.length;
+}
+
+static int value_kind_fail(const ocdbt__rd *r, const ocdbt_leaf_entry *e, long i,
+                           const ocdbt__cols_ctx *ctx) {
+  if (e->kind > OCDBT_VALUE_INDIRECT)
+    return ocdbt__rd_fail(r, "value_kind", i, "%u is neither 0 (inline) nor 1 (out of line)",
+                          e->kind);
+  if (e->kind == OCDBT_VALUE_INLINE && e->ref.length > OCDBT_MAX_INLINE_VALUE)
+    return ocdbt__rd_fail_at(r, ocdbt__varint_offset(r, ctx->start[0], (size_t)i), "value_length",
+                             i, "inline value of %llu bytes exceeds %u",
+                             (unsigned long long)e->ref.length, OCDBT_MAX_INLINE_VALUE);
+  return 0;
+}
+
+/* The kind byte, and the inline value length the column before it held.
+ * Inlined into the walker (it runs once per entry); failures are out of line. */
+OCDBT__INLINE int check_value_kind(const ocdbt__rd *r, const ocdbt__col *c, const uint8_t *entry,
+                                   long i, const ocdbt__cols_ctx *ctx) {
+  const ocdbt_leaf_entry *e = (const void *)entry;
+  if (e->kind == OCDBT_VALUE_INDIRECT ||
+      (e->kind == OCDBT_VALUE_INLINE && e->ref.length <= OCDBT_MAX_INLINE_VALUE))
+    return 0;
+  return value_kind_fail(r, e, i, ctx);
+}
+
+/* value_length is decoded into ref.length and moved to value.n for inline
+ * entries once the values are read. */
+#define LEAF_INDIRECT .when = 1, .when_val = OCDBT_VALUE_INDIRECT, \
+                      .when_off = offsetof(ocdbt_leaf_entry, kind)
+static const ocdbt__col leaf_cols[] = {
+    {.name = "value_length", .type = OCDBT__COL_VARINT, .size = 8,
+     .off = offsetof(ocdbt_leaf_entry, ref.length), .max = UINT64_MAX, .get = leaf_value_length},
+    {.name = "value_kind", .type = OCDBT__COL_U8, .size = 1,
+     .off = offsetof(ocdbt_leaf_entry, kind), .check = check_value_kind},
+    {.name = "data_file_id", .type = OCDBT__COL_VARINT, .size = 8,
+     .off = offsetof(ocdbt_leaf_entry, ref.file), .max = UINT64_MAX, LEAF_INDIRECT,
+     .rule = OCDBT__RULE_FILE_ID},
+    {.name = "data_file_offset", .type = OCDBT__COL_VARINT, .size = 8,
+     .off = offsetof(ocdbt_leaf_entry, ref.offset), .max = UINT64_MAX, LEAF_INDIRECT,
+     .ref_off = offsetof(ocdbt_leaf_entry, ref), .rule = OCDBT__RULE_REF_RANGE},
+};
+#undef LEAF_INDIRECT
+
+#define ICOL(member, name) OCDBT__VARINT(ocdbt_interior_entry, member, name, UINT64_MAX)
+static const ocdbt__col interior_cols[] = {
+    {.name = "data_file_id", .type = OCDBT__COL_VARINT, .size = 8,
+     .off = offsetof(ocdbt_interior_entry, ref.file), .max = UINT64_MAX,
+     .rule = OCDBT__RULE_FILE_ID},
+    ICOL(ref.offset, "data_file_offset"),
+    {.name = "data_file_length", .type = OCDBT__COL_VARINT, .size = 8,
+     .off = offsetof(ocdbt_interior_entry, ref.length), .max = UINT64_MAX,
+     .ref_off = offsetof(ocdbt_interior_entry, ref), .rule = OCDBT__RULE_REF_RANGE},
+    ICOL(stats.num_keys, "num_keys"),
+    ICOL(stats.num_tree_bytes, "num_tree_bytes"),
+    ICOL(stats.num_indirect_value_bytes, "num_indirect_value_bytes"),
+};
+#undef ICOL
+
+#define NCOLS(t) (sizeof t / sizeof t[0])
+
+/* --- encode ----------------------------------------------------------------------- */
+
+/* Fills the key columns of every entry (prefix lengths against the key before). */
+static keylens *key_lens(const ocdbt_btnode *node) {
+  keylens *k = malloc(node->n * sizeof *k);
+  if (!k) return NULL;
+  for (size_t i = 0; i < node->n; i++) {
+    ocdbt_slice key = entry_key(node, i);
+    k[i].prefix = i ? (uint16_t)ocdbt_common_prefix(entry_key(node, i - 1), key) : 0;
+    k[i].suffix = (uint16_t)(key.n - k[i].prefix);
+    k[i].scpl = node->height ? node->children[i].subtree_common_prefix_length : 0;
+  }
+  return k;
+}
+
 static int write_body(const ocdbt_btnode *node, strata_buf *out) {
   size_t n = node->n;
   size_t key_bytes = 0, value_bytes = 0;
@@ -72,42 +167,24 @@ static int write_body(const ocdbt_btnode *node, strata_buf *out) {
   }
   int rc = ocdbt__w_u8(out, node->height);
   if (rc || (rc = ocdbt_dft_encode(&node->dft, out))) return rc;
-  /* Every column entry is at most 10 bytes; the interior node has 7 columns. */
-  if ((rc = strata_buf_reserve(out, 10 + n * 70 + key_bytes + value_bytes))) return rc;
+  /* Every column entry is at most 10 bytes; the interior node has 9 columns. */
+  if ((rc = strata_buf_reserve(out, 10 + n * 90 + key_bytes + value_bytes))) return rc;
   ocdbt__put_varint(out, n);
-  uint16_t *prefix = malloc(n * sizeof *prefix);
-  if (!prefix) return strata_err(STRATA_ENOMEM, "btree node: cannot encode %zu entries", n);
-  prefix[0] = 0;
-  for (size_t i = 1; i < n; i++) {
-    prefix[i] = (uint16_t)ocdbt_common_prefix(entry_key(node, i - 1), entry_key(node, i));
-    ocdbt__put_varint(out, prefix[i]);
-  }
-  for (size_t i = 0; i < n; i++) ocdbt__put_varint(out, entry_key(node, i).n - prefix[i]);
-  if (node->height)
-    for (size_t i = 0; i < n; i++) ocdbt__put_varint(out, node->children[i].subtree_common_prefix_length);
+  keylens *k = key_lens(node);
+  if (!k) return strata_err(STRATA_ENOMEM, "btree node: cannot encode %zu entries", n);
+  /* The reserve above covers every column: these cannot fail. */
+  ocdbt__cols_write(out, k + 1, sizeof *k, n - 1, key_prefix_col, 1);
+  ocdbt__cols_write(out, k, sizeof *k, n, key_len_cols, node->height ? 2 : 1);
   for (size_t i = 0; i < n; i++) {
-    ocdbt_slice k = entry_key(node, i);
-    strata_buf_put(out, k.p + prefix[i], k.n - prefix[i]);
+    ocdbt_slice key = entry_key(node, i);
+    strata_buf_put(out, key.p + k[i].prefix, k[i].suffix);
   }
-  free(prefix);
-  if (node->height) {
-    const ocdbt_interior_entry *e = node->children;
-    for (size_t i = 0; i < n; i++) ocdbt__put_varint(out, e[i].ref.file);
-    for (size_t i = 0; i < n; i++) ocdbt__put_varint(out, e[i].ref.offset);
-    for (size_t i = 0; i < n; i++) ocdbt__put_varint(out, e[i].ref.length);
-    for (size_t i = 0; i < n; i++) ocdbt__put_varint(out, e[i].stats.num_keys);
-    for (size_t i = 0; i < n; i++) ocdbt__put_varint(out, e[i].stats.num_tree_bytes);
-    for (size_t i = 0; i < n; i++) ocdbt__put_varint(out, e[i].stats.num_indirect_value_bytes);
-    return 0;
-  }
+  free(k);
+  if (node->height)
+    return ocdbt__cols_write(out, node->children, sizeof *node->children, n, interior_cols,
+                             NCOLS(interior_cols));
   const ocdbt_leaf_entry *e = node->leaves;
-  for (size_t i = 0; i < n; i++)
-    ocdbt__put_varint(out, e[i].kind == OCDBT_VALUE_INLINE ? e[i].value.n : e[i].ref.length);
-  for (size_t i = 0; i < n; i++) out->p[out->len++] = e[i].kind;
-  for (size_t i = 0; i < n; i++)
-    if (e[i].kind == OCDBT_VALUE_INDIRECT) ocdbt__put_varint(out, e[i].ref.file);
-  for (size_t i = 0; i < n; i++)
-    if (e[i].kind == OCDBT_VALUE_INDIRECT) ocdbt__put_varint(out, e[i].ref.offset);
+  ocdbt__cols_write(out, e, sizeof *e, n, leaf_cols, NCOLS(leaf_cols));
   for (size_t i = 0; i < n; i++)
     if (e[i].kind == OCDBT_VALUE_INLINE) strata_buf_put(out, e[i].value.p, e[i].value.n);
   return 0;
@@ -127,72 +204,69 @@ int ocdbt_btnode_encode(const ocdbt_config *cfg, const ocdbt_btnode *node, strat
 
 /* --- decode ------------------------------------------------------------------------ */
 
-/* Reads the key columns and rebuilds every key into arena memory. */
-static int read_keys(ocdbt__rd *r, ocdbt_btnode *node, ocdbt__arena *a) {
-  size_t n = node->n;
-  int interior = node->height > 0;
-  uint16_t *prefix = ocdbt__arena_alloc_raw(a, n * 3 * sizeof(uint16_t));
-  if (!prefix) return STRATA_ENOMEM;
-  uint16_t *suffix = prefix + n, *scpl = prefix + 2 * n;
-  prefix[0] = 0;
-  uint64_t v;
-  int rc;
-  size_t prefix_col = r->off;
-  for (size_t i = 1; i < n; i++) {
-    if ((rc = ocdbt__rd_varint(r, UINT16_MAX, &v, "key_prefix_length", (long)i - 1))) return rc;
-    prefix[i] = (uint16_t)v;
-  }
-  size_t suffix_col = r->off;
+/* Checks the key columns against each other and the limits; *total is the
+ * bytes the rebuilt keys take. */
+static int check_key_lens(const ocdbt__rd *r, const keylens *k, size_t n, int interior,
+                          const ocdbt__cols_ctx *ctx, size_t *total) {
+  size_t prev_len = 0;
+  *total = 0;
   for (size_t i = 0; i < n; i++) {
-    if ((rc = ocdbt__rd_varint(r, UINT16_MAX, &v, "key_suffix_length", (long)i))) return rc;
-    suffix[i] = (uint16_t)v;
-  }
-  size_t scpl_col = r->off;
-  if (interior)
-    for (size_t i = 0; i < n; i++) {
-      if ((rc = ocdbt__rd_varint(r, UINT16_MAX, &v, "subtree_common_prefix_length", (long)i)))
-        return rc;
-      scpl[i] = (uint16_t)v;
-    }
-  size_t total = 0, prev_len = 0;
-  for (size_t i = 0; i < n; i++) {
-    size_t key_len = (size_t)prefix[i] + suffix[i];
-    if (prefix[i] > prev_len)
-      return ocdbt__rd_fail_at(r, ocdbt__varint_offset(r, prefix_col, i - 1), "key_prefix_length",
-                               (long)i - 1, "%u exceeds the previous key's length %zu", prefix[i],
-                               prev_len);
+    size_t key_len = (size_t)k[i].prefix + k[i].suffix;
+    if (k[i].prefix > prev_len)
+      return ocdbt__rd_fail_at(r, ocdbt__varint_offset(r, ctx->start[0], i - 1),
+                               "key_prefix_length", (long)i - 1,
+                               "%u exceeds the previous key's length %zu", k[i].prefix, prev_len);
     if (key_len > OCDBT_MAX_KEY_LENGTH)
-      return ocdbt__rd_fail_at(r, ocdbt__varint_offset(r, suffix_col, i), "key_suffix_length",
+      return ocdbt__rd_fail_at(r, ocdbt__varint_offset(r, ctx->start[1], i), "key_suffix_length",
                                (long)i, "key length %zu exceeds %u", key_len, OCDBT_MAX_KEY_LENGTH);
-    if (interior && scpl[i] > key_len)
-      return ocdbt__rd_fail_at(r, ocdbt__varint_offset(r, scpl_col, i),
+    if (interior && k[i].scpl > key_len)
+      return ocdbt__rd_fail_at(r, ocdbt__varint_offset(r, ctx->start[2], i),
                                "subtree_common_prefix_length", (long)i,
-                               "%u exceeds the key length %zu", scpl[i], key_len);
-    total += key_len;
+                               "%u exceeds the key length %zu", k[i].scpl, key_len);
+    *total += key_len;
     prev_len = key_len;
   }
-  if (total > OCDBT_MAX_DECODED_BYTES)
+  if (*total > OCDBT_MAX_DECODED_BYTES)
     return strata_err(STRATA_ETOOBIG, "%s: rebuilt keys would take %zu bytes, limit %zu", r->obj,
-                      total, (size_t)OCDBT_MAX_DECODED_BYTES);
+                      *total, (size_t)OCDBT_MAX_DECODED_BYTES);
+  return 0;
+}
+
+/* Reads the key columns and rebuilds every key into arena memory. */
+static int read_keys(ocdbt__rd *r, ocdbt_btnode *node, ocdbt__arena *a) {
+  size_t n = node->n, total;
+  int interior = node->height > 0;
+  keylens *k = ocdbt__arena_alloc_raw(a, n * sizeof *k);
+  if (!k) return STRATA_ENOMEM;
+  k[0].prefix = 0;
+  /* start[0]: the prefix column; start[1], start[2]: the length columns. */
+  ocdbt__cols_ctx pctx = {0}, ctx = {0};
+  int rc = ocdbt__cols_read(r, k + 1, sizeof *k, n - 1, key_prefix_col, 1, &pctx);
+  if (rc || (rc = ocdbt__cols_read(r, k, sizeof *k, n, key_len_cols, interior ? 2 : 1, &ctx)))
+    return rc;
+  ctx.start[2] = ctx.start[1];
+  ctx.start[1] = ctx.start[0];
+  ctx.start[0] = pctx.start[0];
+  if ((rc = check_key_lens(r, k, n, interior, &ctx, &total))) return rc;
   uint8_t *kb = ocdbt__arena_alloc_raw(a, total ? total : 1);
   if (!kb) return STRATA_ENOMEM;
   ocdbt_slice prev = {NULL, 0};
   for (size_t i = 0; i < n; i++) {
     const uint8_t *s;
-    if ((rc = ocdbt__rd_bytes(r, suffix[i], &s, "key_suffix", (long)i))) return rc;
+    if ((rc = ocdbt__rd_bytes(r, k[i].suffix, &s, "key_suffix", (long)i))) return rc;
     /* Strictly increasing: the new suffix must sort after the rest of the
      * previous key past the shared prefix. */
     if (i) {
-      ocdbt_slice prev_rest = {prev.p + prefix[i], prev.n - prefix[i]};
-      if (ocdbt_slice_cmp(prev_rest, (ocdbt_slice){s, suffix[i]}) >= 0)
+      ocdbt_slice prev_rest = {prev.p + k[i].prefix, prev.n - k[i].prefix};
+      if (ocdbt_slice_cmp(prev_rest, (ocdbt_slice){s, k[i].suffix}) >= 0)
         return ocdbt__rd_fail(r, "key_suffix", (long)i, "key does not sort after key[%zu]", i - 1);
     }
-    if (prefix[i]) memcpy(kb, prev.p, prefix[i]);
-    if (suffix[i]) memcpy(kb + prefix[i], s, suffix[i]);
-    ocdbt_slice key = {kb, (size_t)prefix[i] + suffix[i]};
+    if (k[i].prefix) memcpy(kb, prev.p, k[i].prefix);
+    if (k[i].suffix) memcpy(kb + k[i].prefix, s, k[i].suffix);
+    ocdbt_slice key = {kb, (size_t)k[i].prefix + k[i].suffix};
     if (interior) {
       node->children[i].key = key;
-      node->children[i].subtree_common_prefix_length = scpl[i];
+      node->children[i].subtree_common_prefix_length = k[i].scpl;
     } else {
       node->leaves[i].key = key;
     }
@@ -202,81 +276,24 @@ static int read_keys(ocdbt__rd *r, ocdbt_btnode *node, ocdbt__arena *a) {
   return 0;
 }
 
-static int read_file_id(ocdbt__rd *r, const ocdbt_dft *dft, uint64_t *file, const char *field, long i) {
-  int rc = ocdbt__rd_varint(r, UINT64_MAX, file, field, i);
-  if (rc) return rc;
-  if (*file >= dft->n)
-    return ocdbt__rd_fail(r, field, i, "file index %llu outside the table of %zu files",
-                          (unsigned long long)*file, dft->n);
-  return 0;
-}
-
 static int read_leaf_values(ocdbt__rd *r, ocdbt_btnode *node) {
-  size_t n = node->n;
   ocdbt_leaf_entry *e = node->leaves;
-  uint64_t v;
-  int rc;
-  size_t vlen_col = r->off;
-  for (size_t i = 0; i < n; i++) {
-    if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &v, "value_length", (long)i))) return rc;
-    e[i].ref.length = v; /* moved to value.n for inline entries below */
-  }
-  for (size_t i = 0; i < n; i++) {
-    if ((rc = ocdbt__rd_u8(r, &e[i].kind, "value_kind", (long)i))) return rc;
-    if (e[i].kind > OCDBT_VALUE_INDIRECT)
-      return ocdbt__rd_fail(r, "value_kind", (long)i, "%u is neither 0 (inline) nor 1 (out of line)",
-                            e[i].kind);
-    if (e[i].kind == OCDBT_VALUE_INLINE && e[i].ref.length > OCDBT_MAX_INLINE_VALUE)
-      return ocdbt__rd_fail_at(r, ocdbt__varint_offset(r, vlen_col, i), "value_length", (long)i,
-                            "inline value of %llu bytes exceeds %u",
-                            (unsigned long long)e[i].ref.length, OCDBT_MAX_INLINE_VALUE);
-  }
-  for (size_t i = 0; i < n; i++)
-    if (e[i].kind == OCDBT_VALUE_INDIRECT &&
-        (rc = read_file_id(r, &node->dft, &e[i].ref.file, "data_file_id", (long)i)))
-      return rc;
-  for (size_t i = 0; i < n; i++) {
-    if (e[i].kind != OCDBT_VALUE_INDIRECT) continue;
-    if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &e[i].ref.offset, "data_file_offset", (long)i))) return rc;
-    if (!ocdbt__ref_range_ok(e[i].ref.offset, e[i].ref.length))
-      return ocdbt__rd_fail(r, "data_file_offset", (long)i, "offset %llu + length %llu exceeds 2^63-1",
-                            (unsigned long long)e[i].ref.offset, (unsigned long long)e[i].ref.length);
-  }
-  for (size_t i = 0; i < n; i++) {
+  ocdbt__cols_ctx ctx = {.dft = &node->dft};
+  int rc = ocdbt__cols_read(r, e, sizeof *e, node->n, leaf_cols, NCOLS(leaf_cols), &ctx);
+  for (size_t i = 0; !rc && i < node->n; i++) {
     if (e[i].kind != OCDBT_VALUE_INLINE) continue;
     size_t len = (size_t)e[i].ref.length;
     e[i].ref.length = 0;
     const uint8_t *p;
-    if ((rc = ocdbt__rd_bytes(r, len, &p, "value", (long)i))) return rc;
-    e[i].value = (ocdbt_slice){p, len};
+    if (!(rc = ocdbt__rd_bytes(r, len, &p, "value", (long)i))) e[i].value = (ocdbt_slice){p, len};
   }
-  return 0;
+  return rc;
 }
 
 static int read_interior_refs(ocdbt__rd *r, ocdbt_btnode *node) {
-  size_t n = node->n;
-  ocdbt_interior_entry *e = node->children;
-  int rc;
-  for (size_t i = 0; i < n; i++)
-    if ((rc = read_file_id(r, &node->dft, &e[i].ref.file, "data_file_id", (long)i))) return rc;
-  for (size_t i = 0; i < n; i++)
-    if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &e[i].ref.offset, "data_file_offset", (long)i))) return rc;
-  for (size_t i = 0; i < n; i++) {
-    if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &e[i].ref.length, "data_file_length", (long)i))) return rc;
-    if (!ocdbt__ref_range_ok(e[i].ref.offset, e[i].ref.length))
-      return ocdbt__rd_fail(r, "data_file_length", (long)i, "offset %llu + length %llu exceeds 2^63-1",
-                            (unsigned long long)e[i].ref.offset, (unsigned long long)e[i].ref.length);
-  }
-  for (size_t i = 0; i < n; i++)
-    if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &e[i].stats.num_keys, "num_keys", (long)i))) return rc;
-  for (size_t i = 0; i < n; i++)
-    if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &e[i].stats.num_tree_bytes, "num_tree_bytes", (long)i)))
-      return rc;
-  for (size_t i = 0; i < n; i++)
-    if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &e[i].stats.num_indirect_value_bytes,
-                               "num_indirect_value_bytes", (long)i)))
-      return rc;
-  return 0;
+  ocdbt__cols_ctx ctx = {.dft = &node->dft};
+  return ocdbt__cols_read(r, node->children, sizeof *node->children, node->n, interior_cols,
+                          NCOLS(interior_cols), &ctx);
 }
 
 int ocdbt_btnode_decode(const uint8_t *p, size_t n, size_t transitive_len, ocdbt_btnode *out) {
@@ -309,13 +326,9 @@ int ocdbt_btnode_decode(const uint8_t *p, size_t n, size_t transitive_len, ocdbt
   }
   if ((rc = read_keys(&r, out, a))) goto fail;
   rc = out->height ? read_interior_refs(&r, out) : read_leaf_values(&r, out);
-  if (rc || (rc = ocdbt__rd_end(&r))) goto fail;
-  out->arena_ = a;
-  return 0;
+  if (!rc) rc = ocdbt__rd_end(&r);
 fail:
-  ocdbt__arena_free(a);
-  memset(out, 0, sizeof *out);
-  return rc;
+  return ocdbt__decode_done(rc, a, &out->arena_, out, sizeof *out);
 }
 
 /* Copies a slice's bytes to *cursor and advances it. */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/mutex.h"
 #include "common/err.h"
 #include "storage/engine_int.h"
 
@@ -16,7 +17,7 @@
 
 int ft__init(ft_table *t, size_t max_open) {
   memset(t, 0, sizeof *t);
-  pthread_mutex_init(&t->mu, NULL);
+  strata_mutex_init(&t->mu);
   t->lru.lnext = t->lru.lprev = &t->lru;
   t->max_open = max_open ? max_open : 1;
   return 0;
@@ -30,7 +31,7 @@ void ft__destroy(ft_table *t) {
   }
   free(t->e);
   free(t->hash);
-  pthread_mutex_destroy(&t->mu);
+  strata_mutex_destroy(&t->mu);
 }
 
 static int ft_rehash(ft_table *t) {
@@ -51,7 +52,7 @@ static int ft_rehash(ft_table *t) {
 int ft__intern(st_db *db, const char *path, size_t n, size_t base_len, uint32_t *id) {
   ft_table *t = &db->ft;
   int rc = 0;
-  pthread_mutex_lock(&t->mu);
+  strata_mutex_lock(&t->mu);
   if ((t->n + 1) * 2 > t->hcap && (rc = ft_rehash(t))) goto out;
   size_t j = st__hash_bytes(path, n) & (t->hcap - 1);
   for (; t->hash[j]; j = (j + 1) & (t->hcap - 1)) {
@@ -85,14 +86,14 @@ int ft__intern(st_db *db, const char *path, size_t n, size_t base_len, uint32_t 
   t->hash[j] = (uint32_t)t->n + 1;
   *id = (uint32_t)t->n++;
 out:
-  pthread_mutex_unlock(&t->mu);
+  strata_mutex_unlock(&t->mu);
   return rc;
 }
 
 const char *ft__path(st_db *db, uint32_t id, size_t *base_len) {
-  pthread_mutex_lock(&db->ft.mu);
+  strata_mutex_lock(&db->ft.mu);
   ft_entry *e = db->ft.e[id];
-  pthread_mutex_unlock(&db->ft.mu);
+  strata_mutex_unlock(&db->ft.mu);
   if (base_len) *base_len = e->base_len;
   return e->path;
 }
@@ -105,6 +106,7 @@ static void fh_unlink(ft_entry *e) {
 }
 
 static void fh_front(ft_table *t, ft_entry *e) {
+  strata_mutex_assert_held(&t->mu);
   e->lnext = t->lru.lnext;
   e->lprev = &t->lru;
   t->lru.lnext->lprev = e;
@@ -112,6 +114,7 @@ static void fh_front(ft_table *t, ft_entry *e) {
 }
 
 static void fh_close(ft_table *t, ft_entry *e) {
+  strata_mutex_assert_held(&t->mu);
   fh_unlink(e);
   bs_close(e->rh);
   e->rh = NULL;
@@ -122,6 +125,7 @@ static void fh_close(ft_table *t, ft_entry *e) {
 /* Closes unpinned handles, least recently used first, until at most `keep`
  * are open (pinned ones stay: a reader is in pread on them). */
 static void fh_trim(ft_table *t, size_t keep) {
+  strata_mutex_assert_held(&t->mu);
   ft_entry *e = t->lru.lprev;
   while (t->nopen > keep && e != &t->lru) {
     ft_entry *prev = e->lprev;
@@ -135,7 +139,7 @@ static void fh_trim(ft_table *t, size_t keep) {
 static int ft_pin(st_db *db, uint32_t id, bs_file **out) {
   ft_table *t = &db->ft;
   int rc = 0;
-  pthread_mutex_lock(&t->mu);
+  strata_mutex_lock(&t->mu);
   ft_entry *e = t->e[id];
   if (e->rh) {
     fh_unlink(e);
@@ -150,7 +154,7 @@ static int ft_pin(st_db *db, uint32_t id, bs_file **out) {
     }
     if (rc) {
       e->rh = NULL;
-      pthread_mutex_unlock(&t->mu);
+      strata_mutex_unlock(&t->mu);
       return rc;
     }
     t->nopen++;
@@ -159,16 +163,16 @@ static int ft_pin(st_db *db, uint32_t id, bs_file **out) {
   fh_front(t, e);
   e->rh_refs++;
   *out = e->rh;
-  pthread_mutex_unlock(&t->mu);
+  strata_mutex_unlock(&t->mu);
   return 0;
 }
 
 static void ft_unpin(st_db *db, uint32_t id) {
   ft_table *t = &db->ft;
-  pthread_mutex_lock(&t->mu);
+  strata_mutex_lock(&t->mu);
   ft_entry *e = t->e[id];
   if (--e->rh_refs == 0 && t->nopen > t->max_open) fh_close(t, e);
-  pthread_mutex_unlock(&t->mu);
+  strata_mutex_unlock(&t->mu);
 }
 
 /* The base store's codes as they are: ENOTFOUND (no file), ERANGE (short). */
@@ -216,16 +220,16 @@ int ft__size(st_db *db, uint32_t id, uint64_t *size) {
 static int strata_written(st_db *db, const char *path) {
   uint64_t g;
   if (strncmp(path, ST_DATA_DIR "/", 2) || !st__data_file_generation(path + 2, &g)) return 0;
-  pthread_mutex_lock(&db->mu);
+  strata_mutex_lock(&db->mu);
   uint64_t latest = db->latest.generation;
-  pthread_mutex_unlock(&db->mu);
+  strata_mutex_unlock(&db->mu);
   return g >= 1 && g <= latest;
 }
 
 int ft__value_crc(st_db *db, uint32_t id, int *has_crc) {
-  pthread_mutex_lock(&db->ft.mu);
+  strata_mutex_lock(&db->ft.mu);
   int v = db->ft.e[id]->vcrc;
-  pthread_mutex_unlock(&db->ft.mu);
+  strata_mutex_unlock(&db->ft.mu);
   const char *path = ft__path(db, id, NULL);
   if (v < 0) {
     char hdr[ST_DATA_MAGIC_LEN];
@@ -236,9 +240,9 @@ int ft__value_crc(st_db *db, uint32_t id, int *has_crc) {
     /* Whether values are checked never rests on the header alone: one of
      * Strata's own files without its magic is damaged, never foreign. */
     if (!v && strata_written(db, path)) v = 2;
-    pthread_mutex_lock(&db->ft.mu);
+    strata_mutex_lock(&db->ft.mu);
     db->ft.e[id]->vcrc = v;
-    pthread_mutex_unlock(&db->ft.mu);
+    strata_mutex_unlock(&db->ft.mu);
   }
   if (v == 2)
     return strata_err(STRATA_ECORRUPT,
@@ -253,7 +257,7 @@ int ft__value_crc(st_db *db, uint32_t id, int *has_crc) {
 
 int nc__init(nc_cache *c, size_t cap) {
   memset(c, 0, sizeof *c);
-  pthread_mutex_init(&c->mu, NULL);
+  strata_mutex_init(&c->mu);
   c->nbuckets = 1024;
   c->buckets = calloc(c->nbuckets, sizeof *c->buckets);
   if (!c->buckets) return strata_err(STRATA_ENOMEM, "node cache");
@@ -277,7 +281,7 @@ void nc__destroy(nc_cache *c) {
     n = next;
   }
   free(c->buckets);
-  pthread_mutex_destroy(&c->mu);
+  strata_mutex_destroy(&c->mu);
 }
 
 static size_t bucket_of(const nc_cache *c, st_ref r) {
@@ -305,6 +309,7 @@ static void hash_remove(nc_cache *c, cnode *n) {
 
 /* Evicts unpinned nodes from the cold end until under the cap. mu held. */
 static void evict(nc_cache *c) {
+  strata_mutex_assert_held(&c->mu);
   cnode *n = c->lru.prev;
   while (c->bytes > c->cap && n != &c->lru) {
     cnode *prev = n->prev;
@@ -418,6 +423,7 @@ out:
 
 /* The node linked at exactly ref with that kind, or NULL. c->mu held. */
 static cnode *find_locked(nc_cache *c, st_ref ref, int kind) {
+  strata_mutex_assert_held(&c->mu);
   for (cnode *o = c->buckets[bucket_of(c, ref)]; o; o = o->hnext)
     if (o->ref.file == ref.file && o->ref.offset == ref.offset && o->ref.length == ref.length &&
         o->kind == kind)
@@ -428,6 +434,7 @@ static cnode *find_locked(nc_cache *c, st_ref ref, int kind) {
 /* Links n with `refs` pins (the cache's own included) and evicts down to the
  * cap. c->mu held. */
 static void link_locked(nc_cache *c, cnode *n, int refs) {
+  strata_mutex_assert_held(&c->mu);
   if (c->count + 1 > c->nbuckets) grow(c);
   n->refs = refs;
   size_t b = bucket_of(c, n->ref);
@@ -441,7 +448,7 @@ static void link_locked(nc_cache *c, cnode *n, int refs) {
 
 int nc__get(st_db *db, st_ref ref, int kind, cnode **out) {
   nc_cache *c = &db->cache;
-  pthread_mutex_lock(&c->mu);
+  strata_mutex_lock(&c->mu);
   cnode *hit = find_locked(c, ref, kind);
   if (hit) {
     hit->refs++;
@@ -450,28 +457,28 @@ int nc__get(st_db *db, st_ref ref, int kind, cnode **out) {
       lru_unlink(hit);
       lru_front(c, hit);
     }
-    pthread_mutex_unlock(&c->mu);
+    strata_mutex_unlock(&c->mu);
     *out = hit;
     return 0;
   }
   c->misses++;
-  pthread_mutex_unlock(&c->mu);
+  strata_mutex_unlock(&c->mu);
 
   cnode *n = NULL;
   int rc = load(db, ref, kind, &n);
   if (rc) return rc;
-  pthread_mutex_lock(&c->mu);
+  strata_mutex_lock(&c->mu);
   /* Another reader may have loaded it meanwhile: keep theirs. */
   cnode *o = find_locked(c, ref, kind);
   if (o) {
     o->refs++;
-    pthread_mutex_unlock(&c->mu);
+    strata_mutex_unlock(&c->mu);
     cn_free(n);
     *out = o;
     return 0;
   }
   link_locked(c, n, 2); /* the cache's and the caller's */
-  pthread_mutex_unlock(&c->mu);
+  strata_mutex_unlock(&c->mu);
   *out = n;
   return 0;
 }
@@ -490,20 +497,20 @@ int nc__put_btnode(st_db *db, st_ref ref, const ocdbt_btnode *node, const uint32
   if (node->dft.n) memcpy(n->files, files, node->dft.n * sizeof *files);
   n->charge = decoded_bytes(n);
   nc_cache *c = &db->cache;
-  pthread_mutex_lock(&c->mu);
+  strata_mutex_lock(&c->mu);
   if (find_locked(c, ref, CN_BTREE)) cn_free(n); /* cannot happen: a new file */
   else link_locked(c, n, 1);                    /* the cache's own pin */
-  pthread_mutex_unlock(&c->mu);
+  strata_mutex_unlock(&c->mu);
   return 0;
 }
 
 void nc__release(st_db *db, cnode *n) {
   if (!n) return;
   nc_cache *c = &db->cache;
-  pthread_mutex_lock(&c->mu);
+  strata_mutex_lock(&c->mu);
   /* The cache's own pin stays while the node is linked, and evict() unlinks
    * (and frees) only nodes nobody else pins, so this never drops the last. */
   assert(n->refs > 1);
   if (--n->refs == 1 && c->bytes > c->cap) evict(c);
-  pthread_mutex_unlock(&c->mu);
+  strata_mutex_unlock(&c->mu);
 }

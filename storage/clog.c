@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/mutex.h"
 #include "common/err.h"
 #include "storage/clog.h"
 #include "storage/codec_int.h"
@@ -278,7 +279,7 @@ struct clog_writer {
   strata_buf buf;          /* records since the last sync */
   uint64_t buf_min_gen, buf_max_gen;
   int buf_has;
-  pthread_mutex_t mu;      /* guards segs, nsegs, cur_seq, the statistics */
+  strata_mutex mu;      /* guards segs, nsegs, cur_seq, the statistics */
   uint64_t cur_seq;        /* the segment open for appending (never trimmed); 0 none */
   clog_seg *segs;          /* on disk, by sequence; the last may be the current one */
   size_t nsegs, segcap;
@@ -286,7 +287,7 @@ struct clog_writer {
 };
 
 static int add_seg(clog_writer *w, uint64_t seq, uint64_t max_gen, int current) {
-  pthread_mutex_lock(&w->mu);
+  strata_mutex_lock(&w->mu);
   int rc = 0;
   if (w->nsegs == w->segcap) {
     size_t c = w->segcap ? w->segcap * 2 : 16;
@@ -299,7 +300,7 @@ static int add_seg(clog_writer *w, uint64_t seq, uint64_t max_gen, int current) 
   }
   if (!rc) w->segs[w->nsegs++] = (clog_seg){seq, max_gen, 0, 0};
   if (!rc && current) w->cur_seq = seq;
-  pthread_mutex_unlock(&w->mu);
+  strata_mutex_unlock(&w->mu);
   return rc;
 }
 
@@ -313,7 +314,7 @@ int clog_writer_open(bs_store *s, const char *dir, uint64_t first_seq, const clo
   w->s = s;
   w->seq = first_seq ? first_seq : 1;
   w->rotate = 0;
-  pthread_mutex_init(&w->mu, NULL);
+  strata_mutex_init(&w->mu);
   int rc = 0;
   for (size_t i = 0; i < nknown && !rc; i++) rc = add_seg(w, known[i].seq, known[i].max_generation, 0);
   /* The directory and its entry in the parent must exist durably before a
@@ -337,7 +338,7 @@ void clog_writer_close(clog_writer *w) {
   if (!w) return;
   bs_close(w->f);
   strata_buf_free(&w->buf);
-  pthread_mutex_destroy(&w->mu);
+  strata_mutex_destroy(&w->mu);
   free(w->segs);
   free(w->dir);
   free(w);
@@ -385,17 +386,17 @@ static int write_sync(clog_writer *w, const uint8_t *p, size_t n, uint64_t max_g
   }
   w->last_start = w->seg_bytes;
   /* The records may be on disk from here on: count them for trimming. */
-  pthread_mutex_lock(&w->mu);
+  strata_mutex_lock(&w->mu);
   clog_seg *cur = &w->segs[w->nsegs - 1];
   if (max_gen > cur->max_generation) cur->max_generation = max_gen;
-  pthread_mutex_unlock(&w->mu);
+  strata_mutex_unlock(&w->mu);
   w->seg_bytes += n;
   if ((rc = bs_append(w->f, p, n)) || (rc = bs_fsync(w->f))) return rc;
   if (fresh && (rc = bs_sync_dir(w->s, w->dir))) return rc;
-  pthread_mutex_lock(&w->mu);
+  strata_mutex_lock(&w->mu);
   w->bytes_written += n + (fresh ? CLOG_SEGMENT_MAGIC_LEN : 0);
   w->syncs++;
-  pthread_mutex_unlock(&w->mu);
+  strata_mutex_unlock(&w->mu);
   return 0;
 }
 
@@ -493,29 +494,29 @@ uint64_t clog_segment_bytes(clog_writer *w) { return w->f ? w->seg_bytes : 0; }
 size_t clog_trim(clog_writer *w, uint64_t upto) {
   size_t removed = 0;
   for (;;) {
-    pthread_mutex_lock(&w->mu);
+    strata_mutex_lock(&w->mu);
     /* Never the segment open for appending: only closed ones go. */
     int ok = w->nsegs && w->segs[0].seq != w->cur_seq && w->segs[0].max_generation <= upto;
     uint64_t seq = ok ? w->segs[0].seq : 0;
-    pthread_mutex_unlock(&w->mu);
+    strata_mutex_unlock(&w->mu);
     if (!ok) break;
     char path[512];
     if (seg_name(path, sizeof path, w->dir, seq)) break;
     int rc = bs_remove(w->s, path);
     if (rc && rc != STRATA_ENOTFOUND) break; /* tried again at the next trim */
-    pthread_mutex_lock(&w->mu);
+    strata_mutex_lock(&w->mu);
     memmove(w->segs, w->segs + 1, (w->nsegs - 1) * sizeof *w->segs);
     w->nsegs--;
-    pthread_mutex_unlock(&w->mu);
+    strata_mutex_unlock(&w->mu);
     removed++;
   }
   return removed;
 }
 
 void clog_writer_stats(clog_writer *w, clog_stats *out) {
-  pthread_mutex_lock(&w->mu);
+  strata_mutex_lock(&w->mu);
   out->segments = w->nsegs;
   out->bytes_written = w->bytes_written;
   out->syncs = w->syncs;
-  pthread_mutex_unlock(&w->mu);
+  strata_mutex_unlock(&w->mu);
 }

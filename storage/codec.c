@@ -439,3 +439,32 @@ int ocdbt__env_decode(const uint8_t *p, size_t n, uint32_t magic, const char *ob
                           (unsigned long long)compression);
   }
 }
+
+/* --- column tables ------------------------------------------------------------ */
+
+int ocdbt__col_rule_fail(const ocdbt__rd *r, const ocdbt__col *c, const uint8_t *e, long idx,
+                         const ocdbt__cols_ctx *ctx) {
+  const ocdbt_ref *ref = (const ocdbt_ref *)(const void *)(e + c->ref_off);
+  switch (c->rule) {
+  case OCDBT__RULE_FILE_ID:
+    return ocdbt__rd_fail(r, c->name, idx, "file index %llu outside the table of %zu files",
+                          (unsigned long long)ocdbt__col_load(c, e), ctx->dft->n);
+  case OCDBT__RULE_REF_RANGE:
+    return ocdbt__rd_fail(r, c->name, idx, "offset %llu + length %llu exceeds 2^63-1",
+                          (unsigned long long)ref->offset, (unsigned long long)ref->length);
+  default:
+    return ocdbt__rd_fail(r, c->name, idx, "offset + length exceeds 2^63-1");
+  }
+}
+
+/* --- decode arena ownership ------------------------------------------------------- */
+
+int ocdbt__decode_done(int rc, ocdbt__arena *a, void **arena_slot, void *out, size_t out_size) {
+  if (rc) {
+    ocdbt__arena_free(a);
+    memset(out, 0, out_size);
+    return rc;
+  }
+  *arena_slot = a;
+  return 0;
+}

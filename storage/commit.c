@@ -30,24 +30,24 @@ uint64_t cm__now_ns(void) {
 static void *syncer_main(void *arg) {
   st_db *db = arg;
   pthread_setname_np(pthread_self(), "st-sync");
-  pthread_mutex_lock(&db->smu);
+  strata_mutex_lock(&db->smu);
   for (;;) {
-    while (db->s_state != SYNC_POSTED && db->s_state != SYNC_STOP) pthread_cond_wait(&db->scv, &db->smu);
+    while (db->s_state != SYNC_POSTED && db->s_state != SYNC_STOP) strata_cond_wait(&db->scv, &db->smu);
     if (db->s_state == SYNC_STOP) break;
     bs_file *f = db->s_file;
     int (*fn)(void *) = db->s_fn;
     void *fn_arg = db->s_arg;
-    pthread_mutex_unlock(&db->smu);
+    strata_mutex_unlock(&db->smu);
     int rc = fn ? fn(fn_arg) : bs_fsync(f);
     char msg[sizeof db->s_msg] = "";
     if (rc) snprintf(msg, sizeof msg, "%s", strata_errmsg());
-    pthread_mutex_lock(&db->smu);
+    strata_mutex_lock(&db->smu);
     db->s_rc = rc;
     memcpy(db->s_msg, msg, sizeof msg);
     db->s_state = SYNC_DONE;
     pthread_cond_broadcast(&db->scv);
   }
-  pthread_mutex_unlock(&db->smu);
+  strata_mutex_unlock(&db->smu);
   return NULL;
 }
 
@@ -57,24 +57,24 @@ static int sync_all(st_db *db, bs_file *data, int dir, bs_file *man) {
   int rc[3] = {0, 0, 0};
   char msg[3][400] = {"", "", ""};
   if (db->has_syncer) {
-    pthread_mutex_lock(&db->smu);
+    strata_mutex_lock(&db->smu);
     db->s_fn = NULL;
     db->s_file = data;
     db->s_state = SYNC_POSTED;
     pthread_cond_broadcast(&db->scv);
-    pthread_mutex_unlock(&db->smu);
+    strata_mutex_unlock(&db->smu);
   } else if ((rc[0] = bs_fsync(data))) {
     snprintf(msg[0], sizeof msg[0], "%s", strata_errmsg());
   }
   if (dir && (rc[1] = bs_sync_dir(db->base, ST_DATA_DIR))) snprintf(msg[1], sizeof msg[1], "%s", strata_errmsg());
   if ((rc[2] = bs_fsync(man))) snprintf(msg[2], sizeof msg[2], "%s", strata_errmsg());
   if (db->has_syncer) {
-    pthread_mutex_lock(&db->smu);
-    while (db->s_state != SYNC_DONE) pthread_cond_wait(&db->scv, &db->smu);
+    strata_mutex_lock(&db->smu);
+    while (db->s_state != SYNC_DONE) strata_cond_wait(&db->scv, &db->smu);
     rc[0] = db->s_rc;
     snprintf(msg[0], sizeof msg[0], "%s", db->s_msg);
     db->s_state = SYNC_IDLE;
-    pthread_mutex_unlock(&db->smu);
+    strata_mutex_unlock(&db->smu);
   }
   for (int i = 0; i < 3; i++)
     if (rc[i]) return strata_err(rc[i], "%s", msg[i]);
@@ -88,22 +88,22 @@ void cm__job_post(st_db *db, int (*fn)(void *), void *arg) {
     snprintf(db->s_msg, sizeof db->s_msg, "%s", rc ? strata_errmsg() : "");
     return;
   }
-  pthread_mutex_lock(&db->smu);
+  strata_mutex_lock(&db->smu);
   db->s_fn = fn;
   db->s_arg = arg;
   db->s_state = SYNC_POSTED;
   pthread_cond_broadcast(&db->scv);
-  pthread_mutex_unlock(&db->smu);
+  strata_mutex_unlock(&db->smu);
 }
 
 int cm__job_wait(st_db *db) {
   int rc;
   if (db->has_syncer) {
-    pthread_mutex_lock(&db->smu);
-    while (db->s_state != SYNC_DONE) pthread_cond_wait(&db->scv, &db->smu);
+    strata_mutex_lock(&db->smu);
+    while (db->s_state != SYNC_DONE) strata_cond_wait(&db->scv, &db->smu);
     db->s_state = SYNC_IDLE;
     db->s_fn = NULL;
-    pthread_mutex_unlock(&db->smu);
+    strata_mutex_unlock(&db->smu);
   }
   rc = db->s_rc;
   return rc ? strata_err(rc, "%s", db->s_msg) : 0;
@@ -123,7 +123,7 @@ static void prep_discard(st_db *db, struct st_prepared *p) {
  * none; either way asks the preparer for the next generation's. */
 static int take_prepared(st_db *db, uint64_t gen, char *path, char *tmp, bs_file **df, bs_file **tf) {
   int got = 0;
-  pthread_mutex_lock(&db->mu);
+  strata_mutex_lock(&db->mu);
   if (db->prepare && db->prep.ready && db->prep.gen == gen) {
     memcpy(path, db->prep.path, sizeof db->prep.path);
     memcpy(tmp, db->prep.tmp, sizeof db->prep.tmp);
@@ -137,7 +137,7 @@ static int take_prepared(st_db *db, uint64_t gen, char *path, char *tmp, bs_file
     db->prep_want = gen + 1;
     pthread_cond_signal(&db->prep_cv);
   }
-  pthread_mutex_unlock(&db->mu);
+  strata_mutex_unlock(&db->mu);
   return got;
 }
 
@@ -166,10 +166,10 @@ static int prep_make(st_db *db, uint64_t g, struct st_prepared *p) {
 /* Removes the numbered manifests up to db->mf_obsolete (older ones were
  * removed before, or at open). */
 void cm__remove_manifests(st_db *db) {
-  pthread_mutex_lock(&db->mu);
+  strata_mutex_lock(&db->mu);
   uint64_t upto = db->mf_obsolete, from = db->mf_removed;
   db->mf_removed = upto;
-  pthread_mutex_unlock(&db->mu);
+  strata_mutex_unlock(&db->mu);
   for (uint64_t g = from + 1; g <= upto; g++) {
     char old[64];
     snprintf(old, sizeof old, "manifest.%016llx", (unsigned long long)g);
@@ -180,26 +180,26 @@ void cm__remove_manifests(st_db *db) {
 static void *preparer(void *arg) {
   st_db *db = arg;
   pthread_setname_np(pthread_self(), "st-prepare");
-  pthread_mutex_lock(&db->mu);
+  strata_mutex_lock(&db->mu);
   for (;;) {
     while (!db->closing && db->mf_obsolete == db->mf_removed &&
            (db->prep_want == 0 || (db->prep.ready && db->prep.gen == db->prep_want)))
-      pthread_cond_wait(&db->prep_cv, &db->mu);
+      strata_cond_wait(&db->prep_cv, &db->mu);
     if (db->closing) break;
     if (db->mf_obsolete != db->mf_removed) {
-      pthread_mutex_unlock(&db->mu);
+      strata_mutex_unlock(&db->mu);
       cm__remove_manifests(db);
-      pthread_mutex_lock(&db->mu);
+      strata_mutex_lock(&db->mu);
       continue;
     }
     uint64_t g = db->prep_want;
     struct st_prepared old = db->prep;
     memset(&db->prep, 0, sizeof db->prep);
-    pthread_mutex_unlock(&db->mu);
+    strata_mutex_unlock(&db->mu);
     if (old.ready) prep_discard(db, &old);
     struct st_prepared p;
     int rc = prep_make(db, g, &p);
-    pthread_mutex_lock(&db->mu);
+    strata_mutex_lock(&db->mu);
     if (!rc) {
       assert(!db->prep.ready); /* only this thread fills the slot, and it emptied it */
       db->prep = p;
@@ -209,7 +209,7 @@ static void *preparer(void *arg) {
   }
   struct st_prepared left = db->prep;
   memset(&db->prep, 0, sizeof db->prep);
-  pthread_mutex_unlock(&db->mu);
+  strata_mutex_unlock(&db->mu);
   if (left.ready) prep_discard(db, &left);
   cm__remove_manifests(db);
   return NULL;
@@ -314,9 +314,9 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
     snprintf(why, sizeof why, "%s", strata_errmsg());
     if (db->cfg.manifest_kind != OCDBT_MANIFEST_NUMBERED || bs_remove(db->base, mpath) != 0 ||
         bs_sync_dir(db->base, "") != 0) {
-      pthread_mutex_lock(&db->mu);
+      strata_mutex_lock(&db->mu);
       db->broken = rc;
-      pthread_mutex_unlock(&db->mu);
+      strata_mutex_unlock(&db->mu);
       published = 1;
     }
     strata_err(rc, "%s", why);
@@ -347,6 +347,7 @@ fail: {
 }
 
 static void complete(st_txn *t) {
+  strata_mutex_assert_not_held(&t->db->mu); /* store.h: no engine lock held */
   if (t->done) t->done(t->done_ctx, &t->res);
   st_txn_abort(t);
 }
@@ -356,7 +357,7 @@ static void commit_group(st_db *db, st_txn *list) {
   memset(&g, 0, sizeof g);
   g.db = db;
   st_vers latest;
-  pthread_mutex_lock(&db->mu);
+  strata_mutex_lock(&db->mu);
   latest = db->latest;
   int broken = db->broken;
   char broken_msg[sizeof db->broken_msg];
@@ -370,7 +371,7 @@ static void commit_group(st_db *db, st_txn *list) {
              "commits resume once it succeeds",
              db->path, (unsigned long long)db->backlog, db->pub_stall_msg);
   }
-  pthread_mutex_unlock(&db->mu);
+  strata_mutex_unlock(&db->mu);
   size_t accepted = 0;
   for (st_txn *t = list; t; t = t->next) {
     if (broken) {
@@ -391,7 +392,7 @@ static void commit_group(st_db *db, st_txn *list) {
     gstats st = {0, 0, 0, 0};
     int rc = db->log ? lc__group(db, &g, &latest, &nv, &nms, &st) : write_group(db, &g, &latest, &nv, &nms, &st);
     if (!rc) {
-      pthread_mutex_lock(&db->mu);
+      strata_mutex_lock(&db->mu);
       mstate__free(&db->ms);
       db->ms = nms;
       db->latest = nv;
@@ -401,7 +402,7 @@ static void commit_group(st_db *db, st_txn *list) {
       db->ns_build += st.ns_build;
       db->ns_sync += st.ns_sync;
       db->ns_publish += st.ns_publish;
-      pthread_mutex_unlock(&db->mu);
+      strata_mutex_unlock(&db->mu);
     }
     for (st_txn *t = list; t; t = t->next) {
       if (!t->accepted) continue;
@@ -416,10 +417,10 @@ static void commit_group(st_db *db, st_txn *list) {
     if (!rc && !db->log && db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED && nv.generation > ST_MANIFESTS_KEPT) {
       /* Keep the last ST_MANIFESTS_KEPT for readers that listed them a while
        * ago; older ones go, off the commit path (the preparer) when there is one. */
-      pthread_mutex_lock(&db->mu);
+      strata_mutex_lock(&db->mu);
       db->mf_obsolete = nv.generation - ST_MANIFESTS_KEPT;
       if (db->has_preparer) pthread_cond_signal(&db->prep_cv);
-      pthread_mutex_unlock(&db->mu);
+      strata_mutex_unlock(&db->mu);
       if (!db->has_preparer) cm__remove_manifests(db);
     }
   }
@@ -453,61 +454,62 @@ struct timespec cm__ts_of(uint64_t ns) {
  * the publisher can make progress. It does not wait on a publisher that is
  * retrying (a full disk): commit_group refuses the group instead. */
 static void hold_back(st_db *db) {
+  strata_mutex_assert_held(&db->mu);
   if (!db->log || db->backlog <= db->max_backlog) return;
-  pthread_mutex_unlock(&db->mu);
+  strata_mutex_unlock(&db->mu);
   lc__batch_close(db);
-  pthread_mutex_lock(&db->mu);
+  strata_mutex_lock(&db->mu);
   while (db->backlog > db->max_backlog && !db->pub_err && !db->pub_stall && !db->closing)
-    pthread_cond_wait(&db->cv, &db->mu);
+    strata_cond_wait(&db->cv, &db->mu);
 }
 
 static void *committer(void *arg) {
   st_db *db = arg;
   pthread_setname_np(pthread_self(), "st-commit");
   size_t last = 0;
-  pthread_mutex_lock(&db->mu);
+  strata_mutex_lock(&db->mu);
   for (;;) {
     while (!db->q_head && !db->closing) {
       uint64_t due = lc__batch_due(db);
       if (!due) {
-        pthread_cond_wait(&db->cv, &db->mu);
+        strata_cond_wait(&db->cv, &db->mu);
         continue;
       }
       /* An open batch closes on time even when no commit comes. */
       struct timespec until = cm__ts_of(due);
-      if (cm__now_ns() < due && pthread_cond_timedwait(&db->cv, &db->mu, &until) == 0) continue;
-      pthread_mutex_unlock(&db->mu);
+      if (cm__now_ns() < due && strata_cond_timedwait(&db->cv, &db->mu, &until) == 0) continue;
+      strata_mutex_unlock(&db->mu);
       lc__batch_close(db);
-      pthread_mutex_lock(&db->mu);
+      strata_mutex_lock(&db->mu);
     }
     if (!db->q_head) break;
     hold_back(db);
     if (last > 1 && db->q_len < last && !db->closing) {
       struct timespec until = cm__ts_of(cm__now_ns() + LINGER_NS);
       while (db->q_len < last && !db->closing)
-        if (pthread_cond_timedwait(&db->cv, &db->mu, &until)) break;
+        if (strata_cond_timedwait(&db->cv, &db->mu, &until)) break;
     }
     st_txn *list = db->q_head;
     last = db->q_len;
     db->q_head = db->q_tail = NULL;
     db->q_len = 0;
-    pthread_mutex_unlock(&db->mu);
+    strata_mutex_unlock(&db->mu);
     commit_group(db, list);
     uint64_t due = lc__batch_due(db);
     if (due && (cm__now_ns() >= due || db->batch->w.off >= BATCH_MAX_BYTES)) lc__batch_close(db);
-    pthread_mutex_lock(&db->mu);
+    strata_mutex_lock(&db->mu);
   }
-  pthread_mutex_unlock(&db->mu);
+  strata_mutex_unlock(&db->mu);
   lc__batch_close(db); /* the publisher (stopped after this thread) publishes it */
   return NULL;
 }
 
 static void syncer_stop(st_db *db) {
   if (!db->has_syncer) return;
-  pthread_mutex_lock(&db->smu);
+  strata_mutex_lock(&db->smu);
   db->s_state = SYNC_STOP; /* the committer has stopped: no job is posted */
   pthread_cond_broadcast(&db->scv);
-  pthread_mutex_unlock(&db->smu);
+  strata_mutex_unlock(&db->smu);
   pthread_join(db->syncer, NULL);
   db->has_syncer = 0;
 }
@@ -528,10 +530,10 @@ int cm__start(st_db *db) {
   if (db->prepare) {
     if (pthread_create(&db->preparer, NULL, preparer, db) == 0) {
       db->has_preparer = 1;
-      pthread_mutex_lock(&db->mu);
+      strata_mutex_lock(&db->mu);
       db->prep_want = db->latest.generation + 1;
       pthread_cond_signal(&db->prep_cv);
-      pthread_mutex_unlock(&db->mu);
+      strata_mutex_unlock(&db->mu);
     } else {
       db->prepare = 0;
     }
@@ -540,11 +542,11 @@ int cm__start(st_db *db) {
 }
 
 void cm__stop(st_db *db) {
-  pthread_mutex_lock(&db->mu);
+  strata_mutex_lock(&db->mu);
   db->closing = 1;
   pthread_cond_broadcast(&db->cv);
   pthread_cond_broadcast(&db->prep_cv);
-  pthread_mutex_unlock(&db->mu);
+  strata_mutex_unlock(&db->mu);
   if (db->has_committer) pthread_join(db->committer, NULL);
   db->has_committer = 0;
   pb__stop(db);

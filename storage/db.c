@@ -286,10 +286,10 @@ static void db_free(st_db *db) {
   mstate__free(&db->ms);
   nc__destroy(&db->cache);
   ft__destroy(&db->ft);
-  pthread_mutex_destroy(&db->mu);
+  strata_mutex_destroy(&db->mu);
   pthread_cond_destroy(&db->cv);
   pthread_cond_destroy(&db->prep_cv);
-  pthread_mutex_destroy(&db->smu);
+  strata_mutex_destroy(&db->smu);
   pthread_cond_destroy(&db->scv);
   pthread_cond_destroy(&db->pub_cv);
   rc__close_log(db);
@@ -307,10 +307,10 @@ int st_open(const char *path, const st_options *opt, st_db **out) {
     free(db);
     return strata_err(STRATA_ENOMEM, "open %s", path);
   }
-  pthread_mutex_init(&db->mu, NULL);
+  strata_mutex_init(&db->mu);
   pthread_cond_init(&db->cv, NULL);
   pthread_cond_init(&db->prep_cv, NULL);
-  pthread_mutex_init(&db->smu, NULL);
+  strata_mutex_init(&db->smu);
   pthread_cond_init(&db->scv, NULL);
   pthread_cond_init(&db->pub_cv, NULL);
   ft__init(&db->ft, opt->max_open_files ? opt->max_open_files : default_max_open());
@@ -372,17 +372,17 @@ static int new_snap(st_db *db, const st_vers *v, st_snap **out) {
 }
 
 int st_snap_latest(st_db *db, st_snap **out) {
-  pthread_mutex_lock(&db->mu);
+  strata_mutex_lock(&db->mu);
   st_vers v = db->latest;
-  pthread_mutex_unlock(&db->mu);
+  strata_mutex_unlock(&db->mu);
   return new_snap(db, &v, out);
 }
 
 /* A private copy of the manifest state (the committer may replace db->ms). */
 static int copy_ms(st_db *db, st_mstate *ms) {
-  pthread_mutex_lock(&db->mu);
+  strata_mutex_lock(&db->mu);
   int rc = mstate__copy(&db->ms, db->ms.n_versions ? db->ms.n_versions : 1, ms);
-  pthread_mutex_unlock(&db->mu);
+  strata_mutex_unlock(&db->mu);
   return rc;
 }
 
@@ -393,7 +393,7 @@ static int find_version(st_db *db, int by_time, uint64_t x, st_vers *v) {
   st_vref nodes[64];
   size_t n;
   int rc = STRATA_ENOTFOUND, inl = 0;
-  pthread_mutex_lock(&db->mu);
+  strata_mutex_lock(&db->mu);
   const st_mstate *ms = &db->ms;
   if (ms->n_versions) {
     if (by_time ? ms->versions[0].commit_time <= x : x >= ms->versions[0].generation) {
@@ -403,7 +403,7 @@ static int find_version(st_db *db, int by_time, uint64_t x, st_vers *v) {
   }
   n = ms->n_nodes;
   memcpy(nodes, ms->nodes, n * sizeof nodes[0]);
-  pthread_mutex_unlock(&db->mu);
+  strata_mutex_unlock(&db->mu);
   if (!inl && (by_time || x > 0))
     rc = by_time ? vt__find_time_nodes(db, nodes, n, x, v) : vt__find_generation_nodes(db, nodes, n, x, v);
   return rc;
@@ -470,7 +470,7 @@ int st_versions(st_db *db, uint64_t min_generation, size_t limit, st_version_inf
 
 void st_get_stats(st_db *db, st_stats *out) {
   memset(out, 0, sizeof *out);
-  pthread_mutex_lock(&db->mu);
+  strata_mutex_lock(&db->mu);
   out->commits = db->commits;
   out->groups = db->groups;
   out->bytes_written = db->bytes_written;
@@ -486,15 +486,15 @@ void st_get_stats(st_db *db, st_stats *out) {
   out->publish_stalls = db->pub_stalls;
   out->publish_stalled = db->pub_stall != 0;
   if (db->pub_stall) snprintf(out->publish_error, sizeof out->publish_error, "%.255s", db->pub_stall_msg);
-  pthread_mutex_unlock(&db->mu);
-  pthread_mutex_lock(&db->ft.mu);
+  strata_mutex_unlock(&db->mu);
+  strata_mutex_lock(&db->ft.mu);
   out->open_files = db->ft.nopen;
   out->file_opens = db->ft.opens;
   out->file_closes = db->ft.closes;
-  pthread_mutex_unlock(&db->ft.mu);
-  pthread_mutex_lock(&db->cache.mu);
+  strata_mutex_unlock(&db->ft.mu);
+  strata_mutex_lock(&db->cache.mu);
   out->cache_hits = db->cache.hits;
   out->cache_misses = db->cache.misses;
   out->cache_bytes = db->cache.bytes;
-  pthread_mutex_unlock(&db->cache.mu);
+  strata_mutex_unlock(&db->cache.mu);
 }

@@ -23,32 +23,55 @@ static size_t path_prefix(const ocdbt_file *prev, const ocdbt_file *cur) {
   return k;
 }
 
+/* The length columns, encoded from (and decoded into) a scratch array. The
+ * base_path_length column is read by hand: each element is checked against
+ * its path before the next is read. */
+typedef struct pathlens {
+  uint16_t prefix, suffix, base;
+} pathlens;
+
+/* path_prefix_length has no element for the first path (see btnode.c). */
+static const ocdbt__col path_prefix_col[] = {
+    OCDBT__VARINT(pathlens, prefix, "path_prefix_length", UINT16_MAX)};
+static const ocdbt__col path_len_cols[] = {
+    OCDBT__VARINT(pathlens, suffix, "path_suffix_length", UINT16_MAX),
+    OCDBT__VARINT(pathlens, base, "base_path_length", UINT16_MAX),
+};
+
 int ocdbt_dft_encode(const ocdbt_dft *dft, strata_buf *out) {
   int rc;
-  for (size_t i = 0; i < dft->n; i++) {
+  size_t n = dft->n;
+  for (size_t i = 0; i < n; i++) {
     const ocdbt_file *f = &dft->files[i];
     if (f->base_path.n + f->relative_path.n > OCDBT_MAX_PATH_LENGTH)
       return strata_err(STRATA_EINVALID, "data file table: path[%zu] is %zu bytes, limit %u", i,
                         f->base_path.n + f->relative_path.n, OCDBT_MAX_PATH_LENGTH);
   }
-  if ((rc = strata_buf_reserve(out, 10 + dft->n * 30))) return rc;
-  ocdbt__put_varint(out, dft->n);
-  for (size_t i = 1; i < dft->n; i++) ocdbt__put_varint(out, path_prefix(&dft->files[i - 1], &dft->files[i]));
-  for (size_t i = 0; i < dft->n; i++) {
+  if ((rc = strata_buf_reserve(out, 10 + n * 30))) return rc;
+  ocdbt__put_varint(out, n);
+  if (n == 0) return 0;
+  pathlens *l = malloc(n * sizeof *l);
+  if (!l) return strata_err(STRATA_ENOMEM, "data file table: cannot encode %zu files", n);
+  for (size_t i = 0; i < n; i++) {
     const ocdbt_file *f = &dft->files[i];
-    size_t k = i ? path_prefix(&dft->files[i - 1], f) : 0;
-    ocdbt__put_varint(out, f->base_path.n + f->relative_path.n - k);
+    l[i].prefix = i ? (uint16_t)path_prefix(&dft->files[i - 1], f) : 0;
+    l[i].suffix = (uint16_t)(f->base_path.n + f->relative_path.n - l[i].prefix);
+    l[i].base = (uint16_t)f->base_path.n;
   }
-  for (size_t i = 0; i < dft->n; i++) ocdbt__put_varint(out, dft->files[i].base_path.n);
-  for (size_t i = 0; i < dft->n; i++) {
+  if ((rc = ocdbt__cols_write(out, l + 1, sizeof *l, n - 1, path_prefix_col, 1)) ||
+      (rc = ocdbt__cols_write(out, l, sizeof *l, n, path_len_cols, 2)))
+    goto out;
+  for (size_t i = 0; i < n && !rc; i++) {
     const ocdbt_file *f = &dft->files[i];
-    size_t k = i ? path_prefix(&dft->files[i - 1], f) : 0;
+    size_t k = l[i].prefix;
     size_t kb = k < f->base_path.n ? k : f->base_path.n;
-    if ((rc = strata_buf_append(out, f->base_path.p + kb, f->base_path.n - kb))) return rc;
     size_t kr = k - kb;
-    if ((rc = strata_buf_append(out, f->relative_path.p + kr, f->relative_path.n - kr))) return rc;
+    if (!(rc = strata_buf_append(out, f->base_path.p + kb, f->base_path.n - kb)))
+      rc = strata_buf_append(out, f->relative_path.p + kr, f->relative_path.n - kr);
   }
-  return 0;
+out:
+  free(l);
+  return rc;
 }
 
 int ocdbt__dft_read(ocdbt__rd *r, size_t transitive_len, ocdbt__arena *a, ocdbt_dft *out) {
@@ -66,62 +89,56 @@ int ocdbt__dft_read(ocdbt__rd *r, size_t transitive_len, ocdbt__arena *a, ocdbt_
     return strata_err(STRATA_ECORRUPT, "%s: transitive path of %zu bytes exceeds %u", r->obj,
                       transitive_len, OCDBT_MAX_PATH_LENGTH);
   size_t max_path = OCDBT_MAX_PATH_LENGTH - transitive_len;
-  uint16_t *len = ocdbt__arena_alloc(a, n * 3 * sizeof *len);
+  pathlens *l = ocdbt__arena_alloc(a, n * sizeof *l);
   ocdbt_file *files = ocdbt__arena_alloc(a, n * sizeof *files);
-  if (!len || !files) return STRATA_ENOMEM;
-  uint16_t *prefix = len, *suffix = len + n, *base = len + 2 * n;
-  uint64_t v;
-  size_t prefix_col = r->off;
-  for (uint64_t i = 1; i < n; i++) {
-    if ((rc = ocdbt__rd_varint(r, UINT16_MAX, &v, "path_prefix_length", (long)i - 1))) return rc;
-    prefix[i] = (uint16_t)v;
-  }
-  size_t suffix_col = r->off;
-  for (uint64_t i = 0; i < n; i++) {
-    if ((rc = ocdbt__rd_varint(r, UINT16_MAX, &v, "path_suffix_length", (long)i))) return rc;
-    suffix[i] = (uint16_t)v;
-  }
+  if (!l || !files) return STRATA_ENOMEM;
+  ocdbt__cols_ctx pctx = {0}, sctx = {0};
+  if ((rc = ocdbt__cols_read(r, l + 1, sizeof *l, n - 1, path_prefix_col, 1, &pctx)) ||
+      (rc = ocdbt__cols_read(r, l, sizeof *l, n, path_len_cols, 1, &sctx)))
+    return rc;
+  size_t prefix_col = pctx.start[0], suffix_col = sctx.start[0];
   size_t total = 0, prev_len = 0, prev_base = 0;
+  uint64_t v;
   for (uint64_t i = 0; i < n; i++) {
-    if ((rc = ocdbt__rd_varint(r, UINT16_MAX, &v, "base_path_length", (long)i))) return rc;
-    base[i] = (uint16_t)v;
-    size_t path_len = (size_t)prefix[i] + suffix[i];
-    if (prefix[i] > prev_len)
+    if ((rc = ocdbt__rd_varint(r, UINT16_MAX, &v, path_len_cols[1].name, (long)i))) return rc;
+    l[i].base = (uint16_t)v;
+    size_t path_len = (size_t)l[i].prefix + l[i].suffix;
+    if (l[i].prefix > prev_len)
       return ocdbt__rd_fail_at(r, ocdbt__varint_offset(r, prefix_col, i - 1), "path_prefix_length",
                             (long)i - 1,
-                            "%u exceeds the previous path's length %zu", prefix[i], prev_len);
+                            "%u exceeds the previous path's length %zu", l[i].prefix, prev_len);
     if (path_len > max_path)
       return ocdbt__rd_fail_at(r, ocdbt__varint_offset(r, suffix_col, i), "path_suffix_length",
                             (long)i,
                             "path of %zu bytes plus transitive path of %zu exceeds %u", path_len,
                             transitive_len, OCDBT_MAX_PATH_LENGTH);
-    if (base[i] > path_len)
+    if (l[i].base > path_len)
       return ocdbt__rd_fail(r, "base_path_length", (long)i, "%u exceeds the path length %zu",
-                            base[i], path_len);
-    size_t min_base = prev_base < base[i] ? prev_base : base[i];
-    if (i > 0 && prefix[i] > min_base && base[i] != prev_base)
+                            l[i].base, path_len);
+    size_t min_base = prev_base < l[i].base ? prev_base : l[i].base;
+    if (i > 0 && l[i].prefix > min_base && l[i].base != prev_base)
       return ocdbt__rd_fail_at(r, ocdbt__varint_offset(r, prefix_col, i - 1), "path_prefix_length",
                             (long)i - 1,
-                            "%u reaches past base paths of different lengths (%zu, %u)", prefix[i],
-                            prev_base, base[i]);
+                            "%u reaches past base paths of different lengths (%zu, %u)", l[i].prefix,
+                            prev_base, l[i].base);
     total += path_len;
     if (total > OCDBT_MAX_DECODED_BYTES)
       return strata_err(STRATA_ETOOBIG, "%s: data file paths exceed %zu bytes", r->obj,
                         (size_t)OCDBT_MAX_DECODED_BYTES);
     prev_len = path_len;
-    prev_base = base[i];
+    prev_base = l[i].base;
   }
   uint8_t *paths = ocdbt__arena_alloc(a, total ? total : 1);
   if (!paths) return STRATA_ENOMEM;
   const uint8_t *prev = NULL;
   for (uint64_t i = 0; i < n; i++) {
     const uint8_t *s;
-    if ((rc = ocdbt__rd_bytes(r, suffix[i], &s, "path_suffix", (long)i))) return rc;
-    if (prefix[i]) memcpy(paths, prev, prefix[i]);
-    if (suffix[i]) memcpy(paths + prefix[i], s, suffix[i]);
-    size_t path_len = (size_t)prefix[i] + suffix[i];
-    files[i].base_path = (ocdbt_slice){paths, base[i]};
-    files[i].relative_path = (ocdbt_slice){paths + base[i], path_len - base[i]};
+    if ((rc = ocdbt__rd_bytes(r, l[i].suffix, &s, "path_suffix", (long)i))) return rc;
+    if (l[i].prefix) memcpy(paths, prev, l[i].prefix);
+    if (l[i].suffix) memcpy(paths + l[i].prefix, s, l[i].suffix);
+    size_t path_len = (size_t)l[i].prefix + l[i].suffix;
+    files[i].base_path = (ocdbt_slice){paths, l[i].base};
+    files[i].relative_path = (ocdbt_slice){paths + l[i].base, path_len - l[i].base};
     prev = paths;
     paths += path_len;
   }
@@ -137,15 +154,10 @@ int ocdbt_dft_decode(const uint8_t *p, size_t n, size_t transitive_len, ocdbt_df
   *out = (ocdbt_dft){0, NULL};
   if (!a) return STRATA_ENOMEM;
   ocdbt__rd r = {p, n, 0, "data file table", 0, NULL};
-  int rc = ocdbt__dft_read(&r, transitive_len, a, out);
-  if (rc) {
-    ocdbt__arena_free(a);
-    *out = (ocdbt_dft){0, NULL};
-    return rc;
-  }
-  *arena = a;
-  if (consumed) *consumed = r.off;
-  return 0;
+  int rc = ocdbt__decode_done(ocdbt__dft_read(&r, transitive_len, a, out), a, arena, out,
+                              sizeof *out);
+  if (!rc && consumed) *consumed = r.off;
+  return rc;
 }
 
 void ocdbt_dft_arena_free(void *arena) { ocdbt__arena_free(arena); }

@@ -10,6 +10,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "common/mutex.h"
 #include "storage/clog.h"
 #include "storage/ocdbt.h"
 #include "storage/store.h"
@@ -85,7 +86,7 @@ typedef struct ft_entry {
 } ft_entry;
 
 typedef struct ft_table {
-  pthread_mutex_t mu;
+  strata_mutex mu;
   ft_entry **e;
   size_t n, cap;
   uint32_t *hash;      /* open addressing: id + 1, 0 = empty */
@@ -111,7 +112,7 @@ typedef struct cnode {
 } cnode;
 
 typedef struct nc_cache {
-  pthread_mutex_t mu;
+  strata_mutex mu;
   cnode **buckets;
   size_t nbuckets, count;
   cnode lru;           /* sentinel: lru.next most recent */
@@ -136,7 +137,7 @@ struct st_db {
   nc_cache cache;
 
   /* mu guards everything below; lock order: db.mu, then cache.mu or ft.mu. */
-  pthread_mutex_t mu;
+  strata_mutex mu;
   pthread_cond_t cv;      /* queue became non-empty, or closing */
   st_txn *q_head, *q_tail;
   size_t q_len;
@@ -171,7 +172,7 @@ struct st_db {
    * temp manifest (a thread kept for the database's life, not one per commit). */
   pthread_t syncer;
   int has_syncer;
-  pthread_mutex_t smu;
+  strata_mutex smu;
   pthread_cond_t scv;
   enum { SYNC_IDLE, SYNC_POSTED, SYNC_DONE, SYNC_STOP } s_state;
   bs_file *s_file;        /* the job: fsync this file */

@@ -45,7 +45,7 @@ void lc__batch_close(st_db *db) {
   st_batch *b = db->batch;
   if (!b) return;
   db->batch = NULL;
-  pthread_mutex_lock(&db->mu);
+  strata_mutex_lock(&db->mu);
   int broken = db->broken;
   int rc = b->last ? mstate__copy(&db->ms, db->ms.n_versions ? db->ms.n_versions : 1, &b->ms) : 0;
   if (!b->last || rc) db->backlog -= b->bytes;
@@ -55,7 +55,7 @@ void lc__batch_close(st_db *db) {
              "%s: out of memory closing a batch; the commit log holds every acknowledged commit: reopen the database",
              db->path);
   }
-  pthread_mutex_unlock(&db->mu);
+  strata_mutex_unlock(&db->mu);
   if (!b->last || rc) {
     /* Nothing acknowledged lives in it. A failed record whose outcome is
      * unknown (broken) may refer to it, so then it stays. */
@@ -177,9 +177,9 @@ int lc__group(st_db *db, group *g, const st_vers *latest, st_vers *nv, st_mstate
   b->last = gen;
   uint64_t added = b->w.off - off0;
   b->bytes += added;
-  pthread_mutex_lock(&db->mu);
+  strata_mutex_lock(&db->mu);
   db->backlog += added;
-  pthread_mutex_unlock(&db->mu);
+  strata_mutex_unlock(&db->mu);
   st->bytes_written = added + rec.len + CLOG_HEADER_BYTES;
   st->ns_build = t_sync - t_start;
   st->ns_sync = cm__now_ns() - t_sync;
@@ -193,11 +193,11 @@ fail: {
   snprintf(why, sizeof why, "%s", strata_errmsg());
   clog_discard(db->log);
   if (unknown) {
-    pthread_mutex_lock(&db->mu);
+    strata_mutex_lock(&db->mu);
     db->broken = rc;
     snprintf(db->broken_msg, sizeof db->broken_msg,
              "%s: a commit log write failed and could not be taken back; reopen the database", db->path);
-    pthread_mutex_unlock(&db->mu);
+    strata_mutex_unlock(&db->mu);
   }
   /* The batch's file may hold a partial write now: it takes no more
    * commits (what it holds that was acknowledged is published). */

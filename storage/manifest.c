@@ -161,13 +161,9 @@ int ocdbt_manifest_decode(const uint8_t *p, size_t n, ocdbt_manifest *out) {
                           out->n_nodes, out->dft.n, 1)))
       goto fail;
   }
-  if ((rc = ocdbt__rd_end(&r))) goto fail;
-  out->arena_ = a;
-  return 0;
+  rc = ocdbt__rd_end(&r);
 fail:
-  ocdbt__arena_free(a);
-  memset(out, 0, sizeof *out);
-  return rc;
+  return ocdbt__decode_done(rc, a, &out->arena_, out, sizeof *out);
 }
 
 void ocdbt_manifest_free(ocdbt_manifest *m) {

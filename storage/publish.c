@@ -62,18 +62,19 @@ out:
 }
 
 void pb__enqueue(st_db *db, st_batch *b) {
-  pthread_mutex_lock(&db->mu);
+  strata_mutex_lock(&db->mu);
   b->next = NULL;
   if (db->pq_tail) db->pq_tail->next = b;
   else db->pq_head = b;
   db->pq_tail = b;
   pthread_cond_signal(&db->pub_cv);
-  pthread_mutex_unlock(&db->mu);
+  strata_mutex_unlock(&db->mu);
 }
 
 /* After batch b is published (rc = 0) or failed: the state, the log, old
  * manifests. Called with db->mu held; returns with it held. */
 static void published(st_db *db, st_batch *b, int rc, const char *why) {
+  strata_mutex_assert_held(&db->mu);
   db->backlog -= b->bytes;
   pthread_cond_broadcast(&db->cv); /* a committer held back by the backlog */
   if (rc || db->pub_err) {
@@ -93,10 +94,10 @@ static void published(st_db *db, st_batch *b, int rc, const char *why) {
   uint64_t now = cm__now_ns();
   db->lags[db->nlags++ % ST_LAG_RING] = now > b->first_time ? now - b->first_time : 0;
   if (b->last > ST_MANIFESTS_KEPT) db->mf_obsolete = b->last - ST_MANIFESTS_KEPT;
-  pthread_mutex_unlock(&db->mu);
+  strata_mutex_unlock(&db->mu);
   clog_trim(db->log, b->last);
   cm__remove_manifests(db);
-  pthread_mutex_lock(&db->mu);
+  strata_mutex_lock(&db->mu);
 }
 
 /* Failures that time can cure: space or memory. */
@@ -112,10 +113,10 @@ static int publish_retrying(st_db *db, st_batch *b, char *why, size_t whysz) {
   for (;;) {
     int fatal, rc = pb__publish(db, b, &fatal);
     if (rc) snprintf(why, whysz, "%s", strata_errmsg());
-    pthread_mutex_lock(&db->mu);
+    strata_mutex_lock(&db->mu);
     if (!rc || fatal || !retryable(rc) || db->pub_stop) {
       db->pub_stall = 0;
-      pthread_mutex_unlock(&db->mu);
+      strata_mutex_unlock(&db->mu);
       return rc;
     }
     if (!db->pub_stall) db->pub_stalls++;
@@ -123,8 +124,8 @@ static int publish_retrying(st_db *db, st_batch *b, char *why, size_t whysz) {
     snprintf(db->pub_stall_msg, sizeof db->pub_stall_msg, "%s", why);
     pthread_cond_broadcast(&db->cv); /* a committer held back learns of it */
     struct timespec until = cm__ts_of(cm__now_ns() + wait_ns);
-    pthread_cond_timedwait(&db->pub_cv, &db->mu, &until);
-    pthread_mutex_unlock(&db->mu);
+    strata_cond_timedwait(&db->pub_cv, &db->mu, &until);
+    strata_mutex_unlock(&db->mu);
     if (wait_ns < 1000000000ull) wait_ns *= 2;
   }
 }
@@ -132,26 +133,26 @@ static int publish_retrying(st_db *db, st_batch *b, char *why, size_t whysz) {
 static void *publisher(void *arg) {
   st_db *db = arg;
   pthread_setname_np(pthread_self(), "st-publish");
-  pthread_mutex_lock(&db->mu);
+  strata_mutex_lock(&db->mu);
   for (;;) {
-    while (!db->pq_head && !db->pub_stop) pthread_cond_wait(&db->pub_cv, &db->mu);
+    while (!db->pq_head && !db->pub_stop) strata_cond_wait(&db->pub_cv, &db->mu);
     st_batch *b = db->pq_head;
     if (!b) break;
     db->pq_head = b->next;
     if (!db->pq_head) db->pq_tail = NULL;
     int skip = db->pub_err != 0;
-    pthread_mutex_unlock(&db->mu);
+    strata_mutex_unlock(&db->mu);
     char why[400] = "";
     /* After a failure nothing more is published: a later manifest would
      * name nodes in the batch whose publication failed. */
     int rc = skip ? 0 : publish_retrying(db, b, why, sizeof why);
-    pthread_mutex_lock(&db->mu);
+    strata_mutex_lock(&db->mu);
     published(db, b, rc, why);
-    pthread_mutex_unlock(&db->mu);
+    strata_mutex_unlock(&db->mu);
     lc__batch_free(b);
-    pthread_mutex_lock(&db->mu);
+    strata_mutex_lock(&db->mu);
   }
-  pthread_mutex_unlock(&db->mu);
+  strata_mutex_unlock(&db->mu);
   return NULL;
 }
 
@@ -164,19 +165,19 @@ int pb__start(st_db *db) {
 
 void pb__stop(st_db *db) {
   if (!db->has_publisher) return;
-  pthread_mutex_lock(&db->mu);
+  strata_mutex_lock(&db->mu);
   db->pub_stop = 1;
   pthread_cond_broadcast(&db->pub_cv);
-  pthread_mutex_unlock(&db->mu);
+  strata_mutex_unlock(&db->mu);
   pthread_join(db->publisher, NULL);
   db->has_publisher = 0;
 }
 
 size_t st_publish_lags(st_db *db, uint64_t *out, size_t cap) {
-  pthread_mutex_lock(&db->mu);
+  strata_mutex_lock(&db->mu);
   uint64_t n = db->nlags < ST_LAG_RING ? db->nlags : ST_LAG_RING;
   if (n > cap) n = cap;
   for (uint64_t i = 0; i < n; i++) out[i] = db->lags[(db->nlags - n + i) % ST_LAG_RING];
-  pthread_mutex_unlock(&db->mu);
+  strata_mutex_unlock(&db->mu);
   return (size_t)n;
 }

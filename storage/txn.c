@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/mutex.h"
 #include "common/err.h"
 #include "storage/commit_int.h"
 
@@ -188,7 +189,7 @@ int st_txn_submit(st_txn *t, st_done_fn done, void *ctx) {
     st_txn_abort(t);
     return rc;
   }
-  pthread_mutex_lock(&db->mu);
+  strata_mutex_lock(&db->mu);
   if (db->read_only) rc = strata_err(STRATA_EINVALID, "%s: database is open read-only", db->path);
   else if (db->closing) rc = strata_err(STRATA_ESHUTDOWN, "%s: database is closing", db->path);
   if (!rc) {
@@ -198,13 +199,13 @@ int st_txn_submit(st_txn *t, st_done_fn done, void *ctx) {
     db->q_len++;
     pthread_cond_signal(&db->cv);
   }
-  pthread_mutex_unlock(&db->mu);
+  strata_mutex_unlock(&db->mu);
   if (rc) st_txn_abort(t);
   return rc;
 }
 
 typedef struct waiter {
-  pthread_mutex_t mu;
+  strata_mutex mu;
   pthread_cond_t cv;
   int done;
   st_result *res;
@@ -212,7 +213,7 @@ typedef struct waiter {
 
 static void wake(void *ctx, const st_result *res) {
   waiter *w = ctx;
-  pthread_mutex_lock(&w->mu);
+  strata_mutex_lock(&w->mu);
   *w->res = *res;
   w->res->failed_key = NULL;
   if (res->failed_key) {
@@ -224,13 +225,13 @@ static void wake(void *ctx, const st_result *res) {
   }
   w->done = 1;
   pthread_cond_signal(&w->cv);
-  pthread_mutex_unlock(&w->mu);
+  strata_mutex_unlock(&w->mu);
 }
 
 int st_txn_commit(st_txn *t, st_result *res) {
   waiter w;
   memset(res, 0, sizeof *res);
-  pthread_mutex_init(&w.mu, NULL);
+  strata_mutex_init(&w.mu);
   pthread_cond_init(&w.cv, NULL);
   w.done = 0;
   w.res = res;
@@ -239,11 +240,11 @@ int st_txn_commit(st_txn *t, st_result *res) {
     res->rc = rc;
     snprintf(res->message, sizeof res->message, "%s", strata_errmsg());
   } else {
-    pthread_mutex_lock(&w.mu);
-    while (!w.done) pthread_cond_wait(&w.cv, &w.mu);
-    pthread_mutex_unlock(&w.mu);
+    strata_mutex_lock(&w.mu);
+    while (!w.done) strata_cond_wait(&w.cv, &w.mu);
+    strata_mutex_unlock(&w.mu);
   }
-  pthread_mutex_destroy(&w.mu);
+  strata_mutex_destroy(&w.mu);
   pthread_cond_destroy(&w.cv);
   return res->rc;
 }

@@ -219,6 +219,7 @@ void cm__validate(group *g, st_txn *t, const st_vers *latest) {
     else if (o->kind == OP_PUT_REF) rc = check_ref(db, t, o, &ids[i]);
   }
   if (rc) goto out;
+  strata_mutex_assert_not_held(&db->mu); /* store.h: a fence runs with no engine lock held */
   if (t->fence) strata_err_clear();
   if (t->fence && (rc = t->fence(t->fence_ctx))) {
     t->res.rc = rc;

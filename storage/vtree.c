@@ -116,22 +116,47 @@ static int vrefs_check(uint8_t a, uint8_t height, const ocdbt_vnode_ref *v, size
   return 0;
 }
 
-/* --- columns ------------------------------------------------------------------------ */
+/* --- columns ------------------------------------------------------------------------
+ * The tables below are docs/format.md's "Version tree leaf entries" and
+ * "Version tree interior entries" in on-disk order. */
+
+#define VCOL(member, name) OCDBT__VARINT(ocdbt_version, member, name, UINT64_MAX)
+static const ocdbt__col version_cols[] = {
+    VCOL(generation, "generation_number"),
+    OCDBT__FIXED(ocdbt_version, root_height, "root_height", OCDBT__COL_U8),
+    VCOL(root.file, "data_file_id"),
+    VCOL(root.offset, "data_file_offset"),
+    VCOL(root.length, "data_file_length"),
+    VCOL(stats.num_keys, "num_keys"),
+    VCOL(stats.num_tree_bytes, "num_tree_bytes"),
+    VCOL(stats.num_indirect_value_bytes, "num_indirect_value_bytes"),
+    OCDBT__FIXED(ocdbt_version, commit_time, "commit_time", OCDBT__COL_U64LE),
+};
+#undef VCOL
+
+#define RCOL(member, name) OCDBT__VARINT(ocdbt_vnode_ref, member, name, UINT64_MAX)
+/* The manifest's copy adds the height column (the last row). */
+static const ocdbt__col vref_cols[] = {
+    RCOL(generation, "generation_number"),
+    {.name = "data_file_id", .type = OCDBT__COL_VARINT, .size = 8,
+     .off = offsetof(ocdbt_vnode_ref, ref.file), .max = UINT64_MAX, .rule = OCDBT__RULE_FILE_ID},
+    RCOL(ref.offset, "data_file_offset"),
+    {.name = "data_file_length", .type = OCDBT__COL_VARINT, .size = 8,
+     .off = offsetof(ocdbt_vnode_ref, ref.length), .max = UINT64_MAX,
+     .ref_off = offsetof(ocdbt_vnode_ref, ref), .rule = OCDBT__RULE_REF_RANGE_SHORT},
+    RCOL(num_generations, "num_generations"),
+    OCDBT__FIXED(ocdbt_vnode_ref, commit_time, "commit_time", OCDBT__COL_U64LE),
+    OCDBT__FIXED(ocdbt_vnode_ref, height, "entry_height", OCDBT__COL_U8),
+};
+#undef RCOL
+
+#define NCOLS(t) (sizeof t / sizeof t[0])
 
 int ocdbt__versions_write(strata_buf *b, const ocdbt_version *v, size_t n) {
-  int rc = strata_buf_reserve(b, 10 + n * 80);
+  int rc = strata_buf_reserve(b, 10);
   if (rc) return rc;
   ocdbt__put_varint(b, n);
-  for (size_t i = 0; i < n; i++) ocdbt__put_varint(b, v[i].generation);
-  for (size_t i = 0; i < n; i++) b->p[b->len++] = v[i].root_height;
-  for (size_t i = 0; i < n; i++) ocdbt__put_varint(b, v[i].root.file);
-  for (size_t i = 0; i < n; i++) ocdbt__put_varint(b, v[i].root.offset);
-  for (size_t i = 0; i < n; i++) ocdbt__put_varint(b, v[i].root.length);
-  for (size_t i = 0; i < n; i++) ocdbt__put_varint(b, v[i].stats.num_keys);
-  for (size_t i = 0; i < n; i++) ocdbt__put_varint(b, v[i].stats.num_tree_bytes);
-  for (size_t i = 0; i < n; i++) ocdbt__put_varint(b, v[i].stats.num_indirect_value_bytes);
-  for (size_t i = 0; i < n; i++) ocdbt__put_le(b, v[i].commit_time, 8);
-  return 0;
+  return ocdbt__cols_write(b, v, sizeof *v, n, version_cols, NCOLS(version_cols));
 }
 
 int ocdbt__versions_read(ocdbt__rd *r, uint8_t a, const ocdbt_dft *dft, ocdbt__arena *ar,
@@ -143,27 +168,9 @@ int ocdbt__versions_read(ocdbt__rd *r, uint8_t a, const ocdbt_dft *dft, ocdbt__a
   if ((rc = ocdbt__rd_check_count(r, n, 16, "num_versions"))) return rc;
   ocdbt_version *v = ocdbt__arena_alloc(ar, (n ? n : 1) * sizeof *v);
   if (!v) return STRATA_ENOMEM;
-  for (uint64_t i = 0; i < n; i++)
-    if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &v[i].generation, "generation_number", (long)i))) return rc;
-  for (uint64_t i = 0; i < n; i++)
-    if ((rc = ocdbt__rd_u8(r, &v[i].root_height, "root_height", (long)i))) return rc;
-  for (uint64_t i = 0; i < n; i++)
-    if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &v[i].root.file, "data_file_id", (long)i))) return rc;
-  for (uint64_t i = 0; i < n; i++)
-    if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &v[i].root.offset, "data_file_offset", (long)i))) return rc;
-  for (uint64_t i = 0; i < n; i++)
-    if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &v[i].root.length, "data_file_length", (long)i))) return rc;
-  for (uint64_t i = 0; i < n; i++)
-    if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &v[i].stats.num_keys, "num_keys", (long)i))) return rc;
-  for (uint64_t i = 0; i < n; i++)
-    if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &v[i].stats.num_tree_bytes, "num_tree_bytes", (long)i)))
-      return rc;
-  for (uint64_t i = 0; i < n; i++)
-    if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &v[i].stats.num_indirect_value_bytes,
-                               "num_indirect_value_bytes", (long)i)))
-      return rc;
-  for (uint64_t i = 0; i < n; i++)
-    if ((rc = ocdbt__rd_u64le(r, &v[i].commit_time, "commit_time", (long)i))) return rc;
+  ocdbt__cols_ctx ctx = {.dft = dft};
+  if ((rc = ocdbt__cols_read(r, v, sizeof *v, n, version_cols, NCOLS(version_cols), &ctx)))
+    return rc;
   if ((rc = ocdbt__versions_check(a, v, n, dft->n, r->obj, 1)))
     return strata_err_wrap(rc, "%s entries at body offset %zu", r->obj, col);
   *out = v;
@@ -172,18 +179,10 @@ int ocdbt__versions_read(ocdbt__rd *r, uint8_t a, const ocdbt_dft *dft, ocdbt__a
 }
 
 int ocdbt__vrefs_write(strata_buf *b, const ocdbt_vnode_ref *v, size_t n, int with_height) {
-  int rc = strata_buf_reserve(b, 10 + n * 60);
+  int rc = strata_buf_reserve(b, 10);
   if (rc) return rc;
   ocdbt__put_varint(b, n);
-  for (size_t i = 0; i < n; i++) ocdbt__put_varint(b, v[i].generation);
-  for (size_t i = 0; i < n; i++) ocdbt__put_varint(b, v[i].ref.file);
-  for (size_t i = 0; i < n; i++) ocdbt__put_varint(b, v[i].ref.offset);
-  for (size_t i = 0; i < n; i++) ocdbt__put_varint(b, v[i].ref.length);
-  for (size_t i = 0; i < n; i++) ocdbt__put_varint(b, v[i].num_generations);
-  for (size_t i = 0; i < n; i++) ocdbt__put_le(b, v[i].commit_time, 8);
-  if (with_height)
-    for (size_t i = 0; i < n; i++) b->p[b->len++] = v[i].height;
-  return 0;
+  return ocdbt__cols_write(b, v, sizeof *v, n, vref_cols, NCOLS(vref_cols) - !with_height);
 }
 
 int ocdbt__vrefs_read(ocdbt__rd *r, size_t max_n, int with_height, const ocdbt_dft *dft,
@@ -194,29 +193,10 @@ int ocdbt__vrefs_read(ocdbt__rd *r, size_t max_n, int with_height, const ocdbt_d
   if ((rc = ocdbt__rd_check_count(r, n, 13, "num_children"))) return rc;
   ocdbt_vnode_ref *v = ocdbt__arena_alloc(ar, (n ? n : 1) * sizeof *v);
   if (!v) return STRATA_ENOMEM;
-  for (uint64_t i = 0; i < n; i++)
-    if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &v[i].generation, "generation_number", (long)i))) return rc;
-  for (uint64_t i = 0; i < n; i++) {
-    if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &v[i].ref.file, "data_file_id", (long)i))) return rc;
-    if (v[i].ref.file >= dft->n)
-      return ocdbt__rd_fail(r, "data_file_id", (long)i, "file index %llu outside the table of %zu files",
-                            (unsigned long long)v[i].ref.file, dft->n);
-  }
-  for (uint64_t i = 0; i < n; i++)
-    if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &v[i].ref.offset, "data_file_offset", (long)i))) return rc;
-  for (uint64_t i = 0; i < n; i++) {
-    if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &v[i].ref.length, "data_file_length", (long)i))) return rc;
-    if (!ocdbt__ref_range_ok(v[i].ref.offset, v[i].ref.length))
-      return ocdbt__rd_fail(r, "data_file_length", (long)i, "offset + length exceeds 2^63-1");
-  }
-  for (uint64_t i = 0; i < n; i++)
-    if ((rc = ocdbt__rd_varint(r, UINT64_MAX, &v[i].num_generations, "num_generations", (long)i)))
-      return rc;
-  for (uint64_t i = 0; i < n; i++)
-    if ((rc = ocdbt__rd_u64le(r, &v[i].commit_time, "commit_time", (long)i))) return rc;
-  if (with_height)
-    for (uint64_t i = 0; i < n; i++)
-      if ((rc = ocdbt__rd_u8(r, &v[i].height, "entry_height", (long)i))) return rc;
+  ocdbt__cols_ctx ctx = {.dft = dft};
+  if ((rc = ocdbt__cols_read(r, v, sizeof *v, n, vref_cols, NCOLS(vref_cols) - !with_height,
+                             &ctx)))
+    return rc;
   *out = v;
   *n_out = n;
   return 0;
@@ -278,13 +258,9 @@ int ocdbt_vtnode_decode(const uint8_t *p, size_t n, size_t transitive_len, ocdbt
       rc = vrefs_check(out->arity_log2, out->height, out->children, out->n, out->dft.n,
                        "version tree node", 1);
   }
-  if (rc || (rc = ocdbt__rd_end(&r))) goto fail;
-  out->arena_ = a;
-  return 0;
+  if (!rc) rc = ocdbt__rd_end(&r);
 fail:
-  ocdbt__arena_free(a);
-  memset(out, 0, sizeof *out);
-  return rc;
+  return ocdbt__decode_done(rc, a, &out->arena_, out, sizeof *out);
 }
 
 void ocdbt_vtnode_free(ocdbt_vtnode *node) {
