@@ -32,8 +32,8 @@ typedef struct writer {
 
 struct wreg_registry {
   lk_manager *lk;
-  pthread_mutex_t wmu;
-  pthread_mutex_t mu;
+  strata_mutex wmu;
+  strata_mutex mu;
   writer *w; /* ascending id */
   size_t n, cap;
   uint64_t next_id; /* under wmu */
@@ -155,6 +155,7 @@ static int put_rec_synced(wreg_registry *r, const wreg_info *i, const char *what
 
 /* The writer with this id, or NULL; mu held. */
 static writer *find(wreg_registry *r, uint64_t id) {
+  strata_mutex_assert_held(&r->mu);
   size_t lo = 0, hi = r->n;
   while (lo < hi) {
     size_t mid = lo + (hi - lo) / 2;
@@ -166,6 +167,7 @@ static writer *find(wreg_registry *r, uint64_t id) {
 
 /* Appends (ids only grow, so the order holds); mu held. */
 static int append(wreg_registry *r, const wreg_info *i) {
+  strata_mutex_assert_held(&r->mu);
   if (r->n == r->cap) {
     size_t cap = r->cap ? r->cap * 2 : 16;
     writer *w = realloc(r->w, cap * sizeof *w);
@@ -244,9 +246,11 @@ int wreg_open(lk_manager *lk, wreg_registry **out) {
   wreg_registry *r = calloc(1, sizeof *r);
   if (!r) return strata_err(STRATA_ENOMEM, "writer registry");
   r->lk = lk;
-  pthread_mutex_init(&r->wmu, NULL);
-  pthread_mutex_init(&r->mu, NULL);
+  strata_mutex_init(&r->wmu);
+  strata_mutex_init(&r->mu);
+  strata_mutex_lock(&r->mu); /* nobody else has r yet; find and append want it held */
   int rc = load(r);
+  strata_mutex_unlock(&r->mu);
   if (rc) {
     wreg_close(r);
     return rc;
@@ -257,8 +261,8 @@ int wreg_open(lk_manager *lk, wreg_registry **out) {
 
 void wreg_close(wreg_registry *r) {
   if (!r) return;
-  pthread_mutex_destroy(&r->wmu);
-  pthread_mutex_destroy(&r->mu);
+  strata_mutex_destroy(&r->wmu);
+  strata_mutex_destroy(&r->mu);
   free(r->w);
   free(r);
 }
@@ -272,7 +276,7 @@ int wreg_register(wreg_registry *r, const char *name, uint64_t ttl_ms, wreg_info
   if (ttl_ms < WREG_TTL_MIN_MS || ttl_ms > WREG_TTL_MAX_MS)
     return strata_err(STRATA_EINVALID, "lease_ttl_ms: must be %u..%u, got %" PRIu64, WREG_TTL_MIN_MS,
                       WREG_TTL_MAX_MS, ttl_ms);
-  pthread_mutex_lock(&r->wmu);
+  strata_mutex_lock(&r->wmu);
   int rc = 0;
   uint64_t id = r->next_id;
   if (id > WREG_ID_MAX) {
@@ -298,12 +302,12 @@ int wreg_register(wreg_registry *r, const char *name, uint64_t ttl_ms, wreg_info
   rocksdb_writebatch_destroy(b);
   if (rc) goto out;
   r->next_id = id + 1; /* even if memory fails below: ids are never reused */
-  pthread_mutex_lock(&r->mu);
+  strata_mutex_lock(&r->mu);
   rc = append(r, &i);
-  pthread_mutex_unlock(&r->mu);
+  strata_mutex_unlock(&r->mu);
   if (!rc) *out = i;
 out:
-  pthread_mutex_unlock(&r->wmu);
+  strata_mutex_unlock(&r->wmu);
   return rc;
 }
 
@@ -325,8 +329,8 @@ int wreg_renew(wreg_registry *r, uint64_t id, uint64_t ttl_ms, int64_t *expires_
   if (ttl_ms && (ttl_ms < WREG_TTL_MIN_MS || ttl_ms > WREG_TTL_MAX_MS))
     return strata_err(STRATA_EINVALID, "lease_ttl_ms: must be 0 or %u..%u, got %" PRIu64,
                       WREG_TTL_MIN_MS, WREG_TTL_MAX_MS, ttl_ms);
-  pthread_mutex_lock(&r->wmu);
-  pthread_mutex_lock(&r->mu);
+  strata_mutex_lock(&r->wmu);
+  strata_mutex_lock(&r->mu);
   int rc = 0;
   int64_t now = lk_now(r->lk);
   writer *w = find(r, id);
@@ -337,24 +341,24 @@ int wreg_renew(wreg_registry *r, uint64_t id, uint64_t ttl_ms, int64_t *expires_
     i = w->i;
     i.lease_expires_ns = add_ttl(now, ttl_ms ? ttl_ms : i.ttl_ms);
   }
-  pthread_mutex_unlock(&r->mu);
+  strata_mutex_unlock(&r->mu);
   /* Under wmu nothing else changes the writer: GC's condemnation waits, so a
    * renewal it did not see cannot be written after it. */
   if (!rc) rc = put_rec_synced(r, &i, "renewing a writer's lease");
   if (!rc) {
-    pthread_mutex_lock(&r->mu);
+    strata_mutex_lock(&r->mu);
     w = find(r, id);
     w->i.lease_expires_ns = i.lease_expires_ns;
-    pthread_mutex_unlock(&r->mu);
+    strata_mutex_unlock(&r->mu);
     *expires_ns = i.lease_expires_ns;
   }
-  pthread_mutex_unlock(&r->wmu);
+  strata_mutex_unlock(&r->wmu);
   return rc;
 }
 
 int wreg_unregister(wreg_registry *r, uint64_t id) {
-  pthread_mutex_lock(&r->wmu);
-  pthread_mutex_lock(&r->mu);
+  strata_mutex_lock(&r->wmu);
+  strata_mutex_lock(&r->mu);
   int rc = 0;
   writer *w = find(r, id);
   wreg_info i;
@@ -365,13 +369,13 @@ int wreg_unregister(wreg_registry *r, uint64_t id) {
     i.state = WREG_UNREGISTERED;
     write = 1;
   }
-  pthread_mutex_unlock(&r->mu);
+  strata_mutex_unlock(&r->mu);
   if (write && !(rc = put_rec_synced(r, &i, "unregistering a writer"))) {
-    pthread_mutex_lock(&r->mu);
+    strata_mutex_lock(&r->mu);
     find(r, id)->i.state = WREG_UNREGISTERED;
-    pthread_mutex_unlock(&r->mu);
+    strata_mutex_unlock(&r->mu);
   }
-  pthread_mutex_unlock(&r->wmu);
+  strata_mutex_unlock(&r->wmu);
   return rc;
 }
 
@@ -387,9 +391,9 @@ static int live_locked(wreg_registry *r, uint64_t id, writer **out) {
 
 int wreg_check_live(wreg_registry *r, uint64_t id) {
   writer *w;
-  pthread_mutex_lock(&r->mu);
+  strata_mutex_lock(&r->mu);
   int rc = live_locked(r, id, &w);
-  pthread_mutex_unlock(&r->mu);
+  strata_mutex_unlock(&r->mu);
   return rc;
 }
 
@@ -415,18 +419,18 @@ int wreg_file_size(wreg_registry *r, uint64_t id, const char *path, uint64_t *si
 int wreg_register_file(wreg_registry *r, uint64_t id, const char *path, uint64_t size) {
   int rc = wreg_check_path(id, "path", path);
   if (rc) return rc;
-  pthread_mutex_lock(&r->wmu);
+  strata_mutex_lock(&r->wmu);
   uint64_t old;
   int fresh = wreg_file_size(r, id, path, &old) == STRATA_ENOTFOUND;
   strata_err_clear();
-  pthread_mutex_lock(&r->mu);
+  strata_mutex_lock(&r->mu);
   writer *w;
   wreg_info i;
   if (!(rc = live_locked(r, id, &w))) {
     i = w->i;
     i.files_registered += fresh;
   }
-  pthread_mutex_unlock(&r->mu);
+  strata_mutex_unlock(&r->mu);
   if (!rc) {
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
     uint8_t k[9 + WREG_PATH_MAX], v[8];
@@ -438,11 +442,11 @@ int wreg_register_file(wreg_registry *r, uint64_t id, const char *path, uint64_t
     rocksdb_writebatch_destroy(b);
   }
   if (!rc) {
-    pthread_mutex_lock(&r->mu);
+    strata_mutex_lock(&r->mu);
     find(r, id)->i.files_registered = i.files_registered;
-    pthread_mutex_unlock(&r->mu);
+    strata_mutex_unlock(&r->mu);
   }
-  pthread_mutex_unlock(&r->wmu);
+  strata_mutex_unlock(&r->wmu);
   return rc;
 }
 
@@ -451,11 +455,11 @@ int wreg_register_file(wreg_registry *r, uint64_t id, const char *path, uint64_t
 int wreg_list(wreg_registry *r, int include_ended, wreg_info **out, size_t *n) {
   *out = NULL;
   *n = 0;
-  pthread_mutex_lock(&r->mu);
+  strata_mutex_lock(&r->mu);
   int64_t now = lk_now(r->lk);
   wreg_info *a = malloc((r->n ? r->n : 1) * sizeof *a);
   if (!a) {
-    pthread_mutex_unlock(&r->mu);
+    strata_mutex_unlock(&r->mu);
     return strata_err(STRATA_ENOMEM, "listing writers");
   }
   size_t k = 0;
@@ -464,27 +468,27 @@ int wreg_list(wreg_registry *r, int include_ended, wreg_info **out, size_t *n) {
     i.live = is_live(&i, now);
     if (i.live || include_ended) a[k++] = i;
   }
-  pthread_mutex_unlock(&r->mu);
+  strata_mutex_unlock(&r->mu);
   *out = a;
   *n = k;
   return 0;
 }
 
 int wreg_is_gone(wreg_registry *r, uint64_t id) {
-  pthread_mutex_lock(&r->wmu); /* next_id */
-  pthread_mutex_lock(&r->mu);
+  strata_mutex_lock(&r->wmu); /* next_id */
+  strata_mutex_lock(&r->mu);
   int gone = id >= 1 && id < r->next_id && !find(r, id);
-  pthread_mutex_unlock(&r->mu);
-  pthread_mutex_unlock(&r->wmu);
+  strata_mutex_unlock(&r->mu);
+  strata_mutex_unlock(&r->wmu);
   return gone;
 }
 
 int wreg_known(wreg_registry *r, uint64_t id, int *live) {
-  pthread_mutex_lock(&r->mu);
+  strata_mutex_lock(&r->mu);
   writer *w = find(r, id);
   int known = w != NULL;
   if (live) *live = w && is_live(&w->i, lk_now(r->lk));
-  pthread_mutex_unlock(&r->mu);
+  strata_mutex_unlock(&r->mu);
   return known;
 }
 
@@ -492,18 +496,18 @@ int wreg_known(wreg_registry *r, uint64_t id, int *live) {
 
 int wreg_pin(wreg_registry *r, uint64_t id) {
   writer *w;
-  pthread_mutex_lock(&r->mu);
+  strata_mutex_lock(&r->mu);
   int rc = live_locked(r, id, &w);
   if (!rc) w->pins++;
-  pthread_mutex_unlock(&r->mu);
+  strata_mutex_unlock(&r->mu);
   return rc;
 }
 
 void wreg_unpin(wreg_registry *r, uint64_t id) {
-  pthread_mutex_lock(&r->mu);
+  strata_mutex_lock(&r->mu);
   writer *w = find(r, id);
   if (w && w->pins) w->pins--; /* a pinned writer is never forgotten: w exists */
-  pthread_mutex_unlock(&r->mu);
+  strata_mutex_unlock(&r->mu);
 }
 
 int wreg_fence_check(void *ctx) {
@@ -518,7 +522,7 @@ void wreg_fence_done(void *ctx, int committed) {
 }
 
 void wreg_note_commit(wreg_registry *r, uint64_t id, uint64_t gen, uint64_t bytes) {
-  pthread_mutex_lock(&r->mu);
+  strata_mutex_lock(&r->mu);
   writer *w = find(r, id);
   uint8_t v[16];
   if (w) {
@@ -527,7 +531,7 @@ void wreg_note_commit(wreg_registry *r, uint64_t id, uint64_t gen, uint64_t byte
     lk__put64(v, w->i.bytes_committed);
     lk__put64(v + 8, w->i.last_commit_generation);
   }
-  pthread_mutex_unlock(&r->mu);
+  strata_mutex_unlock(&r->mu);
   if (!w) return;
   /* Unsynced: durable with the lock table's next sync. Only the store's
    * committer thread calls this, so the writes arrive in order. */
@@ -546,8 +550,8 @@ int wreg_condemn(wreg_registry *r, int dry_run, uint64_t **ids, size_t *n, uint6
   *ids = NULL;
   *n = 0;
   *deferred = 0;
-  pthread_mutex_lock(&r->wmu);
-  pthread_mutex_lock(&r->mu);
+  strata_mutex_lock(&r->wmu);
+  strata_mutex_lock(&r->mu);
   int rc = 0;
   int64_t now = lk_now(r->lk);
   uint64_t *a = malloc((r->n ? r->n : 1) * sizeof *a);
@@ -568,7 +572,7 @@ int wreg_condemn(wreg_registry *r, int dry_run, uint64_t **ids, size_t *n, uint6
     }
     a[k++] = w->i.id;
   }
-  pthread_mutex_unlock(&r->mu);
+  strata_mutex_unlock(&r->mu);
   if (!rc && !dry_run && nn) {
     /* Durable too, so a clock stepped back at a restart cannot revive it. */
     rocksdb_writebatch_t *b = rocksdb_writebatch_create();
@@ -576,7 +580,7 @@ int wreg_condemn(wreg_registry *r, int dry_run, uint64_t **ids, size_t *n, uint6
     rc = write_synced(r, b, "condemning ended writers");
     rocksdb_writebatch_destroy(b);
   }
-  pthread_mutex_unlock(&r->wmu);
+  strata_mutex_unlock(&r->wmu);
   free(newly);
   if (rc) {
     free(a);
@@ -588,14 +592,14 @@ int wreg_condemn(wreg_registry *r, int dry_run, uint64_t **ids, size_t *n, uint6
 }
 
 int wreg_forget(wreg_registry *r, uint64_t id) {
-  pthread_mutex_lock(&r->wmu);
-  pthread_mutex_lock(&r->mu);
+  strata_mutex_lock(&r->wmu);
+  strata_mutex_lock(&r->mu);
   writer *w = find(r, id);
   int rc = !w ? unknown_err(id, STRATA_ENOTFOUND)
                : w->i.state != WREG_DEAD || w->pins
                      ? strata_err(STRATA_EINVALID, "writer %" PRIu64 " is not condemned", id)
                      : 0;
-  pthread_mutex_unlock(&r->mu);
+  strata_mutex_unlock(&r->mu);
   if (!rc) {
     uint8_t lo[9], hi[9];
     wkey(TAG_WFILE, id, NULL, lo);
@@ -609,13 +613,13 @@ int wreg_forget(wreg_registry *r, uint64_t id) {
     rocksdb_writebatch_destroy(b);
   }
   if (!rc) {
-    pthread_mutex_lock(&r->mu);
+    strata_mutex_lock(&r->mu);
     w = find(r, id);
     size_t j = (size_t)(w - r->w);
     memmove(w, w + 1, (r->n - j - 1) * sizeof *w);
     r->n--;
-    pthread_mutex_unlock(&r->mu);
+    strata_mutex_unlock(&r->mu);
   }
-  pthread_mutex_unlock(&r->wmu);
+  strata_mutex_unlock(&r->wmu);
   return rc;
 }
