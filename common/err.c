@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define ERRMSG_MAX 1024
+#define ERRMSG_MAX STRATA_ERRMSG_MAX
 
 static _Thread_local char errmsg[ERRMSG_MAX];
 static _Thread_local int errmsg_rc;
@@ -86,4 +86,15 @@ const char *strata_errmsg_for(int rc) {
 void strata_err_clear(void) {
   errmsg[0] = 0;
   errmsg_rc = 0;
+}
+
+void strata_err_save(int rc, strata_err_saved *s) {
+  s->rc = rc;
+  snprintf(s->msg, sizeof s->msg, "%s", strata_errmsg());
+}
+
+int strata_err_restore(const strata_err_saved *s) {
+  snprintf(errmsg, sizeof errmsg, "%s", s->msg);
+  errmsg_rc = s->rc;
+  return s->rc;
 }

@@ -72,4 +72,15 @@ const char *strata_errmsg_for(int rc);
 /* Forgets this thread's detail message. */
 void strata_err_clear(void);
 
+/* A saved error: keeps the code and the whole detail message across calls
+ * that may record their own (cleanup after a failure, a fallback attempt).
+ * strata_err_restore records it on this thread again and returns its code. */
+#define STRATA_ERRMSG_MAX 1024
+typedef struct strata_err_saved {
+  int rc;
+  char msg[STRATA_ERRMSG_MAX];
+} strata_err_saved;
+void strata_err_save(int rc, strata_err_saved *s);
+int strata_err_restore(const strata_err_saved *s);
+
 #endif

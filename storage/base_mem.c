@@ -520,17 +520,17 @@ int bs_put_atomic(bs_store *s, const char *dir, const char *tmp, const char *pat
      * so that the caller's "failed" is the truth; a replaced one cannot be
      * (the old content is gone), so it is left with the new content rather
      * than removed. */
-    char why[400];
-    snprintf(why, sizeof why, "%s", strata_errmsg());
+    strata_err_saved why;
+    strata_err_save(rc, &why);
     if (!existed && bs_remove(s, path) == 0) bs_sync_dir(s, dir);
-    return strata_err(rc, "%s", why);
+    return strata_err_restore(&why);
   }
   return 0;
 fail: {
-  char why[400];
-  snprintf(why, sizeof why, "%s", strata_errmsg());
+  strata_err_saved why;
+  strata_err_save(rc, &why);
   bs_close(f);
   bs_remove(s, tmp);
-  return strata_err(rc, "%s", why);
+  return strata_err_restore(&why);
 }
 }

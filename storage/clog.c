@@ -441,12 +441,13 @@ static int write_void(clog_writer *w, uint64_t gen, int *unknown) {
 
 int clog_cancel_last(clog_writer *w, uint64_t gen, int *unknown) {
   *unknown = 0;
-  if (!take_back(w)) return 0;
-  char why[400];
-  snprintf(why, sizeof why, "%s", strata_errmsg());
+  int rc = take_back(w);
+  if (!rc) return 0;
+  strata_err_saved cut;
+  strata_err_save(rc, &cut);
   if (!write_void(w, gen, unknown)) return 0;
   return strata_err(STRATA_EIO, "commit log %s: a record could not be taken back (%s, and the void record: %s)",
-                    w->dir, why, strata_errmsg());
+                    w->dir, cut.msg, strata_errmsg());
 }
 
 int clog_sync(clog_writer *w, int *unknown) {
@@ -467,22 +468,22 @@ int clog_sync(clog_writer *w, int *unknown) {
    * state unknown). Cutting them off (take_back) settles it and keeps the
    * segment; when even that fails, the segment is closed for good and a VOID
    * makes them dead. Either way they are never replayed. */
-  char why[400];
-  snprintf(why, sizeof why, "%s", strata_errmsg());
+  strata_err_saved why, cut;
+  strata_err_save(rc, &why);
   uint64_t gen = w->buf_min_gen;
   clog_discard(w);
   if (!w->f) { /* the segment's creation failed: nothing of them was written */
     w->seq++;
     w->rotate = 0;
-    return strata_err(rc, "%s", why);
+    return strata_err_restore(&why);
   }
-  if (!take_back(w)) return strata_err(rc, "%s", why);
-  char why2[400];
-  snprintf(why2, sizeof why2, "%s", strata_errmsg());
+  int crc = take_back(w);
+  if (!crc) return strata_err_restore(&why);
+  strata_err_save(crc, &cut);
   if (write_void(w, gen, unknown))
-    return strata_err(rc, "%s (cutting it off failed: %s; and the void record after it: %s)", why, why2,
+    return strata_err(rc, "%s (cutting it off failed: %s; and the void record after it: %s)", why.msg, cut.msg,
                       strata_errmsg());
-  return strata_err(rc, "%s", why);
+  return strata_err_restore(&why);
 }
 
 void clog_rotate(clog_writer *w) {

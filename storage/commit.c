@@ -310,8 +310,8 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
      * manifest), the state on disk is unknown: the manifest may survive a
      * crash, so its data file is kept (treated as published) and further
      * commits are refused until reopened. */
-    char why[400];
-    snprintf(why, sizeof why, "%s", strata_errmsg());
+    strata_err_saved why;
+    strata_err_save(rc, &why);
     if (db->cfg.manifest_kind != OCDBT_MANIFEST_NUMBERED || bs_remove(db->base, mpath) != 0 ||
         bs_sync_dir(db->base, "") != 0) {
       strata_mutex_lock(&db->mu);
@@ -319,7 +319,7 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
       strata_mutex_unlock(&db->mu);
       published = 1;
     }
-    strata_err(rc, "%s", why);
+    strata_err_restore(&why);
     goto fail;
   }
   /* the statistics are published with the new state (commit_group, under db->mu) */
@@ -332,8 +332,8 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
   free(muts);
   return 0;
 fail: {
-  char why[400];
-  snprintf(why, sizeof why, "%s", strata_errmsg());
+  strata_err_saved why;
+  strata_err_save(rc, &why);
   if (w.f) bs_close(w.f);
   if (mf) bs_close(mf);
   if (have_tmp) bs_remove(db->base, tmp);
@@ -342,7 +342,8 @@ fail: {
   strata_buf_free(&man);
   strata_buf_free(&w.buf);
   free(muts);
-  return strata_err(rc, "commit of generation %llu: %s", (unsigned long long)gen, why);
+  strata_err_restore(&why);
+  return strata_err_wrap(rc, "commit of generation %llu", (unsigned long long)gen);
 }
 }
 

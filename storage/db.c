@@ -446,17 +446,19 @@ int st_get_batch(st_snap *s, size_t n, const st_key *keys, st_getres *out) {
    * offset) is kept and recorded again as the call's. */
   int first = 0;
   size_t at = 0;
-  char why[512] = "";
+  strata_err_saved why;
   for (size_t i = 0; i < n; i++) {
     memset(&out[i].value, 0, sizeof out[i].value);
     out[i].rc = st_get(s, keys[i].p, keys[i].n, &out[i].value);
     if (!first && out[i].rc && out[i].rc != STRATA_ENOTFOUND) {
       first = out[i].rc;
       at = i;
-      snprintf(why, sizeof why, "%s", strata_errmsg());
+      strata_err_save(first, &why);
     }
   }
-  return first ? strata_err(first, "keys[%zu]: %s", at, why) : 0;
+  if (!first) return 0;
+  strata_err_restore(&why);
+  return strata_err_wrap(first, "keys[%zu]", at);
 }
 
 int st_versions(st_db *db, uint64_t min_generation, size_t limit, st_version_info **out, size_t *n) {

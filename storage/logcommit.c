@@ -159,8 +159,8 @@ int lc__group(st_db *db, group *g, const st_vers *latest, st_vers *nv, st_mstate
   have_ms = !brc;
   /* Readers of the new generation read its nodes back through the file. */
   if (!brc) brc = wr__flush(&b->w);
-  char bwhy[400] = "";
-  if (brc) snprintf(bwhy, sizeof bwhy, "%s", strata_errmsg());
+  strata_err_saved bwhy;
+  if (brc) strata_err_save(brc, &bwhy);
   rc = cm__job_wait(db);
   unknown = job.unknown;
   if (rc) goto fail;
@@ -169,7 +169,7 @@ int lc__group(st_db *db, group *g, const st_vers *latest, st_vers *nv, st_mstate
      * or voided) before anyone is told. */
     rc = brc;
     if (clog_cancel_last(db->log, gen, &unknown)) unknown = 1;
-    strata_err(rc, "%s", bwhy);
+    strata_err_restore(&bwhy);
     goto fail;
   }
   /* Durable: from here nothing can fail. */
@@ -189,8 +189,8 @@ int lc__group(st_db *db, group *g, const st_vers *latest, st_vers *nv, st_mstate
   free(ops);
   return 0;
 fail: {
-  char why[400];
-  snprintf(why, sizeof why, "%s", strata_errmsg());
+  strata_err_saved why;
+  strata_err_save(rc, &why);
   clog_discard(db->log);
   if (unknown) {
     strata_mutex_lock(&db->mu);
@@ -206,6 +206,7 @@ fail: {
   strata_buf_free(&rec);
   free(muts);
   free(ops);
-  return strata_err(rc, "commit of generation %llu: %s", (unsigned long long)gen, why);
+  strata_err_restore(&why);
+  return strata_err_wrap(rc, "commit of generation %llu", (unsigned long long)gen);
 }
 }

@@ -108,11 +108,11 @@ static int retryable(int rc) {
 /* Publishes b, retrying what retryable() allows with a backoff from 10 ms
  * to 1 s until it works or the database closes. Called and returns without
  * db->mu. */
-static int publish_retrying(st_db *db, st_batch *b, char *why, size_t whysz) {
+static int publish_retrying(st_db *db, st_batch *b, strata_err_saved *why) {
   uint64_t wait_ns = 10 * 1000000ull;
   for (;;) {
     int fatal, rc = pb__publish(db, b, &fatal);
-    if (rc) snprintf(why, whysz, "%s", strata_errmsg());
+    if (rc) strata_err_save(rc, why);
     strata_mutex_lock(&db->mu);
     if (!rc || fatal || !retryable(rc) || db->pub_stop) {
       db->pub_stall = 0;
@@ -121,7 +121,7 @@ static int publish_retrying(st_db *db, st_batch *b, char *why, size_t whysz) {
     }
     if (!db->pub_stall) db->pub_stalls++;
     db->pub_stall = rc;
-    snprintf(db->pub_stall_msg, sizeof db->pub_stall_msg, "%s", why);
+    snprintf(db->pub_stall_msg, sizeof db->pub_stall_msg, "%.399s", why->msg);
     pthread_cond_broadcast(&db->cv); /* a committer held back learns of it */
     struct timespec until = cm__ts_of(cm__now_ns() + wait_ns);
     strata_cond_timedwait(&db->pub_cv, &db->mu, &until);
@@ -142,12 +142,12 @@ static void *publisher(void *arg) {
     if (!db->pq_head) db->pq_tail = NULL;
     int skip = db->pub_err != 0;
     strata_mutex_unlock(&db->mu);
-    char why[400] = "";
+    strata_err_saved why = {0, ""};
     /* After a failure nothing more is published: a later manifest would
      * name nodes in the batch whose publication failed. */
-    int rc = skip ? 0 : publish_retrying(db, b, why, sizeof why);
+    int rc = skip ? 0 : publish_retrying(db, b, &why);
     strata_mutex_lock(&db->mu);
-    published(db, b, rc, why);
+    published(db, b, rc, why.msg);
     strata_mutex_unlock(&db->mu);
     lc__batch_free(b);
     strata_mutex_lock(&db->mu);

@@ -75,12 +75,32 @@ static void test_key_show(void **state) {
   assert_true(strlen(tiny) < sizeof tiny);
 }
 
+/* A saved error survives calls that record their own, whole (a message
+ * longer than the 400-byte buffers it replaced), and comes back with its code. */
+static void test_save_restore(void **state) {
+  (void)state;
+  char longpart[900];
+  memset(longpart, 'x', sizeof longpart - 1);
+  longpart[sizeof longpart - 1] = 0;
+  assert_int_equal(strata_err(STRATA_EIO, "first failure: %s", longpart), STRATA_EIO);
+  strata_err_saved s;
+  strata_err_save(STRATA_EIO, &s);
+  strata_err(STRATA_ENOTFOUND, "cleanup failed too");
+  assert_int_equal(strata_err_restore(&s), STRATA_EIO);
+  assert_int_equal(strlen(strata_errmsg()), strlen("first failure: ") + sizeof longpart - 1);
+  assert_true(strncmp(strata_errmsg(), "first failure: xxx", 18) == 0);
+  assert_string_equal(strata_errmsg_for(STRATA_EIO), strata_errmsg());
+  assert_int_equal(strata_err_wrap(STRATA_EIO, "commit of generation %d", 7), STRATA_EIO);
+  assert_true(strncmp(strata_errmsg(), "commit of generation 7: first failure: ", 39) == 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_names_and_messages_are_distinct),
     cmocka_unit_test(test_errno_values_pass_through),
     cmocka_unit_test(test_detail_message_and_wrap),
     cmocka_unit_test(test_key_show),
+    cmocka_unit_test(test_save_restore),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
