@@ -30,3 +30,20 @@ void strata_buf_free(strata_buf *b) {
   b->p = NULL;
   b->len = b->cap = 0;
 }
+
+int strata_grow(void *pp, size_t *cap, size_t need, size_t size, size_t first) {
+  if (need <= *cap) return 0;
+  size_t c = *cap ? *cap : (first ? first : 1);
+  while (c < need) {
+    if (c > SIZE_MAX / 2) return STRATA_ENOMEM;
+    c *= 2;
+  }
+  if (size && c > SIZE_MAX / size) return STRATA_ENOMEM;
+  void *old;
+  memcpy(&old, pp, sizeof old);
+  void *q = realloc(old, c * size);
+  if (!q) return STRATA_ENOMEM;
+  memcpy(pp, &q, sizeof q);
+  *cap = c;
+  return 0;
+}

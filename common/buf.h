@@ -30,4 +30,10 @@ static inline void strata_buf_put(strata_buf *b, const void *p, size_t n) {
   b->len += n;
 }
 
+/* Makes room for at least `need` elements of `size` bytes in the array *pp
+ * (a T **) of capacity *cap: the capacity doubles, from `first` when it is 0.
+ * 0, or STRATA_ENOMEM with nothing changed (an overflowing size too). The one
+ * copy of the doubling-realloc step every growing array uses. */
+int strata_grow(void *pp, size_t *cap, size_t need, size_t size, size_t first);
+
 #endif

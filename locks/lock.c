@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "locks/lk_int.h"
 
@@ -52,13 +53,8 @@ typedef struct clist {
 } clist;
 
 static int clist_add(clist *c, size_t row, const lk__slot *s, lk_kind kind, int queued) {
-  if (c->n == c->cap) {
-    size_t cap = c->cap ? c->cap * 2 : 8;
-    lk_conflict *v = realloc(c->v, cap * sizeof *v);
-    if (!v) return strata_err(STRATA_ENOMEM, "conflict list of %zu entries", cap);
-    c->v = v;
-    c->cap = cap;
-  }
+  if (strata_grow(&c->v, &c->cap, c->n + 1, sizeof *c->v, 8))
+    return strata_err(STRATA_ENOMEM, "conflict list of %zu entries", c->n + 1);
   lk_conflict *x = &c->v[c->n++];
   x->row = row;
   x->holder_op = s ? s->op : 0;

@@ -244,11 +244,9 @@ static int read_scope(oplog *ol, oplog_op *op) {
     size_t kl;
     const uint8_t *ik = (const uint8_t *)rocksdb_iter_key(it, &kl);
     if (kl <= 9 || memcmp(ik, k, 9) != 0) break;
-    if (op->nscope == cap) {
-      cap = cap ? cap * 2 : 8;
-      lk_row *s = realloc(op->scope, cap * sizeof *s);
-      if (!s) { rc = strata_err(STRATA_ENOMEM, "op scope"); goto out; }
-      op->scope = s;
+    if (strata_grow(&op->scope, &cap, op->nscope + 1, sizeof *op->scope, 8)) {
+      rc = strata_err(STRATA_ENOMEM, "op scope");
+      goto out;
     }
     uint8_t *key = malloc(kl - 9);
     if (!key) { rc = strata_err(STRATA_ENOMEM, "op scope"); goto out; }
@@ -348,15 +346,10 @@ static int scan(oplog *ol, int newest_first, uint64_t after_id, uint64_t before_
     }
     op.scope = sc.scope;
     op.nscope = sc.nscope;
-    if (*n == cap) {
-      cap = cap ? cap * 2 : 8;
-      oplog_op *a = realloc(*ops, cap * sizeof *a);
-      if (!a) {
-        oplog_op_free(&op);
-        rc = strata_err(STRATA_ENOMEM, "%s: out of memory", what);
-        goto out;
-      }
-      *ops = a;
+    if (strata_grow(ops, &cap, *n + 1, sizeof **ops, 8)) {
+      oplog_op_free(&op);
+      rc = strata_err(STRATA_ENOMEM, "%s: out of memory", what);
+      goto out;
     }
     (*ops)[(*n)++] = op;
   }

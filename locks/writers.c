@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "locks/lk_int.h"
 
@@ -168,13 +169,7 @@ static writer *find(wreg_registry *r, uint64_t id) {
 /* Appends (ids only grow, so the order holds); mu held. */
 static int append(wreg_registry *r, const wreg_info *i) {
   strata_mutex_assert_held(&r->mu);
-  if (r->n == r->cap) {
-    size_t cap = r->cap ? r->cap * 2 : 16;
-    writer *w = realloc(r->w, cap * sizeof *w);
-    if (!w) return strata_err(STRATA_ENOMEM, "writer registry");
-    r->w = w;
-    r->cap = cap;
-  }
+  if (strata_grow(&r->w, &r->cap, r->n + 1, sizeof *r->w, 16)) return strata_err(STRATA_ENOMEM, "writer registry");
   r->w[r->n++] = (writer){*i, 0};
   return 0;
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "rpc/methods.h"
 #include "rpc/status.h"
@@ -165,15 +166,9 @@ int srv_tokens_parse(const char *file, const char *text, size_t len, srv_tokens 
                         file, lineno, out->t[i].name);
     }
     if (rc) break;
-    if (out->n == cap) {
-      size_t nc = cap ? 2 * cap : 8;
-      srv_token *nt = realloc(out->t, nc * sizeof *nt);
-      if (!nt) {
-        rc = strata_err(STRATA_ENOMEM, "%s: out of memory", file);
-        break;
-      }
-      out->t = nt;
-      cap = nc;
+    if (strata_grow(&out->t, &cap, out->n + 1, sizeof *out->t, 8)) {
+      rc = strata_err(STRATA_ENOMEM, "%s: out of memory", file);
+      break;
     }
     out->t[out->n++] = t;
   }

@@ -101,13 +101,8 @@ static void watch_free(void *p) {
 static int add_change(watch_state *st, const uint8_t *key, size_t klen, int deleted) {
   if (klen < st->prefix.len || (st->prefix.len && memcmp(key, st->prefix.p, st->prefix.len) != 0))
     return 0;
-  if (st->nch == st->cap) {
-    size_t cap = st->cap ? 2 * st->cap : 64;
-    change *c = realloc(st->ch, cap * sizeof *c);
-    if (!c) return strata_err(STRATA_ENOMEM, "Kv.Watch: out of memory");
-    st->ch = c;
-    st->cap = cap;
-  }
+  if (strata_grow(&st->ch, &st->cap, st->nch + 1, sizeof *st->ch, 64))
+    return strata_err(STRATA_ENOMEM, "Kv.Watch: out of memory");
   uint8_t *k = malloc(klen ? klen : 1);
   if (!k) return strata_err(STRATA_ENOMEM, "Kv.Watch: out of memory");
   memcpy(k, key, klen);

@@ -145,13 +145,8 @@ static int emit(lst *L, const uint8_t *prefix, size_t pn, const cnode *n, size_t
     int rc = strata_buf_append(&res->next, prefix, pn);
     return rc ? rc : strata_buf_append(&res->next, e->key.p, e->key.n);
   }
-  if (res->n == L->cap) {
-    size_t cap = L->cap ? L->cap * 2 : 64;
-    st_kv *it = realloc(res->items, cap * sizeof *it);
-    if (!it) return strata_err(STRATA_ENOMEM, "listing");
-    res->items = it;
-    L->cap = cap;
-  }
+  if (strata_grow(&res->items, &L->cap, res->n + 1, sizeof *res->items, 64))
+    return strata_err(STRATA_ENOMEM, "listing");
   st_kv *kv = &res->items[res->n];
   memset(kv, 0, sizeof *kv);
   kv->key = malloc(kl ? kl : 1);

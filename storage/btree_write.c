@@ -56,13 +56,7 @@ static void *arena_alloc(actx *a, size_t n) {
   if (!n) n = 1;
   if (a->nchunks == 0 || a->chunk_used + n > a->chunk_size) {
     size_t sz = n > 65536 ? n : 65536;
-    if (a->nchunks == a->ccap) {
-      size_t cap = a->ccap ? a->ccap * 2 : 16;
-      uint8_t **c = realloc(a->chunks, cap * sizeof *c);
-      if (!c) return NULL;
-      a->chunks = c;
-      a->ccap = cap;
-    }
+    if (strata_grow(&a->chunks, &a->ccap, a->nchunks + 1, sizeof *a->chunks, 16)) return NULL;
     uint8_t *c = malloc(sz);
     if (!c) return NULL;
     a->chunks[a->nchunks++] = c;
@@ -75,13 +69,8 @@ static void *arena_alloc(actx *a, size_t n) {
 }
 
 static int pn_push(pnode *p, const wentry *e) {
-  if (p->n == p->cap) {
-    size_t cap = p->cap ? p->cap * 2 : 16;
-    wentry *ne = realloc(p->e, cap * sizeof *ne);
-    if (!ne) return strata_err(STRATA_ENOMEM, "commit: node entries");
-    p->e = ne;
-    p->cap = cap;
-  }
+  if (strata_grow(&p->e, &p->cap, p->n + 1, sizeof *p->e, 16))
+    return strata_err(STRATA_ENOMEM, "commit: node entries");
   p->e[p->n++] = *e;
   p->bytes += e->size;
   return 0;
@@ -99,13 +88,7 @@ static int pn_reserve(pnode *p, size_t more) {
 }
 
 static int pl_push(plist *l, const pnode *p) {
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 8;
-    pnode *np = realloc(l->p, cap * sizeof *np);
-    if (!np) return strata_err(STRATA_ENOMEM, "commit: node list");
-    l->p = np;
-    l->cap = cap;
-  }
+  if (strata_grow(&l->p, &l->cap, l->n + 1, sizeof *l->p, 8)) return strata_err(STRATA_ENOMEM, "commit: node list");
   l->p[l->n++] = *p;
   return 0;
 }
@@ -130,15 +113,9 @@ static int materialize(actx *a, st_ref ref, uint8_t height, const uint8_t *prefi
   if (ref.file == a->w->file_id && (rc = wr__flush(a->w))) return rc;
   rc = nc__get(a->db, ref, CN_BTREE, &n);
   if (rc) return rc;
-  if (a->npins == a->pcap) {
-    size_t cap = a->pcap ? a->pcap * 2 : 64;
-    cnode **np = realloc(a->pins, cap * sizeof *np);
-    if (!np) {
-      nc__release(a->db, n);
-      return strata_err(STRATA_ENOMEM, "commit: pins");
-    }
-    a->pins = np;
-    a->pcap = cap;
+  if (strata_grow(&a->pins, &a->pcap, a->npins + 1, sizeof *a->pins, 64)) {
+    nc__release(a->db, n);
+    return strata_err(STRATA_ENOMEM, "commit: pins");
   }
   a->pins[a->npins++] = n;
   const ocdbt_btnode *b = &n->u.bt;
@@ -466,14 +443,9 @@ static int settle_children(actx *a, plist *items, uint8_t child_height, pnode *p
       }
       /* replace x with parts */
       size_t need = items->n - 1 + parts.n;
-      while (items->cap < need) {
-        pnode *np = realloc(items->p, items->cap * 2 * sizeof *np);
-        if (!np) {
-          pl_free(&parts);
-          return strata_err(STRATA_ENOMEM, "commit: node list");
-        }
-        items->p = np;
-        items->cap *= 2;
+      if (strata_grow(&items->p, &items->cap, need, sizeof *items->p, 8)) {
+        pl_free(&parts);
+        return strata_err(STRATA_ENOMEM, "commit: node list");
       }
       memmove(&items->p[lo + parts.n], &items->p[lo + 1], (items->n - lo - 1) * sizeof(pnode));
       memcpy(&items->p[lo], parts.p, parts.n * sizeof(pnode));

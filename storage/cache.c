@@ -62,15 +62,9 @@ int ft__intern(st_db *db, const char *path, size_t n, size_t base_len, uint32_t 
       goto out;
     }
   }
-  if (t->n == t->cap) {
-    size_t cap = t->cap ? t->cap * 2 : 64;
-    ft_entry **ne = realloc(t->e, cap * sizeof *ne);
-    if (!ne) {
-      rc = strata_err(STRATA_ENOMEM, "file table");
-      goto out;
-    }
-    t->e = ne;
-    t->cap = cap;
+  if (strata_grow(&t->e, &t->cap, t->n + 1, sizeof *t->e, 64)) {
+    rc = strata_err(STRATA_ENOMEM, "file table");
+    goto out;
   }
   ft_entry *e = calloc(1, sizeof *e);
   if (!e || !(e->path = malloc(n + 1))) {

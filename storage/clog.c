@@ -162,13 +162,8 @@ static int read_segment(const char *dir, clog_seg *seg, const uint8_t *p, size_t
     if (type != CLOG_GROUP && type != CLOG_VOID)
       return strata_err(STRATA_ECORRUPT, "commit log %s/%016" PRIx64 " offset %zu: unknown record type %d", dir,
                         seg->seq, off, type);
-    if (*nrec == *cap) {
-      size_t c = *cap ? *cap * 2 : 64;
-      clog_rec *r = realloc(*recs, c * sizeof *r);
-      if (!r) return strata_err(STRATA_ENOMEM, "reading the commit log");
-      *recs = r;
-      *cap = c;
-    }
+    if (strata_grow(recs, cap, *nrec + 1, sizeof **recs, 64))
+      return strata_err(STRATA_ENOMEM, "reading the commit log");
     clog_rec *r = &(*recs)[(*nrec)++];
     r->type = type;
     r->generation = ocdbt_load_le(h + 12, 8);
@@ -289,15 +284,8 @@ struct clog_writer {
 static int add_seg(clog_writer *w, uint64_t seq, uint64_t max_gen, int current) {
   strata_mutex_lock(&w->mu);
   int rc = 0;
-  if (w->nsegs == w->segcap) {
-    size_t c = w->segcap ? w->segcap * 2 : 16;
-    clog_seg *n = realloc(w->segs, c * sizeof *n);
-    if (!n) rc = strata_err(STRATA_ENOMEM, "commit log segments");
-    else {
-      w->segs = n;
-      w->segcap = c;
-    }
-  }
+  if (strata_grow(&w->segs, &w->segcap, w->nsegs + 1, sizeof *w->segs, 16))
+    rc = strata_err(STRATA_ENOMEM, "commit log segments");
   if (!rc) w->segs[w->nsegs++] = (clog_seg){seq, max_gen, 0, 0};
   if (!rc && current) w->cur_seq = seq;
   strata_mutex_unlock(&w->mu);

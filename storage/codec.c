@@ -93,13 +93,8 @@ void *ocdbt__arena_alloc_raw(ocdbt__arena *a, size_t size) {
 }
 
 int ocdbt__arena_adopt(ocdbt__arena *a, void *blockp) {
-  if (a->n_adopted == a->cap_adopted) {
-    size_t cap = a->cap_adopted ? a->cap_adopted * 2 : 4;
-    void **p = realloc(a->adopted, cap * sizeof *p);
-    if (!p) return strata_err(STRATA_ENOMEM, "cannot grow decode arena");
-    a->adopted = p;
-    a->cap_adopted = cap;
-  }
+  if (strata_grow(&a->adopted, &a->cap_adopted, a->n_adopted + 1, sizeof *a->adopted, 4))
+    return strata_err(STRATA_ENOMEM, "cannot grow decode arena");
   a->adopted[a->n_adopted++] = blockp;
   return 0;
 }

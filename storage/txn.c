@@ -46,13 +46,7 @@ static int add_op_(st_txn *t, int kind, const void *key, size_t klen, const void
   if (klen > OCDBT_MAX_KEY_LENGTH)
     return strata_err(STRATA_EINVALID, "key of %zu bytes exceeds the limit of %u", klen,
                       OCDBT_MAX_KEY_LENGTH);
-  if (t->n == t->cap) {
-    size_t cap = t->cap ? t->cap * 2 : 8;
-    top *o = realloc(t->ops, cap * sizeof *o);
-    if (!o) return strata_err(STRATA_ENOMEM, "transaction");
-    t->ops = o;
-    t->cap = cap;
-  }
+  if (strata_grow(&t->ops, &t->cap, t->n + 1, sizeof *t->ops, 8)) return strata_err(STRATA_ENOMEM, "transaction");
   size_t extra = copy ? vlen : 0;
   uint8_t *k = malloc(klen + extra + 1);
   if (!k) return strata_err(STRATA_ENOMEM, "transaction: %zu bytes", klen + extra);

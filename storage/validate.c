@@ -46,13 +46,8 @@ static int g_add(group *g, const top *op, uint32_t ref_file) {
   }
   int rc;
   if ((g->n + 1) * 2 > g->scap && (rc = g_rehash(g))) return rc;
-  if (g->n == g->cap) {
-    size_t cap = g->cap ? g->cap * 2 : 256;
-    gchange *nc = realloc(g->ch, cap * sizeof *nc);
-    if (!nc) return strata_err(STRATA_ENOMEM, "commit group");
-    g->ch = nc;
-    g->cap = cap;
-  }
+  if (strata_grow(&g->ch, &g->cap, g->n + 1, sizeof *g->ch, 256))
+    return strata_err(STRATA_ENOMEM, "commit group");
   g->ch[g->n] = (gchange){op->key, op->klen, op, ref_file};
   size_t j = st__hash_bytes(op->key, op->klen) & (g->scap - 1);
   while (g->slot[j]) j = (j + 1) & (g->scap - 1);

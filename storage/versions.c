@@ -402,13 +402,7 @@ typedef struct vlist {
 
 static int vl_push(vlist *l, const st_vers *v) {
   if (v->generation < l->min_gen || (l->limit && l->n == l->limit)) return 0;
-  if (l->n == l->cap) {
-    size_t cap = l->cap ? l->cap * 2 : 64;
-    st_version_info *nv = realloc(l->v, cap * sizeof *nv);
-    if (!nv) return strata_err(STRATA_ENOMEM, "versions");
-    l->v = nv;
-    l->cap = cap;
-  }
+  if (strata_grow(&l->v, &l->cap, l->n + 1, sizeof *l->v, 64)) return strata_err(STRATA_ENOMEM, "versions");
   l->v[l->n++] = (st_version_info){v->generation, v->commit_time, v->root.stats.num_keys};
   return 0;
 }

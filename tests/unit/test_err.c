@@ -5,9 +5,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "common/keyshow.h"
 
@@ -94,6 +96,29 @@ static void test_save_restore(void **state) {
   assert_true(strncmp(strata_errmsg(), "commit of generation 7: first failure: ", 39) == 0);
 }
 
+/* The one growing-array step: doubles from `first`, keeps the contents, and
+ * refuses a size that would overflow with nothing changed. */
+static void test_grow(void **state) {
+  (void)state;
+  uint64_t *a = NULL;
+  size_t cap = 0;
+  assert_int_equal(strata_grow(&a, &cap, 1, sizeof *a, 8), 0);
+  assert_int_equal(cap, 8);
+  for (uint64_t i = 0; i < 8; i++) a[i] = i * 3;
+  assert_int_equal(strata_grow(&a, &cap, 8, sizeof *a, 8), 0); /* already room */
+  assert_int_equal(cap, 8);
+  assert_int_equal(strata_grow(&a, &cap, 9, sizeof *a, 8), 0);
+  assert_int_equal(cap, 16);
+  assert_int_equal(strata_grow(&a, &cap, 100, sizeof *a, 8), 0);
+  assert_int_equal(cap, 128);
+  for (uint64_t i = 0; i < 8; i++) assert_int_equal(a[i], i * 3);
+  uint64_t *before = a;
+  assert_int_equal(strata_grow(&a, &cap, SIZE_MAX / 4, sizeof *a, 8), STRATA_ENOMEM);
+  assert_ptr_equal(a, before);
+  assert_int_equal(cap, 128);
+  free(a);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_names_and_messages_are_distinct),
@@ -101,6 +126,7 @@ int main(void) {
     cmocka_unit_test(test_detail_message_and_wrap),
     cmocka_unit_test(test_key_show),
     cmocka_unit_test(test_save_restore),
+    cmocka_unit_test(test_grow),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "tools/stratactl/ctl.h"
 
@@ -345,13 +346,7 @@ typedef struct keyset {
 } keyset;
 
 static int keyset_add(keyset *s, const ProtobufCBinaryData *k) {
-  if (s->n == s->cap) {
-    size_t cap = s->cap ? 2 * s->cap : 64;
-    void *p = realloc(s->k, cap * sizeof *s->k);
-    if (!p) return strata_err(STRATA_ENOMEM, "out of memory");
-    s->k = p;
-    s->cap = cap;
-  }
+  if (strata_grow(&s->k, &s->cap, s->n + 1, sizeof *s->k, 64)) return strata_err(STRATA_ENOMEM, "out of memory");
   uint8_t *d = malloc(k->len ? k->len : 1);
   if (!d) return strata_err(STRATA_ENOMEM, "out of memory");
   memcpy(d, k->data, k->len);
