@@ -20,6 +20,7 @@
 #include "common/err.h"
 #include "rpc/status.h"
 #include "rpc/tls.h"
+#include "rpc/wire.h"
 
 struct rpc_client {
   grpc_channel *ch;
@@ -85,13 +86,8 @@ int rpc_client_open(const rpc_client_opts *o, rpc_client **out) {
   if (c->max_msg > INT32_MAX) c->max_msg = INT32_MAX;
   c->wait_for_ready = o->wait_for_ready;
   grpc_init();
-  grpc_arg args[2];
-  args[0].type = GRPC_ARG_INTEGER;
-  args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-  args[0].value.integer = (int)c->max_msg;
-  args[1].type = GRPC_ARG_INTEGER;
-  args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-  args[1].value.integer = (int)c->max_msg;
+  grpc_arg args[2] = {rpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)c->max_msg),
+                      rpc_int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, (int)c->max_msg)};
   grpc_channel_args cargs = {2, args};
   grpc_channel_credentials *creds;
   if (tls.ca) {
@@ -165,15 +161,6 @@ static int finish_status(const rpc_client *c, grpc_status_code st, grpc_slice de
     strata_err(rc, "%s: %s", rpc_status_name(st), msg);
   gpr_free(msg);
   return rc;
-}
-
-static grpc_byte_buffer *pack(const ProtobufCMessage *m) {
-  size_t n = protobuf_c_message_get_packed_size(m);
-  grpc_slice sl = grpc_slice_malloc(n);
-  protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(sl));
-  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
-  grpc_slice_unref(sl);
-  return bb;
 }
 
 static grpc_slice read_all(grpc_byte_buffer *bb) {
@@ -265,7 +252,7 @@ int rpc_client_unary(rpc_client *c, rpc_method_id m, const rpc_callopts *co,
   if (req->descriptor != d->req)
     return strata_err(STRATA_EINVALID, "%s takes a %s, not a %s", d->path, d->req->name,
                       req->descriptor->name);
-  grpc_byte_buffer *bb = pack(req);
+  grpc_byte_buffer *bb = rpc_pack(req);
   grpc_slice out;
   int have;
   int rc = unary_raw(c, c->handles[m], d->path, co, bb, &out, &have);
@@ -320,7 +307,7 @@ int rpc_client_stream(rpc_client *c, rpc_method_id m, const rpc_callopts *co,
   s->cq = grpc_completion_queue_create_for_pluck(NULL);
   s->call = grpc_channel_create_registered_call(c->ch, NULL, GRPC_PROPAGATE_DEFAULTS, s->cq,
                                                 c->handles[m], deadline_of(c, co), NULL);
-  grpc_byte_buffer *bb = pack(req);
+  grpc_byte_buffer *bb = rpc_pack(req);
   grpc_op ops[3];
   memset(ops, 0, sizeof ops);
   ops[0].op = GRPC_OP_SEND_INITIAL_METADATA;

@@ -11,7 +11,7 @@ RPC_PROTOS := rpc/proto/strata/v1/common.proto rpc/proto/strata/v1/kv.proto \
 RPC_GEN_C := $(RPC_PROTOS:rpc/proto/%.proto=$(BUILD)/gen/%.pb-c.c)
 RPC_GEN_H := $(RPC_GEN_C:.c=.h)
 RPC_GEN_OBJS := $(RPC_PROTOS:rpc/proto/%.proto=$(O)/gen/%.pb-c.o)
-RPC_SRCS := rpc/methods.c rpc/status.c rpc/server.c rpc/server_life.c rpc/textcheck.c rpc/client.c rpc/tls.c
+RPC_SRCS := rpc/methods.c rpc/status.c rpc/wire.c rpc/server.c rpc/server_life.c rpc/textcheck.c rpc/client.c rpc/tls.c
 RPC_OBJS := $(RPC_SRCS:%.c=$(O)/%.o)
 RPC_LIB := $(O)/librpc.a
 # libcrypto: PEM checks and SHA-256 (rpc/tls.c).

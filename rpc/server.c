@@ -31,6 +31,7 @@
 #include "common/err.h"
 #include "rpc/status.h"
 #include "rpc/tls.h"
+#include "rpc/wire.h"
 
 int64_t rpc__now_ns(int clock) {
   struct timespec ts;
@@ -214,12 +215,7 @@ done:
 static grpc_byte_buffer *pack(rpc_server *s, const ProtobufCMessage *m, size_t *size) {
   size_t n = protobuf_c_message_get_packed_size(m);
   *size = n;
-  if (n > s->max_msg) return NULL;
-  grpc_slice sl = grpc_slice_malloc(n);
-  protobuf_c_message_pack(m, GRPC_SLICE_START_PTR(sl));
-  grpc_byte_buffer *bb = grpc_raw_byte_buffer_create(&sl, 1);
-  grpc_slice_unref(sl); /* the buffer holds its own reference */
-  return bb;
+  return n > s->max_msg ? NULL : rpc_pack(m);
 }
 
 /* A local call's message: serialized, handed to the caller's callback, counted. */

@@ -24,6 +24,7 @@
 #include "common/err.h"
 #include "rpc/status.h"
 #include "rpc/tls.h"
+#include "rpc/wire.h"
 
 /* --- lifecycle -------------------------------------------------------------- */
 
@@ -125,16 +126,11 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out) {
   s->tls = tls.cert != NULL;
   grpc_init();
 
-  grpc_arg args[3];
-  args[0].type = GRPC_ARG_INTEGER;
-  args[0].key = GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH;
-  args[0].value.integer = -1; /* on_request enforces max_msg itself, with the trailer */
-  args[1].type = GRPC_ARG_INTEGER;
-  args[1].key = GRPC_ARG_MAX_SEND_MESSAGE_LENGTH;
-  args[1].value.integer = (int)s->max_msg;
-  args[2].type = GRPC_ARG_INTEGER;
-  args[2].key = GRPC_ARG_ALLOW_REUSEPORT; /* a second server must not share our port */
-  args[2].value.integer = 0;
+  grpc_arg args[3] = {
+      rpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, -1), /* on_request enforces max_msg, with the trailer */
+      rpc_int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, (int)s->max_msg),
+      rpc_int_arg(GRPC_ARG_ALLOW_REUSEPORT, 0), /* a second server must not share our port */
+  };
   grpc_channel_args cargs = {3, args};
   s->server = grpc_server_create(&cargs, NULL);
   for (int m = 0; m < RPC_M__COUNT; m++)
