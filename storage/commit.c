@@ -472,7 +472,7 @@ static void *committer(void *arg) {
   for (;;) {
     while (!db->q_head && !db->closing) {
       uint64_t due = lc__batch_due(db);
-      if (!due) {
+      if (!due || db->pub_pending) { /* the publisher wakes us once it is done */
         strata_cond_wait(&db->cv, &db->mu);
         continue;
       }
@@ -496,8 +496,15 @@ static void *committer(void *arg) {
     db->q_len = 0;
     strata_mutex_unlock(&db->mu);
     commit_group(db, list);
+    /* A batch closes on time only while the publisher is idle: while it is
+     * busy, commits gather into the open batch, so a disk slower than the
+     * commit rate makes batches larger, not the queue longer (the queue is
+     * what a close must publish). */
+    strata_mutex_lock(&db->mu);
+    int busy = db->pub_pending != 0;
+    strata_mutex_unlock(&db->mu);
     uint64_t due = lc__batch_due(db);
-    if (due && (cm__now_ns() >= due || db->batch->w.off >= BATCH_MAX_BYTES)) lc__batch_close(db);
+    if (due && ((cm__now_ns() >= due && !busy) || db->batch->w.off >= BATCH_MAX_BYTES)) lc__batch_close(db);
     strata_mutex_lock(&db->mu);
   }
   strata_mutex_unlock(&db->mu);

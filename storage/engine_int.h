@@ -197,6 +197,7 @@ struct st_db {
   uint64_t published;         /* newest generation whose manifest is durable */
   uint64_t batches;
   int pub_err, pub_stop;
+  uint64_t pub_pending;       /* batches handed to the publisher and not yet done with */
   int pub_stall;              /* the publisher is retrying after this error (publish.c) */
   uint64_t pub_stalls;        /* times it started retrying */
   char pub_stall_msg[400];

@@ -67,6 +67,7 @@ void pb__enqueue(st_db *db, st_batch *b) {
   if (db->pq_tail) db->pq_tail->next = b;
   else db->pq_head = b;
   db->pq_tail = b;
+  db->pub_pending++;
   pthread_cond_signal(&db->pub_cv);
   strata_mutex_unlock(&db->mu);
 }
@@ -76,6 +77,7 @@ void pb__enqueue(st_db *db, st_batch *b) {
 static void published(st_db *db, st_batch *b, int rc, const char *why) {
   strata_mutex_assert_held(&db->mu);
   db->backlog -= b->bytes;
+  db->pub_pending--;
   pthread_cond_broadcast(&db->cv); /* a committer held back by the backlog */
   if (rc || db->pub_err) {
     if (rc && !db->pub_err) {
