@@ -4,7 +4,8 @@
 CTL_SRCS := tools/stratactl/main.c tools/stratactl/table.c tools/stratactl/args.c \
 	tools/stratactl/fmt.c tools/stratactl/out.c tools/stratactl/cmd_lock.c \
 	tools/stratactl/cmd_op.c tools/stratactl/cmd_kv.c tools/stratactl/cmd_server.c \
-	tools/stratactl/cmd_auth.c tools/stratactl/cmd_coord.c tools/stratactl/cmd_replay.c
+	tools/stratactl/cmd_auth.c tools/stratactl/cmd_coord.c tools/stratactl/cmd_replay.c \
+	tools/stratactl/cmd_downsample.c
 # Objects go to $(O)/tools/stratactl.obj/: $(O)/tools/stratactl is the binary.
 CTL_OBJS := $(CTL_SRCS:tools/stratactl/%.c=$(O)/tools/stratactl.obj/%.o)
 CTL_BIN := $(O)/tools/stratactl
@@ -18,8 +19,9 @@ $(O)/tools/stratactl.obj/%.o: tools/stratactl/%.c
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
 # stratactl op replay runs the split library (tools/split/split.c, defined below).
-$(CTL_BIN): $(CTL_OBJS) $(O)/tools/split.obj/split.o $(O)/tools/populate.obj/precomputed.o $(RPC_LIB) $(O)/libstrata.a
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS) -ljansson
+# downsample status reads the checkpoints with tools/downsample/downsample.c's ds_status.
+$(CTL_BIN): $(CTL_OBJS) $(O)/tools/split.obj/split.o $(O)/tools/downsample.obj/downsample.o $(O)/tools/populate.obj/precomputed.o $(RPC_LIB) $(O)/libstrata.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS) -ljansson -lm
 
 -include $(CTL_OBJS:.o=.d)
 
@@ -122,3 +124,19 @@ bench-split:
 	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server SPLIT_BIN=$(BUILD)/release/tools/strata-split \
 	  POPULATE_BIN=$(BUILD)/release/tools/strata-populate GENVOL_BIN=$(BUILD)/release/tools/strata-genvol \
 	  PYTHONPATH=$(CURDIR)/$(BUILD)/python $(PYTHON) tools/bench/split_bench.py --dir $(BENCH_DIR)
+
+# --- strata-downsample: keeps the mip pyramid in step with mip 0 (issue 14, tools/downsample/README.md)
+# downsample.o is the worker and its status; stratactl links it for `downsample status`.
+DS_LIB_OBJS := $(O)/tools/downsample.obj/downsample.o $(POP_COMMON)
+DS_BIN := $(O)/tools/strata-downsample
+BINS += $(DS_BIN)
+$(O)/tools/downsample.obj/downsample.o $(O)/tools/downsample.obj/main.o: | $(RPC_GEN_H)
+
+$(O)/tools/downsample.obj/%.o: tools/downsample/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(DS_BIN): $(O)/tools/downsample.obj/main.o $(DS_LIB_OBJS) $(RPC_LIB) $(O)/libstrata.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS) -ljansson -lm
+
+-include $(O)/tools/downsample.obj/main.d $(O)/tools/downsample.obj/downsample.d
