@@ -476,10 +476,21 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
           return fail(p, 1, "out of memory");
         }
         rc = kv_get(p->c, k, g, &found, &v, &len, NULL);
-        if (rc || !found || len != pc_chunk_bytes(&l->in.s[0], c)) {
+        if (!rc && !found) {
+          /* the block is not complete at g (a populate still loading it, or a chunk
+           * deleted): nothing to compute from; the change that completes it is in the
+           * feed and brings the block back */
+          p->blocks_skipped++;
+          logkv(p, "event=incomplete gen=%" PRIu64 " block=%" PRId64 "_%" PRId64 "_%" PRId64 " absent=%s", g,
+                b[0], b[1], b[2], k);
+          free(k);
+          free(sk);
+          return 0;
+        }
+        if (rc || len != pc_chunk_bytes(&l->in.s[0], c)) {
           rc = rc ? fail(p, 1, "reading %s at generation %" PRIu64 ": %s", k, g, strata_errmsg())
-                  : fail(p, 1, "%s at generation %" PRIu64 ": %s", k, g,
-                         found ? "wrong size for its box" : "absent (a mip-0 chunk is missing)");
+                  : fail(p, 1, "%s at generation %" PRIu64 ": %zu bytes, its box holds %" PRIu64, k, g, len,
+                         pc_chunk_bytes(&l->in.s[0], c));
           free(v);
           free(k);
           free(sk);
@@ -601,7 +612,7 @@ static int do_blocks(ds *p, int64_t (*bl)[3], size_t n, uint64_t g, int force, i
       unlock_block(p);
     }
   free(deferred);
-  if (!rc && !ck_done && p->ckpt < ckpt_new) {
+  if (!rc && !ck_done && p->ckpt != ckpt_new) {
     uint64_t at;
     rc = commit(p, NULL, 0, 0, 1, ckpt_new, &at);
     if (!rc) logkv(p, "event=checkpoint gen=%" PRIu64 " commit=%" PRIu64, ckpt_new, at);
@@ -795,7 +806,7 @@ static int region(ds *p) {
       }
   logkv(p, "event=region gen=%" PRIu64 " blocks=%zu whole=%d", g, n, whole);
   /* over the whole volume, every change up to g is in: the checkpoint moves to g */
-  rc = do_blocks(p, bl, n, g, 1, whole && p->ckpt < g, g);
+  rc = do_blocks(p, bl, n, g, 1, whole, g);
   free(bl);
   return rc;
 }
