@@ -178,6 +178,29 @@ def random_split(c, addr, tag):
     return 0
 
 
+def multi_block_edit(c):
+    """One commit that relabels part of one mip-0 chunk in every block (a generation that
+    touches every block, so a crash between its block commits is exercised)."""
+    s0 = S[0]
+    nb = [-(-S[-1]["size"][d] // S[-1]["chunk_sizes"][0][d]) for d in range(3)]
+    edge = [S[-1]["chunk_sizes"][0][d] * 2 ** (len(S) - 1) for d in range(3)]
+    puts = {}
+    for bz in range(nb[2]):
+        for by in range(nb[1]):
+            for bx in range(nb[0]):
+                lo = [min(b * e + RNG.randrange(e // CHUNK) * CHUNK, (SIZE[d] - 1) // CHUNK * CHUNK)
+                      for d, (b, e) in enumerate(zip((bx, by, bz), edge))]
+                name = "%d-%d_%d-%d_%d-%d" % (lo[0], lo[0] + CHUNK, lo[1], lo[1] + CHUNK, lo[2], lo[2] + CHUNK)
+                key = ("%s%s/%s" % (PREFIX, s0["key"], name)).encode()
+                a = array("Q")
+                a.frombytes(c.get(key).value)
+                v = a[RNG.randrange(len(a))]
+                k = RNG.randrange(1, CHUNK) * CHUNK * CHUNK
+                a[:k] = array("Q", [v]) * k
+                puts[key] = a.tobytes()
+    return c.commit(puts=puts).generation
+
+
 def splits(c, addr, tag, n):
     gens = [random_split(c, addr, "%s split %d" % (tag, i)) for i in range(n)]
     return max(gens)
@@ -223,7 +246,9 @@ def test_kills():
     c = strata.Client(s.addr)
     kills = 0
     for rnd in range(3):
-        splits(c, s.addr, "kills round %d" % rnd, 3)
+        splits(c, s.addr, "kills round %d" % rnd, 2)
+        multi_block_edit(c)
+        splits(c, s.addr, "kills round %d" % rnd, 1)
         target = latest(c)
         for attempt in range(40):
             stage = RNG.choice(["read", "commit_before", "commit_after"])
