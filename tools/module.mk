@@ -140,3 +140,16 @@ $(DS_BIN): $(O)/tools/downsample.obj/main.o $(DS_LIB_OBJS) $(RPC_LIB) $(O)/libst
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS) -ljansson -lm
 
 -include $(O)/tools/downsample.obj/main.d $(O)/tools/downsample.obj/downsample.d
+
+# make bench-downsample (run by make bench): tools/bench/downsample_bench.py, downsample_MBps
+# against the in-process anchor and pyramid_lag_ms with a --follow worker (well under a minute).
+.PHONY: bench-downsample
+bench-downsample:
+	@$(MAKE) --no-print-directory VARIANT=release python $(BUILD)/release/server/strata-server \
+	  $(BUILD)/release/tools/strata-populate $(BUILD)/release/tools/strata-genvol \
+	  $(BUILD)/release/tools/strata-split $(BUILD)/release/tools/strata-downsample
+	@mkdir -p $(BENCH_DIR)
+	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server SPLIT_BIN=$(BUILD)/release/tools/strata-split \
+	  POPULATE_BIN=$(BUILD)/release/tools/strata-populate GENVOL_BIN=$(BUILD)/release/tools/strata-genvol \
+	  DOWNSAMPLE_BIN=$(BUILD)/release/tools/strata-downsample \
+	  PYTHONPATH=$(CURDIR)/$(BUILD)/python $(PYTHON) tools/bench/downsample_bench.py --dir $(BENCH_DIR)

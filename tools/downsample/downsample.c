@@ -436,6 +436,133 @@ static void block_chunks(const ds_layout *l, int i, const int64_t b[3], int64_t 
   }
 }
 
+/* Reads many keys at generation gen (0 = latest) with Kv.BatchGet, in batches of at
+ * most DS_BATCH_BYTES of expected value bytes; fn(p, ctx, i, found, data, len) per
+ * key, in order. Returns 0, fn's non-zero result, or 1 with err set. */
+#define DS_BATCH_BYTES ((size_t)32 << 20)
+typedef int (*read_fn)(ds *p, void *ctx, size_t i, int found, const uint8_t *v, size_t len);
+static int batch_read(ds *p, char **keys, const size_t *sizes, size_t n, uint64_t gen, read_fn fn,
+                      void *ctx) {
+  ProtobufCBinaryData *kb = calloc(n ? n : 1, sizeof *kb);
+  if (!kb) return fail(p, 1, "out of memory");
+  int rc = 0;
+  for (size_t i = 0; i < n && !rc;) {
+    size_t j = i, bytes = 0;
+    while (j < n && (j == i || bytes + sizes[j] <= DS_BATCH_BYTES) && j - i < 10000) {
+      kb[j].data = (uint8_t *)keys[j];
+      kb[j].len = strlen(keys[j]);
+      bytes += sizes[j++];
+    }
+    Strata__V1__BatchGetRequest q = STRATA__V1__BATCH_GET_REQUEST__INIT;
+    Strata__V1__VersionPin pin = STRATA__V1__VERSION_PIN__INIT;
+    q.keys = kb + i;
+    q.n_keys = j - i;
+    if (gen) {
+      pin.pin_case = STRATA__V1__VERSION_PIN__PIN_GENERATION;
+      pin.generation = gen;
+      q.pin = &pin;
+    }
+    Strata__V1__BatchGetResponse *r = NULL;
+    if (rpc_kv_batch_get(p->c, NULL, &q, &r)) {
+      rc = fail(p, 1, "Kv.BatchGet of %s and %zu more: %s", keys[i], j - i - 1, strata_errmsg());
+    } else if (r->n_entries != j - i) {
+      rc = fail(p, 1, "Kv.BatchGet: %zu entries for %zu keys", r->n_entries, j - i);
+    } else {
+      for (size_t k = 0; k < r->n_entries && !rc; k++)
+        rc = fn(p, ctx, i + k, r->entries[k]->found, r->entries[k]->value.data, r->entries[k]->value.len);
+    }
+    rpc_free(r);
+    i = j;
+  }
+  free(kb);
+  return rc;
+}
+
+/* The keys, expected sizes and grid coordinates of scale i's chunks in block b. */
+typedef struct chunk_set {
+  size_t n;
+  char **keys;
+  size_t *sizes;
+  int64_t (*c)[3];
+  int scale;
+  const int64_t *b;
+} chunk_set;
+
+static void chunk_set_free(chunk_set *cs) {
+  for (size_t i = 0; i < cs->n; i++) free(cs->keys[i]);
+  free(cs->keys);
+  free(cs->sizes);
+  free(cs->c);
+  memset(cs, 0, sizeof *cs);
+}
+
+static int chunk_set_of(ds *p, int i, const int64_t b[3], chunk_set *cs) {
+  int64_t clo[3], chi[3], c[3];
+  block_chunks(&p->l, i, b, clo, chi);
+  size_t n = (size_t)((chi[0] - clo[0]) * (chi[1] - clo[1]) * (chi[2] - clo[2]));
+  memset(cs, 0, sizeof *cs);
+  cs->scale = i;
+  cs->b = b;
+  cs->keys = calloc(n, sizeof *cs->keys);
+  cs->sizes = calloc(n, sizeof *cs->sizes);
+  cs->c = calloc(n, sizeof *cs->c);
+  if (!cs->keys || !cs->sizes || !cs->c) {
+    chunk_set_free(cs);
+    return fail(p, 1, "out of memory");
+  }
+  for (c[2] = clo[2]; c[2] < chi[2]; c[2]++)
+    for (c[1] = clo[1]; c[1] < chi[1]; c[1]++)
+      for (c[0] = clo[0]; c[0] < chi[0]; c[0]++) {
+        size_t k = cs->n++;
+        memcpy(cs->c[k], c, sizeof c);
+        cs->sizes[k] = pc_chunk_bytes(&p->l.in.s[i], c);
+        if (!(cs->keys[k] = chunk_key(p, i, c))) {
+          chunk_set_free(cs);
+          return fail(p, 1, "out of memory");
+        }
+      }
+  return 0;
+}
+
+/* mip 0 into the block's region; an absent chunk makes the block incomplete (2). */
+static int take_mip0(ds *p, void *ctx, size_t i, int found, const uint8_t *v, size_t len) {
+  chunk_set *cs = ctx;
+  if (!found) return 2;
+  if (len != cs->sizes[i])
+    return fail(p, 1, "%s: %zu bytes, its box holds %zu", cs->keys[i], len, cs->sizes[i]);
+  if (((uintptr_t)v & 7) == 0) {
+    ds_chunk_to_region(&p->l, 0, cs->b, p->reg[0], cs->c[i], (const uint64_t *)v);
+  } else { /* protobuf-c gives no alignment promise */
+    memcpy(p->cbuf, v, len);
+    ds_chunk_to_region(&p->l, 0, cs->b, p->reg[0], cs->c[i], p->cbuf);
+  }
+  return 0;
+}
+
+/* The coarser chunks that differ from the stored ones become puts. */
+typedef struct diff_ctx {
+  chunk_set *cs;
+  putv *pv;
+  size_t n;
+} diff_ctx;
+
+static int take_coarse(ds *p, void *ctx, size_t i, int found, const uint8_t *v, size_t len) {
+  diff_ctx *d = ctx;
+  chunk_set *cs = d->cs;
+  size_t bytes = cs->sizes[i];
+  ds_chunk_from_region(&p->l, cs->scale, cs->b, p->reg[cs->scale], cs->c[i], p->cbuf);
+  if (found && len == bytes && !memcmp(v, p->cbuf, bytes)) return 0;
+  putv *pv = &d->pv[d->n];
+  if (!(pv->val = malloc(bytes ? bytes : 1)) || !(pv->key = strdup(cs->keys[i]))) {
+    free(pv->val);
+    return fail(p, 1, "out of memory");
+  }
+  memcpy(pv->val, p->cbuf, bytes);
+  pv->len = bytes;
+  d->n++;
+  return 0;
+}
+
 /* Downsamples block b from mip 0 at generation g, holding its lock: skipped when
  * its stamp is already >= g (another worker, or an earlier run, did it at g or
  * later), unless force (then only a stamp above g skips). Commits the changed
@@ -464,94 +591,46 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
     return 0;
   }
   const ds_layout *l = &p->l;
-  /* mip 0, pinned at g */
-  int64_t clo[3], chi[3], c[3];
-  block_chunks(l, 0, b, clo, chi);
-  for (c[2] = clo[2]; c[2] < chi[2]; c[2]++)
-    for (c[1] = clo[1]; c[1] < chi[1]; c[1]++)
-      for (c[0] = clo[0]; c[0] < chi[0]; c[0]++) {
-        char *k = chunk_key(p, 0, c);
-        if (!k) {
-          free(sk);
-          return fail(p, 1, "out of memory");
-        }
-        rc = kv_get(p->c, k, g, &found, &v, &len, NULL);
-        if (!rc && !found) {
-          /* the block is not complete at g (a populate still loading it, or a chunk
-           * deleted): nothing to compute from; the change that completes it is in the
-           * feed and brings the block back */
-          p->blocks_skipped++;
-          logkv(p, "event=incomplete gen=%" PRIu64 " block=%" PRId64 "_%" PRId64 "_%" PRId64 " absent=%s", g,
-                b[0], b[1], b[2], k);
-          free(k);
-          free(sk);
-          return 0;
-        }
-        if (rc || len != pc_chunk_bytes(&l->in.s[0], c)) {
-          rc = rc ? fail(p, 1, "reading %s at generation %" PRIu64 ": %s", k, g, strata_errmsg())
-                  : fail(p, 1, "%s at generation %" PRIu64 ": %zu bytes, its box holds %" PRIu64, k, g, len,
-                         pc_chunk_bytes(&l->in.s[0], c));
-          free(v);
-          free(k);
-          free(sk);
-          return rc;
-        }
-        ds_chunk_to_region(l, 0, b, p->reg[0], c, (const uint64_t *)v);
-        free(v);
-        free(k);
-      }
+  chunk_set cs;
+  if ((rc = chunk_set_of(p, 0, b, &cs))) {
+    free(sk);
+    return rc;
+  }
+  rc = batch_read(p, cs.keys, cs.sizes, cs.n, g, take_mip0, &cs);
+  chunk_set_free(&cs);
+  if (rc == 2) {
+    /* the block is not complete at g (a populate still loading it, or a chunk
+     * deleted): nothing to compute from; the change that completes it is in the
+     * feed and brings the block back */
+    p->blocks_skipped++;
+    logkv(p, "event=incomplete gen=%" PRIu64 " block=%" PRId64 "_%" PRId64 "_%" PRId64, g, b[0], b[1], b[2]);
+    free(sk);
+    return 0;
+  }
+  if (rc) {
+    free(sk);
+    return rc;
+  }
   crash_point("read");
   ds_block_pyramid(l, b, p->reg);
   /* the coarser chunks that differ from the stored ones (read at the latest: the
    * block lock keeps every other downsample writer out) */
-  size_t cap = 16, n = 0;
-  putv *pv = calloc(cap, sizeof *pv);
-  rc = pv ? 0 : fail(p, 1, "out of memory");
-  for (int i = 1; i < l->in.nscales && !rc; i++) {
+  size_t total = 0;
+  for (int i = 1; i < l->in.nscales; i++) {
+    int64_t clo[3], chi[3];
     block_chunks(l, i, b, clo, chi);
-    for (c[2] = clo[2]; c[2] < chi[2] && !rc; c[2]++)
-      for (c[1] = clo[1]; c[1] < chi[1] && !rc; c[1]++)
-        for (c[0] = clo[0]; c[0] < chi[0] && !rc; c[0]++) {
-          size_t bytes = pc_chunk_bytes(&l->in.s[i], c);
-          char *k = chunk_key(p, i, c);
-          if (!k) {
-            rc = fail(p, 1, "out of memory");
-            break;
-          }
-          ds_chunk_from_region(l, i, b, p->reg[i], c, p->cbuf);
-          if ((rc = kv_get(p->c, k, 0, &found, &v, &len, NULL))) {
-            rc = fail(p, 1, "reading %s: %s", k, strata_errmsg());
-            free(k);
-            break;
-          }
-          int same = found && len == bytes && !memcmp(v, p->cbuf, bytes);
-          free(v);
-          if (same) {
-            free(k);
-            continue;
-          }
-          if (n + 1 >= cap) {
-            putv *nv = realloc(pv, 2 * cap * sizeof *pv);
-            if (!nv) {
-              free(k);
-              rc = fail(p, 1, "out of memory");
-              break;
-            }
-            pv = nv;
-            cap *= 2;
-          }
-          pv[n].key = k;
-          pv[n].len = bytes;
-          pv[n].val = malloc(bytes ? bytes : 1);
-          if (!pv[n].val) {
-            free(k);
-            rc = fail(p, 1, "out of memory");
-            break;
-          }
-          memcpy(pv[n].val, p->cbuf, bytes);
-          n++;
-        }
+    total += (size_t)((chi[0] - clo[0]) * (chi[1] - clo[1]) * (chi[2] - clo[2]));
   }
+  diff_ctx d = {.pv = calloc(total + 1, sizeof(putv))};
+  rc = d.pv ? 0 : fail(p, 1, "out of memory");
+  for (int i = 1; i < l->in.nscales && !rc; i++) {
+    if ((rc = chunk_set_of(p, i, b, &cs))) break;
+    d.cs = &cs;
+    rc = batch_read(p, cs.keys, cs.sizes, cs.n, 0, take_coarse, &d);
+    chunk_set_free(&cs);
+  }
+  size_t n = d.n;
+  putv *pv = d.pv;
   char sval[32];
   if (!rc) {
     snprintf(sval, sizeof sval, "%" PRIu64, g);
@@ -571,7 +650,7 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
             g, b[0], b[1], b[2], n, at, with_ckpt ? " checkpoint=1" : "");
     }
   }
-  for (size_t i = 0; i < n; i++) {
+  for (size_t i = 0; pv && i < n; i++) {
     free(pv[i].key);
     free(pv[i].val);
   }
@@ -972,5 +1051,66 @@ int ds_status(rpc_client *c, const char *prefix, uint64_t *latest, ds_ckpt **out
   }
   free(start);
   free(end);
+  return rc;
+}
+
+/* --- the benchmark's anchor ------------------------------------------------------------------ */
+
+int ds_in_process(const char *dir, uint64_t *mip0_bytes, double *seconds, char *err, size_t errlen) {
+  pc_info in;
+  char *text = NULL;
+  size_t tlen;
+  if (pc_info_load(dir, &in, &text, &tlen, err, errlen)) return 2;
+  free(text);
+  ds_layout l;
+  if (ds_layout_init(&in, &l, err, errlen)) return 2;
+  uint64_t *reg[PC_MAX_SCALES] = {0}, *cbuf = NULL, *tmp = NULL;
+  int rc = 0;
+  for (int i = 0; i < in.nscales && !rc; i++) {
+    int64_t n = 1;
+    for (int d = 0; d < 3; d++) n *= l.bvox[d] / l.F[i][d];
+    if (!(reg[i] = malloc((size_t)n * 8))) rc = 1;
+  }
+  size_t cvox = (size_t)(in.s[0].chunk[0] * in.s[0].chunk[1] * in.s[0].chunk[2]);
+  if (!rc && (!(cbuf = malloc(cvox * 8)) || !(tmp = malloc(cvox * 8)))) rc = 1;
+  if (rc) snprintf(err, errlen, "out of memory");
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  *mip0_bytes = 0;
+  int64_t b[3], c[3], clo[3], chi[3];
+  for (b[2] = 0; b[2] < l.bgrid[2] && !rc; b[2]++)
+    for (b[1] = 0; b[1] < l.bgrid[1] && !rc; b[1]++)
+      for (b[0] = 0; b[0] < l.bgrid[0] && !rc; b[0]++) {
+        block_chunks(&l, 0, b, clo, chi);
+        for (c[2] = clo[2]; c[2] < chi[2] && !rc; c[2]++)
+          for (c[1] = clo[1]; c[1] < chi[1] && !rc; c[1]++)
+            for (c[0] = clo[0]; c[0] < chi[0] && !rc; c[0]++) {
+              char name[PC_MAX_NAME], path[4096];
+              pc_chunk_name(&in.s[0], c, name, sizeof name);
+              snprintf(path, sizeof path, "%s/%s/%s", dir, in.s[0].key, name);
+              size_t bytes = pc_chunk_bytes(&in.s[0], c);
+              FILE *f = fopen(path, "rb");
+              if (!f || fread(tmp, 1, bytes, f) != bytes) {
+                snprintf(err, errlen, "cannot read %s", path);
+                rc = 1;
+              }
+              if (f) fclose(f);
+              if (!rc) ds_chunk_to_region(&l, 0, b, reg[0], c, tmp);
+              *mip0_bytes += bytes;
+            }
+        if (rc) break;
+        ds_block_pyramid(&l, b, reg);
+        for (int i = 1; i < in.nscales; i++) {
+          block_chunks(&l, i, b, clo, chi);
+          for (c[2] = clo[2]; c[2] < chi[2]; c[2]++)
+            for (c[1] = clo[1]; c[1] < chi[1]; c[1]++)
+              for (c[0] = clo[0]; c[0] < chi[0]; c[0]++) ds_chunk_from_region(&l, i, b, reg[i], c, cbuf);
+        }
+      }
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  *seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
+  for (int i = 0; i < PC_MAX_SCALES; i++) free(reg[i]);
+  free(cbuf);
+  free(tmp);
   return rc;
 }

@@ -71,6 +71,11 @@ typedef struct ds_opts {
  * (usage / refused volume). */
 int ds_run(rpc_client *c, const ds_opts *o, char *err, size_t errlen);
 
+/* make bench's anchor: the same pyramid computed in-process from a volume
+ * directory (strata-genvol's layout), no server: reads every mip-0 chunk file,
+ * computes every block's coarser chunks. Returns 0, or 1/2 with err set. */
+int ds_in_process(const char *dir, uint64_t *mip0_bytes, double *seconds, char *err, size_t errlen);
+
 /* Asks a running ds_run to stop after the block it is doing (--follow ends its
  * Watch and exits 0). Any thread; not from a signal handler. */
 void ds_request_stop(void);

@@ -26,7 +26,9 @@ static void usage(FILE *f) {
         "mip 0 at the latest generation; `all` is the whole volume and also sets the checkpoint.\n"
         "--name: the worker's checkpoint (PREFIX.downsample/checkpoint/NAME), default \"default\".\n"
         "Progress: key=value lines on stderr. Exit: 0 done; 1 failed (the message says what to run;\n"
-        "restarting resumes from the checkpoint); 2 usage or a volume it refuses.\n",
+        "restarting resumes from the checkpoint); 2 usage or a volume it refuses.\n"
+        "--bench-in-process DIR (make bench only): the same pyramid computed from a volume\n"
+        "directory without a server; prints {\"mip0_bytes\", \"seconds\"}.\n",
         f);
 }
 
@@ -57,7 +59,8 @@ int main(int argc, char **argv) {
   static const struct option lo[] = {
       {"prefix", 1, 0, 'p'}, {"follow", 0, 0, 'f'}, {"until", 1, 0, 'u'}, {"region", 1, 0, 'r'},
       {"name", 1, 0, 'n'},   {"addr", 1, 0, 'a'},   {"user", 1, 0, 'U'},  {"ttl-ms", 1, 0, 't'},
-      {"wait-ms", 1, 0, 'w'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'},  {0, 0, 0, 0}};
+      {"wait-ms", 1, 0, 'w'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'},
+      {"bench-in-process", 1, 0, 'B'}, {0, 0, 0, 0}};
   ds_opts o = {.name = "default", .user = "downsample", .ttl_ms = 10000, .wait_ms = 60000, .log = stderr};
   const char *addr = NULL;
   int ch, modes = 0;
@@ -90,6 +93,18 @@ int main(int argc, char **argv) {
       case 't': o.ttl_ms = strtoll(optarg, &end, 10); if (*end || o.ttl_ms < 30) { fprintf(stderr, "strata-downsample: --ttl-ms: at least 30\n"); return 2; } break;
       case 'w': o.wait_ms = strtoll(optarg, &end, 10); if (*end || o.wait_ms < 0) { fprintf(stderr, "strata-downsample: --wait-ms: expected ms >= 0\n"); return 2; } break;
       case 'q': o.log = NULL; break;
+      case 'B': { /* make bench's anchor only */
+        uint64_t bytes = 0;
+        double sec = 0;
+        char e[1024];
+        int r = ds_in_process(optarg, &bytes, &sec, e, sizeof e);
+        if (r) {
+          fprintf(stderr, "strata-downsample: %s\n", e);
+          return r;
+        }
+        printf("{\"mip0_bytes\": %" PRIu64 ", \"seconds\": %.6f}\n", bytes, sec);
+        return 0;
+      }
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;
     }
