@@ -596,8 +596,10 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
     free(sk);
     return rc;
   }
+  int64_t t0 = now_ms();
   rc = batch_read(p, cs.keys, cs.sizes, cs.n, g, take_mip0, &cs);
   chunk_set_free(&cs);
+  int64_t t1 = now_ms();
   if (rc == 2) {
     /* the block is not complete at g (a populate still loading it, or a chunk
      * deleted): nothing to compute from; the change that completes it is in the
@@ -613,6 +615,7 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
   }
   crash_point("read");
   ds_block_pyramid(l, b, p->reg);
+  int64_t t2 = now_ms();
   /* the coarser chunks that differ from the stored ones (read at the latest: the
    * block lock keeps every other downsample writer out) */
   size_t total = 0;
@@ -631,6 +634,7 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
   }
   size_t n = d.n;
   putv *pv = d.pv;
+  int64_t t3 = now_ms();
   char sval[32];
   if (!rc) {
     snprintf(sval, sizeof sval, "%" PRIu64, g);
@@ -646,8 +650,10 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
       p->blocks_done++;
       p->chunks_written += n;
       logkv(p, "event=block gen=%" PRIu64 " block=%" PRId64 "_%" PRId64 "_%" PRId64
-            " chunks=%zu commit=%" PRIu64 "%s",
-            g, b[0], b[1], b[2], n, at, with_ckpt ? " checkpoint=1" : "");
+            " chunks=%zu commit=%" PRIu64 "%s read_ms=%" PRId64 " compute_ms=%" PRId64 " compare_ms=%" PRId64
+            " commit_ms=%" PRId64,
+            g, b[0], b[1], b[2], n, at, with_ckpt ? " checkpoint=1" : "", t1 - t0, t2 - t1, t3 - t2,
+            now_ms() - t3);
     }
   }
   for (size_t i = 0; pv && i < n; i++) {
