@@ -237,6 +237,15 @@ def test_after_splits():
     # a second run with nothing new writes no block
     rc, _, err = ds(s.addr, "--until", str(latest(c)))
     check(rc == 0 and not block_writes(err), "after-splits: a caught-up worker rewrites nothing", err[-400:])
+    # --region BOX repairs the blocks of the box and only those
+    bad_key = ("%s%s/16-32_0-16_0-16" % (PREFIX, S[2]["key"])).encode()  # block 1_0_0's
+    c.put(bad_key, bytes(len(c.get(bad_key).value)))
+    rc, _, err = ds(s.addr, "--region", "64,0,0,128,64,64", "--name", "repair")
+    blocks = {b for _, b in block_writes(err)}
+    check(rc == 0 and blocks == {"1_0_0"}, "after-splits: --region BOX recomputes exactly its block",
+          "%r %s" % (blocks, err[-400:]))
+    check(ckpt(c, "repair") == 0, "after-splits: --region BOX (not the whole volume) sets no checkpoint")
+    check_pyramid("after-splits --region", c)
     return s, c
 
 
