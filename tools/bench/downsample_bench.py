@@ -8,6 +8,8 @@ its mip 0 replaced by another seed's, so every coarser chunk is stale. One worke
 commits every coarser chunk (one fenced commit per block). MB/s of mip 0 over the worker's
 wall-clock time, against the same pyramid computed in the same run by
 `strata-downsample --bench-in-process` from the volume's files (no server): the ratio.
+RUNS copies of the volume under seg/, seg1/, seg2/; the medians of RUNS worker runs and
+RUNS anchor runs, interleaved.
 
 pyramid_lag_ms: a worker in --follow mode; SPLITS splits one after another (strata-split,
 each in a different mip-0 chunk); for each, from the split's commit (its generation's
@@ -37,6 +39,7 @@ DS = os.environ["DOWNSAMPLE_BIN"]
 SPLIT = os.environ["SPLIT_BIN"]
 SIZE, CHUNK = (512, 256, 128), 32
 SPLITS = 30
+RUNS = 3
 
 
 def pick_seeds(vol, key, c):
@@ -68,26 +71,34 @@ def main():
     shutil.rmtree(os.path.join(vol, key0))
     shutil.copytree(os.path.join(other, key0), os.path.join(vol, key0))
 
-    r = subprocess.run([DS, "--bench-in-process", vol], check=True, capture_output=True)
-    anchor = json.loads(r.stdout)
-    in_mbps = anchor["mip0_bytes"] / anchor["seconds"] / 1e6
-
     s = Server(os.path.join(root, "db"))
     try:
         r = populate(vol, "seg/", s.addr, "--workers", "2", "--block", "2")
         if r["rc"] != 0:
             sys.exit("populate failed: %r" % r)
         c = strata.Client(s.addr)
-        t0 = time.monotonic()
-        p = subprocess.run([DS, "--addr", s.addr, "--prefix", "seg/", "--region", "all", "--quiet"],
-                           capture_output=True)
-        sec = time.monotonic() - t0
-        if p.returncode != 0:
-            sys.exit("downsample --region all failed: %s" % p.stderr.decode()[-800:])
-        mbps = anchor["mip0_bytes"] / sec / 1e6
+        # RUNS copies of the volume (every coarser chunk stale in each), one worker run per
+        # copy, interleaved with the in-process anchor's runs; medians of each
+        for k in range(1, RUNS):
+            r = populate(vol, "seg%d/" % k, s.addr, "--workers", "2", "--block", "2")
+            if r["rc"] != 0:
+                sys.exit("populate failed: %r" % r)
+        secs, anchors = [], []
+        for k in range(RUNS):
+            r = subprocess.run([DS, "--bench-in-process", vol], check=True, capture_output=True)
+            anchors.append(json.loads(r.stdout))
+            t0 = time.monotonic()
+            p = subprocess.run([DS, "--addr", s.addr, "--prefix", "seg%s/" % (k or ""), "--region", "all",
+                                "--quiet"], capture_output=True)
+            secs.append(time.monotonic() - t0)
+            if p.returncode != 0:
+                sys.exit("downsample --region all failed: %s" % p.stderr.decode()[-800:])
+        nbytes = anchors[0]["mip0_bytes"]
+        sec, asec = statistics.median(secs), statistics.median(a["seconds"] for a in anchors)
+        mbps, in_mbps = nbytes / sec / 1e6, nbytes / asec / 1e6
         print("BENCH downsample_MBps %.1f MB/s vs in_process %.2f (worker %.2f s, in-process %.2f s "
-              "for %d MiB of mip 0, 3 scales, 8 blocks of 128^3)" %
-              (mbps, mbps / in_mbps, sec, anchor["seconds"], anchor["mip0_bytes"] >> 20), flush=True)
+              "for %d MiB of mip 0, 3 scales, 8 blocks of 128^3; medians of %d runs)" %
+              (mbps, mbps / in_mbps, sec, asec, nbytes >> 20, RUNS), flush=True)
 
         # pyramid_lag_ms: a follow worker, splits one after another
         w = subprocess.Popen([DS, "--addr", s.addr, "--prefix", "seg/", "--follow", "--name", "lag"],
