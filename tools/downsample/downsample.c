@@ -157,6 +157,7 @@ typedef struct ds {
   atomic_int lost;
   uint64_t *reg[PC_MAX_SCALES];
   uint64_t *cbuf; /* one chunk */
+  uint64_t *spare, *spare_cbuf; /* the prefetch's mip-0 region and chunk */
   uint64_t blocks_done, blocks_skipped, chunks_written;
 } ds;
 
@@ -539,6 +540,59 @@ static int take_mip0(ds *p, void *ctx, size_t i, int found, const uint8_t *v, si
   return 0;
 }
 
+/* Reads block b's mip-0 chunks pinned at g into p->reg[0]: 0, 2 when a chunk is
+ * absent at g (the block is incomplete), or 1 with p->err set. */
+static int read_mip0(ds *p, const int64_t b[3], uint64_t g) {
+  chunk_set cs;
+  int rc = chunk_set_of(p, 0, b, &cs);
+  if (rc) return rc;
+  rc = batch_read(p, cs.keys, cs.sizes, cs.n, g, take_mip0, &cs);
+  chunk_set_free(&cs);
+  return rc;
+}
+
+/* The next block's mip 0, read by a thread while this one is computed and committed
+ * (mip 0 at g never changes, so it needs no lock). The thread works on a view of the
+ * worker's state: the client (safe from many threads), the options and layout, the spare
+ * region buffer and its own error buffer. */
+typedef struct prefetch {
+  pthread_t th;
+  int on;
+  int64_t b[3];
+  uint64_t g;
+  int rc;
+  char err[1024];
+  ds view;
+} prefetch;
+
+static void *prefetch_main(void *arg) {
+  prefetch *pf = arg;
+  pf->rc = read_mip0(&pf->view, pf->b, pf->g);
+  return NULL;
+}
+
+static void prefetch_start(ds *p, prefetch *pf, const int64_t b[3], uint64_t g) {
+  memset(&pf->view, 0, sizeof pf->view); /* what read_mip0 uses, nothing shared but the client */
+  pf->view.c = p->c;
+  pf->view.o = p->o;
+  pf->view.l = p->l;
+  pf->view.err = pf->err;
+  pf->view.errlen = sizeof pf->err;
+  pf->view.reg[0] = p->spare;
+  pf->view.cbuf = p->spare_cbuf;
+  memcpy(pf->b, b, sizeof pf->b);
+  pf->g = g;
+  pf->on = pthread_create(&pf->th, NULL, prefetch_main, pf) == 0;
+}
+
+/* Waits for the prefetch; returns 1 when it was block b at g. */
+static int prefetch_join(prefetch *pf, const int64_t b[3], uint64_t g) {
+  if (!pf->on) return 0;
+  pthread_join(pf->th, NULL);
+  pf->on = 0;
+  return pf->g == g && !memcmp(pf->b, b, sizeof pf->b);
+}
+
 /* The coarser chunks that differ from the stored ones become puts. */
 typedef struct diff_ctx {
   chunk_set *cs;
@@ -569,7 +623,7 @@ static int take_coarse(ds *p, void *ctx, size_t i, int found, const uint8_t *v, 
  * coarser chunks and the stamp, plus the checkpoint when with_ckpt. *committed =
  * 1 when it committed. */
 static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_ckpt,
-                    uint64_t ckpt_new, int *committed) {
+                    uint64_t ckpt_new, int *committed, int pre_rc) {
   *committed = 0;
   char *sk = stamp_key(p, b);
   if (!sk) return fail(p, 1, "out of memory");
@@ -592,13 +646,9 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
   }
   const ds_layout *l = &p->l;
   chunk_set cs;
-  if ((rc = chunk_set_of(p, 0, b, &cs))) {
-    free(sk);
-    return rc;
-  }
   int64_t t0 = now_ms();
-  rc = batch_read(p, cs.keys, cs.sizes, cs.n, g, take_mip0, &cs);
-  chunk_set_free(&cs);
+  /* pre_rc: the prefetch's result (its region is already p->reg[0]), -1 = none */
+  rc = pre_rc >= 0 ? pre_rc : read_mip0(p, b, g);
   int64_t t1 = now_ms();
   if (rc == 2) {
     /* the block is not complete at g (a populate still loading it, or a chunk
@@ -675,6 +725,12 @@ static int do_blocks(ds *p, int64_t (*bl)[3], size_t n, uint64_t g, int force, i
   if (!deferred) return fail(p, 1, "out of memory");
   size_t left = n;
   int rc = 0, ck_done = !set_ckpt;
+  prefetch *pf_mem = calloc(1, sizeof *pf_mem); /* large (it holds a copy of the state) */
+  if (!pf_mem) {
+    free(deferred);
+    return fail(p, 1, "out of memory");
+  }
+#define pf (*pf_mem)
   for (int pass = 0; pass < 2 && !rc; pass++)
     for (size_t i = 0; i < n && !rc; i++) {
       if (pass == 1 && !deferred[i]) continue;
@@ -691,11 +747,26 @@ static int do_blocks(ds *p, int64_t (*bl)[3], size_t n, uint64_t g, int force, i
       }
       deferred[i] = 0;
       left--;
+      int pre_rc = -1;
+      if (prefetch_join(&pf, bl[i], g)) {
+        pre_rc = pf.rc;
+        if (pre_rc == 1) fail(p, 1, "%s", pf.err);
+        uint64_t *t = p->reg[0]; /* the prefetched region becomes the block's */
+        p->reg[0] = p->spare;
+        p->spare = t;
+      }
+      for (size_t j = i + 1; j < n; j++) /* the next candidate of this pass */
+        if (pass == 0 || deferred[j]) {
+          if (p->spare && p->spare_cbuf) prefetch_start(p, &pf, bl[j], g);
+          break;
+        }
       int committed = 0;
-      rc = do_block(p, bl[i], g, force, left == 0 && set_ckpt, ckpt_new, &committed);
+      rc = do_block(p, bl[i], g, force, left == 0 && set_ckpt, ckpt_new, &committed, pre_rc);
       if (!rc && left == 0 && committed) ck_done = 1;
       unlock_block(p);
     }
+  if (pf.on) pthread_join(pf.th, NULL);
+  free(pf_mem);
   free(deferred);
   if (!rc && !ck_done && p->ckpt != ckpt_new) {
     uint64_t at;
@@ -703,6 +774,7 @@ static int do_blocks(ds *p, int64_t (*bl)[3], size_t n, uint64_t g, int force, i
     if (!rc) logkv(p, "event=checkpoint gen=%" PRIu64 " commit=%" PRIu64, ckpt_new, at);
   }
   return rc;
+#undef pf
 }
 
 /* --- the feed --------------------------------------------------------------------------------- */
@@ -936,7 +1008,14 @@ int ds_run(rpc_client *c, const ds_opts *o, char *err, size_t errlen) {
   }
   if (!rc) {
     const pc_scale *s = &p->l.in.s[0];
-    if (!(p->cbuf = malloc((size_t)(s->chunk[0] * s->chunk[1] * s->chunk[2]) * 8))) rc = fail(p, 1, "out of memory");
+    size_t cb = (size_t)(s->chunk[0] * s->chunk[1] * s->chunk[2]) * 8;
+    int64_t b0[3] = {0, 0, 0}, lo[3], hi[3];
+    ds_block_box(&p->l, 0, b0, lo, hi);
+    for (int d = 0; d < 3; d++) hi[d] = lo[d] + p->l.bvox[d];
+    if (!(p->cbuf = malloc(cb))) rc = fail(p, 1, "out of memory");
+    /* without the spare the blocks are simply read one after another */
+    p->spare = malloc(box_voxels(lo, hi) * 8);
+    p->spare_cbuf = malloc(cb);
   }
   if (!rc) { /* the checkpoint */
     char *ck = ckpt_key(p);
@@ -993,6 +1072,8 @@ int ds_run(rpc_client *c, const ds_opts *o, char *err, size_t errlen) {
           " chunks_written=%" PRIu64, p->ckpt, p->blocks_done, p->blocks_skipped, p->chunks_written);
   for (int i = 0; i < PC_MAX_SCALES; i++) free(p->reg[i]);
   free(p->cbuf);
+  free(p->spare);
+  free(p->spare_cbuf);
   pthread_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->cv);
   free(p);
