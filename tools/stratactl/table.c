@@ -110,7 +110,8 @@ const ctl_cmd ctl_cmds[] = {
      "mip-0 change committed at or before it is in the coarser scales), the latest generation,\n"
      "BEHIND (latest - checkpoint, in generations; the worker's own commits count, so a\n"
      "caught-up worker shows 1 or 2 when it wrote last) and LAG_MS (how long the oldest\n"
-     "generation after the checkpoint has been waiting; 0 when none).",
+     "generation after the checkpoint has been waiting; 0 when none). Both count the workers'\n"
+     "own commits; the pyramid holds generation G exactly when CHECKPOINT >= G.",
      "stratactl downsample status --prefix seg/\n"
      "stratactl --json downsample status --prefix seg/",
      {{"prefix", 1, "PREFIX", "the volume's key prefix (required)"}}, 0, 0, ctl_downsample_status},
