@@ -167,6 +167,7 @@ bench: deps
 	@$(MAKE) --no-print-directory bench-python
 	@$(MAKE) --no-print-directory bench-populate
 	@$(MAKE) --no-print-directory bench-split
+	@$(MAKE) --no-print-directory bench-downsample
 	@$(MAKE) --no-print-directory bench-etcd
 
 # Strata against etcd 3.4 (Debian's etcd-server, installed here on first use) with the

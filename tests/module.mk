@@ -59,6 +59,26 @@ test-split-asan:
 	@$(SAN_ENV) \
 	  $(call SPLIT_TIER_ENV,asan) sh tests/run-tier.sh split-asan $(TEST_RESULTS) tests/split/test_split.py
 
+# The downsample worker (issue 14): strata-downsample, strata-split and stratactl as
+# subprocesses against real strata-servers (tests/downsample/).
+DS_TIER_BINS = server/strata-server tools/strata-downsample tools/strata-split tools/stratactl \
+  tools/strata-populate tools/strata-genvol
+DS_TIER_ENV = $(call SPLIT_TIER_ENV,$(1)) DOWNSAMPLE_BIN=$(BUILD)/$(1)/tools/strata-downsample
+TEST_TIERS += downsample
+.PHONY: test-downsample
+test-downsample:
+	@$(MAKE) --no-print-directory VARIANT=release python $(DS_TIER_BINS:%=$(BUILD)/release/%)
+	@$(call DS_TIER_ENV,release) sh tests/run-tier.sh downsample $(TEST_RESULTS) tests/downsample/test_downsample.py
+
+# The same script with every binary under ASan + UBSan (leaks included).
+TEST_TIERS += downsample-asan
+.PHONY: test-downsample-asan
+test-downsample-asan:
+	@$(MAKE) --no-print-directory VARIANT=release python
+	@$(MAKE) --no-print-directory VARIANT=asan $(DS_TIER_BINS:%=$(BUILD)/asan/%)
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  $(call DS_TIER_ENV,asan) sh tests/run-tier.sh downsample-asan $(TEST_RESULTS) tests/downsample/test_downsample.py
+
 # The unit tiers run first and fuzzing last; the other folders' tiers between.
 TEST_TIERS := unit unit-asan $(TEST_TIERS) fuzz
 

@@ -4,7 +4,8 @@
 CTL_SRCS := tools/stratactl/main.c tools/stratactl/table.c tools/stratactl/args.c \
 	tools/stratactl/fmt.c tools/stratactl/out.c tools/stratactl/cmd_lock.c \
 	tools/stratactl/cmd_op.c tools/stratactl/cmd_kv.c tools/stratactl/cmd_server.c \
-	tools/stratactl/cmd_auth.c tools/stratactl/cmd_coord.c tools/stratactl/cmd_replay.c
+	tools/stratactl/cmd_auth.c tools/stratactl/cmd_coord.c tools/stratactl/cmd_replay.c \
+	tools/stratactl/cmd_downsample.c
 # Objects go to $(O)/tools/stratactl.obj/: $(O)/tools/stratactl is the binary.
 CTL_OBJS := $(CTL_SRCS:tools/stratactl/%.c=$(O)/tools/stratactl.obj/%.o)
 CTL_BIN := $(O)/tools/stratactl
@@ -108,9 +109,6 @@ $(SPLIT_BIN): $(O)/tools/split.obj/main.o $(SPLIT_LIB_OBJS) $(RPC_LIB) $(O)/libs
 
 -include $(O)/tools/split.obj/main.d $(SPLIT_LIB_OBJS:.o=.d)
 
-# stratactl op replay runs the split library (after SPLIT_LIB_OBJS is defined).
-$(CTL_BIN): $(CTL_OBJS) $(SPLIT_LIB_OBJS) $(RPC_LIB) $(O)/libstrata.a
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS) -ljansson
 
 # make bench-split (run by make bench): tools/bench/split_bench.py, split_op_ms against the
 # multi-commit anchor and split_ops_per_s_disjoint (about a minute).
@@ -169,3 +167,37 @@ $(SRV_FUZZ_BINS): $(O)/tests/fuzz/%: $(O)/tests/fuzz/%.o $(SRV_LINK)
 # The seed generator writes their requests with the generated message code.
 $(O)/tests/fuzz/seeds: $(RPC_GEN_OBJS)
 $(O)/tests/fuzz/seeds: LDLIBS += -lprotobuf-c
+
+# --- strata-downsample: keeps the mip pyramid in step with mip 0 (issue 14, tools/downsample/README.md)
+# downsample.o is the worker and its status; stratactl links it for `downsample status`.
+DS_LIB_OBJS := $(O)/tools/downsample.obj/downsample.o $(POP_COMMON)
+DS_BIN := $(O)/tools/strata-downsample
+BINS += $(DS_BIN)
+$(O)/tools/downsample.obj/downsample.o $(O)/tools/downsample.obj/main.o: | $(RPC_GEN_H)
+
+$(O)/tools/downsample.obj/%.o: tools/downsample/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+
+$(DS_BIN): $(O)/tools/downsample.obj/main.o $(DS_LIB_OBJS) $(RPC_LIB) $(O)/libstrata.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS) -ljansson -lm
+
+-include $(O)/tools/downsample.obj/main.d $(O)/tools/downsample.obj/downsample.d
+
+# make bench-downsample (run by make bench): tools/bench/downsample_bench.py, downsample_MBps
+# against the in-process anchor and pyramid_lag_ms with a --follow worker (well under a minute).
+.PHONY: bench-downsample
+bench-downsample:
+	@$(MAKE) --no-print-directory VARIANT=release python $(BUILD)/release/server/strata-server \
+	  $(BUILD)/release/tools/strata-populate $(BUILD)/release/tools/strata-genvol \
+	  $(BUILD)/release/tools/strata-split $(BUILD)/release/tools/strata-downsample
+	@mkdir -p $(BENCH_DIR)
+	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server SPLIT_BIN=$(BUILD)/release/tools/strata-split \
+	  POPULATE_BIN=$(BUILD)/release/tools/strata-populate GENVOL_BIN=$(BUILD)/release/tools/strata-genvol \
+	  DOWNSAMPLE_BIN=$(BUILD)/release/tools/strata-downsample \
+	  PYTHONPATH=$(CURDIR)/$(BUILD)/python $(PYTHON) tools/bench/downsample_bench.py --dir $(BENCH_DIR)
+
+# stratactl links the split library (op replay) and the downsample worker's status
+# (downsample status); after both are defined.
+$(CTL_BIN): $(CTL_OBJS) $(SPLIT_LIB_OBJS) $(O)/tools/downsample.obj/downsample.o $(RPC_LIB) $(O)/libstrata.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS) -ljansson -lm

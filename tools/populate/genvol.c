@@ -115,23 +115,6 @@ static void gen_mip0(const gv_opts *o, const pc_scale *s, const int64_t c[3], ui
   }
 }
 
-/* The most frequent of n values; ties to the smaller. Sorts v. */
-static uint64_t mode_of(uint64_t *v, int n) {
-  for (int i = 1; i < n; i++)
-    for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
-      uint64_t t = v[j]; v[j] = v[j - 1]; v[j - 1] = t;
-    }
-  uint64_t best = v[0];
-  int bestn = 0;
-  for (int i = 0; i < n;) {
-    int j = i;
-    while (j < n && v[j] == v[i]) j++;
-    if (j - i > bestn) { bestn = j - i; best = v[i]; }
-    i = j;
-  }
-  return best;
-}
-
 static void chunk_path(const gv_opts *o, const pc_scale *s, const int64_t c[3], char *p, size_t n) {
   char name[PC_MAX_NAME];
   pc_chunk_name(s, c, name, sizeof name);
@@ -173,22 +156,12 @@ static void gen_down(const gv_opts *o, const pc_scale *f, const pc_scale *s, con
     for (fc[1] = rlo[1] / f->chunk[1]; fc[1] * f->chunk[1] < rhi[1]; fc[1]++)
       for (fc[0] = rlo[0] / f->chunk[0]; fc[0] * f->chunk[0] < rhi[0]; fc[0]++)
         read_into(o, f, fc, rlo, rhi, reg, tmp);
-  int64_t rx = rhi[0] - rlo[0], ry = rhi[1] - rlo[1];
-  size_t i = 0;
-  for (int64_t z = lo[2]; z < hi[2]; z++)
-    for (int64_t y = lo[1]; y < hi[1]; y++)
-      for (int64_t x = lo[0]; x < hi[0]; x++) {
-        uint64_t v[8];
-        int n = 0;
-        for (int64_t dz = 0; dz < 2; dz++)
-          for (int64_t dy = 0; dy < 2; dy++)
-            for (int64_t dx = 0; dx < 2; dx++) {
-              int64_t X = 2 * x + dx, Y = 2 * y + dy, Z = 2 * z + dz;
-              if (X < rhi[0] && Y < rhi[1] && Z < rhi[2])
-                v[n++] = reg[((Z - rlo[2]) * ry + (Y - rlo[1])) * rx + (X - rlo[0])];
-            }
-        buf[i++] = mode_of(v, n);
-      }
+  int64_t rdim[3], odim[3], two[3] = {2, 2, 2};
+  for (int d = 0; d < 3; d++) {
+    rdim[d] = rhi[d] - rlo[d];
+    odim[d] = hi[d] - lo[d];
+  }
+  pc_downsample_mode(reg, rdim, two, buf, odim);
 }
 
 static void scale_key(pc_scale *s) {

@@ -178,6 +178,45 @@ void pc_chunk_name(const pc_scale *s, const int64_t c[3], char *buf, size_t n) {
            lo[2] + s->offset[2], hi[2] + s->offset[2]);
 }
 
+/* The most frequent of n values; ties to the smaller. Sorts v (n is small). */
+static uint64_t mode_of(uint64_t *v, int n) {
+  for (int i = 1; i < n; i++)
+    for (int j = i; j > 0 && v[j - 1] > v[j]; j--) {
+      uint64_t t = v[j];
+      v[j] = v[j - 1];
+      v[j - 1] = t;
+    }
+  uint64_t best = v[0];
+  int bestn = 0;
+  for (int i = 0; i < n;) {
+    int j = i;
+    while (j < n && v[j] == v[i]) j++;
+    if (j - i > bestn) {
+      bestn = j - i;
+      best = v[i];
+    }
+    i = j;
+  }
+  return best;
+}
+
+void pc_downsample_mode(const uint64_t *fine, const int64_t fdim[3], const int64_t f[3],
+                        uint64_t *out, const int64_t odim[3]) {
+  size_t i = 0;
+  for (int64_t z = 0; z < odim[2]; z++)
+    for (int64_t y = 0; y < odim[1]; y++)
+      for (int64_t x = 0; x < odim[0]; x++) {
+        uint64_t v[PC_MAX_MODE_BLOCK];
+        int n = 0;
+        for (int64_t Z = f[2] * z; Z < f[2] * (z + 1) && Z < fdim[2]; Z++)
+          for (int64_t Y = f[1] * y; Y < f[1] * (y + 1) && Y < fdim[1]; Y++) {
+            const uint64_t *row = fine + (size_t)((Z * fdim[1] + Y) * fdim[0]);
+            for (int64_t X = f[0] * x; X < f[0] * (x + 1) && X < fdim[0]; X++) v[n++] = row[X];
+          }
+        out[i++] = n ? mode_of(v, n) : 0;
+      }
+}
+
 uint64_t pc_chunk_count(const pc_info *in) {
   uint64_t n = 0;
   for (int i = 0; i < in->nscales; i++)

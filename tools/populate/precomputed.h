@@ -50,6 +50,15 @@ uint64_t pc_chunk_bytes(const pc_scale *s, const int64_t c[3]);
  * offset added (the precomputed format's unsharded chunk key within a scale). */
 void pc_chunk_name(const pc_scale *s, const int64_t c[3], char *buf, size_t n);
 
+/* Mode downsampling, the one implementation (strata-genvol's coarser scales and
+ * strata-downsample's pyramid): `fine` is a box of fdim voxels (x fastest, then y, z);
+ * out voxel p of the odim box takes the most frequent value among the fine voxels
+ * f * p + d (0 <= d < f per axis, those inside fdim), ties to the smaller value.
+ * f[0] * f[1] * f[2] must be at most PC_MAX_MODE_BLOCK. */
+#define PC_MAX_MODE_BLOCK 64
+void pc_downsample_mode(const uint64_t *fine, const int64_t fdim[3], const int64_t f[3],
+                        uint64_t *out, const int64_t odim[3]);
+
 /* Number of chunks of all scales. */
 uint64_t pc_chunk_count(const pc_info *in);
 

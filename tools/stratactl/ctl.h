@@ -239,6 +239,7 @@ int ctl_op_show(ctl_ctx *x, const ctl_args *a);
 int ctl_op_list(ctl_ctx *x, const ctl_args *a);
 int ctl_op_stuck(ctl_ctx *x, const ctl_args *a);
 int ctl_op_replay(ctl_ctx *x, const ctl_args *a);
+int ctl_downsample_status(ctl_ctx *x, const ctl_args *a);
 int ctl_op_set_status(ctl_ctx *x, const ctl_args *a);
 int ctl_kv_get(ctl_ctx *x, const ctl_args *a);
 int ctl_kv_put(ctl_ctx *x, const ctl_args *a);

@@ -104,6 +104,17 @@ const ctl_cmd ctl_cmds[] = {
      "stratactl op replay 42\n"
      "stratactl --json op replay 42",
      {{0}}, 1, 1, ctl_op_replay},
+    {"downsample", "status", "--prefix PREFIX",
+     "each strata-downsample worker's checkpoint of a volume against the latest generation",
+     "Lists PREFIX.downsample/checkpoint/: per worker name, the checkpoint generation (every\n"
+     "mip-0 change committed at or before it is in the coarser scales), the latest generation,\n"
+     "BEHIND (latest - checkpoint, in generations; the worker's own commits count, so a\n"
+     "caught-up worker shows 1 or 2 when it wrote last) and LAG_MS (how long the oldest\n"
+     "generation after the checkpoint has been waiting; 0 when none). Both count the workers'\n"
+     "own commits; the pyramid holds generation G exactly when CHECKPOINT >= G.",
+     "stratactl downsample status --prefix seg/\n"
+     "stratactl --json downsample status --prefix seg/",
+     {{"prefix", 1, "PREFIX", "the volume's key prefix (required)"}}, 0, 0, ctl_downsample_status},
     /* --- kv -------------------------------------------------------------------------- */
     {"kv", "get", "KEY[@PIN]", "print a key's value (raw bytes; --json: base64)",
      "PIN is v<generation> (v0: the empty store before the first commit) or an RFC 3339 time,\n"

@@ -1,0 +1,148 @@
+#!/usr/bin/python3
+"""make bench-downsample (part of make bench): the downsample worker (issue 14).
+
+downsample_MBps: a 512x256x128 uint64 volume of 32^3 chunks with 3 scales (strata-genvol;
+blocks of 128^3 mip-0 voxels, 8 of them, 128 MiB of mip 0), loaded with strata-populate with
+its mip 0 replaced by another seed's, so every coarser chunk is stale. One worker runs
+`--region all`: it reads every mip-0 chunk through the server, computes the pyramid and
+commits every coarser chunk (one fenced commit per block). MB/s of mip 0 over the worker's
+wall-clock time, against the same pyramid computed in the same run by
+`strata-downsample --bench-in-process` from the volume's files (no server): the ratio.
+RUNS copies of the volume under seg/, seg1/, seg2/; the medians of RUNS worker runs and
+RUNS anchor runs, interleaved.
+
+pyramid_lag_ms: a worker in --follow mode; SPLITS splits one after another (strata-split,
+each in a different mip-0 chunk); for each, from the split's commit (its generation's
+commit time on the server clock) to the worker's last block commit for that generation
+(its log line's time, the same machine's clock). Median and p99.
+
+Prints BENCH lines (tools/README.md)."""
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from array import array
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tests",
+                                "populate"))
+from popcommon import Server, genvol, populate  # noqa: E402
+
+import strata  # noqa: E402
+
+DS = os.environ["DOWNSAMPLE_BIN"]
+SPLIT = os.environ["SPLIT_BIN"]
+SIZE, CHUNK = (512, 256, 128), 32
+SPLITS = 30
+RUNS = 3
+
+
+def pick_seeds(vol, key, c):
+    """The largest supervoxel of mip-0 chunk c (from the source files) and two of its voxels."""
+    lo = [c[d] * CHUNK for d in range(3)]
+    name = "%d-%d_%d-%d_%d-%d" % (lo[0], lo[0] + CHUNK, lo[1], lo[1] + CHUNK, lo[2], lo[2] + CHUNK)
+    a = array("Q")
+    a.frombytes(open(os.path.join(vol, key, name), "rb").read())
+    count = {}
+    for v in a:
+        count[v] = count.get(v, 0) + 1
+    sv = max(sorted(count), key=lambda v: count[v])
+    pts = [i for i, v in enumerate(a) if v == sv]
+    to_xyz = lambda i: (lo[0] + i % CHUNK, lo[1] + i // CHUNK % CHUNK, lo[2] + i // (CHUNK * CHUNK))
+    return sv, to_xyz(pts[0]), to_xyz(pts[-1])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dir", required=True)
+    root = os.path.join(ap.parse_args().dir, "downsample")
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    vol, other = os.path.join(root, "vol"), os.path.join(root, "other")
+    size, chunk = "%d,%d,%d" % SIZE, "%d,%d,%d" % (CHUNK, CHUNK, CHUNK)
+    genvol(vol, size, chunk, 3, 1, "--segments", "8")
+    genvol(other, size, chunk, 1, 2, "--segments", "8")
+    key0 = json.load(open(os.path.join(vol, "info")))["scales"][0]["key"]
+    shutil.rmtree(os.path.join(vol, key0))
+    shutil.copytree(os.path.join(other, key0), os.path.join(vol, key0))
+
+    s = Server(os.path.join(root, "db"))
+    try:
+        r = populate(vol, "seg/", s.addr, "--workers", "2", "--block", "2")
+        if r["rc"] != 0:
+            sys.exit("populate failed: %r" % r)
+        c = strata.Client(s.addr)
+        # RUNS copies of the volume (every coarser chunk stale in each), one worker run per
+        # copy, interleaved with the in-process anchor's runs; medians of each
+        for k in range(1, RUNS):
+            r = populate(vol, "seg%d/" % k, s.addr, "--workers", "2", "--block", "2")
+            if r["rc"] != 0:
+                sys.exit("populate failed: %r" % r)
+        secs, anchors = [], []
+        for k in range(RUNS):
+            r = subprocess.run([DS, "--bench-in-process", vol], check=True, capture_output=True)
+            anchors.append(json.loads(r.stdout))
+            t0 = time.monotonic()
+            p = subprocess.run([DS, "--addr", s.addr, "--prefix", "seg%s/" % (k or ""), "--region", "all",
+                                "--quiet"], capture_output=True)
+            secs.append(time.monotonic() - t0)
+            if p.returncode != 0:
+                sys.exit("downsample --region all failed: %s" % p.stderr.decode()[-800:])
+        nbytes = anchors[0]["mip0_bytes"]
+        sec, asec = statistics.median(secs), statistics.median(a["seconds"] for a in anchors)
+        mbps, in_mbps = nbytes / sec / 1e6, nbytes / asec / 1e6
+        print("BENCH downsample_MBps %.1f MB/s vs in_process %.2f (worker %.2f s, in-process %.2f s "
+              "for %d MiB of mip 0, 3 scales, 8 blocks of 128^3; medians of %d runs)" %
+              (mbps, mbps / in_mbps, sec, asec, nbytes >> 20, RUNS), flush=True)
+
+        # pyramid_lag_ms: a follow worker, splits one after another
+        w = subprocess.Popen([DS, "--addr", s.addr, "--prefix", "seg/", "--follow", "--name", "lag"],
+                             stderr=subprocess.PIPE, text=True)
+        done = {}  # generation -> time (ms) of its last block commit
+        cv = threading.Condition()
+
+        def reader():
+            for line in w.stderr:
+                m = re.search(r"t_ms=(\d+) event=block gen=(\d+) .*checkpoint=1", line)
+                m2 = re.search(r"t_ms=(\d+) event=checkpoint gen=(\d+)", line)
+                m = m or m2
+                if m:
+                    with cv:
+                        done[int(m.group(2))] = int(m.group(1))
+                        cv.notify_all()
+        th = threading.Thread(target=reader, daemon=True)
+        th.start()
+        g = [SIZE[d] // CHUNK for d in range(3)]
+        lags = []
+        for k in range(SPLITS):
+            idx = (k * 37) % (g[0] * g[1] * g[2])  # a different chunk each time (37 is coprime)
+            cc = (idx % g[0], idx // g[0] % g[1], idx // (g[0] * g[1]))
+            sv, a, b = pick_seeds(other, key0, cc)
+            sp = subprocess.run([SPLIT, "--addr", s.addr, "--prefix", "seg/", "--sv", str(sv), "--source",
+                                 "%d,%d,%d" % a, "--sink", "%d,%d,%d" % b, "--json"], capture_output=True)
+            if sp.returncode != 0:
+                sys.exit("split failed: %s" % sp.stderr.decode()[-800:])
+            gen = json.loads(sp.stdout)["generation"]
+            with cv:
+                if not cv.wait_for(lambda: gen in done, timeout=120):
+                    sys.exit("the worker did not process generation %d" % gen)
+            v = next(iter(c.versions(gen, gen)))
+            lags.append(done[gen] - v.commit_time_ns / 1e6)
+        w.terminate()
+        w.wait(timeout=60)
+        lags.sort()
+        p99 = lags[min(len(lags) - 1, int(round(0.99 * (len(lags) - 1))))]
+        print("BENCH pyramid_lag_ms %.1f ms p99 %.1f ms (%d splits, one --follow worker, blocks of 128^3 "
+              "mip-0 voxels)" % (statistics.median(lags), p99, len(lags)), flush=True)
+    finally:
+        s.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
