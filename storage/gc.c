@@ -375,6 +375,41 @@ int st_walk(st_db *db, int verify, st_fileset **refs, st_check_result *res) {
   return rc;
 }
 
+/* The walk of one manifest state (retain.c's GC of Strata's own files): the
+ * versions it retains, as st_walk, plus the files of its version tree nodes. */
+static int visit_state(void *arg, const st_vref *r, const st_vers *v) {
+  walk *w = arg;
+  if (r) {
+    int rc = grow_files(w, r->ref.file);
+    if (!rc) w->fst[r->ref.file] |= F_REF;
+    return rc;
+  }
+  w->gen = v->generation;
+  w->res->versions++;
+  if (v->root.ref.file == ST_NOFILE) return 0;
+  strata_buf prefix = STRATA_BUF_INIT;
+  ocdbt_stats st = {0};
+  int bad = 0, rc = grow_files(w, v->root.ref.file);
+  if (!rc) w->fst[v->root.ref.file] |= F_REF;
+  if (!rc) rc = walk_node(w, v->root.ref, v->root.height, &prefix, &st, &bad);
+  strata_buf_free(&prefix);
+  return rc;
+}
+
+int gc__walk_state(st_db *db, const st_mstate *ms, st_fileset **refs, uint64_t *versions) {
+  st_check_result res;
+  memset(&res, 0, sizeof res);
+  walk w = {.db = db, .res = &res};
+  int rc = vt__visit(db, ms, visit_state, &w);
+  if (!rc) rc = make_fileset(&w, refs);
+  *versions = res.versions;
+  free(w.nodes.h);
+  free(w.values.h);
+  free(w.fst);
+  free(w.fsize);
+  return rc;
+}
+
 void st_check_result_free(st_check_result *res) {
   for (size_t i = 0; i < res->n_errors; i++) free(res->errors[i]);
   for (size_t i = 0; i < res->n_missing; i++) free(res->missing[i]);
