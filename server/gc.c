@@ -109,6 +109,16 @@ int srv__gc_run(srv *s, int dry_run, srv_gc_report *out) {
     if ((rc = wreg_forget(s->wr, ids[i]))) goto out;
     out->writers_collected++;
   }
+  /* Strata's own files no retained version references (storage/retain.c):
+   * the same walk's rule, from the newest durable manifest. */
+  st_gc_own_opts oo = {.dry_run = dry_run};
+  int64_t grace = s->o.gc_grace_ms ? s->o.gc_grace_ms : SRV_DEFAULT_GC_GRACE_MS;
+  oo.grace_ns = grace < 0 ? 0 : (uint64_t)grace * 1000000u;
+  if ((rc = st_gc_own(s->db, &oo, &out->own))) goto out;
+  if (out->own.files_removed)
+    srv_log(SRV_LOG_INFO, "event=gc_own dry_run=%d files_removed=%llu bytes_removed=%llu files_waiting=%llu",
+            dry_run, (unsigned long long)out->own.files_removed,
+            (unsigned long long)out->own.bytes_removed, (unsigned long long)out->own.files_waiting);
   if (out->files_removed || out->writers_collected)
     srv_log(SRV_LOG_INFO,
             "event=gc dry_run=%d files_removed=%llu bytes_removed=%llu files_kept=%llu "

@@ -152,12 +152,14 @@ int srv__snap_at(srv *s, const char *field, const Strata__V1__VersionPin *pin, s
                         "%s.generation: %llu is newer than the latest generation %llu", field,
                         (unsigned long long)pin->generation, (unsigned long long)latest);
     rc = st_snap_at_generation(s->db, pin->generation, out);
+    if (rc == STRATA_ERANGE) return strata_err_wrap(rc, "%s.generation", field);
     if (rc == STRATA_ENOTFOUND)
       return strata_err(rc, "%s.generation: %llu is not in the store's history", field,
                         (unsigned long long)pin->generation);
     return rc;
   }
   rc = st_snap_at_time(s->db, (uint64_t)pin->commit_time_ns, out);
+  if (rc == STRATA_ERANGE) return strata_err_wrap(rc, "%s.commit_time_ns", field);
   if (rc == STRATA_ENOTFOUND)
     return strata_err(rc, "%s.commit_time_ns: %lld is before the first commit", field,
                       (long long)pin->commit_time_ns);

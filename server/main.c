@@ -59,6 +59,8 @@ static void usage(FILE *f) {
           "  --gc-interval        seconds between background GC runs, which remove the files of\n"
           "                       coordinator-mode writers whose lease ended that no version\n"
           "                       references; 0 = only on demand (stratactl gc) (default 300)\n"
+          "  --gc-grace           seconds Strata's own files stay after no retained version\n"
+          "                       references them (readers of older manifests) (default 600)\n"
           "  --version            print the version, git commit and build date\n");
 }
 
@@ -174,6 +176,7 @@ int main(int argc, char **argv) {
                                            {"no-commit-log", no_argument, 0, 'C'},
                                            {"publish-interval-ms", required_argument, 0, 'P'},
                                            {"gc-interval", required_argument, 0, 'G'},
+                                           {"gc-grace", required_argument, 0, 'R'},
                                            {"help", no_argument, 0, 'h'},
                                            {"version", no_argument, 0, 'V'},
                                            {"tls-cert", required_argument, 0, 'T'},
@@ -228,6 +231,10 @@ int main(int argc, char **argv) {
     case 'G':
       if (parse_u64("--gc-interval", optarg, 0, 604800, &v)) return 2;
       o.gc_interval_ms = v ? (int64_t)v * 1000 : -1;
+      break;
+    case 'R':
+      if (parse_u64("--gc-grace", optarg, 0, 604800, &v)) return 2;
+      o.gc_grace_ms = v ? (int64_t)v * 1000 : -1;
       break;
     case 'h': usage(stdout); return 0;
     case 'V':

@@ -37,6 +37,10 @@ typedef struct srv_opts {
    * "Coordinator mode"): ms between runs; 0 = SRV_DEFAULT_GC_INTERVAL_MS;
    * < 0 = none (Admin.Gc only). */
   int64_t gc_interval_ms;
+  /* How long Strata's own files stay after no retained version references
+   * them (readers that opened an older manifest); 0 = SRV_DEFAULT_GC_GRACE_MS,
+   * < 0 = no grace (tests). */
+  int64_t gc_grace_ms;
   /* Test only (tests/system): every fsync of the store (files and directories) first
    * sleeps this many microseconds, widening the window between a commit's fence check
    * and its publication. 0 = off. strata-server reads it from STRATA_TEST_SLOW_SYNC_US. */
@@ -58,6 +62,7 @@ typedef struct srv_opts {
  * acknowledged commit or lock write is already durable, as for kill -9. */
 #define SRV_STOP_HARD_MS 10000
 #define SRV_DEFAULT_GC_INTERVAL_MS 300000
+#define SRV_DEFAULT_GC_GRACE_MS 600000
 
 /* Locks the data directory, opens the engines and starts serving. On failure
  * returns a Strata code (STRATA_EBUSY when another server holds the directory

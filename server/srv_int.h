@@ -43,7 +43,15 @@ struct srv {
   /* Live Kv.Watch streams, woken after every successful commit (h_watch.c). */
   pthread_mutex_t wmu;
   rpc_call **watchers;
+  uint64_t **watchpos; /* each stream's last generation sent (atomic), a retention pin */
   size_t nwatch, capwatch;
+  /* Retention (retain.c): ret_mu orders floor computations against new holds
+   * and watchers; the thread recomputes the floor every SRV_RETENTION_TICK_MS. */
+  pthread_mutex_t ret_mu;
+  pthread_mutex_t rett_mu;
+  pthread_cond_t rett_cv;
+  int rett_stop, has_rett;
+  pthread_t rett;
 };
 
 /* The latest committed generation (0 for an empty store). */
@@ -70,10 +78,23 @@ void srv__watch_bind(srv *s, rpc_handler *h);
 typedef struct srv_gc_report {
   uint64_t files_removed, bytes_removed, files_kept;
   uint64_t writers_collected, writers_deferred, versions_walked;
+  st_gc_own_result own; /* Strata's own files (storage/retain.c) */
   char **paths; /* the first SRV_GC_PATHS_MAX removed; free with srv__gc_report_free */
   size_t npaths;
 } srv_gc_report;
 int srv__gc_run(srv *s, int dry_run, srv_gc_report *out);
+/* Retention (retain.c). */
+#define SRV_RETENTION_TICK_MS 1000
+void srv__retention_init(srv *s);
+int srv__retention_start(srv *s);
+void srv__retention_stop(srv *s);
+void srv__retention_destroy(srv *s);
+int srv__retention_apply(srv *s);
+/* 0 when gen (0 = the empty store) is retained and stays so while ret_mu is
+ * held; STRATA_ERANGE naming the oldest retained generation otherwise. */
+int srv__retention_check(srv *s, uint64_t gen, const char *field);
+void srv__retention_handler(rpc_call *call, const ProtobufCMessage *m, void *ctx);
+void srv__retained_range(srv *s, Strata__V1__RetainedRange *out);
 void srv__gc_report_free(srv_gc_report *r);
 void srv__gc_init(srv *s); /* at srv_open's start; srv__gc_destroy in srv_free */
 void srv__gc_destroy(srv *s);
