@@ -79,3 +79,14 @@ test-fuzz:
 	@$(MAKE) --no-print-directory VARIANT=fuzz fuzz-bins
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) sh tests/fuzz/run.sh $(TEST_RESULTS) $(BUILD)/fuzz $(FUZZ_TARGETS:tests/fuzz/%.c=%)
 
+
+# History retention and GC (issue 17): policies, holds, op and watcher pins, OUT_OF_RANGE
+# for dropped versions, and kill -9 of the server during GC (tests/retain/).
+TEST_TIERS += retain
+.PHONY: test-retain
+test-retain:
+	@$(MAKE) --no-print-directory VARIANT=release python $(BUILD)/release/server/strata-server \
+	  $(BUILD)/release/tools/stratactl
+	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server STRATACTL_BIN=$(BUILD)/release/tools/stratactl \
+	  PYTHONPATH=$(CURDIR)/$(BUILD)/python \
+	  sh tests/run-tier.sh retain $(TEST_RESULTS) tests/retain/test_retain.py
