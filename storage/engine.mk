@@ -7,7 +7,7 @@ UNIT_TESTS += tests/unit/test_store_basic.c tests/unit/test_store_diff.c tests/u
 	tests/unit/test_store_bigkeys.c tests/unit/test_store_files.c \
 	tests/unit/test_store_recovery.c tests/unit/test_store_clog.c \
 	tests/unit/test_store_logmode.c tests/unit/test_store_retain.c
-BENCH_SRCS += tools/bench/bench_store.c
+BENCH_SRCS += tools/bench/bench_store.c tools/bench/bench_retain.c
 
 # Tiers of their own (release, and asan where cheap): the long model run on
 # memory and on files plus a 1 GiB value; >= 200 SIGKILLs; every fault site

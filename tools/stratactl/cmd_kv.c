@@ -318,8 +318,8 @@ int ctl_kv_versions(ctl_ctx *x, const ctl_args *a) {
       ctl_json_print(o);
     } else {
       ctl_table_print(&t, stdout);
+      if (sr && sr->retained && sr->retained->latest_generation) ctl_print_range(sr->retained);
       printf("%llu version%s\n", (unsigned long long)n, n == 1 ? "" : "s");
-      if (sr) ctl_print_range(sr->retained);
     }
     rpc_free(sr);
   }
