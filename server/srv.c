@@ -161,6 +161,7 @@ int srv_reload_auth(srv *s) {
 }
 
 static void srv_free(srv *s) {
+  srv__metrics_stop(s); /* its thread reads the engines */
   srv__gc_destroy(s); /* stops the thread: it uses the engines */
   srv__retention_destroy(s);
   srv_pool_stop(s->pool);
@@ -205,6 +206,7 @@ int srv_open(const srv_opts *o, srv **out) {
   if (!rc) rc = open_engines(s);
   if (!rc) rc = srv__retention_start(s);
   if (!rc) rc = srv__gc_start(s);
+  if (!rc) rc = srv__metrics_start(s);
   if (rc) {
     srv_free(s);
     return rc;
@@ -255,6 +257,7 @@ void srv_close(srv *s) {
   lk_shutdown(s->lk);
   srv__gc_stop(s); /* a run in progress finishes first */
   srv__retention_stop(s);
+  srv__metrics_stop(s);
   /* Calls next: every handler has answered before the engines go away. */
   rpc_server_stop(s->rpc, s->o.grace_ms);
   srv_log(SRV_LOG_INFO, "event=stopped data_dir=%s", s->data_dir);

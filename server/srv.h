@@ -41,6 +41,8 @@ typedef struct srv_opts {
    * them (readers that opened an older manifest); 0 = SRV_DEFAULT_GC_GRACE_MS,
    * < 0 = no grace (tests). */
   int64_t gc_grace_ms;
+  /* "HOST:PORT" (IPv4): serve Prometheus metrics at http://HOST:PORT/metrics; NULL = off. */
+  const char *metrics_listen;
   /* Test only (tests/system): every fsync of the store (files and directories) first
    * sleeps this many microseconds, widening the window between a commit's fence check
    * and its publication. 0 = off. strata-server reads it from STRATA_TEST_SLOW_SYNC_US. */

@@ -17,6 +17,9 @@
 #include "server/pool.h"
 #include "server/srv.h"
 
+#define SRV_LAT_BUCKETS 10
+#define SRV_METRICS_STUCK_S 600 /* strata_ops_stuck: ops older than this */
+
 struct srv {
   srv_opts o;
   char *data_dir; /* owned copy */
@@ -52,6 +55,10 @@ struct srv {
   pthread_cond_t rett_cv;
   int rett_stop, has_rett;
   pthread_t rett;
+  /* Metrics (metrics.c): the libmicrohttpd daemon, and what only the server counts. */
+  struct MHD_Daemon *metrics;
+  uint64_t m_reads; /* atomic */
+  uint64_t m_lat[SRV_LAT_BUCKETS + 1], m_lat_ns; /* commit latency histogram, atomic */
 };
 
 /* The latest committed generation (0 for an empty store). */
@@ -83,6 +90,11 @@ typedef struct srv_gc_report {
   size_t npaths;
 } srv_gc_report;
 int srv__gc_run(srv *s, int dry_run, srv_gc_report *out);
+/* Metrics (metrics.c). */
+int srv__metrics_start(srv *s);
+void srv__metrics_stop(srv *s);
+void srv__metrics_commit(srv *s, int64_t ns);
+void srv__metrics_read(srv *s);
 /* Retention (retain.c). */
 #define SRV_RETENTION_TICK_MS 1000
 void srv__retention_init(srv *s);
