@@ -81,7 +81,7 @@ test-fuzz:
 
 
 # History retention and GC (issue 17): policies, holds, op and watcher pins, OUT_OF_RANGE
-# for dropped versions, and kill -9 of the server during GC (tests/retain/).
+# for dropped versions, kill -9 of the server during GC, the metrics endpoint (tests/retain/).
 TEST_TIERS += retain
 .PHONY: test-retain
 test-retain:
@@ -89,4 +89,4 @@ test-retain:
 	  $(BUILD)/release/tools/stratactl
 	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server STRATACTL_BIN=$(BUILD)/release/tools/stratactl \
 	  PYTHONPATH=$(CURDIR)/$(BUILD)/python \
-	  sh tests/run-tier.sh retain $(TEST_RESULTS) tests/retain/test_retain.py
+	  sh tests/run-tier.sh retain $(TEST_RESULTS) tests/retain/test_retain.py tests/retain/test_metrics.py
