@@ -433,6 +433,7 @@ static int commit_fence(void *arg) {
   int rc = c->writer ? wreg_fence_check(&c->wf) : 0;
   if (!rc && c->req->fence && (rc = lk_fence_check(&c->fence)) && c->writer)
     wreg_fence_done(&c->wf, 0); /* refused: no done call will come for it */
+  if (rc) __atomic_add_fetch(&c->s->m_fence_rejects, 1, __ATOMIC_RELAXED);
   return rc;
 }
 

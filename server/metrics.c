@@ -23,13 +23,15 @@
 static const double lat_le[SRV_LAT_BUCKETS] = {0.0005, 0.001, 0.002, 0.005, 0.01,
                                                 0.02,   0.05,  0.1,   0.5,   2};
 
-void srv__metrics_commit(srv *s, int64_t ns) {
+void srv__hist_add(srv_hist *h, int64_t ns) {
   double sec = (double)ns / 1e9;
   size_t i = 0;
   while (i < SRV_LAT_BUCKETS && sec > lat_le[i]) i++;
-  __atomic_add_fetch(&s->m_lat[i], 1, __ATOMIC_RELAXED);
-  __atomic_add_fetch(&s->m_lat_ns, (uint64_t)ns, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&h->b[i], 1, __ATOMIC_RELAXED);
+  __atomic_add_fetch(&h->sum_ns, (uint64_t)(ns > 0 ? ns : 0), __ATOMIC_RELAXED);
 }
+
+void srv__metrics_commit(srv *s, int64_t ns) { srv__hist_add(&s->m_commit, ns); }
 
 void srv__metrics_read(srv *s) { __atomic_add_fetch(&s->m_reads, 1, __ATOMIC_RELAXED); }
 
@@ -62,6 +64,18 @@ static void metric(out *o, const char *name, const char *type, const char *help,
   put(o, "# HELP %s %s\n# TYPE %s %s\n%s %.17g\n", name, help, name, type, name, v);
 }
 
+static void hist(out *o, const char *name, const char *help, srv_hist *h) {
+  put(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+  uint64_t cum = 0;
+  for (size_t i = 0; i <= SRV_LAT_BUCKETS; i++) {
+    cum += __atomic_load_n(&h->b[i], __ATOMIC_RELAXED);
+    if (i < SRV_LAT_BUCKETS) put(o, "%s_bucket{le=\"%g\"} %llu\n", name, lat_le[i], (unsigned long long)cum);
+    else put(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+  }
+  put(o, "%s_sum %.9f\n%s_count %llu\n", name, (double)__atomic_load_n(&h->sum_ns, __ATOMIC_RELAXED) / 1e9,
+      name, (unsigned long long)cum);
+}
+
 static void render(srv *s, out *o) {
   st_stats st;
   st_get_stats(s->db, &st);
@@ -73,16 +87,13 @@ static void render(srv *s, out *o) {
          (double)__atomic_load_n(&s->m_reads, __ATOMIC_RELAXED));
   metric(o, "strata_node_cache_hits_total", "counter", "Node cache lookups answered from memory.", (double)st.cache_hits);
   metric(o, "strata_node_cache_misses_total", "counter", "Node cache lookups that read a file.", (double)st.cache_misses);
-  put(o, "# HELP strata_commit_duration_seconds Kv.Commit from submission to durable and visible.\n"
-         "# TYPE strata_commit_duration_seconds histogram\n");
-  uint64_t cum = 0;
-  for (size_t i = 0; i <= SRV_LAT_BUCKETS; i++) {
-    cum += __atomic_load_n(&s->m_lat[i], __ATOMIC_RELAXED);
-    if (i < SRV_LAT_BUCKETS) put(o, "strata_commit_duration_seconds_bucket{le=\"%g\"} %llu\n", lat_le[i], (unsigned long long)cum);
-    else put(o, "strata_commit_duration_seconds_bucket{le=\"+Inf\"} %llu\n", (unsigned long long)cum);
-  }
-  put(o, "strata_commit_duration_seconds_sum %.9f\nstrata_commit_duration_seconds_count %llu\n",
-      (double)__atomic_load_n(&s->m_lat_ns, __ATOMIC_RELAXED) / 1e9, (unsigned long long)cum);
+  hist(o, "strata_commit_duration_seconds", "Kv.Commit from submission to durable and visible.", &s->m_commit);
+  hist(o, "strata_lock_wait_duration_seconds", "Time waiting Locks.Acquire calls (wait_ms > 0) spent acquiring.",
+       &s->m_lockwait);
+  metric(o, "strata_lock_waiters", "gauge", "Locks.Acquire calls waiting now.",
+         (double)__atomic_load_n(&s->m_waiters, __ATOMIC_RELAXED));
+  metric(o, "strata_fence_rejections_total", "counter", "Commits the fence refused (a lock or a writer lease lost).",
+         (double)__atomic_load_n(&s->m_fence_rejects, __ATOMIC_RELAXED));
   lk_counts lc;
   lk_list_filter all = {0};
   if (lk_count(s->lk, &all, &lc) == 0) {

@@ -20,6 +20,10 @@
 #define SRV_LAT_BUCKETS 10
 #define SRV_METRICS_STUCK_S 600 /* strata_ops_stuck: ops older than this */
 
+typedef struct srv_hist {
+  uint64_t b[SRV_LAT_BUCKETS + 1], sum_ns;
+} srv_hist;
+
 struct srv {
   srv_opts o;
   char *data_dir; /* owned copy */
@@ -57,8 +61,11 @@ struct srv {
   pthread_t rett;
   /* Metrics (metrics.c): the libmicrohttpd daemon, and what only the server counts. */
   struct MHD_Daemon *metrics;
-  uint64_t m_reads; /* atomic */
-  uint64_t m_lat[SRV_LAT_BUCKETS + 1], m_lat_ns; /* commit latency histogram, atomic */
+  uint64_t m_reads; /* atomic, like everything below */
+  srv_hist m_commit; /* Kv.Commit latency */
+  srv_hist m_lockwait; /* time waiting Locks.Acquire calls spent in lk_acquire */
+  uint64_t m_waiters; /* waiting Locks.Acquire calls now */
+  uint64_t m_fence_rejects; /* commits the fence refused (lock or writer lease) */
 };
 
 /* The latest committed generation (0 for an empty store). */
@@ -94,6 +101,7 @@ int srv__gc_run(srv *s, int dry_run, srv_gc_report *out);
 int srv__metrics_start(srv *s);
 void srv__metrics_stop(srv *s);
 void srv__metrics_commit(srv *s, int64_t ns);
+void srv__hist_add(srv_hist *h, int64_t ns);
 void srv__metrics_read(srv *s);
 /* Retention (retain.c). */
 #define SRV_RETENTION_TICK_MS 1000
