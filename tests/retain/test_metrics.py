@@ -135,6 +135,13 @@ def main():
         v3, _, _ = scrape(port)
         check(v3['strata_ops{status="SUCCESS"}'] == v2['strata_ops{status="SUCCESS"}'] + 1,
               "strata_ops moves between statuses")
+        # stratactl stats --watch: the same figures as a live view (not a terminal here:
+        # views are appended)
+        p = subprocess.run([CTL, "--addr", srv.addr, "stats", "--watch", "--interval", "100ms",
+                            "--count", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60)
+        out = p.stdout.decode()
+        check(p.returncode == 0 and out.count("commits/s") == 2 and "retained v" in out and
+              "gc runs" in out, "stats --watch prints two views", out + p.stderr.decode())
         c.close()
         try:
             urllib.request.urlopen("http://127.0.0.1:%d/other" % port, timeout=30)

@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "tools/stratactl/ctl.h"
 
@@ -161,3 +163,74 @@ Strata__V1__StatsResponse *ctl_stats_for_range(ctl_ctx *x) {
 }
 
 json_t *ctl_range_json(const Strata__V1__RetainedRange *g) { return range_json(g); }
+
+/* --- stats --watch ------------------------------------------------------------------- */
+
+static double per_s(uint64_t a, uint64_t b, double dt) { return dt > 0 && b >= a ? (double)(b - a) / dt : 0; }
+
+/* A compact live view from Admin.Stats (like top): rates from consecutive
+ * answers. On a terminal the screen is redrawn; otherwise views are appended.
+ * --count N stops after N views (tests, scripts). */
+int ctl_stats_watch(ctl_ctx *x, const ctl_args *a) {
+  int64_t every_ms = 1000;
+  uint64_t count = 0;
+  const char *s = ctl_val(a, "interval", 0);
+  if (s && (ctl_dur_parse(s, &every_ms) || every_ms < 100))
+    return ctl_usage(a->cmd, "--interval: expected a duration of at least 100ms, got \"%s\"", s);
+  s = ctl_val(a, "count", 0);
+  if (s && ctl_u64_parse(s, 1, UINT64_MAX, &count))
+    return ctl_usage(a->cmd, "--count: expected a number >= 1, got \"%s\"", s);
+  int tty = isatty(1);
+  Strata__V1__StatsResponse *prev = NULL;
+  int64_t prev_t = 0;
+  for (uint64_t n = 0; !count || n < count; n++) {
+    Strata__V1__StatsRequest q = STRATA__V1__STATS_REQUEST__INIT;
+    rpc_callopts co = ctl_callopts(x, 0);
+    Strata__V1__StatsResponse *r = NULL;
+    int rc = rpc_admin_stats(ctl_client(x), &co, &q, &r);
+    if (rc) {
+      rpc_free(prev);
+      return ctl_rpc_fail(x, rc, "Admin.Stats");
+    }
+    int64_t t = ctl_now_ns();
+    double dt = prev ? (double)(t - prev_t) / 1e9 : 0;
+    const Strata__V1__StoreStats *st = r->store, *pst = prev ? prev->store : NULL;
+    Strata__V1__StoreStats z = STRATA__V1__STORE_STATS__INIT;
+    if (!st) st = &z;
+    if (!pst) pst = st;
+    const Strata__V1__GcProgress *g = r->gc;
+    Strata__V1__GcProgress gz = STRATA__V1__GC_PROGRESS__INIT;
+    if (!g) g = &gz;
+    char up[32];
+    if (tty) printf("\033[H\033[2J");
+    else if (n) printf("\n");
+    printf("strata %s  up %s  latest v%llu", x->addr ? x->addr : "", ctl_dur_str(r->uptime_ns / 1000000, up, sizeof up),
+           (unsigned long long)(r->latest ? r->latest->generation : 0));
+    if (r->retained)
+      printf("  retained v%llu..v%llu", (unsigned long long)r->retained->oldest_generation,
+             (unsigned long long)r->retained->latest_generation);
+    printf("\n");
+    double cps = per_s(pst->commits, st->commits, dt), gps = per_s(pst->commit_groups, st->commit_groups, dt);
+    printf("commits/s %8.1f  groups/s %8.1f  mean group %5.1f  written MB/s %7.2f\n", cps, gps,
+           gps > 0 ? cps / gps : 0, per_s(pst->bytes_written, st->bytes_written, dt) / 1e6);
+    printf("calls/s   %8.1f  failed/s %8.1f  active %llu  locks held %llu\n",
+           per_s(prev ? prev->calls_total : r->calls_total, r->calls_total, dt),
+           per_s(prev ? prev->calls_failed : r->calls_failed, r->calls_failed, dt),
+           (unsigned long long)r->calls_active, (unsigned long long)r->locks_held);
+    uint64_t lk = st->cache_hits + st->cache_misses;
+    printf("cache hit %7.2f%%  cache MB %8.1f  publish lag ms %.1f%s\n",
+           lk ? 100.0 * (double)st->cache_hits / (double)lk : 100.0, (double)st->cache_bytes / 1e6,
+           (double)st->last_publish_lag_us / 1000, st->publish_stalled ? "  PUBLISH STALLED" : "");
+    printf("gc runs %llu  removed %llu files %.1f MB  waiting %llu files\n", (unsigned long long)g->runs,
+           (unsigned long long)g->files_removed, (double)g->bytes_removed / 1e6, (unsigned long long)g->files_waiting);
+    fflush(stdout);
+    rpc_free(prev);
+    prev = r;
+    prev_t = t;
+    if (count && n + 1 >= count) break;
+    struct timespec ts = {every_ms / 1000, (long)(every_ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  rpc_free(prev);
+  return CTL_OK;
+}

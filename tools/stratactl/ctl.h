@@ -259,6 +259,7 @@ int ctl_retention_set(ctl_ctx *x, const ctl_args *a);
 int ctl_retention_hold(ctl_ctx *x, const ctl_args *a);
 int ctl_retention_release(ctl_ctx *x, const ctl_args *a);
 int ctl_gc_status(ctl_ctx *x);
+int ctl_stats_watch(ctl_ctx *x, const ctl_args *a);
 void ctl_print_range(const Strata__V1__RetainedRange *g);
 json_t *ctl_range_json(const Strata__V1__RetainedRange *g);
 Strata__V1__StatsResponse *ctl_stats_for_range(ctl_ctx *x);

@@ -152,8 +152,15 @@ const ctl_cmd ctl_cmds[] = {
      "stratactl health\n"
      "stratactl --addr 10.0.0.5:7420 --timeout 500ms health",
      {{0}}, 0, 0, ctl_health},
-    {NULL, "stats", "", "show server statistics: version, uptime, latest generation, calls, locks",
-     NULL, "stratactl stats\nstratactl --json stats", {{0}}, 0, 0, ctl_stats},
+    {NULL, "stats", "[--watch [--interval DURATION] [--count N]]",
+     "show server statistics: version, uptime, latest generation, calls, locks",
+     "--watch refreshes a compact live view (like top) every --interval (default 1s):\n"
+     "commit and call rates, mean group size, bytes written, cache hit ratio, locks held,\n"
+     "publish lag, GC progress and the retained range; --count N stops after N views.",
+     "stratactl stats\nstratactl --json stats\nstratactl stats --watch",
+     {{"watch", 0, NULL, "refresh a live view until interrupted"},
+      {"interval", 1, "DURATION", "between views with --watch (default 1s)"},
+      {"count", 1, "N", "with --watch: stop after N views"}}, 0, 0, ctl_stats},
     /* --- security (docs/security.md) -------------------------------------------------- */
     {"auth", "hash", "[--generate] NAME ROLE",
      "print a line of strata-server's --auth-file for a token read from stdin",
