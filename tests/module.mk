@@ -90,3 +90,14 @@ test-retain:
 	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server STRATACTL_BIN=$(BUILD)/release/tools/stratactl \
 	  PYTHONPATH=$(CURDIR)/$(BUILD)/python \
 	  sh tests/run-tier.sh retain $(TEST_RESULTS) tests/retain/test_retain.py tests/retain/test_metrics.py
+
+# The same scripts with the server and stratactl under ASan + UBSan, leaks fatal.
+TEST_TIERS += retain-asan
+.PHONY: test-retain-asan
+test-retain-asan:
+	@$(MAKE) --no-print-directory VARIANT=release python
+	@$(MAKE) --no-print-directory VARIANT=asan $(BUILD)/asan/server/strata-server $(BUILD)/asan/tools/stratactl
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  STRATA_SERVER_BIN=$(BUILD)/asan/server/strata-server STRATACTL_BIN=$(BUILD)/asan/tools/stratactl \
+	  PYTHONPATH=$(CURDIR)/$(BUILD)/python \
+	  sh tests/run-tier.sh retain-asan $(TEST_RESULTS) tests/retain/test_retain.py tests/retain/test_metrics.py
