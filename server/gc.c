@@ -139,29 +139,30 @@ out:
 
 /* --- the background thread ------------------------------------------------------ */
 
+int srv__tick_wait(pthread_mutex_t *mu, pthread_cond_t *cv, const int *stop, int64_t ms) {
+  pthread_mutex_lock(mu);
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  t.tv_sec += (time_t)(ms / 1000);
+  t.tv_nsec += (long)(ms % 1000) * 1000000;
+  if (t.tv_nsec >= 1000000000) {
+    t.tv_sec++;
+    t.tv_nsec -= 1000000000;
+  }
+  while (!*stop && pthread_cond_timedwait(cv, mu, &t) != ETIMEDOUT) {
+  }
+  int go = !*stop;
+  pthread_mutex_unlock(mu);
+  return go;
+}
+
 static void *gc_thread(void *arg) {
   srv *s = arg;
-  int64_t ms = s->o.gc_interval_ms;
-  pthread_mutex_lock(&s->gct_mu);
-  while (!s->gct_stop) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    t.tv_sec += (time_t)(ms / 1000);
-    t.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (t.tv_nsec >= 1000000000) {
-      t.tv_sec++;
-      t.tv_nsec -= 1000000000;
-    }
-    while (!s->gct_stop && pthread_cond_timedwait(&s->gct_cv, &s->gct_mu, &t) != ETIMEDOUT) {
-    }
-    if (s->gct_stop) break;
-    pthread_mutex_unlock(&s->gct_mu);
+  while (srv__tick_wait(&s->gct_mu, &s->gct_cv, &s->gct_stop, s->o.gc_interval_ms)) {
     srv_gc_report r;
     if (srv__gc_run(s, 0, &r)) srv_log(SRV_LOG_WARN, "event=gc_failed msg=\"%s\"", strata_errmsg());
     else srv__gc_report_free(&r);
-    pthread_mutex_lock(&s->gct_mu);
   }
-  pthread_mutex_unlock(&s->gct_mu);
   return NULL;
 }
 

@@ -219,25 +219,9 @@ void srv__retained_range(srv *s, Strata__V1__RetainedRange *out) {
 
 static void *ret_thread(void *arg) {
   srv *s = arg;
-  pthread_mutex_lock(&s->rett_mu);
-  while (!s->rett_stop) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    t.tv_sec += SRV_RETENTION_TICK_MS / 1000;
-    t.tv_nsec += (long)(SRV_RETENTION_TICK_MS % 1000) * 1000000;
-    if (t.tv_nsec >= 1000000000) {
-      t.tv_sec++;
-      t.tv_nsec -= 1000000000;
-    }
-    while (!s->rett_stop && pthread_cond_timedwait(&s->rett_cv, &s->rett_mu, &t) != ETIMEDOUT) {
-    }
-    if (s->rett_stop) break;
-    pthread_mutex_unlock(&s->rett_mu);
+  while (srv__tick_wait(&s->rett_mu, &s->rett_cv, &s->rett_stop, SRV_RETENTION_TICK_MS))
     if (srv__retention_apply(s))
       srv_log(SRV_LOG_WARN, "event=retention_failed msg=\"%s\"", strata_errmsg());
-    pthread_mutex_lock(&s->rett_mu);
-  }
-  pthread_mutex_unlock(&s->rett_mu);
   return NULL;
 }
 

@@ -120,6 +120,9 @@ void srv__gc_init(srv *s); /* at srv_open's start; srv__gc_destroy in srv_free *
 void srv__gc_destroy(srv *s);
 int srv__gc_start(srv *s); /* the background thread (o.gc_interval_ms) */
 void srv__gc_stop(srv *s);
+/* Waits ms on cv (CLOCK_MONOTONIC) under mu; 0 once *stop is set (the
+ * periodic threads' loop: GC, retention). */
+int srv__tick_wait(pthread_mutex_t *mu, pthread_cond_t *cv, const int *stop, int64_t ms);
 
 /* Wakes every Watch stream; called after each successful commit. */
 void srv__watch_notify(srv *s);

@@ -308,6 +308,10 @@ int vt__visit(st_db *db, const st_mstate *ms, vt__visit_fn fn, void *arg);
 int st__dropped(st_db *db, int by_time, uint64_t x);
 /* gc.c: the files ms's retained versions and its version nodes reference. */
 int gc__walk_state(st_db *db, const st_mstate *ms, st_fileset **refs, uint64_t *versions);
+/* retain.c: the newest durable manifest's state and generation, and the
+ * names at the top of the database (one block: free(*names)); STRATA_ENOTFOUND
+ * when nothing is published yet. */
+int st__load_published(st_db *db, st_mstate *ms, uint64_t *gen, char ***names, size_t *nn);
 void st__gc_own_free(st_db *db);
 int vt__list(st_db *db, const st_mstate *ms, uint64_t min_gen, size_t limit, st_version_info **out,
              size_t *n);

@@ -348,6 +348,8 @@ static int make_fileset(walk *w, st_fileset **out) {
   return 0;
 }
 
+static int visit_state(void *arg, const st_vref *r, const st_vers *v);
+
 int st_walk(st_db *db, int verify, st_fileset **refs, st_check_result *res) {
   *refs = NULL;
   st_check_result scratch;
@@ -364,6 +366,25 @@ int st_walk(st_db *db, int verify, st_fileset **refs, st_check_result *res) {
    * that were live when it was validated (server/README.md "Coordinator mode"). */
   if (!rc) rc = st_versions(db, 0, 0, &vs, &nv);
   for (size_t i = 0; !rc && i < nv; i++) rc = walk_version(&w, vs[i].generation);
+  /* GC: also what the newest durable manifest retains. In commit log mode it
+   * may lag the versions above, which can have dropped a version it still
+   * has; a restart would load it. Its nodes are mostly walked already. */
+  if (!rc && !verify) {
+    st_mstate pub;
+    uint64_t P;
+    char **top = NULL;
+    size_t ntop = 0;
+    rc = st__load_published(db, &pub, &P, &top, &ntop);
+    free(top);
+    if (!rc) {
+      uint64_t nv0 = res->versions;
+      rc = vt__visit(db, &pub, visit_state, &w);
+      res->versions = nv0;
+      mstate__free(&pub);
+    } else if (rc == STRATA_ENOTFOUND) {
+      rc = 0;
+    }
+  }
   if (!rc) rc = make_fileset(&w, refs);
   free(vs);
   free(w.nodes.h);

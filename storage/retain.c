@@ -96,7 +96,7 @@ static int is_hex16(const char *s) {
 /* The newest durable manifest's state: what an open after a crash would load.
  * Everything a later manifest references is in it or in files named for a
  * later generation (copy-on-write from its latest version, which it keeps). */
-static int load_published(st_db *db, st_mstate *ms, uint64_t *gen, char ***names, size_t *nn) {
+int st__load_published(st_db *db, st_mstate *ms, uint64_t *gen, char ***names, size_t *nn) {
   int rc = bs_list(db->base, "", names, nn);
   if (rc) return rc;
   uint64_t best = 0;
@@ -146,7 +146,7 @@ int st_gc_own(st_db *db, const st_gc_own_opts *o, st_gc_own_result *r) {
   st_fileset *refs = NULL;
   pend *next = NULL;
   size_t nnext = 0, removed_d = 0, removed_top = 0;
-  if ((rc = load_published(db, &ms, &P, &top, &ntop))) {
+  if ((rc = st__load_published(db, &ms, &P, &top, &ntop))) {
     if (rc == STRATA_ENOTFOUND) rc = 0;
     goto out;
   }

@@ -14,17 +14,21 @@ STRATA_SEED (printed). Prints the cmocka-style lines tests/run-tier.sh counts.
 import json
 import os
 import random
-import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "stratactl"))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "populate"))
 from tier_report import check, report  # noqa: E402
+
+# The server helper of tests/populate (start, kill -9, restart on the same port); its
+# module wants the populate tools' paths, which these tests do not use.
+os.environ.setdefault("POPULATE_BIN", "")
+os.environ.setdefault("GENVOL_BIN", "")
+from popcommon import Server  # noqa: E402
 
 import strata  # noqa: E402
 from strata.errors import OutOfRange  # noqa: E402
@@ -33,56 +37,6 @@ from strata.types import OpStatus  # noqa: E402
 
 SERVER = os.environ["STRATA_SERVER_BIN"]
 CTL = os.environ["STRATACTL_BIN"]
-
-
-class Server:
-    """A strata-server over data_dir; restarts listen on the port the first start got."""
-
-    def __init__(self, data_dir, extra=()):
-        self.data_dir, self.port, self.extra, self.proc = data_dir, 0, list(extra), None
-        self.start()
-
-    @property
-    def addr(self):
-        return "127.0.0.1:%d" % self.port
-
-    def start(self):
-        log = open(self.data_dir + ".log", "a+")
-        at = log.tell()
-        for _ in range(200):  # the port may be held a moment after a SIGKILL
-            self.proc = subprocess.Popen([SERVER, "--listen", self.addr, "--data-dir", self.data_dir]
-                                         + self.extra, stderr=log)
-            t0 = time.monotonic()
-            while time.monotonic() - t0 < 60:
-                log.seek(at)
-                m = re.search(r"event=ready .*port=(\d+)", log.read())
-                if m:
-                    self.port = int(m.group(1))
-                    return
-                if self.proc.poll() is not None:
-                    break
-                time.sleep(0.01)
-            if self.proc.poll() is None:
-                break
-            time.sleep(0.05)
-        log.seek(at)
-        print(log.read())
-        self.stop()
-        sys.exit("strata-server did not start")
-
-    def kill(self):
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
 
 
 def ctl(addr, *args):

@@ -42,7 +42,7 @@ static int retention_call(ctl_ctx *x, const Strata__V1__RetentionRequest *q) {
     if (r->keep_for_ns) json_object_set_new(o, "keep_for_ns", ctl_json_u64(r->keep_for_ns));
     json_t *hs = json_array();
     for (size_t i = 0; i < r->n_holds; i++)
-      json_array_append_new(hs, json_pack("{s:O, s:I, s:s}", "generation", ctl_json_u64(r->holds[i]->generation),
+      json_array_append_new(hs, json_pack("{s:o, s:I, s:s}", "generation", ctl_json_u64(r->holds[i]->generation),
                                           "created_ns", (json_int_t)r->holds[i]->created_ns, "reason",
                                           r->holds[i]->reason));
     json_object_set_new(o, "holds", hs);
