@@ -145,7 +145,7 @@ static uint64_t disk_after(uint64_t n, uint64_t keep) {
   }
   st_close(db);
   uint64_t b = du(path);
-  rm_rf(path);
+  if (!getenv("STRATA_BENCH_KEEP")) rm_rf(path);
   return b;
 }
 
