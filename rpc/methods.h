@@ -67,6 +67,9 @@
   XX(admin_check, "/strata.v1.Admin/Check", UNARY, Strata__V1__CheckStoreRequest,               \
      strata__v1__check_store_request, Strata__V1__CheckStoreResponse,                           \
      strata__v1__check_store_response)                                                          \
+  XX(admin_retention, "/strata.v1.Admin/Retention", UNARY, Strata__V1__RetentionRequest,        \
+     strata__v1__retention_request, Strata__V1__RetentionResponse,                              \
+     strata__v1__retention_response)                                                            \
   XX(coord_register_writer, "/strata.v1.Coordinator/RegisterWriter", UNARY,                     \
      Strata__V1__RegisterWriterRequest, strata__v1__register_writer_request,                    \
      Strata__V1__RegisterWriterResponse, strata__v1__register_writer_response)                  \

@@ -36,6 +36,7 @@ const srv_role_rule srv_role_table[] = {
     {"/grpc.health.v1.Health/Check", SRV_ROLE_READER, NULL},
     {"/strata.v1.Admin/Stats", SRV_ROLE_READER, NULL},
     {"/strata.v1.Admin/Gc", SRV_ROLE_OPERATOR, NULL},
+    {"/strata.v1.Admin/Retention", SRV_ROLE_OPERATOR, NULL},
     {"/strata.v1.Admin/Check", SRV_ROLE_OPERATOR, NULL},
     {"/strata.v1.Kv/Get", SRV_ROLE_READER, NULL},
     {"/strata.v1.Kv/BatchGet", SRV_ROLE_READER, NULL},

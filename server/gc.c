@@ -109,6 +109,16 @@ int srv__gc_run(srv *s, int dry_run, srv_gc_report *out) {
     if ((rc = wreg_forget(s->wr, ids[i]))) goto out;
     out->writers_collected++;
   }
+  /* Strata's own files no retained version references (storage/retain.c):
+   * the same walk's rule, from the newest durable manifest. */
+  st_gc_own_opts oo = {.dry_run = dry_run};
+  int64_t grace = s->o.gc_grace_ms ? s->o.gc_grace_ms : SRV_DEFAULT_GC_GRACE_MS;
+  oo.grace_ns = grace < 0 ? 0 : (uint64_t)grace * 1000000u;
+  if ((rc = st_gc_own(s->db, &oo, &out->own))) goto out;
+  if (out->own.files_removed)
+    srv_log(SRV_LOG_INFO, "event=gc_own dry_run=%d files_removed=%llu bytes_removed=%llu files_waiting=%llu",
+            dry_run, (unsigned long long)out->own.files_removed,
+            (unsigned long long)out->own.bytes_removed, (unsigned long long)out->own.files_waiting);
   if (out->files_removed || out->writers_collected)
     srv_log(SRV_LOG_INFO,
             "event=gc dry_run=%d files_removed=%llu bytes_removed=%llu files_kept=%llu "
@@ -129,29 +139,30 @@ out:
 
 /* --- the background thread ------------------------------------------------------ */
 
+int srv__tick_wait(pthread_mutex_t *mu, pthread_cond_t *cv, const int *stop, int64_t ms) {
+  pthread_mutex_lock(mu);
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  t.tv_sec += (time_t)(ms / 1000);
+  t.tv_nsec += (long)(ms % 1000) * 1000000;
+  if (t.tv_nsec >= 1000000000) {
+    t.tv_sec++;
+    t.tv_nsec -= 1000000000;
+  }
+  while (!*stop && pthread_cond_timedwait(cv, mu, &t) != ETIMEDOUT) {
+  }
+  int go = !*stop;
+  pthread_mutex_unlock(mu);
+  return go;
+}
+
 static void *gc_thread(void *arg) {
   srv *s = arg;
-  int64_t ms = s->o.gc_interval_ms;
-  pthread_mutex_lock(&s->gct_mu);
-  while (!s->gct_stop) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    t.tv_sec += (time_t)(ms / 1000);
-    t.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (t.tv_nsec >= 1000000000) {
-      t.tv_sec++;
-      t.tv_nsec -= 1000000000;
-    }
-    while (!s->gct_stop && pthread_cond_timedwait(&s->gct_cv, &s->gct_mu, &t) != ETIMEDOUT) {
-    }
-    if (s->gct_stop) break;
-    pthread_mutex_unlock(&s->gct_mu);
+  while (srv__tick_wait(&s->gct_mu, &s->gct_cv, &s->gct_stop, s->o.gc_interval_ms)) {
     srv_gc_report r;
     if (srv__gc_run(s, 0, &r)) srv_log(SRV_LOG_WARN, "event=gc_failed msg=\"%s\"", strata_errmsg());
     else srv__gc_report_free(&r);
-    pthread_mutex_lock(&s->gct_mu);
   }
-  pthread_mutex_unlock(&s->gct_mu);
   return NULL;
 }
 

@@ -55,6 +55,20 @@ static void stats(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   uint64_t lag = 0;
   if (st_publish_lags(s->db, &lag, 1) == 1) ss.last_publish_lag_us = lag / 1000;
   resp.store = &ss;
+  Strata__V1__GcProgress gp = STRATA__V1__GC_PROGRESS__INIT;
+  st_gc_own_totals gt;
+  st_gc_own_totals_get(s->db, &gt);
+  gp.runs = gt.runs;
+  gp.files_scanned = gt.files_scanned;
+  gp.bytes_scanned = gt.bytes_scanned;
+  gp.files_removed = gt.files_removed;
+  gp.bytes_removed = gt.bytes_removed;
+  gp.files_waiting = gt.files_waiting;
+  gp.bytes_waiting = gt.bytes_waiting;
+  resp.gc = &gp;
+  Strata__V1__RetainedRange rg = STRATA__V1__RETAINED_RANGE__INIT;
+  srv__retained_range(s, &rg);
+  resp.retained = &rg;
   lk_counts lc;
   lk_list_filter all = {0};
   if (lk_count(s->lk, &all, &lc) == 0) resp.locks_held = lc.temporal + lc.indefinite;
@@ -73,6 +87,9 @@ static void gc(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   Strata__V1__GcResponse resp = STRATA__V1__GC_RESPONSE__INIT;
   resp.files_removed = g.files_removed;
   resp.bytes_removed = g.bytes_removed;
+  resp.own_files_removed = g.own.files_removed;
+  resp.own_bytes_removed = g.own.bytes_removed;
+  resp.own_files_waiting = g.own.files_waiting;
   resp.n_paths = g.npaths;
   resp.paths = g.paths;
   resp.files_kept = g.files_kept;
@@ -161,5 +178,6 @@ out:
 void srv__admin_bind(srv *s, rpc_handler *h) {
   srv__bind_io(s, h, RPC_M_admin_stats, stats);
   srv__bind_io(s, h, RPC_M_admin_gc, gc);
+  srv__bind_io(s, h, RPC_M_admin_retention, srv__retention_handler);
   srv__bind_io(s, h, RPC_M_admin_check, check);
 }

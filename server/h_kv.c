@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/err.h"
 #include "common/keyshow.h"
@@ -152,12 +153,14 @@ int srv__snap_at(srv *s, const char *field, const Strata__V1__VersionPin *pin, s
                         "%s.generation: %llu is newer than the latest generation %llu", field,
                         (unsigned long long)pin->generation, (unsigned long long)latest);
     rc = st_snap_at_generation(s->db, pin->generation, out);
+    if (rc == STRATA_ERANGE) return strata_err_wrap(rc, "%s.generation", field);
     if (rc == STRATA_ENOTFOUND)
       return strata_err(rc, "%s.generation: %llu is not in the store's history", field,
                         (unsigned long long)pin->generation);
     return rc;
   }
   rc = st_snap_at_time(s->db, (uint64_t)pin->commit_time_ns, out);
+  if (rc == STRATA_ERANGE) return strata_err_wrap(rc, "%s.commit_time_ns", field);
   if (rc == STRATA_ENOTFOUND)
     return strata_err(rc, "%s.commit_time_ns: %lld is before the first commit", field,
                       (long long)pin->commit_time_ns);
@@ -177,6 +180,7 @@ static void version_of(Strata__V1__Version *v, const st_snap *sn) {
 
 static void h_get(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   srv *s = ctx;
+  srv__metrics_read(s);
   const Strata__V1__GetRequest *r = (const void *)m;
   st_snap *sn;
   int rc = check_get(r);
@@ -206,6 +210,7 @@ static void h_get(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
 
 static void h_batch_get(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   srv *s = ctx;
+  srv__metrics_read(s);
   const Strata__V1__BatchGetRequest *r = (const void *)m;
   st_snap *sn;
   int rc = check_batch_get(r);
@@ -381,6 +386,7 @@ out:
 
 static void h_list(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   srv *s = ctx;
+  srv__metrics_read(s);
   const Strata__V1__ListRequest *r = (const void *)m;
   int rc = check_list(r);
   if (rc) {
@@ -407,6 +413,7 @@ static void h_list(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
 
 typedef struct commit_ctx {
   srv *s;
+  int64_t t0; /* CLOCK_MONOTONIC ns at submission: strata_commit_duration_seconds */
   rpc_call *call;
   const Strata__V1__CommitRequest *req; /* owned by the call, alive until it ends */
   lk_fence fence; /* the committer's lk_fence_check pins the rows, lk_fence_done unpins */
@@ -426,6 +433,7 @@ static int commit_fence(void *arg) {
   int rc = c->writer ? wreg_fence_check(&c->wf) : 0;
   if (!rc && c->req->fence && (rc = lk_fence_check(&c->fence)) && c->writer)
     wreg_fence_done(&c->wf, 0); /* refused: no done call will come for it */
+  if (rc) __atomic_add_fetch(&c->s->m_fence_rejects, 1, __ATOMIC_RELAXED);
   return rc;
 }
 
@@ -436,9 +444,16 @@ static void commit_fence_done(void *arg, int committed) {
 }
 
 /* The store's completion callback, on the committer thread: answers the call. */
+static int64_t mono_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
 static void commit_done(void *arg, const st_result *res) {
   commit_ctx *c = arg;
   if (res->rc == 0) {
+    srv__metrics_commit(c->s, mono_ns() - c->t0);
     /* Recorded before the answer (README "Last acknowledged generation"); a
      * lock database that cannot take it only weakens the rollback check. */
     if (lk_acked_generation_note(c->s->lk, res->generation))
@@ -580,7 +595,7 @@ static void commit_submit(rpc_call *call, const ProtobufCMessage *m, void *ctx) 
     rpc_call_fail(call, STRATA_ENOMEM, "Kv.Commit: out of memory");
     return;
   }
-  *c = (commit_ctx){.s = s, .call = call, .req = r, .writer = refs ? r->writer_id : 0,
+  *c = (commit_ctx){.s = s, .t0 = mono_ns(), .call = call, .req = r, .writer = refs ? r->writer_id : 0,
                     .wf = {s->wr, r->writer_id}, .ref_bytes = ref_bytes};
   st_txn *t = NULL;
   if ((rc = st_txn_begin(s->db, &t)) || (rc = commit_build(t, r))) goto fail;

@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "common/err.h"
 #include "common/keyshow.h"
@@ -94,7 +95,19 @@ static void acquire_run(void *arg) {
   const Strata__V1__AcquireRequest *r = j->req;
   lk_result res;
   memset(&res, 0, sizeof res);
+  int waits = j->req->wait_ms > 0;
+  struct timespec t0, t1;
+  if (waits) {
+    __atomic_add_fetch(&j->s->m_waiters, 1, __ATOMIC_RELAXED);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+  }
   int rc = lk_acquire(j->s->lk, &j->q, &res);
+  if (waits) {
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    __atomic_sub_fetch(&j->s->m_waiters, 1, __ATOMIC_RELAXED);
+    srv__hist_add(&j->s->m_lockwait,
+                  (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec));
+  }
   if (rc) {
     srv__fail(j->call, rc);
     goto out;

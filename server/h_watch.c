@@ -53,18 +53,21 @@ void srv__watch_notify(srv *s) {
   pthread_mutex_unlock(&s->wmu);
 }
 
-static int watch_register(srv *s, rpc_call *call) {
+static int watch_register(srv *s, rpc_call *call, uint64_t *pos) {
   pthread_mutex_lock(&s->wmu);
   if (s->nwatch == s->capwatch) {
     size_t cap = s->capwatch ? 2 * s->capwatch : 16;
     rpc_call **w = realloc(s->watchers, cap * sizeof *w);
-    if (!w) {
+    uint64_t **p = w ? realloc(s->watchpos, cap * sizeof *p) : NULL;
+    if (w) s->watchers = w;
+    if (p) s->watchpos = p;
+    if (!w || !p) {
       pthread_mutex_unlock(&s->wmu);
       return strata_err(STRATA_ENOMEM, "Kv.Watch: out of memory");
     }
-    s->watchers = w;
     s->capwatch = cap;
   }
+  s->watchpos[s->nwatch] = pos;
   s->watchers[s->nwatch++] = call;
   pthread_mutex_unlock(&s->wmu);
   return 0;
@@ -74,6 +77,7 @@ static void watch_unregister(srv *s, rpc_call *call) {
   pthread_mutex_lock(&s->wmu);
   for (size_t i = 0; i < s->nwatch; i++) {
     if (s->watchers[i] == call) {
+      s->watchpos[i] = s->watchpos[s->nwatch - 1];
       s->watchers[i] = s->watchers[--s->nwatch];
       break;
     }
@@ -188,7 +192,7 @@ static int send_pending(rpc_call *call, watch_state *st) {
   st->nch -= end;
   st->bytes = 0;
   for (size_t i = 0; i < st->nch; i++) st->bytes += st->ch[i].klen + 8;
-  if (!more) st->last = st->pend_gen;
+  if (!more) __atomic_store_n(&st->last, st->pend_gen, __ATOMIC_RELEASE);
   return 0;
 }
 
@@ -216,7 +220,7 @@ static void watch_next(rpc_call *call, void *p) {
         rc = send_pending(call, st);
         break;
       }
-      st->last++; /* nothing under the prefix in this generation (the walk ended) */
+      __atomic_store_n(&st->last, st->last + 1, __ATOMIC_RELEASE); /* nothing under the prefix in this generation (the walk ended) */
     }
   }
   if (rc) srv__fail(call, rc);
@@ -238,20 +242,6 @@ static void h_watch(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
                   (unsigned long long)r->from_generation, (unsigned long long)latest);
     return;
   }
-  if (r->from_generation) {
-    st_snap *sn;
-    rc = st_snap_at_generation(s->db, r->from_generation, &sn);
-    if (rc == STRATA_ENOTFOUND) {
-      rpc_call_fail(call, rc, "from_generation: %llu is no longer in history",
-                    (unsigned long long)r->from_generation);
-      return;
-    }
-    if (rc) {
-      srv__fail(call, rc);
-      return;
-    }
-    st_snap_release(sn);
-  }
   watch_state *st = calloc(1, sizeof *st);
   if (!st) {
     rpc_call_fail(call, STRATA_ENOMEM, "Kv.Watch: out of memory");
@@ -260,13 +250,33 @@ static void h_watch(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   st->s = s;
   st->call = call;
   st->last = r->from_generation;
+  /* Registered (its position pins retention) under ret_mu, then checked
+   * against the floor: server/retain.c. */
+  pthread_mutex_lock(&s->ret_mu);
   if ((rc = strata_buf_append(&st->prefix, r->prefix.data, r->prefix.len)) ||
-      (rc = watch_register(s, call))) {
+      (rc = watch_register(s, call, &st->last))) {
+    pthread_mutex_unlock(&s->ret_mu);
     watch_free(st);
     srv__fail(call, rc);
     return;
   }
   st->registered = 1;
+  /* from 0 reads generation 1 first */
+  rc = srv__retention_check(s, r->from_generation ? r->from_generation : latest ? 1 : 0, "from_generation");
+  pthread_mutex_unlock(&s->ret_mu);
+  if (!rc && r->from_generation) {
+    st_snap *sn;
+    rc = st_snap_at_generation(s->db, r->from_generation, &sn);
+    if (rc == STRATA_ENOTFOUND)
+      rc = strata_err(rc, "from_generation: %llu is no longer in history",
+                      (unsigned long long)r->from_generation);
+    if (!rc) st_snap_release(sn);
+  }
+  if (rc) {
+    watch_free(st);
+    srv__fail(call, rc);
+    return;
+  }
   rpc_stream_begin(call, watch_next, st, watch_free);
 }
 

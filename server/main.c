@@ -62,6 +62,10 @@ static void usage(FILE *f) {
           "  --gc-interval        seconds between background GC runs, which remove the files of\n"
           "                       coordinator-mode writers whose lease ended that no version\n"
           "                       references; 0 = only on demand (stratactl gc) (default 300)\n"
+          "  --metrics-listen     HOST:PORT: serve Prometheus metrics at /metrics (off by default;\n"
+          "                       e.g. 127.0.0.1:9420; docs/operations.md \"Metrics\")\n"
+          "  --gc-grace           seconds Strata's own files stay after no retained version\n"
+          "                       references them (readers of older manifests) (default 600)\n"
           "  --version            print the version, git commit and build date\n");
 }
 
@@ -178,6 +182,8 @@ int main(int argc, char **argv) {
                                            {"publish-interval-ms", required_argument, 0, 'P'},
                                            {"stop-timeout-ms", required_argument, 0, 'S'},
                                            {"gc-interval", required_argument, 0, 'G'},
+                                           {"gc-grace", required_argument, 0, 'R'},
+                                           {"metrics-listen", required_argument, 0, 'M'},
                                            {"help", no_argument, 0, 'h'},
                                            {"version", no_argument, 0, 'V'},
                                            {"tls-cert", required_argument, 0, 'T'},
@@ -236,6 +242,11 @@ int main(int argc, char **argv) {
     case 'G':
       if (parse_u64("--gc-interval", optarg, 0, 604800, &v)) return 2;
       o.gc_interval_ms = v ? (int64_t)v * 1000 : -1;
+      break;
+    case 'M': o.metrics_listen = optarg; break;
+    case 'R':
+      if (parse_u64("--gc-grace", optarg, 0, 604800, &v)) return 2;
+      o.gc_grace_ms = v ? (int64_t)v * 1000 : -1;
       break;
     case 'h': usage(stdout); return 0;
     case 'V':

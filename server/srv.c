@@ -162,7 +162,9 @@ int srv_reload_auth(srv *s) {
 }
 
 static void srv_free(srv *s) {
+  srv__metrics_stop(s); /* its thread reads the engines */
   srv__gc_destroy(s); /* stops the thread: it uses the engines */
+  srv__retention_destroy(s);
   srv_pool_stop(s->pool);
   srv_pool_stop(s->io);
   struct timespec t0, t1, t2;
@@ -184,6 +186,7 @@ static void srv_free(srv *s) {
   free(s->store_dir);
   pthread_mutex_destroy(&s->wmu);
   free(s->watchers);
+  free(s->watchpos);
   if (s->lock_fd >= 0) close(s->lock_fd); /* releases the flock */
   free(s->data_dir);
   free(s->listen);
@@ -198,6 +201,7 @@ int srv_open(const srv_opts *o, srv **out) {
   s->lock_fd = -1;
   pthread_mutex_init(&s->wmu, NULL);
   srv__gc_init(s);
+  srv__retention_init(s);
   s->data_dir = strdup(o->data_dir ? o->data_dir : SRV_DEFAULT_DATA_DIR);
   s->listen = strdup(o->listen ? o->listen : SRV_DEFAULT_LISTEN);
   if (!s->data_dir || !s->listen) {
@@ -210,7 +214,9 @@ int srv_open(const srv_opts *o, srv **out) {
   int rc = lock_data_dir(s);
   if (!rc) rc = open_security(s);
   if (!rc) rc = open_engines(s);
+  if (!rc) rc = srv__retention_start(s);
   if (!rc) rc = srv__gc_start(s);
+  if (!rc) rc = srv__metrics_start(s);
   if (rc) {
     srv_free(s);
     return rc;
@@ -260,6 +266,8 @@ void srv_close(srv *s) {
   /* Waiting acquires return STRATA_ESHUTDOWN at once instead of holding the drain. */
   lk_shutdown(s->lk);
   srv__gc_stop(s); /* a run in progress finishes first */
+  srv__retention_stop(s);
+  srv__metrics_stop(s);
   /* Calls next: every handler has answered before the engines go away. */
   rpc_server_stop(s->rpc, s->o.grace_ms);
   srv_log(SRV_LOG_INFO, "event=stopped data_dir=%s", s->data_dir);

@@ -37,6 +37,12 @@ typedef struct srv_opts {
    * "Coordinator mode"): ms between runs; 0 = SRV_DEFAULT_GC_INTERVAL_MS;
    * < 0 = none (Admin.Gc only). */
   int64_t gc_interval_ms;
+  /* How long Strata's own files stay after no retained version references
+   * them (readers that opened an older manifest); 0 = SRV_DEFAULT_GC_GRACE_MS,
+   * < 0 = no grace (tests). */
+  int64_t gc_grace_ms;
+  /* "HOST:PORT" (IPv4): serve Prometheus metrics at http://HOST:PORT/metrics; NULL = off. */
+  const char *metrics_listen;
   /* Test only (tests/system): every fsync of the store (files and directories) first
    * sleeps this many microseconds, widening the window between a commit's fence check
    * and its publication. 0 = off. strata-server reads it from STRATA_TEST_SLOW_SYNC_US. */
@@ -59,6 +65,7 @@ typedef struct srv_opts {
  * durable, as for kill -9. */
 #define SRV_STOP_HARD_MS 30000
 #define SRV_DEFAULT_GC_INTERVAL_MS 300000
+#define SRV_DEFAULT_GC_GRACE_MS 600000
 
 /* Locks the data directory, opens the engines and starts serving. On failure
  * returns a Strata code (STRATA_EBUSY when another server holds the directory

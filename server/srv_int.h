@@ -17,6 +17,13 @@
 #include "server/pool.h"
 #include "server/srv.h"
 
+#define SRV_LAT_BUCKETS 10
+#define SRV_METRICS_STUCK_S 600 /* strata_ops_stuck: ops older than this */
+
+typedef struct srv_hist {
+  uint64_t b[SRV_LAT_BUCKETS + 1], sum_ns;
+} srv_hist;
+
 struct srv {
   srv_opts o;
   char *data_dir; /* owned copy */
@@ -43,7 +50,22 @@ struct srv {
   /* Live Kv.Watch streams, woken after every successful commit (h_watch.c). */
   pthread_mutex_t wmu;
   rpc_call **watchers;
+  uint64_t **watchpos; /* each stream's last generation sent (atomic), a retention pin */
   size_t nwatch, capwatch;
+  /* Retention (retain.c): ret_mu orders floor computations against new holds
+   * and watchers; the thread recomputes the floor every SRV_RETENTION_TICK_MS. */
+  pthread_mutex_t ret_mu;
+  pthread_mutex_t rett_mu;
+  pthread_cond_t rett_cv;
+  int rett_stop, has_rett;
+  pthread_t rett;
+  /* Metrics (metrics.c): the libmicrohttpd daemon, and what only the server counts. */
+  struct MHD_Daemon *metrics;
+  uint64_t m_reads; /* atomic, like everything below */
+  srv_hist m_commit; /* Kv.Commit latency */
+  srv_hist m_lockwait; /* time waiting Locks.Acquire calls spent in lk_acquire */
+  uint64_t m_waiters; /* waiting Locks.Acquire calls now */
+  uint64_t m_fence_rejects; /* commits the fence refused (lock or writer lease) */
 };
 
 /* The latest committed generation (0 for an empty store). */
@@ -70,15 +92,37 @@ void srv__watch_bind(srv *s, rpc_handler *h);
 typedef struct srv_gc_report {
   uint64_t files_removed, bytes_removed, files_kept;
   uint64_t writers_collected, writers_deferred, versions_walked;
+  st_gc_own_result own; /* Strata's own files (storage/retain.c) */
   char **paths; /* the first SRV_GC_PATHS_MAX removed; free with srv__gc_report_free */
   size_t npaths;
 } srv_gc_report;
 int srv__gc_run(srv *s, int dry_run, srv_gc_report *out);
+/* Metrics (metrics.c). */
+int srv__metrics_start(srv *s);
+void srv__metrics_stop(srv *s);
+void srv__metrics_commit(srv *s, int64_t ns);
+void srv__hist_add(srv_hist *h, int64_t ns);
+void srv__metrics_read(srv *s);
+/* Retention (retain.c). */
+#define SRV_RETENTION_TICK_MS 1000
+void srv__retention_init(srv *s);
+int srv__retention_start(srv *s);
+void srv__retention_stop(srv *s);
+void srv__retention_destroy(srv *s);
+int srv__retention_apply(srv *s);
+/* 0 when gen (0 = the empty store) is retained and stays so while ret_mu is
+ * held; STRATA_ERANGE naming the oldest retained generation otherwise. */
+int srv__retention_check(srv *s, uint64_t gen, const char *field);
+void srv__retention_handler(rpc_call *call, const ProtobufCMessage *m, void *ctx);
+void srv__retained_range(srv *s, Strata__V1__RetainedRange *out);
 void srv__gc_report_free(srv_gc_report *r);
 void srv__gc_init(srv *s); /* at srv_open's start; srv__gc_destroy in srv_free */
 void srv__gc_destroy(srv *s);
 int srv__gc_start(srv *s); /* the background thread (o.gc_interval_ms) */
 void srv__gc_stop(srv *s);
+/* Waits ms on cv (CLOCK_MONOTONIC) under mu; 0 once *stop is set (the
+ * periodic threads' loop: GC, retention). */
+int srv__tick_wait(pthread_mutex_t *mu, pthread_cond_t *cv, const int *stop, int64_t ms);
 
 /* Wakes every Watch stream; called after each successful commit. */
 void srv__watch_notify(srv *s);

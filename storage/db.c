@@ -283,6 +283,7 @@ static size_t default_max_open(void) {
 }
 
 static void db_free(st_db *db) {
+  st__gc_own_free(db);
   mstate__free(&db->ms);
   nc__destroy(&db->cache);
   ft__destroy(&db->ft);
@@ -412,6 +413,7 @@ static int find_version(st_db *db, int by_time, uint64_t x, st_vers *v) {
 int st_snap_at_generation(st_db *db, uint64_t generation, st_snap **out) {
   st_vers v;
   int rc = find_version(db, 0, generation, &v);
+  if (rc == STRATA_ENOTFOUND && st__dropped(db, 0, generation)) return STRATA_ERANGE;
   if (rc == STRATA_ENOTFOUND)
     return strata_err(rc, "%s: generation %llu does not exist", db->path, (unsigned long long)generation);
   return rc ? rc : new_snap(db, &v, out);
@@ -420,6 +422,7 @@ int st_snap_at_generation(st_db *db, uint64_t generation, st_snap **out) {
 int st_snap_at_time(st_db *db, uint64_t t_ns, st_snap **out) {
   st_vers v;
   int rc = find_version(db, 1, t_ns, &v);
+  if (rc == STRATA_ENOTFOUND && st__dropped(db, 1, t_ns)) return STRATA_ERANGE;
   if (rc == STRATA_ENOTFOUND)
     return strata_err(rc, "%s: no commit at or before time %llu ns", db->path, (unsigned long long)t_ns);
   return rc ? rc : new_snap(db, &v, out);

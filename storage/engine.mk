@@ -2,12 +2,12 @@
 LIB_SRCS += storage/base_file.c storage/base_mem.c storage/base_fault.c storage/cache.c \
 	storage/btree.c storage/btree_write.c storage/versions.c storage/txn.c storage/validate.c \
 	storage/commit.c storage/db.c storage/datafile.c storage/clog.c storage/logcommit.c storage/publish.c \
-	storage/recover.c storage/gc.c
+	storage/recover.c storage/gc.c storage/retain.c
 UNIT_TESTS += tests/unit/test_store_basic.c tests/unit/test_store_diff.c tests/unit/test_store_txn.c tests/unit/test_store_base.c tests/storage/test_store_model.c \
 	tests/unit/test_store_bigkeys.c tests/unit/test_store_files.c \
 	tests/unit/test_store_recovery.c tests/unit/test_store_clog.c \
-	tests/unit/test_store_logmode.c
-BENCH_SRCS += tools/bench/bench_store.c
+	tests/unit/test_store_logmode.c tests/unit/test_store_retain.c
+BENCH_SRCS += tools/bench/bench_store.c tools/bench/bench_retain.c
 
 # Tiers of their own (release, and asan where cheap): the long model run on
 # memory and on files plus a 1 GiB value; >= 200 SIGKILLs; every fault site

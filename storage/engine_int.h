@@ -145,6 +145,8 @@ struct st_db {
   int broken;             /* non-zero: an undoable failure; commits refuse */
   uint64_t strays;        /* non-empty data files newer than the latest at open (kept) */
   st_mstate ms;           /* the current manifest, replaced by the committer */
+  uint64_t retain_floor;  /* atomic: commits drop versions below it (retain.c) */
+  struct st_gc_own_state *gc_own; /* retain.c; created under mu on first use */
   st_vers latest;         /* generation 0 = empty database */
   uint64_t commits, groups, bytes_written;
   uint64_t ns_build, ns_sync, ns_publish;   /* time in each commit phase */
@@ -295,6 +297,24 @@ int vt__find_time(st_db *db, const st_mstate *ms, uint64_t t, st_vers *out);
 /* The same over the manifest's version node references only (no inline versions). */
 int vt__find_generation_nodes(st_db *db, const st_vref *nodes, size_t n, uint64_t gen, st_vers *out);
 int vt__find_time_nodes(st_db *db, const st_vref *nodes, size_t n, uint64_t t, st_vers *out);
+/* Retention (versions.c, retain.c): drops every version below floor but the
+ * latest; the oldest retained version (generation 0 when empty); visits every
+ * version node (r) and version (v) of ms. */
+int vt__trim(st_db *db, st_writer *w, st_mstate *ms, uint64_t floor);
+void vt__oldest(const st_mstate *ms, st_vers *out);
+typedef int (*vt__visit_fn)(void *arg, const st_vref *r, const st_vers *v);
+int vt__visit(st_db *db, const st_mstate *ms, vt__visit_fn fn, void *arg);
+/* Whether generation (by_time 0) or time x lies before the oldest retained
+ * version of a database that dropped versions; if so the error message says
+ * which is the oldest (retain.c). */
+int st__dropped(st_db *db, int by_time, uint64_t x);
+/* gc.c: the files ms's retained versions and its version nodes reference. */
+int gc__walk_state(st_db *db, const st_mstate *ms, st_fileset **refs, uint64_t *versions);
+/* retain.c: the newest durable manifest's state and generation, and the
+ * names at the top of the database (one block: free(*names)); STRATA_ENOTFOUND
+ * when nothing is published yet. */
+int st__load_published(st_db *db, st_mstate *ms, uint64_t *gen, char ***names, size_t *nn);
+void st__gc_own_free(st_db *db);
 int vt__list(st_db *db, const st_mstate *ms, uint64_t min_gen, size_t limit, st_version_info **out,
              size_t *n);
 /* Manifest <-> state. */

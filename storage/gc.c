@@ -348,6 +348,8 @@ static int make_fileset(walk *w, st_fileset **out) {
   return 0;
 }
 
+static int visit_state(void *arg, const st_vref *r, const st_vers *v);
+
 int st_walk(st_db *db, int verify, st_fileset **refs, st_check_result *res) {
   *refs = NULL;
   st_check_result scratch;
@@ -364,6 +366,25 @@ int st_walk(st_db *db, int verify, st_fileset **refs, st_check_result *res) {
    * that were live when it was validated (server/README.md "Coordinator mode"). */
   if (!rc) rc = st_versions(db, 0, 0, &vs, &nv);
   for (size_t i = 0; !rc && i < nv; i++) rc = walk_version(&w, vs[i].generation);
+  /* GC: also what the newest durable manifest retains. In commit log mode it
+   * may lag the versions above, which can have dropped a version it still
+   * has; a restart would load it. Its nodes are mostly walked already. */
+  if (!rc && !verify) {
+    st_mstate pub;
+    uint64_t P;
+    char **top = NULL;
+    size_t ntop = 0;
+    rc = st__load_published(db, &pub, &P, &top, &ntop);
+    free(top);
+    if (!rc) {
+      uint64_t nv0 = res->versions;
+      rc = vt__visit(db, &pub, visit_state, &w);
+      res->versions = nv0;
+      mstate__free(&pub);
+    } else if (rc == STRATA_ENOTFOUND) {
+      rc = 0;
+    }
+  }
   if (!rc) rc = make_fileset(&w, refs);
   free(vs);
   free(w.nodes.h);
@@ -372,6 +393,41 @@ int st_walk(st_db *db, int verify, st_fileset **refs, st_check_result *res) {
   free(w.fsize);
   if (rc || res == &scratch) st_check_result_free(res);
   if (rc) memset(res, 0, sizeof *res);
+  return rc;
+}
+
+/* The walk of one manifest state (retain.c's GC of Strata's own files): the
+ * versions it retains, as st_walk, plus the files of its version tree nodes. */
+static int visit_state(void *arg, const st_vref *r, const st_vers *v) {
+  walk *w = arg;
+  if (r) {
+    int rc = grow_files(w, r->ref.file);
+    if (!rc) w->fst[r->ref.file] |= F_REF;
+    return rc;
+  }
+  w->gen = v->generation;
+  w->res->versions++;
+  if (v->root.ref.file == ST_NOFILE) return 0;
+  strata_buf prefix = STRATA_BUF_INIT;
+  ocdbt_stats st = {0};
+  int bad = 0, rc = grow_files(w, v->root.ref.file);
+  if (!rc) w->fst[v->root.ref.file] |= F_REF;
+  if (!rc) rc = walk_node(w, v->root.ref, v->root.height, &prefix, &st, &bad);
+  strata_buf_free(&prefix);
+  return rc;
+}
+
+int gc__walk_state(st_db *db, const st_mstate *ms, st_fileset **refs, uint64_t *versions) {
+  st_check_result res;
+  memset(&res, 0, sizeof res);
+  walk w = {.db = db, .res = &res};
+  int rc = vt__visit(db, ms, visit_state, &w);
+  if (!rc) rc = make_fileset(&w, refs);
+  *versions = res.versions;
+  free(w.nodes.h);
+  free(w.values.h);
+  free(w.fst);
+  free(w.fsize);
   return rc;
 }
 

@@ -287,7 +287,7 @@ int st_file_size(st_db *db, const char *path, uint64_t *size);
 int st_file_crc32c(st_db *db, const char *path, uint64_t off, uint64_t len, uint32_t *crc);
 
 /* --- which files are referenced: GC and the check (storage/gc.c) ---------------
- * Retention keeps every generation, so "retained" is every version. */
+ * "Retained" is what the version tree keeps (retention drops a prefix). */
 
 typedef struct st_fileset st_fileset;
 #define ST_CHECK_LIST_MAX 1000 /* messages and paths a check keeps (counts go on) */
@@ -325,6 +325,45 @@ int st_foreign_files(st_db *db, char ***names, size_t *n);
 int st_remove_foreign_file(st_db *db, const char *name, uint64_t *size);
 /* Makes removals in d/ durable. */
 int st_sync_data_dir(st_db *db);
+
+/* --- retention (storage/retain.c; storage/README.md "Retention") ---------------
+ * The caller (the server) decides which versions to keep; the store drops
+ * only a prefix: every commit from now on removes from the version tree the
+ * versions below floor, except the latest. Reads at a dropped generation or a
+ * time before the oldest retained version are STRATA_ERANGE naming it. The
+ * floor is not persisted: the caller sets it after every open (0 = keep all). */
+void st_set_retain_floor(st_db *db, uint64_t floor);
+uint64_t st_retain_floor(st_db *db);
+typedef struct st_retained {
+  uint64_t oldest_generation, oldest_time_ns; /* 0 when empty */
+  uint64_t latest_generation, latest_time_ns;
+} st_retained;
+void st_retained_range(st_db *db, st_retained *out);
+
+/* One GC pass over Strata's own files: the newest durable manifest's retained
+ * versions are walked; every data file d/<32 hex> named for a generation it
+ * covers that none of them references, and every numbered manifest of a
+ * dropped generation, is removed once it has been seen unreferenced for
+ * grace_ns (by earlier passes of this handle), at most max_remove (0: no
+ * bound) per pass. Safe at any kill: only files the newest manifest (and so
+ * every later one) does not need are removed. */
+typedef struct st_gc_own_opts {
+  uint64_t grace_ns;
+  uint64_t max_remove;
+  int dry_run;
+} st_gc_own_opts;
+typedef struct st_gc_own_result {
+  uint64_t versions_walked;
+  uint64_t files_scanned, bytes_scanned; /* unreferenced files found */
+  uint64_t files_removed, bytes_removed;
+  uint64_t files_waiting, bytes_waiting; /* unreferenced, within the grace or over max_remove */
+} st_gc_own_result;
+typedef struct st_gc_own_totals {
+  uint64_t runs, files_scanned, bytes_scanned, files_removed, bytes_removed;
+  uint64_t files_waiting, bytes_waiting; /* of the last pass */
+} st_gc_own_totals;
+int st_gc_own(st_db *db, const st_gc_own_opts *o, st_gc_own_result *r);
+void st_gc_own_totals_get(st_db *db, st_gc_own_totals *out);
 
 /* Statistics for tests and benchmarks. */
 typedef struct st_stats {

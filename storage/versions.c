@@ -246,7 +246,7 @@ out:
   return rc;
 }
 
-int vt__add(st_db *db, st_writer *w, const st_mstate *cur, const st_vers *v, st_mstate *out) {
+static int add_version(st_db *db, st_writer *w, const st_mstate *cur, const st_vers *v, st_mstate *out) {
   unsigned a = db->cfg.version_tree_arity_log2;
   size_t cap = (size_t)1 << a;
   int rc = mstate__copy(cur, cap, out);
@@ -316,6 +316,146 @@ fail:
   return rc;
 }
 
+/* Adds v and drops the versions below the retention floor. The trim comes
+ * first: it reads the nodes it rewrites, and only the previous commits' nodes
+ * are readable yet (this one's are still in the writer's buffer); so a floor
+ * above the previous latest takes effect a commit later. add_version reads
+ * the node it extends, which the trim may have rewritten: the writer is
+ * flushed in between (not synced; the commit's own sync covers it). */
+int vt__add(st_db *db, st_writer *w, const st_mstate *cur, const st_vers *v, st_mstate *out) {
+  uint64_t floor = __atomic_load_n(&db->retain_floor, __ATOMIC_ACQUIRE);
+  st_vers old;
+  vt__oldest(cur, &old);
+  if (floor <= 1 || !cur->n_versions || old.generation >= floor) return add_version(db, w, cur, v, out);
+  st_mstate t;
+  int rc = mstate__copy(cur, (size_t)1 << db->cfg.version_tree_arity_log2, &t);
+  if (rc) return rc;
+  /* add_version may read the nodes the trim wrote: they leave the buffer first */
+  if (!(rc = vt__trim(db, w, &t, floor)) && !(rc = wr__flush(w))) rc = add_version(db, w, &t, v, out);
+  mstate__free(&t);
+  return rc;
+}
+
+/* --- dropping old versions (retention) ----------------------------------------------
+ * Only a prefix is ever dropped (every generation >= the oldest retained one
+ * stays), so each subtree still covers a contiguous run of generations ending
+ * at its newest: its oldest is generation - num_generations + 1. A subtree
+ * entirely below the floor goes; one that straddles it is rewritten along
+ * its left edge (one node per height), keeping its newest generation, so
+ * every rule of compat notes 5 still holds. */
+
+static uint64_t oldest_of(const st_vref *r) { return r->generation - r->num_generations + 1; }
+
+static int trim_node(st_db *db, st_writer *w, const st_vref *r, uint64_t floor, st_vref *out) {
+  cnode *cn;
+  int rc = nc__get(db, r->ref, CN_VTREE, &cn);
+  if (rc) return rc;
+  const ocdbt_vtnode *v = &cn->u.vt;
+  if (v->height != r->height) {
+    rc = strata_err(STRATA_ECORRUPT, "%s offset %llu: version node height %u, expected %u",
+                    ft__path(db, r->ref.file, NULL), (unsigned long long)r->ref.offset, v->height,
+                    r->height);
+    nc__release(db, cn);
+    return rc;
+  }
+  size_t n = v->n, k = 0;
+  *out = *r;
+  if (v->height == 0) {
+    st_vers *vs = malloc((n ? n : 1) * sizeof *vs);
+    if (!vs) rc = strata_err(STRATA_ENOMEM, "version node");
+    for (size_t i = 0; !rc && i < n; i++)
+      if (v->versions[i].generation >= floor) version_in(cn->files, &v->versions[i], &vs[k++]);
+    nc__release(db, cn);
+    if (!rc && k) {
+      out->num_generations = k;
+      out->commit_time = vs[0].commit_time;
+      rc = write_vtnode(db, w, 0, vs, NULL, k, &out->ref);
+    }
+    free(vs);
+    return rc ? rc : k ? 0 : STRATA_ENOTFOUND;
+  }
+  st_vref *kids = malloc((n ? n : 1) * sizeof *kids);
+  if (!kids) rc = strata_err(STRATA_ENOMEM, "version node");
+  for (size_t i = 0; !rc && i < n; i++) {
+    const ocdbt_vnode_ref *c = &v->children[i];
+    if (c->generation >= floor)
+      kids[k++] = (st_vref){c->generation, c->num_generations, c->commit_time, c->height,
+                            ref_in(cn->files, &c->ref)};
+  }
+  nc__release(db, cn);
+  if (!rc && k && oldest_of(&kids[0]) < floor) rc = trim_node(db, w, &kids[0], floor, &kids[0]);
+  if (!rc && k) {
+    uint64_t sum = 0;
+    for (size_t i = 0; i < k; i++) sum += kids[i].num_generations;
+    out->num_generations = sum;
+    out->commit_time = kids[0].commit_time;
+    rc = write_vtnode(db, w, r->height, NULL, kids, k, &out->ref);
+  }
+  free(kids);
+  return rc ? rc : k ? 0 : STRATA_ENOTFOUND;
+}
+
+int vt__trim(st_db *db, st_writer *w, st_mstate *ms, uint64_t floor) {
+  if (!ms->n_versions) return 0;
+  uint64_t latest = ms->versions[ms->n_versions - 1].generation;
+  if (floor > latest) floor = latest; /* the latest is never dropped */
+  size_t k = 0;
+  for (size_t i = 0; i < ms->n_nodes; i++) {
+    st_vref r = ms->nodes[i];
+    if (r.generation < floor) continue;
+    if (oldest_of(&r) < floor) {
+      int rc = trim_node(db, w, &r, floor, &r);
+      if (rc) return rc == STRATA_ENOTFOUND ? strata_err(STRATA_ECORRUPT, "version tree: empty subtree") : rc;
+    }
+    ms->nodes[k++] = r;
+  }
+  ms->n_nodes = k;
+  k = 0;
+  for (size_t i = 0; i < ms->n_versions; i++)
+    if (ms->versions[i].generation >= floor) ms->versions[k++] = ms->versions[i];
+  ms->n_versions = k;
+  return 0;
+}
+
+void vt__oldest(const st_mstate *ms, st_vers *out) {
+  memset(out, 0, sizeof *out);
+  if (ms->n_nodes) {
+    out->generation = oldest_of(&ms->nodes[0]);
+    out->commit_time = ms->nodes[0].commit_time;
+  } else if (ms->n_versions) {
+    *out = ms->versions[0];
+  }
+}
+
+/* Every version node below r, and every version in it, depth first. */
+static int visit_node(st_db *db, const st_vref *r, vt__visit_fn fn, void *arg) {
+  int rc = fn(arg, r, NULL);
+  if (rc) return rc;
+  cnode *cn;
+  if ((rc = nc__get(db, r->ref, CN_VTREE, &cn))) return rc;
+  const ocdbt_vtnode *v = &cn->u.vt;
+  for (size_t i = 0; i < v->n && !rc; i++) {
+    if (v->height) {
+      const ocdbt_vnode_ref *c = &v->children[i];
+      st_vref cr = {c->generation, c->num_generations, c->commit_time, c->height, ref_in(cn->files, &c->ref)};
+      rc = visit_node(db, &cr, fn, arg);
+    } else {
+      st_vers x;
+      version_in(cn->files, &v->versions[i], &x);
+      rc = fn(arg, NULL, &x);
+    }
+  }
+  nc__release(db, cn);
+  return rc;
+}
+
+int vt__visit(st_db *db, const st_mstate *ms, vt__visit_fn fn, void *arg) {
+  int rc = 0;
+  for (size_t i = 0; i < ms->n_nodes && !rc; i++) rc = visit_node(db, &ms->nodes[i], fn, arg);
+  for (size_t i = 0; i < ms->n_versions && !rc; i++) rc = fn(arg, NULL, &ms->versions[i]);
+  return rc;
+}
+
 /* --- reading ---------------------------------------------------------------------- */
 
 /* Descends from node ref r to the version chosen by pick: for a generation,
@@ -363,7 +503,7 @@ static int descend(st_db *db, st_vref r, int by_time, uint64_t x, st_vers *out) 
 int vt__find_generation(st_db *db, const st_mstate *ms, uint64_t gen, st_vers *out) {
   if (!ms->n_versions || gen == 0) return STRATA_ENOTFOUND;
   uint64_t first = ms->versions[0].generation;
-  if (gen >= first) {
+  if (gen >= first) { /* contiguous: only a prefix is ever dropped */
     if (gen - first >= ms->n_versions) return STRATA_ENOTFOUND;
     *out = ms->versions[gen - first];
     return out->generation == gen ? 0 : strata_err(STRATA_ECORRUPT, "manifest: inline versions have gaps");

@@ -99,3 +99,25 @@ test-fuzz:
 	@$(MAKE) --no-print-directory VARIANT=fuzz fuzz-bins
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) sh tests/fuzz/run.sh $(TEST_RESULTS) $(BUILD)/fuzz $(FUZZ_TARGETS:tests/fuzz/%.c=%)
 
+
+# History retention and GC (issue 17): policies, holds, op and watcher pins, OUT_OF_RANGE
+# for dropped versions, kill -9 of the server during GC, the metrics endpoint (tests/retain/).
+TEST_TIERS += retain
+.PHONY: test-retain
+test-retain:
+	@$(MAKE) --no-print-directory VARIANT=release python $(BUILD)/release/server/strata-server \
+	  $(BUILD)/release/tools/stratactl
+	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server STRATACTL_BIN=$(BUILD)/release/tools/stratactl \
+	  PYTHONPATH=$(CURDIR)/$(BUILD)/python \
+	  sh tests/run-tier.sh retain $(TEST_RESULTS) tests/retain/test_retain.py tests/retain/test_metrics.py
+
+# The same scripts with the server and stratactl under ASan + UBSan, leaks fatal.
+TEST_TIERS += retain-asan
+.PHONY: test-retain-asan
+test-retain-asan:
+	@$(MAKE) --no-print-directory VARIANT=release python
+	@$(MAKE) --no-print-directory VARIANT=asan $(BUILD)/asan/server/strata-server $(BUILD)/asan/tools/stratactl
+	@ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	  STRATA_SERVER_BIN=$(BUILD)/asan/server/strata-server STRATACTL_BIN=$(BUILD)/asan/tools/stratactl \
+	  PYTHONPATH=$(CURDIR)/$(BUILD)/python \
+	  sh tests/run-tier.sh retain-asan $(TEST_RESULTS) tests/retain/test_retain.py tests/retain/test_metrics.py

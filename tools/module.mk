@@ -5,7 +5,7 @@ CTL_SRCS := tools/stratactl/main.c tools/stratactl/table.c tools/stratactl/args.
 	tools/stratactl/fmt.c tools/stratactl/out.c tools/stratactl/cmd_lock.c \
 	tools/stratactl/cmd_op.c tools/stratactl/cmd_kv.c tools/stratactl/cmd_server.c \
 	tools/stratactl/cmd_auth.c tools/stratactl/cmd_coord.c tools/stratactl/cmd_replay.c \
-	tools/stratactl/cmd_downsample.c
+	tools/stratactl/cmd_downsample.c tools/stratactl/cmd_retain.c
 # Objects go to $(O)/tools/stratactl.obj/: $(O)/tools/stratactl is the binary.
 CTL_OBJS := $(CTL_SRCS:tools/stratactl/%.c=$(O)/tools/stratactl.obj/%.o)
 CTL_BIN := $(O)/tools/stratactl

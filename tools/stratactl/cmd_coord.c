@@ -71,6 +71,7 @@ int ctl_writers(ctl_ctx *x, const ctl_args *a) {
 
 int ctl_gc(ctl_ctx *x, const ctl_args *a) {
   Strata__V1__GcRequest q = STRATA__V1__GC_REQUEST__INIT;
+  if (ctl_has(a, "status")) return ctl_gc_status(x);
   q.dry_run = ctl_has(a, "dry-run");
   rpc_callopts co = ctl_callopts(x, WALK_EXTRA_MS);
   Strata__V1__GcResponse *r = NULL;
@@ -86,6 +87,9 @@ int ctl_gc(ctl_ctx *x, const ctl_args *a) {
     json_object_set_new(o, "writers_collected", ctl_json_u64(r->writers_collected));
     json_object_set_new(o, "writers_deferred", ctl_json_u64(r->writers_deferred));
     json_object_set_new(o, "versions_walked", ctl_json_u64(r->versions_walked));
+    json_object_set_new(o, "own_files_removed", ctl_json_u64(r->own_files_removed));
+    json_object_set_new(o, "own_bytes_removed", ctl_json_u64(r->own_bytes_removed));
+    json_object_set_new(o, "own_files_waiting", ctl_json_u64(r->own_files_waiting));
     ctl_json_print(o);
   } else {
     for (size_t i = 0; i < r->n_paths; i++) printf("%s %s\n", q.dry_run ? "would remove" : "removed", r->paths[i]);
@@ -96,6 +100,9 @@ int ctl_gc(ctl_ctx *x, const ctl_args *a) {
            q.dry_run ? "would remove" : "removed", (unsigned long long)r->files_removed,
            (unsigned long long)r->bytes_removed, (unsigned long long)r->files_kept,
            (unsigned long long)r->writers_collected, (unsigned long long)r->writers_deferred);
+    printf("Strata's own files: %s %llu, %llu bytes; %llu unreferenced inside the grace period\n",
+           q.dry_run ? "would remove" : "removed", (unsigned long long)r->own_files_removed,
+           (unsigned long long)r->own_bytes_removed, (unsigned long long)r->own_files_waiting);
   }
   rpc_free(r);
   return CTL_OK;

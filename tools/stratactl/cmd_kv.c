@@ -311,11 +311,18 @@ int ctl_kv_versions(ctl_ctx *x, const ctl_args *a) {
   rpc_cstream_close(st);
   if (rc) {
     rc = ctl_rpc_fail(x, rc, "Kv.Versions");
-  } else if (x->json) {
-    ctl_json_print(json_pack("{s:O, s:I}", "versions", arr, "count", (json_int_t)n));
   } else {
-    ctl_table_print(&t, stdout);
-    printf("%llu version%s\n", (unsigned long long)n, n == 1 ? "" : "s");
+    Strata__V1__StatsResponse *sr = ctl_stats_for_range(x); /* the retained range */
+    if (x->json) {
+      json_t *o = json_pack("{s:O, s:I}", "versions", arr, "count", (json_int_t)n);
+      if (sr && sr->retained) json_object_set_new(o, "retained", ctl_range_json(sr->retained));
+      ctl_json_print(o);
+    } else {
+      ctl_table_print(&t, stdout);
+      if (sr && sr->retained && sr->retained->latest_generation) ctl_print_range(sr->retained);
+      printf("%llu version%s\n", (unsigned long long)n, n == 1 ? "" : "s");
+    }
+    rpc_free(sr);
   }
   json_decref(arr);
   ctl_table_free(&t);

@@ -24,6 +24,7 @@ int ctl_health(ctl_ctx *x, const ctl_args *a) {
 }
 
 int ctl_stats(ctl_ctx *x, const ctl_args *a) {
+  if (ctl_has(a, "watch")) return ctl_stats_watch(x, a);
   Strata__V1__StatsRequest q = STRATA__V1__STATS_REQUEST__INIT;
   rpc_callopts co = ctl_callopts(x, 0);
   Strata__V1__StatsResponse *r = NULL;

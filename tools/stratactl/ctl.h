@@ -254,6 +254,16 @@ int ctl_auth_hash(ctl_ctx *x, const ctl_args *a);
 int ctl_audit(ctl_ctx *x, const ctl_args *a);
 int ctl_writers(ctl_ctx *x, const ctl_args *a);
 int ctl_gc(ctl_ctx *x, const ctl_args *a);
+/* cmd_retain.c */
+int ctl_retention_show(ctl_ctx *x, const ctl_args *a);
+int ctl_retention_set(ctl_ctx *x, const ctl_args *a);
+int ctl_retention_hold(ctl_ctx *x, const ctl_args *a);
+int ctl_retention_release(ctl_ctx *x, const ctl_args *a);
+int ctl_gc_status(ctl_ctx *x);
+int ctl_stats_watch(ctl_ctx *x, const ctl_args *a);
+void ctl_print_range(const Strata__V1__RetainedRange *g);
+json_t *ctl_range_json(const Strata__V1__RetainedRange *g);
+Strata__V1__StatsResponse *ctl_stats_for_range(ctl_ctx *x);
 int ctl_check(ctl_ctx *x, const ctl_args *a);
 
 #endif

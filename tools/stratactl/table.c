@@ -163,8 +163,15 @@ const ctl_cmd ctl_cmds[] = {
      "stratactl health\n"
      "stratactl --addr 10.0.0.5:7420 --timeout 500ms health",
      {{0}}, 0, 0, ctl_health},
-    {NULL, "stats", "", "show server statistics: version, uptime, latest generation, calls, locks",
-     NULL, "stratactl stats\nstratactl --json stats", {{0}}, 0, 0, ctl_stats},
+    {NULL, "stats", "[--watch [--interval DURATION] [--count N]]",
+     "show server statistics: version, uptime, latest generation, calls, locks",
+     "--watch refreshes a compact live view (like top) every --interval (default 1s):\n"
+     "commit and call rates, mean group size, bytes written, cache hit ratio, locks held,\n"
+     "publish lag, GC progress and the retained range; --count N stops after N views.",
+     "stratactl stats\nstratactl --json stats\nstratactl stats --watch",
+     {{"watch", 0, NULL, "refresh a live view until interrupted"},
+      {"interval", 1, "DURATION", "between views with --watch (default 1s)"},
+      {"count", 1, "N", "with --watch: stop after N views"}}, 0, 0, ctl_stats},
     /* --- security (docs/security.md) -------------------------------------------------- */
     {"auth", "hash", "[--generate] NAME ROLE",
      "print a line of strata-server's --auth-file for a token read from stdin",
@@ -200,17 +207,47 @@ const ctl_cmd ctl_cmds[] = {
      "stratactl --json writers --all | jq '.writers[] | select(.live)'",
      {{"all", 0, NULL, "also writers whose lease ended (until GC collects them)"}}, 0, 0,
      ctl_writers},
-    {NULL, "gc", "[--dry-run]",
-     "remove the unreferenced files of writers whose lease ended",
+    {NULL, "gc", "[--dry-run | --status]",
+     "remove files no retained version references",
      "Files under the prefix of a writer whose lease ended (expired or unregistered) that no\n"
-     "version references are removed, and the writer leaves the registry. Files of live\n"
-     "writers, referenced files, and Strata's own data files, manifests and commit log are\n"
-     "never removed. The server also runs GC every --gc-interval. --dry-run lists what would\n"
-     "go and changes nothing. Waits up to --timeout plus one hour (it walks every version).",
+     "retained version references are removed, and the writer leaves the registry; and\n"
+     "Strata's own data files and numbered manifests that no retained version references,\n"
+     "once unreferenced for the server's --gc-grace. Files of live writers, referenced files\n"
+     "and the commit log are never removed. The server also runs GC every --gc-interval.\n"
+     "--dry-run lists what would go and changes nothing; --status shows GC's progress since\n"
+     "the server started and the retained range. Waits up to --timeout plus one hour.",
      "stratactl gc --dry-run\n"
      "stratactl gc\n"
+     "stratactl gc --status\n"
      "stratactl --json gc | jq .bytes_removed",
-     {{"dry-run", 0, NULL, "report what would be removed; remove nothing"}}, 0, 0, ctl_gc},
+     {{"dry-run", 0, NULL, "report what would be removed; remove nothing"},
+      {"status", 0, NULL, "show GC progress and the retained range; remove nothing"}}, 0, 0, ctl_gc},
+    {"retention", "show", "",
+     "the retention policy, holds, and the retained range",
+     "Shows the policy (keep-all, keep-versions N, keep-for DURATION), the explicit holds,\n"
+     "what pins older versions (ops not SUCCESS, live watchers) and the retained range.",
+     "stratactl retention show", {{0}}, 0, 0, ctl_retention_show},
+    {"retention", "set", "--keep-versions N | --keep-for DURATION | --keep-all",
+     "set the retention policy (persisted; default keep-all)",
+     "Versions outside the policy are dropped from the version tree by the next commits and\n"
+     "their files removed by GC after the grace period. Never dropped: the latest version,\n"
+     "the base version of every op not SUCCESS, the position of every live Watch, and held\n"
+     "versions (retention hold). A read of a dropped version is OUT_OF_RANGE.",
+     "stratactl retention set --keep-versions 1000\n"
+     "stratactl retention set --keep-for 30d\n"
+     "stratactl retention set --keep-all",
+     {{"keep-versions", 1, "N", "keep the newest N versions"},
+      {"keep-for", 1, "DURATION", "keep the versions of the last DURATION (and the one in effect then)"},
+      {"keep-all", 0, NULL, "keep every version (the default)"}}, 0, 0, ctl_retention_set},
+    {"retention", "hold", "vN [--reason TEXT]",
+     "never drop version N while the hold lasts",
+     "Refused with OUT_OF_RANGE when vN is already outside the retained range.",
+     "stratactl retention hold v123 --reason \"audit 2026-12\"",
+     {{"reason", 1, "TEXT", "why (shown by retention show)"}}, 1, 1, ctl_retention_hold},
+    {"retention", "release", "vN",
+     "remove the hold on version N",
+     NULL,
+     "stratactl retention release v123", {{0}}, 1, 1, ctl_retention_release},
     {NULL, "check", "",
      "verify every version from the root down and list unreferenced files",
      "Checks node checksums and structure, heights, subtree statistics, every out-of-line\n"
