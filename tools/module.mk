@@ -62,6 +62,13 @@ test-install:
 
 # --- strata-genvol and strata-populate: bulk populate (issue 12, tools/populate/README.md) --
 POP_COMMON := $(O)/tools/populate.obj/precomputed.o
+# The client helpers the edit workers share (tools/common/kvc.h).
+TOOLS_KVC := $(O)/tools/common.obj/kvc.o
+$(O)/tools/common.obj/kvc.o: | $(RPC_GEN_H)
+$(O)/tools/common.obj/%.o: tools/common/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
+-include $(O)/tools/common.obj/kvc.d
 GENVOL_BIN := $(O)/tools/strata-genvol
 POPULATE_BIN := $(O)/tools/strata-populate
 BINS += $(GENVOL_BIN) $(POPULATE_BIN)
@@ -95,7 +102,7 @@ bench-populate:
 # --- strata-split: the supervoxel split edit worker (issue 13, tools/split/README.md) -----
 # split.o is the split itself (steps, locks, region growing, the fenced commit); stratactl
 # links it too for `op replay`, so a replay computes exactly what the worker would have.
-SPLIT_LIB_OBJS := $(addprefix $(O)/tools/split.obj/,split.o request.o grow.o commit.o replay.o) $(POP_COMMON)
+SPLIT_LIB_OBJS := $(addprefix $(O)/tools/split.obj/,split.o request.o grow.o commit.o replay.o) $(POP_COMMON) $(TOOLS_KVC)
 SPLIT_BIN := $(O)/tools/strata-split
 BINS += $(SPLIT_BIN)
 $(SPLIT_LIB_OBJS) $(O)/tools/split.obj/main.o: | $(RPC_GEN_H)
@@ -170,7 +177,7 @@ $(O)/tests/fuzz/seeds: LDLIBS += -lprotobuf-c
 
 # --- strata-downsample: keeps the mip pyramid in step with mip 0 (issue 14, tools/downsample/README.md)
 # downsample.o is the worker and its status; stratactl links it for `downsample status`.
-DS_LIB_OBJS := $(O)/tools/downsample.obj/downsample.o $(POP_COMMON)
+DS_LIB_OBJS := $(O)/tools/downsample.obj/downsample.o $(POP_COMMON) $(TOOLS_KVC)
 DS_BIN := $(O)/tools/strata-downsample
 BINS += $(DS_BIN)
 $(O)/tools/downsample.obj/downsample.o $(O)/tools/downsample.obj/main.o: | $(RPC_GEN_H)

@@ -16,6 +16,7 @@
 
 #include "common/err.h"
 #include "locks/lock.h"
+#include "tools/common/kvc.h"
 #include "tools/downsample/ds.h"
 
 /* --- geometry ----------------------------------------------------------------------- */
@@ -188,50 +189,6 @@ static void logkv(ds *p, const char *fmt, ...) {
   fflush(p->o->log);
 }
 
-static char *keyf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static char *keyf(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  char *s = NULL;
-  if (vasprintf(&s, fmt, ap) < 0) s = NULL;
-  va_end(ap);
-  return s;
-}
-
-/* Reads key at gen (0 = latest). *val malloc'd when found; *at = generation served. */
-static int kv_get(rpc_client *c, const char *key, uint64_t gen, int *found, uint8_t **val,
-                  size_t *len, uint64_t *at) {
-  Strata__V1__GetRequest q = STRATA__V1__GET_REQUEST__INIT;
-  Strata__V1__VersionPin pin = STRATA__V1__VERSION_PIN__INIT;
-  q.key.data = (uint8_t *)key;
-  q.key.len = strlen(key);
-  if (gen) {
-    pin.pin_case = STRATA__V1__VERSION_PIN__PIN_GENERATION;
-    pin.generation = gen;
-    q.pin = &pin;
-  }
-  Strata__V1__GetResponse *r = NULL;
-  int rc = rpc_kv_get(c, NULL, &q, &r);
-  if (rc) return rc;
-  *found = r->found;
-  if (at) *at = r->version ? r->version->generation : 0;
-  if (val) {
-    *val = NULL;
-    *len = r->value.len;
-    if (r->found) {
-      *val = malloc(r->value.len + 1);
-      if (!*val) {
-        rpc_free(r);
-        return STRATA_ENOMEM;
-      }
-      memcpy(*val, r->value.data, r->value.len);
-      (*val)[r->value.len] = 0;
-    }
-  }
-  rpc_free(r);
-  return 0;
-}
-
 /* A decimal generation value; 0 when absent or malformed. */
 static uint64_t gen_value(const uint8_t *v, size_t len) {
   if (!v || !len || len > 20) return 0;
@@ -241,16 +198,16 @@ static uint64_t gen_value(const uint8_t *v, size_t len) {
   return strtoull(buf, NULL, 10);
 }
 
-static char *ckpt_key(ds *p) { return keyf("%s" DS_DIR "checkpoint/%s", p->o->prefix, p->o->name); }
+static char *ckpt_key(ds *p) { return kvc_keyf("%s" DS_DIR "checkpoint/%s", p->o->prefix, p->o->name); }
 
 static char *stamp_key(ds *p, const int64_t b[3]) {
-  return keyf("%s" DS_DIR "blocks/%" PRId64 "_%" PRId64 "_%" PRId64, p->o->prefix, b[0], b[1], b[2]);
+  return kvc_keyf("%s" DS_DIR "blocks/%" PRId64 "_%" PRId64 "_%" PRId64, p->o->prefix, b[0], b[1], b[2]);
 }
 
 static char *chunk_key(ds *p, int i, const int64_t c[3]) {
   char name[PC_MAX_NAME];
   pc_chunk_name(&p->l.in.s[i], c, name, sizeof name);
-  return keyf("%s%s/%s", p->o->prefix, p->l.in.s[i].key, name);
+  return kvc_keyf("%s%s/%s", p->o->prefix, p->l.in.s[i].key, name);
 }
 
 /* --- the block lock and its renewal ------------------------------------------------------ */
@@ -259,11 +216,7 @@ static void *renew_main(void *arg) {
   ds *p = arg;
   pthread_mutex_lock(&p->mu);
   while (!p->stop) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t ns = ts.tv_nsec + (p->o->ttl_ms / 3) * 1000000;
-    ts.tv_sec += ns / 1000000000;
-    ts.tv_nsec = ns % 1000000000;
+    struct timespec ts = kvc_deadline_ms(p->o->ttl_ms / 3);
     pthread_cond_timedwait(&p->cv, &p->mu, &ts);
     if (p->stop || !p->holding) continue;
     uint8_t row[LK_BLOCK_KEY_LEN];
@@ -630,7 +583,7 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
   int found, rc;
   uint8_t *v = NULL;
   size_t len = 0;
-  if ((rc = kv_get(p->c, sk, 0, &found, &v, &len, NULL))) {
+  if ((rc = kvc_get(p->c, sk, 0, &found, &v, &len, NULL))) {
     rc = fail(p, 1, "reading %s: %s", sk, strata_errmsg());
     free(sk);
     return rc;
@@ -827,7 +780,7 @@ static int watch_error(ds *p, int rc, uint64_t from) {
 /* --follow / --until: one generation at a time from the checkpoint. */
 static int follow(ds *p) {
   const char *pre = p->o->prefix;
-  char *k0 = keyf("%s%s/", pre, p->l.in.s[0].key), *own = keyf("%s" DS_DIR, pre);
+  char *k0 = kvc_keyf("%s%s/", pre, p->l.in.s[0].key), *own = kvc_keyf("%s" DS_DIR, pre);
   if (!k0 || !own) {
     free(k0);
     free(own);
@@ -839,8 +792,8 @@ static int follow(ds *p) {
   if (p->o->until) {
     int found;
     uint64_t latest = 0;
-    char *sk = keyf("%s" DS_DIR "sync/%s", pre, p->o->name);
-    if (!sk || (rc = kv_get(p->c, sk, 0, &found, NULL, NULL, &latest))) {
+    char *sk = kvc_keyf("%s" DS_DIR "sync/%s", pre, p->o->name);
+    if (!sk || (rc = kvc_get(p->c, sk, 0, &found, NULL, NULL, &latest))) {
       rc = fail(p, 1, "reading the latest generation: %s", sk ? strata_errmsg() : "out of memory");
     } else if (p->o->until > latest) {
       rc = fail(p, 2, "--until %" PRIu64 ": newer than the latest generation %" PRIu64, p->o->until, latest);
@@ -933,7 +886,7 @@ static int region(ds *p) {
   uint64_t g = 0;
   char *ck = ckpt_key(p);
   if (!ck) return fail(p, 1, "out of memory");
-  rc = kv_get(p->c, ck, 0, &found, NULL, NULL, &g);
+  rc = kvc_get(p->c, ck, 0, &found, NULL, NULL, &g);
   free(ck);
   if (rc) return fail(p, 1, "reading the latest generation: %s", strata_errmsg());
   const pc_scale *s = &p->l.in.s[0];
@@ -969,12 +922,12 @@ static int region(ds *p) {
 }
 
 static int load_layout(ds *p) {
-  char *k = keyf("%sinfo", p->o->prefix);
+  char *k = kvc_keyf("%sinfo", p->o->prefix);
   int found;
   uint8_t *v = NULL;
   size_t len = 0;
   if (!k) return fail(p, 1, "out of memory");
-  int rc = kv_get(p->c, k, 0, &found, &v, &len, NULL);
+  int rc = kvc_get(p->c, k, 0, &found, &v, &len, NULL);
   if (rc) rc = fail(p, 1, "reading %s: %s", k, strata_errmsg());
   else if (!found) rc = fail(p, 2, "refused: no volume at prefix \"%s\" (%s is absent)", p->o->prefix, k);
   pc_info in;
@@ -1022,7 +975,7 @@ int ds_run(rpc_client *c, const ds_opts *o, char *err, size_t errlen) {
     int found;
     uint8_t *v = NULL;
     size_t len = 0;
-    if (!ck || kv_get(c, ck, 0, &found, &v, &len, &p->ckpt_seen))
+    if (!ck || kvc_get(c, ck, 0, &found, &v, &len, &p->ckpt_seen))
       rc = fail(p, 1, "reading the checkpoint: %s", ck ? strata_errmsg() : "out of memory");
     else
       p->ckpt = found ? gen_value(v, len) : 0;
@@ -1087,7 +1040,7 @@ int ds_status(rpc_client *c, const char *prefix, uint64_t *latest, ds_ckpt **out
   *out = NULL;
   *n = 0;
   *latest = 0;
-  char *start = keyf("%s" DS_DIR "checkpoint/", prefix), *end = keyf("%s" DS_DIR "checkpoint0", prefix);
+  char *start = kvc_keyf("%s" DS_DIR "checkpoint/", prefix), *end = kvc_keyf("%s" DS_DIR "checkpoint0", prefix);
   if (!start || !end) {
     free(start);
     free(end);
@@ -1133,7 +1086,7 @@ int ds_status(rpc_client *c, const char *prefix, uint64_t *latest, ds_ckpt **out
   if (rc) snprintf(err, errlen, "Kv.List %s: %s", start, strata_errmsg());
   if (!rc && !*latest) { /* no entries: the latest from a read */
     int found;
-    if ((rc = kv_get(c, start, 0, &found, NULL, NULL, latest)))
+    if ((rc = kvc_get(c, start, 0, &found, NULL, NULL, latest)))
       snprintf(err, errlen, "Kv.Get: %s", strata_errmsg());
   }
   free(start);

@@ -158,7 +158,7 @@ int sp__take_ids(sp *p) {
   for (size_t i = 0; i < p->nids;) {
     size_t m = 1;
     while (i + m < p->nids && !memcmp(p->ids[i + m].c, p->ids[i].c, sizeof p->ids[i].c)) m++;
-    char *cn = sp__keyf("%s.split/counter/%" PRId64 "_%" PRId64 "_%" PRId64, p->r->prefix,
+    char *cn = kvc_keyf("%s.split/counter/%" PRId64 "_%" PRId64 "_%" PRId64, p->r->prefix,
                     p->ids[i].c[0], p->ids[i].c[1], p->ids[i].c[2]);
     if (!cn) {
       rc = sp__fail(p, 1, "out of memory");

@@ -69,26 +69,18 @@ void sp__die_at(sp *p, const char *step) {
 
 /* --- keys ------------------------------------------------------------------------------- */
 
-char *sp__keyf(const char *fmt, ...) {
-  va_list ap;
-  va_start(ap, fmt);
-  char *s = NULL;
-  if (vasprintf(&s, fmt, ap) < 0) s = NULL;
-  va_end(ap);
-  return s;
-}
 
 char *sp__chunk_key(sp *p, const int64_t c[3]) {
   char name[PC_MAX_NAME];
   pc_chunk_name(p->s, c, name, sizeof name);
-  return sp__keyf("%s%s/%s", p->r->prefix, p->s->key, name);
+  return kvc_keyf("%s%s/%s", p->r->prefix, p->s->key, name);
 }
-char *sp__ids_key(sp *p) { return sp__keyf("%s.split/ops/%" PRIu64 "/ids", p->r->prefix, p->op); }
+char *sp__ids_key(sp *p) { return kvc_keyf("%s.split/ops/%" PRIu64 "/ids", p->r->prefix, p->op); }
 char *sp__result_key(sp *p) {
-  return sp__keyf("%s.split/ops/%" PRIu64 "/result", p->r->prefix, p->op);
+  return kvc_keyf("%s.split/ops/%" PRIu64 "/result", p->r->prefix, p->op);
 }
 char *sp__lineage_key(sp *p) {
-  return sp__keyf("%s.split/lineage/%" PRIu64 "/%" PRIu64, p->r->prefix, p->r->sv, p->op);
+  return kvc_keyf("%s.split/lineage/%" PRIu64 "/%" PRIu64, p->r->prefix, p->r->sv, p->op);
 }
 
 void sp__rows_hex(sp *p, const uint8_t *row, size_t len, char *buf, size_t cap) {
@@ -99,35 +91,12 @@ void sp__rows_hex(sp *p, const uint8_t *row, size_t len, char *buf, size_t cap) 
 
 /* Reads key at `gen` (0 = latest). *found = 0 when absent. *val malloc'd. */
 int sp__kv_get(sp *p, const char *key, uint64_t gen, int *found, uint8_t **val, size_t *len) {
-  Strata__V1__GetRequest q = STRATA__V1__GET_REQUEST__INIT;
-  Strata__V1__VersionPin pin = STRATA__V1__VERSION_PIN__INIT;
-  q.key.data = (uint8_t *)key;
-  q.key.len = strlen(key);
-  if (gen) {
-    pin.pin_case = STRATA__V1__VERSION_PIN__PIN_GENERATION;
-    pin.generation = gen;
-    q.pin = &pin;
-  }
-  Strata__V1__GetResponse *r = NULL;
-  int rc = rpc_kv_get(p->c, NULL, &q, &r);
-  if (rc) return sp__fail(p, 1, "reading %s: %s", key, strata_errmsg());
-  *found = r->found;
-  *val = NULL;
-  *len = r->value.len;
-  if (r->found) {
-    *val = malloc(r->value.len ? r->value.len : 1);
-    if (!*val) {
-      rpc_free(r);
-      return sp__fail(p, 1, "out of memory reading %s", key);
-    }
-    memcpy(*val, r->value.data, r->value.len);
-  }
-  rpc_free(r);
-  return 0;
+  int rc = kvc_get(p->c, key, gen, found, val, len, NULL);
+  return rc ? sp__fail(p, 1, "reading %s: %s", key, strata_errmsg()) : 0;
 }
 
 int sp__load_info(sp *p) {
-  char *k = sp__keyf("%sinfo", p->r->prefix);
+  char *k = kvc_keyf("%sinfo", p->r->prefix);
   int found;
   uint8_t *v;
   size_t len;
@@ -236,11 +205,7 @@ void *sp__renew_main(void *arg) {
   sp *p = arg;
   pthread_mutex_lock(&p->mu);
   while (!p->stop) {
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    int64_t ns = ts.tv_nsec + (p->o->root_ttl_ms / 3) * 1000000;
-    ts.tv_sec += ns / 1000000000;
-    ts.tv_nsec = ns % 1000000000;
+    struct timespec ts = kvc_deadline_ms(p->o->root_ttl_ms / 3);
     pthread_cond_timedwait(&p->cv, &p->mu, &ts);
     if (p->stop) break;
     pthread_mutex_unlock(&p->mu);

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "locks/lock.h"
+#include "tools/common/kvc.h"
 #include "tools/populate/precomputed.h"
 #include "tools/split/split.h"
 
@@ -68,7 +69,6 @@ void sp__die_at(sp *p, const char *step);
 int sp__fail(sp *p, int rc, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 void sp__fill_rows(sp *p, ProtobufCBinaryData *b, size_t from);
 char *sp__ids_key(sp *p);
-char *sp__keyf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int sp__kv_get(sp *p, const char *key, uint64_t gen, int *found, uint8_t **val, size_t *len);
 char *sp__lineage_key(sp *p);
 int sp__load_info(sp *p);
