@@ -284,10 +284,11 @@ NEEDS = {
     "/strata.v1.Coordinator/ListWriters": "reader",
     "/strata.v1.Admin/Gc": "operator",
     "/strata.v1.Admin/Check": "operator",
+    "/strata.v1.Admin/Retention": "operator",
 }
 # The methods Calls.call builds a real request for (their allowed cells must be OK).
 SPECIFIC = {m for m in NEEDS if not m.startswith(("/strata.v1.Coordinator/", "/strata.v1.Admin/Gc",
-                                                  "/strata.v1.Admin/Check"))}
+                                                  "/strata.v1.Admin/Check", "/strata.v1.Admin/Retention"))}
 
 
 def served_kinds():
