@@ -106,12 +106,23 @@ struct ctr_table {
   strata_mutex mu;        /* serializes allocations */
 };
 
+/* The WAL files the sync leader fdatasyncs (walsync.c). */
+typedef struct lk__wal_file {
+  uint64_t num; /* NNNNNN of NNNNNN.log */
+  int fd;
+  int seen;     /* in the latest directory listing */
+} lk__wal_file;
+
+typedef struct lk__wal_set {
+  lk__wal_file *f;
+  size_t n, cap;
+} lk__wal_set;
+
 struct lk_manager {
   rocksdb_t *db;
   rocksdb_options_t *dbopts;
   rocksdb_writeoptions_t *wo;        /* sync=true: op log and counters */
   rocksdb_writeoptions_t *wo_lock;   /* sync=false: lock batches, synced by lk__durable */
-  rocksdb_writeoptions_t *wo_sync;   /* sync=true: lk__durable's sync marker, even with no_sync */
   int no_sync;
   /* Group sync of the WAL (README "Durability order"). write_seq counts lock
    * batches written; synced_seq is the highest one known durable. */
@@ -119,11 +130,15 @@ struct lk_manager {
   strata_mutex sync_mu;           /* leaf lock: guards the fields below */
   pthread_cond_t sync_cv;
   uint64_t synced_seq;
-  int syncing;                       /* a thread is in rocksdb_flush_wal */
+  int syncing;                       /* a thread is in lk__wal_sync: the leader */
+  lk__wal_set wal;                   /* the leader's only */
+  lk_wal_sync_hook wal_sync_hook;    /* tests: told of each fdatasync (lock.h) */
+  void *wal_sync_ctx;
   /* Failure state (README "Full disk"), guarded by sync_mu. db_failed is the
    * code of the first failed write or WAL sync (ENOSPC, STRATA_EIO); while it
    * is set nothing writes to or syncs the instance (RocksDB 7.8 asserts when a
-   * WAL writer that saw an error is used again). A failed write leaves memory
+   * WAL writer that saw an error is flushed again; our own sync would be safe,
+   * but a reopen makes everything durable anyway). A failed write leaves memory
    * equal to the WAL file, so lk__db_recover may reopen the instance once the
    * disk has room; a failed sync may leave memory ahead of disk (db_fatal):
    * only a restart reloads. */
@@ -258,6 +273,12 @@ int lk__dberr(char *err, const char *what);
  * code (db_rw not held) when the instance is closed after a full disk and
  * cannot be reopened yet. Pair with lk__db_leave. */
 int lk__db_enter(lk_manager *lk, const char *what);
+
+/* The group sync (walsync.c): fdatasyncs every WAL file of the database, and
+ * the directory when one is new. Called only by the sync leader, with db_rw
+ * held for reading. */
+int lk__wal_sync(lk_manager *lk);
+void lk__wal_close(lk__wal_set *w);
 void lk__db_leave(lk_manager *lk);
 
 /* A synced put (op log, counters) through the failure state: refused while the

@@ -26,6 +26,12 @@ typedef int64_t (*lk_clock_fn)(void *ctx);
 #define LK_ROWS_MAX 1000000u      /* most rows in one request */
 #define LK_NEVER INT64_MAX        /* expires_at of an indefinite lock */
 
+/* Tests: called before each fdatasync of a WAL file by the group sync with
+ * its number (NNNNNN of NNNNNN.log), and with LK_WAL_DIR_SYNCED after a
+ * directory fsync. */
+typedef void (*lk_wal_sync_hook)(void *ctx, uint64_t wal_number);
+#define LK_WAL_DIR_SYNCED UINT64_MAX
+
 typedef struct lk_options {
   const char *path;        /* RocksDB directory; created if missing. Required. */
   lk_clock_fn clock;       /* default: CLOCK_REALTIME */
@@ -33,6 +39,8 @@ typedef struct lk_options {
   unsigned partitions;     /* lock table partitions, power of two 1..65536; default 64 */
   int no_sync;             /* tests only: skip fsync (crash of the OS may lose acks). Default 0 */
   int64_t wait_poll_ns;    /* longest sleep of a waiter between re-checks; default 20 ms */
+  lk_wal_sync_hook wal_sync_hook; /* tests only; default NULL */
+  void *wal_sync_ctx;
 } lk_options;
 
 /* Fills in the defaults; the caller then sets path. */

@@ -217,24 +217,18 @@ int lk__durable(lk_manager *lk, uint64_t seq) {
     lk->syncing = 1;
     uint64_t target = atomic_load(&lk->write_seq);
     strata_mutex_unlock(&lk->sync_mu);
-    /* rocksdb_flush_wal after a failed append asserts in RocksDB 7.8, even
-     * when the append failed on another thread a moment before. So the sync
-     * holds db_rw for writing: no append is in flight, and one that failed
-     * has marked the instance failed (writers mark it before they leave
-     * db_rw), so a failed instance is never synced. The price: a writer
-     * (holding its partition mutexes) that arrives during the fsync waits for
-     * it. Single-row pairs at 16 threads, same run: 0.44 of RocksDB's synced
-     * put rate this way, 0.56 with db_rw shared (unsafe), 0.37 with a synced
-     * marker write instead of flush_wal (docs/benchmarks.md, 2026-12-06). */
-    char *err = NULL;
-    int failed;
-    pthread_rwlock_wrlock(&lk->db_rw);
+    /* Writers go on appending while the leader syncs (db_rw shared): the
+     * sync is our own fdatasync of the WAL files (walsync.c), not
+     * rocksdb_flush_wal, which asserts in RocksDB 7.8 once an append failed
+     * on another thread. db_rw only keeps a reopen out. */
+    int failed, wrc = 0;
+    pthread_rwlock_rdlock(&lk->db_rw);
     strata_mutex_lock(&lk->sync_mu);
     failed = lk->db_failed;
     strata_mutex_unlock(&lk->sync_mu);
     if (!failed) {
-      if (lk->db) rocksdb_flush_wal(lk->db, 1, &err);
-      else err = strdup("the database is closed");
+      if (lk->db) wrc = lk__wal_sync(lk);
+      else wrc = strata_err(STRATA_EIO, "locks db %s: the database is closed", lk->path);
     }
     pthread_rwlock_unlock(&lk->db_rw);
     if (failed) { /* the loop recovers it or reports */
@@ -243,16 +237,12 @@ int lk__durable(lk_manager *lk, uint64_t seq) {
       pthread_cond_broadcast(&lk->sync_cv);
       continue;
     }
-    if (err) {
-      /* An append refused for want of space left memory equal to the WAL
-       * file; anything else (a failed fsync) may have lost written batches. */
-      int append = strstr(err, "While appending") != NULL;
-      rc = lk__dberr(err, "syncing the WAL");
-      mark_failed(lk, rc, !(rc == ENOSPC && append));
-    }
+    /* A failed fdatasync may have lost written batches: memory may be ahead
+     * of the disk, only a restart reloads. */
+    if (wrc) mark_failed(lk, rc = wrc, 1);
     strata_mutex_lock(&lk->sync_mu);
     lk->syncing = 0;
-    if (!err && target > lk->synced_seq) lk->synced_seq = target;
+    if (!wrc && target > lk->synced_seq) lk->synced_seq = target;
     pthread_cond_broadcast(&lk->sync_cv);
     if (rc) break;
   }
@@ -456,6 +446,8 @@ int lk_open(const lk_options *o, lk_manager **out) {
   pthread_rwlock_init(&lk->db_rw, NULL);
   strata_mutex_init(&lk->gen_mu);
   lk->no_sync = o->no_sync;
+  lk->wal_sync_hook = o->wal_sync_hook;
+  lk->wal_sync_ctx = o->wal_sync_ctx;
   lk->path = strdup(o->path);
   if (!lk->path) {
     rc = strata_err(STRATA_ENOMEM, "lk_open");
@@ -475,8 +467,6 @@ int lk_open(const lk_options *o, lk_manager **out) {
   rocksdb_writeoptions_set_sync(lk->wo, o->no_sync ? 0 : 1);
   lk->wo_lock = rocksdb_writeoptions_create();
   rocksdb_writeoptions_set_sync(lk->wo_lock, 0);
-  lk->wo_sync = rocksdb_writeoptions_create();
-  rocksdb_writeoptions_set_sync(lk->wo_sync, 1);
   lk->ro = rocksdb_readoptions_create();
   lk->db = rocksdb_open(lk->dbopts, o->path, &err);
   if (err) {
@@ -514,6 +504,7 @@ void lk_shutdown(lk_manager *lk) {
 void lk_close(lk_manager *lk) {
   if (!lk) return;
   if (lk->db) rocksdb_close(lk->db);
+  lk__wal_close(&lk->wal);
   strata_mutex_destroy(&lk->oplog.mu);
   strata_mutex_destroy(&lk->ctrs.mu);
   strata_mutex_destroy(&lk->sync_mu);
@@ -526,7 +517,6 @@ void lk_close(lk_manager *lk) {
   if (lk->ro) rocksdb_readoptions_destroy(lk->ro);
   if (lk->wo) rocksdb_writeoptions_destroy(lk->wo);
   if (lk->wo_lock) rocksdb_writeoptions_destroy(lk->wo_lock);
-  if (lk->wo_sync) rocksdb_writeoptions_destroy(lk->wo_sync);
   if (lk->dbopts) rocksdb_options_destroy(lk->dbopts);
   for (unsigned i = 0; i < lk->nparts; i++) lk__part_destroy(&lk->parts[i]);
   free(lk->parts);

@@ -1,10 +1,10 @@
 # locks/: lock manager, op log and id counters (issue 4). See locks/README.md.
-LIB_SRCS += locks/lockdb.c locks/table.c locks/prep.c locks/lock.c locks/fence.c locks/selfcheck.c locks/list.c \
+LIB_SRCS += locks/lockdb.c locks/walsync.c locks/table.c locks/prep.c locks/lock.c locks/fence.c locks/selfcheck.c locks/list.c \
 	locks/rowkey.c \
 	locks/oplog.c locks/counter.c locks/writers.c locks/retention.c
 BENCH_SRCS += tools/bench/bench_locks.c
 UNIT_TESTS += tests/unit/test_lk_keys.c tests/unit/test_lk_lock.c tests/unit/test_lk_oplog.c \
-	tests/unit/test_lk_scenarios.c tests/unit/test_wreg.c
+	tests/unit/test_lk_scenarios.c tests/unit/test_wreg.c tests/unit/test_lk_walsync.c
 
 # Tiers of their own: the randomized safety checker and the SIGKILL crash test.
 LOCKS_TEST_BINS := tests/locks/lk_safety tests/locks/lk_crash
