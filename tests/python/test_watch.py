@@ -75,3 +75,58 @@ def test_watch_gives_up_when_the_server_stays_away(own_server):
     own_server.kill()
     with pytest.raises(strata.Unavailable):
         next(it)
+
+
+def test_watch_reconnects_again_after_a_long_quiet_connection(own_server, monkeypatch):
+    """reconnect_for counts time without reaching the server, not time since the first
+    outage: a watch that reconnected after a restart and then received nothing for
+    longer than reconnect_for still reconnects after the next restart. The watch's
+    clock is the test's (strata.client's `time` patched), so no real waiting is
+    needed and a slow restart cannot make it give up."""
+    import time as real_time
+
+    import strata.client as sc
+
+    class Clock:
+        now = 1000.0
+        monotonic = staticmethod(lambda: Clock.now)
+        sleep = staticmethod(real_time.sleep)
+
+    monkeypatch.setattr(sc, "time", Clock)
+    c = strata.Client(own_server.addr, timeout=60)
+    assert c.put(b"q/1", b"v").generation == 1
+    events = queue.Queue()
+
+    def consume(it):
+        try:
+            for ev in it:
+                events.put(ev)
+                if ev.version.generation == 2:
+                    return
+        except Exception as e:  # the assertion below reports it
+            events.put(e)
+
+    it = c.watch(b"q/", from_generation=0, reconnect_for=10)
+    threading.Thread(target=consume, args=(it,), daemon=True).start()
+    assert events.get(timeout=LIMIT).version.generation == 1
+
+    def reconnected():
+        """Waits until the watch's stream is open on the restarted server."""
+        with strata.Client(own_server.addr, timeout=60) as probe:
+            deadline = real_time.monotonic() + LIMIT
+            while probe.stats().calls_active < 2:  # this Stats call and the Watch
+                assert real_time.monotonic() < deadline, "the watch did not reconnect"
+                assert events.empty(), events.get()
+                real_time.sleep(0.02)  # polling the server's call count
+
+    own_server.restart()
+    reconnected()
+    Clock.now += 100  # a quiet connection, ten times reconnect_for
+    own_server.restart()
+    reconnected()
+    with strata.Client(own_server.addr, timeout=60) as c2:
+        assert c2.put(b"q/2", b"v").generation == 2
+    ev = events.get(timeout=LIMIT)
+    assert isinstance(ev, strata.WatchEvent), ev
+    assert ev.version.generation == 2
+    c.close()

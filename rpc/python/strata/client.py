@@ -276,13 +276,20 @@ class Client:
                 if e.code() != grpc.StatusCode.UNAVAILABLE:
                     raise from_rpc_error(e) from None
                 now = time.monotonic()
-                failing_since = failing_since or now
-                if now - failing_since > reconnect_for:
+                if failing_since is None:
+                    failing_since = now
+                elif now - failing_since > reconnect_for:
                     raise from_rpc_error(e) from None
             finally:
                 it.cancel()
             time.sleep(backoff)  # a back-off between reconnects, not a synchronisation
             backoff = min(backoff * 2, 1.0)
+            # A Watch stream carries nothing until a generation arrives, so an open but
+            # quiet stream cannot show that the server was reached: ask Health. Without
+            # this, the clock of an earlier outage would still run when the next one
+            # began after a long quiet connection, and the watch would give up at once.
+            if self._reachable():
+                failing_since = None
 
     # --- Locks ---------------------------------------------------------------------
 
@@ -473,6 +480,17 @@ class Client:
             (k, v), = acts.items()
             setattr(req, k, v)
         return self._call(self._admin.Retention, req)
+
+    def _reachable(self):
+        """Whether the server answers a call now (any answer but UNAVAILABLE or a
+        passed deadline)."""
+        try:
+            self.health()
+            return True
+        except (errors.Unavailable, errors.DeadlineExceeded):
+            return False
+        except StrataError:
+            return True
 
     def health(self, service=""):
         """grpc.health.v1 Check: True when ``service`` ("" = the server) is SERVING.
