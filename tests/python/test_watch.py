@@ -10,6 +10,22 @@ import strata
 LIMIT = 120  # seconds to wait for an expected event on a loaded machine
 
 
+def consume(it, events, last):
+    """Puts the watch iterator's events (or the exception it raised) into the queue
+    `events` from a thread of its own, until generation `last`; returns the thread."""
+    def run():
+        try:
+            for ev in it:
+                events.put(ev)
+                if ev.version.generation == last:
+                    return
+        except Exception as e:  # the test's assertion reports it
+            events.put(e)
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    return t
+
+
 def test_watch_replays_history_joins_split_generations_and_filters(client, prefix):
     start = client.latest().generation
     v1 = client.put(prefix + b"a", b"1")
@@ -39,19 +55,8 @@ def test_watch_survives_a_server_restart_without_gaps_or_repeats(own_server):
     for i in range(1, 6):
         assert c.put(b"w/%d" % i, b"v").generation == i
     events = queue.Queue()
-
-    def consume(it):
-        try:
-            for ev in it:
-                events.put(ev)
-                if ev.version.generation == 10:
-                    return
-        except Exception as e:  # the assertion below reports it
-            events.put(e)
-
     it = c.watch(b"w/", from_generation=0, reconnect_for=LIMIT)
-    t = threading.Thread(target=consume, args=(it,), daemon=True)
-    t.start()
+    t = consume(it, events, 10)
     got = [events.get(timeout=LIMIT) for _ in range(2)]
     own_server.restart()  # kill -9 and start again while the iterator is live
     c2 = strata.Client(own_server.addr, timeout=60)
@@ -96,18 +101,7 @@ def test_watch_reconnects_again_after_a_long_quiet_connection(own_server, monkey
     c = strata.Client(own_server.addr, timeout=60)
     assert c.put(b"q/1", b"v").generation == 1
     events = queue.Queue()
-
-    def consume(it):
-        try:
-            for ev in it:
-                events.put(ev)
-                if ev.version.generation == 2:
-                    return
-        except Exception as e:  # the assertion below reports it
-            events.put(e)
-
-    it = c.watch(b"q/", from_generation=0, reconnect_for=10)
-    threading.Thread(target=consume, args=(it,), daemon=True).start()
+    consume(c.watch(b"q/", from_generation=0, reconnect_for=10), events, 2)
     assert events.get(timeout=LIMIT).version.generation == 1
 
     def reconnected():
