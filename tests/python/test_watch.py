@@ -40,6 +40,9 @@ def test_watch_replays_history_joins_split_generations_and_filters(client, prefi
     assert evs[0].changes == [strata.Change(prefix + b"a", False)]
     assert [c.key for c in evs[1].changes] == sorted(many)
     assert evs[2].changes == [strata.Change(prefix + b"a", True)]
+    it = client.watch(prefix, from_generation=v2)  # a Version: its generation
+    assert next(it).version == v3
+    it.close()
 
 
 def test_watch_errors_are_typed(client):

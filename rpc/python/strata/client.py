@@ -246,14 +246,17 @@ class Client:
 
     def watch(self, prefix=b"", from_generation=0, *, reconnect_for=60.0):
         """Iterates :class:`WatchEvent` s: for each generation after ``from_generation``
-        that changed a key under ``prefix``, every change it made, replaying history
-        and then following new commits.
+        (an int or a :class:`Version`, e.g. ``client.latest()``) that changed a key
+        under ``prefix``, every change it made, replaying history and then following
+        new commits.
 
         When the connection fails (UNAVAILABLE: server restart, network) it
         reconnects from the last generation it yielded, so no generation is ever
         skipped or repeated. It gives up, raising :class:`Unavailable`, after
         ``reconnect_for`` seconds without reaching the server. Close the iterator
         (or drop it) to end the stream."""
+        if isinstance(from_generation, Version):
+            from_generation = from_generation.generation
         last = int(from_generation)
         failing_since = None
         backoff = 0.05
