@@ -27,14 +27,20 @@ def probe(site, server, who):
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
 
 
+def copy_sources(tmp):
+    """A copy of rpc/python and rpc/proto, so a build leaves no build/ or egg-info in
+    the source tree; returns the copy of rpc/python."""
+    src = os.path.join(tmp, "src", "rpc")
+    shutil.copytree(os.path.join(ROOT, "rpc", "python"), os.path.join(src, "python"),
+                    ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
+    shutil.copytree(os.path.join(ROOT, "rpc", "proto"), os.path.join(src, "proto"))
+    return os.path.join(src, "python")
+
+
 def test_pip_install_target(server):
     tmp = tempfile.mkdtemp(prefix="strata-pip-")
     try:
-        # Build from a copy so the source tree gets no build/ or egg-info.
-        src = os.path.join(tmp, "src", "rpc")
-        shutil.copytree(os.path.join(ROOT, "rpc", "python"), os.path.join(src, "python"),
-                        ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
-        shutil.copytree(os.path.join(ROOT, "rpc", "proto"), os.path.join(src, "proto"))
+        src = os.path.dirname(copy_sources(tmp))
         site = os.path.join(tmp, "site")
         r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-index", "--target", site,
                             os.path.join(src, "python")], capture_output=True, text=True,
@@ -42,6 +48,31 @@ def test_pip_install_target(server):
         assert r.returncode == 0, r.stdout + r.stderr
         assert os.path.exists(os.path.join(site, "strata", "v1", "kv_pb2_grpc.py"))
         probe(site, server, "pip")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def test_pip_install_into_a_venv(server):
+    """docs/python.md's venv route: `python3 -m venv --system-site-packages v &&
+    v/bin/pip install rpc/python` (here with --no-index: nothing is downloaded)."""
+    tmp = tempfile.mkdtemp(prefix="strata-venv-")
+    try:
+        src = copy_sources(tmp)
+        venv = os.path.join(tmp, "v")
+        r = subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        r = subprocess.run([os.path.join(venv, "bin", "pip"), "install", "--no-index", src],
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout + r.stderr
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        r = subprocess.run([os.path.join(venv, "bin", "python"), "-c",
+                            "import strata, sys; print(strata.__file__)"], env=env, cwd="/",
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stdout + r.stderr
+        site = os.path.dirname(os.path.dirname(r.stdout.strip()))
+        assert site.startswith(venv), site
+        probe(site, server, "venv")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

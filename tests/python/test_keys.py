@@ -38,3 +38,12 @@ def test_out_of_range_ids_are_refused():
         keys.l2_chunk(-1)
     with pytest.raises(ValueError):
         keys.block(0, 0, 1 << 64)
+
+
+def test_fixed_vectors():
+    """Literal keys (computed once with hashlib.blake2b(digest_size=2) of the 8-byte
+    big-endian ids, PyChunkedGraph's _l2_chunk_lock_row_key and
+    _downsample_block_lock_row_key layout): the format cannot drift unnoticed."""
+    assert keys.l2_chunk(0x0400000000000011) == bytes.fromhex("41ad0400000000000011")
+    assert keys.block(1, 2, 3) == bytes.fromhex(
+        "a96c" "0000000000000001" "0000000000000002" "0000000000000003")

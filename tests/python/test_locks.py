@@ -268,3 +268,17 @@ def test_lock_is_lost_when_the_server_is_unreachable_for_a_ttl(own_server):
                 wait_until(lambda: lock.lost is not None, "the renew thread to give up")
                 assert "within their 2 s TTL" in str(lock.lost)
         assert ei.value is lock.lost
+
+
+def test_a_renewal_that_cannot_be_sent_loses_the_lock(server, prefix):
+    """A renewal that fails without a server answer, here because the worker closed
+    its client, ends the renewals and marks the lock lost at once (instead of the
+    renew thread dying and the lock expiring unnoticed by the worker); the exit then
+    raises LockLost, not the closed channel's error."""
+    c = strata.Client(server.addr, timeout=60)
+    lock = strata.RootLock(c, [prefix + b"row"], ttl=30, renew_every=0.05, interrupt=False)
+    with pytest.raises(strata.LockLost) as ei:
+        with lock:
+            c.close()
+            wait_until(lambda: lock.lost is not None, "the renew thread to give up")
+    assert ei.value is lock.lost and "could not send" in str(lock.lost)

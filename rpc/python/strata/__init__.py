@@ -12,8 +12,9 @@ from .errors import (Aborted, AlreadyExists, Cancelled, ConditionFailed, DataLos
                      StrataError, Unauthenticated, Unavailable, Unimplemented)
 from .locks import (IndefiniteL2ChunkLock, IndefiniteLock, L2ChunkLock, RootLock, TemporalLock)
 from .pins import Generation
-from .types import (AcquireResult, Change, CheckResult, Condition, Fence, LockInfo, LockKind, Op,
-                    OpStatus, Read, Version, WatchEvent, absent, unchanged_since, value_hash)
+from .types import (AcquireResult, Change, CheckResult, Condition, DataRef, Fence, LockInfo,
+                    LockKind, Op, OpStatus, Read, Version, WatchEvent, Writer, WriterInfo,
+                    absent, unchanged_since, value_hash)
 
 __version__ = "0.1"
 
@@ -27,5 +28,5 @@ __all__ = [
     "TemporalLock", "RootLock", "L2ChunkLock", "IndefiniteLock", "IndefiniteL2ChunkLock",
     "Version", "Read", "Change", "WatchEvent", "LockKind", "LockInfo", "AcquireResult",
     "CheckResult", "OpStatus", "Op", "Condition", "Fence", "absent", "unchanged_since",
-    "value_hash",
+    "value_hash", "DataRef", "Writer", "WriterInfo",
 ]

@@ -15,10 +15,10 @@ import grpc
 from . import errors
 from .errors import StrataError, from_rpc_error
 from .pins import Generation, to_pin
-from .types import (AcquireResult, Change, CheckResult, Fence, LockInfo, LockKind, Op, OpStatus,
-                    Read, Version, WatchEvent)
-from .v1 import (admin_pb2, admin_pb2_grpc, kv_pb2, kv_pb2_grpc, locks_pb2, locks_pb2_grpc, ops_pb2,
-                 ops_pb2_grpc)
+from .types import (AcquireResult, Change, CheckResult, DataRef, Fence, LockInfo, LockKind, Op,
+                    OpStatus, Read, Version, WatchEvent, Writer, WriterInfo)
+from .v1 import (admin_pb2, admin_pb2_grpc, coordinator_pb2, coordinator_pb2_grpc, kv_pb2,
+                 kv_pb2_grpc, locks_pb2, locks_pb2_grpc, ops_pb2, ops_pb2_grpc)
 
 __all__ = ["Client", "Operation", "Reader", "DEFAULT_ADDR"]
 
@@ -106,6 +106,7 @@ class Client:
         self._locks = locks_pb2_grpc.LocksStub(self._channel)
         self._ops = ops_pb2_grpc.OpsStub(self._channel)
         self._admin = admin_pb2_grpc.AdminStub(self._channel)
+        self._coord = coordinator_pb2_grpc.CoordinatorStub(self._channel)
         self._health = self._channel.unary_unary("/grpc.health.v1.Health/Check")
 
     def close(self):
@@ -166,23 +167,31 @@ class Client:
             for e in m.entries:
                 yield Read(e.key, e.value, v)
 
-    def commit(self, puts=None, deletes=(), conditions=(), fence=None, timeout=None):
+    def commit(self, puts=None, deletes=(), conditions=(), fence=None, timeout=None, *,
+               writer_id=0):
         """Applies ``puts`` (a dict or ``(key, value)`` pairs) and ``deletes`` atomically,
         if every :class:`Condition` holds and, with ``fence``, while its op holds the
-        fence's rows; returns the new :class:`Version` once durable.
+        fence's rows; returns the new :class:`Version` once durable (its
+        ``fence_expired_in_flight`` tells a fenced commit that a temporal lock of the
+        fence expired meanwhile).
 
         ``fence`` is a lock from :mod:`strata.locks`, a :class:`Fence`, or a list of
         them (one op). Raises :class:`ConditionFailed` or :class:`FenceLost` (nothing
         written). A fence through a lock whose renewal already failed raises
-        :class:`LockLost` without sending anything."""
+        :class:`LockLost` without sending anything.
+
+        Coordinator mode: a value may be a :class:`DataRef` (bytes a registered
+        writer wrote into its own file); ``writer_id`` names that writer
+        (:meth:`register_writer`)."""
         if puts is None:
             puts = ()
         items = puts.items() if hasattr(puts, "items") else puts
         conditions = list(conditions)
         req = kv_pb2.CommitRequest(
-            puts=[kv_pb2.Put(key=_bytes(k, "puts"), value=bytes(v)) for k, v in items],
+            puts=[kv_pb2.Put(key=_bytes(k, "puts"), ref=v._pb()) if isinstance(v, DataRef)
+                  else kv_pb2.Put(key=_bytes(k, "puts"), value=bytes(v)) for k, v in items],
             deletes=[_bytes(k, "deletes") for k in deletes],
-            conditions=[c._pb() for c in conditions])
+            conditions=[c._pb() for c in conditions], writer_id=writer_id)
         f = _fence_of(fence)
         if f is not None:
             req.fence.op_id = f.op_id
@@ -194,7 +203,8 @@ class Client:
                 lk._commit_begin()
                 begun.append(lk)
             r = self._call(self._kv.Commit, req, timeout=timeout, conditions=conditions)
-            v = Version._of(r.version)
+            v = Version(r.version.generation, r.version.commit_time_ns,
+                        fence_expired_in_flight=r.fence_expired_in_flight)
         except errors.FenceLost as e:
             raise self._fence_lost(e, f) from None
         finally:
@@ -236,14 +246,17 @@ class Client:
 
     def watch(self, prefix=b"", from_generation=0, *, reconnect_for=60.0):
         """Iterates :class:`WatchEvent` s: for each generation after ``from_generation``
-        that changed a key under ``prefix``, every change it made, replaying history
-        and then following new commits.
+        (an int or a :class:`Version`, e.g. ``client.latest()``) that changed a key
+        under ``prefix``, every change it made, replaying history and then following
+        new commits.
 
         When the connection fails (UNAVAILABLE: server restart, network) it
         reconnects from the last generation it yielded, so no generation is ever
         skipped or repeated. It gives up, raising :class:`Unavailable`, after
         ``reconnect_for`` seconds without reaching the server. Close the iterator
         (or drop it) to end the stream."""
+        if isinstance(from_generation, Version):
+            from_generation = from_generation.generation
         last = int(from_generation)
         failing_since = None
         backoff = 0.05
@@ -266,13 +279,20 @@ class Client:
                 if e.code() != grpc.StatusCode.UNAVAILABLE:
                     raise from_rpc_error(e) from None
                 now = time.monotonic()
-                failing_since = failing_since or now
-                if now - failing_since > reconnect_for:
+                if failing_since is None:
+                    failing_since = now
+                elif now - failing_since > reconnect_for:
                     raise from_rpc_error(e) from None
             finally:
                 it.cancel()
             time.sleep(backoff)  # a back-off between reconnects, not a synchronisation
             backoff = min(backoff * 2, 1.0)
+            # A Watch stream carries nothing until a generation arrives, so an open but
+            # quiet stream cannot show that the server was reached: ask Health. Without
+            # this, the clock of an earlier outage would still run when the next one
+            # began after a long quiet connection, and the watch would give up at once.
+            if self._reachable():
+                failing_since = None
 
     # --- Locks ---------------------------------------------------------------------
 
@@ -377,12 +397,103 @@ class Client:
         and a reader pinned at it)."""
         return Operation(self, self.create_op(user, kind, payload))
 
+    # --- Coordinator ---------------------------------------------------------------
+
+    def register_writer(self, name, lease_ttl=60.0):
+        """Coordinator.RegisterWriter: registers a bulk-ingest writer whose lease lasts
+        ``lease_ttl`` seconds without a renewal (1 s .. 1 day); returns a
+        :class:`Writer` (its id, lease end, file prefix and the store directory)."""
+        r = self._call(self._coord.RegisterWriter, coordinator_pb2.RegisterWriterRequest(
+            name=name, lease_ttl_ms=_ms(lease_ttl, "lease_ttl")))
+        return Writer(r.writer_id, r.lease_expires_ns, r.prefix, r.store_dir)
+
+    def renew_writer(self, writer_id, lease_ttl=None):
+        """Coordinator.RenewWriter: extends the writer's lease to ``lease_ttl`` seconds
+        from now (``None``: its registered TTL); returns the new lease end (ns since
+        the epoch, server clock). An ended lease raises :class:`FailedPrecondition`,
+        an unknown id :class:`NotFound`."""
+        ttl = 0 if lease_ttl is None else _ms(lease_ttl, "lease_ttl")
+        r = self._call(self._coord.RenewWriter, coordinator_pb2.RenewWriterRequest(
+            writer_id=writer_id, lease_ttl_ms=ttl))
+        return r.lease_expires_ns
+
+    def unregister_writer(self, writer_id):
+        """Coordinator.UnregisterWriter: ends the writer's lease now (its files that
+        no version references are GC's from then on)."""
+        self._call(self._coord.UnregisterWriter,
+                   coordinator_pb2.UnregisterWriterRequest(writer_id=writer_id))
+
+    def register_file(self, writer_id, path):
+        """Coordinator.RegisterFile: registers ``path`` (relative to the store
+        directory, under the writer's prefix; written and fsynced) as the writer's;
+        returns its size as the server sees it."""
+        r = self._call(self._coord.RegisterFile, coordinator_pb2.RegisterFileRequest(
+            writer_id=writer_id, path=path))
+        return r.size
+
+    def writers(self, include_expired=False):
+        """Coordinator.ListWriters: the live writers (and, with ``include_expired``,
+        ended ones not yet collected by GC) as a list of :class:`WriterInfo`."""
+        r = self._call(self._coord.ListWriters, coordinator_pb2.ListWritersRequest(
+            include_expired=include_expired))
+        return [WriterInfo._of(w) for w in r.writers]
+
     # --- Admin, Health -------------------------------------------------------------
 
     def stats(self):
         """Admin.Stats: the server's ``strata.v1.StatsResponse`` message (fields in
         rpc/proto/strata/v1/admin.proto)."""
         return self._call(self._admin.Stats, admin_pb2.StatsRequest())
+
+    def gc(self, dry_run=False):
+        """Admin.Gc: removes unreferenced files of ended writers and Strata's own
+        unreferenced files past the grace period (with ``dry_run`` only reports);
+        returns the ``strata.v1.GcResponse`` message. Operator role."""
+        return self._call(self._admin.Gc, admin_pb2.GcRequest(dry_run=dry_run))
+
+    def check_store(self, timeout=None):
+        """Admin.Check: verifies every retained version from its root down and lists
+        unreferenced and missing files; returns the ``strata.v1.CheckStoreResponse``
+        message (``errors_total`` 0 means a sound store). Operator role. ``timeout``
+        (default the client's) bounds the whole check: raise it for a large store."""
+        return self._call(self._admin.Check, admin_pb2.CheckStoreRequest(), timeout=timeout)
+
+    def retention(self, *, keep_versions=None, keep_for=None, keep_all=False, hold=None,
+                  release=None, reason=""):
+        """Admin.Retention: with no argument shows the policy; otherwise does exactly
+        one of: ``keep_versions=N`` (the newest N versions), ``keep_for=seconds``,
+        ``keep_all=True`` (the default policy), ``hold=generation`` (never drop it;
+        with ``reason``), ``release=generation`` (remove that hold). Returns the
+        ``strata.v1.RetentionResponse`` message (policy, holds, retained range).
+        Operator role; changes are durable when it returns."""
+        acts = {k: v for k, v in (("keep_versions", keep_versions), ("keep_for", keep_for),
+                                  ("hold", hold), ("release", release)) if v is not None}
+        if keep_all:
+            acts["keep_all"] = True
+        if len(acts) > 1:
+            raise ValueError("retention: one action at a time, got %s" % sorted(acts))
+        req = admin_pb2.RetentionRequest(reason=reason)
+        if not acts:
+            req.show = True
+        elif "keep_for" in acts:
+            if keep_for <= 0:
+                raise ValueError("retention: keep_for=%r is not a duration > 0 s" % (keep_for,))
+            req.keep_for_ns = int(round(keep_for * 1e9))
+        else:
+            (k, v), = acts.items()
+            setattr(req, k, v)
+        return self._call(self._admin.Retention, req)
+
+    def _reachable(self):
+        """Whether the server answers a call now (any answer but UNAVAILABLE or a
+        passed deadline)."""
+        try:
+            self.health()
+            return True
+        except (errors.Unavailable, errors.DeadlineExceeded):
+            return False
+        except StrataError:
+            return True
 
     def health(self, service=""):
         """grpc.health.v1 Check: True when ``service`` ("" = the server) is SERVING.

@@ -135,6 +135,9 @@ class TemporalLock:
                     continue  # transient (server restarting): the locks may still be live
                 lost = LockLost("op %d could not renew its locks within their %.3g s TTL: %s"
                                 % (self.op_id, self.ttl, e.details), rows=self.rows)
+            except Exception as e:  # no RPC possible (a closed client): renewals are over
+                lost = LockLost("op %d could not send a renewal of its locks: %r"
+                                % (self.op_id, e), rows=self.rows)
             self._lose(lost)
             return
 
@@ -181,7 +184,7 @@ class TemporalLock:
         if self.acquired:
             try:
                 self.client.release(self.op_id, self.rows)
-            except StrataError:
+            except Exception:  # a StrataError, or a client closed meanwhile
                 pass  # the locks expire anyway; the caller's outcome matters more
             self.acquired = False
         if self.lost is not None and exc_type is None:

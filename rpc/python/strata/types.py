@@ -13,7 +13,7 @@ from .v1 import kv_pb2, locks_pb2, ops_pb2
 
 __all__ = ["Version", "Read", "Change", "WatchEvent", "LockKind", "LockInfo", "AcquireResult",
            "CheckResult", "OpStatus", "Op", "Condition", "Fence", "absent", "unchanged_since",
-           "value_hash"]
+           "value_hash", "DataRef", "Writer", "WriterInfo"]
 
 
 def _time(ns):
@@ -24,9 +24,17 @@ def _time(ns):
 @dataclass(frozen=True)
 class Version:
     """A committed version: ``generation`` (1 for the first commit) and
-    ``commit_time_ns`` (server clock, ns since the Unix epoch)."""
+    ``commit_time_ns`` (server clock, ns since the Unix epoch).
+
+    ``fence_expired_in_flight`` is set only on the version a fenced commit returns
+    (and does not take part in comparisons): a temporal lock of the fence reached
+    its expiry while the commit was made durable. The commit is valid (the rows
+    stayed the op's until it was decided), but the lock has expired: re-acquire
+    before the next commit (a renewing lock from :mod:`strata.locks` finds out at
+    its next renewal and raises :class:`strata.LockLost`)."""
     generation: int
     commit_time_ns: int
+    fence_expired_in_flight: bool = field(default=False, compare=False, repr=False)
 
     @property
     def commit_time(self):
@@ -189,3 +197,60 @@ class Fence:
     def fence(self):
         """This fence (the protocol every fence-like object follows)."""
         return self
+
+
+@dataclass(frozen=True)
+class DataRef:
+    """A put's value by reference (coordinator mode, docs/protocol.md "Coordinator"):
+    ``length`` bytes at ``offset`` of ``path`` (relative to the store directory,
+    under a registered writer's prefix and registered with
+    :meth:`strata.Client.register_file`). ``crc32c``, when not ``None``, is the
+    CRC-32C of the range, checked by the server before the commit applies
+    (:class:`strata.DataLoss` on a mismatch). Pass it as a value in
+    ``client.commit({key: DataRef(...)}, writer_id=w)``."""
+    path: str
+    offset: int
+    length: int
+    crc32c: Optional[int] = None
+
+    def _pb(self):
+        m = kv_pb2.DataRef(path=self.path, offset=self.offset, length=self.length)
+        if self.crc32c is not None:
+            m.has_crc32c = True
+            m.crc32c = self.crc32c
+        return m
+
+
+@dataclass(frozen=True)
+class Writer:
+    """A registered coordinator-mode writer, from
+    :meth:`strata.Client.register_writer`: ``writer_id`` (never reused),
+    ``lease_expires_ns`` (server clock), ``prefix`` (the path prefix, relative to
+    the store directory, under which only this writer creates files) and
+    ``store_dir`` (the store directory on the server's host)."""
+    writer_id: int
+    lease_expires_ns: int
+    prefix: str
+    store_dir: str
+
+
+@dataclass(frozen=True)
+class WriterInfo:
+    """One writer of :meth:`strata.Client.writers`: ``writer_id``, ``name``,
+    ``registered_ns``, ``lease_expires_ns``, ``live`` (False once its lease ended or
+    it unregistered), ``files_registered``, ``bytes_committed`` (by reference),
+    ``last_commit_generation`` (0: none) and ``prefix``."""
+    writer_id: int
+    name: str
+    registered_ns: int
+    lease_expires_ns: int
+    live: bool
+    files_registered: int
+    bytes_committed: int
+    last_commit_generation: int
+    prefix: str
+
+    @classmethod
+    def _of(cls, m):
+        return cls(m.writer_id, m.name, m.registered_ns, m.lease_expires_ns, m.live,
+                   m.files_registered, m.bytes_committed, m.last_commit_generation, m.prefix)
