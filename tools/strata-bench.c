@@ -411,11 +411,13 @@ int main(int argc, char **argv) {
                                            {"help", no_argument, 0, 'h'},
                                            {"etcd", required_argument, 0, 'e'},
                                            {"runs", required_argument, 0, 'r'},
+                                           {"locks", no_argument, 0, 'l'},
                                            {0, 0, 0, 0}};
   const char *addr = NULL;
   const char *env = getenv("STRATA_BENCH_SECONDS");
   double seconds = env ? atof(env) : 1.5;
   int only = 0; /* --inflight: just puts and gets at this concurrency */
+  int locks_only = 0; /* --locks: just the lock pairs */
   int ch;
   bench_etcd_opts eo = {.runs = 3};
   while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
@@ -430,6 +432,7 @@ int main(int argc, char **argv) {
       }
       break;
     case 'a': addr = optarg; break;
+    case 'l': locks_only = 1; break;
     case 's': seconds = atof(optarg); break;
     case 'i':
       only = atoi(optarg);
@@ -447,7 +450,8 @@ int main(int argc, char **argv) {
       fprintf(ch == 'h' ? stdout : stderr,
               "usage: strata-bench [--addr HOST:PORT] [--seconds S] [--inflight N]\n"
               "  without --addr, an in-process server on a temporary directory is used\n"
-              "  --inflight N: only puts and gets, at N calls in flight (1..%d)\n",
+              "  --inflight N: only puts and gets, at N calls in flight (1..%d)\n"
+              "  --locks: only the lock pairs\n",
               MAX_INFLIGHT);
       return ch == 'h' ? 0 : 2;
     }
@@ -485,6 +489,7 @@ int main(int argc, char **argv) {
   uint64_t errors = 0;
   int conc[2] = {1, 64}, nconc = 2;
   if (only) conc[0] = only, nconc = 1;
+  if (locks_only) nconc = 0;
   for (int i = 0; i < nconc; i++) {
     int c = conc[i];
     result a = run(&b, K_HEALTH, c, seconds);
@@ -502,7 +507,7 @@ int main(int argc, char **argv) {
     line("rpc_lock_pairs_c16", lk.qps, "pairs/s", "rpc_health_c16_qps", a16.qps);
     errors += a16.errors + lk.errors;
   }
-  if (!only && emb) errors += bench_security(seconds);
+  if (!only && !locks_only && emb) errors += bench_security(seconds);
 
   grpc_channel_destroy(b.ch);
   grpc_completion_queue_shutdown(b.cq);
