@@ -167,7 +167,7 @@ static int split_into(actx *a, pnode *src, plist *out) {
   /* An interior part keeps at least two children on average (k <= n/2), so a
    * level of m >= 2 nodes always has a parent level of at most m/2 nodes and
    * the tree's growth ends. Without it, interior entries larger than the
-   * target (keys over ~28 KB at 32 KiB nodes) split into one-child nodes,
+   * target (keys over ~21 KB at 24 KiB nodes) split into one-child nodes,
    * each level as wide as the one below, for ever. Such nodes are then
    * larger than the target: it is a target, not a limit of the format. */
   if (src->height && k > src->n / 2) k = src->n / 2 ? src->n / 2 : 1;

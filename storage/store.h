@@ -30,7 +30,7 @@ enum st_manifest { ST_MANIFEST_DEFAULT = 0, ST_MANIFEST_NUMBERED = 1, ST_MANIFES
  * differs from an existing database's is STRATA_EMISMATCH. */
 typedef struct st_config {
   uint32_t max_inline_value_bytes;  /* default 100; values above go out of line */
-  uint32_t max_decoded_node_bytes;  /* default 32768; nodes split above it */
+  uint32_t max_decoded_node_bytes;  /* default 24576; nodes split above it */
   uint8_t version_tree_arity_log2;  /* default 4 (16 versions per node) */
   int compression;                  /* enum st_compression; default zstd */
   int zstd_level;                   /* default 1 (0 = default) */
