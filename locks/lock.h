@@ -59,6 +59,17 @@ void lk_shutdown(lk_manager *lk);
 /* Closes the database and frees lk. No call on lk may be running or start. */
 void lk_close(lk_manager *lk);
 
+/* Deferred durability, for a server that answers many calls per group sync
+ * from one thread. Between lk_defer_begin() and lk_defer_end() on one thread,
+ * lk_acquire, lk_renew, lk_release and lk_privileged_release return as soon
+ * as their change is written and applied, without waiting for the WAL sync
+ * that makes it (or the rows they looked at) durable; lk_defer_end() returns
+ * the batch number they need (0: none). Nobody may be told their outcome
+ * before lk_durable_wait(lk, n) returned 0; a failure there is the call's. */
+void lk_defer_begin(void);
+uint64_t lk_defer_end(void);
+int lk_durable_wait(lk_manager *lk, uint64_t n);
+
 /* The server clock as lk sees it. */
 int64_t lk_now(lk_manager *lk);
 

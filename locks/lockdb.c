@@ -3,6 +3,7 @@
  * lock table, the op log and the counters, the lock record codec, and the
  * reload of every lock and the token high-water mark at open.
  */
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -195,9 +196,35 @@ int lk__write(lk_manager *lk, rocksdb_writebatch_t *b, const char *what, uint64_
   return 0;
 }
 
+/* lk_defer_begin .. lk_defer_end on this thread: set, and the largest batch
+ * the calls in between need. */
+static _Thread_local int defer_on;
+static _Thread_local uint64_t defer_need;
+
+void lk_defer_begin(void) {
+  assert(!defer_on);
+  defer_on = 1;
+  defer_need = 0;
+}
+
+uint64_t lk_defer_end(void) {
+  assert(defer_on);
+  defer_on = 0;
+  return defer_need;
+}
+
+int lk_durable_wait(lk_manager *lk, uint64_t n) {
+  assert(!defer_on);
+  return lk__durable(lk, n);
+}
+
 int lk__durable(lk_manager *lk, uint64_t seq) {
   int rc = 0;
   if (seq == 0 || lk->no_sync) return 0;
+  if (defer_on) {
+    if (seq > defer_need) defer_need = seq;
+    return 0;
+  }
   strata_mutex_lock(&lk->sync_mu);
   while (lk->synced_seq < seq) {
     if (lk->db_failed) {

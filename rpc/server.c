@@ -141,6 +141,8 @@ static void local_end(rpc_call *c, int rc, grpc_status_code st, const char *msg)
 static void call_end(rpc_call *c, int rc, const char *msg, grpc_byte_buffer *body) {
   grpc_status_code st = rpc_status_of(rc);
   rpc_server *s = c->srv;
+  if (c->held && c->held != body) grpc_byte_buffer_destroy(c->held); /* a held answer dropped */
+  c->held = NULL;
   if (c->gend) { /* the audit's outcome record: before the client can see the answer */
     void (*end)(void *, rpc_call *, int, const char *) = c->gend;
     c->gend = NULL;
@@ -236,22 +238,38 @@ static int local_message(rpc_call *c, const ProtobufCMessage *m) {
   return 0;
 }
 
-void rpc_call_reply(rpc_call *c, const ProtobufCMessage *resp) {
+/* A unary response packed, or NULL after the call ended with RESOURCE_EXHAUSTED. */
+static grpc_byte_buffer *pack_reply(rpc_call *c, const ProtobufCMessage *resp) {
   size_t n;
+  grpc_byte_buffer *bb = pack(c->srv, resp, &n);
+  if (!bb)
+    rpc_call_fail(c, STRATA_ETOOBIG,
+                  "response of %zu bytes exceeds the server's --max-message-bytes %zu", n,
+                  c->srv->max_msg);
+  return bb;
+}
+
+void rpc_call_reply(rpc_call *c, const ProtobufCMessage *resp) {
   if (c->local) {
     int rc = local_message(c, resp);
     if (rc) rpc_call_fail(c, rc, "response: %s", strata_errmsg());
     else call_end(c, 0, NULL, NULL);
     return;
   }
-  grpc_byte_buffer *bb = pack(c->srv, resp, &n);
-  if (!bb) {
-    rpc_call_fail(c, STRATA_ETOOBIG,
-                  "response of %zu bytes exceeds the server's --max-message-bytes %zu", n,
-                  c->srv->max_msg);
-    return;
-  }
-  call_end(c, 0, NULL, bb);
+  grpc_byte_buffer *bb = pack_reply(c, resp);
+  if (bb) call_end(c, 0, NULL, bb);
+}
+
+int rpc_call_hold_reply(rpc_call *c, const ProtobufCMessage *resp) {
+  if (c->local) return 1;
+  assert(!c->held);
+  if (!(c->held = pack_reply(c, resp))) return STRATA_ETOOBIG;
+  return 0;
+}
+
+void rpc_call_send_held(rpc_call *c) {
+  assert(c->held);
+  call_end(c, 0, NULL, c->held);
 }
 
 void rpc_call_fail(rpc_call *c, int rc, const char *fmt, ...) {

@@ -139,6 +139,16 @@ void rpc_server_call_local(rpc_server *s, rpc_method_id m, const void *req, size
  * call with RESOURCE_EXHAUSTED instead. */
 void rpc_call_reply(rpc_call *call, const ProtobufCMessage *resp);
 
+/* A unary answer that must wait (the lock service answers once its change is
+ * durable): serializes `resp` now (still the caller's) and keeps it in the
+ * call, which ends when rpc_call_send_held sends it or rpc_call_fail drops it,
+ * from any thread. Returns 0 when held; 1 for an in-process call, where nothing
+ * is held (answer it later with rpc_call_reply); or the failure code when the
+ * response is above the message limit, after ending the call with
+ * RESOURCE_EXHAUSTED. */
+int rpc_call_hold_reply(rpc_call *call, const ProtobufCMessage *resp);
+void rpc_call_send_held(rpc_call *call);
+
 /* Ends a call (unary or stream) with the status rpc_status_of(rc) and a message
  * (printf format) that names the field, key or row at fault. rc == 0 ends a
  * stream with OK. */

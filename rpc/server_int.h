@@ -53,6 +53,7 @@ struct rpc_call {
   int active; /* counted in srv->active */
   grpc_byte_buffer *send_buf; /* stream message in flight */
   grpc_byte_buffer *status_buf; /* unary response, sent with the status */
+  grpc_byte_buffer *held; /* rpc_call_hold_reply's response until it is sent or dropped */
   enum sstate ss;
   int wake_pending, send_in_flight;
   rpc_next_fn next;

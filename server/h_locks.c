@@ -1,9 +1,11 @@
 /*
  * strata.v1.Locks handlers over the lock manager (locks/lock.h). Requests are
  * validated first; refusals (a row held by another op) are results with data,
- * not errors. Lock writes are synchronous RocksDB writes (fsync), so they run
- * on the io pool; an Acquire that may wait runs on the waiters' pool, bounded
- * by both wait_ms and the call's deadline. Pollers never park.
+ * not errors. Lock writes are RocksDB writes, so they run on the io pool; an
+ * Acquire that may wait runs on the waiters' pool, bounded by both wait_ms and
+ * the call's deadline. Pollers never park. Acquire, Renew and Release are
+ * answered by the lock answerer (lkanswer.c) once their change is durable, so
+ * a pool thread never sleeps through the group sync.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -101,7 +103,9 @@ static void acquire_run(void *arg) {
     __atomic_add_fetch(&j->s->m_waiters, 1, __ATOMIC_RELAXED);
     clock_gettime(CLOCK_MONOTONIC, &t0);
   }
+  lk_defer_begin(); /* answered by the lock answerer once durable */
   int rc = lk_acquire(j->s->lk, &j->q, &res);
+  uint64_t need = lk_defer_end();
   if (waits) {
     clock_gettime(CLOCK_MONOTONIC, &t1);
     __atomic_sub_fetch(&j->s->m_waiters, 1, __ATOMIC_RELAXED);
@@ -142,7 +146,7 @@ static void acquire_run(void *arg) {
     resp.n_conflicts = res.nconflicts;
     resp.conflicts = ptrs;
   }
-  rpc_call_reply(j->call, &resp.base);
+  srv__lk_answer(j->s, j->call, need, &resp.base);
   free(infos);
   free(ptrs);
   lk_result_free(&res);
@@ -212,9 +216,14 @@ static void h_renew(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   }
   lk_result res;
   memset(&res, 0, sizeof res);
+  lk_defer_begin();
   rc = lk_renew(s->lk, r->op_id, rows, r->n_rows, srv__ms_to_ns(r->ttl_ms), &res);
+  uint64_t need = lk_defer_end();
   free(rows);
+  /* A refusal names the holder: it waits here until that is durable. */
+  if (!rc && res.status != LK_GRANTED) rc = lk_durable_wait(s->lk, need);
   if (rc) {
+    lk_result_free(&res);
     srv__fail(call, rc);
     return;
   }
@@ -235,7 +244,7 @@ static void h_renew(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   } else {
     Strata__V1__RenewResponse resp = STRATA__V1__RENEW_RESPONSE__INIT;
     resp.expires_at_ns = wire_expiry(res.expires_at);
-    rpc_call_reply(call, &resp.base);
+    srv__lk_answer(s, call, need, &resp.base);
   }
   lk_result_free(&res);
 }
@@ -255,8 +264,10 @@ static void h_release(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   }
   size_t released = 0;
   size_t n = r->all ? 0 : r->n_rows;
+  lk_defer_begin();
   rc = r->privileged ? lk_privileged_release(s->lk, r->op_id, rows, n, 0, &released)
                      : lk_release(s->lk, r->op_id, rows, n, 0, &released);
+  uint64_t need = lk_defer_end();
   free(rows);
   if (rc) {
     srv__fail(call, rc);
@@ -264,7 +275,7 @@ static void h_release(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   }
   Strata__V1__ReleaseResponse resp = STRATA__V1__RELEASE_RESPONSE__INIT;
   resp.released = released;
-  rpc_call_reply(call, &resp.base);
+  srv__lk_answer(s, call, need, &resp.base);
 }
 
 static void h_check(rpc_call *call, const ProtobufCMessage *m, void *ctx) {

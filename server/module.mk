@@ -2,7 +2,7 @@
 SRV_SRCS := server/log.c server/srv.c server/embedded.c server/datadir.c server/h_health.c server/h_admin.c \
 	server/h_kv.c server/h_locks.c server/h_ops.c server/validate.c server/pool.c server/h_watch.c \
 	server/auth.c server/audit.c server/exposure.c server/h_coord.c server/gc.c server/retain.c \
-	server/metrics.c
+	server/metrics.c server/lkanswer.c
 SRV_OBJS := $(SRV_SRCS:%.c=$(O)/%.o)
 SRV_LIB := $(O)/libsrv.a
 SRV_MAIN_OBJ := $(O)/server/main.o

@@ -93,8 +93,8 @@ static int open_engines(srv *s) {
   rc = st_open(path, &so, &s->db);
   if (rc) return strata_err_wrap(rc, "store in %s (last acknowledged generation %llu)", path,
                                  (unsigned long long)acked);
-  if ((rc = srv_pool_start(16, &s->pool))) return rc;
-  return srv_pool_start(8, &s->io);
+  if ((rc = srv_pool_start(16, &s->pool)) || (rc = srv_pool_start(8, &s->io))) return rc;
+  return srv__lkans_start(s->lk, &s->lkans);
 }
 
 /* --- handlers that run on the io pool ----------------------------------------- */
@@ -167,6 +167,7 @@ static void srv_free(srv *s) {
   srv__retention_destroy(s);
   srv_pool_stop(s->pool);
   srv_pool_stop(s->io);
+  srv__lkans_stop(s->lkans); /* after the pools: nothing queues any more */
   struct timespec t0, t1, t2;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   if (s->db) st_close(s->db); /* after the calls: every acknowledged commit is durable */

@@ -20,6 +20,8 @@
 #define SRV_LAT_BUCKETS 10
 #define SRV_METRICS_STUCK_S 600 /* strata_ops_stuck: ops older than this */
 
+typedef struct srv_lkans srv_lkans; /* lkanswer.c */
+
 typedef struct srv_hist {
   uint64_t b[SRV_LAT_BUCKETS + 1], sum_ns;
 } srv_hist;
@@ -35,6 +37,7 @@ struct srv {
   srv_pool *pool; /* waiting Locks.Acquire calls (may block for wait_ms) */
   srv_pool *io; /* short synchronous engine writes (RocksDB fsync): lock and op-log mutations */
   rpc_start_fn io_fns[RPC_M__COUNT]; /* the handlers srv__bind_io runs on `io` */
+  srv_lkans *lkans; /* answers lock calls once their change is durable (lkanswer.c) */
   /* Engines. */
   st_db *db; /* the versioned store: data_dir/kv */
   bs_store *kv_files, *kv_slow; /* only with o.test_slow_sync_us: the store's base */
@@ -67,6 +70,15 @@ struct srv {
   uint64_t m_waiters; /* waiting Locks.Acquire calls now */
   uint64_t m_fence_rejects; /* commits the fence refused (lock or writer lease) */
 };
+
+/* The lock answerer (lkanswer.c). A lock handler runs its lk_ call between
+ * lk_defer_begin and lk_defer_end and answers with srv__lk_answer(s, call,
+ * need, resp): at once when need is 0, else once batch `need` is durable
+ * (failing the call if the sync fails). start/stop: after the pools start,
+ * after they stop. */
+int srv__lkans_start(lk_manager *lk, srv_lkans **out);
+void srv__lkans_stop(srv_lkans *a);
+void srv__lk_answer(srv *s, rpc_call *call, uint64_t need, const ProtobufCMessage *resp);
 
 /* The latest committed generation (0 for an empty store). */
 int srv__latest_generation(srv *s, uint64_t *gen);

@@ -1,7 +1,8 @@
 /* The lock table's group sync (locks/walsync.c): before a lock change is
  * answered, the WAL file that holds it has been fdatasynced after the change
  * was written, and a WAL file RocksDB created since the last sync has had its
- * directory synced too. The SIGKILL tests cannot see a missing sync (the page
+ * directory synced too; deferred calls (lk_defer_begin) leave the sync to
+ * lk_durable_wait. The SIGKILL tests cannot see a missing sync (the page
  * cache outlives a killed process); these watch the syncs themselves. */
 #include <dirent.h>
 #include <pthread.h>
@@ -223,11 +224,40 @@ static void test_concurrent_changes_all_synced(void **state) {
   assert_int_equal(c.temporal, N * 50);
 }
 
+/* Deferred durability (the server's lock answerer): a deferred acquire and
+ * release return without a sync and name the batch they need; the wait syncs
+ * the file after both changes, and a wait for an older batch costs nothing. */
+static void test_deferred_calls_sync_at_the_wait(void **state) {
+  fx *f = *state;
+  acquire(f, "row-warm"); /* the first sync (and directory sync) out of the way */
+  forget(f);
+  lk_defer_begin();
+  acquire(f, "row-d");
+  size_t rel = 0;
+  lk_row row = lkt_row("row-warm");
+  assert_int_equal(lk_release(f->lk, 7, &row, 1, 0, &rel), 0);
+  uint64_t need = lk_defer_end();
+  assert_int_equal(rel, 1);
+  assert_true(need > 0);
+  assert_int_equal(f->n, 0); /* nothing synced yet */
+  uint64_t wal = newest_wal(f->dir);
+  int64_t size = wal_size(f->dir, wal);
+  assert_int_equal(lk_durable_wait(f->lk, need), 0);
+  long at = last_sync_of(f, wal);
+  assert_true(at >= 0);
+  assert_int_equal(f->size[at], size); /* both changes were in the file at the sync */
+  size_t n = f->n;
+  assert_int_equal(lk_durable_wait(f->lk, need), 0);
+  assert_int_equal(lk_durable_wait(f->lk, 0), 0);
+  assert_int_equal(f->n, n); /* already durable: no sync */
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_answer_follows_sync_of_the_change, setup, teardown),
       cmocka_unit_test_setup_teardown(test_new_wal_file_gets_a_directory_sync, setup, teardown),
       cmocka_unit_test_setup_teardown(test_concurrent_changes_all_synced, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_deferred_calls_sync_at_the_wait, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
