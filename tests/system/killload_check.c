@@ -252,6 +252,22 @@ static void check_regs(drv *d, char kind, seen *s, size_t ns, int64_t now) {
       kl_violation(d, "the server has %s = %s, which no client wrote", s[i].name, s[i].val);
 }
 
+/* The next free entry of a growing listing s (*ns used of *cap). */
+static seen *seen_next(seen **s, size_t *ns, size_t *cap) {
+  if (*ns == *cap) *s = realloc(*s, (*cap = *cap ? 2 * *cap : 256) * sizeof **s);
+  seen *e = &(*s)[(*ns)++];
+  e->exp = 0;
+  return e;
+}
+
+/* The end of a listing: checked against the registers of `kind` when the
+ * stream ended well (rc 0), then freed. 0, or -1 when the stream failed. */
+static int seen_check(drv *d, char kind, seen *s, size_t ns, int rc, int64_t now) {
+  if (!rc) check_regs(d, kind, s, ns, now);
+  free(s);
+  return rc ? -1 : 0;
+}
+
 static int check_keys(drv *d, rpc_client *c) {
   Strata__V1__ListRequest q = STRATA__V1__LIST_REQUEST__INIT;
   q.prefix = kl_bin("k");
@@ -263,24 +279,15 @@ static int check_keys(drv *d, rpc_client *c) {
   int rc;
   while ((rc = rpc_kv_list_next(st, &m)) == 1) {
     for (size_t i = 0; i < m->n_entries; i++) {
-      if (ns == cap) s = realloc(s, (cap = cap ? 2 * cap : 256) * sizeof *s);
-      snprintf(s[ns].name, sizeof s[ns].name, "%.*s", (int)m->entries[i]->key.len,
-               (char *)m->entries[i]->key.data);
-      kl_value_name(s[ns].name, m->entries[i]->value.data, m->entries[i]->value.len, s[ns].val,
-                    sizeof s[ns].val);
-      s[ns].exp = 0;
-      ns++;
+      Strata__V1__KeyValue *kv = m->entries[i];
+      seen *e = seen_next(&s, &ns, &cap);
+      snprintf(e->name, sizeof e->name, "%.*s", (int)kv->key.len, (char *)kv->key.data);
+      kl_value_name(e->name, kv->value.data, kv->value.len, e->val, sizeof e->val);
     }
     rpc_free(m);
   }
   rpc_cstream_close(st);
-  if (rc) {
-    free(s);
-    return -1;
-  }
-  check_regs(d, 'k', s, ns, 0);
-  free(s);
-  return 0;
+  return seen_check(d, 'k', s, ns, rc, 0);
 }
 
 static int check_locks(drv *d, rpc_client *c) {
@@ -295,12 +302,11 @@ static int check_locks(drv *d, rpc_client *c) {
   while ((rc = rpc_locks_list_next(st, &m)) == 1) {
     for (size_t i = 0; i < m->n_locks; i++) {
       Strata__V1__LockInfo *l = m->locks[i];
-      if (ns == cap) s = realloc(s, (cap = cap ? 2 * cap : 256) * sizeof *s);
-      snprintf(s[ns].name, sizeof s[ns].name, "%.*s", (int)l->row.len, (char *)l->row.data);
-      s[ns].exp = l->expires_at_ns;
-      snprintf(s[ns].val, sizeof s[ns].val, "%llu/%llu", (unsigned long long)l->op_id,
+      seen *e = seen_next(&s, &ns, &cap);
+      snprintf(e->name, sizeof e->name, "%.*s", (int)l->row.len, (char *)l->row.data);
+      e->exp = l->expires_at_ns;
+      snprintf(e->val, sizeof e->val, "%llu/%llu", (unsigned long long)l->op_id,
                (unsigned long long)l->fencing_token);
-      ns++;
     }
     rpc_free(m);
   }
@@ -311,13 +317,7 @@ static int check_locks(drv *d, rpc_client *c) {
   int64_t now = sys_now_ns();
   for (size_t i = 0; i < ns; i++)
     if (s[i].exp && s[i].exp <= now) snprintf(s[i].val, sizeof s[i].val, "-");
-  if (rc) {
-    free(s);
-    return -1;
-  }
-  check_regs(d, 'r', s, ns, now);
-  free(s);
-  return 0;
+  return seen_check(d, 'r', s, ns, rc, now);
 }
 
 static int check_ops(drv *d, rpc_client *c) {
@@ -330,22 +330,14 @@ static int check_ops(drv *d, rpc_client *c) {
   int rc;
   while ((rc = rpc_ops_list_next(st, &m)) == 1) {
     for (size_t i = 0; i < m->n_ops; i++) {
-      if (ns == cap) s = realloc(s, (cap = cap ? 2 * cap : 256) * sizeof *s);
-      snprintf(s[ns].name, sizeof s[ns].name, "op%llu", (unsigned long long)m->ops[i]->op_id);
-      snprintf(s[ns].val, sizeof s[ns].val, "%d", m->ops[i]->status);
-      s[ns].exp = 0;
-      ns++;
+      seen *e = seen_next(&s, &ns, &cap);
+      snprintf(e->name, sizeof e->name, "op%llu", (unsigned long long)m->ops[i]->op_id);
+      snprintf(e->val, sizeof e->val, "%d", m->ops[i]->status);
     }
     rpc_free(m);
   }
   rpc_cstream_close(st);
-  if (rc) {
-    free(s);
-    return -1;
-  }
-  check_regs(d, 'o', s, ns, 0);
-  free(s);
-  return 0;
+  return seen_check(d, 'o', s, ns, rc, 0);
 }
 
 /* One version Kv.Versions listed (generation g at time t): the first one is the

@@ -53,6 +53,18 @@ static inline void reopen(fx *f) {
   open_lk(f);
 }
 
+/* Closes f's manager and opens it again on `clock` (default partitions), with
+ * wait_poll_ns when nonzero. */
+static inline void reopen_on_clock(fx *f, lk_clock_fn clock, int64_t wait_poll_ns) {
+  lk_close(f->lk);
+  lk_options o;
+  lk_options_init(&o);
+  o.path = f->dir;
+  o.clock = clock;
+  if (wait_poll_ns) o.wait_poll_ns = wait_poll_ns;
+  assert_int_equal(lk_open(&o, &f->lk), 0);
+}
+
 static inline uint64_t new_op(fx *f) {
   uint64_t id;
   assert_int_equal(oplog_create(lk_oplog(f->lk), "tester", "split", "p", 1, 7, &id, NULL), 0);

@@ -134,12 +134,7 @@ static void assert_no_wrap(fx *f, int rc, lk_result *r) {
  * release build). A temporal expiry must also never equal LK_NEVER. */
 static void test_ttl_at_the_clock_limit_never_wraps(void **state) {
   fx *f = *state;
-  lk_close(f->lk);
-  lk_options o;
-  lk_options_init(&o);
-  o.path = f->dir;
-  o.clock = ticking_clock;
-  assert_int_equal(lk_open(&o, &f->lk), 0);
+  reopen_on_clock(f, ticking_clock, 0);
   lk_row row = lkt_row("t");
   lk_result r;
   /* lk_acquire's first reading is the next tick. */

@@ -120,13 +120,7 @@ static void release_lets_the_waiter_in(fx *f, int privileged) {
 /* With polling effectively off (1 h), only the kick can wake the waiter. */
 static void test_release_wakes_a_waiter_without_polling(void **state) {
   fx *f = *state;
-  lk_close(f->lk);
-  lk_options o;
-  lk_options_init(&o);
-  o.path = f->dir;
-  o.clock = lkt_clock;
-  o.wait_poll_ns = 3600 * LKT_S;
-  assert_int_equal(lk_open(&o, &f->lk), 0);
+  reopen_on_clock(f, lkt_clock, 3600 * LKT_S);
   release_lets_the_waiter_in(f, 0);
 }
 
