@@ -4,7 +4,8 @@ LIB_SRCS += locks/lockdb.c locks/walsync.c locks/table.c locks/prep.c locks/lock
 	locks/oplog.c locks/counter.c locks/writers.c locks/retention.c
 BENCH_SRCS += tools/bench/bench_locks.c
 UNIT_TESTS += tests/unit/test_lk_keys.c tests/unit/test_lk_lock.c tests/unit/test_lk_oplog.c \
-	tests/unit/test_lk_scenarios.c tests/unit/test_wreg.c tests/unit/test_lk_walsync.c
+	tests/unit/test_lk_scenarios.c tests/unit/test_wreg.c tests/unit/test_lk_walsync.c \
+	tests/unit/test_lk_wait.c
 
 # Tiers of their own: the randomized safety checker and the SIGKILL crash test.
 LOCKS_TEST_BINS := tests/locks/lk_safety tests/locks/lk_crash

@@ -404,7 +404,31 @@ out:
   return errors;
 }
 
-int main(int argc, char **argv) {
+/* The command line: a server's address (none: in-process), seconds per figure,
+ * which figures, and the etcd comparison's options. */
+typedef struct bench_args {
+  const char *addr;
+  double seconds;
+  int only;       /* --inflight: just puts and gets at this concurrency */
+  int locks_only; /* --locks: just the lock pairs */
+  bench_etcd_opts eo;
+} bench_args;
+
+static void usage(int ch) {
+  if (ch == 'h')
+    printf("usage: strata-bench --addr HOST:PORT --etcd HOST:PORT [--seconds S] [--runs N]\n"
+           "  Strata against etcd: each figure N times (1..%d) on both, medians\n",
+           BENCH_ETCD_MAX_RUNS);
+  fprintf(ch == 'h' ? stdout : stderr,
+          "usage: strata-bench [--addr HOST:PORT] [--seconds S] [--inflight N]\n"
+          "  without --addr, an in-process server on a temporary directory is used\n"
+          "  --inflight N: only puts and gets, at N calls in flight (1..%d)\n"
+          "  --locks: only the lock pairs\n",
+          MAX_INFLIGHT);
+}
+
+/* Parses the command line into *a; returns -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, bench_args *a) {
   static const struct option longopts[] = {{"addr", required_argument, 0, 'a'},
                                            {"seconds", required_argument, 0, 's'},
                                            {"inflight", required_argument, 0, 'i'},
@@ -413,101 +437,105 @@ int main(int argc, char **argv) {
                                            {"runs", required_argument, 0, 'r'},
                                            {"locks", no_argument, 0, 'l'},
                                            {0, 0, 0, 0}};
-  const char *addr = NULL;
   const char *env = getenv("STRATA_BENCH_SECONDS");
-  double seconds = env ? atof(env) : 1.5;
-  int only = 0; /* --inflight: just puts and gets at this concurrency */
-  int locks_only = 0; /* --locks: just the lock pairs */
+  a->seconds = env ? atof(env) : 1.5;
+  a->eo.runs = 3;
   int ch;
-  bench_etcd_opts eo = {.runs = 3};
   while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
     switch (ch) {
-    case 'e': eo.etcd_addr = optarg; break;
+    case 'e': a->eo.etcd_addr = optarg; break;
     case 'r':
-      eo.runs = atoi(optarg);
-      if (eo.runs < 1 || eo.runs > BENCH_ETCD_MAX_RUNS) {
+      a->eo.runs = atoi(optarg);
+      if (a->eo.runs < 1 || a->eo.runs > BENCH_ETCD_MAX_RUNS) {
         fprintf(stderr, "strata-bench: --runs: expected 1..%d, got \"%s\"\n", BENCH_ETCD_MAX_RUNS,
                 optarg);
         return 2;
       }
       break;
-    case 'a': addr = optarg; break;
-    case 'l': locks_only = 1; break;
-    case 's': seconds = atof(optarg); break;
+    case 'a': a->addr = optarg; break;
+    case 'l': a->locks_only = 1; break;
+    case 's': a->seconds = atof(optarg); break;
     case 'i':
-      only = atoi(optarg);
-      if (only < 1 || only > MAX_INFLIGHT) {
+      a->only = atoi(optarg);
+      if (a->only < 1 || a->only > MAX_INFLIGHT) {
         fprintf(stderr, "strata-bench: --inflight: expected 1..%d, got \"%s\"\n", MAX_INFLIGHT,
                 optarg);
         return 2;
       }
       break;
     default:
-      if (ch == 'h')
-        printf("usage: strata-bench --addr HOST:PORT --etcd HOST:PORT [--seconds S] [--runs N]\n"
-               "  Strata against etcd: each figure N times (1..%d) on both, medians\n",
-               BENCH_ETCD_MAX_RUNS);
-      fprintf(ch == 'h' ? stdout : stderr,
-              "usage: strata-bench [--addr HOST:PORT] [--seconds S] [--inflight N]\n"
-              "  without --addr, an in-process server on a temporary directory is used\n"
-              "  --inflight N: only puts and gets, at N calls in flight (1..%d)\n"
-              "  --locks: only the lock pairs\n",
-              MAX_INFLIGHT);
+      usage(ch);
       return ch == 'h' ? 0 : 2;
     }
   }
-  if (seconds <= 0) seconds = 1.5;
-  if (eo.etcd_addr) {
-    if (!addr) {
+  if (a->seconds <= 0) a->seconds = 1.5;
+  return -1;
+}
+
+/* The figures over b's channel: puts and gets at 1 and 64 calls in flight (or
+ * --inflight's), the lock pairs at 16, each with its health anchor; the security
+ * figures when the server is in-process. Returns the failed calls. */
+static uint64_t run_figures(bench *b, const bench_args *a, int in_process) {
+  double seconds = a->seconds;
+  run(b, K_HEALTH, 16, seconds / 3); /* warm up the connection and the threads */
+  uint64_t errors = 0;
+  int conc[2] = {1, 64}, nconc = 2;
+  if (a->only) conc[0] = a->only, nconc = 1;
+  if (a->locks_only) nconc = 0;
+  for (int i = 0; i < nconc; i++) {
+    int c = conc[i];
+    result h = run(b, K_HEALTH, c, seconds);
+    anchor_lines(c, &h);
+    result put = run(b, K_PUT, c, seconds);
+    report("put_1k", c, &put, &h);
+    result get = run(b, K_GET, c, seconds);
+    report("get_1k", c, &get, &h);
+    errors += h.errors + put.errors + get.errors;
+  }
+  if (!a->only) {
+    result a16 = run(b, K_HEALTH, 16, seconds);
+    anchor_lines(16, &a16);
+    result lk = run(b, K_LOCK, 16, seconds);
+    line("rpc_lock_pairs_c16", lk.qps, "pairs/s", "rpc_health_c16_qps", a16.qps);
+    errors += a16.errors + lk.errors;
+  }
+  if (!a->only && !a->locks_only && in_process) errors += bench_security(seconds);
+  return errors;
+}
+
+int main(int argc, char **argv) {
+  bench_args a = {0};
+  int rc = parse_args(argc, argv, &a);
+  if (rc >= 0) return rc;
+  if (a.eo.etcd_addr) {
+    if (!a.addr) {
       fprintf(stderr, "strata-bench: --etcd needs --addr (a running strata-server)\n");
       return 2;
     }
-    eo.strata_addr = addr;
-    eo.seconds = seconds;
-    return bench_etcd_run(&eo);
+    a.eo.strata_addr = a.addr;
+    a.eo.seconds = a.seconds;
+    return bench_etcd_run(&a.eo);
   }
   srv_embedded *emb = NULL;
-  if (!addr) {
+  if (!a.addr) {
     if (srv_embedded_start(NULL, &emb)) {
       fprintf(stderr, "strata-bench: cannot start the in-process server: %s\n", strata_errmsg());
       return 1;
     }
-    addr = srv_embedded_addr(emb);
+    a.addr = srv_embedded_addr(emb);
   }
   grpc_init();
   static bench b;
   b.rng = 0x9e3779b97f4a7c15ull;
   memset(b.value, 'v', sizeof b.value);
   grpc_channel_credentials *creds = grpc_insecure_credentials_create();
-  b.ch = grpc_channel_create(addr, creds, NULL);
+  b.ch = grpc_channel_create(a.addr, creds, NULL);
   grpc_channel_credentials_release(creds);
   b.cq = grpc_completion_queue_create_for_next(NULL);
   for (int m = 0; m < RPC_M__COUNT; m++)
     b.handles[m] = grpc_channel_register_call(b.ch, rpc_methods[m].path, NULL, NULL);
 
-  run(&b, K_HEALTH, 16, seconds / 3); /* warm up the connection and the threads */
-  uint64_t errors = 0;
-  int conc[2] = {1, 64}, nconc = 2;
-  if (only) conc[0] = only, nconc = 1;
-  if (locks_only) nconc = 0;
-  for (int i = 0; i < nconc; i++) {
-    int c = conc[i];
-    result a = run(&b, K_HEALTH, c, seconds);
-    anchor_lines(c, &a);
-    result put = run(&b, K_PUT, c, seconds);
-    report("put_1k", c, &put, &a);
-    result get = run(&b, K_GET, c, seconds);
-    report("get_1k", c, &get, &a);
-    errors += a.errors + put.errors + get.errors;
-  }
-  if (!only) {
-    result a16 = run(&b, K_HEALTH, 16, seconds);
-    anchor_lines(16, &a16);
-    result lk = run(&b, K_LOCK, 16, seconds);
-    line("rpc_lock_pairs_c16", lk.qps, "pairs/s", "rpc_health_c16_qps", a16.qps);
-    errors += a16.errors + lk.errors;
-  }
-  if (!only && !locks_only && emb) errors += bench_security(seconds);
+  uint64_t errors = run_figures(&b, &a, emb != NULL);
 
   grpc_channel_destroy(b.ch);
   grpc_completion_queue_shutdown(b.cq);

@@ -157,6 +157,172 @@ static void actual_state(lk_manager *lk, int *act, uint64_t *holder) {
   lk_list_page_free(&pg);
 }
 
+/* What the parent learnt from the acknowledgements so far (state[] holds the
+ * rows). */
+static uint64_t max_token, ctr_next = 1, thread_token[NTHREADS];
+
+/* Each thread's last intent not yet acknowledged when the child died. */
+typedef struct pending {
+  rec r[NTHREADS];
+  int has[NTHREADS];
+} pending;
+
+/* Forks the child and collects its records; it is killed 100..600 ms (*run_ns)
+ * after its first acknowledgement (a slow start under load does not make the
+ * round empty). Returns the records (caller frees), *nrec of them. */
+static rec *run_child(int round, uint64_t *r, size_t *nrec, int64_t *run_ns) {
+  int fds[2];
+  if (pipe(fds)) DIE("pipe");
+  fflush(stdout);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(fds[0]);
+    pipe_w = fds[1];
+    child_main();
+  }
+  close(fds[1]);
+  *run_ns = (int64_t)(100 + rnd(r) % 500) * 1000000;
+  rec *recs = NULL;
+  size_t n = 0, cap = 0;
+  struct timespec start = {0, 0}, now;
+  int killed = 0, started = 0;
+  for (;;) {
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (!killed && started &&
+        (now.tv_sec - start.tv_sec) * LKT_S + (now.tv_nsec - start.tv_nsec) >= *run_ns) {
+      kill(pid, SIGKILL);
+      killed = 1;
+    }
+    struct pollfd pfd = {fds[0], POLLIN, 0};
+    if (poll(&pfd, 1, 10) == 0) continue; /* the kill deadline is checked every 10 ms */
+    if (n == cap) {
+      cap = cap ? cap * 2 : 4096;
+      recs = realloc(recs, cap * sizeof *recs);
+    }
+    ssize_t got = read(fds[0], &recs[n], sizeof *recs);
+    if (got == 0) break;
+    if (got < 0 && errno == EINTR) continue;
+    if (got != (ssize_t)sizeof *recs) DIE("short pipe read");
+    if (!started && recs[n].type == R_ACK) {
+      started = 1;
+      start = now;
+    }
+    n++;
+  }
+  close(fds[0]);
+  int st;
+  waitpid(pid, &st, 0);
+  if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
+    DIE("round %d: the child did not die by SIGKILL (status 0x%x)", round, st);
+  *nrec = n;
+  return recs;
+}
+
+/* Replays the acknowledged changes onto the model; the intents left without an
+ * acknowledgement go to *pd. Returns the number acknowledged. */
+static unsigned long replay(const rec *recs, size_t nrec, pending *pd) {
+  unsigned long acked = 0;
+  for (size_t i = 0; i < nrec; i++) {
+    const rec *x = &recs[i];
+    if (x->type != R_ACK) {
+      pd->r[x->thread] = *x;
+      pd->has[x->thread] = 1;
+      continue;
+    }
+    rec *p = &pd->r[x->thread];
+    if (!pd->has[x->thread] || p->seq != x->seq) DIE("ack without intent");
+    pd->has[x->thread] = 0;
+    acked++;
+    if (p->type == R_INTENT_CTR) {
+      if (x->value != ctr_next) DIE("counter range starts at %" PRIu64 ", want %" PRIu64, x->value, ctr_next);
+      ctr_next += 10;
+      continue;
+    }
+    if (p->type == R_INTENT_ACQ) {
+      /* One thread's grants are sequential: its tokens must increase. */
+      if (x->value <= thread_token[x->thread])
+        DIE("thread %u: token %" PRIu64 " not above %" PRIu64, x->thread, x->value, thread_token[x->thread]);
+      thread_token[x->thread] = x->value;
+      if (x->value > max_token) max_token = x->value;
+    }
+    for (uint32_t j = 0; j < p->n; j++) state[p->rows[j]] = p->type == R_INTENT_ACQ ? (int)p->kind : FREE;
+  }
+  return acked;
+}
+
+/* The reopened database's rows against the model: every acknowledged state
+ * exactly; each unacknowledged change all or nothing, which then becomes the
+ * model's state. */
+static void check_rows(lk_manager *lk, int round, const pending *pd) {
+  int act[NROWS];
+  uint64_t holder[NROWS];
+  actual_state(lk, act, holder);
+  for (int row = 0; row < NROWS; row++) {
+    int t = row / ROWS_PER;
+    if (act[row] && holder[row] != ops[t]) DIE("row %d held by op %" PRIu64, row, holder[row]);
+    int in_pend = 0;
+    if (pd->has[t] && pd->r[t].type != R_INTENT_CTR)
+      for (uint32_t j = 0; j < pd->r[t].n; j++) in_pend |= pd->r[t].rows[j] == (uint32_t)row;
+    if (!in_pend && act[row] != state[row])
+      DIE("round %d: row %d is %d after reopen, acknowledged state %d", round, row, act[row], state[row]);
+  }
+  for (int t = 0; t < NTHREADS; t++) {
+    const rec *p = &pd->r[t];
+    if (!pd->has[t] || p->type == R_INTENT_CTR) continue;
+    int after = p->type == R_INTENT_ACQ ? (int)p->kind : FREE, n_after = 0;
+    for (uint32_t j = 0; j < p->n; j++) {
+      uint32_t row = p->rows[j];
+      if (act[row] == after) n_after++;
+      else if (act[row] != state[row]) DIE("row %u in neither state", row);
+    }
+    if (n_after != 0 && n_after != (int)p->n)
+      DIE("round %d: unacknowledged change of thread %d is partly applied (%d of %u rows)",
+          round, t, n_after, p->n);
+    for (uint32_t j = 0; j < p->n; j++) state[p->rows[j]] = act[p->rows[j]];
+  }
+}
+
+/* Each op's scope matches its indefinite locks exactly. */
+static void check_scopes(lk_manager *lk) {
+  for (int t = 0; t < NTHREADS; t++) {
+    oplog_op op;
+    if (oplog_get(lk_oplog(lk), ops[t], &op)) DIE("oplog_get: %s", strata_errmsg());
+    size_t want = 0;
+    for (int row = t * ROWS_PER; row < (t + 1) * ROWS_PER; row++) want += state[row] == INDEF;
+    if (op.nscope != want) DIE("op %" PRIu64 ": scope of %zu rows, %zu indefinite locks", ops[t], op.nscope, want);
+    for (size_t k = 0; k < op.nscope; k++) {
+      int found = 0;
+      for (int row = t * ROWS_PER; row < (t + 1) * ROWS_PER; row++)
+        found |= state[row] == INDEF && memcmp(op.scope[k].key, keys[row], LK_L2_KEY_LEN) == 0;
+      if (!found) DIE("op %" PRIu64 ": scope row without an indefinite lock", ops[t]);
+    }
+    oplog_op_free(&op);
+  }
+}
+
+/* One round: run and kill the child, replay, reopen and check rows, scopes and
+ * the counter (which never goes back). Returns the acknowledged changes. */
+static unsigned long crash_round(int round, uint64_t *r) {
+  size_t nrec;
+  int64_t run_ns;
+  rec *recs = run_child(round, r, &nrec, &run_ns);
+  pending pd = {0};
+  unsigned long acked = replay(recs, nrec, &pd);
+  lk_manager *lk = open_db();
+  check_rows(lk, round, &pd);
+  check_scopes(lk);
+  uint64_t next;
+  if (ctr_peek(lk_counters(lk), "sv", &next)) DIE("ctr_peek");
+  if (next < ctr_next) DIE("counter next %" PRIu64 " below acknowledged %" PRIu64, next, ctr_next);
+  ctr_next = next;
+  lk_close(lk);
+  printf("lk_crash: round %d: %zu records, %lu acknowledged, killed %" PRId64 " ms after the first\n",
+         round, nrec, acked, run_ns / 1000000);
+  free(recs);
+  if (acked == 0) DIE("round %d: the child acknowledged nothing", round);
+  return acked;
+}
+
 int main(void) {
   alarm(300); /* a hung child or parent fails the tier instead of CI */
   const char *s = getenv("STRATA_SEED");
@@ -168,141 +334,12 @@ int main(void) {
   for (int t = 0; t < NTHREADS; t++)
     if (oplog_create(lk_oplog(lk), "crash", "edit", NULL, 0, 0, &ops[t], NULL)) DIE("oplog_create");
   lk_close(lk);
-  uint64_t r = seed | 1, max_token = 0, ctr_next = 1, thread_token[NTHREADS] = {0};
+  uint64_t r = seed | 1;
   unsigned long acked_total = 0;
-  for (int round = 0; round < ROUNDS; round++) {
-    int fds[2];
-    if (pipe(fds)) DIE("pipe");
-    fflush(stdout);
-    pid_t pid = fork();
-    if (pid == 0) {
-      close(fds[0]);
-      pipe_w = fds[1];
-      child_main();
-    }
-    close(fds[1]);
-    /* Let it run for 100..600 ms after its first acknowledgement (a slow
-     * start under load does not make the round empty), then kill it. */
-    int64_t run_ns = (int64_t)(100 + rnd(&r) % 500) * 1000000;
-    rec *recs = NULL;
-    size_t nrec = 0, cap = 0;
-    struct timespec start = {0, 0}, now;
-    int killed = 0, started = 0;
-    for (;;) {
-      clock_gettime(CLOCK_MONOTONIC, &now);
-      if (!killed && started &&
-          (now.tv_sec - start.tv_sec) * LKT_S + (now.tv_nsec - start.tv_nsec) >= run_ns) {
-        kill(pid, SIGKILL);
-        killed = 1;
-      }
-      struct pollfd pfd = {fds[0], POLLIN, 0};
-      if (poll(&pfd, 1, 10) == 0) continue; /* the kill deadline is checked every 10 ms */
-      if (nrec == cap) {
-        cap = cap ? cap * 2 : 4096;
-        recs = realloc(recs, cap * sizeof *recs);
-      }
-      ssize_t got = read(fds[0], &recs[nrec], sizeof *recs);
-      if (got == 0) break;
-      if (got < 0 && errno == EINTR) continue;
-      if (got != (ssize_t)sizeof *recs) DIE("short pipe read");
-      if (!started && recs[nrec].type == R_ACK) {
-        started = 1;
-        start = now;
-      }
-      nrec++;
-    }
-    close(fds[0]);
-    int st;
-    waitpid(pid, &st, 0);
-    if (!WIFSIGNALED(st) || WTERMSIG(st) != SIGKILL)
-      DIE("round %d: the child did not die by SIGKILL (status 0x%x)", round, st);
-
-    /* Replay the acknowledged changes onto the model. */
-    rec pend[NTHREADS];
-    int has_pend[NTHREADS] = {0};
-    unsigned long acked = 0;
-    for (size_t i = 0; i < nrec; i++) {
-      rec *x = &recs[i];
-      if (x->type != R_ACK) {
-        pend[x->thread] = *x;
-        has_pend[x->thread] = 1;
-        continue;
-      }
-      rec *p = &pend[x->thread];
-      if (!has_pend[x->thread] || p->seq != x->seq) DIE("ack without intent");
-      has_pend[x->thread] = 0;
-      acked++;
-      if (p->type == R_INTENT_CTR) {
-        if (x->value != ctr_next) DIE("counter range starts at %" PRIu64 ", want %" PRIu64, x->value, ctr_next);
-        ctr_next += 10;
-        continue;
-      }
-      if (p->type == R_INTENT_ACQ) {
-        /* One thread's grants are sequential: its tokens must increase. */
-        if (x->value <= thread_token[x->thread])
-          DIE("thread %u: token %" PRIu64 " not above %" PRIu64, x->thread, x->value, thread_token[x->thread]);
-        thread_token[x->thread] = x->value;
-        if (x->value > max_token) max_token = x->value;
-      }
-      for (uint32_t j = 0; j < p->n; j++) state[p->rows[j]] = p->type == R_INTENT_ACQ ? (int)p->kind : FREE;
-    }
-    acked_total += acked;
-
-    /* Compare with the reopened database. */
-    lk = open_db();
-    int act[NROWS];
-    uint64_t holder[NROWS];
-    actual_state(lk, act, holder);
-    for (int row = 0; row < NROWS; row++) {
-      int t = row / ROWS_PER;
-      if (act[row] && holder[row] != ops[t]) DIE("row %d held by op %" PRIu64, row, holder[row]);
-      int in_pend = 0;
-      if (has_pend[t] && pend[t].type != R_INTENT_CTR)
-        for (uint32_t j = 0; j < pend[t].n; j++) in_pend |= pend[t].rows[j] == (uint32_t)row;
-      if (!in_pend && act[row] != state[row])
-        DIE("round %d: row %d is %d after reopen, acknowledged state %d", round, row, act[row], state[row]);
-    }
-    /* The unacknowledged change: all of it or none of it. */
-    for (int t = 0; t < NTHREADS; t++) {
-      if (!has_pend[t] || pend[t].type == R_INTENT_CTR) continue;
-      int after = pend[t].type == R_INTENT_ACQ ? (int)pend[t].kind : FREE, n_after = 0;
-      for (uint32_t j = 0; j < pend[t].n; j++) {
-        uint32_t row = pend[t].rows[j];
-        if (act[row] == after) n_after++;
-        else if (act[row] != state[row]) DIE("row %u in neither state", row);
-      }
-      if (n_after != 0 && n_after != (int)pend[t].n)
-        DIE("round %d: unacknowledged change of thread %d is partly applied (%d of %u rows)",
-            round, t, n_after, pend[t].n);
-      for (uint32_t j = 0; j < pend[t].n; j++) state[pend[t].rows[j]] = act[pend[t].rows[j]];
-    }
-    /* Scopes match the indefinite locks exactly. */
-    for (int t = 0; t < NTHREADS; t++) {
-      oplog_op op;
-      if (oplog_get(lk_oplog(lk), ops[t], &op)) DIE("oplog_get: %s", strata_errmsg());
-      size_t want = 0;
-      for (int row = t * ROWS_PER; row < (t + 1) * ROWS_PER; row++) want += state[row] == INDEF;
-      if (op.nscope != want) DIE("op %" PRIu64 ": scope of %zu rows, %zu indefinite locks", ops[t], op.nscope, want);
-      for (size_t k = 0; k < op.nscope; k++) {
-        int found = 0;
-        for (int row = t * ROWS_PER; row < (t + 1) * ROWS_PER; row++)
-          found |= state[row] == INDEF && memcmp(op.scope[k].key, keys[row], LK_L2_KEY_LEN) == 0;
-        if (!found) DIE("op %" PRIu64 ": scope row without an indefinite lock", ops[t]);
-      }
-      oplog_op_free(&op);
-    }
-    /* Counters and tokens never go back. */
-    uint64_t next;
-    if (ctr_peek(lk_counters(lk), "sv", &next)) DIE("ctr_peek");
-    if (next < ctr_next) DIE("counter next %" PRIu64 " below acknowledged %" PRIu64, next, ctr_next);
-    ctr_next = next;
-    lk_close(lk);
-    printf("lk_crash: round %d: %zu records, %lu acknowledged, killed %" PRId64 " ms after the first\n",
-           round, nrec, acked, run_ns / 1000000);
-    free(recs);
-    if (acked == 0) DIE("round %d: the child acknowledged nothing", round);
-  }
-  /* The child reads state[] at fork time, so the next round continued from here. */
+  for (int round = 0; round < ROUNDS; round++) acked_total += crash_round(round, &r);
+  /* The child reads state[] at fork time, so the next round continued from here.
+   * Tokens never go back either: one granted after the last restart is above
+   * every acknowledged one. */
   lk = open_db();
   lk_row row = {keys[0], LK_L2_KEY_LEN};
   lk_acquire_req q = {.op = 999999, .rows = &row, .nrows = 1, .kind = LK_TEMPORAL, .ttl_ns = LKT_S};

@@ -150,19 +150,90 @@ static void *bg_use_main(void *arg) {
   return NULL;
 }
 
+/* 1..MAXSET distinct rows in ascending order (the one lock order); returns n. */
+static int pick_rows(uint64_t *r, int *idx, lk_row *rows) {
+  int n = 1 + (int)(rnd(r) % MAXSET);
+  for (int i = 0; i < n; i++) {
+    idx[i] = (int)(rnd(r) % NROWS);
+    for (int j = 0; j < i; j++)
+      if (idx[j] == idx[i]) { i--; break; }
+  }
+  qsort(idx, (size_t)n, sizeof idx[0], cmp_int);
+  for (int i = 0; i < n; i++) rows[i] = (lk_row){keys[idx[i]], LK_L2_KEY_LEN};
+  return n;
+}
+
+/* Records a granted token: above the thread's previous one. */
+static void note_token(thr *t, uint64_t token) {
+  t->grants++;
+  if (token <= t->last_token)
+    FAILF("thread %d: token %" PRIu64 " after %" PRIu64, t->id, token, t->last_token);
+  t->last_token = token;
+  if (t->ntokens == t->cap) {
+    t->cap = t->cap ? 2 * t->cap : 1024;
+    t->tokens = realloc(t->tokens, t->cap * sizeof *t->tokens);
+  }
+  t->tokens[t->ntokens++] = token;
+}
+
+/* Uses the held rows 1..4 times, renewing a temporal lock now and then; stops
+ * at the first use or renew that finds the lock lost. */
+static void use_held(thr *t, uint64_t *r, uint64_t op, uint64_t token, const int *idx,
+                     const lk_row *rows, int n, int indefinite) {
+  int uses = 1 + (int)(rnd(r) % 4);
+  for (int u = 0; u < uses && !atomic_load(&stop); u++) {
+    if (!use_rows(r, op, token, idx, rows, n, NULL, NULL)) { t->lost++; break; }
+    pause_us(r, 1500);
+    if (!indefinite && rnd(r) % 3 == 0) {
+      lk_result res;
+      int rc = lk_renew(lk, op, rows, (size_t)n, (int64_t)(1 + rnd(r) % 6) * LKT_MS, &res);
+      atomic_fetch_add(&ops_done, 1);
+      if (rc) { FAILF("lk_renew: %s", strata_errmsg()); break; }
+      int lost = res.status == LK_NOT_HELD;
+      lk_result_free(&res);
+      if (lost) {
+        /* A lost lock never comes back without a new acquire. */
+        int held = 1;
+        lk_check(lk, op, rows, (size_t)n, &held, NULL);
+        atomic_fetch_add(&ops_done, 1);
+        if (held) FAILF("op %" PRIu64 ": Check holds after a refused renew", op);
+        t->lost++;
+        break;
+      }
+    }
+  }
+}
+
+/* Releases the rows (or all of the op's), sometimes while a background thread's
+ * fenced use is in flight: the release must wait for it. */
+static void release_held(uint64_t *r, uint64_t op, uint64_t token, const int *idx,
+                         const lk_row *rows, int n, int indefinite) {
+  size_t released = 0;
+  bg_use u = {.r = rnd(r) | 1, .op = op, .token = token, .idx = idx, .rows = rows, .n = n};
+  pthread_t bth;
+  int bg = rnd(r) % 8 == 0 && pthread_create(&bth, NULL, bg_use_main, &u) == 0;
+  while (bg && atomic_load(&u.passed) == 0) sched_yield(); /* its fence decided first */
+  int rc = rnd(r) % 5 ? lk_release(lk, op, rows, (size_t)n, 0, &released)
+                      : lk_release(lk, op, NULL, 0, 0, &released);
+  if (bg && atomic_load(&u.passed) == 1) {
+    if (!atomic_load(&u.done))
+      FAILF("op %" PRIu64 ": release returned while its fenced commit was in flight", op);
+    atomic_fetch_add(&releases_waited, 1);
+  }
+  if (bg) pthread_join(bth, NULL);
+  atomic_fetch_add(&ops_done, 1);
+  if (rc) FAILF("lk_release: %s", strata_errmsg());
+  if (indefinite && released != (size_t)n)
+    FAILF("indefinite lock of op %" PRIu64 ": released %zu of %d rows", op, released, n);
+}
+
 static void *worker(void *arg) {
   thr *t = arg;
   uint64_t r = seed * 0x9e3779b97f4a7c15ull + (uint64_t)t->id * 7919 + 1;
   while (!atomic_load(&stop) && atomic_load(&ops_done) < target_ops) {
-    int n = 1 + (int)(rnd(&r) % MAXSET), idx[MAXSET];
-    for (int i = 0; i < n; i++) {
-      idx[i] = (int)(rnd(&r) % NROWS);
-      for (int j = 0; j < i; j++)
-        if (idx[j] == idx[i]) { i--; break; }
-    }
-    qsort(idx, (size_t)n, sizeof idx[0], cmp_int);
+    int idx[MAXSET];
     lk_row rows[MAXSET];
-    for (int i = 0; i < n; i++) rows[i] = (lk_row){keys[idx[i]], LK_L2_KEY_LEN};
+    int n = pick_rows(&r, idx, rows);
     int indefinite = rnd(&r) % 8 == 0;
     uint64_t op = indefinite ? t->ind_op : t->next_op++;
     int64_t now = lk_now(lk);
@@ -183,53 +254,9 @@ static void *worker(void *arg) {
     }
     uint64_t token = res.token;
     lk_result_free(&res);
-    t->grants++;
-    if (token <= t->last_token)
-      FAILF("thread %d: token %" PRIu64 " after %" PRIu64, t->id, token, t->last_token);
-    t->last_token = token;
-    if (t->ntokens == t->cap) {
-      t->cap = t->cap ? 2 * t->cap : 1024;
-      t->tokens = realloc(t->tokens, t->cap * sizeof *t->tokens);
-    }
-    t->tokens[t->ntokens++] = token;
-    int uses = 1 + (int)(rnd(&r) % 4);
-    for (int u = 0; u < uses && !atomic_load(&stop); u++) {
-      if (!use_rows(&r, op, token, idx, rows, n, NULL, NULL)) { t->lost++; break; }
-      pause_us(&r, 1500);
-      if (!indefinite && rnd(&r) % 3 == 0) {
-        rc = lk_renew(lk, op, rows, (size_t)n, (int64_t)(1 + rnd(&r) % 6) * LKT_MS, &res);
-        atomic_fetch_add(&ops_done, 1);
-        if (rc) { FAILF("lk_renew: %s", strata_errmsg()); break; }
-        int lost = res.status == LK_NOT_HELD;
-        lk_result_free(&res);
-        if (lost) {
-          /* A lost lock never comes back without a new acquire. */
-          int held = 1;
-          lk_check(lk, op, rows, (size_t)n, &held, NULL);
-          atomic_fetch_add(&ops_done, 1);
-          if (held) FAILF("op %" PRIu64 ": Check holds after a refused renew", op);
-          t->lost++;
-          break;
-        }
-      }
-    }
-    size_t released = 0;
-    bg_use u = {.r = rnd(&r) | 1, .op = op, .token = token, .idx = idx, .rows = rows, .n = n};
-    pthread_t bth;
-    int bg = rnd(&r) % 8 == 0 && pthread_create(&bth, NULL, bg_use_main, &u) == 0;
-    while (bg && atomic_load(&u.passed) == 0) sched_yield(); /* its fence decided first */
-    rc = rnd(&r) % 5 ? lk_release(lk, op, rows, (size_t)n, 0, &released)
-                     : lk_release(lk, op, NULL, 0, 0, &released);
-    if (bg && atomic_load(&u.passed) == 1) {
-      if (!atomic_load(&u.done))
-        FAILF("op %" PRIu64 ": release returned while its fenced commit was in flight", op);
-      atomic_fetch_add(&releases_waited, 1);
-    }
-    if (bg) pthread_join(bth, NULL);
-    atomic_fetch_add(&ops_done, 1);
-    if (rc) FAILF("lk_release: %s", strata_errmsg());
-    if (indefinite && released != (size_t)n)
-      FAILF("indefinite lock of op %" PRIu64 ": released %zu of %d rows", op, released, n);
+    note_token(t, token);
+    use_held(t, &r, op, token, idx, rows, n, indefinite);
+    release_held(&r, op, token, idx, rows, n, indefinite);
     pause_us(&r, 200);
   }
   return NULL;

@@ -150,7 +150,8 @@ static void list_ids(st_snap *s, const char *prefix, uint8_t *seen, uint64_t *co
 
 static uint64_t any_acked; /* set once a child acknowledged anything */
 
-static uint64_t verify(uint64_t next_id, uint64_t cycle) {
+/* Opens the database the killed child left (in the child's other commit mode). */
+static st_db *reopen_after_kill(uint64_t cycle) {
   st_options o;
   memset(&o, 0, sizeof o);
   o.no_commit_log = log_mode; /* the child's other mode */
@@ -168,34 +169,13 @@ static uint64_t verify(uint64_t next_id, uint64_t cycle) {
     fprintf(stderr, "cycle %llu: the kill interrupted the first create; created again over its leftovers\n",
             (unsigned long long)cycle);
   }
-  st_snap *s;
-  st_snap_latest(db, &s);
-  uint64_t L = st_snap_info(s).generation;
-  uint8_t *a = calloc(next_id + 1, 1), *b = calloc(next_id + 1, 1), *g = calloc(next_id + 1, 1);
-  uint64_t na, nb, ng;
-  list_ids(s, "a/", a, &na);
-  list_ids(s, "b/", b, &nb);
-  list_ids(s, "big/", g, &ng);
-  for (uint64_t id = 0; id < next_id; id++) {
-    if (acked[id] && !a[id]) FAIL("cycle %llu: acknowledged transaction %llu is missing", (unsigned long long)cycle,
-                                  (unsigned long long)id);
-    if (a[id] != b[id] || a[id] != g[id])
-      FAIL("cycle %llu: transaction %llu is partly visible (a %d b %d big %d; listed %llu %llu %llu)", (unsigned long long)cycle, (unsigned long long)id, a[id], b[id], g[id], (unsigned long long)na, (unsigned long long)nb, (unsigned long long)ng);
-  }
-  /* every key's value reads back (values and nodes intact) */
-  strata_buf v = STRATA_BUF_INIT;
-  if (st_get(s, "last", 4, &v) && na) FAIL("cycle %llu: 'last' missing", (unsigned long long)cycle);
-  strata_buf_free(&v);
-  if (na && (st_snap_info(s).num_keys != na + nb + ng + 1))
-    FAIL("cycle %llu: num_keys %llu, listed %llu", (unsigned long long)cycle,
-         (unsigned long long)st_snap_info(s).num_keys, (unsigned long long)(na + nb + ng + 1));
-  st_snap_release(s);
-  st_stats stats;
-  st_get_stats(db, &stats);
-  st_close(db);
-  /* opened cleanly: no temp manifests; no data file newer than L + 1 (the
-   * commit the kill interrupted, kept by open and reported as a stray, never
-   * deleted: it may be the data of a lost manifest), and that one not empty */
+  return db;
+}
+
+/* Opened cleanly: no temp manifests; no data file newer than L + 1 (the commit
+ * the kill interrupted, kept by open and reported as a stray, never deleted: it
+ * may be the data of a lost manifest), and that one not empty. */
+static void check_files(uint64_t L, uint64_t cycle, uint64_t reported_strays) {
   bs_store *fs;
   char **names;
   size_t n;
@@ -222,11 +202,44 @@ static uint64_t verify(uint64_t next_id, uint64_t cycle) {
     if (size == 0) FAIL("cycle %llu: empty %s left after open", (unsigned long long)cycle, path);
     strays++;
   }
-  if (strays != stats.stray_data_files)
+  if (strays != reported_strays)
     FAIL("cycle %llu: %llu stray data files, open reported %llu", (unsigned long long)cycle,
-         (unsigned long long)strays, (unsigned long long)stats.stray_data_files);
+         (unsigned long long)strays, (unsigned long long)reported_strays);
   free(names);
   bs_destroy(fs);
+}
+
+/* Every acknowledged transaction whole at latest, every other one whole or
+ * absent, every value readable; then the files. Returns one past the highest
+ * transaction id visible. */
+static uint64_t verify(uint64_t next_id, uint64_t cycle) {
+  st_db *db = reopen_after_kill(cycle);
+  st_snap *s;
+  st_snap_latest(db, &s);
+  uint64_t L = st_snap_info(s).generation;
+  uint8_t *a = calloc(next_id + 1, 1), *b = calloc(next_id + 1, 1), *g = calloc(next_id + 1, 1);
+  uint64_t na, nb, ng;
+  list_ids(s, "a/", a, &na);
+  list_ids(s, "b/", b, &nb);
+  list_ids(s, "big/", g, &ng);
+  for (uint64_t id = 0; id < next_id; id++) {
+    if (acked[id] && !a[id]) FAIL("cycle %llu: acknowledged transaction %llu is missing", (unsigned long long)cycle,
+                                  (unsigned long long)id);
+    if (a[id] != b[id] || a[id] != g[id])
+      FAIL("cycle %llu: transaction %llu is partly visible (a %d b %d big %d; listed %llu %llu %llu)", (unsigned long long)cycle, (unsigned long long)id, a[id], b[id], g[id], (unsigned long long)na, (unsigned long long)nb, (unsigned long long)ng);
+  }
+  /* every key's value reads back (values and nodes intact) */
+  strata_buf v = STRATA_BUF_INIT;
+  if (st_get(s, "last", 4, &v) && na) FAIL("cycle %llu: 'last' missing", (unsigned long long)cycle);
+  strata_buf_free(&v);
+  if (na && (st_snap_info(s).num_keys != na + nb + ng + 1))
+    FAIL("cycle %llu: num_keys %llu, listed %llu", (unsigned long long)cycle,
+         (unsigned long long)st_snap_info(s).num_keys, (unsigned long long)(na + nb + ng + 1));
+  st_snap_release(s);
+  st_stats stats;
+  st_get_stats(db, &stats);
+  st_close(db);
+  check_files(L, cycle, stats.stray_data_files);
   uint64_t top = 0;
   for (uint64_t id = 0; id < next_id; id++)
     if (a[id]) top = id + 1;

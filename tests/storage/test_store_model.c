@@ -445,6 +445,76 @@ static st_db *reopen(st_db *db, bs_store *base, const char *dir) {
   return db;
 }
 
+/* Hands each transaction of the batch to the engine with its hash conditions and
+ * the outcome the model expects, then waits for every callback. Expected outcomes
+ * are decided in submission order, as the committer validates: against the
+ * latest generation plus earlier survivors. */
+static void submit_batch(st_db *db, mtxn *batch, int nb) {
+  for (int i = 0; i < nb; i++) {
+    st_txn *x = to_engine(db, &batch[i]);
+    for (int j = 0; j < batch[i].n; j++) {
+      mop *o = &batch[i].ops[j];
+      if (o->kind != M_HASH) continue;
+      const hent *c = cur_value(o->key);
+      uint8_t h[ST_HASH_BYTES];
+      memset(h, 0xee, sizeof h);
+      if (c && o->hash_right) {
+        uint8_t *v = malloc(c->vlen + 1);
+        make_value(c->vseed, c->vlen, v);
+        st_value_hash(v, c->vlen, h);
+        free(v);
+      }
+      assert_int_equal(st_txn_require_hash(x, keys[o->key], klens[o->key], h), 0);
+    }
+    batch[i].want = expect_ok(&batch[i]) ? 0 : STRATA_ECONDITION;
+    if (batch[i].want == 0) apply_overlay(&batch[i]);
+    pthread_mutex_lock(&mu);
+    pending++;
+    pthread_mutex_unlock(&mu);
+    assert_int_equal(st_txn_submit(x, on_done, &batch[i]), 0);
+  }
+  pthread_mutex_lock(&mu);
+  while (pending) pthread_cond_wait(&cv, &mu);
+  pthread_mutex_unlock(&mu);
+}
+
+/* Which keys exist at latest, and how many. */
+static uint8_t key_present[NKEYS];
+static uint64_t live_keys;
+
+/* Each outcome as the model expected; the accepted ones at latest or the next
+ * generation, with increasing commit times, go into the history. Returns how
+ * many were rejected. */
+static long record_batch(const mtxn *batch, int nb, long done) {
+  long rejected = 0;
+  for (int i = 0; i < nb; i++) {
+    const mtxn *t = &batch[i];
+    CHECK(t->rc == t->want, "transaction %ld: rc %d (%s), model expects %d", done + i, t->rc,
+          strata_errname(t->rc), t->want);
+    if (t->rc) {
+      rejected++;
+      continue;
+    }
+    CHECK(t->gen == latest || t->gen == latest + 1, "generation %llu after %llu",
+          (unsigned long long)t->gen, (unsigned long long)latest);
+    if (t->gen == latest + 1) {
+      CHECK(t->ct > ctime_of[latest], "commit_time not increasing");
+      latest = t->gen;
+      ctime_of[latest] = t->ct;
+    }
+    for (int j = 0; j < t->n; j++) {
+      const mop *o = &t->ops[j];
+      if (o->kind != M_PUT && o->kind != M_DEL) continue;
+      int now = o->kind == M_PUT;
+      live_keys += now - key_present[o->key];
+      key_present[o->key] = (uint8_t)now;
+      hist_push(o->key, (hent){latest, now, o->vseed, o->vlen});
+    }
+    num_keys_at[latest] = live_keys;
+  }
+  return rejected;
+}
+
 static void run_model(long total, const char *dir) {
   const char *s = getenv("STRATA_SEED");
   seed = s ? strtoull(s, NULL, 10) : (uint64_t)time(NULL);
@@ -465,68 +535,16 @@ static void run_model(long total, const char *dir) {
   st_db *db = reopen(NULL, base, dir);
   long done = 0, rejected = 0;
   static uint8_t touched[NKEYS];
-  static uint8_t present[NKEYS];
-  memset(present, 0, sizeof present);
-  uint64_t live = 0;
+  memset(key_present, 0, sizeof key_present);
+  live_keys = 0;
   while (done < total) {
     int nb = 1 + (int)below(8);
     mtxn batch[8];
     memset(touched, 0, sizeof touched);
     memset(OV.set, 0, sizeof OV.set);
     for (int i = 0; i < nb; i++) gen_txn(&batch[i], touched);
-    /* Expected outcomes are decided in submission order, as the committer
-     * validates: against the latest generation plus earlier survivors. */
-    for (int i = 0; i < nb; i++) {
-      st_txn *x = to_engine(db, &batch[i]);
-      for (int j = 0; j < batch[i].n; j++) {
-        mop *o = &batch[i].ops[j];
-        if (o->kind != M_HASH) continue;
-        const hent *c = cur_value(o->key);
-        uint8_t h[ST_HASH_BYTES];
-        memset(h, 0xee, sizeof h);
-        if (c && o->hash_right) {
-          uint8_t *v = malloc(c->vlen + 1);
-          make_value(c->vseed, c->vlen, v);
-          st_value_hash(v, c->vlen, h);
-          free(v);
-        }
-        assert_int_equal(st_txn_require_hash(x, keys[o->key], klens[o->key], h), 0);
-      }
-      batch[i].want = expect_ok(&batch[i]) ? 0 : STRATA_ECONDITION;
-      if (batch[i].want == 0) apply_overlay(&batch[i]);
-      pthread_mutex_lock(&mu);
-      pending++;
-      pthread_mutex_unlock(&mu);
-      assert_int_equal(st_txn_submit(x, on_done, &batch[i]), 0);
-    }
-    pthread_mutex_lock(&mu);
-    while (pending) pthread_cond_wait(&cv, &mu);
-    pthread_mutex_unlock(&mu);
-    for (int i = 0; i < nb; i++) {
-      mtxn *t = &batch[i];
-      CHECK(t->rc == t->want, "transaction %ld: rc %d (%s), model expects %d", done + i, t->rc,
-            strata_errname(t->rc), t->want);
-      if (t->rc) {
-        rejected++;
-        continue;
-      }
-      CHECK(t->gen == latest || t->gen == latest + 1, "generation %llu after %llu",
-            (unsigned long long)t->gen, (unsigned long long)latest);
-      if (t->gen == latest + 1) {
-        CHECK(t->ct > ctime_of[latest], "commit_time not increasing");
-        latest = t->gen;
-        ctime_of[latest] = t->ct;
-      }
-      for (int j = 0; j < t->n; j++) {
-        mop *o = &t->ops[j];
-        if (o->kind != M_PUT && o->kind != M_DEL) continue;
-        int now = o->kind == M_PUT;
-        live += now - present[o->key];
-        present[o->key] = (uint8_t)now;
-        hist_push(o->key, (hent){latest, now, o->vseed, o->vlen});
-      }
-      num_keys_at[latest] = live;
-    }
+    submit_batch(db, batch, nb);
+    rejected += record_batch(batch, nb, done);
     done += nb;
     if (latest) {
       for (int j = 0; j < 3; j++) check_get(db, 1 + below(latest));

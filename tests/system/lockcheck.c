@@ -62,125 +62,165 @@ static void acquire_fill(Strata__V1__AcquireRequest *q, int indefinite, uint64_t
   q->wait_ms = WAIT_MS;
 }
 
-/* One transaction; appends its history line. Returns 0, or -1 on an error that
- * ends the client. */
-static int client_txn(rpc_client *c, int idx, uint64_t seq, sys_rng *rng, unsigned nrows, int log) {
-  /* Rows: 1..3 distinct, in ascending order. */
-  unsigned rows[MAX_ROWS_PER_TXN];
-  size_t k = 1 + sys_below(rng, MAX_ROWS_PER_TXN);
-  for (size_t i = 0; i < k;) {
-    unsigned r = (unsigned)sys_below(rng, nrows);
-    int dup = 0;
-    for (size_t j = 0; j < i; j++) dup |= rows[j] == r;
-    if (!dup) rows[i++] = r;
-  }
-  for (size_t i = 1; i < k; i++)
-    for (size_t j = i; j > 0 && rows[j - 1] > rows[j]; j--) {
-      unsigned t = rows[j];
-      rows[j] = rows[j - 1];
-      rows[j - 1] = t;
-    }
+/* One client transaction as it goes: its rows, op, grant, the counters it read
+ * and its commit's outcome. */
+typedef struct client_tx {
+  size_t k;
+  unsigned rows[MAX_ROWS_PER_TXN]; /* ascending */
   char names[MAX_ROWS_PER_TXN][16], keys[MAX_ROWS_PER_TXN][24];
   ProtobufCBinaryData rowbin[MAX_ROWS_PER_TXN], keybin[MAX_ROWS_PER_TXN];
-  for (size_t i = 0; i < k; i++) {
-    row_name(names[i], sizeof names[i], rows[i]);
-    snprintf(keys[i], sizeof keys[i], "ctr/%s", names[i]);
-    rowbin[i] = (ProtobufCBinaryData){strlen(names[i]), (uint8_t *)names[i]};
-    keybin[i] = (ProtobufCBinaryData){strlen(keys[i]), (uint8_t *)keys[i]};
-  }
+  int indefinite;
+  uint64_t op, token;
+  int64_t expires, t_grant, t_rel;
+  uint64_t base_gen, vals[MAX_ROWS_PER_TXN]; /* the counters read */
+  char newv[MAX_ROWS_PER_TXN][24];
+  Strata__V1__Put puts[MAX_ROWS_PER_TXN], *pp[MAX_ROWS_PER_TXN];
+  const char *res; /* OK, FENCED or UNKNOWN */
+  uint64_t gen;
+  int64_t ctime;
+} client_tx;
 
-  /* The op: indefinite locks need an op-log op; temporal ones use a private id
-   * range far above the op log's. */
-  int indefinite = sys_below(rng, 100) < 15;
-  uint64_t op = ((uint64_t)(idx + 1) << 40) | seq;
-  if (indefinite) {
-    Strata__V1__CreateOpRequest q = STRATA__V1__CREATE_OP_REQUEST__INIT;
-    q.user = "lockcheck";
-    q.kind = "txn";
-    Strata__V1__CreateOpResponse *r = NULL;
-    if (rpc_ops_create(c, NULL, &q, &r)) {
-      fprintf(stderr, "client %d: Ops.Create: %s\n", idx, strata_errmsg());
-      return -1;
+/* Rows: 1..3 distinct, in ascending order, with their names and counter keys. */
+static void tx_pick_rows(client_tx *x, sys_rng *rng, unsigned nrows) {
+  x->k = 1 + sys_below(rng, MAX_ROWS_PER_TXN);
+  for (size_t i = 0; i < x->k;) {
+    unsigned r = (unsigned)sys_below(rng, nrows);
+    int dup = 0;
+    for (size_t j = 0; j < i; j++) dup |= x->rows[j] == r;
+    if (!dup) x->rows[i++] = r;
+  }
+  for (size_t i = 1; i < x->k; i++)
+    for (size_t j = i; j > 0 && x->rows[j - 1] > x->rows[j]; j--) {
+      unsigned t = x->rows[j];
+      x->rows[j] = x->rows[j - 1];
+      x->rows[j - 1] = t;
     }
-    op = r->op->op_id;
-    rpc_free(r);
+  for (size_t i = 0; i < x->k; i++) {
+    row_name(x->names[i], sizeof x->names[i], x->rows[i]);
+    snprintf(x->keys[i], sizeof x->keys[i], "ctr/%s", x->names[i]);
+    x->rowbin[i] = (ProtobufCBinaryData){strlen(x->names[i]), (uint8_t *)x->names[i]};
+    x->keybin[i] = (ProtobufCBinaryData){strlen(x->keys[i]), (uint8_t *)x->keys[i]};
   }
-  uint64_t ttl = TTL_MIN_MS + sys_below(rng, TTL_MAX_MS - TTL_MIN_MS + 1);
+}
 
-  Strata__V1__AcquireRequest aq = STRATA__V1__ACQUIRE_REQUEST__INIT;
-  aq.op_id = op;
-  aq.n_rows = k;
-  aq.rows = rowbin;
-  acquire_fill(&aq, indefinite, ttl);
-  Strata__V1__AcquireResponse *ar = NULL;
-  if (rpc_locks_acquire(c, NULL, &aq, &ar)) {
-    fprintf(stderr, "client %d: Locks.Acquire: %s\n", idx, strata_errmsg());
+/* The op: indefinite locks need an op-log op; temporal ones use a private id
+ * range far above the op log's. */
+static int tx_choose_op(client_tx *x, rpc_client *c, int idx, uint64_t seq, sys_rng *rng) {
+  x->indefinite = sys_below(rng, 100) < 15;
+  x->op = ((uint64_t)(idx + 1) << 40) | seq;
+  if (!x->indefinite) return 0;
+  Strata__V1__CreateOpRequest q = STRATA__V1__CREATE_OP_REQUEST__INIT;
+  q.user = "lockcheck";
+  q.kind = "txn";
+  Strata__V1__CreateOpResponse *r = NULL;
+  if (rpc_ops_create(c, NULL, &q, &r)) {
+    fprintf(stderr, "client %d: Ops.Create: %s\n", idx, strata_errmsg());
     return -1;
   }
-  int64_t t_grant = sys_now_ns();
-  if (!ar->acquired) {
-    rpc_free(ar);
-    sys_logf(log, "N %d %llu %c", idx, (unsigned long long)op, indefinite ? 'I' : 'T');
-    return 0;
-  }
-  uint64_t token = ar->fencing_token;
-  int64_t expires = indefinite ? INT64_MAX : ar->expires_at_ns;
-  rpc_free(ar);
+  x->op = r->op->op_id;
+  rpc_free(r);
+  return 0;
+}
 
-  /* Read the counters at latest (the state after every earlier holder's commit). */
+/* Reads the counters at latest (the state after every earlier holder's commit)
+ * and builds the puts of each plus one. */
+static int tx_read_counters(client_tx *x, rpc_client *c, int idx) {
   Strata__V1__BatchGetRequest gq = STRATA__V1__BATCH_GET_REQUEST__INIT;
-  gq.n_keys = k;
-  gq.keys = keybin;
+  gq.n_keys = x->k;
+  gq.keys = x->keybin;
   Strata__V1__BatchGetResponse *gr = NULL;
   if (rpc_kv_batch_get(c, NULL, &gq, &gr)) {
     fprintf(stderr, "client %d: Kv.BatchGet: %s\n", idx, strata_errmsg());
     return -1;
   }
-  uint64_t base_gen = gr->version->generation, vals[MAX_ROWS_PER_TXN];
-  char newv[MAX_ROWS_PER_TXN][24];
-  Strata__V1__Put puts[MAX_ROWS_PER_TXN];
-  Strata__V1__Put *pp[MAX_ROWS_PER_TXN];
-  for (size_t i = 0; i < k; i++) {
+  x->base_gen = gr->version->generation;
+  for (size_t i = 0; i < x->k; i++) {
     Strata__V1__KeyValue *e = gr->entries[i];
     char tmp[24] = {0};
     memcpy(tmp, e->value.data, e->value.len < 23 ? e->value.len : 23);
-    vals[i] = e->found ? strtoull(tmp, NULL, 10) : 0;
-    snprintf(newv[i], sizeof newv[i], "%llu", (unsigned long long)vals[i] + 1);
-    puts[i] = (Strata__V1__Put)STRATA__V1__PUT__INIT;
-    puts[i].key = keybin[i];
-    puts[i].value = (ProtobufCBinaryData){strlen(newv[i]), (uint8_t *)newv[i]};
-    pp[i] = &puts[i];
+    x->vals[i] = e->found ? strtoull(tmp, NULL, 10) : 0;
+    snprintf(x->newv[i], sizeof x->newv[i], "%llu", (unsigned long long)x->vals[i] + 1);
+    x->puts[i] = (Strata__V1__Put)STRATA__V1__PUT__INIT;
+    x->puts[i].key = x->keybin[i];
+    x->puts[i].value = (ProtobufCBinaryData){strlen(x->newv[i]), (uint8_t *)x->newv[i]};
+    x->pp[i] = &x->puts[i];
   }
   rpc_free(gr);
+  return 0;
+}
 
-  /* The fenced commit. */
+/* The commit of the new counters, fenced by the op and the rows. */
+static void tx_fenced_commit(client_tx *x, rpc_client *c, int idx) {
   Strata__V1__LockFence f = STRATA__V1__LOCK_FENCE__INIT;
-  f.op_id = op;
-  f.n_rows = k;
-  f.rows = rowbin;
+  f.op_id = x->op;
+  f.n_rows = x->k;
+  f.rows = x->rowbin;
   Strata__V1__CommitRequest cq = STRATA__V1__COMMIT_REQUEST__INIT;
-  cq.n_puts = k;
-  cq.puts = pp;
+  cq.n_puts = x->k;
+  cq.puts = x->pp;
   cq.fence = &f;
   Strata__V1__CommitResponse *cr = NULL;
   int crc = rpc_kv_commit(c, NULL, &cq, &cr);
-  uint64_t gen = 0;
-  int64_t ctime = 0;
-  const char *res = "OK";
+  x->res = "OK";
   if (crc == 0) {
-    gen = cr->version->generation;
-    ctime = cr->version->commit_time_ns;
+    x->gen = cr->version->generation;
+    x->ctime = cr->version->commit_time_ns;
   } else if (crc == STRATA_EFENCED) {
-    res = "FENCED";
+    x->res = "FENCED";
   } else {
-    res = "UNKNOWN"; /* may or may not have applied */
+    x->res = "UNKNOWN"; /* may or may not have applied */
     fprintf(stderr, "client %d: Kv.Commit: %s\n", idx, strata_errmsg());
   }
   rpc_free(cr);
+}
 
-  int64_t t_rel = sys_now_ns();
+static void tx_log(const client_tx *x, int idx, int log) {
+  char line[512];
+  int n = snprintf(line, sizeof line, "T %d %llu %c %llu %lld %lld %lld %s %llu %lld %llu %zu", idx,
+                   (unsigned long long)x->op, x->indefinite ? 'I' : 'T',
+                   (unsigned long long)x->token, (long long)x->expires, (long long)x->t_grant,
+                   (long long)x->t_rel, x->res, (unsigned long long)x->gen, (long long)x->ctime,
+                   (unsigned long long)x->base_gen, x->k);
+  for (size_t i = 0; i < x->k; i++)
+    n += snprintf(line + n, sizeof line - (size_t)n, " %u:%llu", x->rows[i],
+                  (unsigned long long)x->vals[i]);
+  sys_logf(log, "%s", line);
+}
+
+/* One transaction; appends its history line. Returns 0, or -1 on an error that
+ * ends the client. */
+static int client_txn(rpc_client *c, int idx, uint64_t seq, sys_rng *rng, unsigned nrows, int log) {
+  client_tx x = {0};
+  tx_pick_rows(&x, rng, nrows);
+  if (tx_choose_op(&x, c, idx, seq, rng)) return -1;
+  uint64_t ttl = TTL_MIN_MS + sys_below(rng, TTL_MAX_MS - TTL_MIN_MS + 1);
+
+  Strata__V1__AcquireRequest aq = STRATA__V1__ACQUIRE_REQUEST__INIT;
+  aq.op_id = x.op;
+  aq.n_rows = x.k;
+  aq.rows = x.rowbin;
+  acquire_fill(&aq, x.indefinite, ttl);
+  Strata__V1__AcquireResponse *ar = NULL;
+  if (rpc_locks_acquire(c, NULL, &aq, &ar)) {
+    fprintf(stderr, "client %d: Locks.Acquire: %s\n", idx, strata_errmsg());
+    return -1;
+  }
+  x.t_grant = sys_now_ns();
+  if (!ar->acquired) {
+    rpc_free(ar);
+    sys_logf(log, "N %d %llu %c", idx, (unsigned long long)x.op, x.indefinite ? 'I' : 'T');
+    return 0;
+  }
+  x.token = ar->fencing_token;
+  x.expires = x.indefinite ? INT64_MAX : ar->expires_at_ns;
+  rpc_free(ar);
+
+  if (tx_read_counters(&x, c, idx)) return -1;
+  tx_fenced_commit(&x, c, idx);
+
+  x.t_rel = sys_now_ns();
   Strata__V1__ReleaseRequest rq = STRATA__V1__RELEASE_REQUEST__INIT;
-  rq.op_id = op;
+  rq.op_id = x.op;
   rq.all = 1;
   Strata__V1__ReleaseResponse *rr = NULL;
   if (rpc_locks_release(c, NULL, &rq, &rr)) {
@@ -188,16 +228,7 @@ static int client_txn(rpc_client *c, int idx, uint64_t seq, sys_rng *rng, unsign
     return -1;
   }
   rpc_free(rr);
-
-  char line[512];
-  int n = snprintf(line, sizeof line, "T %d %llu %c %llu %lld %lld %lld %s %llu %lld %llu %zu", idx,
-                   (unsigned long long)op, indefinite ? 'I' : 'T', (unsigned long long)token,
-                   (long long)expires, (long long)t_grant, (long long)t_rel, res,
-                   (unsigned long long)gen, (long long)ctime, (unsigned long long)base_gen, k);
-  for (size_t i = 0; i < k; i++)
-    n += snprintf(line + n, sizeof line - (size_t)n, " %u:%llu", rows[i],
-                  (unsigned long long)vals[i]);
-  sys_logf(log, "%s", line);
+  tx_log(&x, idx, log);
   return 0;
 }
 
@@ -453,6 +484,66 @@ static uint64_t pause_loop(pid_t *pids, int n, sys_rng *rng, int *status) {
   return pauses;
 }
 
+/* Spawns the clients, each with its share of the transactions and its history
+ * file in the server's directory. */
+static void spawn_clients(const harness *h, int nclients, uint64_t txns, uint64_t seed,
+                          unsigned nrows, pid_t *pids, char (*files)[600]) {
+  for (int i = 0; i < nclients; i++) {
+    char idx[16], n[32], sd[32], nr[16];
+    snprintf(files[i], sizeof files[i], "%s/history-%d", h->dir, i);
+    snprintf(idx, sizeof idx, "%d", i);
+    snprintf(n, sizeof n, "%llu", (unsigned long long)(txns / (uint64_t)nclients + 1));
+    snprintf(sd, sizeof sd, "%llu", (unsigned long long)seed);
+    snprintf(nr, sizeof nr, "%u", nrows);
+    const char *args[] = {"client", idx, h->addr, files[i], n, sd, nr, NULL};
+    pids[i] = sys_spawn_self(args);
+    sys_watch_pid(&pids[i]);
+  }
+}
+
+/* Counts the outcomes of the merged histories and checks every row against its
+ * final counter. */
+static void check_histories(const hist *hs, const uint64_t *final, unsigned nrows, figures *fg) {
+  uint64_t unknown_per_row[MAX_ROWS] = {0};
+  for (size_t i = 0; i < hs->n; i++) {
+    const txn *t = &hs->t[i];
+    fg->txns++;
+    if (!strcmp(t->res, "OK")) fg->acked++;
+    else if (!strcmp(t->res, "FENCED")) fg->fenced++;
+    else {
+      fg->unknown++;
+      for (size_t j = 0; j < t->k; j++) unknown_per_row[t->rows[j]]++;
+    }
+  }
+  fg->refused = hs->refused;
+  fg->rpcs = hs->rpcs;
+  fg->txns += hs->refused;
+  for (unsigned r = 0; r < nrows; r++) check_row(hs, r, final[r], unknown_per_row[r], fg);
+}
+
+static void print_figures(const figures *fg, int nclients, int64_t ms, uint64_t slow) {
+  printf("lockcheck: %llu operations (calls), %llu transactions (%llu committed, %llu fenced, %llu unknown, %llu acquires "
+         "timed out) by %d clients in %lld ms (%.0f/s), %llu pauses, fsync delay %llu us\n",
+         (unsigned long long)fg->rpcs, (unsigned long long)fg->txns, (unsigned long long)fg->acked,
+         (unsigned long long)fg->fenced,
+         (unsigned long long)fg->unknown, (unsigned long long)fg->refused, nclients, (long long)ms,
+         ms ? (double)fg->txns * 1000.0 / (double)ms : 0.0, (unsigned long long)fg->pauses,
+         (unsigned long long)slow);
+  printf("lockcheck: lost updates %llu, double reads %llu, token order %llu, generation order "
+         "%llu, double holders %llu\n",
+         (unsigned long long)fg->lost_updates, (unsigned long long)fg->dup_reads,
+         (unsigned long long)fg->token_order, (unsigned long long)fg->gen_order,
+         (unsigned long long)fg->double_holders);
+  if (getenv("LOCKCHECK_SOAK")) {
+    printf("SOAK lockcheck_operations %llu\n", (unsigned long long)fg->rpcs);
+    printf("SOAK lockcheck_transactions %llu\n", (unsigned long long)fg->txns);
+    printf("SOAK lockcheck_committed %llu\n", (unsigned long long)fg->acked);
+    printf("SOAK lockcheck_pauses %llu\n", (unsigned long long)fg->pauses);
+    printf("SOAK lockcheck_lost_updates %llu\n", (unsigned long long)fg->lost_updates);
+    printf("SOAK lockcheck_double_holders %llu\n", (unsigned long long)fg->double_holders);
+  }
+}
+
 static int driver_main(void) {
   const char *bin = getenv("STRATA_SERVER_BIN");
   if (!bin) {
@@ -479,17 +570,7 @@ static int driver_main(void) {
   pid_t pids[MAX_CLIENTS];
   int status[MAX_CLIENTS];
   char files[MAX_CLIENTS][600];
-  for (int i = 0; i < nclients; i++) {
-    char idx[16], n[32], sd[32], nr[16];
-    snprintf(files[i], sizeof files[i], "%s/history-%d", h.dir, i);
-    snprintf(idx, sizeof idx, "%d", i);
-    snprintf(n, sizeof n, "%llu", (unsigned long long)(txns / (uint64_t)nclients + 1));
-    snprintf(sd, sizeof sd, "%llu", (unsigned long long)seed);
-    snprintf(nr, sizeof nr, "%u", nrows);
-    const char *args[] = {"client", idx, h.addr, files[i], n, sd, nr, NULL};
-    pids[i] = sys_spawn_self(args);
-    sys_watch_pid(&pids[i]);
-  }
+  spawn_clients(&h, nclients, txns, seed, nrows, pids, files);
   figures fg = {0};
   fg.pauses = pause_loop(pids, nclients, &rng, status);
   int64_t ms = sys_mono_ms() - t0;
@@ -504,44 +585,9 @@ static int driver_main(void) {
   for (int i = 0; i < nclients && !failed; i++) failed = parse_history(files[i], &hs) != 0;
   uint64_t final[MAX_ROWS] = {0};
   if (!failed) failed = read_counters(h.addr, nrows, final) != 0;
-  if (!failed) {
-    uint64_t unknown_per_row[MAX_ROWS] = {0};
-    for (size_t i = 0; i < hs.n; i++) {
-      const txn *t = &hs.t[i];
-      fg.txns++;
-      if (!strcmp(t->res, "OK")) fg.acked++;
-      else if (!strcmp(t->res, "FENCED")) fg.fenced++;
-      else {
-        fg.unknown++;
-        for (size_t j = 0; j < t->k; j++) unknown_per_row[t->rows[j]]++;
-      }
-    }
-    fg.refused = hs.refused;
-    fg.rpcs = hs.rpcs;
-    fg.txns += hs.refused;
-    for (unsigned r = 0; r < nrows; r++) check_row(&hs, r, final[r], unknown_per_row[r], &fg);
-  }
+  if (!failed) check_histories(&hs, final, nrows, &fg);
   int stop = harness_stop(&h);
-  printf("lockcheck: %llu operations (calls), %llu transactions (%llu committed, %llu fenced, %llu unknown, %llu acquires "
-         "timed out) by %d clients in %lld ms (%.0f/s), %llu pauses, fsync delay %llu us\n",
-         (unsigned long long)fg.rpcs, (unsigned long long)fg.txns, (unsigned long long)fg.acked,
-         (unsigned long long)fg.fenced,
-         (unsigned long long)fg.unknown, (unsigned long long)fg.refused, nclients, (long long)ms,
-         ms ? (double)fg.txns * 1000.0 / (double)ms : 0.0, (unsigned long long)fg.pauses,
-         (unsigned long long)slow);
-  printf("lockcheck: lost updates %llu, double reads %llu, token order %llu, generation order "
-         "%llu, double holders %llu\n",
-         (unsigned long long)fg.lost_updates, (unsigned long long)fg.dup_reads,
-         (unsigned long long)fg.token_order, (unsigned long long)fg.gen_order,
-         (unsigned long long)fg.double_holders);
-  if (getenv("LOCKCHECK_SOAK")) {
-    printf("SOAK lockcheck_operations %llu\n", (unsigned long long)fg.rpcs);
-    printf("SOAK lockcheck_transactions %llu\n", (unsigned long long)fg.txns);
-    printf("SOAK lockcheck_committed %llu\n", (unsigned long long)fg.acked);
-    printf("SOAK lockcheck_pauses %llu\n", (unsigned long long)fg.pauses);
-    printf("SOAK lockcheck_lost_updates %llu\n", (unsigned long long)fg.lost_updates);
-    printf("SOAK lockcheck_double_holders %llu\n", (unsigned long long)fg.double_holders);
-  }
+  print_figures(&fg, nclients, ms, slow);
   int bad = failed || stop != 0 || fg.lost_updates || fg.dup_reads || fg.token_order ||
             fg.gen_order || fg.double_holders || fg.acked == 0 || fg.pauses == 0;
   if (bad) fprintf(stderr, "lockcheck: FAILED (seed %llu)\n", (unsigned long long)seed);

@@ -2,13 +2,17 @@
 # real client processes over gRPC: the lock-safety checker (lockcheck) and kill -9
 # under mixed load (killload). `make soak` runs both at soak size (SOAK lines).
 SYS_BINS := $(O)/tests/system/lockcheck $(O)/tests/system/killload
-SYS_OBJS := $(O)/tests/system/lockcheck.o $(O)/tests/system/killload.o $(O)/tests/system/sys_common.o
+KILLLOAD_OBJS := $(O)/tests/system/killload_client.o $(O)/tests/system/killload_check.o
+SYS_OBJS := $(O)/tests/system/lockcheck.o $(O)/tests/system/killload.o $(O)/tests/system/sys_common.o \
+	$(KILLLOAD_OBJS)
 $(SYS_OBJS): | $(RPC_GEN_H)
 -include $(SYS_OBJS:.o=.d)
 
 $(O)/tests/system/%: $(O)/tests/system/%.o $(O)/tests/system/sys_common.o $(O)/tests/rpc/srv_harness.o \
 		$(O)/libsrv.a $(RPC_LIB) $(O)/libstrata.a
-	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $(filter %.o,$^) $(filter-out %.o,$^) -o $@ $(RPC_LDLIBS) $(LDLIBS)
+# killload's client and checks live in files of their own.
+$(O)/tests/system/killload: $(KILLLOAD_OBJS)
 
 .PHONY: sys-bins test-lockcheck test-killload soak
 sys-bins: $(SYS_BINS) $(O)/server/strata-server

@@ -1,11 +1,9 @@
 /* Lock manager unit tests on a hand-moved clock: conflicts as data, tokens,
  * idempotence, expiry, renew, release, list filters and pagination, the
- * fence hook, persistence of deadlines, and bad input. */
-#include <inttypes.h>
-#include <pthread.h>
+ * fence hook, persistence of deadlines, and bad input. Waiting is in
+ * test_lk_wait.c; the fixture in lk_fixture.h. */
 #include <stdatomic.h>
 #include <setjmp.h>
-#include <time.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -16,73 +14,7 @@
 #include "common/err.h"
 #include "locks/lock.h"
 #include "locks/oplog.h"
-#include "tests/locks/lk_test.h"
-
-typedef struct fx {
-  char *dir;
-  lk_manager *lk;
-} fx;
-
-static void open_lk(fx *f) {
-  lk_options o;
-  lk_options_init(&o);
-  o.path = f->dir;
-  o.clock = lkt_clock;
-  o.partitions = 16;
-  int rc = lk_open(&o, &f->lk);
-  if (rc) fprintf(stderr, "lk_open: %s\n", strata_errmsg());
-  assert_int_equal(rc, 0);
-}
-
-static int setup(void **state) {
-  fx *f = calloc(1, sizeof *f);
-  f->dir = lkt_tmpdir("lkunit");
-  open_lk(f);
-  *state = f;
-  return 0;
-}
-
-static int teardown(void **state) {
-  fx *f = *state;
-  /* Whatever the test did, the table's invariants hold (one holder per row). */
-  int rc = lk_selfcheck(f->lk, 1, NULL);
-  if (rc) fprintf(stderr, "lk_selfcheck: %s\n", strata_errmsg());
-  assert_int_equal(rc, 0);
-  lk_close(f->lk);
-  lkt_rmdir(f->dir);
-  free(f);
-  return 0;
-}
-
-static void reopen(fx *f) {
-  lk_close(f->lk);
-  open_lk(f);
-}
-
-static uint64_t new_op(fx *f) {
-  uint64_t id;
-  assert_int_equal(oplog_create(lk_oplog(f->lk), "tester", "split", "p", 1, 7, &id, NULL), 0);
-  return id;
-}
-
-/* Acquires without waiting; returns status, fills *res (caller frees). */
-static lk_status acq(fx *f, uint64_t op, const char *const *keys, size_t n, lk_kind kind,
-                     int64_t ttl, lk_result *res) {
-  lk_row rows[16];
-  for (size_t i = 0; i < n; i++) rows[i] = lkt_row(keys[i]);
-  lk_acquire_req q = {.op = op, .rows = rows, .nrows = n, .kind = kind, .ttl_ns = ttl};
-  int rc = lk_acquire(f->lk, &q, res);
-  if (rc) fprintf(stderr, "lk_acquire: %s\n", strata_errmsg());
-  assert_int_equal(rc, 0);
-  return res->status;
-}
-
-static int held(fx *f, uint64_t op, const char *key) {
-  lk_row r = lkt_row(key);
-  int h = -1;
-  assert_int_equal(lk_check(f->lk, op, &r, 1, &h, NULL), 0);
-  return h;
-}
+#include "tests/unit/lk_fixture.h"
 
 static void test_overlapping_sets_conflict_as_data_and_take_nothing(void **state) {
   fx *f = *state;
@@ -202,12 +134,7 @@ static void assert_no_wrap(fx *f, int rc, lk_result *r) {
  * release build). A temporal expiry must also never equal LK_NEVER. */
 static void test_ttl_at_the_clock_limit_never_wraps(void **state) {
   fx *f = *state;
-  lk_close(f->lk);
-  lk_options o;
-  lk_options_init(&o);
-  o.path = f->dir;
-  o.clock = ticking_clock;
-  assert_int_equal(lk_open(&o, &f->lk), 0);
+  reopen_on_clock(f, ticking_clock, 0);
   lk_row row = lkt_row("t");
   lk_result r;
   /* lk_acquire's first reading is the next tick. */
@@ -329,35 +256,37 @@ static void test_release_all_of_an_op(void **state) {
   assert_int_equal(held(f, 4, "other"), 1);
 }
 
-static void test_list_filters_pagination_and_counts(void **state) {
-  fx *f = *state;
+/* How many locks of each sort fill_locks took. */
+typedef struct list_want {
+  size_t temporal, ind, expired, pfx;
+} list_want;
+
+/* 230 rows under "blk/" and "l2/": every 5th indefinite for one op (returned),
+ * the rest temporal for four ops, every 7th of those with a 1 ms ttl. */
+static uint64_t fill_locks(fx *f, list_want *w) {
   uint64_t ind_op = new_op(f);
   lk_result r;
   char key[32];
-  size_t want_temporal = 0, want_ind = 0, want_expired = 0, want_pfx = 0;
   for (int i = 0; i < 230; i++) {
     snprintf(key, sizeof key, "%s%03d", i % 3 == 0 ? "blk/" : "l2/", i);
     const char *k[] = {key};
     if (i % 5 == 0) {
       assert_int_equal(acq(f, ind_op, k, 1, LK_INDEFINITE, 0, &r), LK_GRANTED);
-      want_ind++;
+      w->ind++;
     } else {
       int shortttl = i % 7 == 0;
       assert_int_equal(acq(f, 1000 + (uint64_t)(i % 4), k, 1, LK_TEMPORAL,
                            shortttl ? LKT_MS : 100 * LKT_S, &r), LK_GRANTED);
-      if (shortttl) want_expired++; else want_temporal++;
+      if (shortttl) w->expired++; else w->temporal++;
     }
-    if (i % 3 == 0) want_pfx++;
+    if (i % 3 == 0) w->pfx++;
     lk_result_free(&r);
   }
-  lkt_advance(2 * LKT_MS);
-  lk_counts c;
-  assert_int_equal(lk_count(f->lk, NULL, &c), 0);
-  assert_int_equal(c.temporal, want_temporal);
-  assert_int_equal(c.temporal_expired, want_expired);
-  assert_int_equal(c.indefinite, want_ind);
+  return ind_op;
+}
 
-  /* All live locks in pages of 7: each exactly once, in key order. */
+/* All live locks in pages of 7: each exactly once, in key order. */
+static void list_in_pages_of_7(fx *f, size_t want) {
   lk_list_filter lf = {0};
   uint8_t *cur = NULL;
   size_t curlen = 0, total = 0;
@@ -385,33 +314,47 @@ static void test_list_filters_pagination_and_counts(void **state) {
     lk_list_page_free(&pg);
     pages++;
   } while (cur);
-  assert_int_equal(total, want_temporal + want_ind);
+  assert_int_equal(total, want);
   assert_int_equal(pages, (int)((total + 6) / 7));
+}
+
+static void test_list_filters_pagination_and_counts(void **state) {
+  fx *f = *state;
+  list_want w = {0};
+  uint64_t ind_op = fill_locks(f, &w);
+  lkt_advance(2 * LKT_MS);
+  lk_counts c;
+  assert_int_equal(lk_count(f->lk, NULL, &c), 0);
+  assert_int_equal(c.temporal, w.temporal);
+  assert_int_equal(c.temporal_expired, w.expired);
+  assert_int_equal(c.indefinite, w.ind);
+
+  list_in_pages_of_7(f, w.temporal + w.ind);
 
   lk_list_page pg;
-  lf.include_expired = 1;
+  lk_list_filter lf = {.include_expired = 1};
   assert_int_equal(lk_list(f->lk, &lf, NULL, 0, 1000, &pg), 0);
-  assert_int_equal(pg.n, want_temporal + want_ind + want_expired);
+  assert_int_equal(pg.n, w.temporal + w.ind + w.expired);
   lk_list_page_free(&pg);
 
   lk_list_filter byop = {.op = ind_op};
   assert_int_equal(lk_list(f->lk, &byop, NULL, 0, 1000, &pg), 0);
-  assert_int_equal(pg.n, want_ind);
+  assert_int_equal(pg.n, w.ind);
   for (size_t i = 0; i < pg.n; i++) assert_int_equal(pg.items[i].op, ind_op);
   lk_list_page_free(&pg);
 
   lk_list_filter bykind = {.kinds = LK_KIND_BIT(LK_TEMPORAL)};
   assert_int_equal(lk_list(f->lk, &bykind, NULL, 0, 1000, &pg), 0);
-  assert_int_equal(pg.n, want_temporal);
+  assert_int_equal(pg.n, w.temporal);
   lk_list_page_free(&pg);
 
   lk_list_filter bypfx = {.prefix = (const uint8_t *)"blk/", .prefix_len = 4, .include_expired = 1};
   assert_int_equal(lk_list(f->lk, &bypfx, NULL, 0, 1000, &pg), 0);
-  assert_int_equal(pg.n, want_pfx);
+  assert_int_equal(pg.n, w.pfx);
   for (size_t i = 0; i < pg.n; i++) assert_memory_equal(pg.items[i].key, "blk/", 4);
   lk_list_page_free(&pg);
   assert_int_equal(lk_count(f->lk, &bypfx, &c), 0);
-  assert_int_equal(c.temporal + c.temporal_expired + c.indefinite, want_pfx);
+  assert_int_equal(c.temporal + c.temporal_expired + c.indefinite, w.pfx);
 }
 
 static void test_fence_refuses_a_holder_that_lost_a_row(void **state) {
@@ -569,158 +512,6 @@ static void test_open_refuses_foreign_and_corrupt_data(void **state) {
   open_lk(f);
 }
 
-typedef struct waiter_arg {
-  lk_manager *lk;
-  uint64_t op;
-  int rc;
-  lk_status status;
-  atomic_int give_up; /* what the request's abandoned() answers */
-} waiter_arg;
-
-static int waiter_gave_up(void *p) { return atomic_load(&((waiter_arg *)p)->give_up); }
-
-static void *wait_for_a(void *p) {
-  waiter_arg *w = p;
-  lk_row r = lkt_row("a");
-  lk_acquire_req q = {.op = w->op, .rows = &r, .nrows = 1, .kind = LK_TEMPORAL, .ttl_ns = LKT_S,
-                      .wait_deadline = lk_now(w->lk) + 3600 * LKT_S,
-                      .abandoned = waiter_gave_up, .abandoned_ctx = w};
-  lk_result res;
-  w->rc = lk_acquire(w->lk, &q, &res);
-  w->status = res.status;
-  if (!w->rc) lk_result_free(&res);
-  return NULL;
-}
-
-/* Joins within ms of real time; otherwise wakes the waiter with
- * lk_shutdown so teardown can close safely, and fails. */
-static void join_within(lk_manager *lk, pthread_t th, int ms) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += ms / 1000;
-  ts.tv_nsec += (ms % 1000) * 1000000L;
-  if (ts.tv_nsec >= 1000000000L) ts.tv_sec++, ts.tv_nsec -= 1000000000L;
-  if (pthread_timedjoin_np(th, NULL, &ts) != 0) {
-    lk_shutdown(lk);
-    pthread_join(th, NULL);
-    fail_msg("the waiter was not woken within %d ms", ms);
-  }
-}
-
-#define WAITER_OP 1000
-
-static int64_t real_ms(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* A fresh op holds "a" indefinitely (returned); a thread *th then waits for
- * "a" as w->op, a plain temporal acquire. Before that, the same acquire
- * without waiting is refused, naming the indefinite holder. Returns once the
- * waiter is in the row's queue (the lock table's self-check counts it);
- * fails after 30 s of real time (a loaded machine may be slow to run the
- * thread). Never fails with the waiter still running: it is woken with
- * lk_shutdown and joined first. */
-static uint64_t hold_a_and_queue_a_waiter(fx *f, waiter_arg *w, pthread_t *th) {
-  lk_result r;
-  uint64_t holder = new_op(f);
-  assert_int_equal(acq(f, holder, (const char *[]){"a"}, 1, LK_INDEFINITE, 0, &r), LK_GRANTED);
-  lk_result_free(&r);
-  assert_int_equal(acq(f, WAITER_OP, (const char *[]){"a"}, 1, LK_TEMPORAL, LKT_S, &r), LK_CONFLICT);
-  assert_int_equal(r.nconflicts, 1);
-  assert_int_equal(r.conflicts[0].holder_op, holder);
-  assert_int_equal(r.conflicts[0].kind, LK_INDEFINITE);
-  lk_result_free(&r);
-  *w = (waiter_arg){.lk = f->lk, .op = WAITER_OP};
-  pthread_create(th, NULL, wait_for_a, w);
-  const char *why = "the waiter did not queue on \"a\" within 30 s";
-  for (int64_t t0 = real_ms(); real_ms() - t0 < 30000;) {
-    lk_selfcheck_info info;
-    if (lk_selfcheck(f->lk, 0, &info)) {
-      why = strata_errmsg();
-      break;
-    }
-    if (info.queued == 1) return holder;
-    struct timespec pause = {0, 1000000L};
-    nanosleep(&pause, NULL);
-  }
-  lk_shutdown(f->lk);
-  pthread_join(*th, NULL);
-  fail_msg("%s", why);
-  return 0;
-}
-
-/* The holder (or, privileged, an operator naming no op) releases "a"; the
- * queued waiter gets it. */
-static void release_lets_the_waiter_in(fx *f, int privileged) {
-  waiter_arg w;
-  pthread_t th;
-  uint64_t holder = hold_a_and_queue_a_waiter(f, &w, &th);
-  lk_row a = lkt_row("a");
-  size_t n;
-  int rc = privileged ? lk_privileged_release(f->lk, 0, &a, 1, 0, &n)
-                      : lk_release(f->lk, holder, &a, 1, 0, &n);
-  /* 30 s for a loaded machine; without the kick the waiter sleeps as long as
-   * the poll interval. */
-  join_within(f->lk, th, 30000);
-  assert_int_equal(rc, 0);
-  assert_int_equal(n, 1);
-  assert_int_equal(w.rc, 0);
-  assert_int_equal(w.status, LK_GRANTED);
-  assert_int_equal(held(f, WAITER_OP, "a"), 1);
-  assert_int_equal(held(f, holder, "a"), 0);
-}
-
-/* With polling effectively off (1 h), only the kick can wake the waiter. */
-static void test_release_wakes_a_waiter_without_polling(void **state) {
-  fx *f = *state;
-  lk_close(f->lk);
-  lk_options o;
-  lk_options_init(&o);
-  o.path = f->dir;
-  o.clock = lkt_clock;
-  o.wait_poll_ns = 3600 * LKT_S;
-  assert_int_equal(lk_open(&o, &f->lk), 0);
-  release_lets_the_waiter_in(f, 0);
-}
-
-/* A temporal acquire waiting behind another op's indefinite lock gets the
- * row once an operator releases it (privileged, any holder). */
-static void test_privileged_release_lets_a_waiter_past_an_indefinite_lock(void **state) {
-  release_lets_the_waiter_in(*state, 1);
-}
-
-/* A waiter whose caller gives up (a cancelled gRPC call) leaves within a poll
- * interval with the caller's code and takes nothing, even when the row frees
- * up right after. */
-static void test_abandoned_waiter_leaves_and_takes_nothing(void **state) {
-  fx *f = *state;
-  waiter_arg w;
-  pthread_t th;
-  uint64_t holder = hold_a_and_queue_a_waiter(f, &w, &th);
-  atomic_store(&w.give_up, STRATA_ECANCELLED);
-  join_within(f->lk, th, 30000);
-  assert_int_equal(w.rc, STRATA_ECANCELLED);
-  lk_row a = lkt_row("a");
-  size_t n;
-  assert_int_equal(lk_release(f->lk, holder, &a, 1, 0, &n), 0);
-  assert_int_equal(n, 1);
-  assert_int_equal(held(f, WAITER_OP, "a"), 0);
-}
-
-static void test_shutdown_wakes_waiters_with_an_error(void **state) {
-  fx *f = *state;
-  waiter_arg w;
-  pthread_t th;
-  uint64_t holder = hold_a_and_queue_a_waiter(f, &w, &th);
-  lk_shutdown(f->lk);
-  join_within(f->lk, th, 30000);
-  assert_int_equal(w.rc, STRATA_ESHUTDOWN);
-  assert_int_equal(held(f, holder, "a"), 1); /* the holder is untouched */
-  assert_int_equal(held(f, WAITER_OP, "a"), 0);
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
@@ -737,10 +528,6 @@ int main(void) {
     T(test_check_names_the_first_missing_row_in_request_order),
     T(test_deadlines_are_absolute_across_reopen),
     T(test_bad_input_is_refused_with_a_named_field),
-    T(test_release_wakes_a_waiter_without_polling),
-    T(test_privileged_release_lets_a_waiter_past_an_indefinite_lock),
-    T(test_shutdown_wakes_waiters_with_an_error),
-    T(test_abandoned_waiter_leaves_and_takes_nothing),
     T(test_open_refuses_foreign_and_corrupt_data),
 #undef T
   };

@@ -370,6 +370,75 @@ static void post(session *s, const step *st) {
   pthread_mutex_unlock(&s->mu);
 }
 
+/* A session step: posted to its thread; one expected to block must be queued in
+ * the lock manager and still waiting (pending[] then holds it), any other must
+ * finish as expected. Nonzero on failure (rn->err says why). */
+static int session_step(runner *rn, const step *st, const step **pending, const char *where) {
+  session *s = &rn->s[st->s];
+  if (pending[st->s]) return scn_fail(rn, "%s: session %d is busy", where, st->s);
+  post(s, st);
+  if (st->e == BLOCKS) {
+    /* Queued before the next step runs (a later waiter, a clock move), however
+     * slow the machine: a thread that had not even started could otherwise
+     * queue behind a later session, or take its deadline from a later clock. */
+    wait_queued(s, 10000);
+    if (wait_done(s, 150))
+      return scn_fail(rn, "%s: expected to block, finished with status %d", where, (int)s->res.status);
+    if (atomic_load(&s->clock_reads) < 3)
+      return scn_fail(rn, "%s: not waiting in the lock manager after 10 s", where);
+    pending[st->s] = st;
+    return 0;
+  }
+  if (!wait_done(s, 30000)) return scn_fail(rn, "%s: blocked, expected to finish", where);
+  return verify(rn, s, st, st, where);
+}
+
+/* Step i of the scenario, then the lock table's self-check. Nonzero on failure. */
+static int run_step(runner *rn, const scenario *sc, int i, const step **pending) {
+  const step *st = &sc->steps[i];
+  char where[160];
+  snprintf(where, sizeof where, "scenario \"%s\" step %d", sc->name, i + 1);
+  session *s = &rn->s[st->s];
+#define FAIL(...) return scn_fail(rn, __VA_ARGS__)
+  switch (st->a) {
+  case ADVANCE: lkt_advance(st->ms * LKT_MS); break;
+  case REOPEN:
+    for (int j = 0; j < NSESS; j++)
+      if (pending[j]) FAIL("%s: session %d still waiting at reopen", where, j);
+    lk_close(rn->lk);
+    open_lk(rn);
+    break;
+  case CTR: {
+    uint64_t first = 0;
+    if (ctr_allocate(lk_counters(rn->lk), "sv", (uint64_t)st->ms, &first)) FAIL("%s: %s", where, strata_errmsg());
+    if ((int64_t)first != st->n) FAIL("%s: counter first %" PRIu64 ", want %" PRId64, where, first, st->n);
+    break;
+  }
+  case SCOPE: {
+    oplog_op op;
+    if (oplog_get(lk_oplog(rn->lk), s->op, &op)) FAIL("%s: %s", where, strata_errmsg());
+    if ((int64_t)op.nscope != st->n) FAIL("%s: scope of %zu rows, want %" PRId64, where, op.nscope, st->n);
+    oplog_op_free(&op);
+    break;
+  }
+  case STILL:
+    if (!pending[st->s] || wait_done(s, 100)) FAIL("%s: session %d is not waiting", where, st->s);
+    break;
+  case AWAIT:
+    if (!pending[st->s]) FAIL("%s: session %d has no blocked step", where, st->s);
+    if (!wait_done(s, 30000)) FAIL("%s: session %d still blocked", where, st->s);
+    if (verify(rn, s, pending[st->s], st, where)) return 1;
+    pending[st->s] = NULL;
+    break;
+  default:
+    if (session_step(rn, st, pending, where)) return 1;
+  }
+  /* After every step: never two holders of a row, queues and records sane. */
+  if (lk_selfcheck(rn->lk, 1, NULL)) FAIL("%s: %s", where, strata_errmsg());
+#undef FAIL
+  return 0;
+}
+
 static void run_scenario(const scenario *sc) {
   runner rn = {0};
   rn.dir = lkt_tmpdir("lkscen");
@@ -384,64 +453,10 @@ static void run_scenario(const scenario *sc) {
     pthread_cond_init(&s->cv, NULL);
     pthread_create(&s->th, NULL, session_main, s);
   }
-#define FAIL(...) do { scn_fail(&rn, __VA_ARGS__); goto done; } while (0)
-  for (int i = 0; sc->steps[i].a != END; i++) {
-    const step *st = &sc->steps[i];
-    char where[160];
-    snprintf(where, sizeof where, "scenario \"%s\" step %d", sc->name, i + 1);
-    session *s = &rn.s[st->s];
-    switch (st->a) {
-    case ADVANCE: lkt_advance(st->ms * LKT_MS); break;
-    case REOPEN:
-      for (int j = 0; j < NSESS; j++)
-        if (pending[j]) FAIL("%s: session %d still waiting at reopen", where, j);
-      lk_close(rn.lk);
-      open_lk(&rn);
-      break;
-    case CTR: {
-      uint64_t first = 0;
-      if (ctr_allocate(lk_counters(rn.lk), "sv", (uint64_t)st->ms, &first)) FAIL("%s: %s", where, strata_errmsg());
-      if ((int64_t)first != st->n) FAIL("%s: counter first %" PRIu64 ", want %" PRId64, where, first, st->n);
-      break;
-    }
-    case SCOPE: {
-      oplog_op op;
-      if (oplog_get(lk_oplog(rn.lk), s->op, &op)) FAIL("%s: %s", where, strata_errmsg());
-      if ((int64_t)op.nscope != st->n) FAIL("%s: scope of %zu rows, want %" PRId64, where, op.nscope, st->n);
-      oplog_op_free(&op);
-      break;
-    }
-    case STILL:
-      if (!pending[st->s] || wait_done(s, 100)) FAIL("%s: session %d is not waiting", where, st->s);
-      break;
-    case AWAIT:
-      if (!pending[st->s]) FAIL("%s: session %d has no blocked step", where, st->s);
-      if (!wait_done(s, 30000)) FAIL("%s: session %d still blocked", where, st->s);
-      if (verify(&rn, s, pending[st->s], st, where)) goto done;
-      pending[st->s] = NULL;
-      break;
-    default:
-      if (pending[st->s]) FAIL("%s: session %d is busy", where, st->s);
-      post(s, st);
-      if (st->e == BLOCKS) {
-        /* Queued before the next step runs (a later waiter, a clock move), however
-         * slow the machine: a thread that had not even started could otherwise
-         * queue behind a later session, or take its deadline from a later clock. */
-        wait_queued(s, 10000);
-        if (wait_done(s, 150)) FAIL("%s: expected to block, finished with status %d", where, (int)s->res.status);
-        if (atomic_load(&s->clock_reads) < 3) FAIL("%s: not waiting in the lock manager after 10 s", where);
-        pending[st->s] = st;
-      } else {
-        if (!wait_done(s, 30000)) FAIL("%s: blocked, expected to finish", where);
-        if (verify(&rn, s, st, st, where)) goto done;
-      }
-    }
-    /* After every step: never two holders of a row, queues and records sane. */
-    if (lk_selfcheck(rn.lk, 1, NULL)) FAIL("%s: %s", where, strata_errmsg());
-  }
-  for (int i = 0; i < NSESS; i++)
-    if (pending[i]) FAIL("scenario \"%s\": session %d left blocked", sc->name, i);
-done:
+  int failed = 0;
+  for (int i = 0; !failed && sc->steps[i].a != END; i++) failed = run_step(&rn, sc, i, pending);
+  for (int i = 0; !failed && i < NSESS; i++)
+    if (pending[i]) failed = scn_fail(&rn, "scenario \"%s\": session %d left blocked", sc->name, i);
   /* On failure waiters may still block: shut down wakes them. */
   if (rn.err[0]) lk_shutdown(rn.lk);
   for (int i = 0; i < NSESS; i++) {
@@ -458,7 +473,6 @@ done:
   lk_close(rn.lk);
   lkt_rmdir(rn.dir);
   if (rn.err[0]) fail_msg("%s", rn.err);
-#undef FAIL
 }
 
 static void test_scenario(void **state) { run_scenario(*state); }

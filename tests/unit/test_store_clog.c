@@ -165,88 +165,115 @@ static void put_segment(bs_store *s, const char *name, const uint8_t *p, size_t 
   bs_close(f);
 }
 
+/* One segment of five records (generations 1..5) and where each ends. */
+typedef struct torn {
+  bs_store *s;
+  const char *seg;
+  uint8_t *full; /* the segment's bytes */
+  size_t n;
+  size_t ends[6]; /* ends[0]: the magic's end; ends[g]: record g's end */
+} torn;
+
+static void torn_write(torn *t) {
+  clog_writer *w;
+  int unknown;
+  assert_int_equal(clog_writer_open(t->s, CLOG_DIR, 1, NULL, 0, &w), 0);
+  t->ends[0] = CLOG_SEGMENT_MAGIC_LEN;
+  for (uint64_t g = 1; g <= 5; g++) {
+    uint8_t buf[400];
+    append_gen(w, g, 0);
+    t->ends[g] = t->ends[g - 1] + CLOG_HEADER_BYTES + payload_of(g, 0, buf);
+    assert_int_equal(clog_sync(w, &unknown), 0);
+  }
+  clog_writer_close(w);
+  t->seg = CLOG_DIR "/0000000000000001";
+  assert_int_equal(bs_read_all(t->s, t->seg, &t->full, &t->n), 0);
+  assert_int_equal(t->n, t->ends[5]);
+}
+
+/* Every length: the records wholly inside it, nothing else, no error. */
+static void torn_every_length(const torn *t) {
+  clog_contents c;
+  for (size_t len = 0; len <= t->n; len++) {
+    put_segment(t->s, t->seg, t->full, len);
+    assert_int_equal(clog_read(t->s, CLOG_DIR, 0, &c), 0);
+    size_t want = 0;
+    while (want < 5 && t->ends[want + 1] <= len) want++;
+    if (len < CLOG_SEGMENT_MAGIC_LEN) want = 0;
+    if (c.n != want) fail_msg("length %zu: %zu records, want %zu", len, c.n, want);
+    for (size_t i = 0; i < c.n; i++) expect_payload(&c.recs[i], 0);
+    assert_int_equal(c.torn_bytes,
+                     len - (want ? t->ends[want] : len < CLOG_SEGMENT_MAGIC_LEN ? 0 : t->ends[0]));
+    clog_contents_free(&c);
+  }
+}
+
+/* A size made durable before the bytes: zeros after record 3, or from the start
+ * (header included). */
+static void torn_zeros(const torn *t) {
+  clog_contents c;
+  uint8_t *z = calloc(1, t->n + 100);
+  memcpy(z, t->full, t->ends[3]);
+  put_segment(t->s, t->seg, z, t->ends[3] + 100);
+  assert_int_equal(clog_read(t->s, CLOG_DIR, 0, &c), 0);
+  assert_int_equal(c.n, 3);
+  clog_contents_free(&c);
+  memset(z, 0, t->n + 100);
+  put_segment(t->s, t->seg, z, 64);
+  assert_int_equal(clog_read(t->s, CLOG_DIR, 0, &c), 0);
+  assert_int_equal(c.n, 0);
+  clog_contents_free(&c);
+  free(z);
+}
+
+/* Damage: every byte of the last record flipped drops that record; a damaged
+ * header is not a torn tail; a damaged record followed by a later segment loses
+ * generations, which the contiguity check reports. */
+static void torn_damage(const torn *t) {
+  clog_contents c;
+  size_t n = t->n;
+  uint8_t *m = malloc(n);
+  for (size_t i = t->ends[4]; i < n; i++) {
+    memcpy(m, t->full, n);
+    m[i] ^= 0x20;
+    put_segment(t->s, t->seg, m, n);
+    assert_int_equal(clog_read(t->s, CLOG_DIR, 0, &c), 0);
+    if (c.n != 4) fail_msg("flip at %zu: %zu records", i, c.n);
+    clog_contents_free(&c);
+  }
+  memcpy(m, t->full, n);
+  m[3] ^= 1;
+  put_segment(t->s, t->seg, m, n);
+  assert_int_equal(clog_read(t->s, CLOG_DIR, 0, &c), STRATA_ECORRUPT);
+  assert_non_null(strstr(strata_errmsg(), "not a commit log segment"));
+  clog_contents_free(&c);
+  memcpy(m, t->full, n);
+  m[t->ends[1] + 30] ^= 1; /* inside record 2 */
+  put_segment(t->s, t->seg, m, n);
+  clog_writer *w;
+  int unknown;
+  assert_int_equal(clog_writer_open(t->s, CLOG_DIR, 2, NULL, 0, &w), 0);
+  append_gen(w, 6, 0);
+  assert_int_equal(clog_sync(w, &unknown), 0);
+  clog_writer_close(w);
+  assert_int_equal(clog_read(t->s, CLOG_DIR, 0, &c), STRATA_ECORRUPT);
+  assert_non_null(strstr(strata_errmsg(), "holds generation 6 but generations 2..5"));
+  clog_contents_free(&c);
+  free(m);
+}
+
 static void test_torn_tail_every_length(void **state) {
   (void)state;
   char dir[128];
   snprintf(dir, sizeof dir, "/tmp/strata-clog-%d", (int)getpid());
-  bs_store *s;
-  assert_int_equal(bs_file_open(dir, &s), 0);
-  clog_writer *w;
-  int unknown;
-  assert_int_equal(clog_writer_open(s, CLOG_DIR, 1, NULL, 0, &w), 0);
-  size_t ends[6];
-  ends[0] = CLOG_SEGMENT_MAGIC_LEN;
-  for (uint64_t g = 1; g <= 5; g++) {
-    uint8_t buf[400];
-    append_gen(w, g, 0);
-    ends[g] = ends[g - 1] + CLOG_HEADER_BYTES + payload_of(g, 0, buf);
-    assert_int_equal(clog_sync(w, &unknown), 0);
-  }
-  clog_writer_close(w);
-  const char *seg = CLOG_DIR "/0000000000000001";
-  uint8_t *full;
-  size_t n;
-  assert_int_equal(bs_read_all(s, seg, &full, &n), 0);
-  assert_int_equal(n, ends[5]);
-  clog_contents c;
-  /* every length: the records wholly inside it, nothing else, no error */
-  for (size_t len = 0; len <= n; len++) {
-    put_segment(s, seg, full, len);
-    assert_int_equal(clog_read(s, CLOG_DIR, 0, &c), 0);
-    size_t want = 0;
-    while (want < 5 && ends[want + 1] <= len) want++;
-    if (len < CLOG_SEGMENT_MAGIC_LEN) want = 0;
-    if (c.n != want) fail_msg("length %zu: %zu records, want %zu", len, c.n, want);
-    for (size_t i = 0; i < c.n; i++) expect_payload(&c.recs[i], 0);
-    assert_int_equal(c.torn_bytes, len - (want ? ends[want] : len < CLOG_SEGMENT_MAGIC_LEN ? 0 : ends[0]));
-    clog_contents_free(&c);
-  }
-  /* a size made durable before the bytes: zeros after record 3 */
-  uint8_t *z = calloc(1, n + 100);
-  memcpy(z, full, ends[3]);
-  put_segment(s, seg, z, ends[3] + 100);
-  assert_int_equal(clog_read(s, CLOG_DIR, 0, &c), 0);
-  assert_int_equal(c.n, 3);
-  clog_contents_free(&c);
-  /* ... or zeros from the start, header included */
-  memset(z, 0, n + 100);
-  put_segment(s, seg, z, 64);
-  assert_int_equal(clog_read(s, CLOG_DIR, 0, &c), 0);
-  assert_int_equal(c.n, 0);
-  clog_contents_free(&c);
-  /* every byte of the last record flipped: that record is dropped */
-  uint8_t *m = malloc(n);
-  for (size_t i = ends[4]; i < n; i++) {
-    memcpy(m, full, n);
-    m[i] ^= 0x20;
-    put_segment(s, seg, m, n);
-    assert_int_equal(clog_read(s, CLOG_DIR, 0, &c), 0);
-    if (c.n != 4) fail_msg("flip at %zu: %zu records", i, c.n);
-    clog_contents_free(&c);
-  }
-  /* a damaged header is not a torn tail */
-  memcpy(m, full, n);
-  m[3] ^= 1;
-  put_segment(s, seg, m, n);
-  assert_int_equal(clog_read(s, CLOG_DIR, 0, &c), STRATA_ECORRUPT);
-  assert_non_null(strstr(strata_errmsg(), "not a commit log segment"));
-  clog_contents_free(&c);
-  /* a damaged record followed by a later segment: its generations are lost,
-   * which the contiguity check reports */
-  memcpy(m, full, n);
-  m[ends[1] + 30] ^= 1; /* inside record 2 */
-  put_segment(s, seg, m, n);
-  assert_int_equal(clog_writer_open(s, CLOG_DIR, 2, NULL, 0, &w), 0);
-  append_gen(w, 6, 0);
-  assert_int_equal(clog_sync(w, &unknown), 0);
-  clog_writer_close(w);
-  assert_int_equal(clog_read(s, CLOG_DIR, 0, &c), STRATA_ECORRUPT);
-  assert_non_null(strstr(strata_errmsg(), "holds generation 6 but generations 2..5"));
-  clog_contents_free(&c);
-  free(m);
-  free(z);
-  free(full);
-  bs_destroy(s);
+  torn t = {0};
+  assert_int_equal(bs_file_open(dir, &t.s), 0);
+  torn_write(&t);
+  torn_every_length(&t);
+  torn_zeros(&t);
+  torn_damage(&t);
+  free(t.full);
+  bs_destroy(t.s);
   char cmd[200];
   snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
   assert_int_equal(system(cmd), 0);

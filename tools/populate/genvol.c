@@ -210,9 +210,8 @@ static void usage(FILE *f) {
           "default 10, then the segment). Same arguments and seed: byte-identical files.\n");
 }
 
-int main(int argc, char **argv) {
-  gv_opts o = {.scales = 1, .seed = 1, .segments = 12, .chunk_bits = 10,
-               .res = {8, 8, 40}};
+/* Parses the command line into *o; returns -1 to go on, else the exit code. */
+static int parse_args(int argc, char **argv, gv_opts *o) {
   int have_size = 0, have_chunk = 0;
   static const struct option lo[] = {
       {"out", 1, 0, 'o'},      {"size", 1, 0, 's'},       {"chunk", 1, 0, 'c'},
@@ -224,45 +223,59 @@ int main(int argc, char **argv) {
     char *end = NULL;
     int64_t r3[3];
     switch (ch) {
-      case 'o': o.out = optarg; break;
-      case 's': if (parse3(optarg, o.size)) die("--size %s: expected X,Y,Z positive integers", optarg); have_size = 1; break;
-      case 'c': if (parse3(optarg, o.chunk)) die("--chunk %s: expected X,Y,Z positive integers", optarg); have_chunk = 1; break;
-      case 'n': o.scales = (int)strtol(optarg, &end, 10);
-        if (*end || o.scales < 1 || o.scales > PC_MAX_SCALES) die("--scales %s: expected 1..32", optarg);
+      case 'o': o->out = optarg; break;
+      case 's': if (parse3(optarg, o->size)) die("--size %s: expected X,Y,Z positive integers", optarg); have_size = 1; break;
+      case 'c': if (parse3(optarg, o->chunk)) die("--chunk %s: expected X,Y,Z positive integers", optarg); have_chunk = 1; break;
+      case 'n': o->scales = (int)strtol(optarg, &end, 10);
+        if (*end || o->scales < 1 || o->scales > PC_MAX_SCALES) die("--scales %s: expected 1..32", optarg);
         break;
-      case 'S': o.seed = strtoull(optarg, &end, 0); if (*end || !*optarg) die("--seed %s: expected an integer", optarg); break;
+      case 'S': o->seed = strtoull(optarg, &end, 0); if (*end || !*optarg) die("--seed %s: expected an integer", optarg); break;
       case 'r': if (parse3(optarg, r3)) die("--resolution %s: expected X,Y,Z positive integers", optarg);
-        for (int d = 0; d < 3; d++) o.res[d] = (double)r3[d];
+        for (int d = 0; d < 3; d++) o->res[d] = (double)r3[d];
         break;
-      case 'k': o.segments = (int)strtol(optarg, &end, 10);
-        if (*end || o.segments < 1 || o.segments > GV_MAX_SEGMENTS) die("--segments %s: expected 1..4096", optarg);
+      case 'k': o->segments = (int)strtol(optarg, &end, 10);
+        if (*end || o->segments < 1 || o->segments > GV_MAX_SEGMENTS) die("--segments %s: expected 1..4096", optarg);
         break;
-      case 'b': o.chunk_bits = (int)strtol(optarg, &end, 10);
-        if (*end || o.chunk_bits < 1 || o.chunk_bits > 14) die("--chunk-bits %s: expected 1..14", optarg);
+      case 'b': o->chunk_bits = (int)strtol(optarg, &end, 10);
+        if (*end || o->chunk_bits < 1 || o->chunk_bits > 14) die("--chunk-bits %s: expected 1..14", optarg);
         break;
-      case 'q': o.quiet = 1; break;
+      case 'q': o->quiet = 1; break;
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;
     }
   }
-  if (!o.out || !have_size || !have_chunk || optind != argc) { usage(stderr); return 2; }
+  if (!o->out || !have_size || !have_chunk || optind != argc) { usage(stderr); return 2; }
+  return -1;
+}
 
-  pc_info in = {.nscales = o.scales};
-  for (int i = 0; i < o.scales; i++) {
-    pc_scale *s = &in.s[i];
+/* The scales: each coarser one half the size (rounded up) at twice the
+ * resolution, same chunk size; the ids' bits must hold the grid and segments. */
+static void plan_scales(const gv_opts *o, pc_info *in) {
+  in->nscales = o->scales;
+  for (int i = 0; i < o->scales; i++) {
+    pc_scale *s = &in->s[i];
     for (int d = 0; d < 3; d++) {
-      s->size[d] = i == 0 ? o.size[d] : (in.s[i - 1].size[d] + 1) / 2;
-      s->chunk[d] = o.chunk[d];
-      s->res[d] = i == 0 ? o.res[d] : in.s[i - 1].res[d] * 2;
+      s->size[d] = i == 0 ? o->size[d] : (in->s[i - 1].size[d] + 1) / 2;
+      s->chunk[d] = o->chunk[d];
+      s->res[d] = i == 0 ? o->res[d] : in->s[i - 1].res[d] * 2;
       s->grid[d] = (s->size[d] + s->chunk[d] - 1) / s->chunk[d];
     }
     scale_key(s);
   }
   for (int d = 0; d < 3; d++)
-    if (in.s[0].grid[d] > ((int64_t)1 << o.chunk_bits))
+    if (in->s[0].grid[d] > ((int64_t)1 << o->chunk_bits))
       die("%s: more mip-0 chunks along an axis than --chunk-bits can encode", "--size/--chunk");
-  if ((uint64_t)o.segments >= ((uint64_t)1 << pc_segment_bits(o.chunk_bits)))
+  if ((uint64_t)o->segments >= ((uint64_t)1 << pc_segment_bits(o->chunk_bits)))
     die("%s: more segments than the id's segment bits hold", "--segments");
+}
+
+int main(int argc, char **argv) {
+  gv_opts o = {.scales = 1, .seed = 1, .segments = 12, .chunk_bits = 10,
+               .res = {8, 8, 40}};
+  int rc = parse_args(argc, argv, &o);
+  if (rc >= 0) return rc;
+  pc_info in = {0};
+  plan_scales(&o, &in);
   uint64_t cvox = (uint64_t)o.chunk[0] * (uint64_t)o.chunk[1] * (uint64_t)o.chunk[2];
   if (cvox * 8 > UINT32_MAX) die("%s: a chunk above 4 GiB", "--chunk");
 

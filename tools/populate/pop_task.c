@@ -272,108 +272,124 @@ static int marker_is(pop_worker *w, const char *mk, const char *body) {
 
 enum { TASK_DONE, TASK_LOST, TASK_FAILED };
 
-static int run_task(pop_worker *w, const pop_task *t) {
-  const pop_opts *o = w->o;
+/* One task on its way: its marker key, its chunks' puts and, unless standalone,
+ * the data file they go into (path relative to the store and absolute). */
+typedef struct task_run {
+  const pop_task *t;
   char mk[POP_MAX_PREFIX + 64];
-  pop_marker_key(o, t, mk, sizeof mk);
-  pop_put *puts = calloc(t->count, sizeof *puts);
-  char rel[1024] = "", abs[8192] = "";
-  int fd = -1, out = TASK_FAILED, rc;
-  char *body = NULL;
-  if (!puts) goto out;
+  pop_put *puts;
+  char rel[1024], abs[8192];
+  int fd;
+} task_run;
 
-  /* 1. The chunks: into one new data file, or kept in memory (standalone). */
+/* 1. The chunks: into one new data file, or kept in memory (standalone). */
+static int write_chunks(pop_worker *w, task_run *x) {
+  const pop_opts *o = w->o;
+  const pop_task *t = x->t;
   maybe_crash(w, "before-write");
   if (!o->standalone) {
-    snprintf(rel, sizeof rel, "%st%d_%" PRId64 "_%" PRId64 "_%" PRId64 ".%08" PRIx64, w->wprefix,
-             o->layer, t->b[0], t->b[1], t->b[2], next_rand(w) & 0xffffffffu);
-    snprintf(abs, sizeof abs, "%s/%s", w->store_dir, rel);
-    fd = open(abs, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      fprintf(stderr, "strata-populate: task %s: creating %s: %s\n", mk, abs, strerror(errno));
-      goto out;
+    snprintf(x->rel, sizeof x->rel, "%st%d_%" PRId64 "_%" PRId64 "_%" PRId64 ".%08" PRIx64,
+             w->wprefix, o->layer, t->b[0], t->b[1], t->b[2], next_rand(w) & 0xffffffffu);
+    snprintf(x->abs, sizeof x->abs, "%s/%s", w->store_dir, x->rel);
+    x->fd = open(x->abs, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (x->fd < 0) {
+      fprintf(stderr, "strata-populate: task %s: creating %s: %s\n", x->mk, x->abs, strerror(errno));
+      return -1;
     }
   }
   uint64_t off = 0;
   for (uint64_t i = 0; i < t->count; i++) {
     const pop_chunk *ch = &w->p->chunks[t->first + i];
-    int64_t n = read_chunk(w, ch, mk);
-    if (n < 0) goto out;
-    pop_chunk_key(o, w->p, ch, puts[i].key, sizeof puts[i].key);
-    puts[i].off = off;
-    puts[i].len = (uint64_t)n;
-    puts[i].crc = ocdbt_crc32c(0, w->buf, (size_t)n);
+    pop_put *pu = &x->puts[i];
+    int64_t n = read_chunk(w, ch, x->mk);
+    if (n < 0) return -1;
+    pop_chunk_key(o, w->p, ch, pu->key, sizeof pu->key);
+    pu->off = off;
+    pu->len = (uint64_t)n;
+    pu->crc = ocdbt_crc32c(0, w->buf, (size_t)n);
     if (o->standalone) {
-      puts[i].value = malloc((size_t)n ? (size_t)n : 1);
-      if (!puts[i].value) goto out;
-      memcpy(puts[i].value, w->buf, (size_t)n);
-    } else if (write_all(fd, w->buf, (size_t)n)) {
-      fprintf(stderr, "strata-populate: task %s: writing %s: %s\n", mk, abs, strerror(errno));
-      goto out;
+      pu->value = malloc((size_t)n ? (size_t)n : 1);
+      if (!pu->value) return -1;
+      memcpy(pu->value, w->buf, (size_t)n);
+    } else if (write_all(x->fd, w->buf, (size_t)n)) {
+      fprintf(stderr, "strata-populate: task %s: writing %s: %s\n", x->mk, x->abs, strerror(errno));
+      return -1;
     }
     off += (uint64_t)n;
     if (i == t->count / 2) maybe_crash(w, "mid-write");
   }
-  if (!o->standalone) {
-    /* 2. Durable before anything refers to it: the bytes, then the directory entry. */
-    if (fsync(fd) || close(fd)) {
-      fd = -1;
-      fprintf(stderr, "strata-populate: task %s: fsync %s: %s\n", mk, abs, strerror(errno));
-      goto out;
-    }
-    fd = -1;
-    char dcopy[8192];
-    snprintf(dcopy, sizeof dcopy, "%s", abs);
-    int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd < 0 || fsync(dfd)) {
-      fprintf(stderr, "strata-populate: task %s: fsync of %s's directory: %s\n", mk, abs,
-              strerror(errno));
-      if (dfd >= 0) close(dfd);
-      goto out;
-    }
-    close(dfd);
-    maybe_crash(w, "after-fsync");
-    if (file_register(w, rel, mk)) goto out;
-    maybe_crash(w, "after-register");
-  }
+  return 0;
+}
 
-  /* 3. One commit: every chunk and the marker, if the marker is still absent. */
-  if (w->delay_ms > 0) {
-    struct timespec ts = {w->delay_ms / 1000, (w->delay_ms % 1000) * 1000000};
-    nanosleep(&ts, NULL);
+/* 2. Durable before anything refers to it: the bytes, then the directory entry;
+ * then the file is registered with the server. */
+static int make_durable(pop_worker *w, task_run *x) {
+  if (fsync(x->fd) || close(x->fd)) {
+    x->fd = -1;
+    fprintf(stderr, "strata-populate: task %s: fsync %s: %s\n", x->mk, x->abs, strerror(errno));
+    return -1;
   }
-  body = marker_body(w, t, o->standalone ? NULL : rel);
-  size_t np = t->count + 1;
-  Strata__V1__Put *pv = calloc(np, sizeof *pv);
-  Strata__V1__DataRef *refs = calloc(t->count ? t->count : 1, sizeof *refs);
-  Strata__V1__Put **pp = calloc(np, sizeof *pp);
-  if (!pv || !refs || !pp) { free(pv); free(refs); free(pp); goto out; }
-  for (size_t i = 0; i < np; i++) {
+  x->fd = -1;
+  char dcopy[8192];
+  snprintf(dcopy, sizeof dcopy, "%s", x->abs);
+  int dfd = open(dirname(dcopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd < 0 || fsync(dfd)) {
+    fprintf(stderr, "strata-populate: task %s: fsync of %s's directory: %s\n", x->mk, x->abs,
+            strerror(errno));
+    if (dfd >= 0) close(dfd);
+    return -1;
+  }
+  close(dfd);
+  maybe_crash(w, "after-fsync");
+  if (file_register(w, x->rel, x->mk)) return -1;
+  maybe_crash(w, "after-register");
+  return 0;
+}
+
+/* The commit's puts (pv, pointed to by pp): each chunk, by value (standalone) or
+ * by reference into the data file (refs), then the marker with `body`. */
+static void fill_puts(const pop_opts *o, const task_run *x, const char *body, Strata__V1__Put *pv,
+                      Strata__V1__DataRef *refs, Strata__V1__Put **pp) {
+  const pop_task *t = x->t;
+  for (size_t i = 0; i < t->count + 1; i++) {
     Strata__V1__Put init = STRATA__V1__PUT__INIT;
     pv[i] = init;
     pp[i] = &pv[i];
   }
   for (uint64_t i = 0; i < t->count; i++) {
-    pv[i].key.data = (uint8_t *)puts[i].key;
-    pv[i].key.len = strlen(puts[i].key);
+    pv[i].key.data = (uint8_t *)x->puts[i].key;
+    pv[i].key.len = strlen(x->puts[i].key);
     if (o->standalone) {
-      pv[i].value.data = puts[i].value;
-      pv[i].value.len = puts[i].len;
+      pv[i].value.data = x->puts[i].value;
+      pv[i].value.len = x->puts[i].len;
     } else {
       Strata__V1__DataRef init = STRATA__V1__DATA_REF__INIT;
       refs[i] = init;
-      refs[i].path = rel;
-      refs[i].offset = puts[i].off;
-      refs[i].length = puts[i].len;
+      refs[i].path = (char *)x->rel;
+      refs[i].offset = x->puts[i].off;
+      refs[i].length = x->puts[i].len;
       refs[i].has_crc32c = 1;
-      refs[i].crc32c = puts[i].crc;
+      refs[i].crc32c = x->puts[i].crc;
       pv[i].ref = &refs[i];
     }
   }
-  pv[t->count].key.data = (uint8_t *)mk;
-  pv[t->count].key.len = strlen(mk);
+  pv[t->count].key.data = (uint8_t *)x->mk;
+  pv[t->count].key.len = strlen(x->mk);
   pv[t->count].value.data = (uint8_t *)body;
   pv[t->count].value.len = strlen(body);
+}
+
+/* 3. One commit: every chunk and the marker, if the marker is still absent.
+ * Returns TASK_*, or -1 when out of memory (nothing sent). */
+static int commit_task(pop_worker *w, const task_run *x, const char *body) {
+  const pop_opts *o = w->o;
+  const pop_task *t = x->t;
+  size_t np = t->count + 1;
+  Strata__V1__Put *pv = calloc(np, sizeof *pv);
+  Strata__V1__DataRef *refs = calloc(t->count ? t->count : 1, sizeof *refs);
+  Strata__V1__Put **pp = calloc(np, sizeof *pp);
+  if (!pv || !refs || !pp) { free(pv); free(refs); free(pp); return -1; }
+  fill_puts(o, x, body, pv, refs, pp);
   Strata__V1__Condition cond = STRATA__V1__CONDITION__INIT, *cp = &cond;
   cond.key = pv[t->count].key;
   cond.kind = STRATA__V1__CONDITION__KIND__KIND_ABSENT;
@@ -384,7 +400,7 @@ static int run_task(pop_worker *w, const pop_task *t) {
   q.conditions = &cp;
   q.writer_id = o->standalone ? 0 : w->writer_id;
   Strata__V1__CommitResponse *r = NULL;
-  int retried = 0;
+  int retried = 0, rc, out = TASK_FAILED;
   for (int att = 0;; att++) {
     maybe_crash_mid_commit(w);
     rc = rpc_kv_commit(w->c, NULL, &q, &r);
@@ -400,22 +416,42 @@ static int run_task(pop_worker *w, const pop_task *t) {
     out = TASK_DONE;
   } else if (rc == STRATA_ECONDITION) {
     /* The marker exists: another writer won, or a retried commit had applied. */
-    int mine = retried ? marker_is(w, mk, body) : 0;
+    int mine = retried ? marker_is(w, x->mk, body) : 0;
     out = mine == 1 ? TASK_DONE : mine == 0 ? TASK_LOST : TASK_FAILED;
     if (mine < 0)
-      fprintf(stderr, "strata-populate: task %s: marker refused, then unreadable: %s\n", mk,
+      fprintf(stderr, "strata-populate: task %s: marker refused, then unreadable: %s\n", x->mk,
               strata_errmsg());
   } else {
-    fprintf(stderr, "strata-populate: task %s: commit of %" PRIu64 " chunks%s%s: %s\n", mk, t->count,
-            rel[0] ? " from " : "", rel, strata_errmsg());
+    fprintf(stderr, "strata-populate: task %s: commit of %" PRIu64 " chunks%s%s: %s\n", x->mk,
+            t->count, x->rel[0] ? " from " : "", x->rel, strata_errmsg());
   }
+  return out;
+}
+
+static int run_task(pop_worker *w, const pop_task *t) {
+  const pop_opts *o = w->o;
+  task_run x = {.t = t, .fd = -1};
+  pop_marker_key(o, t, x.mk, sizeof x.mk);
+  x.puts = calloc(t->count, sizeof *x.puts);
+  int out = TASK_FAILED, rc;
+  char *body = NULL;
+  if (!x.puts) goto out;
+  if (write_chunks(w, &x)) goto out;
+  if (!o->standalone && make_durable(w, &x)) goto out;
+  if (w->delay_ms > 0) {
+    struct timespec ts = {w->delay_ms / 1000, (w->delay_ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+  }
+  body = marker_body(w, t, o->standalone ? NULL : x.rel);
+  if ((rc = commit_task(w, &x, body)) < 0) goto out;
+  out = rc;
   maybe_crash(w, "after-commit");
 
 out:
-  if (fd >= 0) close(fd);
-  if (puts)
-    for (uint64_t i = 0; i < t->count; i++) free(puts[i].value);
-  free(puts);
+  if (x.fd >= 0) close(x.fd);
+  if (x.puts)
+    for (uint64_t i = 0; i < t->count; i++) free(x.puts[i].value);
+  free(x.puts);
   free(body);
   return out;
 }

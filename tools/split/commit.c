@@ -117,6 +117,67 @@ out:
   return rc;
 }
 
+/* The ids recorded on the op (JSON v, len bytes, freed here) into p->ids; they
+ * must name this split's (chunk, side) pairs in order. */
+static int ids_recorded(sp *p, const char *k, uint8_t *v, size_t len) {
+  json_error_t je;
+  json_t *j = json_loadb((const char *)v, len, 0, &je), *a = json_object_get(j, "ids");
+  int rc = 0;
+  free(v);
+  if (!json_is_array(a) || json_array_size(a) != p->nids) {
+    rc = sp__fail(p, 1, "the ids recorded on op %" PRIu64 " (%s) do not match this split's %zu "
+                  "(chunk, side) pairs", p->op, k, p->nids);
+    json_decref(j);
+    return rc;
+  }
+  for (size_t i = 0; i < p->nids; i++) {
+    json_t *e = json_array_get(a, i), *c = json_object_get(e, "chunk");
+    int ok = !strcmp(json_string_value(json_object_get(e, "side")) ?: "", sp__side_name[p->ids[i].side]);
+    for (int d = 0; d < 3; d++)
+      ok &= json_integer_value(json_array_get(c, (size_t)d)) == p->ids[i].c[d];
+    if (!ok) {
+      rc = sp__fail(p, 1, "the ids recorded on op %" PRIu64 " name another (chunk, side) at %zu",
+                    p->op, i);
+      break;
+    }
+    p->ids[i].id = (uint64_t)json_integer_value(json_object_get(e, "id"));
+  }
+  json_decref(j);
+  if (!rc) sp__logkv(p, "step=ids source=recorded count=%zu", p->nids);
+  return rc;
+}
+
+/* New ids for p->ids from each chunk's id counter, one Ops.AllocateIds per chunk,
+ * in the upper half of the chunk's segment range. */
+static int ids_allocate(sp *p) {
+  int segbits = pc_segment_bits(p->r->chunk_bits), rc;
+  uint64_t base = (uint64_t)1 << (segbits - 1);
+  for (size_t i = 0; i < p->nids;) {
+    size_t m = 1;
+    while (i + m < p->nids && !memcmp(p->ids[i + m].c, p->ids[i].c, sizeof p->ids[i].c)) m++;
+    char *cn = kvc_keyf("%s.split/counter/%" PRId64 "_%" PRId64 "_%" PRId64, p->r->prefix,
+                        p->ids[i].c[0], p->ids[i].c[1], p->ids[i].c[2]);
+    if (!cn) return sp__fail(p, 1, "out of memory");
+    Strata__V1__AllocateIdsRequest q = STRATA__V1__ALLOCATE_IDS_REQUEST__INIT;
+    q.counter = cn;
+    q.count = m;
+    Strata__V1__AllocateIdsResponse *r = NULL;
+    rc = rpc_ops_allocate_ids(p->c, NULL, &q, &r);
+    free(cn);
+    if (rc) return sp__fail(p, 1, "Ops.AllocateIds: %s", strata_errmsg());
+    if (r->first + m >= base) {
+      rpc_free(r);
+      return sp__fail(p, 1, "the id counter of chunk %" PRId64 ",%" PRId64 ",%" PRId64 " is exhausted",
+                      p->ids[i].c[0], p->ids[i].c[1], p->ids[i].c[2]);
+    }
+    for (size_t k2 = 0; k2 < m; k2++)
+      p->ids[i + k2].id = pc_node_id(1, p->ids[i].c, p->r->chunk_bits, base + r->first + k2);
+    rpc_free(r);
+    i += m;
+  }
+  return 0;
+}
+
 /* The ids: the record on the op when there is one (a replay, or a worker that had
  * recorded them), else allocated per chunk from the id counters and recorded
  * (fenced, "absent") before any label uses them. */
@@ -128,63 +189,10 @@ int sp__take_ids(sp *p) {
   if (!k) return sp__fail(p, 1, "out of memory");
   if ((rc = sp__kv_get(p, k, 0, &found, &v, &len))) goto out;
   if (found) {
-    json_error_t je;
-    json_t *j = json_loadb((const char *)v, len, 0, &je), *a = json_object_get(j, "ids");
-    free(v);
-    if (!json_is_array(a) || json_array_size(a) != p->nids) {
-      rc = sp__fail(p, 1, "the ids recorded on op %" PRIu64 " (%s) do not match this split's %zu "
-                "(chunk, side) pairs", p->op, k, p->nids);
-      json_decref(j);
-      goto out;
-    }
-    for (size_t i = 0; i < p->nids; i++) {
-      json_t *e = json_array_get(a, i), *c = json_object_get(e, "chunk");
-      int ok = !strcmp(json_string_value(json_object_get(e, "side")) ?: "", sp__side_name[p->ids[i].side]);
-      for (int d = 0; d < 3; d++)
-        ok &= json_integer_value(json_array_get(c, (size_t)d)) == p->ids[i].c[d];
-      if (!ok) {
-        rc = sp__fail(p, 1, "the ids recorded on op %" PRIu64 " name another (chunk, side) at %zu",
-                  p->op, i);
-        break;
-      }
-      p->ids[i].id = (uint64_t)json_integer_value(json_object_get(e, "id"));
-    }
-    json_decref(j);
-    if (!rc) sp__logkv(p, "step=ids source=recorded count=%zu", p->nids);
+    rc = ids_recorded(p, k, v, len);
     goto out;
   }
-  int segbits = pc_segment_bits(p->r->chunk_bits);
-  uint64_t base = (uint64_t)1 << (segbits - 1);
-  for (size_t i = 0; i < p->nids;) {
-    size_t m = 1;
-    while (i + m < p->nids && !memcmp(p->ids[i + m].c, p->ids[i].c, sizeof p->ids[i].c)) m++;
-    char *cn = kvc_keyf("%s.split/counter/%" PRId64 "_%" PRId64 "_%" PRId64, p->r->prefix,
-                    p->ids[i].c[0], p->ids[i].c[1], p->ids[i].c[2]);
-    if (!cn) {
-      rc = sp__fail(p, 1, "out of memory");
-      goto out;
-    }
-    Strata__V1__AllocateIdsRequest q = STRATA__V1__ALLOCATE_IDS_REQUEST__INIT;
-    q.counter = cn;
-    q.count = m;
-    Strata__V1__AllocateIdsResponse *r = NULL;
-    rc = rpc_ops_allocate_ids(p->c, NULL, &q, &r);
-    free(cn);
-    if (rc) {
-      rc = sp__fail(p, 1, "Ops.AllocateIds: %s", strata_errmsg());
-      goto out;
-    }
-    if (r->first + m >= base) {
-      rpc_free(r);
-      rc = sp__fail(p, 1, "the id counter of chunk %" PRId64 ",%" PRId64 ",%" PRId64 " is exhausted",
-                p->ids[i].c[0], p->ids[i].c[1], p->ids[i].c[2]);
-      goto out;
-    }
-    for (size_t k2 = 0; k2 < m; k2++)
-      p->ids[i + k2].id = pc_node_id(1, p->ids[i].c, p->r->chunk_bits, base + r->first + k2);
-    rpc_free(r);
-    i += m;
-  }
+  if ((rc = ids_allocate(p))) goto out;
   if (p->o->anchor_multi_commit) goto out;
   json_t *j = json_pack("{s:I, s:o}", "op", (json_int_t)p->op, "ids", ids_json(p));
   char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -211,129 +219,154 @@ static uint64_t new_id(sp *p, const int64_t c[3], int side) {
   return 0;
 }
 
+/* The finishing commit's writes: the changed chunks, then the lineage and the
+ * result; and the JSON those two are made of. */
+typedef struct writes {
+  size_t np; /* entries used in keys/vals/lens (room for the chunks + 2) */
+  char **keys;
+  uint8_t **vals;
+  size_t *lens;
+  json_t *lin, *written, *newids[3]; /* lineage entries, chunk names, new ids per side */
+} writes;
+
+/* Chunk c relabelled (the supervoxel's voxels to the chunk's new id of their
+ * side) and added to the writes with its lineage entry; unchanged chunks (no
+ * voxel of the supervoxel) are skipped. */
+static int add_chunk(sp *p, writes *w, const int64_t c[3]) {
+  uint64_t ids[3] = {0, new_id(p, c, SRC), new_id(p, c, SINK)};
+  if (!ids[1] && !ids[2]) return 0;
+  int64_t lo[3], hi[3];
+  pc_chunk_box(p->s, c, lo, hi);
+  for (int64_t z = lo[2]; z < hi[2]; z++)
+    for (int64_t y = lo[1]; y < hi[1]; y++)
+      for (int64_t x = lo[0]; x < hi[0]; x++) {
+        size_t i = vidx(p, x - p->rlo[0], y - p->rlo[1], z - p->rlo[2]);
+        if (p->side[i]) p->lab[i] = ids[p->side[i]];
+      }
+  size_t np = w->np, len = (size_t)pc_chunk_bytes(p->s, c);
+  w->vals[np] = malloc(len);
+  w->keys[np] = sp__chunk_key(p, c);
+  if (!w->vals[np] || !w->keys[np]) return sp__fail(p, 1, "out of memory");
+  sp__chunk_copy(p, c, (uint64_t *)w->vals[np], 0);
+  w->lens[np] = len;
+  char name[PC_MAX_NAME];
+  pc_chunk_name(p->s, c, name, sizeof name);
+  json_array_append_new(w->written, json_string(name));
+  json_t *e = json_pack("{s:s, s:[I,I,I]}", "chunk", name, "grid", (json_int_t)c[0],
+                        (json_int_t)c[1], (json_int_t)c[2]);
+  for (int s = SRC; s <= SINK; s++) {
+    json_object_set_new(e, sp__side_name[s], ids[s] ? json_integer((json_int_t)ids[s]) : json_null());
+    if (ids[s]) json_array_append_new(w->newids[s], json_integer((json_int_t)ids[s]));
+  }
+  json_array_append_new(w->lin, e);
+  w->np++;
+  return 0;
+}
+
+/* The lineage and the result (*rj, caller's reference; *rk its key) as the last
+ * two writes. */
+static int add_records(sp *p, writes *w, json_t **rj, char **rk) {
+  size_t np = w->np;
+  json_t *lj = json_pack("{s:I, s:I, s:O}", "op", (json_int_t)p->op, "old", (json_int_t)p->r->sv,
+                         "chunks", w->lin);
+  *rj = json_pack("{s:I, s:I, s:I, s:{s:O, s:O}, s:{s:I, s:I}, s:O, s:s}", "op",
+                  (json_int_t)p->op, "sv", (json_int_t)p->r->sv, "base_generation",
+                  (json_int_t)p->base_gen, "new_ids", "source", w->newids[1], "sink",
+                  w->newids[2], "voxels", "source", (json_int_t)p->count[1], "sink",
+                  (json_int_t)p->count[2], "chunks_written", w->written, "scale", p->s->key);
+  w->keys[np] = sp__lineage_key(p);
+  w->vals[np] = (uint8_t *)(lj ? json_dumps(lj, JSON_COMPACT) : NULL);
+  *rk = sp__result_key(p);
+  w->keys[np + 1] = *rk ? strdup(*rk) : NULL;
+  w->vals[np + 1] = (uint8_t *)(*rj ? json_dumps(*rj, JSON_COMPACT) : NULL);
+  json_decref(lj);
+  if (!w->keys[np] || !w->vals[np] || !w->keys[np + 1] || !w->vals[np + 1])
+    return sp__fail(p, 1, "out of memory");
+  w->lens[np] = strlen((char *)w->vals[np]);
+  w->lens[np + 1] = strlen((char *)w->vals[np + 1]);
+  w->np += 2;
+  return 0;
+}
+
+/* anchor_multi_commit: one unfenced commit per chunk, then the two records. */
+static int commit_multi(sp *p, writes *w, const json_t *rj, split_out *out) {
+  size_t np = w->np;
+  double ta = sp__now_ms();
+  uint64_t g = 0;
+  int rc = 0;
+  for (size_t i = 0; i + 2 < np && !rc; i++)
+    rc = sp__commit(p, 1, w->keys + i, w->vals + i, w->lens + i, 0, NULL, &g);
+  if (!rc) rc = sp__commit(p, 2, w->keys + np - 2, w->vals + np - 2, w->lens + np - 2, 0, NULL, &g);
+  p->t_commit = sp__now_ms() - ta;
+  out->generation = g;
+  out->result = rj ? json_dumps(rj, JSON_COMPACT) : NULL;
+  sp__logkv(p, "step=commit mode=multi_commit commits=%zu ms=%.1f", np - 1, p->t_commit);
+  return rc;
+}
+
+/* WRITE_STARTED, the ONE fenced commit ("absent" on the result key rk), the
+ * result with its generation, SUCCESS, release. */
+static int commit_fenced(sp *p, writes *w, char *rk, json_t *rj, split_out *out) {
+  int rc;
+  if ((rc = sp__set_status(p, STRATA__V1__OP_STATUS__OP_STATUS_WRITE_STARTED, "split: committing")))
+    return rc;
+  if (atomic_load(&p->lost))
+    return sp__fail(p, 3, "the root lock could not be renewed: not committing");
+  sp__die_at(p, "commit_before");
+  double t = sp__now_ms();
+  uint64_t gen = 0;
+  rc = sp__commit(p, w->np, w->keys, w->vals, w->lens, 1, &rk, &gen);
+  p->t_commit = sp__now_ms() - t;
+  if (rc) return rc;
+  sp__logkv(p, "step=commit generation=%" PRIu64 " chunks=%zu ms=%.1f", gen, w->np - 2, p->t_commit);
+  sp__die_at(p, "commit_after");
+  json_object_set_new(rj, "generation", json_integer((json_int_t)gen));
+  out->generation = gen;
+  out->result = json_dumps(rj, JSON_COMPACT);
+  if ((rc = sp__set_status(p, STRATA__V1__OP_STATUS__OP_STATUS_SUCCESS, "split: committed")))
+    return rc;
+  sp__die_at(p, "success");
+  sp__renew_stop(p);
+  rc = sp__release_all(p);
+  sp__logkv(p, "step=release");
+  return rc;
+}
+
 /* Relabels, then ONE fenced commit: the changed chunks, the lineage and the result;
  * then SUCCESS and release. */
 int sp__finish(sp *p, split_out *out) {
-  size_t nch = p->nrows - 1, np = 0;
-  char **keys = calloc(nch + 2, sizeof *keys);
-  uint8_t **vals = calloc(nch + 2, sizeof *vals);
-  size_t *lens = calloc(nch + 2, sizeof *lens);
-  json_t *lin = json_array(), *written = json_array(), *newids[3] = {NULL, json_array(), json_array()};
+  size_t nch = p->nrows - 1;
+  writes w = {.keys = calloc(nch + 2, sizeof *w.keys), .vals = calloc(nch + 2, sizeof *w.vals),
+              .lens = calloc(nch + 2, sizeof *w.lens), .lin = json_array(),
+              .written = json_array(), .newids = {NULL, json_array(), json_array()}};
   int rc = 0;
   char *rk = NULL;
-  if (!keys || !vals || !lens || !lin || !written || !newids[1] || !newids[2]) {
+  json_t *rj = NULL;
+  if (!w.keys || !w.vals || !w.lens || !w.lin || !w.written || !w.newids[1] || !w.newids[2]) {
     rc = sp__fail(p, 1, "out of memory");
     goto out;
   }
   int64_t c[3];
   for (c[2] = p->clo[2]; c[2] <= p->chi[2]; c[2]++)
     for (c[1] = p->clo[1]; c[1] <= p->chi[1]; c[1]++)
-      for (c[0] = p->clo[0]; c[0] <= p->chi[0]; c[0]++) {
-        uint64_t ids[3] = {0, new_id(p, c, SRC), new_id(p, c, SINK)};
-        if (!ids[1] && !ids[2]) continue; /* no voxel of the supervoxel: unchanged */
-        int64_t lo[3], hi[3];
-        pc_chunk_box(p->s, c, lo, hi);
-        for (int64_t z = lo[2]; z < hi[2]; z++)
-          for (int64_t y = lo[1]; y < hi[1]; y++)
-            for (int64_t x = lo[0]; x < hi[0]; x++) {
-              size_t i = vidx(p, x - p->rlo[0], y - p->rlo[1], z - p->rlo[2]);
-              if (p->side[i]) p->lab[i] = ids[p->side[i]];
-            }
-        size_t len = (size_t)pc_chunk_bytes(p->s, c);
-        vals[np] = malloc(len);
-        keys[np] = sp__chunk_key(p, c);
-        if (!vals[np] || !keys[np]) {
-          rc = sp__fail(p, 1, "out of memory");
-          goto out;
-        }
-        sp__chunk_copy(p, c, (uint64_t *)vals[np], 0);
-        lens[np] = len;
-        char name[PC_MAX_NAME];
-        pc_chunk_name(p->s, c, name, sizeof name);
-        json_array_append_new(written, json_string(name));
-        json_t *e = json_pack("{s:s, s:[I,I,I]}", "chunk", name, "grid", (json_int_t)c[0],
-                              (json_int_t)c[1], (json_int_t)c[2]);
-        for (int s = SRC; s <= SINK; s++) {
-          json_object_set_new(e, sp__side_name[s], ids[s] ? json_integer((json_int_t)ids[s]) : json_null());
-          if (ids[s]) json_array_append_new(newids[s], json_integer((json_int_t)ids[s]));
-        }
-        json_array_append_new(lin, e);
-        np++;
-      }
-  json_t *lj = json_pack("{s:I, s:I, s:O}", "op", (json_int_t)p->op, "old", (json_int_t)p->r->sv,
-                         "chunks", lin);
-  json_t *rj = json_pack("{s:I, s:I, s:I, s:{s:O, s:O}, s:{s:I, s:I}, s:O, s:s}", "op",
-                         (json_int_t)p->op, "sv", (json_int_t)p->r->sv, "base_generation",
-                         (json_int_t)p->base_gen, "new_ids", "source", newids[1], "sink",
-                         newids[2], "voxels", "source", (json_int_t)p->count[1], "sink",
-                         (json_int_t)p->count[2], "chunks_written", written, "scale", p->s->key);
-  keys[np] = sp__lineage_key(p);
-  vals[np] = (uint8_t *)(lj ? json_dumps(lj, JSON_COMPACT) : NULL);
-  rk = sp__result_key(p);
-  keys[np + 1] = rk ? strdup(rk) : NULL;
-  vals[np + 1] = (uint8_t *)(rj ? json_dumps(rj, JSON_COMPACT) : NULL);
-  json_decref(lj);
-  if (!keys[np] || !vals[np] || !keys[np + 1] || !vals[np + 1]) {
-    json_decref(rj);
-    rc = sp__fail(p, 1, "out of memory");
-    goto out;
-  }
-  lens[np] = strlen((char *)vals[np]);
-  lens[np + 1] = strlen((char *)vals[np + 1]);
-  np += 2;
-  if (p->o->anchor_multi_commit) {
-    double ta = sp__now_ms();
-    uint64_t g = 0;
-    for (size_t i = 0; i + 2 < np && !rc; i++) rc = sp__commit(p, 1, keys + i, vals + i, lens + i, 0, NULL, &g);
-    if (!rc) rc = sp__commit(p, 2, keys + np - 2, vals + np - 2, lens + np - 2, 0, NULL, &g);
-    p->t_commit = sp__now_ms() - ta;
-    out->generation = g;
-    out->result = rj ? json_dumps(rj, JSON_COMPACT) : NULL;
-    json_decref(rj);
-    sp__logkv(p, "step=commit mode=multi_commit commits=%zu ms=%.1f", np - 1, p->t_commit);
-    goto out;
-  }
-  if ((rc = sp__set_status(p, STRATA__V1__OP_STATUS__OP_STATUS_WRITE_STARTED, "split: committing"))) {
-    json_decref(rj);
-    goto out;
-  }
-  if (atomic_load(&p->lost)) {
-    json_decref(rj);
-    rc = sp__fail(p, 3, "the root lock could not be renewed: not committing");
-    goto out;
-  }
-  sp__die_at(p, "commit_before");
-  double t = sp__now_ms();
-  uint64_t gen = 0;
-  rc = sp__commit(p, np, keys, vals, lens, 1, &rk, &gen);
-  p->t_commit = sp__now_ms() - t;
-  if (rc) {
-    json_decref(rj);
-    goto out;
-  }
-  sp__logkv(p, "step=commit generation=%" PRIu64 " chunks=%zu ms=%.1f", gen, np - 2, p->t_commit);
-  sp__die_at(p, "commit_after");
-  json_object_set_new(rj, "generation", json_integer((json_int_t)gen));
-  out->generation = gen;
-  out->result = json_dumps(rj, JSON_COMPACT);
-  json_decref(rj);
-  if ((rc = sp__set_status(p, STRATA__V1__OP_STATUS__OP_STATUS_SUCCESS, "split: committed"))) goto out;
-  sp__die_at(p, "success");
-  sp__renew_stop(p);
-  rc = sp__release_all(p);
-  sp__logkv(p, "step=release");
+      for (c[0] = p->clo[0]; c[0] <= p->chi[0]; c[0]++)
+        if ((rc = add_chunk(p, &w, c))) goto out;
+  if ((rc = add_records(p, &w, &rj, &rk))) goto out;
+  rc = p->o->anchor_multi_commit ? commit_multi(p, &w, rj, out)
+                                 : commit_fenced(p, &w, rk, rj, out);
 out:
-  for (size_t i = 0; i < nch + 2 && keys && vals; i++) {
-    free(keys[i]);
-    free(vals[i]);
+  for (size_t i = 0; i < nch + 2 && w.keys && w.vals; i++) {
+    free(w.keys[i]);
+    free(w.vals[i]);
   }
-  free(keys);
-  free(vals);
-  free(lens);
+  free(w.keys);
+  free(w.vals);
+  free(w.lens);
   free(rk);
-  json_decref(lin);
-  json_decref(written);
-  json_decref(newids[1]);
-  json_decref(newids[2]);
+  json_decref(rj);
+  json_decref(w.lin);
+  json_decref(w.written);
+  json_decref(w.newids[1]);
+  json_decref(w.newids[2]);
   return rc;
 }

@@ -44,19 +44,10 @@
         }                                                                                 \
   } while (0)
 
-/* Multi-source region growing, one component per side, strays to the majority of
- * their neighbours. side[] ends as SRC or SINK on every supervoxel voxel. */
-int sp__compute(sp *p) {
-  size_t n = p->nvox, qh = 0, qt = 0;
-  uint32_t *q = malloc(n * sizeof *q);
-  int32_t *mark = malloc(n * sizeof *mark);
-  if (!q || !mark || n > UINT32_MAX) {
-    free(q);
-    free(mark);
-    return sp__fail(p, 1, n > UINT32_MAX ? "region of %zu voxels is too large"
-                                     : "out of memory for a %zu-voxel region growing", n);
-  }
-  int rc = 0;
+/* side[] set to UNSET on the supervoxel's voxels, 0 elsewhere; refused when the
+ * supervoxel reaches an edge of the region that is not the volume's edge. */
+static int mark_supervoxel(sp *p) {
+  size_t n = p->nvox;
   int touches_edge = 0;
   for (size_t i = 0; i < n; i++) {
     p->side[i] = p->lab[i] == p->r->sv ? UNSET : 0;
@@ -70,40 +61,37 @@ int sp__compute(sp *p) {
           touches_edge = 1;
     }
   }
-  if (touches_edge) {
-    rc = sp__fail(p, 2, "refused: supervoxel %" PRIu64 " continues past the locked chunks (seeds "
-              "more than one chunk from part of it)", p->r->sv);
-    goto out;
-  }
-  /* seeds: source first, then sink, so ties in distance go to the source */
+  if (touches_edge)
+    return sp__fail(p, 2, "refused: supervoxel %" PRIu64 " continues past the locked chunks (seeds "
+                    "more than one chunk from part of it)", p->r->sv);
+  return 0;
+}
+
+/* The seeds' voxels take their side and start the queue (*qt entries): source
+ * first, then sink, so ties in distance go to the source. */
+static int place_seeds(sp *p, uint32_t *q, size_t *qt) {
   for (int k = 0; k < 2; k++)
     for (size_t s = 0; s < p->r->nseeds[k]; s++) {
       int64_t v[3];
       sp__seed_voxel(p, p->r->seeds[k][s], v);
       size_t i = vidx(p, v[0] - p->rlo[0], v[1] - p->rlo[1], v[2] - p->rlo[2]);
-      if (p->lab[i] != p->r->sv) {
-        rc = sp__fail(p, 2, "refused: %s seed %" PRId64 ",%" PRId64 ",%" PRId64
-                  " is in supervoxel %" PRIu64 ", not %" PRIu64, sp__side_name[k + 1],
-                  p->r->seeds[k][s][0], p->r->seeds[k][s][1], p->r->seeds[k][s][2], p->lab[i],
-                  p->r->sv);
-        goto out;
-      }
+      if (p->lab[i] != p->r->sv)
+        return sp__fail(p, 2, "refused: %s seed %" PRId64 ",%" PRId64 ",%" PRId64
+                        " is in supervoxel %" PRIu64 ", not %" PRIu64, sp__side_name[k + 1],
+                        p->r->seeds[k][s][0], p->r->seeds[k][s][1], p->r->seeds[k][s][2],
+                        p->lab[i], p->r->sv);
       if (p->side[i] == UNSET) {
         p->side[i] = (uint8_t)(k + 1);
-        q[qt++] = (uint32_t)i;
+        q[(*qt)++] = (uint32_t)i;
       }
     }
-  while (qh < qt) {
-    size_t i = q[qh++];
-    FOR_NEIGHBOURS(p, i, j, {
-      if (p->side[j] == UNSET) {
-        p->side[j] = p->side[i];
-        q[qt++] = (uint32_t)j;
-      }
-    });
-  }
-  sp__die_at(p, "compute");
-  /* one component per side: the largest (first found on a tie); the others are strays */
+  return 0;
+}
+
+/* One component per side: the largest (first found on a tie); the others are
+ * strays (UNSET again). */
+static void keep_largest(sp *p, uint32_t *q, int32_t *mark) {
+  size_t n = p->nvox, qh, qt;
   for (size_t i = 0; i < n; i++) mark[i] = -1;
   for (int s = SRC; s <= SINK; s++) {
     size_t best = 0, best_start = SIZE_MAX;
@@ -129,10 +117,14 @@ int sp__compute(sp *p) {
     for (size_t i = 0; i < n; i++)
       if (p->side[i] == s && mark[i] != (int32_t)best_start) p->side[i] = UNSET;
   }
-  /* strays: each 26-connected fragment joins the side most of its neighbours are on
-   * (the source on a tie); a fragment with no labelled neighbour waits for the next
-   * pass; one left with none at all (a piece of the supervoxel not connected to
-   * either side) goes to the source. */
+}
+
+/* Strays: each 26-connected fragment joins the side most of its neighbours are on
+ * (the source on a tie); a fragment with no labelled neighbour waits for the next
+ * pass; one left with none at all (a piece of the supervoxel not connected to
+ * either side) goes to the source. */
+static void assign_strays(sp *p, uint32_t *q, int32_t *mark) {
+  size_t n = p->nvox, qh, qt;
   for (int pass = 0;; pass++) {
     int changed = 0, left = 0;
     for (size_t i = 0; i < n; i++) mark[i] = -1;
@@ -166,6 +158,35 @@ int sp__compute(sp *p) {
       for (size_t i = 0; i < n; i++)
         if (p->side[i] == UNSET) p->side[i] = SRC;
   }
+}
+
+/* Multi-source region growing, one component per side, strays to the majority of
+ * their neighbours. side[] ends as SRC or SINK on every supervoxel voxel. */
+int sp__compute(sp *p) {
+  size_t n = p->nvox, qh = 0, qt = 0;
+  uint32_t *q = malloc(n * sizeof *q);
+  int32_t *mark = malloc(n * sizeof *mark);
+  if (!q || !mark || n > UINT32_MAX) {
+    free(q);
+    free(mark);
+    return sp__fail(p, 1, n > UINT32_MAX ? "region of %zu voxels is too large"
+                                     : "out of memory for a %zu-voxel region growing", n);
+  }
+  int rc;
+  if ((rc = mark_supervoxel(p)) || (rc = place_seeds(p, q, &qt))) goto out;
+  /* breadth-first from every seed at once */
+  while (qh < qt) {
+    size_t i = q[qh++];
+    FOR_NEIGHBOURS(p, i, j, {
+      if (p->side[j] == UNSET) {
+        p->side[j] = p->side[i];
+        q[qt++] = (uint32_t)j;
+      }
+    });
+  }
+  sp__die_at(p, "compute");
+  keep_largest(p, q, mark);
+  assign_strays(p, q, mark);
   for (size_t i = 0; i < n; i++) p->count[p->side[i] == SINK ? 2 : p->side[i] == SRC ? 1 : 0]++;
   if (!p->count[1] || !p->count[2])
     rc = sp__fail(p, 2, "refused: the split leaves the %s side empty", p->count[1] ? "sink" : "source");
