@@ -922,9 +922,41 @@ def test_versions():
     check(r.rc == 0 and r.text.startswith("stratactl "), "stratactl version (as a command)", r)
 
 
-def run_server_once(data_dir, listen="127.0.0.1:0"):
+def test_man_pages():
+    """The man pages keep up with the binaries: every option strata-server --help names is
+    described in docs/strata-server.1, every stratactl command in docs/stratactl.1."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.run([SERVER, "--help"], stdout=subprocess.PIPE, text=True, timeout=60)
+    opts = sorted(set(re.findall(r"--[a-z][a-z-]+", p.stdout)))
+    with open(os.path.join(root, "docs/strata-server.1")) as f:
+        man = f.read().replace("\\-", "-")
+    missing = [o for o in opts if not re.search(r"\.(B|BI|RB)[^\n]*%s\b" % re.escape(o), man)]
+    check(p.returncode == 0 and len(opts) > 15 and not missing,
+          "docs/strata-server.1 describes every option of strata-server --help", missing)
+    r = ctl("--help", addr=False)
+    cmds = set()
+    for line in r.text.splitlines():
+        if not re.match(r"  [a-z]", line):
+            continue
+        words = []
+        for w in line.split():  # the command words end at the first argument or option
+            if not re.fullmatch(r"[a-z][a-z-]*", w):
+                break
+            words.append(w)
+        cmds.add(" ".join(words))
+    with open(os.path.join(root, "docs/stratactl.1")) as f:
+        lines = [re.sub(r"\\f[RBIP]", "", ln).replace("\\-", "-") for ln in f.read().splitlines()]
+    # "retention show | set ... | hold ..." on one .B line names all four
+    missing = [c for c in sorted(cmds) if not any(
+        re.search(r"\b%s\b" % re.escape(c.split()[0]), ln) and re.search(r"\b%s\b" % re.escape(c.split()[-1]), ln)
+        for ln in lines if ln.startswith(".B"))]
+    check(r.rc == 0 and len(cmds) > 25 and not missing, "docs/stratactl.1 names every command of stratactl --help",
+          (missing, sorted(cmds)))
+
+
+def run_server_once(data_dir, listen="127.0.0.1:0", *extra):
     """Runs strata-server that is expected to refuse to start; returns (rc, stderr)."""
-    p = subprocess.Popen([SERVER, "--listen", listen, "--data-dir", data_dir], stdout=subprocess.PIPE,
+    p = subprocess.Popen([SERVER, "--listen", listen, "--data-dir", data_dir] + list(extra), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     try:
         out, err = p.communicate(timeout=60)
@@ -995,6 +1027,37 @@ def test_server_refusals(tmp):
     stop_server(proc)
     check(r.rc == 0 and os.path.exists(os.path.join(d, "FORMAT")),
           "a data directory without FORMAT (older server) is used and marked", r)
+
+
+def test_listen_refusals(tmp):
+    """--listen and --metrics-listen are checked before anything is created: a port out of
+    range is refused (getaddrinfo would bind it modulo 65536), a missing port is a syntax
+    error (not "not a loopback address"), a metrics port in use is one line with no
+    library output before it."""
+    d = os.path.join(tmp, "never-created-listen")
+    for listen, want in (("127.0.0.1:99999", "the port must be a number in 0..65535"),
+                         ("127.0.0.1:7420x", "the port must be a number in 0..65535"),
+                         ("127.0.0.1:-1", "the port must be a number in 0..65535"),
+                         ("127.0.0.1", 'expected HOST:PORT, got "127.0.0.1"')):
+        rc, err = run_server_once(d, listen)
+        check(rc == 1 and err.count("\n") == 1 and err.startswith("strata-server: --listen") and want in err
+              and "loopback" not in err and not os.path.exists(d),
+              "--listen %s: one line (%s), no data directory" % (listen, want), (rc, err))
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    maddr = "127.0.0.1:%d" % busy.getsockname()[1]
+    rc, err = run_server_once(d, "127.0.0.1:0", "--metrics-listen", maddr)
+    busy.close()
+    check(rc == 1 and err.count("\n") == 1 and err.startswith("strata-server: cannot listen on %s: " % maddr)
+          and "already in use" in err and "--metrics-listen" in err and not os.path.exists(d),
+          "--metrics-listen on a port in use: one line naming the flag, no data directory", (rc, err))
+    for maddr, want in (("127.0.0.1:99999", "0..65535"), ("[::1]:9420", "not an IPv4 address"),
+                        ("localhost", "expected HOST:PORT")):
+        rc, err = run_server_once(d, "127.0.0.1:0", "--metrics-listen", maddr)
+        check(rc == 1 and err.count("\n") == 1 and "--metrics-listen" in err and want in err and
+              not os.path.exists(d), "--metrics-listen %s: one line (%s), no data directory" % (maddr, want),
+              (rc, err))
 
 
 def test_generation_zero():
@@ -1254,9 +1317,11 @@ def main():
     test_usage_errors()
     test_strict_usage()
     test_versions()
+    test_man_pages()
     test_unreachable()
     test_lock_key()
     test_server_refusals(tmp)
+    test_listen_refusals(tmp)
     test_stream_deadlines()
     test_security(tmp)
     proc, port = start_server(data_dir)
