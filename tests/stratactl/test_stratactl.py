@@ -877,7 +877,12 @@ def test_strict_usage():
                        (["lock", "list", "--exipred"], "did you mean --expired?"),
                        (["lock", "acquire", "--op", "1", "--tll", "5s", "k"], "did you mean --ttl?"),
                        (["--jsno", "health"], "did you mean --json?"),
-                       (["kv", "ls", "--timout", "5s"], "did you mean --timeout?")):
+                       (["kv", "ls", "--timout", "5s"], "did you mean --timeout?"),
+                       # the TLS and token options are global too, after the command as before it
+                       (["health", "--tokn", "x"], "did you mean --token?"),
+                       (["kv", "ls", "--tls-cat", "ca.pem"], "did you mean --tls-ca?"),
+                       (["--tls-kye", "k.pem", "health"], "did you mean --tls-key?"),
+                       (["--versoin"], "did you mean --version?")):
         r = ctl(*args, addr=False)
         check(usage_error(r) and want in r.etext, "suggestion: %s -> %s" % (" ".join(args), want), r)
     r = ctl("frobnicate", addr=False)

@@ -76,6 +76,10 @@ struct ctl_ctx {
 };
 
 /* --- args.c ---------------------------------------------------------------- */
+/* The global options ("--addr", ... "--token"), accepted before, between and after
+ * the command words: the one list the "did you mean" suggestions draw from. */
+#define CTL_NGLOBAL 8
+extern const char *const ctl_global_opts[CTL_NGLOBAL];
 /* Whether option `name` was given; its i-th value (NULL when absent). */
 int ctl_has(const ctl_args *a, const char *name);
 const char *ctl_val(const ctl_args *a, const char *name, int i);
