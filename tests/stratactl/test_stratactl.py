@@ -860,6 +860,8 @@ def test_strict_usage():
     for args in (["kv", "get", "k@2026-00-06T00:00:00Z"], ["kv", "get", "k@vX"], ["kv", "get", "k@v"],
                  ["kv", "get", "k@2026-11-21T10:00:00"], ["kv", "get", "k@2026-11-21T10:00:00+24:00"],
                  ["kv", "get", "k@2026-11-21T10:00:00+01"], ["kv", "get", "k@"],
+                 # past int64 nanoseconds (April 2262): 5000-01-01 wrapped to a time in 2077
+                 ["kv", "get", "k@2263-01-01T00:00:00Z"], ["kv", "get", "k@5000-01-01T00:00:00Z"],
                  ["kv", "ls", "dir/@vX"], ["kv", "ls", "@yesterday"],
                  ["kv", "diff", "@vX", "@v1"], ["kv", "diff", "@v1", "@2026-00-06T00:00:00Z"]):
         r = ctl(*args, addr=False)
@@ -925,6 +927,27 @@ def test_versions():
               "%s --version prints version, commit %s and build date" % (prog, want), (p.stdout, p.stderr))
     r = ctl("version", addr=False)
     check(r.rc == 0 and r.text.startswith("stratactl "), "stratactl version (as a command)", r)
+
+
+def test_audit_since(tmp):
+    """audit --since reads times as pins do: RFC 3339 with Z or an offset, every field in
+    range; a malformed time is a usage error, not a silently different instant."""
+    path = os.path.join(tmp, "since-audit.log")
+    # 2026-12-06T22:00:00Z and 23:00:00Z
+    t1, t2 = 1796594400 * 10 ** 9, 1796598000 * 10 ** 9
+    with open(path, "w") as f:
+        for i, t in enumerate((t1, t2)):
+            f.write(json.dumps({"time_ns": t, "event": "server_start", "listen": "r%d" % i}) + "\n")
+    for since, n in (("2026-12-06T22:30:00Z", 1), ("2026-12-06T23:30:00+01:00", 1), ("2026-12-06T22:30:00+00:00", 1),
+                     ("2026-12-06T17:00:00-05:00", 2), ("2026-12-06T23:00:00.5Z", 0), ("2026-12-06", 2),
+                     ("2026-12-06 22:30:00", 1), ("2026-12-06T22:30", 1), ("2026-12-07", 0)):
+        r = ctl("--json", "audit", "--file", path, "--since", since, addr=False)
+        check(r.rc == 0 and len(r.json()["records"]) == n, "audit --since %s: %d of 2 records" % (since, n), r)
+    for bad in ("2026-02-30", "2026-00-06T00:00:00Z", "2026-12-06T24:00:00Z", "2026-12-06T22:00:00+24:00",
+                "2026-12-06T22:00:00+01", "yesterday", "2026-12-06x"):
+        r = ctl("audit", "--file", path, "--since", bad, addr=False)
+        check(usage_error(r) and "--since" in r.etext and "+01:00" in r.etext,
+              "audit --since %s is a usage error" % bad, r)
 
 
 def test_man_pages():
@@ -1323,6 +1346,7 @@ def main():
     test_strict_usage()
     test_versions()
     test_man_pages()
+    test_audit_since(tmp)
     test_unreachable()
     test_lock_key()
     test_server_refusals(tmp)

@@ -187,8 +187,9 @@ const ctl_cmd ctl_cmds[] = {
      "show the server's audit log: privileged and operator calls, refused calls, auth reloads",
      "Reads DIR/audit.log (default ./strata-data) on this machine. A 'call' record comes in two\n"
      "phases: 'intent' (written durably before the action) and 'outcome'. T is a duration back\n"
-     "from now (30m, 2h) or a UTC time (2026-12-06T22:00:00Z). A last line torn by a crash is\n"
-     "skipped with a note on stderr.",
+     "from now (30m, 2h) or a time as for pins (2026-12-06T22:00:00Z, 2026-12-06T23:00:00+01:00;\n"
+     "UTC: 2026-12-06, 2026-12-06 22:00:00). A last line torn by a crash is skipped with a note\n"
+     "on stderr.",
      "stratactl audit --data-dir /var/lib/strata --since 1h\n"
      "stratactl --json audit --file /var/lib/strata/audit.log | jq '.records[]'",
      {{"data-dir", 1, "DIR", "the server's --data-dir (default ./strata-data)"},
