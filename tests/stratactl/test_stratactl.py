@@ -982,6 +982,38 @@ def test_man_pages():
           (missing, sorted(cmds)))
 
 
+def test_readers_doc():
+    """docs/readers.md's tensorstore specs are valid JSON of the shapes tensorstore's ocdbt
+    and neuroglancer_precomputed drivers take, and its time pin is one stratactl reads the
+    same way (tensorstore itself is not installable here: docs/readers.md says so)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "docs/readers.md")) as f:
+        text = f.read()
+    blocks = re.findall(r"```json\n(.*?)```", text, re.S)
+    specs = []
+    for b in blocks:
+        try:
+            specs.append(json.loads(b))
+        except ValueError as e:
+            check(False, "docs/readers.md: a json block parses", (b, str(e)))
+    kv = [x for x in specs if x.get("driver") == "ocdbt"]
+    ng = [x for x in specs if x.get("driver") == "neuroglancer_precomputed"]
+    tensorstore_time = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z"  # %Y-%m-%dT%H:%M:%E*SZ
+    versions = [x.get("version") for x in kv]
+    check(len(blocks) == len(specs) == 5 and len(kv) == 3 and len(ng) == 2 and
+          all(x["base"].startswith("file:///") and x["base"].endswith("/kv/") for x in kv) and
+          None in versions and any(isinstance(v, int) and v >= 1 for v in versions) and
+          any(isinstance(v, str) and re.fullmatch(tensorstore_time, v) for v in versions),
+          "docs/readers.md: ocdbt specs latest, at a generation (>= 1), at a time in tensorstore's layout", specs)
+    check(all(x["kvstore"]["driver"] == "ocdbt" and x["kvstore"]["path"].endswith("/") and
+              "scale_index" in x for x in ng) and any("version" in x["kvstore"] for x in ng),
+          "docs/readers.md: neuroglancer_precomputed over ocdbt, latest and pinned", ng)
+    for v in versions:
+        if isinstance(v, str):  # the same time is a pin stratactl takes (exit 3: no server, not 2: usage)
+            r = ctl("--timeout", "1s", "kv", "get", "k@" + v, addr="127.0.0.1:%d" % free_port())
+            check(r.rc == 3, "the time in docs/readers.md is a valid stratactl pin", r)
+
+
 def run_server_once(data_dir, listen="127.0.0.1:0", *extra):
     """Runs strata-server that is expected to refuse to start; returns (rc, stderr)."""
     p = subprocess.Popen([SERVER, "--listen", listen, "--data-dir", data_dir] + list(extra), stdout=subprocess.PIPE,
@@ -1346,6 +1378,7 @@ def main():
     test_strict_usage()
     test_versions()
     test_man_pages()
+    test_readers_doc()
     test_audit_since(tmp)
     test_unreachable()
     test_lock_key()
