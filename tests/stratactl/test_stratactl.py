@@ -1241,56 +1241,145 @@ def pb_bytes(field, b):
     return bytes([field << 3 | 2]) + v + b
 
 
-def fake_server(list_gaps):
-    """A gRPC server (python3-grpcio, raw bytes) answering Health/Check SERVING and
-    Kv/List with one message per entry of list_gaps, each after sleeping that many
-    seconds; returns (server, addr)."""
+def pb_varint(field, v):
+    b = b""
+    while True:
+        b += bytes([(v & 0x7f) | (0x80 if v > 0x7f else 0)])
+        v >>= 7
+        if not v:
+            break
+    return bytes([field << 3]) + b
+
+
+def pb_fields(b):
+    """The fields of a protobuf message as {number: [values]} (varints as ints, the rest bytes)."""
+    out, i = {}, 0
+    while i < len(b):
+        key, shift = 0, 0
+        while True:
+            key |= (b[i] & 0x7f) << shift
+            shift += 7
+            i += 1
+            if not b[i - 1] & 0x80:
+                break
+        f, wt = key >> 3, key & 7
+        v, shift = 0, 0
+        while True:  # a varint, or a length
+            v |= (b[i] & 0x7f) << shift
+            shift += 7
+            i += 1
+            if not b[i - 1] & 0x80:
+                break
+        if wt == 2:
+            v, i = b[i:i + v], i + v
+        out.setdefault(f, []).append(v)
+    return out
+
+
+def fake_server(gaps):
+    """A gRPC server (python3-grpcio, raw bytes) answering Health/Check SERVING, and three
+    streams that send one message per entry of gaps, each after sleeping that many
+    seconds: Kv/List (a key each), Ops/List (an op each, newest first) and Kv/Watch (one
+    changed key per generation from_generation+1 .. +len(gaps)); Kv/Get resolves a
+    generation pin to itself and Kv/BatchGet finds the keys only above generation 0, for
+    kv diff. Returns (server, addr)."""
     import grpc
     from concurrent import futures
+
+    def version(field, g):
+        return pb_bytes(field, pb_varint(1, g) + pb_varint(2, 1796594400 * 10 ** 9 + g))
 
     def health(req, ctx):
         return b"\x08\x01"
 
     def kv_list(req, ctx):
-        for i, gap in enumerate(list_gaps):
+        for i, gap in enumerate(gaps):
             time.sleep(gap)
             kv = pb_bytes(1, b"key%02d" % i) + b"\x10\x01"
             yield pb_bytes(1, kv) + pb_bytes(2, b"\x08\x05")
 
+    def ops_list(req, ctx):
+        n = len(gaps)
+        for i, gap in enumerate(gaps):
+            time.sleep(gap)
+            op = pb_varint(1, n - i) + pb_bytes(4, b"u") + pb_bytes(5, b"k") + pb_varint(7, 1)
+            yield pb_bytes(1, op) + pb_varint(2, n)
+
+    def kv_get(req, ctx):
+        pin = pb_fields(pb_fields(req).get(2, [b""])[0])
+        return version(3, pin.get(2, [0])[0])  # GetResponse.version
+
+    def kv_watch(req, ctx):
+        lo = pb_fields(req).get(1, [0])[0]
+        for i, gap in enumerate(gaps):
+            time.sleep(gap)
+            yield version(1, lo + 1 + i) + pb_bytes(2, pb_bytes(1, b"key%02d" % i))
+
+    def kv_batch_get(req, ctx):
+        f = pb_fields(req)
+        g = pb_fields(f[2][0] if 2 in f else b"").get(2, [0])[0]  # pin.generation
+        entries = b"".join(pb_bytes(1, pb_bytes(1, k) + (b"\x10\x01" + pb_bytes(3, b"v") if g else b""))
+                           for k in f.get(1, []))
+        return entries + version(2, g)
+
+    ident = lambda b: b  # noqa: E731 -- raw bytes in and out
     s = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     s.add_generic_rpc_handlers([
         grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
-            "Check": grpc.unary_unary_rpc_method_handler(health)}),
+            "Check": grpc.unary_unary_rpc_method_handler(health, ident, ident)}),
         grpc.method_handlers_generic_handler("strata.v1.Kv", {
-            "List": grpc.unary_stream_rpc_method_handler(kv_list)})])
+            "List": grpc.unary_stream_rpc_method_handler(kv_list, ident, ident),
+            "Get": grpc.unary_unary_rpc_method_handler(kv_get, ident, ident),
+            "BatchGet": grpc.unary_unary_rpc_method_handler(kv_batch_get, ident, ident),
+            "Watch": grpc.unary_stream_rpc_method_handler(kv_watch, ident, ident)}),
+        grpc.method_handlers_generic_handler("strata.v1.Ops", {
+            "List": grpc.unary_stream_rpc_method_handler(ops_list, ident, ident)})])
     port = s.add_insecure_port("127.0.0.1:0")
     s.start()
     return s, "127.0.0.1:%d" % port
 
 
 def test_stream_deadlines():
-    # A listing longer than --timeout in total, with short gaps: the deadline covers
-    # inactivity, not the whole command (total 4 s, --timeout 2.5s, gaps 0.2 s).
+    # Listings longer than --timeout in total, with short gaps: the deadline covers
+    # inactivity, not the whole command (total 4 s, --timeout 2.5s, gaps 0.2 s), for each
+    # long command: kv ls, op list, kv diff (its Kv.Watch).
     s, addr = fake_server([0.2] * 20)
     try:
         t0 = time.monotonic()
         r = ctl("--timeout", "2500ms", "kv", "ls", addr=addr)
         took = time.monotonic() - t0
+        t0 = time.monotonic()
+        o = ctl("--timeout", "2500ms", "op", "list", addr=addr)
+        took_o = time.monotonic() - t0
+        t0 = time.monotonic()
+        d = ctl("--timeout", "2500ms", "kv", "diff", "@v0", "@v20", addr=addr)
+        took_d = time.monotonic() - t0
     finally:
         s.stop(0)
     check(r.rc == 0 and r.text.splitlines()[:2] == ["key00", "key01"] and r.text.splitlines()[-1].startswith("20 keys at v5")
           and took >= 4.0, "kv ls longer than --timeout in total succeeds (%.1fs)" % took, r)
+    check(o.rc == 0 and o.text.splitlines()[-1] == "20 ops" and took_o >= 4.0,
+          "op list longer than --timeout in total succeeds (%.1fs)" % took_o, o)
+    check(d.rc == 0 and d.text.splitlines()[0] == "+ key00" and
+          d.text.splitlines()[-1] == "20 changes from v0 to v20: 20 added, 0 removed, 0 modified" and took_d >= 4.0,
+          "kv diff over changes arriving longer than --timeout in total succeeds (%.1fs)" % took_d, d)
     # A stream that stops sending: exit 3 after --timeout of silence, saying what was
     # slow, with what arrived before printed.
     s, addr = fake_server([0, 0, 30])
     try:
         r = ctl("--timeout", "1s", "kv", "ls", addr=addr)
+        o = ctl("--timeout", "1s", "op", "list", addr=addr)
+        d = ctl("--timeout", "1s", "kv", "diff", "@v0", "@v3", addr=addr)
     finally:
         s.stop(0)
     check(r.rc == 3 and r.text == "key00\nkey01\n" and "Kv.List was too slow" in r.etext and
           "sent nothing for 1.0s" in r.etext and "longer --timeout" in r.etext and
           "is strata-server running" not in r.etext,
           "a stalled stream exits 3 after --timeout of silence, output so far printed, message says what was slow", r)
+    for res, cmd, what in ((o, "op list", "Ops.List"), (d, "kv diff", "Kv.Watch")):
+        check(res.rc == 3 and ("%s was too slow" % what) in res.etext and "sent nothing for 1.0s" in res.etext and
+              "is strata-server running" not in res.etext,
+              "%s stalled: exit 3 after --timeout of silence naming %s" % (cmd, what), res)
 
 
 def test_security(tmp):
