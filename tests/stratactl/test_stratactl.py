@@ -1160,6 +1160,37 @@ def test_generation_zero_later():
     ctl("kv", "rm", "zero-a")
 
 
+def test_diff_from_v0_after_retention(tmp):
+    """kv diff @v0 @vN is every key at vN, also when retention has dropped the generations
+    after v0 (it lists vN instead of watching history from v0)."""
+    proc, port = start_server(os.path.join(tmp, "diff-v0-data"))
+    addr = "127.0.0.1:%d" % port
+    try:
+        r = ctl("retention", "set", "--keep-versions", "1", addr=addr)
+        check(r.rc == 0, "retention set --keep-versions 1", r)
+        for k in ("a", "b", "c"):
+            ctl("kv", "put", "v0diff/" + k, stdin=k.encode(), addr=addr)
+        ctl("kv", "rm", "v0diff/b", addr=addr)
+        # The floor follows the policy within about a second; a commit drops what is below
+        # it. Commit (rewriting one key) until v1 reads OUT_OF_RANGE.
+        start, dropped, g = time.monotonic(), None, 0
+        while time.monotonic() - start < 120:
+            w = ctl("kv", "put", "v0diff/a", stdin=b"a%d" % g, addr=addr)
+            g = int(re.search(r"at v(\d+)", w.text).group(1))
+            r = ctl("kv", "get", "v0diff/a@v1", addr=addr)
+            if r.rc == 1 and "OUT_OF_RANGE" in r.etext:
+                dropped = r
+                break
+            time.sleep(0.1)  # polling the floor, not a synchronisation
+        d = ctl("kv", "diff", "@v0", "@v%d" % g, addr=addr)
+        check(dropped and d.rc == 0 and d.text == "+ v0diff/a\n+ v0diff/c\n2 changes from v0 to v%d: 2 added, 0 removed, "
+              "0 modified\n" % g, "kv diff @v0 @vN after retention dropped v1: the keys at vN, added", (dropped, d))
+        d = ctl("kv", "diff", "@v%d" % g, "@v0", addr=addr)
+        check(d.rc == 0 and d.text.splitlines()[:2] == ["- v0diff/a", "- v0diff/c"], "... and in reverse: removed", d)
+    finally:
+        check(stop_server(proc) == 0, "the retention server exits 0 on SIGTERM")
+
+
 def tty_stderr(*args):
     """Runs stratactl with stderr on a pseudo-terminal; (Result-like, what the terminal got)."""
     import pty
@@ -1190,10 +1221,14 @@ def tty_stderr(*args):
 
 def test_progress_on_terminal():
     g = ctl("--json", "kv", "versions", "--limit", "1").json()["versions"][0]["generation"]
-    plain = ctl("kv", "diff", "@v0", "@v%d" % g)
-    p, tty = tty_stderr("kv", "diff", "@v0", "@v%d" % g)
+    plain = ctl("kv", "diff", "@v1", "@v%d" % g)
+    p, tty = tty_stderr("kv", "diff", "@v1", "@v%d" % g)
     check(p.returncode == 0 and p.stdout == plain.out and "kv diff: read the changes of v" in tty and
           tty.endswith("\r\x1b[K"), "kv diff shows progress on a terminal, erased before the result", (tty, p.stdout))
+    p, tty = tty_stderr("kv", "diff", "@v0", "@v%d" % g)
+    check(p.returncode == 0 and p.stdout == ctl("kv", "diff", "@v0", "@v%d" % g).out and
+          "kv diff: listed the keys at v%d" % g in tty and tty.endswith("\r\x1b[K"),
+          "kv diff from v0 shows its listing progress on a terminal", (tty, p.stdout))
     check(plain.etext == "", "no progress when stderr is not a terminal", plain)
     p, tty = tty_stderr("--json", "kv", "diff", "@v0", "@v%d" % g)
     check(p.returncode == 0 and tty == "", "no progress with --json", tty)
@@ -1281,8 +1316,8 @@ def fake_server(gaps):
     streams that send one message per entry of gaps, each after sleeping that many
     seconds: Kv/List (a key each), Ops/List (an op each, newest first) and Kv/Watch (one
     changed key per generation from_generation+1 .. +len(gaps)); Kv/Get resolves a
-    generation pin to itself and Kv/BatchGet finds the keys only above generation 0, for
-    kv diff. Returns (server, addr)."""
+    generation pin to itself and Kv/BatchGet finds every key with the value "v<generation>",
+    for kv diff (every key modified). Returns (server, addr)."""
     import grpc
     from concurrent import futures
 
@@ -1318,8 +1353,7 @@ def fake_server(gaps):
     def kv_batch_get(req, ctx):
         f = pb_fields(req)
         g = pb_fields(f[2][0] if 2 in f else b"").get(2, [0])[0]  # pin.generation
-        entries = b"".join(pb_bytes(1, pb_bytes(1, k) + (b"\x10\x01" + pb_bytes(3, b"v") if g else b""))
-                           for k in f.get(1, []))
+        entries = b"".join(pb_bytes(1, pb_bytes(1, k) + b"\x10\x01" + pb_bytes(3, b"v%d" % g)) for k in f.get(1, []))
         return entries + version(2, g)
 
     ident = lambda b: b  # noqa: E731 -- raw bytes in and out
@@ -1352,7 +1386,7 @@ def test_stream_deadlines():
         o = ctl("--timeout", "2500ms", "op", "list", addr=addr)
         took_o = time.monotonic() - t0
         t0 = time.monotonic()
-        d = ctl("--timeout", "2500ms", "kv", "diff", "@v0", "@v20", addr=addr)
+        d = ctl("--timeout", "2500ms", "kv", "diff", "@v1", "@v21", addr=addr)
         took_d = time.monotonic() - t0
     finally:
         s.stop(0)
@@ -1360,8 +1394,8 @@ def test_stream_deadlines():
           and took >= 4.0, "kv ls longer than --timeout in total succeeds (%.1fs)" % took, r)
     check(o.rc == 0 and o.text.splitlines()[-1] == "20 ops" and took_o >= 4.0,
           "op list longer than --timeout in total succeeds (%.1fs)" % took_o, o)
-    check(d.rc == 0 and d.text.splitlines()[0] == "+ key00" and
-          d.text.splitlines()[-1] == "20 changes from v0 to v20: 20 added, 0 removed, 0 modified" and took_d >= 4.0,
+    check(d.rc == 0 and d.text.splitlines()[0] == "~ key00" and
+          d.text.splitlines()[-1] == "20 changes from v1 to v21: 0 added, 0 removed, 20 modified" and took_d >= 4.0,
           "kv diff over changes arriving longer than --timeout in total succeeds (%.1fs)" % took_d, d)
     # A stream that stops sending: exit 3 after --timeout of silence, saying what was
     # slow, with what arrived before printed.
@@ -1369,7 +1403,7 @@ def test_stream_deadlines():
     try:
         r = ctl("--timeout", "1s", "kv", "ls", addr=addr)
         o = ctl("--timeout", "1s", "op", "list", addr=addr)
-        d = ctl("--timeout", "1s", "kv", "diff", "@v0", "@v3", addr=addr)
+        d = ctl("--timeout", "1s", "kv", "diff", "@v1", "@v4", addr=addr)
     finally:
         s.stop(0)
     check(r.rc == 3 and r.text == "key00\nkey01\n" and "Kv.List was too slow" in r.etext and
@@ -1488,6 +1522,7 @@ def main():
     test_lock_key()
     test_server_refusals(tmp)
     test_listen_refusals(tmp)
+    test_diff_from_v0_after_retention(tmp)
     test_stream_deadlines()
     test_security(tmp)
     proc, port = start_server(data_dir)

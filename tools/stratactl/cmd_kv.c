@@ -412,6 +412,33 @@ static int changed_keys(ctl_ctx *x, uint64_t lo, uint64_t hi, keyset *ks) {
   return rc;
 }
 
+/* Every key that exists at generation g, from Kv.List: what changed between the
+ * empty store (v0) and g. Unlike Kv.Watch from 0 it needs no history before g, so it
+ * works when retention has dropped the early generations. */
+static int keys_at(ctl_ctx *x, uint64_t g, keyset *ks) {
+  Strata__V1__ListRequest q = STRATA__V1__LIST_REQUEST__INIT;
+  Strata__V1__VersionPin pm;
+  ctl_pin pin = {.kind = 1, .generation = g};
+  q.pin = ctl_pin_msg(&pin, &pm);
+  q.keys_only = 1;
+  rpc_cstream *st = NULL;
+  rpc_callopts co;
+  int rc = ctl_stream_begin(x, &co);
+  if (!rc) rc = rpc_kv_list(ctl_client(x), &co, &q, &st);
+  ctl_idle *idle = ctl_idle_start(x, rc ? NULL : st, "Kv.List");
+  Strata__V1__ListResponse *m;
+  while (!rc && (rc = rpc_kv_list_next(st, &m)) == 1) {
+    ctl_idle_tick(idle);
+    rc = 0;
+    for (size_t i = 0; !rc && i < m->n_entries; i++) rc = keyset_add(ks, &m->entries[i]->key);
+    ctl_progress(x, "kv diff: listed the keys at v%llu, %zu so far", (unsigned long long)g, ks->n);
+    rpc_free(m);
+  }
+  rc = ctl_idle_stop(idle, rc);
+  rpc_cstream_close(st);
+  return rc;
+}
+
 /* Values of keys[0..n) at generation g, in order (BatchGet, in batches). */
 static int values_at(ctl_ctx *x, const keyset *ks, uint64_t g, Strata__V1__BatchGetResponse ***out,
                      size_t *nout) {
@@ -505,8 +532,9 @@ int ctl_kv_diff(ctl_ctx *x, const ctl_args *a) {
   keyset ks = {0};
   Strata__V1__BatchGetResponse **from = NULL, **to = NULL;
   size_t nfrom = 0, nto = 0;
-  const char *what = "Kv.Watch";
-  if (lo < hi && (rc = changed_keys(x, lo, hi, &ks))) goto fail;
+  /* From v0 every key at hi is new: list them instead of watching all history. */
+  const char *what = lo == 0 ? "Kv.List" : "Kv.Watch";
+  if (lo < hi && (rc = lo == 0 ? keys_at(x, hi, &ks) : changed_keys(x, lo, hi, &ks))) goto fail;
   keyset_sort_unique(&ks);
   what = "Kv.BatchGet";
   if ((rc = values_at(x, &ks, v[0].generation, &from, &nfrom)) ||

@@ -152,6 +152,8 @@ const ctl_cmd ctl_cmds[] = {
      "Lines: '+ KEY' added, '- KEY' removed, '~ KEY' modified, going from the first version to\n"
      "the second. Built on Kv.Watch (which keys each generation changed) and Kv.BatchGet\n"
      "(their values at both versions), so a key changed and changed back is not listed.\n"
+     "From @v0 (the empty store) it lists the keys at the other version with Kv.List instead,\n"
+     "so it needs no history before that version (retention may have dropped it).\n"
      "On a terminal, progress is shown on stderr while the changes are collected. --timeout\n"
      "bounds the wait for each message and each call, not the whole command.",
      "stratactl kv diff @v3 @v7\n"
