@@ -868,6 +868,11 @@ def test_strict_usage():
         check(usage_error(r) and "is not a pin" in r.etext and PIN_WORDS in r.etext and
               "v<generation>" in r.etext and "RFC 3339" in r.etext,
               "malformed pin is a usage error saying what a pin is: %s" % " ".join(args), r)
+    # retention hold and release take a generation, vN, quoted back as typed when it is not one
+    for args in (["retention", "hold", "vX"], ["retention", "release", "v0"], ["retention", "hold", "2026-01-01T00:00:00Z"]):
+        r = ctl(*args, addr=False)
+        check(usage_error(r) and 'expected a version vN (N >= 1), got "%s"' % args[-1] in r.etext,
+              "%s: a usage error quoting the argument" % " ".join(args), r)
     for args in (["kv", "put", "a@b"], ["kv", "rm", "a@v1"]):
         r = ctl(*args, addr=False, stdin=b"")
         check(usage_error(r) and "takes no pin" in r.etext and "hex" in r.etext,
