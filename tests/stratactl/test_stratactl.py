@@ -1245,6 +1245,39 @@ def test_progress_on_terminal():
           "op list counts the ops received on a terminal", tty)
 
 
+def test_put_from_terminal():
+    """kv put with stdin on a terminal says it is reading the value there (else it looks
+    hung), and takes what is typed up to Ctrl-D."""
+    import pty
+    import select
+    master, slave = pty.openpty()
+    p = subprocess.Popen([CTL, "--addr", ADDR, "kv", "put", "typed-key"], stdin=slave, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    os.close(slave)
+    try:
+        ready = select.select([p.stderr], [], [], 60)[0]  # the hint comes before the read
+        hint = p.stderr.readline().decode() if ready else ""
+        os.write(master, b"typed value\n\x04")
+        try:
+            out, err = p.communicate(timeout=120)
+        except subprocess.TimeoutExpired:  # still waiting for input after one Ctrl-D
+            p.kill()
+            out, err = p.communicate()
+            err += b" (killed: still reading 120 s after Ctrl-D)"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+    check(p.returncode == 0 and "reading the value of typed-key from the terminal" in hint and "Ctrl-D" in hint,
+          "kv put from a terminal says where the value is read and how to end it", (hint, out, err))
+    check(ctl("kv", "get", "typed-key").out == b"typed value\n", "... and stores what was typed")
+    ctl("kv", "rm", "typed-key")
+    r = ctl("kv", "put", "piped-key", stdin=b"x")
+    check(r.rc == 0 and r.etext == "", "no hint when stdin is not a terminal", r)
+    ctl("kv", "rm", "piped-key")
+
+
 def test_set_status():
     rc, out, err = fixture("create-op", "dave", "split")
     op = int(out)
@@ -1538,6 +1571,7 @@ def main():
         test_ops_empty()
         test_ops()
         test_set_status()
+        test_put_from_terminal()
         test_messages_name_rpcs()
         test_generation_zero()
         test_kv(tmp)

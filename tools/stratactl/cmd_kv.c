@@ -87,9 +87,11 @@ static int read_all(FILE *f, uint8_t **buf, size_t *len) {
   *buf = malloc(cap);
   while (*buf) {
     errno = 0;
-    size_t n = fread(*buf + *len, 1, cap - *len, f);
+    size_t want = cap - *len, n = fread(*buf + *len, 1, want, f);
     *len += n;
-    if (n == 0) return ferror(f) ? (errno ? errno : EIO) : 0;
+    /* Short: end of file or an error. Not read again: a terminal's Ctrl-D is one
+     * end of file, and a second fread would wait for another. */
+    if (n < want) return ferror(f) ? (errno ? errno : EIO) : 0;
     if (*len == cap) {
       uint8_t *p = realloc(*buf, cap *= 2);
       if (!p) break;
@@ -136,6 +138,10 @@ int ctl_kv_put(ctl_ctx *x, const ctl_args *a) {
     rc = ctl_usage(a->cmd, "FILE: cannot open %s: %s", path, strerror(errno));
     goto out;
   }
+  /* A value typed at the terminal: say so, or the command just seems to hang. */
+  if (from_stdin && isatty(0))
+    fprintf(stderr, "stratactl: kv put: reading the value of %s from the terminal; end it with "
+                    "Ctrl-D (or give a FILE)\n", a->pos[0]);
   int err = read_all(f, &val, &vlen); /* its errno, saved before fclose */
   if (!from_stdin) fclose(f);
   if (err) {
