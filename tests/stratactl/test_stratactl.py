@@ -1571,11 +1571,11 @@ def main():
         test_ops_empty()
         test_ops()
         test_set_status()
-        test_put_from_terminal()
         test_messages_name_rpcs()
         test_generation_zero()
         test_kv(tmp)
         test_generation_zero_later()
+        test_put_from_terminal()
         test_progress_on_terminal()
         test_coordinator()
     finally:
