@@ -203,7 +203,8 @@ int main(int argc, char **argv) {
   int insecure_listen = 0;
   unsigned long long v;
   int ch;
-  while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+  opterr = 0; /* our one line below, not getopt's and then the whole usage */
+  while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
     switch (ch) {
     case 'l': o.listen = optarg; break;
     case 'd': o.data_dir = optarg; break;
@@ -256,7 +257,19 @@ int main(int argc, char **argv) {
       printf("strata-server %s (commit %s, built %s)\n", strata_version(), strata_git_commit(),
              strata_build_date());
       return 0;
-    default: usage(stderr); return 2;
+    default: {
+      const char *w = argv[optind - 1];
+      size_t n = strcspn(w, "=");
+      int known = 0;
+      for (const struct option *lo = longopts; lo->name && w[0] == '-' && w[1] == '-'; lo++)
+        known |= strlen(lo->name) == n - 2 && strncmp(lo->name, w + 2, n - 2) == 0;
+      if (ch == ':') fprintf(stderr, "strata-server: %.*s needs a value\n", (int)n, w);
+      else if (known) fprintf(stderr, "strata-server: %.*s takes no value\n", (int)n, w);
+      else if (w[1] != '-') fprintf(stderr, "strata-server: unknown option -%c\n", optopt);
+      else fprintf(stderr, "strata-server: unknown option %.*s\n", (int)n, w);
+      fprintf(stderr, "Run 'strata-server --help' for the options.\n");
+      return 2;
+    }
     }
   }
   /* Test only, deliberately not a flag (server/README.md, "Test-only knobs"). */
@@ -267,7 +280,7 @@ int main(int argc, char **argv) {
   }
   if (optind < argc) {
     fprintf(stderr, "strata-server: unexpected argument \"%s\"\n", argv[optind]);
-    usage(stderr);
+    fprintf(stderr, "Run 'strata-server --help' for the options.\n");
     return 2;
   }
   srv_log_init(level);

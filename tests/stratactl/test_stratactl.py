@@ -1109,6 +1109,22 @@ def test_server_refusals(tmp):
           not C_NAME.search(err), "a damaged lock database: the start fails naming it, no C function", (rc, err))
 
 
+def test_server_bad_flags(tmp):
+    """A bad strata-server flag is one line saying what is wrong and a pointer to --help
+    (not getopt's line scrolled away by the whole usage), exit 2, nothing created."""
+    d = os.path.join(tmp, "never-created-flags")
+    for args, want in ((["--lisen", "127.0.0.1:0"], "unknown option --lisen"),
+                       (["--listen"], "--listen needs a value"),
+                       (["--insecure-listen=1"], "--insecure-listen takes no value"),
+                       (["-x"], "unknown option -x"),
+                       (["extra"], 'unexpected argument "extra"')):
+        p = subprocess.run([SERVER, "--data-dir", d] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=60)
+        check(p.returncode == 2 and p.stderr == "strata-server: %s\nRun 'strata-server --help' for the options.\n" % want
+              and not os.path.exists(d), "strata-server %s: exit 2, one line (%s) and the --help hint"
+              % (" ".join(args), want), (p.returncode, p.stderr[:300]))
+
+
 def test_listen_refusals(tmp):
     """--listen and --metrics-listen are checked before anything is created: a port out of
     range is refused (getaddrinfo would bind it modulo 65536), a missing port is a syntax
@@ -1560,6 +1576,7 @@ def main():
     test_lock_key()
     test_server_refusals(tmp)
     test_listen_refusals(tmp)
+    test_server_bad_flags(tmp)
     test_diff_from_v0_after_retention(tmp)
     test_stream_deadlines()
     test_security(tmp)
