@@ -43,14 +43,14 @@ static int read_next(ctr_table *ct, const uint8_t *k, size_t kl, uint64_t *next,
 int ctr_allocate(ctr_table *ct, const char *name, uint64_t count, uint64_t *first) {
   uint8_t k[1 + CTR_NAME_MAX];
   size_t kl;
-  int rc = ctr_key(name, k, &kl, "ctr_allocate");
+  int rc = ctr_key(name, k, &kl, "Ops.AllocateIds");
   if (rc) return rc;
-  if (count == 0) return strata_err(STRATA_EINVALID, "ctr_allocate %s: count must be >= 1", name);
+  if (count == 0) return strata_err(STRATA_EINVALID, "counter %s: count must be >= 1", name);
   strata_mutex_lock(&ct->mu);
   uint64_t next;
-  if ((rc = read_next(ct, k, kl, &next, "ctr_allocate"))) goto out;
+  if ((rc = read_next(ct, k, kl, &next, "Ops.AllocateIds"))) goto out;
   if (count > UINT64_MAX - next) {
-    rc = strata_err(STRATA_ERANGE, "ctr_allocate %s: %" PRIu64 " ids from %" PRIu64 " pass 2^64-1",
+    rc = strata_err(STRATA_ERANGE, "counter %s: %" PRIu64 " ids from %" PRIu64 " pass 2^64-1",
                     name, count, next);
     goto out;
   }
@@ -66,10 +66,10 @@ out:
 int ctr_peek(ctr_table *ct, const char *name, uint64_t *next) {
   uint8_t k[1 + CTR_NAME_MAX];
   size_t kl;
-  int rc = ctr_key(name, k, &kl, "ctr_peek");
+  int rc = ctr_key(name, k, &kl, "reading an id counter");
   if (rc) return rc;
   strata_mutex_lock(&ct->mu);
-  rc = read_next(ct, k, kl, next, "ctr_peek");
+  rc = read_next(ct, k, kl, next, "reading an id counter");
   strata_mutex_unlock(&ct->mu);
   return rc;
 }

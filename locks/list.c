@@ -125,14 +125,14 @@ int lk_list(lk_manager *lk, const lk_list_filter *f, const uint8_t *cursor, size
     return strata_err(STRATA_EINVALID, "lk_list: limit %zu, want 1..%u", limit, LIST_LIMIT_MAX);
   page_ctx c = {.page = page, .limit = limit};
   page->items = malloc(limit * sizeof *page->items);
-  if (!page->items) return strata_err(STRATA_ENOMEM, "lk_list: page of %zu", limit);
+  if (!page->items) return strata_err(STRATA_ENOMEM, "Locks.List: a page of %zu locks", limit);
   int rc = scan(lk, f, 0, cursor, cursor_len, page_add, &c);
   if (!rc) rc = c.rc;
   if (!rc && c.more) {
     const lk_lock_info *last = &page->items[page->n - 1];
     page->cursor_len = last->key_len + 1;
     page->cursor = malloc(page->cursor_len);
-    if (!page->cursor) rc = strata_err(STRATA_ENOMEM, "lk_list: cursor");
+    if (!page->cursor) rc = strata_err(STRATA_ENOMEM, "Locks.List: cursor");
     else {
       memcpy(page->cursor, c.keys.p + (uintptr_t)last->key, last->key_len);
       page->cursor[last->key_len] = (uint8_t)last->kind;

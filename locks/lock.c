@@ -634,7 +634,7 @@ out:
 int lk_release(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, unsigned kinds,
                size_t *released) {
   int rc = lk__check_op(op, "lk_release");
-  return rc ? rc : release(lk, op, rows, nrows, kinds, released, "lk_release");
+  return rc ? rc : release(lk, op, rows, nrows, kinds, released, "Locks.Release");
 }
 
 int lk_privileged_release(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows,
@@ -643,5 +643,5 @@ int lk_privileged_release(lk_manager *lk, uint64_t op, const lk_row *rows, size_
     return strata_err(STRATA_EINVALID,
                       "lk_privileged_release: op 0 (any holder) needs explicit rows; "
                       "releasing every lock of every op is not supported");
-  return release(lk, op, rows, nrows, kinds, released, "lk_privileged_release");
+  return release(lk, op, rows, nrows, kinds, released, "Locks.Release (privileged)");
 }

@@ -498,7 +498,7 @@ int lk_open(const lk_options *o, lk_manager **out) {
   lk->db = rocksdb_open(lk->dbopts, o->path, &err);
   if (err) {
     rc = lk__dberr(err, "open");
-    strata_err_wrap(rc, "lk_open %s", o->path);
+    strata_err_wrap(rc, "opening %s", o->path);
     goto fail;
   }
   if ((rc = check_format(lk, o->path))) goto fail;

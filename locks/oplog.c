@@ -217,7 +217,7 @@ int oplog_set_status(oplog *ol, uint64_t id, oplog_status status, const char *ex
   op.exception = strdup(exception ? exception : "");
   op.status = status;
   op.status_at = lk_now(ol->lk);
-  if (!op.exception) rc = strata_err(STRATA_ENOMEM, "oplog_set_status");
+  if (!op.exception) rc = strata_err(STRATA_ENOMEM, "Ops.SetStatus: out of memory");
   if (!rc) rc = encode(&op, &b);
   if (!rc) {
     uint8_t k[9];
@@ -382,7 +382,7 @@ int oplog_list_stuck(oplog *ol, int64_t min_age_ns, oplog_op **ops, size_t *n) {
   if (min_age_ns < 0)
     return strata_err(STRATA_EINVALID, "oplog_list_stuck: min_age_ns %" PRId64 " is negative", min_age_ns);
   stuck_ctx c = {lk_now(ol->lk), min_age_ns};
-  return scan(ol, 0, 0, 0, 0, keep_stuck, &c, 1, ops, n, "oplog_list_stuck");
+  return scan(ol, 0, 0, 0, 0, keep_stuck, &c, 1, ops, n, "Ops.ListStuck");
 }
 
 static int keep_status(const op_head *h, void *ctx) {
@@ -396,5 +396,5 @@ int oplog_list(oplog *ol, const oplog_list_filter *f, oplog_op **ops, size_t *n)
   if (!f->any_status && (f->status < OPLOG_CREATED || f->status > OPLOG_WRITE_FAILED))
     return strata_err(STRATA_EINVALID, "oplog_list: unknown status %d", (int)f->status);
   return scan(ol, f->newest_first, f->after_id, f->before_id, f->limit, keep_status, (void *)f, 0,
-              ops, n, "oplog_list");
+              ops, n, "Ops.List");
 }

@@ -15,12 +15,26 @@
 
 #include "server/srv.h"
 
-int srv_check_listen(const char *listen, char *msg, size_t cap) {
+int srv_listen_syntax(const char *flag, const char *listen, char *msg, size_t cap) {
   const char *colon = strrchr(listen, ':');
   if (!colon || !colon[1]) {
-    snprintf(msg, cap, "--listen: expected HOST:PORT, got \"%s\"", listen);
+    snprintf(msg, cap, "%s: expected HOST:PORT, got \"%s\"", flag, listen);
     return -1;
   }
+  /* Decimal digits only, at most 65535: getaddrinfo would take 99999 and bind
+   * 99999 mod 65536, and a service name is not what a user means here. */
+  size_t nd = strspn(colon + 1, "0123456789");
+  if (colon[1 + nd] || nd > 5 || strtoul(colon + 1, NULL, 10) > 65535) {
+    snprintf(msg, cap, "%s %s: the port must be a number in 0..65535 (0 picks a free one), got \"%s\"",
+             flag, listen, colon + 1);
+    return -1;
+  }
+  return 0;
+}
+
+int srv_check_listen(const char *flag, const char *listen, char *msg, size_t cap) {
+  if (srv_listen_syntax(flag, listen, msg, cap)) return -1;
+  const char *colon = strrchr(listen, ':');
   char host[256];
   size_t hl = (size_t)(colon - listen);
   const char *h = listen;
@@ -51,8 +65,8 @@ int srv_check_listen(const char *listen, char *msg, size_t cap) {
       if (e == EADDRINUSE)
         snprintf(msg, cap,
                  "cannot listen on %s: the address is already in use (another strata-server or "
-                 "program listens there); stop it or choose another --listen HOST:PORT",
-                 listen);
+                 "program listens there); stop it or choose another %s HOST:PORT",
+                 listen, flag);
       else
         snprintf(msg, cap, "cannot listen on %s: %s", listen, strerror(e));
       rc = -1;

@@ -15,9 +15,18 @@
 #define SRV_FORMAT_FILE "FORMAT"
 #define SRV_FORMAT_VERSION 1
 
-/* Binds (then closes) a socket on `listen` ("HOST:PORT", "[v6]:PORT"); port
- * 0 is always free. Returns 0, or -1 with one line for the user in msg. */
-int srv_check_listen(const char *listen, char *msg, size_t cap);
+/* `listen` is "HOST:PORT" (HOST may be empty, or "[v6]") with PORT a decimal
+ * number 0..65535; `flag` names the option in the message ("--listen").
+ * Returns 0, or -1 with one line for the user in msg. */
+int srv_listen_syntax(const char *flag, const char *listen, char *msg, size_t cap);
+
+/* srv_listen_syntax, then binds (and closes) a socket on `listen`; port 0 is
+ * always free. Returns 0, or -1 with one line for the user in msg. */
+int srv_check_listen(const char *flag, const char *listen, char *msg, size_t cap);
+
+/* --metrics-listen: the address metrics.c serves (an IPv4 HOST:PORT, one
+ * parser for both), free to bind. Returns 0, or -1 with one line in msg. */
+int srv_check_metrics_listen(const char *listen, char *msg, size_t cap);
 
 /* 0 when dir is missing, empty, or a Strata data directory whose format this
  * build reads (an older one without the marker included); else -1 with what

@@ -31,11 +31,13 @@ static void usage(FILE *f) {
           "                     [--max-message-bytes N] [--log-level error|warn|info|debug]\n"
           "                     [--grace-ms N] [--stop-timeout-ms N] [--no-commit-log]\n"
           "                     [--publish-interval-ms N]\n"
-          "                     [--gc-interval SECONDS]\n"
+          "                     [--gc-interval SECONDS] [--gc-grace SECONDS]\n"
+          "                     [--metrics-listen HOST:PORT]\n"
           "                     [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n"
           "                     [--auth-file FILE] [--insecure-listen] [--version]\n"
           "  --listen             address to serve gRPC on (default " SRV_DEFAULT_LISTEN
-          ")\n"
+          "; port 0..65535,\n"
+          "                       0 picks a free one)\n"
           "  --data-dir           data directory, created if missing (default " SRV_DEFAULT_DATA_DIR
           ")\n"
           "  --threads            gRPC completion-queue threads (default 2)\n"
@@ -58,7 +60,8 @@ static void usage(FILE *f) {
           "                       (stratactl auth hash); re-read on SIGHUP\n"
           "  --insecure-listen    serve a non-loopback address with neither TLS nor tokens\n"
           "                       (refused without it)\n"
-          "  (docs/security.md; operator and privileged calls are recorded in DIR/audit.log)\n"
+          "                       (docs/security.md; operator and privileged calls are\n"
+          "                       recorded in DIR/audit.log)\n"
           "  --gc-interval        seconds between background GC runs, which remove the files of\n"
           "                       coordinator-mode writers whose lease ended that no version\n"
           "                       references; 0 = only on demand (stratactl gc) (default 300)\n"
@@ -200,7 +203,8 @@ int main(int argc, char **argv) {
   int insecure_listen = 0;
   unsigned long long v;
   int ch;
-  while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+  opterr = 0; /* our one line below, not getopt's and then the whole usage */
+  while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
     switch (ch) {
     case 'l': o.listen = optarg; break;
     case 'd': o.data_dir = optarg; break;
@@ -253,7 +257,19 @@ int main(int argc, char **argv) {
       printf("strata-server %s (commit %s, built %s)\n", strata_version(), strata_git_commit(),
              strata_build_date());
       return 0;
-    default: usage(stderr); return 2;
+    default: {
+      const char *w = argv[optind - 1];
+      size_t n = strcspn(w, "=");
+      int known = 0;
+      for (const struct option *lo = longopts; lo->name && w[0] == '-' && w[1] == '-'; lo++)
+        known |= strlen(lo->name) == n - 2 && strncmp(lo->name, w + 2, n - 2) == 0;
+      if (ch == ':') fprintf(stderr, "strata-server: %.*s needs a value\n", (int)n, w);
+      else if (known) fprintf(stderr, "strata-server: %.*s takes no value\n", (int)n, w);
+      else if (w[1] != '-') fprintf(stderr, "strata-server: unknown option -%c\n", optopt);
+      else fprintf(stderr, "strata-server: unknown option %.*s\n", (int)n, w);
+      fprintf(stderr, "Run 'strata-server --help' for the options.\n");
+      return 2;
+    }
     }
   }
   /* Test only, deliberately not a flag (server/README.md, "Test-only knobs"). */
@@ -264,7 +280,7 @@ int main(int argc, char **argv) {
   }
   if (optind < argc) {
     fprintf(stderr, "strata-server: unexpected argument \"%s\"\n", argv[optind]);
-    usage(stderr);
+    fprintf(stderr, "Run 'strata-server --help' for the options.\n");
     return 2;
   }
   srv_log_init(level);
@@ -272,9 +288,10 @@ int main(int argc, char **argv) {
   /* Refusals that must leave nothing behind, before gRPC or the engines
    * start (and so before either can log): exactly one line on stderr. */
   char why[1024];
-  if (check_security(&o, insecure_listen, why, sizeof why) ||
-      srv_check_listen(o.listen, why, sizeof why) || srv_check_data_dir(o.data_dir, why, sizeof why) ||
-      srv_mark_data_dir(o.data_dir, why, sizeof why)) {
+  if (srv_check_listen("--listen", o.listen, why, sizeof why) ||
+      (o.metrics_listen && srv_check_metrics_listen(o.metrics_listen, why, sizeof why)) ||
+      check_security(&o, insecure_listen, why, sizeof why) ||
+      srv_check_data_dir(o.data_dir, why, sizeof why) || srv_mark_data_dir(o.data_dir, why, sizeof why)) {
     fprintf(stderr, "strata-server: %s\n", why);
     return 1;
   }

@@ -16,6 +16,7 @@
 
 #include "common/err.h"
 #include "locks/oplog.h"
+#include "server/datadir.h"
 #include "server/log.h"
 #include "server/srv_int.h"
 
@@ -176,22 +177,44 @@ static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *u
   return ret;
 }
 
+/* The one parser of --metrics-listen: an IPv4 HOST:PORT (PORT 0..65535) into
+ * *a and host. Returns 0, or -1 with one line in msg. */
+static int metrics_addr(const char *l, struct sockaddr_in *a, char *host, size_t hcap, char *msg,
+                        size_t cap) {
+  if (srv_listen_syntax("--metrics-listen", l, msg, cap)) return -1;
+  const char *colon = strrchr(l, ':');
+  memset(a, 0, sizeof *a);
+  a->sin_family = AF_INET;
+  if ((size_t)(colon - l) >= hcap) {
+    snprintf(msg, cap, "--metrics-listen %s: expected IPv4-HOST:PORT", l);
+    return -1;
+  }
+  memcpy(host, l, (size_t)(colon - l));
+  host[colon - l] = 0;
+  if (inet_pton(AF_INET, host, &a->sin_addr) != 1) {
+    snprintf(msg, cap, "--metrics-listen %s: %s is not an IPv4 address (expected IPv4-HOST:PORT)", l,
+             host);
+    return -1;
+  }
+  a->sin_port = htons((uint16_t)strtoul(colon + 1, NULL, 10));
+  return 0;
+}
+
+int srv_check_metrics_listen(const char *l, char *msg, size_t cap) {
+  struct sockaddr_in a;
+  char host[64];
+  if (metrics_addr(l, &a, host, sizeof host, msg, cap)) return -1;
+  return srv_check_listen("--metrics-listen", l, msg, cap);
+}
+
 int srv__metrics_start(srv *s) {
   const char *l = s->o.metrics_listen;
   if (!l || !*l) return 0;
-  const char *colon = strrchr(l, ':');
   struct sockaddr_in a;
-  memset(&a, 0, sizeof a);
-  a.sin_family = AF_INET;
-  char host[64];
-  unsigned long port = colon ? strtoul(colon + 1, NULL, 10) : 0;
-  if (!colon || (size_t)(colon - l) >= sizeof host || port > 65535)
-    return strata_err(STRATA_EINVALID, "--metrics-listen %s: expected IPv4-HOST:PORT", l);
-  memcpy(host, l, (size_t)(colon - l));
-  host[colon - l] = 0;
-  if (inet_pton(AF_INET, host, &a.sin_addr) != 1)
-    return strata_err(STRATA_EINVALID, "--metrics-listen %s: %s is not an IPv4 address", l, host);
-  a.sin_port = htons((uint16_t)port);
+  char host[64], why[512];
+  if (metrics_addr(l, &a, host, sizeof host, why, sizeof why))
+    return strata_err(STRATA_EINVALID, "%s", why);
+  unsigned port = ntohs(a.sin_port);
   s->metrics = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG, (uint16_t)port, NULL,
                                 NULL, answer, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&a,
                                 MHD_OPTION_CONNECTION_LIMIT, 16u, MHD_OPTION_CONNECTION_TIMEOUT, 10u,

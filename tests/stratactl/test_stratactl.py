@@ -860,12 +860,19 @@ def test_strict_usage():
     for args in (["kv", "get", "k@2026-00-06T00:00:00Z"], ["kv", "get", "k@vX"], ["kv", "get", "k@v"],
                  ["kv", "get", "k@2026-11-21T10:00:00"], ["kv", "get", "k@2026-11-21T10:00:00+24:00"],
                  ["kv", "get", "k@2026-11-21T10:00:00+01"], ["kv", "get", "k@"],
+                 # past int64 nanoseconds (April 2262): 5000-01-01 wrapped to a time in 2077
+                 ["kv", "get", "k@2263-01-01T00:00:00Z"], ["kv", "get", "k@5000-01-01T00:00:00Z"],
                  ["kv", "ls", "dir/@vX"], ["kv", "ls", "@yesterday"],
                  ["kv", "diff", "@vX", "@v1"], ["kv", "diff", "@v1", "@2026-00-06T00:00:00Z"]):
         r = ctl(*args, addr=False)
         check(usage_error(r) and "is not a pin" in r.etext and PIN_WORDS in r.etext and
               "v<generation>" in r.etext and "RFC 3339" in r.etext,
               "malformed pin is a usage error saying what a pin is: %s" % " ".join(args), r)
+    # retention hold and release take a generation, vN, quoted back as typed when it is not one
+    for args in (["retention", "hold", "vX"], ["retention", "release", "v0"], ["retention", "hold", "2026-01-01T00:00:00Z"]):
+        r = ctl(*args, addr=False)
+        check(usage_error(r) and 'expected a version vN (N >= 1), got "%s"' % args[-1] in r.etext,
+              "%s: a usage error quoting the argument" % " ".join(args), r)
     for args in (["kv", "put", "a@b"], ["kv", "rm", "a@v1"]):
         r = ctl(*args, addr=False, stdin=b"")
         check(usage_error(r) and "takes no pin" in r.etext and "hex" in r.etext,
@@ -877,7 +884,12 @@ def test_strict_usage():
                        (["lock", "list", "--exipred"], "did you mean --expired?"),
                        (["lock", "acquire", "--op", "1", "--tll", "5s", "k"], "did you mean --ttl?"),
                        (["--jsno", "health"], "did you mean --json?"),
-                       (["kv", "ls", "--timout", "5s"], "did you mean --timeout?")):
+                       (["kv", "ls", "--timout", "5s"], "did you mean --timeout?"),
+                       # the TLS and token options are global too, after the command as before it
+                       (["health", "--tokn", "x"], "did you mean --token?"),
+                       (["kv", "ls", "--tls-cat", "ca.pem"], "did you mean --tls-ca?"),
+                       (["--tls-kye", "k.pem", "health"], "did you mean --tls-key?"),
+                       (["--versoin"], "did you mean --version?")):
         r = ctl(*args, addr=False)
         check(usage_error(r) and want in r.etext, "suggestion: %s -> %s" % (" ".join(args), want), r)
     r = ctl("frobnicate", addr=False)
@@ -922,9 +934,94 @@ def test_versions():
     check(r.rc == 0 and r.text.startswith("stratactl "), "stratactl version (as a command)", r)
 
 
-def run_server_once(data_dir, listen="127.0.0.1:0"):
+def test_audit_since(tmp):
+    """audit --since reads times as pins do: RFC 3339 with Z or an offset, every field in
+    range; a malformed time is a usage error, not a silently different instant."""
+    path = os.path.join(tmp, "since-audit.log")
+    # 2026-12-06T22:00:00Z and 23:00:00Z
+    t1, t2 = 1796594400 * 10 ** 9, 1796598000 * 10 ** 9
+    with open(path, "w") as f:
+        for i, t in enumerate((t1, t2)):
+            f.write(json.dumps({"time_ns": t, "event": "server_start", "listen": "r%d" % i}) + "\n")
+    for since, n in (("2026-12-06T22:30:00Z", 1), ("2026-12-06T23:30:00+01:00", 1), ("2026-12-06T22:30:00+00:00", 1),
+                     ("2026-12-06T17:00:00-05:00", 2), ("2026-12-06T23:00:00.5Z", 0), ("2026-12-06", 2),
+                     ("2026-12-06 22:30:00", 1), ("2026-12-06T22:30", 1), ("2026-12-07", 0)):
+        r = ctl("--json", "audit", "--file", path, "--since", since, addr=False)
+        check(r.rc == 0 and len(r.json()["records"]) == n, "audit --since %s: %d of 2 records" % (since, n), r)
+    for bad in ("2026-02-30", "2026-00-06T00:00:00Z", "2026-12-06T24:00:00Z", "2026-12-06T22:00:00+24:00",
+                "2026-12-06T22:00:00+01", "yesterday", "2026-12-06x"):
+        r = ctl("audit", "--file", path, "--since", bad, addr=False)
+        check(usage_error(r) and "--since" in r.etext and "+01:00" in r.etext,
+              "audit --since %s is a usage error" % bad, r)
+
+
+def test_man_pages():
+    """The man pages keep up with the binaries: every option strata-server --help names is
+    described in docs/strata-server.1, every stratactl command in docs/stratactl.1."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    p = subprocess.run([SERVER, "--help"], stdout=subprocess.PIPE, text=True, timeout=60)
+    opts = sorted(set(re.findall(r"--[a-z][a-z-]+", p.stdout)))
+    with open(os.path.join(root, "docs/strata-server.1")) as f:
+        man = f.read().replace("\\-", "-")
+    missing = [o for o in opts if not re.search(r"\.(B|BI|RB)[^\n]*%s\b" % re.escape(o), man)]
+    check(p.returncode == 0 and len(opts) > 15 and not missing,
+          "docs/strata-server.1 describes every option of strata-server --help", missing)
+    r = ctl("--help", addr=False)
+    cmds = set()
+    for line in r.text.splitlines():
+        if not re.match(r"  [a-z]", line):
+            continue
+        words = []
+        for w in line.split():  # the command words end at the first argument or option
+            if not re.fullmatch(r"[a-z][a-z-]*", w):
+                break
+            words.append(w)
+        cmds.add(" ".join(words))
+    with open(os.path.join(root, "docs/stratactl.1")) as f:
+        lines = [re.sub(r"\\f[RBIP]", "", ln).replace("\\-", "-") for ln in f.read().splitlines()]
+    # "retention show | set ... | hold ..." on one .B line names all four
+    missing = [c for c in sorted(cmds) if not any(
+        re.search(r"\b%s\b" % re.escape(c.split()[0]), ln) and re.search(r"\b%s\b" % re.escape(c.split()[-1]), ln)
+        for ln in lines if ln.startswith(".B"))]
+    check(r.rc == 0 and len(cmds) > 25 and not missing, "docs/stratactl.1 names every command of stratactl --help",
+          (missing, sorted(cmds)))
+
+
+def test_readers_doc():
+    """docs/readers.md's tensorstore specs are valid JSON of the shapes tensorstore's ocdbt
+    and neuroglancer_precomputed drivers take, and its time pin is one stratactl reads the
+    same way (tensorstore itself is not installable here: docs/readers.md says so)."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    with open(os.path.join(root, "docs/readers.md")) as f:
+        text = f.read()
+    blocks = re.findall(r"```json\n(.*?)```", text, re.S)
+    specs = []
+    for b in blocks:
+        try:
+            specs.append(json.loads(b))
+        except ValueError as e:
+            check(False, "docs/readers.md: a json block parses", (b, str(e)))
+    kv = [x for x in specs if x.get("driver") == "ocdbt"]
+    ng = [x for x in specs if x.get("driver") == "neuroglancer_precomputed"]
+    tensorstore_time = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z"  # %Y-%m-%dT%H:%M:%E*SZ
+    versions = [x.get("version") for x in kv]
+    check(len(blocks) == len(specs) == 5 and len(kv) == 3 and len(ng) == 2 and
+          all(x["base"].startswith("file:///") and x["base"].endswith("/kv/") for x in kv) and
+          None in versions and any(isinstance(v, int) and v >= 1 for v in versions) and
+          any(isinstance(v, str) and re.fullmatch(tensorstore_time, v) for v in versions),
+          "docs/readers.md: ocdbt specs latest, at a generation (>= 1), at a time in tensorstore's layout", specs)
+    check(all(x["kvstore"]["driver"] == "ocdbt" and x["kvstore"]["path"].endswith("/") and
+              "scale_index" in x for x in ng) and any("version" in x["kvstore"] for x in ng),
+          "docs/readers.md: neuroglancer_precomputed over ocdbt, latest and pinned", ng)
+    for v in versions:
+        if isinstance(v, str):  # the same time is a pin stratactl takes (exit 3: no server, not 2: usage)
+            r = ctl("--timeout", "1s", "kv", "get", "k@" + v, addr="127.0.0.1:%d" % free_port())
+            check(r.rc == 3, "the time in docs/readers.md is a valid stratactl pin", r)
+
+
+def run_server_once(data_dir, listen="127.0.0.1:0", *extra):
     """Runs strata-server that is expected to refuse to start; returns (rc, stderr)."""
-    p = subprocess.Popen([SERVER, "--listen", listen, "--data-dir", data_dir], stdout=subprocess.PIPE,
+    p = subprocess.Popen([SERVER, "--listen", listen, "--data-dir", data_dir] + list(extra), stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, text=True)
     try:
         out, err = p.communicate(timeout=60)
@@ -932,6 +1029,11 @@ def run_server_once(data_dir, listen="127.0.0.1:0"):
         stop_server(p)
         return "still running", ""
     return p.returncode, err
+
+
+# A C function of the engines (lk_open, oplog_create, ctr_allocate, st_commit, ...): no
+# message a user sees names one; they name the RPC or the command instead.
+C_NAME = re.compile(r"\b(lk|oplog|ctr|st|srv|rpc|wreg)_[a-z_]+\b")
 
 
 def test_server_refusals(tmp):
@@ -995,6 +1097,63 @@ def test_server_refusals(tmp):
     stop_server(proc)
     check(r.rc == 0 and os.path.exists(os.path.join(d, "FORMAT")),
           "a data directory without FORMAT (older server) is used and marked", r)
+    # A damaged lock database: the start fails naming the directory and what RocksDB found,
+    # not a C function of the lock manager ("lk_open").
+    d2 = os.path.join(tmp, "damaged-locks")
+    shutil.copytree(d, d2)
+    with open(os.path.join(d2, "locks", "CURRENT"), "w") as f:
+        f.write("garbage\n")
+    rc, err = run_server_once(d2)
+    last = err.strip().splitlines()[-1] if err.strip() else ""
+    check(rc == 1 and last.startswith("strata-server: lock manager in %s/locks: " % d2) and "CURRENT" in last and
+          not C_NAME.search(err), "a damaged lock database: the start fails naming it, no C function", (rc, err))
+
+
+def test_server_bad_flags(tmp):
+    """A bad strata-server flag is one line saying what is wrong and a pointer to --help
+    (not getopt's line scrolled away by the whole usage), exit 2, nothing created."""
+    d = os.path.join(tmp, "never-created-flags")
+    for args, want in ((["--lisen", "127.0.0.1:0"], "unknown option --lisen"),
+                       (["--listen"], "--listen needs a value"),
+                       (["--insecure-listen=1"], "--insecure-listen takes no value"),
+                       (["-x"], "unknown option -x"),
+                       (["extra"], 'unexpected argument "extra"')):
+        p = subprocess.run([SERVER, "--data-dir", d] + args, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, timeout=60)
+        check(p.returncode == 2 and p.stderr == "strata-server: %s\nRun 'strata-server --help' for the options.\n" % want
+              and not os.path.exists(d), "strata-server %s: exit 2, one line (%s) and the --help hint"
+              % (" ".join(args), want), (p.returncode, p.stderr[:300]))
+
+
+def test_listen_refusals(tmp):
+    """--listen and --metrics-listen are checked before anything is created: a port out of
+    range is refused (getaddrinfo would bind it modulo 65536), a missing port is a syntax
+    error (not "not a loopback address"), a metrics port in use is one line with no
+    library output before it."""
+    d = os.path.join(tmp, "never-created-listen")
+    for listen, want in (("127.0.0.1:99999", "the port must be a number in 0..65535"),
+                         ("127.0.0.1:7420x", "the port must be a number in 0..65535"),
+                         ("127.0.0.1:-1", "the port must be a number in 0..65535"),
+                         ("127.0.0.1", 'expected HOST:PORT, got "127.0.0.1"')):
+        rc, err = run_server_once(d, listen)
+        check(rc == 1 and err.count("\n") == 1 and err.startswith("strata-server: --listen") and want in err
+              and "loopback" not in err and not os.path.exists(d),
+              "--listen %s: one line (%s), no data directory" % (listen, want), (rc, err))
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    maddr = "127.0.0.1:%d" % busy.getsockname()[1]
+    rc, err = run_server_once(d, "127.0.0.1:0", "--metrics-listen", maddr)
+    busy.close()
+    check(rc == 1 and err.count("\n") == 1 and err.startswith("strata-server: cannot listen on %s: " % maddr)
+          and "already in use" in err and "--metrics-listen" in err and not os.path.exists(d),
+          "--metrics-listen on a port in use: one line naming the flag, no data directory", (rc, err))
+    for maddr, want in (("127.0.0.1:99999", "0..65535"), ("[::1]:9420", "not an IPv4 address"),
+                        ("localhost", "expected HOST:PORT")):
+        rc, err = run_server_once(d, "127.0.0.1:0", "--metrics-listen", maddr)
+        check(rc == 1 and err.count("\n") == 1 and "--metrics-listen" in err and want in err and
+              not os.path.exists(d), "--metrics-listen %s: one line (%s), no data directory" % (maddr, want),
+              (rc, err))
 
 
 def test_generation_zero():
@@ -1020,6 +1179,37 @@ def test_generation_zero_later():
           r.text.splitlines()[-1].startswith("%d changes from v0 to v%d: %d added, 0 removed" % (len(keys), g, len(keys))),
           "kv diff @v0 @vN: every key is new since the empty store", r)
     ctl("kv", "rm", "zero-a")
+
+
+def test_diff_from_v0_after_retention(tmp):
+    """kv diff @v0 @vN is every key at vN, also when retention has dropped the generations
+    after v0 (it lists vN instead of watching history from v0)."""
+    proc, port = start_server(os.path.join(tmp, "diff-v0-data"))
+    addr = "127.0.0.1:%d" % port
+    try:
+        r = ctl("retention", "set", "--keep-versions", "1", addr=addr)
+        check(r.rc == 0, "retention set --keep-versions 1", r)
+        for k in ("a", "b", "c"):
+            ctl("kv", "put", "v0diff/" + k, stdin=k.encode(), addr=addr)
+        ctl("kv", "rm", "v0diff/b", addr=addr)
+        # The floor follows the policy within about a second; a commit drops what is below
+        # it. Commit (rewriting one key) until v1 reads OUT_OF_RANGE.
+        start, dropped, g = time.monotonic(), None, 0
+        while time.monotonic() - start < 120:
+            w = ctl("kv", "put", "v0diff/a", stdin=b"a%d" % g, addr=addr)
+            g = int(re.search(r"at v(\d+)", w.text).group(1))
+            r = ctl("kv", "get", "v0diff/a@v1", addr=addr)
+            if r.rc == 1 and "OUT_OF_RANGE" in r.etext:
+                dropped = r
+                break
+            time.sleep(0.1)  # polling the floor, not a synchronisation
+        d = ctl("kv", "diff", "@v0", "@v%d" % g, addr=addr)
+        check(dropped and d.rc == 0 and d.text == "+ v0diff/a\n+ v0diff/c\n2 changes from v0 to v%d: 2 added, 0 removed, "
+              "0 modified\n" % g, "kv diff @v0 @vN after retention dropped v1: the keys at vN, added", (dropped, d))
+        d = ctl("kv", "diff", "@v%d" % g, "@v0", addr=addr)
+        check(d.rc == 0 and d.text.splitlines()[:2] == ["- v0diff/a", "- v0diff/c"], "... and in reverse: removed", d)
+    finally:
+        check(stop_server(proc) == 0, "the retention server exits 0 on SIGTERM")
 
 
 def tty_stderr(*args):
@@ -1052,10 +1242,14 @@ def tty_stderr(*args):
 
 def test_progress_on_terminal():
     g = ctl("--json", "kv", "versions", "--limit", "1").json()["versions"][0]["generation"]
-    plain = ctl("kv", "diff", "@v0", "@v%d" % g)
-    p, tty = tty_stderr("kv", "diff", "@v0", "@v%d" % g)
+    plain = ctl("kv", "diff", "@v1", "@v%d" % g)
+    p, tty = tty_stderr("kv", "diff", "@v1", "@v%d" % g)
     check(p.returncode == 0 and p.stdout == plain.out and "kv diff: read the changes of v" in tty and
           tty.endswith("\r\x1b[K"), "kv diff shows progress on a terminal, erased before the result", (tty, p.stdout))
+    p, tty = tty_stderr("kv", "diff", "@v0", "@v%d" % g)
+    check(p.returncode == 0 and p.stdout == ctl("kv", "diff", "@v0", "@v%d" % g).out and
+          "kv diff: listed the keys at v%d" % g in tty and tty.endswith("\r\x1b[K"),
+          "kv diff from v0 shows its listing progress on a terminal", (tty, p.stdout))
     check(plain.etext == "", "no progress when stderr is not a terminal", plain)
     p, tty = tty_stderr("--json", "kv", "diff", "@v0", "@v%d" % g)
     check(p.returncode == 0 and tty == "", "no progress with --json", tty)
@@ -1065,6 +1259,39 @@ def test_progress_on_terminal():
     p, tty = tty_stderr("op", "list")
     check(p.returncode == 0 and re.search(r"Ops.List: \d+ ops received", tty) and tty.endswith("\r\x1b[K"),
           "op list counts the ops received on a terminal", tty)
+
+
+def test_put_from_terminal():
+    """kv put with stdin on a terminal says it is reading the value there (else it looks
+    hung), and takes what is typed up to Ctrl-D."""
+    import pty
+    import select
+    master, slave = pty.openpty()
+    p = subprocess.Popen([CTL, "--addr", ADDR, "kv", "put", "typed-key"], stdin=slave, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    os.close(slave)
+    try:
+        ready = select.select([p.stderr], [], [], 60)[0]  # the hint comes before the read
+        hint = p.stderr.readline().decode() if ready else ""
+        os.write(master, b"typed value\n\x04")
+        try:
+            out, err = p.communicate(timeout=120)
+        except subprocess.TimeoutExpired:  # still waiting for input after one Ctrl-D
+            p.kill()
+            out, err = p.communicate()
+            err += b" (killed: still reading 120 s after Ctrl-D)"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+    check(p.returncode == 0 and "reading the value of typed-key from the terminal" in hint and "Ctrl-D" in hint,
+          "kv put from a terminal says where the value is read and how to end it", (hint, out, err))
+    check(ctl("kv", "get", "typed-key").out == b"typed value\n", "... and stores what was typed")
+    ctl("kv", "rm", "typed-key")
+    r = ctl("kv", "put", "piped-key", stdin=b"x")
+    check(r.rc == 0 and r.etext == "", "no hint when stdin is not a terminal", r)
+    ctl("kv", "rm", "piped-key")
 
 
 def test_set_status():
@@ -1089,7 +1316,7 @@ def test_set_status():
 
 def test_messages_name_rpcs():
     r = ctl("lock", "acquire", "--op", "999999", "--kind", "indefinite", "row-msg")
-    check(r.rc == 1 and "Ops.Create" in r.etext and "oplog_create" not in r.etext and "lk_acquire" not in r.etext,
+    check(r.rc == 1 and "Ops.Create" in r.etext and not C_NAME.search(r.etext),
           "an indefinite lock for an op not in the log: the message names Ops.Create", r)
 
 
@@ -1103,56 +1330,144 @@ def pb_bytes(field, b):
     return bytes([field << 3 | 2]) + v + b
 
 
-def fake_server(list_gaps):
-    """A gRPC server (python3-grpcio, raw bytes) answering Health/Check SERVING and
-    Kv/List with one message per entry of list_gaps, each after sleeping that many
-    seconds; returns (server, addr)."""
+def pb_varint(field, v):
+    b = b""
+    while True:
+        b += bytes([(v & 0x7f) | (0x80 if v > 0x7f else 0)])
+        v >>= 7
+        if not v:
+            break
+    return bytes([field << 3]) + b
+
+
+def pb_fields(b):
+    """The fields of a protobuf message as {number: [values]} (varints as ints, the rest bytes)."""
+    out, i = {}, 0
+    while i < len(b):
+        key, shift = 0, 0
+        while True:
+            key |= (b[i] & 0x7f) << shift
+            shift += 7
+            i += 1
+            if not b[i - 1] & 0x80:
+                break
+        f, wt = key >> 3, key & 7
+        v, shift = 0, 0
+        while True:  # a varint, or a length
+            v |= (b[i] & 0x7f) << shift
+            shift += 7
+            i += 1
+            if not b[i - 1] & 0x80:
+                break
+        if wt == 2:
+            v, i = b[i:i + v], i + v
+        out.setdefault(f, []).append(v)
+    return out
+
+
+def fake_server(gaps):
+    """A gRPC server (python3-grpcio, raw bytes) answering Health/Check SERVING, and three
+    streams that send one message per entry of gaps, each after sleeping that many
+    seconds: Kv/List (a key each), Ops/List (an op each, newest first) and Kv/Watch (one
+    changed key per generation from_generation+1 .. +len(gaps)); Kv/Get resolves a
+    generation pin to itself and Kv/BatchGet finds every key with the value "v<generation>",
+    for kv diff (every key modified). Returns (server, addr)."""
     import grpc
     from concurrent import futures
+
+    def version(field, g):
+        return pb_bytes(field, pb_varint(1, g) + pb_varint(2, 1796594400 * 10 ** 9 + g))
 
     def health(req, ctx):
         return b"\x08\x01"
 
     def kv_list(req, ctx):
-        for i, gap in enumerate(list_gaps):
+        for i, gap in enumerate(gaps):
             time.sleep(gap)
             kv = pb_bytes(1, b"key%02d" % i) + b"\x10\x01"
             yield pb_bytes(1, kv) + pb_bytes(2, b"\x08\x05")
 
+    def ops_list(req, ctx):
+        n = len(gaps)
+        for i, gap in enumerate(gaps):
+            time.sleep(gap)
+            op = pb_varint(1, n - i) + pb_bytes(4, b"u") + pb_bytes(5, b"k") + pb_varint(7, 1)
+            yield pb_bytes(1, op) + pb_varint(2, n)
+
+    def kv_get(req, ctx):
+        pin = pb_fields(pb_fields(req).get(2, [b""])[0])
+        return version(3, pin.get(2, [0])[0])  # GetResponse.version
+
+    def kv_watch(req, ctx):
+        lo = pb_fields(req).get(1, [0])[0]
+        for i, gap in enumerate(gaps):
+            time.sleep(gap)
+            yield version(1, lo + 1 + i) + pb_bytes(2, pb_bytes(1, b"key%02d" % i))
+
+    def kv_batch_get(req, ctx):
+        f = pb_fields(req)
+        g = pb_fields(f[2][0] if 2 in f else b"").get(2, [0])[0]  # pin.generation
+        entries = b"".join(pb_bytes(1, pb_bytes(1, k) + b"\x10\x01" + pb_bytes(3, b"v%d" % g)) for k in f.get(1, []))
+        return entries + version(2, g)
+
+    ident = lambda b: b  # noqa: E731 -- raw bytes in and out
     s = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     s.add_generic_rpc_handlers([
         grpc.method_handlers_generic_handler("grpc.health.v1.Health", {
-            "Check": grpc.unary_unary_rpc_method_handler(health)}),
+            "Check": grpc.unary_unary_rpc_method_handler(health, ident, ident)}),
         grpc.method_handlers_generic_handler("strata.v1.Kv", {
-            "List": grpc.unary_stream_rpc_method_handler(kv_list)})])
+            "List": grpc.unary_stream_rpc_method_handler(kv_list, ident, ident),
+            "Get": grpc.unary_unary_rpc_method_handler(kv_get, ident, ident),
+            "BatchGet": grpc.unary_unary_rpc_method_handler(kv_batch_get, ident, ident),
+            "Watch": grpc.unary_stream_rpc_method_handler(kv_watch, ident, ident)}),
+        grpc.method_handlers_generic_handler("strata.v1.Ops", {
+            "List": grpc.unary_stream_rpc_method_handler(ops_list, ident, ident)})])
     port = s.add_insecure_port("127.0.0.1:0")
     s.start()
     return s, "127.0.0.1:%d" % port
 
 
 def test_stream_deadlines():
-    # A listing longer than --timeout in total, with short gaps: the deadline covers
-    # inactivity, not the whole command (total 4 s, --timeout 2.5s, gaps 0.2 s).
+    # Listings longer than --timeout in total, with short gaps: the deadline covers
+    # inactivity, not the whole command (total 4 s, --timeout 2.5s, gaps 0.2 s), for each
+    # long command: kv ls, op list, kv diff (its Kv.Watch).
     s, addr = fake_server([0.2] * 20)
     try:
         t0 = time.monotonic()
         r = ctl("--timeout", "2500ms", "kv", "ls", addr=addr)
         took = time.monotonic() - t0
+        t0 = time.monotonic()
+        o = ctl("--timeout", "2500ms", "op", "list", addr=addr)
+        took_o = time.monotonic() - t0
+        t0 = time.monotonic()
+        d = ctl("--timeout", "2500ms", "kv", "diff", "@v1", "@v21", addr=addr)
+        took_d = time.monotonic() - t0
     finally:
         s.stop(0)
     check(r.rc == 0 and r.text.splitlines()[:2] == ["key00", "key01"] and r.text.splitlines()[-1].startswith("20 keys at v5")
           and took >= 4.0, "kv ls longer than --timeout in total succeeds (%.1fs)" % took, r)
+    check(o.rc == 0 and o.text.splitlines()[-1] == "20 ops" and took_o >= 4.0,
+          "op list longer than --timeout in total succeeds (%.1fs)" % took_o, o)
+    check(d.rc == 0 and d.text.splitlines()[0] == "~ key00" and
+          d.text.splitlines()[-1] == "20 changes from v1 to v21: 0 added, 0 removed, 20 modified" and took_d >= 4.0,
+          "kv diff over changes arriving longer than --timeout in total succeeds (%.1fs)" % took_d, d)
     # A stream that stops sending: exit 3 after --timeout of silence, saying what was
     # slow, with what arrived before printed.
     s, addr = fake_server([0, 0, 30])
     try:
         r = ctl("--timeout", "1s", "kv", "ls", addr=addr)
+        o = ctl("--timeout", "1s", "op", "list", addr=addr)
+        d = ctl("--timeout", "1s", "kv", "diff", "@v1", "@v4", addr=addr)
     finally:
         s.stop(0)
     check(r.rc == 3 and r.text == "key00\nkey01\n" and "Kv.List was too slow" in r.etext and
           "sent nothing for 1.0s" in r.etext and "longer --timeout" in r.etext and
           "is strata-server running" not in r.etext,
           "a stalled stream exits 3 after --timeout of silence, output so far printed, message says what was slow", r)
+    for res, cmd, what in ((o, "op list", "Ops.List"), (d, "kv diff", "Kv.Watch")):
+        check(res.rc == 3 and ("%s was too slow" % what) in res.etext and "sent nothing for 1.0s" in res.etext and
+              "is strata-server running" not in res.etext,
+              "%s stalled: exit 3 after --timeout of silence naming %s" % (cmd, what), res)
 
 
 def test_security(tmp):
@@ -1254,9 +1569,15 @@ def main():
     test_usage_errors()
     test_strict_usage()
     test_versions()
+    test_man_pages()
+    test_readers_doc()
+    test_audit_since(tmp)
     test_unreachable()
     test_lock_key()
     test_server_refusals(tmp)
+    test_listen_refusals(tmp)
+    test_server_bad_flags(tmp)
+    test_diff_from_v0_after_retention(tmp)
     test_stream_deadlines()
     test_security(tmp)
     proc, port = start_server(data_dir)
@@ -1271,6 +1592,7 @@ def main():
         test_generation_zero()
         test_kv(tmp)
         test_generation_zero_later()
+        test_put_from_terminal()
         test_progress_on_terminal()
         test_coordinator()
     finally:

@@ -59,6 +59,9 @@ const char *ctl_val(const ctl_args *a, const char *name, int n) {
   return i >= 0 && a->set[i] ? a->val[i][n] : NULL;
 }
 
+const char *const ctl_global_opts[CTL_NGLOBAL] = {"--addr",   "--json",     "--timeout", "--help",
+                                                   "--tls-ca", "--tls-cert", "--tls-key", "--token"};
+
 /* The global options. Returns the number of argv entries consumed (0: not a
  * global option), or -1 after a usage error. */
 static int global_opt(ctl_ctx *x, const ctl_cmd *c, int argc, char **argv, int i) {
@@ -184,14 +187,14 @@ int ctl_parse_args(ctl_ctx *x, const ctl_cmd *c, int argc, char **argv, ctl_args
     int k = s[1] == '-' ? opt_index(c, s + 2, n - 2) : -1;
     if (k < 0) {
       /* The command's options and the global ones, "--" included. */
-      char names[CTL_MAX_OPTS + 4][40], given[64];
-      const char *cands[CTL_MAX_OPTS + 4];
+      char names[CTL_MAX_OPTS][40], given[64];
+      const char *cands[CTL_MAX_OPTS + CTL_NGLOBAL];
       size_t nc = 0;
-      static const char *const globals[] = {"addr", "json", "timeout", "help"};
-      for (int j = 0; j < CTL_MAX_OPTS && c->opts[j].name; j++)
-        snprintf(names[nc++], sizeof names[0], "--%s", c->opts[j].name);
-      for (size_t j = 0; j < 4; j++) snprintf(names[nc++], sizeof names[0], "--%s", globals[j]);
-      for (size_t j = 0; j < nc; j++) cands[j] = names[j];
+      for (int j = 0; j < CTL_MAX_OPTS && c->opts[j].name; j++) {
+        snprintf(names[j], sizeof names[0], "--%s", c->opts[j].name);
+        cands[nc++] = names[j];
+      }
+      for (size_t j = 0; j < CTL_NGLOBAL; j++) cands[nc++] = ctl_global_opts[j];
       snprintf(given, sizeof given, "%.*s", (int)(n < 60 ? n : 60), s);
       const char *near = ctl_closest(given, cands, nc);
       if (near) return ctl_usage(c, "unknown option %.*s (did you mean %s?)", (int)n, s, near);

@@ -75,28 +75,27 @@ int ctl_auth_hash(ctl_ctx *x, const ctl_args *a) {
   return CTL_OK;
 }
 
-/* --since: a duration back from now ("1h") or a UTC time ("2026-12-06T22:00:00Z",
- * "2026-12-06 22:00:00"). Nanoseconds since the epoch, or -1. */
+/* --since: a duration back from now ("1h"), an RFC 3339 time as for pins
+ * ("2026-12-06T22:00:00Z", "2026-12-06T23:00:00+01:00"), or UTC shorthands
+ * "2026-12-06 22:00:00", "2026-12-06T22:00:00", "2026-12-06T22:00", "2026-12-06",
+ * each completed to RFC 3339 and checked by the same parser (no 2026-02-30).
+ * Nanoseconds since the epoch, or -1. */
 static int64_t since_ns(const char *s) {
-  int64_t ms;
+  int64_t ms, ns;
   if (ctl_dur_parse(s, &ms) == 0 && ms >= 0) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     return ((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 - ms) * 1000000;
   }
-  static const char *const forms[] = {"%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M",
-                                      "%Y-%m-%d"};
-  for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++) {
-    struct tm tm;
-    memset(&tm, 0, sizeof tm);
-    const char *end = strptime(s, forms[i], &tm);
-    if (end && (!*end || strcmp(end, "Z") == 0)) {
-      int64_t t = (int64_t)timegm(&tm);
-      if (t < 0) return -1;
-      return t > INT64_MAX / 1000000000 ? INT64_MAX : t * 1000000000; /* year 2262 on: "never" */
-    }
-  }
-  return -1;
+  char t[64];
+  size_t n = strlen(s);
+  if (n >= sizeof t - 12) return -1;
+  memcpy(t, s, n + 1);
+  if (n >= 11 && t[10] == ' ') t[10] = 'T';
+  if (n == 10) strcat(t, "T00:00:00Z");
+  else if (n == 16) strcat(t, ":00Z");
+  else if (n == 19) strcat(t, "Z");
+  return ctl_time_parse(t, &ns) ? -1 : ns;
 }
 
 static const char *jstr(json_t *o, const char *k) {
@@ -137,8 +136,9 @@ int ctl_audit(ctl_ctx *x, const ctl_args *a) {
                 ctl_has(a, "data-dir") ? ctl_val(a, "data-dir", 0) : "./strata-data");
   int64_t since = 0;
   if (ctl_has(a, "since") && (since = since_ns(ctl_val(a, "since", 0))) < 0)
-    return ctl_usage(a->cmd, "--since: expected a duration (30m, 2h) or a UTC time "
-                             "(2026-12-06T22:00:00Z), got \"%s\"", ctl_val(a, "since", 0));
+    return ctl_usage(a->cmd, "--since: expected a duration (30m, 2h) or a time (2026-12-06, "
+                             "2026-12-06T22:00:00Z, 2026-12-06T23:00:00+01:00), got \"%s\"",
+                     ctl_val(a, "since", 0));
   FILE *f = fopen(path, "r");
   if (!f) {
     fprintf(stderr, "stratactl: audit: cannot open %s: %s (choose the server's --data-dir with "

@@ -87,9 +87,11 @@ static int read_all(FILE *f, uint8_t **buf, size_t *len) {
   *buf = malloc(cap);
   while (*buf) {
     errno = 0;
-    size_t n = fread(*buf + *len, 1, cap - *len, f);
+    size_t want = cap - *len, n = fread(*buf + *len, 1, want, f);
     *len += n;
-    if (n == 0) return ferror(f) ? (errno ? errno : EIO) : 0;
+    /* Short: end of file or an error. Not read again: a terminal's Ctrl-D is one
+     * end of file, and a second fread would wait for another. */
+    if (n < want) return ferror(f) ? (errno ? errno : EIO) : 0;
     if (*len == cap) {
       uint8_t *p = realloc(*buf, cap *= 2);
       if (!p) break;
@@ -136,6 +138,10 @@ int ctl_kv_put(ctl_ctx *x, const ctl_args *a) {
     rc = ctl_usage(a->cmd, "FILE: cannot open %s: %s", path, strerror(errno));
     goto out;
   }
+  /* A value typed at the terminal: say so, or the command just seems to hang. */
+  if (from_stdin && isatty(0))
+    fprintf(stderr, "stratactl: kv put: reading the value of %s from the terminal; end it with "
+                    "Ctrl-D (or give a FILE)\n", a->pos[0]);
   int err = read_all(f, &val, &vlen); /* its errno, saved before fclose */
   if (!from_stdin) fclose(f);
   if (err) {
@@ -412,6 +418,33 @@ static int changed_keys(ctl_ctx *x, uint64_t lo, uint64_t hi, keyset *ks) {
   return rc;
 }
 
+/* Every key that exists at generation g, from Kv.List: what changed between the
+ * empty store (v0) and g. Unlike Kv.Watch from 0 it needs no history before g, so it
+ * works when retention has dropped the early generations. */
+static int keys_at(ctl_ctx *x, uint64_t g, keyset *ks) {
+  Strata__V1__ListRequest q = STRATA__V1__LIST_REQUEST__INIT;
+  Strata__V1__VersionPin pm;
+  ctl_pin pin = {.kind = 1, .generation = g};
+  q.pin = ctl_pin_msg(&pin, &pm);
+  q.keys_only = 1;
+  rpc_cstream *st = NULL;
+  rpc_callopts co;
+  int rc = ctl_stream_begin(x, &co);
+  if (!rc) rc = rpc_kv_list(ctl_client(x), &co, &q, &st);
+  ctl_idle *idle = ctl_idle_start(x, rc ? NULL : st, "Kv.List");
+  Strata__V1__ListResponse *m;
+  while (!rc && (rc = rpc_kv_list_next(st, &m)) == 1) {
+    ctl_idle_tick(idle);
+    rc = 0;
+    for (size_t i = 0; !rc && i < m->n_entries; i++) rc = keyset_add(ks, &m->entries[i]->key);
+    ctl_progress(x, "kv diff: listed the keys at v%llu, %zu so far", (unsigned long long)g, ks->n);
+    rpc_free(m);
+  }
+  rc = ctl_idle_stop(idle, rc);
+  rpc_cstream_close(st);
+  return rc;
+}
+
 /* Values of keys[0..n) at generation g, in order (BatchGet, in batches). */
 static int values_at(ctl_ctx *x, const keyset *ks, uint64_t g, Strata__V1__BatchGetResponse ***out,
                      size_t *nout) {
@@ -505,8 +538,9 @@ int ctl_kv_diff(ctl_ctx *x, const ctl_args *a) {
   keyset ks = {0};
   Strata__V1__BatchGetResponse **from = NULL, **to = NULL;
   size_t nfrom = 0, nto = 0;
-  const char *what = "Kv.Watch";
-  if (lo < hi && (rc = changed_keys(x, lo, hi, &ks))) goto fail;
+  /* From v0 every key at hi is new: list them instead of watching all history. */
+  const char *what = lo == 0 ? "Kv.List" : "Kv.Watch";
+  if (lo < hi && (rc = lo == 0 ? keys_at(x, hi, &ks) : changed_keys(x, lo, hi, &ks))) goto fail;
   keyset_sort_unique(&ks);
   what = "Kv.BatchGet";
   if ((rc = values_at(x, &ks, v[0].generation, &from, &nfrom)) ||

@@ -66,8 +66,8 @@ static int retention_call(ctl_ctx *x, const Strata__V1__RetentionRequest *q) {
 }
 
 static int parse_gen(const ctl_args *a, const char *s, uint64_t *g) {
-  if (s && (s[0] == 'v' || s[0] == 'V')) s++;
-  if (!s || ctl_u64_parse(s, 1, UINT64_MAX, g))
+  const char *n = s && (s[0] == 'v' || s[0] == 'V') ? s + 1 : s;
+  if (!n || ctl_u64_parse(n, 1, UINT64_MAX, g))
     return ctl_usage(a->cmd, "expected a version vN (N >= 1), got \"%s\"", s ? s : "");
   return 0;
 }

@@ -76,6 +76,10 @@ struct ctl_ctx {
 };
 
 /* --- args.c ---------------------------------------------------------------- */
+/* The global options ("--addr", ... "--token"), accepted before, between and after
+ * the command words: the one list the "did you mean" suggestions draw from. */
+#define CTL_NGLOBAL 8
+extern const char *const ctl_global_opts[CTL_NGLOBAL];
 /* Whether option `name` was given; its i-th value (NULL when absent). */
 int ctl_has(const ctl_args *a, const char *name);
 const char *ctl_val(const ctl_args *a, const char *name, int i);
@@ -192,6 +196,10 @@ int ctl_id_parse(const char *s, uint64_t *out);
 /* UTC ISO-8601 "2026-11-21T10:00:00.123Z" with `digits` (0, 3 or 9) of
  * fractional seconds; "-" for 0. */
 const char *ctl_time_str(int64_t ns, int digits, char *buf, size_t cap);
+/* An RFC 3339 time, "2026-11-21T10:00:00[.fraction]" then Z or +HH:MM / -HH:MM, every
+ * field in range (no 2026-02-30, no :60), up to 2262 (int64 ns): ns since the epoch.
+ * Returns 0 or -1. */
+int ctl_time_parse(const char *s, int64_t *ns);
 /* Now on the local wall clock, ns since the epoch. */
 int64_t ctl_now_ns(void);
 

@@ -219,8 +219,8 @@ const char *ctl_time_str(int64_t ns, int digits, char *buf, size_t cap) {
  * offset "+HH:MM" / "-HH:MM" ('T' and 'Z' in either case). Every field must be in range:
  * month 01..12, a day the month has, hour 00..23, minute and second 00..59 (no
  * leap second); timegm would otherwise normalize 2026-00-15 into December or
- * :60 into the next minute. Returns 0 or -1. */
-static int time_parse(const char *s, int64_t *ns) {
+ * :60 into the next minute. Pins and audit --since share it. Returns 0 or -1. */
+int ctl_time_parse(const char *s, int64_t *ns) {
   struct tm tm;
   memset(&tm, 0, sizeof tm);
   /* Fixed layout YYYY-MM-DDTHH:MM:SS, checked character by character. */
@@ -268,9 +268,11 @@ static int time_parse(const char *s, int64_t *ns) {
       tm.tm_mday != check.tm_mday || tm.tm_hour != check.tm_hour || tm.tm_min != check.tm_min ||
       tm.tm_sec != check.tm_sec)
     return -1;
-  /* Local time = UTC + offset. */
-  *ns = ((int64_t)t - offset_s) * 1000000000 + frac;
-  return *ns < 0 ? -1 : 0;
+  /* Local time = UTC + offset. Nanoseconds since the epoch end in April 2262. */
+  int64_t sec = (int64_t)t - offset_s;
+  if (sec < 0 || sec > INT64_MAX / 1000000000 - 1) return -1;
+  *ns = sec * 1000000000 + frac;
+  return 0;
 }
 
 /* --- pins --------------------------------------------------------------------------------- */
@@ -283,7 +285,7 @@ int ctl_pin_parse(const char *s, ctl_pin *p) {
     p->kind = 1;
     return 0;
   }
-  if (time_parse(s, &p->time_ns)) return -1;
+  if (ctl_time_parse(s, &p->time_ns)) return -1;
   p->kind = 2;
   return 0;
 }

@@ -135,10 +135,9 @@ static int unknown_cmd(const char *group, const char *w) {
     near = words;
   }
   if (w[0] == '-' && !group) {
-    static const char *const globals[] = {"--addr",     "--json",    "--timeout",
-                                          "--help",     "--version", "--tls-ca",
-                                          "--tls-cert", "--tls-key", "--token"};
-    const char *g = ctl_closest(w, globals, 9);
+    const char *globals[CTL_NGLOBAL + 1] = {"--version"};
+    memcpy(globals + 1, ctl_global_opts, sizeof ctl_global_opts);
+    const char *g = ctl_closest(w, globals, CTL_NGLOBAL + 1);
     return ctl_usage(NULL, "unknown option %s%s%s%s", w, g ? " (did you mean " : "", g ? g : "",
                      g ? "?)" : "");
   }

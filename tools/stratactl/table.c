@@ -152,6 +152,8 @@ const ctl_cmd ctl_cmds[] = {
      "Lines: '+ KEY' added, '- KEY' removed, '~ KEY' modified, going from the first version to\n"
      "the second. Built on Kv.Watch (which keys each generation changed) and Kv.BatchGet\n"
      "(their values at both versions), so a key changed and changed back is not listed.\n"
+     "From @v0 (the empty store) it lists the keys at the other version with Kv.List instead,\n"
+     "so it needs no history before that version (retention may have dropped it).\n"
      "On a terminal, progress is shown on stderr while the changes are collected. --timeout\n"
      "bounds the wait for each message and each call, not the whole command.",
      "stratactl kv diff @v3 @v7\n"
@@ -187,8 +189,9 @@ const ctl_cmd ctl_cmds[] = {
      "show the server's audit log: privileged and operator calls, refused calls, auth reloads",
      "Reads DIR/audit.log (default ./strata-data) on this machine. A 'call' record comes in two\n"
      "phases: 'intent' (written durably before the action) and 'outcome'. T is a duration back\n"
-     "from now (30m, 2h) or a UTC time (2026-12-06T22:00:00Z). A last line torn by a crash is\n"
-     "skipped with a note on stderr.",
+     "from now (30m, 2h) or a time as for pins (2026-12-06T22:00:00Z, 2026-12-06T23:00:00+01:00;\n"
+     "UTC: 2026-12-06, 2026-12-06 22:00:00). A last line torn by a crash is skipped with a note\n"
+     "on stderr.",
      "stratactl audit --data-dir /var/lib/strata --since 1h\n"
      "stratactl --json audit --file /var/lib/strata/audit.log | jq '.records[]'",
      {{"data-dir", 1, "DIR", "the server's --data-dir (default ./strata-data)"},
