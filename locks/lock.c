@@ -548,12 +548,65 @@ static size_t release_row(lk__rowent *e, uint64_t op, unsigned kinds, rocksdb_wr
   return freed;
 }
 
+/* With the partition mutexes held: how many rows release may change, an upper
+ * bound to size its change array (the named rows, or every row of the table). */
+static size_t release_capacity(lk_manager *lk, lk__prep *pr) {
+  size_t cap = 0;
+  if (!pr->all) {
+    lk__find_ents(lk, pr);
+    cap = pr->n;
+  } else {
+    for (unsigned i = 0; i < lk->nparts; i++) cap += lk->parts[i].count;
+  }
+  return cap;
+}
+
+/* With the partition mutexes held: computes the release of every row pr covers
+ * into chs[*nch..] and b, counting the slots freed in *freed. Returns 1 if a row
+ * it would free is pinned by a fenced commit in flight. */
+static int release_collect(lk_manager *lk, lk__prep *pr, uint64_t op, unsigned kinds,
+                           rocksdb_writebatch_t *b, change *chs, size_t *nch, size_t *freed) {
+  int pinned = 0;
+  if (!pr->all) {
+    for (size_t i = 0; i < pr->n; i++) {
+      if (!pr->rows[i].ent) continue;
+      size_t f = release_row(pr->rows[i].ent, op, kinds, b, &chs[*nch]);
+      chs[*nch].part = pr->rows[i].part;
+      if (f) *freed += f, pinned |= chs[*nch].e->pins != 0, (*nch)++;
+    }
+  } else {
+    for (unsigned p = 0; p < lk->nparts; p++)
+      for (size_t j = 0; j < lk->parts[p].nbuckets; j++)
+        for (lk__rowent *e = lk->parts[p].buckets[j]; e; e = e->next) {
+          size_t f = release_row(e, op, kinds, b, &chs[*nch]);
+          chs[*nch].part = p;
+          if (f) *freed += f, pinned |= e->pins != 0, (*nch)++;
+        }
+  }
+  return pinned;
+}
+
+/* With the partition mutexes held, after the batch is written at seq: the
+ * changes take effect in memory; waiters are woken and emptied rows freed. */
+static void release_apply(lk_manager *lk, const change *chs, size_t nch, uint64_t seq) {
+  for (size_t i = 0; i < nch; i++) {
+    chs[i].e->tmp = chs[i].tmp;
+    chs[i].e->ind = chs[i].ind;
+    chs[i].e->wseq = seq;
+    lk__kick_row(chs[i].e, NULL);
+    lk__row_maybe_free(&lk->parts[chs[i].part], chs[i].e);
+  }
+}
+
+/* Releases op's slots of the given kinds on rows (all rows if rows is NULL; any
+ * op's if op is 0). Order: partition mutexes, wait out pinned rows, write the
+ * batch, apply in memory, unlock, then wait for durability. */
 static int release(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows,
                    unsigned kinds, size_t *released, const char *fn) {
   int rc = 0;
   lk__prep pr = {0};
   change *chs = NULL;
-  size_t nch = 0, cap = 0, freed = 0;
+  size_t nch = 0, freed = 0;
   assert(lk);
   if (released) *released = 0;
   if (kinds == 0) kinds = LK_KINDS_ALL;
@@ -568,40 +621,18 @@ static int release(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows
   rocksdb_writebatch_t *b = rocksdb_writebatch_create();
   int locked = 0;
   for (;;) {
+    /* 1. lock the partitions and compute every row's release */
     lk__lock_parts(lk, &pr);
     locked = 1;
-    cap = 0;
-    if (rows) {
-      lk__find_ents(lk, &pr);
-      cap = pr.n;
-    } else {
-      for (unsigned i = 0; i < lk->nparts; i++) cap += lk->parts[i].count;
-    }
+    size_t cap = release_capacity(lk, &pr);
     chs = malloc((cap ? cap : 1) * sizeof *chs);
     if (!chs) {
       rc = strata_err(STRATA_ENOMEM, "%s: %zu rows", fn, cap);
       goto out;
     }
-    int pinned = 0;
-    if (rows) {
-      for (size_t i = 0; i < pr.n; i++) {
-        if (!pr.rows[i].ent) continue;
-        size_t f = release_row(pr.rows[i].ent, op, kinds, b, &chs[nch]);
-        chs[nch].part = pr.rows[i].part;
-        if (f) freed += f, pinned |= chs[nch].e->pins != 0, nch++;
-      }
-    } else {
-      for (unsigned p = 0; p < lk->nparts; p++)
-        for (size_t j = 0; j < lk->parts[p].nbuckets; j++)
-          for (lk__rowent *e = lk->parts[p].buckets[j]; e; e = e->next) {
-            size_t f = release_row(e, op, kinds, b, &chs[nch]);
-            chs[nch].part = p;
-            if (f) freed += f, pinned |= e->pins != 0, nch++;
-          }
-    }
-    if (!pinned) break;
-    /* A fenced commit is in flight on a row this would free: wait until it
-     * is decided, then decide again (README "Fences hold"). */
+    if (!release_collect(lk, &pr, op, kinds, b, chs, &nch, &freed)) break;
+    /* 2. a fenced commit is in flight on a row this would free: wait until it
+     * is decided, then decide again (README "Fences hold") */
     rocksdb_writebatch_clear(b);
     free(chs);
     chs = NULL;
@@ -610,18 +641,14 @@ static int release(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows
     if ((rc = lk__wait_unpinned(lk, &pr, fn))) goto out; /* drops the mutexes */
   }
   if (nch == 0) goto out;
+  /* 3. write the batch, then apply it in memory */
   uint64_t seq;
   if ((rc = lk__write(lk, b, fn, &seq))) goto out;
   pr.need = seq;
-  for (size_t i = 0; i < nch; i++) {
-    chs[i].e->tmp = chs[i].tmp;
-    chs[i].e->ind = chs[i].ind;
-    chs[i].e->wseq = seq;
-    lk__kick_row(chs[i].e, NULL);
-    lk__row_maybe_free(&lk->parts[chs[i].part], chs[i].e);
-  }
+  release_apply(lk, chs, nch, seq);
   if (released) *released = freed;
 out:
+  /* 4. unlock, then wait for the write to be durable */
   if (locked) lk__unlock_parts(lk, &pr);
   if (!rc) rc = lk__durable(lk, pr.need);
   if (rc && released) *released = 0;

@@ -419,6 +419,57 @@ static void abandon(sp *p, Strata__V1__OpStatus st) {
   snprintf(p->err, p->errlen, "%s", keep);
 }
 
+/* The anchor's multi-commit mode: no op and no locks; read, compute, take ids
+ * and finish with one unfenced commit per chunk, then log the timings from t0. */
+static int run_multi_commit(sp *p, split_out *out, double t0) {
+  int rc;
+  double t = sp__now_ms();
+  if ((rc = sp__read_region(p, 0))) return rc;
+  p->t_read = sp__now_ms() - t;
+  t = sp__now_ms();
+  if ((rc = sp__compute(p))) return rc;
+  p->t_compute = sp__now_ms() - t;
+  if ((rc = sp__needed_ids(p)) || (rc = sp__take_ids(p)) || (rc = sp__finish(p, out))) return rc;
+  sp__logkv(p, "step=done mode=multi_commit ms=%.1f locks_ms=0 read_ms=%.1f compute_ms=%.1f "
+            "commit_ms=%.1f", sp__now_ms() - t0, p->t_read, p->t_compute, p->t_commit);
+  return 0;
+}
+
+/* Ops.Create of the split op with the request as its payload; sets p->op,
+ * out->op_id and p->base_gen. */
+static int create_op(sp *p, split_out *out) {
+  char *payload = split_req_json(p->r);
+  if (!payload) return sp__fail(p, 1, "out of memory");
+  Strata__V1__CreateOpRequest cq = STRATA__V1__CREATE_OP_REQUEST__INIT;
+  cq.user = (char *)p->o->user;
+  cq.kind = SPLIT_OP_KIND;
+  cq.payload.data = (uint8_t *)payload;
+  cq.payload.len = strlen(payload);
+  Strata__V1__CreateOpResponse *cr = NULL;
+  int rc = rpc_ops_create(p->c, NULL, &cq, &cr);
+  free(payload);
+  if (rc) return sp__fail(p, 1, "Ops.Create: %s", strata_errmsg());
+  p->op = out->op_id = cr->op->op_id;
+  p->base_gen = cr->op->start_generation;
+  rpc_free(cr);
+  return 0;
+}
+
+/* The temporal root lock, with its renewal thread. If the lock is refused the op
+ * is marked EXCEPTION (it holds nothing to release) and p->err kept. */
+static int lock_root(sp *p) {
+  int rc = sp__acquire(p, 0, 1, 0, "root lock");
+  if (rc) {
+    char keep[1024];
+    snprintf(keep, sizeof keep, "%s", p->err);
+    sp__set_status(p, STRATA__V1__OP_STATUS__OP_STATUS_EXCEPTION, keep);
+    snprintf(p->err, p->errlen, "%s", keep);
+    return rc;
+  }
+  if (pthread_create(&p->th, NULL, sp__renew_main, p) == 0) p->th_on = 1;
+  return 0;
+}
+
 int split_run(rpc_client *c, const split_req *r, const split_opts *o, split_out *out, char *err,
               size_t errlen) {
   sp p;
@@ -426,56 +477,23 @@ int split_run(rpc_client *c, const split_req *r, const split_opts *o, split_out 
   memset(out, 0, sizeof *out);
   int rc;
   double t0 = sp__now_ms(), t;
+  /* 0. the request, the volume's scale, the chunks and the seeds */
   if (split_req_check(r, err, errlen)) {
     rc = 2;
     goto out;
   }
   if ((rc = sp__load_info(&p)) || (rc = sp__plan_chunks(&p)) || (rc = check_seeds(&p))) goto out;
   if (o->anchor_multi_commit) {
-    t = sp__now_ms();
-    if ((rc = sp__read_region(&p, 0))) goto out;
-    p.t_read = sp__now_ms() - t;
-    t = sp__now_ms();
-    if ((rc = sp__compute(&p))) goto out;
-    p.t_compute = sp__now_ms() - t;
-    if ((rc = sp__needed_ids(&p)) || (rc = sp__take_ids(&p)) || (rc = sp__finish(&p, out))) goto out;
-    sp__logkv(&p, "step=done mode=multi_commit ms=%.1f locks_ms=0 read_ms=%.1f compute_ms=%.1f "
-          "commit_ms=%.1f", sp__now_ms() - t0, p.t_read, p.t_compute, p.t_commit);
+    rc = run_multi_commit(&p, out, t0);
     goto out;
   }
   /* 1. the op */
-  char *payload = split_req_json(r);
-  if (!payload) {
-    rc = sp__fail(&p, 1, "out of memory");
-    goto out;
-  }
-  Strata__V1__CreateOpRequest cq = STRATA__V1__CREATE_OP_REQUEST__INIT;
-  cq.user = (char *)o->user;
-  cq.kind = SPLIT_OP_KIND;
-  cq.payload.data = (uint8_t *)payload;
-  cq.payload.len = strlen(payload);
-  Strata__V1__CreateOpResponse *cr = NULL;
-  rc = rpc_ops_create(c, NULL, &cq, &cr);
-  free(payload);
-  if (rc) {
-    rc = sp__fail(&p, 1, "Ops.Create: %s", strata_errmsg());
-    goto out;
-  }
-  p.op = out->op_id = cr->op->op_id;
-  p.base_gen = cr->op->start_generation;
-  rpc_free(cr);
+  if ((rc = create_op(&p, out))) goto out;
   sp__logkv(&p, "step=create base_generation=%" PRIu64 " chunks=%zu", p.base_gen, p.nrows - 1);
   sp__die_at(&p, "create");
   /* 2. the temporal root lock, renewed */
   t = sp__now_ms();
-  if ((rc = sp__acquire(&p, 0, 1, 0, "root lock"))) {
-    char keep[1024];
-    snprintf(keep, sizeof keep, "%s", err);
-    sp__set_status(&p, STRATA__V1__OP_STATUS__OP_STATUS_EXCEPTION, keep);
-    snprintf(err, errlen, "%s", keep);
-    goto out;
-  }
-  if (pthread_create(&p.th, NULL, sp__renew_main, &p) == 0) p.th_on = 1;
+  if ((rc = lock_root(&p))) goto out;
   sp__logkv(&p, "step=root_lock ttl_ms=%" PRId64, o->root_ttl_ms);
   sp__die_at(&p, "root_lock");
   /* 3. the indefinite chunk locks (the server records them as the op's scope in the
