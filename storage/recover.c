@@ -13,7 +13,7 @@
 #include "storage/clog.h"
 #include "storage/commit_int.h"
 
-#define DEFAULT_PUBLISH_MS 10
+#define DEFAULT_PUBLISH_MS 25
 #define DEFAULT_MAX_BACKLOG ((uint64_t)64 << 20)
 #define DEFAULT_LOG_VALUE_MAX (64u << 10)
 #define DEFAULT_LOG_SEGMENT_BYTES ((uint64_t)4 << 20)

@@ -68,7 +68,7 @@ typedef struct st_options {
    * "log/" under this directory (the server's local disk). Give the same
    * directory at every open. */
   const char *log_dir;
-  /* A batch closes this long after its first commit; 0 = 10 ms. */
+  /* A batch closes this long after its first commit; 0 = 25 ms. */
   uint32_t publish_interval_ms;
   /* Backpressure: commits wait while more than this is unpublished; 0 = 64 MiB. */
   uint64_t max_unpublished_bytes;

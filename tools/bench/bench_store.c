@@ -6,7 +6,8 @@
  * and is deleted at the end unless STRATA_BENCH_KEEP is set.
  * STRATA_BENCH_SCALE (default 1.0) scales the sizes for a quick run;
  * STRATA_BENCH_NODE_BYTES / STRATA_BENCH_MAX_INLINE / STRATA_BENCH_ZSTD (a level or
- * "none") override max_decoded_node_bytes / max_inline_value_bytes / compression. STRATA_BENCH_ONLY=commit|fs|floor|log|commit1|commit16|smallcommit|get|oldgen|writeamp|bulk
+ * "none") / STRATA_BENCH_PUBLISH_MS override max_decoded_node_bytes /
+ * max_inline_value_bytes / compression / publish_interval_ms. STRATA_BENCH_ONLY=commit|fs|floor|log|commit1|commit16|smallcommit|get|oldgen|writeamp|bulk
  * runs one (commit = fs, floor, log, commit1, commit16).
  */
 #include <fcntl.h>
@@ -76,6 +77,8 @@ static st_db *sopen(const char *name, size_t cache) {
   else if (zc) o.config.zstd_level = atoi(zc);
   const char *mi = getenv("STRATA_BENCH_MAX_INLINE");
   if (mi) o.config.max_inline_value_bytes = (uint32_t)atoi(mi);
+  const char *pi = getenv("STRATA_BENCH_PUBLISH_MS"); /* to compare publish intervals */
+  if (pi) o.publish_interval_ms = (uint32_t)atoi(pi);
   st_db *db;
   if (st_open(p, &o, &db)) die("st_open", strata_errmsg());
   return db;
