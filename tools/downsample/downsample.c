@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -504,10 +505,22 @@ static int read_mip0(ds *p, const int64_t b[3], uint64_t g) {
   return rc;
 }
 
-/* The next block's mip 0, read by a thread while this one is computed and committed
- * (mip 0 at g never changes, so it needs no lock). The thread works on a view of the
- * worker's state: the client (safe from many threads), the options and layout, the spare
- * region buffer and its own error buffer. */
+/* A view of p for a reading thread: the client (safe from many threads), the options
+ * and the layout, its own error buffer; reg0 and cbuf are its buffers. */
+static void view_of(ds *v, const ds *p, char *err, size_t errlen, uint64_t *reg0, uint64_t *cbuf) {
+  memset(v, 0, sizeof *v);
+  v->c = p->c;
+  v->o = p->o;
+  v->l = p->l;
+  v->err = err;
+  v->errlen = errlen;
+  v->reg[0] = reg0;
+  v->cbuf = cbuf;
+}
+
+/* The next block's mip 0, read by a thread into the spare region while this one is
+ * computed and committed (mip 0 at g never changes, so it needs no lock). Started once
+ * this block's own mip 0 is in, so the two reads never share the connection. */
 typedef struct prefetch {
   pthread_t th;
   int on;
@@ -525,14 +538,7 @@ static void *prefetch_main(void *arg) {
 }
 
 static void prefetch_start(ds *p, prefetch *pf, const int64_t b[3], uint64_t g) {
-  memset(&pf->view, 0, sizeof pf->view); /* what read_mip0 uses, nothing shared but the client */
-  pf->view.c = p->c;
-  pf->view.o = p->o;
-  pf->view.l = p->l;
-  pf->view.err = pf->err;
-  pf->view.errlen = sizeof pf->err;
-  pf->view.reg[0] = p->spare;
-  pf->view.cbuf = p->spare_cbuf;
+  view_of(&pf->view, p, pf->err, sizeof pf->err, p->spare, p->spare_cbuf);
   memcpy(pf->b, b, sizeof pf->b);
   pf->g = g;
   pf->on = pthread_create(&pf->th, NULL, prefetch_main, pf) == 0;
@@ -546,37 +552,116 @@ static int prefetch_join(prefetch *pf, const int64_t b[3], uint64_t g) {
   return pf->g == g && !memcmp(pf->b, b, sizeof pf->b);
 }
 
-/* The coarser chunks that differ from the stored ones become puts. */
-typedef struct diff_ctx {
-  chunk_set *cs;
-  putv *pv;
-  size_t n;
-} diff_ctx;
+/* The block's stored coarser chunks, read by a thread once the block's lock is held
+ * (the lock keeps every other downsample writer out, so they are read at the latest)
+ * while the main thread computes the pyramid: each coarser scale's chunk set and a
+ * copy of each stored value. Its view of the worker's state is the prefetch's. */
+typedef struct stored_val {
+  int found;
+  uint8_t *v;
+  size_t len;
+} stored_val;
 
-static int take_coarse(ds *p, void *ctx, size_t i, int found, const uint8_t *v, size_t len) {
-  diff_ctx *d = ctx;
-  chunk_set *cs = d->cs;
-  size_t bytes = cs->sizes[i];
-  ds_chunk_from_region(&p->l, cs->scale, cs->b, p->reg[cs->scale], cs->c[i], p->cbuf);
-  if (found && len == bytes && !memcmp(v, p->cbuf, bytes)) return 0;
-  putv *pv = &d->pv[d->n];
-  if (!(pv->val = malloc(bytes ? bytes : 1)) || !(pv->key = strdup(cs->keys[i]))) {
-    free(pv->val);
-    return fail(p, 1, "out of memory");
-  }
-  memcpy(pv->val, p->cbuf, bytes);
-  pv->len = bytes;
-  d->n++;
+typedef struct stored {
+  pthread_t th;
+  int on, rc;
+  int64_t b[3];
+  chunk_set cs[PC_MAX_SCALES];
+  stored_val *val[PC_MAX_SCALES];
+  char err[1024];
+  ds view;
+} stored;
+
+static int keep_value(ds *p, void *ctx, size_t i, int found, const uint8_t *v, size_t len) {
+  stored_val *sv = (stored_val *)ctx + i;
+  sv->found = found;
+  sv->len = len;
+  if (found && !(sv->v = malloc(len ? len : 1))) return fail(p, 1, "out of memory");
+  if (found && len) memcpy(sv->v, v, len);
   return 0;
+}
+
+static void *stored_main(void *arg) {
+  stored *st = arg;
+  ds *p = &st->view;
+  int rc = 0;
+  for (int i = 1; i < p->l.in.nscales && !rc; i++) {
+    if ((rc = chunk_set_of(p, i, st->b, &st->cs[i]))) break;
+    if (!(st->val[i] = calloc(st->cs[i].n ? st->cs[i].n : 1, sizeof(stored_val)))) {
+      rc = fail(p, 1, "out of memory");
+      break;
+    }
+    rc = batch_read(p, st->cs[i].keys, st->cs[i].sizes, st->cs[i].n, 0, keep_value, st->val[i]);
+  }
+  st->rc = rc;
+  return NULL;
+}
+
+/* Starts reading block b's stored coarser chunks; 0, or 1 with err set. */
+static int stored_start(ds *p, stored *st, const int64_t b[3]) {
+  memset(st, 0, offsetof(stored, view));
+  view_of(&st->view, p, st->err, sizeof st->err, NULL, NULL);
+  memcpy(st->b, b, sizeof st->b);
+  if (pthread_create(&st->th, NULL, stored_main, st)) return fail(p, 1, "cannot start a thread");
+  st->on = 1;
+  return 0;
+}
+
+/* Waits for the read; its result (0, or 1 with p's err set). */
+static int stored_join(ds *p, stored *st) {
+  if (!st->on) return 0;
+  pthread_join(st->th, NULL);
+  st->on = 0;
+  return st->rc ? fail(p, 1, "%s", st->err) : 0;
+}
+
+static void stored_free(stored *st) {
+  for (int i = 0; i < PC_MAX_SCALES; i++) {
+    for (size_t k = 0; st->val[i] && k < st->cs[i].n; k++) free(st->val[i][k].v);
+    free(st->val[i]);
+    st->val[i] = NULL;
+    chunk_set_free(&st->cs[i]);
+  }
+}
+
+/* The coarser chunks of scale i that differ from the stored ones become puts. */
+static int diff_scale(ds *p, stored *st, int i, putv *pv, size_t *n) {
+  chunk_set *cs = &st->cs[i];
+  for (size_t k = 0; k < cs->n; k++) {
+    const stored_val *sv = &st->val[i][k];
+    size_t bytes = cs->sizes[k];
+    ds_chunk_from_region(&p->l, i, st->b, p->reg[i], cs->c[k], p->cbuf);
+    if (sv->found && sv->len == bytes && !memcmp(sv->v, p->cbuf, bytes)) continue;
+    putv *o = &pv[*n];
+    if (!(o->val = malloc(bytes ? bytes : 1)) || !(o->key = strdup(cs->keys[k]))) {
+      free(o->val);
+      return fail(p, 1, "out of memory");
+    }
+    memcpy(o->val, p->cbuf, bytes);
+    o->len = bytes;
+    (*n)++;
+  }
+  return 0;
+}
+
+/* The next block to read ahead (b NULL: none). */
+typedef struct next_read {
+  prefetch *pf;
+  const int64_t *b;
+} next_read;
+
+static void read_ahead(ds *p, const next_read *nx, uint64_t g) {
+  if (nx->b && p->spare && p->spare_cbuf) prefetch_start(p, nx->pf, nx->b, g);
 }
 
 /* Downsamples block b from mip 0 at generation g, holding its lock: skipped when
  * its stamp is already >= g (another worker, or an earlier run, did it at g or
  * later), unless force (then only a stamp above g skips). Commits the changed
  * coarser chunks and the stamp, plus the checkpoint when with_ckpt. *committed =
- * 1 when it committed. */
+ * 1 when it committed. pre_rc: the prefetch's result when its region is already
+ * p->reg[0], -1 = none; once b's mip 0 is in (or b is skipped), nx is read ahead. */
 static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_ckpt,
-                    uint64_t ckpt_new, int *committed, int pre_rc) {
+                    uint64_t ckpt_new, int *committed, int pre_rc, const next_read *nx) {
   *committed = 0;
   char *sk = stamp_key(p, b);
   if (!sk) return fail(p, 1, "out of memory");
@@ -594,15 +679,15 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
     p->blocks_skipped++;
     logkv(p, "event=skip gen=%" PRIu64 " block=%" PRId64 "_%" PRId64 "_%" PRId64 " stamp=%" PRIu64, g,
           b[0], b[1], b[2], stamp);
+    read_ahead(p, nx, g);
     free(sk);
     return 0;
   }
   const ds_layout *l = &p->l;
-  chunk_set cs;
   int64_t t0 = now_ms();
-  /* pre_rc: the prefetch's result (its region is already p->reg[0]), -1 = none */
   rc = pre_rc >= 0 ? pre_rc : read_mip0(p, b, g);
   int64_t t1 = now_ms();
+  read_ahead(p, nx, g);
   if (rc == 2) {
     /* the block is not complete at g (a populate still loading it, or a chunk
      * deleted): nothing to compute from; the change that completes it is in the
@@ -617,26 +702,25 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
     return rc;
   }
   crash_point("read");
-  ds_block_pyramid(l, b, p->reg);
+  /* the stored coarser chunks are read while the pyramid is computed */
+  stored *st = calloc(1, sizeof *st); /* large (it holds a view of the state) */
+  if (!st) rc = fail(p, 1, "out of memory");
+  if (!rc) rc = stored_start(p, st, b);
+  if (!rc) ds_block_pyramid(l, b, p->reg);
   int64_t t2 = now_ms();
-  /* the coarser chunks that differ from the stored ones (read at the latest: the
-   * block lock keeps every other downsample writer out) */
+  if (st) {
+    int jr = stored_join(p, st);
+    if (!rc) rc = jr;
+  }
+  /* the coarser chunks that differ from the stored ones */
   size_t total = 0;
-  for (int i = 1; i < l->in.nscales; i++) {
-    int64_t clo[3], chi[3];
-    block_chunks(l, i, b, clo, chi);
-    total += (size_t)((chi[0] - clo[0]) * (chi[1] - clo[1]) * (chi[2] - clo[2]));
-  }
-  diff_ctx d = {.pv = calloc(total + 1, sizeof(putv))};
-  rc = d.pv ? 0 : fail(p, 1, "out of memory");
-  for (int i = 1; i < l->in.nscales && !rc; i++) {
-    if ((rc = chunk_set_of(p, i, b, &cs))) break;
-    d.cs = &cs;
-    rc = batch_read(p, cs.keys, cs.sizes, cs.n, 0, take_coarse, &d);
-    chunk_set_free(&cs);
-  }
-  size_t n = d.n;
-  putv *pv = d.pv;
+  for (int i = 1; st && i < l->in.nscales; i++) total += st->cs[i].n;
+  size_t n = 0;
+  putv *pv = NULL;
+  if (!rc && !(pv = calloc(total + 1, sizeof(putv)))) rc = fail(p, 1, "out of memory");
+  for (int i = 1; i < l->in.nscales && !rc; i++) rc = diff_scale(p, st, i, pv, &n);
+  if (st) stored_free(st);
+  free(st);
   int64_t t3 = now_ms();
   char sval[32];
   if (!rc) {
@@ -708,13 +792,14 @@ static int do_blocks(ds *p, int64_t (*bl)[3], size_t n, uint64_t g, int force, i
         p->reg[0] = p->spare;
         p->spare = t;
       }
+      next_read nx = {pf_mem, NULL};
       for (size_t j = i + 1; j < n; j++) /* the next candidate of this pass */
         if (pass == 0 || deferred[j]) {
-          if (p->spare && p->spare_cbuf) prefetch_start(p, &pf, bl[j], g);
+          nx.b = bl[j];
           break;
         }
       int committed = 0;
-      rc = do_block(p, bl[i], g, force, left == 0 && set_ckpt, ckpt_new, &committed, pre_rc);
+      rc = do_block(p, bl[i], g, force, left == 0 && set_ckpt, ckpt_new, &committed, pre_rc, &nx);
       if (!rc && left == 0 && committed) ck_done = 1;
       unlock_block(p);
     }
