@@ -90,8 +90,9 @@ void ds_block_pyramid(const ds_layout *l, const int64_t b[3], uint64_t *const *r
   }
 }
 
+/* chunk: bytes at any alignment (a value as it lies in a received message) */
 static void chunk_copy(const ds_layout *l, int i, const int64_t b[3], uint64_t *reg,
-                       const int64_t c[3], uint64_t *chunk, int to_region) {
+                       const int64_t c[3], uint8_t *chunk, int to_region) {
   int64_t blo[3], bhi[3], lo[3], hi[3];
   ds_block_box(l, i, b, blo, bhi);
   pc_chunk_box(&l->in.s[i], c, lo, hi);
@@ -100,20 +101,20 @@ static void chunk_copy(const ds_layout *l, int i, const int64_t b[3], uint64_t *
   for (int64_t z = lo[2]; z < hi[2]; z++)
     for (int64_t y = lo[1]; y < hi[1]; y++) {
       uint64_t *r = reg + (size_t)(((z - blo[2]) * ry + (y - blo[1])) * rx + (lo[0] - blo[0]));
-      uint64_t *k = chunk + (size_t)(((z - lo[2]) * cy + (y - lo[1])) * cx);
+      uint8_t *k = chunk + (size_t)(((z - lo[2]) * cy + (y - lo[1])) * cx) * 8;
       if (to_region) memcpy(r, k, (size_t)cx * 8);
       else memcpy(k, r, (size_t)cx * 8);
     }
 }
 
 void ds_chunk_from_region(const ds_layout *l, int i, const int64_t b[3], const uint64_t *reg,
-                          const int64_t c[3], uint64_t *chunk) {
+                          const int64_t c[3], void *chunk) {
   chunk_copy(l, i, b, (uint64_t *)reg, c, chunk, 0);
 }
 
 void ds_chunk_to_region(const ds_layout *l, int i, const int64_t b[3], uint64_t *reg,
-                        const int64_t c[3], const uint64_t *chunk) {
-  chunk_copy(l, i, b, reg, c, (uint64_t *)chunk, 1);
+                        const int64_t c[3], const void *chunk) {
+  chunk_copy(l, i, b, reg, c, (uint8_t *)chunk, 1);
 }
 
 /* --- stopping and crash points -------------------------------------------------------- */
@@ -159,7 +160,7 @@ typedef struct ds {
   atomic_int lost;
   uint64_t *reg[PC_MAX_SCALES];
   uint64_t *cbuf; /* one chunk */
-  uint64_t *spare, *spare_cbuf; /* the prefetch's mip-0 region and chunk */
+  uint64_t *spare; /* the prefetch's mip-0 region */
   uint64_t blocks_done, blocks_skipped, chunks_written;
 } ds;
 
@@ -393,9 +394,25 @@ static void block_chunks(const ds_layout *l, int i, const int64_t b[3], int64_t 
 
 /* Reads many keys at generation gen (0 = latest) with Kv.BatchGet, in batches of at
  * most DS_BATCH_BYTES of expected value bytes; fn(p, ctx, i, found, data, len) per
- * key, in order. Returns 0, fn's non-zero result, or 1 with err set. */
+ * key, in order, with data in place in the received message (rpc_kv_batch_get_each:
+ * valid during the call only, any alignment). Returns 0, fn's non-zero result, or 1
+ * with err set. */
 #define DS_BATCH_BYTES ((size_t)32 << 20)
 typedef int (*read_fn)(ds *p, void *ctx, size_t i, int found, const uint8_t *v, size_t len);
+typedef struct read_call {
+  ds *p;
+  read_fn fn;
+  void *ctx;
+  size_t base; /* the batch's first key */
+  int rc;      /* fn's result */
+} read_call;
+
+static int read_one(void *arg, size_t i, int found, const uint8_t *v, size_t len) {
+  read_call *rcall = arg;
+  rcall->rc = rcall->fn(rcall->p, rcall->ctx, rcall->base + i, found, v, len);
+  return rcall->rc ? -1 : 0;
+}
+
 static int batch_read(ds *p, char **keys, const size_t *sizes, size_t n, uint64_t gen, read_fn fn,
                       void *ctx) {
   ProtobufCBinaryData *kb = calloc(n ? n : 1, sizeof *kb);
@@ -417,16 +434,10 @@ static int batch_read(ds *p, char **keys, const size_t *sizes, size_t n, uint64_
       pin.generation = gen;
       q.pin = &pin;
     }
-    Strata__V1__BatchGetResponse *r = NULL;
-    if (rpc_kv_batch_get(p->c, NULL, &q, &r)) {
-      rc = fail(p, 1, "Kv.BatchGet of %s and %zu more: %s", keys[i], j - i - 1, strata_errmsg());
-    } else if (r->n_entries != j - i) {
-      rc = fail(p, 1, "Kv.BatchGet: %zu entries for %zu keys", r->n_entries, j - i);
-    } else {
-      for (size_t k = 0; k < r->n_entries && !rc; k++)
-        rc = fn(p, ctx, i + k, r->entries[k]->found, r->entries[k]->value.data, r->entries[k]->value.len);
-    }
-    rpc_free(r);
+    read_call rcall = {p, fn, ctx, i, 0};
+    int crc = rpc_kv_batch_get_each(p->c, NULL, &q, read_one, &rcall, NULL);
+    if (rcall.rc) rc = rcall.rc;
+    else if (crc) rc = fail(p, 1, "Kv.BatchGet of %s and %zu more: %s", keys[i], j - i - 1, strata_errmsg());
     i = j;
   }
   free(kb);
@@ -485,12 +496,7 @@ static int take_mip0(ds *p, void *ctx, size_t i, int found, const uint8_t *v, si
   if (!found) return 2;
   if (len != cs->sizes[i])
     return fail(p, 1, "%s: %zu bytes, its box holds %zu", cs->keys[i], len, cs->sizes[i]);
-  if (((uintptr_t)v & 7) == 0) {
-    ds_chunk_to_region(&p->l, 0, cs->b, p->reg[0], cs->c[i], (const uint64_t *)v);
-  } else { /* protobuf-c gives no alignment promise */
-    memcpy(p->cbuf, v, len);
-    ds_chunk_to_region(&p->l, 0, cs->b, p->reg[0], cs->c[i], p->cbuf);
-  }
+  ds_chunk_to_region(&p->l, 0, cs->b, p->reg[0], cs->c[i], v); /* any alignment */
   return 0;
 }
 
@@ -506,8 +512,8 @@ static int read_mip0(ds *p, const int64_t b[3], uint64_t g) {
 }
 
 /* A view of p for a reading thread: the client (safe from many threads), the options
- * and the layout, its own error buffer; reg0 and cbuf are its buffers. */
-static void view_of(ds *v, const ds *p, char *err, size_t errlen, uint64_t *reg0, uint64_t *cbuf) {
+ * and the layout, its own error buffer; reg0 is its mip-0 region. */
+static void view_of(ds *v, const ds *p, char *err, size_t errlen, uint64_t *reg0) {
   memset(v, 0, sizeof *v);
   v->c = p->c;
   v->o = p->o;
@@ -515,7 +521,6 @@ static void view_of(ds *v, const ds *p, char *err, size_t errlen, uint64_t *reg0
   v->err = err;
   v->errlen = errlen;
   v->reg[0] = reg0;
-  v->cbuf = cbuf;
 }
 
 /* The next block's mip 0, read by a thread into the spare region while this one is
@@ -538,7 +543,7 @@ static void *prefetch_main(void *arg) {
 }
 
 static void prefetch_start(ds *p, prefetch *pf, const int64_t b[3], uint64_t g) {
-  view_of(&pf->view, p, pf->err, sizeof pf->err, p->spare, p->spare_cbuf);
+  view_of(&pf->view, p, pf->err, sizeof pf->err, p->spare);
   memcpy(pf->b, b, sizeof pf->b);
   pf->g = g;
   pf->on = pthread_create(&pf->th, NULL, prefetch_main, pf) == 0;
@@ -600,7 +605,7 @@ static void *stored_main(void *arg) {
 /* Starts reading block b's stored coarser chunks; 0, or 1 with err set. */
 static int stored_start(ds *p, stored *st, const int64_t b[3]) {
   memset(st, 0, offsetof(stored, view));
-  view_of(&st->view, p, st->err, sizeof st->err, NULL, NULL);
+  view_of(&st->view, p, st->err, sizeof st->err, NULL);
   memcpy(st->b, b, sizeof st->b);
   if (pthread_create(&st->th, NULL, stored_main, st)) return fail(p, 1, "cannot start a thread");
   st->on = 1;
@@ -651,7 +656,7 @@ typedef struct next_read {
 } next_read;
 
 static void read_ahead(ds *p, const next_read *nx, uint64_t g) {
-  if (nx->b && p->spare && p->spare_cbuf) prefetch_start(p, nx->pf, nx->b, g);
+  if (nx->b && p->spare) prefetch_start(p, nx->pf, nx->b, g);
 }
 
 /* Downsamples block b from mip 0 at generation g, holding its lock: skipped when
@@ -1053,7 +1058,6 @@ int ds_run(rpc_client *c, const ds_opts *o, char *err, size_t errlen) {
     if (!(p->cbuf = malloc(cb))) rc = fail(p, 1, "out of memory");
     /* without the spare the blocks are simply read one after another */
     p->spare = malloc(box_voxels(lo, hi) * 8);
-    p->spare_cbuf = malloc(cb);
   }
   if (!rc) { /* the checkpoint */
     char *ck = ckpt_key(p);
@@ -1111,7 +1115,6 @@ int ds_run(rpc_client *c, const ds_opts *o, char *err, size_t errlen) {
   for (int i = 0; i < PC_MAX_SCALES; i++) free(p->reg[i]);
   free(p->cbuf);
   free(p->spare);
-  free(p->spare_cbuf);
   pthread_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->cv);
   free(p);
