@@ -278,6 +278,8 @@ static int lock_block(ds *p, const int64_t b[3], int64_t wait_ms) {
   return 0;
 }
 
+static void release_row(ds *p, const uint8_t *row);
+
 static void unlock_block(ds *p) {
   pthread_mutex_lock(&p->mu);
   uint8_t row[LK_BLOCK_KEY_LEN];
@@ -285,9 +287,12 @@ static void unlock_block(ds *p) {
   int was = p->holding;
   p->holding = 0;
   pthread_mutex_unlock(&p->mu);
-  if (!was) return;
+  if (was) release_row(p, row);
+}
+
+static void release_row(ds *p, const uint8_t *row) {
   Strata__V1__ReleaseRequest q = STRATA__V1__RELEASE_REQUEST__INIT;
-  ProtobufCBinaryData b = {sizeof row, row};
+  ProtobufCBinaryData b = {LK_BLOCK_KEY_LEN, (uint8_t *)row};
   q.op_id = p->op;
   q.rows = &b;
   q.n_rows = 1;
@@ -649,6 +654,73 @@ static int diff_scale(ds *p, stored *st, int i, putv *pv, size_t *n) {
   return 0;
 }
 
+/* A block's commit, run by a thread while the main thread locks, reads and computes
+ * the next block: one at a time (the next hand-off, and every checkpoint commit,
+ * first waits for it). The job holds the block's row until its commit is answered,
+ * so no other worker ever sees the block half done; a generation's last block, which
+ * carries the checkpoint, commits in line after it. */
+typedef struct commit_job {
+  pthread_t th;
+  int rc, committed;
+  int64_t b[3];
+  uint64_t g;
+  int with_ckpt;
+  uint64_t ckpt_new;
+  putv *pv;
+  size_t n; /* the changed chunks; pv[n] is the stamp */
+  char sval[32];
+  int64_t read_ms, compute_ms, compare_ms;
+  char err[1024];
+  ds view; /* the client, the options, the op, the row; its own error buffer */
+} commit_job;
+
+static void job_run(ds *q, commit_job *j) {
+  uint64_t at = 0;
+  int64_t t = now_ms();
+  crash_point("commit_before");
+  j->rc = commit(q, j->pv, j->n + 1, 1, j->with_ckpt, j->ckpt_new, &at);
+  if (j->rc) return;
+  crash_point("commit_after");
+  j->committed = 1;
+  logkv(q, "event=block gen=%" PRIu64 " block=%" PRId64 "_%" PRId64 "_%" PRId64
+        " chunks=%zu commit=%" PRIu64 "%s read_ms=%" PRId64 " compute_ms=%" PRId64 " compare_ms=%" PRId64
+        " commit_ms=%" PRId64,
+        j->g, j->b[0], j->b[1], j->b[2], j->n, at, j->with_ckpt ? " checkpoint=1" : "", j->read_ms,
+        j->compute_ms, j->compare_ms, now_ms() - t);
+}
+
+static void *job_main(void *arg) {
+  commit_job *j = arg;
+  job_run(&j->view, j);
+  release_row(&j->view, j->view.row);
+  return NULL;
+}
+
+static void job_free(commit_job *j) {
+  if (!j) return;
+  for (size_t i = 0; i <= j->n; i++) {
+    free(j->pv[i].key);
+    if (i < j->n) free(j->pv[i].val);
+  }
+  free(j->pv);
+  free(j);
+}
+
+/* Waits for the job in *jobp (if any): 0, or 1 with p's err set when its commit failed. */
+static int job_join(ds *p, commit_job **jobp) {
+  commit_job *j = *jobp;
+  if (!j) return 0;
+  pthread_join(j->th, NULL);
+  *jobp = NULL;
+  if (j->committed) {
+    p->blocks_done++;
+    p->chunks_written += j->n;
+  }
+  int rc = j->rc ? fail(p, 1, "%s", j->err) : 0;
+  job_free(j);
+  return rc;
+}
+
 /* The next block to read ahead (b NULL: none). */
 typedef struct next_read {
   prefetch *pf;
@@ -663,10 +735,12 @@ static void read_ahead(ds *p, const next_read *nx, uint64_t g) {
  * its stamp is already >= g (another worker, or an earlier run, did it at g or
  * later), unless force (then only a stamp above g skips). Commits the changed
  * coarser chunks and the stamp, plus the checkpoint when with_ckpt. *committed =
- * 1 when it committed. pre_rc: the prefetch's result when its region is already
- * p->reg[0], -1 = none; once b's mip 0 is in (or b is skipped), nx is read ahead. */
+ * 1 when it committed (or handed the commit to *jobp, which then holds the row).
+ * pre_rc: the prefetch's result when its region is already p->reg[0], -1 = none; once
+ * b's mip 0 is in (or b is skipped), nx is read ahead. */
 static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_ckpt,
-                    uint64_t ckpt_new, int *committed, int pre_rc, const next_read *nx) {
+                    uint64_t ckpt_new, int *committed, int pre_rc, const next_read *nx,
+                    commit_job **jobp) {
   *committed = 0;
   char *sk = stamp_key(p, b);
   if (!sk) return fail(p, 1, "out of memory");
@@ -727,34 +801,71 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
   if (st) stored_free(st);
   free(st);
   int64_t t3 = now_ms();
-  char sval[32];
-  if (!rc) {
-    snprintf(sval, sizeof sval, "%" PRIu64, g);
-    pv[n].key = sk;
-    pv[n].val = (uint8_t *)sval;
-    pv[n].len = strlen(sval);
-    if (atomic_load(&p->lost)) rc = fail(p, 1, "the block lock's renewal failed: not committing");
-    uint64_t at = 0;
-    if (!rc) crash_point("commit_before");
-    if (!rc && !(rc = commit(p, pv, n + 1, 1, with_ckpt, ckpt_new, &at))) {
-      crash_point("commit_after");
-      *committed = 1;
-      p->blocks_done++;
-      p->chunks_written += n;
-      logkv(p, "event=block gen=%" PRIu64 " block=%" PRId64 "_%" PRId64 "_%" PRId64
-            " chunks=%zu commit=%" PRIu64 "%s read_ms=%" PRId64 " compute_ms=%" PRId64 " compare_ms=%" PRId64
-            " commit_ms=%" PRId64,
-            g, b[0], b[1], b[2], n, at, with_ckpt ? " checkpoint=1" : "", t1 - t0, t2 - t1, t3 - t2,
-            now_ms() - t3);
+  if (!rc && atomic_load(&p->lost)) rc = fail(p, 1, "the block lock's renewal failed: not committing");
+  commit_job *j = rc ? NULL : calloc(1, sizeof *j);
+  if (!j) {
+    for (size_t i = 0; pv && i < n; i++) {
+      free(pv[i].key);
+      free(pv[i].val);
     }
+    free(pv);
+    free(sk);
+    return rc ? rc : fail(p, 1, "out of memory");
   }
-  for (size_t i = 0; pv && i < n; i++) {
-    free(pv[i].key);
-    free(pv[i].val);
+  memcpy(j->b, b, sizeof j->b);
+  j->g = g;
+  j->with_ckpt = with_ckpt;
+  j->ckpt_new = ckpt_new;
+  j->pv = pv;
+  j->n = n;
+  snprintf(j->sval, sizeof j->sval, "%" PRIu64, g);
+  pv[n].key = sk; /* freed with the job */
+  pv[n].val = (uint8_t *)j->sval;
+  pv[n].len = strlen(j->sval);
+  j->read_ms = t1 - t0;
+  j->compute_ms = t2 - t1;
+  j->compare_ms = t3 - t2;
+  /* the previous block's commit first: its error stops the worker, and a checkpoint
+   * never lands before a block of its generation */
+  if ((rc = job_join(p, jobp))) {
+    job_free(j);
+    return rc;
   }
-  free(pv);
-  free(sk);
-  return rc;
+  if (with_ckpt || !p->spare) { /* in line, holding the row (do_blocks releases it) */
+    job_run(p, j);
+    rc = j->rc;
+    *committed = j->committed;
+    if (j->committed) {
+      p->blocks_done++;
+      p->chunks_written += j->n;
+    }
+    job_free(j);
+    return rc;
+  }
+  /* behind the next block: the job takes over the row (no longer renewed: a commit
+   * takes milliseconds against a TTL of seconds, and the fence refuses it if the row
+   * expired anyway) and releases it once its commit is answered */
+  view_of(&j->view, p, j->err, sizeof j->err, NULL);
+  j->view.op = p->op;
+  pthread_mutex_lock(&p->mu);
+  memcpy(j->view.row, p->row, sizeof j->view.row);
+  p->holding = 0;
+  pthread_mutex_unlock(&p->mu);
+  if (pthread_create(&j->th, NULL, job_main, j)) {
+    job_run(&j->view, j); /* no thread: in line */
+    release_row(&j->view, j->view.row);
+    rc = j->rc;
+    if (j->committed) {
+      p->blocks_done++;
+      p->chunks_written += j->n;
+    }
+    if (rc) fail(p, 1, "%s", j->err);
+    job_free(j);
+    return rc;
+  }
+  *jobp = j;
+  *committed = 1;
+  return 0;
 }
 
 /* Does blocks bl[0..n) at generation g: a first pass takes each block whose lock is
@@ -767,6 +878,7 @@ static int do_blocks(ds *p, int64_t (*bl)[3], size_t n, uint64_t g, int force, i
   if (!deferred) return fail(p, 1, "out of memory");
   size_t left = n;
   int rc = 0, ck_done = !set_ckpt;
+  commit_job *job = NULL;
   prefetch *pf_mem = calloc(1, sizeof *pf_mem); /* large (it holds a copy of the state) */
   if (!pf_mem) {
     free(deferred);
@@ -804,11 +916,14 @@ static int do_blocks(ds *p, int64_t (*bl)[3], size_t n, uint64_t g, int force, i
           break;
         }
       int committed = 0;
-      rc = do_block(p, bl[i], g, force, left == 0 && set_ckpt, ckpt_new, &committed, pre_rc, &nx);
+      rc = do_block(p, bl[i], g, force, left == 0 && set_ckpt, ckpt_new, &committed, pre_rc, &nx,
+                    &job);
       if (!rc && left == 0 && committed) ck_done = 1;
       unlock_block(p);
     }
   if (pf.on) pthread_join(pf.th, NULL);
+  int jr = job_join(p, &job); /* before any checkpoint, and before returning */
+  if (!rc) rc = jr;
   free(pf_mem);
   free(deferred);
   if (!rc && !ck_done && p->ckpt != ckpt_new) {
