@@ -831,7 +831,7 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
     job_free(j);
     return rc;
   }
-  if (with_ckpt || !p->spare) { /* in line, holding the row (do_blocks releases it) */
+  if (with_ckpt) { /* in line, holding the row (do_blocks releases it) */
     job_run(p, j);
     rc = j->rc;
     *committed = j->committed;
