@@ -395,9 +395,15 @@ static int walk_batch_get(bcur *b, size_t n_keys, rpc_kv_value_fn fn, void *ctx,
       if (bc_len(b, &stop)) rc = -1;
       while (!rc && b->left > stop) {
         if (bc_varint(b, &t)) rc = -1;
-        else if (t == (2 << 3 | 0)) rc = bc_varint(b, &x) ? -1 : (found = x != 0, 0);
-        else if (t == (3 << 3 | 2)) rc = bc_varint(b, &vn) || vn > b->left - stop ? -1 : bc_take(b, (size_t)vn, &v, &scratch, &cap);
-        else rc = bc_skip(b, (unsigned)(t & 7));
+        else if (t == (2 << 3 | 0)) { /* found */
+          rc = bc_varint(b, &x);
+          found = x != 0;
+        } else if (t == (3 << 3 | 2)) { /* value */
+          if (bc_varint(b, &vn) || vn > b->left - stop) rc = -1;
+          else rc = bc_take(b, (size_t)vn, &v, &scratch, &cap);
+        } else {
+          rc = bc_skip(b, (unsigned)(t & 7));
+        }
       }
       if (!rc && (b->left != stop || i >= n_keys)) rc = -1;
       if (!rc) rc = fn(ctx, i++, found, v, (size_t)vn);
@@ -440,7 +446,8 @@ int rpc_kv_batch_get_each(rpc_client *c, const rpc_callopts *co,
   grpc_byte_buffer_reader_destroy(&b.rd);
   grpc_byte_buffer_destroy(rb);
   if (rc == -1)
-    return strata_err(STRATA_EINTERNAL, "%s: the response is not a valid %s", d->path, d->resp->name);
+    return strata_err(STRATA_EINTERNAL, "%s: the response is not a valid %s", d->path,
+                      d->resp->name);
   if (rc == -2) return strata_err(STRATA_ENOMEM, "%s: out of memory", d->path);
   if (rc) return rc;
   if (entries != req->n_keys)
