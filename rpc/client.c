@@ -184,9 +184,12 @@ static void cq_free(grpc_completion_queue *cq) {
   grpc_completion_queue_destroy(cq);
 }
 
-/* One unary round trip of raw bytes. handle != NULL uses a registered call. */
+/* One unary round trip of raw bytes. handle != NULL uses a registered call. The
+ * response is flattened into *resp, or with keep_bb handed over as received in
+ * *keep_bb (the caller destroys it). */
 static int unary_raw(rpc_client *c, void *handle, const char *path, const rpc_callopts *co,
-                     grpc_byte_buffer *req, grpc_slice *resp, int *have_resp) {
+                     grpc_byte_buffer *req, grpc_slice *resp, int *have_resp,
+                     grpc_byte_buffer **keep_bb) {
   *have_resp = 0;
   grpc_completion_queue *cq = grpc_completion_queue_create_for_pluck(NULL);
   gpr_timespec dl = deadline_of(c, co);
@@ -229,7 +232,11 @@ static int unary_raw(rpc_client *c, void *handle, const char *path, const rpc_ca
   } else {
     pluck(cq, call);
     rc = finish_status(c, st, details, &trailers);
-    if (rc == 0 && rbuf) {
+    if (rc == 0 && rbuf && keep_bb) {
+      *keep_bb = rbuf;
+      rbuf = NULL;
+      *have_resp = 1;
+    } else if (rc == 0 && rbuf) {
       *resp = read_all(rbuf);
       *have_resp = 1;
     } else if (rc == 0) {
@@ -255,7 +262,7 @@ int rpc_client_unary(rpc_client *c, rpc_method_id m, const rpc_callopts *co,
   grpc_byte_buffer *bb = rpc_pack(req);
   grpc_slice out;
   int have;
-  int rc = unary_raw(c, c->handles[m], d->path, co, bb, &out, &have);
+  int rc = unary_raw(c, c->handles[m], d->path, co, bb, &out, &have, NULL);
   grpc_byte_buffer_destroy(bb);
   if (rc) return rc;
   *resp =
@@ -274,7 +281,7 @@ int rpc_client_raw(rpc_client *c, const char *path, const rpc_callopts *co, cons
   grpc_slice_unref(sl);
   grpc_slice out;
   int have;
-  int rc = unary_raw(c, NULL, path, co, bb, &out, &have);
+  int rc = unary_raw(c, NULL, path, co, bb, &out, &have, NULL);
   grpc_byte_buffer_destroy(bb);
   if (resp) *resp = NULL;
   if (have) {
@@ -286,6 +293,168 @@ int rpc_client_raw(rpc_client *c, const char *path, const rpc_callopts *co, cons
     grpc_slice_unref(out);
   }
   return rc;
+}
+
+/* --- Kv.BatchGet, values in place ------------------------------------------------ */
+
+/* A cursor over a received message's slices (the message is never flattened). */
+typedef struct bcur {
+  grpc_byte_buffer_reader rd;
+  const uint8_t *p, *e; /* the current slice's unread bytes */
+  size_t left;          /* the message's unread bytes */
+} bcur;
+
+static int bc_fill(bcur *b) {
+  grpc_slice *s;
+  while (b->p == b->e) {
+    if (!grpc_byte_buffer_reader_peek(&b->rd, &s)) return -1;
+    b->p = GRPC_SLICE_START_PTR(*s);
+    b->e = b->p + GRPC_SLICE_LENGTH(*s);
+  }
+  return 0;
+}
+
+static int bc_varint(bcur *b, uint64_t *v) {
+  *v = 0;
+  for (int sh = 0; sh < 64; sh += 7) {
+    if (!b->left || bc_fill(b)) return -1;
+    uint8_t x = *b->p++;
+    b->left--;
+    *v |= (uint64_t)(x & 0x7f) << sh;
+    if (!(x & 0x80)) return 0;
+  }
+  return -1;
+}
+
+/* Passes n bytes; with out, *out points at them: in place when they lie in one
+ * slice, else copied into *scratch (grown as needed). -1 malformed, -2 no memory. */
+static int bc_take(bcur *b, size_t n, const uint8_t **out, uint8_t **scratch, size_t *cap) {
+  if (n > b->left) return -1;
+  b->left -= n;
+  if (out) *out = (const uint8_t *)"";
+  if (!n) return 0;
+  if (bc_fill(b)) return -1;
+  if ((size_t)(b->e - b->p) >= n) {
+    if (out) *out = b->p;
+    b->p += n;
+    return 0;
+  }
+  if (out && n > *cap) {
+    uint8_t *t = realloc(*scratch, n);
+    if (!t) return -2;
+    *scratch = t;
+    *cap = n;
+  }
+  for (size_t got = 0; got < n;) {
+    if (bc_fill(b)) return -1;
+    size_t k = (size_t)(b->e - b->p) < n - got ? (size_t)(b->e - b->p) : n - got;
+    if (out) memcpy(*scratch + got, b->p, k);
+    b->p += k;
+    got += k;
+  }
+  if (out) *out = *scratch;
+  return 0;
+}
+
+/* Passes one field of wire type wt (its tag read). */
+static int bc_skip(bcur *b, unsigned wt) {
+  uint64_t v;
+  switch (wt) {
+    case 0: return bc_varint(b, &v);
+    case 1: return bc_take(b, 8, NULL, NULL, NULL);
+    case 2: return bc_varint(b, &v) || v > b->left ? -1 : bc_take(b, (size_t)v, NULL, NULL, NULL);
+    case 5: return bc_take(b, 4, NULL, NULL, NULL);
+    default: return -1;
+  }
+}
+
+/* A length-delimited field's length, bounded by what is left; *stop = b->left after it. */
+static int bc_len(bcur *b, size_t *stop) {
+  uint64_t n;
+  if (bc_varint(b, &n) || n > b->left) return -1;
+  *stop = b->left - (size_t)n;
+  return 0;
+}
+
+/* Walks a BatchGetResponse (entries = 1: KeyValue {key = 1, found = 2, value = 3};
+ * version = 2: Version {generation = 1}) calling fn per entry. Returns 0, fn's
+ * result, -1 malformed, -2 no memory. */
+static int walk_batch_get(bcur *b, size_t n_keys, rpc_kv_value_fn fn, void *ctx, uint64_t *gen,
+                          size_t *entries) {
+  uint8_t *scratch = NULL;
+  size_t cap = 0, i = 0;
+  int rc = 0;
+  while (!rc && b->left) {
+    uint64_t tag;
+    size_t stop;
+    if (bc_varint(b, &tag)) rc = -1;
+    else if (tag == (1 << 3 | 2)) { /* entries */
+      int found = 0;
+      const uint8_t *v = (const uint8_t *)"";
+      uint64_t vn = 0, t, x;
+      if (bc_len(b, &stop)) rc = -1;
+      while (!rc && b->left > stop) {
+        if (bc_varint(b, &t)) rc = -1;
+        else if (t == (2 << 3 | 0)) { /* found */
+          rc = bc_varint(b, &x);
+          found = x != 0;
+        } else if (t == (3 << 3 | 2)) { /* value */
+          if (bc_varint(b, &vn) || vn > b->left - stop) rc = -1;
+          else rc = bc_take(b, (size_t)vn, &v, &scratch, &cap);
+        } else {
+          rc = bc_skip(b, (unsigned)(t & 7));
+        }
+      }
+      if (!rc && (b->left != stop || i >= n_keys)) rc = -1;
+      if (!rc) rc = fn(ctx, i++, found, v, (size_t)vn);
+    } else if (tag == (2 << 3 | 2)) { /* version */
+      uint64_t t;
+      if (bc_len(b, &stop)) rc = -1;
+      while (!rc && b->left > stop) {
+        if (bc_varint(b, &t)) rc = -1;
+        else if (t == (1 << 3 | 0)) rc = bc_varint(b, gen);
+        else rc = bc_skip(b, (unsigned)(t & 7));
+      }
+      if (!rc && b->left != stop) rc = -1;
+    } else {
+      rc = bc_skip(b, (unsigned)(tag & 7));
+    }
+  }
+  free(scratch);
+  *entries = i;
+  return rc;
+}
+
+int rpc_kv_batch_get_each(rpc_client *c, const rpc_callopts *co,
+                          const Strata__V1__BatchGetRequest *req, rpc_kv_value_fn fn, void *ctx,
+                          uint64_t *generation) {
+  const rpc_method_desc *d = &rpc_methods[RPC_M_kv_batch_get];
+  grpc_byte_buffer *bb = rpc_pack(&req->base), *rb = NULL;
+  grpc_slice unused;
+  int have;
+  int rc = unary_raw(c, c->handles[RPC_M_kv_batch_get], d->path, co, bb, &unused, &have, &rb);
+  grpc_byte_buffer_destroy(bb);
+  if (rc) return rc;
+  bcur b = {.left = grpc_byte_buffer_length(rb)};
+  uint64_t gen = 0;
+  size_t entries = 0;
+  if (!grpc_byte_buffer_reader_init(&b.rd, rb)) {
+    grpc_byte_buffer_destroy(rb);
+    return strata_err(STRATA_EINTERNAL, "%s: cannot read the response", d->path);
+  }
+  rc = walk_batch_get(&b, req->n_keys, fn, ctx, &gen, &entries);
+  grpc_byte_buffer_reader_destroy(&b.rd);
+  grpc_byte_buffer_destroy(rb);
+  if (rc == -1)
+    return strata_err(STRATA_EINTERNAL, "%s: the response is not a valid %s", d->path,
+                      d->resp->name);
+  if (rc == -2) return strata_err(STRATA_ENOMEM, "%s: out of memory", d->path);
+  if (rc) return rc;
+  if (entries != req->n_keys)
+    return strata_err(STRATA_EINTERNAL, "%s: %zu entries for %zu keys", d->path, entries,
+                      req->n_keys);
+  if (generation) *generation = gen;
+  return 0;
 }
 
 /* --- streams ------------------------------------------------------------------ */

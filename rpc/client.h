@@ -98,6 +98,20 @@ void rpc_cstream_close(rpc_cstream *s);
 int rpc_client_raw(rpc_client *c, const char *path, const rpc_callopts *co, const void *req,
                    size_t len, void **resp, size_t *resp_len);
 
+/* Kv.BatchGet without decoding the response into one message (large reads: no
+ * flattening of the received message, no copy of each value): fn(ctx, i, found,
+ * value, len) for entry i of req->n_keys, in request order. value is valid only
+ * during the call, at any alignment (in place in the received message when it
+ * lies in one piece, else in a scratch buffer); "" with len 0 when not found. A
+ * non-zero result of fn stops the walk and is returned as is (choose values that
+ * are not Strata codes to tell them apart). *generation (may be NULL) is the
+ * version read. Other returns as above; a response that is not a BatchGetResponse
+ * with exactly one entry per key is STRATA_EINTERNAL. */
+typedef int (*rpc_kv_value_fn)(void *ctx, size_t i, int found, const uint8_t *value, size_t len);
+int rpc_kv_batch_get_each(rpc_client *c, const rpc_callopts *co,
+                          const Strata__V1__BatchGetRequest *req, rpc_kv_value_fn fn, void *ctx,
+                          uint64_t *generation);
+
 /* Frees a message returned by the library. NULL is fine. */
 void rpc_free(void *msg);
 

@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -119,6 +120,111 @@ void test_kv_commit_get_pins_batch_get(void **state) {
   assert_memory_equal(br->entries[1]->value.data, "one", 3);
   assert_int_equal(br->version->generation, g1);
   rpc_free(br);
+}
+
+/* rpc_kv_batch_get_each against rpc_kv_batch_get: a response of ~6 MiB (more than
+ * gRPC's default 4 MiB message, so it arrives in many slices and values straddle
+ * them) with empty, tiny and 256 KiB-plus values, a missing key and a duplicate,
+ * in a shuffled order: every entry exactly once, in request order, byte-equal;
+ * a callback's non-zero result stops the walk and is returned. */
+#define BE_N 40
+typedef struct be_seen {
+  size_t calls, stop_at;
+  int found[BE_N + 2];
+  uint8_t *val[BE_N + 2];
+  size_t len[BE_N + 2];
+} be_seen;
+
+static int be_take(void *ctx, size_t i, int found, const uint8_t *v, size_t len) {
+  be_seen *s = ctx;
+  assert_int_equal(i, s->calls); /* in order, each once */
+  s->calls++;
+  s->found[i] = found;
+  s->len[i] = len;
+  s->val[i] = malloc(len ? len : 1);
+  assert_non_null(s->val[i]);
+  if (len) memcpy(s->val[i], v, len);
+  return s->stop_at && s->calls == s->stop_at ? 7 : 0;
+}
+
+void test_kv_batch_get_each_matches_batch_get(void **state) {
+  (void)state;
+  unsigned seed = getenv("STRATA_SEED") ? (unsigned)strtoul(getenv("STRATA_SEED"), NULL, 10)
+                                        : (unsigned)time(NULL);
+  fprintf(stderr, "STRATA_SEED=%u\n", seed);
+  srand(seed);
+  static char names[BE_N + 1][24];
+  Strata__V1__Put p[BE_N], *pp[BE_N];
+  uint8_t *vals[BE_N];
+  for (int i = 0; i < BE_N; i++) {
+    size_t n = i % 5 == 0 ? 0 : i % 5 == 1 ? 1 + (size_t)rand() % 100
+                          : i % 5 == 2 ? ((size_t)256 << 10) + (size_t)rand() % 1000
+                                       : (size_t)rand() % (300 << 10);
+    vals[i] = malloc(n ? n : 1);
+    assert_non_null(vals[i]);
+    for (size_t k = 0; k < n; k++) vals[i][k] = (uint8_t)rand();
+    snprintf(names[i], sizeof names[i], "kvbe/%03d", i);
+    strata__v1__put__init(&p[i]);
+    p[i].key = t_bytes(names[i]);
+    p[i].value = (ProtobufCBinaryData){n, vals[i]};
+    pp[i] = &p[i];
+  }
+  snprintf(names[BE_N], sizeof names[BE_N], "kvbe/missing");
+  Strata__V1__CommitRequest cq = STRATA__V1__COMMIT_REQUEST__INIT;
+  cq.puts = pp;
+  cq.n_puts = BE_N;
+  Strata__V1__CommitResponse *cr;
+  assert_int_equal(rpc_kv_commit(C, NULL, &cq, &cr), 0);
+  uint64_t g = cr->version->generation;
+  rpc_free(cr);
+  /* every key shuffled, then the missing one and a duplicate */
+  ProtobufCBinaryData keys[BE_N + 2];
+  for (int i = 0; i < BE_N; i++) keys[i] = t_bytes(names[i]);
+  for (int i = BE_N - 1; i > 0; i--) {
+    int j = rand() % (i + 1);
+    ProtobufCBinaryData t = keys[i];
+    keys[i] = keys[j];
+    keys[j] = t;
+  }
+  keys[BE_N] = t_bytes(names[BE_N]);
+  keys[BE_N + 1] = keys[0];
+  Strata__V1__BatchGetRequest q = STRATA__V1__BATCH_GET_REQUEST__INIT;
+  q.keys = keys;
+  q.n_keys = BE_N + 2;
+  Strata__V1__BatchGetResponse *r;
+  assert_int_equal(rpc_kv_batch_get(C, NULL, &q, &r), 0);
+  be_seen *s = calloc(1, sizeof *s);
+  assert_non_null(s);
+  uint64_t at = 0;
+  assert_int_equal(rpc_kv_batch_get_each(C, NULL, &q, be_take, s, &at), 0);
+  assert_int_equal(s->calls, BE_N + 2);
+  assert_int_equal(at, r->version->generation);
+  assert_true(at >= g);
+  size_t total = 0;
+  for (size_t i = 0; i < BE_N + 2; i++) {
+    assert_int_equal(s->found[i], r->entries[i]->found);
+    assert_int_equal(s->len[i], r->entries[i]->value.len);
+    if (s->len[i]) assert_memory_equal(s->val[i], r->entries[i]->value.data, s->len[i]);
+    int k = atoi((const char *)keys[i].data + 5); /* the value committed */
+    if (i < BE_N + 1 && keys[i].len == 8) {
+      assert_true(s->found[i]);
+      assert_int_equal(s->len[i], p[k].value.len);
+      if (s->len[i]) assert_memory_equal(s->val[i], vals[k], s->len[i]);
+    }
+    total += s->len[i];
+    free(s->val[i]);
+  }
+  assert_false(s->found[BE_N]);
+  assert_true(total > ((size_t)4 << 20));
+  rpc_free(r);
+  /* the callback stops the walk */
+  memset(s, 0, sizeof *s);
+  s->stop_at = 3;
+  assert_int_equal(rpc_kv_batch_get_each(C, NULL, &q, be_take, s, NULL), 7);
+  assert_int_equal(s->calls, 3);
+  for (size_t i = 0; i < 3; i++) free(s->val[i]);
+  free(s);
+  for (int i = 0; i < BE_N; i++) free(vals[i]);
 }
 
 static size_t list_keys(const char *prefix, const char *start, const char *end, uint64_t limit,

@@ -52,7 +52,8 @@ uint64_t t_wait_calls_at_least(uint64_t n);
   X(test_kv_watch_splits_a_large_generation)                  \
   X(test_kv_watch_streams_a_generation_without_an_empty_tail)  \
   X(test_kv_watch_follows_concurrent_commits_across_resume)   \
-  X(test_kv_concurrent_committers)
+  X(test_kv_concurrent_committers)                            \
+  X(test_kv_batch_get_each_matches_batch_get)
 
 T_VALIDATION_LIST(T_DECL)
 T_LOCKS_LIST(T_DECL)

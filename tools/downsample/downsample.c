@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -89,8 +90,9 @@ void ds_block_pyramid(const ds_layout *l, const int64_t b[3], uint64_t *const *r
   }
 }
 
+/* chunk: bytes at any alignment (a value as it lies in a received message) */
 static void chunk_copy(const ds_layout *l, int i, const int64_t b[3], uint64_t *reg,
-                       const int64_t c[3], uint64_t *chunk, int to_region) {
+                       const int64_t c[3], uint8_t *chunk, int to_region) {
   int64_t blo[3], bhi[3], lo[3], hi[3];
   ds_block_box(l, i, b, blo, bhi);
   pc_chunk_box(&l->in.s[i], c, lo, hi);
@@ -99,20 +101,20 @@ static void chunk_copy(const ds_layout *l, int i, const int64_t b[3], uint64_t *
   for (int64_t z = lo[2]; z < hi[2]; z++)
     for (int64_t y = lo[1]; y < hi[1]; y++) {
       uint64_t *r = reg + (size_t)(((z - blo[2]) * ry + (y - blo[1])) * rx + (lo[0] - blo[0]));
-      uint64_t *k = chunk + (size_t)(((z - lo[2]) * cy + (y - lo[1])) * cx);
+      uint8_t *k = chunk + (size_t)(((z - lo[2]) * cy + (y - lo[1])) * cx) * 8;
       if (to_region) memcpy(r, k, (size_t)cx * 8);
       else memcpy(k, r, (size_t)cx * 8);
     }
 }
 
 void ds_chunk_from_region(const ds_layout *l, int i, const int64_t b[3], const uint64_t *reg,
-                          const int64_t c[3], uint64_t *chunk) {
+                          const int64_t c[3], void *chunk) {
   chunk_copy(l, i, b, (uint64_t *)reg, c, chunk, 0);
 }
 
 void ds_chunk_to_region(const ds_layout *l, int i, const int64_t b[3], uint64_t *reg,
-                        const int64_t c[3], const uint64_t *chunk) {
-  chunk_copy(l, i, b, reg, c, (uint64_t *)chunk, 1);
+                        const int64_t c[3], const void *chunk) {
+  chunk_copy(l, i, b, reg, c, (uint8_t *)chunk, 1);
 }
 
 /* --- stopping and crash points -------------------------------------------------------- */
@@ -158,7 +160,7 @@ typedef struct ds {
   atomic_int lost;
   uint64_t *reg[PC_MAX_SCALES];
   uint64_t *cbuf; /* one chunk */
-  uint64_t *spare, *spare_cbuf; /* the prefetch's mip-0 region and chunk */
+  uint64_t *spare; /* the prefetch's mip-0 region */
   uint64_t blocks_done, blocks_skipped, chunks_written;
 } ds;
 
@@ -276,6 +278,8 @@ static int lock_block(ds *p, const int64_t b[3], int64_t wait_ms) {
   return 0;
 }
 
+static void release_row(ds *p, const uint8_t *row);
+
 static void unlock_block(ds *p) {
   pthread_mutex_lock(&p->mu);
   uint8_t row[LK_BLOCK_KEY_LEN];
@@ -283,9 +287,12 @@ static void unlock_block(ds *p) {
   int was = p->holding;
   p->holding = 0;
   pthread_mutex_unlock(&p->mu);
-  if (!was) return;
+  if (was) release_row(p, row);
+}
+
+static void release_row(ds *p, const uint8_t *row) {
   Strata__V1__ReleaseRequest q = STRATA__V1__RELEASE_REQUEST__INIT;
-  ProtobufCBinaryData b = {sizeof row, row};
+  ProtobufCBinaryData b = {LK_BLOCK_KEY_LEN, (uint8_t *)row};
   q.op_id = p->op;
   q.rows = &b;
   q.n_rows = 1;
@@ -392,9 +399,25 @@ static void block_chunks(const ds_layout *l, int i, const int64_t b[3], int64_t 
 
 /* Reads many keys at generation gen (0 = latest) with Kv.BatchGet, in batches of at
  * most DS_BATCH_BYTES of expected value bytes; fn(p, ctx, i, found, data, len) per
- * key, in order. Returns 0, fn's non-zero result, or 1 with err set. */
+ * key, in order, with data in place in the received message (rpc_kv_batch_get_each:
+ * valid during the call only, any alignment). Returns 0, fn's non-zero result, or 1
+ * with err set. */
 #define DS_BATCH_BYTES ((size_t)32 << 20)
 typedef int (*read_fn)(ds *p, void *ctx, size_t i, int found, const uint8_t *v, size_t len);
+typedef struct read_call {
+  ds *p;
+  read_fn fn;
+  void *ctx;
+  size_t base; /* the batch's first key */
+  int rc;      /* fn's result */
+} read_call;
+
+static int read_one(void *arg, size_t i, int found, const uint8_t *v, size_t len) {
+  read_call *rcall = arg;
+  rcall->rc = rcall->fn(rcall->p, rcall->ctx, rcall->base + i, found, v, len);
+  return rcall->rc ? -1 : 0;
+}
+
 static int batch_read(ds *p, char **keys, const size_t *sizes, size_t n, uint64_t gen, read_fn fn,
                       void *ctx) {
   ProtobufCBinaryData *kb = calloc(n ? n : 1, sizeof *kb);
@@ -416,16 +439,10 @@ static int batch_read(ds *p, char **keys, const size_t *sizes, size_t n, uint64_
       pin.generation = gen;
       q.pin = &pin;
     }
-    Strata__V1__BatchGetResponse *r = NULL;
-    if (rpc_kv_batch_get(p->c, NULL, &q, &r)) {
-      rc = fail(p, 1, "Kv.BatchGet of %s and %zu more: %s", keys[i], j - i - 1, strata_errmsg());
-    } else if (r->n_entries != j - i) {
-      rc = fail(p, 1, "Kv.BatchGet: %zu entries for %zu keys", r->n_entries, j - i);
-    } else {
-      for (size_t k = 0; k < r->n_entries && !rc; k++)
-        rc = fn(p, ctx, i + k, r->entries[k]->found, r->entries[k]->value.data, r->entries[k]->value.len);
-    }
-    rpc_free(r);
+    read_call rcall = {p, fn, ctx, i, 0};
+    int crc = rpc_kv_batch_get_each(p->c, NULL, &q, read_one, &rcall, NULL);
+    if (rcall.rc) rc = rcall.rc;
+    else if (crc) rc = fail(p, 1, "Kv.BatchGet of %s and %zu more: %s", keys[i], j - i - 1, strata_errmsg());
     i = j;
   }
   free(kb);
@@ -484,12 +501,7 @@ static int take_mip0(ds *p, void *ctx, size_t i, int found, const uint8_t *v, si
   if (!found) return 2;
   if (len != cs->sizes[i])
     return fail(p, 1, "%s: %zu bytes, its box holds %zu", cs->keys[i], len, cs->sizes[i]);
-  if (((uintptr_t)v & 7) == 0) {
-    ds_chunk_to_region(&p->l, 0, cs->b, p->reg[0], cs->c[i], (const uint64_t *)v);
-  } else { /* protobuf-c gives no alignment promise */
-    memcpy(p->cbuf, v, len);
-    ds_chunk_to_region(&p->l, 0, cs->b, p->reg[0], cs->c[i], p->cbuf);
-  }
+  ds_chunk_to_region(&p->l, 0, cs->b, p->reg[0], cs->c[i], v); /* any alignment */
   return 0;
 }
 
@@ -504,10 +516,21 @@ static int read_mip0(ds *p, const int64_t b[3], uint64_t g) {
   return rc;
 }
 
-/* The next block's mip 0, read by a thread while this one is computed and committed
- * (mip 0 at g never changes, so it needs no lock). The thread works on a view of the
- * worker's state: the client (safe from many threads), the options and layout, the spare
- * region buffer and its own error buffer. */
+/* A view of p for a reading thread: the client (safe from many threads), the options
+ * and the layout, its own error buffer; reg0 is its mip-0 region. */
+static void view_of(ds *v, const ds *p, char *err, size_t errlen, uint64_t *reg0) {
+  memset(v, 0, sizeof *v);
+  v->c = p->c;
+  v->o = p->o;
+  v->l = p->l;
+  v->err = err;
+  v->errlen = errlen;
+  v->reg[0] = reg0;
+}
+
+/* The next block's mip 0, read by a thread into the spare region while this one is
+ * computed and committed (mip 0 at g never changes, so it needs no lock). Started once
+ * this block's own mip 0 is in, so the two reads never share the connection. */
 typedef struct prefetch {
   pthread_t th;
   int on;
@@ -525,14 +548,7 @@ static void *prefetch_main(void *arg) {
 }
 
 static void prefetch_start(ds *p, prefetch *pf, const int64_t b[3], uint64_t g) {
-  memset(&pf->view, 0, sizeof pf->view); /* what read_mip0 uses, nothing shared but the client */
-  pf->view.c = p->c;
-  pf->view.o = p->o;
-  pf->view.l = p->l;
-  pf->view.err = pf->err;
-  pf->view.errlen = sizeof pf->err;
-  pf->view.reg[0] = p->spare;
-  pf->view.cbuf = p->spare_cbuf;
+  view_of(&pf->view, p, pf->err, sizeof pf->err, p->spare);
   memcpy(pf->b, b, sizeof pf->b);
   pf->g = g;
   pf->on = pthread_create(&pf->th, NULL, prefetch_main, pf) == 0;
@@ -546,37 +562,185 @@ static int prefetch_join(prefetch *pf, const int64_t b[3], uint64_t g) {
   return pf->g == g && !memcmp(pf->b, b, sizeof pf->b);
 }
 
-/* The coarser chunks that differ from the stored ones become puts. */
-typedef struct diff_ctx {
-  chunk_set *cs;
-  putv *pv;
-  size_t n;
-} diff_ctx;
+/* The block's stored coarser chunks, read by a thread once the block's lock is held
+ * (the lock keeps every other downsample writer out, so they are read at the latest)
+ * while the main thread computes the pyramid: each coarser scale's chunk set and a
+ * copy of each stored value. Its view of the worker's state is the prefetch's. */
+typedef struct stored_val {
+  int found;
+  uint8_t *v;
+  size_t len;
+} stored_val;
 
-static int take_coarse(ds *p, void *ctx, size_t i, int found, const uint8_t *v, size_t len) {
-  diff_ctx *d = ctx;
-  chunk_set *cs = d->cs;
-  size_t bytes = cs->sizes[i];
-  ds_chunk_from_region(&p->l, cs->scale, cs->b, p->reg[cs->scale], cs->c[i], p->cbuf);
-  if (found && len == bytes && !memcmp(v, p->cbuf, bytes)) return 0;
-  putv *pv = &d->pv[d->n];
-  if (!(pv->val = malloc(bytes ? bytes : 1)) || !(pv->key = strdup(cs->keys[i]))) {
-    free(pv->val);
-    return fail(p, 1, "out of memory");
-  }
-  memcpy(pv->val, p->cbuf, bytes);
-  pv->len = bytes;
-  d->n++;
+typedef struct stored {
+  pthread_t th;
+  int on, rc;
+  int64_t b[3];
+  chunk_set cs[PC_MAX_SCALES];
+  stored_val *val[PC_MAX_SCALES];
+  char err[1024];
+  ds view;
+} stored;
+
+static int keep_value(ds *p, void *ctx, size_t i, int found, const uint8_t *v, size_t len) {
+  stored_val *sv = (stored_val *)ctx + i;
+  sv->found = found;
+  sv->len = len;
+  if (found && !(sv->v = malloc(len ? len : 1))) return fail(p, 1, "out of memory");
+  if (found && len) memcpy(sv->v, v, len);
   return 0;
+}
+
+static void *stored_main(void *arg) {
+  stored *st = arg;
+  ds *p = &st->view;
+  int rc = 0;
+  for (int i = 1; i < p->l.in.nscales && !rc; i++) {
+    if ((rc = chunk_set_of(p, i, st->b, &st->cs[i]))) break;
+    if (!(st->val[i] = calloc(st->cs[i].n ? st->cs[i].n : 1, sizeof(stored_val)))) {
+      rc = fail(p, 1, "out of memory");
+      break;
+    }
+    rc = batch_read(p, st->cs[i].keys, st->cs[i].sizes, st->cs[i].n, 0, keep_value, st->val[i]);
+  }
+  st->rc = rc;
+  return NULL;
+}
+
+/* Starts reading block b's stored coarser chunks; 0, or 1 with err set. */
+static int stored_start(ds *p, stored *st, const int64_t b[3]) {
+  memset(st, 0, offsetof(stored, view));
+  view_of(&st->view, p, st->err, sizeof st->err, NULL);
+  memcpy(st->b, b, sizeof st->b);
+  if (pthread_create(&st->th, NULL, stored_main, st)) return fail(p, 1, "cannot start a thread");
+  st->on = 1;
+  return 0;
+}
+
+/* Waits for the read; its result (0, or 1 with p's err set). */
+static int stored_join(ds *p, stored *st) {
+  if (!st->on) return 0;
+  pthread_join(st->th, NULL);
+  st->on = 0;
+  return st->rc ? fail(p, 1, "%s", st->err) : 0;
+}
+
+static void stored_free(stored *st) {
+  for (int i = 0; i < PC_MAX_SCALES; i++) {
+    for (size_t k = 0; st->val[i] && k < st->cs[i].n; k++) free(st->val[i][k].v);
+    free(st->val[i]);
+    st->val[i] = NULL;
+    chunk_set_free(&st->cs[i]);
+  }
+}
+
+/* The coarser chunks of scale i that differ from the stored ones become puts. */
+static int diff_scale(ds *p, stored *st, int i, putv *pv, size_t *n) {
+  chunk_set *cs = &st->cs[i];
+  for (size_t k = 0; k < cs->n; k++) {
+    const stored_val *sv = &st->val[i][k];
+    size_t bytes = cs->sizes[k];
+    ds_chunk_from_region(&p->l, i, st->b, p->reg[i], cs->c[k], p->cbuf);
+    if (sv->found && sv->len == bytes && !memcmp(sv->v, p->cbuf, bytes)) continue;
+    putv *o = &pv[*n];
+    if (!(o->val = malloc(bytes ? bytes : 1)) || !(o->key = strdup(cs->keys[k]))) {
+      free(o->val);
+      return fail(p, 1, "out of memory");
+    }
+    memcpy(o->val, p->cbuf, bytes);
+    o->len = bytes;
+    (*n)++;
+  }
+  return 0;
+}
+
+/* A block's commit, run by a thread while the main thread locks, reads and computes
+ * the next block: one at a time (the next hand-off, and every checkpoint commit,
+ * first waits for it). The job holds the block's row until its commit is answered,
+ * so no other worker ever sees the block half done; a generation's last block, which
+ * carries the checkpoint, commits in line after it. */
+typedef struct commit_job {
+  pthread_t th;
+  int rc, committed;
+  int64_t b[3];
+  uint64_t g;
+  int with_ckpt;
+  uint64_t ckpt_new;
+  putv *pv;
+  size_t n; /* the changed chunks; pv[n] is the stamp */
+  char sval[32];
+  int64_t read_ms, compute_ms, compare_ms;
+  char err[1024];
+  ds view; /* the client, the options, the op, the row; its own error buffer */
+} commit_job;
+
+static void job_run(ds *q, commit_job *j) {
+  uint64_t at = 0;
+  int64_t t = now_ms();
+  crash_point("commit_before");
+  j->rc = commit(q, j->pv, j->n + 1, 1, j->with_ckpt, j->ckpt_new, &at);
+  if (j->rc) return;
+  crash_point("commit_after");
+  j->committed = 1;
+  logkv(q, "event=block gen=%" PRIu64 " block=%" PRId64 "_%" PRId64 "_%" PRId64
+        " chunks=%zu commit=%" PRIu64 "%s read_ms=%" PRId64 " compute_ms=%" PRId64 " compare_ms=%" PRId64
+        " commit_ms=%" PRId64,
+        j->g, j->b[0], j->b[1], j->b[2], j->n, at, j->with_ckpt ? " checkpoint=1" : "", j->read_ms,
+        j->compute_ms, j->compare_ms, now_ms() - t);
+}
+
+static void *job_main(void *arg) {
+  commit_job *j = arg;
+  job_run(&j->view, j);
+  release_row(&j->view, j->view.row);
+  return NULL;
+}
+
+static void job_free(commit_job *j) {
+  if (!j) return;
+  for (size_t i = 0; i <= j->n; i++) {
+    free(j->pv[i].key);
+    if (i < j->n) free(j->pv[i].val);
+  }
+  free(j->pv);
+  free(j);
+}
+
+/* Waits for the job in *jobp (if any): 0, or 1 with p's err set when its commit failed. */
+static int job_join(ds *p, commit_job **jobp) {
+  commit_job *j = *jobp;
+  if (!j) return 0;
+  pthread_join(j->th, NULL);
+  *jobp = NULL;
+  if (j->committed) {
+    p->blocks_done++;
+    p->chunks_written += j->n;
+  }
+  int rc = j->rc ? fail(p, 1, "%s", j->err) : 0;
+  job_free(j);
+  return rc;
+}
+
+/* The next block to read ahead (b NULL: none). */
+typedef struct next_read {
+  prefetch *pf;
+  const int64_t *b;
+} next_read;
+
+static void read_ahead(ds *p, const next_read *nx, uint64_t g) {
+  if (nx->b && p->spare) prefetch_start(p, nx->pf, nx->b, g);
 }
 
 /* Downsamples block b from mip 0 at generation g, holding its lock: skipped when
  * its stamp is already >= g (another worker, or an earlier run, did it at g or
  * later), unless force (then only a stamp above g skips). Commits the changed
  * coarser chunks and the stamp, plus the checkpoint when with_ckpt. *committed =
- * 1 when it committed. */
+ * 1 when it committed (or handed the commit to *jobp, which then holds the row).
+ * pre_rc: the prefetch's result when its region is already p->reg[0], -1 = none; once
+ * b's mip 0 is in (or b is skipped), nx is read ahead. */
 static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_ckpt,
-                    uint64_t ckpt_new, int *committed, int pre_rc) {
+                    uint64_t ckpt_new, int *committed, int pre_rc, const next_read *nx,
+                    commit_job **jobp) {
   *committed = 0;
   char *sk = stamp_key(p, b);
   if (!sk) return fail(p, 1, "out of memory");
@@ -594,15 +758,15 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
     p->blocks_skipped++;
     logkv(p, "event=skip gen=%" PRIu64 " block=%" PRId64 "_%" PRId64 "_%" PRId64 " stamp=%" PRIu64, g,
           b[0], b[1], b[2], stamp);
+    read_ahead(p, nx, g);
     free(sk);
     return 0;
   }
   const ds_layout *l = &p->l;
-  chunk_set cs;
   int64_t t0 = now_ms();
-  /* pre_rc: the prefetch's result (its region is already p->reg[0]), -1 = none */
   rc = pre_rc >= 0 ? pre_rc : read_mip0(p, b, g);
   int64_t t1 = now_ms();
+  read_ahead(p, nx, g);
   if (rc == 2) {
     /* the block is not complete at g (a populate still loading it, or a chunk
      * deleted): nothing to compute from; the change that completes it is in the
@@ -617,55 +781,91 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
     return rc;
   }
   crash_point("read");
-  ds_block_pyramid(l, b, p->reg);
+  /* the stored coarser chunks are read while the pyramid is computed */
+  stored *st = calloc(1, sizeof *st); /* large (it holds a view of the state) */
+  if (!st) rc = fail(p, 1, "out of memory");
+  if (!rc) rc = stored_start(p, st, b);
+  if (!rc) ds_block_pyramid(l, b, p->reg);
   int64_t t2 = now_ms();
-  /* the coarser chunks that differ from the stored ones (read at the latest: the
-   * block lock keeps every other downsample writer out) */
+  if (st) {
+    int jr = stored_join(p, st);
+    if (!rc) rc = jr;
+  }
+  /* the coarser chunks that differ from the stored ones */
   size_t total = 0;
-  for (int i = 1; i < l->in.nscales; i++) {
-    int64_t clo[3], chi[3];
-    block_chunks(l, i, b, clo, chi);
-    total += (size_t)((chi[0] - clo[0]) * (chi[1] - clo[1]) * (chi[2] - clo[2]));
-  }
-  diff_ctx d = {.pv = calloc(total + 1, sizeof(putv))};
-  rc = d.pv ? 0 : fail(p, 1, "out of memory");
-  for (int i = 1; i < l->in.nscales && !rc; i++) {
-    if ((rc = chunk_set_of(p, i, b, &cs))) break;
-    d.cs = &cs;
-    rc = batch_read(p, cs.keys, cs.sizes, cs.n, 0, take_coarse, &d);
-    chunk_set_free(&cs);
-  }
-  size_t n = d.n;
-  putv *pv = d.pv;
+  for (int i = 1; st && i < l->in.nscales; i++) total += st->cs[i].n;
+  size_t n = 0;
+  putv *pv = NULL;
+  if (!rc && !(pv = calloc(total + 1, sizeof(putv)))) rc = fail(p, 1, "out of memory");
+  for (int i = 1; i < l->in.nscales && !rc; i++) rc = diff_scale(p, st, i, pv, &n);
+  if (st) stored_free(st);
+  free(st);
   int64_t t3 = now_ms();
-  char sval[32];
-  if (!rc) {
-    snprintf(sval, sizeof sval, "%" PRIu64, g);
-    pv[n].key = sk;
-    pv[n].val = (uint8_t *)sval;
-    pv[n].len = strlen(sval);
-    if (atomic_load(&p->lost)) rc = fail(p, 1, "the block lock's renewal failed: not committing");
-    uint64_t at = 0;
-    if (!rc) crash_point("commit_before");
-    if (!rc && !(rc = commit(p, pv, n + 1, 1, with_ckpt, ckpt_new, &at))) {
-      crash_point("commit_after");
-      *committed = 1;
-      p->blocks_done++;
-      p->chunks_written += n;
-      logkv(p, "event=block gen=%" PRIu64 " block=%" PRId64 "_%" PRId64 "_%" PRId64
-            " chunks=%zu commit=%" PRIu64 "%s read_ms=%" PRId64 " compute_ms=%" PRId64 " compare_ms=%" PRId64
-            " commit_ms=%" PRId64,
-            g, b[0], b[1], b[2], n, at, with_ckpt ? " checkpoint=1" : "", t1 - t0, t2 - t1, t3 - t2,
-            now_ms() - t3);
+  if (!rc && atomic_load(&p->lost)) rc = fail(p, 1, "the block lock's renewal failed: not committing");
+  commit_job *j = rc ? NULL : calloc(1, sizeof *j);
+  if (!j) {
+    for (size_t i = 0; pv && i < n; i++) {
+      free(pv[i].key);
+      free(pv[i].val);
     }
+    free(pv);
+    free(sk);
+    return rc ? rc : fail(p, 1, "out of memory");
   }
-  for (size_t i = 0; pv && i < n; i++) {
-    free(pv[i].key);
-    free(pv[i].val);
+  memcpy(j->b, b, sizeof j->b);
+  j->g = g;
+  j->with_ckpt = with_ckpt;
+  j->ckpt_new = ckpt_new;
+  j->pv = pv;
+  j->n = n;
+  snprintf(j->sval, sizeof j->sval, "%" PRIu64, g);
+  pv[n].key = sk; /* freed with the job */
+  pv[n].val = (uint8_t *)j->sval;
+  pv[n].len = strlen(j->sval);
+  j->read_ms = t1 - t0;
+  j->compute_ms = t2 - t1;
+  j->compare_ms = t3 - t2;
+  /* the previous block's commit first: its error stops the worker, and a checkpoint
+   * never lands before a block of its generation */
+  if ((rc = job_join(p, jobp))) {
+    job_free(j);
+    return rc;
   }
-  free(pv);
-  free(sk);
-  return rc;
+  if (with_ckpt) { /* in line, holding the row (do_blocks releases it) */
+    job_run(p, j);
+    rc = j->rc;
+    *committed = j->committed;
+    if (j->committed) {
+      p->blocks_done++;
+      p->chunks_written += j->n;
+    }
+    job_free(j);
+    return rc;
+  }
+  /* behind the next block: the job takes over the row (no longer renewed: a commit
+   * takes milliseconds against a TTL of seconds, and the fence refuses it if the row
+   * expired anyway) and releases it once its commit is answered */
+  view_of(&j->view, p, j->err, sizeof j->err, NULL);
+  j->view.op = p->op;
+  pthread_mutex_lock(&p->mu);
+  memcpy(j->view.row, p->row, sizeof j->view.row);
+  p->holding = 0;
+  pthread_mutex_unlock(&p->mu);
+  if (pthread_create(&j->th, NULL, job_main, j)) {
+    job_run(&j->view, j); /* no thread: in line */
+    release_row(&j->view, j->view.row);
+    rc = j->rc;
+    if (j->committed) {
+      p->blocks_done++;
+      p->chunks_written += j->n;
+    }
+    if (rc) fail(p, 1, "%s", j->err);
+    job_free(j);
+    return rc;
+  }
+  *jobp = j;
+  *committed = 1;
+  return 0;
 }
 
 /* Does blocks bl[0..n) at generation g: a first pass takes each block whose lock is
@@ -678,6 +878,7 @@ static int do_blocks(ds *p, int64_t (*bl)[3], size_t n, uint64_t g, int force, i
   if (!deferred) return fail(p, 1, "out of memory");
   size_t left = n;
   int rc = 0, ck_done = !set_ckpt;
+  commit_job *job = NULL;
   prefetch *pf_mem = calloc(1, sizeof *pf_mem); /* large (it holds a copy of the state) */
   if (!pf_mem) {
     free(deferred);
@@ -708,17 +909,21 @@ static int do_blocks(ds *p, int64_t (*bl)[3], size_t n, uint64_t g, int force, i
         p->reg[0] = p->spare;
         p->spare = t;
       }
+      next_read nx = {pf_mem, NULL};
       for (size_t j = i + 1; j < n; j++) /* the next candidate of this pass */
         if (pass == 0 || deferred[j]) {
-          if (p->spare && p->spare_cbuf) prefetch_start(p, &pf, bl[j], g);
+          nx.b = bl[j];
           break;
         }
       int committed = 0;
-      rc = do_block(p, bl[i], g, force, left == 0 && set_ckpt, ckpt_new, &committed, pre_rc);
+      rc = do_block(p, bl[i], g, force, left == 0 && set_ckpt, ckpt_new, &committed, pre_rc, &nx,
+                    &job);
       if (!rc && left == 0 && committed) ck_done = 1;
       unlock_block(p);
     }
   if (pf.on) pthread_join(pf.th, NULL);
+  int jr = job_join(p, &job); /* before any checkpoint, and before returning */
+  if (!rc) rc = jr;
   free(pf_mem);
   free(deferred);
   if (!rc && !ck_done && p->ckpt != ckpt_new) {
@@ -968,7 +1173,6 @@ int ds_run(rpc_client *c, const ds_opts *o, char *err, size_t errlen) {
     if (!(p->cbuf = malloc(cb))) rc = fail(p, 1, "out of memory");
     /* without the spare the blocks are simply read one after another */
     p->spare = malloc(box_voxels(lo, hi) * 8);
-    p->spare_cbuf = malloc(cb);
   }
   if (!rc) { /* the checkpoint */
     char *ck = ckpt_key(p);
@@ -1026,7 +1230,6 @@ int ds_run(rpc_client *c, const ds_opts *o, char *err, size_t errlen) {
   for (int i = 0; i < PC_MAX_SCALES; i++) free(p->reg[i]);
   free(p->cbuf);
   free(p->spare);
-  free(p->spare_cbuf);
   pthread_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->cv);
   free(p);

@@ -47,11 +47,12 @@ void ds_block_box(const ds_layout *l, int i, const int64_t b[3], int64_t lo[3], 
  * ds_block_box at scale 0, x fastest): reg[i] must have room for scale i's box. */
 void ds_block_pyramid(const ds_layout *l, const int64_t b[3], uint64_t *const *reg);
 
-/* Copies chunk c of scale i between the block's region buffer and chunk bytes. */
+/* Copies chunk c of scale i between the block's region buffer and chunk bytes
+ * (little-endian uint64 voxels, at any alignment). */
 void ds_chunk_from_region(const ds_layout *l, int i, const int64_t b[3], const uint64_t *reg,
-                          const int64_t c[3], uint64_t *chunk);
+                          const int64_t c[3], void *chunk);
 void ds_chunk_to_region(const ds_layout *l, int i, const int64_t b[3], uint64_t *reg,
-                        const int64_t c[3], const uint64_t *chunk);
+                        const int64_t c[3], const void *chunk);
 
 typedef struct ds_opts {
   const char *prefix;   /* the volume's key prefix, "seg/" */

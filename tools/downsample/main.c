@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <inttypes.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,6 +57,17 @@ static void *signal_main(void *arg) {
 }
 
 int main(int argc, char **argv) {
+  /* The read path allocates per call: gRPC's received slices, the response flattened
+   * into one buffer, protobuf-c's copy of every 256 KiB value. glibc serves blocks
+   * above its mmap threshold (128 KiB at start, raised only as mmapped blocks are
+   * freed) with fresh mmaps, and gives each new thread (a block's read-ahead) an arena
+   * that another thread may have left small, so each block's 16 MiB was page-faulted
+   * in again: 10% of the worker's CPU and about a quarter of a --region run's wall
+   * time (docs/benchmarks.md, "The downsample worker"). One heap, kept. Applies to
+   * --bench-in-process too, so the anchor runs under the same malloc. */
+  mallopt(M_MMAP_THRESHOLD, 64 << 20);
+  mallopt(M_TRIM_THRESHOLD, 512 << 20);
+  mallopt(M_ARENA_MAX, 1);
   static const struct option lo[] = {
       {"prefix", 1, 0, 'p'}, {"follow", 0, 0, 'f'}, {"until", 1, 0, 'u'}, {"region", 1, 0, 'r'},
       {"name", 1, 0, 'n'},   {"addr", 1, 0, 'a'},   {"user", 1, 0, 'U'},  {"ttl-ms", 1, 0, 't'},
