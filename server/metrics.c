@@ -134,6 +134,10 @@ static void render(srv *s, out *o) {
   metric(o, "strata_gc_removed_bytes_total", "counter", "Bytes GC removed.", (double)gt.bytes_removed);
   metric(o, "strata_gc_waiting_files", "gauge", "Unreferenced files inside the grace period at the last pass.",
          (double)gt.files_waiting);
+  metric(o, "strata_gc_work_total", "counter",
+         "GC work done: version tree nodes, versions and B+tree nodes walked, candidate files decided.",
+         (double)gt.work);
+  metric(o, "strata_gc_running", "gauge", "1 while a GC pass over Strata's own files runs.", (double)gt.running);
   wreg_info *ws;
   size_t nw;
   if (wreg_list(s->wr, 0, &ws, &nw) == 0) {

@@ -48,6 +48,52 @@ def scrape(port):
     return vals, types, ctype
 
 
+def gc_under_load(srv, c, port):
+    """A GC pass completes while commits run (it yields to them, storage/README.md "GC
+    yields to commits", but is never stopped), and the endpoint answers during it."""
+    import threading
+    for i in range(300):  # one data file per commit (--no-commit-log): files to remove
+        c.put(b"h%d" % (i % 8), b"x" * 500)
+    ctl(srv.addr, "retention", "set", "--keep-versions", "2")
+    stop, done = threading.Event(), [0]
+
+    def load():
+        lc = strata.Client(srv.addr)
+        while not stop.is_set():
+            lc.put(b"load%d" % (done[0] % 16), b"y" * 100)
+            done[0] += 1
+        lc.close()
+
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        while done[0] < 20:  # the load is running
+            time.sleep(0.01)  # polling, not a synchronisation
+        v0 = scrape(port)[0]
+        gc = subprocess.Popen([CTL, "--addr", srv.addr, "--json", "gc"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+        at_start, scrapes, seen_running = done[0], 0, 0
+        while gc.poll() is None:
+            seen_running |= scrape(port)[0].get("strata_gc_running", 0) == 1
+            scrapes += 1
+        out, err = gc.communicate(timeout=600)
+        at_end = done[0]
+    finally:
+        stop.set()
+        t.join(120)
+    import json
+    j = json.loads(out.decode() or "null")
+    check(gc.returncode == 0 and j and j["own_files_removed"] >= 200,
+          "a GC pass completes while commits run and removes the dropped versions' files",
+          err.decode() + str(j))
+    v1 = scrape(port)[0]
+    check(v1["strata_gc_runs_total"] == v0["strata_gc_runs_total"] + 1 and
+          v1["strata_gc_work_total"] > v0["strata_gc_work_total"] and v1["strata_gc_running"] == 0,
+          "the pass is counted, its work moved, it is no longer running", (v0, v1))
+    print("gc under load: %d commits during the pass, %d scrapes answered during it, running seen: %d"
+          % (at_end - at_start, scrapes, seen_running))
+
+
 def main():
     t0 = time.time()
     root = tempfile.mkdtemp(prefix="strata-metrics-")
@@ -115,6 +161,7 @@ def main():
             "strata_gc_removed_files_total": 1, "strata_gc_removed_bytes_total": 1,
             "strata_coordinator_writers_live": 1, "strata_rpc_calls_total": 40,
             "strata_lock_wait_duration_seconds_count": 1, "strata_fence_rejections_total": 1,
+            "strata_gc_work_total": 1,
         }
         for k, d in moved.items():
             check(v1.get(k, 0) - v0.get(k, 0) >= d, "%s moved by at least %g" % (k, d),
@@ -135,6 +182,7 @@ def main():
         v3, _, _ = scrape(port)
         check(v3['strata_ops{status="SUCCESS"}'] == v2['strata_ops{status="SUCCESS"}'] + 1,
               "strata_ops moves between statuses")
+        gc_under_load(srv, c, port)
         # stratactl stats --watch: the same figures as a live view (not a terminal here:
         # views are appended)
         p = subprocess.run([CTL, "--addr", srv.addr, "stats", "--watch", "--interval", "100ms",
