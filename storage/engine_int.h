@@ -150,6 +150,7 @@ struct st_db {
   struct st_gc_own_state *gc_own; /* retain.c; created under mu on first use */
   st_vers latest;         /* generation 0 = empty database */
   uint64_t commits, groups, bytes_written;
+  uint64_t group_size[ST_GROUP_BUCKETS + 1], group_bytes[ST_GROUP_BUCKETS + 1]; /* st_stats */
   uint64_t ns_build, ns_sync, ns_publish;   /* time in each commit phase */
   pthread_t committer;
   int has_committer;
@@ -335,6 +336,8 @@ int gc__walk_state(st_db *db, const st_mstate *ms, gc_pace *pace, st_fileset **r
  * when nothing is published yet. */
 int st__load_published(st_db *db, st_mstate *ms, uint64_t *gen, char ***names, size_t *nn);
 void st__gc_own_free(st_db *db);
+/* db.c: the bucket of v among the ST_GROUP_BUCKETS upper bounds le. */
+size_t st__group_bucket(const uint64_t *le, uint64_t v);
 int vt__list(st_db *db, const st_mstate *ms, uint64_t min_gen, size_t limit, st_version_info **out,
              size_t *n);
 /* Manifest <-> state. */

@@ -379,9 +379,20 @@ typedef struct st_gc_own_totals {
 int st_gc_own(st_db *db, const st_gc_own_opts *o, st_gc_own_result *r);
 void st_gc_own_totals_get(st_db *db, st_gc_own_totals *out);
 
+/* Commit groups by size: the committer counts every group (generation) in
+ * the first bucket whose upper bound is >= its number of commits and its
+ * bytes written (data, log record, manifest). Bucket ST_GROUP_BUCKETS counts
+ * the groups above the last bound; the sums are st_stats.commits and
+ * bytes_written, the count st_stats.groups. */
+#define ST_GROUP_BUCKETS 11
+extern const uint64_t st_group_size_le[ST_GROUP_BUCKETS];  /* 1, 2, 4, ..., 1024 commits */
+extern const uint64_t st_group_bytes_le[ST_GROUP_BUCKETS]; /* 256 B, 1 KiB, ..., 256 MiB */
+
 /* Statistics for tests and benchmarks. */
 typedef struct st_stats {
   uint64_t commits, groups, cache_hits, cache_misses, cache_bytes, bytes_written;
+  /* per bucket, not cumulative (see ST_GROUP_BUCKETS) */
+  uint64_t group_size[ST_GROUP_BUCKETS + 1], group_bytes[ST_GROUP_BUCKETS + 1];
   uint64_t prepared_hits;  /* commits that used pre-created files */
   /* nanoseconds spent by the committer: building and writing the data file
    * and temp manifest; their fsyncs; rename + directory fsync. Commit log

@@ -161,7 +161,10 @@ def main():
             "strata_gc_removed_files_total": 1, "strata_gc_removed_bytes_total": 1,
             "strata_coordinator_writers_live": 1, "strata_rpc_calls_total": 40,
             "strata_lock_wait_duration_seconds_count": 1, "strata_fence_rejections_total": 1,
-            "strata_gc_work_total": 1,
+            # one put at a time: every group has one commit
+            "strata_commit_group_size_count": 32, 'strata_commit_group_size_bucket{le="1"}': 32,
+            "strata_commit_group_size_sum": 32, "strata_commit_group_bytes_count": 32,
+            "strata_commit_group_bytes_sum": 32 * 200, "strata_gc_work_total": 1,
         }
         for k, d in moved.items():
             check(v1.get(k, 0) - v0.get(k, 0) >= d, "%s moved by at least %g" % (k, d),
@@ -169,6 +172,25 @@ def main():
         check(v1.get("strata_node_cache_misses_total", -1) >= 0, "cache misses exported")
         check(v1.get('strata_commit_duration_seconds_bucket{le="+Inf"}') ==
               v1.get("strata_commit_duration_seconds_count"), "the +Inf bucket is the count")
+        for h, total, sum_of in (("strata_commit_group_size", "strata_commit_groups_total",
+                                  "strata_commits_total"),
+                                 ("strata_commit_group_bytes", "strata_commit_groups_total",
+                                  "strata_bytes_written_total")):
+            buckets = sorted((float(k.split('"')[1]), val) for k, val in v1.items()
+                             if k.startswith(h + "_bucket{le=") and "+Inf" not in k)
+            counts = [val for _, val in buckets] + [v1.get(h + '_bucket{le="+Inf"}')]
+            check(len(buckets) >= 5 and counts == sorted(counts), "%s: buckets cumulative" % h, counts)
+            check(counts[-1] == v1.get(h + "_count") == v1.get(total),
+                  "%s: +Inf bucket = count = %s" % (h, total), (counts[-1], v1.get(total)))
+            check(v1.get(h + "_sum") == v1.get(sum_of), "%s: sum = %s" % (h, sum_of))
+        rc, j, err = ctl(srv.addr, "stats")
+        gs = (j or {}).get("store", {}).get("group_size") or {}
+        check(rc == 0 and len(gs.get("counts", [])) == len(gs.get("le", [])) + 1 and
+              sum(gs["counts"]) == j["store"]["commit_groups"] and gs["le"][0] == 1,
+              "stratactl stats --json: the group size histogram adds up to commit_groups", j)
+        p = subprocess.run([CTL, "--addr", srv.addr, "stats"], stdout=subprocess.PIPE, timeout=60)
+        check(b"groups by commits: <=1: " in p.stdout, "stratactl stats prints the group sizes",
+              p.stdout.decode())
         try:
             c.get(b"k0", at=strata.pins.Generation(1))
         except strata.errors.OutOfRange:
