@@ -54,6 +54,15 @@ static void stats(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   ss.publish_error = sst.publish_error;
   uint64_t lag = 0;
   if (st_publish_lags(s->db, &lag, 1) == 1) ss.last_publish_lag_us = lag / 1000;
+  Strata__V1__GroupHistogram gs = STRATA__V1__GROUP_HISTOGRAM__INIT, gb = STRATA__V1__GROUP_HISTOGRAM__INIT;
+  gs.n_le = gb.n_le = ST_GROUP_BUCKETS;
+  gs.le = (uint64_t *)st_group_size_le;
+  gb.le = (uint64_t *)st_group_bytes_le;
+  gs.n_counts = gb.n_counts = ST_GROUP_BUCKETS + 1;
+  gs.counts = sst.group_size;
+  gb.counts = sst.group_bytes;
+  ss.group_size = &gs;
+  ss.group_bytes = &gb;
   resp.store = &ss;
   Strata__V1__GcProgress gp = STRATA__V1__GC_PROGRESS__INIT;
   st_gc_own_totals gt;

@@ -77,6 +77,19 @@ static void hist(out *o, const char *name, const char *help, srv_hist *h) {
       name, (unsigned long long)cum);
 }
 
+/* A histogram from per-bucket (not cumulative) counts with integer bounds. */
+static void hist_u64(out *o, const char *name, const char *help, const uint64_t *le, const uint64_t *counts,
+                     size_t nle, double sum) {
+  put(o, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+  uint64_t cum = 0;
+  for (size_t i = 0; i <= nle; i++) {
+    cum += counts[i];
+    if (i < nle) put(o, "%s_bucket{le=\"%llu\"} %llu\n", name, (unsigned long long)le[i], (unsigned long long)cum);
+    else put(o, "%s_bucket{le=\"+Inf\"} %llu\n", name, (unsigned long long)cum);
+  }
+  put(o, "%s_sum %.17g\n%s_count %llu\n", name, sum, name, (unsigned long long)cum);
+}
+
 static void render(srv *s, out *o) {
   st_stats st;
   st_get_stats(s->db, &st);
@@ -84,6 +97,10 @@ static void render(srv *s, out *o) {
   metric(o, "strata_commit_groups_total", "counter", "Group commits (generations); commits/groups is the mean group size.",
          (double)st.groups);
   metric(o, "strata_bytes_written_total", "counter", "Bytes the store wrote for commits.", (double)st.bytes_written);
+  hist_u64(o, "strata_commit_group_size", "Commits per commit group (generation).", st_group_size_le, st.group_size,
+           ST_GROUP_BUCKETS, (double)st.commits);
+  hist_u64(o, "strata_commit_group_bytes", "Bytes each commit group wrote (data, log record, manifest).",
+           st_group_bytes_le, st.group_bytes, ST_GROUP_BUCKETS, (double)st.bytes_written);
   metric(o, "strata_reads_total", "counter", "Kv.Get, Kv.BatchGet and Kv.List calls.",
          (double)__atomic_load_n(&s->m_reads, __ATOMIC_RELAXED));
   metric(o, "strata_node_cache_hits_total", "counter", "Node cache lookups answered from memory.", (double)st.cache_hits);
@@ -135,6 +152,10 @@ static void render(srv *s, out *o) {
   metric(o, "strata_gc_removed_bytes_total", "counter", "Bytes GC removed.", (double)gt.bytes_removed);
   metric(o, "strata_gc_waiting_files", "gauge", "Unreferenced files inside the grace period at the last pass.",
          (double)gt.files_waiting);
+  metric(o, "strata_gc_work_total", "counter",
+         "GC work done: version tree nodes, versions and B+tree nodes walked, candidate files decided.",
+         (double)gt.work);
+  metric(o, "strata_gc_running", "gauge", "1 while a GC pass over Strata's own files runs.", (double)gt.running);
   wreg_info *ws;
   size_t nw;
   if (wreg_list(s->wr, 0, &ws, &nw) == 0) {

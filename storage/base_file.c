@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/buf.h"
 #include "common/err.h"
 #include "storage/base.h"
 
@@ -164,33 +165,38 @@ static int f_list(bs_store *bs, const char *dir, char ***names, size_t *n) {
     close(fd);
     return errno_rc(errno, "cannot list directory", s, dir);
   }
-  size_t cnt = 0, bytes = 0;
+  /* One pass, names copied as they come: the directory may change while it
+   * is read (the publisher creates manifests while GC lists the top), so a
+   * count and sizes from an earlier pass are no bound for a later one. */
+  size_t cnt = 0, used = 0, bcap = 0, ocap = 0, *off = NULL;
+  char *buf = NULL;
+  int rc = 0;
   struct dirent *e;
   while ((e = readdir(d))) {
     if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
-    cnt++;
-    bytes += strlen(e->d_name) + 1;
-  }
-  rewinddir(d);
-  char **arr = malloc((cnt + 1) * sizeof(char *) + bytes);
-  if (!arr) {
-    closedir(d);
-    return strata_err(STRATA_ENOMEM, "listing %s", dir);
-  }
-  char *str = (char *)(arr + cnt + 1);
-  size_t i = 0;
-  while ((e = readdir(d)) && i < cnt) {
-    if (e->d_name[0] == '.' && (!e->d_name[1] || (e->d_name[1] == '.' && !e->d_name[2]))) continue;
     size_t l = strlen(e->d_name) + 1;
-    memcpy(str, e->d_name, l);
-    arr[i++] = str;
-    str += l;
+    if (strata_grow(&buf, &bcap, used + l, 1, 4096) || strata_grow(&off, &ocap, cnt + 1, sizeof *off, 64)) {
+      rc = strata_err(STRATA_ENOMEM, "listing %s", dir);
+      break;
+    }
+    memcpy(buf + used, e->d_name, l);
+    off[cnt++] = used;
+    used += l;
   }
-  arr[i] = NULL;
   closedir(d);
-  *names = arr;
-  *n = i;
-  return 0;
+  char **arr = rc ? NULL : malloc((cnt + 1) * sizeof(char *) + used);
+  if (!rc && !arr) rc = strata_err(STRATA_ENOMEM, "listing %s", dir);
+  if (!rc) {
+    char *str = (char *)(arr + cnt + 1);
+    if (used) memcpy(str, buf, used);
+    for (size_t i = 0; i < cnt; i++) arr[i] = str + off[i];
+    arr[cnt] = NULL;
+    *names = arr;
+    *n = cnt;
+  }
+  free(buf);
+  free(off);
+  return rc;
 }
 
 static int f_lock(bs_store *bs) {

@@ -498,6 +498,29 @@ int nc__put_btnode(st_db *db, st_ref ref, const ocdbt_btnode *node, const uint32
   return 0;
 }
 
+int nc__get_scan(st_db *db, st_ref ref, int kind, cnode **out) {
+  nc_cache *c = &db->cache;
+  strata_mutex_lock(&c->mu);
+  cnode *hit = find_locked(c, ref, kind);
+  if (hit) hit->refs++; /* not moved up the LRU: a scan does not make a node hot */
+  strata_mutex_unlock(&c->mu);
+  if (hit) {
+    *out = hit;
+    return 0;
+  }
+  cnode *n = NULL;
+  int rc = load(db, ref, kind, &n);
+  if (rc) return rc;
+  n->unlinked = 1; /* nc__release_scan frees it */
+  *out = n;
+  return 0;
+}
+
+void nc__release_scan(st_db *db, cnode *n) {
+  if (n && n->unlinked) cn_free(n);
+  else nc__release(db, n);
+}
+
 void nc__release(st_db *db, cnode *n) {
   if (!n) return;
   nc_cache *c = &db->cache;

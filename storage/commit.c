@@ -399,6 +399,8 @@ static void commit_group(st_db *db, st_txn *list) {
       db->latest = nv;
       db->commits += accepted;
       db->groups++;
+      db->group_size[st__group_bucket(st_group_size_le, accepted)]++;
+      db->group_bytes[st__group_bucket(st_group_bytes_le, st.bytes_written)]++;
       db->bytes_written += st.bytes_written;
       db->ns_build += st.ns_build;
       db->ns_sync += st.ns_sync;

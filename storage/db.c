@@ -473,11 +473,24 @@ int st_versions(st_db *db, uint64_t min_generation, size_t limit, st_version_inf
   return rc;
 }
 
+const uint64_t st_group_size_le[ST_GROUP_BUCKETS] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
+const uint64_t st_group_bytes_le[ST_GROUP_BUCKETS] = {
+    256,           1u << 10,      4u << 10,      16u << 10,     64u << 10,     256u << 10,
+    1u << 20,      4u << 20,      16u << 20,     64u << 20,     256u << 20};
+
+size_t st__group_bucket(const uint64_t *le, uint64_t v) {
+  size_t i = 0;
+  while (i < ST_GROUP_BUCKETS && v > le[i]) i++;
+  return i;
+}
+
 void st_get_stats(st_db *db, st_stats *out) {
   memset(out, 0, sizeof *out);
   strata_mutex_lock(&db->mu);
   out->commits = db->commits;
   out->groups = db->groups;
+  memcpy(out->group_size, db->group_size, sizeof out->group_size);
+  memcpy(out->group_bytes, db->group_bytes, sizeof out->group_bytes);
   out->bytes_written = db->bytes_written;
   out->prepared_hits = db->prep_hits;
   out->stray_data_files = db->strays;

@@ -108,6 +108,7 @@ typedef struct cnode {
   uint32_t *files;     /* file id of each entry of the node's data file table */
   size_t charge;
   int refs;            /* pins; the cache holds one while the node is linked */
+  int unlinked;        /* nc__get_scan's miss: never linked, the caller's alone */
   struct cnode *hnext, *prev, *next;
 } cnode;
 
@@ -149,6 +150,7 @@ struct st_db {
   struct st_gc_own_state *gc_own; /* retain.c; created under mu on first use */
   st_vers latest;         /* generation 0 = empty database */
   uint64_t commits, groups, bytes_written;
+  uint64_t group_size[ST_GROUP_BUCKETS + 1], group_bytes[ST_GROUP_BUCKETS + 1]; /* st_stats */
   uint64_t ns_build, ns_sync, ns_publish;   /* time in each commit phase */
   pthread_t committer;
   int has_committer;
@@ -239,6 +241,12 @@ int nc__init(nc_cache *c, size_t cap);
 void nc__destroy(nc_cache *c);
 int nc__get(st_db *db, st_ref ref, int kind, cnode **out);
 void nc__release(st_db *db, cnode *n);
+/* For a walk that reads each node once (GC, the check): a cached node as
+ * nc__get (not moved up the LRU), a miss decoded for the caller alone, so the
+ * walk neither evicts the readers' and committer's nodes nor links its own.
+ * Release with nc__release_scan. */
+int nc__get_scan(st_db *db, st_ref ref, int kind, cnode **out);
+void nc__release_scan(st_db *db, cnode *n);
 /* Write-through: caches a copy of a B+tree node the committer just encoded at
  * ref (files[i] is the file id of the node's table entry i), so the next
  * commit and readers of the new generation find it without reading it back.
@@ -308,13 +316,28 @@ int vt__visit(st_db *db, const st_mstate *ms, vt__visit_fn fn, void *arg);
  * version of a database that dropped versions; if so the error message says
  * which is the oldest (retain.c). */
 int st__dropped(st_db *db, int by_time, uint64_t x);
-/* gc.c: the files ms's retained versions and its version nodes reference. */
-int gc__walk_state(st_db *db, const st_mstate *ms, st_fileset **refs, uint64_t *versions);
+/* GC's pacing (retain.c): gc__pace is called once per unit of work (a node
+ * walked, a file decided); every ~1 ms of the calling thread's CPU time it
+ * sleeps so that this thread uses at most duty_pct of one core (100: never
+ * sleeps). *work (atomic; may be NULL) counts the units, as live progress. */
+typedef struct gc_pace {
+  unsigned duty_pct;
+  uint64_t *work;
+  uint64_t cpu0; /* thread CPU ns at the last sleep */
+  unsigned n;
+} gc_pace;
+void gc__pace(gc_pace *p);
+/* gc.c: the files ms's retained versions and its version nodes reference,
+ * paced by pace (NULL: not paced). */
+int gc__walk_state(st_db *db, const st_mstate *ms, gc_pace *pace, st_fileset **refs,
+                   uint64_t *versions);
 /* retain.c: the newest durable manifest's state and generation, and the
  * names at the top of the database (one block: free(*names)); STRATA_ENOTFOUND
  * when nothing is published yet. */
 int st__load_published(st_db *db, st_mstate *ms, uint64_t *gen, char ***names, size_t *nn);
 void st__gc_own_free(st_db *db);
+/* db.c: the bucket of v among the ST_GROUP_BUCKETS upper bounds le. */
+size_t st__group_bucket(const uint64_t *le, uint64_t v);
 int vt__list(st_db *db, const st_mstate *ms, uint64_t min_gen, size_t limit, st_version_info **out,
              size_t *n);
 /* Manifest <-> state. */

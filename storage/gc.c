@@ -81,6 +81,7 @@ typedef struct walk {
   uint8_t *fst; /* per file id: F_* */
   uint64_t *fsize;
   size_t fcap;
+  gc_pace *pace; /* GC only */
 } walk;
 
 static void note(walk *w, const char *fmt, ...) {
@@ -274,15 +275,16 @@ static int walk_node(walk *w, st_ref ref, uint8_t height, strata_buf *prefix, oc
   int rc = grow_files(w, ref.file);
   if (rc) return rc;
   w->fst[ref.file] |= F_REF;
+  gc__pace(w->pace);
   ocdbt_stats st = {0, ref.length, 0};
   cnode *n = NULL;
-  rc = nc__get(w->db, ref, CN_BTREE, &n);
+  rc = nc__get_scan(w->db, ref, CN_BTREE, &n);
   if (!rc && n->u.bt.height != height)
     rc = strata_err(STRATA_ECORRUPT, "%s offset %llu: btree node has height %u, its reference says %u",
                     ft__path(w->db, ref.file, NULL), (unsigned long long)ref.offset,
                     n->u.bt.height, height);
   if (rc) {
-    nc__release(w->db, n);
+    nc__release_scan(w->db, n);
     if (!w->verify || rc == STRATA_ENOMEM) return rc;
     note(w, "generation %llu: %s", (unsigned long long)w->gen, strata_errmsg());
     *bad = 1;
@@ -290,7 +292,7 @@ static int walk_node(walk *w, st_ref ref, uint8_t height, strata_buf *prefix, oc
   }
   if (w->res) w->res->nodes++;
   rc = height ? walk_children(w, n, height, prefix, &st) : walk_leaf(w, n, prefix, &st);
-  nc__release(w->db, n);
+  nc__release_scan(w->db, n);
   if (rc) return rc;
   *out = st;
   *bad = 0;
@@ -400,6 +402,7 @@ int st_walk(st_db *db, int verify, st_fileset **refs, st_check_result *res) {
  * versions it retains, as st_walk, plus the files of its version tree nodes. */
 static int visit_state(void *arg, const st_vref *r, const st_vers *v) {
   walk *w = arg;
+  gc__pace(w->pace);
   if (r) {
     int rc = grow_files(w, r->ref.file);
     if (!rc) w->fst[r->ref.file] |= F_REF;
@@ -417,10 +420,11 @@ static int visit_state(void *arg, const st_vref *r, const st_vers *v) {
   return rc;
 }
 
-int gc__walk_state(st_db *db, const st_mstate *ms, st_fileset **refs, uint64_t *versions) {
+int gc__walk_state(st_db *db, const st_mstate *ms, gc_pace *pace, st_fileset **refs,
+                   uint64_t *versions) {
   st_check_result res;
   memset(&res, 0, sizeof res);
-  walk w = {.db = db, .res = &res};
+  walk w = {.db = db, .res = &res, .pace = pace};
   int rc = vt__visit(db, ms, visit_state, &w);
   if (!rc) rc = make_fileset(&w, refs);
   *versions = res.versions;

@@ -5,10 +5,14 @@
  * files, numbered manifests), after a grace period. storage/README.md
  * "Retention and GC of Strata's own files".
  */
+#include <pthread.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/err.h"
 #include "storage/engine_int.h"
@@ -21,10 +25,10 @@ typedef struct pend {
 } pend;
 
 struct st_gc_own_state {
-  strata_mutex mu; /* one GC at a time; guards the fields below */
+  strata_mutex mu; /* one GC at a time; guards p and n */
   pend *p;
   size_t n;
-  st_gc_own_totals tot;
+  st_gc_own_totals tot; /* atomic fields: read while a pass runs */
 };
 
 static uint64_t mono_ns(void) {
@@ -128,16 +132,61 @@ int st__load_published(st_db *db, st_mstate *ms, uint64_t *gen, char ***names, s
   return rc;
 }
 
+/* --- yielding to commits ------------------------------------------------------------ */
+
+static uint64_t thread_cpu_ns(void) {
+  struct timespec t;
+  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
+  return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+#define PACE_SLICE_NS 1000000u /* CPU time between sleeps */
+
+void gc__pace(gc_pace *p) {
+  if (!p) return;
+  if (p->work) __atomic_add_fetch(p->work, 1, __ATOMIC_RELAXED);
+  if (p->duty_pct >= 100 || ++p->n % 16) return;
+  uint64_t used = thread_cpu_ns() - p->cpu0;
+  if (used < PACE_SLICE_NS) return;
+  uint64_t ns = used * (100 - p->duty_pct) / p->duty_pct;
+  struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
+  nanosleep(&ts, NULL); /* pacing: EINTR only shortens one pause */
+  p->cpu0 = thread_cpu_ns();
+}
+
+/* The GC thread's priorities: idle CPU (runs only on a core no other thread
+ * wants, so the committer is never preempted for it) and idle I/O (honoured
+ * by the BFQ and CFQ schedulers). Lowering needs no privilege; a refusal
+ * (a seccomp profile) leaves the pass at normal priority, still paced. */
+static void lower_priority(void) {
+  struct sched_param sp;
+  memset(&sp, 0, sizeof sp);
+  pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+#ifdef SYS_ioprio_set
+  /* IOPRIO_WHO_PROCESS (1), 0: this thread; IOPRIO_CLASS_IDLE (3) << IOPRIO_CLASS_SHIFT (13) */
+  syscall(SYS_ioprio_set, 1, 0, 3 << 13);
+#endif
+}
+
 static int cmp_pend(const void *a, const void *b) {
   return strcmp(((const pend *)a)->name, ((const pend *)b)->name);
 }
 
-int st_gc_own(st_db *db, const st_gc_own_opts *o, st_gc_own_result *r) {
+static void tot_add(uint64_t *f, uint64_t v) { __atomic_add_fetch(f, v, __ATOMIC_RELAXED); }
+
+static int gc_pass(st_db *db, const st_gc_own_opts *o, st_gc_own_result *r) {
   memset(r, 0, sizeof *r);
   struct st_gc_own_state *g;
   int rc = gc_state(db, &g);
   if (rc) return rc;
   strata_mutex_lock(&g->mu);
+  st_gc_own_totals *tot = &g->tot;
+  int live = !o->dry_run; /* dry runs leave the totals alone */
+  gc_pace pace = {.duty_pct = o->duty_pct ? o->duty_pct : ST_GC_DUTY_DEFAULT,
+                  .work = live ? &tot->work : NULL,
+                  .cpu0 = thread_cpu_ns()};
+  if (pace.duty_pct > 100) pace.duty_pct = 100;
+  if (live) __atomic_store_n(&tot->running, 1, __ATOMIC_RELAXED);
   st_mstate ms;
   memset(&ms, 0, sizeof ms);
   uint64_t P = 0, now = mono_ns();
@@ -152,7 +201,7 @@ int st_gc_own(st_db *db, const st_gc_own_opts *o, st_gc_own_result *r) {
   }
   st_vers oldest;
   vt__oldest(&ms, &oldest);
-  if ((rc = gc__walk_state(db, &ms, &refs, &r->versions_walked))) goto out;
+  if ((rc = gc__walk_state(db, &ms, &pace, &refs, &r->versions_walked))) goto out;
   rc = bs_list(db->base, ST_DATA_DIR, &dnames, &nd);
   if (rc == STRATA_ENOTFOUND) rc = 0;
   if (rc) goto out;
@@ -165,6 +214,7 @@ int st_gc_own(st_db *db, const st_gc_own_opts *o, st_gc_own_result *r) {
    * dropped generations. Both kinds are considered in one list. */
   for (size_t i = 0; i < nd + ntop; i++) {
     const char *s = i < nd ? dnames[i] : top[i - nd];
+    gc__pace(&pace);
     char path[80];
     uint64_t gen = 0, size = 0;
     if (i < nd) {
@@ -180,12 +230,20 @@ int st_gc_own(st_db *db, const st_gc_own_opts *o, st_gc_own_result *r) {
     if (st_file_size(db, path, &size)) continue; /* gone meanwhile */
     r->files_scanned++;
     r->bytes_scanned += size;
+    if (live) {
+      tot_add(&tot->files_scanned, 1);
+      tot_add(&tot->bytes_scanned, size);
+    }
     pend key = {path, 0}, *was = g->n ? bsearch(&key, g->p, g->n, sizeof *g->p, cmp_pend) : NULL;
     uint64_t since = was ? was->since : now;
     if (now - since >= o->grace_ns && (!o->max_remove || r->files_removed < o->max_remove)) {
       if (o->dry_run || (rc = bs_remove(db->base, path)) == 0) {
         r->files_removed++;
         r->bytes_removed += size;
+        if (live) {
+          tot_add(&tot->files_removed, 1);
+          tot_add(&tot->bytes_removed, size);
+        }
         if (i < nd) removed_d++;
         else removed_top++;
         continue;
@@ -212,15 +270,12 @@ int st_gc_own(st_db *db, const st_gc_own_opts *o, st_gc_own_result *r) {
     g->n = nnext;
     next = NULL;
     nnext = 0;
-    g->tot.runs++;
-    g->tot.files_scanned += r->files_scanned;
-    g->tot.bytes_scanned += r->bytes_scanned;
-    g->tot.files_removed += r->files_removed;
-    g->tot.bytes_removed += r->bytes_removed;
-    g->tot.files_waiting = r->files_waiting;
-    g->tot.bytes_waiting = r->bytes_waiting;
+    tot_add(&tot->runs, 1);
+    __atomic_store_n(&tot->files_waiting, r->files_waiting, __ATOMIC_RELAXED);
+    __atomic_store_n(&tot->bytes_waiting, r->bytes_waiting, __ATOMIC_RELAXED);
   }
 out:
+  if (live) __atomic_store_n(&tot->running, 0, __ATOMIC_RELAXED);
   for (size_t i = 0; i < nnext; i++) free(next[i].name);
   free(next);
   free(top);
@@ -231,11 +286,51 @@ out:
   return rc;
 }
 
+typedef struct gc_job {
+  st_db *db;
+  const st_gc_own_opts *o;
+  st_gc_own_result *r;
+  int rc;
+  strata_err_saved err;
+} gc_job;
+
+static void *gc_thread(void *arg) {
+  gc_job *j = arg;
+  lower_priority();
+  if ((j->rc = gc_pass(j->db, j->o, j->r))) strata_err_save(j->rc, &j->err);
+  return NULL;
+}
+
+int st_gc_own(st_db *db, const st_gc_own_opts *o, st_gc_own_result *r) {
+  if (o->in_caller) return gc_pass(db, o, r);
+  gc_job *j = calloc(1, sizeof *j);
+  if (!j) return strata_err(STRATA_ENOMEM, "GC");
+  *j = (gc_job){.db = db, .o = o, .r = r};
+  pthread_t t;
+  int e = pthread_create(&t, NULL, gc_thread, j);
+  if (e) { /* no thread to spare: the pass runs here, still paced */
+    free(j);
+    return gc_pass(db, o, r);
+  }
+  pthread_setname_np(t, "st-gc");
+  pthread_join(t, NULL);
+  int rc = j->rc ? strata_err_restore(&j->err) : 0;
+  free(j);
+  return rc;
+}
+
 void st_gc_own_totals_get(st_db *db, st_gc_own_totals *out) {
   memset(out, 0, sizeof *out);
   struct st_gc_own_state *g;
   if (gc_state(db, &g)) return;
-  strata_mutex_lock(&g->mu);
-  *out = g->tot;
-  strata_mutex_unlock(&g->mu);
+  const st_gc_own_totals *t = &g->tot;
+  out->runs = __atomic_load_n(&t->runs, __ATOMIC_RELAXED);
+  out->files_scanned = __atomic_load_n(&t->files_scanned, __ATOMIC_RELAXED);
+  out->bytes_scanned = __atomic_load_n(&t->bytes_scanned, __ATOMIC_RELAXED);
+  out->files_removed = __atomic_load_n(&t->files_removed, __ATOMIC_RELAXED);
+  out->bytes_removed = __atomic_load_n(&t->bytes_removed, __ATOMIC_RELAXED);
+  out->files_waiting = __atomic_load_n(&t->files_waiting, __ATOMIC_RELAXED);
+  out->bytes_waiting = __atomic_load_n(&t->bytes_waiting, __ATOMIC_RELAXED);
+  out->work = __atomic_load_n(&t->work, __ATOMIC_RELAXED);
+  out->running = __atomic_load_n(&t->running, __ATOMIC_RELAXED);
 }

@@ -346,11 +346,19 @@ void st_retained_range(st_db *db, st_retained *out);
  * dropped generation, is removed once it has been seen unreferenced for
  * grace_ns (by earlier passes of this handle), at most max_remove (0: no
  * bound) per pass. Safe at any kill: only files the newest manifest (and so
- * every later one) does not need are removed. */
+ * every later one) does not need are removed.
+ * The pass yields to commits (storage/README.md "GC yields to commits"): it
+ * runs on a thread of its own at idle CPU and I/O priority (SCHED_IDLE,
+ * IOPRIO_CLASS_IDLE; the caller waits) and uses at most duty_pct percent of
+ * one core (0: ST_GC_DUTY_DEFAULT; 100: no cap). in_caller: on the calling
+ * thread at its priority instead (duty_pct still applies). */
+#define ST_GC_DUTY_DEFAULT 25
 typedef struct st_gc_own_opts {
   uint64_t grace_ns;
   uint64_t max_remove;
   int dry_run;
+  unsigned duty_pct;
+  int in_caller;
 } st_gc_own_opts;
 typedef struct st_gc_own_result {
   uint64_t versions_walked;
@@ -358,16 +366,33 @@ typedef struct st_gc_own_result {
   uint64_t files_removed, bytes_removed;
   uint64_t files_waiting, bytes_waiting; /* unreferenced, within the grace or over max_remove */
 } st_gc_own_result;
+/* Since the handle opened, passes other than dry runs. Read without waiting
+ * for a pass: the scanned and removed counts and work move while a pass runs
+ * (work: version tree nodes, versions and B+tree nodes walked, and candidate
+ * files decided); running is 1 during a pass. */
 typedef struct st_gc_own_totals {
   uint64_t runs, files_scanned, bytes_scanned, files_removed, bytes_removed;
   uint64_t files_waiting, bytes_waiting; /* of the last pass */
+  uint64_t work;
+  int running;
 } st_gc_own_totals;
 int st_gc_own(st_db *db, const st_gc_own_opts *o, st_gc_own_result *r);
 void st_gc_own_totals_get(st_db *db, st_gc_own_totals *out);
 
+/* Commit groups by size: the committer counts every group (generation) in
+ * the first bucket whose upper bound is >= its number of commits and its
+ * bytes written (data, log record, manifest). Bucket ST_GROUP_BUCKETS counts
+ * the groups above the last bound; the sums are st_stats.commits and
+ * bytes_written, the count st_stats.groups. */
+#define ST_GROUP_BUCKETS 11
+extern const uint64_t st_group_size_le[ST_GROUP_BUCKETS];  /* 1, 2, 4, ..., 1024 commits */
+extern const uint64_t st_group_bytes_le[ST_GROUP_BUCKETS]; /* 256 B, 1 KiB, ..., 256 MiB */
+
 /* Statistics for tests and benchmarks. */
 typedef struct st_stats {
   uint64_t commits, groups, cache_hits, cache_misses, cache_bytes, bytes_written;
+  /* per bucket, not cumulative (see ST_GROUP_BUCKETS) */
+  uint64_t group_size[ST_GROUP_BUCKETS + 1], group_bytes[ST_GROUP_BUCKETS + 1];
   uint64_t prepared_hits;  /* commits that used pre-created files */
   /* nanoseconds spent by the committer: building and writing the data file
    * and temp manifest; their fsyncs; rename + directory fsync. Commit log

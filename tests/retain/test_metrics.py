@@ -48,6 +48,52 @@ def scrape(port):
     return vals, types, ctype
 
 
+def gc_under_load(srv, c, port):
+    """A GC pass completes while commits run (it yields to them, storage/README.md "GC
+    yields to commits", but is never stopped), and the endpoint answers during it."""
+    import threading
+    for i in range(300):  # one data file per commit (--no-commit-log): files to remove
+        c.put(b"h%d" % (i % 8), b"x" * 500)
+    ctl(srv.addr, "retention", "set", "--keep-versions", "2")
+    stop, done = threading.Event(), [0]
+
+    def load():
+        lc = strata.Client(srv.addr)
+        while not stop.is_set():
+            lc.put(b"load%d" % (done[0] % 16), b"y" * 100)
+            done[0] += 1
+        lc.close()
+
+    t = threading.Thread(target=load)
+    t.start()
+    try:
+        while done[0] < 20:  # the load is running
+            time.sleep(0.01)  # polling, not a synchronisation
+        v0 = scrape(port)[0]
+        gc = subprocess.Popen([CTL, "--addr", srv.addr, "--json", "gc"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+        at_start, scrapes, seen_running = done[0], 0, 0
+        while gc.poll() is None:
+            seen_running |= scrape(port)[0].get("strata_gc_running", 0) == 1
+            scrapes += 1
+        out, err = gc.communicate(timeout=600)
+        at_end = done[0]
+    finally:
+        stop.set()
+        t.join(120)
+    import json
+    j = json.loads(out.decode() or "null")
+    check(gc.returncode == 0 and j and j["own_files_removed"] >= 200,
+          "a GC pass completes while commits run and removes the dropped versions' files",
+          err.decode() + str(j))
+    v1 = scrape(port)[0]
+    check(v1["strata_gc_runs_total"] == v0["strata_gc_runs_total"] + 1 and
+          v1["strata_gc_work_total"] > v0["strata_gc_work_total"] and v1["strata_gc_running"] == 0,
+          "the pass is counted, its work moved, it is no longer running", (v0, v1))
+    print("gc under load: %d commits during the pass, %d scrapes answered during it, running seen: %d"
+          % (at_end - at_start, scrapes, seen_running))
+
+
 def main():
     t0 = time.time()
     root = tempfile.mkdtemp(prefix="strata-metrics-")
@@ -115,6 +161,10 @@ def main():
             "strata_gc_removed_files_total": 1, "strata_gc_removed_bytes_total": 1,
             "strata_coordinator_writers_live": 1, "strata_rpc_calls_total": 40,
             "strata_lock_wait_duration_seconds_count": 1, "strata_fence_rejections_total": 1,
+            # one put at a time: every group has one commit
+            "strata_commit_group_size_count": 32, 'strata_commit_group_size_bucket{le="1"}': 32,
+            "strata_commit_group_size_sum": 32, "strata_commit_group_bytes_count": 32,
+            "strata_commit_group_bytes_sum": 32 * 200, "strata_gc_work_total": 1,
         }
         for k, d in moved.items():
             check(v1.get(k, 0) - v0.get(k, 0) >= d, "%s moved by at least %g" % (k, d),
@@ -122,6 +172,25 @@ def main():
         check(v1.get("strata_node_cache_misses_total", -1) >= 0, "cache misses exported")
         check(v1.get('strata_commit_duration_seconds_bucket{le="+Inf"}') ==
               v1.get("strata_commit_duration_seconds_count"), "the +Inf bucket is the count")
+        for h, total, sum_of in (("strata_commit_group_size", "strata_commit_groups_total",
+                                  "strata_commits_total"),
+                                 ("strata_commit_group_bytes", "strata_commit_groups_total",
+                                  "strata_bytes_written_total")):
+            buckets = sorted((float(k.split('"')[1]), val) for k, val in v1.items()
+                             if k.startswith(h + "_bucket{le=") and "+Inf" not in k)
+            counts = [val for _, val in buckets] + [v1.get(h + '_bucket{le="+Inf"}')]
+            check(len(buckets) >= 5 and counts == sorted(counts), "%s: buckets cumulative" % h, counts)
+            check(counts[-1] == v1.get(h + "_count") == v1.get(total),
+                  "%s: +Inf bucket = count = %s" % (h, total), (counts[-1], v1.get(total)))
+            check(v1.get(h + "_sum") == v1.get(sum_of), "%s: sum = %s" % (h, sum_of))
+        rc, j, err = ctl(srv.addr, "stats")
+        gs = (j or {}).get("store", {}).get("group_size") or {}
+        check(rc == 0 and len(gs.get("counts", [])) == len(gs.get("le", [])) + 1 and
+              sum(gs["counts"]) == j["store"]["commit_groups"] and gs["le"][0] == 1,
+              "stratactl stats --json: the group size histogram adds up to commit_groups", j)
+        p = subprocess.run([CTL, "--addr", srv.addr, "stats"], stdout=subprocess.PIPE, timeout=60)
+        check(b"groups by commits: <=1: " in p.stdout, "stratactl stats prints the group sizes",
+              p.stdout.decode())
         try:
             c.get(b"k0", at=strata.pins.Generation(1))
         except strata.errors.OutOfRange:
@@ -135,6 +204,7 @@ def main():
         v3, _, _ = scrape(port)
         check(v3['strata_ops{status="SUCCESS"}'] == v2['strata_ops{status="SUCCESS"}'] + 1,
               "strata_ops moves between statuses")
+        gc_under_load(srv, c, port)
         # stratactl stats --watch: the same figures as a live view (not a terminal here:
         # views are appended)
         p = subprocess.run([CTL, "--addr", srv.addr, "stats", "--watch", "--interval", "100ms",

@@ -288,7 +288,8 @@ def test_health_stats(data_dir):
           set(d["store"]) == {"commits", "commit_groups", "bytes_written", "cache_hits",
                               "cache_misses", "cache_bytes", "build_ns", "sync_ns", "publish_ns",
                               "committed_generation", "published_generation", "last_publish_lag_us",
-                              "publish_stalls", "publish_stalled", "publish_error"} and
+                              "publish_stalls", "publish_stalled", "publish_error", "group_size",
+                              "group_bytes"} and
           d["store"]["publish_stalled"] is False and d["store"]["publish_error"] == "" and
           d["store"]["commit_groups"] <= d["store"]["commits"] and
           # the server commits through its log: the OCDBT files may trail by a batch

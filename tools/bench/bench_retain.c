@@ -5,10 +5,15 @@
  *     commits (one 16-byte put each, 8 committer threads, commit log mode) with keep-all
  *     and with keep-versions 1000 (floor moved every 100 commits, GC every 2000 with no
  *     grace, one final GC);
- *   gc_MBps: bytes GC removed per second of GC passes (walk + removals + fsyncs);
- *   commit_rate_during_gc: commits/s of the same 8 threads while a thread runs GC passes
- *     back to back, against commits/s without GC in the same run (the ratio is the figure).
- * STRATA_BENCH_SCALE scales N (default 100000 at 1.0).
+ *   gc_MBps: bytes GC removed per second of GC passes back to back (walk + removals +
+ *     fsyncs, and the pacing's pauses);
+ *   commit_rate_during_gc_back_to_back / _every_1s: commits/s of the same 8 threads while a
+ *     thread runs GC passes back to back / one pass a second, against commits/s without
+ *     GC in the same run (the ratio is the figure): 3 rounds of four 2 s windows (none,
+ *     back to back, none, every second), so a change of load on the shared machine hits
+ *     both sides.
+ * STRATA_BENCH_SCALE scales N (default 100000 at 1.0); STRATA_BENCH_RETAIN=gc measures only
+ * the GC figures; STRATA_BENCH_GC_DUTY sets the passes' duty_pct (default ST_GC_DUTY_DEFAULT).
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -100,16 +105,19 @@ static st_db *open_db(const char *path) {
   return db;
 }
 
-static uint64_t gc_bytes;
+static uint64_t gc_bytes, gc_passes;
 static double gc_secs;
 
+static unsigned gc_duty; /* STRATA_BENCH_GC_DUTY: st_gc_own_opts.duty_pct (0: the default) */
+
 static void gc_pass(st_db *db) {
-  st_gc_own_opts go = {.grace_ns = 0};
+  st_gc_own_opts go = {.grace_ns = 0, .duty_pct = gc_duty};
   st_gc_own_result gr;
   double t = now_s();
   if (st_gc_own(db, &go, &gr)) die("gc");
   gc_secs += now_s() - t;
   gc_bytes += gr.bytes_removed;
+  gc_passes++;
 }
 
 /* N commits; keep = 0: keep-all. */
@@ -153,6 +161,7 @@ static volatile int gc_stop;
 static long gc_pause_ms; /* between passes: 0 = back to back */
 static void *gc_loop(void *arg) {
   st_db *db = arg;
+  pthread_setname_np(pthread_self(), "bench-gc");
   while (!gc_stop) {
     st_retained rr;
     st_retained_range(db, &rr);
@@ -166,8 +175,9 @@ static void *gc_loop(void *arg) {
   return NULL;
 }
 
-/* Commits/s of THREADS committers for w seconds, with a GC thread when gc. */
-static double window(st_db *db, double w, int gc) {
+/* Commits of THREADS committers for w seconds (*secs: the time measured),
+ * with a GC thread when gc. */
+static uint64_t window(st_db *db, double w, int gc, double *secs) {
   pthread_t g, th[THREADS];
   load l[THREADS];
   volatile int stop = 0;
@@ -188,9 +198,10 @@ static double window(st_db *db, double w, int gc) {
     pthread_join(th[i], NULL);
     c += l[i].done;
   }
+  *secs = now_s() - a;
   gc_stop = 1;
-  if (gc) pthread_join(g, NULL);
-  return (double)c / (now_s() - a);
+  if (gc) pthread_join(g, NULL); /* the pass under way finishes first */
+  return c;
 }
 
 int main(void) {
@@ -198,18 +209,23 @@ int main(void) {
   if (!dir) dir = "/tmp";
   const char *s = getenv("STRATA_BENCH_SCALE");
   if (s) scale = atof(s);
+  if ((s = getenv("STRATA_BENCH_GC_DUTY"))) gc_duty = (unsigned)atoi(s);
   uint64_t n = (uint64_t)(100000 * scale);
   if (n < 5000) n = 5000;
 
-  double t0 = now_s();
-  uint64_t all = disk_after(n, 0);
-  double t1 = now_s();
-  uint64_t k1000 = disk_after(n, 1000);
-  double t2 = now_s();
-  printf("BENCH retain_disk_bytes_keepall %llu bytes (%llu commits, %.1f s)\n", (unsigned long long)all,
-         (unsigned long long)n, t1 - t0);
-  printf("BENCH retain_disk_bytes_keep1000 %llu bytes (%llu commits, %.1f s) vs keepall %.3f\n",
-         (unsigned long long)k1000, (unsigned long long)n, t2 - t1, all ? (double)k1000 / (double)all : 0);
+  /* STRATA_BENCH_RETAIN=gc: only the GC figures (the disk figures take most of the time) */
+  const char *only = getenv("STRATA_BENCH_RETAIN");
+  if (!only || strcmp(only, "gc") != 0) {
+    double t0 = now_s();
+    uint64_t all = disk_after(n, 0);
+    double t1 = now_s();
+    uint64_t k1000 = disk_after(n, 1000);
+    double t2 = now_s();
+    printf("BENCH retain_disk_bytes_keepall %llu bytes (%llu commits, %.1f s)\n", (unsigned long long)all,
+           (unsigned long long)n, t1 - t0);
+    printf("BENCH retain_disk_bytes_keep1000 %llu bytes (%llu commits, %.1f s) vs keepall %.3f\n",
+           (unsigned long long)k1000, (unsigned long long)n, t2 - t1, all ? (double)k1000 / (double)all : 0);
+  }
 
   /* Commits with and without GC running, same database, same run. */
   char path[1024];
@@ -218,25 +234,40 @@ int main(void) {
   st_db *db = open_db(path);
   volatile int stop = 0;
   run_load(db, n / 4, &stop); /* history to collect */
-  double w = 3.0;
-  /* alternating windows, so a load change on the shared machine hits both */
-  double r0 = window(db, w, 0);
-  gc_bytes = 0;
-  gc_secs = 0;
-  gc_pause_ms = 0;
-  double r1 = window(db, w, 1);
-  uint64_t b1 = gc_bytes;
-  double s1 = gc_secs;
-  gc_pause_ms = 1000;
-  double r2 = window(db, w, 1);
-  double r3 = window(db, w, 0);
-  double base = (r0 + r3) / 2;
-  gc_bytes = b1;
-  gc_secs = s1;
+  /* Rounds of four windows: without GC, GC passes back to back, without GC, a
+   * GC pass every second. The baseline is every window without GC of the
+   * run, so a change of load on the shared machine hits both sides. */
+  const int rounds = 3;
+  const double w = 2.0;
+  double t_no = 0, t_b2b = 0, t_1s = 0, t;
+  uint64_t c_no = 0, c_b2b = 0, c_1s = 0, b2b_passes = 0;
+  double b2b_secs = 0;
+  uint64_t b2b_bytes = 0;
+  for (int r = 0; r < rounds; r++) {
+    c_no += window(db, w, 0, &t);
+    t_no += t;
+    gc_bytes = gc_passes = 0;
+    gc_secs = 0;
+    gc_pause_ms = 0;
+    c_b2b += window(db, w, 1, &t);
+    t_b2b += t;
+    b2b_bytes += gc_bytes;
+    b2b_secs += gc_secs;
+    b2b_passes += gc_passes;
+    c_no += window(db, w, 0, &t);
+    t_no += t;
+    gc_pause_ms = 1000;
+    c_1s += window(db, w, 1, &t);
+    t_1s += t;
+  }
+  double base = (double)c_no / t_no, r1 = (double)c_b2b / t_b2b, r2 = (double)c_1s / t_1s;
+  gc_bytes = b2b_bytes;
+  gc_secs = b2b_secs;
   st_close(db);
   rm_rf(path);
-  printf("BENCH gc_MBps %.1f MB/s (%.1f MB removed in %.2f s of GC passes)\n",
-         gc_secs > 0 ? (double)gc_bytes / 1e6 / gc_secs : 0, (double)gc_bytes / 1e6, gc_secs);
+  printf("BENCH gc_MBps %.1f MB/s (%.1f MB removed in %.2f s of %llu GC passes)\n",
+         gc_secs > 0 ? (double)gc_bytes / 1e6 / gc_secs : 0, (double)gc_bytes / 1e6, gc_secs,
+         (unsigned long long)b2b_passes);
   printf("BENCH commit_rate_during_gc_back_to_back %.0f commits/s vs without_gc %.0f commits/s ratio %.3f\n",
          r1, base, base > 0 ? r1 / base : 0);
   printf("BENCH commit_rate_during_gc_every_1s %.0f commits/s vs without_gc %.0f commits/s ratio %.3f\n",

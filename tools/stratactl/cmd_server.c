@@ -23,6 +23,32 @@ int ctl_health(ctl_ctx *x, const ctl_args *a) {
   return serving ? CTL_OK : CTL_REFUSED;
 }
 
+/* A commit group histogram (Admin.Stats): {"le": [...], "counts": [...]}, or
+ * null from a server that does not send it. */
+static json_t *group_hist_json(const Strata__V1__GroupHistogram *h) {
+  if (!h) return json_null();
+  json_t *le = json_array(), *c = json_array();
+  for (size_t i = 0; i < h->n_le; i++) json_array_append_new(le, ctl_json_u64(h->le[i]));
+  for (size_t i = 0; i < h->n_counts; i++) json_array_append_new(c, ctl_json_u64(h->counts[i]));
+  return json_pack("{s:o, s:o}", "le", le, "counts", c);
+}
+
+/* The non-empty buckets: "<=1: 5, <=2: 7, >1024: 1". */
+static void group_hist_print(const char *label, const Strata__V1__GroupHistogram *h) {
+  if (!h || h->n_counts != h->n_le + 1) return;
+  printf("%s", label);
+  int any = 0;
+  for (size_t i = 0; i < h->n_counts; i++) {
+    if (!h->counts[i]) continue;
+    if (i < h->n_le) printf("%s<=%llu: %llu", any ? ", " : "", (unsigned long long)h->le[i],
+                            (unsigned long long)h->counts[i]);
+    else printf("%s>%llu: %llu", any ? ", " : "", (unsigned long long)(h->n_le ? h->le[h->n_le - 1] : 0),
+                (unsigned long long)h->counts[i]);
+    any = 1;
+  }
+  printf("%s\n", any ? "" : "-");
+}
+
 int ctl_stats(ctl_ctx *x, const ctl_args *a) {
   if (ctl_has(a, "watch")) return ctl_stats_watch(x, a);
   Strata__V1__StatsRequest q = STRATA__V1__STATS_REQUEST__INIT;
@@ -63,6 +89,8 @@ int ctl_stats(ctl_ctx *x, const ctl_args *a) {
       json_object_set_new(so, "publish_stalls", ctl_json_u64(t->publish_stalls));
       json_object_set_new(so, "publish_stalled", json_boolean(t->publish_stalled));
       json_object_set_new(so, "publish_error", json_string(t->publish_error));
+      json_object_set_new(so, "group_size", group_hist_json(t->group_size));
+      json_object_set_new(so, "group_bytes", group_hist_json(t->group_bytes));
       json_object_set_new(o, "store", so);
     } else {
       json_object_set_new(o, "store", json_null());
@@ -88,7 +116,9 @@ int ctl_stats(ctl_ctx *x, const ctl_args *a) {
       unsigned long long g = t->commit_groups;
       printf("commits:           %llu in %llu groups (%.1f per group)\n", (unsigned long long)t->commits, g,
              g ? (double)t->commits / (double)g : 0.0);
+      group_hist_print("groups by commits: ", t->group_size);
       printf("bytes written:     %llu\n", (unsigned long long)t->bytes_written);
+      group_hist_print("groups by bytes:   ", t->group_bytes);
       printf("node cache:        %llu hits, %llu misses, %llu bytes\n", (unsigned long long)t->cache_hits,
              (unsigned long long)t->cache_misses, (unsigned long long)t->cache_bytes);
       printf("commit phases:     build %.0f us, fsyncs %.0f us, rename+dir fsync %.0f us per group\n",
