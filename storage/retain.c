@@ -6,7 +6,7 @@
  * "Retention and GC of Strata's own files".
  */
 #include <pthread.h>
-#include <sched.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,18 +154,17 @@ void gc__pace(gc_pace *p) {
   p->cpu0 = thread_cpu_ns();
 }
 
-/* The GC thread's priorities: idle CPU (runs only on a core no other thread
- * wants, so the committer is never preempted for it) and idle I/O (honoured
- * by the BFQ and CFQ schedulers). Lowering needs no privilege; a refusal
- * (a seccomp profile) leaves the pass at normal priority, still paced. */
+/* The GC thread's priority: nice GC_NICE (on Linux setpriority of a thread
+ * id is that thread's). Not SCHED_IDLE and not the idle I/O class: the pass
+ * takes cache.mu and ft.mu (and the kernel's directory locks when it
+ * unlinks) like any reader, and a thread at CFS's minimum weight, or one
+ * whose I/O waits for an idle disk, preempted while holding one would stall
+ * the committer behind it for as long as the machine stays busy (priority
+ * inversion). Lowering needs no privilege; a refusal (a seccomp profile)
+ * leaves the pass at normal priority, still paced. */
+#define GC_NICE 10
 static void lower_priority(void) {
-  struct sched_param sp;
-  memset(&sp, 0, sizeof sp);
-  pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
-#ifdef SYS_ioprio_set
-  /* IOPRIO_WHO_PROCESS (1), 0: this thread; IOPRIO_CLASS_IDLE (3) << IOPRIO_CLASS_SHIFT (13) */
-  syscall(SYS_ioprio_set, 1, 0, 3 << 13);
-#endif
+  setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), GC_NICE);
 }
 
 static int cmp_pend(const void *a, const void *b) {
