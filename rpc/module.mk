@@ -41,12 +41,14 @@ $(RPC_LIB): $(RPC_OBJS) $(RPC_GEN_OBJS)
 # --- tests (tiers rpc-integration, rpc-asan, rpc-python) ------------------------
 RPC_TEST_BINS := $(O)/tests/rpc/test_rpc_core $(O)/tests/rpc/test_rpc_server \
 	$(O)/tests/rpc/test_shutdown_load $(O)/tests/rpc/test_full_disk $(O)/tests/rpc/test_rollback \
-	$(O)/tests/rpc/test_bad_input $(O)/tests/rpc/test_auth $(O)/tests/rpc/test_security $(O)/tests/rpc/test_coord
+	$(O)/tests/rpc/test_bad_input $(O)/tests/rpc/test_auth $(O)/tests/rpc/test_security $(O)/tests/rpc/test_coord \
+	$(O)/tests/rpc/test_coord_gc
 RPC_TEST_OBJS := $(O)/tests/rpc/test_rpc_core.o $(O)/tests/rpc/test_rpc_server.o \
 	$(O)/tests/rpc/srv_harness.o $(O)/tests/rpc/t_validation.o $(O)/tests/rpc/t_locks.o \
 	$(O)/tests/rpc/t_ops.o $(O)/tests/rpc/t_kv.o $(O)/tests/rpc/test_shutdown_load.o \
 	$(O)/tests/rpc/test_full_disk.o $(O)/tests/rpc/test_rollback.o $(O)/tests/rpc/test_bad_input.o \
-	$(O)/tests/rpc/test_auth.o $(O)/tests/rpc/test_security.o $(O)/tests/rpc/test_coord.o
+	$(O)/tests/rpc/test_auth.o $(O)/tests/rpc/test_security.o $(O)/tests/rpc/test_coord.o \
+	$(O)/tests/rpc/test_coord_gc.o $(O)/tests/rpc/coord_fixture.o
 $(RPC_TEST_OBJS): | $(RPC_GEN_H)
 -include $(RPC_TEST_OBJS:.o=.d)
 
@@ -60,8 +62,14 @@ $(O)/tests/rpc/test_rpc_server: $(O)/tests/rpc/test_rpc_server.o $(O)/tests/rpc/
 
 # The tests that drive a server through the harness (tests/rpc/srv_harness.h).
 RPC_HARNESS_TESTS := $(O)/tests/rpc/test_shutdown_load $(O)/tests/rpc/test_full_disk \
-	$(O)/tests/rpc/test_rollback $(O)/tests/rpc/test_bad_input $(O)/tests/rpc/test_security $(O)/tests/rpc/test_coord
+	$(O)/tests/rpc/test_rollback $(O)/tests/rpc/test_bad_input $(O)/tests/rpc/test_security
 $(RPC_HARNESS_TESTS): %: %.o $(O)/tests/rpc/srv_harness.o $(O)/libsrv.a $(RPC_LIB) $(O)/libstrata.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ -lcmocka $(RPC_LDLIBS) $(LDLIBS)
+
+# Coordinator mode: the harness plus their shared fixture (tests/rpc/coord_fixture.h).
+RPC_COORD_TESTS := $(O)/tests/rpc/test_coord $(O)/tests/rpc/test_coord_gc
+$(RPC_COORD_TESTS): %: %.o $(O)/tests/rpc/coord_fixture.o $(O)/tests/rpc/srv_harness.o $(O)/libsrv.a \
+		$(RPC_LIB) $(O)/libstrata.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ -lcmocka $(RPC_LDLIBS) $(LDLIBS)
 
 # server/auth.c, audit.c, exposure.c without a network (tests/rpc/test_auth.c).
@@ -82,7 +90,8 @@ test-rpc-integration:
 	  $(BUILD)/release/tests/rpc/test_rpc_core $(BUILD)/release/tests/rpc/test_rpc_server \
 	  $(BUILD)/release/tests/rpc/test_shutdown_load $(BUILD)/release/tests/rpc/test_full_disk \
 	  $(BUILD)/release/tests/rpc/test_rollback $(BUILD)/release/tests/rpc/test_bad_input \
-	  $(BUILD)/release/tests/rpc/test_auth $(BUILD)/release/tests/rpc/test_security $(BUILD)/release/tests/rpc/test_coord
+	  $(BUILD)/release/tests/rpc/test_auth $(BUILD)/release/tests/rpc/test_security $(BUILD)/release/tests/rpc/test_coord \
+	  $(BUILD)/release/tests/rpc/test_coord_gc
 
 # The same binaries and the server under ASan + UBSan; leaks are reported too.
 test-rpc-asan:
@@ -93,7 +102,8 @@ test-rpc-asan:
 	  $(BUILD)/asan/tests/rpc/test_rpc_core $(BUILD)/asan/tests/rpc/test_rpc_server \
 	  $(BUILD)/asan/tests/rpc/test_shutdown_load $(BUILD)/asan/tests/rpc/test_full_disk \
 	  $(BUILD)/asan/tests/rpc/test_rollback $(BUILD)/asan/tests/rpc/test_bad_input \
-	  $(BUILD)/asan/tests/rpc/test_auth $(BUILD)/asan/tests/rpc/test_security $(BUILD)/asan/tests/rpc/test_coord
+	  $(BUILD)/asan/tests/rpc/test_auth $(BUILD)/asan/tests/rpc/test_security $(BUILD)/asan/tests/rpc/test_coord \
+	  $(BUILD)/asan/tests/rpc/test_coord_gc
 
 # Debian's python3-grpcio against strata-server; messages generated at test time.
 test-rpc-python:

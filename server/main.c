@@ -1,10 +1,10 @@
 /*
- * strata-server: parses flags, sets up the log, blocks SIGTERM/SIGINT in every
- * thread and waits for them in main, where a signal starts the drain
- * (srv_close) and the process exits 0. Before anything is created it checks
- * that the listen address is free and that the data directory is one it may
- * use (server/datadir.h), so a refused start leaves nothing behind. See
- * server/README.md.
+ * strata-server: parses flags, sets up the log, blocks SIGTERM/SIGINT/SIGHUP in
+ * every thread and waits for them in a signal thread (the stopper), whose word
+ * on SIGTERM/SIGINT makes main drain (srv_close) and exit 0. Before anything
+ * is created it checks that the listen address is free and that the data
+ * directory is one it may use (server/datadir.h), so a refused start leaves
+ * nothing behind. See server/README.md.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -173,51 +173,68 @@ static void *stopper_main(void *arg) {
   return NULL;
 }
 
-int main(int argc, char **argv) {
-  static const struct option longopts[] = {{"listen", required_argument, 0, 'l'},
-                                           {"data-dir", required_argument, 0, 'd'},
-                                           {"threads", required_argument, 0, 't'},
-                                           {"max-message-bytes", required_argument, 0, 'm'},
-                                           {"log-level", required_argument, 0, 'v'},
-                                           {"grace-ms", required_argument, 0, 'g'},
-                                           {"commit-log", no_argument, 0, 'c'},
-                                           {"no-commit-log", no_argument, 0, 'C'},
-                                           {"publish-interval-ms", required_argument, 0, 'P'},
-                                           {"stop-timeout-ms", required_argument, 0, 'S'},
-                                           {"gc-interval", required_argument, 0, 'G'},
-                                           {"gc-grace", required_argument, 0, 'R'},
-                                           {"metrics-listen", required_argument, 0, 'M'},
-                                           {"help", no_argument, 0, 'h'},
-                                           {"version", no_argument, 0, 'V'},
-                                           {"tls-cert", required_argument, 0, 'T'},
-                                           {"tls-key", required_argument, 0, 'K'},
-                                           {"tls-client-ca", required_argument, 0, 'A'},
-                                           {"auth-file", required_argument, 0, 'F'},
-                                           {"insecure-listen", no_argument, 0, 'I'},
-                                           {0, 0, 0, 0}};
-  srv_opts o = {.listen = SRV_DEFAULT_LISTEN,
-                .data_dir = SRV_DEFAULT_DATA_DIR,
-                .threads = 2,
-                .grace_ms = SRV_DEFAULT_GRACE_MS};
-  int level = SRV_LOG_INFO;
-  int insecure_listen = 0;
+static const struct option longopts[] = {{"listen", required_argument, 0, 'l'},
+                                         {"data-dir", required_argument, 0, 'd'},
+                                         {"threads", required_argument, 0, 't'},
+                                         {"max-message-bytes", required_argument, 0, 'm'},
+                                         {"log-level", required_argument, 0, 'v'},
+                                         {"grace-ms", required_argument, 0, 'g'},
+                                         {"commit-log", no_argument, 0, 'c'},
+                                         {"no-commit-log", no_argument, 0, 'C'},
+                                         {"publish-interval-ms", required_argument, 0, 'P'},
+                                         {"stop-timeout-ms", required_argument, 0, 'S'},
+                                         {"gc-interval", required_argument, 0, 'G'},
+                                         {"gc-grace", required_argument, 0, 'R'},
+                                         {"metrics-listen", required_argument, 0, 'M'},
+                                         {"help", no_argument, 0, 'h'},
+                                         {"version", no_argument, 0, 'V'},
+                                         {"tls-cert", required_argument, 0, 'T'},
+                                         {"tls-key", required_argument, 0, 'K'},
+                                         {"tls-client-ca", required_argument, 0, 'A'},
+                                         {"auth-file", required_argument, 0, 'F'},
+                                         {"insecure-listen", no_argument, 0, 'I'},
+                                         {0, 0, 0, 0}};
+
+/* The one line for an option getopt_long refused (ch is ':' when its value is
+ * missing), then where to look; returns 2, the exit status. */
+static int bad_option(int ch, char **argv) {
+  const char *w = argv[optind - 1];
+  size_t n = strcspn(w, "=");
+  int known = 0;
+  for (const struct option *lo = longopts; lo->name && w[0] == '-' && w[1] == '-'; lo++)
+    known |= strlen(lo->name) == n - 2 && strncmp(lo->name, w + 2, n - 2) == 0;
+  if (ch == ':') fprintf(stderr, "strata-server: %.*s needs a value\n", (int)n, w);
+  else if (known) fprintf(stderr, "strata-server: %.*s takes no value\n", (int)n, w);
+  else if (w[1] != '-') fprintf(stderr, "strata-server: unknown option -%c\n", optopt);
+  else fprintf(stderr, "strata-server: unknown option %.*s\n", (int)n, w);
+  fprintf(stderr, "Run 'strata-server --help' for the options.\n");
+  return 2;
+}
+
+#define GO_ON (-1) /* parse_flags: start the server */
+
+/* Parses the command line into o, *level and *insecure_listen (and
+ * --stop-timeout-ms into the stopper), then the test-only environment knob.
+ * Returns GO_ON, or the status to exit with at once: 0 after --help or
+ * --version, 2 after one line on stderr naming what is wrong. */
+static int parse_flags(int argc, char **argv, srv_opts *o, int *level, int *insecure_listen) {
   unsigned long long v;
   int ch;
-  opterr = 0; /* our one line below, not getopt's and then the whole usage */
+  opterr = 0; /* our one line (bad_option), not getopt's and then the whole usage */
   while ((ch = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
     switch (ch) {
-    case 'l': o.listen = optarg; break;
-    case 'd': o.data_dir = optarg; break;
+    case 'l': o->listen = optarg; break;
+    case 'd': o->data_dir = optarg; break;
     case 't':
       if (parse_u64("--threads", optarg, 1, 256, &v)) return 2;
-      o.threads = (int)v;
+      o->threads = (int)v;
       break;
     case 'm':
       if (parse_u64("--max-message-bytes", optarg, 1024, 2147483647ull, &v)) return 2;
-      o.max_message_bytes = (size_t)v;
+      o->max_message_bytes = (size_t)v;
       break;
     case 'v':
-      if ((level = srv_log_parse_level(optarg)) < 0) {
+      if ((*level = srv_log_parse_level(optarg)) < 0) {
         fprintf(stderr,
                 "strata-server: --log-level: expected error, warn, info or debug, got \"%s\"\n",
                 optarg);
@@ -226,78 +243,75 @@ int main(int argc, char **argv) {
       break;
     case 'g':
       if (parse_u64("--grace-ms", optarg, 0, 3600000, &v)) return 2;
-      o.grace_ms = (int)v;
+      o->grace_ms = (int)v;
       break;
-    case 'c': o.no_commit_log = 0; break;
-    case 'C': o.no_commit_log = 1; break;
+    case 'c': o->no_commit_log = 0; break;
+    case 'C': o->no_commit_log = 1; break;
     case 'S':
       if (parse_u64("--stop-timeout-ms", optarg, 0, 3600000, &v)) return 2;
       stopper.hard_ms = (int)v;
       break;
     case 'P':
       if (parse_u64("--publish-interval-ms", optarg, 1, 600000, &v)) return 2;
-      o.publish_interval_ms = (unsigned)v;
+      o->publish_interval_ms = (unsigned)v;
       break;
-    case 'T': o.tls_cert = optarg; break;
-    case 'K': o.tls_key = optarg; break;
-    case 'A': o.tls_client_ca = optarg; break;
-    case 'F': o.auth_file = optarg; break;
-    case 'I': insecure_listen = 1; break;
+    case 'T': o->tls_cert = optarg; break;
+    case 'K': o->tls_key = optarg; break;
+    case 'A': o->tls_client_ca = optarg; break;
+    case 'F': o->auth_file = optarg; break;
+    case 'I': *insecure_listen = 1; break;
     case 'G':
       if (parse_u64("--gc-interval", optarg, 0, 604800, &v)) return 2;
-      o.gc_interval_ms = v ? (int64_t)v * 1000 : -1;
+      o->gc_interval_ms = v ? (int64_t)v * 1000 : -1;
       break;
-    case 'M': o.metrics_listen = optarg; break;
+    case 'M': o->metrics_listen = optarg; break;
     case 'R':
       if (parse_u64("--gc-grace", optarg, 0, 604800, &v)) return 2;
-      o.gc_grace_ms = v ? (int64_t)v * 1000 : -1;
+      o->gc_grace_ms = v ? (int64_t)v * 1000 : -1;
       break;
     case 'h': usage(stdout); return 0;
     case 'V':
       printf("strata-server %s (commit %s, built %s)\n", strata_version(), strata_git_commit(),
              strata_build_date());
       return 0;
-    default: {
-      const char *w = argv[optind - 1];
-      size_t n = strcspn(w, "=");
-      int known = 0;
-      for (const struct option *lo = longopts; lo->name && w[0] == '-' && w[1] == '-'; lo++)
-        known |= strlen(lo->name) == n - 2 && strncmp(lo->name, w + 2, n - 2) == 0;
-      if (ch == ':') fprintf(stderr, "strata-server: %.*s needs a value\n", (int)n, w);
-      else if (known) fprintf(stderr, "strata-server: %.*s takes no value\n", (int)n, w);
-      else if (w[1] != '-') fprintf(stderr, "strata-server: unknown option -%c\n", optopt);
-      else fprintf(stderr, "strata-server: unknown option %.*s\n", (int)n, w);
-      fprintf(stderr, "Run 'strata-server --help' for the options.\n");
-      return 2;
-    }
+    default: return bad_option(ch, argv);
     }
   }
   /* Test only, deliberately not a flag (server/README.md, "Test-only knobs"). */
   const char *slow = getenv("STRATA_TEST_SLOW_SYNC_US");
   if (slow && *slow) {
     if (parse_u64("STRATA_TEST_SLOW_SYNC_US", slow, 0, 10000000, &v)) return 2;
-    o.test_slow_sync_us = (unsigned)v;
+    o->test_slow_sync_us = (unsigned)v;
   }
   if (optind < argc) {
     fprintf(stderr, "strata-server: unexpected argument \"%s\"\n", argv[optind]);
     fprintf(stderr, "Run 'strata-server --help' for the options.\n");
     return 2;
   }
-  srv_log_init(level);
+  return GO_ON;
+}
 
-  /* Refusals that must leave nothing behind, before gRPC or the engines
-   * start (and so before either can log): exactly one line on stderr. */
+/* Refusals that must leave nothing behind, before gRPC or the engines start
+ * (and so before either can log): exactly one line on stderr. Returns 0, or 1
+ * (the exit status). */
+static int check_start(const srv_opts *o, int insecure_listen) {
   char why[1024];
-  if (srv_check_listen("--listen", o.listen, why, sizeof why) ||
-      (o.metrics_listen && srv_check_metrics_listen(o.metrics_listen, why, sizeof why)) ||
-      check_security(&o, insecure_listen, why, sizeof why) ||
-      srv_check_data_dir(o.data_dir, why, sizeof why) || srv_mark_data_dir(o.data_dir, why, sizeof why)) {
+  if (srv_check_listen("--listen", o->listen, why, sizeof why) ||
+      (o->metrics_listen && srv_check_metrics_listen(o->metrics_listen, why, sizeof why)) ||
+      check_security(o, insecure_listen, why, sizeof why) ||
+      srv_check_data_dir(o->data_dir, why, sizeof why) ||
+      srv_mark_data_dir(o->data_dir, why, sizeof why)) {
     fprintf(stderr, "strata-server: %s\n", why);
     return 1;
   }
+  return 0;
+}
 
-  /* Every thread created from here inherits the mask; only the stopper's
-   * sigwait sees them. */
+/* Blocks SIGTERM, SIGINT and SIGHUP, ignores SIGPIPE and starts the stopper.
+ * Called before any other thread exists: every thread created from here
+ * inherits the mask, so only the stopper's sigwait sees them. Returns 0, or 1
+ * (the exit status) with a line on stderr. */
+static int start_stopper(int grace_ms) {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -306,15 +320,22 @@ int main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   signal(SIGPIPE, SIG_IGN);
   stopper.set = set;
-  stopper.grace_ms = o.grace_ms;
+  stopper.grace_ms = grace_ms;
   pthread_t stop_thread;
   if (pthread_create(&stop_thread, NULL, stopper_main, NULL) != 0) {
     fprintf(stderr, "strata-server: cannot start the signal thread\n");
     return 1;
   }
+  return 0;
+}
 
+/* Starts the server, tells the stopper it is ready, waits for the stopper's
+ * word (SIGTERM or SIGINT), drains and closes it (srv_close), and tells the
+ * stopper the stop is done. Returns the exit status: 0, or 1 when the server
+ * did not start (logged and on stderr). */
+static int serve_until_signal(const srv_opts *o) {
   srv *s;
-  int rc = srv_open(&o, &s);
+  int rc = srv_open(o, &s);
   if (rc) {
     char q[1024];
     srv_log(SRV_LOG_ERROR, "event=start_failed error=%s msg=%s", strata_errname(rc),
@@ -335,4 +356,21 @@ int main(int argc, char **argv) {
   pthread_mutex_unlock(&stopper.mu);
   srv_log(SRV_LOG_INFO, "event=exit status=0");
   return 0;
+}
+
+/* The order is server/README.md's "Threads": flags, the log, the refusals
+ * that leave nothing behind, the signal mask before any thread, then serve. */
+int main(int argc, char **argv) {
+  srv_opts o = {.listen = SRV_DEFAULT_LISTEN,
+                .data_dir = SRV_DEFAULT_DATA_DIR,
+                .threads = 2,
+                .grace_ms = SRV_DEFAULT_GRACE_MS};
+  int level = SRV_LOG_INFO;
+  int insecure_listen = 0;
+  int rc = parse_flags(argc, argv, &o, &level, &insecure_listen);
+  if (rc != GO_ON) return rc;
+  srv_log_init(level);
+  if (check_start(&o, insecure_listen)) return 1;
+  if (start_stopper(o.grace_ms)) return 1;
+  return serve_until_signal(&o);
 }

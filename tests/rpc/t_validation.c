@@ -17,9 +17,9 @@
     assert_null(r_);                                                          \
   } while (0)
 
-static void kv_cases(void) {
-  uint8_t *big = calloc(1, 70000);
-  ProtobufCBinaryData bigkey = {70000, big}, empty = {0, NULL};
+/* Get and BatchGet; bigkey is over the key limit. */
+static void kv_read_cases(ProtobufCBinaryData bigkey) {
+  ProtobufCBinaryData empty = {0, NULL};
   {
     Strata__V1__GetRequest q = STRATA__V1__GET_REQUEST__INIT;
     UNARY(rpc_kv_get, Strata__V1__GetResponse, q, "key: must not be empty");
@@ -40,6 +40,11 @@ static void kv_cases(void) {
     q.keys = keys;
     UNARY(rpc_kv_batch_get, Strata__V1__BatchGetResponse, q, "keys[1]: must not be empty");
   }
+}
+
+/* Commit: the request as a whole, then puts, deletes, conditions and the fence
+ * in turn, each made valid before the next is spoiled. */
+static void kv_commit_cases(void) {
   {
     Strata__V1__CommitRequest q = STRATA__V1__COMMIT_REQUEST__INIT;
     UNARY(rpc_kv_commit, Strata__V1__CommitResponse, q, "at least one key");
@@ -81,6 +86,10 @@ static void kv_cases(void) {
     f.op_id = 3;
     UNARY(rpc_kv_commit, Strata__V1__CommitResponse, q, "fence.rows");
   }
+}
+
+/* List, Versions and Watch; bigkey is over the key limit. */
+static void kv_stream_cases(ProtobufCBinaryData bigkey) {
   {
     /* Streams report validation errors on their first read. */
     Strata__V1__ListRequest q = STRATA__V1__LIST_REQUEST__INIT;
@@ -105,6 +114,14 @@ static void kv_cases(void) {
     t_expect_err(rpc_kv_watch_next(st, &wm), STRATA_EINVALID, "prefix");
     rpc_cstream_close(st);
   }
+}
+
+static void kv_cases(void) {
+  uint8_t *big = calloc(1, 70000);
+  ProtobufCBinaryData bigkey = {70000, big};
+  kv_read_cases(bigkey);
+  kv_commit_cases();
+  kv_stream_cases(bigkey);
   free(big);
 }
 

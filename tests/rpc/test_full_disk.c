@@ -241,23 +241,19 @@ static void expect_everything_acknowledged(void) {
   ids_next = first + 1;
 }
 
-static void full_disk(void) {
-  if (!mounted) {
-    fprintf(stderr, "\n*** test_full_disk SKIPPED: STRATA_NO_MOUNT=1 and no tmpfs could be "
-                    "mounted; the full-disk behaviour was NOT tested ***\n\n");
-    skip();
-  }
-  start_server();
-  /* 1. Acknowledged before the disk fills. */
+/* Step 1: commits, locks, ops and ids acknowledged before the disk fills. */
+static void acknowledge_before_full(void) {
   for (; n_pre < 20; n_pre++) assert_int_equal(commit_one("pre", n_pre, 1024), 0);
   for (; n_locks < 5; n_locks++) assert_int_equal(acquire_row("lock", n_locks), 0);
   for (; n_ops < 5; n_ops++) assert_int_equal(create_op(&ops[n_ops]), 0);
   uint64_t first;
   assert_int_equal(allocate(10, &first), 0);
   ids_next = first + 10;
+}
 
-  /* 2. Fill the disk. Commits may still fit in partly used pages: go on until
-   * the store refuses, then it must keep refusing cleanly. */
+/* Step 2: fill the disk. Commits may still fit in partly used pages: go on
+ * until the store refuses, then it must keep refusing cleanly. */
+static void commit_until_refused(void) {
   fill_disk();
   int rc = 0;
   for (int t = 0; t < MAX_TRIES && !(rc = commit_one("full", n_full, 4096)); t++) n_full++;
@@ -265,23 +261,20 @@ static void full_disk(void) {
   for (int t = 0; t < 3; t++) expect_no_space(commit_one("full", n_full, 4096), "commit again");
   printf("store: %d commits fitted after the disk filled, then RESOURCE_EXHAUSTED: %s\n", n_full,
          strata_errmsg());
+}
 
-  /* 3. Reads and calls that need no space go on. */
-  expect_serving();
-  for (int i = 0; i < n_pre; i++) expect_kv("pre", i, 1024);
-  expect_locks_held();
-  expect_ops();
-
-  /* 4. The lock table: acquires until RocksDB refuses. From then on every
-   * lock, op and id write either succeeds (the lock database reopened itself in
-   * space a failed write left; then it is acknowledged like any other) or is
-   * refused cleanly, and the server stays up. */
-  int extra = 0;
+/* Step 4: the lock table: acquires until RocksDB refuses. From then on every
+ * lock, op and id write either succeeds (the lock database reopened itself in
+ * space a failed write left; then it is acknowledged like any other) or is
+ * refused cleanly, and the server stays up. */
+static void lock_op_id_writes_on_full_disk(void) {
+  int rc = 0, extra = 0;
   for (int t = 0; t < MAX_TRIES && !(rc = acquire_row("lock", n_locks)); t++) n_locks++, extra++;
   expect_no_space(rc, "acquire");
   printf("locks: %d acquires fitted after the disk filled, then RESOURCE_EXHAUSTED: %s\n", extra,
          strata_errmsg());
   int refused[3] = {0, 0, 0};
+  uint64_t first;
   for (int t = 0; t < 50; t++) {
     fill_disk();
     if ((rc = acquire_row("lock", n_locks))) expect_no_space(rc, "acquire again"), refused[0]++;
@@ -299,17 +292,15 @@ static void full_disk(void) {
   printf("locks: then %d/50 acquires, %d/50 Ops.Create, %d/50 AllocateIds refused\n", refused[0],
          refused[1], refused[2]);
   assert_true(refused[0] > 0 && refused[1] > 0 && refused[2] > 0);
-  expect_serving();
-  expect_locks_held();
-  expect_ops();
-  for (int i = 0; i < n_full; i++) expect_kv("full", i, 4096);
+}
 
-  /* 5. Space is back: commits, lock, op and id writes succeed again, with no
-   * restart, in both modes. With the commit log, a publication that failed
-   * for want of space is retried until it gets through: the published
-   * generation catches up with the committed one. */
+/* Step 5: space is back: commits, lock, op and id writes succeed again, with
+ * no restart, in both modes. With the commit log, a publication that failed
+ * for want of space is retried until it gets through: the published
+ * generation catches up with the committed one. */
+static void writes_succeed_after_freeing(void) {
   free_disk();
-  rc = commit_one("full", n_full, 4096);
+  int rc = commit_one("full", n_full, 4096);
   if (rc) fprintf(stderr, "commit after freeing: %s\n", strata_errmsg());
   assert_int_equal(rc, 0);
   n_full++;
@@ -322,7 +313,33 @@ static void full_disk(void) {
   assert_int_equal(create_op(&ops[n_ops]), 0);
   n_ops++;
   expect_everything_acknowledged();
+}
 
+static void full_disk(void) {
+  if (!mounted) {
+    fprintf(stderr, "\n*** test_full_disk SKIPPED: STRATA_NO_MOUNT=1 and no tmpfs could be "
+                    "mounted; the full-disk behaviour was NOT tested ***\n\n");
+    skip();
+  }
+  start_server();
+  /* 1. Acknowledged before the disk fills. */
+  acknowledge_before_full();
+  /* 2. The disk fills: the store refuses commits, and keeps refusing. */
+  commit_until_refused();
+  /* 3. Reads and calls that need no space go on. */
+  expect_serving();
+  for (int i = 0; i < n_pre; i++) expect_kv("pre", i, 1024);
+  expect_locks_held();
+  expect_ops();
+  /* 4. Lock, op and id writes on the full disk: refused cleanly or
+   * acknowledged, the server up; everything acknowledged so far is there. */
+  lock_op_id_writes_on_full_disk();
+  expect_serving();
+  expect_locks_held();
+  expect_ops();
+  for (int i = 0; i < n_full; i++) expect_kv("full", i, 4096);
+  /* 5. Space is back: writes succeed again without a restart. */
+  writes_succeed_after_freeing();
   /* 6. And all of it survives a restart. */
   stop_server();
   start_server();
