@@ -52,7 +52,7 @@ static void usage(FILE *f) {
           "                       of a commit log in data-dir/kv/log, the OCDBT files published\n"
           "                       in batches shortly after; --commit-log asks for the default)\n"
           "  --publish-interval-ms with the commit log, how long a batch of commits collects\n"
-          "                       before its OCDBT files are published (1..600000, default 10)\n"
+          "                       before its OCDBT files are published (1..600000, default 25)\n"
           "  --tls-cert, --tls-key serve TLS with this PEM certificate (chain) and its key\n"
           "  --tls-client-ca      mutual TLS: require a client certificate signed by this CA;\n"
           "                       its subject names the caller\n"
