@@ -43,6 +43,24 @@ LDFLAGS  += $(LDOPT_$(VARIANT))
 # definition; the fragments write $(SAN_ENV) before tests/run-tier.sh.
 SAN_ENV := ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
 
+# The one way a fragment defines a test tier:
+#   $(eval $(call tier,NAME,RELEASE,ASAN,ENV,RUN[,RUNNER]))
+# appends NAME to TEST_TIERS and defines test-NAME, which builds RELEASE with
+# VARIANT=release and ASAN with VARIANT=asan (either may be empty), then runs
+# `ENV RUNNER RUN`. RUNNER defaults to `sh tests/run-tier.sh NAME $(TEST_RESULTS)`,
+# which runs every binary or script in RUN under a timeout and appends the tier's
+# result line. Write $$(VAR) in the arguments for what must expand when the tier runs
+# (a shell variable in ENV needs a variable of its own), and $$(SAN_ENV) in ENV for a
+# sanitized tier.
+define tier
+TEST_TIERS += $(1)
+.PHONY: test-$(1)
+test-$(1):
+	$(if $(strip $(2)),@$$(MAKE) --no-print-directory VARIANT=release $(2))
+	$(if $(strip $(3)),@$$(MAKE) --no-print-directory VARIANT=asan $(3))
+	@$(4) $(if $(6),$(6),sh tests/run-tier.sh $(1) $$(TEST_RESULTS)) $(5)
+endef
+
 # Filled in by the fragments.
 LIB_SRCS    :=
 UNIT_TESTS  :=

@@ -9,8 +9,7 @@ UNIT_TESTS += tests/unit/test_lk_keys.c tests/unit/test_lk_lock.c tests/unit/tes
 
 # Tiers of their own: the randomized safety checker and the SIGKILL crash test.
 LOCKS_TEST_BINS := tests/locks/lk_safety tests/locks/lk_crash
-TEST_TIERS += locks-stress locks-crash
-.PHONY: test-locks-stress test-locks-crash locks-test-bins
+.PHONY: locks-test-bins
 
 # $(LIB) is defined after the fragments are read, hence the spelled-out path.
 $(O)/tests/locks/%: $(O)/tests/locks/%.o $(O)/libstrata.a
@@ -18,12 +17,7 @@ $(O)/tests/locks/%: $(O)/tests/locks/%.o $(O)/libstrata.a
 
 locks-test-bins: $(LOCKS_TEST_BINS:%=$(O)/%)
 
-test-locks-stress:
-	@$(MAKE) --no-print-directory VARIANT=release $(BUILD)/release/tests/locks/lk_safety
-	@sh tests/run-tier.sh locks-stress $(TEST_RESULTS) $(BUILD)/release/tests/locks/lk_safety
-
-test-locks-crash:
-	@$(MAKE) --no-print-directory VARIANT=release $(BUILD)/release/tests/locks/lk_crash
-	@sh tests/run-tier.sh locks-crash $(TEST_RESULTS) $(BUILD)/release/tests/locks/lk_crash
+$(eval $(call tier,locks-stress,$(BUILD)/release/tests/locks/lk_safety,,,$(BUILD)/release/tests/locks/lk_safety))
+$(eval $(call tier,locks-crash,$(BUILD)/release/tests/locks/lk_crash,,,$(BUILD)/release/tests/locks/lk_crash))
 
 -include $(LOCKS_TEST_BINS:%=$(O)/%.d)

@@ -80,36 +80,18 @@ $(O)/tests/rpc/test_auth: $(O)/tests/rpc/test_auth.o $(O)/libsrv.a $(RPC_LIB) $(
 rpc-test-bins: $(RPC_TEST_BINS) $(O)/server/strata-server
 
 # Tiers. Each runs against the in-process server and a real strata-server.
-TEST_TIERS += rpc-integration rpc-asan rpc-python
-.PHONY: test-rpc-integration test-rpc-asan test-rpc-python
-
-test-rpc-integration:
-	@$(MAKE) --no-print-directory VARIANT=release rpc-test-bins
-	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server \
-	  sh tests/run-tier.sh rpc-integration $(TEST_RESULTS) \
-	  $(BUILD)/release/tests/rpc/test_rpc_core $(BUILD)/release/tests/rpc/test_rpc_server \
-	  $(BUILD)/release/tests/rpc/test_shutdown_load $(BUILD)/release/tests/rpc/test_full_disk \
-	  $(BUILD)/release/tests/rpc/test_rollback $(BUILD)/release/tests/rpc/test_bad_input \
-	  $(BUILD)/release/tests/rpc/test_auth $(BUILD)/release/tests/rpc/test_security $(BUILD)/release/tests/rpc/test_coord \
-	  $(BUILD)/release/tests/rpc/test_coord_gc
+RPC_TIER_TESTS := test_rpc_core test_rpc_server test_shutdown_load test_full_disk test_rollback \
+	test_bad_input test_auth test_security test_coord test_coord_gc
+$(eval $(call tier,rpc-integration,rpc-test-bins,,STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server,\
+  $(RPC_TIER_TESTS:%=$(BUILD)/release/tests/rpc/%)))
 
 # The same binaries and the server under ASan + UBSan; leaks are reported too.
-test-rpc-asan:
-	@$(MAKE) --no-print-directory VARIANT=asan rpc-test-bins
-	@$(SAN_ENV) \
-	  STRATA_SERVER_BIN=$(BUILD)/asan/server/strata-server \
-	  sh tests/run-tier.sh rpc-asan $(TEST_RESULTS) \
-	  $(BUILD)/asan/tests/rpc/test_rpc_core $(BUILD)/asan/tests/rpc/test_rpc_server \
-	  $(BUILD)/asan/tests/rpc/test_shutdown_load $(BUILD)/asan/tests/rpc/test_full_disk \
-	  $(BUILD)/asan/tests/rpc/test_rollback $(BUILD)/asan/tests/rpc/test_bad_input \
-	  $(BUILD)/asan/tests/rpc/test_auth $(BUILD)/asan/tests/rpc/test_security $(BUILD)/asan/tests/rpc/test_coord \
-	  $(BUILD)/asan/tests/rpc/test_coord_gc
+$(eval $(call tier,rpc-asan,,rpc-test-bins,$$(SAN_ENV) STRATA_SERVER_BIN=$(BUILD)/asan/server/strata-server,\
+  $(RPC_TIER_TESTS:%=$(BUILD)/asan/tests/rpc/%)))
 
 # Debian's python3-grpcio against strata-server; messages generated at test time.
-test-rpc-python:
-	@$(MAKE) --no-print-directory VARIANT=release $(BUILD)/release/server/strata-server
-	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server STRATA_WORK_DIR=$(BUILD)/interop \
-	  sh tests/run-tier.sh rpc-python $(TEST_RESULTS) tests/rpc/interop.py
+$(eval $(call tier,rpc-python,$(BUILD)/release/server/strata-server,,\
+  STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server STRATA_WORK_DIR=$(BUILD)/interop,tests/rpc/interop.py))
 
 # The Python client package and its test tier.
 include rpc/python/module.mk

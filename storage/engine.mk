@@ -15,9 +15,6 @@ BENCH_SRCS += tools/bench/bench_store.c tools/bench/bench_retain.c
 STORE_TIER_TESTS := tests/storage/test_store_crash.c tests/storage/test_store_powercut.c \
 	tests/storage/test_store_fault.c tests/storage/test_store_flips.c \
 	tests/storage/test_store_corrupt.c tests/storage/test_store_bigvalue.c
-TEST_TIERS += store-model store-crash store-fault
-.PHONY: test-store-model test-store-crash test-store-fault
-
 STORE_R := $(BUILD)/release/tests/storage
 STORE_A := $(BUILD)/asan/tests/storage
 
@@ -26,23 +23,17 @@ STORE_A := $(BUILD)/asan/tests/storage
 $(O)/tests/storage/%: $(O)/tests/storage/%.o $(O)/libstrata.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ -lcmocka $(LDLIBS)
 
-test-store-model:
-	@$(MAKE) --no-print-directory VARIANT=release $(STORE_R)/test_store_model $(STORE_R)/test_store_bigvalue
-	@STRATA_MODEL_TXNS=$${STRATA_MODEL_TXNS:-30000} STRATA_MODEL_FILES_TXNS=$${STRATA_MODEL_FILES_TXNS:-5000} \
-	  sh tests/run-tier.sh store-model $(TEST_RESULTS) $(STORE_R)/test_store_model $(STORE_R)/test_store_bigvalue
-
-test-store-crash:
-	@$(MAKE) --no-print-directory VARIANT=release $(STORE_R)/test_store_crash $(STORE_R)/test_store_powercut
-	@$(MAKE) --no-print-directory VARIANT=asan $(STORE_A)/test_store_powercut
-	@STRATA_CRASH_KILLS=$${STRATA_CRASH_KILLS:-300} $(SAN_ENV) \
-	  sh tests/run-tier.sh store-crash $(TEST_RESULTS) $(STORE_R)/test_store_crash \
-	  $(STORE_R)/test_store_powercut $(STORE_A)/test_store_powercut
-
-test-store-fault:
-	@$(MAKE) --no-print-directory VARIANT=release $(STORE_R)/test_store_fault $(STORE_R)/test_store_corrupt $(STORE_R)/test_store_flips
-	@$(MAKE) --no-print-directory VARIANT=asan $(STORE_A)/test_store_fault $(STORE_A)/test_store_corrupt $(STORE_A)/test_store_flips
-	@$(SAN_ENV) \
-	  sh tests/run-tier.sh store-fault $(TEST_RESULTS) $(STORE_R)/test_store_fault $(STORE_R)/test_store_corrupt $(STORE_R)/test_store_flips \
-	  $(STORE_A)/test_store_fault $(STORE_A)/test_store_corrupt $(STORE_A)/test_store_flips
+# Sizes, overridable from the environment.
+STORE_MODEL_ENV = STRATA_MODEL_TXNS=$${STRATA_MODEL_TXNS:-30000} \
+  STRATA_MODEL_FILES_TXNS=$${STRATA_MODEL_FILES_TXNS:-5000}
+STORE_CRASH_ENV = STRATA_CRASH_KILLS=$${STRATA_CRASH_KILLS:-300} $(SAN_ENV)
+STORE_FAULT_BINS := test_store_fault test_store_corrupt test_store_flips
+$(eval $(call tier,store-model,$(STORE_R)/test_store_model $(STORE_R)/test_store_bigvalue,,\
+  $$(STORE_MODEL_ENV),$(STORE_R)/test_store_model $(STORE_R)/test_store_bigvalue))
+$(eval $(call tier,store-crash,$(STORE_R)/test_store_crash $(STORE_R)/test_store_powercut,\
+  $(STORE_A)/test_store_powercut,$$(STORE_CRASH_ENV),\
+  $(STORE_R)/test_store_crash $(STORE_R)/test_store_powercut $(STORE_A)/test_store_powercut))
+$(eval $(call tier,store-fault,$(STORE_FAULT_BINS:%=$(STORE_R)/%),$(STORE_FAULT_BINS:%=$(STORE_A)/%),\
+  $$(SAN_ENV),$(STORE_FAULT_BINS:%=$(STORE_R)/%) $(STORE_FAULT_BINS:%=$(STORE_A)/%)))
 
 -include $(STORE_TIER_TESTS:%.c=$(O)/%.d)

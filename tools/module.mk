@@ -28,37 +28,21 @@ $(CTL_FIXTURE): $(O)/tests/stratactl/ctl_fixture.o $(RPC_LIB) $(O)/libstrata.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS)
 -include $(O)/tests/stratactl/ctl_fixture.d
 
-TEST_TIERS += stratactl
-.PHONY: test-stratactl
-# Every stratactl command as a subprocess against a real strata-server (tests/stratactl/).
-test-stratactl:
-	@$(MAKE) --no-print-directory VARIANT=release $(BUILD)/release/server/strata-server \
-	  $(BUILD)/release/tools/stratactl $(BUILD)/release/tests/stratactl/ctl_fixture
-	@STRATACTL_BIN=$(BUILD)/release/tools/stratactl STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server \
-	  CTL_FIXTURE_BIN=$(BUILD)/release/tests/stratactl/ctl_fixture \
-	  sh tests/run-tier.sh stratactl $(TEST_RESULTS) tests/stratactl/test_stratactl.py
-
-# The same script with stratactl, the fixture and the server under ASan + UBSan (leaks
-# included: a leak changes an exit code, which the script asserts).
-TEST_TIERS += stratactl-asan
-.PHONY: test-stratactl-asan
-test-stratactl-asan:
-	@$(MAKE) --no-print-directory VARIANT=asan $(BUILD)/asan/server/strata-server \
-	  $(BUILD)/asan/tools/stratactl $(BUILD)/asan/tests/stratactl/ctl_fixture
-	@$(SAN_ENV) \
-	  STRATACTL_BIN=$(BUILD)/asan/tools/stratactl STRATA_SERVER_BIN=$(BUILD)/asan/server/strata-server \
-	  CTL_FIXTURE_BIN=$(BUILD)/asan/tests/stratactl/ctl_fixture \
-	  sh tests/run-tier.sh stratactl-asan $(TEST_RESULTS) tests/stratactl/test_stratactl.py
+# Every stratactl command as a subprocess against a real strata-server (tests/stratactl/);
+# stratactl-asan: the same with stratactl, the fixture and the server under ASan + UBSan
+# (leaks included: a leak changes an exit code, which the script asserts).
+CTL_TIER_BINS := server/strata-server tools/stratactl tests/stratactl/ctl_fixture
+CTL_TIER_ENV = STRATACTL_BIN=$(BUILD)/$(1)/tools/stratactl STRATA_SERVER_BIN=$(BUILD)/$(1)/server/strata-server \
+  CTL_FIXTURE_BIN=$(BUILD)/$(1)/tests/stratactl/ctl_fixture
+$(eval $(call tier,stratactl,$(CTL_TIER_BINS:%=$(BUILD)/release/%),,$(call CTL_TIER_ENV,release),\
+  tests/stratactl/test_stratactl.py))
+$(eval $(call tier,stratactl-asan,,$(CTL_TIER_BINS:%=$(BUILD)/asan/%),$$(SAN_ENV) $(call CTL_TIER_ENV,asan),\
+  tests/stratactl/test_stratactl.py))
 
 # make install and make run as a user runs them (tests/stratactl/test_install.py): install
 # into a temporary DESTDIR, build tests/stratactl/install_client.c out of tree with
 # pkg-config and run it against the installed server; make run PORT=... DATA_DIR=...
-TEST_TIERS += install
-.PHONY: test-install
-test-install:
-	@$(MAKE) --no-print-directory VARIANT=release all
-	@STRATA_REPO=$(CURDIR) STRATA_BUILD=$(BUILD) \
-	  sh tests/run-tier.sh install $(TEST_RESULTS) tests/stratactl/test_install.py
+$(eval $(call tier,install,all,,STRATA_REPO=$(CURDIR) STRATA_BUILD=$(BUILD),tests/stratactl/test_install.py))
 
 # --- strata-genvol and strata-populate: bulk populate (issue 12, tools/populate/README.md) --
 POP_COMMON := $(O)/tools/populate.obj/precomputed.o

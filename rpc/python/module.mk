@@ -38,12 +38,10 @@ install-python: python
 	install -m 644 $(PY_OUT)/strata/v1/*.py $(DESTDIR)$(PY_SITE)/strata/v1/
 
 # --- tier python: pytest (tests/python/) against a real strata-server ----------------
-TEST_TIERS += python
-.PHONY: test-python
-test-python:
-	@$(MAKE) --no-print-directory VARIANT=release python $(BUILD)/release/server/strata-server
-	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server PYTHONPATH=$(CURDIR)/$(PY_OUT) \
-	  PYTHON=$(PYTHON) sh tests/python/run.sh $(TEST_RESULTS)
+# pytest counts its own cases: tests/python/run.sh is the tier's runner.
+$(eval $(call tier,python,python $(BUILD)/release/server/strata-server,,\
+  STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server PYTHONPATH=$(CURDIR)/$(PY_OUT) PYTHON=$(PYTHON),,\
+  sh tests/python/run.sh $$(TEST_RESULTS)))
 
 # --- bench-python: the client's put/get rates at 16 threads vs the C driver ----------
 .PHONY: bench-python

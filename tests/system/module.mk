@@ -14,7 +14,7 @@ $(O)/tests/system/%: $(O)/tests/system/%.o $(O)/tests/system/sys_common.o $(O)/t
 # killload's client and checks live in files of their own.
 $(O)/tests/system/killload: $(KILLLOAD_OBJS)
 
-.PHONY: sys-bins test-lockcheck test-killload soak
+.PHONY: sys-bins soak
 sys-bins: $(SYS_BINS) $(O)/server/strata-server
 
 # Sizes: make test runs LOCKCHECK_TXNS transactions and KILLLOAD_CYCLES kill cycles;
@@ -24,16 +24,10 @@ KILLLOAD_CYCLES ?= 100
 SOAK_LOCKCHECK_TXNS ?= 250000
 SOAK_KILLLOAD_CYCLES ?= 1000
 
-TEST_TIERS += lockcheck killload
-test-lockcheck:
-	@$(MAKE) --no-print-directory VARIANT=release sys-bins
-	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server LOCKCHECK_TXNS=$(LOCKCHECK_TXNS) \
-	  sh tests/run-tier.sh lockcheck $(TEST_RESULTS) $(BUILD)/release/tests/system/lockcheck
-
-test-killload:
-	@$(MAKE) --no-print-directory VARIANT=release sys-bins
-	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server KILLLOAD_CYCLES=$(KILLLOAD_CYCLES) \
-	  sh tests/run-tier.sh killload $(TEST_RESULTS) $(BUILD)/release/tests/system/killload
+$(eval $(call tier,lockcheck,sys-bins,,STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server \
+  LOCKCHECK_TXNS=$$(LOCKCHECK_TXNS),$(BUILD)/release/tests/system/lockcheck))
+$(eval $(call tier,killload,sys-bins,,STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server \
+  KILLLOAD_CYCLES=$$(KILLLOAD_CYCLES),$(BUILD)/release/tests/system/killload))
 
 # Soak: the same binaries, bigger, output on the terminal; every figure is a SOAK line.
 soak: deps
