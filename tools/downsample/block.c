@@ -326,16 +326,20 @@ static void job_free(commit_job *j) {
   free(j);
 }
 
+/* Counts a finished job's block and chunks into p when it committed. */
+static void job_count(ds *p, const commit_job *j) {
+  if (!j->committed) return;
+  p->blocks_done++;
+  p->chunks_written += j->n;
+}
+
 /* Waits for the job in *jobp (if any): 0, or 1 with p's err set when its commit failed. */
 static int job_join(ds *p, commit_job **jobp) {
   commit_job *j = *jobp;
   if (!j) return 0;
   pthread_join(j->th, NULL);
   *jobp = NULL;
-  if (j->committed) {
-    p->blocks_done++;
-    p->chunks_written += j->n;
-  }
+  job_count(p, j);
   int rc = j->rc ? ds__fail(p, 1, "%s", j->err) : 0;
   job_free(j);
   return rc;
@@ -351,62 +355,42 @@ static void read_ahead(ds *p, const next_read *nx, uint64_t g) {
   if (nx->b && p->spare) prefetch_start(p, nx->pf, nx->b, g);
 }
 
-/* Downsamples block b from mip 0 at generation g, holding its lock: skipped when
- * its stamp is already >= g (another worker, or an earlier run, did it at g or
- * later), unless force (then only a stamp above g skips). Commits the changed
- * coarser chunks and the stamp, plus the checkpoint when with_ckpt. *committed =
- * 1 when it committed (or handed the commit to *jobp, which then holds the row).
- * pre_rc: the prefetch's result when its region is already p->reg[0], -1 = none; once
- * b's mip 0 is in (or b is skipped), nx is read ahead. */
-static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_ckpt,
-                    uint64_t ckpt_new, int *committed, int pre_rc, const next_read *nx,
-                    commit_job **jobp) {
-  *committed = 0;
-  char *sk = ds__stamp_key(p, b);
-  if (!sk) return ds__fail(p, 1, "out of memory");
-  int found, rc;
+/* Reads block b's stamp sk: *skip = 1 when the block is already done at g (a stamp
+ * above g, or equal to it unless force). 0, or 1 with err set. */
+static int stamp_skips(ds *p, const char *sk, uint64_t g, int force, int *skip, uint64_t *stamp) {
+  int found;
   uint8_t *v = NULL;
   size_t len = 0;
-  if ((rc = kvc_get(p->c, sk, 0, &found, &v, &len, NULL))) {
-    rc = ds__fail(p, 1, "reading %s: %s", sk, strata_errmsg());
-    free(sk);
-    return rc;
-  }
-  uint64_t stamp = found ? ds__gen_value(v, len) : 0;
+  *skip = 0;
+  if (kvc_get(p->c, sk, 0, &found, &v, &len, NULL))
+    return ds__fail(p, 1, "reading %s: %s", sk, strata_errmsg());
+  *stamp = found ? ds__gen_value(v, len) : 0;
   free(v);
-  if (found && (stamp > g || (!force && stamp == g))) {
-    p->blocks_skipped++;
-    ds__logkv(p, "event=skip gen=%" PRIu64 " block=%" PRId64 "_%" PRId64 "_%" PRId64 " stamp=%" PRIu64, g,
-          b[0], b[1], b[2], stamp);
-    read_ahead(p, nx, g);
-    free(sk);
-    return 0;
+  *skip = found && (*stamp > g || (!force && *stamp == g));
+  return 0;
+}
+
+static void putv_free(putv *pv, size_t n) {
+  for (size_t i = 0; pv && i < n; i++) {
+    free(pv[i].key);
+    free(pv[i].val);
   }
+  free(pv);
+}
+
+/* Computes block b's pyramid from p->reg[0] while a thread reads its stored coarser
+ * chunks, then makes the chunks that differ puts: *pvp (*np of them, and room for one
+ * more: the stamp), returned even on failure (the caller frees them). t[0], t[1]:
+ * when the compute and the comparison ended. 0, or 1 with err set. */
+static int compute_changes(ds *p, const int64_t b[3], putv **pvp, size_t *np, int64_t t[2]) {
   const ds_layout *l = &p->l;
-  int64_t t0 = ds__now_ms();
-  rc = pre_rc >= 0 ? pre_rc : read_mip0(p, b, g);
-  int64_t t1 = ds__now_ms();
-  read_ahead(p, nx, g);
-  if (rc == 2) {
-    /* the block is not complete at g (a populate still loading it, or a chunk
-     * deleted): nothing to compute from; the change that completes it is in the
-     * feed and brings the block back */
-    p->blocks_skipped++;
-    ds__logkv(p, "event=incomplete gen=%" PRIu64 " block=%" PRId64 "_%" PRId64 "_%" PRId64, g, b[0], b[1], b[2]);
-    free(sk);
-    return 0;
-  }
-  if (rc) {
-    free(sk);
-    return rc;
-  }
-  ds__crash_point("read");
+  int rc = 0;
   /* the stored coarser chunks are read while the pyramid is computed */
   stored *st = calloc(1, sizeof *st); /* large (it holds a view of the state) */
   if (!st) rc = ds__fail(p, 1, "out of memory");
   if (!rc) rc = stored_start(p, st, b);
   if (!rc) ds_block_pyramid(l, b, p->reg);
-  int64_t t2 = ds__now_ms();
+  t[0] = ds__now_ms();
   if (st) {
     int jr = stored_join(p, st);
     if (!rc) rc = jr;
@@ -420,45 +404,22 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
   for (int i = 1; i < l->in.nscales && !rc; i++) rc = diff_scale(p, st, i, pv, &n);
   if (st) stored_free(st);
   free(st);
-  int64_t t3 = ds__now_ms();
-  if (!rc && atomic_load(&p->lost)) rc = ds__fail(p, 1, "the block lock's renewal failed: not committing");
-  commit_job *j = rc ? NULL : calloc(1, sizeof *j);
-  if (!j) {
-    for (size_t i = 0; pv && i < n; i++) {
-      free(pv[i].key);
-      free(pv[i].val);
-    }
-    free(pv);
-    free(sk);
-    return rc ? rc : ds__fail(p, 1, "out of memory");
-  }
-  memcpy(j->b, b, sizeof j->b);
-  j->g = g;
-  j->with_ckpt = with_ckpt;
-  j->ckpt_new = ckpt_new;
-  j->pv = pv;
-  j->n = n;
-  snprintf(j->sval, sizeof j->sval, "%" PRIu64, g);
-  pv[n].key = sk; /* freed with the job */
-  pv[n].val = (uint8_t *)j->sval;
-  pv[n].len = strlen(j->sval);
-  j->read_ms = t1 - t0;
-  j->compute_ms = t2 - t1;
-  j->compare_ms = t3 - t2;
-  /* the previous block's commit first: its error stops the worker, and a checkpoint
-   * never lands before a block of its generation */
-  if ((rc = job_join(p, jobp))) {
-    job_free(j);
-    return rc;
-  }
-  if (with_ckpt) { /* in line, holding the row (do_blocks releases it) */
+  t[1] = ds__now_ms();
+  *pvp = pv;
+  *np = n;
+  return rc;
+}
+
+/* Commits job j (the previous block's job already joined): in line, holding the row,
+ * when it carries the checkpoint (do_blocks releases the row); otherwise behind the
+ * next block, in a thread left in *jobp. *committed as do_block's. */
+static int job_hand_off(ds *p, commit_job *j, int *committed, commit_job **jobp) {
+  int rc;
+  if (j->with_ckpt) {
     job_run(p, j);
     rc = j->rc;
     *committed = j->committed;
-    if (j->committed) {
-      p->blocks_done++;
-      p->chunks_written += j->n;
-    }
+    job_count(p, j);
     job_free(j);
     return rc;
   }
@@ -475,10 +436,7 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
     job_run(&j->view, j); /* no thread: in line */
     ds__release_row(&j->view, j->view.row);
     rc = j->rc;
-    if (j->committed) {
-      p->blocks_done++;
-      p->chunks_written += j->n;
-    }
+    job_count(p, j);
     if (rc) ds__fail(p, 1, "%s", j->err);
     job_free(j);
     return rc;
@@ -486,6 +444,89 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
   *jobp = j;
   *committed = 1;
   return 0;
+}
+
+/* Downsamples block b from mip 0 at generation g, holding its lock: skipped when
+ * its stamp is already >= g (another worker, or an earlier run, did it at g or
+ * later), unless force (then only a stamp above g skips). Commits the changed
+ * coarser chunks and the stamp, plus the checkpoint when with_ckpt. *committed =
+ * 1 when it committed (or handed the commit to *jobp, which then holds the row).
+ * pre_rc: the prefetch's result when its region is already p->reg[0], -1 = none; once
+ * b's mip 0 is in (or b is skipped), nx is read ahead. */
+static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_ckpt,
+                    uint64_t ckpt_new, int *committed, int pre_rc, const next_read *nx,
+                    commit_job **jobp) {
+  *committed = 0;
+  char *sk = ds__stamp_key(p, b);
+  if (!sk) return ds__fail(p, 1, "out of memory");
+  /* 1. the stamp: a block done at g (or later) already is skipped */
+  int skip;
+  uint64_t stamp = 0;
+  int rc = stamp_skips(p, sk, g, force, &skip, &stamp);
+  if (rc || skip) {
+    if (skip) {
+      p->blocks_skipped++;
+      ds__logkv(p, "event=skip gen=%" PRIu64 " block=%" PRId64 "_%" PRId64 "_%" PRId64 " stamp=%" PRIu64, g,
+                b[0], b[1], b[2], stamp);
+      read_ahead(p, nx, g);
+    }
+    free(sk);
+    return rc;
+  }
+  /* 2. mip 0 at g (read ahead already, or now); then the next block's read-ahead */
+  int64_t t0 = ds__now_ms();
+  rc = pre_rc >= 0 ? pre_rc : read_mip0(p, b, g);
+  int64_t t1 = ds__now_ms();
+  read_ahead(p, nx, g);
+  if (rc == 2) {
+    /* the block is not complete at g (a populate still loading it, or a chunk
+     * deleted): nothing to compute from; the change that completes it is in the
+     * feed and brings the block back */
+    p->blocks_skipped++;
+    ds__logkv(p, "event=incomplete gen=%" PRIu64 " block=%" PRId64 "_%" PRId64 "_%" PRId64, g, b[0], b[1],
+              b[2]);
+    free(sk);
+    return 0;
+  }
+  if (rc) {
+    free(sk);
+    return rc;
+  }
+  ds__crash_point("read");
+  /* 3. the pyramid, and the coarser chunks that changed */
+  putv *pv = NULL;
+  size_t n = 0;
+  int64_t t[2];
+  rc = compute_changes(p, b, &pv, &n, t);
+  if (!rc && atomic_load(&p->lost)) rc = ds__fail(p, 1, "the block lock's renewal failed: not committing");
+  commit_job *j = rc ? NULL : calloc(1, sizeof *j);
+  if (!j) {
+    putv_free(pv, n);
+    free(sk);
+    return rc ? rc : ds__fail(p, 1, "out of memory");
+  }
+  /* 4. the job: the changes, then the stamp (pv[n], its key freed with the job) */
+  memcpy(j->b, b, sizeof j->b);
+  j->g = g;
+  j->with_ckpt = with_ckpt;
+  j->ckpt_new = ckpt_new;
+  j->pv = pv;
+  j->n = n;
+  snprintf(j->sval, sizeof j->sval, "%" PRIu64, g);
+  pv[n].key = sk;
+  pv[n].val = (uint8_t *)j->sval;
+  pv[n].len = strlen(j->sval);
+  j->read_ms = t1 - t0;
+  j->compute_ms = t[0] - t1;
+  j->compare_ms = t[1] - t[0];
+  /* 5. the previous block's commit first: its error stops the worker, and a checkpoint
+   * never lands before a block of its generation */
+  if ((rc = job_join(p, jobp))) {
+    job_free(j);
+    return rc;
+  }
+  /* 6. this block's commit */
+  return job_hand_off(p, j, committed, jobp);
 }
 
 /* Does blocks bl[0..n) at generation g: a first pass takes each block whose lock is
