@@ -74,105 +74,141 @@ static int watch_error(ds *p, int rc, uint64_t from) {
   return ds__fail(p, 1, "Kv.Watch: %s", strata_errmsg());
 }
 
-/* --follow / --until: one generation at a time from the checkpoint. */
-int ds__follow(ds *p) {
-  const char *pre = p->o->prefix;
-  char *k0 = kvc_keyf("%s%s/", pre, p->l.in.s[0].key), *own = kvc_keyf("%s" DS_DIR, pre);
-  if (!k0 || !own) {
-    free(k0);
-    free(own);
-    return ds__fail(p, 1, "out of memory");
+/* The keys a Watch message changed, gathered for one generation: the blocks of the
+ * mip-0 chunks (under k0), and whether anything outside our own .downsample/ (own)
+ * changed. */
+typedef struct feed {
+  char *k0, *own;
+  size_t k0len, ownlen;
+  int64_t (*bl)[3];
+  size_t nb, cap;
+  int other;
+} feed;
+
+static void feed_free(feed *f) {
+  free(f->bl);
+  free(f->k0);
+  free(f->own);
+}
+
+/* Adds one Watch message's changes to f. 0, or 1 with err set. */
+static int feed_add(ds *p, feed *f, const Strata__V1__WatchResponse *m) {
+  for (size_t i = 0; i < m->n_changes; i++) {
+    const ProtobufCBinaryData *k = &m->changes[i]->key;
+    if (k->len >= f->ownlen && !memcmp(k->data, f->own, f->ownlen)) continue;
+    f->other = 1;
+    int64_t b[3];
+    if (k->len > f->k0len && !memcmp(k->data, f->k0, f->k0len) && !key_block(p, k->data, k->len, f->k0len, b))
+      if (add_block(&f->bl, &f->nb, &f->cap, b)) return ds__fail(p, 1, "out of memory");
   }
-  size_t plen = strlen(pre), k0len = strlen(k0), ownlen = strlen(own);
-  int rc = 0;
-  uint64_t stop_at = 0; /* --until: the sync key's generation */
-  if (p->o->until) {
-    int found;
-    uint64_t latest = 0;
-    char *sk = kvc_keyf("%s" DS_DIR "sync/%s", pre, p->o->name);
-    if (!sk || (rc = kvc_get(p->c, sk, 0, &found, NULL, NULL, &latest))) {
-      rc = ds__fail(p, 1, "reading the latest generation: %s", sk ? strata_errmsg() : "out of memory");
-    } else if (p->o->until > latest) {
-      rc = ds__fail(p, 2, "--until %" PRIu64 ": newer than the latest generation %" PRIu64, p->o->until, latest);
-    } else if (p->ckpt < p->o->until) {
-      /* a commit after G under the watched prefix ends the Watch once it arrives */
-      char v[32];
-      snprintf(v, sizeof v, "%" PRIu64, p->o->until);
-      putv pv = {sk, (uint8_t *)v, strlen(v)};
-      rc = ds__commit(p, &pv, 1, 0, 0, 0, &stop_at);
-    }
-    free(sk);
-    if (rc || p->ckpt >= p->o->until) {
-      if (!rc) ds__logkv(p, "event=done checkpoint=%" PRIu64 " until=%" PRIu64, p->ckpt, p->o->until);
-      free(k0);
-      free(own);
-      return rc;
-    }
+  return 0;
+}
+
+/* --until G: *done = 1 when there is nothing to follow (the checkpoint is at G, or
+ * an error); otherwise commits the sync key after G, whose arrival on the Watch ends
+ * it, and sets *stop_at to that commit's generation. 0, or 1/2 with err set. */
+static int until_start(ds *p, uint64_t *stop_at, int *done) {
+  int found, rc = 0;
+  uint64_t latest = 0;
+  char *sk = kvc_keyf("%s" DS_DIR "sync/%s", p->o->prefix, p->o->name);
+  if (!sk || (rc = kvc_get(p->c, sk, 0, &found, NULL, NULL, &latest))) {
+    rc = ds__fail(p, 1, "reading the latest generation: %s", sk ? strata_errmsg() : "out of memory");
+  } else if (p->o->until > latest) {
+    rc = ds__fail(p, 2, "--until %" PRIu64 ": newer than the latest generation %" PRIu64, p->o->until, latest);
+  } else if (p->ckpt < p->o->until) {
+    /* a commit after G under the watched prefix ends the Watch once it arrives */
+    char v[32];
+    snprintf(v, sizeof v, "%" PRIu64, p->o->until);
+    putv pv = {sk, (uint8_t *)v, strlen(v)};
+    rc = ds__commit(p, &pv, 1, 0, 0, 0, stop_at);
   }
-  uint64_t from = p->ckpt;
+  free(sk);
+  *done = rc || p->ckpt >= p->o->until;
+  if (*done && !rc) ds__logkv(p, "event=done checkpoint=%" PRIu64 " until=%" PRIu64, p->ckpt, p->o->until);
+  return rc;
+}
+
+/* Opens the Watch of the prefix from generation from, where ds_request_stop can
+ * cancel it. 0, or 1 with err set. */
+static int watch_open(ds *p, uint64_t from, rpc_cstream **stp) {
   Strata__V1__WatchRequest q = STRATA__V1__WATCH_REQUEST__INIT;
   q.from_generation = from;
-  q.prefix.data = (uint8_t *)pre;
-  q.prefix.len = plen;
+  q.prefix.data = (uint8_t *)p->o->prefix;
+  q.prefix.len = strlen(p->o->prefix);
   rpc_callopts co = {.timeout_ms = -1};
   rpc_cstream *st = NULL;
-  if ((rc = rpc_kv_watch(p->c, &co, &q, &st))) {
-    rc = watch_error(p, rc, from);
-    free(k0);
-    free(own);
-    return rc;
-  }
+  int rc = rpc_kv_watch(p->c, &co, &q, &st);
+  if (rc) return watch_error(p, rc, from);
   pthread_mutex_lock(&g_mu);
   g_stream = st;
   pthread_mutex_unlock(&g_mu);
   if (atomic_load(&g_stop)) rpc_cstream_cancel(st);
-  ds__logkv(p, "event=watch from=%" PRIu64 " prefix=%s", from, pre);
-  int64_t(*bl)[3] = NULL;
-  size_t nb = 0, cap = 0;
-  int other = 0; /* the generation changed keys outside our own .downsample/ */
+  ds__logkv(p, "event=watch from=%" PRIu64 " prefix=%s", from, p->o->prefix);
+  *stp = st;
+  return 0;
+}
+
+static void watch_close(rpc_cstream *st) {
+  pthread_mutex_lock(&g_mu);
+  g_stream = NULL;
+  pthread_mutex_unlock(&g_mu);
+  rpc_cstream_close(st);
+}
+
+/* Reads the Watch until a stop, an error or (stop_at set) generation stop_at: each
+ * generation's blocks are done at it, the last one carrying the checkpoint. */
+static int watch_loop(ds *p, rpc_cstream *st, feed *f, uint64_t from, uint64_t stop_at) {
+  int rc = 0;
   for (;;) {
     Strata__V1__WatchResponse *m = NULL;
     int r = rpc_kv_watch_next(st, &m);
     if (r != 1) {
       if (atomic_load(&g_stop)) {
         ds__logkv(p, "event=stopped checkpoint=%" PRIu64, p->ckpt);
-        break;
+        return 0;
       }
-      rc = r == 0 ? ds__fail(p, 1, "Kv.Watch ended unexpectedly") : watch_error(p, r, from);
-      break;
+      return r == 0 ? ds__fail(p, 1, "Kv.Watch ended unexpectedly") : watch_error(p, r, from);
     }
     uint64_t g = m->version ? m->version->generation : 0;
-    for (size_t i = 0; i < m->n_changes && !rc; i++) {
-      const ProtobufCBinaryData *k = &m->changes[i]->key;
-      if (k->len >= ownlen && !memcmp(k->data, own, ownlen)) continue;
-      other = 1;
-      int64_t b[3];
-      if (k->len > k0len && !memcmp(k->data, k0, k0len) && !key_block(p, k->data, k->len, k0len, b))
-        if (add_block(&bl, &nb, &cap, b)) rc = ds__fail(p, 1, "out of memory");
-    }
+    rc = feed_add(p, f, m);
     int more = m->more;
     rpc_free(m);
-    if (rc) break;
+    if (rc) return rc;
     if (more) continue;
-    if (nb) ds__logkv(p, "event=generation gen=%" PRIu64 " blocks=%zu", g, nb);
-    if (nb || (other && p->ckpt < g)) rc = ds__do_blocks(p, bl, nb, g, 0, 1, g);
-    nb = 0;
-    other = 0;
+    if (f->nb) ds__logkv(p, "event=generation gen=%" PRIu64 " blocks=%zu", g, f->nb);
+    if (f->nb || (f->other && p->ckpt < g)) rc = ds__do_blocks(p, f->bl, f->nb, g, 0, 1, g);
+    f->nb = 0;
+    f->other = 0;
     from = g;
-    if (rc) break;
+    if (rc) return rc;
     if (stop_at && g >= stop_at) {
       if (p->ckpt < g) rc = ds__do_blocks(p, NULL, 0, g, 0, 1, g);
       ds__logkv(p, "event=done checkpoint=%" PRIu64 " until=%" PRIu64, p->ckpt, p->o->until);
-      break;
+      return rc;
     }
   }
-  pthread_mutex_lock(&g_mu);
-  g_stream = NULL;
-  pthread_mutex_unlock(&g_mu);
-  rpc_cstream_close(st);
-  free(bl);
-  free(k0);
-  free(own);
+}
+
+/* --follow / --until: one generation at a time from the checkpoint. */
+int ds__follow(ds *p) {
+  const char *pre = p->o->prefix;
+  feed f = {.k0 = kvc_keyf("%s%s/", pre, p->l.in.s[0].key), .own = kvc_keyf("%s" DS_DIR, pre)};
+  if (!f.k0 || !f.own) {
+    feed_free(&f);
+    return ds__fail(p, 1, "out of memory");
+  }
+  f.k0len = strlen(f.k0);
+  f.ownlen = strlen(f.own);
+  int rc = 0, done = 0;
+  uint64_t stop_at = 0; /* --until: the sync key's generation */
+  rpc_cstream *st = NULL;
+  if (p->o->until) rc = until_start(p, &stop_at, &done);
+  if (!done) rc = watch_open(p, p->ckpt, &st);
+  if (st) {
+    rc = watch_loop(p, st, &f, p->ckpt, stop_at);
+    watch_close(st);
+  }
+  feed_free(&f);
   return rc;
 }
 
