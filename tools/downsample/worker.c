@@ -258,6 +258,88 @@ static int load_layout(ds *p) {
   return rc;
 }
 
+/* The region buffers of one block at every scale, one chunk's buffer, and the spare
+ * mip-0 region the read-ahead fills. 0, or 1 with err set. */
+static int alloc_buffers(ds *p) {
+  for (int i = 0; i < p->l.in.nscales; i++) {
+    int64_t b0[3] = {0, 0, 0}, lo[3], hi[3];
+    ds_block_box(&p->l, i, b0, lo, hi);
+    for (int d = 0; d < 3; d++) hi[d] = lo[d] + p->l.bvox[d] / p->l.F[i][d];
+    if (!(p->reg[i] = malloc(ds__box_voxels(lo, hi) * 8))) return ds__fail(p, 1, "out of memory");
+  }
+  const pc_scale *s = &p->l.in.s[0];
+  size_t cb = (size_t)(s->chunk[0] * s->chunk[1] * s->chunk[2]) * 8;
+  int64_t b0[3] = {0, 0, 0}, lo[3], hi[3];
+  ds_block_box(&p->l, 0, b0, lo, hi);
+  for (int d = 0; d < 3; d++) hi[d] = lo[d] + p->l.bvox[d];
+  if (!(p->cbuf = malloc(cb))) return ds__fail(p, 1, "out of memory");
+  /* without the spare the blocks are simply read one after another */
+  p->spare = malloc(ds__box_voxels(lo, hi) * 8);
+  return 0;
+}
+
+/* The checkpoint's value and the generation it was read at. 0, or 1 with err set. */
+static int read_checkpoint(ds *p) {
+  char *ck = ds__ckpt_key(p);
+  int found, rc = 0;
+  uint8_t *v = NULL;
+  size_t len = 0;
+  if (!ck || kvc_get(p->c, ck, 0, &found, &v, &len, &p->ckpt_seen))
+    rc = ds__fail(p, 1, "reading the checkpoint: %s", ck ? strata_errmsg() : "out of memory");
+  else
+    p->ckpt = found ? ds__gen_value(v, len) : 0;
+  free(v);
+  free(ck);
+  return rc;
+}
+
+/* The holder of the block locks: an op of kind downsample. 0, or 1 with err set. */
+static int create_op(ds *p) {
+  Strata__V1__CreateOpRequest q = STRATA__V1__CREATE_OP_REQUEST__INIT;
+  q.user = (char *)p->o->user;
+  q.kind = DS_OP_KIND;
+  char payload[512];
+  snprintf(payload, sizeof payload, "{\"prefix\":\"%s\",\"name\":\"%s\"}", p->o->prefix, p->o->name);
+  q.payload.data = (uint8_t *)payload;
+  q.payload.len = strlen(payload);
+  Strata__V1__CreateOpResponse *r = NULL;
+  int rc = 0;
+  if (rpc_ops_create(p->c, NULL, &q, &r)) rc = ds__fail(p, 1, "Ops.Create: %s", strata_errmsg());
+  else p->op = r->op ? r->op->op_id : 0;
+  rpc_free(r);
+  return rc;
+}
+
+/* Runs the mode with the renewal thread beside it; stops the thread after. */
+static int run_mode(ds *p) {
+  ds__logkv(p, "event=start op=%" PRIu64 " checkpoint=%" PRIu64 " blocks=%" PRId64 "x%" PRId64 "x%" PRId64
+            " block_voxels=%" PRId64 "x%" PRId64 "x%" PRId64,
+            p->op, p->ckpt, p->l.bgrid[0], p->l.bgrid[1], p->l.bgrid[2], p->l.bvox[0], p->l.bvox[1],
+            p->l.bvox[2]);
+  if (pthread_create(&p->th, NULL, renew_main, p) == 0) p->th_on = 1;
+  int rc = p->o->region ? ds__region(p) : ds__follow(p);
+  if (p->th_on) {
+    pthread_mutex_lock(&p->mu);
+    p->stop = 1;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->th, NULL);
+  }
+  return rc;
+}
+
+/* Releases any block still held and ends the op: success, or exception with err. */
+static void finish_op(ds *p, int rc) {
+  ds__unlock_block(p);
+  Strata__V1__SetStatusRequest q = STRATA__V1__SET_STATUS_REQUEST__INIT;
+  q.op_id = p->op;
+  q.status = rc ? STRATA__V1__OP_STATUS__OP_STATUS_EXCEPTION : STRATA__V1__OP_STATUS__OP_STATUS_SUCCESS;
+  q.reason = rc ? p->err : "";
+  Strata__V1__SetStatusResponse *r = NULL;
+  rpc_ops_set_status(p->c, NULL, &q, &r);
+  rpc_free(r);
+}
+
 int ds_run(rpc_client *c, const ds_opts *o, char *err, size_t errlen) {
   ds *p = calloc(1, sizeof *p);
   if (!p) {
@@ -270,76 +352,18 @@ int ds_run(rpc_client *c, const ds_opts *o, char *err, size_t errlen) {
   p->errlen = errlen;
   pthread_mutex_init(&p->mu, NULL);
   pthread_cond_init(&p->cv, NULL);
+  /* 1. the volume, the buffers, the checkpoint, the op */
   int rc = load_layout(p);
-  for (int i = 0; !rc && i < p->l.in.nscales; i++) {
-    int64_t b0[3] = {0, 0, 0}, lo[3], hi[3];
-    ds_block_box(&p->l, i, b0, lo, hi);
-    for (int d = 0; d < 3; d++) hi[d] = lo[d] + p->l.bvox[d] / p->l.F[i][d];
-    if (!(p->reg[i] = malloc(ds__box_voxels(lo, hi) * 8))) rc = ds__fail(p, 1, "out of memory");
-  }
-  if (!rc) {
-    const pc_scale *s = &p->l.in.s[0];
-    size_t cb = (size_t)(s->chunk[0] * s->chunk[1] * s->chunk[2]) * 8;
-    int64_t b0[3] = {0, 0, 0}, lo[3], hi[3];
-    ds_block_box(&p->l, 0, b0, lo, hi);
-    for (int d = 0; d < 3; d++) hi[d] = lo[d] + p->l.bvox[d];
-    if (!(p->cbuf = malloc(cb))) rc = ds__fail(p, 1, "out of memory");
-    /* without the spare the blocks are simply read one after another */
-    p->spare = malloc(ds__box_voxels(lo, hi) * 8);
-  }
-  if (!rc) { /* the checkpoint */
-    char *ck = ds__ckpt_key(p);
-    int found;
-    uint8_t *v = NULL;
-    size_t len = 0;
-    if (!ck || kvc_get(c, ck, 0, &found, &v, &len, &p->ckpt_seen))
-      rc = ds__fail(p, 1, "reading the checkpoint: %s", ck ? strata_errmsg() : "out of memory");
-    else
-      p->ckpt = found ? ds__gen_value(v, len) : 0;
-    free(v);
-    free(ck);
-  }
-  if (!rc) { /* the holder of the block locks: an op of kind downsample */
-    Strata__V1__CreateOpRequest q = STRATA__V1__CREATE_OP_REQUEST__INIT;
-    q.user = (char *)o->user;
-    q.kind = DS_OP_KIND;
-    char payload[512];
-    snprintf(payload, sizeof payload, "{\"prefix\":\"%s\",\"name\":\"%s\"}", o->prefix, o->name);
-    q.payload.data = (uint8_t *)payload;
-    q.payload.len = strlen(payload);
-    Strata__V1__CreateOpResponse *r = NULL;
-    if (rpc_ops_create(c, NULL, &q, &r)) rc = ds__fail(p, 1, "Ops.Create: %s", strata_errmsg());
-    else p->op = r->op ? r->op->op_id : 0;
-    rpc_free(r);
-  }
-  if (!rc) {
-    ds__logkv(p, "event=start op=%" PRIu64 " checkpoint=%" PRIu64 " blocks=%" PRId64 "x%" PRId64 "x%" PRId64
-          " block_voxels=%" PRId64 "x%" PRId64 "x%" PRId64,
-          p->op, p->ckpt, p->l.bgrid[0], p->l.bgrid[1], p->l.bgrid[2], p->l.bvox[0], p->l.bvox[1],
-          p->l.bvox[2]);
-    if (pthread_create(&p->th, NULL, renew_main, p) == 0) p->th_on = 1;
-    rc = o->region ? ds__region(p) : ds__follow(p);
-  }
-  if (p->th_on) {
-    pthread_mutex_lock(&p->mu);
-    p->stop = 1;
-    pthread_cond_signal(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    pthread_join(p->th, NULL);
-  }
-  if (p->op) {
-    ds__unlock_block(p);
-    Strata__V1__SetStatusRequest q = STRATA__V1__SET_STATUS_REQUEST__INIT;
-    q.op_id = p->op;
-    q.status = rc ? STRATA__V1__OP_STATUS__OP_STATUS_EXCEPTION : STRATA__V1__OP_STATUS__OP_STATUS_SUCCESS;
-    q.reason = rc ? err : "";
-    Strata__V1__SetStatusResponse *r = NULL;
-    rpc_ops_set_status(c, NULL, &q, &r);
-    rpc_free(r);
-  }
+  if (!rc) rc = alloc_buffers(p);
+  if (!rc) rc = read_checkpoint(p);
+  if (!rc) rc = create_op(p);
+  /* 2. the mode */
+  if (!rc) rc = run_mode(p);
+  /* 3. the op's end, then the state's */
+  if (p->op) finish_op(p, rc);
   if (!rc)
     ds__logkv(p, "event=exit checkpoint=%" PRIu64 " blocks_done=%" PRIu64 " blocks_skipped=%" PRIu64
-          " chunks_written=%" PRIu64, p->ckpt, p->blocks_done, p->blocks_skipped, p->chunks_written);
+              " chunks_written=%" PRIu64, p->ckpt, p->blocks_done, p->blocks_skipped, p->chunks_written);
   for (int i = 0; i < PC_MAX_SCALES; i++) free(p->reg[i]);
   free(p->cbuf);
   free(p->spare);
@@ -348,4 +372,3 @@ int ds_run(rpc_client *c, const ds_opts *o, char *err, size_t errlen) {
   free(p);
   return rc;
 }
-
