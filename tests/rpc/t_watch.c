@@ -213,49 +213,74 @@ void test_kv_watch_follows_concurrent_commits_across_resume(void **state) {
       if (seen[t][n] != 1) fail_msg("key wl/%d/%03d seen %d times", t, n, seen[t][n]);
 }
 
-/* A generation that changed 2500 keys arrives split (more = true) and whole. */
-void test_kv_watch_splits_a_large_generation(void **state) {
-  (void)state;
-  uint64_t from;
-  assert_int_equal(srv_latest(&from), 0);
-  enum { N = 2500 };
-  static char kb[N][16];
-  static Strata__V1__Put p[N];
-  static Strata__V1__Put *pp[N];
-  for (int i = 0; i < N; i++) {
-    snprintf(kb[i], sizeof kb[i], "wm/%05d", i);
+/* Commits n keys, value "v", in one generation and returns it: key i is
+ * in_fmt % i for i < in, out_fmt % i after. */
+static uint64_t commit_keys(int n, int in, const char *in_fmt, const char *out_fmt) {
+  char(*kb)[16] = calloc((size_t)n, sizeof *kb);
+  Strata__V1__Put *p = calloc((size_t)n, sizeof *p);
+  Strata__V1__Put **pp = calloc((size_t)n, sizeof *pp);
+  assert_true(kb && p && pp);
+  for (int i = 0; i < n; i++) {
+    snprintf(kb[i], sizeof kb[i], i < in ? in_fmt : out_fmt, i);
     strata__v1__put__init(&p[i]);
     p[i].key = t_bytes(kb[i]);
     p[i].value = t_bytes("v");
     pp[i] = &p[i];
   }
   Strata__V1__CommitRequest q = STRATA__V1__COMMIT_REQUEST__INIT;
-  q.n_puts = N;
+  q.n_puts = (size_t)n;
   q.puts = pp;
   Strata__V1__CommitResponse *r;
   assert_int_equal(rpc_kv_commit(C, NULL, &q, &r), 0);
   uint64_t g = r->version->generation;
   rpc_free(r);
+  free(kb);
+  free(p);
+  free(pp);
+  return g;
+}
+
+/* Watches prefix from `from` until a message with more = false: every message is
+ * generation g's, with per_msg changes when per_msg > 0, and the keys are fmt % 0,
+ * 1, ... in order. Returns the number of messages; *keys the number of keys and
+ * *last_more the last message's more. */
+static int watch_generation(uint64_t from, const char *prefix, uint64_t g, size_t per_msg,
+                            const char *fmt, int *keys, int *last_more) {
   Strata__V1__WatchRequest wq = STRATA__V1__WATCH_REQUEST__INIT;
   wq.from_generation = from;
-  wq.prefix = t_bytes("wm/");
+  wq.prefix = t_bytes(prefix);
   rpc_cstream *st;
   assert_int_equal(rpc_kv_watch(C, NULL, &wq, &st), 0);
   Strata__V1__WatchResponse *m;
-  int msgs = 0, keys = 0, last_more = 1;
-  while (last_more && rpc_kv_watch_next(st, &m) == 1) {
+  int msgs = 0;
+  *keys = 0;
+  *last_more = 1;
+  while (*last_more && rpc_kv_watch_next(st, &m) == 1) {
     assert_int_equal(m->version->generation, g);
-    for (size_t i = 0; i < m->n_changes; i++, keys++) {
+    if (per_msg) assert_int_equal(m->n_changes, per_msg);
+    for (size_t i = 0; i < m->n_changes; i++, (*keys)++) {
       char want[16];
-      snprintf(want, sizeof want, "wm/%05d", keys);
+      snprintf(want, sizeof want, fmt, *keys);
       assert_int_equal(m->changes[i]->key.len, strlen(want));
       assert_memory_equal(m->changes[i]->key.data, want, strlen(want));
     }
-    last_more = m->more;
+    *last_more = m->more;
     msgs++;
     rpc_free(m);
   }
   rpc_cstream_close(st);
+  return msgs;
+}
+
+/* A generation that changed 2500 keys arrives split (more = true) and whole. */
+void test_kv_watch_splits_a_large_generation(void **state) {
+  (void)state;
+  uint64_t from;
+  assert_int_equal(srv_latest(&from), 0);
+  enum { N = 2500 };
+  uint64_t g = commit_keys(N, N, "wm/%05d", "wm/%05d");
+  int keys, last_more;
+  int msgs = watch_generation(from, "wm/", g, 0, "wm/%05d", &keys, &last_more);
   assert_int_equal(keys, N);
   assert_true(msgs >= 3);
   assert_int_equal(last_more, 0);
@@ -270,45 +295,10 @@ void test_kv_watch_streams_a_generation_without_an_empty_tail(void **state) {
   uint64_t from;
   assert_int_equal(srv_latest(&from), 0);
   enum { IN = 2000, OUT = 1500, N = IN + OUT };
-  static char kb[N][16];
-  static Strata__V1__Put p[N];
-  static Strata__V1__Put *pp[N];
-  for (int i = 0; i < N; i++) {
-    if (i < IN) snprintf(kb[i], sizeof kb[i], "wx/%05d", i);
-    else snprintf(kb[i], sizeof kb[i], "wx%05d", i); /* sorts among them, not under "wx/" */
-    strata__v1__put__init(&p[i]);
-    p[i].key = t_bytes(kb[i]);
-    p[i].value = t_bytes("v");
-    pp[i] = &p[i];
-  }
-  Strata__V1__CommitRequest q = STRATA__V1__COMMIT_REQUEST__INIT;
-  q.n_puts = N;
-  q.puts = pp;
-  Strata__V1__CommitResponse *r;
-  assert_int_equal(rpc_kv_commit(C, NULL, &q, &r), 0);
-  uint64_t g = r->version->generation;
-  rpc_free(r);
-  Strata__V1__WatchRequest wq = STRATA__V1__WATCH_REQUEST__INIT;
-  wq.from_generation = from;
-  wq.prefix = t_bytes("wx/");
-  rpc_cstream *st;
-  assert_int_equal(rpc_kv_watch(C, NULL, &wq, &st), 0);
-  Strata__V1__WatchResponse *m;
-  int msgs = 0, keys = 0, last_more = 1;
-  while (last_more && rpc_kv_watch_next(st, &m) == 1) {
-    assert_int_equal(m->version->generation, g);
-    assert_int_equal(m->n_changes, 1000);
-    for (size_t i = 0; i < m->n_changes; i++, keys++) {
-      char want[16];
-      snprintf(want, sizeof want, "wx/%05d", keys);
-      assert_int_equal(m->changes[i]->key.len, strlen(want));
-      assert_memory_equal(m->changes[i]->key.data, want, strlen(want));
-    }
-    last_more = m->more;
-    msgs++;
-    rpc_free(m);
-  }
-  rpc_cstream_close(st);
+  /* "wx%05d" sorts among them, not under "wx/" */
+  uint64_t g = commit_keys(N, IN, "wx/%05d", "wx%05d");
+  int keys, last_more;
+  int msgs = watch_generation(from, "wx/", g, 1000, "wx/%05d", &keys, &last_more);
   assert_int_equal(keys, IN);
   assert_int_equal(msgs, 2);
   assert_int_equal(last_more, 0);
