@@ -45,7 +45,7 @@ RPC_TEST_BINS := $(O)/tests/rpc/test_rpc_core $(O)/tests/rpc/test_rpc_server \
 	$(O)/tests/rpc/test_coord_gc
 RPC_TEST_OBJS := $(O)/tests/rpc/test_rpc_core.o $(O)/tests/rpc/test_rpc_server.o \
 	$(O)/tests/rpc/srv_harness.o $(O)/tests/rpc/t_validation.o $(O)/tests/rpc/t_locks.o \
-	$(O)/tests/rpc/t_ops.o $(O)/tests/rpc/t_kv.o $(O)/tests/rpc/test_shutdown_load.o \
+	$(O)/tests/rpc/t_ops.o $(O)/tests/rpc/t_kv.o $(O)/tests/rpc/t_watch.o $(O)/tests/rpc/test_shutdown_load.o \
 	$(O)/tests/rpc/test_full_disk.o $(O)/tests/rpc/test_rollback.o $(O)/tests/rpc/test_bad_input.o \
 	$(O)/tests/rpc/test_auth.o $(O)/tests/rpc/test_security.o $(O)/tests/rpc/test_coord.o \
 	$(O)/tests/rpc/test_coord_gc.o $(O)/tests/rpc/coord_fixture.o
@@ -57,7 +57,7 @@ $(O)/tests/rpc/test_rpc_core: $(O)/tests/rpc/test_rpc_core.o $(RPC_LIB) $(O)/lib
 
 $(O)/tests/rpc/test_rpc_server: $(O)/tests/rpc/test_rpc_server.o $(O)/tests/rpc/srv_harness.o \
 		$(O)/tests/rpc/t_validation.o $(O)/tests/rpc/t_locks.o $(O)/tests/rpc/t_ops.o \
-		$(O)/tests/rpc/t_kv.o $(O)/libsrv.a $(RPC_LIB) $(O)/libstrata.a
+		$(O)/tests/rpc/t_kv.o $(O)/tests/rpc/t_watch.o $(O)/libsrv.a $(RPC_LIB) $(O)/libstrata.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ -lcmocka $(RPC_LDLIBS) $(LDLIBS)
 
 # The tests that drive a server through the harness (tests/rpc/srv_harness.h).

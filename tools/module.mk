@@ -160,11 +160,13 @@ $(O)/tests/fuzz/seeds: $(RPC_GEN_OBJS)
 $(O)/tests/fuzz/seeds: LDLIBS += -lprotobuf-c
 
 # --- strata-downsample: keeps the mip pyramid in step with mip 0 (issue 14, tools/downsample/README.md)
-# downsample.o is the worker and its status; stratactl links it for `downsample status`.
-DS_LIB_OBJS := $(O)/tools/downsample.obj/downsample.o $(POP_COMMON) $(TOOLS_KVC)
+# DS_OBJS are the worker and its status (one file per concern, tools/downsample/README.md);
+# stratactl links them for `downsample status`.
+DS_OBJS := $(patsubst %,$(O)/tools/downsample.obj/%.o,layout worker block feed status)
+DS_LIB_OBJS := $(DS_OBJS) $(POP_COMMON) $(TOOLS_KVC)
 DS_BIN := $(O)/tools/strata-downsample
 BINS += $(DS_BIN)
-$(O)/tools/downsample.obj/downsample.o $(O)/tools/downsample.obj/main.o: | $(RPC_GEN_H)
+$(DS_OBJS) $(O)/tools/downsample.obj/main.o: | $(RPC_GEN_H)
 
 $(O)/tools/downsample.obj/%.o: tools/downsample/%.c
 	@mkdir -p $(@D)
@@ -173,7 +175,7 @@ $(O)/tools/downsample.obj/%.o: tools/downsample/%.c
 $(DS_BIN): $(O)/tools/downsample.obj/main.o $(DS_LIB_OBJS) $(RPC_LIB) $(O)/libstrata.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS) -ljansson -lm
 
--include $(O)/tools/downsample.obj/main.d $(O)/tools/downsample.obj/downsample.d
+-include $(O)/tools/downsample.obj/main.d $(DS_OBJS:.o=.d)
 
 # make bench-downsample (run by make bench): tools/bench/downsample_bench.py, downsample_MBps
 # against the in-process anchor and pyramid_lag_ms with a --follow worker (well under a minute).
@@ -190,5 +192,5 @@ bench-downsample:
 
 # stratactl links the split library (op replay) and the downsample worker's status
 # (downsample status); after both are defined.
-$(CTL_BIN): $(CTL_OBJS) $(SPLIT_LIB_OBJS) $(O)/tools/downsample.obj/downsample.o $(RPC_LIB) $(O)/libstrata.a
+$(CTL_BIN): $(CTL_OBJS) $(SPLIT_LIB_OBJS) $(DS_OBJS) $(RPC_LIB) $(O)/libstrata.a
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) $^ -o $@ $(RPC_LDLIBS) $(LDLIBS) -ljansson -lm

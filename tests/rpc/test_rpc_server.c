@@ -494,7 +494,7 @@ int main(void) {
       cmocka_unit_test_teardown(test_sigint_drains_and_exits_0, stop_extra),
       cmocka_unit_test_teardown(test_grace_ms_zero_is_honoured, stop_extra),
       cmocka_unit_test_teardown(test_streams_of_large_rows_fit_a_small_message_limit, stop_extra),
-      T_VALIDATION_TESTS T_LOCKS_TESTS T_OPS_TESTS T_KV_TESTS};
+      T_VALIDATION_TESTS T_LOCKS_TESTS T_OPS_TESTS T_KV_TESTS T_WATCH_TESTS};
   int failed = cmocka_run_group_tests_name("embedded", tests, group_setup, group_teardown);
   server_bin = getenv("STRATA_SERVER_BIN");
   if (server_bin && *server_bin)

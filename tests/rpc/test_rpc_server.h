@@ -25,6 +25,9 @@ uint64_t t_calls_active(void);
  * once the calls earlier tests ended are gone on the server too. */
 uint64_t t_wait_calls_at_most(uint64_t n);
 uint64_t t_wait_calls_at_least(uint64_t n);
+/* Commits puts (key=value pairs, NULL-terminated) and deletes on C; returns rc
+ * (printed on failure) and *gen the generation (gen may be NULL). t_kv.c. */
+int t_commit(const char *const *kvs, const char *const *dels, uint64_t *gen);
 
 #define T_DECL(name) void name(void **state);
 
@@ -47,23 +50,26 @@ uint64_t t_wait_calls_at_least(uint64_t n);
   X(test_kv_fenced_commit)                                    \
   X(test_ops_create_records_start_generation)                 \
   X(test_ops_indefinite_scope_listed_as_stuck_until_released) \
+  X(test_kv_concurrent_committers)                            \
+  X(test_kv_batch_get_each_matches_batch_get)
+#define T_WATCH_LIST(X)                                       \
   X(test_kv_watch_replay_live_and_resume)                     \
   X(test_kv_watch_deadline_and_cancel)                        \
   X(test_kv_watch_splits_a_large_generation)                  \
-  X(test_kv_watch_streams_a_generation_without_an_empty_tail)  \
-  X(test_kv_watch_follows_concurrent_commits_across_resume)   \
-  X(test_kv_concurrent_committers)                            \
-  X(test_kv_batch_get_each_matches_batch_get)
+  X(test_kv_watch_streams_a_generation_without_an_empty_tail) \
+  X(test_kv_watch_follows_concurrent_commits_across_resume)
 
 T_VALIDATION_LIST(T_DECL)
 T_LOCKS_LIST(T_DECL)
 T_OPS_LIST(T_DECL)
 T_KV_LIST(T_DECL)
+T_WATCH_LIST(T_DECL)
 
 #define T_ENTRY(name) cmocka_unit_test(name),
 #define T_VALIDATION_TESTS T_VALIDATION_LIST(T_ENTRY)
 #define T_LOCKS_TESTS T_LOCKS_LIST(T_ENTRY)
 #define T_OPS_TESTS T_OPS_LIST(T_ENTRY)
 #define T_KV_TESTS T_KV_LIST(T_ENTRY)
+#define T_WATCH_TESTS T_WATCH_LIST(T_ENTRY)
 
 #endif

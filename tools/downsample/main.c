@@ -56,7 +56,8 @@ static void *signal_main(void *arg) {
   return NULL;
 }
 
-int main(int argc, char **argv) {
+/* glibc malloc tuned for the read path (before any thread starts). */
+static void heap_setup(void) {
   /* The read path allocates per call: gRPC's received slices, the response flattened
    * into one buffer, protobuf-c's copy of every 256 KiB value. glibc serves blocks
    * above its mmap threshold (128 KiB at start, raised only as mmapped blocks are
@@ -68,68 +69,79 @@ int main(int argc, char **argv) {
   mallopt(M_MMAP_THRESHOLD, 64 << 20);
   mallopt(M_TRIM_THRESHOLD, 512 << 20);
   mallopt(M_ARENA_MAX, 1);
+}
+
+/* --bench-in-process DIR: make bench's anchor; prints the JSON line. Exit code. */
+static int bench_in_process(const char *dir) {
+  uint64_t bytes = 0;
+  double sec = 0;
+  char e[1024];
+  int r = ds_in_process(dir, &bytes, &sec, e, sizeof e);
+  if (r) {
+    fprintf(stderr, "strata-downsample: %s\n", e);
+    return r;
+  }
+  printf("{\"mip0_bytes\": %" PRIu64 ", \"seconds\": %.6f}\n", bytes, sec);
+  return 0;
+}
+
+/* Parses the options into o and *addr: -1 to run the worker, or the exit code to
+ * return now (--help, a usage error, --bench-in-process). */
+static int parse_opts(int argc, char **argv, ds_opts *o, const char **addr) {
   static const struct option lo[] = {
       {"prefix", 1, 0, 'p'}, {"follow", 0, 0, 'f'}, {"until", 1, 0, 'u'}, {"region", 1, 0, 'r'},
       {"name", 1, 0, 'n'},   {"addr", 1, 0, 'a'},   {"user", 1, 0, 'U'},  {"ttl-ms", 1, 0, 't'},
       {"wait-ms", 1, 0, 'w'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'},
       {"bench-in-process", 1, 0, 'B'}, {0, 0, 0, 0}};
-  ds_opts o = {.name = "default", .user = "downsample", .ttl_ms = 10000, .wait_ms = 60000, .log = stderr};
-  const char *addr = NULL;
   int ch, modes = 0;
   while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
     char *end = NULL;
     switch (ch) {
-      case 'p': o.prefix = optarg; break;
-      case 'f': o.follow = 1; modes++; break;
+      case 'p': o->prefix = optarg; break;
+      case 'f': o->follow = 1; modes++; break;
       case 'u':
         errno = 0;
-        o.until = strtoull(optarg, &end, 10);
-        if (errno || *end || !o.until) {
+        o->until = strtoull(optarg, &end, 10);
+        if (errno || *end || !o->until) {
           fprintf(stderr, "strata-downsample: --until %s: expected a generation >= 1\n", optarg);
           return 2;
         }
         modes++;
         break;
       case 'r':
-        o.region = 1;
+        o->region = 1;
         modes++;
-        if (!strcmp(optarg, "all")) o.region_all = 1;
-        else if (parse_box(optarg, o.rlo, o.rhi)) {
+        if (!strcmp(optarg, "all")) o->region_all = 1;
+        else if (parse_box(optarg, o->rlo, o->rhi)) {
           fprintf(stderr, "strata-downsample: --region %s: expected X0,Y0,Z0,X1,Y1,Z1 with X1 > X0 ... or all\n", optarg);
           return 2;
         }
         break;
-      case 'n': o.name = optarg; break;
-      case 'a': addr = optarg; break;
-      case 'U': o.user = optarg; break;
-      case 't': o.ttl_ms = strtoll(optarg, &end, 10); if (*end || o.ttl_ms < 30) { fprintf(stderr, "strata-downsample: --ttl-ms: at least 30\n"); return 2; } break;
-      case 'w': o.wait_ms = strtoll(optarg, &end, 10); if (*end || o.wait_ms < 0) { fprintf(stderr, "strata-downsample: --wait-ms: expected ms >= 0\n"); return 2; } break;
-      case 'q': o.log = NULL; break;
-      case 'B': { /* make bench's anchor only */
-        uint64_t bytes = 0;
-        double sec = 0;
-        char e[1024];
-        int r = ds_in_process(optarg, &bytes, &sec, e, sizeof e);
-        if (r) {
-          fprintf(stderr, "strata-downsample: %s\n", e);
-          return r;
-        }
-        printf("{\"mip0_bytes\": %" PRIu64 ", \"seconds\": %.6f}\n", bytes, sec);
-        return 0;
-      }
+      case 'n': o->name = optarg; break;
+      case 'a': *addr = optarg; break;
+      case 'U': o->user = optarg; break;
+      case 't': o->ttl_ms = strtoll(optarg, &end, 10); if (*end || o->ttl_ms < 30) { fprintf(stderr, "strata-downsample: --ttl-ms: at least 30\n"); return 2; } break;
+      case 'w': o->wait_ms = strtoll(optarg, &end, 10); if (*end || o->wait_ms < 0) { fprintf(stderr, "strata-downsample: --wait-ms: expected ms >= 0\n"); return 2; } break;
+      case 'q': o->log = NULL; break;
+      case 'B': return bench_in_process(optarg); /* make bench's anchor only */
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;
     }
   }
-  if (!o.prefix || !*o.prefix || modes != 1 || optind != argc) {
+  if (!o->prefix || !*o->prefix || modes != 1 || optind != argc) {
     usage(stderr);
     return 2;
   }
-  size_t nl = strlen(o.name);
-  if (!nl || nl > DS_MAX_NAME || strchr(o.name, '/')) {
+  size_t nl = strlen(o->name);
+  if (!nl || nl > DS_MAX_NAME || strchr(o->name, '/')) {
     fprintf(stderr, "strata-downsample: --name: 1..%d characters, no '/'\n", DS_MAX_NAME);
     return 2;
   }
+  return -1;
+}
+
+/* SIGTERM and SIGINT go to signal_main's thread only. */
+static void signal_setup(void) {
   static sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
@@ -137,9 +149,18 @@ int main(int argc, char **argv) {
   pthread_sigmask(SIG_BLOCK, &set, NULL);
   pthread_t sth;
   if (pthread_create(&sth, NULL, signal_main, &set) == 0) pthread_detach(sth);
+}
+
+int main(int argc, char **argv) {
+  heap_setup();
+  ds_opts o = {.name = "default", .user = "downsample", .ttl_ms = 10000, .wait_ms = 60000, .log = stderr};
+  const char *addr = NULL;
+  int rc = parse_opts(argc, argv, &o, &addr);
+  if (rc >= 0) return rc;
+  signal_setup();
   rpc_client_opts co = {.addr = addr, .timeout_ms = 120000};
   rpc_client *c = NULL;
-  int rc = rpc_client_open(&co, &c);
+  rc = rpc_client_open(&co, &c);
   if (rc) {
     fprintf(stderr, "strata-downsample: %s\n", strata_errmsg());
     return 1;

@@ -1,7 +1,7 @@
 /*
  * stratactl downsample status: each strata-downsample worker's checkpoint of a
  * volume against the latest generation (issue 14). The keys and their reading are
- * tools/downsample/downsample.c's (ds_status), the worker's own code.
+ * tools/downsample/status.c's (ds_status), the worker's own code.
  */
 #include <inttypes.h>
 #include <stdio.h>
