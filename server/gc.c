@@ -128,7 +128,7 @@ int srv__gc_run(srv *s, int dry_run, srv_gc_report *out) {
   memset(out, 0, sizeof *out);
   out->paths = calloc(SRV_GC_PATHS_MAX, sizeof *out->paths);
   if (!out->paths) return strata_err(STRATA_ENOMEM, "GC");
-  pthread_mutex_lock(&s->gc_mu);
+  strata_mutex_lock(&s->gc_mu);
   uint64_t *ids = NULL;
   size_t nids = 0;
   gc_failed failed = {NULL, 0, 0};
@@ -169,7 +169,7 @@ int srv__gc_run(srv *s, int dry_run, srv_gc_report *out) {
             (unsigned long long)out->writers_collected,
             (unsigned long long)out->writers_deferred);
 out:
-  pthread_mutex_unlock(&s->gc_mu);
+  strata_mutex_unlock(&s->gc_mu);
   free(ids);
   free(failed.ids);
   free(names);
@@ -180,8 +180,8 @@ out:
 
 /* --- the background thread ------------------------------------------------------ */
 
-int srv__tick_wait(pthread_mutex_t *mu, pthread_cond_t *cv, const int *stop, int64_t ms) {
-  pthread_mutex_lock(mu);
+int srv__tick_wait(strata_mutex *mu, pthread_cond_t *cv, const int *stop, int64_t ms) {
+  strata_mutex_lock(mu);
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   t.tv_sec += (time_t)(ms / 1000);
@@ -190,10 +190,10 @@ int srv__tick_wait(pthread_mutex_t *mu, pthread_cond_t *cv, const int *stop, int
     t.tv_sec++;
     t.tv_nsec -= 1000000000;
   }
-  while (!*stop && pthread_cond_timedwait(cv, mu, &t) != ETIMEDOUT) {
+  while (!*stop && strata_cond_timedwait(cv, mu, &t) != ETIMEDOUT) {
   }
   int go = !*stop;
-  pthread_mutex_unlock(mu);
+  strata_mutex_unlock(mu);
   return go;
 }
 
@@ -208,8 +208,8 @@ static void *gc_thread(void *arg) {
 }
 
 void srv__gc_init(srv *s) {
-  pthread_mutex_init(&s->gc_mu, NULL);
-  pthread_mutex_init(&s->gct_mu, NULL);
+  strata_mutex_init(&s->gc_mu);
+  strata_mutex_init(&s->gct_mu);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -220,8 +220,8 @@ void srv__gc_init(srv *s) {
 void srv__gc_destroy(srv *s) {
   srv__gc_stop(s);
   pthread_cond_destroy(&s->gct_cv);
-  pthread_mutex_destroy(&s->gct_mu);
-  pthread_mutex_destroy(&s->gc_mu);
+  strata_mutex_destroy(&s->gct_mu);
+  strata_mutex_destroy(&s->gc_mu);
 }
 
 int srv__gc_start(srv *s) {
@@ -235,10 +235,10 @@ int srv__gc_start(srv *s) {
 
 void srv__gc_stop(srv *s) {
   if (!s->has_gct) return;
-  pthread_mutex_lock(&s->gct_mu);
+  strata_mutex_lock(&s->gct_mu);
   s->gct_stop = 1;
   pthread_cond_signal(&s->gct_cv);
-  pthread_mutex_unlock(&s->gct_mu);
+  strata_mutex_unlock(&s->gct_mu);
   pthread_join(s->gct, NULL);
   s->has_gct = 0;
 }
