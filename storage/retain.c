@@ -5,6 +5,7 @@
  * files, numbered manifests), after a grace period. storage/README.md
  * "Retention and GC of Strata's own files".
  */
+#include <assert.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <stdio.h>
@@ -44,6 +45,7 @@ void st_set_retain_floor(st_db *db, uint64_t floor) {
 uint64_t st_retain_floor(st_db *db) { return __atomic_load_n(&db->retain_floor, __ATOMIC_ACQUIRE); }
 
 void st_retained_range(st_db *db, st_retained *out) {
+  assert(db && out);
   st_vers o;
   strata_mutex_lock(&db->mu);
   vt__oldest(&db->ms, &o);
@@ -332,6 +334,7 @@ static void *gc_thread(void *arg) {
 }
 
 int st_gc_own(st_db *db, const st_gc_own_opts *o, st_gc_own_result *r) {
+  assert(db && o && r);
   if (o->in_caller) return gc_pass(db, o, r);
   gc_job *j = calloc(1, sizeof *j);
   if (!j) return strata_err(STRATA_ENOMEM, "GC");
@@ -350,6 +353,7 @@ int st_gc_own(st_db *db, const st_gc_own_opts *o, st_gc_own_result *r) {
 }
 
 void st_gc_own_totals_get(st_db *db, st_gc_own_totals *out) {
+  assert(db && out);
   memset(out, 0, sizeof *out);
   struct st_gc_own_state *g;
   if (gc_state(db, &g)) return;
