@@ -3,6 +3,7 @@
  * allocations; each one is a synced read-modify-write, so a range is
  * durable before it is returned and is never handed out twice.
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdlib.h>
 
@@ -41,6 +42,7 @@ static int read_next(ctr_table *ct, const uint8_t *k, size_t kl, uint64_t *next,
 }
 
 int ctr_allocate(ctr_table *ct, const char *name, uint64_t count, uint64_t *first) {
+  assert(ct && first /* a bad name or count is STRATA_EINVALID */);
   uint8_t k[1 + CTR_NAME_MAX];
   size_t kl;
   int rc = ctr_key(name, k, &kl, "Ops.AllocateIds");
@@ -64,6 +66,7 @@ out:
 }
 
 int ctr_peek(ctr_table *ct, const char *name, uint64_t *next) {
+  assert(ct && next);
   uint8_t k[1 + CTR_NAME_MAX];
   size_t kl;
   int rc = ctr_key(name, k, &kl, "reading an id counter");

@@ -3,6 +3,7 @@
  * RocksDB iterator (an implicit snapshot), so a page is consistent and comes
  * in row-key order without sorting the in-memory hash tables.
  */
+#include <assert.h>
 #include <stdlib.h>
 
 #include "common/buf.h"
@@ -118,6 +119,8 @@ static int page_add(void *vctx, const uint8_t *key, size_t len, const lk__slot *
 
 int lk_list(lk_manager *lk, const lk_list_filter *f, const uint8_t *cursor, size_t cursor_len,
             size_t limit, lk_list_page *page) {
+  assert(lk && page /* f may be NULL: no filter */);
+  assert(cursor || cursor_len == 0);
   static const lk_list_filter none = {0};
   memset(page, 0, sizeof *page);
   if (!f) f = &none;
@@ -162,6 +165,7 @@ static int count_add(void *vctx, const uint8_t *key, size_t len, const lk__slot 
 }
 
 int lk_count(lk_manager *lk, const lk_list_filter *f, lk_counts *out) {
+  assert(lk && out);
   static const lk_list_filter none = {0};
   memset(out, 0, sizeof *out);
   return scan(lk, f ? f : &none, 1, NULL, 0, count_add, out);

@@ -434,6 +434,7 @@ out:
 }
 
 void lk_result_free(lk_result *res) {
+  assert(res);
   free(res->conflicts);
   res->conflicts = NULL;
   res->nconflicts = 0;
@@ -660,12 +661,14 @@ out:
 
 int lk_release(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows, unsigned kinds,
                size_t *released) {
+  assert(lk /* rows == NULL: everywhere; released may be NULL */);
   int rc = lk__check_op(op, "lk_release");
   return rc ? rc : release(lk, op, rows, nrows, kinds, released, "Locks.Release");
 }
 
 int lk_privileged_release(lk_manager *lk, uint64_t op, const lk_row *rows, size_t nrows,
                           unsigned kinds, size_t *released) {
+  assert(lk);
   if (op == 0 && rows == NULL)
     return strata_err(STRATA_EINVALID,
                       "lk_privileged_release: op 0 (any holder) needs explicit rows; "

@@ -22,6 +22,7 @@ static int64_t realtime_ns(void *ctx) {
 }
 
 void lk_options_init(lk_options *o) {
+  assert(o);
   memset(o, 0, sizeof *o);
   o->clock = realtime_ns;
   o->partitions = 64;
@@ -214,6 +215,7 @@ uint64_t lk_defer_end(void) {
 }
 
 int lk_durable_wait(lk_manager *lk, uint64_t n) {
+  assert(lk);
   assert(!defer_on);
   return lk__durable(lk, n);
 }
@@ -439,6 +441,7 @@ out:
 }
 
 int lk_open(const lk_options *o, lk_manager **out) {
+  assert(out /* a missing o or path is STRATA_EINVALID */);
   int rc = 0;
   char *err = NULL;
   *out = NULL;

@@ -3,6 +3,7 @@
  * mutex, and the op's scope read from the 'S' op(8) row keys that lk_acquire
  * and lk_release maintain in their own batches.
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdlib.h>
 
@@ -156,6 +157,7 @@ static int check_name(const char *s, const char *field) {
 
 int oplog_create(oplog *ol, const char *user, const char *kind, const void *payload,
                  size_t payload_len, uint64_t base_generation, uint64_t *id, int64_t *created_at) {
+  assert(ol && id /* created_at may be NULL */);
   int rc;
   if ((rc = check_name(user, "user")) || (rc = check_name(kind, "kind"))) return rc;
   if (payload_len > OPLOG_PAYLOAD_MAX)
@@ -203,6 +205,7 @@ static int get_record(oplog *ol, uint64_t id, oplog_op *out, const char *fn) {
 }
 
 int oplog_set_status(oplog *ol, uint64_t id, oplog_status status, const char *exception) {
+  assert(ol /* exception may be NULL: none */);
   int rc;
   if ((unsigned)status > OPLOG_WRITE_FAILED)
     return strata_err(STRATA_EINVALID, "oplog_set_status: status %d is not a known status", (int)status);
@@ -264,6 +267,7 @@ out:
 }
 
 int oplog_get(oplog *ol, uint64_t id, oplog_op *out) {
+  assert(ol && out);
   int rc = get_record(ol, id, out, "Ops.Get");
   if (rc) return rc;
   if ((rc = read_scope(ol, out))) oplog_op_free(out);
@@ -377,6 +381,7 @@ static int keep_stuck(const op_head *h, void *ctx) {
 }
 
 int oplog_list_stuck(oplog *ol, int64_t min_age_ns, oplog_op **ops, size_t *n) {
+  assert(ol && ops && n);
   *ops = NULL;
   *n = 0;
   if (min_age_ns < 0)
@@ -391,6 +396,7 @@ static int keep_status(const op_head *h, void *ctx) {
 }
 
 int oplog_list(oplog *ol, const oplog_list_filter *f, oplog_op **ops, size_t *n) {
+  assert(ol && f && ops && n);
   *ops = NULL;
   *n = 0;
   if (!f->any_status && (f->status < OPLOG_CREATED || f->status > OPLOG_WRITE_FAILED))

@@ -2,6 +2,7 @@
  * lk_selfcheck: the lock table's invariants, checked over the whole table
  * with every partition mutex held (README "Self-check").
  */
+#include <assert.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -117,6 +118,7 @@ static int check_disk(lk_manager *lk, uint64_t mem_records, lk_selfcheck_info *i
 }
 
 int lk_selfcheck(lk_manager *lk, int disk, lk_selfcheck_info *out) {
+  assert(lk /* out may be NULL */);
   lk_selfcheck_info info;
   memset(&info, 0, sizeof info);
   int rc = 0;

@@ -17,12 +17,13 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/mutex.h"
 #include "server/log.h"
 
 struct srv_audit {
   int fd;
   char *path;
-  pthread_mutex_t mu; /* one append at a time; also guards the rate limit below */
+  strata_mutex mu; /* one append at a time; also guards the rate limit below */
   int64_t window_s; /* the monotonic second the refusal count is for */
   unsigned in_window;
   uint64_t dropped;
@@ -49,7 +50,7 @@ int srv_audit_open(const char *data_dir, srv_audit **out) {
     return strata_err(e, "audit log %s/%s: cannot open: %s", data_dir, SRV_AUDIT_FILE,
                       strerror(e));
   }
-  pthread_mutex_init(&a->mu, NULL);
+  strata_mutex_init(&a->mu);
   const char *fa = getenv("STRATA_TEST_AUDIT_FAIL_AFTER");
   a->fail_after = fa && *fa ? strtol(fa, NULL, 10) : -1;
   if (a->fail_after >= 0)
@@ -78,7 +79,7 @@ int srv_audit_open(const char *data_dir, srv_audit **out) {
 void srv_audit_close(srv_audit *a) {
   if (!a) return;
   if (a->fd >= 0) close(a->fd);
-  pthread_mutex_destroy(&a->mu);
+  strata_mutex_destroy(&a->mu);
   free(a->path);
   free(a);
 }
@@ -316,7 +317,7 @@ int srv_audit_append(srv_audit *a, srv_jbuf *b) {
   /* jb_raw always leaves room for these two bytes. */
   b->p[b->n++] = '}';
   b->p[b->n++] = '\n';
-  pthread_mutex_lock(&a->mu);
+  strata_mutex_lock(&a->mu);
   size_t off = 0;
   int e = 0;
   if (a->fail_after >= 0 && a->appends >= a->fail_after) e = EIO; /* test only */
@@ -336,7 +337,7 @@ int srv_audit_append(srv_audit *a, srv_jbuf *b) {
   }
   if (!e && fdatasync(a->fd) != 0) e = errno;
   if (e && off) a->torn = 1;
-  pthread_mutex_unlock(&a->mu);
+  strata_mutex_unlock(&a->mu);
   if (e)
     return strata_err(e, "audit log %s: the record could not be made durable: %s", a->path,
                       strerror(e));
@@ -346,7 +347,7 @@ int srv_audit_append(srv_audit *a, srv_jbuf *b) {
 int srv_audit_refusal_slot(srv_audit *a, uint64_t *dropped) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
-  pthread_mutex_lock(&a->mu);
+  strata_mutex_lock(&a->mu);
   if (ts.tv_sec != a->window_s) {
     a->window_s = ts.tv_sec;
     a->in_window = 0;
@@ -359,6 +360,6 @@ int srv_audit_refusal_slot(srv_audit *a, uint64_t *dropped) {
   } else {
     a->dropped++;
   }
-  pthread_mutex_unlock(&a->mu);
+  strata_mutex_unlock(&a->mu);
   return ok;
 }

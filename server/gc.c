@@ -36,36 +36,10 @@ static void note_path(srv_gc_report *r, const char *name) {
   r->paths[r->npaths++] = p;
 }
 
-/* One GC run, in this order:
- * 1. condemn: every writer whose lease ended and that has no commit between
- *    its fence and its decision becomes dead (wreg_condemn); from then on no
- *    commit of it passes the fence, so no version made later references its
- *    files. Writers with a commit in flight wait for the next run.
- * 2. walk every version (all are retained) for the files they reference; the
- *    versions of every commit that passed the fence before step 1 are among
- *    them (its pin is dropped only once it is visible).
- * 3. remove the dead writers' files that no version references.
- * 4. forget the dead writers whose files are all handled. */
-int srv__gc_run(srv *s, int dry_run, srv_gc_report *out) {
-  memset(out, 0, sizeof *out);
-  out->paths = calloc(SRV_GC_PATHS_MAX, sizeof *out->paths);
-  if (!out->paths) return strata_err(STRATA_ENOMEM, "GC");
-  pthread_mutex_lock(&s->gc_mu);
-  uint64_t *ids = NULL, *failed = NULL;
-  size_t nids = 0, nfailed = 0;
-  st_fileset *refs = NULL;
-  char **names = NULL;
-  size_t nnames = 0;
-  int rc = wreg_condemn(s->wr, dry_run, &ids, &nids, &out->writers_deferred);
-  if (rc) goto out;
-  qsort(ids, nids, sizeof *ids, cmp_u64);
-  if (!(failed = calloc(nids ? nids : 1, sizeof *failed))) {
-    rc = strata_err(STRATA_ENOMEM, "GC");
-    goto out;
-  }
-  /* The candidates: files of a condemned writer, or of one forgotten by an
-   * earlier run (a file its process created after that run listed d/). */
-  if ((rc = st_foreign_files(s->db, &names, &nnames))) goto out;
+/* Keeps, at the front of names, the candidates: files of a condemned writer
+ * (ids, sorted), or of one forgotten by an earlier run (a file its process
+ * created after that run listed d/). Returns how many. */
+static size_t keep_candidates(srv *s, const uint64_t *ids, size_t nids, char **names, size_t nnames) {
   size_t ncand = 0;
   for (size_t i = 0; i < nnames; i++) {
     uint64_t id;
@@ -73,12 +47,19 @@ int srv__gc_run(srv *s, int dry_run, srv_gc_report *out) {
         (bsearch(&id, ids, nids, sizeof *ids, cmp_u64) || wreg_is_gone(s->wr, id)))
       names[ncand++] = names[i];
   }
-  if (ncand) { /* else nothing to remove: no walk */
-    st_check_result walked;
-    if ((rc = st_walk(s->db, 0, &refs, &walked))) goto out;
-    out->versions_walked = walked.versions;
-    st_check_result_free(&walked);
-  }
+  return ncand;
+}
+
+/* The writers whose file could not be removed (up to nids of them). */
+typedef struct gc_failed {
+  uint64_t *ids;
+  size_t n, cap;
+} gc_failed;
+
+/* Removes (or, dry run, sizes) the candidate names no version references;
+ * a failure is logged and its writer noted in failed. 1 if a file went. */
+static int remove_unreferenced(srv *s, int dry_run, char **names, size_t ncand, const st_fileset *refs,
+                               gc_failed *failed, srv_gc_report *out) {
   int removed_any = 0;
   for (size_t i = 0; i < ncand; i++) {
     uint64_t id;
@@ -93,7 +74,7 @@ int srv__gc_run(srv *s, int dry_run, srv_gc_report *out) {
     int frc = dry_run ? st_file_size(s->db, path, &size) : st_remove_foreign_file(s->db, names[i], &size);
     if (frc) {
       srv_log(SRV_LOG_WARN, "event=gc_remove_failed path=%s msg=\"%s\"", path, strata_errmsg());
-      if (nfailed < nids) failed[nfailed++] = id;
+      if (failed->n < failed->cap) failed->ids[failed->n++] = id;
       continue;
     }
     removed_any = !dry_run;
@@ -101,24 +82,84 @@ int srv__gc_run(srv *s, int dry_run, srv_gc_report *out) {
     out->bytes_removed += size;
     note_path(out, names[i]);
   }
-  if (removed_any && (rc = st_sync_data_dir(s->db))) goto out;
-  for (size_t i = 0; !dry_run && i < nids; i++) {
+  return removed_any;
+}
+
+/* Forgets the condemned writers none of whose files failed to go. */
+static int forget_collected(srv *s, const uint64_t *ids, size_t nids, const gc_failed *failed,
+                            srv_gc_report *out) {
+  for (size_t i = 0; i < nids; i++) {
     int bad = 0;
-    for (size_t j = 0; j < nfailed; j++) bad |= failed[j] == ids[i];
+    for (size_t j = 0; j < failed->n; j++) bad |= failed->ids[j] == ids[i];
     if (bad) continue;
-    if ((rc = wreg_forget(s->wr, ids[i]))) goto out;
+    int rc = wreg_forget(s->wr, ids[i]);
+    if (rc) return rc;
     out->writers_collected++;
   }
-  /* Strata's own files no retained version references (storage/retain.c):
-   * the same walk's rule, from the newest durable manifest. */
+  return 0;
+}
+
+/* Strata's own files no retained version references (storage/retain.c):
+ * the same walk's rule, from the newest durable manifest. */
+static int gc_own_files(srv *s, int dry_run, srv_gc_report *out) {
   st_gc_own_opts oo = {.dry_run = dry_run};
   int64_t grace = s->o.gc_grace_ms ? s->o.gc_grace_ms : SRV_DEFAULT_GC_GRACE_MS;
   oo.grace_ns = grace < 0 ? 0 : (uint64_t)grace * 1000000u;
-  if ((rc = st_gc_own(s->db, &oo, &out->own))) goto out;
-  if (out->own.files_removed)
+  int rc = st_gc_own(s->db, &oo, &out->own);
+  if (!rc && out->own.files_removed)
     srv_log(SRV_LOG_INFO, "event=gc_own dry_run=%d files_removed=%llu bytes_removed=%llu files_waiting=%llu",
             dry_run, (unsigned long long)out->own.files_removed,
             (unsigned long long)out->own.bytes_removed, (unsigned long long)out->own.files_waiting);
+  return rc;
+}
+
+/* One GC run, in this order:
+ * 1. condemn: every writer whose lease ended and that has no commit between
+ *    its fence and its decision becomes dead (wreg_condemn); from then on no
+ *    commit of it passes the fence, so no version made later references its
+ *    files. Writers with a commit in flight wait for the next run.
+ * 2. walk every version (all are retained) for the files they reference; the
+ *    versions of every commit that passed the fence before step 1 are among
+ *    them (its pin is dropped only once it is visible).
+ * 3. remove the dead writers' files that no version references.
+ * 4. forget the dead writers whose files are all handled.
+ * 5. collect Strata's own unreferenced files. */
+int srv__gc_run(srv *s, int dry_run, srv_gc_report *out) {
+  memset(out, 0, sizeof *out);
+  out->paths = calloc(SRV_GC_PATHS_MAX, sizeof *out->paths);
+  if (!out->paths) return strata_err(STRATA_ENOMEM, "GC");
+  strata_mutex_lock(&s->gc_mu);
+  uint64_t *ids = NULL;
+  size_t nids = 0;
+  gc_failed failed = {NULL, 0, 0};
+  st_fileset *refs = NULL;
+  char **names = NULL;
+  size_t nnames = 0;
+  /* 1. */
+  int rc = wreg_condemn(s->wr, dry_run, &ids, &nids, &out->writers_deferred);
+  if (rc) goto out;
+  qsort(ids, nids, sizeof *ids, cmp_u64);
+  if (!(failed.ids = calloc(nids ? nids : 1, sizeof *failed.ids))) {
+    rc = strata_err(STRATA_ENOMEM, "GC");
+    goto out;
+  }
+  failed.cap = nids;
+  if ((rc = st_foreign_files(s->db, &names, &nnames))) goto out;
+  size_t ncand = keep_candidates(s, ids, nids, names, nnames);
+  /* 2. */
+  if (ncand) { /* else nothing to remove: no walk */
+    st_check_result walked;
+    if ((rc = st_walk(s->db, 0, &refs, &walked))) goto out;
+    out->versions_walked = walked.versions;
+    st_check_result_free(&walked);
+  }
+  /* 3. */
+  if (remove_unreferenced(s, dry_run, names, ncand, refs, &failed, out) && (rc = st_sync_data_dir(s->db)))
+    goto out;
+  /* 4. */
+  if (!dry_run && (rc = forget_collected(s, ids, nids, &failed, out))) goto out;
+  /* 5. */
+  if ((rc = gc_own_files(s, dry_run, out))) goto out;
   if (out->files_removed || out->writers_collected)
     srv_log(SRV_LOG_INFO,
             "event=gc dry_run=%d files_removed=%llu bytes_removed=%llu files_kept=%llu "
@@ -128,9 +169,9 @@ int srv__gc_run(srv *s, int dry_run, srv_gc_report *out) {
             (unsigned long long)out->writers_collected,
             (unsigned long long)out->writers_deferred);
 out:
-  pthread_mutex_unlock(&s->gc_mu);
+  strata_mutex_unlock(&s->gc_mu);
   free(ids);
-  free(failed);
+  free(failed.ids);
   free(names);
   st_fileset_free(refs);
   if (rc) srv__gc_report_free(out);
@@ -139,8 +180,8 @@ out:
 
 /* --- the background thread ------------------------------------------------------ */
 
-int srv__tick_wait(pthread_mutex_t *mu, pthread_cond_t *cv, const int *stop, int64_t ms) {
-  pthread_mutex_lock(mu);
+int srv__tick_wait(strata_mutex *mu, pthread_cond_t *cv, const int *stop, int64_t ms) {
+  strata_mutex_lock(mu);
   struct timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
   t.tv_sec += (time_t)(ms / 1000);
@@ -149,10 +190,10 @@ int srv__tick_wait(pthread_mutex_t *mu, pthread_cond_t *cv, const int *stop, int
     t.tv_sec++;
     t.tv_nsec -= 1000000000;
   }
-  while (!*stop && pthread_cond_timedwait(cv, mu, &t) != ETIMEDOUT) {
+  while (!*stop && strata_cond_timedwait(cv, mu, &t) != ETIMEDOUT) {
   }
   int go = !*stop;
-  pthread_mutex_unlock(mu);
+  strata_mutex_unlock(mu);
   return go;
 }
 
@@ -167,8 +208,8 @@ static void *gc_thread(void *arg) {
 }
 
 void srv__gc_init(srv *s) {
-  pthread_mutex_init(&s->gc_mu, NULL);
-  pthread_mutex_init(&s->gct_mu, NULL);
+  strata_mutex_init(&s->gc_mu);
+  strata_mutex_init(&s->gct_mu);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -179,8 +220,8 @@ void srv__gc_init(srv *s) {
 void srv__gc_destroy(srv *s) {
   srv__gc_stop(s);
   pthread_cond_destroy(&s->gct_cv);
-  pthread_mutex_destroy(&s->gct_mu);
-  pthread_mutex_destroy(&s->gc_mu);
+  strata_mutex_destroy(&s->gct_mu);
+  strata_mutex_destroy(&s->gc_mu);
 }
 
 int srv__gc_start(srv *s) {
@@ -194,10 +235,10 @@ int srv__gc_start(srv *s) {
 
 void srv__gc_stop(srv *s) {
   if (!s->has_gct) return;
-  pthread_mutex_lock(&s->gct_mu);
+  strata_mutex_lock(&s->gct_mu);
   s->gct_stop = 1;
   pthread_cond_signal(&s->gct_cv);
-  pthread_mutex_unlock(&s->gct_mu);
+  strata_mutex_unlock(&s->gct_mu);
   pthread_join(s->gct, NULL);
   s->has_gct = 0;
 }

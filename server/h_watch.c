@@ -48,13 +48,16 @@ typedef struct watch_state {
 /* --- the watcher list ------------------------------------------------------------- */
 
 void srv__watch_notify(srv *s) {
-  pthread_mutex_lock(&s->wmu);
+  strata_mutex_lock(&s->wmu);
   for (size_t i = 0; i < s->nwatch; i++) rpc_call_wake(s->watchers[i]);
-  pthread_mutex_unlock(&s->wmu);
+  strata_mutex_unlock(&s->wmu);
 }
 
+/* ret_mu held: a watcher registered after a floor computation is checked
+ * against that floor (server/retain.c). Lock order: ret_mu, then wmu. */
 static int watch_register(srv *s, rpc_call *call, uint64_t *pos) {
-  pthread_mutex_lock(&s->wmu);
+  strata_mutex_assert_held(&s->ret_mu);
+  strata_mutex_lock(&s->wmu);
   if (s->nwatch == s->capwatch) {
     size_t cap = s->capwatch ? 2 * s->capwatch : 16;
     rpc_call **w = realloc(s->watchers, cap * sizeof *w);
@@ -62,19 +65,19 @@ static int watch_register(srv *s, rpc_call *call, uint64_t *pos) {
     if (w) s->watchers = w;
     if (p) s->watchpos = p;
     if (!w || !p) {
-      pthread_mutex_unlock(&s->wmu);
+      strata_mutex_unlock(&s->wmu);
       return strata_err(STRATA_ENOMEM, "Kv.Watch: out of memory");
     }
     s->capwatch = cap;
   }
   s->watchpos[s->nwatch] = pos;
   s->watchers[s->nwatch++] = call;
-  pthread_mutex_unlock(&s->wmu);
+  strata_mutex_unlock(&s->wmu);
   return 0;
 }
 
 static void watch_unregister(srv *s, rpc_call *call) {
-  pthread_mutex_lock(&s->wmu);
+  strata_mutex_lock(&s->wmu);
   for (size_t i = 0; i < s->nwatch; i++) {
     if (s->watchers[i] == call) {
       s->watchpos[i] = s->watchpos[s->nwatch - 1];
@@ -82,7 +85,7 @@ static void watch_unregister(srv *s, rpc_call *call) {
       break;
     }
   }
-  pthread_mutex_unlock(&s->wmu);
+  strata_mutex_unlock(&s->wmu);
 }
 
 /* --- pending changes ----------------------------------------------------------------- */
@@ -252,10 +255,10 @@ static void h_watch(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   st->last = r->from_generation;
   /* Registered (its position pins retention) under ret_mu, then checked
    * against the floor: server/retain.c. */
-  pthread_mutex_lock(&s->ret_mu);
+  strata_mutex_lock(&s->ret_mu);
   if ((rc = strata_buf_append(&st->prefix, r->prefix.data, r->prefix.len)) ||
       (rc = watch_register(s, call, &st->last))) {
-    pthread_mutex_unlock(&s->ret_mu);
+    strata_mutex_unlock(&s->ret_mu);
     watch_free(st);
     srv__fail(call, rc);
     return;
@@ -263,7 +266,7 @@ static void h_watch(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   st->registered = 1;
   /* from 0 reads generation 1 first */
   rc = srv__retention_check(s, r->from_generation ? r->from_generation : latest ? 1 : 0, "from_generation");
-  pthread_mutex_unlock(&s->ret_mu);
+  strata_mutex_unlock(&s->ret_mu);
   if (!rc && r->from_generation) {
     st_snap *sn;
     rc = st_snap_at_generation(s->db, r->from_generation, &sn);

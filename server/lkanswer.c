@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "common/err.h"
+#include "common/mutex.h"
 #include "server/srv_int.h"
 
 typedef struct held {
@@ -21,7 +22,7 @@ typedef struct held {
 
 struct srv_lkans {
   lk_manager *lk;
-  pthread_mutex_t mu;
+  strata_mutex mu;
   pthread_cond_t cv;
   held *head, *tail;
   int stop;
@@ -51,17 +52,17 @@ static void answer_all(srv_lkans *a, held *list) {
 static void *answerer(void *arg) {
   srv_lkans *a = arg;
   pthread_setname_np(pthread_self(), "srv-lkans");
-  pthread_mutex_lock(&a->mu);
+  strata_mutex_lock(&a->mu);
   for (;;) {
-    while (!a->head && !a->stop) pthread_cond_wait(&a->cv, &a->mu);
+    while (!a->head && !a->stop) strata_cond_wait(&a->cv, &a->mu);
     held *list = a->head;
     a->head = a->tail = NULL;
     if (!list) break; /* stopping, nothing left */
-    pthread_mutex_unlock(&a->mu);
+    strata_mutex_unlock(&a->mu);
     answer_all(a, list);
-    pthread_mutex_lock(&a->mu);
+    strata_mutex_lock(&a->mu);
   }
-  pthread_mutex_unlock(&a->mu);
+  strata_mutex_unlock(&a->mu);
   return NULL;
 }
 
@@ -69,10 +70,10 @@ int srv__lkans_start(lk_manager *lk, srv_lkans **out) {
   srv_lkans *a = calloc(1, sizeof *a);
   if (!a) return strata_err(STRATA_ENOMEM, "lock answerer: out of memory");
   a->lk = lk;
-  pthread_mutex_init(&a->mu, NULL);
+  strata_mutex_init(&a->mu);
   pthread_cond_init(&a->cv, NULL);
   if (pthread_create(&a->t, NULL, answerer, a)) {
-    pthread_mutex_destroy(&a->mu);
+    strata_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);
     free(a);
     return strata_err(STRATA_ENOMEM, "lock answerer: cannot start its thread");
@@ -84,12 +85,12 @@ int srv__lkans_start(lk_manager *lk, srv_lkans **out) {
 /* Answers whatever is queued, then ends the thread. */
 void srv__lkans_stop(srv_lkans *a) {
   if (!a) return;
-  pthread_mutex_lock(&a->mu);
+  strata_mutex_lock(&a->mu);
   a->stop = 1;
   pthread_cond_signal(&a->cv);
-  pthread_mutex_unlock(&a->mu);
+  strata_mutex_unlock(&a->mu);
   pthread_join(a->t, NULL);
-  pthread_mutex_destroy(&a->mu);
+  strata_mutex_destroy(&a->mu);
   pthread_cond_destroy(&a->cv);
   free(a);
 }
@@ -105,12 +106,12 @@ void srv__lk_answer(srv *s, rpc_call *call, uint64_t need, const ProtobufCMessag
   if (h) {
     srv_lkans *a = s->lkans;
     *h = (held){call, need, NULL};
-    pthread_mutex_lock(&a->mu);
+    strata_mutex_lock(&a->mu);
     if (a->tail) a->tail->next = h;
     else a->head = h;
     a->tail = h;
     pthread_cond_signal(&a->cv);
-    pthread_mutex_unlock(&a->mu);
+    strata_mutex_unlock(&a->mu);
     return;
   }
   /* An in-process call (nothing held), or no memory for the queue entry

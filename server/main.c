@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "common/err.h"
+#include "common/mutex.h"
 #include "common/version.h"
 #include "rpc/tls.h"
 #include "server/auth.h"
@@ -127,12 +128,12 @@ static int check_security(const srv_opts *o, int insecure_listen, char *why, siz
  * answering, a commit that cannot finish) ends it too. Both exit with 1;
  * everything acknowledged is durable, as after kill -9. */
 static struct {
-  pthread_mutex_t mu;
+  strata_mutex mu;
   pthread_cond_t cv;
   sigset_t set;
   int grace_ms, hard_ms, sig, ready, done;
   srv *s; /* once ready */
-} stopper = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .hard_ms = SRV_STOP_HARD_MS};
+} stopper = {.mu = STRATA_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .hard_ms = SRV_STOP_HARD_MS};
 
 static void *stopper_main(void *arg) {
   (void)arg;
@@ -140,14 +141,14 @@ static void *stopper_main(void *arg) {
   for (;;) {
     if (sigwait(&stopper.set, &sig) != 0) continue;
     if (sig != SIGHUP) break;
-    pthread_mutex_lock(&stopper.mu);
+    strata_mutex_lock(&stopper.mu);
     srv *s = stopper.s;
-    pthread_mutex_unlock(&stopper.mu);
+    strata_mutex_unlock(&stopper.mu);
     srv_log(SRV_LOG_INFO, "event=signal signal=SIGHUP action=%s", s ? "reload_auth" : "ignored_not_ready");
     if (s) srv_reload_auth(s); /* main closes s only after this thread's word */
   }
   const char *name = sig == SIGTERM ? "SIGTERM" : "SIGINT";
-  pthread_mutex_lock(&stopper.mu);
+  strata_mutex_lock(&stopper.mu);
   if (!stopper.ready) {
     srv_log(SRV_LOG_WARN, "event=signal signal=%s action=exit reason=not_ready", name);
     srv_log(SRV_LOG_INFO, "event=exit status=1");
@@ -163,13 +164,13 @@ static void *stopper_main(void *arg) {
   until.tv_nsec += (long)(ms % 1000) * 1000000;
   if (until.tv_nsec >= 1000000000) until.tv_sec++, until.tv_nsec -= 1000000000;
   while (!stopper.done)
-    if (pthread_cond_timedwait(&stopper.cv, &stopper.mu, &until) == ETIMEDOUT) break;
+    if (strata_cond_timedwait(&stopper.cv, &stopper.mu, &until) == ETIMEDOUT) break;
   if (!stopper.done) {
     srv_log(SRV_LOG_ERROR, "event=exit status=1 reason=stop_deadline grace_ms=%d stop_timeout_ms=%d",
             stopper.grace_ms, stopper.hard_ms);
     _exit(1);
   }
-  pthread_mutex_unlock(&stopper.mu);
+  strata_mutex_unlock(&stopper.mu);
   return NULL;
 }
 
@@ -344,16 +345,16 @@ static int serve_until_signal(const srv_opts *o) {
     return 1;
   }
   srv_log(SRV_LOG_INFO, "event=ready pid=%ld port=%d", (long)getpid(), srv_port(s));
-  pthread_mutex_lock(&stopper.mu);
+  strata_mutex_lock(&stopper.mu);
   stopper.ready = 1;
   stopper.s = s;
-  while (!stopper.sig) pthread_cond_wait(&stopper.cv, &stopper.mu);
-  pthread_mutex_unlock(&stopper.mu);
+  while (!stopper.sig) strata_cond_wait(&stopper.cv, &stopper.mu);
+  strata_mutex_unlock(&stopper.mu);
   srv_close(s);
-  pthread_mutex_lock(&stopper.mu);
+  strata_mutex_lock(&stopper.mu);
   stopper.done = 1;
   pthread_cond_broadcast(&stopper.cv);
-  pthread_mutex_unlock(&stopper.mu);
+  strata_mutex_unlock(&stopper.mu);
   srv_log(SRV_LOG_INFO, "event=exit status=0");
   return 0;
 }

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "common/err.h"
+#include "common/mutex.h"
 
 typedef struct job {
   void (*fn)(void *);
@@ -13,7 +14,7 @@ typedef struct job {
 } job;
 
 struct srv_pool {
-  pthread_mutex_t mu;
+  strata_mutex mu;
   pthread_cond_t cv;
   job *head, *tail;
   int stop;
@@ -24,14 +25,14 @@ struct srv_pool {
 static void *pool_main(void *a) {
   srv_pool *p = a;
   for (;;) {
-    pthread_mutex_lock(&p->mu);
-    while (!p->head && !p->stop) pthread_cond_wait(&p->cv, &p->mu);
+    strata_mutex_lock(&p->mu);
+    while (!p->head && !p->stop) strata_cond_wait(&p->cv, &p->mu);
     job *j = p->head;
     if (j) {
       p->head = j->next;
       if (!p->head) p->tail = NULL;
     }
-    pthread_mutex_unlock(&p->mu);
+    strata_mutex_unlock(&p->mu);
     if (!j) return NULL;
     j->fn(j->arg);
     free(j);
@@ -44,7 +45,7 @@ int srv_pool_start(int n, srv_pool **out) {
     free(p);
     return strata_err(STRATA_ENOMEM, "blocking pool: out of memory");
   }
-  pthread_mutex_init(&p->mu, NULL);
+  strata_mutex_init(&p->mu);
   pthread_cond_init(&p->cv, NULL);
   p->n = n;
   for (int i = 0; i < n; i++) pthread_create(&p->threads[i], NULL, pool_main, p);
@@ -58,9 +59,9 @@ int srv_pool_run(srv_pool *p, void (*fn)(void *), void *arg) {
   j->fn = fn;
   j->arg = arg;
   j->next = NULL;
-  pthread_mutex_lock(&p->mu);
+  strata_mutex_lock(&p->mu);
   if (p->stop) {
-    pthread_mutex_unlock(&p->mu);
+    strata_mutex_unlock(&p->mu);
     free(j);
     return strata_err(STRATA_ESHUTDOWN, "server is shutting down");
   }
@@ -70,18 +71,18 @@ int srv_pool_run(srv_pool *p, void (*fn)(void *), void *arg) {
     p->head = j;
   p->tail = j;
   pthread_cond_signal(&p->cv);
-  pthread_mutex_unlock(&p->mu);
+  strata_mutex_unlock(&p->mu);
   return 0;
 }
 
 void srv_pool_stop(srv_pool *p) {
   if (!p) return;
-  pthread_mutex_lock(&p->mu);
+  strata_mutex_lock(&p->mu);
   p->stop = 1;
   pthread_cond_broadcast(&p->cv);
-  pthread_mutex_unlock(&p->mu);
+  strata_mutex_unlock(&p->mu);
   for (int i = 0; i < p->n; i++) pthread_join(p->threads[i], NULL);
-  pthread_mutex_destroy(&p->mu);
+  strata_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->cv);
   free(p->threads);
   free(p);

@@ -47,13 +47,14 @@ static int oldest_op_base(srv *s, uint64_t *out) {
 /* ret_mu held. */
 static uint64_t oldest_watcher(srv *s) {
   uint64_t m = 0;
-  pthread_mutex_lock(&s->wmu);
+  strata_mutex_assert_held(&s->ret_mu);
+  strata_mutex_lock(&s->wmu);
   for (size_t i = 0; i < s->nwatch; i++)
   {
     uint64_t pos = __atomic_load_n(s->watchpos[i], __ATOMIC_ACQUIRE);
     m = min_nz(m, pos ? pos : 1); /* from 0: generation 1 is read next */
   }
-  pthread_mutex_unlock(&s->wmu);
+  strata_mutex_unlock(&s->wmu);
   return m;
 }
 
@@ -64,6 +65,7 @@ typedef struct ret_view {
 
 /* Computes and sets the floor; ret_mu held. */
 static int apply_locked(srv *s, ret_view *v) {
+  strata_mutex_assert_held(&s->ret_mu);
   memset(v, 0, sizeof *v);
   st_retained rr;
   st_retained_range(s->db, &rr); /* L first: see the top of the file */
@@ -105,9 +107,9 @@ static int apply_locked(srv *s, ret_view *v) {
 
 int srv__retention_apply(srv *s) {
   ret_view v;
-  pthread_mutex_lock(&s->ret_mu);
+  strata_mutex_lock(&s->ret_mu);
   int rc = apply_locked(s, &v);
-  pthread_mutex_unlock(&s->ret_mu);
+  strata_mutex_unlock(&s->ret_mu);
   return rc;
 }
 
@@ -136,7 +138,7 @@ void srv__retention_handler(rpc_call *call, const ProtobufCMessage *m, void *ctx
   srv *s = ctx;
   const Strata__V1__RetentionRequest *r = (const void *)m;
   int rc = 0;
-  pthread_mutex_lock(&s->ret_mu);
+  strata_mutex_lock(&s->ret_mu);
   ret_policy p = {0};
   switch (r->action_case) {
     case STRATA__V1__RETENTION_REQUEST__ACTION_KEEP_VERSIONS:
@@ -174,7 +176,7 @@ void srv__retention_handler(rpc_call *call, const ProtobufCMessage *m, void *ctx
   ret_hold *h = NULL;
   size_t nh = 0;
   if (!rc) rc = ret_hold_list(s->lk, &h, &nh);
-  pthread_mutex_unlock(&s->ret_mu);
+  strata_mutex_unlock(&s->ret_mu);
   if (rc) {
     srv__fail(call, rc);
     return;
@@ -226,8 +228,8 @@ static void *ret_thread(void *arg) {
 }
 
 void srv__retention_init(srv *s) {
-  pthread_mutex_init(&s->ret_mu, NULL);
-  pthread_mutex_init(&s->rett_mu, NULL);
+  strata_mutex_init(&s->ret_mu);
+  strata_mutex_init(&s->rett_mu);
   pthread_condattr_t ca;
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -245,10 +247,10 @@ int srv__retention_start(srv *s) {
 
 void srv__retention_stop(srv *s) {
   if (!s->has_rett) return;
-  pthread_mutex_lock(&s->rett_mu);
+  strata_mutex_lock(&s->rett_mu);
   s->rett_stop = 1;
   pthread_cond_signal(&s->rett_cv);
-  pthread_mutex_unlock(&s->rett_mu);
+  strata_mutex_unlock(&s->rett_mu);
   pthread_join(s->rett, NULL);
   s->has_rett = 0;
 }
@@ -256,6 +258,6 @@ void srv__retention_stop(srv *s) {
 void srv__retention_destroy(srv *s) {
   srv__retention_stop(s);
   pthread_cond_destroy(&s->rett_cv);
-  pthread_mutex_destroy(&s->rett_mu);
-  pthread_mutex_destroy(&s->ret_mu);
+  strata_mutex_destroy(&s->rett_mu);
+  strata_mutex_destroy(&s->ret_mu);
 }

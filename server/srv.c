@@ -185,7 +185,7 @@ static void srv_free(srv *s) {
   srv_auth_close(s->auth);
   srv_audit_close(s->audit);
   free(s->store_dir);
-  pthread_mutex_destroy(&s->wmu);
+  strata_mutex_destroy(&s->wmu);
   free(s->watchers);
   free(s->watchpos);
   if (s->lock_fd >= 0) close(s->lock_fd); /* releases the flock */
@@ -200,7 +200,7 @@ int srv_open(const srv_opts *o, srv **out) {
   if (!s) return strata_err(STRATA_ENOMEM, "out of memory");
   s->o = *o;
   s->lock_fd = -1;
-  pthread_mutex_init(&s->wmu, NULL);
+  strata_mutex_init(&s->wmu);
   srv__gc_init(s);
   srv__retention_init(s);
   s->data_dir = strdup(o->data_dir ? o->data_dir : SRV_DEFAULT_DATA_DIR);

@@ -8,6 +8,7 @@
 
 #include <pthread.h>
 
+#include "common/mutex.h"
 #include "locks/lock.h"
 #include "locks/writers.h"
 #include "storage/store.h"
@@ -45,20 +46,21 @@ struct srv {
   wreg_registry *wr; /* coordinator mode's writers, in lk's database */
   char *store_dir; /* absolute data_dir/kv, told to writers */
   /* GC (gc.c): one run at a time; the background thread. */
-  pthread_mutex_t gc_mu;
-  pthread_mutex_t gct_mu;
+  strata_mutex gc_mu;
+  strata_mutex gct_mu;
   pthread_cond_t gct_cv;
   int gct_stop, has_gct;
   pthread_t gct;
   /* Live Kv.Watch streams, woken after every successful commit (h_watch.c). */
-  pthread_mutex_t wmu;
+  strata_mutex wmu;
   rpc_call **watchers;
   uint64_t **watchpos; /* each stream's last generation sent (atomic), a retention pin */
   size_t nwatch, capwatch;
   /* Retention (retain.c): ret_mu orders floor computations against new holds
-   * and watchers; the thread recomputes the floor every SRV_RETENTION_TICK_MS. */
-  pthread_mutex_t ret_mu;
-  pthread_mutex_t rett_mu;
+   * and watchers; the thread recomputes the floor every SRV_RETENTION_TICK_MS.
+   * Lock order: ret_mu before wmu. */
+  strata_mutex ret_mu;
+  strata_mutex rett_mu;
   pthread_cond_t rett_cv;
   int rett_stop, has_rett;
   pthread_t rett;
@@ -134,7 +136,7 @@ int srv__gc_start(srv *s); /* the background thread (o.gc_interval_ms) */
 void srv__gc_stop(srv *s);
 /* Waits ms on cv (CLOCK_MONOTONIC) under mu; 0 once *stop is set (the
  * periodic threads' loop: GC, retention). */
-int srv__tick_wait(pthread_mutex_t *mu, pthread_cond_t *cv, const int *stop, int64_t ms);
+int srv__tick_wait(strata_mutex *mu, pthread_cond_t *cv, const int *stop, int64_t ms);
 
 /* Wakes every Watch stream; called after each successful commit. */
 void srv__watch_notify(srv *s);

@@ -6,6 +6,7 @@
  * full keys; a child's prefix is the parent's plus the first
  * subtree_common_prefix_length bytes of its entry's key.
  */
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -223,6 +224,9 @@ out:
 }
 
 int st_list(st_snap *s, const st_range *r, size_t limit, st_list_result *out) {
+  assert(s && r && out);
+  assert(r->start || r->start_len == 0);
+  assert(r->end || r->end_len == 0 || !r->has_end);
   memset(out, 0, sizeof *out);
   if (s->v.root.ref.file == ST_NOFILE) return 0;
   lst L = {s->db, r, limit, out, 0, 0};
@@ -242,6 +246,7 @@ void st_list_result_free(st_list_result *res) {
 }
 
 int st_prefix_range(const void *prefix, size_t n, st_range *r, strata_buf *end_buf) {
+  assert((prefix || n == 0) && r && end_buf);
   memset(r, 0, sizeof *r);
   r->start = prefix;
   r->start_len = n;
@@ -368,6 +373,7 @@ void st_diff_close(st_diff_iter *it) {
 }
 
 int st_diff_open(st_snap *sa, st_snap *sb, st_diff_iter **out) {
+  assert(sb && out /* sa may be NULL: the empty version */);
   *out = NULL;
   st_diff_iter *it = calloc(1, sizeof *it);
   if (!it) return strata_err(STRATA_ENOMEM, "diff");
@@ -393,6 +399,7 @@ int st_diff_open(st_snap *sa, st_snap *sb, st_diff_iter **out) {
 /* The walk: both cursors advance in key order; subtrees the versions share
  * are skipped without reading them. */
 int st_diff_step(st_diff_iter *it, st_diff_fn fn, void *ctx, int *done) {
+  assert(it && fn && done);
   dcur *A = &it->A, *B = &it->B;
   int rc = 0;
   while (!it->done) {
@@ -447,6 +454,7 @@ int st_diff_step(st_diff_iter *it, st_diff_fn fn, void *ctx, int *done) {
 }
 
 int st_diff(st_snap *sa, st_snap *sb, st_diff_fn fn, void *ctx) {
+  assert(sb && fn);
   st_diff_iter *it;
   int done, rc = st_diff_open(sa, sb, &it);
   if (!rc) rc = st_diff_step(it, fn, ctx, &done);

@@ -24,6 +24,11 @@ uint64_t cm__now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t cm__commit_time(const st_vers *latest) {
+  uint64_t t = cm__now_ns();
+  return t <= latest->commit_time ? latest->commit_time + 1 : t;
+}
+
 /* The fsync helper thread (db->syncer): one job at a time, posted by the
  * committer. The error message travels back with the code (strata_errmsg()
  * is per thread). */
@@ -215,9 +220,82 @@ static void *preparer(void *arg) {
   return NULL;
 }
 
+/* The final and the temporary manifest name of generation gen. */
+static void manifest_names(st_db *db, uint64_t gen, char mpath[64], char tmp[64]) {
+  if (db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED) {
+    snprintf(mpath, 64, "manifest.%016llx", (unsigned long long)gen);
+    snprintf(tmp, 64, "tmp.manifest.%016llx", (unsigned long long)gen);
+  } else {
+    snprintf(mpath, 64, ST_MANIFEST);
+    snprintf(tmp, 64, "tmp.manifest.ocdbt");
+  }
+}
+
+int cm__mutation(st_db *db, st_writer *w, const gchange *c, st_mut *m) {
+  const top *o = c->op;
+  m->key = c->key;
+  m->klen = c->klen;
+  if (o->kind == OP_DELETE) {
+    m->kind = MUT_DELETE;
+  } else if (o->kind == OP_PUT_REF) {
+    m->kind = MUT_INDIRECT;
+    m->ref = (st_ref){c->ref_file, o->off, o->len};
+  } else if (o->vlen <= db->cfg.max_inline_value_bytes) {
+    m->kind = MUT_INLINE;
+    m->value = o->val;
+    m->vlen = o->vlen;
+  } else {
+    int rc = wr__append_value(w, o->val, o->vlen, &m->ref);
+    if (rc) return rc;
+    m->kind = MUT_INDIRECT;
+  }
+  return 0;
+}
+
+/* The B+tree mutations of the group's (sorted) changes, in *out (caller
+ * frees, also on failure). */
+static int group_mutations(st_db *db, st_writer *w, const group *g, st_mut **out) {
+  st_mut *muts = *out = calloc(g->n ? g->n : 1, sizeof *muts);
+  if (!muts) return strata_err(STRATA_ENOMEM, "commit");
+  for (size_t i = 0; i < g->n; i++) {
+    int rc = cm__mutation(db, w, &g->ch[i], &muts[i]);
+    if (rc) return rc;
+  }
+  return 0;
+}
+
+/* Creates the temp manifest, replacing one a crashed commit left behind. */
+static int create_fresh(st_db *db, const char *tmp, bs_file **mf) {
+  int rc = bs_create(db->base, tmp, mf);
+  if (rc == STRATA_EEXISTS && bs_remove(db->base, tmp) == 0) rc = bs_create(db->base, tmp, mf);
+  return rc;
+}
+
+/* After the directory fsync that should publish mpath failed with rc: the
+ * rename may or may not survive a crash. A numbered manifest is taken back
+ * so that "failed" is the truth, but only once the removal is durable too.
+ * If that is impossible (the removal or its directory fsync fails, or the
+ * kind is single, whose rename replaced the old manifest), the state on disk
+ * is unknown: the manifest may survive a crash, so its data file is kept
+ * (returns 1: treat as published) and further commits are refused until
+ * reopened. rc's message is kept as the current error. */
+static int take_back_manifest(st_db *db, const char *mpath, int rc) {
+  int published = 0;
+  strata_err_saved why;
+  strata_err_save(rc, &why);
+  if (db->cfg.manifest_kind != OCDBT_MANIFEST_NUMBERED || bs_remove(db->base, mpath) != 0 ||
+      bs_sync_dir(db->base, "") != 0) {
+    strata_mutex_lock(&db->mu);
+    db->broken = rc;
+    strata_mutex_unlock(&db->mu);
+    published = 1;
+  }
+  strata_err_restore(&why);
+  return published;
+}
+
 /* Writes the group's values and tree into one data file and publishes the
  * manifest. On success, nv and nms are the new latest version and manifest. */
-
 static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, st_mstate *nms,
                        gstats *st) {
   st_writer w;
@@ -231,13 +309,7 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
   uint64_t gen = latest->generation + 1;
   uint64_t t_start = cm__now_ns();
   df__path(path, gen);
-  if (db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED) {
-    snprintf(mpath, sizeof mpath, "manifest.%016llx", (unsigned long long)gen);
-    snprintf(tmp, sizeof tmp, "tmp.manifest.%016llx", (unsigned long long)gen);
-  } else {
-    snprintf(mpath, sizeof mpath, ST_MANIFEST);
-    snprintf(tmp, sizeof tmp, "tmp.manifest.ocdbt");
-  }
+  manifest_names(db, gen, mpath, tmp);
 
   /* 1. The data file: header, out-of-line values, B+tree nodes, version
    * nodes; pre-created by the preparer when it was quick enough. */
@@ -249,33 +321,9 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
   }
   if ((rc = df__begin(db, &w, path))) goto fail;
   if (g->n) qsort(g->ch, g->n, sizeof *g->ch, cm__cmp_change);
-  muts = calloc(g->n ? g->n : 1, sizeof *muts);
-  if (!muts) {
-    rc = strata_err(STRATA_ENOMEM, "commit");
-    goto fail;
-  }
-  for (size_t i = 0; i < g->n; i++) {
-    const top *o = g->ch[i].op;
-    st_mut *m = &muts[i];
-    m->key = g->ch[i].key;
-    m->klen = g->ch[i].klen;
-    if (o->kind == OP_DELETE) {
-      m->kind = MUT_DELETE;
-    } else if (o->kind == OP_PUT_REF) {
-      m->kind = MUT_INDIRECT;
-      m->ref = (st_ref){g->ch[i].ref_file, o->off, o->len};
-    } else if (o->vlen <= db->cfg.max_inline_value_bytes) {
-      m->kind = MUT_INLINE;
-      m->value = o->val;
-      m->vlen = o->vlen;
-    } else {
-      if ((rc = wr__append_value(&w, o->val, o->vlen, &m->ref))) goto fail;
-      m->kind = MUT_INDIRECT;
-    }
-  }
+  if ((rc = group_mutations(db, &w, g, &muts))) goto fail;
   nv->generation = gen;
-  nv->commit_time = cm__now_ns();
-  if (nv->commit_time <= latest->commit_time) nv->commit_time = latest->commit_time + 1;
+  nv->commit_time = cm__commit_time(latest);
   if ((rc = bt__apply(db, &w, &latest->root, muts, g->n, &nv->root))) goto fail;
   if ((rc = vt__add(db, &w, &db->ms, nv, nms))) goto fail;
   have_ms = 1;
@@ -286,9 +334,7 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
   if ((rc = wr__flush(&w))) goto fail;
   if ((rc = vt__encode_manifest(db, nms, &man))) goto fail;
   if (!prepared) {
-    rc = bs_create(db->base, tmp, &mf);
-    if (rc == STRATA_EEXISTS && bs_remove(db->base, tmp) == 0) rc = bs_create(db->base, tmp, &mf);
-    if (rc) goto fail;
+    if ((rc = create_fresh(db, tmp, &mf))) goto fail;
     have_tmp = 1;
   }
   uint64_t t_sync = cm__now_ns();
@@ -303,23 +349,7 @@ static int write_group(st_db *db, group *g, const st_vers *latest, st_vers *nv, 
   if ((rc = bs_rename(db->base, tmp, mpath))) goto fail;
   have_tmp = 0;
   if ((rc = bs_sync_dir(db->base, ""))) {
-    /* The rename may or may not survive a crash. A numbered manifest is
-     * taken back so that "failed" is the truth, but only once the removal
-     * is durable too. If that is impossible (the removal or its directory
-     * fsync fails, or the kind is single, whose rename replaced the old
-     * manifest), the state on disk is unknown: the manifest may survive a
-     * crash, so its data file is kept (treated as published) and further
-     * commits are refused until reopened. */
-    strata_err_saved why;
-    strata_err_save(rc, &why);
-    if (db->cfg.manifest_kind != OCDBT_MANIFEST_NUMBERED || bs_remove(db->base, mpath) != 0 ||
-        bs_sync_dir(db->base, "") != 0) {
-      strata_mutex_lock(&db->mu);
-      db->broken = rc;
-      strata_mutex_unlock(&db->mu);
-      published = 1;
-    }
-    strata_err_restore(&why);
+    published = take_back_manifest(db, mpath, rc);
     goto fail;
   }
   /* the statistics are published with the new state (commit_group, under db->mu) */
@@ -353,35 +383,80 @@ static void complete(st_txn *t) {
   st_txn_abort(t);
 }
 
-static void commit_group(st_db *db, st_txn *list) {
-  group g;
-  memset(&g, 0, sizeof g);
-  g.db = db;
-  st_vers latest;
+/* Why the next group is refused without being tried (0: it is not): the
+ * database is broken, or the publisher is failing while the backlog is over
+ * its bound. The latest version and the message to give are copied out
+ * under db->mu. */
+static int group_refusal(st_db *db, st_vers *latest, char *msg, size_t cap) {
   strata_mutex_lock(&db->mu);
-  latest = db->latest;
+  *latest = db->latest;
   int broken = db->broken;
-  char broken_msg[sizeof db->broken_msg];
-  memcpy(broken_msg, db->broken_msg, sizeof broken_msg);
+  assert(cap >= sizeof db->broken_msg);
+  memcpy(msg, db->broken_msg, sizeof db->broken_msg);
   if (!broken && db->log && db->pub_stall && db->backlog > db->max_backlog) {
     /* Refused, not failed: nothing is wrong with the store, and commits
      * resume once the publisher gets through. */
     broken = db->pub_stall;
-    snprintf(broken_msg, sizeof broken_msg,
+    snprintf(msg, cap,
              "%.60s: %llu bytes of commits wait to be published and publishing them fails (%.180s); "
              "commits resume once it succeeds",
              db->path, (unsigned long long)db->backlog, db->pub_stall_msg);
   }
   strata_mutex_unlock(&db->mu);
+  return broken;
+}
+
+static void refuse(st_db *db, st_txn *t, int broken, const char *msg) {
+  t->res.rc = broken;
+  if (msg[0]) snprintf(t->res.message, sizeof t->res.message, "%s", msg);
+  else
+    snprintf(t->res.message, sizeof t->res.message,
+             "%s: an earlier commit failed in a way that left the manifest unknown; reopen the database",
+             db->path);
+}
+
+/* Makes the committed group the latest state, with its statistics. */
+static void install_group(st_db *db, const st_vers *nv, const st_mstate *nms, size_t accepted, const gstats *st) {
+  strata_mutex_lock(&db->mu);
+  mstate__free(&db->ms);
+  db->ms = *nms;
+  db->latest = *nv;
+  db->commits += accepted;
+  db->groups++;
+  db->group_size[st__group_bucket(st_group_size_le, accepted)]++;
+  db->group_bytes[st__group_bucket(st_group_bytes_le, st->bytes_written)]++;
+  db->bytes_written += st->bytes_written;
+  db->ns_build += st->ns_build;
+  db->ns_sync += st->ns_sync;
+  db->ns_publish += st->ns_publish;
+  strata_mutex_unlock(&db->mu);
+}
+
+/* Per-group files mode, numbered manifests: keep the last ST_MANIFESTS_KEPT
+ * for readers that listed them a while ago; older ones go, off the commit
+ * path (the preparer) when there is one. */
+static void drop_old_manifests(st_db *db, uint64_t gen) {
+  strata_mutex_lock(&db->mu);
+  db->mf_obsolete = gen - ST_MANIFESTS_KEPT;
+  if (db->has_preparer) pthread_cond_signal(&db->prep_cv);
+  strata_mutex_unlock(&db->mu);
+  if (!db->has_preparer) cm__remove_manifests(db);
+}
+
+/* Commits the transactions of list as one group: refuse them all or
+ * validate each (survivors join the group), write the group, install it,
+ * then tell fences and callers. */
+static void commit_group(st_db *db, st_txn *list) {
+  group g;
+  memset(&g, 0, sizeof g);
+  g.db = db;
+  st_vers latest;
+  char broken_msg[sizeof db->broken_msg];
+  int broken = group_refusal(db, &latest, broken_msg, sizeof broken_msg);
   size_t accepted = 0;
   for (st_txn *t = list; t; t = t->next) {
     if (broken) {
-      t->res.rc = broken;
-      if (broken_msg[0]) snprintf(t->res.message, sizeof t->res.message, "%s", broken_msg);
-      else
-        snprintf(t->res.message, sizeof t->res.message,
-                 "%s: an earlier commit failed in a way that left the manifest unknown; reopen the database",
-                 db->path);
+      refuse(db, t, broken, broken_msg);
       continue;
     }
     cm__validate(&g, t, &latest);
@@ -392,21 +467,7 @@ static void commit_group(st_db *db, st_txn *list) {
     st_mstate nms;
     gstats st = {0, 0, 0, 0};
     int rc = db->log ? lc__group(db, &g, &latest, &nv, &nms, &st) : write_group(db, &g, &latest, &nv, &nms, &st);
-    if (!rc) {
-      strata_mutex_lock(&db->mu);
-      mstate__free(&db->ms);
-      db->ms = nms;
-      db->latest = nv;
-      db->commits += accepted;
-      db->groups++;
-      db->group_size[st__group_bucket(st_group_size_le, accepted)]++;
-      db->group_bytes[st__group_bucket(st_group_bytes_le, st.bytes_written)]++;
-      db->bytes_written += st.bytes_written;
-      db->ns_build += st.ns_build;
-      db->ns_sync += st.ns_sync;
-      db->ns_publish += st.ns_publish;
-      strata_mutex_unlock(&db->mu);
-    }
+    if (!rc) install_group(db, &nv, &nms, accepted, &st);
     for (st_txn *t = list; t; t = t->next) {
       if (!t->accepted) continue;
       t->res.rc = rc;
@@ -417,15 +478,8 @@ static void commit_group(st_db *db, st_txn *list) {
         t->res.commit_time = nv.commit_time;
       }
     }
-    if (!rc && !db->log && db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED && nv.generation > ST_MANIFESTS_KEPT) {
-      /* Keep the last ST_MANIFESTS_KEPT for readers that listed them a while
-       * ago; older ones go, off the commit path (the preparer) when there is one. */
-      strata_mutex_lock(&db->mu);
-      db->mf_obsolete = nv.generation - ST_MANIFESTS_KEPT;
-      if (db->has_preparer) pthread_cond_signal(&db->prep_cv);
-      strata_mutex_unlock(&db->mu);
-      if (!db->has_preparer) cm__remove_manifests(db);
-    }
+    if (!rc && !db->log && db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED && nv.generation > ST_MANIFESTS_KEPT)
+      drop_old_manifests(db, nv.generation);
   }
   cm__group_free(&g);
   /* The group is decided and, if committed, visible (db->latest): fences

@@ -67,9 +67,16 @@ void cm__group_free(group *g);
 /* qsort order of a group's changes: by key. */
 int cm__cmp_change(const void *a, const void *b);
 
+/* The B+tree mutation of one group change; a value above
+ * max_inline_value_bytes is appended to w's data file first (commit.c). */
+int cm__mutation(st_db *db, st_writer *w, const gchange *c, st_mut *m);
+
 /* Wall-clock nanoseconds (commit times), and as a deadline for
  * pthread_cond_timedwait (the database's condition variables use that clock). */
 uint64_t cm__now_ns(void);
+/* The commit time of the generation after latest: now, but always later
+ * than latest's. */
+uint64_t cm__commit_time(const st_vers *latest);
 struct timespec cm__ts_of(uint64_t ns);
 
 /* Runs fn(arg) on the fsync helper thread while the caller (the committer)

@@ -4,6 +4,7 @@
  * may have left: temp manifests and data files newer than the latest
  * generation (never referenced by any manifest), so no orphan survives.
  */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -300,6 +301,7 @@ static void db_free(st_db *db) {
 }
 
 int st_open(const char *path, const st_options *opt, st_db **out) {
+  assert(path && out);
   st_options defaults;
   memset(&defaults, 0, sizeof defaults);
   if (!opt) opt = &defaults;
@@ -373,6 +375,7 @@ static int new_snap(st_db *db, const st_vers *v, st_snap **out) {
 }
 
 int st_snap_latest(st_db *db, st_snap **out) {
+  assert(db && out);
   strata_mutex_lock(&db->mu);
   st_vers v = db->latest;
   strata_mutex_unlock(&db->mu);
@@ -411,6 +414,7 @@ static int find_version(st_db *db, int by_time, uint64_t x, st_vers *v) {
 }
 
 int st_snap_at_generation(st_db *db, uint64_t generation, st_snap **out) {
+  assert(db && out);
   st_vers v;
   int rc = find_version(db, 0, generation, &v);
   if (rc == STRATA_ENOTFOUND && st__dropped(db, 0, generation)) return STRATA_ERANGE;
@@ -420,6 +424,7 @@ int st_snap_at_generation(st_db *db, uint64_t generation, st_snap **out) {
 }
 
 int st_snap_at_time(st_db *db, uint64_t t_ns, st_snap **out) {
+  assert(db && out);
   st_vers v;
   int rc = find_version(db, 1, t_ns, &v);
   if (rc == STRATA_ENOTFOUND && st__dropped(db, 1, t_ns)) return STRATA_ERANGE;
@@ -431,11 +436,14 @@ int st_snap_at_time(st_db *db, uint64_t t_ns, st_snap **out) {
 void st_snap_release(st_snap *s) { free(s); }
 
 st_version_info st_snap_info(const st_snap *s) {
+  assert(s);
   st_version_info i = {s->v.generation, s->v.commit_time, s->v.root.stats.num_keys};
   return i;
 }
 
 int st_get(st_snap *s, const void *key, size_t klen, strata_buf *value) {
+  assert(s && value);
+  assert(key || klen == 0);
   st_entry e;
   int rc = bt__find(s->db, &s->v.root, key, klen, &e);
   if (rc) return rc;
@@ -445,6 +453,8 @@ int st_get(st_snap *s, const void *key, size_t klen, strata_buf *value) {
 }
 
 int st_get_batch(st_snap *s, size_t n, const st_key *keys, st_getres *out) {
+  assert(s);
+  assert((keys && out) || n == 0);
   /* st_getres has no message: the first hard error's (which file, which
    * offset) is kept and recorded again as the call's. */
   int first = 0;
@@ -465,6 +475,7 @@ int st_get_batch(st_snap *s, size_t n, const st_key *keys, st_getres *out) {
 }
 
 int st_versions(st_db *db, uint64_t min_generation, size_t limit, st_version_info **out, size_t *n) {
+  assert(db && out && n);
   st_mstate ms;
   int rc = copy_ms(db, &ms);
   if (rc) return rc;
@@ -485,6 +496,7 @@ size_t st__group_bucket(const uint64_t *le, uint64_t v) {
 }
 
 void st_get_stats(st_db *db, st_stats *out) {
+  assert(db && out);
   memset(out, 0, sizeof *out);
   strata_mutex_lock(&db->mu);
   out->commits = db->commits;

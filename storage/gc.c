@@ -7,6 +7,7 @@
  * files of d/ are not Strata's own, and removing one. storage/README.md
  * "Writer files and GC".
  */
+#include <assert.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@
 #define READ_PIECE ((size_t)1 << 20)
 
 int st_file_size(st_db *db, const char *path, uint64_t *size) {
+  assert(db && path && size);
   bs_file *f;
   int rc = bs_open_read(db->base, path, &f);
   if (rc == STRATA_ENOTFOUND) return strata_err(rc, "%s does not exist", path);
@@ -28,6 +30,7 @@ int st_file_size(st_db *db, const char *path, uint64_t *size) {
 }
 
 int st_file_crc32c(st_db *db, const char *path, uint64_t off, uint64_t len, uint32_t *crc) {
+  assert(db && path && crc);
   bs_file *f;
   int rc = bs_open_read(db->base, path, &f);
   if (rc == STRATA_ENOTFOUND) return strata_err(rc, "%s does not exist", path);
@@ -353,6 +356,8 @@ static int make_fileset(walk *w, st_fileset **out) {
 static int visit_state(void *arg, const st_vref *r, const st_vers *v);
 
 int st_walk(st_db *db, int verify, st_fileset **refs, st_check_result *res) {
+  assert(db && refs);
+  assert(res || !verify /* store.h: res may be NULL without verify */);
   *refs = NULL;
   st_check_result scratch;
   if (!res) res = &scratch;
@@ -445,6 +450,7 @@ void st_check_result_free(st_check_result *res) {
 }
 
 int st_fileset_has(const st_fileset *s, const char *path) {
+  assert(s && path);
   return bsearch(&path, s->paths, s->n, sizeof *s->paths, cmp_str) != NULL;
 }
 
@@ -458,6 +464,7 @@ void st_fileset_free(st_fileset *s) {
 /* --- the files of d/ that are not Strata's ------------------------------------------- */
 
 int st_foreign_files(st_db *db, char ***names, size_t *n) {
+  assert(db && names && n);
   *names = NULL;
   *n = 0;
   char **all;
@@ -475,6 +482,7 @@ int st_foreign_files(st_db *db, char ***names, size_t *n) {
 }
 
 int st_remove_foreign_file(st_db *db, const char *name, uint64_t *size) {
+  assert(db && name && size);
   if (st__is_data_file_name(name) || strchr(name, '/') || !strcmp(name, ".") || !strcmp(name, ".."))
     return strata_err(STRATA_EINVALID, "d/%s: not a file GC may remove", name);
   char path[ST_DATA_PATH_MAX + 256];

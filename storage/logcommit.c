@@ -94,6 +94,55 @@ int lc__apply(st_db *db, const st_mut *muts, size_t n, const st_vers *latest, ui
   return rc;
 }
 
+/* The B+tree mutations and the log ops of the group's (sorted) changes, in
+ * *muts and *ops (caller frees both, also on failure). Values above
+ * max_inline_value_bytes are appended to the batch's data file; those above
+ * log_value_max are logged by reference, and *need_sync is set: the
+ * referenced bytes must be durable before the record. */
+static int group_ops(st_db *db, st_batch *b, const group *g, st_mut **muts_out, clog_op **ops_out,
+                     int *need_sync) {
+  st_mut *muts = *muts_out = calloc(g->n ? g->n : 1, sizeof *muts);
+  clog_op *ops = *ops_out = calloc(g->n ? g->n : 1, sizeof *ops);
+  if (!muts || !ops) return strata_err(STRATA_ENOMEM, "commit");
+  for (size_t i = 0; i < g->n; i++) {
+    const top *o = g->ch[i].op;
+    st_mut *m = &muts[i];
+    int rc = cm__mutation(db, &b->w, &g->ch[i], m);
+    if (rc) return rc;
+    if (o->kind == OP_DELETE) {
+      ops[i] = (clog_op){CLOG_OP_DELETE, m->key, m->klen, NULL, 0, NULL, 0, 0, 0};
+    } else if (o->kind == OP_PUT_REF) {
+      ops[i] = (clog_op){CLOG_OP_REF, m->key, m->klen, NULL, 0, o->path, strlen(o->path), o->off, o->len};
+    } else if (o->vlen <= db->cfg.max_inline_value_bytes || o->vlen <= db->log_value_max) {
+      ops[i] = (clog_op){CLOG_OP_VALUE, m->key, m->klen, o->val, o->vlen, NULL, 0, 0, 0};
+    } else { /* logged by reference: the bytes must be durable first */
+      ops[i] = (clog_op){CLOG_OP_REF, m->key, m->klen, NULL, 0, b->path, strlen(b->path), m->ref.offset, o->vlen};
+      *need_sync = 1;
+    }
+  }
+  return 0;
+}
+
+/* Makes the batch's bytes so far, and its directory entry, durable: a log
+ * record is about to refer to them. */
+static int sync_referenced(st_db *db, st_batch *b) {
+  int rc;
+  if ((rc = wr__flush(&b->w)) || (rc = bs_fsync(b->w.f))) return rc;
+  if (!b->dir_synced && (rc = bs_sync_dir(db->base, ST_DATA_DIR))) return rc;
+  b->dir_synced = 1;
+  return 0;
+}
+
+/* A log write failed and could not be taken back: its outcome is unknown,
+ * so the database refuses commits until reopened. */
+static void mark_unknown(st_db *db, int rc) {
+  strata_mutex_lock(&db->mu);
+  db->broken = rc;
+  snprintf(db->broken_msg, sizeof db->broken_msg,
+           "%s: a commit log write failed and could not be taken back; reopen the database", db->path);
+  strata_mutex_unlock(&db->mu);
+}
+
 int lc__group(st_db *db, group *g, const st_vers *latest, st_vers *nv, st_mstate *nms, gstats *st) {
   uint64_t gen = latest->generation + 1, t_start = cm__now_ns();
   st_mut *muts = NULL;
@@ -104,49 +153,10 @@ int lc__group(st_db *db, group *g, const st_vers *latest, st_vers *nv, st_mstate
   st_batch *b = db->batch;
   uint64_t off0 = b->w.off;
   if (g->n) qsort(g->ch, g->n, sizeof *g->ch, cm__cmp_change);
-  muts = calloc(g->n ? g->n : 1, sizeof *muts);
-  ops = calloc(g->n ? g->n : 1, sizeof *ops);
-  if (!muts || !ops) {
-    rc = strata_err(STRATA_ENOMEM, "commit");
-    goto fail;
-  }
-  for (size_t i = 0; i < g->n; i++) {
-    const top *o = g->ch[i].op;
-    st_mut *m = &muts[i];
-    clog_op *l = &ops[i];
-    m->key = l->key = g->ch[i].key;
-    m->klen = l->klen = g->ch[i].klen;
-    if (o->kind == OP_DELETE) {
-      m->kind = MUT_DELETE;
-      l->kind = CLOG_OP_DELETE;
-    } else if (o->kind == OP_PUT_REF) {
-      m->kind = MUT_INDIRECT;
-      m->ref = (st_ref){g->ch[i].ref_file, o->off, o->len};
-      *l = (clog_op){CLOG_OP_REF, m->key, m->klen, NULL, 0, o->path, strlen(o->path), o->off, o->len};
-    } else if (o->vlen <= db->cfg.max_inline_value_bytes) {
-      m->kind = MUT_INLINE;
-      m->value = o->val;
-      m->vlen = o->vlen;
-      *l = (clog_op){CLOG_OP_VALUE, m->key, m->klen, o->val, o->vlen, NULL, 0, 0, 0};
-    } else {
-      if ((rc = wr__append_value(&b->w, o->val, o->vlen, &m->ref))) goto fail;
-      m->kind = MUT_INDIRECT;
-      if (o->vlen <= db->log_value_max) {
-        *l = (clog_op){CLOG_OP_VALUE, m->key, m->klen, o->val, o->vlen, NULL, 0, 0, 0};
-      } else { /* logged by reference: the bytes must be durable first */
-        *l = (clog_op){CLOG_OP_REF, m->key, m->klen, NULL, 0, b->path, strlen(b->path), m->ref.offset, o->vlen};
-        need_sync = 1;
-      }
-    }
-  }
-  uint64_t t = cm__now_ns();
-  if (t <= latest->commit_time) t = latest->commit_time + 1;
+  if ((rc = group_ops(db, b, g, &muts, &ops, &need_sync))) goto fail;
+  uint64_t t = cm__commit_time(latest);
   uint64_t t_sync = cm__now_ns();
-  if (need_sync) { /* the referenced bytes are durable before the record */
-    if ((rc = wr__flush(&b->w)) || (rc = bs_fsync(b->w.f))) goto fail;
-    if (!b->dir_synced && (rc = bs_sync_dir(db->base, ST_DATA_DIR))) goto fail;
-    b->dir_synced = 1;
-  }
+  if (need_sync && (rc = sync_referenced(db, b))) goto fail;
   if ((rc = clog_encode_ops(&rec, ops, g->n)) ||
       (rc = clog_append(db->log, CLOG_GROUP, gen, t, rec.p, rec.len)))
     goto fail;
@@ -192,13 +202,7 @@ fail: {
   strata_err_saved why;
   strata_err_save(rc, &why);
   clog_discard(db->log);
-  if (unknown) {
-    strata_mutex_lock(&db->mu);
-    db->broken = rc;
-    snprintf(db->broken_msg, sizeof db->broken_msg,
-             "%s: a commit log write failed and could not be taken back; reopen the database", db->path);
-    strata_mutex_unlock(&db->mu);
-  }
+  if (unknown) mark_unknown(db, rc);
   /* The batch's file may hold a partial write now: it takes no more
    * commits (what it holds that was acknowledged is published). */
   lc__batch_close(db);

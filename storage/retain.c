@@ -5,6 +5,7 @@
  * files, numbered manifests), after a grace period. storage/README.md
  * "Retention and GC of Strata's own files".
  */
+#include <assert.h>
 #include <pthread.h>
 #include <sys/resource.h>
 #include <stdio.h>
@@ -44,6 +45,7 @@ void st_set_retain_floor(st_db *db, uint64_t floor) {
 uint64_t st_retain_floor(st_db *db) { return __atomic_load_n(&db->retain_floor, __ATOMIC_ACQUIRE); }
 
 void st_retained_range(st_db *db, st_retained *out) {
+  assert(db && out);
   st_vers o;
   strata_mutex_lock(&db->mu);
   vt__oldest(&db->ms, &o);
@@ -173,27 +175,112 @@ static int cmp_pend(const void *a, const void *b) {
 
 static void tot_add(uint64_t *f, uint64_t v) { __atomic_add_fetch(f, v, __ATOMIC_RELAXED); }
 
+/* One pass's working state (gc_pass). */
+typedef struct gc_run {
+  st_db *db;
+  const st_gc_own_opts *o;
+  st_gc_own_result *r;
+  struct st_gc_own_state *g; /* g->mu held for the whole pass */
+  st_gc_own_totals *tot;
+  int live;                  /* not a dry run: the totals and g->p move */
+  uint64_t now;
+  pend *next;                /* the candidates still in their grace period */
+  size_t nnext, removed_d, removed_top;
+} gc_run;
+
+/* Whether s, a name in d/ (in_d) or at the top, is a candidate, with its
+ * path: Strata's data files named for a generation the newest manifest (P)
+ * covers that it does not reference, and numbered manifests of dropped
+ * generations (below oldest). */
+static int is_candidate(const char *s, int in_d, uint64_t P, uint64_t oldest, const st_fileset *refs,
+                        char path[80]) {
+  uint64_t gen = 0;
+  if (in_d) {
+    if (!st__data_file_generation(s, &gen) || gen > P) return 0;
+    snprintf(path, 80, ST_DATA_DIR "/%s", s);
+    return !st_fileset_has(refs, path);
+  }
+  if (strlen(s) != 25 || strncmp(s, "manifest.", 9) || !is_hex16(s + 9)) return 0;
+  gen = strtoull(s + 9, NULL, 16);
+  if (gen >= oldest || gen >= P) return 0;
+  snprintf(path, 80, "%s", s);
+  return 1;
+}
+
+/* Removes the candidate path once its grace period is over (and within
+ * max_remove), otherwise keeps it waiting in x->next. */
+static int consider(gc_run *x, const char *path, int in_d) {
+  st_gc_own_result *r = x->r;
+  st_gc_own_totals *tot = x->tot;
+  uint64_t size = 0;
+  strata_mutex_assert_held(&x->g->mu);
+  if (st_file_size(x->db, path, &size)) return 0; /* gone meanwhile */
+  r->files_scanned++;
+  r->bytes_scanned += size;
+  if (x->live) {
+    tot_add(&tot->files_scanned, 1);
+    tot_add(&tot->bytes_scanned, size);
+  }
+  pend key = {(char *)path, 0}, *was = x->g->n ? bsearch(&key, x->g->p, x->g->n, sizeof *x->g->p, cmp_pend) : NULL;
+  uint64_t since = was ? was->since : x->now;
+  if (x->now - since >= x->o->grace_ns && (!x->o->max_remove || r->files_removed < x->o->max_remove)) {
+    int rc = 0;
+    if (x->o->dry_run || (rc = bs_remove(x->db->base, path)) == 0) {
+      r->files_removed++;
+      r->bytes_removed += size;
+      if (x->live) {
+        tot_add(&tot->files_removed, 1);
+        tot_add(&tot->bytes_removed, size);
+      }
+      if (in_d) x->removed_d++;
+      else x->removed_top++;
+      return 0;
+    }
+    return rc == STRATA_ENOTFOUND ? 0 : rc;
+  }
+  r->files_waiting++;
+  r->bytes_waiting += size;
+  if (!(x->next[x->nnext].name = strdup(path))) return strata_err(STRATA_ENOMEM, "GC");
+  x->next[x->nnext++].since = since;
+  return 0;
+}
+
+/* A live pass's end: the waiting candidates replace the remembered ones. */
+static void keep_waiting(gc_run *x) {
+  struct st_gc_own_state *g = x->g;
+  strata_mutex_assert_held(&g->mu);
+  qsort(x->next, x->nnext, sizeof *x->next, cmp_pend);
+  for (size_t i = 0; i < g->n; i++) free(g->p[i].name);
+  free(g->p);
+  g->p = x->next;
+  g->n = x->nnext;
+  x->next = NULL;
+  x->nnext = 0;
+  tot_add(&x->tot->runs, 1);
+  __atomic_store_n(&x->tot->files_waiting, x->r->files_waiting, __ATOMIC_RELAXED);
+  __atomic_store_n(&x->tot->bytes_waiting, x->r->bytes_waiting, __ATOMIC_RELAXED);
+}
+
 static int gc_pass(st_db *db, const st_gc_own_opts *o, st_gc_own_result *r) {
   memset(r, 0, sizeof *r);
   struct st_gc_own_state *g;
   int rc = gc_state(db, &g);
   if (rc) return rc;
   strata_mutex_lock(&g->mu);
-  st_gc_own_totals *tot = &g->tot;
-  int live = !o->dry_run; /* dry runs leave the totals alone */
+  gc_run x = {.db = db, .o = o, .r = r, .g = g, .tot = &g->tot, .live = !o->dry_run, .now = mono_ns()};
+  /* dry runs leave the totals alone */
   gc_pace pace = {.duty_pct = o->duty_pct ? o->duty_pct : ST_GC_DUTY_DEFAULT,
-                  .work = live ? &tot->work : NULL,
+                  .work = x.live ? &x.tot->work : NULL,
                   .cpu0 = thread_cpu_ns()};
   if (pace.duty_pct > 100) pace.duty_pct = 100;
-  if (live) __atomic_store_n(&tot->running, 1, __ATOMIC_RELAXED);
+  if (x.live) __atomic_store_n(&x.tot->running, 1, __ATOMIC_RELAXED);
   st_mstate ms;
   memset(&ms, 0, sizeof ms);
-  uint64_t P = 0, now = mono_ns();
+  uint64_t P = 0;
   char **top = NULL, **dnames = NULL;
   size_t ntop = 0, nd = 0;
   st_fileset *refs = NULL;
-  pend *next = NULL;
-  size_t nnext = 0, removed_d = 0, removed_top = 0;
+  /* 1. What the newest published manifest's retained versions reference. */
   if ((rc = st__load_published(db, &ms, &P, &top, &ntop))) {
     if (rc == STRATA_ENOTFOUND) rc = 0;
     goto out;
@@ -201,82 +288,28 @@ static int gc_pass(st_db *db, const st_gc_own_opts *o, st_gc_own_result *r) {
   st_vers oldest;
   vt__oldest(&ms, &oldest);
   if ((rc = gc__walk_state(db, &ms, &pace, &refs, &r->versions_walked))) goto out;
+  /* 2. The files present; both kinds of candidate are considered in one list. */
   rc = bs_list(db->base, ST_DATA_DIR, &dnames, &nd);
   if (rc == STRATA_ENOTFOUND) rc = 0;
   if (rc) goto out;
-  if (!(next = calloc(nd + ntop + 1, sizeof *next))) {
+  if (!(x.next = calloc(nd + ntop + 1, sizeof *x.next))) {
     rc = strata_err(STRATA_ENOMEM, "GC");
     goto out;
   }
-  /* The candidates: Strata's data files named for a generation the newest
-   * manifest covers that it does not reference, and numbered manifests of
-   * dropped generations. Both kinds are considered in one list. */
   for (size_t i = 0; i < nd + ntop; i++) {
-    const char *s = i < nd ? dnames[i] : top[i - nd];
-    gc__pace(&pace);
     char path[80];
-    uint64_t gen = 0, size = 0;
-    if (i < nd) {
-      if (!st__data_file_generation(s, &gen) || gen > P) continue;
-      snprintf(path, sizeof path, ST_DATA_DIR "/%s", s);
-      if (st_fileset_has(refs, path)) continue;
-    } else {
-      if (strlen(s) != 25 || strncmp(s, "manifest.", 9) || !is_hex16(s + 9)) continue;
-      gen = strtoull(s + 9, NULL, 16);
-      if (gen >= oldest.generation || gen >= P) continue;
-      snprintf(path, sizeof path, "%s", s);
-    }
-    if (st_file_size(db, path, &size)) continue; /* gone meanwhile */
-    r->files_scanned++;
-    r->bytes_scanned += size;
-    if (live) {
-      tot_add(&tot->files_scanned, 1);
-      tot_add(&tot->bytes_scanned, size);
-    }
-    pend key = {path, 0}, *was = g->n ? bsearch(&key, g->p, g->n, sizeof *g->p, cmp_pend) : NULL;
-    uint64_t since = was ? was->since : now;
-    if (now - since >= o->grace_ns && (!o->max_remove || r->files_removed < o->max_remove)) {
-      if (o->dry_run || (rc = bs_remove(db->base, path)) == 0) {
-        r->files_removed++;
-        r->bytes_removed += size;
-        if (live) {
-          tot_add(&tot->files_removed, 1);
-          tot_add(&tot->bytes_removed, size);
-        }
-        if (i < nd) removed_d++;
-        else removed_top++;
-        continue;
-      }
-      if (rc != STRATA_ENOTFOUND) goto out;
-      rc = 0;
-      continue;
-    }
-    r->files_waiting++;
-    r->bytes_waiting += size;
-    if (!(next[nnext].name = strdup(path))) {
-      rc = strata_err(STRATA_ENOMEM, "GC");
-      goto out;
-    }
-    next[nnext++].since = since;
+    gc__pace(&pace);
+    if (!is_candidate(i < nd ? dnames[i] : top[i - nd], i < nd, P, oldest.generation, refs, path)) continue;
+    if ((rc = consider(&x, path, i < nd))) goto out;
   }
-  if (removed_d && (rc = bs_sync_dir(db->base, ST_DATA_DIR))) goto out;
-  if (removed_top && (rc = bs_sync_dir(db->base, ""))) goto out;
-  if (!o->dry_run) {
-    qsort(next, nnext, sizeof *next, cmp_pend);
-    for (size_t i = 0; i < g->n; i++) free(g->p[i].name);
-    free(g->p);
-    g->p = next;
-    g->n = nnext;
-    next = NULL;
-    nnext = 0;
-    tot_add(&tot->runs, 1);
-    __atomic_store_n(&tot->files_waiting, r->files_waiting, __ATOMIC_RELAXED);
-    __atomic_store_n(&tot->bytes_waiting, r->bytes_waiting, __ATOMIC_RELAXED);
-  }
+  /* 3. The removals made durable, then the waiting list remembered. */
+  if (x.removed_d && (rc = bs_sync_dir(db->base, ST_DATA_DIR))) goto out;
+  if (x.removed_top && (rc = bs_sync_dir(db->base, ""))) goto out;
+  if (!o->dry_run) keep_waiting(&x);
 out:
-  if (live) __atomic_store_n(&tot->running, 0, __ATOMIC_RELAXED);
-  for (size_t i = 0; i < nnext; i++) free(next[i].name);
-  free(next);
+  if (x.live) __atomic_store_n(&x.tot->running, 0, __ATOMIC_RELAXED);
+  for (size_t i = 0; i < x.nnext; i++) free(x.next[i].name);
+  free(x.next);
   free(top);
   free(dnames);
   st_fileset_free(refs);
@@ -301,6 +334,7 @@ static void *gc_thread(void *arg) {
 }
 
 int st_gc_own(st_db *db, const st_gc_own_opts *o, st_gc_own_result *r) {
+  assert(db && o && r);
   if (o->in_caller) return gc_pass(db, o, r);
   gc_job *j = calloc(1, sizeof *j);
   if (!j) return strata_err(STRATA_ENOMEM, "GC");
@@ -319,6 +353,7 @@ int st_gc_own(st_db *db, const st_gc_own_opts *o, st_gc_own_result *r) {
 }
 
 void st_gc_own_totals_get(st_db *db, st_gc_own_totals *out) {
+  assert(db && out);
   memset(out, 0, sizeof *out);
   struct st_gc_own_state *g;
   if (gc_state(db, &g)) return;

@@ -348,8 +348,8 @@ void st_retained_range(st_db *db, st_retained *out);
  * bound) per pass. Safe at any kill: only files the newest manifest (and so
  * every later one) does not need are removed.
  * The pass yields to commits (storage/README.md "GC yields to commits"): it
- * runs on a thread of its own at idle CPU and I/O priority (SCHED_IDLE,
- * IOPRIO_CLASS_IDLE; the caller waits) and uses at most duty_pct percent of
+ * runs on a thread of its own at nice 10 (not idle priority: README.md
+ * says why; the caller waits) and uses at most duty_pct percent of
  * one core (0: ST_GC_DUTY_DEFAULT; 100: no cap). in_caller: on the calling
  * thread at its priority instead (duty_pct still applies). */
 #define ST_GC_DUTY_DEFAULT 25

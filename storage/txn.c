@@ -2,6 +2,7 @@
  * Building and submitting transactions: the st_txn_* calls, and the blocking
  * st_txn_commit wrapper. The committer (commit.c) takes them from the queue.
  */
+#include <assert.h>
 #include <blake2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,7 @@ void st_value_hash(const void *p, size_t n, uint8_t out[ST_HASH_BYTES]) {
 /* --- building ----------------------------------------------------------------- */
 
 int st_txn_begin(st_db *db, st_txn **out) {
+  assert(db && out);
   st_txn *t = calloc(1, sizeof *t);
   if (!t) return strata_err(STRATA_ENOMEM, "transaction");
   t->db = db;
@@ -69,6 +71,9 @@ static int add_op_(st_txn *t, int kind, const void *key, size_t klen, const void
 
 static int add_op(st_txn *t, int kind, const void *key, size_t klen, const void *val, size_t vlen,
                   int copy, top **out) {
+  assert(t);
+  assert(key || klen == 0);
+  assert(val || vlen == 0);
   if (t->err) return latched(t);
   return latch(t, add_op_(t, kind, key, klen, val, vlen, copy, out));
 }
@@ -86,6 +91,8 @@ static int put_ref(st_txn *t, const void *key, size_t klen, const char *path, ui
 
 int st_txn_put_ref(st_txn *t, const void *key, size_t klen, const char *path, uint64_t offset,
                    uint64_t length) {
+  assert(t && path);
+  assert(key || klen == 0);
   if (t->err) return latched(t);
   return latch(t, put_ref(t, key, klen, path, offset, length));
 }
@@ -144,6 +151,7 @@ int st_txn_require_unchanged(st_txn *t, const void *key, size_t klen, uint64_t s
 }
 
 int st_txn_require_hash(st_txn *t, const void *key, size_t klen, const uint8_t hash[ST_HASH_BYTES]) {
+  assert(hash);
   top *o;
   int rc = add_op(t, OP_COND, key, klen, NULL, 0, 0, &o);
   if (!rc) {
@@ -155,6 +163,7 @@ int st_txn_require_hash(st_txn *t, const void *key, size_t klen, const uint8_t h
 }
 
 void st_txn_set_fence(st_txn *t, st_fence_fn fn, void *ctx) {
+  assert(t);
   t->fence = fn;
   t->fence_ctx = ctx;
 }
@@ -173,6 +182,7 @@ void st_txn_abort(st_txn *t) {
 }
 
 int st_txn_submit(st_txn *t, st_done_fn done, void *ctx) {
+  assert(t && t->db /* done may be NULL */);
   st_db *db = t->db;
   int rc = 0;
   t->done = done;
@@ -223,6 +233,7 @@ static void wake(void *ctx, const st_result *res) {
 }
 
 int st_txn_commit(st_txn *t, st_result *res) {
+  assert(t && res);
   waiter w;
   memset(res, 0, sizeof *res);
   strata_mutex_init(&w.mu);
@@ -244,6 +255,7 @@ int st_txn_commit(st_txn *t, st_result *res) {
 }
 
 void st_result_free(st_result *res) {
+  assert(res);
   free((void *)res->failed_key);
   res->failed_key = NULL;
 }
