@@ -80,7 +80,7 @@ int srv__lkans_start(lk_manager *lk, srv_lkans **out);
 void srv__lkans_stop(srv_lkans *a);
 void srv__lk_answer(srv *s, rpc_call *call, uint64_t need, const ProtobufCMessage *resp);
 
-/* The latest committed generation (0 for an empty store). */
+/* The latest committed generation (0 for an empty store). srv.c. */
 int srv__latest_generation(srv *s, uint64_t *gen);
 
 /* The byte budget of one stream message: `want`, but at most half the server's
@@ -141,7 +141,8 @@ void srv__watch_notify(srv *s);
 
 /* Resolves a version pin (NULL = latest) to a snapshot the caller releases.
  * NOT_FOUND / OUT_OF_RANGE / INVALID name `field`. A generation-0 pin (the
- * empty store before the first commit) gives 0 with *out NULL: read nothing. */
+ * empty store before the first commit) gives 0 with *out NULL: read nothing.
+ * srv.c. */
 int srv__snap_at(srv *s, const char *field, const Strata__V1__VersionPin *pin, st_snap **out);
 
 /* A handler that runs on the io pool instead of the poller: `fn` is called
