@@ -126,14 +126,26 @@ void srv__run_io(srv *s, rpc_start_fn fn, rpc_call *call, const ProtobufCMessage
   }
 }
 
-static void io_start(rpc_call *call, const ProtobufCMessage *req, void *ctx) {
+/* --- the dispatch: every bound method's one way in ------------------------------ */
+
+static void dispatch(rpc_call *call, const ProtobufCMessage *req, void *ctx) {
   srv *s = ctx;
-  srv__run_io(s, s->io_fns[rpc_call_method(call)], call, req);
+  const srv_route *r = &s->routes[rpc_call_method(call)];
+  if (r->flags & SRV_READ) srv__metrics_read(s);
+  int rc = r->check ? r->check(req) : 0;
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
+  if (r->flags & SRV_IO) srv__run_io(s, r->fn, call, req);
+  else r->fn(call, req, s);
 }
 
-void srv__bind_io(srv *s, rpc_handler *h, rpc_method_id m, rpc_start_fn fn) {
-  s->io_fns[m] = fn;
-  h[m] = (rpc_handler){io_start, s, NULL};
+void srv__bind(srv *s, rpc_handler *h, const srv_route *routes, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    s->routes[routes[i].m] = routes[i];
+    h[routes[i].m] = (rpc_handler){dispatch, s, NULL};
+  }
 }
 
 /* --- pins ------------------------------------------------------------------------- */
