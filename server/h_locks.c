@@ -24,7 +24,7 @@ static int check_acquire(const ProtobufCMessage *m) {
   const Strata__V1__AcquireRequest *r = (const void *)m;
   int rc;
   if ((rc = v_op_id("op_id", r->op_id)) || (rc = v_rows("rows", r->n_rows, r->rows)) ||
-      (rc = v_enum("kind", r->kind, 1, 2, &strata__v1__lock_kind__descriptor)))
+      (rc = v_enum("kind", r->kind, V_ENUM_SET, &strata__v1__lock_kind__descriptor)))
     return rc;
   if (r->kind == STRATA__V1__LOCK_KIND__LOCK_KIND_TEMPORAL && r->ttl_ms == 0)
     return strata_err(STRATA_EINVALID, "ttl_ms: must be > 0 for a temporal lock");
@@ -58,7 +58,7 @@ static int check_release(const ProtobufCMessage *m) {
 
 static int check_list(const ProtobufCMessage *m) {
   const Strata__V1__ListLocksRequest *r = (const void *)m;
-  int rc = v_enum("kind", r->kind, 0, 2, &strata__v1__lock_kind__descriptor);
+  int rc = v_enum("kind", r->kind, V_ENUM_OR_UNSET, &strata__v1__lock_kind__descriptor);
   return rc ? rc : v_bound("prefix", &r->prefix);
 }
 
@@ -74,6 +74,19 @@ static lk_row *rows_of(size_t n, const ProtobufCBinaryData *rows) {
   if (!r) return NULL;
   for (size_t i = 0; i < n; i++) r[i] = (lk_row){rows[i].data, rows[i].len};
   return r;
+}
+
+/* The lock manager's kind of a wire kind. No default: check_acquire takes
+ * every kind locks.proto names, and -Wswitch fails the build until a new one
+ * is mapped here. */
+static lk_kind engine_kind(Strata__V1__LockKind k) {
+  switch (k) {
+  case STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE: return LK_INDEFINITE;
+  case STRATA__V1__LOCK_KIND__LOCK_KIND_TEMPORAL: return LK_TEMPORAL;
+  case STRATA__V1__LOCK_KIND__LOCK_KIND_UNSPECIFIED: /* refused, or "any" in List */
+  case _STRATA__V1__LOCK_KIND_IS_INT_SIZE: break;
+  }
+  return LK_TEMPORAL;
 }
 
 static int64_t wire_expiry(int64_t t) { return t == LK_NEVER ? 0 : t; }
@@ -184,8 +197,8 @@ static void h_acquire(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
       .op = r->op_id,
       .rows = rows,
       .nrows = r->n_rows,
-      .kind = r->kind == STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE ? LK_INDEFINITE : LK_TEMPORAL,
-      .ttl_ns = r->kind == STRATA__V1__LOCK_KIND__LOCK_KIND_TEMPORAL ? srv__ms_to_ns(r->ttl_ms) : 0,
+      .kind = engine_kind(r->kind),
+      .ttl_ns = engine_kind(r->kind) == LK_TEMPORAL ? srv__ms_to_ns(r->ttl_ms) : 0,
       .wait_deadline = wait_deadline,
       .abandoned = acquire_abandoned,
       .abandoned_ctx = call,
@@ -412,10 +425,7 @@ static void h_list(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   }
   st->s = s;
   st->f.op = r->op_id;
-  st->f.kinds =
-      r->kind ? LK_KIND_BIT(r->kind == STRATA__V1__LOCK_KIND__LOCK_KIND_INDEFINITE ? LK_INDEFINITE
-                                                                                   : LK_TEMPORAL)
-              : 0;
+  st->f.kinds = r->kind ? LK_KIND_BIT(engine_kind(r->kind)) : 0;
   /* The request outlives the stream. Never NULL: locks/list.c memcpy's it even when empty. */
   static const uint8_t no_prefix[1];
   st->f.prefix = r->prefix.len ? r->prefix.data : no_prefix;
