@@ -10,6 +10,30 @@
 #include "common/err.h"
 #include "server/srv_int.h"
 
+/* --- checks: what the request alone decides ------------------------------------ */
+
+static int need_writer(uint64_t id) {
+  return id ? 0 : strata_err(STRATA_EINVALID, "writer_id: must be set");
+}
+
+static int check_renew(const ProtobufCMessage *m) {
+  const Strata__V1__RenewWriterRequest *r = (const void *)m;
+  return need_writer(r->writer_id);
+}
+
+static int check_unregister(const ProtobufCMessage *m) {
+  const Strata__V1__UnregisterWriterRequest *r = (const void *)m;
+  return need_writer(r->writer_id);
+}
+
+static int check_register_file(const ProtobufCMessage *m) {
+  const Strata__V1__RegisterFileRequest *r = (const void *)m;
+  int rc = need_writer(r->writer_id);
+  return rc ? rc : wreg_check_path(r->writer_id, "path", r->path ? r->path : "");
+}
+
+/* --- handlers ------------------------------------------------------------------- */
+
 static void register_writer(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   srv *s = ctx;
   const Strata__V1__RegisterWriterRequest *r = (const void *)m;
@@ -31,8 +55,7 @@ static void renew_writer(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   srv *s = ctx;
   const Strata__V1__RenewWriterRequest *r = (const void *)m;
   int64_t exp = 0;
-  int rc = r->writer_id ? wreg_renew(s->wr, r->writer_id, r->lease_ttl_ms, &exp)
-                        : strata_err(STRATA_EINVALID, "writer_id: must be set");
+  int rc = wreg_renew(s->wr, r->writer_id, r->lease_ttl_ms, &exp);
   if (rc) {
     srv__fail(call, rc);
     return;
@@ -45,8 +68,7 @@ static void renew_writer(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
 static void unregister_writer(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   srv *s = ctx;
   const Strata__V1__UnregisterWriterRequest *r = (const void *)m;
-  int rc = r->writer_id ? wreg_unregister(s->wr, r->writer_id)
-                        : strata_err(STRATA_EINVALID, "writer_id: must be set");
+  int rc = wreg_unregister(s->wr, r->writer_id);
   if (rc) {
     srv__fail(call, rc);
     return;
@@ -60,10 +82,7 @@ static void register_file(rpc_call *call, const ProtobufCMessage *m, void *ctx) 
   const Strata__V1__RegisterFileRequest *r = (const void *)m;
   const char *path = r->path ? r->path : "";
   uint64_t size = 0;
-  int rc = 0;
-  if (!r->writer_id) rc = strata_err(STRATA_EINVALID, "writer_id: must be set");
-  if (!rc) rc = wreg_check_path(r->writer_id, "path", path);
-  if (!rc) rc = wreg_check_live(s->wr, r->writer_id);
+  int rc = wreg_check_live(s->wr, r->writer_id);
   if (!rc && (rc = st_file_size(s->db, path, &size)) == STRATA_ENOTFOUND)
     rc = strata_err(rc, "path: %s does not exist in the store directory %s (write and fsync it "
                     "before registering)", path, s->store_dir);
@@ -114,9 +133,13 @@ out:
 }
 
 void srv__coord_bind(srv *s, rpc_handler *h) {
-  srv__bind_io(s, h, RPC_M_coord_register_writer, register_writer);
-  srv__bind_io(s, h, RPC_M_coord_renew_writer, renew_writer);
-  srv__bind_io(s, h, RPC_M_coord_unregister_writer, unregister_writer);
-  srv__bind_io(s, h, RPC_M_coord_register_file, register_file);
-  srv__bind_io(s, h, RPC_M_coord_list_writers, list_writers);
+  /* All on the io pool: synced RocksDB writes, and RegisterFile stats the file. */
+  static const srv_route routes[] = {
+      {RPC_M_coord_register_writer, NULL, register_writer, SRV_IO},
+      {RPC_M_coord_renew_writer, check_renew, renew_writer, SRV_IO},
+      {RPC_M_coord_unregister_writer, check_unregister, unregister_writer, SRV_IO},
+      {RPC_M_coord_register_file, check_register_file, register_file, SRV_IO},
+      {RPC_M_coord_list_writers, NULL, list_writers, SRV_IO},
+  };
+  srv__bind(s, h, routes, sizeof routes / sizeof routes[0]);
 }

@@ -31,5 +31,6 @@ static void check(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
 }
 
 void srv__health_bind(srv *s, rpc_handler *h) {
-  h[RPC_M_health_check] = (rpc_handler){check, s, NULL};
+  static const srv_route routes[] = {{RPC_M_health_check, NULL, check, 0}};
+  srv__bind(s, h, routes, 1);
 }

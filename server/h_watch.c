@@ -229,12 +229,16 @@ static void watch_next(rpc_call *call, void *p) {
   if (rc) srv__fail(call, rc);
 }
 
+static int check_watch(const ProtobufCMessage *m) {
+  const Strata__V1__WatchRequest *r = (const void *)m;
+  return v_bound("prefix", &r->prefix);
+}
+
 static void h_watch(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   srv *s = ctx;
   const Strata__V1__WatchRequest *r = (const void *)m;
   uint64_t latest;
-  int rc = v_bound("prefix", &r->prefix);
-  if (!rc) rc = srv__latest_generation(s, &latest);
+  int rc = srv__latest_generation(s, &latest);
   if (rc) {
     srv__fail(call, rc);
     return;
@@ -284,5 +288,6 @@ static void h_watch(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
 }
 
 void srv__watch_bind(srv *s, rpc_handler *h) {
-  h[RPC_M_kv_watch] = (rpc_handler){h_watch, s, NULL};
+  static const srv_route routes[] = {{RPC_M_kv_watch, check_watch, h_watch, 0}};
+  srv__bind(s, h, routes, 1);
 }

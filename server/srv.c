@@ -126,14 +126,69 @@ void srv__run_io(srv *s, rpc_start_fn fn, rpc_call *call, const ProtobufCMessage
   }
 }
 
-static void io_start(rpc_call *call, const ProtobufCMessage *req, void *ctx) {
+/* --- the dispatch: every bound method's one way in ------------------------------ */
+
+static void dispatch(rpc_call *call, const ProtobufCMessage *req, void *ctx) {
   srv *s = ctx;
-  srv__run_io(s, s->io_fns[rpc_call_method(call)], call, req);
+  const srv_route *r = &s->routes[rpc_call_method(call)];
+  if (r->flags & SRV_READ) srv__metrics_read(s);
+  int rc = r->check ? r->check(req) : 0;
+  if (rc) {
+    srv__fail(call, rc);
+    return;
+  }
+  if (r->flags & SRV_IO) srv__run_io(s, r->fn, call, req);
+  else r->fn(call, req, s);
 }
 
-void srv__bind_io(srv *s, rpc_handler *h, rpc_method_id m, rpc_start_fn fn) {
-  s->io_fns[m] = fn;
-  h[m] = (rpc_handler){io_start, s, NULL};
+void srv__bind(srv *s, rpc_handler *h, const srv_route *routes, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    s->routes[routes[i].m] = routes[i];
+    h[routes[i].m] = (rpc_handler){dispatch, s, NULL};
+  }
+}
+
+/* --- pins ------------------------------------------------------------------------- */
+
+int srv__latest_generation(srv *s, uint64_t *gen) {
+  st_snap *sn;
+  int rc = st_snap_latest(s->db, &sn);
+  if (rc) return rc;
+  *gen = st_snap_info(sn).generation;
+  st_snap_release(sn);
+  return 0;
+}
+
+int srv__snap_at(srv *s, const char *field, const Strata__V1__VersionPin *pin, st_snap **out) {
+  *out = NULL;
+  if (!pin || pin->pin_case == STRATA__V1__VERSION_PIN__PIN__NOT_SET ||
+      pin->pin_case == STRATA__V1__VERSION_PIN__PIN_LATEST)
+    return st_snap_latest(s->db, out);
+  uint64_t latest;
+  int rc = srv__latest_generation(s, &latest);
+  if (rc) return rc;
+  if (pin->pin_case == STRATA__V1__VERSION_PIN__PIN_GENERATION) {
+    /* Generation 0 is the empty store before the first commit: always
+     * pinnable (an op created on an empty store starts there). No snapshot
+     * holds it: NULL, which the readers take as empty, version {0, 0}. */
+    if (pin->generation == 0) return 0;
+    if (pin->generation > latest)
+      return strata_err(STRATA_ERANGE,
+                        "%s.generation: %llu is newer than the latest generation %llu", field,
+                        (unsigned long long)pin->generation, (unsigned long long)latest);
+    rc = st_snap_at_generation(s->db, pin->generation, out);
+    if (rc == STRATA_ERANGE) return strata_err_wrap(rc, "%s.generation", field);
+    if (rc == STRATA_ENOTFOUND)
+      return strata_err(rc, "%s.generation: %llu is not in the store's history", field,
+                        (unsigned long long)pin->generation);
+    return rc;
+  }
+  rc = st_snap_at_time(s->db, (uint64_t)pin->commit_time_ns, out);
+  if (rc == STRATA_ERANGE) return strata_err_wrap(rc, "%s.commit_time_ns", field);
+  if (rc == STRATA_ENOTFOUND)
+    return strata_err(rc, "%s.commit_time_ns: %lld is before the first commit", field,
+                      (long long)pin->commit_time_ns);
+  return rc;
 }
 
 /* The audit log and the call gate. A local server (fuzzing) has them only

@@ -23,6 +23,24 @@
 
 typedef struct srv_lkans srv_lkans; /* lkanswer.c */
 
+/* A request check (validate.h): 0, or STRATA_EINVALID with a message naming
+ * the field. It looks at the request only, never the engines. */
+typedef int (*srv_check_fn)(const ProtobufCMessage *req);
+
+/* srv_route.flags */
+#define SRV_IO 1u /* the handler runs on the io pool: it blocks (RocksDB fsync, files) */
+#define SRV_READ 2u /* the call counts in strata_reads_total, valid or not */
+
+/* One method's row in its service's table: the method, the check its request
+ * must pass, the handler that runs after it, and where. srv.c's dispatch is
+ * the one place that runs a check, so handlers start with a valid request. */
+typedef struct srv_route {
+  rpc_method_id m;
+  srv_check_fn check; /* NULL: any decoded request is valid */
+  rpc_start_fn fn;
+  unsigned flags; /* SRV_IO, SRV_READ */
+} srv_route;
+
 typedef struct srv_hist {
   uint64_t b[SRV_LAT_BUCKETS + 1], sum_ns;
 } srv_hist;
@@ -37,7 +55,7 @@ struct srv {
   srv_auth *auth; /* the call gate: tokens, roles, audit records */
   srv_pool *pool; /* waiting Locks.Acquire calls (may block for wait_ms) */
   srv_pool *io; /* short synchronous engine writes (RocksDB fsync): lock and op-log mutations */
-  rpc_start_fn io_fns[RPC_M__COUNT]; /* the handlers srv__bind_io runs on `io` */
+  srv_route routes[RPC_M__COUNT]; /* each method's check and handler (srv__bind) */
   srv_lkans *lkans; /* answers lock calls once their change is durable (lkanswer.c) */
   /* Engines. */
   st_db *db; /* the versioned store: data_dir/kv */
@@ -82,7 +100,7 @@ int srv__lkans_start(lk_manager *lk, srv_lkans **out);
 void srv__lkans_stop(srv_lkans *a);
 void srv__lk_answer(srv *s, rpc_call *call, uint64_t need, const ProtobufCMessage *resp);
 
-/* The latest committed generation (0 for an empty store). */
+/* The latest committed generation (0 for an empty store). srv.c. */
 int srv__latest_generation(srv *s, uint64_t *gen);
 
 /* The byte budget of one stream message: `want`, but at most half the server's
@@ -92,7 +110,7 @@ size_t srv__batch_bytes(const srv *s, size_t want);
 /* Milliseconds -> nanoseconds, saturating. */
 int64_t srv__ms_to_ns(uint64_t ms);
 
-/* Each service file fills its methods' slots of the handler table. */
+/* Each service file binds its table of routes (srv__bind). */
 void srv__health_bind(srv *s, rpc_handler *h);
 void srv__admin_bind(srv *s, rpc_handler *h);
 void srv__kv_bind(srv *s, rpc_handler *h);
@@ -143,12 +161,16 @@ void srv__watch_notify(srv *s);
 
 /* Resolves a version pin (NULL = latest) to a snapshot the caller releases.
  * NOT_FOUND / OUT_OF_RANGE / INVALID name `field`. A generation-0 pin (the
- * empty store before the first commit) gives 0 with *out NULL: read nothing. */
+ * empty store before the first commit) gives 0 with *out NULL: read nothing.
+ * srv.c. */
 int srv__snap_at(srv *s, const char *field, const Strata__V1__VersionPin *pin, st_snap **out);
 
-/* A handler that runs on the io pool instead of the poller: `fn` is called
- * there with the same arguments (the call and request stay valid). */
-void srv__bind_io(srv *s, rpc_handler *h, rpc_method_id m, rpc_start_fn fn);
+/* Binds n routes into the rpc handler table h. Every call of a bound method
+ * goes through one dispatch (srv.c), on the poller that received it: it counts
+ * a read (SRV_READ), runs the route's check and fails the call with the
+ * check's error (the handler never runs), then runs the handler there or, with
+ * SRV_IO, on the io pool (the call and request stay valid). */
+void srv__bind(srv *s, rpc_handler *h, const srv_route *routes, size_t n);
 
 /* Runs fn(call, req, s) on the io pool now (a handler that finds it must
  * block: reading a file, a synced write); on failure ends the call. */

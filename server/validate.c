@@ -9,6 +9,8 @@
 #include "common/keyshow.h"
 #include "locks/lock.h"
 
+_Static_assert(LK_KEY_MAX <= V_MAX_KEY, "a lock row is a key: v_rows checks the smaller limit only");
+
 int v_key(const char *field, const ProtobufCBinaryData *k) {
   if (k->len == 0) return strata_err(STRATA_EINVALID, "%s: must not be empty", field);
   if (k->len > V_MAX_KEY)
@@ -62,7 +64,8 @@ int v_rows(const char *field, size_t n, const ProtobufCBinaryData *rows) {
   int rc = v_count(field, n, 1, V_MAX_BATCH);
   if (rc) return rc;
   for (size_t i = 0; i < n; i++) {
-    if ((rc = v_key_at(field, i, "", &rows[i]))) return rc;
+    if (rows[i].len == 0)
+      return strata_err(STRATA_EINVALID, "%s[%zu]: must not be empty", field, i);
     if (rows[i].len > LK_KEY_MAX) /* lock rows have the lock manager's limit, not the store's */
       return strata_err(STRATA_EINVALID, "%s[%zu]: %zu bytes exceeds the %u-byte row limit", field, i,
                         rows[i].len, LK_KEY_MAX);
@@ -98,9 +101,9 @@ int v_pin(const char *field, const Strata__V1__VersionPin *pin) {
   }
 }
 
-int v_enum(const char *field, int v, int lo, int hi, const ProtobufCEnumDescriptor *d) {
-  if (v >= lo && v <= hi) return 0;
+int v_enum(const char *field, int v, int unset_ok, const ProtobufCEnumDescriptor *d) {
   const ProtobufCEnumValue *ev = protobuf_c_enum_descriptor_get_value(d, v);
+  if (ev && (v != 0 || unset_ok)) return 0;
   if (ev) return strata_err(STRATA_EINVALID, "%s: %s is not allowed here", field, ev->name);
   return strata_err(STRATA_EINVALID, "%s: %d is not a known %s value", field, v, d->name);
 }

@@ -25,14 +25,20 @@ int v_key(const char *field, const ProtobufCBinaryData *k);
 int v_key_at(const char *list, size_t i, const char *sub, const ProtobufCBinaryData *k);
 /* An optional bound or prefix: 0..65535 bytes. */
 int v_bound(const char *field, const ProtobufCBinaryData *k);
-/* A list of lock rows: 1..V_MAX_BATCH of them, each 1..LK_KEY_MAX bytes, no duplicates. */
+/* A list of lock rows: 1..V_MAX_BATCH of them, each 1..LK_KEY_MAX bytes (the
+ * lock manager's row limit, checked once: it is below V_MAX_KEY), no
+ * duplicates. */
 int v_rows(const char *field, size_t n, const ProtobufCBinaryData *rows);
 /* n in [lo, hi]. */
 int v_count(const char *field, size_t n, size_t lo, size_t hi);
 /* A version pin: absent, latest=true, generation >= 1, commit_time_ns >= 0. */
 int v_pin(const char *field, const Strata__V1__VersionPin *pin);
-/* An enum value that must be one of [lo, hi]. */
-int v_enum(const char *field, int v, int lo, int hi, const ProtobufCEnumDescriptor *d);
+/* An enum value: one the generated descriptor d names, so the range follows
+ * the .proto. Its 0 (UNSPECIFIED) value only with V_ENUM_OR_UNSET (a filter's
+ * "any"); with V_ENUM_SET it is "not allowed here". */
+#define V_ENUM_SET 0
+#define V_ENUM_OR_UNSET 1
+int v_enum(const char *field, int v, int unset_ok, const ProtobufCEnumDescriptor *d);
 /* An op id that must be set. */
 int v_op_id(const char *field, uint64_t id);
 
