@@ -50,6 +50,19 @@ int kvc_get(rpc_client *c, const char *key, uint64_t gen, int *found, uint8_t **
   return 0;
 }
 
+int kvc_renew_row(rpc_client *c, uint64_t op, const uint8_t *row, size_t len, uint64_t ttl_ms) {
+  Strata__V1__RenewRequest q = STRATA__V1__RENEW_REQUEST__INIT;
+  ProtobufCBinaryData b = {len, (uint8_t *)row};
+  q.op_id = op;
+  q.rows = &b;
+  q.n_rows = 1;
+  q.ttl_ms = ttl_ms;
+  Strata__V1__RenewResponse *r = NULL;
+  int rc = rpc_locks_renew(c, NULL, &q, &r);
+  rpc_free(r);
+  return rc;
+}
+
 struct timespec kvc_deadline_ms(int64_t ms) {
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);

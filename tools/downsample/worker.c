@@ -88,15 +88,7 @@ static void *renew_main(void *arg) {
     uint8_t row[LK_BLOCK_KEY_LEN];
     memcpy(row, p->row, sizeof row);
     pthread_mutex_unlock(&p->mu);
-    Strata__V1__RenewRequest q = STRATA__V1__RENEW_REQUEST__INIT;
-    ProtobufCBinaryData b = {sizeof row, row};
-    q.op_id = p->op;
-    q.rows = &b;
-    q.n_rows = 1;
-    q.ttl_ms = (uint64_t)p->o->ttl_ms;
-    Strata__V1__RenewResponse *r = NULL;
-    int rc = rpc_locks_renew(p->c, NULL, &q, &r);
-    rpc_free(r);
+    int rc = kvc_renew_row(p->c, p->op, row, sizeof row, (uint64_t)p->o->ttl_ms);
     pthread_mutex_lock(&p->mu);
     if (rc && p->holding && !memcmp(row, p->row, sizeof row)) {
       atomic_store(&p->lost, 1);

@@ -189,16 +189,7 @@ void sp__fill_rows(sp *p, ProtobufCBinaryData *b, size_t from) {
 
 /* Extends the root lock to root_ttl_ms from now. */
 int sp__renew_root(sp *p) {
-  Strata__V1__RenewRequest q = STRATA__V1__RENEW_REQUEST__INIT;
-  ProtobufCBinaryData row = {8, p->rows[0]};
-  q.op_id = p->op;
-  q.rows = &row;
-  q.n_rows = 1;
-  q.ttl_ms = (uint64_t)p->o->root_ttl_ms;
-  Strata__V1__RenewResponse *r = NULL;
-  int rc = rpc_locks_renew(p->c, NULL, &q, &r);
-  rpc_free(r);
-  return rc;
+  return kvc_renew_row(p->c, p->op, p->rows[0], 8, (uint64_t)p->o->root_ttl_ms);
 }
 
 void *sp__renew_main(void *arg) {
