@@ -40,7 +40,7 @@ static int scan(lk_manager *lk, const lk_list_filter *f, int all_categories,
     if (f->prefix_len) memcpy(start + 1, f->prefix, f->prefix_len);
     start_len = 1 + f->prefix_len;
   }
-  int64_t now = lk_now(lk);
+  int64_t now = f->now ? f->now : lk_now(lk);
   if ((rc = lk__db_enter(lk, "listing locks"))) return rc;
   rocksdb_iterator_t *it = rocksdb_create_iterator(lk->db, lk->ro);
   for (rocksdb_iter_seek(it, (const char *)start, start_len); rocksdb_iter_valid(it);

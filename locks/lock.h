@@ -225,6 +225,9 @@ typedef struct lk_list_filter {
   const uint8_t *prefix;    /* row key prefix; NULL/0: all rows */
   size_t prefix_len;
   int include_expired;      /* also list expired temporal locks not yet cleaned up */
+  int64_t now;              /* "expired" as of this time on the lock manager's clock;
+                             * 0: the clock when each page is read. A stream of pages
+                             * that tells its reader one server time passes it here. */
 } lk_list_filter;
 
 typedef struct lk_lock_info {

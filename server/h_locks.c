@@ -433,6 +433,7 @@ static void h_list(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   st->f.include_expired = r->expired_only;
   st->expired_only = r->expired_only;
   st->now = lk_now(s->lk);
+  st->f.now = st->now; /* expiry judged at the time every message reports */
   rpc_stream_begin(call, list_next, st, list_free);
 }
 

@@ -202,6 +202,31 @@ static void test_indefinite_excludes_temporal_and_upgrade(void **state) {
   assert_int_equal(lk_selfcheck(f->lk, 1, NULL), 0);
 }
 
+/* A listing judges expiry at the time its filter names (a stream of pages that
+ * reports one server time): a lock that expired after that time is listed as
+ * live, one that expired before is not, and without a time the clock decides. */
+static void test_list_judges_expiry_at_the_filter_time(void **state) {
+  fx *f = *state;
+  uint64_t x = new_op(f);
+  lk_result r;
+  const char *a[] = {"short"}, *b[] = {"long"};
+  int64_t t0 = lk_now(f->lk);
+  assert_int_equal(acq(f, x, a, 1, LK_TEMPORAL, 1000000000, &r), LK_GRANTED); /* 1 s */
+  lk_result_free(&r);
+  assert_int_equal(acq(f, x, b, 1, LK_TEMPORAL, 60000000000, &r), LK_GRANTED); /* 60 s */
+  lk_result_free(&r);
+  lkt_advance(2000000000); /* "short" has expired by the clock */
+  lk_list_page pg;
+  lk_list_filter now = {.op = x};
+  assert_int_equal(lk_list(f->lk, &now, NULL, 0, 10, &pg), 0);
+  assert_int_equal(pg.n, 1);
+  lk_list_page_free(&pg);
+  lk_list_filter then = {.op = x, .now = t0 + 500000000}; /* half a second in */
+  assert_int_equal(lk_list(f->lk, &then, NULL, 0, 10, &pg), 0);
+  assert_int_equal(pg.n, 2);
+  lk_list_page_free(&pg);
+}
+
 static void test_release_only_own_and_privileged_release(void **state) {
   fx *f = *state;
   uint64_t x = new_op(f);
@@ -524,6 +549,7 @@ int main(void) {
     T(test_release_only_own_and_privileged_release),
     T(test_release_all_of_an_op),
     T(test_list_filters_pagination_and_counts),
+    T(test_list_judges_expiry_at_the_filter_time),
     T(test_fence_refuses_a_holder_that_lost_a_row),
     T(test_check_names_the_first_missing_row_in_request_order),
     T(test_deadlines_are_absolute_across_reopen),
