@@ -16,15 +16,11 @@
 
 #include "common/err.h"
 #include "locks/lock.h"
+#include "tools/bench/bench_util.h"
 
 #define THREADS 16
 #define SECONDS 3.0
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static int rm_cb(const char *p, const struct stat *sb, int f, struct FTW *ftw) {
   (void)sb, (void)f, (void)ftw;
@@ -52,7 +48,7 @@ static double run_timed(void *(*fn)(void *), void *ctxs, size_t ctx_size) {
   atomic_store(&go, 0);
   atomic_store(&halt, 0);
   for (int i = 0; i < THREADS; i++) pthread_create(&th[i], NULL, fn, (char *)ctxs + i * ctx_size);
-  double t0 = now();
+  double t0 = bench_now();
   atomic_store(&go, 1);
   usleep((useconds_t)(SECONDS * 1e6));
   atomic_store(&halt, 1);
@@ -61,7 +57,7 @@ static double run_timed(void *(*fn)(void *), void *ctxs, size_t ctx_size) {
     pthread_join(th[i], NULL);
     n += *(unsigned long *)((char *)ctxs + i * ctx_size);
   }
-  return (double)n / (now() - t0);
+  return (double)n / (bench_now() - t0);
 }
 
 /* Each thread context starts with its operation count (see run_timed). */
@@ -185,7 +181,7 @@ static void bench_list(void) {
   lk_manager *lk = open_lk("list", 256);
   uint8_t (*keys)[LK_L2_KEY_LEN] = malloc(BATCH * sizeof *keys);
   lk_row *rows = malloc(BATCH * sizeof *rows);
-  double t0 = now();
+  double t0 = bench_now();
   for (int b = 0; b < TOTAL / BATCH; b++) {
     for (int i = 0; i < BATCH; i++) {
       lk_l2_chunk_key((uint64_t)b * BATCH + (uint64_t)i, keys[i]);
@@ -200,8 +196,8 @@ static void bench_list(void) {
     }
     lk_result_free(&res);
   }
-  double fill = now() - t0;
-  t0 = now();
+  double fill = bench_now() - t0;
+  t0 = bench_now();
   size_t seen = 0;
   uint8_t cur[LK_KEY_MAX + 1];
   size_t curlen = 0;
@@ -217,19 +213,19 @@ static void bench_list(void) {
     if (more) memcpy(cur, pg.cursor, curlen = pg.cursor_len);
     lk_list_page_free(&pg);
   }
-  double stream = now() - t0;
+  double stream = bench_now() - t0;
   if (seen != TOTAL) {
     fprintf(stderr, "listed %zu of %d locks\n", seen, TOTAL);
     exit(1);
   }
   lk_close(lk);
-  t0 = now();
+  t0 = bench_now();
   lk = open_lk("list", 256);
-  double reload = now() - t0;
+  double reload = bench_now() - t0;
   lk_counts cnt;
-  t0 = now();
+  t0 = bench_now();
   if (lk_count(lk, NULL, &cnt) || cnt.temporal != TOTAL) exit(1);
-  double count = now() - t0;
+  double count = bench_now() - t0;
   lk_close(lk);
   free(keys);
   free(rows);

@@ -24,37 +24,22 @@
 
 #include "common/err.h"
 #include "storage/store.h"
+#include "tools/bench/bench_util.h"
 
 #define THREADS 8
 
 static const char *dir;
 static double scale = 1.0;
 
-static double now_s(void) {
-  struct timespec t;
-  clock_gettime(CLOCK_MONOTONIC, &t);
-  return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
-}
 
 static void die(const char *what) {
   fprintf(stderr, "bench_retain: %s: %s\n", what, strata_errmsg());
   exit(1);
 }
 
-static uint64_t du(const char *p) {
-  char cmd[1200];
-  snprintf(cmd, sizeof cmd, "du -sb '%s' | cut -f1", p);
-  FILE *f = popen(cmd, "r");
-  unsigned long long v = 0;
-  if (!f || fscanf(f, "%llu", &v) != 1) v = 0;
-  if (f) pclose(f);
-  return v;
-}
 
 static void rm_rf(const char *p) {
-  char cmd[1200];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", p);
-  if (system(cmd)) fprintf(stderr, "bench_retain: %s failed\n", cmd);
+  if (bench_rm_rf(p)) fprintf(stderr, "bench_retain: rm -rf %s failed\n", p);
 }
 
 typedef struct load {
@@ -113,9 +98,9 @@ static unsigned gc_duty; /* STRATA_BENCH_GC_DUTY: st_gc_own_opts.duty_pct (0: th
 static void gc_pass(st_db *db) {
   st_gc_own_opts go = {.grace_ns = 0, .duty_pct = gc_duty};
   st_gc_own_result gr;
-  double t = now_s();
+  double t = bench_now();
   if (st_gc_own(db, &go, &gr)) die("gc");
-  gc_secs += now_s() - t;
+  gc_secs += bench_now() - t;
   gc_bytes += gr.bytes_removed;
   gc_passes++;
 }
@@ -152,7 +137,7 @@ static uint64_t disk_after(uint64_t n, uint64_t keep) {
     gc_pass(db);
   }
   st_close(db);
-  uint64_t b = du(path);
+  uint64_t b = bench_du(path);
   if (!getenv("STRATA_BENCH_KEEP")) rm_rf(path);
   return b;
 }
@@ -187,8 +172,8 @@ static uint64_t window(st_db *db, double w, int gc, double *secs) {
     l[i] = (load){db, i, &stop, 0, 0};
     pthread_create(&th[i], NULL, committer, &l[i]);
   }
-  double a = now_s();
-  while (now_s() - a < w) {
+  double a = bench_now();
+  while (bench_now() - a < w) {
     struct timespec ts = {0, 10000000};
     nanosleep(&ts, NULL);
   }
@@ -198,7 +183,7 @@ static uint64_t window(st_db *db, double w, int gc, double *secs) {
     pthread_join(th[i], NULL);
     c += l[i].done;
   }
-  *secs = now_s() - a;
+  *secs = bench_now() - a;
   gc_stop = 1;
   if (gc) pthread_join(g, NULL); /* the pass under way finishes first */
   return c;
@@ -216,11 +201,11 @@ int main(void) {
   /* STRATA_BENCH_RETAIN=gc: only the GC figures (the disk figures take most of the time) */
   const char *only = getenv("STRATA_BENCH_RETAIN");
   if (!only || strcmp(only, "gc") != 0) {
-    double t0 = now_s();
+    double t0 = bench_now();
     uint64_t all = disk_after(n, 0);
-    double t1 = now_s();
+    double t1 = bench_now();
     uint64_t k1000 = disk_after(n, 1000);
-    double t2 = now_s();
+    double t2 = bench_now();
     printf("BENCH retain_disk_bytes_keepall %llu bytes (%llu commits, %.1f s)\n", (unsigned long long)all,
            (unsigned long long)n, t1 - t0);
     printf("BENCH retain_disk_bytes_keep1000 %llu bytes (%llu commits, %.1f s) vs keepall %.3f\n",

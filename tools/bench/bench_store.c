@@ -24,15 +24,11 @@
 #include "common/err.h"
 #include "storage/clog.h"
 #include "storage/store.h"
+#include "tools/bench/bench_util.h"
 
 static char root[512];
 static double scale = 1.0;
 
-static double now(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (double)ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static void die(const char *what, const char *msg) {
   fprintf(stderr, "bench_store: %s: %s\n", what, msg);
@@ -40,20 +36,9 @@ static void die(const char *what, const char *msg) {
 }
 
 static void rm_rf(const char *p) {
-  char cmd[1200];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", p);
-  if (system(cmd)) die("rm", p);
+  if (bench_rm_rf(p)) die("rm", p);
 }
 
-static uint64_t du(const char *p) {
-  char cmd[1200];
-  snprintf(cmd, sizeof cmd, "du -sb '%s' | cut -f1", p);
-  FILE *f = popen(cmd, "r");
-  unsigned long long v = 0;
-  if (!f || fscanf(f, "%llu", &v) != 1) v = 0;
-  if (f) pclose(f);
-  return v;
-}
 
 /* 1: open with the defaults (commit log mode); 0: the per-group files path
  * (no_commit_log). The commit figures measure both (the per-group ones are
@@ -113,24 +98,24 @@ static void bench_fs(void) {
   snprintf(d, sizeof d, "%s/fs", root);
   if (mkdir(d, 0755)) die("mkdir", d);
   enum { N = 200 };
-  double t0 = now();
+  double t0 = bench_now();
   for (int i = 0; i < N; i++) {
     snprintf(p, sizeof p, "%s/f%d", d, i);
     int fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
     if (fd < 0) die("create", p);
     close(fd);
   }
-  double create = (now() - t0) / N;
+  double create = (bench_now() - t0) / N;
   char buf[16384];
   memset(buf, 'x', sizeof buf);
-  t0 = now();
+  t0 = bench_now();
   for (int i = 0; i < N / 4; i++) {
     snprintf(p, sizeof p, "%s/f%d", d, i);
     int fd = open(p, O_WRONLY);
     if (fd < 0 || write(fd, buf, sizeof buf) != (ssize_t)sizeof buf || fsync(fd)) die("write+fsync", p);
     close(fd);
   }
-  double wsync = (now() - t0) / (N / 4);
+  double wsync = (bench_now() - t0) / (N / 4);
   printf("BENCH fs_create_file %.0f us\n", create * 1e6);
   printf("BENCH fs_write16k_fsync_new_file %.0f us\n", wsync * 1e6);
   rm_rf(d);
@@ -148,10 +133,10 @@ static void bench_floor(int n) {
   snprintf(p, sizeof p, "%s/floor-append", root);
   int fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
   if (fd < 0) die("create", p);
-  double t0 = now();
+  double t0 = bench_now();
   for (int i = 0; i < n; i++)
     if (write(fd, buf, sizeof buf) != (ssize_t)sizeof buf || fdatasync(fd)) die("append+fdatasync", p);
-  double append = (now() - t0) / n;
+  double append = (bench_now() - t0) / n;
   close(fd);
   snprintf(p, sizeof p, "%s/floor-overwrite", root);
   fd = open(p, O_WRONLY | O_CREAT | O_EXCL, 0644);
@@ -159,11 +144,11 @@ static void bench_floor(int n) {
   for (int i = 0; i < n; i++)
     if (write(fd, buf, sizeof buf) != (ssize_t)sizeof buf) die("preallocate", p);
   if (fsync(fd)) die("fsync", p);
-  t0 = now();
+  t0 = bench_now();
   for (int i = 0; i < n; i++)
     if (pwrite(fd, buf, sizeof buf, (off_t)i * 4096) != (ssize_t)sizeof buf || fdatasync(fd))
       die("overwrite+fdatasync", p);
-  double over = (now() - t0) / n;
+  double over = (bench_now() - t0) / n;
   close(fd);
   printf("BENCH floor_append4k_fdatasync %.0f us\n", append * 1e6);
   printf("BENCH floor_overwrite4k_fdatasync %.0f us vs append %.2f\n", over * 1e6, over / append);
@@ -181,7 +166,7 @@ static void bench_log(int n) {
   clog_writer *w;
   if (bs_file_open(p, &s) || clog_writer_open(s, CLOG_DIR, 1, NULL, 0, &w)) die("clog", strata_errmsg());
   strata_buf b = STRATA_BUF_INIT;
-  double t0 = now();
+  double t0 = bench_now();
   for (int i = 0; i < n; i++) {
     clog_op ops[3];
     for (int j = 0; j < 3; j++) {
@@ -194,7 +179,7 @@ static void bench_log(int n) {
         clog_sync(w, &unknown))
       die("clog", strata_errmsg());
   }
-  double tl = (now() - t0) / n;
+  double tl = (bench_now() - t0) / n;
   clog_stats cs;
   clog_writer_stats(w, &cs);
   clog_writer_close(w);
@@ -204,7 +189,7 @@ static void bench_log(int n) {
   rocksdb_t *r = ropen("log-rocks", 8 << 20, &o);
   rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
   rocksdb_writeoptions_set_sync(wo, 1);
-  t0 = now();
+  t0 = bench_now();
   for (int i = 0; i < n; i++) {
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     for (int j = 0; j < 3; j++) {
@@ -215,7 +200,7 @@ static void bench_log(int n) {
     rocksdb_writebatch_destroy(wb);
     if (err) die("rocksdb_write", err);
   }
-  double tr = (now() - t0) / n;
+  double tr = (bench_now() - t0) / n;
   rocksdb_writeoptions_destroy(wo);
   rocksdb_close(r);
   rocksdb_options_destroy(o);
@@ -301,14 +286,14 @@ static void *rocks_committer(void *p) {
 static double run_threads(void *(*fn)(void *), cargs *base, int threads) {
   pthread_t th[64];
   cargs a[64];
-  double t0 = now();
+  double t0 = bench_now();
   for (int i = 0; i < threads; i++) {
     a[i] = *base;
     a[i].tid = i;
     pthread_create(&th[i], NULL, fn, &a[i]);
   }
   for (int i = 0; i < threads; i++) pthread_join(th[i], NULL);
-  return now() - t0;
+  return bench_now() - t0;
 }
 
 static int cmp_u64(const void *a, const void *b) {
@@ -410,13 +395,13 @@ static void bench_get(uint64_t nkeys) {
   }
   double best_s = 1e9, best_r = 1e9;
   for (int pass = 0; pass < 3; pass++) { /* pass 0 warms both */
-    double t0 = now();
+    double t0 = bench_now();
     for (uint64_t i = 0; i < nkeys; i++) {
       key_of(k, order[i]);
       v.len = 0;
       if (st_get(sn, k, strlen(k), &v) || v.len != sizeof val) die("st_get", strata_errmsg());
     }
-    double t1 = now();
+    double t1 = bench_now();
     for (uint64_t i = 0; i < nkeys; i++) {
       key_of(k, order[i]);
       size_t vl;
@@ -424,7 +409,7 @@ static void bench_get(uint64_t nkeys) {
       if (err || !rv || vl != sizeof val) die("rocksdb_get", err ? err : "missing");
       rocksdb_free(rv);
     }
-    double t2 = now();
+    double t2 = bench_now();
     if (pass && t1 - t0 < best_s) best_s = t1 - t0;
     if (pass && t2 - t1 < best_r) best_r = t2 - t1;
   }
@@ -467,7 +452,7 @@ static void bench_old_generation(int commits) {
   double best[2] = {1e9, 1e9};
   for (int pass = 0; pass < 3; pass++) {
     for (int which = 0; which < 2; which++) {
-      double t0 = now();
+      double t0 = bench_now();
       for (int i = 0; i < N; i++) {
         st_snap *sn;
         int rc = which ? st_snap_at_generation(s, old_gen, &sn) : st_snap_latest(s, &sn);
@@ -477,7 +462,7 @@ static void bench_old_generation(int commits) {
         if (st_get(sn, k, strlen(k), &v)) die("get", strata_errmsg());
         st_snap_release(sn);
       }
-      double dt = now() - t0;
+      double dt = bench_now() - t0;
       if (pass && dt < best[which]) best[which] = dt;
     }
   }
@@ -510,7 +495,7 @@ static void bench_write_amp(int n) {
   st_close(s);
   char p[1024];
   snprintf(p, sizeof p, "%s/wamp-strata", root);
-  uint64_t disk = du(p);
+  uint64_t disk = bench_du(p);
   printf("BENCH write_amp_1MiB_values %.4f bytes_written/user_bytes vs on_disk %.4f\n",
          (double)st.bytes_written / (double)user, (double)disk / (double)user);
   free(val);
@@ -522,7 +507,7 @@ static void bench_bulk(uint64_t nkeys, uint64_t per_commit) {
   char k[24], val[16];
   uint64_t x = 0x2545F4914F6CDD1Dull;
   st_db *s = sopen("bulk-strata", 256 << 20);
-  double t0 = now();
+  double t0 = bench_now();
   for (uint64_t i = 0; i < nkeys;) {
     st_txn *t;
     st_result r;
@@ -539,11 +524,11 @@ static void bench_bulk(uint64_t nkeys, uint64_t per_commit) {
     }
     if (st_txn_commit(t, &r)) die("commit", r.message);
   }
-  double dt = now() - t0;
+  double dt = bench_now() - t0;
   st_close(s);
   char p[1024];
   snprintf(p, sizeof p, "%s/bulk-strata", root);
-  uint64_t disk = du(p);
+  uint64_t disk = bench_du(p);
   printf("BENCH bulk_load_%lluM_keys %.0f keys/s\n", (unsigned long long)(nkeys / 1000000), nkeys / dt);
   printf("BENCH bulk_load_bytes_on_disk %llu bytes vs user_bytes %.2f\n", (unsigned long long)disk,
          (double)disk / (double)(nkeys * 32));
