@@ -19,7 +19,8 @@ import time
 from array import array
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "populate"))
-from popcommon import Server, check, dump, genvol, populate, report, seed  # noqa: E402
+from popcommon import (check, dump, genvol, populated_server,  # noqa: E402
+                       report, run_tool, seed)
 
 import strata  # noqa: E402
 
@@ -36,22 +37,11 @@ servers = []
 
 
 def new_server(name):
-    s = Server(os.path.join(TMP, name))
-    servers.append(s)
-    r = populate(SRC, PREFIX, s.addr, "--workers", "2", "--block", "2")
-    check(r["rc"] == 0, "%s: populate the generated volume" % name, repr(r)[:600])
-    return s
+    return populated_server(TMP, name, servers, SRC, PREFIX)
 
 
 def run(argv, env=None, wait=True):
-    e = dict(os.environ)
-    e.pop("STRATA_DOWNSAMPLE_DIE_AT", None)
-    e.update(env or {})
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
-    if not wait:
-        return p
-    out, err = p.communicate(timeout=600)
-    return p.returncode, out.decode(), err.decode()
+    return run_tool(argv, "STRATA_DOWNSAMPLE_DIE_AT", env, wait, timeout=600)
 
 
 def ds(addr, *args, env=None, wait=True):

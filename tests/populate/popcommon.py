@@ -89,6 +89,29 @@ def populate(src, prefix, addr, *args, env=None, wait=True):
     return finish(p) if wait else p
 
 
+def populated_server(tmp, name, servers, src, prefix):
+    """A Server on tmp/name (appended to servers, for the teardown) that src's volume
+    was populated into under prefix by two writers."""
+    s = Server(os.path.join(tmp, name))
+    servers.append(s)
+    r = populate(src, prefix, s.addr, "--workers", "2", "--block", "2")
+    check(r["rc"] == 0, "%s: populate the generated volume" % name, repr(r)[:600])
+    return s
+
+
+def run_tool(argv, die_at_env, env=None, wait=True, timeout=600):
+    """Runs an edit worker (argv) with die_at_env removed from the environment
+    unless env sets it: (rc, stdout, stderr), or the Popen with wait=False."""
+    e = dict(os.environ)
+    e.pop(die_at_env, None)
+    e.update(env or {})
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
+    if not wait:
+        return p
+    out, err = p.communicate(timeout=timeout)
+    return p.returncode, out.decode(), err.decode()
+
+
 def finish(p):
     out, err = p.communicate(timeout=600)
     r = {"rc": p.returncode, "out": out.decode(), "err": err.decode(), "json": None}

@@ -16,7 +16,8 @@ import time
 from array import array
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "populate"))
-from popcommon import Server, check, dump, genvol, populate, report, seed  # noqa: E402
+from popcommon import (check, dump, genvol, populated_server,  # noqa: E402
+                       report, run_tool, seed)
 
 import strata  # noqa: E402
 
@@ -37,22 +38,11 @@ REPLAYABLE = STUCK | {"success"}
 
 
 def new_server(name, src=None):
-    s = Server(os.path.join(TMP, name))
-    servers.append(s)
-    r = populate(src or SRC, PREFIX, s.addr, "--workers", "2", "--block", "2")
-    check(r["rc"] == 0, "%s: populate the generated volume" % name, repr(r)[:600])
-    return s
+    return populated_server(TMP, name, servers, src or SRC, PREFIX)
 
 
 def run(argv, env=None, wait=True):
-    e = dict(os.environ)
-    e.pop("STRATA_SPLIT_DIE_AT", None)
-    e.update(env or {})
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
-    if not wait:
-        return p
-    out, err = p.communicate(timeout=300)
-    return p.returncode, out.decode(), err.decode()
+    return run_tool(argv, "STRATA_SPLIT_DIE_AT", env, wait, timeout=300)
 
 
 def split(addr, sv, src, sink, env=None, wait=True, extra=()):
