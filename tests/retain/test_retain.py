@@ -49,6 +49,19 @@ def ctl(addr, *args):
     return p.returncode, j, p.stderr.decode()
 
 
+def wait_published(addr, gen, limit_s=60):
+    """Waits until the OCDBT files show generation gen: GC walks the newest published
+    manifest, so what a later commit dropped is reclaimable only once that commit's
+    batch is published (25 ms after its first commit by default)."""
+    deadline = time.time() + limit_s
+    while time.time() < deadline:
+        rc, j, err = ctl(addr, "stats")
+        if rc == 0 and j["store"]["published_generation"] >= gen:
+            return True
+        time.sleep(0.02)
+    return False
+
+
 def read_err(c, key, gen):
     try:
         c.get(key, at=Generation(gen))
@@ -127,7 +140,9 @@ def test_pins(root):
         except OutOfRange as e:
             check("outside the retained history" in str(e), "a watch from a dropped generation is "
                   "OUT_OF_RANGE", str(e))
-        # GC reclaims the dropped versions' files; the store verifies.
+        # GC reclaims the dropped versions' files once the batch that dropped them is
+        # published; the store verifies.
+        check(wait_published(srv.addr, latest), "the last commit's batch is published")
         rc, j, err = ctl(srv.addr, "gc")
         check(rc == 0 and j["own_files_removed"] > 0, "gc removes the dropped versions' files", j)
         rc, j, err = ctl(srv.addr, "gc", "--status")
@@ -188,7 +203,9 @@ def test_kill(root, rnd):
         ctl(srv.addr, "retention", "set", "--keep-versions", "3")
         c = strata.Client(srv.addr)
         c.put(b"key000", model.get(b"key000", b""))
+        last = c.latest().generation
         c.close()
+        check(wait_published(srv.addr, last), "the batch that dropped them is published")
         rc, j, err = ctl(srv.addr, "gc")
         check(rc == 0, "GC completes after the kills", err)
         rc, j, err = ctl(srv.addr, "gc", "--dry-run")
