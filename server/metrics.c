@@ -90,7 +90,8 @@ static void hist_u64(out *o, const char *name, const char *help, const uint64_t 
   put(o, "%s_sum %.17g\n%s_count %llu\n", name, sum, name, (unsigned long long)cum);
 }
 
-static void render(srv *s, out *o) {
+/* Commits, their groups and durations, reads and the node cache. */
+static void render_commits(srv *s, out *o) {
   st_stats st;
   st_get_stats(s->db, &st);
   metric(o, "strata_commits_total", "counter", "Transactions committed (acknowledged durable).", (double)st.commits);
@@ -106,6 +107,10 @@ static void render(srv *s, out *o) {
   metric(o, "strata_node_cache_hits_total", "counter", "Node cache lookups answered from memory.", (double)st.cache_hits);
   metric(o, "strata_node_cache_misses_total", "counter", "Node cache lookups that read a file.", (double)st.cache_misses);
   hist(o, "strata_commit_duration_seconds", "Kv.Commit from submission to durable and visible.", &s->m_commit);
+}
+
+/* Lock waits and waiters, fence rejections, locks held by kind. */
+static void render_locks(srv *s, out *o) {
   hist(o, "strata_lock_wait_duration_seconds", "Time waiting Locks.Acquire calls (wait_ms > 0) spent acquiring.",
        &s->m_lockwait);
   metric(o, "strata_lock_waiters", "gauge", "Locks.Acquire calls waiting now.",
@@ -119,6 +124,10 @@ static void render(srv *s, out *o) {
     put(o, "strata_locks_held{kind=\"temporal\"} %llu\nstrata_locks_held{kind=\"indefinite\"} %llu\n",
         (unsigned long long)lc.temporal, (unsigned long long)lc.indefinite);
   }
+}
+
+/* The op log: ops by status, stuck ops. */
+static void render_ops(srv *s, out *o) {
   static const oplog_status sts[] = {OPLOG_CREATED, OPLOG_WRITE_STARTED, OPLOG_SUCCESS, OPLOG_EXCEPTION,
                                      OPLOG_WRITE_FAILED};
   put(o, "# HELP strata_ops Ops in the op log, by status.\n# TYPE strata_ops gauge\n");
@@ -137,6 +146,10 @@ static void render(srv *s, out *o) {
     metric(o, "strata_ops_stuck", "gauge", "Ops not SUCCESS holding rows, created over 10 minutes ago.", (double)nstuck);
     oplog_ops_free(stuck, nstuck);
   }
+}
+
+/* The retained generations and GC over Strata's own files. */
+static void render_store(srv *s, out *o) {
   st_retained rr;
   st_retained_range(s->db, &rr);
   metric(o, "strata_latest_generation", "gauge", "The latest committed generation.", (double)rr.latest_generation);
@@ -156,6 +169,10 @@ static void render(srv *s, out *o) {
          "GC work done: version tree nodes, versions and B+tree nodes walked, candidate files decided.",
          (double)gt.work);
   metric(o, "strata_gc_running", "gauge", "1 while a GC pass over Strata's own files runs.", (double)gt.running);
+}
+
+/* Coordinator-mode writers and the gRPC server's calls. */
+static void render_writers_rpc(srv *s, out *o) {
   wreg_info *ws;
   size_t nw;
   if (wreg_list(s->wr, 0, &ws, &nw) == 0) {
@@ -173,6 +190,15 @@ static void render(srv *s, out *o) {
            (double)rs.calls_failed);
     metric(o, "strata_rpc_calls_active", "gauge", "Calls in progress.", (double)rs.calls_active);
   }
+}
+
+/* The whole scrape, in this order (tests/retain/test_metrics.py reads it). */
+static void render(srv *s, out *o) {
+  render_commits(s, o);
+  render_locks(s, o);
+  render_ops(s, o);
+  render_store(s, o);
+  render_writers_rpc(s, o);
 }
 
 static enum MHD_Result answer(void *cls, struct MHD_Connection *c, const char *url, const char *method,

@@ -1,0 +1,690 @@
+#!/usr/bin/python3
+"""stratactl against one shared strata-server: every command that reads or changes server state
+runs as a subprocess; the tests assert its output (table and --json), its exit code and the server
+state after. The tests run in order on the same server (locks, then ops, then kv, ...): each
+starts from the state the previous ones left.
+
+The server starts on an ephemeral port (--listen 127.0.0.1:0, port read from its event=ready log
+line) over a temporary data directory. Nothing is skipped: every engine is wired, so an
+UNIMPLEMENTED answer is a failure like any other.
+
+Environment: STRATACTL_BIN, STRATA_SERVER_BIN, CTL_FIXTURE_BIN (see ctl_common.py). Standard
+library only. Prints cmocka-style "[  PASSED  ] N test(s)." / "[  FAILED  ] N test(s)." lines for
+tests/run-tier.sh; exit 0 = every check passed.
+"""
+import base64
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+import ctl_common
+from ctl_common import (CTL, C_NAME, block_key, calls_active, chunk_key, ctl, fixture, fixture_out,
+    hx, iso_ok, listed_lock, lock_list_json, tty_stderr, usage_error, wait_until)
+from tier_report import check, report
+
+
+# --- server commands ---------------------------------------------------------------------------
+
+
+def test_health_stats(data_dir):
+    r = ctl("health")
+    check(r.rc == 0 and r.text == "%s: SERVING\n" % ctl_common.ADDR, "health prints ADDR: SERVING", r)
+    r = ctl("--json", "health")
+    check(r.rc == 0 and r.json() == {"addr": ctl_common.ADDR, "status": "SERVING", "serving": True},
+          "health --json", r)
+    r = ctl("health", addr=False, env={"STRATA_ADDR": ctl_common.ADDR})
+    check(r.rc == 0 and "SERVING" in r.text, "health with $STRATA_ADDR", r)
+    r = ctl("stats")
+    check(r.rc == 0 and "data dir:          %s\n" % data_dir in r.text and
+          "max message bytes: 67108864" in r.text and
+          re.search(r"^commits: +\d+ in \d+ groups \(\d+\.\d per group\)$", r.text, re.M) and
+          re.search(r"^node cache: +\d+ hits, \d+ misses, \d+ bytes$", r.text, re.M) and
+          re.search(r"^commit phases: +build \d+ us, fsyncs \d+ us, rename\+dir fsync \d+ us per group$",
+                    r.text, re.M) and
+          re.search(r"^generations: +v\d+ committed, v\d+ published \(\d+ behind; last batch \d+\.\d ms\)$",
+                    r.text, re.M), "stats table", r)
+    d = ctl("stats", "--json").json()  # global option after the command
+    check(d and d["data_dir"] == data_dir and d["max_message_bytes"] == 64 << 20 and
+          d["server_version"].startswith("strata") and d["calls_total"] >= 1 and
+          set(d) == {"addr", "server_version", "uptime_ms", "latest", "calls_total", "calls_active",
+                     "calls_failed", "max_message_bytes", "data_dir", "locks_held", "store"} and
+          set(d["store"]) == {"commits", "commit_groups", "bytes_written", "cache_hits",
+                              "cache_misses", "cache_bytes", "build_ns", "sync_ns", "publish_ns",
+                              "committed_generation", "published_generation", "last_publish_lag_us",
+                              "publish_stalls", "publish_stalled", "publish_error", "group_size",
+                              "group_bytes"} and
+          d["store"]["publish_stalled"] is False and d["store"]["publish_error"] == "" and
+          d["store"]["commit_groups"] <= d["store"]["commits"] and
+          # the server commits through its log: the OCDBT files may trail by a batch
+          d["store"]["published_generation"] <= d["store"]["committed_generation"] ==
+          (d["latest"]["generation"] if d["latest"] else 0),
+          "stats --json fields", d)
+
+
+def test_coordinator():
+    wid, prefix, store = fixture_out("register-writer", "ctl-test", "600000").split()
+    for name, body in (("kept", b"committed bytes"), ("junk", b"never committed")):
+        with open(os.path.join(store, prefix + name), "wb") as f:
+            f.write(body)
+    fixture_out("commit-ref", wid, "coord/kept", prefix + "kept")
+    r = ctl("writers")
+    check(r.rc == 0 and re.search(r"^%s +ctl-test +live .* 1 +15 +\d+ +%s$" % (wid, re.escape(prefix)),
+                                  r.text, re.M) and r.text.endswith("1 writer\n"),
+          "writers table: id, name, live, files, bytes, prefix", r)
+    d = ctl("--json", "writers").json()
+    w = d and [x for x in d["writers"] if x["writer_id"] == int(wid)]
+    check(w and w[0]["live"] and w[0]["bytes_committed"] == 15 and w[0]["files_registered"] == 1 and
+          iso_ok(w[0]["lease_expires_at"]) and w[0]["prefix"] == prefix, "writers --json", d)
+    # While the writer is live its unreferenced file is no orphan: check passes, GC keeps it.
+    r = ctl("check")
+    check(r.rc == 0 and "unreferenced: %sjunk" % prefix in r.text and "0 orphans" in r.text,
+          "check with a live writer's unreferenced file: exit 0, listed", r)
+    r = ctl("--json", "gc")
+    check(r.rc == 0 and r.json()["files_removed"] == 0, "gc removes nothing of a live writer", r)
+    fixture_out("unregister", wid)
+    r = ctl("writers")
+    check(r.rc == 0 and wid not in r.text, "writers leaves an ended writer out", r)
+    r = ctl("writers", "--all")
+    check(r.rc == 0 and re.search(r"^%s +ctl-test +ended " % wid, r.text, re.M),
+          "writers --all shows it ended", r)
+    r = ctl("check")
+    check(r.rc == 1 and "1 orphans" in r.text and "orphans" in r.etext,
+          "check exits 1 with an ended writer's unreferenced file", r)
+    r = ctl("gc", "--dry-run")
+    check(r.rc == 0 and "would remove %sjunk" % prefix in r.text and
+          os.path.exists(os.path.join(store, prefix + "junk")), "gc --dry-run removes nothing", r)
+    d = ctl("--json", "gc").json()
+    check(d and d["files_removed"] == 1 and d["bytes_removed"] == 15 and d["paths"] == [prefix + "junk"]
+          and d["files_kept"] == 1 and d["writers_collected"] == 1 and
+          not os.path.exists(os.path.join(store, prefix + "junk")) and
+          os.path.exists(os.path.join(store, prefix + "kept")), "gc --json removes the orphan only", d)
+    d = ctl("--json", "check").json()
+    check(d and d["ok"] and d["orphans"] == 0 and d["errors_total"] == 0 and d["missing_files"] == 0 and
+          d["versions_checked"] >= 1 and d["values_checked"] >= 1, "check --json after gc: all well", d)
+    r = ctl("kv", "get", "coord/kept")
+    check(r.rc == 0 and r.out == b"committed bytes", "the referenced value reads back", r)
+
+
+
+# --- locks---------------------------------------------------------------------------------------
+
+
+def test_locks():
+    k7 = hx(chunk_key(7))
+    kb = hx(block_key(1, 2, 3))
+    # The default TTL is 30s, checked on a row of its own ("in" is measured after the
+    # answer arrives: a slow machine shows less than 29.x s).
+    r = ctl("lock", "acquire", "--op", "4", "row-default")
+    check(r.rc == 0 and re.match(r"acquired 1 row for op 4: temporal, fencing token \d+, expires "
+                                 r"\S+Z \(in (1\d|2\d|30)\.\ds\)\n$", r.text), "lock acquire prints the token", r)
+    l = listed_lock("row-default")
+    check(l and l["expires_at_ns"] - l["acquired_at_ns"] == 30 * 10 ** 9, "the default --ttl is 30s", l)
+    ctl("lock", "release", "--op", "4", "row-default")
+    # Op 5's rows must stay held through many commands below: a TTL that a slow,
+    # loaded machine (ASan) cannot outlast.
+    r = ctl("lock", "acquire", "--op", "5", "--ttl", "10m", k7, kb, "row-a")
+    check(r.rc == 0 and re.match(r"acquired 3 rows for op 5: temporal, fencing token \d+, expires "
+                                 r"\S+Z \(in (9m\d\ds|10m00s)\)\n$", r.text), "lock acquire --ttl 10m", r)
+    r = ctl("--json", "lock", "acquire", "--op", "6", "--ttl", "2m", k7, "row-b")
+    d = r.json()
+    check(r.rc == 1 and d and d["acquired"] is False and [c["op"] for c in d["conflicts"]] == [5] and
+          d["conflicts"][0]["row_hex"] == k7 and "refused" in r.etext,
+          "conflicting acquire exits 1 and names holder op 5 (--json)", r)
+    r = ctl("lock", "acquire", "--op", "6", "row-a")
+    lines = r.text.splitlines()
+    cols = lines[1].split() if len(lines) == 2 else []
+    check(r.rc == 1 and lines[0].split() == ["ROW", "DECODED", "KIND", "OP", "ACQUIRED", "LEFT", "TOKEN"]
+          and cols[:4] == [hx(b"row-a"), "row-a", "temporal", "5"] and cols[-1] == "-",
+          "conflicting acquire table names the holder in the OP column (no token)", r)
+    check(lock_list_json()["counts"]["total"] == 3, "a refused acquire locked nothing")
+
+    r = ctl("lock", "list")
+    lines = r.text.splitlines()
+    check(r.rc == 0 and lines[0].split() == ["ROW", "DECODED", "KIND", "OP", "ACQUIRED", "LEFT", "TOKEN"]
+          and lines[-1] == "3 locks: 3 temporal (0 expired), 0 indefinite", "lock list table header and counts", r)
+    rows = {l.split()[0]: l for l in lines[1:-1]}
+    check(set(rows) == {k7, kb, hx(b"row-a")}, "lock list shows every row in hex", rows)
+    check(" chunk 7 " in rows.get(k7, "") and " block 1,2,3 " in rows.get(kb, "") and
+          " row-a " in rows.get(hx(b"row-a"), ""), "lock list decodes chunk, block and text keys", rows)
+    check(all(re.search(r" temporal +5 +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z +\d+m\d\ds +\d+$", l)
+              for l in rows.values()), "lock list kind, op, acquired-at, time left, token", rows)
+
+    d = lock_list_json()
+    by = {l["row_hex"]: l for l in d["locks"]}
+    l7 = by[k7]
+    check(l7["decoded"] == {"type": "chunk", "chunk_id": 7, "text": "chunk 7"} and l7["kind"] == "temporal"
+          and l7["op"] == 5 and iso_ok(l7["acquired_at"]) and iso_ok(l7["expires_at"]) and
+          l7["expires_at_ns"] - l7["acquired_at_ns"] == 600 * 10 ** 9 and 0 < l7["time_left_ms"] <= 600000
+          and l7["expired"] is False and l7["fencing_token"] >= 1, "lock list --json fields", l7)
+    check(by[hx(b"row-a")]["decoded"] is None and by[hx(b"row-a")]["row"] == "row-a",
+          "lock list --json: text key, no decoded form", by)
+    check(d["counts"] == {"total": 3, "temporal": 3, "expired": 0, "indefinite": 0}, "lock list --json counts", d)
+    # Global options work anywhere, also between the command words.
+    def same_listing(doc):
+        return doc and [l["row_hex"] for l in doc["locks"]] == [l["row_hex"] for l in d["locks"]] \
+            and doc["counts"] == d["counts"]
+    for argv in (["lock", "--json", "list"], ["lock", "list", "--json"], ["--json", "lock", "list"]):
+        r = ctl(*argv)
+        check(r.rc == 0 and same_listing(r.json()), "global option anywhere: %s" % " ".join(argv), r)
+    r = ctl("lock", "--addr", ctl_common.ADDR, "--timeout", "5s", "--json", "list", addr=False)
+    check(r.rc == 0 and same_listing(r.json()), "lock --addr A --timeout 5s --json list", r)
+    r = ctl("lock", "--timeout=5s", "--addr=" + ctl_common.ADDR, "list", addr=False)
+    check(r.rc == 0 and r.text.splitlines()[-1] == "3 locks: 3 temporal (0 expired), 0 indefinite",
+          "lock --timeout=5s --addr=A list", r)
+    check(len(lock_list_json("--op", "5")["locks"]) == 3 and lock_list_json("--op", "6")["locks"] == [],
+          "lock list --op filters by holder")
+    check([l["row"] for l in lock_list_json("--prefix", "row-")["locks"]] == ["row-a"],
+          "lock list --prefix (text)")
+    check([l["row_hex"] for l in lock_list_json("--prefix", k7[:6])["locks"]] == [k7],
+          "lock list --prefix (hex)")
+    check(lock_list_json("--kind", "indefinite")["locks"] == [] and
+          len(lock_list_json("--kind", "temporal")["locks"]) == 3, "lock list --kind")
+
+    # durations: sums and fractions
+    for ttl, ms in (("1m30s", 90000), ("1.5s", 1500), ("250ms", 250), ("1h", 3600000)):
+        d = ctl("--json", "lock", "acquire", "--op", "12", "--ttl", ttl, "row-ttl").json()
+        l = listed_lock("row-ttl")
+        check(d and d["acquired"] and l and l["expires_at_ns"] - l["acquired_at_ns"] == ms * 10 ** 6,
+              "--ttl %s is %d ms" % (ttl, ms), (d, l))
+        ctl("lock", "release", "--op", "12", "row-ttl")
+
+    # renew
+    r = ctl("lock", "renew", "--op", "5", "--ttl", "2m", k7)
+    check(r.rc == 0 and re.match(r"renewed 1 row for op 5 until \S+Z \(in (1m[0-5]\ds|2m00s)\)\n$", r.text),
+          "lock renew", r)
+    d = lock_list_json("--prefix", k7)["locks"][0]
+    check(60000 < d["time_left_ms"] <= 120000, "lock renew moved the expiry to 2m (from 10m)", d)
+    r = ctl("--json", "lock", "renew", "--op", "6", k7)
+    check(r.rc == 1 and r.json()["error"]["status"] == "FAILED_PRECONDITION" and
+          r.json()["error"]["code"] == "STRATA_ELOCKED" and r.json()["exit"] == 1,
+          "lock renew of a row another op holds exits 1 (STRATA_ELOCKED)", r)
+    r = ctl("lock", "renew", "--op", "5", "row-never")
+    check(r.rc == 1 and "FAILED_PRECONDITION" in r.etext and "row-never" in r.etext,
+          "lock renew of a row the op does not hold exits 1 naming the row", r)
+
+    # release: a non-holder releases nothing; the holder releases; privileged frees any holder's
+    r = ctl("lock", "release", "--op", "6", "row-a")
+    check(r.rc == 1 and r.text == "released 0 locks\n" and "nothing released" in r.etext,
+          "lock release by a non-holder exits 1", r)
+    check(len(lock_list_json()["locks"]) == 3, "... and the lock is still there")
+    r = ctl("lock", "release", "--op", "5", "row-a")
+    check(r.rc == 0 and r.text == "released 1 lock\n", "lock release by the holder", r)
+    r = ctl("--json", "lock", "release", "--privileged", k7)
+    check(r.rc == 0 and r.json() == {"released": 1, "op": 0, "privileged": True, "all": False},
+          "lock release --privileged (any holder) --json", r)
+    check([l["row_hex"] for l in lock_list_json()["locks"]] == [kb], "privileged release freed the row")
+    r = ctl("lock", "release", "--privileged", "--op", "6", kb)
+    check(r.rc == 1 and r.text == "released 0 locks\n" and
+          "nothing released: op 6 holds none of these rows" in r.etext and "--privileged)" not in r.etext,
+          "lock release --privileged --op must match the holder", r)
+    check([(l["row_hex"], l["op"]) for l in lock_list_json()["locks"]] == [(kb, 5)],
+          "... and the row is still held by op 5")
+    r = ctl("lock", "release", "--op", "5", "--all")
+    check(r.rc == 0 and r.text == "released 1 lock\n", "lock release --all", r)
+    r = ctl("lock", "list")
+    check(r.rc == 0 and r.text.splitlines()[-1] == "0 locks: 0 temporal (0 expired), 0 indefinite"
+          and len(r.text.splitlines()) == 2, "lock list is empty afterwards", r)
+
+    # a server-side INVALID_ARGUMENT is a usage error; a long listing spans stream messages
+    r = ctl("lock", "acquire", "--op", "5", "0x" + "ab" * 4097)
+    check(usage_error(r) and "INVALID_ARGUMENT" in r.etext, "a row the server rejects as too long exits 2", r)
+    many = ["row-%05d" % i for i in range(3000)]
+    r = ctl("lock", "acquire", "--op", "11", "--ttl", "10m", *many)
+    check(r.rc == 0 and r.text.startswith("acquired 3000 rows for op 11"), "acquire 3000 rows at once", r)
+    d = lock_list_json("--op", "11")
+    check(d and [l["row"] for l in d["locks"]] == many and d["counts"]["total"] == 3000,
+          "lock list returns all 3000 rows in order", d and d["counts"])
+    r = ctl("lock", "list", "--op", "11")
+    check(r.rc == 0 and len(r.text.splitlines()) == 3002, "lock list table of 3000 rows", r.text[-200:])
+    r = ctl("lock", "release", "--op", "11", "--all")
+    check(r.rc == 0 and r.text == "released 3000 locks\n", "release --all of 3000 rows", r)
+
+    # expiry, --expired and --wait
+    r = ctl("lock", "acquire", "--op", "7", "--ttl", "300ms", "row-exp")
+    check(r.rc == 0, "acquire with a 300ms TTL", r)
+    time.sleep(0.5)
+    d = lock_list_json("--expired")
+    check(d and [l["row"] for l in d["locks"]] == ["row-exp"] and d["locks"][0]["expired"] is True and
+          d["locks"][0]["time_left_ms"] is None and d["counts"]["expired"] == 1,
+          "lock list --expired shows the expired lock", d)
+    r = ctl("lock", "list", "--expired")
+    check(re.search(r"^0x726f772d657870 +row-exp +temporal +7 +\S+Z +expired +\d+$", r.text, re.M) and
+          r.text.splitlines()[-1] == "1 lock: 1 temporal (1 expired), 0 indefinite",
+          "lock list --expired table marks it expired", r)
+    check(lock_list_json()["locks"] == [], "lock list without --expired leaves expired locks out")
+    # --wait: op 9 waits for op 8's lock. The server's clock says when op 9 got it
+    # (its expiry minus the default 30s TTL): not before op 8's lock expired, and
+    # long before its 60s of --wait ran out (the margin is for slow machines).
+    d8 = ctl("--json", "lock", "acquire", "--op", "8", "--ttl", "3s", "row-wait").json()
+    r = ctl("--json", "lock", "acquire", "--op", "9", "--wait", "60s", "row-wait")
+    d9 = r.json()
+    after = None
+    if r.rc == 0 and d8 and d8["acquired"] and d9 and d9["acquired"]:
+        after = (d9["expires_at_ns"] - 30 * 10 ** 9 - d8["expires_at_ns"]) / 1e9
+    check(after is not None and 0 <= after < 20,
+          "lock acquire --wait gets the row once it expires (%s s after the expiry)" % after, r)
+    r = ctl("lock", "acquire", "--op", "10", "--wait", "300ms", "row-wait")
+    check(r.rc == 1 and "refused" in r.etext, "lock acquire --wait gives up after the wait", r)
+    ctl("lock", "release", "--op", "9", "--all")
+    ctl("lock", "release", "--op", "7", "--all")
+
+    # A waiting acquire whose client dies stops on the server and takes nothing: op 14
+    # waits (60s) for op 13's row, its stratactl is killed, the server ends the call (it
+    # would otherwise wait out the minute), and op 13's release then grants op 14 nothing.
+    ctl("lock", "acquire", "--op", "13", "--ttl", "10m", "row-gone")
+    base = calls_active()
+    p = subprocess.Popen([CTL, "--addr", ctl_common.ADDR, "lock", "acquire", "--op", "14", "--wait", "60s",
+                          "row-gone"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    waiting = wait_until(lambda: calls_active() > base, 60)
+    p.kill()
+    p.wait()
+    ended = wait_until(lambda: calls_active() <= base, 30)
+    ctl("lock", "release", "--op", "13", "--all")
+    d = lock_list_json("--op", "14")
+    check(waiting and ended and d is not None and d["locks"] == [],
+          "a waiting acquire whose client died stops on the server and takes nothing",
+          (waiting, ended, d))
+
+
+# --- ops -------------------------------------------------------------------------------------------
+
+
+def test_ops_empty():
+    r = ctl("op", "show", "999")
+    check(r.rc == 1 and "NOT_FOUND" in r.etext and "999" in r.etext, "op show of a missing op exits 1", r)
+    r = ctl("--json", "op", "show", "999")
+    check(r.rc == 1 and r.json() == {"error": {"code": "STRATA_ENOTFOUND", "status": "NOT_FOUND",
+                                               "message": r.json()["error"]["message"]}, "exit": 1}
+          and r.json()["error"]["message"].startswith("Ops.Get: NOT_FOUND: ") and "999" in r.json()["error"]["message"],
+          "op show --json of a missing op: the call's gRPC status", r)
+    r = ctl("op", "stuck")
+    check(r.rc == 0 and r.text.splitlines()[0].split() == ["OP", "CREATED", "AGE", "USER", "KIND",
+                                                            "STATUS", "SCOPE"]
+          and r.text.splitlines()[-1] == "0 stuck ops", "op stuck with no stuck ops", r)
+    r = ctl("op", "list")
+    check(r.rc == 0 and r.text.splitlines() == ["OP  CREATED  AGE  USER  KIND  STATUS  SCOPE",
+                                                "0 ops (the op log is empty)"],
+          "op list of an empty op log says so", r)
+    d = ctl("--json", "op", "list").json()
+    check(d == {"ops": [], "count": 0, "last_op_id": 0, "truncated": False}, "op list --json, empty log", d)
+
+
+def test_ops():
+    rc, out, err = fixture("create-op", "alice", "split")
+    check(rc == 0, "fixture creates an op", err)
+    a = int(out)
+    b = int(fixture("create-op", "bob", "merge")[1])
+    c = int(fixture("create-op", "carol", "split")[1])
+    check(fixture("set-status", str(b), "5")[0] == 0, "fixture sets WRITE_FAILED")
+    check(fixture("set-status", str(c), "3")[0] == 0, "fixture sets SUCCESS")
+
+    r = ctl("op", "show", str(a))
+    check(r.rc == 0 and re.search(r"^op: +%d$" % a, r.text, re.M) and re.search(r"^status: +CREATED$", r.text, re.M)
+          and re.search(r"^user: +alice$", r.text, re.M) and re.search(r"^kind: +split$", r.text, re.M) and
+          re.search(r"^created: +\S+Z \(\S+ ago\)$", r.text, re.M) and re.search(r"^scope: +0 rows$", r.text, re.M),
+          "op show table", r)
+    d = ctl("--json", "op", "show", str(b)).json()
+    check(d and d["op"] == b and d["status"] == "WRITE_FAILED" and d["user"] == "bob" and d["kind"] == "merge"
+          and iso_ok(d["created_at"]) and d["scope"] == [] and d["payload_base64"] == "" and
+          d["age_ms"] >= 0, "op show --json", d)
+
+    r = ctl("op", "list")
+    lines = r.text.splitlines()
+    check(r.rc == 0 and [l.split()[0] for l in lines[1:-1]] == [str(a), str(b), str(c)] and
+          lines[-1] == "3 ops", "op list shows every op in id order", r)
+    d = ctl("--json", "op", "list", "--status", "write_failed").json()
+    check(d and [o["op"] for o in d["ops"]] == [b] and d["count"] == 1 and d["last_op_id"] == c,
+          "op list --status write_failed", d)
+    d = ctl("--json", "op", "list", "--limit", "2").json()
+    check(d and [o["op"] for o in d["ops"]] == [b, c] and d["truncated"] is True, "op list --limit keeps the newest", d)
+    r = ctl("op", "list", "--limit", "2")
+    lines = r.text.splitlines()
+    check(r.rc == 0 and [l.split()[0] for l in lines[1:-1]] == [str(b), str(c)] and
+          lines[-1] == "2 ops (limit reached; older ops were not shown, raise --limit)",
+          "op list --limit table footer says older ops were left out", r)
+    r = ctl("op", "list", "--limit", "3")
+    check(r.rc == 0 and r.text.splitlines()[-1] == "3 ops", "op list --limit equal to the count: no footer note", r)
+    r = ctl("op", "list", "--status", "WRITE_FAILED")
+    lines = r.text.splitlines()
+    check(r.rc == 0 and lines[0].split() == ["OP", "CREATED", "AGE", "USER", "KIND", "STATUS", "SCOPE"] and
+          len(lines) == 3 and lines[1].split()[0] == str(b) and lines[1].split()[3:] == ["bob", "merge", "WRITE_FAILED", "0"]
+          and lines[-1] == "1 op", "op list --status table", r)
+    r = ctl("op", "list", "--status", "exception")
+    check(r.rc == 0 and len(r.text.splitlines()) == 2 and r.text.splitlines()[-1] == "0 ops",
+          "op list --status with no match: no rows, and the log is not called empty", r)
+
+    # An indefinite lock gives the op a scope: it is stuck until released.
+    k = hx(chunk_key(99))
+    r = ctl("lock", "acquire", "--op", str(a), "--kind", "indefinite", k)
+    check(r.rc == 0 and "indefinite" in r.text and "expires" not in r.text, "lock acquire --kind indefinite", r)
+    # Rows are exclusive: another op's plain (temporal) acquire is refused, naming the holder.
+    r = ctl("--json", "lock", "acquire", "--op", "999", k)
+    d = r.json() if r.rc == 1 else None
+    check(d and d["acquired"] is False and [(c["op"], c["kind"]) for c in d["conflicts"]] == [(a, "indefinite")]
+          and "--privileged" in r.etext, "a temporal acquire of a row held indefinitely is refused", r)
+    d = lock_list_json("--kind", "indefinite")
+    check(d and d["locks"][0]["expires_at"] is None and d["locks"][0]["time_left_ms"] is None and
+          d["counts"]["indefinite"] == 1, "indefinite lock listed without expiry", d)
+    r = ctl("op", "stuck")
+    lines = r.text.splitlines()
+    check(r.rc == 0 and len(lines) == 4 and lines[1].split()[0] == str(a) and lines[1].split()[-2:] == ["CREATED", "1"]
+          and lines[2] == "op %d step: locked, before commit" % a and lines[-1] == "1 stuck op",
+          "op stuck lists the op with its scope size and the step it reached", r)
+    d = ctl("--json", "op", "stuck", "--min-age", "1h").json()
+    check(d and d["ops"] == [] and d["min_age_ms"] == 3600000, "op stuck --min-age 1h filters it out", d)
+    r = ctl("op", "show", str(a))
+    check(re.search(r"^scope: +1 row$", r.text, re.M) and ("%s  chunk 99" % k) in r.text, "op show lists the scope decoded", r)
+    d = ctl("--json", "op", "show", str(a)).json()
+    check(d and d["scope"] == [{"row": k, "row_hex": k, "decoded": {"type": "chunk", "chunk_id": 99,
+                                                                    "text": "chunk 99"}}],
+          "op show --json scope", d)
+    r = ctl("lock", "release", "--privileged", k)
+    check(r.rc == 0, "privileged release of the indefinite lock", r)
+    check(lock_list_json()["locks"] == [] and ctl("--json", "op", "stuck").json()["ops"] == [],
+          "after the privileged release nothing is locked or stuck")
+
+    # The runbook's clean-up (docs/operations.md, "An edit worker died"), with --privileged
+    # (as an operator may add it) and exactly as written (without).
+    k2, k3 = hx(chunk_key(100)), hx(block_key(7, 8, 9))
+    r = ctl("lock", "acquire", "--op", str(a), "--kind", "indefinite", k2, k3)
+    check(r.rc == 0 and [o["op"] for o in ctl("--json", "op", "stuck").json()["ops"]] == [a],
+          "runbook: op %d holds two rows indefinitely and is stuck" % a, r)
+    r = ctl("lock", "release", "--privileged", "--op", str(a), "--all")
+    check(r.rc == 0 and r.text == "released 2 locks\n", "runbook: lock release --privileged --op N --all", r)
+    check(lock_list_json("--op", str(a))["locks"] == [] and lock_list_json()["locks"] == [],
+          "runbook: the op's locks are gone")
+    r = ctl("op", "stuck")
+    check(r.rc == 0 and r.text.splitlines()[-1] == "0 stuck ops", "runbook: the op left op stuck", r)
+    d = ctl("--json", "op", "show", str(a)).json()
+    check(d and d["scope"] == [], "runbook: the op's scope is empty", d)
+    # As written in the runbook: an op's own locks need no --privileged.
+    ctl("lock", "acquire", "--op", str(a), "--kind", "indefinite", k2)
+    r = ctl("lock", "release", "--op", str(a), "--all")
+    check(r.rc == 0 and r.text == "released 1 lock\n" and lock_list_json()["locks"] == [] and
+          ctl("--json", "op", "stuck").json()["ops"] == [],
+          "runbook: lock release --op N --all (no --privileged) frees a stuck op's locks too", r)
+
+
+# --- kv ----------------------------------------------------------------------------------------------
+
+
+def test_kv(tmp):
+    r = ctl("kv", "versions")
+    check(r.rc == 0 and r.text.splitlines()[-1] == "0 versions", "kv versions on an empty store", r)
+    r = ctl("kv", "put", "greeting", stdin=b"hello")
+    m = re.match(r"put greeting \(5 bytes\) at v(\d+) \((\S+Z)\)\n$", r.text)
+    check(r.rc == 0 and m, "kv put from stdin", r)
+    g1 = int(m.group(1)) if m else 1
+    path = os.path.join(tmp, "value.bin")
+    with open(path, "wb") as f:
+        f.write(b"bonjour\x00\xff")
+    d = ctl("--json", "kv", "put", "greeting", path).json()
+    check(d and d["key"] == "greeting" and d["size"] == 9 and d["version"]["generation"] == g1 + 1 and
+          iso_ok(d["version"]["commit_time"]), "kv put FILE --json", d)
+    g2 = d["version"]["generation"] if d else g1 + 1
+    r = ctl("kv", "get", "greeting")
+    check(r.rc == 0 and r.out == b"bonjour\x00\xff", "kv get returns the bytes", r)
+    r = ctl("kv", "get", "greeting@v%d" % g1)
+    check(r.rc == 0 and r.out == b"hello", "kv get KEY@v1 returns the old value", r)
+    d = ctl("--json", "kv", "get", "greeting@v%d" % g1).json()
+    check(d and d["found"] and d["value"] == "hello" and d["value_base64"] == base64.b64encode(b"hello").decode()
+          and d["version"]["generation"] == g1, "kv get --json", d)
+    d = ctl("--json", "kv", "get", "greeting").json()
+    check(d and d["value"] is None and base64.b64decode(d["value_base64"]) == b"bonjour\x00\xff",
+          "kv get --json of binary value: base64, value null", d)
+    # time pins: the commit time of g1 reads g1; a time before it reads nothing
+    v = ctl("--json", "kv", "versions").json()
+    check(v and [x["generation"] for x in v["versions"]] == [g2, g1] and v["count"] == 2, "kv versions newest first", v)
+    t1 = [x for x in v["versions"] if x["generation"] == g1][0]["commit_time"]
+    r = ctl("kv", "get", "greeting@" + t1)
+    check(r.rc == 0 and r.out == b"hello", "kv get KEY@<ISO time> reads that version", r)
+    r = ctl("kv", "versions", "--limit", "1")
+    check(r.rc == 0 and r.text.splitlines()[1].split()[0] == "v%d" % g2 and r.text.splitlines()[-1] == "1 version",
+          "kv versions --limit 1 table", r)
+    r = ctl("kv", "get", "nosuchkey")
+    check(r.rc == 1 and "not found" in r.etext and r.out == b"", "kv get of a missing key exits 1", r)
+    r = ctl("kv", "get", "greeting@1999-01-01T00:00:00Z")
+    check(r.rc == 1 and "NOT_FOUND" in r.etext, "kv get at a time before the first commit exits 1", r)
+    # A key that contains '@': kv put refuses it as typed (kv get would read a pin),
+    # and takes it in hex or after --; kv get reads it back the same two ways.
+    r = ctl("kv", "put", "mail@example", stdin=b"@")
+    check(usage_error(r) and "hex" in r.etext and "--" in r.etext and
+          ctl("kv", "get", "--", "mail@example").rc == 1,
+          "kv put KEY-with-@ is a usage error naming hex and --, and writes nothing", r)
+    r = ctl("kv", "put", "--", "mail@example", stdin=b"@")
+    check(r.rc == 0 and r.text.startswith("put mail@example (1 bytes)"), "kv put -- KEY-with-@", r)
+    g_at = int(re.search(r"at v(\d+)", r.text).group(1)) if r.rc == 0 else 0
+    r = ctl("kv", "get", "--", "mail@example")
+    check(r.rc == 0 and r.out == b"@", "kv get -- KEY-with-@ reads it back", r)
+    r = ctl("kv", "get", hx(b"mail@example") + "@v%d" % g_at)
+    check(r.rc == 0 and r.out == b"@", "kv get HEXKEY@PIN of a key with '@'", r)
+    r = ctl("kv", "get", "mail@example")
+    check(usage_error(r) and '"example" is not a pin' in r.etext, "kv get KEY-with-@ as typed: not a pin", r)
+    r = ctl("kv", "rm", "--", "mail@example")
+    check(r.rc == 0 and r.text.startswith("deleted mail@example"), "kv rm -- KEY-with-@", r)
+    # RFC 3339 offsets read the same instant as Z
+    import datetime
+    z = datetime.datetime.strptime(t1[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
+    frac = t1[19:-1]
+    for off in ("+01:00", "-05:30", "+00:00"):
+        h, m = int(off[1:3]), int(off[4:6])
+        delta = datetime.timedelta(hours=h, minutes=m) * (1 if off[0] == "+" else -1)
+        local = (z + delta).strftime("%Y-%m-%dT%H:%M:%S") + frac + off
+        r = ctl("kv", "get", "greeting@" + local)
+        check(r.rc == 0 and r.out == b"hello", "kv get KEY@<RFC 3339 time with offset %s>" % off, (local, r))
+    r = ctl("kv", "get", "greeting@" + t1.replace("T", "t").replace("Z", "z"))
+    check(r.rc == 0 and r.out == b"hello", "kv get KEY@<time with lower-case t and z>", r)
+    ctl("kv", "rm", "mail@example")
+    big = os.urandom(5 << 20)
+    with open(path, "wb") as f:
+        f.write(big)
+    r = ctl("kv", "put", "big", path)
+    check(r.rc == 0 and "(5242880 bytes)" in r.text and ctl("kv", "get", "big").out == big,
+          "kv put/get of a 5 MiB value round-trips", r)
+    ctl("kv", "rm", "big")
+    r = ctl("kv", "get", "greeting@v999999")
+    check(r.rc == 1 and "OUT_OF_RANGE" in r.etext, "kv get at a future generation exits 1", r)
+
+    # binary keys are accepted and shown as 0x...
+    r = ctl("kv", "put", "0x00ff", stdin=b"bin")
+    check(r.rc == 0 and r.text.startswith("put 0x00ff (3 bytes)"), "kv put of a hex key", r)
+    r = ctl("kv", "put", "dir/a", stdin=b"1")
+    r = ctl("kv", "put", "dir/b", stdin=b"2")
+    g5 = int(re.search(r"at v(\d+)", r.text).group(1))
+    r = ctl("kv", "ls")
+    check(r.rc == 0 and r.text.splitlines()[:-1] == ["0x00ff", "dir/a", "dir/b", "greeting"] and
+          re.match(r"4 keys at v%d \(" % g5, r.text.splitlines()[-1]), "kv ls lists keys in order", r)
+    d = ctl("--json", "kv", "ls", "dir/").json()
+    check(d and [k["key"] for k in d["keys"]] == ["dir/a", "dir/b"] and d["count"] == 2 and
+          d["version"]["generation"] == g5, "kv ls PREFIX --json", d)
+    r = ctl("kv", "ls", "--limit", "1")
+    check(r.text.splitlines()[0] == "0x00ff" and len(r.text.splitlines()) == 2, "kv ls --limit", r)
+    r = ctl("kv", "ls", "@v%d" % g2)
+    check(r.text.splitlines()[:-1] == ["greeting"], "kv ls @PIN", r)
+    r = ctl("kv", "ls", "dir/@v%d" % g2)
+    check(r.rc == 0 and re.fullmatch(r"0 keys at v%d \(\S+Z\)\n" % g2, r.text), "kv ls PREFIX@PIN", r)
+    d = ctl("--json", "kv", "ls", "dir/@v%d" % g2).json()
+    check(d and d["keys"] == [] and d["count"] == 0 and d["version"]["generation"] == g2,
+          "kv ls --json with no keys still names the version", d)
+
+    # rm
+    r = ctl("kv", "rm", "dir/a")
+    check(r.rc == 0 and r.text.startswith("deleted dir/a at v"), "kv rm", r)
+    g6 = g5 + 1
+    r = ctl("kv", "get", "dir/a")
+    check(r.rc == 1, "kv get after kv rm exits 1", r)
+    r = ctl("kv", "get", "dir/a@v%d" % g5)
+    check(r.rc == 0 and r.out == b"1", "the deleted key is still there at the older version", r)
+    r = ctl("kv", "rm", "dir/a")
+    check(r.rc == 1 and "not found" in r.etext, "kv rm of a missing key exits 1", r)
+    r = ctl("--json", "kv", "rm", "dir/a")
+    d = r.json()
+    check(r.rc == 1 and d and d["exit"] == 1 and d["error"]["code"] == "STRATA_ENOTFOUND" and
+          d["error"]["status"] == "REFUSED" and "nothing deleted" in d["error"]["message"],
+          "kv rm --json of a missing key: error document with status REFUSED", r)
+
+    # a FILE (or stdin) that cannot be read: exit 1 naming it and the reason
+    r = ctl("kv", "put", "k-dir", tmp)
+    check(r.rc == 1 and ("cannot read %s: Is a directory" % tmp) in r.etext, "kv put of an unreadable FILE", r)
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        r = ctl("kv", "put", "k-dir", stdin=None, stdin_fd=fd)
+    finally:
+        os.close(fd)
+    check(r.rc == 1 and "cannot read stdin: Is a directory" in r.etext, "kv put of an unreadable stdin", r)
+    check(ctl("kv", "get", "k-dir").rc == 1, "... and nothing was written")
+
+    # diff
+    ctl("kv", "put", "greeting", stdin=b"hello")  # changed back to its g1 value
+    g7 = g6 + 1
+    r = ctl("kv", "diff", "@v%d" % g1, "@v%d" % g7)
+    check(r.rc == 0 and r.text.splitlines() == ["+ 0x00ff", "+ dir/b",
+                                                "2 changes from v%d to v%d: 2 added, 0 removed, 0 modified" % (g1, g7)],
+          "kv diff: added keys; a key changed back is not listed", r)
+    r = ctl("kv", "diff", "@v%d" % g1, "@" + t1)
+    check(r.rc == 0 and r.text == "0 changes from v%d to v%d: 0 added, 0 removed, 0 modified\n" % (g1, g1),
+          "kv diff with a time pin", r)
+    d = ctl("--json", "kv", "diff", "@v%d" % g5, "@v%d" % g7).json()
+    check(d and d["from"]["generation"] == g5 and d["to"]["generation"] == g7 and
+          [(c["key"], c["change"]) for c in d["changes"]] == [("dir/a", "removed"), ("greeting", "modified")]
+          and d["counts"] == {"total": 2, "added": 0, "removed": 1, "modified": 1}, "kv diff --json", d)
+    d = ctl("--json", "kv", "diff", "@v%d" % g7, "@v%d" % g5).json()
+    check(d and [(c["key"], c["change"]) for c in d["changes"]] == [("dir/a", "added"), ("greeting", "modified")],
+          "kv diff in reverse order", d)
+    d = ctl("--json", "kv", "diff", "@v%d" % g2, "@v%d" % g2).json()
+    check(d and d["changes"] == [], "kv diff of a version with itself is empty", d)
+
+
+def test_generation_zero():
+    """Generation 0 is the empty store before the first commit, pinnable on an empty
+    store and later alike (an op created on an empty store starts there)."""
+    r = ctl("kv", "get", "k@v0")
+    check(r.rc == 1 and "not found at v0" in r.etext, "empty store: kv get KEY@v0 is not found at v0", r)
+    d = ctl("--json", "kv", "ls", "@v0").json()
+    check(d and d["count"] == 0 and d["version"]["generation"] == 0, "empty store: kv ls @v0", d)
+
+
+def test_generation_zero_later():
+    r = ctl("kv", "put", "zero-a", stdin=b"1")
+    g = int(re.search(r"at v(\d+)", r.text).group(1))
+    d = ctl("--json", "kv", "get", "zero-a@v0").json()
+    check(d and d["found"] is False and d["version"] == {"generation": 0, "commit_time": None, "commit_time_ns": 0},
+          "after a commit: kv get KEY@v0 finds nothing at generation 0", d)
+    r = ctl("kv", "ls", "@v0")
+    check(r.rc == 0 and r.text == "0 keys at v0 (-)\n", "after a commit: kv ls @v0 lists nothing", r)
+    r = ctl("kv", "diff", "@v0", "@v%d" % g)
+    keys = ctl("kv", "ls").text.splitlines()[:-1]
+    check(r.rc == 0 and r.text.splitlines()[:-1] == ["+ " + k for k in keys] and "+ zero-a" in r.text and
+          r.text.splitlines()[-1].startswith("%d changes from v0 to v%d: %d added, 0 removed" % (len(keys), g, len(keys))),
+          "kv diff @v0 @vN: every key is new since the empty store", r)
+    ctl("kv", "rm", "zero-a")
+
+
+def test_progress_on_terminal():
+    g = ctl("--json", "kv", "versions", "--limit", "1").json()["versions"][0]["generation"]
+    plain = ctl("kv", "diff", "@v1", "@v%d" % g)
+    p, tty = tty_stderr("kv", "diff", "@v1", "@v%d" % g)
+    check(p.returncode == 0 and p.stdout == plain.out and "kv diff: read the changes of v" in tty and
+          tty.endswith("\r\x1b[K"), "kv diff shows progress on a terminal, erased before the result", (tty, p.stdout))
+    p, tty = tty_stderr("kv", "diff", "@v0", "@v%d" % g)
+    check(p.returncode == 0 and p.stdout == ctl("kv", "diff", "@v0", "@v%d" % g).out and
+          "kv diff: listed the keys at v%d" % g in tty and tty.endswith("\r\x1b[K"),
+          "kv diff from v0 shows its listing progress on a terminal", (tty, p.stdout))
+    check(plain.etext == "", "no progress when stderr is not a terminal", plain)
+    p, tty = tty_stderr("--json", "kv", "diff", "@v0", "@v%d" % g)
+    check(p.returncode == 0 and tty == "", "no progress with --json", tty)
+    p, tty = tty_stderr("kv", "ls")
+    check(p.returncode == 0 and p.stdout == ctl("kv", "ls").out and re.search(r"kv ls: \d+ keys so far", tty)
+          and tty.endswith("\r\x1b[K"), "kv ls into a file counts the keys on a terminal", tty)
+    p, tty = tty_stderr("op", "list")
+    check(p.returncode == 0 and re.search(r"Ops.List: \d+ ops received", tty) and tty.endswith("\r\x1b[K"),
+          "op list counts the ops received on a terminal", tty)
+
+
+def test_put_from_terminal():
+    """kv put with stdin on a terminal says it is reading the value there (else it looks
+    hung), and takes what is typed up to Ctrl-D."""
+    import pty
+    import select
+    master, slave = pty.openpty()
+    p = subprocess.Popen([CTL, "--addr", ctl_common.ADDR, "kv", "put", "typed-key"], stdin=slave, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    os.close(slave)
+    try:
+        ready = select.select([p.stderr], [], [], 60)[0]  # the hint comes before the read
+        hint = p.stderr.readline().decode() if ready else ""
+        os.write(master, b"typed value\n\x04")
+        try:
+            out, err = p.communicate(timeout=120)
+        except subprocess.TimeoutExpired:  # still waiting for input after one Ctrl-D
+            p.kill()
+            out, err = p.communicate()
+            err += b" (killed: still reading 120 s after Ctrl-D)"
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        os.close(master)
+    check(p.returncode == 0 and "reading the value of typed-key from the terminal" in hint and "Ctrl-D" in hint,
+          "kv put from a terminal says where the value is read and how to end it", (hint, out, err))
+    check(ctl("kv", "get", "typed-key").out == b"typed value\n", "... and stores what was typed")
+    ctl("kv", "rm", "typed-key")
+    r = ctl("kv", "put", "piped-key", stdin=b"x")
+    check(r.rc == 0 and r.etext == "", "no hint when stdin is not a terminal", r)
+    ctl("kv", "rm", "piped-key")
+
+
+def test_set_status():
+    rc, out, err = fixture("create-op", "dave", "split")
+    op = int(out)
+    r = ctl("op", "set-status", str(op), "write_started")
+    r = ctl("op", "set-status", str(op), "write_failed", "--reason", "rolled back by hand, ticket 123")
+    check(r.rc == 0 and re.search(r"^status: +WRITE_FAILED$", r.text, re.M) and
+          re.search(r"^reason: +rolled back by hand, ticket 123$", r.text, re.M),
+          "op set-status N STATUS --reason prints the op with the reason", r)
+    d = ctl("--json", "op", "show", str(op)).json()
+    check(d and d["status"] == "WRITE_FAILED" and d["reason"] == "rolled back by hand, ticket 123",
+          "the status and reason are kept (op show --json)", d)
+    d = ctl("--json", "op", "set-status", str(op), "SUCCESS").json()
+    check(d and d["status"] == "SUCCESS" and d["reason"] == "", "set-status without --reason clears it", d)
+    r = ctl("op", "set-status", "999999", "success")
+    check(r.rc == 1 and "NOT_FOUND" in r.etext and "Ops.SetStatus" in r.etext and "oplog" not in r.etext,
+          "set-status of an unknown op exits 1 naming the RPC, not a C function", r)
+    r = ctl("op", "set-status", str(op), "success", "--reason", "x" * (64 * 1024 + 1))
+    check(r.rc == 2 and "reason" in r.etext, "a reason above 64 KiB is INVALID_ARGUMENT (exit 2)", r)
+
+
+def test_messages_name_rpcs():
+    r = ctl("lock", "acquire", "--op", "999999", "--kind", "indefinite", "row-msg")
+    check(r.rc == 1 and "Ops.Create" in r.etext and not C_NAME.search(r.etext),
+          "an indefinite lock for an op not in the log: the message names Ops.Create", r)
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="strata-ctl-")
+    data_dir = os.path.join(tmp, "data")
+    t0 = time.time()
+    ctl_common.serve(data_dir, [
+        lambda: test_health_stats(data_dir),
+        test_locks,
+        test_ops_empty,
+        test_ops,
+        test_set_status,
+        test_messages_name_rpcs,
+        test_generation_zero,
+        lambda: test_kv(tmp),
+        test_generation_zero_later,
+        test_put_from_terminal,
+        test_progress_on_terminal,
+        test_coordinator,
+    ])
+    shutil.rmtree(tmp, ignore_errors=True)
+    return report(t0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
