@@ -102,7 +102,8 @@ static int forget_collected(srv *s, const uint64_t *ids, size_t nids, const gc_f
 /* Strata's own files no retained version references (storage/retain.c):
  * the same walk's rule, from the newest durable manifest. */
 static int gc_own_files(srv *s, int dry_run, srv_gc_report *out) {
-  st_gc_own_opts oo = {.dry_run = dry_run};
+  /* A stopping server gives the pass up (srv__gc_stop sets gct_stop first). */
+  st_gc_own_opts oo = {.dry_run = dry_run, .stop = &s->gct_stop};
   int64_t grace = s->o.gc_grace_ms ? s->o.gc_grace_ms : SRV_DEFAULT_GC_GRACE_MS;
   oo.grace_ns = grace < 0 ? 0 : (uint64_t)grace * 1000000u;
   int rc = st_gc_own(s->db, &oo, &out->own);
@@ -201,7 +202,9 @@ static void *gc_thread(void *arg) {
   srv *s = arg;
   while (srv__tick_wait(&s->gct_mu, &s->gct_cv, &s->gct_stop, s->o.gc_interval_ms)) {
     srv_gc_report r;
-    if (srv__gc_run(s, 0, &r)) srv_log(SRV_LOG_WARN, "event=gc_failed msg=\"%s\"", strata_errmsg());
+    int rc = srv__gc_run(s, 0, &r);
+    if (rc == STRATA_ESHUTDOWN) srv_log(SRV_LOG_INFO, "event=gc_given_up reason=stop");
+    else if (rc) srv_log(SRV_LOG_WARN, "event=gc_failed msg=\"%s\"", strata_errmsg());
     else srv__gc_report_free(&r);
   }
   return NULL;
@@ -233,12 +236,14 @@ int srv__gc_start(srv *s) {
   return 0;
 }
 
+/* Also gives up a pass in progress, the background one or an Admin.Gc's
+ * (st_gc_own_opts.stop): a paced pass over a long history would hold the stop. */
 void srv__gc_stop(srv *s) {
-  if (!s->has_gct) return;
   strata_mutex_lock(&s->gct_mu);
-  s->gct_stop = 1;
+  __atomic_store_n(&s->gct_stop, 1, __ATOMIC_RELAXED);
   pthread_cond_signal(&s->gct_cv);
   strata_mutex_unlock(&s->gct_mu);
+  if (!s->has_gct) return;
   pthread_join(s->gct, NULL);
   s->has_gct = 0;
 }

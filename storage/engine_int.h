@@ -319,14 +319,17 @@ int st__dropped(st_db *db, int by_time, uint64_t x);
 /* GC's pacing (retain.c): gc__pace is called once per unit of work (a node
  * walked, a file decided); every ~1 ms of the calling thread's CPU time it
  * sleeps so that this thread uses at most duty_pct of one core (100: never
- * sleeps). *work (atomic; may be NULL) counts the units, as live progress. */
+ * sleeps). *work (atomic; may be NULL) counts the units, as live progress.
+ * It returns STRATA_ESHUTDOWN once *stop (may be NULL) is set: the caller
+ * gives up. A NULL pace never stops. */
 typedef struct gc_pace {
   unsigned duty_pct;
+  const int *stop;
   uint64_t *work;
   uint64_t cpu0; /* thread CPU ns at the last sleep */
   unsigned n;
 } gc_pace;
-void gc__pace(gc_pace *p);
+int gc__pace(gc_pace *p);
 /* gc.c: the files ms's retained versions and its version nodes reference,
  * paced by pace (NULL: not paced). */
 int gc__walk_state(st_db *db, const st_mstate *ms, gc_pace *pace, st_fileset **refs,

@@ -278,7 +278,7 @@ static int walk_node(walk *w, st_ref ref, uint8_t height, strata_buf *prefix, oc
   int rc = grow_files(w, ref.file);
   if (rc) return rc;
   w->fst[ref.file] |= F_REF;
-  gc__pace(w->pace);
+  if ((rc = gc__pace(w->pace))) return rc;
   ocdbt_stats st = {0, ref.length, 0};
   cnode *n = NULL;
   rc = nc__get_scan(w->db, ref, CN_BTREE, &n);
@@ -407,9 +407,10 @@ int st_walk(st_db *db, int verify, st_fileset **refs, st_check_result *res) {
  * versions it retains, as st_walk, plus the files of its version tree nodes. */
 static int visit_state(void *arg, const st_vref *r, const st_vers *v) {
   walk *w = arg;
-  gc__pace(w->pace);
+  int rc = gc__pace(w->pace);
+  if (rc) return rc;
   if (r) {
-    int rc = grow_files(w, r->ref.file);
+    rc = grow_files(w, r->ref.file);
     if (!rc) w->fst[r->ref.file] |= F_REF;
     return rc;
   }
@@ -418,7 +419,8 @@ static int visit_state(void *arg, const st_vref *r, const st_vers *v) {
   if (v->root.ref.file == ST_NOFILE) return 0;
   strata_buf prefix = STRATA_BUF_INIT;
   ocdbt_stats st = {0};
-  int bad = 0, rc = grow_files(w, v->root.ref.file);
+  int bad = 0;
+  rc = grow_files(w, v->root.ref.file);
   if (!rc) w->fst[v->root.ref.file] |= F_REF;
   if (!rc) rc = walk_node(w, v->root.ref, v->root.height, &prefix, &st, &bad);
   strata_buf_free(&prefix);

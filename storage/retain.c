@@ -144,16 +144,19 @@ static uint64_t thread_cpu_ns(void) {
 
 #define PACE_SLICE_NS 1000000u /* CPU time between sleeps */
 
-void gc__pace(gc_pace *p) {
-  if (!p) return;
+int gc__pace(gc_pace *p) {
+  if (!p) return 0;
+  if (p->stop && __atomic_load_n(p->stop, __ATOMIC_RELAXED))
+    return strata_err(STRATA_ESHUTDOWN, "GC pass given up: the server is stopping");
   if (p->work) __atomic_add_fetch(p->work, 1, __ATOMIC_RELAXED);
-  if (p->duty_pct >= 100 || ++p->n % 16) return;
+  if (p->duty_pct >= 100 || ++p->n % 16) return 0;
   uint64_t used = thread_cpu_ns() - p->cpu0;
-  if (used < PACE_SLICE_NS) return;
+  if (used < PACE_SLICE_NS) return 0;
   uint64_t ns = used * (100 - p->duty_pct) / p->duty_pct;
   struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
   nanosleep(&ts, NULL); /* pacing: EINTR only shortens one pause */
   p->cpu0 = thread_cpu_ns();
+  return 0;
 }
 
 /* The GC thread's priority: nice GC_NICE (on Linux setpriority of a thread
@@ -270,6 +273,7 @@ static int gc_pass(st_db *db, const st_gc_own_opts *o, st_gc_own_result *r) {
   gc_run x = {.db = db, .o = o, .r = r, .g = g, .tot = &g->tot, .live = !o->dry_run, .now = mono_ns()};
   /* dry runs leave the totals alone */
   gc_pace pace = {.duty_pct = o->duty_pct ? o->duty_pct : ST_GC_DUTY_DEFAULT,
+                  .stop = o->stop,
                   .work = x.live ? &x.tot->work : NULL,
                   .cpu0 = thread_cpu_ns()};
   if (pace.duty_pct > 100) pace.duty_pct = 100;
@@ -298,7 +302,7 @@ static int gc_pass(st_db *db, const st_gc_own_opts *o, st_gc_own_result *r) {
   }
   for (size_t i = 0; i < nd + ntop; i++) {
     char path[80];
-    gc__pace(&pace);
+    if ((rc = gc__pace(&pace))) goto out;
     if (!is_candidate(i < nd ? dnames[i] : top[i - nd], i < nd, P, oldest.generation, refs, path)) continue;
     if ((rc = consider(&x, path, i < nd))) goto out;
   }

@@ -351,7 +351,10 @@ void st_retained_range(st_db *db, st_retained *out);
  * runs on a thread of its own at nice 10 (not idle priority: README.md
  * says why; the caller waits) and uses at most duty_pct percent of
  * one core (0: ST_GC_DUTY_DEFAULT; 100: no cap). in_caller: on the calling
- * thread at its priority instead (duty_pct still applies). */
+ * thread at its priority instead (duty_pct still applies). stop (may be NULL):
+ * once *stop is nonzero (read atomically) the pass gives up at its next unit
+ * of work with STRATA_ESHUTDOWN, as safe as a kill (a stopping server must not
+ * wait for a paced pass over a long history). */
 #define ST_GC_DUTY_DEFAULT 25
 typedef struct st_gc_own_opts {
   uint64_t grace_ns;
@@ -359,6 +362,7 @@ typedef struct st_gc_own_opts {
   int dry_run;
   unsigned duty_pct;
   int in_caller;
+  const int *stop;
 } st_gc_own_opts;
 typedef struct st_gc_own_result {
   uint64_t versions_walked;

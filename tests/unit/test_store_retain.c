@@ -333,6 +333,45 @@ static void gc_steps(int log) {
   bs_destroy(base);
 }
 
+/* A pass told to stop (a stopping server) gives up with STRATA_ESHUTDOWN at
+ * its first unit of work, removes nothing and leaves a database that verifies;
+ * the next pass, not stopped, does the work. */
+static void test_stop_gives_up_the_pass(void **st) {
+  rng = seed * 7 + 3;
+  bs_store *base;
+  assert_int_equal(bs_mem_create(&base), 0);
+  st_db *db = open_db(base, 1, 1);
+  uint64_t latest = 0;
+  model_grow(0);
+  memset(model, 0, NKEYS * sizeof *model);
+  for (int i = 0; i < 100; i++) {
+    commit_random(db, &latest);
+    if (i % 25 == 24) { /* a reopen publishes: a batch file per 25 commits */
+      st_close(db);
+      db = open_db(base, 0, 1);
+    }
+  }
+  uint64_t floor = latest - 10;
+  ever = floor;
+  st_set_retain_floor(db, floor);
+  commit_random(db, &latest);
+  st_close(db); /* publish everything */
+  db = open_db(base, 0, 1);
+  st_set_retain_floor(db, floor);
+  int stop = 1;
+  st_gc_own_opts go = {.grace_ns = 0, .stop = &stop};
+  st_gc_own_result gr;
+  assert_int_equal(st_gc_own(db, &go, &gr), STRATA_ESHUTDOWN);
+  assert_int_equal(gr.files_removed, 0);
+  CHECK(verifies(base, 1, latest, floor) == 0, "the database does not verify after a stopped pass");
+  stop = 0;
+  assert_int_equal(st_gc_own(db, &go, &gr), 0);
+  CHECK(gr.files_removed > 0, "the pass after the stopped one removed nothing");
+  check_db(db, latest, 1);
+  st_close(db);
+  bs_destroy(base);
+}
+
 static void test_model_log(void **st) { run(1); }
 static void test_model_files(void **st) { run(0); }
 static void test_steps_log(void **st) { gc_steps(1); }
@@ -347,6 +386,7 @@ int main(void) {
       cmocka_unit_test(test_model_log),
       cmocka_unit_test(test_steps_files),
       cmocka_unit_test(test_steps_log),
+      cmocka_unit_test(test_stop_gives_up_the_pass),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   free(model);
