@@ -136,7 +136,9 @@ void test_kv_watch_deadline_and_cancel(void **state) {
   assert_int_equal(rpc_kv_watch(C, &co, &q, &st), 0);
   uint64_t open = t_wait_calls_at_least(base + 1);
   rpc_cstream_close(st);
-  assert_int_equal(open, base + 1);
+  /* At least: the count is polled with Admin.Stats, and the previous poll's
+   * call may not have been counted out yet when the next one reads it. */
+  assert_true(open >= base + 1 && open != UINT64_MAX);
   assert_int_equal(t_wait_calls_at_most(base), base);
   assert_int_equal(srv_latest(&g), 0);
 }
