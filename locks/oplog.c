@@ -297,6 +297,31 @@ typedef struct op_head {
 } op_head;
 
 /* Decides from its header whether a scanned op may be listed. */
+int oplog_oldest_open_base(oplog *ol, uint64_t *gen) {
+  assert(ol && gen);
+  *gen = 0;
+  int rc = lk__db_enter(ol->lk, "finding the oldest unfinished op's base");
+  if (rc) return rc;
+  rocksdb_iterator_t *it = rocksdb_create_iterator(ol->lk->db, ol->lk->ro);
+  uint8_t k0[9];
+  op_key(k0, 1);
+  for (rocksdb_iter_seek(it, (const char *)k0, sizeof k0); rocksdb_iter_valid(it); rocksdb_iter_next(it)) {
+    size_t kl, vl;
+    const uint8_t *k = (const uint8_t *)rocksdb_iter_key(it, &kl);
+    if (kl != 9 || k[0] != LK__TAG_OP) break;
+    const uint8_t *v = (const uint8_t *)rocksdb_iter_value(it, &vl);
+    if ((rc = check_record(lk__get64(k + 1), v, vl))) break;
+    uint64_t base = lk__get64(v + 17);
+    if ((oplog_status)v[25] != OPLOG_SUCCESS && base && (!*gen || base < *gen)) *gen = base;
+  }
+  char *err = NULL;
+  if (!rc) rocksdb_iter_get_error(it, &err);
+  if (err) rc = lk__dberr(err, "finding the oldest unfinished op's base");
+  rocksdb_iter_destroy(it);
+  lk__db_leave(ol->lk);
+  return rc;
+}
+
 typedef int (*keep_fn)(const op_head *h, void *ctx);
 
 /* Walks the op records in id order (from after_id up, or with newest_first

@@ -82,6 +82,11 @@ typedef struct oplog_list_filter {
  * status. A page of `limit` ops costs O(limit + skipped) record reads. */
 int oplog_list(oplog *ol, const oplog_list_filter *f, oplog_op **ops, size_t *n);
 
+/* The oldest base generation (> 0) of an op whose status is not SUCCESS, or
+ * 0 when there is none: retention's pin (server/retain.c, every second). One
+ * pass over the op records' headers: no scope read, nothing copied. */
+int oplog_oldest_open_base(oplog *ol, uint64_t *gen);
+
 /* Largest id handed out so far (0 if none). */
 uint64_t oplog_last_id(oplog *ol);
 

@@ -291,9 +291,37 @@ static void test_list_filters_pages_and_orders(void **state) {
   oplog_ops_free(ops, n);
 }
 
+/* Retention's pin: the oldest base generation of an op not SUCCESS, read from
+ * the headers; 0 when every op succeeded or none has a base. */
+static void test_oldest_open_base(void **state) {
+  fx *f = *state;
+  oplog *ol = lk_oplog(f->lk);
+  uint64_t g = 99, a, b, c, d;
+  assert_int_equal(oplog_oldest_open_base(ol, &g), 0);
+  assert_int_equal(g, 0);
+  assert_int_equal(oplog_create(ol, "u", "split", NULL, 0, 40, &a, NULL), 0);
+  assert_int_equal(oplog_create(ol, "u", "split", NULL, 0, 12, &b, NULL), 0);
+  assert_int_equal(oplog_create(ol, "u", "split", NULL, 0, 0, &c, NULL), 0); /* no base */
+  assert_int_equal(oplog_create(ol, "u", "split", NULL, 0, 25, &d, NULL), 0);
+  assert_int_equal(oplog_oldest_open_base(ol, &g), 0);
+  assert_int_equal(g, 12);
+  assert_int_equal(oplog_set_status(ol, b, OPLOG_SUCCESS, NULL), 0);
+  assert_int_equal(oplog_oldest_open_base(ol, &g), 0);
+  assert_int_equal(g, 25);
+  assert_int_equal(oplog_set_status(ol, d, OPLOG_EXCEPTION, "boom"), 0); /* still open */
+  assert_int_equal(oplog_oldest_open_base(ol, &g), 0);
+  assert_int_equal(g, 25);
+  assert_int_equal(oplog_set_status(ol, d, OPLOG_SUCCESS, NULL), 0);
+  assert_int_equal(oplog_set_status(ol, a, OPLOG_SUCCESS, NULL), 0);
+  assert_int_equal(oplog_oldest_open_base(ol, &g), 0);
+  assert_int_equal(g, 0);
+  (void)c;
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
+    T(test_oldest_open_base),
     T(test_create_get_and_ids_increase_across_reopen),
     T(test_set_status_persists_with_exception_text),
     T(test_scope_follows_indefinite_locks_and_list_stuck),
