@@ -85,7 +85,7 @@ int rpc_client_open(const rpc_client_opts *o, rpc_client **out) {
   c->max_msg = o->max_message_bytes ? o->max_message_bytes : RPC_DEFAULT_MAX_MESSAGE_BYTES;
   if (c->max_msg > INT32_MAX) c->max_msg = INT32_MAX;
   c->wait_for_ready = o->wait_for_ready;
-  grpc_init();
+  rpc_grpc_init();
   grpc_arg args[2] = {rpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, (int)c->max_msg),
                       rpc_int_arg(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, (int)c->max_msg)};
   grpc_channel_args cargs = {2, args};

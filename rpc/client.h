@@ -57,6 +57,12 @@ typedef struct rpc_callopts {
  * rpc_client_close. Returns 0, STRATA_ENOMEM, or (a TLS file missing,
  * unreadable or not matching) STRATA_EINVALID / an errno with a message naming
  * the file. */
+/* grpc_init() with the process-wide settings Strata runs gRPC core with
+ * (rpc/README.md, "Process-wide settings"). Every process that uses gRPC
+ * through rpc/ (server, clients, tools) calls this instead of grpc_init();
+ * pair it with grpc_shutdown() as usual. */
+void rpc_grpc_init(void);
+
 int rpc_client_open(const rpc_client_opts *o, rpc_client **out);
 /* Closes the channel. No call on `c` may be in progress. */
 void rpc_client_close(rpc_client *c);

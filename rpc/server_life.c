@@ -22,6 +22,7 @@
 #include <grpc/support/time.h>
 
 #include "common/err.h"
+#include "rpc/client.h"
 #include "rpc/status.h"
 #include "rpc/tls.h"
 #include "rpc/wire.h"
@@ -124,7 +125,7 @@ int rpc_server_start(const rpc_server_opts *o, rpc_server **out) {
     return rc;
   }
   s->tls = tls.cert != NULL;
-  grpc_init();
+  rpc_grpc_init();
 
   grpc_arg args[3] = {
       rpc_int_arg(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, -1), /* on_request enforces max_msg, with the trailer */

@@ -462,7 +462,7 @@ int bench_etcd_run(const bench_etcd_opts *o) {
           "strata-bench: strata %s vs etcd %s: %d-byte keys, %d-byte values, %d keys, "
           "%d run(s) of %.1f s per figure and server, medians\n",
           o->strata_addr, o->etcd_addr, KEY_BYTES, VALUE_BYTES, KEYSPACE, o->runs, o->seconds);
-  grpc_init();
+  rpc_grpc_init();
   grpc_completion_queue *cq = grpc_completion_queue_create_for_next(NULL);
   target_open(&ts[0], "strata", o->strata_addr, 0);
   target_open(&ts[1], "etcd", o->etcd_addr, 1);

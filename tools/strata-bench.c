@@ -33,6 +33,7 @@
 #include <grpc/support/time.h>
 
 #include "common/err.h"
+#include "rpc/client.h"
 #include "rpc/methods.h"
 #include "rpc/tls.h"
 #include "server/embedded.h"
@@ -524,7 +525,7 @@ int main(int argc, char **argv) {
     }
     a.addr = srv_embedded_addr(emb);
   }
-  grpc_init();
+  rpc_grpc_init();
   static bench b;
   b.rng = 0x9e3779b97f4a7c15ull;
   memset(b.value, 'v', sizeof b.value);
