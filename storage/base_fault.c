@@ -94,6 +94,11 @@ static int x_fsync(bs_file *f) {
   return rc ? rc : bs_fsync(((xfile *)f)->inner);
 }
 
+static int x_reserve(bs_file *f, uint64_t n) {
+  int rc = x_tick((xstore *)f->store, BS_FAULT_WRITE, "a file's reserved room");
+  return rc ? rc : bs_reserve(((xfile *)f)->inner, n);
+}
+
 static int x_truncate(bs_file *f, uint64_t len) {
   int rc = x_tick((xstore *)f->store, BS_FAULT_TRUNCATE, "a file");
   return rc ? rc : bs_truncate(((xfile *)f)->inner, len);
@@ -132,7 +137,7 @@ static void x_destroy(bs_store *bs) {
 
 static const bs_ops fault_ops = {
   x_open_read, x_pread, x_size, x_create, x_append, x_fsync, x_truncate, x_close,
-  x_rename, x_sync_dir, x_remove, x_mkdir, x_list, x_lock, x_destroy,
+  x_rename, x_sync_dir, x_remove, x_mkdir, x_list, x_lock, x_destroy, x_reserve,
 };
 
 int bs_fault_wrap(bs_store *inner, bs_store **out) {

@@ -113,6 +113,22 @@ static int f_fsync(bs_file *bf) {
   return 0;
 }
 
+static int f_reserve(bs_file *bf, uint64_t n) {
+  static const uint8_t zeros[64 << 10];
+  ffile *f = (ffile *)bf;
+  off_t pos = lseek(f->fd, 0, SEEK_CUR);
+  if (pos < 0) return errno_rc(errno, "cannot reserve room in", (fstore *)bf->store, f->path);
+  /* pwrite leaves the position (where appends go) where it is. */
+  for (uint64_t done = 0; done < n;) {
+    size_t k = n - done < sizeof zeros ? (size_t)(n - done) : sizeof zeros;
+    ssize_t r = pwrite(f->fd, zeros, k, pos + (off_t)done);
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0) return errno_rc(errno, "cannot reserve room in", (fstore *)bf->store, f->path);
+    done += (uint64_t)r;
+  }
+  return f_fsync(bf);
+}
+
 static int f_truncate(bs_file *bf, uint64_t len) {
   ffile *f = (ffile *)bf;
   if (ftruncate(f->fd, (off_t)len) < 0 || lseek(f->fd, (off_t)len, SEEK_SET) < 0)
@@ -216,7 +232,7 @@ static void f_destroy(bs_store *bs) {
 
 static const bs_ops file_ops = {
   f_open_read, f_pread, f_size, f_create, f_append, f_fsync, f_truncate, f_close,
-  f_rename, f_sync_dir, f_remove, f_mkdir, f_list, f_lock, f_destroy,
+  f_rename, f_sync_dir, f_remove, f_mkdir, f_list, f_lock, f_destroy, f_reserve,
 };
 
 int bs_file_open(const char *root, bs_store **out) {

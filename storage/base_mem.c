@@ -5,7 +5,8 @@
  * It also models what a power cut keeps, the strict way a local filesystem
  * without a journal may behave: a file's bytes are durable up to its last
  * fsync, and a directory's entries (creates, renames, removes) as they were at
- * its last directory fsync, nothing else. bs_mem_cut_power_after(s, n) lets n
+ * its last directory fsync, nothing else. A reserved room (bs_reserve) is
+ * durable zeros: appends into it since the last fsync come back as zeros. bs_mem_cut_power_after(s, n) lets n
  * more operations complete and then fails every later one with STRATA_EIO
  * (the machine is off); bs_mem_power_on(s) then rebuilds the store from what
  * was durable, as a reboot would find it.
@@ -25,8 +26,10 @@
 typedef struct mnode {
   char *path;
   uint8_t *p;
-  size_t len, cap;
-  size_t synced;  /* bytes durable (fsynced) */
+  size_t len, cap; /* len: the file's size, reserved room included */
+  size_t wpos;     /* where appends go (len unless room is reserved); zeros after it */
+  size_t synced;   /* size durable (fsynced) */
+  size_t dwpos;    /* bytes durable (fsynced) as written; zeros from there to synced */
   int refs;       /* open handles + 1 while linked in the store + 1 per durable entry */
   struct mnode *next;
 } mnode;
@@ -166,30 +169,54 @@ static uint64_t m_used(const mstore *s) {
   return u;
 }
 
+/* Makes room for nd->p[0..need). Called with s->mu held. */
+static int m_grow(mnode *nd, size_t need) {
+  if (nd->cap >= need) return 0;
+  size_t cap = nd->cap ? nd->cap : 4096;
+  while (cap < need) cap *= 2;
+  uint8_t *q = realloc(nd->p, cap);
+  if (!q) return strata_err(STRATA_ENOMEM, "mem:%s: cannot grow to %zu bytes", nd->path, cap);
+  nd->p = q;
+  nd->cap = cap;
+  return 0;
+}
+
+/* Writes n bytes at the append position of nd: p's, moving the position,
+ * or (room) zeros, leaving it. Called with s->mu held. */
+static int m_write(mstore *s, mnode *nd, const void *p, size_t n, int room) {
+  int rc;
+  if ((rc = m_power(s, nd->path))) return rc;
+  size_t end = nd->wpos + n, grow = end > nd->len ? end - nd->len : 0;
+  if (s->quota && m_used(s) + grow > s->quota)
+    return strata_err(ENOSPC, "mem:%s: no space left (quota %llu bytes)", nd->path, (unsigned long long)s->quota);
+  if ((rc = m_grow(nd, end))) return rc;
+  if (n && room) memset(nd->p + nd->wpos, 0, n);
+  else if (n) memcpy(nd->p + nd->wpos, p, n);
+  if (end > nd->len) nd->len = end;
+  if (!room) nd->wpos = end;
+  return 0;
+}
+
 static int m_append(bs_file *bf, const void *p, size_t n) {
   mstore *s = (mstore *)bf->store;
-  mnode *nd = ((mfile *)bf)->node;
-  int rc = 0;
   strata_mutex_lock(&s->mu);
-  if ((rc = m_power(s, nd->path))) goto out;
-  if (s->quota && m_used(s) + n > s->quota) {
-    rc = strata_err(ENOSPC, "mem:%s: no space left (quota %llu bytes)", nd->path, (unsigned long long)s->quota);
-    goto out;
+  int rc = m_write(s, ((mfile *)bf)->node, p, n, 0);
+  strata_mutex_unlock(&s->mu);
+  return rc;
+}
+
+/* The room's zeros and everything appended so far become durable: the
+ * reservation includes an fsync (as the file store's does). */
+static int m_reserve(bs_file *bf, uint64_t n) {
+  mstore *s = (mstore *)bf->store;
+  mnode *nd = ((mfile *)bf)->node;
+  strata_mutex_lock(&s->mu);
+  int rc = n > SIZE_MAX / 2 ? strata_err(STRATA_ENOMEM, "mem:%s: room of %llu bytes", nd->path, (unsigned long long)n)
+                            : m_write(s, nd, NULL, (size_t)n, 1);
+  if (!rc) {
+    nd->synced = nd->len;
+    nd->dwpos = nd->wpos;
   }
-  if (nd->cap - nd->len < n) {
-    size_t cap = nd->cap ? nd->cap : 4096;
-    while (cap - nd->len < n) cap *= 2;
-    uint8_t *q = realloc(nd->p, cap);
-    if (!q) {
-      rc = strata_err(STRATA_ENOMEM, "mem:%s: cannot grow to %zu bytes", nd->path, cap);
-      goto out;
-    }
-    nd->p = q;
-    nd->cap = cap;
-  }
-  if (n) memcpy(nd->p + nd->len, p, n);
-  nd->len += n;
-out:
   strata_mutex_unlock(&s->mu);
   return rc;
 }
@@ -199,7 +226,10 @@ static int m_fsync(bs_file *bf) {
   mnode *nd = ((mfile *)bf)->node;
   strata_mutex_lock(&s->mu);
   int rc = m_power(s, nd->path);
-  if (!rc) nd->synced = nd->len;
+  if (!rc) {
+    nd->synced = nd->len;
+    nd->dwpos = nd->wpos;
+  }
   strata_mutex_unlock(&s->mu);
   return rc;
 }
@@ -212,7 +242,9 @@ static int m_truncate(bs_file *bf, uint64_t len) {
   strata_mutex_lock(&s->mu);
   int rc = m_power(s, nd->path);
   if (!rc && len < nd->len) nd->len = (size_t)len;
+  if (!rc) nd->wpos = nd->len;
   if (!rc && len < nd->synced) nd->synced = (size_t)len;
+  if (!rc && len < nd->dwpos) nd->dwpos = (size_t)len;
   strata_mutex_unlock(&s->mu);
   return rc;
 }
@@ -382,7 +414,7 @@ static void m_destroy(bs_store *bs) {
 
 static const bs_ops mem_ops = {
   m_open_read, m_pread, m_size, m_create, m_append, m_fsync, m_truncate, m_close,
-  m_rename, m_sync_dir, m_remove, m_mkdir, m_list, m_lock, m_destroy,
+  m_rename, m_sync_dir, m_remove, m_mkdir, m_list, m_lock, m_destroy, m_reserve,
 };
 
 int bs_mem_create(bs_store **out) {
@@ -446,8 +478,10 @@ int bs_mem_power_on(bs_store *bs) {
     }
     /* A fresh copy: a file renamed under two durable names is two files now,
      * which no test relies on, and no handle from before survives. */
-    if (e->node->synced) memcpy(n->p, e->node->p, e->node->synced);
-    n->len = n->cap = n->synced = e->node->synced;
+    const mnode *o = e->node;
+    if (o->dwpos) memcpy(n->p, o->p, o->dwpos);
+    if (o->synced > o->dwpos) memset(n->p + o->dwpos, 0, o->synced - o->dwpos);
+    n->len = n->cap = n->synced = n->wpos = n->dwpos = o->synced;
     n->refs = 1;
     n->next = s->head;
     s->head = n;

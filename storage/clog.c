@@ -175,7 +175,11 @@ static int read_segment(const char *dir, clog_seg *seg, const uint8_t *p, size_t
     if (r->generation > seg->max_generation) seg->max_generation = r->generation;
     off += CLOG_HEADER_BYTES + (size_t)len;
   }
-  seg->torn_bytes = n - off;
+  /* Zeros after the last record are the segment's reserved room, never
+   * written (clog_prepare): not a torn tail. */
+  size_t end = n;
+  while (end > off && p[end - 1] == 0) end--;
+  seg->torn_bytes = end - off;
   return 0;
 }
 
@@ -274,8 +278,18 @@ struct clog_writer {
   strata_buf buf;          /* records since the last sync */
   uint64_t buf_min_gen, buf_max_gen;
   int buf_has;
-  strata_mutex mu;      /* guards segs, nsegs, cur_seq, the statistics */
+  strata_mutex mu;      /* guards segs, nsegs, cur_seq, the statistics, f and seq
+                           * (written under it, read by the writer's thread without it),
+                           * and the prepared segment below */
   uint64_t cur_seq;        /* the segment open for appending (never trimmed); 0 none */
+  /* The next segment, made ready by clog_prepare on another thread: created,
+   * header written, room reserved and synced, directory entry durable. */
+  bs_file *prep;
+  uint64_t prep_seq;
+  uint64_t preparing;      /* the segment clog_prepare is making now; 0 none */
+  uint64_t bad_seq;        /* one whose preparation failed and could not be removed */
+  int creating;            /* the writer is creating segment seq itself */
+  pthread_cond_t prep_cv;  /* preparing went to 0 */
   clog_seg *segs;          /* on disk, by sequence; the last may be the current one */
   size_t nsegs, segcap;
   uint64_t bytes_written, syncs;
@@ -303,6 +317,7 @@ int clog_writer_open(bs_store *s, const char *dir, uint64_t first_seq, const clo
   w->seq = first_seq ? first_seq : 1;
   w->rotate = 0;
   strata_mutex_init(&w->mu);
+  pthread_cond_init(&w->prep_cv, NULL);
   int rc = 0;
   for (size_t i = 0; i < nknown && !rc; i++) rc = add_seg(w, known[i].seq, known[i].max_generation, 0);
   /* The directory and its entry in the parent must exist durably before a
@@ -324,6 +339,15 @@ int clog_writer_open(bs_store *s, const char *dir, uint64_t first_seq, const clo
 
 void clog_writer_close(clog_writer *w) {
   if (!w) return;
+  strata_mutex_lock(&w->mu);
+  while (w->preparing) strata_cond_wait(&w->prep_cv, &w->mu);
+  strata_mutex_unlock(&w->mu);
+  if (w->prep) { /* never used: holds no record */
+    char path[512];
+    bs_close(w->prep);
+    if (!seg_name(path, sizeof path, w->dir, w->prep_seq)) bs_remove(w->s, path);
+  }
+  pthread_cond_destroy(&w->prep_cv);
   bs_close(w->f);
   strata_buf_free(&w->buf);
   strata_mutex_destroy(&w->mu);
@@ -352,26 +376,73 @@ void clog_discard(clog_writer *w) {
   w->buf_has = 0;
 }
 
-/* Writes p[0..n) (records covering generations up to max_gen) to the current
- * segment, creating it first when needed, and makes them durable. */
-static int write_sync(clog_writer *w, const uint8_t *p, size_t n, uint64_t max_gen) {
-  char path[512];
-  int rc, fresh = 0;
-  if (w->rotate && w->f) {
-    bs_close(w->f);
-    w->f = NULL;
-    w->seq++;
-  }
+/* Closes the current segment (if any); the next sync starts segment seq + 1. */
+static void seg_done(clog_writer *w) {
+  strata_mutex_lock(&w->mu);
+  bs_file *f = w->f;
+  w->f = NULL;
+  w->seq++;
   w->rotate = 0;
-  if (!w->f) {
-    if ((rc = seg_name(path, sizeof path, w->dir, w->seq))) return rc;
-    if ((rc = bs_create(w->s, path, &w->f))) return rc;
-    fresh = 1;
-    w->seg_bytes = w->last_start = 0;
-    if ((rc = add_seg(w, w->seq, 0, 1))) return rc;
-    if ((rc = bs_append(w->f, CLOG_SEGMENT_MAGIC, CLOG_SEGMENT_MAGIC_LEN))) return rc;
-    w->seg_bytes = CLOG_SEGMENT_MAGIC_LEN;
+  strata_mutex_unlock(&w->mu);
+  bs_close(f);
+}
+
+/* Makes segment seq the current one: the prepared one when clog_prepare made
+ * it (waiting for a preparation under way), else created here. *fresh = 1
+ * when its directory entry still has to be made durable. */
+static int seg_open(clog_writer *w, int *fresh) {
+  char path[512];
+  bs_file *stale = NULL, *f = NULL;
+  uint64_t stale_seq = 0;
+  int rc;
+  strata_mutex_lock(&w->mu);
+  while (w->preparing && w->preparing <= w->seq) strata_cond_wait(&w->prep_cv, &w->mu);
+  if (w->seq == w->bad_seq) w->seq++;
+  if (w->prep && w->prep_seq < w->seq) { /* passed over: it holds no record */
+    stale = w->prep;
+    stale_seq = w->prep_seq;
+    w->prep = NULL;
   }
+  if (w->prep && w->prep_seq == w->seq) {
+    f = w->prep;
+    w->prep = NULL;
+  } else {
+    w->creating = 1;
+  }
+  strata_mutex_unlock(&w->mu);
+  if (stale) {
+    bs_close(stale);
+    if (!seg_name(path, sizeof path, w->dir, stale_seq)) bs_remove(w->s, path);
+  }
+  *fresh = !f;
+  if (f) {
+    w->seg_bytes = CLOG_SEGMENT_MAGIC_LEN;
+    rc = add_seg(w, w->seq, 0, 1);
+  } else {
+    rc = seg_name(path, sizeof path, w->dir, w->seq);
+    if (!rc) rc = bs_create(w->s, path, &f);
+    w->seg_bytes = 0;
+    if (!rc) rc = add_seg(w, w->seq, 0, 1);
+    /* A failed header leaves the segment current: the caller's take back
+     * cuts it to nothing and moves on to the next one. */
+    if (!rc && !(rc = bs_append(f, CLOG_SEGMENT_MAGIC, CLOG_SEGMENT_MAGIC_LEN)))
+      w->seg_bytes = CLOG_SEGMENT_MAGIC_LEN;
+  }
+  w->last_start = w->seg_bytes;
+  strata_mutex_lock(&w->mu);
+  w->creating = 0;
+  w->f = f;
+  strata_mutex_unlock(&w->mu);
+  return rc;
+}
+
+/* Writes p[0..n) (records covering generations up to max_gen) to the current
+ * segment, opening the next one first when needed, and makes them durable. */
+static int write_sync(clog_writer *w, const uint8_t *p, size_t n, uint64_t max_gen) {
+  int rc, fresh = 0;
+  if (w->rotate && w->f) seg_done(w);
+  w->rotate = 0;
+  if (!w->f && (rc = seg_open(w, &fresh))) return rc;
   w->last_start = w->seg_bytes;
   /* The records may be on disk from here on: count them for trimming. */
   strata_mutex_lock(&w->mu);
@@ -388,6 +459,43 @@ static int write_sync(clog_writer *w, const uint8_t *p, size_t n, uint64_t max_g
   return 0;
 }
 
+int clog_prepare(clog_writer *w, uint64_t bytes) {
+  char path[512];
+  bs_file *f = NULL;
+  strata_mutex_lock(&w->mu);
+  uint64_t seq = w->f || w->creating ? w->seq + 1 : w->seq;
+  int skip = w->dead || w->prep || w->preparing || seq == w->bad_seq;
+  if (!skip) w->preparing = seq;
+  strata_mutex_unlock(&w->mu);
+  if (skip) return 0;
+  uint64_t room = bytes > CLOG_SEGMENT_MAGIC_LEN ? bytes - CLOG_SEGMENT_MAGIC_LEN : 0;
+  int rc = seg_name(path, sizeof path, w->dir, seq), made = 0;
+  if (!rc) made = !(rc = bs_create(w->s, path, &f));
+  if (!rc) rc = bs_append(f, CLOG_SEGMENT_MAGIC, CLOG_SEGMENT_MAGIC_LEN);
+  if (!rc) rc = bs_reserve(f, room);
+  if (!rc) rc = bs_fsync(f); /* the header, also where bs_reserve is a no-op */
+  if (!rc) rc = bs_sync_dir(w->s, w->dir);
+  int lost = 0;
+  if (rc) {
+    strata_err_saved why;
+    strata_err_save(rc, &why);
+    bs_close(f);
+    f = NULL;
+    lost = made && bs_remove(w->s, path) != 0;
+    rc = strata_err_restore(&why);
+  }
+  strata_mutex_lock(&w->mu);
+  w->preparing = 0;
+  if (f) {
+    w->prep = f;
+    w->prep_seq = seq;
+  }
+  if (lost) w->bad_seq = seq; /* the writer steps over it */
+  pthread_cond_broadcast(&w->prep_cv);
+  strata_mutex_unlock(&w->mu);
+  return rc;
+}
+
 /* Takes the last write_sync's records back: the current segment is cut to
  * where they started and the cut made durable, so they are certainly not in
  * the log and the segment goes on from there. Cutting frees space, so this
@@ -398,15 +506,10 @@ static int take_back(clog_writer *w) {
   if (!rc) rc = bs_fsync(w->f);
   if (rc) return rc;
   w->seg_bytes = w->last_start;
-  if (w->last_start < CLOG_SEGMENT_MAGIC_LEN) {
-    /* A new segment cut before its header: it stays empty (the reader takes
-     * an empty segment as one never written) and the next sync starts the
-     * one after it. */
-    bs_close(w->f);
-    w->f = NULL;
-    w->seq++;
-    w->rotate = 0;
-  }
+  /* A new segment cut before its header: it stays empty (the reader takes an
+   * empty segment as one never written) and the next sync starts the one
+   * after it. */
+  if (w->last_start < CLOG_SEGMENT_MAGIC_LEN) seg_done(w);
   return 0;
 }
 
@@ -414,16 +517,18 @@ static int take_back(clog_writer *w) {
  * VOID for the lowest generation they carry is durable in a new segment. */
 static int write_void(clog_writer *w, uint64_t gen, int *unknown) {
   w->rotate = 1;
-  if (!w->f) w->seq++, w->rotate = 0; /* the segment was never created (or its creation failed) */
+  if (!w->f) { /* the segment was never created (or its creation failed) */
+    strata_mutex_lock(&w->mu);
+    w->seq++;
+    w->rotate = 0;
+    strata_mutex_unlock(&w->mu);
+  }
   uint8_t v[CLOG_HEADER_BYTES];
   put_header(v, CLOG_VOID, gen, 0, NULL, 0);
   if (!write_sync(w, v, sizeof v, gen)) return 0;
   w->dead = 1;
   *unknown = 1;
-  if (w->f) {
-    bs_close(w->f);
-    w->f = NULL;
-  }
+  if (w->f) seg_done(w);
   return -1;
 }
 
@@ -461,8 +566,10 @@ int clog_sync(clog_writer *w, int *unknown) {
   uint64_t gen = w->buf_min_gen;
   clog_discard(w);
   if (!w->f) { /* the segment's creation failed: nothing of them was written */
+    strata_mutex_lock(&w->mu);
     w->seq++;
     w->rotate = 0;
+    strata_mutex_unlock(&w->mu);
     return strata_err_restore(&why);
   }
   int crc = take_back(w);

@@ -13,8 +13,9 @@
  * segment, so that "failed" stays the truth after a crash.
  *
  * Engine-private (storage/ and its benchmark, tools/bench/bench_store.c). Threads: a writer is used by one thread at
- * a time, except clog_trim and clog_writer_stats, which may run concurrently
- * with it (an internal mutex guards the segment list).
+ * a time, except clog_prepare, clog_trim and clog_writer_stats, which may run
+ * concurrently with it (an internal mutex guards the segment list and the
+ * prepared segment).
  */
 #ifndef STRATA_STORAGE_CLOG_H
 #define STRATA_STORAGE_CLOG_H
@@ -139,6 +140,15 @@ int clog_cancel_last(clog_writer *w, uint64_t gen, int *unknown);
 /* The next sync starts a new segment (so that clog_trim can remove the
  * current one once everything in it is published). */
 void clog_rotate(clog_writer *w);
+/* Makes the next segment ready ahead of the writer, from another thread (the
+ * publisher): creates it, writes its header, reserves `bytes` of room
+ * (bs_reserve: appends into it sync without allocating) and makes its
+ * directory entry durable, so that the writer's move to it costs no file
+ * creation or directory sync and its syncs are overwrites. Does nothing when
+ * one is ready or being made. A segment made ready but never used holds no
+ * record; the reader skips it and a trim removes it. Returns 0 or the
+ * failure (the writer then creates the segment itself, as without it). */
+int clog_prepare(clog_writer *w, uint64_t bytes);
 /* Bytes in the segment being appended to (0 before its first sync). */
 uint64_t clog_segment_bytes(clog_writer *w);
 /* Removes the closed segments, oldest first, whose records all have

@@ -514,6 +514,7 @@ void st_get_stats(st_db *db, st_stats *out) {
   out->publish_batches = db->batches;
   out->unpublished_bytes = db->backlog;
   out->publish_stalls = db->pub_stalls;
+  out->log_prepare_failures = db->log_prep_failures;
   out->publish_stalled = db->pub_stall != 0;
   if (db->pub_stall) snprintf(out->publish_error, sizeof out->publish_error, "%.255s", db->pub_stall_msg);
   strata_mutex_unlock(&db->mu);

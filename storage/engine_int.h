@@ -204,6 +204,7 @@ struct st_db {
   uint64_t pub_pending;       /* batches handed to the publisher and not yet done with */
   int pub_stall;              /* the publisher is retrying after this error (publish.c) */
   uint64_t pub_stalls;        /* times it started retrying */
+  uint64_t log_prep_failures; /* clog_prepare failed (the committer made the segment) */
   char pub_stall_msg[400];
   pthread_t publisher;
   int has_publisher;

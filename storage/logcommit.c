@@ -74,15 +74,26 @@ void lc__batch_close(st_db *db) {
   pb__enqueue(db, b);
 }
 
-/* The helper thread's job: write and sync the records buffered in the log. */
-typedef struct log_job {
+/* The helper thread's job: apply a group to the tree (new nodes into the
+ * batch's data file, flushed so that readers of the new generation can read
+ * them back) while the committer syncs the group's log record. */
+typedef struct apply_job {
   st_db *db;
-  int unknown;
-} log_job;
+  const st_mut *muts;
+  size_t n;
+  const st_vers *latest;
+  uint64_t gen, t;
+  st_vers *nv;
+  st_mstate *nms;
+  int have_ms; /* *nms was built: the caller frees it on failure */
+} apply_job;
 
-static int log_sync_job(void *arg) {
-  log_job *j = arg;
-  return clog_sync(j->db->log, &j->unknown);
+static int apply_job_run(void *arg) {
+  apply_job *j = arg;
+  int rc = lc__apply(j->db, j->muts, j->n, j->latest, j->gen, j->t, j->nv, j->nms);
+  j->have_ms = !rc;
+  if (!rc) rc = wr__flush(&j->db->batch->w);
+  return rc;
 }
 
 int lc__apply(st_db *db, const st_mut *muts, size_t n, const st_vers *latest, uint64_t gen, uint64_t t,
@@ -160,23 +171,26 @@ int lc__group(st_db *db, group *g, const st_vers *latest, st_vers *nv, st_mstate
   if ((rc = clog_encode_ops(&rec, ops, g->n)) ||
       (rc = clog_append(db->log, CLOG_GROUP, gen, t, rec.p, rec.len)))
     goto fail;
-  /* The log record is written and synced on the helper thread while this
-   * one applies the group to the tree: a commit costs max(sync, build), not
-   * their sum. The record needs nothing from the tree. */
-  log_job job = {db, 0};
-  cm__job_post(db, log_sync_job, &job);
-  int brc = lc__apply(db, muts, g->n, latest, gen, t, nv, nms);
-  have_ms = !brc;
-  /* Readers of the new generation read its nodes back through the file. */
-  if (!brc) brc = wr__flush(&b->w);
-  strata_err_saved bwhy;
-  if (brc) strata_err_save(brc, &bwhy);
-  rc = cm__job_wait(db);
-  unknown = job.unknown;
-  if (rc) goto fail;
+  /* The helper applies the group to the tree while this thread writes and
+   * syncs the log record (which needs nothing from the tree): a commit costs
+   * max(sync, build), not their sum, and the sync, the longer of the two
+   * for small groups, runs without a thread hand-off before or after it. */
+  apply_job job = {db, muts, g->n, latest, gen, t, nv, nms, 0};
+  cm__job_post(db, apply_job_run, &job);
+  rc = clog_sync(db->log, &unknown);
+  strata_err_saved swhy;
+  if (rc) strata_err_save(rc, &swhy);
+  int brc = cm__job_wait(db); /* always: the job uses muts, nv and nms */
+  have_ms = job.have_ms;
+  if (rc) {
+    strata_err_restore(&swhy);
+    goto fail;
+  }
   if (brc) {
     /* The record is durable but the group failed: it is taken back (cut off,
      * or voided) before anyone is told. */
+    strata_err_saved bwhy;
+    strata_err_save(brc, &bwhy);
     rc = brc;
     if (clog_cancel_last(db->log, gen, &unknown)) unknown = 1;
     strata_err_restore(&bwhy);

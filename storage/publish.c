@@ -2,8 +2,8 @@
  * Commit log mode, the publisher: a thread that makes closed batches the
  * published OCDBT state, in order. Per batch: fsync of its data file and of
  * d/, then the numbered manifest of its last generation (temp file, fsync,
- * rename, directory fsync), then the log is trimmed up to that generation
- * and old manifests are removed. Every generation it publishes was already
+ * rename, directory fsync), then the log is trimmed up to that generation,
+ * its next segment made ready (clog_prepare) and old manifests are removed. Every generation it publishes was already
  * acknowledged (it is in the synced log), so a manifest that survives a
  * crash, even one whose rename was not yet durable, is never ahead of what
  * was acknowledged. A failure for want of space or memory is retried with
@@ -72,6 +72,16 @@ void pb__enqueue(st_db *db, st_batch *b) {
   strata_mutex_unlock(&db->mu);
 }
 
+/* The log's next segment, made ready before the committer needs it. A
+ * failure only means that the committer creates it itself; it is counted.
+ * Called without db->mu. */
+static void prepare_segment(st_db *db) {
+  if (!clog_prepare(db->log, db->log_segment_bytes)) return;
+  strata_mutex_lock(&db->mu);
+  db->log_prep_failures++;
+  strata_mutex_unlock(&db->mu);
+}
+
 /* After batch b is published (rc = 0) or failed: the state, the log, old
  * manifests. Called with db->mu held; returns with it held. */
 static void published(st_db *db, st_batch *b, int rc, const char *why) {
@@ -98,6 +108,7 @@ static void published(st_db *db, st_batch *b, int rc, const char *why) {
   if (b->last > ST_MANIFESTS_KEPT) db->mf_obsolete = b->last - ST_MANIFESTS_KEPT;
   strata_mutex_unlock(&db->mu);
   clog_trim(db->log, b->last);
+  prepare_segment(db);
   cm__remove_manifests(db);
   strata_mutex_lock(&db->mu);
 }
@@ -135,6 +146,7 @@ static int publish_retrying(st_db *db, st_batch *b, strata_err_saved *why) {
 static void *publisher(void *arg) {
   st_db *db = arg;
   pthread_setname_np(pthread_self(), "st-publish");
+  prepare_segment(db); /* the first: its syncs are overwrites too */
   strata_mutex_lock(&db->mu);
   for (;;) {
     while (!db->pq_head && !db->pub_stop) strata_cond_wait(&db->pub_cv, &db->mu);

@@ -417,6 +417,10 @@ typedef struct st_stats {
    * or memory), and whether it is retrying now (then publish_error says why). */
   uint64_t publish_stalls;
   int publish_stalled;
+  /* Commit log mode: times the publisher could not make the log's next
+   * segment ready ahead (storage/README.md, "Commit log"); the committer
+   * then creates it itself, at the cost of one slower sync. */
+  uint64_t log_prepare_failures;
   char publish_error[256];
 } st_stats;
 void st_get_stats(st_db *db, st_stats *out);

@@ -16,6 +16,8 @@
 #include "storage/store.h"
 
 /* The contract every base store keeps. */
+static void check_reserve(bs_store *s);
+
 static void check_contract(bs_store *s) {
   bs_file *f, *g;
   assert_int_equal(bs_mkdir(s, "d"), 0);
@@ -60,6 +62,59 @@ static void check_contract(bs_store *s) {
   assert_int_equal(bs_remove(s, "d/a"), 0);
   assert_int_equal(bs_remove(s, "d/a"), STRATA_ENOTFOUND);
   assert_int_equal(bs_sync_dir(s, "d"), 0);
+  check_reserve(s);
+}
+
+/* A reserved room: zeros past the append position, in the file's size, that
+ * later appends overwrite; a cut moves the position back. */
+static void check_reserve(bs_store *s) {
+  bs_file *f;
+  uint8_t *p;
+  size_t n;
+  assert_int_equal(bs_create(s, "d/r", &f), 0);
+  assert_int_equal(bs_append(f, "abc", 3), 0);
+  assert_int_equal(bs_reserve(f, 100), 0);
+  assert_int_equal(bs_append(f, "de", 2), 0);
+  assert_int_equal(bs_fsync(f), 0);
+  assert_int_equal(bs_read_all(s, "d/r", &p, &n), 0);
+  assert_int_equal(n, 103);
+  assert_memory_equal(p, "abcde", 5);
+  for (size_t i = 5; i < n; i++) assert_int_equal(p[i], 0);
+  free(p);
+  assert_int_equal(bs_truncate(f, 2), 0);
+  assert_int_equal(bs_append(f, "x", 1), 0);
+  assert_int_equal(bs_fsync(f), 0);
+  assert_int_equal(bs_read_all(s, "d/r", &p, &n), 0);
+  assert_int_equal(n, 3);
+  assert_memory_equal(p, "abx", 3);
+  free(p);
+  bs_close(f);
+  assert_int_equal(bs_remove(s, "d/r"), 0);
+}
+
+/* The memory store's power-cut model of a room: what was appended into it
+ * since the last fsync comes back as the zeros it replaced. */
+static void test_memory_store_room_after_a_power_cut(void **state) {
+  bs_store *s;
+  bs_file *f;
+  uint8_t *p;
+  size_t n;
+  assert_int_equal(bs_mem_create(&s), 0);
+  assert_int_equal(bs_create(s, "r", &f), 0);
+  assert_int_equal(bs_sync_dir(s, ""), 0);
+  assert_int_equal(bs_append(f, "abc", 3), 0);
+  assert_int_equal(bs_reserve(f, 10), 0); /* abc and the room durable */
+  assert_int_equal(bs_append(f, "de", 2), 0);
+  assert_int_equal(bs_fsync(f), 0);
+  assert_int_equal(bs_append(f, "fg", 2), 0); /* never synced */
+  bs_mem_cut_power_after(s, 0);
+  bs_close(f);
+  assert_int_equal(bs_mem_power_on(s), 0);
+  assert_int_equal(bs_read_all(s, "r", &p, &n), 0);
+  assert_int_equal(n, 13);
+  assert_memory_equal(p, "abcde\0\0", 7);
+  free(p);
+  bs_destroy(s);
 }
 
 static void test_memory_store_contract(void **state) {
@@ -239,6 +294,7 @@ static void test_node_cache_is_bounded(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_memory_store_contract),
+    cmocka_unit_test(test_memory_store_room_after_a_power_cut),
     cmocka_unit_test(test_file_store_contract_and_writer_lock),
     cmocka_unit_test(test_file_store_list_while_the_directory_changes),
     cmocka_unit_test(test_fault_store_fails_the_nth_operation),
