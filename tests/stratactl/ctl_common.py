@@ -214,14 +214,22 @@ C_NAME = re.compile(r"\b(lk|oplog|ctr|st|srv|rpc|wreg)_[a-z_]+\b")
 
 
 def serve(data_dir, tests):
-    """Starts one server on data_dir, sets ADDR, runs tests (callables, in order) against it and
-    checks that the server exits 0 on SIGTERM, whatever the tests did."""
+    """Starts one server on data_dir, sets ADDR, runs tests (the script's test_ functions, or
+    functools.partial of them, in order) against it, printing each one's name, and checks that
+    the server exits 0 on SIGTERM, whatever the tests did, and that tests named every test_
+    function of the script once (a test left out of the list would never run)."""
     global ADDR
+    funcs = [getattr(t, "func", t) for t in tests]
     proc, port = start_server(data_dir)
     ADDR = "127.0.0.1:%d" % port
     try:
-        for t in tests:
+        for t, f in zip(tests, funcs):
+            print("== %s" % f.__name__)
             t()
     finally:
         rc = stop_server(proc)
         check(rc == 0, "strata-server exits 0 on SIGTERM (%s)" % rc)
+    script = vars(sys.modules[funcs[0].__module__])
+    defined = sorted(n for n, v in script.items() if n.startswith("test_") and callable(v))
+    ran = sorted(f.__name__ for f in funcs)
+    check(ran == defined, "the script runs each of its %d test_ functions once" % len(defined), (ran, defined))

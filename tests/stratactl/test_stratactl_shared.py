@@ -13,6 +13,7 @@ library only. Prints cmocka-style "[  PASSED  ] N test(s)." / "[  FAILED  ] N te
 tests/run-tier.sh; exit 0 = every check passed.
 """
 import base64
+import functools
 import os
 import re
 import shutil
@@ -669,14 +670,14 @@ def main():
     data_dir = os.path.join(tmp, "data")
     t0 = time.time()
     ctl_common.serve(data_dir, [
-        lambda: test_health_stats(data_dir),
+        functools.partial(test_health_stats, data_dir),
         test_locks,
         test_ops_empty,
         test_ops,
         test_set_status,
         test_messages_name_rpcs,
         test_generation_zero,
-        lambda: test_kv(tmp),
+        functools.partial(test_kv, tmp),
         test_generation_zero_later,
         test_put_from_terminal,
         test_progress_on_terminal,
