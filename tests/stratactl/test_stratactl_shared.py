@@ -2,7 +2,8 @@
 """stratactl against one shared strata-server: every command that reads or changes server state
 runs as a subprocess; the tests assert its output (table and --json), its exit code and the server
 state after. The tests run in order on the same server (ops, then kv, ...): each starts from the
-state the previous ones left. test_stratactl_locks.py tests stratactl lock on a server of its own.
+state the previous ones left; a test made of steps passes that state on from step to step.
+test_stratactl_locks.py tests stratactl lock on a server of its own.
 
 The server starts on an ephemeral port (--listen 127.0.0.1:0, port read from its event=ready log
 line) over a temporary data directory. Nothing is skipped: every engine is wired, so an
@@ -13,6 +14,7 @@ library only. Prints cmocka-style "[  PASSED  ] N test(s)." / "[  FAILED  ] N te
 tests/run-tier.sh; exit 0 = every check passed.
 """
 import base64
+import datetime
 import functools
 import os
 import re
@@ -135,6 +137,16 @@ def test_ops_empty():
 
 
 def test_ops():
+    """Three ops in the op log test_ops_empty found empty: alice's split (CREATED), bob's merge
+    (WRITE_FAILED), carol's split (SUCCESS). The steps run in order on those three ops."""
+    a, b, c = create_ops()
+    show_ops(a, b)
+    list_ops(a, b, c)
+    indefinite_lock_scope(a)
+    runbook_cleanup(a)
+
+
+def create_ops():
     rc, out, err = fixture("create-op", "alice", "split")
     check(rc == 0, "fixture creates an op", err)
     a = int(out)
@@ -142,7 +154,10 @@ def test_ops():
     c = int(fixture("create-op", "carol", "split")[1])
     check(fixture("set-status", str(b), "5")[0] == 0, "fixture sets WRITE_FAILED")
     check(fixture("set-status", str(c), "3")[0] == 0, "fixture sets SUCCESS")
+    return a, b, c
 
+
+def show_ops(a, b):
     r = ctl("op", "show", str(a))
     check(r.rc == 0 and re.search(r"^op: +%d$" % a, r.text, re.M) and re.search(r"^status: +CREATED$", r.text, re.M)
           and re.search(r"^user: +alice$", r.text, re.M) and re.search(r"^kind: +split$", r.text, re.M) and
@@ -153,6 +168,9 @@ def test_ops():
           and iso_ok(d["created_at"]) and d["scope"] == [] and d["payload_base64"] == "" and
           d["age_ms"] >= 0, "op show --json", d)
 
+
+def list_ops(a, b, c):
+    """op list of exactly the ops a, b, c (the log holds no others)."""
     r = ctl("op", "list")
     lines = r.text.splitlines()
     check(r.rc == 0 and [l.split()[0] for l in lines[1:-1]] == [str(a), str(b), str(c)] and
@@ -178,6 +196,10 @@ def test_ops():
     check(r.rc == 0 and len(r.text.splitlines()) == 2 and r.text.splitlines()[-1] == "0 ops",
           "op list --status with no match: no rows, and the log is not called empty", r)
 
+
+def indefinite_lock_scope(a):
+    """Op a holds a row indefinitely, is stuck and shows the row as its scope, until a
+    privileged release frees it."""
     # An indefinite lock gives the op a scope: it is stuck until released.
     k = hx(chunk_key(99))
     r = ctl("lock", "acquire", "--op", str(a), "--kind", "indefinite", k)
@@ -208,6 +230,8 @@ def test_ops():
     check(lock_list_json()["locks"] == [] and ctl("--json", "op", "stuck").json()["ops"] == [],
           "after the privileged release nothing is locked or stuck")
 
+
+def runbook_cleanup(a):
     # The runbook's clean-up (docs/operations.md, "An edit worker died"), with --privileged
     # (as an operator may add it) and exactly as written (without).
     k2, k3 = hx(chunk_key(100)), hx(block_key(7, 8, 9))
@@ -234,6 +258,22 @@ def test_ops():
 
 
 def test_kv(tmp):
+    """One history of the store, in order: each step starts from the keys and generations the
+    steps before left, and kv_diff at the end checks that whole history (g1: greeting=hello; g2:
+    greeting's binary value; g5: dir/b added; g5+1: dir/a removed; g5+2: greeting back to hello)."""
+    g1, g2, t1 = kv_put_get_versions(tmp)
+    kv_keys_with_at()
+    kv_time_pin_offsets(t1)
+    kv_big_value(tmp)
+    g5 = kv_ls(g2)
+    kv_rm(g5)
+    kv_put_unreadable(tmp)
+    kv_diff(g1, g2, g5, t1)
+
+
+def kv_put_get_versions(tmp):
+    """From an empty store: greeting=hello at g1, then its binary value at g2; returns g1, g2 and
+    g1's commit time."""
     r = ctl("kv", "versions")
     check(r.rc == 0 and r.text.splitlines()[-1] == "0 versions", "kv versions on an empty store", r)
     r = ctl("kv", "put", "greeting", stdin=b"hello")
@@ -270,6 +310,12 @@ def test_kv(tmp):
     check(r.rc == 1 and "not found" in r.etext and r.out == b"", "kv get of a missing key exits 1", r)
     r = ctl("kv", "get", "greeting@1999-01-01T00:00:00Z")
     check(r.rc == 1 and "NOT_FOUND" in r.etext, "kv get at a time before the first commit exits 1", r)
+    r = ctl("kv", "get", "greeting@v999999")
+    check(r.rc == 1 and "OUT_OF_RANGE" in r.etext, "kv get at a future generation exits 1", r)
+    return g1, g2, t1
+
+
+def kv_keys_with_at():
     # A key that contains '@': kv put refuses it as typed (kv get would read a pin),
     # and takes it in hex or after --; kv get reads it back the same two ways.
     r = ctl("kv", "put", "mail@example", stdin=b"@")
@@ -287,8 +333,11 @@ def test_kv(tmp):
     check(usage_error(r) and '"example" is not a pin' in r.etext, "kv get KEY-with-@ as typed: not a pin", r)
     r = ctl("kv", "rm", "--", "mail@example")
     check(r.rc == 0 and r.text.startswith("deleted mail@example"), "kv rm -- KEY-with-@", r)
+    ctl("kv", "rm", "mail@example")
+
+
+def kv_time_pin_offsets(t1):
     # RFC 3339 offsets read the same instant as Z
-    import datetime
     z = datetime.datetime.strptime(t1[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
     frac = t1[19:-1]
     for off in ("+01:00", "-05:30", "+00:00"):
@@ -299,7 +348,10 @@ def test_kv(tmp):
         check(r.rc == 0 and r.out == b"hello", "kv get KEY@<RFC 3339 time with offset %s>" % off, (local, r))
     r = ctl("kv", "get", "greeting@" + t1.replace("T", "t").replace("Z", "z"))
     check(r.rc == 0 and r.out == b"hello", "kv get KEY@<time with lower-case t and z>", r)
-    ctl("kv", "rm", "mail@example")
+
+
+def kv_big_value(tmp):
+    path = os.path.join(tmp, "value.bin")
     big = os.urandom(5 << 20)
     with open(path, "wb") as f:
         f.write(big)
@@ -307,9 +359,10 @@ def test_kv(tmp):
     check(r.rc == 0 and "(5242880 bytes)" in r.text and ctl("kv", "get", "big").out == big,
           "kv put/get of a 5 MiB value round-trips", r)
     ctl("kv", "rm", "big")
-    r = ctl("kv", "get", "greeting@v999999")
-    check(r.rc == 1 and "OUT_OF_RANGE" in r.etext, "kv get at a future generation exits 1", r)
 
+
+def kv_ls(g2):
+    """Adds 0x00ff, dir/a and dir/b (g5 is dir/b's generation) and lists them; returns g5."""
     # binary keys are accepted and shown as 0x...
     r = ctl("kv", "put", "0x00ff", stdin=b"bin")
     check(r.rc == 0 and r.text.startswith("put 0x00ff (3 bytes)"), "kv put of a hex key", r)
@@ -331,11 +384,12 @@ def test_kv(tmp):
     d = ctl("--json", "kv", "ls", "dir/@v%d" % g2).json()
     check(d and d["keys"] == [] and d["count"] == 0 and d["version"]["generation"] == g2,
           "kv ls --json with no keys still names the version", d)
+    return g5
 
-    # rm
+
+def kv_rm(g5):
     r = ctl("kv", "rm", "dir/a")
     check(r.rc == 0 and r.text.startswith("deleted dir/a at v"), "kv rm", r)
-    g6 = g5 + 1
     r = ctl("kv", "get", "dir/a")
     check(r.rc == 1, "kv get after kv rm exits 1", r)
     r = ctl("kv", "get", "dir/a@v%d" % g5)
@@ -348,6 +402,8 @@ def test_kv(tmp):
           d["error"]["status"] == "REFUSED" and "nothing deleted" in d["error"]["message"],
           "kv rm --json of a missing key: error document with status REFUSED", r)
 
+
+def kv_put_unreadable(tmp):
     # a FILE (or stdin) that cannot be read: exit 1 naming it and the reason
     r = ctl("kv", "put", "k-dir", tmp)
     check(r.rc == 1 and ("cannot read %s: Is a directory" % tmp) in r.etext, "kv put of an unreadable FILE", r)
@@ -359,7 +415,9 @@ def test_kv(tmp):
     check(r.rc == 1 and "cannot read stdin: Is a directory" in r.etext, "kv put of an unreadable stdin", r)
     check(ctl("kv", "get", "k-dir").rc == 1, "... and nothing was written")
 
-    # diff
+
+def kv_diff(g1, g2, g5, t1):
+    g6 = g5 + 1  # kv_rm removed dir/a; kv_put_unreadable wrote nothing
     ctl("kv", "put", "greeting", stdin=b"hello")  # changed back to its g1 value
     g7 = g6 + 1
     r = ctl("kv", "diff", "@v%d" % g1, "@v%d" % g7)
