@@ -13,10 +13,12 @@ import re
 import socket
 import struct
 import subprocess
+import shutil
 import sys
+import tempfile
 import time
 
-from tier_report import check
+from tier_report import check, report
 
 CTL = os.environ["STRATACTL_BIN"]
 SERVER = os.environ["STRATA_SERVER_BIN"]
@@ -233,3 +235,15 @@ def serve(data_dir, tests):
     defined = sorted(n for n, v in script.items() if n.startswith("test_") and callable(v))
     ran = sorted(f.__name__ for f in funcs)
     check(ran == defined, "the script runs each of its %d test_ functions once" % len(defined), (ran, defined))
+
+
+def serve_main(prefix, tests_for):
+    """A script's main() when its tests share one server: a temporary directory named PREFIX...,
+    the server's data directory in it, serve() of the tests that tests_for(tmp, data_dir) lists,
+    then the report; returns the exit status."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    data_dir = os.path.join(tmp, "data")
+    t0 = time.time()
+    serve(data_dir, tests_for(tmp, data_dir))
+    shutil.rmtree(tmp, ignore_errors=True)
+    return report(t0)

@@ -12,18 +12,15 @@ Environment: STRATACTL_BIN, STRATA_SERVER_BIN, CTL_FIXTURE_BIN (see ctl_common.p
 library only. Prints cmocka-style "[  PASSED  ] N test(s)." / "[  FAILED  ] N test(s)." lines for
 tests/run-tier.sh; exit 0 = every check passed.
 """
-import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 import ctl_common
 from ctl_common import (CTL, block_key, calls_active, chunk_key, ctl, hx, iso_ok, listed_lock,
     lock_list_json, usage_error, wait_until)
-from tier_report import check, report
+from tier_report import check
 
 
 def test_lock_default_ttl():
@@ -251,9 +248,7 @@ def test_lock_wait_client_died():
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="strata-ctl-locks-")
-    t0 = time.time()
-    ctl_common.serve(os.path.join(tmp, "data"), [
+    return ctl_common.serve_main("strata-ctl-locks-", lambda tmp, data_dir: [
         test_lock_default_ttl,
         test_lock_ttl_durations,
         test_op_holding_rows,
@@ -263,8 +258,6 @@ def main():
         test_lock_wait,
         test_lock_wait_client_died,
     ])
-    shutil.rmtree(tmp, ignore_errors=True)
-    return report(t0)
 
 
 if __name__ == "__main__":

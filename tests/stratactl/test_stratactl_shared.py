@@ -18,16 +18,13 @@ import datetime
 import functools
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
-import time
 
 import ctl_common
 from ctl_common import (CTL, C_NAME, block_key, chunk_key, ctl, fixture, fixture_out, hx, iso_ok,
     lock_list_json, tty_stderr, usage_error)
-from tier_report import check, report
+from tier_report import check
 
 
 # --- server commands ---------------------------------------------------------------------------
@@ -544,10 +541,7 @@ def test_messages_name_rpcs():
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="strata-ctl-")
-    data_dir = os.path.join(tmp, "data")
-    t0 = time.time()
-    ctl_common.serve(data_dir, [
+    return ctl_common.serve_main("strata-ctl-", lambda tmp, data_dir: [
         functools.partial(test_health_stats, data_dir),
         test_ops_empty,
         test_ops,
@@ -560,8 +554,6 @@ def main():
         test_progress_on_terminal,
         test_coordinator,
     ])
-    shutil.rmtree(tmp, ignore_errors=True)
-    return report(t0)
 
 
 if __name__ == "__main__":
