@@ -32,9 +32,10 @@ $(CTL_FIXTURE): $(O)/tests/stratactl/ctl_fixture.o $(RPC_LIB) $(O)/libstrata.a
 # stratactl-asan: the same with stratactl, the fixture and the server under ASan + UBSan
 # (leaks included: a leak changes an exit code, which the script asserts).
 CTL_TIER_BINS := server/strata-server tools/stratactl tests/stratactl/ctl_fixture
-# No shared server; servers of their own; one server shared in order (helpers: ctl_common.py).
+# No shared server; servers of their own; one server shared in order; stratactl lock on a server
+# of its own (helpers: ctl_common.py).
 CTL_TIER_SCRIPTS := tests/stratactl/test_stratactl.py tests/stratactl/test_stratactl_servers.py \
-  tests/stratactl/test_stratactl_shared.py
+  tests/stratactl/test_stratactl_shared.py tests/stratactl/test_stratactl_locks.py
 CTL_TIER_ENV = STRATACTL_BIN=$(BUILD)/$(1)/tools/stratactl STRATA_SERVER_BIN=$(BUILD)/$(1)/server/strata-server \
   CTL_FIXTURE_BIN=$(BUILD)/$(1)/tests/stratactl/ctl_fixture
 $(eval $(call tier,stratactl,$(CTL_TIER_BINS:%=$(BUILD)/release/%),,$(call CTL_TIER_ENV,release),\

@@ -13,10 +13,12 @@ import re
 import socket
 import struct
 import subprocess
+import shutil
 import sys
+import tempfile
 import time
 
-from tier_report import check
+from tier_report import check, report
 
 CTL = os.environ["STRATACTL_BIN"]
 SERVER = os.environ["STRATA_SERVER_BIN"]
@@ -214,14 +216,34 @@ C_NAME = re.compile(r"\b(lk|oplog|ctr|st|srv|rpc|wreg)_[a-z_]+\b")
 
 
 def serve(data_dir, tests):
-    """Starts one server on data_dir, sets ADDR, runs tests (callables, in order) against it and
-    checks that the server exits 0 on SIGTERM, whatever the tests did."""
+    """Starts one server on data_dir, sets ADDR, runs tests (the script's test_ functions, or
+    functools.partial of them, in order) against it, printing each one's name, and checks that
+    the server exits 0 on SIGTERM, whatever the tests did, and that tests named every test_
+    function of the script once (a test left out of the list would never run)."""
     global ADDR
+    funcs = [getattr(t, "func", t) for t in tests]
     proc, port = start_server(data_dir)
     ADDR = "127.0.0.1:%d" % port
     try:
-        for t in tests:
+        for t, f in zip(tests, funcs):
+            print("== %s" % f.__name__)
             t()
     finally:
         rc = stop_server(proc)
         check(rc == 0, "strata-server exits 0 on SIGTERM (%s)" % rc)
+    script = vars(sys.modules[funcs[0].__module__])
+    defined = sorted(n for n, v in script.items() if n.startswith("test_") and callable(v))
+    ran = sorted(f.__name__ for f in funcs)
+    check(ran == defined, "the script runs each of its %d test_ functions once" % len(defined), (ran, defined))
+
+
+def serve_main(prefix, tests_for):
+    """A script's main() when its tests share one server: a temporary directory named PREFIX...,
+    the server's data directory in it, serve() of the tests that tests_for(tmp, data_dir) lists,
+    then the report; returns the exit status."""
+    tmp = tempfile.mkdtemp(prefix=prefix)
+    data_dir = os.path.join(tmp, "data")
+    t0 = time.time()
+    serve(data_dir, tests_for(tmp, data_dir))
+    shutil.rmtree(tmp, ignore_errors=True)
+    return report(t0)

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """stratactl against one shared strata-server: every command that reads or changes server state
 runs as a subprocess; the tests assert its output (table and --json), its exit code and the server
-state after. The tests run in order on the same server (locks, then ops, then kv, ...): each
-starts from the state the previous ones left.
+state after. The tests run in order on the same server (ops, then kv, ...): each starts from the
+state the previous ones left; a test made of steps passes that state on from step to step.
+test_stratactl_locks.py tests stratactl lock on a server of its own.
 
 The server starts on an ephemeral port (--listen 127.0.0.1:0, port read from its event=ready log
 line) over a temporary data directory. Nothing is skipped: every engine is wired, so an
@@ -13,18 +14,17 @@ library only. Prints cmocka-style "[  PASSED  ] N test(s)." / "[  FAILED  ] N te
 tests/run-tier.sh; exit 0 = every check passed.
 """
 import base64
+import datetime
+import functools
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
-import time
 
 import ctl_common
-from ctl_common import (CTL, C_NAME, block_key, calls_active, chunk_key, ctl, fixture, fixture_out,
-    hx, iso_ok, listed_lock, lock_list_json, tty_stderr, usage_error, wait_until)
-from tier_report import check, report
+from ctl_common import (CTL, C_NAME, block_key, chunk_key, ctl, fixture, fixture_out, hx, iso_ok,
+    lock_list_json, tty_stderr, usage_error)
+from tier_report import check
 
 
 # --- server commands ---------------------------------------------------------------------------
@@ -110,186 +110,6 @@ def test_coordinator():
 
 
 
-# --- locks---------------------------------------------------------------------------------------
-
-
-def test_locks():
-    k7 = hx(chunk_key(7))
-    kb = hx(block_key(1, 2, 3))
-    # The default TTL is 30s, checked on a row of its own ("in" is measured after the
-    # answer arrives: a slow machine shows less than 29.x s).
-    r = ctl("lock", "acquire", "--op", "4", "row-default")
-    check(r.rc == 0 and re.match(r"acquired 1 row for op 4: temporal, fencing token \d+, expires "
-                                 r"\S+Z \(in (1\d|2\d|30)\.\ds\)\n$", r.text), "lock acquire prints the token", r)
-    l = listed_lock("row-default")
-    check(l and l["expires_at_ns"] - l["acquired_at_ns"] == 30 * 10 ** 9, "the default --ttl is 30s", l)
-    ctl("lock", "release", "--op", "4", "row-default")
-    # Op 5's rows must stay held through many commands below: a TTL that a slow,
-    # loaded machine (ASan) cannot outlast.
-    r = ctl("lock", "acquire", "--op", "5", "--ttl", "10m", k7, kb, "row-a")
-    check(r.rc == 0 and re.match(r"acquired 3 rows for op 5: temporal, fencing token \d+, expires "
-                                 r"\S+Z \(in (9m\d\ds|10m00s)\)\n$", r.text), "lock acquire --ttl 10m", r)
-    r = ctl("--json", "lock", "acquire", "--op", "6", "--ttl", "2m", k7, "row-b")
-    d = r.json()
-    check(r.rc == 1 and d and d["acquired"] is False and [c["op"] for c in d["conflicts"]] == [5] and
-          d["conflicts"][0]["row_hex"] == k7 and "refused" in r.etext,
-          "conflicting acquire exits 1 and names holder op 5 (--json)", r)
-    r = ctl("lock", "acquire", "--op", "6", "row-a")
-    lines = r.text.splitlines()
-    cols = lines[1].split() if len(lines) == 2 else []
-    check(r.rc == 1 and lines[0].split() == ["ROW", "DECODED", "KIND", "OP", "ACQUIRED", "LEFT", "TOKEN"]
-          and cols[:4] == [hx(b"row-a"), "row-a", "temporal", "5"] and cols[-1] == "-",
-          "conflicting acquire table names the holder in the OP column (no token)", r)
-    check(lock_list_json()["counts"]["total"] == 3, "a refused acquire locked nothing")
-
-    r = ctl("lock", "list")
-    lines = r.text.splitlines()
-    check(r.rc == 0 and lines[0].split() == ["ROW", "DECODED", "KIND", "OP", "ACQUIRED", "LEFT", "TOKEN"]
-          and lines[-1] == "3 locks: 3 temporal (0 expired), 0 indefinite", "lock list table header and counts", r)
-    rows = {l.split()[0]: l for l in lines[1:-1]}
-    check(set(rows) == {k7, kb, hx(b"row-a")}, "lock list shows every row in hex", rows)
-    check(" chunk 7 " in rows.get(k7, "") and " block 1,2,3 " in rows.get(kb, "") and
-          " row-a " in rows.get(hx(b"row-a"), ""), "lock list decodes chunk, block and text keys", rows)
-    check(all(re.search(r" temporal +5 +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z +\d+m\d\ds +\d+$", l)
-              for l in rows.values()), "lock list kind, op, acquired-at, time left, token", rows)
-
-    d = lock_list_json()
-    by = {l["row_hex"]: l for l in d["locks"]}
-    l7 = by[k7]
-    check(l7["decoded"] == {"type": "chunk", "chunk_id": 7, "text": "chunk 7"} and l7["kind"] == "temporal"
-          and l7["op"] == 5 and iso_ok(l7["acquired_at"]) and iso_ok(l7["expires_at"]) and
-          l7["expires_at_ns"] - l7["acquired_at_ns"] == 600 * 10 ** 9 and 0 < l7["time_left_ms"] <= 600000
-          and l7["expired"] is False and l7["fencing_token"] >= 1, "lock list --json fields", l7)
-    check(by[hx(b"row-a")]["decoded"] is None and by[hx(b"row-a")]["row"] == "row-a",
-          "lock list --json: text key, no decoded form", by)
-    check(d["counts"] == {"total": 3, "temporal": 3, "expired": 0, "indefinite": 0}, "lock list --json counts", d)
-    # Global options work anywhere, also between the command words.
-    def same_listing(doc):
-        return doc and [l["row_hex"] for l in doc["locks"]] == [l["row_hex"] for l in d["locks"]] \
-            and doc["counts"] == d["counts"]
-    for argv in (["lock", "--json", "list"], ["lock", "list", "--json"], ["--json", "lock", "list"]):
-        r = ctl(*argv)
-        check(r.rc == 0 and same_listing(r.json()), "global option anywhere: %s" % " ".join(argv), r)
-    r = ctl("lock", "--addr", ctl_common.ADDR, "--timeout", "5s", "--json", "list", addr=False)
-    check(r.rc == 0 and same_listing(r.json()), "lock --addr A --timeout 5s --json list", r)
-    r = ctl("lock", "--timeout=5s", "--addr=" + ctl_common.ADDR, "list", addr=False)
-    check(r.rc == 0 and r.text.splitlines()[-1] == "3 locks: 3 temporal (0 expired), 0 indefinite",
-          "lock --timeout=5s --addr=A list", r)
-    check(len(lock_list_json("--op", "5")["locks"]) == 3 and lock_list_json("--op", "6")["locks"] == [],
-          "lock list --op filters by holder")
-    check([l["row"] for l in lock_list_json("--prefix", "row-")["locks"]] == ["row-a"],
-          "lock list --prefix (text)")
-    check([l["row_hex"] for l in lock_list_json("--prefix", k7[:6])["locks"]] == [k7],
-          "lock list --prefix (hex)")
-    check(lock_list_json("--kind", "indefinite")["locks"] == [] and
-          len(lock_list_json("--kind", "temporal")["locks"]) == 3, "lock list --kind")
-
-    # durations: sums and fractions
-    for ttl, ms in (("1m30s", 90000), ("1.5s", 1500), ("250ms", 250), ("1h", 3600000)):
-        d = ctl("--json", "lock", "acquire", "--op", "12", "--ttl", ttl, "row-ttl").json()
-        l = listed_lock("row-ttl")
-        check(d and d["acquired"] and l and l["expires_at_ns"] - l["acquired_at_ns"] == ms * 10 ** 6,
-              "--ttl %s is %d ms" % (ttl, ms), (d, l))
-        ctl("lock", "release", "--op", "12", "row-ttl")
-
-    # renew
-    r = ctl("lock", "renew", "--op", "5", "--ttl", "2m", k7)
-    check(r.rc == 0 and re.match(r"renewed 1 row for op 5 until \S+Z \(in (1m[0-5]\ds|2m00s)\)\n$", r.text),
-          "lock renew", r)
-    d = lock_list_json("--prefix", k7)["locks"][0]
-    check(60000 < d["time_left_ms"] <= 120000, "lock renew moved the expiry to 2m (from 10m)", d)
-    r = ctl("--json", "lock", "renew", "--op", "6", k7)
-    check(r.rc == 1 and r.json()["error"]["status"] == "FAILED_PRECONDITION" and
-          r.json()["error"]["code"] == "STRATA_ELOCKED" and r.json()["exit"] == 1,
-          "lock renew of a row another op holds exits 1 (STRATA_ELOCKED)", r)
-    r = ctl("lock", "renew", "--op", "5", "row-never")
-    check(r.rc == 1 and "FAILED_PRECONDITION" in r.etext and "row-never" in r.etext,
-          "lock renew of a row the op does not hold exits 1 naming the row", r)
-
-    # release: a non-holder releases nothing; the holder releases; privileged frees any holder's
-    r = ctl("lock", "release", "--op", "6", "row-a")
-    check(r.rc == 1 and r.text == "released 0 locks\n" and "nothing released" in r.etext,
-          "lock release by a non-holder exits 1", r)
-    check(len(lock_list_json()["locks"]) == 3, "... and the lock is still there")
-    r = ctl("lock", "release", "--op", "5", "row-a")
-    check(r.rc == 0 and r.text == "released 1 lock\n", "lock release by the holder", r)
-    r = ctl("--json", "lock", "release", "--privileged", k7)
-    check(r.rc == 0 and r.json() == {"released": 1, "op": 0, "privileged": True, "all": False},
-          "lock release --privileged (any holder) --json", r)
-    check([l["row_hex"] for l in lock_list_json()["locks"]] == [kb], "privileged release freed the row")
-    r = ctl("lock", "release", "--privileged", "--op", "6", kb)
-    check(r.rc == 1 and r.text == "released 0 locks\n" and
-          "nothing released: op 6 holds none of these rows" in r.etext and "--privileged)" not in r.etext,
-          "lock release --privileged --op must match the holder", r)
-    check([(l["row_hex"], l["op"]) for l in lock_list_json()["locks"]] == [(kb, 5)],
-          "... and the row is still held by op 5")
-    r = ctl("lock", "release", "--op", "5", "--all")
-    check(r.rc == 0 and r.text == "released 1 lock\n", "lock release --all", r)
-    r = ctl("lock", "list")
-    check(r.rc == 0 and r.text.splitlines()[-1] == "0 locks: 0 temporal (0 expired), 0 indefinite"
-          and len(r.text.splitlines()) == 2, "lock list is empty afterwards", r)
-
-    # a server-side INVALID_ARGUMENT is a usage error; a long listing spans stream messages
-    r = ctl("lock", "acquire", "--op", "5", "0x" + "ab" * 4097)
-    check(usage_error(r) and "INVALID_ARGUMENT" in r.etext, "a row the server rejects as too long exits 2", r)
-    many = ["row-%05d" % i for i in range(3000)]
-    r = ctl("lock", "acquire", "--op", "11", "--ttl", "10m", *many)
-    check(r.rc == 0 and r.text.startswith("acquired 3000 rows for op 11"), "acquire 3000 rows at once", r)
-    d = lock_list_json("--op", "11")
-    check(d and [l["row"] for l in d["locks"]] == many and d["counts"]["total"] == 3000,
-          "lock list returns all 3000 rows in order", d and d["counts"])
-    r = ctl("lock", "list", "--op", "11")
-    check(r.rc == 0 and len(r.text.splitlines()) == 3002, "lock list table of 3000 rows", r.text[-200:])
-    r = ctl("lock", "release", "--op", "11", "--all")
-    check(r.rc == 0 and r.text == "released 3000 locks\n", "release --all of 3000 rows", r)
-
-    # expiry, --expired and --wait
-    r = ctl("lock", "acquire", "--op", "7", "--ttl", "300ms", "row-exp")
-    check(r.rc == 0, "acquire with a 300ms TTL", r)
-    time.sleep(0.5)
-    d = lock_list_json("--expired")
-    check(d and [l["row"] for l in d["locks"]] == ["row-exp"] and d["locks"][0]["expired"] is True and
-          d["locks"][0]["time_left_ms"] is None and d["counts"]["expired"] == 1,
-          "lock list --expired shows the expired lock", d)
-    r = ctl("lock", "list", "--expired")
-    check(re.search(r"^0x726f772d657870 +row-exp +temporal +7 +\S+Z +expired +\d+$", r.text, re.M) and
-          r.text.splitlines()[-1] == "1 lock: 1 temporal (1 expired), 0 indefinite",
-          "lock list --expired table marks it expired", r)
-    check(lock_list_json()["locks"] == [], "lock list without --expired leaves expired locks out")
-    # --wait: op 9 waits for op 8's lock. The server's clock says when op 9 got it
-    # (its expiry minus the default 30s TTL): not before op 8's lock expired, and
-    # long before its 60s of --wait ran out (the margin is for slow machines).
-    d8 = ctl("--json", "lock", "acquire", "--op", "8", "--ttl", "3s", "row-wait").json()
-    r = ctl("--json", "lock", "acquire", "--op", "9", "--wait", "60s", "row-wait")
-    d9 = r.json()
-    after = None
-    if r.rc == 0 and d8 and d8["acquired"] and d9 and d9["acquired"]:
-        after = (d9["expires_at_ns"] - 30 * 10 ** 9 - d8["expires_at_ns"]) / 1e9
-    check(after is not None and 0 <= after < 20,
-          "lock acquire --wait gets the row once it expires (%s s after the expiry)" % after, r)
-    r = ctl("lock", "acquire", "--op", "10", "--wait", "300ms", "row-wait")
-    check(r.rc == 1 and "refused" in r.etext, "lock acquire --wait gives up after the wait", r)
-    ctl("lock", "release", "--op", "9", "--all")
-    ctl("lock", "release", "--op", "7", "--all")
-
-    # A waiting acquire whose client dies stops on the server and takes nothing: op 14
-    # waits (60s) for op 13's row, its stratactl is killed, the server ends the call (it
-    # would otherwise wait out the minute), and op 13's release then grants op 14 nothing.
-    ctl("lock", "acquire", "--op", "13", "--ttl", "10m", "row-gone")
-    base = calls_active()
-    p = subprocess.Popen([CTL, "--addr", ctl_common.ADDR, "lock", "acquire", "--op", "14", "--wait", "60s",
-                          "row-gone"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    waiting = wait_until(lambda: calls_active() > base, 60)
-    p.kill()
-    p.wait()
-    ended = wait_until(lambda: calls_active() <= base, 30)
-    ctl("lock", "release", "--op", "13", "--all")
-    d = lock_list_json("--op", "14")
-    check(waiting and ended and d is not None and d["locks"] == [],
-          "a waiting acquire whose client died stops on the server and takes nothing",
-          (waiting, ended, d))
-
-
 # --- ops -------------------------------------------------------------------------------------------
 
 
@@ -314,6 +134,16 @@ def test_ops_empty():
 
 
 def test_ops():
+    """Three ops in the op log test_ops_empty found empty: alice's split (CREATED), bob's merge
+    (WRITE_FAILED), carol's split (SUCCESS). The steps run in order on those three ops."""
+    a, b, c = create_ops()
+    show_ops(a, b)
+    list_ops(a, b, c)
+    indefinite_lock_scope(a)
+    runbook_cleanup(a)
+
+
+def create_ops():
     rc, out, err = fixture("create-op", "alice", "split")
     check(rc == 0, "fixture creates an op", err)
     a = int(out)
@@ -321,7 +151,10 @@ def test_ops():
     c = int(fixture("create-op", "carol", "split")[1])
     check(fixture("set-status", str(b), "5")[0] == 0, "fixture sets WRITE_FAILED")
     check(fixture("set-status", str(c), "3")[0] == 0, "fixture sets SUCCESS")
+    return a, b, c
 
+
+def show_ops(a, b):
     r = ctl("op", "show", str(a))
     check(r.rc == 0 and re.search(r"^op: +%d$" % a, r.text, re.M) and re.search(r"^status: +CREATED$", r.text, re.M)
           and re.search(r"^user: +alice$", r.text, re.M) and re.search(r"^kind: +split$", r.text, re.M) and
@@ -332,6 +165,9 @@ def test_ops():
           and iso_ok(d["created_at"]) and d["scope"] == [] and d["payload_base64"] == "" and
           d["age_ms"] >= 0, "op show --json", d)
 
+
+def list_ops(a, b, c):
+    """op list of exactly the ops a, b, c (the log holds no others)."""
     r = ctl("op", "list")
     lines = r.text.splitlines()
     check(r.rc == 0 and [l.split()[0] for l in lines[1:-1]] == [str(a), str(b), str(c)] and
@@ -357,6 +193,10 @@ def test_ops():
     check(r.rc == 0 and len(r.text.splitlines()) == 2 and r.text.splitlines()[-1] == "0 ops",
           "op list --status with no match: no rows, and the log is not called empty", r)
 
+
+def indefinite_lock_scope(a):
+    """Op a holds a row indefinitely, is stuck and shows the row as its scope, until a
+    privileged release frees it."""
     # An indefinite lock gives the op a scope: it is stuck until released.
     k = hx(chunk_key(99))
     r = ctl("lock", "acquire", "--op", str(a), "--kind", "indefinite", k)
@@ -387,6 +227,8 @@ def test_ops():
     check(lock_list_json()["locks"] == [] and ctl("--json", "op", "stuck").json()["ops"] == [],
           "after the privileged release nothing is locked or stuck")
 
+
+def runbook_cleanup(a):
     # The runbook's clean-up (docs/operations.md, "An edit worker died"), with --privileged
     # (as an operator may add it) and exactly as written (without).
     k2, k3 = hx(chunk_key(100)), hx(block_key(7, 8, 9))
@@ -413,6 +255,22 @@ def test_ops():
 
 
 def test_kv(tmp):
+    """One history of the store, in order: each step starts from the keys and generations the
+    steps before left, and kv_diff at the end checks that whole history (g1: greeting=hello; g2:
+    greeting's binary value; g5: dir/b added; g5+1: dir/a removed; g5+2: greeting back to hello)."""
+    g1, g2, t1 = kv_put_get_versions(tmp)
+    kv_keys_with_at()
+    kv_time_pin_offsets(t1)
+    kv_big_value(tmp)
+    g5 = kv_ls(g2)
+    kv_rm(g5)
+    kv_put_unreadable(tmp)
+    kv_diff(g1, g2, g5, t1)
+
+
+def kv_put_get_versions(tmp):
+    """From an empty store: greeting=hello at g1, then its binary value at g2; returns g1, g2 and
+    g1's commit time."""
     r = ctl("kv", "versions")
     check(r.rc == 0 and r.text.splitlines()[-1] == "0 versions", "kv versions on an empty store", r)
     r = ctl("kv", "put", "greeting", stdin=b"hello")
@@ -449,6 +307,12 @@ def test_kv(tmp):
     check(r.rc == 1 and "not found" in r.etext and r.out == b"", "kv get of a missing key exits 1", r)
     r = ctl("kv", "get", "greeting@1999-01-01T00:00:00Z")
     check(r.rc == 1 and "NOT_FOUND" in r.etext, "kv get at a time before the first commit exits 1", r)
+    r = ctl("kv", "get", "greeting@v999999")
+    check(r.rc == 1 and "OUT_OF_RANGE" in r.etext, "kv get at a future generation exits 1", r)
+    return g1, g2, t1
+
+
+def kv_keys_with_at():
     # A key that contains '@': kv put refuses it as typed (kv get would read a pin),
     # and takes it in hex or after --; kv get reads it back the same two ways.
     r = ctl("kv", "put", "mail@example", stdin=b"@")
@@ -466,8 +330,11 @@ def test_kv(tmp):
     check(usage_error(r) and '"example" is not a pin' in r.etext, "kv get KEY-with-@ as typed: not a pin", r)
     r = ctl("kv", "rm", "--", "mail@example")
     check(r.rc == 0 and r.text.startswith("deleted mail@example"), "kv rm -- KEY-with-@", r)
+    ctl("kv", "rm", "mail@example")
+
+
+def kv_time_pin_offsets(t1):
     # RFC 3339 offsets read the same instant as Z
-    import datetime
     z = datetime.datetime.strptime(t1[:19], "%Y-%m-%dT%H:%M:%S").replace(tzinfo=datetime.timezone.utc)
     frac = t1[19:-1]
     for off in ("+01:00", "-05:30", "+00:00"):
@@ -478,7 +345,10 @@ def test_kv(tmp):
         check(r.rc == 0 and r.out == b"hello", "kv get KEY@<RFC 3339 time with offset %s>" % off, (local, r))
     r = ctl("kv", "get", "greeting@" + t1.replace("T", "t").replace("Z", "z"))
     check(r.rc == 0 and r.out == b"hello", "kv get KEY@<time with lower-case t and z>", r)
-    ctl("kv", "rm", "mail@example")
+
+
+def kv_big_value(tmp):
+    path = os.path.join(tmp, "value.bin")
     big = os.urandom(5 << 20)
     with open(path, "wb") as f:
         f.write(big)
@@ -486,9 +356,10 @@ def test_kv(tmp):
     check(r.rc == 0 and "(5242880 bytes)" in r.text and ctl("kv", "get", "big").out == big,
           "kv put/get of a 5 MiB value round-trips", r)
     ctl("kv", "rm", "big")
-    r = ctl("kv", "get", "greeting@v999999")
-    check(r.rc == 1 and "OUT_OF_RANGE" in r.etext, "kv get at a future generation exits 1", r)
 
+
+def kv_ls(g2):
+    """Adds 0x00ff, dir/a and dir/b (g5 is dir/b's generation) and lists them; returns g5."""
     # binary keys are accepted and shown as 0x...
     r = ctl("kv", "put", "0x00ff", stdin=b"bin")
     check(r.rc == 0 and r.text.startswith("put 0x00ff (3 bytes)"), "kv put of a hex key", r)
@@ -510,11 +381,12 @@ def test_kv(tmp):
     d = ctl("--json", "kv", "ls", "dir/@v%d" % g2).json()
     check(d and d["keys"] == [] and d["count"] == 0 and d["version"]["generation"] == g2,
           "kv ls --json with no keys still names the version", d)
+    return g5
 
-    # rm
+
+def kv_rm(g5):
     r = ctl("kv", "rm", "dir/a")
     check(r.rc == 0 and r.text.startswith("deleted dir/a at v"), "kv rm", r)
-    g6 = g5 + 1
     r = ctl("kv", "get", "dir/a")
     check(r.rc == 1, "kv get after kv rm exits 1", r)
     r = ctl("kv", "get", "dir/a@v%d" % g5)
@@ -527,6 +399,8 @@ def test_kv(tmp):
           d["error"]["status"] == "REFUSED" and "nothing deleted" in d["error"]["message"],
           "kv rm --json of a missing key: error document with status REFUSED", r)
 
+
+def kv_put_unreadable(tmp):
     # a FILE (or stdin) that cannot be read: exit 1 naming it and the reason
     r = ctl("kv", "put", "k-dir", tmp)
     check(r.rc == 1 and ("cannot read %s: Is a directory" % tmp) in r.etext, "kv put of an unreadable FILE", r)
@@ -538,7 +412,9 @@ def test_kv(tmp):
     check(r.rc == 1 and "cannot read stdin: Is a directory" in r.etext, "kv put of an unreadable stdin", r)
     check(ctl("kv", "get", "k-dir").rc == 1, "... and nothing was written")
 
-    # diff
+
+def kv_diff(g1, g2, g5, t1):
+    g6 = g5 + 1  # kv_rm removed dir/a; kv_put_unreadable wrote nothing
     ctl("kv", "put", "greeting", stdin=b"hello")  # changed back to its g1 value
     g7 = g6 + 1
     r = ctl("kv", "diff", "@v%d" % g1, "@v%d" % g7)
@@ -665,25 +541,19 @@ def test_messages_name_rpcs():
 
 
 def main():
-    tmp = tempfile.mkdtemp(prefix="strata-ctl-")
-    data_dir = os.path.join(tmp, "data")
-    t0 = time.time()
-    ctl_common.serve(data_dir, [
-        lambda: test_health_stats(data_dir),
-        test_locks,
+    return ctl_common.serve_main("strata-ctl-", lambda tmp, data_dir: [
+        functools.partial(test_health_stats, data_dir),
         test_ops_empty,
         test_ops,
         test_set_status,
         test_messages_name_rpcs,
         test_generation_zero,
-        lambda: test_kv(tmp),
+        functools.partial(test_kv, tmp),
         test_generation_zero_later,
         test_put_from_terminal,
         test_progress_on_terminal,
         test_coordinator,
     ])
-    shutil.rmtree(tmp, ignore_errors=True)
-    return report(t0)
 
 
 if __name__ == "__main__":
