@@ -355,7 +355,7 @@ void st_retained_range(st_db *db, st_retained *out);
  * once *stop is nonzero (read atomically) the pass gives up at its next unit
  * of work with STRATA_ESHUTDOWN, as safe as a kill (a stopping server must not
  * wait for a paced pass over a long history). */
-#define ST_GC_DUTY_DEFAULT 25
+#define ST_GC_DUTY_DEFAULT 10
 typedef struct st_gc_own_opts {
   uint64_t grace_ns;
   uint64_t max_remove;
