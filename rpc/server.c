@@ -64,7 +64,7 @@ static void call_free(rpc_call *c) {
   if (c->mid < 0) grpc_call_details_destroy(&c->details);
   if (c->call) grpc_call_unref(c->call);
   if (c->local) pthread_cond_destroy(&c->lcv);
-  pthread_mutex_destroy(&c->mu);
+  strata_mutex_destroy(&c->mu);
   free(c);
 }
 
@@ -82,7 +82,7 @@ void rpc__request_call(cqw *w, int mid) {
   c->w = w;
   c->mid = mid;
   atomic_init(&c->refs, 1);
-  pthread_mutex_init(&c->mu, NULL);
+  strata_mutex_init(&c->mu);
   grpc_metadata_array_init(&c->req_md);
   c->t_request = (rpc_tag){T_REQUEST, c};
   c->t_close = (rpc_tag){T_CLOSE, c};
@@ -110,7 +110,7 @@ void rpc__request_call(cqw *w, int mid) {
 /* Drops the call out of the active count (the handler's reference). */
 static void call_deactivate(rpc_call *c) {
   rpc_server *s = c->srv;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   if (c->lprev) { /* unlink from the stream list */
     c->lprev->lnext = c->lnext;
     c->lnext->lprev = c->lprev;
@@ -118,13 +118,13 @@ static void call_deactivate(rpc_call *c) {
   }
   assert(s->active > 0);
   if (--s->active == 0) pthread_cond_broadcast(&s->cv);
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
 }
 
 /* Starts the status batch. `body` (may be NULL) is a serialized unary reply. */
 /* A local call ends: the status goes to the caller's result, not to a socket. */
 static void local_end(rpc_call *c, int rc, grpc_status_code st, const char *msg) {
-  pthread_mutex_lock(&c->mu);
+  strata_mutex_lock(&c->mu);
   assert(!c->finished);
   c->finished = 1;
   c->local->rc = rc;
@@ -132,7 +132,7 @@ static void local_end(rpc_call *c, int rc, grpc_status_code st, const char *msg)
   snprintf(c->local->msg, sizeof c->local->msg, "%s", msg ? msg : "");
   c->local->trailer = rc ? strata_errname(rc) : NULL;
   pthread_cond_broadcast(&c->lcv);
-  pthread_mutex_unlock(&c->mu);
+  strata_mutex_unlock(&c->mu);
 }
 
 /* Starts the status batch (or, for a local call, records the status). `body`
@@ -159,7 +159,7 @@ static void call_end(rpc_call *c, int rc, const char *msg, grpc_byte_buffer *bod
   grpc_metadata trailer;
   grpc_slice details = grpc_slice_from_copied_string(msg ? msg : "");
 
-  pthread_mutex_lock(&c->mu);
+  strata_mutex_lock(&c->mu);
   assert(!c->finished);
   c->finished = 1;
   if (!c->md_sent) {
@@ -187,7 +187,7 @@ static void call_end(rpc_call *c, int rc, const char *msg, grpc_byte_buffer *bod
   call_ref(c); /* pitfall 3: the reference before the batch */
   atomic_fetch_add(&s->sending, 1);
   grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_status, NULL);
-  pthread_mutex_unlock(&c->mu);
+  strata_mutex_unlock(&c->mu);
   grpc_slice_unref(details); /* pitfall 5: core took its own reference */
   if (e != GRPC_CALL_OK) {
     rpc__slog(c->srv, 0, "event=start_batch_failed op=status error=%d", (int)e);
@@ -287,8 +287,9 @@ void rpc_stream_end(rpc_call *c) { call_end(c, 0, NULL, NULL); }
 
 static void exec_push(rpc_call *c) {
   rpc_server *s = c->srv;
+  strata_mutex_assert_not_held(&c->mu); /* the lock order above */
   call_ref(c); /* the queue's reference */
-  pthread_mutex_lock(&s->xmu);
+  strata_mutex_lock(&s->xmu);
   c->qnext = NULL;
   if (s->xtail)
     s->xtail->qnext = c;
@@ -296,13 +297,13 @@ static void exec_push(rpc_call *c) {
     s->xhead = c;
   s->xtail = c;
   pthread_cond_signal(&s->xcv);
-  pthread_mutex_unlock(&s->xmu);
+  strata_mutex_unlock(&s->xmu);
 }
 
 /* Schedules next() unless it is queued, running (then once more) or sending. */
 void rpc__stream_kick(rpc_call *c) {
   int push = 0;
-  pthread_mutex_lock(&c->mu);
+  strata_mutex_lock(&c->mu);
   if (!c->finished) {
     if (c->ss == S_WAITING) {
       c->ss = S_QUEUED;
@@ -311,26 +312,26 @@ void rpc__stream_kick(rpc_call *c) {
       c->wake_pending = 1;
     }
   }
-  pthread_mutex_unlock(&c->mu);
+  strata_mutex_unlock(&c->mu);
   if (push) exec_push(c);
 }
 
 void rpc_call_wake(rpc_call *c) { rpc__stream_kick(c); }
 
 static void stream_run(rpc_call *c) {
-  pthread_mutex_lock(&c->mu);
+  strata_mutex_lock(&c->mu);
   if (c->finished) {
-    pthread_mutex_unlock(&c->mu);
+    strata_mutex_unlock(&c->mu);
     return;
   }
   c->ss = S_RUNNING;
   c->wake_pending = 0;
-  pthread_mutex_unlock(&c->mu);
+  strata_mutex_unlock(&c->mu);
 
   c->next(c, c->state);
 
   int push = 0;
-  pthread_mutex_lock(&c->mu);
+  strata_mutex_lock(&c->mu);
   if (c->finished) {
     c->ss = S_NONE;
   } else if (c->send_in_flight) {
@@ -347,23 +348,23 @@ static void stream_run(rpc_call *c) {
   } else {
     c->ss = S_WAITING;
   }
-  pthread_mutex_unlock(&c->mu);
+  strata_mutex_unlock(&c->mu);
   if (push) exec_push(c);
 }
 
 void *rpc__exec_main(void *arg) {
   rpc_server *s = arg;
   for (;;) {
-    pthread_mutex_lock(&s->xmu);
-    while (!s->xhead && !s->xstop) pthread_cond_wait(&s->xcv, &s->xmu);
+    strata_mutex_lock(&s->xmu);
+    while (!s->xhead && !s->xstop) strata_cond_wait(&s->xcv, &s->xmu);
     rpc_call *c = s->xhead;
     if (!c) {
-      pthread_mutex_unlock(&s->xmu);
+      strata_mutex_unlock(&s->xmu);
       return NULL;
     }
     s->xhead = c->qnext;
     if (!s->xhead) s->xtail = NULL;
-    pthread_mutex_unlock(&s->xmu);
+    strata_mutex_unlock(&s->xmu);
     stream_run(c);
     rpc__call_unref(c);
   }
@@ -375,15 +376,15 @@ void rpc_stream_begin(rpc_call *c, rpc_next_fn next, void *state, void (*free_st
   c->next = next;
   c->state = state;
   c->free_state = free_state;
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   c->lnext = s->streams.lnext;
   c->lprev = &s->streams;
   s->streams.lnext->lprev = c;
   s->streams.lnext = c;
-  pthread_mutex_unlock(&s->mu);
-  pthread_mutex_lock(&c->mu);
+  strata_mutex_unlock(&s->mu);
+  strata_mutex_lock(&c->mu);
   c->ss = S_WAITING;
-  pthread_mutex_unlock(&c->mu);
+  strata_mutex_unlock(&c->mu);
   rpc__stream_kick(c);
 }
 
@@ -391,10 +392,10 @@ int rpc_stream_send(rpc_call *c, const ProtobufCMessage *msg) {
   size_t n;
   if (c->local) { /* delivered at once: next() runs again as after a send */
     int rc = local_message(c, msg);
-    pthread_mutex_lock(&c->mu);
+    strata_mutex_lock(&c->mu);
     assert(c->ss == S_RUNNING && !c->finished);
     if (!rc) c->wake_pending = 1;
-    pthread_mutex_unlock(&c->mu);
+    strata_mutex_unlock(&c->mu);
     return rc;
   }
   grpc_byte_buffer *bb = pack(c->srv, msg, &n);
@@ -404,7 +405,7 @@ int rpc_stream_send(rpc_call *c, const ProtobufCMessage *msg) {
   grpc_op ops[2];
   memset(ops, 0, sizeof ops);
   size_t k = 0;
-  pthread_mutex_lock(&c->mu);
+  strata_mutex_lock(&c->mu);
   assert(c->ss == S_RUNNING && !c->send_in_flight && !c->finished);
   if (!c->md_sent) {
     ops[k].op = GRPC_OP_SEND_INITIAL_METADATA;
@@ -421,12 +422,12 @@ int rpc_stream_send(rpc_call *c, const ProtobufCMessage *msg) {
   if (e != GRPC_CALL_OK) {
     c->send_in_flight = 0;
     c->send_buf = NULL;
-    pthread_mutex_unlock(&c->mu);
+    strata_mutex_unlock(&c->mu);
     grpc_byte_buffer_destroy(bb);
     rpc__call_unref(c);
     return strata_err(STRATA_EINTERNAL, "grpc_call_start_batch(send) failed: %d", (int)e);
   }
-  pthread_mutex_unlock(&c->mu);
+  strata_mutex_unlock(&c->mu);
   return 0;
 }
 
@@ -547,13 +548,13 @@ static void on_request(rpc_call *c, int ok) {
     rpc__call_unref(c);
     return;
   }
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   int draining = s->draining;
   if (!draining) {
     s->active++;
     c->active = 1;
   }
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   if (draining) {
     /* Pitfall 4: no batch on a call matched during shutdown. Cancel it rather than
      * only dropping it: a server call unref'd before any op was sent is not
@@ -617,7 +618,7 @@ static void on_close(rpc_call *c) {
 
 static void on_send(rpc_call *c, int ok) {
   int push = 0;
-  pthread_mutex_lock(&c->mu);
+  strata_mutex_lock(&c->mu);
   grpc_byte_buffer_destroy(c->send_buf); /* pitfall 5: ours after the batch completes */
   c->send_buf = NULL;
   c->send_in_flight = 0;
@@ -628,7 +629,7 @@ static void on_send(rpc_call *c, int ok) {
   } else if (c->ss == S_RUNNING) {
     c->wake_pending = 1;
   }
-  pthread_mutex_unlock(&c->mu);
+  strata_mutex_unlock(&c->mu);
   if (push) exec_push(c);
   rpc__call_unref(c);
 }
@@ -647,17 +648,17 @@ void *rpc__poller_main(void *arg) {
     case T_SEND: on_send(t->call, ev.success); break;
     case T_STATUS:
       if (atomic_fetch_sub(&s->sending, 1) == 1) {
-        pthread_mutex_lock(&s->mu);
+        strata_mutex_lock(&s->mu);
         pthread_cond_broadcast(&s->cv);
-        pthread_mutex_unlock(&s->mu);
+        strata_mutex_unlock(&s->mu);
       }
       rpc__call_unref(t->call);
       break;
     case T_SHUTDOWN:
-      pthread_mutex_lock(&s->mu);
+      strata_mutex_lock(&s->mu);
       s->shutdown_seen = 1;
       pthread_cond_broadcast(&s->cv);
-      pthread_mutex_unlock(&s->mu);
+      strata_mutex_unlock(&s->mu);
       break;
     }
   }

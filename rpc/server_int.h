@@ -12,6 +12,7 @@
 
 #include <grpc/grpc.h>
 
+#include "common/mutex.h"
 #include "rpc/server.h"
 
 enum tag_kind { T_REQUEST, T_CLOSE, T_SEND, T_STATUS, T_SHUTDOWN };
@@ -46,7 +47,7 @@ struct rpc_call {
   rpc_tag t_request, t_close, t_send, t_status;
   int close_cancelled; /* RECV_CLOSE_ON_SERVER result */
 
-  pthread_mutex_t mu; /* guards everything below */
+  strata_mutex mu; /* guards everything below */
   atomic_int cancelled; /* client cancel / deadline seen */
   int md_sent;
   int finished;
@@ -85,7 +86,7 @@ struct rpc_server {
   cqw *ws;
   rpc_tag t_shutdown;
 
-  pthread_mutex_t mu;
+  strata_mutex mu;
   pthread_cond_t cv; /* active reaches 0, shutdown tag seen */
   int draining;
   int shutdown_seen;
@@ -97,7 +98,7 @@ struct rpc_server {
   int64_t started_ns;
 
   /* Stream continuation executor. */
-  pthread_mutex_t xmu;
+  strata_mutex xmu;
   pthread_cond_t xcv;
   rpc_call *xhead, *xtail;
   int xstop;

@@ -45,9 +45,9 @@ static rpc_server *server_new(const rpc_server_opts *o) {
   s->t_shutdown = (rpc_tag){T_SHUTDOWN, NULL};
   s->streams.lnext = s->streams.lprev = &s->streams;
   s->started_ns = rpc__now_ns(CLOCK_REALTIME);
-  pthread_mutex_init(&s->mu, NULL);
+  strata_mutex_init(&s->mu);
   pthread_cond_init(&s->cv, NULL);
-  pthread_mutex_init(&s->xmu, NULL);
+  strata_mutex_init(&s->xmu);
   pthread_cond_init(&s->xcv, NULL);
   s->xthreads = calloc((size_t)s->nx, sizeof *s->xthreads);
   if (!s->xthreads) abort();
@@ -55,9 +55,9 @@ static rpc_server *server_new(const rpc_server_opts *o) {
 }
 
 static void server_free(rpc_server *s) {
-  pthread_mutex_destroy(&s->mu);
+  strata_mutex_destroy(&s->mu);
   pthread_cond_destroy(&s->cv);
-  pthread_mutex_destroy(&s->xmu);
+  strata_mutex_destroy(&s->xmu);
   pthread_cond_destroy(&s->xcv);
   free(s->ws);
   free(s->xthreads);
@@ -87,15 +87,15 @@ void rpc_server_call_local(rpc_server *s, rpc_method_id m, const void *req, size
   c->mid = (int)m;
   c->local = res;
   atomic_init(&c->refs, 2); /* the handler's and ours */
-  pthread_mutex_init(&c->mu, NULL);
+  strata_mutex_init(&c->mu);
   pthread_cond_init(&c->lcv, NULL);
   grpc_metadata_array_init(&c->req_md);
   c->deadline = gpr_time_add(gpr_now(GPR_CLOCK_MONOTONIC),
                              gpr_time_from_millis(timeout_ms, GPR_TIMESPAN));
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   s->active++;
   c->active = 1;
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   atomic_fetch_add(&s->calls_total, 1);
   c->start_ns = rpc__now_ns(CLOCK_MONOTONIC);
   if (n > s->max_msg)
@@ -104,9 +104,9 @@ void rpc_server_call_local(rpc_server *s, rpc_method_id m, const void *req, size
                   rpc_methods[m].path, n, s->max_msg);
   else
     rpc__dispatch(c, req, n, NULL);
-  pthread_mutex_lock(&c->mu);
-  while (!c->finished) pthread_cond_wait(&c->lcv, &c->mu);
-  pthread_mutex_unlock(&c->mu);
+  strata_mutex_lock(&c->mu);
+  while (!c->finished) strata_cond_wait(&c->lcv, &c->mu);
+  strata_mutex_unlock(&c->mu);
   rpc__call_unref(c);
 }
 
@@ -188,9 +188,9 @@ size_t rpc_server_max_message_bytes(const rpc_server *s) { return s->max_msg; }
 
 int rpc_server_draining(const rpc_server *s) {
   rpc_server *m = (rpc_server *)s;
-  pthread_mutex_lock(&m->mu);
+  strata_mutex_lock(&m->mu);
   int d = m->draining;
-  pthread_mutex_unlock(&m->mu);
+  strata_mutex_unlock(&m->mu);
   return d;
 }
 
@@ -198,26 +198,27 @@ void rpc_server_get_stats(const rpc_server *s, rpc_server_stats *st) {
   rpc_server *m = (rpc_server *)s;
   st->calls_total = atomic_load(&m->calls_total);
   st->calls_failed = atomic_load(&m->calls_failed);
-  pthread_mutex_lock(&m->mu);
+  strata_mutex_lock(&m->mu);
   st->calls_active = m->active;
-  pthread_mutex_unlock(&m->mu);
+  strata_mutex_unlock(&m->mu);
   st->started_ns = m->started_ns;
 }
 
 /* Wakes every live stream so its next() sees rpc_call_stopping(). */
 static void wake_streams(rpc_server *s) {
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   /* stream_kick takes c->mu, then xmu, under s->mu: the documented order. */
   for (rpc_call *c = s->streams.lnext; c != &s->streams; c = c->lnext) rpc__stream_kick(c);
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
 }
 
 /* One wait on s->cv with s->mu held: until a broadcast, or at most 50 ms and
  * never past deadline_ns (monotonic; 0 = no deadline). Returns 0 once the
  * deadline has passed. The 50 ms steps also bound a missed broadcast. */
 static int cv_wait_step(rpc_server *s, int64_t deadline_ns) {
+  strata_mutex_assert_held(&s->mu);
   if (!deadline_ns) {
-    pthread_cond_wait(&s->cv, &s->mu);
+    strata_cond_wait(&s->cv, &s->mu);
     return 1;
   }
   int64_t left = deadline_ns - rpc__now_ns(CLOCK_MONOTONIC);
@@ -227,43 +228,43 @@ static int cv_wait_step(rpc_server *s, int64_t deadline_ns) {
   ts.tv_nsec += left < 50000000 ? left : 50000000;
   ts.tv_sec += ts.tv_nsec / 1000000000;
   ts.tv_nsec %= 1000000000;
-  pthread_cond_timedwait(&s->cv, &s->mu, &ts);
+  strata_cond_timedwait(&s->cv, &s->mu, &ts);
   return 1;
 }
 
 /* Waits until no handler holds a call, or until `deadline_ns` (monotonic; 0 = forever). */
 static int wait_idle(rpc_server *s, int64_t deadline_ns) {
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   while (s->active > 0)
     if (!cv_wait_step(s, deadline_ns)) break;
   int idle = s->active == 0;
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   return idle;
 }
 
 /* Waits until every status batch started has completed (sent, or failed on a
  * dead connection), or until `deadline_ns` (monotonic). */
 static void wait_sent(rpc_server *s, int64_t deadline_ns) {
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   while (atomic_load(&s->sending) > 0)
     if (!cv_wait_step(s, deadline_ns)) break;
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
 }
 
 /* Stops the executor (no stream can be queued: every call has ended). */
 static void exec_stop(rpc_server *s) {
-  pthread_mutex_lock(&s->xmu);
+  strata_mutex_lock(&s->xmu);
   s->xstop = 1;
   pthread_cond_broadcast(&s->xcv);
-  pthread_mutex_unlock(&s->xmu);
+  strata_mutex_unlock(&s->xmu);
   for (int i = 0; i < s->nx; i++) pthread_join(s->xthreads[i], NULL);
 }
 
 void rpc_server_stop(rpc_server *s, int grace_ms) {
   if (!s->server) { /* local: no network; calls in flight are on their callers' threads */
-    pthread_mutex_lock(&s->mu);
+    strata_mutex_lock(&s->mu);
     s->draining = 1;
-    pthread_mutex_unlock(&s->mu);
+    strata_mutex_unlock(&s->mu);
     wake_streams(s);
     wait_idle(s, 0);
     exec_stop(s);
@@ -271,10 +272,10 @@ void rpc_server_stop(rpc_server *s, int grace_ms) {
     return;
   }
   /* 1. Stop re-requesting calls; a call matched from now on is dropped. */
-  pthread_mutex_lock(&s->mu);
+  strata_mutex_lock(&s->mu);
   s->draining = 1;
   uint64_t inflight = s->active;
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_unlock(&s->mu);
   rpc__slog(s, 2, "event=rpc_draining in_flight=%llu grace_ms=%d", (unsigned long long)inflight,
        grace_ms);
   /* 2. No new calls; pending requests complete with ok=0 and free themselves. */
@@ -296,9 +297,9 @@ void rpc_server_stop(rpc_server *s, int grace_ms) {
   wait_idle(s, 0);
   rpc__slog(s, 3, "event=rpc_handlers_done");
   /* 5. Every call is released: the shutdown tag arrives while the pollers run. */
-  pthread_mutex_lock(&s->mu);
-  while (!s->shutdown_seen) pthread_cond_wait(&s->cv, &s->mu);
-  pthread_mutex_unlock(&s->mu);
+  strata_mutex_lock(&s->mu);
+  while (!s->shutdown_seen) strata_cond_wait(&s->cv, &s->mu);
+  strata_mutex_unlock(&s->mu);
   rpc__slog(s, 3, "event=rpc_shutdown_tag");
   /* 6. Stop the executor (no stream can be queued: every call has ended). */
   exec_stop(s);
