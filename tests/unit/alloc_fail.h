@@ -7,7 +7,8 @@
  * threads (which allocate at their own pace, and whose failures are retried
  * rather than reported) cannot take it: af_arm(AF_REALLOC, name, n) makes
  * the nth realloc from now in a thread named `name` fail (the engine names
- * its threads st-commit, st-publish, st-sync, st-prepare; "" is the thread
+ * its threads st-commit, st-publish, st-sync, st-prepare; several may be
+ * given, separated by commas, and are counted together; "" is the thread
  * that calls af_arm); AF_MALLOC counts mallocs (some of which the engine
  * may survive by design, e.g. a node left out of the cache), both may be
  * given. af_disarm() returns how many were still to go (> 0: none failed).
@@ -22,14 +23,21 @@
 enum { AF_REALLOC = 1, AF_MALLOC = 2 };
 static volatile long af_countdown;
 static int af_which;
-static char af_thread[16];
+static char af_thread[64];
 static _Thread_local int af_here;
 
 static int af_aimed_here(void) {
   if (!af_thread[0]) return af_here;
   char name[16] = "";
   prctl(PR_GET_NAME, name, 0, 0, 0);
-  return strcmp(name, af_thread) == 0;
+  size_t n = strlen(name);
+  for (const char *p = af_thread; *p;) {
+    const char *end = strchr(p, ',');
+    size_t len = end ? (size_t)(end - p) : strlen(p);
+    if (len == n && !strncmp(p, name, n)) return 1;
+    p += len + (end != NULL);
+  }
+  return 0;
 }
 
 static int af_fire(int which) {

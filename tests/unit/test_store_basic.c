@@ -190,7 +190,7 @@ static void test_merge_split_out_of_memory(void **state) {
     memset(&o, 0, sizeof o);
     o.base = base;
     o.create = 1;
-    o.no_prepare = 1; /* only the committer allocates during the commit */
+    o.no_prepare = 1; /* only the committer and its helper allocate during the commit */
     o.config.max_decoded_node_bytes = 1024;
     st_db *db;
     assert_int_equal(st_open("mem", &o, &db), 0);
@@ -210,7 +210,7 @@ static void test_merge_split_out_of_memory(void **state) {
         snprintf(k, sizeof k, "key/%06d", i);
         assert_int_equal(st_txn_delete(t, k, strlen(k)), 0);
       }
-      af_arm(AF_REALLOC, "st-commit", n);
+      af_arm(AF_REALLOC, "st-commit,st-sync", n); /* the helper builds the tree */
       int rc = st_txn_commit(t, &r);
       long left = af_disarm();
       if (rc == 0) {
