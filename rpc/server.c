@@ -153,7 +153,7 @@ static void call_end(rpc_call *c, int rc, const char *msg, grpc_byte_buffer *bod
     local_end(c, rc, st, msg);
     goto done;
   }
-  grpc_op ops[3];
+  grpc_op ops[4];
   memset(ops, 0, sizeof ops);
   size_t n = 0;
   grpc_metadata trailer;
@@ -184,6 +184,11 @@ static void call_end(rpc_call *c, int rc, const char *msg, grpc_byte_buffer *bod
     ops[n].data.send_status_from_server.trailing_metadata = &trailer;
   }
   n++;
+  if (c->late_close) {
+    ops[n].op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    ops[n].data.recv_close_on_server.cancelled = &c->close_cancelled;
+    n++;
+  }
   call_ref(c); /* pitfall 3: the reference before the batch */
   atomic_fetch_add(&s->sending, 1);
   grpc_call_error e = grpc_call_start_batch(c->call, ops, n, &c->t_status, NULL);
@@ -567,13 +572,18 @@ static void on_request(rpc_call *c, int ok) {
   atomic_fetch_add(&s->calls_total, 1);
   c->start_ns = rpc__now_ns(CLOCK_MONOTONIC);
 
-  /* RECV_CLOSE_ON_SERVER in its own batch, so a cancel is seen while we work (pitfall 7). */
-  grpc_op op;
-  memset(&op, 0, sizeof op);
-  op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
-  op.data.recv_close_on_server.cancelled = &c->close_cancelled;
-  call_ref(c);
-  if (grpc_call_start_batch(c->call, &op, 1, &c->t_close, NULL) != GRPC_CALL_OK) rpc__call_unref(c);
+  /* RECV_CLOSE_ON_SERVER in its own batch, so a cancel is seen while we work
+   * (pitfall 7), unless the handler never asks (rpc_handler.late_close): then
+   * it goes with the status (call_end). */
+  c->late_close = c->mid >= 0 && s->handlers[c->mid].late_close && rpc_methods[c->mid].kind == RPC_UNARY;
+  if (!c->late_close) {
+    grpc_op op;
+    memset(&op, 0, sizeof op);
+    op.op = GRPC_OP_RECV_CLOSE_ON_SERVER;
+    op.data.recv_close_on_server.cancelled = &c->close_cancelled;
+    call_ref(c);
+    if (grpc_call_start_batch(c->call, &op, 1, &c->t_close, NULL) != GRPC_CALL_OK) rpc__call_unref(c);
+  }
 
   /* From here the request's reference is the handler's; call_end drops it. */
   if (c->mid < 0) {

@@ -37,6 +37,12 @@ typedef struct rpc_handler {
   rpc_start_fn start; /* NULL: the method answers UNIMPLEMENTED */
   void *ctx; /* passed to start */
   const char *unimplemented_msg; /* with start == NULL, the message to send (optional) */
+  /* A unary method whose handler never asks whether the client went away
+   * (rpc_call_stop_reason's STRATA_ECANCELLED): the server learns of a
+   * cancel only with the answer (RECV_CLOSE_ON_SERVER rides in the final
+   * batch), which saves a completion and a poller wake-up per call. Ignored
+   * for streams, which always see a cancel as it comes. */
+  int late_close;
 } rpc_handler;
 
 /* The gate (rpc_server_opts.gate): decides whether a call may run. It is

@@ -46,6 +46,7 @@ struct rpc_call {
 
   rpc_tag t_request, t_close, t_send, t_status;
   int close_cancelled; /* RECV_CLOSE_ON_SERVER result */
+  int late_close;      /* RECV_CLOSE_ON_SERVER goes with the status (rpc_handler.late_close) */
 
   strata_mutex mu; /* guards everything below */
   atomic_int cancelled; /* client cancel / deadline seen */

@@ -440,7 +440,7 @@ static void h_list(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
 void srv__locks_bind(srv *s, rpc_handler *h) {
   static const srv_route routes[] = {
       /* Acquire picks its pool itself: the waiters' pool when it may wait. */
-      {RPC_M_locks_acquire, check_acquire, h_acquire, 0},
+      {RPC_M_locks_acquire, check_acquire, h_acquire, SRV_WATCHES_CANCEL}, /* a waiting acquire */
       /* Durable writes (RocksDB fsync) run on the io pool, never on a poller. */
       {RPC_M_locks_renew, check_renew, h_renew, SRV_IO},
       {RPC_M_locks_release, check_release, h_release, SRV_IO},

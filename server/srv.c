@@ -144,7 +144,7 @@ static void dispatch(rpc_call *call, const ProtobufCMessage *req, void *ctx) {
 void srv__bind(srv *s, rpc_handler *h, const srv_route *routes, size_t n) {
   for (size_t i = 0; i < n; i++) {
     s->routes[routes[i].m] = routes[i];
-    h[routes[i].m] = (rpc_handler){dispatch, s, NULL};
+    h[routes[i].m] = (rpc_handler){dispatch, s, NULL, !(routes[i].flags & SRV_WATCHES_CANCEL)};
   }
 }
 

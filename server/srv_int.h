@@ -30,6 +30,10 @@ typedef int (*srv_check_fn)(const ProtobufCMessage *req);
 /* srv_route.flags */
 #define SRV_IO 1u /* the handler runs on the io pool: it blocks (RocksDB fsync, files) */
 #define SRV_READ 2u /* the call counts in strata_reads_total, valid or not */
+/* A unary handler that asks whether the client went away (rpc_call_stop_reason)
+ * while it works: the server must learn of a cancel at once. Every other unary
+ * method learns of it with its answer (rpc_handler.late_close). */
+#define SRV_WATCHES_CANCEL 4u
 
 /* One method's row in its service's table: the method, the check its request
  * must pass, the handler that runs after it, and where. srv.c's dispatch is
@@ -38,7 +42,7 @@ typedef struct srv_route {
   rpc_method_id m;
   srv_check_fn check; /* NULL: any decoded request is valid */
   rpc_start_fn fn;
-  unsigned flags; /* SRV_IO, SRV_READ */
+  unsigned flags; /* SRV_IO, SRV_READ, SRV_WATCHES_CANCEL */
 } srv_route;
 
 typedef struct srv_hist {

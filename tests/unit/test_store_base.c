@@ -67,27 +67,29 @@ static void check_contract(bs_store *s) {
 
 /* A reserved room: zeros past the append position, in the file's size, that
  * later appends overwrite; a cut moves the position back. */
-static void check_reserve(bs_store *s) {
-  bs_file *f;
+/* The file at path holds want[0..wlen) followed by zeros up to size bytes. */
+static void expect_file(bs_store *s, const char *path, const char *want, size_t wlen, size_t size) {
   uint8_t *p;
   size_t n;
+  assert_int_equal(bs_read_all(s, path, &p, &n), 0);
+  assert_int_equal(n, size);
+  assert_memory_equal(p, want, wlen);
+  for (size_t i = wlen; i < n; i++) assert_int_equal(p[i], 0);
+  free(p);
+}
+
+static void check_reserve(bs_store *s) {
+  bs_file *f;
   assert_int_equal(bs_create(s, "d/r", &f), 0);
   assert_int_equal(bs_append(f, "abc", 3), 0);
   assert_int_equal(bs_reserve(f, 100), 0);
   assert_int_equal(bs_append(f, "de", 2), 0);
   assert_int_equal(bs_fsync(f), 0);
-  assert_int_equal(bs_read_all(s, "d/r", &p, &n), 0);
-  assert_int_equal(n, 103);
-  assert_memory_equal(p, "abcde", 5);
-  for (size_t i = 5; i < n; i++) assert_int_equal(p[i], 0);
-  free(p);
+  expect_file(s, "d/r", "abcde", 5, 103);
   assert_int_equal(bs_truncate(f, 2), 0);
   assert_int_equal(bs_append(f, "x", 1), 0);
   assert_int_equal(bs_fsync(f), 0);
-  assert_int_equal(bs_read_all(s, "d/r", &p, &n), 0);
-  assert_int_equal(n, 3);
-  assert_memory_equal(p, "abx", 3);
-  free(p);
+  expect_file(s, "d/r", "abx", 3, 3);
   bs_close(f);
   assert_int_equal(bs_remove(s, "d/r"), 0);
 }
@@ -97,8 +99,6 @@ static void check_reserve(bs_store *s) {
 static void test_memory_store_room_after_a_power_cut(void **state) {
   bs_store *s;
   bs_file *f;
-  uint8_t *p;
-  size_t n;
   assert_int_equal(bs_mem_create(&s), 0);
   assert_int_equal(bs_create(s, "r", &f), 0);
   assert_int_equal(bs_sync_dir(s, ""), 0);
@@ -110,10 +110,7 @@ static void test_memory_store_room_after_a_power_cut(void **state) {
   bs_mem_cut_power_after(s, 0);
   bs_close(f);
   assert_int_equal(bs_mem_power_on(s), 0);
-  assert_int_equal(bs_read_all(s, "r", &p, &n), 0);
-  assert_int_equal(n, 13);
-  assert_memory_equal(p, "abcde\0\0", 7);
-  free(p);
+  expect_file(s, "r", "abcde", 5, 13);
   bs_destroy(s);
 }
 
