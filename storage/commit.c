@@ -543,8 +543,10 @@ static void *committer(void *arg) {
     hold_back(db);
     if (last > 1 && db->q_len < last && !db->closing) {
       struct timespec until = cm__ts_of(cm__now_ns() + LINGER_NS);
+      db->linger_for = last;
       while (db->q_len < last && !db->closing)
         if (strata_cond_timedwait(&db->cv, &db->mu, &until)) break;
+      db->linger_for = 0;
     }
     st_txn *list = db->q_head;
     last = db->q_len;

@@ -142,6 +142,7 @@ struct st_db {
   pthread_cond_t cv;      /* queue became non-empty, or closing */
   st_txn *q_head, *q_tail;
   size_t q_len;
+  size_t linger_for; /* the committer lingers until q_len reaches it (0: not lingering) */
   int closing;
   int broken;             /* non-zero: an undoable failure; commits refuse */
   uint64_t strays;        /* non-empty data files newer than the latest at open (kept) */

@@ -201,7 +201,8 @@ int st_txn_submit(st_txn *t, st_done_fn done, void *ctx) {
     else db->q_head = t;
     db->q_tail = t;
     db->q_len++;
-    pthread_cond_signal(&db->cv);
+    /* A lingering committer wants the whole group, not a wake-up per member. */
+    if (!db->linger_for || db->q_len >= db->linger_for) pthread_cond_signal(&db->cv);
   }
   strata_mutex_unlock(&db->mu);
   if (rc) st_txn_abort(t);
