@@ -162,7 +162,12 @@ static void expect_no_space(int rc, const char *what) {
 }
 
 /* With the commit log: publication gets through by itself once there is
- * space (the publisher retries), without a restart. */
+ * space, without a restart. Whether it had to retry here (publish_stalls)
+ * depends on timing: a refused commit's batch file, removed, may free enough
+ * for the manifest before the test refills the disk (the tree build that
+ * writes it runs beside the log write), so the count is printed, not
+ * required; test_store_logmode's test_full_disk_stalls_then_resumes makes
+ * the stall and the retry happen deterministically. */
 static void expect_published_catches_up(void) {
   for (;;) {
     Strata__V1__StatsRequest q = STRATA__V1__STATS_REQUEST__INIT;
@@ -174,10 +179,7 @@ static void expect_published_catches_up(void) {
     if (done) printf("store: published up to generation %llu again; publication stalled %llu times\n",
                      (unsigned long long)s->published_generation, (unsigned long long)stalls);
     rpc_free(r);
-    if (done) {
-      assert_true(stalls > 0); /* the retry path ran */
-      return;
-    }
+    if (done) return;
     usleep(10000);
   }
 }
