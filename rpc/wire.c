@@ -28,8 +28,8 @@ grpc_arg rpc_int_arg(const char *key, int value) {
 
 /* Debian builds abseil without NDEBUG, so every absl::Mutex lock in gRPC core
  * runs abseil's debug-only deadlock detector (a global graph under a global
- * lock, and a stack trace per new lock): measured at ~8% of the server's CPU
- * under 64 puts in flight. Release builds of gRPC never run it; switching it
+ * lock, and a stack trace per new lock; docs/benchmarks.md has its cost).
+ * Release builds of gRPC never run it; switching it
  * off here gives the same behaviour. abseil has no C API, so the C++ symbol
  * is looked up by its mangled name; a build of abseil that lacks it (another
  * inline namespace) is left as it is. */

@@ -6,8 +6,9 @@
  * without a journal may behave: a file's bytes are durable up to its last
  * fsync, and a directory's entries (creates, renames, removes) as they were at
  * its last directory fsync, nothing else. A reserved room (bs_reserve) is
- * durable zeros: appends into it since the last fsync come back as zeros. bs_mem_cut_power_after(s, n) lets n
- * more operations complete and then fails every later one with STRATA_EIO
+ * durable zeros: appends into it since the last fsync come back as zeros.
+ * bs_mem_cut_power_after(s, n) lets n more operations complete and then
+ * fails every later one with STRATA_EIO
  * (the machine is off); bs_mem_power_on(s) then rebuilds the store from what
  * was durable, as a reboot would find it.
  *

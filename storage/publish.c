@@ -3,16 +3,17 @@
  * published OCDBT state, in order. Per batch: fsync of its data file and of
  * d/, then the numbered manifest of its last generation (temp file, fsync,
  * rename, directory fsync), then the log is trimmed up to that generation,
- * its next segment made ready (clog_prepare) and old manifests are removed. Every generation it publishes was already
- * acknowledged (it is in the synced log), so a manifest that survives a
- * crash, even one whose rename was not yet durable, is never ahead of what
- * was acknowledged. A failure for want of space or memory is retried with
- * backoff (every step of a publication may be redone: the manifest is
- * written afresh under a temp name), and commits go on meanwhile until the
- * backlog bound. Any other failure, and a failed fsync of the batch's data
- * file (after which its bytes in the page cache cannot be trusted), stops
- * publication: the log keeps every acknowledged commit, the database
- * refuses commits, and a reopen replays.
+ * its next segment made ready (clog_prepare) and old manifests are removed.
+ * Every generation it publishes was already acknowledged (it is in the
+ * synced log), so a manifest that survives a crash, even one whose rename
+ * was not yet durable, is never ahead of what was acknowledged. A failure
+ * for want of space or memory is retried with backoff (every step of a
+ * publication may be redone: the manifest is written afresh under a temp
+ * name), and commits go on meanwhile until the backlog bound. Any other
+ * failure, and a failed fsync of the batch's data file (after which its
+ * bytes in the page cache cannot be trusted), stops publication: the log
+ * keeps every acknowledged commit, the database refuses commits, and a
+ * reopen replays.
  */
 #include <errno.h>
 #include <stdio.h>

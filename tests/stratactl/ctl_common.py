@@ -10,7 +10,6 @@ import hashlib
 import json
 import os
 import re
-import socket
 import struct
 import subprocess
 import shutil
@@ -18,7 +17,7 @@ import sys
 import tempfile
 import time
 
-from tier_report import check, report
+from tier_report import check, free_port, report  # noqa: F401 (free_port: for the scripts)
 
 CTL = os.environ["STRATACTL_BIN"]
 SERVER = os.environ["STRATA_SERVER_BIN"]
@@ -57,14 +56,6 @@ def ctl(*args, stdin=None, addr=None, env=None, stdin_fd=None):
         p = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            env=e, timeout=120)
     return Result(p)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def start_server(data_dir, *args):

@@ -18,13 +18,12 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 
-from tier_report import check, report
+from tier_report import check, free_port, report
 
 REPO = os.environ["STRATA_REPO"]
 BUILD = os.environ.get("STRATA_BUILD", "build")
@@ -41,14 +40,6 @@ def make(*args, timeout=1800):
     return subprocess.run(["make", "--no-print-directory", "-C", REPO, "BUILD=" + BUILD] + list(args),
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=clean_env(),
                           timeout=timeout)
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def wait_ready(proc, log_path, seconds=120):

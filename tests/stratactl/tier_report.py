@@ -1,6 +1,7 @@
 """The check/report helpers the tests/stratactl scripts share: one line per check, and the
 cmocka-style "[  PASSED  ] N test(s)." / "[  FAILED  ] N test(s)." lines that
-tests/run-tier.sh counts."""
+tests/run-tier.sh counts; and free_port(), which the scripts that start servers share."""
+import socket
 import time
 
 passed, failed = [], []
@@ -25,3 +26,12 @@ def report(t0):
         for f in failed:
             print("[  FAILED  ]", f)
     return 1 if failed else 0
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 that the kernel reports free now."""
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
