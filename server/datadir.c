@@ -13,7 +13,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/err.h"
 #include "server/srv.h"
+#include "storage/base_url.h"
 
 int srv_listen_syntax(const char *flag, const char *listen, char *msg, size_t cap) {
   const char *colon = strrchr(listen, ':');
@@ -134,7 +136,8 @@ int srv_check_data_dir(const char *dir, char *msg, size_t cap) {
     return -1;
   }
   /* What a Strata data directory holds (srv.c, this file), and what else is there. */
-  static const char *const ours[] = {SRV_FORMAT_FILE, SRV_LOCK_FILE, "kv", "locks"};
+  static const char *const ours[] = {SRV_FORMAT_FILE, SRV_LOCK_FILE, SRV_STORE_FILE, "kv", "locks",
+                                     SRV_LOCAL_LOG_DIR};
   int found_ours = 0, nother = 0;
   char other[512] = "";
   struct dirent *e;
@@ -186,18 +189,15 @@ int srv_check_data_dir(const char *dir, char *msg, size_t cap) {
   return check_manifest(dir, msg, cap);
 }
 
-int srv_mark_data_dir(const char *dir, char *msg, size_t cap) {
-  char path[4096], tmp[4096], line[64];
-  if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
-    snprintf(msg, cap, "cannot create data directory %s: %s", dir, strerror(errno));
-    return -1;
-  }
-  snprintf(path, sizeof path, "%s/%s", dir, SRV_FORMAT_FILE);
-  if (access(path, F_OK) == 0) return 0;
-  snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, SRV_FORMAT_FILE);
-  int len = snprintf(line, sizeof line, "strata data directory format %d\n", SRV_FORMAT_VERSION);
+/* Writes dir/name durably: a temporary file, fsync, rename, fsync of the
+ * directory. Returns 0, or -1 with msg. */
+static int write_small_file(const char *dir, const char *name, const char *text, char *msg, size_t cap) {
+  char path[4096], tmp[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  snprintf(tmp, sizeof tmp, "%s/%s.tmp", dir, name);
+  size_t len = strlen(text);
   int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  int ok = fd >= 0 && write(fd, line, (size_t)len) == len && fsync(fd) == 0;
+  int ok = fd >= 0 && write(fd, text, len) == (ssize_t)len && fsync(fd) == 0;
   if (fd >= 0 && close(fd) != 0) ok = 0;
   if (ok) ok = rename(tmp, path) == 0;
   int dfd = ok ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
@@ -209,4 +209,123 @@ int srv_mark_data_dir(const char *dir, char *msg, size_t cap) {
     return -1;
   }
   return 0;
+}
+
+int srv_mark_data_dir(const char *dir, char *msg, size_t cap) {
+  char path[4096], line[64];
+  if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+    snprintf(msg, cap, "cannot create data directory %s: %s", dir, strerror(errno));
+    return -1;
+  }
+  snprintf(path, sizeof path, "%s/%s", dir, SRV_FORMAT_FILE);
+  if (access(path, F_OK) == 0) return 0;
+  snprintf(line, sizeof line, "strata data directory format %d\n", SRV_FORMAT_VERSION);
+  return write_small_file(dir, SRV_FORMAT_FILE, line, msg, cap);
+}
+
+/* A directory made absolute against the working directory (not resolved:
+ * the name the operator gave, wherever the server starts next). */
+static int absolute(const char *p, char *out, size_t cap, char *msg, size_t mcap) {
+  char cwd[4096];
+  if (p[0] == '/') {
+    snprintf(out, cap, "%s", p);
+  } else if (!getcwd(cwd, sizeof cwd)) {
+    snprintf(msg, mcap, "cannot resolve %s: %s", p, strerror(errno));
+    return -1;
+  } else if ((size_t)snprintf(out, cap, "%s/%s", cwd, p[0] == '.' && p[1] == '/' ? p + 2 : p) >= cap) {
+    snprintf(msg, mcap, "%s: the path is too long", p);
+    return -1;
+  }
+  size_t n = strlen(out);
+  while (n > 1 && out[n - 1] == '/') out[--n] = 0;
+  return 0;
+}
+
+/* A --data-url in its recorded form (bs_url_format of the parsed URL, a
+ * directory made absolute). */
+static int canonical_url(const char *url, char *out, size_t cap, char *msg, size_t mcap) {
+  bs_url u;
+  if (bs_url_parse(url, &u)) {
+    snprintf(msg, mcap, "--data-url: %s", strata_errmsg());
+    return -1;
+  }
+  if (u.kind == BS_URL_DIR) return absolute(u.path, out, cap, msg, mcap);
+  bs_url_format(&u, out, cap);
+  return 0;
+}
+
+/* Reads DIR/STORE into loc; 1 when there is none, 0, or -1 with msg. */
+static int read_store(const char *dir, srv_store_loc *loc, char *msg, size_t cap) {
+  char path[4096], text[9000];
+  snprintf(path, sizeof path, "%s/%s", dir, SRV_STORE_FILE);
+  ssize_t n = read_head(path, text, sizeof text - 1);
+  if (n < 0) {
+    if (errno == ENOENT) return 1;
+    snprintf(msg, cap, "cannot read %s: %s", path, strerror(errno));
+    return -1;
+  }
+  text[n] = 0;
+  char *save = NULL;
+  for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+    if (strncmp(line, "data-url ", 9) == 0) snprintf(loc->data_url, sizeof loc->data_url, "%s", line + 9);
+    else if (strncmp(line, "log-dir ", 8) == 0) snprintf(loc->log_dir, sizeof loc->log_dir, "%s", line + 8);
+    else {
+      snprintf(msg, cap, "%s: unknown line \"%.60s\" (expected data-url URL, log-dir DIR)", path, line);
+      return -1;
+    }
+  }
+  if (!loc->data_url[0] && !loc->log_dir[0]) {
+    snprintf(msg, cap, "%s names neither a data-url nor a log-dir", path);
+    return -1;
+  }
+  return 0;
+}
+
+int srv_resolve_store(const char *dir, const char *data_url, const char *log_dir, srv_store_loc *loc,
+                      char *msg, size_t cap) {
+  srv_store_loc want;
+  memset(&want, 0, sizeof want);
+  memset(loc, 0, sizeof *loc);
+  if (data_url && canonical_url(data_url, want.data_url, sizeof want.data_url, msg, cap)) return -1;
+  if (log_dir && absolute(log_dir, want.log_dir, sizeof want.log_dir, msg, cap)) return -1;
+  int r = read_store(dir, loc, msg, cap);
+  if (r < 0) return -1;
+  if (r == 0) {
+    const char *what = NULL, *had = NULL, *asked = NULL;
+    if (data_url && strcmp(want.data_url, loc->data_url) != 0)
+      what = "--data-url", had = loc->data_url[0] ? loc->data_url : "its kv/", asked = want.data_url;
+    else if (log_dir && strcmp(want.log_dir, loc->log_dir) != 0)
+      what = "--log-dir", had = loc->log_dir[0] ? loc->log_dir : "the default", asked = want.log_dir;
+    if (what) {
+      snprintf(msg, cap,
+               "data directory %s keeps its store's files at %s (%s/%s, recorded at its first start); "
+               "%s %s names another place: drop the flag, or move the database as docs/operations.md "
+               "\"Moving a database\" says",
+               dir, had, dir, SRV_STORE_FILE, what, asked);
+      return -1;
+    }
+    return 0;
+  }
+  if (!data_url && !log_dir) return 0;
+  char path[4096];
+  snprintf(path, sizeof path, "%s/kv/manifest.ocdbt", dir);
+  if (access(path, F_OK) == 0) {
+    snprintf(msg, cap,
+             "data directory %s already holds its store in %s/kv; %s cannot move it: start without "
+             "the flag, or move the database as docs/operations.md \"Moving a database\" says",
+             dir, dir, data_url ? "--data-url" : "--log-dir");
+    return -1;
+  }
+  *loc = want;
+  loc->fresh = 1;
+  return 0;
+}
+
+int srv_record_store(const char *dir, const srv_store_loc *loc, char *msg, size_t cap) {
+  if (!loc->fresh) return 0;
+  char text[9000];
+  snprintf(text, sizeof text, "%s%s%s%s%s%s", loc->data_url[0] ? "data-url " : "", loc->data_url,
+           loc->data_url[0] ? "\n" : "", loc->log_dir[0] ? "log-dir " : "", loc->log_dir,
+           loc->log_dir[0] ? "\n" : "");
+  return write_small_file(dir, SRV_STORE_FILE, text, msg, cap);
 }

@@ -1,8 +1,8 @@
 /*
  * What strata-server checks before it creates or opens anything: that the
  * listen address is free and that the data directory is missing, empty, or a
- * Strata data directory of a format this build reads (docs/format.md, "The
- * data directory"). strata-server's main() calls them in that order, so a
+ * Strata data directory of a format this build reads (docs/operations.md,
+ * "What is on disk"). strata-server's main() calls them in that order, so a
  * refused start leaves nothing behind. They read only; srv_open does the rest.
  */
 #ifndef STRATA_SERVER_DATADIR_H
@@ -14,6 +14,31 @@
  * Its content is one line, "strata data directory format N". */
 #define SRV_FORMAT_FILE "FORMAT"
 #define SRV_FORMAT_VERSION 1
+
+/* Where a data directory's store lives when not in DIR/kv: one line
+ * "data-url URL", then optionally "log-dir DIR" (absolute paths; docs/operations.md,
+ * "What is on disk"). Written at the first start that names them. */
+#define SRV_STORE_FILE "STORE"
+
+typedef struct srv_store_loc {
+  char data_url[4096]; /* "" = DIR/kv */
+  char log_dir[4096];  /* "" = the default (srv_opts.log_dir) */
+  int fresh;           /* named by flags, not recorded yet: srv_record_store writes it */
+} srv_store_loc;
+
+/* Resolves --data-url and --log-dir (either may be NULL) against what DIR/STORE
+ * records: a data directory keeps the place its store was first given. With no
+ * record, flags that name a place are taken (loc->fresh) unless DIR/kv already
+ * holds a store. Relative directories are made absolute (the server may be
+ * started from elsewhere next time). Reads only. Returns 0 with *loc filled, or
+ * -1 with one line in msg: a flag that differs from the record, a URL that does
+ * not parse, a store already in DIR/kv. */
+int srv_resolve_store(const char *dir, const char *data_url, const char *log_dir, srv_store_loc *loc,
+                      char *msg, size_t cap);
+
+/* Records a fresh *loc in DIR/STORE (durably, as the format marker), once the
+ * places it names were found usable. Returns 0, or -1 with msg. */
+int srv_record_store(const char *dir, const srv_store_loc *loc, char *msg, size_t cap);
 
 /* `listen` is "HOST:PORT" (HOST may be empty, or "[v6]") with PORT a decimal
  * number 0..65535; `flag` names the option in the message ("--listen").

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <time.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "common/err.h"
@@ -25,10 +26,13 @@
 #include "server/exposure.h"
 #include "server/log.h"
 #include "server/srv.h"
+#include "storage/base_url.h"
 
 static void usage(FILE *f) {
   fprintf(f,
           "usage: strata-server [--listen HOST:PORT] [--data-dir DIR] [--threads N]\n"
+          "                     [--data-url DIR|s3://BUCKET/PREFIX] [--log-dir DIR]\n"
+          "                     [--s3-endpoint URL] [--s3-region REGION]\n"
           "                     [--max-message-bytes N] [--log-level error|warn|info|debug]\n"
           "                     [--grace-ms N] [--stop-timeout-ms N] [--no-commit-log]\n"
           "                     [--publish-interval-ms N]\n"
@@ -41,6 +45,17 @@ static void usage(FILE *f) {
           "                       0 picks a free one)\n"
           "  --data-dir           data directory, created if missing (default " SRV_DEFAULT_DATA_DIR
           ")\n"
+          "  --data-url           where the OCDBT files live: a directory (e.g. on a shared file\n"
+          "                       system) or s3://BUCKET/PREFIX; the commit log and the lock\n"
+          "                       table stay in --data-dir (default: data-dir/kv). Recorded in\n"
+          "                       data-dir/STORE at the first start; later starts may omit it\n"
+          "  --log-dir            the commit log's directory (default: data-dir/kv, or\n"
+          "                       data-dir/kv-log with --data-url); recorded like --data-url\n"
+          "  --s3-endpoint        s3:// only: the service's URL (default $AWS_ENDPOINT_URL_S3,\n"
+          "                       $AWS_ENDPOINT_URL, else AWS); credentials from\n"
+          "                       $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY, $AWS_SESSION_TOKEN\n"
+          "  --s3-region          s3:// only: the signing region (default $AWS_REGION,\n"
+          "                       $AWS_DEFAULT_REGION, else us-east-1)\n"
           "  --threads            gRPC completion-queue threads (default 2)\n"
           "  --max-message-bytes  largest message received or sent (default 67108864 = 64 MiB)\n"
           "  --log-level          stderr log level (default info)\n"
@@ -176,6 +191,10 @@ static void *stopper_main(void *arg) {
 
 static const struct option longopts[] = {{"listen", required_argument, 0, 'l'},
                                          {"data-dir", required_argument, 0, 'd'},
+                                         {"data-url", required_argument, 0, 'U'},
+                                         {"log-dir", required_argument, 0, 'L'},
+                                         {"s3-endpoint", required_argument, 0, 'E'},
+                                         {"s3-region", required_argument, 0, 'N'},
                                          {"threads", required_argument, 0, 't'},
                                          {"max-message-bytes", required_argument, 0, 'm'},
                                          {"log-level", required_argument, 0, 'v'},
@@ -226,6 +245,10 @@ static int parse_flags(int argc, char **argv, srv_opts *o, int *level, int *inse
     switch (ch) {
     case 'l': o->listen = optarg; break;
     case 'd': o->data_dir = optarg; break;
+    case 'U': o->data_url = optarg; break;
+    case 'L': o->log_dir = optarg; break;
+    case 'E': o->s3_endpoint = optarg; break;
+    case 'N': o->s3_region = optarg; break;
     case 't':
       if (parse_u64("--threads", optarg, 1, 256, &v)) return 2;
       o->threads = (int)v;
@@ -292,19 +315,58 @@ static int parse_flags(int argc, char **argv, srv_opts *o, int *level, int *inse
   return GO_ON;
 }
 
+/* The per-group path replaces manifest.ocdbt at every commit, which an object
+ * store cannot do atomically (storage/README.md "S3 store"). */
+static int check_s3_mode(const char *url, int no_commit_log, char *why, size_t cap) {
+  if (!url || strncmp(url, "s3://", 5) != 0 || !no_commit_log) return 0;
+  snprintf(why, cap, "--no-commit-log cannot be used with an s3:// store (%.200s): an object store "
+           "cannot replace manifest.ocdbt atomically; drop --no-commit-log", url);
+  return -1;
+}
+
+/* A store location named for the first time must work before it is recorded
+ * (a mistyped one would otherwise stick): its base store opens (a directory is
+ * created, its parent must exist; a bucket must answer) and the log's
+ * directory can be created. */
+static int check_places(const srv_opts *o, const srv_store_loc *loc, char *why, size_t cap) {
+  if (!loc->fresh) return 0;
+  if (loc->data_url[0]) {
+    bs_url u;
+    bs_store *b = NULL;
+    bs_url_opts uo = {.s3_endpoint = o->s3_endpoint, .s3_region = o->s3_region};
+    if (bs_url_parse(loc->data_url, &u) || bs_url_open(&u, &uo, &b)) {
+      snprintf(why, cap, "--data-url: %.900s", strata_errmsg());
+      return -1;
+    }
+    bs_destroy(b);
+  }
+  if (loc->log_dir[0] && mkdir(loc->log_dir, 0755) != 0 && errno != EEXIST) {
+    snprintf(why, cap, "--log-dir %.600s: cannot create it: %s", loc->log_dir, strerror(errno));
+    return -1;
+  }
+  return 0;
+}
+
 /* Refusals that must leave nothing behind, before gRPC or the engines start
- * (and so before either can log): exactly one line on stderr. Returns 0, or 1
- * (the exit status). */
-static int check_start(const srv_opts *o, int insecure_listen) {
+ * (and so before either can log): exactly one line on stderr. Then the format
+ * marker and the store's recorded location (o->data_url, o->log_dir become
+ * the recorded ones, kept in *loc). Returns 0, or 1 (the exit status). */
+static int check_start(srv_opts *o, int insecure_listen, srv_store_loc *loc) {
   char why[1024];
   if (srv_check_listen("--listen", o->listen, why, sizeof why) ||
       (o->metrics_listen && srv_check_metrics_listen(o->metrics_listen, why, sizeof why)) ||
       check_security(o, insecure_listen, why, sizeof why) ||
+      check_s3_mode(o->data_url, o->no_commit_log, why, sizeof why) ||
       srv_check_data_dir(o->data_dir, why, sizeof why) ||
-      srv_mark_data_dir(o->data_dir, why, sizeof why)) {
+      srv_mark_data_dir(o->data_dir, why, sizeof why) ||
+      srv_resolve_store(o->data_dir, o->data_url, o->log_dir, loc, why, sizeof why) ||
+      check_s3_mode(loc->data_url, o->no_commit_log, why, sizeof why) ||
+      check_places(o, loc, why, sizeof why) || srv_record_store(o->data_dir, loc, why, sizeof why)) {
     fprintf(stderr, "strata-server: %s\n", why);
     return 1;
   }
+  o->data_url = loc->data_url[0] ? loc->data_url : NULL;
+  o->log_dir = loc->log_dir[0] ? loc->log_dir : NULL;
   return 0;
 }
 
@@ -371,7 +433,8 @@ int main(int argc, char **argv) {
   int rc = parse_flags(argc, argv, &o, &level, &insecure_listen);
   if (rc != GO_ON) return rc;
   srv_log_init(level);
-  if (check_start(&o, insecure_listen)) return 1;
+  static srv_store_loc loc; /* 8 KiB: not on main's stack; o points into it */
+  if (check_start(&o, insecure_listen, &loc)) return 1;
   if (start_stopper(o.grace_ms)) return 1;
   return serve_until_signal(&o);
 }

@@ -17,6 +17,7 @@
 
 #include "common/err.h"
 #include "locks/acked.h"
+#include "storage/base_url.h"
 #include "server/log.h"
 
 void srv__fail(rpc_call *call, int rc) { rpc_call_fail(call, rc, "%s", strata_errmsg()); }
@@ -75,19 +76,37 @@ static int open_engines(srv *s) {
   if (rc) return strata_err_wrap(rc, "lock manager in %s", path);
   if ((rc = wreg_open(s->lk, &s->wr))) return strata_err_wrap(rc, "writer registry in %s", path);
   uint64_t acked = lk_acked_generation(s->lk);
-  snprintf(path, sizeof path, "%s/kv", s->data_dir);
-  if (mkdir(path, 0755) != 0 && errno != EEXIST)
-    return strata_err(errno, "cannot create %s: %s", path, strerror(errno));
   st_options so = {.create = 1, .base = s->o.store_base, .min_generation = acked,
-                   .no_commit_log = s->o.no_commit_log, .publish_interval_ms = s->o.publish_interval_ms};
-  if (s->o.test_slow_sync_us && !so.base) { /* test only: see srv_opts */
-    if ((rc = bs_file_open(path, &s->kv_files)) || (rc = bs_fault_wrap(s->kv_files, &s->kv_slow)))
-      return strata_err_wrap(rc, "store in %s", path);
+                   .no_commit_log = s->o.no_commit_log, .publish_interval_ms = s->o.publish_interval_ms,
+                   .log_dir = s->o.log_dir};
+  char log_dir[4096];
+  bs_url u = {.kind = BS_URL_DIR};
+  if (s->o.data_url) {
+    if ((rc = bs_url_parse(s->o.data_url, &u))) return rc;
+    bs_url_opts uo = {.s3_endpoint = s->o.s3_endpoint, .s3_region = s->o.s3_region};
+    if ((rc = bs_url_open(&u, &uo, &s->kv_files))) return strata_err_wrap(rc, "store at %s", s->o.data_url);
+    so.base = s->kv_files;
+    bs_url_format(&u, path, sizeof path);
+    if (!so.log_dir) {
+      snprintf(log_dir, sizeof log_dir, "%s/%s", s->data_dir, SRV_LOCAL_LOG_DIR);
+      so.log_dir = log_dir;
+    }
+  } else {
+    snprintf(path, sizeof path, "%s/kv", s->data_dir);
+    if (mkdir(path, 0755) != 0 && errno != EEXIST)
+      return strata_err(errno, "cannot create %s: %s", path, strerror(errno));
+    snprintf(u.path, sizeof u.path, "%s", path);
+  }
+  if (so.log_dir && mkdir(so.log_dir, 0755) != 0 && errno != EEXIST)
+    return strata_err(errno, "cannot create the commit log's directory %s: %s", so.log_dir, strerror(errno));
+  if (s->o.test_slow_sync_us && !s->o.store_base) { /* test only: see srv_opts */
+    if (!s->kv_files && (rc = bs_file_open(path, &s->kv_files))) return strata_err_wrap(rc, "store in %s", path);
+    if ((rc = bs_fault_wrap(s->kv_files, &s->kv_slow))) return strata_err_wrap(rc, "store in %s", path);
     bs_fault_delay(s->kv_slow, BS_FAULT_FSYNC, s->o.test_slow_sync_us);
     so.base = s->kv_slow;
     srv_log(SRV_LOG_WARN, "event=test_slow_sync us=%u", s->o.test_slow_sync_us);
   }
-  char *abs = realpath(path, NULL);
+  char *abs = u.kind == BS_URL_DIR ? realpath(u.path, NULL) : NULL;
   s->store_dir = abs ? abs : strdup(path);
   if (!s->store_dir) return strata_err(STRATA_ENOMEM, "out of memory");
   rc = st_open(path, &so, &s->db);
@@ -304,8 +323,9 @@ int srv_open(const srv_opts *o, srv **out) {
   }
   uint64_t gen = 0;
   srv__latest_generation(s, &gen);
-  srv_log(SRV_LOG_INFO, "event=listening addr=%s port=%d data_dir=%s generation=%llu", s->listen,
-          rpc_server_port(s->rpc), s->data_dir, (unsigned long long)gen);
+  srv_log(SRV_LOG_INFO, "event=listening addr=%s port=%d data_dir=%s store=%s log_dir=%s generation=%llu",
+          s->listen, rpc_server_port(s->rpc), s->data_dir, s->store_dir,
+          s->o.log_dir ? s->o.log_dir : s->o.data_url ? SRV_LOCAL_LOG_DIR : "kv", (unsigned long long)gen);
   *out = s;
   return 0;
 }

@@ -17,6 +17,14 @@ struct bs_store;
 typedef struct srv_opts {
   const char *listen; /* default "127.0.0.1:7420"; port 0 picks a free one */
   const char *data_dir; /* default "./strata-data"; created when missing */
+  /* Where the OCDBT files live (storage/base_url.h: a directory or s3://BUCKET/PREFIX);
+   * NULL = data_dir/kv. strata-server records it in the data directory (datadir.h). */
+  const char *data_url;
+  /* The directory whose log/ holds the commit log; NULL = the store's own directory
+   * (data_dir/kv/log) without data_url, data_dir/SRV_LOCAL_LOG_DIR with it, so that the
+   * durability point stays on the server's disk when the OCDBT files are shared. */
+  const char *log_dir;
+  const char *s3_endpoint, *s3_region; /* s3:// data_url: NULL = the AWS environment */
   int threads; /* gRPC poller threads; default 2 */
   size_t max_message_bytes; /* both directions; 0 = RPC_DEFAULT_MAX_MESSAGE_BYTES (64 MiB) */
   int grace_ms; /* drain time at stop before in-flight calls are cancelled; 0 cancels them
@@ -57,6 +65,7 @@ typedef struct srv_opts {
 #define SRV_DEFAULT_LISTEN "127.0.0.1:7420"
 #define SRV_DEFAULT_DATA_DIR "./strata-data"
 #define SRV_LOCK_FILE "server.lock"
+#define SRV_LOCAL_LOG_DIR "kv-log" /* the commit log's home when the OCDBT files are elsewhere */
 #define SRV_DEFAULT_GRACE_MS 5000
 /* After the grace, the rest of a stop (cancelling calls, closing the store and the
  * lock table) gets this long by default (strata-server --stop-timeout-ms); past it

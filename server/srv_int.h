@@ -62,11 +62,13 @@ struct srv {
   srv_route routes[RPC_M__COUNT]; /* each method's check and handler (srv__bind) */
   srv_lkans *lkans; /* answers lock calls once their change is durable (lkanswer.c) */
   /* Engines. */
-  st_db *db; /* the versioned store: data_dir/kv */
-  bs_store *kv_files, *kv_slow; /* only with o.test_slow_sync_us: the store's base */
+  st_db *db; /* the versioned store: data_dir/kv or o.data_url */
+  bs_store *kv_files; /* the store's base when o.data_url or o.test_slow_sync_us names one */
+  bs_store *kv_slow; /* only with o.test_slow_sync_us: kv_files with slowed fsyncs */
   lk_manager *lk; /* locks, op log, id counters: data_dir/locks */
   wreg_registry *wr; /* coordinator mode's writers, in lk's database */
-  char *store_dir; /* absolute data_dir/kv, told to writers */
+  char *store_dir; /* the store's location told to writers: an absolute directory, or
+                      the s3:// URL (writers cannot write there; they send values) */
   /* GC (gc.c): one run at a time; the background thread. */
   strata_mutex gc_mu;
   strata_mutex gct_mu;

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """strata-server and stratactl where each test starts (or fails to start) a server of its own:
 the start refusals (bad flags, `--listen`/`--metrics-listen`, port in use, foreign or newer data
-directories, a damaged lock database: one line, nothing created), `kv diff` from v0 after retention,
+directories, a damaged lock database: one line, nothing created), `--data-url` / `--log-dir` and
+their record in STORE, `kv diff` from v0 after retention,
 and TLS / mutual TLS with tokens from flags and `$STRATA_TLS_*`/`$STRATA_TOKEN`, `auth hash`, `audit`.
 
 Environment: STRATACTL_BIN, STRATA_SERVER_BIN, CTL_FIXTURE_BIN (see ctl_common.py). Standard
@@ -141,6 +142,84 @@ def test_listen_refusals(tmp):
         check(rc == 1 and err.count("\n") == 1 and "--metrics-listen" in err and want in err and
               not os.path.exists(d), "--metrics-listen %s: one line (%s), no data directory" % (maddr, want),
               (rc, err))
+
+
+def test_store_places(tmp):
+    """--data-url and --log-dir: the OCDBT files in another directory (a shared file
+    system's mount stands in), the commit log elsewhere; recorded in DATA_DIR/STORE at the
+    first start that works, so a later start without the flags finds the store and one
+    with other places is refused; a kill -9 loses nothing acknowledged (the log replays
+    from its own directory); bad places are one line and record nothing."""
+    shared = os.path.join(tmp, "mnt-shared")
+    os.makedirs(shared)
+    d = os.path.join(tmp, "placed")
+    store = os.path.join(shared, "store")
+    logs = os.path.join(tmp, "local-log")
+    # A parent that does not exist (an unmounted file system) is refused, not created.
+    rc, err = run_server_once(d, "127.0.0.1:0", "--data-url", os.path.join(tmp, "not-mounted", "store"))
+    check(rc == 1 and err.count("\n") == 1 and "not-mounted does not exist" in err and "mounted" in err
+          and not os.path.exists(os.path.join(tmp, "not-mounted")) and not os.path.exists(os.path.join(d, "STORE")),
+          "--data-url under a missing parent: one line, nothing created there, nothing recorded", (rc, err))
+    for url, want in (("ftp://host/x", "unknown scheme"), ("s3://AB", "the bucket must be"),
+                      ("s3://bucket/a//b", "the prefix must be"), ("file://relative", "absolute path")):
+        rc, err = run_server_once(d, "127.0.0.1:0", "--data-url", url)
+        check(rc == 1 and err.count("\n") == 1 and want in err and not os.path.exists(os.path.join(d, "STORE")),
+              "--data-url %s: one line (%s), nothing recorded" % (url, want), (rc, err))
+    rc, err = run_server_once(os.path.join(tmp, "s3-per-group"), "127.0.0.1:0", "--data-url", "s3://bucket/p",
+                              "--no-commit-log")
+    check(rc == 1 and "--no-commit-log cannot be used with an s3:// store" in err
+          and not os.path.exists(os.path.join(tmp, "s3-per-group")),
+          "s3:// with --no-commit-log: refused before anything is created", (rc, err))
+    # Relative paths are recorded absolute: a restart from another directory finds them.
+    proc = subprocess.Popen([SERVER, "--listen", "127.0.0.1:0", "--data-dir", "placed", "--data-url",
+                             "mnt-shared/store", "--log-dir", "./local-log", "--publish-interval-ms", "600000"], cwd=tmp,
+                            stderr=open(d + ".log", "w"))
+    port = wait_ready(d + ".log", proc)
+    for i in range(20):
+        r = ctl("kv", "put", "k%02d" % i, stdin=b"v%d" % i, addr="127.0.0.1:%d" % port)
+        check(r.rc == 0, "put k%02d into the placed store" % i, r)
+    proc.kill()
+    proc.wait()
+    with open(os.path.join(d, "STORE")) as f:
+        check(f.read() == "data-url %s\nlog-dir %s\n" % (store, logs), "STORE records both places, absolute")
+    check(os.path.exists(os.path.join(store, "manifest.ocdbt")) and os.path.isdir(os.path.join(logs, "log"))
+          and not os.path.exists(os.path.join(d, "kv")),
+          "the OCDBT files are in --data-url, the log in --log-dir, no kv/ in the data directory",
+          sorted(os.listdir(d)))
+    check(not [n for n in os.listdir(store) if n.startswith("manifest.0")],
+          "nothing was published before the kill (a 10-minute batch): the puts live only in the log",
+          sorted(os.listdir(store)))
+    proc, port = start_server(d)  # no flags: the recorded places
+    got = [ctl("kv", "get", "k%02d" % i, addr="127.0.0.1:%d" % port).text for i in range(20)]
+    check(got == ["v%d" % i for i in range(20)], "after kill -9 every acknowledged put is back", got)
+    check("store=%s " % store in open(d + ".log").read(), "the start log names the store's place")
+    stop_server(proc)
+    for flag, other in (("--data-url", os.path.join(shared, "other")), ("--log-dir", os.path.join(tmp, "elsewhere"))):
+        rc, err = run_server_once(d, "127.0.0.1:0", flag, other)
+        check(rc == 1 and err.count("\n") == 1 and "names another place" in err and flag in err
+              and not os.path.exists(other), "%s naming another place than STORE: refused, one line" % flag, (rc, err))
+    proc, port = start_server(d, "--data-url", store, "--log-dir", logs)
+    check(ctl("kv", "get", "k19", addr="127.0.0.1:%d" % port).text == "v19", "the recorded places given again are accepted")
+    stop_server(proc)
+    # A data directory whose store is already in kv/ cannot be moved with a flag.
+    d2 = os.path.join(tmp, "in-kv")
+    proc, port = start_server(d2)
+    stop_server(proc)
+    rc, err = run_server_once(d2, "127.0.0.1:0", "--data-url", os.path.join(shared, "moved"))
+    check(rc == 1 and "already holds its store" in err and not os.path.exists(os.path.join(shared, "moved")),
+          "--data-url on a data directory with its store in kv/: refused", (rc, err))
+
+
+def wait_ready(logpath, proc):
+    """The port of a server started by hand once its log says ready (or exit the test)."""
+    start = time.monotonic()
+    while time.monotonic() - start < 60 and proc.poll() is None:
+        m = re.search(r"event=ready .*port=(\d+)", open(logpath).read())
+        if m:
+            return int(m.group(1))
+        time.sleep(0.01)
+    stop_server(proc)
+    sys.exit("strata-server did not start: " + open(logpath).read()[-2000:])
 
 
 def test_diff_from_v0_after_retention(tmp):
@@ -286,6 +365,7 @@ def main():
     test_server_refusals(tmp)
     test_listen_refusals(tmp)
     test_server_bad_flags(tmp)
+    test_store_places(tmp)
     test_diff_from_v0_after_retention(tmp)
     test_security(tmp)
     shutil.rmtree(tmp, ignore_errors=True)
