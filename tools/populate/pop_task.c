@@ -140,6 +140,14 @@ static int writer_register(pop_worker *w) {
     return -1;
   }
   w->writer_id = r->writer_id;
+  if (!w->o->store_dir && r->store_dir && strncmp(r->store_dir, "s3://", 5) == 0) {
+    /* Writers write their files with POSIX calls into the store's directory. */
+    fprintf(stderr, "strata-populate: worker %s: the store is in an object store (%s): coordinator-mode "
+            "writers need the store's directory; run with --standalone (values inside the commits)\n",
+            w->name, r->store_dir);
+    rpc_free(r);
+    return -1;
+  }
   snprintf(w->wprefix, sizeof w->wprefix, "%s", r->prefix);
   snprintf(w->store_dir, sizeof w->store_dir, "%s", w->o->store_dir ? w->o->store_dir : r->store_dir);
   rpc_free(r);
