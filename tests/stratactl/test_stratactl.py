@@ -325,11 +325,24 @@ def test_readers_doc():
     ng = [x for x in specs if x.get("driver") == "neuroglancer_precomputed"]
     tensorstore_time = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z"  # %Y-%m-%dT%H:%M:%E*SZ
     versions = [x.get("version") for x in kv]
-    check(len(blocks) == len(specs) == 5 and len(kv) == 3 and len(ng) == 2 and
-          all(x["base"].startswith("file:///") and x["base"].endswith("/kv/") for x in kv) and
+    files = [x for x in kv if isinstance(x["base"], str)]
+    s3 = [x for x in kv if isinstance(x["base"], dict)]
+    check(len(blocks) == len(specs) == 7 and len(kv) == 5 and len(ng) == 2 and
+          all(x["base"].startswith("file:///") and x["base"].endswith("/") for x in files) and
+          sum(x["base"].endswith("/kv/") for x in files) == 3 and
           None in versions and any(isinstance(v, int) and v >= 1 for v in versions) and
           any(isinstance(v, str) and re.fullmatch(tensorstore_time, v) for v in versions),
-          "docs/readers.md: ocdbt specs latest, at a generation (>= 1), at a time in tensorstore's layout", specs)
+          "docs/readers.md: ocdbt specs latest, at a generation (>= 1), at a time in tensorstore's layout, "
+          "and on a shared file system", specs)
+    # tensorstore's kvstore/s3 schema: bucket required; path a prefix ending in "/"; endpoint an
+    # http(s) URL; aws_region a string; aws_credentials a context resource with a type.
+    check(len(s3) == 1 and all(set(x["base"]) <= {"driver", "bucket", "path", "endpoint", "aws_region",
+                                                   "aws_credentials", "requester_pays", "host_header"}
+                               and x["base"]["driver"] == "s3" and x["base"]["bucket"]
+                               and x["base"]["path"].endswith("/") and not x["base"]["path"].startswith("/")
+                               and re.match(r"https?://", x["base"]["endpoint"])
+                               and x["base"]["aws_credentials"]["type"] == "environment" for x in s3),
+          "docs/readers.md: the ocdbt spec over the s3 kvstore has the members tensorstore's schema takes", s3)
     check(all(x["kvstore"]["driver"] == "ocdbt" and x["kvstore"]["path"].endswith("/") and
               "scale_index" in x for x in ng) and any("version" in x["kvstore"] for x in ng),
           "docs/readers.md: neuroglancer_precomputed over ocdbt, latest and pinned", ng)

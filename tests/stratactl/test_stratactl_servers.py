@@ -171,7 +171,7 @@ def test_store_places(tmp):
           and not os.path.exists(os.path.join(tmp, "s3-per-group")),
           "s3:// with --no-commit-log: refused before anything is created", (rc, err))
     # Relative paths are recorded absolute: a restart from another directory finds them.
-    proc = subprocess.Popen([SERVER, "--listen", "127.0.0.1:0", "--data-dir", "placed", "--data-url",
+    proc = subprocess.Popen([os.path.abspath(SERVER), "--listen", "127.0.0.1:0", "--data-dir", "placed", "--data-url",
                              "mnt-shared/store", "--log-dir", "./local-log", "--publish-interval-ms", "600000"], cwd=tmp,
                             stderr=open(d + ".log", "w"))
     port = wait_ready(d + ".log", proc)
