@@ -426,6 +426,10 @@ static void install_group(st_db *db, const st_vers *nv, const st_mstate *nms, si
   db->group_size[st__group_bucket(st_group_size_le, accepted)]++;
   db->group_bytes[st__group_bucket(st_group_bytes_le, st->bytes_written)]++;
   db->bytes_written += st->bytes_written;
+  struct timespec mono;
+  clock_gettime(CLOCK_MONOTONIC, &mono);
+  __atomic_store_n(&db->last_group_ns, (uint64_t)mono.tv_sec * 1000000000ull + (uint64_t)mono.tv_nsec,
+                   __ATOMIC_RELAXED);
   db->ns_build += st->ns_build;
   db->ns_sync += st->ns_sync;
   db->ns_publish += st->ns_publish;

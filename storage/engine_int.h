@@ -148,6 +148,7 @@ struct st_db {
   uint64_t strays;        /* non-empty data files newer than the latest at open (kept) */
   st_mstate ms;           /* the current manifest, replaced by the committer */
   uint64_t retain_floor;  /* atomic: commits drop versions below it (retain.c) */
+  uint64_t last_group_ns; /* atomic: CLOCK_MONOTONIC ns of the last installed group (GC's pace) */
   struct st_gc_own_state *gc_own; /* retain.c; created under mu on first use */
   st_vers latest;         /* generation 0 = empty database */
   uint64_t commits, groups, bytes_written;
@@ -320,18 +321,23 @@ int vt__visit(st_db *db, const st_mstate *ms, vt__visit_fn fn, void *arg);
 int st__dropped(st_db *db, int by_time, uint64_t x);
 /* GC's pacing (retain.c): gc__pace is called once per unit of work (a node
  * walked, a file decided); every ~1 ms of the calling thread's CPU time it
- * sleeps so that this thread uses at most duty_pct of one core (100: never
- * sleeps). *work (atomic; may be NULL) counts the units, as live progress.
- * It returns STRATA_ESHUTDOWN once *stop (may be NULL) is set: the caller
- * gives up. A NULL pace never stops. */
+ * sleeps so that this thread uses at most duty_pct of one core while commits
+ * run (a group installed within ST_GC_IDLE_AFTER_MS, read from *last_group_ns
+ * when not NULL), idle_duty_pct when they do not (100: never sleeps). *work
+ * (atomic; may be NULL) counts the units, as live progress. It returns
+ * STRATA_ESHUTDOWN once *stop (may be NULL) is set: the caller gives up. A
+ * NULL pace never stops. */
 typedef struct gc_pace {
-  unsigned duty_pct;
+  unsigned duty_pct, idle_duty_pct;
+  const uint64_t *last_group_ns;
   const int *stop;
   uint64_t *work;
   uint64_t cpu0; /* thread CPU ns at the last sleep */
   unsigned n;
 } gc_pace;
 int gc__pace(gc_pace *p);
+/* The cap that applies at now_ns (CLOCK_MONOTONIC): duty_pct while commits run. */
+unsigned gc__duty(const gc_pace *p, uint64_t now_ns);
 /* gc.c: the files ms's retained versions and its version nodes reference,
  * paced by pace (NULL: not paced). */
 int gc__walk_state(st_db *db, const st_mstate *ms, gc_pace *pace, st_fileset **refs,

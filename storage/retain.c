@@ -144,6 +144,13 @@ static uint64_t thread_cpu_ns(void) {
 
 #define PACE_SLICE_NS 1000000u /* CPU time between sleeps */
 
+unsigned gc__duty(const gc_pace *p, uint64_t now_ns) {
+  if (!p->last_group_ns) return p->duty_pct;
+  uint64_t last = __atomic_load_n(p->last_group_ns, __ATOMIC_RELAXED);
+  int busy = now_ns < last + ST_GC_IDLE_AFTER_MS * 1000000ull;
+  return busy ? p->duty_pct : p->idle_duty_pct;
+}
+
 int gc__pace(gc_pace *p) {
   if (!p) return 0;
   if (p->stop && __atomic_load_n(p->stop, __ATOMIC_RELAXED))
@@ -152,7 +159,12 @@ int gc__pace(gc_pace *p) {
   if (p->duty_pct >= 100 || ++p->n % 16) return 0;
   uint64_t used = thread_cpu_ns() - p->cpu0;
   if (used < PACE_SLICE_NS) return 0;
-  uint64_t ns = used * (100 - p->duty_pct) / p->duty_pct;
+  unsigned duty = gc__duty(p, mono_ns());
+  if (duty >= 100) {
+    p->cpu0 = thread_cpu_ns();
+    return 0;
+  }
+  uint64_t ns = used * (100 - duty) / duty;
   struct timespec ts = {(time_t)(ns / 1000000000u), (long)(ns % 1000000000u)};
   nanosleep(&ts, NULL); /* pacing: EINTR only shortens one pause */
   p->cpu0 = thread_cpu_ns();
@@ -273,10 +285,14 @@ static int gc_pass(st_db *db, const st_gc_own_opts *o, st_gc_own_result *r) {
   gc_run x = {.db = db, .o = o, .r = r, .g = g, .tot = &g->tot, .live = !o->dry_run, .now = mono_ns()};
   /* dry runs leave the totals alone */
   gc_pace pace = {.duty_pct = o->duty_pct ? o->duty_pct : ST_GC_DUTY_DEFAULT,
+                  .idle_duty_pct = o->idle_duty_pct ? o->idle_duty_pct : ST_GC_IDLE_DUTY_DEFAULT,
+                  .last_group_ns = &db->last_group_ns,
                   .stop = o->stop,
                   .work = x.live ? &x.tot->work : NULL,
                   .cpu0 = thread_cpu_ns()};
   if (pace.duty_pct > 100) pace.duty_pct = 100;
+  if (pace.idle_duty_pct > 100) pace.idle_duty_pct = 100;
+  if (pace.idle_duty_pct < pace.duty_pct) pace.idle_duty_pct = pace.duty_pct;
   if (x.live) __atomic_store_n(&x.tot->running, 1, __ATOMIC_RELAXED);
   st_mstate ms;
   memset(&ms, 0, sizeof ms);

@@ -349,18 +349,22 @@ void st_retained_range(st_db *db, st_retained *out);
  * every later one) does not need are removed.
  * The pass yields to commits (storage/README.md "GC yields to commits"): it
  * runs on a thread of its own at nice 10 (not idle priority: README.md
- * says why; the caller waits) and uses at most duty_pct percent of
- * one core (0: ST_GC_DUTY_DEFAULT; 100: no cap). in_caller: on the calling
- * thread at its priority instead (duty_pct still applies). stop (may be NULL):
+ * says why; the caller waits) and uses at most duty_pct percent of one core
+ * while commits run (0: ST_GC_DUTY_DEFAULT) and idle_duty_pct once no group
+ * has been committed for ST_GC_IDLE_AFTER_MS (0: ST_GC_IDLE_DUTY_DEFAULT;
+ * never below duty_pct; 100: no cap). in_caller: on the calling thread at its
+ * priority instead (the caps still apply). stop (may be NULL):
  * once *stop is nonzero (read atomically) the pass gives up at its next unit
  * of work with STRATA_ESHUTDOWN, as safe as a kill (a stopping server must not
  * wait for a paced pass over a long history). */
-#define ST_GC_DUTY_DEFAULT 10
+#define ST_GC_DUTY_DEFAULT 4
+#define ST_GC_IDLE_DUTY_DEFAULT 25
+#define ST_GC_IDLE_AFTER_MS 100
 typedef struct st_gc_own_opts {
   uint64_t grace_ns;
   uint64_t max_remove;
   int dry_run;
-  unsigned duty_pct;
+  unsigned duty_pct, idle_duty_pct;
   int in_caller;
   const int *stop;
 } st_gc_own_opts;

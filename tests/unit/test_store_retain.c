@@ -22,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "storage/engine_int.h"
 #include "tests/unit/store_fixture.h"
 
 #define NKEYS 40
@@ -372,6 +373,32 @@ static void test_stop_gives_up_the_pass(void **st) {
   bs_destroy(base);
 }
 
+/* GC's cap follows the committer: the busy cap from the moment a group is
+ * installed until ST_GC_IDLE_AFTER_MS without one, the idle cap before the
+ * first commit and after that. */
+static void test_pace_yields_more_while_commits_run(void **st) {
+  bs_store *base;
+  assert_int_equal(bs_mem_create(&base), 0);
+  st_db *db = open_db(base, 1, 1);
+  gc_pace p = {.duty_pct = 4, .idle_duty_pct = 25, .last_group_ns = &db->last_group_ns};
+  struct timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  uint64_t before = (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+  assert_int_equal(gc__duty(&p, before), 25);
+  uint64_t latest = 0;
+  model_grow(0);
+  memset(model, 0, NKEYS * sizeof *model);
+  commit_random(db, &latest);
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  uint64_t after = (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+  assert_int_equal(gc__duty(&p, after), 4);
+  assert_int_equal(gc__duty(&p, after + ST_GC_IDLE_AFTER_MS * 1000000ull), 25);
+  gc_pace fixed = {.duty_pct = 10};
+  assert_int_equal(gc__duty(&fixed, after), 10);
+  st_close(db);
+  bs_destroy(base);
+}
+
 static void test_model_log(void **st) { run(1); }
 static void test_model_files(void **st) { run(0); }
 static void test_steps_log(void **st) { gc_steps(1); }
@@ -387,6 +414,7 @@ int main(void) {
       cmocka_unit_test(test_steps_files),
       cmocka_unit_test(test_steps_log),
       cmocka_unit_test(test_stop_gives_up_the_pass),
+      cmocka_unit_test(test_pace_yields_more_while_commits_run),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   free(model);
