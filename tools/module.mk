@@ -166,7 +166,7 @@ $(O)/tests/fuzz/seeds: LDLIBS += -lprotobuf-c
 # --- strata-downsample: keeps the mip pyramid in step with mip 0 (issue 14, tools/downsample/README.md)
 # DS_OBJS are the worker and its status (one file per concern, tools/downsample/README.md);
 # stratactl links them for `downsample status`.
-DS_OBJS := $(patsubst %,$(O)/tools/downsample.obj/%.o,layout worker block feed status)
+DS_OBJS := $(patsubst %,$(O)/tools/downsample.obj/%.o,layout worker block feed status local)
 DS_LIB_OBJS := $(DS_OBJS) $(POP_COMMON) $(TOOLS_KVC)
 DS_BIN := $(O)/tools/strata-downsample
 BINS += $(DS_BIN)

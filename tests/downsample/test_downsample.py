@@ -310,8 +310,54 @@ def test_unservable(s, c):
     check(rc == 0, "unservable: the worker resumes after the repair", err[-600:])
 
 
+# --- 5: --store: mip 0 read from the OCDBT files, the rest through the server -----------------
+def store_reads(err):
+    """(direct, via_server) of a worker's event=store_reads line, or None."""
+    m = re.search(r"event=store_reads url=\S+ direct=(\d+) via_server=(\d+)", err)
+    return (int(m.group(1)), int(m.group(2))) if m else None
+
+
+def test_direct_reads():
+    s = new_server("d")
+    c = strata.Client(s.addr)
+    store = os.path.join(s.data_dir, "kv")
+    last = splits(c, s.addr, "direct", 4)
+    t = time.monotonic()
+    while c.stats().store.published_generation < last and time.monotonic() - t < 60:
+        time.sleep(0.01)
+    check(c.stats().store.published_generation >= last, "direct: the splits are published")
+    rc, _, err = ds(s.addr, "--until", str(latest(c)), "--store", store)
+    check(rc == 0 and "event=store url=%s" % store in err, "direct: --until with --store exits 0", err[-600:])
+    r = store_reads(err)
+    check(r is not None and r[0] > 0 and r[1] == 0,
+          "direct: every block's mip 0 came from the OCDBT files, none through the server", r)
+    check_pyramid("direct", c)
+    # a server that publishes only every 10 minutes: the edits are not in the files, so
+    # the worker reads them through the server and the pyramid is still exact
+    s.stop()
+    s.extra = ["--publish-interval-ms", "600000"]
+    s.start()
+    c = strata.Client(s.addr)
+    splits(c, s.addr, "direct unpublished", 2)
+    check(c.stats().store.published_generation < latest(c), "direct: the new edits are not published")
+    rc, _, err = ds(s.addr, "--until", str(latest(c)), "--store", store)
+    r = store_reads(err)
+    check(rc == 0 and r is not None and r[1] > 0,
+          "direct: blocks of unpublished generations are read through the server", (r, err[-600:]))
+    check_pyramid("direct unpublished", c)
+    # a --store that is not the store: refused at start, nothing written
+    before = latest(c)
+    for bad, want in ((os.path.join(TMP, "no-such-dir"), "no directory"), (TMP, "is not a database")):
+        rc, _, err = ds(s.addr, "--until", str(latest(c)), "--store", bad)
+        check(rc == 1 and "--store %s" % bad in err and want in err and latest(c) == before
+              and not os.path.exists(os.path.join(TMP, "no-such-dir")),
+              "direct: --store %s is refused (%s), nothing committed or created" % (os.path.basename(bad), want),
+              err[-400:])
+
+
 try:
     s1, c1 = test_after_splits()
+    test_direct_reads()
     test_unservable(s1, c1)
     test_kills()
     test_two_workers()

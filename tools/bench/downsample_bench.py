@@ -11,8 +11,11 @@ wall-clock time, against the same pyramid computed in the same run by
 are timed as their process's wall time (start-up and exit included; until 2026-12-07 the
 anchor's figure was its own timer around the compute loop, which left out the start-up the
 worker's figure included).
-RUNS copies of the volume under seg/, seg1/, seg2/; the medians of RUNS worker runs and
-RUNS anchor runs, interleaved.
+The worker runs with --store (mip 0 read from the store's OCDBT files, as a worker on a
+machine that sees them does; tools/downsample/README.md "Direct reads"): RUNS copies of the
+volume under seg/, seg1/, seg2/; downsample_via_server_MBps is the same with every read
+through the server, on RUNS more copies under via0/, via1/, via2/. Medians of RUNS runs of
+each, interleaved with RUNS anchor runs.
 
 pyramid_lag_ms: a worker in --follow mode; SPLITS splits one after another (strata-split,
 each in a different mip-0 chunk); for each, from the split's commit (its generation's
@@ -80,34 +83,53 @@ def main():
         if r["rc"] != 0:
             sys.exit("populate failed: %r" % r)
         c = strata.Client(s.addr)
-        # RUNS copies of the volume (every coarser chunk stale in each), one worker run per
-        # copy, interleaved with the in-process anchor's runs; medians of each
+        # 2 x RUNS copies of the volume (every coarser chunk stale in each): one worker run
+        # per copy, reading mip 0 from the store's files (--store) on seg, seg1, ... and
+        # through the server on via0, via1, ...; interleaved with the in-process anchor's
+        # runs; medians of each
         for k in range(1, RUNS):
             r = populate(vol, "seg%d/" % k, s.addr, "--workers", "2", "--block", "2")
             if r["rc"] != 0:
                 sys.exit("populate failed: %r" % r)
+        for k in range(RUNS):
+            r = populate(vol, "via%d/" % k, s.addr, "--workers", "2", "--block", "2")
+            if r["rc"] != 0:
+                sys.exit("populate failed: %r" % r)
+        while c.stats().store.published_generation < c.latest().generation:
+            time.sleep(0.01)  # --store reads published generations (the last batch: ms)
+        store = os.path.join(root, "db", "kv")
+
+        def worker(prefix, *extra):
+            t0 = time.monotonic()
+            p = subprocess.run([DS, "--addr", s.addr, "--prefix", prefix, "--region", "all"] + list(extra),
+                               capture_output=True)
+            if p.returncode != 0:
+                sys.exit("downsample --region all failed: %s" % p.stderr.decode()[-800:])
+            m = re.search(r"event=store_reads url=\S+ direct=(\d+) via_server=(\d+)", p.stderr.decode())
+            if extra and not (m and int(m.group(1)) > 0 and int(m.group(2)) == 0):
+                sys.exit("the --store run did not read every block directly: %s" % p.stderr.decode()[-800:])
+            return time.monotonic() - t0
+
         # both timed the same way, as the wall time of their process (start-up and exit
         # included); the anchor's own timer (its compute loop only) is printed too
-        secs, anchors, anchor_walls = [], [], []
+        secs, vias, anchors, anchor_walls = [], [], [], []
         for k in range(RUNS):
             t0 = time.monotonic()
             r = subprocess.run([DS, "--bench-in-process", vol], check=True, capture_output=True)
             anchor_walls.append(time.monotonic() - t0)
             anchors.append(json.loads(r.stdout))
-            t0 = time.monotonic()
-            p = subprocess.run([DS, "--addr", s.addr, "--prefix", "seg%s/" % (k or ""), "--region", "all",
-                                "--quiet"], capture_output=True)
-            secs.append(time.monotonic() - t0)
-            if p.returncode != 0:
-                sys.exit("downsample --region all failed: %s" % p.stderr.decode()[-800:])
+            secs.append(worker("seg%s/" % (k or ""), "--store", store))
+            vias.append(worker("via%d/" % k))
         nbytes = anchors[0]["mip0_bytes"]
-        sec, asec = statistics.median(secs), statistics.median(anchor_walls)
+        sec, via, asec = statistics.median(secs), statistics.median(vias), statistics.median(anchor_walls)
         aloop = statistics.median(a["seconds"] for a in anchors)
-        mbps, in_mbps = nbytes / sec / 1e6, nbytes / asec / 1e6
-        print("BENCH downsample_MBps %.1f MB/s vs in_process %.2f (worker %.2f s, in-process %.2f s, "
-              "its compute loop %.2f s; processes' wall times for %d MiB of mip 0, 3 scales, 8 blocks "
-              "of 128^3; medians of %d runs)" %
+        mbps, via_mbps, in_mbps = nbytes / sec / 1e6, nbytes / via / 1e6, nbytes / asec / 1e6
+        print("BENCH downsample_MBps %.1f MB/s vs in_process %.2f (worker reading mip 0 from the store's "
+              "files, --store: %.2f s, in-process %.2f s, its compute loop %.2f s; processes' wall times for "
+              "%d MiB of mip 0, 3 scales, 8 blocks of 128^3; medians of %d runs)" %
               (mbps, mbps / in_mbps, sec, asec, aloop, nbytes >> 20, RUNS), flush=True)
+        print("BENCH downsample_via_server_MBps %.1f MB/s vs in_process %.2f (every read through the "
+              "server: %.2f s; medians of %d runs)" % (via_mbps, via_mbps / in_mbps, via, RUNS), flush=True)
 
         # pyramid_lag_ms: a follow worker, splits one after another
         w = subprocess.Popen([DS, "--addr", s.addr, "--prefix", "seg/", "--follow", "--name", "lag"],

@@ -23,10 +23,9 @@
  * valid during the call only, any alignment). Returns 0, fn's non-zero result, or 1
  * with err set. */
 #define DS_BATCH_BYTES ((size_t)32 << 20)
-typedef int (*read_fn)(ds *p, void *ctx, size_t i, int found, const uint8_t *v, size_t len);
 typedef struct read_call {
   ds *p;
-  read_fn fn;
+  ds_read_fn fn;
   void *ctx;
   size_t base; /* the batch's first key */
   int rc;      /* fn's result */
@@ -38,7 +37,7 @@ static int read_one(void *arg, size_t i, int found, const uint8_t *v, size_t len
   return rcall->rc ? -1 : 0;
 }
 
-static int batch_read(ds *p, char **keys, const size_t *sizes, size_t n, uint64_t gen, read_fn fn,
+static int batch_read(ds *p, char **keys, const size_t *sizes, size_t n, uint64_t gen, ds_read_fn fn,
                       void *ctx) {
   ProtobufCBinaryData *kb = calloc(n ? n : 1, sizeof *kb);
   if (!kb) return ds__fail(p, 1, "out of memory");
@@ -125,13 +124,15 @@ static int take_mip0(ds *p, void *ctx, size_t i, int found, const uint8_t *v, si
   return 0;
 }
 
-/* Reads block b's mip-0 chunks pinned at g into p->reg[0]: 0, 2 when a chunk is
- * absent at g (the block is incomplete), or 1 with p->err set. */
+/* Reads block b's mip-0 chunks pinned at g into p->reg[0], from the OCDBT files when
+ * --store gives them and g is published, else through the server: 0, 2 when a chunk
+ * is absent at g (the block is incomplete), or 1 with p->err set. */
 static int read_mip0(ds *p, const int64_t b[3], uint64_t g) {
   chunk_set cs;
   int rc = chunk_set_of(p, 0, b, &cs);
   if (rc) return rc;
-  rc = batch_read(p, cs.keys, cs.sizes, cs.n, g, take_mip0, &cs);
+  rc = ds__local_read(p, cs.keys, cs.sizes, cs.n, g, take_mip0, &cs);
+  if (rc == -1) rc = batch_read(p, cs.keys, cs.sizes, cs.n, g, take_mip0, &cs);
   chunk_set_free(&cs);
   return rc;
 }
@@ -146,6 +147,7 @@ static void view_of(ds *v, const ds *p, char *err, size_t errlen, uint64_t *reg0
   v->err = err;
   v->errlen = errlen;
   v->reg[0] = reg0;
+  v->local = p->local;
 }
 
 /* The next block's mip 0, read by a thread into the spare region while this one is

@@ -66,6 +66,8 @@ typedef struct ds_opts {
   int64_t ttl_ms;       /* block lock TTL, renewed every third */
   int64_t wait_ms;      /* the second pass's wait for a held block */
   FILE *log;            /* key=value lines; NULL = none */
+  const char *store;    /* --store: the OCDBT files (a directory or s3://), read directly
+                           for mip 0 once published; NULL = every read through the server */
 } ds_opts;
 
 /* Runs the worker. Returns 0, or 1 (failure; err says why and what to run) or 2

@@ -14,6 +14,8 @@
 
 /* --- the worker's state --------------------------------------------------------------- */
 
+typedef struct ds_local ds_local; /* local.c: --store's read-only view of the OCDBT files */
+
 typedef struct ds {
   rpc_client *c;
   const ds_opts *o;
@@ -33,6 +35,7 @@ typedef struct ds {
   uint64_t *reg[PC_MAX_SCALES];
   uint64_t *cbuf; /* one chunk */
   uint64_t *spare; /* the prefetch's mip-0 region */
+  ds_local *local; /* NULL without --store; shared by the reading threads' views */
   uint64_t blocks_done, blocks_skipped, chunks_written;
 } ds;
 
@@ -71,6 +74,20 @@ int ds__commit(ds *p, putv *pv, size_t n, int fenced, int with_ckpt, uint64_t ck
 /* Geometry helpers (layout.c): a box's voxel count; scale i's chunks in block b. */
 size_t ds__box_voxels(const int64_t lo[3], const int64_t hi[3]);
 void ds__block_chunks(const ds_layout *l, int i, const int64_t b[3], int64_t clo[3], int64_t chi[3]);
+
+/* How a block's chunks arrive (block.c's batched reads, local.c's direct ones): per
+ * key, in order; data valid during the call only, at any alignment. Returns 0 or
+ * stops the read with its code. */
+typedef int (*ds_read_fn)(ds *p, void *ctx, size_t i, int found, const uint8_t *v, size_t len);
+
+/* Direct reads (local.c, --store): ds__local_open opens the store read-only (0, or 1
+ * with err set); ds__local_read reads keys at gen from the OCDBT files like block.c's
+ * batch_read: 0, fn's non-zero result, or -1 when the caller must read through the
+ * server (gen not published yet, or the direct path failed: logged once, then off). */
+int ds__local_open(ds *p);
+void ds__local_close(ds *p);
+int ds__local_read(ds *p, char **keys, const size_t *sizes, size_t n, uint64_t gen, ds_read_fn fn,
+                   void *ctx);
 
 /* The block pipeline (block.c): blocks bl[0..n) at generation g. */
 int ds__do_blocks(ds *p, int64_t (*bl)[3], size_t n, uint64_t g, int force, int set_ckpt,

@@ -19,7 +19,7 @@
 static void usage(FILE *f) {
   fputs("usage: strata-downsample --prefix PREFIX/ (--follow | --until G | --region X0,Y0,Z0,X1,Y1,Z1 | --region all)\n"
         "                         [--name NAME] [--addr HOST:PORT] [--user U] [--ttl-ms 10000]\n"
-        "                         [--wait-ms 60000] [--quiet]\n"
+        "                         [--wait-ms 60000] [--store DIR|s3://BUCKET/PREFIX] [--quiet]\n"
         "Keeps every coarser scale of the volume under PREFIX equal to the mode downsampling of\n"
         "its mip 0. --follow: follows Kv.Watch from the worker's checkpoint, for ever. --until G:\n"
         "catches up to generation G (at least) and exits. --region: recomputes the blocks\n"
@@ -28,6 +28,9 @@ static void usage(FILE *f) {
         "--name: the worker's checkpoint (PREFIX.downsample/checkpoint/NAME), default \"default\".\n"
         "Progress: key=value lines on stderr. Exit: 0 done; 1 failed (the message says what to run;\n"
         "restarting resumes from the checkpoint); 2 usage or a volume it refuses.\n"
+        "--store: where this machine sees the store's OCDBT files (the server's --data-url, or its\n"
+        "DATA_DIR/kv): mip 0 at a published generation is read from them directly, not through the\n"
+        "server; anything else (and a generation not yet published) goes through the server.\n"
         "--bench-in-process DIR (make bench only): the same pyramid computed from a volume\n"
         "directory without a server; prints {\"mip0_bytes\", \"seconds\"}.\n",
         f);
@@ -91,7 +94,7 @@ static int parse_opts(int argc, char **argv, ds_opts *o, const char **addr) {
   static const struct option lo[] = {
       {"prefix", 1, 0, 'p'}, {"follow", 0, 0, 'f'}, {"until", 1, 0, 'u'}, {"region", 1, 0, 'r'},
       {"name", 1, 0, 'n'},   {"addr", 1, 0, 'a'},   {"user", 1, 0, 'U'},  {"ttl-ms", 1, 0, 't'},
-      {"wait-ms", 1, 0, 'w'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'},
+      {"wait-ms", 1, 0, 'w'}, {"quiet", 0, 0, 'q'}, {"help", 0, 0, 'h'}, {"store", 1, 0, 'S'},
       {"bench-in-process", 1, 0, 'B'}, {0, 0, 0, 0}};
   int ch, modes = 0;
   while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -123,6 +126,7 @@ static int parse_opts(int argc, char **argv, ds_opts *o, const char **addr) {
       case 't': o->ttl_ms = strtoll(optarg, &end, 10); if (*end || o->ttl_ms < 30) { fprintf(stderr, "strata-downsample: --ttl-ms: at least 30\n"); return 2; } break;
       case 'w': o->wait_ms = strtoll(optarg, &end, 10); if (*end || o->wait_ms < 0) { fprintf(stderr, "strata-downsample: --wait-ms: expected ms >= 0\n"); return 2; } break;
       case 'q': o->log = NULL; break;
+      case 'S': o->store = optarg; break;
       case 'B': return bench_in_process(optarg); /* make bench's anchor only */
       case 'h': usage(stdout); return 0;
       default: usage(stderr); return 2;

@@ -347,6 +347,7 @@ int ds_run(rpc_client *c, const ds_opts *o, char *err, size_t errlen) {
   /* 1. the volume, the buffers, the checkpoint, the op */
   int rc = load_layout(p);
   if (!rc) rc = alloc_buffers(p);
+  if (!rc) rc = ds__local_open(p);
   if (!rc) rc = read_checkpoint(p);
   if (!rc) rc = create_op(p);
   /* 2. the mode */
@@ -356,6 +357,7 @@ int ds_run(rpc_client *c, const ds_opts *o, char *err, size_t errlen) {
   if (!rc)
     ds__logkv(p, "event=exit checkpoint=%" PRIu64 " blocks_done=%" PRIu64 " blocks_skipped=%" PRIu64
               " chunks_written=%" PRIu64, p->ckpt, p->blocks_done, p->blocks_skipped, p->chunks_written);
+  ds__local_close(p);
   for (int i = 0; i < PC_MAX_SCALES; i++) free(p->reg[i]);
   free(p->cbuf);
   free(p->spare);
