@@ -18,6 +18,10 @@
 #include <stdint.h>
 
 typedef struct bs_store bs_store;
+
+/* The file store's writer lock: a file of its own next to the OCDBT files
+ * (not part of OCDBT; readers ignore it, docs/format.md "Files"). */
+#define BS_LOCK_FILE "strata.lock"
 typedef struct bs_file bs_file;
 
 /* The driver interface every implementation fills in (a vtable, like a VFS). */
@@ -46,7 +50,8 @@ typedef struct bs_ops {
    * pointers followed by the strings, free() it. STRATA_ENOTFOUND if no dir. */
   int (*list)(bs_store *s, const char *dir, char ***names, size_t *n);
   /* Takes the single-writer lock of the store (held until destroy);
-   * STRATA_EBUSY when another process holds it. */
+   * STRATA_EBUSY when another process holds it. Files: a flock on
+   * BS_LOCK_FILE in the directory (created, never removed). */
   int (*lock)(bs_store *s);
   void (*destroy)(bs_store *s);
   /* Optional (NULL: bs_reserve does nothing). Writes n zero bytes after the

@@ -21,6 +21,7 @@
 typedef struct fstore {
   bs_store base;
   int dirfd;
+  int lockfd; /* BS_LOCK_FILE, once locked; -1 before */
   char *root;
 } fstore;
 
@@ -215,16 +216,30 @@ static int f_list(bs_store *bs, const char *dir, char ***names, size_t *n) {
   return rc;
 }
 
+/* The writer lock: flock on a file in the directory. Not on the directory
+ * itself (as until 2026-12-07): a shared file system's client (GlusterFS's
+ * FUSE client, measured in tests/gluster) keeps a directory's flock to its own
+ * mount, while a regular file's is seen by every client, so a second server
+ * on another machine's mount of the same store is refused too. */
 static int f_lock(bs_store *bs) {
   fstore *s = (fstore *)bs;
-  if (flock(s->dirfd, LOCK_EX | LOCK_NB) < 0)
-    return strata_err(errno == EWOULDBLOCK ? STRATA_EBUSY : errno,
-                      "%s: the database is open for writing by another process", s->root);
+  if (s->lockfd >= 0) return 0;
+  int fd = openat(s->dirfd, BS_LOCK_FILE, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) return errno_rc(errno, "cannot create the writer lock", s, BS_LOCK_FILE);
+  if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+    int e = errno;
+    close(fd);
+    return strata_err(e == EWOULDBLOCK ? STRATA_EBUSY : e,
+                      "%s: the database is open for writing by another process (it holds %s/%s)", s->root,
+                      s->root, BS_LOCK_FILE);
+  }
+  s->lockfd = fd;
   return 0;
 }
 
 static void f_destroy(bs_store *bs) {
   fstore *s = (fstore *)bs;
+  if (s->lockfd >= 0) close(s->lockfd); /* releases the flock */
   close(s->dirfd);
   free(s->root);
   free(s);
@@ -249,6 +264,7 @@ int bs_file_open(const char *root, bs_store **out) {
   }
   s->base.ops = &file_ops;
   s->dirfd = fd;
+  s->lockfd = -1;
   *out = &s->base;
   return 0;
 }

@@ -109,7 +109,8 @@ static int create_db(st_db *db, const st_options *opt) {
   int rc = bs_list(db->base, "", &names, &n);
   if (rc) return rc;
   for (size_t i = 0; i < n; i++) {
-    if (!strcmp(names[i], ST_DATA_DIR) || !strncmp(names[i], "tmp.", 4)) continue;
+    if (!strcmp(names[i], ST_DATA_DIR) || !strncmp(names[i], "tmp.", 4) || !strcmp(names[i], BS_LOCK_FILE))
+      continue;
     rc = strata_err(STRATA_EINVALID, "%s is not a database (no manifest.ocdbt) and is not empty (%s); "
                     "choose an empty or new directory", db->path, names[i]);
     free(names);
