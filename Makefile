@@ -18,7 +18,7 @@ DEB_PACKAGES := build-essential pkg-config clang libclang-rt-14-dev \
 	libgrpc-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler \
 	librocksdb-dev libzstd-dev libb2-dev libcmocka-dev libjansson-dev \
 	python3-grpcio python3-protobuf python3-grpc-tools python3-pytest python3-pip \
-	libssl-dev openssl libmicrohttpd-dev
+	libssl-dev openssl libmicrohttpd-dev libcurl4-openssl-dev
 
 ifeq ($(VARIANT),fuzz)
 CC       := clang
@@ -36,7 +36,7 @@ LDOPT_fuzz  := -fsanitize=address,undefined
 CFLAGS   ?=
 CPPFLAGS += -I. -I$(BUILD)/gen -MMD -MP
 ALL_CFLAGS = $(CSTD) $(WARN) $(OPT_$(VARIANT)) $(CFLAGS)
-LDLIBS   += -lzstd -lb2 -lrocksdb -lpthread -lm -lmicrohttpd
+LDLIBS   += -lzstd -lb2 -lrocksdb -lpthread -lm -lmicrohttpd -lcurl
 LDFLAGS  += $(LDOPT_$(VARIANT))
 
 # How every tier runs a sanitizer build: any report is fatal, leaks included. The one

@@ -3,10 +3,10 @@
  * immutable files addressed by relative paths ("d/<hex>", "manifest.ocdbt").
  * Files are only ever created new, appended while open, and published with an
  * atomic rename; nothing is modified in place (a reserved room of zeros past
- * a file's end is overwritten by its appends: `reserve` below). Three implementations: real
- * files (bs_file_open), memory (bs_mem_create, for tests) and a wrapper that
- * injects EIO/ENOSPC at the Nth write, fsync or rename, or slows a site
- * (bs_fault_wrap).
+ * a file's end is overwritten by its appends: `reserve` below). Four implementations: real
+ * files (bs_file_open), objects of an S3-compatible object store (bs_s3_open),
+ * memory (bs_mem_create, for tests) and a wrapper that injects EIO/ENOSPC at
+ * the Nth write, fsync or rename, or slows a site (bs_fault_wrap).
  *
  * Every call returns 0, a negative STRATA_E* code or a positive errno, and
  * records a message naming the path (common/err.h).
@@ -40,7 +40,8 @@ typedef struct bs_ops {
    * Durable only after the next fsync. Needs no free space. */
   int (*truncate)(bs_file *f, uint64_t len);
   void (*close)(bs_file *f);
-  /* Atomically renames from -> to, replacing `to` when it exists. */
+  /* Atomically renames from -> to, replacing `to` when it exists (the S3
+   * store never replaces: STRATA_EEXISTS, see bs_s3_open). */
   int (*rename)(bs_store *s, const char *from, const char *to);
   /* Makes the directory's entries (creates, renames, removes) durable. */
   int (*sync_dir)(bs_store *s, const char *dir);
@@ -76,6 +77,42 @@ struct bs_file {
 /* Real files under the directory root (created when missing). Caller owns
  * *out and frees it with bs_destroy. */
 int bs_file_open(const char *root, bs_store **out);
+/* An S3-compatible object store (AWS S3, Ceph RGW, MinIO) through libcurl,
+ * signed with SigV4. Unset (zero) fields take the default named. */
+typedef struct bs_s3_config {
+  const char *endpoint; /* "http://127.0.0.1:7480"; path-style URLs: ENDPOINT/BUCKET/KEY */
+  const char *region;   /* SigV4 region; NULL or "": "us-east-1" */
+  const char *bucket;
+  const char *prefix;   /* NULL, "" or "a/b": the object of path P is PREFIX/P */
+  const char *access_key, *secret_key; /* both NULL: unsigned (anonymous) requests */
+  const char *session_token;           /* NULL: none (sent as x-amz-security-token) */
+  unsigned timeout_ms; /* connecting, and a transfer that moves no byte, fail after this
+                        * long (a stall counts in whole seconds); 0: 30000 */
+  unsigned attempts;   /* tries of a request that failed in transit or with a 5xx; 0: 4 */
+} bs_s3_config;
+/* Opens the store on cfg's bucket (strings are copied) after a one-key
+ * listing of the prefix, which fails naming the endpoint and the bucket when
+ * the endpoint cannot be reached, the bucket does not exist or the
+ * credentials are refused. Caller frees *out with bs_destroy.
+ * How it differs from a directory (storage/README.md, "S3 store"):
+ * - a created file is written in memory and becomes an object at its first
+ *   fsync, a PUT with `If-None-Match: *`: STRATA_EEXISTS when another writer
+ *   created the name meanwhile; a later fsync PUTs the whole file again.
+ *   What was appended after the last fsync is dropped at close. A file being
+ *   written is read from memory by this process's readers.
+ * - rename never replaces: it creates `to` the same conditional way
+ *   (STRATA_EEXISTS when it exists) and deletes `from`. So bs_put_atomic
+ *   creates a path once and cannot replace it.
+ * - sync_dir and mkdir do nothing (a PUT or DELETE is durable when
+ *   answered); list of a directory with no objects is empty, not
+ *   STRATA_ENOTFOUND; lock does nothing (S3 has no lock; the server's data
+ *   directory lock and the conditional creates guard); no reserve.
+ * - failures: 404 STRATA_ENOTFOUND, 412 STRATA_EEXISTS, 401/403 EACCES
+ *   naming the access key id; a connection failure, timeout or 5xx is retried
+ *   (cfg->attempts, with backoff), then ECONNREFUSED, ETIMEDOUT or
+ *   STRATA_EIO. Messages name the operation, bucket/key, HTTP status and S3
+ *   error Code. */
+int bs_s3_open(const bs_s3_config *cfg, bs_store **out);
 /* An in-memory store; everything is lost at bs_destroy. */
 int bs_mem_create(bs_store **out);
 /* Power-cut model of the memory store (tests): after n more operations

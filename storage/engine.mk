@@ -1,5 +1,5 @@
 # storage/ engine: base stores, copy-on-write B+tree, version tree writer, commit pipeline (issue 3).
-LIB_SRCS += storage/base_file.c storage/base_url.c storage/base_mem.c storage/base_fault.c storage/cache.c \
+LIB_SRCS += storage/base_file.c storage/base_url.c storage/base_mem.c storage/base_fault.c storage/base_s3.c storage/cache.c \
 	storage/btree.c storage/btree_write.c storage/versions.c storage/txn.c storage/validate.c \
 	storage/commit.c storage/db.c storage/datafile.c storage/clog.c storage/logcommit.c storage/publish.c \
 	storage/recover.c storage/gc.c storage/retain.c
