@@ -454,7 +454,8 @@ static void xml_error(const strata_buf *body, char *code, size_t ncode, char *ms
 
 /* "bucket/key" for messages. */
 static const char *bucket_key(const s3store *s, const char *path, char *out, size_t n) {
-  snprintf(out, n, "%s/%s%s%s", s->bucket, s->prefix, *s->prefix && *path ? "/" : "", path);
+  snprintf(out, n, "%s%s%s%s%s", s->bucket, *s->prefix || *path ? "/" : "", s->prefix,
+           *s->prefix && *path ? "/" : "", path);
   return out;
 }
 

@@ -14,7 +14,7 @@ BENCH_SRCS += tools/bench/bench_store.c tools/bench/bench_retain.c
 # and byte flips; a simulated power cut after every operation of a run of commits. Each tier runs through tests/run-tier.sh like the others.
 STORE_TIER_TESTS := tests/storage/test_store_crash.c tests/storage/test_store_powercut.c \
 	tests/storage/test_store_fault.c tests/storage/test_store_flips.c \
-	tests/storage/test_store_corrupt.c tests/storage/test_store_bigvalue.c
+	tests/storage/test_store_corrupt.c tests/storage/test_store_bigvalue.c tests/storage/test_store_s3.c
 STORE_R := $(BUILD)/release/tests/storage
 STORE_A := $(BUILD)/asan/tests/storage
 
@@ -35,5 +35,8 @@ $(eval $(call tier,store-crash,$(STORE_R)/test_store_crash $(STORE_R)/test_store
   $(STORE_R)/test_store_crash $(STORE_R)/test_store_powercut $(STORE_A)/test_store_powercut))
 $(eval $(call tier,store-fault,$(STORE_FAULT_BINS:%=$(STORE_R)/%),$(STORE_FAULT_BINS:%=$(STORE_A)/%),\
   $$(SAN_ENV),$(STORE_FAULT_BINS:%=$(STORE_R)/%) $(STORE_FAULT_BINS:%=$(STORE_A)/%)))
+
+# The S3 store's test (test_store_s3, release and asan) needs a running S3 endpoint: the s3
+# tier (tests/module.mk, tests/s3/tier.sh) starts Ceph's radosgw and runs it.
 
 -include $(STORE_TIER_TESTS:%.c=$(O)/%.d)

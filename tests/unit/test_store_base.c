@@ -14,85 +14,7 @@
 
 #include "common/err.h"
 #include "storage/store.h"
-
-/* The contract every base store keeps. */
-static void check_reserve(bs_store *s);
-
-static void check_contract(bs_store *s) {
-  bs_file *f, *g;
-  assert_int_equal(bs_mkdir(s, "d"), 0);
-  assert_int_equal(bs_create(s, "d/a", &f), 0);
-  assert_int_equal(bs_create(s, "d/a", &g), STRATA_EEXISTS); /* create-new only */
-  assert_int_equal(bs_append(f, "hello ", 6), 0);
-  assert_int_equal(bs_append(f, "world", 5), 0);
-  assert_int_equal(bs_fsync(f), 0);
-  bs_close(f);
-  assert_int_equal(bs_open_read(s, "d/a", &f), 0);
-  uint64_t size;
-  assert_int_equal(bs_size(f, &size), 0);
-  assert_int_equal(size, 11);
-  char buf[16];
-  assert_int_equal(bs_pread(f, 6, buf, 5), 0);
-  assert_memory_equal(buf, "world", 5);
-  assert_int_equal(bs_pread(f, 8, buf, 5), STRATA_ERANGE); /* past the end */
-  bs_close(f);
-  assert_int_equal(bs_open_read(s, "d/missing", &f), STRATA_ENOTFOUND);
-  /* atomic publish replaces and leaves no temp file */
-  assert_int_equal(bs_put_atomic(s, "", "tmp.x", "x", "one", 3), 0);
-  assert_int_equal(bs_put_atomic(s, "", "tmp.x", "x", "two!", 4), 0);
-  uint8_t *p;
-  size_t n;
-  assert_int_equal(bs_read_all(s, "x", &p, &n), 0);
-  assert_int_equal(n, 4);
-  assert_memory_equal(p, "two!", 4);
-  free(p);
-  char **names;
-  assert_int_equal(bs_list(s, "", &names, &n), 0);
-  int saw_x = 0;
-  for (size_t i = 0; i < n; i++) {
-    assert_string_not_equal(names[i], "tmp.x");
-    saw_x |= !strcmp(names[i], "x");
-  }
-  assert_true(saw_x);
-  free(names);
-  assert_int_equal(bs_list(s, "d", &names, &n), 0);
-  assert_int_equal(n, 1);
-  assert_string_equal(names[0], "a");
-  free(names);
-  assert_int_equal(bs_remove(s, "d/a"), 0);
-  assert_int_equal(bs_remove(s, "d/a"), STRATA_ENOTFOUND);
-  assert_int_equal(bs_sync_dir(s, "d"), 0);
-  check_reserve(s);
-}
-
-/* A reserved room: zeros past the append position, in the file's size, that
- * later appends overwrite; a cut moves the position back. */
-/* The file at path holds want[0..wlen) followed by zeros up to size bytes. */
-static void expect_file(bs_store *s, const char *path, const char *want, size_t wlen, size_t size) {
-  uint8_t *p;
-  size_t n;
-  assert_int_equal(bs_read_all(s, path, &p, &n), 0);
-  assert_int_equal(n, size);
-  assert_memory_equal(p, want, wlen);
-  for (size_t i = wlen; i < n; i++) assert_int_equal(p[i], 0);
-  free(p);
-}
-
-static void check_reserve(bs_store *s) {
-  bs_file *f;
-  assert_int_equal(bs_create(s, "d/r", &f), 0);
-  assert_int_equal(bs_append(f, "abc", 3), 0);
-  assert_int_equal(bs_reserve(f, 100), 0);
-  assert_int_equal(bs_append(f, "de", 2), 0);
-  assert_int_equal(bs_fsync(f), 0);
-  expect_file(s, "d/r", "abcde", 5, 103);
-  assert_int_equal(bs_truncate(f, 2), 0);
-  assert_int_equal(bs_append(f, "x", 1), 0);
-  assert_int_equal(bs_fsync(f), 0);
-  expect_file(s, "d/r", "abx", 3, 3);
-  bs_close(f);
-  assert_int_equal(bs_remove(s, "d/r"), 0);
-}
+#include "tests/unit/base_contract.h"
 
 /* The memory store's power-cut model of a room: what was appended into it
  * since the last fsync comes back as the zeros it replaced. */
@@ -117,7 +39,7 @@ static void test_memory_store_room_after_a_power_cut(void **state) {
 static void test_memory_store_contract(void **state) {
   bs_store *s;
   assert_int_equal(bs_mem_create(&s), 0);
-  check_contract(s);
+  check_contract(s, 1);
   bs_destroy(s);
 }
 
@@ -128,7 +50,7 @@ static void test_file_store_contract_and_writer_lock(void **state) {
   assert_int_equal(system(cmd), 0);
   bs_store *s, *t;
   assert_int_equal(bs_file_open(dir, &s), 0);
-  check_contract(s);
+  check_contract(s, 1);
   assert_int_equal(bs_lock(s), 0);
   assert_int_equal(bs_file_open(dir, &t), 0);
   assert_int_equal(bs_lock(t), STRATA_EBUSY);
@@ -198,7 +120,7 @@ static void test_fault_store_fails_the_nth_operation(void **state) {
   bs_store *m, *x;
   assert_int_equal(bs_mem_create(&m), 0);
   assert_int_equal(bs_fault_wrap(m, &x), 0);
-  check_contract(x); /* transparent while disarmed */
+  check_contract(x, 1); /* transparent while disarmed */
   bs_file *f;
   assert_int_equal(bs_create(x, "f", &f), 0);
   bs_fault_arm(x, BS_FAULT_WRITE, 2, ENOSPC);
