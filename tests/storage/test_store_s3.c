@@ -112,6 +112,33 @@ static void test_read_while_writing(void **state) {
   bs_destroy(s);
 }
 
+/* PREFIX/path is the key: a store on the prefix and one on the bucket's
+ * root see the same object; slashes around the prefix do not matter. */
+static void test_prefix_is_the_key(void **state) {
+  bs_store *a = open_s3("pfx/inner");
+  put_file(a, "d/obj", "key", 3);
+  char prefix[256], path[256];
+  snprintf(prefix, sizeof prefix, "/%s/pfx/", run_prefix);
+  bs_s3_config c = env_cfg;
+  c.prefix = prefix;
+  bs_store *b, *root;
+  assert_int_equal(bs_s3_open(&c, &b), 0);
+  expect_file(b, "inner/d/obj", "key", 3, 3);
+  c.prefix = "";
+  assert_int_equal(bs_s3_open(&c, &root), 0);
+  snprintf(path, sizeof path, "%s/pfx/inner/d/obj", run_prefix);
+  expect_file(root, path, "key", 3, 3);
+  char **names;
+  size_t n;
+  assert_int_equal(bs_list(b, "inner", &names, &n), 0);
+  assert_int_equal(n, 1);
+  assert_string_equal(names[0], "d");
+  free(names);
+  bs_destroy(root);
+  bs_destroy(b);
+  bs_destroy(a);
+}
+
 typedef struct reader_arg {
   bs_store *s;
   const uint8_t *want;
@@ -656,6 +683,11 @@ static void test_sigkill_while_committing(void **state) {
     assert_int_equal(st_snap_latest(db, &sn), 0);
     for (size_t i = 0; i < nids; i++) check_value(sn, ids[i], &b, v);
     st_snap_release(sn);
+    char **names;
+    size_t nn;
+    assert_int_equal(bs_list(s, "", &names, &nn), 0);
+    for (size_t i = 0; i < nn; i++) assert_int_not_equal(strncmp(names[i], "tmp.", 4), 0); /* open's cleanup */
+    free(names);
     fprintf(stderr, "  kill %d: %zu acknowledged commits all present\n", k, nids);
     if (k == kills - 1) check_walk(db);
     st_close(db);
@@ -691,6 +723,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_contract),
     cmocka_unit_test(test_read_while_writing),
+    cmocka_unit_test(test_prefix_is_the_key),
     cmocka_unit_test(test_ranged_and_concurrent_reads),
     cmocka_unit_test(test_conditional_create_race),
     cmocka_unit_test(test_rename_race_and_no_replace),
