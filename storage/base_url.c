@@ -2,6 +2,7 @@
  * The one parser of a store's location (base_url.h).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -84,10 +85,32 @@ void bs_url_format(const bs_url *u, char *out, size_t cap) {
     snprintf(out, cap, "%s", u->path);
 }
 
+/* The first of the environment variables that is set and not empty, or NULL. */
+static const char *env_first(const char *a, const char *b) {
+  const char *v = getenv(a);
+  if ((!v || !*v) && b) v = getenv(b);
+  return v && *v ? v : NULL;
+}
+
 static int open_s3(const bs_url *u, const bs_url_opts *o, bs_store **out) {
-  (void)o;
-  (void)out;
-  return strata_err(STRATA_EINVALID, "s3://%s: this build of Strata has no S3 store", u->bucket);
+  char endpoint[512];
+  const char *region = o->s3_region ? o->s3_region : env_first("AWS_REGION", "AWS_DEFAULT_REGION");
+  if (!region) region = "us-east-1";
+  const char *ep = o->s3_endpoint ? o->s3_endpoint : env_first("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL");
+  if (ep) snprintf(endpoint, sizeof endpoint, "%s", ep);
+  else snprintf(endpoint, sizeof endpoint, "https://s3.%s.amazonaws.com", region);
+  size_t n = strlen(endpoint);
+  while (n && endpoint[n - 1] == '/') endpoint[--n] = 0;
+  if (strncmp(endpoint, "http://", 7) != 0 && strncmp(endpoint, "https://", 8) != 0)
+    return strata_err(STRATA_EINVALID, "s3://%s: the endpoint \"%s\" is not an http:// or https:// URL",
+                      u->bucket, endpoint);
+  const char *ak = env_first("AWS_ACCESS_KEY_ID", NULL), *sk = env_first("AWS_SECRET_ACCESS_KEY", NULL);
+  if (!ak || !sk)
+    return strata_err(STRATA_EINVALID, "s3://%s: no credentials: set AWS_ACCESS_KEY_ID and "
+                      "AWS_SECRET_ACCESS_KEY in the server's environment (never given as flags)", u->bucket);
+  bs_s3_config c = {.endpoint = endpoint, .region = region, .bucket = u->bucket, .prefix = u->prefix,
+                    .access_key = ak, .secret_key = sk, .session_token = env_first("AWS_SESSION_TOKEN", NULL)};
+  return bs_s3_open(&c, out);
 }
 
 int bs_url_open(const bs_url *u, const bs_url_opts *o, bs_store **out) {
