@@ -726,8 +726,8 @@ static int s3_put(s3store *s, const char *path, s3_src *src, int create, const c
   int rc = s3_do(s, &r, op);
   if (!rc && r.status == 412 && create && r.retried && ours_after_retry(s, path, src)) r.status = 200;
   if (!rc && r.status == 412 && create)
-    rc = strata_err(STRATA_EEXISTS, "s3 %s %s: %s created it first (HTTP 412 on a PUT with If-None-Match: *)",
-                    op, bucket_key(s, path, where, sizeof where), who);
+    rc = strata_err(STRATA_EEXISTS, "s3 %s: %s exists: created first by %s (HTTP 412 to If-None-Match: *)", op,
+                    bucket_key(s, path, where, sizeof where), who);
   else if (!rc && r.status != 200) rc = s3_status_err(s, &r, op);
   strata_buf_free(&r.sink.err);
   return rc;
@@ -744,7 +744,7 @@ static int s3_fsync(bs_file *bf) {
   strata_mutex_unlock(&w->mu);
   if (clean) return 0;
   s3_src src = {.w = w, .len = len};
-  int rc = s3_put(s, w->path, &src, first, "fsync", "another writer");
+  int rc = s3_put(s, w->path, &src, first, "fsync", "another writer (a second server on this store?)");
   if (rc) return rc;
   strata_mutex_lock(&w->mu);
   w->put = 1;
@@ -860,14 +860,15 @@ static int s3_rename(bs_store *bs, const char *from, const char *to) {
     strata_buf_free(&r.sink.err);
     src = (s3_src){.mem = body.p, .len = body.len};
   }
-  if (!rc) rc = s3_put(s, to, &src, 1, "rename", "another writer (S3's rename never replaces)");
+  int put_rc = rc ? 0 : (rc = s3_put(s, to, &src, 1, "rename",
+                                     "another writer (a second server on this store?); S3's rename never replaces"));
   if (w) {
     strata_mutex_lock(&s->mu);
     node_unref(s, w);
     strata_mutex_unlock(&s->mu);
   }
   strata_buf_free(&body);
-  if (rc) return strata_err_wrap(rc, "s3 rename %s -> %s", from, to);
+  if (rc) return put_rc ? rc : strata_err_wrap(rc, "s3 rename %s -> %s", from, to);
   strata_mutex_lock(&s->mu);
   recent_drop(s, from);
   strata_mutex_unlock(&s->mu);
