@@ -892,6 +892,22 @@ static int add_name(strata_buf *names, size_t **offs, size_t *n, size_t *cap, co
   return strata_buf_append(names, tmp, l + 1);
 }
 
+/* Adds the name (after pfx) of each <outer><inner>KEY</inner>..</outer> of a
+ * listing page. 0 or STRATA_ENOMEM. */
+static int page_names(const char *p, const char *end, const char *outer, const char *inner, const char *pfx,
+                      strata_buf *names, size_t **offs, size_t *n, size_t *cap) {
+  size_t plen = strlen(pfx), vl, bl;
+  const char *v, *blk;
+  for (const char *at = p; (at = xml_find(at, end, outer, &blk, &bl));) {
+    char key[1024];
+    if (!xml_find(blk, blk + bl, inner, &v, &vl)) continue;
+    size_t kl = xml_text(v, vl, key, sizeof key);
+    if (kl > plen && !memcmp(key, pfx, plen) && add_name(names, offs, n, cap, key + plen, kl - plen))
+      return STRATA_ENOMEM;
+  }
+  return 0;
+}
+
 /* ListObjectsV2 of PREFIX/dir/ with delimiter "/", page after page: the
  * objects directly in dir and its subdirectories (common prefixes), like a
  * directory listing. A "directory" with no objects lists empty. */
@@ -919,25 +935,14 @@ static int s3_list(bs_store *bs, const char *dir, char ***out, size_t *nout) {
     if (!rc && r.status != 200) rc = s3_status_err(s, &r, "list");
     strata_buf_free(&r.sink.err);
     if (rc) break;
-    const char *p = (const char *)body.p, *end = p + body.len, *v, *blk;
-    size_t vl, bl;
-    size_t plen = strlen((char *)pfx.p);
+    const char *p = (const char *)body.p, *end = p + body.len, *v;
+    size_t vl;
     /* <Contents><Key>..</Key>..</Contents> and <CommonPrefixes><Prefix>..</Prefix></CommonPrefixes> */
-    for (const char *at = p; !rc && (at = xml_find(at, end, "Contents", &blk, &bl));) {
-      char key[1024];
-      if (!xml_find(blk, blk + bl, "Key", &v, &vl)) continue;
-      size_t kl = xml_text(v, vl, key, sizeof key);
-      if (kl > plen && !memcmp(key, pfx.p, plen) && add_name(&names, &offs, &n, &cap, key + plen, kl - plen))
-        rc = strata_err(STRATA_ENOMEM, "s3 list %s", dir);
+    if (page_names(p, end, "Contents", "Key", (char *)pfx.p, &names, &offs, &n, &cap) ||
+        page_names(p, end, "CommonPrefixes", "Prefix", (char *)pfx.p, &names, &offs, &n, &cap)) {
+      rc = strata_err(STRATA_ENOMEM, "s3 list %s", dir);
+      break;
     }
-    for (const char *at = p; !rc && (at = xml_find(at, end, "CommonPrefixes", &blk, &bl));) {
-      char key[1024];
-      if (!xml_find(blk, blk + bl, "Prefix", &v, &vl)) continue;
-      size_t kl = xml_text(v, vl, key, sizeof key);
-      if (kl > plen && !memcmp(key, pfx.p, plen) && add_name(&names, &offs, &n, &cap, key + plen, kl - plen))
-        rc = strata_err(STRATA_ENOMEM, "s3 list %s", dir);
-    }
-    if (rc) break;
     int more = xml_find(p, end, "IsTruncated", &v, &vl) && vl == 4 && !memcmp(v, "true", 4);
     if (!more) break;
     if (!xml_find(p, end, "NextContinuationToken", &v, &vl) || !xml_text(v, vl, token, sizeof token)) {

@@ -570,30 +570,38 @@ static void test_database_on_s3(void **state) {
 
 /* --- SIGKILL of a process committing into S3 ------------------------------------------ */
 
-typedef struct ack {
-  uint64_t id, gen;
-} ack;
-static int ack_fd;
-static pthread_mutex_t ack_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t ack_cv = PTHREAD_COND_INITIALIZER;
-static int inflight;
+/* Four threads (so that groups form) commit one key each, blocking, and
+ * write each acknowledged id to the pipe (one write of 8 bytes: atomic), until
+ * the process is killed. Thread t commits ids first_id + t, + 4, + 8 ... */
+typedef struct committer {
+  st_db *db;
+  int fd;
+  uint64_t id;
+} committer;
 
-static void on_done(void *ctx, const st_result *r) {
-  if (r->rc) {
-    fprintf(stderr, "child: commit failed: %s\n", r->message);
-    _exit(3);
+static void *commit_loop(void *arg) {
+  committer *c = arg;
+  static __thread uint8_t v[200000];
+  for (;; c->id += 4) {
+    st_txn *t;
+    st_result r;
+    char k[32];
+    size_t vl;
+    if (st_txn_begin(c->db, &t)) _exit(5);
+    snprintf(k, sizeof k, "k/%08llu", (unsigned long long)c->id);
+    value_of(c->id, v, &vl);
+    st_txn_put(t, k, strlen(k), v, vl);
+    if (st_txn_commit(t, &r)) {
+      fprintf(stderr, "child: commit failed: %s\n", r.message);
+      _exit(3);
+    }
+    st_result_free(&r);
+    if (write(c->fd, &c->id, sizeof c->id) != (ssize_t)sizeof c->id) _exit(4);
   }
-  ack a = {(uint64_t)(uintptr_t)ctx, r->generation};
-  if (write(ack_fd, &a, sizeof a) != (ssize_t)sizeof a) _exit(4);
-  pthread_mutex_lock(&ack_mu);
-  inflight--;
-  pthread_cond_signal(&ack_cv);
-  pthread_mutex_unlock(&ack_mu);
+  return NULL;
 }
 
-/* Commits groups of 1-4 concurrent transactions until killed, each
- * acknowledged id written to the pipe. */
-static void crash_child(const char *logdir, uint64_t first_id) {
+static void crash_child(const char *logdir, uint64_t first_id, int fd) {
   bs_s3_config c = env_cfg;
   char prefix[256];
   snprintf(prefix, sizeof prefix, "%s/crash", run_prefix);
@@ -614,26 +622,14 @@ static void crash_child(const char *logdir, uint64_t first_id) {
     fprintf(stderr, "child: open: %s\n", strata_errmsg());
     _exit(2);
   }
-  static uint8_t v[200000];
-  for (uint64_t id = first_id;;) {
-    int n = 1 + (int)(id % 4);
-    pthread_mutex_lock(&ack_mu);
-    inflight += n;
-    pthread_mutex_unlock(&ack_mu);
-    for (int i = 0; i < n; i++, id++) {
-      st_txn *t;
-      char k[32];
-      size_t vl;
-      if (st_txn_begin(db, &t)) _exit(5);
-      snprintf(k, sizeof k, "k/%08llu", (unsigned long long)id);
-      value_of(id, v, &vl);
-      st_txn_put(t, k, strlen(k), v, vl);
-      if (st_txn_submit(t, on_done, (void *)(uintptr_t)id)) _exit(6);
-    }
-    pthread_mutex_lock(&ack_mu);
-    while (inflight) pthread_cond_wait(&ack_cv, &ack_mu);
-    pthread_mutex_unlock(&ack_mu);
+  committer cs[4];
+  pthread_t t[4];
+  for (int i = 0; i < 4; i++) {
+    cs[i] = (committer){db, fd, first_id + (uint64_t)i};
+    if (pthread_create(&t[i], NULL, commit_loop, &cs[i])) _exit(7);
   }
+  pthread_join(t[0], NULL); /* never returns: killed */
+  _exit(8);
 }
 
 static void test_sigkill_while_committing(void **state) {
@@ -652,8 +648,7 @@ static void test_sigkill_while_committing(void **state) {
     assert_true(pid >= 0);
     if (pid == 0) {
       close(p[0]);
-      ack_fd = p[1];
-      crash_child(logdir, next_id);
+      crash_child(logdir, next_id, p[1]);
     }
     close(p[1]);
     /* the kill lands 0.3-2.3 s in: during commits, uploads and publications */
@@ -668,11 +663,11 @@ static void test_sigkill_while_committing(void **state) {
     assert_true(WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL); /* it was still committing */
     uint64_t *ids = NULL;
     size_t nids = 0, cap = 0;
-    ack a;
-    while (read(p[0], &a, sizeof a) == (ssize_t)sizeof a) {
+    uint64_t id;
+    while (read(p[0], &id, sizeof id) == (ssize_t)sizeof id) {
       if (nids == cap) ids = realloc(ids, (cap = cap ? cap * 2 : 1024) * sizeof *ids);
-      ids[nids++] = a.id;
-      if (a.id + 1 > next_id) next_id = a.id + 1;
+      ids[nids++] = id;
+      if (id + 1 > next_id) next_id = id + 1;
     }
     close(p[0]);
     next_id += 8; /* ids of commits in flight at the kill are never reused */
