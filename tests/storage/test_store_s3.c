@@ -465,6 +465,95 @@ static void test_dead_endpoint_times_out(void **state) {
   close(fd);
 }
 
+/* A fake endpoint that answers the first `fail` requests with `status` and
+ * an S3 error body of `code`, then a ListObjectsV2 page with no keys; it
+ * counts the requests. One connection at a time, closed after each answer. */
+typedef struct fake_s3 {
+  int fd, port, fail, status, requests;
+  const char *code;
+  pthread_t t;
+} fake_s3;
+
+static void *fake_serve(void *arg) {
+  fake_s3 *f = arg;
+  for (;;) {
+    int c = accept(f->fd, NULL, NULL);
+    if (c < 0) return NULL;
+    char req[8192];
+    size_t got = 0;
+    ssize_t r;
+    while (got < sizeof req - 1 && (r = read(c, req + got, sizeof req - 1 - got)) > 0) {
+      got += (size_t)r;
+      req[got] = 0;
+      if (strstr(req, "\r\n\r\n")) break;
+    }
+    char body[512], resp[1024];
+    int st = 200;
+    if (f->requests++ < f->fail) {
+      st = f->status;
+      snprintf(body, sizeof body, "<?xml version=\"1.0\"?><Error><Code>%s</Code><Message>try &amp; see</Message></Error>",
+               f->code);
+    } else {
+      snprintf(body, sizeof body, "<?xml version=\"1.0\"?><ListBucketResult><Name>b</Name>"
+                                  "<IsTruncated>false</IsTruncated></ListBucketResult>");
+    }
+    int n = snprintf(resp, sizeof resp, "HTTP/1.1 %d X\r\nContent-Length: %zu\r\nConnection: close\r\n\r\n%s", st,
+                     strlen(body), body);
+    if (write(c, resp, (size_t)n) != n) fprintf(stderr, "fake S3: short write\n");
+    close(c);
+  }
+}
+
+static void fake_start(fake_s3 *f, int fail, int status, const char *code) {
+  *f = (fake_s3){.fail = fail, .status = status, .code = code};
+  f->fd = socket(AF_INET, SOCK_STREAM, 0);
+  struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  socklen_t al = sizeof a;
+  assert_int_equal(bind(f->fd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(f->fd, 16), 0);
+  assert_int_equal(getsockname(f->fd, (struct sockaddr *)&a, &al), 0);
+  f->port = ntohs(a.sin_port);
+  assert_int_equal(pthread_create(&f->t, NULL, fake_serve, f), 0);
+}
+
+static void fake_stop(fake_s3 *f) {
+  shutdown(f->fd, SHUT_RDWR);
+  close(f->fd);
+  pthread_join(f->t, NULL);
+}
+
+/* What is retried: 503 SlowDown and 500 up to `attempts` tries, then
+ * STRATA_EIO naming the code and the tries; a 400 never. */
+static void test_retries(void **state) {
+  static const struct { int fail, status; const char *code; int rc, requests; } cases[] = {
+    {2, 503, "SlowDown", 0, 3},         /* the third try works */
+    {9, 503, "SlowDown", STRATA_EIO, 4}, /* four tries, then the error */
+    {9, 500, "InternalError", STRATA_EIO, 4},
+    {9, 400, "InvalidArgument", STRATA_EIO, 1}, /* not retried */
+    {9, 409, "SlowDown", STRATA_EIO, 2},        /* SlowDown is retried whatever the status */
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+    fake_s3 f;
+    fake_start(&f, cases[i].fail, cases[i].status, cases[i].code);
+    char ep[64];
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", f.port);
+    bs_s3_config c = env_cfg;
+    c.endpoint = ep;
+    c.attempts = cases[i].status == 409 ? 2 : 4;
+    bs_store *s = NULL;
+    int rc = bs_s3_open(&c, &s);
+    fake_stop(&f);
+    if (rc != cases[i].rc) fprintf(stderr, "case %zu: %s\n", i, strata_errmsg());
+    assert_int_equal(rc, cases[i].rc);
+    assert_int_equal(f.requests, cases[i].requests);
+    if (rc) {
+      assert_non_null(strstr(strata_errmsg(), cases[i].code));
+      assert_non_null(strstr(strata_errmsg(), "try & see")); /* the Message, entities decoded */
+    }
+    bs_destroy(s);
+  }
+}
+
 /* --- a whole database --------------------------------------------------------------- */
 
 static char log_root[256];
@@ -489,11 +578,12 @@ static void value_of(uint64_t id, uint8_t *v, size_t *n) {
   for (size_t i = 0; i < *n; i++) v[i] = (uint8_t)(id * 31 + i);
 }
 
-static void check_value(st_snap *sn, uint64_t id, strata_buf *b, uint8_t *want) {
+/* Key k/<kid> holds value_of(vid). */
+static void check_key(st_snap *sn, uint64_t kid, uint64_t vid, strata_buf *b, uint8_t *want) {
   char k[32];
   size_t n;
-  snprintf(k, sizeof k, "k/%08llu", (unsigned long long)id);
-  value_of(id, want, &n);
+  snprintf(k, sizeof k, "k/%08llu", (unsigned long long)kid);
+  value_of(vid, want, &n);
   b->len = 0;
   int rc = st_get(sn, k, strlen(k), b);
   if (rc) fprintf(stderr, "get %s: %s\n", k, strata_errmsg());
@@ -540,7 +630,7 @@ static void test_database_on_s3(void **state) {
   strata_buf b = STRATA_BUF_INIT;
   st_snap *sn;
   assert_int_equal(st_snap_latest(db, &sn), 0);
-  for (uint64_t id = 0; id < N; id += 7) check_value(sn, id, &b, v); /* before publication too */
+  for (uint64_t id = 0; id < N; id += 7) check_key(sn, id, id, &b, v); /* before publication too */
   st_snap_release(sn);
   st_close(db);
   /* what is in the bucket: numbered manifests, data files, no temp file */
@@ -559,9 +649,81 @@ static void test_database_on_s3(void **state) {
   s = open_s3("db");
   db = open_db(s, logdir, 0);
   assert_int_equal(st_snap_latest(db, &sn), 0);
-  for (uint64_t id = 0; id < N; id++) check_value(sn, id, &b, v);
+  for (uint64_t id = 0; id < N; id++) check_key(sn, id, id, &b, v);
   st_snap_release(sn);
   check_walk(db);
+  st_close(db);
+  bs_destroy(s);
+  strata_buf_free(&b);
+  free(v);
+}
+
+/* GC of Strata's own files on S3: old generations dropped, the files only
+ * they referenced removed (DELETE), every retained key still there, and
+ * every object left in d/ referenced. */
+static void test_gc_on_s3(void **state) {
+  bs_store *s = open_s3("gc");
+  char logdir[300];
+  snprintf(logdir, sizeof logdir, "%s/gc", log_root);
+  st_db *db = open_db(s, logdir, 1);
+  uint8_t *v = malloc(200000);
+  for (int round = 0; round < 6; round++) {
+    for (uint64_t id = 0; id < 30; id++) { /* the same keys rewritten each round */
+      st_txn *t;
+      st_result r;
+      char k[32];
+      size_t n;
+      assert_int_equal(st_txn_begin(db, &t), 0);
+      snprintf(k, sizeof k, "k/%08llu", (unsigned long long)id);
+      value_of(id + 1000 * (uint64_t)round, v, &n);
+      assert_int_equal(st_txn_put(t, k, strlen(k), v, n), 0);
+      assert_int_equal(st_txn_commit(t, &r), 0);
+      st_result_free(&r);
+    }
+    struct timespec d = {0, 60000000L}; /* batches close: more data files */
+    nanosleep(&d, NULL);
+  }
+  st_close(db); /* everything published */
+  db = open_db(s, logdir, 0);
+  st_retained rr;
+  st_retained_range(db, &rr);
+  st_set_retain_floor(db, rr.latest_generation);
+  st_txn *t;
+  st_result r;
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  assert_int_equal(st_txn_put(t, "last", 4, "x", 1), 0);
+  assert_int_equal(st_txn_commit(t, &r), 0); /* drops the versions below the floor */
+  st_result_free(&r);
+  st_close(db);
+  db = open_db(s, logdir, 0);
+  st_set_retain_floor(db, rr.latest_generation);
+  st_gc_own_opts go = {.grace_ns = 0, .in_caller = 1, .idle_duty_pct = 100, .duty_pct = 100};
+  st_gc_own_result gr;
+  int rc = st_gc_own(db, &go, &gr);
+  if (rc) fprintf(stderr, "GC: %s\n", strata_errmsg());
+  assert_int_equal(rc, 0);
+  fprintf(stderr, "  GC removed %llu files (%llu bytes)\n", (unsigned long long)gr.files_removed,
+          (unsigned long long)gr.bytes_removed);
+  assert_true(gr.files_removed > 0);
+  strata_buf b = STRATA_BUF_INIT;
+  st_snap *sn;
+  assert_int_equal(st_snap_latest(db, &sn), 0);
+  for (uint64_t id = 0; id < 30; id++) check_key(sn, id, id + 5000, &b, v);
+  st_snap_release(sn);
+  st_fileset *refs = NULL;
+  assert_int_equal(st_walk(db, 0, &refs, NULL), 0);
+  char **names;
+  size_t n;
+  assert_int_equal(bs_list(s, "d", &names, &n), 0);
+  assert_true(n > 0);
+  for (size_t i = 0; i < n; i++) {
+    char path[300];
+    snprintf(path, sizeof path, "d/%s", names[i]);
+    if (!st_fileset_has(refs, path)) fprintf(stderr, "unreferenced: %s\n", path);
+    assert_true(st_fileset_has(refs, path));
+  }
+  free(names);
+  st_fileset_free(refs);
   st_close(db);
   bs_destroy(s);
   strata_buf_free(&b);
@@ -676,7 +838,7 @@ static void test_sigkill_while_committing(void **state) {
     st_db *db = open_db(s, logdir, nids == 0 && k == 0);
     st_snap *sn;
     assert_int_equal(st_snap_latest(db, &sn), 0);
-    for (size_t i = 0; i < nids; i++) check_value(sn, ids[i], &b, v);
+    for (size_t i = 0; i < nids; i++) check_key(sn, ids[i], ids[i], &b, v);
     st_snap_release(sn);
     char **names;
     size_t nn;
@@ -726,7 +888,9 @@ int main(void) {
     cmocka_unit_test(test_refused_credentials),
     cmocka_unit_test(test_unreachable_endpoint),
     cmocka_unit_test(test_dead_endpoint_times_out),
+    cmocka_unit_test(test_retries),
     cmocka_unit_test(test_database_on_s3),
+    cmocka_unit_test(test_gc_on_s3),
     cmocka_unit_test(test_sigkill_while_committing),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
