@@ -516,7 +516,7 @@ static void recent_drop(s3store *s, const char *path) {
 
 static int new_handle(s3store *s, s3_node *w, int writer, const char *path, uint64_t size, bs_file **out) {
   s3file *f = calloc(1, sizeof *f);
-  if (!f || (!w && !(f->path = strdup(path)))) {
+  if (!f || !(f->path = strdup(path))) {
     free(f);
     return strata_err(STRATA_ENOMEM, "s3 open %s", path);
   }
@@ -559,22 +559,40 @@ static int s3_open_read(bs_store *bs, const char *path, bs_file **out) {
   return rc ? rc : new_handle(s, NULL, 0, path, size, out);
 }
 
-/* A reader of a node whose writer closed it after a PUT of everything reads
- * the object from then on, so that the memory goes once no handle needs it. */
-static void maybe_leave_node(s3file *f) {
+/* The node a handle reads from memory, pinned (release with node_release),
+ * or NULL with *size the object's: then the handle reads the object. A
+ * reader of a node whose writer closed it after a PUT of everything moves to
+ * the object here, so that the memory goes once no handle needs it. Several
+ * threads may read through one handle at once (the engine's file table
+ * shares a handle), hence the pin and s->mu around the move. */
+static s3_node *node_pin(s3file *f, uint64_t *size) {
   s3store *s = (s3store *)f->base.store;
+  strata_mutex_lock(&s->mu);
   s3_node *w = f->w;
-  if (f->writer) return;
+  if (w) w->refs++;
+  *size = f->size;
+  strata_mutex_unlock(&s->mu);
+  if (!w || f->writer) return w;
   strata_mutex_lock(&w->mu);
   int done = !w->writing && w->put && w->put_gen == w->gen;
   uint64_t len = w->put_len;
   strata_mutex_unlock(&w->mu);
-  char *p = done ? strdup(w->path) : NULL;
-  if (!p) return;
+  if (!done) return w;
   strata_mutex_lock(&s->mu);
-  f->path = p;
-  f->size = len;
-  f->w = NULL;
+  if (f->w == w) { /* not moved by another thread meanwhile */
+    f->w = NULL;
+    f->size = len;
+    w->refs--; /* the handle's reference (the pin keeps it above zero) */
+  }
+  *size = f->size;
+  node_unref(s, w); /* the pin */
+  strata_mutex_unlock(&s->mu);
+  return NULL;
+}
+
+static void node_release(s3file *f, s3_node *w) {
+  s3store *s = (s3store *)f->base.store;
+  strata_mutex_lock(&s->mu);
   node_unref(s, w);
   strata_mutex_unlock(&s->mu);
 }
@@ -583,9 +601,9 @@ static int s3_pread(bs_file *bf, uint64_t off, void *dst, size_t n) {
   s3file *f = (s3file *)bf;
   s3store *s = (s3store *)bf->store;
   char where[600];
-  if (f->w) maybe_leave_node(f);
-  if (f->w) {
-    s3_node *w = f->w;
+  uint64_t size;
+  s3_node *w = node_pin(f, &size);
+  if (w) {
     int rc = 0;
     strata_mutex_lock(&w->mu);
     if (off > w->buf.len || n > w->buf.len - off)
@@ -594,11 +612,12 @@ static int s3_pread(bs_file *bf, uint64_t off, void *dst, size_t n) {
     else if (n)
       memcpy(dst, w->buf.p + off, n);
     strata_mutex_unlock(&w->mu);
+    node_release(f, w);
     return rc;
   }
-  if (off > f->size || n > f->size - off)
+  if (off > size || n > size - off)
     return strata_err(STRATA_ERANGE, "s3 %s: object ends (%llu bytes) before offset %llu + %zu",
-                      bucket_key(s, f->path, where, sizeof where), (unsigned long long)f->size,
+                      bucket_key(s, f->path, where, sizeof where), (unsigned long long)size,
                       (unsigned long long)off, n);
   if (!n) return 0;
   s3_req r = {.method = "GET", .path = f->path, .range_off = off, .range_len = n};
@@ -616,13 +635,13 @@ static int s3_pread(bs_file *bf, uint64_t off, void *dst, size_t n) {
 
 static int s3_size(bs_file *bf, uint64_t *out) {
   s3file *f = (s3file *)bf;
-  if (!f->w) {
-    *out = f->size;
-    return 0;
+  s3_node *w = node_pin(f, out);
+  if (w) {
+    strata_mutex_lock(&w->mu);
+    *out = w->buf.len;
+    strata_mutex_unlock(&w->mu);
+    node_release(f, w);
   }
-  strata_mutex_lock(&f->w->mu);
-  *out = f->w->buf.len;
-  strata_mutex_unlock(&f->w->mu);
   return 0;
 }
 

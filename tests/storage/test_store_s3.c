@@ -71,6 +71,23 @@ static void test_contract(void **state) {
   bs_destroy(s);
 }
 
+typedef struct shared_reader {
+  bs_file *f;
+  volatile int stop;
+  int reads, bad;
+} shared_reader;
+
+/* Reads bytes 0..5 ("abcdef") through a handle other threads share. */
+static void *read_shared(void *p) {
+  shared_reader *r = p;
+  while (!r->stop || r->reads < 50) {
+    char buf[6];
+    if (bs_pread(r->f, 0, buf, 6) || memcmp(buf, "abcdef", 6)) r->bad++;
+    r->reads++;
+  }
+  return NULL;
+}
+
 /* A file being written is read from memory by this process (the engine
  * reads a batch's nodes back before publishing it); once written and
  * closed, the same handle reads the object. */
@@ -88,8 +105,21 @@ static void test_read_while_writing(void **state) {
   assert_int_equal(bs_pread(g, 3, buf, 3), 0);
   assert_memory_equal(buf, "def", 3);
   assert_int_equal(bs_pread(g, 4, buf, 3), STRATA_ERANGE);
+  /* four threads read through g (one handle, as the engine's file table
+   * shares it) while the writer uploads and closes: g moves to the object */
+  shared_reader sr[4];
+  pthread_t t[4];
+  for (int i = 0; i < 4; i++) {
+    sr[i] = (shared_reader){.f = g};
+    assert_int_equal(pthread_create(&t[i], NULL, read_shared, &sr[i]), 0);
+  }
   assert_int_equal(bs_fsync(f), 0);
   bs_close(f);
+  for (int i = 0; i < 4; i++) {
+    sr[i].stop = 1;
+    pthread_join(t[i], NULL);
+    assert_int_equal(sr[i].bad, 0);
+  }
   assert_int_equal(bs_pread(g, 1, buf, 5), 0); /* now from the object */
   assert_memory_equal(buf, "bcdef", 5);
   assert_int_equal(bs_size(g, &size), 0);
