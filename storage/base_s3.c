@@ -41,6 +41,7 @@ typedef struct s3_node {
   uint64_t put_len; /* the object's size after the last PUT */
   int put;          /* the object exists: the first PUT succeeded */
   int writing;      /* the writer's handle is open */
+  int unlinked;     /* removed or renamed away: a later fsync PUTs nothing */
   int refs;         /* under the store's mu: handles, + 1 while on the live or recent list */
   struct s3_node *next;
 } s3_node;
@@ -758,7 +759,7 @@ static int s3_fsync(bs_file *bf) {
   if (!f->writer) return 0; /* objects are durable; a reader has nothing to sync */
   s3_node *w = f->w;
   strata_mutex_lock(&w->mu);
-  int first = !w->put, clean = w->put && w->put_gen == w->gen;
+  int first = !w->put, clean = w->unlinked || (w->put && w->put_gen == w->gen);
   uint64_t gen = w->gen, len = w->buf.len;
   strata_mutex_unlock(&w->mu);
   if (clean) return 0;
@@ -838,6 +839,7 @@ static int s3_remove(bs_store *bs, const char *path) {
     *pp = w->next;
     strata_mutex_lock(&w->mu);
     put = w->put;
+    w->unlinked = 1;
     strata_mutex_unlock(&w->mu);
     node_unref(s, w);
   }
@@ -890,6 +892,14 @@ static int s3_rename(bs_store *bs, const char *from, const char *to) {
   if (rc) return put_rc ? rc : strata_err_wrap(rc, "s3 rename %s -> %s", from, to);
   strata_mutex_lock(&s->mu);
   recent_drop(s, from);
+  s3_node **pp = node_find(&s->live, from), *lw = *pp;
+  if (lw) { /* still open for writing: its writer's fsyncs no longer PUT it */
+    *pp = lw->next;
+    strata_mutex_lock(&lw->mu);
+    lw->unlinked = 1;
+    strata_mutex_unlock(&lw->mu);
+    node_unref(s, lw);
+  }
   strata_mutex_unlock(&s->mu);
   s3_delete(s, from, "rename"); /* best effort, see above */
   strata_err_clear();

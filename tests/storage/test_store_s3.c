@@ -135,6 +135,15 @@ static void test_read_while_writing(void **state) {
   assert_int_equal(bs_size(h, &size), 0);
   assert_int_equal(size, 2);
   bs_close(h);
+  /* removed while open for writing: a later fsync does not bring it back */
+  assert_int_equal(bs_create(s, "d/x", &f), 0);
+  assert_int_equal(bs_append(f, "1", 1), 0);
+  assert_int_equal(bs_fsync(f), 0);
+  assert_int_equal(bs_remove(s, "d/x"), 0);
+  assert_int_equal(bs_append(f, "2", 1), 0);
+  assert_int_equal(bs_fsync(f), 0);
+  bs_close(f);
+  assert_int_equal(bs_open_read(s, "d/x", &h), STRATA_ENOTFOUND);
   /* created and never fsynced: no object */
   assert_int_equal(bs_create(s, "d/u", &f), 0);
   bs_close(f);
