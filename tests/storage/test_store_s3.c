@@ -510,6 +510,9 @@ static void test_dead_endpoint_times_out(void **state) {
 typedef struct fake_s3 {
   int fd, port, fail, status, requests;
   const char *code;
+  /* when set, request i gets script[i]: "close" (the connection is dropped
+   * unanswered) or "STATUS BODY"; past its end, the listing page */
+  const char *const *script;
   pthread_t t;
 } fake_s3;
 
@@ -527,8 +530,16 @@ static void *fake_serve(void *arg) {
       if (strstr(req, "\r\n\r\n")) break;
     }
     char body[512], resp[1024];
-    int st = 200;
-    if (f->requests++ < f->fail) {
+    int st = 200, i = f->requests++;
+    const char *sc = f->script ? f->script[i] : NULL;
+    if (sc && !strcmp(sc, "close")) {
+      close(c);
+      continue;
+    }
+    if (sc) {
+      st = atoi(sc);
+      snprintf(body, sizeof body, "%s", strchr(sc, ' ') + 1);
+    } else if (i < f->fail) {
       st = f->status;
       snprintf(body, sizeof body, "<?xml version=\"1.0\"?><Error><Code>%s</Code><Message>try &amp; see</Message></Error>",
                f->code);
@@ -543,8 +554,8 @@ static void *fake_serve(void *arg) {
   }
 }
 
-static void fake_start(fake_s3 *f, int fail, int status, const char *code) {
-  *f = (fake_s3){.fail = fail, .status = status, .code = code};
+static void fake_start(fake_s3 *f, int fail, int status, const char *code, const char *const *script) {
+  *f = (fake_s3){.fail = fail, .status = status, .code = code, .script = script};
   f->fd = socket(AF_INET, SOCK_STREAM, 0);
   struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
   socklen_t al = sizeof a;
@@ -573,7 +584,7 @@ static void test_retries(void **state) {
   };
   for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
     fake_s3 f;
-    fake_start(&f, cases[i].fail, cases[i].status, cases[i].code);
+    fake_start(&f, cases[i].fail, cases[i].status, cases[i].code, NULL);
     char ep[64];
     snprintf(ep, sizeof ep, "http://127.0.0.1:%d", f.port);
     bs_s3_config c = env_cfg;
@@ -590,6 +601,39 @@ static void test_retries(void **state) {
       assert_non_null(strstr(strata_errmsg(), "try & see")); /* the Message, entities decoded */
     }
     bs_destroy(s);
+  }
+}
+
+/* A conditional PUT whose first attempt was cut off after it was sent, and
+ * whose retry then meets 412: the object is compared with the file's bytes;
+ * equal means the cut-off attempt created it (fsync succeeds), different
+ * means another writer did (STRATA_EEXISTS). */
+static void test_conditional_put_retried(void **state) {
+  static const char *const ours[] = {
+    "200 <ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>", /* open */
+    "404 ", "close", "412 <Error><Code>PreconditionFailed</Code></Error>", "200 mine", NULL};
+  static const char *const theirs[] = {
+    "200 <ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>",
+    "404 ", "close", "412 <Error><Code>PreconditionFailed</Code></Error>", "200 other", NULL};
+  for (int k = 0; k < 2; k++) {
+    fake_s3 f;
+    fake_start(&f, 0, 0, "", k ? theirs : ours);
+    char ep[64];
+    snprintf(ep, sizeof ep, "http://127.0.0.1:%d", f.port);
+    bs_s3_config c = env_cfg;
+    c.endpoint = ep;
+    bs_store *s;
+    assert_int_equal(bs_s3_open(&c, &s), 0);
+    bs_file *w;
+    assert_int_equal(bs_create(s, "d/f", &w), 0);
+    assert_int_equal(bs_append(w, "mine", 4), 0);
+    int rc = bs_fsync(w);
+    if (rc != (k ? STRATA_EEXISTS : 0)) fprintf(stderr, "case %d: %s\n", k, strata_errmsg());
+    assert_int_equal(rc, k ? STRATA_EEXISTS : 0);
+    bs_close(w);
+    bs_destroy(s);
+    fake_stop(&f);
+    assert_int_equal(f.requests, 5);
   }
 }
 
@@ -969,6 +1013,7 @@ int main(void) {
     cmocka_unit_test(test_unreachable_endpoint),
     cmocka_unit_test(test_dead_endpoint_times_out),
     cmocka_unit_test(test_retries),
+    cmocka_unit_test(test_conditional_put_retried),
     cmocka_unit_test(test_database_on_s3),
     cmocka_unit_test(test_per_group_path_on_s3),
     cmocka_unit_test(test_gc_on_s3),
