@@ -690,11 +690,45 @@ static void check_walk(st_db *db) {
   st_check_result_free(&cr);
 }
 
+/* A new database in the store run_prefix/name, its log in log_root/name. */
+static st_db *new_db(const char *name, bs_store **s, char logdir[300]) {
+  *s = open_s3(name);
+  snprintf(logdir, 300, "%s/%s", log_root, name);
+  return open_db(*s, logdir, 1);
+}
+
+/* Commits k/<kid> = value_of(vid) in a transaction of its own (buf: room for a value). */
+static void commit_key(st_db *db, uint64_t kid, uint64_t vid, uint8_t *buf) {
+  st_txn *t;
+  st_result r;
+  char k[32];
+  size_t n;
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  snprintf(k, sizeof k, "k/%08llu", (unsigned long long)kid);
+  value_of(vid, buf, &n);
+  assert_int_equal(st_txn_put(t, k, strlen(k), buf, n), 0);
+  int rc = st_txn_commit(t, &r);
+  if (rc) fprintf(stderr, "commit: %s\n", r.message);
+  assert_int_equal(rc, 0);
+  st_result_free(&r);
+}
+
+/* Every k/<id>, id < n, holds value_of(id + shift) at the latest generation,
+ * and the check finds nothing. */
+static void check_all(st_db *db, uint64_t n, uint64_t shift, uint8_t *buf) {
+  strata_buf b = STRATA_BUF_INIT;
+  st_snap *sn;
+  assert_int_equal(st_snap_latest(db, &sn), 0);
+  for (uint64_t id = 0; id < n; id++) check_key(sn, id, id + shift, &b, buf);
+  st_snap_release(sn);
+  strata_buf_free(&b);
+  check_walk(db);
+}
+
 static void test_database_on_s3(void **state) {
-  bs_store *s = open_s3("db");
+  bs_store *s;
   char logdir[300];
-  snprintf(logdir, sizeof logdir, "%s/db", log_root);
-  st_db *db = open_db(s, logdir, 1);
+  st_db *db = new_db("db", &s, logdir);
   uint8_t *v = malloc(200000);
   enum { N = 600 };
   for (uint64_t id = 0; id < N; id += 3) { /* 3 keys per transaction */
@@ -734,10 +768,7 @@ static void test_database_on_s3(void **state) {
   /* a fresh process's view: a new store, the same log directory */
   s = open_s3("db");
   db = open_db(s, logdir, 0);
-  assert_int_equal(st_snap_latest(db, &sn), 0);
-  for (uint64_t id = 0; id < N; id++) check_key(sn, id, id, &b, v);
-  st_snap_release(sn);
-  check_walk(db);
+  check_all(db, N, 0, v);
   st_close(db);
   bs_destroy(s);
   strata_buf_free(&b);
@@ -747,38 +778,18 @@ static void test_database_on_s3(void **state) {
 /* The per-group files path (no commit log; numbered manifests, so every
  * rename is to a new name): commits, reopens in commit log mode, reads back. */
 static void test_per_group_path_on_s3(void **state) {
-  bs_store *s = open_s3("pergroup");
+  bs_store *s;
   char logdir[300];
-  snprintf(logdir, sizeof logdir, "%s/pergroup", log_root);
   per_group = 1;
-  st_db *db = open_db(s, logdir, 1);
+  st_db *db = new_db("pergroup", &s, logdir);
   uint8_t *v = malloc(200000);
-  for (uint64_t id = 0; id < 40; id++) {
-    st_txn *t;
-    st_result r;
-    char k[32];
-    size_t n;
-    assert_int_equal(st_txn_begin(db, &t), 0);
-    snprintf(k, sizeof k, "k/%08llu", (unsigned long long)id);
-    value_of(id, v, &n);
-    assert_int_equal(st_txn_put(t, k, strlen(k), v, n), 0);
-    int rc = st_txn_commit(t, &r);
-    if (rc) fprintf(stderr, "commit: %s\n", r.message);
-    assert_int_equal(rc, 0);
-    st_result_free(&r);
-  }
+  for (uint64_t id = 0; id < 40; id++) commit_key(db, id, id, v);
   st_close(db);
   per_group = 0;
   db = open_db(s, logdir, 0);
-  strata_buf b = STRATA_BUF_INIT;
-  st_snap *sn;
-  assert_int_equal(st_snap_latest(db, &sn), 0);
-  for (uint64_t id = 0; id < 40; id++) check_key(sn, id, id, &b, v);
-  st_snap_release(sn);
-  check_walk(db);
+  check_all(db, 40, 0, v);
   st_close(db);
   bs_destroy(s);
-  strata_buf_free(&b);
   free(v);
 }
 
@@ -786,24 +797,12 @@ static void test_per_group_path_on_s3(void **state) {
  * they referenced removed (DELETE), every retained key still there, and
  * every object left in d/ referenced. */
 static void test_gc_on_s3(void **state) {
-  bs_store *s = open_s3("gc");
+  bs_store *s;
   char logdir[300];
-  snprintf(logdir, sizeof logdir, "%s/gc", log_root);
-  st_db *db = open_db(s, logdir, 1);
+  st_db *db = new_db("gc", &s, logdir);
   uint8_t *v = malloc(200000);
   for (int round = 0; round < 6; round++) {
-    for (uint64_t id = 0; id < 30; id++) { /* the same keys rewritten each round */
-      st_txn *t;
-      st_result r;
-      char k[32];
-      size_t n;
-      assert_int_equal(st_txn_begin(db, &t), 0);
-      snprintf(k, sizeof k, "k/%08llu", (unsigned long long)id);
-      value_of(id + 1000 * (uint64_t)round, v, &n);
-      assert_int_equal(st_txn_put(t, k, strlen(k), v, n), 0);
-      assert_int_equal(st_txn_commit(t, &r), 0);
-      st_result_free(&r);
-    }
+    for (uint64_t id = 0; id < 30; id++) commit_key(db, id, id + 1000 * (uint64_t)round, v); /* rewritten */
     struct timespec d = {0, 60000000L}; /* batches close: more data files */
     nanosleep(&d, NULL);
   }
@@ -829,11 +828,7 @@ static void test_gc_on_s3(void **state) {
   fprintf(stderr, "  GC removed %llu files (%llu bytes)\n", (unsigned long long)gr.files_removed,
           (unsigned long long)gr.bytes_removed);
   assert_true(gr.files_removed > 0);
-  strata_buf b = STRATA_BUF_INIT;
-  st_snap *sn;
-  assert_int_equal(st_snap_latest(db, &sn), 0);
-  for (uint64_t id = 0; id < 30; id++) check_key(sn, id, id + 5000, &b, v);
-  st_snap_release(sn);
+  check_all(db, 30, 5000, v);
   st_fileset *refs = NULL;
   assert_int_equal(st_walk(db, 0, &refs, NULL), 0);
   char **names;
@@ -850,7 +845,6 @@ static void test_gc_on_s3(void **state) {
   st_fileset_free(refs);
   st_close(db);
   bs_destroy(s);
-  strata_buf_free(&b);
   free(v);
 }
 
