@@ -315,15 +315,6 @@ static int parse_flags(int argc, char **argv, srv_opts *o, int *level, int *inse
   return GO_ON;
 }
 
-/* The per-group path replaces manifest.ocdbt at every commit, which an object
- * store cannot do atomically (storage/README.md "S3 store"). */
-static int check_s3_mode(const char *url, int no_commit_log, char *why, size_t cap) {
-  if (!url || strncmp(url, "s3://", 5) != 0 || !no_commit_log) return 0;
-  snprintf(why, cap, "--no-commit-log cannot be used with an s3:// store (%.200s): an object store "
-           "cannot replace manifest.ocdbt atomically; drop --no-commit-log", url);
-  return -1;
-}
-
 /* A store location named for the first time must work before it is recorded
  * (a mistyped one would otherwise stick): its base store opens (a directory is
  * created, its parent must exist; a bucket must answer) and the log's
@@ -356,11 +347,9 @@ static int check_start(srv_opts *o, int insecure_listen, srv_store_loc *loc) {
   if (srv_check_listen("--listen", o->listen, why, sizeof why) ||
       (o->metrics_listen && srv_check_metrics_listen(o->metrics_listen, why, sizeof why)) ||
       check_security(o, insecure_listen, why, sizeof why) ||
-      check_s3_mode(o->data_url, o->no_commit_log, why, sizeof why) ||
       srv_check_data_dir(o->data_dir, why, sizeof why) ||
       srv_mark_data_dir(o->data_dir, why, sizeof why) ||
       srv_resolve_store(o->data_dir, o->data_url, o->log_dir, loc, why, sizeof why) ||
-      check_s3_mode(loc->data_url, o->no_commit_log, why, sizeof why) ||
       check_places(o, loc, why, sizeof why) || srv_record_store(o->data_dir, loc, why, sizeof why)) {
     fprintf(stderr, "strata-server: %s\n", why);
     return 1;

@@ -24,6 +24,15 @@
 #include "storage/clog.h"
 #include "storage/commit_int.h"
 
+/* Failures of a remote base store (S3: storage/README.md "S3 store") that the
+ * service's return can cure. A file store never returns them; its failed
+ * fsync stays fatal (the page cache may have dropped the dirty pages), while a
+ * remote store keeps the file's bytes and uploads them whole again. */
+static int transient(int rc) {
+  return rc == ETIMEDOUT || rc == ECONNREFUSED || rc == ECONNRESET || rc == EHOSTUNREACH ||
+         rc == ENETUNREACH || rc == EAGAIN;
+}
+
 int pb__publish(st_db *db, st_batch *b, int *fatal) {
   char tmp[64], mpath[64];
   strata_buf man = STRATA_BUF_INIT;
@@ -34,7 +43,7 @@ int pb__publish(st_db *db, st_batch *b, int *fatal) {
   snprintf(tmp, sizeof tmp, "tmp.manifest.%016llx", (unsigned long long)b->last);
   if (!b->file_synced) {
     if ((rc = wr__flush(&b->w)) || (rc = bs_fsync(b->w.f))) {
-      *fatal = 1;
+      *fatal = !transient(rc);
       goto out;
     }
     b->file_synced = 1;
@@ -114,9 +123,10 @@ static void published(st_db *db, st_batch *b, int rc, const char *why) {
   strata_mutex_lock(&db->mu);
 }
 
-/* Failures that time can cure: space or memory. */
+/* Failures that time can cure: space, memory, a remote store's outage. */
 static int retryable(int rc) {
-  return rc == ENOSPC || rc == EDQUOT || rc == ENOMEM || rc == STRATA_ENOSPC || rc == STRATA_ENOMEM;
+  return rc == ENOSPC || rc == EDQUOT || rc == ENOMEM || rc == STRATA_ENOSPC || rc == STRATA_ENOMEM ||
+         transient(rc);
 }
 
 /* Publishes b, retrying what retryable() allows with a backoff from 10 ms

@@ -165,11 +165,6 @@ def test_store_places(tmp):
         rc, err = run_server_once(d, "127.0.0.1:0", "--data-url", url)
         check(rc == 1 and err.count("\n") == 1 and want in err and not os.path.exists(os.path.join(d, "STORE")),
               "--data-url %s: one line (%s), nothing recorded" % (url, want), (rc, err))
-    rc, err = run_server_once(os.path.join(tmp, "s3-per-group"), "127.0.0.1:0", "--data-url", "s3://bucket/p",
-                              "--no-commit-log")
-    check(rc == 1 and "--no-commit-log cannot be used with an s3:// store" in err
-          and not os.path.exists(os.path.join(tmp, "s3-per-group")),
-          "s3:// with --no-commit-log: refused before anything is created", (rc, err))
     # Relative paths are recorded absolute: a restart from another directory finds them.
     proc = subprocess.Popen([os.path.abspath(SERVER), "--listen", "127.0.0.1:0", "--data-dir", "placed", "--data-url",
                              "mnt-shared/store", "--log-dir", "./local-log", "--publish-interval-ms", "600000"], cwd=tmp,
