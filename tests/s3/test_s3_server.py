@@ -1,0 +1,487 @@
+#!/usr/bin/python3
+"""strata-server with its OCDBT files on S3 (Ceph radosgw, tests/s3/rgw.py), over real sockets.
+
+- basic: commits through the server land in the bucket (data files and numbered manifests under
+  the prefix, none on local disk: there only the commit log and the lock table); an external
+  reader (this file's own S3 client and OCDBT envelope check, no Strata code) sees the newest
+  manifest at the acknowledged generation; `stratactl check` passes.
+- kill: SIGKILL of the server at random points under a concurrent write load (4 client threads,
+  values inline, out of line and above the log's by-reference size), several times, restarting
+  on the same data directory and prefix each time: every acknowledged commit reads back (an
+  unacknowledged one in flight may or may not be there), `stratactl check` passes, the external
+  reader sees the published generation.
+- gc: retention keep-versions 2 and `stratactl gc` with a grace period: inside the grace nothing
+  is removed from the bucket, past it the dropped versions' objects go; then each remaining data
+  object is hidden in turn (deleted, the server restarted with a cold cache, the check run, the
+  object put back): every one is needed, so none is an orphan; no numbered manifest of a dropped
+  generation and no temporary object is left. A kill -9 during a GC pass, then the check.
+- second: a second server on another --data-dir pointed at the same s3:// prefix while the first
+  commits under load: it is refused at start or stops with an error, and never publishes over the
+  first; every commit the first acknowledged reads back from it and from the bucket's newest
+  manifest generation.
+
+Environment: STRATA_SERVER_BIN, STRATACTL_BIN, PYTHONPATH with the strata package, and the S3
+variables of rgw.py's env file (STRATA_S3_ENDPOINT, STRATA_S3_BUCKET, AWS_ACCESS_KEY_ID,
+AWS_SECRET_ACCESS_KEY, AWS_REGION); STRATA_SEED (printed); STRATA_S3_KILLS (default 5).
+Prints the cmocka-style lines tests/run-tier.sh counts.
+"""
+import json
+import os
+import random
+import re
+import secrets
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "stratactl"))
+sys.path.insert(0, os.path.join(HERE, "..", "populate"))
+from s3http import S3  # noqa: E402
+from tier_report import check, report  # noqa: E402
+
+os.environ.setdefault("POPULATE_BIN", "")
+os.environ.setdefault("GENVOL_BIN", "")
+from popcommon import Server  # noqa: E402
+
+import strata  # noqa: E402
+
+SERVER = os.environ["STRATA_SERVER_BIN"]
+CTL = os.environ["STRATACTL_BIN"]
+BUCKET = os.environ["STRATA_S3_BUCKET"]
+ENDPOINT = os.environ["STRATA_S3_ENDPOINT"]
+REGION = os.environ.get("AWS_REGION", "us-east-1")
+s3 = S3.from_env()
+
+MANIFEST_RE = re.compile(r"manifest\.([0-9a-f]{16})$")
+DATA_RE = re.compile(r"d/[0-9a-f]{32}$")
+
+
+def s3_flags(prefix):
+    return ["--data-url", "s3://%s/%s" % (BUCKET, prefix), "--s3-endpoint", ENDPOINT,
+            "--s3-region", REGION]
+
+
+def ctl(addr, *args, timeout=300):
+    p = subprocess.run([CTL, "--addr", addr, "--json"] + list(args), stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=timeout)
+    try:
+        j = json.loads(p.stdout.decode())
+    except ValueError:
+        j = None
+    return p.returncode, j, p.stderr.decode()
+
+
+def store_ok(addr, what):
+    rc, j, err = ctl(addr, "check")
+    return check(rc == 0 and j is not None and j["errors_total"] == 0 and j["missing_files"] == 0,
+                 what, (err + json.dumps(j))[:800])
+
+
+def wait_published(addr, gen, limit_s=60):
+    deadline = time.time() + limit_s
+    while time.time() < deadline:
+        rc, j, err = ctl(addr, "stats")
+        if rc == 0 and j["store"]["published_generation"] >= gen:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+# --- the external reader: the bucket listing and OCDBT's manifest envelope ---------------
+_CRC_TABLE = []
+for _i in range(256):
+    _c = _i
+    for _ in range(8):
+        _c = (_c >> 1) ^ 0x82F63B78 if _c & 1 else _c >> 1
+    _CRC_TABLE.append(_c)
+
+
+def crc32c(b):
+    c = 0xFFFFFFFF
+    for x in b:
+        c = _CRC_TABLE[(c ^ x) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def objects(prefix):
+    """{name relative to the prefix: size} of every object under s3://BUCKET/PREFIX/."""
+    return {k[len(prefix) + 1:]: v for k, v in s3.list(BUCKET, prefix + "/").items()}
+
+
+def newest_manifest(prefix):
+    """(generation, None) of the newest numbered manifest in the bucket whose OCDBT
+    envelope is sound (magic, length, CRC-32C, version 0), or (None, what is wrong)."""
+    gens = sorted(int(m.group(1), 16) for m in map(MANIFEST_RE.match, objects(prefix)) if m)
+    if not gens:
+        return None, "no numbered manifest under %s/" % prefix
+    g = gens[-1]
+    b = s3.get(BUCKET, "%s/manifest.%016x" % (prefix, g))
+    if b is None or len(b) < 16:
+        return None, "manifest.%016x unreadable" % g
+    magic, length = struct.unpack(">I", b[:4])[0], struct.unpack("<Q", b[4:12])[0]
+    if magic != 0x0CDB3A2A or length != len(b) or b[12] != 0:
+        return None, "manifest.%016x: magic %#x length %d/%d version %d" % (g, magic, length, len(b), b[12])
+    if crc32c(b[:-4]) != struct.unpack("<I", b[-4:])[0]:
+        return None, "manifest.%016x: CRC-32C mismatch" % g
+    return g, None
+
+
+def reader_sees(prefix, gen, what):
+    g, err = newest_manifest(prefix)
+    return check(g is not None and g >= gen, what, err or "newest manifest %s < %d" % (g, gen))
+
+
+# --- a concurrent write load that records what was acknowledged --------------------------
+class Load:
+    """THREADS client threads putting keys under `tag/`; each thread owns its keys, so
+    `acked[key]` is the last acknowledged value and `pending[key]` the one in flight when
+    the server went away (it may or may not have been committed). A thread ends at its
+    first failed call."""
+    SIZES = (0, 100, 3000, 70000)  # inline, out of line, above the log's by-reference size
+
+    def __init__(self, addr, tag, rnd, threads=4, keys=40):
+        self.addr, self.tag, self.keys = addr, tag, keys
+        self.acked, self.pending, self.errors = {}, {}, []
+        self.last_gen = 0
+        self.mu = threading.Lock()
+        self.stop = threading.Event()
+        self.seeds = [rnd.randrange(1 << 30) for _ in range(threads)]
+        self.threads = [threading.Thread(target=self.run, args=(i,)) for i in range(threads)]
+        for t in self.threads:
+            t.start()
+
+    def run(self, i):
+        rnd = random.Random(self.seeds[i])
+        c = strata.Client(self.addr, timeout=20)
+        n = 0
+        try:
+            while not self.stop.is_set():
+                key = b"%s/t%d/k%03d" % (self.tag.encode(), i, rnd.randrange(self.keys))
+                val = b"%d:%d:" % (i, n) + bytes([rnd.randrange(256)]) * rnd.choice(self.SIZES)
+                with self.mu:
+                    self.pending[key] = val
+                try:
+                    v = c.put(key, val)
+                except Exception as e:  # noqa: B902 -- the server was killed or stopped
+                    with self.mu:
+                        self.errors.append(type(e).__name__)
+                    return
+                with self.mu:
+                    self.acked[key] = val
+                    del self.pending[key]
+                    self.last_gen = max(self.last_gen, v.generation)
+                n += 1
+        finally:
+            c.close()
+
+    def join(self):
+        self.stop.set()
+        for t in self.threads:
+            t.join(timeout=120)
+
+    def count(self):
+        with self.mu:
+            return len(self.acked)
+
+
+def verify(addr, model, pending, what):
+    """Every key of model reads model[key] or, if it had a put in flight, that value;
+    a key only in pending reads nothing or that value. Returns the values read (the
+    model from now on), or None on a mismatch."""
+    c = strata.Client(addr, timeout=60)
+    try:
+        keys = sorted(set(model) | set(pending))
+        got = {}
+        for i in range(0, len(keys), 500):
+            for r in c.batch_get(keys[i:i + 500]):
+                got[r.key] = r.value
+    finally:
+        c.close()
+    bad = [k for k in keys if got[k] not in ({model.get(k), pending.get(k)} - ({None} if k in model else set()))]
+    check(not bad, what, [(k, (got[k] or b"")[:20], (model.get(k) or b"")[:20]) for k in bad[:5]])
+    return None if bad else {k: v for k, v in got.items() if v is not None}
+
+
+def local_ocdbt_files(data_dir):
+    """OCDBT data files and manifests under the local data directory (there must be none:
+    with --data-url only the commit log and the lock table are local)."""
+    found = []
+    for root, _, names in os.walk(data_dir):
+        for n in names:
+            if re.fullmatch(r"[0-9a-f]{32}", n) or n.startswith("manifest."):
+                found.append(os.path.relpath(os.path.join(root, n), data_dir))
+    return found
+
+
+# --- the tests ----------------------------------------------------------------------------
+def test_basic(root, rnd):
+    prefix = "basic-" + secrets.token_hex(3)
+    srv = Server(os.path.join(root, "basic"), s3_flags(prefix) + ["--grace-ms", "0"])
+    try:
+        c = strata.Client(srv.addr)
+        want = {}
+        for i in range(30):
+            k, v = b"b/%02d" % (i % 12), bytes([i]) * rnd.choice((5, 2000, 100000))
+            gen = c.put(k, v).generation
+            want[k] = v
+        check(all(c.get(k).value == v for k, v in want.items()), "basic: every put reads back")
+        check(wait_published(srv.addr, gen), "basic: generation %d is published" % gen)
+        objs = objects(prefix)
+        check(any(DATA_RE.match(n) for n in objs) and "manifest.ocdbt" in objs,
+              "basic: data objects and manifest.ocdbt are in the bucket under the prefix",
+              sorted(objs)[:10])
+        reader_sees(prefix, gen, "basic: the external reader sees the newest manifest at the "
+                    "acknowledged generation (envelope and CRC-32C sound)")
+        check(not local_ocdbt_files(srv.data_dir), "basic: no OCDBT file on local disk",
+              local_ocdbt_files(srv.data_dir)[:5])
+        store_ok(srv.addr, "basic: stratactl check passes")
+        c.close()
+        srv.stop()
+        check(srv.proc.returncode == 0, "basic: SIGTERM stops the server cleanly", srv.proc.returncode)
+        srv.start()
+        c = strata.Client(srv.addr)
+        check(all(c.get(k).value == v for k, v in want.items()), "basic: every put reads back "
+              "after a restart")
+        c.close()
+    finally:
+        srv.stop()
+
+
+def test_kill(root, rnd):
+    prefix = "kill-" + secrets.token_hex(3)
+    srv = Server(os.path.join(root, "kill"), s3_flags(prefix) + ["--grace-ms", "0"])
+    model = {}
+    rounds = int(os.environ.get("STRATA_S3_KILLS", "5"))
+    try:
+        for r in range(rounds):
+            load = Load(srv.addr, "kill", rnd)
+            t0 = time.time()
+            while load.count() < 20 and time.time() - t0 < 60:  # the load is running
+                time.sleep(0.01)
+            time.sleep(rnd.random() * 1.5)  # a random point, not a synchronisation
+            srv.kill()
+            load.join()
+            check(load.count() > 0, "round %d: the load committed before the kill" % r, load.errors)
+            model.update(load.acked)
+            srv.start()
+            m = verify(srv.addr, model, load.pending, "round %d: every acknowledged commit reads "
+                       "back after kill -9 and restart (%d keys)" % (r, len(model)))
+            model = m if m is not None else model
+            store_ok(srv.addr, "round %d: stratactl check passes" % r)
+            c = strata.Client(srv.addr)
+            latest = c.latest().generation
+            c.close()
+            check(latest >= load.last_gen, "round %d: the latest generation is at least the last "
+                  "acknowledged" % r, (latest, load.last_gen))
+            if check(wait_published(srv.addr, latest), "round %d: published after restart" % r):
+                reader_sees(prefix, latest, "round %d: the external reader sees generation %d" % (r, latest))
+        check(not local_ocdbt_files(srv.data_dir), "kill: no OCDBT file on local disk",
+              local_ocdbt_files(srv.data_dir)[:5])
+    finally:
+        srv.stop()
+
+
+def test_gc(root, rnd):
+    prefix = "gc-" + secrets.token_hex(3)
+    grace = 3
+    srv = Server(os.path.join(root, "gc"), s3_flags(prefix) +
+                 ["--grace-ms", "0", "--gc-grace", str(grace), "--gc-interval", "0"])
+    try:
+        c = strata.Client(srv.addr)
+        ctl(srv.addr, "retention", "set", "--keep-versions", "2")
+        want = {}
+        for b in range(12):  # a dozen publication batches, each overwriting every key
+            for i in range(8):
+                k, v = b"g/%d" % i, bytes([b, i]) * rnd.choice((3, 1500, 20000))
+                gen = c.put(k, v).generation
+                want[k] = v
+            wait_published(srv.addr, gen)
+        check(wait_published(srv.addr, gen), "gc: the last batch is published")
+        before = objects(prefix)
+        rc, j, err = ctl(srv.addr, "gc")
+        check(rc == 0 and j["own_files_removed"] == 0 and j["own_files_waiting"] > 0,
+              "gc: inside the grace period nothing is removed, the dropped files wait", (err, j))
+        check(set(before) <= set(objects(prefix)), "gc: every object is still in the bucket "
+              "inside the grace period")
+        time.sleep(grace + 0.5)  # the grace is the behaviour under test
+        rc, j, err = ctl(srv.addr, "gc")
+        check(rc == 0 and j["own_files_removed"] > 0, "gc: past the grace the dropped versions' "
+              "files are removed", (err, j))
+        after = objects(prefix)
+        gone = set(before) - set(after)
+        check(len(gone) >= j["own_files_removed"], "gc: the removed files are gone from the bucket",
+              (len(gone), j["own_files_removed"]))
+        rc, ret, err = ctl(srv.addr, "retention", "show")
+        oldest = ret["retained"]["oldest_generation"]
+        stale = [n for n in after if MANIFEST_RE.match(n) and int(MANIFEST_RE.match(n).group(1), 16) < oldest]
+        check(not stale, "gc: no numbered manifest of a dropped generation (< %d) is left" % oldest, stale)
+        tmp = [n for n in after if "tmp" in n.rsplit("/", 1)[-1]]
+        check(not tmp, "gc: no temporary object is left", tmp)
+        store_ok(srv.addr, "gc: stratactl check passes after GC")
+        check(all(c.get(k).value == v for k, v in want.items()), "gc: every key reads as last written")
+        c.close()
+        # No orphan: every data object left is needed by a retained version. Each is hidden
+        # in turn from a freshly started server (cold node cache): its start or the check
+        # must fail, then it is put back.
+        data = sorted(n for n in after if DATA_RE.match(n))
+        srv.stop()
+        orphans = []
+        for n in data:
+            key = "%s/%s" % (prefix, n)
+            body = s3.get(BUCKET, key)
+            s3.delete(BUCKET, key)
+            try:
+                srv.proc = subprocess.Popen([SERVER, "--listen", "127.0.0.1:0", "--data-dir",
+                                             srv.data_dir] + srv.extra, stderr=subprocess.PIPE)
+                port = wait_ready(srv.proc)
+                if port:
+                    rc, j, err = ctl("127.0.0.1:%d" % port, "check")
+                    if rc == 0 and j and j["errors_total"] == 0 and j["missing_files"] == 0:
+                        orphans.append(n)
+                srv.stop()
+            finally:
+                s3.put(BUCKET, key, body)
+        check(data and not orphans, "gc: each of the %d data objects left is needed (hidden, the "
+              "check fails): no orphan" % len(data), orphans)
+        # A kill -9 during a GC pass, then the check and a complete GC.
+        srv.start()
+        c = strata.Client(srv.addr)
+        for i in range(40):
+            gen = c.put(b"g/%d" % (i % 8), bytes([i]) * 3000).generation
+        c.close()
+        wait_published(srv.addr, gen)
+        time.sleep(grace + 0.5)
+        gc = subprocess.Popen([CTL, "--addr", srv.addr, "gc"], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE)
+        time.sleep(rnd.random() * 0.05)  # a random point, not a synchronisation
+        srv.kill()
+        gc.communicate(timeout=120)
+        srv.start()
+        store_ok(srv.addr, "gc: the store verifies after kill -9 during GC")
+    finally:
+        srv.stop()
+
+
+def wait_ready(proc, limit_s=60):
+    """The port from a server's event=ready line on its stderr, or None once it exits."""
+    t = time.time()
+    buf = b""
+    while time.time() - t < limit_s:
+        line = proc.stderr.readline()
+        if not line:
+            return None
+        buf += line
+        m = re.search(rb"event=ready .*port=(\d+)", line)
+        if m:
+            threading.Thread(target=proc.stderr.read, daemon=True).start()  # drain
+            return int(m.group(1))
+    return None
+
+
+def test_second(root, rnd):
+    prefix = "two-" + secrets.token_hex(3)
+    a = Server(os.path.join(root, "two-a"), s3_flags(prefix) + ["--grace-ms", "0"])
+    b_dir = os.path.join(root, "two-b")
+    b = None
+    try:
+        load = Load(a.addr, "a", rnd)
+        t0 = time.time()
+        while load.count() < 20 and time.time() - t0 < 60:
+            time.sleep(0.01)
+        b = subprocess.Popen([SERVER, "--listen", "127.0.0.1:0", "--data-dir", b_dir, "--grace-ms", "0"]
+                             + s3_flags(prefix), stderr=subprocess.PIPE)
+        out = []
+        port = None
+        t = time.time()
+        while time.time() - t < 60:  # its stderr until ready or exit
+            line = b.stderr.readline()
+            if not line:
+                break
+            out.append(line.decode(errors="replace"))
+            m = re.search(r"event=ready .*port=(\d+)", out[-1])
+            if m:
+                port = int(m.group(1))
+                break
+        b_acked = 0
+        if port is not None:
+            # It started: it must stop with an error at its first publication that collides
+            # with the first server's generations, and its commits must not replace theirs.
+            cb = strata.Client("127.0.0.1:%d" % port, timeout=10)
+            for i in range(200):
+                try:
+                    cb.put(b"b/%d" % i, b"from the second server")
+                    b_acked += 1
+                except Exception:  # noqa: B902
+                    break
+                if b.poll() is not None:
+                    break
+                time.sleep(0.02)
+            cb.close()
+            try:
+                b.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                pass
+            out.append(b.stderr.read().decode(errors="replace") if b.poll() is not None else "")
+        stopped = b.poll() is not None and b.returncode != 0
+        text = "".join(out)
+        check(stopped, "second: a second server on the same prefix is refused at start or stops "
+              "with an error (started: %s, its commits acknowledged: %d)" % (port is not None, b_acked),
+              text[-800:])
+        check(re.search(r"generation|manifest|in use|exists|s3://", text, re.I) is not None,
+              "second: its error says why (the prefix, the generation or the manifest)", text[-800:])
+        if b.poll() is None:
+            b.kill()
+            b.wait()
+        time.sleep(0.5)  # the first server's load goes on past the second's end
+        check(a.proc.poll() is None, "second: the first server is still running",
+              a.proc.poll())
+        load.join()
+        check(not load.errors, "second: the first server's load saw no error", load.errors)
+        m = verify(a.addr, load.acked, {}, "second: every commit the first server acknowledged "
+                   "reads back (%d keys)" % len(load.acked))
+        check(m is not None and all(not k.startswith(b"b/") for k in m), "second: nothing of the "
+              "second server replaced the first's data")
+        c = strata.Client(a.addr)
+        latest = c.latest().generation
+        c.close()
+        if check(wait_published(a.addr, latest), "second: the first server publishes on"):
+            reader_sees(prefix, latest, "second: the bucket's newest manifest is the first server's "
+                        "latest generation")
+        store_ok(a.addr, "second: stratactl check passes on the first server")
+    finally:
+        if b is not None and b.poll() is None:
+            b.kill()
+            b.wait()
+        a.stop()
+
+
+def main():
+    seed = int(os.environ.get("STRATA_SEED", str(int(time.time()))))
+    print("STRATA_SEED=%d" % seed, flush=True)
+    rnd = random.Random(seed)
+    t0 = time.time()
+    root = tempfile.mkdtemp(prefix="strata-s3-")
+    try:
+        for t in (test_basic, test_kill, test_gc, test_second):
+            t1 = time.time()
+            try:
+                t(root, rnd)
+            except (Exception, SystemExit) as e:  # noqa: B902 -- a crash of one test is its failure
+                import traceback
+                traceback.print_exc()
+                check(False, "%s ran to its end" % t.__name__, repr(e))
+            print("%s: %.1f s" % (t.__name__, time.time() - t1), flush=True)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return report(t0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
