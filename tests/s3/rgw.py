@@ -109,7 +109,7 @@ osd_max_object_name_len = 460
 osd_max_object_namespace_len = 64
 
 [client.rgw.strata]
-rgw_frontends = beast endpoint=127.0.0.1:{rgw_port}
+rgw_frontends = beast endpoint=127.0.0.1:{rgw_port} tcp_nodelay=1
 rgw_data = {d}/rgw
 rgw_thread_pool_size = 32
 rgw_enable_usage_log = false

@@ -22,7 +22,7 @@
 
 Environment: STRATA_SERVER_BIN, STRATACTL_BIN, PYTHONPATH with the strata package, and the S3
 variables of rgw.py's env file (STRATA_S3_ENDPOINT, STRATA_S3_BUCKET, AWS_ACCESS_KEY_ID,
-AWS_SECRET_ACCESS_KEY, AWS_REGION); STRATA_SEED (printed); STRATA_S3_KILLS (default 5).
+AWS_SECRET_ACCESS_KEY, AWS_REGION); STRATA_SEED (printed); STRATA_S3_KILLS (default 4).
 Prints the cmocka-style lines tests/run-tier.sh counts.
 """
 import json
@@ -258,8 +258,12 @@ def test_kill(root, rnd):
     prefix = "kill-" + secrets.token_hex(3)
     srv = Server(os.path.join(root, "kill"), s3_flags(prefix) + ["--grace-ms", "0"])
     model = {}
-    rounds = int(os.environ.get("STRATA_S3_KILLS", "5"))
+    rounds = int(os.environ.get("STRATA_S3_KILLS", "4"))
     try:
+        # A short history keeps the check (every retained version, node and value read back
+        # from S3) to seconds; GC of the dropped versions' files stays off (its grace).
+        rc, j, err = ctl(srv.addr, "retention", "set", "--keep-versions", "8")
+        check(rc == 0, "kill: retention keep-versions 8", err)
         for r in range(rounds):
             load = Load(srv.addr, "kill", rnd)
             t0 = time.time()
@@ -338,14 +342,12 @@ def test_gc(root, rnd):
             body = s3.get(BUCKET, key)
             s3.delete(BUCKET, key)
             try:
-                srv.proc = subprocess.Popen([SERVER, "--listen", "127.0.0.1:0", "--data-dir",
-                                             srv.data_dir] + srv.extra, stderr=subprocess.PIPE)
-                port = wait_ready(srv.proc)
-                if port:
-                    rc, j, err = ctl("127.0.0.1:%d" % port, "check")
+                p = Proc(srv.data_dir, prefix)
+                if p.port is not None:
+                    rc, j, err = ctl(p.addr, "check")
                     if rc == 0 and j and j["errors_total"] == 0 and j["missing_files"] == 0:
                         orphans.append(n)
-                srv.stop()
+                p.stop()
             finally:
                 s3.put(BUCKET, key, body)
         check(data and not orphans, "gc: each of the %d data objects left is needed (hidden, the "
@@ -369,85 +371,114 @@ def test_gc(root, rnd):
         srv.stop()
 
 
-def wait_ready(proc, limit_s=60):
-    """The port from a server's event=ready line on its stderr, or None once it exits."""
-    t = time.time()
-    buf = b""
-    while time.time() - t < limit_s:
-        line = proc.stderr.readline()
-        if not line:
-            return None
-        buf += line
-        m = re.search(rb"event=ready .*port=(\d+)", line)
-        if m:
-            threading.Thread(target=proc.stderr.read, daemon=True).start()  # drain
-            return int(m.group(1))
-    return None
+class Proc:
+    """A strata-server on data_dir and the prefix, its stderr in data_dir + ".err": port is
+    the one of its event=ready line, or None when it exited first (refused at start)."""
+
+    def __init__(self, data_dir, prefix, extra=(), limit_s=60):
+        self.err = data_dir + ".err"
+        with open(self.err, "ab") as f:
+            self.p = subprocess.Popen([SERVER, "--listen", "127.0.0.1:0", "--data-dir", data_dir,
+                                       "--grace-ms", "0"] + s3_flags(prefix) + list(extra), stderr=f)
+        self.port = None
+        t = time.time()
+        while time.time() - t < limit_s:
+            m = re.search(r"event=ready .*port=(\d+)", self.text())
+            if m:
+                self.port = int(m.group(1))
+                return
+            if self.p.poll() is not None:
+                return
+            time.sleep(0.02)
+
+    @property
+    def addr(self):
+        return "127.0.0.1:%d" % self.port
+
+    def text(self):
+        return open(self.err, errors="replace").read()
+
+    def exited(self, limit_s):
+        try:
+            self.p.wait(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            pass
+        return self.p.poll() is not None
+
+    def stop(self):
+        if self.p.poll() is None:
+            self.p.terminate()
+            if not self.exited(60):
+                self.p.kill()
+                self.p.wait()
+
+
+def second_server(root, name, prefix, b_puts):
+    """Starts a second server on prefix and, when it starts, puts up to b_puts keys b/N through
+    it until one fails or it exits. Returns (Proc, {key: value} it acknowledged, what it said:
+    its stderr and the first refused put)."""
+    b = Proc(os.path.join(root, name), prefix)
+    acked, said = {}, ""
+    if b.port is not None:
+        cb = strata.Client(b.addr, timeout=10)
+        for i in range(b_puts):
+            k, v = b"b/%d" % i, b"from the second server %d" % i
+            try:
+                cb.put(k, v)
+                acked[k] = v
+            except Exception as e:  # noqa: B902 -- a refusal is what is expected
+                said = "refused put: %s\n" % e
+                break
+            if b.p.poll() is not None:
+                break
+            time.sleep(0.02)
+        cb.close()
+    b.exited(10)
+    return b, acked, said + b.text()
+
+
+def second_checks(tag, a_addr, b, b_acked, said):
+    """The second server's fate: refused at start, or out (exited) once it could not publish;
+    why said; everything it acknowledged is in the store the first server serves."""
+    started = b.port is not None
+    check(b.p.poll() is not None and b.p.returncode != 0,
+          "%s: the second server on the same prefix is refused at start or exits with an error "
+          "(started: %s, its commits acknowledged: %d, exit %s)" % (tag, started, len(b_acked), b.p.poll()),
+          said[-800:])
+    why = "\n".join(ln for ln in said.splitlines()
+                    if "level=error" in ln or ln.startswith(("strata-server:", "refused put:")))
+    if why:
+        print("%s: the second server said: %s" % (tag, why.strip()[-600:]), flush=True)
+    check(re.search(r"generation|manifest|exists|s3://", why, re.I) is not None,
+          "%s: the second server says why (the prefix, the generation or the manifest)" % tag,
+          (why or said)[-800:])
+    with strata.Client(a_addr, timeout=20) as c:
+        lost = [k for k, v in b_acked.items() if c.get(k).value != v]
+    check(not lost, "%s: every commit the second server acknowledged is in the store (%d acknowledged)"
+          % (tag, len(b_acked)), lost[:5])
 
 
 def test_second(root, rnd):
+    """A second server on another --data-dir and the same prefix while the first commits under
+    load."""
     prefix = "two-" + secrets.token_hex(3)
     a = Server(os.path.join(root, "two-a"), s3_flags(prefix) + ["--grace-ms", "0"])
-    b_dir = os.path.join(root, "two-b")
     b = None
     try:
+        ctl(a.addr, "retention", "set", "--keep-versions", "8")
         load = Load(a.addr, "a", rnd)
         t0 = time.time()
         while load.count() < 20 and time.time() - t0 < 60:
             time.sleep(0.01)
-        b = subprocess.Popen([SERVER, "--listen", "127.0.0.1:0", "--data-dir", b_dir, "--grace-ms", "0"]
-                             + s3_flags(prefix), stderr=subprocess.PIPE)
-        out = []
-        port = None
-        t = time.time()
-        while time.time() - t < 60:  # its stderr until ready or exit
-            line = b.stderr.readline()
-            if not line:
-                break
-            out.append(line.decode(errors="replace"))
-            m = re.search(r"event=ready .*port=(\d+)", out[-1])
-            if m:
-                port = int(m.group(1))
-                break
-        b_acked = 0
-        if port is not None:
-            # It started: it must stop with an error at its first publication that collides
-            # with the first server's generations, and its commits must not replace theirs.
-            cb = strata.Client("127.0.0.1:%d" % port, timeout=10)
-            for i in range(200):
-                try:
-                    cb.put(b"b/%d" % i, b"from the second server")
-                    b_acked += 1
-                except Exception:  # noqa: B902
-                    break
-                if b.poll() is not None:
-                    break
-                time.sleep(0.02)
-            cb.close()
-            try:
-                b.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                pass
-            out.append(b.stderr.read().decode(errors="replace") if b.poll() is not None else "")
-        stopped = b.poll() is not None and b.returncode != 0
-        text = "".join(out)
-        check(stopped, "second: a second server on the same prefix is refused at start or stops "
-              "with an error (started: %s, its commits acknowledged: %d)" % (port is not None, b_acked),
-              text[-800:])
-        check(re.search(r"generation|manifest|in use|exists|s3://", text, re.I) is not None,
-              "second: its error says why (the prefix, the generation or the manifest)", text[-800:])
-        if b.poll() is None:
-            b.kill()
-            b.wait()
+        b, b_acked, said = second_server(root, "two-b", prefix, 200)
+        b.stop()
         time.sleep(0.5)  # the first server's load goes on past the second's end
-        check(a.proc.poll() is None, "second: the first server is still running",
-              a.proc.poll())
+        check(a.proc.poll() is None, "second: the first server is still running", a.proc.poll())
         load.join()
+        second_checks("second", a.addr, b, b_acked, said)
         check(not load.errors, "second: the first server's load saw no error", load.errors)
-        m = verify(a.addr, load.acked, {}, "second: every commit the first server acknowledged "
-                   "reads back (%d keys)" % len(load.acked))
-        check(m is not None and all(not k.startswith(b"b/") for k in m), "second: nothing of the "
-              "second server replaced the first's data")
+        verify(a.addr, load.acked, {}, "second: every commit the first server acknowledged reads "
+               "back (%d keys)" % len(load.acked))
         c = strata.Client(a.addr)
         latest = c.latest().generation
         c.close()
@@ -455,10 +486,54 @@ def test_second(root, rnd):
             reader_sees(prefix, latest, "second: the bucket's newest manifest is the first server's "
                         "latest generation")
         store_ok(a.addr, "second: stratactl check passes on the first server")
+        a.stop()
+        a.start()
+        verify(a.addr, load.acked, {}, "second: every commit the first server acknowledged reads "
+               "back after its restart")
     finally:
-        if b is not None and b.poll() is None:
-            b.kill()
-            b.wait()
+        if b is not None:
+            b.stop()
+        a.stop()
+
+
+def test_second_idle(root, rnd):
+    """The first server idle (everything published) when the second starts: whatever the second
+    does, a commit the first acknowledges afterwards must not be lost (it reads back from the
+    first, and after the second is gone and the first restarts), and the two must not both
+    acknowledge a commit of one generation."""
+    prefix = "idle-" + secrets.token_hex(3)
+    a = Server(os.path.join(root, "idle-a"), s3_flags(prefix) + ["--grace-ms", "0"])
+    b = None
+    try:
+        c = strata.Client(a.addr, timeout=20)
+        for i in range(10):
+            gen = c.put(b"a/%d" % i, b"first %d" % i).generation
+        check(wait_published(a.addr, gen), "idle: the first server's commits are published")
+        b, b_acked, said = second_server(root, "idle-b", prefix, 1)
+        if b.port is not None and b_acked:
+            wait_published(b.addr, gen + 1, limit_s=5)
+        acked = None
+        try:
+            acked = c.put(b"a/after", b"acknowledged by the first").generation
+        except Exception as e:  # noqa: B902 -- a refusal is allowed, a loss is not
+            print("idle: the first server refused a commit: %r" % e, flush=True)
+        b.stop()
+        said += b.text()
+        if acked is not None:
+            check(c.get(b"a/after").value == b"acknowledged by the first",
+                  "idle: the first server's acknowledged commit reads back from it")
+        c.close()
+        a.stop()
+        a.start()
+        if acked is not None:
+            with strata.Client(a.addr, timeout=20) as c2:
+                got = c2.get(b"a/after").value
+            check(got == b"acknowledged by the first", "idle: the first server's acknowledged commit "
+                  "(generation %d) survives its restart after the second server ran" % acked, got)
+        second_checks("idle", a.addr, b, b_acked, said)
+    finally:
+        if b is not None:
+            b.stop()
         a.stop()
 
 
@@ -469,7 +544,7 @@ def main():
     t0 = time.time()
     root = tempfile.mkdtemp(prefix="strata-s3-")
     try:
-        for t in (test_basic, test_kill, test_gc, test_second):
+        for t in (test_basic, test_kill, test_gc, test_second, test_second_idle):
             t1 = time.time()
             try:
                 t(root, rnd)
