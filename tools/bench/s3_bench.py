@@ -163,7 +163,7 @@ def main():
             s.stop()
         servers = []
         vol = os.path.join(a.dir, "vol")
-        layers = max(1, pop_mib // 58)  # a z-layer of 10x10 chunks of 64^3, 3 scales: ~58 MiB
+        layers = max(1, round(pop_mib / 228))  # a z-layer of 10x10 chunks of 64^3, 3 scales: ~228 MiB
         genvol(vol, "640,640,%d" % (layers * 64), "64,64,64", 3, 1)
         lp = timed_populate(os.path.join(a.dir, "pop-local"), vol, [])
         sp = timed_populate(os.path.join(a.dir, "pop-s3"), vol, s3_flags[:1] + [
