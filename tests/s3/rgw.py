@@ -20,8 +20,10 @@ exits 1. `stop` sends SIGTERM to each recorded pid that is still that daemon (it
 /proc/PID/cmdline names the binary), SIGKILL after STOP_TIMEOUT seconds, then removes DIR.
 No systemd, no /etc/ceph, no /var/lib/ceph. Needs root only as far as Ceph does not.
 """
+import http.client
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -33,16 +35,19 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from s3http import S3  # noqa: E402
+from s3http import S3, S3Error  # noqa: E402
 
 STOP_TIMEOUT = 20
-START_TIMEOUT = float(os.environ.get("RGW_START_TIMEOUT", "180"))
 OSD_BLOCK_BYTES = 6 << 30  # sparse: only what bluestore writes takes disk space
 DAEMONS = ("ceph-mon", "ceph-osd", "radosgw")
 
 
 class StartError(Exception):
     pass
+
+
+class Interrupted(BaseException):
+    """SIGTERM or SIGINT during start: never taken for a step that is not ready yet."""
 
 
 def free_port():
@@ -128,16 +133,22 @@ class Cluster:
     def run(self, argv, what, timeout=60):
         """A Ceph tool to completion: its stdout, or StartError naming what failed."""
         try:
-            p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               timeout=timeout, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            raise StartError("%s: timed out after %d s (%s)" % (what, timeout, " ".join(argv)))
+            p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 stdin=subprocess.DEVNULL)
         except OSError as e:
             raise StartError("%s: %s" % (what, e))
+        try:  # a timeout or an interrupt (a signal raises here) kills the tool too
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise StartError("%s: timed out after %d s (%s)" % (what, timeout, " ".join(argv)))
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
         if p.returncode != 0:
             raise StartError("%s: exit %d: %s" % (what, p.returncode,
-                                                   p.stderr.decode(errors="replace").strip()[-600:]))
-        return p.stdout.decode()
+                                                   err.decode(errors="replace").strip()[-600:]))
+        return out.decode()
 
     def spawn(self, name, argv):
         """Starts a daemon in the foreground in a session of its own (it outlives this
@@ -177,14 +188,28 @@ class Cluster:
             try:
                 if cond():
                     return
-            except StartError:
+            except (StartError, OSError, http.client.HTTPException, S3Error):
                 pass
             if time.monotonic() - t > limit:
                 raise StartError("%s: not %s after %d s: %s" % (name, what, limit, self.tail(name)))
             time.sleep(0.2)
 
     # --- start -------------------------------------------------------------------
-    def start(self):
+    def start(self, attempts=3):
+        """Starts the cluster; a start that lost one of its ports to another process
+        between the check and the bind is stopped and retried on new ports."""
+        for i in range(attempts):
+            try:
+                return self._start()
+            except StartError as e:
+                if i + 1 == attempts or not self.created or not re.search(
+                        r"[Aa]ddress already in use|EADDRINUSE|bind", str(e)):
+                    raise
+                print("rgw: a port was taken, starting again: %s" % str(e)[:200], file=sys.stderr)
+                self.stop()
+                self.created = False
+
+    def _start(self):
         t0 = time.monotonic()
         if os.path.exists(self.d):
             raise StartError("%s exists: stop it first (rgw.py stop %s)" % (self.d, self.d))
@@ -233,12 +258,13 @@ class Cluster:
         phases["osd_up"] = time.monotonic() - t0
         rgw = self.spawn("radosgw", ["radosgw"] + c + ["-f", "-n", "client.rgw.strata"])
 
-        def rgw_answers():
+        def rgw_answers():  # radosgw itself: an anonymous GET / lists no bucket
+            conn = http.client.HTTPConnection("127.0.0.1", rgw_port, timeout=2)
             try:
-                socket.create_connection(("127.0.0.1", rgw_port), timeout=1).close()
-                return True
-            except OSError:
-                return False
+                conn.request("GET", "/")
+                return b"ListAllMyBucketsResult" in conn.getresponse().read()
+            finally:
+                conn.close()
         self.wait("listening on 127.0.0.1:%d" % rgw_port, rgw_answers, rgw, "client.rgw.strata", 120)
         phases["rgw_listening"] = time.monotonic() - t0
         alphabet = string.ascii_uppercase + string.digits
@@ -360,6 +386,10 @@ def main(argv):
             sum(rss.values()), ", ".join("%s %.0f" % kv for kv in rss.items()),
             "; SIGKILL: " + ", ".join(killed) if killed else ""))
         return 0
+    def interrupted(signum, frame):
+        raise Interrupted("interrupted by signal %d" % signum)
+    signal.signal(signal.SIGTERM, interrupted)
+    signal.signal(signal.SIGINT, interrupted)
     try:
         env, stats = c.start()
     except BaseException as e:  # noqa: B902 -- a ^C too: never leave daemons behind

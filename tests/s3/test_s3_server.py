@@ -433,7 +433,7 @@ def second_server(root, name, prefix, b_puts):
                 break
             time.sleep(0.02)
         cb.close()
-    b.exited(10)
+    b.exited(5)
     return b, acked, said + b.text()
 
 

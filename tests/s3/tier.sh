@@ -17,9 +17,14 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 mkdir -p "$results"
-if ! timeout -k 10 "${RGW_START_TIMEOUT:-300}" python3 "$here/rgw.py" start "$dir" 2>"$results/rgw-start.err"; then
+limit=${RGW_START_TIMEOUT:-300}
+timeout -k 60 "$limit" python3 "$here/rgw.py" start "$dir" 2>"$results/rgw-start.err"
+rc=$?
+if [ $rc -ne 0 ]; then
   cat "$results/rgw-start.err" >&2
-  echo "s3: 0 passed, 1 failed ($(tail -n 1 "$results/rgw-start.err" | cut -c1-300))" | tee -a "$results/summary"
+  reason=$(grep '^rgw: ' "$results/rgw-start.err" | tail -n 1 | cut -c1-300)
+  if [ $rc -eq 124 ] || [ $rc -eq 137 ]; then reason="Ceph did not start within $limit s; $reason"; fi
+  echo "s3: 0 passed, 1 failed (${reason:-rgw.py start exited $rc})" | tee -a "$results/summary"
   exit 1
 fi
 set -a
