@@ -27,7 +27,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import string
 import subprocess
 import sys
@@ -35,7 +34,9 @@ import time
 import uuid
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "stratactl"))
 from s3http import S3, S3Error  # noqa: E402
+from tier_report import free_port  # noqa: E402
 
 STOP_TIMEOUT = 20
 OSD_BLOCK_BYTES = 6 << 30  # sparse: only what bluestore writes takes disk space
@@ -48,14 +49,6 @@ class StartError(Exception):
 
 class Interrupted(BaseException):
     """SIGTERM or SIGINT during start: never taken for a step that is not ready yet."""
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def conf_text(d, fsid, mon_port, rgw_port):

@@ -85,12 +85,13 @@ def store_ok(addr, what):
 
 
 def wait_published(addr, gen, limit_s=60):
+    """Whether the server's published generation (Admin.Stats) reaches gen within limit_s."""
     deadline = time.time() + limit_s
-    while time.time() < deadline:
-        rc, j, err = ctl(addr, "stats")
-        if rc == 0 and j["store"]["published_generation"] >= gen:
-            return True
-        time.sleep(0.05)
+    with strata.Client(addr, timeout=10) as c:
+        while time.time() < deadline:
+            if c.stats().store.published_generation >= gen:
+                return True
+            time.sleep(0.05)
     return False
 
 
