@@ -9,7 +9,7 @@ here=$(dirname "$0")
 dir=$(mktemp -d "${TMPDIR:-/tmp}/strata-rgw.XXXXXX") && rmdir "$dir" || exit 1
 stop() {
   status=$?
-  [ -e "$dir" ] && python3 "$here/rgw.py" stop "$dir"
+  [ -e "$dir" ] && "${PYTHON:-/usr/bin/python3}" "$here/rgw.py" stop "$dir"
   exit "$status"
 }
 trap stop EXIT
@@ -18,7 +18,7 @@ trap 'exit 143' TERM
 
 mkdir -p "$results"
 limit=${RGW_START_TIMEOUT:-300}
-timeout -k 60 "$limit" python3 "$here/rgw.py" start "$dir" 2>"$results/rgw-start.err"
+timeout -k 60 "$limit" "${PYTHON:-/usr/bin/python3}" "$here/rgw.py" start "$dir" 2>"$results/rgw-start.err"
 rc=$?
 if [ $rc -ne 0 ]; then
   cat "$results/rgw-start.err" >&2
