@@ -15,10 +15,11 @@
   object is hidden in turn (deleted, the server restarted with a cold cache, the check run, the
   object put back): every one is needed, so none is an orphan; no numbered manifest of a dropped
   generation and no temporary object is left. A kill -9 during a GC pass, then the check.
-- second: a second server on another --data-dir pointed at the same s3:// prefix while the first
-  commits under load: it is refused at start or stops with an error, and never publishes over the
-  first; every commit the first acknowledged reads back from it and from the bucket's newest
-  manifest generation.
+- second, second_idle: a second server on another --data-dir pointed at the same s3:// prefix,
+  while the first commits under load, and after everything the first wrote is published: the
+  second is refused at start or exits with an error saying why, everything it acknowledged is in
+  the store, every commit the first acknowledged reads back from it and after its restart, and
+  the bucket's newest manifest is the first's latest generation.
 
 Environment: STRATA_SERVER_BIN, STRATACTL_BIN, PYTHONPATH with the strata package, and the S3
 variables of rgw.py's env file (STRATA_S3_ENDPOINT, STRATA_S3_BUCKET, AWS_ACCESS_KEY_ID,
@@ -31,7 +32,6 @@ import random
 import re
 import secrets
 import shutil
-import signal
 import struct
 import subprocess
 import sys
