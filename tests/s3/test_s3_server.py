@@ -5,7 +5,8 @@
   the prefix, none on local disk: there only the commit log and the lock table); an external
   reader (this file's own S3 client and OCDBT envelope check, no Strata code) sees the newest
   manifest at the acknowledged generation; `stratactl check` passes.
-- kill: SIGKILL of the server at random points under a concurrent write load (4 client threads,
+- kill: SIGKILL of the server (its commit log in a --log-dir of its own) at random points under
+  a concurrent write load (4 client threads,
   values inline, out of line and above the log's by-reference size), several times, restarting
   on the same data directory and prefix each time: every acknowledged commit reads back (an
   unacknowledged one in flight may or may not be there), `stratactl check` passes, the external
@@ -257,7 +258,8 @@ def test_basic(root, rnd):
 
 def test_kill(root, rnd):
     prefix = "kill-" + secrets.token_hex(3)
-    srv = Server(os.path.join(root, "kill"), s3_flags(prefix) + ["--grace-ms", "0"])
+    log_dir = os.path.join(root, "kill-log")  # the commit log elsewhere (a replicated volume's place)
+    srv = Server(os.path.join(root, "kill"), s3_flags(prefix) + ["--grace-ms", "0", "--log-dir", log_dir])
     model = {}
     rounds = int(os.environ.get("STRATA_S3_KILLS", "4"))
     try:
@@ -289,6 +291,9 @@ def test_kill(root, rnd):
                 reader_sees(prefix, latest, "round %d: the external reader sees generation %d" % (r, latest))
         check(not local_ocdbt_files(srv.data_dir), "kill: no OCDBT file on local disk",
               local_ocdbt_files(srv.data_dir)[:5])
+        logged = [f for _, _, fs in os.walk(log_dir) for f in fs]
+        check(logged and not os.path.exists(os.path.join(srv.data_dir, "kv-log")),
+              "kill: the commit log is in --log-dir, not in the data directory", logged[:5])
     finally:
         srv.stop()
 
