@@ -54,15 +54,15 @@ $(eval $(call script_tiers,retain,server/strata-server tools/stratactl,BASE_TIER
 CEPH_DEB_PACKAGES := ceph-mon ceph-osd radosgw ceph-common
 S3_TIER_BINS = server/strata-server tools/stratactl
 # The S3 base store's own test binary (storage/base_s3.c, tests/storage/).
-S3_STORE_TEST = $(if $(wildcard tests/storage/test_store_s3.c),tests/storage/test_store_s3)
+S3_STORE_TEST = tests/storage/test_store_s3
 TEST_TIERS += s3
 .PHONY: test-s3
 test-s3:
 	$(call apt_install,$(CEPH_DEB_PACKAGES),test-s3)
 	@$(MAKE) --no-print-directory VARIANT=release python $(addprefix $(BUILD)/release/,$(S3_TIER_BINS) $(S3_STORE_TEST))
-	$(if $(S3_STORE_TEST),@$(MAKE) --no-print-directory VARIANT=asan $(BUILD)/asan/$(S3_STORE_TEST))
+	@$(MAKE) --no-print-directory VARIANT=asan $(BUILD)/asan/$(S3_STORE_TEST)
 	@$(SAN_ENV) $(call BASE_TIER_ENV,release) sh tests/s3/tier.sh $(TEST_RESULTS) \
-	  $(if $(S3_STORE_TEST),$(BUILD)/release/$(S3_STORE_TEST) $(BUILD)/asan/$(S3_STORE_TEST)) tests/s3/test_s3_server.py
+	  $(BUILD)/release/$(S3_STORE_TEST) $(BUILD)/asan/$(S3_STORE_TEST) tests/s3/test_s3_server.py
 
 # The unit tiers run first and fuzzing last; the other folders' tiers between.
 OTHER_TIERS := $(TEST_TIERS)

@@ -305,7 +305,8 @@ def test_gc(root, rnd):
                  ["--grace-ms", "0", "--gc-grace", str(grace), "--gc-interval", "0"])
     try:
         c = strata.Client(srv.addr)
-        ctl(srv.addr, "retention", "set", "--keep-versions", "2")
+        rc, j, err = ctl(srv.addr, "retention", "set", "--keep-versions", "2")
+        check(rc == 0, "gc: retention keep-versions 2", err)
         want = {}
         for b in range(12):  # a dozen publication batches, each overwriting every key
             for i in range(8):
@@ -313,6 +314,17 @@ def test_gc(root, rnd):
                 gen = c.put(k, v).generation
                 want[k] = v
             wait_published(srv.addr, gen)
+        # The server moves the retention floor about once a second and a commit applies it:
+        # commit (one key rewritten) until the dropped range covers the batches.
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            rc, ret, err = ctl(srv.addr, "retention", "show")
+            if rc == 0 and ret["retained"]["oldest_generation"] >= gen - 2:
+                break
+            time.sleep(0.3)
+            gen = c.put(b"g/0", want[b"g/0"]).generation
+        check(ret["retained"]["oldest_generation"] >= gen - 2, "gc: the versions below the newest "
+              "two are dropped", ret["retained"])
         check(wait_published(srv.addr, gen), "gc: the last batch is published")
         before = objects(prefix)
         rc, j, err = ctl(srv.addr, "gc")
