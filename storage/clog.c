@@ -188,6 +188,7 @@ void clog_contents_free(clog_contents *c) {
   free(c->data);
   free(c->segs);
   free(c->recs);
+  free(c->pub);
   memset(c, 0, sizeof *c);
 }
 
@@ -228,14 +229,22 @@ int clog_read(bs_store *s, const char *dir, uint64_t after, clog_contents *out) 
    * generation >= its own (a failed sync's records, which may have reached
    * the disk). What remains must continue after+1 without a gap. */
   size_t keep = 0;
+  if (!(out->pub = malloc((nall ? nall : 1) * sizeof *out->pub))) {
+    rc = strata_err(STRATA_ENOMEM, "reading the commit log");
+    goto out;
+  }
   for (size_t i = 0; i < nall; i++) {
     clog_rec *r = &all[i];
     if (r->type == CLOG_VOID) {
       out->nvoids++;
       while (keep && all[keep - 1].generation >= r->generation) keep--;
+      while (out->npub && out->pub[out->npub - 1].generation >= r->generation) out->npub--;
       continue;
     }
-    if (r->generation <= after) continue;
+    if (r->generation <= after) {
+      out->pub[out->npub++] = (clog_stamp){r->generation, r->commit_time};
+      continue;
+    }
     all[keep++] = *r;
   }
   uint64_t want = after + 1;

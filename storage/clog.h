@@ -80,9 +80,16 @@ typedef struct clog_seg {
   uint64_t torn_bytes;     /* bytes dropped at its tail (a crash mid-append) */
 } clog_seg;
 
+typedef struct clog_stamp {
+  uint64_t generation, commit_time;
+} clog_stamp;
+
 typedef struct clog_contents {
   clog_rec *recs;          /* the group records after `after`, voids applied, generations contiguous */
   size_t n;
+  clog_stamp *pub;         /* the records at or before `after` (published, not trimmed yet), voids
+                              applied: what open checks against the manifests (recover.c) */
+  size_t npub;
   clog_seg *segs;          /* every segment, by sequence */
   size_t nsegs;
   uint8_t **data;          /* segment bytes (one per segment) */
@@ -91,7 +98,8 @@ typedef struct clog_contents {
 } clog_contents;
 
 /* Reads every segment under dir (missing dir: an empty log). Records with a
- * generation <= after are already published and left out. A record that
+ * generation <= after are already published: only their stamps are kept
+ * (out->pub). A record that
  * fails its checksum or runs past the end of its segment ends that segment
  * (torn tail: a crash mid-append; never acknowledged). Errors:
  * STRATA_ECORRUPT when a segment has a foreign header, or when the records

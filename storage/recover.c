@@ -93,6 +93,30 @@ static int replay(st_db *db, const clog_contents *c) {
   return rc;
 }
 
+/* The log's records that the manifests already cover must be the ones the
+ * manifests hold: same generation, same commit time. Otherwise another writer
+ * published those generations into the store (a second server on the same
+ * files or bucket), and replaying the rest on top of its history would lose
+ * this server's acknowledged commits without a word. Generations the version
+ * tree no longer retains cannot be compared and are passed. */
+static int check_published(st_db *db, const clog_contents *c) {
+  for (size_t i = 0; i < c->npub; i++) {
+    st_vers v;
+    int rc = vt__find_generation(db, &db->ms, c->pub[i].generation, &v);
+    if (rc == STRATA_ENOTFOUND) continue;
+    if (rc) return rc;
+    if (v.commit_time != c->pub[i].commit_time)
+      return strata_err(STRATA_ECORRUPT,
+                        "%s: generation %llu in the store was committed at %llu ns, but this server's commit "
+                        "log acknowledged generation %llu at %llu ns: another server has published into this "
+                        "store. Nothing was changed; keep one server per store (docs/operations.md "
+                        "\"Deployment shapes\")",
+                        db->path, (unsigned long long)c->pub[i].generation, (unsigned long long)v.commit_time,
+                        (unsigned long long)c->pub[i].generation, (unsigned long long)c->pub[i].commit_time);
+  }
+  return 0;
+}
+
 int rc__open_log(st_db *db, const st_options *opt) {
   int rc = 0;
   db->publish_ns = (uint64_t)(opt->publish_interval_ms ? opt->publish_interval_ms : DEFAULT_PUBLISH_MS) * 1000000ull;
@@ -110,6 +134,7 @@ int rc__open_log(st_db *db, const st_options *opt) {
   clog_contents *c = &db->log_found;
   if ((rc = clog_read(db->log_base, CLOG_DIR, db->latest.generation, c)))
     rc = strata_err(rc, "%s: %s", db->path, strata_errmsg());
+  if (!rc) rc = check_published(db, c);
   if (!rc && c->n) db->log_last = c->recs[c->n - 1].generation;
   if (!rc && !db->read_only && c->n) rc = replay(db, c);
   return rc;

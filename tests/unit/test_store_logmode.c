@@ -399,6 +399,68 @@ static void test_log_elsewhere(void **state) {
   assert_int_equal(system(cmd), 0);
 }
 
+/* Two writers on one store, each with its own log (two servers on one shared
+ * directory or bucket): A acknowledges 5 commits into its log and dies before
+ * publishing them; B, on the same files, commits and publishes 3 of its own.
+ * A's reopen finds generations 1..3 in the store that are not the ones its
+ * log acknowledged: refused, naming the generation, and nothing is changed
+ * (replaying 4..5 on B's history would lose A's 1..3 without a word). */
+static void test_second_writer_refused_at_replay(void **state) {
+  (void)state;
+  char db_dir[128], log_a[128], log_b[128], cmd[500];
+  snprintf(db_dir, sizeof db_dir, "/tmp/strata-2wdb-%d", (int)getpid());
+  snprintf(log_a, sizeof log_a, "/tmp/strata-2wlogA-%d", (int)getpid());
+  snprintf(log_b, sizeof log_b, "/tmp/strata-2wlogB-%d", (int)getpid());
+  snprintf(cmd, sizeof cmd, "rm -rf '%s' '%s' '%s'", db_dir, log_a, log_b);
+  assert_int_equal(system(cmd), 0);
+  st_options o;
+  memset(&o, 0, sizeof o);
+  o.create = 1;
+  o.log_dir = log_a;
+  o.publish_interval_ms = 600000;
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) { /* A: 5 acknowledged, then dies as kill -9 would */
+    st_db *db;
+    st_result r;
+    if (st_open(db_dir, &o, &db)) _exit(2);
+    for (uint64_t g = 1; g <= 5; g++)
+      if (commit_gen(db, g, &r) || r.generation != g) _exit(3);
+    _exit(0);
+  }
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  st_db *db;
+  st_result r;
+  o.log_dir = log_b; /* B: its own log, the same files */
+  assert_int_equal(st_open(db_dir, &o, &db), 0);
+  for (uint64_t g = 1; g <= 3; g++) {
+    assert_int_equal(commit_gen(db, g + 100, &r), 0);
+    assert_int_equal(r.generation, g);
+  }
+  st_close(db); /* publishes B's 1..3 */
+  o.log_dir = log_a;
+  assert_int_equal(st_open(db_dir, &o, &db), STRATA_ECORRUPT);
+  assert_non_null(strstr(strata_errmsg(), "another server has published into this store"));
+  assert_non_null(strstr(strata_errmsg(), "generation 1 in the store"));
+  /* nothing changed: B's history is what the files hold, and A's log is intact */
+  o.log_dir = log_b;
+  assert_int_equal(st_open(db_dir, &o, &db), 0);
+  st_stats st;
+  st_get_stats(db, &st);
+  assert_int_equal(st.published_generation, 3);
+  st_close(db);
+  bs_store *logs;
+  clog_contents c;
+  assert_int_equal(bs_file_open(log_a, &logs), 0);
+  assert_int_equal(clog_read(logs, CLOG_DIR, 0, &c), 0);
+  assert_int_equal(c.n, 5);
+  clog_contents_free(&c);
+  bs_destroy(logs);
+  assert_int_equal(system(cmd), 0);
+}
+
 /* The log record is synced on the helper thread while the committer builds
  * the tree; when the build fails (here: each allocation of a merge+split
  * commit in turn, in the committer) after the record is durable, the record
@@ -586,6 +648,7 @@ int main(void) {
     cmocka_unit_test(test_log_gap_refused_and_min_generation),
     cmocka_unit_test(test_every_commit_site_fails_cleanly),
     cmocka_unit_test(test_log_elsewhere),
+    cmocka_unit_test(test_second_writer_refused_at_replay),
     cmocka_unit_test(test_failed_build_after_log_sync_is_taken_back),
       cmocka_unit_test(test_publisher_retries_out_of_memory),
       cmocka_unit_test(test_full_disk_stalls_then_resumes),
