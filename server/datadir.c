@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -269,8 +270,10 @@ static int read_store(const char *dir, srv_store_loc *loc, char *msg, size_t cap
   for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
     if (strncmp(line, "data-url ", 9) == 0) snprintf(loc->data_url, sizeof loc->data_url, "%s", line + 9);
     else if (strncmp(line, "log-dir ", 8) == 0) snprintf(loc->log_dir, sizeof loc->log_dir, "%s", line + 8);
+    else if (strncmp(line, "owner ", 6) == 0) snprintf(loc->owner, sizeof loc->owner, "%s", line + 6);
     else {
-      snprintf(msg, cap, "%s: unknown line \"%.60s\" (expected data-url URL, log-dir DIR)", path, line);
+      snprintf(msg, cap, "%s: unknown line \"%.60s\" (expected data-url URL, log-dir DIR, owner HEX)", path,
+               line);
       return -1;
     }
   }
@@ -318,14 +321,20 @@ int srv_resolve_store(const char *dir, const char *data_url, const char *log_dir
   }
   *loc = want;
   loc->fresh = 1;
+  uint8_t id[16];
+  if (getrandom(id, sizeof id, 0) != (ssize_t)sizeof id) {
+    snprintf(msg, cap, "cannot draw this data directory's owner id: %s", strerror(errno));
+    return -1;
+  }
+  for (size_t i = 0; i < sizeof id; i++) snprintf(loc->owner + 2 * i, 3, "%02x", id[i]);
   return 0;
 }
 
 int srv_record_store(const char *dir, const srv_store_loc *loc, char *msg, size_t cap) {
   if (!loc->fresh) return 0;
   char text[9000];
-  snprintf(text, sizeof text, "%s%s%s%s%s%s", loc->data_url[0] ? "data-url " : "", loc->data_url,
+  snprintf(text, sizeof text, "%s%s%s%s%s%sowner %s\n", loc->data_url[0] ? "data-url " : "", loc->data_url,
            loc->data_url[0] ? "\n" : "", loc->log_dir[0] ? "log-dir " : "", loc->log_dir,
-           loc->log_dir[0] ? "\n" : "");
+           loc->log_dir[0] ? "\n" : "", loc->owner);
   return write_small_file(dir, SRV_STORE_FILE, text, msg, cap);
 }

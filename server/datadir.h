@@ -16,13 +16,16 @@
 #define SRV_FORMAT_VERSION 1
 
 /* Where a data directory's store lives when not in DIR/kv: one line
- * "data-url URL", then optionally "log-dir DIR" (absolute paths; docs/operations.md,
- * "What is on disk"). Written at the first start that names them. */
+ * "data-url URL", then optionally "log-dir DIR" (absolute paths) and "owner HEX"
+ * (docs/operations.md, "What is on disk"). Written at the first start that names
+ * them. */
 #define SRV_STORE_FILE "STORE"
 
 typedef struct srv_store_loc {
   char data_url[4096]; /* "" = DIR/kv */
   char log_dir[4096];  /* "" = the default (srv_opts.log_dir) */
+  char owner[40];      /* this data directory's name as a store's writer (the S3 writer lock):
+                          random hex, recorded with the places */
   int fresh;           /* named by flags, not recorded yet: srv_record_store writes it */
 } srv_store_loc;
 

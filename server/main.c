@@ -32,7 +32,7 @@ static void usage(FILE *f) {
   fprintf(f,
           "usage: strata-server [--listen HOST:PORT] [--data-dir DIR] [--threads N]\n"
           "                     [--data-url DIR|s3://BUCKET/PREFIX] [--log-dir DIR]\n"
-          "                     [--s3-endpoint URL] [--s3-region REGION]\n"
+          "                     [--s3-endpoint URL] [--s3-region REGION] [--take-over-store]\n"
           "                     [--max-message-bytes N] [--log-level error|warn|info|debug]\n"
           "                     [--grace-ms N] [--stop-timeout-ms N] [--no-commit-log]\n"
           "                     [--publish-interval-ms N]\n"
@@ -56,6 +56,8 @@ static void usage(FILE *f) {
           "                       $AWS_ACCESS_KEY_ID, $AWS_SECRET_ACCESS_KEY, $AWS_SESSION_TOKEN\n"
           "  --s3-region          s3:// only: the signing region (default $AWS_REGION,\n"
           "                       $AWS_DEFAULT_REGION, else us-east-1)\n"
+          "  --take-over-store    s3:// only: take the store's writer lock (strata.lock) from\n"
+          "                       another server that is gone for good (a lost machine)\n"
           "  --threads            gRPC completion-queue threads (default 2)\n"
           "  --max-message-bytes  largest message received or sent (default 67108864 = 64 MiB)\n"
           "  --log-level          stderr log level (default info)\n"
@@ -195,6 +197,7 @@ static const struct option longopts[] = {{"listen", required_argument, 0, 'l'},
                                          {"log-dir", required_argument, 0, 'L'},
                                          {"s3-endpoint", required_argument, 0, 'E'},
                                          {"s3-region", required_argument, 0, 'N'},
+                                         {"take-over-store", no_argument, 0, 'O'},
                                          {"threads", required_argument, 0, 't'},
                                          {"max-message-bytes", required_argument, 0, 'm'},
                                          {"log-level", required_argument, 0, 'v'},
@@ -249,6 +252,7 @@ static int parse_flags(int argc, char **argv, srv_opts *o, int *level, int *inse
     case 'L': o->log_dir = optarg; break;
     case 'E': o->s3_endpoint = optarg; break;
     case 'N': o->s3_region = optarg; break;
+    case 'O': o->take_over_store = 1; break;
     case 't':
       if (parse_u64("--threads", optarg, 1, 256, &v)) return 2;
       o->threads = (int)v;
@@ -356,6 +360,7 @@ static int check_start(srv_opts *o, int insecure_listen, srv_store_loc *loc) {
   }
   o->data_url = loc->data_url[0] ? loc->data_url : NULL;
   o->log_dir = loc->log_dir[0] ? loc->log_dir : NULL;
+  o->store_owner = loc->owner[0] ? loc->owner : NULL;
   return 0;
 }
 

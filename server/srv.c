@@ -83,7 +83,11 @@ static int open_engines(srv *s) {
   bs_url u = {.kind = BS_URL_DIR};
   if (s->o.data_url) {
     if ((rc = bs_url_parse(s->o.data_url, &u))) return rc;
-    bs_url_opts uo = {.s3_endpoint = s->o.s3_endpoint, .s3_region = s->o.s3_region};
+    char info[4400], host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    snprintf(info, sizeof info, "host %s\npid %ld\ndata-dir %s\n", host, (long)getpid(), s->data_dir);
+    bs_url_opts uo = {.s3_endpoint = s->o.s3_endpoint, .s3_region = s->o.s3_region, .owner = s->o.store_owner,
+                      .owner_info = info, .take_over = s->o.take_over_store};
     if ((rc = bs_url_open(&u, &uo, &s->kv_files))) return strata_err_wrap(rc, "store at %s", s->o.data_url);
     so.base = s->kv_files;
     bs_url_format(&u, path, sizeof path);

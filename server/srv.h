@@ -25,6 +25,10 @@ typedef struct srv_opts {
    * durability point stays on the server's disk when the OCDBT files are shared. */
   const char *log_dir;
   const char *s3_endpoint, *s3_region; /* s3:// data_url: NULL = the AWS environment */
+  /* s3:// data_url: this server's name in the store's writer lock (strata-server: the
+   * data directory's recorded owner id; NULL = no lock), and --take-over-store. */
+  const char *store_owner;
+  int take_over_store;
   int threads; /* gRPC poller threads; default 2 */
   size_t max_message_bytes; /* both directions; 0 = RPC_DEFAULT_MAX_MESSAGE_BYTES (64 MiB) */
   int grace_ms; /* drain time at stop before in-flight calls are cancelled; 0 cancels them

@@ -19,8 +19,8 @@
 
 typedef struct bs_store bs_store;
 
-/* The file store's writer lock: a file of its own next to the OCDBT files
- * (not part of OCDBT; readers ignore it, docs/format.md "Files"). */
+/* The writer lock: a file of its own next to the OCDBT files (not part of
+ * OCDBT; readers ignore it, docs/format.md "Files"); on S3 an object. */
 #define BS_LOCK_FILE "strata.lock"
 typedef struct bs_file bs_file;
 
@@ -89,6 +89,14 @@ typedef struct bs_s3_config {
   unsigned timeout_ms; /* connecting, and a transfer that moves no byte, fail after this
                         * long (a stall counts in whole seconds); 0: 30000 */
   unsigned attempts;   /* tries of a request that failed in transit or with a 5xx; 0: 4 */
+  /* The writer lock (bs_lock): NULL = none (tests that race stores on purpose).
+   * Otherwise lock creates the object BS_LOCK_FILE under the prefix with
+   * `If-None-Match: *`, holding "owner OWNER" and the lines of owner_info; an
+   * object that names the same owner is this writer's own (a restart after a
+   * crash), another owner's is STRATA_EBUSY naming it, unless take_over, which
+   * replaces it. destroy deletes the object if it still names this owner. */
+  const char *owner, *owner_info;
+  int take_over;
 } bs_s3_config;
 /* Opens the store on cfg's bucket (strings are copied) after a one-key
  * listing of the prefix, which fails naming the endpoint and the bucket when

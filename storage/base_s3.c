@@ -49,6 +49,9 @@ typedef struct s3_node {
 typedef struct s3store {
   bs_store base;
   char *endpoint, *region, *bucket, *prefix, *access, *secret, *token;
+  char *lock_body; /* "owner OWNER\n" + owner_info; NULL: no writer lock */
+  size_t lock_owner_len; /* the "owner OWNER\n" line's length: what identifies the owner */
+  int take_over, locked;
   char sigv4[160];
   long connect_ms, stall_s;
   int attempts;
@@ -655,11 +658,18 @@ static int s3_create(bs_store *bs, const char *path, bs_file **out) {
   if (here)
     return strata_err(STRATA_EEXISTS, "s3 create %s: this process is writing it",
                       bucket_key(s, path, where, sizeof where));
-  uint64_t size;
-  int rc = s3_head(s, path, &size, "create");
-  if (!rc)
-    return strata_err(STRATA_EEXISTS, "s3 create %s: the object exists", bucket_key(s, path, where, sizeof where));
-  if (rc != STRATA_ENOTFOUND) return rc;
+  /* A name that exists fails here, except a data file's (d/...): those names are
+   * random and made by the committer, which must not wait for the object store
+   * (an outage would hold commits back); their PUT's If-None-Match: * still
+   * refuses an existing object at fsync. */
+  int rc = 0;
+  if (strncmp(path, "d/", 2) != 0) {
+    uint64_t size;
+    rc = s3_head(s, path, &size, "create");
+    if (!rc)
+      return strata_err(STRATA_EEXISTS, "s3 create %s: the object exists", bucket_key(s, path, where, sizeof where));
+    if (rc != STRATA_ENOTFOUND) return rc;
+  }
   s3_node *w = calloc(1, sizeof *w);
   if (!w || !(w->path = strdup(path))) {
     free(w);
@@ -1003,10 +1013,63 @@ static int s3_list(bs_store *bs, const char *dir, char ***out, size_t *nout) {
 
 /* No lock: S3 has none to take. The server's data directory lock and the
  * conditional creates of every file and numbered manifest are the guard. */
-static int s3_lock(bs_store *bs) { return 0; }
+/* The lock object's body, or STRATA_ENOTFOUND. */
+static int lock_read(s3store *s, strata_buf *body) {
+  s3_req r = {.method = "GET", .path = BS_LOCK_FILE};
+  r.sink.all = body;
+  int rc = s3_do(s, &r, "lock");
+  if (!rc && r.status == 404) rc = STRATA_ENOTFOUND;
+  else if (!rc && r.status != 200) rc = s3_status_err(s, &r, "lock");
+  strata_buf_free(&r.sink.err);
+  return rc;
+}
+
+static int lock_is_ours(const s3store *s, const strata_buf *b) {
+  return b->len >= s->lock_owner_len && !memcmp(b->p, s->lock_body, s->lock_owner_len);
+}
+
+/* The writer lock: the object BS_LOCK_FILE (bs_s3_config). */
+static int s3_lock(bs_store *bs) {
+  s3store *s = (s3store *)bs;
+  if (!s->lock_body || s->locked) return 0;
+  char where[600];
+  bucket_key(s, BS_LOCK_FILE, where, sizeof where);
+  s3_src src = {.mem = (const uint8_t *)s->lock_body, .len = strlen(s->lock_body)};
+  int rc = s3_put(s, BS_LOCK_FILE, &src, 1, "lock", "another server");
+  if (rc == STRATA_EEXISTS) {
+    strata_buf body = STRATA_BUF_INIT;
+    rc = lock_read(s, &body);
+    if (rc == STRATA_ENOTFOUND) { /* released meanwhile: try once more */
+      src.pos = 0;
+      rc = s3_put(s, BS_LOCK_FILE, &src, 1, "lock", "another server");
+    } else if (!rc && !lock_is_ours(s, &body)) {
+      if (s->take_over) {
+        src.pos = 0;
+        rc = s3_put(s, BS_LOCK_FILE, &src, 0, "lock", NULL);
+      } else {
+        size_t n = body.len < 300 ? body.len : 300;
+        for (size_t i = 0; i < n; i++)
+          if (body.p[i] == '\n' || body.p[i] < 0x20) body.p[i] = ' ';
+        rc = strata_err(STRATA_EBUSY,
+                        "%s is held by another server (%.*s); one server per store: if that one is gone for "
+                        "good, start this one once with --take-over-store (docs/operations.md "
+                        "\"Deployment shapes\")",
+                        where, (int)n, (const char *)body.p);
+      }
+    }
+    strata_buf_free(&body);
+  }
+  if (!rc) s->locked = 1;
+  return rc;
+}
 
 static void s3_destroy(bs_store *bs) {
   s3store *s = (s3store *)bs;
+  if (s->locked) { /* released if still ours (a --take-over-store may have replaced it) */
+    strata_buf body = STRATA_BUF_INIT;
+    if (!lock_read(s, &body) && lock_is_ours(s, &body)) s3_delete(s, BS_LOCK_FILE, "unlock");
+    strata_buf_free(&body);
+  }
   strata_mutex_lock(&s->mu);
   while (s->recent) recent_drop(s, s->recent->path);
   while (s->live) { /* handles still open are the caller's bug; their nodes stay theirs */
@@ -1017,6 +1080,7 @@ static void s3_destroy(bs_store *bs) {
   for (int i = 0; i < s->npool; i++) curl_easy_cleanup(s->pool[i]);
   strata_mutex_unlock(&s->mu);
   strata_mutex_destroy(&s->mu);
+  free(s->lock_body);
   free(s->endpoint);
   free(s->region);
   free(s->bucket);
@@ -1091,6 +1155,16 @@ int bs_s3_open(const bs_s3_config *cfg, bs_store **out) {
   s->access = dup_or_null(cfg->access_key, &bad);
   s->secret = dup_or_null(cfg->secret_key, &bad);
   s->token = dup_or_null(cfg->session_token && *cfg->session_token ? cfg->session_token : NULL, &bad);
+  s->take_over = cfg->take_over;
+  if (cfg->owner && *cfg->owner) {
+    const char *info = cfg->owner_info ? cfg->owner_info : "";
+    size_t n = strlen(cfg->owner) + strlen(info) + 16;
+    if (!(s->lock_body = malloc(n))) bad = 1;
+    else {
+      s->lock_owner_len = (size_t)snprintf(s->lock_body, n, "owner %s\n", cfg->owner);
+      snprintf(s->lock_body + s->lock_owner_len, n - s->lock_owner_len, "%s", info);
+    }
+  }
   if (bad) {
     s3_destroy(&s->base);
     return strata_err(STRATA_ENOMEM, "S3 store");

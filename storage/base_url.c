@@ -109,7 +109,8 @@ static int open_s3(const bs_url *u, const bs_url_opts *o, bs_store **out) {
     return strata_err(STRATA_EINVALID, "s3://%s: no credentials: set AWS_ACCESS_KEY_ID and "
                       "AWS_SECRET_ACCESS_KEY in the server's environment (never given as flags)", u->bucket);
   bs_s3_config c = {.endpoint = endpoint, .region = region, .bucket = u->bucket, .prefix = u->prefix,
-                    .access_key = ak, .secret_key = sk, .session_token = env_first("AWS_SESSION_TOKEN", NULL)};
+                    .access_key = ak, .secret_key = sk, .session_token = env_first("AWS_SESSION_TOKEN", NULL),
+                    .owner = o->owner, .owner_info = o->owner_info, .take_over = o->take_over};
   return bs_s3_open(&c, out);
 }
 

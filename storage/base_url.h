@@ -43,6 +43,10 @@ typedef struct bs_url_opts {
    * then AWS_DEFAULT_REGION, else us-east-1. Credentials: AWS_ACCESS_KEY_ID,
    * AWS_SECRET_ACCESS_KEY (both required) and AWS_SESSION_TOKEN (optional). */
   const char *s3_endpoint, *s3_region;
+  /* s3:// only: the writer lock's owner (NULL: no lock), what else its object
+   * says, and whether to take the lock over from another owner (bs_s3_config). */
+  const char *owner, *owner_info;
+  int take_over;
 } bs_url_opts;
 
 /* Opens the base store a parsed URL names (a directory is created when

@@ -33,6 +33,7 @@ import random
 import re
 import secrets
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -555,6 +556,91 @@ def test_second_idle(root, rnd):
         a.stop()
 
 
+def radosgw_pid():
+    """The harness's radosgw (RGW_DIR/pids), or None."""
+    for line in open(os.path.join(os.environ["RGW_DIR"], "pids")).read().split("\n"):
+        if line.startswith("radosgw "):
+            return int(line.split()[1])
+    return None
+
+
+def test_lock(root, rnd):
+    """The store's writer lock (strata.lock under the prefix): a kill -9 leaves it, and the same
+    data directory takes it back at its restart; another server is refused until the first
+    stops cleanly (which deletes it) or is started with --take-over-store after its loss."""
+    prefix = "lock-" + secrets.token_hex(3)
+    a = Server(os.path.join(root, "lock-a"), s3_flags(prefix) + ["--grace-ms", "0"])
+    c = strata.Client(a.addr, timeout=20)
+    g = c.put(b"k", b"a1").generation
+    c.close()
+    check("strata.lock" in objects(prefix), "lock: the running server holds strata.lock under the prefix",
+          sorted(objects(prefix)))
+    a.kill()
+    check("strata.lock" in objects(prefix), "lock: a kill -9 leaves strata.lock")
+    a.start()  # the same data directory, no flags: its recorded owner takes the lock back
+    with strata.Client(a.addr, timeout=20) as c:
+        check(c.get(b"k").value == b"a1", "lock: the restarted owner serves its acknowledged commit")
+    b_dir = os.path.join(root, "lock-b")
+    p = subprocess.run([SERVER, "--listen", "127.0.0.1:0", "--data-dir", b_dir] + s3_flags(prefix),
+                       capture_output=True, text=True, timeout=120)
+    check(p.returncode == 1 and "strata.lock is held by another server" in p.stderr and "--take-over-store" in p.stderr
+          and os.path.join(root, "lock-a") in p.stderr, "lock: a second server is refused, naming the holder",
+          p.stderr[-600:])
+    a.stop()
+    check("strata.lock" not in objects(prefix), "lock: a clean stop deletes strata.lock")
+    b = Server(b_dir, s3_flags(prefix) + ["--grace-ms", "0"])  # a new server after a clean stop
+    with strata.Client(b.addr, timeout=20) as c:
+        check(c.get(b"k").value == b"a1" and c.latest().generation >= g,
+              "lock: a new server on the store after a clean stop serves it")
+        c.put(b"k", b"b1")
+    b.kill()  # b's machine is lost: its lock stays
+    p = subprocess.run([SERVER, "--listen", "127.0.0.1:0", "--data-dir", os.path.join(root, "lock-a")],
+                       capture_output=True, text=True, timeout=120)
+    check(p.returncode == 1 and "held by another server" in p.stderr,
+          "lock: the first server is refused while the lost one's lock stands", p.stderr[-400:])
+    a.extra = a.extra + ["--take-over-store"]
+    a.start()
+    with strata.Client(a.addr, timeout=20) as c:
+        # b's last put was acknowledged from b's log, which a cannot see: only published ones come over
+        v = c.get(b"k").value
+        check(v in (b"a1", b"b1"), "lock: --take-over-store starts on the lost server's published store", v)
+    a.stop()
+
+
+def test_outage(root, rnd):
+    """radosgw stopped (SIGSTOP) while commits go on: commits are acknowledged from the log,
+    publication waits and retries, and once radosgw answers again it catches up; the server
+    never refuses a commit for it."""
+    pid = radosgw_pid()
+    if not check(pid is not None, "outage: the harness's radosgw pid is known"):
+        return
+    prefix = "out-" + secrets.token_hex(3)
+    srv = Server(os.path.join(root, "outage"), s3_flags(prefix) + ["--grace-ms", "0"])
+    c = strata.Client(srv.addr, timeout=30)
+    c.put(b"before", b"1")
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        gens = []
+        t0 = time.time()
+        while time.time() - t0 < 4:  # past the store's own retries (timeouts of 2 x 30 s are longer:
+            gens.append(c.put(b"during/%d" % len(gens), b"x").generation)  # the PUT hangs, then retries)
+            time.sleep(0.02)
+        published = c.stats().store.published_generation
+        check(gens and published < gens[-1],
+              "outage: commits are acknowledged while the object store does not answer (%d, published %d)"
+              % (len(gens), published))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    check(wait_published(srv.addr, gens[-1], limit_s=120),
+          "outage: publication catches up once the object store answers again")
+    g = c.put(b"after", b"2").generation
+    check(wait_published(srv.addr, g, limit_s=60) and c.get(b"during/0").value == b"x",
+          "outage: the server goes on committing and publishing after it")
+    c.close()
+    store_ok(srv.addr, "outage: stratactl check passes after the outage")
+    srv.stop()
+
+
 def main():
     seed = int(os.environ.get("STRATA_SEED", str(int(time.time()))))
     print("STRATA_SEED=%d" % seed, flush=True)
@@ -562,7 +648,7 @@ def main():
     t0 = time.time()
     root = tempfile.mkdtemp(prefix="strata-s3-")
     try:
-        for t in (test_basic, test_kill, test_gc, test_second, test_second_idle):
+        for t in (test_basic, test_kill, test_gc, test_second, test_second_idle, test_lock, test_outage):
             t1 = time.time()
             try:
                 t(root, rnd)

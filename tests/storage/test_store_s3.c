@@ -611,10 +611,10 @@ static void test_retries(void **state) {
 static void test_conditional_put_retried(void **state) {
   static const char *const ours[] = {
     "200 <ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>", /* open */
-    "404 ", "close", "412 <Error><Code>PreconditionFailed</Code></Error>", "200 mine", NULL};
+    "close", "412 <Error><Code>PreconditionFailed</Code></Error>", "200 mine", NULL}; /* no HEAD: d/ */
   static const char *const theirs[] = {
     "200 <ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>",
-    "404 ", "close", "412 <Error><Code>PreconditionFailed</Code></Error>", "200 other", NULL};
+    "close", "412 <Error><Code>PreconditionFailed</Code></Error>", "200 other", NULL};
   for (int k = 0; k < 2; k++) {
     fake_s3 f;
     fake_start(&f, 0, 0, "", k ? theirs : ours);
@@ -633,7 +633,7 @@ static void test_conditional_put_retried(void **state) {
     bs_close(w);
     bs_destroy(s);
     fake_stop(&f);
-    assert_int_equal(f.requests, 5);
+    assert_int_equal(f.requests, 4);
   }
 }
 

@@ -176,7 +176,9 @@ def test_store_places(tmp):
     proc.kill()
     proc.wait()
     with open(os.path.join(d, "STORE")) as f:
-        check(f.read() == "data-url %s\nlog-dir %s\n" % (store, logs), "STORE records both places, absolute")
+        text = f.read()
+        check(re.fullmatch(r"data-url %s\nlog-dir %s\nowner [0-9a-f]{32}\n" % (re.escape(store), re.escape(logs)), text),
+              "STORE records both places, absolute, and the data directory's owner id", text)
     check(os.path.exists(os.path.join(store, "manifest.ocdbt")) and os.path.isdir(os.path.join(logs, "log"))
           and not os.path.exists(os.path.join(d, "kv")),
           "the OCDBT files are in --data-url, the log in --log-dir, no kv/ in the data directory",
