@@ -80,3 +80,13 @@ test-fuzz:
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) sh tests/fuzz/run.sh $(TEST_RESULTS) $(BUILD)/fuzz $(FUZZ_TARGETS:tests/fuzz/%.c=%)
 
 
+
+# GlusterFS (issue 19, part 1): Debian's GlusterFS 10.3 started on loopback by the tier itself
+# (tests/gluster/README.md), one brick and then replica 2, each mounted twice with the FUSE
+# client; the server's OCDBT directory on one mount, populate writers on the other, kill -9.
+# Release only. `gluster-deps` installs the packages (the tier's first build target).
+GLUSTER_DEB_PACKAGES := glusterfs-server glusterfs-client
+.PHONY: gluster-deps
+gluster-deps:
+	$(call apt_install,$(GLUSTER_DEB_PACKAGES),gluster)
+$(eval $(call tier,gluster,gluster-deps python $(addprefix $(BUILD)/release/,$(POP_TIER_BINS)),,$(call POP_TIER_ENV,release),tests/gluster/test_gluster.py))
