@@ -1,0 +1,188 @@
+#!/usr/bin/python3
+"""make bench-gluster (part of make bench): Strata with its OCDBT files on GlusterFS against
+local disk, in one run. GlusterFS 10.3 from Debian runs on loopback (tests/gluster/glusterlo.py:
+glusterd started by hand, one volume mounted twice, torn down at the end), once with one
+brick and once with `replica 2` on two directories; the bricks, the local databases and the
+generated volume all live under --dir (one disk).
+
+For each place (local disk, then the one-brick volume, then replica 2):
+- durable 1 KiB puts at 16 calls in flight: `strata-bench --inflight 16` against a
+  strata-server whose OCDBT files are there (`--data-url MOUNT_A/store`; the commit log and
+  lock table on local disk), BENCH_RUNS runs of BENCH_SECONDS, the median;
+- populate MB/s: strata-populate in coordinator mode, 4 writers, --block 2, whose writers
+  write their data files through mount B (`--store-dir`), the wall-clock time of the run;
+and on replica 2 the price of the commit log on the replicated volume: the same puts with
+`--log-dir MOUNT_A/log` (OCDBT files local) against local disk.
+
+Prints BENCH lines with `vs local <ratio>` (tools/README.md). Without GlusterFS (not
+installed, or it cannot start here) it prints one line saying why and exits 0. Without the
+server's --data-url (an older server) the whole data directory goes on the mount."""
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "populate"))
+sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "gluster"))
+from popcommon import Server, genvol, populate  # noqa: E402
+from glusterlo import Gluster, GlusterError  # noqa: E402
+
+SERVER = os.environ["STRATA_SERVER_BIN"]
+BENCH = os.environ["STRATA_BENCH_BIN"]
+CHUNK = 64
+LAYER_MIB = 640 * 640 * CHUNK * 8 / 2 ** 20 * (1 + 1 / 8 + 1 / 64)  # one z-layer, 3 scales
+
+
+def server_flags():
+    return subprocess.run([SERVER, "--help"], stdout=subprocess.PIPE, timeout=60).stdout.decode()
+
+
+HELP = server_flags()
+HAS_DATA_URL = "--data-url" in HELP
+HAS_LOG_DIR = "--log-dir" in HELP
+
+
+def server_on(root, name, mount=None, log_on=None):
+    """A strata-server with a local data directory under root; its OCDBT files on mount
+    (None: local), its commit log in log_on (None: the default)."""
+    local = os.path.join(root, name)
+    extra = ["--grace-ms", "0"]
+    if mount and HAS_DATA_URL:
+        extra += ["--data-url", os.path.join(mount, name + "-store")]
+    elif mount:
+        local = os.path.join(mount, name)
+    if log_on:
+        extra += ["--log-dir", os.path.join(log_on, name + "-log")]
+    return Server(local, extra)
+
+
+def put_rate(s, runs, seconds):
+    """Median qps and p99 (us) of `strata-bench --inflight 16` over runs runs."""
+    qps, p99 = [], []
+    for _ in range(runs):
+        out = subprocess.run([BENCH, "--addr", s.addr, "--inflight", "16", "--seconds",
+                              str(seconds)], stdout=subprocess.PIPE, check=True,
+                             timeout=600).stdout.decode()
+        qps.append(float(re.search(r"BENCH rpc_put_1k_c16_qps ([\d.]+)", out).group(1)))
+        p99.append(float(re.search(r"BENCH rpc_put_1k_c16_p99 ([\d.]+)", out).group(1)))
+    return statistics.median(qps), statistics.median(p99)
+
+
+def populate_rate(s, vol, store_dir=None):
+    args = ["--workers", "4", "--block", "2"]
+    if store_dir:
+        args += ["--store-dir", store_dir]
+    t0 = time.monotonic()
+    r = populate(vol, "seg/", s.addr, *args)
+    secs = time.monotonic() - t0
+    j = r["json"] or {}
+    if r["rc"] != 0 or j.get("failed") != 0:
+        sys.exit("bench-gluster: populate failed: %r" % r)
+    return j["bytes"] / 1e6 / secs
+
+
+def store_dir_on(s, mount_a, mount_b):
+    """The store directory the server names, as mount B shows it."""
+    import strata
+    with strata.Client(s.addr, timeout=60) as c:
+        w = c.register_writer("bench-probe", lease_ttl=1)
+        c.unregister_writer(w.writer_id)
+    return os.path.join(mount_b, os.path.relpath(os.path.realpath(w.store_dir), mount_a))
+
+
+def measure(root, name, vol, runs, seconds, g=None):
+    """{put_qps, put_p99, populate_MBps} with the OCDBT files on g's mount A (None: local)."""
+    mount = g.mounts[0] if g else None
+    res = {}
+    s = server_on(root, name + "-puts", mount)
+    try:
+        res["put_qps"], res["put_p99"] = put_rate(s, runs, seconds)
+    finally:
+        s.stop()
+    s = server_on(root, name + "-pop", mount)
+    try:
+        store_b = store_dir_on(s, *g.mounts) if g else None
+        res["populate_MBps"] = populate_rate(s, vol, store_b)
+    finally:
+        s.stop()
+    return res
+
+
+def line(name, value, unit, anchor=None, fmt="%.1f"):
+    s = ("BENCH %s " + fmt + " %s") % (name, value, unit)
+    if anchor:
+        s += " vs local %.2f" % (value / anchor if anchor else 0)
+    print(s, flush=True)
+
+
+def report(tag, res, local):
+    line("gluster_%s_put_1k_c16_qps" % tag, res["put_qps"], "ops/s", local["put_qps"])
+    line("gluster_%s_put_1k_c16_p99" % tag, res["put_p99"], "us", local["put_p99"], fmt="%.0f")
+    line("gluster_%s_populate_MBps" % tag, res["populate_MBps"], "MB/s", local["populate_MBps"])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--dir", required=True)
+    a = ap.parse_args()
+    runs = int(os.environ.get("BENCH_RUNS", "3"))
+    seconds = float(os.environ.get("BENCH_SECONDS", "2"))
+    mib = int(os.environ.get("GLUSTER_BENCH_MIB", "256"))
+    root = os.path.join(os.path.realpath(a.dir), "gluster")
+    shutil.rmtree(root, ignore_errors=True)
+    os.makedirs(root)
+    g = None
+    try:
+        # Gluster first: when it cannot run here, nothing else is measured.
+        g = Gluster(os.path.join(root, "g1"), replica=1, log=lambda m: print(m, file=sys.stderr))
+        try:
+            g.up()
+        except GlusterError as e:
+            g = None
+            print("bench-gluster: GlusterFS cannot run here, nothing measured: %s"
+                  % str(e).splitlines()[0])
+            return 0
+        vol = os.path.join(root, "vol")
+        layers = max(1, -(-mib // int(LAYER_MIB)))
+        genvol(vol, "640,640,%d" % (layers * CHUNK), "%d,%d,%d" % (CHUNK, CHUNK, CHUNK), 3, 1)
+        nbytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(vol) for f in fs)
+        print("bench-gluster: %s; %.0f MiB volume; puts %d x %.1f s per place (median); "
+              "OCDBT files via %s; %d CPUs; %s" % (
+                  subprocess.run(["glusterd", "--version"], stdout=subprocess.PIPE)
+                  .stdout.decode().splitlines()[0], nbytes / 2 ** 20, runs, seconds,
+                  "--data-url" if HAS_DATA_URL else "--data-dir", os.cpu_count(),
+                  time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())), flush=True)
+        local = measure(root, "local", vol, runs, seconds)
+        line("gluster_local_put_1k_c16_qps", local["put_qps"], "ops/s")
+        line("gluster_local_put_1k_c16_p99", local["put_p99"], "us", fmt="%.0f")
+        line("gluster_local_populate_MBps", local["populate_MBps"], "MB/s")
+        report("1brick", measure(root, "b1", vol, runs, seconds, g), local)
+        g.down()
+        g = Gluster(os.path.join(root, "g2"), replica=2, log=lambda m: print(m, file=sys.stderr))
+        g.up()
+        report("replica2", measure(root, "r2", vol, runs, seconds, g), local)
+        if HAS_LOG_DIR:
+            s = server_on(root, "r2-logdir", None, log_on=g.mounts[0])
+            try:
+                qps, p99 = put_rate(s, runs, seconds)
+            finally:
+                s.stop()
+            line("gluster_replica2_log_dir_put_1k_c16_qps", qps, "ops/s", local["put_qps"])
+            line("gluster_replica2_log_dir_put_1k_c16_p99", p99, "us", local["put_p99"], fmt="%.0f")
+        else:
+            print("bench-gluster: this strata-server has no --log-dir: the commit log on the "
+                  "replicated volume is not measured")
+    finally:
+        if g:
+            g.down()
+        shutil.rmtree(root, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
