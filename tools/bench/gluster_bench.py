@@ -8,7 +8,8 @@ generated volume all live under --dir (one disk).
 For each place (local disk, then the one-brick volume, then replica 2):
 - durable 1 KiB puts at 16 calls in flight: `strata-bench --inflight 16` against a
   strata-server whose OCDBT files are there (`--data-url MOUNT_A/store`; the commit log and
-  lock table on local disk), BENCH_RUNS runs of BENCH_SECONDS, the median;
+  lock table on local disk), BENCH_RUNS runs of BENCH_SECONDS, the median of the rate and
+  of the p99; and one put alone (`--inflight 1`, one run, its median latency);
 - populate MB/s: strata-populate in coordinator mode, 4 writers, --block 2, whose writers
   write their data files through mount B (`--store-dir`), the wall-clock time of the run;
 and on replica 2 the price of the commit log on the replicated volume: the same puts with
@@ -61,16 +62,21 @@ def server_on(root, name, mount=None, log_on=None):
     return Server(local, extra)
 
 
+def bench_figures(s, inflight, seconds, *names):
+    """The values of strata-bench's BENCH lines rpc_put_1k_c<inflight>_<name>."""
+    out = subprocess.run([BENCH, "--addr", s.addr, "--inflight", str(inflight), "--seconds",
+                          str(seconds)], stdout=subprocess.PIPE, check=True,
+                         timeout=600).stdout.decode()
+    return [float(re.search(r"BENCH rpc_put_1k_c%d_%s ([\d.]+)" % (inflight, n), out).group(1))
+            for n in names]
+
+
 def put_rate(s, runs, seconds):
-    """Median qps and p99 (us) of `strata-bench --inflight 16` over runs runs."""
-    qps, p99 = [], []
-    for _ in range(runs):
-        out = subprocess.run([BENCH, "--addr", s.addr, "--inflight", "16", "--seconds",
-                              str(seconds)], stdout=subprocess.PIPE, check=True,
-                             timeout=600).stdout.decode()
-        qps.append(float(re.search(r"BENCH rpc_put_1k_c16_qps ([\d.]+)", out).group(1)))
-        p99.append(float(re.search(r"BENCH rpc_put_1k_c16_p99 ([\d.]+)", out).group(1)))
-    return statistics.median(qps), statistics.median(p99)
+    """Median qps and p99 (us) of `strata-bench --inflight 16` over runs runs, and the
+    median latency of one put alone (--inflight 1, one run): what a commit costs."""
+    qps, p99 = zip(*[bench_figures(s, 16, seconds, "qps", "p99") for _ in range(runs)])
+    (alone,) = bench_figures(s, 1, seconds, "p50")
+    return statistics.median(qps), statistics.median(p99), alone
 
 
 def populate_rate(s, vol, store_dir=None):
@@ -101,7 +107,7 @@ def measure(root, name, vol, runs, seconds, g=None):
     res = {}
     s = server_on(root, name + "-puts", mount)
     try:
-        res["put_qps"], res["put_p99"] = put_rate(s, runs, seconds)
+        res["put_qps"], res["put_p99"], res["put_c1_p50"] = put_rate(s, runs, seconds)
     finally:
         s.stop()
     s = server_on(root, name + "-pop", mount)
@@ -123,6 +129,7 @@ def line(name, value, unit, anchor=None, fmt="%.1f"):
 def report(tag, res, local):
     line("gluster_%s_put_1k_c16_qps" % tag, res["put_qps"], "ops/s", local["put_qps"])
     line("gluster_%s_put_1k_c16_p99" % tag, res["put_p99"], "us", local["put_p99"], fmt="%.0f")
+    line("gluster_%s_put_1k_c1_p50" % tag, res["put_c1_p50"], "us", local["put_c1_p50"], fmt="%.0f")
     line("gluster_%s_populate_MBps" % tag, res["populate_MBps"], "MB/s", local["populate_MBps"])
 
 
@@ -132,7 +139,7 @@ def main():
     a = ap.parse_args()
     runs = int(os.environ.get("BENCH_RUNS", "3"))
     seconds = float(os.environ.get("BENCH_SECONDS", "2"))
-    mib = int(os.environ.get("GLUSTER_BENCH_MIB", "256"))
+    mib = int(os.environ.get("GLUSTER_BENCH_MIB", "228"))
     root = os.path.join(os.path.realpath(a.dir), "gluster")
     shutil.rmtree(root, ignore_errors=True)
     os.makedirs(root)
@@ -148,7 +155,7 @@ def main():
                   % str(e).splitlines()[0])
             return 0
         vol = os.path.join(root, "vol")
-        layers = max(1, -(-mib // int(LAYER_MIB)))
+        layers = max(1, round(mib / LAYER_MIB))
         genvol(vol, "640,640,%d" % (layers * CHUNK), "%d,%d,%d" % (CHUNK, CHUNK, CHUNK), 3, 1)
         nbytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(vol) for f in fs)
         print("bench-gluster: %s; %.0f MiB volume; puts %d x %.1f s per place (median); "
@@ -160,6 +167,7 @@ def main():
         local = measure(root, "local", vol, runs, seconds)
         line("gluster_local_put_1k_c16_qps", local["put_qps"], "ops/s")
         line("gluster_local_put_1k_c16_p99", local["put_p99"], "us", fmt="%.0f")
+        line("gluster_local_put_1k_c1_p50", local["put_c1_p50"], "us", fmt="%.0f")
         line("gluster_local_populate_MBps", local["populate_MBps"], "MB/s")
         report("1brick", measure(root, "b1", vol, runs, seconds, g), local)
         g.down()
@@ -169,11 +177,13 @@ def main():
         if HAS_LOG_DIR:
             s = server_on(root, "r2-logdir", None, log_on=g.mounts[0])
             try:
-                qps, p99 = put_rate(s, runs, seconds)
+                qps, p99, alone = put_rate(s, runs, seconds)
             finally:
                 s.stop()
             line("gluster_replica2_log_dir_put_1k_c16_qps", qps, "ops/s", local["put_qps"])
             line("gluster_replica2_log_dir_put_1k_c16_p99", p99, "us", local["put_p99"], fmt="%.0f")
+            line("gluster_replica2_log_dir_put_1k_c1_p50", alone, "us", local["put_c1_p50"],
+                 fmt="%.0f")
         else:
             print("bench-gluster: this strata-server has no --log-dir: the commit log on the "
                   "replicated volume is not measured")
