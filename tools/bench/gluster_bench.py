@@ -5,15 +5,20 @@ glusterd started by hand, one volume mounted twice, torn down at the end), once 
 brick and once with `replica 2` on two directories; the bricks, the local databases and the
 generated volume all live under --dir (one disk).
 
-For each place (local disk, then the one-brick volume, then replica 2):
+For each place (the one-brick volume, then replica 2), against local disk measured in the
+same minutes (a local server up at the same time, runs alternating, local first):
 - durable 1 KiB puts at 16 calls in flight: `strata-bench --inflight 16` against a
-  strata-server whose OCDBT files are there (`--data-url MOUNT_A/store`; the commit log and
-  lock table on local disk), BENCH_RUNS runs of BENCH_SECONDS, the median of the rate and
-  of the p99; and one put alone (`--inflight 1`, one run, its median latency);
-- populate MB/s: strata-populate in coordinator mode, 4 writers, --block 2, whose writers
-  write their data files through mount B (`--store-dir`), the wall-clock time of the run;
+  strata-server whose OCDBT files are there (`--data-url MOUNT_A/NAME-store`; the commit
+  log and lock table on local disk), BENCH_RUNS runs of BENCH_SECONDS each, the medians of
+  the rate and of the p99; one put alone (`--inflight 1`, one run): its median latency,
+  what a commit costs;
+- populate MB/s: strata-populate in coordinator mode, 4 writers, --block 2, the writers
+  writing their data files through mount B (`--store-dir`), the wall-clock time of one run
+  (GLUSTER_BENCH_MIB, default 228: one z-layer of 10x10 chunks of 64^3, 3 scales), into a
+  fresh server each;
 and on replica 2 the price of the commit log on the replicated volume: the same puts with
-`--log-dir MOUNT_A/log` (OCDBT files local) against local disk.
+`--log-dir MOUNT_A/NAME-log` and the OCDBT files local. The local anchors are printed as
+`BENCH gluster_<place>_local_...` lines next to each figure.
 
 Prints BENCH lines with `vs local <ratio>` (tools/README.md). Without GlusterFS (not
 installed, or it cannot start here) it prints one line saying why and exits 0. Without the
@@ -22,6 +27,7 @@ import argparse
 import os
 import re
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -71,21 +77,44 @@ def bench_figures(s, inflight, seconds, *names):
             for n in names]
 
 
-def put_rate(s, runs, seconds):
-    """Median qps and p99 (us) of `strata-bench --inflight 16` over runs runs, and the
-    median latency of one put alone (--inflight 1, one run): what a commit costs."""
-    qps, p99 = zip(*[bench_figures(s, 16, seconds, "qps", "p99") for _ in range(runs)])
-    (alone,) = bench_figures(s, 1, seconds, "p50")
-    return statistics.median(qps), statistics.median(p99), alone
+def puts_vs_local(root, name, runs, seconds, mount=None, log_on=None):
+    """Puts against a local server and one with its OCDBT files on mount (or its commit
+    log in log_on), both up, runs alternating (local first), so that load from elsewhere
+    falls on both: ({qps, p99, c1_p50} of the place, the same of local), medians. qps and
+    p99 at 16 in flight over `runs` runs each; c1_p50, one put alone (--inflight 1), what
+    a commit costs, one run each."""
+    servers = [server_on(root, name + "-local", None), server_on(root, name, mount, log_on)]
+    try:
+        got = [{"qps": [], "p99": [], "c1_p50": []} for _ in servers]
+        for _ in range(runs):
+            for s, d in zip(servers, got):
+                q, p = bench_figures(s, 16, seconds, "qps", "p99")
+                d["qps"].append(q)
+                d["p99"].append(p)
+        for s, d in zip(servers, got):
+            d["c1_p50"] += bench_figures(s, 1, seconds, "p50")
+    finally:
+        for s in servers:
+            s.stop()
+    local, place = [{k: statistics.median(v) for k, v in d.items()} for d in got]
+    return place, local
 
 
-def populate_rate(s, vol, store_dir=None):
-    args = ["--workers", "4", "--block", "2"]
-    if store_dir:
-        args += ["--store-dir", store_dir]
-    t0 = time.monotonic()
-    r = populate(vol, "seg/", s.addr, *args)
-    secs = time.monotonic() - t0
+def populate_rate(root, name, vol, g=None):
+    """MB/s of one coordinator-mode populate (4 writers, --block 2) into a fresh server
+    whose OCDBT files are on g's mount A, the writers writing through mount B (g None:
+    all local)."""
+    s = server_on(root, name, g.mounts[0] if g else None)
+    try:
+        args = ["--workers", "4", "--block", "2"]
+        if g:
+            args += ["--store-dir", store_dir_on(s, *g.mounts)]
+        t0 = time.monotonic()
+        r = populate(vol, "seg/", s.addr, *args)
+        secs = time.monotonic() - t0
+    finally:
+        s.stop()
+        shutil.rmtree(os.path.join(root, name), ignore_errors=True)
     j = r["json"] or {}
     if r["rc"] != 0 or j.get("failed") != 0:
         sys.exit("bench-gluster: populate failed: %r" % r)
@@ -101,42 +130,37 @@ def store_dir_on(s, mount_a, mount_b):
     return os.path.join(mount_b, os.path.relpath(os.path.realpath(w.store_dir), mount_a))
 
 
-def measure(root, name, vol, runs, seconds, g=None):
-    """{put_qps, put_p99, populate_MBps} with the OCDBT files on g's mount A (None: local)."""
-    mount = g.mounts[0] if g else None
-    res = {}
-    s = server_on(root, name + "-puts", mount)
-    try:
-        res["put_qps"], res["put_p99"], res["put_c1_p50"] = put_rate(s, runs, seconds)
-    finally:
-        s.stop()
-    s = server_on(root, name + "-pop", mount)
-    try:
-        store_b = store_dir_on(s, *g.mounts) if g else None
-        res["populate_MBps"] = populate_rate(s, vol, store_b)
-    finally:
-        s.stop()
-    return res
-
-
 def line(name, value, unit, anchor=None, fmt="%.1f"):
     s = ("BENCH %s " + fmt + " %s") % (name, value, unit)
-    if anchor:
+    if anchor is not None:
         s += " vs local %.2f" % (value / anchor if anchor else 0)
     print(s, flush=True)
 
 
-def report(tag, res, local):
-    line("gluster_%s_put_1k_c16_qps" % tag, res["put_qps"], "ops/s", local["put_qps"])
-    line("gluster_%s_put_1k_c16_p99" % tag, res["put_p99"], "us", local["put_p99"], fmt="%.0f")
-    line("gluster_%s_put_1k_c1_p50" % tag, res["put_c1_p50"], "us", local["put_c1_p50"], fmt="%.0f")
-    line("gluster_%s_populate_MBps" % tag, res["populate_MBps"], "MB/s", local["populate_MBps"])
+def measure(root, tag, vol, runs, seconds, g, log_dir=False):
+    """The figures of one place against local disk, printed. log_dir: the commit log on
+    g's mount A and the OCDBT files local; else the OCDBT files on mount A."""
+    name = "gluster_%s%s" % (tag, "_log_dir" if log_dir else "")
+    place, local = puts_vs_local(root, name, runs, seconds,
+                                 None if log_dir else g.mounts[0], g.mounts[0] if log_dir else None)
+    line(name + "_local_put_1k_c16_qps", local["qps"], "ops/s")
+    line(name + "_put_1k_c16_qps", place["qps"], "ops/s", local["qps"])
+    line(name + "_local_put_1k_c16_p99", local["p99"], "us", fmt="%.0f")
+    line(name + "_put_1k_c16_p99", place["p99"], "us", local["p99"], fmt="%.0f")
+    line(name + "_local_put_1k_c1_p50", local["c1_p50"], "us", fmt="%.0f")
+    line(name + "_put_1k_c1_p50", place["c1_p50"], "us", local["c1_p50"], fmt="%.0f")
+    if not log_dir:
+        loc = populate_rate(root, name + "-pop-local", vol)
+        mb = populate_rate(root, name + "-pop", vol, g)
+        line(name + "_local_populate_MBps", loc, "MB/s")
+        line(name + "_populate_MBps", mb, "MB/s", loc)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--dir", required=True)
     a = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: Gluster comes down
     runs = int(os.environ.get("BENCH_RUNS", "3"))
     seconds = float(os.environ.get("BENCH_SECONDS", "2"))
     mib = int(os.environ.get("GLUSTER_BENCH_MIB", "228"))
@@ -164,26 +188,13 @@ def main():
                   .stdout.decode().splitlines()[0], nbytes / 2 ** 20, runs, seconds,
                   "--data-url" if HAS_DATA_URL else "--data-dir", os.cpu_count(),
                   time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())), flush=True)
-        local = measure(root, "local", vol, runs, seconds)
-        line("gluster_local_put_1k_c16_qps", local["put_qps"], "ops/s")
-        line("gluster_local_put_1k_c16_p99", local["put_p99"], "us", fmt="%.0f")
-        line("gluster_local_put_1k_c1_p50", local["put_c1_p50"], "us", fmt="%.0f")
-        line("gluster_local_populate_MBps", local["populate_MBps"], "MB/s")
-        report("1brick", measure(root, "b1", vol, runs, seconds, g), local)
+        measure(root, "1brick", vol, runs, seconds, g)
         g.down()
         g = Gluster(os.path.join(root, "g2"), replica=2, log=lambda m: print(m, file=sys.stderr))
         g.up()
-        report("replica2", measure(root, "r2", vol, runs, seconds, g), local)
+        measure(root, "replica2", vol, runs, seconds, g)
         if HAS_LOG_DIR:
-            s = server_on(root, "r2-logdir", None, log_on=g.mounts[0])
-            try:
-                qps, p99, alone = put_rate(s, runs, seconds)
-            finally:
-                s.stop()
-            line("gluster_replica2_log_dir_put_1k_c16_qps", qps, "ops/s", local["put_qps"])
-            line("gluster_replica2_log_dir_put_1k_c16_p99", p99, "us", local["put_p99"], fmt="%.0f")
-            line("gluster_replica2_log_dir_put_1k_c1_p50", alone, "us", local["put_c1_p50"],
-                 fmt="%.0f")
+            measure(root, "replica2", vol, runs, seconds, g, log_dir=True)
         else:
             print("bench-gluster: this strata-server has no --log-dir: the commit log on the "
                   "replicated volume is not measured")
