@@ -233,13 +233,11 @@ bench-s3: deps
 .PHONY: bench-gluster
 bench-gluster: deps
 	$(call apt_install,$(GLUSTER_DEB_PACKAGES),bench-gluster) || true
-	@$(MAKE) --no-print-directory VARIANT=release python $(BUILD)/release/tools/strata-bench \
-	  $(BUILD)/release/server/strata-server $(BUILD)/release/tools/strata-populate \
-	  $(BUILD)/release/tools/strata-genvol
+	@$(MAKE) --no-print-directory VARIANT=release python \
+	  $(addprefix $(BUILD)/release/,$(POP_TIER_BINS) tools/strata-bench)
 	@mkdir -p $(BENCH_DIR)
-	@STRATA_SERVER_BIN=$(BUILD)/release/server/strata-server STRATA_BENCH_BIN=$(BUILD)/release/tools/strata-bench \
-	  POPULATE_BIN=$(BUILD)/release/tools/strata-populate GENVOL_BIN=$(BUILD)/release/tools/strata-genvol \
-	  BENCH_RUNS=$(BENCH_RUNS) BENCH_SECONDS=$(BENCH_SECONDS) PYTHONPATH=$(CURDIR)/$(BUILD)/python \
+	@$(call POP_TIER_ENV,release) STRATA_BENCH_BIN=$(BUILD)/release/tools/strata-bench \
+	  BENCH_RUNS=$(BENCH_RUNS) BENCH_SECONDS=$(BENCH_SECONDS) \
 	  $(PYTHON) tools/bench/gluster_bench.py --dir $(BENCH_DIR)
 
 # make fuzz: every target until it has run FUZZ_RUNS inputs (default 10^7);

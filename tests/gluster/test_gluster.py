@@ -61,13 +61,11 @@ DATA_URL = server_has("--data-url")
 
 
 def ctl(addr, *args):
-    p = subprocess.run([CTL, "--addr", addr, "--json"] + list(args), stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=600)
-    try:
-        j = json.loads(p.stdout.decode())
-    except ValueError:
-        j = None
-    return p.returncode, j, p.stderr.decode() + p.stdout.decode()[:400]
+    """stratactl --json ARGS: (exit status, the JSON answer or None, what it printed)."""
+    p = subprocess.run([CTL, "--addr", addr, "--json", *args], capture_output=True, timeout=600)
+    out = p.stdout.decode()
+    return p.returncode, json.loads(out) if out.lstrip().startswith("{") else None, \
+        p.stderr.decode() + out[:400]
 
 
 class Load:
@@ -323,11 +321,8 @@ def main():
           flush=True)
     try:
         src = os.path.join(tmp, "vol")
-        genvol(src, "128,128,48", "16,16,8", 3, SEED)
-        files = source_files(src)
-        markers = expected_markers(src, BLOCK)
-        print("volume: %d files, %d bytes, %d tasks" % (len(files), sum(map(len, files.values())),
-                                                        len(markers)), flush=True)
+        genvol(src, "128,128,48", "16,16,8", 3, SEED)  # 384 tasks at --block 1
+        files, markers = source_files(src), expected_markers(src, BLOCK)
         for replica in (1, 2):
             g = Gluster(os.path.join(tmp, "gluster"), replica=replica)
             tag = g.describe()
