@@ -16,7 +16,10 @@ B stand in for two machines). On each:
   after the dead writers' leases end `stratactl gc` (server --gc-grace 1) leaves
   `stratactl check` with 0 orphans; on replica 2 both bricks hold the same store files;
 - a second strata-server on mount B pointed at the same store is refused while the first
-  runs.
+  runs;
+- machine loss: store and commit log (`--log-dir`) on mount A, publication held back, the
+  server SIGKILLed and its data directory deleted: a new server through mount B has every
+  acknowledged put.
 
 Gluster's start, stop and any failure to start are reported as checks: a machine where
 Gluster cannot run FAILS this tier, naming the reason.
@@ -170,6 +173,47 @@ def second_server(tag, args):
     check(not ready and p.returncode != 0 and ("in use" in err or "open for writing" in err),
           "%s: a second strata-server on mount B over the same store is refused" % tag,
           "%s exit %d: %s" % ("it served;" if ready else "", p.returncode, err[-400:]))
+
+
+def machine_loss(g, tag):
+    """The deployment shape that survives losing the server's machine: OCDBT files and the
+    commit log (`--log-dir`) on the volume through mount A, publication held back (10 min)
+    so that acknowledged commits exist only in the log. The server is SIGKILLed under the
+    put load and its data directory deleted; a new server on another data directory opens
+    the same store and log through mount B: every acknowledged put is there."""
+    a, b = g.mounts
+    lost, new = (tempfile.mkdtemp(prefix="strata-gluster-%s-" % w) for w in ("lost", "new"))
+    s = Server(os.path.join(lost, "db"), ["--data-url", os.path.join(a, "ml-store"), "--log-dir",
+                                          os.path.join(a, "ml-log"), "--publish-interval-ms",
+                                          "600000", "--grace-ms", "0"])
+    load = Load(s)
+    s2 = None
+    try:
+        while len(load.acked) < 200:
+            time.sleep(0.05)
+        rc, st, err = ctl(s.addr, "stats")
+        s.kill()
+        load.stop()
+        shutil.rmtree(lost)
+        published = (st or {}).get("store", {}).get("published_generation", -1)
+        check(rc == 0 and 0 <= published < 200,
+              "%s, machine loss: acknowledged commits only in the log at the kill" % tag,
+              "published generation %r: %s" % (published, err))
+        s2 = Server(os.path.join(new, "db"), ["--data-url", os.path.join(b, "ml-store"),
+                                              "--log-dir", os.path.join(b, "ml-log")])
+        with strata.Client(s2.addr, timeout=60) as c:
+            got = dump(c, "load/")
+        lost_keys = [k for k, v in load.acked if got.get(k) != v]
+        check(not lost_keys, "%s, machine loss: a new server through mount B has all %d "
+              "acknowledged puts" % (tag, len(load.acked)),
+              "%d lost, e.g. %r" % (len(lost_keys), lost_keys[:3]))
+    finally:
+        load.stop()
+        s.kill()
+        if s2:
+            s2.stop()
+        for d in (lost, new):
+            shutil.rmtree(d, ignore_errors=True)
 
 
 def store_layout(g, tag):
@@ -333,6 +377,8 @@ def main():
                 continue
             try:
                 scenario(g, tag, src, files, markers)
+                if DATA_URL and server_has("--log-dir"):
+                    machine_loss(g, tag)
             except Exception as e:  # a failed step fails the test; the teardown still runs
                 import traceback
                 traceback.print_exc()
