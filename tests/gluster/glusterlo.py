@@ -58,6 +58,18 @@ def loopback_host():
                        "refuses localhost bricks: add the host name to /etc/hosts" % tried)
 
 
+def _bin(name):
+    """The path of a GlusterFS program (in /usr/sbin, which a non-root PATH may lack)."""
+    return shutil.which(name) or next((d + name for d in ("/usr/sbin/", "/sbin/")
+                                       if os.path.exists(d + name)), None)
+
+
+def version():
+    """glusterd's version line ("glusterfs 10.3"), or "" when it is not installed."""
+    b = _bin("glusterd")
+    return _run([b, "--version"], timeout=30)[1].splitlines()[0] if b else ""
+
+
 def _cmdline(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
@@ -196,7 +208,7 @@ class Gluster:
 
     def _up(self):
         for b in ("glusterd", "gluster", "glusterfs", "mount.glusterfs"):
-            if not shutil.which(b) and not os.path.exists("/usr/sbin/" + b):
+            if not _bin(b):
                 raise GlusterError("GlusterFS is not installed (%s not found): Debian packages "
                                    "glusterfs-server and glusterfs-client (make gluster-deps)" % b)
         host = loopback_host()
@@ -223,7 +235,7 @@ class Gluster:
         with open(vol, "w") as f:
             f.write(text.replace("/var/lib/glusterd", self.workdir))
         self.glusterd_log = os.path.join(self.scratch, "glusterd.log")
-        p = subprocess.Popen(["glusterd", "-N", "-f", vol, "-l", self.glusterd_log,
+        p = subprocess.Popen([_bin("glusterd"), "-N", "-f", vol, "-l", self.glusterd_log,
                               "-p", os.path.join(self.scratch, "glusterd.pid")],
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                              start_new_session=True)
@@ -232,7 +244,7 @@ class Gluster:
         self._save()
         t0 = time.monotonic()
         while True:
-            rc, out = _run(["gluster", "--mode=script", "volume", "list"], timeout=30)
+            rc, out = _run([_bin("gluster"), "--mode=script", "volume", "list"], timeout=30)
             if rc == 0:
                 break
             if p.poll() is not None:
@@ -242,7 +254,7 @@ class Gluster:
                 raise GlusterError("glusterd does not answer after 60 s (%s):\n%s"
                                    % (out, _tail(self.glusterd_log)))
             time.sleep(0.2)
-        argv = ["gluster", "--mode=script", "volume", "create", VOLUME]
+        argv = [_bin("gluster"), "--mode=script", "volume", "create", VOLUME]
         if self.replica == 2:
             argv += ["replica", "2"]
         argv += ["%s:%s" % (host, b) for b in self.bricks] + ["force"]
@@ -251,7 +263,7 @@ class Gluster:
         for b in self.bricks:
             st["logs"].append(os.path.join(BRICK_LOG_DIR, b.strip("/").replace("/", "-") + ".log"))
         self._save()
-        self._gluster(["gluster", "--mode=script", "volume", "start", VOLUME])
+        self._gluster([_bin("gluster"), "--mode=script", "volume", "start", VOLUME])
         st["pids"] = self._volume_pids()
         self._save()
         for m in self.mounts:
@@ -303,9 +315,6 @@ class Gluster:
                     pids.append(int(n))
         return pids
 
-    def brick_pids(self):
-        return self._volume_pids()
-
     # --- down -----------------------------------------------------------------------------
     def down(self):
         t0 = time.monotonic()
@@ -343,10 +352,10 @@ def _teardown(st, log):
     gd = st.get("glusterd_pid", 0)
     workdir = st.get("workdir", "")
     if st.get("volume_created") and gd and workdir in _cmdline(gd):
-        rc, out = _run(["gluster", "--mode=script", "volume", "stop", st["volume"], "force"])
+        rc, out = _run([_bin("gluster"), "--mode=script", "volume", "stop", st["volume"], "force"])
         if rc != 0:
             errors.append("volume stop: " + out)
-        rc, out = _run(["gluster", "--mode=script", "volume", "delete", st["volume"]])
+        rc, out = _run([_bin("gluster"), "--mode=script", "volume", "delete", st["volume"]])
         if rc != 0:
             errors.append("volume delete: " + out)
     _kill(gd, ["glusterd", workdir])

@@ -40,7 +40,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "populate"))
 from popcommon import (Server, admin, check, dump, expected_markers, finish, genvol,  # noqa: E402
                        populate, report, rng, seed, source_files, wait_writers_ended)
-from glusterlo import Gluster, GlusterError  # noqa: E402
+from glusterlo import Gluster, GlusterError, version  # noqa: E402
 
 import strata  # noqa: E402
 from strata.errors import StrataError  # noqa: E402
@@ -361,7 +361,8 @@ def main():
     # run-tier.sh's timeout sends SIGTERM: unwind so that Gluster is torn down.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     tmp = tempfile.mkdtemp(prefix="strata-gluster-test-")
-    print("mode: %s" % ("--data-url on mount A" if DATA_URL else "--data-dir on mount A"),
+    print("%s; mode: %s" % (version() or "GlusterFS not installed",
+                            "--data-url on mount A" if DATA_URL else "--data-dir on mount A"),
           flush=True)
     try:
         src = os.path.join(tmp, "vol")

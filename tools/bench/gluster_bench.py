@@ -37,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "populate"))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tests", "gluster"))
 from popcommon import Server, genvol, populate  # noqa: E402
-from glusterlo import Gluster, GlusterError  # noqa: E402
+from glusterlo import Gluster, GlusterError, version as gluster_version  # noqa: E402
 
 SERVER = os.environ["STRATA_SERVER_BIN"]
 BENCH = os.environ["STRATA_BENCH_BIN"]
@@ -184,8 +184,7 @@ def main():
         nbytes = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(vol) for f in fs)
         print("bench-gluster: %s; %.0f MiB volume; puts %d x %.1f s per place (median); "
               "OCDBT files via %s; %d CPUs; %s" % (
-                  subprocess.run(["glusterd", "--version"], stdout=subprocess.PIPE)
-                  .stdout.decode().splitlines()[0], nbytes / 2 ** 20, runs, seconds,
+                  gluster_version(), nbytes / 2 ** 20, runs, seconds,
                   "--data-url" if HAS_DATA_URL else "--data-dir", os.cpu_count(),
                   time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())), flush=True)
         measure(root, "1brick", vol, runs, seconds, g)
