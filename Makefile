@@ -232,7 +232,7 @@ bench-s3: deps
 # installed or started it says so in one line and succeeds.
 .PHONY: bench-gluster
 bench-gluster: deps
-	$(call apt_install,$(GLUSTER_DEB_PACKAGES),bench-gluster) || true
+	-$(call apt_install,$(GLUSTER_DEB_PACKAGES),bench-gluster)
 	@$(MAKE) --no-print-directory VARIANT=release python \
 	  $(addprefix $(BUILD)/release/,$(POP_TIER_BINS) tools/strata-bench)
 	@mkdir -p $(BENCH_DIR)
