@@ -64,6 +64,16 @@ test-s3:
 	@$(SAN_ENV) $(call BASE_TIER_ENV,release) sh tests/s3/tier.sh $(TEST_RESULTS) \
 	  $(BUILD)/release/$(S3_STORE_TEST) $(BUILD)/asan/$(S3_STORE_TEST) tests/s3/test_s3_server.py
 
+# GlusterFS (issue 19, part 1): Debian's GlusterFS 10.3 started on loopback by the tier itself
+# (tests/gluster/README.md), one brick and then replica 2, each mounted twice with the FUSE
+# client; the server's OCDBT directory on one mount, populate writers on the other, kill -9.
+# Release only. `gluster-deps` installs the packages (the tier's first build target).
+GLUSTER_DEB_PACKAGES := glusterfs-server glusterfs-client
+.PHONY: gluster-deps
+gluster-deps:
+	$(call apt_install,$(GLUSTER_DEB_PACKAGES),gluster)
+$(eval $(call tier,gluster,gluster-deps python $(addprefix $(BUILD)/release/,$(POP_TIER_BINS)),,$(call POP_TIER_ENV,release),tests/gluster/test_gluster.py))
+
 # The unit tiers run first and fuzzing last; the other folders' tiers between.
 OTHER_TIERS := $(TEST_TIERS)
 TEST_TIERS :=
@@ -78,5 +88,6 @@ TEST_TIERS += $(OTHER_TIERS) fuzz
 test-fuzz:
 	@$(MAKE) --no-print-directory VARIANT=fuzz fuzz-bins
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_RUNS=$(FUZZ_RUNS) sh tests/fuzz/run.sh $(TEST_RESULTS) $(BUILD)/fuzz $(FUZZ_TARGETS:tests/fuzz/%.c=%)
+
 
 
