@@ -271,6 +271,9 @@ static int read_store(const char *dir, srv_store_loc *loc, char *msg, size_t cap
     if (strncmp(line, "data-url ", 9) == 0) snprintf(loc->data_url, sizeof loc->data_url, "%s", line + 9);
     else if (strncmp(line, "log-dir ", 8) == 0) snprintf(loc->log_dir, sizeof loc->log_dir, "%s", line + 8);
     else if (strncmp(line, "owner ", 6) == 0) snprintf(loc->owner, sizeof loc->owner, "%s", line + 6);
+    else if (strncmp(line, "s3-endpoint ", 12) == 0)
+      snprintf(loc->s3_endpoint, sizeof loc->s3_endpoint, "%s", line + 12);
+    else if (strncmp(line, "s3-region ", 10) == 0) snprintf(loc->s3_region, sizeof loc->s3_region, "%s", line + 10);
     else {
       snprintf(msg, cap, "%s: unknown line \"%.60s\" (expected data-url URL, log-dir DIR, owner HEX)", path,
                line);
@@ -284,10 +287,12 @@ static int read_store(const char *dir, srv_store_loc *loc, char *msg, size_t cap
   return 0;
 }
 
-int srv_resolve_store(const char *dir, const char *data_url, const char *log_dir, srv_store_loc *loc,
-                      char *msg, size_t cap) {
+int srv_resolve_store(const char *dir, const char *data_url, const char *log_dir, const char *s3_endpoint,
+                      const char *s3_region, srv_store_loc *loc, char *msg, size_t cap) {
   srv_store_loc want;
   memset(&want, 0, sizeof want);
+  if (s3_endpoint) snprintf(want.s3_endpoint, sizeof want.s3_endpoint, "%s", s3_endpoint);
+  if (s3_region) snprintf(want.s3_region, sizeof want.s3_region, "%s", s3_region);
   memset(loc, 0, sizeof *loc);
   if (data_url && canonical_url(data_url, want.data_url, sizeof want.data_url, msg, cap)) return -1;
   if (log_dir && absolute(log_dir, want.log_dir, sizeof want.log_dir, msg, cap)) return -1;
@@ -299,6 +304,11 @@ int srv_resolve_store(const char *dir, const char *data_url, const char *log_dir
       what = "--data-url", had = loc->data_url[0] ? loc->data_url : "its kv/", asked = want.data_url;
     else if (log_dir && strcmp(want.log_dir, loc->log_dir) != 0)
       what = "--log-dir", had = loc->log_dir[0] ? loc->log_dir : "the default", asked = want.log_dir;
+    else if (s3_endpoint && strcmp(want.s3_endpoint, loc->s3_endpoint) != 0)
+      what = "--s3-endpoint", had = loc->s3_endpoint[0] ? loc->s3_endpoint : "the environment's",
+      asked = want.s3_endpoint;
+    else if (s3_region && strcmp(want.s3_region, loc->s3_region) != 0)
+      what = "--s3-region", had = loc->s3_region[0] ? loc->s3_region : "the environment's", asked = want.s3_region;
     if (what) {
       snprintf(msg, cap,
                "data directory %s keeps its store's files at %s (%s/%s, recorded at its first start); "
@@ -333,8 +343,11 @@ int srv_resolve_store(const char *dir, const char *data_url, const char *log_dir
 int srv_record_store(const char *dir, const srv_store_loc *loc, char *msg, size_t cap) {
   if (!loc->fresh) return 0;
   char text[9000];
-  snprintf(text, sizeof text, "%s%s%s%s%s%sowner %s\n", loc->data_url[0] ? "data-url " : "", loc->data_url,
-           loc->data_url[0] ? "\n" : "", loc->log_dir[0] ? "log-dir " : "", loc->log_dir,
-           loc->log_dir[0] ? "\n" : "", loc->owner);
+  int n = snprintf(text, sizeof text, "%s%s%s%s%s%s", loc->data_url[0] ? "data-url " : "", loc->data_url,
+                   loc->data_url[0] ? "\n" : "", loc->log_dir[0] ? "log-dir " : "", loc->log_dir,
+                   loc->log_dir[0] ? "\n" : "");
+  if (loc->s3_endpoint[0]) n += snprintf(text + n, sizeof text - (size_t)n, "s3-endpoint %s\n", loc->s3_endpoint);
+  if (loc->s3_region[0]) n += snprintf(text + n, sizeof text - (size_t)n, "s3-region %s\n", loc->s3_region);
+  snprintf(text + n, sizeof text - (size_t)n, "owner %s\n", loc->owner);
   return write_small_file(dir, SRV_STORE_FILE, text, msg, cap);
 }

@@ -16,7 +16,8 @@
 #define SRV_FORMAT_VERSION 1
 
 /* Where a data directory's store lives when not in DIR/kv: one line
- * "data-url URL", then optionally "log-dir DIR" (absolute paths) and "owner HEX"
+ * "data-url URL", then optionally "log-dir DIR" (absolute paths), "s3-endpoint URL",
+ * "s3-region R" and "owner HEX"
  * (docs/operations.md, "What is on disk"). Written at the first start that names
  * them. */
 #define SRV_STORE_FILE "STORE"
@@ -24,20 +25,22 @@
 typedef struct srv_store_loc {
   char data_url[4096]; /* "" = DIR/kv */
   char log_dir[4096];  /* "" = the default (srv_opts.log_dir) */
+  char s3_endpoint[512], s3_region[64]; /* s3:// only: recorded like the places ("" = the
+                                           AWS environment at every start) */
   char owner[40];      /* this data directory's name as a store's writer (the S3 writer lock):
                           random hex, recorded with the places */
   int fresh;           /* named by flags, not recorded yet: srv_record_store writes it */
 } srv_store_loc;
 
-/* Resolves --data-url and --log-dir (either may be NULL) against what DIR/STORE
+/* Resolves --data-url and --log-dir, --s3-endpoint and --s3-region (any may be NULL) against what DIR/STORE
  * records: a data directory keeps the place its store was first given. With no
  * record, flags that name a place are taken (loc->fresh) unless DIR/kv already
  * holds a store. Relative directories are made absolute (the server may be
  * started from elsewhere next time). Reads only. Returns 0 with *loc filled, or
  * -1 with one line in msg: a flag that differs from the record, a URL that does
  * not parse, a store already in DIR/kv. */
-int srv_resolve_store(const char *dir, const char *data_url, const char *log_dir, srv_store_loc *loc,
-                      char *msg, size_t cap);
+int srv_resolve_store(const char *dir, const char *data_url, const char *log_dir, const char *s3_endpoint,
+                      const char *s3_region, srv_store_loc *loc, char *msg, size_t cap);
 
 /* Records a fresh *loc in DIR/STORE (durably, as the format marker), once the
  * places it names were found usable. Returns 0, or -1 with msg. */

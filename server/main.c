@@ -353,7 +353,8 @@ static int check_start(srv_opts *o, int insecure_listen, srv_store_loc *loc) {
       check_security(o, insecure_listen, why, sizeof why) ||
       srv_check_data_dir(o->data_dir, why, sizeof why) ||
       srv_mark_data_dir(o->data_dir, why, sizeof why) ||
-      srv_resolve_store(o->data_dir, o->data_url, o->log_dir, loc, why, sizeof why) ||
+      srv_resolve_store(o->data_dir, o->data_url, o->log_dir, o->s3_endpoint, o->s3_region, loc, why,
+                        sizeof why) ||
       check_places(o, loc, why, sizeof why) || srv_record_store(o->data_dir, loc, why, sizeof why)) {
     fprintf(stderr, "strata-server: %s\n", why);
     return 1;
@@ -361,6 +362,8 @@ static int check_start(srv_opts *o, int insecure_listen, srv_store_loc *loc) {
   o->data_url = loc->data_url[0] ? loc->data_url : NULL;
   o->log_dir = loc->log_dir[0] ? loc->log_dir : NULL;
   o->store_owner = loc->owner[0] ? loc->owner : NULL;
+  if (loc->s3_endpoint[0]) o->s3_endpoint = loc->s3_endpoint;
+  if (loc->s3_region[0]) o->s3_region = loc->s3_region;
   return 0;
 }
 
