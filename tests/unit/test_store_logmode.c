@@ -339,6 +339,25 @@ static void test_every_commit_site_fails_cleanly(void **state) {
   assert_int_equal(system(cmd), 0);
 }
 
+/* A child process opens db_dir with o, commits generations 1..5 and dies
+ * as kill -9 would (no close: what it acknowledged is in its log only when
+ * the publish interval is long). */
+static void commit_5_and_die(const char *db_dir, const st_options *o) {
+  pid_t pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    st_db *db;
+    st_result r;
+    if (st_open(db_dir, o, &db)) _exit(2);
+    for (uint64_t g = 1; g <= 5; g++)
+      if (commit_gen(db, g, &r) || r.generation != g) _exit(3);
+    _exit(0);
+  }
+  int status;
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
 /* st_options.log_dir puts the log in another directory (the server's local
  * disk): the database directory gets no log/; a process that dies after its
  * acknowledgements, before publishing, leaves them in that log only, and a
@@ -356,19 +375,7 @@ static void test_log_elsewhere(void **state) {
   o.create = 1;
   o.log_dir = log_dir;
   o.publish_interval_ms = 600000;
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) { /* commits 5, then dies as kill -9 would: no close */
-    st_db *db;
-    st_result r;
-    if (st_open(db_dir, &o, &db)) _exit(2);
-    for (uint64_t g = 1; g <= 5; g++)
-      if (commit_gen(db, g, &r) || r.generation != g) _exit(3);
-    _exit(0);
-  }
-  int status;
-  assert_int_equal(waitpid(pid, &status, 0), pid);
-  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  commit_5_and_die(db_dir, &o);
   bs_store *files, *logs;
   assert_int_equal(bs_file_open(db_dir, &files), 0);
   assert_int_equal(bs_file_open(log_dir, &logs), 0);
@@ -418,19 +425,7 @@ static void test_second_writer_refused_at_replay(void **state) {
   o.create = 1;
   o.log_dir = log_a;
   o.publish_interval_ms = 600000;
-  pid_t pid = fork();
-  assert_true(pid >= 0);
-  if (pid == 0) { /* A: 5 acknowledged, then dies as kill -9 would */
-    st_db *db;
-    st_result r;
-    if (st_open(db_dir, &o, &db)) _exit(2);
-    for (uint64_t g = 1; g <= 5; g++)
-      if (commit_gen(db, g, &r) || r.generation != g) _exit(3);
-    _exit(0);
-  }
-  int status;
-  assert_int_equal(waitpid(pid, &status, 0), pid);
-  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  commit_5_and_die(db_dir, &o); /* A: 5 acknowledged, never published */
   st_db *db;
   st_result r;
   o.log_dir = log_b; /* B: its own log, the same files */
