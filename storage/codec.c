@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <zstd.h>
+#include <zstd_errors.h>
 
 #include "storage/codec_int.h"
 
@@ -285,7 +286,10 @@ static int compress_body(strata_buf *out, size_t body, int level) {
   size_t z = ZSTD_compress2(c, tmp, bound, out->p + body, n);
   if (ZSTD_isError(z)) {
     free(tmp);
-    return strata_err(STRATA_EINTERNAL, "zstd compression failed: %s", ZSTD_getErrorName(z));
+    /* zstd allocates its work space inside the call: out of memory there is
+     * ENOMEM like any other allocation (the publisher retries it), not a bug */
+    int oom = ZSTD_getErrorCode(z) == ZSTD_error_memory_allocation;
+    return strata_err(oom ? STRATA_ENOMEM : STRATA_EINTERNAL, "zstd compression failed: %s", ZSTD_getErrorName(z));
   }
   out->len = body;
   int rc = strata_buf_append(out, tmp, z);
