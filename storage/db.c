@@ -348,6 +348,7 @@ int st_open(const char *path, const st_options *opt, st_db **out) {
       (rc = check_min_generation(db, opt->min_generation)) || (rc = rc__start_log(db, opt)))
     goto fail;
   db->prepare = !opt->no_prepare && db->cfg.manifest_kind == OCDBT_MANIFEST_NUMBERED && !db->log;
+  db->no_log_prepare = opt->no_prepare;
   if (!db->read_only && ((rc = cleanup(db)) || (rc = cm__start(db)))) goto fail;
   ocdbt_manifest_free(&cm);
   *out = db;

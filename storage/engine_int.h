@@ -161,6 +161,7 @@ struct st_db {
    * temp manifest ahead of time and makes their names durable, so a commit
    * only has to write and fsync them. Guarded by mu. */
   int prepare;            /* enabled (numbered manifests, not read-only) */
+  int no_log_prepare;     /* st_options.no_prepare: the publisher makes no log segment ready ahead */
   pthread_t preparer;
   int has_preparer;
   pthread_cond_t prep_cv;

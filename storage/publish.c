@@ -86,7 +86,7 @@ void pb__enqueue(st_db *db, st_batch *b) {
  * failure only means that the committer creates it itself; it is counted.
  * Called without db->mu. */
 static void prepare_segment(st_db *db) {
-  if (!clog_prepare(db->log, db->log_segment_bytes)) return;
+  if (db->no_log_prepare || !clog_prepare(db->log, db->log_segment_bytes)) return;
   strata_mutex_lock(&db->mu);
   db->log_prep_failures++;
   strata_mutex_unlock(&db->mu);

@@ -43,7 +43,8 @@ typedef struct st_options {
   bs_store *base;       /* NULL: files under `path`; otherwise not owned, must outlive the db */
   int create;           /* create the database when the directory has none */
   int read_only;        /* no committer, no cleanup, no writer lock */
-  int no_prepare;       /* don't pre-create the next commit's files (tests that count I/O) */
+  int no_prepare;       /* don't pre-create the next commit's files, nor the commit log's next
+                           segment (tests that count a commit's I/O) */
   /* Data files kept open for reading at most (least recently used closed
    * first); 0 = min(256, RLIMIT_NOFILE / 4), at least 8. */
   size_t max_open_files;
