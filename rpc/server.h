@@ -59,7 +59,7 @@ typedef void (*rpc_log_fn)(int level, const char *line);
 
 typedef struct rpc_server_opts {
   const char *listen; /* "host:port"; port 0 picks a free one. Default "127.0.0.1:0" */
-  int threads; /* poller threads, one completion queue each; default 2 */
+  int threads; /* poller threads, one completion queue each; 0 = 2 (strata-server picks its own) */
   int exec_threads; /* stream continuation threads; default 2 */
   size_t max_message_bytes; /* largest message received or sent; default 64 MiB */
   rpc_log_fn log; /* default: none */

@@ -47,7 +47,7 @@ int srv_embedded_start(const char *dir, srv_embedded **out) {
   const char *lvl = getenv("STRATA_LOG_LEVEL");
   int level = lvl ? srv_log_parse_level(lvl) : -1;
   srv_log_init(level >= 0 ? level : SRV_LOG_ERROR);
-  srv_opts o = {.listen = "127.0.0.1:0", .data_dir = e->dir, .threads = 2, .grace_ms = 2000};
+  srv_opts o = {.listen = "127.0.0.1:0", .data_dir = e->dir, .threads = 0, .grace_ms = 2000};
   int rc = srv_open(&o, &e->s);
   if (rc) {
     if (e->temp) nftw(e->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);

@@ -58,7 +58,8 @@ static void usage(FILE *f) {
           "                       $AWS_DEFAULT_REGION, else us-east-1)\n"
           "  --take-over-store    s3:// only: take the store's writer lock (strata.lock) from\n"
           "                       another server that is gone for good (a lost machine)\n"
-          "  --threads            gRPC completion-queue threads (default 2)\n"
+          "  --threads            gRPC completion-queue (poller) threads (default: half the\n"
+          "                       CPUs, 1 to 8; at least 4 with an s3:// store)\n"
           "  --max-message-bytes  largest message received or sent (default 67108864 = 64 MiB)\n"
           "  --log-level          stderr log level (default info)\n"
           "  --grace-ms           on SIGTERM/SIGINT, time to let calls finish before cancelling\n"
@@ -423,7 +424,7 @@ static int serve_until_signal(const srv_opts *o) {
 int main(int argc, char **argv) {
   srv_opts o = {.listen = SRV_DEFAULT_LISTEN,
                 .data_dir = SRV_DEFAULT_DATA_DIR,
-                .threads = 2,
+                .threads = 0,
                 .grace_ms = SRV_DEFAULT_GRACE_MS};
   int level = SRV_LOG_INFO;
   int insecure_listen = 0;

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +20,22 @@
 #include "locks/acked.h"
 #include "storage/base_url.h"
 #include "server/log.h"
+
+/* --threads' default (server/README.md "Threads"): half the CPUs this process may
+ * run on, at least 1 and at most 8, because a put's or a get's CPU is gRPC core's
+ * and the kernel's on the poller, and the committer, the publisher and the clients
+ * need the rest (on 2 CPUs one poller served 1.4-1.9x the health checks and gets of
+ * two and no fewer puts: docs/benchmarks.md "One poller on two CPUs"). With an
+ * s3:// store a read waits on the network on its poller, so 4 at least. */
+static int poller_threads(const srv *s) {
+  cpu_set_t set;
+  int ncpu = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 2;
+  int n = ncpu / 2;
+  if (n < 1) n = 1;
+  if (n > 8) n = 8;
+  if (s->remote_store && n < 4) n = 4;
+  return n;
+}
 
 void srv__fail(rpc_call *call, int rc) { rpc_call_fail(call, rc, "%s", strata_errmsg()); }
 
@@ -83,6 +100,7 @@ static int open_engines(srv *s) {
   bs_url u = {.kind = BS_URL_DIR};
   if (s->o.data_url) {
     if ((rc = bs_url_parse(s->o.data_url, &u))) return rc;
+    s->remote_store = u.kind == BS_URL_S3;
     char info[4400], host[256] = "?";
     gethostname(host, sizeof host - 1);
     snprintf(info, sizeof info, "host %s\npid %ld\ndata-dir %s\n", host, (long)getpid(), s->data_dir);
@@ -303,7 +321,7 @@ int srv_open(const srv_opts *o, srv **out) {
 
   rpc_server_opts ro = {
       .listen = s->listen,
-      .threads = o->threads,
+      .threads = o->threads > 0 ? o->threads : poller_threads(s),
       .max_message_bytes = o->max_message_bytes,
       .log = srv_log_line,
       .log_level = srv_log_level(),

@@ -29,7 +29,7 @@ typedef struct srv_opts {
    * data directory's recorded owner id; NULL = no lock), and --take-over-store. */
   const char *store_owner;
   int take_over_store;
-  int threads; /* gRPC poller threads; default 2 */
+  int threads; /* gRPC poller threads; 0 = the default (srv.c's poller_threads) */
   size_t max_message_bytes; /* both directions; 0 = RPC_DEFAULT_MAX_MESSAGE_BYTES (64 MiB) */
   int grace_ms; /* drain time at stop before in-flight calls are cancelled; 0 cancels them
                   at once; < 0 = the default, SRV_DEFAULT_GRACE_MS */

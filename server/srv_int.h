@@ -64,6 +64,7 @@ struct srv {
   /* Engines. */
   st_db *db; /* the versioned store: data_dir/kv or o.data_url */
   bs_store *kv_files; /* the store's base when o.data_url or o.test_slow_sync_us names one */
+  int remote_store;   /* o.data_url is s3://: reads wait on the network (srv.c's poller_threads) */
   bs_store *kv_slow; /* only with o.test_slow_sync_us: kv_files with slowed fsyncs */
   lk_manager *lk; /* locks, op log, id counters: data_dir/locks */
   wreg_registry *wr; /* coordinator mode's writers, in lk's database */

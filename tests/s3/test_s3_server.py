@@ -573,6 +573,9 @@ def test_lock(root, rnd):
     c = strata.Client(a.addr, timeout=20)
     g = c.put(b"k", b"a1").generation
     c.close()
+    m = re.search(r"event=rpc_listening .*threads=(\d+)", open(os.path.join(root, "lock-a") + ".log").read())
+    check(m and int(m.group(1)) >= 4, "lock: a server on an s3:// store runs at least 4 pollers by default "
+          "(its reads wait on the network)", m and m.group(0))
     check("strata.lock" in objects(prefix), "lock: the running server holds strata.lock under the prefix",
           sorted(objects(prefix)))
     a.kill()

@@ -219,6 +219,25 @@ def wait_ready(logpath, proc):
     sys.exit("strata-server did not start: " + open(logpath).read()[-2000:])
 
 
+def test_poller_threads(tmp):
+    """--threads' default is half the CPUs the server may run on, 1 to 8 (server/README.md
+    "Threads"): started with its CPU set cut to one CPU and with the whole set, its
+    rpc_listening line names that many pollers; --threads 3 is taken as given. Each
+    answers stratactl."""
+    cpus = sorted(os.sched_getaffinity(0))
+    for i, (sets, args, want) in enumerate(((cpus[:1], [], 1), (cpus, [], max(1, min(8, len(cpus) // 2))),
+                                            (cpus, ["--threads", "3"], 3))):
+        d = os.path.join(tmp, "pollers%d" % i)
+        proc = subprocess.Popen([SERVER, "--listen", "127.0.0.1:0", "--data-dir", d] + args,
+                                stderr=open(d + ".log", "w"), preexec_fn=lambda s=sets: os.sched_setaffinity(0, s))
+        port = wait_ready(d + ".log", proc)
+        m = re.search(r"event=rpc_listening .*threads=(\d+)", open(d + ".log").read())
+        r = ctl("kv", "put", "k", stdin=b"v", addr="127.0.0.1:%d" % port)
+        check(m and int(m.group(1)) == want and r.rc == 0, "%d CPUs, %s: %d pollers, answers"
+              % (len(sets), " ".join(args) or "no --threads", want), (m and m.group(0), r))
+        check(stop_server(proc) == 0, "the server with %d pollers exits 0 on SIGTERM" % want)
+
+
 def test_diff_from_v0_after_retention(tmp):
     """kv diff @v0 @vN is every key at vN, also when retention has dropped the generations
     after v0 (it lists vN instead of watching history from v0)."""
@@ -363,6 +382,7 @@ def main():
     test_listen_refusals(tmp)
     test_server_bad_flags(tmp)
     test_store_places(tmp)
+    test_poller_threads(tmp)
     test_diff_from_v0_after_retention(tmp)
     test_security(tmp)
     shutil.rmtree(tmp, ignore_errors=True)
