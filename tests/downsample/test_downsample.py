@@ -250,7 +250,7 @@ def test_kills():
         splits(c, s.addr, "kills round %d" % rnd, 1)
         target = latest(c)
         for attempt in range(40):
-            stage = RNG.choice(["read", "commit_before", "commit_after"])
+            stage = RNG.choice(["read", "computed", "commit_before", "commit_after"])
             # the first attempt of a round always dies (every stage is reached at least once
             # when a round has edits); later ones at a random hit, possibly past the end
             n = 1 if attempt == 0 else RNG.randint(1, 4)
@@ -355,8 +355,28 @@ def test_direct_reads():
               err[-400:])
 
 
+# --- 6: slow blocks: the rows held meanwhile stay held --------------------------------------
+def test_slow_blocks():
+    """Every block's compute stalled past the lock's TTL: while block i is computed the
+    worker already holds block i+1's row (taken ahead with its stamp and mip 0), and both
+    rows outlive the stall only because the renewal covers both. The run must finish with
+    every block committed under its fence, no renewal failure, no lock left."""
+    s = new_server("slow")
+    c = strata.Client(s.addr)
+    splits(c, s.addr, "slow", 2)
+    argv = [DS, "--addr", s.addr, "--prefix", PREFIX, "--ttl-ms", "600", "--region", "all"]
+    rc, _, err = run(argv, env={"STRATA_DOWNSAMPLE_STALL": "computed:1000"})
+    blocks = re.findall(r"event=block gen=\d+ block=(\S+)", err)
+    check(rc == 0 and "renew_failed" not in err, "slow: --region all with each compute stalled 1 s past "
+          "the 600 ms TTL exits 0 with no renewal failure", err[-800:])
+    check(len(blocks) == 4 and len(set(blocks)) == 4, "slow: all 4 blocks committed, each once", blocks)
+    check(not list(c.locks()), "slow: no lock left")
+    check_pyramid("slow", c)
+
+
 try:
     s1, c1 = test_after_splits()
+    test_slow_blocks()
     test_direct_reads()
     test_unservable(s1, c1)
     test_kills()

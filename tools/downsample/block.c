@@ -150,29 +150,48 @@ static void view_of(ds *v, const ds *p, char *err, size_t errlen, uint64_t *reg0
   v->local = p->local;
 }
 
-/* The next block's mip 0, read by a thread into the spare region while this one is
- * computed and committed (mip 0 at g never changes, so it needs no lock). Started once
- * this block's own mip 0 is in, so the two reads never share the connection. */
+static int stamp_skips(ds *p, const char *sk, uint64_t g, int force, int *skip, uint64_t *stamp);
+
+/* The next block, taken ahead by a thread while this one is computed and committed:
+ * its lock (ds__lock_ahead, without waiting), then under it its stamp, then, unless
+ * the stamp skips it, its mip 0 into the spare region. Started once this block's own
+ * mip 0 is in, so the two reads never share the connection. A lock another worker
+ * holds stops it there: the main thread then locks the block as it would have. */
 typedef struct prefetch {
   pthread_t th;
   int on;
   int64_t b[3];
   uint64_t g;
-  int rc;
+  int force;
+  ds *owner;      /* the worker whose ahead_row the lock goes to */
+  int locked;     /* ds__lock_ahead's result: 0 taken (owner->ahead_row) */
+  int have_stamp; /* the stamp was read: skip, stamp as stamp_skips's */
+  int skip;
+  uint64_t stamp;
+  int rc; /* read_mip0's result; -1 when mip 0 was not read */
   char err[1024];
   ds view;
 } prefetch;
 
 static void *prefetch_main(void *arg) {
   prefetch *pf = arg;
-  pf->rc = read_mip0(&pf->view, pf->b, pf->g);
+  pf->rc = -1;
+  pf->have_stamp = 0;
+  if ((pf->locked = ds__lock_ahead(pf->owner, &pf->view, pf->b)) != 0) return NULL;
+  char *sk = ds__stamp_key(&pf->view, pf->b);
+  pf->have_stamp = sk && !stamp_skips(&pf->view, sk, pf->g, pf->force, &pf->skip, &pf->stamp);
+  free(sk);
+  if (pf->have_stamp && !pf->skip) pf->rc = read_mip0(&pf->view, pf->b, pf->g);
   return NULL;
 }
 
-static void prefetch_start(ds *p, prefetch *pf, const int64_t b[3], uint64_t g) {
+static void prefetch_start(ds *p, prefetch *pf, const int64_t b[3], uint64_t g, int force) {
   view_of(&pf->view, p, pf->err, sizeof pf->err, p->spare);
+  pf->view.op = p->op;
+  pf->owner = p;
   memcpy(pf->b, b, sizeof pf->b);
   pf->g = g;
+  pf->force = force;
   pf->on = pthread_create(&pf->th, NULL, prefetch_main, pf) == 0;
 }
 
@@ -283,6 +302,9 @@ static int diff_scale(ds *p, stored *st, int i, putv *pv, size_t *n) {
  * carries the checkpoint, commits in line after it. */
 typedef struct commit_job {
   pthread_t th;
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int answered; /* under mu: the commit's answer is in (the row's release may follow) */
   int rc, committed;
   int64_t b[3];
   uint64_t g;
@@ -314,12 +336,18 @@ static void job_run(ds *q, commit_job *j) {
 static void *job_main(void *arg) {
   commit_job *j = arg;
   job_run(&j->view, j);
+  pthread_mutex_lock(&j->mu);
+  j->answered = 1;
+  pthread_cond_signal(&j->cv);
+  pthread_mutex_unlock(&j->mu);
   ds__release_row(&j->view, j->view.row);
   return NULL;
 }
 
 static void job_free(commit_job *j) {
   if (!j) return;
+  pthread_mutex_destroy(&j->mu);
+  pthread_cond_destroy(&j->cv);
   for (size_t i = 0; i <= j->n; i++) {
     free(j->pv[i].key);
     if (i < j->n) free(j->pv[i].val);
@@ -335,26 +363,46 @@ static void job_count(ds *p, const commit_job *j) {
   p->chunks_written += j->n;
 }
 
-/* Waits for the job in *jobp (if any): 0, or 1 with p's err set when its commit failed. */
-static int job_join(ds *p, commit_job **jobp) {
-  commit_job *j = *jobp;
-  if (!j) return 0;
-  pthread_join(j->th, NULL);
-  *jobp = NULL;
-  job_count(p, j);
-  int rc = j->rc ? ds__fail(p, 1, "%s", j->err) : 0;
-  job_free(j);
-  return rc;
+/* The block commit behind the main thread, and the one before it whose thread may
+ * still be releasing its row (the next commit need not wait for that release). */
+typedef struct job_slots {
+  commit_job *commit;
+  commit_job *release;
+} job_slots;
+
+/* Ends the job releasing its row (if any). */
+static void job_reap(job_slots *js) {
+  if (!js->release) return;
+  pthread_join(js->release->th, NULL);
+  job_free(js->release);
+  js->release = NULL;
 }
 
-/* The next block to read ahead (b NULL: none). */
+/* Waits for the commit in js (if any) to be answered; its thread goes on releasing
+ * the row (reaped at the next join, or by job_reap). 0, or 1 with p's err set when
+ * the commit failed. */
+static int job_join(ds *p, job_slots *js) {
+  job_reap(js);
+  commit_job *j = js->commit;
+  if (!j) return 0;
+  pthread_mutex_lock(&j->mu);
+  while (!j->answered) pthread_cond_wait(&j->cv, &j->mu);
+  pthread_mutex_unlock(&j->mu);
+  js->commit = NULL;
+  js->release = j;
+  job_count(p, j);
+  return j->rc ? ds__fail(p, 1, "%s", j->err) : 0;
+}
+
+/* The next block to take ahead (b NULL: none). */
 typedef struct next_read {
   prefetch *pf;
   const int64_t *b;
+  int force;
 } next_read;
 
 static void read_ahead(ds *p, const next_read *nx, uint64_t g) {
-  if (nx->b && p->spare) prefetch_start(p, nx->pf, nx->b, g);
+  if (nx->b && p->spare) prefetch_start(p, nx->pf, nx->b, g, nx->force);
 }
 
 /* Reads block b's stamp sk: *skip = 1 when the block is already done at g (a stamp
@@ -412,10 +460,10 @@ static int compute_changes(ds *p, const int64_t b[3], putv **pvp, size_t *np, in
   return rc;
 }
 
-/* Commits job j (the previous block's job already joined): in line, holding the row,
- * when it carries the checkpoint (do_blocks releases the row); otherwise behind the
- * next block, in a thread left in *jobp. *committed as do_block's. */
-static int job_hand_off(ds *p, commit_job *j, int *committed, commit_job **jobp) {
+/* Commits job j (the previous block's commit already answered): in line, holding the
+ * row, when it carries the checkpoint (do_blocks releases the row); otherwise behind
+ * the next block, in a thread left in js->commit. *committed as do_block's. */
+static int job_hand_off(ds *p, commit_job *j, int *committed, job_slots *js) {
   int rc;
   if (j->with_ckpt) {
     job_run(p, j);
@@ -443,7 +491,7 @@ static int job_hand_off(ds *p, commit_job *j, int *committed, commit_job **jobp)
     job_free(j);
     return rc;
   }
-  *jobp = j;
+  js->commit = j;
   *committed = 1;
   return 0;
 }
@@ -452,19 +500,26 @@ static int job_hand_off(ds *p, commit_job *j, int *committed, commit_job **jobp)
  * its stamp is already >= g (another worker, or an earlier run, did it at g or
  * later), unless force (then only a stamp above g skips). Commits the changed
  * coarser chunks and the stamp, plus the checkpoint when with_ckpt. *committed =
- * 1 when it committed (or handed the commit to *jobp, which then holds the row).
- * pre_rc: the prefetch's result when its region is already p->reg[0], -1 = none; once
- * b's mip 0 is in (or b is skipped), nx is read ahead. */
+ * 1 when it committed (or handed the commit to js, whose job then holds the row).
+ * pre: what the thread that took b ahead found (its stamp, and its mip 0 when
+ * pre->rc >= 0, already in p->reg[0]), NULL = nothing; once b's mip 0 is in (or b
+ * is skipped), nx is taken ahead. */
 static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_ckpt,
-                    uint64_t ckpt_new, int *committed, int pre_rc, const next_read *nx,
-                    commit_job **jobp) {
+                    uint64_t ckpt_new, int *committed, const prefetch *pre, const next_read *nx,
+                    job_slots *js) {
   *committed = 0;
   char *sk = ds__stamp_key(p, b);
   if (!sk) return ds__fail(p, 1, "out of memory");
-  /* 1. the stamp: a block done at g (or later) already is skipped */
-  int skip;
+  /* 1. the stamp (read under the lock, here or ahead): a block done at g (or later)
+   * already is skipped */
+  int skip = 0, rc = 0;
   uint64_t stamp = 0;
-  int rc = stamp_skips(p, sk, g, force, &skip, &stamp);
+  if (pre && pre->have_stamp) {
+    skip = pre->skip;
+    stamp = pre->stamp;
+  } else {
+    rc = stamp_skips(p, sk, g, force, &skip, &stamp);
+  }
   if (rc || skip) {
     if (skip) {
       p->blocks_skipped++;
@@ -477,7 +532,7 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
   }
   /* 2. mip 0 at g (read ahead already, or now); then the next block's read-ahead */
   int64_t t0 = ds__now_ms();
-  rc = pre_rc >= 0 ? pre_rc : read_mip0(p, b, g);
+  rc = pre && pre->rc >= 0 ? pre->rc : read_mip0(p, b, g);
   int64_t t1 = ds__now_ms();
   read_ahead(p, nx, g);
   if (rc == 2) {
@@ -500,6 +555,7 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
   size_t n = 0;
   int64_t t[2];
   rc = compute_changes(p, b, &pv, &n, t);
+  ds__crash_point("computed");
   if (!rc && atomic_load(&p->lost)) rc = ds__fail(p, 1, "the block lock's renewal failed: not committing");
   commit_job *j = rc ? NULL : calloc(1, sizeof *j);
   if (!j) {
@@ -508,6 +564,8 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
     return rc ? rc : ds__fail(p, 1, "out of memory");
   }
   /* 4. the job: the changes, then the stamp (pv[n], its key freed with the job) */
+  pthread_mutex_init(&j->mu, NULL);
+  pthread_cond_init(&j->cv, NULL);
   memcpy(j->b, b, sizeof j->b);
   j->g = g;
   j->with_ckpt = with_ckpt;
@@ -523,12 +581,12 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
   j->compare_ms = t[1] - t[0];
   /* 5. the previous block's commit first: its error stops the worker, and a checkpoint
    * never lands before a block of its generation */
-  if ((rc = job_join(p, jobp))) {
+  if ((rc = job_join(p, js))) {
     job_free(j);
     return rc;
   }
   /* 6. this block's commit */
-  return job_hand_off(p, j, committed, jobp);
+  return job_hand_off(p, j, committed, js);
 }
 
 /* Does blocks bl[0..n) at generation g: a first pass takes each block whose lock is
@@ -541,7 +599,7 @@ int ds__do_blocks(ds *p, int64_t (*bl)[3], size_t n, uint64_t g, int force, int 
   if (!deferred) return ds__fail(p, 1, "out of memory");
   size_t left = n;
   int rc = 0, ck_done = !set_ckpt;
-  commit_job *job = NULL;
+  job_slots jobs = {NULL, NULL};
   prefetch *pf_mem = calloc(1, sizeof *pf_mem); /* large (it holds a copy of the state) */
   if (!pf_mem) {
     free(deferred);
@@ -551,7 +609,19 @@ int ds__do_blocks(ds *p, int64_t (*bl)[3], size_t n, uint64_t g, int force, int 
   for (int pass = 0; pass < 2 && !rc; pass++)
     for (size_t i = 0; i < n && !rc; i++) {
       if (pass == 1 && !deferred[i]) continue;
-      int l = ds__lock_block(p, bl[i], pass ? p->o->wait_ms : 0);
+      /* the block taken ahead (its lock, stamp and mip 0), or locked now */
+      const prefetch *pre = NULL;
+      if (prefetch_join(&pf, bl[i], g) && pf.locked == 0 && ds__adopt_ahead(p)) {
+        pre = &pf;
+        if (pf.rc >= 0) {
+          uint64_t *t = p->reg[0]; /* the prefetched region becomes the block's */
+          p->reg[0] = p->spare;
+          p->spare = t;
+        }
+        if (pf.rc == 1) ds__fail(p, 1, "%s", pf.err);
+      }
+      ds__unlock_ahead(p); /* a row taken ahead for another block (none normally) */
+      int l = pre ? 0 : ds__lock_block(p, bl[i], pass ? p->o->wait_ms : 0);
       if (l < 0) {
         rc = 1;
         break;
@@ -564,28 +634,21 @@ int ds__do_blocks(ds *p, int64_t (*bl)[3], size_t n, uint64_t g, int force, int 
       }
       deferred[i] = 0;
       left--;
-      int pre_rc = -1;
-      if (prefetch_join(&pf, bl[i], g)) {
-        pre_rc = pf.rc;
-        if (pre_rc == 1) ds__fail(p, 1, "%s", pf.err);
-        uint64_t *t = p->reg[0]; /* the prefetched region becomes the block's */
-        p->reg[0] = p->spare;
-        p->spare = t;
-      }
-      next_read nx = {pf_mem, NULL};
+      next_read nx = {pf_mem, NULL, force};
       for (size_t j = i + 1; j < n; j++) /* the next candidate of this pass */
         if (pass == 0 || deferred[j]) {
           nx.b = bl[j];
           break;
         }
       int committed = 0;
-      rc = do_block(p, bl[i], g, force, left == 0 && set_ckpt, ckpt_new, &committed, pre_rc, &nx,
-                    &job);
+      rc = do_block(p, bl[i], g, force, left == 0 && set_ckpt, ckpt_new, &committed, pre, &nx, &jobs);
       if (!rc && left == 0 && committed) ck_done = 1;
       ds__unlock_block(p);
     }
   if (pf.on) pthread_join(pf.th, NULL);
-  int jr = job_join(p, &job); /* before any checkpoint, and before returning */
+  ds__unlock_ahead(p); /* taken ahead for a block the loop never reached (it stopped) */
+  int jr = job_join(p, &jobs); /* before any checkpoint, and before returning */
+  job_reap(&jobs);
   if (!rc) rc = jr;
   free(pf_mem);
   free(deferred);

@@ -25,13 +25,14 @@ typedef struct ds {
   uint64_t op;
   /* the checkpoint: its value and the generation it was last read or written at */
   uint64_t ckpt, ckpt_seen;
-  /* the block lock being held, renewed by a thread */
+  /* the block lock being held, renewed by a thread; and the next block's, taken
+   * ahead by the read-ahead thread while this one is computed (block.c) */
   pthread_t th;
-  int th_on, stop, holding;
-  uint8_t row[LK_BLOCK_KEY_LEN];
+  int th_on, stop, holding, ahead_holding;
+  uint8_t row[LK_BLOCK_KEY_LEN], ahead_row[LK_BLOCK_KEY_LEN];
   pthread_mutex_t mu;
   pthread_cond_t cv;
-  atomic_int lost;
+  atomic_int lost, ahead_lost;
   uint64_t *reg[PC_MAX_SCALES];
   uint64_t *cbuf; /* one chunk */
   uint64_t *spare; /* the prefetch's mip-0 region */
@@ -54,10 +55,18 @@ char *ds__chunk_key(ds *p, int i, const int64_t c[3]);
 /* STRATA_DOWNSAMPLE_DIE_AT (tests only): SIGKILL at the N-th arrival at stage. */
 void ds__crash_point(const char *stage);
 
-/* The block lock (worker.c): ds__lock_block returns 0 acquired, 1 held by another,
- * or -1 (err set); the renewal thread renews the held row. */
+/* The block lock (worker.c): ds__acquire_row takes block b's row for p->op into row
+ * and returns 0 acquired, 1 held by another, or -1 (err set); ds__lock_block does
+ * that for the block being worked on (p->row), ds__lock_ahead for the next one
+ * (p->ahead_row, taken by the read-ahead thread through its view v of p), and
+ * ds__adopt_ahead makes the row taken ahead the held one (1, or 0 when none). The
+ * renewal thread renews both rows. */
+int ds__acquire_row(ds *p, const int64_t b[3], int64_t wait_ms, uint8_t row[LK_BLOCK_KEY_LEN]);
 int ds__lock_block(ds *p, const int64_t b[3], int64_t wait_ms);
+int ds__lock_ahead(ds *p, ds *v, const int64_t b[3]);
+int ds__adopt_ahead(ds *p);
 void ds__unlock_block(ds *p);
+void ds__unlock_ahead(ds *p);
 void ds__release_row(ds *p, const uint8_t *row);
 
 typedef struct putv {

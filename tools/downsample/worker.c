@@ -19,13 +19,21 @@
 /* --- crash points ------------------------------------------------------------------------ */
 
 /* STRATA_DOWNSAMPLE_DIE_AT=stage:N (tests only): SIGKILL at the N-th (1-based) time
- * the worker reaches stage: read (a block's mip 0 read), commit_before, commit_after. */
+ * the worker reaches stage: read (a block's mip 0 read), computed (its pyramid and
+ * changes), commit_before, commit_after. STRATA_DOWNSAMPLE_STALL=stage:MS: sleep MS
+ * every time (a slow block, for the renewal of the rows held meanwhile). */
 void ds__crash_point(const char *stage) {
-  static int count;
-  const char *e = getenv("STRATA_DOWNSAMPLE_DIE_AT");
+  static atomic_int count;
   size_t n = strlen(stage);
+  const char *st = getenv("STRATA_DOWNSAMPLE_STALL");
+  if (st && !strncmp(st, stage, n) && st[n] == ':') {
+    long ms = atol(st + n + 1);
+    struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+  }
+  const char *e = getenv("STRATA_DOWNSAMPLE_DIE_AT");
   if (!e || strncmp(e, stage, n) || e[n] != ':') return;
-  if (++count == atoi(e + n + 1)) raise(SIGKILL);
+  if (atomic_fetch_add(&count, 1) + 1 == atoi(e + n + 1)) raise(SIGKILL);
 }
 
 /* --- the worker's state --------------------------------------------------------------- */
@@ -78,34 +86,38 @@ char *ds__chunk_key(ds *p, int i, const int64_t c[3]) {
 
 /* --- the block lock and its renewal ------------------------------------------------------ */
 
+/* Renews row for p->op; on failure, when *held still names row, sets *lost. Called
+ * with p->mu held; drops it during the call. */
+static void renew_one(ds *p, const uint8_t *held_row, const int *held, atomic_int *lost) {
+  uint8_t row[LK_BLOCK_KEY_LEN];
+  memcpy(row, held_row, sizeof row);
+  pthread_mutex_unlock(&p->mu);
+  int rc = kvc_renew_row(p->c, p->op, row, sizeof row, (uint64_t)p->o->ttl_ms);
+  pthread_mutex_lock(&p->mu);
+  if (rc && *held && !memcmp(row, held_row, sizeof row)) {
+    atomic_store(lost, 1);
+    ds__logkv(p, "event=renew_failed error=\"%s\"", strata_errmsg());
+  }
+}
+
 static void *renew_main(void *arg) {
   ds *p = arg;
   pthread_mutex_lock(&p->mu);
   while (!p->stop) {
     struct timespec ts = kvc_deadline_ms(p->o->ttl_ms / 3);
     pthread_cond_timedwait(&p->cv, &p->mu, &ts);
-    if (p->stop || !p->holding) continue;
-    uint8_t row[LK_BLOCK_KEY_LEN];
-    memcpy(row, p->row, sizeof row);
-    pthread_mutex_unlock(&p->mu);
-    int rc = kvc_renew_row(p->c, p->op, row, sizeof row, (uint64_t)p->o->ttl_ms);
-    pthread_mutex_lock(&p->mu);
-    if (rc && p->holding && !memcmp(row, p->row, sizeof row)) {
-      atomic_store(&p->lost, 1);
-      ds__logkv(p, "event=renew_failed error=\"%s\"", strata_errmsg());
-    }
+    if (p->stop) continue;
+    if (p->holding) renew_one(p, p->row, &p->holding, &p->lost);
+    if (p->ahead_holding && !p->stop) renew_one(p, p->ahead_row, &p->ahead_holding, &p->ahead_lost);
   }
   pthread_mutex_unlock(&p->mu);
   return NULL;
 }
 
-/* Acquires block b's row (temporal). Returns 0 acquired, 1 held by another, or an
- * error (err set). */
-int ds__lock_block(ds *p, const int64_t b[3], int64_t wait_ms) {
-  uint8_t row[LK_BLOCK_KEY_LEN];
+int ds__acquire_row(ds *p, const int64_t b[3], int64_t wait_ms, uint8_t row[LK_BLOCK_KEY_LEN]) {
   lk_block_key((uint64_t)b[0], (uint64_t)b[1], (uint64_t)b[2], row);
   Strata__V1__AcquireRequest q = STRATA__V1__ACQUIRE_REQUEST__INIT;
-  ProtobufCBinaryData rb = {sizeof row, row};
+  ProtobufCBinaryData rb = {LK_BLOCK_KEY_LEN, row};
   q.op_id = p->op;
   q.rows = &rb;
   q.n_rows = 1;
@@ -120,12 +132,16 @@ int ds__lock_block(ds *p, const int64_t b[3], int64_t wait_ms) {
   int got = r->acquired;
   uint64_t holder = !got && r->n_conflicts ? r->conflicts[0]->op_id : 0;
   rpc_free(r);
-  if (!got) {
-    if (wait_ms)
-      return ds__fail(p, -1, "block %" PRId64 "_%" PRId64 "_%" PRId64 " still held by op %" PRIu64
-                  " after %" PRId64 " ms", b[0], b[1], b[2], holder, wait_ms);
-    return 1;
-  }
+  if (!got && wait_ms)
+    return ds__fail(p, -1, "block %" PRId64 "_%" PRId64 "_%" PRId64 " still held by op %" PRIu64
+                " after %" PRId64 " ms", b[0], b[1], b[2], holder, wait_ms);
+  return got ? 0 : 1;
+}
+
+int ds__lock_block(ds *p, const int64_t b[3], int64_t wait_ms) {
+  uint8_t row[LK_BLOCK_KEY_LEN];
+  int rc = ds__acquire_row(p, b, wait_ms, row);
+  if (rc) return rc;
   pthread_mutex_lock(&p->mu);
   memcpy(p->row, row, sizeof row);
   p->holding = 1;
@@ -134,6 +150,30 @@ int ds__lock_block(ds *p, const int64_t b[3], int64_t wait_ms) {
   return 0;
 }
 
+int ds__lock_ahead(ds *p, ds *v, const int64_t b[3]) {
+  uint8_t row[LK_BLOCK_KEY_LEN];
+  int rc = ds__acquire_row(v, b, 0, row);
+  if (rc) return rc;
+  pthread_mutex_lock(&p->mu);
+  memcpy(p->ahead_row, row, sizeof row);
+  p->ahead_holding = 1;
+  atomic_store(&p->ahead_lost, 0);
+  pthread_mutex_unlock(&p->mu);
+  return 0;
+}
+
+int ds__adopt_ahead(ds *p) {
+  pthread_mutex_lock(&p->mu);
+  int had = p->ahead_holding;
+  if (had) {
+    memcpy(p->row, p->ahead_row, sizeof p->row);
+    p->holding = 1;
+    p->ahead_holding = 0;
+    atomic_store(&p->lost, atomic_load(&p->ahead_lost));
+  }
+  pthread_mutex_unlock(&p->mu);
+  return had;
+}
 
 void ds__unlock_block(ds *p) {
   pthread_mutex_lock(&p->mu);
@@ -141,6 +181,16 @@ void ds__unlock_block(ds *p) {
   memcpy(row, p->row, sizeof row);
   int was = p->holding;
   p->holding = 0;
+  pthread_mutex_unlock(&p->mu);
+  if (was) ds__release_row(p, row);
+}
+
+void ds__unlock_ahead(ds *p) {
+  pthread_mutex_lock(&p->mu);
+  uint8_t row[LK_BLOCK_KEY_LEN];
+  memcpy(row, p->ahead_row, sizeof row);
+  int was = p->ahead_holding;
+  p->ahead_holding = 0;
   pthread_mutex_unlock(&p->mu);
   if (was) ds__release_row(p, row);
 }
@@ -323,6 +373,7 @@ static int run_mode(ds *p) {
 /* Releases any block still held and ends the op: success, or exception with err. */
 static void finish_op(ds *p, int rc) {
   ds__unlock_block(p);
+  ds__unlock_ahead(p);
   Strata__V1__SetStatusRequest q = STRATA__V1__SET_STATUS_REQUEST__INIT;
   q.op_id = p->op;
   q.status = rc ? STRATA__V1__OP_STATUS__OP_STATUS_EXCEPTION : STRATA__V1__OP_STATUS__OP_STATUS_SUCCESS;
