@@ -132,6 +132,7 @@ int rc__open_log(st_db *db, const st_options *opt) {
     db->log_base = db->base;
   }
   clog_contents *c = &db->log_found;
+  if (db->read_only && opt->published_only) return 0; /* the log is the writer's */
   if ((rc = clog_read(db->log_base, CLOG_DIR, db->latest.generation, c)))
     rc = strata_err(rc, "%s: %s", db->path, strata_errmsg());
   if (!rc) rc = check_published(db, c);

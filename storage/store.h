@@ -43,6 +43,10 @@ typedef struct st_options {
   bs_store *base;       /* NULL: files under `path`; otherwise not owned, must outlive the db */
   int create;           /* create the database when the directory has none */
   int read_only;        /* no committer, no cleanup, no writer lock */
+  int published_only;   /* with read_only: a reader beside a live server (strata-downsample
+                           --store, external tools): the published generations only; the
+                           commit log, the server's and changing under it, is never read
+                           (so min_generation is checked against what is published) */
   int no_prepare;       /* don't pre-create the next commit's files, nor the commit log's next
                            segment (tests that count a commit's I/O) */
   /* Data files kept open for reading at most (least recently used closed

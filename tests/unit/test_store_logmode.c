@@ -463,6 +463,42 @@ static void test_second_writer_refused_at_replay(void **state) {
   assert_int_equal(system(cmd), 0);
 }
 
+/* A reader beside a live server (read_only + published_only) opens the published
+ * generations without reading the commit log, which is the server's and changes
+ * under it: here log/ is not even a directory, which a plain read-only open, which
+ * reads the log, refuses. */
+static void test_published_only_reader_skips_the_log(void **state) {
+  (void)state;
+  char db_dir[128], cmd[600], path[200];
+  snprintf(db_dir, sizeof db_dir, "/tmp/strata-pubonly-%d", (int)getpid());
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", db_dir);
+  assert_int_equal(system(cmd), 0);
+  st_options o;
+  memset(&o, 0, sizeof o);
+  o.create = 1;
+  st_db *db;
+  st_result r;
+  assert_int_equal(st_open(db_dir, &o, &db), 0);
+  for (uint64_t g = 1; g <= 3; g++) assert_int_equal(commit_gen(db, g, &r), 0);
+  st_close(db); /* publishes 1..3 */
+  snprintf(path, sizeof path, "%s/" CLOG_DIR, db_dir);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s' && echo not-a-log > '%s'", path, path);
+  assert_int_equal(system(cmd), 0);
+  memset(&o, 0, sizeof o);
+  o.read_only = 1;
+  assert_int_not_equal(st_open(db_dir, &o, &db), 0);
+  o.published_only = 1;
+  assert_int_equal(st_open(db_dir, &o, &db), 0);
+  for (uint64_t g = 1; g <= 3; g++) check_gen(db, g, 0);
+  st_snap *s;
+  assert_int_equal(st_snap_latest(db, &s), 0);
+  assert_int_equal(st_snap_info(s).generation, 3);
+  st_snap_release(s);
+  st_close(db);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", db_dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 /* The log record is synced on the helper thread while the committer builds
  * the tree; when the build fails (here: each allocation of a merge+split
  * commit in turn, in the committer) after the record is durable, the record
@@ -651,6 +687,7 @@ int main(void) {
     cmocka_unit_test(test_every_commit_site_fails_cleanly),
     cmocka_unit_test(test_log_elsewhere),
     cmocka_unit_test(test_second_writer_refused_at_replay),
+    cmocka_unit_test(test_published_only_reader_skips_the_log),
     cmocka_unit_test(test_failed_build_after_log_sync_is_taken_back),
       cmocka_unit_test(test_publisher_retries_out_of_memory),
       cmocka_unit_test(test_full_disk_stalls_then_resumes),

@@ -41,6 +41,7 @@ static int local_reopen(ds_local *l) {
   memset(&so, 0, sizeof so);
   so.base = l->base;
   so.read_only = 1;
+  so.published_only = 1; /* the server's commit log is never read (every reopen would) */
   so.cache_bytes = (size_t)64 << 20; /* the walk to a block's values; the values are not cached */
   l->reopened_ms = ds__now_ms();
   int rc = st_open(l->url, &so, &l->db);
