@@ -138,28 +138,38 @@ int ds__acquire_row(ds *p, const int64_t b[3], int64_t wait_ms, uint8_t row[LK_B
   return got ? 0 : 1;
 }
 
+/* Records row as held in *dst (p->row or p->ahead_row), under p->mu. */
+static void hold_row(ds *p, uint8_t *dst, int *holding, atomic_int *lost, const uint8_t *row) {
+  pthread_mutex_lock(&p->mu);
+  memcpy(dst, row, LK_BLOCK_KEY_LEN);
+  *holding = 1;
+  atomic_store(lost, 0);
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Releases the row held in *src (p->row or p->ahead_row), if any. */
+static void drop_row(ds *p, const uint8_t *src, int *holding) {
+  uint8_t row[LK_BLOCK_KEY_LEN];
+  pthread_mutex_lock(&p->mu);
+  memcpy(row, src, sizeof row);
+  int was = *holding;
+  *holding = 0;
+  pthread_mutex_unlock(&p->mu);
+  if (was) ds__release_row(p, row);
+}
+
 int ds__lock_block(ds *p, const int64_t b[3], int64_t wait_ms) {
   uint8_t row[LK_BLOCK_KEY_LEN];
   int rc = ds__acquire_row(p, b, wait_ms, row);
-  if (rc) return rc;
-  pthread_mutex_lock(&p->mu);
-  memcpy(p->row, row, sizeof row);
-  p->holding = 1;
-  atomic_store(&p->lost, 0);
-  pthread_mutex_unlock(&p->mu);
-  return 0;
+  if (!rc) hold_row(p, p->row, &p->holding, &p->lost, row);
+  return rc;
 }
 
 int ds__lock_ahead(ds *p, ds *v, const int64_t b[3]) {
   uint8_t row[LK_BLOCK_KEY_LEN];
   int rc = ds__acquire_row(v, b, 0, row);
-  if (rc) return rc;
-  pthread_mutex_lock(&p->mu);
-  memcpy(p->ahead_row, row, sizeof row);
-  p->ahead_holding = 1;
-  atomic_store(&p->ahead_lost, 0);
-  pthread_mutex_unlock(&p->mu);
-  return 0;
+  if (!rc) hold_row(p, p->ahead_row, &p->ahead_holding, &p->ahead_lost, row);
+  return rc;
 }
 
 int ds__adopt_ahead(ds *p) {
@@ -175,25 +185,9 @@ int ds__adopt_ahead(ds *p) {
   return had;
 }
 
-void ds__unlock_block(ds *p) {
-  pthread_mutex_lock(&p->mu);
-  uint8_t row[LK_BLOCK_KEY_LEN];
-  memcpy(row, p->row, sizeof row);
-  int was = p->holding;
-  p->holding = 0;
-  pthread_mutex_unlock(&p->mu);
-  if (was) ds__release_row(p, row);
-}
+void ds__unlock_block(ds *p) { drop_row(p, p->row, &p->holding); }
 
-void ds__unlock_ahead(ds *p) {
-  pthread_mutex_lock(&p->mu);
-  uint8_t row[LK_BLOCK_KEY_LEN];
-  memcpy(row, p->ahead_row, sizeof row);
-  int was = p->ahead_holding;
-  p->ahead_holding = 0;
-  pthread_mutex_unlock(&p->mu);
-  if (was) ds__release_row(p, row);
-}
+void ds__unlock_ahead(ds *p) { drop_row(p, p->ahead_row, &p->ahead_holding); }
 
 void ds__release_row(ds *p, const uint8_t *row) {
   Strata__V1__ReleaseRequest q = STRATA__V1__RELEASE_REQUEST__INIT;
