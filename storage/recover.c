@@ -125,6 +125,7 @@ int rc__open_log(st_db *db, const st_options *opt) {
   db->log_segment_bytes = opt->log_segment_bytes ? opt->log_segment_bytes : DEFAULT_LOG_SEGMENT_BYTES;
   db->published = db->latest.generation;
   db->log_last = db->latest.generation;
+  if (db->read_only && opt->published_only) return 0; /* the log is the writer's: not opened */
   if (opt->log_dir) {
     if ((rc = bs_file_open(opt->log_dir, &db->own_log_base))) return rc;
     db->log_base = db->own_log_base;
@@ -132,7 +133,6 @@ int rc__open_log(st_db *db, const st_options *opt) {
     db->log_base = db->base;
   }
   clog_contents *c = &db->log_found;
-  if (db->read_only && opt->published_only) return 0; /* the log is the writer's */
   if ((rc = clog_read(db->log_base, CLOG_DIR, db->latest.generation, c)))
     rc = strata_err(rc, "%s: %s", db->path, strata_errmsg());
   if (!rc) rc = check_published(db, c);

@@ -163,8 +163,7 @@ typedef struct prefetch {
   int64_t b[3];
   uint64_t g;
   int force;
-  ds *owner;      /* the worker whose ahead_row the lock goes to */
-  int locked;     /* ds__lock_ahead's result: 0 taken (owner->ahead_row) */
+  ds *owner;      /* the worker whose ahead_row the lock goes to (held: its ahead_holding) */
   int have_stamp; /* the stamp was read: skip, stamp as stamp_skips's */
   int skip;
   uint64_t stamp;
@@ -177,7 +176,7 @@ static void *prefetch_main(void *arg) {
   prefetch *pf = arg;
   pf->rc = -1;
   pf->have_stamp = 0;
-  if ((pf->locked = ds__lock_ahead(pf->owner, &pf->view, pf->b)) != 0) return NULL;
+  if (ds__lock_ahead(pf->owner, &pf->view, pf->b)) return NULL;
   char *sk = ds__stamp_key(&pf->view, pf->b);
   pf->have_stamp = sk && !stamp_skips(&pf->view, sk, pf->g, pf->force, &pf->skip, &pf->stamp);
   free(sk);
@@ -611,7 +610,7 @@ int ds__do_blocks(ds *p, int64_t (*bl)[3], size_t n, uint64_t g, int force, int 
       if (pass == 1 && !deferred[i]) continue;
       /* the block taken ahead (its lock, stamp and mip 0), or locked now */
       const prefetch *pre = NULL;
-      if (prefetch_join(&pf, bl[i], g) && pf.locked == 0 && ds__adopt_ahead(p)) {
+      if (prefetch_join(&pf, bl[i], g) && ds__adopt_ahead(p)) {
         pre = &pf;
         if (pf.rc >= 0) {
           uint64_t *t = p->reg[0]; /* the prefetched region becomes the block's */

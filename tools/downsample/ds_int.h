@@ -55,13 +55,12 @@ char *ds__chunk_key(ds *p, int i, const int64_t c[3]);
 /* STRATA_DOWNSAMPLE_DIE_AT (tests only): SIGKILL at the N-th arrival at stage. */
 void ds__crash_point(const char *stage);
 
-/* The block lock (worker.c): ds__acquire_row takes block b's row for p->op into row
- * and returns 0 acquired, 1 held by another, or -1 (err set); ds__lock_block does
- * that for the block being worked on (p->row), ds__lock_ahead for the next one
- * (p->ahead_row, taken by the read-ahead thread through its view v of p), and
- * ds__adopt_ahead makes the row taken ahead the held one (1, or 0 when none). The
- * renewal thread renews both rows. */
-int ds__acquire_row(ds *p, const int64_t b[3], int64_t wait_ms, uint8_t row[LK_BLOCK_KEY_LEN]);
+/* The block lock (worker.c): ds__lock_block takes block b's row for p->op as the
+ * row of the block being worked on (p->row) and returns 0 acquired, 1 held by
+ * another, or -1 (err set); ds__lock_ahead does the same for the next block
+ * (p->ahead_row, without waiting, called by the read-ahead thread through its view v
+ * of p), and ds__adopt_ahead makes the row taken ahead the held one (1, or 0 when
+ * none). The renewal thread renews both rows. */
 int ds__lock_block(ds *p, const int64_t b[3], int64_t wait_ms);
 int ds__lock_ahead(ds *p, ds *v, const int64_t b[3]);
 int ds__adopt_ahead(ds *p);

@@ -114,7 +114,9 @@ static void *renew_main(void *arg) {
   return NULL;
 }
 
-int ds__acquire_row(ds *p, const int64_t b[3], int64_t wait_ms, uint8_t row[LK_BLOCK_KEY_LEN]) {
+/* Acquires block b's row (temporal) into row: 0 acquired, 1 held by another, or -1
+ * (err set). */
+static int acquire_row(ds *p, const int64_t b[3], int64_t wait_ms, uint8_t row[LK_BLOCK_KEY_LEN]) {
   lk_block_key((uint64_t)b[0], (uint64_t)b[1], (uint64_t)b[2], row);
   Strata__V1__AcquireRequest q = STRATA__V1__ACQUIRE_REQUEST__INIT;
   ProtobufCBinaryData rb = {LK_BLOCK_KEY_LEN, row};
@@ -160,14 +162,14 @@ static void drop_row(ds *p, const uint8_t *src, int *holding) {
 
 int ds__lock_block(ds *p, const int64_t b[3], int64_t wait_ms) {
   uint8_t row[LK_BLOCK_KEY_LEN];
-  int rc = ds__acquire_row(p, b, wait_ms, row);
+  int rc = acquire_row(p, b, wait_ms, row);
   if (!rc) hold_row(p, p->row, &p->holding, &p->lost, row);
   return rc;
 }
 
 int ds__lock_ahead(ds *p, ds *v, const int64_t b[3]) {
   uint8_t row[LK_BLOCK_KEY_LEN];
-  int rc = ds__acquire_row(v, b, 0, row);
+  int rc = acquire_row(v, b, 0, row);
   if (!rc) hold_row(p, p->ahead_row, &p->ahead_holding, &p->ahead_lost, row);
   return rc;
 }
