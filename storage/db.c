@@ -15,7 +15,7 @@
 #include "storage/engine_int.h"
 
 #define DEFAULT_MAX_INLINE 100u
-#define DEFAULT_MAX_NODE 24576u
+#define DEFAULT_MAX_NODE 8192u
 #define DEFAULT_ARITY 4
 #define DEFAULT_CACHE ((size_t)256 << 20)
 

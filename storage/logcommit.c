@@ -178,6 +178,7 @@ int lc__group(st_db *db, group *g, const st_vers *latest, st_vers *nv, st_mstate
   apply_job job = {db, muts, g->n, latest, gen, t, nv, nms, 0};
   cm__job_post(db, apply_job_run, &job);
   rc = clog_sync(db->log, &unknown);
+  uint64_t t_synced = cm__now_ns();
   strata_err_saved swhy;
   if (rc) strata_err_save(rc, &swhy);
   int brc = cm__job_wait(db); /* always: the job uses muts, nv and nms */
@@ -206,8 +207,8 @@ int lc__group(st_db *db, group *g, const st_vers *latest, st_vers *nv, st_mstate
   strata_mutex_unlock(&db->mu);
   st->bytes_written = added + rec.len + CLOG_HEADER_BYTES;
   st->ns_build = t_sync - t_start;
-  st->ns_sync = cm__now_ns() - t_sync;
-  st->ns_publish = 0;
+  st->ns_sync = t_synced - t_sync;
+  st->ns_publish = cm__now_ns() - t_synced; /* the tree build outlasting the sync */
   strata_buf_free(&rec);
   free(muts);
   free(ops);

@@ -30,7 +30,7 @@ enum st_manifest { ST_MANIFEST_DEFAULT = 0, ST_MANIFEST_NUMBERED = 1, ST_MANIFES
  * differs from an existing database's is STRATA_EMISMATCH. */
 typedef struct st_config {
   uint32_t max_inline_value_bytes;  /* default 100; values above go out of line */
-  uint32_t max_decoded_node_bytes;  /* default 24576; nodes split above it */
+  uint32_t max_decoded_node_bytes;  /* default 8192; nodes split above it */
   uint8_t version_tree_arity_log2;  /* default 4 (16 versions per node) */
   int compression;                  /* enum st_compression; default zstd */
   int zstd_level;                   /* default 1 (0 = default) */
@@ -409,8 +409,8 @@ typedef struct st_stats {
   uint64_t prepared_hits;  /* commits that used pre-created files */
   /* nanoseconds spent by the committer: building and writing the data file
    * and temp manifest; their fsyncs; rename + directory fsync. Commit log
-   * mode: preparing the group's record; the log sync and the tree build,
-   * which overlap; 0 */
+   * mode: preparing the group's record; the log write and sync; the wait for
+   * the group's tree build (which runs during the sync) after the sync */
   uint64_t ns_build, ns_sync, ns_publish;
   /* data files open for reading now, and opens/closes of them so far */
   uint64_t open_files, file_opens, file_closes;
