@@ -43,7 +43,7 @@ def test_health_stats(data_dir):
           "max message bytes: 67108864" in r.text and
           re.search(r"^commits: +\d+ in \d+ groups \(\d+\.\d per group\)$", r.text, re.M) and
           re.search(r"^node cache: +\d+ hits, \d+ misses, \d+ bytes$", r.text, re.M) and
-          re.search(r"^commit phases: +build \d+ us, fsyncs \d+ us, rename\+dir fsync \d+ us per group$",
+          re.search(r"^commit phases: +build \d+ us, sync \d+ us, after sync \d+ us per group$",
                     r.text, re.M) and
           re.search(r"^generations: +v\d+ committed, v\d+ published \(\d+ behind; last batch \d+\.\d ms\)$",
                     r.text, re.M), "stats table", r)

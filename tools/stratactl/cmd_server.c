@@ -100,7 +100,7 @@ static void store_print(const Strata__V1__StoreStats *t) {
   group_hist_print("groups by bytes:   ", t->group_bytes);
   printf("node cache:        %llu hits, %llu misses, %llu bytes\n", (unsigned long long)t->cache_hits,
          (unsigned long long)t->cache_misses, (unsigned long long)t->cache_bytes);
-  printf("commit phases:     build %.0f us, fsyncs %.0f us, rename+dir fsync %.0f us per group\n",
+  printf("commit phases:     build %.0f us, sync %.0f us, after sync %.0f us per group\n",
          g ? (double)t->build_ns / 1e3 / (double)g : 0.0, g ? (double)t->sync_ns / 1e3 / (double)g : 0.0,
          g ? (double)t->publish_ns / 1e3 / (double)g : 0.0);
   printf("generations:       v%llu committed, v%llu published (%llu behind; last batch %.1f ms)\n",
