@@ -47,6 +47,7 @@ static void stats(rpc_call *call, const ProtobufCMessage *m, void *ctx) {
   ss.build_ns = sst.ns_build;
   ss.sync_ns = sst.ns_sync;
   ss.publish_ns = sst.ns_publish;
+  ss.tree_wait_ns = sst.ns_tree_wait;
   ss.committed_generation = sst.committed_generation;
   ss.published_generation = sst.published_generation;
   ss.publish_stalls = sst.publish_stalls;

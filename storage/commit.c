@@ -433,6 +433,7 @@ static void install_group(st_db *db, const st_vers *nv, const st_mstate *nms, si
   db->ns_build += st->ns_build;
   db->ns_sync += st->ns_sync;
   db->ns_publish += st->ns_publish;
+  db->ns_tree_wait += st->ns_tree_wait;
   strata_mutex_unlock(&db->mu);
 }
 
@@ -469,7 +470,7 @@ static void commit_group(st_db *db, st_txn *list) {
   if (accepted) {
     st_vers nv;
     st_mstate nms;
-    gstats st = {0, 0, 0, 0};
+    gstats st = {0, 0, 0, 0, 0};
     int rc = db->log ? lc__group(db, &g, &latest, &nv, &nms, &st) : write_group(db, &g, &latest, &nv, &nms, &st);
     if (!rc) install_group(db, &nv, &nms, accepted, &st);
     for (st_txn *t = list; t; t = t->next) {

@@ -87,7 +87,7 @@ int cm__job_wait(st_db *db);
 
 /* What one commit adds to the statistics in st_db. */
 typedef struct gstats {
-  uint64_t bytes_written, ns_build, ns_sync, ns_publish;
+  uint64_t bytes_written, ns_build, ns_sync, ns_publish, ns_tree_wait;
 } gstats;
 
 /* --- commit log mode ------------------------------------------------------------ */

@@ -511,6 +511,7 @@ void st_get_stats(st_db *db, st_stats *out) {
   out->ns_build = db->ns_build;
   out->ns_sync = db->ns_sync;
   out->ns_publish = db->ns_publish;
+  out->ns_tree_wait = db->ns_tree_wait;
   out->committed_generation = db->latest.generation;
   out->published_generation = db->log ? db->published : db->latest.generation;
   out->publish_batches = db->batches;

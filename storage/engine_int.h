@@ -153,7 +153,7 @@ struct st_db {
   st_vers latest;         /* generation 0 = empty database */
   uint64_t commits, groups, bytes_written;
   uint64_t group_size[ST_GROUP_BUCKETS + 1], group_bytes[ST_GROUP_BUCKETS + 1]; /* st_stats */
-  uint64_t ns_build, ns_sync, ns_publish;   /* time in each commit phase */
+  uint64_t ns_build, ns_sync, ns_publish, ns_tree_wait; /* time in each commit phase */
   pthread_t committer;
   int has_committer;
 

@@ -208,7 +208,8 @@ int lc__group(st_db *db, group *g, const st_vers *latest, st_vers *nv, st_mstate
   st->bytes_written = added + rec.len + CLOG_HEADER_BYTES;
   st->ns_build = t_sync - t_start;
   st->ns_sync = t_synced - t_sync;
-  st->ns_publish = cm__now_ns() - t_synced; /* the tree build outlasting the sync */
+  st->ns_publish = 0;
+  st->ns_tree_wait = cm__now_ns() - t_synced; /* the tree build outlasting the sync */
   strata_buf_free(&rec);
   free(muts);
   free(ops);

@@ -409,9 +409,10 @@ typedef struct st_stats {
   uint64_t prepared_hits;  /* commits that used pre-created files */
   /* nanoseconds spent by the committer: building and writing the data file
    * and temp manifest; their fsyncs; rename + directory fsync. Commit log
-   * mode: preparing the group's record; the log write and sync; the wait for
-   * the group's tree build (which runs during the sync) after the sync */
-  uint64_t ns_build, ns_sync, ns_publish;
+   * mode: preparing the group's record; the log write and sync; 0. ns_tree_wait
+   * (commit log mode only): after the sync, the wait for the group's tree
+   * build, which runs during it */
+  uint64_t ns_build, ns_sync, ns_publish, ns_tree_wait;
   /* data files open for reading now, and opens/closes of them so far */
   uint64_t open_files, file_opens, file_closes;
   /* non-empty data files named for a generation newer than the latest that

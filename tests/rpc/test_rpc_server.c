@@ -336,6 +336,7 @@ static void test_no_commit_log_flag_and_switching_modes(void **state) {
       assert_int_equal(sr->store->publish_ns, 0); /* no per-group rename phase */
     } else {
       assert_true(sr->store->publish_ns > 0);
+      assert_int_equal(sr->store->tree_wait_ns, 0); /* no tree build overlaps a sync */
       assert_int_equal(sr->store->published_generation, gen); /* published before the ack */
     }
     rpc_free(sr);

@@ -61,6 +61,7 @@ static json_t *store_json(const Strata__V1__StoreStats *t) {
   json_object_set_new(so, "build_ns", ctl_json_u64(t->build_ns));
   json_object_set_new(so, "sync_ns", ctl_json_u64(t->sync_ns));
   json_object_set_new(so, "publish_ns", ctl_json_u64(t->publish_ns));
+  json_object_set_new(so, "tree_wait_ns", ctl_json_u64(t->tree_wait_ns));
   json_object_set_new(so, "committed_generation", ctl_json_u64(t->committed_generation));
   json_object_set_new(so, "published_generation", ctl_json_u64(t->published_generation));
   json_object_set_new(so, "last_publish_lag_us", ctl_json_u64(t->last_publish_lag_us));
@@ -102,7 +103,7 @@ static void store_print(const Strata__V1__StoreStats *t) {
          (unsigned long long)t->cache_misses, (unsigned long long)t->cache_bytes);
   printf("commit phases:     build %.0f us, sync %.0f us, after sync %.0f us per group\n",
          g ? (double)t->build_ns / 1e3 / (double)g : 0.0, g ? (double)t->sync_ns / 1e3 / (double)g : 0.0,
-         g ? (double)t->publish_ns / 1e3 / (double)g : 0.0);
+         g ? (double)(t->publish_ns + t->tree_wait_ns) / 1e3 / (double)g : 0.0);
   printf("generations:       v%llu committed, v%llu published (%llu behind; last batch %.1f ms)\n",
          (unsigned long long)t->committed_generation, (unsigned long long)t->published_generation,
          (unsigned long long)(t->committed_generation - t->published_generation),
