@@ -53,8 +53,8 @@ def test_health_stats(data_dir):
           set(d) == {"addr", "server_version", "uptime_ms", "latest", "calls_total", "calls_active",
                      "calls_failed", "max_message_bytes", "data_dir", "locks_held", "store"} and
           set(d["store"]) == {"commits", "commit_groups", "bytes_written", "cache_hits",
-                              "cache_misses", "cache_bytes", "build_ns", "sync_ns", "publish_ns", "tree_wait_ns",
-                              "committed_generation", "published_generation", "last_publish_lag_us",
+                              "cache_misses", "cache_bytes", "build_ns", "sync_ns", "publish_ns",
+                              "tree_wait_ns", "committed_generation", "published_generation", "last_publish_lag_us",
                               "publish_stalls", "publish_stalled", "publish_error", "group_size",
                               "group_bytes"} and
           d["store"]["publish_stalled"] is False and d["store"]["publish_error"] == "" and

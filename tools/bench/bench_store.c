@@ -352,7 +352,7 @@ static void bench_commit(int threads, int per_thread, int log) {
           (unsigned long long)st.groups, st.ns_build / 1e3 / st.groups, log ? "log write+sync" : "fsyncs",
           st.ns_sync / 1e3 / st.groups, log ? "then waiting for the tree build" : "rename+dir fsync",
           (log ? st.ns_tree_wait : st.ns_publish) / 1e3 / st.groups, n / tr);
-  if (log) /* on two CPUs 16 committers leave the disk idle part of the time: CPU sets the pace */
+  if (log) /* at 16 committers on two CPUs this, not the disk, sets the pace */
     printf("BENCH commit_cpu_1k_x%d %.1f us/commit vs rocksdb_sync_put %.2f\n", threads, cs * 1e6 / n, cs / cr);
   if (nl) {
     qsort(lags, nl, sizeof lags[0], cmp_u64);
