@@ -148,9 +148,11 @@ struct lk_manager {
   char db_fail_msg[512];
   /* Every use of `db` holds db_rw for reading; lk__db_recover holds it for
    * writing while it swaps the instance. Order: partition mutexes, oplog.mu,
-   * ctrs.mu before db_rw; sync_mu after it. db is NULL between a close and a
-   * failed reopen. */
+   * ctrs.mu before db_rw; sync_mu after it. After a failed reopen db is a
+   * read-only instance (db_readonly; writes refused) or, if even that failed,
+   * NULL. */
   pthread_rwlock_t db_rw;
+  int db_readonly;                   /* under db_rw */
   char *path;
   strata_mutex gen_mu;            /* orders 'G' writes; before db_rw */
   uint64_t acked_gen;                /* the 'G' value, under gen_mu */

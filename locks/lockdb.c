@@ -115,9 +115,20 @@ static int db_recover(lk_manager *lk, const char *what) {
   if (lk->db) rocksdb_close(lk->db);
   char *err = NULL;
   lk->db = rocksdb_open(lk->dbopts, lk->path, &err);
+  lk->db_readonly = 0;
   if (err) {
-    lk->db = NULL;
-    rc = lk__dberr(err, "reopening after a failed write");
+    free(err);
+    /* No room to recover yet: reads go on from a read-only instance, which
+     * replays the WAL in memory and creates no file; writes stay refused
+     * (db_failed) and the next attempt closes it. */
+    err = NULL;
+    lk->db = rocksdb_open_for_read_only(lk->dbopts, lk->path, 0, &err);
+    if (err) {
+      free(err);
+      lk->db = NULL;
+    } else {
+      lk->db_readonly = 1;
+    }
     pthread_rwlock_unlock(&lk->db_rw);
     strata_mutex_lock(&lk->sync_mu);
     rc = failed_err(lk, what);
@@ -150,6 +161,17 @@ int lk__db_enter(lk_manager *lk, const char *what) {
 
 void lk__db_leave(lk_manager *lk) { pthread_rwlock_unlock(&lk->db_rw); }
 
+/* With db_rw held for reading: the refusal when the instance is the read-only
+ * one a failed reopen left (a write that passed `writable` before another
+ * thread's write failed), else 0. */
+static int refuse_if_readonly(lk_manager *lk, const char *what) {
+  if (!lk->db_readonly) return 0;
+  strata_mutex_lock(&lk->sync_mu);
+  int rc = failed_err(lk, what);
+  strata_mutex_unlock(&lk->sync_mu);
+  return rc;
+}
+
 /* 0 when the instance takes writes (recovering it first if it failed). */
 static int writable(lk_manager *lk, const char *what) {
   strata_mutex_lock(&lk->sync_mu);
@@ -162,6 +184,10 @@ int lk__put_sync(lk_manager *lk, const void *k, size_t kl, const void *v, size_t
                  const char *what) {
   int rc = writable(lk, what);
   if (rc || (rc = lk__db_enter(lk, what))) return rc;
+  if ((rc = refuse_if_readonly(lk, what))) {
+    lk__db_leave(lk);
+    return rc;
+  }
   char *err = NULL;
   rocksdb_put(lk->db, lk->wo, k, kl, v, vl, &err);
   if (!err) {
@@ -183,6 +209,10 @@ int lk__write(lk_manager *lk, rocksdb_writebatch_t *b, const char *what, uint64_
   *seq = 0;
   int rc = writable(lk, what);
   if (rc || (rc = lk__db_enter(lk, what))) return rc;
+  if ((rc = refuse_if_readonly(lk, what))) {
+    lk__db_leave(lk);
+    return rc;
+  }
   rocksdb_write(lk->db, lk->wo_lock, b, &err);
   if (err) {
     rc = lk__dberr(err, what);
@@ -292,8 +322,8 @@ int lk_acked_generation_note(lk_manager *lk, uint64_t gen) {
   const char k = LK__TAG_ACKED;
   char *err = NULL;
   pthread_rwlock_rdlock(&lk->db_rw);
-  if (lk->db) rocksdb_put(lk->db, lk->wo_lock, &k, 1, (const char *)v, 8, &err);
-  else err = strdup("the database is closed");
+  if (lk->db && !lk->db_readonly) rocksdb_put(lk->db, lk->wo_lock, &k, 1, (const char *)v, 8, &err);
+  else err = strdup(lk->db ? "the database is read-only after a failed reopen" : "the database is closed");
   if (err) {
     rc = lk__dberr(err, "recording the acknowledged generation");
     mark_failed(lk, rc, 0); /* before db_rw is left: see lk__durable */

@@ -5,7 +5,9 @@
  *  - store commits fail with RESOURCE_EXHAUSTED and a message naming the disk,
  *    lock, op and id writes likewise (the lock table's RocksDB used to abort
  *    the server on its second refused write);
- *  - reads, Locks.Check and Health go on working and the server stays up;
+ *  - reads, Locks.Check and Health go on working and the server stays up,
+ *    also when the lock table's reopen after a refused write fails (no inode
+ *    left for its files);
  *  - once the filler is deleted, lock, op and id writes and commits succeed
  *    again without a restart, with the commit log (the default: a record the
  *    full disk cut short is cut off the log, a publication that failed is
@@ -34,6 +36,7 @@
 #include "srv_harness.h"
 
 #define MAX_TRIES 4000 /* writes tried while filling what is left of the disk */
+#define MNT_INODES "4096" /* files the tmpfs holds, so that a test can use them all */
 
 static char mnt[256];
 static int mounted;
@@ -205,10 +208,34 @@ static void fill_disk(void) {
   close(fd);
 }
 
+/* Creates empty files until the disk has no inode left (the mount has
+ * MNT_INODES): then nothing can create a file, however much space a closed
+ * file gives back. */
+static int n_inode_fillers;
+static void fill_inodes(void) {
+  char path[300];
+  snprintf(path, sizeof path, "%s/inodes", mnt);
+  if (mkdir(path, 0755) != 0) assert_int_equal(errno, EEXIST);
+  for (;;) {
+    snprintf(path, sizeof path, "%s/inodes/%d", mnt, n_inode_fillers);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0644);
+    if (fd < 0) {
+      assert_int_equal(errno, ENOSPC);
+      return;
+    }
+    close(fd);
+    n_inode_fillers++;
+  }
+}
+
 static void free_disk(void) {
   char path[300];
   snprintf(path, sizeof path, "%s/filler", mnt);
   assert_int_equal(unlink(path), 0);
+  for (; n_inode_fillers > 0; n_inode_fillers--) {
+    snprintf(path, sizeof path, "%s/inodes/%d", mnt, n_inode_fillers - 1);
+    assert_int_equal(unlink(path), 0);
+  }
 }
 
 static void start_server(void) {
@@ -306,6 +333,31 @@ static void lock_op_id_writes_on_full_disk(void) {
   assert_true(refused[0] > 0 && refused[1] > 0 && refused[2] > 0);
 }
 
+/* Step 4b: the lock table's reopen fails. A refused lock write is followed
+ * by a reopen of the lock database (at once when the disk has room, else at
+ * most once a second). With no inode left the reopen cannot create its files
+ * and fails: reads of ops, locks and counters must go on all the same (they
+ * used to be refused with RESOURCE_EXHAUSTED until a reopen succeeded). */
+static void reads_survive_a_failed_reopen(void) {
+  int rc = 0;
+  for (int round = 0; round < 3; round++) {
+    fill_disk();
+    fill_inodes();
+    for (int t = 0; t < MAX_TRIES && !(rc = acquire_row("lock", n_locks)); t++) n_locks++;
+    expect_no_space(rc, "acquire with no inode left");
+    usleep(1100 * 1000); /* past the reopen interval */
+    rc = acquire_row("lock", n_locks); /* tries the reopen: no inode for its files */
+    expect_no_space(rc, "acquire after a failed reopen");
+    expect_serving();
+    expect_locks_held();
+    expect_ops();
+    uint64_t first;
+    rc = allocate(1, &first);
+    expect_no_space(rc, "AllocateIds after a failed reopen");
+  }
+  printf("locks: reads went on after 3 failed reopens of the lock table\n");
+}
+
 /* Step 5: space is back: commits, lock, op and id writes succeed again, with
  * no restart, in both modes. With the commit log, a publication that failed
  * for want of space is retried until it gets through: the published
@@ -350,6 +402,9 @@ static void full_disk(void) {
   expect_locks_held();
   expect_ops();
   for (int i = 0; i < n_full; i++) expect_kv("full", i, 4096);
+  /* 4b. The lock table cannot be reopened: its reads go on. */
+  reads_survive_a_failed_reopen();
+  for (int i = 0; i < n_full; i++) expect_kv("full", i, 4096);
   /* 5. Space is back: writes succeed again without a restart. */
   writes_succeed_after_freeing();
   /* 6. And all of it survives a restart. */
@@ -374,13 +429,13 @@ static void test_full_disk_commit_log_recovers_without_restart(void **state) {
 
 static int setup(void **state) {
   (void)state;
-  n_pre = n_full = n_locks = n_ops = 0;
+  n_pre = n_full = n_locks = n_ops = n_inode_fillers = 0;
   ids_next = 0;
   mounted = 0;
   const char *tmp = getenv("TMPDIR");
   snprintf(mnt, sizeof mnt, "%s/strata-fulldisk-XXXXXX", tmp && *tmp ? tmp : "/tmp");
   if (!mkdtemp(mnt)) return perror("mkdtemp"), -1;
-  if (mount("tmpfs", mnt, "tmpfs", 0, "size=20m") == 0) {
+  if (mount("tmpfs", mnt, "tmpfs", 0, "size=20m,nr_inodes=" MNT_INODES) == 0) {
     mounted = 1;
     return 0;
   }
