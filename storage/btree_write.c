@@ -49,7 +49,6 @@ typedef struct actx {
   size_t npins, pcap;
   uint8_t **chunks;     /* arena for materialized keys */
   size_t nchunks, ccap, chunk_used, chunk_size;
-  strata_buf enc;
 } actx;
 
 static void *arena_alloc(actx *a, size_t n) {
@@ -288,77 +287,132 @@ static int ntable_sort(ocdbt_btnode *node, const ntable *t, uint32_t **sorted_id
   return 0;
 }
 
-/* Encodes and writes a pending node; *out becomes its entry in the parent.
- * root: the node is a root, so its keys are full keys (prefix 0). */
-static int write_node(actx *a, const pnode *p, int root, wentry *out) {
-  size_t pfx = node_prefix(p, root);
-  const wentry *first = &p->e[0];
+/* A pending node encoded but not yet written: write_node's first half, which
+ * reads nothing the commit changes, so the encodings of a level's sibling
+ * nodes can run on two threads (settle_children); the second half (place_node)
+ * appends them to the data file in order. */
+typedef struct enode {
+  st_db *db;
+  const pnode *p;
+  int root;          /* the node is a root: its keys are full keys (prefix 0) */
+  int rc;            /* encode_node's result; err its message */
+  strata_err_saved err;
+  size_t pfx;
   ocdbt_btnode node;
-  memset(&node, 0, sizeof node);
-  node.height = p->height;
-  node.n = p->n;
   ntable tab;
-  uint32_t *sorted_ids = NULL;
-  void *ents = p->height ? (void *)calloc(p->n, sizeof(ocdbt_interior_entry))
-                         : (void *)calloc(p->n, sizeof(ocdbt_leaf_entry));
-  int rc = ntable_init(&tab, p->n);
-  if (!rc && !ents) rc = strata_err(STRATA_ENOMEM, "commit: encoding node");
-  if (rc) goto out;
+  void *ents;
+  uint32_t *sorted_ids;
+  cnode *cached;     /* its copy for the node cache (best effort: may be NULL) */
+  ocdbt_stats st;
+  strata_buf enc;
+} enode;
+
+static void enode_free(enode *e) {
+  nc__free_new(e->cached);
+  e->cached = NULL;
+  free(e->sorted_ids);
+  ntable_free(&e->tab);
+  free(e->ents);
+  strata_buf_free(&e->enc);
+  e->sorted_ids = NULL;
+  e->ents = NULL;
+  memset(&e->tab, 0, sizeof e->tab);
+}
+
+/* Encodes e->p into e->enc (and e->node, its table and statistics); sets
+ * e->rc. Frees what it made on failure. */
+static void encode_node(enode *e) {
+  const pnode *p = e->p;
+  size_t pfx = e->pfx = node_prefix(p, e->root);
+  ocdbt_btnode *node = &e->node;
+  memset(node, 0, sizeof *node);
+  node->height = p->height;
+  node->n = p->n;
   ocdbt_stats st = {0, 0, 0};
+  e->ents = p->height ? (void *)calloc(p->n, sizeof(ocdbt_interior_entry))
+                      : (void *)calloc(p->n, sizeof(ocdbt_leaf_entry));
+  int rc = ntable_init(&e->tab, p->n);
+  if (!rc && !e->ents) rc = strata_err(STRATA_ENOMEM, "commit: encoding node");
+  if (rc) goto out;
   for (size_t i = 0; i < p->n; i++) {
-    const wentry *e = &p->e[i];
+    const wentry *w = &p->e[i];
     uint64_t fi = 0;
-    if ((p->height || e->kind == OCDBT_VALUE_INDIRECT) && (rc = ntable_index(a->db, &tab, e->ref.file, &fi)))
+    if ((p->height || w->kind == OCDBT_VALUE_INDIRECT) && (rc = ntable_index(e->db, &e->tab, w->ref.file, &fi)))
       goto out;
-    ocdbt_slice k = {e->key + pfx, e->klen - pfx};
+    ocdbt_slice k = {w->key + pfx, w->klen - pfx};
     if (p->height) {
-      ocdbt_interior_entry *c = &((ocdbt_interior_entry *)ents)[i];
+      ocdbt_interior_entry *c = &((ocdbt_interior_entry *)e->ents)[i];
       c->key = k;
-      c->subtree_common_prefix_length = (uint32_t)(e->cprefix - pfx);
-      c->ref = (ocdbt_ref){fi, e->ref.offset, e->ref.length};
-      c->stats = e->stats;
-      st.num_keys += e->stats.num_keys;
-      st.num_tree_bytes += e->stats.num_tree_bytes;
-      st.num_indirect_value_bytes += e->stats.num_indirect_value_bytes;
+      c->subtree_common_prefix_length = (uint32_t)(w->cprefix - pfx);
+      c->ref = (ocdbt_ref){fi, w->ref.offset, w->ref.length};
+      c->stats = w->stats;
+      st.num_keys += w->stats.num_keys;
+      st.num_tree_bytes += w->stats.num_tree_bytes;
+      st.num_indirect_value_bytes += w->stats.num_indirect_value_bytes;
     } else {
-      ocdbt_leaf_entry *l = &((ocdbt_leaf_entry *)ents)[i];
+      ocdbt_leaf_entry *l = &((ocdbt_leaf_entry *)e->ents)[i];
       l->key = k;
-      l->kind = e->kind;
-      l->value = (ocdbt_slice){e->value, e->vlen};
-      if (e->kind == OCDBT_VALUE_INDIRECT) {
-        l->ref = (ocdbt_ref){fi, e->ref.offset, e->ref.length};
-        st.num_indirect_value_bytes += e->ref.length;
+      l->kind = w->kind;
+      l->value = (ocdbt_slice){w->value, w->vlen};
+      if (w->kind == OCDBT_VALUE_INDIRECT) {
+        l->ref = (ocdbt_ref){fi, w->ref.offset, w->ref.length};
+        st.num_indirect_value_bytes += w->ref.length;
       }
       st.num_keys++;
     }
   }
-  node.dft.n = tab.n;
-  node.dft.files = tab.files;
-  if (p->height) node.children = ents;
-  else node.leaves = ents;
-  if ((rc = ntable_sort(&node, &tab, &sorted_ids))) goto out;
-  a->enc.len = 0;
-  if ((rc = ocdbt_btnode_encode(&a->db->cfg, &node, &a->enc))) {
-    rc = strata_err_wrap(rc, "commit: encoding btree node");
-    goto out;
+  node->dft.n = e->tab.n;
+  node->dft.files = e->tab.files;
+  if (p->height) node->children = e->ents;
+  else node->leaves = e->ents;
+  if ((rc = ntable_sort(node, &e->tab, &e->sorted_ids))) goto out;
+  if ((rc = ocdbt_btnode_encode(&e->db->cfg, node, &e->enc))) rc = strata_err_wrap(rc, "commit: encoding btree node");
+  /* Without the copy the node is read back from the file when needed. */
+  if (!rc && e->sorted_ids) e->cached = nc__new_btnode(node, e->sorted_ids);
+  e->st = st;
+out:
+  e->rc = rc;
+  if (rc) {
+    strata_err_save(rc, &e->err);
+    enode_free(e);
   }
+}
+
+static void encode_task(void *ctx, size_t i) { encode_node(&((enode *)ctx)[i]); }
+
+/* Appends an encoded node to the data file and frees it; *out becomes its
+ * entry in the parent. */
+static int place_node(actx *a, enode *e, wentry *out) {
+  if (e->rc) return strata_err_restore(&e->err);
   uint64_t off;
-  if ((rc = wr__append(a->w, a->enc.p, a->enc.len, &off))) goto out;
-  /* Best effort: without it the node is read back from the file when needed. */
-  if (sorted_ids) nc__put_btnode(a->db, (st_ref){a->w->file_id, off, a->enc.len}, &node, sorted_ids);
-  st.num_tree_bytes += a->enc.len;
+  int rc = wr__append(a->w, e->enc.p, e->enc.len, &off);
+  if (rc) goto out;
+  if (e->cached) nc__put_new(a->db, (st_ref){a->w->file_id, off, e->enc.len}, e->cached);
+  e->cached = NULL;
+  const wentry *first = &e->p->e[0];
   memset(out, 0, sizeof *out);
   out->key = first->key;
   out->klen = first->klen;
-  out->cprefix = pfx;
-  out->ref = (st_ref){a->w->file_id, off, a->enc.len};
-  out->stats = st;
+  out->cprefix = e->pfx;
+  out->ref = (st_ref){a->w->file_id, off, e->enc.len};
+  out->stats = e->st;
+  out->stats.num_tree_bytes += e->enc.len;
   out->size = INTERIOR_SIZE(first->klen);
 out:
-  free(sorted_ids);
-  ntable_free(&tab);
-  free(ents);
+  enode_free(e);
   return rc;
+}
+
+/* Encodes and writes a pending node; *out becomes its entry in the parent.
+ * root: the node is a root, so its keys are full keys (prefix 0). */
+static int write_node(actx *a, const pnode *p, int root, wentry *out) {
+  enode e;
+  memset(&e, 0, sizeof e);
+  e.db = a->db;
+  e.p = p;
+  e.root = root;
+  encode_node(&e);
+  return place_node(a, &e, out);
 }
 
 /* Merges the sorted leaf entries of *node with muts into a new entry list. */
@@ -453,18 +507,30 @@ static int settle_children(actx *a, plist *items, uint8_t child_height, pnode *p
       free(parts.p);
     }
   }
-  for (size_t i = 0; i < items->n; i++) {
+  /* The pending children are encoded first, two threads at a time when the
+   * committer is free to help (cm__job_share), then written in order. */
+  size_t np = 0, k = 0;
+  for (size_t i = 0; i < items->n; i++) np += !items->p[i].written && items->p[i].n;
+  enode *en = np >= 2 ? calloc(np, sizeof *en) : NULL; /* none: one at a time */
+  if (en) {
+    for (size_t i = 0; i < items->n; i++)
+      if (!items->p[i].written && items->p[i].n) en[k++] = (enode){.db = a->db, .p = &items->p[i]};
+    cm__job_share(a->db, encode_task, en, np);
+    k = 0;
+  }
+  for (size_t i = 0; i < items->n && !rc; i++) {
     pnode *p = &items->p[i];
     wentry e;
-    if (p->written) {
-      e = p->e[0];
-    } else {
-      if (p->n == 0) continue;
-      if ((rc = write_node(a, p, 0, &e))) return rc;
-    }
-    if ((rc = pn_push(parent, &e))) return rc;
+    if (p->written) e = p->e[0];
+    else if (p->n == 0) continue;
+    else if ((rc = en ? place_node(a, &en[k++], &e) : write_node(a, p, 0, &e))) break;
+    rc = pn_push(parent, &e);
   }
-  return 0;
+  if (en) {
+    for (; k < np; k++) enode_free(&en[k]);
+    free(en);
+  }
+  return rc;
 }
 
 static int apply_interior(actx *a, pnode *node, const st_mut *m, size_t nm, plist *out) {
@@ -537,7 +603,6 @@ static void actx_free(actx *a) {
   free(a->pins);
   for (size_t i = 0; i < a->nchunks; i++) free(a->chunks[i]);
   free(a->chunks);
-  strata_buf_free(&a->enc);
 }
 
 int bt__apply(st_db *db, st_writer *w, const st_root *root, const st_mut *muts, size_t n,

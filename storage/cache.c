@@ -477,25 +477,32 @@ int nc__get(st_db *db, st_ref ref, int kind, cnode **out) {
   return 0;
 }
 
-int nc__put_btnode(st_db *db, st_ref ref, const ocdbt_btnode *node, const uint32_t *files) {
+cnode *nc__new_btnode(const ocdbt_btnode *node, const uint32_t *files) {
   cnode *n = calloc(1, sizeof *n);
-  if (!n) return strata_err(STRATA_ENOMEM, "node cache");
-  n->ref = ref;
+  if (!n) return NULL;
   n->kind = CN_BTREE;
   n->files = malloc((node->dft.n ? node->dft.n : 1) * sizeof *n->files);
   if (!n->files || ocdbt_btnode_clone(node, &n->u.bt)) {
     free(n->files);
     free(n);
-    return strata_err(STRATA_ENOMEM, "node cache");
+    return NULL;
   }
   if (node->dft.n) memcpy(n->files, files, node->dft.n * sizeof *files);
   n->charge = decoded_bytes(n);
+  return n;
+}
+
+void nc__put_new(st_db *db, st_ref ref, cnode *n) {
+  n->ref = ref;
   nc_cache *c = &db->cache;
   strata_mutex_lock(&c->mu);
   if (find_locked(c, ref, CN_BTREE)) cn_free(n); /* cannot happen: a new file */
   else link_locked(c, n, 1);                    /* the cache's own pin */
   strata_mutex_unlock(&c->mu);
-  return 0;
+}
+
+void nc__free_new(cnode *n) {
+  if (n) cn_free(n);
 }
 
 int nc__get_scan(st_db *db, st_ref ref, int kind, cnode **out) {

@@ -101,11 +101,45 @@ void cm__job_post(st_db *db, int (*fn)(void *), void *arg) {
   strata_mutex_unlock(&db->smu);
 }
 
+/* smu held: takes and runs one shared task when one is left; 1 if it did. */
+static int run_shared(st_db *db) {
+  strata_mutex_assert_held(&db->smu);
+  if (db->sh_next >= db->sh_n) return 0;
+  size_t i = db->sh_next++;
+  void (*fn)(void *, size_t) = db->sh_fn;
+  void *ctx = db->sh_ctx;
+  strata_mutex_unlock(&db->smu);
+  fn(ctx, i);
+  strata_mutex_lock(&db->smu);
+  if (++db->sh_done == db->sh_n) pthread_cond_broadcast(&db->scv);
+  return 1;
+}
+
+void cm__job_share(st_db *db, void (*fn)(void *ctx, size_t i), void *ctx, size_t n) {
+  strata_mutex_lock(&db->smu);
+  assert(db->sh_n == 0 /* one sharer at a time */);
+  db->sh_fn = fn;
+  db->sh_ctx = ctx;
+  db->sh_n = n;
+  db->sh_next = db->sh_done = 0;
+  if (db->sh_waiters) pthread_cond_broadcast(&db->scv);
+  while (run_shared(db)) {
+  }
+  while (db->sh_done < n) strata_cond_wait(&db->scv, &db->smu);
+  db->sh_fn = NULL;
+  db->sh_ctx = NULL;
+  db->sh_n = db->sh_next = db->sh_done = 0;
+  strata_mutex_unlock(&db->smu);
+}
+
 int cm__job_wait(st_db *db) {
   int rc;
   if (db->has_syncer) {
     strata_mutex_lock(&db->smu);
-    while (db->s_state != SYNC_DONE) strata_cond_wait(&db->scv, &db->smu);
+    db->sh_waiters++;
+    while (db->s_state != SYNC_DONE)
+      if (!run_shared(db)) strata_cond_wait(&db->scv, &db->smu);
+    db->sh_waiters--;
     db->s_state = SYNC_IDLE;
     db->s_fn = NULL;
     strata_mutex_unlock(&db->smu);

@@ -80,8 +80,9 @@ uint64_t cm__commit_time(const st_vers *latest);
 struct timespec cm__ts_of(uint64_t ns);
 
 /* Runs fn(arg) on the fsync helper thread while the caller (the committer)
- * goes on; cm__job_wait returns its result (and message). One job at a time;
- * without the helper, post runs it at once. */
+ * goes on; cm__job_wait returns its result (and message), running meanwhile
+ * the tasks the job shares (cm__job_share). One job at a time; without the
+ * helper, post runs it at once. */
 void cm__job_post(st_db *db, int (*fn)(void *), void *arg);
 int cm__job_wait(st_db *db);
 

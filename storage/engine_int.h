@@ -187,6 +187,14 @@ struct st_db {
   void *s_arg;
   int s_rc;
   char s_msg[400];
+  /* Work the running job shares with a committer waiting for it
+   * (cm__job_share): tasks sh_fn(sh_ctx, i) for i < sh_n; sh_next is the
+   * first not taken, sh_done how many have finished; sh_waiters counts the
+   * threads in cm__job_wait. Under smu. */
+  void (*sh_fn)(void *ctx, size_t i);
+  void *sh_ctx;
+  size_t sh_n, sh_next, sh_done;
+  int sh_waiters;
   char broken_msg[400];   /* why commits refuse, when not the default reason */
 
   /* Commit log mode (logcommit.c, publish.c, recover.c); log == NULL: off. */
@@ -251,12 +259,16 @@ void nc__release(st_db *db, cnode *n);
  * Release with nc__release_scan. */
 int nc__get_scan(st_db *db, st_ref ref, int kind, cnode **out);
 void nc__release_scan(st_db *db, cnode *n);
-/* Write-through: caches a copy of a B+tree node the committer just encoded at
- * ref (files[i] is the file id of the node's table entry i), so the next
- * commit and readers of the new generation find it without reading it back.
- * A node of a commit that then fails stays until evicted: its file id is never
- * reused (every data file name is new), so nothing can look it up. */
-int nc__put_btnode(st_db *db, st_ref ref, const ocdbt_btnode *node, const uint32_t *files);
+/* Write-through: a copy of a B+tree node the committer just encoded (files[i]
+ * is the file id of the node's table entry i), made by nc__new_btnode on any
+ * thread before the node's place is known, then cached at its ref by
+ * nc__put_new, so the next commit and readers of the new generation find it
+ * without reading it back. A node of a commit that then fails stays until
+ * evicted: its file id is never reused (every data file name is new), so
+ * nothing can look it up. */
+cnode *nc__new_btnode(const ocdbt_btnode *node, const uint32_t *files); /* NULL: out of memory */
+void nc__put_new(st_db *db, st_ref ref, cnode *n);
+void nc__free_new(cnode *n); /* one nc__new_btnode made that is not put */
 
 /* btree.c: reads */
 typedef struct st_entry {
@@ -297,7 +309,14 @@ int wr__append(st_writer *w, const void *p, size_t n, uint64_t *offset);
 int wr__append_value(st_writer *w, const void *p, size_t n, st_ref *ref);
 int wr__flush(st_writer *w);
 
-/* Applies muts to root, writing new nodes through w; *out is the new root. */
+/* Runs fn(ctx, i) for every i < n, on this thread and, when the committer is
+ * waiting for the job this thread runs (cm__job_wait), on the committer too;
+ * returns once all have finished. Any thread may call it (without a waiting
+ * committer it runs them all); one caller at a time (the tree build). commit.c. */
+void cm__job_share(st_db *db, void (*fn)(void *ctx, size_t i), void *ctx, size_t n);
+
+/* Applies muts to root, writing new nodes through w; *out is the new root.
+ * Sibling nodes are encoded through cm__job_share. */
 int bt__apply(st_db *db, st_writer *w, const st_root *root, const st_mut *muts, size_t n,
               st_root *out);
 
