@@ -8,6 +8,8 @@
  * order and the recovery rules.
  */
 #include <assert.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,6 +52,7 @@ static void *syncer_main(void *arg) {
     db->s_rc = rc;
     memcpy(db->s_msg, msg, sizeof msg);
     db->s_state = SYNC_DONE;
+    atomic_fetch_add_explicit(&db->s_bell, 1, memory_order_release);
     pthread_cond_broadcast(&db->scv);
   }
   strata_mutex_unlock(&db->smu);
@@ -122,7 +125,10 @@ void cm__job_share(st_db *db, void (*fn)(void *ctx, size_t i), void *ctx, size_t
   db->sh_ctx = ctx;
   db->sh_n = n;
   db->sh_next = db->sh_done = 0;
-  if (db->sh_waiters) pthread_cond_broadcast(&db->scv);
+  if (db->sh_waiters) {
+    atomic_fetch_add_explicit(&db->s_bell, 1, memory_order_release);
+    pthread_cond_broadcast(&db->scv);
+  }
   while (run_shared(db)) {
   }
   while (db->sh_done < n) strata_cond_wait(&db->scv, &db->smu);
@@ -132,13 +138,29 @@ void cm__job_share(st_db *db, void (*fn)(void *ctx, size_t i), void *ctx, size_t
   strata_mutex_unlock(&db->smu);
 }
 
+/* How long cm__job_wait watches for the job's end before it sleeps. */
+#define JOB_WATCH_NS 150000
+
 int cm__job_wait(st_db *db) {
   int rc;
   if (db->has_syncer) {
     strata_mutex_lock(&db->smu);
     db->sh_waiters++;
-    while (db->s_state != SYNC_DONE)
-      if (!run_shared(db)) strata_cond_wait(&db->scv, &db->smu);
+    while (db->s_state != SYNC_DONE) {
+      if (run_shared(db)) continue;
+      /* The job is near its end (this thread has synced the log and helped):
+       * watch for it a while, yielding the CPU to anything runnable, before
+       * sleeping. A sleep's wake-up took 70-80 us on this hypervisor, a
+       * tenth of a group at 16 committers. */
+      unsigned bell = atomic_load_explicit(&db->s_bell, memory_order_relaxed);
+      strata_mutex_unlock(&db->smu);
+      uint64_t until = cm__now_ns() + JOB_WATCH_NS;
+      int rang;
+      while (!(rang = atomic_load_explicit(&db->s_bell, memory_order_acquire) != bell) && cm__now_ns() < until)
+        sched_yield();
+      strata_mutex_lock(&db->smu);
+      if (!rang && db->s_state != SYNC_DONE && db->sh_next >= db->sh_n) strata_cond_wait(&db->scv, &db->smu);
+    }
     db->sh_waiters--;
     db->s_state = SYNC_IDLE;
     db->s_fn = NULL;

@@ -195,6 +195,9 @@ struct st_db {
   void *sh_ctx;
   size_t sh_n, sh_next, sh_done;
   int sh_waiters;
+  /* Bumped under smu when the job finishes or shares tasks: cm__job_wait
+   * watches it for a while before it sleeps. */
+  _Atomic unsigned s_bell;
   char broken_msg[400];   /* why commits refuse, when not the default reason */
 
   /* Commit log mode (logcommit.c, publish.c, recover.c); log == NULL: off. */
