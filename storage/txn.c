@@ -214,9 +214,9 @@ int st_txn_submit(st_txn *t, st_done_fn done, void *ctx) {
 }
 
 /* A blocking commit's wait: a futex word, not a mutex and condition
- * variable. The completion (on the committer or its helper) stores 1 and
- * wakes; the caller re-checks the word after every return from the wait. So
- * a wake costs one system call and the woken caller runs at once instead of
+ * variable. The completion (on the committer thread) stores 1 and wakes; the
+ * caller re-checks the word after every return from the wait. So a wake costs
+ * one system call and the woken caller runs at once instead of
  * first blocking on a mutex the waker still holds (16 such wakes took a sixth
  * of a group's time). The wake may come after the caller has returned and its
  * frame is reused: a futex wake of an address nobody waits on does nothing,
