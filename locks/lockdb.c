@@ -161,33 +161,27 @@ int lk__db_enter(lk_manager *lk, const char *what) {
 
 void lk__db_leave(lk_manager *lk) { pthread_rwlock_unlock(&lk->db_rw); }
 
-/* With db_rw held for reading: the refusal when the instance is the read-only
- * one a failed reopen left (a write that passed `writable` before another
- * thread's write failed), else 0. */
-static int refuse_if_readonly(lk_manager *lk, const char *what) {
-  if (!lk->db_readonly) return 0;
-  strata_mutex_lock(&lk->sync_mu);
-  int rc = failed_err(lk, what);
-  strata_mutex_unlock(&lk->sync_mu);
-  return rc;
-}
-
-/* 0 when the instance takes writes (recovering it first if it failed). */
-static int writable(lk_manager *lk, const char *what) {
+/* Takes db_rw for reading with an instance that takes writes (recovering a
+ * failed one first): 0, or the refusal with db_rw not held. The read-only
+ * instance a failed reopen leaves is refused here too: a write may pass the
+ * failed-state check just before another thread's write fails and reopens. */
+static int enter_writable(lk_manager *lk, const char *what) {
   strata_mutex_lock(&lk->sync_mu);
   int failed = lk->db_failed;
   strata_mutex_unlock(&lk->sync_mu);
-  return failed ? db_recover(lk, what) : 0;
+  int rc = failed ? db_recover(lk, what) : 0;
+  if (rc || (rc = lk__db_enter(lk, what)) || !lk->db_readonly) return rc;
+  strata_mutex_lock(&lk->sync_mu);
+  rc = failed_err(lk, what);
+  strata_mutex_unlock(&lk->sync_mu);
+  lk__db_leave(lk);
+  return rc;
 }
 
 int lk__put_sync(lk_manager *lk, const void *k, size_t kl, const void *v, size_t vl,
                  const char *what) {
-  int rc = writable(lk, what);
-  if (rc || (rc = lk__db_enter(lk, what))) return rc;
-  if ((rc = refuse_if_readonly(lk, what))) {
-    lk__db_leave(lk);
-    return rc;
-  }
+  int rc = enter_writable(lk, what);
+  if (rc) return rc;
   char *err = NULL;
   rocksdb_put(lk->db, lk->wo, k, kl, v, vl, &err);
   if (!err) {
@@ -207,12 +201,8 @@ int lk__put_sync(lk_manager *lk, const void *k, size_t kl, const void *v, size_t
 int lk__write(lk_manager *lk, rocksdb_writebatch_t *b, const char *what, uint64_t *seq) {
   char *err = NULL;
   *seq = 0;
-  int rc = writable(lk, what);
-  if (rc || (rc = lk__db_enter(lk, what))) return rc;
-  if ((rc = refuse_if_readonly(lk, what))) {
-    lk__db_leave(lk);
-    return rc;
-  }
+  int rc = enter_writable(lk, what);
+  if (rc) return rc;
   rocksdb_write(lk->db, lk->wo_lock, b, &err);
   if (err) {
     rc = lk__dberr(err, what);

@@ -307,13 +307,14 @@ typedef struct enode {
   strata_buf enc;
 } enode;
 
+/* Frees what encode_node made; may be called again. */
 static void enode_free(enode *e) {
   nc__free_new(e->cached);
-  e->cached = NULL;
   free(e->sorted_ids);
   ntable_free(&e->tab);
   free(e->ents);
   strata_buf_free(&e->enc);
+  e->cached = NULL;
   e->sorted_ids = NULL;
   e->ents = NULL;
   memset(&e->tab, 0, sizeof e->tab);
