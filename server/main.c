@@ -35,7 +35,7 @@ static void usage(FILE *f) {
           "                     [--s3-endpoint URL] [--s3-region REGION] [--take-over-store]\n"
           "                     [--max-message-bytes N] [--log-level error|warn|info|debug]\n"
           "                     [--grace-ms N] [--stop-timeout-ms N] [--no-commit-log]\n"
-          "                     [--publish-interval-ms N]\n"
+          "                     [--publish-interval-ms N] [--keep-value-pages]\n"
           "                     [--gc-interval SECONDS] [--gc-grace SECONDS]\n"
           "                     [--metrics-listen HOST:PORT]\n"
           "                     [--tls-cert FILE --tls-key FILE [--tls-client-ca FILE]]\n"
@@ -72,6 +72,9 @@ static void usage(FILE *f) {
           "                       in batches shortly after; --commit-log asks for the default)\n"
           "  --publish-interval-ms with the commit log, how long a batch of commits collects\n"
           "                       before its OCDBT files are published (1..600000, default 25)\n"
+          "  --keep-value-pages   with the commit log, keep values above 64 KiB in the OS page\n"
+          "                       cache once durable (default: dropped from it; read back from\n"
+          "                       the disk)\n"
           "  --tls-cert, --tls-key serve TLS with this PEM certificate (chain) and its key\n"
           "  --tls-client-ca      mutual TLS: require a client certificate signed by this CA;\n"
           "                       its subject names the caller\n"
@@ -206,6 +209,7 @@ static const struct option longopts[] = {{"listen", required_argument, 0, 'l'},
                                          {"commit-log", no_argument, 0, 'c'},
                                          {"no-commit-log", no_argument, 0, 'C'},
                                          {"publish-interval-ms", required_argument, 0, 'P'},
+                                         {"keep-value-pages", no_argument, 0, 'k'},
                                          {"stop-timeout-ms", required_argument, 0, 'S'},
                                          {"gc-interval", required_argument, 0, 'G'},
                                          {"gc-grace", required_argument, 0, 'R'},
@@ -284,6 +288,7 @@ static int parse_flags(int argc, char **argv, srv_opts *o, int *level, int *inse
       if (parse_u64("--publish-interval-ms", optarg, 1, 600000, &v)) return 2;
       o->publish_interval_ms = (unsigned)v;
       break;
+    case 'k': o->keep_value_pages = 1; break;
     case 'T': o->tls_cert = optarg; break;
     case 'K': o->tls_key = optarg; break;
     case 'A': o->tls_client_ca = optarg; break;

@@ -95,7 +95,7 @@ static int open_engines(srv *s) {
   uint64_t acked = lk_acked_generation(s->lk);
   st_options so = {.create = 1, .base = s->o.store_base, .min_generation = acked,
                    .no_commit_log = s->o.no_commit_log, .publish_interval_ms = s->o.publish_interval_ms,
-                   .log_dir = s->o.log_dir};
+                   .log_dir = s->o.log_dir, .keep_value_pages = s->o.keep_value_pages};
   char log_dir[4096];
   bs_url u = {.kind = BS_URL_DIR};
   if (s->o.data_url) {

@@ -40,6 +40,7 @@ typedef struct srv_opts {
                         data file and manifest (the per-group path) */
   unsigned publish_interval_ms; /* commit log: a batch's collection time; 0 = the store's
                                    default (st_options.publish_interval_ms) */
+  int keep_value_pages;         /* st_options.keep_value_pages */
   /* Security (docs/security.md). tls_cert + tls_key: serve TLS; tls_client_ca:
    * also require client certificates signed by it. auth_file: the token file
    * (server/auth.h); NULL = authentication off. */

@@ -64,6 +64,11 @@ typedef struct bs_ops {
    * a reader or a crash finds) includes the room: it ends in zeros past the
    * last append. Counts as a write for fault injection and quotas. */
   int (*reserve)(bs_file *f, uint64_t n);
+  /* Optional (NULL: does nothing). The bytes [off, off + n), already synced,
+   * will not be read soon: files drop their pages from the OS page cache
+   * (posix_fadvise DONTNEED; pages only partly inside the range stay). A hint:
+   * it cannot fail, and a later read finds the same bytes (from the disk). */
+  void (*drop_cache)(bs_file *f, uint64_t off, uint64_t n);
 } bs_ops;
 
 struct bs_store {
@@ -171,6 +176,9 @@ static inline int bs_append(bs_file *f, const void *p, size_t n) {
 static inline int bs_fsync(bs_file *f) { return f->store->ops->fsync(f); }
 static inline int bs_reserve(bs_file *f, uint64_t n) {
   return f->store->ops->reserve ? f->store->ops->reserve(f, n) : 0;
+}
+static inline void bs_drop_cache(bs_file *f, uint64_t off, uint64_t n) {
+  if (f->store->ops->drop_cache) f->store->ops->drop_cache(f, off, n);
 }
 static inline int bs_truncate(bs_file *f, uint64_t len) { return f->store->ops->truncate(f, len); }
 static inline void bs_close(bs_file *f) {

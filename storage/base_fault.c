@@ -99,6 +99,8 @@ static int x_reserve(bs_file *f, uint64_t n) {
   return rc ? rc : bs_reserve(((xfile *)f)->inner, n);
 }
 
+static void x_drop_cache(bs_file *f, uint64_t off, uint64_t n) { bs_drop_cache(((xfile *)f)->inner, off, n); }
+
 static int x_truncate(bs_file *f, uint64_t len) {
   int rc = x_tick((xstore *)f->store, BS_FAULT_TRUNCATE, "a file");
   return rc ? rc : bs_truncate(((xfile *)f)->inner, len);
@@ -137,7 +139,7 @@ static void x_destroy(bs_store *bs) {
 
 static const bs_ops fault_ops = {
   x_open_read, x_pread, x_size, x_create, x_append, x_fsync, x_truncate, x_close,
-  x_rename, x_sync_dir, x_remove, x_mkdir, x_list, x_lock, x_destroy, x_reserve,
+  x_rename, x_sync_dir, x_remove, x_mkdir, x_list, x_lock, x_destroy, x_reserve, x_drop_cache,
 };
 
 int bs_fault_wrap(bs_store *inner, bs_store **out) {

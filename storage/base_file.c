@@ -114,6 +114,10 @@ static int f_fsync(bs_file *bf) {
   return 0;
 }
 
+static void f_drop_cache(bs_file *bf, uint64_t off, uint64_t n) {
+  (void)posix_fadvise(((ffile *)bf)->fd, (off_t)off, (off_t)n, POSIX_FADV_DONTNEED);
+}
+
 static int f_reserve(bs_file *bf, uint64_t n) {
   static const uint8_t zeros[64 << 10];
   ffile *f = (ffile *)bf;
@@ -247,7 +251,7 @@ static void f_destroy(bs_store *bs) {
 
 static const bs_ops file_ops = {
   f_open_read, f_pread, f_size, f_create, f_append, f_fsync, f_truncate, f_close,
-  f_rename, f_sync_dir, f_remove, f_mkdir, f_list, f_lock, f_destroy, f_reserve,
+  f_rename, f_sync_dir, f_remove, f_mkdir, f_list, f_lock, f_destroy, f_reserve, f_drop_cache,
 };
 
 int bs_file_open(const char *root, bs_store **out) {

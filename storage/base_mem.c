@@ -415,7 +415,7 @@ static void m_destroy(bs_store *bs) {
 
 static const bs_ops mem_ops = {
   m_open_read, m_pread, m_size, m_create, m_append, m_fsync, m_truncate, m_close,
-  m_rename, m_sync_dir, m_remove, m_mkdir, m_list, m_lock, m_destroy, m_reserve,
+  m_rename, m_sync_dir, m_remove, m_mkdir, m_list, m_lock, m_destroy, m_reserve, NULL,
 };
 
 int bs_mem_create(bs_store **out) {

@@ -1093,7 +1093,7 @@ static void s3_destroy(bs_store *bs) {
 
 static const bs_ops s3_ops = {
   s3_open_read, s3_pread, s3_size, s3_create, s3_append, s3_fsync, s3_truncate, s3_close,
-  s3_rename, s3_sync_dir, s3_remove, s3_mkdir, s3_list, s3_lock, s3_destroy, NULL,
+  s3_rename, s3_sync_dir, s3_remove, s3_mkdir, s3_list, s3_lock, s3_destroy, NULL, NULL,
 };
 
 static char *dup_or_null(const char *p, int *bad) {

@@ -205,6 +205,7 @@ struct st_db {
   bs_store *log_base, *own_log_base;
   uint64_t publish_ns, max_backlog;
   uint32_t log_value_max;
+  int keep_value_pages;       /* st_options.keep_value_pages */
   uint64_t log_segment_bytes;
   uint64_t log_last;          /* read-only opens: the newest generation in the log */
   struct clog_contents log_found; /* what open read, until the writer adopts its segments */

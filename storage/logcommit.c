@@ -109,9 +109,10 @@ int lc__apply(st_db *db, const st_mut *muts, size_t n, const st_vers *latest, ui
  * *muts and *ops (caller frees both, also on failure). Values above
  * max_inline_value_bytes are appended to the batch's data file; those above
  * log_value_max are logged by reference, and *need_sync is set: the
- * referenced bytes must be durable before the record. */
+ * referenced bytes must be durable before the record; *ref_end is where the
+ * last of them ends in the batch's data file. */
 static int group_ops(st_db *db, st_batch *b, const group *g, st_mut **muts_out, clog_op **ops_out,
-                     int *need_sync) {
+                     int *need_sync, uint64_t *ref_end) {
   st_mut *muts = *muts_out = calloc(g->n ? g->n : 1, sizeof *muts);
   clog_op *ops = *ops_out = calloc(g->n ? g->n : 1, sizeof *ops);
   if (!muts || !ops) return strata_err(STRATA_ENOMEM, "commit");
@@ -128,6 +129,7 @@ static int group_ops(st_db *db, st_batch *b, const group *g, st_mut **muts_out, 
       ops[i] = (clog_op){CLOG_OP_VALUE, m->key, m->klen, o->val, o->vlen, NULL, 0, 0, 0};
     } else { /* logged by reference: the bytes must be durable first */
       ops[i] = (clog_op){CLOG_OP_REF, m->key, m->klen, NULL, 0, b->path, strlen(b->path), m->ref.offset, o->vlen};
+      *ref_end = m->ref.offset + o->vlen; /* appended in order */
       *need_sync = 1;
     }
   }
@@ -164,10 +166,16 @@ int lc__group(st_db *db, group *g, const st_vers *latest, st_vers *nv, st_mstate
   st_batch *b = db->batch;
   uint64_t off0 = b->w.off;
   if (g->n) qsort(g->ch, g->n, sizeof *g->ch, cm__cmp_change);
-  if ((rc = group_ops(db, b, g, &muts, &ops, &need_sync))) goto fail;
+  uint64_t ref_end = 0;
+  if ((rc = group_ops(db, b, g, &muts, &ops, &need_sync, &ref_end))) goto fail;
   uint64_t t = cm__commit_time(latest);
   uint64_t t_sync = cm__now_ns();
   if (need_sync && (rc = sync_referenced(db, b))) goto fail;
+  /* Large values, durable now, leave the page cache (storage/README.md
+   * "Large values and the page cache"), with the batch's bytes before them
+   * (all synced just now: the page cache may hold a file in folios of up to
+   * 2 MiB, and only a folio wholly inside the range is dropped). */
+  if (need_sync && !db->keep_value_pages) bs_drop_cache(b->w.f, 0, ref_end);
   if ((rc = clog_encode_ops(&rec, ops, g->n)) ||
       (rc = clog_append(db->log, CLOG_GROUP, gen, t, rec.p, rec.len)))
     goto fail;

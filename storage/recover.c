@@ -122,6 +122,7 @@ int rc__open_log(st_db *db, const st_options *opt) {
   db->publish_ns = (uint64_t)(opt->publish_interval_ms ? opt->publish_interval_ms : DEFAULT_PUBLISH_MS) * 1000000ull;
   db->max_backlog = opt->max_unpublished_bytes ? opt->max_unpublished_bytes : DEFAULT_MAX_BACKLOG;
   db->log_value_max = opt->log_value_max ? opt->log_value_max : DEFAULT_LOG_VALUE_MAX;
+  db->keep_value_pages = opt->keep_value_pages;
   db->log_segment_bytes = opt->log_segment_bytes ? opt->log_segment_bytes : DEFAULT_LOG_SEGMENT_BYTES;
   db->published = db->latest.generation;
   db->log_last = db->latest.generation;

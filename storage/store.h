@@ -80,6 +80,12 @@ typedef struct st_options {
   /* Values above this many bytes are logged as a reference to their data
    * file, which is synced first; smaller ones travel in the log. 0 = 64 KiB. */
   uint32_t log_value_max;
+  /* Those values' bytes leave the OS page cache once synced (a write of
+   * large values is rarely read back at once, and a page cache grown by
+   * every such write costs memory and CPU: storage/README.md "Large values
+   * and the page cache"); 1 keeps them cached, for workloads that read
+   * their large values right back. */
+  int keep_value_pages;
   /* A log segment takes new batches until it holds this many bytes; it is
    * removed once all of them are published. 0 = 4 MiB. */
   uint64_t log_segment_bytes;

@@ -266,7 +266,7 @@ static int rf_list(bs_store *s, const char *d, char ***n, size_t *c) { return bs
 static int rf_lock(bs_store *s) { return bs_lock(RF(s)->inner); }
 static void rf_destroy(bs_store *s) { (void)s; }
 static const bs_ops rf_ops = {rf_open_read, NULL, NULL, rf_create, NULL, NULL, NULL, NULL, rf_rename,
-                              rf_sync_dir, rf_remove, rf_mkdir, rf_list, rf_lock, rf_destroy, NULL};
+                              rf_sync_dir, rf_remove, rf_mkdir, rf_list, rf_lock, rf_destroy, NULL, NULL};
 
 static size_t count_data_files(bs_store *s) {
   char **names;

@@ -238,6 +238,30 @@ def test_poller_threads(tmp):
         check(stop_server(proc) == 0, "the server with %d pollers exits 0 on SIGTERM" % want)
 
 
+def test_large_value_pages(tmp):
+    """A value above 64 KiB leaves the OS page cache once durable, and reads back intact
+    from the disk; --keep-value-pages keeps it cached (storage/README.md "Large values and
+    the page cache"). Residency of the batch's one data file (a 10-minute batch), by fincore."""
+    value = os.urandom(4 << 20)
+    for keep in (False, True):
+        d = os.path.join(tmp, "pages-keep" if keep else "pages")
+        proc, port = start_server(d, "--publish-interval-ms", "600000", *(["--keep-value-pages"] if keep else []))
+        addr = "127.0.0.1:%d" % port
+        r = ctl("kv", "put", "big", stdin=value, addr=addr)
+        files = [os.path.join(d, "kv", "d", n) for n in os.listdir(os.path.join(d, "kv", "d")) if len(n) == 32]
+        res = [int(subprocess.run(["fincore", "--bytes", "--noheadings", "--output", "RES", f], check=True,
+                                  capture_output=True, text=True).stdout) for f in files]
+        g = ctl("kv", "get", "big", addr=addr)
+        if keep:
+            check(r.rc == 0 and len(res) == 1 and res[0] >= len(value) and g.out == value,
+                  "--keep-value-pages: a 4 MiB value stays in the page cache and reads back", (r, res))
+        else:
+            check(r.rc == 0 and len(res) == 1 and res[0] <= (2 << 20) + (64 << 10) and g.out == value,
+                  "a 4 MiB value leaves the page cache once durable (at most a 2 MiB folio past it "
+                  "stays) and reads back intact from the disk", (r, res))
+        check(stop_server(proc) == 0, "the server exits 0 on SIGTERM")
+
+
 def test_diff_from_v0_after_retention(tmp):
     """kv diff @v0 @vN is every key at vN, also when retention has dropped the generations
     after v0 (it lists vN instead of watching history from v0)."""
@@ -383,6 +407,7 @@ def main():
     test_server_bad_flags(tmp)
     test_store_places(tmp)
     test_poller_threads(tmp)
+    test_large_value_pages(tmp)
     test_diff_from_v0_after_retention(tmp)
     test_security(tmp)
     shutil.rmtree(tmp, ignore_errors=True)

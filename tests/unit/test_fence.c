@@ -107,7 +107,7 @@ static int g_list(bs_store *s, const char *d, char ***names, size_t *n) { return
 static int g_lock(bs_store *s) { return bs_lock(INNER(s)); }
 static void g_destroy(bs_store *s) { free(s); }
 static const bs_ops gate_ops = {g_open_read, g_pread, g_size, g_create, g_append, g_fsync, g_truncate, g_close,
-                                g_rename, g_sync_dir, g_remove, g_mkdir, g_list, g_lock, g_destroy, NULL};
+                                g_rename, g_sync_dir, g_remove, g_mkdir, g_list, g_lock, g_destroy, NULL, NULL};
 
 static void gate_arm(int fail) {
   pthread_mutex_lock(&gate.mu);

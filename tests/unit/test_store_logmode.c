@@ -15,6 +15,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -677,6 +680,104 @@ static void test_full_disk_stalls_then_resumes(void **state) {
   bs_destroy(base);
 }
 
+/* Bytes of file path in the OS page cache (mincore over a mapping), and its size. */
+static size_t resident_bytes(const char *path, size_t *size) {
+  int fd = open(path, O_RDONLY);
+  assert_true(fd >= 0);
+  struct stat st;
+  assert_int_equal(fstat(fd, &st), 0);
+  *size = (size_t)st.st_size;
+  size_t pages = (*size + 4095) / 4096, in = 0;
+  void *m = mmap(NULL, *size, PROT_READ, MAP_SHARED, fd, 0);
+  assert_true(m != MAP_FAILED);
+  unsigned char *vec = malloc(pages);
+  assert_non_null(vec);
+  assert_int_equal(mincore(m, *size, vec), 0);
+  for (size_t i = 0; i < pages; i++) in += vec[i] & 1;
+  free(vec);
+  munmap(m, *size);
+  close(fd);
+  return in * 4096;
+}
+
+/* Commits 8 values of 1 MiB (above log_value_max: written to the batch's data
+ * file and synced before the record) into a new store in dir; returns how much
+ * of that data file is in the page cache, after checking every value reads
+ * back intact. */
+static size_t large_values_resident(const char *dir, int keep) {
+  enum { N = 8, LEN = 1 << 20 };
+  char cmd[300];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
+  st_options o;
+  memset(&o, 0, sizeof o);
+  o.create = 1;
+  o.publish_interval_ms = 600000; /* the batch stays open: its one data file */
+  o.keep_value_pages = keep;
+  st_db *db;
+  assert_int_equal(st_open(dir, &o, &db), 0);
+  uint8_t *v = malloc(LEN);
+  assert_non_null(v);
+  st_txn *t;
+  st_result r;
+  assert_int_equal(st_txn_begin(db, &t), 0);
+  for (int i = 0; i < N; i++) {
+    char k[8];
+    snprintf(k, sizeof k, "v%d", i);
+    for (size_t j = 0; j < LEN; j++) v[j] = (uint8_t)(i * 31 + j * 7 + (j >> 12));
+    assert_int_equal(st_txn_put(t, k, 2, v, LEN), 0);
+  }
+  assert_int_equal(st_txn_commit(t, &r), 0);
+  char d[300], path[400];
+  snprintf(d, sizeof d, "%s/d", dir);
+  bs_store *files;
+  assert_int_equal(bs_file_open(d, &files), 0);
+  char **names;
+  size_t n, found = 0, size = 0, in = 0;
+  assert_int_equal(bs_list(files, "", &names, &n), 0);
+  for (size_t i = 0; i < n; i++)
+    if (strlen(names[i]) == 32) { /* a data file (docs/format.md): the batch's */
+      snprintf(path, sizeof path, "%s/%s", d, names[i]);
+      in = resident_bytes(path, &size);
+      found++;
+    }
+  free(names);
+  bs_destroy(files);
+  assert_int_equal(found, 1);
+  assert_true(size >= (size_t)N * LEN);
+  st_snap *s;
+  assert_int_equal(st_snap_latest(db, &s), 0);
+  strata_buf b = STRATA_BUF_INIT;
+  for (int i = 0; i < N; i++) {
+    char k[8];
+    snprintf(k, sizeof k, "v%d", i);
+    for (size_t j = 0; j < LEN; j++) v[j] = (uint8_t)(i * 31 + j * 7 + (j >> 12));
+    b.len = 0;
+    assert_int_equal(st_get(s, k, 2, &b), 0);
+    assert_int_equal(b.len, LEN);
+    assert_memory_equal(b.p, v, LEN);
+  }
+  strata_buf_free(&b);
+  st_snap_release(s);
+  st_close(db);
+  free(v);
+  assert_int_equal(system(cmd), 0);
+  return in;
+}
+
+/* Values logged by reference leave the page cache once durable (a page-cache
+ * folio may be up to 2 MiB, and one that reaches past the values stays), and
+ * read back intact from the disk; keep_value_pages keeps them. Real files. */
+static void test_large_values_leave_the_page_cache(void **state) {
+  (void)state;
+  char dir[128];
+  snprintf(dir, sizeof dir, "/tmp/strata-pgcache-%d", (int)getpid());
+  size_t dropped = large_values_resident(dir, 0), kept = large_values_resident(dir, 1);
+  if (dropped > (2u << 20) + (64u << 10))
+    fail_msg("%zu bytes of 8 MiB of large values still in the page cache", dropped);
+  if (kept < (8u << 20)) fail_msg("keep_value_pages: only %zu bytes of 8 MiB in the page cache", kept);
+}
+
 int main(void) {
   seed = getenv("STRATA_SEED") ? (unsigned)atoi(getenv("STRATA_SEED")) : (unsigned)time(NULL);
   srand(seed);
@@ -689,6 +790,7 @@ int main(void) {
     cmocka_unit_test(test_second_writer_refused_at_replay),
     cmocka_unit_test(test_published_only_reader_skips_the_log),
     cmocka_unit_test(test_failed_build_after_log_sync_is_taken_back),
+    cmocka_unit_test(test_large_values_leave_the_page_cache),
       cmocka_unit_test(test_publisher_retries_out_of_memory),
       cmocka_unit_test(test_full_disk_stalls_then_resumes),
   };

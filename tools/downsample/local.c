@@ -26,6 +26,7 @@ struct ds_local {
   int64_t reopened_ms; /* when it was last (re)opened */
   int warned;
   uint64_t direct, via_server; /* blocks read each way */
+  strata_buf val;              /* the value being read (under mu) */
 };
 
 /* A generation newer than the store's looks for a newer manifest at most this often:
@@ -85,6 +86,7 @@ void ds__local_close(ds *p) {
               l->via_server);
   if (l->db) st_close(l->db);
   bs_destroy(l->base);
+  strata_buf_free(&l->val);
   pthread_mutex_destroy(&l->mu);
   free(l);
   p->local = NULL;
@@ -109,22 +111,17 @@ int ds__local_read(ds *p, char **keys, const size_t *sizes, size_t n, uint64_t g
     rc = local_give_up(p, l, "reopening");
   if (!rc && gen > l->published) rc = -1; /* not published yet: the server has it */
   if (!rc && st_snap_at_generation(l->db, gen, &s)) rc = local_give_up(p, l, "pinning");
-  st_key *k = rc ? NULL : calloc(n ? n : 1, sizeof *k);
-  st_getres *out = rc ? NULL : calloc(n ? n : 1, sizeof *out);
-  if (!rc && (!k || !out)) rc = ds__fail(p, 1, "out of memory");
-  if (!rc) {
-    for (size_t i = 0; i < n; i++) k[i] = (st_key){keys[i], strlen(keys[i])};
-    if (st_get_batch(s, n, k, out)) rc = local_give_up(p, l, "reading");
-  }
+  /* one value at a time, through one buffer: a block's 16 MiB of values never sit
+   * in memory at once, and the buffer's pages, touched once, are reused (a
+   * first touch of memory is what costs most here: tools/downsample/README.md) */
   for (size_t i = 0; !rc && i < n; i++) {
-    int found = out[i].rc == 0;
-    rc = fn(p, ctx, i, found, found ? out[i].value.p : NULL, found ? out[i].value.len : 0);
+    l->val.len = 0;
+    int g_rc = st_get(s, keys[i], strlen(keys[i]), &l->val);
+    if (g_rc && g_rc != STRATA_ENOTFOUND) rc = local_give_up(p, l, "reading");
+    else rc = fn(p, ctx, i, !g_rc, g_rc ? NULL : l->val.p, g_rc ? 0 : l->val.len);
   }
   if (rc == -1) l->via_server++;
   else if (rc == 0) l->direct++;
-  for (size_t i = 0; out && i < n; i++) strata_buf_free(&out[i].value);
-  free(out);
-  free(k);
   if (s) st_snap_release(s);
   pthread_mutex_unlock(&l->mu);
   (void)sizes;
