@@ -428,31 +428,27 @@ static void putv_free(putv *pv, size_t n) {
 }
 
 /* Computes block b's pyramid from p->reg[0] while a thread reads its stored coarser
- * chunks, then makes the chunks that differ puts: *pvp (*np of them, and room for one
- * more: the stamp), returned even on failure (the caller frees them). t[0], t[1]:
- * when the compute and the comparison ended. 0, or 1 with err set. */
-static int compute_changes(ds *p, const int64_t b[3], putv **pvp, size_t *np, int64_t t[2]) {
+ * chunks (st: started already when on, else started here; joined and emptied here),
+ * then makes the chunks that differ puts: *pvp (*np of them, and room for one more:
+ * the stamp), returned even on failure (the caller frees them). t[0], t[1]: when the
+ * compute and the comparison ended. 0, or 1 with err set. */
+static int compute_changes(ds *p, const int64_t b[3], stored *st, putv **pvp, size_t *np, int64_t t[2]) {
   const ds_layout *l = &p->l;
   int rc = 0;
   /* the stored coarser chunks are read while the pyramid is computed */
-  stored *st = calloc(1, sizeof *st); /* large (it holds a view of the state) */
-  if (!st) rc = ds__fail(p, 1, "out of memory");
-  if (!rc) rc = stored_start(p, st, b);
+  if (!st->on) rc = stored_start(p, st, b);
   if (!rc) ds_block_pyramid(l, b, p->reg);
   t[0] = ds__now_ms();
-  if (st) {
-    int jr = stored_join(p, st);
-    if (!rc) rc = jr;
-  }
+  int jr = stored_join(p, st);
+  if (!rc) rc = jr;
   /* the coarser chunks that differ from the stored ones */
   size_t total = 0;
-  for (int i = 1; st && i < l->in.nscales; i++) total += st->cs[i].n;
+  for (int i = 1; i < l->in.nscales; i++) total += st->cs[i].n;
   size_t n = 0;
   putv *pv = NULL;
   if (!rc && !(pv = calloc(total + 1, sizeof(putv)))) rc = ds__fail(p, 1, "out of memory");
   for (int i = 1; i < l->in.nscales && !rc; i++) rc = diff_scale(p, st, i, pv, &n);
-  if (st) stored_free(st);
-  free(st);
+  stored_free(st);
   t[1] = ds__now_ms();
   *pvp = pv;
   *np = n;
@@ -529,11 +525,28 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
     free(sk);
     return rc;
   }
-  /* 2. mip 0 at g (read ahead already, or now); then the next block's read-ahead */
+  /* 2. mip 0 at g (read ahead already, or now: then the stored coarser chunks are
+   * read meanwhile, by the thread that otherwise reads them during the compute); then
+   * the next block's read-ahead */
+  stored *st = calloc(1, sizeof *st); /* large (it holds a view of the state) */
+  if (!st) {
+    free(sk);
+    return ds__fail(p, 1, "out of memory");
+  }
   int64_t t0 = ds__now_ms();
-  rc = pre && pre->rc >= 0 ? pre->rc : read_mip0(p, b, g);
+  if (pre && pre->rc >= 0) {
+    rc = pre->rc;
+  } else {
+    rc = stored_start(p, st, b);
+    if (!rc) rc = read_mip0(p, b, g);
+  }
   int64_t t1 = ds__now_ms();
   read_ahead(p, nx, g);
+  if (rc) { /* the block is not computed: the early read is not needed (nor its error) */
+    if (st->on) pthread_join(st->th, NULL);
+    stored_free(st);
+    free(st);
+  }
   if (rc == 2) {
     /* the block is not complete at g (a populate still loading it, or a chunk
      * deleted): nothing to compute from; the change that completes it is in the
@@ -553,7 +566,8 @@ static int do_block(ds *p, const int64_t b[3], uint64_t g, int force, int with_c
   putv *pv = NULL;
   size_t n = 0;
   int64_t t[2];
-  rc = compute_changes(p, b, &pv, &n, t);
+  rc = compute_changes(p, b, st, &pv, &n, t);
+  free(st);
   ds__crash_point("computed");
   if (!rc && atomic_load(&p->lost)) rc = ds__fail(p, 1, "the block lock's renewal failed: not committing");
   commit_job *j = rc ? NULL : calloc(1, sizeof *j);
