@@ -45,7 +45,24 @@ wait_for_line() {
   done
 }
 
+# The disk quiet first: the benchmark before this one in `make bench` (bench-downsample)
+# writes and deletes about 10 GB, and the writeback and discards it leaves behind stall
+# fsyncs for seconds, whichever server is being measured. sync, then wait until the block
+# devices complete no write and no discard for 2 s (/proc/diskstats), 60 s at most.
+quiesce() {
+  sync
+  prev="" quiet=0 n=0
+  while [ "$quiet" -lt 2 ] && [ "$n" -lt 60 ]; do
+    cur=$(awk '{ n += $8 + $15 } END { print n }' /proc/diskstats)
+    if [ "$cur" = "$prev" ]; then quiet=$((quiet + 1)); else quiet=0; fi
+    prev=$cur n=$((n + 1))
+    sleep 1
+  done
+  echo "bench-etcd: disk quiet after ${n} s" >&2
+}
+
 rm -rf "$dir" && mkdir -p "$dir"
+quiesce
 # Two ports the kernel hands out as free right now (client, peer) for etcd.
 set -- $(python3 -c 'import socket
 ss = [socket.socket() for _ in range(2)]
