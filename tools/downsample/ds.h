@@ -47,6 +47,14 @@ void ds_block_box(const ds_layout *l, int i, const int64_t b[3], int64_t lo[3], 
  * ds_block_box at scale 0, x fastest): reg[i] must have room for scale i's box. */
 void ds_block_pyramid(const ds_layout *l, const int64_t b[3], uint64_t *const *reg);
 
+/* A region buffer of `bytes` (NULL when out of memory), and its release (bytes as
+ * given). Mapped on its own in 2 MiB-aligned transparent huge pages where the kernel
+ * gives them: touching a 16 MiB region for the first time in 4 KiB pages cost about
+ * 30 ms on this project's VMs, in 2 MiB pages a few ms (docs/benchmarks.md "The
+ * region in huge pages"). The worker and the in-process anchor both use it. */
+void *ds_region_alloc(size_t bytes);
+void ds_region_free(void *p, size_t bytes);
+
 /* Copies chunk c of scale i between the block's region buffer and chunk bytes
  * (little-endian uint64 voxels, at any alignment). */
 void ds_chunk_from_region(const ds_layout *l, int i, const int64_t b[3], const uint64_t *reg,

@@ -34,6 +34,7 @@ typedef struct ds {
   pthread_cond_t cv;
   atomic_int lost, ahead_lost;
   uint64_t *reg[PC_MAX_SCALES];
+  size_t reg_bytes[PC_MAX_SCALES]; /* their sizes (ds_region_free) */
   uint64_t *cbuf; /* one chunk */
   uint64_t *spare; /* the prefetch's mip-0 region */
   ds_local *local; /* NULL without --store; shared by the reading threads' views */

@@ -9,9 +9,41 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "tools/downsample/ds_int.h"
+
+/* --- region buffers ----------------------------------------------------------------- */
+
+#if defined(__SANITIZE_ADDRESS__)
+/* Under AddressSanitizer from malloc, so that a write past a region is caught. */
+void *ds_region_alloc(size_t bytes) { return malloc(bytes ? bytes : 1); }
+void ds_region_free(void *p, size_t bytes) {
+  (void)bytes;
+  free(p);
+}
+#else
+#define DS_HUGE ((size_t)2 << 20)
+
+static size_t region_span(size_t bytes) { return (bytes + DS_HUGE - 1) / DS_HUGE * DS_HUGE; }
+
+void *ds_region_alloc(size_t bytes) {
+  size_t span = region_span(bytes ? bytes : 1);
+  /* one huge page more, then the unaligned head and tail given back */
+  uint8_t *raw = mmap(NULL, span + DS_HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return NULL;
+  uint8_t *p = (uint8_t *)(((uintptr_t)raw + DS_HUGE - 1) & ~(uintptr_t)(DS_HUGE - 1));
+  if (p > raw) munmap(raw, (size_t)(p - raw));
+  if (raw + span + DS_HUGE > p + span) munmap(p + span, (size_t)(raw + span + DS_HUGE - (p + span)));
+  (void)madvise(p, span, MADV_HUGEPAGE); /* a hint: 4 KiB pages where refused */
+  return p;
+}
+
+void ds_region_free(void *p, size_t bytes) {
+  if (p) munmap(p, region_span(bytes ? bytes : 1));
+}
+#endif
 
 /* --- geometry ----------------------------------------------------------------------- */
 
@@ -135,11 +167,13 @@ int ds_in_process(const char *dir, uint64_t *mip0_bytes, double *seconds, char *
   ds_layout l;
   if (ds_layout_init(&in, &l, err, errlen)) return 2;
   uint64_t *reg[PC_MAX_SCALES] = {0}, *cbuf = NULL, *tmp = NULL;
+  size_t reg_bytes[PC_MAX_SCALES] = {0};
   int rc = 0;
   for (int i = 0; i < in.nscales && !rc; i++) {
     int64_t n = 1;
     for (int d = 0; d < 3; d++) n *= l.bvox[d] / l.F[i][d];
-    if (!(reg[i] = malloc((size_t)n * 8))) rc = 1;
+    reg_bytes[i] = (size_t)n * 8;
+    if (!(reg[i] = ds_region_alloc(reg_bytes[i]))) rc = 1;
   }
   size_t cvox = (size_t)(in.s[0].chunk[0] * in.s[0].chunk[1] * in.s[0].chunk[2]);
   if (!rc && (!(cbuf = malloc(cvox * 8)) || !(tmp = malloc(cvox * 8)))) rc = 1;
@@ -179,7 +213,7 @@ int ds_in_process(const char *dir, uint64_t *mip0_bytes, double *seconds, char *
       }
   clock_gettime(CLOCK_MONOTONIC, &t1);
   *seconds = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) / 1e9;
-  for (int i = 0; i < PC_MAX_SCALES; i++) free(reg[i]);
+  for (int i = 0; i < PC_MAX_SCALES; i++) ds_region_free(reg[i], reg_bytes[i]);
   free(cbuf);
   free(tmp);
   return rc;

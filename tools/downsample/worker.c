@@ -303,16 +303,15 @@ static int alloc_buffers(ds *p) {
     int64_t b0[3] = {0, 0, 0}, lo[3], hi[3];
     ds_block_box(&p->l, i, b0, lo, hi);
     for (int d = 0; d < 3; d++) hi[d] = lo[d] + p->l.bvox[d] / p->l.F[i][d];
-    if (!(p->reg[i] = malloc(ds__box_voxels(lo, hi) * 8))) return ds__fail(p, 1, "out of memory");
+    p->reg_bytes[i] = ds__box_voxels(lo, hi) * 8;
+    if (!(p->reg[i] = ds_region_alloc(p->reg_bytes[i]))) return ds__fail(p, 1, "out of memory");
   }
   const pc_scale *s = &p->l.in.s[0];
   size_t cb = (size_t)(s->chunk[0] * s->chunk[1] * s->chunk[2]) * 8;
-  int64_t b0[3] = {0, 0, 0}, lo[3], hi[3];
-  ds_block_box(&p->l, 0, b0, lo, hi);
-  for (int d = 0; d < 3; d++) hi[d] = lo[d] + p->l.bvox[d];
   if (!(p->cbuf = malloc(cb))) return ds__fail(p, 1, "out of memory");
-  /* without the spare the blocks are simply read one after another */
-  p->spare = malloc(ds__box_voxels(lo, hi) * 8);
+  /* without the spare the blocks are simply read one after another (the same size
+   * as reg[0], which it is swapped with) */
+  p->spare = ds_region_alloc(p->reg_bytes[0]);
   return 0;
 }
 
@@ -405,9 +404,9 @@ int ds_run(rpc_client *c, const ds_opts *o, char *err, size_t errlen) {
     ds__logkv(p, "event=exit checkpoint=%" PRIu64 " blocks_done=%" PRIu64 " blocks_skipped=%" PRIu64
               " chunks_written=%" PRIu64, p->ckpt, p->blocks_done, p->blocks_skipped, p->chunks_written);
   ds__local_close(p);
-  for (int i = 0; i < PC_MAX_SCALES; i++) free(p->reg[i]);
+  for (int i = 0; i < PC_MAX_SCALES; i++) ds_region_free(p->reg[i], p->reg_bytes[i]);
   free(p->cbuf);
-  free(p->spare);
+  ds_region_free(p->spare, p->reg_bytes[0]);
   pthread_mutex_destroy(&p->mu);
   pthread_cond_destroy(&p->cv);
   free(p);
