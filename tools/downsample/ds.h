@@ -50,8 +50,9 @@ void ds_block_pyramid(const ds_layout *l, const int64_t b[3], uint64_t *const *r
 /* A region buffer of `bytes` (NULL when out of memory), and its release (bytes as
  * given). Mapped on its own in 2 MiB-aligned transparent huge pages where the kernel
  * gives them: touching a 16 MiB region for the first time in 4 KiB pages cost about
- * 30 ms on this project's VMs, in 2 MiB pages a few ms (docs/benchmarks.md "The
- * region in huge pages"). The worker and the in-process anchor both use it. */
+ * 30 ms on this project's VMs, in 2 MiB pages a few ms (docs/benchmarks.md "Large
+ * values leave the page cache; the first block's memory"). The worker and the
+ * in-process anchor both use it. */
 void *ds_region_alloc(size_t bytes);
 void ds_region_free(void *p, size_t bytes);
 
