@@ -722,7 +722,7 @@ static size_t large_values_resident(const char *dir, int keep) {
   st_result r;
   assert_int_equal(st_txn_begin(db, &t), 0);
   for (int i = 0; i < N; i++) {
-    char k[8];
+    char k[16];
     snprintf(k, sizeof k, "v%d", i);
     for (size_t j = 0; j < LEN; j++) v[j] = (uint8_t)(i * 31 + j * 7 + (j >> 12));
     assert_int_equal(st_txn_put(t, k, 2, v, LEN), 0);
@@ -749,7 +749,7 @@ static size_t large_values_resident(const char *dir, int keep) {
   assert_int_equal(st_snap_latest(db, &s), 0);
   strata_buf b = STRATA_BUF_INIT;
   for (int i = 0; i < N; i++) {
-    char k[8];
+    char k[16];
     snprintf(k, sizeof k, "v%d", i);
     for (size_t j = 0; j < LEN; j++) v[j] = (uint8_t)(i * 31 + j * 7 + (j >> 12));
     b.len = 0;
