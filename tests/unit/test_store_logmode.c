@@ -700,6 +700,11 @@ static size_t resident_bytes(const char *path, size_t *size) {
   return in * 4096;
 }
 
+/* Value i of large_values_resident. */
+static void big_value(int i, uint8_t *v, size_t len) {
+  for (size_t j = 0; j < len; j++) v[j] = (uint8_t)(i * 31 + j * 7 + (j >> 12));
+}
+
 /* Commits 8 values of 1 MiB (above log_value_max: written to the batch's data
  * file and synced before the record) into a new store in dir; returns how much
  * of that data file is in the page cache, after checking every value reads
@@ -724,7 +729,7 @@ static size_t large_values_resident(const char *dir, int keep) {
   for (int i = 0; i < N; i++) {
     char k[16];
     snprintf(k, sizeof k, "v%d", i);
-    for (size_t j = 0; j < LEN; j++) v[j] = (uint8_t)(i * 31 + j * 7 + (j >> 12));
+    big_value(i, v, LEN);
     assert_int_equal(st_txn_put(t, k, 2, v, LEN), 0);
   }
   assert_int_equal(st_txn_commit(t, &r), 0);
@@ -751,7 +756,7 @@ static size_t large_values_resident(const char *dir, int keep) {
   for (int i = 0; i < N; i++) {
     char k[16];
     snprintf(k, sizeof k, "v%d", i);
-    for (size_t j = 0; j < LEN; j++) v[j] = (uint8_t)(i * 31 + j * 7 + (j >> 12));
+    big_value(i, v, LEN);
     b.len = 0;
     assert_int_equal(st_get(s, k, 2, &b), 0);
     assert_int_equal(b.len, LEN);
